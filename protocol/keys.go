@@ -1,0 +1,143 @@
+package protocol
+
+import (
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"crypto/hpke"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Sizes of keys and signatures (§2.3).
+const (
+	IdentityKeySize  = ed25519.PublicKeySize // 32
+	SignatureSize    = ed25519.SignatureSize // 64
+	KEMPublicKeySize = 1184 + 32             // X-Wing: ML-KEM-768 encapsulation key || X25519 point
+	KEMEncSize       = 1088 + 32             // X-Wing: ML-KEM-768 ciphertext || X25519 point
+	HashSize         = 32                    // SHA-256
+)
+
+// The HPKE suite of §4: X-Wing, HKDF-SHA256, ChaCha20-Poly1305.
+var (
+	suiteKEM  = hpke.MLKEM768X25519()
+	suiteKDF  = hpke.HKDFSHA256()
+	suiteAEAD = hpke.ChaCha20Poly1305()
+)
+
+// Suite returns the HPKE components every sealed epoch key uses (§4).
+func Suite() (hpke.KEM, hpke.KDF, hpke.AEAD) { return suiteKEM, suiteKDF, suiteAEAD }
+
+// Errors callers branch on.
+var (
+	ErrBadSignature = errors.New("signature does not verify")
+	ErrBadKey       = errors.New("invalid public key")
+)
+
+// IdentityKey is an account's Ed25519 public identity key (§2.3). All devices
+// of one account share it; it signs pre-keys, membership records,
+// distributions and envelopes.
+type IdentityKey [IdentityKeySize]byte
+
+// ParseIdentityKey checks that b is a 32-byte Ed25519 public key.
+func ParseIdentityKey(b []byte) (IdentityKey, error) {
+	var k IdentityKey
+	if len(b) != IdentityKeySize {
+		return k, fmt.Errorf("%w: identity key is %d bytes, want %d", ErrBadKey, len(b), IdentityKeySize)
+	}
+	copy(k[:], b)
+	if k == (IdentityKey{}) {
+		return k, fmt.Errorf("%w: identity key is all zero", ErrBadKey)
+	}
+	return k, nil
+}
+
+// Verify checks sig over msg with crypto/ed25519 (RFC 8032; a non-canonical
+// S is refused).
+func (k IdentityKey) Verify(msg, sig []byte) error {
+	if len(sig) != SignatureSize || !ed25519.Verify(ed25519.PublicKey(k[:]), msg, sig) {
+		return ErrBadSignature
+	}
+	return nil
+}
+
+// Equal compares two identity keys in constant time.
+func (k IdentityKey) Equal(o IdentityKey) bool { return subtle.ConstantTimeCompare(k[:], o[:]) == 1 }
+
+const identityPrefix = "sandi-identity:"
+
+// String returns the prefixed text form, "sandi-identity:" + base64url.
+func (k IdentityKey) String() string {
+	return identityPrefix + base64.RawURLEncoding.EncodeToString(k[:])
+}
+
+// MarshalText implements encoding.TextMarshaler with the prefixed form.
+func (k IdentityKey) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// UnmarshalText parses the prefixed form; a key of another kind is refused.
+func (k *IdentityKey) UnmarshalText(b []byte) error {
+	s, ok := strings.CutPrefix(string(b), identityPrefix)
+	if !ok {
+		return fmt.Errorf("%w: identity key text must start with %q", ErrBadKey, identityPrefix)
+	}
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(s)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadKey, err)
+	}
+	*k, err = ParseIdentityKey(raw)
+	return err
+}
+
+// KEMPublicKey is an X-Wing public key used as a pre-key (§2.3).
+type KEMPublicKey struct{ b [KEMPublicKeySize]byte }
+
+// probeScalar is a fixed X25519 scalar used only to detect small-order
+// points: for any clamped scalar, a point of small order multiplies to the
+// identity, which crypto/ecdh reports as an error.
+var probeScalar = [32]byte{1: 0x5a, 7: 0xa5, 31: 0x40}
+
+// ParseKEMPublicKey checks b as an X-Wing public key: the ML-KEM-768
+// encapsulation key must be canonical and the X25519 point must not be of
+// small order (§2.3, Wycheproof "low order public" cases).
+func ParseKEMPublicKey(b []byte) (KEMPublicKey, error) {
+	var k KEMPublicKey
+	if len(b) != KEMPublicKeySize {
+		return k, fmt.Errorf("%w: KEM key is %d bytes, want %d", ErrBadKey, len(b), KEMPublicKeySize)
+	}
+	if _, err := suiteKEM.NewPublicKey(b); err != nil {
+		return k, fmt.Errorf("%w: %v", ErrBadKey, err)
+	}
+	if err := CheckX25519Point(b[1184:]); err != nil {
+		return k, err
+	}
+	copy(k.b[:], b)
+	return k, nil
+}
+
+// CheckX25519Point refuses an X25519 public value of small order (one that
+// would make any Diffie-Hellman output all zero).
+func CheckX25519Point(p []byte) error {
+	pub, err := ecdh.X25519().NewPublicKey(p)
+	if err != nil {
+		return fmt.Errorf("%w: X25519 point: %v", ErrBadKey, err)
+	}
+	priv, err := ecdh.X25519().NewPrivateKey(probeScalar[:])
+	if err != nil {
+		return fmt.Errorf("%w: X25519 probe: %v", ErrBadKey, err)
+	}
+	if _, err := priv.ECDH(pub); err != nil {
+		return fmt.Errorf("%w: X25519 point of small order", ErrBadKey)
+	}
+	return nil
+}
+
+// Bytes returns the 1216-byte encoding.
+func (k KEMPublicKey) Bytes() []byte { return k.b[:] }
+
+// IsZero reports whether k was never set.
+func (k KEMPublicKey) IsZero() bool { return k == KEMPublicKey{} }
+
+// HPKE returns k as a crypto/hpke public key.
+func (k KEMPublicKey) HPKE() (hpke.PublicKey, error) { return suiteKEM.NewPublicKey(k.b[:]) }

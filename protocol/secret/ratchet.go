@@ -1,0 +1,270 @@
+package secret
+
+import (
+	"crypto/hkdf"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+
+	"golang.org/x/crypto/chacha20poly1305"
+
+	"sandi.dev/protocol"
+	"sandi.dev/protocol/internal/wire"
+)
+
+// Ratchet limits of §8.
+const (
+	// MaxSkip bounds both how far ahead of the next expected counter a
+	// message may be and how many skipped message keys one sender chain
+	// keeps. A larger jump fails at once, deriving nothing.
+	MaxSkip = 2000
+	// MaxCounter is the last usable counter of a chain.
+	MaxCounter     = 1<<32 - 2
+	chainKeySize   = 32
+	messageKeySize = chacha20poly1305.KeySize + chacha20poly1305.NonceSize
+)
+
+// Decryption failures, classified (§8.4).
+var (
+	ErrDuplicate     = errors.New("message counter already used (duplicate or replay)")
+	ErrTooFarAhead   = errors.New("message counter too far ahead")
+	ErrUnknownSender = errors.New("sender device is not a member device of this epoch")
+	ErrWrongEpoch    = errors.New("message belongs to another conversation or epoch")
+	ErrDecrypt       = errors.New("message does not decrypt")
+	ErrExhausted     = errors.New("sender chain exhausted; a new epoch is needed")
+	ErrTooLong       = errors.New("plaintext too long")
+)
+
+type messageKey [messageKeySize]byte
+
+// chain is the receiving (or, for this device, sending) ratchet of one sender
+// device in one epoch.
+type chain struct {
+	next    uint32
+	key     [chainKeySize]byte
+	skipped map[uint32]messageKey
+}
+
+func senderChainInfo(conv protocol.ConversationID, epoch uint64, sender protocol.DeviceRef) string {
+	w := wire.NewBuilder(96)
+	w.Fixed([]byte(protocol.LabelSenderChain))
+	w.U8(protocol.Version)
+	w.Fixed(conv[:])
+	w.U64(epoch)
+	w.Fixed(sender.User[:])
+	w.Fixed(sender.Device[:])
+	return string(w.Bytes())
+}
+
+// ChainKey derives chain key 0 of sender in an epoch (§8.1).
+func ChainKey(s *EpochSecret, conv protocol.ConversationID, epoch uint64, sender protocol.DeviceRef) ([chainKeySize]byte, error) {
+	var ck [chainKeySize]byte
+	k, err := hkdf.Key(sha256.New, s[:], nil, senderChainInfo(conv, epoch, sender), chainKeySize)
+	if err != nil {
+		return ck, fmt.Errorf("chain key: %w", err)
+	}
+	copy(ck[:], k)
+	return ck, nil
+}
+
+// step derives message key i from chain key i and chain key i+1 (§8.2):
+// mk = HKDF-Expand(ck, LabelMessageKey || i, 44), ck' = HKDF-Expand(ck, LabelChainStep, 32).
+func step(ck *[chainKeySize]byte, i uint32) (mk messageKey, next [chainKeySize]byte, err error) {
+	w := wire.NewBuilder(len(protocol.LabelMessageKey) + 4)
+	w.Fixed([]byte(protocol.LabelMessageKey))
+	w.U32(i)
+	m, err := hkdf.Expand(sha256.New, ck[:], string(w.Bytes()), messageKeySize)
+	if err != nil {
+		return mk, next, fmt.Errorf("message key: %w", err)
+	}
+	n, err := hkdf.Expand(sha256.New, ck[:], protocol.LabelChainStep, chainKeySize)
+	if err != nil {
+		return mk, next, fmt.Errorf("chain step: %w", err)
+	}
+	copy(mk[:], m)
+	copy(next[:], n)
+	return mk, next, nil
+}
+
+// MessageKeys returns message keys 0..n-1 of a chain starting at ck; it is
+// used by test vectors.
+func MessageKeys(ck [chainKeySize]byte, n int) ([][messageKeySize]byte, error) {
+	out := make([][messageKeySize]byte, n)
+	for i := range n {
+		mk, next, err := step(&ck, uint32(i))
+		if err != nil {
+			return nil, err
+		}
+		out[i], ck = mk, next
+	}
+	return out, nil
+}
+
+// Epoch is this device's ratchet state for one epoch of one conversation:
+// one chain per member device, derived when the epoch is opened, after which
+// the epoch secret itself is not kept (§8.1). Its own chain is the sending
+// chain. An Epoch is not safe for concurrent use.
+type Epoch struct {
+	Conversation protocol.ConversationID
+	Number       uint64
+	Self         protocol.DeviceRef
+	chains       map[protocol.DeviceRef]*chain
+}
+
+// NewEpoch derives the chains of every device in devices (the distribution's
+// recipients) from the epoch secret. The caller should drop the secret.
+func NewEpoch(s *EpochSecret, conv protocol.ConversationID, epoch uint64, self protocol.DeviceRef, devices []protocol.DeviceRef) (*Epoch, error) {
+	e := &Epoch{Conversation: conv, Number: epoch, Self: self, chains: make(map[protocol.DeviceRef]*chain, len(devices))}
+	for _, d := range devices {
+		ck, err := ChainKey(s, conv, epoch, d)
+		if err != nil {
+			return nil, err
+		}
+		e.chains[d] = &chain{key: ck}
+	}
+	if e.chains[self] == nil {
+		return nil, ErrNotRecipient
+	}
+	return e, nil
+}
+
+// Sent returns how many messages this device has sent in the epoch.
+func (e *Epoch) Sent() uint32 { return e.chains[e.Self].next }
+
+// Encrypt pads, encrypts and signs plaintext as the next message of this
+// device's chain (§9).
+func (e *Epoch) Encrypt(id *IdentityPrivateKey, plaintext []byte) (*protocol.Envelope, error) {
+	if len(plaintext) > MaxPlaintext {
+		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLong, len(plaintext), MaxPlaintext)
+	}
+	c := e.chains[e.Self]
+	if c.next > MaxCounter {
+		return nil, ErrExhausted
+	}
+	mk, next, err := step(&c.key, c.next)
+	if err != nil {
+		return nil, err
+	}
+	env := &protocol.Envelope{Header: protocol.Header{
+		Conversation: e.Conversation, Epoch: e.Number, Sender: e.Self, Counter: c.next,
+	}}
+	env.Ciphertext, err = aeadSeal(&mk, Pad(plaintext), env.Header.AssociatedData())
+	if err != nil {
+		return nil, err
+	}
+	env.Signature = id.Sign(env.SignedData())
+	c.key, c.next = next, c.next+1
+	clear(mk[:])
+	return env, nil
+}
+
+func aeadSeal(mk *messageKey, pt, ad []byte) ([]byte, error) {
+	a, err := chacha20poly1305.New(mk[:chacha20poly1305.KeySize])
+	if err != nil {
+		return nil, fmt.Errorf("aead: %w", err)
+	}
+	return a.Seal(nil, mk[chacha20poly1305.KeySize:], pt, ad), nil
+}
+
+func aeadOpen(mk *messageKey, ct, ad []byte) ([]byte, error) {
+	a, err := chacha20poly1305.New(mk[:chacha20poly1305.KeySize])
+	if err != nil {
+		return nil, fmt.Errorf("aead: %w", err)
+	}
+	pt, err := a.Open(nil, mk[chacha20poly1305.KeySize:], ct, ad)
+	if err != nil {
+		return nil, ErrDecrypt
+	}
+	return pt, nil
+}
+
+// Decrypt verifies env's signature with the sender's identity key (from the
+// verified membership chain), then decrypts it and advances the sender's
+// chain. State changes only when the message decrypts. A counter already used
+// gives ErrDuplicate; one more than MaxSkip ahead gives ErrTooFarAhead.
+func (e *Epoch) Decrypt(env *protocol.Envelope, sender protocol.IdentityKey) ([]byte, error) {
+	if env.Conversation != e.Conversation || env.Epoch != e.Number {
+		return nil, ErrWrongEpoch
+	}
+	c := e.chains[env.Sender]
+	if c == nil {
+		return nil, ErrUnknownSender
+	}
+	if err := env.Verify(sender); err != nil {
+		return nil, err
+	}
+	ad := env.Header.AssociatedData()
+	n := env.Counter
+	if n < c.next {
+		mk, ok := c.skipped[n]
+		if !ok {
+			return nil, ErrDuplicate
+		}
+		pt, err := open(&mk, env.Ciphertext, ad)
+		if err != nil {
+			return nil, err
+		}
+		delete(c.skipped, n)
+		return pt, nil
+	}
+	gap := int(n - c.next)
+	if gap > MaxSkip || len(c.skipped)+gap > MaxSkip {
+		return nil, fmt.Errorf("%w: counter %d, expected %d", ErrTooFarAhead, n, c.next)
+	}
+	ck := c.key
+	skipped := make(map[uint32]messageKey, gap)
+	for i := c.next; i < n; i++ {
+		mk, next, err := step(&ck, i)
+		if err != nil {
+			return nil, err
+		}
+		skipped[i], ck = mk, next
+	}
+	mk, next, err := step(&ck, n)
+	if err != nil {
+		return nil, err
+	}
+	pt, err := open(&mk, env.Ciphertext, ad)
+	if err != nil {
+		return nil, err
+	}
+	if c.skipped == nil && gap > 0 {
+		c.skipped = make(map[uint32]messageKey, gap)
+	}
+	for i, k := range skipped {
+		c.skipped[i] = k
+	}
+	c.key, c.next = next, n+1
+	return pt, nil
+}
+
+func open(mk *messageKey, ct, ad []byte) ([]byte, error) {
+	padded, err := aeadOpen(mk, ct, ad)
+	clear(mk[:])
+	if err != nil {
+		return nil, err
+	}
+	return Unpad(padded)
+}
+
+// equalChains compares the secret state of two epochs in constant time per
+// key; it is used by tests of Marshal/Unmarshal.
+func (e *Epoch) equal(o *Epoch) bool {
+	if e.Conversation != o.Conversation || e.Number != o.Number || e.Self != o.Self || len(e.chains) != len(o.chains) {
+		return false
+	}
+	for d, c := range e.chains {
+		oc := o.chains[d]
+		if oc == nil || c.next != oc.next || subtle.ConstantTimeCompare(c.key[:], oc.key[:]) != 1 || len(c.skipped) != len(oc.skipped) {
+			return false
+		}
+		for i, k := range c.skipped {
+			ok, found := oc.skipped[i]
+			if !found || subtle.ConstantTimeCompare(k[:], ok[:]) != 1 {
+				return false
+			}
+		}
+	}
+	return true
+}
