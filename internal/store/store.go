@@ -1,0 +1,336 @@
+// Package store is sandi's storage: one interface, Store, with a SQLite
+// implementation (the embedded default) and a PostgreSQL one, which pass the
+// same conformance suite (storetest). Every multi-row invariant of the server
+// is one call here and one database transaction.
+//
+// The store keeps protocol objects as the bytes the clients signed; it does
+// not parse or verify them (the server does that before calling). Times are
+// Unix milliseconds passed in by the caller.
+package store
+
+import (
+	"context"
+	"errors"
+
+	"sandi.dev/protocol"
+)
+
+// Errors callers branch on. Implementations wrap them with context.
+var (
+	ErrNotFound         = errors.New("not found")
+	ErrConflict         = errors.New("conflict")          // unique key taken (username, conversation id, epoch)
+	ErrIdentityMismatch = errors.New("identity mismatch") // bundle identity differs from the account's
+	ErrStaleChain       = errors.New("stale membership chain")
+	ErrEpochTaken       = errors.New("epoch already exists")
+	ErrStaleEpoch       = errors.New("epoch is not the current one or rotation is required")
+	ErrIdempotency      = errors.New("client message id reused with a different body")
+	ErrNotMember        = errors.New("not a member")
+)
+
+// User is an account.
+type User struct {
+	ID           protocol.UserID
+	Username     string // canonical (lower-case) form
+	PasswordHash string // argon2id, PHC string format
+	Identity     *protocol.IdentityKey
+	CreatedAt    int64
+}
+
+// Device is one device of an account. SignedPreKey and LastResort are
+// encoded protocol.PreKey values (nil until the first bundle upload).
+type Device struct {
+	ID           protocol.DeviceID
+	User         protocol.UserID
+	Name         string
+	SignedPreKey []byte
+	LastResort   []byte
+	CreatedAt    int64
+	Revoked      bool
+}
+
+// PreKeyRow is one encoded one-time pre-key.
+type PreKeyRow struct {
+	ID      uint32
+	Encoded []byte // protocol.PreKey encoding
+}
+
+// BundleUpload is a device's verified bundle, decomposed.
+type BundleUpload struct {
+	User         protocol.UserID
+	Device       protocol.DeviceID
+	Identity     protocol.IdentityKey
+	SignedPreKey []byte
+	LastResort   []byte
+	OneTime      []PreKeyRow
+	// Reset, when true, replaces the account's identity key even if it
+	// differs, revokes every other device of the account (deleting their
+	// tokens and one-time keys) and emits an identity_changed event to every
+	// device that shares a conversation with the account.
+	Reset bool
+	Now   int64
+}
+
+// Claimed is what claiming a device's keys returns: its signed pre-key and
+// last-resort key, and a one-time pre-key unless none was left (then
+// OneTime is nil and LastResortUsed reports it).
+type Claimed struct {
+	Device       protocol.DeviceID
+	SignedPreKey []byte
+	LastResort   []byte
+	OneTime      *PreKeyRow
+	// Remaining is how many one-time keys the device has left after this claim.
+	Remaining int
+}
+
+// Conversation is a conversation's server-side state.
+type Conversation struct {
+	ID               protocol.ConversationID
+	CreatedAt        int64
+	ChainSeq         uint64   // seq of the last membership record
+	ChainHead        [32]byte // its hash
+	Epoch            uint64   // current epoch (0 before the first)
+	EpochStartedAt   int64
+	MessagesInEpoch  int
+	RotationRequired bool
+	RotationReason   string // "membership", "device", "policy", or ""
+	LastSeq          uint64 // sequence number of the last message (0 if none)
+}
+
+// MemberRow is a current member as the server tracks it for authorization.
+type MemberRow struct {
+	User protocol.UserID
+	Role protocol.Role
+}
+
+// RecordRow is an encoded membership record with its place in the chain.
+type RecordRow struct {
+	Seq     uint64
+	Encoded []byte
+}
+
+// SessionKey is one device's entry of an epoch: the initiator ephemeral key
+// (HPKE enc) and the sealed epoch secret. Both are required: the schema
+// cannot hold a session key without them.
+type SessionKey struct {
+	Device             protocol.DeviceID
+	User               protocol.UserID
+	PreKeyID           uint32
+	InitiatorEphemeral []byte
+	Ciphertext         []byte
+}
+
+// Session is one epoch of a conversation: the encoded signed distribution
+// and its per-device keys, decomposed for fast per-device reads.
+type Session struct {
+	Conversation protocol.ConversationID
+	Epoch        uint64
+	ChainSeq     uint64
+	Creator      protocol.DeviceID
+	Encoded      []byte // protocol.Distribution encoding
+	Keys         []SessionKey
+	CreatedAt    int64
+}
+
+// NewConversation is everything that creating a conversation writes, in one
+// transaction: the conversation, its genesis record, its members and its
+// first session.
+type NewConversation struct {
+	ID      protocol.ConversationID
+	Genesis RecordRow // seq 0
+	Head    [32]byte  // hash of the genesis record
+	Members []MemberRow
+	Session Session // epoch 1
+	// ClaimedOneTime lists, per device, the one-time pre-key ids that the
+	// session used; nothing to do for the store (claims already deleted
+	// them) but kept for audit symmetry. Optional.
+	Now int64
+}
+
+// MembershipChange appends one verified record. The store checks that
+// PrevSeq is the conversation's current chain seq (else ErrStaleChain),
+// applies Members (the full member list after the record), marks the
+// conversation rotation-required with reason "membership" and emits a
+// membership event to every device of every member before and after.
+type MembershipChange struct {
+	Conversation protocol.ConversationID
+	Record       RecordRow
+	PrevSeq      uint64
+	Head         [32]byte
+	Members      []MemberRow // the members after this record
+	Now          int64
+}
+
+// NewSession is a rotation: the next epoch. Inside its transaction the store
+// checks that the keys cover exactly the member devices (else
+// *CoverageError), that Epoch ==
+// current+1 (else ErrEpochTaken, with the current epoch in the error via
+// EpochError), and that ChainSeq equals the conversation's chain seq (else
+// ErrStaleChain); then clears rotation-required, resets the epoch counters
+// and emits a session event to each recipient device.
+type NewSession struct {
+	Session Session
+	Now     int64
+}
+
+// CoverageError reports a session whose keys do not cover exactly the
+// devices of the current members (active devices that have uploaded a
+// bundle). It wraps ErrCoverage.
+type CoverageError struct {
+	Missing []protocol.DeviceID // member devices without a key
+	Extra   []protocol.DeviceID // keys for devices that are not member devices
+}
+
+// ErrCoverage is wrapped by CoverageError.
+var ErrCoverage = errors.New("session does not cover exactly the member devices")
+
+func (e *CoverageError) Error() string { return ErrCoverage.Error() }
+func (e *CoverageError) Unwrap() error { return ErrCoverage }
+
+// EpochError carries the current epoch with ErrEpochTaken or ErrStaleEpoch.
+type EpochError struct {
+	Err     error
+	Current uint64
+}
+
+func (e *EpochError) Error() string { return e.Err.Error() }
+func (e *EpochError) Unwrap() error { return e.Err }
+
+// Send is one message to append.
+type Send struct {
+	Conversation protocol.ConversationID
+	Sender       protocol.DeviceID
+	SenderUser   protocol.UserID
+	ClientID     string // unique per sender device
+	Epoch        uint64
+	Envelope     []byte
+	Now          int64
+	// Policy: when MessagesInEpoch reaches RotateAfterMessages (>0) or the
+	// epoch is older than RotateAfterMillis (>0), the store marks the
+	// conversation rotation-required (reason "policy") after this message.
+	RotateAfterMessages int
+	RotateAfterMillis   int64
+}
+
+// SendResult is the outcome of one Send in a batch.
+type SendResult struct {
+	Seq       uint64 // the message's sequence number in its conversation
+	EventID   int64  // its event id in the sync stream
+	CreatedAt int64
+	Duplicate bool  // a retry of an already stored message: first result returned
+	Err       error // ErrNotMember, ErrStaleEpoch (as *EpochError), ErrIdempotency, ErrNotFound
+}
+
+// Message is a stored message.
+type Message struct {
+	Conversation protocol.ConversationID
+	Seq          uint64
+	Sender       protocol.DeviceID
+	SenderUser   protocol.UserID
+	ClientID     string
+	Epoch        uint64
+	Envelope     []byte
+	CreatedAt    int64
+}
+
+// Event kinds of the sync stream.
+const (
+	EventMessage         = "message"           // Conversation, Seq
+	EventSession         = "session"           // Conversation, Epoch: a new epoch with a key for this device
+	EventMembership      = "membership"        // Conversation, Seq (chain seq)
+	EventRotation        = "rotation_required" // Conversation, Epoch (current), Reason
+	EventIdentityChanged = "identity_changed"  // User
+	EventDevice          = "device"            // User: a device of a contact was added or revoked
+	EventPreKeysLow      = "prekeys_low"       // Device: this device should upload one-time keys
+	EventRemoved         = "removed"           // Conversation: this device's user is no longer a member
+)
+
+// Event is one entry of a device's sync stream. IDs increase in commit
+// order: a reader that saw event N will never later see a new event < N.
+type Event struct {
+	ID           int64
+	Kind         string
+	Conversation *protocol.ConversationID
+	User         *protocol.UserID
+	Seq          uint64
+	Epoch        uint64
+	Reason       string
+	Message      *Message // for EventMessage
+	CreatedAt    int64
+}
+
+// Store is sandi's storage. All methods are safe for concurrent use.
+type Store interface {
+	// CreateUser creates an account and its first device with a token.
+	// A taken username is ErrConflict.
+	CreateUser(ctx context.Context, u User, d Device, tokenHash []byte) error
+	// UserByName returns the account with that canonical username.
+	UserByName(ctx context.Context, username string) (User, error)
+	// User returns an account by id.
+	User(ctx context.Context, id protocol.UserID) (User, error)
+	// AddDevice adds a device with a token to an existing account.
+	AddDevice(ctx context.Context, d Device, tokenHash []byte) error
+	// Devices lists an account's devices that are not revoked.
+	Devices(ctx context.Context, user protocol.UserID) ([]Device, error)
+	// DeviceByToken resolves a bearer token hash to its device (not revoked).
+	DeviceByToken(ctx context.Context, tokenHash []byte) (Device, error)
+	// DeleteToken revokes one token (logout).
+	DeleteToken(ctx context.Context, tokenHash []byte) error
+
+	// PutBundle stores a device's bundle and, in the same transaction, sets
+	// the account's identity key if it has none. A different identity key
+	// is ErrIdentityMismatch unless b.Reset. One-time keys whose ids exist
+	// already are replaced. A device's first bundle emits EventDevice to
+	// contacts and marks their shared conversations rotation-required
+	// (reason "device").
+	PutBundle(ctx context.Context, b BundleUpload) error
+	// AddOneTimeKeys adds one-time keys to a device (ids already present are
+	// ErrConflict) and returns how many it has now.
+	AddOneTimeKeys(ctx context.Context, device protocol.DeviceID, keys []PreKeyRow) (int, error)
+	// CountOneTimeKeys returns how many one-time keys a device has.
+	CountOneTimeKeys(ctx context.Context, device protocol.DeviceID) (int, error)
+	// Claim atomically takes one one-time key of each device (two callers
+	// never get the same key) and returns each device's keys. If a device's
+	// remaining count falls below lowWater, EventPreKeysLow is emitted to
+	// it once until it uploads more.
+	Claim(ctx context.Context, devices []protocol.DeviceID, lowWater int) ([]Claimed, error)
+
+	// CreateConversation writes nc in one transaction. An existing id is
+	// ErrConflict; keys that do not cover exactly the devices of nc.Members
+	// are *CoverageError (checked inside the transaction). Emits EventSession to every recipient device and
+	// EventMembership to every member device.
+	CreateConversation(ctx context.Context, nc NewConversation) error
+	// Conversation returns a conversation's state.
+	Conversation(ctx context.Context, id protocol.ConversationID) (Conversation, error)
+	// Conversations lists the conversations a user is a member of.
+	Conversations(ctx context.Context, user protocol.UserID) ([]Conversation, error)
+	// Members returns a conversation's current members.
+	Members(ctx context.Context, id protocol.ConversationID) ([]MemberRow, error)
+	// Records returns the membership records with seq >= from, in order.
+	Records(ctx context.Context, id protocol.ConversationID, from uint64) ([]RecordRow, error)
+	// ChangeMembership appends a membership record; see MembershipChange.
+	ChangeMembership(ctx context.Context, mc MembershipChange) error
+	// AddSession stores the next epoch; see NewSession.
+	AddSession(ctx context.Context, ns NewSession) error
+	// SessionKeys returns, for one device, its key of every epoch of the
+	// conversation that covered it (epoch ascending), with the epoch's
+	// encoded distribution.
+	SessionKeys(ctx context.Context, conv protocol.ConversationID, device protocol.DeviceID, epoch uint64) (Session, error)
+
+	// Send appends a batch of messages in one transaction (group commit):
+	// each gets the next sequence number of its conversation. A Send that
+	// fails its checks gets its Err in its result and does not abort the
+	// others.
+	Send(ctx context.Context, batch []Send) ([]SendResult, error)
+	// Messages pages a conversation's messages with seq > after, ascending.
+	Messages(ctx context.Context, conv protocol.ConversationID, after uint64, limit int) ([]Message, error)
+
+	// Sync returns up to limit events for a device with ID > since, in order.
+	Sync(ctx context.Context, user protocol.UserID, device protocol.DeviceID, since int64, limit int) ([]Event, error)
+	// LastEventID returns the newest event id (a new device's first cursor).
+	LastEventID(ctx context.Context) (int64, error)
+
+	// Ping checks the database is reachable (readiness).
+	Ping(ctx context.Context) error
+	// Close releases the store.
+	Close() error
+}
