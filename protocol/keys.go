@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 )
 
 // Sizes of keys and signatures (§2.3).
@@ -93,10 +94,12 @@ func (k *IdentityKey) UnmarshalText(b []byte) error {
 // KEMPublicKey is an X-Wing public key used as a pre-key (§2.3).
 type KEMPublicKey struct{ b [KEMPublicKeySize]byte }
 
-// probeScalar is a fixed X25519 scalar used only to detect small-order
-// points: for any clamped scalar, a point of small order multiplies to the
-// identity, which crypto/ecdh reports as an error.
-var probeScalar = [32]byte{1: 0x5a, 7: 0xa5, 31: 0x40}
+// probeKey is a fixed X25519 key used only to detect small-order points: for
+// any clamped scalar, a point of small order multiplies to the identity,
+// which crypto/ecdh reports as an error. It is built once and never changes.
+var probeKey = sync.OnceValues(func() (*ecdh.PrivateKey, error) {
+	return ecdh.X25519().NewPrivateKey([]byte{1: 0x5a, 7: 0xa5, 31: 0x40})
+})
 
 // ParseKEMPublicKey checks b as an X-Wing public key: the ML-KEM-768
 // encapsulation key must be canonical and the X25519 point must not be of
@@ -123,7 +126,7 @@ func CheckX25519Point(p []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: X25519 point: %v", ErrBadKey, err)
 	}
-	priv, err := ecdh.X25519().NewPrivateKey(probeScalar[:])
+	priv, err := probeKey()
 	if err != nil {
 		return fmt.Errorf("%w: X25519 probe: %v", ErrBadKey, err)
 	}

@@ -62,8 +62,9 @@ type EpochRequest struct {
 
 // NewDistribution draws an epoch secret, seals it to every device of
 // req.Bundles and signs the result with the creator's identity key (§7).
-// Every bundle must verify, belong to a member of req.Chain and carry that
-// member's identity key.
+// Every bundle must belong to a member of req.Chain and carry that member's
+// identity key; the pre-key sealed to must be signed by it. The caller is
+// expected to have run Bundle.Verify on each bundle when it received it.
 func NewDistribution(id *IdentityPrivateKey, req EpochRequest) (*protocol.Distribution, *EpochSecret, error) {
 	if m, ok := req.Chain.Member(req.Creator.User); !ok || !m.Identity.Equal(id.Public()) {
 		return nil, nil, fmt.Errorf("new distribution: creator is not a member with this identity")
@@ -91,10 +92,12 @@ func NewDistribution(id *IdentityPrivateKey, req EpochRequest) (*protocol.Distri
 		if !m.Identity.Equal(b.Identity) {
 			return nil, nil, fmt.Errorf("new distribution: bundle of %s is signed by another identity than the membership names: %w", b.User, protocol.ErrBadSignature)
 		}
-		if err := b.Verify(); err != nil {
+		// The caller verified the bundle; the key sealed to is checked again
+		// here because sealing to an unsigned key would be unrecoverable.
+		target := b.Target(now)
+		if err := target.Verify(b.Identity, b.User, b.Device); err != nil {
 			return nil, nil, fmt.Errorf("new distribution: %w", err)
 		}
-		target := b.Target(now)
 		to := protocol.DeviceRef{User: b.User, Device: b.Device}
 		info := protocol.EpochKeyInfo(d.Conversation, d.Epoch, d.ChainHead, d.Creator, to, target.ID)
 		enc, ct, err := seal(target.Public, info, secret[:])

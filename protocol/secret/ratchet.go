@@ -208,6 +208,9 @@ func (e *Epoch) Decrypt(env *protocol.Envelope, sender protocol.IdentityKey) ([]
 		delete(c.skipped, n)
 		return pt, nil
 	}
+	if n > MaxCounter {
+		return nil, fmt.Errorf("%w: counter %d past the last usable one", ErrTooFarAhead, n)
+	}
 	gap := int(n - c.next)
 	if gap > MaxSkip || len(c.skipped)+gap > MaxSkip {
 		return nil, fmt.Errorf("%w: counter %d, expected %d", ErrTooFarAhead, n, c.next)
