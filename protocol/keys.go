@@ -83,6 +83,10 @@ func (k *IdentityKey) UnmarshalText(b []byte) error {
 	if !ok {
 		return fmt.Errorf("%w: identity key text must start with %q", ErrBadKey, identityPrefix)
 	}
+	// Go's base64 decoders skip CR and LF; a canonical key text has none.
+	if len(s) != base64.RawURLEncoding.EncodedLen(IdentityKeySize) || strings.ContainsAny(s, "\r\n") {
+		return fmt.Errorf("%w: identity key text has the wrong length or characters", ErrBadKey)
+	}
 	raw, err := base64.RawURLEncoding.Strict().DecodeString(s)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrBadKey, err)

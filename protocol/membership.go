@@ -346,8 +346,11 @@ func (c *Chain) Apply(rec *Record) (*Chain, error) {
 			return nil, chainErr(rec, "malformed rekey")
 		}
 		m := rec.Members[0]
-		if m.User != rec.Author || m.Role != author.Role {
-			return nil, authErr(rec, "a member may only rekey itself")
+		// A rekey is signed only by the new key, which a server could have
+		// made itself; it therefore never carries admin rights (§6.2): an
+		// admin who resets its identity is made admin again by another.
+		if m.User != rec.Author || m.Role != RoleMember {
+			return nil, authErr(rec, "a member may only rekey itself, as a plain member")
 		}
 		if _, err := ParseIdentityKey(m.Identity[:]); err != nil {
 			return nil, chainErr(rec, "new identity: %v", err)

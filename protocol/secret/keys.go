@@ -107,7 +107,7 @@ func (k *KEMPrivateKey) Equal(o *KEMPrivateKey) bool {
 	return subtle.ConstantTimeCompare(k.seed[:], o.seed[:]) == 1
 }
 
-// Open decrypts an HPKE single-shot ciphertext (enc || ct) made for k.
+// open decrypts an HPKE single-shot ciphertext (enc || ct) made for k.
 func (k *KEMPrivateKey) open(info, enc, ct []byte) ([]byte, error) {
 	_, kdf, aead := protocol.Suite()
 	msg := make([]byte, 0, len(enc)+len(ct))

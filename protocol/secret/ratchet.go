@@ -248,10 +248,17 @@ func open(mk *messageKey, ct, ad []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Unpad(padded)
+	pt, err := Unpad(padded)
+	if err != nil {
+		return nil, err
+	}
+	if len(pt) > MaxPlaintext {
+		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLong, len(pt), MaxPlaintext)
+	}
+	return pt, nil
 }
 
-// equalChains compares the secret state of two epochs in constant time per
+// equal compares the secret state of two epochs in constant time per
 // key; it is used by tests of Marshal/Unmarshal.
 func (e *Epoch) equal(o *Epoch) bool {
 	if e.Conversation != o.Conversation || e.Number != o.Number || e.Self != o.Self || len(e.chains) != len(o.chains) {

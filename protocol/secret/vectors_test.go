@@ -622,10 +622,11 @@ const vecMembershipDescription = `A membership chain (protocol.md §6). All inte
 	`Each record is built from op, conversation, seq, prev, time (Unix milliseconds), author, members and users; ` +
 	`op is 1 create, 2 add, 3 remove, 4 leave, 5 role, 6 rekey (op_name says which); a member's role is 1 member, 2 admin. ` +
 	`signed_data = "sandi v1 membership record" || the encoding without its signature; ` +
-	`signature = Ed25519 signature of signed_data by the key named by signer: the author's identity key, except for rekey, which the new key it announces signs; ` +
+	`signature = Ed25519 signature of signed_data by the key named by signer: the author's current identity key, except for rekey, which the new key it announces signs (a rekey names only its author, as a plain member); ` +
 	`encoded = 0x01 (version) || op (1) || conversation (16) || seq (u64) || prev (32) || time (u64) || author (16) || member count (u16) || members, each user (16) || identity (32) || role (1) || user count (u16) || users (16 each) || signature (64); ` +
 	`hash = SHA-256("sandi v1 membership hash" || encoded); each record's prev is the hash of the record before it (32 zero bytes for the genesis record, seq 0). ` +
-	`Verifying the records in order from the genesis succeeds (each author is a member; add, remove and role need an admin; remove cannot name the author) ` +
+	`The chain: alice creates it with bob and carol; adds dave and eve; makes carol an admin; carol removes dave; eve leaves; bob announces a new identity key; alice makes bob an admin again; bob, signing with his new key, adds dave back. ` +
+	`Verifying the records in order from the genesis succeeds (rules of §6.2) ` +
 	`and leaves final_members (sorted by user id), with final_seq and final_head the seq and hash of the last record. ` +
 	`Every value here is implementation-independent.`
 
@@ -711,7 +712,7 @@ func vecRecordOf(conv protocol.ConversationID, v vecRecord) (*protocol.Record, e
 func vecGenMembership(t *testing.T) *vecMembershipFile {
 	conv := vecConversation("membership")
 	keys := map[string]*IdentityPrivateKey{}
-	v := vecChain{Name: "create, add, role, remove, leave, rekey, add", Conversation: conv}
+	v := vecChain{Name: "create, add, role, remove, leave, rekey, role, add", Conversation: conv}
 	for _, name := range []string{"alice", "bob", "carol", "dave", "bob new", "eve"} {
 		k := vecIdentity(t, name)
 		keys[name] = k
@@ -729,12 +730,13 @@ func vecGenMembership(t *testing.T) *vecMembershipFile {
 		users   []protocol.UserID
 	}{
 		{protocol.OpCreate, "alice", "alice", []protocol.Member{mem("alice", protocol.RoleAdmin), mem("bob", protocol.RoleMember), mem("carol", protocol.RoleMember)}, nil},
-		{protocol.OpAdd, "alice", "alice", []protocol.Member{mem("dave", protocol.RoleMember)}, nil},
-		{protocol.OpRole, "alice", "alice", []protocol.Member{mem("bob", protocol.RoleAdmin)}, nil},
-		{protocol.OpRemove, "bob", "bob", nil, []protocol.UserID{user("carol")}},
-		{protocol.OpLeave, "dave", "dave", nil, nil},
-		{protocol.OpRekey, "bob", "bob new", []protocol.Member{mem("bob new", protocol.RoleAdmin)}, nil},
-		{protocol.OpAdd, "bob", "bob new", []protocol.Member{mem("eve", protocol.RoleMember)}, nil},
+		{protocol.OpAdd, "alice", "alice", []protocol.Member{mem("dave", protocol.RoleMember), mem("eve", protocol.RoleMember)}, nil},
+		{protocol.OpRole, "alice", "alice", []protocol.Member{mem("carol", protocol.RoleAdmin)}, nil},
+		{protocol.OpRemove, "carol", "carol", nil, []protocol.UserID{user("dave")}},
+		{protocol.OpLeave, "eve", "eve", nil, nil},
+		{protocol.OpRekey, "bob", "bob new", []protocol.Member{mem("bob new", protocol.RoleMember)}, nil},
+		{protocol.OpRole, "alice", "alice", []protocol.Member{mem("bob new", protocol.RoleAdmin)}, nil},
+		{protocol.OpAdd, "bob", "bob new", []protocol.Member{mem("dave", protocol.RoleMember)}, nil},
 	}
 	var chain *protocol.Chain
 	var prev [protocol.HashSize]byte
@@ -841,7 +843,7 @@ const vecEpochDescription = `An epoch distribution (protocol.md §7) to three de
 	`For each recipient: info = "sandi v1 epoch key" || 0x01 || conversation || epoch (u64) || chain_head || creator user || creator device || recipient user || recipient device || prekey_id (u32); ` +
 	`enc (1120) || ciphertext (48) = HPKE base-mode single-shot Seal (RFC 9180; KEM X-Wing 0x647a, KDF HKDF-SHA256 0x0001, AEAD ChaCha20-Poly1305 0x0003; empty aad) of epoch_secret to the target public key with info. ` +
 	`With the recorded ephemeral values the seal is deterministic: (ss_M, ct_M) = ML-KEM-768.Encaps_internal(pk_M, ephemeral_mlkem_m) (FIPS 203 Algorithm 17), ct_X = X25519(ephemeral_x25519_sk, 9), ss_X = X25519(ephemeral_x25519_sk, pk_X), ` +
-	`kem_shared_secret = SHA3-256(ss_M || ss_X || ct_X || pk_X || "\\.//^\\"), enc = ct_M || ct_X, and kem_shared_secret is the shared_secret of the HPKE key schedule. ` +
+	`kem_shared_secret = SHA3-256(ss_M || ss_X || ct_X || pk_X || the X-Wing label, the 6 bytes 5c2e2f2f5e5c), enc = ct_M || ct_X, and kem_shared_secret is the shared_secret of the HPKE key schedule. ` +
 	`commitment = HKDF-SHA256(ikm = epoch_secret, no salt, info = "sandi v1 epoch commitment" || 0x01 || conversation || epoch (u64), 32 bytes). ` +
 	`signed_data = "sandi v1 distribution" || the encoding without its signature; signature = Ed25519 signature of signed_data by the creator's identity seed; ` +
 	`encoded = 0x01 || conversation || epoch (u64) || chain_seq (u64) || chain_head || creator user || creator device || time (u64) || commitment || recipient count (u16) || recipients, each user || device || prekey_id (u32) || enc || ciphertext || signature (64). ` +
@@ -900,7 +902,7 @@ type vecEpoch struct {
 }
 
 func vecGenEpoch(t *testing.T) *vecEpochFile {
-	const seed = 0x5a4d1e90c0000001
+	const seed = 0x5a4d_0001 // below 2^53, so every JSON reader keeps it exact
 	conv := vecConversation("epoch")
 	ids := map[string]*IdentityPrivateKey{"alice": vecIdentity(t, "alice"), "bob": vecIdentity(t, "bob"), "carol": vecIdentity(t, "carol")}
 	mem := func(name string, role protocol.Role) protocol.Member {
@@ -1629,7 +1631,7 @@ type vecLink struct {
 func vecGenLink(t *testing.T) *vecLinkFile {
 	f := &vecLinkFile{vecHeader: vecHeader{vecLinkDescription}}
 	for i, c := range []struct{ user, device string }{{"alice", "alice tablet"}, {"bob", "bob laptop"}} {
-		seed := uint64(0x5a4d1e90c0001000) + uint64(i)
+		seed := uint64(0x5a4d_0100 + i)
 		tmp := vecKEM(t, "link "+c.device)
 		id := vecIdentity(t, c.user)
 		user, dev := vecUser(c.user), vecDevice(c.device)
