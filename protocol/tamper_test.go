@@ -385,6 +385,21 @@ func TestRekeySignedByOldKey(t *testing.T) {
 	leave := next(c1, protocol.OpLeave, m.bob)
 	wantUnauthorized(t, "leave signed by the replaced key", c1, signed(m.bob.id, leave))
 	mustApply(t, c1, signed(newKey, leave))
+
+	// A rekey is signed by the new key alone, which anyone could have
+	// made: it never carries admin rights, not even an admin's own.
+	aliceNew := fixedIdentity(t, "alice new")
+	rk := next(m.chain, protocol.OpRekey, m.alice)
+	rk.Members = []protocol.Member{{User: m.alice.ref.User, Identity: aliceNew.Public(), Role: protocol.RoleAdmin}}
+	wantUnauthorized(t, "rekey keeping admin rights", m.chain, signed(aliceNew, rk))
+	rk.Members[0].Role = protocol.RoleMember
+	c2 := mustApply(t, m.chain, signed(aliceNew, rk))
+	if got, _ := c2.Member(m.alice.ref.User); got.Role != protocol.RoleMember {
+		t.Fatalf("rekeyed admin has role %v", got.Role)
+	}
+	add := next(c2, protocol.OpAdd, m.alice)
+	add.Members = []protocol.Member{m.carol.member(protocol.RoleMember)}
+	wantUnauthorized(t, "add after an admin's rekey", c2, signed(aliceNew, add))
 }
 
 // ---- rollback and fork ----

@@ -25,6 +25,10 @@ var (
 	ErrStaleEpoch       = errors.New("epoch is not the current one or rotation is required")
 	ErrIdempotency      = errors.New("client message id reused with a different body")
 	ErrNotMember        = errors.New("not a member")
+	// ErrInvalid is a request that contradicts itself or the store's rules
+	// in a way the server should have refused before calling (a wrong
+	// genesis seq or first epoch, an empty wrapped key, a duplicate member).
+	ErrInvalid = errors.New("invalid request")
 )
 
 // User is an account.
@@ -64,15 +68,16 @@ type BundleUpload struct {
 	OneTime      []PreKeyRow
 	// Reset, when true, replaces the account's identity key even if it
 	// differs, revokes every other device of the account (deleting their
-	// tokens and one-time keys) and emits an identity_changed event to every
-	// device that shares a conversation with the account.
+	// tokens and one-time keys) and, if the key changed, emits an
+	// identity_changed event (User = the account) to every active device
+	// of every user that shares a conversation with the account.
 	Reset bool
 	Now   int64
 }
 
 // Claimed is what claiming a device's keys returns: its signed pre-key and
 // last-resort key, and a one-time pre-key unless none was left (then
-// OneTime is nil and LastResortUsed reports it).
+// OneTime is nil and the claimer wraps to the signed pre-key instead).
 type Claimed struct {
 	Device       protocol.DeviceID
 	SignedPreKey []byte
@@ -139,18 +144,19 @@ type NewConversation struct {
 	Genesis RecordRow // seq 0
 	Head    [32]byte  // hash of the genesis record
 	Members []MemberRow
-	Session Session // epoch 1
-	// ClaimedOneTime lists, per device, the one-time pre-key ids that the
-	// session used; nothing to do for the store (claims already deleted
-	// them) but kept for audit symmetry. Optional.
-	Now int64
+	Session Session // epoch 1, ChainSeq 0; Session.Creator must be a device of a member
+	Now     int64
 }
 
 // MembershipChange appends one verified record. The store checks that
-// PrevSeq is the conversation's current chain seq (else ErrStaleChain),
-// applies Members (the full member list after the record), marks the
-// conversation rotation-required with reason "membership" and emits a
-// membership event to every device of every member before and after.
+// PrevSeq is the conversation's current chain seq (else ErrStaleChain) and
+// that Record.Seq is PrevSeq+1 (else ErrInvalid), applies Members (the full
+// member list after the record), marks the conversation rotation-required
+// with reason "membership" and emits a membership event that every member
+// before and after sees: a conversation-wide EventMembership (a removed
+// member's view of the conversation ends with it, an added member's begins
+// with it), then EventRemoved to each device of each removed member, then a
+// conversation-wide EventRotation.
 type MembershipChange struct {
 	Conversation protocol.ConversationID
 	Record       RecordRow
@@ -161,12 +167,12 @@ type MembershipChange struct {
 }
 
 // NewSession is a rotation: the next epoch. Inside its transaction the store
-// checks that the keys cover exactly the member devices (else
-// *CoverageError), that Epoch ==
-// current+1 (else ErrEpochTaken, with the current epoch in the error via
-// EpochError), and that ChainSeq equals the conversation's chain seq (else
-// ErrStaleChain); then clears rotation-required, resets the epoch counters
-// and emits a session event to each recipient device.
+// checks, in this order, that Epoch == current+1 (else ErrEpochTaken, with
+// the current epoch in the error via EpochError), that ChainSeq equals the
+// conversation's chain seq (else ErrStaleChain), that the keys cover exactly
+// the member devices (else *CoverageError) and that Creator is one of them
+// (else ErrNotMember); then clears rotation-required, resets the epoch
+// counters and emits a session event to each recipient device.
 type NewSession struct {
 	Session Session
 	Now     int64
@@ -195,7 +201,10 @@ type EpochError struct {
 func (e *EpochError) Error() string { return e.Err.Error() }
 func (e *EpochError) Unwrap() error { return e.Err }
 
-// Send is one message to append.
+// Send is one message to append. Sender must be an active device of
+// SenderUser and SenderUser a current member (else ErrNotMember); Epoch
+// must be the current epoch and the conversation not rotation-required
+// (else ErrStaleEpoch).
 type Send struct {
 	Conversation protocol.ConversationID
 	Sender       protocol.DeviceID
@@ -244,6 +253,13 @@ const (
 	EventRemoved         = "removed"           // Conversation: this device's user is no longer a member
 )
 
+// An event is addressed either to one device (session, identity_changed,
+// device, prekeys_low, removed) or to a whole conversation (message,
+// membership, rotation_required). A device sees its own events and the
+// conversation-wide events of every conversation its user was a member of
+// at the time of the event: from the event that added the user up to and
+// including the one that removed it.
+
 // Event is one entry of a device's sync stream. IDs increase in commit
 // order: a reader that saw event N will never later see a new event < N.
 type Event struct {
@@ -261,7 +277,7 @@ type Event struct {
 // Store is sandi's storage. All methods are safe for concurrent use.
 type Store interface {
 	// CreateUser creates an account and its first device with a token.
-	// A taken username is ErrConflict.
+	// A taken username (or user, device or token id) is ErrConflict.
 	CreateUser(ctx context.Context, u User, d Device, tokenHash []byte) error
 	// UserByName returns the account with that canonical username.
 	UserByName(ctx context.Context, username string) (User, error)
@@ -273,15 +289,18 @@ type Store interface {
 	Devices(ctx context.Context, user protocol.UserID) ([]Device, error)
 	// DeviceByToken resolves a bearer token hash to its device (not revoked).
 	DeviceByToken(ctx context.Context, tokenHash []byte) (Device, error)
-	// DeleteToken revokes one token (logout).
+	// DeleteToken revokes one token (logout); an unknown token is ErrNotFound.
 	DeleteToken(ctx context.Context, tokenHash []byte) error
 
 	// PutBundle stores a device's bundle and, in the same transaction, sets
 	// the account's identity key if it has none. A different identity key
-	// is ErrIdentityMismatch unless b.Reset. One-time keys whose ids exist
-	// already are replaced. A device's first bundle emits EventDevice to
-	// contacts and marks their shared conversations rotation-required
-	// (reason "device").
+	// is ErrIdentityMismatch unless b.Reset (see BundleUpload). One-time
+	// keys whose ids exist already are replaced. A device's first bundle,
+	// and a reset that revoked devices, emit EventDevice to contacts (the
+	// active devices of every user sharing a conversation with the account,
+	// and the account's other devices) and mark their shared conversations
+	// rotation-required (reason "device", with an EventRotation). An unknown
+	// or revoked device, or one of another account, is ErrNotFound.
 	PutBundle(ctx context.Context, b BundleUpload) error
 	// AddOneTimeKeys adds one-time keys to a device (ids already present are
 	// ErrConflict) and returns how many it has now.
@@ -289,21 +308,27 @@ type Store interface {
 	// CountOneTimeKeys returns how many one-time keys a device has.
 	CountOneTimeKeys(ctx context.Context, device protocol.DeviceID) (int, error)
 	// Claim atomically takes one one-time key of each device (two callers
-	// never get the same key) and returns each device's keys. If a device's
-	// remaining count falls below lowWater, EventPreKeysLow is emitted to
-	// it once until it uploads more.
+	// never get the same key) and returns each device's keys, in the order
+	// of devices. If a device's remaining count falls below lowWater,
+	// EventPreKeysLow is emitted to it once until it uploads more. A device
+	// that is unknown, revoked or has no bundle yet is ErrNotFound (and
+	// nothing is claimed).
 	Claim(ctx context.Context, devices []protocol.DeviceID, lowWater int) ([]Claimed, error)
 
 	// CreateConversation writes nc in one transaction. An existing id is
-	// ErrConflict; keys that do not cover exactly the devices of nc.Members
-	// are *CoverageError (checked inside the transaction). Emits EventSession to every recipient device and
-	// EventMembership to every member device.
+	// ErrConflict; an unknown member is ErrNotFound; keys that do not cover
+	// exactly the devices of nc.Members (their active devices with a
+	// bundle) are *CoverageError (checked inside the transaction); a
+	// Creator that is not one of those devices is ErrNotMember. Emits
+	// EventSession to every recipient device and a conversation-wide
+	// EventMembership that every member sees.
 	CreateConversation(ctx context.Context, nc NewConversation) error
 	// Conversation returns a conversation's state.
 	Conversation(ctx context.Context, id protocol.ConversationID) (Conversation, error)
 	// Conversations lists the conversations a user is a member of.
 	Conversations(ctx context.Context, user protocol.UserID) ([]Conversation, error)
-	// Members returns a conversation's current members.
+	// Members returns a conversation's current members (ErrNotFound for an
+	// unknown conversation).
 	Members(ctx context.Context, id protocol.ConversationID) ([]MemberRow, error)
 	// Records returns the membership records with seq >= from, in order.
 	Records(ctx context.Context, id protocol.ConversationID, from uint64) ([]RecordRow, error)
@@ -311,9 +336,10 @@ type Store interface {
 	ChangeMembership(ctx context.Context, mc MembershipChange) error
 	// AddSession stores the next epoch; see NewSession.
 	AddSession(ctx context.Context, ns NewSession) error
-	// SessionKeys returns, for one device, its key of every epoch of the
-	// conversation that covered it (epoch ascending), with the epoch's
-	// encoded distribution.
+	// SessionKeys returns one epoch of a conversation as seen by one
+	// device: the session with its encoded distribution and, in Keys, only
+	// that device's entry. ErrNotFound when the epoch does not exist or did
+	// not cover the device.
 	SessionKeys(ctx context.Context, conv protocol.ConversationID, device protocol.DeviceID, epoch uint64) (Session, error)
 
 	// Send appends a batch of messages in one transaction (group commit):
@@ -321,16 +347,25 @@ type Store interface {
 	// fails its checks gets its Err in its result and does not abort the
 	// others.
 	Send(ctx context.Context, batch []Send) ([]SendResult, error)
-	// Messages pages a conversation's messages with seq > after, ascending.
+	// SendOne appends one message. Concurrent callers are collected while
+	// the previous transaction commits and written together in one
+	// transaction (group commit), so durable sends are not limited to one
+	// disk sync each. The returned error is the item's SendResult.Err, or
+	// the batch's error, or the caller's context error (the message may
+	// then still be stored: retry with the same ClientID).
+	SendOne(ctx context.Context, s Send) (SendResult, error)
+	// Messages pages a conversation's messages with seq > after, ascending
+	// (limit <= 0 means 100).
 	Messages(ctx context.Context, conv protocol.ConversationID, after uint64, limit int) ([]Message, error)
 
-	// Sync returns up to limit events for a device with ID > since, in order.
+	// Sync returns up to limit events for a device with ID > since, in
+	// order (limit <= 0 means 100). See the note on addressing above.
 	Sync(ctx context.Context, user protocol.UserID, device protocol.DeviceID, since int64, limit int) ([]Event, error)
 	// LastEventID returns the newest event id (a new device's first cursor).
 	LastEventID(ctx context.Context) (int64, error)
 
 	// Ping checks the database is reachable (readiness).
 	Ping(ctx context.Context) error
-	// Close releases the store.
+	// Close releases the store; calling it again does nothing.
 	Close() error
 }

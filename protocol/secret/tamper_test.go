@@ -306,6 +306,32 @@ func TestSkipBound(t *testing.T) {
 	}
 }
 
+// TestCounterPastLast: a counter past MaxCounter is refused before any key
+// is derived, even when the receiver is near the end of the chain (its
+// next counter would otherwise wrap to 0).
+func TestCounterPastLast(t *testing.T) {
+	alice, _, _, eb := senderAndReceiver(t)
+	c := eb.chains[alice.ref]
+	c.next = MaxCounter - 3 // as if the chain had been used almost to its end
+	env := &protocol.Envelope{Header: protocol.Header{Conversation: eb.Conversation, Epoch: eb.Number, Sender: alice.ref, Counter: MaxCounter + 1},
+		Ciphertext: make([]byte, MinPadded+16)}
+	env.Signature = alice.id.Sign(env.SignedData())
+	before, _ := eb.MarshalBinary()
+	if _, err := eb.Decrypt(env, alice.id.Public()); !errors.Is(err, ErrTooFarAhead) {
+		t.Fatalf("counter %d: %v, want ErrTooFarAhead", env.Counter, err)
+	}
+	if after, _ := eb.MarshalBinary(); !bytes.Equal(before, after) {
+		t.Fatal("state changed")
+	}
+	// Control: the same forged message at the last usable counter gets as
+	// far as decryption.
+	env.Counter = MaxCounter
+	env.Signature = alice.id.Sign(env.SignedData())
+	if _, err := eb.Decrypt(env, alice.id.Public()); !errors.Is(err, ErrDecrypt) {
+		t.Fatalf("counter %d: %v, want ErrDecrypt", env.Counter, err)
+	}
+}
+
 // TestReplayAndErasure: a message delivered twice is ErrDuplicate, whether
 // it was in order or out of order; a skipped key is erased once used, from
 // memory and from the stored state.

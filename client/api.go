@@ -1,0 +1,144 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// APIError is a problem document the server answered with. Code is the
+// stable reason (docs/api.md).
+type APIError struct {
+	Status       int      `json:"status"`
+	Code         string   `json:"code"`
+	Detail       string   `json:"detail"`
+	Missing      []string `json:"missing"`
+	Extra        []string `json:"extra"`
+	CurrentEpoch *uint64  `json:"currentEpoch"`
+	RetryAfter   int      `json:"retryAfter"`
+}
+
+func (e *APIError) Error() string {
+	if e.Detail != "" {
+		return fmt.Sprintf("server: %s (%s)", e.Detail, e.Code)
+	}
+	return fmt.Sprintf("server: %s (%d)", e.Code, e.Status)
+}
+
+// IsCode reports whether err is an APIError with that code.
+func IsCode(err error, code string) bool {
+	var a *APIError
+	return errors.As(err, &a) && a.Code == code
+}
+
+// b64 is binary data as unpadded base64url in JSON.
+type b64 []byte
+
+func (b b64) MarshalJSON() ([]byte, error) {
+	return json.Marshal(base64.RawURLEncoding.EncodeToString(b))
+}
+
+func (b *b64) UnmarshalJSON(p []byte) error {
+	var s string
+	if err := json.Unmarshal(p, &s); err != nil {
+		return err
+	}
+	v, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return err
+	}
+	*b = v
+	return nil
+}
+
+// api is the HTTP transport. A request that fails for a transport reason
+// (no answer, 5xx, 429) is retried with backoff up to maxTries when it is
+// safe: every write of the API is idempotent or refused whole.
+type api struct {
+	base  string
+	http  *http.Client
+	token string
+}
+
+const maxTries = 5
+
+func (a *api) do(ctx context.Context, method, path string, body, out any) error {
+	var data []byte
+	if body != nil {
+		var err error
+		if data, err = json.Marshal(body); err != nil {
+			return err
+		}
+	}
+	delay := 100 * time.Millisecond
+	var lastErr error
+	for try := 0; try < maxTries; try++ {
+		if try > 0 {
+			select {
+			case <-time.After(delay):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			delay *= 2
+		}
+		retry, err := a.once(ctx, method, path, data, out)
+		if err == nil || !retry {
+			return err
+		}
+		lastErr = err
+		var ae *APIError
+		if errors.As(err, &ae) && ae.RetryAfter > 0 {
+			delay = time.Duration(ae.RetryAfter) * time.Second
+		}
+	}
+	return lastErr
+}
+
+func (a *api) once(ctx context.Context, method, path string, data []byte, out any) (retry bool, err error) {
+	var rd io.Reader
+	if data != nil {
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
+	if err != nil {
+		return false, err
+	}
+	if data != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if a.token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.token)
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return ctx.Err() == nil, fmt.Errorf("cannot reach the server at %s: %w", a.base, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return true, err
+	}
+	if resp.StatusCode >= 300 {
+		ae := &APIError{Status: resp.StatusCode}
+		if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/problem+json") {
+			json.Unmarshal(body, ae) // a malformed problem keeps the status
+		}
+		if ae.Code == "" {
+			ae.Code = http.StatusText(resp.StatusCode)
+		}
+		return resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests, ae
+	}
+	if out != nil && len(body) > 0 {
+		if err := json.Unmarshal(body, out); err != nil {
+			return false, fmt.Errorf("server answer to %s %s: %w", method, path, err)
+		}
+	}
+	return false, nil
+}

@@ -1,0 +1,138 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+
+	"sandi.dev/protocol"
+)
+
+// SafetyNumber returns the 60-digit safety number (in groups of five) of
+// this account and another, and the QR payload that encodes it. Both sides
+// compute the same number; compare it in person or over a trusted channel.
+func (c *Client) SafetyNumber(ctx context.Context, user string) (string, []byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.ready(); err != nil {
+		return "", nil, err
+	}
+	u, err := c.lookup(ctx, user)
+	if err != nil {
+		return "", nil, err
+	}
+	n, qr := protocol.SafetyNumber(c.acct.User, c.id.Public(), u.ID, *u.IdentityKey)
+	return protocol.FormatSafetyNumber(n), qr, nil
+}
+
+// Device is one device of this account.
+type Device struct {
+	ID        protocol.DeviceID `json:"id"`
+	Name      string            `json:"name"`
+	CreatedAt int64             `json:"createdAt"`
+	Current   bool              `json:"current"`
+}
+
+// Devices lists this account's devices that have keys.
+func (c *Client) Devices(ctx context.Context) ([]Device, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.acct.Token == "" {
+		return nil, ErrNoAccount
+	}
+	var u userInfo
+	if err := c.api.do(ctx, "GET", "/api/users/"+c.acct.User.String(), nil, &u); err != nil {
+		return nil, err
+	}
+	out := make([]Device, 0, len(u.Devices))
+	for _, d := range u.Devices {
+		out = append(out, Device{ID: d.ID, Name: d.Name, CreatedAt: d.CreatedAt, Current: d.ID == c.acct.Device})
+	}
+	return out, nil
+}
+
+// Conversation is a conversation as the application lists it.
+type Conversation struct {
+	ID               protocol.ConversationID `json:"id"`
+	Title            string                  `json:"title,omitempty"`
+	Members          []string                `json:"members"` // usernames
+	Epoch            uint64                  `json:"epoch"`
+	RotationRequired bool                    `json:"rotationRequired"`
+	Unread           int                     `json:"unread"`
+	Last             *Message                `json:"last,omitempty"`
+}
+
+// Conversations lists the conversations this account is a member of, with
+// their verified members.
+func (c *Client) Conversations(ctx context.Context) ([]Conversation, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.ready(); err != nil {
+		return nil, err
+	}
+	var list struct {
+		Conversations []convAnswer `json:"conversations"`
+	}
+	if err := c.api.do(ctx, "GET", "/api/conversations", nil, &list); err != nil {
+		return nil, err
+	}
+	out := make([]Conversation, 0, len(list.Conversations))
+	for _, ca := range list.Conversations {
+		cs, err := c.conv(ca.ID)
+		if err != nil {
+			return nil, err
+		}
+		if cs == nil {
+			cs = c.newConv(ca.ID)
+		}
+		if cs.chain == nil || cs.chain.Seq != ca.ChainSeq {
+			if err := c.syncChain(ctx, cs); err != nil {
+				return nil, err
+			}
+		}
+		cv := Conversation{ID: ca.ID, Title: cs.Title, Epoch: ca.Epoch, RotationRequired: ca.RotationRequired, Unread: cs.Unread}
+		for _, m := range cs.chain.Members() {
+			cv.Members = append(cv.Members, c.usernameOf(ctx, m.User))
+		}
+		slices.Sort(cv.Members)
+		out = append(out, cv)
+	}
+	return out, nil
+}
+
+// FindConversation resolves a conversation id or a unique prefix of it.
+func (c *Client) FindConversation(ctx context.Context, s string) (protocol.ConversationID, error) {
+	if id, err := protocol.ParseConversationID(s); err == nil {
+		return id, nil
+	}
+	convs, err := c.Conversations(ctx)
+	if err != nil {
+		return protocol.ConversationID{}, err
+	}
+	var found []protocol.ConversationID
+	for _, cv := range convs {
+		if len(s) >= 4 && strings.HasPrefix(cv.ID.String(), s) || cv.Title != "" && cv.Title == s {
+			found = append(found, cv.ID)
+		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+		return protocol.ConversationID{}, errors.New("no conversation " + s)
+	}
+	return protocol.ConversationID{}, errors.New("more than one conversation matches " + s)
+}
+
+// MarkRead resets a conversation's unread count.
+func (c *Client) MarkRead(id protocol.ConversationID) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cs, err := c.conv(id)
+	if err != nil || cs == nil {
+		return err
+	}
+	cs.Unread = 0
+	return c.saveConv(cs)
+}

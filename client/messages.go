@@ -1,0 +1,281 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"sandi.dev/protocol"
+	"sandi.dev/protocol/secret"
+)
+
+// Content types of a message's plaintext.
+const (
+	ContentText  = "text"
+	ContentTitle = "title" // sets the conversation's title
+)
+
+// Content is a message's plaintext: a small JSON object (protocol.md leaves
+// the plaintext to the application; this is sandi's).
+type Content struct {
+	Type   string `json:"type"`
+	Text   string `json:"text"`
+	SentAt int64  `json:"sentAt,omitempty"` // the sender's clock, Unix ms
+}
+
+// MaxText is the longest message text, in bytes.
+const MaxText = 32 * 1024
+
+// ParseContent decodes and checks a decrypted plaintext.
+func ParseContent(b []byte) (Content, error) {
+	var ct Content
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&ct); err != nil {
+		return ct, fmt.Errorf("message content: %w", err)
+	}
+	if dec.More() {
+		return ct, errors.New("message content: trailing data")
+	}
+	if ct.Type != ContentText && ct.Type != ContentTitle {
+		return ct, fmt.Errorf("message content: unknown type %q", ct.Type)
+	}
+	if !utf8.ValidString(ct.Text) || len(ct.Text) > MaxText {
+		return ct, errors.New("message content: text is not valid UTF-8 or too long")
+	}
+	return ct, nil
+}
+
+// Message is a message as the application sees it.
+type Message struct {
+	Conversation protocol.ConversationID `json:"conversation"`
+	Seq          uint64                  `json:"seq"`
+	Sender       string                  `json:"sender"` // username
+	SenderID     protocol.UserID         `json:"senderId"`
+	Device       protocol.DeviceID       `json:"device"`
+	Type         string                  `json:"type"`
+	Text         string                  `json:"text"`
+	SentAt       int64                   `json:"sentAt"`
+	ReceivedAt   int64                   `json:"receivedAt"`
+	Epoch        uint64                  `json:"epoch"`
+	Own          bool                    `json:"own,omitempty"`
+}
+
+func historyKey(conv protocol.ConversationID) string { return "history/" + conv.String() }
+
+// Send encrypts text and sends it to a conversation. It rotates first when
+// the server requires a new epoch, and retries with the same client message
+// id so a message is stored at most once.
+func (c *Client) Send(ctx context.Context, conv protocol.ConversationID, text string) (Message, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.ready(); err != nil {
+		return Message{}, err
+	}
+	if text == "" || len(text) > MaxText || !utf8.ValidString(text) {
+		return Message{}, fmt.Errorf("a message is 1 to %d bytes of UTF-8 text", MaxText)
+	}
+	cs, err := c.conv(conv)
+	if err != nil {
+		return Message{}, err
+	}
+	if cs == nil {
+		cs = c.newConv(conv)
+	}
+	return c.send(ctx, cs, Content{Type: ContentText, Text: text})
+}
+
+func (c *Client) send(ctx context.Context, cs *convState, ct Content) (Message, error) {
+	ct.SentAt = c.now().UnixMilli()
+	pt, err := json.Marshal(ct)
+	if err != nil {
+		return Message{}, err
+	}
+	clientID := protocol.NewConversationID().String() // 128 random bits
+	for try := 0; ; try++ {
+		e, n, err := c.current(ctx, cs)
+		if err != nil {
+			return Message{}, err
+		}
+		env, err := e.ep.Encrypt(c.id, pt)
+		if err != nil {
+			return Message{}, err
+		}
+		// The ratchet advanced: store it before the envelope leaves, so a
+		// crash never reuses a message key.
+		if err := c.saveEpoch(cs, n, e); err != nil {
+			return Message{}, err
+		}
+		var sa struct {
+			Seq       uint64 `json:"seq"`
+			CreatedAt int64  `json:"createdAt"`
+		}
+		err = c.api.do(ctx, "POST", "/api/conversations/"+cs.ID.String()+"/messages", map[string]any{"clientId": clientID, "envelope": b64(env.Marshal())}, &sa)
+		if IsCode(err, "rotation_required") && try < 3 {
+			continue // refused whole: the client id is still unused
+		}
+		if err != nil {
+			return Message{}, err
+		}
+		m := Message{Conversation: cs.ID, Seq: sa.Seq, Sender: c.acct.Username, SenderID: c.acct.User, Device: c.acct.Device,
+			Type: ct.Type, Text: ct.Text, SentAt: ct.SentAt, ReceivedAt: sa.CreatedAt, Epoch: n, Own: true}
+		if err := c.record(cs, m); err != nil {
+			return m, err
+		}
+		return m, nil
+	}
+}
+
+// record appends a message to the local history once, in seq order.
+func (c *Client) record(cs *convState, m Message) error {
+	if m.Seq <= cs.LastSeq {
+		return nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if err := c.st.Append(historyKey(cs.ID), append(b, '\n')); err != nil {
+		return err
+	}
+	cs.LastSeq = m.Seq
+	if m.Type == ContentTitle {
+		cs.Title = m.Text
+	}
+	if !m.Own {
+		cs.Unread++
+	}
+	return c.saveConv(cs)
+}
+
+// History returns the stored messages of a conversation, oldest first.
+func (c *Client) History(conv protocol.ConversationID) ([]Message, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, err := c.st.Get(historyKey(conv))
+	if errors.Is(err, ErrNoValue) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Message
+	for _, line := range strings.Split(string(b), "\n") {
+		if line == "" {
+			continue
+		}
+		var m Message
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			continue // a torn last line after a crash
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// failure classifies a decrypt error for Stats.DecryptFailed.
+func failure(err error) string {
+	switch {
+	case errors.Is(err, errNoSession):
+		return "no_session"
+	case errors.Is(err, protocol.ErrBadSignature):
+		return "bad_signature"
+	case errors.Is(err, secret.ErrTooFarAhead):
+		return "too_far_ahead"
+	case errors.Is(err, secret.ErrUnknownSender):
+		return "unknown_sender"
+	case errors.Is(err, ErrServerMisbehaved):
+		return "server_misbehaved"
+	}
+	return "undecryptable"
+}
+
+// DecryptError is a message this device could not decrypt, with its class.
+type DecryptError struct {
+	Conversation protocol.ConversationID
+	Seq          uint64
+	Reason       string
+	Err          error
+}
+
+func (e *DecryptError) Error() string {
+	return fmt.Sprintf("message %d of %s cannot be decrypted (%s): %v", e.Seq, e.Conversation, e.Reason, e.Err)
+}
+
+func (e *DecryptError) Unwrap() error { return e.Err }
+
+type messageAnswer struct {
+	Conversation protocol.ConversationID `json:"conversation"`
+	Seq          uint64                  `json:"seq"`
+	Sender       protocol.DeviceID       `json:"sender"`
+	SenderUser   protocol.UserID         `json:"senderUser"`
+	Epoch        uint64                  `json:"epoch"`
+	Envelope     b64                     `json:"envelope"`
+	CreatedAt    int64                   `json:"createdAt"`
+}
+
+// receive runs the one decrypt path for a message: find (or open) the
+// epoch, verify the sender's signature with the identity the membership
+// named then, decrypt. Duplicates are dropped silently (counted).
+func (c *Client) receive(ctx context.Context, ma *messageAnswer) (*Message, error) {
+	cs, err := c.conv(ma.Conversation)
+	if err != nil {
+		return nil, err
+	}
+	if cs == nil {
+		cs = c.newConv(ma.Conversation)
+	}
+	if ma.Seq <= cs.LastSeq {
+		c.stats.Duplicates++
+		return nil, nil
+	}
+	if ma.Sender == c.acct.Device {
+		return nil, nil // sent by this device: recorded when sent
+	}
+	fail := func(err error) (*Message, error) {
+		reason := failure(err)
+		c.stats.DecryptFailed[reason]++
+		return nil, &DecryptError{Conversation: ma.Conversation, Seq: ma.Seq, Reason: reason, Err: err}
+	}
+	env, err := protocol.ParseEnvelope(ma.Envelope)
+	if err != nil {
+		return fail(fmt.Errorf("%w: %v", ErrServerMisbehaved, err))
+	}
+	if env.Conversation != ma.Conversation || env.Sender.Device != ma.Sender || env.Sender.User != ma.SenderUser || env.Epoch != ma.Epoch {
+		return fail(fmt.Errorf("%w: envelope header differs from the message's metadata", ErrServerMisbehaved))
+	}
+	e, err := c.openEpoch(ctx, cs, env.Epoch)
+	if err != nil {
+		return fail(err)
+	}
+	if e == nil {
+		return fail(errNoSession)
+	}
+	id, ok := e.Identities[env.Sender.User]
+	if !ok {
+		return fail(secret.ErrUnknownSender)
+	}
+	pt, err := e.ep.Decrypt(env, id)
+	if errors.Is(err, secret.ErrDuplicate) {
+		c.stats.Duplicates++
+		return nil, nil
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if err := c.saveEpoch(cs, env.Epoch, e); err != nil {
+		return nil, err
+	}
+	ct, err := ParseContent(pt)
+	if err != nil {
+		c.stats.DecryptFailed["bad_content"]++
+		return nil, &DecryptError{Conversation: ma.Conversation, Seq: ma.Seq, Reason: "bad_content", Err: err}
+	}
+	c.stats.Decrypted++
+	m := &Message{Conversation: cs.ID, Seq: ma.Seq, Sender: c.usernameOf(ctx, env.Sender.User), SenderID: env.Sender.User, Device: env.Sender.Device,
+		Type: ct.Type, Text: ct.Text, SentAt: ct.SentAt, ReceivedAt: ma.CreatedAt, Epoch: env.Epoch}
+	return m, c.record(cs, *m)
+}

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"sandi.dev/internal/server"
+	"sandi.dev/internal/store/sqlstore"
+)
+
+// serveConfig is what `sandi serve` reads from flags and environment.
+type serveConfig struct {
+	addr, data, db, logLevel string
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
+	var c serveConfig
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.addr, "addr", envOr("SANDI_ADDR", "127.0.0.1:8080"), "listen address (env SANDI_ADDR)")
+	fs.StringVar(&c.data, "data", envOr("SANDI_DATA", "sandi-data"), "data directory for the SQLite database (env SANDI_DATA)")
+	fs.StringVar(&c.db, "db", envOr("SANDI_DB", ""), "database URL: empty for SQLite in the data directory, or postgres://… (env SANDI_DB)")
+	fs.StringVar(&c.logLevel, "log-level", envOr("SANDI_LOG_LEVEL", "info"), "debug, info, warn or error (env SANDI_LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		return c, usageError{err.Error()}
+	}
+	if fs.NArg() != 0 {
+		return c, usageError{"serve takes no arguments"}
+	}
+	return c, nil
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	c, err := parseServe(args, stderr)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return usageError{"--log-level: " + err.Error()}
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	dbURL := c.db
+	if dbURL == "" {
+		if err := os.MkdirAll(c.data, 0o700); err != nil {
+			return fmt.Errorf("data directory: %w", err)
+		}
+		dbURL = filepath.Join(c.data, "sandi.db")
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	st, err := sqlstore.Open(ctx, dbURL, sqlstore.Options{})
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	defer st.Close()
+	srv := server.New(st, log, server.Config{})
+	defer srv.Close()
+	mountWeb(srv)
+
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	kind := "sqlite"
+	if strings.HasPrefix(dbURL, "postgres") {
+		kind = "postgres"
+	}
+	log.Info("sandi serving", "addr", "http://"+ln.Addr().String(), "database", kind)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+// mountWeb serves the web client at /; until it exists, a page that says
+// what the server is.
+func mountWeb(srv *server.Server) {
+	srv.Mount("GET /{$}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "sandi server: the API is under /api/ (see docs/api.md)")
+	}))
+}

@@ -1,0 +1,47 @@
+package sandi_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// importRules says which packages may not depend on which, each with its
+// reason. Transitive rules follow every dependency; direct rules only the
+// package's own imports (the standard library itself uses os). Tests are
+// not counted.
+var importRules = []struct {
+	from, forbidden string
+	direct          bool
+	why             string
+}{
+	{"sandi.dev/internal/...", "sandi.dev/protocol/secret", false, "the server never holds private keys, conversation keys or plaintext"},
+	{"sandi.dev/protocol", "sandi.dev/protocol/secret", false, "public structures must not need private-key code"},
+	{"sandi.dev/protocol/...", "log", true, "the protocol core does no logging"},
+	{"sandi.dev/protocol/...", "log/slog", true, "the protocol core does no logging"},
+	{"sandi.dev/protocol/...", "os", true, "the protocol core does no I/O"},
+	{"sandi.dev/protocol/...", "net", true, "the protocol core does no I/O"},
+	{"sandi.dev/protocol/...", "time", true, "the protocol core reads no clock: times are passed in"},
+}
+
+func TestImportRules(t *testing.T) {
+	for _, r := range importRules {
+		args := []string{"list", "-deps", "-f", "{{.ImportPath}}", r.from}
+		if r.direct {
+			args = []string{"list", "-f", "{{join .Imports \"\\n\"}}", r.from}
+		}
+		out, err := exec.Command("go", args...).Output()
+		if err != nil {
+			t.Fatalf("go list %s: %v", r.from, err)
+		}
+		deps := strings.Fields(string(out))
+		if len(deps) == 0 {
+			t.Fatalf("go list %s listed nothing", r.from)
+		}
+		for _, d := range deps {
+			if d == r.forbidden {
+				t.Errorf("%s depends on %s: %s", r.from, r.forbidden, r.why)
+			}
+		}
+	}
+}

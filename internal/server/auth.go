@@ -1,0 +1,193 @@
+package server
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"unicode"
+
+	"golang.org/x/crypto/argon2"
+
+	"sandi.dev/internal/store"
+	"sandi.dev/protocol"
+)
+
+const (
+	minPassword = 8
+	maxPassword = 1024
+	maxUsername = 32
+)
+
+// canonicalUsername lower-cases a username and checks its form: 3 to 32
+// characters, letters, digits, '.', '_' or '-', starting with a letter.
+func canonicalUsername(name string) (string, error) {
+	n := strings.ToLower(strings.TrimSpace(name))
+	if len(n) < 3 || len(n) > maxUsername {
+		return "", badRequest("a username has 3 to 32 characters", nil)
+	}
+	for i, r := range n {
+		ok := r < unicode.MaxASCII && (unicode.IsLetter(r) || (i > 0 && (unicode.IsDigit(r) || r == '.' || r == '_' || r == '-')))
+		if !ok {
+			return "", badRequest("a username starts with a letter and has only letters, digits, '.', '_' and '-'", nil)
+		}
+	}
+	return n, nil
+}
+
+// hashPassword returns an argon2id PHC string.
+func (s *Server) hashPassword(pw string) string {
+	var salt [16]byte
+	protocol.Random(salt[:])
+	c := s.cfg
+	key := argon2.IDKey([]byte(pw), salt[:], c.Argon2Time, c.Argon2MemKiB, c.Argon2Threads, 32)
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, c.Argon2MemKiB, c.Argon2Time, c.Argon2Threads,
+		base64.RawStdEncoding.EncodeToString(salt[:]), base64.RawStdEncoding.EncodeToString(key))
+}
+
+// checkPassword compares pw with a PHC string in constant time.
+func checkPassword(phc, pw string) bool {
+	var v int
+	var m, t uint32
+	var p uint8
+	parts := strings.Split(phc, "$")
+	if len(parts) != 6 || parts[1] != "argon2id" {
+		return false
+	}
+	if _, err := fmt.Sscanf(parts[2], "v=%d", &v); err != nil || v != argon2.Version {
+		return false
+	}
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &p); err != nil {
+		return false
+	}
+	salt, err1 := base64.RawStdEncoding.DecodeString(parts[4])
+	want, err2 := base64.RawStdEncoding.DecodeString(parts[5])
+	if err1 != nil || err2 != nil || len(want) == 0 {
+		return false
+	}
+	got := argon2.IDKey([]byte(pw), salt, t, m, p, uint32(len(want)))
+	return subtle.ConstantTimeCompare(got, want) == 1
+}
+
+// newToken returns a random bearer token and its stored hash.
+func newToken() (string, []byte) {
+	tok := "sandi_" + rand.Text() + rand.Text()
+	return tok, hashToken(tok)
+}
+
+type credentials struct {
+	Username   string `json:"username"`
+	Password   string `json:"password"`
+	DeviceName string `json:"deviceName"`
+}
+
+type session struct {
+	UserID      protocol.UserID       `json:"userId"`
+	DeviceID    protocol.DeviceID     `json:"deviceId"`
+	Username    string                `json:"username"`
+	Token       string                `json:"token,omitempty"`
+	IdentityKey *protocol.IdentityKey `json:"identityKey,omitempty"`
+	Cursor      int64                 `json:"cursor"`
+}
+
+func (s *Server) readCredentials(r *http.Request) (credentials, string, error) {
+	var cr credentials
+	if err := decode(r, &cr, 8<<10); err != nil {
+		return cr, "", err
+	}
+	name, err := canonicalUsername(cr.Username)
+	if err != nil {
+		return cr, "", err
+	}
+	if len(cr.Password) < minPassword || len(cr.Password) > maxPassword {
+		return cr, "", badRequest(fmt.Sprintf("a password has %d to %d characters", minPassword, maxPassword), nil)
+	}
+	if len(cr.DeviceName) > 64 {
+		return cr, "", badRequest("a device name has at most 64 characters", nil)
+	}
+	if cr.DeviceName == "" {
+		cr.DeviceName = "device"
+	}
+	return cr, name, nil
+}
+
+func (s *Server) register(w http.ResponseWriter, r *http.Request, _ *call) error {
+	if err := s.limits.register.allow(clientAddr(r)); err != nil {
+		return err
+	}
+	cr, name, err := s.readCredentials(r)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	u := store.User{ID: protocol.NewUserID(), Username: name, PasswordHash: s.hashPassword(cr.Password), CreatedAt: now}
+	d := store.Device{ID: protocol.NewDeviceID(), User: u.ID, Name: cr.DeviceName, CreatedAt: now}
+	tok, h := newToken()
+	cursor, err := s.store.LastEventID(r.Context())
+	if err != nil {
+		return err
+	}
+	if err := s.store.CreateUser(r.Context(), u, d, h); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return problem(http.StatusConflict, CodeUsernameTaken, "that username is taken", err)
+		}
+		return err
+	}
+	s.writeJSON(w, http.StatusCreated, session{UserID: u.ID, DeviceID: d.ID, Username: name, Token: tok, Cursor: cursor})
+	return nil
+}
+
+func (s *Server) login(w http.ResponseWriter, r *http.Request, _ *call) error {
+	if err := s.limits.login.allow(clientAddr(r)); err != nil {
+		return err
+	}
+	cr, name, err := s.readCredentials(r)
+	if err != nil {
+		return err
+	}
+	if err := s.limits.login.allow("user:" + name); err != nil {
+		return err
+	}
+	u, err := s.store.UserByName(r.Context(), name)
+	if errors.Is(err, store.ErrNotFound) {
+		checkPassword(s.hashPassword("timing equaliser"), cr.Password)
+		return problem(http.StatusUnauthorized, CodeBadCredentials, "unknown username or wrong password", nil)
+	}
+	if err != nil {
+		return err
+	}
+	if !checkPassword(u.PasswordHash, cr.Password) {
+		return problem(http.StatusUnauthorized, CodeBadCredentials, "unknown username or wrong password", nil)
+	}
+	d := store.Device{ID: protocol.NewDeviceID(), User: u.ID, Name: cr.DeviceName, CreatedAt: s.now()}
+	tok, h := newToken()
+	cursor, err := s.store.LastEventID(r.Context())
+	if err != nil {
+		return err
+	}
+	if err := s.store.AddDevice(r.Context(), d, h); err != nil {
+		return err
+	}
+	s.writeJSON(w, http.StatusOK, session{UserID: u.ID, DeviceID: d.ID, Username: u.Username, Token: tok, IdentityKey: u.Identity, Cursor: cursor})
+	return nil
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request, c *call) error {
+	if err := s.store.DeleteToken(r.Context(), c.token); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) me(w http.ResponseWriter, r *http.Request, c *call) error {
+	u, err := s.store.User(r.Context(), c.user())
+	if err != nil {
+		return err
+	}
+	s.writeJSON(w, http.StatusOK, session{UserID: u.ID, DeviceID: c.device.ID, Username: u.Username, IdentityKey: u.Identity})
+	return nil
+}

@@ -1,0 +1,138 @@
+package server_test
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"sandi.dev/internal/server"
+	"sandi.dev/protocol"
+)
+
+// authzCase builds a request for one route against the fixture.
+type authzCase func(f *authzFixture) (path string, body any)
+
+type authzFixture struct {
+	conv                                    protocol.ConversationID
+	member, nonMember, removed, otherDevice *device
+}
+
+// authzTable has an entry for every route of the server. A route that is
+// added without an entry here fails TestAuthorization.
+var authzTable = map[string]authzCase{
+	"POST /api/auth/register":      func(f *authzFixture) (string, any) { return "/api/auth/register", map[string]string{} },
+	"POST /api/auth/login":         func(f *authzFixture) (string, any) { return "/api/auth/login", map[string]string{} },
+	"POST /api/auth/logout":        nil, // run last, separately: it revokes the token
+	"GET /api/me":                  func(f *authzFixture) (string, any) { return "/api/me", nil },
+	"POST /api/keys/prekey-bundle": func(f *authzFixture) (string, any) { return "/api/keys/prekey-bundle", map[string]string{} },
+	"POST /api/keys/one-time":      func(f *authzFixture) (string, any) { return "/api/keys/one-time", map[string]string{} },
+	"GET /api/keys/count":          func(f *authzFixture) (string, any) { return "/api/keys/count", nil },
+	"POST /api/keys/claim":         func(f *authzFixture) (string, any) { return "/api/keys/claim", map[string]any{"users": []string{}} },
+	"GET /api/users":               func(f *authzFixture) (string, any) { return "/api/users?username=member", nil },
+	"GET /api/users/{user}":        func(f *authzFixture) (string, any) { return "/api/users/" + f.member.user.String(), nil },
+	"POST /api/conversations":      func(f *authzFixture) (string, any) { return "/api/conversations", map[string]string{} },
+	"GET /api/conversations":       func(f *authzFixture) (string, any) { return "/api/conversations", nil },
+	"GET /api/conversations/{id}":  func(f *authzFixture) (string, any) { return "/api/conversations/" + f.conv.String(), nil },
+	"GET /api/conversations/{id}/records": func(f *authzFixture) (string, any) {
+		return "/api/conversations/" + f.conv.String() + "/records", nil
+	},
+	"POST /api/conversations/{id}/members": func(f *authzFixture) (string, any) {
+		return "/api/conversations/" + f.conv.String() + "/members", map[string]string{}
+	},
+	"DELETE /api/conversations/{id}/members/{user}": func(f *authzFixture) (string, any) {
+		return "/api/conversations/" + f.conv.String() + "/members/" + f.member.user.String(), map[string]string{}
+	},
+	"POST /api/conversations/{id}/sessions": func(f *authzFixture) (string, any) {
+		return "/api/conversations/" + f.conv.String() + "/sessions", map[string]string{}
+	},
+	"GET /api/conversations/{id}/sessions/{epoch}/initial-session": func(f *authzFixture) (string, any) {
+		return fmt.Sprintf("/api/conversations/%s/sessions/1/initial-session", f.conv), nil
+	},
+	"POST /api/conversations/{id}/messages": func(f *authzFixture) (string, any) {
+		return "/api/conversations/" + f.conv.String() + "/messages", map[string]string{}
+	},
+	"GET /api/conversations/{id}/messages": func(f *authzFixture) (string, any) {
+		return "/api/conversations/" + f.conv.String() + "/messages", nil
+	},
+	"GET /api/sync": func(f *authzFixture) (string, any) { return "/api/sync", nil },
+	"GET /api/ws":   nil, // a WebSocket handshake; covered by the WebSocket tests
+}
+
+// TestAuthorization runs every route as a member, a non-member, a removed
+// member, another account's device and anonymously.
+func TestAuthorization(t *testing.T) {
+	forEachDB(t, server.Config{}, func(t *testing.T, e *env) {
+		member, nonMember, removed := e.register("member"), e.register("outsider"), e.register("removed")
+		other := e.register("other") // another account, with its own conversation
+		conv, err := member.create([]*device{removed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := other.create([]*device{nonMember}); err != nil {
+			t.Fatal(err)
+		}
+		if err := member.change(conv, protocol.OpRemove, nil, []protocol.UserID{removed.user}); err != nil {
+			t.Fatal(err)
+		}
+		f := &authzFixture{conv: conv, member: member, nonMember: nonMember, removed: removed, otherDevice: other}
+
+		for _, rt := range e.srv.Routes() {
+			key := rt.Method + " " + rt.Pattern
+			build, ok := authzTable[key]
+			if !ok {
+				t.Errorf("route %s has no entry in authzTable", key)
+				continue
+			}
+			if build == nil {
+				continue
+			}
+			path, body := build(f)
+			t.Run(key, func(t *testing.T) {
+				// Anonymous: refused unless the route is public.
+				err := e.do("", rt.Method, path, body, nil)
+				if rt.Access != server.Public {
+					wantCode(t, err, 401, server.CodeUnauthenticated)
+				}
+				if rt.Access != server.Member && rt.Access != server.FormerMember {
+					return
+				}
+				// The member passes the authorization check (its request
+				// may still be malformed: any answer but 401/404 is a pass).
+				if err := member.do(rt.Method, path, body, nil); err != nil {
+					var a *apiError
+					if !errors.As(err, &a) || a.Status == 401 || a.Status == 404 && a.Code == server.CodeNotFound && rt.Method != "GET" {
+						t.Fatalf("member refused: %v", err)
+					}
+				}
+				outsiders := []*device{nonMember, removed, other}
+				if rt.Access == server.FormerMember {
+					// A removed member keeps what it saw as a member.
+					if err := removed.do(rt.Method, path, body, nil); err != nil {
+						t.Fatalf("removed member refused its own past: %v", err)
+					}
+					outsiders = outsiders[:1:1]
+					outsiders = append(outsiders, other)
+				}
+				for _, d := range outsiders {
+					wantCode(t, d.do(rt.Method, path, body, nil), 404, server.CodeNotFound)
+				}
+			})
+		}
+		// The removed member's view of the chain ends with its removal.
+		var ra struct {
+			Records []string `json:"records"`
+		}
+		if err := member.change(conv, protocol.OpAdd, []protocol.Member{nonMember.member(protocol.RoleMember)}, nil); err != nil {
+			t.Fatal(err)
+		}
+		removed.must("GET", "/api/conversations/"+conv.String()+"/records", nil, &ra)
+		if len(ra.Records) != 2 {
+			t.Fatalf("removed member sees %d records, want 2 (genesis, its removal)", len(ra.Records))
+		}
+		// Logout revokes exactly the caller's token.
+		wantCode(t, e.do("", "POST", "/api/auth/logout", nil, nil), 401, server.CodeUnauthenticated)
+		nonMember.must("POST", "/api/auth/logout", nil, nil)
+		wantCode(t, nonMember.do("GET", "/api/me", nil, nil), 401, server.CodeUnauthenticated)
+		member.must("GET", "/api/me", nil, nil)
+	})
+}

@@ -1,0 +1,114 @@
+package server
+
+import (
+	"context"
+	"sync"
+
+	"sandi.dev/protocol"
+)
+
+// Hub wakes the live connections of users when events for them are
+// committed. It carries no data: a woken connection reads its events from
+// the store from its cursor, so a missed or merged wake-up loses nothing.
+type Hub struct {
+	mu     sync.Mutex
+	subs   map[protocol.UserID]map[*subscriber]struct{}
+	closed bool
+	// Forward, if set, is called with every local notification so a bus
+	// can carry it to other nodes.
+	Forward func(users []protocol.UserID)
+}
+
+type subscriber struct {
+	wake chan struct{}
+}
+
+// NewHub returns an empty hub.
+func NewHub() *Hub { return &Hub{subs: map[protocol.UserID]map[*subscriber]struct{}{}} }
+
+// subscribe registers a subscriber for user; call the returned function to
+// leave.
+func (h *Hub) subscribe(user protocol.UserID) (*subscriber, func()) {
+	s := &subscriber{wake: make(chan struct{}, 1)}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.subs[user] == nil {
+		h.subs[user] = map[*subscriber]struct{}{}
+	}
+	h.subs[user][s] = struct{}{}
+	return s, func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		delete(h.subs[user], s)
+		if len(h.subs[user]) == 0 {
+			delete(h.subs, user)
+		}
+	}
+}
+
+// Notify wakes every connection of the given users and forwards the
+// notification to other nodes.
+func (h *Hub) Notify(users ...protocol.UserID) {
+	h.Deliver(users)
+	if h.Forward != nil {
+		h.Forward(users)
+	}
+}
+
+// Deliver wakes local connections only (a bus calls it for remote events).
+func (h *Hub) Deliver(users []protocol.UserID) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, u := range users {
+		for s := range h.subs[u] {
+			select {
+			case s.wake <- struct{}{}:
+			default: // already pending
+			}
+		}
+	}
+}
+
+// NotifyAll wakes every local connection (rare events such as identity
+// changes, whose audience would cost a query to compute).
+func (h *Hub) NotifyAll() {
+	h.mu.Lock()
+	users := make([]protocol.UserID, 0, len(h.subs))
+	for u := range h.subs {
+		users = append(users, u)
+	}
+	h.mu.Unlock()
+	h.Notify(users...)
+}
+
+// Close wakes everyone; connections see the server is shutting down by
+// their request contexts.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
+}
+
+func (s *Server) notifyMembers(ms []protocol.Member) {
+	users := make([]protocol.UserID, len(ms))
+	for i, m := range ms {
+		users[i] = m.User
+	}
+	s.hub.Notify(users...)
+}
+
+func (s *Server) notifyConversation(ctx context.Context, conv protocol.ConversationID) {
+	ms, err := s.store.Members(ctx, conv)
+	if err != nil {
+		s.log.Warn("notify: members", "conversation", conv, "err", err)
+		s.hub.NotifyAll()
+		return
+	}
+	users := make([]protocol.UserID, len(ms))
+	for i, m := range ms {
+		users[i] = m.User
+	}
+	s.hub.Notify(users...)
+}
+
+func (s *Server) notifyUserAndContacts(_ any, _ protocol.UserID) { s.hub.NotifyAll() }

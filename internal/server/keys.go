@@ -1,0 +1,313 @@
+package server
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"sandi.dev/internal/store"
+	"sandi.dev/protocol"
+)
+
+// B64 is binary data carried in JSON as unpadded base64url.
+type B64 []byte
+
+// MarshalJSON implements json.Marshaler.
+func (b B64) MarshalJSON() ([]byte, error) {
+	return json.Marshal(base64.RawURLEncoding.EncodeToString(b))
+}
+
+// UnmarshalJSON implements json.Unmarshaler; padding and the standard
+// alphabet are refused.
+func (b *B64) UnmarshalJSON(p []byte) error {
+	var s string
+	if err := json.Unmarshal(p, &s); err != nil {
+		return err
+	}
+	v, err := base64.RawURLEncoding.Strict().DecodeString(s)
+	if err != nil {
+		return fmt.Errorf("not unpadded base64url: %w", err)
+	}
+	*b = v
+	return nil
+}
+
+type bundleRequest struct {
+	Bundle B64  `json:"bundle"`
+	Reset  bool `json:"reset"`
+}
+
+func (s *Server) putBundle(w http.ResponseWriter, r *http.Request, c *call) error {
+	var req bundleRequest
+	if err := decode(r, &req, s.cfg.MaxBodyBytes); err != nil {
+		return err
+	}
+	b, err := protocol.ParseBundle(req.Bundle)
+	if err != nil {
+		return badRequest("bundle: "+err.Error(), err)
+	}
+	if b.User != c.user() || b.Device != c.device.ID {
+		return problem(http.StatusForbidden, CodeForbidden, "a device uploads only its own bundle", nil)
+	}
+	if err := b.Verify(); err != nil {
+		return problem(http.StatusBadRequest, CodeBadSignature, err.Error(), err)
+	}
+	up := store.BundleUpload{
+		User: b.User, Device: b.Device, Identity: b.Identity,
+		SignedPreKey: b.Signed.Marshal(), LastResort: b.LastResort.Marshal(),
+		Reset: req.Reset, Now: s.now(),
+	}
+	for i := range b.OneTime {
+		up.OneTime = append(up.OneTime, store.PreKeyRow{ID: b.OneTime[i].ID, Encoded: b.OneTime[i].Marshal()})
+	}
+	if err := s.store.PutBundle(r.Context(), up); err != nil {
+		if errors.Is(err, store.ErrIdentityMismatch) {
+			return problem(http.StatusConflict, CodeIdentityMismatch, "the bundle's identity key differs from the account's; link this device or reset the identity", err)
+		}
+		return err
+	}
+	s.notifyUserAndContacts(r, c.user())
+	n, err := s.store.CountOneTimeKeys(r.Context(), c.device.ID)
+	if err != nil {
+		return err
+	}
+	s.writeJSON(w, http.StatusOK, map[string]any{"identityKey": b.Identity, "oneTimeCount": n})
+	return nil
+}
+
+type oneTimeRequest struct {
+	PreKeys []B64 `json:"preKeys"`
+}
+
+func (s *Server) addOneTime(w http.ResponseWriter, r *http.Request, c *call) error {
+	var req oneTimeRequest
+	if err := decode(r, &req, s.cfg.MaxBodyBytes); err != nil {
+		return err
+	}
+	if len(req.PreKeys) == 0 || len(req.PreKeys) > protocol.MaxOneTimePerUpload {
+		return badRequest(fmt.Sprintf("upload 1 to %d one-time pre-keys at a time", protocol.MaxOneTimePerUpload), nil)
+	}
+	u, err := s.store.User(r.Context(), c.user())
+	if err != nil {
+		return err
+	}
+	if u.Identity == nil {
+		return problem(http.StatusConflict, CodeConflict, "upload a pre-key bundle first", nil)
+	}
+	rows := make([]store.PreKeyRow, 0, len(req.PreKeys))
+	seen := map[uint32]bool{}
+	for _, enc := range req.PreKeys {
+		k, err := protocol.ParsePreKey(enc)
+		if err != nil {
+			return badRequest(err.Error(), err)
+		}
+		if k.Kind != protocol.OneTimePreKey || seen[k.ID] {
+			return badRequest("only one-time pre-keys with distinct ids", nil)
+		}
+		seen[k.ID] = true
+		if err := k.Verify(*u.Identity, c.user(), c.device.ID); err != nil {
+			return problem(http.StatusBadRequest, CodeBadSignature, err.Error(), err)
+		}
+		rows = append(rows, store.PreKeyRow{ID: k.ID, Encoded: enc})
+	}
+	n, err := s.store.AddOneTimeKeys(r.Context(), c.device.ID, rows)
+	if errors.Is(err, store.ErrConflict) {
+		return problem(http.StatusConflict, CodeConflict, "a pre-key id is already in use", err)
+	}
+	if err != nil {
+		return err
+	}
+	s.writeJSON(w, http.StatusOK, map[string]int{"count": n})
+	return nil
+}
+
+func (s *Server) countOneTime(w http.ResponseWriter, r *http.Request, c *call) error {
+	n, err := s.store.CountOneTimeKeys(r.Context(), c.device.ID)
+	if err != nil {
+		return err
+	}
+	s.writeJSON(w, http.StatusOK, map[string]int{"count": n})
+	return nil
+}
+
+type claimRequest struct {
+	Users []protocol.UserID `json:"users"`
+}
+
+type claimedBundle struct {
+	User   protocol.UserID   `json:"user"`
+	Device protocol.DeviceID `json:"device"`
+	Bundle B64               `json:"bundle"`
+	// OneTime reports whether the bundle carries a one-time pre-key; when
+	// false the device's one-time keys ran out and the sealer uses its
+	// signed (or last-resort) pre-key.
+	OneTime bool `json:"oneTime"`
+}
+
+// maxClaimUsers bounds one claim request.
+const maxClaimUsers = protocol.MaxMembers
+
+func (s *Server) claim(w http.ResponseWriter, r *http.Request, c *call) error {
+	var req claimRequest
+	if err := decode(r, &req, 1<<20); err != nil {
+		return err
+	}
+	if len(req.Users) == 0 || len(req.Users) > maxClaimUsers {
+		return badRequest(fmt.Sprintf("claim for 1 to %d users", maxClaimUsers), nil)
+	}
+	if err := s.limits.claim.allow("dev:" + c.device.ID.String()); err != nil {
+		return err
+	}
+	var out []claimedBundle
+	seen := map[protocol.UserID]bool{}
+	for _, uid := range req.Users {
+		if seen[uid] {
+			continue
+		}
+		seen[uid] = true
+		if uid != c.user() {
+			if err := s.limits.claim.allow("target:" + uid.String()); err != nil {
+				return err
+			}
+		}
+		u, err := s.store.User(r.Context(), uid)
+		if errors.Is(err, store.ErrNotFound) {
+			return problem(http.StatusNotFound, CodeNotFound, "no user "+uid.String(), err)
+		}
+		if err != nil {
+			return err
+		}
+		if u.Identity == nil {
+			continue // no device has uploaded keys yet
+		}
+		devs, err := s.store.Devices(r.Context(), uid)
+		if err != nil {
+			return err
+		}
+		var ids []protocol.DeviceID
+		for _, d := range devs {
+			if d.SignedPreKey != nil {
+				ids = append(ids, d.ID)
+			}
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		claimed, err := s.store.Claim(r.Context(), ids, s.cfg.LowPreKeys)
+		if err != nil {
+			return err
+		}
+		for _, cl := range claimed {
+			b, err := assembleBundle(uid, *u.Identity, cl)
+			if err != nil {
+				return err
+			}
+			out = append(out, claimedBundle{User: uid, Device: cl.Device, Bundle: b.Marshal(), OneTime: len(b.OneTime) > 0})
+			if cl.Remaining < s.cfg.LowPreKeys {
+				s.metrics.lowPreKeys.Inc()
+				s.hub.Notify(uid)
+			}
+		}
+	}
+	s.writeJSON(w, http.StatusOK, map[string]any{"bundles": out})
+	return nil
+}
+
+// assembleBundle rebuilds a protocol bundle from stored, already verified
+// pre-keys. A stored key that no longer parses is an internal error.
+func assembleBundle(user protocol.UserID, id protocol.IdentityKey, cl store.Claimed) (*protocol.Bundle, error) {
+	b := &protocol.Bundle{User: user, Device: cl.Device, Identity: id}
+	sp, err := protocol.ParsePreKey(cl.SignedPreKey)
+	if err != nil {
+		return nil, fmt.Errorf("stored signed pre-key: %w", err)
+	}
+	lr, err := protocol.ParsePreKey(cl.LastResort)
+	if err != nil {
+		return nil, fmt.Errorf("stored last-resort key: %w", err)
+	}
+	b.Signed, b.LastResort = *sp, *lr
+	if cl.OneTime != nil {
+		ot, err := protocol.ParsePreKey(cl.OneTime.Encoded)
+		if err != nil {
+			return nil, fmt.Errorf("stored one-time key: %w", err)
+		}
+		b.OneTime = []protocol.PreKey{*ot}
+	}
+	return b, nil
+}
+
+type deviceInfo struct {
+	ID           protocol.DeviceID `json:"id"`
+	Name         string            `json:"name"`
+	CreatedAt    int64             `json:"createdAt"`
+	SignedPreKey B64               `json:"signedPreKey,omitempty"`
+	LastResort   B64               `json:"lastResort,omitempty"`
+}
+
+type userInfo struct {
+	ID          protocol.UserID       `json:"id"`
+	Username    string                `json:"username"`
+	IdentityKey *protocol.IdentityKey `json:"identityKey,omitempty"`
+	Devices     []deviceInfo          `json:"devices"`
+}
+
+func (s *Server) userInfo(r *http.Request, u store.User) (userInfo, error) {
+	devs, err := s.store.Devices(r.Context(), u.ID)
+	if err != nil {
+		return userInfo{}, err
+	}
+	info := userInfo{ID: u.ID, Username: u.Username, IdentityKey: u.Identity, Devices: []deviceInfo{}}
+	for _, d := range devs {
+		if d.SignedPreKey == nil {
+			continue // not usable until it has uploaded keys
+		}
+		info.Devices = append(info.Devices, deviceInfo{ID: d.ID, Name: d.Name, CreatedAt: d.CreatedAt, SignedPreKey: d.SignedPreKey, LastResort: d.LastResort})
+	}
+	return info, nil
+}
+
+// getUser returns a user's public key and devices. Public keys are public:
+// any signed-in device may look any user up, as it must to start a
+// conversation.
+func (s *Server) getUser(w http.ResponseWriter, r *http.Request, c *call) error {
+	id, err := protocol.ParseUserID(r.PathValue("user"))
+	if err != nil {
+		return problem(http.StatusNotFound, CodeNotFound, "no such user", err)
+	}
+	u, err := s.store.User(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return problem(http.StatusNotFound, CodeNotFound, "no such user", err)
+	}
+	if err != nil {
+		return err
+	}
+	info, err := s.userInfo(r, u)
+	if err != nil {
+		return err
+	}
+	s.writeJSON(w, http.StatusOK, info)
+	return nil
+}
+
+// findUser looks a user up by exact username: GET /api/users?username=NAME.
+func (s *Server) findUser(w http.ResponseWriter, r *http.Request, c *call) error {
+	name, err := canonicalUsername(r.URL.Query().Get("username"))
+	if err != nil {
+		return err
+	}
+	u, err := s.store.UserByName(r.Context(), name)
+	if errors.Is(err, store.ErrNotFound) {
+		return problem(http.StatusNotFound, CodeNotFound, "no such user", err)
+	}
+	if err != nil {
+		return err
+	}
+	info, err := s.userInfo(r, u)
+	if err != nil {
+		return err
+	}
+	s.writeJSON(w, http.StatusOK, info)
+	return nil
+}

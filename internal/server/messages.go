@@ -1,0 +1,130 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"sandi.dev/internal/store"
+	"sandi.dev/protocol"
+)
+
+// maxSendBody caps a send request: a maximal envelope in base64 plus JSON.
+const maxSendBody = protocol.MaxEnvelopeSize*4/3 + 1024
+
+type sendRequest struct {
+	ClientID string `json:"clientId"`
+	Envelope B64    `json:"envelope"`
+}
+
+type sendResponse struct {
+	Seq       uint64 `json:"seq"`
+	Epoch     uint64 `json:"epoch"`
+	CreatedAt int64  `json:"createdAt"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+}
+
+func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, c *call) error {
+	var req sendRequest
+	if err := decode(r, &req, maxSendBody); err != nil {
+		return err
+	}
+	if len(req.ClientID) < 8 || len(req.ClientID) > 64 {
+		return badRequest("clientId has 8 to 64 characters", nil)
+	}
+	if len(req.Envelope) > protocol.MaxEnvelopeSize {
+		return problem(http.StatusRequestEntityTooLarge, CodeTooLarge, "message too large", nil)
+	}
+	env, err := protocol.ParseEnvelope(req.Envelope)
+	if err != nil {
+		return badRequest("envelope: "+err.Error(), err)
+	}
+	if env.Conversation != c.conv || env.Sender != c.ref() {
+		return problem(http.StatusForbidden, CodeForbidden, "an envelope names its conversation and its sending device", nil)
+	}
+	u, err := s.store.User(r.Context(), c.user())
+	if err != nil {
+		return err
+	}
+	if u.Identity == nil {
+		return problem(http.StatusConflict, CodeConflict, "upload a pre-key bundle first", nil)
+	}
+	if err := env.Verify(*u.Identity); err != nil {
+		return problem(http.StatusBadRequest, CodeBadSignature, err.Error(), err)
+	}
+	res, err := s.store.SendOne(r.Context(), store.Send{
+		Conversation: c.conv, Sender: c.device.ID, SenderUser: c.user(), ClientID: req.ClientID,
+		Epoch: env.Epoch, Envelope: req.Envelope, Now: s.now(),
+		RotateAfterMessages: s.cfg.RotateAfterMessages, RotateAfterMillis: s.cfg.RotateAfterAge.Milliseconds(),
+	})
+	if err != nil {
+		err = storeErr(err)
+		var p *Problem
+		if errors.As(err, &p) {
+			s.metrics.sendsRefused.WithLabelValues(p.Code).Inc()
+		}
+		return err
+	}
+	if !res.Duplicate {
+		s.metrics.messages.Inc()
+		s.notifyConversation(r.Context(), c.conv)
+	}
+	status := http.StatusCreated
+	if res.Duplicate {
+		status = http.StatusOK
+	}
+	s.writeJSON(w, status, sendResponse{Seq: res.Seq, Epoch: env.Epoch, CreatedAt: res.CreatedAt, Duplicate: res.Duplicate})
+	return nil
+}
+
+type messageInfo struct {
+	Conversation protocol.ConversationID `json:"conversation"`
+	Seq          uint64                  `json:"seq"`
+	Sender       protocol.DeviceID       `json:"sender"`
+	SenderUser   protocol.UserID         `json:"senderUser"`
+	ClientID     string                  `json:"clientId"`
+	Epoch        uint64                  `json:"epoch"`
+	Envelope     B64                     `json:"envelope"`
+	CreatedAt    int64                   `json:"createdAt"`
+}
+
+func msgInfo(m *store.Message) *messageInfo {
+	return &messageInfo{Conversation: m.Conversation, Seq: m.Seq, Sender: m.Sender, SenderUser: m.SenderUser,
+		ClientID: m.ClientID, Epoch: m.Epoch, Envelope: m.Envelope, CreatedAt: m.CreatedAt}
+}
+
+const maxPage = 500
+
+func limitQuery(r *http.Request, def int) (int, error) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > maxPage {
+		return 0, badRequest(fmt.Sprintf("limit is 1 to %d", maxPage), err)
+	}
+	return n, nil
+}
+
+func (s *Server) listMessages(w http.ResponseWriter, r *http.Request, c *call) error {
+	after, err := uintQuery(r, "after", 0)
+	if err != nil {
+		return err
+	}
+	limit, err := limitQuery(r, 100)
+	if err != nil {
+		return err
+	}
+	ms, err := s.store.Messages(r.Context(), c.conv, after, limit)
+	if err != nil {
+		return err
+	}
+	out := make([]*messageInfo, len(ms))
+	for i := range ms {
+		out[i] = msgInfo(&ms[i])
+	}
+	s.writeJSON(w, http.StatusOK, map[string]any{"messages": out})
+	return nil
+}

@@ -1,0 +1,96 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+)
+
+// Problem is an RFC 9457 problem document. Code is the stable,
+// machine-readable reason clients branch on; Detail is safe to show. What is
+// logged (the wrapped cause) is kept apart and never sent.
+type Problem struct {
+	Status int    `json:"status"`
+	Code   string `json:"code"`
+	Title  string `json:"title"`
+	Detail string `json:"detail,omitempty"`
+	// Extensions, present for some codes.
+	Missing      []string `json:"missing,omitempty"`
+	Extra        []string `json:"extra,omitempty"`
+	CurrentEpoch *uint64  `json:"currentEpoch,omitempty"`
+	RetryAfter   int      `json:"retryAfter,omitempty"`
+
+	cause error
+}
+
+func (p *Problem) Error() string {
+	if p.cause != nil {
+		return fmt.Sprintf("%s: %s: %v", p.Code, p.Detail, p.cause)
+	}
+	return p.Code + ": " + p.Detail
+}
+
+func (p *Problem) Unwrap() error { return p.cause }
+
+// problem builds a Problem; cause (may be nil) is logged, never sent.
+func problem(status int, code, detail string, cause error) *Problem {
+	return &Problem{Status: status, Code: code, Title: http.StatusText(status), Detail: detail, cause: cause}
+}
+
+// Stable problem codes (docs/api.md lists them).
+const (
+	CodeBadRequest       = "bad_request"
+	CodeBadSignature     = "bad_signature"
+	CodeUnauthenticated  = "unauthenticated"
+	CodeForbidden        = "forbidden"
+	CodeNotFound         = "not_found"
+	CodeNotMember        = "not_member"
+	CodeUsernameTaken    = "username_taken"
+	CodeBadCredentials   = "bad_credentials"
+	CodeIdentityMismatch = "identity_mismatch"
+	CodeSessionCoverage  = "session_coverage"
+	CodeEpochTaken       = "epoch_taken"
+	CodeRotationRequired = "rotation_required"
+	CodeStaleChain       = "stale_chain"
+	CodeIdempotency      = "idempotency_conflict"
+	CodeConflict         = "conflict"
+	CodeTooLarge         = "too_large"
+	CodeRateLimited      = "rate_limited"
+	CodeInternal         = "internal"
+	CodeUnavailable      = "unavailable"
+)
+
+func badRequest(detail string, cause error) *Problem {
+	return problem(http.StatusBadRequest, CodeBadRequest, detail, cause)
+}
+
+func (s *Server) writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		s.log.Debug("write response", "err", err)
+	}
+}
+
+// writeError sends err as problem+json. Errors that are not a *Problem are
+// internal: logged in full, answered with a generic 500.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var p *Problem
+	if !errors.As(err, &p) {
+		s.log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+		p = problem(http.StatusInternalServerError, CodeInternal, "internal error", err)
+	} else if p.cause != nil {
+		s.log.LogAttrs(r.Context(), slog.LevelDebug, "request refused", slog.String("path", r.URL.Path), slog.String("code", p.Code), slog.Any("cause", p.cause))
+	}
+	if p.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(p.RetryAfter))
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(p.Status)
+	if err := json.NewEncoder(w).Encode(p); err != nil {
+		s.log.Debug("write problem", "err", err)
+	}
+}

@@ -1,0 +1,168 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"sandi.dev/protocol"
+)
+
+// EventInfo is one event of a device's stream as the API sends it.
+type EventInfo struct {
+	ID           int64                    `json:"id"`
+	Kind         string                   `json:"kind"`
+	Conversation *protocol.ConversationID `json:"conversation,omitempty"`
+	User         *protocol.UserID         `json:"user,omitempty"`
+	Seq          uint64                   `json:"seq,omitempty"`
+	Epoch        uint64                   `json:"epoch,omitempty"`
+	Reason       string                   `json:"reason,omitempty"`
+	Message      *messageInfo             `json:"message,omitempty"`
+	CreatedAt    int64                    `json:"createdAt"`
+}
+
+// SyncPage is the answer of GET /api/sync and each WebSocket frame.
+type SyncPage struct {
+	Events []EventInfo `json:"events"`
+	Cursor int64       `json:"cursor"` // pass as since= to continue
+	More   bool        `json:"more"`   // another page is ready now
+}
+
+func (s *Server) readEvents(ctx context.Context, c *call, since int64, limit int) (SyncPage, error) {
+	evs, err := s.store.Sync(ctx, c.user(), c.device.ID, since, limit)
+	if err != nil {
+		return SyncPage{}, err
+	}
+	page := SyncPage{Events: make([]EventInfo, len(evs)), Cursor: since, More: len(evs) == limit}
+	for i := range evs {
+		e := &evs[i]
+		page.Events[i] = EventInfo{ID: e.ID, Kind: e.Kind, Conversation: e.Conversation, User: e.User, Seq: e.Seq,
+			Epoch: e.Epoch, Reason: e.Reason, CreatedAt: e.CreatedAt}
+		if e.Message != nil {
+			page.Events[i].Message = msgInfo(e.Message)
+		}
+		page.Cursor = e.ID
+	}
+	return page, nil
+}
+
+func sinceQuery(r *http.Request) (int64, error) {
+	v := r.URL.Query().Get("since")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, badRequest("since is a non-negative event id", err)
+	}
+	return n, nil
+}
+
+// sync returns the caller's events after the cursor: GET /api/sync?since=N&limit=M.
+func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *call) error {
+	since, err := sinceQuery(r)
+	if err != nil {
+		return err
+	}
+	limit, err := limitQuery(r, 200)
+	if err != nil {
+		return err
+	}
+	page, err := s.readEvents(r.Context(), c, since, limit)
+	if err != nil {
+		return err
+	}
+	s.writeJSON(w, http.StatusOK, page)
+	return nil
+}
+
+// wsAuth is the first frame of a browser's WebSocket, which cannot carry an
+// Authorization header.
+type wsAuth struct {
+	Token string `json:"token"`
+}
+
+// pollInterval bounds how long a connection waits without a wake-up before
+// it reads the store anyway (a safety net for lost cross-node signals).
+const pollInterval = 20 * time.Second
+
+// websocket streams the caller's events: GET /api/ws?since=N. Each frame is
+// a SyncPage; the client keeps the last cursor and reconnects with it, so a
+// dropped connection loses nothing.
+func (s *Server) websocket(w http.ResponseWriter, r *http.Request, c *call) error {
+	since, err := sinceQuery(r)
+	if err != nil {
+		return err
+	}
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{})
+	if err != nil {
+		return nil // Accept has answered
+	}
+	defer conn.CloseNow()
+	conn.SetReadLimit(4 << 10)
+	ctx := r.Context()
+	if c == nil {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, data, err := conn.Read(actx)
+		cancel()
+		var a wsAuth
+		if err == nil {
+			err = json.Unmarshal(data, &a)
+		}
+		if err == nil {
+			c, err = s.authenticate(r, a.Token)
+		}
+		if err != nil {
+			conn.Close(websocket.StatusPolicyViolation, "authentication failed")
+			return nil
+		}
+	}
+	s.metrics.websockets.Inc()
+	defer s.metrics.websockets.Dec()
+
+	sub, leave := s.hub.subscribe(c.user())
+	defer leave()
+	// Reads keep the connection's control frames flowing and notice the
+	// client closing; clients send nothing else after authenticating.
+	ctx = conn.CloseRead(ctx)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		page, err := s.readEvents(ctx, c, since, 200)
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+				s.log.Warn("websocket: read events", "err", err)
+				conn.Close(websocket.StatusInternalError, "internal error")
+			}
+			return nil
+		}
+		if len(page.Events) > 0 {
+			data, err := json.Marshal(page)
+			if err != nil {
+				return nil
+			}
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err = conn.Write(wctx, websocket.MessageText, data)
+			cancel()
+			if err != nil {
+				return nil
+			}
+			since = page.Cursor
+			if page.More {
+				continue
+			}
+		}
+		timer.Reset(pollInterval)
+		select {
+		case <-sub.wake:
+		case <-timer.C:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}

@@ -1,0 +1,491 @@
+package sqlstore
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+
+	"sandi.dev/internal/store"
+	"sandi.dev/protocol"
+)
+
+// CreateUser writes the account, its first device and the device's token.
+func (s *Store) CreateUser(ctx context.Context, u store.User, d store.Device, tokenHash []byte) error {
+	if d.User != u.ID {
+		return fmt.Errorf("sqlstore: create user: %w: device belongs to another user", store.ErrInvalid)
+	}
+	return s.write(ctx, "create user", func(t *wtx) error {
+		var ident []byte
+		if u.Identity != nil {
+			ident = u.Identity[:]
+		}
+		// ON CONFLICT DO NOTHING covers the id and the username; no row
+		// written means one of them is taken.
+		res, err := t.exec(`INSERT INTO users (id, username, password_hash, identity_key, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+			idArg(u.ID), u.Username, u.PasswordHash, ident, u.CreatedAt)
+		if err != nil {
+			return err
+		}
+		if err := oneRow(res, store.ErrConflict, "username or user id taken"); err != nil {
+			return err
+		}
+		return t.addDevice(d, tokenHash)
+	})
+}
+
+// AddDevice adds a device and its token to an existing account.
+func (s *Store) AddDevice(ctx context.Context, d store.Device, tokenHash []byte) error {
+	return s.write(ctx, "add device", func(t *wtx) error {
+		var one int
+		if err := t.queryRow(`SELECT 1 FROM users WHERE id = ?`, idArg(d.User)).Scan(&one); err != nil {
+			return notFound(err, "user")
+		}
+		return t.addDevice(d, tokenHash)
+	})
+}
+
+func (t *wtx) addDevice(d store.Device, tokenHash []byte) error {
+	if len(tokenHash) == 0 {
+		return fmt.Errorf("%w: empty token hash", store.ErrInvalid)
+	}
+	res, err := t.exec(`INSERT INTO devices (id, user_id, name, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		idArg(d.ID), idArg(d.User), d.Name, d.CreatedAt)
+	if err != nil {
+		return err
+	}
+	if err := oneRow(res, store.ErrConflict, "device id taken"); err != nil {
+		return err
+	}
+	res, err = t.exec(`INSERT INTO tokens (hash, device_id) VALUES (?, ?) ON CONFLICT DO NOTHING`, tokenHash, idArg(d.ID))
+	if err != nil {
+		return err
+	}
+	return oneRow(res, store.ErrConflict, "token taken")
+}
+
+// oneRow turns "no row written" into err.
+func oneRow(res sql.Result, err error, what string) error {
+	n, e := res.RowsAffected()
+	if e != nil {
+		return e
+	}
+	if n != 1 {
+		return fmt.Errorf("%w: %s", err, what)
+	}
+	return nil
+}
+
+// notFound maps sql.ErrNoRows to store.ErrNotFound.
+func notFound(err error, what string) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%s: %w", what, store.ErrNotFound)
+	}
+	return err
+}
+
+const userCols = `id, username, password_hash, identity_key, created_at`
+
+func scanUser(row *sql.Row) (store.User, error) {
+	var u store.User
+	var ident []byte
+	if err := row.Scan(scanID(&u.ID), &u.Username, &u.PasswordHash, &ident, &u.CreatedAt); err != nil {
+		return u, err
+	}
+	if ident != nil {
+		k, err := protocol.ParseIdentityKey(ident)
+		if err != nil {
+			return u, err
+		}
+		u.Identity = &k
+	}
+	return u, nil
+}
+
+// UserByName returns the account with that canonical username.
+func (s *Store) UserByName(ctx context.Context, username string) (store.User, error) {
+	u, err := scanUser(s.queryRow(ctx, `SELECT `+userCols+` FROM users WHERE username = ?`, username))
+	if err != nil {
+		return u, fmt.Errorf("sqlstore: user by name: %w", notFound(err, "user"))
+	}
+	return u, nil
+}
+
+// User returns an account by id.
+func (s *Store) User(ctx context.Context, id protocol.UserID) (store.User, error) {
+	u, err := scanUser(s.queryRow(ctx, `SELECT `+userCols+` FROM users WHERE id = ?`, idArg(id)))
+	if err != nil {
+		return u, fmt.Errorf("sqlstore: user: %w", notFound(err, "user"))
+	}
+	return u, nil
+}
+
+const deviceCols = `d.id, d.user_id, d.name, d.signed_prekey, d.last_resort, d.created_at, d.revoked`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanDevice(r scanner) (store.Device, error) {
+	var d store.Device
+	err := r.Scan(scanID(&d.ID), scanID(&d.User), &d.Name, &d.SignedPreKey, &d.LastResort, &d.CreatedAt, &d.Revoked)
+	return d, err
+}
+
+// Devices lists an account's active devices, oldest first.
+func (s *Store) Devices(ctx context.Context, user protocol.UserID) ([]store.Device, error) {
+	if _, err := s.User(ctx, user); err != nil {
+		return nil, err
+	}
+	rows, err := s.query(ctx, `SELECT `+deviceCols+` FROM devices d WHERE d.user_id = ? AND d.revoked = FALSE ORDER BY d.created_at, d.id`, idArg(user))
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: devices: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Device
+	for rows.Next() {
+		d, err := scanDevice(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: devices: %w", err)
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlstore: devices: %w", err)
+	}
+	return out, nil
+}
+
+// DeviceByToken resolves a token hash to its active device.
+func (s *Store) DeviceByToken(ctx context.Context, tokenHash []byte) (store.Device, error) {
+	d, err := scanDevice(s.queryRow(ctx, `SELECT `+deviceCols+` FROM tokens t JOIN devices d ON d.id = t.device_id WHERE t.hash = ? AND d.revoked = FALSE`, tokenHash))
+	if err != nil {
+		return d, fmt.Errorf("sqlstore: device by token: %w", notFound(err, "token"))
+	}
+	return d, nil
+}
+
+// DeleteToken deletes one token.
+func (s *Store) DeleteToken(ctx context.Context, tokenHash []byte) error {
+	return s.write(ctx, "delete token", func(t *wtx) error {
+		res, err := t.exec(`DELETE FROM tokens WHERE hash = ?`, tokenHash)
+		if err != nil {
+			return err
+		}
+		return oneRow(res, store.ErrNotFound, "token")
+	})
+}
+
+// PutBundle stores a device's bundle and sets or checks the account's
+// identity key in the same transaction; see store.Store.
+//
+// Locks: the user row first (so two devices uploading different identities
+// at once are serialized and the second sees the first's key), then the
+// device rows, then the shared conversations in id order, then the counter.
+func (s *Store) PutBundle(ctx context.Context, b store.BundleUpload) error {
+	if len(b.SignedPreKey) == 0 || len(b.LastResort) == 0 {
+		return fmt.Errorf("sqlstore: put bundle: %w: signed pre-key and last-resort key are required", store.ErrInvalid)
+	}
+	if b.Identity == (protocol.IdentityKey{}) {
+		return fmt.Errorf("sqlstore: put bundle: %w: zero identity key", store.ErrInvalid)
+	}
+	return s.write(ctx, "put bundle", func(t *wtx) error {
+		var cur []byte
+		if err := t.queryRow(`SELECT identity_key FROM users WHERE id = ?`+t.lockSuffix(), idArg(b.User)).Scan(&cur); err != nil {
+			return notFound(err, "user")
+		}
+		if err := t.step("user"); err != nil {
+			return err
+		}
+		var first bool
+		if err := t.queryRow(`SELECT signed_prekey IS NULL FROM devices WHERE id = ? AND user_id = ? AND revoked = FALSE`+t.lockSuffix(),
+			idArg(b.Device), idArg(b.User)).Scan(&first); err != nil {
+			return notFound(err, "device")
+		}
+		if err := t.step("device"); err != nil {
+			return err
+		}
+
+		changed := false // the account had another key, replaced by a reset
+		switch {
+		case cur == nil:
+		case bytes.Equal(cur, b.Identity[:]):
+		case !b.Reset:
+			return store.ErrIdentityMismatch
+		default:
+			changed = true
+		}
+		if cur == nil || changed {
+			if _, err := t.exec(`UPDATE users SET identity_key = ? WHERE id = ?`, b.Identity[:], idArg(b.User)); err != nil {
+				return err
+			}
+		}
+		if err := t.step("identity"); err != nil {
+			return err
+		}
+
+		revoked := 0
+		if b.Reset {
+			var err error
+			if revoked, err = t.revokeOthers(b.User, b.Device); err != nil {
+				return err
+			}
+			if err := t.step("reset"); err != nil {
+				return err
+			}
+		}
+
+		q := `UPDATE devices SET signed_prekey = ?, last_resort = ? WHERE id = ?`
+		if len(b.OneTime) > 0 {
+			q = `UPDATE devices SET signed_prekey = ?, last_resort = ?, prekeys_low = FALSE WHERE id = ?`
+		}
+		if _, err := t.exec(q, b.SignedPreKey, b.LastResort, idArg(b.Device)); err != nil {
+			return err
+		}
+		if err := t.step("bundle"); err != nil {
+			return err
+		}
+		if err := t.putOneTime(b.Device, b.OneTime, true); err != nil {
+			return err
+		}
+		if err := t.step("one_time_keys"); err != nil {
+			return err
+		}
+
+		devicesChanged := first || revoked > 0
+		var evs []newEvent
+		if devicesChanged {
+			rot, err := t.markSharedConversations(b.User, "device", b.Now)
+			if err != nil {
+				return err
+			}
+			evs = append(evs, rot...)
+		}
+		if devicesChanged || changed {
+			recipients, err := t.contactDevices(b.User, b.Device)
+			if err != nil {
+				return err
+			}
+			for _, d := range recipients {
+				if changed {
+					evs = append(evs, newEvent{kind: store.EventIdentityChanged, device: devPtr(d), user: userPtr(b.User), at: b.Now})
+				}
+				if devicesChanged {
+					evs = append(evs, newEvent{kind: store.EventDevice, device: devPtr(d), user: userPtr(b.User), at: b.Now})
+				}
+			}
+		}
+		if _, err := t.emit(evs); err != nil {
+			return err
+		}
+		return t.step("events")
+	})
+}
+
+// revokeOthers revokes every active device of user but keep, with their
+// tokens and one-time keys, and returns how many it revoked.
+func (t *wtx) revokeOthers(user protocol.UserID, keep protocol.DeviceID) (int, error) {
+	res, err := t.exec(`UPDATE devices SET revoked = TRUE WHERE user_id = ? AND id <> ? AND revoked = FALSE`, idArg(user), idArg(keep))
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, err
+	}
+	if _, err := t.exec(`DELETE FROM tokens WHERE device_id IN (SELECT id FROM devices WHERE user_id = ? AND id <> ?)`, idArg(user), idArg(keep)); err != nil {
+		return 0, err
+	}
+	if _, err := t.exec(`DELETE FROM one_time_keys WHERE device_id IN (SELECT id FROM devices WHERE user_id = ? AND id <> ?)`, idArg(user), idArg(keep)); err != nil {
+		return 0, err
+	}
+	return int(n), nil
+}
+
+// markSharedConversations marks every conversation user is a member of
+// rotation-required for reason, locking them in id order, and returns an
+// EventRotation for each whose state changed.
+func (t *wtx) markSharedConversations(user protocol.UserID, reason string, now int64) ([]newEvent, error) {
+	rows, err := t.query(`SELECT c.id, c.epoch, c.rotation_required, c.rotation_reason FROM conversations c
+		WHERE c.id IN (SELECT conversation_id FROM members WHERE user_id = ? AND left_event_id IS NULL)
+		ORDER BY c.id`+t.lockSuffix(), idArg(user))
+	if err != nil {
+		return nil, err
+	}
+	type conv struct {
+		id       protocol.ConversationID
+		epoch    uint64
+		required bool
+		reason   string
+	}
+	var convs []conv
+	for rows.Next() {
+		var c conv
+		if err := rows.Scan(scanID(&c.id), &c.epoch, &c.required, &c.reason); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		convs = append(convs, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var evs []newEvent
+	for _, c := range convs {
+		if c.required && c.reason == reason {
+			continue
+		}
+		if _, err := t.exec(`UPDATE conversations SET rotation_required = TRUE, rotation_reason = ? WHERE id = ?`, reason, idArg(c.id)); err != nil {
+			return nil, err
+		}
+		evs = append(evs, newEvent{kind: store.EventRotation, conv: convPtr(c.id), epoch: c.epoch, reason: reason, at: now})
+	}
+	return evs, nil
+}
+
+// contactDevices lists, in id order, the active devices of every user that
+// shares a current conversation with user, and of user itself, except
+// skip.
+func (t *wtx) contactDevices(user protocol.UserID, skip protocol.DeviceID) ([]protocol.DeviceID, error) {
+	rows, err := t.query(`SELECT d.id FROM devices d
+		WHERE d.revoked = FALSE AND d.id <> ? AND (d.user_id = ? OR d.user_id IN (
+			SELECT m2.user_id FROM members m1
+			JOIN members m2 ON m2.conversation_id = m1.conversation_id AND m2.left_event_id IS NULL
+			WHERE m1.user_id = ? AND m1.left_event_id IS NULL))
+		ORDER BY d.id`, idArg(skip), idArg(user), idArg(user))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []protocol.DeviceID
+	for rows.Next() {
+		var d protocol.DeviceID
+		if err := rows.Scan(scanID(&d)); err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// putOneTime writes one-time keys of a device. With replace, a key whose
+// id exists replaces it; without, any existing id is ErrConflict.
+func (t *wtx) putOneTime(dev protocol.DeviceID, keys []store.PreKeyRow, replace bool) error {
+	const chunk = 300
+	for lo := 0; lo < len(keys); lo += chunk {
+		hi := min(lo+chunk, len(keys))
+		args := make([]any, 0, 3*(hi-lo))
+		for _, k := range keys[lo:hi] {
+			if len(k.Encoded) == 0 {
+				return fmt.Errorf("%w: empty one-time key %d", store.ErrInvalid, k.ID)
+			}
+			args = append(args, idArg(dev), int64(k.ID), k.Encoded)
+		}
+		q := `INSERT INTO one_time_keys (device_id, key_id, encoded) VALUES ` + placeholders(hi-lo, 3)
+		if replace {
+			q += ` ON CONFLICT (device_id, key_id) DO UPDATE SET encoded = excluded.encoded`
+		} else {
+			q += ` ON CONFLICT DO NOTHING`
+		}
+		res, err := t.exec(q, args...)
+		if err != nil {
+			return err
+		}
+		if !replace {
+			n, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			if n != int64(hi-lo) {
+				return fmt.Errorf("%w: one-time key id already present", store.ErrConflict)
+			}
+		}
+	}
+	return nil
+}
+
+// AddOneTimeKeys adds one-time keys to an active device and returns its
+// count. The device row is locked first: it is the mutex of its keys.
+func (s *Store) AddOneTimeKeys(ctx context.Context, device protocol.DeviceID, keys []store.PreKeyRow) (int, error) {
+	var n int
+	err := s.write(ctx, "add one-time keys", func(t *wtx) error {
+		var one int
+		if err := t.queryRow(`SELECT 1 FROM devices WHERE id = ? AND revoked = FALSE`+t.lockSuffix(), idArg(device)).Scan(&one); err != nil {
+			return notFound(err, "device")
+		}
+		if err := t.putOneTime(device, keys, false); err != nil {
+			return err
+		}
+		if len(keys) > 0 {
+			if _, err := t.exec(`UPDATE devices SET prekeys_low = FALSE WHERE id = ?`, idArg(device)); err != nil {
+				return err
+			}
+		}
+		return t.queryRow(`SELECT COUNT(*) FROM one_time_keys WHERE device_id = ?`, idArg(device)).Scan(&n)
+	})
+	return n, err
+}
+
+// CountOneTimeKeys returns how many one-time keys a device has.
+func (s *Store) CountOneTimeKeys(ctx context.Context, device protocol.DeviceID) (int, error) {
+	var n int
+	if err := s.queryRow(ctx, `SELECT COUNT(*) FROM one_time_keys WHERE device_id = ?`, idArg(device)).Scan(&n); err != nil {
+		return 0, fmt.Errorf("sqlstore: count one-time keys: %w", err)
+	}
+	return n, nil
+}
+
+// Claim takes one one-time key of each device. Each device row is locked
+// (in id order) before its key is taken, so claims of one device run one
+// at a time on both databases: the smallest remaining key id is deleted
+// with RETURNING, and no two claimers can get the same key.
+func (s *Store) Claim(ctx context.Context, devices []protocol.DeviceID, lowWater int) ([]store.Claimed, error) {
+	order := make([]int, len(devices))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return bytes.Compare(devices[a][:], devices[b][:]) })
+	var out []store.Claimed
+	err := s.write(ctx, "claim", func(t *wtx) error {
+		out = make([]store.Claimed, len(devices))
+		var evs []newEvent
+		for _, i := range order {
+			dev := devices[i]
+			c := store.Claimed{Device: dev}
+			var low bool
+			if err := t.queryRow(`SELECT signed_prekey, last_resort, prekeys_low FROM devices WHERE id = ? AND revoked = FALSE AND signed_prekey IS NOT NULL`+t.lockSuffix(),
+				idArg(dev)).Scan(&c.SignedPreKey, &c.LastResort, &low); err != nil {
+				return notFound(err, "device "+dev.String())
+			}
+			var k store.PreKeyRow
+			var id int64
+			err := t.queryRow(`DELETE FROM one_time_keys WHERE device_id = ? AND key_id = (SELECT MIN(key_id) FROM one_time_keys WHERE device_id = ?) RETURNING key_id, encoded`,
+				idArg(dev), idArg(dev)).Scan(&id, &k.Encoded)
+			switch {
+			case err == nil:
+				k.ID = uint32(id)
+				c.OneTime = &k
+			case errors.Is(err, sql.ErrNoRows):
+			default:
+				return err
+			}
+			if err := t.queryRow(`SELECT COUNT(*) FROM one_time_keys WHERE device_id = ?`, idArg(dev)).Scan(&c.Remaining); err != nil {
+				return err
+			}
+			if c.Remaining < lowWater && !low {
+				if _, err := t.exec(`UPDATE devices SET prekeys_low = TRUE WHERE id = ?`, idArg(dev)); err != nil {
+					return err
+				}
+				evs = append(evs, newEvent{kind: store.EventPreKeysLow, device: devPtr(dev)})
+			}
+			out[i] = c
+		}
+		_, err := t.emit(evs)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

@@ -1,0 +1,595 @@
+package sqlstore
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+
+	"sandi.dev/internal/store"
+	"sandi.dev/protocol"
+)
+
+// CreateConversation writes the conversation, its genesis record, its
+// members and its first session in one transaction.
+//
+// Locks: the new conversation row (a concurrent create of the same id
+// waits, then finds it taken), then the member users in id order, so that
+// a concurrent first bundle of a member's device either commits before the
+// coverage check (and is seen: the keys must cover it) or after this
+// commit (and then sees the conversation and marks it rotation-required).
+func (s *Store) CreateConversation(ctx context.Context, nc store.NewConversation) error {
+	if err := checkNewConversation(&nc); err != nil {
+		return fmt.Errorf("sqlstore: create conversation: %w", err)
+	}
+	return s.write(ctx, "create conversation", func(t *wtx) error {
+		res, err := t.exec(`INSERT INTO conversations (id, created_at, chain_seq, chain_head, epoch, epoch_started_at) VALUES (?, ?, 0, ?, 1, ?) ON CONFLICT DO NOTHING`,
+			idArg(nc.ID), nc.Now, nc.Head[:], nc.Now)
+		if err != nil {
+			return err
+		}
+		if err := oneRow(res, store.ErrConflict, "conversation id taken"); err != nil {
+			return err
+		}
+		if err := t.step("conversation"); err != nil {
+			return err
+		}
+		if _, err := t.exec(`INSERT INTO records (conversation_id, seq, encoded) VALUES (?, 0, ?)`, idArg(nc.ID), nc.Genesis.Encoded); err != nil {
+			return err
+		}
+		if err := t.step("record"); err != nil {
+			return err
+		}
+		users := make([]protocol.UserID, len(nc.Members))
+		for i, m := range nc.Members {
+			users[i] = m.User
+		}
+		if err := t.lockUsers(users, true); err != nil {
+			return err
+		}
+		if err := t.step("users"); err != nil {
+			return err
+		}
+		if err := t.checkCoverage(users, nc.Session); err != nil {
+			return err
+		}
+		if err := t.step("coverage"); err != nil {
+			return err
+		}
+		if err := t.insertSession(nc.Session, nc.Now); err != nil {
+			return err
+		}
+		if err := t.step("session"); err != nil {
+			return err
+		}
+		evs := []newEvent{{kind: store.EventMembership, conv: convPtr(nc.ID), seq: 0, at: nc.Now}}
+		for _, k := range nc.Session.Keys {
+			evs = append(evs, newEvent{kind: store.EventSession, device: devPtr(k.Device), conv: convPtr(nc.ID), epoch: 1, at: nc.Now})
+		}
+		first, err := t.emit(evs)
+		if err != nil {
+			return err
+		}
+		if err := t.step("events"); err != nil {
+			return err
+		}
+		// Members join at the conversation's first event. Inserted after
+		// the counter: the conversation row is new and held by this
+		// transaction, so nothing else can conflict with these rows.
+		for _, m := range nc.Members {
+			if _, err := t.exec(`INSERT INTO members (conversation_id, user_id, role, joined_event_id) VALUES (?, ?, ?, ?)`,
+				idArg(nc.ID), idArg(m.User), int(m.Role), first); err != nil {
+				return err
+			}
+		}
+		return t.step("members")
+	})
+}
+
+func checkNewConversation(nc *store.NewConversation) error {
+	switch {
+	case nc.ID.IsZero():
+		return fmt.Errorf("%w: zero conversation id", store.ErrInvalid)
+	case nc.Genesis.Seq != 0:
+		return fmt.Errorf("%w: genesis record seq is %d, want 0", store.ErrInvalid, nc.Genesis.Seq)
+	case len(nc.Genesis.Encoded) == 0:
+		return fmt.Errorf("%w: empty genesis record", store.ErrInvalid)
+	case len(nc.Members) == 0:
+		return fmt.Errorf("%w: no members", store.ErrInvalid)
+	case nc.Session.Epoch != 1:
+		return fmt.Errorf("%w: first epoch is %d, want 1", store.ErrInvalid, nc.Session.Epoch)
+	case nc.Session.ChainSeq != 0:
+		return fmt.Errorf("%w: first session names chain seq %d, want 0", store.ErrInvalid, nc.Session.ChainSeq)
+	case nc.Session.Conversation != nc.ID:
+		return fmt.Errorf("%w: session of another conversation", store.ErrInvalid)
+	}
+	seen := make(map[protocol.UserID]bool, len(nc.Members))
+	for _, m := range nc.Members {
+		if seen[m.User] {
+			return fmt.Errorf("%w: member %s listed twice", store.ErrInvalid, m.User)
+		}
+		seen[m.User] = true
+	}
+	return checkSession(&nc.Session)
+}
+
+func checkSession(s *store.Session) error {
+	if len(s.Encoded) == 0 {
+		return fmt.Errorf("%w: empty distribution", store.ErrInvalid)
+	}
+	for _, k := range s.Keys {
+		if len(k.InitiatorEphemeral) == 0 || len(k.Ciphertext) == 0 {
+			return fmt.Errorf("%w: session key for device %s lacks its initiator ephemeral key or ciphertext", store.ErrInvalid, k.Device)
+		}
+	}
+	return nil
+}
+
+// lockUsers checks that users exist (else ErrNotFound) and, with lock,
+// locks their rows in id order.
+func (t *wtx) lockUsers(users []protocol.UserID, lock bool) error {
+	sorted := slices.Clone(users)
+	slices.SortFunc(sorted, func(a, b protocol.UserID) int { return bytes.Compare(a[:], b[:]) })
+	sorted = slices.Compact(sorted)
+	for lo := 0; lo < len(sorted); lo += 500 {
+		hi := min(lo+500, len(sorted))
+		args := make([]any, hi-lo)
+		for i, u := range sorted[lo:hi] {
+			args[i] = idArg(u)
+		}
+		q := `SELECT id FROM users WHERE id IN ` + placeholders(1, hi-lo) + ` ORDER BY id`
+		if lock {
+			q += t.lockSuffix()
+		}
+		rows, err := t.query(q, args...)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if n != hi-lo {
+			return fmt.Errorf("member user: %w", store.ErrNotFound)
+		}
+	}
+	return nil
+}
+
+// memberDevices returns the devices a session must cover: the active
+// devices with a bundle of users, mapped to their user.
+func (t *wtx) memberDevices(users []protocol.UserID) (map[protocol.DeviceID]protocol.UserID, error) {
+	out := make(map[protocol.DeviceID]protocol.UserID)
+	for lo := 0; lo < len(users); lo += 500 {
+		hi := min(lo+500, len(users))
+		args := make([]any, hi-lo)
+		for i, u := range users[lo:hi] {
+			args[i] = idArg(u)
+		}
+		rows, err := t.query(`SELECT id, user_id FROM devices WHERE user_id IN `+placeholders(1, hi-lo)+` AND revoked = FALSE AND signed_prekey IS NOT NULL`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var d protocol.DeviceID
+			var u protocol.UserID
+			if err := rows.Scan(scanID(&d), scanID(&u)); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[d] = u
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// checkCoverage checks that the keys of sess cover exactly the member
+// devices of users (a key naming the wrong user counts as extra), and that
+// the creator is one of them.
+func (t *wtx) checkCoverage(users []protocol.UserID, sess store.Session) error {
+	want, err := t.memberDevices(users)
+	if err != nil {
+		return err
+	}
+	ce := &store.CoverageError{}
+	have := make(map[protocol.DeviceID]bool, len(sess.Keys))
+	for _, k := range sess.Keys {
+		u, ok := want[k.Device]
+		if !ok || u != k.User || have[k.Device] {
+			ce.Extra = append(ce.Extra, k.Device)
+			continue
+		}
+		have[k.Device] = true
+	}
+	for d := range want {
+		if !have[d] {
+			ce.Missing = append(ce.Missing, d)
+		}
+	}
+	if len(ce.Missing) > 0 || len(ce.Extra) > 0 {
+		cmp := func(a, b protocol.DeviceID) int { return bytes.Compare(a[:], b[:]) }
+		slices.SortFunc(ce.Missing, cmp)
+		slices.SortFunc(ce.Extra, cmp)
+		return ce
+	}
+	if _, ok := want[sess.Creator]; !ok {
+		return fmt.Errorf("session creator %s: %w", sess.Creator, store.ErrNotMember)
+	}
+	return nil
+}
+
+func (t *wtx) insertSession(sess store.Session, now int64) error {
+	if _, err := t.exec(`INSERT INTO sessions (conversation_id, epoch, chain_seq, creator, encoded, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		idArg(sess.Conversation), i64(sess.Epoch), i64(sess.ChainSeq), idArg(sess.Creator), sess.Encoded, now); err != nil {
+		return err
+	}
+	const cols, chunk = 7, 200
+	for lo := 0; lo < len(sess.Keys); lo += chunk {
+		hi := min(lo+chunk, len(sess.Keys))
+		args := make([]any, 0, cols*(hi-lo))
+		for _, k := range sess.Keys[lo:hi] {
+			args = append(args, idArg(sess.Conversation), i64(sess.Epoch), idArg(k.Device), idArg(k.User), int64(k.PreKeyID), k.InitiatorEphemeral, k.Ciphertext)
+		}
+		if _, err := t.exec(`INSERT INTO session_keys (conversation_id, epoch, device_id, user_id, prekey_id, initiator_ephemeral_key, ciphertext) VALUES `+
+			placeholders(hi-lo, cols), args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// convState is a conversation row as a write transaction reads it.
+type convState struct {
+	id        protocol.ConversationID
+	epoch     uint64
+	startedAt int64
+	inEpoch   int64
+	lastSeq   uint64
+	chainSeq  uint64
+	required  bool
+	reason    string
+}
+
+const convStateCols = `id, epoch, epoch_started_at, messages_in_epoch, last_seq, chain_seq, rotation_required, rotation_reason`
+
+func scanConvState(r scanner) (convState, error) {
+	var c convState
+	err := r.Scan(scanID(&c.id), &c.epoch, &c.startedAt, &c.inEpoch, &c.lastSeq, &c.chainSeq, &c.required, &c.reason)
+	return c, err
+}
+
+// lockConversation reads and locks one conversation row.
+func (t *wtx) lockConversation(id protocol.ConversationID) (convState, error) {
+	c, err := scanConvState(t.queryRow(`SELECT `+convStateCols+` FROM conversations WHERE id = ?`+t.lockSuffix(), idArg(id)))
+	if err != nil {
+		return c, notFound(err, "conversation")
+	}
+	return c, nil
+}
+
+// currentMembers returns the current members of a conversation.
+func (t *wtx) currentMembers(id protocol.ConversationID) ([]store.MemberRow, error) {
+	rows, err := t.query(`SELECT user_id, role FROM members WHERE conversation_id = ? AND left_event_id IS NULL ORDER BY user_id`, idArg(id))
+	if err != nil {
+		return nil, err
+	}
+	return scanMembers(rows)
+}
+
+func scanMembers(rows *sql.Rows) ([]store.MemberRow, error) {
+	defer rows.Close()
+	var out []store.MemberRow
+	for rows.Next() {
+		var m store.MemberRow
+		var role int
+		if err := rows.Scan(scanID(&m.User), &role); err != nil {
+			return nil, err
+		}
+		m.Role = protocol.Role(role)
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// AddSession stores the next epoch of a conversation; see store.NewSession.
+//
+// Locks: the conversation row, so two rotations of one conversation are
+// serialized and the second sees the first's epoch. A concurrent first
+// bundle of a member's device that this coverage check did not see marks
+// the conversation rotation-required after this commits (it waits on the
+// same row).
+func (s *Store) AddSession(ctx context.Context, ns store.NewSession) error {
+	sess := ns.Session
+	if err := checkSession(&sess); err != nil {
+		return fmt.Errorf("sqlstore: add session: %w", err)
+	}
+	return s.write(ctx, "add session", func(t *wtx) error {
+		c, err := t.lockConversation(sess.Conversation)
+		if err != nil {
+			return err
+		}
+		if sess.Epoch != c.epoch+1 {
+			return &store.EpochError{Err: store.ErrEpochTaken, Current: c.epoch}
+		}
+		if sess.ChainSeq != c.chainSeq {
+			return fmt.Errorf("session names chain seq %d, conversation is at %d: %w", sess.ChainSeq, c.chainSeq, store.ErrStaleChain)
+		}
+		if err := t.step("conversation"); err != nil {
+			return err
+		}
+		members, err := t.currentMembers(sess.Conversation)
+		if err != nil {
+			return err
+		}
+		users := make([]protocol.UserID, len(members))
+		for i, m := range members {
+			users[i] = m.User
+		}
+		if err := t.checkCoverage(users, sess); err != nil {
+			return err
+		}
+		if err := t.step("coverage"); err != nil {
+			return err
+		}
+		if err := t.insertSession(sess, ns.Now); err != nil {
+			return err
+		}
+		if err := t.step("session"); err != nil {
+			return err
+		}
+		if _, err := t.exec(`UPDATE conversations SET epoch = ?, epoch_started_at = ?, messages_in_epoch = 0, rotation_required = FALSE, rotation_reason = '' WHERE id = ?`,
+			i64(sess.Epoch), ns.Now, idArg(sess.Conversation)); err != nil {
+			return err
+		}
+		if err := t.step("epoch"); err != nil {
+			return err
+		}
+		evs := make([]newEvent, 0, len(sess.Keys))
+		for _, k := range sess.Keys {
+			evs = append(evs, newEvent{kind: store.EventSession, device: devPtr(k.Device), conv: convPtr(sess.Conversation), epoch: sess.Epoch, at: ns.Now})
+		}
+		if _, err := t.emit(evs); err != nil {
+			return err
+		}
+		return t.step("events")
+	})
+}
+
+// ChangeMembership appends a membership record; see store.MembershipChange.
+func (s *Store) ChangeMembership(ctx context.Context, mc store.MembershipChange) error {
+	if mc.Record.Seq != mc.PrevSeq+1 {
+		return fmt.Errorf("sqlstore: change membership: %w: record seq %d does not follow %d", store.ErrInvalid, mc.Record.Seq, mc.PrevSeq)
+	}
+	if len(mc.Record.Encoded) == 0 {
+		return fmt.Errorf("sqlstore: change membership: %w: empty record", store.ErrInvalid)
+	}
+	after := make(map[protocol.UserID]protocol.Role, len(mc.Members))
+	for _, m := range mc.Members {
+		if _, dup := after[m.User]; dup {
+			return fmt.Errorf("sqlstore: change membership: %w: member %s listed twice", store.ErrInvalid, m.User)
+		}
+		after[m.User] = m.Role
+	}
+	return s.write(ctx, "change membership", func(t *wtx) error {
+		c, err := t.lockConversation(mc.Conversation)
+		if err != nil {
+			return err
+		}
+		if mc.PrevSeq != c.chainSeq {
+			return fmt.Errorf("record follows seq %d, chain is at %d: %w", mc.PrevSeq, c.chainSeq, store.ErrStaleChain)
+		}
+		before, err := t.currentMembers(mc.Conversation)
+		if err != nil {
+			return err
+		}
+		var added []store.MemberRow
+		var removed []protocol.UserID
+		was := make(map[protocol.UserID]protocol.Role, len(before))
+		for _, m := range before {
+			was[m.User] = m.Role
+			if role, ok := after[m.User]; !ok {
+				removed = append(removed, m.User)
+			} else if role != m.Role {
+				if _, err := t.exec(`UPDATE members SET role = ? WHERE conversation_id = ? AND user_id = ? AND left_event_id IS NULL`,
+					int(role), idArg(mc.Conversation), idArg(m.User)); err != nil {
+					return err
+				}
+			}
+		}
+		for _, m := range mc.Members {
+			if _, ok := was[m.User]; !ok {
+				added = append(added, m)
+			}
+		}
+		if len(added) > 0 {
+			users := make([]protocol.UserID, len(added))
+			for i, m := range added {
+				users[i] = m.User
+			}
+			// Existence only: the rotation this change requires covers
+			// whatever devices they add meanwhile.
+			if err := t.lockUsers(users, false); err != nil {
+				return err
+			}
+		}
+		if _, err := t.exec(`INSERT INTO records (conversation_id, seq, encoded) VALUES (?, ?, ?)`,
+			idArg(mc.Conversation), i64(mc.Record.Seq), mc.Record.Encoded); err != nil {
+			return err
+		}
+		if _, err := t.exec(`UPDATE conversations SET chain_seq = ?, chain_head = ?, rotation_required = TRUE, rotation_reason = 'membership' WHERE id = ?`,
+			i64(mc.Record.Seq), mc.Head[:], idArg(mc.Conversation)); err != nil {
+			return err
+		}
+		// Events: the membership change (conversation-wide), removed to
+		// each device of each removed member, then rotation_required.
+		evs := []newEvent{{kind: store.EventMembership, conv: convPtr(mc.Conversation), seq: mc.Record.Seq, at: mc.Now}}
+		for _, u := range removed {
+			devs, err := t.activeDevices(u)
+			if err != nil {
+				return err
+			}
+			for _, d := range devs {
+				evs = append(evs, newEvent{kind: store.EventRemoved, device: devPtr(d), conv: convPtr(mc.Conversation), user: userPtr(u), seq: mc.Record.Seq, at: mc.Now})
+			}
+		}
+		evs = append(evs, newEvent{kind: store.EventRotation, conv: convPtr(mc.Conversation), epoch: c.epoch, reason: "membership", at: mc.Now})
+		first, err := t.emit(evs)
+		if err != nil {
+			return err
+		}
+		// Spans of membership end and begin at the membership event. These
+		// rows are guarded by the conversation row this transaction holds.
+		for _, u := range removed {
+			if _, err := t.exec(`UPDATE members SET left_event_id = ? WHERE conversation_id = ? AND user_id = ? AND left_event_id IS NULL`,
+				first, idArg(mc.Conversation), idArg(u)); err != nil {
+				return err
+			}
+		}
+		for _, m := range added {
+			if _, err := t.exec(`INSERT INTO members (conversation_id, user_id, role, joined_event_id) VALUES (?, ?, ?, ?)`,
+				idArg(mc.Conversation), idArg(m.User), int(m.Role), first); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// activeDevices lists a user's active devices.
+func (t *wtx) activeDevices(u protocol.UserID) ([]protocol.DeviceID, error) {
+	rows, err := t.query(`SELECT id FROM devices WHERE user_id = ? AND revoked = FALSE ORDER BY id`, idArg(u))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []protocol.DeviceID
+	for rows.Next() {
+		var d protocol.DeviceID
+		if err := rows.Scan(scanID(&d)); err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+const convCols = `c.id, c.created_at, c.chain_seq, c.chain_head, c.epoch, c.epoch_started_at, c.messages_in_epoch, c.rotation_required, c.rotation_reason, c.last_seq`
+
+func scanConversation(r scanner) (store.Conversation, error) {
+	var c store.Conversation
+	var head []byte
+	if err := r.Scan(scanID(&c.ID), &c.CreatedAt, &c.ChainSeq, &head, &c.Epoch, &c.EpochStartedAt, &c.MessagesInEpoch,
+		&c.RotationRequired, &c.RotationReason, &c.LastSeq); err != nil {
+		return c, err
+	}
+	if len(head) != len(c.ChainHead) {
+		return c, fmt.Errorf("chain head is %d bytes", len(head))
+	}
+	copy(c.ChainHead[:], head)
+	return c, nil
+}
+
+// Conversation returns a conversation's state.
+func (s *Store) Conversation(ctx context.Context, id protocol.ConversationID) (store.Conversation, error) {
+	c, err := scanConversation(s.queryRow(ctx, `SELECT `+convCols+` FROM conversations c WHERE c.id = ?`, idArg(id)))
+	if err != nil {
+		return c, fmt.Errorf("sqlstore: conversation: %w", notFound(err, "conversation"))
+	}
+	return c, nil
+}
+
+// Conversations lists the conversations user is a current member of.
+func (s *Store) Conversations(ctx context.Context, user protocol.UserID) ([]store.Conversation, error) {
+	rows, err := s.query(ctx, `SELECT `+convCols+` FROM conversations c JOIN members m ON m.conversation_id = c.id
+		WHERE m.user_id = ? AND m.left_event_id IS NULL ORDER BY c.created_at, c.id`, idArg(user))
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: conversations: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Conversation
+	for rows.Next() {
+		c, err := scanConversation(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: conversations: %w", err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlstore: conversations: %w", err)
+	}
+	return out, nil
+}
+
+// exists returns ErrNotFound unless the conversation exists.
+func (s *Store) exists(ctx context.Context, id protocol.ConversationID) error {
+	var one int
+	return notFound(s.queryRow(ctx, `SELECT 1 FROM conversations WHERE id = ?`, idArg(id)).Scan(&one), "conversation")
+}
+
+// Members returns a conversation's current members.
+func (s *Store) Members(ctx context.Context, id protocol.ConversationID) ([]store.MemberRow, error) {
+	if err := s.exists(ctx, id); err != nil {
+		return nil, fmt.Errorf("sqlstore: members: %w", err)
+	}
+	rows, err := s.query(ctx, `SELECT user_id, role FROM members WHERE conversation_id = ? AND left_event_id IS NULL ORDER BY user_id`, idArg(id))
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: members: %w", err)
+	}
+	ms, err := scanMembers(rows)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: members: %w", err)
+	}
+	return ms, nil
+}
+
+// Records returns the membership records with seq >= from, in order.
+func (s *Store) Records(ctx context.Context, id protocol.ConversationID, from uint64) ([]store.RecordRow, error) {
+	if err := s.exists(ctx, id); err != nil {
+		return nil, fmt.Errorf("sqlstore: records: %w", err)
+	}
+	rows, err := s.query(ctx, `SELECT seq, encoded FROM records WHERE conversation_id = ? AND seq >= ? ORDER BY seq`, idArg(id), i64(from))
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: records: %w", err)
+	}
+	defer rows.Close()
+	var out []store.RecordRow
+	for rows.Next() {
+		var r store.RecordRow
+		if err := rows.Scan(&r.Seq, &r.Encoded); err != nil {
+			return nil, fmt.Errorf("sqlstore: records: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlstore: records: %w", err)
+	}
+	return out, nil
+}
+
+// SessionKeys returns one epoch with only device's key.
+func (s *Store) SessionKeys(ctx context.Context, conv protocol.ConversationID, device protocol.DeviceID, epoch uint64) (store.Session, error) {
+	var ss store.Session
+	var k store.SessionKey
+	var pk int64
+	err := s.queryRow(ctx, `SELECT s.conversation_id, s.epoch, s.chain_seq, s.creator, s.encoded, s.created_at,
+			k.device_id, k.user_id, k.prekey_id, k.initiator_ephemeral_key, k.ciphertext
+		FROM sessions s JOIN session_keys k ON k.conversation_id = s.conversation_id AND k.epoch = s.epoch
+		WHERE s.conversation_id = ? AND s.epoch = ? AND k.device_id = ?`, idArg(conv), i64(epoch), idArg(device)).Scan(
+		scanID(&ss.Conversation), &ss.Epoch, &ss.ChainSeq, scanID(&ss.Creator), &ss.Encoded, &ss.CreatedAt,
+		scanID(&k.Device), scanID(&k.User), &pk, &k.InitiatorEphemeral, &k.Ciphertext)
+	if err != nil {
+		return ss, fmt.Errorf("sqlstore: session keys: %w", notFound(err, "session key"))
+	}
+	k.PreKeyID = uint32(pk)
+	ss.Keys = []store.SessionKey{k}
+	return ss, nil
+}

@@ -1,0 +1,161 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+
+	"sandi.dev/internal/store"
+	"sandi.dev/protocol"
+)
+
+// newEvent is an event to append. It is device-addressed when device is
+// set, conversation-wide otherwise (conv is then required).
+type newEvent struct {
+	kind   string
+	device *protocol.DeviceID
+	conv   *protocol.ConversationID
+	user   *protocol.UserID
+	seq    uint64
+	epoch  uint64
+	reason string
+	at     int64
+}
+
+// emit appends evs to the sync stream and returns the id of the first (the
+// others follow one by one). It advances the event counter, whose row lock
+// is then held until commit: call it after every other lock the
+// transaction takes (see the package comment), and take no new lock after
+// it that another transaction could hold while waiting for the counter.
+func (t *wtx) emit(evs []newEvent) (int64, error) {
+	if len(evs) == 0 {
+		return 0, nil
+	}
+	var last int64
+	if err := t.queryRow(`UPDATE event_counter SET last_id = last_id + ? WHERE id = 1 RETURNING last_id`,
+		len(evs)).Scan(&last); err != nil {
+		return 0, fmt.Errorf("advance event counter: %w", err)
+	}
+	first := last - int64(len(evs)) + 1
+	const cols, chunk = 9, 200
+	for lo := 0; lo < len(evs); lo += chunk {
+		hi := min(lo+chunk, len(evs))
+		args := make([]any, 0, cols*(hi-lo))
+		for i, e := range evs[lo:hi] {
+			var dev, conv, user []byte
+			if e.device != nil {
+				dev = idArg(*e.device)
+			}
+			if e.conv != nil {
+				conv = idArg(*e.conv)
+			}
+			if e.user != nil {
+				user = idArg(*e.user)
+			}
+			args = append(args, first+int64(lo+i), e.kind, dev, conv, user, i64(e.seq), i64(e.epoch), e.reason, e.at)
+		}
+		if _, err := t.exec(`INSERT INTO events (id, kind, device_id, conversation_id, user_id, seq, epoch, reason, created_at) VALUES `+
+			placeholders(hi-lo, cols), args...); err != nil {
+			return 0, fmt.Errorf("insert events: %w", err)
+		}
+	}
+	return first, nil
+}
+
+// LastEventID returns the newest committed event id. The counter is
+// advanced in the transaction that writes the events, so it never runs
+// ahead of what a reader can see.
+func (s *Store) LastEventID(ctx context.Context) (int64, error) {
+	var id int64
+	if err := s.queryRow(ctx, `SELECT last_id FROM event_counter WHERE id = 1`).Scan(&id); err != nil {
+		return 0, fmt.Errorf("sqlstore: last event id: %w", err)
+	}
+	return id, nil
+}
+
+// Sync returns the device's events after since: the union of the events
+// addressed to the device and the conversation-wide events of the spans of
+// membership of its user, in id order. Each half is limited on its own index
+// before the union is sorted and limited again.
+func (s *Store) Sync(ctx context.Context, user protocol.UserID, device protocol.DeviceID, since int64, limit int) ([]store.Event, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := s.query(ctx, `
+SELECT e.id, e.kind, e.conversation_id, e.user_id, e.seq, e.epoch, e.reason, e.created_at,
+       m.sender_device, m.sender_user, m.client_id, m.epoch, m.envelope, m.created_at
+FROM (
+    SELECT id FROM (
+        SELECT id FROM events WHERE device_id = ? AND id > ? ORDER BY id LIMIT ?
+    ) addressed
+    UNION ALL
+    SELECT id FROM (
+        SELECT ev.id FROM events ev
+        JOIN members mb ON mb.conversation_id = ev.conversation_id
+        WHERE mb.user_id = ? AND ev.device_id IS NULL AND ev.id > ?
+          AND ev.id >= mb.joined_event_id
+          AND (mb.left_event_id IS NULL OR ev.id <= mb.left_event_id)
+        ORDER BY ev.id LIMIT ?
+    ) shared
+) ids
+JOIN events e ON e.id = ids.id
+LEFT JOIN messages m ON e.kind = 'message' AND m.conversation_id = e.conversation_id AND m.seq = e.seq
+ORDER BY e.id
+LIMIT ?`, idArg(device), since, limit, idArg(user), since, limit, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: sync: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Event
+	for rows.Next() {
+		var (
+			e                 store.Event
+			conv, usr         []byte
+			mDev, mUser, mEnv []byte
+			mClient           *string
+			mEpoch, mAt       *int64
+		)
+		if err := rows.Scan(&e.ID, &e.Kind, &conv, &usr, &e.Seq, &e.Epoch, &e.Reason, &e.CreatedAt,
+			&mDev, &mUser, &mClient, &mEpoch, &mEnv, &mAt); err != nil {
+			return nil, fmt.Errorf("sqlstore: sync: %w", err)
+		}
+		if e.Conversation, err = toID[protocol.ConversationID](conv); err != nil {
+			return nil, err
+		}
+		if e.User, err = toID[protocol.UserID](usr); err != nil {
+			return nil, err
+		}
+		if e.Kind == store.EventMessage && mClient != nil {
+			m := &store.Message{Conversation: *e.Conversation, Seq: e.Seq, ClientID: *mClient,
+				Epoch: uint64(*mEpoch), Envelope: mEnv, CreatedAt: *mAt}
+			if m.Sender, err = derefID[protocol.DeviceID](mDev); err != nil {
+				return nil, err
+			}
+			if m.SenderUser, err = derefID[protocol.UserID](mUser); err != nil {
+				return nil, err
+			}
+			e.Message = m
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlstore: sync: %w", err)
+	}
+	return out, nil
+}
+
+func derefID[T ~[16]byte](b []byte) (T, error) {
+	p, err := toID[T](b)
+	if err != nil {
+		return T{}, err
+	}
+	if p == nil {
+		return T{}, fmt.Errorf("sqlstore: missing id")
+	}
+	return *p, nil
+}
+
+// Helpers to build events.
+
+func devPtr(d protocol.DeviceID) *protocol.DeviceID              { return &d }
+func convPtr(c protocol.ConversationID) *protocol.ConversationID { return &c }
+func userPtr(u protocol.UserID) *protocol.UserID                 { return &u }

@@ -1,0 +1,390 @@
+// Package sqlstore implements store.Store once, over database/sql, for
+// SQLite (modernc.org/sqlite, pure Go) and PostgreSQL (pgx through its
+// database/sql driver). Every query is written once; the differences between
+// the two databases are kept in the small dialect struct below: placeholder
+// style and row locks. The schema is one set of embedded migrations
+// (package migrations) applied with goose when the store opens.
+//
+// Concurrency model. Every write is one transaction. On SQLite all writes go
+// through one connection and BEGIN IMMEDIATE, so write transactions run one
+// at a time and reads use a separate pool. On PostgreSQL (READ COMMITTED)
+// each transaction locks the rows its checks depend on before checking them
+// (SELECT … FOR UPDATE), always in the same order: the user, device or
+// conversation rows first (several of one kind in ascending id order), the
+// event counter last. A transaction that deadlocks or fails to serialize
+// anyway is retried whole.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+	_ "modernc.org/sqlite" // database/sql driver "sqlite"
+
+	"sandi.dev/internal/store"
+	"sandi.dev/internal/store/migrations"
+)
+
+// Options tune a Store. The zero value is the production configuration.
+type Options struct {
+	// Fault, when set, is called between the steps of CreateConversation,
+	// AddSession and PutBundle, inside their transaction, with the name of
+	// the step just done; an error it returns aborts the transaction and is
+	// returned (wrapped). Tests use it to fail a write at every step.
+	Fault func(step string) error
+	// MaxBatch caps how many SendOne calls one transaction writes
+	// (default 256).
+	MaxBatch int
+	// MaxConns caps the PostgreSQL connection pool, or the SQLite read
+	// pool (default 16).
+	MaxConns int
+}
+
+// Store is a store.Store on SQLite or PostgreSQL.
+type Store struct {
+	d     dialect
+	w     *sql.DB // writes (SQLite: exactly one connection)
+	r     *sql.DB // reads (PostgreSQL: the same pool as w)
+	opts  Options
+	batch *batcher
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ store.Store = (*Store)(nil)
+
+// dialect is everything that differs between the two databases.
+type dialect struct {
+	name  string
+	goose goose.Dialect
+	// dollar: placeholders are $1, $2, … (PostgreSQL); queries are written
+	// with ? (SQLite) and rewritten.
+	dollar bool
+	// forUpdate is appended to a SELECT whose rows the transaction's later
+	// checks depend on. SQLite has no row locks and needs none: its write
+	// transactions (BEGIN IMMEDIATE on the one writer connection) are
+	// serialized whole.
+	forUpdate string
+}
+
+var (
+	sqliteDialect   = dialect{name: "sqlite", goose: goose.DialectSQLite3}
+	postgresDialect = dialect{name: "postgres", goose: goose.DialectPostgres, dollar: true, forUpdate: " FOR UPDATE"}
+)
+
+// rebind rewrites the ? placeholders of q for the dialect. Queries never
+// hold a literal question mark.
+func (d *dialect) rebind(q string) string {
+	if !d.dollar {
+		return q
+	}
+	var b strings.Builder
+	b.Grow(len(q) + 16)
+	n := 0
+	for i := 0; i < len(q); i++ {
+		if q[i] == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(q[i])
+	}
+	return b.String()
+}
+
+// retryable reports whether err is PostgreSQL telling that the
+// transaction lost a deadlock or serialization race and may simply be run
+// again.
+func (d *dialect) retryable(err error) bool {
+	var pe *pgconn.PgError
+	return d.dollar && errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
+}
+
+// Open opens (creating if needed) the store at url and applies pending
+// migrations. url is postgres://… or postgresql://… for PostgreSQL, and
+// otherwise a SQLite file path or file: URL.
+func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 256
+	}
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = 16
+	}
+	var s *Store
+	var err error
+	if strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") {
+		s, err = openPostgres(ctx, url, opts)
+	} else {
+		s, err = openSQLite(ctx, url, opts)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: open: %w", err)
+	}
+	s.batch = newBatcher(s, opts.MaxBatch)
+	return s, nil
+}
+
+// SQLite connection settings, applied by the driver to every connection.
+//
+// synchronous(FULL): in WAL mode a commit is durable across power loss only
+// with FULL, which syncs the WAL on every commit. NORMAL syncs only at
+// checkpoints, so after a power loss the last acknowledged commits may be
+// gone, and an acknowledged message or claimed key would silently vanish.
+// The cost of FULL is paid once per transaction, which is why sends are
+// group-committed (see batcher) instead of weakening this.
+//
+// _txlock=immediate makes BEGIN take the write lock at once, so a write
+// transaction never fails midway on a lock upgrade. busy_timeout covers
+// another process holding the lock (the store's own writes share one
+// connection and never wait on each other in SQLite).
+const (
+	sqliteWriterParams = "_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(ON)&_txlock=immediate"
+	sqliteReaderParams = "_pragma=busy_timeout(5000)&_pragma=foreign_keys(ON)&_pragma=query_only(1)"
+)
+
+func sqliteDSN(url, params string) (string, error) {
+	if strings.HasPrefix(url, "file:") {
+		if strings.Contains(url, "?") {
+			return url + "&" + params, nil
+		}
+		return url + "?" + params, nil
+	}
+	if url == "" || strings.ContainsAny(url, "?#") {
+		return "", fmt.Errorf("sqlite path %q: empty or holds ? or #; use a file: URL", url)
+	}
+	return url + "?" + params, nil
+}
+
+func openSQLite(ctx context.Context, url string, opts Options) (*Store, error) {
+	wdsn, err := sqliteDSN(url, sqliteWriterParams)
+	if err != nil {
+		return nil, err
+	}
+	rdsn, err := sqliteDSN(url, sqliteReaderParams)
+	if err != nil {
+		return nil, err
+	}
+	w, err := sql.Open("sqlite", wdsn)
+	if err != nil {
+		return nil, err
+	}
+	// One writer connection: SQLite allows one writer at a time anyway, and
+	// queuing in the pool is cheaper than SQLITE_BUSY retries.
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	s := &Store{d: sqliteDialect, w: w, opts: opts}
+	// The writer creates the file, switches it to WAL and migrates before
+	// the read pool opens it.
+	if err := s.migrate(ctx); err != nil {
+		w.Close()
+		return nil, err
+	}
+	r, err := sql.Open("sqlite", rdsn)
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	r.SetMaxOpenConns(opts.MaxConns)
+	r.SetMaxIdleConns(opts.MaxConns)
+	if err := r.PingContext(ctx); err != nil {
+		w.Close()
+		r.Close()
+		return nil, err
+	}
+	s.r = r
+	return s, nil
+}
+
+func openPostgres(ctx context.Context, url string, opts Options) (*Store, error) {
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(opts.MaxConns)
+	db.SetMaxIdleConns(opts.MaxConns)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	s := &Store{d: postgresDialect, w: db, r: db, opts: opts}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// migrate applies the embedded migrations. On PostgreSQL a session advisory
+// lock keeps several servers starting at once from migrating together.
+func (s *Store) migrate(ctx context.Context) error {
+	if err := s.w.PingContext(ctx); err != nil {
+		return err
+	}
+	var popts []goose.ProviderOption
+	if s.d.dollar {
+		l, err := lock.NewPostgresSessionLocker()
+		if err != nil {
+			return err
+		}
+		popts = append(popts, goose.WithSessionLocker(l))
+	}
+	p, err := goose.NewProvider(s.d.goose, s.w, migrations.FS, popts...)
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	return nil
+}
+
+// Close stops the send batcher and closes the database handles.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.batch.close()
+		s.closeErr = s.w.Close()
+		if s.r != s.w {
+			if err := s.r.Close(); s.closeErr == nil {
+				s.closeErr = err
+			}
+		}
+	})
+	return s.closeErr
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.r.PingContext(ctx); err != nil {
+		return fmt.Errorf("sqlstore: ping: %w", err)
+	}
+	if s.r != s.w {
+		if err := s.w.PingContext(ctx); err != nil {
+			return fmt.Errorf("sqlstore: ping writer: %w", err)
+		}
+	}
+	return nil
+}
+
+// Reads outside a transaction use the read pool.
+
+func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return s.r.QueryContext(ctx, s.d.rebind(q), args...)
+}
+
+func (s *Store) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	return s.r.QueryRowContext(ctx, s.d.rebind(q), args...)
+}
+
+// wtx is a write transaction.
+type wtx struct {
+	tx  *sql.Tx
+	s   *Store
+	ctx context.Context
+}
+
+func (t *wtx) exec(q string, args ...any) (sql.Result, error) {
+	return t.tx.ExecContext(t.ctx, t.s.d.rebind(q), args...)
+}
+
+func (t *wtx) query(q string, args ...any) (*sql.Rows, error) {
+	return t.tx.QueryContext(t.ctx, t.s.d.rebind(q), args...)
+}
+
+func (t *wtx) queryRow(q string, args ...any) *sql.Row {
+	return t.tx.QueryRowContext(t.ctx, t.s.d.rebind(q), args...)
+}
+
+// lockSuffix is the row-lock clause of the dialect (see dialect.forUpdate).
+func (t *wtx) lockSuffix() string { return t.s.d.forUpdate }
+
+// step runs the fault hook after the named step.
+func (t *wtx) step(name string) error {
+	if t.s.opts.Fault == nil {
+		return nil
+	}
+	if err := t.s.opts.Fault(name); err != nil {
+		return fmt.Errorf("fault after step %q: %w", name, err)
+	}
+	return nil
+}
+
+// write runs fn in one write transaction and commits it, running it again
+// (from the start) when PostgreSQL reports a deadlock or serialization
+// failure. fn must have no effect outside the transaction. The returned
+// error is wrapped with what, unless it is nil.
+func (s *Store) write(ctx context.Context, what string, fn func(t *wtx) error) error {
+	const attempts = 5
+	var err error
+	for i := 0; i < attempts; i++ {
+		err = s.writeOnce(ctx, fn)
+		if err == nil {
+			return nil
+		}
+		if !s.d.retryable(err) || ctx.Err() != nil {
+			break
+		}
+	}
+	return fmt.Errorf("sqlstore: %s: %w", what, err)
+}
+
+func (s *Store) writeOnce(ctx context.Context, fn func(t *wtx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(&wtx{tx: tx, s: s, ctx: ctx}); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// placeholders returns "(?, ?, …), (…)" for rows tuples of cols values.
+func placeholders(rows, cols int) string {
+	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", cols), ", ") + ")"
+	return strings.TrimSuffix(strings.Repeat(one+", ", rows), ", ")
+}
+
+// Identifiers travel as 16-byte values.
+
+func idArg(id [16]byte) []byte { return id[:] }
+
+// idDest scans a 16-byte value into an id.
+type idDest[T ~[16]byte] struct{ p *T }
+
+func (d idDest[T]) Scan(src any) error {
+	b, ok := src.([]byte)
+	if !ok || len(b) != 16 {
+		return fmt.Errorf("sqlstore: want a 16-byte id, got %T of length %d", src, len(b))
+	}
+	*d.p = T(b)
+	return nil
+}
+
+func scanID[T ~[16]byte](p *T) idDest[T] { return idDest[T]{p} }
+
+// toID converts a nullable 16-byte column; nil stays nil.
+func toID[T ~[16]byte](b []byte) (*T, error) {
+	if b == nil {
+		return nil, nil
+	}
+	if len(b) != 16 {
+		return nil, fmt.Errorf("sqlstore: want a 16-byte id, got %d bytes", len(b))
+	}
+	v := T(b)
+	return &v, nil
+}
+
+// i64 passes an unsigned counter to the database, which stores BIGINT.
+func i64(v uint64) int64 { return int64(v) }

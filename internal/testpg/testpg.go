@@ -1,0 +1,338 @@
+// Package testpg gives tests a real PostgreSQL database: each call of URL
+// creates a fresh database on a throwaway cluster that the test binary
+// starts once (initdb + postgres from /usr/lib/postgresql/*/bin, on
+// 127.0.0.1 and a free port, fsync on) and stops when its tests are done.
+//
+// A test package that uses it must stop the cluster through TestMain:
+//
+//	func TestMain(m *testing.M) { testpg.Main(m) }
+//
+// With SANDI_TEST_POSTGRES_URL set (a postgres:// URL of a role allowed to
+// create databases), the databases are made on that server instead and no
+// cluster is started. Without it and without the server binaries, the
+// test fails: PostgreSQL is part of the test suite, never skipped.
+package testpg
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+)
+
+// EnvURL names the environment variable that points the tests at an
+// existing server.
+const EnvURL = "SANDI_TEST_POSTGRES_URL"
+
+// installHint ends every error about a missing PostgreSQL.
+const installHint = "install PostgreSQL: apt-get install -y postgresql; scripts/test.sh does it"
+
+var (
+	mainUsed atomic.Bool
+
+	startOnce sync.Once
+	cl        *cluster
+	startErr  error
+
+	adminMu sync.Mutex
+	admin   *sql.DB // connection to the maintenance database, for CREATE/DROP DATABASE
+	adminAt string  // its URL
+)
+
+// Main runs the tests of a package and then stops the cluster if one was
+// started. Call it from TestMain.
+func Main(m *testing.M) {
+	mainUsed.Store(true)
+	code := m.Run()
+	adminMu.Lock()
+	if admin != nil {
+		admin.Close()
+		admin = nil
+	}
+	adminMu.Unlock()
+	if cl != nil {
+		if err := cl.stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "testpg:", err)
+		}
+	}
+	os.Exit(code)
+}
+
+// URL returns the URL of a new, empty database for t, dropped when t ends
+// (after the cleanups t registers later, such as closing a store).
+func URL(t testing.TB) string {
+	t.Helper()
+	base := os.Getenv(EnvURL)
+	if base == "" {
+		if !mainUsed.Load() {
+			t.Fatal("testpg: the package's TestMain must call testpg.Main(m), which stops the PostgreSQL cluster after the tests")
+		}
+		startOnce.Do(func() { cl, startErr = start() })
+		if startErr != nil {
+			t.Fatalf("testpg: %v", startErr)
+		}
+		base = cl.url("postgres")
+	}
+	db, err := adminDB(base)
+	if err != nil {
+		t.Fatalf("testpg: %v", err)
+	}
+	var rnd [8]byte
+	rand.Read(rnd[:])
+	name := "t_" + hex.EncodeToString(rnd[:])
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := db.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("testpg: create database: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("testpg: drop database %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("testpg: %s: %v", EnvURL, err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+func adminDB(base string) (*sql.DB, error) {
+	adminMu.Lock()
+	defer adminMu.Unlock()
+	if admin != nil && adminAt == base {
+		return admin, nil
+	}
+	db, err := sql.Open("pgx", base)
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(2)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect to %s: %w", redact(base), err)
+	}
+	if admin != nil {
+		admin.Close()
+	}
+	admin, adminAt = db, base
+	return db, nil
+}
+
+func redact(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}
+
+// cluster is a running throwaway PostgreSQL.
+type cluster struct {
+	dir  string // temporary directory: data/, the socket, postgres.log
+	port int
+	cmd  *exec.Cmd
+	done chan error // receives the postgres process's exit
+}
+
+func (c *cluster) url(db string) string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", c.port, db)
+}
+
+// binDir returns the newest /usr/lib/postgresql/<version>/bin holding
+// initdb and postgres.
+func binDir(root string) (string, error) {
+	dirs, _ := filepath.Glob(filepath.Join(root, "*", "bin"))
+	type cand struct {
+		dir string
+		ver int
+	}
+	var cs []cand
+	for _, d := range dirs {
+		if !isExec(filepath.Join(d, "initdb")) || !isExec(filepath.Join(d, "postgres")) {
+			continue
+		}
+		v, _ := strconv.Atoi(filepath.Base(filepath.Dir(d)))
+		cs = append(cs, cand{d, v})
+	}
+	if len(cs) == 0 {
+		return "", fmt.Errorf("no PostgreSQL server binaries (initdb, postgres) under %s/*/bin: %s", root, installHint)
+	}
+	sort.Slice(cs, func(i, j int) bool { return cs[i].ver > cs[j].ver })
+	return cs[0].dir, nil
+}
+
+func isExec(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+}
+
+// start makes and starts a cluster. initdb and postgres refuse to run as
+// root, so as root they run as the postgres user the Debian package
+// creates, in a directory that user owns.
+func start() (*cluster, error) {
+	bin, err := binDir("/usr/lib/postgresql")
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "sandi-pg-")
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			os.RemoveAll(dir)
+		}
+	}()
+	var cred *syscall.Credential
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			return nil, fmt.Errorf("running as root, and PostgreSQL refuses root, but there is no postgres user to run it as (%v): %s", err, installHint)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		if err := os.Chown(dir, uid, gid); err != nil {
+			return nil, err
+		}
+		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	}
+	data := filepath.Join(dir, "data")
+	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C")
+	initdb.Dir = dir
+	initdb.Env = append(os.Environ(), "LC_ALL=C")
+	initdb.SysProcAttr = procAttr(cred)
+	if out, err := initdb.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("initdb: %v\n%s", err, out)
+	}
+	// A port is free when chosen but may be taken before postgres binds
+	// it: try a few.
+	for attempt := 0; ; attempt++ {
+		c, err := launch(bin, dir, data, cred)
+		if err == nil {
+			ok = true
+			return c, nil
+		}
+		if attempt == 2 {
+			return nil, err
+		}
+	}
+}
+
+func launch(bin, dir, data string, cred *syscall.Credential) (*cluster, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(dir, "postgres.log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", data,
+		"-p", strconv.Itoa(port),
+		"-c", "listen_addresses=127.0.0.1",
+		"-c", "unix_socket_directories="+dir,
+		"-c", "fsync=on", // durability stays real: tests check what production does
+		"-c", "max_connections=200",
+	)
+	cmd.Dir = dir
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	cmd.SysProcAttr = procAttr(cred)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start postgres: %w", err)
+	}
+	c := &cluster{dir: dir, port: port, cmd: cmd, done: make(chan error, 1)}
+	go func() { c.done <- cmd.Wait() }()
+
+	db, err := sql.Open("pgx", c.url("postgres"))
+	if err != nil {
+		c.stop()
+		return nil, err
+	}
+	defer db.Close()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := db.PingContext(ctx)
+		cancel()
+		if err == nil {
+			return c, nil
+		}
+		select {
+		case werr := <-c.done:
+			c.done <- werr
+			return nil, fmt.Errorf("postgres exited (%v); its log:\n%s", werr, tail(logPath))
+		default:
+		}
+		if time.Now().After(deadline) {
+			c.stop()
+			return nil, fmt.Errorf("postgres did not accept connections within 60s (%v); its log:\n%s", err, tail(logPath))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop shuts the cluster down (fast shutdown: SIGINT) and removes its
+// directory.
+func (c *cluster) stop() error {
+	var errs []error
+	if c.cmd.Process != nil {
+		c.cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-c.done:
+		case <-time.After(20 * time.Second):
+			c.cmd.Process.Kill()
+			<-c.done
+			errs = append(errs, errors.New("postgres did not stop within 20s; killed"))
+		}
+	}
+	if err := os.RemoveAll(c.dir); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > 30 {
+		lines = lines[len(lines)-30:]
+	}
+	return strings.Join(lines, "\n")
+}

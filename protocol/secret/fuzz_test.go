@@ -1,0 +1,289 @@
+package secret
+
+// Fuzz targets for the decoders of package secret that read bytes it did not
+// write itself in this run: the stored epoch state (UnmarshalEpoch), the
+// padding of a decrypted message (Unpad), a typed link code (CheckLinkCode)
+// and a sealed identity seed relayed by the server (OpenIdentity). Either the
+// input is refused with no result, or the result re-encodes to the input.
+//
+// Seeds: valid encodings built below (f.Add) and the committed corpus under
+// testdata/fuzz/<FuzzName>/. Keys come from fixed seeds, so the committed
+// sealed identities open with the key rebuilt here.
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"strings"
+	"testing"
+
+	"sandi.dev/protocol"
+)
+
+func fuzzSeed(label string) []byte {
+	h := sha256.Sum256([]byte("sandi secret fuzz " + label))
+	return h[:]
+}
+
+func fuzzRef(label string) protocol.DeviceRef {
+	var r protocol.DeviceRef
+	copy(r.User[:], fuzzSeed("user "+label))
+	copy(r.Device[:], fuzzSeed("device "+label))
+	return r
+}
+
+func fuzzIdentity(tb testing.TB, label string) *IdentityPrivateKey {
+	tb.Helper()
+	id, err := IdentityFromSeed(fuzzSeed("identity " + label))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return id
+}
+
+func fuzzKEM(tb testing.TB, label string) *KEMPrivateKey {
+	tb.Helper()
+	k, err := KEMKeyFromSeed(fuzzSeed("kem " + label))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return k
+}
+
+// epochStateSeeds returns stored epoch states: fresh, with pending skipped
+// keys of two senders, and after sending.
+func epochStateSeeds(tb testing.TB) [][]byte {
+	tb.Helper()
+	var s EpochSecret
+	copy(s[:], fuzzSeed("epoch secret"))
+	var conv protocol.ConversationID
+	copy(conv[:], fuzzSeed("conversation"))
+	a, b, c := fuzzRef("a"), fuzzRef("b"), fuzzRef("c")
+	devs := []protocol.DeviceRef{a, b, c}
+	mk := func(self protocol.DeviceRef) *Epoch {
+		e, err := NewEpoch(&s, conv, 7, self, devs)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return e
+	}
+	ida, idc := fuzzIdentity(tb, "a"), fuzzIdentity(tb, "c")
+	ea, eb, ec := mk(a), mk(b), mk(c)
+	marshal := func(e *Epoch) []byte {
+		out, err := e.MarshalBinary()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return out
+	}
+	fresh := marshal(eb)
+	var fromA, fromC []*protocol.Envelope
+	for range 6 {
+		env, err := ea.Encrypt(ida, []byte("from a"))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		fromA = append(fromA, env)
+		if env, err = ec.Encrypt(idc, []byte("from c")); err != nil {
+			tb.Fatal(err)
+		}
+		fromC = append(fromC, env)
+	}
+	for _, d := range []struct {
+		env *protocol.Envelope
+		id  *IdentityPrivateKey
+	}{{fromA[5], ida}, {fromA[2], ida}, {fromC[3], idc}} {
+		if _, err := eb.Decrypt(d.env, d.id.Public()); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	pending := marshal(eb)
+	if _, err := ea.Encrypt(ida, nil); err != nil {
+		tb.Fatal(err)
+	}
+	return [][]byte{fresh, pending, marshal(ea)}
+}
+
+func FuzzUnmarshalEpoch(f *testing.F) {
+	for _, s := range epochStateSeeds(f) {
+		f.Add(s)
+	}
+	f.Add([]byte{protocol.Version, epochStateTag})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		buf := bytes.Clone(in)
+		e, err := UnmarshalEpoch(buf)
+		if err != nil {
+			if e != nil {
+				t.Fatalf("refused (%v) with a partial result", err)
+			}
+			return
+		}
+		if e == nil || e.chains[e.Self] == nil {
+			t.Fatal("accepted state without this device's chain")
+		}
+		for ref, c := range e.chains {
+			if len(c.skipped) > MaxSkip {
+				t.Fatalf("chain %v keeps %d skipped keys, more than MaxSkip", ref, len(c.skipped))
+			}
+			for i := range c.skipped {
+				if i >= c.next {
+					t.Fatalf("skipped counter %d not below next %d", i, c.next)
+				}
+			}
+		}
+		for i := range buf {
+			buf[i] = ^in[i] // the state must not alias its encoding
+		}
+		out, err := e.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out, in) {
+			t.Fatalf("MarshalBinary(UnmarshalEpoch(x)) != x\n   x: %x\n got: %x", in, out)
+		}
+	})
+}
+
+func paddingSeeds() [][]byte {
+	return [][]byte{Pad(nil), Pad([]byte("hello")), Pad(bytes.Repeat([]byte{0x80}, 63)), Pad(bytes.Repeat([]byte("x"), 300))}
+}
+
+// FuzzUnpad: Unpad accepts exactly the outputs of Pad (so the padding is
+// canonical), and Pad then Unpad gives back any plaintext. The input is
+// tried both as a padded message and as a plaintext.
+func FuzzUnpad(f *testing.F) {
+	for _, s := range paddingSeeds() {
+		f.Add(s)
+	}
+	f.Add(make([]byte, MinPadded))
+	f.Add([]byte{0x80})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		out, err := Unpad(bytes.Clone(in))
+		if err != nil {
+			if out != nil || !errors.Is(err, ErrPadding) {
+				t.Fatalf("refused with %q, %v", out, err)
+			}
+		} else {
+			if len(in) != PaddedLen(len(out)) || !bytes.Equal(Pad(out), in) {
+				t.Fatalf("Unpad accepted a form Pad does not produce: %x gives %x", in, out)
+			}
+		}
+		if len(in) <= MaxPlaintext {
+			p := Pad(in)
+			if len(p) != PaddedLen(len(in)) || len(p) < MinPadded {
+				t.Fatalf("Pad(%d bytes) is %d bytes", len(in), len(p))
+			}
+			back, err := Unpad(p)
+			if err != nil || !bytes.Equal(back, in) {
+				t.Fatalf("Unpad(Pad(x)) = %x, %v; x = %x", back, err, in)
+			}
+		}
+	})
+}
+
+// normalizeCode is the rule CheckLinkCode documents: dashes and spaces are
+// ignored and ASCII letters compared without case; nothing else is ignored.
+func normalizeCode(b []byte) string {
+	var sb strings.Builder
+	for _, c := range b {
+		switch {
+		case c == '-' || c == ' ':
+		case c >= 'a' && c <= 'z':
+			sb.WriteByte(c - 'a' + 'A')
+		default:
+			sb.WriteByte(c)
+		}
+	}
+	return sb.String()
+}
+
+// FuzzCheckLinkCode: a typed code is accepted exactly when it equals the
+// key's code up to case, spaces and dashes, and never for another key.
+func FuzzCheckLinkCode(f *testing.F) {
+	pub := fuzzKEM(f, "link").Public()
+	other := fuzzKEM(f, "link other").Public()
+	code := LinkCode(pub)
+	canon := strings.ReplaceAll(code, "-", "")
+	otherCanon := strings.ReplaceAll(LinkCode(other), "-", "")
+	f.Add([]byte(code))
+	f.Add([]byte(strings.ToLower(canon[:8]) + " " + canon[8:]))
+	f.Add([]byte(LinkCode(other)))
+	f.Add([]byte(code + "\t"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		err := CheckLinkCode(string(in), pub)
+		norm := normalizeCode(in)
+		if want := norm == canon; (err == nil) != want {
+			t.Fatalf("code %q: err %v, want accepted=%v", in, err, want)
+		}
+		if err != nil && !errors.Is(err, ErrLinkCode) {
+			t.Fatalf("error does not wrap ErrLinkCode: %v", err)
+		}
+		if norm == otherCanon && CheckLinkCode(string(in), other) != nil {
+			t.Fatalf("the other key's code %q is refused for it", in)
+		}
+	})
+}
+
+// identityLink is the fixed setup of FuzzOpenIdentity.
+type identityLink struct {
+	tmp          *KEMPrivateKey
+	id           *IdentityPrivateKey
+	user         protocol.UserID
+	device, dev2 protocol.DeviceID
+}
+
+func newIdentityLink(tb testing.TB) identityLink {
+	l := identityLink{tmp: fuzzKEM(tb, "link"), id: fuzzIdentity(tb, "link")}
+	l.user, l.device, l.dev2 = fuzzRef("link").User, fuzzRef("link").Device, fuzzRef("link 2").Device
+	return l
+}
+
+// sealedIdentitySeeds returns two sealings of the identity for the linked
+// device (they open) and one for another device (it must not open).
+func sealedIdentitySeeds(tb testing.TB) [][]byte {
+	l := newIdentityLink(tb)
+	var out [][]byte
+	for _, dev := range []protocol.DeviceID{l.device, l.device, l.dev2} {
+		s, err := SealIdentity(l.id, l.tmp.Public(), l.user, dev)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// FuzzOpenIdentity: OpenIdentity refuses any length but the sealed size
+// without a panic, returns nothing on failure, and on success returns the
+// expected identity only.
+func FuzzOpenIdentity(f *testing.F) {
+	l := newIdentityLink(f)
+	seeds := sealedIdentitySeeds(f)
+	if _, err := OpenIdentity(l.tmp, seeds[0], l.user, l.device, l.id.Public()); err != nil {
+		f.Fatalf("control: %v", err)
+	}
+	if _, err := OpenIdentity(l.tmp, seeds[2], l.user, l.device, l.id.Public()); err == nil {
+		f.Fatal("a sealing for another device opens")
+	}
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	f.Add(seeds[0][:len(seeds[0])-1])
+	f.Add(append(bytes.Clone(seeds[0]), 0))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		got, err := OpenIdentity(l.tmp, bytes.Clone(in), l.user, l.device, l.id.Public())
+		if err != nil {
+			if got != nil {
+				t.Fatalf("refused (%v) with a result", err)
+			}
+			return
+		}
+		if len(in) != protocol.KEMEncSize+SeedSize+16 {
+			t.Fatalf("opened a sealed key of %d bytes", len(in))
+		}
+		if got == nil || !got.Equal(l.id) {
+			t.Fatal("opened to another identity")
+		}
+	})
+}
