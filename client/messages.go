@@ -1,10 +1,12 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -129,10 +131,18 @@ func (c *Client) send(ctx context.Context, cs *convState, ct Content) (Message, 
 	}
 }
 
-// record appends a message to the local history once, in seq order.
+// record appends a message to the local history. Received messages arrive
+// through sync in seq order and advance LastSeq, the mark below which a
+// message is a duplicate; this device's own messages are recorded when sent
+// and do not move it (earlier messages of others may still be on their
+// way). History sorts by seq.
 func (c *Client) record(cs *convState, m Message) error {
-	if m.Seq <= cs.LastSeq {
-		return nil
+	if !m.Own {
+		if m.Seq <= cs.LastSeq {
+			return nil
+		}
+		cs.LastSeq = m.Seq
+		cs.Unread++
 	}
 	b, err := json.Marshal(m)
 	if err != nil {
@@ -141,12 +151,8 @@ func (c *Client) record(cs *convState, m Message) error {
 	if err := c.st.Append(historyKey(cs.ID), append(b, '\n')); err != nil {
 		return err
 	}
-	cs.LastSeq = m.Seq
 	if m.Type == ContentTitle {
 		cs.Title = m.Text
-	}
-	if !m.Own {
-		cs.Unread++
 	}
 	return c.saveConv(cs)
 }
@@ -173,7 +179,8 @@ func (c *Client) History(conv protocol.ConversationID) ([]Message, error) {
 		}
 		out = append(out, m)
 	}
-	return out, nil
+	slices.SortStableFunc(out, func(a, b Message) int { return cmp.Compare(a.Seq, b.Seq) })
+	return slices.CompactFunc(out, func(a, b Message) bool { return a.Seq == b.Seq }), nil
 }
 
 // failure classifies a decrypt error for Stats.DecryptFailed.

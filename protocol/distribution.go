@@ -184,8 +184,8 @@ func (d *Distribution) Verify(chain *Chain) error {
 	if !ok {
 		return fmt.Errorf("distribution: creator %s is not a member: %w", d.Creator.User, ErrUnauthorized)
 	}
-	if len(d.Recipients) == 0 {
-		return fmt.Errorf("distribution: no recipients")
+	if len(d.Recipients) == 0 || len(d.Recipients) > MaxRecipients {
+		return fmt.Errorf("distribution: %d recipients, want 1 to %d", len(d.Recipients), MaxRecipients)
 	}
 	for i := range d.Recipients {
 		e := &d.Recipients[i]

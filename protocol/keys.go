@@ -91,8 +91,12 @@ func (k *IdentityKey) UnmarshalText(b []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrBadKey, err)
 	}
-	*k, err = ParseIdentityKey(raw)
-	return err
+	v, err := ParseIdentityKey(raw)
+	if err != nil {
+		return err
+	}
+	*k = v
+	return nil
 }
 
 // KEMPublicKey is an X-Wing public key used as a pre-key (§2.3).

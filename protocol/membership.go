@@ -234,7 +234,7 @@ func Genesis(rec *Record) (*Chain, error) {
 	if rec.Seq != 0 || rec.Prev != ([HashSize]byte{}) {
 		return nil, chainErr(rec, "genesis must have seq 0 and no previous hash")
 	}
-	if rec.Conversation.IsZero() || len(rec.Users) != 0 || len(rec.Members) == 0 {
+	if rec.Conversation.IsZero() || len(rec.Users) != 0 || len(rec.Members) == 0 || len(rec.Members) > MaxMembers {
 		return nil, chainErr(rec, "malformed genesis")
 	}
 	c := &Chain{Conversation: rec.Conversation, members: make(map[UserID]Member, len(rec.Members))}

@@ -8,12 +8,17 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
-		var ue usageError
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "sandi:", err)
+		var ue usageError
 		if errors.As(err, &ue) {
 			os.Exit(2)
 		}
@@ -29,24 +34,69 @@ func (e usageError) Error() string { return e.msg }
 const usage = `sandi: a self-hosted end-to-end-encrypted messenger
 
 Usage:
-  sandi serve [--addr HOST:PORT] [--data DIR] [--db URL]
-      run the server (defaults: 127.0.0.1:8080, ./sandi-data, SQLite in DIR)
-  sandi help
-      show this help
+  sandi [--home DIR] [--server URL] [--json] COMMAND [ARGS]
+
+Server:
+  serve [--addr HOST:PORT] [--data DIR] [--db URL]
+                              run the server (defaults: 127.0.0.1:8080, ./sandi-data,
+                              SQLite in DIR; --db postgres://… for PostgreSQL)
+
+Account and devices:
+  register USERNAME --password-stdin
+                              create an account; this device is its first device
+  login USERNAME --password-stdin
+                              sign this device in to an existing account, then run
+                              'sandi link' (or 'login --reset' with no other device)
+  link [CODE]                 without CODE, on a new device: show a code and wait for
+                              another device to confirm it; with CODE, on a device
+                              that has the account's keys: confirm that new device
+  whoami                      show this device's account, device and identity key
+  devices                     list the account's devices
+  logout                      sign this device out
+
+Conversations:
+  new [--title TITLE] USER... create a conversation with USERs; prints its id
+  list                        list conversations
+  add CONV USER...            add members (admins only)
+  remove CONV USER...         remove members (admins only)
+  leave CONV                  leave a conversation
+  send CONV TEXT...           send a message
+  sync [CONV]                 print new messages (of CONV only, if given)
+  chat CONV                   interactive view of one conversation
+  safety-number USER          show the safety number to compare with USER
+
+Global flags:
+  --home DIR     state directory (env SANDI_HOME; default: the user config dir)
+  --server URL   server URL (env SANDI_SERVER); remembered after register or login
+  --json         one JSON object per line on stdout
+
+CONV is a conversation id, a unique prefix of it (4+ characters) or its title.
+Errors go to stderr with a non-zero exit status; a failed command changes nothing.
 `
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
+	g, rest, err := parseGlobal(args)
+	if err != nil {
+		fmt.Fprint(stderr, usage)
+		return err
+	}
+	if len(rest) == 0 {
 		fmt.Fprint(stderr, usage)
 		return usageError{"no command given"}
 	}
-	switch args[0] {
+	cmd, cargs := rest[0], rest[1:]
+	switch cmd {
 	case "serve":
-		return serve(ctx, args[1:], stderr)
+		return serve(ctx, cargs, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	fmt.Fprint(stderr, usage)
-	return usageError{fmt.Sprintf("unknown command %q", args[0])}
+	h, ok := commands[cmd]
+	if !ok {
+		fmt.Fprint(stderr, usage)
+		return usageError{fmt.Sprintf("unknown command %q", cmd)}
+	}
+	e := &cli{g: g, stdin: stdin, stdout: stdout, stderr: stderr}
+	return h(ctx, e, cargs)
 }

@@ -69,6 +69,9 @@ func NewDistribution(id *IdentityPrivateKey, req EpochRequest) (*protocol.Distri
 	if m, ok := req.Chain.Member(req.Creator.User); !ok || !m.Identity.Equal(id.Public()) {
 		return nil, nil, fmt.Errorf("new distribution: creator is not a member with this identity")
 	}
+	if len(req.Bundles) == 0 || len(req.Bundles) > protocol.MaxRecipients {
+		return nil, nil, fmt.Errorf("new distribution: %d devices, want 1 to %d", len(req.Bundles), protocol.MaxRecipients)
+	}
 	secret := NewEpochSecret()
 	d := &protocol.Distribution{
 		Conversation: req.Chain.Conversation,

@@ -2,7 +2,7 @@ package secret
 
 // Fuzz targets for the decoders of package secret that read bytes it did not
 // write itself in this run: the stored epoch state (UnmarshalEpoch), the
-// padding of a decrypted message (Unpad), a typed link code (CheckLinkCode)
+// padding of a decrypted message (Unpad), a typed link code (ParseLinkSecret)
 // and a sealed identity seed relayed by the server (OpenIdentity). Either the
 // input is refused with no result, or the result re-encodes to the input.
 //
@@ -181,8 +181,8 @@ func FuzzUnpad(f *testing.F) {
 	})
 }
 
-// normalizeCode is the rule CheckLinkCode documents: dashes and spaces are
-// ignored and ASCII letters compared without case; nothing else is ignored.
+// normalizeCode is the rule ParseLinkSecret documents: dashes and spaces
+// are ignored and ASCII letters compared without case; nothing else is.
 func normalizeCode(b []byte) string {
 	var sb strings.Builder
 	for _, c := range b {
@@ -197,29 +197,34 @@ func normalizeCode(b []byte) string {
 	return sb.String()
 }
 
-// FuzzCheckLinkCode: a typed code is accepted exactly when it equals the
-// key's code up to case, spaces and dashes, and never for another key.
-func FuzzCheckLinkCode(f *testing.F) {
+// fuzzLinkSecret is a fixed link secret for the temporary key pub.
+func fuzzLinkSecret(pub protocol.KEMPublicKey, n byte) LinkSecret {
+	l := LinkSecret{selector: linkSelector(pub)}
+	for i := range l.secret {
+		l.secret[i] = n + byte(i)
+	}
+	return l
+}
+
+// FuzzParseLinkSecret: a typed code is accepted exactly when, up to case,
+// spaces and dashes, it is the canonical code of what it parses to.
+func FuzzParseLinkSecret(f *testing.F) {
 	pub := fuzzKEM(f, "link").Public()
-	other := fuzzKEM(f, "link other").Public()
-	code := LinkCode(pub)
-	canon := strings.ReplaceAll(code, "-", "")
-	otherCanon := strings.ReplaceAll(LinkCode(other), "-", "")
+	code := fuzzLinkSecret(pub, 1).Code()
 	f.Add([]byte(code))
-	f.Add([]byte(strings.ToLower(canon[:8]) + " " + canon[8:]))
-	f.Add([]byte(LinkCode(other)))
+	f.Add([]byte(strings.ToLower(strings.ReplaceAll(code, "-", " "))))
 	f.Add([]byte(code + "\t"))
+	f.Add([]byte("AAAA-AAAA-AAAA-AAAA-AAAB"))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		err := CheckLinkCode(string(in), pub)
-		norm := normalizeCode(in)
-		if want := norm == canon; (err == nil) != want {
-			t.Fatalf("code %q: err %v, want accepted=%v", in, err, want)
+		l, err := ParseLinkSecret(string(in))
+		if err != nil {
+			if !errors.Is(err, ErrLinkCode) || l != (LinkSecret{}) {
+				t.Fatalf("refused %q with %v and a partial result", in, err)
+			}
+			return
 		}
-		if err != nil && !errors.Is(err, ErrLinkCode) {
-			t.Fatalf("error does not wrap ErrLinkCode: %v", err)
-		}
-		if norm == otherCanon && CheckLinkCode(string(in), other) != nil {
-			t.Fatalf("the other key's code %q is refused for it", in)
+		if got := strings.ReplaceAll(l.Code(), "-", ""); got != normalizeCode(in) {
+			t.Fatalf("accepted %q, canonical form %q", in, got)
 		}
 	})
 }
@@ -228,42 +233,51 @@ func FuzzCheckLinkCode(f *testing.F) {
 type identityLink struct {
 	tmp          *KEMPrivateKey
 	id           *IdentityPrivateKey
+	secret       LinkSecret
 	user         protocol.UserID
 	device, dev2 protocol.DeviceID
 }
 
 func newIdentityLink(tb testing.TB) identityLink {
 	l := identityLink{tmp: fuzzKEM(tb, "link"), id: fuzzIdentity(tb, "link")}
+	l.secret = fuzzLinkSecret(l.tmp.Public(), 1)
 	l.user, l.device, l.dev2 = fuzzRef("link").User, fuzzRef("link").Device, fuzzRef("link 2").Device
 	return l
 }
 
 // sealedIdentitySeeds returns two sealings of the identity for the linked
-// device (they open) and one for another device (it must not open).
+// device (they open), one for another device and one under another code's
+// secret (neither may open).
 func sealedIdentitySeeds(tb testing.TB) [][]byte {
 	l := newIdentityLink(tb)
 	var out [][]byte
-	for _, dev := range []protocol.DeviceID{l.device, l.device, l.dev2} {
-		s, err := SealIdentity(l.id, l.tmp.Public(), l.user, dev)
+	for _, s := range []struct {
+		dev    protocol.DeviceID
+		secret LinkSecret
+	}{{l.device, l.secret}, {l.device, l.secret}, {l.dev2, l.secret}, {l.device, fuzzLinkSecret(l.tmp.Public(), 2)}} {
+		b, err := SealIdentity(l.id, l.tmp.Public(), l.user, s.dev, s.secret)
 		if err != nil {
 			tb.Fatal(err)
 		}
-		out = append(out, s)
+		out = append(out, b)
 	}
 	return out
 }
 
 // FuzzOpenIdentity: OpenIdentity refuses any length but the sealed size
 // without a panic, returns nothing on failure, and on success returns the
-// expected identity only.
+// sealed identity only.
 func FuzzOpenIdentity(f *testing.F) {
 	l := newIdentityLink(f)
 	seeds := sealedIdentitySeeds(f)
-	if _, err := OpenIdentity(l.tmp, seeds[0], l.user, l.device, l.id.Public()); err != nil {
+	if _, err := OpenIdentity(l.tmp, seeds[0], l.user, l.device, l.secret); err != nil {
 		f.Fatalf("control: %v", err)
 	}
-	if _, err := OpenIdentity(l.tmp, seeds[2], l.user, l.device, l.id.Public()); err == nil {
+	if _, err := OpenIdentity(l.tmp, seeds[2], l.user, l.device, l.secret); err == nil {
 		f.Fatal("a sealing for another device opens")
+	}
+	if _, err := OpenIdentity(l.tmp, seeds[3], l.user, l.device, l.secret); err == nil {
+		f.Fatal("a sealing under another code's secret opens")
 	}
 	for _, s := range seeds {
 		f.Add(s)
@@ -272,7 +286,7 @@ func FuzzOpenIdentity(f *testing.F) {
 	f.Add(append(bytes.Clone(seeds[0]), 0))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, in []byte) {
-		got, err := OpenIdentity(l.tmp, bytes.Clone(in), l.user, l.device, l.id.Public())
+		got, err := OpenIdentity(l.tmp, bytes.Clone(in), l.user, l.device, l.secret)
 		if err != nil {
 			if got != nil {
 				t.Fatalf("refused (%v) with a result", err)

@@ -1595,8 +1595,9 @@ func vecReplayPadding(t *testing.T, f *vecPaddingFile) {
 
 const vecLinkDescription = `Device linking (protocol.md §11). All byte strings hex. ` +
 	`tmp_kem_public is the X-Wing public key of the new device's temporary seed tmp_kem_seed (derived as in prekey.json); ` +
-	`link_code = base32 (RFC 4648 alphabet, no padding) of the first 10 bytes of SHA-256("sandi v1 device link" || tmp_kem_public), written as 4 groups of 4 characters joined by "-". ` +
-	`info = "sandi v1 device link" || 0x01 || user (16) || device (16), for the account and the new device's id. ` +
+	`selector = the first 2 bytes of SHA-256("sandi v1 device link" || tmp_kem_public); link_secret = 10 bytes the new device draws at random (fixed here); ` +
+	`link_code = the first 20 characters of base32 (RFC 4648 alphabet, no padding) of selector || link_secret, written as 5 groups of 4 characters joined by "-". ` +
+	`info = "sandi v1 device link" || 0x01 || user (16) || device (16) || SHA-256(tmp_kem_public) || link_secret, for the account and the new device's id. ` +
 	`sealed = enc (1120) || ciphertext (48): HPKE base-mode single-shot Seal (RFC 9180; KEM X-Wing 0x647a, KDF HKDF-SHA256 0x0001, AEAD ChaCha20-Poly1305 0x0003; empty aad) of identity_seed to tmp_kem_public with info, ` +
 	`made deterministic by ephemeral_x25519_sk and ephemeral_mlkem_m exactly as described in epoch.json. ` +
 	`Opening sealed with tmp_kem_seed and info gives identity_seed, whose Ed25519 public key is identity_public. ` +
@@ -1616,6 +1617,7 @@ type vecLink struct {
 	GoRandomSeed    uint64            `json:"go_global_random_seed"`
 	TmpKEMSeed      vecHex            `json:"tmp_kem_seed"`
 	TmpKEMPublic    vecHex            `json:"tmp_kem_public"`
+	LinkSecret      vecHex            `json:"link_secret"`
 	LinkCode        string            `json:"link_code"`
 	IdentitySeed    vecHex            `json:"identity_seed"`
 	Identity        vecHex            `json:"identity_public"`
@@ -1635,13 +1637,14 @@ func vecGenLink(t *testing.T) *vecLinkFile {
 		tmp := vecKEM(t, "link "+c.device)
 		id := vecIdentity(t, c.user)
 		user, dev := vecUser(c.user), vecDevice(c.device)
+		l := vecLinkSecret(tmp.Public(), c.device)
 		cryptotest.SetGlobalRandom(t, seed)
-		sealed, err := SealIdentity(id, tmp.Public(), user, dev)
+		sealed, err := SealIdentity(id, tmp.Public(), user, dev, l)
 		if err != nil {
 			t.Fatal(err)
 		}
 		x := vecEphemerals(vecRandomStream(seed, 64), 1)[0]
-		info := linkInfo(user, dev)
+		info := linkSecretInfo(user, dev, tmp.Public(), l)
 		enc, ct, ss, err := vecSealDerand(tmp.Public(), info, id.Seed(), x.m, x.skX)
 		if err != nil {
 			t.Fatal(err)
@@ -1651,7 +1654,7 @@ func vecGenLink(t *testing.T) *vecLinkFile {
 		}
 		f.Vectors = append(f.Vectors, vecLink{
 			Name: c.user + " links " + c.device, GoRandomSeed: seed,
-			TmpKEMSeed: tmp.Seed(), TmpKEMPublic: tmp.Public().Bytes(), LinkCode: LinkCode(tmp.Public()),
+			TmpKEMSeed: tmp.Seed(), TmpKEMPublic: tmp.Public().Bytes(), LinkSecret: l.secret[:], LinkCode: l.Code(),
 			IdentitySeed: id.Seed(), Identity: vecPub(id), User: user, Device: dev, Info: info,
 			EphemeralX25519: x.skX, EphemeralMLKEM: x.m, KEMSharedSecret: ss, Sealed: sealed,
 		})
@@ -1667,26 +1670,32 @@ func vecReplayLink(t *testing.T, f *vecLinkFile) {
 				t.Fatal(err)
 			}
 			vecEq(t, "tmp_kem_public", tmp.Public().Bytes(), v.TmpKEMPublic)
-			if code := LinkCode(tmp.Public()); code != v.LinkCode {
+			var l LinkSecret
+			l.selector = linkSelector(tmp.Public())
+			if len(v.LinkSecret) != len(l.secret) {
+				t.Fatalf("link_secret is %d bytes", len(v.LinkSecret))
+			}
+			copy(l.secret[:], v.LinkSecret)
+			if code := l.Code(); code != v.LinkCode {
 				t.Errorf("link_code: computed %s, file %s", code, v.LinkCode)
 			}
 			typed := strings.ToLower(strings.ReplaceAll(v.LinkCode, "-", " "))
-			if err := CheckLinkCode(typed, tmp.Public()); err != nil {
-				t.Errorf("CheckLinkCode(%q): %v", typed, err)
+			if parsed, err := ParseLinkSecret(typed); err != nil || parsed != l || !parsed.Selects(tmp.Public()) {
+				t.Errorf("ParseLinkSecret(%q): %v", typed, err)
 			}
 			id, err := IdentityFromSeed(v.IdentitySeed)
 			if err != nil {
 				t.Fatal(err)
 			}
 			vecEq(t, "identity_public", vecPub(id), v.Identity)
-			vecEq(t, "info", linkInfo(v.User, v.Device), v.Info)
+			vecEq(t, "info", linkSecretInfo(v.User, v.Device, tmp.Public(), l), v.Info)
 			enc, ct, ss, err := vecSealDerand(tmp.Public(), v.Info, v.IdentitySeed, v.EphemeralMLKEM, v.EphemeralX25519)
 			if err != nil {
 				t.Fatal(err)
 			}
 			vecEq(t, "kem_shared_secret", ss, v.KEMSharedSecret)
 			vecEq(t, "sealed", slices.Concat(enc, ct), v.Sealed)
-			opened, err := OpenIdentity(tmp, v.Sealed, v.User, v.Device, id.Public())
+			opened, err := OpenIdentity(tmp, v.Sealed, v.User, v.Device, l)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -1694,7 +1703,7 @@ func vecReplayLink(t *testing.T, f *vecLinkFile) {
 
 			// Go-specific: the same global random stream gives the same bytes.
 			cryptotest.SetGlobalRandom(t, v.GoRandomSeed)
-			sealed, err := SealIdentity(id, tmp.Public(), v.User, v.Device)
+			sealed, err := SealIdentity(id, tmp.Public(), v.User, v.Device, l)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -1703,4 +1712,12 @@ func vecReplayLink(t *testing.T, f *vecLinkFile) {
 			}
 		})
 	}
+}
+
+// vecLinkSecret is a fixed link secret for a vector.
+func vecLinkSecret(pub protocol.KEMPublicKey, name string) LinkSecret {
+	l := LinkSecret{selector: linkSelector(pub)}
+	h := sha256.Sum256([]byte("sandi vector link secret " + name))
+	copy(l.secret[:], h[:])
+	return l
 }

@@ -1,0 +1,169 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"sandi.dev/client"
+	"sandi.dev/internal/server"
+	"sandi.dev/internal/store/sqlstore"
+	"sandi.dev/internal/testpg"
+)
+
+func TestMain(m *testing.M) { testpg.Main(m) }
+
+// node is a sandi server on a fixed loopback address over one database; it
+// can be stopped and started again on the same address and database, as a
+// restart would.
+type node struct {
+	t    testing.TB
+	db   string
+	addr string
+	cfg  server.Config
+	hs   *http.Server
+	srv  *server.Server
+	st   *sqlstore.Store
+	done chan struct{}
+}
+
+// dbs are the databases every end-to-end test runs on.
+func dbs(t *testing.T) map[string]func(t *testing.T) string {
+	return map[string]func(t *testing.T) string{
+		"sqlite":   func(t *testing.T) string { return t.TempDir() + "/sandi.db" },
+		"postgres": func(t *testing.T) string { return testpg.URL(t) },
+	}
+}
+
+func forEachDB(t *testing.T, f func(t *testing.T, n *node)) {
+	for _, name := range []string{"sqlite", "postgres"} {
+		t.Run(name, func(t *testing.T) {
+			n := startNode(t, dbs(t)[name](t), server.Config{})
+			f(t, n)
+		})
+	}
+}
+
+func startNode(t testing.TB, db string, cfg server.Config) *node {
+	t.Helper()
+	if cfg.Argon2Time == 0 {
+		cfg.Argon2Time, cfg.Argon2MemKiB, cfg.Argon2Threads = 1, 64, 1
+	}
+	if cfg.RegisterPerMinute == 0 {
+		cfg.RegisterPerMinute, cfg.LoginPerMinute, cfg.ClaimPerMinute = -1, -1, -1
+	}
+	n := &node{t: t, db: db, cfg: cfg}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.addr = ln.Addr().String()
+	n.serve(ln)
+	t.Cleanup(n.stop)
+	return n
+}
+
+func (n *node) serve(ln net.Listener) {
+	st, err := sqlstore.Open(context.Background(), n.db, sqlstore.Options{})
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.st = st
+	n.srv = server.New(st, slog.New(slog.NewTextHandler(io.Discard, nil)), n.cfg)
+	n.hs = &http.Server{Handler: n.srv.Handler()}
+	n.done = make(chan struct{})
+	go func() {
+		defer close(n.done)
+		n.hs.Serve(ln)
+	}()
+}
+
+func (n *node) url() string { return "http://" + n.addr }
+
+// stop shuts the server down (idempotent).
+func (n *node) stop() {
+	if n.hs == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n.hs.Shutdown(ctx)
+	n.hs.Close()
+	<-n.done
+	n.srv.Close()
+	n.st.Close()
+	n.hs = nil
+}
+
+// restart stops the server and starts a new one on the same address and
+// database.
+func (n *node) restart() {
+	n.t.Helper()
+	n.stop()
+	var ln net.Listener
+	var err error
+	for range 50 {
+		if ln, err = net.Listen("tcp", n.addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.serve(ln)
+}
+
+// newClient opens a client with its own state directory.
+func newClient(t testing.TB, n *node, dir string) *client.Client {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	st, err := client.NewDirStorage(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.Open(client.Options{Server: n.url(), Storage: st, HTTPClient: &http.Client{Timeout: 10 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func register(t testing.TB, n *node, name string) *client.Client {
+	t.Helper()
+	c := newClient(t, n, "")
+	if err := c.Register(context.Background(), name, "password of "+name); err != nil {
+		t.Fatalf("register %s: %v", name, err)
+	}
+	return c
+}
+
+// texts syncs c and returns the texts of the new messages of conv.
+func syncTexts(t testing.TB, c *client.Client) []string {
+	t.Helper()
+	res, err := c.Sync(context.Background())
+	if err != nil {
+		t.Fatalf("%s: sync: %v", c.Username(), err)
+	}
+	if len(res.Failures) > 0 {
+		t.Fatalf("%s: decrypt failures: %v", c.Username(), res.Failures[0])
+	}
+	var out []string
+	for _, m := range res.Messages {
+		if m.Type == client.ContentText {
+			out = append(out, m.Sender+": "+m.Text)
+		}
+	}
+	return out
+}
+
+var errAny = errors.New("any")
+
+func serverConfig() server.Config { return server.Config{} }

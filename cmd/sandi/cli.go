@@ -1,0 +1,462 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"sandi.dev/client"
+	"sandi.dev/protocol"
+)
+
+// global holds the flags that come before the command.
+type global struct {
+	home, server string
+	json         bool
+}
+
+func parseGlobal(args []string) (global, []string, error) {
+	g := global{home: os.Getenv("SANDI_HOME"), server: os.Getenv("SANDI_SERVER")}
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
+		a := args[0]
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		switch name {
+		case "json":
+			g.json = true
+			args = args[1:]
+			continue
+		case "home", "server":
+			if !hasVal {
+				if len(args) < 2 {
+					return g, nil, usageError{"--" + name + " needs a value"}
+				}
+				val, args = args[1], args[1:]
+			}
+			args = args[1:]
+			if name == "home" {
+				g.home = val
+			} else {
+				g.server = val
+			}
+			continue
+		case "h", "help":
+			return g, []string{"help"}, nil
+		}
+		return g, nil, usageError{fmt.Sprintf("unknown flag %s", a)}
+	}
+	if g.home == "" {
+		dir, err := os.UserConfigDir()
+		if err != nil {
+			return g, nil, fmt.Errorf("no --home given and no user config directory: %w", err)
+		}
+		g.home = filepath.Join(dir, "sandi")
+	}
+	return g, args, nil
+}
+
+// cli is one run of a client command.
+type cli struct {
+	g              global
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	c              *client.Client
+}
+
+type command func(ctx context.Context, e *cli, args []string) error
+
+var commands = map[string]command{
+	"register":      cmdRegister,
+	"login":         cmdLogin,
+	"link":          cmdLink,
+	"logout":        cmdLogout,
+	"whoami":        cmdWhoami,
+	"devices":       cmdDevices,
+	"new":           cmdNew,
+	"list":          cmdList,
+	"add":           cmdAdd,
+	"remove":        cmdRemove,
+	"leave":         cmdLeave,
+	"send":          cmdSend,
+	"sync":          cmdSync,
+	"chat":          cmdChat,
+	"safety-number": cmdSafetyNumber,
+}
+
+// open opens the client state in the home directory.
+func (e *cli) open() error {
+	st, err := client.NewDirStorage(e.g.home)
+	if err != nil {
+		return fmt.Errorf("state directory %s: %w", e.g.home, err)
+	}
+	host, _ := os.Hostname()
+	e.c, err = client.Open(client.Options{Server: e.g.server, Storage: st, DeviceName: "cli@" + host})
+	return err
+}
+
+// out prints v as one JSON line with --json, else the text.
+func (e *cli) out(v any, text string) error {
+	if e.g.json {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(e.stdout, "%s\n", b)
+		return err
+	}
+	if text != "" {
+		_, err := fmt.Fprintln(e.stdout, text)
+		return err
+	}
+	return nil
+}
+
+func flags(name string, e *cli) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	// Flags may come after positional arguments: reorder them first.
+	var pos, fl []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if strings.HasPrefix(a, "-") && len(a) > 1 {
+			fl = append(fl, a)
+			name := strings.TrimLeft(a, "-")
+			if f := fs.Lookup(name); f != nil && !strings.Contains(a, "=") {
+				if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); !ok || !bf.IsBoolFlag() {
+					if i+1 < len(args) {
+						fl = append(fl, args[i+1])
+						i++
+					}
+				}
+			}
+			continue
+		}
+		pos = append(pos, a)
+	}
+	if err := fs.Parse(append(fl, pos...)); err != nil {
+		return usageError{err.Error()}
+	}
+	return nil
+}
+
+func readPassword(e *cli) (string, error) {
+	line, err := bufio.NewReader(e.stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", err
+	}
+	pw := strings.TrimRight(line, "\r\n")
+	if pw == "" {
+		return "", usageError{"no password on standard input"}
+	}
+	return pw, nil
+}
+
+func cmdRegister(ctx context.Context, e *cli, args []string) error {
+	fs := flags("register", e)
+	fs.Bool("password-stdin", false, "read the password from standard input")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageError{"usage: sandi register USERNAME --password-stdin"}
+	}
+	pw, err := readPassword(e)
+	if err != nil {
+		return err
+	}
+	if err := e.open(); err != nil {
+		return err
+	}
+	if err := e.c.Register(ctx, fs.Arg(0), pw); err != nil {
+		return err
+	}
+	return e.out(map[string]any{"username": e.c.Username(), "user": e.c.UserID(), "device": e.c.DeviceID()},
+		fmt.Sprintf("registered %s on %s", e.c.Username(), e.c.Server()))
+}
+
+func cmdLogin(ctx context.Context, e *cli, args []string) error {
+	fs := flags("login", e)
+	fs.Bool("password-stdin", false, "read the password from standard input")
+	reset := fs.Bool("reset", false, "draw a new identity key for the account (signs out its other devices; contacts are warned)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageError{"usage: sandi login USERNAME --password-stdin [--reset]"}
+	}
+	pw, err := readPassword(e)
+	if err != nil {
+		return err
+	}
+	if err := e.open(); err != nil {
+		return err
+	}
+	if err := e.c.Login(ctx, fs.Arg(0), pw); err != nil {
+		return err
+	}
+	if *reset {
+		if err := e.c.ResetIdentity(ctx); err != nil {
+			return err
+		}
+		return e.out(map[string]any{"username": e.c.Username(), "device": e.c.DeviceID(), "reset": true},
+			"logged in with a new identity key; your other devices are signed out and your contacts will see the change")
+	}
+	return e.out(map[string]any{"username": e.c.Username(), "device": e.c.DeviceID(), "linked": false},
+		"logged in; now run 'sandi link' here and confirm the code on one of your other devices")
+}
+
+func cmdLogout(ctx context.Context, e *cli, args []string) error {
+	if len(args) != 0 {
+		return usageError{"usage: sandi logout"}
+	}
+	if err := e.open(); err != nil {
+		return err
+	}
+	if err := e.c.Logout(ctx); err != nil {
+		return err
+	}
+	return e.out(map[string]any{"loggedOut": true}, "signed out")
+}
+
+func cmdWhoami(ctx context.Context, e *cli, args []string) error {
+	if len(args) != 0 {
+		return usageError{"usage: sandi whoami"}
+	}
+	if err := e.open(); err != nil {
+		return err
+	}
+	if e.c.Username() == "" {
+		return client.ErrNoAccount
+	}
+	idk, ok := e.c.IdentityKey()
+	v := map[string]any{"username": e.c.Username(), "user": e.c.UserID(), "device": e.c.DeviceID(), "server": e.c.Server()}
+	text := fmt.Sprintf("%s on %s\nuser   %s\ndevice %s", e.c.Username(), e.c.Server(), e.c.UserID(), e.c.DeviceID())
+	if ok {
+		v["identityKey"] = idk
+		text += "\nidentity " + idk.String()
+	} else {
+		text += "\nidentity: none yet (run 'sandi link')"
+	}
+	return e.out(v, text)
+}
+
+func cmdDevices(ctx context.Context, e *cli, args []string) error {
+	if len(args) != 0 {
+		return usageError{"usage: sandi devices"}
+	}
+	if err := e.open(); err != nil {
+		return err
+	}
+	devs, err := e.c.Devices(ctx)
+	if err != nil {
+		return err
+	}
+	for _, d := range devs {
+		mark := ""
+		if d.Current {
+			mark = " (this device)"
+		}
+		if err := e.out(d, fmt.Sprintf("%s  %-20s  added %s%s", d.ID, d.Name, time.UnixMilli(d.CreatedAt).Format(time.DateTime), mark)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func cmdNew(ctx context.Context, e *cli, args []string) error {
+	fs := flags("new", e)
+	title := fs.String("title", "", "conversation title (sent encrypted)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return usageError{"usage: sandi new [--title TITLE] USER..."}
+	}
+	if err := e.open(); err != nil {
+		return err
+	}
+	id, err := e.c.CreateConversation(ctx, *title, fs.Args()...)
+	if err != nil {
+		return err
+	}
+	return e.out(map[string]any{"id": id}, id.String())
+}
+
+func cmdList(ctx context.Context, e *cli, args []string) error {
+	if len(args) != 0 {
+		return usageError{"usage: sandi list"}
+	}
+	if err := e.open(); err != nil {
+		return err
+	}
+	convs, err := e.c.Conversations(ctx)
+	if err != nil {
+		return err
+	}
+	for _, cv := range convs {
+		title := cv.Title
+		if title == "" {
+			title = "-"
+		}
+		if err := e.out(cv, fmt.Sprintf("%s  %-20s  %s  (%d unread)", cv.ID, title, strings.Join(cv.Members, ", "), cv.Unread)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *cli) conv(ctx context.Context, s string) (protocol.ConversationID, error) {
+	if err := e.open(); err != nil {
+		return protocol.ConversationID{}, err
+	}
+	return e.c.FindConversation(ctx, s)
+}
+
+func cmdAdd(ctx context.Context, e *cli, args []string) error {
+	if len(args) < 2 {
+		return usageError{"usage: sandi add CONV USER..."}
+	}
+	id, err := e.conv(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	if err := e.c.AddMembers(ctx, id, args[1:]...); err != nil {
+		return err
+	}
+	return e.out(map[string]any{"conversation": id, "added": args[1:]}, "added "+strings.Join(args[1:], ", "))
+}
+
+func cmdRemove(ctx context.Context, e *cli, args []string) error {
+	if len(args) < 2 {
+		return usageError{"usage: sandi remove CONV USER..."}
+	}
+	id, err := e.conv(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	if err := e.c.RemoveMembers(ctx, id, args[1:]...); err != nil {
+		return err
+	}
+	return e.out(map[string]any{"conversation": id, "removed": args[1:]}, "removed "+strings.Join(args[1:], ", "))
+}
+
+func cmdLeave(ctx context.Context, e *cli, args []string) error {
+	if len(args) != 1 {
+		return usageError{"usage: sandi leave CONV"}
+	}
+	id, err := e.conv(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	if err := e.c.Leave(ctx, id); err != nil {
+		return err
+	}
+	return e.out(map[string]any{"conversation": id, "left": true}, "left "+id.String())
+}
+
+func cmdSend(ctx context.Context, e *cli, args []string) error {
+	if len(args) < 2 {
+		return usageError{"usage: sandi send CONV TEXT..."}
+	}
+	id, err := e.conv(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	m, err := e.c.Send(ctx, id, strings.Join(args[1:], " "))
+	if err != nil {
+		return err
+	}
+	return e.out(map[string]any{"conversation": id, "seq": m.Seq}, "")
+}
+
+// printMessage prints one message: --json {"conversation","sender","text",…}.
+func (e *cli) printMessage(m client.Message) error {
+	if m.Type == client.ContentTitle {
+		return e.out(map[string]any{"conversation": m.Conversation, "seq": m.Seq, "sender": m.Sender, "title": m.Text, "sentAt": m.SentAt},
+			fmt.Sprintf("[%s] %s set the title to %q", m.Conversation.String()[:8], m.Sender, m.Text))
+	}
+	return e.out(map[string]any{"conversation": m.Conversation, "seq": m.Seq, "sender": m.Sender, "text": m.Text, "sentAt": m.SentAt},
+		fmt.Sprintf("[%s] %s: %s", m.Conversation.String()[:8], m.Sender, m.Text))
+}
+
+func cmdSync(ctx context.Context, e *cli, args []string) error {
+	if len(args) > 1 {
+		return usageError{"usage: sandi sync [CONV]"}
+	}
+	if err := e.open(); err != nil {
+		return err
+	}
+	var only *protocol.ConversationID
+	if len(args) == 1 {
+		id, err := e.c.FindConversation(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		only = &id
+	}
+	res, err := e.c.Sync(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range res.Messages {
+		if only != nil && m.Conversation != *only {
+			continue
+		}
+		if err := e.printMessage(m); err != nil {
+			return err
+		}
+	}
+	for _, f := range res.Failures {
+		fmt.Fprintln(e.stderr, "sandi:", f)
+	}
+	e.printWarnings()
+	if len(res.Failures) > 0 {
+		return fmt.Errorf("%d messages could not be decrypted", len(res.Failures))
+	}
+	return nil
+}
+
+func (e *cli) printWarnings() {
+	ws, err := e.c.Warnings()
+	if err != nil {
+		return
+	}
+	for _, w := range ws {
+		if w.Kind == client.WarnIdentityChanged {
+			who := w.Username
+			if who == "" {
+				who = w.User.String()
+			}
+			fmt.Fprintf(e.stderr, "sandi: WARNING: the identity key of %s changed; compare safety numbers ('sandi safety-number %s') before trusting it\n", who, who)
+		}
+	}
+}
+
+func cmdSafetyNumber(ctx context.Context, e *cli, args []string) error {
+	if len(args) != 1 {
+		return usageError{"usage: sandi safety-number USER"}
+	}
+	if err := e.open(); err != nil {
+		return err
+	}
+	n, qr, err := e.c.SafetyNumber(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	return e.out(map[string]any{"user": args[0], "safetyNumber": strings.ReplaceAll(n, " ", ""), "qr": fmt.Sprintf("%x", qr)}, n)
+}
