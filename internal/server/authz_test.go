@@ -20,10 +20,16 @@ type authzFixture struct {
 // authzTable has an entry for every route of the server. A route that is
 // added without an entry here fails TestAuthorization.
 var authzTable = map[string]authzCase{
-	"POST /api/auth/register":      func(f *authzFixture) (string, any) { return "/api/auth/register", map[string]string{} },
-	"POST /api/auth/login":         func(f *authzFixture) (string, any) { return "/api/auth/login", map[string]string{} },
-	"POST /api/auth/logout":        nil, // run last, separately: it revokes the token
-	"GET /api/me":                  func(f *authzFixture) (string, any) { return "/api/me", nil },
+	"POST /api/auth/register":    func(f *authzFixture) (string, any) { return "/api/auth/register", map[string]string{} },
+	"POST /api/auth/login":       func(f *authzFixture) (string, any) { return "/api/auth/login", map[string]string{} },
+	"POST /api/auth/logout":      nil, // run last, separately: it revokes the token
+	"GET /api/me":                func(f *authzFixture) (string, any) { return "/api/me", nil },
+	"POST /api/devices/link":     func(f *authzFixture) (string, any) { return "/api/devices/link", map[string]string{} },
+	"GET /api/devices/link":      func(f *authzFixture) (string, any) { return "/api/devices/link", nil },
+	"GET /api/devices/link/self": func(f *authzFixture) (string, any) { return "/api/devices/link/self", nil },
+	"POST /api/devices/link/{device}": func(f *authzFixture) (string, any) {
+		return "/api/devices/link/" + f.member.dev.String(), map[string]string{}
+	},
 	"POST /api/keys/prekey-bundle": func(f *authzFixture) (string, any) { return "/api/keys/prekey-bundle", map[string]string{} },
 	"POST /api/keys/one-time":      func(f *authzFixture) (string, any) { return "/api/keys/one-time", map[string]string{} },
 	"GET /api/keys/count":          func(f *authzFixture) (string, any) { return "/api/keys/count", nil },

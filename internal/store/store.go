@@ -276,6 +276,8 @@ type Event struct {
 
 // Store is sandi's storage. All methods are safe for concurrent use.
 type Store interface {
+	Links
+
 	// CreateUser creates an account and its first device with a token.
 	// A taken username (or user, device or token id) is ErrConflict.
 	CreateUser(ctx context.Context, u User, d Device, tokenHash []byte) error
