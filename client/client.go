@@ -42,6 +42,9 @@ type Options struct {
 	Now func() time.Time
 	// DeviceName names this device to the account's other devices.
 	DeviceName string
+	// OneTimeBatch is how many one-time pre-keys the device keeps on the
+	// server (default OneTimeBatch); it tops up below a fifth of that.
+	OneTimeBatch int
 }
 
 // Errors callers branch on.
@@ -59,6 +62,8 @@ type Client struct {
 	api     *api
 	now     func() time.Time
 	devName string
+
+	batch   int
 
 	acct    account
 	id      *secret.IdentityPrivateKey
@@ -112,6 +117,10 @@ func Open(opts Options) (*Client, error) {
 	}
 	if c.devName == "" {
 		c.devName = "sandi"
+	}
+	c.batch = opts.OneTimeBatch
+	if c.batch <= 0 || c.batch > OneTimeBatch {
+		c.batch = OneTimeBatch
 	}
 	hc := opts.HTTPClient
 	if hc == nil {
@@ -283,7 +292,7 @@ func (c *Client) Register(ctx context.Context, username, password string) error 
 		return err
 	}
 	c.id = id
-	return c.uploadBundle(ctx, false, OneTimeBatch)
+	return c.uploadBundle(ctx, false, c.batch)
 }
 
 // Login adds this device to an existing account. The device then has no
@@ -324,7 +333,7 @@ func (c *Client) ResetIdentity(ctx context.Context) error {
 	id := secret.NewIdentity()
 	old := c.id
 	c.id = id
-	if err := c.uploadBundle(ctx, true, OneTimeBatch); err != nil {
+	if err := c.uploadBundle(ctx, true, c.batch); err != nil {
 		c.id = old
 		return err
 	}
@@ -407,9 +416,9 @@ func (c *Client) maintainPreKeys(ctx context.Context) error {
 	if err := c.api.do(ctx, "GET", "/api/keys/count", nil, &cnt); err != nil {
 		return err
 	}
-	if cnt.Count < OneTimeLowWater {
+	if cnt.Count < max(1, c.batch*OneTimeLowWater/OneTimeBatch) {
 		var keys []b64
-		for range OneTimeBatch - cnt.Count {
+		for range c.batch - cnt.Count {
 			k, err := c.newPreKey(protocol.OneTimePreKey)
 			if err != nil {
 				return err

@@ -194,9 +194,8 @@ func (c *Client) syncChain(ctx context.Context, cs *convState) error {
 		}
 	}
 	cs.chain = next
-	if _, ok := next.Member(c.acct.User); !ok {
-		cs.Left = true
-	}
+	_, member := next.Member(c.acct.User)
+	cs.Left = !member
 	if err := c.saveChain(cs); err != nil {
 		return err
 	}

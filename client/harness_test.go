@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"testing"
 	"time"
 
@@ -74,7 +75,11 @@ func (n *node) serve(ln net.Listener) {
 		n.t.Fatal(err)
 	}
 	n.st = st
-	n.srv = server.New(st, slog.New(slog.NewTextHandler(io.Discard, nil)), n.cfg)
+	var logw io.Writer = io.Discard
+	if os.Getenv("SANDI_TEST_LOG") != "" {
+		logw = os.Stderr
+	}
+	n.srv = server.New(st, slog.New(slog.NewTextHandler(logw, nil)), n.cfg)
 	n.hs = &http.Server{Handler: n.srv.Handler()}
 	n.done = make(chan struct{})
 	go func() {

@@ -112,7 +112,7 @@ func (c *Client) tryCompleteLink(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	c.id = id
-	if err := c.uploadBundle(ctx, false, OneTimeBatch); err != nil {
+	if err := c.uploadBundle(ctx, false, c.batch); err != nil {
 		return false, err
 	}
 	return true, c.st.Delete("link")

@@ -76,9 +76,10 @@ type SyncResult struct {
 }
 
 // Sync reads every event since the stored cursor, processes it (decrypts
-// messages, follows membership, tops up pre-keys, answers rotation) and
-// returns the new messages. The cursor advances only past processed events,
-// so an interrupted Sync resumes where it stopped.
+// messages, follows membership, tops up pre-keys) and returns the new
+// messages. The cursor advances only past processed pages, so an
+// interrupted Sync resumes where it stopped; the messages it had already
+// stored are returned with the error and are not returned again.
 func (c *Client) Sync(ctx context.Context) (SyncResult, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -212,16 +213,16 @@ func (c *Client) listenOnce(ctx context.Context, onMessage func(Message), onFail
 		var res SyncResult
 		c.mu.Lock()
 		err = c.process(ctx, page, &res)
-		if err == nil {
-			for _, m := range res.Messages {
-				if onMessage != nil {
-					onMessage(m)
-				}
+		// Messages processed before an error are stored: hand them over
+		// whatever happened, or they would never be shown.
+		for _, m := range res.Messages {
+			if onMessage != nil {
+				onMessage(m)
 			}
-			for _, f := range res.Failures {
-				if onFailure != nil {
-					onFailure(f)
-				}
+		}
+		for _, f := range res.Failures {
+			if onFailure != nil {
+				onFailure(f)
 			}
 		}
 		c.mu.Unlock()

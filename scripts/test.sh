@@ -32,6 +32,25 @@ rm -f /tmp/sandi-go.mod.$$ /tmp/sandi-go.sum.$$
 say "build for js/wasm"
 GOOS=js GOARCH=wasm go build ./protocol/...
 
+say "PostgreSQL server for the store tests"
+# internal/testpg starts a throwaway cluster from /usr/lib/postgresql/*/bin
+# (unless SANDI_TEST_POSTGRES_URL names a server); the tests fail without it.
+if [ -n "${SANDI_TEST_POSTGRES_URL:-}" ]; then
+  echo "using SANDI_TEST_POSTGRES_URL"
+elif compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then
+  echo "found $(ls -d /usr/lib/postgresql/*/bin | tail -n 1)"
+elif [ "$(id -u)" -eq 0 ]; then
+  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql \
+    || die "could not install PostgreSQL with apt-get install -y postgresql"
+elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+  sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql \
+    || die "could not install PostgreSQL with sudo apt-get install -y postgresql"
+else
+  die "PostgreSQL server binaries are missing under /usr/lib/postgresql/*/bin and this user can neither install them (not root, no sudo): run 'apt-get install -y postgresql' as root, or set SANDI_TEST_POSTGRES_URL to a server"
+fi
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || [ -n "${SANDI_TEST_POSTGRES_URL:-}" ] \
+  || die "apt-get installed postgresql but no server binaries are under /usr/lib/postgresql/*/bin"
+
 say "go test -race"
 go test -race -count=1 ./...
 

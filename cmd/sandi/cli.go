@@ -410,9 +410,6 @@ func cmdSync(ctx context.Context, e *cli, args []string) error {
 		only = &id
 	}
 	res, err := e.c.Sync(ctx)
-	if err != nil {
-		return err
-	}
 	for _, m := range res.Messages {
 		if only != nil && m.Conversation != *only {
 			continue
@@ -425,6 +422,9 @@ func cmdSync(ctx context.Context, e *cli, args []string) error {
 		fmt.Fprintln(e.stderr, "sandi:", f)
 	}
 	e.printWarnings()
+	if err != nil {
+		return err
+	}
 	if len(res.Failures) > 0 {
 		return fmt.Errorf("%d messages could not be decrypted", len(res.Failures))
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,14 +19,16 @@ import (
 // before the insert it guards, so a refused item never makes a statement
 // fail and the transaction stays usable for the others.
 //
-// Steps: (1) lock the batch's conversations in id order; (2) per item, in
-// batch order: idempotency look-up by (sender device, client id), sender
-// and membership check, epoch check, insert with the conversation's next
-// seq (INSERT … ON CONFLICT DO NOTHING: on PostgreSQL a concurrent
-// transaction may have inserted the same client id after the look-up; then
-// nothing is inserted, no seq is used, and the row it committed is the
-// answer); (3) write back the conversations' counters; (4) take event ids
-// and write the events; (5) record each message's event id.
+// The statements are per batch, not per message, so that a batch of a
+// few hundred costs little more than one message: (1) lock the batch's
+// conversations in id order; (2) look up every (sender device, client id)
+// of the batch at once (idempotency); (3) check senders and membership,
+// once per sender and conversation; (4) decide each item in batch order,
+// assigning each accepted message its conversation's next seq; (5) insert
+// the accepted messages in one statement; (6) write back the
+// conversations' counters; (7) take event ids and write the events, the
+// messages' events first, grouped by conversation in seq order, so that
+// (8) one statement per conversation records the messages' event ids.
 func (s *Store) Send(ctx context.Context, batch []store.Send) ([]store.SendResult, error) {
 	var res []store.SendResult
 	err := s.write(ctx, "send", func(t *wtx) error {
@@ -39,13 +42,28 @@ func (s *Store) Send(ctx context.Context, batch []store.Send) ([]store.SendResul
 	return res, nil
 }
 
+// errRaced reports that a concurrent transaction (PostgreSQL only; SQLite
+// runs one writer) inserted a client id of the batch after the look-up.
+// The batch is run again from the start and then finds that message.
+var errRaced = errors.New("a client message id of the batch was inserted concurrently")
+
 type msgKey struct {
 	dev protocol.DeviceID
 	cid string
 }
 
+// prevMsg is a stored message as the idempotency check needs it.
+type prevMsg struct {
+	conv     protocol.ConversationID
+	envelope []byte
+	res      store.SendResult
+}
+
 func (t *wtx) send(batch []store.Send) ([]store.SendResult, error) {
 	res := make([]store.SendResult, len(batch))
+	if len(batch) == 0 {
+		return res, nil
+	}
 
 	// (1) Lock the conversations.
 	ids := make([]protocol.ConversationID, 0, len(batch))
@@ -55,7 +73,6 @@ func (t *wtx) send(batch []store.Send) ([]store.SendResult, error) {
 	slices.SortFunc(ids, func(a, b protocol.ConversationID) int { return bytes.Compare(a[:], b[:]) })
 	ids = slices.Compact(ids)
 	convs := make(map[protocol.ConversationID]*convState, len(ids))
-	changed := make(map[protocol.ConversationID]bool)
 	for _, id := range ids {
 		c, err := t.lockConversation(id)
 		if errors.Is(err, store.ErrNotFound) {
@@ -67,20 +84,30 @@ func (t *wtx) send(batch []store.Send) ([]store.SendResult, error) {
 		convs[id] = &c
 	}
 
-	// (2) Check and insert, item by item.
-	type senderKey struct {
-		dev  protocol.DeviceID
-		user protocol.UserID
-		conv protocol.ConversationID
+	// (2) Earlier messages with the batch's client ids.
+	prev, err := t.previous(batch)
+	if err != nil {
+		return nil, err
 	}
-	allowed := make(map[senderKey]bool)
-	inserted := make(map[msgKey]int) // items inserted by this batch, by key
-	dupOf := make(map[int]int)       // item -> earlier item of this batch it repeats
-	var evs []newEvent
-	evItem := make([]int, 0, len(batch)) // evs[k] is item evItem[k]'s message event, or -1
+
+	// (3) Who may post where.
+	allowed, err := t.mayPost(batch)
+	if err != nil {
+		return nil, err
+	}
+
+	// (4) Decide, item by item.
+	type accepted struct {
+		item int
+		seq  uint64
+	}
+	var ok []accepted
+	inBatch := make(map[msgKey]int) // accepted items by key
+	dupOf := make(map[int]int)      // item -> accepted item of this batch it repeats
+	var rotations []newEvent
 	for i, m := range batch {
 		key := msgKey{m.Sender, m.ClientID}
-		if j, ok := inserted[key]; ok {
+		if j, seen := inBatch[key]; seen {
 			if batch[j].Conversation == m.Conversation && bytes.Equal(batch[j].Envelope, m.Envelope) {
 				dupOf[i] = j
 			} else {
@@ -88,70 +115,73 @@ func (t *wtx) send(batch []store.Send) ([]store.SendResult, error) {
 			}
 			continue
 		}
-		if found, err := t.previous(m, &res[i]); err != nil {
-			return nil, err
-		} else if found {
+		if p, seen := prev[key]; seen {
+			if p.conv == m.Conversation && bytes.Equal(p.envelope, m.Envelope) {
+				res[i] = p.res
+			} else {
+				res[i].Err = store.ErrIdempotency
+			}
 			continue
 		}
 		c := convs[m.Conversation]
-		if c == nil {
+		switch {
+		case c == nil:
 			res[i].Err = store.ErrNotFound
 			continue
-		}
-		sk := senderKey{m.Sender, m.SenderUser, m.Conversation}
-		ok, seen := allowed[sk]
-		if !seen {
-			var err error
-			if ok, err = t.mayPost(m); err != nil {
-				return nil, err
-			}
-			allowed[sk] = ok
-		}
-		if !ok {
+		case !allowed[senderKey{m.Sender, m.SenderUser, m.Conversation}]:
 			res[i].Err = store.ErrNotMember
 			continue
-		}
-		if m.Epoch != c.epoch || c.required {
+		case m.Epoch != c.epoch || c.required:
 			res[i].Err = &store.EpochError{Err: store.ErrStaleEpoch, Current: c.epoch}
 			continue
 		}
-		seq := c.lastSeq + 1
+		c.lastSeq++
+		c.inEpoch++
+		inBatch[key] = i
+		ok = append(ok, accepted{i, c.lastSeq})
+		res[i].Seq, res[i].CreatedAt = c.lastSeq, m.Now
+		if (m.RotateAfterMessages > 0 && c.inEpoch >= int64(m.RotateAfterMessages)) ||
+			(m.RotateAfterMillis > 0 && m.Now-c.startedAt >= m.RotateAfterMillis) {
+			c.required, c.reason = true, "policy"
+			rotations = append(rotations, newEvent{kind: store.EventRotation, conv: convPtr(m.Conversation), epoch: c.epoch, reason: "policy", at: m.Now})
+		}
+	}
+	if len(ok) == 0 {
+		return res, nil
+	}
+
+	// (5) Insert. Nothing can conflict (the conversations are locked and
+	// every client id was looked up) unless a concurrent transaction
+	// inserted one of the client ids since: then run the batch again.
+	const cols, chunk = 9, 200
+	for lo := 0; lo < len(ok); lo += chunk {
+		hi := min(lo+chunk, len(ok))
+		args := make([]any, 0, cols*(hi-lo))
+		for _, a := range ok[lo:hi] {
+			m := batch[a.item]
+			// event_id is set in step (8), once the ids are taken.
+			args = append(args, idArg(m.Conversation), i64(a.seq), idArg(m.Sender), idArg(m.SenderUser), m.ClientID, i64(m.Epoch), m.Envelope, m.Now, 0)
+		}
 		r, err := t.exec(`INSERT INTO messages (conversation_id, seq, sender_device, sender_user, client_id, epoch, envelope, created_at, event_id)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0) ON CONFLICT DO NOTHING`,
-			idArg(m.Conversation), i64(seq), idArg(m.Sender), idArg(m.SenderUser), m.ClientID, i64(m.Epoch), m.Envelope, m.Now)
+			VALUES `+placeholders(hi-lo, cols)+` ON CONFLICT DO NOTHING`, args...)
 		if err != nil {
 			return nil, err
 		}
 		if n, err := r.RowsAffected(); err != nil {
 			return nil, err
-		} else if n == 0 {
-			// Another transaction committed this client id meanwhile.
-			if found, err := t.previous(m, &res[i]); err != nil {
-				return nil, err
-			} else if !found {
-				return nil, fmt.Errorf("message %s/%q neither inserted nor found", m.Sender, m.ClientID)
-			}
-			continue
-		}
-		inserted[key] = i
-		c.lastSeq = seq
-		c.inEpoch++
-		changed[m.Conversation] = true
-		res[i].Seq = seq
-		res[i].CreatedAt = m.Now
-		evs = append(evs, newEvent{kind: store.EventMessage, conv: convPtr(m.Conversation), seq: seq, epoch: m.Epoch, at: m.Now})
-		evItem = append(evItem, i)
-		if (m.RotateAfterMessages > 0 && c.inEpoch >= int64(m.RotateAfterMessages)) ||
-			(m.RotateAfterMillis > 0 && m.Now-c.startedAt >= m.RotateAfterMillis) {
-			c.required, c.reason = true, "policy"
-			evs = append(evs, newEvent{kind: store.EventRotation, conv: convPtr(m.Conversation), epoch: c.epoch, reason: "policy", at: m.Now})
-			evItem = append(evItem, -1)
+		} else if n != int64(hi-lo) {
+			return nil, errRaced
 		}
 	}
 
-	// (3) Write back the counters of the conversations written to.
+	// (6) The counters of the conversations written to.
+	written := make(map[protocol.ConversationID][]accepted)
+	for _, a := range ok {
+		id := batch[a.item].Conversation
+		written[id] = append(written[id], a)
+	}
 	for _, id := range ids {
-		if !changed[id] {
+		if len(written[id]) == 0 {
 			continue
 		}
 		c := convs[id]
@@ -161,20 +191,38 @@ func (t *wtx) send(batch []store.Send) ([]store.SendResult, error) {
 		}
 	}
 
-	// (4) Events, then (5) each message's event id.
+	// (7) Events: each conversation's messages in seq order (one run of
+	// consecutive ids each), then the rotations. All commit together, so
+	// readers see them as one step whatever their order within it.
+	evs := make([]newEvent, 0, len(ok)+len(rotations))
+	for _, id := range ids {
+		for _, a := range written[id] {
+			m := batch[a.item]
+			evs = append(evs, newEvent{kind: store.EventMessage, conv: convPtr(id), seq: a.seq, epoch: m.Epoch, at: m.Now})
+		}
+	}
+	evs = append(evs, rotations...)
 	first, err := t.emit(evs)
 	if err != nil {
 		return nil, err
 	}
-	for k, i := range evItem {
-		if i < 0 {
+
+	// (8) Each message's event id: seq + a constant per conversation.
+	next := first
+	for _, id := range ids {
+		run := written[id]
+		if len(run) == 0 {
 			continue
 		}
-		res[i].EventID = first + int64(k)
-		if _, err := t.exec(`UPDATE messages SET event_id = ? WHERE conversation_id = ? AND seq = ?`,
-			res[i].EventID, idArg(batch[i].Conversation), i64(res[i].Seq)); err != nil {
+		lo, hi := run[0].seq, run[len(run)-1].seq
+		if _, err := t.exec(`UPDATE messages SET event_id = seq + ? WHERE conversation_id = ? AND seq >= ? AND seq <= ?`,
+			next-int64(lo), idArg(id), i64(lo), i64(hi)); err != nil {
 			return nil, err
 		}
+		for k, a := range run {
+			res[a.item].EventID = next + int64(k)
+		}
+		next += int64(len(run))
 	}
 	for i, j := range dupOf {
 		res[i] = res[j]
@@ -183,41 +231,73 @@ func (t *wtx) send(batch []store.Send) ([]store.SendResult, error) {
 	return res, nil
 }
 
-// previous looks up an earlier message with m's sender and client id. If
-// there is one, it fills r: the first result with Duplicate set when m
-// repeats it, ErrIdempotency when m differs.
-func (t *wtx) previous(m store.Send, r *store.SendResult) (bool, error) {
-	var conv protocol.ConversationID
-	var env []byte
-	err := t.queryRow(`SELECT conversation_id, seq, envelope, created_at, event_id FROM messages WHERE sender_device = ? AND client_id = ?`,
-		idArg(m.Sender), m.ClientID).Scan(scanID(&conv), &r.Seq, &env, &r.CreatedAt, &r.EventID)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
+// previous looks up the stored messages with the batch's (sender device,
+// client id) pairs; their results are returned with Duplicate set.
+func (t *wtx) previous(batch []store.Send) (map[msgKey]prevMsg, error) {
+	out := make(map[msgKey]prevMsg)
+	const chunk = 200
+	for lo := 0; lo < len(batch); lo += chunk {
+		hi := min(lo+chunk, len(batch))
+		args := make([]any, 0, 2*(hi-lo))
+		for _, m := range batch[lo:hi] {
+			args = append(args, idArg(m.Sender), m.ClientID)
+		}
+		pair := "(" + t.s.d.bytesParam + ", ?)"
+		values := strings.TrimSuffix(strings.Repeat(pair+", ", hi-lo), ", ")
+		rows, err := t.query(`SELECT sender_device, client_id, conversation_id, seq, envelope, created_at, event_id FROM messages
+			WHERE (sender_device, client_id) IN (VALUES `+values+`)`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var k msgKey
+			p := prevMsg{res: store.SendResult{Duplicate: true}}
+			if err := rows.Scan(scanID(&k.dev), &k.cid, scanID(&p.conv), &p.res.Seq, &p.envelope, &p.res.CreatedAt, &p.res.EventID); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[k] = p
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
 	}
-	if err != nil {
-		return false, err
-	}
-	if conv != m.Conversation || !bytes.Equal(env, m.Envelope) {
-		*r = store.SendResult{Err: store.ErrIdempotency}
-		return true, nil
-	}
-	r.Duplicate = true
-	return true, nil
+	return out, nil
 }
 
-// mayPost reports whether m's sender device is an active device of
-// m.SenderUser and that user a current member of the conversation. The
-// conversation row is locked, and membership changes lock it too, so the
-// answer holds until commit.
-func (t *wtx) mayPost(m store.Send) (bool, error) {
-	var one int
-	err := t.queryRow(`SELECT 1 FROM devices d JOIN members mb ON mb.user_id = d.user_id
-		WHERE d.id = ? AND d.user_id = ? AND d.revoked = FALSE AND mb.conversation_id = ? AND mb.left_event_id IS NULL`,
-		idArg(m.Sender), idArg(m.SenderUser), idArg(m.Conversation)).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
+type senderKey struct {
+	dev  protocol.DeviceID
+	user protocol.UserID
+	conv protocol.ConversationID
+}
+
+// mayPost reports, for each distinct (sender device, user, conversation)
+// of the batch, whether the device is an active device of the user and the
+// user a current member of the conversation. The conversation rows are
+// locked, and membership changes lock them too, so the answers hold until
+// commit.
+func (t *wtx) mayPost(batch []store.Send) (map[senderKey]bool, error) {
+	out := make(map[senderKey]bool)
+	for _, m := range batch {
+		k := senderKey{m.Sender, m.SenderUser, m.Conversation}
+		if _, done := out[k]; done {
+			continue
+		}
+		var one int
+		err := t.queryRow(`SELECT 1 FROM devices d JOIN members mb ON mb.user_id = d.user_id
+			WHERE d.id = ? AND d.user_id = ? AND d.revoked = FALSE AND mb.conversation_id = ? AND mb.left_event_id IS NULL`,
+			idArg(m.Sender), idArg(m.SenderUser), idArg(m.Conversation)).Scan(&one)
+		switch {
+		case err == nil:
+			out[k] = true
+		case errors.Is(err, sql.ErrNoRows):
+			out[k] = false
+		default:
+			return nil, err
+		}
 	}
-	return err == nil, err
+	return out, nil
 }
 
 // Messages pages a conversation's messages with seq > after.

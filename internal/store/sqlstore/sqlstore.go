@@ -76,11 +76,16 @@ type dialect struct {
 	// transactions (BEGIN IMMEDIATE on the one writer connection) are
 	// serialized whole.
 	forUpdate string
+	// bytesParam is a placeholder for a binary value where the query gives
+	// PostgreSQL no column to infer its type from (a VALUES list): there it
+	// must be cast to BYTEA. SQLite must not cast: CAST(x AS BYTEA) would
+	// apply numeric affinity to the blob.
+	bytesParam string
 }
 
 var (
-	sqliteDialect   = dialect{name: "sqlite", goose: goose.DialectSQLite3}
-	postgresDialect = dialect{name: "postgres", goose: goose.DialectPostgres, dollar: true, forUpdate: " FOR UPDATE"}
+	sqliteDialect   = dialect{name: "sqlite", goose: goose.DialectSQLite3, bytesParam: "?"}
+	postgresDialect = dialect{name: "postgres", goose: goose.DialectPostgres, dollar: true, forUpdate: " FOR UPDATE", bytesParam: "CAST(? AS BYTEA)"}
 )
 
 // rebind rewrites the ? placeholders of q for the dialect. Queries never
@@ -104,10 +109,13 @@ func (d *dialect) rebind(q string) string {
 	return b.String()
 }
 
-// retryable reports whether err is PostgreSQL telling that the
-// transaction lost a deadlock or serialization race and may simply be run
-// again.
+// retryable reports whether err tells that the transaction lost a race
+// (a PostgreSQL deadlock or serialization failure, or errRaced) and may
+// simply be run again.
 func (d *dialect) retryable(err error) bool {
+	if errors.Is(err, errRaced) {
+		return true
+	}
 	var pe *pgconn.PgError
 	return d.dollar && errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
 }

@@ -1,0 +1,442 @@
+package client_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"sandi.dev/client"
+	"sandi.dev/protocol"
+)
+
+// The property test: seeded random sequences of register, link a device,
+// create a conversation, add, remove, leave, send, concurrent sends (which
+// race to rotate), device offline and back, a live WebSocket dropped
+// mid-way, and server restarts. At the end every device syncs and:
+//   - every accepted message is decrypted exactly once by every device that
+//     was a member device when it was sent, and by no other device;
+//   - no decrypt failure happened anywhere.
+//
+// SANDI_PROPERTY_SEQUENCES sets the number of sequences (default 20, the
+// test script runs 200), SANDI_PROPERTY_SEED the first seed.
+
+type pDevice struct {
+	c      *client.Client
+	user   int
+	name   string
+	online bool
+	got    map[msgKey]int // messages this device holds, counted
+}
+
+type msgKey struct {
+	conv protocol.ConversationID
+	seq  uint64
+}
+
+type pConv struct {
+	id      protocol.ConversationID
+	admin   int          // the creator's user index (the only admin)
+	members map[int]bool // user indexes
+}
+
+type sent struct {
+	key     msgKey
+	text    string
+	devices map[*pDevice]bool // the member devices when it was accepted
+}
+
+type world struct {
+	t       *testing.T
+	n       *node
+	rng     *rand.Rand
+	prefix  string
+	users   []string
+	devices []*pDevice
+	convs   []*pConv
+	sent    []sent
+	ops     map[string]int
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func TestProperty(t *testing.T) {
+	seqs := envInt("SANDI_PROPERTY_SEQUENCES", 20)
+	first := envInt("SANDI_PROPERTY_SEED", 1)
+	for _, db := range []string{"sqlite", "postgres"} {
+		t.Run(db, func(t *testing.T) {
+			n := startNode(t, dbs(t)[db](t), serverConfig())
+			total := map[string]int{}
+			for seed := first; seed < first+seqs; seed++ {
+				w := &world{t: t, n: n, rng: rand.New(rand.NewPCG(uint64(seed), 7)), prefix: fmt.Sprintf("s%d", seed), ops: map[string]int{}}
+				w.run(t, seed)
+				for k, v := range w.ops {
+					total[k] += v
+				}
+			}
+			ops := 0
+			for _, v := range total {
+				ops += v
+			}
+			t.Logf("%s: %d sequences, %d operations %v, decrypt failures 0", db, seqs, ops, total)
+		})
+	}
+}
+
+func (w *world) fail(format string, args ...any) {
+	w.t.Helper()
+	w.t.Fatalf("sequence %s: "+format, append([]any{w.prefix}, args...)...)
+}
+
+func (w *world) newDevice(user int) *pDevice {
+	st := client.NewMemStorage()
+	c, err := client.Open(client.Options{Server: w.n.url(), Storage: st, OneTimeBatch: 5,
+		HTTPClient: &http.Client{Timeout: 20 * time.Second}})
+	if err != nil {
+		w.fail("open: %v", err)
+	}
+	d := &pDevice{c: c, user: user, online: true, got: map[msgKey]int{}, name: fmt.Sprintf("%s#%d", w.users[user], len(w.devices))}
+	return d
+}
+
+func (w *world) register() {
+	ctx := context.Background()
+	name := fmt.Sprintf("%su%d", w.prefix, len(w.users))
+	w.users = append(w.users, name)
+	d := w.newDevice(len(w.users) - 1)
+	if err := d.c.Register(ctx, name, "password "+name); err != nil {
+		w.fail("register %s: %v", name, err)
+	}
+	w.devices = append(w.devices, d)
+	w.ops["register"]++
+}
+
+func (w *world) devicesOf(user int) []*pDevice {
+	var out []*pDevice
+	for _, d := range w.devices {
+		if d.user == user {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func (w *world) link(user int) {
+	ctx := context.Background()
+	var approver *pDevice
+	for _, d := range w.devicesOf(user) {
+		if d.online {
+			approver = d
+		}
+	}
+	if approver == nil {
+		return
+	}
+	d := w.newDevice(user)
+	if err := d.c.Login(ctx, w.users[user], "password "+w.users[user]); err != nil {
+		w.fail("login: %v", err)
+	}
+	code, err := d.c.StartLink(ctx)
+	if err != nil {
+		w.fail("start link: %v", err)
+	}
+	if _, err := approver.c.ApproveLink(ctx, code); err != nil {
+		w.fail("approve link: %v", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := d.c.WaitLink(wctx, 10*time.Millisecond); err != nil {
+		w.fail("wait link: %v", err)
+	}
+	w.devices = append(w.devices, d)
+	w.ops["link"]++
+}
+
+// onlineMemberDevice picks an online device of a member of cv (nil if none).
+func (w *world) onlineMemberDevice(cv *pConv) *pDevice {
+	var cands []*pDevice
+	for _, d := range w.devices {
+		if d.online && cv.members[d.user] {
+			cands = append(cands, d)
+		}
+	}
+	if len(cands) == 0 {
+		return nil
+	}
+	return cands[w.rng.IntN(len(cands))]
+}
+
+func (w *world) create() {
+	ctx := context.Background()
+	var cands []*pDevice
+	for _, d := range w.devices {
+		if d.online {
+			cands = append(cands, d)
+		}
+	}
+	d := cands[w.rng.IntN(len(cands))]
+	cv := &pConv{admin: d.user, members: map[int]bool{d.user: true}}
+	var names []string
+	for u := range w.users {
+		if u != d.user && w.rng.IntN(2) == 0 {
+			cv.members[u] = true
+			names = append(names, w.users[u])
+		}
+	}
+	if len(names) == 0 {
+		u := (d.user + 1) % len(w.users)
+		cv.members[u] = true
+		names = append(names, w.users[u])
+	}
+	id, err := d.c.CreateConversation(ctx, "", names...)
+	if err != nil {
+		w.fail("%s creates: %v", d.name, err)
+	}
+	cv.id = id
+	w.convs = append(w.convs, cv)
+	w.ops["create"]++
+}
+
+func (w *world) adminDevice(cv *pConv) *pDevice {
+	for _, d := range w.devicesOf(cv.admin) {
+		if d.online {
+			return d
+		}
+	}
+	return nil
+}
+
+func (w *world) add(cv *pConv) {
+	var out []int
+	for u := range w.users {
+		if !cv.members[u] {
+			out = append(out, u)
+		}
+	}
+	admin := w.adminDevice(cv)
+	if len(out) == 0 || admin == nil || !cv.members[cv.admin] {
+		return
+	}
+	u := out[w.rng.IntN(len(out))]
+	if err := admin.c.AddMembers(context.Background(), cv.id, w.users[u]); err != nil {
+		w.fail("%s adds %s: %v", admin.name, w.users[u], err)
+	}
+	cv.members[u] = true
+	w.ops["add"]++
+}
+
+func (w *world) remove(cv *pConv) {
+	var in []int
+	for u := range cv.members {
+		if u != cv.admin {
+			in = append(in, u)
+		}
+	}
+	admin := w.adminDevice(cv)
+	if len(in) == 0 || admin == nil || !cv.members[cv.admin] {
+		return
+	}
+	slices.Sort(in)
+	u := in[w.rng.IntN(len(in))]
+	if err := admin.c.RemoveMembers(context.Background(), cv.id, w.users[u]); err != nil {
+		w.fail("%s removes %s: %v", admin.name, w.users[u], err)
+	}
+	delete(cv.members, u)
+	w.ops["remove"]++
+}
+
+func (w *world) leave(cv *pConv) {
+	var in []int
+	for u := range cv.members {
+		if u != cv.admin {
+			in = append(in, u)
+		}
+	}
+	if len(in) == 0 {
+		return
+	}
+	slices.Sort(in)
+	u := in[w.rng.IntN(len(in))]
+	var d *pDevice
+	for _, x := range w.devicesOf(u) {
+		if x.online {
+			d = x
+		}
+	}
+	if d == nil {
+		return
+	}
+	if err := d.c.Leave(context.Background(), cv.id); err != nil {
+		w.fail("%s leaves: %v", d.name, err)
+	}
+	delete(cv.members, u)
+	w.ops["leave"]++
+}
+
+// expected returns the member devices of cv now.
+func (w *world) expected(cv *pConv) map[*pDevice]bool {
+	out := map[*pDevice]bool{}
+	for _, d := range w.devices {
+		if cv.members[d.user] {
+			out[d] = true
+		}
+	}
+	return out
+}
+
+func (w *world) send(cv *pConv, d *pDevice) {
+	text := fmt.Sprintf("%s m%d from %s", w.prefix, len(w.sent), d.name)
+	m, err := d.c.Send(context.Background(), cv.id, text)
+	if err != nil {
+		w.fail("%s sends: %v", d.name, err)
+	}
+	k := msgKey{cv.id, m.Seq}
+	d.got[k]++
+	w.sent = append(w.sent, sent{key: k, text: text, devices: w.expected(cv)})
+	w.ops["send"]++
+}
+
+// concurrent has several member devices send at once; after a membership
+// or device change they race to create the next epoch.
+func (w *world) concurrent(cv *pConv) {
+	var ds []*pDevice
+	for _, d := range w.devices {
+		if d.online && cv.members[d.user] && len(ds) < 3 {
+			ds = append(ds, d)
+		}
+	}
+	exp := w.expected(cv)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i, d := range ds {
+		wg.Go(func() {
+			text := fmt.Sprintf("%s c%d.%d from %s", w.prefix, len(w.sent), i, d.name)
+			m, err := d.c.Send(context.Background(), cv.id, text)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				w.t.Errorf("sequence %s: %s sends concurrently: %v", w.prefix, d.name, err)
+				return
+			}
+			k := msgKey{cv.id, m.Seq}
+			d.got[k]++
+			w.sent = append(w.sent, sent{key: k, text: text, devices: exp})
+		})
+	}
+	wg.Wait()
+	if w.t.Failed() {
+		w.t.FailNow()
+	}
+	w.ops["concurrent"]++
+}
+
+func (w *world) syncDevice(d *pDevice) {
+	res, err := d.c.Sync(context.Background())
+	if err != nil {
+		w.fail("%s syncs: %v", d.name, err)
+	}
+	w.took(d, res.Messages, res.Failures)
+}
+
+func (w *world) took(d *pDevice, ms []client.Message, fails []*client.DecryptError) {
+	for _, f := range fails {
+		w.fail("%s: decrypt failure: %v", d.name, f)
+	}
+	for _, m := range ms {
+		d.got[msgKey{m.Conversation, m.Seq}]++
+	}
+}
+
+// listen runs a device's live WebSocket briefly and drops it.
+func (w *world) listen(d *pDevice) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(20+w.rng.IntN(60))*time.Millisecond)
+	defer cancel()
+	var ms []client.Message
+	var fails []*client.DecryptError
+	d.c.Listen(ctx, func(m client.Message) { ms = append(ms, m) }, func(f *client.DecryptError) { fails = append(fails, f) })
+	w.took(d, ms, fails)
+	w.ops["listen"]++
+}
+
+func (w *world) run(t *testing.T, seed int) {
+	for range 4 {
+		w.register()
+	}
+	w.link(0)
+	w.link(1)
+	w.create()
+	steps := 20 + w.rng.IntN(15)
+	for range steps {
+		cv := w.convs[w.rng.IntN(len(w.convs))]
+		switch r := w.rng.IntN(100); {
+		case r < 30:
+			if d := w.onlineMemberDevice(cv); d != nil {
+				w.send(cv, d)
+			}
+		case r < 38:
+			w.concurrent(cv)
+		case r < 45:
+			w.add(cv)
+		case r < 51:
+			w.remove(cv)
+		case r < 54:
+			w.leave(cv)
+		case r < 58:
+			if len(w.convs) < 4 {
+				w.create()
+			}
+		case r < 61:
+			if u := w.rng.IntN(len(w.users)); len(w.devicesOf(u)) < 3 {
+				w.link(u)
+			}
+		case r < 69:
+			d := w.devices[w.rng.IntN(len(w.devices))]
+			d.online = !d.online
+			w.ops["offline/online"]++
+		case r < 74:
+			if d := w.devices[w.rng.IntN(len(w.devices))]; d.online {
+				w.listen(d)
+			}
+		case r < 76:
+			w.n.restart()
+			w.ops["restart"]++
+		default:
+			if d := w.devices[w.rng.IntN(len(w.devices))]; d.online {
+				w.syncDevice(d)
+				w.ops["sync"]++
+			}
+		}
+	}
+	// Everyone comes back and catches up.
+	for _, d := range w.devices {
+		d.online = true
+		w.syncDevice(d)
+	}
+	for _, s := range w.sent {
+		for _, d := range w.devices {
+			n := d.got[s.key]
+			switch {
+			case s.devices[d] && n != 1:
+				w.fail("%q (seq %d) held %d times by %s, a member device when it was sent", s.text, s.key.seq, n, d.name)
+			case !s.devices[d] && n != 0:
+				w.fail("%q (seq %d) decrypted by %s, not a member device when it was sent", s.text, s.key.seq, d.name)
+			}
+		}
+	}
+	for _, d := range w.devices {
+		if st := d.c.Stats(); len(st.DecryptFailed) != 0 {
+			w.fail("%s counted decrypt failures %v", d.name, st.DecryptFailed)
+		}
+	}
+}
