@@ -512,9 +512,17 @@ func (c *Client) current(ctx context.Context, cs *convState) (*epochEntry, uint6
 			}
 			return nil, 0, err
 		}
+		if cs.chain != nil && ca.ChainSeq < cs.chain.Seq {
+			return nil, 0, fmt.Errorf("%w: the server says the membership of %s is at record %d, this device holds record %d (rolled back)",
+				ErrServerMisbehaved, cs.ID, ca.ChainSeq, cs.chain.Seq)
+		}
 		if ca.ChainSeq != chainSeqOf(cs) {
 			if err := c.syncChain(ctx, cs); err != nil {
 				return nil, 0, err
+			}
+			if cs.chain.Seq < ca.ChainSeq { // more is a change that landed since
+				return nil, 0, fmt.Errorf("%w: the server says the membership of %s is at record %d but sent records up to %d",
+					ErrServerMisbehaved, cs.ID, ca.ChainSeq, cs.chain.Seq)
 			}
 		}
 		if !ca.RotationRequired {

@@ -24,7 +24,7 @@ import (
 //     was a member device when it was sent, and by no other device;
 //   - no decrypt failure happened anywhere.
 //
-// SANDI_PROPERTY_SEQUENCES sets the number of sequences (default 20, the
+// SANDI_PROPERTY_SEQUENCES sets the number of sequences (default 6, the
 // test script runs 200), SANDI_PROPERTY_SEED the first seed.
 
 type pDevice struct {
@@ -72,7 +72,7 @@ func envInt(name string, def int) int {
 }
 
 func TestProperty(t *testing.T) {
-	seqs := envInt("SANDI_PROPERTY_SEQUENCES", 20)
+	seqs := envInt("SANDI_PROPERTY_SEQUENCES", 6)
 	first := envInt("SANDI_PROPERTY_SEED", 1)
 	for _, db := range []string{"sqlite", "postgres"} {
 		t.Run(db, func(t *testing.T) {
