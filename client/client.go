@@ -69,6 +69,7 @@ type Client struct {
 	id      *secret.IdentityPrivateKey
 	prekeys map[uint32]*prekeyEntry
 	convs   map[protocol.ConversationID]*convState
+	pend    pending
 	stats   Stats
 }
 
@@ -110,7 +111,7 @@ func Open(opts Options) (*Client, error) {
 		return nil, errors.New("client: no storage")
 	}
 	c := &Client{st: opts.Storage, now: opts.Now, devName: opts.DeviceName,
-		prekeys: map[uint32]*prekeyEntry{}, convs: map[protocol.ConversationID]*convState{}}
+		prekeys: map[uint32]*prekeyEntry{}, convs: map[protocol.ConversationID]*convState{}, pend: newPending()}
 	c.stats.DecryptFailed = map[string]int{}
 	if c.now == nil {
 		c.now = time.Now

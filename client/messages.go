@@ -137,6 +137,14 @@ func (c *Client) send(ctx context.Context, cs *convState, ct Content) (Message, 
 // and do not move it (earlier messages of others may still be on their
 // way). History sorts by seq.
 func (c *Client) record(cs *convState, m Message) error {
+	if err := c.recordLater(cs, m); err != nil {
+		return err
+	}
+	return c.flush()
+}
+
+// recordLater is record with the writes left for the next flush.
+func (c *Client) recordLater(cs *convState, m Message) error {
 	if !m.Own {
 		if m.Seq <= cs.LastSeq {
 			return nil
@@ -148,13 +156,56 @@ func (c *Client) record(cs *convState, m Message) error {
 	if err != nil {
 		return err
 	}
-	if err := c.st.Append(historyKey(cs.ID), append(b, '\n')); err != nil {
-		return err
-	}
+	c.pend.history[cs.ID] = append(append(c.pend.history[cs.ID], b...), '\n')
 	if m.Type == ContentTitle {
 		cs.Title = m.Text
 	}
-	return c.saveConv(cs)
+	c.pend.convs[cs.ID] = cs
+	return nil
+}
+
+// pending holds the writes of the receive path, made once per sync page
+// rather than once per message (each write is synced to disk). A crash
+// before the flush leaves the cursor before the page, which is then
+// processed again: ratchets and history come back to the same state (the
+// history is read with duplicates removed).
+type pending struct {
+	history map[protocol.ConversationID][]byte
+	convs   map[protocol.ConversationID]*convState
+	epochs  map[epochRef]*epochEntry
+}
+
+type epochRef struct {
+	conv protocol.ConversationID
+	n    uint64
+}
+
+func newPending() pending {
+	return pending{history: map[protocol.ConversationID][]byte{}, convs: map[protocol.ConversationID]*convState{}, epochs: map[epochRef]*epochEntry{}}
+}
+
+// flush writes what recordLater and receive left pending: history first,
+// then ratchets, then conversation state.
+func (c *Client) flush() error {
+	for id, b := range c.pend.history {
+		if err := c.st.Append(historyKey(id), b); err != nil {
+			return err
+		}
+		delete(c.pend.history, id)
+	}
+	for ref, e := range c.pend.epochs {
+		if err := c.saveEpoch(c.convs[ref.conv], ref.n, e); err != nil {
+			return err
+		}
+		delete(c.pend.epochs, ref)
+	}
+	for id, cs := range c.pend.convs {
+		if err := c.saveConv(cs); err != nil {
+			return err
+		}
+		delete(c.pend.convs, id)
+	}
+	return nil
 }
 
 // History returns the stored messages of a conversation, oldest first.
@@ -273,9 +324,7 @@ func (c *Client) receive(ctx context.Context, ma *messageAnswer) (*Message, erro
 	if err != nil {
 		return fail(err)
 	}
-	if err := c.saveEpoch(cs, env.Epoch, e); err != nil {
-		return nil, err
-	}
+	c.pend.epochs[epochRef{cs.ID, env.Epoch}] = e
 	ct, err := ParseContent(pt)
 	if err != nil {
 		c.stats.DecryptFailed["bad_content"]++
@@ -284,5 +333,5 @@ func (c *Client) receive(ctx context.Context, ma *messageAnswer) (*Message, erro
 	c.stats.Decrypted++
 	m := &Message{Conversation: cs.ID, Seq: ma.Seq, Sender: c.usernameOf(ctx, env.Sender.User), SenderID: env.Sender.User, Device: env.Sender.Device,
 		Type: ct.Type, Text: ct.Text, SentAt: ct.SentAt, ReceivedAt: ma.CreatedAt, Epoch: env.Epoch}
-	return m, c.record(cs, *m)
+	return m, c.recordLater(cs, *m)
 }

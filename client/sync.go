@@ -116,7 +116,7 @@ func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) er
 			if errors.As(err, &de) {
 				res.Failures = append(res.Failures, de)
 			} else if err != nil {
-				return err
+				return errors.Join(err, c.flush())
 			} else if m != nil {
 				res.Messages = append(res.Messages, *m)
 			}
@@ -150,6 +150,9 @@ func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) er
 		case "prekeys_low":
 			lowKeys = true
 		}
+	}
+	if err := c.flush(); err != nil {
+		return err
 	}
 	if lowKeys {
 		if err := c.maintainPreKeys(ctx); err != nil {
