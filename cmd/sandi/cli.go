@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/term"
+
 	"sandi.dev/client"
 	"sandi.dev/protocol"
 )
@@ -154,7 +156,21 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// readPassword reads the password from the first line of standard input;
+// when that is a terminal, it asks for it without echoing it.
 func readPassword(e *cli) (string, error) {
+	if f, ok := e.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(e.stderr, "password: ")
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(e.stderr)
+		if err != nil {
+			return "", err
+		}
+		if len(b) == 0 {
+			return "", usageError{"no password given"}
+		}
+		return string(b), nil
+	}
 	line, err := bufio.NewReader(e.stdin).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
 		return "", err
