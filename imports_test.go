@@ -15,7 +15,9 @@ var importRules = []struct {
 	direct          bool
 	why             string
 }{
-	{"sandi.dev/internal/...", "sandi.dev/protocol/secret", false, "the server never holds private keys, conversation keys or plaintext"},
+	{"sandi.dev/internal/server", "sandi.dev/protocol/secret", false, "the server never holds private keys, conversation keys or plaintext"},
+	{"sandi.dev/internal/store/...", "sandi.dev/protocol/secret", false, "the store keeps what the server may hold: ciphertext and public keys"},
+	{"sandi.dev/internal/testpg", "sandi.dev/protocol/secret", false, "test infrastructure of the server side"},
 	{"sandi.dev/protocol", "sandi.dev/protocol/secret", false, "public structures must not need private-key code"},
 	{"sandi.dev/protocol/...", "log", true, "the protocol core does no logging"},
 	{"sandi.dev/protocol/...", "log/slog", true, "the protocol core does no logging"},

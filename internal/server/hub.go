@@ -3,7 +3,9 @@ package server
 import (
 	"context"
 	"sync"
+	"time"
 
+	"sandi.dev/internal/store"
 	"sandi.dev/protocol"
 )
 
@@ -14,6 +16,8 @@ type Hub struct {
 	mu     sync.Mutex
 	subs   map[protocol.UserID]map[*subscriber]struct{}
 	closed bool
+	done   chan struct{}  // closed by Close: live connections end
+	live   sync.WaitGroup // subscribers that joined before Close
 	// Forward, if set, is called with every local notification so a bus
 	// can carry it to other nodes.
 	Forward func(users []protocol.UserID)
@@ -24,7 +28,9 @@ type subscriber struct {
 }
 
 // NewHub returns an empty hub.
-func NewHub() *Hub { return &Hub{subs: map[protocol.UserID]map[*subscriber]struct{}{}} }
+func NewHub() *Hub {
+	return &Hub{subs: map[protocol.UserID]map[*subscriber]struct{}{}, done: make(chan struct{})}
+}
 
 // subscribe registers a subscriber for user; call the returned function to
 // leave.
@@ -36,6 +42,10 @@ func (h *Hub) subscribe(user protocol.UserID) (*subscriber, func()) {
 		h.subs[user] = map[*subscriber]struct{}{}
 	}
 	h.subs[user][s] = struct{}{}
+	counted := !h.closed // after Close, nothing is added to live
+	if counted {
+		h.live.Add(1)
+	}
 	return s, func() {
 		h.mu.Lock()
 		defer h.mu.Unlock()
@@ -43,6 +53,24 @@ func (h *Hub) subscribe(user protocol.UserID) (*subscriber, func()) {
 		if len(h.subs[user]) == 0 {
 			delete(h.subs, user)
 		}
+		if counted {
+			h.live.Done()
+		}
+	}
+}
+
+// wait waits, at most d, for the connections that subscribed before Close
+// to leave, and reports whether they all did.
+func (h *Hub) wait(d time.Duration) bool {
+	left := make(chan struct{})
+	go func() { h.live.Wait(); close(left) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-left:
+		return true
+	case <-t.C:
+		return false
 	}
 }
 
@@ -81,12 +109,18 @@ func (h *Hub) NotifyAll() {
 	h.Notify(users...)
 }
 
-// Close wakes everyone; connections see the server is shutting down by
-// their request contexts.
+// Close ends every live connection, present and future (a hijacked
+// WebSocket outlives http.Server.Shutdown: its request context is not
+// cancelled). Calling it again does nothing.
 func (h *Hub) Close() {
 	h.mu.Lock()
-	h.closed = true
-	h.mu.Unlock()
+	defer h.mu.Unlock()
+	if !h.closed {
+		h.closed = true
+		if h.done != nil {
+			close(h.done)
+		}
+	}
 }
 
 func (s *Server) notifyMembers(ms []protocol.Member) {
@@ -97,12 +131,16 @@ func (s *Server) notifyMembers(ms []protocol.Member) {
 	s.hub.Notify(users...)
 }
 
-func (s *Server) notifyConversation(ctx context.Context, conv protocol.ConversationID) {
-	ms, err := s.store.Members(ctx, conv)
-	if err != nil {
-		s.log.Warn("notify: members", "conversation", conv, "err", err)
-		s.hub.NotifyAll()
-		return
+// notifyConversation wakes the members of conv. ms, when not nil, are its
+// members as the caller read them; otherwise they are read here.
+func (s *Server) notifyConversation(ctx context.Context, conv protocol.ConversationID, ms []store.MemberRow) {
+	if ms == nil {
+		var err error
+		if ms, err = s.store.Members(ctx, conv); err != nil {
+			s.log.Warn("notify: members", "conversation", conv, "err", err)
+			s.hub.NotifyAll()
+			return
+		}
 	}
 	users := make([]protocol.UserID, len(ms))
 	for i, m := range ms {

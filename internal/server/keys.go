@@ -160,18 +160,31 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request, c *call) error {
 	if err := s.limits.claim.allow("dev:" + c.device.ID.String()); err != nil {
 		return err
 	}
-	var out []claimedBundle
+	// Every check comes before any key is taken, and the keys of all the
+	// devices are taken in one store transaction: a refused claim (rate
+	// limit, unknown user) takes no key of the users it named.
+	var users []protocol.UserID
 	seen := map[protocol.UserID]bool{}
 	for _, uid := range req.Users {
 		if seen[uid] {
 			continue
 		}
 		seen[uid] = true
+		users = append(users, uid)
 		if uid != c.user() {
 			if err := s.limits.claim.allow("target:" + uid.String()); err != nil {
 				return err
 			}
 		}
+	}
+	type target struct {
+		user     protocol.UserID
+		identity protocol.IdentityKey
+		devices  int
+	}
+	var targets []target
+	var devices []protocol.DeviceID
+	for _, uid := range users {
 		u, err := s.store.User(r.Context(), uid)
 		if errors.Is(err, store.ErrNotFound) {
 			return problem(http.StatusNotFound, CodeNotFound, "no user "+uid.String(), err)
@@ -186,29 +199,42 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request, c *call) error {
 		if err != nil {
 			return err
 		}
-		var ids []protocol.DeviceID
+		n := 0
 		for _, d := range devs {
 			if d.SignedPreKey != nil {
-				ids = append(ids, d.ID)
+				devices = append(devices, d.ID)
+				n++
 			}
 		}
-		if len(ids) == 0 {
-			continue
+		if n > 0 {
+			targets = append(targets, target{user: uid, identity: *u.Identity, devices: n})
 		}
-		claimed, err := s.store.Claim(r.Context(), ids, s.cfg.LowPreKeys)
+	}
+	out := []claimedBundle{}
+	if len(devices) > 0 {
+		claimed, err := s.store.Claim(r.Context(), devices, s.cfg.LowPreKeys, s.now())
+		if errors.Is(err, store.ErrNotFound) {
+			return problem(http.StatusConflict, CodeConflict, "a device of a named user changed during the claim; claim again", err)
+		}
 		if err != nil {
 			return err
 		}
-		for _, cl := range claimed {
-			b, err := assembleBundle(uid, *u.Identity, cl)
-			if err != nil {
-				return err
+		if len(claimed) != len(devices) {
+			return fmt.Errorf("claim of %d devices returned %d", len(devices), len(claimed))
+		}
+		for _, tg := range targets {
+			for _, cl := range claimed[:tg.devices] {
+				b, err := assembleBundle(tg.user, tg.identity, cl)
+				if err != nil {
+					return err
+				}
+				out = append(out, claimedBundle{User: tg.user, Device: cl.Device, Bundle: b.Marshal(), OneTime: len(b.OneTime) > 0})
+				if cl.Remaining < s.cfg.LowPreKeys {
+					s.metrics.lowPreKeys.Inc()
+					s.hub.Notify(tg.user)
+				}
 			}
-			out = append(out, claimedBundle{User: uid, Device: cl.Device, Bundle: b.Marshal(), OneTime: len(b.OneTime) > 0})
-			if cl.Remaining < s.cfg.LowPreKeys {
-				s.metrics.lowPreKeys.Inc()
-				s.hub.Notify(uid)
-			}
+			claimed = claimed[tg.devices:]
 		}
 	}
 	s.writeJSON(w, http.StatusOK, map[string]any{"bundles": out})
@@ -277,18 +303,7 @@ func (s *Server) getUser(w http.ResponseWriter, r *http.Request, c *call) error 
 		return problem(http.StatusNotFound, CodeNotFound, "no such user", err)
 	}
 	u, err := s.store.User(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return problem(http.StatusNotFound, CodeNotFound, "no such user", err)
-	}
-	if err != nil {
-		return err
-	}
-	info, err := s.userInfo(r, u)
-	if err != nil {
-		return err
-	}
-	s.writeJSON(w, http.StatusOK, info)
-	return nil
+	return s.writeUser(w, r, u, err)
 }
 
 // findUser looks a user up by exact username: GET /api/users?username=NAME.
@@ -298,6 +313,11 @@ func (s *Server) findUser(w http.ResponseWriter, r *http.Request, c *call) error
 		return err
 	}
 	u, err := s.store.UserByName(r.Context(), name)
+	return s.writeUser(w, r, u, err)
+}
+
+// writeUser answers with the user a lookup found (or its error).
+func (s *Server) writeUser(w http.ResponseWriter, r *http.Request, u store.User, err error) error {
 	if errors.Is(err, store.ErrNotFound) {
 		return problem(http.StatusNotFound, CodeNotFound, "no such user", err)
 	}

@@ -43,14 +43,14 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, c *call) er
 	if env.Conversation != c.conv || env.Sender != c.ref() {
 		return problem(http.StatusForbidden, CodeForbidden, "an envelope names its conversation and its sending device", nil)
 	}
-	u, err := s.store.User(r.Context(), c.user())
+	id, err := s.identityOf(r.Context(), c.device)
 	if err != nil {
 		return err
 	}
-	if u.Identity == nil {
+	if id == nil {
 		return problem(http.StatusConflict, CodeConflict, "upload a pre-key bundle first", nil)
 	}
-	if err := env.Verify(*u.Identity); err != nil {
+	if err := env.Verify(*id); err != nil {
 		return problem(http.StatusBadRequest, CodeBadSignature, err.Error(), err)
 	}
 	res, err := s.store.SendOne(r.Context(), store.Send{
@@ -68,7 +68,13 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, c *call) er
 	}
 	if !res.Duplicate {
 		s.metrics.messages.Inc()
-		s.notifyConversation(r.Context(), c.conv)
+		// Wake the members read by the membership check, a moment ago,
+		// instead of reading them again. They are the members the message
+		// was stored for unless a membership change and the next epoch
+		// both committed while this request ran (a change alone makes the
+		// store refuse the send): then an added member is woken by the next
+		// event or the poll, as when the change commits just after a send.
+		s.notifyConversation(r.Context(), c.conv, c.members)
 	}
 	status := http.StatusCreated
 	if res.Duplicate {

@@ -47,6 +47,9 @@ type call struct {
 	// until, for a former member, is the seq of the membership record that
 	// removed it; nil for a current member.
 	until *uint64
+	// members, for a current member, are conv's members as read by the
+	// membership check (a send wakes them without reading them again).
+	members []store.MemberRow
 }
 
 func (c *call) user() protocol.UserID { return c.device.User }
@@ -115,7 +118,8 @@ func (s *Server) authenticate(r *http.Request, tok string) (*call, error) {
 	return &call{device: d, token: h}, nil
 }
 
-// memberOf checks that the caller's account is a current member of conv.
+// memberOf checks that the caller's account is a current member of conv,
+// and keeps the members it read in c.members.
 func (s *Server) memberOf(r *http.Request, c *call, conv protocol.ConversationID) (store.MemberRow, error) {
 	members, err := s.store.Members(r.Context(), conv)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -123,6 +127,7 @@ func (s *Server) memberOf(r *http.Request, c *call, conv protocol.ConversationID
 	}
 	for _, m := range members {
 		if m.User == c.user() {
+			c.members = members
 			return m, nil
 		}
 	}

@@ -80,6 +80,7 @@ type Server struct {
 	limits  *limiters
 	mux     *http.ServeMux
 	chains  chainCache
+	idents  identityCache
 }
 
 // New returns a Server over st. bus may be nil (in-process fan-out only).
@@ -119,8 +120,16 @@ func (s *Server) Mount(pattern string, h http.Handler) { s.mux.Handle(pattern, h
 // Hub returns the live-event hub (cmd/sandi wires a cross-node bus to it).
 func (s *Server) Hub() *Hub { return s.hub }
 
-// Close stops live connections.
-func (s *Server) Close() { s.hub.Close() }
+// Close ends the live connections (WebSockets) with a going-away close
+// and waits, a few seconds at most, for them to finish. Call it after
+// http.Server.Shutdown, which does not wait for hijacked connections, and
+// before closing the store.
+func (s *Server) Close() {
+	s.hub.Close()
+	if !s.hub.wait(6 * time.Second) {
+		s.log.Warn("close: live connections still open")
+	}
+}
 
 func (s *Server) now() int64 { return s.cfg.Now().UnixMilli() }
 

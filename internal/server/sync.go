@@ -133,6 +133,12 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request, c *call) erro
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
+		select {
+		case <-s.hub.done:
+			conn.Close(websocket.StatusGoingAway, "server shutting down")
+			return nil
+		default:
+		}
 		page, err := s.readEvents(ctx, c, since, 200)
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, context.Canceled) {
@@ -162,6 +168,9 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request, c *call) erro
 		case <-sub.wake:
 		case <-timer.C:
 		case <-ctx.Done():
+			return nil
+		case <-s.hub.done:
+			conn.Close(websocket.StatusGoingAway, "server shutting down")
 			return nil
 		}
 	}

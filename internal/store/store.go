@@ -315,7 +315,7 @@ type Store interface {
 	// EventPreKeysLow is emitted to it once until it uploads more. A device
 	// that is unknown, revoked or has no bundle yet is ErrNotFound (and
 	// nothing is claimed).
-	Claim(ctx context.Context, devices []protocol.DeviceID, lowWater int) ([]Claimed, error)
+	Claim(ctx context.Context, devices []protocol.DeviceID, lowWater int, now int64) ([]Claimed, error)
 
 	// CreateConversation writes nc in one transaction. An existing id is
 	// ErrConflict; an unknown member is ErrNotFound; keys that do not cover

@@ -440,7 +440,7 @@ func (s *Store) CountOneTimeKeys(ctx context.Context, device protocol.DeviceID) 
 // (in id order) before its key is taken, so claims of one device run one
 // at a time on both databases: the smallest remaining key id is deleted
 // with RETURNING, and no two claimers can get the same key.
-func (s *Store) Claim(ctx context.Context, devices []protocol.DeviceID, lowWater int) ([]store.Claimed, error) {
+func (s *Store) Claim(ctx context.Context, devices []protocol.DeviceID, lowWater int, now int64) ([]store.Claimed, error) {
 	order := make([]int, len(devices))
 	for i := range order {
 		order[i] = i
@@ -477,7 +477,7 @@ func (s *Store) Claim(ctx context.Context, devices []protocol.DeviceID, lowWater
 				if _, err := t.exec(`UPDATE devices SET prekeys_low = TRUE WHERE id = ?`, idArg(dev)); err != nil {
 					return err
 				}
-				evs = append(evs, newEvent{kind: store.EventPreKeysLow, device: devPtr(dev)})
+				evs = append(evs, newEvent{kind: store.EventPreKeysLow, device: devPtr(dev), at: now})
 			}
 			out[i] = c
 		}

@@ -191,7 +191,7 @@ func testIdentityReset(t *testing.T, open Opener) {
 	if d, err := s.DeviceByToken(ctx, alice.Toks[2]); err != nil || d.ID != d3 {
 		t.Fatalf("the resetting device's token: %v", err)
 	}
-	_, err = s.Claim(ctx, []protocol.DeviceID{alice.Devs[0]}, 0)
+	_, err = s.Claim(ctx, []protocol.DeviceID{alice.Devs[0]}, 0, 1)
 	wantErr(t, "claim of a revoked device", err, store.ErrNotFound)
 	err = s.PutBundle(ctx, f.bundleUpload(alice, alice.Devs[0], newKey, 1))
 	wantErr(t, "bundle from a revoked device", err, store.ErrNotFound)
@@ -285,7 +285,7 @@ func testOneTimeKeys(t *testing.T, open Opener) {
 	bob := f.user(2, true)
 	dev := alice.Devs[0]
 
-	_, err := s.Claim(ctx, []protocol.DeviceID{dev}, 0)
+	_, err := s.Claim(ctx, []protocol.DeviceID{dev}, 0, 1)
 	wantErr(t, "claim of a device without a bundle", err, store.ErrNotFound)
 	f.bundle(alice, dev, 3)
 
@@ -304,13 +304,13 @@ func testOneTimeKeys(t *testing.T, open Opener) {
 
 	// A claim of several devices answers in their order; a failing device
 	// fails the whole claim.
-	_, err = s.Claim(ctx, []protocol.DeviceID{bob.Devs[0], protocol.NewDeviceID()}, 0)
+	_, err = s.Claim(ctx, []protocol.DeviceID{bob.Devs[0], protocol.NewDeviceID()}, 0, 1)
 	wantErr(t, "claim with an unknown device", err, store.ErrNotFound)
 	if n, _ := s.CountOneTimeKeys(ctx, bob.Devs[0]); n != 10 {
 		t.Fatalf("a failed claim consumed a key: %d left, want 10", n)
 	}
 	order := []protocol.DeviceID{bob.Devs[1], dev, bob.Devs[0]}
-	cs, err := s.Claim(ctx, order, 0)
+	cs, err := s.Claim(ctx, order, 0, 1)
 	if err != nil || len(cs) != 3 {
 		t.Fatalf("claim: %v", err)
 	}
@@ -334,7 +334,7 @@ func testOneTimeKeys(t *testing.T, open Opener) {
 	since := f.lastEvent()
 	low := func() int { return kinds(f.sync(alice, 0, since))[store.EventPreKeysLow] }
 	for i := 0; i < 3; i++ { // 4 -> 1 left, below 3 at the second claim
-		if _, err := s.Claim(ctx, []protocol.DeviceID{dev}, 3); err != nil {
+		if _, err := s.Claim(ctx, []protocol.DeviceID{dev}, 3, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -344,8 +344,8 @@ func testOneTimeKeys(t *testing.T, open Opener) {
 	if n := kinds(f.sync(bob, 0, since))[store.EventPreKeysLow]; n != 0 {
 		t.Fatalf("bob got %d prekeys_low events for alice's device", n)
 	}
-	c, _ := s.Claim(ctx, []protocol.DeviceID{dev}, 3) // the last key
-	last, _ := s.Claim(ctx, []protocol.DeviceID{dev}, 3)
+	c, _ := s.Claim(ctx, []protocol.DeviceID{dev}, 3, 1) // the last key
+	last, _ := s.Claim(ctx, []protocol.DeviceID{dev}, 3, 1)
 	if c[0].OneTime == nil || last[0].OneTime != nil || last[0].Remaining != 0 || len(last[0].SignedPreKey) == 0 {
 		t.Fatalf("claims past the last key: %+v then %+v; want a key, then none with the signed pre-key", c[0], last[0])
 	}
@@ -355,7 +355,7 @@ func testOneTimeKeys(t *testing.T, open Opener) {
 	if _, err := s.AddOneTimeKeys(ctx, dev, []store.PreKeyRow{{ID: 100, Encoded: random(24)}, {ID: 101, Encoded: random(24)}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Claim(ctx, []protocol.DeviceID{dev}, 3); err != nil {
+	if _, err := s.Claim(ctx, []protocol.DeviceID{dev}, 3, 1); err != nil {
 		t.Fatal(err)
 	}
 	if n := low(); n != 2 {
@@ -383,7 +383,7 @@ func testConcurrentClaims(t *testing.T, open Opener) {
 		go func() {
 			defer done.Done()
 			start.Wait()
-			cs, err := s.Claim(ctx, []protocol.DeviceID{dev}, 20)
+			cs, err := s.Claim(ctx, []protocol.DeviceID{dev}, 20, 1)
 			errs[i] = err
 			if err == nil {
 				res[i] = cs[0]

@@ -225,7 +225,7 @@ func testSyncCommitOrder(t *testing.T, open Opener) {
 				}
 				// Events of other kinds from other transactions interleave.
 				if b%5 == 0 {
-					if _, err := s.Claim(ctx, []protocol.DeviceID{reader.Devs[0]}, 100); err != nil {
+					if _, err := s.Claim(ctx, []protocol.DeviceID{reader.Devs[0]}, 100, 1); err != nil {
 						errs <- err
 						return
 					}

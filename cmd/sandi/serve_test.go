@@ -1,0 +1,315 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// The built binary, shared by the tests of this package (cli_test.go too).
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// sandiBinary builds sandi once per test binary and returns its path.
+func sandiBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		}
+		dir, err := os.MkdirTemp("", "sandi-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "sandi")
+		if out, err := exec.Command(goBin, "build", "-o", binPath, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+// lockedBuffer collects a process's output while it runs.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// proc is a running sandi process.
+type proc struct {
+	cmd    *exec.Cmd
+	stderr *lockedBuffer
+	done   chan struct{}
+	err    error // Wait's result, once done is closed
+}
+
+// childEnv is this process's environment without SANDI_* variables, plus
+// extra.
+func childEnv(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SANDI_") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, extra...)
+}
+
+func startSandi(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(sandiBinary(t), args...), stderr: &lockedBuffer{}, done: make(chan struct{})}
+	p.cmd.Env = env
+	p.cmd.Stdout = io.Discard
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+// wait waits for the process to exit and returns its exit code.
+func (p *proc) wait(t *testing.T, within time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(within):
+		t.Fatalf("sandi did not exit within %v; stderr:\n%s", within, p.stderr)
+	}
+	var ee *exec.ExitError
+	switch {
+	case p.err == nil:
+		return 0
+	case errors.As(p.err, &ee):
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			t.Fatalf("sandi was killed by %v; stderr:\n%s", ws.Signal(), p.stderr)
+		}
+		return ee.ExitCode()
+	}
+	t.Fatalf("wait: %v", p.err)
+	return -1
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// waitHealthy polls /healthz until it answers 200.
+func waitHealthy(t *testing.T, p *proc, base string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case <-p.done:
+			t.Fatalf("sandi exited before it was healthy (%v); stderr:\n%s", p.err, p.stderr)
+		default:
+		}
+		resp, err := http.Get(base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/healthz not ready after 30 s (last: %v); stderr:\n%s", err, p.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func postJSON(t *testing.T, url string, body any) (int, map[string]any) {
+	t.Helper()
+	data, _ := json.Marshal(body)
+	resp, err := http.Post(url, "application/json", bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	raw, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(raw, &out); err != nil {
+		t.Fatalf("POST %s: %d, body %q", url, resp.StatusCode, raw)
+	}
+	return resp.StatusCode, out
+}
+
+// `sandi serve` from flags or from the environment: it serves, keeps its
+// data in the data directory across a restart, and shuts down cleanly on
+// SIGTERM, ending an open WebSocket with a going-away close.
+func TestServe(t *testing.T) {
+	for _, how := range []string{"flags", "env"} {
+		t.Run(how, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "data") // created by sandi
+			addr := freeAddr(t)
+			base := "http://" + addr
+			run := func() *proc {
+				if how == "flags" {
+					return startSandi(t, childEnv(), "serve", "--addr", addr, "--data", dir)
+				}
+				return startSandi(t, childEnv("SANDI_ADDR="+addr, "SANDI_DATA="+dir), "serve")
+			}
+			creds := map[string]string{"username": "alice", "password": "correct horse battery"}
+
+			p := run()
+			waitHealthy(t, p, base)
+			if !strings.Contains(p.stderr.String(), `"addr":"`+base+`"`) {
+				t.Fatalf("the log does not name the address %s:\n%s", base, p.stderr)
+			}
+			status, reg := postJSON(t, base+"/api/auth/register", creds)
+			if status != http.StatusCreated || reg["token"] == nil {
+				t.Fatalf("register: %d %v", status, reg)
+			}
+			// An open WebSocket does not hold the shutdown up.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			ws, _, err := websocket.Dial(ctx, "ws://"+addr+"/api/ws", &websocket.DialOptions{
+				HTTPHeader: http.Header{"Authorization": {"Bearer " + reg["token"].(string)}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ws.CloseNow()
+
+			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+			_, _, err = ws.Read(rctx)
+			rcancel()
+			if got := websocket.CloseStatus(err); got != websocket.StatusGoingAway {
+				t.Fatalf("open WebSocket at SIGTERM: %v (close status %v), want going away", err, got)
+			}
+			if code := p.wait(t, 5*time.Second); code != 0 {
+				t.Fatalf("exit status %d after SIGTERM; stderr:\n%s", code, p.stderr)
+			}
+			if !strings.Contains(p.stderr.String(), "shutting down") {
+				t.Fatalf("no shutdown in the log:\n%s", p.stderr)
+			}
+			if st, err := os.Stat(filepath.Join(dir, "sandi.db")); err != nil || st.Size() == 0 {
+				t.Fatalf("database file in the data directory: %v", err)
+			}
+
+			// Restart on the same data: the account is there.
+			p = run()
+			waitHealthy(t, p, base)
+			status, login := postJSON(t, base+"/api/auth/login", creds)
+			if status != http.StatusOK || login["userId"] != reg["userId"] {
+				t.Fatalf("login after restart: %d %v (registered %v)", status, login, reg["userId"])
+			}
+			if status, _ := postJSON(t, base+"/api/auth/register", creds); status != http.StatusConflict {
+				t.Fatalf("register of the same name after restart: %d", status)
+			}
+			wrong := map[string]string{"username": "alice", "password": "wrong password"}
+			if status, _ := postJSON(t, base+"/api/auth/login", wrong); status != http.StatusUnauthorized {
+				t.Fatalf("login with a wrong password: %d", status)
+			}
+			if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+				t.Fatal(err)
+			}
+			if code := p.wait(t, 5*time.Second); code != 0 {
+				t.Fatalf("exit status %d after SIGINT; stderr:\n%s", code, p.stderr)
+			}
+		})
+	}
+}
+
+// Command-line mistakes exit with status 2 and say what is wrong; a
+// server that cannot listen exits with status 1.
+func TestCommandLineErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"serve", "--bogus"}, "sandi: flag provided but not defined: -bogus"},
+		{nil, "sandi: no command given"},
+		{[]string{"frobnicate"}, `sandi: unknown command "frobnicate"`},
+		{[]string{"serve", "extra"}, "sandi: serve takes no arguments"},
+		{[]string{"serve", "--log-level", "loud", "--data", t.TempDir()}, "sandi: --log-level"},
+	} {
+		t.Run(strings.Join(append([]string{"sandi"}, c.args...), " "), func(t *testing.T) {
+			p := startSandi(t, childEnv(), c.args...)
+			if code := p.wait(t, 10*time.Second); code != 2 {
+				t.Fatalf("exit status %d, want 2; stderr:\n%s", code, p.stderr)
+			}
+			if !strings.Contains(p.stderr.String(), c.want) {
+				t.Fatalf("stderr does not say %q:\n%s", c.want, p.stderr)
+			}
+		})
+	}
+	t.Run("address in use", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		p := startSandi(t, childEnv(), "serve", "--addr", l.Addr().String(), "--data", t.TempDir())
+		if code := p.wait(t, 20*time.Second); code != 1 {
+			t.Fatalf("exit status %d, want 1; stderr:\n%s", code, p.stderr)
+		}
+		if !strings.Contains(p.stderr.String(), "address already in use") {
+			t.Fatalf("stderr:\n%s", p.stderr)
+		}
+	})
+}
