@@ -83,7 +83,11 @@ type account struct {
 	Cursor         int64             `json:"cursor"`
 	NextPreKeyID   uint32            `json:"nextPreKeyId"`
 	SignedPreKeyID uint32            `json:"signedPreKeyId"`
+	Maintained     int64             `json:"maintained"` // Unix seconds of the last pre-key upkeep
 }
+
+// maintainEvery is how often Sync runs the pre-key upkeep on its own.
+const maintainEvery = 6 * 3600
 
 // prekeyEntry is a stored pre-key private half (storage key prekey/ID).
 type prekeyEntry struct {
@@ -446,7 +450,8 @@ func (c *Client) maintainPreKeys(ctx context.Context) error {
 			}
 		}
 	}
-	return nil
+	c.acct.Maintained = now
+	return c.saveAccount()
 }
 
 // preKey returns the private half of one of this device's pre-keys.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -172,3 +173,43 @@ func syncTexts(t testing.TB, c *client.Client) []string {
 var errAny = errors.New("any")
 
 func serverConfig() server.Config { return server.Config{} }
+
+// hookTransport counts requests by path and calls after once each request
+// has been answered.
+type hookTransport struct {
+	base  http.RoundTripper
+	after func(*http.Request)
+	mu    sync.Mutex
+	seen  map[string]int
+}
+
+func (h *hookTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := h.base.RoundTrip(r)
+	h.mu.Lock()
+	if h.seen == nil {
+		h.seen = map[string]int{}
+	}
+	h.seen[r.Method+" "+r.URL.Path]++
+	h.mu.Unlock()
+	if err == nil && h.after != nil {
+		h.after(r)
+	}
+	return resp, err
+}
+
+// count returns how many POSTs went to path.
+func (h *hookTransport) count(path string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.seen["POST "+path]
+}
+
+// newClientWith opens a client whose requests go through rt.
+func newClientWith(t testing.TB, n *node, rt http.RoundTripper) *client.Client {
+	t.Helper()
+	c, err := client.Open(client.Options{Server: n.url(), Storage: client.NewMemStorage(), HTTPClient: &http.Client{Transport: rt, Timeout: 10 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}

@@ -16,7 +16,7 @@ type Warning struct {
 	Kind         string                  `json:"kind"`
 	User         protocol.UserID         `json:"user"`
 	Username     string                  `json:"username,omitempty"`
-	Conversation protocol.ConversationID `json:"conversation,omitempty"`
+	Conversation protocol.ConversationID `json:"conversation,omitzero"` // omitzero: a zero id does not parse back
 }
 
 // Warning kinds.
@@ -86,6 +86,11 @@ func (c *Client) Sync(ctx context.Context) (SyncResult, error) {
 	var res SyncResult
 	if err := c.ready(); err != nil {
 		return res, err
+	}
+	if c.now().Unix()-c.acct.Maintained > maintainEvery {
+		if err := c.maintainPreKeys(ctx); err != nil {
+			return res, err
+		}
 	}
 	for {
 		var page syncPage
