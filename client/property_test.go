@@ -102,7 +102,7 @@ func (w *world) fail(format string, args ...any) {
 func (w *world) newDevice(user int) *pDevice {
 	st := client.NewMemStorage()
 	c, err := client.Open(client.Options{Server: w.n.url(), Storage: st, OneTimeBatch: 5,
-		HTTPClient: &http.Client{Timeout: 20 * time.Second}})
+		HTTPClient: &http.Client{Timeout: 2 * time.Minute}})
 	if err != nil {
 		w.fail("open: %v", err)
 	}
@@ -154,7 +154,7 @@ func (w *world) link(user int) {
 	if _, err := approver.c.ApproveLink(ctx, code); err != nil {
 		w.fail("approve link: %v", err)
 	}
-	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	if err := d.c.WaitLink(wctx, 10*time.Millisecond); err != nil {
 		w.fail("wait link: %v", err)

@@ -1,5 +1,6 @@
-// Command sandi is the one binary of sandi: `sandi serve` runs the server;
-// the other commands are the command-line client.
+// Command sandi is the one binary of sandi: `sandi serve` runs the server,
+// `sandi db` manages its database; the other commands are the command-line
+// client.
 package main
 
 import (
@@ -40,6 +41,11 @@ Server:
   serve [--addr HOST:PORT] [--data DIR] [--db URL]
                               run the server (defaults: 127.0.0.1:8080, ./sandi-data,
                               SQLite in DIR; --db postgres://… for PostgreSQL)
+  db copy --from URL --to URL [--json]
+                              copy the whole database into a new, empty one in one
+                              transaction (URL: a SQLite file or postgres://…) and
+                              print the rows per table; stop the server first to
+                              move it to another database (see 'sandi db help')
 
 Account and devices:
   register USERNAME --password-stdin
@@ -88,6 +94,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	switch cmd {
 	case "serve":
 		return serve(ctx, cargs, stderr)
+	case "db":
+		return dbCommand(ctx, cargs, g.json, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

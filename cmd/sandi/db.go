@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"strings"
+
+	"sandi.dev/internal/store/sqlstore"
+)
+
+const dbUsage = `Usage:
+  sandi db copy --from URL --to URL [--json]
+
+Copies every table of a sandi database into a new, empty one: SQLite to
+PostgreSQL, PostgreSQL to SQLite, or either to a copy of itself. URL is a
+SQLite file path (or file: URL) or postgres://…. Prints the rows copied per
+table (--json: one JSON object).
+
+Stop the server first when moving it to another database: what it writes
+after the copy began is not in the copy. The source is read as one
+consistent snapshot, so copying a running server's SQLite file to a new
+file is a safe online backup.
+
+The target is written in one transaction: all of it or nothing. It must be
+empty: a SQLite file that does not exist yet, or a new PostgreSQL database
+(CREATE DATABASE …); sandi creates the schema in it. A target that holds
+data is refused and nothing is written. Both databases are first brought
+to this version's schema, as 'sandi serve' would.
+`
+
+// dbCommand runs `sandi db …`, the server-side database commands.
+func dbCommand(ctx context.Context, args []string, jsonOut bool, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, dbUsage)
+		return usageError{"db: no subcommand given"}
+	}
+	switch args[0] {
+	case "copy":
+		return dbCopy(ctx, args[1:], jsonOut, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, dbUsage)
+		return nil
+	}
+	fmt.Fprint(stderr, dbUsage)
+	return usageError{fmt.Sprintf("db: unknown subcommand %q", args[0])}
+}
+
+func isPostgres(u string) bool {
+	return strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://")
+}
+
+// sqlitePath returns the file of a SQLite URL: a path, or a file: URL.
+func sqlitePath(u string) string {
+	if p, ok := strings.CutPrefix(u, "file:"); ok {
+		p, _, _ = strings.Cut(p, "?")
+		return p
+	}
+	return u
+}
+
+// redact hides the password of a PostgreSQL URL.
+func redact(u string) string {
+	if !isPostgres(u) {
+		return u
+	}
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return p.Redacted()
+}
+
+func dbCopy(ctx context.Context, args []string, jsonOut bool, stdout, stderr io.Writer) error {
+	fset := flag.NewFlagSet("db copy", flag.ContinueOnError)
+	fset.SetOutput(stderr)
+	fset.Usage = func() {
+		fmt.Fprint(stderr, dbUsage+"\nFlags:\n")
+		fset.PrintDefaults()
+	}
+	from := fset.String("from", "", "the database to copy: a SQLite file or postgres://…")
+	to := fset.String("to", "", "the new, empty database to copy into: a SQLite file or postgres://…")
+	fset.BoolVar(&jsonOut, "json", jsonOut, "print the result as one JSON object")
+	if err := fset.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return usageError{"db copy: " + err.Error()}
+	}
+	switch {
+	case fset.NArg() != 0:
+		return usageError{"db copy takes no arguments, only --from and --to"}
+	case *from == "" || *to == "":
+		return usageError{"db copy needs --from URL and --to URL"}
+	case *from == *to:
+		return usageError{"db copy: --from and --to are the same database"}
+	}
+
+	// A SQLite source must exist: opening a mistyped path would create an
+	// empty database and copy nothing.
+	if !isPostgres(*from) {
+		if _, err := os.Stat(sqlitePath(*from)); err != nil {
+			return fmt.Errorf("source %s: %w", *from, err)
+		}
+	}
+	// A SQLite target must be a new file: the copy writes only into an
+	// empty database, and opening some other file would add sandi's
+	// tables to it. If the copy fails, the new file is removed.
+	var created string
+	if !isPostgres(*to) {
+		p := sqlitePath(*to)
+		if _, err := os.Stat(p); err == nil {
+			return fmt.Errorf("target %s already exists: copy into a new file", *to)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("target %s: %w", *to, err)
+		}
+		created = p
+	}
+
+	counts, err := copyDatabases(ctx, *from, *to)
+	if err != nil {
+		if created != "" {
+			for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
+				os.Remove(created + suffix)
+			}
+		}
+		return err
+	}
+
+	var total int64
+	tables := make(map[string]int64, len(counts))
+	for _, c := range counts {
+		total += c.Rows
+		tables[c.Table] = c.Rows
+	}
+	if jsonOut {
+		b, err := json.Marshal(struct {
+			From   string           `json:"from"`
+			To     string           `json:"to"`
+			Tables map[string]int64 `json:"tables"`
+			Total  int64            `json:"total"`
+		}{redact(*from), redact(*to), tables, total})
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(stdout, "%s\n", b)
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "copied %s to %s\n", redact(*from), redact(*to))
+	for _, c := range counts {
+		fmt.Fprintf(&b, "  %-15s %10d\n", c.Table, c.Rows)
+	}
+	fmt.Fprintf(&b, "  %-15s %10d rows\n", "total", total)
+	_, err = io.WriteString(stdout, b.String())
+	return err
+}
+
+// copyDatabases opens both databases (migrating them, as serve does) and
+// copies from into to.
+func copyDatabases(ctx context.Context, from, to string) ([]sqlstore.TableCount, error) {
+	src, err := sqlstore.Open(ctx, from, sqlstore.Options{MaxConns: 2})
+	if err != nil {
+		return nil, fmt.Errorf("open the source %s: %w", redact(from), err)
+	}
+	defer src.Close()
+	dst, err := sqlstore.Open(ctx, to, sqlstore.Options{MaxConns: 2})
+	if err != nil {
+		return nil, fmt.Errorf("open the target %s: %w", redact(to), err)
+	}
+	defer dst.Close()
+	counts, err := sqlstore.Copy(ctx, src, dst)
+	if err != nil {
+		return nil, err
+	}
+	if err := dst.Close(); err != nil {
+		return nil, fmt.Errorf("close the target: %w", err)
+	}
+	return counts, nil
+}
