@@ -45,6 +45,11 @@ type Options struct {
 	// OneTimeBatch is how many one-time pre-keys the device keeps on the
 	// server (default OneTimeBatch); it tops up below a fifth of that.
 	OneTimeBatch int
+	// OnChange, if set, is called after Sync or Listen has processed events
+	// other than messages (membership, identity and device changes), so a
+	// user interface can refresh what it shows. It runs with the client
+	// locked: it must not call the client.
+	OnChange func()
 }
 
 // Errors callers branch on.
@@ -63,7 +68,7 @@ type Client struct {
 	now     func() time.Time
 	devName string
 
-	batch   int
+	batch int
 
 	acct    account
 	id      *secret.IdentityPrivateKey
@@ -71,6 +76,8 @@ type Client struct {
 	convs   map[protocol.ConversationID]*convState
 	pend    pending
 	stats   Stats
+
+	onChange func()
 }
 
 // account is the persisted identity of the device (storage key "account").
@@ -123,6 +130,7 @@ func Open(opts Options) (*Client, error) {
 	if c.devName == "" {
 		c.devName = "sandi"
 	}
+	c.onChange = opts.OnChange
 	c.batch = opts.OneTimeBatch
 	if c.batch <= 0 || c.batch > OneTimeBatch {
 		c.batch = OneTimeBatch
