@@ -26,6 +26,29 @@ func (c *Client) SafetyNumber(ctx context.Context, user string) (string, []byte,
 	return protocol.FormatSafetyNumber(n), qr, nil
 }
 
+// User is another account as the application shows it.
+type User struct {
+	ID       protocol.UserID `json:"id"`
+	Username string          `json:"username"`
+	Devices  int             `json:"devices"` // devices with keys
+}
+
+// FindUser looks an account up by username or id. Its identity key is
+// remembered, or checked against the one remembered, as for any contact (a
+// change is a warning).
+func (c *Client) FindUser(ctx context.Context, nameOrID string) (User, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.ready(); err != nil {
+		return User{}, err
+	}
+	u, err := c.lookup(ctx, nameOrID)
+	if err != nil {
+		return User{}, err
+	}
+	return User{ID: u.ID, Username: u.Username, Devices: len(u.Devices)}, nil
+}
+
 // Device is one device of this account.
 type Device struct {
 	ID        protocol.DeviceID `json:"id"`
@@ -61,6 +84,8 @@ type Conversation struct {
 	RotationRequired bool                    `json:"rotationRequired"`
 	Unread           int                     `json:"unread"`
 	Last             *Message                `json:"last,omitempty"`
+	// Admins are the members (usernames) who may add and remove members.
+	Admins []string `json:"admins,omitempty"`
 }
 
 // Conversations lists the conversations this account is a member of, with
@@ -93,9 +118,14 @@ func (c *Client) Conversations(ctx context.Context) ([]Conversation, error) {
 		}
 		cv := Conversation{ID: ca.ID, Title: cs.Title, Epoch: ca.Epoch, RotationRequired: ca.RotationRequired, Unread: cs.Unread}
 		for _, m := range cs.chain.Members() {
-			cv.Members = append(cv.Members, c.usernameOf(ctx, m.User))
+			name := c.usernameOf(ctx, m.User)
+			cv.Members = append(cv.Members, name)
+			if m.Role == protocol.RoleAdmin {
+				cv.Admins = append(cv.Admins, name)
+			}
 		}
 		slices.Sort(cv.Members)
+		slices.Sort(cv.Admins)
 		out = append(out, cv)
 	}
 	return out, nil
