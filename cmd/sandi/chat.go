@@ -4,15 +4,23 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 
+	"golang.org/x/term"
+
 	"sandi.dev/client"
+	"sandi.dev/protocol"
 )
 
 // cmdChat shows one conversation: its history, then live messages, and
 // sends every line typed on standard input. Lines starting with "/" are
 // commands: /quit, /members, /add USER, /remove USER, /safety USER.
+//
+// When standard input and output are both terminals (and --json is not
+// given) it is a full-screen view (chatview.go); otherwise it works line by
+// line, for scripts.
 func cmdChat(ctx context.Context, e *cli, args []string) error {
 	if len(args) != 1 {
 		return usageError{"usage: sandi chat CONV"}
@@ -21,12 +29,16 @@ func cmdChat(ctx context.Context, e *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := e.c.Sync(ctx); err != nil {
+	synced, err := e.c.Sync(ctx)
+	if err != nil {
 		return err
 	}
 	hist, err := e.c.History(id)
 	if err != nil {
 		return err
+	}
+	if in, out, ok := e.terminals(); ok && !e.g.json {
+		return chatTUI(ctx, e, id, hist, synced.Failures, in, out)
 	}
 	var mu sync.Mutex // serialises output
 	show := func(m client.Message) {
@@ -72,7 +84,7 @@ func cmdChat(ctx context.Context, e *cli, args []string) error {
 			if !ok {
 				return nil
 			}
-			if err := chatLine(ctx, e, id, strings.TrimSpace(line), show); err != nil {
+			if err := chatLine(ctx, e, id, strings.TrimSpace(line), show, &mu); err != nil {
 				if err == errQuit {
 					return nil
 				}
@@ -84,9 +96,21 @@ func cmdChat(ctx context.Context, e *cli, args []string) error {
 	}
 }
 
+// terminals returns standard input and output when both are terminals.
+func (e *cli) terminals() (in, out *os.File, ok bool) {
+	in, okIn := e.stdin.(*os.File)
+	out, okOut := e.stdout.(*os.File)
+	if !okIn || !okOut || !term.IsTerminal(int(in.Fd())) || !term.IsTerminal(int(out.Fd())) {
+		return nil, nil, false
+	}
+	return in, out, true
+}
+
 var errQuit = fmt.Errorf("quit")
 
-func chatLine(ctx context.Context, e *cli, id [16]byte, line string, show func(client.Message)) error {
+// chatLine handles one line of the line-mode chat: a message to send or a
+// slash command, whose output goes to stderr.
+func chatLine(ctx context.Context, e *cli, id protocol.ConversationID, line string, show func(client.Message), mu *sync.Mutex) error {
 	if line == "" {
 		return nil
 	}
@@ -98,41 +122,52 @@ func chatLine(ctx context.Context, e *cli, id [16]byte, line string, show func(c
 		show(m)
 		return nil
 	}
+	out, err := chatCommand(ctx, e.c, id, line)
+	if out != "" {
+		mu.Lock()
+		fmt.Fprintln(e.stderr, out)
+		mu.Unlock()
+	}
+	return err
+}
+
+// chatCommand runs one slash command of the chat (both views) and returns
+// the text it shows, if any; /quit is errQuit.
+func chatCommand(ctx context.Context, b chatBackend, id protocol.ConversationID, line string) (string, error) {
 	f := strings.Fields(line)
 	switch f[0] {
 	case "/quit", "/q":
-		return errQuit
+		return "", errQuit
 	case "/members":
-		convs, err := e.c.Conversations(ctx)
+		convs, err := b.Conversations(ctx)
 		if err != nil {
-			return err
+			return "", err
 		}
 		for _, cv := range convs {
 			if cv.ID == id {
-				fmt.Fprintln(e.stderr, "members:", strings.Join(cv.Members, ", "))
+				return "members: " + strings.Join(cv.Members, ", "), nil
 			}
 		}
-		return nil
+		return "", nil
 	case "/add":
 		if len(f) < 2 {
-			return fmt.Errorf("usage: /add USER")
+			return "", fmt.Errorf("usage: /add USER")
 		}
-		return e.c.AddMembers(ctx, id, f[1:]...)
+		return "", b.AddMembers(ctx, id, f[1:]...)
 	case "/remove":
 		if len(f) < 2 {
-			return fmt.Errorf("usage: /remove USER")
+			return "", fmt.Errorf("usage: /remove USER")
 		}
-		return e.c.RemoveMembers(ctx, id, f[1:]...)
+		return "", b.RemoveMembers(ctx, id, f[1:]...)
 	case "/safety":
 		if len(f) != 2 {
-			return fmt.Errorf("usage: /safety USER")
+			return "", fmt.Errorf("usage: /safety USER")
 		}
-		n, _, err := e.c.SafetyNumber(ctx, f[1])
+		n, _, err := b.SafetyNumber(ctx, f[1])
 		if err != nil {
-			return err
+			return "", err
 		}
-		fmt.Fprintln(e.stderr, "safety number with", f[1]+":", n)
-		return nil
+		return "safety number with " + f[1] + ": " + n, nil
 	}
-	return fmt.Errorf("unknown command %s (try /quit, /members, /add, /remove, /safety)", f[0])
+	return "", fmt.Errorf("unknown command %s (try /quit, /members, /add, /remove, /safety)", f[0])
 }
