@@ -116,7 +116,7 @@ func (a *api) once(ctx context.Context, method, path string, data []byte, out an
 	if a.token != "" {
 		req.Header.Set("Authorization", "Bearer "+a.token)
 	}
-	resp, err := a.http.Do(req)
+	resp, err := a.roundTrip(req)
 	if err != nil {
 		return ctx.Err() == nil, fmt.Errorf("cannot reach the server at %s: %w", a.base, err)
 	}

@@ -108,9 +108,10 @@ func (c *Client) Sync(ctx context.Context) (SyncResult, error) {
 
 // process handles one page of events and advances the cursor.
 func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) error {
-	lowKeys := false
+	lowKeys, changed := false, false
 	for i := range page.Events {
 		ev := &page.Events[i]
+		changed = changed || ev.Kind != "message"
 		switch ev.Kind {
 		case "message":
 			if ev.Message == nil {
@@ -158,6 +159,9 @@ func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) er
 	}
 	if err := c.flush(); err != nil {
 		return err
+	}
+	if changed && c.onChange != nil {
+		c.onChange()
 	}
 	if lowKeys {
 		if err := c.maintainPreKeys(ctx); err != nil {

@@ -30,7 +30,8 @@ fi
 rm -f /tmp/sandi-go.mod.$$ /tmp/sandi-go.sum.$$
 
 say "build for js/wasm"
-GOOS=js GOARCH=wasm go build ./protocol/...
+GOOS=js GOARCH=wasm go build ./protocol/... ./client ./web/wasm
+GOOS=js GOARCH=wasm go vet ./web/wasm
 
 say "PostgreSQL server for the store tests"
 # internal/testpg starts a throwaway cluster from /usr/lib/postgresql/*/bin
@@ -51,8 +52,42 @@ fi
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || [ -n "${SANDI_TEST_POSTGRES_URL:-}" ] \
   || die "apt-get installed postgresql but no server binaries are under /usr/lib/postgresql/*/bin"
 
+say "Chromium for the web client's browser tests"
+# web/browser_test.go drives /usr/bin/chromium (Debian's package; no
+# browser is ever downloaded); the tests fail without it.
+if [ -x /usr/bin/chromium ]; then
+  /usr/bin/chromium --version 2>/dev/null | tail -n 1 || true
+elif [ "$(id -u)" -eq 0 ]; then
+  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium \
+    || die "could not install Chromium with apt-get install -y chromium"
+elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+  sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y chromium \
+    || die "could not install Chromium with sudo apt-get install -y chromium"
+else
+  die "Chromium is missing at /usr/bin/chromium and this user can neither install it (not root, no sudo): run 'apt-get install -y chromium' as root"
+fi
+[ -x /usr/bin/chromium ] || die "apt-get installed chromium but /usr/bin/chromium is not there"
+
+say "build the web client (go generate ./web)"
+go generate ./web
+
 say "go test -race"
 go test -race -count=1 ./...
+
+# The client property test (client/property_test.go) runs a few sequences
+# under the race detector above; here it runs its full count without it.
+PROPERTY_SQLITE=${SANDI_PROPERTY_SEQUENCES:-200}
+PROPERTY_PG=${SANDI_PROPERTY_PG_SEQUENCES:-50}
+say "property test: $PROPERTY_SQLITE sequences on SQLite, $PROPERTY_PG on PostgreSQL"
+SANDI_PROPERTY_SEQUENCES=$PROPERTY_SQLITE go test -count=1 -v -run '^TestProperty$/^sqlite$' ./client >/tmp/sandi-prop.$$ 2>&1 \
+  || { cat /tmp/sandi-prop.$$; die "property test failed on SQLite"; }
+grep -E 'sequences, [0-9]+ operations' /tmp/sandi-prop.$$ || die "property test printed no summary"
+tail -n 1 /tmp/sandi-prop.$$
+SANDI_PROPERTY_SEQUENCES=$PROPERTY_PG go test -count=1 -v -run '^TestProperty$/^postgres$' ./client >/tmp/sandi-prop.$$ 2>&1 \
+  || { cat /tmp/sandi-prop.$$; die "property test failed on PostgreSQL"; }
+grep -E 'sequences, [0-9]+ operations' /tmp/sandi-prop.$$ || die "property test printed no summary"
+tail -n 1 /tmp/sandi-prop.$$
+rm -f /tmp/sandi-prop.$$
 
 say "fuzz every decoder for $FUZZTIME"
 for pkg in $(go list ./...); do

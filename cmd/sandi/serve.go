@@ -18,6 +18,7 @@ import (
 
 	"sandi.dev/internal/server"
 	"sandi.dev/internal/store/sqlstore"
+	"sandi.dev/web"
 )
 
 // serveConfig is what `sandi serve` reads from flags and environment.
@@ -105,11 +106,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	return nil
 }
 
-// mountWeb serves the web client at /; until it exists, a page that says
-// what the server is.
+// mountWeb serves the web client: the page at / and its files under /web/.
 func mountWeb(srv *server.Server) {
-	srv.Mount("GET /{$}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, "sandi server: the API is under /api/ (see docs/api.md)")
-	}))
+	h := web.Handler()
+	srv.Mount("GET /{$}", h)
+	srv.Mount("GET "+web.Prefix, h)
 }

@@ -1,0 +1,574 @@
+package web_test
+
+// Browser tests: the web client in a real headless Chromium (Debian's
+// /usr/bin/chromium), driven with chromedp, against a sandi server started
+// in the test over SQLite. Users of the Go SDK stand in for users of the
+// command-line client (the CLI is a thin shell over the same SDK). The
+// tests fail, never skip, when Chromium or the built module is missing.
+// Screenshots of the main views go to test-output/web/ at 1280 and 390
+// pixels wide.
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"image/png"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+	"github.com/makiuchi-d/gozxing"
+	"github.com/makiuchi-d/gozxing/qrcode"
+
+	"sandi.dev/protocol"
+	"sandi.dev/protocol/secret"
+)
+
+// TestBrowserMessaging: two browser users and a terminal user talk in one
+// conversation, every message decrypted on every side; a removed member
+// reads nothing sent after; a failed send is retried; a reload keeps the
+// session and the history; safety numbers agree with the SDK's.
+func TestBrowserMessaging(t *testing.T) {
+	requireBuilt(t)
+	url := startServer(t)
+	browser := startBrowser(t)
+	ctx := context.Background()
+
+	alice := newPage(t, browser, "alice", url)
+	alice.screenshot("loading", 1280)
+	alice.waitView("auth")
+	alice.screenshot("auth")
+	alice.register("alice")
+	bob := newPage(t, browser, "bob", url)
+	bob.waitView("auth")
+	bob.typeInto("#auth-username", "alice")
+	bob.typeInto("#auth-password", "another password")
+	bob.pressEnter()
+	bob.waitText("#auth-error", "That username is taken.")
+	eval[chromedp.Void](bob, `document.getElementById("auth-username").value = ""; document.getElementById("auth-password").value = ""`)
+	bob.register("bob")
+	alice.screenshot("empty-list")
+
+	// Alice finds bob and creates a one-to-one conversation, with the
+	// keyboard only.
+	alice.tabTo("#new-button")
+	alice.pressEnter()
+	alice.wait("the new-conversation form", `document.activeElement.id === "new-user"`)
+	alice.typeInto("#new-user", "nobody")
+	alice.pressEnter()
+	alice.waitText("#new-user-status", "No user is called “nobody”")
+	eval[chromedp.Void](alice, `document.getElementById("new-user").value = ""`)
+	alice.typeInto("#new-user", "bob")
+	alice.pressEnter()
+	alice.waitText("#new-picked", "bob")
+	alice.screenshot("new-conversation")
+	alice.tabTo("#new-create")
+	alice.pressEnter()
+	alice.wait("the new chat", `!document.getElementById("pane-chat").hidden && document.getElementById("chat-title").innerText === "bob"`)
+
+	// Messages both ways; the receiver sees the unread count and the last
+	// message in the list before opening the chat.
+	alice.send("hello bob")
+	bob.waitText("#conv-list", "alice: hello bob")
+	if badge := eval[string](bob, `document.querySelector("#conv-list .badge").dataset.count`); badge != "1" {
+		bob.fail("unread badge %q, want 1", badge)
+	}
+	bob.screenshot("list-unread")
+	bob.openConversation("alice")
+	bob.waitMessage("hello bob")
+	// Watch for layout shifts while messages arrive (none may happen).
+	eval[chromedp.Void](alice, `(() => { window.__shift = 0; new PerformanceObserver(l => { for (const e of l.getEntries()) if (!e.hadRecentInput) window.__shift += e.value; }).observe({type: "layout-shift"}); })()`)
+	bob.send("hi alice")
+	alice.waitMessage("hi alice")
+
+	// A terminal user joins: alice adds carol from the members panel.
+	carol := newCLI(t, url, "")
+	if err := carol.c.Register(ctx, "carol", "password of carol"); err != nil {
+		t.Fatal(err)
+	}
+	alice.click("#members-button")
+	alice.waitText("#member-list", "bob")
+	alice.typeInto("#add-member-input", "carol")
+	alice.pressEnter()
+	alice.waitText("#member-list", "carol")
+	alice.screenshot("members")
+	// Bob's page learns of the new member from the event stream (well
+	// before its 30-second safety-net refresh).
+	bob.waitWithin(10*time.Second, "carol in bob's members", `document.getElementById("chat-members").innerText.includes("carol")`)
+	alice.click("#members-close")
+
+	carol.syncTexts()
+	convs, err := carol.c.Conversations(ctx)
+	if err != nil || len(convs) != 1 {
+		t.Fatalf("carol's conversations: %v %v", convs, err)
+	}
+	conv := convs[0].ID
+	if _, err := carol.c.Send(ctx, conv, "hello from the terminal"); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitMessage("hello from the terminal")
+	bob.waitMessage("hello from the terminal")
+	alice.send("welcome carol")
+	bob.send("hi carol")
+	carol.waitTexts("alice: welcome carol", "bob: hi carol")
+	if shift := eval[float64](alice, `window.__shift`); shift > 0.001 {
+		alice.fail("layout shifted by %.4f while messages arrived", shift)
+	}
+	alice.screenshot("chat")
+
+	// A send that fails shows it, and Retry sends it once.
+	bob.do("block sends", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		if _, err := cdp.Call(ctx, tg, network.Enable, network.EnableParams{}); err != nil {
+			return err
+		}
+		_, err := cdp.Call(ctx, tg, network.SetBlockedURLs, network.SetBlockedURLsParams{URLPatterns: []*network.BlockPattern{
+			{URLPattern: url + "/api/conversations/*/messages", Block: true}}})
+		return err
+	}))
+	bob.typeInto("#composer-input", "through a bad network")
+	bob.pressEnter()
+	bob.wait("the failed state", `[...document.querySelectorAll("#messages .msg.own")].some(li => li.dataset.status === "failed" && li.querySelector(".retry"))`)
+	bob.screenshot("send-failed", 1280)
+	bob.do("unblock", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, network.SetBlockedURLs, network.SetBlockedURLsParams{URLPatterns: []*network.BlockPattern{}})
+		return err
+	}))
+	bob.click("#messages .retry")
+	bob.wait("the retried message sent", `[...document.querySelectorAll("#messages .msg.own")].some(li => li.querySelector(".text").innerText === "through a bad network" && li.dataset.status === "sent")`)
+	alice.waitMessage("through a bad network")
+	if n := eval[int](alice, `[...document.querySelectorAll("#messages .msg .text")].filter(e => e.innerText === "through a bad network").length`); n != 1 {
+		alice.fail("the retried message shows %d times", n)
+	}
+	carol.waitTexts("bob: through a bad network")
+
+	// Safety number: the browser shows the number and QR the SDK computes.
+	number, payload, err := carol.c.SafetyNumber(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice.click("#members-button")
+	alice.do("open carol's safety number", chromedp.Click(chromedp.CSS(`#member-list a[aria-label="Safety number with carol"]`), chromedp.NodeVisible))
+	alice.wait("the safety number", `document.querySelectorAll("#safety-number span").length === 12`)
+	if got := eval[string](alice, `[...document.querySelectorAll("#safety-number span")].map(s => s.innerText).join(" ")`); got != number {
+		alice.fail("safety number %q, the SDK says %q", got, number)
+	}
+	alice.screenshot("safety")
+	if got := alice.scanQR("#safety-qr"); !bytes.Equal(got, payload) {
+		alice.fail("the QR code reads %x, the SDK's payload is %x", got, payload)
+	}
+	alice.do("back", chromedp.Navigate(url+"/#/c/"+conv.String()))
+	alice.waitMessage("through a bad network")
+
+	// Alice removes carol; carol can read nothing sent after.
+	alice.click("#members-button")
+	alice.click(`#member-list button[aria-label="Remove carol"]`)
+	alice.wait("carol removed", `!document.getElementById("member-list").innerText.includes("carol")`)
+	alice.click("#members-close")
+	alice.send("carol has left")
+	bob.waitMessage("carol has left")
+	bob.send("just us now")
+	alice.waitMessage("just us now")
+	time.Sleep(300 * time.Millisecond)
+	if got := carol.syncTexts(); len(got) != 0 {
+		t.Fatalf("carol received %q after her removal", got)
+	}
+	if _, err := carol.c.Send(ctx, conv, "let me back in"); err == nil {
+		t.Fatal("carol could still send after her removal")
+	}
+	hist, err := carol.c.History(conv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range hist {
+		if m.Text == "carol has left" || m.Text == "just us now" {
+			t.Fatalf("carol's history holds %q, sent after her removal", m.Text)
+		}
+	}
+
+	// A reload keeps the session and the history, in order.
+	want := []string{"hello bob", "hi alice", "hello from the terminal", "welcome carol", "hi carol", "through a bad network", "carol has left", "just us now"}
+	bob.do("reload", chromedp.Reload())
+	bob.waitView("main")
+	bob.wait("the chat after reload", `!document.getElementById("pane-chat").hidden`)
+	bob.waitMessage("just us now")
+	if got := bob.texts(); !slices.Equal(got, want) {
+		bob.fail("after reload the chat shows %q, want %q", got, want)
+	}
+	if n := eval[int](bob, `document.querySelectorAll("#messages .failure").length`); n != 0 {
+		bob.fail("%d messages did not decrypt", n)
+	}
+	bob.screenshot("chat-after-reload")
+
+	// Devices: one, this browser.
+	bob.click("#devices-link")
+	bob.waitText("#device-list", "this browser")
+	if n := eval[int](bob, `document.querySelectorAll("#device-list li").length`); n != 1 {
+		bob.fail("%d devices listed, want 1", n)
+	}
+	bob.screenshot("devices")
+
+	// Expected: the 404 of the search for "nobody", the 409 of the taken
+	// username and the blocked sends.
+	alice.noProblems("status of 404")
+	bob.noProblems("status of 409", "net::ERR_BLOCKED_BY_CLIENT", "Failed to fetch")
+}
+
+// TestBrowserDevices: a new browser of an existing account is linked from
+// the terminal; two tabs of one browser do not both run the device; logout
+// deletes the browser's data; a reset identity is warned about, and the
+// contact sees a warning.
+func TestBrowserDevices(t *testing.T) {
+	requireBuilt(t)
+	url := startServer(t)
+	browser := startBrowser(t)
+	ctx := context.Background()
+
+	alice := newPage(t, browser, "alice", url)
+	alice.register("alice")
+	carol := newCLI(t, url, "")
+	if err := carol.c.Register(ctx, "carol", "password of carol"); err != nil {
+		t.Fatal(err)
+	}
+	conv, err := carol.c.CreateConversation(ctx, "Plans", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := carol.c.Send(ctx, conv, "hi from the terminal"); err != nil {
+		t.Fatal(err)
+	}
+	alice.openConversation("Plans")
+	alice.waitMessage("hi from the terminal")
+	alice.waitText("#messages", "carol named the conversation “Plans”")
+
+	// Carol logs in on a browser: it shows a code, the terminal confirms it.
+	carolWeb := newPage(t, browser, "carol-web", url)
+	carolWeb.waitView("auth")
+	carolWeb.click(`label[for="auth-mode-login"]`)
+	carolWeb.typeInto("#auth-username", "carol")
+	carolWeb.typeInto("#auth-password", "password of carol")
+	carolWeb.pressEnter()
+	carolWeb.waitView("setup")
+	carolWeb.wait("the link code", `/^[A-Za-z0-9-]{20,}$/.test(document.getElementById("link-code").innerText.trim())`)
+	if !eval[bool](carolWeb, `document.getElementById("reset-button").disabled`) {
+		carolWeb.fail("the reset button is enabled before the warning is acknowledged")
+	}
+	carolWeb.screenshot("setup")
+	code := eval[string](carolWeb, `document.getElementById("link-code").innerText.trim()`)
+	if _, err := carol.c.ApproveLink(ctx, code); err != nil {
+		t.Fatalf("carol's terminal approves %s: %v", code, err)
+	}
+	carolWeb.waitView("main")
+	// The title was a message sent before this device existed: a new
+	// device does not read earlier messages, so it names the conversation
+	// by its members.
+	carolWeb.openConversation("alice")
+	alice.send("to both of carol's devices")
+	carolWeb.waitMessage("to both of carol's devices")
+	carol.waitTexts("alice: to both of carol's devices")
+	carolWeb.click("#devices-link")
+	carolWeb.wait("two devices", `document.querySelectorAll("#device-list li").length === 2`)
+
+	// The browser confirms a third device of carol's (a terminal) in turn.
+	carol3 := newCLI(t, url, "")
+	if err := carol3.c.Login(ctx, "carol", "password of carol"); err != nil {
+		t.Fatal(err)
+	}
+	code3, err := carol3.c.StartLink(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	carolWeb.typeInto("#approve-code", code3)
+	carolWeb.pressEnter()
+	carolWeb.waitText("#approve-status", "Linked")
+	lctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	err = carol3.c.WaitLink(lctx, 100*time.Millisecond)
+	cancel()
+	if err != nil {
+		t.Fatalf("the terminal linked from the browser: %v", err)
+	}
+	carolWeb.wait("three devices", `document.querySelectorAll("#device-list li").length === 3`)
+
+	// A second tab of alice's browser does not take the device.
+	alice2 := alice.newTab("alice-tab-2")
+	alice2.waitView("other-tab")
+	alice2.screenshot("other-tab", 1280)
+	alice.close()
+	alice2.waitView("main") // takes over when the first tab is gone
+	alice2.openConversation("Plans")
+	alice2.waitMessage("to both of carol's devices")
+
+	// Logout deletes this browser's data; a reload stays logged out.
+	if n := eval[int](alice2, countRecords); n < 100 {
+		alice2.fail("only %d records in IndexedDB before logout", n)
+	}
+	alice2.click("#logout-button")
+	alice2.waitText("#logout-button", "Click again")
+	alice2.click("#logout-button")
+	alice2.waitView("auth")
+	if n := eval[int](alice2, countRecords); n != 0 {
+		alice2.fail("%d records are left in IndexedDB after logout", n)
+	}
+	alice2.do("reload", chromedp.Reload())
+	alice2.waitView("auth")
+
+	// With no other device, alice resets her identity, past a warning.
+	alice2.click(`label[for="auth-mode-login"]`)
+	alice2.typeInto("#auth-username", "alice")
+	alice2.typeInto("#auth-password", "password of alice")
+	alice2.pressEnter()
+	alice2.waitView("setup")
+	alice2.waitText("#view-setup .warning-text", "Resetting your identity is final")
+	alice2.click("#reset-confirm")
+	alice2.click("#reset-button")
+	alice2.waitView("main")
+
+	// Carol's browser and terminal are told alice's identity changed.
+	carolWeb.waitWithin(10*time.Second, "the identity warning", `document.getElementById("banner").innerText.includes("The identity key of alice changed")`)
+	carolWeb.screenshot("identity-warning")
+	carol.syncTexts()
+	ws, err := carol.c.Warnings()
+	if err != nil || len(ws) == 0 {
+		t.Fatalf("carol's terminal has no identity warning: %v %v", ws, err)
+	}
+	carolWeb.click("#banner-dismiss")
+	carolWeb.wait("the banner gone", `document.getElementById("banner").hidden`)
+
+	// Alice's new device has no warning about her own key, and they still
+	// talk, in a new epoch.
+	if !eval[bool](alice2, `document.getElementById("banner").hidden`) {
+		alice2.fail("alice is warned about her own identity change")
+	}
+	alice2.openConversation("carol")
+	alice2.send("new key, same alice")
+	carolWeb.openConversation("alice")
+	carolWeb.waitMessage("new key, same alice")
+	carol.waitTexts("alice: new key, same alice")
+
+	alice2.noProblems()
+	carolWeb.noProblems()
+}
+
+// countRecords counts the records of the web client's IndexedDB store.
+const countRecords = `new Promise((resolve, reject) => {
+	const r = indexedDB.open("sandi");
+	r.onerror = () => reject(r.error);
+	r.onsuccess = () => {
+		const db = r.result;
+		if (!db.objectStoreNames.contains("kv")) { db.close(); resolve(0); return; }
+		const q = db.transaction("kv").objectStore("kv").count();
+		q.onsuccess = () => { db.close(); resolve(q.result); };
+		q.onerror = () => reject(q.error);
+	};
+})`
+
+// TestBrowserDecryptFailure: a message the browser cannot decrypt is shown
+// in place with its specific reason. The sender here is a terminal user
+// whose client encrypts a plaintext that is not a sandi message: it
+// decrypts, but its content is invalid.
+func TestBrowserDecryptFailure(t *testing.T) {
+	requireBuilt(t)
+	url := startServer(t)
+	browser := startBrowser(t)
+	ctx := context.Background()
+
+	alice := newPage(t, browser, "alice", url)
+	alice.register("alice")
+	dave := newCLI(t, url, "")
+	if err := dave.c.Register(ctx, "dave", "password of dave"); err != nil {
+		t.Fatal(err)
+	}
+	conv, err := dave.c.CreateConversation(ctx, "", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dave.c.Send(ctx, conv, "a good message"); err != nil {
+		t.Fatal(err)
+	}
+	forgeContent(t, url, dave.dir, conv, []byte("this is not JSON"))
+	alice.openConversation("dave")
+	alice.waitMessage("a good message")
+	alice.wait("the failure notice", `!!document.querySelector("#messages .failure[data-reason=bad_content]")`)
+	alice.waitText("#messages .failure", "Message #2 cannot be shown")
+	alice.waitText("#messages .failure", "not a valid sandi message")
+	alice.screenshot("decrypt-failure", 1280)
+	alice.do("reload", chromedp.Reload())
+	alice.waitView("main")
+	alice.waitText("#messages .failure", "not a valid sandi message")
+	alice.noProblems()
+}
+
+// forgeContent sends, as the SDK user whose state is in dir, a correctly
+// encrypted and signed message whose plaintext is pt. It reads the user's
+// stored ratchet (the layout of client/conversation.go) and advances it
+// outside the client, so that client must not send again.
+func forgeContent(t *testing.T, url, dir string, conv protocol.ConversationID, pt []byte) {
+	t.Helper()
+	read := func(name string, v any) {
+		b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(name)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v != nil {
+			if err := json.Unmarshal(b, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var acct struct{ Token string }
+	read("account", &acct)
+	seed, err := os.ReadFile(filepath.Join(dir, "identity"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := secret.IdentityFromSeed(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cs struct{ Epoch uint64 }
+	read("conv/"+conv.String(), &cs)
+	var ee struct{ State string }
+	read(fmt.Sprintf("epoch/%s/%d", conv, cs.Epoch), &ee)
+	state, err := base64.RawURLEncoding.DecodeString(ee.State)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep, err := secret.UnmarshalEpoch(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := ep.Encrypt(id, pt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(map[string]string{
+		"clientId": protocol.NewConversationID().String(),
+		"envelope": base64.RawURLEncoding.EncodeToString(env.Marshal()),
+	})
+	req, _ := http.NewRequest("POST", url+"/api/conversations/"+conv.String()+"/messages", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+acct.Token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("the forged message was refused: %s", resp.Status)
+	}
+}
+
+// TestBrowserHistoryPerformance measures what docs/performance.md reports:
+// time from page load to ready, and time to decrypt and render 1,000
+// messages of history (received while the page was closed), then to
+// render them again from IndexedDB after a reload.
+func TestBrowserHistoryPerformance(t *testing.T) {
+	requireBuilt(t)
+	url := startServer(t)
+	browser := startBrowser(t)
+	ctx := context.Background()
+	const n = 1000
+
+	alice := newPage(t, browser, "alice", url)
+	alice.waitView("auth")
+	first := eval[map[string]float64](alice, `window.sandiTimings`)
+	alice.register("alice")
+	erin := newCLI(t, url, "")
+	if err := erin.c.Register(ctx, "erin", "password of erin"); err != nil {
+		t.Fatal(err)
+	}
+	conv, err := erin.c.CreateConversation(ctx, "", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := erin.c.Send(ctx, conv, "message 0"); err != nil {
+		t.Fatal(err)
+	}
+	alice.openConversation("erin")
+	alice.waitMessage("message 0")
+	// Alice's tab goes; erin writes 1,000 messages.
+	alice.do("leave", chromedp.Navigate("about:blank"))
+	start := time.Now()
+	for i := 1; i <= n; i++ {
+		if _, err := erin.c.Send(ctx, conv, fmt.Sprintf("message %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sendTime := time.Since(start)
+
+	// Cold: open the chat; everything arrives by the event stream, is
+	// decrypted, stored in IndexedDB and drawn.
+	alice.do("open", chromedp.Navigate(url+"/#/c/"+conv.String()))
+	alice.waitView("main")
+	ready := eval[float64](alice, `window.sandiTimings.ready`)
+	alice.wait("1,001 messages drawn", fmt.Sprintf(`document.querySelectorAll("#messages .msg").length === %d`, n+1))
+	cold := eval[float64](alice, `performance.now()`)
+	firstMsg, lastMsg := eval[float64](alice, `window.sandiTimings.firstMessage`), eval[float64](alice, `window.sandiTimings.lastMessage`)
+	if got := eval[int](alice, `window.sandiTimings.messages`); got != n {
+		alice.fail("%d messages came live, want %d", got, n)
+	}
+	if f := eval[int](alice, `document.querySelectorAll("#messages .failure").length`); f != 0 {
+		alice.fail("%d messages did not decrypt", f)
+	}
+	texts := alice.texts()
+	for i, txt := range texts {
+		if txt != fmt.Sprintf("message %d", i) {
+			alice.fail("message %d reads %q", i, txt)
+		}
+	}
+
+	// Warm: a reload draws the stored history.
+	alice.do("reload", chromedp.Reload())
+	alice.waitView("main")
+	alice.wait("the history drawn", `window.sandiTimings.historyRendered > 0 && window.sandiTimings.historyCount === `+fmt.Sprint(n+1))
+	warm := eval[map[string]float64](alice, `window.sandiTimings`)
+	if len(alice.texts()) != n+1 {
+		alice.fail("after reload %d messages", len(alice.texts()))
+	}
+	alice.screenshot("history-1000", 1280)
+	t.Logf("first visit (empty browser profile): module downloaded and compiled at %.0f ms, sign-up page ready at %.0f ms", first["wasmCompiled"], first["ready"])
+	t.Logf("erin sent %d messages in %v (SDK, 10 epochs)", n, sendTime.Round(time.Millisecond))
+	t.Logf("page load to ready: %.0f ms (module compiled at %.0f ms, started at %.0f ms)", ready, warm["wasmCompiled"], warm["wasmStarted"])
+	t.Logf("cold: page load to %d messages decrypted, stored and drawn: %.0f ms (ready %.0f, first message %.0f, last %.0f)", n, cold, ready, firstMsg, lastMsg)
+	t.Logf("warm reload: ready %.0f ms; history of %d read from IndexedDB and drawn in %.0f ms (at %.0f ms)",
+		warm["ready"], n+1, warm["historyRendered"]-warm["historyStart"], warm["historyRendered"])
+	alice.noProblems()
+}
+
+// scanQR screenshots the element and reads it with an independent QR
+// decoder, returning the bytes it holds.
+func (p *page) scanQR(css string) []byte {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, stepTimeout)
+	defer cancel()
+	shot, err := chromedp.Run(ctx, chromedp.ScreenshotScale(chromedp.CSS(css), 2))
+	if err != nil {
+		p.fail("screenshot %s: %v", css, err)
+	}
+	img, err := png.Decode(bytes.NewReader(shot))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	res, err := qrcode.NewQRCodeReader().Decode(bmp, nil)
+	if err != nil {
+		p.fail("the QR code on the page does not scan: %v", err)
+	}
+	var out []byte
+	if segs, ok := res.GetResultMetadata()[gozxing.ResultMetadataType_BYTE_SEGMENTS].([][]byte); ok {
+		for _, s := range segs {
+			out = append(out, s...)
+		}
+	}
+	return out
+}

@@ -1,0 +1,476 @@
+package web_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/chromedp"
+
+	"sandi.dev/client"
+	"sandi.dev/internal/server"
+	"sandi.dev/internal/store/sqlstore"
+	"sandi.dev/web"
+)
+
+// chromiumPath is Debian's Chromium, which scripts/test.sh installs.
+const chromiumPath = "/usr/bin/chromium"
+
+// outDir receives the screenshots (gitignored).
+var outDir = filepath.Join("..", "test-output", "web")
+
+// stepTimeout bounds one wait in the browser.
+const stepTimeout = 30 * time.Second
+
+// requireBuilt fails (never skips) when the pieces the browser tests need
+// are missing.
+func requireBuilt(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join("static", "sandi.wasm")); err != nil {
+		t.Fatalf("web/static/sandi.wasm is missing: run `go generate ./web` before the browser tests (scripts/test.sh does)")
+	}
+	if _, err := exec.LookPath(chromiumPath); err != nil {
+		t.Fatalf("Chromium is missing at %s: install it with `apt-get install -y chromium` (scripts/test.sh does)", chromiumPath)
+	}
+}
+
+// startServer runs a sandi server with the web client on a loopback port,
+// over a fresh SQLite database, and returns its URL.
+func startServer(t *testing.T) string {
+	t.Helper()
+	st, err := sqlstore.Open(context.Background(), filepath.Join(t.TempDir(), "sandi.db"), sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logw io.Writer = io.Discard
+	if os.Getenv("SANDI_TEST_LOG") != "" {
+		logw = os.Stderr
+	}
+	srv := server.New(st, slog.New(slog.NewTextHandler(logw, nil)), server.Config{
+		Argon2Time: 1, Argon2MemKiB: 64, Argon2Threads: 1,
+		RegisterPerMinute: -1, LoginPerMinute: -1, ClaimPerMinute: -1,
+	})
+	h := web.Handler()
+	srv.Mount("GET /{$}", h)
+	srv.Mount("GET "+web.Prefix, h)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: srv.Handler()}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		hs.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		hs.Close()
+		<-done
+		srv.Close()
+		st.Close()
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// startBrowser starts one headless Chromium for a test and returns its
+// root context; each user gets a browser context of its own (newPage).
+func startBrowser(t *testing.T) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 800),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	if err := chromedp.Do(bctx); err != nil {
+		cancelBrowser()
+		cancelAlloc()
+		t.Fatalf("start Chromium (%s): %v", chromiumPath, err)
+	}
+	t.Cleanup(func() {
+		cancelBrowser()
+		cancelAlloc()
+	})
+	return bctx
+}
+
+// page is one browser tab of one user.
+type page struct {
+	t      *testing.T
+	name   string
+	url    string
+	ctx    context.Context
+	cancel context.CancelFunc
+	owner  context.Context // of the browser context
+
+	mu       sync.Mutex
+	problems []string // uncaught exceptions and console errors
+}
+
+// newPage opens a tab in a new browser context (its own IndexedDB, as a
+// separate browser profile would have) at url.
+func newPage(t *testing.T, browser context.Context, name, url string) *page {
+	t.Helper()
+	// The context that owns the browser context keeps a blank tab of its
+	// own, so the user's tabs can close without disposing of it.
+	owner, cancelOwner := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
+	t.Cleanup(cancelOwner)
+	if err := chromedp.Do(owner); err != nil {
+		t.Fatalf("%s: new browser context: %v", name, err)
+	}
+	ctx, cancel := chromedp.NewContext(owner)
+	t.Cleanup(cancel)
+	p := openTab(t, ctx, cancel, name, url)
+	p.owner = owner
+	return p
+}
+
+// newTab opens another tab in the browser context of p.
+func (p *page) newTab(name string) *page {
+	ctx, cancel := chromedp.NewContext(p.owner)
+	p.t.Cleanup(cancel)
+	q := openTab(p.t, ctx, cancel, name, p.url)
+	q.owner = p.owner
+	return q
+}
+
+// close closes the tab.
+func (p *page) close() { p.cancel() }
+
+func openTab(t *testing.T, ctx context.Context, cancel context.CancelFunc, name, url string) *page {
+	p := &page{t: t, name: name, url: url, ctx: ctx, cancel: cancel}
+	if err := chromedp.Do(ctx); err != nil { // attach the tab, without a timeout
+		t.Fatalf("%s: open a tab: %v", name, err)
+	}
+	msgs := chromedp.Console(ctx)
+	go func() {
+		for m, err := range msgs {
+			if err != nil {
+				return
+			}
+			if m.IsException() || m.Type == chromedp.ConsoleError {
+				p.mu.Lock()
+				p.problems = append(p.problems, fmt.Sprintf("%s %s:%d: %s", m.Type, m.URL, m.Line+1, m))
+				p.mu.Unlock()
+			}
+		}
+	}()
+	p.do("open the page", chromedp.EmulateViewport(1280, 800), chromedp.Navigate(url))
+	return p
+}
+
+// noProblems fails the test if the page logged an uncaught exception or a
+// console error other than the expected ones (expect: substrings).
+func (p *page) noProblems(expect ...string) {
+	p.t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+next:
+	for _, pr := range p.problems {
+		for _, e := range expect {
+			if strings.Contains(pr, e) {
+				continue next
+			}
+		}
+		p.t.Errorf("%s: the page logged: %s", p.name, pr)
+	}
+	p.problems = nil
+}
+
+// do runs steps with a timeout and fails the test on error.
+func (p *page) do(what string, steps ...chromedp.Action[chromedp.Void]) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, stepTimeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		p.fail("%s: %v", what, err)
+	}
+}
+
+// fail saves a screenshot and the page's text, then fails the test.
+func (p *page) fail(format string, args ...any) {
+	p.t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
+	defer cancel()
+	shot := "FAILED-" + strings.ReplaceAll(p.t.Name(), "/", "-") + "-" + p.name
+	if b, err := chromedp.Run(ctx, chromedp.CaptureScreenshot()); err == nil {
+		os.MkdirAll(outDir, 0o755)
+		os.WriteFile(filepath.Join(outDir, shot+".png"), b, 0o644)
+	}
+	body, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
+	p.mu.Lock()
+	problems := strings.Join(p.problems, "\n  ")
+	p.mu.Unlock()
+	p.t.Fatalf("%s: %s\n--- page text ---\n%s\n--- console problems ---\n  %s\n(screenshot %s.png in %s)", p.name, msg, body, problems, shot, outDir)
+}
+
+// wait polls a JavaScript expression until it is truthy. A navigation
+// (a reload) interrupts a poll; it starts again in the new document.
+func (p *page) wait(what, expr string) {
+	p.t.Helper()
+	p.waitWithin(stepTimeout, what, expr)
+}
+
+// waitWithin is wait with its own timeout.
+func (p *page) waitWithin(d time.Duration, what, expr string) {
+	p.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		left := time.Until(deadline)
+		ctx, cancel := context.WithTimeout(p.ctx, left+5*time.Second)
+		_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(left), chromedp.WithPollingInterval(50*time.Millisecond)))
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) || p.ctx.Err() != nil {
+			p.fail("waiting for %s: %v", what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// eval evaluates expr (awaiting a Promise) and decodes its value into T.
+func eval[T any](p *page, expr string) T {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, stepTimeout)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		p.fail("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+// js quotes s as a JavaScript string.
+func js(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// waitView waits for the app to show a view (loading, auth, setup, main…).
+func (p *page) waitView(view string) {
+	p.t.Helper()
+	p.wait("the "+view+" view", `document.documentElement.dataset.ready === `+js(view)+` && document.getElementById("app").dataset.view === `+js(view))
+}
+
+// waitText waits until the element selected by css contains text.
+func (p *page) waitText(css, text string) {
+	p.t.Helper()
+	p.wait(fmt.Sprintf("%q in %s", text, css), `(() => { const e = document.querySelector(`+js(css)+`); return !!e && e.innerText.includes(`+js(text)+`); })()`)
+}
+
+// typeInto focuses an input and types text as key presses.
+func (p *page) typeInto(css, text string) {
+	p.t.Helper()
+	p.do("type into "+css, chromedp.Focus(chromedp.CSS(css)), chromedp.SendKeys(chromedp.CSS(css), text))
+}
+
+// pressEnter presses Enter in the focused element the way a keyboard does:
+// one keydown that carries the text "\r" (so a cancelled keydown inserts
+// nothing and an input's form is submitted), then keyup.
+func (p *page) pressEnter() {
+	p.t.Helper()
+	enter := chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		down := input.DispatchKeyEventParams{Type: input.DispatchKeyEventTypeKeyDown, Key: "Enter", Code: "Enter",
+			Text: "\r", UnmodifiedText: "\r", WindowsVirtualKeyCode: 13, NativeVirtualKeyCode: 13}
+		up := down
+		up.Type, up.Text, up.UnmodifiedText = input.DispatchKeyEventTypeKeyUp, "", ""
+		for _, ev := range []input.DispatchKeyEventParams{down, up} {
+			if _, err := cdp.Call(ctx, t, input.DispatchKeyEvent, ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	p.do("press Enter", enter)
+}
+
+// tabTo presses Tab until the element selected by css has the focus:
+// it must be reachable with the keyboard.
+func (p *page) tabTo(css string) {
+	p.t.Helper()
+	tab := chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		down := input.DispatchKeyEventParams{Type: input.DispatchKeyEventTypeRawKeyDown, Key: "Tab", Code: "Tab", WindowsVirtualKeyCode: 9, NativeVirtualKeyCode: 9}
+		up := down
+		up.Type = input.DispatchKeyEventTypeKeyUp
+		for _, ev := range []input.DispatchKeyEventParams{down, up} {
+			if _, err := cdp.Call(ctx, t, input.DispatchKeyEvent, ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for range 40 {
+		if eval[bool](p, `!!document.activeElement && document.activeElement.matches(`+js(css)+`)`) {
+			return
+		}
+		p.do("press Tab", tab)
+	}
+	p.fail("%s is not reachable with the Tab key", css)
+}
+
+func (p *page) click(css string) {
+	p.t.Helper()
+	p.do("click "+css, chromedp.Click(chromedp.CSS(css), chromedp.NodeVisible))
+}
+
+// screenshot saves the viewport at the given width as NAME-WIDTH.png and
+// restores the desktop width.
+func (p *page) screenshot(name string, widths ...int) {
+	p.t.Helper()
+	if len(widths) == 0 {
+		widths = []int{1280, 390}
+	}
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		p.t.Fatal(err)
+	}
+	for _, w := range widths {
+		h := int64(800)
+		if w < 600 {
+			h = 844
+		}
+		p.do("resize", chromedp.EmulateViewport(int64(w), h), chromedp.Sleep(150*time.Millisecond))
+		ctx, cancel := context.WithTimeout(p.ctx, stepTimeout)
+		b, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+		cancel()
+		if err != nil {
+			p.fail("screenshot: %v", err)
+		}
+		if err := os.WriteFile(filepath.Join(outDir, fmt.Sprintf("%s-%d.png", name, w)), b, 0o644); err != nil {
+			p.t.Fatal(err)
+		}
+	}
+	p.do("resize", chromedp.EmulateViewport(1280, 800))
+}
+
+// register creates an account in the page's auth view.
+func (p *page) register(username string) {
+	p.t.Helper()
+	p.waitView("auth")
+	p.typeInto("#auth-username", username)
+	p.typeInto("#auth-password", "password of "+username)
+	p.pressEnter()
+	p.waitView("main")
+}
+
+// openConversation opens the conversation whose list row shows name.
+func (p *page) openConversation(name string) {
+	p.t.Helper()
+	p.waitText("#conv-list", name)
+	p.do("open "+name, chromedp.Click(chromedp.JSPath(`[...document.querySelectorAll("#conv-list .conv")].find(a => a.querySelector(".conv-name").innerText === `+js(name)+`)`), chromedp.NodeVisible))
+	p.wait("the chat of "+name, `document.getElementById("chat-title").innerText === `+js(name)+` && !document.getElementById("pane-chat").hidden`)
+}
+
+// send types a message in the open chat, presses Enter and waits until it
+// is marked sent.
+func (p *page) send(text string) {
+	p.t.Helper()
+	p.typeInto("#composer-input", text)
+	p.pressEnter()
+	p.wait("“"+text+"” sent", `[...document.querySelectorAll("#messages .msg.own")].some(li => li.querySelector(".text").innerText === `+js(text)+` && li.querySelector(".status").innerText === "Sent")`)
+}
+
+// texts returns the texts of the messages in the open chat, in order.
+func (p *page) texts() []string {
+	p.t.Helper()
+	return eval[[]string](p, `[...document.querySelectorAll("#messages .msg .text")].map(e => e.innerText)`)
+}
+
+// waitMessage waits until the open chat shows a message with text.
+func (p *page) waitMessage(text string) {
+	p.t.Helper()
+	p.wait("message “"+text+"”", `[...document.querySelectorAll("#messages .msg .text")].some(e => e.innerText === `+js(text)+`)`)
+}
+
+// cli is a user of the Go SDK, as the command-line client is.
+type cli struct {
+	t   *testing.T
+	c   *client.Client
+	dir string
+}
+
+func newCLI(t *testing.T, url, dir string) *cli {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	st, err := client.NewDirStorage(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.Open(client.Options{Server: url, Storage: st, HTTPClient: &http.Client{Timeout: 10 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &cli{t: t, c: c, dir: dir}
+}
+
+// syncTexts syncs and returns "sender: text" of the new text messages;
+// a message that does not decrypt fails the test.
+func (u *cli) syncTexts() []string {
+	u.t.Helper()
+	res, err := u.c.Sync(context.Background())
+	if err != nil {
+		u.t.Fatalf("%s: sync: %v", u.c.Username(), err)
+	}
+	if len(res.Failures) > 0 {
+		u.t.Fatalf("%s: a message did not decrypt: %v", u.c.Username(), res.Failures[0])
+	}
+	var out []string
+	for _, m := range res.Messages {
+		if m.Type == client.ContentText {
+			out = append(out, m.Sender+": "+m.Text)
+		}
+	}
+	return out
+}
+
+// waitTexts syncs until every one of want has arrived, and returns all
+// that arrived.
+func (u *cli) waitTexts(want ...string) []string {
+	u.t.Helper()
+	var got []string
+	deadline := time.Now().Add(stepTimeout)
+	for {
+		got = append(got, u.syncTexts()...)
+		missing := false
+		for _, w := range want {
+			found := false
+			for _, g := range got {
+				found = found || g == w
+			}
+			missing = missing || !found
+		}
+		if !missing {
+			return got
+		}
+		if time.Now().After(deadline) {
+			u.t.Fatalf("%s: waited for %q, got %q", u.c.Username(), want, got)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -1,0 +1,689 @@
+//go:build js && wasm
+
+// Command wasm is the web client's WebAssembly module: sandi's Go SDK
+// (package client) with the device's state in IndexedDB, offered to the
+// page as the global object `sandi`. Every cryptographic operation of the
+// web client happens here, in the same Go code the command-line client
+// runs.
+//
+// Every function of `sandi` that may wait (on IndexedDB, the network or the
+// client's lock) returns a Promise and does its work in a goroutine: code
+// that blocks on the browser's event loop would deadlock the page. Values
+// cross to JavaScript as JSON. A rejected Promise carries an Error whose
+// `code` is the server's problem code (docs/api.md) when there is one.
+//
+// Build it with `go generate ./web`.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"syscall/js"
+	"time"
+
+	"sandi.dev/client"
+	"sandi.dev/protocol"
+	"sandi.dev/web/internal/qr"
+)
+
+// dbName is the IndexedDB database of the device (one per origin).
+const dbName = "sandi"
+
+// Keys the web client keeps next to the SDK's in the same storage.
+const (
+	keyWarnings = "app/warnings"  // shown until dismissed (JSON lines)
+	keyFailures = "app/failures/" // + conversation: messages that did not decrypt
+)
+
+type app struct {
+	mu     sync.Mutex
+	st     *client.IDBStorage
+	c      *client.Client
+	stop   context.CancelFunc // ends Listen
+	change js.Value           // the page's onChange, set by listen
+	unlink context.CancelFunc // ends WaitLink
+	last   map[protocol.ConversationID]*client.Message
+}
+
+var a = &app{last: map[protocol.ConversationID]*client.Message{}}
+
+func main() {
+	api := map[string]func(args []js.Value) (any, error){
+		"open":          a.open,
+		"state":         func([]js.Value) (any, error) { return a.state() },
+		"register":      a.register,
+		"login":         a.login,
+		"startLink":     a.startLink,
+		"waitLink":      a.waitLink,
+		"resetIdentity": a.resetIdentity,
+		"approveLink":   a.approveLink,
+		"devices":       a.devices,
+		"conversations": a.conversations,
+		"history":       a.history,
+		"send":          a.send,
+		"create":        a.create,
+		"findUser":      a.findUser,
+		"addMember":     a.addMember,
+		"removeMember":  a.removeMember,
+		"leave":         a.leave,
+		"markRead":      a.markRead,
+		"safety":        a.safety,
+		"warnings":      a.warnings,
+		"dismissWarnings": func([]js.Value) (any, error) {
+			st, _, err := a.get()
+			if err != nil {
+				return nil, err
+			}
+			return nil, st.Delete(keyWarnings)
+		},
+		"logout": a.logout,
+	}
+	obj := js.Global().Get("Object").New()
+	for name, f := range api {
+		obj.Set(name, js.FuncOf(func(_ js.Value, args []js.Value) any { return promise(func() (any, error) { return f(args) }) }))
+	}
+	// listen starts the live event stream; it returns at once.
+	obj.Set("listen", js.FuncOf(func(_ js.Value, args []js.Value) any {
+		if len(args) < 3 {
+			return jsError(errors.New("listen(onMessage, onFailure, onChange)"))
+		}
+		go a.listen(args[0], args[1], args[2])
+		return nil
+	}))
+	js.Global().Set("sandi", obj)
+	if ready := js.Global().Get("sandiLoaded"); ready.Type() == js.TypeFunction {
+		ready.Invoke()
+	}
+	select {}
+}
+
+// promise runs f in a goroutine and returns a Promise of its result.
+func promise(f func() (any, error)) js.Value {
+	var executor js.Func
+	executor = js.FuncOf(func(_ js.Value, args []js.Value) any {
+		resolve, reject := args[0], args[1]
+		go func() {
+			v, err := f()
+			if err != nil {
+				reject.Invoke(jsError(err))
+				return
+			}
+			resolve.Invoke(toJS(v))
+		}()
+		return nil
+	})
+	p := js.Global().Get("Promise").New(executor)
+	executor.Release() // the executor has run: the Promise constructor calls it at once
+	return p
+}
+
+// jsError turns err into a JavaScript Error with the server's problem
+// code, if any, as `code`.
+func jsError(err error) js.Value {
+	e := js.Global().Get("Error").New(err.Error())
+	var ae *client.APIError
+	switch {
+	case errors.As(err, &ae):
+		e.Set("code", ae.Code)
+		if ae.Detail != "" {
+			e.Set("detail", ae.Detail)
+		}
+	case errors.Is(err, client.ErrUnknownUser):
+		e.Set("code", "unknown_user")
+	case errors.Is(err, client.ErrNoIdentity):
+		e.Set("code", "no_identity")
+	case errors.Is(err, client.ErrNoAccount):
+		e.Set("code", "no_account")
+	case errors.Is(err, client.ErrServerMisbehaved):
+		e.Set("code", "server_misbehaved")
+	}
+	return e
+}
+
+// toJS converts a Go value to JavaScript through JSON.
+func toJS(v any) any {
+	if v == nil {
+		return js.Undefined()
+	}
+	if s, ok := v.(string); ok {
+		return s
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return jsError(err)
+	}
+	return js.Global().Get("JSON").Call("parse", string(b))
+}
+
+func str(args []js.Value, i int) string {
+	if i >= len(args) || args[i].Type() != js.TypeString {
+		return ""
+	}
+	return args[i].String()
+}
+
+func conv(args []js.Value) (protocol.ConversationID, error) {
+	id, err := protocol.ParseConversationID(str(args, 0))
+	if err != nil {
+		return id, fmt.Errorf("not a conversation id: %q", str(args, 0))
+	}
+	return id, nil
+}
+
+// get returns the storage and client once open has run.
+func (a *app) get() (*client.IDBStorage, *client.Client, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.c == nil {
+		return nil, nil, errors.New("sandi is not open yet")
+	}
+	return a.st, a.c, nil
+}
+
+func ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 2*time.Minute)
+}
+
+// open opens the device's storage and client: open(deviceName).
+func (a *app) open(args []js.Value) (any, error) {
+	a.mu.Lock()
+	if a.c != nil {
+		a.mu.Unlock()
+		return a.state()
+	}
+	defer a.mu.Unlock()
+	st, err := client.OpenIDBStorage(dbName)
+	if err != nil {
+		return nil, err
+	}
+	name := str(args, 0)
+	if name == "" {
+		name = "web browser"
+	}
+	origin := js.Global().Get("location").Get("origin").String()
+	c, err := client.Open(client.Options{Server: origin, Storage: st, DeviceName: name, OnChange: a.changed})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	a.st, a.c = st, c
+	return stateOf(c), nil
+}
+
+type state struct {
+	Username    string `json:"username"`
+	User        string `json:"userId,omitempty"`
+	Device      string `json:"deviceId,omitempty"`
+	HasAccount  bool   `json:"hasAccount"`
+	HasIdentity bool   `json:"hasIdentity"`
+}
+
+func stateOf(c *client.Client) state {
+	s := state{Username: c.Username()}
+	if s.Username != "" {
+		s.HasAccount = true
+		s.User, s.Device = c.UserID().String(), c.DeviceID().String()
+	}
+	_, s.HasIdentity = c.IdentityKey()
+	return s
+}
+
+func (a *app) state() (any, error) {
+	_, c, err := a.get()
+	if err != nil {
+		return nil, err
+	}
+	return stateOf(c), nil
+}
+
+func (a *app) register(args []js.Value) (any, error) {
+	_, c, err := a.get()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := ctx()
+	defer cancel()
+	if err := c.Register(ctx, str(args, 0), str(args, 1)); err != nil {
+		return nil, err
+	}
+	return stateOf(c), nil
+}
+
+func (a *app) login(args []js.Value) (any, error) {
+	_, c, err := a.get()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := ctx()
+	defer cancel()
+	if err := c.Login(ctx, str(args, 0), str(args, 1)); err != nil {
+		return nil, err
+	}
+	return stateOf(c), nil
+}
+
+// startLink returns the code this new device shows.
+func (a *app) startLink([]js.Value) (any, error) {
+	_, c, err := a.get()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := ctx()
+	defer cancel()
+	return c.StartLink(ctx)
+}
+
+// waitLink resolves when another device has confirmed this device's link
+// code. A later waitLink, resetIdentity or logout ends an earlier one.
+func (a *app) waitLink([]js.Value) (any, error) {
+	_, c, err := a.get()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.mu.Lock()
+	if a.unlink != nil {
+		a.unlink()
+	}
+	a.unlink = cancel
+	a.mu.Unlock()
+	defer cancel()
+	if err := c.WaitLink(ctx, 1500*time.Millisecond); err != nil {
+		return nil, err
+	}
+	return stateOf(c), nil
+}
+
+func (a *app) resetIdentity([]js.Value) (any, error) {
+	_, c, err := a.get()
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	if a.unlink != nil {
+		a.unlink()
+	}
+	a.mu.Unlock()
+	ctx, cancel := ctx()
+	defer cancel()
+	if err := c.ResetIdentity(ctx); err != nil {
+		return nil, err
+	}
+	return stateOf(c), nil
+}
+
+func (a *app) approveLink(args []js.Value) (any, error) {
+	_, c, err := a.get()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := ctx()
+	defer cancel()
+	code := strings.Join(strings.Fields(str(args, 0)), "")
+	dev, err := c.ApproveLink(ctx, code)
+	if err != nil {
+		return nil, err
+	}
+	return dev.String(), nil
+}
+
+func (a *app) devices([]js.Value) (any, error) {
+	_, c, err := a.get()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := ctx()
+	defer cancel()
+	return c.Devices(ctx)
+}
+
+// lastOf returns the last text or title message of a conversation,
+// reading the history once and keeping it up to date after that.
+func (a *app) lastOf(c *client.Client, id protocol.ConversationID) (*client.Message, error) {
+	a.mu.Lock()
+	m, ok := a.last[id]
+	a.mu.Unlock()
+	if ok {
+		return m, nil
+	}
+	h, err := c.History(id)
+	if err != nil {
+		return nil, err
+	}
+	if len(h) > 0 {
+		m = &h[len(h)-1]
+	}
+	a.noteLast(id, m)
+	return m, nil
+}
+
+// noteLast remembers m as the last message of a conversation unless a
+// later one is known (m nil: the conversation has none yet).
+func (a *app) noteLast(id protocol.ConversationID, m *client.Message) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if old := a.last[id]; old != nil && (m == nil || old.Seq > m.Seq) {
+		return
+	}
+	a.last[id] = m
+}
+
+func (a *app) conversations([]js.Value) (any, error) {
+	_, c, err := a.get()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := ctx()
+	defer cancel()
+	list, err := c.Conversations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range list {
+		if list[i].Last, err = a.lastOf(c, list[i].ID); err != nil {
+			return nil, err
+		}
+	}
+	return list, nil
+}
+
+// failure is a message that did not decrypt, as the page shows it.
+type failure struct {
+	Conversation protocol.ConversationID `json:"conversation"`
+	Seq          uint64                  `json:"seq"`
+	Reason       string                  `json:"reason"`
+	Detail       string                  `json:"detail"`
+	At           int64                   `json:"at"`
+}
+
+func (a *app) failures(st *client.IDBStorage, id protocol.ConversationID) ([]failure, error) {
+	b, err := st.Get(keyFailures + id.String())
+	if errors.Is(err, client.ErrNoValue) {
+		return []failure{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := []failure{}
+	for _, line := range strings.Split(string(b), "\n") {
+		var f failure
+		if json.Unmarshal([]byte(line), &f) == nil {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
+
+// history returns {messages, failures} of a conversation.
+func (a *app) history(args []js.Value) (any, error) {
+	st, c, err := a.get()
+	if err != nil {
+		return nil, err
+	}
+	id, err := conv(args)
+	if err != nil {
+		return nil, err
+	}
+	h, err := c.History(id)
+	if err != nil {
+		return nil, err
+	}
+	if h == nil {
+		h = []client.Message{}
+	}
+	fs, err := a.failures(st, id)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"messages": h, "failures": fs}, nil
+}
+
+func (a *app) send(args []js.Value) (any, error) {
+	_, c, err := a.get()
+	if err != nil {
+		return nil, err
+	}
+	id, err := conv(args)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := ctx()
+	defer cancel()
+	m, err := c.Send(ctx, id, str(args, 1))
+	if err != nil {
+		return nil, err
+	}
+	a.noteLast(id, &m)
+	return m, nil
+}
+
+// create makes a conversation: create(title, [usernames]).
+func (a *app) create(args []js.Value) (any, error) {
+	_, c, err := a.get()
+	if err != nil {
+		return nil, err
+	}
+	var users []string
+	if len(args) > 1 && args[1].Type() == js.TypeObject {
+		for i := range args[1].Length() {
+			users = append(users, args[1].Index(i).String())
+		}
+	}
+	if len(users) == 0 {
+		return nil, errors.New("pick at least one other member")
+	}
+	ctx, cancel := ctx()
+	defer cancel()
+	id, err := c.CreateConversation(ctx, strings.TrimSpace(str(args, 0)), users...)
+	if err != nil {
+		return nil, err
+	}
+	return id.String(), nil
+}
+
+func (a *app) findUser(args []js.Value) (any, error) {
+	_, c, err := a.get()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := ctx()
+	defer cancel()
+	return c.FindUser(ctx, strings.TrimSpace(str(args, 0)))
+}
+
+func (a *app) member(args []js.Value, f func(ctx context.Context, c *client.Client, id protocol.ConversationID, user string) error) (any, error) {
+	_, c, err := a.get()
+	if err != nil {
+		return nil, err
+	}
+	id, err := conv(args)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := ctx()
+	defer cancel()
+	return nil, f(ctx, c, id, strings.TrimSpace(str(args, 1)))
+}
+
+func (a *app) addMember(args []js.Value) (any, error) {
+	return a.member(args, func(ctx context.Context, c *client.Client, id protocol.ConversationID, user string) error {
+		return c.AddMembers(ctx, id, user)
+	})
+}
+
+func (a *app) removeMember(args []js.Value) (any, error) {
+	return a.member(args, func(ctx context.Context, c *client.Client, id protocol.ConversationID, user string) error {
+		return c.RemoveMembers(ctx, id, user)
+	})
+}
+
+func (a *app) leave(args []js.Value) (any, error) {
+	return a.member(args, func(ctx context.Context, c *client.Client, id protocol.ConversationID, _ string) error {
+		return c.Leave(ctx, id)
+	})
+}
+
+func (a *app) markRead(args []js.Value) (any, error) {
+	_, c, err := a.get()
+	if err != nil {
+		return nil, err
+	}
+	id, err := conv(args)
+	if err != nil {
+		return nil, err
+	}
+	return nil, c.MarkRead(id)
+}
+
+// safety returns the safety number with a user and its QR code as rows of
+// "0" and "1" (level M: the 65-byte payload is a 37×37 symbol).
+func (a *app) safety(args []js.Value) (any, error) {
+	_, c, err := a.get()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := ctx()
+	defer cancel()
+	number, payload, err := c.SafetyNumber(ctx, strings.TrimSpace(str(args, 0)))
+	if err != nil {
+		return nil, err
+	}
+	code, err := qr.Encode(payload, qr.M)
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]string, code.Size)
+	for y := range code.Size {
+		var sb strings.Builder
+		for x := range code.Size {
+			if code.Dark(x, y) {
+				sb.WriteByte('1')
+			} else {
+				sb.WriteByte('0')
+			}
+		}
+		rows[y] = sb.String()
+	}
+	return map[string]any{"number": number, "qr": rows}, nil
+}
+
+// warnings returns the warnings not yet dismissed, newest last. The SDK
+// hands each warning over once; they are kept here until the user
+// dismisses them, so a reload does not lose one.
+func (a *app) warnings([]js.Value) (any, error) {
+	st, c, err := a.get()
+	if err != nil {
+		return nil, err
+	}
+	ws, err := c.Warnings()
+	if err != nil {
+		return nil, err
+	}
+	me := c.UserID()
+	for _, w := range ws {
+		if w.User == me {
+			continue // this account's own new key (a reset on another device)
+		}
+		b, err := json.Marshal(w)
+		if err != nil {
+			return nil, err
+		}
+		if err := st.Append(keyWarnings, append(b, '\n')); err != nil {
+			return nil, err
+		}
+	}
+	b, err := st.Get(keyWarnings)
+	if errors.Is(err, client.ErrNoValue) {
+		return []client.Warning{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := []client.Warning{}
+	for _, line := range strings.Split(string(b), "\n") {
+		var w client.Warning
+		if json.Unmarshal([]byte(line), &w) == nil {
+			out = append(out, w)
+		}
+	}
+	return out, nil
+}
+
+// changed tells the page that something other than a message changed
+// (members, keys, devices): it runs with the client locked, so the page
+// only schedules a refresh.
+func (a *app) changed() {
+	a.mu.Lock()
+	f := a.change
+	a.mu.Unlock()
+	if f.Type() == js.TypeFunction {
+		f.Invoke()
+	}
+}
+
+// listen runs the live event stream until logout, calling onMessage(m) for
+// each new message, onFailure(f) for each that does not decrypt (the
+// failure is stored too, so a reload still shows it) and onChange() when
+// something else changed.
+func (a *app) listen(onMessage, onFailure, onChange js.Value) {
+	st, c, err := a.get()
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.mu.Lock()
+	if a.stop != nil {
+		a.stop()
+	}
+	a.stop = cancel
+	a.change = onChange
+	a.mu.Unlock()
+	c.Listen(ctx, func(m client.Message) {
+		a.noteLast(m.Conversation, &m)
+		onMessage.Invoke(toJS(m))
+	}, func(de *client.DecryptError) {
+		f := failure{Conversation: de.Conversation, Seq: de.Seq, Reason: de.Reason, Detail: de.Err.Error(), At: time.Now().UnixMilli()}
+		if b, err := json.Marshal(f); err == nil {
+			st.Append(keyFailures+f.Conversation.String(), append(b, '\n'))
+		}
+		onFailure.Invoke(toJS(f))
+	})
+}
+
+// logout signs the device out on the server and deletes its IndexedDB
+// database: keys, protocol state and history. The local data goes even
+// when the server cannot be reached; the answer then says so.
+func (a *app) logout([]js.Value) (any, error) {
+	st, c, err := a.get()
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	for _, stop := range []context.CancelFunc{a.stop, a.unlink} {
+		if stop != nil {
+			stop()
+		}
+	}
+	a.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	serverErr := c.Logout(ctx)
+	if errors.Is(serverErr, client.ErrNoAccount) {
+		serverErr = nil
+	}
+	a.mu.Lock()
+	a.c, a.st = nil, nil
+	a.mu.Unlock()
+	st.Close()
+	if err := client.DeleteIDBStorage(dbName); err != nil {
+		return nil, fmt.Errorf("delete this browser's sandi data: %w", err)
+	}
+	if serverErr != nil {
+		return map[string]string{"warning": "the server could not be told (" + serverErr.Error() + "); this browser's data is deleted"}, nil
+	}
+	return map[string]string{}, nil
+}
