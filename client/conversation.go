@@ -348,7 +348,7 @@ func (c *Client) CreateConversation(ctx context.Context, title string, users ...
 		return cs.ID, err
 	}
 	if title != "" {
-		if _, err := c.send(ctx, cs, Content{Type: ContentTitle, Text: title}); err != nil {
+		if _, err := c.send(ctx, cs, "", Content{Type: ContentTitle, Text: title}); err != nil {
 			return cs.ID, err
 		}
 	}

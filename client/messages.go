@@ -87,47 +87,125 @@ func (c *Client) Send(ctx context.Context, conv protocol.ConversationID, text st
 	if cs == nil {
 		cs = c.newConv(conv)
 	}
-	return c.send(ctx, cs, Content{Type: ContentText, Text: text})
+	return c.send(ctx, cs, "", Content{Type: ContentText, Text: text})
 }
 
-func (c *Client) send(ctx context.Context, cs *convState, ct Content) (Message, error) {
-	ct.SentAt = c.now().UnixMilli()
+// NewClientID returns a fresh client message id for SendWithID.
+func NewClientID() string { return protocol.NewConversationID().String() }
+
+// SendWithID is Send with a caller-chosen client message id (8 to 64
+// characters, from NewClientID). Calling it again with the same id after a
+// failure whose outcome was unknown (a timeout, a dropped connection)
+// re-sends the very envelope of the first attempt, so the server stores the
+// message once whatever happened: this is how an application retries.
+func (c *Client) SendWithID(ctx context.Context, conv protocol.ConversationID, clientID, text string) (Message, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.ready(); err != nil {
+		return Message{}, err
+	}
+	if len(clientID) < 8 || len(clientID) > 64 || validKey("outbox/"+clientID) != nil {
+		return Message{}, fmt.Errorf("a client message id has 8 to 64 characters of [a-z0-9._-]")
+	}
+	if text == "" || len(text) > MaxText || !utf8.ValidString(text) {
+		return Message{}, fmt.Errorf("a message is 1 to %d bytes of UTF-8 text", MaxText)
+	}
+	cs, err := c.conv(conv)
+	if err != nil {
+		return Message{}, err
+	}
+	if cs == nil {
+		cs = c.newConv(conv)
+	}
+	return c.send(ctx, cs, clientID, Content{Type: ContentText, Text: text})
+}
+
+// outgoing is a message whose envelope left (or was about to leave) this
+// device without a known outcome (storage key outbox/CLIENTID).
+type outgoing struct {
+	Conversation protocol.ConversationID `json:"conversation"`
+	Epoch        uint64                  `json:"epoch"`
+	Envelope     b64                     `json:"envelope"`
+	Content      Content                 `json:"content"`
+}
+
+func (c *Client) send(ctx context.Context, cs *convState, clientID string, ct Content) (Message, error) {
+	if clientID == "" {
+		clientID = NewClientID()
+	}
+	key := "outbox/" + clientID
+	var out outgoing
+	if b, err := c.st.Get(key); err == nil {
+		if err := json.Unmarshal(b, &out); err != nil {
+			return Message{}, err
+		}
+		if out.Conversation != cs.ID {
+			return Message{}, fmt.Errorf("client message id %s belongs to another conversation", clientID)
+		}
+		ct = out.Content
+	} else if !errors.Is(err, ErrNoValue) {
+		return Message{}, err
+	}
+	if ct.SentAt == 0 {
+		ct.SentAt = c.now().UnixMilli()
+	}
 	pt, err := json.Marshal(ct)
 	if err != nil {
 		return Message{}, err
 	}
-	clientID := protocol.NewConversationID().String() // 128 random bits
 	for try := 0; ; try++ {
-		e, n, err := c.current(ctx, cs)
-		if err != nil {
-			return Message{}, err
-		}
-		env, err := e.ep.Encrypt(c.id, pt)
-		if err != nil {
-			return Message{}, err
-		}
-		// The ratchet advanced: store it before the envelope leaves, so a
-		// crash never reuses a message key.
-		if err := c.saveEpoch(cs, n, e); err != nil {
-			return Message{}, err
+		if out.Envelope == nil {
+			e, n, err := c.current(ctx, cs)
+			if err != nil {
+				return Message{}, err
+			}
+			env, err := e.ep.Encrypt(c.id, pt)
+			if err != nil {
+				return Message{}, err
+			}
+			// The ratchet advanced: store it, and the envelope, before the
+			// envelope leaves, so a crash never reuses a message key and a
+			// retry sends the same bytes.
+			if err := c.saveEpoch(cs, n, e); err != nil {
+				return Message{}, err
+			}
+			out = outgoing{Conversation: cs.ID, Epoch: n, Envelope: env.Marshal(), Content: ct}
+			b, err := json.Marshal(out)
+			if err != nil {
+				return Message{}, err
+			}
+			if err := c.st.Put(key, b); err != nil {
+				return Message{}, err
+			}
 		}
 		var sa struct {
 			Seq       uint64 `json:"seq"`
 			CreatedAt int64  `json:"createdAt"`
 		}
-		err = c.api.do(ctx, "POST", "/api/conversations/"+cs.ID.String()+"/messages", map[string]any{"clientId": clientID, "envelope": b64(env.Marshal())}, &sa)
-		if IsCode(err, "rotation_required") && try < 3 {
-			continue // refused whole: the client id is still unused
+		err = c.api.do(ctx, "POST", "/api/conversations/"+cs.ID.String()+"/messages", map[string]any{"clientId": clientID, "envelope": out.Envelope}, &sa)
+		var ae *APIError
+		if errors.As(err, &ae) && ae.Status < 500 && ae.Status != 429 {
+			// Refused whole: nothing was stored under the id.
+			if derr := c.st.Delete(key); derr != nil {
+				return Message{}, derr
+			}
+			if ae.Code == "rotation_required" && try < 3 {
+				out = outgoing{}
+				continue
+			}
 		}
 		if err != nil {
 			return Message{}, err
 		}
 		m := Message{Conversation: cs.ID, Seq: sa.Seq, Sender: c.acct.Username, SenderID: c.acct.User, Device: c.acct.Device,
-			Type: ct.Type, Text: ct.Text, SentAt: ct.SentAt, ReceivedAt: sa.CreatedAt, Epoch: n, Own: true}
-		if err := c.record(cs, m); err != nil {
+			Type: ct.Type, Text: ct.Text, SentAt: ct.SentAt, ReceivedAt: sa.CreatedAt, Epoch: out.Epoch, Own: true}
+		if err := c.recordLater(cs, m); err != nil {
 			return m, err
 		}
-		return m, nil
+		if err := c.flush(); err != nil {
+			return m, err
+		}
+		return m, c.st.Delete(key)
 	}
 }
 

@@ -615,18 +615,26 @@
     const text = input.value;
     if (!text.trim() || !st.current) return;
     input.value = "";
-    const p = { localId: ++st.localId, conv: st.current, text, status: "sending", at: Date.now() };
+    const p = { localId: ++st.localId, clientId: clientId(), conv: st.current, text, status: "sending", at: Date.now() };
     if (!st.pending.has(p.conv)) st.pending.set(p.conv, []);
     st.pending.get(p.conv).push(p);
     appendToChat(pendingNode(p));
     trySend(p);
   });
 
+  // clientId is a message's id for the server's deduplication: kept across
+  // retries, so a retry of a send whose answer was lost stores nothing twice.
+  function clientId() {
+    const b = new Uint8Array(16);
+    crypto.getRandomValues(b);
+    return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  }
+
   async function trySend(p) {
     p.status = "sending";
     redrawPending(p);
     try {
-      const m = await sandi.send(p.conv, p.text);
+      const m = await sandi.send(p.conv, p.text, p.clientId);
       p.status = "sent";
       p.seq = m.seq;
       if (p.conv === st.current) st.shown.add(m.seq);

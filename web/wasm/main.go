@@ -453,7 +453,14 @@ func (a *app) send(args []js.Value) (any, error) {
 	}
 	ctx, cancel := ctx()
 	defer cancel()
-	m, err := c.Send(ctx, id, str(args, 1))
+	// send(conv, text, clientId): the page keeps one client id per pending
+	// message, so Retry re-sends the same envelope and the server stores
+	// the message once even if an earlier attempt's outcome was lost.
+	clientID := str(args, 2)
+	if clientID == "" {
+		clientID = client.NewClientID()
+	}
+	m, err := c.SendWithID(ctx, id, clientID, str(args, 1))
 	if err != nil {
 		return nil, err
 	}
