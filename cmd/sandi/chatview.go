@@ -25,7 +25,7 @@ import (
 
 // chatBackend is what the chat needs of the client; *client.Client has it.
 type chatBackend interface {
-	Send(ctx context.Context, conv protocol.ConversationID, text string) (client.Message, error)
+	SendWithID(ctx context.Context, conv protocol.ConversationID, clientID, text string) (client.Message, error)
 	Conversations(ctx context.Context) ([]client.Conversation, error)
 	AddMembers(ctx context.Context, conv protocol.ConversationID, users ...string) error
 	RemoveMembers(ctx context.Context, conv protocol.ConversationID, users ...string) error
@@ -155,6 +155,7 @@ type chatEntry struct {
 	own    bool // this account's
 	state  sendState
 	err    string // why the send failed
+	id     string // client message id: kept across retries so a message is stored once
 
 	width int      // lines were wrapped for this width
 	lines []string // rendered, styled
@@ -312,7 +313,7 @@ func (m *chatModel) submit() tea.Cmd {
 	if strings.HasPrefix(line, "/") {
 		return m.command(line)
 	}
-	e := &chatEntry{kind: entryMessage, sender: m.me, at: m.now(), text: line, own: true, state: stateSending}
+	e := &chatEntry{kind: entryMessage, sender: m.me, at: m.now(), text: line, own: true, state: stateSending, id: client.NewClientID()}
 	m.add(e)
 	m.queue = append(m.queue, e)
 	return m.sendNext()
@@ -326,9 +327,9 @@ func (m *chatModel) sendNext() tea.Cmd {
 	}
 	m.sending = true
 	e := m.queue[0]
-	ctx, b, conv, text := m.ctx, m.b, m.conv, e.text
+	ctx, b, conv, text, id := m.ctx, m.b, m.conv, e.text, e.id
 	return func() tea.Msg {
-		sent, err := b.Send(ctx, conv, text)
+		sent, err := b.SendWithID(ctx, conv, id, text)
 		return chatSentMsg{e: e, m: sent, err: err}
 	}
 }

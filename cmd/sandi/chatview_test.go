@@ -28,13 +28,15 @@ type fakeBackend struct {
 	members []string
 	fail    error
 	sent    []string
+	ids     []string // client message ids of every attempt
 	seq     uint64
 	added   []string
 }
 
-func (f *fakeBackend) Send(ctx context.Context, conv protocol.ConversationID, text string) (client.Message, error) {
+func (f *fakeBackend) SendWithID(ctx context.Context, conv protocol.ConversationID, clientID, text string) (client.Message, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.ids = append(f.ids, clientID)
 	if f.fail != nil {
 		return client.Message{}, f.fail
 	}
@@ -255,6 +257,10 @@ func TestChatViewSendFailRetry(t *testing.T) {
 	}
 	if !slices.Equal(b.sent, []string{"first try"}) {
 		t.Fatalf("sent %q", b.sent)
+	}
+	// The retry carried the first attempt's client id: stored at most once.
+	if len(b.ids) != 2 || b.ids[0] != b.ids[1] || len(b.ids[0]) < 8 {
+		t.Fatalf("client ids of the attempts: %q", b.ids)
 	}
 	// Ctrl+R with nothing failed does nothing.
 	if cmd := press(m, "ctrl+r"); drain(m, cmd) || len(b.sent) != 1 {
