@@ -1,0 +1,169 @@
+// Command sandi-load measures sandi's send path, live delivery and sync
+// catch-up (see package sandi.dev/internal/load and docs/performance.md).
+//
+//	sandi-load                                  # in-process server on a fresh SQLite file
+//	sandi-load --db postgres://127.0.0.1:5432/postgres?sslmode=disable
+//	sandi-load --server http://127.0.0.1:8080   # a running server
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"time"
+
+	"sandi.dev/internal/load"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "sandi-load:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	var cfg load.Config
+	fs := flag.NewFlagSet("sandi-load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.Server, "server", "", "base URL of a running server on a loopback address (default: start one in-process)")
+	fs.StringVar(&cfg.DB, "db", "", "in-process database: empty for a fresh SQLite file, or a postgres:// URL (a fresh database is created there for each run and dropped)")
+	fs.BoolVar(&cfg.Keep, "keep", false, "keep the run's SQLite file or PostgreSQL database")
+	fs.IntVar(&cfg.Senders, "senders", 0, "sending accounts, one conversation each with the receiver (default: the largest --conc level)")
+	conc := fs.String("conc", "1,8,64", "closed-loop concurrency levels, comma-separated, or none")
+	fs.DurationVar(&cfg.Duration, "duration", 3*time.Second, "duration of each closed-loop level")
+	fs.IntVar(&cfg.Rate, "rate", 1000, "open-loop sends per second with the receiver on the WebSocket (0: skip)")
+	fs.DurationVar(&cfg.RateDuration, "rate-duration", 5*time.Second, "duration of the open loop")
+	fs.IntVar(&cfg.MaxInFlight, "max-in-flight", 512, "open loop: most sends outstanding at once")
+	fs.IntVar(&cfg.CatchUp, "catchup", 0, "catch-up: most events to read through GET /api/sync (0: all the closed-loop messages, -1: skip)")
+	fs.IntVar(&cfg.PageSize, "page", 500, "catch-up sync page size (1 to 500)")
+	fs.IntVar(&cfg.MessageSize, "size", 100, "plaintext bytes per message")
+	fs.IntVar(&cfg.Pool, "pool", 256, "envelopes each sender encrypts and signs before the timed phases (sends cycle through them)")
+	fs.BoolVar(&cfg.InlineEncrypt, "inline-encrypt", false, "encrypt and sign every envelope during the timed phases instead of using a pool")
+	fs.IntVar(&cfg.RotateAfterMessages, "rotate-after", 1<<30, "in-process server: messages per epoch before rotation is required")
+	fs.DurationVar(&cfg.Settle, "settle", 0, "before each timed phase, wait up to this long for the rest of the machine to be idle (shared machines)")
+	maxOthers := fs.Float64("max-others", 0, "discard and repeat a run in which the rest of the machine used more than this many cores during a timed phase (0: keep every run; at most 2 extra attempts per run)")
+	runs := fs.Int("runs", 1, "repeat the whole measurement and report the median of each figure (1 to 9)")
+	jsonOut := fs.String("json", "", "also write the report (and each run's, with --runs) as JSON to this file")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed phases to this file (in-process: labels side=server and side=client)")
+	traceOut := fs.String("trace", "", "write a runtime execution trace of the timed phases to this file (go tool trace)")
+	timeout := fs.Duration("timeout", 15*time.Minute, "give up after this long")
+	quiet := fs.Bool("q", false, "no progress lines on stderr")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() != 0 {
+		return errors.New("no arguments expected; see -h")
+	}
+	if *conc == "none" {
+		cfg.Duration = -1
+	} else {
+		cfg.Concurrency = nil
+		for _, f := range strings.Split(*conc, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				return fmt.Errorf("--conc: %q is not a number", f)
+			}
+			cfg.Concurrency = append(cfg.Concurrency, n)
+		}
+	}
+	if cfg.Duration == 0 {
+		cfg.Duration = -1
+	}
+	if cfg.Rate <= 0 || cfg.RateDuration <= 0 {
+		cfg.Rate = -1
+	}
+	if cfg.PageSize < 1 || cfg.PageSize > 500 {
+		return errors.New("--page is 1 to 500")
+	}
+	if *runs < 1 || *runs > 9 {
+		return errors.New("--runs is 1 to 9")
+	}
+	if (*cpuProfile != "" || *traceOut != "") && *runs != 1 {
+		return errors.New("--cpuprofile and --trace take a single run")
+	}
+	if !*quiet {
+		cfg.Log = stderr
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		cfg.CPUProfile = f
+	}
+	if *traceOut != "" {
+		f, err := os.Create(*traceOut)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		cfg.Trace = f
+	}
+	var reports []load.Report
+	discarded := 0
+	for attempt := 1; len(reports) < *runs; attempt++ {
+		if attempt > 3**runs {
+			if len(reports) == 0 {
+				return fmt.Errorf("no run had the machine to itself (--max-others %.2f) in %d attempts", *maxOthers, attempt-1)
+			}
+			fmt.Fprintf(stderr, "sandi-load: only %d of %d runs had the machine to themselves (--max-others %.2f) in %d attempts; reporting those\n",
+				len(reports), *runs, *maxOthers, attempt-1)
+			break
+		}
+		if *runs > 1 && !*quiet {
+			fmt.Fprintf(stderr, "sandi-load: run %d of %d\n", len(reports)+1, *runs)
+		}
+		rep, err := load.Run(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("run %d: %w", len(reports)+1, err)
+		}
+		if *maxOthers > 0 && rep.MaxOthers() > *maxOthers {
+			discarded++
+			fmt.Fprintf(stderr, "sandi-load: run discarded: the rest of the machine used %.2f cores during a phase (--max-others %.2f)\n", rep.MaxOthers(), *maxOthers)
+			continue
+		}
+		if *runs > 1 {
+			rep.WriteTable(stdout)
+			fmt.Fprintln(stdout)
+		}
+		reports = append(reports, rep)
+	}
+	sum := load.Summarize(reports)
+	sum.DiscardedRuns = discarded
+	sum.WriteTable(stdout)
+	if *jsonOut != "" {
+		out := struct {
+			Summary load.Report   `json:"summary"`
+			Runs    []load.Report `json:"runs,omitempty"`
+		}{Summary: sum}
+		if len(reports) > 1 {
+			out.Runs = reports
+		}
+		data, err := json.MarshalIndent(out, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(*jsonOut, append(data, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,101 @@
+package load
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRunSQLite runs the whole tool with tiny numbers against an in-process
+// server on SQLite and checks that the report adds up, so the tool cannot
+// rot silently. It asserts nothing about speed.
+func TestRunSQLite(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var log bytes.Buffer
+	rep, err := Run(ctx, Config{
+		Senders:      3,
+		Concurrency:  []int{1, 3},
+		Duration:     300 * time.Millisecond,
+		Rate:         100,
+		RateDuration: 500 * time.Millisecond,
+		Pool:         4, // fewer envelopes than sends: the pool cycles
+		Log:          &log,
+	})
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, log.String())
+	}
+	if len(rep.Closed) != 2 || rep.Closed[0].Concurrency != 1 || rep.Closed[1].Concurrency != 3 {
+		t.Fatalf("closed-loop levels: %+v", rep.Closed)
+	}
+	var closed int64
+	for _, c := range rep.Closed {
+		if c.Accepted == 0 || c.Failed != 0 || len(c.Errors) != 0 {
+			t.Errorf("closed loop with %d senders: %d accepted, %d failed %v", c.Concurrency, c.Accepted, c.Failed, c.Errors)
+		}
+		if c.PerSecond <= 0 || c.Ack.N != int(c.Accepted) || c.Ack.P50 <= 0 || c.Ack.P99 < c.Ack.P50 || c.Ack.Max < c.Ack.P99 {
+			t.Errorf("closed loop with %d senders: rate %v, ack latencies %+v", c.Concurrency, c.PerSecond, c.Ack)
+		}
+		closed += c.Accepted
+	}
+	if cu := rep.CatchUp; cu == nil || cu.Messages != closed || cu.Events < cu.Messages || cu.Pages < 1 || cu.EventsPerSecond <= 0 {
+		t.Errorf("catch-up read %+v, want every one of the %d closed-loop messages", rep.CatchUp, closed)
+	}
+	l := rep.Live
+	if l == nil {
+		t.Fatal("no live phase in the report")
+	}
+	if l.Scheduled != 50 || l.Sent != 50 || l.Accepted != 50 || l.Failed != 0 {
+		t.Errorf("live: scheduled %d, sent %d, accepted %d, failed %d %v; want 50 sent and accepted", l.Scheduled, l.Sent, l.Accepted, l.Failed, l.Errors)
+	}
+	if l.Received != l.Accepted || l.Missing != 0 {
+		t.Errorf("live: %d delivered over the WebSocket, %d missing, of %d accepted", l.Received, l.Missing, l.Accepted)
+	}
+	d := l.Delivery
+	if d.N != int(l.Received) || d.P50 <= 0 || d.P90 < d.P50 || d.P99 < d.P90 || d.Max < d.P99 || d.Mean <= 0 {
+		t.Errorf("live: delivery latencies %+v", d)
+	}
+	if l.Ack.N != int(l.Accepted) || l.Ack.P50 <= 0 {
+		t.Errorf("live: ack latencies %+v", l.Ack)
+	}
+	if rep.Stored != rep.Accepted() || rep.Accepted() != closed+l.Accepted {
+		t.Errorf("stored %d messages, accepted %d sends (closed %d + live %d)", rep.Stored, rep.Accepted(), closed, l.Accepted)
+	}
+	if rep.Database != "sqlite" || rep.EnvelopeBytes <= rep.MessageBytes || rep.Machine.NumCPU < 1 {
+		t.Errorf("report header: %+v", rep)
+	}
+
+	var table bytes.Buffer
+	rep.WriteTable(&table)
+	for _, want := range []string{"3 concurrent senders", "send → delivered", "catch-up", "messages stored"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+	sum := Summarize([]Report{rep, rep, rep})
+	if sum.Runs != 3 || sum.MismatchedRuns != 0 || sum.Closed[1].Accepted != rep.Closed[1].Accepted || sum.Live.Delivery.P99 != d.P99 {
+		t.Errorf("summary of three identical runs differs from the run: %+v", sum)
+	}
+}
+
+// TestConfigRefusesRemoteAddresses checks that the tool only ever targets
+// loopback addresses.
+func TestConfigRefusesRemoteAddresses(t *testing.T) {
+	for _, c := range []Config{
+		{Server: "http://192.0.2.1:8080"},
+		{Server: "http://example.com"},
+		{DB: "postgres://db.example.com/sandi"},
+		{DB: "postgres://10.0.0.1:5432/sandi"},
+	} {
+		if _, err := Run(context.Background(), c); err == nil || !strings.Contains(err.Error(), "loopback") {
+			t.Errorf("Run(%+v) = %v, want a refusal of the non-loopback address", c, err)
+		}
+	}
+	for _, u := range []string{"http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:80", "postgres://127.0.0.1/x", "postgres:///x?host=/tmp"} {
+		if err := checkLoopbackURL(u); err != nil {
+			t.Errorf("checkLoopbackURL(%q) = %v", u, err)
+		}
+	}
+}

@@ -1,0 +1,305 @@
+package load
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// tally counts the outcomes of sends; safe for concurrent use.
+type tally struct {
+	mu       sync.Mutex
+	accepted int64
+	failed   int64
+	errors   map[string]int64
+	firstErr error
+	acks     []time.Duration // per accepted send
+}
+
+func (t *tally) add(r sendResult, ack time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r.ok() {
+		t.accepted++
+		t.acks = append(t.acks, ack)
+		return
+	}
+	t.failed++
+	if t.errors == nil {
+		t.errors = map[string]int64{}
+	}
+	t.errors[r.errorKey()]++
+	if t.firstErr == nil {
+		if r.err != nil {
+			t.firstErr = r.err
+		} else {
+			t.firstErr = fmt.Errorf("status %d %s", r.status, r.code)
+		}
+	}
+}
+
+// merge adds a sender's local counts.
+func (t *tally) merge(o *tally) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.accepted += o.accepted
+	t.failed += o.failed
+	for k, v := range o.errors {
+		if t.errors == nil {
+			t.errors = map[string]int64{}
+		}
+		t.errors[k] += v
+	}
+	if t.firstErr == nil {
+		t.firstErr = o.firstErr
+	}
+	t.acks = append(t.acks, o.acks...)
+}
+
+// closedLoop runs n senders, each sending its next message as soon as the
+// previous one is answered, for the configured duration. Every send is
+// counted, including those answered after the deadline: the rate is the
+// accepted sends over the time until the last answer.
+func (r *runner) closedLoop(ctx context.Context, n int) (ClosedResult, error) {
+	total := &tally{}
+	var wg sync.WaitGroup
+	cpu0 := sampleCPU(r.dbPIDs)
+	start := time.Now()
+	deadline := start.Add(r.cfg.Duration)
+	var encErr error
+	var encMu sync.Mutex
+	for _, s := range r.senders[:n] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			local := &tally{acks: make([]time.Duration, 0, 4096)}
+			defer total.merge(local)
+			for ctx.Err() == nil && time.Now().Before(deadline) {
+				env, err := s.envelope(r.cfg.InlineEncrypt, r.pt)
+				if err != nil {
+					encMu.Lock()
+					encErr = err
+					encMu.Unlock()
+					return
+				}
+				t0 := time.Now()
+				res := r.c.send(ctx, s, s.clientID(), env)
+				local.add(res, time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	cpu := cpuSince(cpu0)
+	if encErr != nil {
+		return ClosedResult{}, encErr
+	}
+	if err := ctx.Err(); err != nil {
+		return ClosedResult{}, err
+	}
+	res := ClosedResult{
+		Concurrency: n, Seconds: elapsed.Seconds(), Accepted: total.accepted, Failed: total.failed, Errors: total.errors,
+		PerSecond: float64(total.accepted) / elapsed.Seconds(), Ack: percentiles(total.acks), CPU: cpu,
+	}
+	if total.accepted > 0 {
+		res.CPUPerSend = cpu.Process * elapsed.Seconds() / float64(total.accepted) * 1e6
+	}
+	if total.accepted == 0 && total.firstErr != nil {
+		return res, fmt.Errorf("closed loop with %d senders: no send accepted; first error: %w", n, total.firstErr)
+	}
+	return res, nil
+}
+
+// catchUp reads the receiver's stream from its cursor through
+// GET /api/sync pages, as a client coming back online does, and times it.
+// The events past the cap, if any, are then read untimed so the live phase
+// starts at the end of the stream.
+func (r *runner) catchUp(ctx context.Context) (CatchUpResult, error) {
+	res := CatchUpResult{PageSize: r.cfg.PageSize}
+	u := r.rcv
+	cpu0 := sampleCPU(r.dbPIDs)
+	start := time.Now()
+	for {
+		p, err := r.c.syncPage(ctx, u, u.cursor, r.cfg.PageSize)
+		if err != nil {
+			return res, fmt.Errorf("catch-up: %w", err)
+		}
+		res.Pages++
+		res.Events += int64(len(p.Events))
+		for _, e := range p.Events {
+			if e.Kind == "message" && e.Message != nil {
+				res.Messages++
+			}
+		}
+		u.cursor = p.Cursor
+		if !p.More || (r.cfg.CatchUp > 0 && res.Events >= int64(r.cfg.CatchUp)) {
+			break
+		}
+	}
+	res.Seconds = time.Since(start).Seconds()
+	res.CPU = cpuSince(cpu0)
+	if res.Seconds > 0 {
+		res.EventsPerSecond = float64(res.Events) / res.Seconds
+	}
+	if err := r.c.syncToEnd(ctx, u, r.cfg.PageSize); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// openLoop sends at a fixed rate, whatever the answers, while the receiver
+// listens on the WebSocket, and measures for each message the time from its
+// scheduled send time to the event's arrival at the receiver.
+func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
+	rate, dur := r.cfg.Rate, r.cfg.RateDuration
+	total := int(int64(rate) * int64(dur) / int64(time.Second))
+	res := LiveResult{Rate: rate, Scheduled: total}
+
+	var mu sync.Mutex
+	pending := make(map[string]time.Time, total)
+	delivery := make([]time.Duration, 0, total)
+	var received, accepted, frames int64
+	allIn := make(chan struct{}, 1) // signalled when received may have reached accepted
+	sendsDone := false
+
+	wctx, stopWS := context.WithCancel(ctx)
+	defer stopWS()
+	u := r.rcv
+	wsURL := "ws" + strings.TrimPrefix(r.c.base, "http") + "/api/ws?since=" + strconv.FormatInt(u.cursor, 10)
+	conn, _, err := websocket.Dial(wctx, wsURL, &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {u.auth}}})
+	if err != nil {
+		return res, fmt.Errorf("websocket: %w", err)
+	}
+	defer conn.CloseNow()
+	conn.SetReadLimit(64 << 20)
+	wsErr := make(chan error, 1)
+	go func() {
+		for {
+			_, data, err := conn.Read(wctx)
+			if err != nil {
+				wsErr <- err
+				return
+			}
+			now := time.Now()
+			var p syncPage
+			if err := json.Unmarshal(data, &p); err != nil {
+				wsErr <- err
+				return
+			}
+			mu.Lock()
+			frames++
+			for _, e := range p.Events {
+				if e.Kind != "message" || e.Message == nil {
+					continue
+				}
+				at, ok := pending[e.Message.ClientID]
+				if !ok {
+					continue
+				}
+				delete(pending, e.Message.ClientID)
+				delivery = append(delivery, now.Sub(at))
+				received++
+			}
+			done := sendsDone && received >= accepted
+			mu.Unlock()
+			if done {
+				select {
+				case allIn <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+
+	sends := &tally{acks: make([]time.Duration, 0, total)}
+	sem := make(chan struct{}, r.cfg.MaxInFlight)
+	var wg sync.WaitGroup
+	interval := time.Second / time.Duration(rate)
+	cpu0 := sampleCPU(r.dbPIDs)
+	start := time.Now().Add(5 * time.Millisecond)
+	var maxLag time.Duration
+	var encErr error
+	i := 0
+	for ; i < total && ctx.Err() == nil; i++ {
+		at := start.Add(time.Duration(i) * interval)
+		if d := time.Until(at); d > 0 {
+			time.Sleep(d)
+		}
+		s := r.senders[i%len(r.senders)]
+		env, err := s.envelope(r.cfg.InlineEncrypt, r.pt)
+		if err != nil {
+			encErr = err
+			break
+		}
+		cid := s.clientID()
+		mu.Lock()
+		pending[cid] = at
+		mu.Unlock()
+		sem <- struct{}{}
+		if lag := time.Since(at); lag > maxLag {
+			maxLag = lag
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			res := r.c.send(ctx, s, cid, env)
+			ack := time.Since(at)
+			if !res.ok() {
+				mu.Lock()
+				delete(pending, cid)
+				mu.Unlock()
+			}
+			sends.add(res, ack)
+		}()
+	}
+	wg.Wait()
+	res.Seconds = time.Since(start).Seconds()
+	res.CPU = cpuSince(cpu0)
+	res.Sent = i
+	if encErr != nil {
+		return res, encErr
+	}
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	mu.Lock()
+	accepted = sends.accepted
+	sendsDone = true
+	done := received >= accepted
+	mu.Unlock()
+	if !done {
+		// Wait for the last events (bounded).
+		select {
+		case <-allIn:
+		case err := <-wsErr:
+			return res, fmt.Errorf("websocket: %w", err)
+		case <-time.After(10 * time.Second):
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+	}
+	stopWS()
+	conn.Close(websocket.StatusNormalClosure, "")
+	mu.Lock()
+	defer mu.Unlock()
+	res.Accepted, res.Failed, res.Errors = sends.accepted, sends.failed, sends.errors
+	res.Received = received
+	res.Frames = frames
+	res.Missing = accepted - received
+	res.PerSecond = float64(sends.accepted) / res.Seconds
+	res.Ack = percentiles(sends.acks)
+	res.Delivery = percentiles(delivery)
+	res.MaxStartLagMs = ms(maxLag)
+	if sends.accepted == 0 && sends.firstErr != nil {
+		return res, fmt.Errorf("open loop: no send accepted; first error: %w", sends.firstErr)
+	}
+	return res, nil
+}

@@ -1,0 +1,397 @@
+package load
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Report is what one run measured. Times are in milliseconds or seconds as
+// their names say.
+type Report struct {
+	Machine       Machine `json:"machine"`
+	Target        string  `json:"target"`     // "in-process" or the server URL
+	Database      string  `json:"database"`   // sqlite, postgres
+	Durability    string  `json:"durability"` // the database's durability settings
+	Senders       int     `json:"senders"`
+	MessageBytes  int     `json:"messageBytes"`
+	EnvelopeBytes int     `json:"envelopeBytes"`
+	// Pool is the number of pre-encrypted envelopes per sender (0 when
+	// InlineEncrypt: each send encrypted and signed in the timed phase).
+	Pool          int     `json:"pool"`
+	InlineEncrypt bool    `json:"inlineEncrypt"`
+	SetupSeconds  float64 `json:"setupSeconds"`
+
+	Closed  []ClosedResult `json:"closedLoop"`
+	CatchUp *CatchUpResult `json:"catchUp,omitempty"`
+	Live    *LiveResult    `json:"live,omitempty"`
+
+	// Stored is the number of messages the conversations hold at the end,
+	// as the server reports it; it equals Accepted() when every
+	// acknowledged send was stored exactly once.
+	Stored int64 `json:"stored"`
+	// Runs is the number of runs a summary is the median of (0 for a
+	// single run), and MismatchedRuns how many of them stored a different
+	// number of messages than they had accepted.
+	Runs           int `json:"runs,omitempty"`
+	MismatchedRuns int `json:"mismatchedRuns,omitempty"`
+	// DiscardedRuns is how many runs were measured and left out because
+	// the rest of the machine used too much CPU during them (see
+	// MaxOthers).
+	DiscardedRuns int `json:"discardedRuns,omitempty"`
+}
+
+// MaxOthers is the most CPU the rest of the machine used during any timed
+// phase of the run that lasted a second or more, in cores (the counters
+// tick every 10 ms: shorter phases give no reliable figure).
+func (r *Report) MaxOthers() float64 {
+	m := 0.0
+	add := func(seconds float64, u CPUUse) {
+		if seconds >= 1 {
+			m = max(m, u.Others)
+		}
+	}
+	for _, c := range r.Closed {
+		add(c.Seconds, c.CPU)
+	}
+	if r.CatchUp != nil {
+		add(r.CatchUp.Seconds, r.CatchUp.CPU)
+	}
+	if r.Live != nil {
+		add(r.Live.Seconds, r.Live.CPU)
+	}
+	return m
+}
+
+// Accepted is the number of sends answered with a 2xx over all phases.
+func (r *Report) Accepted() int64 {
+	var n int64
+	for _, c := range r.Closed {
+		n += c.Accepted
+	}
+	if r.Live != nil {
+		n += r.Live.Accepted
+	}
+	return n
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	CPU        string `json:"cpu"`
+	NumCPU     int    `json:"numCPU"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+	Memory     string `json:"memory"`
+	Go         string `json:"go"`
+	OS         string `json:"os"`
+}
+
+// ClosedResult is one closed-loop level.
+type ClosedResult struct {
+	Concurrency int              `json:"concurrency"`
+	Seconds     float64          `json:"seconds"`
+	Accepted    int64            `json:"accepted"` // 2xx answers
+	Failed      int64            `json:"failed"`
+	Errors      map[string]int64 `json:"errors,omitempty"` // by "status code" or "transport"
+	PerSecond   float64          `json:"perSecond"`        // accepted per second
+	Ack         Percentiles      `json:"ackMs"`            // send request to its answer
+	CPU         CPUUse           `json:"cpu"`
+	// CPUPerSend is the process's CPU time per accepted send, in µs
+	// (in-process: server and load generator together).
+	CPUPerSend float64 `json:"cpuPerSendUs"`
+}
+
+// CatchUpResult is the sync catch-up phase.
+type CatchUpResult struct {
+	Events          int64   `json:"events"`
+	Messages        int64   `json:"messages"`
+	Pages           int     `json:"pages"`
+	PageSize        int     `json:"pageSize"`
+	Seconds         float64 `json:"seconds"`
+	EventsPerSecond float64 `json:"eventsPerSecond"`
+	CPU             CPUUse  `json:"cpu"`
+}
+
+// LiveResult is the open-loop phase.
+type LiveResult struct {
+	Rate      int              `json:"rate"`      // scheduled sends per second
+	Scheduled int              `json:"scheduled"` // sends scheduled
+	Sent      int              `json:"sent"`      // sends started
+	Seconds   float64          `json:"seconds"`   // from the first scheduled send to the last answer
+	Accepted  int64            `json:"accepted"`
+	Failed    int64            `json:"failed"`
+	Errors    map[string]int64 `json:"errors,omitempty"`
+	PerSecond float64          `json:"perSecond"` // accepted per second
+	Received  int64            `json:"received"`  // accepted messages that arrived on the WebSocket
+	Missing   int64            `json:"missing"`   // accepted messages that did not (within 10 s of the last answer)
+	Frames    int64            `json:"frames"`    // WebSocket frames received (each one read of the store by the server)
+	// Delivery is from each send's scheduled start to the arrival of its
+	// event at the receiver's WebSocket.
+	Delivery Percentiles `json:"deliveryMs"`
+	// Ack is from each send's scheduled start to its answer.
+	Ack Percentiles `json:"ackMs"`
+	// MaxStartLagMs is how late the client started the latest send
+	// (client saturation shows here).
+	MaxStartLagMs float64 `json:"maxStartLagMs"`
+	CPU           CPUUse  `json:"cpu"`
+}
+
+// Percentiles of a latency distribution, in milliseconds.
+type Percentiles struct {
+	N    int     `json:"n"`
+	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
+	P99  float64 `json:"p99"`
+	Max  float64 `json:"max"`
+	Mean float64 `json:"mean"`
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func percentiles(ds []time.Duration) Percentiles {
+	if len(ds) == 0 {
+		return Percentiles{}
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	at := func(q float64) float64 {
+		i := int(q*float64(len(s))+0.5) - 1
+		return ms(s[min(max(i, 0), len(s)-1)])
+	}
+	var sum time.Duration
+	for _, d := range s {
+		sum += d
+	}
+	return Percentiles{N: len(s), P50: at(0.50), P90: at(0.90), P99: at(0.99), Max: ms(s[len(s)-1]), Mean: ms(sum / time.Duration(len(s)))}
+}
+
+func machine() Machine {
+	m := Machine{NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), Go: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH}
+	m.CPU = procField("/proc/cpuinfo", "model name", ":")
+	if kb := procField("/proc/meminfo", "MemTotal", ":"); kb != "" {
+		var n int64
+		fmt.Sscanf(kb, "%d", &n)
+		m.Memory = fmt.Sprintf("%.1f GiB", float64(n)/(1<<20))
+	}
+	return m
+}
+
+func procField(path, key, sep string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), sep)
+		if ok && strings.TrimSpace(k) == key {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// Summarize returns the median of each figure over several runs of the
+// same configuration (the first run's description).
+func Summarize(runs []Report) Report {
+	if len(runs) == 0 {
+		return Report{}
+	}
+	if len(runs) == 1 {
+		return runs[0]
+	}
+	out := runs[0]
+	out.Runs = len(runs)
+	med := func(f func(*Report) float64) float64 {
+		v := make([]float64, len(runs))
+		for i := range runs {
+			v[i] = f(&runs[i])
+		}
+		return median(v)
+	}
+	medI := func(f func(*Report) float64) int64 { return int64(med(f) + 0.5) }
+	medCPU := func(f func(*Report) CPUUse) CPUUse {
+		return CPUUse{Process: med(func(r *Report) float64 { return f(r).Process }), Database: med(func(r *Report) float64 { return f(r).Database }),
+			Others: med(func(r *Report) float64 { return f(r).Others })}
+	}
+	medP := func(f func(*Report) *Percentiles) Percentiles {
+		return Percentiles{
+			N:    int(medI(func(r *Report) float64 { return float64(f(r).N) })),
+			P50:  med(func(r *Report) float64 { return f(r).P50 }),
+			P90:  med(func(r *Report) float64 { return f(r).P90 }),
+			P99:  med(func(r *Report) float64 { return f(r).P99 }),
+			Max:  med(func(r *Report) float64 { return f(r).Max }),
+			Mean: med(func(r *Report) float64 { return f(r).Mean }),
+		}
+	}
+	out.SetupSeconds = med(func(r *Report) float64 { return r.SetupSeconds })
+	out.Stored = medI(func(r *Report) float64 { return float64(r.Stored) })
+	for i := range runs {
+		if runs[i].Stored != runs[i].Accepted() {
+			out.MismatchedRuns++
+		}
+	}
+	out.Closed = slices.Clone(runs[0].Closed)
+	for i := range out.Closed {
+		ok := true
+		for j := range runs {
+			ok = ok && len(runs[j].Closed) > i
+		}
+		if !ok {
+			continue
+		}
+		c := &out.Closed[i]
+		c.Seconds = med(func(r *Report) float64 { return r.Closed[i].Seconds })
+		c.Accepted = medI(func(r *Report) float64 { return float64(r.Closed[i].Accepted) })
+		c.Failed = medI(func(r *Report) float64 { return float64(r.Closed[i].Failed) })
+		c.PerSecond = med(func(r *Report) float64 { return r.Closed[i].PerSecond })
+		c.Ack = medP(func(r *Report) *Percentiles { return &r.Closed[i].Ack })
+		c.Errors = sumErrors(runs, func(r *Report) map[string]int64 { return r.Closed[i].Errors })
+		c.CPU = medCPU(func(r *Report) CPUUse { return r.Closed[i].CPU })
+		c.CPUPerSend = med(func(r *Report) float64 { return r.Closed[i].CPUPerSend })
+	}
+	all := func(f func(*Report) bool) bool {
+		for i := range runs {
+			if !f(&runs[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	if all(func(r *Report) bool { return r.CatchUp != nil }) {
+		c := *runs[0].CatchUp
+		c.Events = medI(func(r *Report) float64 { return float64(r.CatchUp.Events) })
+		c.Messages = medI(func(r *Report) float64 { return float64(r.CatchUp.Messages) })
+		c.Pages = int(medI(func(r *Report) float64 { return float64(r.CatchUp.Pages) }))
+		c.Seconds = med(func(r *Report) float64 { return r.CatchUp.Seconds })
+		c.EventsPerSecond = med(func(r *Report) float64 { return r.CatchUp.EventsPerSecond })
+		c.CPU = medCPU(func(r *Report) CPUUse { return r.CatchUp.CPU })
+		out.CatchUp = &c
+	}
+	if all(func(r *Report) bool { return r.Live != nil }) {
+		l := *runs[0].Live
+		l.Sent = int(medI(func(r *Report) float64 { return float64(r.Live.Sent) }))
+		l.Seconds = med(func(r *Report) float64 { return r.Live.Seconds })
+		l.Accepted = medI(func(r *Report) float64 { return float64(r.Live.Accepted) })
+		l.Failed = medI(func(r *Report) float64 { return float64(r.Live.Failed) })
+		l.PerSecond = med(func(r *Report) float64 { return r.Live.PerSecond })
+		l.Received = medI(func(r *Report) float64 { return float64(r.Live.Received) })
+		l.Frames = medI(func(r *Report) float64 { return float64(r.Live.Frames) })
+		l.Missing = medI(func(r *Report) float64 { return float64(r.Live.Missing) })
+		l.Delivery = medP(func(r *Report) *Percentiles { return &r.Live.Delivery })
+		l.Ack = medP(func(r *Report) *Percentiles { return &r.Live.Ack })
+		l.MaxStartLagMs = med(func(r *Report) float64 { return r.Live.MaxStartLagMs })
+		l.Errors = sumErrors(runs, func(r *Report) map[string]int64 { return r.Live.Errors })
+		l.CPU = medCPU(func(r *Report) CPUUse { return r.Live.CPU })
+		out.Live = &l
+	}
+	return out
+}
+
+// sumErrors adds the error counts of all runs (a summary shows every
+// failure, not a median of them).
+func sumErrors(runs []Report, f func(*Report) map[string]int64) map[string]int64 {
+	var out map[string]int64
+	for i := range runs {
+		for k, v := range f(&runs[i]) {
+			if out == nil {
+				out = map[string]int64{}
+			}
+			out[k] += v
+		}
+	}
+	return out
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// WriteTable prints the report as a table.
+func (r *Report) WriteTable(w io.Writer) {
+	title := "run"
+	if r.Runs > 1 {
+		title = fmt.Sprintf("median of %d runs", r.Runs)
+	}
+	if r.DiscardedRuns > 0 {
+		title += fmt.Sprintf(" (%d more discarded: the rest of the machine was busy)", r.DiscardedRuns)
+	}
+	fmt.Fprintf(w, "sandi-load, %s: %s server, %s (%s)\n", title, r.Target, r.Database, r.Durability)
+	fmt.Fprintf(w, "machine: %s, %d CPUs (GOMAXPROCS %d), %s, %s %s\n", r.Machine.CPU, r.Machine.NumCPU, r.Machine.GOMAXPROCS, r.Machine.Memory, r.Machine.Go, r.Machine.OS)
+	enc := fmt.Sprintf("%d pre-encrypted envelopes per sender, cycled", r.Pool)
+	if r.InlineEncrypt {
+		enc = "each envelope encrypted and signed while timed"
+	}
+	fmt.Fprintf(w, "%d senders (one conversation each with one receiver), %d-byte messages (%d-byte envelopes), %s; setup %.1fs\n\n",
+		r.Senders, r.MessageBytes, r.EnvelopeBytes, enc, r.SetupSeconds)
+	if len(r.Closed) > 0 {
+		fmt.Fprintf(w, "%-22s %8s %9s %7s %10s %10s %10s %9s %6s %6s %6s\n", "closed loop", "sends/s", "accepted", "failed", "ack p50", "ack p99", "ack max", "CPU/send", "cores", "db", "others")
+		for _, c := range r.Closed {
+			fmt.Fprintf(w, "%-22s %8.0f %9d %7d %7.2f ms %7.2f ms %7.1f ms %6.0f µs %6.2f %6.2f %6.2f%s\n", fmt.Sprintf("%d concurrent senders", c.Concurrency),
+				c.PerSecond, c.Accepted, c.Failed, c.Ack.P50, c.Ack.P99, c.Ack.Max, c.CPUPerSend, c.CPU.Process, c.CPU.Database, c.CPU.Others, errorList(c.Errors))
+		}
+		fmt.Fprintln(w, "(CPU/send, cores: this process per accepted send and in all, server and load generator together; db: PostgreSQL;")
+		fmt.Fprintln(w, " others: the rest of the machine meanwhile)")
+		fmt.Fprintln(w)
+	}
+	if c := r.CatchUp; c != nil {
+		fmt.Fprintf(w, "catch-up (GET /api/sync, pages of %d): %d events (%d messages) in %d pages, %.2fs: %.0f events/s (cores %.2f, db %.2f, others %.2f)\n\n",
+			c.PageSize, c.Events, c.Messages, c.Pages, c.Seconds, c.EventsPerSecond, c.CPU.Process, c.CPU.Database, c.CPU.Others)
+	}
+	if l := r.Live; l != nil {
+		fmt.Fprintf(w, "live (open loop at %d sends/s for %d sends, receiver on the WebSocket): %.0f accepted/s, %d accepted, %d failed, %d delivered in %d frames, %d missing%s\n",
+			l.Rate, l.Scheduled, l.PerSecond, l.Accepted, l.Failed, l.Received, l.Frames, l.Missing, errorList(l.Errors))
+		fmt.Fprintf(w, "%-22s %9s %9s %9s %9s %9s\n", "latency (ms)", "p50", "p90", "p99", "max", "mean")
+		fmt.Fprintf(w, "%-22s %9.2f %9.2f %9.2f %9.2f %9.2f\n", "send → delivered", l.Delivery.P50, l.Delivery.P90, l.Delivery.P99, l.Delivery.Max, l.Delivery.Mean)
+		fmt.Fprintf(w, "%-22s %9.2f %9.2f %9.2f %9.2f %9.2f\n", "send → acknowledged", l.Ack.P50, l.Ack.P90, l.Ack.P99, l.Ack.Max, l.Ack.Mean)
+		fmt.Fprintf(w, "latest send start: %.2f ms behind schedule; cores %.2f, db %.2f, others %.2f\n\n", l.MaxStartLagMs, l.CPU.Process, l.CPU.Database, l.CPU.Others)
+	}
+	if r.Runs > 1 {
+		if r.MismatchedRuns == 0 {
+			fmt.Fprintf(w, "messages stored = sends accepted in each of the %d runs\n", r.Runs)
+		} else {
+			fmt.Fprintf(w, "messages stored ≠ sends accepted in %d of the %d runs\n", r.MismatchedRuns, r.Runs)
+		}
+		return
+	}
+	check := "="
+	if r.Stored != r.Accepted() {
+		check = "≠"
+	}
+	fmt.Fprintf(w, "messages stored %d %s sends accepted %d\n", r.Stored, check, r.Accepted())
+}
+
+func errorList(m map[string]int64) string {
+	if len(m) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString("  (")
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s: %d", k, m[k])
+	}
+	b.WriteString(")")
+	return b.String()
+}
