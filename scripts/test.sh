@@ -31,7 +31,7 @@ rm -f /tmp/sandi-go.mod.$$ /tmp/sandi-go.sum.$$
 
 say "build for js/wasm"
 GOOS=js GOARCH=wasm go build ./protocol/... ./client ./web/wasm
-GOOS=js GOARCH=wasm go vet ./web/wasm
+GOOS=js GOARCH=wasm go vet ./web/wasm ./client
 
 say "PostgreSQL server for the store tests"
 # internal/testpg starts a throwaway cluster from /usr/lib/postgresql/*/bin
