@@ -34,7 +34,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("sandi-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.Server, "server", "", "base URL of a running server on a loopback address (default: start one in-process)")
-	fs.StringVar(&cfg.DB, "db", "", "in-process database: empty for a fresh SQLite file, or a postgres:// URL (a fresh database is created there for each run and dropped)")
+	fs.StringVar(&cfg.DB, "db", "", "in-process database: empty for a fresh SQLite file in a temporary directory, the path of a new SQLite file, or a postgres:// URL (a fresh database is created there for each run and dropped)")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the run's SQLite file or PostgreSQL database")
 	fs.IntVar(&cfg.Senders, "senders", 0, "sending accounts, one conversation each with the receiver (default: the largest --conc level)")
 	conc := fs.String("conc", "1,8,64", "closed-loop concurrency levels, comma-separated, or none")
@@ -88,6 +88,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	if *runs < 1 || *runs > 9 {
 		return errors.New("--runs is 1 to 9")
+	}
+	if cfg.DB != "" && !strings.HasPrefix(cfg.DB, "postgres") && *runs != 1 {
+		return errors.New("a SQLite path takes a single run (each run needs a new file); leave --db empty for a temporary file per run")
 	}
 	if (*cpuProfile != "" || *traceOut != "") && *runs != 1 {
 		return errors.New("--cpuprofile and --trace take a single run")

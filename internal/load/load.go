@@ -42,7 +42,8 @@ type Config struct {
 	Server string
 	// DB is the in-process server's database: empty for a fresh SQLite file
 	// in a new temporary directory (synchronous=FULL, WAL, as the store
-	// opens it), or a postgres:// URL of a role that may create databases:
+	// opens it), the path of a SQLite file to create (to choose the disk;
+	// it is kept), or a postgres:// URL of a role that may create databases:
 	// each run creates a fresh database there and drops it afterwards.
 	DB string
 	// Keep keeps the SQLite directory or PostgreSQL database of the run.
@@ -190,6 +191,10 @@ func (c *Config) check() error {
 	if isPostgres(c.DB) {
 		if err := checkLoopbackURL(c.DB); err != nil {
 			return fmt.Errorf("database: %w", err)
+		}
+	} else if c.DB != "" {
+		if _, err := os.Stat(c.DB); err == nil {
+			return fmt.Errorf("database: %s exists; give the path of a new SQLite file", c.DB)
 		}
 	}
 	return nil

@@ -41,6 +41,9 @@ func (t *tally) add(r sendResult, ack time.Duration) {
 			t.firstErr = r.err
 		} else {
 			t.firstErr = fmt.Errorf("status %d %s", r.status, r.code)
+			if r.code == "rotation_required" {
+				t.firstErr = fmt.Errorf("%w (the server's rotation policy wants a new epoch every so many messages, and this tool does not rotate: measure in-process, or run the server with a larger policy)", t.firstErr)
+			}
 		}
 	}
 }
@@ -250,14 +253,14 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			res := r.c.send(ctx, s, cid, env)
+			sr := r.c.send(ctx, s, cid, env)
 			ack := time.Since(at)
-			if !res.ok() {
+			if !sr.ok() {
 				mu.Lock()
 				delete(pending, cid)
 				mu.Unlock()
 			}
-			sends.add(res, ack)
+			sends.add(sr, ack)
 		}()
 	}
 	wg.Wait()
