@@ -97,7 +97,7 @@ type Conversation struct {
 	EpochStartedAt   int64
 	MessagesInEpoch  int
 	RotationRequired bool
-	RotationReason   string // "membership", "device", "policy", or ""
+	RotationReason   string // "membership", "device", "identity", "policy", or ""
 	LastSeq          uint64 // sequence number of the last message (0 if none)
 }
 

@@ -254,8 +254,14 @@ func (s *Store) PutBundle(ctx context.Context, b store.BundleUpload) error {
 
 		devicesChanged := first || revoked > 0
 		var evs []newEvent
-		if devicesChanged {
-			rot, err := t.markSharedConversations(b.User, "device", b.Now)
+		if devicesChanged || changed {
+			// A new identity key needs a new epoch in every shared
+			// conversation, even when no device changed.
+			reason := "device"
+			if changed {
+				reason = "identity"
+			}
+			rot, err := t.markSharedConversations(b.User, reason, b.Now)
 			if err != nil {
 				return err
 			}

@@ -205,8 +205,8 @@ func testIdentityReset(t *testing.T, open Opener) {
 		t.Fatalf("carol, who shares no conversation with alice, got %d identity_changed events", n)
 	}
 	c := f.conv(conv)
-	if !c.RotationRequired || c.RotationReason != "device" {
-		t.Fatalf("after alice's reset the shared conversation has rotation %v %q, want required for \"device\"", c.RotationRequired, c.RotationReason)
+	if !c.RotationRequired || c.RotationReason != "identity" {
+		t.Fatalf("after alice's reset the shared conversation has rotation %v %q, want required for \"identity\"", c.RotationRequired, c.RotationReason)
 	}
 	// The next epoch must cover alice's remaining device and not the
 	// revoked ones.
