@@ -141,16 +141,8 @@ func (s *Store) Devices(ctx context.Context, user protocol.UserID) ([]store.Devi
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: devices: %w", err)
 	}
-	defer rows.Close()
-	var out []store.Device
-	for rows.Next() {
-		d, err := scanDevice(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlstore: devices: %w", err)
-		}
-		out = append(out, d)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := collect(rows, scanDevice)
+	if err != nil {
 		return nil, fmt.Errorf("sqlstore: devices: %w", err)
 	}
 	return out, nil

@@ -514,16 +514,8 @@ func (s *Store) Conversations(ctx context.Context, user protocol.UserID) ([]stor
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: conversations: %w", err)
 	}
-	defer rows.Close()
-	var out []store.Conversation
-	for rows.Next() {
-		c, err := scanConversation(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlstore: conversations: %w", err)
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := collect(rows, scanConversation)
+	if err != nil {
 		return nil, fmt.Errorf("sqlstore: conversations: %w", err)
 	}
 	return out, nil

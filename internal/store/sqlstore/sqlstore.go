@@ -396,3 +396,17 @@ func toID[T ~[16]byte](b []byte) (*T, error) {
 
 // i64 passes an unsigned counter to the database, which stores BIGINT.
 func i64(v uint64) int64 { return int64(v) }
+
+// collect reads every row with scan and closes rows.
+func collect[T any](rows *sql.Rows, scan func(scanner) (T, error)) ([]T, error) {
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
