@@ -385,7 +385,13 @@ func (c *Client) receive(ctx context.Context, ma *messageAnswer) (*Message, erro
 	}
 	e, err := c.openEpoch(ctx, cs, env.Epoch)
 	if err != nil {
-		return fail(err)
+		if errors.Is(err, errNoSession) || errors.Is(err, ErrServerMisbehaved) {
+			return fail(err)
+		}
+		// The server could not be reached, or storage failed: not a
+		// decrypt failure. The caller stops before this event and the
+		// next sync processes it again.
+		return nil, err
 	}
 	if e == nil {
 		return fail(errNoSession)
