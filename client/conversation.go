@@ -587,8 +587,7 @@ func (c *Client) change(ctx context.Context, conv protocol.ConversationID, op pr
 		}
 		rec := &protocol.Record{Op: op, Conversation: conv, Seq: cs.chain.Seq + 1, Prev: cs.chain.Head, Time: c.now().UnixMilli(),
 			Author: c.acct.User, Members: members, Users: users}
-		signer := c.id
-		secret.SignRecord(signer, rec)
+		secret.SignRecord(c.id, rec)
 		if _, err := cs.chain.Apply(rec); err != nil {
 			return err // not allowed: say why before the server does
 		}

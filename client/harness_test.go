@@ -4,7 +4,6 @@ package client_test
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -171,8 +170,6 @@ func syncTexts(t testing.TB, c *client.Client) []string {
 	}
 	return out
 }
-
-var errAny = errors.New("any")
 
 func serverConfig() server.Config { return server.Config{} }
 

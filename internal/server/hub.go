@@ -148,5 +148,3 @@ func (s *Server) notifyConversation(ctx context.Context, conv protocol.Conversat
 	}
 	s.hub.Notify(users...)
 }
-
-func (s *Server) notifyUserAndContacts(_ any, _ protocol.UserID) { s.hub.NotifyAll() }

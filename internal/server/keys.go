@@ -68,7 +68,9 @@ func (s *Server) putBundle(w http.ResponseWriter, r *http.Request, c *call) erro
 		}
 		return err
 	}
-	s.notifyUserAndContacts(r, c.user())
+	// A bundle can change the account's devices or identity: its contacts'
+	// streams got events, and finding them would cost a query.
+	s.hub.NotifyAll()
 	n, err := s.store.CountOneTimeKeys(r.Context(), c.device.ID)
 	if err != nil {
 		return err

@@ -188,6 +188,28 @@ func ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 2*time.Minute)
 }
 
+// with runs f on the open client with a bounded context.
+func (a *app) with(f func(ctx context.Context, c *client.Client) (any, error)) (any, error) {
+	_, c, err := a.get()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := ctx()
+	defer cancel()
+	return f(ctx, c)
+}
+
+// withState is with for a call that changes the account: it answers with
+// the new state.
+func (a *app) withState(f func(ctx context.Context, c *client.Client) error) (any, error) {
+	return a.with(func(ctx context.Context, c *client.Client) (any, error) {
+		if err := f(ctx, c); err != nil {
+			return nil, err
+		}
+		return stateOf(c), nil
+	})
+}
+
 // open opens the device's storage and client: open(deviceName).
 func (a *app) open(args []js.Value) (any, error) {
 	a.mu.Lock()
@@ -241,40 +263,20 @@ func (a *app) state() (any, error) {
 }
 
 func (a *app) register(args []js.Value) (any, error) {
-	_, c, err := a.get()
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := ctx()
-	defer cancel()
-	if err := c.Register(ctx, str(args, 0), str(args, 1)); err != nil {
-		return nil, err
-	}
-	return stateOf(c), nil
+	return a.withState(func(ctx context.Context, c *client.Client) error {
+		return c.Register(ctx, str(args, 0), str(args, 1))
+	})
 }
 
 func (a *app) login(args []js.Value) (any, error) {
-	_, c, err := a.get()
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := ctx()
-	defer cancel()
-	if err := c.Login(ctx, str(args, 0), str(args, 1)); err != nil {
-		return nil, err
-	}
-	return stateOf(c), nil
+	return a.withState(func(ctx context.Context, c *client.Client) error {
+		return c.Login(ctx, str(args, 0), str(args, 1))
+	})
 }
 
 // startLink returns the code this new device shows.
 func (a *app) startLink([]js.Value) (any, error) {
-	_, c, err := a.get()
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := ctx()
-	defer cancel()
-	return c.StartLink(ctx)
+	return a.with(func(ctx context.Context, c *client.Client) (any, error) { return c.StartLink(ctx) })
 }
 
 // waitLink resolves when another device has confirmed this device's link
@@ -299,46 +301,28 @@ func (a *app) waitLink([]js.Value) (any, error) {
 }
 
 func (a *app) resetIdentity([]js.Value) (any, error) {
-	_, c, err := a.get()
-	if err != nil {
-		return nil, err
-	}
-	a.mu.Lock()
-	if a.unlink != nil {
-		a.unlink()
-	}
-	a.mu.Unlock()
-	ctx, cancel := ctx()
-	defer cancel()
-	if err := c.ResetIdentity(ctx); err != nil {
-		return nil, err
-	}
-	return stateOf(c), nil
+	return a.withState(func(ctx context.Context, c *client.Client) error {
+		a.mu.Lock()
+		if a.unlink != nil {
+			a.unlink()
+		}
+		a.mu.Unlock()
+		return c.ResetIdentity(ctx)
+	})
 }
 
 func (a *app) approveLink(args []js.Value) (any, error) {
-	_, c, err := a.get()
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := ctx()
-	defer cancel()
-	code := strings.Join(strings.Fields(str(args, 0)), "")
-	dev, err := c.ApproveLink(ctx, code)
-	if err != nil {
-		return nil, err
-	}
-	return dev.String(), nil
+	return a.with(func(ctx context.Context, c *client.Client) (any, error) {
+		dev, err := c.ApproveLink(ctx, strings.Join(strings.Fields(str(args, 0)), ""))
+		if err != nil {
+			return nil, err
+		}
+		return dev.String(), nil
+	})
 }
 
 func (a *app) devices([]js.Value) (any, error) {
-	_, c, err := a.get()
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := ctx()
-	defer cancel()
-	return c.Devices(ctx)
+	return a.with(func(ctx context.Context, c *client.Client) (any, error) { return c.Devices(ctx) })
 }
 
 // lastOf returns the last text or title message of a conversation,
@@ -493,27 +477,19 @@ func (a *app) create(args []js.Value) (any, error) {
 }
 
 func (a *app) findUser(args []js.Value) (any, error) {
-	_, c, err := a.get()
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := ctx()
-	defer cancel()
-	return c.FindUser(ctx, strings.TrimSpace(str(args, 0)))
+	return a.with(func(ctx context.Context, c *client.Client) (any, error) {
+		return c.FindUser(ctx, strings.TrimSpace(str(args, 0)))
+	})
 }
 
 func (a *app) member(args []js.Value, f func(ctx context.Context, c *client.Client, id protocol.ConversationID, user string) error) (any, error) {
-	_, c, err := a.get()
-	if err != nil {
-		return nil, err
-	}
 	id, err := conv(args)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := ctx()
-	defer cancel()
-	return nil, f(ctx, c, id, strings.TrimSpace(str(args, 1)))
+	return a.with(func(ctx context.Context, c *client.Client) (any, error) {
+		return nil, f(ctx, c, id, strings.TrimSpace(str(args, 1)))
+	})
 }
 
 func (a *app) addMember(args []js.Value) (any, error) {
