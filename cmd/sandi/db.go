@@ -126,7 +126,7 @@ func dbCopy(ctx context.Context, args []string, jsonOut bool, stdout, stderr io.
 	counts, err := copyDatabases(ctx, *from, *to)
 	if err != nil {
 		if created != "" {
-			for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
+			for _, suffix := range []string{"", "-wal", "-shm", "-journal", "-lock"} {
 				os.Remove(created + suffix)
 			}
 		}
@@ -165,7 +165,8 @@ func dbCopy(ctx context.Context, args []string, jsonOut bool, stdout, stderr io.
 // copyDatabases opens both databases (migrating them, as serve does) and
 // copies from into to.
 func copyDatabases(ctx context.Context, from, to string) ([]sqlstore.TableCount, error) {
-	src, err := sqlstore.Open(ctx, from, sqlstore.Options{MaxConns: 2})
+	// The source may be a running server's database (an online backup).
+	src, err := sqlstore.Open(ctx, from, sqlstore.Options{MaxConns: 2, Shared: true})
 	if err != nil {
 		return nil, fmt.Errorf("open the source %s: %w", redact(from), err)
 	}

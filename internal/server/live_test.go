@@ -50,7 +50,7 @@ func (c *cutter) cut() int {
 }
 
 // A receiver on the WebSocket whose TCP connection is cut again and again
-// while two members send 300 messages gets each message exactly once, in
+// while two members send at least 300 messages gets each message exactly once, in
 // seq order, and decrypts all of them, by reconnecting from its cursor.
 func TestWebSocketResumesAfterCuts(t *testing.T) {
 	const perSender = 150
@@ -74,36 +74,51 @@ func TestWebSocketResumesAfterCuts(t *testing.T) {
 		defer tr.CloseIdleConnections()
 		client := &http.Client{Transport: tr}
 
+		// Each sender sends perSender messages, and goes on until the
+		// receiver's connection has been cut at least 3 times while
+		// sending (however fast the server is), up to maxPerSender.
+		const maxPerSender = 5000
+		var cutsWhileSending, cuts atomic.Int64
 		var sending atomic.Bool
+		var total atomic.Int64 // messages sent
 		sending.Store(true)
 		sendErr := make(chan error, 2)
 		var senders sync.WaitGroup
 		for _, d := range []*device{alice, carol} {
 			senders.Go(func() {
-				for i := range perSender {
+				for i := 0; i < maxPerSender && (i < perSender || cutsWhileSending.Load() < 3); i++ {
 					if _, err := d.send(conv, 1, fmt.Sprintf("%s %03d", d.name, i)); err != nil {
 						sendErr <- fmt.Errorf("%s: send %d: %w", d.name, i, err)
 						return
 					}
+					total.Add(1)
 				}
 			})
 		}
 		defer senders.Wait() // no sender outlives the test, even a failed one
 		go func() { senders.Wait(); sending.Store(false) }()
 
-		// Each of bob's connections is cut at a random moment of its
-		// first 150 ms, during and after the sends.
-		var cutsWhileSending, cuts atomic.Int64
-		cutLater := func() *time.Timer {
-			return time.AfterFunc(time.Duration(5+rand.IntN(150))*time.Millisecond, func() {
+		// bob's connections are cut at random moments, 5 to 60 ms apart,
+		// during and after the sends, whatever each connection is doing.
+		stopCuts := make(chan struct{})
+		cutsDone := make(chan struct{})
+		go func() {
+			defer close(cutsDone)
+			for {
+				select {
+				case <-stopCuts:
+					return
+				case <-time.After(time.Duration(5+rand.IntN(55)) * time.Millisecond):
+				}
 				if cut.cut() > 0 {
 					cuts.Add(1)
 					if sending.Load() {
 						cutsWhileSending.Add(1)
 					}
 				}
-			})
-		}
+			}
+		}()
+		defer func() { close(stopCuts); <-cutsDone }()
 
 		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 		defer cancel()
@@ -113,14 +128,15 @@ func TestWebSocketResumesAfterCuts(t *testing.T) {
 		sent := map[string]int{} // per sender, how many read
 		frames, dropped, conns := 0, 0, 0
 		defer cut.cut()
-		for nextSeq <= 2*perSender {
+		// Once sending is over, total is final.
+		for sending.Load() || nextSeq <= uint64(total.Load()) {
 			select {
 			case err := <-sendErr:
 				t.Fatal(err)
 			default:
 			}
 			if ctx.Err() != nil {
-				t.Fatalf("timed out with %d of %d messages (%d connections, %d frames)", nextSeq-1, 2*perSender, conns, frames)
+				t.Fatalf("timed out with %d of %d messages (%d connections, %d frames)", nextSeq-1, total.Load(), conns, frames)
 			}
 			c, err := bob.dialWS(ctx, client, cursor)
 			if err != nil {
@@ -128,7 +144,6 @@ func TestWebSocketResumesAfterCuts(t *testing.T) {
 				continue
 			}
 			conns++
-			timer := cutLater()
 			for {
 				p, err := readFrame(ctx, c)
 				if err != nil {
@@ -168,7 +183,6 @@ func TestWebSocketResumesAfterCuts(t *testing.T) {
 				}
 				cursor = p.Cursor
 			}
-			timer.Stop()
 			c.CloseNow()
 		}
 		senders.Wait()

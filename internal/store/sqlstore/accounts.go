@@ -149,10 +149,23 @@ func (s *Store) Devices(ctx context.Context, user protocol.UserID) ([]store.Devi
 }
 
 // DeviceByToken resolves a token hash to its active device.
+// With a memo, the answer is remembered until the next write that may
+// change it (a logout, a revocation, a bundle); the Device's byte slices
+// are then shared between callers, who must not modify them.
 func (s *Store) DeviceByToken(ctx context.Context, tokenHash []byte) (store.Device, error) {
+	var gen uint64
+	if m := s.memo; m != nil {
+		if d, ok := m.device(tokenHash); ok {
+			return d, nil
+		}
+		gen = m.gen.Load()
+	}
 	d, err := scanDevice(s.queryRow(ctx, `SELECT `+deviceCols+` FROM tokens t JOIN devices d ON d.id = t.device_id WHERE t.hash = ? AND d.revoked = FALSE`, tokenHash))
 	if err != nil {
 		return d, fmt.Errorf("sqlstore: device by token: %w", notFound(err, "token"))
+	}
+	if m := s.memo; m != nil {
+		m.putDevice(tokenHash, gen, d)
 	}
 	return d, nil
 }

@@ -527,18 +527,53 @@ func (s *Store) exists(ctx context.Context, id protocol.ConversationID) error {
 	return notFound(s.queryRow(ctx, `SELECT 1 FROM conversations WHERE id = ?`, idArg(id)).Scan(&one), "conversation")
 }
 
-// Members returns a conversation's current members.
+// Members returns a conversation's current members. With a memo, the
+// answer is remembered until the next write that may change it; the
+// returned slice is then shared between callers, who must not modify it.
 func (s *Store) Members(ctx context.Context, id protocol.ConversationID) ([]store.MemberRow, error) {
-	if err := s.exists(ctx, id); err != nil {
-		return nil, fmt.Errorf("sqlstore: members: %w", err)
+	var gen uint64
+	if m := s.memo; m != nil {
+		if ms, ok := m.memberRows(id); ok {
+			return ms, nil
+		}
+		gen = m.gen.Load()
 	}
-	rows, err := s.query(ctx, `SELECT user_id, role FROM members WHERE conversation_id = ? AND left_event_id IS NULL ORDER BY user_id`, idArg(id))
+	// One row per member, or one row of NULLs for a conversation without
+	// current members; none for no conversation.
+	rows, err := s.query(ctx, `SELECT m.user_id, m.role FROM conversations c
+		LEFT JOIN members m ON m.conversation_id = c.id AND m.left_event_id IS NULL
+		WHERE c.id = ? ORDER BY m.user_id`, idArg(id))
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: members: %w", err)
 	}
-	ms, err := scanMembers(rows)
-	if err != nil {
+	defer rows.Close()
+	found := false
+	var ms []store.MemberRow
+	for rows.Next() {
+		found = true
+		var user []byte
+		var role *int
+		if err := rows.Scan(&user, &role); err != nil {
+			return nil, fmt.Errorf("sqlstore: members: %w", err)
+		}
+		if user == nil {
+			continue
+		}
+		var mr store.MemberRow
+		if err := scanID(&mr.User).Scan(user); err != nil {
+			return nil, err
+		}
+		mr.Role = protocol.Role(*role)
+		ms = append(ms, mr)
+	}
+	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlstore: members: %w", err)
+	}
+	if !found {
+		return nil, fmt.Errorf("sqlstore: members: %w", store.ErrNotFound)
+	}
+	if m := s.memo; m != nil {
+		m.putMembers(id, gen, ms)
 	}
 	return ms, nil
 }

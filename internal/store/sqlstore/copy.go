@@ -104,6 +104,12 @@ func copyStore(ctx context.Context, from, to *Store, afterTable func(table strin
 }
 
 func copyTx(ctx context.Context, from, to *Store, afterTable func(string) error) ([]TableCount, error) {
+	if m := to.memo; m != nil {
+		// The copy writes the target outside Store.write.
+		m.wmu.Lock()
+		defer m.wmu.Unlock()
+		defer m.invalidate()
+	}
 	// The source snapshot. On SQLite the read pool's connections begin
 	// DEFERRED transactions: the snapshot is taken at the first read and
 	// kept until the end.

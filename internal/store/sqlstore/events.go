@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 
 	"sandi.dev/internal/store"
@@ -72,17 +73,38 @@ func (s *Store) LastEventID(ctx context.Context) (int64, error) {
 	return id, nil
 }
 
-// Sync returns the device's events after since: the union of the events
-// addressed to the device and the conversation-wide events of the spans of
-// membership of its user, in id order. Each half is limited on its own index
-// before the union is sorted and limited again.
+// Sync returns the device's events after since: the events addressed to
+// the device and the conversation-wide events of the spans of membership
+// of its user, in id order.
+//
+// It has two plans for the same answer. Far behind the newest event, it
+// unions the device's own events with each membership's events (each
+// half limited on its own index) and sorts the union: the cost grows with
+// the memberships. Near the newest event (a live connection woken by a
+// commit), it walks the few events after since and checks each against
+// the memberships: the cost grows with the events after since, whatever
+// the number of conversations. Each plan is one statement, so each sees
+// one snapshot.
 func (s *Store) Sync(ctx context.Context, user protocol.UserID, device protocol.DeviceID, since int64, limit int) ([]store.Event, error) {
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := s.query(ctx, `
-SELECT e.id, e.kind, e.conversation_id, e.user_id, e.seq, e.epoch, e.reason, e.created_at,
-       m.sender_device, m.sender_user, m.client_id, m.epoch, m.envelope, m.created_at
+	head, err := s.LastEventID(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: sync: %w", err)
+	}
+	return s.sync(ctx, head-since <= syncTailWindow, user, device, since, limit)
+}
+
+// syncTailWindow is how far behind the newest event Sync walks the events
+// one by one instead of by membership.
+const syncTailWindow = 256
+
+const syncCols = `e.id, e.kind, e.conversation_id, e.user_id, e.seq, e.epoch, e.reason, e.created_at,
+       m.sender_device, m.sender_user, m.client_id, m.epoch, m.envelope, m.created_at`
+
+const syncByMembership = `
+SELECT ` + syncCols + `
 FROM (
     SELECT id FROM (
         SELECT id FROM events WHERE device_id = ? AND id > ? ORDER BY id LIMIT ?
@@ -100,7 +122,30 @@ FROM (
 JOIN events e ON e.id = ids.id
 LEFT JOIN messages m ON e.kind = 'message' AND m.conversation_id = e.conversation_id AND m.seq = e.seq
 ORDER BY e.id
-LIMIT ?`, idArg(device), since, limit, idArg(user), since, limit, limit)
+LIMIT ?`
+
+const syncByEvent = `
+SELECT ` + syncCols + `
+FROM events e
+LEFT JOIN messages m ON e.kind = 'message' AND m.conversation_id = e.conversation_id AND m.seq = e.seq
+WHERE e.id > ? AND (e.device_id = ? OR (e.device_id IS NULL AND EXISTS (
+    SELECT 1 FROM members mb
+    WHERE mb.conversation_id = e.conversation_id AND mb.user_id = ?
+      AND e.id >= mb.joined_event_id
+      AND (mb.left_event_id IS NULL OR e.id <= mb.left_event_id))))
+ORDER BY e.id
+LIMIT ?`
+
+// sync runs one of Sync's plans: byEvent walks the events after since,
+// otherwise the memberships are unioned.
+func (s *Store) sync(ctx context.Context, byEvent bool, user protocol.UserID, device protocol.DeviceID, since int64, limit int) ([]store.Event, error) {
+	var rows *sql.Rows
+	var err error
+	if byEvent {
+		rows, err = s.query(ctx, syncByEvent, since, idArg(device), idArg(user), limit)
+	} else {
+		rows, err = s.query(ctx, syncByMembership, idArg(device), since, limit, idArg(user), since, limit, limit)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: sync: %w", err)
 	}

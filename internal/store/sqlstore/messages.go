@@ -21,19 +21,31 @@ import (
 //
 // The statements are per batch, not per message, so that a batch of a
 // few hundred costs little more than one message: (1) lock the batch's
-// conversations in id order; (2) look up every (sender device, client id)
-// of the batch at once (idempotency); (3) check senders and membership,
-// once per sender and conversation; (4) decide each item in batch order,
-// assigning each accepted message its conversation's next seq; (5) insert
-// the accepted messages in one statement; (6) write back the
-// conversations' counters; (7) take event ids and write the events, the
-// messages' events first, grouped by conversation in seq order, so that
-// (8) one statement per conversation records the messages' event ids.
+// conversations in id order (with a memo, their counters come from it);
+// (2) check senders and membership, once per sender and conversation
+// (again from the memo when it has them); (3) decide each item in batch
+// order, assigning each accepted message its conversation's next seq;
+// (4) take event ids and write the events; (5) insert the accepted
+// messages, with their event ids, in one statement; (6) write back the
+// conversations' counters.
+//
+// A retried client message id is the exception, so the batch is first
+// written without looking the ids up: the insert skips a row whose
+// (sender device, client id) is already stored, and if it skips any, the
+// transaction is run again with the look-up, which then answers those
+// items with the stored message (or ErrIdempotency). On PostgreSQL the
+// insert can wait for another node's transaction inserting the same id
+// while holding the event counter; a deadlock that follows is detected by
+// the server and the batch retried.
 func (s *Store) Send(ctx context.Context, batch []store.Send) ([]store.SendResult, error) {
 	var res []store.SendResult
-	err := s.write(ctx, "send", func(t *wtx) error {
+	lookup := false
+	err := s.writeTx(ctx, "send", false, func(t *wtx) error {
 		var err error
-		res, err = t.send(batch)
+		res, err = t.send(batch, lookup)
+		if errors.Is(err, errRaced) {
+			lookup = true
+		}
 		return err
 	})
 	if err != nil {
@@ -42,10 +54,12 @@ func (s *Store) Send(ctx context.Context, batch []store.Send) ([]store.SendResul
 	return res, nil
 }
 
-// errRaced reports that a concurrent transaction (PostgreSQL only; SQLite
-// runs one writer) inserted a client id of the batch after the look-up.
-// The batch is run again from the start and then finds that message.
-var errRaced = errors.New("a client message id of the batch was inserted concurrently")
+// errRaced reports that a client message id of the batch is already
+// stored: inserted by an earlier transaction (the batch ran without the
+// look-up) or by a concurrent one after the look-up (PostgreSQL). The
+// batch is run again from the start, with the look-up, and then finds
+// that message.
+var errRaced = errors.New("a client message id of the batch is already stored")
 
 type msgKey struct {
 	dev protocol.DeviceID
@@ -59,11 +73,12 @@ type prevMsg struct {
 	res      store.SendResult
 }
 
-func (t *wtx) send(batch []store.Send) ([]store.SendResult, error) {
+func (t *wtx) send(batch []store.Send, lookup bool) ([]store.SendResult, error) {
 	res := make([]store.SendResult, len(batch))
 	if len(batch) == 0 {
 		return res, nil
 	}
+	memo := t.s.memo
 
 	// (1) Lock the conversations.
 	ids := make([]protocol.ConversationID, 0, len(batch))
@@ -74,6 +89,12 @@ func (t *wtx) send(batch []store.Send) ([]store.SendResult, error) {
 	ids = slices.Compact(ids)
 	convs := make(map[protocol.ConversationID]*convState, len(ids))
 	for _, id := range ids {
+		if memo != nil {
+			if c, ok := memo.convs[id]; ok {
+				convs[id] = &c
+				continue
+			}
+		}
 		c, err := t.lockConversation(id)
 		if errors.Is(err, store.ErrNotFound) {
 			continue
@@ -84,19 +105,22 @@ func (t *wtx) send(batch []store.Send) ([]store.SendResult, error) {
 		convs[id] = &c
 	}
 
-	// (2) Earlier messages with the batch's client ids.
-	prev, err := t.previous(batch)
-	if err != nil {
-		return nil, err
+	// Earlier messages with the batch's client ids, on the second run.
+	prev := map[msgKey]prevMsg{}
+	if lookup {
+		var err error
+		if prev, err = t.previous(batch); err != nil {
+			return nil, err
+		}
 	}
 
-	// (3) Who may post where.
+	// (2) Who may post where.
 	allowed, err := t.mayPost(batch)
 	if err != nil {
 		return nil, err
 	}
 
-	// (4) Decide, item by item.
+	// (3) Decide, item by item.
 	type accepted struct {
 		item int
 		seq  uint64
@@ -127,12 +151,17 @@ func (t *wtx) send(batch []store.Send) ([]store.SendResult, error) {
 		switch {
 		case c == nil:
 			res[i].Err = store.ErrNotFound
-			continue
 		case !allowed[senderKey{m.Sender, m.SenderUser, m.Conversation}]:
 			res[i].Err = store.ErrNotMember
-			continue
 		case m.Epoch != c.epoch || c.required:
 			res[i].Err = &store.EpochError{Err: store.ErrStaleEpoch, Current: c.epoch}
+		}
+		if res[i].Err != nil {
+			if !lookup {
+				// A retry of a stored message gets the first answer
+				// even when it would be refused now.
+				return nil, errRaced
+			}
 			continue
 		}
 		c.lastSeq++
@@ -146,21 +175,49 @@ func (t *wtx) send(batch []store.Send) ([]store.SendResult, error) {
 			rotations = append(rotations, newEvent{kind: store.EventRotation, conv: convPtr(m.Conversation), epoch: c.epoch, reason: "policy", at: m.Now})
 		}
 	}
+	if memo != nil {
+		// Keep the conversations' counters and the membership answers
+		// once they are committed.
+		t.afterCommit(func() {
+			for _, c := range convs {
+				memo.putConv(*c)
+			}
+			for k, v := range allowed {
+				memo.putPoster(k, v)
+			}
+		})
+	}
 	if len(ok) == 0 {
 		return res, nil
 	}
 
-	// (5) Insert. Nothing can conflict (the conversations are locked and
-	// every client id was looked up) unless a concurrent transaction
-	// inserted one of the client ids since: then run the batch again.
+	// (4) Events: the messages' in batch order (so each conversation's
+	// are in seq order), then the rotations. All commit together, so
+	// readers see them as one step whatever their order within it.
+	evs := make([]newEvent, 0, len(ok)+len(rotations))
+	for _, a := range ok {
+		m := batch[a.item]
+		evs = append(evs, newEvent{kind: store.EventMessage, conv: convPtr(m.Conversation), seq: a.seq, epoch: m.Epoch, at: m.Now})
+	}
+	evs = append(evs, rotations...)
+	first, err := t.emit(evs)
+	if err != nil {
+		return nil, err
+	}
+
+	// (5) Insert. Nothing can conflict on (conversation, seq): the
+	// conversations are locked (SQLite: written by this connection only).
+	// A skipped row is a client id stored before: run again with the
+	// look-up.
 	const cols, chunk = 9, 200
 	for lo := 0; lo < len(ok); lo += chunk {
 		hi := min(lo+chunk, len(ok))
 		args := make([]any, 0, cols*(hi-lo))
-		for _, a := range ok[lo:hi] {
+		for k, a := range ok[lo:hi] {
 			m := batch[a.item]
-			// event_id is set in step (8), once the ids are taken.
-			args = append(args, idArg(m.Conversation), i64(a.seq), idArg(m.Sender), idArg(m.SenderUser), m.ClientID, i64(m.Epoch), m.Envelope, m.Now, 0)
+			id := first + int64(lo+k)
+			res[a.item].EventID = id
+			args = append(args, idArg(m.Conversation), i64(a.seq), idArg(m.Sender), idArg(m.SenderUser), m.ClientID, i64(m.Epoch), m.Envelope, m.Now, id)
 		}
 		r, err := t.exec(`INSERT INTO messages (conversation_id, seq, sender_device, sender_user, client_id, epoch, envelope, created_at, event_id)
 			VALUES `+placeholders(hi-lo, cols)+` ON CONFLICT DO NOTHING`, args...)
@@ -175,13 +232,12 @@ func (t *wtx) send(batch []store.Send) ([]store.SendResult, error) {
 	}
 
 	// (6) The counters of the conversations written to.
-	written := make(map[protocol.ConversationID][]accepted)
+	written := make(map[protocol.ConversationID]bool)
 	for _, a := range ok {
-		id := batch[a.item].Conversation
-		written[id] = append(written[id], a)
+		written[batch[a.item].Conversation] = true
 	}
 	for _, id := range ids {
-		if len(written[id]) == 0 {
+		if !written[id] {
 			continue
 		}
 		c := convs[id]
@@ -189,40 +245,6 @@ func (t *wtx) send(batch []store.Send) ([]store.SendResult, error) {
 			i64(c.lastSeq), c.inEpoch, c.required, c.reason, idArg(id)); err != nil {
 			return nil, err
 		}
-	}
-
-	// (7) Events: each conversation's messages in seq order (one run of
-	// consecutive ids each), then the rotations. All commit together, so
-	// readers see them as one step whatever their order within it.
-	evs := make([]newEvent, 0, len(ok)+len(rotations))
-	for _, id := range ids {
-		for _, a := range written[id] {
-			m := batch[a.item]
-			evs = append(evs, newEvent{kind: store.EventMessage, conv: convPtr(id), seq: a.seq, epoch: m.Epoch, at: m.Now})
-		}
-	}
-	evs = append(evs, rotations...)
-	first, err := t.emit(evs)
-	if err != nil {
-		return nil, err
-	}
-
-	// (8) Each message's event id: seq + a constant per conversation.
-	next := first
-	for _, id := range ids {
-		run := written[id]
-		if len(run) == 0 {
-			continue
-		}
-		lo, hi := run[0].seq, run[len(run)-1].seq
-		if _, err := t.exec(`UPDATE messages SET event_id = seq + ? WHERE conversation_id = ? AND seq >= ? AND seq <= ?`,
-			next-int64(lo), idArg(id), i64(lo), i64(hi)); err != nil {
-			return nil, err
-		}
-		for k, a := range run {
-			res[a.item].EventID = next + int64(k)
-		}
-		next += int64(len(run))
 	}
 	for i, j := range dupOf {
 		res[i] = res[j]
@@ -283,6 +305,12 @@ func (t *wtx) mayPost(batch []store.Send) (map[senderKey]bool, error) {
 		k := senderKey{m.Sender, m.SenderUser, m.Conversation}
 		if _, done := out[k]; done {
 			continue
+		}
+		if memo := t.s.memo; memo != nil {
+			if v, ok := memo.posters[k]; ok {
+				out[k] = v
+				continue
+			}
 		}
 		var one int
 		err := t.queryRow(`SELECT 1 FROM devices d JOIN members mb ON mb.user_id = d.user_id

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"testing"
 
@@ -46,6 +47,7 @@ func TestSQLitePragmas(t *testing.T) {
 		"synchronous":  "2", // FULL
 		"foreign_keys": "1",
 		"busy_timeout": "5000",
+		"temp_store":   "2", // MEMORY
 	} {
 		var got string
 		if err := s.w.QueryRowContext(ctx, "PRAGMA "+pragma).Scan(&got); err != nil {
@@ -55,10 +57,52 @@ func TestSQLitePragmas(t *testing.T) {
 			t.Errorf("writer PRAGMA %s = %s, want %s", pragma, got, want)
 		}
 	}
+	var mmap int64
+	if err := s.r.QueryRowContext(ctx, "PRAGMA mmap_size").Scan(&mmap); err != nil || mmap == 0 {
+		t.Errorf("reader PRAGMA mmap_size = %d, %v; want it set", mmap, err)
+	}
 	if _, err := s.r.ExecContext(ctx, "DELETE FROM users"); err == nil {
 		t.Errorf("the read pool accepted a write")
 	}
 	if n := s.w.Stats().MaxOpenConnections; n != 1 {
 		t.Errorf("writer pool allows %d connections, want 1", n)
 	}
+}
+
+// TestSQLiteLock: a SQLite store has its database to itself. A second
+// store on the same file is refused with ErrInUse (it would write behind
+// the first one's memo) unless it is opened Shared, and the lock goes
+// with Close.
+func TestSQLiteLock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lock.db")
+	ctx := context.Background()
+	first, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.memo == nil {
+		t.Fatal("the store that holds the lock keeps no memo")
+	}
+	if s, err := Open(ctx, path, Options{}); !errors.Is(err, ErrInUse) {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("second open: %v, want ErrInUse", err)
+	}
+	shared, err := Open(ctx, path, Options{Shared: true})
+	if err != nil {
+		t.Fatalf("shared open: %v", err)
+	}
+	if shared.memo != nil {
+		t.Fatal("a shared store keeps a memo")
+	}
+	shared.Close()
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatalf("open after close: %v", err)
+	}
+	again.Close()
 }

@@ -48,6 +48,13 @@ type Options struct {
 	// MaxConns caps the PostgreSQL connection pool, or the SQLite read
 	// pool (default 16).
 	MaxConns int
+	// Shared opens a SQLite database that another process may have open
+	// at the same time (sandi db copy reading a running server's file).
+	// Without it, a SQLite store locks its database for itself, Open fails
+	// with ErrInUse when another process holds that lock, and the store
+	// keeps answers in memory between calls (see memo). A shared store
+	// keeps nothing and is meant for reading.
+	Shared bool
 }
 
 // Store is a store.Store on SQLite or PostgreSQL.
@@ -57,6 +64,13 @@ type Store struct {
 	r     *sql.DB // reads (PostgreSQL: the same pool as w)
 	opts  Options
 	batch *batcher
+	// rstmts and wstmts hold the statements prepared once on the read pool
+	// and on the writer connection (SQLite only: compiling SQL is a large
+	// share of SQLite's work per statement, while pgx caches prepared
+	// statements per connection by itself).
+	rstmts, wstmts *stmtCache
+	// memo is nil unless the store is its SQLite database's only user.
+	memo *memo
 
 	closeOnce sync.Once
 	closeErr  error
@@ -157,9 +171,15 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 // transaction never fails midway on a lock upgrade. busy_timeout covers
 // another process holding the lock (the store's own writes share one
 // connection and never wait on each other in SQLite).
+//
+// temp_store(MEMORY) keeps the writer's statement journals (the undo log of
+// one statement within a transaction) in memory instead of a temporary
+// file; durability is the WAL's and does not change. mmap_size lets the
+// readers read the database file's pages from a mapping instead of a pread
+// per page.
 const (
-	sqliteWriterParams = "_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(ON)&_txlock=immediate"
-	sqliteReaderParams = "_pragma=busy_timeout(5000)&_pragma=foreign_keys(ON)&_pragma=query_only(1)"
+	sqliteWriterParams = "_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(ON)&_pragma=temp_store(MEMORY)&_txlock=immediate"
+	sqliteReaderParams = "_pragma=busy_timeout(5000)&_pragma=foreign_keys(ON)&_pragma=query_only(1)&_pragma=mmap_size(268435456)"
 )
 
 func sqliteDSN(url, params string) (string, error) {
@@ -175,7 +195,7 @@ func sqliteDSN(url, params string) (string, error) {
 	return url + "?" + params, nil
 }
 
-func openSQLite(ctx context.Context, url string, opts Options) (*Store, error) {
+func openSQLite(ctx context.Context, url string, opts Options) (s *Store, err error) {
 	wdsn, err := sqliteDSN(url, sqliteWriterParams)
 	if err != nil {
 		return nil, err
@@ -183,6 +203,23 @@ func openSQLite(ctx context.Context, url string, opts Options) (*Store, error) {
 	rdsn, err := sqliteDSN(url, sqliteReaderParams)
 	if err != nil {
 		return nil, err
+	}
+	var m *memo
+	if path := sqliteFile(url); path == "" {
+		m = newMemo(nil) // in memory: private to this process
+	} else if !opts.Shared {
+		f, err := lockSQLite(path)
+		switch {
+		case err == nil:
+			m = newMemo(f)
+			defer func() {
+				if err != nil {
+					f.Close()
+				}
+			}()
+		case !errors.Is(err, errNoLock):
+			return nil, err
+		}
 	}
 	w, err := sql.Open("sqlite", wdsn)
 	if err != nil {
@@ -194,7 +231,7 @@ func openSQLite(ctx context.Context, url string, opts Options) (*Store, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	s := &Store{d: sqliteDialect, w: w, opts: opts}
+	s = &Store{d: sqliteDialect, w: w, opts: opts, wstmts: newStmtCache(w), memo: m}
 	// The writer creates the file, switches it to WAL and migrates before
 	// the read pool opens it.
 	if err := s.migrate(ctx); err != nil {
@@ -214,6 +251,7 @@ func openSQLite(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.r = r
+	s.rstmts = newStmtCache(r)
 	return s, nil
 }
 
@@ -261,11 +299,16 @@ func (s *Store) migrate(ctx context.Context) error {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.batch.close()
+		s.rstmts.close()
+		s.wstmts.close()
 		s.closeErr = s.w.Close()
 		if s.r != s.w {
 			if err := s.r.Close(); s.closeErr == nil {
 				s.closeErr = err
 			}
+		}
+		if s.memo != nil && s.memo.lock != nil {
+			s.memo.lock.Close() // releases the lock
 		}
 	})
 	return s.closeErr
@@ -287,10 +330,16 @@ func (s *Store) Ping(ctx context.Context) error {
 // Reads outside a transaction use the read pool.
 
 func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if st := s.rstmts.get(ctx, q); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
 	return s.r.QueryContext(ctx, s.d.rebind(q), args...)
 }
 
 func (s *Store) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	if st := s.rstmts.get(ctx, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
 	return s.r.QueryRowContext(ctx, s.d.rebind(q), args...)
 }
 
@@ -299,17 +348,82 @@ type wtx struct {
 	tx  *sql.Tx
 	s   *Store
 	ctx context.Context
+	// stmts are the statements this transaction has used, and missed the
+	// queries that were not in the store's cache yet: they are prepared
+	// for the next transactions once this one has ended (the one SQLite
+	// writer connection is busy until then).
+	stmts  map[string]*sql.Stmt
+	missed []string
+	// after runs once the transaction has committed.
+	after []func()
+}
+
+// afterCommit runs f once the transaction has committed (not if it fails).
+func (t *wtx) afterCommit(f func()) { t.after = append(t.after, f) }
+
+// stmt returns q prepared within the transaction, or nil when the dialect
+// does not cache statements (then q runs as text).
+func (t *wtx) stmt(q string) (*sql.Stmt, error) {
+	if t.s.wstmts == nil {
+		return nil, nil
+	}
+	if st, ok := t.stmts[q]; ok {
+		return st, nil
+	}
+	var st *sql.Stmt
+	if shared := t.s.wstmts.lookup(q); shared != nil {
+		st = t.tx.StmtContext(t.ctx, shared)
+	} else {
+		var err error
+		if st, err = t.tx.PrepareContext(t.ctx, q); err != nil {
+			return nil, err
+		}
+		t.missed = append(t.missed, q)
+	}
+	if t.stmts == nil {
+		t.stmts = make(map[string]*sql.Stmt)
+	}
+	t.stmts[q] = st
+	return st, nil
 }
 
 func (t *wtx) exec(q string, args ...any) (sql.Result, error) {
+	st, err := t.stmt(q)
+	if err != nil {
+		return nil, err
+	}
+	if st != nil {
+		return st.ExecContext(t.ctx, args...)
+	}
 	return t.tx.ExecContext(t.ctx, t.s.d.rebind(q), args...)
 }
 
 func (t *wtx) query(q string, args ...any) (*sql.Rows, error) {
+	st, err := t.stmt(q)
+	if err != nil {
+		return nil, err
+	}
+	if st != nil {
+		return st.QueryContext(t.ctx, args...)
+	}
 	return t.tx.QueryContext(t.ctx, t.s.d.rebind(q), args...)
 }
 
-func (t *wtx) queryRow(q string, args ...any) *sql.Row {
+// errRow is a *sql.Row-like result for a statement that failed to prepare.
+type row interface{ Scan(dest ...any) error }
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
+
+func (t *wtx) queryRow(q string, args ...any) row {
+	st, err := t.stmt(q)
+	if err != nil {
+		return errRow{err}
+	}
+	if st != nil {
+		return st.QueryRowContext(t.ctx, args...)
+	}
 	return t.tx.QueryRowContext(t.ctx, t.s.d.rebind(q), args...)
 }
 
@@ -330,8 +444,22 @@ func (t *wtx) step(name string) error {
 // write runs fn in one write transaction and commits it, running it again
 // (from the start) when PostgreSQL reports a deadlock or serialization
 // failure. fn must have no effect outside the transaction. The returned
-// error is wrapped with what, unless it is nil.
+// error is wrapped with what, unless it is nil. The memo, if any, is
+// forgotten once the transaction has ended.
 func (s *Store) write(ctx context.Context, what string, fn func(t *wtx) error) error {
+	return s.writeTx(ctx, what, true, fn)
+}
+
+// writeTx is write; with invalidate false the memo is kept, and fn must
+// keep it true itself (through wtx.afterCommit).
+func (s *Store) writeTx(ctx context.Context, what string, invalidate bool, fn func(t *wtx) error) error {
+	if m := s.memo; m != nil {
+		m.wmu.Lock()
+		defer m.wmu.Unlock()
+		if invalidate {
+			defer m.invalidate()
+		}
+	}
 	const attempts = 5
 	var err error
 	for i := 0; i < attempts; i++ {
@@ -351,11 +479,29 @@ func (s *Store) writeOnce(ctx context.Context, fn func(t *wtx) error) error {
 	if err != nil {
 		return err
 	}
-	if err := fn(&wtx{tx: tx, s: s, ctx: ctx}); err != nil {
+	t := &wtx{tx: tx, s: s, ctx: ctx}
+	defer func() { s.wstmts.prepare(ctx, t.missed) }()
+	if err := fn(t); err != nil {
 		tx.Rollback()
+		s.forgetWriter()
 		return err
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		s.forgetWriter()
+		return err
+	}
+	for _, f := range t.after {
+		f()
+	}
+	return nil
+}
+
+// forgetWriter drops the memo's writer entries after a transaction that
+// did not commit (they may hold what it had decided).
+func (s *Store) forgetWriter() {
+	if s.memo != nil {
+		s.memo.clearWriter()
+	}
 }
 
 // placeholders returns "(?, ?, …), (…)" for rows tuples of cols values.

@@ -86,6 +86,7 @@ func Run(t *testing.T, open Opener) {
 		{"SyncMembershipSpans", testSyncMembershipSpans},
 		{"SyncCommitOrder", testSyncCommitOrder},
 		{"Links", testLinks},
+		{"AnswersFollowWrites", testAnswersFollowWrites},
 		{"Ping", testPing},
 	}
 	for _, tc := range tests {
