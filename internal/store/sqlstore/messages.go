@@ -386,6 +386,16 @@ type sendReply struct {
 	err error
 }
 
+// A batch that found at least lingerAfter requests waiting waits up to
+// batchLinger for more before it is written: under load, a few more
+// messages share the transaction's fixed costs (above all the disk sync)
+// for a fraction of its duration. A request alone (a quiet server) is
+// written at once.
+var (
+	lingerAfter = 2
+	batchLinger = 300 * time.Microsecond
+)
+
 // batchTimeout bounds one batch transaction. It runs on its own context,
 // not a caller's: one caller giving up must not abort the others' writes.
 const batchTimeout = 30 * time.Second
@@ -437,6 +447,21 @@ func (b *batcher) loop() {
 			default:
 				break gather
 			}
+		}
+		if len(reqs) >= lingerAfter {
+			// Under load: give the requests on their way a moment to
+			// join this transaction rather than wait for the next.
+			linger := time.NewTimer(batchLinger)
+		wait:
+			for len(reqs) < b.max {
+				select {
+				case r := <-b.reqs:
+					reqs = append(reqs, r)
+				case <-linger.C:
+					break wait
+				}
+			}
+			linger.Stop()
 		}
 		b.run(reqs)
 	}

@@ -3,11 +3,15 @@ package sqlstore
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"sandi.dev/internal/store"
 	"sandi.dev/internal/store/storetest"
+	"sandi.dev/protocol"
 )
 
 // sqliteOpener opens a store on a SQLite file in t's temporary directory.
@@ -105,4 +109,45 @@ func TestSQLiteLock(t *testing.T) {
 		t.Fatalf("open after close: %v", err)
 	}
 	again.Close()
+}
+
+// TestSQLiteCheckpointer: after writes, the store's checkpointer copies
+// the WAL back into the database file by itself.
+func TestSQLiteCheckpointer(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ckpt.db")
+	s := openTestStore(t, path, nil)
+	ctx := context.Background()
+	if s.ckpt == nil {
+		t.Fatal("no checkpointer")
+	}
+	for i := range 20 {
+		u := protocol.NewUserID()
+		if err := s.CreateUser(ctx, store.User{ID: u, Username: fmt.Sprintf("ckpt%d", i), PasswordHash: "x", CreatedAt: 1},
+			store.Device{ID: protocol.NewDeviceID(), User: u, Name: "d", CreatedAt: 1}, []byte(fmt.Sprintf("token-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.ckpt.runs.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no checkpoint ran within 10 s of the writes")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Every page is in the database file: its size is the database's
+	// (the WAL holds the pages until they are copied).
+	var pages, size int64
+	if err := s.r.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.r.QueryRowContext(ctx, "PRAGMA page_size").Scan(&size); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() != pages*size {
+		t.Fatalf("the database file has %d bytes, the database %d pages of %d", st.Size(), pages, size)
+	}
 }

@@ -71,6 +71,8 @@ type Store struct {
 	rstmts, wstmts *stmtCache
 	// memo is nil unless the store is its SQLite database's only user.
 	memo *memo
+	// ckpt checkpoints the WAL off the writer (SQLite, not Shared).
+	ckpt *checkpointer
 
 	closeOnce sync.Once
 	closeErr  error
@@ -172,14 +174,19 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 // another process holding the lock (the store's own writes share one
 // connection and never wait on each other in SQLite).
 //
+// journal_size_limit truncates a WAL that a burst made larger than 64 MiB
+// once it starts over. Checkpoints: see checkpointer.
+//
 // temp_store(MEMORY) keeps the writer's statement journals (the undo log of
 // one statement within a transaction) in memory instead of a temporary
 // file; durability is the WAL's and does not change. mmap_size lets the
 // readers read the database file's pages from a mapping instead of a pread
 // per page.
 const (
-	sqliteWriterParams = "_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(ON)&_pragma=temp_store(MEMORY)&_txlock=immediate"
-	sqliteReaderParams = "_pragma=busy_timeout(5000)&_pragma=foreign_keys(ON)&_pragma=query_only(1)&_pragma=mmap_size(268435456)"
+	sqliteWriterParams = "_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(ON)&_pragma=temp_store(MEMORY)&_pragma=journal_size_limit(67108864)&_txlock=immediate"
+	// The checkpointer's connection (see checkpointer).
+	sqliteCheckpointParams = "_pragma=busy_timeout(5000)&_pragma=synchronous(FULL)&_pragma=journal_size_limit(67108864)"
+	sqliteReaderParams     = "_pragma=busy_timeout(5000)&_pragma=foreign_keys(ON)&_pragma=query_only(1)&_pragma=mmap_size(268435456)"
 )
 
 func sqliteDSN(url, params string) (string, error) {
@@ -252,6 +259,26 @@ func openSQLite(ctx context.Context, url string, opts Options) (s *Store, err er
 	}
 	s.r = r
 	s.rstmts = newStmtCache(r)
+	if !opts.Shared {
+		cdsn, err := sqliteDSN(url, sqliteCheckpointParams)
+		if err == nil {
+			var c *sql.DB
+			if c, err = sql.Open("sqlite", cdsn); err == nil {
+				c.SetMaxOpenConns(1)
+				err = c.PingContext(ctx)
+				if err != nil {
+					c.Close()
+				} else {
+					s.ckpt = newCheckpointer(c, checkpointEvery)
+				}
+			}
+		}
+		if err != nil {
+			w.Close()
+			r.Close()
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -299,6 +326,7 @@ func (s *Store) migrate(ctx context.Context) error {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.batch.close()
+		s.ckpt.close()
 		s.rstmts.close()
 		s.wstmts.close()
 		s.closeErr = s.w.Close()
@@ -490,6 +518,7 @@ func (s *Store) writeOnce(ctx context.Context, fn func(t *wtx) error) error {
 		s.forgetWriter()
 		return err
 	}
+	s.ckpt.wrote()
 	for _, f := range t.after {
 		f()
 	}
