@@ -37,6 +37,9 @@ func (t *wtx) emit(evs []newEvent) (int64, error) {
 		return 0, fmt.Errorf("advance event counter: %w", err)
 	}
 	first := last - int64(len(evs)) + 1
+	if m := t.s.memo; m != nil {
+		t.afterCommit(func() { m.head.Store(last) })
+	}
 	const cols, chunk = 9, 200
 	for lo := 0; lo < len(evs); lo += chunk {
 		hi := min(lo+chunk, len(evs))
@@ -89,9 +92,14 @@ func (s *Store) Sync(ctx context.Context, user protocol.UserID, device protocol.
 	if limit <= 0 {
 		limit = 100
 	}
-	head, err := s.LastEventID(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("sqlstore: sync: %w", err)
+	var head int64
+	if s.memo != nil {
+		head = s.memo.head.Load()
+	} else {
+		var err error
+		if head, err = s.LastEventID(ctx); err != nil {
+			return nil, fmt.Errorf("sqlstore: sync: %w", err)
+		}
 	}
 	return s.sync(ctx, head-since <= syncTailWindow, user, device, since, limit)
 }

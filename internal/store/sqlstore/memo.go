@@ -32,6 +32,9 @@ import (
 //     other write clears them.
 type memo struct {
 	gen atomic.Uint64
+	// head is the newest committed event id (set after each commit that
+	// adds events; Sync uses it to pick a plan).
+	head atomic.Int64
 
 	mu      sync.Mutex
 	tokens  map[string]memoDevice

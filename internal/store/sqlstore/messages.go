@@ -3,7 +3,6 @@ package sqlstore
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -88,6 +87,7 @@ func (t *wtx) send(batch []store.Send, lookup bool) ([]store.SendResult, error) 
 	slices.SortFunc(ids, func(a, b protocol.ConversationID) int { return bytes.Compare(a[:], b[:]) })
 	ids = slices.Compact(ids)
 	convs := make(map[protocol.ConversationID]*convState, len(ids))
+	var toLock []protocol.ConversationID
 	for _, id := range ids {
 		if memo != nil {
 			if c, ok := memo.convs[id]; ok {
@@ -95,14 +95,10 @@ func (t *wtx) send(batch []store.Send, lookup bool) ([]store.SendResult, error) 
 				continue
 			}
 		}
-		c, err := t.lockConversation(id)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		convs[id] = &c
+		toLock = append(toLock, id)
+	}
+	if err := t.lockConversations(toLock, convs); err != nil {
+		return nil, err
 	}
 
 	// Earlier messages with the batch's client ids, on the second run.
@@ -236,15 +232,14 @@ func (t *wtx) send(batch []store.Send, lookup bool) ([]store.SendResult, error) 
 	for _, a := range ok {
 		written[batch[a.item].Conversation] = true
 	}
+	var counters []*convState
 	for _, id := range ids {
-		if !written[id] {
-			continue
+		if written[id] {
+			counters = append(counters, convs[id])
 		}
-		c := convs[id]
-		if _, err := t.exec(`UPDATE conversations SET last_seq = ?, messages_in_epoch = ?, rotation_required = ?, rotation_reason = ? WHERE id = ?`,
-			i64(c.lastSeq), c.inEpoch, c.required, c.reason, idArg(id)); err != nil {
-			return nil, err
-		}
+	}
+	if err := t.writeCounters(counters); err != nil {
+		return nil, err
 	}
 	for i, j := range dupOf {
 		res[i] = res[j]
@@ -298,9 +293,10 @@ type senderKey struct {
 // of the batch, whether the device is an active device of the user and the
 // user a current member of the conversation. The conversation rows are
 // locked, and membership changes lock them too, so the answers hold until
-// commit.
+// commit. The answers the memo lacks are read with one statement.
 func (t *wtx) mayPost(batch []store.Send) (map[senderKey]bool, error) {
 	out := make(map[senderKey]bool)
+	var ask []senderKey
 	for _, m := range batch {
 		k := senderKey{m.Sender, m.SenderUser, m.Conversation}
 		if _, done := out[k]; done {
@@ -312,20 +308,96 @@ func (t *wtx) mayPost(batch []store.Send) (map[senderKey]bool, error) {
 				continue
 			}
 		}
-		var one int
-		err := t.queryRow(`SELECT 1 FROM devices d JOIN members mb ON mb.user_id = d.user_id
-			WHERE d.id = ? AND d.user_id = ? AND d.revoked = FALSE AND mb.conversation_id = ? AND mb.left_event_id IS NULL`,
-			idArg(m.Sender), idArg(m.SenderUser), idArg(m.Conversation)).Scan(&one)
-		switch {
-		case err == nil:
+		out[k] = false
+		ask = append(ask, k)
+	}
+	const chunk = 200
+	b := t.s.d.bytesParam
+	triple := "(" + b + ", " + b + ", " + b + ")"
+	for lo := 0; lo < len(ask); lo += chunk {
+		hi := min(lo+chunk, len(ask))
+		args := make([]any, 0, 3*(hi-lo))
+		for _, k := range ask[lo:hi] {
+			args = append(args, idArg(k.dev), idArg(k.user), idArg(k.conv))
+		}
+		rows, err := t.query(`SELECT d.id, d.user_id, mb.conversation_id FROM devices d JOIN members mb ON mb.user_id = d.user_id
+			WHERE d.revoked = FALSE AND mb.left_event_id IS NULL
+			  AND (d.id, d.user_id, mb.conversation_id) IN (VALUES `+strings.TrimSuffix(strings.Repeat(triple+", ", hi-lo), ", ")+`)`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var k senderKey
+			if err := rows.Scan(scanID(&k.dev), scanID(&k.user), scanID(&k.conv)); err != nil {
+				rows.Close()
+				return nil, err
+			}
 			out[k] = true
-		case errors.Is(err, sql.ErrNoRows):
-			out[k] = false
-		default:
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// lockConversations reads and locks the conversation rows of ids (sorted,
+// distinct) into convs, with one statement per 200; a conversation that
+// does not exist is left out.
+func (t *wtx) lockConversations(ids []protocol.ConversationID, convs map[protocol.ConversationID]*convState) error {
+	const chunk = 200
+	for lo := 0; lo < len(ids); lo += chunk {
+		hi := min(lo+chunk, len(ids))
+		args := make([]any, 0, hi-lo)
+		for _, id := range ids[lo:hi] {
+			args = append(args, idArg(id))
+		}
+		// PostgreSQL locks the rows as the sorted scan returns them: in
+		// id order, as every writer does.
+		rows, err := t.query(`SELECT `+convStateCols+` FROM conversations WHERE id IN (`+
+			strings.TrimSuffix(strings.Repeat("?, ", hi-lo), ", ")+`) ORDER BY id`+t.lockSuffix(), args...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			c, err := scanConvState(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			convs[c.id] = &c
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeCounters writes back the message counters and rotation state of
+// the given conversations, with one statement per 200.
+func (t *wtx) writeCounters(cs []*convState) error {
+	const chunk = 200
+	// Typed so that PostgreSQL knows the VALUES columns' types (see
+	// dialect.bytesParam for why the id is not cast on SQLite).
+	row := "(" + t.s.d.bytesParam + ", CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BOOLEAN), CAST(? AS TEXT))"
+	for lo := 0; lo < len(cs); lo += chunk {
+		hi := min(lo+chunk, len(cs))
+		args := make([]any, 0, 5*(hi-lo))
+		for _, c := range cs[lo:hi] {
+			args = append(args, idArg(c.id), i64(c.lastSeq), c.inEpoch, c.required, c.reason)
+		}
+		if _, err := t.exec(`WITH v (id, last_seq, in_epoch, required, reason) AS (VALUES `+
+			strings.TrimSuffix(strings.Repeat(row+", ", hi-lo), ", ")+`)
+			UPDATE conversations SET last_seq = v.last_seq, messages_in_epoch = v.in_epoch,
+				rotation_required = v.required, rotation_reason = v.reason
+			FROM v WHERE conversations.id = v.id`, args...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Messages pages a conversation's messages with seq > after.
