@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"sandi.dev/internal/load"
+	"sandi.dev/internal/server"
 )
 
 func main() {
@@ -119,6 +120,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		defer f.Close()
 		cfg.Trace = f
+	}
+	if cfg.Server == "" {
+		// The in-process server runs with sandi serve's collector target.
+		server.TuneGC()
 	}
 	var reports []load.Report
 	discarded := 0

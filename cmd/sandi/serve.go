@@ -60,6 +60,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return usageError{"--log-level: " + err.Error()}
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	gogc := server.TuneGC()
 
 	dbURL := c.db
 	if dbURL == "" {
@@ -89,7 +90,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if strings.HasPrefix(dbURL, "postgres") {
 		kind = "postgres"
 	}
-	log.Info("sandi serving", "addr", "http://"+ln.Addr().String(), "database", kind)
+	log.Info("sandi serving", "addr", "http://"+ln.Addr().String(), "database", kind, "gogc", gogc)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {

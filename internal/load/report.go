@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strings"
@@ -86,6 +87,7 @@ type Machine struct {
 	CPU        string `json:"cpu"`
 	NumCPU     int    `json:"numCPU"`
 	GOMAXPROCS int    `json:"gomaxprocs"`
+	GOGC       int    `json:"gogc"` // the collector's target in this process (-1: off)
 	Memory     string `json:"memory"`
 	Go         string `json:"go"`
 	OS         string `json:"os"`
@@ -172,6 +174,8 @@ func percentiles(ds []time.Duration) Percentiles {
 
 func machine() Machine {
 	m := Machine{NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), Go: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH}
+	m.GOGC = debug.SetGCPercent(100)
+	debug.SetGCPercent(m.GOGC)
 	m.CPU = procField("/proc/cpuinfo", "model name", ":")
 	if kb := procField("/proc/meminfo", "MemTotal", ":"); kb != "" {
 		var n int64
@@ -331,7 +335,7 @@ func (r *Report) WriteTable(w io.Writer) {
 		title += fmt.Sprintf(" (%d more discarded: the rest of the machine was busy)", r.DiscardedRuns)
 	}
 	fmt.Fprintf(w, "sandi-load, %s: %s server, %s (%s)\n", title, r.Target, r.Database, r.Durability)
-	fmt.Fprintf(w, "machine: %s, %d CPUs (GOMAXPROCS %d), %s, %s %s\n", r.Machine.CPU, r.Machine.NumCPU, r.Machine.GOMAXPROCS, r.Machine.Memory, r.Machine.Go, r.Machine.OS)
+	fmt.Fprintf(w, "machine: %s, %d CPUs (GOMAXPROCS %d, GOGC %d), %s, %s %s\n", r.Machine.CPU, r.Machine.NumCPU, r.Machine.GOMAXPROCS, r.Machine.GOGC, r.Machine.Memory, r.Machine.Go, r.Machine.OS)
 	enc := fmt.Sprintf("%d pre-encrypted envelopes per sender, cycled", r.Pool)
 	if r.InlineEncrypt {
 		enc = "each envelope encrypted and signed while timed"
