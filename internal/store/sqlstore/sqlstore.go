@@ -447,7 +447,8 @@ func (t *wtx) query(q string, args ...any) (*sql.Rows, error) {
 	return t.tx.QueryContext(t.ctx, t.s.d.rebind(q), args...)
 }
 
-// errRow is a *sql.Row-like result for a statement that failed to prepare.
+// row is what wtx.queryRow returns: a *sql.Row, or an errRow when the
+// statement failed to prepare.
 type row interface{ Scan(dest ...any) error }
 
 type errRow struct{ err error }
