@@ -60,6 +60,11 @@ func TestRunSQLite(t *testing.T) {
 	if l.Ack.N != int(l.Accepted) || l.Ack.P50 <= 0 {
 		t.Errorf("live: ack latencies %+v", l.Ack)
 	}
+	// From the request's actual start: never later than from its
+	// scheduled start, which is never after the actual start.
+	if f := l.DeliveryFromStart; f.N != d.N || f.P50 <= 0 || f.Max > d.Max || f.Mean > d.Mean {
+		t.Errorf("live: delivery from the request's start %+v, from the schedule %+v", f, d)
+	}
 	if rep.Stored != rep.Accepted() || rep.Accepted() != closed+l.Accepted {
 		t.Errorf("stored %d messages, accepted %d sends (closed %d + live %d)", rep.Stored, rep.Accepted(), closed, l.Accepted)
 	}

@@ -159,15 +159,18 @@ func (r *runner) catchUp(ctx context.Context) (CatchUpResult, error) {
 
 // openLoop sends at a fixed rate, whatever the answers, while the receiver
 // listens on the WebSocket, and measures for each message the time from its
-// scheduled send time to the event's arrival at the receiver.
+// scheduled send time to the event's arrival at the receiver (and, apart,
+// from the moment its request actually began).
 func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 	rate, dur := r.cfg.Rate, r.cfg.RateDuration
 	total := int(int64(rate) * int64(dur) / int64(time.Second))
 	res := LiveResult{Rate: rate, Scheduled: total}
 
 	var mu sync.Mutex
-	pending := make(map[string]time.Time, total)
+	type times struct{ scheduled, started time.Time }
+	pending := make(map[string]*times, total)
 	delivery := make([]time.Duration, 0, total)
+	fromStart := make([]time.Duration, 0, total)
 	var received, accepted, frames int64
 	allIn := make(chan struct{}, 1) // signalled when received may have reached accepted
 	sendsDone := false
@@ -207,7 +210,8 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 					continue
 				}
 				delete(pending, e.Message.ClientID)
-				delivery = append(delivery, now.Sub(at))
+				delivery = append(delivery, now.Sub(at.scheduled))
+				fromStart = append(fromStart, now.Sub(at.started))
 				received++
 			}
 			done := sendsDone && received >= accepted
@@ -242,8 +246,9 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 			break
 		}
 		cid := s.clientID()
+		t := &times{scheduled: at, started: at}
 		mu.Lock()
-		pending[cid] = at
+		pending[cid] = t
 		mu.Unlock()
 		sem <- struct{}{}
 		if lag := time.Since(at); lag > maxLag {
@@ -253,6 +258,9 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
+			mu.Lock()
+			t.started = time.Now()
+			mu.Unlock()
 			sr := r.c.send(ctx, s, cid, env)
 			ack := time.Since(at)
 			if !sr.ok() {
@@ -300,6 +308,7 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 	res.PerSecond = float64(sends.accepted) / res.Seconds
 	res.Ack = percentiles(sends.acks)
 	res.Delivery = percentiles(delivery)
+	res.DeliveryFromStart = percentiles(fromStart)
 	res.MaxStartLagMs = ms(maxLag)
 	if sends.accepted == 0 && sends.firstErr != nil {
 		return res, fmt.Errorf("open loop: no send accepted; first error: %w", sends.firstErr)
