@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
+
+	"modernc.org/sqlite"
 
 	"sandi.dev/internal/store"
 	"sandi.dev/internal/store/storetest"
@@ -60,6 +63,11 @@ func TestSQLitePragmas(t *testing.T) {
 		if got != want {
 			t.Errorf("writer PRAGMA %s = %s, want %s", pragma, got, want)
 		}
+	}
+	// Commits sync with fdatasync where the system has it (see
+	// useFdatasync).
+	if runtime.GOOS == "linux" && !sqlite.FdatasyncEnabled() {
+		t.Errorf("SQLite commits with fsync, want fdatasync")
 	}
 	if _, err := s.r.ExecContext(ctx, "DELETE FROM users"); err == nil {
 		t.Errorf("the read pool accepted a write")
