@@ -52,22 +52,9 @@ func dbCommand(ctx context.Context, args []string, jsonOut bool, stdout, stderr 
 	return usageError{fmt.Sprintf("db: unknown subcommand %q", args[0])}
 }
 
-func isPostgres(u string) bool {
-	return strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://")
-}
-
-// sqlitePath returns the file of a SQLite URL: a path, or a file: URL.
-func sqlitePath(u string) string {
-	if p, ok := strings.CutPrefix(u, "file:"); ok {
-		p, _, _ = strings.Cut(p, "?")
-		return p
-	}
-	return u
-}
-
 // redact hides the password of a PostgreSQL URL.
 func redact(u string) string {
-	if !isPostgres(u) {
+	if !sqlstore.IsPostgres(u) {
 		return u
 	}
 	p, err := url.Parse(u)
@@ -104,31 +91,28 @@ func dbCopy(ctx context.Context, args []string, jsonOut bool, stdout, stderr io.
 
 	// A SQLite source must exist: opening a mistyped path would create an
 	// empty database and copy nothing.
-	if !isPostgres(*from) {
-		if _, err := os.Stat(sqlitePath(*from)); err != nil {
+	if !sqlstore.IsPostgres(*from) {
+		if _, err := os.Stat(sqlstore.SQLiteFile(*from)); err != nil {
 			return fmt.Errorf("source %s: %w", *from, err)
 		}
 	}
 	// A SQLite target must be a new file: the copy writes only into an
 	// empty database, and opening some other file would add sandi's
 	// tables to it. If the copy fails, the new file is removed.
-	var created string
-	if !isPostgres(*to) {
-		p := sqlitePath(*to)
-		if _, err := os.Stat(p); err == nil {
+	var created []string
+	if !sqlstore.IsPostgres(*to) {
+		if _, err := os.Stat(sqlstore.SQLiteFile(*to)); err == nil {
 			return fmt.Errorf("target %s already exists: copy into a new file", *to)
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("target %s: %w", *to, err)
 		}
-		created = p
+		created = sqlstore.SQLiteFiles(*to)
 	}
 
 	counts, err := copyDatabases(ctx, *from, *to)
 	if err != nil {
-		if created != "" {
-			for _, suffix := range []string{"", "-wal", "-shm", "-journal", "-lock"} {
-				os.Remove(created + suffix)
-			}
+		for _, f := range created {
+			os.Remove(f)
 		}
 		return err
 	}

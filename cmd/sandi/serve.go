@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -86,11 +85,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	kind := "sqlite"
-	if strings.HasPrefix(dbURL, "postgres") {
-		kind = "postgres"
-	}
-	log.Info("sandi serving", "addr", "http://"+ln.Addr().String(), "database", kind, "gogc", gogc)
+	log.Info("sandi serving", "addr", "http://"+ln.Addr().String(), "database", st.Database(), "gogc", gogc)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {

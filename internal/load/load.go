@@ -188,7 +188,7 @@ func (c *Config) check() error {
 			return fmt.Errorf("server: %w", err)
 		}
 	}
-	if isPostgres(c.DB) {
+	if sqlstore.IsPostgres(c.DB) {
 		if err := checkLoopbackURL(c.DB); err != nil {
 			return fmt.Errorf("database: %w", err)
 		}
@@ -200,10 +200,6 @@ func (c *Config) check() error {
 	return nil
 }
 
-func isPostgres(u string) bool {
-	return strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://")
-}
-
 // checkLoopbackURL refuses a URL whose host is not a loopback address: the
 // tool generates load, and only on this machine.
 func checkLoopbackURL(raw string) error {
@@ -213,7 +209,7 @@ func checkLoopbackURL(raw string) error {
 	}
 	host := u.Hostname()
 	if host == "" {
-		if isPostgres(raw) {
+		if sqlstore.IsPostgres(raw) {
 			return nil // a Unix socket
 		}
 		return fmt.Errorf("%s: no host", raw)
@@ -315,7 +311,7 @@ func startServer(ctx context.Context, cfg *Config, logf func(string, ...any)) (*
 	}()
 	p := &inProcess{}
 	dbURL := cfg.DB
-	if isPostgres(dbURL) {
+	if sqlstore.IsPostgres(dbURL) {
 		fd, err := freshDatabase(ctx, dbURL, cfg.Keep, logf)
 		if err != nil {
 			return nil, err

@@ -144,9 +144,9 @@ var ErrInUse = errors.New("the database is in use by another process")
 // without a memo.
 var errNoLock = errors.New("no file locks on this system")
 
-// sqliteFile returns the file a SQLite url names, or "" for an in-memory
-// database.
-func sqliteFile(url string) string {
+// SQLiteFile returns the database file a SQLite url names (a path or a
+// file: URL), or "" for an in-memory database.
+func SQLiteFile(url string) string {
 	p := url
 	if rest, ok := strings.CutPrefix(url, "file:"); ok {
 		p, _, _ = strings.Cut(rest, "?")
@@ -160,11 +160,25 @@ func sqliteFile(url string) string {
 	return p
 }
 
+// SQLiteFiles returns every file a store on the SQLite url may keep: the
+// database, SQLite's files beside it and the store's lock file (nil for
+// an in-memory database).
+func SQLiteFiles(url string) []string {
+	p := SQLiteFile(url)
+	if p == "" {
+		return nil
+	}
+	return []string{p, p + "-wal", p + "-shm", p + "-journal", p + lockSuffix}
+}
+
+// lockSuffix names the lock file beside the database file.
+const lockSuffix = "-lock"
+
 // lockSQLite takes the store's exclusive lock on the database file at
-// path: a lock on the file path+"-lock", held while the store is open. It
+// path: a lock on the file path+lockSuffix, held while the store is open. It
 // returns ErrInUse when another process holds it.
 func lockSQLite(path string) (*os.File, error) {
-	f, err := os.OpenFile(path+"-lock", os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(path+lockSuffix, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock file: %w", err)
 	}

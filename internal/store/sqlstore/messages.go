@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -42,7 +41,7 @@ func (s *Store) Send(ctx context.Context, batch []store.Send) ([]store.SendResul
 	err := s.writeTx(ctx, "send", false, func(t *wtx) error {
 		var err error
 		res, err = t.send(batch, lookup)
-		if errors.Is(err, errRaced) {
+		if errors.Is(err, errLookUp) {
 			lookup = true
 		}
 		return err
@@ -53,12 +52,12 @@ func (s *Store) Send(ctx context.Context, batch []store.Send) ([]store.SendResul
 	return res, nil
 }
 
-// errRaced reports that a client message id of the batch is already
-// stored: inserted by an earlier transaction (the batch ran without the
-// look-up) or by a concurrent one after the look-up (PostgreSQL). The
-// batch is run again from the start, with the look-up, and then finds
-// that message.
-var errRaced = errors.New("a client message id of the batch is already stored")
+// errLookUp asks for the batch to run again from the start, with its
+// client message ids looked up: one of them is already stored (by an
+// earlier transaction, when the batch ran without the look-up, or by a
+// concurrent one after it, on PostgreSQL), or an item would be refused
+// and may be the retry of a stored message, which gets its first answer.
+var errLookUp = errors.New("the batch's client message ids must be looked up")
 
 type msgKey struct {
 	dev protocol.DeviceID
@@ -156,7 +155,7 @@ func (t *wtx) send(batch []store.Send, lookup bool) ([]store.SendResult, error) 
 			if !lookup {
 				// A retry of a stored message gets the first answer
 				// even when it would be refused now.
-				return nil, errRaced
+				return nil, errLookUp
 			}
 			continue
 		}
@@ -223,7 +222,7 @@ func (t *wtx) send(batch []store.Send, lookup bool) ([]store.SendResult, error) 
 		if n, err := r.RowsAffected(); err != nil {
 			return nil, err
 		} else if n != int64(hi-lo) {
-			return nil, errRaced
+			return nil, errLookUp
 		}
 	}
 
@@ -259,8 +258,7 @@ func (t *wtx) previous(batch []store.Send) (map[msgKey]prevMsg, error) {
 		for _, m := range batch[lo:hi] {
 			args = append(args, idArg(m.Sender), m.ClientID)
 		}
-		pair := "(" + t.s.d.bytesParam + ", ?)"
-		values := strings.TrimSuffix(strings.Repeat(pair+", ", hi-lo), ", ")
+		values := tuples("("+t.s.d.bytesParam+", ?)", hi-lo)
 		rows, err := t.query(`SELECT sender_device, client_id, conversation_id, seq, envelope, created_at, event_id FROM messages
 			WHERE (sender_device, client_id) IN (VALUES `+values+`)`, args...)
 		if err != nil {
@@ -322,7 +320,7 @@ func (t *wtx) mayPost(batch []store.Send) (map[senderKey]bool, error) {
 		}
 		rows, err := t.query(`SELECT d.id, d.user_id, mb.conversation_id FROM devices d JOIN members mb ON mb.user_id = d.user_id
 			WHERE d.revoked = FALSE AND mb.left_event_id IS NULL
-			  AND (d.id, d.user_id, mb.conversation_id) IN (VALUES `+strings.TrimSuffix(strings.Repeat(triple+", ", hi-lo), ", ")+`)`, args...)
+			  AND (d.id, d.user_id, mb.conversation_id) IN (VALUES `+tuples(triple, hi-lo)+`)`, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -355,8 +353,8 @@ func (t *wtx) lockConversations(ids []protocol.ConversationID, convs map[protoco
 		}
 		// PostgreSQL locks the rows as the sorted scan returns them: in
 		// id order, as every writer does.
-		rows, err := t.query(`SELECT `+convStateCols+` FROM conversations WHERE id IN (`+
-			strings.TrimSuffix(strings.Repeat("?, ", hi-lo), ", ")+`) ORDER BY id`+t.lockSuffix(), args...)
+		rows, err := t.query(`SELECT `+convStateCols+` FROM conversations WHERE id IN `+
+			placeholders(1, hi-lo)+` ORDER BY id`+t.lockSuffix(), args...)
 		if err != nil {
 			return err
 		}
@@ -389,8 +387,7 @@ func (t *wtx) writeCounters(cs []*convState) error {
 		for _, c := range cs[lo:hi] {
 			args = append(args, idArg(c.id), i64(c.lastSeq), c.inEpoch, c.required, c.reason)
 		}
-		if _, err := t.exec(`WITH v (id, last_seq, in_epoch, required, reason) AS (VALUES `+
-			strings.TrimSuffix(strings.Repeat(row+", ", hi-lo), ", ")+`)
+		if _, err := t.exec(`WITH v (id, last_seq, in_epoch, required, reason) AS (VALUES `+tuples(row, hi-lo)+`)
 			UPDATE conversations SET last_seq = v.last_seq, messages_in_epoch = v.in_epoch,
 				rotation_required = v.required, rotation_reason = v.reason
 			FROM v WHERE conversations.id = v.id`, args...); err != nil {

@@ -125,16 +125,25 @@ func (d *dialect) rebind(q string) string {
 	return b.String()
 }
 
-// retryable reports whether err tells that the transaction lost a race
-// (a PostgreSQL deadlock or serialization failure, or errRaced) and may
-// simply be run again.
+// retryable reports whether the transaction may simply be run again: it
+// lost a race (a PostgreSQL deadlock or serialization failure) or asks to
+// (errLookUp).
 func (d *dialect) retryable(err error) bool {
-	if errors.Is(err, errRaced) {
+	if errors.Is(err, errLookUp) {
 		return true
 	}
 	var pe *pgconn.PgError
 	return d.dollar && errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
 }
+
+// IsPostgres reports whether url selects PostgreSQL (postgres://… or
+// postgresql://…); anything else is a SQLite file path or file: URL.
+func IsPostgres(url string) bool {
+	return strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://")
+}
+
+// Database names the store's database: "sqlite" or "postgres".
+func (s *Store) Database() string { return s.d.name }
 
 // Open opens (creating if needed) the store at url and applies pending
 // migrations. url is postgres://… or postgresql://… for PostgreSQL, and
@@ -148,7 +157,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	var s *Store
 	var err error
-	if strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") {
+	if IsPostgres(url) {
 		s, err = openPostgres(ctx, url, opts)
 	} else {
 		s, err = openSQLite(ctx, url, opts)
@@ -214,7 +223,7 @@ var useFdatasync = sync.OnceFunc(func() {
 	_, _ = sqlite.Fdatasync(true) // ErrFdatasyncUnavailable: keep fsync
 })
 
-func openSQLite(ctx context.Context, url string, opts Options) (s *Store, err error) {
+func openSQLite(ctx context.Context, url string, opts Options) (_ *Store, err error) {
 	useFdatasync()
 	wdsn, err := sqliteDSN(url, sqliteWriterParams)
 	if err != nil {
@@ -224,82 +233,69 @@ func openSQLite(ctx context.Context, url string, opts Options) (s *Store, err er
 	if err != nil {
 		return nil, err
 	}
-	var m *memo
-	if path := sqliteFile(url); path == "" {
-		m = newMemo(nil) // in memory: private to this process
+	cdsn, err := sqliteDSN(url, sqliteCheckpointParams)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{d: sqliteDialect, opts: opts}
+	defer func() {
+		if err != nil {
+			s.closeHandles()
+		}
+	}()
+	if path := SQLiteFile(url); path == "" {
+		s.memo = newMemo(nil) // in memory: private to this process
 	} else if !opts.Shared {
 		f, err := lockSQLite(path)
 		switch {
 		case err == nil:
-			m = newMemo(f)
-			defer func() {
-				if err != nil {
-					f.Close()
-				}
-			}()
+			s.memo = newMemo(f)
 		case !errors.Is(err, errNoLock):
 			return nil, err
 		}
 	}
-	w, err := sql.Open("sqlite", wdsn)
-	if err != nil {
+	if s.w, err = sql.Open("sqlite", wdsn); err != nil {
 		return nil, err
 	}
 	// One writer connection: SQLite allows one writer at a time anyway, and
 	// queuing in the pool is cheaper than SQLITE_BUSY retries.
-	w.SetMaxOpenConns(1)
-	w.SetMaxIdleConns(1)
-	w.SetConnMaxLifetime(0)
-	w.SetConnMaxIdleTime(0)
-	s = &Store{d: sqliteDialect, w: w, opts: opts, wstmts: newStmtCache(w), memo: m}
+	s.w.SetMaxOpenConns(1)
+	s.w.SetMaxIdleConns(1)
+	s.w.SetConnMaxLifetime(0)
+	s.w.SetConnMaxIdleTime(0)
+	s.wstmts = newStmtCache(s.w)
 	// The writer creates the file, switches it to WAL and migrates before
 	// the read pool opens it.
 	if err := s.migrate(ctx); err != nil {
-		w.Close()
 		return nil, err
 	}
-	r, err := sql.Open("sqlite", rdsn)
-	if err != nil {
-		w.Close()
+	if s.r, err = sql.Open("sqlite", rdsn); err != nil {
 		return nil, err
 	}
-	r.SetMaxOpenConns(opts.MaxConns)
-	r.SetMaxIdleConns(opts.MaxConns)
-	if err := r.PingContext(ctx); err != nil {
-		w.Close()
-		r.Close()
+	s.r.SetMaxOpenConns(opts.MaxConns)
+	s.r.SetMaxIdleConns(opts.MaxConns)
+	if err := s.r.PingContext(ctx); err != nil {
 		return nil, err
 	}
-	s.r = r
-	s.rstmts = newStmtCache(r)
-	if m != nil {
+	s.rstmts = newStmtCache(s.r)
+	if s.memo != nil {
 		head, err := s.LastEventID(ctx)
 		if err != nil {
-			w.Close()
-			r.Close()
 			return nil, err
 		}
-		m.head.Store(head)
+		s.memo.head.Store(head)
 	}
 	if !opts.Shared {
-		cdsn, err := sqliteDSN(url, sqliteCheckpointParams)
-		if err == nil {
-			var c *sql.DB
-			if c, err = sql.Open("sqlite", cdsn); err == nil {
-				c.SetMaxOpenConns(1)
-				err = c.PingContext(ctx)
-				if err != nil {
-					c.Close()
-				} else {
-					s.ckpt = newCheckpointer(c, checkpointEvery)
-				}
-			}
-		}
+		c, err := sql.Open("sqlite", cdsn)
 		if err != nil {
-			w.Close()
-			r.Close()
 			return nil, err
 		}
+		c.SetMaxOpenConns(1)
+		if err := c.PingContext(ctx); err != nil {
+			c.Close()
+			return nil, err
+		}
+		s.ckpt = newCheckpointer(c, checkpointEvery)
 	}
 	return s, nil
 }
@@ -347,21 +343,33 @@ func (s *Store) migrate(ctx context.Context) error {
 // Close stops the send batcher and closes the database handles.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		s.batch.close()
-		s.ckpt.close()
-		s.rstmts.close()
-		s.wstmts.close()
-		s.closeErr = s.w.Close()
-		if s.r != s.w {
-			if err := s.r.Close(); s.closeErr == nil {
-				s.closeErr = err
-			}
+		if s.batch != nil {
+			s.batch.close()
 		}
-		if s.memo != nil && s.memo.lock != nil {
-			s.memo.lock.Close() // releases the lock
-		}
+		s.closeErr = s.closeHandles()
 	})
 	return s.closeErr
+}
+
+// closeHandles closes whatever of the store is open (also a store that
+// failed to open halfway) and releases the SQLite lock last.
+func (s *Store) closeHandles() error {
+	s.ckpt.close()
+	s.rstmts.close()
+	s.wstmts.close()
+	var err error
+	if s.w != nil {
+		err = s.w.Close()
+	}
+	if s.r != nil && s.r != s.w {
+		if e := s.r.Close(); err == nil {
+			err = e
+		}
+	}
+	if s.memo != nil && s.memo.lock != nil {
+		s.memo.lock.Close() // releases the lock
+	}
+	return err
 }
 
 // Ping checks that the database answers.
@@ -558,8 +566,14 @@ func (s *Store) forgetWriter() {
 
 // placeholders returns "(?, ?, …), (…)" for rows tuples of cols values.
 func placeholders(rows, cols int) string {
-	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", cols), ", ") + ")"
-	return strings.TrimSuffix(strings.Repeat(one+", ", rows), ", ")
+	return tuples("("+strings.TrimSuffix(strings.Repeat("?, ", cols), ", ")+")", rows)
+}
+
+// tuples returns n copies of one row's placeholders, such as
+// "(CAST(? AS BYTEA), ?)", separated by commas: for a VALUES list whose
+// columns need the dialect's casts.
+func tuples(row string, n int) string {
+	return strings.TrimSuffix(strings.Repeat(row+", ", n), ", ")
 }
 
 // Identifiers travel as 16-byte values.
