@@ -235,6 +235,15 @@ func copyTx(ctx context.Context, from, to *Store, afterTable func(string) error)
 	if err := dst.Commit(); err != nil {
 		return nil, fmt.Errorf("commit the target: %w", err)
 	}
+	if m := to.memo; m != nil {
+		// The copied events are the target's newest (the memo, and its
+		// tail, start over from them).
+		var head int64
+		if err := to.w.QueryRowContext(ctx, `SELECT last_id FROM event_counter WHERE id = 1`).Scan(&head); err != nil {
+			return nil, fmt.Errorf("target: read the event counter: %w", err)
+		}
+		m.head.Store(head)
+	}
 	return counts, nil
 }
 

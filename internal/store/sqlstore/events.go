@@ -94,6 +94,9 @@ func (s *Store) Sync(ctx context.Context, user protocol.UserID, device protocol.
 	}
 	var head int64
 	if s.memo != nil {
+		if evs, ok, err := s.recentEvents(ctx, user, since, limit); err != nil || ok {
+			return evs, err
+		}
 		head = s.memo.head.Load()
 	} else {
 		var err error

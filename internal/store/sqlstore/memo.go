@@ -25,6 +25,8 @@ import (
 //     read pool, valid while gen is the value it had before the read
 //     began. Every write that may change them bumps gen after it commits,
 //     so a read that raced with the write is never kept.
+//   - Read entries also hold each user's membership spans, for reading
+//     the tail of the event stream from memory (see tail).
 //   - Writer entries (a conversation's counters, who may post where), used
 //     and updated by Send under wmu, which every write holds for its whole
 //     transaction on SQLite (the one writer connection serializes them
@@ -39,6 +41,10 @@ type memo struct {
 	mu      sync.Mutex
 	tokens  map[string]memoDevice
 	members map[protocol.ConversationID]memoMembers
+	spans   map[protocol.UserID]memoSpans
+
+	// tail is the newest part of the event stream (see tail).
+	tail tail
 
 	wmu     sync.Mutex // held for every write transaction
 	convs   map[protocol.ConversationID]convState
@@ -57,6 +63,11 @@ type memoMembers struct {
 	ms  []store.MemberRow
 }
 
+type memoSpans struct {
+	gen uint64
+	sp  spans
+}
+
 // maxMemo bounds each map of a memo; a full map starts over.
 const maxMemo = 1 << 16
 
@@ -70,6 +81,7 @@ func newMemo(lock *os.File) *memo {
 func (m *memo) clearReads() {
 	m.tokens = make(map[string]memoDevice)
 	m.members = make(map[protocol.ConversationID]memoMembers)
+	m.spans = make(map[protocol.UserID]memoSpans)
 }
 
 // clearWriter forgets the writer entries; wmu must be held (or the memo
@@ -87,6 +99,7 @@ func (m *memo) invalidate() {
 	m.mu.Lock()
 	m.clearReads()
 	m.mu.Unlock()
+	m.tail.reset(m.head.Load())
 }
 
 func (m *memo) device(tokenHash []byte) (store.Device, bool) {
@@ -118,6 +131,22 @@ func (m *memo) putMembers(id protocol.ConversationID, gen uint64, ms []store.Mem
 		m.members = make(map[protocol.ConversationID]memoMembers)
 	}
 	m.members[id] = memoMembers{gen, ms}
+	m.mu.Unlock()
+}
+
+func (m *memo) userSpans(user protocol.UserID) (spans, bool) {
+	m.mu.Lock()
+	e, ok := m.spans[user]
+	m.mu.Unlock()
+	return e.sp, ok && e.gen == m.gen.Load()
+}
+
+func (m *memo) putUserSpans(user protocol.UserID, gen uint64, sp spans) {
+	m.mu.Lock()
+	if len(m.spans) >= maxMemo {
+		m.spans = make(map[protocol.UserID]memoSpans)
+	}
+	m.spans[user] = memoSpans{gen, sp}
 	m.mu.Unlock()
 }
 

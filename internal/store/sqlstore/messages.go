@@ -199,6 +199,20 @@ func (t *wtx) send(batch []store.Send, lookup bool) ([]store.SendResult, error) 
 	if err != nil {
 		return nil, err
 	}
+	if memo != nil {
+		// The tail of the stream, for live readers (see tail).
+		recent := make([]store.Event, len(evs))
+		for i, e := range evs {
+			recent[i] = store.Event{ID: first + int64(i), Kind: e.kind, Conversation: e.conv, Seq: e.seq,
+				Epoch: e.epoch, Reason: e.reason, CreatedAt: e.at}
+			if i < len(ok) {
+				m := batch[ok[i].item]
+				recent[i].Message = &store.Message{Conversation: m.Conversation, Seq: ok[i].seq, Sender: m.Sender,
+					SenderUser: m.SenderUser, ClientID: m.ClientID, Epoch: m.Epoch, Envelope: bytes.Clone(m.Envelope), CreatedAt: m.Now}
+			}
+		}
+		t.afterCommit(func() { memo.tail.add(recent) })
+	}
 
 	// (5) Insert. Nothing can conflict on (conversation, seq): the
 	// conversations are locked (SQLite: written by this connection only).

@@ -284,6 +284,7 @@ func openSQLite(ctx context.Context, url string, opts Options) (_ *Store, err er
 			return nil, err
 		}
 		s.memo.head.Store(head)
+		s.memo.tail.reset(head)
 	}
 	if !opts.Shared {
 		c, err := sql.Open("sqlite", cdsn)

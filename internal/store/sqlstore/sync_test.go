@@ -55,3 +55,45 @@ func TestSQLiteSyncPlans(t *testing.T) {
 func TestPostgresSyncPlans(t *testing.T) {
 	testSyncPlans(t, openTestStore(t, testpgURL(t), nil))
 }
+
+// TestSQLiteRecentEvents: Sync from the tail kept in memory gives what
+// the database gives, after every write of a busy stream, for every
+// device and every cursor near the head that the tail holds.
+func TestSQLiteRecentEvents(t *testing.T) {
+	s := openTestStore(t, filepath.Join(t.TempDir(), "tail.db"), nil)
+	if s.memo == nil {
+		t.Fatal("the store has no memo")
+	}
+	ctx := context.Background()
+	fromMemory := 0
+	storetest.BusyChecked(t, s, func(readers []storetest.Reader) {
+		head := s.memo.head.Load()
+		for _, r := range readers {
+			for since := max(0, head-12); since <= head; since++ {
+				for _, limit := range []int{2, 500} {
+					got, ok, err := s.recentEvents(ctx, r.User, since, limit)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !ok {
+						continue
+					}
+					want, err := s.sync(ctx, true, r.User, r.Device, since, limit)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !reflect.DeepEqual(got, want) {
+						t.Fatalf("device %s, since %d (head %d), limit %d:\nfrom memory:   %+v\nfrom the file: %+v", r.Device, since, head, limit, got, want)
+					}
+					if len(got) > 0 {
+						fromMemory++
+					}
+				}
+			}
+		}
+	})
+	if fromMemory == 0 {
+		t.Fatal("no page came from memory")
+	}
+	t.Logf("%d pages from memory", fromMemory)
+}

@@ -22,8 +22,29 @@ type Reader struct {
 // device that has an event stream, for tests of an implementation's own
 // ways of reading it (for example several query plans that must agree).
 func Busy(t *testing.T, s store.Store) []Reader {
+	return BusyChecked(t, s, nil)
+}
+
+// BusyChecked is Busy, calling check, if not nil, after every write of
+// the stream with the devices that have a stream so far (for tests of
+// what an implementation keeps up to date as the stream grows).
+func BusyChecked(t *testing.T, s store.Store, check func([]Reader)) []Reader {
 	f := newFixture(t, s)
 	alice, bob, carol, dave := f.user(2, true), f.user(2, true), f.user(1, true), f.user(1, true)
+	readers := func() []Reader {
+		var out []Reader
+		for _, a := range []*acct{alice, bob, carol, dave} {
+			for _, d := range a.Devs {
+				out = append(out, Reader{User: a.ID, Device: d})
+			}
+		}
+		return out
+	}
+	wrote := func() {
+		if check != nil {
+			check(readers())
+		}
+	}
 	c1 := f.conversation(alice, bob)
 	c2 := f.conversation(bob, carol, dave)
 	c3 := f.conversation(alice, carol)
@@ -39,6 +60,7 @@ func Busy(t *testing.T, s store.Store) []Reader {
 		if _, err := s.SendOne(f.ctx, m); err != nil && !errors.Is(err, store.ErrStaleEpoch) && !errors.Is(err, store.ErrNotMember) {
 			t.Fatalf("send: %v", err)
 		}
+		wrote()
 	}
 	round := func(k int) {
 		for i := range k {
@@ -51,17 +73,25 @@ func Busy(t *testing.T, s store.Store) []Reader {
 	}
 	round(10)
 	f.change(c2, bob, carol) // dave leaves c2
+	wrote()
 	epochs[c2] = f.rotate(c2, bob, bob, carol)
+	wrote()
 	round(10)
 	f.change(c1, alice, bob, carol) // carol joins c1
+	wrote()
 	epochs[c1] = f.rotate(c1, alice, alice, bob, carol)
+	wrote()
 	round(10)
-	f.device(dave, true)           // a new device
+	f.device(dave, true) // a new device
+	wrote()
 	f.change(c2, bob, carol, dave) // dave is back
+	wrote()
 	epochs[c2] = f.rotate(c2, bob, bob, carol, dave)
+	wrote()
 	if _, err := s.Claim(f.ctx, []protocol.DeviceID{carol.Devs[0], dave.Devs[1]}, 20, f.tick()); err != nil {
 		t.Fatalf("claim: %v", err)
 	}
+	wrote()
 	round(10)
 	// A rotation every 40 messages by policy: catch up on the epochs.
 	for _, conv := range []protocol.ConversationID{c1, c2, c3} {
@@ -76,6 +106,7 @@ func Busy(t *testing.T, s store.Store) []Reader {
 				members = []*acct{alice, carol}
 			}
 			epochs[conv] = f.rotate(conv, members[0], members...)
+			wrote()
 		}
 	}
 	// bob resets his identity: his second device is revoked, his contacts
@@ -86,18 +117,15 @@ func Busy(t *testing.T, s store.Store) []Reader {
 		t.Fatalf("reset: %v", err)
 	}
 	bob.Key = reset.Identity
+	wrote()
 	epochs[c1] = f.rotate(c1, alice, alice, bob, carol)
+	wrote()
 	epochs[c2] = f.rotate(c2, carol, bob, carol, dave)
+	wrote()
 	for range 10 {
 		send(c1, bob, 0)
 		send(c2, dave, 1)
 		send(c3, alice, 1)
 	}
-	var out []Reader
-	for _, a := range []*acct{alice, bob, carol, dave} {
-		for _, d := range a.Devs {
-			out = append(out, Reader{User: a.ID, Device: d})
-		}
-	}
-	return out
+	return readers()
 }
