@@ -87,7 +87,8 @@ func (s *Store) LastEventID(ctx context.Context) (int64, error) {
 // commit), it walks the few events after since and checks each against
 // the memberships: the cost grows with the events after since, whatever
 // the number of conversations. Each plan is one statement, so each sees
-// one snapshot.
+// one snapshot. A store with a memo answers a cursor within the tail of
+// the stream it keeps in memory without either (see tail).
 func (s *Store) Sync(ctx context.Context, user protocol.UserID, device protocol.DeviceID, since int64, limit int) ([]store.Event, error) {
 	if limit <= 0 {
 		limit = 100
