@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"sandi.dev/internal/store"
@@ -456,6 +457,8 @@ type batcher struct {
 	reqs chan *sendReq
 	quit chan struct{}
 	done sync.WaitGroup
+
+	lingered atomic.Int64 // batches that waited for more, for tests
 }
 
 type sendReq struct {
@@ -472,15 +475,18 @@ type sendReply struct {
 // A batch that found at least lingerAfter requests waiting waits for more
 // before it is written: under load, more messages share the
 // transaction's fixed costs (above all the disk sync) for a fraction of
-// its duration. It waits batchLinger when it found lingerFull or more, in
-// proportion when fewer: sends that arrive in a steady stream (64 senders
-// each waiting for its answer) fill larger batches, while two sends that
-// met by chance (a thousand a second from many clients) wait 0.25 ms. A
+// its duration. It waits at most batchLinger when it found lingerFull or
+// more, in proportion when fewer, and stops as soon as no request has
+// come for lingerGap. Sends that arrive in a steady stream (64 senders,
+// each sending again as soon as it is answered) fill larger batches;
+// sends that queued behind a slow commit while no more are coming (a
+// thousand a second from many clients) wait lingerGap at most. A
 // request alone (a quiet server) is written at once.
 var (
 	lingerAfter = 2
 	lingerFull  = 8
 	batchLinger = 1 * time.Millisecond
+	lingerGap   = 250 * time.Microsecond
 )
 
 // batchTimeout bounds one batch transaction. It runs on its own context,
@@ -539,17 +545,25 @@ func (b *batcher) loop() {
 			// Under load: give the requests on their way a moment to
 			// join this transaction rather than wait for the next, the
 			// longer the more were already waiting.
+			b.lingered.Add(1)
 			linger := time.NewTimer(batchLinger * time.Duration(min(len(reqs), lingerFull)) / time.Duration(lingerFull))
+			gap := time.NewTimer(lingerGap)
 		wait:
 			for len(reqs) < b.max {
 				select {
 				case r := <-b.reqs:
 					reqs = append(reqs, r)
+					gap.Reset(lingerGap)
+				case <-gap.C:
+					break wait
 				case <-linger.C:
+					break wait
+				case <-b.quit: // write what came, then stop
 					break wait
 				}
 			}
 			linger.Stop()
+			gap.Stop()
 		}
 		b.run(reqs)
 	}
