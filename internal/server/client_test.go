@@ -2,21 +2,16 @@ package server_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"os"
 	"testing"
 	"time"
 
 	"sandi.dev/internal/server"
 	"sandi.dev/internal/store"
-	"sandi.dev/internal/store/sqlstore"
 	"sandi.dev/internal/testpg"
 	"sandi.dev/protocol"
 	"sandi.dev/protocol/secret"
@@ -40,45 +35,14 @@ func (c *clock) Now() time.Time { return c.now }
 // forEachDB runs f against a server on SQLite (a file in a temp dir) and on
 // PostgreSQL (a fresh database of the test cluster).
 func forEachDB(t *testing.T, cfg server.Config, f func(t *testing.T, e *env)) {
-	for _, db := range []string{"sqlite", "postgres"} {
-		t.Run(db, func(t *testing.T) {
-			var url string
-			if db == "sqlite" {
-				url = t.TempDir() + "/sandi.db"
-			} else {
-				url = testpg.URL(t)
-			}
-			f(t, newEnv(t, url, cfg))
-		})
-	}
+	forEachDBURL(t, func(t *testing.T, url string) { f(t, newEnv(t, url, cfg)) })
 }
 
+// newEnv starts a server on the database at url, stopped when t ends.
 func newEnv(t *testing.T, url string, cfg server.Config) *env {
 	t.Helper()
-	st, err := sqlstore.Open(context.Background(), url, sqlstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ck := &clock{now: time.Unix(1_780_000_000, 0)}
-	cfg.Now = ck.Now
-	if cfg.Argon2Time == 0 {
-		cfg.Argon2Time, cfg.Argon2MemKiB, cfg.Argon2Threads = 1, 64, 1 // fast hashing in tests
-	}
-	if cfg.RegisterPerMinute == 0 {
-		cfg.RegisterPerMinute, cfg.LoginPerMinute, cfg.ClaimPerMinute = -1, -1, -1
-	}
-	var logw io.Writer = io.Discard
-	if os.Getenv("SANDI_TEST_LOG") != "" {
-		logw = os.Stderr
-	}
-	srv := server.New(st, slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug})), cfg)
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		hs.Close()
-		srv.Close()
-		st.Close()
-	})
-	return &env{t: t, url: hs.URL, st: st, srv: srv, clock: ck}
+	e, _ := openEnv(t, url, cfg)
+	return e
 }
 
 // device is a test client device doing real cryptography.

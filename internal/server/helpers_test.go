@@ -50,7 +50,9 @@ func forEachDBURL(t *testing.T, f func(t *testing.T, dbURL string)) {
 	}
 }
 
-// openEnv is newEnv with a stop function: stop closes the HTTP server, the
+// openEnv starts a server on the database at dbURL (fast password
+// hashing, no rate limits unless cfg sets them, a clock the test moves)
+// and returns it with a stop function: stop closes the HTTP server, the
 // Server and the store (as a process shutdown does), after which the same
 // dbURL can be opened again. stop is also registered as a cleanup and may
 // be called more than once.
@@ -63,7 +65,7 @@ func openEnv(t *testing.T, dbURL string, cfg server.Config) (*env, func()) {
 	ck := &clock{now: time.Unix(1_780_000_000, 0)}
 	cfg.Now = ck.Now
 	if cfg.Argon2Time == 0 {
-		cfg.Argon2Time, cfg.Argon2MemKiB, cfg.Argon2Threads = 1, 64, 1
+		cfg.Argon2Time, cfg.Argon2MemKiB, cfg.Argon2Threads = 1, 64, 1 // fast hashing in tests
 	}
 	if cfg.RegisterPerMinute == 0 {
 		cfg.RegisterPerMinute, cfg.LoginPerMinute, cfg.ClaimPerMinute = -1, -1, -1
