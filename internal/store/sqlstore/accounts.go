@@ -359,25 +359,12 @@ func (t *wtx) markSharedConversations(user protocol.UserID, reason string, now i
 // shares a current conversation with user, and of user itself, except
 // skip.
 func (t *wtx) contactDevices(user protocol.UserID, skip protocol.DeviceID) ([]protocol.DeviceID, error) {
-	rows, err := t.query(`SELECT d.id FROM devices d
+	return deviceIDs(t.query(`SELECT d.id FROM devices d
 		WHERE d.revoked = FALSE AND d.id <> ? AND (d.user_id = ? OR d.user_id IN (
 			SELECT m2.user_id FROM members m1
 			JOIN members m2 ON m2.conversation_id = m1.conversation_id AND m2.left_event_id IS NULL
 			WHERE m1.user_id = ? AND m1.left_event_id IS NULL))
-		ORDER BY d.id`, idArg(skip), idArg(user), idArg(user))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []protocol.DeviceID
-	for rows.Next() {
-		var d protocol.DeviceID
-		if err := rows.Scan(scanID(&d)); err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+		ORDER BY d.id`, idArg(skip), idArg(user), idArg(user)))
 }
 
 // putOneTime writes one-time keys of a device. With replace, a key whose

@@ -466,7 +466,11 @@ func (s *Store) ChangeMembership(ctx context.Context, mc store.MembershipChange)
 
 // activeDevices lists a user's active devices.
 func (t *wtx) activeDevices(u protocol.UserID) ([]protocol.DeviceID, error) {
-	rows, err := t.query(`SELECT id FROM devices WHERE user_id = ? AND revoked = FALSE ORDER BY id`, idArg(u))
+	return deviceIDs(t.query(`SELECT id FROM devices WHERE user_id = ? AND revoked = FALSE ORDER BY id`, idArg(u)))
+}
+
+// deviceIDs reads the rows of a query that selects one device id.
+func deviceIDs(rows *sql.Rows, err error) ([]protocol.DeviceID, error) {
 	if err != nil {
 		return nil, err
 	}
