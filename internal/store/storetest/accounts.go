@@ -228,19 +228,7 @@ func testConcurrentIdentities(t *testing.T, open Opener) {
 		a := f.user(2, false)
 		keys := []protocol.IdentityKey{newIdentity(), newIdentity()}
 		ups := []store.BundleUpload{f.bundleUpload(a, a.Devs[0], keys[0], 5), f.bundleUpload(a, a.Devs[1], keys[1], 5)}
-		errs := make([]error, 2)
-		var start, done sync.WaitGroup
-		start.Add(1)
-		for i := range 2 {
-			done.Add(1)
-			go func() {
-				defer done.Done()
-				start.Wait()
-				errs[i] = s.PutBundle(ctx, ups[i])
-			}()
-		}
-		start.Done()
-		done.Wait()
+		errs := atOnce(2, func(i int) error { return s.PutBundle(ctx, ups[i]) })
 		win := -1
 		for i, err := range errs {
 			switch {

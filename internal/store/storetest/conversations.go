@@ -505,19 +505,7 @@ func testEpochRace(t *testing.T, open Opener) {
 	for round := 0; round < 10; round++ {
 		cur := f.conv(conv).Epoch
 		nss := []store.NewSession{f.nextSession(conv, alice, alice, bob), f.nextSession(conv, bob, alice, bob)}
-		errs := make([]error, 2)
-		var start, done sync.WaitGroup
-		start.Add(1)
-		for i := range 2 {
-			done.Add(1)
-			go func() {
-				defer done.Done()
-				start.Wait()
-				errs[i] = s.AddSession(ctx, nss[i])
-			}()
-		}
-		start.Done()
-		done.Wait()
+		errs := atOnce(2, func(i int) error { return s.AddSession(ctx, nss[i]) })
 		win := -1
 		for i, err := range errs {
 			if err == nil {

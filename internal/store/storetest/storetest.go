@@ -385,3 +385,22 @@ func testPing(t *testing.T, open Opener) {
 		t.Fatalf("second close: %v", err)
 	}
 }
+
+// atOnce runs fn(0) … fn(n-1) in goroutines released together and returns
+// their errors.
+func atOnce(n int, fn func(i int) error) []error {
+	errs := make([]error, n)
+	var start, done sync.WaitGroup
+	start.Add(1)
+	for i := range n {
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			start.Wait()
+			errs[i] = fn(i)
+		}()
+	}
+	start.Done()
+	done.Wait()
+	return errs
+}
