@@ -3,7 +3,6 @@ package storetest
 import (
 	"bytes"
 	"errors"
-	"sync"
 	"testing"
 
 	"sandi.dev/internal/store"
@@ -363,23 +362,13 @@ func testConcurrentClaims(t *testing.T, open Opener) {
 
 	const claimers = 500
 	res := make([]store.Claimed, claimers)
-	errs := make([]error, claimers)
-	var start, done sync.WaitGroup
-	start.Add(1)
-	for i := range claimers {
-		done.Add(1)
-		go func() {
-			defer done.Done()
-			start.Wait()
-			cs, err := s.Claim(ctx, []protocol.DeviceID{dev}, 20, 1)
-			errs[i] = err
-			if err == nil {
-				res[i] = cs[0]
-			}
-		}()
-	}
-	start.Done()
-	done.Wait()
+	errs := atOnce(claimers, func(i int) error {
+		cs, err := s.Claim(ctx, []protocol.DeviceID{dev}, 20, 1)
+		if err == nil {
+			res[i] = cs[0]
+		}
+		return err
+	})
 	got := make(map[uint32]int)
 	remaining := make(map[int]int)
 	none := 0
