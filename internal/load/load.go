@@ -241,6 +241,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 
 	base := cfg.Server
 	var dbPIDs func() []int
+	diskDir := os.TempDir()
 	if base == "" {
 		srv, err := startServer(ctx, &cfg, logf)
 		if err != nil {
@@ -248,6 +249,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		}
 		defer srv.close()
 		base, dbPIDs = srv.url, srv.dbPIDs
+		if srv.dir != "" {
+			diskDir = srv.dir
+		}
 		rep.Target, rep.Database, rep.Durability = "in-process", srv.kind, srv.durability
 	} else {
 		base = strings.TrimSuffix(base, "/")
@@ -263,7 +267,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		if err != nil {
 			return
 		}
-		r.dbPIDs = dbPIDs
+		r.dbPIDs, r.diskDir = dbPIDs, diskDir
 		if cfg.CPUProfile != nil {
 			if err = pprof.StartCPUProfile(cfg.CPUProfile); err != nil {
 				return
@@ -292,6 +296,7 @@ type inProcess struct {
 	url        string
 	kind       string
 	durability string
+	dir        string // the SQLite file's directory ("" on PostgreSQL)
 	dbPIDs     func() []int
 	close      func()
 }
@@ -332,6 +337,9 @@ func startServer(ctx context.Context, cfg *Config, logf func(string, ...any)) (*
 			dbURL = filepath.Join(dir, "sandi.db")
 		}
 		p.kind, p.durability = "sqlite", "synchronous=FULL, journal_mode=WAL (the store's settings)"
+		if f := sqlstore.SQLiteFile(dbURL); f != "" {
+			p.dir = filepath.Dir(f)
+		}
 	}
 
 	// The server's goroutines (connections, the send batcher, the database
@@ -469,6 +477,9 @@ type runner struct {
 	// dbPIDs lists the in-process server's PostgreSQL processes (nil
 	// otherwise), whose CPU the report counts apart.
 	dbPIDs func() []int
+	// diskDir is where the disk probe writes: the in-process SQLite
+	// file's directory, or the system's temporary directory.
+	diskDir string
 }
 
 // setup registers the receiver and the senders, creates one conversation
@@ -576,10 +587,15 @@ func (r *runner) phases(ctx context.Context, rep *Report) error {
 		if err := r.settle(ctx); err != nil {
 			return err
 		}
+		disk, err := diskSync(r.diskDir, diskWrites)
+		if err != nil {
+			return err
+		}
 		res, err := r.openLoop(ctx)
 		if err != nil {
 			return err
 		}
+		res.DiskSync = disk
 		rep.Live = &res
 		r.logf("live at %d sends/s: delivery p50 %.2f ms, p99 %.2f ms", res.Rate, res.Delivery.P50, res.Delivery.P99)
 	}

@@ -65,6 +65,9 @@ func TestRunSQLite(t *testing.T) {
 	if f := l.DeliveryFromStart; f.N != d.N || f.P50 <= 0 || f.Max > d.Max || f.Mean > d.Mean {
 		t.Errorf("live: delivery from the request's start %+v, from the schedule %+v", f, d)
 	}
+	if ds := l.DiskSync; ds.N != diskWrites || ds.P50 <= 0 || ds.P99 < ds.P50 || ds.Max < ds.P99 {
+		t.Errorf("live: disk probe %+v, want %d synced writes", ds, diskWrites)
+	}
 	if rep.Stored != rep.Accepted() || rep.Accepted() != closed+l.Accepted {
 		t.Errorf("stored %d messages, accepted %d sends (closed %d + live %d)", rep.Stored, rep.Accepted(), closed, l.Accepted)
 	}
@@ -74,7 +77,7 @@ func TestRunSQLite(t *testing.T) {
 
 	var table bytes.Buffer
 	rep.WriteTable(&table)
-	for _, want := range []string{"3 concurrent senders", "send → delivered", "catch-up", "messages stored"} {
+	for _, want := range []string{"3 concurrent senders", "send → delivered", "catch-up", "messages stored", "disk just before"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}

@@ -145,6 +145,9 @@ type LiveResult struct {
 	// (client saturation shows here).
 	MaxStartLagMs float64 `json:"maxStartLagMs"`
 	CPU           CPUUse  `json:"cpu"`
+	// DiskSync is the disk just before the phase: synced 4 KiB writes
+	// (see diskSync), in the database's directory when it is SQLite.
+	DiskSync Percentiles `json:"diskSyncMs"`
 }
 
 // Percentiles of a latency distribution, in milliseconds.
@@ -298,6 +301,7 @@ func Summarize(runs []Report) Report {
 		l.MaxStartLagMs = med(func(r *Report) float64 { return r.Live.MaxStartLagMs })
 		l.Errors = sumErrors(runs, func(r *Report) map[string]int64 { return r.Live.Errors })
 		l.CPU = medCPU(func(r *Report) CPUUse { return r.Live.CPU })
+		l.DiskSync = medP(func(r *Report) *Percentiles { return &r.Live.DiskSync })
 		out.Live = &l
 	}
 	return out
@@ -368,7 +372,8 @@ func (r *Report) WriteTable(w io.Writer) {
 		fmt.Fprintf(w, "%-22s %9.2f %9.2f %9.2f %9.2f %9.2f\n", "send → delivered", l.Delivery.P50, l.Delivery.P90, l.Delivery.P99, l.Delivery.Max, l.Delivery.Mean)
 		fmt.Fprintf(w, "%-22s %9.2f %9.2f %9.2f %9.2f %9.2f\n", "send → acknowledged", l.Ack.P50, l.Ack.P90, l.Ack.P99, l.Ack.Max, l.Ack.Mean)
 		fmt.Fprintf(w, "%-22s %9.2f %9.2f %9.2f %9.2f %9.2f\n", "request → delivered", l.DeliveryFromStart.P50, l.DeliveryFromStart.P90, l.DeliveryFromStart.P99, l.DeliveryFromStart.Max, l.DeliveryFromStart.Mean)
-		fmt.Fprintf(w, "latest send start: %.2f ms behind schedule; cores %.2f, db %.2f, others %.2f\n\n", l.MaxStartLagMs, l.CPU.Process, l.CPU.Database, l.CPU.Others)
+		fmt.Fprintf(w, "latest send start: %.2f ms behind schedule; cores %.2f, db %.2f, others %.2f\n", l.MaxStartLagMs, l.CPU.Process, l.CPU.Database, l.CPU.Others)
+		fmt.Fprintf(w, "disk just before: a synced 4 KiB write took %.2f ms at the median, %.2f ms at the p99, %.2f ms at most (%d writes)\n\n", l.DiskSync.P50, l.DiskSync.P99, l.DiskSync.Max, l.DiskSync.N)
 	}
 	if r.Runs > 1 {
 		if r.MismatchedRuns == 0 {
