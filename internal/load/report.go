@@ -6,11 +6,12 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"runtime/debug"
 	"slices"
 	"sort"
 	"strings"
 	"time"
+
+	"sandi.dev/internal/server"
 )
 
 // Report is what one run measured. Times are in milliseconds or seconds as
@@ -181,8 +182,7 @@ func percentiles(ds []time.Duration) Percentiles {
 
 func machine() Machine {
 	m := Machine{NumCPU: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), Go: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH}
-	m.GOGC = debug.SetGCPercent(100)
-	debug.SetGCPercent(m.GOGC)
+	m.GOGC = server.GCTarget()
 	m.CPU = procField("/proc/cpuinfo", "model name", ":")
 	if kb := procField("/proc/meminfo", "MemTotal", ":"); kb != "" {
 		var n int64

@@ -19,10 +19,16 @@ const GCPercent = 400
 // the environment, and returns the target in effect (-1: off).
 func TuneGC() int {
 	if os.Getenv("GOGC") != "" {
-		old := debug.SetGCPercent(100)
-		debug.SetGCPercent(old)
-		return old
+		return GCTarget()
 	}
 	debug.SetGCPercent(GCPercent)
 	return GCPercent
+}
+
+// GCTarget returns the collector's target in effect (-1: off). The
+// runtime has no getter: it is read by setting it and setting it back.
+func GCTarget() int {
+	old := debug.SetGCPercent(100)
+	debug.SetGCPercent(old)
+	return old
 }

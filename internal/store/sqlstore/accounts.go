@@ -370,17 +370,15 @@ func (t *wtx) contactDevices(user protocol.UserID, skip protocol.DeviceID) ([]pr
 // putOneTime writes one-time keys of a device. With replace, a key whose
 // id exists replaces it; without, any existing id is ErrConflict.
 func (t *wtx) putOneTime(dev protocol.DeviceID, keys []store.PreKeyRow, replace bool) error {
-	const chunk = 300
-	for lo := 0; lo < len(keys); lo += chunk {
-		hi := min(lo+chunk, len(keys))
-		args := make([]any, 0, 3*(hi-lo))
-		for _, k := range keys[lo:hi] {
+	for part := range slices.Chunk(keys, rowsPerStatement) {
+		args := make([]any, 0, 3*len(part))
+		for _, k := range part {
 			if len(k.Encoded) == 0 {
 				return fmt.Errorf("%w: empty one-time key %d", store.ErrInvalid, k.ID)
 			}
 			args = append(args, idArg(dev), int64(k.ID), k.Encoded)
 		}
-		q := `INSERT INTO one_time_keys (device_id, key_id, encoded) VALUES ` + placeholders(hi-lo, 3)
+		q := `INSERT INTO one_time_keys (device_id, key_id, encoded) VALUES ` + placeholders(len(part), 3)
 		if replace {
 			q += ` ON CONFLICT (device_id, key_id) DO UPDATE SET encoded = excluded.encoded`
 		} else {
@@ -395,7 +393,7 @@ func (t *wtx) putOneTime(dev protocol.DeviceID, keys []store.PreKeyRow, replace 
 			if err != nil {
 				return err
 			}
-			if n != int64(hi-lo) {
+			if n != int64(len(part)) {
 				return fmt.Errorf("%w: one-time key id already present", store.ErrConflict)
 			}
 		}

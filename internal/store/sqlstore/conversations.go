@@ -132,13 +132,12 @@ func (t *wtx) lockUsers(users []protocol.UserID, lock bool) error {
 	sorted := slices.Clone(users)
 	slices.SortFunc(sorted, func(a, b protocol.UserID) int { return bytes.Compare(a[:], b[:]) })
 	sorted = slices.Compact(sorted)
-	for lo := 0; lo < len(sorted); lo += 500 {
-		hi := min(lo+500, len(sorted))
-		args := make([]any, hi-lo)
-		for i, u := range sorted[lo:hi] {
+	for part := range slices.Chunk(sorted, idsPerStatement) {
+		args := make([]any, len(part))
+		for i, u := range part {
 			args[i] = idArg(u)
 		}
-		q := `SELECT id FROM users WHERE id IN ` + placeholders(1, hi-lo) + ` ORDER BY id`
+		q := `SELECT id FROM users WHERE id IN ` + placeholders(1, len(part)) + ` ORDER BY id`
 		if lock {
 			q += t.lockSuffix()
 		}
@@ -154,7 +153,7 @@ func (t *wtx) lockUsers(users []protocol.UserID, lock bool) error {
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		if n != hi-lo {
+		if n != len(part) {
 			return fmt.Errorf("member user: %w", store.ErrNotFound)
 		}
 	}
@@ -165,13 +164,12 @@ func (t *wtx) lockUsers(users []protocol.UserID, lock bool) error {
 // devices with a bundle of users, mapped to their user.
 func (t *wtx) memberDevices(users []protocol.UserID) (map[protocol.DeviceID]protocol.UserID, error) {
 	out := make(map[protocol.DeviceID]protocol.UserID)
-	for lo := 0; lo < len(users); lo += 500 {
-		hi := min(lo+500, len(users))
-		args := make([]any, hi-lo)
-		for i, u := range users[lo:hi] {
+	for part := range slices.Chunk(users, idsPerStatement) {
+		args := make([]any, len(part))
+		for i, u := range part {
 			args[i] = idArg(u)
 		}
-		rows, err := t.query(`SELECT id, user_id FROM devices WHERE user_id IN `+placeholders(1, hi-lo)+` AND revoked = FALSE AND signed_prekey IS NOT NULL`, args...)
+		rows, err := t.query(`SELECT id, user_id FROM devices WHERE user_id IN `+placeholders(1, len(part))+` AND revoked = FALSE AND signed_prekey IS NOT NULL`, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -232,15 +230,14 @@ func (t *wtx) insertSession(sess store.Session, now int64) error {
 		idArg(sess.Conversation), i64(sess.Epoch), i64(sess.ChainSeq), idArg(sess.Creator), sess.Encoded, now); err != nil {
 		return err
 	}
-	const cols, chunk = 7, 200
-	for lo := 0; lo < len(sess.Keys); lo += chunk {
-		hi := min(lo+chunk, len(sess.Keys))
-		args := make([]any, 0, cols*(hi-lo))
-		for _, k := range sess.Keys[lo:hi] {
+	const cols = 7
+	for part := range slices.Chunk(sess.Keys, rowsPerStatement) {
+		args := make([]any, 0, cols*len(part))
+		for _, k := range part {
 			args = append(args, idArg(sess.Conversation), i64(sess.Epoch), idArg(k.Device), idArg(k.User), int64(k.PreKeyID), k.InitiatorEphemeral, k.Ciphertext)
 		}
 		if _, err := t.exec(`INSERT INTO session_keys (conversation_id, epoch, device_id, user_id, prekey_id, initiator_ephemeral_key, ciphertext) VALUES `+
-			placeholders(hi-lo, cols), args...); err != nil {
+			placeholders(len(part), cols), args...); err != nil {
 			return err
 		}
 	}

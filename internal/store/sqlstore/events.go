@@ -40,9 +40,9 @@ func (t *wtx) emit(evs []newEvent) (int64, error) {
 	if m := t.s.memo; m != nil {
 		t.afterCommit(func() { m.head.Store(last) })
 	}
-	const cols, chunk = 9, 200
-	for lo := 0; lo < len(evs); lo += chunk {
-		hi := min(lo+chunk, len(evs))
+	const cols = 9
+	for lo := 0; lo < len(evs); lo += rowsPerStatement { // lo numbers the ids
+		hi := min(lo+rowsPerStatement, len(evs))
 		args := make([]any, 0, cols*(hi-lo))
 		for i, e := range evs[lo:hi] {
 			var dev, conv, user []byte

@@ -38,10 +38,10 @@ type memo struct {
 	// adds events; Sync uses it to pick a plan).
 	head atomic.Int64
 
-	mu      sync.Mutex
-	tokens  map[string]memoDevice
-	members map[protocol.ConversationID]memoMembers
-	spans   map[protocol.UserID]memoSpans
+	mu      sync.Mutex // guards the read entries
+	tokens  readEntries[string, store.Device]
+	members readEntries[protocol.ConversationID, []store.MemberRow]
+	spans   readEntries[protocol.UserID, spans]
 
 	// tail is the newest part of the event stream (see tail).
 	tail tail
@@ -53,19 +53,27 @@ type memo struct {
 	lock *os.File // the held lock file, released by Close
 }
 
-type memoDevice struct {
+// readEntries is one kind of read entry: answers by key, each with the
+// generation it was read at. memo.mu guards it.
+type readEntries[K comparable, V any] map[K]readEntry[V]
+
+type readEntry[V any] struct {
 	gen uint64
-	d   store.Device
+	v   V
 }
 
-type memoMembers struct {
-	gen uint64
-	ms  []store.MemberRow
+// get returns k's answer if it was read at generation gen.
+func (r readEntries[K, V]) get(k K, gen uint64) (V, bool) {
+	e, ok := r[k]
+	return e.v, ok && e.gen == gen
 }
 
-type memoSpans struct {
-	gen uint64
-	sp  spans
+// put records k's answer, read at generation gen; a full map starts over.
+func (r *readEntries[K, V]) put(k K, gen uint64, v V) {
+	if *r == nil || len(*r) >= maxMemo {
+		*r = make(readEntries[K, V])
+	}
+	(*r)[k] = readEntry[V]{gen, v}
 }
 
 // maxMemo bounds each map of a memo; a full map starts over.
@@ -79,9 +87,7 @@ func newMemo(lock *os.File) *memo {
 }
 
 func (m *memo) clearReads() {
-	m.tokens = make(map[string]memoDevice)
-	m.members = make(map[protocol.ConversationID]memoMembers)
-	m.spans = make(map[protocol.UserID]memoSpans)
+	m.tokens, m.members, m.spans = nil, nil, nil
 }
 
 // clearWriter forgets the writer entries; wmu must be held (or the memo
@@ -104,50 +110,38 @@ func (m *memo) invalidate() {
 
 func (m *memo) device(tokenHash []byte) (store.Device, bool) {
 	m.mu.Lock()
-	e, ok := m.tokens[string(tokenHash)]
-	m.mu.Unlock()
-	return e.d, ok && e.gen == m.gen.Load()
+	defer m.mu.Unlock()
+	return m.tokens.get(string(tokenHash), m.gen.Load())
 }
 
 func (m *memo) putDevice(tokenHash []byte, gen uint64, d store.Device) {
 	m.mu.Lock()
-	if len(m.tokens) >= maxMemo {
-		m.tokens = make(map[string]memoDevice)
-	}
-	m.tokens[string(tokenHash)] = memoDevice{gen, d}
-	m.mu.Unlock()
+	defer m.mu.Unlock()
+	m.tokens.put(string(tokenHash), gen, d)
 }
 
 func (m *memo) memberRows(id protocol.ConversationID) ([]store.MemberRow, bool) {
 	m.mu.Lock()
-	e, ok := m.members[id]
-	m.mu.Unlock()
-	return e.ms, ok && e.gen == m.gen.Load()
+	defer m.mu.Unlock()
+	return m.members.get(id, m.gen.Load())
 }
 
 func (m *memo) putMembers(id protocol.ConversationID, gen uint64, ms []store.MemberRow) {
 	m.mu.Lock()
-	if len(m.members) >= maxMemo {
-		m.members = make(map[protocol.ConversationID]memoMembers)
-	}
-	m.members[id] = memoMembers{gen, ms}
-	m.mu.Unlock()
+	defer m.mu.Unlock()
+	m.members.put(id, gen, ms)
 }
 
 func (m *memo) userSpans(user protocol.UserID) (spans, bool) {
 	m.mu.Lock()
-	e, ok := m.spans[user]
-	m.mu.Unlock()
-	return e.sp, ok && e.gen == m.gen.Load()
+	defer m.mu.Unlock()
+	return m.spans.get(user, m.gen.Load())
 }
 
 func (m *memo) putUserSpans(user protocol.UserID, gen uint64, sp spans) {
 	m.mu.Lock()
-	if len(m.spans) >= maxMemo {
-		m.spans = make(map[protocol.UserID]memoSpans)
-	}
-	m.spans[user] = memoSpans{gen, sp}
-	m.mu.Unlock()
+	defer m.mu.Unlock()
+	m.spans.put(user, gen, sp)
 }
 
 // putConv and putPoster record writer entries; wmu must be held.

@@ -219,9 +219,9 @@ func (t *wtx) send(batch []store.Send, lookup bool) ([]store.SendResult, error) 
 	// conversations are locked (SQLite: written by this connection only).
 	// A skipped row is a client id stored before: run again with the
 	// look-up.
-	const cols, chunk = 9, 200
-	for lo := 0; lo < len(ok); lo += chunk {
-		hi := min(lo+chunk, len(ok))
+	const cols = 9
+	for lo := 0; lo < len(ok); lo += rowsPerStatement { // lo numbers the ids
+		hi := min(lo+rowsPerStatement, len(ok))
 		args := make([]any, 0, cols*(hi-lo))
 		for k, a := range ok[lo:hi] {
 			m := batch[a.item]
@@ -266,14 +266,12 @@ func (t *wtx) send(batch []store.Send, lookup bool) ([]store.SendResult, error) 
 // client id) pairs; their results are returned with Duplicate set.
 func (t *wtx) previous(batch []store.Send) (map[msgKey]prevMsg, error) {
 	out := make(map[msgKey]prevMsg)
-	const chunk = 200
-	for lo := 0; lo < len(batch); lo += chunk {
-		hi := min(lo+chunk, len(batch))
-		args := make([]any, 0, 2*(hi-lo))
-		for _, m := range batch[lo:hi] {
+	for part := range slices.Chunk(batch, rowsPerStatement) {
+		args := make([]any, 0, 2*len(part))
+		for _, m := range part {
 			args = append(args, idArg(m.Sender), m.ClientID)
 		}
-		values := tuples("("+t.s.d.bytesParam+", ?)", hi-lo)
+		values := tuples("("+t.s.d.bytesParam+", ?)", len(part))
 		rows, err := t.query(`SELECT sender_device, client_id, conversation_id, seq, envelope, created_at, event_id FROM messages
 			WHERE (sender_device, client_id) IN (VALUES `+values+`)`, args...)
 		if err != nil {
@@ -324,18 +322,16 @@ func (t *wtx) mayPost(batch []store.Send) (map[senderKey]bool, error) {
 		out[k] = false
 		ask = append(ask, k)
 	}
-	const chunk = 200
 	b := t.s.d.bytesParam
 	triple := "(" + b + ", " + b + ", " + b + ")"
-	for lo := 0; lo < len(ask); lo += chunk {
-		hi := min(lo+chunk, len(ask))
-		args := make([]any, 0, 3*(hi-lo))
-		for _, k := range ask[lo:hi] {
+	for part := range slices.Chunk(ask, rowsPerStatement) {
+		args := make([]any, 0, 3*len(part))
+		for _, k := range part {
 			args = append(args, idArg(k.dev), idArg(k.user), idArg(k.conv))
 		}
 		rows, err := t.query(`SELECT d.id, d.user_id, mb.conversation_id FROM devices d JOIN members mb ON mb.user_id = d.user_id
 			WHERE d.revoked = FALSE AND mb.left_event_id IS NULL
-			  AND (d.id, d.user_id, mb.conversation_id) IN (VALUES `+tuples(triple, hi-lo)+`)`, args...)
+			  AND (d.id, d.user_id, mb.conversation_id) IN (VALUES `+tuples(triple, len(part))+`)`, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -356,20 +352,18 @@ func (t *wtx) mayPost(batch []store.Send) (map[senderKey]bool, error) {
 }
 
 // lockConversations reads and locks the conversation rows of ids (sorted,
-// distinct) into convs, with one statement per 200; a conversation that
+// distinct) into convs, rowsPerStatement at a time; a conversation that
 // does not exist is left out.
 func (t *wtx) lockConversations(ids []protocol.ConversationID, convs map[protocol.ConversationID]*convState) error {
-	const chunk = 200
-	for lo := 0; lo < len(ids); lo += chunk {
-		hi := min(lo+chunk, len(ids))
-		args := make([]any, 0, hi-lo)
-		for _, id := range ids[lo:hi] {
+	for part := range slices.Chunk(ids, rowsPerStatement) {
+		args := make([]any, 0, len(part))
+		for _, id := range part {
 			args = append(args, idArg(id))
 		}
 		// PostgreSQL locks the rows as the sorted scan returns them: in
 		// id order, as every writer does.
 		rows, err := t.query(`SELECT `+convStateCols+` FROM conversations WHERE id IN `+
-			placeholders(1, hi-lo)+` ORDER BY id`+t.lockSuffix(), args...)
+			placeholders(1, len(part))+` ORDER BY id`+t.lockSuffix(), args...)
 		if err != nil {
 			return err
 		}
@@ -390,19 +384,17 @@ func (t *wtx) lockConversations(ids []protocol.ConversationID, convs map[protoco
 }
 
 // writeCounters writes back the message counters and rotation state of
-// the given conversations, with one statement per 200.
+// the given conversations, rowsPerStatement at a time.
 func (t *wtx) writeCounters(cs []*convState) error {
-	const chunk = 200
 	// Typed so that PostgreSQL knows the VALUES columns' types (see
 	// dialect.bytesParam for why the id is not cast on SQLite).
 	row := "(" + t.s.d.bytesParam + ", CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BOOLEAN), CAST(? AS TEXT))"
-	for lo := 0; lo < len(cs); lo += chunk {
-		hi := min(lo+chunk, len(cs))
-		args := make([]any, 0, 5*(hi-lo))
-		for _, c := range cs[lo:hi] {
+	for part := range slices.Chunk(cs, rowsPerStatement) {
+		args := make([]any, 0, 5*len(part))
+		for _, c := range part {
 			args = append(args, idArg(c.id), i64(c.lastSeq), c.inEpoch, c.required, c.reason)
 		}
-		if _, err := t.exec(`WITH v (id, last_seq, in_epoch, required, reason) AS (VALUES `+tuples(row, hi-lo)+`)
+		if _, err := t.exec(`WITH v (id, last_seq, in_epoch, required, reason) AS (VALUES `+tuples(row, len(part))+`)
 			UPDATE conversations SET last_seq = v.last_seq, messages_in_epoch = v.in_epoch,
 				rotation_required = v.required, rotation_reason = v.reason
 			FROM v WHERE conversations.id = v.id`, args...); err != nil {

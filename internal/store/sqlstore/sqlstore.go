@@ -565,6 +565,14 @@ func (s *Store) forgetWriter() {
 	}
 }
 
+// rowsPerStatement caps the rows of one multi-row statement (a VALUES
+// list or an IN list): SQLite allows 32,766 parameters, PostgreSQL 65,535,
+// and a row here has at most 9; an IN list of single ids takes more.
+const (
+	rowsPerStatement = 200
+	idsPerStatement  = 500
+)
+
 // placeholders returns "(?, ?, …), (…)" for rows tuples of cols values.
 func placeholders(rows, cols int) string {
 	return tuples("("+strings.TrimSuffix(strings.Repeat("?, ", cols), ", ")+")", rows)
