@@ -32,7 +32,15 @@ func (t *wtx) emit(evs []newEvent) (int64, error) {
 		return 0, nil
 	}
 	var last int64
-	if err := t.queryRow(`UPDATE event_counter SET last_id = last_id + ? WHERE id = 1 RETURNING last_id`,
+	if t.s.d.forUpdate == "" {
+		if err := t.queryRow(`SELECT last_id FROM event_counter WHERE id = 1`).Scan(&last); err != nil {
+			return 0, fmt.Errorf("read event counter: %w", err)
+		}
+		last += int64(len(evs))
+		if _, err := t.exec(`UPDATE event_counter SET last_id = ? WHERE id = 1`, last); err != nil {
+			return 0, fmt.Errorf("advance event counter: %w", err)
+		}
+	} else if err := t.queryRow(`UPDATE event_counter SET last_id = last_id + ? WHERE id = 1 RETURNING last_id`,
 		len(evs)).Scan(&last); err != nil {
 		return 0, fmt.Errorf("advance event counter: %w", err)
 	}

@@ -383,9 +383,26 @@ func (t *wtx) lockConversations(ids []protocol.ConversationID, convs map[protoco
 	return nil
 }
 
+// rowUpdatesUpTo is the most conversations whose counters a SQLite
+// batch writes with one UPDATE each rather than one UPDATE … FROM.
+const rowUpdatesUpTo = 8
+
 // writeCounters writes back the message counters and rotation state of
 // the given conversations, rowsPerStatement at a time.
 func (t *wtx) writeCounters(cs []*convState) error {
+	if len(cs) == 1 || (t.s.d.forUpdate == "" && len(cs) <= rowUpdatesUpTo) {
+		// An UPDATE … FROM a VALUES list builds a temporary table
+		// first: for one conversation (any dialect, one round trip
+		// either way) or a few on SQLite (no round trips), a prepared
+		// UPDATE each costs less.
+		for _, c := range cs {
+			if _, err := t.exec(`UPDATE conversations SET last_seq = ?, messages_in_epoch = ?, rotation_required = ?, rotation_reason = ? WHERE id = ?`,
+				i64(c.lastSeq), c.inEpoch, c.required, c.reason, idArg(c.id)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	// Typed so that PostgreSQL knows the VALUES columns' types (see
 	// dialect.bytesParam for why the id is not cast on SQLite).
 	row := "(" + t.s.d.bytesParam + ", CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BOOLEAN), CAST(? AS TEXT))"
