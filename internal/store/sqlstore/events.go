@@ -31,17 +31,8 @@ func (t *wtx) emit(evs []newEvent) (int64, error) {
 	if len(evs) == 0 {
 		return 0, nil
 	}
-	var last int64
-	if t.s.d.forUpdate == "" {
-		if err := t.queryRow(`SELECT last_id FROM event_counter WHERE id = 1`).Scan(&last); err != nil {
-			return 0, fmt.Errorf("read event counter: %w", err)
-		}
-		last += int64(len(evs))
-		if _, err := t.exec(`UPDATE event_counter SET last_id = ? WHERE id = 1`, last); err != nil {
-			return 0, fmt.Errorf("advance event counter: %w", err)
-		}
-	} else if err := t.queryRow(`UPDATE event_counter SET last_id = last_id + ? WHERE id = 1 RETURNING last_id`,
-		len(evs)).Scan(&last); err != nil {
+	last, err := t.advanceCounter(len(evs))
+	if err != nil {
 		return 0, fmt.Errorf("advance event counter: %w", err)
 	}
 	first := last - int64(len(evs)) + 1
@@ -71,6 +62,39 @@ func (t *wtx) emit(evs []newEvent) (int64, error) {
 		}
 	}
 	return first, nil
+}
+
+// advanceCounter adds n to the event counter and returns its new value.
+func (t *wtx) advanceCounter(n int) (int64, error) {
+	var last int64
+	if t.s.d.forUpdate != "" {
+		// PostgreSQL: one round trip, which takes the row lock.
+		err := t.queryRow(`UPDATE event_counter SET last_id = last_id + ? WHERE id = 1 RETURNING last_id`, n).Scan(&last)
+		return last, err
+	}
+	// SQLite: RETURNING makes SQLite build a temporary table, which costs
+	// more than the statement itself; and the writer is alone, so nothing
+	// changes the counter between a read and a write. A store that owns
+	// its file knows the counter (the memo's head): the UPDATE checks
+	// that it still holds, and the counter is read only if it does not.
+	if m := t.s.memo; m != nil {
+		head := m.head.Load()
+		r, err := t.exec(`UPDATE event_counter SET last_id = ? WHERE id = 1 AND last_id = ?`, head+int64(n), head)
+		if err != nil {
+			return 0, err
+		}
+		if k, err := r.RowsAffected(); err != nil {
+			return 0, err
+		} else if k == 1 {
+			return head + int64(n), nil
+		}
+	}
+	if err := t.queryRow(`SELECT last_id FROM event_counter WHERE id = 1`).Scan(&last); err != nil {
+		return 0, err
+	}
+	last += int64(n)
+	_, err := t.exec(`UPDATE event_counter SET last_id = ? WHERE id = 1`, last)
+	return last, err
 }
 
 // LastEventID returns the newest committed event id. The counter is

@@ -155,3 +155,32 @@ func TestSQLiteCheckpointer(t *testing.T) {
 		t.Fatalf("the database file has %d bytes, the database %d pages of %d", st.Size(), pages, size)
 	}
 }
+
+// TestSQLiteStaleHead checks that a send batch takes its event ids from
+// the event counter even when the memo's copy of it is wrong (as if a
+// commit's after-commit hooks had not run): the counter update sees that
+// the copy is stale and reads the counter, so no two events share an id
+// and no id is skipped.
+func TestSQLiteStaleHead(t *testing.T) {
+	ctx := context.Background()
+	s := newSQLite(t, "head.db")
+	w := fill(t, s)
+	f := &filler{t: t, s: s, ctx: ctx, now: 1_800_000_000_000}
+	for i, stale := range []int64{-3, +5, 0} {
+		head, err := s.LastEventID(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.memo.head.Store(head + stale)
+		r := f.send(w.conv, w.alice, fmt.Sprintf("stale%d", i), 3, nil)
+		if r.EventID != head+1 {
+			t.Fatalf("memo head off by %d: send got event id %d, want %d", stale, r.EventID, head+1)
+		}
+		if got, err := s.LastEventID(ctx); err != nil || got != head+1 {
+			t.Fatalf("memo head off by %d: counter %d (%v), want %d", stale, got, err, head+1)
+		}
+		if got := s.memo.head.Load(); got != head+1 {
+			t.Fatalf("memo head off by %d: memo head %d after the send, want %d", stale, got, head+1)
+		}
+	}
+}
