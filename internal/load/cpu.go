@@ -14,11 +14,15 @@ import (
 // Database is the in-process server's PostgreSQL (its backends and
 // background processes). Others is what the rest of the machine used
 // meanwhile: on a shared machine, a phase with a large Others measured
-// sandi with less than the whole machine.
+// sandi with less than the whole machine. Steal is the part of Others that
+// the hypervisor gave to other virtual machines while this one had work
+// to run (the steal column of /proc/stat): time in which whatever was
+// running on that CPU, sandi included, stood still.
 type CPUUse struct {
 	Process  float64 `json:"processCores"`
 	Database float64 `json:"databaseCores,omitempty"`
 	Others   float64 `json:"otherCores"`
+	Steal    float64 `json:"stealCores"`
 }
 
 type cpuSample struct {
@@ -26,6 +30,7 @@ type cpuSample struct {
 	proc        float64         // seconds of CPU of this process
 	db          map[int]float64 // seconds of CPU of each database process
 	busy, total float64         // machine ticks
+	steal       float64         // machine ticks stolen by the hypervisor
 	pids        func() []int    // the database's processes, or nil
 }
 
@@ -86,21 +91,31 @@ func sampleCPU(pids func() []int) cpuSample {
 	}
 	if b, err := os.ReadFile("/proc/stat"); err == nil {
 		line, _, _ := strings.Cut(string(b), "\n")
-		f := strings.Fields(line)
-		if len(f) > 4 && f[0] == "cpu" {
-			for i, v := range f[1:] {
-				if i >= 8 { // guest time is already counted in user
-					break
-				}
-				n, _ := strconv.ParseFloat(v, 64)
-				s.total += n
-				if i != 3 && i != 4 { // idle, iowait
-					s.busy += n
-				}
-			}
-		}
+		s.busy, s.total, s.steal = statTicks(line)
 	}
 	return s
+}
+
+// statTicks reads the machine-wide line of /proc/stat ("cpu  user nice
+// system idle iowait irq softirq steal guest guest_nice"): the ticks not
+// idle, all ticks, and the ticks stolen by the hypervisor. Guest time is
+// already counted in user.
+func statTicks(line string) (busy, total, steal float64) {
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, 0, 0
+	}
+	for i, v := range f[1:min(len(f), 9)] {
+		n, _ := strconv.ParseFloat(v, 64)
+		total += n
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+		if i == 7 {
+			steal = n
+		}
+	}
+	return busy, total, steal
 }
 
 // cpuSince returns the CPU used since a.
@@ -117,5 +132,6 @@ func cpuSince(a cpuSample) CPUUse {
 	u := CPUUse{Process: (b.proc - a.proc) / wall, Database: max(0, db/wall)}
 	machine := (b.busy - a.busy) / (b.total - a.total) * float64(runtime.NumCPU())
 	u.Others = max(0, machine-u.Process-u.Database)
+	u.Steal = (b.steal - a.steal) / (b.total - a.total) * float64(runtime.NumCPU())
 	return u
 }

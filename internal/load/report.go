@@ -229,7 +229,8 @@ func Summarize(runs []Report) Report {
 	medI := func(f func(*Report) float64) int64 { return int64(med(f) + 0.5) }
 	medCPU := func(f func(*Report) CPUUse) CPUUse {
 		return CPUUse{Process: med(func(r *Report) float64 { return f(r).Process }), Database: med(func(r *Report) float64 { return f(r).Database }),
-			Others: med(func(r *Report) float64 { return f(r).Others })}
+			Others: med(func(r *Report) float64 { return f(r).Others }),
+			Steal:  med(func(r *Report) float64 { return f(r).Steal })}
 	}
 	medP := func(f func(*Report) *Percentiles) Percentiles {
 		return Percentiles{
@@ -352,13 +353,13 @@ func (r *Report) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "%d senders (one conversation each with one receiver), %d-byte messages (%d-byte envelopes), %s; setup %.1fs\n\n",
 		r.Senders, r.MessageBytes, r.EnvelopeBytes, enc, r.SetupSeconds)
 	if len(r.Closed) > 0 {
-		fmt.Fprintf(w, "%-22s %8s %9s %7s %10s %10s %10s %9s %6s %6s %6s\n", "closed loop", "sends/s", "accepted", "failed", "ack p50", "ack p99", "ack max", "CPU/send", "cores", "db", "others")
+		fmt.Fprintf(w, "%-22s %8s %9s %7s %10s %10s %10s %9s %6s %6s %6s %6s\n", "closed loop", "sends/s", "accepted", "failed", "ack p50", "ack p99", "ack max", "CPU/send", "cores", "db", "others", "steal")
 		for _, c := range r.Closed {
-			fmt.Fprintf(w, "%-22s %8.0f %9d %7d %7.2f ms %7.2f ms %7.1f ms %6.0f µs %6.2f %6.2f %6.2f%s\n", fmt.Sprintf("%d concurrent senders", c.Concurrency),
-				c.PerSecond, c.Accepted, c.Failed, c.Ack.P50, c.Ack.P99, c.Ack.Max, c.CPUPerSend, c.CPU.Process, c.CPU.Database, c.CPU.Others, errorList(c.Errors))
+			fmt.Fprintf(w, "%-22s %8.0f %9d %7d %7.2f ms %7.2f ms %7.1f ms %6.0f µs %6.2f %6.2f %6.2f %6.2f%s\n", fmt.Sprintf("%d concurrent senders", c.Concurrency),
+				c.PerSecond, c.Accepted, c.Failed, c.Ack.P50, c.Ack.P99, c.Ack.Max, c.CPUPerSend, c.CPU.Process, c.CPU.Database, c.CPU.Others, c.CPU.Steal, errorList(c.Errors))
 		}
 		fmt.Fprintln(w, "(CPU/send, cores: this process per accepted send and in all, server and load generator together; db: PostgreSQL;")
-		fmt.Fprintln(w, " others: the rest of the machine meanwhile)")
+		fmt.Fprintln(w, " others: the rest of the machine meanwhile; steal: the part of others the hypervisor gave to other machines)")
 		fmt.Fprintln(w)
 	}
 	if c := r.CatchUp; c != nil {
@@ -372,7 +373,7 @@ func (r *Report) WriteTable(w io.Writer) {
 		fmt.Fprintf(w, "%-22s %9.2f %9.2f %9.2f %9.2f %9.2f\n", "send → delivered", l.Delivery.P50, l.Delivery.P90, l.Delivery.P99, l.Delivery.Max, l.Delivery.Mean)
 		fmt.Fprintf(w, "%-22s %9.2f %9.2f %9.2f %9.2f %9.2f\n", "send → acknowledged", l.Ack.P50, l.Ack.P90, l.Ack.P99, l.Ack.Max, l.Ack.Mean)
 		fmt.Fprintf(w, "%-22s %9.2f %9.2f %9.2f %9.2f %9.2f\n", "request → delivered", l.DeliveryFromStart.P50, l.DeliveryFromStart.P90, l.DeliveryFromStart.P99, l.DeliveryFromStart.Max, l.DeliveryFromStart.Mean)
-		fmt.Fprintf(w, "latest send start: %.2f ms behind schedule; cores %.2f, db %.2f, others %.2f\n", l.MaxStartLagMs, l.CPU.Process, l.CPU.Database, l.CPU.Others)
+		fmt.Fprintf(w, "latest send start: %.2f ms behind schedule; cores %.2f, db %.2f, others %.2f (of which stolen by the hypervisor %.2f)\n", l.MaxStartLagMs, l.CPU.Process, l.CPU.Database, l.CPU.Others, l.CPU.Steal)
 		fmt.Fprintf(w, "disk just before: a synced 4 KiB write took %.2f ms at the median, %.2f ms at the p99, %.2f ms at most (%d writes)\n\n", l.DiskSync.P50, l.DiskSync.P99, l.DiskSync.Max, l.DiskSync.N)
 	}
 	if r.Runs > 1 {

@@ -1,0 +1,22 @@
+package load
+
+import "testing"
+
+func TestStatTicks(t *testing.T) {
+	for _, c := range []struct {
+		line               string
+		busy, total, steal float64
+	}{
+		// user nice system idle iowait irq softirq steal guest guest_nice
+		{"cpu  2041257 33843 636115 2495155 109128 0 78881 196038 7 9", 2041257 + 33843 + 636115 + 78881 + 196038, 2041257 + 33843 + 636115 + 2495155 + 109128 + 78881 + 196038, 196038},
+		// an older kernel without steal and guest columns
+		{"cpu  10 20 30 40 50 60 70", 10 + 20 + 30 + 60 + 70, 280, 0},
+		{"cpu0 1 2 3 4 5 6 7 8", 0, 0, 0},
+		{"", 0, 0, 0},
+	} {
+		busy, total, steal := statTicks(c.line)
+		if busy != c.busy || total != c.total || steal != c.steal {
+			t.Errorf("statTicks(%q) = %v, %v, %v; want %v, %v, %v", c.line, busy, total, steal, c.busy, c.total, c.steal)
+		}
+	}
+}
