@@ -406,7 +406,9 @@ func (s *Store) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 type wtx struct {
 	tx  *sql.Tx
 	s   *Store
-	ctx context.Context
+	ctx context.Context // the statements' (on SQLite, never cancelled)
+	// caller is the caller's context, checked before each statement.
+	caller context.Context
 	// stmts are the statements this transaction has used, and missed the
 	// queries that were not in the store's cache yet: they are prepared
 	// for the next transactions once this one has ended (the one SQLite
@@ -447,6 +449,9 @@ func (t *wtx) stmt(q string) (*sql.Stmt, error) {
 }
 
 func (t *wtx) exec(q string, args ...any) (sql.Result, error) {
+	if err := t.caller.Err(); err != nil {
+		return nil, err
+	}
 	st, err := t.stmt(q)
 	if err != nil {
 		return nil, err
@@ -458,6 +463,9 @@ func (t *wtx) exec(q string, args ...any) (sql.Result, error) {
 }
 
 func (t *wtx) query(q string, args ...any) (*sql.Rows, error) {
+	if err := t.caller.Err(); err != nil {
+		return nil, err
+	}
 	st, err := t.stmt(q)
 	if err != nil {
 		return nil, err
@@ -477,6 +485,9 @@ type errRow struct{ err error }
 func (r errRow) Scan(...any) error { return r.err }
 
 func (t *wtx) queryRow(q string, args ...any) row {
+	if err := t.caller.Err(); err != nil {
+		return errRow{err}
+	}
 	st, err := t.stmt(q)
 	if err != nil {
 		return errRow{err}
@@ -535,13 +546,29 @@ func (s *Store) writeTx(ctx context.Context, what string, invalidate bool, fn fu
 }
 
 func (s *Store) writeOnce(ctx context.Context, fn func(t *wtx) error) error {
+	caller := ctx
+	if s.d.forUpdate == "" {
+		// SQLite: the driver watches a cancellable context with a
+		// goroutine of its own for every statement, to interrupt it
+		// when the context ends; on a small batch that costs more than
+		// some of the statements. The writer's statements are short
+		// (lock waits end after busy_timeout), so they run on a context
+		// that is never cancelled, and the caller's is checked before
+		// each one and before the commit instead.
+		ctx = context.WithoutCancel(ctx)
+	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	t := &wtx{tx: tx, s: s, ctx: ctx}
+	t := &wtx{tx: tx, s: s, ctx: ctx, caller: caller}
 	defer func() { s.wstmts.prepare(ctx, t.missed) }()
 	if err := fn(t); err != nil {
+		tx.Rollback()
+		s.forgetWriter()
+		return err
+	}
+	if err := caller.Err(); err != nil {
 		tx.Rollback()
 		s.forgetWriter()
 		return err
