@@ -14,10 +14,11 @@ import (
 // Database is the in-process server's PostgreSQL (its backends and
 // background processes). Others is what the rest of the machine used
 // meanwhile: on a shared machine, a phase with a large Others measured
-// sandi with less than the whole machine. Steal is the part of Others that
-// the hypervisor gave to other virtual machines while this one had work
-// to run (the steal column of /proc/stat): time in which whatever was
-// running on that CPU, sandi included, stood still.
+// sandi with less than the whole machine. Steal is the CPU the hypervisor
+// gave to other virtual machines while this one had work to run (the
+// steal column of /proc/stat): time in which whatever was running on that
+// CPU, sandi included, stood still. It is counted in Others too (up to
+// the rounding of the kernel's counters, which can make it the larger).
 type CPUUse struct {
 	Process  float64 `json:"processCores"`
 	Database float64 `json:"databaseCores,omitempty"`

@@ -359,7 +359,7 @@ func (r *Report) WriteTable(w io.Writer) {
 				c.PerSecond, c.Accepted, c.Failed, c.Ack.P50, c.Ack.P99, c.Ack.Max, c.CPUPerSend, c.CPU.Process, c.CPU.Database, c.CPU.Others, c.CPU.Steal, errorList(c.Errors))
 		}
 		fmt.Fprintln(w, "(CPU/send, cores: this process per accepted send and in all, server and load generator together; db: PostgreSQL;")
-		fmt.Fprintln(w, " others: the rest of the machine meanwhile; steal: the part of others the hypervisor gave to other machines)")
+		fmt.Fprintln(w, " others: the rest of the machine meanwhile; steal: CPU the hypervisor gave to other machines, counted in others too)")
 		fmt.Fprintln(w)
 	}
 	if c := r.CatchUp; c != nil {
@@ -373,7 +373,7 @@ func (r *Report) WriteTable(w io.Writer) {
 		fmt.Fprintf(w, "%-22s %9.2f %9.2f %9.2f %9.2f %9.2f\n", "send → delivered", l.Delivery.P50, l.Delivery.P90, l.Delivery.P99, l.Delivery.Max, l.Delivery.Mean)
 		fmt.Fprintf(w, "%-22s %9.2f %9.2f %9.2f %9.2f %9.2f\n", "send → acknowledged", l.Ack.P50, l.Ack.P90, l.Ack.P99, l.Ack.Max, l.Ack.Mean)
 		fmt.Fprintf(w, "%-22s %9.2f %9.2f %9.2f %9.2f %9.2f\n", "request → delivered", l.DeliveryFromStart.P50, l.DeliveryFromStart.P90, l.DeliveryFromStart.P99, l.DeliveryFromStart.Max, l.DeliveryFromStart.Mean)
-		fmt.Fprintf(w, "latest send start: %.2f ms behind schedule; cores %.2f, db %.2f, others %.2f (of which stolen by the hypervisor %.2f)\n", l.MaxStartLagMs, l.CPU.Process, l.CPU.Database, l.CPU.Others, l.CPU.Steal)
+		fmt.Fprintf(w, "latest send start: %.2f ms behind schedule; cores %.2f, db %.2f, others %.2f, stolen by the hypervisor %.2f\n", l.MaxStartLagMs, l.CPU.Process, l.CPU.Database, l.CPU.Others, l.CPU.Steal)
 		fmt.Fprintf(w, "disk just before: a synced 4 KiB write took %.2f ms at the median, %.2f ms at the p99, %.2f ms at most (%d writes)\n\n", l.DiskSync.P50, l.DiskSync.P99, l.DiskSync.Max, l.DiskSync.N)
 	}
 	if r.Runs > 1 {
