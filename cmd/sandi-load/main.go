@@ -50,7 +50,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&cfg.InlineEncrypt, "inline-encrypt", false, "encrypt and sign every envelope during the timed phases instead of using a pool")
 	fs.IntVar(&cfg.RotateAfterMessages, "rotate-after", 1<<30, "in-process server: messages per epoch before rotation is required")
 	fs.DurationVar(&cfg.Settle, "settle", 0, "before each timed phase, wait up to this long for the rest of the machine to be idle (shared machines)")
-	maxOthers := fs.Float64("max-others", 0, "discard and repeat a run in which the rest of the machine used more than this many cores during a timed phase (0: keep every run; at most 2 extra attempts per run)")
+	maxOthers := fs.Float64("max-others", 0, "discard and repeat a run in which the rest of the machine used (or the hypervisor stole) more than this many cores during a timed phase (0: keep every run; at most 2 extra attempts per run)")
 	runs := fs.Int("runs", 1, "repeat the whole measurement and report the median of each figure (1 to 9)")
 	jsonOut := fs.String("json", "", "also write the report (and each run's, with --runs) as JSON to this file")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed phases to this file (in-process: labels side=server and side=client)")

@@ -20,3 +20,20 @@ func TestStatTicks(t *testing.T) {
 		}
 	}
 }
+
+func TestMaxOthers(t *testing.T) {
+	r := Report{
+		Closed: []ClosedResult{
+			{Seconds: 3, CPU: CPUUse{Others: 0.10, Steal: 0.05}},
+			{Seconds: 0.5, CPU: CPUUse{Others: 0.90}}, // too short to count
+		},
+		Live: &LiveResult{Seconds: 5, CPU: CPUUse{Others: 0.20, Steal: 0.25}},
+	}
+	if got := r.MaxOthers(); got != 0.25 {
+		t.Errorf("MaxOthers = %v, want 0.25 (the live phase's steal)", got)
+	}
+	r.Live.CPU.Steal = 0
+	if got := r.MaxOthers(); got != 0.20 {
+		t.Errorf("MaxOthers = %v, want 0.20 (the live phase's others)", got)
+	}
+}

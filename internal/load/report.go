@@ -51,12 +51,14 @@ type Report struct {
 
 // MaxOthers is the most CPU the rest of the machine used during any timed
 // phase of the run that lasted a second or more, in cores (the counters
-// tick every 10 ms: shorter phases give no reliable figure).
+// tick every 10 ms: shorter phases give no reliable figure). The CPU the
+// hypervisor stole is part of it; since the kernel counts the two
+// differently, the larger of others and steal is taken.
 func (r *Report) MaxOthers() float64 {
 	m := 0.0
 	add := func(seconds float64, u CPUUse) {
 		if seconds >= 1 {
-			m = max(m, u.Others)
+			m = max(m, u.Others, u.Steal)
 		}
 	}
 	for _, c := range r.Closed {
