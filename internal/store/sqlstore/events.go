@@ -67,7 +67,7 @@ func (t *wtx) emit(evs []newEvent) (int64, error) {
 // advanceCounter adds n to the event counter and returns its new value.
 func (t *wtx) advanceCounter(n int) (int64, error) {
 	var last int64
-	if t.s.d.forUpdate != "" {
+	if !t.s.d.local {
 		// PostgreSQL: one round trip, which takes the row lock.
 		err := t.queryRow(`UPDATE event_counter SET last_id = last_id + ? WHERE id = 1 RETURNING last_id`, n).Scan(&last)
 		return last, err

@@ -390,7 +390,7 @@ const rowUpdatesUpTo = 8
 // writeCounters writes back the message counters and rotation state of
 // the given conversations, rowsPerStatement at a time.
 func (t *wtx) writeCounters(cs []*convState) error {
-	if len(cs) == 1 || (t.s.d.forUpdate == "" && len(cs) <= rowUpdatesUpTo) {
+	if len(cs) == 1 || (t.s.d.local && len(cs) <= rowUpdatesUpTo) {
 		// An UPDATE … FROM a VALUES list builds a temporary table
 		// first: for one conversation (any dialect, one round trip
 		// either way) or a few on SQLite (no round trips), a prepared

@@ -97,10 +97,15 @@ type dialect struct {
 	// must be cast to BYTEA. SQLite must not cast: CAST(x AS BYTEA) would
 	// apply numeric affinity to the blob.
 	bytesParam string
+	// local: the database is a file of this process's (SQLite). A
+	// statement costs no round trip, and write transactions (BEGIN
+	// IMMEDIATE on the one writer connection) are serialized whole, so
+	// nothing changes between a transaction's read and its write.
+	local bool
 }
 
 var (
-	sqliteDialect   = dialect{name: "sqlite", goose: goose.DialectSQLite3, bytesParam: "?"}
+	sqliteDialect   = dialect{name: "sqlite", goose: goose.DialectSQLite3, bytesParam: "?", local: true}
 	postgresDialect = dialect{name: "postgres", goose: goose.DialectPostgres, dollar: true, forUpdate: " FOR UPDATE", bytesParam: "CAST(? AS BYTEA)"}
 )
 
@@ -547,7 +552,7 @@ func (s *Store) writeTx(ctx context.Context, what string, invalidate bool, fn fu
 
 func (s *Store) writeOnce(ctx context.Context, fn func(t *wtx) error) error {
 	caller := ctx
-	if s.d.forUpdate == "" {
+	if s.d.local {
 		// SQLite: the driver watches a cancellable context with a
 		// goroutine of its own for every statement, to interrupt it
 		// when the context ends; on a small batch that costs more than
