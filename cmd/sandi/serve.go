@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -23,6 +25,7 @@ import (
 // serveConfig is what `sandi serve` reads from flags and environment.
 type serveConfig struct {
 	addr, data, db, logLevel string
+	trustedProxies           []netip.Prefix
 }
 
 func envOr(name, def string) string {
@@ -40,13 +43,44 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.data, "data", envOr("SANDI_DATA", "sandi-data"), "data directory for the SQLite database (env SANDI_DATA)")
 	fs.StringVar(&c.db, "db", envOr("SANDI_DB", ""), "database URL: empty for SQLite in the data directory, or postgres://… (env SANDI_DB)")
 	fs.StringVar(&c.logLevel, "log-level", envOr("SANDI_LOG_LEVEL", "info"), "debug, info, warn or error (env SANDI_LOG_LEVEL)")
+	proxies := fs.String("trusted-proxies", envOr("SANDI_TRUSTED_PROXIES", ""), "reverse proxies whose X-Forwarded-For names the client, for the rate limits: addresses or CIDR prefixes, comma-separated (env SANDI_TRUSTED_PROXIES)")
 	if err := fs.Parse(args); err != nil {
 		return c, usageError{err.Error()}
 	}
 	if fs.NArg() != 0 {
 		return c, usageError{"serve takes no arguments"}
 	}
+	var err error
+	if c.trustedProxies, err = parsePrefixes(*proxies); err != nil {
+		return c, usageError{"--trusted-proxies: " + err.Error()}
+	}
 	return c, nil
+}
+
+// parsePrefixes reads a comma-separated list of addresses (each its own
+// prefix) and CIDR prefixes.
+func parsePrefixes(list string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for item := range strings.SplitSeq(list, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		if a, err := netip.ParseAddr(item); err == nil {
+			a = a.Unmap()
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(item)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither an address nor a CIDR prefix", item)
+		}
+		if p.Addr().Is4In6() {
+			return nil, fmt.Errorf("%q: write an IPv4 prefix as such", item)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
@@ -76,7 +110,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("open database: %w", err)
 	}
 	defer st.Close()
-	srv := server.New(st, log, server.Config{})
+	srv := server.New(st, log, server.Config{TrustedProxies: c.trustedProxies})
 	defer srv.Close()
 	mountWeb(srv)
 
@@ -85,7 +119,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	log.Info("sandi serving", "addr", "http://"+ln.Addr().String(), "database", st.Database(), "gogc", gogc)
+	log.Info("sandi serving", "addr", "http://"+ln.Addr().String(), "database", st.Database(), "gogc", gogc, "trustedProxies", c.trustedProxies)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {

@@ -287,6 +287,7 @@ func TestCommandLineErrors(t *testing.T) {
 		{[]string{"frobnicate"}, `sandi: unknown command "frobnicate"`},
 		{[]string{"serve", "extra"}, "sandi: serve takes no arguments"},
 		{[]string{"serve", "--log-level", "loud", "--data", t.TempDir()}, "sandi: --log-level"},
+		{[]string{"serve", "--trusted-proxies", "10.0.0.0/33", "--data", t.TempDir()}, `sandi: --trusted-proxies: "10.0.0.0/33" is neither an address nor a CIDR prefix`},
 	} {
 		t.Run(strings.Join(append([]string{"sandi"}, c.args...), " "), func(t *testing.T) {
 			p := startSandi(t, childEnv(), c.args...)
@@ -312,4 +313,51 @@ func TestCommandLineErrors(t *testing.T) {
 			t.Fatalf("stderr:\n%s", p.stderr)
 		}
 	})
+}
+
+// Behind the reverse proxies named by --trusted-proxies (or
+// SANDI_TRUSTED_PROXIES), each client has its own registration limit (10
+// a minute), keyed on the address the proxy forwards.
+func TestServeTrustedProxies(t *testing.T) {
+	for _, how := range []string{"flags", "env"} {
+		t.Run(how, func(t *testing.T) {
+			addr := freeAddr(t)
+			base := "http://" + addr
+			var p *proc
+			if how == "flags" {
+				p = startSandi(t, childEnv(), "serve", "--addr", addr, "--data", t.TempDir(), "--trusted-proxies", "192.0.2.0/24, 127.0.0.1")
+			} else {
+				p = startSandi(t, childEnv("SANDI_TRUSTED_PROXIES=127.0.0.1"), "serve", "--addr", addr, "--data", t.TempDir())
+			}
+			waitHealthy(t, p, base)
+			n := 0
+			register := func(client string) int {
+				n++
+				data, _ := json.Marshal(map[string]string{"username": fmt.Sprintf("user%d", n), "password": "correct horse battery"})
+				req, err := http.NewRequest("POST", base+"/api/auth/register", bytes.NewReader(data))
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("X-Forwarded-For", client)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			for i := range 10 {
+				if status := register("198.51.100.1"); status != http.StatusCreated {
+					t.Fatalf("registration %d of the first client: %d", i+1, status)
+				}
+			}
+			if status := register("198.51.100.1"); status != http.StatusTooManyRequests {
+				t.Fatalf("11th registration of the first client: %d, want 429", status)
+			}
+			if status := register("198.51.100.2"); status != http.StatusCreated {
+				t.Fatalf("a second client behind the same proxy: %d, want 201", status)
+			}
+		})
+	}
 }

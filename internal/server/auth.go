@@ -115,7 +115,7 @@ func (s *Server) readCredentials(r *http.Request) (credentials, string, error) {
 }
 
 func (s *Server) register(w http.ResponseWriter, r *http.Request, _ *call) error {
-	if err := s.limits.register.allow(clientAddr(r)); err != nil {
+	if err := s.limits.register.allow(s.clientAddr(r)); err != nil {
 		return err
 	}
 	cr, name, err := s.readCredentials(r)
@@ -141,7 +141,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request, _ *call) error
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request, _ *call) error {
-	if err := s.limits.login.allow(clientAddr(r)); err != nil {
+	if err := s.limits.login.allow(s.clientAddr(r)); err != nil {
 		return err
 	}
 	cr, name, err := s.readCredentials(r)

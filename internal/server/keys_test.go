@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"sync"
@@ -458,5 +459,64 @@ func TestRateLimitClaim(t *testing.T) {
 		// The target's bucket refills.
 		e.clock.now = e.clock.now.Add(wait)
 		ok(claim(req[3], tgt[4]))
+	})
+}
+
+// forwardingClient is a reverse proxy's connection: from ip, each request
+// carrying X-Forwarded-For: xff.
+func forwardingClient(t *testing.T, ip, xff string) *http.Client {
+	c := clientFrom(t, ip)
+	c.Transport = headerTransport{c.Transport, "X-Forwarded-For", xff}
+	return c
+}
+
+type headerTransport struct {
+	rt          http.RoundTripper
+	name, value string
+}
+
+func (h headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set(h.name, h.value)
+	return h.rt.RoundTrip(r)
+}
+
+// Behind a trusted proxy each client has its own register bucket, keyed
+// on the address the proxy forwards; a client that is not a trusted proxy
+// cannot choose its bucket with the header.
+func TestRateLimitBehindProxy(t *testing.T) {
+	cfg := server.Config{RegisterPerMinute: 2, LoginPerMinute: -1, ClaimPerMinute: -1,
+		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}}
+	forEachDB(t, cfg, func(t *testing.T, e *env) {
+		n := 0
+		register := func(c *http.Client) rawResponse {
+			n++
+			name := fmt.Sprintf("user%d", n)
+			return e.raw(c, "", "POST", "/api/auth/register", creds(name, "password of "+name))
+		}
+		created := func(r rawResponse) {
+			t.Helper()
+			if r.status != http.StatusCreated {
+				t.Fatalf("register: %d %s", r.status, r.body)
+			}
+		}
+		// Two clients behind the proxy: two registrations each.
+		for _, client := range []string{"198.51.100.1", "198.51.100.2"} {
+			c := forwardingClient(t, "127.0.0.2", client)
+			created(register(c))
+			created(register(c))
+			rateLimited(t, register(c))
+		}
+		// The proxy's own bucket is untouched.
+		created(register(clientFrom(t, "127.0.0.2")))
+		// A client that is not a trusted proxy: its header is ignored.
+		for i := range 3 {
+			r := register(forwardingClient(t, "127.0.0.3", fmt.Sprintf("203.0.113.%d", i)))
+			if i < 2 {
+				created(r)
+			} else {
+				rateLimited(t, r)
+			}
+		}
 	})
 }

@@ -1,8 +1,9 @@
 package server
 
 import (
-	"net"
 	"net/http"
+	"net/netip"
+	"strings"
 	"sync"
 	"time"
 )
@@ -71,13 +72,66 @@ func (l *limiter) allow(key string) error {
 	return nil
 }
 
-// clientAddr is the caller's IP address (the server is meant to sit on
-// localhost or behind a proxy the operator controls; X-Forwarded-For is not
-// trusted).
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
+// clientAddr is the caller's IP address: the TCP peer's, unless the peer
+// is one of Config.TrustedProxies. A trusted proxy's X-Forwarded-For is
+// read from its end (each proxy appends the address it received the
+// request from), skipping the trusted proxies, and the first address that
+// is not one is the caller's. A client can write anything at the start
+// of the header, so nothing before that address is believed. A malformed
+// entry ends the walk at the nearest trusted hop: the request is then
+// counted as that proxy's.
+func (s *Server) clientAddr(r *http.Request) string {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
 	}
-	return host
+	addr := ap.Addr().Unmap()
+	if !s.trustedProxy(addr) {
+		return addr.String()
+	}
+	hops := forwardedFor(r.Header.Values("X-Forwarded-For"))
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop, ok := parseHop(hops[i])
+		if !ok {
+			break
+		}
+		addr = hop
+		if !s.trustedProxy(hop) {
+			break
+		}
+	}
+	return addr.String()
+}
+
+func (s *Server) trustedProxy(a netip.Addr) bool {
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// forwardedFor splits X-Forwarded-For headers into their entries, in
+// order (a proxy may add a header of its own rather than extend one).
+func forwardedFor(values []string) []string {
+	var hops []string
+	for _, v := range values {
+		for h := range strings.SplitSeq(v, ",") {
+			hops = append(hops, strings.TrimSpace(h))
+		}
+	}
+	return hops
+}
+
+// parseHop reads one X-Forwarded-For entry: an address, or an address and
+// port ("203.0.113.7:41234", "[2001:db8::1]:41234").
+func parseHop(h string) (netip.Addr, bool) {
+	if a, err := netip.ParseAddr(h); err == nil {
+		return a.Unmap(), true
+	}
+	if ap, err := netip.ParseAddrPort(h); err == nil {
+		return ap.Addr().Unmap(), true
+	}
+	return netip.Addr{}, false
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"sandi.dev/internal/store"
@@ -34,6 +35,11 @@ type Config struct {
 	RegisterPerMinute int // per client address, default 10
 	LoginPerMinute    int // per client address and per username, default 20
 	ClaimPerMinute    int // per requesting device and per target user, default 120
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For gives
+	// the client address the rate limits key on (see clientAddr). Without
+	// them the client address is the TCP peer's, and every client behind
+	// a proxy shares the proxy's limits.
+	TrustedProxies []netip.Prefix
 	// MaxBodyBytes caps request bodies other than messages (default 4 MiB).
 	MaxBodyBytes int64
 	// Now is the clock (default time.Now); tests move it.

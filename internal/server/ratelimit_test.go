@@ -1,0 +1,83 @@
+package server
+
+import (
+	"net/http"
+	"net/netip"
+	"testing"
+)
+
+func TestClientAddr(t *testing.T) {
+	s := &Server{cfg: Config{TrustedProxies: []netip.Prefix{
+		netip.MustParsePrefix("127.0.0.1/32"),
+		netip.MustParsePrefix("10.0.0.0/8"),
+		netip.MustParsePrefix("fd00::/8"),
+	}}}
+	for _, c := range []struct {
+		name   string
+		peer   string
+		xff    []string
+		client string
+	}{
+		{"untrusted peer: its header is ignored", "192.0.2.9:5000", []string{"203.0.113.7"}, "192.0.2.9"},
+		{"trusted peer without a header", "127.0.0.1:5000", nil, "127.0.0.1"},
+		{"trusted peer", "127.0.0.1:5000", []string{"203.0.113.7"}, "203.0.113.7"},
+		{"a client's own entry before the proxy's is not believed", "127.0.0.1:5000", []string{"198.51.100.1, 203.0.113.7"}, "203.0.113.7"},
+		{"trusted hops are skipped", "127.0.0.1:5000", []string{"198.51.100.1, 203.0.113.7, 10.1.2.3"}, "203.0.113.7"},
+		{"one header per proxy", "127.0.0.1:5000", []string{"198.51.100.1, 203.0.113.7", "10.1.2.3"}, "203.0.113.7"},
+		{"every hop trusted", "127.0.0.1:5000", []string{"10.9.9.9, 10.1.2.3"}, "10.9.9.9"},
+		{"malformed entry: counted as the nearest trusted hop", "127.0.0.1:5000", []string{"203.0.113.7, nonsense, 10.1.2.3"}, "10.1.2.3"},
+		{"malformed last entry: counted as the peer", "127.0.0.1:5000", []string{"203.0.113.7, 300.1.1.1"}, "127.0.0.1"},
+		{"entries with ports", "127.0.0.1:5000", []string{"203.0.113.7:41234"}, "203.0.113.7"},
+		{"IPv6", "[fd00::1]:5000", []string{"[2001:db8::7]:41234"}, "2001:db8::7"},
+		{"IPv4-mapped IPv6 peer", "[::ffff:127.0.0.1]:5000", []string{"2001:db8::7"}, "2001:db8::7"},
+		{"IPv4-mapped entry", "127.0.0.1:5000", []string{"::ffff:203.0.113.7"}, "203.0.113.7"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := &http.Request{RemoteAddr: c.peer, Header: http.Header{}}
+			for _, v := range c.xff {
+				r.Header.Add("X-Forwarded-For", v)
+			}
+			if got := s.clientAddr(r); got != c.client {
+				t.Errorf("clientAddr = %q, want %q", got, c.client)
+			}
+		})
+	}
+	// Without trusted proxies the peer is the client, whatever the header.
+	r := &http.Request{RemoteAddr: "127.0.0.1:5000", Header: http.Header{"X-Forwarded-For": {"203.0.113.7"}}}
+	if got := (&Server{}).clientAddr(r); got != "127.0.0.1" {
+		t.Errorf("no trusted proxies: clientAddr = %q, want the peer", got)
+	}
+}
+
+// FuzzClientAddr checks that any header gives, without a panic, the
+// peer's address or one of the header's own addresses.
+func FuzzClientAddr(f *testing.F) {
+	f.Add("127.0.0.1:5000", "198.51.100.1, 203.0.113.7, 10.1.2.3")
+	f.Add("[fd00::1]:5000", "[2001:db8::7]:41234,,nonsense")
+	f.Add("192.0.2.9:5000", "")
+	s := &Server{cfg: Config{TrustedProxies: []netip.Prefix{
+		netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}}}
+	f.Fuzz(func(t *testing.T, peer, xff string) {
+		r := &http.Request{RemoteAddr: peer, Header: http.Header{"X-Forwarded-For": {xff}}}
+		got := s.clientAddr(r)
+		ap, err := netip.ParseAddrPort(peer)
+		if err != nil {
+			if got != peer {
+				t.Fatalf("unparsable peer %q gave %q", peer, got)
+			}
+			return
+		}
+		if got == ap.Addr().Unmap().String() {
+			return
+		}
+		if !s.trustedProxy(ap.Addr().Unmap()) {
+			t.Fatalf("untrusted peer %q: got %q from its header", peer, got)
+		}
+		for _, h := range forwardedFor([]string{xff}) {
+			if a, ok := parseHop(h); ok && a.String() == got {
+				return
+			}
+		}
+		t.Fatalf("peer %q, header %q: %q is neither the peer nor a header entry", peer, xff, got)
+	})
+}
