@@ -182,8 +182,23 @@ func waitHealthy(t *testing.T, p *proc, base string) {
 
 func postJSON(t *testing.T, url string, body any) (int, map[string]any) {
 	t.Helper()
+	return postJSONHeader(t, url, body, nil)
+}
+
+// postJSONHeader is postJSON with extra request headers.
+func postJSONHeader(t *testing.T, url string, body any, h http.Header) (int, map[string]any) {
+	t.Helper()
 	data, _ := json.Marshal(body)
-	resp, err := http.Post(url, "application/json", bytes.NewReader(data))
+	req, err := http.NewRequest("POST", url, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = h.Clone()
+	if req.Header == nil {
+		req.Header = http.Header{}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,19 +348,10 @@ func TestServeTrustedProxies(t *testing.T) {
 			n := 0
 			register := func(client string) int {
 				n++
-				data, _ := json.Marshal(map[string]string{"username": fmt.Sprintf("user%d", n), "password": "correct horse battery"})
-				req, err := http.NewRequest("POST", base+"/api/auth/register", bytes.NewReader(data))
-				if err != nil {
-					t.Fatal(err)
-				}
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("X-Forwarded-For", client)
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				resp.Body.Close()
-				return resp.StatusCode
+				status, _ := postJSONHeader(t, base+"/api/auth/register",
+					map[string]string{"username": fmt.Sprintf("user%d", n), "password": "correct horse battery"},
+					http.Header{"X-Forwarded-For": {client}})
+				return status
 			}
 			for i := range 10 {
 				if status := register("198.51.100.1"); status != http.StatusCreated {

@@ -236,13 +236,9 @@ func copyTx(ctx context.Context, from, to *Store, afterTable func(string) error)
 		return nil, fmt.Errorf("commit the target: %w", err)
 	}
 	if m := to.memo; m != nil {
-		// The copied events are the target's newest (the memo, and its
-		// tail, start over from them).
-		var head int64
-		if err := to.w.QueryRowContext(ctx, `SELECT last_id FROM event_counter WHERE id = 1`).Scan(&head); err != nil {
-			return nil, fmt.Errorf("target: read the event counter: %w", err)
-		}
-		m.head.Store(head)
+		// The copied counter is the target's newest event (the memo,
+		// and its tail, start over from it when invalidate runs).
+		m.head.Store(last)
 	}
 	return counts, nil
 }
