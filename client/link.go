@@ -24,6 +24,8 @@ var (
 	// code. Someone other than the new device has seen the code (or the
 	// server duplicated a request); nothing was sealed.
 	ErrLinkAmbiguous = errors.New("more than one device answers this link code: someone else has seen it, so nothing was sent; start linking again on the new device")
+	// ErrLinkCode: the typed text is not a link code (wraps nothing else).
+	ErrLinkCode = secret.ErrLinkCode
 	// ErrNoLinkRequest: no pending request answers the typed code.
 	ErrNoLinkRequest = errors.New("no new device of this account shows that code; check it, or start linking again on the new device (a code lasts 10 minutes)")
 )
