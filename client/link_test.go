@@ -221,7 +221,7 @@ func (a *linkAttacker) sealed() []byte {
 }
 
 // startLinked logs a new device into alice's account and starts linking.
-func startLinked(t *testing.T, url string, n *node) (*client.Client, string) {
+func startLinked(t *testing.T, n *node) (*client.Client, string) {
 	t.Helper()
 	ctx := context.Background()
 	phone := newClient(t, n, "")
@@ -257,7 +257,7 @@ func TestLinkHijack(t *testing.T) {
 	forEachDB(t, func(t *testing.T, n *node) {
 		ctx := context.Background()
 		alice := register(t, n, "alice")
-		phone, code := startLinked(t, n.url(), n)
+		phone, code := startLinked(t, n)
 
 		// A keyless session of the account cannot list requests.
 		att := loginAttacker(t, n.url(), "alice")
@@ -311,7 +311,7 @@ func TestLinkMaliciousServer(t *testing.T) {
 		if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
 			t.Fatal(err)
 		}
-		phone, code := startLinked(t, n.url(), n)
+		phone, code := startLinked(t, n)
 		evil := secret.NewKEMKey().Public()
 		rewrite := func(f func(reqs []any) []any) {
 			p.set(func(r *http.Request, body map[string]any) {
@@ -371,7 +371,7 @@ func TestLinkAmbiguousCode(t *testing.T) {
 	forEachDB(t, func(t *testing.T, n *node) {
 		ctx := context.Background()
 		alice := register(t, n, "alice")
-		phone, code := startLinked(t, n.url(), n)
+		phone, code := startLinked(t, n)
 		att := loginAttacker(t, n.url(), "alice")
 		key, err := secret.ParseLinkCode(code)
 		if err != nil {
@@ -417,7 +417,7 @@ func TestLinkExpiry(t *testing.T) {
 			if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
 				t.Fatal(err)
 			}
-			phone, code := startLinked(t, n.url(), n)
+			phone, code := startLinked(t, n)
 
 			// The proxy keeps the list it saw while the request was pending.
 			var saved []any
@@ -468,4 +468,40 @@ func TestLinkExpiry(t *testing.T) {
 			waitLinked(t, phone, alice)
 		})
 	}
+}
+
+// TestLinkOldState: a link started by a version with 20-character codes
+// (its stored code does not parse as a link key) ends with ErrLinkExpired,
+// and a new link then works.
+func TestLinkOldState(t *testing.T) {
+	n := startNode(t, dbs(t)["sqlite"](t), serverConfig())
+	ctx := context.Background()
+	alice := register(t, n, "alice")
+	dir := t.TempDir()
+	phone := newClient(t, n, dir)
+	if err := phone.Login(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := client.NewDirStorage(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := json.Marshal(map[string]any{"tmpSeed": b64u(bytes.Repeat([]byte{7}, 32)), "code": "DGTA-CAQD-AQCQ-MBYI-BEFA"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put("link", old); err != nil {
+		t.Fatal(err)
+	}
+	if err := phone.WaitLink(ctx, 20*time.Millisecond); !errors.Is(err, client.ErrLinkExpired) {
+		t.Fatalf("waiting on an old link: %v, want ErrLinkExpired", err)
+	}
+	code, err := phone.StartLink(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.ApproveLink(ctx, code); err != nil {
+		t.Fatal(err)
+	}
+	waitLinked(t, phone, alice)
 }
