@@ -61,7 +61,7 @@ func cmdChat(ctx context.Context, e *cli, args []string) error {
 	go func() {
 		listenErr <- e.c.Listen(ctx, show, func(f *client.DecryptError) {
 			mu.Lock()
-			fmt.Fprintln(e.stderr, "sandi:", f)
+			printError(e.stderr, f)
 			mu.Unlock()
 		})
 	}()
@@ -89,7 +89,7 @@ func cmdChat(ctx context.Context, e *cli, args []string) error {
 					return nil
 				}
 				mu.Lock()
-				fmt.Fprintln(e.stderr, "sandi:", err)
+				printError(e.stderr, err)
 				mu.Unlock()
 			}
 		}
@@ -125,14 +125,15 @@ func chatLine(ctx context.Context, e *cli, id protocol.ConversationID, line stri
 	out, err := chatCommand(ctx, e.c, id, line)
 	if out != "" {
 		mu.Lock()
-		fmt.Fprintln(e.stderr, out)
+		fmt.Fprintln(e.stderr, untrusted(out))
 		mu.Unlock()
 	}
 	return err
 }
 
 // chatCommand runs one slash command of the chat (both views) and returns
-// the text it shows, if any; /quit is errQuit.
+// the text it shows, if any (as received: the views print it through
+// untrusted); /quit is errQuit.
 func chatCommand(ctx context.Context, b chatBackend, id protocol.ConversationID, line string) (string, error) {
 	f := strings.Fields(line)
 	switch f[0] {

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
@@ -286,14 +285,16 @@ func (m *chatModel) key(k tea.KeyPressMsg) tea.Cmd {
 }
 
 // insert types s at the cursor; line breaks and tabs become spaces and
-// other control characters are dropped (the input is one line).
+// the other characters that untrusted would escape (controls, bidirectional
+// and other format characters) are dropped: the input is one line, shown
+// as typed.
 func (m *chatModel) insert(s string) {
 	s = strings.ReplaceAll(s, "\r\n", " ")
 	rs := []rune(strings.Map(func(r rune) rune {
 		switch {
 		case r == '\n' || r == '\r' || r == '\t':
 			return ' '
-		case unicode.IsControl(r):
+		case r < 0x20, r == 0x7f, escaped(r):
 			return -1
 		}
 		return r
@@ -572,18 +573,18 @@ func (m *chatModel) topLines(w int) []string {
 	if title == "" {
 		title = "conversation " + m.conv.String()[:8]
 	}
-	parts := []string{"sandi", clean(title)}
+	parts := []string{"sandi", untrusted(title)}
 	if len(m.members) > 0 {
-		parts = append(parts, clean(strings.Join(m.members, ", ")))
+		parts = append(parts, untrustedList(m.members))
 	}
-	parts = append(parts, "you: "+clean(m.me))
+	parts = append(parts, "you: "+untrusted(m.me))
 	top := []string{style(sgrHeader, pad(ansi.Truncate(" "+strings.Join(parts, " · ")+" ", w, "…"), w))}
 	banner := m.banner
 	if len(banner) > bannerMax {
 		banner = append(slices.Clone(banner[len(banner)-bannerMax+1:]), fmt.Sprintf("(%d earlier warnings above)", len(m.banner)-bannerMax+1))
 	}
 	for _, b := range banner {
-		top = append(top, style(sgrWarning, pad(ansi.Truncate("!! "+clean(b), w, "…"), w)))
+		top = append(top, style(sgrWarning, pad(ansi.Truncate("!! "+untrusted(b), w, "…"), w)))
 	}
 	return append(top, style(sgrDim, strings.Repeat("─", w)))
 }
@@ -632,26 +633,6 @@ func style(sgr, s string) string { return "\x1b[" + sgr + "m" + s + "\x1b[0m" }
 
 func pad(s string, w int) string { return s + strings.Repeat(" ", max(0, w-ansi.StringWidth(s))) }
 
-// clean makes text from the network safe to print: no control characters
-// (escape sequences could drive the terminal) and no bidirectional
-// overrides (they could reorder what is shown). Line breaks stay.
-func clean(s string) string {
-	s = strings.ReplaceAll(s, "\r\n", "\n")
-	return strings.Map(func(r rune) rune {
-		switch {
-		case r == '\n':
-			return r
-		case r == '\t':
-			return ' '
-		case unicode.IsControl(r):
-			return '\uFFFD'
-		case r >= '\u202A' && r <= '\u202E', r >= '\u2066' && r <= '\u2069':
-			return -1
-		}
-		return r
-	}, s)
-}
-
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // stamp is a message's time: the time of day, with the date when it is not
@@ -667,55 +648,61 @@ func (m *chatModel) stamp(t time.Time) string {
 	return t.Format("Jan 2 15:04")
 }
 
-// entryLines renders an entry wrapped to width w (cached).
+// viewCont starts every line of an entry after its first: a message's
+// further lines and wrapped lines sit under its text, past the time, so
+// that no text from the network can start a line at column 0.
+const viewCont = "      "
+
+// entryLines renders an entry wrapped to width w (cached). Text from the
+// network goes through untrusted (safe.go); a message's lines are framed
+// under its head.
 func (m *chatModel) entryLines(e *chatEntry, w int) []string {
 	if e.lines != nil && e.width == w {
 		return e.lines
 	}
-	var text, sgr, name string
+	w = max(1, w)
+	var text, sgr, name, head string
 	switch e.kind {
 	case entryMessage:
-		name = clean(oneLine(e.sender))
+		name = untrusted(e.sender)
 		if e.own {
 			name += " (you)"
 		}
-		text = m.stamp(e.at) + " " + name + ": " + clean(e.text)
+		body := e.text
 		if e.own {
 			switch e.state {
 			case stateSending:
-				text += "  · sending…"
+				body += "  · sending…"
 			case stateSent:
-				text += "  · sent"
+				body += "  · sent"
 			case stateFailed:
-				text += "  · failed: " + clean(e.err) + " (press Ctrl+R to retry)"
+				body += "  · failed: " + e.err + " (press Ctrl+R to retry)"
 				sgr = sgrError
 			}
 		}
+		head = m.stamp(e.at) + " " + name + ":"
+		text = framed(head+" ", body, viewCont, w)
 	case entryTitle:
-		text, sgr = fmt.Sprintf("%s * %s set the title to %q", m.stamp(e.at), clean(oneLine(e.sender)), clean(e.text)), sgrDim
+		text, sgr = fmt.Sprintf(`%s * %s set the title to "%s"`, m.stamp(e.at), untrusted(e.sender), untrusted(e.text)), sgrDim
 	case entryFailure:
-		text, sgr = "! "+clean(e.text), sgrError
+		text, sgr = "! "+untrusted(e.text), sgrError
 	case entryWarning:
-		text, sgr = "!! "+clean(e.text), sgrWarning
+		text, sgr = "!! "+untrusted(e.text), sgrWarning
 	case entryInfo:
-		text, sgr = "-- "+clean(e.text), sgrDim
+		text, sgr = "-- "+untrusted(e.text), sgrDim
 	case entryError:
-		text, sgr = "! "+clean(e.text), sgrError
+		text, sgr = "! "+untrusted(e.text), sgrError
 	}
-	var lines []string
-	for i, para := range strings.Split(text, "\n") {
-		if i > 0 {
-			para = "      " + para // under the text, past the time
-		}
-		lines = append(lines, strings.Split(ansi.Wrap(para, max(1, w), ""), "\n")...)
+	if e.kind != entryMessage {
+		text = strings.Join(wrapHanging(text, w, viewCont), "\n")
 	}
+	lines := strings.Split(text, "\n")
 	for i, l := range lines {
 		switch {
 		case sgr != "":
 			lines[i] = style(sgr, l)
-		case i == 0 && name != "":
+		case i == 0 && head != "":
 			// The sender's name stands out; this account's in green.
-			head := m.stamp(e.at) + " " + name + ":"
 			if rest, ok := strings.CutPrefix(l, head); ok {
 				ns := sgrName
 				if e.own {
@@ -803,6 +790,6 @@ func (m *chatModel) View() tea.View {
 	if title == "" {
 		title = m.conv.String()[:8]
 	}
-	v.WindowTitle = "sandi: " + clean(oneLine(title))
+	v.WindowTitle = "sandi: " + untrusted(title)
 	return v
 }

@@ -287,7 +287,8 @@ func cmdDevices(ctx context.Context, e *cli, args []string) error {
 		if d.Current {
 			mark = " (this device)"
 		}
-		if err := e.out(d, fmt.Sprintf("%s  %-20s  added %s%s", d.ID, d.Name, time.UnixMilli(d.CreatedAt).Format(time.DateTime), mark)); err != nil {
+		line := fmt.Sprintf("%s  %-20s  added %s%s", d.ID, untrusted(d.Name), time.UnixMilli(d.CreatedAt).Format(time.DateTime), mark)
+		if err := e.out(d, e.wrap(line)); err != nil {
 			return err
 		}
 	}
@@ -325,11 +326,12 @@ func cmdList(ctx context.Context, e *cli, args []string) error {
 		return err
 	}
 	for _, cv := range convs {
-		title := cv.Title
+		title := untrusted(cv.Title)
 		if title == "" {
 			title = "-"
 		}
-		if err := e.out(cv, fmt.Sprintf("%s  %-20s  %s  (%d unread)", cv.ID, title, strings.Join(cv.Members, ", "), cv.Unread)); err != nil {
+		line := fmt.Sprintf("%s  %-20s  %s  (%d unread)", cv.ID, title, untrustedList(cv.Members), cv.Unread)
+		if err := e.out(cv, e.wrap(line)); err != nil {
 			return err
 		}
 	}
@@ -400,14 +402,30 @@ func cmdSend(ctx context.Context, e *cli, args []string) error {
 	return e.out(map[string]any{"conversation": id, "seq": m.Seq}, "")
 }
 
-// printMessage prints one message: --json {"conversation","sender","text",…}.
+// messageCont starts every further line of a message in the text output:
+// under the sender, past "[conversation] ", with a bar.
+const messageCont = "           | "
+
+// printMessage prints one message: --json {"conversation","sender","text",…};
+// else "[conv] sender: text", the text's further lines under it (framed).
 func (e *cli) printMessage(m client.Message) error {
+	conv := "[" + m.Conversation.String()[:8] + "] "
 	if m.Type == client.ContentTitle {
 		return e.out(map[string]any{"conversation": m.Conversation, "seq": m.Seq, "sender": m.Sender, "title": m.Text, "sentAt": m.SentAt},
-			fmt.Sprintf("[%s] %s set the title to %q", m.Conversation.String()[:8], m.Sender, m.Text))
+			e.wrap(conv+untrusted(m.Sender)+` set the title to "`+untrusted(m.Text)+`"`))
 	}
 	return e.out(map[string]any{"conversation": m.Conversation, "seq": m.Seq, "sender": m.Sender, "text": m.Text, "sentAt": m.SentAt},
-		fmt.Sprintf("[%s] %s: %s", m.Conversation.String()[:8], m.Sender, m.Text))
+		framed(conv+untrusted(m.Sender)+": ", m.Text, messageCont, e.width()))
+}
+
+// width is the number of columns of standard output when it is a terminal,
+// else 0 (no wrapping).
+func (e *cli) width() int { return termWidth(e.stdout) }
+
+// wrap wraps a line made of the program's text and untrusted() parts to the
+// terminal's width, continuations indented.
+func (e *cli) wrap(line string) string {
+	return strings.Join(wrapHanging(line, e.width(), "    "), "\n")
 }
 
 func cmdSync(ctx context.Context, e *cli, args []string) error {
@@ -435,7 +453,7 @@ func cmdSync(ctx context.Context, e *cli, args []string) error {
 		}
 	}
 	for _, f := range res.Failures {
-		fmt.Fprintln(e.stderr, "sandi:", f)
+		printError(e.stderr, f)
 	}
 	e.printWarnings()
 	if err != nil {
@@ -454,7 +472,7 @@ func (e *cli) printWarnings() {
 	}
 	for _, w := range ws {
 		if w.Kind == client.WarnIdentityChanged {
-			who := w.Username
+			who := untrusted(w.Username)
 			if who == "" {
 				who = w.User.String()
 			}

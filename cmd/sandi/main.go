@@ -18,7 +18,7 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "sandi:", err)
+		printError(os.Stderr, err)
 		var ue usageError
 		if errors.As(err, &ue) {
 			os.Exit(2)
