@@ -202,7 +202,7 @@ func cmdRegister(ctx context.Context, e *cli, args []string) error {
 		return err
 	}
 	return e.out(map[string]any{"username": e.c.Username(), "user": e.c.UserID(), "device": e.c.DeviceID()},
-		fmt.Sprintf("registered %s on %s", e.c.Username(), e.c.Server()))
+		fmt.Sprintf("registered %s on %s", untrusted(e.c.Username()), untrusted(e.c.Server())))
 }
 
 func cmdLogin(ctx context.Context, e *cli, args []string) error {
@@ -261,7 +261,7 @@ func cmdWhoami(ctx context.Context, e *cli, args []string) error {
 	}
 	idk, ok := e.c.IdentityKey()
 	v := map[string]any{"username": e.c.Username(), "user": e.c.UserID(), "device": e.c.DeviceID(), "server": e.c.Server()}
-	text := fmt.Sprintf("%s on %s\nuser   %s\ndevice %s", e.c.Username(), e.c.Server(), e.c.UserID(), e.c.DeviceID())
+	text := fmt.Sprintf("%s on %s\nuser   %s\ndevice %s", untrusted(e.c.Username()), untrusted(e.c.Server()), e.c.UserID(), e.c.DeviceID())
 	if ok {
 		v["identityKey"] = idk
 		text += "\nidentity " + idk.String()

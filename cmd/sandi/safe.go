@@ -133,20 +133,29 @@ func wrapHanging(line string, width int, indent string) []string {
 	}
 	var out []string
 	prefix, room := "", width
+	keep := 0 // bytes of line before which it is not broken at a space
+	if strings.HasPrefix(line, indent) {
+		keep = len(indent) // a continuation line keeps its indent whole
+	}
 	for {
 		if ansi.StringWidth(line) <= room {
 			return append(out, prefix+line)
 		}
 		cut := len(ansi.Truncate(line, room, ""))
-		if cut == 0 { // one character wider than the room: it goes alone
-			_, cut = utf8.DecodeRuneInString(line)
+		if cut <= keep { // the room holds no more than the indent, or less than one character
+			_, n := utf8.DecodeRuneInString(line[keep:])
+			cut = keep + n
 		} else if line[cut] != ' ' {
-			if sp := strings.LastIndexByte(line[:cut], ' '); sp > 0 && strings.TrimLeft(line[:sp], " ") != "" {
+			if sp := strings.LastIndexByte(line[:cut], ' '); sp > keep && strings.TrimLeft(line[:sp], " ") != "" {
 				cut = sp
 			}
 		}
-		out = append(out, prefix+strings.TrimRight(line[:cut], " "))
-		line = strings.TrimLeft(line[cut:], " ")
+		chunk := line[:cut]
+		if cut > keep {
+			chunk = line[:keep] + strings.TrimRight(line[keep:cut], " ")
+		}
+		out = append(out, prefix+chunk)
+		line, keep = strings.TrimLeft(line[cut:], " "), 0
 		if line == "" {
 			return out
 		}
