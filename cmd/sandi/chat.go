@@ -125,7 +125,7 @@ func chatLine(ctx context.Context, e *cli, id protocol.ConversationID, line stri
 	out, err := chatCommand(ctx, e.c, id, line)
 	if out != "" {
 		mu.Lock()
-		fmt.Fprintln(e.stderr, untrusted(out))
+		printWrapped(e.stderr, untrusted(out), "    ")
 		mu.Unlock()
 	}
 	return err

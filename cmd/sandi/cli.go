@@ -476,7 +476,7 @@ func (e *cli) printWarnings() {
 			if who == "" {
 				who = w.User.String()
 			}
-			fmt.Fprintf(e.stderr, "sandi: WARNING: the identity key of %s changed; compare safety numbers ('sandi safety-number %s') before trusting it\n", who, who)
+			printWrapped(e.stderr, fmt.Sprintf("sandi: WARNING: the identity key of %s changed; compare safety numbers ('sandi safety-number %s') before trusting it", who, who), errorCont)
 		}
 	}
 }

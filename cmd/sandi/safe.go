@@ -176,6 +176,13 @@ func termWidth(w io.Writer) int {
 	return n
 }
 
+// printWrapped prints line (the program's text and untrusted parts) on w,
+// wrapped to w's width when w is a terminal, continuations starting with
+// cont.
+func printWrapped(w io.Writer, line, cont string) {
+	fmt.Fprintln(w, strings.Join(wrapHanging(line, termWidth(w), cont), "\n"))
+}
+
 // errorCont starts every further line of an error.
 const errorCont = "       | "
 

@@ -303,3 +303,30 @@ func TestUntrustedTextShownSafely(t *testing.T) {
 		}
 	}
 }
+
+// TestUntrustedWarningShownSafely: the server names a contact whose
+// identity key changed with a name made to fake a line; the warning sync
+// prints shows it escaped.
+func TestUntrustedWarningShownSafely(t *testing.T) {
+	base := startTestServer(t)
+	const fakeName = "alice\x1b]0;pwned\x07\nsandi: all is well"
+	proxy := rewritingProxy(t, base, func(r *http.Request, status int, b []byte) []byte {
+		j, _ := json.Marshal(fakeName)
+		return bytes.ReplaceAll(b, []byte(`"username":"alice"`), append([]byte(`"username":`), j...))
+	})
+	alice, alice2, bob := filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "a2"), filepath.Join(t.TempDir(), "b")
+	mustCLI(t, strings.NewReader("password of alice\n"), "--home", alice, "--server", base, "register", "alice", "--password-stdin")
+	mustCLI(t, strings.NewReader("password of bob\n"), "--home", bob, "--server", proxy, "register", "bob", "--password-stdin")
+	mustCLI(t, nil, "--home", bob, "safety-number", "alice")
+	mustCLI(t, strings.NewReader("password of alice\n"), "--home", alice2, "--server", base, "login", "alice", "--password-stdin", "--reset")
+	mustCLI(t, nil, "--home", bob, "safety-number", "alice") // sees the new key
+	out, errs, err := runCLI(t, nil, "--home", bob, "sync")
+	if err != nil {
+		t.Fatalf("sync: %v\n%s", err, errs)
+	}
+	wantClean(t, "sync", out+errs)
+	shown := `alice\x1b]0;pwned\x07\x0asandi: all is well`
+	if want := "sandi: WARNING: the identity key of " + shown + " changed; compare safety numbers ('sandi safety-number " + shown + "') before trusting it\n"; errs != want {
+		t.Fatalf("sync warned\n%q\nwant\n%q", errs, want)
+	}
+}
