@@ -412,7 +412,7 @@ func (e *cli) printMessage(m client.Message) error {
 	conv := "[" + m.Conversation.String()[:8] + "] "
 	if m.Type == client.ContentTitle {
 		return e.out(map[string]any{"conversation": m.Conversation, "seq": m.Seq, "sender": m.Sender, "title": m.Text, "sentAt": m.SentAt},
-			e.wrap(conv+untrusted(m.Sender)+` set the title to "`+untrusted(m.Text)+`"`))
+			strings.Join(wrapHanging(conv+untrusted(m.Sender)+` set the title to "`+untrusted(m.Text)+`"`, e.width(), messageCont), "\n"))
 	}
 	return e.out(map[string]any{"conversation": m.Conversation, "seq": m.Seq, "sender": m.Sender, "text": m.Text, "sentAt": m.SentAt},
 		framed(conv+untrusted(m.Sender)+": ", m.Text, messageCont, e.width()))

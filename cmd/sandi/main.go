@@ -77,6 +77,8 @@ Global flags:
   --json         one JSON object per line on stdout
 
 CONV is a conversation id, a unique prefix of it (4+ characters) or its title.
+Others' texts are printed with control characters escaped (\x1b, \u{202e})
+and further lines of a message indented under it; --json prints them exact.
 Errors go to stderr with a non-zero exit status; a failed command changes nothing.
 `
 
