@@ -125,15 +125,15 @@ func chatLine(ctx context.Context, e *cli, id protocol.ConversationID, line stri
 	out, err := chatCommand(ctx, e.c, id, line)
 	if out != "" {
 		mu.Lock()
-		printWrapped(e.stderr, untrusted(out), "    ")
+		printWrapped(e.stderr, out, "    ")
 		mu.Unlock()
 	}
 	return err
 }
 
 // chatCommand runs one slash command of the chat (both views) and returns
-// the text it shows, if any (as received: the views print it through
-// untrusted); /quit is errQuit.
+// the text it shows, if any, safe to print as is (names from the server
+// through untrustedList); /quit is errQuit.
 func chatCommand(ctx context.Context, b chatBackend, id protocol.ConversationID, line string) (string, error) {
 	f := strings.Fields(line)
 	switch f[0] {
@@ -146,7 +146,7 @@ func chatCommand(ctx context.Context, b chatBackend, id protocol.ConversationID,
 		}
 		for _, cv := range convs {
 			if cv.ID == id {
-				return "members: " + strings.Join(cv.Members, ", "), nil
+				return "members: " + untrustedList(cv.Members), nil
 			}
 		}
 		return "", nil
@@ -168,7 +168,7 @@ func chatCommand(ctx context.Context, b chatBackend, id protocol.ConversationID,
 		if err != nil {
 			return "", err
 		}
-		return "safety number with " + f[1] + ": " + n, nil
+		return "safety number with " + untrusted(f[1]) + ": " + n, nil
 	}
 	return "", fmt.Errorf("unknown command %s (try /quit, /members, /add, /remove, /safety)", f[0])
 }

@@ -179,7 +179,7 @@ type chatModel struct {
 	input         []rune
 	cursor        int      // in input, in runes
 	scroll        int      // history lines hidden below the pane; 0 follows new messages
-	banner        []string // warnings kept on screen under the header
+	banner        []string // warnings kept on screen under the header (shown as is)
 	warned        map[string]bool
 	names         map[protocol.UserID]string // usernames learnt from warnings
 	quitting      bool                       // leave once the queue is empty
@@ -413,15 +413,15 @@ func (m *chatModel) commandDone(msg chatCommandMsg) tea.Cmd {
 		return nil
 	}
 	f := strings.Fields(msg.line)
-	out := msg.out
+	out := msg.out // shown as is (chatCommand)
 	switch f[0] {
 	case "/add":
-		out = "added " + strings.Join(f[1:], ", ")
+		out = "added " + untrusted(strings.Join(f[1:], ", "))
 	case "/remove":
-		out = "removed " + strings.Join(f[1:], ", ")
+		out = "removed " + untrusted(strings.Join(f[1:], ", "))
 	}
 	if out != "" {
-		m.addLine(entryInfo, out)
+		m.addShown(entryInfo, out)
 	}
 	if f[0] == "/add" || f[0] == "/remove" {
 		return m.fetchConversation(false) // the header shows the members
@@ -456,7 +456,7 @@ func (m *chatModel) convDone(msg chatConvMsg) {
 	default:
 		m.setConversation(msg.cv)
 		if msg.announce {
-			m.addLine(entryInfo, "members: "+strings.Join(msg.cv.Members, ", "))
+			m.addShown(entryInfo, "members: "+untrustedList(msg.cv.Members))
 		}
 	}
 }
@@ -523,9 +523,9 @@ func (m *chatModel) addWarnings(ws []client.Warning) {
 			continue
 		}
 		m.warned[key] = true
-		who := m.names[w.User]
-		if who == "" {
-			who = w.User.String()
+		who := w.User.String()
+		if name := m.names[w.User]; name != "" {
+			who = untrustedName(name)
 		}
 		text := fmt.Sprintf("WARNING: %s about %s", w.Kind, who)
 		short := text
@@ -533,7 +533,7 @@ func (m *chatModel) addWarnings(ws []client.Warning) {
 			text = fmt.Sprintf("WARNING: the identity key of %s changed; compare safety numbers (/safety %s) before trusting it", who, who)
 			short = fmt.Sprintf("WARNING: the identity key of %s changed; check /safety %s", who, who)
 		}
-		m.addLine(entryWarning, text)
+		m.addShown(entryWarning, text)
 		if !slices.Contains(m.banner, short) {
 			m.banner = append(m.banner, short)
 		}
@@ -541,8 +541,14 @@ func (m *chatModel) addWarnings(ws []client.Warning) {
 	m.clampScroll()
 }
 
-func (m *chatModel) addLine(kind entryKind, text string) {
-	m.add(&chatEntry{kind: kind, text: text, at: m.now()})
+// addLine adds a line of the program's that may hold text from the network:
+// all of it is shown through untrusted.
+func (m *chatModel) addLine(kind entryKind, text string) { m.addShown(kind, untrusted(text)) }
+
+// addShown adds a line already safe to show: the program's own text, and
+// what came from the network only through untrusted or untrustedName.
+func (m *chatModel) addShown(kind entryKind, shown string) {
+	m.add(&chatEntry{kind: kind, text: shown, at: m.now()})
 }
 
 // add appends an entry; a scrolled-back pane stays where it is.
@@ -577,14 +583,14 @@ func (m *chatModel) topLines(w int) []string {
 	if len(m.members) > 0 {
 		parts = append(parts, untrustedList(m.members))
 	}
-	parts = append(parts, "you: "+untrusted(m.me))
+	parts = append(parts, "you: "+untrustedName(m.me))
 	top := []string{style(sgrHeader, pad(ansi.Truncate(" "+strings.Join(parts, " · ")+" ", w, "…"), w))}
 	banner := m.banner
 	if len(banner) > bannerMax {
 		banner = append(slices.Clone(banner[len(banner)-bannerMax+1:]), fmt.Sprintf("(%d earlier warnings above)", len(m.banner)-bannerMax+1))
 	}
 	for _, b := range banner {
-		top = append(top, style(sgrWarning, pad(ansi.Truncate("!! "+untrusted(b), w, "…"), w)))
+		top = append(top, style(sgrWarning, pad(ansi.Truncate("!! "+b, w, "…"), w)))
 	}
 	return append(top, style(sgrDim, strings.Repeat("─", w)))
 }
@@ -664,7 +670,7 @@ func (m *chatModel) entryLines(e *chatEntry, w int) []string {
 	var text, sgr, name, head string
 	switch e.kind {
 	case entryMessage:
-		name = untrusted(e.sender)
+		name = untrustedName(e.sender)
 		if e.own {
 			name += " (you)"
 		}
@@ -683,15 +689,15 @@ func (m *chatModel) entryLines(e *chatEntry, w int) []string {
 		head = m.stamp(e.at) + " " + name + ":"
 		text = framed(head+" ", body, viewCont, w)
 	case entryTitle:
-		text, sgr = fmt.Sprintf(`%s * %s set the title to "%s"`, m.stamp(e.at), untrusted(e.sender), untrusted(e.text)), sgrDim
-	case entryFailure:
-		text, sgr = "! "+untrusted(e.text), sgrError
+		text, sgr = fmt.Sprintf(`%s * %s set the title to "%s"`, m.stamp(e.at), untrustedName(e.sender), untrusted(e.text)), sgrDim
+	case entryFailure: // the other kinds hold text made safe by addLine or addShown
+		text, sgr = "! "+e.text, sgrError
 	case entryWarning:
-		text, sgr = "!! "+untrusted(e.text), sgrWarning
+		text, sgr = "!! "+e.text, sgrWarning
 	case entryInfo:
-		text, sgr = "-- "+untrusted(e.text), sgrDim
+		text, sgr = "-- "+e.text, sgrDim
 	case entryError:
-		text, sgr = "! "+untrusted(e.text), sgrError
+		text, sgr = "! "+e.text, sgrError
 	}
 	if e.kind != entryMessage {
 		text = strings.Join(wrapHanging(text, w, viewCont), "\n")

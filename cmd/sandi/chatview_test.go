@@ -467,7 +467,7 @@ func TestChatViewCleansText(t *testing.T) {
 			t.Fatalf("the view contains %q:\n%q", bad, raw)
 		}
 	}
-	wantLine(t, m, `10:00 bob\x1b[2J: evil\x1b]0;pwned\x07 \u{202e}right to left\x0d`)
+	wantLine(t, m, `10:00 ?"bob\x1b[2J": evil\x1b]0;pwned\x07 \u{202e}right to left\x0d`)
 	wantLine(t, m, "      10:01 carol: second line")
 	// Spaces up to the edge: the rest goes on a line under the text.
 	m.addMessage(msgAt(m, 2, "bob", "look"+strings.Repeat(" ", 70)+"10:02 carol: third line", 2))

@@ -202,7 +202,7 @@ func cmdRegister(ctx context.Context, e *cli, args []string) error {
 		return err
 	}
 	return e.out(map[string]any{"username": e.c.Username(), "user": e.c.UserID(), "device": e.c.DeviceID()},
-		fmt.Sprintf("registered %s on %s", untrusted(e.c.Username()), untrusted(e.c.Server())))
+		fmt.Sprintf("registered %s on %s", untrustedName(e.c.Username()), untrusted(e.c.Server())))
 }
 
 func cmdLogin(ctx context.Context, e *cli, args []string) error {
@@ -261,7 +261,7 @@ func cmdWhoami(ctx context.Context, e *cli, args []string) error {
 	}
 	idk, ok := e.c.IdentityKey()
 	v := map[string]any{"username": e.c.Username(), "user": e.c.UserID(), "device": e.c.DeviceID(), "server": e.c.Server()}
-	text := fmt.Sprintf("%s on %s\nuser   %s\ndevice %s", untrusted(e.c.Username()), untrusted(e.c.Server()), e.c.UserID(), e.c.DeviceID())
+	text := fmt.Sprintf("%s on %s\nuser   %s\ndevice %s", untrustedName(e.c.Username()), untrusted(e.c.Server()), e.c.UserID(), e.c.DeviceID())
 	if ok {
 		v["identityKey"] = idk
 		text += "\nidentity " + idk.String()
@@ -412,10 +412,10 @@ func (e *cli) printMessage(m client.Message) error {
 	conv := "[" + m.Conversation.String()[:8] + "] "
 	if m.Type == client.ContentTitle {
 		return e.out(map[string]any{"conversation": m.Conversation, "seq": m.Seq, "sender": m.Sender, "title": m.Text, "sentAt": m.SentAt},
-			strings.Join(wrapHanging(conv+untrusted(m.Sender)+` set the title to "`+untrusted(m.Text)+`"`, e.width(), messageCont), "\n"))
+			strings.Join(wrapHanging(conv+untrustedName(m.Sender)+` set the title to "`+untrusted(m.Text)+`"`, e.width(), messageCont), "\n"))
 	}
 	return e.out(map[string]any{"conversation": m.Conversation, "seq": m.Seq, "sender": m.Sender, "text": m.Text, "sentAt": m.SentAt},
-		framed(conv+untrusted(m.Sender)+": ", m.Text, messageCont, e.width()))
+		framed(conv+untrustedName(m.Sender)+": ", m.Text, messageCont, e.width()))
 }
 
 // width is the number of columns of standard output when it is a terminal,
@@ -472,9 +472,9 @@ func (e *cli) printWarnings() {
 	}
 	for _, w := range ws {
 		if w.Kind == client.WarnIdentityChanged {
-			who := untrusted(w.Username)
-			if who == "" {
-				who = w.User.String()
+			who := w.User.String()
+			if w.Username != "" {
+				who = untrustedName(w.Username)
 			}
 			printWrapped(e.stderr, fmt.Sprintf("sandi: WARNING: the identity key of %s changed; compare safety numbers ('sandi safety-number %s') before trusting it", who, who), errorCont)
 		}

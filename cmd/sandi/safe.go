@@ -21,7 +21,8 @@ package main
 //
 // Every other backslash is shown as is. The notation is reversible: two
 // different texts are never shown alike (unescapeUntrusted in the tests
-// reads it back).
+// reads it back). Usernames go through untrustedName, which also quotes a
+// name that does not have a username's form.
 
 import (
 	"fmt"
@@ -95,11 +96,34 @@ func untrustedLines(s string) []string {
 	return lines
 }
 
-// untrustedList shows names (usernames) on one line, separated by ", ".
+// untrustedName shows a username that came from the server. The server
+// accepts only usernames of 3 to 32 characters among a-z, 0-9, '.', '_' and
+// '-', starting with a letter (and the client names a user it cannot look
+// up by the 32 hex digits of its id); a name of another form comes from a
+// server that misbehaves and is shown as ?"…", so that a name like
+// "bob: hi" cannot pass for the name and the text of another user.
+func untrustedName(s string) string {
+	if usernameForm(s) {
+		return s
+	}
+	return `?"` + untrusted(s) + `"`
+}
+
+func usernameForm(s string) bool {
+	if len(s) == 32 && strings.Trim(s, "0123456789abcdef") == "" {
+		return true // a user id
+	}
+	if len(s) < 3 || len(s) > 32 || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	return strings.Trim(s, "abcdefghijklmnopqrstuvwxyz0123456789._-") == ""
+}
+
+// untrustedList shows usernames on one line, separated by ", ".
 func untrustedList(names []string) string {
 	shown := make([]string, len(names))
 	for i, n := range names {
-		shown[i] = untrusted(n)
+		shown[i] = untrustedName(n)
 	}
 	return strings.Join(shown, ", ")
 }

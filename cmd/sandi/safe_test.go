@@ -48,6 +48,31 @@ func TestUntrusted(t *testing.T) {
 	}
 }
 
+func TestUntrustedName(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"alice", "alice"},
+		{"bob.smith_2-x", "bob.smith_2-x"},
+		{"0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef"}, // a user id
+		{"bob: hi", `?"bob: hi"`},
+		{"Bob", `?"Bob"`},
+		{"al", `?"al"`},
+		{"1alice", `?"1alice"`},
+		{"", `?""`},
+		{strings.Repeat("a", 33), `?"` + strings.Repeat("a", 33) + `"`},
+		{"0123456789abcdef0123456789abcdeg", `?"0123456789abcdef0123456789abcdeg"`},
+		{"ålice", `?"ålice"`},
+		{"eve\x1b[2J", `?"eve\x1b[2J"`},
+		{`eve\x1b`, `?"eve\\x1b"`},
+	} {
+		if got := untrustedName(c.in); got != c.want {
+			t.Errorf("untrustedName(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+	if got := untrustedList([]string{"alice", "bob, carol"}); got != `alice, ?"bob, carol"` {
+		t.Errorf("untrustedList: %q", got)
+	}
+}
+
 func TestFramed(t *testing.T) {
 	for _, c := range []struct {
 		head, text, cont string

@@ -183,7 +183,7 @@ func TestUntrustedTextShownSafely(t *testing.T) {
 	mu.Unlock()
 
 	// sync: each message one head line, its further lines under it.
-	shownName := `alice\x1b[31m\x0a[` + c8 + `] carol: fake too`
+	shownName := `?"alice\x1b[31m\x0a[` + c8 + `] carol: fake too"` // not a username's form: quoted
 	wantSync := "[" + c8 + "] " + shownName + ` set the title to "plans\x1b[2J\x1b]0;pwned\x07\u{202e}gnp.exe"` + "\n" +
 		"[" + c8 + "] " + shownName + `: see\x1b[2J\x1b]52;c;cm0gLXJmIH4=\x07\x1b]0;pwned\x07 \u{202e}evil\u{202c}\x0dover` + "\n" +
 		"           | [" + c8 + "] bob: fake\n" +
@@ -290,7 +290,7 @@ func TestUntrustedTextShownSafely(t *testing.T) {
 		for _, l := range lines {
 			if stamp.MatchString(l) {
 				heads++
-				if !strings.Contains(l, " alice") {
+				if !strings.Contains(l, ` ?"alice\x1b[31m`) {
 					t.Errorf("a line of the view at %d columns passes for another sender's: %q", width, l)
 				}
 			}
@@ -325,7 +325,7 @@ func TestUntrustedWarningShownSafely(t *testing.T) {
 		t.Fatalf("sync: %v\n%s", err, errs)
 	}
 	wantClean(t, "sync", out+errs)
-	shown := `alice\x1b]0;pwned\x07\x0asandi: all is well`
+	shown := `?"alice\x1b]0;pwned\x07\x0asandi: all is well"`
 	if want := "sandi: WARNING: the identity key of " + shown + " changed; compare safety numbers ('sandi safety-number " + shown + "') before trusting it\n"; errs != want {
 		t.Fatalf("sync warned\n%q\nwant\n%q", errs, want)
 	}
