@@ -150,7 +150,8 @@ func framed(head, text, cont string, width int) string {
 
 // wrapHanging breaks line (printable text, no line feed) into lines of at
 // most width columns, at spaces where it can; every line after the first
-// starts with indent. width <= 0 is no limit.
+// starts with indent. width <= 0 is no limit. It takes time linear in the
+// length of line.
 func wrapHanging(line string, width int, indent string) []string {
 	if width <= 0 || ansi.StringWidth(line) <= width {
 		return []string{line}
@@ -162,18 +163,19 @@ func wrapHanging(line string, width int, indent string) []string {
 		keep = len(indent) // a continuation line keeps its indent whole
 	}
 	for {
-		if ansi.StringWidth(line) <= room {
+		cut := fitting(line, room)
+		if cut == len(line) {
 			return append(out, prefix+line)
 		}
-		cut := len(ansi.Truncate(line, room, ""))
 		if cut <= keep { // the room holds no more than the indent, or less than one character
-			_, n := utf8.DecodeRuneInString(line[keep:])
-			cut = keep + n
+			c, _ := ansi.FirstGraphemeCluster(line[keep:], ansi.GraphemeWidth)
+			cut = keep + max(len(c), 1)
 		} else if line[cut] != ' ' {
 			if sp := strings.LastIndexByte(line[:cut], ' '); sp > keep && strings.TrimLeft(line[:sp], " ") != "" {
 				cut = sp
 			}
 		}
+		cut = min(cut, len(line))
 		chunk := line[:cut]
 		if cut > keep {
 			chunk = line[:keep] + strings.TrimRight(line[keep:cut], " ")
@@ -185,6 +187,20 @@ func wrapHanging(line string, width int, indent string) []string {
 		}
 		prefix, room = indent, max(1, width-ansi.StringWidth(indent))
 	}
+}
+
+// fitting returns the length in bytes of the longest prefix of s, in whole
+// grapheme clusters, that is at most room columns wide.
+func fitting(s string, room int) int {
+	n, w := 0, 0
+	for n < len(s) {
+		c, cw := ansi.FirstGraphemeCluster(s[n:], ansi.GraphemeWidth)
+		if c == "" || w+cw > room {
+			break
+		}
+		n, w = n+len(c), w+cw
+	}
+	return n
 }
 
 // termWidth is the number of columns of w when it is a terminal, else 0.
