@@ -294,7 +294,7 @@ func (m *chatModel) insert(s string) {
 		switch {
 		case r == '\n' || r == '\r' || r == '\t':
 			return ' '
-		case r < 0x20, r == 0x7f, escaped(r):
+		case r < 0x20, r == 0x7f, escapedRune(r):
 			return -1
 		}
 		return r

@@ -48,7 +48,7 @@ func untrusted(s string) string {
 			fmt.Fprintf(&b, `\x%02x`, s[i])
 		case r < 0x20 || r == 0x7f:
 			fmt.Fprintf(&b, `\x%02x`, r)
-		case escaped(r):
+		case escapedRune(r):
 			fmt.Fprintf(&b, `\u{%04x}`, r)
 		case r == '\\':
 			b.WriteByte('\\')
@@ -63,9 +63,9 @@ func untrusted(s string) string {
 	return b.String()
 }
 
-// escaped reports whether a valid rune at or above U+0080 is shown in the
+// escapedRune reports whether a valid rune at or above U+0080 is shown in the
 // \u{…} notation.
-func escaped(r rune) bool {
+func escapedRune(r rune) bool {
 	switch {
 	case r >= 0x80 && r <= 0x9f, r == '\u2028', r == '\u2029':
 		return true
@@ -80,7 +80,7 @@ func escaped(r rune) bool {
 func escapeNext(rest string) bool {
 	r, n := utf8.DecodeRuneInString(rest)
 	switch {
-	case r == utf8.RuneError && n == 1, r < 0x20, r == 0x7f, escaped(r):
+	case r == utf8.RuneError && n == 1, r < 0x20, r == 0x7f, escapedRune(r):
 		return true // shown as \x… or \u{…}
 	}
 	return r == '\\' || r == 'x' || r == 'u'
