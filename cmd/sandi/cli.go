@@ -202,7 +202,7 @@ func cmdRegister(ctx context.Context, e *cli, args []string) error {
 		return err
 	}
 	return e.out(map[string]any{"username": e.c.Username(), "user": e.c.UserID(), "device": e.c.DeviceID()},
-		fmt.Sprintf("registered %s on %s", e.c.Username(), e.c.Server()))
+		fmt.Sprintf("registered %s on %s", untrustedName(e.c.Username()), untrusted(e.c.Server())))
 }
 
 func cmdLogin(ctx context.Context, e *cli, args []string) error {
@@ -261,7 +261,7 @@ func cmdWhoami(ctx context.Context, e *cli, args []string) error {
 	}
 	idk, ok := e.c.IdentityKey()
 	v := map[string]any{"username": e.c.Username(), "user": e.c.UserID(), "device": e.c.DeviceID(), "server": e.c.Server()}
-	text := fmt.Sprintf("%s on %s\nuser   %s\ndevice %s", e.c.Username(), e.c.Server(), e.c.UserID(), e.c.DeviceID())
+	text := fmt.Sprintf("%s on %s\nuser   %s\ndevice %s", untrustedName(e.c.Username()), untrusted(e.c.Server()), e.c.UserID(), e.c.DeviceID())
 	if ok {
 		v["identityKey"] = idk
 		text += "\nidentity " + idk.String()
@@ -287,7 +287,8 @@ func cmdDevices(ctx context.Context, e *cli, args []string) error {
 		if d.Current {
 			mark = " (this device)"
 		}
-		if err := e.out(d, fmt.Sprintf("%s  %-20s  added %s%s", d.ID, d.Name, time.UnixMilli(d.CreatedAt).Format(time.DateTime), mark)); err != nil {
+		line := fmt.Sprintf("%s  %-20s  added %s%s", d.ID, untrusted(d.Name), time.UnixMilli(d.CreatedAt).Format(time.DateTime), mark)
+		if err := e.out(d, e.wrap(line)); err != nil {
 			return err
 		}
 	}
@@ -325,11 +326,12 @@ func cmdList(ctx context.Context, e *cli, args []string) error {
 		return err
 	}
 	for _, cv := range convs {
-		title := cv.Title
+		title := untrusted(cv.Title)
 		if title == "" {
 			title = "-"
 		}
-		if err := e.out(cv, fmt.Sprintf("%s  %-20s  %s  (%d unread)", cv.ID, title, strings.Join(cv.Members, ", "), cv.Unread)); err != nil {
+		line := fmt.Sprintf("%s  %-20s  %s  (%d unread)", cv.ID, title, untrustedList(cv.Members), cv.Unread)
+		if err := e.out(cv, e.wrap(line)); err != nil {
 			return err
 		}
 	}
@@ -400,14 +402,30 @@ func cmdSend(ctx context.Context, e *cli, args []string) error {
 	return e.out(map[string]any{"conversation": id, "seq": m.Seq}, "")
 }
 
-// printMessage prints one message: --json {"conversation","sender","text",…}.
+// messageCont starts every further line of a message in the text output:
+// under the sender, past "[conversation] ", with a bar.
+const messageCont = "           | "
+
+// printMessage prints one message: --json {"conversation","sender","text",…};
+// else "[conv] sender: text", the text's further lines under it (framed).
 func (e *cli) printMessage(m client.Message) error {
+	conv := "[" + m.Conversation.String()[:8] + "] "
 	if m.Type == client.ContentTitle {
 		return e.out(map[string]any{"conversation": m.Conversation, "seq": m.Seq, "sender": m.Sender, "title": m.Text, "sentAt": m.SentAt},
-			fmt.Sprintf("[%s] %s set the title to %q", m.Conversation.String()[:8], m.Sender, m.Text))
+			strings.Join(wrapHanging(conv+untrustedName(m.Sender)+` set the title to "`+untrusted(m.Text)+`"`, e.width(), messageCont), "\n"))
 	}
 	return e.out(map[string]any{"conversation": m.Conversation, "seq": m.Seq, "sender": m.Sender, "text": m.Text, "sentAt": m.SentAt},
-		fmt.Sprintf("[%s] %s: %s", m.Conversation.String()[:8], m.Sender, m.Text))
+		framed(conv+untrustedName(m.Sender)+": ", m.Text, messageCont, e.width()))
+}
+
+// width is the number of columns of standard output when it is a terminal,
+// else 0 (no wrapping).
+func (e *cli) width() int { return termWidth(e.stdout) }
+
+// wrap wraps a line made of the program's text and untrusted() parts to the
+// terminal's width, continuations indented.
+func (e *cli) wrap(line string) string {
+	return strings.Join(wrapHanging(line, e.width(), "    "), "\n")
 }
 
 func cmdSync(ctx context.Context, e *cli, args []string) error {
@@ -435,7 +453,7 @@ func cmdSync(ctx context.Context, e *cli, args []string) error {
 		}
 	}
 	for _, f := range res.Failures {
-		fmt.Fprintln(e.stderr, "sandi:", f)
+		printError(e.stderr, f)
 	}
 	e.printWarnings()
 	if err != nil {
@@ -454,11 +472,11 @@ func (e *cli) printWarnings() {
 	}
 	for _, w := range ws {
 		if w.Kind == client.WarnIdentityChanged {
-			who := w.Username
-			if who == "" {
-				who = w.User.String()
+			who := w.User.String()
+			if w.Username != "" {
+				who = untrustedName(w.Username)
 			}
-			fmt.Fprintf(e.stderr, "sandi: WARNING: the identity key of %s changed; compare safety numbers ('sandi safety-number %s') before trusting it\n", who, who)
+			printWrapped(e.stderr, fmt.Sprintf("sandi: WARNING: the identity key of %s changed; compare safety numbers ('sandi safety-number %s') before trusting it", who, who), errorCont)
 		}
 	}
 }

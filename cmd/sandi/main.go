@@ -18,7 +18,7 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "sandi:", err)
+		printError(os.Stderr, err)
 		var ue usageError
 		if errors.As(err, &ue) {
 			os.Exit(2)
@@ -78,6 +78,8 @@ Global flags:
   --json         one JSON object per line on stdout
 
 CONV is a conversation id, a unique prefix of it (4+ characters) or its title.
+Others' texts are printed with control characters escaped (\x1b, \u{202e})
+and further lines of a message indented under it; --json prints them exact.
 Errors go to stderr with a non-zero exit status; a failed command changes nothing.
 `
 
