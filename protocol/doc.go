@@ -30,4 +30,6 @@ const (
 	LabelEnvelopeSig     = "sandi v1 envelope signature"
 	LabelSafetyNumber    = "sandi v1 safety number"
 	LabelLink            = "sandi v1 device link"
+	LabelDeviceList      = "sandi v1 device list record"
+	LabelDeviceListHash  = "sandi v1 device list hash"
 )
