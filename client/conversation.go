@@ -361,6 +361,10 @@ type claimAnswer struct {
 		Device protocol.DeviceID `json:"device"`
 		Bundle b64               `json:"bundle"`
 	} `json:"bundles"`
+	DeviceLists []struct {
+		User protocol.UserID `json:"user"`
+		List b64             `json:"list"`
+	} `json:"deviceLists"`
 }
 
 // makeEpoch claims a bundle for every device of every member of chain,
@@ -376,6 +380,10 @@ func (c *Client) makeEpoch(ctx context.Context, chain *protocol.Chain, n uint64)
 	}
 	var ca claimAnswer
 	if err := c.api.do(ctx, "POST", "/api/keys/claim", map[string]any{"users": users}, &ca); err != nil {
+		return nil, nil, err
+	}
+	// Seal only to the devices each member's signed list names (§12).
+	if err := c.checkClaim(&ca, idents); err != nil {
 		return nil, nil, err
 	}
 	var bundles []*protocol.Bundle

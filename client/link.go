@@ -156,6 +156,9 @@ func (c *Client) ApproveLink(ctx context.Context, code string) (protocol.DeviceI
 		if err := c.api.do(ctx, "POST", "/api/devices/link/"+r.Device.String(), map[string]b64{"sealed": sealed}, nil); err != nil {
 			return protocol.DeviceID{}, err
 		}
+		if err := c.addDevice(ctx, r.Device); err != nil {
+			return r.Device, fmt.Errorf("the device is linked, but the account's device list was not updated (the new device adds itself when it syncs): %w", err)
+		}
 		return r.Device, nil
 	}
 	return protocol.DeviceID{}, errors.New("no new device of this account shows that code; check it, or run 'sandi link' on the new device again")
