@@ -7,6 +7,8 @@ import (
 	"database/sql"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -260,3 +262,91 @@ func TestDeviceListAttacks(t *testing.T) {
 }
 
 func idBytes(u protocol.UserID) []byte { return u[:] }
+
+// TestDeviceListMigration: an account from before device lists (no list on
+// the server, none held by any device) is served as before, and its first
+// device that syncs publishes a list of the devices with valid bundles.
+func TestDeviceListMigration(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
+	db := serverDB(t, n)
+	dirA, dirB := t.TempDir(), t.TempDir()
+	alice := newClient(t, n, dirA)
+	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	phone := newClient(t, n, dirB)
+	if err := phone.Login(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	code, err := phone.StartLink(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.ApproveLink(ctx, code); err != nil {
+		t.Fatal(err)
+	}
+	if err := phone.WaitLink(ctx, 10*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	bob := register(t, n, "bob")
+
+	// Back to the state before device lists: none on the server, none held.
+	for _, q := range []string{`DELETE FROM device_list_entries WHERE user_id = ?`, `DELETE FROM device_lists WHERE user_id = ?`} {
+		if _, err := db.Exec(q, idBytes(alice.UserID())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, dir := range []string{dirA, dirB} {
+		if err := os.RemoveAll(filepath.Join(dir, "devicelist")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alice, phone = newClient(t, n, dirA), newClient(t, n, dirB)
+
+	// Until a list exists, senders seal to the served devices, as before.
+	conv, err := bob.CreateConversation(ctx, "", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.Send(ctx, conv, "before the list"); err != nil {
+		t.Fatal(err)
+	}
+	if got := syncTexts(t, phone); !slices.Equal(got, []string{"bob: before the list"}) {
+		t.Fatalf("phone read %q", got)
+	}
+	// The phone's sync published the account's first list: both devices.
+	var enc []byte
+	if err := db.QueryRow(`SELECT encoded FROM device_lists WHERE user_id = ?`, idBytes(phone.UserID())).Scan(&enc); err != nil {
+		t.Fatalf("no list after the sync: %v", err)
+	}
+	l, err := protocol.ParseDeviceList(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := phone.IdentityKey()
+	if err := l.Verify(phone.UserID(), key); err != nil {
+		t.Fatal(err)
+	}
+	if want := protocol.SortDevices([]protocol.DeviceID{alice.DeviceID(), phone.DeviceID()}); l.Seq != 1 || !slices.Equal(l.Devices, want) {
+		t.Fatalf("first list %d %v, want 1 %v", l.Seq, l.Devices, want)
+	}
+	// From now on bob holds it and seals by it.
+	if _, err := bob.CreateConversation(ctx, "", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.Send(ctx, conv, "after the list"); err != nil {
+		t.Fatal(err)
+	}
+	if got := syncTexts(t, alice); !slices.Equal(got, []string{"bob: before the list", "bob: after the list"}) {
+		t.Fatalf("alice read %q", got)
+	}
+	// alice's device, which holds the key too, accepts the phone's list and
+	// publishes nothing more.
+	if err := db.QueryRow(`SELECT encoded FROM device_lists WHERE user_id = ?`, idBytes(phone.UserID())).Scan(&enc); err != nil {
+		t.Fatal(err)
+	}
+	if l2, err := protocol.ParseDeviceList(enc); err != nil || l2.Seq != 1 {
+		t.Fatalf("alice's sync changed the list: %v %v", l2, err)
+	}
+}
