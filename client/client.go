@@ -84,8 +84,8 @@ type Client struct {
 type account struct {
 	Server         string            `json:"server"`
 	Username       string            `json:"username"`
-	User           protocol.UserID   `json:"user"`
-	Device         protocol.DeviceID `json:"device"`
+	User           protocol.UserID   `json:"user,omitzero"` // zero after a logout
+	Device         protocol.DeviceID `json:"device,omitzero"`
 	Token          string            `json:"token"`
 	Cursor         int64             `json:"cursor"`
 	NextPreKeyID   uint32            `json:"nextPreKeyId"`
