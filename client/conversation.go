@@ -378,12 +378,11 @@ func (c *Client) makeEpoch(ctx context.Context, chain *protocol.Chain, n uint64)
 		users[i] = m.User
 		idents[m.User] = m.Identity
 	}
-	var ca claimAnswer
-	if err := c.api.do(ctx, "POST", "/api/keys/claim", map[string]any{"users": users}, &ca); err != nil {
+	if err := c.ensureDeviceList(ctx); err != nil { // this device must be its account's (§12.3)
 		return nil, nil, err
 	}
-	// Seal only to the devices each member's signed list names (§12).
-	if err := c.checkClaim(&ca, idents); err != nil {
+	var ca claimAnswer
+	if err := c.api.do(ctx, "POST", "/api/keys/claim", map[string]any{"users": users}, &ca); err != nil {
 		return nil, nil, err
 	}
 	var bundles []*protocol.Bundle
@@ -408,6 +407,10 @@ func (c *Client) makeEpoch(ctx context.Context, chain *protocol.Chain, n uint64)
 		}
 		seen[ref] = true
 		bundles = append(bundles, b)
+	}
+	// Seal only to the devices each member's signed list names (§12).
+	if err := c.checkClaim(&ca, idents); err != nil {
+		return nil, nil, err
 	}
 	if !seen[c.ref()] {
 		return nil, nil, fmt.Errorf("%w: this device is missing from its own account's devices", ErrServerMisbehaved)
