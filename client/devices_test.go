@@ -350,3 +350,50 @@ func TestDeviceListMigration(t *testing.T) {
 		t.Fatalf("alice's sync changed the list: %v %v", l2, err)
 	}
 }
+
+// TestDeviceListIdentityReset: a reset deletes the list the old key signed;
+// the resetting device publishes the new key's first list, naming itself
+// alone, and a contact that held the old list accepts it once the
+// membership records the new key.
+func TestDeviceListIdentityReset(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
+	db := serverDB(t, n)
+	alice := register(t, n, "alice")
+	bob := register(t, n, "bob")
+	conv, err := bob.CreateConversation(ctx, "", "alice") // bob holds alice's list 1
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := newClient(t, n, "")
+	if err := fresh.Login(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := fresh.ResetIdentity(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var enc []byte
+	if err := db.QueryRow(`SELECT encoded FROM device_lists WHERE user_id = ?`, idBytes(fresh.UserID())).Scan(&enc); err != nil {
+		t.Fatal(err)
+	}
+	l, err := protocol.ParseDeviceList(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := fresh.IdentityKey()
+	if err := l.Verify(fresh.UserID(), key); err != nil || l.Seq != 1 || !slices.Equal(l.Devices, []protocol.DeviceID{fresh.DeviceID()}) {
+		t.Fatalf("list after the reset: %+v (%v)", l, err)
+	}
+	if _, err := alice.Sync(ctx); !client.IsCode(err, "unauthenticated") {
+		t.Fatalf("the old device after the reset: %v", err)
+	}
+	if _, err := bob.Send(ctx, conv, "to the new alice"); err != nil {
+		t.Fatal(err)
+	}
+	if got := syncTexts(t, fresh); !slices.Contains(got, "bob: to the new alice") {
+		t.Fatalf("the reset device read %q", got)
+	}
+	if as, _ := bob.Alarms(protocol.ConversationID{}); slices.ContainsFunc(as, func(a client.Alarm) bool { return a.Kind == client.AlarmDeviceList }) {
+		t.Fatalf("an identity reset raised a device-list alarm: %+v", as)
+	}
+}
