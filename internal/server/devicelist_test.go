@@ -208,3 +208,26 @@ func TestDeviceLists(t *testing.T) {
 		}
 	})
 }
+
+// TestResetClosesSockets: an identity reset signs the account's other
+// devices out, and their open WebSockets end at once.
+func TestResetClosesSockets(t *testing.T) {
+	forEachDB(t, server.Config{}, func(t *testing.T, e *env) {
+		alice := e.register("alice")
+		fresh := e.login("alice", nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		ws, err := alice.dialWS(ctx, nil, alice.cursor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.CloseNow()
+		fresh.id = secret.NewIdentity()
+		if err := fresh.uploadBundle(true); err != nil {
+			t.Fatal(err)
+		}
+		wantClosed(t, ws, 2*time.Second)
+		wantCode(t, alice.do("GET", "/api/me", nil, nil), 401, server.CodeUnauthenticated)
+		fresh.must("GET", "/api/me", nil, nil)
+	})
+}

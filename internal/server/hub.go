@@ -117,6 +117,18 @@ func (h *Hub) Revoke(user protocol.UserID, devices ...protocol.DeviceID) {
 	}
 }
 
+// RevokeOthers ends the live connections of every device of user but keep
+// on this node (an identity reset signs the account's other devices out).
+func (h *Hub) RevokeOthers(user protocol.UserID, keep protocol.DeviceID) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.subs[user] {
+		if s.device != keep {
+			s.once.Do(func() { close(s.revoked) })
+		}
+	}
+}
+
 // NotifyAll wakes every local connection (rare events such as identity
 // changes, whose audience would cost a query to compute).
 func (h *Hub) NotifyAll() {

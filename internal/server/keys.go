@@ -68,6 +68,11 @@ func (s *Server) putBundle(w http.ResponseWriter, r *http.Request, c *call) erro
 		}
 		return err
 	}
+	if req.Reset {
+		// The reset revoked the account's other devices: end their live
+		// connections now.
+		s.hub.RevokeOthers(c.user(), c.device.ID)
+	}
 	// A bundle can change the account's devices or identity: its contacts'
 	// streams got events, and finding them would cost a query.
 	s.hub.NotifyAll()
