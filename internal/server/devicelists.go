@@ -154,6 +154,13 @@ func (s *Server) removeDevice(w http.ResponseWriter, r *http.Request, c *call) e
 	if err := decode(r, &req, 64<<10); err != nil {
 		return err
 	}
+	devs, err := s.store.Devices(r.Context(), c.user())
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(devs, func(d store.Device) bool { return d.ID == dev }) {
+		return problem(http.StatusNotFound, CodeNotFound, "no such device of this account", nil)
+	}
 	_, err = s.putDeviceList(r, c, req.List, []protocol.DeviceID{dev}, func(l *protocol.DeviceList) error {
 		if l.Contains(dev) {
 			return badRequest("the list still names the device to remove", nil)
