@@ -409,7 +409,7 @@ func (c *Client) makeEpoch(ctx context.Context, chain *protocol.Chain, n uint64)
 		bundles = append(bundles, b)
 	}
 	// Seal only to the devices each member's signed list names (§12).
-	if err := c.checkClaim(&ca, idents); err != nil {
+	if err := c.checkClaim(&ca, idents, chain.Conversation); err != nil {
 		return nil, nil, err
 	}
 	if !seen[c.ref()] {

@@ -62,8 +62,8 @@ func (c *Client) holdDeviceList(identity protocol.IdentityKey, l *protocol.Devic
 
 // listAlarm records a device-list check that failed because of the server
 // and returns the error wrapping ErrServerMisbehaved.
-func (c *Client) listAlarm(user protocol.UserID, detail string) error {
-	a := Alarm{Kind: AlarmDeviceList, User: user, Detail: detail}
+func (c *Client) listAlarm(user protocol.UserID, conv protocol.ConversationID, detail string) error {
+	a := Alarm{Kind: AlarmDeviceList, User: user, Conversation: conv, Detail: detail}
 	if user == c.acct.User {
 		a.Severity = SeverityCritical // this account's own devices
 	}
@@ -78,15 +78,16 @@ func (c *Client) listAlarm(user protocol.UserID, detail string) error {
 // it served none) against identity, the key the caller trusts for user,
 // and against the list held for that account (§12.2). It returns the list
 // (nil when the account has none yet and this device never saw one) and
-// holds it if it is newer.
-func (c *Client) acceptDeviceList(user protocol.UserID, identity protocol.IdentityKey, enc []byte) (*protocol.DeviceList, error) {
+// holds it if it is newer. conv, if not zero, is the conversation an alarm
+// concerns.
+func (c *Client) acceptDeviceList(user protocol.UserID, identity protocol.IdentityKey, enc []byte, conv protocol.ConversationID) (*protocol.DeviceList, error) {
 	held, err := c.heldDeviceList(user, identity)
 	if err != nil {
 		return nil, err
 	}
 	if enc == nil {
 		if held != nil {
-			return nil, c.listAlarm(user, fmt.Sprintf("the server withholds the device list of %s (this device holds list %d)", user, held.Seq))
+			return nil, c.listAlarm(user, conv, fmt.Sprintf("the server withholds the device list of %s (this device holds list %d)", user, held.Seq))
 		}
 		return nil, nil
 	}
@@ -95,10 +96,10 @@ func (c *Client) acceptDeviceList(user protocol.UserID, identity protocol.Identi
 		err = l.Verify(user, identity)
 	}
 	if err != nil {
-		return nil, c.listAlarm(user, fmt.Sprintf("the device list of %s does not verify: %v", user, err))
+		return nil, c.listAlarm(user, conv, fmt.Sprintf("the device list of %s does not verify: %v", user, err))
 	}
 	if err := l.Follows(held); err != nil {
-		return nil, c.listAlarm(user, fmt.Sprintf("the device list of %s: %v", user, err))
+		return nil, c.listAlarm(user, conv, fmt.Sprintf("the device list of %s: %v", user, err))
 	}
 	if held == nil || l.Seq > held.Seq {
 		if err := c.holdDeviceList(identity, l); err != nil {
@@ -118,13 +119,13 @@ func (c *Client) fetchDeviceList(ctx context.Context, user protocol.UserID, iden
 		return nil, err
 	}
 	if a.User != user {
-		return nil, c.listAlarm(user, "the server answered with the device list of another account")
+		return nil, c.listAlarm(user, protocol.ConversationID{}, "the server answered with the device list of another account")
 	}
 	var enc []byte
 	if a.List != nil {
 		enc = a.List
 	}
-	return c.acceptDeviceList(user, identity, enc)
+	return c.acceptDeviceList(user, identity, enc, protocol.ConversationID{})
 }
 
 // deviceList returns the devices of user's verified, rollback-checked
@@ -144,19 +145,20 @@ func (c *Client) deviceList(ctx context.Context, user protocol.UserID, identity 
 }
 
 // checkClaim checks a claim answer's device lists against the identities
-// the verified chain records (idents) and refuses a bundle for a device its
-// account's list does not name (§12.2). It runs before anything is sealed.
-func (c *Client) checkClaim(ca *claimAnswer, idents map[protocol.UserID]protocol.IdentityKey) error {
+// the verified chain of conv records (idents) and refuses a bundle for a
+// device its account's list does not name (§12.2). It runs before anything
+// is sealed.
+func (c *Client) checkClaim(ca *claimAnswer, idents map[protocol.UserID]protocol.IdentityKey, conv protocol.ConversationID) error {
 	served := map[protocol.UserID][]byte{}
 	for _, dl := range ca.DeviceLists {
 		if _, ok := idents[dl.User]; !ok || served[dl.User] != nil || dl.List == nil {
-			return c.listAlarm(dl.User, "the server sent a device list that was not asked for")
+			return c.listAlarm(dl.User, conv, "the server sent a device list that was not asked for")
 		}
 		served[dl.User] = dl.List
 	}
 	lists := map[protocol.UserID]*protocol.DeviceList{}
 	for u, id := range idents {
-		l, err := c.acceptDeviceList(u, id, served[u])
+		l, err := c.acceptDeviceList(u, id, served[u], conv)
 		if err != nil {
 			return err
 		}
@@ -165,7 +167,7 @@ func (c *Client) checkClaim(ca *claimAnswer, idents map[protocol.UserID]protocol
 	for _, cb := range ca.Bundles {
 		l := lists[cb.User]
 		if l != nil && !l.Contains(cb.Device) {
-			return c.listAlarm(cb.User, fmt.Sprintf("the server serves device %s of %s, which its signed device list does not name", cb.Device, cb.User))
+			return c.listAlarm(cb.User, conv, fmt.Sprintf("the server serves device %s of %s, which its signed device list does not name", cb.Device, cb.User))
 		}
 	}
 	if l := lists[c.acct.User]; l != nil && !l.Contains(c.acct.Device) {
@@ -345,7 +347,7 @@ func (c *Client) devices(ctx context.Context) ([]Device, error) {
 		if u.DeviceList != nil {
 			enc = u.DeviceList
 		}
-		l, err := c.acceptDeviceList(c.acct.User, c.id.Public(), enc)
+		l, err := c.acceptDeviceList(c.acct.User, c.id.Public(), enc, protocol.ConversationID{})
 		if err != nil {
 			return nil, err
 		}

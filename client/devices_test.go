@@ -125,6 +125,9 @@ func TestDeviceListAttacks(t *testing.T) {
 		_, err = bob.Send(ctx, conv, "not for the removed phone")
 		wantMisbehaved(t, err)
 		wantListAlarm(t, bob, alice.UserID())
+		if as, err := bob.Alarms(conv); err != nil || len(as) == 0 {
+			t.Fatalf("the alarm is not shown in the conversation concerned: %v, %v", as, err)
+		}
 		if _, err := bob.CreateConversation(ctx, "", "alice1"); !errors.Is(err, client.ErrServerMisbehaved) {
 			t.Fatalf("a new conversation with the revived device: %v", err)
 		}
