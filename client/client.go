@@ -84,8 +84,8 @@ type Client struct {
 type account struct {
 	Server         string            `json:"server"`
 	Username       string            `json:"username"`
-	User           protocol.UserID   `json:"user"`
-	Device         protocol.DeviceID `json:"device"`
+	User           protocol.UserID   `json:"user,omitzero"` // zero after a logout
+	Device         protocol.DeviceID `json:"device,omitzero"`
 	Token          string            `json:"token"`
 	Cursor         int64             `json:"cursor"`
 	NextPreKeyID   uint32            `json:"nextPreKeyId"`
@@ -305,7 +305,14 @@ func (c *Client) Register(ctx context.Context, username, password string) error 
 		return err
 	}
 	c.id = id
-	return c.uploadBundle(ctx, false, c.batch)
+	if err := c.uploadBundle(ctx, false, c.batch); err != nil {
+		return err
+	}
+	// The account's first device list: this device alone (protocol.md §12).
+	_, err := c.publishDeviceList(ctx, "POST", "/api/devices/list", func([]protocol.DeviceID) []protocol.DeviceID {
+		return []protocol.DeviceID{c.acct.Device}
+	})
+	return err
 }
 
 // Login adds this device to an existing account. The device then has no
@@ -318,20 +325,22 @@ func (c *Client) Login(ctx context.Context, username, password string) error {
 	return err
 }
 
-// Logout revokes this device's token on the server and forgets the token.
-// Keys stay in storage until the caller deletes it.
+// Logout removes this device from its account: it publishes the account's
+// signed device list without it (when it holds the identity key), the
+// server revokes its tokens and keys and ends its live connections, and
+// the device then erases its keys and state from storage (the alarm log
+// and the server URL stay). If the server cannot be reached, nothing is
+// erased and the error is returned: try again.
 func (c *Client) Logout(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.acct.Token == "" {
 		return ErrNoAccount
 	}
-	if err := c.api.do(ctx, "POST", "/api/auth/logout", nil, nil); err != nil && !IsCode(err, "unauthenticated") {
+	if err := c.logoutServer(ctx); err != nil && !IsCode(err, "unauthenticated") {
 		return err
 	}
-	c.acct.Token = ""
-	c.api.token = ""
-	return c.saveAccount()
+	return c.forgetDevice()
 }
 
 // ResetIdentity draws a new identity key for the account, signing out its
@@ -351,6 +360,13 @@ func (c *Client) ResetIdentity(ctx context.Context) error {
 		return err
 	}
 	if err := c.st.Put("identity", id.Seed()); err != nil {
+		return err
+	}
+	// The reset deleted the list the old key signed: the new key's first
+	// list names this device alone (protocol.md §12).
+	if _, err := c.publishDeviceList(ctx, "POST", "/api/devices/list", func([]protocol.DeviceID) []protocol.DeviceID {
+		return []protocol.DeviceID{c.acct.Device}
+	}); err != nil {
 		return err
 	}
 	return c.rekeyConversations(ctx)

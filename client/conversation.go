@@ -361,6 +361,10 @@ type claimAnswer struct {
 		Device protocol.DeviceID `json:"device"`
 		Bundle b64               `json:"bundle"`
 	} `json:"bundles"`
+	DeviceLists []struct {
+		User protocol.UserID `json:"user"`
+		List b64             `json:"list"`
+	} `json:"deviceLists"`
 }
 
 // makeEpoch claims a bundle for every device of every member of chain,
@@ -373,6 +377,9 @@ func (c *Client) makeEpoch(ctx context.Context, chain *protocol.Chain, n uint64)
 	for i, m := range members {
 		users[i] = m.User
 		idents[m.User] = m.Identity
+	}
+	if err := c.ensureDeviceList(ctx); err != nil { // this device must be its account's (§12.3)
+		return nil, nil, err
 	}
 	var ca claimAnswer
 	if err := c.api.do(ctx, "POST", "/api/keys/claim", map[string]any{"users": users}, &ca); err != nil {
@@ -400,6 +407,10 @@ func (c *Client) makeEpoch(ctx context.Context, chain *protocol.Chain, n uint64)
 		}
 		seen[ref] = true
 		bundles = append(bundles, b)
+	}
+	// Seal only to the devices each member's signed list names (§12).
+	if err := c.checkClaim(&ca, idents, chain.Conversation); err != nil {
+		return nil, nil, err
 	}
 	if !seen[c.ref()] {
 		return nil, nil, fmt.Errorf("%w: this device is missing from its own account's devices", ErrServerMisbehaved)

@@ -49,32 +49,6 @@ func (c *Client) FindUser(ctx context.Context, nameOrID string) (User, error) {
 	return User{ID: u.ID, Username: u.Username, Devices: len(u.Devices)}, nil
 }
 
-// Device is one device of this account.
-type Device struct {
-	ID        protocol.DeviceID `json:"id"`
-	Name      string            `json:"name"`
-	CreatedAt int64             `json:"createdAt"`
-	Current   bool              `json:"current"`
-}
-
-// Devices lists this account's devices that have keys.
-func (c *Client) Devices(ctx context.Context) ([]Device, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.acct.Token == "" {
-		return nil, ErrNoAccount
-	}
-	var u userInfo
-	if err := c.api.do(ctx, "GET", "/api/users/"+c.acct.User.String(), nil, &u); err != nil {
-		return nil, err
-	}
-	out := make([]Device, 0, len(u.Devices))
-	for _, d := range u.Devices {
-		out = append(out, Device{ID: d.ID, Name: d.Name, CreatedAt: d.CreatedAt, Current: d.ID == c.acct.Device})
-	}
-	return out, nil
-}
-
 // Conversation is a conversation as the application lists it.
 type Conversation struct {
 	ID               protocol.ConversationID `json:"id"`

@@ -92,6 +92,9 @@ func (c *Client) Sync(ctx context.Context) (SyncResult, error) {
 			return res, err
 		}
 	}
+	if err := c.ensureDeviceList(ctx); err != nil {
+		return res, err
+	}
 	for {
 		var page syncPage
 		if err := c.api.do(ctx, "GET", fmt.Sprintf("/api/sync?since=%d&limit=500", c.acct.Cursor), nil, &page); err != nil {

@@ -31,4 +31,6 @@ const (
 	LabelSafetyNumber    = "sandi v1 safety number"
 	LabelLink            = "sandi v1 device link"
 	LabelLinkRequest     = "sandi v1 link request"
+	LabelDeviceList      = "sandi v1 device list record"
+	LabelDeviceListHash  = "sandi v1 device list hash"
 )

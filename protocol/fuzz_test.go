@@ -421,3 +421,25 @@ func FuzzParseUserID(f *testing.F) {
 		}
 	})
 }
+
+func deviceListSeeds(tb testing.TB) [][]byte {
+	id := fixedIdentity(tb, "alice")
+	first := &protocol.DeviceList{User: fixedUser("alice"), Seq: 1, Time: fixNow * 1000, Devices: []protocol.DeviceID{fixedDevice("alice")}}
+	secret.SignDeviceList(id, first)
+	second := &protocol.DeviceList{User: first.User, Seq: 2, Time: fixNow*1000 + 1, Prev: first.Hash(),
+		Devices: protocol.SortDevices([]protocol.DeviceID{fixedDevice("alice"), fixedDevice("alice 2"), fixedDevice("alice 3")})}
+	secret.SignDeviceList(id, second)
+	empty := &protocol.DeviceList{User: first.User, Seq: 3, Time: fixNow*1000 + 2, Prev: second.Hash()}
+	secret.SignDeviceList(id, empty)
+	return [][]byte{first.Marshal(), second.Marshal(), empty.Marshal()}
+}
+
+func FuzzParseDeviceList(f *testing.F) {
+	for _, s := range deviceListSeeds(f) {
+		f.Add(s)
+	}
+	f.Add([]byte{protocol.Version})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		checkDecoder(t, in, protocol.ParseDeviceList, (*protocol.DeviceList).Marshal)
+	})
+}

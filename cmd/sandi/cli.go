@@ -246,7 +246,7 @@ func cmdLogout(ctx context.Context, e *cli, args []string) error {
 	if err := e.c.Logout(ctx); err != nil {
 		return err
 	}
-	return e.out(map[string]any{"loggedOut": true}, "signed out")
+	return e.out(map[string]any{"loggedOut": true}, "signed out: this device is removed from the account and its keys are erased")
 }
 
 func cmdWhoami(ctx context.Context, e *cli, args []string) error {
@@ -272,8 +272,11 @@ func cmdWhoami(ctx context.Context, e *cli, args []string) error {
 }
 
 func cmdDevices(ctx context.Context, e *cli, args []string) error {
+	if len(args) > 0 && args[0] == "remove" {
+		return cmdDevicesRemove(ctx, e, args[1:])
+	}
 	if len(args) != 0 {
-		return usageError{"usage: sandi devices"}
+		return usageError{"usage: sandi devices [remove ID]"}
 	}
 	if err := e.open(); err != nil {
 		return err
@@ -283,16 +286,46 @@ func cmdDevices(ctx context.Context, e *cli, args []string) error {
 		return err
 	}
 	for _, d := range devs {
+		name, added := d.Name, "-"
+		if name == "" {
+			name = "-"
+		}
+		if d.CreatedAt != 0 {
+			added = time.UnixMilli(d.CreatedAt).Format(time.DateTime)
+		}
+		state := "signed"
+		switch {
+		case !d.Listed:
+			state = "NOT in the signed list"
+		case !d.Keys:
+			state = "signed, no keys yet"
+		}
 		mark := ""
 		if d.Current {
 			mark = " (this device)"
 		}
-		line := fmt.Sprintf("%s  %-20s  added %s%s", d.ID, untrusted(d.Name), time.UnixMilli(d.CreatedAt).Format(time.DateTime), mark)
+		line := fmt.Sprintf("%s  %-20s  added %-19s  %s%s", d.ID, untrusted(name), added, state, mark)
 		if err := e.out(d, e.wrap(line)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// cmdDevicesRemove removes another device of the account: it leaves the
+// account's signed device list and the server revokes it at once.
+func cmdDevicesRemove(ctx context.Context, e *cli, args []string) error {
+	if len(args) != 1 {
+		return usageError{"usage: sandi devices remove ID (a device id, or 4+ characters of it)"}
+	}
+	if err := e.open(); err != nil {
+		return err
+	}
+	id, err := e.c.RemoveDevice(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	return e.out(map[string]any{"removed": id}, "removed device "+id.String()+"; it can no longer read new messages")
 }
 
 func cmdNew(ctx context.Context, e *cli, args []string) error {

@@ -58,8 +58,12 @@ Account and devices:
                               CODE (dashes, spaces and case do not matter), on a device
                               that has the account's keys: confirm that new device
   whoami                      show this device's account, device and identity key
-  devices                     list the account's devices
-  logout                      sign this device out
+  devices                     list the account's devices and whether its signed
+                              device list names them (only those get new messages)
+  devices remove ID           remove another device of the account (ID: its id or
+                              4+ characters of it): it is revoked at once
+  logout                      remove this device from the account: revoke it on the
+                              server and erase its keys and messages here
 
 Conversations:
   new [--title TITLE] USER... create a conversation with USERs; prints its id

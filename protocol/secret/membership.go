@@ -7,3 +7,8 @@ import "sandi.dev/protocol"
 func SignRecord(id *IdentityPrivateKey, rec *protocol.Record) {
 	rec.Signature = id.Sign(rec.SignedData())
 }
+
+// SignDeviceList sets l.Signature with the account's identity key (§12).
+func SignDeviceList(id *IdentityPrivateKey, l *protocol.DeviceList) {
+	l.Signature = id.Sign(l.SignedData())
+}

@@ -81,6 +81,7 @@ func TestVectors(t *testing.T) {
 		vecCase("safety.json", vecGenSafety, vecReplaySafety),
 		vecCase("padding.json", vecGenPadding, vecReplayPadding),
 		vecCase("link.json", vecGenLink, vecReplayLink),
+		vecCase("devicelist.json", vecGenDeviceLists, vecReplayDeviceLists),
 	}
 	known := map[string]bool{}
 	for _, s := range specs {
@@ -1732,4 +1733,121 @@ func vecLinkKey(name string) LinkKey {
 	h := sha256.Sum256([]byte("sandi vector link key " + name))
 	copy(l.k[:], h[:])
 	return l
+}
+
+// ---- devicelist.json ----
+
+const vecDeviceListDescription = `Signed device lists of one account (protocol.md §12). All integers are big-endian, all byte strings hex. ` +
+	`Inputs: the account (user, Ed25519 identity seed) and, per list in order, seq, time (Unix milliseconds) and devices (16-byte device ids, in the canonical ascending byte order). ` +
+	`prev is 32 zero bytes for the first list and the hash of the list before for each later one. ` +
+	`signed_data = "sandi v1 device list record" || encoded without its signature; signature = Ed25519 signature of signed_data by the identity seed; ` +
+	`encoded = 0x01 || user || seq (u64) || time (u64) || prev || device count (u16) || devices || signature (64); ` +
+	`hash = SHA-256("sandi v1 device list hash" || encoded). ` +
+	`The lists show a device added (seq 2), one removed (seq 3) and the last one removed (seq 4, an empty list). ` +
+	`invalid holds encodings that a decoder MUST refuse, each with the rule it breaks. Everything is implementation-independent.`
+
+type vecDeviceListFile struct {
+	vecHeader
+	User         protocol.UserID      `json:"user"`
+	IdentitySeed vecHex               `json:"identity_seed"`
+	Identity     vecHex               `json:"identity_public"`
+	Vectors      []vecDeviceList      `json:"vectors"`
+	Invalid      []vecInvalidEncoding `json:"invalid"`
+}
+
+func (f *vecDeviceListFile) sizes() map[string]int {
+	return map[string]int{"lists": len(f.Vectors), "invalid encodings": len(f.Invalid)}
+}
+
+type vecDeviceList struct {
+	Seq        uint64              `json:"seq"`
+	Time       int64               `json:"time"`
+	Prev       vecHex              `json:"prev"`
+	Devices    []protocol.DeviceID `json:"devices"`
+	SignedData vecHex              `json:"signed_data"`
+	Signature  vecHex              `json:"signature"`
+	Encoded    vecHex              `json:"encoded"`
+	Hash       vecHex              `json:"hash"`
+}
+
+type vecInvalidEncoding struct {
+	Reason  string `json:"reason"`
+	Encoded vecHex `json:"encoded"`
+}
+
+func vecGenDeviceLists(t *testing.T) *vecDeviceListFile {
+	id := vecIdentity(t, "alice")
+	f := &vecDeviceListFile{vecHeader: vecHeader{vecDeviceListDescription}, User: vecUser("alice"), IdentitySeed: id.Seed(), Identity: vecPub(id)}
+	a, b, c := vecDevice("alice laptop"), vecDevice("alice phone"), vecDevice("alice tablet")
+	var prev [protocol.HashSize]byte
+	for i, devs := range [][]protocol.DeviceID{{a}, {a, b, c}, {a, c}, nil} {
+		l := &protocol.DeviceList{User: f.User, Seq: uint64(i + 1), Time: vecNowMS + int64(i)*3_600_000, Prev: prev, Devices: protocol.SortDevices(devs)}
+		SignDeviceList(id, l)
+		h := l.Hash()
+		f.Vectors = append(f.Vectors, vecDeviceList{Seq: l.Seq, Time: l.Time, Prev: l.Prev[:], Devices: append([]protocol.DeviceID{}, l.Devices...),
+			SignedData: l.SignedData(), Signature: l.Signature[:], Encoded: l.Marshal(), Hash: h[:]})
+		prev = h
+	}
+	good := f.Vectors[1].Encoded
+	const devs = 1 + 16 + 8 + 8 + 32 + 2 // offset of the first device
+	mut := func(reason string, m func(b []byte) []byte) {
+		f.Invalid = append(f.Invalid, vecInvalidEncoding{Reason: reason, Encoded: m(bytes.Clone(good))})
+	}
+	mut("version 2", func(b []byte) []byte { b[0] = 2; return b })
+	mut("zero user id", func(b []byte) []byte { clear(b[1:17]); return b })
+	mut("seq 0", func(b []byte) []byte { clear(b[17:25]); return b })
+	mut("devices not in ascending order", func(b []byte) []byte {
+		d0 := bytes.Clone(b[devs : devs+16])
+		copy(b[devs:], b[devs+16:devs+32])
+		copy(b[devs+16:], d0)
+		return b
+	})
+	mut("a device listed twice", func(b []byte) []byte { copy(b[devs+16:devs+32], b[devs:devs+16]); return b })
+	mut("zero device id", func(b []byte) []byte { clear(b[devs : devs+16]); return b })
+	mut("device count over 100", func(b []byte) []byte { binary.BigEndian.PutUint16(b[devs-2:], 101); return b })
+	mut("trailing byte", func(b []byte) []byte { return append(b, 0) })
+	mut("truncated signature", func(b []byte) []byte { return b[:len(b)-1] })
+	return f
+}
+
+func vecReplayDeviceLists(t *testing.T, f *vecDeviceListFile) {
+	id, err := IdentityFromSeed(f.IdentitySeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vecEq(t, "identity_public", vecPub(id), f.Identity)
+	var prev [protocol.HashSize]byte
+	var held *protocol.DeviceList
+	for i, v := range f.Vectors {
+		what := fmt.Sprintf("list %d", i)
+		vecEq(t, what+" prev", prev[:], v.Prev)
+		l := &protocol.DeviceList{User: f.User, Seq: v.Seq, Time: v.Time, Prev: [protocol.HashSize]byte(v.Prev), Devices: v.Devices}
+		SignDeviceList(id, l)
+		vecEq(t, what+" signed_data", l.SignedData(), v.SignedData)
+		vecEq(t, what+" signature", l.Signature[:], v.Signature)
+		vecEq(t, what+" encoded", l.Marshal(), v.Encoded)
+		h := l.Hash()
+		vecEq(t, what+" hash", h[:], v.Hash)
+		parsed, err := protocol.ParseDeviceList(v.Encoded)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if err := parsed.Verify(f.User, id.Public()); err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+		if err := parsed.Follows(held); err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+		if held != nil {
+			if err := held.Follows(parsed); !errors.Is(err, protocol.ErrDeviceListRollback) {
+				t.Errorf("%s: the previous list after it is not a rollback: %v", what, err)
+			}
+		}
+		prev, held = h, parsed
+	}
+	for _, v := range f.Invalid {
+		if _, err := protocol.ParseDeviceList(v.Encoded); err == nil {
+			t.Errorf("invalid encoding (%s) decodes", v.Reason)
+		}
+	}
 }

@@ -137,11 +137,15 @@ func (s *Store) Devices(ctx context.Context, user protocol.UserID) ([]store.Devi
 	if _, err := s.User(ctx, user); err != nil {
 		return nil, err
 	}
-	rows, err := s.query(ctx, `SELECT `+deviceCols+` FROM devices d WHERE d.user_id = ? AND d.revoked = FALSE ORDER BY d.created_at, d.id`, idArg(user))
+	rows, err := s.query(ctx, `SELECT `+deviceCols+`, NOT `+listedSQL("d")+` FROM devices d WHERE d.user_id = ? AND d.revoked = FALSE ORDER BY d.created_at, d.id`, idArg(user))
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: devices: %w", err)
 	}
-	out, err := collect(rows, scanDevice)
+	out, err := collect(rows, func(r scanner) (store.Device, error) {
+		var d store.Device
+		err := r.Scan(scanID(&d.ID), scanID(&d.User), &d.Name, &d.SignedPreKey, &d.LastResort, &d.CreatedAt, &d.Revoked, &d.Unlisted)
+		return d, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: devices: %w", err)
 	}
@@ -233,6 +237,14 @@ func (s *Store) PutBundle(ctx context.Context, b store.BundleUpload) error {
 		if b.Reset {
 			var err error
 			if revoked, err = t.revokeOthers(b.User, b.Device); err != nil {
+				return err
+			}
+			// The account's device list was signed by the key a reset
+			// replaces; the new key publishes a new one.
+			if _, err := t.exec(`DELETE FROM device_list_entries WHERE user_id = ?`, idArg(b.User)); err != nil {
+				return err
+			}
+			if _, err := t.exec(`DELETE FROM device_lists WHERE user_id = ?`, idArg(b.User)); err != nil {
 				return err
 			}
 			if err := t.step("reset"); err != nil {
@@ -450,7 +462,8 @@ func (s *Store) Claim(ctx context.Context, devices []protocol.DeviceID, lowWater
 			dev := devices[i]
 			c := store.Claimed{Device: dev}
 			var low bool
-			if err := t.queryRow(`SELECT signed_prekey, last_resort, prekeys_low FROM devices WHERE id = ? AND revoked = FALSE AND signed_prekey IS NOT NULL`+t.lockSuffix(),
+			if err := t.queryRow(`SELECT signed_prekey, last_resort, prekeys_low FROM devices WHERE id = ? AND revoked = FALSE AND signed_prekey IS NOT NULL AND `+
+				listedSQL("devices")+t.lockSuffix(),
 				idArg(dev)).Scan(&c.SignedPreKey, &c.LastResort, &low); err != nil {
 				return notFound(err, "device "+dev.String())
 			}

@@ -161,7 +161,8 @@ func (t *wtx) lockUsers(users []protocol.UserID, lock bool) error {
 }
 
 // memberDevices returns the devices a session must cover: the active
-// devices with a bundle of users, mapped to their user.
+// devices with a bundle of users that their account's device list, if it
+// has one, names (protocol.md §12), mapped to their user.
 func (t *wtx) memberDevices(users []protocol.UserID) (map[protocol.DeviceID]protocol.UserID, error) {
 	out := make(map[protocol.DeviceID]protocol.UserID)
 	for part := range slices.Chunk(users, idsPerStatement) {
@@ -169,7 +170,7 @@ func (t *wtx) memberDevices(users []protocol.UserID) (map[protocol.DeviceID]prot
 		for i, u := range part {
 			args[i] = idArg(u)
 		}
-		rows, err := t.query(`SELECT id, user_id FROM devices WHERE user_id IN `+placeholders(1, len(part))+` AND revoked = FALSE AND signed_prekey IS NOT NULL`, args...)
+		rows, err := t.query(`SELECT id, user_id FROM devices WHERE user_id IN `+placeholders(1, len(part))+` AND revoked = FALSE AND signed_prekey IS NOT NULL AND `+listedSQL("devices"), args...)
 		if err != nil {
 			return nil, err
 		}

@@ -210,6 +210,9 @@ func fill(t *testing.T, s *Store) *world {
 	f.rotate(w.conv, w.alice, w.alice, w.bob, w.carol)
 	f.send(w.conv, w.carol, "c2", 3, nil)
 	f.send(w.conv, w.bob, "b3", 3, nil)
+	// Bob's signed device list names both his devices.
+	_, err = s.PutDeviceList(f.ctx, store.DeviceListUpdate{User: w.bob.id, Identity: w.bob.key, Seq: 1, Encoded: rnd(99), Devices: w.bob.devs, Now: f.tick()})
+	f.must("device list", err)
 	return w
 }
 

@@ -70,6 +70,8 @@ func Run(t *testing.T, open Opener) {
 		{"ConcurrentClaims", testConcurrentClaims},
 		{"CreateConversation", testCreateConversation},
 		{"Coverage", testCoverage},
+		{"DeviceLists", testDeviceLists},
+		{"DeviceListFaults", testDeviceListFaults},
 		{"CreateConversationFaults", testCreateConversationFaults},
 		{"AddSessionFaults", testAddSessionFaults},
 		{"PutBundleFaults", testPutBundleFaults},
@@ -185,8 +187,8 @@ func (f *fixture) bundle(a *acct, dev protocol.DeviceID, n int) {
 	}
 }
 
-// keysFor returns one session key for each active, bundled device of
-// members, as the store reports them.
+// keysFor returns one session key for each active, bundled and listed
+// device of members, as the store reports them.
 func (f *fixture) keysFor(members ...*acct) []store.SessionKey {
 	f.t.Helper()
 	var keys []store.SessionKey
@@ -196,7 +198,7 @@ func (f *fixture) keysFor(members ...*acct) []store.SessionKey {
 			f.t.Fatalf("devices: %v", err)
 		}
 		for _, d := range devs {
-			if d.SignedPreKey == nil {
+			if d.SignedPreKey == nil || d.Unlisted {
 				continue
 			}
 			keys = append(keys, store.SessionKey{Device: d.ID, User: a.ID, PreKeyID: 1, InitiatorEphemeral: random(32), Ciphertext: random(48)})
