@@ -5,6 +5,7 @@ package client_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -348,7 +349,7 @@ func TestTrustInventedConversation(t *testing.T) {
 func TestTrustAdminFedKey(t *testing.T) {
 	ctx := context.Background()
 	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
-	for i, how := range []string{"create", "add"} {
+	for _, how := range []string{"create", "add"} {
 		t.Run(how, func(t *testing.T) {
 			p := newProxy(t, n)
 			alice, bob := register(t, n, "alice"+how), register(t, n, "bob"+how)
@@ -386,6 +387,9 @@ func TestTrustAdminFedKey(t *testing.T) {
 					body["bundles"] = append(keep, map[string]any{"user": alice.UserID().String(), "device": ghost.Device.String(), "bundle": b64u(ghost.Marshal())})
 				}
 			})
+			// The server's own database agrees with its lie, so it would
+			// store what carol signs.
+			setIdentity(t, n, alice.UserID(), fake.Public())
 			if how == "create" {
 				_, err = carol.CreateConversation(ctx, "", alice.Username())
 			} else {
@@ -399,6 +403,8 @@ func TestTrustAdminFedKey(t *testing.T) {
 				t.Fatal("the change is not shown in the safety number")
 			}
 			p.set(nil)
+			ak, _ := alice.IdentityKey()
+			setIdentity(t, n, alice.UserID(), ak)
 			if how == "create" && listCount(t, carol) != 0 {
 				t.Fatal("a conversation was created with the server's key")
 			}
@@ -408,8 +414,20 @@ func TestTrustAdminFedKey(t *testing.T) {
 					t.Fatalf("carol's conversations %+v %v", convs, err)
 				}
 			}
-			_ = i
 		})
+	}
+}
+
+// setIdentity edits the identity key the server's database holds for user.
+func setIdentity(t *testing.T, n *node, user protocol.UserID, k protocol.IdentityKey) {
+	t.Helper()
+	db, err := sql.Open("sqlite", n.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`UPDATE users SET identity_key = ? WHERE id = ?`, k[:], user[:]); err != nil {
+		t.Fatal(err)
 	}
 }
 
