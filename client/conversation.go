@@ -186,7 +186,7 @@ func (c *Client) syncChain(ctx context.Context, cs *convState) error {
 	if next.Conversation != cs.ID {
 		return fmt.Errorf("%w: records of another conversation", ErrServerMisbehaved)
 	}
-	fromGenesis := cs.chain == nil
+	prev := cs.chain
 	for i := range recs {
 		cs.records = append(cs.records, ra.Records[i])
 	}
@@ -202,7 +202,7 @@ func (c *Client) syncChain(ctx context.Context, cs *convState) error {
 	// The chain verifies; whether its identity keys are the pinned ones is
 	// the trust store's question (protocol.md "Client trust state"): a
 	// change is recorded and raised here, and refused where it is used.
-	return c.meetChain(cs, recs, fromGenesis)
+	return c.meetChain(cs, prev, recs)
 }
 
 // chainAt returns the verified chain as it was after record seq.
@@ -261,7 +261,7 @@ func (c *Client) lookup(ctx context.Context, nameOrID string) (*userInfo, error)
 	if u.IdentityKey == nil {
 		return nil, fmt.Errorf("%s has no device with keys yet", u.Username)
 	}
-	if err := c.meet(u.ID, u.Username, *u.IdentityKey, protocol.ConversationID{}); err != nil && !errors.Is(err, ErrIdentityNotAccepted) {
+	if err := c.meet(u.ID, u.Username, *u.IdentityKey, protocol.ConversationID{}, metElsewhere); err != nil && !errors.Is(err, ErrIdentityNotAccepted) {
 		return nil, err
 	}
 	return &u, nil

@@ -178,13 +178,14 @@ func (c *Client) migratePins() error {
 		if err != nil || cs == nil || cs.chain == nil {
 			continue // a chain that no longer verifies is refused at use
 		}
-		for _, m := range cs.chain.Members() {
-			if m.User == c.acct.User {
-				continue
-			}
-			if err := c.meet(m.User, "", m.Identity, id); err != nil && !errors.Is(err, ErrIdentityNotAccepted) {
+		recs := make([]*protocol.Record, len(cs.records))
+		for i, r := range cs.records {
+			if recs[i], err = protocol.ParseRecord(r); err != nil {
 				return err
 			}
+		}
+		if err := c.meetChain(cs, nil, recs); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -203,14 +204,24 @@ func (c *Client) pinOf(nameOrID string) *pin {
 	return nil
 }
 
+// How a key was met: only a rekey that replaces the pinned key in a
+// conversation the device holds may move an unverified contact's pin by
+// itself (protocol.md "Client trust state").
+const (
+	metElsewhere = false // a lookup, a bundle, a genesis or add record, a chain held from before
+	metByRekey   = true  // an OpRekey record whose previous state named the pinned key
+)
+
 // meet checks an identity key the client met for user against the pin
-// (conv: where it was met, zero for a lookup). The first key is pinned.
-// Another key is an identity change: for an unverified contact it replaces
-// the pin, with an alarm and a warning; for a verified contact it is held
-// as pending and an *IdentityError is returned. A key accepted earlier
-// (in History) changes nothing: a conversation that still names it is
-// refused at use (trusted). Own keys go to meetOwn.
-func (c *Client) meet(user protocol.UserID, username string, key protocol.IdentityKey, conv protocol.ConversationID) error {
+// (conv: where it was met, zero for a lookup). The first key is pinned
+// (trust on first use). A key accepted before (in History) changes nothing:
+// a conversation that still names it is refused at use (trusted). Any other
+// key is an identity change, with a warning and an alarm: it replaces the
+// pin of an unverified contact when met by a rekey of the pinned key
+// (byRekey); otherwise it is held as pending, until AcceptIdentity (or, for
+// an unverified contact, until such a rekey arrives), and an
+// *IdentityError is returned. Own keys go to meetOwn.
+func (c *Client) meet(user protocol.UserID, username string, key protocol.IdentityKey, conv protocol.ConversationID, byRekey bool) error {
 	if user == c.acct.User {
 		return c.meetOwn(key, conv)
 	}
@@ -223,40 +234,49 @@ func (c *Client) meet(user protocol.UserID, username string, key protocol.Identi
 	if rename {
 		p.Username = username
 	}
-	switch {
-	case p.Identity.Equal(key) || p.had(key):
+	if p.Identity.Equal(key) || p.had(key) {
 		if rename {
 			return c.savePin(p)
 		}
 		return nil
-	case p.Pending != nil && p.Pending.Equal(key):
+	}
+	known := p.Pending != nil && p.Pending.Equal(key) // raised when it was first met
+	if byRekey && !p.Verified {
+		p.History = append(p.History, pastKey{Identity: p.Identity, Until: now})
+		p.Identity, p.Changed, p.Pending, p.PendingSince = key, now, nil, 0
+		if err := c.savePin(p); err != nil || known {
+			return err
+		}
+		c.stats.IdentityAlerts++
+		c.warn(Warning{Kind: WarnIdentityChanged, User: user, Username: p.Username, Conversation: conv})
+		return c.raiseFor(user, conv, Alarm{Kind: AlarmIdentityChanged, User: user,
+			Detail: fmt.Sprintf("the identity key of %s changed (an identity reset announced in a conversation); its safety number changed: compare it before trusting %s", p.name(), p.name())})
+	}
+	ie := &IdentityError{User: user, Username: p.Username, Conversation: conv, Pending: true}
+	if known {
 		if rename {
 			if err := c.savePin(p); err != nil {
 				return err
 			}
 		}
-		return &IdentityError{User: user, Username: p.Username, Conversation: conv, Pending: true}
+		return ie
 	}
-	c.stats.IdentityAlerts++
-	c.warn(Warning{Kind: WarnIdentityChanged, User: user, Username: p.Username, Conversation: conv})
-	if p.Verified {
-		p.Pending, p.PendingSince = &key, now
-		if err := c.savePin(p); err != nil {
-			return err
-		}
-		if err := c.raiseFor(user, conv, Alarm{Kind: AlarmIdentityBlocked, User: user,
-			Detail: fmt.Sprintf("the identity key of %s, a verified contact, changed; sending to conversations with %s is blocked until the new key is accepted after comparing safety numbers", p.name(), p.name())}); err != nil {
-			return err
-		}
-		return &IdentityError{User: user, Username: p.Username, Conversation: conv, Pending: true}
-	}
-	p.History = append(p.History, pastKey{Identity: p.Identity, Until: now})
-	p.Identity, p.Changed = key, now
+	p.Pending, p.PendingSince = &key, now
 	if err := c.savePin(p); err != nil {
 		return err
 	}
-	return c.raiseFor(user, conv, Alarm{Kind: AlarmIdentityChanged, User: user,
-		Detail: fmt.Sprintf("the identity key of %s changed; its safety number changed: compare it before trusting %s", p.name(), p.name())})
+	c.stats.IdentityAlerts++
+	c.warn(Warning{Kind: WarnIdentityChanged, User: user, Username: p.Username, Conversation: conv})
+	a := Alarm{Kind: AlarmIdentityChanged, User: user,
+		Detail: fmt.Sprintf("%s was presented with a new identity key that this device has not accepted; sending to conversations with %s waits until the user compares safety numbers and accepts it", p.name(), p.name())}
+	if p.Verified {
+		a.Kind = AlarmIdentityBlocked
+		a.Detail = fmt.Sprintf("the identity key of %s, a verified contact, changed; sending to conversations with %s is blocked until the new key is accepted after comparing safety numbers", p.name(), p.name())
+	}
+	if err := c.raiseFor(user, conv, a); err != nil {
+		return err
+	}
+	return ie
 }
 
 func (p *pin) name() string {
@@ -326,29 +346,68 @@ func (c *Client) convsNaming(user protocol.UserID) []protocol.ConversationID {
 	return out
 }
 
-// meetChain checks the keys of a chain the device just extended: every
-// member named by one of the new records is checked with the key the chain
-// now gives it; with incremental records (fromGenesis false), a record
-// naming this account with a key that is not this device's is also checked
-// on its own, even if a later record names another key.
-func (c *Client) meetChain(cs *convState, recs []*protocol.Record, fromGenesis bool) error {
+// meetChain checks the keys of a chain the device just extended with recs
+// (from the genesis when prev is nil). Each record is replayed on the state
+// before it: a rekey that replaces a contact's pinned key is met as such
+// (metByRekey); a rekey that leads to the pinned key from an earlier key
+// puts that earlier key in the pin's history (the new key signed the
+// succession); with an incremental update, a record naming this account
+// with a key that is not this device's is checked on its own. Then every
+// member named by a new record is met with the key the chain now gives it.
+func (c *Client) meetChain(cs *convState, prev *protocol.Chain, recs []*protocol.Record) error {
+	ok := func(err error) bool { return err == nil || errors.Is(err, ErrIdentityNotAccepted) }
+	state := prev
 	named := map[protocol.UserID]bool{}
 	for _, rec := range recs {
+		var next *protocol.Chain
+		var err error
+		if state == nil {
+			next, err = protocol.Genesis(rec)
+		} else {
+			next, err = state.Apply(rec)
+		}
+		if err != nil {
+			return err // verified by Update just before: storage was edited
+		}
 		for _, m := range rec.Members {
 			named[m.User] = true
-			if !fromGenesis && m.User == c.acct.User {
-				if err := c.meetOwn(m.Identity, cs.ID); err != nil && !errors.Is(err, ErrIdentityNotAccepted) {
+			if m.User == c.acct.User {
+				if prev != nil {
+					if err := c.meetOwn(m.Identity, cs.ID); !ok(err) {
+						return err
+					}
+				}
+				continue
+			}
+			if rec.Op != protocol.OpRekey || state == nil {
+				continue
+			}
+			before, _ := state.Member(m.User)
+			p := c.pins[m.User]
+			switch {
+			case p == nil:
+			case p.Identity.Equal(before.Identity):
+				if err := c.meet(m.User, "", m.Identity, cs.ID, metByRekey); !ok(err) {
+					return err
+				}
+			case p.Identity.Equal(m.Identity) && !p.had(before.Identity):
+				p.History = append(p.History, pastKey{Identity: before.Identity, Until: rec.Time})
+				if err := c.savePin(p); err != nil {
 					return err
 				}
 			}
 		}
+		state = next
 	}
 	for _, m := range cs.chain.Members() {
-		if !named[m.User] {
-			continue
+		if named[m.User] && m.User != c.acct.User {
+			if err := c.meet(m.User, "", m.Identity, cs.ID, metElsewhere); !ok(err) {
+				return err
+			}
 		}
-		err := c.meet(m.User, "", m.Identity, cs.ID)
-		if err != nil && !errors.Is(err, ErrIdentityNotAccepted) {
+	}
+	if m, member := cs.chain.Member(c.acct.User); member && named[c.acct.User] {
+		if err := c.meetOwn(m.Identity, cs.ID); !ok(err) {
 			return err
 		}
 	}
@@ -377,7 +436,7 @@ func (c *Client) trustedChain(conv protocol.ConversationID, chain *protocol.Chai
 		if p == nil || !p.Identity.Equal(m.Identity) && !p.had(m.Identity) && (p.Pending == nil || !p.Pending.Equal(m.Identity)) {
 			// A key not met yet (a chain held from before the trust
 			// store): meet it now, with the usual rules.
-			if err := c.meet(m.User, "", m.Identity, conv); err != nil {
+			if err := c.meet(m.User, "", m.Identity, conv, metElsewhere); err != nil {
 				return err
 			}
 			p = c.pins[m.User]
@@ -404,10 +463,8 @@ func (c *Client) accepted(user protocol.UserID, key protocol.IdentityKey, conv p
 		return p != nil && p.had(key), nil
 	}
 	p := c.pins[user]
-	if p == nil || !p.Identity.Equal(key) && !p.had(key) && (p.Pending == nil || !p.Pending.Equal(key)) {
-		// A key not met yet: meet it (an unverified contact's change is
-		// accepted with an alarm, a verified one's becomes pending).
-		if err := c.meet(user, "", key, conv); err != nil && !errors.Is(err, ErrIdentityNotAccepted) {
+	if p == nil {
+		if err := c.meet(user, "", key, conv, metElsewhere); err != nil {
 			return false, err
 		}
 		p = c.pins[user]
