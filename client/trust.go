@@ -358,6 +358,7 @@ func (c *Client) meetChain(cs *convState, prev *protocol.Chain, recs []*protocol
 	ok := func(err error) bool { return err == nil || errors.Is(err, ErrIdentityNotAccepted) }
 	state := prev
 	named := map[protocol.UserID]bool{}
+	var successions [][2]protocol.Member // rekeys: the member before, after
 	for _, rec := range recs {
 		var next *protocol.Chain
 		var err error
@@ -383,19 +384,12 @@ func (c *Client) meetChain(cs *convState, prev *protocol.Chain, recs []*protocol
 				continue
 			}
 			before, _ := state.Member(m.User)
-			p := c.pins[m.User]
-			switch {
-			case p == nil:
-			case p.Identity.Equal(before.Identity):
+			if p := c.pins[m.User]; p != nil && p.Identity.Equal(before.Identity) {
 				if err := c.meet(m.User, "", m.Identity, cs.ID, metByRekey); !ok(err) {
 					return err
 				}
-			case p.Identity.Equal(m.Identity) && !p.had(before.Identity):
-				p.History = append(p.History, pastKey{Identity: before.Identity, Until: rec.Time})
-				if err := c.savePin(p); err != nil {
-					return err
-				}
 			}
+			successions = append(successions, [2]protocol.Member{before, m})
 		}
 		state = next
 	}
@@ -404,6 +398,19 @@ func (c *Client) meetChain(cs *convState, prev *protocol.Chain, recs []*protocol
 			if err := c.meet(m.User, "", m.Identity, cs.ID, metElsewhere); !ok(err) {
 				return err
 			}
+		}
+	}
+	// Newest first, so that a chain of rekeys leading to the pin is
+	// followed back.
+	for i := len(successions) - 1; i >= 0; i-- {
+		before, after := successions[i][0], successions[i][1]
+		p := c.pins[after.User]
+		if p == nil || !(p.Identity.Equal(after.Identity) || p.had(after.Identity)) || p.Identity.Equal(before.Identity) || p.had(before.Identity) {
+			continue
+		}
+		p.History = append(p.History, pastKey{Identity: before.Identity, Until: c.now().UnixMilli()})
+		if err := c.savePin(p); err != nil {
+			return err
 		}
 	}
 	if m, member := cs.chain.Member(c.acct.User); member && named[c.acct.User] {
