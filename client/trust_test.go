@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -689,5 +691,99 @@ func TestTrustSafetyNumberFromPins(t *testing.T) {
 	}
 	if cts, err := bob.Contacts(); err != nil || len(cts) != 1 || !cts[0].Verified {
 		t.Fatalf("contacts %+v %v", cts, err)
+	}
+}
+
+// TestTrustMigration: a device of an older version kept contact/ entries
+// (the key its last lookup returned) and chains. On the first Open after
+// the upgrade it builds its pins from them: quietly where they agree, with
+// an alarm (and the key held as pending) where they already disagree.
+func TestTrustMigration(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
+	alice, carol := register(t, n, "alice"), register(t, n, "carol")
+	dir := t.TempDir()
+	bob := newClient(t, n, dir)
+	if err := bob.Register(ctx, "bob", "password of bob"); err != nil {
+		t.Fatal(err)
+	}
+	withAlice, err := alice.CreateConversation(ctx, "", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	withCarol, err := carol.CreateConversation(ctx, "", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Send(ctx, withAlice, "before the upgrade"); err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, bob)
+
+	// The state as the older version left it: no pins, contact/ entries.
+	if err := os.RemoveAll(filepath.Join(dir, "pin")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "pins.v1")); err != nil {
+		t.Fatal(err)
+	}
+	ak, _ := alice.IdentityKey()
+	stale := secret.NewIdentity().Public() // carol's entry names another key than her chain
+	for id, ct := range map[protocol.UserID]any{
+		alice.UserID(): map[string]any{"username": "alice", "identity": ak},
+		carol.UserID(): map[string]any{"username": "carol", "identity": stale},
+	} {
+		b, _ := json.Marshal(ct)
+		if err := os.MkdirAll(filepath.Join(dir, "contact"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "contact", id.String()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, err := bob.Alarms(protocol.ConversationID{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	bob = newClient(t, n, dir) // the upgrade: first Open
+	cts, err := bob.Contacts()
+	if err != nil || len(cts) != 2 {
+		t.Fatalf("contacts %+v %v", cts, err)
+	}
+	if cts[0].Username != "alice" || !cts[0].Identity.Equal(ak) || cts[0].Pending != nil {
+		t.Fatalf("alice: %+v", cts[0])
+	}
+	if ck, _ := carol.IdentityKey(); cts[1].Username != "carol" || !cts[1].Identity.Equal(stale) || cts[1].Pending == nil || !cts[1].Pending.Equal(ck) {
+		t.Fatalf("carol: %+v", cts[1])
+	}
+	all, err := bob.Alarms(protocol.ConversationID{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	added := all[len(before):]
+	if len(added) == 0 || slices.ContainsFunc(added, func(a client.Alarm) bool { return a.User != carol.UserID() }) ||
+		len(alarmsOf(t, bob, withCarol, client.AlarmIdentityChanged)) == 0 {
+		t.Fatalf("alarms after the upgrade: %+v", added)
+	}
+	// Alice's conversation carries on; the safety number is the pinned one.
+	if _, err := bob.Send(ctx, withAlice, "after the upgrade"); err != nil {
+		t.Fatal(err)
+	}
+	if got := syncTexts(t, alice); !slices.Equal(got, []string{"bob: after the upgrade"}) {
+		t.Fatalf("alice read %q", got)
+	}
+	if safety(t, bob, "alice") != safety(t, alice, "bob") {
+		t.Fatal("safety numbers differ after the upgrade")
+	}
+	// Carol's waits for bob; reopening changes nothing more.
+	_, err = bob.Send(ctx, withCarol, "hello carol")
+	wantNotAccepted(t, err, carol.UserID())
+	if all, err = bob.Alarms(protocol.ConversationID{}); err != nil {
+		t.Fatal(err)
+	}
+	bob = newClient(t, n, dir)
+	if again, err := bob.Alarms(protocol.ConversationID{}); err != nil || len(again) != len(all) {
+		t.Fatalf("a second Open raised alarms again: %d, was %d (%v)", len(again), len(all), err)
 	}
 }
