@@ -665,7 +665,8 @@ func (c *Client) AcceptIdentity(user string) (old, new string, err error) {
 	return ct.SafetyNumber, ct.PendingSafetyNumber, nil
 }
 
-// noteOwnReset records this account's replaced identity key, so that what
+// noteOwnReset records this account's replaced identity key (in the
+// account's own pin, whose Identity is this device's new key), so that what
 // it signed before the reset still verifies and chains naming it are not
 // taken for a foreign key.
 func (c *Client) noteOwnReset(old protocol.IdentityKey) error {
@@ -676,5 +677,6 @@ func (c *Client) noteOwnReset(old protocol.IdentityKey) error {
 	if !p.had(old) {
 		p.History = append(p.History, pastKey{Identity: old, Until: c.now().UnixMilli()})
 	}
+	p.Identity = c.id.Public()
 	return c.savePin(p)
 }
