@@ -460,6 +460,9 @@ func TestTrustVerifiedRekey(t *testing.T) {
 		if len(alarmsOf(t, bob, conv, client.AlarmIdentityBlocked)) == 0 {
 			t.Fatal("no alarm in the conversation")
 		}
+		// Verifying again is no way around it: the change comes first.
+		err = bob.MarkVerified(ctx, "alice", []byte(safety(t, alice2, "bob")))
+		wantNotAccepted(t, err, alice.UserID())
 		old, fresh, err := bob.AcceptIdentity("alice")
 		if err != nil || old != before || fresh == before || fresh != safety(t, alice2, "bob") {
 			t.Fatalf("accept: %q %q %v (before %q)", old, fresh, err, before)
@@ -691,6 +694,12 @@ func TestTrustSafetyNumberFromPins(t *testing.T) {
 	}
 	if cts, err := bob.Contacts(); err != nil || len(cts) != 1 || !cts[0].Verified {
 		t.Fatalf("contacts %+v %v", cts, err)
+	}
+	if err := bob.Unverify(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if cts, err := bob.Contacts(); err != nil || len(cts) != 1 || cts[0].Verified {
+		t.Fatalf("contacts after Unverify %+v %v", cts, err)
 	}
 }
 
