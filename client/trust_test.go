@@ -733,7 +733,7 @@ func TestTrustMigration(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(dir, "pin")); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Remove(filepath.Join(dir, "pins.v1")); err != nil {
+	if err := os.Remove(filepath.Join(dir, "pins.v1")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		t.Fatal(err)
 	}
 	ak, _ := alice.IdentityKey()
