@@ -268,17 +268,11 @@ func (c *Client) lookup(ctx context.Context, nameOrID string) (*userInfo, error)
 }
 
 // memberKey resolves a user to name in a membership record this device
-// signs. The key must be the pinned one: a lookup answer that differs from
-// the pin held before it is an identity change (recorded and raised by
-// lookup) and the record is refused; for an unverified contact the pin has
-// moved by then and trying again uses the new key, after the user was shown
-// the change.
+// signs: the key must be the pinned one (protocol.md "Client trust state",
+// vouching). A lookup answer that differs from the pin is an identity
+// change, recorded and raised by lookup and held as pending: the record is
+// refused until the user accepts the new key.
 func (c *Client) memberKey(ctx context.Context, name string) (protocol.UserID, protocol.IdentityKey, error) {
-	var before *protocol.IdentityKey
-	if p := c.pinOf(name); p != nil {
-		k := p.Identity
-		before = &k
-	}
 	u, err := c.lookup(ctx, name)
 	if err != nil {
 		return protocol.UserID{}, protocol.IdentityKey{}, err
@@ -290,11 +284,8 @@ func (c *Client) memberKey(ctx context.Context, name string) (protocol.UserID, p
 	if p == nil {
 		return protocol.UserID{}, protocol.IdentityKey{}, fmt.Errorf("%s could not be pinned", name)
 	}
-	if p.Pending != nil {
-		return protocol.UserID{}, protocol.IdentityKey{}, &IdentityError{User: u.ID, Username: p.Username, Pending: true}
-	}
-	if before != nil && !before.Equal(*u.IdentityKey) || !p.Identity.Equal(*u.IdentityKey) {
-		return protocol.UserID{}, protocol.IdentityKey{}, &IdentityError{User: u.ID, Username: p.Username}
+	if p.Pending != nil || !p.Identity.Equal(*u.IdentityKey) {
+		return protocol.UserID{}, protocol.IdentityKey{}, &IdentityError{User: u.ID, Username: p.Username, Pending: p.Pending != nil}
 	}
 	return u.ID, p.Identity, nil
 }

@@ -194,17 +194,22 @@ func (c *Client) migratePins() error {
 	return nil
 }
 
-// pinOf finds a pin by user id or username (nil if none).
+// pinOf finds a pin by user id or username (nil if none, or if two pins
+// carry the username: usernames come from the server).
 func (c *Client) pinOf(nameOrID string) *pin {
 	if id, err := protocol.ParseUserID(nameOrID); err == nil {
 		return c.pins[id]
 	}
+	var found *pin
 	for _, p := range c.pins {
 		if p.Username == nameOrID && p.User != c.acct.User {
-			return p
+			if found != nil {
+				return nil
+			}
+			found = p
 		}
 	}
-	return nil
+	return found
 }
 
 // How a key was met: only a rekey that replaces the pinned key in a
