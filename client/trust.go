@@ -75,9 +75,12 @@ type pin struct {
 	// History holds the keys accepted before Identity, oldest first: what
 	// they signed before the change still verifies.
 	History []pastKey `json:"history,omitempty"`
-	// Pending is a verified contact's new key met but not accepted.
+	// Pending is a new key met but not accepted.
 	Pending      *protocol.IdentityKey `json:"pending,omitempty"`
 	PendingSince int64                 `json:"pendingSince,omitempty"`
+	// Rejected keys were pending and refused by the user: met again
+	// elsewhere than in a rekey of the pinned key, they change nothing.
+	Rejected []protocol.IdentityKey `json:"rejected,omitempty"`
 }
 
 type pastKey struct {
@@ -93,6 +96,10 @@ const pinsMarker = "pins.v1"
 
 func (p *pin) had(k protocol.IdentityKey) bool {
 	return slices.ContainsFunc(p.History, func(h pastKey) bool { return h.Identity.Equal(k) })
+}
+
+func (p *pin) rejected(k protocol.IdentityKey) bool {
+	return slices.ContainsFunc(p.Rejected, func(r protocol.IdentityKey) bool { return r.Equal(k) })
 }
 
 func (c *Client) savePin(p *pin) error {
@@ -248,7 +255,16 @@ func (c *Client) meet(user protocol.UserID, username string, key protocol.Identi
 		}
 		return nil
 	}
+	if p.rejected(key) && !byRekey {
+		if rename {
+			if err := c.savePin(p); err != nil {
+				return err
+			}
+		}
+		return &IdentityError{User: user, Username: p.Username, Conversation: conv}
+	}
 	known := p.Pending != nil && p.Pending.Equal(key) // raised when it was first met
+	p.Rejected = slices.DeleteFunc(p.Rejected, func(r protocol.IdentityKey) bool { return r.Equal(key) })
 	if byRekey && !p.Verified {
 		p.History = append(p.History, pastKey{Identity: p.Identity, Until: now})
 		p.Identity, p.Changed, p.Pending, p.PendingSince = key, now, nil, 0
@@ -671,6 +687,29 @@ func (c *Client) AcceptIdentity(user string) (old, new string, err error) {
 		return "", "", err
 	}
 	return ct.SafetyNumber, ct.PendingSafetyNumber, nil
+}
+
+// RejectIdentity refuses a contact's pending identity change: the pinned
+// key stays, conversations that name the rejected key stay unusable, and
+// sending to the others works again. The key changes nothing when met again,
+// except in a rekey of the pinned key in a held conversation, which makes
+// it pending (and raised) once more.
+func (c *Client) RejectIdentity(user string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.ready(); err != nil {
+		return err
+	}
+	p := c.pinOf(user)
+	if p == nil {
+		return fmt.Errorf("%w: %s has no pin on this device", ErrUnknownUser, user)
+	}
+	if p.Pending == nil {
+		return fmt.Errorf("no identity change of %s is waiting to be accepted", p.name())
+	}
+	p.Rejected = append(p.Rejected, *p.Pending)
+	p.Pending, p.PendingSince = nil, 0
+	return c.savePin(p)
 }
 
 // noteOwnReset records this account's replaced identity key (in the

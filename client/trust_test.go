@@ -335,6 +335,25 @@ func TestTrustInventedConversation(t *testing.T) {
 			if err != nil || ct.Pending == nil || ct.PendingSafetyNumber == before || ct.Verified != verified {
 				t.Fatalf("contact %+v %v", ct, err)
 			}
+			// Bob refuses the change: the real conversation works again,
+			// the invented one stays unusable.
+			if err := bob.RejectIdentity(alice.Username()); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := bob.Send(ctx, real, "you are the real one"); err != nil {
+				t.Fatal(err)
+			}
+			if got := syncTexts(t, alice); !slices.Equal(got, []string{bob.Username() + ": you are the real one"}) {
+				t.Fatalf("alice read %q", got)
+			}
+			_, err = bob.Send(ctx, f.id, "hello alice?")
+			wantNotAccepted(t, err, alice.UserID())
+			if len(f.replies) != 0 {
+				t.Fatal("bob sent into the invented conversation")
+			}
+			if ct, err := bob.Contact(ctx, alice.Username()); err != nil || ct.Pending != nil || ct.SafetyNumber != before {
+				t.Fatalf("contact after reject %+v %v", ct, err)
+			}
 		})
 	}
 }

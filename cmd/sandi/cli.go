@@ -92,6 +92,7 @@ var commands = map[string]command{
 	"safety-number": cmdSafetyNumber,
 	"verify":        cmdVerify,
 	"accept":        cmdAccept,
+	"reject":        cmdReject,
 	"contacts":      cmdContacts,
 	"alarms":        cmdAlarms,
 }

@@ -80,6 +80,7 @@ Trust:
                               (the other side's number is typed, pasted or given)
   accept USER                 accept USER's changed identity key after comparing the
                               old and new safety numbers (USER is then unverified)
+  reject USER                 refuse USER's changed identity key and keep the old one
   contacts                    list the accounts this device knows, verified or not,
                               with their safety numbers and any key change waiting
   alarms [CONV]               show what this device detected the server doing wrong

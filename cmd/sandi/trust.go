@@ -68,6 +68,20 @@ func cmdAccept(ctx context.Context, e *cli, args []string) error {
 			visible(args[0]), old, fresh, visible(args[0]), visible(args[0])))
 }
 
+func cmdReject(ctx context.Context, e *cli, args []string) error {
+	if len(args) != 1 {
+		return usageError{"usage: sandi reject USER"}
+	}
+	if err := e.open(); err != nil {
+		return err
+	}
+	if err := e.c.RejectIdentity(args[0]); err != nil {
+		return err
+	}
+	return e.out(map[string]any{"user": args[0], "rejected": true},
+		fmt.Sprintf("kept the identity key of %s you had; conversations that name the rejected key stay unusable", visible(args[0])))
+}
+
 func cmdContacts(ctx context.Context, e *cli, args []string) error {
 	if len(args) != 0 {
 		return usageError{"usage: sandi contacts"}
@@ -140,7 +154,7 @@ func identityHint(err error) string {
 	case ie.Own:
 		return "this account's identity key may have been changed by someone else: see 'sandi alarms'"
 	case ie.Pending:
-		return fmt.Sprintf("compare safety numbers with %s ('sandi contacts' shows the old and the new one), then run 'sandi accept %s' if they match", visible(who), visible(who))
+		return fmt.Sprintf("compare safety numbers with %s ('sandi contacts' shows the old and the new one), then run 'sandi accept %s' if the new one matches, or 'sandi reject %s' if not", visible(who), visible(who), visible(who))
 	}
 	return fmt.Sprintf("a conversation names a key for %s other than the one accepted: see 'sandi alarms' and 'sandi contacts'", visible(who))
 }

@@ -45,6 +45,10 @@ func TestCLITrust(t *testing.T) {
 		t.Fatalf("contacts: %+v %v", ct, err)
 	}
 
+	if _, errs, code := cliRun(t, base, bob, "", "reject", "alice"); code != 1 || !strings.Contains(errs, "no identity change") {
+		t.Fatalf("reject with nothing pending: exit %d, %q", code, errs)
+	}
+
 	// Alice lost her device and resets her identity from a new one.
 	cliOK(t, base, alice2, "pw of alice!\n", "login", "alice", "--password-stdin", "--reset")
 	syncJSON(t, base, bob)
