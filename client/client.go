@@ -76,6 +76,8 @@ type Client struct {
 	convs   map[protocol.ConversationID]*convState
 	pend    pending
 	stats   Stats
+	pins    map[protocol.UserID]*pin // the trust store (trust.go)
+	refused map[string]bool          // alarms raised this run for refused keys
 
 	onChange func()
 }
@@ -110,7 +112,7 @@ type prekeyEntry struct {
 type Stats struct {
 	Decrypted      int
 	Duplicates     int
-	DecryptFailed  map[string]int // by reason: no_session, bad_signature, too_far_ahead, unknown_sender, undecryptable, bad_content
+	DecryptFailed  map[string]int // by reason: no_session, bad_signature, too_far_ahead, unknown_sender, server_misbehaved, identity_not_accepted, undecryptable, bad_content
 	Rotations      int
 	AdoptedEpochs  int
 	IdentityAlerts int
@@ -122,7 +124,8 @@ func Open(opts Options) (*Client, error) {
 		return nil, errors.New("client: no storage")
 	}
 	c := &Client{st: opts.Storage, now: opts.Now, devName: opts.DeviceName,
-		prekeys: map[uint32]*prekeyEntry{}, convs: map[protocol.ConversationID]*convState{}, pend: newPending()}
+		prekeys: map[uint32]*prekeyEntry{}, convs: map[protocol.ConversationID]*convState{}, pend: newPending(),
+		pins: map[protocol.UserID]*pin{}, refused: map[string]bool{}}
 	c.stats.DecryptFailed = map[string]int{}
 	if c.now == nil {
 		c.now = time.Now
@@ -141,6 +144,9 @@ func Open(opts Options) (*Client, error) {
 	}
 	c.api = &api{http: hc}
 	if err := c.load(); err != nil {
+		return nil, err
+	}
+	if err := c.loadPins(); err != nil {
 		return nil, err
 	}
 	if opts.Server != "" {
@@ -352,6 +358,20 @@ func (c *Client) ResetIdentity(ctx context.Context) error {
 	if c.acct.Token == "" {
 		return ErrNoAccount
 	}
+	// The key being replaced: this device's, or (on a device that never
+	// held it) the one the server names for the account. Chains that still
+	// name it are this account's, not an alarm (see noteOwnReset).
+	var oldKey *protocol.IdentityKey
+	if c.id != nil {
+		k := c.id.Public()
+		oldKey = &k
+	} else {
+		var u userInfo
+		if err := c.api.do(ctx, "GET", "/api/users/"+c.acct.User.String(), nil, &u); err != nil {
+			return err
+		}
+		oldKey = u.IdentityKey
+	}
 	id := secret.NewIdentity()
 	old := c.id
 	c.id = id
@@ -368,6 +388,11 @@ func (c *Client) ResetIdentity(ctx context.Context) error {
 		return []protocol.DeviceID{c.acct.Device}
 	}); err != nil {
 		return err
+	}
+	if oldKey != nil {
+		if err := c.noteOwnReset(*oldKey); err != nil {
+			return err
+		}
 	}
 	return c.rekeyConversations(ctx)
 }

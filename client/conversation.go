@@ -186,12 +186,9 @@ func (c *Client) syncChain(ctx context.Context, cs *convState) error {
 	if next.Conversation != cs.ID {
 		return fmt.Errorf("%w: records of another conversation", ErrServerMisbehaved)
 	}
-	for i, rec := range recs {
+	prev := cs.chain
+	for i := range recs {
 		cs.records = append(cs.records, ra.Records[i])
-		if rec.Op == protocol.OpRekey {
-			c.stats.IdentityAlerts++
-			c.warn(Warning{Kind: WarnIdentityChanged, User: rec.Author, Conversation: cs.ID})
-		}
 	}
 	cs.chain = next
 	_, member := next.Member(c.acct.User)
@@ -199,7 +196,13 @@ func (c *Client) syncChain(ctx context.Context, cs *convState) error {
 	if err := c.saveChain(cs); err != nil {
 		return err
 	}
-	return c.saveConv(cs)
+	if err := c.saveConv(cs); err != nil {
+		return err
+	}
+	// The chain verifies; whether its identity keys are the pinned ones is
+	// the trust store's question (protocol.md "Client trust state"): a
+	// change is recorded and raised here, and refused where it is used.
+	return c.meetChain(cs, prev, recs)
 }
 
 // chainAt returns the verified chain as it was after record seq.
@@ -233,15 +236,16 @@ type userInfo struct {
 	} `json:"devices"`
 }
 
-// contact is what the device remembers of another account (storage key
-// contact/ID): the identity key it first saw, so a change is noticed.
+// contact is what older versions kept of another account (storage key
+// contact/ID); the trust store's pins replace it (trust.go migratePins).
 type contact struct {
 	Username string               `json:"username"`
 	Identity protocol.IdentityKey `json:"identity"`
 }
 
-// lookup fetches a user by name or id and checks its identity key against
-// the one remembered (trust on first use; a change is a warning).
+// lookup fetches a user by name or id and meets its identity key (trust
+// store: pinned on first use, a change raised and recorded). The answer is
+// the server's; callers that vouch for a key use memberKey.
 func (c *Client) lookup(ctx context.Context, nameOrID string) (*userInfo, error) {
 	var u userInfo
 	path := "/api/users?username=" + url.QueryEscape(nameOrID)
@@ -257,22 +261,33 @@ func (c *Client) lookup(ctx context.Context, nameOrID string) (*userInfo, error)
 	if u.IdentityKey == nil {
 		return nil, fmt.Errorf("%s has no device with keys yet", u.Username)
 	}
-	key := "contact/" + u.ID.String()
-	if b, err := c.st.Get(key); err == nil {
-		var old contact
-		if json.Unmarshal(b, &old) == nil && !old.Identity.Equal(*u.IdentityKey) {
-			c.stats.IdentityAlerts++
-			c.warn(Warning{Kind: WarnIdentityChanged, User: u.ID, Username: u.Username})
-		}
-	}
-	b, err := json.Marshal(contact{Username: u.Username, Identity: *u.IdentityKey})
-	if err != nil {
-		return nil, err
-	}
-	if err := c.st.Put(key, b); err != nil {
+	if err := c.meet(u.ID, u.Username, *u.IdentityKey, protocol.ConversationID{}, metElsewhere); err != nil && !errors.Is(err, ErrIdentityNotAccepted) {
 		return nil, err
 	}
 	return &u, nil
+}
+
+// memberKey resolves a user to name in a membership record this device
+// signs: the key must be the pinned one (protocol.md "Client trust state",
+// vouching). A lookup answer that differs from the pin is an identity
+// change, recorded and raised by lookup and held as pending: the record is
+// refused until the user accepts the new key.
+func (c *Client) memberKey(ctx context.Context, name string) (protocol.UserID, protocol.IdentityKey, error) {
+	u, err := c.lookup(ctx, name)
+	if err != nil {
+		return protocol.UserID{}, protocol.IdentityKey{}, err
+	}
+	if u.ID == c.acct.User {
+		return u.ID, c.id.Public(), nil
+	}
+	p := c.pins[u.ID]
+	if p == nil {
+		return protocol.UserID{}, protocol.IdentityKey{}, fmt.Errorf("%s could not be pinned", name)
+	}
+	if p.Pending != nil || !p.Identity.Equal(*u.IdentityKey) {
+		return protocol.UserID{}, protocol.IdentityKey{}, &IdentityError{User: u.ID, Username: p.Username, Pending: p.Pending != nil}
+	}
+	return u.ID, p.Identity, nil
 }
 
 // usernameOf returns a remembered username for a user id ("" if unknown).
@@ -280,11 +295,8 @@ func (c *Client) usernameOf(ctx context.Context, id protocol.UserID) string {
 	if id == c.acct.User {
 		return c.acct.Username
 	}
-	if b, err := c.st.Get("contact/" + id.String()); err == nil {
-		var ct contact
-		if json.Unmarshal(b, &ct) == nil {
-			return ct.Username
-		}
+	if p := c.pins[id]; p != nil && p.Username != "" {
+		return p.Username
 	}
 	if u, err := c.lookup(ctx, id.String()); err == nil {
 		return u.Username
@@ -304,14 +316,14 @@ func (c *Client) CreateConversation(ctx context.Context, title string, users ...
 	rec := &protocol.Record{Op: protocol.OpCreate, Conversation: protocol.NewConversationID(), Time: c.now().UnixMilli(), Author: c.acct.User}
 	rec.Members = []protocol.Member{{User: c.acct.User, Identity: c.id.Public(), Role: protocol.RoleAdmin}}
 	for _, name := range users {
-		u, err := c.lookup(ctx, name)
+		id, key, err := c.memberKey(ctx, name)
 		if err != nil {
 			return protocol.ConversationID{}, err
 		}
-		if slices.ContainsFunc(rec.Members, func(m protocol.Member) bool { return m.User == u.ID }) {
+		if slices.ContainsFunc(rec.Members, func(m protocol.Member) bool { return m.User == id }) {
 			continue
 		}
-		rec.Members = append(rec.Members, protocol.Member{User: u.ID, Identity: *u.IdentityKey, Role: protocol.RoleMember})
+		rec.Members = append(rec.Members, protocol.Member{User: id, Identity: key, Role: protocol.RoleMember})
 	}
 	secret.SignRecord(c.id, rec)
 	chain, err := protocol.Genesis(rec)
@@ -371,6 +383,11 @@ type claimAnswer struct {
 // verifies each against the member's identity key in the chain, and seals
 // a new epoch secret to them. The returned entry is this device's ratchet.
 func (c *Client) makeEpoch(ctx context.Context, chain *protocol.Chain, n uint64) (*protocol.Distribution, *epochEntry, error) {
+	// Seal only to the pinned, accepted keys (protocol.md "Client trust
+	// state"); the bundles are then checked against the chain's keys.
+	if err := c.trustedChain(chain.Conversation, chain); err != nil {
+		return nil, nil, err
+	}
 	members := chain.Members()
 	users := make([]protocol.UserID, len(members))
 	idents := map[protocol.UserID]protocol.IdentityKey{}
@@ -464,6 +481,11 @@ func (c *Client) openEpoch(ctx context.Context, cs *convState, n uint64) (*epoch
 	at, err := cs.chainAt(d.ChainSeq)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrServerMisbehaved, err)
+	}
+	if m, ok := at.Member(d.Creator.User); ok {
+		if err := c.refuseUnaccepted(m.User, m.Identity, cs.ID, fmt.Sprintf("epoch %d", n)); err != nil {
+			return nil, err
+		}
 	}
 	s, err := secret.OpenDistribution(secret.OpenRequest{Distribution: d, Chain: at, Self: c.ref(), PreKey: c.preKey})
 	if err != nil {
@@ -633,11 +655,11 @@ func (c *Client) AddMembers(ctx context.Context, conv protocol.ConversationID, u
 	defer c.mu.Unlock()
 	var ms []protocol.Member
 	for _, name := range users {
-		u, err := c.lookup(ctx, name)
+		id, key, err := c.memberKey(ctx, name)
 		if err != nil {
 			return err
 		}
-		ms = append(ms, protocol.Member{User: u.ID, Identity: *u.IdentityKey, Role: protocol.RoleMember})
+		ms = append(ms, protocol.Member{User: id, Identity: key, Role: protocol.RoleMember})
 	}
 	return c.change(ctx, conv, protocol.OpAdd, ms, nil)
 }

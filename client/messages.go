@@ -159,6 +159,9 @@ func (c *Client) send(ctx context.Context, cs *convState, clientID string, ct Co
 			if err != nil {
 				return Message{}, err
 			}
+			if err := c.trusted(cs); err != nil {
+				return Message{}, err
+			}
 			env, err := e.ep.Encrypt(c.id, pt)
 			if err != nil {
 				return Message{}, err
@@ -325,6 +328,8 @@ func failure(err error) string {
 		return "unknown_sender"
 	case errors.Is(err, ErrServerMisbehaved):
 		return "server_misbehaved"
+	case errors.Is(err, ErrIdentityNotAccepted):
+		return "identity_not_accepted"
 	}
 	return "undecryptable"
 }
@@ -385,7 +390,7 @@ func (c *Client) receive(ctx context.Context, ma *messageAnswer) (*Message, erro
 	}
 	e, err := c.openEpoch(ctx, cs, env.Epoch)
 	if err != nil {
-		if errors.Is(err, errNoSession) || errors.Is(err, ErrServerMisbehaved) {
+		if errors.Is(err, errNoSession) || errors.Is(err, ErrServerMisbehaved) || errors.Is(err, ErrIdentityNotAccepted) {
 			return fail(err)
 		}
 		// The server could not be reached, or storage failed: not a
@@ -399,6 +404,12 @@ func (c *Client) receive(ctx context.Context, ma *messageAnswer) (*Message, erro
 	id, ok := e.Identities[env.Sender.User]
 	if !ok {
 		return fail(secret.ErrUnknownSender)
+	}
+	if err := c.refuseUnaccepted(env.Sender.User, id, cs.ID, fmt.Sprintf("message %d", ma.Seq)); err != nil {
+		if errors.Is(err, ErrIdentityNotAccepted) {
+			return fail(err)
+		}
+		return nil, err
 	}
 	pt, err := e.ep.Decrypt(env, id)
 	if errors.Is(err, secret.ErrDuplicate) {

@@ -21,8 +21,9 @@ import (
 // The property test: seeded random sequences of register, link a device,
 // create a conversation, add, remove, leave, send, concurrent sends (which
 // race to rotate), device offline and back, a live WebSocket dropped
-// mid-way, a device removed by another device of its account, and server
-// restarts. At the end every device syncs and:
+// mid-way, a device removed by another device of its account, server
+// restarts, contacts verified, and identity resets (with the new key
+// accepted where it waits for the user). At the end every device syncs and:
 //   - every accepted message is decrypted exactly once by every device that
 //     was a member device when it was sent, and by no other device;
 //   - no decrypt failure happened anywhere.
@@ -388,6 +389,77 @@ func (w *world) took(d *pDevice, ms []client.Message, fails []*client.DecryptErr
 	}
 }
 
+// verify has a device compare safety numbers with a device of another
+// user and mark that user verified.
+func (w *world) verify() {
+	ctx := context.Background()
+	d := w.devices[w.rng.IntN(len(w.devices))]
+	v := w.rng.IntN(len(w.users))
+	if v == d.user {
+		return
+	}
+	other := w.devicesOf(v)[0]
+	n, _, err := other.c.SafetyNumber(ctx, w.users[d.user])
+	if err != nil {
+		w.fail("%s: safety number: %v", other.name, err)
+	}
+	if err := d.c.MarkVerified(ctx, w.users[v], []byte(n)); err != nil {
+		w.fail("%s verifies %s: %v", d.name, w.users[v], err)
+	}
+	w.ops["verify"]++
+}
+
+// reset has a user with one device lose it and reset the identity from a
+// new device (the old one is signed out and leaves the world); every other
+// device syncs, and where the new key waits for its user (a verified
+// contact, or a key met outside a shared conversation) accepts it after
+// comparing safety numbers.
+func (w *world) reset() {
+	ctx := context.Background()
+	var single []int
+	for u := range w.users {
+		if ds := w.devicesOf(u); len(ds) == 1 && ds[0].online {
+			single = append(single, u)
+		}
+	}
+	if len(single) == 0 {
+		return
+	}
+	u := single[w.rng.IntN(len(single))]
+	ds := w.devicesOf(u)
+	d := w.newDevice(u)
+	if err := d.c.Login(ctx, w.users[u], "password "+w.users[u]); err != nil {
+		w.fail("login: %v", err)
+	}
+	if err := d.c.ResetIdentity(ctx); err != nil {
+		w.fail("%s resets: %v", d.name, err)
+	}
+	w.devices[slices.Index(w.devices, ds[0])] = d
+	for _, cv := range w.convs {
+		if cv.admin == u {
+			cv.admin = -1 // a rekey makes the admin a plain member (protocol.md §6.2)
+		}
+	}
+	for _, d := range w.devices {
+		if d.user == u {
+			continue
+		}
+		w.syncDevice(d)
+		if _, err := d.c.FindUser(ctx, w.users[u]); err != nil {
+			w.fail("%s looks up %s: %v", d.name, w.users[u], err)
+		}
+		if ct, err := d.c.Contact(ctx, w.users[u]); err != nil {
+			w.fail("%s: contact %s: %v", d.name, w.users[u], err)
+		} else if ct.Pending != nil {
+			if _, _, err := d.c.AcceptIdentity(w.users[u]); err != nil {
+				w.fail("%s accepts %s: %v", d.name, w.users[u], err)
+			}
+			w.ops["accept"]++
+		}
+	}
+	w.ops["reset"]++
+}
+
 // listen runs a device's live WebSocket briefly and drops it.
 func (w *world) listen(d *pDevice) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(20+w.rng.IntN(60))*time.Millisecond)
@@ -441,8 +513,12 @@ func (w *world) run(t *testing.T, seed int) {
 		case r < 76:
 			w.n.restart()
 			w.ops["restart"]++
-		case r < 79:
+		case r < 78:
 			w.removeDevice()
+		case r < 80:
+			w.verify()
+		case r < 82:
+			w.reset()
 		default:
 			if d := w.devices[w.rng.IntN(len(w.devices))]; d.online {
 				w.syncDevice(d)

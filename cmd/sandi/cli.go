@@ -90,6 +90,11 @@ var commands = map[string]command{
 	"sync":          cmdSync,
 	"chat":          cmdChat,
 	"safety-number": cmdSafetyNumber,
+	"verify":        cmdVerify,
+	"accept":        cmdAccept,
+	"reject":        cmdReject,
+	"contacts":      cmdContacts,
+	"alarms":        cmdAlarms,
 }
 
 // open opens the client state in the home directory.

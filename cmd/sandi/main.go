@@ -19,6 +19,9 @@ func main() {
 	stop()
 	if err != nil {
 		printError(os.Stderr, err)
+		if hint := identityHint(err); hint != "" {
+			fmt.Fprintln(os.Stderr, "sandi:", hint)
+		}
 		var ue usageError
 		if errors.As(err, &ue) {
 			os.Exit(2)
@@ -75,6 +78,17 @@ Conversations:
   sync [CONV]                 print new messages (of CONV only, if given)
   chat CONV                   interactive view of one conversation
   safety-number USER          show the safety number to compare with USER
+
+Trust:
+  verify USER [--number DIGITS]
+                              compare safety numbers with USER and mark USER verified
+                              (the other side's number is typed, pasted or given)
+  accept USER                 accept USER's changed identity key after comparing the
+                              old and new safety numbers (USER is then unverified)
+  reject USER                 refuse USER's changed identity key and keep the old one
+  contacts                    list the accounts this device knows, verified or not,
+                              with their safety numbers and any key change waiting
+  alarms [CONV]               show what this device detected the server doing wrong
 
 Global flags:
   --home DIR     state directory (env SANDI_HOME; default: the user config dir)
