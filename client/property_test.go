@@ -20,11 +20,13 @@ import (
 
 // The property test: seeded random sequences of register, link a device,
 // create a conversation, add, remove, leave, send, concurrent sends (which
-// race to rotate), device offline and back, a live WebSocket dropped
-// mid-way, and server restarts. At the end every device syncs and:
+// race to rotate), device offline and back (also across a removal), a live
+// WebSocket dropped mid-way, and server restarts. At the end every device
+// syncs and:
 //   - every accepted message is decrypted exactly once by every device that
 //     was a member device when it was sent, and by no other device;
-//   - no decrypt failure happened anywhere.
+//   - no decrypt failure happened anywhere, and no device raised a
+//     stale-epoch or equivocation alarm.
 //
 // SANDI_PROPERTY_SEQUENCES sets the number of sequences (default 6, the
 // test script runs 200), SANDI_PROPERTY_SEED the first seed.
@@ -343,6 +345,29 @@ func (w *world) concurrent(cv *pConv) {
 	w.ops["concurrent"]++
 }
 
+// offlineRemoval: a member device goes offline; meanwhile a message is
+// sent and a member removed. The device comes back and sends before it
+// syncs, so it verifies the removal (and uses the epoch made for it)
+// before it reads the message sent in the epoch before; then members race
+// to send.
+func (w *world) offlineRemoval(cv *pConv) {
+	d := w.onlineMemberDevice(cv)
+	if d == nil {
+		return
+	}
+	d.online = false
+	if o := w.onlineMemberDevice(cv); o != nil {
+		w.send(cv, o)
+	}
+	w.remove(cv)
+	d.online = true
+	if cv.members[d.user] {
+		w.send(cv, d)
+	}
+	w.concurrent(cv)
+	w.ops["offline removal"]++
+}
+
 func (w *world) syncDevice(d *pDevice) {
 	res, err := d.c.Sync(context.Background())
 	if err != nil {
@@ -413,6 +438,8 @@ func (w *world) run(t *testing.T, seed int) {
 		case r < 76:
 			w.n.restart()
 			w.ops["restart"]++
+		case r < 81:
+			w.offlineRemoval(cv)
 		default:
 			if d := w.devices[w.rng.IntN(len(w.devices))]; d.online {
 				w.syncDevice(d)
@@ -439,6 +466,16 @@ func (w *world) run(t *testing.T, seed int) {
 	for _, d := range w.devices {
 		if st := d.c.Stats(); len(st.DecryptFailed) != 0 {
 			w.fail("%s counted decrypt failures %v", d.name, st.DecryptFailed)
+		}
+		// The server is honest here: the epoch rules raise nothing.
+		as, err := d.c.Alarms(protocol.ConversationID{})
+		if err != nil {
+			w.fail("%s: alarms: %v", d.name, err)
+		}
+		for _, a := range as {
+			if a.Kind == client.AlarmStaleEpoch || a.Kind == client.AlarmEquivocation {
+				w.fail("%s raised an alarm against an honest server: %+v", d.name, a)
+			}
 		}
 	}
 }
