@@ -164,11 +164,15 @@ func accepted(env *protocol.Envelope) (int, any, bool) {
 }
 
 // deliver has the server hand envs to the client behind m as new messages
-// of its stream, from seq 5000 on.
-func deliver(m *mitm, envs [][]byte) {
+// of its stream, from seq 5000 on, after the events of the real stream
+// that keep (if not nil) keeps.
+func deliver(m *mitm, envs [][]byte, keep func(body map[string]any)) {
 	m.setRewrite(func(r *http.Request, body map[string]any) {
 		if r.URL.Path != "/api/sync" {
 			return
+		}
+		if keep != nil {
+			keep(body)
 		}
 		evs, _ := body["events"].([]any)
 		for i, b := range envs {
@@ -188,7 +192,7 @@ func deliver(m *mitm, envs [][]byte) {
 // delivers them.
 func readable(t *testing.T, c *client.Client, m *mitm, envs [][]byte) []string {
 	t.Helper()
-	deliver(m, envs)
+	deliver(m, envs, nil)
 	defer m.setRewrite(nil)
 	res, err := c.Sync(context.Background())
 	if err != nil {
@@ -394,6 +398,139 @@ func TestRemovalEnforced(t *testing.T) {
 		if got := readable(t, carol, mc, bobSent.list()); len(got) != 0 {
 			t.Fatalf("carol read %q", got)
 		}
+	})
+
+	// Carol, removed, writes on in epoch 1, which bob holds; the server
+	// delivers it after the removal. Bob refuses it: every message of an
+	// epoch made for record 0 came before record 1 in his event stream.
+	t.Run("removed member writes on", func(t *testing.T) {
+		_, bob, carol, mb, mc, conv := setup(t, "w")
+		var carolSent envelopes
+		mc.set(func(r *http.Request, body []byte) (int, any, bool) {
+			if isConv(r, conv) {
+				return 200, map[string]any{"id": conv.String(), "epoch": 1, "rotationRequired": false, "chainSeq": 0, "lastSeq": 1}, true
+			}
+			if env := carolSent.capture(t, r, body); env != nil {
+				return accepted(env)
+			}
+			return 0, nil, false
+		}, nil)
+		if _, err := carol.Send(ctx, conv, "carol writes on"); err != nil {
+			t.Fatal(err)
+		}
+		deliver(mb, carolSent.list(), nil)
+		res, err := bob.Sync(ctx)
+		mb.setRewrite(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Messages) != 0 {
+			t.Fatalf("bob read %+v from removed carol", res.Messages)
+		}
+		if len(res.Failures) != 1 || res.Failures[0].Reason != "server_misbehaved" {
+			t.Fatalf("failures %+v", res.Failures)
+		}
+		wantAlarm(t, bob, conv, client.AlarmStaleEpoch)
+	})
+
+	// Carol, removed, makes epoch 3 for record 0 while bob, who has not
+	// yet received the removal in his stream but verified it when he sent,
+	// holds epoch 2 for record 1. The server delivers carol's message
+	// before the removal: bob refuses the epoch, out of order with his.
+	t.Run("forged epoch out of order", func(t *testing.T) {
+		alice := register(t, n, "oalice")
+		mb, mc := newMITM(t, n), newMITM(t, n)
+		bob, carol := registerVia(t, mb, "obob"), registerVia(t, mc, "ocarol")
+		conv, err := alice.CreateConversation(ctx, "", "obob", "ocarol")
+		if err != nil {
+			t.Fatal(err)
+		}
+		syncTexts(t, carol)
+		// Bob's stream stops before the removal: it shows messages only,
+		// and never moves past the first answer.
+		var cursor float64
+		messagesOnly := func(body map[string]any) {
+			evs, _ := body["events"].([]any)
+			var keep []any
+			for _, x := range evs {
+				if e, _ := x.(map[string]any); e["kind"] == "message" {
+					keep = append(keep, x)
+				}
+			}
+			body["events"], body["more"] = keep, false
+			if cursor == 0 {
+				cursor, _ = body["cursor"].(float64)
+			}
+			body["cursor"] = cursor
+		}
+		mb.setRewrite(func(r *http.Request, body map[string]any) {
+			if r.URL.Path == "/api/sync" {
+				messagesOnly(body)
+			}
+		})
+		syncTexts(t, bob)
+		if err := alice.RemoveMembers(ctx, conv, "ocarol"); err != nil {
+			t.Fatal(err)
+		}
+		m, err := bob.Send(ctx, conv, "after the removal")
+		if err != nil || m.Epoch != 2 {
+			t.Fatalf("bob sent in epoch %d: %v", m.Epoch, err)
+		}
+		var dist []byte
+		var carolSent envelopes
+		epoch := 2
+		var mu sync.Mutex
+		mc.set(func(r *http.Request, body []byte) (int, any, bool) {
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case isConv(r, conv):
+				return 200, map[string]any{"id": conv.String(), "epoch": epoch, "rotationRequired": epoch == 2, "chainSeq": 0, "lastSeq": 2}, true
+			case strings.HasSuffix(r.URL.Path, "/records"):
+				return 200, map[string]any{"records": []any{}}, true
+			case r.Method == "POST" && strings.HasSuffix(r.URL.Path, "/sessions"):
+				var req struct {
+					Session string `json:"session"`
+				}
+				if err := json.Unmarshal(body, &req); err != nil {
+					t.Error(err)
+				}
+				dist, epoch = unb64u(t, req.Session), 3
+				return http.StatusCreated, map[string]any{"epoch": 3}, true
+			}
+			if env := carolSent.capture(t, r, body); env != nil {
+				return accepted(env)
+			}
+			return 0, nil, false
+		}, nil)
+		if _, err := carol.Send(ctx, conv, "carol in epoch 3"); err != nil {
+			t.Fatal(err)
+		}
+		d, err := protocol.ParseDistribution(dist)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entry := d.Entry(protocol.DeviceRef{User: bob.UserID(), Device: bob.DeviceID()})
+		if d.Epoch != 3 || d.ChainSeq != 0 || entry == nil {
+			t.Fatalf("carol made epoch %d for record %d", d.Epoch, d.ChainSeq)
+		}
+		mb.set(func(r *http.Request, body []byte) (int, any, bool) {
+			if r.URL.Path == "/api/conversations/"+conv.String()+"/sessions/3/initial-session" {
+				return 200, map[string]any{"conversation": conv.String(), "epoch": 3, "chainSeq": 0, "distribution": b64u(dist),
+					"preKeyId": entry.PreKeyID, "initiatorEphemeralKey": b64u(entry.Enc[:]), "ciphertext": b64u(entry.Ciphertext[:])}, true
+			}
+			return 0, nil, false
+		}, nil)
+		deliver(mb, carolSent.list(), messagesOnly)
+		res, err := bob.Sync(ctx)
+		mb.set(nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Messages) != 0 {
+			t.Fatalf("bob read %+v from removed carol", res.Messages)
+		}
+		wantAlarm(t, bob, conv, client.AlarmStaleEpoch)
 	})
 
 	// (c) An epoch named as current whose recipients are not the member
