@@ -31,7 +31,7 @@ type convState struct {
 	// The epoch rules of §7.4 and §7.5: see epochrules.go.
 	StreamSeq uint64               `json:"streamSeq,omitempty"` // newest record whose event the stream delivered
 	Spans     map[uint64]epochSpan `json:"spans,omitempty"`     // per record, the epochs held for it
-	Refused   []uint64             `json:"refused,omitempty"`   // epochs refused as stale, newest last
+	Refused   []refusal            `json:"refused,omitempty"`   // distributions refused as stale, newest last
 
 	records [][]byte
 	chain   *protocol.Chain
@@ -435,12 +435,12 @@ func (c *Client) openEpoch(ctx context.Context, cs *convState, n uint64) (*epoch
 	if e, err := c.loadEpoch(cs, n); e != nil || err != nil {
 		return e, err
 	}
-	if slices.Contains(cs.Refused, n) {
-		return nil, fmt.Errorf("%w: epoch %d of %s was refused as stale", ErrServerMisbehaved, n, cs.ID)
-	}
 	d, entry, err := c.fetchDistribution(ctx, cs, n)
 	if err != nil {
 		return nil, err
+	}
+	if cs.refused(d) {
+		return nil, fmt.Errorf("%w: %w: epoch %d of %s was refused", ErrServerMisbehaved, errStale, n, cs.ID)
 	}
 	if err := c.checkOrder(cs, d); err != nil {
 		return nil, err

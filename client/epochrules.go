@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -38,15 +39,30 @@ func (cs *convState) hold(n, seq uint64) {
 	cs.Spans[seq] = sp
 }
 
-// maxRefused bounds the list of refused epochs a conversation keeps.
+// refusal names a distribution the device refused: its epoch and the
+// commitment to its secret (§7.3), which no other distribution of that
+// epoch shares. Another distribution of the same epoch is judged on its
+// own: the server's own epoch of that number may come later.
+type refusal struct {
+	Epoch      uint64 `json:"epoch"`
+	Commitment b64    `json:"commitment"`
+}
+
+// maxRefused bounds the list of refused distributions a conversation keeps.
 const maxRefused = 256
 
-// refuse records that epoch n is not to be used, for sending or reading.
-func (cs *convState) refuse(n uint64) {
-	if slices.Contains(cs.Refused, n) {
+func (cs *convState) refused(d *protocol.Distribution) bool {
+	return slices.ContainsFunc(cs.Refused, func(r refusal) bool {
+		return r.Epoch == d.Epoch && bytes.Equal(r.Commitment, d.Commitment[:])
+	})
+}
+
+// refuse records that d is not to be used, for sending or reading.
+func (cs *convState) refuse(d *protocol.Distribution) {
+	if cs.refused(d) {
 		return
 	}
-	cs.Refused = append(cs.Refused, n)
+	cs.Refused = append(cs.Refused, refusal{Epoch: d.Epoch, Commitment: slices.Clone(d.Commitment[:])})
 	if len(cs.Refused) > maxRefused {
 		cs.Refused = slices.Delete(cs.Refused, 0, len(cs.Refused)-maxRefused)
 	}
@@ -71,11 +87,12 @@ func (c *Client) alarmOnce(cs *convState, key string, a Alarm) error {
 	return c.raise(a)
 }
 
-// stale refuses epoch n (stored, so it is not read either), raises a
-// stale-epoch alarm and returns an error wrapping ErrServerMisbehaved and
+// stale refuses distribution d (stored, so it is not read either), raises
+// a stale-epoch alarm and returns an error wrapping ErrServerMisbehaved and
 // errStale.
-func (c *Client) stale(cs *convState, n uint64, detail string) error {
-	cs.refuse(n)
+func (c *Client) stale(cs *convState, d *protocol.Distribution, detail string) error {
+	n := d.Epoch
+	cs.refuse(d)
 	if err := c.saveConv(cs); err != nil {
 		return err
 	}
@@ -93,12 +110,12 @@ func (c *Client) stale(cs *convState, n uint64, detail string) error {
 // for older records and below every epoch held for newer ones.
 func (c *Client) checkOrder(cs *convState, d *protocol.Distribution) error {
 	if d.ChainSeq < cs.StreamSeq {
-		return c.stale(cs, d.Epoch, fmt.Sprintf("Epoch %d was made for membership record %d, after this device had received record %d.",
+		return c.stale(cs, d, fmt.Sprintf("Epoch %d was made for membership record %d, after this device had received record %d.",
 			d.Epoch, d.ChainSeq, cs.StreamSeq))
 	}
 	for seq, sp := range cs.Spans {
 		if (seq > d.ChainSeq && d.Epoch >= sp.First) || (seq < d.ChainSeq && d.Epoch <= sp.Last) {
-			return c.stale(cs, d.Epoch, fmt.Sprintf("Epoch %d, made for membership record %d, is out of order with epochs %d to %d, made for record %d.",
+			return c.stale(cs, d, fmt.Sprintf("Epoch %d, made for membership record %d, is out of order with epochs %d to %d, made for record %d.",
 				d.Epoch, d.ChainSeq, sp.First, sp.Last, seq))
 		}
 	}
@@ -156,15 +173,15 @@ func (c *Client) sendable(ctx context.Context, cs *convState, ca convAnswer) (*e
 		return nil, 0, err
 	}
 	if e == nil {
-		if slices.Contains(cs.Refused, n) {
-			return nil, 0, fmt.Errorf("%w: %w: epoch %d was refused", ErrServerMisbehaved, errStale, n)
-		}
 		d, entry, err := c.fetchDistribution(ctx, cs, n)
 		if err != nil {
 			return nil, 0, err
 		}
+		if cs.refused(d) {
+			return nil, 0, fmt.Errorf("%w: %w: epoch %d was refused", ErrServerMisbehaved, errStale, n)
+		}
 		if d.ChainSeq != head {
-			return nil, 0, c.stale(cs, n, fmt.Sprintf("The server names epoch %d as current, made for membership record %d; this device has verified record %d.",
+			return nil, 0, c.stale(cs, d, fmt.Sprintf("The server names epoch %d as current, made for membership record %d; this device has verified record %d.",
 				n, d.ChainSeq, head))
 		}
 		if err := c.checkOrder(cs, d); err != nil {

@@ -307,7 +307,7 @@ func TestRemovalEnforced(t *testing.T) {
 	// a member, sealed to bob, and writes in it; the server names it as
 	// current to bob. Bob neither sends nor reads in it.
 	t.Run("epoch of a removed member", func(t *testing.T) {
-		_, bob, carol, mb, mc, conv := setup(t, "b")
+		alice, bob, carol, mb, mc, conv := setup(t, "b")
 		var dist []byte
 		var carolSent envelopes
 		epoch := 1
@@ -386,14 +386,22 @@ func TestRemovalEnforced(t *testing.T) {
 		if got := readable(t, bob, mb, deliverTo); len(got) != 0 {
 			t.Fatalf("bob read %q from removed carol", got)
 		}
-		// The server stops lying: bob's next message goes in a new epoch
-		// that carol cannot read.
+		// The server stops lying. Alice makes the real epoch 2, for the
+		// record that removed carol: bob reads it, and his next message
+		// goes in it, which carol cannot read.
 		mb.set(func(r *http.Request, body []byte) (int, any, bool) {
 			bobSent.capture(t, r, body)
 			return 0, nil, false
 		}, nil)
-		if _, err := bob.Send(ctx, conv, "for alice only, again"); err != nil {
+		if _, err := alice.Send(ctx, conv, "alice after the removal"); err != nil {
 			t.Fatal(err)
+		}
+		if got := syncTexts(t, bob); !slices.Contains(got, "balice: alice after the removal") {
+			t.Fatalf("bob read %q", got)
+		}
+		m, err = bob.Send(ctx, conv, "for alice only, again")
+		if err != nil || m.Epoch != 2 {
+			t.Fatalf("bob sent in epoch %d: %v", m.Epoch, err)
 		}
 		if got := readable(t, carol, mc, bobSent.list()); len(got) != 0 {
 			t.Fatalf("carol read %q", got)
