@@ -21,6 +21,7 @@ import (
 	"sandi.dev/client"
 	"sandi.dev/internal/server"
 	"sandi.dev/protocol"
+	"sandi.dev/protocol/secret"
 )
 
 // Removal as the client enforces it (protocol.md §7.4, §7.5): a malicious
@@ -605,6 +606,37 @@ func TestRemovalEnforced(t *testing.T) {
 			m, err := bob.Send(ctx, conv, "hello")
 			if err == nil && m.Epoch == 1 {
 				t.Fatal("bob sent in an epoch with a device his view of alice does not list")
+			}
+			wantAlarm(t, bob, conv, client.AlarmEquivocation)
+		})
+		t.Run("device signed by another key", func(t *testing.T) {
+			alice := register(t, n, "kalice")
+			phone := link(t, n, alice, "kalice")
+			mb := newMITM(t, n)
+			bob := registerVia(t, mb, "kbob")
+			conv, err := alice.CreateConversation(ctx, "", "kbob")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Bob's server lists alice's phone with a pre-key signed by a
+			// key of its own: the phone is not a device bob can verify.
+			fake, _, err := secret.NewBundle(secret.NewIdentity(), alice.UserID(), phone.DeviceID(), 1, 1, 1_780_000_000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mb.set(nil, func(r *http.Request, body map[string]any) {
+				if r.URL.Path != "/api/users/"+alice.UserID().String() {
+					return
+				}
+				for _, x := range body["devices"].([]any) {
+					if d, _ := x.(map[string]any); d["id"] == phone.DeviceID().String() {
+						d["signedPreKey"] = b64u(fake.Signed.Marshal())
+					}
+				}
+			})
+			m, err := bob.Send(ctx, conv, "hello")
+			if err == nil && m.Epoch == 1 {
+				t.Fatal("bob sent in an epoch with a device whose pre-key alice's identity did not sign")
 			}
 			wantAlarm(t, bob, conv, client.AlarmEquivocation)
 		})
