@@ -96,7 +96,7 @@ func (c *Client) stale(cs *convState, d *protocol.Distribution, detail string) e
 	if err := c.saveConv(cs); err != nil {
 		return err
 	}
-	if err := c.alarmOnce(cs, fmt.Sprintf("stale/%d", n), Alarm{Kind: AlarmStaleEpoch, Detail: detail}); err != nil {
+	if err := c.alarmOnce(cs, fmt.Sprintf("stale/%d", n), Alarm{Kind: AlarmStaleEpoch, User: d.Creator.User, Detail: detail}); err != nil {
 		return err
 	}
 	return fmt.Errorf("%w: %w: %s", ErrServerMisbehaved, errStale, detail)
