@@ -321,11 +321,12 @@ func (w *world) concurrent(cv *pConv) {
 		}
 	}
 	exp := w.expected(cv)
+	base := len(w.sent) // read before the senders append to w.sent
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for i, d := range ds {
 		wg.Go(func() {
-			text := fmt.Sprintf("%s c%d.%d from %s", w.prefix, len(w.sent), i, d.name)
+			text := fmt.Sprintf("%s c%d.%d from %s", w.prefix, base, i, d.name)
 			m, err := d.c.Send(context.Background(), cv.id, text)
 			mu.Lock()
 			defer mu.Unlock()

@@ -340,7 +340,9 @@ func TestRemovalEnforced(t *testing.T) {
 		if _, err := carol.Send(ctx, conv, "carol is still here"); err != nil {
 			t.Fatal(err)
 		}
+		mu.Lock()
 		d, err := protocol.ParseDistribution(dist)
+		mu.Unlock()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -515,7 +517,9 @@ func TestRemovalEnforced(t *testing.T) {
 		if _, err := carol.Send(ctx, conv, "carol in epoch 3"); err != nil {
 			t.Fatal(err)
 		}
+		mu.Lock()
 		d, err := protocol.ParseDistribution(dist)
+		mu.Unlock()
 		if err != nil {
 			t.Fatal(err)
 		}
