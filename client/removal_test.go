@@ -646,6 +646,48 @@ func TestRemovalEnforced(t *testing.T) {
 		})
 	})
 
+	// Legitimate history: bob is offline while epoch 2 is made for record 0
+	// and carol writes in it, then carol is removed. Back, bob sends first
+	// (verifying the removal, in an epoch made for it), then syncs: he
+	// reads carol's message in epoch 2, made for the older record, with no
+	// alarm.
+	t.Run("offline member reads the epoch before a removal", func(t *testing.T) {
+		n := startNode(t, t.TempDir()+"/sandi.db", server.Config{RotateAfterMessages: 2})
+		alice, bob, carol := register(t, n, "halice"), register(t, n, "hbob"), register(t, n, "hcarol")
+		conv, err := alice.CreateConversation(ctx, "", "hbob", "hcarol")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []string{"one", "two"} {
+			if _, err := alice.Send(ctx, conv, s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		m, err := carol.Send(ctx, conv, "carol before her removal")
+		if err != nil || m.Epoch != 2 {
+			t.Fatalf("carol sent in epoch %d: %v", m.Epoch, err)
+		}
+		if err := alice.RemoveMembers(ctx, conv, "hcarol"); err != nil {
+			t.Fatal(err)
+		}
+		if m, err = bob.Send(ctx, conv, "bob is back"); err != nil || m.Epoch != 3 {
+			t.Fatalf("bob sent in epoch %d: %v", m.Epoch, err)
+		}
+		got := syncTexts(t, bob)
+		if !slices.Equal(got, []string{"halice: one", "halice: two", "hcarol: carol before her removal"}) {
+			t.Fatalf("bob read %q", got)
+		}
+		as, err := bob.Alarms(conv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range as {
+			if a.Kind == client.AlarmStaleEpoch || a.Kind == client.AlarmEquivocation {
+				t.Fatalf("alarm %+v", a)
+			}
+		}
+	})
+
 	// (d) The server names an epoch lower than one bob holds: bob sends in
 	// the highest he holds.
 	t.Run("epoch going down", func(t *testing.T) {
