@@ -104,7 +104,9 @@ func TestCoverage(t *testing.T) {
 	u1, u2 := protocol.UserID{1}, protocol.UserID{2}
 	d1, d2, d3 := protocol.DeviceID{1}, protocol.DeviceID{2}, protocol.DeviceID{3}
 	want := map[protocol.UserID][]protocol.DeviceID{u1: {d2, d1}, u2: {d3}}
-	ref := func(u protocol.UserID, d protocol.DeviceID) protocol.DeviceRef { return protocol.DeviceRef{User: u, Device: d} }
+	ref := func(u protocol.UserID, d protocol.DeviceID) protocol.DeviceRef {
+		return protocol.DeviceRef{User: u, Device: d}
+	}
 	if m, x := coverage(want, []protocol.DeviceRef{ref(u1, d1), ref(u1, d2), ref(u2, d3)}); len(m)+len(x) != 0 {
 		t.Fatalf("exact cover: missing %v, extra %v", m, x)
 	}
