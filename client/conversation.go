@@ -28,10 +28,15 @@ type convState struct {
 	LastSeq uint64                  `json:"lastSeq"` // last message seq processed
 	Left    bool                    `json:"left,omitempty"`
 	Unread  int                     `json:"unread,omitempty"`
+	// The epoch rules of §7.4 and §7.5: see epochrules.go.
+	StreamSeq uint64               `json:"streamSeq,omitempty"` // newest record whose event the stream delivered
+	Spans     map[uint64]epochSpan `json:"spans,omitempty"`     // per record, the epochs held for it
+	Refused   []refusal            `json:"refused,omitempty"`   // distributions refused as stale, newest last
 
 	records [][]byte
 	chain   *protocol.Chain
 	epochs  map[uint64]*epochEntry
+	alarmed map[string]bool // alarms raised by this process, once each
 }
 
 // epochEntry is one epoch's ratchet plus the member identities at the chain
@@ -40,7 +45,11 @@ type epochEntry struct {
 	ChainSeq   uint64                                   `json:"chainSeq"`
 	Identities map[protocol.UserID]protocol.IdentityKey `json:"identities"`
 	State      b64                                      `json:"state"`
-	ep         *secret.Epoch
+	// Covered: this device made the epoch, or checked that its recipients
+	// are exactly the member devices of its record (§7.4 step 6); only
+	// then does it send in it.
+	Covered bool `json:"covered,omitempty"`
+	ep      *secret.Epoch
 }
 
 func convKey(id protocol.ConversationID) string  { return "conv/" + id.String() }
@@ -146,6 +155,7 @@ func (c *Client) loadEpoch(cs *convState, n uint64) (*epochEntry, error) {
 		return nil, fmt.Errorf("stored epoch %d of %s: %w", n, cs.ID, err)
 	}
 	cs.epochs[n] = &e
+	cs.hold(n, e.ChainSeq)
 	return &e, nil
 }
 
@@ -444,13 +454,31 @@ func (c *Client) makeEpoch(ctx context.Context, chain *protocol.Chain, n uint64)
 	return dist, &epochEntry{ChainSeq: chain.Seq, Identities: idents, ep: ep}, nil
 }
 
-// openEpoch fetches this device's entry of epoch n, verifies the signed
-// distribution against the membership chain it names and opens it: the one
-// path by which a device gets an epoch it did not make.
+// openEpoch returns epoch n for reading a message in it: the one path by
+// which a device gets an epoch it did not make. An epoch it does not hold
+// is fetched, checked against the epochs it holds and the records its
+// event stream delivered (§7.4 step 9), verified against the membership
+// chain it names and opened. It is never an epoch to send in: see current.
 func (c *Client) openEpoch(ctx context.Context, cs *convState, n uint64) (*epochEntry, error) {
 	if e, err := c.loadEpoch(cs, n); e != nil || err != nil {
 		return e, err
 	}
+	d, entry, err := c.fetchDistribution(ctx, cs, n)
+	if err != nil {
+		return nil, err
+	}
+	if cs.refused(d) {
+		return nil, fmt.Errorf("%w: %w: epoch %d of %s was refused", ErrServerMisbehaved, errStale, n, cs.ID)
+	}
+	if err := c.checkOrder(cs, d); err != nil {
+		return nil, err
+	}
+	return c.open(ctx, cs, d, entry, nil)
+}
+
+// fetchDistribution fetches this device's entry of epoch n with the signed
+// distribution it belongs to, and checks that they match.
+func (c *Client) fetchDistribution(ctx context.Context, cs *convState, n uint64) (*protocol.Distribution, *protocol.Recipient, error) {
 	var ia struct {
 		Epoch                 uint64 `json:"epoch"`
 		Distribution          b64    `json:"distribution"`
@@ -460,19 +488,27 @@ func (c *Client) openEpoch(ctx context.Context, cs *convState, n uint64) (*epoch
 	}
 	if err := c.api.do(ctx, "GET", fmt.Sprintf("/api/conversations/%s/sessions/%d/initial-session", cs.ID, n), nil, &ia); err != nil {
 		if IsCode(err, "not_found") {
-			return nil, errNoSession
+			return nil, nil, errNoSession
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	d, err := protocol.ParseDistribution(ia.Distribution)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrServerMisbehaved, err)
+		return nil, nil, fmt.Errorf("%w: %v", ErrServerMisbehaved, err)
 	}
 	entry := d.Entry(c.ref())
 	if d.Conversation != cs.ID || d.Epoch != n || entry == nil || entry.PreKeyID != ia.PreKeyID ||
 		string(entry.Enc[:]) != string(ia.InitiatorEphemeralKey) || string(entry.Ciphertext[:]) != string(ia.Ciphertext) {
-		return nil, fmt.Errorf("%w: the initial session does not match its distribution", ErrServerMisbehaved)
+		return nil, nil, fmt.Errorf("%w: the initial session does not match its distribution", ErrServerMisbehaved)
 	}
+	return d, entry, nil
+}
+
+// open verifies a distribution against the membership chain it names
+// (§7.4; with devices, also that it covers exactly them), opens this
+// device's entry and stores the epoch.
+func (c *Client) open(ctx context.Context, cs *convState, d *protocol.Distribution, entry *protocol.Recipient, devices []protocol.DeviceRef) (*epochEntry, error) {
+	n := d.Epoch
 	if cs.chain == nil || d.ChainSeq > cs.chain.Seq {
 		if err := c.syncChain(ctx, cs); err != nil {
 			return nil, err
@@ -487,8 +523,14 @@ func (c *Client) openEpoch(ctx context.Context, cs *convState, n uint64) (*epoch
 			return nil, err
 		}
 	}
-	s, err := secret.OpenDistribution(secret.OpenRequest{Distribution: d, Chain: at, Self: c.ref(), PreKey: c.preKey})
+	s, err := secret.OpenDistribution(secret.OpenRequest{Distribution: d, Chain: at, Devices: devices, Self: c.ref(), PreKey: c.preKey})
 	if err != nil {
+		if errors.Is(err, protocol.ErrBadSignature) {
+			if aerr := c.alarmOnce(cs, fmt.Sprintf("sig/%d", n), Alarm{Kind: AlarmBadSignature,
+				Detail: fmt.Sprintf("The distribution of epoch %d does not carry a valid signature of its creator.", n)}); aerr != nil {
+				return nil, aerr
+			}
+		}
 		return nil, fmt.Errorf("%w: epoch %d: %v", ErrServerMisbehaved, n, err)
 	}
 	ep, err := secret.NewEpoch(s, cs.ID, n, c.ref(), d.Devices())
@@ -500,8 +542,9 @@ func (c *Client) openEpoch(ctx context.Context, cs *convState, n uint64) (*epoch
 	for _, m := range at.Members() {
 		idents[m.User] = m.Identity
 	}
-	e := &epochEntry{ChainSeq: d.ChainSeq, Identities: idents, ep: ep}
+	e := &epochEntry{ChainSeq: d.ChainSeq, Identities: idents, Covered: devices != nil, ep: ep}
 	cs.epochs[n] = e
+	cs.hold(n, d.ChainSeq)
 	if err := c.saveEpoch(cs, n, e); err != nil {
 		return nil, err
 	}
@@ -514,9 +557,9 @@ func (c *Client) openEpoch(ctx context.Context, cs *convState, n uint64) (*epoch
 	}
 	if n > cs.Epoch {
 		cs.Epoch = n
-		if err := c.saveConv(cs); err != nil {
-			return nil, err
-		}
+	}
+	if err := c.saveConv(cs); err != nil {
+		return nil, err
 	}
 	return e, nil
 }
@@ -531,23 +574,19 @@ type convAnswer struct {
 	LastSeq          uint64                  `json:"lastSeq"`
 }
 
-// current brings the conversation to the server's current epoch: it
-// rotates when rotation is required (adopting a concurrent winner's epoch)
-// and returns the epoch to send in.
+// current returns the epoch to send in (§7.5): one made for the head of
+// the chain this device has verified, covering exactly the member devices,
+// numbered no lower than any epoch it holds. It follows the server where
+// the server is right: it rotates when the server requires it (adopting a
+// concurrent winner's epoch) and opens the epoch the server names. Where
+// the server names an epoch that breaks these rules, it raises an alarm
+// and makes the next epoch itself.
 func (c *Client) current(ctx context.Context, cs *convState) (*epochEntry, uint64, error) {
+	var refused error
 	for try := 0; try < 5; try++ {
-		var ca convAnswer
-		if err := c.api.do(ctx, "GET", "/api/conversations/"+cs.ID.String(), nil, &ca); err != nil {
-			if IsCode(err, "not_found") {
-				cs.Left = true
-				c.saveConv(cs)
-				return nil, 0, fmt.Errorf("you are not a member of conversation %s", cs.ID)
-			}
+		ca, err := c.conversationState(ctx, cs)
+		if err != nil {
 			return nil, 0, err
-		}
-		if cs.chain != nil && ca.ChainSeq < cs.chain.Seq {
-			return nil, 0, fmt.Errorf("%w: the server says the membership of %s is at record %d, this device holds record %d (rolled back)",
-				ErrServerMisbehaved, cs.ID, ca.ChainSeq, cs.chain.Seq)
 		}
 		if ca.ChainSeq != chainSeqOf(cs) {
 			if err := c.syncChain(ctx, cs); err != nil {
@@ -557,16 +596,68 @@ func (c *Client) current(ctx context.Context, cs *convState) (*epochEntry, uint6
 				return nil, 0, fmt.Errorf("%w: the server says the membership of %s is at record %d but sent records up to %d",
 					ErrServerMisbehaved, cs.ID, ca.ChainSeq, cs.chain.Seq)
 			}
+			if cs.chain.Seq > ca.ChainSeq {
+				continue // the answer predates a change: ask again
+			}
 		}
 		if !ca.RotationRequired {
-			e, err := c.openEpoch(ctx, cs, ca.Epoch)
-			return e, ca.Epoch, err
+			e, n, err := c.sendable(ctx, cs, ca)
+			var cov *coverageError
+			switch {
+			case err == nil:
+				return e, n, nil
+			case errors.As(err, &cov):
+				// A device added or removed since the answer is a race,
+				// not a lie: ask again before raising the alarm.
+				again, aerr := c.conversationState(ctx, cs)
+				if aerr != nil {
+					return nil, 0, aerr
+				}
+				if again.Epoch != ca.Epoch || again.RotationRequired || again.ChainSeq != ca.ChainSeq {
+					continue
+				}
+				if aerr := c.alarmOnce(cs, fmt.Sprintf("cover/%d", cov.epoch), Alarm{Kind: AlarmEquivocation, Detail: cov.Error()}); aerr != nil {
+					return nil, 0, aerr
+				}
+				refused = fmt.Errorf("%w: %v", ErrServerMisbehaved, cov)
+			case errors.Is(err, errStale):
+				refused = err
+			default:
+				return nil, 0, err
+			}
 		}
-		if err := c.rotate(ctx, cs, ca.Epoch+1); err != nil && !IsCode(err, "epoch_taken") && !IsCode(err, "stale_chain") && !IsCode(err, "session_coverage") {
+		n := max(ca.Epoch, cs.Epoch) + 1
+		if err := c.rotate(ctx, cs, n); err != nil {
+			if IsCode(err, "epoch_taken") || IsCode(err, "stale_chain") || IsCode(err, "session_coverage") {
+				continue
+			}
 			return nil, 0, err
 		}
+		return cs.epochs[n], n, nil
+	}
+	if refused != nil {
+		return nil, 0, refused
 	}
 	return nil, 0, errors.New("the conversation's epoch kept changing; try again")
+}
+
+// conversationState asks the server for the conversation's epoch and
+// membership head, and refuses a head older than the one held.
+func (c *Client) conversationState(ctx context.Context, cs *convState) (convAnswer, error) {
+	var ca convAnswer
+	if err := c.api.do(ctx, "GET", "/api/conversations/"+cs.ID.String(), nil, &ca); err != nil {
+		if IsCode(err, "not_found") {
+			cs.Left = true
+			c.saveConv(cs)
+			return ca, fmt.Errorf("you are not a member of conversation %s", cs.ID)
+		}
+		return ca, err
+	}
+	if cs.chain != nil && ca.ChainSeq < cs.chain.Seq {
+		return ca, fmt.Errorf("%w: the server says the membership of %s is at record %d, this device holds record %d (rolled back)",
+			ErrServerMisbehaved, cs.ID, ca.ChainSeq, cs.chain.Seq)
+	}
+	return ca, nil
 }
 
 func chainSeqOf(cs *convState) uint64 {
@@ -593,7 +684,9 @@ func (c *Client) rotate(ctx context.Context, cs *convState, n uint64) error {
 		return err
 	}
 	c.stats.Rotations++
+	entry.Covered = true
 	cs.epochs[n] = entry
+	cs.hold(n, entry.ChainSeq)
 	if err := c.saveEpoch(cs, n, entry); err != nil {
 		return err
 	}

@@ -401,6 +401,16 @@ func (c *Client) receive(ctx context.Context, ma *messageAnswer) (*Message, erro
 	if e == nil {
 		return fail(errNoSession)
 	}
+	// Every message of an epoch made for a record older than one the
+	// stream delivered came before that record's event (§7.4 step 9): a
+	// later one is a removed member writing on, or a stale epoch replayed.
+	if e.ChainSeq < cs.StreamSeq {
+		detail := fmt.Sprintf("A message in epoch %d, made for membership record %d, came after record %d.", env.Epoch, e.ChainSeq, cs.StreamSeq)
+		if err := c.alarmOnce(cs, fmt.Sprintf("late/%d", env.Epoch), Alarm{Kind: AlarmStaleEpoch, User: env.Sender.User, Detail: detail}); err != nil {
+			return nil, err
+		}
+		return fail(fmt.Errorf("%w: %w: %s", ErrServerMisbehaved, errStale, detail))
+	}
 	id, ok := e.Identities[env.Sender.User]
 	if !ok {
 		return fail(secret.ErrUnknownSender)

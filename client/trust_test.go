@@ -29,16 +29,16 @@ import (
 // in a conversation it invents, in a lookup, in a rekey or for the device's
 // own account.
 
-// mitm is a proxy that may also answer some requests itself, as a server
+// answerProxy is a proxy that may also answer some requests itself, as a server
 // that invents data does.
-type mitm struct {
+type answerProxy struct {
 	*proxy
 	hmu    sync.Mutex
 	handle func(w http.ResponseWriter, r *http.Request) bool
 }
 
-func newMITM(t *testing.T, n *node) *mitm {
-	m := &mitm{proxy: newProxy(t, n)}
+func newAnswerProxy(t *testing.T, n *node) *answerProxy {
+	m := &answerProxy{proxy: newProxy(t, n)}
 	inner := m.srv.Config.Handler
 	m.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		m.hmu.Lock()
@@ -52,7 +52,7 @@ func newMITM(t *testing.T, n *node) *mitm {
 	return m
 }
 
-func (m *mitm) answer(h func(w http.ResponseWriter, r *http.Request) bool) {
+func (m *answerProxy) answer(h func(w http.ResponseWriter, r *http.Request) bool) {
 	m.hmu.Lock()
 	m.handle = h
 	m.hmu.Unlock()
@@ -276,7 +276,7 @@ func TestTrustInventedConversation(t *testing.T) {
 	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
 	for i, verified := range []bool{false, true} {
 		t.Run(map[bool]string{false: "unverified", true: "verified"}[verified], func(t *testing.T) {
-			m := newMITM(t, n)
+			m := newAnswerProxy(t, n)
 			suffix := strconv.Itoa(i)
 			alice := register(t, n, "alice"+suffix)
 			bob := clientVia(t, m.proxy)
@@ -528,7 +528,7 @@ func forgeRekey(t *testing.T, prev *protocol.Record, user protocol.UserID, fake 
 func TestTrustUnacceptedEpochCreator(t *testing.T) {
 	ctx := context.Background()
 	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
-	m := newMITM(t, n)
+	m := newAnswerProxy(t, n)
 	alice := register(t, n, "alice")
 	bob := clientVia(t, m.proxy)
 	if err := bob.Register(ctx, "bob", "password bob"); err != nil {
