@@ -167,7 +167,7 @@ func ParseRecord(b []byte) (*Record, error) {
 		for i := 0; i < n && r.Err() == nil; i++ {
 			m := &rec.Members[i]
 			r.FixedInto(m.User[:], "member user")
-			r.FixedInto(m.Identity[:], "member identity")
+			readIdentity(r, &m.Identity, "member identity")
 			m.Role = Role(r.U8("member role"))
 			if r.Err() == nil && m.Role != RoleMember && m.Role != RoleAdmin {
 				r.Fail("unknown role %d", m.Role)
@@ -180,7 +180,7 @@ func ParseRecord(b []byte) (*Record, error) {
 			r.FixedInto(rec.Users[i][:], "user")
 		}
 	}
-	r.FixedInto(rec.Signature[:], "signature")
+	readSignature(r, &rec.Signature, "signature")
 	if err := r.Done(); err != nil {
 		return nil, fmt.Errorf("membership record: %w", err)
 	}

@@ -80,6 +80,7 @@ func TestVectors(t *testing.T) {
 		vecCase("safety.json", vecGenSafety, vecReplaySafety),
 		vecCase("padding.json", vecGenPadding, vecReplayPadding),
 		vecCase("link.json", vecGenLink, vecReplayLink),
+		vecCase("keys.json", vecGenKeys, vecReplayKeys),
 	}
 	known := map[string]bool{}
 	for _, s := range specs {
