@@ -250,6 +250,13 @@ func (s *Store) PutBundle(ctx context.Context, b store.BundleUpload) error {
 		if err := t.step("bundle"); err != nil {
 			return err
 		}
+		if changed {
+			// This device's one-time keys were signed by the key the reset
+			// replaces: served, they would no longer verify.
+			if _, err := t.exec(`DELETE FROM one_time_keys WHERE device_id = ?`, idArg(b.Device)); err != nil {
+				return err
+			}
+		}
 		if err := t.putOneTime(b.Device, b.OneTime, true); err != nil {
 			return err
 		}
