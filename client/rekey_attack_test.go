@@ -4,7 +4,9 @@ package client_test
 
 import (
 	"context"
+	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -168,4 +170,58 @@ func TestRekeyBackWithOldSeed(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantText(t, carol, "alice: restored")
+}
+
+// TestSmallOrderGenesisRefused: on bob's first contact with a conversation,
+// the server serves a genesis record that names alice with the identity
+// point as her key, "signed" with R = identity, S = 0, a signature that
+// verifies for every message under that key. Bob's client refuses the
+// record itself (at decode), as a server's misbehaviour.
+func TestSmallOrderGenesisRefused(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
+	p := newProxy(t, n)
+	alice := register(t, n, "alice")
+	bob := clientVia(t, p)
+	if err := bob.Register(ctx, "bob", "password of bob"); err != nil {
+		t.Fatal(err)
+	}
+	conv, err := alice.CreateConversation(ctx, "", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Send(ctx, conv, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	var weak protocol.IdentityKey
+	weak[0] = 1
+	var universal [protocol.SignatureSize]byte
+	universal[0] = 1
+	served := 0
+	p.set(func(r *http.Request, body map[string]any) {
+		if !strings.HasSuffix(r.URL.Path, "/records") {
+			return
+		}
+		recs := body["records"].([]any)
+		g, err := protocol.ParseRecord(unb64u(t, recs[0]))
+		if err != nil || g.Seq != 0 {
+			return
+		}
+		for i := range g.Members {
+			if g.Members[i].User == alice.UserID() {
+				g.Members[i].Identity = weak
+			}
+		}
+		g.Signature = universal
+		recs[0] = b64u(g.Marshal())
+		served++
+	})
+	_, err = bob.Sync(ctx)
+	if err == nil {
+		_, err = bob.Send(ctx, conv, "to alice")
+	}
+	wantMisbehaved(t, err)
+	if served == 0 || !strings.Contains(err.Error(), "small order") {
+		t.Fatalf("refused for another reason (%d forged records served): %v", served, err)
+	}
 }
