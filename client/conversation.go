@@ -173,7 +173,7 @@ func (c *Client) syncChain(ctx context.Context, cs *convState) error {
 	for i, r := range ra.Records {
 		var err error
 		if recs[i], err = protocol.ParseRecord(r); err != nil {
-			return fmt.Errorf("%w: %v", ErrServerMisbehaved, err)
+			return c.chainRefused(cs.ID, fmt.Errorf("%w: %v", ErrServerMisbehaved, err))
 		}
 	}
 	if recs[0].Seq != from {
@@ -181,7 +181,7 @@ func (c *Client) syncChain(ctx context.Context, cs *convState) error {
 	}
 	next, err := protocol.Update(cs.chain, recs)
 	if err != nil {
-		return fmt.Errorf("%w: membership of %s: %v", ErrServerMisbehaved, cs.ID, err)
+		return c.chainRefused(cs.ID, fmt.Errorf("%w: membership of %s: %w", ErrServerMisbehaved, cs.ID, err))
 	}
 	if next.Conversation != cs.ID {
 		return fmt.Errorf("%w: records of another conversation", ErrServerMisbehaved)

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"sandi.dev/protocol"
@@ -113,4 +114,24 @@ func (c *Client) rekeyIn(ctx context.Context, conv protocol.ConversationID, old 
 		}
 		return c.syncChain(ctx, cs)
 	}
+}
+
+// chainRefused raises the alarm for membership records the device refused
+// (a record that does not decode, e.g. a key of small order or a
+// non-canonical signature; a chain that forks, rolls back, or holds a
+// record its author's keys did not sign or may not make) and returns err.
+func (c *Client) chainRefused(conv protocol.ConversationID, err error) error {
+	kind := AlarmServerData
+	switch {
+	case errors.Is(err, protocol.ErrFork):
+		kind = AlarmChainFork
+	case errors.Is(err, protocol.ErrRollback):
+		kind = AlarmChainRollback
+	case errors.Is(err, protocol.ErrUnauthorized):
+		kind = AlarmBadSignature
+	}
+	if aerr := c.raise(Alarm{Kind: kind, Conversation: conv, Detail: "the server sent membership records that this device refuses: " + err.Error()}); aerr != nil {
+		return errors.Join(err, aerr)
+	}
+	return err
 }

@@ -4,6 +4,7 @@ package client_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -224,4 +225,58 @@ func TestSmallOrderGenesisRefused(t *testing.T) {
 	if served == 0 || !strings.Contains(err.Error(), "small order") {
 		t.Fatalf("refused for another reason (%d forged records served): %v", served, err)
 	}
+	wantAlarm(t, bob, conv, client.AlarmServerData)
+}
+
+// wantAlarm checks that c recorded an alarm of kind for conv.
+func wantAlarm(t *testing.T, c *client.Client, conv protocol.ConversationID, kind string) {
+	t.Helper()
+	as, err := c.Alarms(conv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(as, func(a client.Alarm) bool { return a.Kind == kind }) {
+		t.Fatalf("%s: alarms %+v, want one of kind %s", c.Username(), as, kind)
+	}
+}
+
+// TestForgedCosignatureRefused: the server appends to bob's view of the
+// chain a rekey of alice, the admin, to a key of its own, "co-signed" by
+// another key of its own and claiming admin. Bob's client refuses the
+// chain, as the server's misbehaviour, and raises an alarm.
+func TestForgedCosignatureRefused(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
+	p := newProxy(t, n)
+	alice := register(t, n, "alice")
+	bob := clientVia(t, p)
+	if err := bob.Register(ctx, "bob", "password of bob"); err != nil {
+		t.Fatal(err)
+	}
+	conv, err := alice.CreateConversation(ctx, "", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, other := secret.NewIdentity(), secret.NewIdentity()
+	p.set(func(r *http.Request, body map[string]any) {
+		if !strings.HasSuffix(r.URL.Path, "/records") {
+			return
+		}
+		recs := body["records"].([]any)
+		last, err := protocol.ParseRecord(unb64u(t, recs[len(recs)-1]))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		rk := &protocol.Record{Op: protocol.OpRekeyCosigned, Conversation: conv, Seq: last.Seq + 1, Prev: last.Hash(), Author: alice.UserID(),
+			Members: []protocol.Member{{User: alice.UserID(), Identity: forged.Public(), Role: protocol.RoleAdmin}}}
+		secret.SignRekey(forged, other, rk)
+		body["records"] = append(recs, b64u(rk.Marshal()))
+	})
+	_, err = bob.Send(ctx, conv, "for alice")
+	wantMisbehaved(t, err)
+	if !errors.Is(err, protocol.ErrUnauthorized) {
+		t.Fatalf("refused for another reason: %v", err)
+	}
+	wantAlarm(t, bob, conv, client.AlarmBadSignature)
 }
