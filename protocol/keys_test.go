@@ -13,9 +13,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+
+	"filippo.io/edwards25519"
 
 	"sandi.dev/protocol"
 )
@@ -35,7 +39,7 @@ type keyVectors struct {
 
 // refusedEncodings returns the refused identity keys and signatures of
 // keys.json, by reason; the loader fails on a file with none.
-func refusedEncodings(t *testing.T) (keys, sigs map[string][]byte) {
+func refusedEncodings(t testing.TB) (keys, sigs map[string][]byte) {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "testdata", "vectors", "keys.json"))
 	if err != nil {
@@ -213,4 +217,62 @@ func TestRefusedSignatures(t *testing.T) {
 	if err := protocol.CheckSignature(g.Signature[:]); err != nil {
 		t.Fatalf("a genuine signature: %v", err)
 	}
+}
+
+// keyOracle decides a 32-byte identity key by the rules of §2.3 computed
+// another way than ParseIdentityKey: the canonical checks on the integer y
+// (math/big), the curve check by decoding, small order by three doublings.
+func keyOracle(b []byte) bool {
+	le := slices.Clone(b)
+	sign := le[31] >> 7
+	le[31] &= 0x7f
+	slices.Reverse(le)
+	y := new(big.Int).SetBytes(le)
+	p := new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 255), big.NewInt(19))
+	if y.Cmp(p) >= 0 {
+		return false
+	}
+	if sign == 1 && (y.Cmp(big.NewInt(1)) == 0 || y.Cmp(new(big.Int).Sub(p, big.NewInt(1))) == 0) {
+		return false // x = 0 with the sign bit set
+	}
+	pt, err := new(edwards25519.Point).SetBytes(b)
+	if err != nil {
+		return false
+	}
+	for range 3 {
+		pt.Add(pt, pt)
+	}
+	return pt.Equal(edwards25519.NewIdentityPoint()) == 0
+}
+
+// FuzzKeyAndSignatureChecks: ParseIdentityKey and CheckSignature agree
+// with keyOracle and with S < L computed with math/big, on any 64 bytes
+// (the first 32 as a key and as R).
+func FuzzKeyAndSignatureChecks(f *testing.F) {
+	keys, sigs := refusedEncodings(f)
+	for _, k := range keys {
+		f.Add(append(slices.Clone(k), make([]byte, 32)...))
+	}
+	for _, s := range sigs {
+		f.Add(s)
+	}
+	id := fixedIdentity(f, "alice")
+	sig := id.Sign([]byte("seed"))
+	f.Add(sig[:])
+	l, _ := new(big.Int).SetString("7237005577332262213973186563042994240857116359379907606001950938285454250989", 10)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) != 64 {
+			return
+		}
+		want := keyOracle(b[:32])
+		if _, err := protocol.ParseIdentityKey(b[:32]); (err == nil) != want {
+			t.Fatalf("key %x: ParseIdentityKey %v, oracle %v", b[:32], err, want)
+		}
+		s := slices.Clone(b[32:])
+		slices.Reverse(s)
+		want = want && new(big.Int).SetBytes(s).Cmp(l) < 0
+		if err := protocol.CheckSignature(b); (err == nil) != want {
+			t.Fatalf("signature %x: CheckSignature %v, oracle %v", b, err, want)
+		}
+	})
 }
