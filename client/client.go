@@ -351,7 +351,10 @@ func (c *Client) Logout(ctx context.Context) error {
 
 // ResetIdentity draws a new identity key for the account, signing out its
 // other devices; contacts are shown the change. Use it only when no other
-// device of the account is at hand.
+// device of the account is at hand. When this device held the old key, the
+// rekey it posts in each conversation is co-signed by it and keeps the
+// account's role there; otherwise the account becomes a plain member, and
+// RekeyBack with the old key's seed restores the roles later.
 func (c *Client) ResetIdentity(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -394,7 +397,7 @@ func (c *Client) ResetIdentity(ctx context.Context) error {
 			return err
 		}
 	}
-	return c.rekeyConversations(ctx)
+	return c.rekeyConversations(ctx, old) // co-signed by old when the device held it
 }
 
 // newPreKey draws, stores and signs one pre-key.

@@ -183,7 +183,7 @@ func (c *Client) syncChain(ctx context.Context, cs *convState) error {
 	for i, r := range ra.Records {
 		var err error
 		if recs[i], err = protocol.ParseRecord(r); err != nil {
-			return fmt.Errorf("%w: %v", ErrServerMisbehaved, err)
+			return c.chainRefused(cs.ID, fmt.Errorf("%w: %v", ErrServerMisbehaved, err))
 		}
 	}
 	if recs[0].Seq != from {
@@ -191,7 +191,7 @@ func (c *Client) syncChain(ctx context.Context, cs *convState) error {
 	}
 	next, err := protocol.Update(cs.chain, recs)
 	if err != nil {
-		return fmt.Errorf("%w: membership of %s: %v", ErrServerMisbehaved, cs.ID, err)
+		return c.chainRefused(cs.ID, fmt.Errorf("%w: membership of %s: %w", ErrServerMisbehaved, cs.ID, err))
 	}
 	if next.Conversation != cs.ID {
 		return fmt.Errorf("%w: records of another conversation", ErrServerMisbehaved)
@@ -785,20 +785,15 @@ func (c *Client) Leave(ctx context.Context, conv protocol.ConversationID) error 
 	return c.change(ctx, conv, protocol.OpLeave, nil, nil)
 }
 
-// rekeyConversations announces a new identity key in every conversation the
-// account is in, after ResetIdentity.
-func (c *Client) rekeyConversations(ctx context.Context) error {
-	var list struct {
-		Conversations []convAnswer `json:"conversations"`
-	}
-	if err := c.api.do(ctx, "GET", "/api/conversations", nil, &list); err != nil {
-		return err
-	}
-	for _, cv := range list.Conversations {
-		m := protocol.Member{User: c.acct.User, Identity: c.id.Public(), Role: protocol.RoleMember}
-		if err := c.change(ctx, cv.ID, protocol.OpRekey, []protocol.Member{m}, nil); err != nil {
-			return fmt.Errorf("announce the new identity in %s: %w", cv.ID, err)
+// rekeyConversations announces the new identity key c.id in every
+// conversation the account is in, after ResetIdentity. old is the key it
+// replaces, if the device held one: the rekeys are then co-signed by it and
+// keep the account's roles (rekeyIn).
+func (c *Client) rekeyConversations(ctx context.Context, old *secret.IdentityPrivateKey) error {
+	return c.eachConversation(ctx, func(conv protocol.ConversationID) error {
+		if err := c.rekeyIn(ctx, conv, old, false); err != nil {
+			return fmt.Errorf("announce the new identity in %s: %w", conv, err)
 		}
-	}
-	return nil
+		return nil
+	})
 }

@@ -404,7 +404,7 @@ func (c *Client) meetChain(cs *convState, prev *protocol.Chain, recs []*protocol
 				}
 				continue
 			}
-			if rec.Op != protocol.OpRekey || state == nil {
+			if !rec.Op.IsRekey() || state == nil {
 				continue
 			}
 			before, _ := state.Member(m.User)

@@ -505,9 +505,9 @@ func TestTrustVerifiedRekey(t *testing.T) {
 	})
 }
 
-// forgeRekey returns a rewrite that puts after record prev of a
+// forgeRekeyRewrite returns a rewrite that puts after record prev of a
 // conversation a rekey of user to the server's key fake, and that record.
-func forgeRekey(t *testing.T, prev *protocol.Record, user protocol.UserID, fake *secret.IdentityPrivateKey) (func(r *http.Request, body map[string]any), *protocol.Record) {
+func forgeRekeyRewrite(t *testing.T, prev *protocol.Record, user protocol.UserID, fake *secret.IdentityPrivateKey) (func(r *http.Request, body map[string]any), *protocol.Record) {
 	rk := &protocol.Record{Op: protocol.OpRekey, Conversation: prev.Conversation, Seq: prev.Seq + 1, Prev: prev.Hash(), Author: user,
 		Time: time.Now().UnixMilli(), Members: []protocol.Member{{User: user, Identity: fake.Public(), Role: protocol.RoleMember}}}
 	secret.SignRecord(fake, rk)
@@ -555,7 +555,7 @@ func TestTrustUnacceptedEpochCreator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rekey, rk := forgeRekey(t, g, alice.UserID(), fake)
+	rekey, rk := forgeRekeyRewrite(t, g, alice.UserID(), fake)
 	if chain, err = chain.Apply(rk); err != nil {
 		t.Fatal(err)
 	}
@@ -641,7 +641,7 @@ func TestTrustOwnRekey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rekey, _ := forgeRekey(t, g, alice.UserID(), fake)
+	rekey, _ := forgeRekeyRewrite(t, g, alice.UserID(), fake)
 	p.set(func(r *http.Request, body map[string]any) {
 		sync(r, body)
 		rekey(r, body)

@@ -20,6 +20,7 @@ const (
 	LabelPreKey          = "sandi v1 prekey"
 	LabelRecord          = "sandi v1 membership record"
 	LabelRecordHash      = "sandi v1 membership hash"
+	LabelRekeyCosign     = "sandi v1 rekey cosignature"
 	LabelDistribution    = "sandi v1 distribution"
 	LabelEpochKey        = "sandi v1 epoch key"
 	LabelEpochCommitment = "sandi v1 epoch commitment"

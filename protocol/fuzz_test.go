@@ -222,7 +222,18 @@ func recordSeeds(tb testing.TB) [][]byte {
 	rm := next(c1, protocol.OpRemove, alice)
 	rm.Users = []protocol.UserID{bob.ref.User, carol.ref.User}
 	signed(alice.id, rm)
-	return [][]byte{g.Marshal(), add.Marshal(), rm.Marshal()}
+	// A rekey signed by the new key alone, and one co-signed by the old.
+	k2 := fixedIdentity(tb, "alice second")
+	rk := next(c1, protocol.OpRekey, alice)
+	rk.Members = []protocol.Member{{User: alice.ref.User, Identity: k2.Public(), Role: protocol.RoleMember}}
+	signed(k2, rk)
+	rkc := next(c1, protocol.OpRekey, alice)
+	rkc.Members = []protocol.Member{{User: alice.ref.User, Identity: k2.Public(), Role: protocol.RoleAdmin}}
+	secret.SignRekey(k2, alice.id, rkc)
+	if _, err := c1.Apply(rkc); err != nil {
+		tb.Fatal(err)
+	}
+	return [][]byte{g.Marshal(), add.Marshal(), rm.Marshal(), rk.Marshal(), rkc.Marshal()}
 }
 
 func distributionSeeds(tb testing.TB) [][]byte {

@@ -95,11 +95,13 @@ func scanUser(row *sql.Row) (store.User, error) {
 		return u, err
 	}
 	if ident != nil {
-		k, err := protocol.ParseIdentityKey(ident)
-		if err != nil {
-			return u, err
+		// A key stored before keys of small order and non-canonical
+		// encodings were refused (protocol.md §2.3) is not a key: the
+		// account is served as having none (no one seals to it or verifies
+		// with it) until an identity reset sets a valid one.
+		if k, err := protocol.ParseIdentityKey(ident); err == nil {
+			u.Identity = &k
 		}
-		u.Identity = &k
 	}
 	return u, nil
 }
@@ -261,6 +263,13 @@ func (s *Store) PutBundle(ctx context.Context, b store.BundleUpload) error {
 		}
 		if err := t.step("bundle"); err != nil {
 			return err
+		}
+		if changed {
+			// This device's one-time keys were signed by the key the reset
+			// replaces: served, they would no longer verify.
+			if _, err := t.exec(`DELETE FROM one_time_keys WHERE device_id = ?`, idArg(b.Device)); err != nil {
+				return err
+			}
 		}
 		if err := t.putOneTime(b.Device, b.OneTime, true); err != nil {
 			return err

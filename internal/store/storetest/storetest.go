@@ -11,6 +11,7 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"slices"
@@ -123,8 +124,14 @@ func random(n int) []byte {
 }
 
 func newIdentity() protocol.IdentityKey {
-	var k protocol.IdentityKey
-	protocol.Random(k[:])
+	// A valid key (§2.3), which random bytes are not: the store refuses to
+	// load an invalid one.
+	seed := make([]byte, ed25519.SeedSize)
+	protocol.Random(seed)
+	k, err := protocol.ParseIdentityKey(ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey))
+	if err != nil {
+		panic(err)
+	}
 	return k
 }
 
