@@ -126,7 +126,7 @@ const (
 
 // maxChainRecords bounds the records of one input, to keep an execution
 // short.
-const maxChainRecords = 10
+const maxChainRecords = 8
 
 // A chain input is a control byte, then per record: op, flags, author,
 // counts (members << 4 | users, each taken modulo 5), per member a user and
