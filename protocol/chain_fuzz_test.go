@@ -15,12 +15,14 @@ package protocol_test
 // FuzzParseRecord's.
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 
 	"sandi.dev/protocol"
@@ -49,6 +51,31 @@ type chainFixture struct {
 	keys   map[protocol.IdentityKey]*secret.IdentityPrivateKey
 	vector []*protocol.Record // the first vector chain
 	head   [protocol.HashSize]byte
+
+	mu   sync.Mutex
+	sigs map[[sha256.Size]byte][protocol.SignatureSize]byte
+}
+
+// sign signs rec with id, remembering signatures: Ed25519 is deterministic,
+// most records of a mutated input are those of its parent, and a signature
+// costs about 0.1 ms in the instrumented binary.
+func (fx *chainFixture) sign(id *secret.IdentityPrivateKey, rec *protocol.Record) {
+	pub := id.Public()
+	key := sha256.Sum256(append(pub[:], rec.SignedData()...))
+	fx.mu.Lock()
+	sig, ok := fx.sigs[key]
+	fx.mu.Unlock()
+	if !ok {
+		secret.SignRecord(id, rec)
+		sig = rec.Signature
+		fx.mu.Lock()
+		if len(fx.sigs) > 1<<16 {
+			clear(fx.sigs)
+		}
+		fx.sigs[key] = sig
+		fx.mu.Unlock()
+	}
+	rec.Signature = sig
 }
 
 // Time of record seq in a chain input, as in the vectors.
@@ -68,7 +95,7 @@ func loadChainFixture(tb testing.TB) *chainFixture {
 		tb.Fatal("membership.json holds no chain")
 	}
 	vec := v.Vectors[0]
-	fx := &chainFixture{keys: map[protocol.IdentityKey]*secret.IdentityPrivateKey{}}
+	fx := &chainFixture{keys: map[protocol.IdentityKey]*secret.IdentityPrivateKey{}, sigs: map[[sha256.Size]byte][protocol.SignatureSize]byte{}}
 	if fx.conv, err = protocol.ParseConversationID(vec.Conversation); err != nil {
 		tb.Fatal(err)
 	}
@@ -126,7 +153,7 @@ const (
 
 // maxChainRecords bounds the records of one input, to keep an execution
 // short.
-const maxChainRecords = 8
+const maxChainRecords = 6
 
 // A chain input is a control byte, then per record: op, flags, author,
 // counts (members << 4 | users, each taken modulo 5), per member a user and
@@ -201,7 +228,7 @@ func (in *chainInput) next(head *protocol.Chain) *protocol.Record {
 			pub, ok = fx.idents[(slices.Index(fx.idents, pub)+1)%(len(fx.idents)-1)], true
 		}
 		if id := fx.keys[pub]; ok && id != nil {
-			secret.SignRecord(id, rec)
+			fx.sign(id, rec)
 		}
 	}
 	return rec
@@ -319,7 +346,7 @@ func checkStep(t *testing.T, prev, next *protocol.Chain, rec *protocol.Record) {
 
 func FuzzChain(f *testing.F) {
 	fx := loadChainFixture(f)
-	n := byte(len(fx.vector))
+	n := len(fx.vector)
 	// The vector chain, rebuilt from its description, is the vector itself.
 	seed := fx.encode(f, 0, fx.vector)
 	in := &chainInput{fx: fx, b: seed[1:]}
@@ -338,22 +365,48 @@ func FuzzChain(f *testing.F) {
 	if c == nil || c.Head != fx.head {
 		f.Fatal("vector chain as a fuzz input does not give the vector's head")
 	}
-	for _, control := range []byte{0, 1, n / 2, n, 0x80 | 1, 0x80 | n/2, 0x80 | n} {
-		f.Add(fx.encode(f, control, fx.vector))
+	// vectorAt[k] is the vector chain after its first k records.
+	vectorAt := make([]*protocol.Chain, n+1)
+	for k := 1; k <= n; k++ {
+		var err error
+		if vectorAt[k], err = protocol.VerifyChain(fx.vector[:k]); err != nil {
+			f.Fatal(err)
+		}
 	}
-	for k := byte(1); k < n; k++ {
-		f.Add(fx.encode(f, 0x80|k, fx.vector[:k]))
+	// Seeds: the vector's records, from its genesis or continuing a holder
+	// of its first k records, a few at a time.
+	for k := 0; k < n; k++ {
+		for _, l := range []int{1, 3, maxChainRecords} {
+			recs := fx.vector[k:min(k+l, n)]
+			if k == 0 {
+				f.Add(fx.encode(f, byte(len(recs)/2), recs))
+			} else {
+				f.Add(fx.encode(f, 0x80|byte(k), recs))
+			}
+		}
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) == 0 {
 			return
 		}
+		// The holder starts with the first k records of the vector (bit 7
+		// of the control byte), or with nothing.
 		control := b[0]
+		var base *protocol.Chain
+		k := 0
+		if control&0x80 != 0 {
+			k = min(max(int(control&0x7f), 1), n)
+			base = vectorAt[k]
+		}
+		baseView := chainView{}
+		if base != nil {
+			baseView = viewOf(base)
+		}
 		in := &chainInput{fx: fx, b: b[1:]}
 		var recs []*protocol.Record
 		var accepted []bool
 		var chains []*protocol.Chain // chains[i]: the holder's chain after recs[i]
-		var c *protocol.Chain
+		c := base
 		for len(recs) < maxChainRecords {
 			rec := in.next(c)
 			if rec == nil {
@@ -392,32 +445,8 @@ func FuzzChain(f *testing.F) {
 		for i := len(recs) - 1; i >= 0; i-- {
 			allFrom[i] = accepted[i] && allFrom[i+1]
 		}
-		full, err := protocol.VerifyChain(recs)
-		if (err == nil) != allFrom[0] {
-			t.Fatalf("VerifyChain: %v; all applied one by one: %v", err, allFrom[0])
-		}
-		if err == nil && !viewOf(full).equal(viewOf(c)) {
-			t.Fatal("VerifyChain and Apply one by one give different chains")
-		}
-
-		// The holder's chain: what it had after k records of this input,
-		// or the first k records of the vector chain (bit 7), from which
-		// this input may fork.
-		k := int(control & 0x7f)
-		var held *protocol.Chain
-		if control&0x80 != 0 {
-			k = min(max(k, 1), len(fx.vector))
-			if held, err = protocol.VerifyChain(fx.vector[:k]); err != nil {
-				t.Fatal(err)
-			}
-		} else if k = min(k, len(recs)); k > 0 {
-			held = chains[k-1]
-		}
-		if held == nil {
-			return
-		}
-		heldView := viewOf(held)
-		for _, tail := range [][]*protocol.Record{recs, recs[min(k, len(recs)):]} {
+		update := func(held *protocol.Chain, tail []*protocol.Record) (*protocol.Chain, error) {
+			heldView := viewOf(held)
 			got, err := protocol.Update(held, tail)
 			if !viewOf(held).equal(heldView) {
 				t.Fatal("Update changed the held chain")
@@ -426,7 +455,7 @@ func FuzzChain(f *testing.F) {
 				if got != nil {
 					t.Fatalf("Update refused (%v) with a result", err)
 				}
-				continue
+				return nil, err
 			}
 			if got.Conversation != held.Conversation || got.Seq < held.Seq {
 				t.Fatalf("Update accepted a chain at %d for a holder at %d", got.Seq, held.Seq)
@@ -434,21 +463,41 @@ func FuzzChain(f *testing.F) {
 			if h, _ := got.HashAt(held.Seq); h != held.Head {
 				t.Fatalf("Update accepted a chain that forks from the held one at record %d", held.Seq)
 			}
+			return got, nil
 		}
-		if control&0x80 != 0 || !accepted[k-1] {
+		if base != nil {
+			// The holder of the vector's first k records: the records as
+			// an extension, and as a whole chain (which may fork).
+			got, err := update(base, recs)
+			if (err == nil) != allFrom[0] || (err == nil && !viewOf(got).equal(viewOf(c))) {
+				t.Fatalf("holder at record %d: Update gives %v, applying one by one %v", base.Seq, err, allFrom[0])
+			}
+			if !viewOf(base).equal(baseView) {
+				t.Fatal("a vector chain changed")
+			}
+			update(base, append(slices.Clip(fx.vector[:k]), recs...))
 			return
 		}
-		// The holder of this input's first k records accepts the records
-		// after them exactly when they all applied one by one, and then
-		// gets the same chain.
-		got, err := protocol.Update(held, recs[k:])
-		if (err == nil) != allFrom[k] || (err == nil && !viewOf(got).equal(viewOf(c))) {
-			t.Fatalf("holder at record %d: Update gives %v, applying one by one %v", held.Seq, err, allFrom[k])
+		// A holder with nothing gets what VerifyChain gives: the chain
+		// exactly when every record applied one by one.
+		full, err := protocol.Update(nil, recs)
+		if (err == nil) != allFrom[0] || (err == nil && !viewOf(full).equal(viewOf(c))) {
+			t.Fatalf("Update(nil): %v; all applied one by one: %v", err, allFrom[0])
 		}
-		// Whoever holds the whole chain refuses its prefix as a rollback.
-		if allFrom[0] && k < len(recs) {
-			if _, err := protocol.Update(c, recs[:k]); !errors.Is(err, protocol.ErrRollback) {
-				t.Fatalf("holder at record %d accepted the prefix up to %d: %v", c.Seq, k-1, err)
+		// The holder of this input's first h records accepts the records
+		// after them exactly when they all applied one by one, and gets the
+		// same chain; whoever holds the whole chain refuses a prefix.
+		h := min(int(control&0x7f), len(recs))
+		if h == 0 || !accepted[h-1] {
+			return
+		}
+		got, err := update(chains[h-1], recs[h:])
+		if (err == nil) != allFrom[h] || (err == nil && !viewOf(got).equal(viewOf(c))) {
+			t.Fatalf("holder at record %d: Update gives %v, applying one by one %v", chains[h-1].Seq, err, allFrom[h])
+		}
+		if allFrom[0] && h < len(recs) {
+			if _, err := protocol.Update(c, recs[:h]); !errors.Is(err, protocol.ErrRollback) {
+				t.Fatalf("holder at record %d accepted the prefix up to %d: %v", c.Seq, h-1, err)
 			}
 		}
 	})

@@ -2,18 +2,19 @@ package secret
 
 // FuzzEpochDecrypt: the receive state machine (Epoch.Decrypt, §8.3-8.4)
 // over sequences of envelopes the fuzz input picks from a fixed pool:
-// genuine envelopes of two senders at counters in order, out of order, with
-// gaps up to and past MaxSkip, and forgeries (a bad signature, a valid
-// signature over a tampered ciphertext, header or counter, another epoch, an
-// unknown sender, a counter past MaxCounter). Each input byte delivers one
-// envelope (bits 0-6 pick it; bit 7 first stores and reloads the state, as
-// the client does between pages). A model of what the receiver must hold
-// (per sender: the next counter and the skipped counters) predicts each
-// outcome, and the target checks: never a panic; a genuine envelope is
-// accepted exactly when the model says, with its plaintext; a duplicate is
-// never accepted twice (ErrDuplicate); a forgery never; a refused envelope
-// changes nothing; no chain keeps more than MaxSkip skipped keys; a jump past
-// the bound is ErrTooFarAhead.
+// genuine envelopes of two senders (counters 0-7 and 40 of one, 0-3 of the
+// other, and jumps to MaxSkip+1, MaxSkip+8 and MaxSkip), and forgeries (a
+// bad signature, a valid signature over a tampered ciphertext, header or
+// counter, another epoch, an unknown sender, a counter past MaxCounter).
+// Each input byte delivers one envelope (bits 0-6 pick it; bit 7 first
+// stores and reloads the state, as the client does between pages), at most
+// 12 per input. A model of what the receiver must hold (per sender: the
+// next counter and the skipped counters) predicts each outcome, and the
+// target checks: never a panic; a genuine envelope is accepted exactly when
+// the model says, with its plaintext; a duplicate is never accepted twice
+// (ErrDuplicate); a forgery never; a refused envelope changes nothing; no
+// chain keeps more than MaxSkip skipped keys; a jump past the bound, alone
+// or with the keys already skipped, is ErrTooFarAhead.
 
 import (
 	"errors"
@@ -38,7 +39,17 @@ type decryptFixture struct {
 	self     protocol.DeviceRef
 	devices  []protocol.DeviceRef
 	pool     []poolEnvelope
+	cheap    int // pool[:cheap] never makes Decrypt derive many keys
 	maxSteps int // envelopes delivered per input, to keep an execution short
+}
+
+// pick returns the envelope an input byte names (bits 0-6).
+func (fx *decryptFixture) pick(b byte) poolEnvelope {
+	i := int(b & 0x7f)
+	if i >= len(fx.pool) {
+		i %= fx.cheap
+	}
+	return fx.pool[i]
 }
 
 // senderAt returns the epoch of sender with its sending chain moved to
@@ -61,7 +72,7 @@ func (fx *decryptFixture) senderAt(tb testing.TB, sender protocol.DeviceRef, n u
 
 func newDecryptFixture(tb testing.TB) *decryptFixture {
 	tb.Helper()
-	fx := &decryptFixture{maxSteps: 16}
+	fx := &decryptFixture{maxSteps: 12}
 	copy(fx.secret[:], fuzzSeed("decrypt epoch secret"))
 	copy(fx.conv[:], fuzzSeed("decrypt conversation"))
 	a, b, c, stranger := fuzzRef("a"), fuzzRef("b"), fuzzRef("c"), fuzzRef("stranger")
@@ -77,15 +88,14 @@ func newDecryptFixture(tb testing.TB) *decryptFixture {
 		fx.pool = append(fx.pool, poolEnvelope{env: env, key: ids[sender].Public(), genuine: true, text: text})
 	}
 	for n := range uint32(8) {
-		genuine(a, n)
+		genuine(a, n) // 0-7
 	}
-	for _, n := range []uint32{40, 1500, MaxSkip + 1, MaxSkip + 8} {
-		genuine(a, n)
+	genuine(a, 40) // 8
+	for n := range uint32(4) {
+		genuine(c, n) // 9-12
 	}
-	for _, n := range []uint32{0, 1, 2, 3, MaxSkip} {
-		genuine(c, n)
-	}
-	// Forgeries, each signed so that only the check it targets refuses it.
+	// Forgeries (13-20), each signed so that only the check it targets
+	// refuses it.
 	forge := func(from poolEnvelope, id *IdentityPrivateKey, edit func(*protocol.Envelope)) {
 		env := *from.env
 		env.Ciphertext = append([]byte(nil), from.env.Ciphertext...)
@@ -103,9 +113,16 @@ func newDecryptFixture(tb testing.TB) *decryptFixture {
 	forge(fx.pool[0], ida, func(e *protocol.Envelope) {})
 	fx.pool[len(fx.pool)-1].genuine = true // a re-signature of a genuine envelope is that envelope
 	fx.pool[len(fx.pool)-1].text = fx.pool[0].text
-	// Genuine envelopes checked with another sender's key.
+	// Genuine envelopes checked with another sender's key (21, 22).
 	fx.pool = append(fx.pool, poolEnvelope{env: fx.pool[3].env, key: idc.Public()})
-	fx.pool = append(fx.pool, poolEnvelope{env: fx.pool[8+4].env, key: ida.Public()})
+	fx.pool = append(fx.pool, poolEnvelope{env: fx.pool[9].env, key: ida.Public()})
+	// Jumps to the bound (23-25). Accepting one derives up to MaxSkip
+	// keys, milliseconds of work, so input bytes past the pool name only
+	// the cheaper envelopes (see pick).
+	fx.cheap = len(fx.pool)
+	genuine(a, MaxSkip+1)
+	genuine(a, MaxSkip+8)
+	genuine(c, MaxSkip)
 	if len(fx.pool) > 0x80 {
 		tb.Fatal("pool too large for one byte")
 	}
@@ -150,11 +167,12 @@ func sameState(e *Epoch, s map[protocol.DeviceRef]chainSnapshot) bool {
 
 func FuzzEpochDecrypt(f *testing.F) {
 	fx := newDecryptFixture(f)
-	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7})              // in order
-	f.Add([]byte{7, 0, 3, 3, 1, 0x80 | 2, 6, 5, 4, 7}) // out of order, duplicates, a reload
-	f.Add([]byte{12, 13, 14, 15, 0, 12, 0x80 | 16})    // two senders
-	f.Add([]byte{10, 11, 0, 10, 11, 0x80 | 9, 9, 16})  // jumps past the bound, then within it
-	f.Add([]byte{17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 1, 2})
+	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7})                                // in order
+	f.Add([]byte{7, 0, 3, 3, 1, 0x80 | 2, 6, 5, 4, 7})                   // out of order, duplicates, a reload
+	f.Add([]byte{9, 10, 11, 12, 0, 9, 0x80 | 25})                        // two senders, a jump of MaxSkip-4
+	f.Add([]byte{23, 5, 23, 24, 25})                                     // past the bound, then at it
+	f.Add([]byte{7, 24})                                                 // skipped keys and the jump together past the bound
+	f.Add([]byte{13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 1, 2, 0, 0x80}) // forgeries
 	f.Fuzz(func(t *testing.T, in []byte) {
 		e, err := NewEpoch(&fx.secret, fx.conv, 9, fx.self, fx.devices)
 		if err != nil {
@@ -176,7 +194,7 @@ func FuzzEpochDecrypt(f *testing.F) {
 				}
 				e = back
 			}
-			p := fx.pool[int(b&0x7f)%len(fx.pool)]
+			p := fx.pick(b)
 			before := snapshot(e)
 			pt, err := e.Decrypt(p.env, p.key)
 
