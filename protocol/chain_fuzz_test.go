@@ -157,13 +157,14 @@ const maxChainRecords = 6
 
 // A chain input is a control byte, then per record: op, flags, author,
 // counts (members << 4 | users, each taken modulo 5), per member a user and
-// a byte identity<<2 | role, per user a user. The control byte says how
-// many accepted records the holder has (bits 0-6) and whether the holder's
-// chain is instead that prefix of the vector chain (bit 7), which the
-// input may fork from.
+// a byte identity<<2 | role, per user a user. With bit 7 of the control
+// byte, the holder starts with the first k records of the vector chain
+// (k: bits 0-6) and the input's records continue it (or fork from it);
+// without, the holder starts with nothing, and a second holder, of the
+// input's first k records, is checked too.
 
-// encodeChainRecords describes recs (a verified chain) as a chain input.
-func (fx *chainFixture) encode(tb testing.TB, control byte, recs []*protocol.Record) []byte {
+// encode describes recs (records of the vector chain) as a chain input.
+func (fx *chainFixture) encode(control byte, recs []*protocol.Record) []byte {
 	out := []byte{control}
 	for _, r := range recs {
 		out = append(out, byte(r.Op), 0, byte(slices.Index(fx.users, r.Author)), byte(len(r.Members)<<4|len(r.Users)))
@@ -177,14 +178,14 @@ func (fx *chainFixture) encode(tb testing.TB, control byte, recs []*protocol.Rec
 	return out
 }
 
-// decode builds the records of a chain input one at a time: next is
-// called with the chain head the holder has (nil before a genesis) and
-// returns the next record, linked to it and signed as the flags say.
+// chainInput reads the records of a chain input one at a time.
 type chainInput struct {
 	fx *chainFixture
 	b  []byte
 }
 
+// next returns the next record, linked to the holder's chain head (nil
+// before a genesis) and signed as its flags say, or nil at the end.
 func (in *chainInput) next(head *protocol.Chain) *protocol.Record {
 	if len(in.b) < 4 {
 		return nil
@@ -348,7 +349,7 @@ func FuzzChain(f *testing.F) {
 	fx := loadChainFixture(f)
 	n := len(fx.vector)
 	// The vector chain, rebuilt from its description, is the vector itself.
-	seed := fx.encode(f, 0, fx.vector)
+	seed := fx.encode(0, fx.vector)
 	in := &chainInput{fx: fx, b: seed[1:]}
 	var c *protocol.Chain
 	for rec := in.next(nil); rec != nil; rec = in.next(c) {
@@ -379,9 +380,9 @@ func FuzzChain(f *testing.F) {
 		for _, l := range []int{1, 3, maxChainRecords} {
 			recs := fx.vector[k:min(k+l, n)]
 			if k == 0 {
-				f.Add(fx.encode(f, byte(len(recs)/2), recs))
+				f.Add(fx.encode(byte(len(recs)/2), recs))
 			} else {
-				f.Add(fx.encode(f, 0x80|byte(k), recs))
+				f.Add(fx.encode(0x80|byte(k), recs))
 			}
 		}
 	}
