@@ -130,6 +130,7 @@ func b64s(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 type syncFixture struct {
 	store   map[string][]byte // the device's storage before each input
 	prekey  *prekeyEntry      // pre-key 3, which epoch 2 is sealed to
+	genesis []byte            // the chain's first record, which the device holds
 	blobs   [][]byte          // base64 texts an answer can name
 	texts   map[string]protocol.UserID
 	conv    protocol.ConversationID
@@ -209,7 +210,8 @@ func newSyncFixture(tb testing.TB) *syncFixture {
 		tb.Fatal(err)
 	}
 	put("conv/"+fx.conv.String(), convState{ID: fx.conv, Epoch: 1, LastSeq: 4})
-	put("chain/"+fx.conv.String(), []b64{genesis.Marshal()})
+	fx.genesis = genesis.Marshal()
+	put(chainKey(fx.conv), []b64{fx.genesis})
 	var s1 secret.EpochSecret
 	copy(s1[:], fuzzBytes("epoch 1", len(s1)))
 	devs := []protocol.DeviceRef{fx.alice, fx.self}
@@ -359,7 +361,8 @@ func stored(st *MemStorage) map[string]string {
 // a body, in the compact form of blobExpand). Checked: no panic; the client
 // stops asking once the answers run out; a refused first answer (the sync
 // page) changes nothing stored, and neither does a refused page the cursor;
-// the cursor never goes back; every message Sync returns is one alice wrote,
+// the cursor never goes back; the stored chain only grows from the one
+// held; every message Sync returns is one alice wrote,
 // attributed to her; and whatever the server sent, the device can still
 // open its storage and load every conversation, epoch and history in it.
 func FuzzSyncAnswers(f *testing.F) {
@@ -402,6 +405,12 @@ func (fx *syncFixture) run(t testing.TB, in []byte) (SyncResult, error) {
 	}
 	if acct.Cursor < 10 {
 		t.Fatalf("cursor went back from 10 to %d", acct.Cursor)
+	}
+	// The stored chain only ever grows from the one held: no answer
+	// replaces or shortens it.
+	var recs []b64
+	if err := json.Unmarshal(st.m[chainKey(fx.conv)], &recs); err != nil || len(recs) == 0 || !bytes.Equal(recs[0], fx.genesis) {
+		t.Fatalf("stored chain no longer starts with the genesis held (%d records, %v)", len(recs), err)
 	}
 	if err != nil && srv.requests == 1 {
 		if after := stored(st); !maps.Equal(after, before) {
