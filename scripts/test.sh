@@ -97,8 +97,9 @@ rm -f /tmp/sandi-prop.$$
 # input; FuzzParseBundle once executed 6 inputs in 30 s, then none). The
 # count is the engine's own, from its last status line ("fuzz: elapsed: 3s,
 # execs: N (R/sec), ..."). On this project's 2-core test machine, loaded by
-# other suites to a load average of 20, the targets executed 490 inputs
-# (FuzzEpochDecrypt: an Ed25519 check per envelope) to 83,000 in 3 s. But a
+# other suites to a load average of 18 to 20, the targets executed 267
+# inputs (FuzzEpochDecrypt: an Ed25519 check per envelope) to 124,000 in
+# 3 s (an idle machine runs about ten times as many). But a
 # fresh run starts with a burst of new coverage, each input of which is
 # minimized first, and on such a machine that burst alone can fill 3 s
 # (FuzzOpenDistribution: 30 in one run, FuzzSyncAnswers: 26). So a target under the minimum runs once more,
