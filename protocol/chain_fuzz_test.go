@@ -159,9 +159,11 @@ const maxChainRecords = 6
 // counts (members << 4 | users, each taken modulo 5), per member a user and
 // a byte identity<<2 | role, per user a user. With bit 7 of the control
 // byte, the holder starts with the first k records of the vector chain
-// (k: bits 0-6) and the input's records continue it (or fork from it);
-// without, the holder starts with nothing, and a second holder, of the
-// input's first k records, is checked too.
+// (k: bits 0-5) and the input's records continue it; with bit 6 as well,
+// a holder of the whole vector chain is given those k records and the
+// input's, which fork from it or roll it back unless they are the vector's
+// own. Without bit 7, the holder starts with nothing, and a second holder,
+// of the input's first k records, is checked too.
 
 // encode describes recs (records of the vector chain) as a chain input.
 func (fx *chainFixture) encode(control byte, recs []*protocol.Record) []byte {
@@ -383,6 +385,7 @@ func FuzzChain(f *testing.F) {
 				f.Add(fx.encode(byte(len(recs)/2), recs))
 			} else {
 				f.Add(fx.encode(0x80|byte(k), recs))
+				f.Add(fx.encode(0xc0|byte(k), recs))
 			}
 		}
 	}
@@ -396,7 +399,7 @@ func FuzzChain(f *testing.F) {
 		var base *protocol.Chain
 		k := 0
 		if control&0x80 != 0 {
-			k = min(max(int(control&0x7f), 1), n)
+			k = min(max(int(control&0x3f), 1), n)
 			base = vectorAt[k]
 		}
 		baseView := chainView{}
@@ -476,7 +479,21 @@ func FuzzChain(f *testing.F) {
 			if !viewOf(base).equal(baseView) {
 				t.Fatal("a vector chain changed")
 			}
-			update(base, append(slices.Clip(fx.vector[:k]), recs...))
+			whole := append(slices.Clip(fx.vector[:k]), recs...)
+			update(base, whole)
+			if control&0x40 != 0 {
+				// The holder of the whole vector chain accepts only what
+				// contains it (update checks that), which these records,
+				// unless they are the vector's own, never do.
+				got, err := update(vectorAt[n], whole)
+				same := len(whole) >= n
+				for i := 0; same && i < n; i++ {
+					same = whole[i].Hash() == fx.vector[i].Hash()
+				}
+				if (err == nil) != (same && allFrom[0]) || (err == nil && !viewOf(got).equal(viewOf(c))) {
+					t.Fatalf("holder of the vector chain: Update gives %v; the records are the vector's own: %v", err, same)
+				}
+			}
 			return
 		}
 		// A holder with nothing gets what VerifyChain gives: the chain
@@ -488,7 +505,7 @@ func FuzzChain(f *testing.F) {
 		// The holder of this input's first h records accepts the records
 		// after them exactly when they all applied one by one, and gets the
 		// same chain; whoever holds the whole chain refuses a prefix.
-		h := min(int(control&0x7f), len(recs))
+		h := min(int(control&0x3f), len(recs))
 		if h == 0 || !accepted[h-1] {
 			return
 		}
