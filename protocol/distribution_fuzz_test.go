@@ -80,6 +80,12 @@ func newDistFixture(tb testing.TB) *distFixture {
 			fx.blobs = append(fx.blobs, bytes.Clone(e.Enc[:]), bytes.Clone(e.Ciphertext[:]))
 		}
 	}
+	// Identifiers and chain heads too: the shorter an input, the cheaper
+	// its minimization (quadratic in the length).
+	fx.blobs = append(fx.blobs, fx.conv[:], bytes.Clone(c0.Head[:]), bytes.Clone(c1.Head[:]))
+	for _, p := range []*tparty{alice, bob, bob2, carol} {
+		fx.blobs = append(fx.blobs, bytes.Clone(p.ref.User[:]), bytes.Clone(p.ref.Device[:]))
+	}
 	return fx
 }
 
