@@ -72,7 +72,7 @@ say "build the web client (go generate ./web)"
 go generate ./web
 
 say "go test -race"
-go test -race -count=1 ./...
+go test -race -count=1 -timeout 30m ./...
 
 # The client property test (client/property_test.go) runs a few sequences
 # under the race detector above; here it runs its full count without it.
