@@ -712,16 +712,12 @@ func TestBrowserIdentityChange(t *testing.T) {
 	}
 	alice.submitNumber(before)
 	alice.waitText("#verify-state", "bob is verified")
-	alice.openConversation("carol") // the title came before alice's device: named by members
+	alice.openConversation("With carol")
 	alice.waitMessage("hello from carol")
 
-	// Both reset their identities.
-	if err := bob.c.ResetIdentity(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := carol.c.ResetIdentity(ctx); err != nil {
-		t.Fatal(err)
-	}
+	// Both reset their identities, each from a new device of theirs (the
+	// old one is signed out).
+	bob, carol = resetFromNewDevice(t, url, "bob"), resetFromNewDevice(t, url, "carol")
 	after, _, err := bob.c.SafetyNumber(ctx, "alice")
 	if err != nil {
 		t.Fatal(err)
@@ -733,6 +729,10 @@ func TestBrowserIdentityChange(t *testing.T) {
 	// Carol was not verified: her conversation shows the change as a line
 	// and sending goes on.
 	alice.waitChatAlarm("identity_changed", "carol")
+	// (The server announces the reset before the rekey records arrive: wait
+	// until they have moved carol's pin.)
+	alice.waitTrue("carol's rekey applied", `sandi.contact("carol").then(c => !c.pending && c.changed > 0)`)
+	alice.wait("the composer usable", `document.getElementById("chat-trust").hidden && !document.getElementById("composer-input").disabled`)
 	if !eval[bool](alice, `document.getElementById("chat-trust").hidden && !document.getElementById("composer-input").disabled`) {
 		alice.fail("an unverified contact's reset blocks sending")
 	}
@@ -879,4 +879,19 @@ func (p *page) critical() {
 	p.do("phone", chromedp.EmulateViewport(375, 740), chromedp.Navigate(p.url+"/#/"))
 	p.wait("the critical notice on a phone's list", `(() => { const r = document.getElementById("critical-alarm").getBoundingClientRect(); return r.height > 0 && r.width <= 375; })()`)
 	p.screenshot("critical-alarm", 375)
+}
+
+// resetFromNewDevice logs in a new SDK device of username and resets the
+// account's identity from it.
+func resetFromNewDevice(t *testing.T, url, username string) *cli {
+	t.Helper()
+	ctx := context.Background()
+	u := newCLI(t, url, "")
+	if err := u.c.Login(ctx, username, "password of "+username); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.c.ResetIdentity(ctx); err != nil {
+		t.Fatalf("%s resets the identity: %v", username, err)
+	}
+	return u
 }

@@ -621,3 +621,15 @@ func (p *rewriteProxy) set(f func(r *http.Request, body map[string]any)) {
 	p.rewrite = f
 	p.mu.Unlock()
 }
+
+// waitTrue evaluates expr (which may be a Promise) until it is true.
+func (p *page) waitTrue(what, expr string) {
+	p.t.Helper()
+	deadline := time.Now().Add(stepTimeout)
+	for !eval[bool](p, expr) {
+		if time.Now().After(deadline) {
+			p.fail("waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -99,6 +99,7 @@
     }
     const who = b.username || "a member";
     box.textContent = "";
+    box.hidden = false;
     box.dataset.user = b.user;
     box.dataset.kind = b.own ? "own" : b.pending ? "pending" : "other";
     if (b.own) {
@@ -332,7 +333,9 @@
     const ul = $("chat-alarm-list");
     ul.textContent = "";
     for (const { a } of mine.slice().reverse()) ul.append(alarmNode(a, false));
-    if (fresh && box.dataset.conv !== id) box.open = true;
+    // New alarms open the list, except on a narrow screen, where the
+    // summary line says it and the messages keep the room.
+    if (fresh && box.dataset.conv !== id) box.open = !matchMedia("(max-width: 720px)").matches;
     box.dataset.conv = id;
   }
 
