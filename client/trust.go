@@ -128,6 +128,9 @@ func (c *Client) loadPins() error {
 		}
 		c.pins[p.User] = &p
 	}
+	if c.acct.User.IsZero() {
+		return nil // no account yet: nothing to build, and an empty storage stays empty
+	}
 	if _, err := c.st.Get(pinsMarker); err == nil {
 		return nil
 	} else if !errors.Is(err, ErrNoValue) {

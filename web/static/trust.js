@@ -18,6 +18,7 @@
     alarms: [],       // the device's alarm log, oldest first
     seen: 0,          // how many of them the user has seen
     safetyUser: null, // the account the safety view shows
+    notes: new Map(), // conversation id -> a line for the composer (after an accept)
   };
 
   // What each alarm kind means, in a few words (the alarm's detail says
@@ -90,11 +91,16 @@
     const hint = $("composer-blocked");
     const t = id && ts.trust.get(id);
     const b = t && t.blocked;
+    // Redraw only what changed: the notice is an alert, read out when drawn.
+    const sig = JSON.stringify([id, b || null, b && memberOf(t, b.user), ts.notes.get(id) || ""]);
+    if (box.dataset.sig === sig) return;
+    box.dataset.sig = sig;
     if (!b) {
       box.hidden = true;
       box.textContent = "";
-      hint.hidden = true;
-      hint.textContent = "";
+      const note = id && ts.notes.get(id);
+      hint.hidden = !note;
+      hint.textContent = note || "";
       return;
     }
     const who = b.username || "a member";
@@ -154,9 +160,8 @@
     await loadTrust(id);
     await loadAlarms();
     if (app().st.current === id && !blocked(id)) {
-      const hint = $("composer-blocked");
-      hint.hidden = false;
-      hint.textContent = `Accepted the new key of ${b.username || "the contact"}. Their safety number changed: compare it and verify them again.`;
+      ts.notes.set(id, `Accepted the new key of ${b.username || "the contact"}. Their safety number changed: compare it and verify them again.`);
+      drawBlocked(id);
       $("composer-input").focus();
     }
   }
@@ -233,7 +238,6 @@
       await sandi.verify(user, typed);
       $("verify-input").value = "";
       await drawVerify(user);
-      $("verify-state").focus?.();
       app().refresh();
     } catch (e) {
       err.textContent = e && e.code === "safety_number_mismatch" ?
@@ -370,7 +374,7 @@
     // refresh reloads the alarm log and the open conversation's state.
     refresh: () => Promise.all([loadAlarms(), app().st.current ? loadTrust(app().st.current) : null]),
     // openChat draws what is known at once, then asks the module.
-    openChat: (id) => { drawChat(); return loadTrust(id); },
+    openChat: (id) => { ts.notes.clear(); delete $("chat-trust").dataset.sig; drawChat(); return loadTrust(id); },
     blocked,
     memberState,
     sendFailed,
