@@ -757,6 +757,10 @@ func TestBrowserIdentityChange(t *testing.T) {
 	alice.waitView("main")
 	alice.wait("the chat after reload", `!document.getElementById("pane-chat").hidden`)
 	alice.waitBlocked("bob")
+	// The module refuses a send meanwhile, with a code the page branches on.
+	if got := eval[string](alice, `sandi.send(`+js(withBob.String())+`, "sneaking through").then(() => "sent", e => e.code + " " + e.username + " " + e.pending)`); got != "identity_not_accepted bob true" {
+		alice.fail("a send while blocked: %q", got)
+	}
 
 	// Accept with the keyboard: sending works again, and bob reads it.
 	alice.tabTo("#accept-identity")
@@ -766,7 +770,9 @@ func TestBrowserIdentityChange(t *testing.T) {
 	alice.memberState("bob", "unverified")
 	alice.click("#members-close")
 	alice.send("new key accepted")
-	bob.waitTexts("alice: new key accepted")
+	if got := bob.waitTexts("alice: new key accepted"); slices.Contains(got, "alice: sneaking through") {
+		t.Fatalf("the send refused while blocked arrived: %q", got)
+	}
 	if _, err := bob.c.Send(ctx, withBob, "thanks"); err != nil {
 		t.Fatal(err)
 	}
@@ -869,16 +875,6 @@ func TestBrowserAlarms(t *testing.T) {
 	alice.waitView("main")
 	alice.wait("the alarms kept", `!document.getElementById("alarms-link").hidden && document.getElementById("alarms-count").dataset.count === "0" && document.getElementById("critical-alarm").hidden`)
 	alice.noProblems("status of 404")
-}
-
-// critical waits for the prominent critical-alarm notice, which is shown
-// in the list view of a phone too.
-func (p *page) critical() {
-	p.t.Helper()
-	p.wait("the critical alarm notice", `!document.getElementById("critical-alarm").hidden && document.getElementById("critical-alarm-text").innerText.length > 0`)
-	p.do("phone", chromedp.EmulateViewport(375, 740), chromedp.Navigate(p.url+"/#/"))
-	p.wait("the critical notice on a phone's list", `(() => { const r = document.getElementById("critical-alarm").getBoundingClientRect(); return r.height > 0 && r.width <= 375; })()`)
-	p.screenshot("critical-alarm", 375)
 }
 
 // resetFromNewDevice logs in a new SDK device of username and resets the

@@ -633,3 +633,13 @@ func (p *page) waitTrue(what, expr string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// critical waits for the prominent critical-alarm notice, which is shown
+// in the list view of a phone too.
+func (p *page) critical() {
+	p.t.Helper()
+	p.wait("the critical alarm notice", `!document.getElementById("critical-alarm").hidden && document.getElementById("critical-alarm-text").innerText.length > 0`)
+	p.do("phone", chromedp.EmulateViewport(375, 740), chromedp.Navigate(p.url+"/#/"))
+	p.wait("the critical notice on a phone's list", `(() => { const r = document.getElementById("critical-alarm").getBoundingClientRect(); return r.height > 0 && r.width <= 375; })()`)
+	p.screenshot("critical-alarm", 375)
+}
