@@ -762,6 +762,18 @@ func TestBrowserIdentityChange(t *testing.T) {
 		alice.fail("a send while blocked: %q", got)
 	}
 
+	// The safety view says the same, and offers no verification meanwhile.
+	if shown := alice.openVerify("bob"); shown != before {
+		alice.fail("the safety view shows %q, want the accepted key's %q", shown, before)
+	}
+	alice.wait("the pending key in the safety view", `document.getElementById("verify-card").dataset.state === "changed" && !document.getElementById("verify-pending").hidden && document.getElementById("verify-form").hidden`)
+	if got := eval[string](alice, `[...document.querySelectorAll("#verify-pending-number span")].map(s => s.innerText).join(" ")`); got != after {
+		alice.fail("the safety view's new number %q, want %q", got, after)
+	}
+	alice.screenshot("verify-pending", 375)
+	alice.openConversation("With bob")
+	alice.waitBlocked("bob")
+
 	// Accept with the keyboard: sending works again, and bob reads it.
 	alice.tabTo("#accept-identity")
 	alice.pressEnter()

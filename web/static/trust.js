@@ -205,9 +205,14 @@
     if (ts.safetyUser !== user) return;
     const card = $("verify-card");
     card.hidden = false;
+    // A pending change comes first: the number drawn below it is the old one.
+    const pane = $("pane-safety");
+    const numberCard = $("safety-number").closest(".card");
+    if (ct.pending) pane.insertBefore(card, numberCard);
+    else pane.append(card);
     card.dataset.state = ct.pending ? "changed" : ct.verified ? "verified" : "unverified";
     const state = $("verify-state");
-    state.textContent = ct.pending ? `${user}’s identity key changed. The number above belongs to the key accepted before.` :
+    state.textContent = ct.pending ? `${user}’s identity key changed. The number below belongs to the key accepted before.` :
       ct.verified ? `${user} is verified: you compared this number. If ${user}’s key changes, sending to them pauses until you accept the new key.` :
         `${user} is not verified yet.`;
     $("verify-pending").hidden = !ct.pending;
