@@ -106,12 +106,15 @@ func (l *limiter) refund(key string) {
 	}
 }
 
-// oneTimeBudgets are token buckets of one-time keys handed out per hour:
+// oneTimeBudgets are token buckets of claims with one-time keys per hour:
 // one per (caller account, target user) pair and one per target user. A
 // bucket idle for an hour is full again and forgotten; at most max of each
-// kind are held. When a table is full (after forgetting the idle ones) a
-// new pair or target gets no one-time key: filling the table costs the
-// filler real claims, and withholds one-time keys, never bundles.
+// kind are held. When the pair table is full (after forgetting the idle
+// ones) a random pair is forgotten for each new one: a caller that fills
+// it mostly forgets its own pairs, and what it regains stays within each
+// target's budget. When the target table is full (as many users claimed
+// within an hour) a new target gets no one-time key: that withholds
+// one-time keys, never bundles.
 type oneTimeBudgets struct {
 	perPair, perTarget int // tokens per hour and burst; negative: unlimited
 	max                int
@@ -147,12 +150,8 @@ func (o *oneTimeBudgets) take(caller, target protocol.UserID) bool {
 	if now.Sub(o.sweptAt) > time.Minute || len(o.pairs) >= o.max || len(o.targets) >= o.max {
 		o.sweep(now)
 	}
-	p, full := bucketOf(o.pairs, pairKey{caller, target}, o.perPair, o.max, now)
-	if full {
-		o.full(now)
-		return false
-	}
-	t, full := bucketOf(o.targets, target, o.perTarget, o.max, now)
+	p, _ := bucketOf(o.pairs, pairKey{caller, target}, o.perPair, o.max, true, now)
+	t, full := bucketOf(o.targets, target, o.perTarget, o.max, false, now)
 	if full {
 		o.full(now)
 		return false
@@ -187,14 +186,20 @@ func (o *oneTimeBudgets) refund(caller, target protocol.UserID) {
 }
 
 // bucket returns key's bucket in m, refilled to now, creating it if there
-// is room; full reports that there was none. An unlimited budget (rate <
-// 0) has no bucket.
-func bucketOf[K comparable](m map[K]*budget, key K, rate, max int, now time.Time) (b *budget, full bool) {
+// is room or, with evict, after forgetting a random bucket; full reports
+// that there was no room. An unlimited budget (rate < 0) has no bucket.
+func bucketOf[K comparable](m map[K]*budget, key K, rate, max int, evict bool, now time.Time) (b *budget, full bool) {
 	if rate < 0 {
 		return nil, false
 	}
 	b = m[key]
 	if b == nil {
+		for k := range m { // random order: forget a random pair
+			if len(m) < max || !evict {
+				break
+			}
+			delete(m, k)
+		}
 		if len(m) >= max {
 			return nil, true
 		}
@@ -231,7 +236,7 @@ func (o *oneTimeBudgets) full(now time.Time) {
 	o.withheld.WithLabelValues("full").Inc()
 	if now.Sub(o.warnedAt) >= time.Minute {
 		o.warnedAt = now
-		o.log.Warn("claim: one-time key budget table full; new claimers get bundles without one-time keys", "max", o.max)
+		o.log.Warn("claim: one-time key budget table full; newly claimed users get bundles without one-time keys", "max", o.max)
 	}
 }
 

@@ -331,3 +331,34 @@ func TestBundleWakesOnlyContacts(t *testing.T) {
 		}
 	})
 }
+
+// The budgets' memory is bounded (MaxClaimBudgets of each kind): past it,
+// newly claimed users get bundles without one-time keys (counted as
+// "full"), until budgets idle for an hour are forgotten.
+func TestClaimBudgetsBounded(t *testing.T) {
+	cfg := server.Config{RegisterPerMinute: -1, LoginPerMinute: -1, ClaimPerMinute: 1000, MaxClaimBudgets: 3}
+	forEachDB(t, cfg, func(t *testing.T, e *env) {
+		caller := e.register("caller")
+		var targets []*device
+		for i := range 5 {
+			targets = append(targets, e.register(fmt.Sprint("target", i)))
+		}
+		for i, tg := range targets {
+			_, ot := caller.claimOK(t, tg.user)
+			if want := i < 3; (ot == 1) != want {
+				t.Fatalf("claim of target %d: one-time key %v, want %v", i, ot == 1, want)
+			}
+		}
+		if got := e.metricOr0("sandi_claim_onetime_withheld_total", "budget", "full"); got != 2 {
+			t.Fatalf("withheld for a full table: %v, want 2", got)
+		}
+		// Known targets keep their budgets.
+		if _, ot := caller.claimOK(t, targets[0].user); ot != 1 {
+			t.Fatalf("a budgeted target lost its one-time key")
+		}
+		e.clock.now = e.clock.now.Add(time.Hour + time.Second)
+		if _, ot := caller.claimOK(t, targets[4].user); ot != 1 {
+			t.Fatalf("after an hour a new target still gets no one-time key")
+		}
+	})
+}
