@@ -163,8 +163,9 @@ type claimedBundle struct {
 	Device protocol.DeviceID `json:"device"`
 	Bundle B64               `json:"bundle"`
 	// OneTime reports whether the bundle carries a one-time pre-key; when
-	// false the device's one-time keys ran out and the sealer uses its
-	// signed (or last-resort) pre-key.
+	// false the device's one-time keys ran out, or the claimer's budget
+	// for the user was spent (claims.go), and the sealer uses its signed
+	// (or last-resort) pre-key.
 	OneTime bool `json:"oneTime"`
 }
 
