@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -26,6 +27,8 @@ import (
 type serveConfig struct {
 	addr, data, db, logLevel string
 	trustedProxies           []netip.Prefix
+	// Pre-key limits (server.Config; 0 takes the default).
+	claimRate, claimOneTime, targetOneTime, maxOneTime, uploadRate int
 }
 
 func envOr(name, def string) string {
@@ -44,6 +47,24 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.db, "db", envOr("SANDI_DB", ""), "database URL: empty for SQLite in the data directory, or postgres://… (env SANDI_DB)")
 	fs.StringVar(&c.logLevel, "log-level", envOr("SANDI_LOG_LEVEL", "info"), "debug, info, warn or error (env SANDI_LOG_LEVEL)")
 	proxies := fs.String("trusted-proxies", envOr("SANDI_TRUSTED_PROXIES", ""), "reverse proxies whose X-Forwarded-For names the client, for the rate limits: addresses or CIDR prefixes, comma-separated (env SANDI_TRUSTED_PROXIES)")
+	intFlag := func(p *int, name, env, usage string) {
+		fs.IntVar(p, name, 0, usage+" (env "+env+"; 0: the default)")
+		if v := os.Getenv(env); v != "" {
+			fs.Set(name, v) // an invalid value is reported below
+		}
+	}
+	intFlag(&c.claimRate, "claim-rate", "SANDI_CLAIM_RATE", "key claims a minute per device and per account, default 120; negative turns every claim limit off")
+	intFlag(&c.claimOneTime, "claim-onetime-per-hour", "SANDI_CLAIM_ONETIME_PER_HOUR", "claims with one-time keys an account makes of one user an hour, default 10")
+	intFlag(&c.targetOneTime, "target-onetime-per-hour", "SANDI_TARGET_ONETIME_PER_HOUR", "claims with one-time keys all accounts make of one user an hour, default 60")
+	intFlag(&c.maxOneTime, "max-onetime-keys", "SANDI_MAX_ONETIME_KEYS", "one-time pre-keys a device may hold, default 200; negative: no cap")
+	intFlag(&c.uploadRate, "upload-rate", "SANDI_UPLOAD_RATE", "bundle and one-time key uploads a minute per device, default 60")
+	for _, env := range []string{"SANDI_CLAIM_RATE", "SANDI_CLAIM_ONETIME_PER_HOUR", "SANDI_TARGET_ONETIME_PER_HOUR", "SANDI_MAX_ONETIME_KEYS", "SANDI_UPLOAD_RATE"} {
+		if v := os.Getenv(env); v != "" {
+			if _, err := strconv.Atoi(v); err != nil {
+				return c, usageError{env + ": not an integer: " + v}
+			}
+		}
+	}
 	if err := fs.Parse(args); err != nil {
 		return c, usageError{err.Error()}
 	}
@@ -110,7 +131,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("open database: %w", err)
 	}
 	defer st.Close()
-	srv := server.New(st, log, server.Config{TrustedProxies: c.trustedProxies})
+	srv := server.New(st, log, server.Config{TrustedProxies: c.trustedProxies,
+		ClaimPerMinute: c.claimRate, ClaimOneTimePerHour: c.claimOneTime, TargetOneTimePerHour: c.targetOneTime,
+		MaxOneTimeKeys: c.maxOneTime, UploadPerMinute: c.uploadRate})
 	defer srv.Close()
 	mountWeb(srv)
 

@@ -34,7 +34,14 @@ type Config struct {
 	// Rate limits, per minute; 0 takes the default, a negative value disables.
 	RegisterPerMinute int // per client address, default 10
 	LoginPerMinute    int // per client address and per username, default 20
-	ClaimPerMinute    int // per requesting device and per target user, default 120
+	ClaimPerMinute    int // claims per requesting device and per its account, default 120; negative: every claim limit off
+	// Pre-key limits (see claims.go); 0 takes the default, negative
+	// disables (except MaxClaimBudgets).
+	MaxOneTimeKeys       int // one-time keys a device may hold, default 200
+	UploadPerMinute      int // bundle and one-time key uploads per device, default 60
+	ClaimOneTimePerHour  int // one-time keys a caller account takes of one target user, default 10
+	TargetOneTimePerHour int // one-time keys all callers take of one target user, default 60
+	MaxClaimBudgets      int // one-time key budgets remembered, of each kind, default 100,000
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For gives
 	// the client address the rate limits key on (see clientAddr). Without
 	// them the client address is the TCP peer's, and every client behind
@@ -84,9 +91,11 @@ type Server struct {
 	hub     *Hub
 	metrics *metrics
 	limits  *limiters
-	mux     *http.ServeMux
-	chains  chainCache
-	idents  identityCache
+	// keyLimits are the pre-key limits (claims.go).
+	keyLimits *keyLimits
+	mux       *http.ServeMux
+	chains    chainCache
+	idents    identityCache
 }
 
 // New returns a Server over st. bus may be nil (in-process fan-out only).
@@ -97,6 +106,7 @@ func New(st store.Store, log *slog.Logger, cfg Config) *Server {
 	}
 	s := &Server{cfg: cfg, store: st, log: log, hub: NewHub(), metrics: newMetrics()}
 	s.limits = newLimiters(cfg)
+	s.setupKeyLimits()
 	s.mux = http.NewServeMux()
 	for _, rt := range s.routes() {
 		s.mux.Handle(rt.Method+" "+rt.Pattern, s.instrument(rt, s.wrap(rt)))
