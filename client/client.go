@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -151,6 +152,19 @@ func Open(opts Options) (*Client, error) {
 	}
 	c.api.base, c.api.token = c.acct.Server, c.acct.Token
 	return c, nil
+}
+
+// Close releases the device state. Open takes ownership of
+// Options.Storage: Close closes it when it has a Close method, which for a
+// DirStorage releases the directory's lock so another process may open it.
+// The client must not be used after Close.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cl, ok := c.st.(io.Closer); ok {
+		return cl.Close()
+	}
+	return nil
 }
 
 func (c *Client) load() error {
