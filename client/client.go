@@ -78,6 +78,9 @@ type Client struct {
 	pend    pending
 	stats   Stats
 
+	lives     map[protocol.ConversationID]*epochLife // expiry.go
+	expiredAt int64                                  // Unix seconds of the last expiry run (0: none yet)
+
 	onChange func()
 }
 
@@ -91,6 +94,7 @@ type account struct {
 	Cursor         int64             `json:"cursor"`
 	NextPreKeyID   uint32            `json:"nextPreKeyId"`
 	SignedPreKeyID uint32            `json:"signedPreKeyId"`
+	LastResortID   uint32            `json:"lastResortId,omitempty"` // 0 in state from before it was recorded
 	Maintained     int64             `json:"maintained"` // Unix seconds of the last pre-key upkeep
 }
 
@@ -101,7 +105,7 @@ const maintainEvery = 6 * 3600
 type prekeyEntry struct {
 	Kind    protocol.PreKeyKind `json:"kind"`
 	Created int64               `json:"created"`
-	Retired int64               `json:"retired,omitempty"` // when a newer signed pre-key replaced it
+	Retired int64               `json:"retired,omitempty"` // when a newer signed (or last-resort) key replaced it
 	Seed    b64                 `json:"seed"`
 	key     *secret.KEMPrivateKey
 }
@@ -111,7 +115,7 @@ type prekeyEntry struct {
 type Stats struct {
 	Decrypted      int
 	Duplicates     int
-	DecryptFailed  map[string]int // by reason: no_session, bad_signature, too_far_ahead, unknown_sender, undecryptable, bad_content
+	DecryptFailed  map[string]int // by reason: expired, no_session, bad_signature, too_far_ahead, unknown_sender, undecryptable, bad_content
 	Rotations      int
 	AdoptedEpochs  int
 	IdentityAlerts int
@@ -123,7 +127,8 @@ func Open(opts Options) (*Client, error) {
 		return nil, errors.New("client: no storage")
 	}
 	c := &Client{st: opts.Storage, now: opts.Now, devName: opts.DeviceName,
-		prekeys: map[uint32]*prekeyEntry{}, convs: map[protocol.ConversationID]*convState{}, pend: newPending()}
+		prekeys: map[uint32]*prekeyEntry{}, convs: map[protocol.ConversationID]*convState{}, pend: newPending(),
+		lives: map[protocol.ConversationID]*epochLife{}}
 	c.stats.DecryptFailed = map[string]int{}
 	if c.now == nil {
 		c.now = time.Now
@@ -385,7 +390,8 @@ func (c *Client) newPreKey(kind protocol.PreKeyKind) (protocol.PreKey, error) {
 }
 
 // uploadBundle uploads a fresh bundle: a signed pre-key, a last-resort key
-// and n one-time keys.
+// and n one-time keys. The keys it replaces are marked retired; expiry.go
+// erases them after their grace period (§5.3).
 func (c *Client) uploadBundle(ctx context.Context, reset bool, n int) error {
 	b := &protocol.Bundle{User: c.acct.User, Device: c.acct.Device, Identity: c.id.Public()}
 	var err error
@@ -403,19 +409,19 @@ func (c *Client) uploadBundle(ctx context.Context, reset bool, n int) error {
 		b.OneTime = append(b.OneTime, k)
 	}
 	// The ids are reserved before the upload so a retry never reuses one.
-	prev := c.acct.SignedPreKeyID
-	c.acct.SignedPreKeyID = b.Signed.ID
+	prev, prevLR := c.acct.SignedPreKeyID, c.currentLastResort()
+	c.acct.SignedPreKeyID, c.acct.LastResortID = b.Signed.ID, b.LastResort.ID
 	if err := c.saveAccount(); err != nil {
 		return err
 	}
 	if err := c.api.do(ctx, "POST", "/api/keys/prekey-bundle", map[string]any{"bundle": b64(b.Marshal()), "reset": reset}, nil); err != nil {
-		c.acct.SignedPreKeyID = prev
+		c.acct.SignedPreKeyID, c.acct.LastResortID = prev, prevLR
 		return err
 	}
-	if prev != 0 && prev != b.Signed.ID {
-		if e := c.prekeys[prev]; e != nil {
+	for _, id := range []uint32{prev, prevLR} {
+		if e := c.prekeys[id]; id != 0 && e != nil && e.Retired == 0 {
 			e.Retired = c.now().Unix()
-			if err := c.savePreKey(prev, e); err != nil {
+			if err := c.savePreKey(id, e); err != nil {
 				return err
 			}
 		}
@@ -424,9 +430,10 @@ func (c *Client) uploadBundle(ctx context.Context, reset bool, n int) error {
 }
 
 // MaintainPreKeys tops up one-time pre-keys when the server holds fewer
-// than OneTimeLowWater, rotates the signed pre-key when it is older than
-// protocol.SignedPreKeyRotation and forgets replaced ones after the grace
-// period.
+// than OneTimeLowWater, and rotates the signed pre-key and the last-resort
+// key when they are older than protocol.SignedPreKeyRotation. Sync and
+// Listen run it on their own, and forget replaced keys after their grace
+// period (expiry.go).
 func (c *Client) MaintainPreKeys(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -463,13 +470,6 @@ func (c *Client) maintainPreKeys(ctx context.Context) error {
 	if sp := c.prekeys[c.acct.SignedPreKeyID]; sp != nil && now-sp.Created > protocol.SignedPreKeyRotation {
 		if err := c.uploadBundle(ctx, false, 0); err != nil {
 			return err
-		}
-	}
-	for id, e := range c.prekeys {
-		if e.Kind == protocol.SignedPreKey && e.Retired != 0 && now-e.Retired > protocol.SignedPreKeyGrace {
-			if err := c.dropPreKey(id); err != nil {
-				return err
-			}
 		}
 	}
 	c.acct.Maintained = now

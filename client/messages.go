@@ -315,6 +315,8 @@ func (c *Client) History(conv protocol.ConversationID) ([]Message, error) {
 // failure classifies a decrypt error for Stats.DecryptFailed.
 func failure(err error) string {
 	switch {
+	case errors.Is(err, ErrExpired):
+		return "expired"
 	case errors.Is(err, errNoSession):
 		return "no_session"
 	case errors.Is(err, protocol.ErrBadSignature):
@@ -400,7 +402,7 @@ func (c *Client) receive(ctx context.Context, ma *messageAnswer) (*Message, erro
 	if !ok {
 		return fail(secret.ErrUnknownSender)
 	}
-	pt, err := e.ep.Decrypt(env, id)
+	pt, err := e.ep.DecryptAt(env, id, c.now().Unix())
 	if errors.Is(err, secret.ErrDuplicate) {
 		c.stats.Duplicates++
 		return nil, nil

@@ -20,7 +20,15 @@ const (
 	// keeps. A larger jump fails at once, deriving nothing.
 	MaxSkip = 2000
 	// MaxCounter is the last usable counter of a chain.
-	MaxCounter     = 1<<32 - 2
+	MaxCounter = 1<<32 - 2
+	// SkippedKeyMaxAge is how long a receiver keeps a skipped message key,
+	// in seconds from when it stored it (§8.6).
+	SkippedKeyMaxAge = 7 * 24 * 3600
+	// SupersededEpochMaxAge is how long a device keeps an epoch's state
+	// after it first held a later epoch of the conversation (or left it),
+	// in seconds (§8.6).
+	SupersededEpochMaxAge = 7 * 24 * 3600
+
 	chainKeySize   = 32
 	messageKeySize = chacha20poly1305.KeySize + chacha20poly1305.NonceSize
 )
