@@ -95,7 +95,7 @@ type account struct {
 	NextPreKeyID   uint32            `json:"nextPreKeyId"`
 	SignedPreKeyID uint32            `json:"signedPreKeyId"`
 	LastResortID   uint32            `json:"lastResortId,omitempty"` // 0 in state from before it was recorded
-	Maintained     int64             `json:"maintained"` // Unix seconds of the last pre-key upkeep
+	Maintained     int64             `json:"maintained"`             // Unix seconds of the last pre-key upkeep
 }
 
 // maintainEvery is how often Sync runs the pre-key upkeep on its own.

@@ -49,7 +49,9 @@ func (e *epochExpiredError) Error() string {
 		e.n, e.conv, secret.SupersededEpochMaxAge/86400)
 }
 
-func (e *epochExpiredError) Is(target error) bool { return target == ErrExpired || target == errNoSession }
+func (e *epochExpiredError) Is(target error) bool {
+	return target == ErrExpired || target == errNoSession
+}
 
 // epochLife is what the device remembers of the lifetimes of a
 // conversation's epochs (storage key expiry/CONV).
