@@ -53,6 +53,15 @@ func (e *epochExpiredError) Is(target error) bool {
 	return target == ErrExpired || target == errNoSession
 }
 
+// raiseExpired records a message that came after its key expired: an
+// honest server delivers a conversation's messages in order and never a
+// week late, so it was held back (or replayed).
+func (c *Client) raiseExpired(conv protocol.ConversationID, seq uint64) error {
+	return c.raise(Alarm{Kind: AlarmServerData, Conversation: conv,
+		Detail: fmt.Sprintf("message %d arrived after this device had erased its key (kept %d days): the server held it back or replayed it",
+			seq, secret.SkippedKeyMaxAge/86400)})
+}
+
 // epochLife is what the device remembers of the lifetimes of a
 // conversation's epochs (storage key expiry/CONV).
 type epochLife struct {

@@ -342,6 +342,9 @@ func TestWithheldMessagesExpire(t *testing.T) {
 		if got, f := syncAll(t, bob); len(got) != 0 || strings.Join(f, " ") != "expired" {
 			t.Fatalf("8 days later bob read %q, failures %q; want the failure expired", got, f)
 		}
+		if alarms, err := bob.Alarms(conv); err != nil || len(alarms) != 1 || alarms[0].Kind != client.AlarmServerData {
+			t.Fatalf("alarms %+v %v, want one server_data alarm for the late message", alarms, err)
+		}
 	})
 
 	t.Run("superseded epoch", func(t *testing.T) {
@@ -388,6 +391,13 @@ func TestWithheldMessagesExpire(t *testing.T) {
 		}
 		if s := bob.Stats(); s.DecryptFailed["expired"] != 2 {
 			t.Fatalf("stats %v", s.DecryptFailed)
+		}
+		alarms, err := bob.Alarms(conv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(alarms) != 1 || alarms[0].Kind != client.AlarmServerData || !strings.Contains(alarms[0].Detail, "held it back") {
+			t.Fatalf("alarms %+v, want one server_data alarm for the late message", alarms)
 		}
 	})
 }

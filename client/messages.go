@@ -376,6 +376,11 @@ func (c *Client) receive(ctx context.Context, ma *messageAnswer) (*Message, erro
 	fail := func(err error) (*Message, error) {
 		reason := failure(err)
 		c.stats.DecryptFailed[reason]++
+		if reason == "expired" {
+			if err := c.raiseExpired(ma.Conversation, ma.Seq); err != nil {
+				return nil, err
+			}
+		}
 		return nil, &DecryptError{Conversation: ma.Conversation, Seq: ma.Seq, Reason: reason, Err: err}
 	}
 	env, err := protocol.ParseEnvelope(ma.Envelope)
