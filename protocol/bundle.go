@@ -93,6 +93,26 @@ func decodePreKey(r *wire.Reader) PreKey {
 	return k
 }
 
+// PreKeyCreated returns the kind and creation time of an encoded pre-key
+// (§5.1), checking its length and kind but not its public key or signature:
+// it is for a holder of pre-keys it verified when it received them, such as
+// the server applying the dormancy rule of §5.3 to stored keys, where a full
+// decode would cost a public-key check per key.
+func PreKeyCreated(b []byte) (PreKeyKind, int64, error) {
+	r := wire.NewReader(b)
+	kind := PreKeyKind(r.U8("pre-key kind"))
+	if r.Err() == nil && (kind < SignedPreKey || kind > LastResortPreKey) {
+		r.Fail("unknown pre-key kind %d", kind)
+	}
+	r.U32("pre-key id")
+	created := int64(r.U64("pre-key time"))
+	r.Fixed(KEMPublicKeySize+SignatureSize, "pre-key public key and signature")
+	if err := r.Done(); err != nil {
+		return 0, 0, fmt.Errorf("pre-key: %w", err)
+	}
+	return kind, created, nil
+}
+
 // Marshal returns the PreKeySize-byte encoding of k (§5.1).
 func (k *PreKey) Marshal() []byte {
 	w := wire.NewBuilder(PreKeySize)

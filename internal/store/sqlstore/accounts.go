@@ -496,13 +496,13 @@ func (s *Store) Claim(ctx context.Context, devices []protocol.DeviceID, lowWater
 // verified when uploaded; bytes that are not a pre-key encoding never make
 // a device dormant.
 func dormant(signed, lastResort []byte, now int64) bool {
-	sp, err := protocol.ParsePreKey(signed)
+	_, sc, err := protocol.PreKeyCreated(signed)
 	if err != nil {
 		return false
 	}
-	lk, err := protocol.ParsePreKey(lastResort)
+	_, lc, err := protocol.PreKeyCreated(lastResort)
 	if err != nil {
 		return false
 	}
-	return protocol.Dormant(sp.Created, lk.Created, now/1000)
+	return protocol.Dormant(sc, lc, now/1000)
 }
