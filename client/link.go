@@ -15,15 +15,31 @@ import (
 // account's identity key shows a code; the user types it on a device that
 // has the key, which seals the key to the new device through the server.
 
+// Errors of device linking that callers branch on.
+var (
+	// ErrLinkExpired: the new device's link request passed its lifetime
+	// (10 minutes) before a device approved it; start linking again.
+	ErrLinkExpired = errors.New("the link code has expired: start linking again on the new device for a new code")
+	// ErrLinkAmbiguous: more than one pending request answers the typed
+	// code. Someone other than the new device has seen the code (or the
+	// server duplicated a request); nothing was sealed.
+	ErrLinkAmbiguous = errors.New("more than one device answers this link code: someone else has seen it, so nothing was sent; start linking again on the new device")
+	// ErrLinkCode: the typed text is not a link code (wraps nothing else).
+	ErrLinkCode = secret.ErrLinkCode
+	// ErrNoLinkRequest: no pending request answers the typed code.
+	ErrNoLinkRequest = errors.New("no new device of this account shows that code; check it, or start linking again on the new device (a code lasts 10 minutes)")
+)
+
 // linkState is the pending link of a new device (storage key "link").
 type linkState struct {
 	TmpSeed b64    `json:"tmpSeed"`
 	Code    string `json:"code"`
 }
 
-// StartLink registers this new device's temporary key with the server and
-// returns the code to type on another device of the account. Calling it
-// again returns the same code until the link completes.
+// StartLink draws a temporary key and a link key, registers the request
+// with the server (replacing this device's earlier one) and returns the
+// code to type on another device of the account. The server keeps the
+// request for 10 minutes (protocol.md §11).
 func (c *Client) StartLink(ctx context.Context) (string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -33,35 +49,25 @@ func (c *Client) StartLink(ctx context.Context) (string, error) {
 	if c.id != nil {
 		return "", errors.New("this device already has the account's identity key")
 	}
-	var ls linkState
-	if b, err := c.st.Get("link"); err == nil {
-		if err := json.Unmarshal(b, &ls); err != nil {
-			return "", err
-		}
-	} else {
-		tmp := secret.NewKEMKey()
-		ls = linkState{TmpSeed: tmp.Seed(), Code: secret.NewLinkSecret(tmp.Public()).Code()}
-		b, err := json.Marshal(ls)
-		if err != nil {
-			return "", err
-		}
-		if err := c.st.Put("link", b); err != nil {
-			return "", err
-		}
-	}
-	tmp, err := secret.KEMKeyFromSeed(ls.TmpSeed)
+	tmp, key := secret.NewKEMKey(), secret.NewLinkKey()
+	b, err := json.Marshal(linkState{TmpSeed: tmp.Seed(), Code: key.Code()})
 	if err != nil {
 		return "", err
 	}
-	if err := c.api.do(ctx, "POST", "/api/devices/link", map[string]b64{"publicKey": tmp.Public().Bytes()}, nil); err != nil {
+	if err := c.st.Put("link", b); err != nil {
 		return "", err
 	}
-	return ls.Code, nil
+	req := map[string]b64{"publicKey": tmp.Public().Bytes(), "tag": key.Tag(c.acct.User, c.acct.Device, tmp.Public())}
+	if err := c.api.do(ctx, "POST", "/api/devices/link", req, nil); err != nil {
+		return "", err
+	}
+	return key.Code(), nil
 }
 
 // WaitLink waits until another device has confirmed the code, then takes
 // the identity key and uploads this device's pre-keys. It polls every
-// interval until ctx ends.
+// interval until ctx ends; it returns ErrLinkExpired once the request
+// expired unapproved.
 func (c *Client) WaitLink(ctx context.Context, interval time.Duration) error {
 	for {
 		done, err := c.tryCompleteLink(ctx)
@@ -87,10 +93,22 @@ func (c *Client) tryCompleteLink(ctx context.Context) (bool, error) {
 	if err := json.Unmarshal(b, &ls); err != nil {
 		return false, err
 	}
+	key, err := secret.ParseLinkCode(ls.Code)
+	if err != nil {
+		// A link started by a version with shorter codes: its request
+		// has no tag and has expired on the server.
+		if err := c.st.Delete("link"); err != nil {
+			return false, err
+		}
+		return false, ErrLinkExpired
+	}
 	var ans struct {
 		Sealed b64 `json:"sealed"`
 	}
 	if err := c.api.do(ctx, "GET", "/api/devices/link/self", nil, &ans); err != nil {
+		if IsCode(err, "link_expired") {
+			return false, ErrLinkExpired
+		}
 		return false, err
 	}
 	if len(ans.Sealed) == 0 {
@@ -100,11 +118,7 @@ func (c *Client) tryCompleteLink(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	l, err := secret.ParseLinkSecret(ls.Code)
-	if err != nil {
-		return false, err
-	}
-	id, err := secret.OpenIdentity(tmp, ans.Sealed, c.acct.User, c.acct.Device, l)
+	id, err := secret.OpenIdentity(tmp, ans.Sealed, c.acct.User, c.acct.Device, key)
 	if err != nil {
 		return false, fmt.Errorf("%w: the confirmed identity does not open: %v", ErrServerMisbehaved, err)
 	}
@@ -122,21 +136,26 @@ type linkRequest struct {
 	Device    protocol.DeviceID `json:"device"`
 	Name      string            `json:"name"`
 	PublicKey b64               `json:"publicKey"`
+	Tag       b64               `json:"tag"`
 	CreatedAt int64             `json:"createdAt"`
+	ExpiresAt int64             `json:"expiresAt"`
 }
 
 // ApproveLink confirms a new device of this account by the code it shows
-// and seals the identity key to it. Only the device whose temporary key the
-// code was made for can open it.
+// and seals the identity key to it (protocol.md §11). Of the pending
+// requests the server lists, exactly one must carry a tag that verifies
+// under the code: none is ErrNoLinkRequest, more than one is
+// ErrLinkAmbiguous (and an alarm). Only the device that drew the code's
+// temporary key can open what is sealed.
 func (c *Client) ApproveLink(ctx context.Context, code string) (protocol.DeviceID, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.ready(); err != nil {
 		return protocol.DeviceID{}, err
 	}
-	l, err := secret.ParseLinkSecret(code)
+	key, err := secret.ParseLinkCode(code)
 	if err != nil {
-		return protocol.DeviceID{}, fmt.Errorf("that is not a link code (20 letters and digits, as the new device shows it)")
+		return protocol.DeviceID{}, fmt.Errorf("%w: the code has %d letters and digits (2 to 7), as the new device shows it", err, secret.LinkCodeLength)
 	}
 	var list struct {
 		Requests []linkRequest `json:"requests"`
@@ -144,19 +163,36 @@ func (c *Client) ApproveLink(ctx context.Context, code string) (protocol.DeviceI
 	if err := c.api.do(ctx, "GET", "/api/devices/link", nil, &list); err != nil {
 		return protocol.DeviceID{}, err
 	}
-	for _, r := range list.Requests {
-		pub, err := protocol.ParseKEMPublicKey(r.PublicKey)
-		if err != nil || !l.Selects(pub) {
+	var match *linkRequest
+	var pub protocol.KEMPublicKey
+	n := 0
+	for i, r := range list.Requests {
+		p, err := protocol.ParseKEMPublicKey(r.PublicKey)
+		if err != nil || !key.Verifies(c.acct.User, r.Device, p, r.Tag) {
 			continue
 		}
-		sealed, err := secret.SealIdentity(c.id, pub, c.acct.User, r.Device, l)
-		if err != nil {
-			return protocol.DeviceID{}, err
-		}
-		if err := c.api.do(ctx, "POST", "/api/devices/link/"+r.Device.String(), map[string]b64{"sealed": sealed}, nil); err != nil {
-			return protocol.DeviceID{}, err
-		}
-		return r.Device, nil
+		n++
+		match, pub = &list.Requests[i], p
 	}
-	return protocol.DeviceID{}, errors.New("no new device of this account shows that code; check it, or run 'sandi link' on the new device again")
+	switch {
+	case n == 0:
+		return protocol.DeviceID{}, ErrNoLinkRequest
+	case n > 1:
+		if err := c.raise(Alarm{Kind: AlarmServerData, Severity: SeverityCritical, User: c.acct.User,
+			Detail: fmt.Sprintf("%d pending device links answered the link code typed on this device: someone who knows this account's password has seen the code, or the server duplicated a request; no device was linked", n)}); err != nil {
+			return protocol.DeviceID{}, err
+		}
+		return protocol.DeviceID{}, ErrLinkAmbiguous
+	}
+	sealed, err := secret.SealIdentity(c.id, pub, c.acct.User, match.Device, key)
+	if err != nil {
+		return protocol.DeviceID{}, err
+	}
+	if err := c.api.do(ctx, "POST", "/api/devices/link/"+match.Device.String(), map[string]b64{"sealed": sealed}, nil); err != nil {
+		if IsCode(err, "link_expired") {
+			return protocol.DeviceID{}, ErrLinkExpired
+		}
+		return protocol.DeviceID{}, err
+	}
+	return match.Device, nil
 }

@@ -30,4 +30,5 @@ const (
 	LabelEnvelopeSig     = "sandi v1 envelope signature"
 	LabelSafetyNumber    = "sandi v1 safety number"
 	LabelLink            = "sandi v1 device link"
+	LabelLinkRequest     = "sandi v1 link request"
 )

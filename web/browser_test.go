@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -256,12 +257,16 @@ func TestBrowserDevices(t *testing.T) {
 	carolWeb.typeInto("#auth-password", "password of carol")
 	carolWeb.pressEnter()
 	carolWeb.waitView("setup")
-	carolWeb.wait("the link code", `/^[A-Za-z0-9-]{20,}$/.test(document.getElementById("link-code").innerText.trim())`)
+	carolWeb.wait("the link code", `/^[A-Z2-7]{5}-[A-Z2-7]{5}-[A-Z2-7]{5}-[A-Z2-7]{5}-[A-Z2-7]{6}$/.test(document.getElementById("link-code").innerText.trim())`)
 	if !eval[bool](carolWeb, `document.getElementById("reset-button").disabled`) {
 		carolWeb.fail("the reset button is enabled before the warning is acknowledged")
 	}
 	carolWeb.screenshot("setup")
 	code := eval[string](carolWeb, `document.getElementById("link-code").innerText.trim()`)
+	// The QR code holds the same code, without its dashes.
+	if got := string(carolWeb.scanQR("#link-qr")); got != strings.ReplaceAll(code, "-", "") {
+		carolWeb.fail("the link QR code holds %q, the text shows %q", got, code)
+	}
 	if _, err := carol.c.ApproveLink(ctx, code); err != nil {
 		t.Fatalf("carol's terminal approves %s: %v", code, err)
 	}
@@ -285,7 +290,7 @@ func TestBrowserDevices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	carolWeb.typeInto("#approve-code", code3)
+	carolWeb.typeInto("#approve-code", strings.ToLower(strings.ReplaceAll(code3, "-", " "))) // typed loosely
 	carolWeb.pressEnter()
 	carolWeb.waitText("#approve-status", "Linked")
 	lctx, cancel := context.WithTimeout(ctx, stepTimeout)

@@ -173,10 +173,13 @@ func TestCLILink(t *testing.T) {
 	if err := json.Unmarshal(sc.Bytes(), &shown); err != nil || shown.Code == "" {
 		t.Fatalf("link printed %q", sc.Text())
 	}
-	if _, errs, code := cliRun(t, base, first, "", "link", "AAAA-BBBB-CCCC-DDDD-EEEE"); code == 0 || errs == "" {
-		t.Fatal("a wrong code was confirmed")
+	for _, wrong := range [][]string{{"AAAA-BBBB-CCCC-DDDD-EEEE"}, {"AAAAA-BBBBB-CCCCC-DDDDD-EEEEEE"}, {"AAAAA", "BBBBB", "CCCCC"}} {
+		if _, errs, code := cliRun(t, base, first, "", append([]string{"link"}, wrong...)...); code == 0 || errs == "" {
+			t.Fatalf("a wrong code %q was confirmed", wrong)
+		}
 	}
-	cliOK(t, base, first, "", "link", shown.Code)
+	// The code may be typed in lower case, in groups as separate words.
+	cliOK(t, base, first, "", append([]string{"link"}, strings.Fields(strings.ToLower(strings.ReplaceAll(shown.Code, "-", " ")))...)...)
 	if !sc.Scan() || !strings.Contains(sc.Text(), `"linked":true`) {
 		t.Fatalf("link ended with %q; stderr %q", sc.Text(), errb.String())
 	}

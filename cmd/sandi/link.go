@@ -2,19 +2,24 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
+
+	"sandi.dev/client"
 )
 
+// cmdLink: without a code, on a new device, shows a link code and waits
+// for another device of the account to confirm it; with a code (typed in
+// one piece or in its groups, dashes optional, any case), on a device
+// that holds the account's keys, confirms that new device.
 func cmdLink(ctx context.Context, e *cli, args []string) error {
-	if len(args) > 1 {
-		return usageError{"usage: sandi link [CODE]"}
-	}
 	if err := e.open(); err != nil {
 		return err
 	}
-	if len(args) == 1 {
-		dev, err := e.c.ApproveLink(ctx, args[0])
+	if len(args) > 0 {
+		dev, err := e.c.ApproveLink(ctx, strings.Join(args, " "))
 		if err != nil {
 			return err
 		}
@@ -29,9 +34,12 @@ func cmdLink(ctx context.Context, e *cli, args []string) error {
 			return err
 		}
 	} else {
-		fmt.Fprintf(e.stdout, "On a device already signed in to %s, run:\n\n    sandi link %s\n\nWaiting for it…\n", e.c.Username(), code)
+		fmt.Fprintf(e.stdout, "On a device already signed in to %s, run:\n\n    sandi link %s\n\nThe code works once, for 10 minutes. Waiting for it…\n", e.c.Username(), code)
 	}
 	if err := e.c.WaitLink(ctx, time.Second); err != nil {
+		if errors.Is(err, client.ErrLinkExpired) {
+			return errors.New("the code expired before another device confirmed it; run 'sandi link' again for a new one")
+		}
 		return err
 	}
 	return e.out(map[string]any{"linked": true}, "linked: this device has your account's keys")

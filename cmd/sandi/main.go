@@ -53,8 +53,9 @@ Account and devices:
   login USERNAME --password-stdin
                               sign this device in to an existing account, then run
                               'sandi link' (or 'login --reset' with no other device)
-  link [CODE]                 without CODE, on a new device: show a code and wait for
-                              another device to confirm it; with CODE, on a device
+  link [CODE]                 without CODE, on a new device: show a code (valid 10
+                              minutes) and wait for another device to confirm it; with
+                              CODE (dashes, spaces and case do not matter), on a device
                               that has the account's keys: confirm that new device
   whoami                      show this device's account, device and identity key
   devices                     list the account's devices

@@ -2,7 +2,7 @@ package secret
 
 // Fuzz targets for the decoders of package secret that read bytes it did not
 // write itself in this run: the stored epoch state (UnmarshalEpoch), the
-// padding of a decrypted message (Unpad), a typed link code (ParseLinkSecret)
+// padding of a decrypted message (Unpad), a typed link code (ParseLinkCode)
 // and a sealed identity seed relayed by the server (OpenIdentity). Either the
 // input is refused with no result, or the result re-encodes to the input.
 //
@@ -200,7 +200,7 @@ func FuzzUnpad(f *testing.F) {
 	})
 }
 
-// normalizeCode is the rule ParseLinkSecret documents: dashes and spaces
+// normalizeCode is the rule ParseLinkCode documents: dashes and spaces
 // are ignored and ASCII letters compared without case; nothing else is.
 func normalizeCode(b []byte) string {
 	var sb strings.Builder
@@ -216,34 +216,37 @@ func normalizeCode(b []byte) string {
 	return sb.String()
 }
 
-// fuzzLinkSecret is a fixed link secret for the temporary key pub.
-func fuzzLinkSecret(pub protocol.KEMPublicKey, n byte) LinkSecret {
-	l := LinkSecret{selector: linkSelector(pub)}
-	for i := range l.secret {
-		l.secret[i] = n + byte(i)
+// fuzzLinkKey is a fixed link key.
+func fuzzLinkKey(n byte) LinkKey {
+	var l LinkKey
+	for i := range l.k {
+		l.k[i] = n + byte(i)
 	}
 	return l
 }
 
-// FuzzParseLinkSecret: a typed code is accepted exactly when, up to case,
+// FuzzParseLinkCode: a typed code is accepted exactly when, up to case,
 // spaces and dashes, it is the canonical code of what it parses to.
-func FuzzParseLinkSecret(f *testing.F) {
-	pub := fuzzKEM(f, "link").Public()
-	code := fuzzLinkSecret(pub, 1).Code()
+func FuzzParseLinkCode(f *testing.F) {
+	code := fuzzLinkKey(1).Code()
 	f.Add([]byte(code))
 	f.Add([]byte(strings.ToLower(strings.ReplaceAll(code, "-", " "))))
 	f.Add([]byte(code + "\t"))
-	f.Add([]byte("AAAA-AAAA-AAAA-AAAA-AAAB"))
+	f.Add([]byte("AAAAA-AAAAA-AAAAA-AAAAA-AAAAAB"))
+	f.Add([]byte("AAAA-AAAA-AAAA-AAAA-AAAA"))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		l, err := ParseLinkSecret(string(in))
+		l, err := ParseLinkCode(string(in))
 		if err != nil {
-			if !errors.Is(err, ErrLinkCode) || l != (LinkSecret{}) {
+			if !errors.Is(err, ErrLinkCode) || l != (LinkKey{}) {
 				t.Fatalf("refused %q with %v and a partial result", in, err)
 			}
 			return
 		}
-		if got := strings.ReplaceAll(l.Code(), "-", ""); got != normalizeCode(in) {
+		if got := l.CompactCode(); got != normalizeCode(in) {
 			t.Fatalf("accepted %q, canonical form %q", in, got)
+		}
+		if back, err := ParseLinkCode(l.Code()); err != nil || back != l {
+			t.Fatalf("the code of %q does not parse back: %v", in, err)
 		}
 	})
 }
@@ -252,29 +255,29 @@ func FuzzParseLinkSecret(f *testing.F) {
 type identityLink struct {
 	tmp          *KEMPrivateKey
 	id           *IdentityPrivateKey
-	secret       LinkSecret
+	key          LinkKey
 	user         protocol.UserID
 	device, dev2 protocol.DeviceID
 }
 
 func newIdentityLink(tb testing.TB) identityLink {
 	l := identityLink{tmp: fuzzKEM(tb, "link"), id: fuzzIdentity(tb, "link")}
-	l.secret = fuzzLinkSecret(l.tmp.Public(), 1)
+	l.key = fuzzLinkKey(1)
 	l.user, l.device, l.dev2 = fuzzRef("link").User, fuzzRef("link").Device, fuzzRef("link 2").Device
 	return l
 }
 
 // sealedIdentitySeeds returns two sealings of the identity for the linked
-// device (they open), one for another device and one under another code's
-// secret (neither may open).
+// device (they open), one for another device and one under another link
+// key (neither may open).
 func sealedIdentitySeeds(tb testing.TB) [][]byte {
 	l := newIdentityLink(tb)
 	var out [][]byte
 	for _, s := range []struct {
-		dev    protocol.DeviceID
-		secret LinkSecret
-	}{{l.device, l.secret}, {l.device, l.secret}, {l.dev2, l.secret}, {l.device, fuzzLinkSecret(l.tmp.Public(), 2)}} {
-		b, err := SealIdentity(l.id, l.tmp.Public(), l.user, s.dev, s.secret)
+		dev protocol.DeviceID
+		key LinkKey
+	}{{l.device, l.key}, {l.device, l.key}, {l.dev2, l.key}, {l.device, fuzzLinkKey(2)}} {
+		b, err := SealIdentity(l.id, l.tmp.Public(), l.user, s.dev, s.key)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -289,14 +292,14 @@ func sealedIdentitySeeds(tb testing.TB) [][]byte {
 func FuzzOpenIdentity(f *testing.F) {
 	l := newIdentityLink(f)
 	seeds := sealedIdentitySeeds(f)
-	if _, err := OpenIdentity(l.tmp, seeds[0], l.user, l.device, l.secret); err != nil {
+	if _, err := OpenIdentity(l.tmp, seeds[0], l.user, l.device, l.key); err != nil {
 		f.Fatalf("control: %v", err)
 	}
-	if _, err := OpenIdentity(l.tmp, seeds[2], l.user, l.device, l.secret); err == nil {
+	if _, err := OpenIdentity(l.tmp, seeds[2], l.user, l.device, l.key); err == nil {
 		f.Fatal("a sealing for another device opens")
 	}
-	if _, err := OpenIdentity(l.tmp, seeds[3], l.user, l.device, l.secret); err == nil {
-		f.Fatal("a sealing under another code's secret opens")
+	if _, err := OpenIdentity(l.tmp, seeds[3], l.user, l.device, l.key); err == nil {
+		f.Fatal("a sealing under another link key opens")
 	}
 	for _, s := range seeds {
 		f.Add(s)
@@ -305,7 +308,7 @@ func FuzzOpenIdentity(f *testing.F) {
 	f.Add(append(bytes.Clone(seeds[0]), 0))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, in []byte) {
-		got, err := OpenIdentity(l.tmp, bytes.Clone(in), l.user, l.device, l.secret)
+		got, err := OpenIdentity(l.tmp, bytes.Clone(in), l.user, l.device, l.key)
 		if err != nil {
 			if got != nil {
 				t.Fatalf("refused (%v) with a result", err)

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"crypto/ecdh"
 	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/mlkem"
 	"crypto/mlkem/mlkemtest"
 	"crypto/sha256"
@@ -1595,9 +1596,10 @@ func vecReplayPadding(t *testing.T, f *vecPaddingFile) {
 
 const vecLinkDescription = `Device linking (protocol.md §11). All byte strings hex. ` +
 	`tmp_kem_public is the X-Wing public key of the new device's temporary seed tmp_kem_seed (derived as in prekey.json); ` +
-	`selector = the first 2 bytes of SHA-256("sandi v1 device link" || tmp_kem_public); link_secret = 10 bytes the new device draws at random (fixed here); ` +
-	`link_code = the first 20 characters of base32 (RFC 4648 alphabet, no padding) of selector || link_secret, written as 5 groups of 4 characters joined by "-". ` +
-	`info = "sandi v1 device link" || 0x01 || user (16) || device (16) || SHA-256(tmp_kem_public) || link_secret, for the account and the new device's id. ` +
+	`link_key = 16 bytes the new device draws at random (fixed here); ` +
+	`link_code = base32 (RFC 4648 alphabet, no padding) of link_key, 26 characters (the last carries 2 zero bits), written as groups of 5, 5, 5, 5 and 6 characters joined by "-". ` +
+	`tag_data = "sandi v1 link request" || 0x01 || user (16) || device (16) || tmp_kem_public (1216); tag = HMAC-SHA256(link_key, tag_data). ` +
+	`info = "sandi v1 device link" || 0x01 || user (16) || device (16) || SHA-256(tmp_kem_public) || link_key, for the account and the new device's id. ` +
 	`sealed = enc (1120) || ciphertext (48): HPKE base-mode single-shot Seal (RFC 9180; KEM X-Wing 0x647a, KDF HKDF-SHA256 0x0001, AEAD ChaCha20-Poly1305 0x0003; empty aad) of identity_seed to tmp_kem_public with info, ` +
 	`made deterministic by ephemeral_x25519_sk and ephemeral_mlkem_m exactly as described in epoch.json. ` +
 	`Opening sealed with tmp_kem_seed and info gives identity_seed, whose Ed25519 public key is identity_public. ` +
@@ -1617,12 +1619,14 @@ type vecLink struct {
 	GoRandomSeed    uint64            `json:"go_global_random_seed"`
 	TmpKEMSeed      vecHex            `json:"tmp_kem_seed"`
 	TmpKEMPublic    vecHex            `json:"tmp_kem_public"`
-	LinkSecret      vecHex            `json:"link_secret"`
+	LinkKey         vecHex            `json:"link_key"`
 	LinkCode        string            `json:"link_code"`
 	IdentitySeed    vecHex            `json:"identity_seed"`
 	Identity        vecHex            `json:"identity_public"`
 	User            protocol.UserID   `json:"user"`
 	Device          protocol.DeviceID `json:"device"`
+	TagData         vecHex            `json:"tag_data"`
+	Tag             vecHex            `json:"tag"`
 	Info            vecHex            `json:"info"`
 	EphemeralX25519 vecHex            `json:"ephemeral_x25519_sk"`
 	EphemeralMLKEM  vecHex            `json:"ephemeral_mlkem_m"`
@@ -1637,14 +1641,14 @@ func vecGenLink(t *testing.T) *vecLinkFile {
 		tmp := vecKEM(t, "link "+c.device)
 		id := vecIdentity(t, c.user)
 		user, dev := vecUser(c.user), vecDevice(c.device)
-		l := vecLinkSecret(tmp.Public(), c.device)
+		l := vecLinkKey(c.device)
 		cryptotest.SetGlobalRandom(t, seed)
 		sealed, err := SealIdentity(id, tmp.Public(), user, dev, l)
 		if err != nil {
 			t.Fatal(err)
 		}
 		x := vecEphemerals(vecRandomStream(seed, 64), 1)[0]
-		info := linkSecretInfo(user, dev, tmp.Public(), l)
+		info := linkInfo(user, dev, tmp.Public(), l)
 		enc, ct, ss, err := vecSealDerand(tmp.Public(), info, id.Seed(), x.m, x.skX)
 		if err != nil {
 			t.Fatal(err)
@@ -1654,8 +1658,9 @@ func vecGenLink(t *testing.T) *vecLinkFile {
 		}
 		f.Vectors = append(f.Vectors, vecLink{
 			Name: c.user + " links " + c.device, GoRandomSeed: seed,
-			TmpKEMSeed: tmp.Seed(), TmpKEMPublic: tmp.Public().Bytes(), LinkSecret: l.secret[:], LinkCode: l.Code(),
-			IdentitySeed: id.Seed(), Identity: vecPub(id), User: user, Device: dev, Info: info,
+			TmpKEMSeed: tmp.Seed(), TmpKEMPublic: tmp.Public().Bytes(), LinkKey: l.k[:], LinkCode: l.Code(),
+			IdentitySeed: id.Seed(), Identity: vecPub(id), User: user, Device: dev,
+			TagData: linkTagData(user, dev, tmp.Public()), Tag: l.Tag(user, dev, tmp.Public()), Info: info,
 			EphemeralX25519: x.skX, EphemeralMLKEM: x.m, KEMSharedSecret: ss, Sealed: sealed,
 		})
 	}
@@ -1670,25 +1675,32 @@ func vecReplayLink(t *testing.T, f *vecLinkFile) {
 				t.Fatal(err)
 			}
 			vecEq(t, "tmp_kem_public", tmp.Public().Bytes(), v.TmpKEMPublic)
-			var l LinkSecret
-			l.selector = linkSelector(tmp.Public())
-			if len(v.LinkSecret) != len(l.secret) {
-				t.Fatalf("link_secret is %d bytes", len(v.LinkSecret))
+			var l LinkKey
+			if len(v.LinkKey) != len(l.k) {
+				t.Fatalf("link_key is %d bytes", len(v.LinkKey))
 			}
-			copy(l.secret[:], v.LinkSecret)
+			copy(l.k[:], v.LinkKey)
 			if code := l.Code(); code != v.LinkCode {
 				t.Errorf("link_code: computed %s, file %s", code, v.LinkCode)
 			}
 			typed := strings.ToLower(strings.ReplaceAll(v.LinkCode, "-", " "))
-			if parsed, err := ParseLinkSecret(typed); err != nil || parsed != l || !parsed.Selects(tmp.Public()) {
-				t.Errorf("ParseLinkSecret(%q): %v", typed, err)
+			if parsed, err := ParseLinkCode(typed); err != nil || !parsed.Equal(l) {
+				t.Errorf("ParseLinkCode(%q): %v", typed, err)
+			}
+			vecEq(t, "tag_data", linkTagData(v.User, v.Device, tmp.Public()), v.TagData)
+			m := hmac.New(sha256.New, v.LinkKey)
+			m.Write(v.TagData)
+			vecEq(t, "tag (HMAC-SHA256 of tag_data)", m.Sum(nil), v.Tag)
+			vecEq(t, "tag", l.Tag(v.User, v.Device, tmp.Public()), v.Tag)
+			if !l.Verifies(v.User, v.Device, tmp.Public(), v.Tag) {
+				t.Error("the file's tag does not verify")
 			}
 			id, err := IdentityFromSeed(v.IdentitySeed)
 			if err != nil {
 				t.Fatal(err)
 			}
 			vecEq(t, "identity_public", vecPub(id), v.Identity)
-			vecEq(t, "info", linkSecretInfo(v.User, v.Device, tmp.Public(), l), v.Info)
+			vecEq(t, "info", linkInfo(v.User, v.Device, tmp.Public(), l), v.Info)
 			enc, ct, ss, err := vecSealDerand(tmp.Public(), v.Info, v.IdentitySeed, v.EphemeralMLKEM, v.EphemeralX25519)
 			if err != nil {
 				t.Fatal(err)
@@ -1714,10 +1726,10 @@ func vecReplayLink(t *testing.T, f *vecLinkFile) {
 	}
 }
 
-// vecLinkSecret is a fixed link secret for a vector.
-func vecLinkSecret(pub protocol.KEMPublicKey, name string) LinkSecret {
-	l := LinkSecret{selector: linkSelector(pub)}
-	h := sha256.Sum256([]byte("sandi vector link secret " + name))
-	copy(l.secret[:], h[:])
+// vecLinkKey is a fixed link key for a vector.
+func vecLinkKey(name string) LinkKey {
+	var l LinkKey
+	h := sha256.Sum256([]byte("sandi vector link key " + name))
+	copy(l.k[:], h[:])
 	return l
 }

@@ -225,10 +225,14 @@
     show("setup");
     ready();
     $("setup-user").textContent = st.me.username;
+    $("link-qr").innerHTML = "";
     try {
-      const code = await sandi.startLink();
-      $("link-code").textContent = code;
-      $("link-status").textContent = "Waiting for your other device to confirm this code…";
+      const link = await sandi.startLink();
+      const lc = $("link-code"); // may wrap between groups, never inside one
+      lc.textContent = "";
+      link.code.split("-").forEach((g, i) => { if (i) lc.append("-", document.createElement("wbr")); lc.append(g); });
+      drawQR($("link-qr"), link.qr);
+      $("link-status").textContent = "Waiting for your other device to confirm this code (it works for 10 minutes)…";
     } catch (e) {
       $("link-status").textContent = "Cannot start linking: " + errorText(e);
       return;
@@ -238,7 +242,9 @@
       $("link-status").textContent = "Linked.";
       await route();
     } catch (e) {
-      if ($("app").dataset.view === "setup") $("link-status").textContent = "Linking stopped: " + errorText(e);
+      if ($("app").dataset.view !== "setup") return;
+      if (e && e.code === "link_expired") return showSetup(); // a new code
+      $("link-status").textContent = "Linking stopped: " + errorText(e);
     }
   }
   $("reset-confirm").addEventListener("change", () => { $("reset-button").disabled = !$("reset-confirm").checked; });

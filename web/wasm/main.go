@@ -140,6 +140,14 @@ func jsError(err error) js.Value {
 		e.Set("code", "no_account")
 	case errors.Is(err, client.ErrServerMisbehaved):
 		e.Set("code", "server_misbehaved")
+	case errors.Is(err, client.ErrLinkExpired):
+		e.Set("code", "link_expired")
+	case errors.Is(err, client.ErrLinkAmbiguous):
+		e.Set("code", "link_ambiguous")
+	case errors.Is(err, client.ErrNoLinkRequest):
+		e.Set("code", "no_link_request")
+	case errors.Is(err, client.ErrLinkCode):
+		e.Set("code", "bad_link_code")
 	}
 	return e
 }
@@ -274,9 +282,43 @@ func (a *app) login(args []js.Value) (any, error) {
 	})
 }
 
-// startLink returns the code this new device shows.
+// startLink starts linking this new device: {code, qr}, the code to show
+// (protocol.md §11) and, as rows of "0" and "1", a QR code (level M) of
+// its 26 characters without dashes, which is what a reader of the code
+// accepts too.
 func (a *app) startLink([]js.Value) (any, error) {
-	return a.with(func(ctx context.Context, c *client.Client) (any, error) { return c.StartLink(ctx) })
+	return a.with(func(ctx context.Context, c *client.Client) (any, error) {
+		code, err := c.StartLink(ctx)
+		if err != nil {
+			return nil, err
+		}
+		rows, err := qrRows([]byte(strings.ReplaceAll(code, "-", "")))
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{"code": code, "qr": rows}, nil
+	})
+}
+
+// qrRows encodes data as a QR code at level M, as rows of "0" and "1".
+func qrRows(data []byte) ([]string, error) {
+	code, err := qr.Encode(data, qr.M)
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]string, code.Size)
+	for y := range code.Size {
+		var sb strings.Builder
+		for x := range code.Size {
+			if code.Dark(x, y) {
+				sb.WriteByte('1')
+			} else {
+				sb.WriteByte('0')
+			}
+		}
+		rows[y] = sb.String()
+	}
+	return rows, nil
 }
 
 // waitLink resolves when another device has confirmed this device's link

@@ -174,9 +174,9 @@ func fill(t *testing.T, s *Store) *world {
 	f.must("logout", s.DeleteToken(f.ctx, w.alice.toks[1]))
 
 	// Link requests of the unbundled devices.
-	f.must("link request", s.PutLinkRequest(f.ctx, store.LinkRequest{Device: w.alice.devs[2], User: w.alice.id, PublicKey: rnd(40), CreatedAt: f.tick()}))
-	f.must("link request", s.PutLinkRequest(f.ctx, store.LinkRequest{Device: w.bob.devs[1], User: w.bob.id, PublicKey: rnd(40), CreatedAt: f.tick()}))
-	f.must("approve link", s.ApproveLink(f.ctx, w.bob.id, w.bob.devs[1], []byte{}))
+	f.must("link request", s.PutLinkRequest(f.ctx, store.LinkRequest{Device: w.alice.devs[2], User: w.alice.id, PublicKey: rnd(40), Tag: rnd(32), CreatedAt: f.tick(), ExpiresAt: 1 << 62}))
+	f.must("link request", s.PutLinkRequest(f.ctx, store.LinkRequest{Device: w.bob.devs[1], User: w.bob.id, PublicKey: rnd(40), CreatedAt: f.tick(), ExpiresAt: 1 << 62}))
+	f.must("approve link", s.ApproveLink(f.ctx, w.bob.id, w.bob.devs[1], []byte{}, f.now))
 
 	// A conversation of alice, bob and carol.
 	w.conv = protocol.NewConversationID()

@@ -1,9 +1,10 @@
 // Package qr encodes bytes as a QR code (ISO/IEC 18004) for the web
-// client's safety-number view. It is deliberately small: byte mode only,
-// error-correction levels L and M, versions 1 to 6 (up to 134 bytes at L,
-// 106 at M), which covers the 65-byte safety payload (protocol.SafetyNumber)
-// at level M in version 5. It holds no secrets: a QR code is only a drawing
-// of public data.
+// client's safety-number and device-link views. It is deliberately small:
+// byte mode only, error-correction levels L and M, versions 1 to 6 (up to
+// 134 bytes at L, 106 at M), which covers the 65-byte safety payload
+// (protocol.SafetyNumber) at level M in version 5. It keeps nothing: a QR
+// code is only a drawing of what the page also shows as text (a safety
+// number, or a link code, which is secret but already on the screen).
 package qr
 
 import (
