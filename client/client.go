@@ -77,6 +77,8 @@ type Client struct {
 	convs   map[protocol.ConversationID]*convState
 	pend    pending
 	stats   Stats
+	pins    map[protocol.UserID]*pin // the trust store (trust.go)
+	refused map[string]bool          // alarms raised this run for refused keys
 
 	lives     map[protocol.ConversationID]*epochLife // expiry.go
 	expiredAt int64                                  // Unix seconds of the last expiry run (0: none yet)
@@ -88,8 +90,8 @@ type Client struct {
 type account struct {
 	Server         string            `json:"server"`
 	Username       string            `json:"username"`
-	User           protocol.UserID   `json:"user"`
-	Device         protocol.DeviceID `json:"device"`
+	User           protocol.UserID   `json:"user,omitzero"` // zero after a logout
+	Device         protocol.DeviceID `json:"device,omitzero"`
 	Token          string            `json:"token"`
 	Cursor         int64             `json:"cursor"`
 	NextPreKeyID   uint32            `json:"nextPreKeyId"`
@@ -115,7 +117,7 @@ type prekeyEntry struct {
 type Stats struct {
 	Decrypted      int
 	Duplicates     int
-	DecryptFailed  map[string]int // by reason: expired, no_session, bad_signature, too_far_ahead, unknown_sender, undecryptable, bad_content
+	DecryptFailed  map[string]int // by reason: expired, no_session, bad_signature, too_far_ahead, unknown_sender, server_misbehaved, identity_not_accepted, undecryptable, bad_content
 	Rotations      int
 	AdoptedEpochs  int
 	IdentityAlerts int
@@ -128,7 +130,7 @@ func Open(opts Options) (*Client, error) {
 	}
 	c := &Client{st: opts.Storage, now: opts.Now, devName: opts.DeviceName,
 		prekeys: map[uint32]*prekeyEntry{}, convs: map[protocol.ConversationID]*convState{}, pend: newPending(),
-		lives: map[protocol.ConversationID]*epochLife{}}
+		pins: map[protocol.UserID]*pin{}, refused: map[string]bool{}, lives: map[protocol.ConversationID]*epochLife{}}
 	c.stats.DecryptFailed = map[string]int{}
 	if c.now == nil {
 		c.now = time.Now
@@ -147,6 +149,9 @@ func Open(opts Options) (*Client, error) {
 	}
 	c.api = &api{http: hc}
 	if err := c.load(); err != nil {
+		return nil, err
+	}
+	if err := c.loadPins(); err != nil {
 		return nil, err
 	}
 	if opts.Server != "" {
@@ -324,7 +329,14 @@ func (c *Client) Register(ctx context.Context, username, password string) error 
 		return err
 	}
 	c.id = id
-	return c.uploadBundle(ctx, false, c.batch)
+	if err := c.uploadBundle(ctx, false, c.batch); err != nil {
+		return err
+	}
+	// The account's first device list: this device alone (protocol.md §12).
+	_, err := c.publishDeviceList(ctx, "POST", "/api/devices/list", func([]protocol.DeviceID) []protocol.DeviceID {
+		return []protocol.DeviceID{c.acct.Device}
+	})
+	return err
 }
 
 // Login adds this device to an existing account. The device then has no
@@ -337,30 +349,49 @@ func (c *Client) Login(ctx context.Context, username, password string) error {
 	return err
 }
 
-// Logout revokes this device's token on the server and forgets the token.
-// Keys stay in storage until the caller deletes it.
+// Logout removes this device from its account: it publishes the account's
+// signed device list without it (when it holds the identity key), the
+// server revokes its tokens and keys and ends its live connections, and
+// the device then erases its keys and state from storage (the alarm log
+// and the server URL stay). If the server cannot be reached, nothing is
+// erased and the error is returned: try again.
 func (c *Client) Logout(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.acct.Token == "" {
 		return ErrNoAccount
 	}
-	if err := c.api.do(ctx, "POST", "/api/auth/logout", nil, nil); err != nil && !IsCode(err, "unauthenticated") {
+	if err := c.logoutServer(ctx); err != nil && !IsCode(err, "unauthenticated") {
 		return err
 	}
-	c.acct.Token = ""
-	c.api.token = ""
-	return c.saveAccount()
+	return c.forgetDevice()
 }
 
 // ResetIdentity draws a new identity key for the account, signing out its
 // other devices; contacts are shown the change. Use it only when no other
-// device of the account is at hand.
+// device of the account is at hand. When this device held the old key, the
+// rekey it posts in each conversation is co-signed by it and keeps the
+// account's role there; otherwise the account becomes a plain member, and
+// RekeyBack with the old key's seed restores the roles later.
 func (c *Client) ResetIdentity(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.acct.Token == "" {
 		return ErrNoAccount
+	}
+	// The key being replaced: this device's, or (on a device that never
+	// held it) the one the server names for the account. Chains that still
+	// name it are this account's, not an alarm (see noteOwnReset).
+	var oldKey *protocol.IdentityKey
+	if c.id != nil {
+		k := c.id.Public()
+		oldKey = &k
+	} else {
+		var u userInfo
+		if err := c.api.do(ctx, "GET", "/api/users/"+c.acct.User.String(), nil, &u); err != nil {
+			return err
+		}
+		oldKey = u.IdentityKey
 	}
 	id := secret.NewIdentity()
 	old := c.id
@@ -372,7 +403,19 @@ func (c *Client) ResetIdentity(ctx context.Context) error {
 	if err := c.st.Put("identity", id.Seed()); err != nil {
 		return err
 	}
-	return c.rekeyConversations(ctx)
+	// The reset deleted the list the old key signed: the new key's first
+	// list names this device alone (protocol.md §12).
+	if _, err := c.publishDeviceList(ctx, "POST", "/api/devices/list", func([]protocol.DeviceID) []protocol.DeviceID {
+		return []protocol.DeviceID{c.acct.Device}
+	}); err != nil {
+		return err
+	}
+	if oldKey != nil {
+		if err := c.noteOwnReset(*oldKey); err != nil {
+			return err
+		}
+	}
+	return c.rekeyConversations(ctx, old) // co-signed by old when the device held it
 }
 
 // newPreKey draws, stores and signs one pre-key.

@@ -28,10 +28,15 @@ type convState struct {
 	LastSeq uint64                  `json:"lastSeq"` // last message seq processed
 	Left    bool                    `json:"left,omitempty"`
 	Unread  int                     `json:"unread,omitempty"`
+	// The epoch rules of §7.4 and §7.5: see epochrules.go.
+	StreamSeq uint64               `json:"streamSeq,omitempty"` // newest record whose event the stream delivered
+	Spans     map[uint64]epochSpan `json:"spans,omitempty"`     // per record, the epochs held for it
+	Refused   []refusal            `json:"refused,omitempty"`   // distributions refused as stale, newest last
 
 	records [][]byte
 	chain   *protocol.Chain
 	epochs  map[uint64]*epochEntry
+	alarmed map[string]bool // alarms raised by this process, once each
 }
 
 // epochEntry is one epoch's ratchet plus the member identities at the chain
@@ -40,7 +45,11 @@ type epochEntry struct {
 	ChainSeq   uint64                                   `json:"chainSeq"`
 	Identities map[protocol.UserID]protocol.IdentityKey `json:"identities"`
 	State      b64                                      `json:"state"`
-	ep         *secret.Epoch
+	// Covered: this device made the epoch, or checked that its recipients
+	// are exactly the member devices of its record (§7.4 step 6); only
+	// then does it send in it.
+	Covered bool `json:"covered,omitempty"`
+	ep      *secret.Epoch
 }
 
 func convKey(id protocol.ConversationID) string  { return "conv/" + id.String() }
@@ -149,6 +158,7 @@ func (c *Client) loadEpoch(cs *convState, n uint64) (*epochEntry, error) {
 		return nil, fmt.Errorf("stored epoch %d of %s: %w", n, cs.ID, err)
 	}
 	cs.epochs[n] = &e
+	cs.hold(n, e.ChainSeq)
 	return &e, nil
 }
 
@@ -176,7 +186,7 @@ func (c *Client) syncChain(ctx context.Context, cs *convState) error {
 	for i, r := range ra.Records {
 		var err error
 		if recs[i], err = protocol.ParseRecord(r); err != nil {
-			return fmt.Errorf("%w: %v", ErrServerMisbehaved, err)
+			return c.chainRefused(cs.ID, fmt.Errorf("%w: %v", ErrServerMisbehaved, err))
 		}
 	}
 	if recs[0].Seq != from {
@@ -184,17 +194,14 @@ func (c *Client) syncChain(ctx context.Context, cs *convState) error {
 	}
 	next, err := protocol.Update(cs.chain, recs)
 	if err != nil {
-		return fmt.Errorf("%w: membership of %s: %v", ErrServerMisbehaved, cs.ID, err)
+		return c.chainRefused(cs.ID, fmt.Errorf("%w: membership of %s: %w", ErrServerMisbehaved, cs.ID, err))
 	}
 	if next.Conversation != cs.ID {
 		return fmt.Errorf("%w: records of another conversation", ErrServerMisbehaved)
 	}
-	for i, rec := range recs {
+	prev := cs.chain
+	for i := range recs {
 		cs.records = append(cs.records, ra.Records[i])
-		if rec.Op == protocol.OpRekey {
-			c.stats.IdentityAlerts++
-			c.warn(Warning{Kind: WarnIdentityChanged, User: rec.Author, Conversation: cs.ID})
-		}
 	}
 	cs.chain = next
 	_, member := next.Member(c.acct.User)
@@ -202,7 +209,13 @@ func (c *Client) syncChain(ctx context.Context, cs *convState) error {
 	if err := c.saveChain(cs); err != nil {
 		return err
 	}
-	return c.saveConv(cs)
+	if err := c.saveConv(cs); err != nil {
+		return err
+	}
+	// The chain verifies; whether its identity keys are the pinned ones is
+	// the trust store's question (protocol.md "Client trust state"): a
+	// change is recorded and raised here, and refused where it is used.
+	return c.meetChain(cs, prev, recs)
 }
 
 // chainAt returns the verified chain as it was after record seq.
@@ -233,18 +246,20 @@ type userInfo struct {
 		Name         string            `json:"name"`
 		CreatedAt    int64             `json:"createdAt"`
 		SignedPreKey b64               `json:"signedPreKey"`
+		LastResort   b64               `json:"lastResort"`
 	} `json:"devices"`
 }
 
-// contact is what the device remembers of another account (storage key
-// contact/ID): the identity key it first saw, so a change is noticed.
+// contact is what older versions kept of another account (storage key
+// contact/ID); the trust store's pins replace it (trust.go migratePins).
 type contact struct {
 	Username string               `json:"username"`
 	Identity protocol.IdentityKey `json:"identity"`
 }
 
-// lookup fetches a user by name or id and checks its identity key against
-// the one remembered (trust on first use; a change is a warning).
+// lookup fetches a user by name or id and meets its identity key (trust
+// store: pinned on first use, a change raised and recorded). The answer is
+// the server's; callers that vouch for a key use memberKey.
 func (c *Client) lookup(ctx context.Context, nameOrID string) (*userInfo, error) {
 	var u userInfo
 	path := "/api/users?username=" + url.QueryEscape(nameOrID)
@@ -260,22 +275,33 @@ func (c *Client) lookup(ctx context.Context, nameOrID string) (*userInfo, error)
 	if u.IdentityKey == nil {
 		return nil, fmt.Errorf("%s has no device with keys yet", u.Username)
 	}
-	key := "contact/" + u.ID.String()
-	if b, err := c.st.Get(key); err == nil {
-		var old contact
-		if json.Unmarshal(b, &old) == nil && !old.Identity.Equal(*u.IdentityKey) {
-			c.stats.IdentityAlerts++
-			c.warn(Warning{Kind: WarnIdentityChanged, User: u.ID, Username: u.Username})
-		}
-	}
-	b, err := json.Marshal(contact{Username: u.Username, Identity: *u.IdentityKey})
-	if err != nil {
-		return nil, err
-	}
-	if err := c.st.Put(key, b); err != nil {
+	if err := c.meet(u.ID, u.Username, *u.IdentityKey, protocol.ConversationID{}, metElsewhere); err != nil && !errors.Is(err, ErrIdentityNotAccepted) {
 		return nil, err
 	}
 	return &u, nil
+}
+
+// memberKey resolves a user to name in a membership record this device
+// signs: the key must be the pinned one (protocol.md "Client trust state",
+// vouching). A lookup answer that differs from the pin is an identity
+// change, recorded and raised by lookup and held as pending: the record is
+// refused until the user accepts the new key.
+func (c *Client) memberKey(ctx context.Context, name string) (protocol.UserID, protocol.IdentityKey, error) {
+	u, err := c.lookup(ctx, name)
+	if err != nil {
+		return protocol.UserID{}, protocol.IdentityKey{}, err
+	}
+	if u.ID == c.acct.User {
+		return u.ID, c.id.Public(), nil
+	}
+	p := c.pins[u.ID]
+	if p == nil {
+		return protocol.UserID{}, protocol.IdentityKey{}, fmt.Errorf("%s could not be pinned", name)
+	}
+	if p.Pending != nil || !p.Identity.Equal(*u.IdentityKey) {
+		return protocol.UserID{}, protocol.IdentityKey{}, &IdentityError{User: u.ID, Username: p.Username, Pending: p.Pending != nil}
+	}
+	return u.ID, p.Identity, nil
 }
 
 // usernameOf returns a remembered username for a user id ("" if unknown).
@@ -283,11 +309,8 @@ func (c *Client) usernameOf(ctx context.Context, id protocol.UserID) string {
 	if id == c.acct.User {
 		return c.acct.Username
 	}
-	if b, err := c.st.Get("contact/" + id.String()); err == nil {
-		var ct contact
-		if json.Unmarshal(b, &ct) == nil {
-			return ct.Username
-		}
+	if p := c.pins[id]; p != nil && p.Username != "" {
+		return p.Username
 	}
 	if u, err := c.lookup(ctx, id.String()); err == nil {
 		return u.Username
@@ -307,14 +330,14 @@ func (c *Client) CreateConversation(ctx context.Context, title string, users ...
 	rec := &protocol.Record{Op: protocol.OpCreate, Conversation: protocol.NewConversationID(), Time: c.now().UnixMilli(), Author: c.acct.User}
 	rec.Members = []protocol.Member{{User: c.acct.User, Identity: c.id.Public(), Role: protocol.RoleAdmin}}
 	for _, name := range users {
-		u, err := c.lookup(ctx, name)
+		id, key, err := c.memberKey(ctx, name)
 		if err != nil {
 			return protocol.ConversationID{}, err
 		}
-		if slices.ContainsFunc(rec.Members, func(m protocol.Member) bool { return m.User == u.ID }) {
+		if slices.ContainsFunc(rec.Members, func(m protocol.Member) bool { return m.User == id }) {
 			continue
 		}
-		rec.Members = append(rec.Members, protocol.Member{User: u.ID, Identity: *u.IdentityKey, Role: protocol.RoleMember})
+		rec.Members = append(rec.Members, protocol.Member{User: id, Identity: key, Role: protocol.RoleMember})
 	}
 	secret.SignRecord(c.id, rec)
 	chain, err := protocol.Genesis(rec)
@@ -364,18 +387,30 @@ type claimAnswer struct {
 		Device protocol.DeviceID `json:"device"`
 		Bundle b64               `json:"bundle"`
 	} `json:"bundles"`
+	DeviceLists []struct {
+		User protocol.UserID `json:"user"`
+		List b64             `json:"list"`
+	} `json:"deviceLists"`
 }
 
 // makeEpoch claims a bundle for every device of every member of chain,
 // verifies each against the member's identity key in the chain, and seals
 // a new epoch secret to them. The returned entry is this device's ratchet.
 func (c *Client) makeEpoch(ctx context.Context, chain *protocol.Chain, n uint64) (*protocol.Distribution, *epochEntry, error) {
+	// Seal only to the pinned, accepted keys (protocol.md "Client trust
+	// state"); the bundles are then checked against the chain's keys.
+	if err := c.trustedChain(chain.Conversation, chain); err != nil {
+		return nil, nil, err
+	}
 	members := chain.Members()
 	users := make([]protocol.UserID, len(members))
 	idents := map[protocol.UserID]protocol.IdentityKey{}
 	for i, m := range members {
 		users[i] = m.User
 		idents[m.User] = m.Identity
+	}
+	if err := c.ensureDeviceList(ctx); err != nil { // this device must be its account's (§12.3)
+		return nil, nil, err
 	}
 	var ca claimAnswer
 	if err := c.api.do(ctx, "POST", "/api/keys/claim", map[string]any{"users": users}, &ca); err != nil {
@@ -404,6 +439,10 @@ func (c *Client) makeEpoch(ctx context.Context, chain *protocol.Chain, n uint64)
 		seen[ref] = true
 		bundles = append(bundles, b)
 	}
+	// Seal only to the devices each member's signed list names (§12).
+	if err := c.checkClaim(&ca, idents, chain.Conversation); err != nil {
+		return nil, nil, err
+	}
 	if !seen[c.ref()] {
 		return nil, nil, fmt.Errorf("%w: this device is missing from its own account's devices", ErrServerMisbehaved)
 	}
@@ -419,13 +458,31 @@ func (c *Client) makeEpoch(ctx context.Context, chain *protocol.Chain, n uint64)
 	return dist, &epochEntry{ChainSeq: chain.Seq, Identities: idents, ep: ep}, nil
 }
 
-// openEpoch fetches this device's entry of epoch n, verifies the signed
-// distribution against the membership chain it names and opens it: the one
-// path by which a device gets an epoch it did not make.
+// openEpoch returns epoch n for reading a message in it: the one path by
+// which a device gets an epoch it did not make. An epoch it does not hold
+// is fetched, checked against the epochs it holds and the records its
+// event stream delivered (§7.4 step 9), verified against the membership
+// chain it names and opened. It is never an epoch to send in: see current.
 func (c *Client) openEpoch(ctx context.Context, cs *convState, n uint64) (*epochEntry, error) {
 	if e, err := c.loadEpoch(cs, n); e != nil || err != nil {
 		return e, err
 	}
+	d, entry, err := c.fetchDistribution(ctx, cs, n)
+	if err != nil {
+		return nil, err
+	}
+	if cs.refused(d) {
+		return nil, fmt.Errorf("%w: %w: epoch %d of %s was refused", ErrServerMisbehaved, errStale, n, cs.ID)
+	}
+	if err := c.checkOrder(cs, d); err != nil {
+		return nil, err
+	}
+	return c.open(ctx, cs, d, entry, nil)
+}
+
+// fetchDistribution fetches this device's entry of epoch n with the signed
+// distribution it belongs to, and checks that they match.
+func (c *Client) fetchDistribution(ctx context.Context, cs *convState, n uint64) (*protocol.Distribution, *protocol.Recipient, error) {
 	var ia struct {
 		Epoch                 uint64 `json:"epoch"`
 		Distribution          b64    `json:"distribution"`
@@ -435,19 +492,27 @@ func (c *Client) openEpoch(ctx context.Context, cs *convState, n uint64) (*epoch
 	}
 	if err := c.api.do(ctx, "GET", fmt.Sprintf("/api/conversations/%s/sessions/%d/initial-session", cs.ID, n), nil, &ia); err != nil {
 		if IsCode(err, "not_found") {
-			return nil, errNoSession
+			return nil, nil, errNoSession
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	d, err := protocol.ParseDistribution(ia.Distribution)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrServerMisbehaved, err)
+		return nil, nil, fmt.Errorf("%w: %v", ErrServerMisbehaved, err)
 	}
 	entry := d.Entry(c.ref())
 	if d.Conversation != cs.ID || d.Epoch != n || entry == nil || entry.PreKeyID != ia.PreKeyID ||
 		string(entry.Enc[:]) != string(ia.InitiatorEphemeralKey) || string(entry.Ciphertext[:]) != string(ia.Ciphertext) {
-		return nil, fmt.Errorf("%w: the initial session does not match its distribution", ErrServerMisbehaved)
+		return nil, nil, fmt.Errorf("%w: the initial session does not match its distribution", ErrServerMisbehaved)
 	}
+	return d, entry, nil
+}
+
+// open verifies a distribution against the membership chain it names
+// (§7.4; with devices, also that it covers exactly them), opens this
+// device's entry and stores the epoch.
+func (c *Client) open(ctx context.Context, cs *convState, d *protocol.Distribution, entry *protocol.Recipient, devices []protocol.DeviceRef) (*epochEntry, error) {
+	n := d.Epoch
 	if cs.chain == nil || d.ChainSeq > cs.chain.Seq {
 		if err := c.syncChain(ctx, cs); err != nil {
 			return nil, err
@@ -457,8 +522,19 @@ func (c *Client) openEpoch(ctx context.Context, cs *convState, n uint64) (*epoch
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrServerMisbehaved, err)
 	}
-	s, err := secret.OpenDistribution(secret.OpenRequest{Distribution: d, Chain: at, Self: c.ref(), PreKey: c.preKey})
+	if m, ok := at.Member(d.Creator.User); ok {
+		if err := c.refuseUnaccepted(m.User, m.Identity, cs.ID, fmt.Sprintf("epoch %d", n)); err != nil {
+			return nil, err
+		}
+	}
+	s, err := secret.OpenDistribution(secret.OpenRequest{Distribution: d, Chain: at, Devices: devices, Self: c.ref(), PreKey: c.preKey})
 	if err != nil {
+		if errors.Is(err, protocol.ErrBadSignature) {
+			if aerr := c.alarmOnce(cs, fmt.Sprintf("sig/%d", n), Alarm{Kind: AlarmBadSignature,
+				Detail: fmt.Sprintf("The distribution of epoch %d does not carry a valid signature of its creator.", n)}); aerr != nil {
+				return nil, aerr
+			}
+		}
 		return nil, fmt.Errorf("%w: epoch %d: %v", ErrServerMisbehaved, n, err)
 	}
 	ep, err := secret.NewEpoch(s, cs.ID, n, c.ref(), d.Devices())
@@ -470,8 +546,9 @@ func (c *Client) openEpoch(ctx context.Context, cs *convState, n uint64) (*epoch
 	for _, m := range at.Members() {
 		idents[m.User] = m.Identity
 	}
-	e := &epochEntry{ChainSeq: d.ChainSeq, Identities: idents, ep: ep}
+	e := &epochEntry{ChainSeq: d.ChainSeq, Identities: idents, Covered: devices != nil, ep: ep}
 	cs.epochs[n] = e
+	cs.hold(n, d.ChainSeq)
 	if err := c.saveEpoch(cs, n, e); err != nil {
 		return nil, err
 	}
@@ -484,9 +561,9 @@ func (c *Client) openEpoch(ctx context.Context, cs *convState, n uint64) (*epoch
 	}
 	if n > cs.Epoch {
 		cs.Epoch = n
-		if err := c.saveConv(cs); err != nil {
-			return nil, err
-		}
+	}
+	if err := c.saveConv(cs); err != nil {
+		return nil, err
 	}
 	return e, nil
 }
@@ -501,23 +578,19 @@ type convAnswer struct {
 	LastSeq          uint64                  `json:"lastSeq"`
 }
 
-// current brings the conversation to the server's current epoch: it
-// rotates when rotation is required (adopting a concurrent winner's epoch)
-// and returns the epoch to send in.
+// current returns the epoch to send in (§7.5): one made for the head of
+// the chain this device has verified, covering exactly the member devices,
+// numbered no lower than any epoch it holds. It follows the server where
+// the server is right: it rotates when the server requires it (adopting a
+// concurrent winner's epoch) and opens the epoch the server names. Where
+// the server names an epoch that breaks these rules, it raises an alarm
+// and makes the next epoch itself.
 func (c *Client) current(ctx context.Context, cs *convState) (*epochEntry, uint64, error) {
+	var refused error
 	for try := 0; try < 5; try++ {
-		var ca convAnswer
-		if err := c.api.do(ctx, "GET", "/api/conversations/"+cs.ID.String(), nil, &ca); err != nil {
-			if IsCode(err, "not_found") {
-				cs.Left = true
-				c.saveConv(cs)
-				return nil, 0, fmt.Errorf("you are not a member of conversation %s", cs.ID)
-			}
+		ca, err := c.conversationState(ctx, cs)
+		if err != nil {
 			return nil, 0, err
-		}
-		if cs.chain != nil && ca.ChainSeq < cs.chain.Seq {
-			return nil, 0, fmt.Errorf("%w: the server says the membership of %s is at record %d, this device holds record %d (rolled back)",
-				ErrServerMisbehaved, cs.ID, ca.ChainSeq, cs.chain.Seq)
 		}
 		if ca.ChainSeq != chainSeqOf(cs) {
 			if err := c.syncChain(ctx, cs); err != nil {
@@ -527,16 +600,68 @@ func (c *Client) current(ctx context.Context, cs *convState) (*epochEntry, uint6
 				return nil, 0, fmt.Errorf("%w: the server says the membership of %s is at record %d but sent records up to %d",
 					ErrServerMisbehaved, cs.ID, ca.ChainSeq, cs.chain.Seq)
 			}
+			if cs.chain.Seq > ca.ChainSeq {
+				continue // the answer predates a change: ask again
+			}
 		}
 		if !ca.RotationRequired {
-			e, err := c.openEpoch(ctx, cs, ca.Epoch)
-			return e, ca.Epoch, err
+			e, n, err := c.sendable(ctx, cs, ca)
+			var cov *coverageError
+			switch {
+			case err == nil:
+				return e, n, nil
+			case errors.As(err, &cov):
+				// A device added or removed since the answer is a race,
+				// not a lie: ask again before raising the alarm.
+				again, aerr := c.conversationState(ctx, cs)
+				if aerr != nil {
+					return nil, 0, aerr
+				}
+				if again.Epoch != ca.Epoch || again.RotationRequired || again.ChainSeq != ca.ChainSeq {
+					continue
+				}
+				if aerr := c.alarmOnce(cs, fmt.Sprintf("cover/%d", cov.epoch), Alarm{Kind: AlarmEquivocation, Detail: cov.Error()}); aerr != nil {
+					return nil, 0, aerr
+				}
+				refused = fmt.Errorf("%w: %v", ErrServerMisbehaved, cov)
+			case errors.Is(err, errStale):
+				refused = err
+			default:
+				return nil, 0, err
+			}
 		}
-		if err := c.rotate(ctx, cs, ca.Epoch+1); err != nil && !IsCode(err, "epoch_taken") && !IsCode(err, "stale_chain") && !IsCode(err, "session_coverage") {
+		n := max(ca.Epoch, cs.Epoch) + 1
+		if err := c.rotate(ctx, cs, n); err != nil {
+			if IsCode(err, "epoch_taken") || IsCode(err, "stale_chain") || IsCode(err, "session_coverage") {
+				continue
+			}
 			return nil, 0, err
 		}
+		return cs.epochs[n], n, nil
+	}
+	if refused != nil {
+		return nil, 0, refused
 	}
 	return nil, 0, errors.New("the conversation's epoch kept changing; try again")
+}
+
+// conversationState asks the server for the conversation's epoch and
+// membership head, and refuses a head older than the one held.
+func (c *Client) conversationState(ctx context.Context, cs *convState) (convAnswer, error) {
+	var ca convAnswer
+	if err := c.api.do(ctx, "GET", "/api/conversations/"+cs.ID.String(), nil, &ca); err != nil {
+		if IsCode(err, "not_found") {
+			cs.Left = true
+			c.saveConv(cs)
+			return ca, fmt.Errorf("you are not a member of conversation %s", cs.ID)
+		}
+		return ca, err
+	}
+	if cs.chain != nil && ca.ChainSeq < cs.chain.Seq {
+		return ca, fmt.Errorf("%w: the server says the membership of %s is at record %d, this device holds record %d (rolled back)",
+			ErrServerMisbehaved, cs.ID, ca.ChainSeq, cs.chain.Seq)
+	}
+	return ca, nil
 }
 
 func chainSeqOf(cs *convState) uint64 {
@@ -563,7 +688,9 @@ func (c *Client) rotate(ctx context.Context, cs *convState, n uint64) error {
 		return err
 	}
 	c.stats.Rotations++
+	entry.Covered = true
 	cs.epochs[n] = entry
+	cs.hold(n, entry.ChainSeq)
 	if err := c.saveEpoch(cs, n, entry); err != nil {
 		return err
 	}
@@ -625,11 +752,11 @@ func (c *Client) AddMembers(ctx context.Context, conv protocol.ConversationID, u
 	defer c.mu.Unlock()
 	var ms []protocol.Member
 	for _, name := range users {
-		u, err := c.lookup(ctx, name)
+		id, key, err := c.memberKey(ctx, name)
 		if err != nil {
 			return err
 		}
-		ms = append(ms, protocol.Member{User: u.ID, Identity: *u.IdentityKey, Role: protocol.RoleMember})
+		ms = append(ms, protocol.Member{User: id, Identity: key, Role: protocol.RoleMember})
 	}
 	return c.change(ctx, conv, protocol.OpAdd, ms, nil)
 }
@@ -662,20 +789,15 @@ func (c *Client) Leave(ctx context.Context, conv protocol.ConversationID) error 
 	return c.change(ctx, conv, protocol.OpLeave, nil, nil)
 }
 
-// rekeyConversations announces a new identity key in every conversation the
-// account is in, after ResetIdentity.
-func (c *Client) rekeyConversations(ctx context.Context) error {
-	var list struct {
-		Conversations []convAnswer `json:"conversations"`
-	}
-	if err := c.api.do(ctx, "GET", "/api/conversations", nil, &list); err != nil {
-		return err
-	}
-	for _, cv := range list.Conversations {
-		m := protocol.Member{User: c.acct.User, Identity: c.id.Public(), Role: protocol.RoleMember}
-		if err := c.change(ctx, cv.ID, protocol.OpRekey, []protocol.Member{m}, nil); err != nil {
-			return fmt.Errorf("announce the new identity in %s: %w", cv.ID, err)
+// rekeyConversations announces the new identity key c.id in every
+// conversation the account is in, after ResetIdentity. old is the key it
+// replaces, if the device held one: the rekeys are then co-signed by it and
+// keep the account's roles (rekeyIn).
+func (c *Client) rekeyConversations(ctx context.Context, old *secret.IdentityPrivateKey) error {
+	return c.eachConversation(ctx, func(conv protocol.ConversationID) error {
+		if err := c.rekeyIn(ctx, conv, old, false); err != nil {
+			return fmt.Errorf("announce the new identity in %s: %w", conv, err)
 		}
-	}
-	return nil
+		return nil
+	})
 }

@@ -12,17 +12,18 @@ import (
 // SafetyNumber returns the 60-digit safety number (in groups of five) of
 // this account and another, and the QR payload that encodes it. Both sides
 // compute the same number; compare it in person or over a trusted channel.
+// It is computed from the pinned keys (the keys conversations use), never
+// from a server answer once a pin exists; on first contact the key the
+// server gives is pinned first. A pending change is not shown here (see
+// Contact).
 func (c *Client) SafetyNumber(ctx context.Context, user string) (string, []byte, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.ready(); err != nil {
-		return "", nil, err
-	}
-	u, err := c.lookup(ctx, user)
+	p, err := c.pinFor(ctx, user)
 	if err != nil {
 		return "", nil, err
 	}
-	n, qr := protocol.SafetyNumber(c.acct.User, c.id.Public(), u.ID, *u.IdentityKey)
+	n, qr := protocol.SafetyNumber(c.acct.User, c.id.Public(), p.User, p.Identity)
 	return protocol.FormatSafetyNumber(n), qr, nil
 }
 
@@ -34,8 +35,8 @@ type User struct {
 }
 
 // FindUser looks an account up by username or id. Its identity key is
-// remembered, or checked against the one remembered, as for any contact (a
-// change is a warning).
+// pinned, or checked against the pin, as for any key the client meets (a
+// change is an alarm and a warning; see the trust store).
 func (c *Client) FindUser(ctx context.Context, nameOrID string) (User, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -47,32 +48,6 @@ func (c *Client) FindUser(ctx context.Context, nameOrID string) (User, error) {
 		return User{}, err
 	}
 	return User{ID: u.ID, Username: u.Username, Devices: len(u.Devices)}, nil
-}
-
-// Device is one device of this account.
-type Device struct {
-	ID        protocol.DeviceID `json:"id"`
-	Name      string            `json:"name"`
-	CreatedAt int64             `json:"createdAt"`
-	Current   bool              `json:"current"`
-}
-
-// Devices lists this account's devices that have keys.
-func (c *Client) Devices(ctx context.Context) ([]Device, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.acct.Token == "" {
-		return nil, ErrNoAccount
-	}
-	var u userInfo
-	if err := c.api.do(ctx, "GET", "/api/users/"+c.acct.User.String(), nil, &u); err != nil {
-		return nil, err
-	}
-	out := make([]Device, 0, len(u.Devices))
-	for _, d := range u.Devices {
-		out = append(out, Device{ID: d.ID, Name: d.Name, CreatedAt: d.CreatedAt, Current: d.ID == c.acct.Device})
-	}
-	return out, nil
 }
 
 // Conversation is a conversation as the application lists it.

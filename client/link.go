@@ -194,5 +194,8 @@ func (c *Client) ApproveLink(ctx context.Context, code string) (protocol.DeviceI
 		}
 		return protocol.DeviceID{}, err
 	}
+	if err := c.addDevice(ctx, match.Device); err != nil {
+		return match.Device, fmt.Errorf("the device is linked, but the account's device list was not updated (the new device adds itself when it syncs): %w", err)
+	}
 	return match.Device, nil
 }

@@ -159,6 +159,9 @@ func (c *Client) send(ctx context.Context, cs *convState, clientID string, ct Co
 			if err != nil {
 				return Message{}, err
 			}
+			if err := c.trusted(cs); err != nil {
+				return Message{}, err
+			}
 			env, err := e.ep.Encrypt(c.id, pt)
 			if err != nil {
 				return Message{}, err
@@ -327,6 +330,8 @@ func failure(err error) string {
 		return "unknown_sender"
 	case errors.Is(err, ErrServerMisbehaved):
 		return "server_misbehaved"
+	case errors.Is(err, ErrIdentityNotAccepted):
+		return "identity_not_accepted"
 	}
 	return "undecryptable"
 }
@@ -392,7 +397,7 @@ func (c *Client) receive(ctx context.Context, ma *messageAnswer) (*Message, erro
 	}
 	e, err := c.openEpoch(ctx, cs, env.Epoch)
 	if err != nil {
-		if errors.Is(err, errNoSession) || errors.Is(err, ErrServerMisbehaved) {
+		if errors.Is(err, errNoSession) || errors.Is(err, ErrServerMisbehaved) || errors.Is(err, ErrIdentityNotAccepted) {
 			return fail(err)
 		}
 		// The server could not be reached, or storage failed: not a
@@ -403,9 +408,25 @@ func (c *Client) receive(ctx context.Context, ma *messageAnswer) (*Message, erro
 	if e == nil {
 		return fail(errNoSession)
 	}
+	// Every message of an epoch made for a record older than one the
+	// stream delivered came before that record's event (§7.4 step 9): a
+	// later one is a removed member writing on, or a stale epoch replayed.
+	if e.ChainSeq < cs.StreamSeq {
+		detail := fmt.Sprintf("A message in epoch %d, made for membership record %d, came after record %d.", env.Epoch, e.ChainSeq, cs.StreamSeq)
+		if err := c.alarmOnce(cs, fmt.Sprintf("late/%d", env.Epoch), Alarm{Kind: AlarmStaleEpoch, User: env.Sender.User, Detail: detail}); err != nil {
+			return nil, err
+		}
+		return fail(fmt.Errorf("%w: %w: %s", ErrServerMisbehaved, errStale, detail))
+	}
 	id, ok := e.Identities[env.Sender.User]
 	if !ok {
 		return fail(secret.ErrUnknownSender)
+	}
+	if err := c.refuseUnaccepted(env.Sender.User, id, cs.ID, fmt.Sprintf("message %d", ma.Seq)); err != nil {
+		if errors.Is(err, ErrIdentityNotAccepted) {
+			return fail(err)
+		}
+		return nil, err
 	}
 	pt, err := e.ep.DecryptAt(env, id, c.now().Unix())
 	if errors.Is(err, secret.ErrDuplicate) {

@@ -59,6 +59,7 @@ type eventAnswer struct {
 	Kind         string                   `json:"kind"`
 	Conversation *protocol.ConversationID `json:"conversation"`
 	User         *protocol.UserID         `json:"user"`
+	Seq          uint64                   `json:"seq"`
 	Epoch        uint64                   `json:"epoch"`
 	Message      *messageAnswer           `json:"message"`
 }
@@ -91,6 +92,9 @@ func (c *Client) Sync(ctx context.Context) (SyncResult, error) {
 		if err := c.maintainPreKeys(ctx); err != nil {
 			return res, err
 		}
+	}
+	if err := c.ensureDeviceList(ctx); err != nil {
+		return res, err
 	}
 	for {
 		var page syncPage
@@ -145,6 +149,9 @@ func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) er
 				continue
 			}
 			if err := c.syncChain(ctx, cs); err != nil && !IsCode(err, "not_found") {
+				return err
+			}
+			if err := c.streamed(cs, ev.Seq); err != nil {
 				return err
 			}
 		case "identity_changed":

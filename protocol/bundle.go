@@ -83,7 +83,7 @@ func decodePreKey(r *wire.Reader) PreKey {
 	k.ID = r.U32("pre-key id")
 	k.Created = int64(r.U64("pre-key time"))
 	pub := r.Fixed(KEMPublicKeySize, "pre-key public key")
-	r.FixedInto(k.Signature[:], "pre-key signature")
+	readSignature(r, &k.Signature, "pre-key signature")
 	if r.Err() == nil {
 		var err error
 		if k.Public, err = ParseKEMPublicKey(pub); err != nil {
@@ -167,7 +167,7 @@ func ParseBundle(p []byte) (*Bundle, error) {
 	}
 	r.FixedInto(b.User[:], "user id")
 	r.FixedInto(b.Device[:], "device id")
-	r.FixedInto(b.Identity[:], "identity key")
+	readIdentity(r, &b.Identity, "identity key")
 	b.Signed = decodePreKey(r)
 	b.LastResort = decodePreKey(r)
 	n := r.Count(MaxOneTimePerUpload, "one-time pre-keys")

@@ -136,7 +136,7 @@ func ParseDistribution(b []byte) (*Distribution, error) {
 			r.Fail("recipients not in strictly ascending order")
 		}
 	}
-	r.FixedInto(d.Signature[:], "signature")
+	readSignature(r, &d.Signature, "signature")
 	if err := r.Done(); err != nil {
 		return nil, fmt.Errorf("distribution: %w", err)
 	}

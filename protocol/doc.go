@@ -20,6 +20,7 @@ const (
 	LabelPreKey          = "sandi v1 prekey"
 	LabelRecord          = "sandi v1 membership record"
 	LabelRecordHash      = "sandi v1 membership hash"
+	LabelRekeyCosign     = "sandi v1 rekey cosignature"
 	LabelDistribution    = "sandi v1 distribution"
 	LabelEpochKey        = "sandi v1 epoch key"
 	LabelEpochCommitment = "sandi v1 epoch commitment"
@@ -31,4 +32,6 @@ const (
 	LabelSafetyNumber    = "sandi v1 safety number"
 	LabelLink            = "sandi v1 device link"
 	LabelLinkRequest     = "sandi v1 link request"
+	LabelDeviceList      = "sandi v1 device list record"
+	LabelDeviceListHash  = "sandi v1 device list hash"
 )

@@ -86,7 +86,7 @@ func ParseEnvelope(b []byte) (*Envelope, error) {
 	var e Envelope
 	e.Header = decodeHeader(r)
 	e.Ciphertext = r.Bytes32(MaxCiphertext, "ciphertext")
-	r.FixedInto(e.Signature[:], "signature")
+	readSignature(r, &e.Signature, "signature")
 	if err := r.Done(); err != nil {
 		return nil, fmt.Errorf("envelope: %w", err)
 	}

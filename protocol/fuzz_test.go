@@ -222,7 +222,18 @@ func recordSeeds(tb testing.TB) [][]byte {
 	rm := next(c1, protocol.OpRemove, alice)
 	rm.Users = []protocol.UserID{bob.ref.User, carol.ref.User}
 	signed(alice.id, rm)
-	return [][]byte{g.Marshal(), add.Marshal(), rm.Marshal()}
+	// A rekey signed by the new key alone, and one co-signed by the old.
+	k2 := fixedIdentity(tb, "alice second")
+	rk := next(c1, protocol.OpRekey, alice)
+	rk.Members = []protocol.Member{{User: alice.ref.User, Identity: k2.Public(), Role: protocol.RoleMember}}
+	signed(k2, rk)
+	rkc := next(c1, protocol.OpRekey, alice)
+	rkc.Members = []protocol.Member{{User: alice.ref.User, Identity: k2.Public(), Role: protocol.RoleAdmin}}
+	secret.SignRekey(k2, alice.id, rkc)
+	if _, err := c1.Apply(rkc); err != nil {
+		tb.Fatal(err)
+	}
+	return [][]byte{g.Marshal(), add.Marshal(), rm.Marshal(), rk.Marshal(), rkc.Marshal()}
 }
 
 func distributionSeeds(tb testing.TB) [][]byte {
@@ -419,5 +430,27 @@ func FuzzParseUserID(f *testing.F) {
 				t.Fatalf("non-canonical id accepted: %q gives %q (%v)", in, out, err)
 			}
 		}
+	})
+}
+
+func deviceListSeeds(tb testing.TB) [][]byte {
+	id := fixedIdentity(tb, "alice")
+	first := &protocol.DeviceList{User: fixedUser("alice"), Seq: 1, Time: fixNow * 1000, Devices: []protocol.DeviceID{fixedDevice("alice")}}
+	secret.SignDeviceList(id, first)
+	second := &protocol.DeviceList{User: first.User, Seq: 2, Time: fixNow*1000 + 1, Prev: first.Hash(),
+		Devices: protocol.SortDevices([]protocol.DeviceID{fixedDevice("alice"), fixedDevice("alice 2"), fixedDevice("alice 3")})}
+	secret.SignDeviceList(id, second)
+	empty := &protocol.DeviceList{User: first.User, Seq: 3, Time: fixNow*1000 + 2, Prev: second.Hash()}
+	secret.SignDeviceList(id, empty)
+	return [][]byte{first.Marshal(), second.Marshal(), empty.Marshal()}
+}
+
+func FuzzParseDeviceList(f *testing.F) {
+	for _, s := range deviceListSeeds(f) {
+		f.Add(s)
+	}
+	f.Add([]byte{protocol.Version})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		checkDecoder(t, in, protocol.ParseDeviceList, (*protocol.DeviceList).Marshal)
 	})
 }

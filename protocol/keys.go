@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/hpke"
@@ -10,6 +11,10 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+
+	"filippo.io/edwards25519"
+
+	"sandi.dev/protocol/internal/wire"
 )
 
 // Sizes of keys and signatures (§2.3).
@@ -42,23 +47,70 @@ var (
 // distributions and envelopes.
 type IdentityKey [IdentityKeySize]byte
 
-// ParseIdentityKey checks that b is a 32-byte Ed25519 public key.
+// ParseIdentityKey checks that b is a valid identity key (§2.3): the
+// canonical 32-byte encoding of a point of the Ed25519 curve that is not of
+// small order. A key of small order (the identity point among them: all
+// zero bytes encode a point of order 4) would let one signature verify for
+// many messages, or for every one; a non-canonical encoding would give one
+// key two names.
 func ParseIdentityKey(b []byte) (IdentityKey, error) {
 	var k IdentityKey
 	if len(b) != IdentityKeySize {
 		return k, fmt.Errorf("%w: identity key is %d bytes, want %d", ErrBadKey, len(b), IdentityKeySize)
 	}
-	copy(k[:], b)
-	if k == (IdentityKey{}) {
-		return k, fmt.Errorf("%w: identity key is all zero", ErrBadKey)
+	if err := checkPoint(b); err != nil {
+		return k, fmt.Errorf("%w: identity key %v", ErrBadKey, err)
 	}
+	copy(k[:], b)
 	return k, nil
 }
 
-// Verify checks sig over msg with crypto/ed25519 (RFC 8032; a non-canonical
-// S is refused).
+// checkPoint refuses a 32-byte string that does not decode to a point of
+// the curve, that is not that point's canonical encoding (y ≥ p, or x = 0
+// with the sign bit set), or that encodes a point of small order (one whose
+// order divides the cofactor 8).
+func checkPoint(b []byte) error {
+	p, err := new(edwards25519.Point).SetBytes(b)
+	if err != nil {
+		return errors.New("is not a point of the curve")
+	}
+	// SetBytes accepts the non-canonical encodings; re-encoding gives the
+	// canonical one.
+	if !bytes.Equal(p.Bytes(), b) {
+		return errors.New("is not canonically encoded")
+	}
+	if new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1 {
+		return errors.New("is of small order")
+	}
+	return nil
+}
+
+// CheckSignature refuses a signature that is not canonically encoded
+// (§2.3): R must be the canonical encoding of a point that is not of small
+// order, and S must be below the group order. Every decoder of a signed
+// structure calls it; a signature it refuses never verifies under a valid
+// identity key, so it only makes the refusal early and the same in every
+// implementation.
+func CheckSignature(sig []byte) error {
+	if len(sig) != SignatureSize {
+		return fmt.Errorf("%w: signature is %d bytes, want %d", ErrBadSignature, len(sig), SignatureSize)
+	}
+	if err := checkPoint(sig[:32]); err != nil {
+		return fmt.Errorf("%w: R %v", ErrBadSignature, err)
+	}
+	if _, err := new(edwards25519.Scalar).SetCanonicalBytes(sig[32:]); err != nil {
+		return fmt.Errorf("%w: S is not below the group order", ErrBadSignature)
+	}
+	return nil
+}
+
+// Verify checks sig over msg with crypto/ed25519 (RFC 8032, cofactorless)
+// after CheckSignature.
 func (k IdentityKey) Verify(msg, sig []byte) error {
-	if len(sig) != SignatureSize || !ed25519.Verify(ed25519.PublicKey(k[:]), msg, sig) {
+	if err := CheckSignature(sig); err != nil {
+		return err
+	}
+	if !ed25519.Verify(ed25519.PublicKey(k[:]), msg, sig) {
 		return ErrBadSignature
 	}
 	return nil
@@ -152,3 +204,25 @@ func (k KEMPublicKey) IsZero() bool { return k == KEMPublicKey{} }
 
 // HPKE returns k as a crypto/hpke public key.
 func (k KEMPublicKey) HPKE() (hpke.PublicKey, error) { return suiteKEM.NewPublicKey(k.b[:]) }
+
+// readIdentity reads an identity key and refuses an invalid one
+// (ParseIdentityKey): keys are checked at decode, wherever they appear.
+func readIdentity(r *wire.Reader, dst *IdentityKey, what string) {
+	r.FixedInto(dst[:], what)
+	if r.Err() == nil {
+		if _, err := ParseIdentityKey(dst[:]); err != nil {
+			r.Fail("%s: %v", what, err)
+		}
+	}
+}
+
+// readSignature reads a signature and refuses a non-canonical one
+// (CheckSignature) before anything verifies it.
+func readSignature(r *wire.Reader, dst *[SignatureSize]byte, what string) {
+	r.FixedInto(dst[:], what)
+	if r.Err() == nil {
+		if err := CheckSignature(dst[:]); err != nil {
+			r.Fail("%s: %v", what, err)
+		}
+	}
+}

@@ -22,7 +22,15 @@ const (
 	OpLeave  Op = 4 // a member leaves
 	OpRole   Op = 5 // an admin changes members' roles
 	OpRekey  Op = 6 // a member announces its new identity key, signed by that key
+	// OpRekeyCosigned is a rekey that an earlier key of the member co-signs
+	// (§6.2): the current key (the role is kept) or the key the member had
+	// before a rekey it did not co-sign (that role is restored).
+	OpRekeyCosigned Op = 7
 )
+
+// IsRekey reports whether o replaces its author's identity key (OpRekey or
+// OpRekeyCosigned): an identity change that clients show (§6.2).
+func (o Op) IsRekey() bool { return o == OpRekey || o == OpRekeyCosigned }
 
 func (o Op) String() string {
 	switch o {
@@ -38,6 +46,8 @@ func (o Op) String() string {
 		return "role"
 	case OpRekey:
 		return "rekey"
+	case OpRekeyCosigned:
+		return "rekey-cosigned"
 	}
 	return fmt.Sprintf("Op(%d)", uint8(o))
 }
@@ -80,9 +90,14 @@ type Record struct {
 	Prev         [HashSize]byte // hash of record Seq-1; zero for genesis
 	Time         int64          // Unix milliseconds, as the author's clock said
 	Author       UserID
-	Members      []Member // create, add, role, rekey
+	Members      []Member // create, add, role, rekey, rekey-cosigned
 	Users        []UserID // remove
-	Signature    [SignatureSize]byte
+	// Cosigner and Cosignature exist in an OpRekeyCosigned record only
+	// (zero otherwise): the earlier identity key of the author that vouches
+	// for the new one, and its signature over CosignedData.
+	Cosigner    IdentityKey
+	Cosignature [SignatureSize]byte
+	Signature   [SignatureSize]byte
 }
 
 // Errors of chain verification.
@@ -93,7 +108,9 @@ var (
 	ErrBadChain     = errors.New("invalid membership chain")
 )
 
-func (rec *Record) encode(w *wire.Builder, withSig bool) {
+// encode writes the record; the co-signature and the signature are written
+// only when asked for (the data each key signs leaves them out).
+func (rec *Record) encode(w *wire.Builder, withCosig, withSig bool) {
 	w.U8(Version)
 	w.U8(uint8(rec.Op))
 	w.Fixed(rec.Conversation[:])
@@ -111,28 +128,49 @@ func (rec *Record) encode(w *wire.Builder, withSig bool) {
 	for _, u := range rec.Users {
 		w.Fixed(u[:])
 	}
+	if rec.Op == OpRekeyCosigned {
+		w.Fixed(rec.Cosigner[:])
+		if withCosig {
+			w.Fixed(rec.Cosignature[:])
+		}
+	}
 	if withSig {
 		w.Fixed(rec.Signature[:])
 	}
 }
 
 func (rec *Record) size() int {
-	return 2 + IDSize + 8 + HashSize + 8 + IDSize + 2 + len(rec.Members)*(2*IDSize+1) + 2 + len(rec.Users)*IDSize + SignatureSize
+	n := 2 + IDSize + 8 + HashSize + 8 + IDSize + 2 + len(rec.Members)*(2*IDSize+1) + 2 + len(rec.Users)*IDSize + SignatureSize
+	if rec.Op == OpRekeyCosigned {
+		n += IdentityKeySize + SignatureSize
+	}
+	return n
 }
 
-// SignedData is what the author's identity key signs: LabelRecord followed
-// by the encoding without the signature.
+// SignedData is what the author's identity key signs (for a rekey, the new
+// key): LabelRecord followed by the encoding without the signature. For an
+// OpRekeyCosigned record it includes the cosigner and the co-signature.
 func (rec *Record) SignedData() []byte {
 	w := wire.NewBuilder(len(LabelRecord) + rec.size())
 	w.Fixed([]byte(LabelRecord))
-	rec.encode(w, false)
+	rec.encode(w, true, false)
+	return w.Bytes()
+}
+
+// CosignedData is what the cosigner of an OpRekeyCosigned record signs:
+// LabelRekeyCosign followed by the encoding without the co-signature and
+// the signature (§6.1).
+func (rec *Record) CosignedData() []byte {
+	w := wire.NewBuilder(len(LabelRekeyCosign) + rec.size())
+	w.Fixed([]byte(LabelRekeyCosign))
+	rec.encode(w, false, false)
 	return w.Bytes()
 }
 
 // Marshal returns the encoding of §6.1.
 func (rec *Record) Marshal() []byte {
 	w := wire.NewBuilder(rec.size())
-	rec.encode(w, true)
+	rec.encode(w, true, true)
 	return w.Bytes()
 }
 
@@ -154,7 +192,7 @@ func ParseRecord(b []byte) (*Record, error) {
 		r.Fail("version %d", v)
 	}
 	rec.Op = Op(r.U8("op"))
-	if r.Err() == nil && (rec.Op < OpCreate || rec.Op > OpRekey) {
+	if r.Err() == nil && (rec.Op < OpCreate || rec.Op > OpRekeyCosigned) {
 		r.Fail("unknown op %d", rec.Op)
 	}
 	r.FixedInto(rec.Conversation[:], "conversation id")
@@ -167,7 +205,7 @@ func ParseRecord(b []byte) (*Record, error) {
 		for i := 0; i < n && r.Err() == nil; i++ {
 			m := &rec.Members[i]
 			r.FixedInto(m.User[:], "member user")
-			r.FixedInto(m.Identity[:], "member identity")
+			readIdentity(r, &m.Identity, "member identity")
 			m.Role = Role(r.U8("member role"))
 			if r.Err() == nil && m.Role != RoleMember && m.Role != RoleAdmin {
 				r.Fail("unknown role %d", m.Role)
@@ -180,7 +218,11 @@ func ParseRecord(b []byte) (*Record, error) {
 			r.FixedInto(rec.Users[i][:], "user")
 		}
 	}
-	r.FixedInto(rec.Signature[:], "signature")
+	if rec.Op == OpRekeyCosigned {
+		readIdentity(r, &rec.Cosigner, "cosigner")
+		readSignature(r, &rec.Cosignature, "co-signature")
+	}
+	readSignature(r, &rec.Signature, "signature")
 	if err := r.Done(); err != nil {
 		return nil, fmt.Errorf("membership record: %w", err)
 	}
@@ -194,13 +236,34 @@ type Chain struct {
 	Seq          uint64         // seq of the last record applied
 	Head         [HashSize]byte // hash of the last record applied
 	members      map[UserID]Member
-	hashes       [][HashSize]byte // hashes[i] is the hash of record i
+	// rekeyed holds, for a member whose current key came through a rekey
+	// that the key it replaced did not co-sign, the key and role it had
+	// just before the first such rekey (§6.2).
+	rekeyed map[UserID]Member
+	hashes  [][HashSize]byte // hashes[i] is the hash of record i
 }
 
 // Member returns u's entry, if u is a member.
 func (c *Chain) Member(u UserID) (Member, bool) {
 	m, ok := c.members[u]
 	return m, ok
+}
+
+// Rekeyed reports whether member u's current identity key came through a
+// rekey that the key it replaced did not co-sign (an OpRekey record, signed
+// by the new key alone, which a server can forge), and if so returns the
+// key and the role u had just before the first such rekey. It stays so
+// through later rekeys, co-signed by the current key or not, until a rekey
+// co-signed by prev restores prevRole (§6.2), or u leaves or is removed.
+// ok is false for a member whose key was vouched for all along: by the
+// record that added it, or by rekeys each co-signed by the key before it.
+//
+// A client uses it to tell a member's key that the member's earlier key
+// vouched for from one that only the new key (perhaps the server's) did,
+// and, for its own account, to find the key that can restore its role.
+func (c *Chain) Rekeyed(u UserID) (prev IdentityKey, prevRole Role, ok bool) {
+	m, ok := c.rekeyed[u]
+	return m.Identity, m.Role, ok
 }
 
 // Members returns the current members sorted by user id.
@@ -234,7 +297,7 @@ func Genesis(rec *Record) (*Chain, error) {
 	if rec.Seq != 0 || rec.Prev != ([HashSize]byte{}) {
 		return nil, chainErr(rec, "genesis must have seq 0 and no previous hash")
 	}
-	if rec.Conversation.IsZero() || len(rec.Users) != 0 || len(rec.Members) == 0 || len(rec.Members) > MaxMembers {
+	if rec.Conversation.IsZero() || len(rec.Users) != 0 || len(rec.Members) == 0 || len(rec.Members) > MaxMembers || hasCosignature(rec) {
 		return nil, chainErr(rec, "malformed genesis")
 	}
 	c := &Chain{Conversation: rec.Conversation, members: make(map[UserID]Member, len(rec.Members))}
@@ -254,6 +317,12 @@ func Genesis(rec *Record) (*Chain, error) {
 	c.Head = rec.Hash()
 	c.hashes = [][HashSize]byte{c.Head}
 	return c, nil
+}
+
+// hasCosignature reports a co-signature field set on a record whose op has
+// none: such a record's encoding would drop it.
+func hasCosignature(rec *Record) bool {
+	return rec.Cosigner != (IdentityKey{}) || rec.Cosignature != [SignatureSize]byte{}
 }
 
 func checkNewMember(rec *Record, c *Chain, m Member) error {
@@ -285,8 +354,11 @@ func (c *Chain) Apply(rec *Record) (*Chain, error) {
 	if !ok {
 		return nil, authErr(rec, "author %s is not a member", rec.Author)
 	}
+	if rec.Op != OpRekeyCosigned && hasCosignature(rec) {
+		return nil, chainErr(rec, "a co-signature on a record that has none")
+	}
 	signer := author.Identity
-	next := &Chain{Conversation: c.Conversation, Seq: rec.Seq, members: maps.Clone(c.members)}
+	next := &Chain{Conversation: c.Conversation, Seq: rec.Seq, members: maps.Clone(c.members), rekeyed: maps.Clone(c.rekeyed)}
 	switch rec.Op {
 	case OpAdd:
 		if author.Role != RoleAdmin {
@@ -319,12 +391,14 @@ func (c *Chain) Apply(rec *Record) (*Chain, error) {
 				return nil, chainErr(rec, "user %s is not a member", u)
 			}
 			delete(next.members, u)
+			delete(next.rekeyed, u)
 		}
 	case OpLeave:
 		if len(rec.Users) != 0 || len(rec.Members) != 0 {
 			return nil, chainErr(rec, "malformed leave")
 		}
 		delete(next.members, rec.Author)
+		delete(next.rekeyed, rec.Author)
 	case OpRole:
 		if author.Role != RoleAdmin {
 			return nil, authErr(rec, "only an admin may change roles")
@@ -341,24 +415,21 @@ func (c *Chain) Apply(rec *Record) (*Chain, error) {
 			seen[m.User] = true
 			next.members[m.User] = m
 		}
-	case OpRekey:
+	case OpRekey, OpRekeyCosigned:
 		if len(rec.Members) != 1 || len(rec.Users) != 0 {
 			return nil, chainErr(rec, "malformed rekey")
 		}
 		m := rec.Members[0]
-		// A rekey is signed only by the new key, which a server could have
-		// made itself; it therefore never carries admin rights (§6.2): an
-		// admin who resets its identity is made admin again by another.
-		if m.User != rec.Author || m.Role != RoleMember {
-			return nil, authErr(rec, "a member may only rekey itself, as a plain member")
+		if m.User != rec.Author {
+			return nil, authErr(rec, "a member may only rekey itself")
 		}
 		if _, err := ParseIdentityKey(m.Identity[:]); err != nil {
 			return nil, chainErr(rec, "new identity: %v", err)
 		}
-		if m.Identity.Equal(author.Identity) {
-			return nil, chainErr(rec, "rekey to the same identity")
+		if err := applyRekey(rec, author, next); err != nil {
+			return nil, err
 		}
-		signer = m.Identity // signed by the new key: the old one may be lost
+		signer = m.Identity // the new key signs: it proves its holder made the record
 		next.members[m.User] = m
 	default:
 		return nil, chainErr(rec, "op not allowed after genesis")
@@ -369,6 +440,59 @@ func (c *Chain) Apply(rec *Record) (*Chain, error) {
 	next.Head = rec.Hash()
 	next.hashes = append(slices.Clip(c.hashes), next.Head)
 	return next, nil
+}
+
+// applyRekey checks the role and the co-signature of a rekey by author
+// (its entry before the record) and updates next.rekeyed (§6.2):
+//
+//   - OpRekey, signed by the new key alone (a server can make one): the
+//     author becomes a plain member, and the chain remembers the key and
+//     role it had, unless it remembers an earlier pair already.
+//   - OpRekeyCosigned by the key the chain remembered for the author:
+//     restores the role remembered, and forgets the pair.
+//   - OpRekeyCosigned by the author's current key: keeps the role.
+//
+// Any other cosigner is refused. A server, which holds neither an earlier
+// key nor the current key of an honest member, gains no role this way, and
+// cannot stop the member from restoring its own.
+func applyRekey(rec *Record, author Member, next *Chain) error {
+	m := rec.Members[0]
+	prev, forged := next.rekeyed[m.User]
+	if rec.Op == OpRekey {
+		if m.Role != RoleMember {
+			return authErr(rec, "a rekey signed by the new key alone makes its author a plain member")
+		}
+		if m.Identity.Equal(author.Identity) {
+			return chainErr(rec, "rekey to the same identity")
+		}
+		if !forged {
+			if next.rekeyed == nil {
+				next.rekeyed = map[UserID]Member{}
+			}
+			next.rekeyed[m.User] = author
+		}
+		return nil
+	}
+	var role Role
+	switch {
+	case forged && rec.Cosigner.Equal(prev.Identity):
+		role = prev.Role
+		delete(next.rekeyed, m.User)
+	case rec.Cosigner.Equal(author.Identity):
+		if m.Identity.Equal(author.Identity) {
+			return chainErr(rec, "rekey to the same identity")
+		}
+		role = author.Role
+	default:
+		return authErr(rec, "co-signed by a key that is neither %s's current one nor the one it had before a rekey it did not co-sign", rec.Author)
+	}
+	if m.Role != role {
+		return authErr(rec, "a co-signed rekey gives role %s, the record says %s", role, m.Role)
+	}
+	if err := rec.Cosigner.Verify(rec.CosignedData(), rec.Cosignature[:]); err != nil {
+		return authErr(rec, "co-signature: %v", err)
+	}
+	return nil
 }
 
 // VerifyChain verifies a whole chain from its genesis record.

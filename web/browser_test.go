@@ -29,6 +29,7 @@ import (
 	"github.com/makiuchi-d/gozxing"
 	"github.com/makiuchi-d/gozxing/qrcode"
 
+	"sandi.dev/client"
 	"sandi.dev/protocol"
 	"sandi.dev/protocol/secret"
 )
@@ -300,6 +301,19 @@ func TestBrowserDevices(t *testing.T) {
 		t.Fatalf("the terminal linked from the browser: %v", err)
 	}
 	carolWeb.wait("three devices", `document.querySelectorAll("#device-list li").length === 3`)
+
+	// The browser removes that terminal again: it leaves the signed device
+	// list and is revoked at once.
+	gone := js(`#device-list button[data-device="` + carol3.c.DeviceID().String() + `"]`)
+	carolWeb.wait("a remove button", `document.querySelector(`+gone+`) !== null`)
+	removeSel := `#device-list button[data-device="` + carol3.c.DeviceID().String() + `"]`
+	carolWeb.click(removeSel)
+	carolWeb.wait("the confirmation", `document.querySelector(`+gone+`).textContent.startsWith("Click again")`)
+	carolWeb.click(removeSel)
+	carolWeb.wait("two devices again", `document.querySelectorAll("#device-list li").length === 2 && document.querySelector(`+gone+`) === null`)
+	if _, err := carol3.c.Sync(ctx); !client.IsCode(err, "unauthenticated") {
+		t.Fatalf("the removed terminal still syncs: %v", err)
+	}
 
 	// A second tab of alice's browser does not take the device.
 	alice2 := alice.newTab("alice-tab-2")

@@ -61,7 +61,7 @@ func cmdChat(ctx context.Context, e *cli, args []string) error {
 	go func() {
 		listenErr <- e.c.Listen(ctx, show, func(f *client.DecryptError) {
 			mu.Lock()
-			fmt.Fprintln(e.stderr, "sandi:", f)
+			printError(e.stderr, f)
 			mu.Unlock()
 		})
 	}()
@@ -89,7 +89,7 @@ func cmdChat(ctx context.Context, e *cli, args []string) error {
 					return nil
 				}
 				mu.Lock()
-				fmt.Fprintln(e.stderr, "sandi:", err)
+				printError(e.stderr, err)
 				mu.Unlock()
 			}
 		}
@@ -125,14 +125,15 @@ func chatLine(ctx context.Context, e *cli, id protocol.ConversationID, line stri
 	out, err := chatCommand(ctx, e.c, id, line)
 	if out != "" {
 		mu.Lock()
-		fmt.Fprintln(e.stderr, out)
+		printWrapped(e.stderr, out, "    ")
 		mu.Unlock()
 	}
 	return err
 }
 
 // chatCommand runs one slash command of the chat (both views) and returns
-// the text it shows, if any; /quit is errQuit.
+// the text it shows, if any, safe to print as is (names from the server
+// through untrustedList); /quit is errQuit.
 func chatCommand(ctx context.Context, b chatBackend, id protocol.ConversationID, line string) (string, error) {
 	f := strings.Fields(line)
 	switch f[0] {
@@ -145,7 +146,7 @@ func chatCommand(ctx context.Context, b chatBackend, id protocol.ConversationID,
 		}
 		for _, cv := range convs {
 			if cv.ID == id {
-				return "members: " + strings.Join(cv.Members, ", "), nil
+				return "members: " + untrustedList(cv.Members), nil
 			}
 		}
 		return "", nil
@@ -167,7 +168,7 @@ func chatCommand(ctx context.Context, b chatBackend, id protocol.ConversationID,
 		if err != nil {
 			return "", err
 		}
-		return "safety number with " + f[1] + ": " + n, nil
+		return "safety number with " + untrusted(f[1]) + ": " + n, nil
 	}
 	return "", fmt.Errorf("unknown command %s (try /quit, /members, /add, /remove, /safety)", f[0])
 }

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
@@ -180,7 +179,7 @@ type chatModel struct {
 	input         []rune
 	cursor        int      // in input, in runes
 	scroll        int      // history lines hidden below the pane; 0 follows new messages
-	banner        []string // warnings kept on screen under the header
+	banner        []string // warnings kept on screen under the header (shown as is)
 	warned        map[string]bool
 	names         map[protocol.UserID]string // usernames learnt from warnings
 	quitting      bool                       // leave once the queue is empty
@@ -286,14 +285,16 @@ func (m *chatModel) key(k tea.KeyPressMsg) tea.Cmd {
 }
 
 // insert types s at the cursor; line breaks and tabs become spaces and
-// other control characters are dropped (the input is one line).
+// the other characters that untrusted would escape (controls, bidirectional
+// and other format characters) are dropped: the input is one line, shown
+// as typed.
 func (m *chatModel) insert(s string) {
 	s = strings.ReplaceAll(s, "\r\n", " ")
 	rs := []rune(strings.Map(func(r rune) rune {
 		switch {
 		case r == '\n' || r == '\r' || r == '\t':
 			return ' '
-		case unicode.IsControl(r):
+		case r < 0x20, r == 0x7f, escapedRune(r):
 			return -1
 		}
 		return r
@@ -412,15 +413,15 @@ func (m *chatModel) commandDone(msg chatCommandMsg) tea.Cmd {
 		return nil
 	}
 	f := strings.Fields(msg.line)
-	out := msg.out
+	out := msg.out // shown as is (chatCommand)
 	switch f[0] {
 	case "/add":
-		out = "added " + strings.Join(f[1:], ", ")
+		out = "added " + untrusted(strings.Join(f[1:], ", "))
 	case "/remove":
-		out = "removed " + strings.Join(f[1:], ", ")
+		out = "removed " + untrusted(strings.Join(f[1:], ", "))
 	}
 	if out != "" {
-		m.addLine(entryInfo, out)
+		m.addShown(entryInfo, out)
 	}
 	if f[0] == "/add" || f[0] == "/remove" {
 		return m.fetchConversation(false) // the header shows the members
@@ -455,7 +456,7 @@ func (m *chatModel) convDone(msg chatConvMsg) {
 	default:
 		m.setConversation(msg.cv)
 		if msg.announce {
-			m.addLine(entryInfo, "members: "+strings.Join(msg.cv.Members, ", "))
+			m.addShown(entryInfo, "members: "+untrustedList(msg.cv.Members))
 		}
 	}
 }
@@ -522,9 +523,9 @@ func (m *chatModel) addWarnings(ws []client.Warning) {
 			continue
 		}
 		m.warned[key] = true
-		who := m.names[w.User]
-		if who == "" {
-			who = w.User.String()
+		who := w.User.String()
+		if name := m.names[w.User]; name != "" {
+			who = untrustedName(name)
 		}
 		text := fmt.Sprintf("WARNING: %s about %s", w.Kind, who)
 		short := text
@@ -532,7 +533,7 @@ func (m *chatModel) addWarnings(ws []client.Warning) {
 			text = fmt.Sprintf("WARNING: the identity key of %s changed; compare safety numbers (/safety %s) before trusting it", who, who)
 			short = fmt.Sprintf("WARNING: the identity key of %s changed; check /safety %s", who, who)
 		}
-		m.addLine(entryWarning, text)
+		m.addShown(entryWarning, text)
 		if !slices.Contains(m.banner, short) {
 			m.banner = append(m.banner, short)
 		}
@@ -540,8 +541,14 @@ func (m *chatModel) addWarnings(ws []client.Warning) {
 	m.clampScroll()
 }
 
-func (m *chatModel) addLine(kind entryKind, text string) {
-	m.add(&chatEntry{kind: kind, text: text, at: m.now()})
+// addLine adds a line of the program's that may hold text from the network:
+// all of it is shown through untrusted.
+func (m *chatModel) addLine(kind entryKind, text string) { m.addShown(kind, untrusted(text)) }
+
+// addShown adds a line already safe to show: the program's own text, and
+// what came from the network only through untrusted or untrustedName.
+func (m *chatModel) addShown(kind entryKind, shown string) {
+	m.add(&chatEntry{kind: kind, text: shown, at: m.now()})
 }
 
 // add appends an entry; a scrolled-back pane stays where it is.
@@ -572,18 +579,18 @@ func (m *chatModel) topLines(w int) []string {
 	if title == "" {
 		title = "conversation " + m.conv.String()[:8]
 	}
-	parts := []string{"sandi", clean(title)}
+	parts := []string{"sandi", untrusted(title)}
 	if len(m.members) > 0 {
-		parts = append(parts, clean(strings.Join(m.members, ", ")))
+		parts = append(parts, untrustedList(m.members))
 	}
-	parts = append(parts, "you: "+clean(m.me))
+	parts = append(parts, "you: "+untrustedName(m.me))
 	top := []string{style(sgrHeader, pad(ansi.Truncate(" "+strings.Join(parts, " · ")+" ", w, "…"), w))}
 	banner := m.banner
 	if len(banner) > bannerMax {
 		banner = append(slices.Clone(banner[len(banner)-bannerMax+1:]), fmt.Sprintf("(%d earlier warnings above)", len(m.banner)-bannerMax+1))
 	}
 	for _, b := range banner {
-		top = append(top, style(sgrWarning, pad(ansi.Truncate("!! "+clean(b), w, "…"), w)))
+		top = append(top, style(sgrWarning, pad(ansi.Truncate("!! "+b, w, "…"), w)))
 	}
 	return append(top, style(sgrDim, strings.Repeat("─", w)))
 }
@@ -632,26 +639,6 @@ func style(sgr, s string) string { return "\x1b[" + sgr + "m" + s + "\x1b[0m" }
 
 func pad(s string, w int) string { return s + strings.Repeat(" ", max(0, w-ansi.StringWidth(s))) }
 
-// clean makes text from the network safe to print: no control characters
-// (escape sequences could drive the terminal) and no bidirectional
-// overrides (they could reorder what is shown). Line breaks stay.
-func clean(s string) string {
-	s = strings.ReplaceAll(s, "\r\n", "\n")
-	return strings.Map(func(r rune) rune {
-		switch {
-		case r == '\n':
-			return r
-		case r == '\t':
-			return ' '
-		case unicode.IsControl(r):
-			return '\uFFFD'
-		case r >= '\u202A' && r <= '\u202E', r >= '\u2066' && r <= '\u2069':
-			return -1
-		}
-		return r
-	}, s)
-}
-
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // stamp is a message's time: the time of day, with the date when it is not
@@ -667,55 +654,61 @@ func (m *chatModel) stamp(t time.Time) string {
 	return t.Format("Jan 2 15:04")
 }
 
-// entryLines renders an entry wrapped to width w (cached).
+// viewCont starts every line of an entry after its first: a message's
+// further lines and wrapped lines sit under its text, past the time, so
+// that no text from the network can start a line at column 0.
+const viewCont = "      "
+
+// entryLines renders an entry wrapped to width w (cached). Text from the
+// network goes through untrusted (safe.go); a message's lines are framed
+// under its head.
 func (m *chatModel) entryLines(e *chatEntry, w int) []string {
 	if e.lines != nil && e.width == w {
 		return e.lines
 	}
-	var text, sgr, name string
+	w = max(1, w)
+	var text, sgr, name, head string
 	switch e.kind {
 	case entryMessage:
-		name = clean(oneLine(e.sender))
+		name = untrustedName(e.sender)
 		if e.own {
 			name += " (you)"
 		}
-		text = m.stamp(e.at) + " " + name + ": " + clean(e.text)
+		body := e.text
 		if e.own {
 			switch e.state {
 			case stateSending:
-				text += "  · sending…"
+				body += "  · sending…"
 			case stateSent:
-				text += "  · sent"
+				body += "  · sent"
 			case stateFailed:
-				text += "  · failed: " + clean(e.err) + " (press Ctrl+R to retry)"
+				body += "  · failed: " + e.err + " (press Ctrl+R to retry)"
 				sgr = sgrError
 			}
 		}
+		head = m.stamp(e.at) + " " + name + ":"
+		text = framed(head+" ", body, viewCont, w)
 	case entryTitle:
-		text, sgr = fmt.Sprintf("%s * %s set the title to %q", m.stamp(e.at), clean(oneLine(e.sender)), clean(e.text)), sgrDim
-	case entryFailure:
-		text, sgr = "! "+clean(e.text), sgrError
+		text, sgr = fmt.Sprintf(`%s * %s set the title to "%s"`, m.stamp(e.at), untrustedName(e.sender), untrusted(e.text)), sgrDim
+	case entryFailure: // the other kinds hold text made safe by addLine or addShown
+		text, sgr = "! "+e.text, sgrError
 	case entryWarning:
-		text, sgr = "!! "+clean(e.text), sgrWarning
+		text, sgr = "!! "+e.text, sgrWarning
 	case entryInfo:
-		text, sgr = "-- "+clean(e.text), sgrDim
+		text, sgr = "-- "+e.text, sgrDim
 	case entryError:
-		text, sgr = "! "+clean(e.text), sgrError
+		text, sgr = "! "+e.text, sgrError
 	}
-	var lines []string
-	for i, para := range strings.Split(text, "\n") {
-		if i > 0 {
-			para = "      " + para // under the text, past the time
-		}
-		lines = append(lines, strings.Split(ansi.Wrap(para, max(1, w), ""), "\n")...)
+	if e.kind != entryMessage {
+		text = strings.Join(wrapHanging(text, w, viewCont), "\n")
 	}
+	lines := strings.Split(text, "\n")
 	for i, l := range lines {
 		switch {
 		case sgr != "":
 			lines[i] = style(sgr, l)
-		case i == 0 && name != "":
+		case i == 0 && head != "":
 			// The sender's name stands out; this account's in green.
-			head := m.stamp(e.at) + " " + name + ":"
 			if rest, ok := strings.CutPrefix(l, head); ok {
 				ns := sgrName
 				if e.own {
@@ -803,6 +796,6 @@ func (m *chatModel) View() tea.View {
 	if title == "" {
 		title = m.conv.String()[:8]
 	}
-	v.WindowTitle = "sandi: " + clean(oneLine(title))
+	v.WindowTitle = "sandi: " + untrusted(title)
 	return v
 }

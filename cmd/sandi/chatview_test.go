@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -456,57 +455,44 @@ func TestChatViewQuitWaitsForSends(t *testing.T) {
 	}
 }
 
-// Text from the network cannot drive the terminal.
+// Text from the network cannot drive the terminal, nor start a line that
+// passes for another message: not with a line feed, nor by filling the line
+// so that wrapping puts the rest at column 0.
 func TestChatViewCleansText(t *testing.T) {
 	m, _ := newTestChat(t, 80, 12)
-	m.addMessage(msgAt(m, 1, "bob\x1b[2J", "evil\x1b]0;pwned\x07 \u202eright to left\r\nsecond line", 0))
+	m.addMessage(msgAt(m, 1, "bob\x1b[2J", "evil\x1b]0;pwned\x07 \u202eright to left\r\n10:01 carol: second line", 0))
 	raw := m.View().Content
 	for _, bad := range []string{"\x1b[2J", "\x1b]0;", "\x07", "\u202e", "\r"} {
 		if strings.Contains(raw, bad) {
 			t.Fatalf("the view contains %q:\n%q", bad, raw)
 		}
 	}
-	wantLine(t, m, "10:00 bob\uFFFD[2J: evil\uFFFD]0;pwned\uFFFD right to left")
-	wantLine(t, m, "      second line")
-	// Pasted text is one line.
-	m.Update(tea.PasteMsg{Content: "a\nb\tc\x1bd"})
-	if got := screen(t, m)[11]; got != "> a b cd" {
+	wantLine(t, m, `10:00 ?"bob\x1b[2J": evil\x1b]0;pwned\x07 \u{202e}right to left\x0d`)
+	wantLine(t, m, "      10:01 carol: second line")
+	// Spaces up to the edge: the rest goes on a line under the text.
+	m.addMessage(msgAt(m, 2, "bob", "look"+strings.Repeat(" ", 70)+"10:02 carol: third line", 2))
+	wantLine(t, m, "10:02 bob: look")
+	wantLine(t, m, "      10:02 carol: third line")
+	// So does a word longer than the line.
+	m.addMessage(msgAt(m, 3, "bob", strings.Repeat("x", 150)+"10:03 carol: fourth", 3))
+	wantLine(t, m, "10:03 bob:")
+	wantLine(t, m, viewCont+strings.Repeat("x", 74))
+	for _, l := range screen(t, m) {
+		if strings.Contains(l, "carol") && !strings.HasPrefix(l, viewCont) {
+			t.Fatalf("a line passes for carol's: %q", l)
+		}
+	}
+	// Pasted text is one line, without controls or bidirectional overrides.
+	m.Update(tea.PasteMsg{Content: "a\nb\tc\x1bd\u202ee\u0085f"})
+	if got := screen(t, m)[11]; got != "> a b cdef" {
 		t.Fatalf("pasted: %q", got)
 	}
 }
 
 // The line mode stays for scripts: a pipe on stdin is not a terminal.
 func TestChatLineModeWithPipe(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	served := make(chan error, 1)
-	go func() {
-		served <- serve(ctx, []string{"--addr", addr, "--data", t.TempDir(), "--log-level", "error"}, io.Discard)
-	}()
-	t.Cleanup(func() { cancel(); <-served })
-	base := "http://" + addr
-	cli := func(stdin io.Reader, args ...string) (string, string, error) {
-		var out, errb strings.Builder
-		err := run(ctx, args, stdin, &out, &errb)
-		return out.String(), errb.String(), err
-	}
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the server did not start")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	base := startTestServer(t)
+	cli := func(stdin io.Reader, args ...string) (string, string, error) { return runCLI(t, stdin, args...) }
 	homes := map[string]string{}
 	for _, u := range []string{"alice", "bob"} {
 		homes[u] = filepath.Join(t.TempDir(), u)

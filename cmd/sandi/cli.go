@@ -90,6 +90,11 @@ var commands = map[string]command{
 	"sync":          cmdSync,
 	"chat":          cmdChat,
 	"safety-number": cmdSafetyNumber,
+	"verify":        cmdVerify,
+	"accept":        cmdAccept,
+	"reject":        cmdReject,
+	"contacts":      cmdContacts,
+	"alarms":        cmdAlarms,
 }
 
 // open opens the client state in the home directory and holds it (its
@@ -218,7 +223,7 @@ func cmdRegister(ctx context.Context, e *cli, args []string) error {
 		return err
 	}
 	return e.out(map[string]any{"username": e.c.Username(), "user": e.c.UserID(), "device": e.c.DeviceID()},
-		fmt.Sprintf("registered %s on %s", e.c.Username(), e.c.Server()))
+		fmt.Sprintf("registered %s on %s", untrustedName(e.c.Username()), untrusted(e.c.Server())))
 }
 
 func cmdLogin(ctx context.Context, e *cli, args []string) error {
@@ -262,7 +267,7 @@ func cmdLogout(ctx context.Context, e *cli, args []string) error {
 	if err := e.c.Logout(ctx); err != nil {
 		return err
 	}
-	return e.out(map[string]any{"loggedOut": true}, "signed out")
+	return e.out(map[string]any{"loggedOut": true}, "signed out: this device is removed from the account and its keys are erased")
 }
 
 func cmdWhoami(ctx context.Context, e *cli, args []string) error {
@@ -277,7 +282,7 @@ func cmdWhoami(ctx context.Context, e *cli, args []string) error {
 	}
 	idk, ok := e.c.IdentityKey()
 	v := map[string]any{"username": e.c.Username(), "user": e.c.UserID(), "device": e.c.DeviceID(), "server": e.c.Server()}
-	text := fmt.Sprintf("%s on %s\nuser   %s\ndevice %s", e.c.Username(), e.c.Server(), e.c.UserID(), e.c.DeviceID())
+	text := fmt.Sprintf("%s on %s\nuser   %s\ndevice %s", untrustedName(e.c.Username()), untrusted(e.c.Server()), e.c.UserID(), e.c.DeviceID())
 	if ok {
 		v["identityKey"] = idk
 		text += "\nidentity " + idk.String()
@@ -288,8 +293,11 @@ func cmdWhoami(ctx context.Context, e *cli, args []string) error {
 }
 
 func cmdDevices(ctx context.Context, e *cli, args []string) error {
+	if len(args) > 0 && args[0] == "remove" {
+		return cmdDevicesRemove(ctx, e, args[1:])
+	}
 	if len(args) != 0 {
-		return usageError{"usage: sandi devices"}
+		return usageError{"usage: sandi devices [remove ID]"}
 	}
 	if err := e.open(); err != nil {
 		return err
@@ -299,15 +307,46 @@ func cmdDevices(ctx context.Context, e *cli, args []string) error {
 		return err
 	}
 	for _, d := range devs {
+		name, added := d.Name, "-"
+		if name == "" {
+			name = "-"
+		}
+		if d.CreatedAt != 0 {
+			added = time.UnixMilli(d.CreatedAt).Format(time.DateTime)
+		}
+		state := "signed"
+		switch {
+		case !d.Listed:
+			state = "NOT in the signed list"
+		case !d.Keys:
+			state = "signed, no keys yet"
+		}
 		mark := ""
 		if d.Current {
 			mark = " (this device)"
 		}
-		if err := e.out(d, fmt.Sprintf("%s  %-20s  added %s%s", d.ID, d.Name, time.UnixMilli(d.CreatedAt).Format(time.DateTime), mark)); err != nil {
+		line := fmt.Sprintf("%s  %-20s  added %-19s  %s%s", d.ID, untrusted(name), added, state, mark)
+		if err := e.out(d, e.wrap(line)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// cmdDevicesRemove removes another device of the account: it leaves the
+// account's signed device list and the server revokes it at once.
+func cmdDevicesRemove(ctx context.Context, e *cli, args []string) error {
+	if len(args) != 1 {
+		return usageError{"usage: sandi devices remove ID (a device id, or 4+ characters of it)"}
+	}
+	if err := e.open(); err != nil {
+		return err
+	}
+	id, err := e.c.RemoveDevice(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	return e.out(map[string]any{"removed": id}, "removed device "+id.String()+"; it can no longer read new messages")
 }
 
 func cmdNew(ctx context.Context, e *cli, args []string) error {
@@ -341,11 +380,12 @@ func cmdList(ctx context.Context, e *cli, args []string) error {
 		return err
 	}
 	for _, cv := range convs {
-		title := cv.Title
+		title := untrusted(cv.Title)
 		if title == "" {
 			title = "-"
 		}
-		if err := e.out(cv, fmt.Sprintf("%s  %-20s  %s  (%d unread)", cv.ID, title, strings.Join(cv.Members, ", "), cv.Unread)); err != nil {
+		line := fmt.Sprintf("%s  %-20s  %s  (%d unread)", cv.ID, title, untrustedList(cv.Members), cv.Unread)
+		if err := e.out(cv, e.wrap(line)); err != nil {
 			return err
 		}
 	}
@@ -416,14 +456,30 @@ func cmdSend(ctx context.Context, e *cli, args []string) error {
 	return e.out(map[string]any{"conversation": id, "seq": m.Seq}, "")
 }
 
-// printMessage prints one message: --json {"conversation","sender","text",…}.
+// messageCont starts every further line of a message in the text output:
+// under the sender, past "[conversation] ", with a bar.
+const messageCont = "           | "
+
+// printMessage prints one message: --json {"conversation","sender","text",…};
+// else "[conv] sender: text", the text's further lines under it (framed).
 func (e *cli) printMessage(m client.Message) error {
+	conv := "[" + m.Conversation.String()[:8] + "] "
 	if m.Type == client.ContentTitle {
 		return e.out(map[string]any{"conversation": m.Conversation, "seq": m.Seq, "sender": m.Sender, "title": m.Text, "sentAt": m.SentAt},
-			fmt.Sprintf("[%s] %s set the title to %q", m.Conversation.String()[:8], m.Sender, m.Text))
+			strings.Join(wrapHanging(conv+untrustedName(m.Sender)+` set the title to "`+untrusted(m.Text)+`"`, e.width(), messageCont), "\n"))
 	}
 	return e.out(map[string]any{"conversation": m.Conversation, "seq": m.Seq, "sender": m.Sender, "text": m.Text, "sentAt": m.SentAt},
-		fmt.Sprintf("[%s] %s: %s", m.Conversation.String()[:8], m.Sender, m.Text))
+		framed(conv+untrustedName(m.Sender)+": ", m.Text, messageCont, e.width()))
+}
+
+// width is the number of columns of standard output when it is a terminal,
+// else 0 (no wrapping).
+func (e *cli) width() int { return termWidth(e.stdout) }
+
+// wrap wraps a line made of the program's text and untrusted() parts to the
+// terminal's width, continuations indented.
+func (e *cli) wrap(line string) string {
+	return strings.Join(wrapHanging(line, e.width(), "    "), "\n")
 }
 
 func cmdSync(ctx context.Context, e *cli, args []string) error {
@@ -451,7 +507,7 @@ func cmdSync(ctx context.Context, e *cli, args []string) error {
 		}
 	}
 	for _, f := range res.Failures {
-		fmt.Fprintln(e.stderr, "sandi:", f)
+		printError(e.stderr, f)
 	}
 	e.printWarnings()
 	if err != nil {
@@ -470,11 +526,11 @@ func (e *cli) printWarnings() {
 	}
 	for _, w := range ws {
 		if w.Kind == client.WarnIdentityChanged {
-			who := w.Username
-			if who == "" {
-				who = w.User.String()
+			who := w.User.String()
+			if w.Username != "" {
+				who = untrustedName(w.Username)
 			}
-			fmt.Fprintf(e.stderr, "sandi: WARNING: the identity key of %s changed; compare safety numbers ('sandi safety-number %s') before trusting it\n", who, who)
+			printWrapped(e.stderr, fmt.Sprintf("sandi: WARNING: the identity key of %s changed; compare safety numbers ('sandi safety-number %s') before trusting it", who, who), errorCont)
 		}
 	}
 }

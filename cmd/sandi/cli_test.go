@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -202,6 +203,46 @@ func TestCLILink(t *testing.T) {
 	if got := syncJSON(t, base, second); !slices.Equal(got, []string{"bob: hi both alices"}) {
 		t.Fatalf("second device synced %q", got)
 	}
+
+	// Both devices are in the account's signed list; the first removes the
+	// second, which is revoked at once.
+	var ids []string
+	for line := range strings.Lines(cliOK(t, base, first, "", "devices")) {
+		if !strings.Contains(line, "  signed") {
+			t.Fatalf("devices: %q is not marked signed", line)
+		}
+		ids = append(ids, strings.Fields(line)[0])
+	}
+	secondID := strings.TrimSpace(cliOK(t, base, second, "", "--json", "whoami"))
+	var who struct{ Device string }
+	if err := json.Unmarshal([]byte(secondID), &who); err != nil || !slices.Contains(ids, who.Device) {
+		t.Fatalf("whoami %q, devices %q", secondID, ids)
+	}
+	if _, errs, code := cliRun(t, base, first, "", "devices", "remove"); code != 2 || !strings.Contains(errs, "usage: sandi devices remove") {
+		t.Fatalf("devices remove without an id: %d %q", code, errs)
+	}
+	if _, errs, code := cliRun(t, base, first, "", "devices", "remove", "zzzz"); code != 1 || !strings.Contains(errs, "no device") {
+		t.Fatalf("devices remove zzzz: %d %q", code, errs)
+	}
+	cliOK(t, base, first, "", "devices", "remove", who.Device[:8])
+	if _, errs, code := cliRun(t, base, second, "", "sync"); code != 1 || !strings.Contains(errs, "token") {
+		t.Fatalf("the removed device synced: %d %q", code, errs)
+	}
+	if devs := cliOK(t, base, first, "", "devices"); strings.Count(devs, "\n") != 1 || strings.Contains(devs, who.Device) {
+		t.Fatalf("devices after the removal: %q", devs)
+	}
+	// Logout removes the last device and leaves a state that can register
+	// or log in again.
+	if out := cliOK(t, base, first, "", "logout"); !strings.Contains(out, "signed out") {
+		t.Fatalf("logout: %q", out)
+	}
+	if _, errs, code := cliRun(t, base, first, "", "whoami"); code != 1 || !strings.Contains(errs, "no account") {
+		t.Fatalf("whoami after logout: %d %q", code, errs)
+	}
+	if _, err := os.Stat(filepath.Join(first, "identity")); !os.IsNotExist(err) {
+		t.Fatalf("the identity key survived the logout: %v", err)
+	}
+	cliOK(t, base, first, "pw of alice!\n", "login", "alice", "--password-stdin")
 }
 
 // TestCLIErrors: mistakes get a sentence on stderr and a non-zero status,

@@ -18,7 +18,10 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "sandi:", err)
+		printError(os.Stderr, err)
+		if hint := identityHint(err); hint != "" {
+			fmt.Fprintln(os.Stderr, "sandi:", hint)
+		}
 		var ue usageError
 		if errors.As(err, &ue) {
 			os.Exit(2)
@@ -58,8 +61,12 @@ Account and devices:
                               CODE (dashes, spaces and case do not matter), on a device
                               that has the account's keys: confirm that new device
   whoami                      show this device's account, device and identity key
-  devices                     list the account's devices
-  logout                      sign this device out
+  devices                     list the account's devices and whether its signed
+                              device list names them (only those get new messages)
+  devices remove ID           remove another device of the account (ID: its id or
+                              4+ characters of it): it is revoked at once
+  logout                      remove this device from the account: revoke it on the
+                              server and erase its keys and messages here
 
 Conversations:
   new [--title TITLE] USER... create a conversation with USERs; prints its id
@@ -72,12 +79,25 @@ Conversations:
   chat CONV                   interactive view of one conversation
   safety-number USER          show the safety number to compare with USER
 
+Trust:
+  verify USER [--number DIGITS]
+                              compare safety numbers with USER and mark USER verified
+                              (the other side's number is typed, pasted or given)
+  accept USER                 accept USER's changed identity key after comparing the
+                              old and new safety numbers (USER is then unverified)
+  reject USER                 refuse USER's changed identity key and keep the old one
+  contacts                    list the accounts this device knows, verified or not,
+                              with their safety numbers and any key change waiting
+  alarms [CONV]               show what this device detected the server doing wrong
+
 Global flags:
   --home DIR     state directory (env SANDI_HOME; default: the user config dir)
   --server URL   server URL (env SANDI_SERVER); remembered after register or login
   --json         one JSON object per line on stdout
 
 CONV is a conversation id, a unique prefix of it (4+ characters) or its title.
+Others' texts are printed with control characters escaped (\x1b, \u{202e})
+and further lines of a message indented under it; --json prints them exact.
 Errors go to stderr with a non-zero exit status; a failed command changes nothing.
 `
 

@@ -175,14 +175,6 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, _ *call) error {
 	return nil
 }
 
-func (s *Server) logout(w http.ResponseWriter, r *http.Request, c *call) error {
-	if err := s.store.DeleteToken(r.Context(), c.token); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
-
 func (s *Server) me(w http.ResponseWriter, r *http.Request, c *call) error {
 	u, err := s.store.User(r.Context(), c.user())
 	if err != nil {

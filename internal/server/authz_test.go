@@ -30,6 +30,13 @@ var authzTable = map[string]authzCase{
 	"POST /api/devices/link/{device}": func(f *authzFixture) (string, any) {
 		return "/api/devices/link/" + f.member.dev.String(), map[string]string{}
 	},
+	"POST /api/devices/list": func(f *authzFixture) (string, any) { return "/api/devices/list", map[string]string{} },
+	"DELETE /api/devices/{device}": func(f *authzFixture) (string, any) {
+		return "/api/devices/" + f.otherDevice.dev.String(), map[string]string{}
+	},
+	"GET /api/users/{user}/device-list": func(f *authzFixture) (string, any) {
+		return "/api/users/" + f.member.user.String() + "/device-list", nil
+	},
 	"POST /api/keys/prekey-bundle": func(f *authzFixture) (string, any) { return "/api/keys/prekey-bundle", map[string]string{} },
 	"POST /api/keys/one-time":      func(f *authzFixture) (string, any) { return "/api/keys/one-time", map[string]string{} },
 	"GET /api/keys/count":          func(f *authzFixture) (string, any) { return "/api/keys/count", nil },

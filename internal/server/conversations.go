@@ -300,10 +300,10 @@ type recordRequest struct {
 func (s *Server) addMembers(w http.ResponseWriter, r *http.Request, c *call) error {
 	return s.changeMembership(w, r, c, func(rec *protocol.Record) error {
 		switch rec.Op {
-		case protocol.OpAdd, protocol.OpRole, protocol.OpRekey:
+		case protocol.OpAdd, protocol.OpRole, protocol.OpRekey, protocol.OpRekeyCosigned:
 			return nil
 		}
-		return badRequest("POST members takes an add, role or rekey record", nil)
+		return badRequest("POST members takes an add, role, rekey or rekey-cosigned record", nil)
 	})
 }
 
@@ -349,7 +349,7 @@ func (s *Server) changeMembership(w http.ResponseWriter, r *http.Request, c *cal
 		}
 		return problem(http.StatusBadRequest, CodeBadSignature, err.Error(), err)
 	}
-	if rec.Op == protocol.OpAdd || rec.Op == protocol.OpRekey {
+	if rec.Op == protocol.OpAdd || rec.Op.IsRekey() {
 		if err := s.checkIdentities(r.Context(), rec.Members); err != nil {
 			return err
 		}

@@ -24,7 +24,11 @@ type Hub struct {
 }
 
 type subscriber struct {
-	wake chan struct{}
+	wake   chan struct{}
+	device protocol.DeviceID
+	// revoked is closed when the device is revoked: its connection ends.
+	revoked chan struct{}
+	once    sync.Once
 }
 
 // NewHub returns an empty hub.
@@ -32,10 +36,10 @@ func NewHub() *Hub {
 	return &Hub{subs: map[protocol.UserID]map[*subscriber]struct{}{}, done: make(chan struct{})}
 }
 
-// subscribe registers a subscriber for user; call the returned function to
-// leave.
-func (h *Hub) subscribe(user protocol.UserID) (*subscriber, func()) {
-	s := &subscriber{wake: make(chan struct{}, 1)}
+// subscribe registers a subscriber for one device of user; call the
+// returned function to leave.
+func (h *Hub) subscribe(user protocol.UserID, device protocol.DeviceID) (*subscriber, func()) {
+	s := &subscriber{wake: make(chan struct{}, 1), device: device, revoked: make(chan struct{})}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.subs[user] == nil {
@@ -93,6 +97,34 @@ func (h *Hub) Deliver(users []protocol.UserID) {
 			case s.wake <- struct{}{}:
 			default: // already pending
 			}
+		}
+	}
+}
+
+// Revoke ends at once the live connections of the given devices of user on
+// this node (a logout, a device removed from its account's list). A
+// connection on another node notices at its next poll (pollInterval),
+// when it finds its token gone.
+func (h *Hub) Revoke(user protocol.UserID, devices ...protocol.DeviceID) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.subs[user] {
+		for _, d := range devices {
+			if s.device == d {
+				s.once.Do(func() { close(s.revoked) })
+			}
+		}
+	}
+}
+
+// RevokeOthers ends the live connections of every device of user but keep
+// on this node (an identity reset signs the account's other devices out).
+func (h *Hub) RevokeOthers(user protocol.UserID, keep protocol.DeviceID) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.subs[user] {
+		if s.device != keep {
+			s.once.Do(func() { close(s.revoked) })
 		}
 	}
 }

@@ -68,6 +68,11 @@ func (s *Server) putBundle(w http.ResponseWriter, r *http.Request, c *call) erro
 		}
 		return err
 	}
+	if req.Reset {
+		// The reset revoked the account's other devices: end their live
+		// connections now.
+		s.hub.RevokeOthers(c.user(), c.device.ID)
+	}
 	// A bundle can change the account's devices or identity: its contacts'
 	// streams got events, and finding them would cost a query.
 	s.hub.NotifyAll()
@@ -186,6 +191,7 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request, c *call) error {
 	}
 	var targets []target
 	var devices []protocol.DeviceID
+	lists := []deviceListAnswer{}
 	for _, uid := range users {
 		u, err := s.store.User(r.Context(), uid)
 		if errors.Is(err, store.ErrNotFound) {
@@ -203,13 +209,22 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request, c *call) error {
 		}
 		n := 0
 		for _, d := range devs {
-			if d.SignedPreKey != nil {
+			if d.SignedPreKey != nil && !d.Unlisted {
 				devices = append(devices, d.ID)
 				n++
 			}
 		}
 		if n > 0 {
 			targets = append(targets, target{user: uid, identity: *u.Identity, devices: n})
+		}
+		// The signed list that says which devices are the account's, so
+		// the claimer can check the bundles against it (§12).
+		enc, err := s.deviceListOf(r, uid)
+		if err != nil {
+			return err
+		}
+		if enc != nil {
+			lists = append(lists, deviceListAnswer{User: uid, List: enc})
 		}
 	}
 	out := []claimedBundle{}
@@ -239,7 +254,7 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request, c *call) error {
 			claimed = claimed[tg.devices:]
 		}
 	}
-	s.writeJSON(w, http.StatusOK, map[string]any{"bundles": out})
+	s.writeJSON(w, http.StatusOK, map[string]any{"bundles": out, "deviceLists": lists})
 	return nil
 }
 
@@ -279,6 +294,9 @@ type userInfo struct {
 	Username    string                `json:"username"`
 	IdentityKey *protocol.IdentityKey `json:"identityKey,omitempty"`
 	Devices     []deviceInfo          `json:"devices"`
+	// DeviceList is the account's latest signed device list (§12), if it
+	// has one; Devices are then only the devices it names.
+	DeviceList B64 `json:"deviceList,omitempty"`
 }
 
 func (s *Server) userInfo(r *http.Request, u store.User) (userInfo, error) {
@@ -287,9 +305,12 @@ func (s *Server) userInfo(r *http.Request, u store.User) (userInfo, error) {
 		return userInfo{}, err
 	}
 	info := userInfo{ID: u.ID, Username: u.Username, IdentityKey: u.Identity, Devices: []deviceInfo{}}
+	if info.DeviceList, err = s.deviceListOf(r, u.ID); err != nil {
+		return userInfo{}, err
+	}
 	for _, d := range devs {
-		if d.SignedPreKey == nil {
-			continue // not usable until it has uploaded keys
+		if d.SignedPreKey == nil || d.Unlisted {
+			continue // not usable until it has uploaded keys, or not the account's
 		}
 		info.Devices = append(info.Devices, deviceInfo{ID: d.ID, Name: d.Name, CreatedAt: d.CreatedAt, SignedPreKey: d.SignedPreKey, LastResort: d.LastResort})
 	}

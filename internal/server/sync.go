@@ -10,6 +10,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"sandi.dev/internal/store"
 	"sandi.dev/protocol"
 )
 
@@ -125,8 +126,14 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request, c *call) erro
 	s.metrics.websockets.Inc()
 	defer s.metrics.websockets.Dec()
 
-	sub, leave := s.hub.subscribe(c.user())
+	sub, leave := s.hub.subscribe(c.user(), c.device.ID)
 	defer leave()
+	// A revocation that ran between the authentication and the subscription
+	// did not see this connection: check once more now that it would.
+	if _, err := s.store.DeviceByToken(ctx, c.token); err != nil {
+		conn.Close(websocket.StatusPolicyViolation, "device revoked")
+		return nil
+	}
 	// Reads keep the connection's control frames flowing and notice the
 	// client closing; clients send nothing else after authenticating.
 	ctx = conn.CloseRead(ctx)
@@ -136,6 +143,9 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request, c *call) erro
 		select {
 		case <-s.hub.done:
 			conn.Close(websocket.StatusGoingAway, "server shutting down")
+			return nil
+		case <-sub.revoked:
+			conn.Close(websocket.StatusPolicyViolation, "device revoked")
 			return nil
 		default:
 		}
@@ -167,7 +177,16 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request, c *call) erro
 		select {
 		case <-sub.wake:
 		case <-timer.C:
+			// The safety net for a revocation made on another node: a
+			// token that no longer resolves ends the connection.
+			if _, err := s.store.DeviceByToken(ctx, c.token); errors.Is(err, store.ErrNotFound) {
+				conn.Close(websocket.StatusPolicyViolation, "device revoked")
+				return nil
+			}
 		case <-ctx.Done():
+			return nil
+		case <-sub.revoked:
+			conn.Close(websocket.StatusPolicyViolation, "device revoked")
 			return nil
 		case <-s.hub.done:
 			conn.Close(websocket.StatusGoingAway, "server shutting down")

@@ -25,6 +25,9 @@ var (
 	ErrStaleEpoch       = errors.New("epoch is not the current one or rotation is required")
 	ErrIdempotency      = errors.New("client message id reused with a different body")
 	ErrNotMember        = errors.New("not a member")
+	// ErrStaleDeviceList is a device list update made against a list that
+	// is no longer the stored one.
+	ErrStaleDeviceList = errors.New("stale device list")
 	// ErrInvalid is a request that contradicts itself or the store's rules
 	// in a way the server should have refused before calling (a wrong
 	// genesis seq or first epoch, an empty wrapped key, a duplicate member).
@@ -50,6 +53,9 @@ type Device struct {
 	LastResort   []byte
 	CreatedAt    int64
 	Revoked      bool
+	// Unlisted is set (by Devices) when the account has a device list that
+	// does not name this device: it is then not served to sealers.
+	Unlisted bool
 }
 
 // PreKeyRow is one encoded one-time pre-key.
@@ -73,6 +79,35 @@ type BundleUpload struct {
 	// of every user that shares a conversation with the account.
 	Reset bool
 	Now   int64
+}
+
+// DeviceListRow is an account's latest signed device list (protocol.md
+// §12), as the server verified it.
+type DeviceListRow struct {
+	Seq     uint64
+	Encoded []byte
+}
+
+// DeviceListUpdate replaces an account's device list and revokes the
+// devices it removes, in one transaction (see Store.PutDeviceList).
+type DeviceListUpdate struct {
+	User protocol.UserID
+	// Identity is the key the server verified the list under; it must
+	// still be the account's (else ErrIdentityMismatch).
+	Identity protocol.IdentityKey
+	// PrevSeq is the seq of the stored list the server checked the new one
+	// against (0: none). If the stored list is another one by then, the
+	// update is ErrStaleDeviceList; Seq must be greater than PrevSeq.
+	PrevSeq uint64
+	Seq     uint64
+	Encoded []byte
+	// Devices are the devices the list names; each must be a device of
+	// User, revoked or not (else ErrNotFound).
+	Devices []protocol.DeviceID
+	// Revoke are devices of User to revoke even if the previous list did
+	// not name them (a device logging out, one that never was listed).
+	Revoke []protocol.DeviceID
+	Now    int64
 }
 
 // Claimed is what claiming a device's keys returns: its signed pre-key and
@@ -180,9 +215,10 @@ type NewSession struct {
 
 // CoverageError reports a session whose keys do not cover exactly the
 // devices of the current members (active devices that have uploaded a
-// bundle and are not dormant by protocol.md §5.3 at the write's Now; a
-// device within protocol.DormancySlack of its dormancy time may be covered
-// or not). It wraps ErrCoverage.
+// bundle, that their account's device list, if it has one, names, and that
+// are not dormant by protocol.md §5.3 at the write's Now; a device within
+// protocol.DormancySlack of its dormancy time may be covered or not). It
+// wraps ErrCoverage.
 type CoverageError struct {
 	Missing []protocol.DeviceID // member devices without a key
 	Extra   []protocol.DeviceID // keys for devices that are not member devices
@@ -289,12 +325,32 @@ type Store interface {
 	User(ctx context.Context, id protocol.UserID) (User, error)
 	// AddDevice adds a device with a token to an existing account.
 	AddDevice(ctx context.Context, d Device, tokenHash []byte) error
-	// Devices lists an account's devices that are not revoked.
+	// Devices lists an account's devices that are not revoked, with
+	// Unlisted set for those its device list does not name.
 	Devices(ctx context.Context, user protocol.UserID) ([]Device, error)
 	// DeviceByToken resolves a bearer token hash to its device (not revoked).
 	DeviceByToken(ctx context.Context, tokenHash []byte) (Device, error)
 	// DeleteToken revokes one token (logout); an unknown token is ErrNotFound.
 	DeleteToken(ctx context.Context, tokenHash []byte) error
+	// RevokeDevice revokes an active device of user: it is marked revoked,
+	// its tokens, bundle and one-time keys are deleted. If sealers were
+	// served it, the account's shared conversations are marked
+	// rotation-required (reason "device") and its contacts get EventDevice,
+	// as for PutDeviceList. An unknown or revoked device, or one of
+	// another account, is ErrNotFound.
+	RevokeDevice(ctx context.Context, user protocol.UserID, device protocol.DeviceID, now int64) error
+
+	// DeviceList returns an account's latest device list (ErrNotFound if
+	// it has none).
+	DeviceList(ctx context.Context, user protocol.UserID) (DeviceListRow, error)
+	// PutDeviceList stores a verified device list (see DeviceListUpdate)
+	// and, in the same transaction, revokes (as RevokeDevice does) every
+	// active device of the account that the previous list named and this
+	// one does not, and those in Revoke. When the set of devices served to
+	// sealers changes, it marks the account's shared conversations
+	// rotation-required (reason "device") and emits EventDevice to its
+	// contacts and its other devices. It returns the devices it revoked.
+	PutDeviceList(ctx context.Context, u DeviceListUpdate) ([]protocol.DeviceID, error)
 
 	// PutBundle stores a device's bundle and, in the same transaction, sets
 	// the account's identity key if it has none. A different identity key
@@ -305,7 +361,8 @@ type Store interface {
 	// active devices of every user sharing a conversation with the account,
 	// and the account's other devices) and mark their shared conversations
 	// rotation-required (reason "device", with an EventRotation). An unknown
-	// or revoked device, or one of another account, is ErrNotFound.
+	// or revoked device, or one of another account, is ErrNotFound. A reset
+	// also deletes the account's device list (the replaced key signed it).
 	PutBundle(ctx context.Context, b BundleUpload) error
 	// AddOneTimeKeys adds one-time keys to a device (ids already present are
 	// ErrConflict) and returns how many it has now.
@@ -316,14 +373,15 @@ type Store interface {
 	// never get the same key) and returns each device's keys, in the order
 	// of devices. If a device's remaining count falls below lowWater,
 	// EventPreKeysLow is emitted to it once until it uploads more. A device
-	// that is unknown, revoked or has no bundle yet is ErrNotFound (and
-	// nothing is claimed).
+	// that is unknown, revoked, has no bundle yet or is left out of its
+	// account's device list is ErrNotFound (and nothing is claimed).
 	Claim(ctx context.Context, devices []protocol.DeviceID, lowWater int, now int64) ([]Claimed, error)
 
 	// CreateConversation writes nc in one transaction. An existing id is
 	// ErrConflict; an unknown member is ErrNotFound; keys that do not cover
 	// exactly the devices of nc.Members (their active devices with a
-	// bundle) are *CoverageError (checked inside the transaction); a
+	// bundle that their account's device list, if any, names) are
+	// *CoverageError (checked inside the transaction); a
 	// Creator that is not one of those devices is ErrNotMember. Emits
 	// EventSession to every recipient device and a conversation-wide
 	// EventMembership that every member sees.

@@ -168,6 +168,10 @@ func NewEpoch(s *EpochSecret, conv protocol.ConversationID, epoch uint64, self p
 	return e, nil
 }
 
+// Devices returns the devices that have a sender chain in the epoch (the
+// recipients of its distribution), in canonical order (§7.1).
+func (e *Epoch) Devices() []protocol.DeviceRef { return sortedRefs(e.chains) }
+
 // Sent returns how many messages this device has sent in the epoch.
 func (e *Epoch) Sent() uint32 { return e.chains[e.Self].next }
 

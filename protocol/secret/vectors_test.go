@@ -81,6 +81,8 @@ func TestVectors(t *testing.T) {
 		vecCase("safety.json", vecGenSafety, vecReplaySafety),
 		vecCase("padding.json", vecGenPadding, vecReplayPadding),
 		vecCase("link.json", vecGenLink, vecReplayLink),
+		vecCase("devicelist.json", vecGenDeviceLists, vecReplayDeviceLists),
+		vecCase("keys.json", vecGenKeys, vecReplayKeys),
 	}
 	known := map[string]bool{}
 	for _, s := range specs {
@@ -621,14 +623,17 @@ func vecReplayPreKeys(t *testing.T, f *vecPreKeyFile) {
 const vecMembershipDescription = `A membership chain (protocol.md §6). All integers are big-endian, all byte strings hex. ` +
 	`keys: Ed25519 identity keys, public = the RFC 8032 public key of seed. ` +
 	`Each record is built from op, conversation, seq, prev, time (Unix milliseconds), author, members and users; ` +
-	`op is 1 create, 2 add, 3 remove, 4 leave, 5 role, 6 rekey (op_name says which); a member's role is 1 member, 2 admin. ` +
-	`signed_data = "sandi v1 membership record" || the encoding without its signature; ` +
-	`signature = Ed25519 signature of signed_data by the key named by signer: the author's current identity key, except for rekey, which the new key it announces signs (a rekey names only its author, as a plain member); ` +
-	`encoded = 0x01 (version) || op (1) || conversation (16) || seq (u64) || prev (32) || time (u64) || author (16) || member count (u16) || members, each user (16) || identity (32) || role (1) || user count (u16) || users (16 each) || signature (64); ` +
+	`op is 1 create, 2 add, 3 remove, 4 leave, 5 role, 6 rekey, 7 rekey-cosigned (op_name says which); a member's role is 1 member, 2 admin. ` +
+	`A rekey-cosigned record also carries cosigner (the public key of the key named by cosigner) and cosignature: cosigned_data = "sandi v1 rekey cosignature" || the encoding without its co-signature and signature; cosignature = Ed25519 signature of cosigned_data by cosigner. ` +
+	`signed_data = "sandi v1 membership record" || the encoding without its signature (with the co-signature, for rekey-cosigned); ` +
+	`signature = Ed25519 signature of signed_data by the key named by signer: the author's current identity key, except for both rekeys, which the new key they announce signs (a rekey names only its author); ` +
+	`encoded = 0x01 (version) || op (1) || conversation (16) || seq (u64) || prev (32) || time (u64) || author (16) || member count (u16) || members, each user (16) || identity (32) || role (1) || user count (u16) || users (16 each) || [rekey-cosigned only: cosigner (32) || cosignature (64)] || signature (64); ` +
 	`hash = SHA-256("sandi v1 membership hash" || encoded); each record's prev is the hash of the record before it (32 zero bytes for the genesis record, seq 0). ` +
-	`The chain: alice creates it with bob and carol; adds dave and eve; makes carol an admin; carol removes dave; eve leaves; bob announces a new identity key; alice makes bob an admin again; bob, signing with his new key, adds dave back. ` +
+	`The chain: alice creates it with bob and carol; adds dave and eve; makes carol an admin; carol removes dave; eve leaves; bob announces a new identity key (a rekey, which makes him a plain member); alice makes bob an admin again; bob, signing with his new key, adds dave back; ` +
+	`alice moves to a second key in a rekey co-signed by her first (she stays admin); a server forges a rekey of alice to a key of its own (she becomes a plain member); alice, co-signing with her second key, the one she had before the forged rekey, announces that key again and is admin again; she adds eve back. ` +
 	`Verifying the records in order from the genesis succeeds (rules of §6.2) ` +
-	`and leaves final_members (sorted by user id), with final_seq and final_head the seq and hash of the last record. ` +
+	`and leaves final_members (sorted by user id), with final_seq and final_head the seq and hash of the last record; ` +
+	`final_rekeyed lists, for each member whose key came through a rekey not co-signed by the key it replaced and not since restored, the key and role it had before the first such rekey (here bob, whose rekey no co-signed rekey undid). ` +
 	`Every value here is implementation-independent.`
 
 type vecMembershipFile struct {
@@ -659,19 +664,23 @@ type vecMember struct {
 }
 
 type vecRecord struct {
-	Op         uint8             `json:"op"`
-	OpName     string            `json:"op_name"`
-	Seq        uint64            `json:"seq"`
-	Prev       vecHex            `json:"prev"`
-	Time       int64             `json:"time"`
-	Author     protocol.UserID   `json:"author"`
-	Signer     string            `json:"signer"`
-	Members    []vecMember       `json:"members"`
-	Users      []protocol.UserID `json:"users"`
-	SignedData vecHex            `json:"signed_data"`
-	Signature  vecHex            `json:"signature"`
-	Encoded    vecHex            `json:"encoded"`
-	Hash       vecHex            `json:"hash"`
+	Op       uint8             `json:"op"`
+	OpName   string            `json:"op_name"`
+	Seq      uint64            `json:"seq"`
+	Prev     vecHex            `json:"prev"`
+	Time     int64             `json:"time"`
+	Author   protocol.UserID   `json:"author"`
+	Signer   string            `json:"signer"`
+	Cosigner string            `json:"cosigner,omitempty"`
+	Members  []vecMember       `json:"members"`
+	Users    []protocol.UserID `json:"users"`
+	// CosignedData and Cosignature: rekey-cosigned records only.
+	CosignedData vecHex `json:"cosigned_data,omitempty"`
+	Cosignature  vecHex `json:"cosignature,omitempty"`
+	SignedData   vecHex `json:"signed_data"`
+	Signature    vecHex `json:"signature"`
+	Encoded      vecHex `json:"encoded"`
+	Hash         vecHex `json:"hash"`
 }
 
 type vecChain struct {
@@ -682,6 +691,32 @@ type vecChain struct {
 	FinalSeq     uint64                  `json:"final_seq"`
 	FinalHead    vecHex                  `json:"final_head"`
 	FinalMembers []vecMember             `json:"final_members"`
+	FinalRekeyed []vecMember             `json:"final_rekeyed"`
+}
+
+// vecRekeyed lists Chain.Rekeyed for every member, sorted by user id.
+func vecRekeyed(c *protocol.Chain) []vecMember {
+	out := []vecMember{}
+	for _, m := range c.Members() {
+		if k, r, ok := c.Rekeyed(m.User); ok {
+			out = append(out, vecMember{User: m.User, Identity: k[:], Role: uint8(r)})
+		}
+	}
+	return out
+}
+
+// vecSign signs rec as a vector names it: with a cosigner, a co-signed
+// rekey.
+func vecSign(keys map[string]*IdentityPrivateKey, signer, cosigner string, rec *protocol.Record) error {
+	if keys[signer] == nil || (cosigner != "" && keys[cosigner] == nil) {
+		return fmt.Errorf("no key %q or %q", signer, cosigner)
+	}
+	if cosigner != "" {
+		SignRekey(keys[signer], keys[cosigner], rec)
+	} else {
+		SignRecord(keys[signer], rec)
+	}
+	return nil
 }
 
 func vecMembers(ms []protocol.Member) []vecMember {
@@ -713,31 +748,41 @@ func vecRecordOf(conv protocol.ConversationID, v vecRecord) (*protocol.Record, e
 func vecGenMembership(t *testing.T) *vecMembershipFile {
 	conv := vecConversation("membership")
 	keys := map[string]*IdentityPrivateKey{}
-	v := vecChain{Name: "create, add, role, remove, leave, rekey, role, add", Conversation: conv}
-	for _, name := range []string{"alice", "bob", "carol", "dave", "bob new", "eve"} {
+	v := vecChain{Name: "create, add, role, remove, leave, rekey, role, add, rekey-cosigned, forged rekey, rekey back, add", Conversation: conv}
+	for _, name := range []string{"alice", "bob", "carol", "dave", "bob new", "eve", "alice new", "server"} {
 		k := vecIdentity(t, name)
 		keys[name] = k
 		v.Keys = append(v.Keys, vecKey{Name: name, Seed: k.Seed(), Public: vecPub(k)})
 	}
-	user := func(key string) protocol.UserID { return vecUser(strings.TrimSuffix(key, " new")) }
+	user := func(key string) protocol.UserID {
+		if key == "server" {
+			return vecUser("alice") // the server forges a rekey of alice
+		}
+		return vecUser(strings.TrimSuffix(key, " new"))
+	}
 	mem := func(key string, role protocol.Role) protocol.Member {
 		return protocol.Member{User: user(key), Identity: keys[key].Public(), Role: role}
 	}
 	steps := []struct {
-		op      protocol.Op
-		author  string
-		signer  string
-		members []protocol.Member
-		users   []protocol.UserID
+		op       protocol.Op
+		author   string
+		signer   string
+		members  []protocol.Member
+		users    []protocol.UserID
+		cosigner string
 	}{
-		{protocol.OpCreate, "alice", "alice", []protocol.Member{mem("alice", protocol.RoleAdmin), mem("bob", protocol.RoleMember), mem("carol", protocol.RoleMember)}, nil},
-		{protocol.OpAdd, "alice", "alice", []protocol.Member{mem("dave", protocol.RoleMember), mem("eve", protocol.RoleMember)}, nil},
-		{protocol.OpRole, "alice", "alice", []protocol.Member{mem("carol", protocol.RoleAdmin)}, nil},
-		{protocol.OpRemove, "carol", "carol", nil, []protocol.UserID{user("dave")}},
-		{protocol.OpLeave, "eve", "eve", nil, nil},
-		{protocol.OpRekey, "bob", "bob new", []protocol.Member{mem("bob new", protocol.RoleMember)}, nil},
-		{protocol.OpRole, "alice", "alice", []protocol.Member{mem("bob new", protocol.RoleAdmin)}, nil},
-		{protocol.OpAdd, "bob", "bob new", []protocol.Member{mem("dave", protocol.RoleMember)}, nil},
+		{protocol.OpCreate, "alice", "alice", []protocol.Member{mem("alice", protocol.RoleAdmin), mem("bob", protocol.RoleMember), mem("carol", protocol.RoleMember)}, nil, ""},
+		{protocol.OpAdd, "alice", "alice", []protocol.Member{mem("dave", protocol.RoleMember), mem("eve", protocol.RoleMember)}, nil, ""},
+		{protocol.OpRole, "alice", "alice", []protocol.Member{mem("carol", protocol.RoleAdmin)}, nil, ""},
+		{protocol.OpRemove, "carol", "carol", nil, []protocol.UserID{user("dave")}, ""},
+		{protocol.OpLeave, "eve", "eve", nil, nil, ""},
+		{protocol.OpRekey, "bob", "bob new", []protocol.Member{mem("bob new", protocol.RoleMember)}, nil, ""},
+		{protocol.OpRole, "alice", "alice", []protocol.Member{mem("bob new", protocol.RoleAdmin)}, nil, ""},
+		{protocol.OpAdd, "bob", "bob new", []protocol.Member{mem("dave", protocol.RoleMember)}, nil, ""},
+		{protocol.OpRekeyCosigned, "alice", "alice new", []protocol.Member{mem("alice new", protocol.RoleAdmin)}, nil, "alice"},
+		{protocol.OpRekey, "alice", "server", []protocol.Member{mem("server", protocol.RoleMember)}, nil, ""},
+		{protocol.OpRekeyCosigned, "alice", "alice new", []protocol.Member{mem("alice new", protocol.RoleAdmin)}, nil, "alice new"},
+		{protocol.OpAdd, "alice", "alice new", []protocol.Member{mem("eve", protocol.RoleMember)}, nil, ""},
 	}
 	var chain *protocol.Chain
 	var prev [protocol.HashSize]byte
@@ -746,7 +791,9 @@ func vecGenMembership(t *testing.T) *vecMembershipFile {
 			Op: s.op, Conversation: conv, Seq: uint64(i), Prev: prev, Time: vecNowMS + int64(i)*60_000,
 			Author: user(s.author), Members: s.members, Users: s.users,
 		}
-		SignRecord(keys[s.signer], rec)
+		if err := vecSign(keys, s.signer, s.cosigner, rec); err != nil {
+			t.Fatal(err)
+		}
 		var err error
 		if i == 0 {
 			chain, err = protocol.Genesis(rec)
@@ -759,12 +806,16 @@ func vecGenMembership(t *testing.T) *vecMembershipFile {
 		h := rec.Hash()
 		v.Records = append(v.Records, vecRecord{
 			Op: uint8(s.op), OpName: s.op.String(), Seq: rec.Seq, Prev: rec.Prev[:], Time: rec.Time,
-			Author: rec.Author, Signer: s.signer, Members: vecMembers(s.members), Users: append([]protocol.UserID{}, s.users...),
+			Author: rec.Author, Signer: s.signer, Cosigner: s.cosigner, Members: vecMembers(s.members), Users: append([]protocol.UserID{}, s.users...),
 			SignedData: rec.SignedData(), Signature: rec.Signature[:], Encoded: rec.Marshal(), Hash: h[:],
 		})
+		if s.cosigner != "" {
+			v.Records[i].CosignedData, v.Records[i].Cosignature = rec.CosignedData(), rec.Cosignature[:]
+		}
 		prev = h
 	}
 	v.FinalSeq, v.FinalHead, v.FinalMembers = chain.Seq, chain.Head[:], vecMembers(chain.Members())
+	v.FinalRekeyed = vecRekeyed(chain)
 	return &vecMembershipFile{vecHeader: vecHeader{vecMembershipDescription}, Vectors: []vecChain{v}}
 }
 
@@ -795,11 +846,13 @@ func vecReplayMembership(t *testing.T, f *vecMembershipFile) {
 				if err != nil {
 					t.Fatalf("%s: %v", what, err)
 				}
-				signer := keys[rv.Signer]
-				if signer == nil {
-					t.Fatalf("%s: no key %q", what, rv.Signer)
+				if err := vecSign(keys, rv.Signer, rv.Cosigner, rec); err != nil {
+					t.Fatalf("%s: %v", what, err)
 				}
-				SignRecord(signer, rec)
+				if rv.Cosigner != "" || rec.Op == protocol.OpRekeyCosigned {
+					vecEq(t, what+" cosigned_data", rec.CosignedData(), rv.CosignedData)
+					vecEq(t, what+" cosignature", rec.Cosignature[:], rv.Cosignature)
+				}
 				vecEq(t, what+" signed_data", rec.SignedData(), rv.SignedData)
 				vecEq(t, what+" signature", rec.Signature[:], rv.Signature)
 				vecEq(t, what+" encoded", rec.Marshal(), rv.Encoded)
@@ -828,6 +881,11 @@ func vecReplayMembership(t *testing.T, f *vecMembershipFile) {
 			want, _ := vecEncode(v.FinalMembers)
 			if !bytes.Equal(got, want) {
 				t.Errorf("final_members:\n  computed %s\n  file     %s", got, want)
+			}
+			got, _ = vecEncode(vecRekeyed(chain))
+			want, _ = vecEncode(v.FinalRekeyed)
+			if !bytes.Equal(got, want) {
+				t.Errorf("final_rekeyed:\n  computed %s\n  file     %s", got, want)
 			}
 		})
 	}
@@ -1732,4 +1790,121 @@ func vecLinkKey(name string) LinkKey {
 	h := sha256.Sum256([]byte("sandi vector link key " + name))
 	copy(l.k[:], h[:])
 	return l
+}
+
+// ---- devicelist.json ----
+
+const vecDeviceListDescription = `Signed device lists of one account (protocol.md §12). All integers are big-endian, all byte strings hex. ` +
+	`Inputs: the account (user, Ed25519 identity seed) and, per list in order, seq, time (Unix milliseconds) and devices (16-byte device ids, in the canonical ascending byte order). ` +
+	`prev is 32 zero bytes for the first list and the hash of the list before for each later one. ` +
+	`signed_data = "sandi v1 device list record" || encoded without its signature; signature = Ed25519 signature of signed_data by the identity seed; ` +
+	`encoded = 0x01 || user || seq (u64) || time (u64) || prev || device count (u16) || devices || signature (64); ` +
+	`hash = SHA-256("sandi v1 device list hash" || encoded). ` +
+	`The lists show a device added (seq 2), one removed (seq 3) and the last one removed (seq 4, an empty list). ` +
+	`invalid holds encodings that a decoder MUST refuse, each with the rule it breaks. Everything is implementation-independent.`
+
+type vecDeviceListFile struct {
+	vecHeader
+	User         protocol.UserID      `json:"user"`
+	IdentitySeed vecHex               `json:"identity_seed"`
+	Identity     vecHex               `json:"identity_public"`
+	Vectors      []vecDeviceList      `json:"vectors"`
+	Invalid      []vecInvalidEncoding `json:"invalid"`
+}
+
+func (f *vecDeviceListFile) sizes() map[string]int {
+	return map[string]int{"lists": len(f.Vectors), "invalid encodings": len(f.Invalid)}
+}
+
+type vecDeviceList struct {
+	Seq        uint64              `json:"seq"`
+	Time       int64               `json:"time"`
+	Prev       vecHex              `json:"prev"`
+	Devices    []protocol.DeviceID `json:"devices"`
+	SignedData vecHex              `json:"signed_data"`
+	Signature  vecHex              `json:"signature"`
+	Encoded    vecHex              `json:"encoded"`
+	Hash       vecHex              `json:"hash"`
+}
+
+type vecInvalidEncoding struct {
+	Reason  string `json:"reason"`
+	Encoded vecHex `json:"encoded"`
+}
+
+func vecGenDeviceLists(t *testing.T) *vecDeviceListFile {
+	id := vecIdentity(t, "alice")
+	f := &vecDeviceListFile{vecHeader: vecHeader{vecDeviceListDescription}, User: vecUser("alice"), IdentitySeed: id.Seed(), Identity: vecPub(id)}
+	a, b, c := vecDevice("alice laptop"), vecDevice("alice phone"), vecDevice("alice tablet")
+	var prev [protocol.HashSize]byte
+	for i, devs := range [][]protocol.DeviceID{{a}, {a, b, c}, {a, c}, nil} {
+		l := &protocol.DeviceList{User: f.User, Seq: uint64(i + 1), Time: vecNowMS + int64(i)*3_600_000, Prev: prev, Devices: protocol.SortDevices(devs)}
+		SignDeviceList(id, l)
+		h := l.Hash()
+		f.Vectors = append(f.Vectors, vecDeviceList{Seq: l.Seq, Time: l.Time, Prev: l.Prev[:], Devices: append([]protocol.DeviceID{}, l.Devices...),
+			SignedData: l.SignedData(), Signature: l.Signature[:], Encoded: l.Marshal(), Hash: h[:]})
+		prev = h
+	}
+	good := f.Vectors[1].Encoded
+	const devs = 1 + 16 + 8 + 8 + 32 + 2 // offset of the first device
+	mut := func(reason string, m func(b []byte) []byte) {
+		f.Invalid = append(f.Invalid, vecInvalidEncoding{Reason: reason, Encoded: m(bytes.Clone(good))})
+	}
+	mut("version 2", func(b []byte) []byte { b[0] = 2; return b })
+	mut("zero user id", func(b []byte) []byte { clear(b[1:17]); return b })
+	mut("seq 0", func(b []byte) []byte { clear(b[17:25]); return b })
+	mut("devices not in ascending order", func(b []byte) []byte {
+		d0 := bytes.Clone(b[devs : devs+16])
+		copy(b[devs:], b[devs+16:devs+32])
+		copy(b[devs+16:], d0)
+		return b
+	})
+	mut("a device listed twice", func(b []byte) []byte { copy(b[devs+16:devs+32], b[devs:devs+16]); return b })
+	mut("zero device id", func(b []byte) []byte { clear(b[devs : devs+16]); return b })
+	mut("device count over 100", func(b []byte) []byte { binary.BigEndian.PutUint16(b[devs-2:], 101); return b })
+	mut("trailing byte", func(b []byte) []byte { return append(b, 0) })
+	mut("truncated signature", func(b []byte) []byte { return b[:len(b)-1] })
+	return f
+}
+
+func vecReplayDeviceLists(t *testing.T, f *vecDeviceListFile) {
+	id, err := IdentityFromSeed(f.IdentitySeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vecEq(t, "identity_public", vecPub(id), f.Identity)
+	var prev [protocol.HashSize]byte
+	var held *protocol.DeviceList
+	for i, v := range f.Vectors {
+		what := fmt.Sprintf("list %d", i)
+		vecEq(t, what+" prev", prev[:], v.Prev)
+		l := &protocol.DeviceList{User: f.User, Seq: v.Seq, Time: v.Time, Prev: [protocol.HashSize]byte(v.Prev), Devices: v.Devices}
+		SignDeviceList(id, l)
+		vecEq(t, what+" signed_data", l.SignedData(), v.SignedData)
+		vecEq(t, what+" signature", l.Signature[:], v.Signature)
+		vecEq(t, what+" encoded", l.Marshal(), v.Encoded)
+		h := l.Hash()
+		vecEq(t, what+" hash", h[:], v.Hash)
+		parsed, err := protocol.ParseDeviceList(v.Encoded)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if err := parsed.Verify(f.User, id.Public()); err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+		if err := parsed.Follows(held); err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+		if held != nil {
+			if err := held.Follows(parsed); !errors.Is(err, protocol.ErrDeviceListRollback) {
+				t.Errorf("%s: the previous list after it is not a rollback: %v", what, err)
+			}
+		}
+		prev, held = h, parsed
+	}
+	for _, v := range f.Invalid {
+		if _, err := protocol.ParseDeviceList(v.Encoded); err == nil {
+			t.Errorf("invalid encoding (%s) decodes", v.Reason)
+		}
+	}
 }

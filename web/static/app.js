@@ -811,15 +811,40 @@
       const list = await sandi.devices();
       ul.innerHTML = "";
       for (const d of list) {
+        let remove = null;
+        if (!d.current) {
+          remove = el("button", { type: "button", class: "small", text: "Remove" });
+          remove.dataset.device = d.id;
+          remove.addEventListener("click", () => removeDevice(d, remove));
+        }
         ul.append(el("li", { class: d.current ? "current" : "" },
-          el("span", { class: "device-name", text: d.name }),
-          el("span", { class: "muted small", text: "added " + fmtTime(d.createdAt) }),
-          d.current ? el("span", { class: "tag", text: "this browser" }) : null));
+          el("span", { class: "device-name", text: d.name || d.id.slice(0, 8) }),
+          el("span", { class: "muted small", text: d.createdAt ? "added " + fmtTime(d.createdAt) : "no keys yet" }),
+          d.listed ? null : el("span", { class: "tag", text: "not in the signed list" }),
+          d.current ? el("span", { class: "tag", text: "this browser" }) : null,
+          remove));
       }
     } catch (e) {
       ul.innerHTML = "";
       ul.append(el("li", { class: "error", text: errorText(e) }));
     }
+  }
+  // Removing a device takes it out of the account's signed device list;
+  // the server revokes it at once.
+  async function removeDevice(d, btn) {
+    if (!btn.dataset.confirm) {
+      btn.dataset.confirm = "1";
+      btn.textContent = "Click again: sign it out for good";
+      setTimeout(() => { delete btn.dataset.confirm; btn.textContent = "Remove"; }, 8000);
+      return;
+    }
+    btn.disabled = true;
+    try {
+      await sandi.removeDevice(d.id);
+    } catch (e) {
+      alert(errorText(e));
+    }
+    openDevices();
   }
   $("approve-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();

@@ -62,6 +62,7 @@ func main() {
 		"resetIdentity": a.resetIdentity,
 		"approveLink":   a.approveLink,
 		"devices":       a.devices,
+		"removeDevice":  a.removeDevice,
 		"conversations": a.conversations,
 		"history":       a.history,
 		"send":          a.send,
@@ -365,6 +366,22 @@ func (a *app) approveLink(args []js.Value) (any, error) {
 
 func (a *app) devices([]js.Value) (any, error) {
 	return a.with(func(ctx context.Context, c *client.Client) (any, error) { return c.Devices(ctx) })
+}
+
+// removeDevice(id) removes another device of the account: it leaves the
+// signed device list and the server revokes it at once.
+func (a *app) removeDevice(args []js.Value) (any, error) {
+	if len(args) < 1 {
+		return nil, errors.New("removeDevice(id)")
+	}
+	id := args[0].String()
+	return a.with(func(ctx context.Context, c *client.Client) (any, error) {
+		dev, err := c.RemoveDevice(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return dev.String(), nil
+	})
 }
 
 // lastOf returns the last text or title message of a conversation,

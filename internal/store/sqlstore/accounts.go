@@ -95,11 +95,13 @@ func scanUser(row *sql.Row) (store.User, error) {
 		return u, err
 	}
 	if ident != nil {
-		k, err := protocol.ParseIdentityKey(ident)
-		if err != nil {
-			return u, err
+		// A key stored before keys of small order and non-canonical
+		// encodings were refused (protocol.md §2.3) is not a key: the
+		// account is served as having none (no one seals to it or verifies
+		// with it) until an identity reset sets a valid one.
+		if k, err := protocol.ParseIdentityKey(ident); err == nil {
+			u.Identity = &k
 		}
-		u.Identity = &k
 	}
 	return u, nil
 }
@@ -137,11 +139,15 @@ func (s *Store) Devices(ctx context.Context, user protocol.UserID) ([]store.Devi
 	if _, err := s.User(ctx, user); err != nil {
 		return nil, err
 	}
-	rows, err := s.query(ctx, `SELECT `+deviceCols+` FROM devices d WHERE d.user_id = ? AND d.revoked = FALSE ORDER BY d.created_at, d.id`, idArg(user))
+	rows, err := s.query(ctx, `SELECT `+deviceCols+`, NOT `+listedSQL("d")+` FROM devices d WHERE d.user_id = ? AND d.revoked = FALSE ORDER BY d.created_at, d.id`, idArg(user))
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: devices: %w", err)
 	}
-	out, err := collect(rows, scanDevice)
+	out, err := collect(rows, func(r scanner) (store.Device, error) {
+		var d store.Device
+		err := r.Scan(scanID(&d.ID), scanID(&d.User), &d.Name, &d.SignedPreKey, &d.LastResort, &d.CreatedAt, &d.Revoked, &d.Unlisted)
+		return d, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: devices: %w", err)
 	}
@@ -240,6 +246,14 @@ func (s *Store) PutBundle(ctx context.Context, b store.BundleUpload) error {
 			if revoked, err = t.revokeOthers(b.User, b.Device); err != nil {
 				return err
 			}
+			// The account's device list was signed by the key a reset
+			// replaces; the new key publishes a new one.
+			if _, err := t.exec(`DELETE FROM device_list_entries WHERE user_id = ?`, idArg(b.User)); err != nil {
+				return err
+			}
+			if _, err := t.exec(`DELETE FROM device_lists WHERE user_id = ?`, idArg(b.User)); err != nil {
+				return err
+			}
 			if err := t.step("reset"); err != nil {
 				return err
 			}
@@ -254,6 +268,13 @@ func (s *Store) PutBundle(ctx context.Context, b store.BundleUpload) error {
 		}
 		if err := t.step("bundle"); err != nil {
 			return err
+		}
+		if changed {
+			// This device's one-time keys were signed by the key the reset
+			// replaces: served, they would no longer verify.
+			if _, err := t.exec(`DELETE FROM one_time_keys WHERE device_id = ?`, idArg(b.Device)); err != nil {
+				return err
+			}
 		}
 		if err := t.putOneTime(b.Device, b.OneTime, true); err != nil {
 			return err
@@ -455,7 +476,8 @@ func (s *Store) Claim(ctx context.Context, devices []protocol.DeviceID, lowWater
 			dev := devices[i]
 			c := store.Claimed{Device: dev}
 			var low bool
-			if err := t.queryRow(`SELECT signed_prekey, last_resort, prekeys_low FROM devices WHERE id = ? AND revoked = FALSE AND signed_prekey IS NOT NULL`+t.lockSuffix(),
+			if err := t.queryRow(`SELECT signed_prekey, last_resort, prekeys_low FROM devices WHERE id = ? AND revoked = FALSE AND signed_prekey IS NOT NULL AND `+
+				listedSQL("devices")+t.lockSuffix(),
 				idArg(dev)).Scan(&c.SignedPreKey, &c.LastResort, &low); err != nil {
 				return notFound(err, "device "+dev.String())
 			}

@@ -111,7 +111,7 @@ func benchStore(b *testing.B, url string, nconv int) (*Store, []benchSender) {
 		user, dev := protocol.NewUserID(), protocol.NewDeviceID()
 		must(s.CreateUser(ctx, store.User{ID: user, Username: fmt.Sprintf("bench%d", i), PasswordHash: "h"},
 			store.Device{ID: dev, User: user, Name: "d"}, []byte(fmt.Sprintf("token%d", i))))
-		must(s.PutBundle(ctx, store.BundleUpload{User: user, Device: dev, Identity: protocol.IdentityKey{1}, SignedPreKey: []byte("spk"), LastResort: []byte("lr")}))
+		must(s.PutBundle(ctx, store.BundleUpload{User: user, Device: dev, Identity: testIdentity(), SignedPreKey: []byte("spk"), LastResort: []byte("lr")}))
 		conv := protocol.NewConversationID()
 		must(s.CreateConversation(ctx, store.NewConversation{
 			ID: conv, Genesis: store.RecordRow{Encoded: []byte("genesis")},

@@ -167,10 +167,11 @@ type memberDevice struct {
 }
 
 // memberDevices returns the devices a session may cover: the active
-// devices with a bundle of users that are not dormant (protocol.md §5.3)
-// at now (Unix ms), by the public creation times of their signed pre-key
-// and last-resort key, as sealers judge them. A sealer's clock may differ
-// from the server's: a device dormant at now + DormancySlack but not at
+// devices with a bundle of users that their account's device list, if it
+// has one, names (protocol.md §12), and that are not dormant (§5.3) at now
+// (Unix ms), by the public creation times of their signed pre-key and
+// last-resort key, as sealers judge them. A sealer's clock may differ from
+// the server's: a device dormant at now + DormancySlack but not at
 // now − DormancySlack may be covered or left out.
 func (t *wtx) memberDevices(users []protocol.UserID, now int64) (map[protocol.DeviceID]memberDevice, error) {
 	out := make(map[protocol.DeviceID]memberDevice)
@@ -179,7 +180,7 @@ func (t *wtx) memberDevices(users []protocol.UserID, now int64) (map[protocol.De
 		for i, u := range part {
 			args[i] = idArg(u)
 		}
-		rows, err := t.query(`SELECT id, user_id, signed_prekey, last_resort FROM devices WHERE user_id IN `+placeholders(1, len(part))+` AND revoked = FALSE AND signed_prekey IS NOT NULL`, args...)
+		rows, err := t.query(`SELECT id, user_id, signed_prekey, last_resort FROM devices WHERE user_id IN `+placeholders(1, len(part))+` AND revoked = FALSE AND signed_prekey IS NOT NULL AND `+listedSQL("devices"), args...)
 		if err != nil {
 			return nil, err
 		}

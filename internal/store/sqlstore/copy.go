@@ -34,6 +34,8 @@ var copyTables = []copyTable{
 	// after the copied events and a client's sync cursor stays valid.
 	{name: "event_counter", seed: "id = 1 AND last_id = 0"},
 	{name: "link_requests"},
+	{name: "device_lists"},
+	{name: "device_list_entries"},
 }
 
 type copyTable struct {

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -72,7 +73,7 @@ func (f *filler) must(what string, err error) {
 func (f *filler) user(name string, bundled, unbundled int) *account {
 	f.t.Helper()
 	a := &account{id: protocol.NewUserID(), name: name}
-	protocol.Random(a.key[:])
+	a.key = testIdentity()
 	for i := 0; i < bundled+unbundled; i++ {
 		d := store.Device{ID: protocol.NewDeviceID(), User: a.id, Name: fmt.Sprintf("%s's device %d — ünïcødé 📱", name, i), CreatedAt: f.tick()}
 		tok := rnd(32)
@@ -165,7 +166,7 @@ func fill(t *testing.T, s *Store) *world {
 	w.dave = f.user("dave", 2, 0)
 
 	// Dave resets his identity from his second device: the first is revoked.
-	newKey := protocol.IdentityKey(rnd(len(w.dave.key)))
+	newKey := testIdentity()
 	f.must("reset", s.PutBundle(f.ctx, f.bundle(w.dave, w.dave.devs[1], newKey, true)))
 	// Claims take keys and mark carol's device low on keys.
 	_, err := s.Claim(f.ctx, []protocol.DeviceID{w.bob.devs[0], w.carol.devs[0]}, 20, 1)
@@ -210,6 +211,9 @@ func fill(t *testing.T, s *Store) *world {
 	f.rotate(w.conv, w.alice, w.alice, w.bob, w.carol)
 	f.send(w.conv, w.carol, "c2", 3, nil)
 	f.send(w.conv, w.bob, "b3", 3, nil)
+	// Bob's signed device list names both his devices.
+	_, err = s.PutDeviceList(f.ctx, store.DeviceListUpdate{User: w.bob.id, Identity: w.bob.key, Seq: 1, Encoded: rnd(99), Devices: w.bob.devs, Now: f.tick()})
+	f.must("device list", err)
 	return w
 }
 
@@ -700,4 +704,16 @@ func TestCopyStreams(t *testing.T) {
 		t.Fatalf("copied %d messages, want %d", counts[i].Rows, conv.LastSeq+1200)
 	}
 	sameDump(t, "bulk", dump(t, src), dump(t, dst))
+}
+
+// testIdentity returns a valid identity key (§2.3: a point of large order)
+// from a random seed; the store refuses to load anything else.
+func testIdentity() protocol.IdentityKey {
+	seed := make([]byte, ed25519.SeedSize)
+	protocol.Random(seed)
+	k, err := protocol.ParseIdentityKey(ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey))
+	if err != nil {
+		panic(err)
+	}
+	return k
 }

@@ -45,6 +45,8 @@ func (f *fixture) snapshot(accts []*acct, convs []protocol.ConversationID) strin
 			dv, err := s.DeviceByToken(ctx, a.Toks[i])
 			show(fmt.Sprintf("token %s/%d", a.Name, i), dv.ID, err)
 		}
+		dl, err := s.DeviceList(ctx, a.ID)
+		show("device list "+a.Name, dl, err)
 		cs, err := s.Conversations(ctx, a.ID)
 		show("conversations "+a.Name, cs, err)
 	}

@@ -11,6 +11,7 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"slices"
@@ -70,6 +71,8 @@ func Run(t *testing.T, open Opener) {
 		{"ConcurrentClaims", testConcurrentClaims},
 		{"CreateConversation", testCreateConversation},
 		{"Coverage", testCoverage},
+		{"DeviceLists", testDeviceLists},
+		{"DeviceListFaults", testDeviceListFaults},
 		{"CreateConversationFaults", testCreateConversationFaults},
 		{"AddSessionFaults", testAddSessionFaults},
 		{"PutBundleFaults", testPutBundleFaults},
@@ -121,8 +124,14 @@ func random(n int) []byte {
 }
 
 func newIdentity() protocol.IdentityKey {
-	var k protocol.IdentityKey
-	protocol.Random(k[:])
+	// A valid key (§2.3), which random bytes are not: the store refuses to
+	// load an invalid one.
+	seed := make([]byte, ed25519.SeedSize)
+	protocol.Random(seed)
+	k, err := protocol.ParseIdentityKey(ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey))
+	if err != nil {
+		panic(err)
+	}
 	return k
 }
 
@@ -185,8 +194,8 @@ func (f *fixture) bundle(a *acct, dev protocol.DeviceID, n int) {
 	}
 }
 
-// keysFor returns one session key for each active, bundled device of
-// members, as the store reports them.
+// keysFor returns one session key for each active, bundled and listed
+// device of members, as the store reports them.
 func (f *fixture) keysFor(members ...*acct) []store.SessionKey {
 	f.t.Helper()
 	var keys []store.SessionKey
@@ -196,7 +205,7 @@ func (f *fixture) keysFor(members ...*acct) []store.SessionKey {
 			f.t.Fatalf("devices: %v", err)
 		}
 		for _, d := range devs {
-			if d.SignedPreKey == nil {
+			if d.SignedPreKey == nil || d.Unlisted {
 				continue
 			}
 			keys = append(keys, store.SessionKey{Device: d.ID, User: a.ID, PreKeyID: 1, InitiatorEphemeral: random(32), Ciphertext: random(48)})

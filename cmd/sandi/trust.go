@@ -1,0 +1,171 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+	"unicode"
+
+	"sandi.dev/client"
+	"sandi.dev/protocol"
+)
+
+// The identity commands: verify a contact, accept a contact's changed key,
+// list contacts and the alarm log (the trust store lives in the SDK).
+
+func cmdVerify(ctx context.Context, e *cli, args []string) error {
+	fs := flags("verify", e)
+	number := fs.String("number", "", "the safety number USER's device shows (else it is read from standard input)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageError{"usage: sandi verify USER [--number DIGITS]"}
+	}
+	user := fs.Arg(0)
+	if err := e.open(); err != nil {
+		return err
+	}
+	mine, _, err := e.c.SafetyNumber(ctx, user)
+	if err != nil {
+		return err
+	}
+	theirs := *number
+	if theirs == "" {
+		fmt.Fprintf(e.stderr, "your safety number with %s:\n  %s\ntype or paste the number %s's device shows: ", visible(user), mine, visible(user))
+		line, err := bufio.NewReader(e.stdin).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		if theirs = strings.TrimSpace(line); theirs == "" {
+			return usageError{"no safety number given"}
+		}
+	}
+	if err := e.c.MarkVerified(ctx, user, []byte(theirs)); err != nil {
+		return err
+	}
+	return e.out(map[string]any{"user": user, "verified": true, "safetyNumber": strings.ReplaceAll(mine, " ", "")},
+		fmt.Sprintf("%s is verified: a change of %s's identity key will block sending until you accept it", visible(user), visible(user)))
+}
+
+func cmdAccept(ctx context.Context, e *cli, args []string) error {
+	if len(args) != 1 {
+		return usageError{"usage: sandi accept USER"}
+	}
+	if err := e.open(); err != nil {
+		return err
+	}
+	old, fresh, err := e.c.AcceptIdentity(args[0])
+	if err != nil {
+		return err
+	}
+	return e.out(map[string]any{"user": args[0], "accepted": true, "oldSafetyNumber": strings.ReplaceAll(old, " ", ""), "safetyNumber": strings.ReplaceAll(fresh, " ", "")},
+		fmt.Sprintf("accepted the new identity key of %s\nold safety number: %s\nnew safety number: %s\n%s is no longer verified: compare the new number and run 'sandi verify %s'",
+			visible(args[0]), old, fresh, visible(args[0]), visible(args[0])))
+}
+
+func cmdReject(ctx context.Context, e *cli, args []string) error {
+	if len(args) != 1 {
+		return usageError{"usage: sandi reject USER"}
+	}
+	if err := e.open(); err != nil {
+		return err
+	}
+	if err := e.c.RejectIdentity(args[0]); err != nil {
+		return err
+	}
+	return e.out(map[string]any{"user": args[0], "rejected": true},
+		fmt.Sprintf("kept the identity key of %s you had; conversations that name the rejected key stay unusable", visible(args[0])))
+}
+
+func cmdContacts(ctx context.Context, e *cli, args []string) error {
+	if len(args) != 0 {
+		return usageError{"usage: sandi contacts"}
+	}
+	if err := e.open(); err != nil {
+		return err
+	}
+	cts, err := e.c.Contacts()
+	if err != nil {
+		return err
+	}
+	for _, ct := range cts {
+		state := "unverified"
+		if ct.Verified {
+			state = "verified"
+		}
+		text := fmt.Sprintf("%-20s  %-10s  %s", visible(ct.Username), state, ct.SafetyNumber)
+		if ct.Pending != nil {
+			text += fmt.Sprintf("\n%-20s  %-10s  %s  (new key: compare, then 'sandi accept %s')", "", "CHANGED", ct.PendingSafetyNumber, visible(ct.Username))
+		}
+		if err := e.out(ct, text); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func cmdAlarms(ctx context.Context, e *cli, args []string) error {
+	if len(args) > 1 {
+		return usageError{"usage: sandi alarms [CONV]"}
+	}
+	var conv protocol.ConversationID
+	if len(args) == 1 {
+		var err error
+		if conv, err = e.conv(ctx, args[0]); err != nil {
+			return err
+		}
+	} else if err := e.open(); err != nil {
+		return err
+	}
+	as, err := e.c.Alarms(conv)
+	if err != nil {
+		return err
+	}
+	for _, a := range as {
+		where := ""
+		if !a.Conversation.IsZero() {
+			where = " [" + a.Conversation.String()[:8] + "]"
+		}
+		text := fmt.Sprintf("%s  %-8s  %s%s: %s", time.UnixMilli(a.Time).Format(time.DateTime), strings.ToUpper(a.Severity), a.Kind, where, visible(a.Detail))
+		if err := e.out(a, text); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// identityHint is the line printed after a command that an identity not
+// accepted stopped: what to do about it.
+func identityHint(err error) string {
+	var ie *client.IdentityError
+	if !errors.As(err, &ie) {
+		return ""
+	}
+	who := ie.Username
+	if who == "" {
+		who = ie.User.String()
+	}
+	switch {
+	case ie.Own:
+		return "this account's identity key may have been changed by someone else: see 'sandi alarms'"
+	case ie.Pending:
+		return fmt.Sprintf("compare safety numbers with %s ('sandi contacts' shows the old and the new one), then run 'sandi accept %s' if the new one matches, or 'sandi reject %s' if not", visible(who), visible(who), visible(who))
+	}
+	return fmt.Sprintf("a conversation names a key for %s other than the one accepted: see 'sandi alarms' and 'sandi contacts'", visible(who))
+}
+
+// visible makes control characters of untrusted text visible, so that it
+// cannot drive the terminal.
+func visible(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == unicode.ReplacementChar {
+			return '?'
+		}
+		return r
+	}, s)
+}
