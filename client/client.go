@@ -313,7 +313,12 @@ func (c *Client) authenticate(ctx context.Context, path, username, password stri
 	c.acct.User, c.acct.Device, c.acct.Username, c.acct.Token, c.acct.Cursor = a.UserID, a.DeviceID, a.Username, a.Token, a.Cursor
 	c.acct.NextPreKeyID = 1
 	c.api.token = a.Token
-	return a, c.saveAccount()
+	if err := c.saveAccount(); err != nil {
+		return a, err
+	}
+	// A new account on this storage: there is no older state to build the
+	// identity pins from (see loadPins).
+	return a, c.st.Put(pinsMarker, []byte("1"))
 }
 
 // Register creates an account with this device as its first device, draws

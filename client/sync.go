@@ -101,11 +101,18 @@ func (c *Client) Sync(ctx context.Context) (SyncResult, error) {
 		if err := c.api.do(ctx, "GET", fmt.Sprintf("/api/sync?since=%d&limit=500", c.acct.Cursor), nil, &page); err != nil {
 			return res, err
 		}
+		before := c.acct.Cursor
 		if err := c.process(ctx, page, &res); err != nil {
 			return res, err
 		}
 		if !page.More {
 			return res, nil
+		}
+		// "More" with a cursor that did not move would have the device
+		// ask for the same page for ever.
+		if c.acct.Cursor <= before {
+			err := fmt.Errorf("%w: the sync answer says more events follow cursor %d but does not advance it", ErrServerMisbehaved, before)
+			return res, errors.Join(err, c.raise(Alarm{Kind: AlarmServerData, Detail: "The server's event stream did not advance while it said more events follow."}))
 		}
 	}
 }
