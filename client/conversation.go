@@ -140,6 +140,9 @@ func (c *Client) loadEpoch(cs *convState, n uint64) (*epochEntry, error) {
 	if e := cs.epochs[n]; e != nil {
 		return e, nil
 	}
+	if err := c.checkExpired(cs, n); err != nil {
+		return nil, err
+	}
 	b, err := c.st.Get(epochKey(cs.ID, n))
 	if errors.Is(err, ErrNoValue) {
 		return nil, nil
@@ -243,6 +246,7 @@ type userInfo struct {
 		Name         string            `json:"name"`
 		CreatedAt    int64             `json:"createdAt"`
 		SignedPreKey b64               `json:"signedPreKey"`
+		LastResort   b64               `json:"lastResort"`
 	} `json:"devices"`
 }
 

@@ -167,6 +167,23 @@ func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) er
 					return err
 				}
 			}
+		case "session":
+			// A new epoch for this device: open it now, while the pre-key it
+			// is sealed to is surely kept (expiry.go erases replaced ones).
+			// A failure here is reported with the first message in it.
+			if ev.Conversation == nil {
+				continue
+			}
+			cs, err := c.conv(*ev.Conversation)
+			if err != nil {
+				return err
+			}
+			if cs == nil {
+				cs = c.newConv(*ev.Conversation)
+			}
+			if _, err := c.openEpoch(ctx, cs, ev.Epoch); err != nil && !errors.Is(err, errNoSession) && !errors.Is(err, ErrServerMisbehaved) {
+				return errors.Join(err, c.flush())
+			}
 		case "prekeys_low":
 			lowKeys = true
 		}
@@ -184,7 +201,12 @@ func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) er
 	}
 	if page.Cursor > c.acct.Cursor {
 		c.acct.Cursor = page.Cursor
-		return c.saveAccount()
+		if err := c.saveAccount(); err != nil {
+			return err
+		}
+	}
+	if !page.More {
+		return c.upkeep(ctx) // caught up: rotate and erase keys when due
 	}
 	return nil
 }

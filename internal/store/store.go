@@ -222,7 +222,9 @@ type NewSession struct {
 
 // CoverageError reports a session whose keys do not cover exactly the
 // devices of the current members (active devices that have uploaded a
-// bundle and that their account's device list, if it has one, names). It
+// bundle, that their account's device list, if it has one, names, and that
+// are not dormant by protocol.md §5.3 at the write's Now; a device within
+// protocol.DormancySlack of its dormancy time may be covered or not). It
 // wraps ErrCoverage.
 type CoverageError struct {
 	Missing []protocol.DeviceID // member devices without a key
@@ -361,6 +363,7 @@ type Store interface {
 	// the account's identity key if it has none. A different identity key
 	// is ErrIdentityMismatch unless b.Reset (see BundleUpload). One-time
 	// keys whose ids exist already are replaced. A device's first bundle,
+	// the bundle of a device that was dormant (protocol.md §5.3) at b.Now,
 	// and a reset that revoked devices, emit EventDevice to contacts (the
 	// active devices of every user sharing a conversation with the account,
 	// and the account's other devices) and mark their shared conversations

@@ -53,6 +53,7 @@
 
   // Why a message could not be decrypted, by the SDK's failure class.
   const failureReasons = {
+    expired: "it came after this browser had erased its key (keys of late messages are kept 7 days): the server held it back.",
     no_session: "this browser was not given the key of the epoch it was sent in (it was not a member device then).",
     bad_signature: "its signature does not verify: it may be forged.",
     too_far_ahead: "too many earlier messages of its sender are missing (more than the 1,000 skipped keys kept).",

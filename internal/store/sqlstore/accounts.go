@@ -208,11 +208,16 @@ func (s *Store) PutBundle(ctx context.Context, b store.BundleUpload) error {
 		if err := t.step("user"); err != nil {
 			return err
 		}
-		var first bool
-		if err := t.queryRow(`SELECT signed_prekey IS NULL FROM devices WHERE id = ? AND user_id = ? AND revoked = FALSE`+t.lockSuffix(),
-			idArg(b.Device), idArg(b.User)).Scan(&first); err != nil {
+		var oldSigned, oldLastResort []byte
+		if err := t.queryRow(`SELECT signed_prekey, last_resort FROM devices WHERE id = ? AND user_id = ? AND revoked = FALSE`+t.lockSuffix(),
+			idArg(b.Device), idArg(b.User)).Scan(&oldSigned, &oldLastResort); err != nil {
 			return notFound(err, "device")
 		}
+		first := oldSigned == nil
+		// A device that was dormant (protocol.md §5.3) was left out of the
+		// epochs made meanwhile: with a new bundle it is back, as a new
+		// device would be.
+		woke := !first && dormant(oldSigned, oldLastResort, b.Now)
 		if err := t.step("device"); err != nil {
 			return err
 		}
@@ -281,7 +286,7 @@ func (s *Store) PutBundle(ctx context.Context, b store.BundleUpload) error {
 			return err
 		}
 
-		devicesChanged := first || revoked > 0
+		devicesChanged := first || revoked > 0 || woke
 		var evs []newEvent
 		if devicesChanged || changed {
 			// A new identity key needs a new epoch in every shared
@@ -595,4 +600,20 @@ func (s *Store) ClaimBundles(ctx context.Context, devices []protocol.DeviceID, s
 		return nil, err
 	}
 	return out, nil
+}
+
+// dormant reports whether a device with these stored pre-keys is dormant
+// at now (Unix ms) by the rule of protocol.md §5.3. Stored keys were
+// verified when uploaded; bytes that are not a pre-key encoding never make
+// a device dormant.
+func dormant(signed, lastResort []byte, now int64) bool {
+	_, sc, err := protocol.PreKeyCreated(signed)
+	if err != nil {
+		return false
+	}
+	_, lc, err := protocol.PreKeyCreated(lastResort)
+	if err != nil {
+		return false
+	}
+	return protocol.Dormant(sc, lc, now/1000)
 }
