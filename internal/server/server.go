@@ -7,6 +7,7 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"io"
@@ -40,8 +41,42 @@ type Config struct {
 	// them the client address is the TCP peer's, and every client behind
 	// a proxy shares the proxy's limits.
 	TrustedProxies []netip.Prefix
+	// IPv6PrefixLen is the prefix an IPv6 client address is keyed by, in
+	// the rate limits and the per-address connection cap (default 64: one
+	// subscriber usually holds a whole /64). IPv4 addresses are keyed whole.
+	IPv6PrefixLen int
+	// MaxRateBuckets caps the keys each rate limit remembers (default
+	// 100,000); at the cap a random one is forgotten (see limiter).
+	MaxRateBuckets int
 	// MaxBodyBytes caps request bodies other than messages (default 4 MiB).
 	MaxBodyBytes int64
+
+	// Password hashing: at most HashConcurrency Argon2id hashes run at once
+	// (default: GOMAXPROCS, but no more than fit in HashMemoryMiB, default
+	// 256, at Argon2MemKiB each). A login or registration waits up to
+	// HashWait (default 1 s) for a slot, then gets 503 overloaded.
+	HashConcurrency int
+	HashMemoryMiB   int
+	HashWait        time.Duration
+
+	// Connections (see HTTPServer and Listener): timeouts of the HTTP
+	// server (defaults: headers 10 s, whole request 30 s, response 60 s,
+	// idle keep-alive 90 s), and open connections per client address
+	// (default 256; negative: no cap). Trusted proxies have no cap.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	MaxConnsPerAddr   int
+	// WebSockets: a ping every WebSocketPing (default 30 s) that must be
+	// answered within WebSocketPongWait (default 15 s), and at most
+	// MaxWebSocketsPerDevice (default 4) and MaxWebSocketsPerAccount
+	// (default 64) open at once.
+	WebSocketPing           time.Duration
+	WebSocketPongWait       time.Duration
+	MaxWebSocketsPerDevice  int
+	MaxWebSocketsPerAccount int
+
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time
 }
@@ -68,6 +103,38 @@ func (c *Config) defaults() {
 	if c.ClaimPerMinute == 0 {
 		c.ClaimPerMinute = 120
 	}
+	if c.IPv6PrefixLen <= 0 || c.IPv6PrefixLen > 128 {
+		c.IPv6PrefixLen = 64
+	}
+	if c.MaxRateBuckets <= 0 {
+		c.MaxRateBuckets = 100_000
+	}
+	if c.HashMemoryMiB <= 0 {
+		c.HashMemoryMiB = 256
+	}
+	if c.HashWait <= 0 {
+		c.HashWait = time.Second
+	}
+	setDur := func(d *time.Duration, def time.Duration) {
+		if *d <= 0 {
+			*d = def
+		}
+	}
+	setDur(&c.ReadHeaderTimeout, 10*time.Second)
+	setDur(&c.ReadTimeout, 30*time.Second)
+	setDur(&c.WriteTimeout, 60*time.Second)
+	setDur(&c.IdleTimeout, 90*time.Second)
+	setDur(&c.WebSocketPing, 30*time.Second)
+	setDur(&c.WebSocketPongWait, 15*time.Second)
+	if c.MaxConnsPerAddr == 0 {
+		c.MaxConnsPerAddr = 256
+	}
+	if c.MaxWebSocketsPerDevice <= 0 {
+		c.MaxWebSocketsPerDevice = 4
+	}
+	if c.MaxWebSocketsPerAccount <= 0 {
+		c.MaxWebSocketsPerAccount = 64
+	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 4 << 20
 	}
@@ -84,6 +151,13 @@ type Server struct {
 	hub     *Hub
 	metrics *metrics
 	limits  *limiters
+	lm      *limitMetrics
+	hashes  *hashGate
+	sockets *wsCounter
+	// dummyHash is a password hash of the configured cost that no password
+	// matches in practice: a login for an unknown username checks against
+	// it, so that it costs one hash, as a login for a known one does.
+	dummyHash string
 	mux     *http.ServeMux
 	chains  chainCache
 	idents  identityCache
@@ -96,7 +170,11 @@ func New(st store.Store, log *slog.Logger, cfg Config) *Server {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	s := &Server{cfg: cfg, store: st, log: log, hub: NewHub(), metrics: newMetrics()}
-	s.limits = newLimiters(cfg)
+	s.lm = newLimitMetrics(s.metrics.reg)
+	s.limits = newLimiters(cfg, s.lm)
+	s.hashes = newHashGate(cfg, s.lm)
+	s.sockets = newWSCounter(cfg, s.lm)
+	s.dummyHash = s.hashPassword(rand.Text())
 	s.mux = http.NewServeMux()
 	for _, rt := range s.routes() {
 		s.mux.Handle(rt.Method+" "+rt.Pattern, s.instrument(rt, s.wrap(rt)))

@@ -99,6 +99,13 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request, c *call) erro
 	if err != nil {
 		return err
 	}
+	if c != nil {
+		release, err := s.sockets.acquire(c.ref())
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{})
 	if err != nil {
 		return nil // Accept has answered
@@ -121,6 +128,12 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request, c *call) erro
 			conn.Close(websocket.StatusPolicyViolation, "authentication failed")
 			return nil
 		}
+		release, err := s.sockets.acquire(c.ref())
+		if err != nil {
+			conn.Close(websocket.StatusTryAgainLater, "too many live connections")
+			return nil
+		}
+		defer release()
 	}
 	s.metrics.websockets.Inc()
 	defer s.metrics.websockets.Dec()
@@ -130,6 +143,7 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request, c *call) erro
 	// Reads keep the connection's control frames flowing and notice the
 	// client closing; clients send nothing else after authenticating.
 	ctx = conn.CloseRead(ctx)
+	go s.pingLoop(ctx, conn)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -172,6 +186,32 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request, c *call) erro
 		case <-s.hub.done:
 			conn.Close(websocket.StatusGoingAway, "server shutting down")
 			return nil
+		}
+	}
+}
+
+// pingLoop pings conn every Config.WebSocketPing and closes it when a pong
+// does not come back within Config.WebSocketPongWait: a peer that vanished
+// without closing (a dropped network, a suspended laptop) would otherwise
+// hold its connection and subscription for ever. It ends with ctx.
+func (s *Server) pingLoop(ctx context.Context, conn *websocket.Conn) {
+	t := time.NewTicker(s.cfg.WebSocketPing)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, s.cfg.WebSocketPongWait)
+		err := conn.Ping(pctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Debug("websocket: no pong, closing", "err", err)
+			}
+			conn.CloseNow()
+			return
 		}
 	}
 }
