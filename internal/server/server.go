@@ -158,9 +158,9 @@ type Server struct {
 	// matches in practice: a login for an unknown username checks against
 	// it, so that it costs one hash, as a login for a known one does.
 	dummyHash string
-	mux     *http.ServeMux
-	chains  chainCache
-	idents  identityCache
+	mux       *http.ServeMux
+	chains    chainCache
+	idents    identityCache
 }
 
 // New returns a Server over st. bus may be nil (in-process fan-out only).
