@@ -8,6 +8,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
@@ -76,6 +77,12 @@ type Config struct {
 	WebSocketPongWait       time.Duration
 	MaxWebSocketsPerDevice  int
 	MaxWebSocketsPerAccount int
+
+	// Metrics: with MetricsToken set, GET /metrics answers only requests
+	// that carry it as a bearer token. With MetricsOff, Handler does not
+	// serve /metrics at all (MetricsHandler serves it on another address).
+	MetricsToken string
+	MetricsOff   bool
 
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time
@@ -191,11 +198,32 @@ func New(st store.Store, log *slog.Logger, cfg Config) *Server {
 		}
 		w.Write([]byte("ready\n"))
 	})
-	s.mux.Handle("GET /metrics", s.metrics.handler())
+	if !cfg.MetricsOff {
+		s.mux.Handle("GET /metrics", s.MetricsHandler())
+	}
 	return s
 }
 
-// Handler returns the HTTP handler of the API, /healthz, /readyz and /metrics.
+// MetricsHandler serves the Prometheus metrics, to a request that carries
+// Config.MetricsToken as a bearer token if one is set.
+func (s *Server) MetricsHandler() http.Handler {
+	h := s.metrics.handler()
+	if s.cfg.MetricsToken == "" {
+		return h
+	}
+	want := hashToken(s.cfg.MetricsToken)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare(hashToken(bearer(r)), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="metrics"`)
+			s.writeError(w, r, problem(http.StatusUnauthorized, CodeUnauthenticated, "the metrics token is required", nil))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// Handler returns the HTTP handler of the API, /healthz, /readyz and
+// /metrics (unless Config.MetricsOff).
 func (s *Server) Handler() http.Handler { return s.mux }
 
 // Mount adds a handler for other paths (the web client) to the server's mux.
