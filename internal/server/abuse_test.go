@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -380,5 +381,36 @@ func TestRateLimitIPv6Prefix(t *testing.T) {
 	}
 	if v := e.metricOr0("sandi_ratelimit_buckets", "limit", "register"); v != 2 {
 		t.Fatalf("%v register buckets, want 2 (one per /64)", v)
+	}
+}
+
+// Problem texts about a malformed body speak of JSON, never of the
+// server's Go types, fields or packages.
+func TestProblemTextsClientSafe(t *testing.T) {
+	e := serveReal(t, server.Config{})
+	alice := e.register("alice")
+	for _, c := range []struct {
+		token, path, body, want string
+	}{
+		{"", "/api/auth/login", `{"username": 5, "password": "correct horse"}`, `field "username" is not a JSON string`},
+		{"", "/api/auth/login", `{"username": "alice", "password": ["x"]}`, `field "password" is not a JSON string`},
+		{"", "/api/auth/register", `{"username": "bob", "password": "correct horse", "deviceName": {}}`, `field "deviceName" is not a JSON string`},
+		{"", "/api/auth/login", `[1, 2]`, "the body is not a JSON object"},
+		{"", "/api/auth/login", `{"username": "alice",`, "the body ends in the middle of a value"},
+		{"", "/api/auth/login", `{"username" "alice"}`, "malformed JSON at byte"},
+		{"", "/api/auth/login", ``, "empty body"},
+		{"", "/api/auth/login", `{"username": "alice", "admin": true}`, `unknown field "admin"`},
+		{alice.token, "/api/conversations", `{"genesis": 7}`, `field "genesis" is not a JSON string`},
+	} {
+		r := e.raw(nil, c.token, "POST", c.path, []byte(c.body))
+		a := r.wantProblem(t, http.StatusBadRequest, server.CodeBadRequest)
+		for _, leak := range []string{"Go ", "struct", "server.", "protocol.", "json:", "http:", "main.", "int64", "B64"} {
+			if strings.Contains(a.Detail, leak) {
+				t.Errorf("%s %s: detail %q names %q", c.path, c.body, a.Detail, leak)
+			}
+		}
+		if !strings.Contains(a.Detail, c.want) {
+			t.Errorf("%s %s: detail %q, want %q in it", c.path, c.body, a.Detail, c.want)
+		}
 	}
 }

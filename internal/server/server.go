@@ -9,12 +9,17 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
+	"encoding"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
+	"reflect"
+	"strings"
 	"time"
 
 	"sandi.dev/internal/store"
@@ -256,10 +261,80 @@ func decode(r *http.Request, v any, limit int64) error {
 		if errors.As(err, &mbe) {
 			return problem(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body too large", err)
 		}
-		return badRequest("request body is not the expected JSON: "+err.Error(), err)
+		return badRequest("request body is not the expected JSON: "+jsonProblem(err), err)
 	}
 	if dec.More() {
 		return badRequest("trailing data after the JSON body", nil)
 	}
 	return nil
+}
+
+// jsonProblem says what is wrong with a request body in terms of JSON,
+// for the client: encoding/json's own texts name Go types and fields
+// ("cannot unmarshal number into Go struct field credentials.username of
+// type string"), which tell a client about the server's code, not its
+// request.
+func jsonProblem(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, io.EOF):
+		return "empty body"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "the body ends in the middle of a value"
+	case errors.As(err, &syn):
+		return fmt.Sprintf("malformed JSON at byte %d", syn.Offset)
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return "the body is not a JSON " + jsonKind(typ.Type)
+		}
+		return fmt.Sprintf("field %q is not a JSON %s", typ.Field, jsonKind(typ.Type))
+	}
+	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return "unknown field " + f // f is the client's own field name, quoted
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		if ne.Timeout() {
+			return "the body was not received in time"
+		}
+		return "the body could not be read"
+	}
+	// What remains is a value's own check (the protocol package's parsers
+	// of IDs and keys), whose texts are written for clients, or another
+	// text of the standard library's, which is not.
+	msg := err.Error()
+	if strings.HasPrefix(msg, "json: ") || strings.HasPrefix(msg, "http: ") {
+		return "the body could not be read as JSON"
+	}
+	return msg
+}
+
+var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+
+// jsonKind names the JSON kind that decodes into t.
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "value"
+	}
+	if t.Implements(textUnmarshaler) || reflect.PointerTo(t).Implements(textUnmarshaler) {
+		return "string"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		return "number"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	case reflect.Map, reflect.Struct:
+		return "object"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "value"
 }
