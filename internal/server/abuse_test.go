@@ -414,3 +414,30 @@ func TestProblemTextsClientSafe(t *testing.T) {
 		}
 	}
 }
+
+// The Authorization scheme is matched in any case (RFC 9110 §11.1); any
+// other scheme is no token.
+func TestBearerSchemeAnyCase(t *testing.T) {
+	e := serveReal(t, server.Config{})
+	alice := e.register("alice")
+	for auth, want := range map[string]int{
+		"Bearer " + alice.token:  http.StatusOK,
+		"bearer " + alice.token:  http.StatusOK,
+		"BEARER  " + alice.token: http.StatusOK,
+		"Basic " + alice.token:   http.StatusUnauthorized,
+		"Bearer" + alice.token:   http.StatusUnauthorized,
+		"Bearer x" + alice.token: http.StatusUnauthorized,
+		" bearer " + alice.token: http.StatusOK,
+	} {
+		req, _ := http.NewRequest("GET", e.url+"/api/me", nil)
+		req.Header.Set("Authorization", auth)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Authorization %q: %d, want %d", auth[:min(len(auth), 10)], resp.StatusCode, want)
+		}
+	}
+}
