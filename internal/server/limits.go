@@ -95,12 +95,9 @@ func (g *hashGate) run(ctx context.Context, f func()) error {
 	select {
 	case g.slots <- struct{}{}:
 	case <-t.C:
-		g.m.hashRefused.Inc()
-		p := problem(http.StatusServiceUnavailable, CodeOverloaded, "the server is busy; try again shortly", nil)
-		p.RetryAfter = 1
-		return p
-	case <-ctx.Done():
-		return ctx.Err()
+		return g.refuse(nil)
+	case <-ctx.Done(): // the client has gone: nobody reads the answer
+		return g.refuse(ctx.Err())
 	}
 	g.mu.Lock()
 	g.running++
@@ -120,6 +117,13 @@ func (g *hashGate) run(ctx context.Context, f func()) error {
 	g.m.hashes.Inc()
 	f()
 	return nil
+}
+
+func (g *hashGate) refuse(cause error) error {
+	g.m.hashRefused.Inc()
+	p := problem(http.StatusServiceUnavailable, CodeOverloaded, "the server is busy; try again shortly", cause)
+	p.RetryAfter = 1
+	return p
 }
 
 // wsCounter caps the WebSockets open at once per device and per account,
