@@ -221,11 +221,11 @@ func TestTrickledBodyCutOff(t *testing.T) {
 }
 
 // At the per-address cap a new connection is closed at once, while the
-// connections already open keep being answered and other addresses are
-// not affected; a slot freed is usable again.
+// connections already open keep being answered and other addresses (and
+// trusted proxies) are not affected; a slot freed is usable again.
 func TestConnectionsPerAddressCap(t *testing.T) {
 	const limit = 3
-	e := serveReal(t, server.Config{MaxConnsPerAddr: limit})
+	e := serveReal(t, server.Config{MaxConnsPerAddr: limit, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.9/32")}})
 	type conn struct {
 		c  net.Conn
 		br *bufio.Reader
@@ -257,6 +257,13 @@ func TestConnectionsPerAddressCap(t *testing.T) {
 	other := open("127.0.0.8")
 	if err := healthz(other.c, other.br); err != nil {
 		t.Fatalf("another address: %v", err)
+	}
+	// A trusted proxy carries many clients: it is not capped.
+	for i := range limit + 2 {
+		c := open("127.0.0.9")
+		if err := healthz(c.c, c.br); err != nil {
+			t.Fatalf("connection %d from the trusted proxy: %v", i+1, err)
+		}
 	}
 	if v := e.metricOr0("sandi_connections_refused_total"); v != 1 {
 		t.Fatalf("connections refused %v, want 1", v)
