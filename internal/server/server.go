@@ -74,8 +74,9 @@ type Config struct {
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
 	MaxConnsPerAddr   int
-	// WebSockets: a ping every WebSocketPing (default 30 s) that must be
-	// answered within WebSocketPongWait (default 15 s), and at most
+	// WebSockets: a ping after WebSocketPing without traffic (default and
+	// at most 20 s, the store poll interval) that must be answered within
+	// WebSocketPongWait (default 15 s), and at most
 	// MaxWebSocketsPerDevice (default 4) and MaxWebSocketsPerAccount
 	// (default 64) open at once.
 	WebSocketPing           time.Duration
@@ -136,7 +137,7 @@ func (c *Config) defaults() {
 	setDur(&c.ReadTimeout, 30*time.Second)
 	setDur(&c.WriteTimeout, 60*time.Second)
 	setDur(&c.IdleTimeout, 90*time.Second)
-	setDur(&c.WebSocketPing, 30*time.Second)
+	setDur(&c.WebSocketPing, pollInterval)
 	setDur(&c.WebSocketPongWait, 15*time.Second)
 	if c.MaxConnsPerAddr == 0 {
 		c.MaxConnsPerAddr = 256

@@ -143,7 +143,6 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request, c *call) erro
 	// Reads keep the connection's control frames flowing and notice the
 	// client closing; clients send nothing else after authenticating.
 	ctx = conn.CloseRead(ctx)
-	go s.pingLoop(ctx, conn)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -177,10 +176,14 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request, c *call) erro
 				continue
 			}
 		}
-		timer.Reset(pollInterval)
+		timer.Reset(min(pollInterval, s.cfg.WebSocketPing))
 		select {
 		case <-sub.wake:
 		case <-timer.C:
+			// Quiet for a while: check that the peer is still there.
+			if !s.ping(ctx, conn) {
+				return nil
+			}
 		case <-ctx.Done():
 			return nil
 		case <-s.hub.done:
@@ -190,28 +193,20 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request, c *call) erro
 	}
 }
 
-// pingLoop pings conn every Config.WebSocketPing and closes it when a pong
-// does not come back within Config.WebSocketPongWait: a peer that vanished
+// ping pings conn and reports whether the pong came back within
+// Config.WebSocketPongWait; if not, it closes conn. A peer that vanished
 // without closing (a dropped network, a suspended laptop) would otherwise
-// hold its connection and subscription for ever. It ends with ctx.
-func (s *Server) pingLoop(ctx context.Context, conn *websocket.Conn) {
-	t := time.NewTicker(s.cfg.WebSocketPing)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+// hold its connection and subscription for ever. The pong is read by
+// CloseRead's reader; no goroutine or timer of its own per connection.
+func (s *Server) ping(ctx context.Context, conn *websocket.Conn) bool {
+	pctx, cancel := context.WithTimeout(ctx, s.cfg.WebSocketPongWait)
+	defer cancel()
+	if err := conn.Ping(pctx); err != nil {
+		if ctx.Err() == nil {
+			s.log.Debug("websocket: no pong, closing", "err", err)
 		}
-		pctx, cancel := context.WithTimeout(ctx, s.cfg.WebSocketPongWait)
-		err := conn.Ping(pctx)
-		cancel()
-		if err != nil {
-			if ctx.Err() == nil {
-				s.log.Debug("websocket: no pong, closing", "err", err)
-			}
-			conn.CloseNow()
-			return
-		}
+		conn.CloseNow()
+		return false
 	}
+	return true
 }
