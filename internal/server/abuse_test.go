@@ -277,9 +277,11 @@ func TestConnectionsPerAddressCap(t *testing.T) {
 }
 
 // A WebSocket whose peer stops answering pings is closed; one that answers
-// stays open.
+// stays open, also past the HTTP server's read, write and idle timeouts,
+// which do not apply to it.
 func TestWebSocketPingTimeout(t *testing.T) {
-	e := serveReal(t, server.Config{WebSocketPing: 100 * time.Millisecond, WebSocketPongWait: 200 * time.Millisecond})
+	e := serveReal(t, server.Config{WebSocketPing: 100 * time.Millisecond, WebSocketPongWait: 200 * time.Millisecond,
+		ReadTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond, IdleTimeout: 300 * time.Millisecond})
 	alice := e.register("alice")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -302,9 +304,14 @@ func TestWebSocketPingTimeout(t *testing.T) {
 	defer mute.CloseNow() // never read: its pings go unanswered
 	eventually(t, 2*time.Second, "both sockets counted", func() bool { return e.metricOr0("sandi_websockets_open") == 2 })
 	eventually(t, 3*time.Second, "the mute socket closed", func() bool { return e.metricOr0("sandi_websockets_open") == 1 })
-	time.Sleep(time.Second) // ten ping intervals
+	time.Sleep(time.Second) // ten ping intervals, three times each HTTP timeout
 	if v := e.metricOr0("sandi_websockets_open"); v != 1 {
 		t.Fatalf("%v sockets open, want the one that answers pings", v)
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer pcancel()
+	if err := live.Ping(pctx); err != nil {
+		t.Fatalf("the live socket after a second: %v", err)
 	}
 }
 
