@@ -24,10 +24,36 @@ import (
 	"sandi.dev/internal/store/sqlstore"
 )
 
+// logBuffer collects a server's log lines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // serveReal starts a server on SQLite the way `sandi serve` does: its
 // HTTPServer (timeouts) on its Listener (per-address cap) on 127.0.0.1.
 func serveReal(t *testing.T, cfg server.Config) *env {
 	t.Helper()
+	e, _ := serveRealLog(t, cfg)
+	return e
+}
+
+// serveRealLog is serveReal with the server's log kept.
+func serveRealLog(t *testing.T, cfg server.Config) (*env, *logBuffer) {
+	t.Helper()
+	logs := &logBuffer{}
 	st, err := sqlstore.Open(context.Background(), t.TempDir()+"/sandi.db", sqlstore.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +66,7 @@ func serveReal(t *testing.T, cfg server.Config) *env {
 	if cfg.RegisterPerMinute == 0 {
 		cfg.RegisterPerMinute, cfg.LoginPerMinute, cfg.ClaimPerMinute = -1, -1, -1
 	}
-	srv := server.New(st, slog.New(slog.NewTextHandler(io.Discard, nil)), cfg)
+	srv := server.New(st, slog.New(slog.NewTextHandler(logs, nil)), cfg)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +78,7 @@ func serveReal(t *testing.T, cfg server.Config) *env {
 		srv.Close()
 		st.Close()
 	})
-	return &env{t: t, url: "http://" + ln.Addr().String(), st: st, srv: srv, clock: ck}
+	return &env{t: t, url: "http://" + ln.Addr().String(), st: st, srv: srv, clock: ck}, logs
 }
 
 // dialFrom opens a TCP connection to e from the local address ip.
@@ -103,7 +129,7 @@ func closedWithin(c net.Conn, br *bufio.Reader, d time.Duration) bool {
 // exactly one hash.
 func TestPasswordHashingBounded(t *testing.T) {
 	// 4 MiB a hash and a budget of 4 MiB: one slot, whatever GOMAXPROCS.
-	e := serveReal(t, server.Config{Argon2Time: 3, Argon2MemKiB: 4 << 10, Argon2Threads: 1,
+	e, logs := serveRealLog(t, server.Config{Argon2Time: 3, Argon2MemKiB: 4 << 10, Argon2Threads: 1,
 		HashMemoryMiB: 4, HashWait: 20 * time.Millisecond})
 	const hashes = "sandi_password_hashes_total"
 	if v := e.metricOr0("sandi_password_hash_slots"); v != 1 {
@@ -158,6 +184,9 @@ func TestPasswordHashingBounded(t *testing.T) {
 	}
 	if v := e.metricOr0("sandi_password_hashes_refused_total"); v != float64(busy) {
 		t.Fatalf("refused counter %v, %d answered 503", v, busy)
+	}
+	if n := strings.Count(logs.String(), "password hashing at capacity"); n != 1 {
+		t.Fatalf("%d log lines about hashing at capacity, want 1 (at most one in 10 s):\n%s", n, logs)
 	}
 	if v := e.metricOr0(hashes); v != float64(1+served) {
 		t.Fatalf("%v hashes for 1 registration and %d logins served", v, served)
@@ -225,7 +254,7 @@ func TestTrickledBodyCutOff(t *testing.T) {
 // trusted proxies) are not affected; a slot freed is usable again.
 func TestConnectionsPerAddressCap(t *testing.T) {
 	const limit = 3
-	e := serveReal(t, server.Config{MaxConnsPerAddr: limit, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.9/32")}})
+	e, logs := serveRealLog(t, server.Config{MaxConnsPerAddr: limit, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.9/32")}})
 	type conn struct {
 		c  net.Conn
 		br *bufio.Reader
@@ -267,6 +296,9 @@ func TestConnectionsPerAddressCap(t *testing.T) {
 	}
 	if v := e.metricOr0("sandi_connections_refused_total"); v != 1 {
 		t.Fatalf("connections refused %v, want 1", v)
+	}
+	if !strings.Contains(logs.String(), "connections refused: client address at its cap") || !strings.Contains(logs.String(), "addr=127.0.0.7") {
+		t.Fatalf("no log line for the refused connection:\n%s", logs)
 	}
 	first[0].c.Close()
 	eventually(t, 3*time.Second, "a freed slot is usable", func() bool {

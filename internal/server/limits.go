@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"runtime"
 	"sync"
@@ -61,9 +62,13 @@ type hashGate struct {
 	wait  time.Duration
 	m     *limitMetrics
 
-	mu      sync.Mutex
-	running int
-	peak    int
+	log *slog.Logger
+
+	mu       sync.Mutex
+	running  int
+	peak     int
+	refused  int       // since the last log line
+	loggedAt time.Time // of the last log line
 }
 
 // hashSlots is the number of hashes that may run at once: the configured
@@ -80,8 +85,8 @@ func hashSlots(c Config) int {
 	return max(n, 1)
 }
 
-func newHashGate(c Config, m *limitMetrics) *hashGate {
-	g := &hashGate{slots: make(chan struct{}, hashSlots(c)), wait: c.HashWait, m: m}
+func newHashGate(c Config, m *limitMetrics, log *slog.Logger) *hashGate {
+	g := &hashGate{slots: make(chan struct{}, hashSlots(c)), wait: c.HashWait, m: m, log: log}
 	m.hashSlots.Set(float64(cap(g.slots)))
 	return g
 }
@@ -121,6 +126,14 @@ func (g *hashGate) run(ctx context.Context, f func()) error {
 
 func (g *hashGate) refuse(cause error) error {
 	g.m.hashRefused.Inc()
+	g.mu.Lock()
+	g.refused++
+	// One line every 10 s at most, however many are refused.
+	if now := time.Now(); now.Sub(g.loggedAt) >= 10*time.Second {
+		g.log.Warn("password hashing at capacity: logins and registrations refused", "slots", cap(g.slots), "refused", g.refused)
+		g.loggedAt, g.refused = now, 0
+	}
+	g.mu.Unlock()
 	p := problem(http.StatusServiceUnavailable, CodeOverloaded, "the server is busy; try again shortly", cause)
 	p.RetryAfter = 1
 	return p

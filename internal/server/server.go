@@ -185,7 +185,7 @@ func New(st store.Store, log *slog.Logger, cfg Config) *Server {
 	s := &Server{cfg: cfg, store: st, log: log, hub: NewHub(), metrics: newMetrics()}
 	s.lm = newLimitMetrics(s.metrics.reg)
 	s.limits = newLimiters(cfg, s.lm)
-	s.hashes = newHashGate(cfg, s.lm)
+	s.hashes = newHashGate(cfg, s.lm, log)
 	s.sockets = newWSCounter(cfg, s.lm)
 	s.dummyHash = s.hashPassword(rand.Text())
 	s.mux = http.NewServeMux()
