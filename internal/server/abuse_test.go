@@ -129,7 +129,7 @@ func closedWithin(c net.Conn, br *bufio.Reader, d time.Duration) bool {
 // exactly one hash.
 func TestPasswordHashingBounded(t *testing.T) {
 	// 4 MiB a hash and a budget of 4 MiB: one slot, whatever GOMAXPROCS.
-	e, logs := serveRealLog(t, server.Config{Argon2Time: 3, Argon2MemKiB: 4 << 10, Argon2Threads: 1,
+	e, logs := serveRealLog(t, server.Config{Argon2Time: 8, Argon2MemKiB: 4 << 10, Argon2Threads: 1,
 		HashMemoryMiB: 4, HashWait: 20 * time.Millisecond})
 	const hashes = "sandi_password_hashes_total"
 	if v := e.metricOr0("sandi_password_hash_slots"); v != 1 {
