@@ -70,7 +70,7 @@ func (s *Server) setupKeyLimits() {
 	}, []string{"budget"})
 	s.metrics.reg.MustRegister(withheld)
 	s.keyLimits = &keyLimits{
-		upload: newLimiter(s.cfg.UploadPerMinute, s.cfg.Now),
+		upload: newLimiter(s.cfg.UploadPerMinute, s.cfg.MaxRateBuckets, s.cfg.Now, s.lm.buckets.WithLabelValues("upload")),
 		budgets: &oneTimeBudgets{
 			perPair: s.cfg.ClaimOneTimePerHour, perTarget: s.cfg.TargetOneTimePerHour, max: s.cfg.MaxClaimBudgets,
 			now: s.cfg.Now, pairs: map[pairKey]*budget{}, targets: map[protocol.UserID]*budget{},
