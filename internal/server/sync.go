@@ -118,6 +118,9 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request, c *call) erro
 		if err == nil {
 			c, err = s.authenticate(r, a.Token)
 		}
+		if err == nil && !hasKeys(c) {
+			err = errKeysRequired
+		}
 		if err != nil {
 			conn.Close(websocket.StatusPolicyViolation, "authentication failed")
 			return nil
