@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -26,6 +27,7 @@ import (
 type serveConfig struct {
 	addr, data, db, logLevel string
 	trustedProxies           []netip.Prefix
+	sessionIdle              time.Duration // negative: tokens never expire
 }
 
 func envOr(name, def string) string {
@@ -44,6 +46,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.db, "db", envOr("SANDI_DB", ""), "database URL: empty for SQLite in the data directory, or postgres://… (env SANDI_DB)")
 	fs.StringVar(&c.logLevel, "log-level", envOr("SANDI_LOG_LEVEL", "info"), "debug, info, warn or error (env SANDI_LOG_LEVEL)")
 	proxies := fs.String("trusted-proxies", envOr("SANDI_TRUSTED_PROXIES", ""), "reverse proxies whose X-Forwarded-For names the client, for the rate limits: addresses or CIDR prefixes, comma-separated (env SANDI_TRUSTED_PROXIES)")
+	idle := fs.String("session-idle", envOr("SANDI_SESSION_IDLE", "90d"), "a sign-in token unused this long expires: a duration such as 90d or 720h, or 0 for never (env SANDI_SESSION_IDLE)")
 	if err := fs.Parse(args); err != nil {
 		return c, usageError{err.Error()}
 	}
@@ -51,10 +54,39 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 		return c, usageError{"serve takes no arguments"}
 	}
 	var err error
+	if c.sessionIdle, err = parseIdle(*idle); err != nil {
+		return c, usageError{"--session-idle: " + err.Error()}
+	}
 	if c.trustedProxies, err = parsePrefixes(*proxies); err != nil {
 		return c, usageError{"--trusted-proxies: " + err.Error()}
 	}
 	return c, nil
+}
+
+// parseIdle reads a token idle limit: N days ("90d"), a Go duration of
+// at least a minute, or 0 for never (returned as -1).
+func parseIdle(v string) (time.Duration, error) {
+	v = strings.TrimSpace(v)
+	if v == "0" {
+		return -1, nil
+	}
+	var d time.Duration
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days <= 0 || days > 100*365 {
+			return 0, fmt.Errorf("%q is not a number of days (1 to 36500)", v)
+		}
+		d = time.Duration(days) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil {
+			return 0, fmt.Errorf("%q is not a duration (90d, 720h) or 0", v)
+		}
+	}
+	if d < time.Minute {
+		return 0, fmt.Errorf("%q is shorter than a minute", v)
+	}
+	return d, nil
 }
 
 // parsePrefixes reads a comma-separated list of addresses (each its own
@@ -110,7 +142,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("open database: %w", err)
 	}
 	defer st.Close()
-	srv := server.New(st, log, server.Config{TrustedProxies: c.trustedProxies})
+	srv := server.New(st, log, server.Config{TrustedProxies: c.trustedProxies, SessionIdle: c.sessionIdle})
 	defer srv.Close()
 	mountWeb(srv)
 
@@ -119,7 +151,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	log.Info("sandi serving", "addr", "http://"+ln.Addr().String(), "database", st.Database(), "gogc", gogc, "trustedProxies", c.trustedProxies)
+	log.Info("sandi serving", "addr", "http://"+ln.Addr().String(), "database", st.Database(), "gogc", gogc, "trustedProxies", c.trustedProxies, "sessionIdle", c.sessionIdle.String())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {
