@@ -343,7 +343,7 @@ func (c *Client) Logout(ctx context.Context) error {
 	if c.acct.Token == "" {
 		return ErrNoAccount
 	}
-	if err := c.logoutServer(ctx); err != nil && !IsCode(err, "unauthenticated") {
+	if err := c.logoutServer(ctx); err != nil && !IsCode(err, "unauthenticated") && !IsCode(err, "session_expired") {
 		return err
 	}
 	return c.forgetDevice()
