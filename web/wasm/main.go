@@ -53,27 +53,30 @@ var a = &app{last: map[protocol.ConversationID]*client.Message{}}
 
 func main() {
 	api := map[string]func(args []js.Value) (any, error){
-		"open":          a.open,
-		"state":         func([]js.Value) (any, error) { return a.state() },
-		"register":      a.register,
-		"login":         a.login,
-		"startLink":     a.startLink,
-		"waitLink":      a.waitLink,
-		"resetIdentity": a.resetIdentity,
-		"approveLink":   a.approveLink,
-		"devices":       a.devices,
-		"removeDevice":  a.removeDevice,
-		"conversations": a.conversations,
-		"history":       a.history,
-		"send":          a.send,
-		"create":        a.create,
-		"findUser":      a.findUser,
-		"addMember":     a.addMember,
-		"removeMember":  a.removeMember,
-		"leave":         a.leave,
-		"markRead":      a.markRead,
-		"safety":        a.safety,
-		"warnings":      a.warnings,
+		"open":           a.open,
+		"state":          func([]js.Value) (any, error) { return a.state() },
+		"register":       a.register,
+		"login":          a.login,
+		"startLink":      a.startLink,
+		"waitLink":       a.waitLink,
+		"resetIdentity":  a.resetIdentity,
+		"approveLink":    a.approveLink,
+		"devices":        a.devices,
+		"removeDevice":   a.removeDevice,
+		"sessions":       a.sessions,
+		"signOutSession": a.signOutSession,
+		"changePassword": a.changePassword,
+		"conversations":  a.conversations,
+		"history":        a.history,
+		"send":           a.send,
+		"create":         a.create,
+		"findUser":       a.findUser,
+		"addMember":      a.addMember,
+		"removeMember":   a.removeMember,
+		"leave":          a.leave,
+		"markRead":       a.markRead,
+		"safety":         a.safety,
+		"warnings":       a.warnings,
 		"dismissWarnings": func([]js.Value) (any, error) {
 			st, _, err := a.get()
 			if err != nil {
@@ -384,6 +387,48 @@ func (a *app) removeDevice(args []js.Value) (any, error) {
 	})
 }
 
+// sessions lists every device signed in to the account (client.Session),
+// keyless ones (signed in with the password, never linked) marked.
+func (a *app) sessions([]js.Value) (any, error) {
+	return a.with(func(ctx context.Context, c *client.Client) (any, error) { return c.Sessions(ctx) })
+}
+
+// signOutSession(id) signs out a session the signed device list does not
+// name; the server revokes it at once.
+func (a *app) signOutSession(args []js.Value) (any, error) {
+	if len(args) < 1 {
+		return nil, errors.New("signOutSession(id)")
+	}
+	id := args[0].String()
+	return a.with(func(ctx context.Context, c *client.Client) (any, error) {
+		dev, err := c.SignOutSession(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return dev.String(), nil
+	})
+}
+
+// changePassword(old, new, signOutOthers) changes the account's password
+// and returns the ids of the sessions it signed out.
+func (a *app) changePassword(args []js.Value) (any, error) {
+	if len(args) < 3 {
+		return nil, errors.New("changePassword(oldPassword, newPassword, signOutOthers)")
+	}
+	oldPw, newPw, others := args[0].String(), args[1].String(), args[2].Truthy()
+	return a.with(func(ctx context.Context, c *client.Client) (any, error) {
+		revoked, err := c.ChangePassword(ctx, oldPw, newPw, others)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]string, len(revoked))
+		for i, d := range revoked {
+			out[i] = d.String()
+		}
+		return out, nil
+	})
+}
+
 // lastOf returns the last text or title message of a conversation,
 // reading the history once and keeping it up to date after that.
 func (a *app) lastOf(c *client.Client, id protocol.ConversationID) (*client.Message, error) {
@@ -627,7 +672,7 @@ func (a *app) warnings([]js.Value) (any, error) {
 	}
 	me := c.UserID()
 	for _, w := range ws {
-		if w.User == me {
+		if w.Kind == client.WarnIdentityChanged && w.User == me {
 			continue // this account's own new key (a reset on another device)
 		}
 		b, err := json.Marshal(w)
