@@ -369,11 +369,14 @@ func (c *Client) ResetIdentity(ctx context.Context) error {
 		k := c.id.Public()
 		oldKey = &k
 	} else {
-		var u userInfo
-		if err := c.api.do(ctx, "GET", "/api/users/"+c.acct.User.String(), nil, &u); err != nil {
+		// GET /api/me: a device without keys may read its own account.
+		var me struct {
+			IdentityKey *protocol.IdentityKey `json:"identityKey"`
+		}
+		if err := c.api.do(ctx, "GET", "/api/me", nil, &me); err != nil {
 			return err
 		}
-		oldKey = u.IdentityKey
+		oldKey = me.IdentityKey
 	}
 	id := secret.NewIdentity()
 	old := c.id
