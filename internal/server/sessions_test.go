@@ -117,7 +117,21 @@ func TestSessionsListedAndRevoked(t *testing.T) {
 		alice.events(500)
 		alice2.events(500)
 
+		// A live connection hears of the login at once.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		ws, err := alice2.dialWS(ctx, nil, alice2.cursor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.CloseNow()
 		snoop := e.login("alice", nil)
+		fctx, fcancel := context.WithTimeout(ctx, 3*time.Second)
+		p, err := readFrame(fctx, ws)
+		fcancel()
+		if err != nil || countKind(p.Events, "session_added") != 1 {
+			t.Fatalf("alice2's WebSocket got %+v, %v; want the session_added event at once", p, err)
+		}
 		for _, d := range []*device{alice, alice2} {
 			evs := d.events(500)
 			if countKind(evs, "session_added") != 1 {
