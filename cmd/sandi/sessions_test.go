@@ -1,11 +1,45 @@
 package main_test
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/json"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"sandi.dev/protocol"
+	"sandi.dev/protocol/secret"
 )
+
+// uploadBundle gives an account registered over raw HTTP (reg: the answer
+// of register) a bundle under a fresh identity key: only a device with
+// keys may open the event stream or read conversations.
+func uploadBundle(t *testing.T, base string, reg map[string]any) {
+	t.Helper()
+	user, err1 := protocol.ParseUserID(reg["userId"].(string))
+	dev, err2 := protocol.ParseDeviceID(reg["deviceId"].(string))
+	if err1 != nil || err2 != nil {
+		t.Fatalf("register answered %v", reg)
+	}
+	b, _, err := secret.NewBundle(secret.NewIdentity(), user, dev, 1, 1, time.Now().Unix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(map[string]string{"bundle": base64.RawURLEncoding.EncodeToString(b.Marshal())})
+	req, _ := http.NewRequest("POST", base+"/api/keys/prekey-bundle", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+reg["token"].(string))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("upload bundle: %d", resp.StatusCode)
+	}
+}
 
 // TestCLISessions: a password-only login is announced by `sync` on the
 // account's device, listed KEYLESS by `devices` and `sessions`, refused
