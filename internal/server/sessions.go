@@ -72,6 +72,7 @@ func (s *Server) tokenUsed(r *http.Request, d store.Device, h []byte) error {
 			}
 		}
 		s.hub.Revoke(d.User, d.ID)
+		s.log.Info("token expired unused", "user", d.User, "device", d.ID, "keyless", d.SignedPreKey == nil, "lastUsed", d.TokenUsedAt)
 		return problem(http.StatusUnauthorized, CodeSessionExpired, "the session expired after going unused: sign in again", nil)
 	}
 	if now-d.TokenUsedAt >= TokenTouchInterval.Milliseconds() {
