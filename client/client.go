@@ -366,7 +366,7 @@ func (c *Client) Logout(ctx context.Context) error {
 	if c.acct.Token == "" {
 		return ErrNoAccount
 	}
-	if err := c.logoutServer(ctx); err != nil && !IsCode(err, "unauthenticated") {
+	if err := c.logoutServer(ctx); err != nil && !IsCode(err, "unauthenticated") && !IsCode(err, "session_expired") {
 		return err
 	}
 	return c.forgetDevice()
@@ -392,11 +392,14 @@ func (c *Client) ResetIdentity(ctx context.Context) error {
 		k := c.id.Public()
 		oldKey = &k
 	} else {
-		var u userInfo
-		if err := c.api.do(ctx, "GET", "/api/users/"+c.acct.User.String(), nil, &u); err != nil {
+		// GET /api/me: a device without keys may read its own account.
+		var me struct {
+			IdentityKey *protocol.IdentityKey `json:"identityKey"`
+		}
+		if err := c.api.do(ctx, "GET", "/api/me", nil, &me); err != nil {
 			return err
 		}
-		oldKey = u.IdentityKey
+		oldKey = me.IdentityKey
 	}
 	id := secret.NewIdentity()
 	old := c.id

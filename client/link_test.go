@@ -261,7 +261,7 @@ func TestLinkHijack(t *testing.T) {
 
 		// A keyless session of the account cannot list requests.
 		att := loginAttacker(t, n.url(), "alice")
-		if status, body := att.do("GET", "/api/devices/link", nil, nil); status != 403 || !strings.Contains(body, `"forbidden"`) {
+		if status, body := att.do("GET", "/api/devices/link", nil, nil); status != 403 || !strings.Contains(body, `"keys_required"`) {
 			t.Fatalf("a keyless session lists link requests: %d %s", status, body)
 		}
 

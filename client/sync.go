@@ -17,11 +17,18 @@ type Warning struct {
 	User         protocol.UserID         `json:"user"`
 	Username     string                  `json:"username,omitempty"`
 	Conversation protocol.ConversationID `json:"conversation,omitzero"` // omitzero: a zero id does not parse back
+	// Device is the device concerned (WarnSessionAdded: the new one).
+	Device protocol.DeviceID `json:"device,omitzero"`
 }
 
 // Warning kinds.
 const (
 	WarnIdentityChanged = "identity_changed" // a contact's identity key changed: compare safety numbers
+	// WarnSessionAdded: someone signed in to this account with its
+	// password (a new device, Device). It sees nothing until linked, but
+	// if it was not the user, the password is known to someone else:
+	// sign the session out and change the password.
+	WarnSessionAdded = "session_added"
 )
 
 func (c *Client) warn(w Warning) {
@@ -61,6 +68,7 @@ type eventAnswer struct {
 	User         *protocol.UserID         `json:"user"`
 	Seq          uint64                   `json:"seq"`
 	Epoch        uint64                   `json:"epoch"`
+	Reason       string                   `json:"reason"`
 	Message      *messageAnswer           `json:"message"`
 }
 
@@ -186,6 +194,18 @@ func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) er
 			}
 		case "prekeys_low":
 			lowKeys = true
+		case "session_added":
+			// A login to this account (the server announces each one to
+			// the account's other devices): a warning, not an alarm, as
+			// it is most often the user's own; the user judges it.
+			w := Warning{Kind: WarnSessionAdded, User: c.acct.User}
+			if d, err := protocol.ParseDeviceID(ev.Reason); err == nil {
+				if d == c.acct.Device {
+					continue
+				}
+				w.Device = d
+			}
+			c.warn(w)
 		}
 	}
 	if err := c.flush(); err != nil {

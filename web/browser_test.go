@@ -224,7 +224,8 @@ func TestBrowserMessaging(t *testing.T) {
 }
 
 // TestBrowserDevices: a new browser of an existing account is linked from
-// the terminal; two tabs of one browser do not both run the device; logout
+// the terminal; a login is announced and listed until linked; two tabs of
+// one browser do not both run the device; logout
 // deletes the browser's data; a reset identity is warned about, and the
 // contact sees a warning.
 func TestBrowserDevices(t *testing.T) {
@@ -287,6 +288,9 @@ func TestBrowserDevices(t *testing.T) {
 	if err := carol3.c.Login(ctx, "carol", "password of carol"); err != nil {
 		t.Fatal(err)
 	}
+	// The login is announced, and listed as a session that only signed in.
+	carolWeb.waitWithin(10*time.Second, "the sign-in warning", `document.getElementById("banner").innerText.includes("Someone signed in to your account")`)
+	carolWeb.wait("the keyless session", `document.querySelector('#device-list li.session') !== null && document.getElementById("device-list").innerText.includes("signed in with the password only")`)
 	code3, err := carol3.c.StartLink(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -35,6 +35,7 @@ type serveConfig struct {
 	limits                   server.Config // the limits set from flags
 	// Pre-key limits (server.Config; 0 takes the default).
 	claimRate, claimOneTime, targetOneTime, maxOneTime, uploadRate int
+	sessionIdle                                                    time.Duration // negative: tokens never expire
 }
 
 func envOr(name, def string) string {
@@ -92,6 +93,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	intFlag(&c.targetOneTime, "target-onetime-per-hour", "SANDI_TARGET_ONETIME_PER_HOUR", 0, "claims with one-time keys all accounts make of one user an hour, 0: the default, 60")
 	intFlag(&c.maxOneTime, "max-onetime-keys", "SANDI_MAX_ONETIME_KEYS", 0, "one-time pre-keys a device may hold, 0: the default, 200; negative: no cap")
 	intFlag(&c.uploadRate, "upload-rate", "SANDI_UPLOAD_RATE", 0, "bundle and one-time key uploads a minute per device, 0: the default, 60")
+	idle := fs.String("session-idle", envOr("SANDI_SESSION_IDLE", "90d"), "a sign-in token unused this long expires: a duration such as 90d or 720h, or 0 for never (env SANDI_SESSION_IDLE)")
 	if err := fs.Parse(args); err != nil {
 		return c, usageError{err.Error()}
 	}
@@ -130,6 +132,9 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 		}
 	}
 	var err error
+	if c.sessionIdle, err = parseIdle(*idle); err != nil {
+		return c, usageError{"--session-idle: " + err.Error()}
+	}
 	if c.trustedProxies, err = parsePrefixes(*proxies); err != nil {
 		return c, usageError{"--trusted-proxies: " + err.Error()}
 	}
@@ -219,6 +224,32 @@ func keywordValueURL(s string) (string, error) {
 	return "postgres://?" + b.String(), nil
 }
 
+// parseIdle reads a token idle limit: N days ("90d"), a Go duration of
+// at least a minute, or 0 for never (returned as -1).
+func parseIdle(v string) (time.Duration, error) {
+	v = strings.TrimSpace(v)
+	if v == "0" {
+		return -1, nil
+	}
+	var d time.Duration
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days <= 0 || days > 100*365 {
+			return 0, fmt.Errorf("%q is not a number of days (1 to 36500)", v)
+		}
+		d = time.Duration(days) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil {
+			return 0, fmt.Errorf("%q is not a duration (90d, 720h) or 0", v)
+		}
+	}
+	if d < time.Minute {
+		return 0, fmt.Errorf("%q is shorter than a minute", v)
+	}
+	return d, nil
+}
+
 // parsePrefixes reads a comma-separated list of addresses (each its own
 // prefix) and CIDR prefixes.
 func parsePrefixes(list string) ([]netip.Prefix, error) {
@@ -277,6 +308,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	defer st.Close()
 	cfg := c.limits
 	cfg.TrustedProxies = c.trustedProxies
+	cfg.SessionIdle = c.sessionIdle
 	cfg.ClaimPerMinute, cfg.ClaimOneTimePerHour, cfg.TargetOneTimePerHour = c.claimRate, c.claimOneTime, c.targetOneTime
 	cfg.MaxOneTimeKeys, cfg.UploadPerMinute = c.maxOneTime, c.uploadRate
 	// /metrics names routes, counts and load: it is served on the API
@@ -309,7 +341,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		log.Info("metrics serving", "addr", "http://"+mln.Addr().String()+"/metrics", "token", c.limits.MetricsToken != "")
 	}
 	log.Info("sandi serving", "addr", "http://"+ln.Addr().String(), "database", st.Database(), "gogc", gogc, "trustedProxies", c.trustedProxies,
-		"maxConnsPerAddr", cfg.MaxConnsPerAddr, "ipv6Prefix", cfg.IPv6PrefixLen, "metricsToken", c.limits.MetricsToken != "")
+		"maxConnsPerAddr", cfg.MaxConnsPerAddr, "ipv6Prefix", cfg.IPv6PrefixLen, "metricsToken", c.limits.MetricsToken != "", "sessionIdle", c.sessionIdle.String())
 	go func() { errc <- hs.Serve(srv.Listener(ln)) }()
 	select {
 	case err := <-errc:

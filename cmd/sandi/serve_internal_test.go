@@ -3,6 +3,7 @@ package main
 import (
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -68,5 +69,18 @@ func TestDatabaseURL(t *testing.T) {
 	}
 	if b.Password != `it is a 'secret' \ =&?+%` {
 		t.Fatalf("password %q", b.Password)
+	}
+}
+
+func TestParseIdle(t *testing.T) {
+	for in, want := range map[string]time.Duration{"90d": 90 * 24 * time.Hour, "1d": 24 * time.Hour, "720h": 720 * time.Hour, " 0 ": -1, "1m": time.Minute} {
+		if got, err := parseIdle(in); err != nil || got != want {
+			t.Errorf("parseIdle(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "-1d", "0d", "d", "1.5d", "30s", "-5h", "never", "99999d"} {
+		if got, err := parseIdle(bad); err == nil {
+			t.Errorf("parseIdle(%q) = %v, want an error", bad, got)
+		}
 	}
 }

@@ -237,6 +237,7 @@ func TestServe(t *testing.T) {
 			if status != http.StatusCreated || reg["token"] == nil {
 				t.Fatalf("register: %d %v", status, reg)
 			}
+			uploadBundle(t, base, reg)
 			// An open WebSocket does not hold the shutdown up.
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()

@@ -183,6 +183,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, _ *call) error {
 	if err := s.store.AddDevice(r.Context(), d, h); err != nil {
 		return err
 	}
+	s.hub.Notify(u.ID) // the account's devices are told of the login (session_added)
 	s.writeJSON(w, http.StatusOK, session{UserID: u.ID, DeviceID: d.ID, Username: u.Username, Token: tok, IdentityKey: u.Identity, Cursor: cursor})
 	return nil
 }

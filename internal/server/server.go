@@ -97,6 +97,9 @@ type Config struct {
 	MetricsToken string
 	MetricsOff   bool
 
+	// SessionIdle is how long a token may go unused before it expires
+	// (default 90 days; negative: never). See sessions.go.
+	SessionIdle time.Duration
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time
 }
@@ -157,6 +160,9 @@ func (c *Config) defaults() {
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 4 << 20
+	}
+	if c.SessionIdle == 0 {
+		c.SessionIdle = DefaultSessionIdle
 	}
 	if c.Now == nil {
 		c.Now = time.Now

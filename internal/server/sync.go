@@ -125,6 +125,9 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request, c *call) erro
 		if err == nil {
 			c, err = s.authenticate(r, a.Token)
 		}
+		if err == nil && !hasKeys(c) {
+			err = errKeysRequired
+		}
 		if err != nil {
 			conn.Close(websocket.StatusPolicyViolation, "authentication failed")
 			return nil
@@ -192,7 +195,14 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request, c *call) erro
 		case <-timer.C:
 			// The safety net for a revocation made on another node: a
 			// token that no longer resolves ends the connection.
-			if _, err := s.store.DeviceByToken(ctx, c.token); errors.Is(err, store.ErrNotFound) {
+			// An open connection is a use of its token (recorded at most
+			// once an hour), so it does not expire while connected.
+			d, err := s.store.DeviceByToken(ctx, c.token)
+			if errors.Is(err, store.ErrNotFound) {
+				conn.Close(websocket.StatusPolicyViolation, "device revoked")
+				return nil
+			}
+			if err == nil && s.tokenUsed(r, d, c.token) != nil {
 				conn.Close(websocket.StatusPolicyViolation, "device revoked")
 				return nil
 			}

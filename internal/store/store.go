@@ -59,6 +59,20 @@ type Device struct {
 	// Unlisted is set (by Devices) when the account has a device list that
 	// does not name this device: it is then not served to sealers.
 	Unlisted bool
+	// TokenUsedAt is set by DeviceByToken: when the token was last
+	// recorded as used (TouchToken, or its creation); 0 for a token from
+	// before uses were recorded.
+	TokenUsedAt int64
+}
+
+// Login is one signed-in device of an account (a session), as Logins
+// lists it.
+type Login struct {
+	Device Device // with Unlisted set as Devices sets it
+	// LastUsed is the latest recorded use of any of its tokens (0: none
+	// recorded); Tokens is how many tokens it has (0: all expired).
+	LastUsed int64
+	Tokens   int
 }
 
 // PreKeyRow is one encoded one-time pre-key.
@@ -296,10 +310,11 @@ const (
 	EventDevice          = "device"            // User: a device of a contact was added or revoked
 	EventPreKeysLow      = "prekeys_low"       // Device: this device should upload one-time keys
 	EventRemoved         = "removed"           // Conversation: this device's user is no longer a member
+	EventSessionAdded    = "session_added"     // User (the account), Reason (the new device's id): a login added a device to the account
 )
 
 // An event is addressed either to one device (session, identity_changed,
-// device, prekeys_low, removed) or to a whole conversation (message,
+// device, prekeys_low, removed, session_added) or to a whole conversation (message,
 // membership, rotation_required). A device sees its own events and the
 // conversation-wide events of every conversation its user was a member of
 // at the time of the event: from the event that added the user up to and
@@ -330,8 +345,20 @@ type Store interface {
 	UserByName(ctx context.Context, username string) (User, error)
 	// User returns an account by id.
 	User(ctx context.Context, id protocol.UserID) (User, error)
-	// AddDevice adds a device with a token to an existing account.
+	// AddDevice adds a device with a token to an existing account (the
+	// token's last use is d.CreatedAt) and emits EventSessionAdded to each
+	// other active device of the account.
 	AddDevice(ctx context.Context, d Device, tokenHash []byte) error
+	// Logins lists an account's active devices, oldest first, with the
+	// use of their tokens (ErrNotFound for an unknown account).
+	Logins(ctx context.Context, user protocol.UserID) ([]Login, error)
+	// TouchToken records that a token was used at now (an unknown token is
+	// ErrNotFound). Callers record a use at most now and then, not on
+	// every request.
+	TouchToken(ctx context.Context, tokenHash []byte, now int64) error
+	// SetPassword replaces an account's password hash (ErrNotFound for an
+	// unknown account).
+	SetPassword(ctx context.Context, user protocol.UserID, passwordHash string) error
 	// Devices lists an account's devices that are not revoked, with
 	// Unlisted set for those its device list does not name.
 	Devices(ctx context.Context, user protocol.UserID) ([]Device, error)

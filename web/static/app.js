@@ -20,6 +20,7 @@
     localId: 0,
     picked: [],          // usernames chosen for a new conversation
     warnings: [],
+    sessionWarnings: [],  // new sign-ins to this account (session_added)
     membersOpen: false,
     shown: new Set(),    // seqs drawn in the open chat
     incoming: [],        // messages to draw at the next frame
@@ -366,6 +367,8 @@
     } catch (e) {
       return;
     }
+    // New sign-ins to this account, one line each.
+    st.sessionWarnings = ws.filter((w) => w.kind === "session_added");
     // One line per contact, with its name when the warning lacks one.
     const byUser = new Map();
     for (const w of ws) {
@@ -388,18 +391,28 @@
 
   function drawBanner() {
     const b = $("banner");
-    if (st.warnings.length === 0) {
+    const sessions = st.sessionWarnings || [];
+    if (st.warnings.length === 0 && sessions.length === 0) {
       b.hidden = true;
       return;
     }
-    const names = st.warnings.map((w) => w.username);
-    const who = names.join(", ");
     $("banner-text").innerHTML = "";
-    $("banner-text").append(
-      el("strong", { text: `The identity key of ${who} changed.` }),
-      " This happens when someone resets their account on a new device — or when someone else is trying to pose as them. Compare safety numbers before you trust new messages.");
+    if (sessions.length > 0) {
+      const ids = sessions.map((w) => (w.device || "").slice(0, 8)).join(", ");
+      $("banner-text").append(
+        el("strong", { text: `Someone signed in to your account with its password (session ${ids}).` }),
+        " If it was not you, sign that session out under Devices and change your password there. ");
+    }
+    if (st.warnings.length > 0) {
+      const names = st.warnings.map((w) => w.username);
+      const who = names.join(", ");
+      $("banner-text").append(
+        el("strong", { text: `The identity key of ${who} changed.` }),
+        " This happens when someone resets their account on a new device — or when someone else is trying to pose as them. Compare safety numbers before you trust new messages.");
+    }
     const links = $("banner-links");
     links.innerHTML = "";
+    if (sessions.length > 0) links.append(el("a", { href: "#/devices", text: "Devices" }), " ");
     for (const w of st.warnings) {
       links.append(el("a", { href: "#/safety/" + encodeURIComponent(w.username), text: "Compare with " + w.username }), " ");
     }
@@ -408,6 +421,7 @@
   $("banner-dismiss").addEventListener("click", async () => {
     await sandi.dismissWarnings();
     st.warnings = [];
+    st.sessionWarnings = [];
     drawBanner();
   });
 
@@ -817,6 +831,14 @@
     const ul = $("device-list");
     try {
       const list = await sandi.devices();
+      // Sessions that are not devices of the account: signed in with the
+      // password, never linked. They read nothing, but they know the
+      // password.
+      let sessions = [];
+      try {
+        sessions = await sandi.sessions();
+      } catch (e) { /* an older server: devices only */ }
+      const known = new Set(list.map((d) => d.id));
       ul.innerHTML = "";
       for (const d of list) {
         let remove = null;
@@ -832,11 +854,50 @@
           d.current ? el("span", { class: "tag", text: "this browser" }) : null,
           remove));
       }
+      for (const s of sessions) {
+        if (known.has(s.device) || s.current) continue;
+        let out = null;
+        if (s.signOut) {
+          out = el("button", { type: "button", class: "small", text: "Sign out" });
+          out.dataset.session = s.device;
+          out.addEventListener("click", () => signOutSession(s, out));
+        }
+        ul.append(el("li", { class: "session" },
+          el("span", { class: "device-name", text: s.name || s.device.slice(0, 8) }),
+          el("span", { class: "muted small", text: "signed in " + fmtTime(s.createdAt) + (s.lastUsed ? ", last used " + fmtTime(s.lastUsed) : "") }),
+          el("span", { class: "tag", text: s.keyless ? "signed in with the password only, not linked" : "not in the signed list" }),
+          out));
+      }
     } catch (e) {
       ul.innerHTML = "";
       ul.append(el("li", { class: "error", text: errorText(e) }));
     }
   }
+  async function signOutSession(s, btn) {
+    btn.disabled = true;
+    try {
+      await sandi.signOutSession(s.device);
+    } catch (e) {
+      alert(errorText(e));
+    }
+    openDevices();
+  }
+  $("password-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const status = $("password-status");
+    const oldPw = $("password-old").value, newPw = $("password-new").value;
+    if (!oldPw || !newPw) return;
+    status.textContent = "Changing…";
+    try {
+      const out = await sandi.changePassword(oldPw, newPw, $("password-others").checked);
+      status.textContent = "Password changed." + (out.length ? ` ${out.length} other session(s) signed out.` : "");
+      $("password-old").value = "";
+      $("password-new").value = "";
+      openDevices();
+    } catch (e) {
+      status.textContent = e && e.code === "bad_credentials" ? "The current password is wrong; nothing changed." : errorText(e);
+    }
+  });
   // Removing a device takes it out of the account's signed device list;
   // the server revokes it at once.
   async function removeDevice(d, btn) {

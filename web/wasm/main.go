@@ -64,6 +64,9 @@ func main() {
 		"approveLink":    a.approveLink,
 		"devices":        a.devices,
 		"removeDevice":   a.removeDevice,
+		"sessions":       a.sessions,
+		"signOutSession": a.signOutSession,
+		"changePassword": a.changePassword,
 		"conversations":  a.conversations,
 		"history":        a.history,
 		"send":           a.send,
@@ -404,6 +407,48 @@ func (a *app) removeDevice(args []js.Value) (any, error) {
 			return nil, err
 		}
 		return dev.String(), nil
+	})
+}
+
+// sessions lists every device signed in to the account (client.Session),
+// keyless ones (signed in with the password, never linked) marked.
+func (a *app) sessions([]js.Value) (any, error) {
+	return a.with(func(ctx context.Context, c *client.Client) (any, error) { return c.Sessions(ctx) })
+}
+
+// signOutSession(id) signs out a session the signed device list does not
+// name; the server revokes it at once.
+func (a *app) signOutSession(args []js.Value) (any, error) {
+	if len(args) < 1 {
+		return nil, errors.New("signOutSession(id)")
+	}
+	id := args[0].String()
+	return a.with(func(ctx context.Context, c *client.Client) (any, error) {
+		dev, err := c.SignOutSession(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return dev.String(), nil
+	})
+}
+
+// changePassword(old, new, signOutOthers) changes the account's password
+// and returns the ids of the sessions it signed out.
+func (a *app) changePassword(args []js.Value) (any, error) {
+	if len(args) < 3 {
+		return nil, errors.New("changePassword(oldPassword, newPassword, signOutOthers)")
+	}
+	oldPw, newPw, others := args[0].String(), args[1].String(), args[2].Truthy()
+	return a.with(func(ctx context.Context, c *client.Client) (any, error) {
+		revoked, err := c.ChangePassword(ctx, oldPw, newPw, others)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]string, len(revoked))
+		for i, d := range revoked {
+			out[i] = d.String()
+		}
+		return out, nil
 	})
 }
 
@@ -818,7 +863,7 @@ func (a *app) warnings([]js.Value) (any, error) {
 	}
 	me := c.UserID()
 	for _, w := range ws {
-		if w.User == me {
+		if w.Kind == client.WarnIdentityChanged && w.User == me {
 			continue // this account's own new key (a reset on another device)
 		}
 		b, err := json.Marshal(w)

@@ -43,7 +43,64 @@ func (s *Store) AddDevice(ctx context.Context, d store.Device, tokenHash []byte)
 		if err := t.queryRow(`SELECT 1 FROM users WHERE id = ?`, idArg(d.User)).Scan(&one); err != nil {
 			return notFound(err, "user")
 		}
-		return t.addDevice(d, tokenHash)
+		if err := t.addDevice(d, tokenHash); err != nil {
+			return err
+		}
+		// The account's other devices are told of the new login.
+		others, err := deviceIDs(t.query(`SELECT id FROM devices WHERE user_id = ? AND revoked = FALSE AND id <> ? ORDER BY id`, idArg(d.User), idArg(d.ID)))
+		if err != nil {
+			return err
+		}
+		evs := make([]newEvent, len(others))
+		for i := range others {
+			evs[i] = newEvent{kind: store.EventSessionAdded, device: &others[i], user: &d.User, reason: d.ID.String(), at: d.CreatedAt}
+		}
+		_, err = t.emit(evs)
+		return err
+	})
+}
+
+// Logins lists an account's active devices with the use of their tokens.
+func (s *Store) Logins(ctx context.Context, user protocol.UserID) ([]store.Login, error) {
+	if _, err := s.User(ctx, user); err != nil {
+		return nil, err
+	}
+	rows, err := s.query(ctx, `SELECT `+deviceCols+`, NOT `+listedSQL("d")+`, COALESCE(MAX(t.last_used), 0), COUNT(t.hash) FROM devices d LEFT JOIN tokens t ON t.device_id = d.id
+		WHERE d.user_id = ? AND d.revoked = FALSE GROUP BY d.id, d.user_id, d.name, d.signed_prekey, d.last_resort, d.created_at, d.revoked ORDER BY d.created_at, d.id`, idArg(user))
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: logins: %w", err)
+	}
+	out, err := collect(rows, func(r scanner) (store.Login, error) {
+		var l store.Login
+		d := &l.Device
+		err := r.Scan(scanID(&d.ID), scanID(&d.User), &d.Name, &d.SignedPreKey, &d.LastResort, &d.CreatedAt, &d.Revoked, &d.Unlisted, &l.LastUsed, &l.Tokens)
+		return l, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: logins: %w", err)
+	}
+	return out, nil
+}
+
+// TouchToken records a token's use.
+func (s *Store) TouchToken(ctx context.Context, tokenHash []byte, now int64) error {
+	return s.write(ctx, "touch token", func(t *wtx) error {
+		res, err := t.exec(`UPDATE tokens SET last_used = ? WHERE hash = ?`, now, tokenHash)
+		if err != nil {
+			return err
+		}
+		return oneRow(res, store.ErrNotFound, "token")
+	})
+}
+
+// SetPassword replaces an account's password hash.
+func (s *Store) SetPassword(ctx context.Context, user protocol.UserID, passwordHash string) error {
+	return s.write(ctx, "set password", func(t *wtx) error {
+		res, err := t.exec(`UPDATE users SET password_hash = ? WHERE id = ?`, passwordHash, idArg(user))
+		if err != nil {
+			return err
+		}
+		return oneRow(res, store.ErrNotFound, "user")
 	})
 }
 
@@ -59,7 +116,7 @@ func (t *wtx) addDevice(d store.Device, tokenHash []byte) error {
 	if err := oneRow(res, store.ErrConflict, "device id taken"); err != nil {
 		return err
 	}
-	res, err = t.exec(`INSERT INTO tokens (hash, device_id) VALUES (?, ?) ON CONFLICT DO NOTHING`, tokenHash, idArg(d.ID))
+	res, err = t.exec(`INSERT INTO tokens (hash, device_id, last_used) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, tokenHash, idArg(d.ID), d.CreatedAt)
 	if err != nil {
 		return err
 	}
@@ -128,12 +185,6 @@ const deviceCols = `d.id, d.user_id, d.name, d.signed_prekey, d.last_resort, d.c
 
 type scanner interface{ Scan(dest ...any) error }
 
-func scanDevice(r scanner) (store.Device, error) {
-	var d store.Device
-	err := r.Scan(scanID(&d.ID), scanID(&d.User), &d.Name, &d.SignedPreKey, &d.LastResort, &d.CreatedAt, &d.Revoked)
-	return d, err
-}
-
 // Devices lists an account's active devices, oldest first.
 func (s *Store) Devices(ctx context.Context, user protocol.UserID) ([]store.Device, error) {
 	if _, err := s.User(ctx, user); err != nil {
@@ -166,7 +217,9 @@ func (s *Store) DeviceByToken(ctx context.Context, tokenHash []byte) (store.Devi
 		}
 		gen = m.gen.Load()
 	}
-	d, err := scanDevice(s.queryRow(ctx, `SELECT `+deviceCols+` FROM tokens t JOIN devices d ON d.id = t.device_id WHERE t.hash = ? AND d.revoked = FALSE`, tokenHash))
+	var d store.Device
+	err := s.queryRow(ctx, `SELECT `+deviceCols+`, t.last_used FROM tokens t JOIN devices d ON d.id = t.device_id WHERE t.hash = ? AND d.revoked = FALSE`, tokenHash).
+		Scan(scanID(&d.ID), scanID(&d.User), &d.Name, &d.SignedPreKey, &d.LastResort, &d.CreatedAt, &d.Revoked, &d.TokenUsedAt)
 	if err != nil {
 		return d, fmt.Errorf("sqlstore: device by token: %w", notFound(err, "token"))
 	}

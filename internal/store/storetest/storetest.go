@@ -90,6 +90,7 @@ func Run(t *testing.T, open Opener) {
 		{"SyncMembershipSpans", testSyncMembershipSpans},
 		{"SyncCommitOrder", testSyncCommitOrder},
 		{"Links", testLinks},
+		{"Logins", testLogins},
 		{"AnswersFollowWrites", testAnswersFollowWrites},
 		{"Ping", testPing},
 	}
