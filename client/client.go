@@ -90,6 +90,7 @@ type account struct {
 	Device         protocol.DeviceID `json:"device,omitzero"`
 	Token          string            `json:"token"`
 	Cursor         int64             `json:"cursor"`
+	Incarnation    string            `json:"incarnation,omitempty"` // the server store's, as the cursor's events came from (rollback.go)
 	NextPreKeyID   uint32            `json:"nextPreKeyId"`
 	SignedPreKeyID uint32            `json:"signedPreKeyId"`
 	Maintained     int64             `json:"maintained"` // Unix seconds of the last pre-key upkeep

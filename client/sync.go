@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"time"
 
 	"sandi.dev/protocol"
@@ -65,9 +66,22 @@ type eventAnswer struct {
 }
 
 type syncPage struct {
-	Events []eventAnswer `json:"events"`
-	Cursor int64         `json:"cursor"`
-	More   bool          `json:"more"`
+	Events      []eventAnswer `json:"events"`
+	Cursor      int64         `json:"cursor"`
+	More        bool          `json:"more"`
+	Incarnation string        `json:"incarnation"`
+	Head        int64         `json:"head"`
+	Resume      *int64        `json:"resume"`
+}
+
+// syncQuery is the query of a sync request or WebSocket: the cursor, and
+// the store incarnation it belongs to (see rollback.go).
+func (c *Client) syncQuery() string {
+	q := fmt.Sprintf("since=%d", c.acct.Cursor)
+	if c.acct.Incarnation != "" {
+		q += "&incarnation=" + url.QueryEscape(c.acct.Incarnation)
+	}
+	return q
 }
 
 // SyncResult is what one Sync brought.
@@ -96,12 +110,15 @@ func (c *Client) Sync(ctx context.Context) (SyncResult, error) {
 	if err := c.ensureDeviceList(ctx); err != nil {
 		return res, err
 	}
-	for {
+	for resyncs := 0; ; {
 		var page syncPage
-		if err := c.api.do(ctx, "GET", fmt.Sprintf("/api/sync?since=%d&limit=500", c.acct.Cursor), nil, &page); err != nil {
+		if err := c.api.do(ctx, "GET", "/api/sync?"+c.syncQuery()+"&limit=500", nil, &page); err != nil {
 			return res, err
 		}
-		if err := c.process(ctx, page, &res); err != nil {
+		if err := c.process(ctx, page, &res); errors.Is(err, errResync) && resyncs < maxResyncs {
+			resyncs++
+			continue
+		} else if err != nil {
 			return res, err
 		}
 		if !page.More {
@@ -112,6 +129,9 @@ func (c *Client) Sync(ctx context.Context) (SyncResult, error) {
 
 // process handles one page of events and advances the cursor.
 func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) error {
+	if err := c.checkIncarnation(&page); err != nil {
+		return err
+	}
 	lowKeys, changed := false, false
 	for i := range page.Events {
 		ev := &page.Events[i]
@@ -211,7 +231,7 @@ func (c *Client) listenOnce(ctx context.Context, onMessage func(Message), onFail
 		c.mu.Unlock()
 		return err
 	}
-	u := fmt.Sprintf("%s/api/ws?since=%d", c.acct.Server, c.acct.Cursor)
+	u := c.acct.Server + "/api/ws?" + c.syncQuery()
 	token := c.acct.Token
 	c.mu.Unlock()
 	conn, err := dialWS(ctx, u, token)
