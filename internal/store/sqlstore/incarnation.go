@@ -85,6 +85,14 @@ func newIncarnation(ctx context.Context, tx sqlTx, d dialect, now int64) (store.
 // (base 0: the database's whole history) and reads the current one.
 // Several servers opening one PostgreSQL database at once insert one row.
 func (s *Store) ensureIncarnation(ctx context.Context, now int64) error {
+	// Read first: a shared open of a running server's database (which
+	// has its incarnation) must not wait for its writer.
+	if all, err := s.Incarnations(ctx); err != nil {
+		return err
+	} else if len(all) > 0 {
+		s.setIncarnation(all[len(all)-1])
+		return nil
+	}
 	var id [16]byte
 	rand.Read(id[:])
 	if _, err := s.w.ExecContext(ctx, s.d.rebind(`INSERT INTO incarnations (n, id, base, created_at) VALUES (1, ?, 0, ?) ON CONFLICT DO NOTHING`),
