@@ -205,16 +205,25 @@ func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) er
 // Listen keeps a WebSocket to the server and processes events as they come,
 // calling onMessage for each new message (onMessage runs with the client
 // locked: it must not call the client). It reconnects after any drop, from
-// the stored cursor, until ctx ends.
+// the stored cursor, until ctx ends: 200 ms after a connection that the
+// server had accepted (it restarted, or the network dropped), else after a
+// delay that doubles from 200 ms up to 10 s while the server cannot be
+// reached.
 func (c *Client) Listen(ctx context.Context, onMessage func(Message), onFailure func(*DecryptError)) error {
-	delay := 200 * time.Millisecond
+	const firstDelay = 200 * time.Millisecond
+	delay := firstDelay
 	for {
-		err := c.listenOnce(ctx, onMessage, onFailure)
+		connected, err := c.listenOnce(ctx, onMessage, onFailure)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		if errors.Is(err, ErrNoAccount) || errors.Is(err, ErrNoIdentity) {
 			return err
+		}
+		if connected {
+			// The server was there: a restart or a dropped connection,
+			// not an outage that grew the delay.
+			delay = firstDelay
 		}
 		select {
 		case <-time.After(delay):
@@ -225,29 +234,31 @@ func (c *Client) Listen(ctx context.Context, onMessage func(Message), onFailure 
 	}
 }
 
-func (c *Client) listenOnce(ctx context.Context, onMessage func(Message), onFailure func(*DecryptError)) error {
+// listenOnce runs one WebSocket; connected reports that the server
+// accepted it.
+func (c *Client) listenOnce(ctx context.Context, onMessage func(Message), onFailure func(*DecryptError)) (connected bool, err error) {
 	c.mu.Lock()
 	if err := c.ready(); err != nil {
 		c.mu.Unlock()
-		return err
+		return false, err
 	}
 	u := c.acct.Server + "/api/ws?" + c.syncQuery()
 	token := c.acct.Token
 	c.mu.Unlock()
 	conn, err := dialWS(ctx, u, token)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer conn.CloseNow()
 	conn.SetReadLimit(64 << 20)
 	for {
 		_, data, err := conn.Read(ctx)
 		if err != nil {
-			return err
+			return true, err
 		}
 		var page syncPage
 		if err := json.Unmarshal(data, &page); err != nil {
-			return fmt.Errorf("websocket frame: %w", err)
+			return true, fmt.Errorf("websocket frame: %w", err)
 		}
 		var res SyncResult
 		c.mu.Lock()
@@ -266,7 +277,7 @@ func (c *Client) listenOnce(ctx context.Context, onMessage func(Message), onFail
 		}
 		c.mu.Unlock()
 		if err != nil {
-			return err
+			return true, err
 		}
 	}
 }
