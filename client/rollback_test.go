@@ -232,3 +232,47 @@ func TestRestoreRollback(t *testing.T) {
 		})
 	}
 }
+
+// TestRestoreTwice: bob reads past a backup and goes offline; the server
+// is restored from it, takes new messages, is backed up and restored
+// again. Bob, back, names the first incarnation: it must read again from
+// where that one and the second part (not from the third's start), or it
+// would miss what was sent in the second.
+func TestRestoreTwice(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, dbs(t)["sqlite"](t), server.Config{})
+	alice, bob := register(t, n, "alice"), register(t, n, "bob")
+	conv, err := alice.CreateConversation(ctx, "r2", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent []string
+	send := func(text string) {
+		t.Helper()
+		if _, err := alice.Send(ctx, conv, text); err != nil {
+			t.Fatalf("send %q: %v", text, err)
+		}
+		sent = append(sent, text)
+	}
+	send("one")
+	syncTexts(t, bob)
+	first := takeBackup(t, n)
+	send("lost in the first")
+	syncTexts(t, bob)
+	syncTexts(t, alice)
+
+	restoreBackup(t, n, first, false)
+	send("in the second")
+	send("also in the second")
+	syncTexts(t, alice)
+	second := takeBackup(t, n)
+	restoreBackup(t, n, second, false)
+	send("in the third")
+
+	got := syncTexts(t, bob)
+	want := []string{"alice: in the second", "alice: also in the second", "alice: in the third"}
+	if !slices.Equal(got, want) {
+		t.Errorf("bob's sync after two restores gave %q, want %q", got, want)
+	}
+	checkRolledBack(t, bob, conv, sent)
+}
