@@ -322,6 +322,8 @@ func (c *Client) History(conv protocol.ConversationID) ([]Message, error) {
 // failure classifies a decrypt error for Stats.DecryptFailed.
 func failure(err error) string {
 	switch {
+	case errors.Is(err, ErrExpired):
+		return "expired"
 	case errors.Is(err, errNoSession):
 		return "no_session"
 	case errors.Is(err, protocol.ErrBadSignature):
@@ -383,6 +385,11 @@ func (c *Client) receive(ctx context.Context, ma *messageAnswer) (*Message, erro
 	fail := func(err error) (*Message, error) {
 		reason := failure(err)
 		c.stats.DecryptFailed[reason]++
+		if reason == "expired" {
+			if err := c.raiseExpired(ma.Conversation, ma.Seq); err != nil {
+				return nil, err
+			}
+		}
 		return nil, &DecryptError{Conversation: ma.Conversation, Seq: ma.Seq, Reason: reason, Err: err}
 	}
 	env, err := protocol.ParseEnvelope(ma.Envelope)
@@ -425,7 +432,7 @@ func (c *Client) receive(ctx context.Context, ma *messageAnswer) (*Message, erro
 		}
 		return nil, err
 	}
-	pt, err := e.ep.Decrypt(env, id)
+	pt, err := e.ep.DecryptAt(env, id, c.now().Unix())
 	if errors.Is(err, secret.ErrDuplicate) {
 		c.stats.Duplicates++
 		return nil, nil

@@ -115,6 +115,7 @@ func (c *Client) Sync(ctx context.Context) (SyncResult, error) {
 		if err := c.api.do(ctx, "GET", "/api/sync?"+c.syncQuery()+"&limit=500", nil, &page); err != nil {
 			return res, err
 		}
+		before := c.acct.Cursor
 		if err := c.process(ctx, page, &res); errors.Is(err, errResync) && resyncs < maxResyncs {
 			resyncs++
 			continue
@@ -123,6 +124,12 @@ func (c *Client) Sync(ctx context.Context) (SyncResult, error) {
 		}
 		if !page.More {
 			return res, nil
+		}
+		// "More" with a cursor that did not move would have the device
+		// ask for the same page for ever.
+		if c.acct.Cursor <= before {
+			err := fmt.Errorf("%w: the sync answer says more events follow cursor %d but does not advance it", ErrServerMisbehaved, before)
+			return res, errors.Join(err, c.raise(Alarm{Kind: AlarmServerData, Detail: "The server's event stream did not advance while it said more events follow."}))
 		}
 	}
 }
@@ -180,6 +187,23 @@ func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) er
 					return err
 				}
 			}
+		case "session":
+			// A new epoch for this device: open it now, while the pre-key it
+			// is sealed to is surely kept (expiry.go erases replaced ones).
+			// A failure here is reported with the first message in it.
+			if ev.Conversation == nil {
+				continue
+			}
+			cs, err := c.conv(*ev.Conversation)
+			if err != nil {
+				return err
+			}
+			if cs == nil {
+				cs = c.newConv(*ev.Conversation)
+			}
+			if _, err := c.openEpoch(ctx, cs, ev.Epoch); err != nil && !errors.Is(err, errNoSession) && !errors.Is(err, ErrServerMisbehaved) {
+				return errors.Join(err, c.flush())
+			}
 		case "prekeys_low":
 			lowKeys = true
 		}
@@ -197,7 +221,12 @@ func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) er
 	}
 	if page.Cursor > c.acct.Cursor {
 		c.acct.Cursor = page.Cursor
-		return c.saveAccount()
+		if err := c.saveAccount(); err != nil {
+			return err
+		}
+	}
+	if !page.More {
+		return c.upkeep(ctx) // caught up: rotate and erase keys when due
 	}
 	return nil
 }

@@ -774,6 +774,7 @@ func TestTrustMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	bob.Close()                // one process (here: client) per state directory
 	bob = newClient(t, n, dir) // the upgrade: first Open
 	cts, err := bob.Contacts()
 	if err != nil || len(cts) != 2 {
@@ -810,6 +811,7 @@ func TestTrustMigration(t *testing.T) {
 	if all, err = bob.Alarms(protocol.ConversationID{}); err != nil {
 		t.Fatal(err)
 	}
+	bob.Close()
 	bob = newClient(t, n, dir)
 	if again, err := bob.Alarms(protocol.ConversationID{}); err != nil || len(again) != len(all) {
 		t.Fatalf("a second Open raised alarms again: %d, was %d (%v)", len(again), len(all), err)

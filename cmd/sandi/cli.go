@@ -97,15 +97,31 @@ var commands = map[string]command{
 	"alarms":        cmdAlarms,
 }
 
-// open opens the client state in the home directory.
+// open opens the client state in the home directory and holds it (its
+// lock) until close: a second sandi process on the same home directory is
+// refused with a sentence naming the directory and this process.
 func (e *cli) open() error {
 	st, err := client.NewDirStorage(e.g.home)
+	if errors.Is(err, client.ErrLocked) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("state directory %s: %w", e.g.home, err)
 	}
 	host, _ := os.Hostname()
 	e.c, err = client.Open(client.Options{Server: e.g.server, Storage: st, DeviceName: "cli@" + host})
+	if err != nil {
+		st.Close()
+	}
 	return err
+}
+
+// close releases the client state, if open.
+func (e *cli) close() {
+	if e.c != nil {
+		e.c.Close()
+		e.c = nil
+	}
 }
 
 // out prints v as one JSON line with --json, else the text.

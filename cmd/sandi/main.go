@@ -127,5 +127,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return usageError{fmt.Sprintf("unknown command %q", cmd)}
 	}
 	e := &cli{g: g, stdin: stdin, stdout: stdout, stderr: stderr}
+	defer e.close()
 	return h(ctx, e, cargs)
 }

@@ -99,11 +99,14 @@ func hashToken(tok string) []byte {
 	return h[:]
 }
 
+// bearer is the token of an "Authorization: Bearer …" header; the scheme
+// is matched case-insensitively (RFC 9110 §11.1).
 func bearer(r *http.Request) string {
-	if a, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-		return strings.TrimSpace(a)
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
 	}
-	return ""
+	return strings.TrimSpace(tok)
 }
 
 func (s *Server) authenticate(r *http.Request, tok string) (*call, error) {

@@ -151,6 +151,13 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request, c *call) erro
 		return err
 	}
 	named := r.URL.Query().Get("incarnation")
+	if c != nil {
+		release, err := s.sockets.acquire(c.ref())
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{})
 	if err != nil {
 		return nil // Accept has answered
@@ -173,6 +180,12 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request, c *call) erro
 			conn.Close(websocket.StatusPolicyViolation, "authentication failed")
 			return nil
 		}
+		release, err := s.sockets.acquire(c.ref())
+		if err != nil {
+			conn.Close(websocket.StatusTryAgainLater, "too many live connections")
+			return nil
+		}
+		defer release()
 	}
 	s.metrics.websockets.Inc()
 	defer s.metrics.websockets.Dec()
@@ -230,7 +243,7 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request, c *call) erro
 				continue
 			}
 		}
-		timer.Reset(pollInterval)
+		timer.Reset(min(pollInterval, s.cfg.WebSocketPing))
 		select {
 		case <-sub.wake:
 		case <-timer.C:
@@ -238,6 +251,10 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request, c *call) erro
 			// token that no longer resolves ends the connection.
 			if _, err := s.store.DeviceByToken(ctx, c.token); errors.Is(err, store.ErrNotFound) {
 				conn.Close(websocket.StatusPolicyViolation, "device revoked")
+				return nil
+			}
+			// Quiet for a while: check that the peer is still there.
+			if !s.ping(ctx, conn) {
 				return nil
 			}
 		case <-ctx.Done():
@@ -250,4 +267,22 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request, c *call) erro
 			return nil
 		}
 	}
+}
+
+// ping pings conn and reports whether the pong came back within
+// Config.WebSocketPongWait; if not, it closes conn. A peer that vanished
+// without closing (a dropped network, a suspended laptop) would otherwise
+// hold its connection and subscription for ever. The pong is read by
+// CloseRead's reader; no goroutine or timer of its own per connection.
+func (s *Server) ping(ctx context.Context, conn *websocket.Conn) bool {
+	pctx, cancel := context.WithTimeout(ctx, s.cfg.WebSocketPongWait)
+	defer cancel()
+	if err := conn.Ping(pctx); err != nil {
+		if ctx.Err() == nil {
+			s.log.Debug("websocket: no pong, closing", "err", err)
+		}
+		conn.CloseNow()
+		return false
+	}
+	return true
 }

@@ -32,6 +32,9 @@ var (
 	// in a way the server should have refused before calling (a wrong
 	// genesis seq or first epoch, an empty wrapped key, a duplicate member).
 	ErrInvalid = errors.New("invalid request")
+	// ErrTooManyKeys is an upload that would leave a device more one-time
+	// pre-keys than the cap its caller passed.
+	ErrTooManyKeys = errors.New("too many one-time pre-keys")
 )
 
 // User is an account.
@@ -78,7 +81,11 @@ type BundleUpload struct {
 	// identity_changed event (User = the account) to every active device
 	// of every user that shares a conversation with the account.
 	Reset bool
-	Now   int64
+	// MaxOneTime, when > 0, caps the device's one-time keys: an upload
+	// after which the device would hold more (counting only ids it does
+	// not hold yet) is ErrTooManyKeys, and nothing is stored.
+	MaxOneTime int
+	Now        int64
 }
 
 // DeviceListRow is an account's latest signed device list (protocol.md
@@ -215,7 +222,9 @@ type NewSession struct {
 
 // CoverageError reports a session whose keys do not cover exactly the
 // devices of the current members (active devices that have uploaded a
-// bundle and that their account's device list, if it has one, names). It
+// bundle, that their account's device list, if it has one, names, and that
+// are not dormant by protocol.md §5.3 at the write's Now; a device within
+// protocol.DormancySlack of its dormancy time may be covered or not). It
 // wraps ErrCoverage.
 type CoverageError struct {
 	Missing []protocol.DeviceID // member devices without a key
@@ -374,6 +383,7 @@ type Store interface {
 	// the account's identity key if it has none. A different identity key
 	// is ErrIdentityMismatch unless b.Reset (see BundleUpload). One-time
 	// keys whose ids exist already are replaced. A device's first bundle,
+	// the bundle of a device that was dormant (protocol.md §5.3) at b.Now,
 	// and a reset that revoked devices, emit EventDevice to contacts (the
 	// active devices of every user sharing a conversation with the account,
 	// and the account's other devices) and mark their shared conversations
@@ -382,9 +392,13 @@ type Store interface {
 	// also deletes the account's device list (the replaced key signed it).
 	PutBundle(ctx context.Context, b BundleUpload) error
 	// AddOneTimeKeys adds one-time keys to a device (ids already present are
-	// ErrConflict) and returns how many it has now.
-	AddOneTimeKeys(ctx context.Context, device protocol.DeviceID, keys []PreKeyRow) (int, error)
-	// CountOneTimeKeys returns how many one-time keys a device has.
+	// ErrConflict) and returns how many it has now. With max > 0, an upload
+	// after which the device would hold more than max keys is
+	// ErrTooManyKeys, and nothing is stored.
+	AddOneTimeKeys(ctx context.Context, device protocol.DeviceID, keys []PreKeyRow, max int) (int, error)
+	// CountOneTimeKeys returns how many one-time keys a device has (0 for
+	// an unknown device). The count is kept with the keys' writes: reading
+	// it does not count rows.
 	CountOneTimeKeys(ctx context.Context, device protocol.DeviceID) (int, error)
 	// Claim atomically takes one one-time key of each device (two callers
 	// never get the same key) and returns each device's keys, in the order
@@ -393,6 +407,13 @@ type Store interface {
 	// that is unknown, revoked, has no bundle yet or is left out of its
 	// account's device list is ErrNotFound (and nothing is claimed).
 	Claim(ctx context.Context, devices []protocol.DeviceID, lowWater int, now int64) ([]Claimed, error)
+	// ClaimBundles is Claim, except that the devices in signedOnly get
+	// their bundle without a one-time key, and keep their keys.
+	ClaimBundles(ctx context.Context, devices []protocol.DeviceID, signedOnly map[protocol.DeviceID]bool, lowWater int, now int64) ([]Claimed, error)
+	// Contacts returns user and every user that shares a current
+	// conversation with it, each once: the accounts whose devices get the
+	// events of a change of user's devices or identity (see PutBundle).
+	Contacts(ctx context.Context, user protocol.UserID) ([]protocol.UserID, error)
 
 	// CreateConversation writes nc in one transaction. An existing id is
 	// ErrConflict; an unknown member is ErrNotFound; keys that do not cover

@@ -6,6 +6,7 @@
 
 (() => {
   const $ = (id) => document.getElementById(id);
+  const trust = () => window.sandiTrust || {}; // trust.js: identity trust and alarms
   const timings = (window.sandiTimings = {});
   const mark = (name) => { timings[name] = Math.round(performance.now()); };
 
@@ -52,6 +53,7 @@
 
   // Why a message could not be decrypted, by the SDK's failure class.
   const failureReasons = {
+    expired: "it came after this browser had erased its key (keys of late messages are kept 7 days): the server held it back.",
     no_session: "this browser was not given the key of the epoch it was sent in (it was not a member device then).",
     bad_signature: "its signature does not verify: it may be forged.",
     too_far_ahead: "too many earlier messages of its sender are missing (more than the 1,000 skipped keys kept).",
@@ -292,6 +294,7 @@
 
   async function refresh() {
     await Promise.all([loadConversations(), loadWarnings(), st.pane === "devices" ? openDevices() : null]);
+    if (st.me && st.me.hasIdentity && trust().refresh) await trust().refresh();
   }
   const refreshSoon = debounce(() => refresh(), 300);
 
@@ -412,12 +415,13 @@
   async function render() {
     const h = location.hash.replace(/^#\/?/, "");
     const [page, arg] = [h.split("/")[0], decodeURIComponent(h.split("/").slice(1).join("/"))];
-    const panes = ["empty", "chat", "new", "devices", "safety"];
+    const panes = ["empty", "chat", "new", "devices", "safety", "alarms"];
     let pane = "empty";
     if (page === "c" && arg) pane = "chat";
     else if (page === "new") pane = "new";
     else if (page === "devices") pane = "devices";
     else if (page === "safety" && arg) pane = "safety";
+    else if (page === "alarms") pane = "alarms";
     for (const p of panes) $("pane-" + p).hidden = p !== pane;
     st.pane = pane;
     $("app").dataset.pane = pane === "empty" ? "list" : "pane";
@@ -429,6 +433,7 @@
     if (pane === "new") openNew();
     if (pane === "devices") await openDevices();
     if (pane === "safety") await openSafety(arg);
+    if (pane === "alarms" && trust().openAlarms) await trust().openAlarms();
   }
 
   // ---- chat ----
@@ -439,6 +444,7 @@
       return;
     }
     drawChatHeader();
+    if (fresh && trust().openChat) trust().openChat(id);
     if (fresh) {
       mark("historyStart");
       setMembersOpen(false);
@@ -484,8 +490,9 @@
     $("chat-title").textContent = convName(c);
     $("chat-members").textContent = (c.members || []).join(", ");
     $("chat-left").hidden = !c.left;
-    $("composer-input").disabled = !!c.left;
-    $("send-button").disabled = !!c.left;
+    const blocked = !!c.left || !!(trust().blocked && trust().blocked(c.id));
+    $("composer-input").disabled = blocked;
+    $("send-button").disabled = blocked;
     $("members-button").disabled = !!c.left;
     if (c.left) setMembersOpen(false);
     if (st.membersOpen) drawMembers();
@@ -650,6 +657,7 @@
     } catch (e) {
       p.status = "failed";
       p.error = errorText(e);
+      if (trust().sendFailed) trust().sendFailed(p, e);
     }
     redrawPending(p);
   }
@@ -684,6 +692,7 @@
       ul.append(el("li", { "data-user": name },
         el("span", { class: "member-name", text: me ? name + " (you)" : name }),
         (c.admins || []).includes(name) ? el("span", { class: "tag", text: "admin" }) : null,
+        me || !trust().memberState ? null : trust().memberState(name),
         me ? null : el("a", { href: "#/safety/" + encodeURIComponent(name), class: "small", "aria-label": "Safety number with " + name, text: "Safety number" }),
         admin && !me ? el("button", { type: "button", class: "remove", "aria-label": "Remove " + name, text: "Remove", onclick: () => removeMember(name) }) : null));
     }
@@ -877,6 +886,7 @@
     } catch (e) {
       $("safety-error").textContent = errorText(e);
     }
+    if (trust().openSafety) await trust().openSafety(user);
   }
 
   // drawQR draws rows of "0"/"1" as one SVG path with a 4-module quiet zone.
@@ -926,6 +936,9 @@
     location.hash = "";
     location.reload();
   }
+
+  // What trust.js borrows.
+  window.sandiApp = { st, el, errorText, fmtTime, convName, drawChatHeader, drawMembers, openSafety, refresh };
 
   boot();
 })();

@@ -256,6 +256,9 @@ func openSQLite(ctx context.Context, url string, opts Options) (_ *Store, err er
 			s.closeHandles()
 		}
 	}()
+	if err := createPrivate(url, SQLiteFile(url)); err != nil {
+		return nil, err
+	}
 	if path := SQLiteFile(url); path == "" {
 		s.memo = newMemo(nil) // in memory: private to this process
 	} else if !opts.Shared {

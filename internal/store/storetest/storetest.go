@@ -69,6 +69,7 @@ func Run(t *testing.T, open Opener) {
 		{"ConcurrentIdentities", testConcurrentIdentities},
 		{"OneTimeKeys", testOneTimeKeys},
 		{"ConcurrentClaims", testConcurrentClaims},
+		{"OneTimeCap", testOneTimeCap},
 		{"CreateConversation", testCreateConversation},
 		{"Coverage", testCoverage},
 		{"DeviceLists", testDeviceLists},
