@@ -94,6 +94,7 @@ type account struct {
 	Device         protocol.DeviceID `json:"device,omitzero"`
 	Token          string            `json:"token"`
 	Cursor         int64             `json:"cursor"`
+	Incarnation    string            `json:"incarnation,omitempty"` // the server store's, as the cursor's events came from (rollback.go)
 	NextPreKeyID   uint32            `json:"nextPreKeyId"`
 	SignedPreKeyID uint32            `json:"signedPreKeyId"`
 	LastResortID   uint32            `json:"lastResortId,omitempty"` // 0 in state from before it was recorded

@@ -1,12 +1,10 @@
 package client
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -64,6 +62,13 @@ type Message struct {
 	ReceivedAt   int64                   `json:"receivedAt"`
 	Epoch        uint64                  `json:"epoch"`
 	Own          bool                    `json:"own,omitempty"`
+	// Lost: the server no longer has this message. It was rolled back
+	// (restored from a backup) and gave its sequence number to another
+	// message; Seq is then 0. See rollback.go.
+	Lost bool `json:"lost,omitempty"`
+	// Ref names the envelope (a hash), to tell apart two messages under
+	// one sequence number.
+	Ref string `json:"ref,omitempty"`
 }
 
 func historyKey(conv protocol.ConversationID) string { return "history/" + conv.String() }
@@ -201,7 +206,7 @@ func (c *Client) send(ctx context.Context, cs *convState, clientID string, ct Co
 			return Message{}, err
 		}
 		m := Message{Conversation: cs.ID, Seq: sa.Seq, Sender: c.acct.Username, SenderID: c.acct.User, Device: c.acct.Device,
-			Type: ct.Type, Text: ct.Text, SentAt: ct.SentAt, ReceivedAt: sa.CreatedAt, Epoch: out.Epoch, Own: true}
+			Type: ct.Type, Text: ct.Text, SentAt: ct.SentAt, ReceivedAt: sa.CreatedAt, Epoch: out.Epoch, Own: true, Ref: envelopeRef(out.Envelope)}
 		if err := c.recordLater(cs, m); err != nil {
 			return m, err
 		}
@@ -311,8 +316,7 @@ func (c *Client) History(conv protocol.ConversationID) ([]Message, error) {
 		}
 		out = append(out, m)
 	}
-	slices.SortStableFunc(out, func(a, b Message) int { return cmp.Compare(a.Seq, b.Seq) })
-	return slices.CompactFunc(out, func(a, b Message) bool { return a.Seq == b.Seq }), nil
+	return liveHistory(out), nil
 }
 
 // failure classifies a decrypt error for Stats.DecryptFailed.
@@ -444,6 +448,6 @@ func (c *Client) receive(ctx context.Context, ma *messageAnswer) (*Message, erro
 	}
 	c.stats.Decrypted++
 	m := &Message{Conversation: cs.ID, Seq: ma.Seq, Sender: c.usernameOf(ctx, env.Sender.User), SenderID: env.Sender.User, Device: env.Sender.Device,
-		Type: ct.Type, Text: ct.Text, SentAt: ct.SentAt, ReceivedAt: ma.CreatedAt, Epoch: env.Epoch}
+		Type: ct.Type, Text: ct.Text, SentAt: ct.SentAt, ReceivedAt: ma.CreatedAt, Epoch: env.Epoch, Ref: envelopeRef(ma.Envelope)}
 	return m, c.recordLater(cs, *m)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"time"
 
 	"sandi.dev/protocol"
@@ -73,9 +74,22 @@ type eventAnswer struct {
 }
 
 type syncPage struct {
-	Events []eventAnswer `json:"events"`
-	Cursor int64         `json:"cursor"`
-	More   bool          `json:"more"`
+	Events      []eventAnswer `json:"events"`
+	Cursor      int64         `json:"cursor"`
+	More        bool          `json:"more"`
+	Incarnation string        `json:"incarnation"`
+	Head        int64         `json:"head"`
+	Resume      *int64        `json:"resume"`
+}
+
+// syncQuery is the query of a sync request or WebSocket: the cursor, and
+// the store incarnation it belongs to (see rollback.go).
+func (c *Client) syncQuery() string {
+	q := fmt.Sprintf("since=%d", c.acct.Cursor)
+	if c.acct.Incarnation != "" {
+		q += "&incarnation=" + url.QueryEscape(c.acct.Incarnation)
+	}
+	return q
 }
 
 // SyncResult is what one Sync brought.
@@ -104,13 +118,16 @@ func (c *Client) Sync(ctx context.Context) (SyncResult, error) {
 	if err := c.ensureDeviceList(ctx); err != nil {
 		return res, err
 	}
-	for {
+	for resyncs := 0; ; {
 		var page syncPage
-		if err := c.api.do(ctx, "GET", fmt.Sprintf("/api/sync?since=%d&limit=500", c.acct.Cursor), nil, &page); err != nil {
+		if err := c.api.do(ctx, "GET", "/api/sync?"+c.syncQuery()+"&limit=500", nil, &page); err != nil {
 			return res, err
 		}
 		before := c.acct.Cursor
-		if err := c.process(ctx, page, &res); err != nil {
+		if err := c.process(ctx, page, &res); errors.Is(err, errResync) && resyncs < maxResyncs {
+			resyncs++
+			continue
+		} else if err != nil {
 			return res, err
 		}
 		if !page.More {
@@ -127,6 +144,9 @@ func (c *Client) Sync(ctx context.Context) (SyncResult, error) {
 
 // process handles one page of events and advances the cursor.
 func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) error {
+	if err := c.checkIncarnation(&page); err != nil {
+		return err
+	}
 	lowKeys, changed := false, false
 	for i := range page.Events {
 		ev := &page.Events[i]
@@ -234,16 +254,25 @@ func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) er
 // Listen keeps a WebSocket to the server and processes events as they come,
 // calling onMessage for each new message (onMessage runs with the client
 // locked: it must not call the client). It reconnects after any drop, from
-// the stored cursor, until ctx ends.
+// the stored cursor, until ctx ends: 200 ms after a connection that the
+// server had accepted (it restarted, or the network dropped), else after a
+// delay that doubles from 200 ms up to 10 s while the server cannot be
+// reached.
 func (c *Client) Listen(ctx context.Context, onMessage func(Message), onFailure func(*DecryptError)) error {
-	delay := 200 * time.Millisecond
+	const firstDelay = 200 * time.Millisecond
+	delay := firstDelay
 	for {
-		err := c.listenOnce(ctx, onMessage, onFailure)
+		connected, err := c.listenOnce(ctx, onMessage, onFailure)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		if errors.Is(err, ErrNoAccount) || errors.Is(err, ErrNoIdentity) {
 			return err
+		}
+		if connected {
+			// The server was there: a restart or a dropped connection,
+			// not an outage that grew the delay.
+			delay = firstDelay
 		}
 		select {
 		case <-time.After(delay):
@@ -254,29 +283,31 @@ func (c *Client) Listen(ctx context.Context, onMessage func(Message), onFailure 
 	}
 }
 
-func (c *Client) listenOnce(ctx context.Context, onMessage func(Message), onFailure func(*DecryptError)) error {
+// listenOnce runs one WebSocket; connected reports that the server
+// accepted it.
+func (c *Client) listenOnce(ctx context.Context, onMessage func(Message), onFailure func(*DecryptError)) (connected bool, err error) {
 	c.mu.Lock()
 	if err := c.ready(); err != nil {
 		c.mu.Unlock()
-		return err
+		return false, err
 	}
-	u := fmt.Sprintf("%s/api/ws?since=%d", c.acct.Server, c.acct.Cursor)
+	u := c.acct.Server + "/api/ws?" + c.syncQuery()
 	token := c.acct.Token
 	c.mu.Unlock()
 	conn, err := dialWS(ctx, u, token)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer conn.CloseNow()
 	conn.SetReadLimit(64 << 20)
 	for {
 		_, data, err := conn.Read(ctx)
 		if err != nil {
-			return err
+			return true, err
 		}
 		var page syncPage
 		if err := json.Unmarshal(data, &page); err != nil {
-			return fmt.Errorf("websocket frame: %w", err)
+			return true, fmt.Errorf("websocket frame: %w", err)
 		}
 		var res SyncResult
 		c.mu.Lock()
@@ -295,7 +326,7 @@ func (c *Client) listenOnce(ctx context.Context, onMessage func(Message), onFail
 		}
 		c.mu.Unlock()
 		if err != nil {
-			return err
+			return true, err
 		}
 	}
 }

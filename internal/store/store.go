@@ -334,9 +334,29 @@ type Event struct {
 	CreatedAt    int64
 }
 
+// Incarnation names one history of a database. A restore from a backup
+// begins a new one: what the old incarnation wrote after the backup is
+// gone, and event ids after Base are reused for other events. Clients hold
+// the id they last saw and resynchronise when it changes (api.md, Sync).
+type Incarnation struct {
+	ID        [16]byte // random
+	Base      int64    // the newest event id when it began (0 for the first)
+	CreatedAt int64
+}
+
 // Store is sandi's storage. All methods are safe for concurrent use.
 type Store interface {
 	Links
+
+	// Incarnation returns the current incarnation (the last of
+	// Incarnations), as it was when the store opened or after its own
+	// NewIncarnation. Opening a database that has none creates the first.
+	Incarnation() Incarnation
+	// Incarnations returns every incarnation of the database, oldest first.
+	Incarnations(ctx context.Context) ([]Incarnation, error)
+	// NewIncarnation begins a new incarnation (a random id, Base = the
+	// newest event id) and returns it.
+	NewIncarnation(ctx context.Context, now int64) (Incarnation, error)
 
 	// CreateUser creates an account and its first device with a token.
 	// A taken username (or user, device or token id) is ErrConflict.

@@ -74,6 +74,10 @@ type Store struct {
 	// ckpt checkpoints the WAL off the writer (SQLite, not Shared).
 	ckpt *checkpointer
 
+	// inc is the current incarnation (see incarnation.go).
+	incMu sync.Mutex
+	inc   store.Incarnation
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -168,6 +172,10 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		s, err = openSQLite(ctx, url, opts)
 	}
 	if err != nil {
+		return nil, fmt.Errorf("sqlstore: open: %w", err)
+	}
+	if err := s.ensureIncarnation(ctx, time.Now().UnixMilli()); err != nil {
+		s.closeHandles()
 		return nil, fmt.Errorf("sqlstore: open: %w", err)
 	}
 	s.batch = newBatcher(s, opts.MaxBatch)

@@ -93,6 +93,7 @@ func Run(t *testing.T, open Opener) {
 		{"Logins", testLogins},
 		{"AnswersFollowWrites", testAnswersFollowWrites},
 		{"Ping", testPing},
+		{"Incarnation", testIncarnation},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, open) })
