@@ -176,6 +176,9 @@ func (fx *chainFixture) encode(control byte, recs []*protocol.Record) []byte {
 		for _, u := range r.Users {
 			out = append(out, byte(slices.Index(fx.users, u)))
 		}
+		if r.Op == protocol.OpRekeyCosigned {
+			out = append(out, byte(slices.Index(fx.idents, r.Cosigner)))
+		}
 	}
 	return out
 }
@@ -215,6 +218,13 @@ func (in *chainInput) next(head *protocol.Chain) *protocol.Record {
 		rec.Users = append(rec.Users, fx.users[int(in.b[0])%len(fx.users)])
 		in.b = in.b[1:]
 	}
+	if rec.Op == protocol.OpRekeyCosigned {
+		if len(in.b) < 1 {
+			return nil
+		}
+		rec.Cosigner = fx.idents[int(in.b[0])%len(fx.idents)]
+		in.b = in.b[1:]
+	}
 	if flags&chainOtherConv != 0 {
 		rec.Conversation = fixedConversation("other")
 	}
@@ -226,6 +236,10 @@ func (in *chainInput) next(head *protocol.Chain) *protocol.Record {
 	}
 	rec.Time = chainTime(rec.Seq)
 	if flags&chainUnsigned == 0 {
+		// A co-signature comes first: the new key's signature covers it.
+		if cos := fx.keys[rec.Cosigner]; rec.Op == protocol.OpRekeyCosigned && cos != nil {
+			rec.Cosignature = cos.Sign(rec.CosignedData())
+		}
 		pub, ok := expectedSigner(head, rec)
 		if flags&chainWrongKey != 0 {
 			pub, ok = fx.idents[(slices.Index(fx.idents, pub)+1)%(len(fx.idents)-1)], true
@@ -240,7 +254,7 @@ func (in *chainInput) next(head *protocol.Chain) *protocol.Record {
 // expectedSigner is the identity key that must sign rec as the next record
 // of c (c nil: rec is the genesis record), or false if there is none.
 func expectedSigner(c *protocol.Chain, rec *protocol.Record) (protocol.IdentityKey, bool) {
-	if rec.Op == protocol.OpRekey && len(rec.Members) == 1 {
+	if rec.Op.IsRekey() && len(rec.Members) == 1 {
 		return rec.Members[0].Identity, true
 	}
 	if c == nil {
@@ -329,6 +343,16 @@ func checkStep(t *testing.T, prev, next *protocol.Chain, rec *protocol.Record) {
 		if m, _ := next.Member(rec.Author); m.Role != protocol.RoleMember {
 			t.Fatalf("a rekey gave its author the role %s", m.Role)
 		}
+	case protocol.OpRekeyCosigned:
+		// Co-signed by the author's current key, or by the key it had
+		// before a rekey it did not co-sign.
+		prevKey, _, rekeyed := prev.Rekeyed(rec.Author)
+		if rec.Cosigner != author.Identity && !(rekeyed && rec.Cosigner == prevKey) {
+			t.Fatalf("a rekey co-signed by %x accepted", rec.Cosigner[:4])
+		}
+		if rec.Cosigner.Verify(rec.CosignedData(), rec.Cosignature[:]) != nil {
+			t.Fatal("a rekey accepted without a valid co-signature")
+		}
 	case protocol.OpLeave:
 		if _, still := next.Member(rec.Author); still {
 			t.Fatal("a member is still in after leaving")
@@ -338,7 +362,7 @@ func checkStep(t *testing.T, prev, next *protocol.Chain, rec *protocol.Record) {
 	}
 	for _, m := range prev.Members() {
 		cur, ok := next.Member(m.User)
-		if ok && cur.Identity != m.Identity && !(rec.Op == protocol.OpRekey && m.User == rec.Author) {
+		if ok && cur.Identity != m.Identity && !(rec.Op.IsRekey() && m.User == rec.Author) {
 			t.Fatalf("record %d (%s) changed the identity key of %s", rec.Seq, rec.Op, m.User)
 		}
 		if !ok && rec.Op != protocol.OpRemove && rec.Op != protocol.OpLeave {
