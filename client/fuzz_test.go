@@ -201,6 +201,11 @@ func newSyncFixture(tb testing.TB) *syncFixture {
 	// the server's first answer ends, and the engine's minimizer runs many
 	// of those.
 	fx.selfID = selfID
+	// The account's signed device list, held: Sync then asks the server
+	// for nothing before its first sync page.
+	own := &protocol.DeviceList{User: fx.self.User, Seq: 1, Time: now * 1000, Devices: []protocol.DeviceID{fx.self.Device}}
+	secret.SignDeviceList(selfID, own)
+	put(deviceListKey(fx.self.User), heldList{Identity: selfID.Public(), List: own.Marshal()})
 	fx.prekey = &prekeyEntry{Kind: protocol.OneTimePreKey, Created: now, Seed: oneTimeKEM.Seed(), key: oneTimeKEM}
 	put("contact/"+fx.alice.User.String(), contact{Username: "alice", Identity: fx.aliceID.Public()})
 
