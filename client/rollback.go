@@ -43,6 +43,16 @@ const maxResyncs = 3
 // 0), lets every conversation take sequence numbers it has seen again (the
 // ratchets still drop what was already read), records a Warning and an
 // Alarm, and returns errResync.
+// rolledBack reports whether page shows a rollback, as checkIncarnation
+// judges it.
+func (c *Client) rolledBack(page *syncPage) bool {
+	if page.Incarnation == "" {
+		return false
+	}
+	known := c.acct.Incarnation
+	return page.Resume != nil || known != "" && page.Incarnation != known || page.Head < c.acct.Cursor
+}
+
 func (c *Client) checkIncarnation(page *syncPage) error {
 	if page.Incarnation == "" {
 		return nil // a server that does not name incarnations

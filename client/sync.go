@@ -123,7 +123,13 @@ func (c *Client) Sync(ctx context.Context) (SyncResult, error) {
 		if err := c.api.do(ctx, "GET", "/api/sync?"+c.syncQuery()+"&limit=500", nil, &page); err != nil {
 			return res, err
 		}
-		before := c.acct.Cursor
+		// "More" with a cursor that does not move would have the device ask
+		// for the same page for ever; refused before anything is stored
+		// (a rolled-back store moves the cursor back on purpose: rollback.go).
+		if page.More && page.Cursor <= c.acct.Cursor && !c.rolledBack(&page) {
+			err := fmt.Errorf("%w: the sync answer says more events follow cursor %d but does not advance it", ErrServerMisbehaved, c.acct.Cursor)
+			return res, errors.Join(err, c.raise(Alarm{Kind: AlarmServerData, Detail: "The server's event stream did not advance while it said more events follow."}))
+		}
 		if err := c.process(ctx, page, &res); errors.Is(err, errResync) && resyncs < maxResyncs {
 			resyncs++
 			continue
@@ -132,12 +138,6 @@ func (c *Client) Sync(ctx context.Context) (SyncResult, error) {
 		}
 		if !page.More {
 			return res, nil
-		}
-		// "More" with a cursor that did not move would have the device
-		// ask for the same page for ever.
-		if c.acct.Cursor <= before {
-			err := fmt.Errorf("%w: the sync answer says more events follow cursor %d but does not advance it", ErrServerMisbehaved, before)
-			return res, errors.Join(err, c.raise(Alarm{Kind: AlarmServerData, Detail: "The server's event stream did not advance while it said more events follow."}))
 		}
 	}
 }
