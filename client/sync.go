@@ -74,6 +74,10 @@ type syncPage struct {
 type SyncResult struct {
 	Messages []Message
 	Failures []*DecryptError
+	// Held are messages held until the user accepts or rejects a pending
+	// identity key (Reason ReasonHeld): they come in Messages (or
+	// Failures) of a later Sync, once the key is decided.
+	Held []*DecryptError
 }
 
 // Sync reads every event since the stored cursor, processes it (decrypts
@@ -113,6 +117,9 @@ func (c *Client) Sync(ctx context.Context) (SyncResult, error) {
 // process handles one page of events and advances the cursor.
 func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) error {
 	lowKeys, changed := false, false
+	// Messages released from hold since the last page (AcceptIdentity).
+	res.Messages, res.Failures = append(res.Messages, c.release.Messages...), append(res.Failures, c.release.Failures...)
+	c.release = SyncResult{}
 	for i := range page.Events {
 		ev := &page.Events[i]
 		changed = changed || ev.Kind != "message"
@@ -123,7 +130,9 @@ func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) er
 			}
 			m, err := c.receive(ctx, ev.Message)
 			var de *DecryptError
-			if errors.As(err, &de) {
+			if errors.As(err, &de) && de.Reason == ReasonHeld {
+				res.Held = append(res.Held, de)
+			} else if errors.As(err, &de) {
 				res.Failures = append(res.Failures, de)
 			} else if err != nil {
 				return errors.Join(err, c.flush())
@@ -165,6 +174,13 @@ func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) er
 		}
 	}
 	if err := c.flush(); err != nil {
+		return err
+	}
+	// A pending key accepted on this page (a rekey that moved a pin)
+	// releases what was held for it.
+	ms, fs, err := c.releaseHeld(ctx, nil, false)
+	res.Messages, res.Failures = append(res.Messages, ms...), append(res.Failures, fs...)
+	if err != nil {
 		return err
 	}
 	if changed && c.onChange != nil {

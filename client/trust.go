@@ -662,10 +662,12 @@ func (c *Client) Unverify(ctx context.Context, user string) error {
 	return c.savePin(p)
 }
 
-// AcceptIdentity accepts a verified contact's pending identity change: the
-// new key becomes the pin (the old one joins the history) and the contact
-// is no longer verified. It returns the safety numbers of the old and the
-// new key. Without a pending change it is an error.
+// AcceptIdentity accepts a contact's pending identity change: the new key
+// becomes the pin (the old one joins the history) and the contact is no
+// longer verified. It returns the safety numbers of the old and the new
+// key. The messages held for the new key (HeldMessages) are decrypted and
+// recorded in the history now, and returned by the next Sync. Without a
+// pending change it is an error.
 func (c *Client) AcceptIdentity(user string) (old, new string, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -686,12 +688,23 @@ func (c *Client) AcceptIdentity(user string) (old, new string, err error) {
 	if err := c.savePin(p); err != nil {
 		return "", "", err
 	}
+	// The messages held for the key are decrypted and recorded now, and
+	// reported by the next Sync. One that needs the server and cannot
+	// reach it stays held: Sync releases it later.
+	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+	defer cancel()
+	ms, fs, _ := c.releaseHeld(ctx, &p.User, true)
+	c.release.Messages, c.release.Failures = append(c.release.Messages, ms...), append(c.release.Failures, fs...)
+	if len(ms)+len(fs) > 0 && c.onChange != nil {
+		c.onChange()
+	}
 	return ct.SafetyNumber, ct.PendingSafetyNumber, nil
 }
 
 // RejectIdentity refuses a contact's pending identity change: the pinned
 // key stays, conversations that name the rejected key stay unusable, and
-// sending to the others works again. The key changes nothing when met again,
+// sending to the others works again. The messages held for the key are
+// dropped (the next Sync reports them as failures). The key changes nothing when met again,
 // except in a rekey of the pinned key in a held conversation, which makes
 // it pending (and raised) once more.
 func (c *Client) RejectIdentity(user string) error {
@@ -709,7 +722,15 @@ func (c *Client) RejectIdentity(user string) error {
 	}
 	p.Rejected = append(p.Rejected, *p.Pending)
 	p.Pending, p.PendingSince = nil, 0
-	return c.savePin(p)
+	if err := c.savePin(p); err != nil {
+		return err
+	}
+	// What was held for the key is dropped, counted as failures.
+	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+	defer cancel()
+	_, fs, err := c.releaseHeld(ctx, &p.User, true)
+	c.release.Failures = append(c.release.Failures, fs...)
+	return err
 }
 
 // noteOwnReset records this account's replaced identity key (in the
