@@ -155,6 +155,12 @@ func (c *Client) send(ctx context.Context, cs *convState, clientID string, ct Co
 	}
 	for try := 0; ; try++ {
 		if out.Envelope == nil {
+			// Refuse at once in a conversation that names a key this
+			// device has not accepted, before asking the server anything
+			// about its epochs; checked again on the head current verifies.
+			if err := c.trustedBeforeSync(cs); err != nil {
+				return Message{}, err
+			}
 			e, n, err := c.current(ctx, cs)
 			if err != nil {
 				return Message{}, err
