@@ -219,12 +219,16 @@ func (c *Client) pinOf(nameOrID string) *pin {
 	return found
 }
 
-// How a key was met: only a rekey that replaces the pinned key in a
-// conversation the device holds may move an unverified contact's pin by
-// itself (protocol.md "Client trust state").
+// metHow says how a key was met: only a rekey that replaces the pinned key
+// in a conversation the device holds may move an unverified contact's pin
+// by itself, and only a rekey the pinned key co-signed may move a verified
+// contact's (protocol.md "Client trust state").
+type metHow int
+
 const (
-	metElsewhere = false // a lookup, a bundle, a genesis or add record, a chain held from before
-	metByRekey   = true  // an OpRekey record whose previous state named the pinned key
+	metElsewhere  metHow = iota // a lookup, a bundle, a genesis or add record, a chain held from before
+	metByRekey                  // a rekey record whose previous state named the pinned key
+	metByCosigned               // an OpRekeyCosigned record whose cosigner is the pinned key
 )
 
 // meet checks an identity key the client met for user against the pin
@@ -233,10 +237,13 @@ const (
 // a conversation that still names it is refused at use (trusted). Any other
 // key is an identity change, with a warning and an alarm: it replaces the
 // pin of an unverified contact when met by a rekey of the pinned key
-// (byRekey); otherwise it is held as pending, until AcceptIdentity (or, for
-// an unverified contact, until such a rekey arrives), and an
+// (metByRekey), and the pin of any contact, verified or not, when met by a
+// rekey the pinned key co-signed (metByCosigned: the holder of the key the
+// user accepted vouched for the new one, so a verified contact stays
+// verified); otherwise it is held as pending, until AcceptIdentity (or,
+// for an unverified contact, until such a rekey arrives), and an
 // *IdentityError is returned. Own keys go to meetOwn.
-func (c *Client) meet(user protocol.UserID, username string, key protocol.IdentityKey, conv protocol.ConversationID, byRekey bool) error {
+func (c *Client) meet(user protocol.UserID, username string, key protocol.IdentityKey, conv protocol.ConversationID, how metHow) error {
 	if user == c.acct.User {
 		return c.meetOwn(key, conv)
 	}
@@ -255,7 +262,7 @@ func (c *Client) meet(user protocol.UserID, username string, key protocol.Identi
 		}
 		return nil
 	}
-	if p.rejected(key) && !byRekey {
+	if p.rejected(key) && how == metElsewhere {
 		if rename {
 			if err := c.savePin(p); err != nil {
 				return err
@@ -265,7 +272,21 @@ func (c *Client) meet(user protocol.UserID, username string, key protocol.Identi
 	}
 	known := p.Pending != nil && p.Pending.Equal(key) // raised when it was first met
 	p.Rejected = slices.DeleteFunc(p.Rejected, func(r protocol.IdentityKey) bool { return r.Equal(key) })
-	if byRekey && !p.Verified {
+	if how == metByCosigned {
+		p.History = append(p.History, pastKey{Identity: p.Identity, Until: now})
+		p.Identity, p.Changed, p.Pending, p.PendingSince = key, now, nil, 0
+		if err := c.savePin(p); err != nil {
+			return err
+		}
+		c.stats.IdentityAlerts++
+		c.warn(Warning{Kind: WarnIdentityChanged, User: user, Username: p.Username, Conversation: conv})
+		detail := fmt.Sprintf("the identity key of %s changed, and the key this device had accepted co-signed the new one (the holder of the old key agreed); its safety number changed", p.name())
+		if p.Verified {
+			detail += fmt.Sprintf(": %s stays verified, compare the new number when you can", p.name())
+		}
+		return c.raiseFor(user, conv, Alarm{Kind: AlarmIdentityChanged, User: user, Detail: detail})
+	}
+	if how == metByRekey && !p.Verified {
 		p.History = append(p.History, pastKey{Identity: p.Identity, Until: now})
 		p.Identity, p.Changed, p.Pending, p.PendingSince = key, now, nil, 0
 		if err := c.savePin(p); err != nil || known {
@@ -373,7 +394,8 @@ func (c *Client) convsNaming(user protocol.UserID) []protocol.ConversationID {
 // meetChain checks the keys of a chain the device just extended with recs
 // (from the genesis when prev is nil). Each record is replayed on the state
 // before it: a rekey that replaces a contact's pinned key is met as such
-// (metByRekey); a rekey that leads to the pinned key from an earlier key
+// (metByRekey), one the pinned key co-signed as metByCosigned; a rekey that
+// leads to the pinned key from an earlier key
 // puts that earlier key in the pin's history (the new key signed the
 // succession); with an incremental update, a record naming this account
 // with a key that is not this device's is checked on its own. Then every
@@ -408,10 +430,25 @@ func (c *Client) meetChain(cs *convState, prev *protocol.Chain, recs []*protocol
 				continue
 			}
 			before, _ := state.Member(m.User)
-			if p := c.pins[m.User]; p != nil && p.Identity.Equal(before.Identity) {
-				if err := c.meet(m.User, "", m.Identity, cs.ID, metByRekey); !ok(err) {
-					return err
+			if p := c.pins[m.User]; p != nil {
+				how := metElsewhere
+				switch {
+				case rec.Op == protocol.OpRekeyCosigned && rec.Cosigner.Equal(p.Identity):
+					how = metByCosigned
+				case p.Identity.Equal(before.Identity):
+					how = metByRekey
 				}
+				if how != metElsewhere {
+					if err := c.meet(m.User, "", m.Identity, cs.ID, how); !ok(err) {
+						return err
+					}
+				}
+			}
+			// The key a rekey succeeds is the one that signed for it: the
+			// cosigner of a co-signed rekey (not the entry it replaces,
+			// which may be a key the server forged).
+			if rec.Op == protocol.OpRekeyCosigned {
+				before.Identity = rec.Cosigner
 			}
 			successions = append(successions, [2]protocol.Member{before, m})
 		}
