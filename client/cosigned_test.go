@@ -165,3 +165,48 @@ func TestRekeyBackVouchesForNoForgedKey(t *testing.T) {
 		t.Fatalf("alice read %q", got)
 	}
 }
+
+// TestRekeyBackUnverifiedContact: the server forges a rekey of alice, a
+// contact bob has not verified, so bob's pin follows it (§10.1 rule 3);
+// alice rekeys back to her key. Bob's pin returns to her key, whether he
+// saw the forged rekey before the rekey back or both at once, and the
+// conversation works both ways.
+func TestRekeyBackUnverifiedContact(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", serverConfig())
+	for _, between := range []bool{true, false} {
+		t.Run(map[bool]string{true: "synced between", false: "both at once"}[between], func(t *testing.T) {
+			suffix := map[bool]string{true: "1", false: "2"}[between]
+			alice, bob := register(t, n, "alice"+suffix), register(t, n, "bob"+suffix)
+			conv, err := alice.CreateConversation(ctx, "", bob.Username())
+			if err != nil {
+				t.Fatal(err)
+			}
+			syncTexts(t, bob)
+			before := safety(t, bob, alice.Username())
+			forgeRekey(t, n, conv, alice.UserID(), secret.NewIdentity())
+			if between {
+				if _, err := bob.Sync(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if safety(t, bob, alice.Username()) == before {
+					t.Fatal("the pin of an unverified contact did not follow the rekey")
+				}
+			}
+			if err := alice.RekeyBack(ctx, nil); err != nil {
+				t.Fatal(err)
+			}
+			mustSend(t, alice, conv, "it was not me")
+			if got := syncTexts(t, bob); !slices.Equal(got, []string{alice.Username() + ": it was not me"}) {
+				t.Fatalf("bob read %q", got)
+			}
+			if after := safety(t, bob, alice.Username()); after != before {
+				t.Fatal("bob's pin did not return to alice's key")
+			}
+			mustSend(t, bob, conv, "welcome back")
+			if got := syncTexts(t, alice); !slices.Equal(got, []string{bob.Username() + ": welcome back"}) {
+				t.Fatalf("alice read %q", got)
+			}
+		})
+	}
+}

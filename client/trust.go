@@ -256,11 +256,17 @@ func (c *Client) meet(user protocol.UserID, username string, key protocol.Identi
 	if rename {
 		p.Username = username
 	}
-	if p.Identity.Equal(key) || p.had(key) {
+	// A rekey back to a key accepted earlier returns the pin to it, where
+	// a rekey to a new key would have moved the pin by itself.
+	back := p.had(key) && (how == metByCosigned || how == metByRekey && !p.Verified)
+	if p.Identity.Equal(key) || p.had(key) && !back {
 		if rename {
 			return c.savePin(p)
 		}
 		return nil
+	}
+	if back {
+		p.History = slices.DeleteFunc(p.History, func(h pastKey) bool { return h.Identity.Equal(key) })
 	}
 	if p.rejected(key) && how == metElsewhere {
 		if rename {
