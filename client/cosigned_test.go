@@ -192,6 +192,11 @@ func TestRekeyBackUnverifiedContact(t *testing.T) {
 				if safety(t, bob, alice.Username()) == before {
 					t.Fatal("the pin of an unverified contact did not follow the rekey")
 				}
+				// The contact says its key came through a rekey nobody
+				// co-signed, in which conversation.
+				if ct, err := bob.Contact(ctx, alice.Username()); err != nil || !slices.Equal(ct.Rekeyed, []protocol.ConversationID{conv}) {
+					t.Fatalf("contact after the forged rekey %+v %v", ct, err)
+				}
 			}
 			if err := alice.RekeyBack(ctx, nil); err != nil {
 				t.Fatal(err)
@@ -202,6 +207,9 @@ func TestRekeyBackUnverifiedContact(t *testing.T) {
 			}
 			if after := safety(t, bob, alice.Username()); after != before {
 				t.Fatal("bob's pin did not return to alice's key")
+			}
+			if ct, err := bob.Contact(ctx, alice.Username()); err != nil || len(ct.Rekeyed) != 0 {
+				t.Fatalf("contact after the rekey back %+v %v", ct, err)
 			}
 			mustSend(t, bob, conv, "welcome back")
 			if got := syncTexts(t, alice); !slices.Equal(got, []string{bob.Username() + ": welcome back"}) {

@@ -611,6 +611,11 @@ type Contact struct {
 	// Pending, if set, is a new key not accepted yet (verified contacts).
 	Pending             *protocol.IdentityKey `json:"pending,omitempty"`
 	PendingSafetyNumber string                `json:"pendingSafetyNumber,omitempty"`
+	// Rekeyed lists the held conversations whose chain says that Identity
+	// came through a rekey the previous key did not co-sign
+	// (protocol.Chain.Rekeyed): a change the server may have forged, worth
+	// comparing safety numbers for. Empty once the contact rekeys back.
+	Rekeyed []protocol.ConversationID `json:"rekeyed,omitempty"`
 }
 
 func (c *Client) contactOf(p *pin) Contact {
@@ -621,6 +626,17 @@ func (c *Client) contactOf(p *pin) Contact {
 	if p.Pending != nil {
 		n, _ := protocol.SafetyNumber(c.acct.User, c.id.Public(), p.User, *p.Pending)
 		ct.PendingSafetyNumber = protocol.FormatSafetyNumber(n)
+	}
+	for _, id := range c.convsNaming(p.User) {
+		cs, err := c.conv(id)
+		if err != nil || cs == nil || cs.chain == nil {
+			continue
+		}
+		if m, _ := cs.chain.Member(p.User); m.Identity.Equal(p.Identity) {
+			if _, _, rekeyed := cs.chain.Rekeyed(p.User); rekeyed {
+				ct.Rekeyed = append(ct.Rekeyed, id)
+			}
+		}
 	}
 	return ct
 }

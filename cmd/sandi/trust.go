@@ -107,6 +107,9 @@ func cmdContacts(ctx context.Context, e *cli, args []string) error {
 		if ct.Pending != nil {
 			text += fmt.Sprintf("\n%-20s  %-10s  %s  (new key: compare, then 'sandi accept %s')", "", "CHANGED", ct.PendingSafetyNumber, untrustedName(ct.Username))
 		}
+		if len(ct.Rekeyed) > 0 {
+			text += fmt.Sprintf("\n%-20s  %-10s  this key came through a rekey that the previous key did not co-sign, in %d conversation(s): it may be the server's; compare safety numbers", "", "REKEYED", len(ct.Rekeyed))
+		}
 		if err := e.out(ct, text); err != nil {
 			return err
 		}

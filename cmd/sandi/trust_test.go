@@ -210,6 +210,15 @@ func TestCLIRekeyBack(t *testing.T) {
 	forgeRekeyInDB(t, filepath.Join(data, "sandi.db"), conv, user)
 	srv = startSandi(t, childEnv(), "serve", "--addr", addr, "--data", data)
 	waitHealthy(t, srv, base)
+	// Bob's device meets the forged rekey (here by trying to add carol,
+	// which fetches the chain; he is no admin): his contact list says
+	// alice's key came through a rekey nobody co-signed.
+	if _, errs, code := cliRun(t, base, bob, "", "add", created.ID, "carol"); code != 1 {
+		t.Fatalf("bob adds: exit %d, %q", code, errs)
+	}
+	if out := cliOK(t, base, bob, "", "contacts"); !strings.Contains(out, "REKEYED") || !strings.Contains(out, "did not co-sign, in 1 conversation") {
+		t.Fatalf("bob's contacts after the forged rekey: %q", out)
+	}
 	_, errs, code := cliRun(t, base, alice, "", "send", created.ID, "still me")
 	if code != 1 || !strings.Contains(errs, "sandi rekey-back") {
 		t.Fatalf("send after a forged rekey: exit %d, %q", code, errs)
@@ -239,5 +248,8 @@ func TestCLIRekeyBack(t *testing.T) {
 	}
 	if out := cliOK(t, base, alice, "", "rekey-back"); !strings.Contains(out, "nothing to restore") {
 		t.Fatalf("rekey-back twice: %q", out)
+	}
+	if out := cliOK(t, base, bob, "", "contacts"); strings.Contains(out, "REKEYED") {
+		t.Fatalf("bob's contacts after the rekey back: %q", out)
 	}
 }
