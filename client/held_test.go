@@ -5,6 +5,7 @@ package client_test
 import (
 	"context"
 	"slices"
+	"strconv"
 	"testing"
 
 	"sandi.dev/client"
@@ -177,5 +178,54 @@ func TestHeldThenRejected(t *testing.T) {
 	res, err = bob.Sync(ctx)
 	if err != nil || len(res.Messages) != 0 || len(res.Failures) != 1 || res.Failures[0].Reason != "identity_not_accepted" {
 		t.Fatalf("sync after rejecting: %+v %v", res, err)
+	}
+}
+
+// TestHeldBound: a device holds at most client.MaxHeld messages; the next
+// one is a failure, as every such message was before holding existed.
+func TestHeldBound(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", serverConfig())
+	open := func() *client.Client {
+		c, err := client.Open(client.Options{Server: n.url(), Storage: client.NewMemStorage()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	alice, bob, alice2 := open(), open(), open()
+	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.Register(ctx, "bob", "password of bob"); err != nil {
+		t.Fatal(err)
+	}
+	conv, err := alice.CreateConversation(ctx, "", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, bob)
+	verify(t, bob, alice)
+	if err := alice2.Login(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice2.ResetIdentity(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range client.MaxHeld + 1 {
+		mustSend(t, alice2, conv, "m"+strconv.Itoa(i))
+	}
+	res, err := bob.Sync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Held) != client.MaxHeld || len(res.Failures) != 1 || res.Failures[0].Reason != "identity_not_accepted" {
+		t.Fatalf("held %d, failures %+v", len(res.Held), res.Failures)
+	}
+	if _, _, err := bob.AcceptIdentity("alice"); err != nil {
+		t.Fatal(err)
+	}
+	if got := historyTexts(t, bob, conv); len(got) != client.MaxHeld || got[0] != "alice: m0" || got[len(got)-1] != "alice: m"+strconv.Itoa(client.MaxHeld-1) {
+		t.Fatalf("history has %d messages: first %q", len(got), got[:min(len(got), 1)])
 	}
 }
