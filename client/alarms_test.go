@@ -27,6 +27,9 @@ func TestAlarmsPersist(t *testing.T) {
 	if err := c.raise(Alarm{Kind: AlarmOwnRekey, Severity: SeverityCritical, Detail: "rekey"}); err != nil {
 		t.Fatal(err)
 	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
 	st2, err := NewDirStorage(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -69,6 +69,10 @@ type api struct {
 
 const maxTries = 5
 
+// maxRetryAfter is the longest Retry-After, in seconds, that do waits for
+// before trying again; a longer one ends the call with the error.
+const maxRetryAfter = 10
+
 func (a *api) do(ctx context.Context, method, path string, body, out any) error {
 	var data []byte
 	if body != nil {
@@ -95,6 +99,11 @@ func (a *api) do(ctx context.Context, method, path string, body, out any) error 
 		lastErr = err
 		var ae *APIError
 		if errors.As(err, &ae) && ae.RetryAfter > 0 {
+			// A server that asks for a long wait gets none: the caller
+			// sees the error at once and tries again when it chooses.
+			if ae.RetryAfter > maxRetryAfter {
+				return err
+			}
 			delay = time.Duration(ae.RetryAfter) * time.Second
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -81,6 +82,9 @@ type Client struct {
 	held    *heldState               // messages held for pending keys (held.go), loaded when needed
 	release SyncResult               // released from hold outside Sync: reported by the next one
 
+	lives     map[protocol.ConversationID]*epochLife // expiry.go
+	expiredAt int64                                  // Unix seconds of the last expiry run (0: none yet)
+
 	onChange func()
 }
 
@@ -92,9 +96,11 @@ type account struct {
 	Device         protocol.DeviceID `json:"device,omitzero"`
 	Token          string            `json:"token"`
 	Cursor         int64             `json:"cursor"`
+	Incarnation    string            `json:"incarnation,omitempty"` // the server store's, as the cursor's events came from (rollback.go)
 	NextPreKeyID   uint32            `json:"nextPreKeyId"`
 	SignedPreKeyID uint32            `json:"signedPreKeyId"`
-	Maintained     int64             `json:"maintained"` // Unix seconds of the last pre-key upkeep
+	LastResortID   uint32            `json:"lastResortId,omitempty"` // 0 in state from before it was recorded
+	Maintained     int64             `json:"maintained"`             // Unix seconds of the last pre-key upkeep
 }
 
 // maintainEvery is how often Sync runs the pre-key upkeep on its own.
@@ -104,7 +110,7 @@ const maintainEvery = 6 * 3600
 type prekeyEntry struct {
 	Kind    protocol.PreKeyKind `json:"kind"`
 	Created int64               `json:"created"`
-	Retired int64               `json:"retired,omitempty"` // when a newer signed pre-key replaced it
+	Retired int64               `json:"retired,omitempty"` // when a newer signed (or last-resort) key replaced it
 	Seed    b64                 `json:"seed"`
 	key     *secret.KEMPrivateKey
 }
@@ -114,7 +120,7 @@ type prekeyEntry struct {
 type Stats struct {
 	Decrypted      int
 	Duplicates     int
-	DecryptFailed  map[string]int // by reason: no_session, bad_signature, too_far_ahead, unknown_sender, server_misbehaved, identity_not_accepted, undecryptable, bad_content
+	DecryptFailed  map[string]int // by reason: expired, no_session, bad_signature, too_far_ahead, unknown_sender, server_misbehaved, identity_not_accepted, undecryptable, bad_content
 	Rotations      int
 	AdoptedEpochs  int
 	IdentityAlerts int
@@ -128,7 +134,7 @@ func Open(opts Options) (*Client, error) {
 	}
 	c := &Client{st: opts.Storage, now: opts.Now, devName: opts.DeviceName,
 		prekeys: map[uint32]*prekeyEntry{}, convs: map[protocol.ConversationID]*convState{}, pend: newPending(),
-		pins: map[protocol.UserID]*pin{}, refused: map[string]bool{}}
+		pins: map[protocol.UserID]*pin{}, refused: map[string]bool{}, lives: map[protocol.ConversationID]*epochLife{}}
 	c.stats.DecryptFailed = map[string]int{}
 	if c.now == nil {
 		c.now = time.Now
@@ -160,6 +166,19 @@ func Open(opts Options) (*Client, error) {
 	}
 	c.api.base, c.api.token = c.acct.Server, c.acct.Token
 	return c, nil
+}
+
+// Close releases the device state. Open takes ownership of
+// Options.Storage: Close closes it when it has a Close method, which for a
+// DirStorage releases the directory's lock so another process may open it.
+// The client must not be used after Close.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cl, ok := c.st.(io.Closer); ok {
+		return cl.Close()
+	}
+	return nil
 }
 
 func (c *Client) load() error {
@@ -298,7 +317,12 @@ func (c *Client) authenticate(ctx context.Context, path, username, password stri
 	c.acct.User, c.acct.Device, c.acct.Username, c.acct.Token, c.acct.Cursor = a.UserID, a.DeviceID, a.Username, a.Token, a.Cursor
 	c.acct.NextPreKeyID = 1
 	c.api.token = a.Token
-	return a, c.saveAccount()
+	if err := c.saveAccount(); err != nil {
+		return a, err
+	}
+	// A new account on this storage: there is no older state to build the
+	// identity pins from (see loadPins).
+	return a, c.st.Put(pinsMarker, []byte("1"))
 }
 
 // Register creates an account with this device as its first device, draws
@@ -346,7 +370,7 @@ func (c *Client) Logout(ctx context.Context) error {
 	if c.acct.Token == "" {
 		return ErrNoAccount
 	}
-	if err := c.logoutServer(ctx); err != nil && !IsCode(err, "unauthenticated") {
+	if err := c.logoutServer(ctx); err != nil && !IsCode(err, "unauthenticated") && !IsCode(err, "session_expired") {
 		return err
 	}
 	return c.forgetDevice()
@@ -372,11 +396,14 @@ func (c *Client) ResetIdentity(ctx context.Context) error {
 		k := c.id.Public()
 		oldKey = &k
 	} else {
-		var u userInfo
-		if err := c.api.do(ctx, "GET", "/api/users/"+c.acct.User.String(), nil, &u); err != nil {
+		// GET /api/me: a device without keys may read its own account.
+		var me struct {
+			IdentityKey *protocol.IdentityKey `json:"identityKey"`
+		}
+		if err := c.api.do(ctx, "GET", "/api/me", nil, &me); err != nil {
 			return err
 		}
-		oldKey = u.IdentityKey
+		oldKey = me.IdentityKey
 	}
 	id := secret.NewIdentity()
 	old := c.id
@@ -418,7 +445,8 @@ func (c *Client) newPreKey(kind protocol.PreKeyKind) (protocol.PreKey, error) {
 }
 
 // uploadBundle uploads a fresh bundle: a signed pre-key, a last-resort key
-// and n one-time keys.
+// and n one-time keys. The keys it replaces are marked retired; expiry.go
+// erases them after their grace period (§5.3).
 func (c *Client) uploadBundle(ctx context.Context, reset bool, n int) error {
 	b := &protocol.Bundle{User: c.acct.User, Device: c.acct.Device, Identity: c.id.Public()}
 	var err error
@@ -436,19 +464,19 @@ func (c *Client) uploadBundle(ctx context.Context, reset bool, n int) error {
 		b.OneTime = append(b.OneTime, k)
 	}
 	// The ids are reserved before the upload so a retry never reuses one.
-	prev := c.acct.SignedPreKeyID
-	c.acct.SignedPreKeyID = b.Signed.ID
+	prev, prevLR := c.acct.SignedPreKeyID, c.currentLastResort()
+	c.acct.SignedPreKeyID, c.acct.LastResortID = b.Signed.ID, b.LastResort.ID
 	if err := c.saveAccount(); err != nil {
 		return err
 	}
 	if err := c.api.do(ctx, "POST", "/api/keys/prekey-bundle", map[string]any{"bundle": b64(b.Marshal()), "reset": reset}, nil); err != nil {
-		c.acct.SignedPreKeyID = prev
+		c.acct.SignedPreKeyID, c.acct.LastResortID = prev, prevLR
 		return err
 	}
-	if prev != 0 && prev != b.Signed.ID {
-		if e := c.prekeys[prev]; e != nil {
+	for _, id := range []uint32{prev, prevLR} {
+		if e := c.prekeys[id]; id != 0 && e != nil && e.Retired == 0 {
 			e.Retired = c.now().Unix()
-			if err := c.savePreKey(prev, e); err != nil {
+			if err := c.savePreKey(id, e); err != nil {
 				return err
 			}
 		}
@@ -457,9 +485,10 @@ func (c *Client) uploadBundle(ctx context.Context, reset bool, n int) error {
 }
 
 // MaintainPreKeys tops up one-time pre-keys when the server holds fewer
-// than OneTimeLowWater, rotates the signed pre-key when it is older than
-// protocol.SignedPreKeyRotation and forgets replaced ones after the grace
-// period.
+// than OneTimeLowWater, and rotates the signed pre-key and the last-resort
+// key when they are older than protocol.SignedPreKeyRotation. Sync and
+// Listen run it on their own, and forget replaced keys after their grace
+// period (expiry.go).
 func (c *Client) MaintainPreKeys(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -496,13 +525,6 @@ func (c *Client) maintainPreKeys(ctx context.Context) error {
 	if sp := c.prekeys[c.acct.SignedPreKeyID]; sp != nil && now-sp.Created > protocol.SignedPreKeyRotation {
 		if err := c.uploadBundle(ctx, false, 0); err != nil {
 			return err
-		}
-	}
-	for id, e := range c.prekeys {
-		if e.Kind == protocol.SignedPreKey && e.Retired != 0 && now-e.Retired > protocol.SignedPreKeyGrace {
-			if err := c.dropPreKey(id); err != nil {
-				return err
-			}
 		}
 	}
 	c.acct.Maintained = now

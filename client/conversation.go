@@ -140,6 +140,9 @@ func (c *Client) loadEpoch(cs *convState, n uint64) (*epochEntry, error) {
 	if e := cs.epochs[n]; e != nil {
 		return e, nil
 	}
+	if err := c.checkExpired(cs, n); err != nil {
+		return nil, err
+	}
 	b, err := c.st.Get(epochKey(cs.ID, n))
 	if errors.Is(err, ErrNoValue) {
 		return nil, nil
@@ -243,6 +246,7 @@ type userInfo struct {
 		Name         string            `json:"name"`
 		CreatedAt    int64             `json:"createdAt"`
 		SignedPreKey b64               `json:"signedPreKey"`
+		LastResort   b64               `json:"lastResort"`
 	} `json:"devices"`
 }
 
@@ -377,6 +381,10 @@ func (c *Client) CreateConversation(ctx context.Context, title string, users ...
 	return cs.ID, nil
 }
 
+// maxClaimUsers is the most users one claim may name (the server refuses
+// more with 400 too_many_users).
+const maxClaimUsers = 200
+
 type claimAnswer struct {
 	Bundles []struct {
 		User   protocol.UserID   `json:"user"`
@@ -408,9 +416,16 @@ func (c *Client) makeEpoch(ctx context.Context, chain *protocol.Chain, n uint64)
 	if err := c.ensureDeviceList(ctx); err != nil { // this device must be its account's (§12.3)
 		return nil, nil, err
 	}
+	// A claim names at most maxClaimUsers users (docs/api.md): a large
+	// conversation claims in parts, checked together below.
 	var ca claimAnswer
-	if err := c.api.do(ctx, "POST", "/api/keys/claim", map[string]any{"users": users}, &ca); err != nil {
-		return nil, nil, err
+	for part := range slices.Chunk(users, maxClaimUsers) {
+		var pa claimAnswer
+		if err := c.api.do(ctx, "POST", "/api/keys/claim", map[string]any{"users": part}, &pa); err != nil {
+			return nil, nil, err
+		}
+		ca.Bundles = append(ca.Bundles, pa.Bundles...)
+		ca.DeviceLists = append(ca.DeviceLists, pa.DeviceLists...)
 	}
 	var bundles []*protocol.Bundle
 	seen := map[protocol.DeviceRef]bool{}

@@ -305,6 +305,8 @@ func TestDeviceListMigration(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	alice.Close() // one process (here: client) per state directory
+	phone.Close()
 	alice, phone = newClient(t, n, dirA), newClient(t, n, dirB)
 
 	// Until a list exists, senders seal to the served devices, as before.

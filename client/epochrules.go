@@ -136,17 +136,25 @@ func (e *coverageError) Error() string {
 // checkCoverage compares the recipients of epoch n with the member devices
 // of the head.
 func (c *Client) checkCoverage(ctx context.Context, cs *convState, n uint64, have []protocol.DeviceRef) ([]protocol.DeviceRef, error) {
-	want, err := c.memberDevices(ctx, cs.chain)
+	want, dormant, err := c.memberDevices(ctx, cs.chain)
 	if err != nil {
 		return nil, err
 	}
-	if missing, extra := coverage(want, have); len(missing)+len(extra) > 0 {
+	missing, extra := coverage(want, have)
+	// A dormant device (§5.3) may be covered or not.
+	extra = slices.DeleteFunc(extra, func(d protocol.DeviceRef) bool { return dormant[d] })
+	if len(missing)+len(extra) > 0 {
 		return nil, &coverageError{epoch: n, missing: missing, extra: extra}
 	}
 	var refs []protocol.DeviceRef
 	for u, ds := range want {
 		for _, d := range ds {
 			refs = append(refs, protocol.DeviceRef{User: u, Device: d})
+		}
+	}
+	for _, d := range have {
+		if dormant[d] {
+			refs = append(refs, d)
 		}
 	}
 	return refs, nil

@@ -159,6 +159,9 @@ func TestHeldThenRejected(t *testing.T) {
 		t.Fatalf("sync: %+v %v", res, err)
 	}
 	// Held in storage: a restarted client still holds it.
+	if err := bob.Close(); err != nil {
+		t.Fatal(err)
+	}
 	bob = newClient(t, n, dir)
 	if hm, err := bob.HeldMessages(); err != nil || len(hm) != 1 {
 		t.Fatalf("held after a restart %+v %v", hm, err)

@@ -261,7 +261,7 @@ func TestLinkHijack(t *testing.T) {
 
 		// A keyless session of the account cannot list requests.
 		att := loginAttacker(t, n.url(), "alice")
-		if status, body := att.do("GET", "/api/devices/link", nil, nil); status != 403 || !strings.Contains(body, `"forbidden"`) {
+		if status, body := att.do("GET", "/api/devices/link", nil, nil); status != 403 || !strings.Contains(body, `"keys_required"`) {
 			t.Fatalf("a keyless session lists link requests: %d %s", status, body)
 		}
 
@@ -482,6 +482,10 @@ func TestLinkOldState(t *testing.T) {
 	if err := phone.Login(ctx, "alice", "password of alice"); err != nil {
 		t.Fatal(err)
 	}
+	// The old version's state, written while no client holds the directory.
+	if err := phone.Close(); err != nil {
+		t.Fatal(err)
+	}
 	st, err := client.NewDirStorage(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -493,6 +497,10 @@ func TestLinkOldState(t *testing.T) {
 	if err := st.Put("link", old); err != nil {
 		t.Fatal(err)
 	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	phone = newClient(t, n, dir)
 	if err := phone.WaitLink(ctx, 20*time.Millisecond); !errors.Is(err, client.ErrLinkExpired) {
 		t.Fatalf("waiting on an old link: %v, want ErrLinkExpired", err)
 	}

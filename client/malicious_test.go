@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	_ "modernc.org/sqlite"
 
@@ -365,4 +366,35 @@ func TestMaliciousServer(t *testing.T) {
 		}
 		_ = carol
 	})
+}
+
+// A sync answer that says more events follow but does not advance the
+// cursor would have the device ask for the same page for ever; it is
+// refused, with an alarm.
+func TestSyncMoreWithoutProgress(t *testing.T) {
+	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
+	p := newProxy(t, n)
+	alice := clientVia(t, p)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := alice.Register(ctx, "alice", "password alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.set(func(r *http.Request, body map[string]any) {
+		if r.URL.Path == "/api/sync" {
+			body["more"] = true
+		}
+	})
+	_, err := alice.Sync(ctx)
+	wantMisbehaved(t, err)
+	as, err := alice.Alarms(protocol.ConversationID{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(as) != 1 || as[0].Kind != client.AlarmServerData {
+		t.Fatalf("alarms %+v, want one server_data", as)
+	}
 }

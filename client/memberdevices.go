@@ -19,8 +19,17 @@ import (
 // This is the one place that says which devices a member has. When the
 // member's account has a signed device list (§12), only the devices it
 // names count.
-func (c *Client) memberDevices(ctx context.Context, chain *protocol.Chain) (map[protocol.UserID][]protocol.DeviceID, error) {
-	out := map[protocol.UserID][]protocol.DeviceID{}
+//
+// A device that is dormant (§5.3) by the keys verified for it, at this
+// device's time plus protocol.DormancySlack, is not a member device: an
+// epoch need not cover it. It is returned in dormant instead, as an epoch
+// made while it was awake (or by a sealer whose clock is behind) may still
+// cover it. Dormancy only grows while a device keeps its keys, so a device
+// awake now was awake when the epoch was made.
+func (c *Client) memberDevices(ctx context.Context, chain *protocol.Chain) (out map[protocol.UserID][]protocol.DeviceID, dormant map[protocol.DeviceRef]bool, err error) {
+	out = map[protocol.UserID][]protocol.DeviceID{}
+	dormant = map[protocol.DeviceRef]bool{}
+	now := c.now().Unix() + protocol.DormancySlack
 	for _, m := range chain.Members() {
 		var u userInfo
 		if err := c.api.do(ctx, "GET", "/api/users/"+m.User.String(), nil, &u); err != nil {
@@ -28,15 +37,25 @@ func (c *Client) memberDevices(ctx context.Context, chain *protocol.Chain) (map[
 				out[m.User] = nil // no account, no device
 				continue
 			}
-			return nil, fmt.Errorf("devices of %s: %w", m.User, err)
+			return nil, nil, fmt.Errorf("devices of %s: %w", m.User, err)
 		}
 		if u.ID != m.User {
-			return nil, fmt.Errorf("%w: asked for user %s, got %s", ErrServerMisbehaved, m.User, u.ID)
+			return nil, nil, fmt.Errorf("%w: asked for user %s, got %s", ErrServerMisbehaved, m.User, u.ID)
 		}
 		devs := []protocol.DeviceID{}
 		for _, d := range u.Devices {
 			k, err := protocol.ParsePreKey(d.SignedPreKey)
 			if err != nil || k.Kind != protocol.SignedPreKey || k.Verify(m.Identity, m.User, d.ID) != nil {
+				continue
+			}
+			// Without a last-resort key that verifies, the signed pre-key's
+			// time stands for both.
+			lastResort := k.Created
+			if lr, err := protocol.ParsePreKey(d.LastResort); err == nil && lr.Kind == protocol.LastResortPreKey && lr.Verify(m.Identity, m.User, d.ID) == nil {
+				lastResort = lr.Created
+			}
+			if protocol.Dormant(k.Created, lastResort, now) {
+				dormant[protocol.DeviceRef{User: m.User, Device: d.ID}] = true
 				continue
 			}
 			if !slices.Contains(devs, d.ID) {
@@ -47,14 +66,19 @@ func (c *Client) memberDevices(ctx context.Context, chain *protocol.Chain) (map[
 		// names, whatever else the server lists.
 		listed, err := c.deviceList(ctx, m.User, m.Identity)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		for ref := range dormant {
+			if ref.User == m.User && listed != nil && !slices.Contains(listed, ref.Device) {
+				delete(dormant, ref)
+			}
 		}
 		if listed != nil {
 			devs = slices.DeleteFunc(devs, func(d protocol.DeviceID) bool { return !slices.Contains(listed, d) })
 		}
 		out[m.User] = devs
 	}
-	return out, nil
+	return out, dormant, nil
 }
 
 // coverage compares an epoch's recipients with the member devices: the

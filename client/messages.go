@@ -1,12 +1,10 @@
 package client
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -64,6 +62,13 @@ type Message struct {
 	ReceivedAt   int64                   `json:"receivedAt"`
 	Epoch        uint64                  `json:"epoch"`
 	Own          bool                    `json:"own,omitempty"`
+	// Lost: the server no longer has this message. It was rolled back
+	// (restored from a backup) and gave its sequence number to another
+	// message; Seq is then 0. See rollback.go.
+	Lost bool `json:"lost,omitempty"`
+	// Ref names the envelope (a hash), to tell apart two messages under
+	// one sequence number.
+	Ref string `json:"ref,omitempty"`
 }
 
 func historyKey(conv protocol.ConversationID) string { return "history/" + conv.String() }
@@ -207,7 +212,7 @@ func (c *Client) send(ctx context.Context, cs *convState, clientID string, ct Co
 			return Message{}, err
 		}
 		m := Message{Conversation: cs.ID, Seq: sa.Seq, Sender: c.acct.Username, SenderID: c.acct.User, Device: c.acct.Device,
-			Type: ct.Type, Text: ct.Text, SentAt: ct.SentAt, ReceivedAt: sa.CreatedAt, Epoch: out.Epoch, Own: true}
+			Type: ct.Type, Text: ct.Text, SentAt: ct.SentAt, ReceivedAt: sa.CreatedAt, Epoch: out.Epoch, Own: true, Ref: envelopeRef(out.Envelope)}
 		if err := c.recordLater(cs, m); err != nil {
 			return m, err
 		}
@@ -317,13 +322,14 @@ func (c *Client) History(conv protocol.ConversationID) ([]Message, error) {
 		}
 		out = append(out, m)
 	}
-	slices.SortStableFunc(out, func(a, b Message) int { return cmp.Compare(a.Seq, b.Seq) })
-	return slices.CompactFunc(out, func(a, b Message) bool { return a.Seq == b.Seq }), nil
+	return liveHistory(out), nil
 }
 
 // failure classifies a decrypt error for Stats.DecryptFailed.
 func failure(err error) string {
 	switch {
+	case errors.Is(err, ErrExpired):
+		return "expired"
 	case errors.Is(err, errNoSession):
 		return "no_session"
 	case errors.Is(err, protocol.ErrBadSignature):
@@ -414,7 +420,13 @@ func (c *Client) receive(ctx context.Context, ma *messageAnswer) (*Message, erro
 // A duplicate is nil, nil.
 func (c *Client) decrypt(ctx context.Context, cs *convState, ma *messageAnswer, streamSeq uint64) (*Message, error) {
 	fail := func(err error) (*Message, error) {
-		return nil, &DecryptError{Conversation: ma.Conversation, Seq: ma.Seq, Reason: failure(err), Err: err}
+		reason := failure(err)
+		if reason == "expired" {
+			if err := c.raiseExpired(ma.Conversation, ma.Seq); err != nil {
+				return nil, err
+			}
+		}
+		return nil, &DecryptError{Conversation: ma.Conversation, Seq: ma.Seq, Reason: reason, Err: err}
 	}
 	env, err := protocol.ParseEnvelope(ma.Envelope)
 	if err != nil {
@@ -426,9 +438,11 @@ func (c *Client) decrypt(ctx context.Context, cs *convState, ma *messageAnswer, 
 	e, err := c.epochAt(ctx, cs, env.Epoch, streamSeq)
 	if err != nil {
 		if errors.Is(err, errNoSession) || errors.Is(err, ErrServerMisbehaved) || errors.Is(err, ErrIdentityNotAccepted) {
-			_, de := fail(err)
-			de.(*DecryptError).epoch = true
-			return nil, de
+			_, ferr := fail(err)
+			if de, ok := ferr.(*DecryptError); ok {
+				de.epoch = true
+			}
+			return nil, ferr
 		}
 		// The server could not be reached, or storage failed: not a
 		// decrypt failure. The caller stops before this event and the
@@ -458,7 +472,7 @@ func (c *Client) decrypt(ctx context.Context, cs *convState, ma *messageAnswer, 
 		}
 		return nil, err
 	}
-	pt, err := e.ep.Decrypt(env, id)
+	pt, err := e.ep.DecryptAt(env, id, c.now().Unix())
 	if errors.Is(err, secret.ErrDuplicate) {
 		c.stats.Duplicates++
 		return nil, nil
@@ -472,5 +486,5 @@ func (c *Client) decrypt(ctx context.Context, cs *convState, ma *messageAnswer, 
 		return nil, &DecryptError{Conversation: ma.Conversation, Seq: ma.Seq, Reason: "bad_content", Err: err}
 	}
 	return &Message{Conversation: cs.ID, Seq: ma.Seq, Sender: c.usernameOf(ctx, env.Sender.User), SenderID: env.Sender.User, Device: env.Sender.Device,
-		Type: ct.Type, Text: ct.Text, SentAt: ct.SentAt, ReceivedAt: ma.CreatedAt, Epoch: env.Epoch}, nil
+		Type: ct.Type, Text: ct.Text, SentAt: ct.SentAt, ReceivedAt: ma.CreatedAt, Epoch: env.Epoch, Ref: envelopeRef(ma.Envelope)}, nil
 }

@@ -143,6 +143,7 @@ func TestRekeyBackWithOldSeed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	alice.Close() // one process (here: client) per state directory
 	st, err := client.NewDirStorage(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -35,9 +35,19 @@ var ErrNoValue = errors.New("no value stored")
 // synced and renamed over the old one, so a crash leaves the old value or
 // the new one, never a mix. Private keys are protected at rest by these
 // file permissions only (docs/operations.md says so).
-type DirStorage struct{ dir string }
+//
+// A DirStorage holds the directory's lock from NewDirStorage to Close: one
+// process at a time uses a device's state (see LockedError).
+type DirStorage struct {
+	dir  string
+	lock *dirLock
+}
 
-// NewDirStorage opens (creating) a state directory.
+// NewDirStorage opens (creating) a state directory and takes its lock. A
+// directory that another process holds is a *LockedError (wrapping
+// ErrLocked) naming the directory and, where known, that process's id. Call
+// Close (or Client.Close) to release the lock; it is released when the
+// process ends in any case.
 func NewDirStorage(dir string) (*DirStorage, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -45,7 +55,18 @@ func NewDirStorage(dir string) (*DirStorage, error) {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, err
 	}
-	return &DirStorage{dir: dir}, nil
+	l, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &DirStorage{dir: dir, lock: l}, nil
+}
+
+// Close releases the directory's lock. The storage must not be used after.
+func (s *DirStorage) Close() error {
+	err := s.lock.release()
+	s.lock = nil
+	return err
 }
 
 func validKey(key string) error {
@@ -156,7 +177,7 @@ func (s *DirStorage) List(prefix string) ([]string, error) {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() || strings.HasPrefix(d.Name(), ".tmp-") {
+		if d.IsDir() || strings.HasPrefix(d.Name(), ".tmp-") || strings.HasPrefix(d.Name(), ".lock") {
 			return nil
 		}
 		rel, err := filepath.Rel(s.dir, p)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"time"
 
 	"sandi.dev/protocol"
@@ -17,11 +18,18 @@ type Warning struct {
 	User         protocol.UserID         `json:"user"`
 	Username     string                  `json:"username,omitempty"`
 	Conversation protocol.ConversationID `json:"conversation,omitzero"` // omitzero: a zero id does not parse back
+	// Device is the device concerned (WarnSessionAdded: the new one).
+	Device protocol.DeviceID `json:"device,omitzero"`
 }
 
 // Warning kinds.
 const (
 	WarnIdentityChanged = "identity_changed" // a contact's identity key changed: compare safety numbers
+	// WarnSessionAdded: someone signed in to this account with its
+	// password (a new device, Device). It sees nothing until linked, but
+	// if it was not the user, the password is known to someone else:
+	// sign the session out and change the password.
+	WarnSessionAdded = "session_added"
 )
 
 func (c *Client) warn(w Warning) {
@@ -61,13 +69,27 @@ type eventAnswer struct {
 	User         *protocol.UserID         `json:"user"`
 	Seq          uint64                   `json:"seq"`
 	Epoch        uint64                   `json:"epoch"`
+	Reason       string                   `json:"reason"`
 	Message      *messageAnswer           `json:"message"`
 }
 
 type syncPage struct {
-	Events []eventAnswer `json:"events"`
-	Cursor int64         `json:"cursor"`
-	More   bool          `json:"more"`
+	Events      []eventAnswer `json:"events"`
+	Cursor      int64         `json:"cursor"`
+	More        bool          `json:"more"`
+	Incarnation string        `json:"incarnation"`
+	Head        int64         `json:"head"`
+	Resume      *int64        `json:"resume"`
+}
+
+// syncQuery is the query of a sync request or WebSocket: the cursor, and
+// the store incarnation it belongs to (see rollback.go).
+func (c *Client) syncQuery() string {
+	q := fmt.Sprintf("since=%d", c.acct.Cursor)
+	if c.acct.Incarnation != "" {
+		q += "&incarnation=" + url.QueryEscape(c.acct.Incarnation)
+	}
+	return q
 }
 
 // SyncResult is what one Sync brought.
@@ -100,22 +122,35 @@ func (c *Client) Sync(ctx context.Context) (SyncResult, error) {
 	if err := c.ensureDeviceList(ctx); err != nil {
 		return res, err
 	}
-	for {
+	for resyncs := 0; ; {
 		var page syncPage
-		if err := c.api.do(ctx, "GET", fmt.Sprintf("/api/sync?since=%d&limit=500", c.acct.Cursor), nil, &page); err != nil {
+		if err := c.api.do(ctx, "GET", "/api/sync?"+c.syncQuery()+"&limit=500", nil, &page); err != nil {
 			return res, err
 		}
-		if err := c.process(ctx, page, &res); err != nil {
+		before := c.acct.Cursor
+		if err := c.process(ctx, page, &res); errors.Is(err, errResync) && resyncs < maxResyncs {
+			resyncs++
+			continue
+		} else if err != nil {
 			return res, err
 		}
 		if !page.More {
 			return res, nil
+		}
+		// "More" with a cursor that did not move would have the device
+		// ask for the same page for ever.
+		if c.acct.Cursor <= before {
+			err := fmt.Errorf("%w: the sync answer says more events follow cursor %d but does not advance it", ErrServerMisbehaved, before)
+			return res, errors.Join(err, c.raise(Alarm{Kind: AlarmServerData, Detail: "The server's event stream did not advance while it said more events follow."}))
 		}
 	}
 }
 
 // process handles one page of events and advances the cursor.
 func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) error {
+	if err := c.checkIncarnation(&page); err != nil {
+		return err
+	}
 	lowKeys, changed := false, false
 	// Messages released from hold since the last page (AcceptIdentity).
 	res.Messages, res.Failures = append(res.Messages, c.release.Messages...), append(res.Failures, c.release.Failures...)
@@ -169,8 +204,38 @@ func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) er
 					return err
 				}
 			}
+		case "session":
+			// A new epoch for this device: open it now, while the pre-key it
+			// is sealed to is surely kept (expiry.go erases replaced ones).
+			// A failure here is reported with the first message in it (or
+			// holds it, for a creator's key that waits for the user).
+			if ev.Conversation == nil {
+				continue
+			}
+			cs, err := c.conv(*ev.Conversation)
+			if err != nil {
+				return err
+			}
+			if cs == nil {
+				cs = c.newConv(*ev.Conversation)
+			}
+			if _, err := c.openEpoch(ctx, cs, ev.Epoch); err != nil && !errors.Is(err, errNoSession) && !errors.Is(err, ErrServerMisbehaved) && !errors.Is(err, ErrIdentityNotAccepted) {
+				return errors.Join(err, c.flush())
+			}
 		case "prekeys_low":
 			lowKeys = true
+		case "session_added":
+			// A login to this account (the server announces each one to
+			// the account's other devices): a warning, not an alarm, as
+			// it is most often the user's own; the user judges it.
+			w := Warning{Kind: WarnSessionAdded, User: c.acct.User}
+			if d, err := protocol.ParseDeviceID(ev.Reason); err == nil {
+				if d == c.acct.Device {
+					continue
+				}
+				w.Device = d
+			}
+			c.warn(w)
 		}
 	}
 	if err := c.flush(); err != nil {
@@ -193,7 +258,12 @@ func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) er
 	}
 	if page.Cursor > c.acct.Cursor {
 		c.acct.Cursor = page.Cursor
-		return c.saveAccount()
+		if err := c.saveAccount(); err != nil {
+			return err
+		}
+	}
+	if !page.More {
+		return c.upkeep(ctx) // caught up: rotate and erase keys when due
 	}
 	return nil
 }
@@ -201,16 +271,25 @@ func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) er
 // Listen keeps a WebSocket to the server and processes events as they come,
 // calling onMessage for each new message (onMessage runs with the client
 // locked: it must not call the client). It reconnects after any drop, from
-// the stored cursor, until ctx ends.
+// the stored cursor, until ctx ends: 200 ms after a connection that the
+// server had accepted (it restarted, or the network dropped), else after a
+// delay that doubles from 200 ms up to 10 s while the server cannot be
+// reached.
 func (c *Client) Listen(ctx context.Context, onMessage func(Message), onFailure func(*DecryptError)) error {
-	delay := 200 * time.Millisecond
+	const firstDelay = 200 * time.Millisecond
+	delay := firstDelay
 	for {
-		err := c.listenOnce(ctx, onMessage, onFailure)
+		connected, err := c.listenOnce(ctx, onMessage, onFailure)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		if errors.Is(err, ErrNoAccount) || errors.Is(err, ErrNoIdentity) {
 			return err
+		}
+		if connected {
+			// The server was there: a restart or a dropped connection,
+			// not an outage that grew the delay.
+			delay = firstDelay
 		}
 		select {
 		case <-time.After(delay):
@@ -221,29 +300,31 @@ func (c *Client) Listen(ctx context.Context, onMessage func(Message), onFailure 
 	}
 }
 
-func (c *Client) listenOnce(ctx context.Context, onMessage func(Message), onFailure func(*DecryptError)) error {
+// listenOnce runs one WebSocket; connected reports that the server
+// accepted it.
+func (c *Client) listenOnce(ctx context.Context, onMessage func(Message), onFailure func(*DecryptError)) (connected bool, err error) {
 	c.mu.Lock()
 	if err := c.ready(); err != nil {
 		c.mu.Unlock()
-		return err
+		return false, err
 	}
-	u := fmt.Sprintf("%s/api/ws?since=%d", c.acct.Server, c.acct.Cursor)
+	u := c.acct.Server + "/api/ws?" + c.syncQuery()
 	token := c.acct.Token
 	c.mu.Unlock()
 	conn, err := dialWS(ctx, u, token)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer conn.CloseNow()
 	conn.SetReadLimit(64 << 20)
 	for {
 		_, data, err := conn.Read(ctx)
 		if err != nil {
-			return err
+			return true, err
 		}
 		var page syncPage
 		if err := json.Unmarshal(data, &page); err != nil {
-			return fmt.Errorf("websocket frame: %w", err)
+			return true, fmt.Errorf("websocket frame: %w", err)
 		}
 		var res SyncResult
 		c.mu.Lock()
@@ -262,7 +343,7 @@ func (c *Client) listenOnce(ctx context.Context, onMessage func(Message), onFail
 		}
 		c.mu.Unlock()
 		if err != nil {
-			return err
+			return true, err
 		}
 	}
 }

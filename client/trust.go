@@ -544,6 +544,24 @@ func (c *Client) trustedBeforeSync(cs *convState) error {
 	return err
 }
 
+// CheckTrust returns what would stop this device from sending in a
+// conversation because of an identity key it has not accepted (an
+// *IdentityError, wrapping ErrIdentityNotAccepted), or nil: the check a
+// send makes before encrypting, without sending. A conversation whose
+// chain this device does not hold yet passes (its first send fetches it).
+func (c *Client) CheckTrust(conv protocol.ConversationID) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.ready(); err != nil {
+		return err
+	}
+	cs, err := c.conv(conv)
+	if err != nil || cs == nil {
+		return err
+	}
+	return c.trusted(cs)
+}
+
 // accepted reports whether key is, or was, the accepted identity of user:
 // what such a key signed (a message, a distribution) may be used. A
 // pending key is not accepted.

@@ -98,10 +98,18 @@ func rawCall(t *testing.T, n *node, token, method, path string, body, out any) {
 func claimBundle(t *testing.T, n *node, user protocol.UserID) *protocol.Bundle {
 	t.Helper()
 	var reg struct {
-		Token string `json:"token"`
+		Token    string            `json:"token"`
+		UserID   protocol.UserID   `json:"userId"`
+		DeviceID protocol.DeviceID `json:"deviceId"`
 	}
 	name := "claimer" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
 	rawCall(t, n, "", "POST", "/api/auth/register", map[string]string{"username": name, "password": "password of " + name, "deviceName": "x"}, &reg)
+	// Only a device with keys claims: the claimer uploads a bundle first.
+	own, _, err := secret.NewBundle(secret.NewIdentity(), reg.UserID, reg.DeviceID, 1, 1, time.Now().Unix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rawCall(t, n, reg.Token, "POST", "/api/keys/prekey-bundle", map[string]any{"bundle": b64u(own.Marshal())}, nil)
 	var ca struct {
 		Bundles []struct {
 			User   string `json:"user"`
@@ -783,6 +791,7 @@ func TestTrustMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	bob.Close()                // one process (here: client) per state directory
 	bob = newClient(t, n, dir) // the upgrade: first Open
 	cts, err := bob.Contacts()
 	if err != nil || len(cts) != 2 {
@@ -819,6 +828,7 @@ func TestTrustMigration(t *testing.T) {
 	if all, err = bob.Alarms(protocol.ConversationID{}); err != nil {
 		t.Fatal(err)
 	}
+	bob.Close()
 	bob = newClient(t, n, dir)
 	if again, err := bob.Alarms(protocol.ConversationID{}); err != nil || len(again) != len(all) {
 		t.Fatalf("a second Open raised alarms again: %d, was %d (%v)", len(again), len(all), err)

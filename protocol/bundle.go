@@ -93,6 +93,26 @@ func decodePreKey(r *wire.Reader) PreKey {
 	return k
 }
 
+// PreKeyCreated returns the kind and creation time of an encoded pre-key
+// (§5.1), checking its length and kind but not its public key or signature:
+// it is for a holder of pre-keys it verified when it received them, such as
+// the server applying the dormancy rule of §5.3 to stored keys, where a full
+// decode would cost a public-key check per key.
+func PreKeyCreated(b []byte) (PreKeyKind, int64, error) {
+	r := wire.NewReader(b)
+	kind := PreKeyKind(r.U8("pre-key kind"))
+	if r.Err() == nil && (kind < SignedPreKey || kind > LastResortPreKey) {
+		r.Fail("unknown pre-key kind %d", kind)
+	}
+	r.U32("pre-key id")
+	created := int64(r.U64("pre-key time"))
+	r.Fixed(KEMPublicKeySize+SignatureSize, "pre-key public key and signature")
+	if err := r.Done(); err != nil {
+		return 0, 0, fmt.Errorf("pre-key: %w", err)
+	}
+	return kind, created, nil
+}
+
 // Marshal returns the PreKeySize-byte encoding of k (§5.1).
 func (k *PreKey) Marshal() []byte {
 	w := wire.NewBuilder(PreKeySize)
@@ -206,18 +226,51 @@ func ptrs[T any](s []T) []*T {
 
 // Pre-key lifetimes of §5.3, in seconds.
 const (
-	SignedPreKeyRotation = 7 * 24 * 3600  // a device replaces its signed pre-key this often
-	SignedPreKeyGrace    = 30 * 24 * 3600 // and keeps the replaced private half this long
+	SignedPreKeyRotation = 7 * 24 * 3600  // a device replaces its signed pre-key (and its last-resort key) this often
+	SignedPreKeyGrace    = 30 * 24 * 3600 // and keeps the replaced signed pre-key's private half this long
 	// SignedPreKeyMaxAge is the age past which a sealer stops trusting that
 	// the signed pre-key's private half still exists.
 	SignedPreKeyMaxAge = SignedPreKeyRotation + SignedPreKeyGrace
+	// LastResortMaxAge is the age past which a sealer refuses a last-resort
+	// key: a key the server could have kept back since, or whose device
+	// may have been compromised since. A device replaces its last-resort
+	// key together with its signed pre-key, so only a device that has not
+	// run for about 90 days meets this limit.
+	LastResortMaxAge = 90 * 24 * 3600
+	// LastResortGrace is how long a device keeps the private half of the
+	// last-resort key it replaced. It keeps no older one.
+	LastResortGrace = 7 * 24 * 3600
+	// DormancySlack is the difference between a sealer's clock and the
+	// server's that the server's coverage check tolerates: a device that is
+	// dormant at one end of the window and not at the other may be left out
+	// of an epoch or included.
+	DormancySlack = 24 * 3600
 )
 
+// Dormant reports whether a device whose signed pre-key and last-resort key
+// were created at the Unix times signed and lastResort is dormant at now
+// (§5.3): both keys are past their maximum age, so no key of it may be
+// sealed to, not even a one-time key. Sealers leave a dormant device out of
+// new epochs, and the server's coverage check does not require it, by this
+// same rule on the same public times.
+func Dormant(signed, lastResort, now int64) bool {
+	return now-signed > SignedPreKeyMaxAge && now-lastResort > LastResortMaxAge
+}
+
+// Dormant reports whether the bundle's device is dormant at Unix time now.
+func (b *Bundle) Dormant(now int64) bool {
+	return Dormant(b.Signed.Created, b.LastResort.Created, now)
+}
+
 // Target picks the pre-key an epoch key for this device is sealed to, at Unix
-// time now (§5.3): the one-time pre-key if the bundle carries one; else the
-// signed pre-key, unless it is older than SignedPreKeyMaxAge, in which case
-// the last-resort key, whose private half the device keeps for its lifetime.
+// time now (§5.3): nil if the device is dormant; else the one-time pre-key if
+// the bundle carries one; else the signed pre-key, unless it is older than
+// SignedPreKeyMaxAge, in which case the last-resort key (then at most
+// LastResortMaxAge old, since the device is not dormant).
 func (b *Bundle) Target(now int64) *PreKey {
+	if b.Dormant(now) {
+		return nil
+	}
 	if len(b.OneTime) > 0 {
 		return &b.OneTime[0]
 	}

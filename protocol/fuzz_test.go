@@ -10,6 +10,10 @@ package protocol_test
 // Seeds: valid encodings built below (f.Add) and the committed corpus under
 // testdata/fuzz/<FuzzName>/. The fixtures are deterministic (fixed seeds for
 // every key) except where HPKE draws its ephemeral randomness.
+//
+// The targets whose encodings carry X-Wing keys or ciphertexts (pre-keys,
+// bundles, distributions) take their input in the compact form of expand:
+// see there why.
 
 import (
 	"bytes"
@@ -277,6 +281,108 @@ func idTextSeeds(tb testing.TB) [][]byte {
 	return [][]byte{[]byte(fixedUser("alice").String()), []byte(fixedDevice("bob").String()), []byte(fixedConversation("seeds").String())}
 }
 
+// ---- compact inputs ----
+
+// blobEscape starts a reference in a compact fuzz input.
+const blobEscape = 0xff
+
+// expand turns a compact fuzz input into the bytes a decoder is given: 0xff
+// followed by a byte k < len(blobs) stands for blobs[k], 0xff 0xff for one
+// 0xff byte, and 0xff followed by anything else for itself. Every byte
+// string is the expansion of some input (escape each 0xff), so the decoder
+// still meets arbitrary bytes.
+//
+// Why: a pre-key carries a 1,216-byte X-Wing key and a distribution entry a
+// 1,120-byte one, and decoding a pre-key validates its key (an ML-KEM-768
+// matrix expansion by rejection sampling and an X25519 multiplication,
+// 0.1 to 0.3 ms in the instrumented binary). Fed raw, these targets had
+// inputs of 1.3 to 5 kB in which almost every mutation of a key's bytes
+// changes how often the rejection-sampling loops run, which the engine
+// counts as new coverage; it then minimizes that input for up to
+// -fuzzminimizetime (60 s), and its minimizer tries a number of candidates
+// quadratic in the length (about n²/2: 875,000 for one pre-key, 8 million
+// for a bundle). Both workers were always minimizing and never fuzzing:
+// FuzzParseBundle ran 6 to 20 inputs in 30 s. With the keys referenced,
+// inputs are 100 to 400 bytes, a key is always one of a few fixed values
+// (so the crypto's coverage is stable), and a minimization takes
+// milliseconds.
+func expand(in []byte, blobs [][]byte) []byte {
+	out := make([]byte, 0, len(in))
+	for i := 0; i < len(in); i++ {
+		if in[i] == blobEscape && i+1 < len(in) {
+			if k := int(in[i+1]); k < len(blobs) {
+				out = append(out, blobs[k]...)
+				i++
+				continue
+			}
+			if in[i+1] == blobEscape {
+				i++
+			}
+		}
+		out = append(out, in[i])
+	}
+	return out
+}
+
+// maxCompactInput is the longest compact input the targets try; a longer
+// one is skipped at once, so it never shows new coverage and is never
+// minimized. Ten one-time pre-keys fit; more only repeat the same code
+// (the limits on counts are checked before the entries are read).
+const maxCompactInput = 1024
+
+// compact is the inverse of expand: it replaces each occurrence of a blob by
+// its reference and escapes every 0xff byte.
+func compact(raw []byte, blobs [][]byte) []byte {
+	out := compactOf(raw, blobs)
+	if !bytes.Equal(expand(out, blobs), raw) {
+		panic("compact: expand does not give the input back")
+	}
+	return out
+}
+
+func compactOf(raw []byte, blobs [][]byte) []byte {
+	var out []byte
+next:
+	for i := 0; i < len(raw); {
+		for k, b := range blobs {
+			if len(b) > 0 && bytes.HasPrefix(raw[i:], b) {
+				out = append(out, blobEscape, byte(k))
+				i += len(b)
+				continue next
+			}
+		}
+		if raw[i] == blobEscape {
+			out = append(out, blobEscape)
+		}
+		out = append(out, raw[i])
+		i++
+	}
+	return out
+}
+
+// kemBlobs are the X-Wing public keys a compact input can name: the valid
+// keys of the fixture parties, one whose X25519 part is of small order and
+// one whose ML-KEM part is not canonical (a coefficient of q = 3329).
+func kemBlobs(tb testing.TB) [][]byte {
+	var out [][]byte
+	for _, p := range []*tparty{newTParty(tb, "alice", nil, protocol.UserID{}, 2), newTParty(tb, "bob", nil, protocol.UserID{}, 1)} {
+		for _, k := range append([]protocol.PreKey{p.bundle.Signed, p.bundle.LastResort}, p.bundle.OneTime...) {
+			out = append(out, k.Public.Bytes())
+		}
+	}
+	small := bytes.Clone(out[0])
+	clear(small[1184:]) // the X25519 point 0, of order 1
+	bad := bytes.Clone(out[0])
+	bad[0], bad[1] = 0x01, bad[1]&0xf0|0x0d // first 12-bit coefficient 0xd01 = 3329
+	return append(out, small, bad)
+}
+
+// encBlobs are fixed X-Wing ciphertexts for distribution entries, which
+// decoding does not check.
+func encBlobs() [][]byte {
+	return [][]byte{fixedBytes("enc 0", protocol.KEMEncSize), fixedBytes("enc 1", protocol.KEMEncSize), fixedBytes("enc 2", protocol.KEMEncSize)}
+}
+
 // ---- the property ----
 
 // checkDecoder runs parse on in and checks: failure means a nil result;
@@ -306,24 +412,39 @@ func checkDecoder[T any](t *testing.T, in []byte, parse func([]byte) (*T, error)
 	}
 }
 
+// FuzzParsePreKey and FuzzParseBundle read compact inputs (expand) whose
+// references name kemBlobs.
 func FuzzParsePreKey(f *testing.F) {
+	blobs := kemBlobs(f)
 	for _, s := range preKeySeeds(f) {
-		f.Add(s)
+		f.Add(compact(s, blobs))
+	}
+	// The signed pre-key with its key swapped for the two malformed ones.
+	signed := compact(preKeySeeds(f)[0], blobs)
+	for _, k := range []byte{byte(len(blobs) - 2), byte(len(blobs) - 1)} {
+		f.Add(bytes.Replace(signed, []byte{blobEscape, 0}, []byte{blobEscape, k}, 1))
 	}
 	f.Add([]byte{})
 	f.Add([]byte{byte(protocol.SignedPreKey)})
 	f.Fuzz(func(t *testing.T, in []byte) {
-		checkDecoder(t, in, protocol.ParsePreKey, (*protocol.PreKey).Marshal)
+		if len(in) > maxCompactInput {
+			return
+		}
+		checkDecoder(t, expand(in, blobs), protocol.ParsePreKey, (*protocol.PreKey).Marshal)
 	})
 }
 
 func FuzzParseBundle(f *testing.F) {
+	blobs := kemBlobs(f)
 	for _, s := range bundleSeeds(f) {
-		f.Add(s)
+		f.Add(compact(s, blobs))
 	}
 	f.Add([]byte{protocol.Version})
 	f.Fuzz(func(t *testing.T, in []byte) {
-		checkDecoder(t, in, protocol.ParseBundle, (*protocol.Bundle).Marshal)
+		if len(in) > maxCompactInput {
+			return
+		}
+		checkDecoder(t, expand(in, blobs), protocol.ParseBundle, (*protocol.Bundle).Marshal)
 	})
 }
 
@@ -337,13 +458,26 @@ func FuzzParseRecord(f *testing.F) {
 	})
 }
 
+// FuzzParseDistribution reads compact inputs whose references name
+// encBlobs; the seeds carry those in place of the ciphertexts HPKE drew.
 func FuzzParseDistribution(f *testing.F) {
+	blobs := encBlobs()
 	for _, s := range distributionSeeds(f) {
-		f.Add(s)
+		d, err := protocol.ParseDistribution(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for i := range d.Recipients {
+			copy(d.Recipients[i].Enc[:], blobs[i%len(blobs)])
+		}
+		f.Add(compact(d.Marshal(), blobs))
 	}
 	f.Add([]byte{protocol.Version})
 	f.Fuzz(func(t *testing.T, in []byte) {
-		checkDecoder(t, in, protocol.ParseDistribution, (*protocol.Distribution).Marshal)
+		if len(in) > maxCompactInput {
+			return
+		}
+		checkDecoder(t, expand(in, blobs), protocol.ParseDistribution, (*protocol.Distribution).Marshal)
 	})
 }
 

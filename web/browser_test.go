@@ -224,7 +224,8 @@ func TestBrowserMessaging(t *testing.T) {
 }
 
 // TestBrowserDevices: a new browser of an existing account is linked from
-// the terminal; two tabs of one browser do not both run the device; logout
+// the terminal; a login is announced and listed until linked; two tabs of
+// one browser do not both run the device; logout
 // deletes the browser's data; a reset identity is warned about, and the
 // contact sees a warning.
 func TestBrowserDevices(t *testing.T) {
@@ -287,6 +288,9 @@ func TestBrowserDevices(t *testing.T) {
 	if err := carol3.c.Login(ctx, "carol", "password of carol"); err != nil {
 		t.Fatal(err)
 	}
+	// The login is announced, and listed as a session that only signed in.
+	carolWeb.waitWithin(10*time.Second, "the sign-in warning", `document.getElementById("banner").innerText.includes("Someone signed in to your account")`)
+	carolWeb.wait("the keyless session", `document.querySelector('#device-list li.session') !== null && document.getElementById("device-list").innerText.includes("signed in with the password only")`)
 	code3, err := carol3.c.StartLink(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -602,4 +606,318 @@ func (p *page) scanQR(css string) []byte {
 		}
 	}
 	return out
+}
+
+// TestBrowserVerify: two browser users verify each other by typing the
+// safety number the other side shows, with the keyboard; a wrong number is
+// refused and changes nothing; the mark survives a reload.
+func TestBrowserVerify(t *testing.T) {
+	requireBuilt(t)
+	url := startServer(t)
+	browser := startBrowser(t)
+
+	alice := newPage(t, browser, "alice", url)
+	alice.register("alice")
+	bob := newPage(t, browser, "bob", url)
+	bob.register("bob")
+	alice.createConversation("bob")
+	alice.send("shall we compare numbers?")
+	bob.openConversation("alice")
+	bob.waitMessage("shall we compare numbers?")
+
+	if got := alice.memberState("bob", "unverified"); got != "unverified" {
+		alice.fail("bob is %q before verifying", got)
+	}
+	aliceSees := alice.openVerify("bob")
+	bobSees := bob.openVerify("alice")
+	if aliceSees != bobSees {
+		t.Fatalf("the two sides show different numbers: %q and %q", aliceSees, bobSees)
+	}
+	alice.waitText("#verify-state", "bob is not verified yet")
+	alice.screenshot("verify")
+	alice.fits("#pane-safety", 375)
+
+	// A number with one digit changed is refused, and changes nothing.
+	wrong := []byte(bobSees)
+	wrong[len(wrong)-1] = '0' + (wrong[len(wrong)-1]-'0'+1)%10
+	alice.submitNumber(string(wrong))
+	alice.waitText("#verify-error", "That is not your safety number with bob")
+	if s := eval[string](alice, `document.getElementById("verify-card").dataset.state`); s != "unverified" {
+		alice.fail("after a wrong number bob is %q", s)
+	}
+	alice.screenshot("verify-wrong", 1280, 375)
+	// So is a number of the wrong length, or with letters in it.
+	alice.submitNumber(bobSees[:len(bobSees)-1])
+	alice.waitText("#verify-error", "That is not your safety number with bob")
+	alice.submitNumber(strings.Replace(bobSees, " ", "x", 1))
+	alice.waitText("#verify-error", "That is not your safety number with bob")
+
+	// The number bob's page shows, typed as groups: verified.
+	alice.submitNumber(bobSees)
+	alice.waitText("#verify-state", "bob is verified")
+	if e := eval[string](alice, `document.getElementById("verify-error").innerText`); e != "" {
+		alice.fail("an error after the right number: %q", e)
+	}
+	// Bob pastes alice's number with hyphens and no spaces.
+	bob.submitNumber(strings.ReplaceAll(aliceSees, " ", "-"))
+	bob.waitText("#verify-state", "alice is verified")
+	bob.screenshot("verified", 1280, 375)
+
+	// Both members panels say so, after a reload too.
+	alice.do("back", chromedp.Navigate(url+"/#/"))
+	alice.openConversation("bob")
+	alice.memberState("bob", "verified")
+	bob.do("reload", chromedp.Reload())
+	bob.waitView("main")
+	bob.openConversation("alice")
+	bob.memberState("alice", "verified")
+	bob.screenshot("members-verified", 1280, 375)
+
+	// Unverify clears the mark.
+	alice.openVerify("bob")
+	alice.tabTo("#unverify-button")
+	alice.pressEnter()
+	alice.waitText("#verify-state", "bob is not verified yet")
+
+	alice.noProblems()
+	bob.noProblems()
+}
+
+// TestBrowserIdentityChange: a verified contact resets its identity; the
+// browser's composer is blocked, with a banner that names the contact and
+// shows the old and the new safety number; accepting the new key with the
+// keyboard unblocks it and the message is delivered. An unverified
+// contact's reset is a line in that conversation and blocks nothing.
+func TestBrowserIdentityChange(t *testing.T) {
+	requireBuilt(t)
+	url := startServer(t)
+	browser := startBrowser(t)
+	ctx := context.Background()
+
+	alice := newPage(t, browser, "alice", url)
+	alice.register("alice")
+	bob, carol := newCLI(t, url, ""), newCLI(t, url, "")
+	if err := bob.c.Register(ctx, "bob", "password of bob"); err != nil {
+		t.Fatal(err)
+	}
+	if err := carol.c.Register(ctx, "carol", "password of carol"); err != nil {
+		t.Fatal(err)
+	}
+	withBob, err := bob.c.CreateConversation(ctx, "With bob", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.c.Send(ctx, withBob, "hello alice"); err != nil {
+		t.Fatal(err)
+	}
+	withCarol, err := carol.c.CreateConversation(ctx, "With carol", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := carol.c.Send(ctx, withCarol, "hello from carol"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Alice verifies bob with the number bob's terminal shows.
+	alice.openConversation("With bob")
+	alice.waitMessage("hello alice")
+	before, _, err := bob.c.SafetyNumber(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if shown := alice.openVerify("bob"); shown != before {
+		alice.fail("alice's page shows %q, bob's terminal %q", shown, before)
+	}
+	alice.submitNumber(before)
+	alice.waitText("#verify-state", "bob is verified")
+	alice.openConversation("With carol")
+	alice.waitMessage("hello from carol")
+
+	// Both reset their identities, each from a new device of theirs (the
+	// old one is signed out).
+	bob, carol = resetFromNewDevice(t, url, "bob"), resetFromNewDevice(t, url, "carol")
+	after, _, err := bob.c.SafetyNumber(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after == before {
+		t.Fatal("bob's reset left the safety number unchanged")
+	}
+
+	// Carol was not verified: her conversation shows the change as a line
+	// and sending goes on.
+	alice.waitChatAlarm("identity_changed", "carol")
+	// (The server announces the reset before the rekey records arrive: wait
+	// until they have moved carol's pin.)
+	alice.waitTrue("carol's rekey applied", `sandi.contact("carol").then(c => !c.pending && c.changed > 0)`)
+	alice.wait("the composer usable", `document.getElementById("chat-trust").hidden && !document.getElementById("composer-input").disabled`)
+	if !eval[bool](alice, `document.getElementById("chat-trust").hidden && !document.getElementById("composer-input").disabled`) {
+		alice.fail("an unverified contact's reset blocks sending")
+	}
+	alice.send("still talking, carol")
+	carol.waitTexts("alice: still talking, carol")
+
+	// Bob was: his conversation is blocked, and says why.
+	alice.openConversation("With bob")
+	old, fresh := alice.waitBlocked("bob")
+	if old != before || fresh != after {
+		alice.fail("the banner shows old %q new %q; before the reset %q, after %q", old, fresh, before, after)
+	}
+	alice.waitText("#composer-blocked", "Sending is paused: bob’s identity key changed")
+	alice.waitChatAlarm("identity_blocked", "bob")
+	alice.memberState("bob", "changed")
+	alice.click("#members-close")
+	alice.screenshot("identity-blocked", 1280, 375)
+	alice.fits("#pane-chat", 375)
+
+	// A reload keeps it blocked (the pending key is stored).
+	alice.do("reload", chromedp.Reload())
+	alice.waitView("main")
+	alice.wait("the chat after reload", `!document.getElementById("pane-chat").hidden`)
+	alice.waitBlocked("bob")
+	// The module refuses a send meanwhile, with a code the page branches on.
+	if got := eval[string](alice, `sandi.send(`+js(withBob.String())+`, "sneaking through").then(() => "sent", e => e.code + " " + e.username + " " + e.pending)`); got != "identity_not_accepted bob true" {
+		alice.fail("a send while blocked: %q", got)
+	}
+
+	// The safety view says the same, and offers no verification meanwhile.
+	if shown := alice.openVerify("bob"); shown != before {
+		alice.fail("the safety view shows %q, want the accepted key's %q", shown, before)
+	}
+	alice.wait("the pending key in the safety view", `document.getElementById("verify-card").dataset.state === "changed" && !document.getElementById("verify-pending").hidden && document.getElementById("verify-form").hidden`)
+	if got := eval[string](alice, `[...document.querySelectorAll("#verify-pending-number span")].map(s => s.innerText).join(" ")`); got != after {
+		alice.fail("the safety view's new number %q, want %q", got, after)
+	}
+	alice.screenshot("verify-pending", 375)
+	alice.openConversation("With bob")
+	alice.waitBlocked("bob")
+
+	// Accept with the keyboard: sending works again, and bob reads it.
+	alice.tabTo("#accept-identity")
+	alice.pressEnter()
+	alice.wait("the composer enabled", `document.getElementById("chat-trust").hidden && !document.getElementById("composer-input").disabled`)
+	alice.waitText("#composer-blocked", "compare it and verify them again")
+	alice.memberState("bob", "unverified")
+	alice.click("#members-close")
+	alice.send("new key accepted")
+	if got := bob.waitTexts("alice: new key accepted"); slices.Contains(got, "alice: sneaking through") {
+		t.Fatalf("the send refused while blocked arrived: %q", got)
+	}
+	if _, err := bob.c.Send(ctx, withBob, "thanks"); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitMessage("thanks")
+	alice.noProblems()
+}
+
+// TestBrowserAlarms: a server that lies about identity keys (a proxy
+// rewrites its user lookups) raises alarms; the one for a contact in a
+// conversation is shown in that conversation, the others in the global
+// list, a critical one (this account's own key) prominently, and all of
+// them again after a reload.
+func TestBrowserAlarms(t *testing.T) {
+	requireBuilt(t)
+	srvURL := startServer(t)
+	proxy := startRewriteProxy(t, srvURL)
+	browser := startBrowser(t)
+	ctx := context.Background()
+
+	alice := newPage(t, browser, "alice", proxy.url)
+	alice.register("alice")
+	bob, carol := newCLI(t, srvURL, ""), newCLI(t, srvURL, "")
+	if err := bob.c.Register(ctx, "bob", "password of bob"); err != nil {
+		t.Fatal(err)
+	}
+	if err := carol.c.Register(ctx, "carol", "password of carol"); err != nil {
+		t.Fatal(err)
+	}
+	conv, err := bob.c.CreateConversation(ctx, "Lunch", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.c.Send(ctx, conv, "noon?"); err != nil {
+		t.Fatal(err)
+	}
+	alice.openConversation("Lunch")
+	alice.waitMessage("noon?")
+	if !eval[bool](alice, `document.getElementById("chat-alarms").hidden && document.getElementById("alarms-link").hidden`) {
+		alice.fail("alarms shown before any")
+	}
+	// Alice looks carol up once (no conversation with her): carol is pinned.
+	if got := eval[string](alice, `sandi.findUser("carol").then(u => u.username)`); got != "carol" {
+		alice.fail("findUser carol: %q", got)
+	}
+
+	// The server now answers every lookup of bob, carol and alice with a
+	// key of its own.
+	forged := secret.NewIdentity().Public().String()
+	proxy.set(func(r *http.Request, body map[string]any) {
+		if !strings.HasPrefix(r.URL.Path, "/api/users") {
+			return
+		}
+		switch body["username"] {
+		case "bob", "carol", "alice":
+			body["identityKey"] = forged
+		}
+	})
+	// Alice types bob and carol in the new-conversation form.
+	eval[chromedp.Void](alice, `location.hash = "#/new"`)
+	for _, u := range []string{"bob", "carol"} {
+		alice.wait("the new-conversation form", `!document.getElementById("pane-new").hidden`)
+		eval[chromedp.Void](alice, `document.getElementById("new-user").value = ""`)
+		alice.typeInto("#new-user", u)
+		alice.pressEnter()
+		alice.waitText("#new-picked", u)
+	}
+	// And a lookup of her own account returns a key that is not hers.
+	eval[chromedp.Void](alice, `sandi.findUser("alice").catch(() => {})`)
+	proxy.set(nil)
+
+	// After a reload, the conversation with bob shows the alarm, and
+	// sending there waits for the user (a key met in a lookup is pending).
+	alice.do("reload", chromedp.Reload())
+	alice.waitView("main")
+	alice.critical()
+	alice.openConversation("Lunch")
+	alice.waitChatAlarm("identity_changed", "bob")
+	alice.waitBlocked("bob")
+	if n := eval[int](alice, `[...document.querySelectorAll("#chat-alarm-list li.alarm")].length`); n != 1 {
+		alice.fail("the conversation lists %d alarms, want bob's one", n)
+	}
+	alice.screenshot("alarm-in-chat", 1280, 375)
+	alice.fits("#pane-chat", 375)
+
+	// The global list: carol's alarm (no conversation) and the critical
+	// one about alice's own key; seeing it clears the count.
+	if got := eval[string](alice, `document.getElementById("alarms-count").dataset.count`); got != "3" {
+		alice.fail("the alarm indicator counts %q new, want 3", got)
+	}
+	alice.tabTo("#critical-alarm-link")
+	alice.pressEnter()
+	alice.wait("the alarm list", `!document.getElementById("pane-alarms").hidden`)
+	alice.waitText("#alarms-global", "carol")
+	alice.wait("the critical alarm listed", `!!document.querySelector('#alarms-global li[data-kind="own_rekey"][data-severity="critical"]')`)
+	alice.waitText("#alarms-conv", "In Lunch")
+	alice.screenshot("alarms", 1280, 375)
+	alice.fits("#pane-alarms", 375)
+	alice.wait("the count cleared", `document.getElementById("alarms-count").dataset.count === "0" && document.getElementById("critical-alarm").hidden`)
+	alice.do("reload", chromedp.Reload())
+	alice.waitView("main")
+	alice.wait("the alarms kept", `!document.getElementById("alarms-link").hidden && document.getElementById("alarms-count").dataset.count === "0" && document.getElementById("critical-alarm").hidden`)
+	alice.noProblems("status of 404")
+}
+
+// resetFromNewDevice logs in a new SDK device of username and resets the
+// account's identity from it.
+func resetFromNewDevice(t *testing.T, url, username string) *cli {
+	t.Helper()
+	ctx := context.Background()
+	u := newCLI(t, url, "")
+	if err := u.c.Login(ctx, username, "password of "+username); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.c.ResetIdentity(ctx); err != nil {
+		t.Fatalf("%s resets the identity: %v", username, err)
+	}
+	return u
 }

@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,6 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -473,4 +477,169 @@ func (u *cli) waitTexts(want ...string) []string {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// createConversation creates a conversation with users from the
+// new-conversation form and waits until it is open.
+func (p *page) createConversation(users ...string) {
+	p.t.Helper()
+	eval[chromedp.Void](p, `location.hash = "#/new"`)
+	for _, u := range users {
+		p.wait("the new-conversation form", `!document.getElementById("pane-new").hidden`)
+		p.typeInto("#new-user", u)
+		p.pressEnter()
+		p.waitText("#new-picked", u)
+	}
+	p.click("#new-create")
+	p.wait("the new chat", `!document.getElementById("pane-chat").hidden`)
+}
+
+// openVerify opens the safety-number view of user from the open chat's
+// members panel, with the keyboard, and returns the number it shows once
+// the verify form is there.
+func (p *page) openVerify(user string) string {
+	p.t.Helper()
+	if eval[bool](p, `document.getElementById("members-panel").hidden`) {
+		p.click("#members-button")
+	}
+	p.waitText("#member-list", user)
+	p.tabTo(`#member-list a[aria-label="Safety number with ` + user + `"]`)
+	p.pressEnter()
+	p.wait("the safety number of "+user, `!document.getElementById("pane-safety").hidden && document.querySelectorAll("#safety-number span").length === 12 && !document.getElementById("verify-card").hidden && document.getElementById("verify-peer").innerText === `+js(user))
+	return eval[string](p, `[...document.querySelectorAll("#safety-number span")].map(s => s.innerText).join(" ")`)
+}
+
+// submitNumber types number into the open verify form, with the keyboard,
+// and presses Enter; it waits until the form has answered (an error, or
+// the contact verified).
+func (p *page) submitNumber(number string) {
+	p.t.Helper()
+	p.tabTo("#verify-input")
+	if !eval[bool](p, `getComputedStyle(document.activeElement).outlineStyle !== "none"`) {
+		p.fail("the focused number field has no visible focus")
+	}
+	eval[chromedp.Void](p, `document.getElementById("verify-input").value = ""`)
+	p.typeInto("#verify-input", number)
+	p.pressEnter()
+	p.wait("the verify answer", `document.getElementById("verify-error").innerText !== "" || document.getElementById("verify-card").dataset.state === "verified"`)
+}
+
+// memberState returns the trust state the open chat's members panel shows
+// for user ("verified", "unverified", "changed"), waiting for want if set.
+func (p *page) memberState(user, want string) string {
+	p.t.Helper()
+	if eval[bool](p, `document.getElementById("members-panel").hidden`) {
+		p.click("#members-button")
+	}
+	expr := `(() => { const t = document.querySelector('#member-list li[data-user=` + js(user) + `] .trust-tag'); return t ? t.dataset.state : ""; })()`
+	if want != "" {
+		p.wait(user+" shown "+want, expr+` === `+js(want))
+	}
+	return eval[string](p, expr)
+}
+
+// waitBlocked waits until the open chat says that sending waits for the
+// new key of user, with the composer disabled, and returns the old and new
+// safety numbers it shows.
+func (p *page) waitBlocked(user string) (old, fresh string) {
+	p.t.Helper()
+	p.wait("sending blocked by "+user+"'s new key", `(() => { const b = document.getElementById("chat-trust"); return !b.hidden && b.dataset.kind === "pending" && b.innerText.includes("The identity key of `+user+` changed") && document.getElementById("composer-input").disabled && document.getElementById("send-button").disabled && !document.getElementById("composer-blocked").hidden; })()`)
+	nums := eval[[]string](p, `[...document.querySelectorAll("#chat-trust .safety-number")].map(n => [...n.querySelectorAll("span")].map(s => s.innerText).join(" "))`)
+	if len(nums) != 2 {
+		p.fail("the banner shows %d safety numbers, want the old and the new", len(nums))
+	}
+	return nums[0], nums[1]
+}
+
+// waitChatAlarm waits until the open chat lists an alarm of kind whose
+// detail contains text.
+func (p *page) waitChatAlarm(kind, text string) {
+	p.t.Helper()
+	p.wait("a "+kind+" alarm in the chat", `!document.getElementById("chat-alarms").hidden && [...document.querySelectorAll("#chat-alarm-list li.alarm")].some(li => li.dataset.kind === `+js(kind)+` && li.innerText.includes(`+js(text)+`))`)
+}
+
+// fits fails the test if a visible element under css reaches past width
+// CSS pixels, at a viewport that wide (phone layout).
+func (p *page) fits(css string, width int) {
+	p.t.Helper()
+	p.do("resize", chromedp.EmulateViewport(int64(width), 740), chromedp.Sleep(150*time.Millisecond))
+	over := eval[[]string](p, fmt.Sprintf(`[...document.querySelectorAll(%s)].filter(e => e.offsetParent !== null || e.getClientRects().length > 0).filter(e => { const r = e.getBoundingClientRect(); return r.width > 0 && (r.right > %d + 0.5 || r.left < -0.5); }).map(e => e.tagName + "#" + e.id + "." + e.className)`, js(css+", "+css+" *"), width))
+	p.do("resize", chromedp.EmulateViewport(1280, 800))
+	if len(over) > 0 {
+		p.fail("at %d px, these overflow: %v", width, over)
+	}
+}
+
+// rewriteProxy forwards everything (the page, the API, WebSockets) to a
+// server, letting a test rewrite JSON answers as a malicious server would.
+type rewriteProxy struct {
+	mu      sync.Mutex
+	rewrite func(r *http.Request, body map[string]any)
+	url     string
+}
+
+func startRewriteProxy(t *testing.T, target string) *rewriteProxy {
+	t.Helper()
+	u, err := neturl.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &rewriteProxy{}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.ModifyResponse = func(resp *http.Response) error {
+		p.mu.Lock()
+		rw := p.rewrite
+		p.mu.Unlock()
+		if rw == nil || resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+			return nil
+		}
+		data, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		var body map[string]any
+		if json.Unmarshal(data, &body) == nil {
+			rw(resp.Request, body)
+			if data, err = json.Marshal(body); err != nil {
+				return err
+			}
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(data))
+		resp.ContentLength = int64(len(data))
+		resp.Header.Del("Content-Length")
+		return nil
+	}
+	srv := httptest.NewServer(rp)
+	t.Cleanup(srv.Close)
+	p.url = srv.URL
+	return p
+}
+
+func (p *rewriteProxy) set(f func(r *http.Request, body map[string]any)) {
+	p.mu.Lock()
+	p.rewrite = f
+	p.mu.Unlock()
+}
+
+// waitTrue evaluates expr (which may be a Promise) until it is true.
+func (p *page) waitTrue(what, expr string) {
+	p.t.Helper()
+	deadline := time.Now().Add(stepTimeout)
+	for !eval[bool](p, expr) {
+		if time.Now().After(deadline) {
+			p.fail("waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// critical waits for the prominent critical-alarm notice, which is shown
+// in the list view of a phone too.
+func (p *page) critical() {
+	p.t.Helper()
+	p.wait("the critical alarm notice", `!document.getElementById("critical-alarm").hidden && document.getElementById("critical-alarm-text").innerText.length > 0`)
+	p.do("phone", chromedp.EmulateViewport(375, 740), chromedp.Navigate(p.url+"/#/"))
+	p.wait("the critical notice on a phone's list", `(() => { const r = document.getElementById("critical-alarm").getBoundingClientRect(); return r.height > 0 && r.width <= 375; })()`)
+	p.screenshot("critical-alarm", 375)
 }

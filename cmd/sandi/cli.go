@@ -81,6 +81,8 @@ var commands = map[string]command{
 	"logout":        cmdLogout,
 	"whoami":        cmdWhoami,
 	"devices":       cmdDevices,
+	"sessions":      cmdSessions,
+	"passwd":        cmdPasswd,
 	"new":           cmdNew,
 	"list":          cmdList,
 	"add":           cmdAdd,
@@ -98,15 +100,31 @@ var commands = map[string]command{
 	"rekey-back":    cmdRekeyBack,
 }
 
-// open opens the client state in the home directory.
+// open opens the client state in the home directory and holds it (its
+// lock) until close: a second sandi process on the same home directory is
+// refused with a sentence naming the directory and this process.
 func (e *cli) open() error {
 	st, err := client.NewDirStorage(e.g.home)
+	if errors.Is(err, client.ErrLocked) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("state directory %s: %w", e.g.home, err)
 	}
 	host, _ := os.Hostname()
 	e.c, err = client.Open(client.Options{Server: e.g.server, Storage: st, DeviceName: "cli@" + host})
+	if err != nil {
+		st.Close()
+	}
 	return err
+}
+
+// close releases the client state, if open.
+func (e *cli) close() {
+	if e.c != nil {
+		e.c.Close()
+		e.c = nil
+	}
 }
 
 // out prints v as one JSON line with --json, else the text.
@@ -277,7 +295,7 @@ func cmdWhoami(ctx context.Context, e *cli, args []string) error {
 	return e.out(v, text)
 }
 
-func cmdDevices(ctx context.Context, e *cli, args []string) error {
+func cmdDevices(ctx context.Context, e *cli, args []string) (err error) {
 	if len(args) > 0 && args[0] == "remove" {
 		return cmdDevicesRemove(ctx, e, args[1:])
 	}
@@ -288,10 +306,23 @@ func cmdDevices(ctx context.Context, e *cli, args []string) error {
 		return err
 	}
 	devs, err := e.c.Devices(ctx)
+	if client.IsCode(err, "keys_required") {
+		// A device not linked yet sees its own session only.
+		return e.keylessSessions(ctx, nil)
+	}
 	if err != nil {
 		return err
 	}
+	shown := map[string]bool{}
+	defer func() {
+		// Sessions that are not devices (signed in with the password,
+		// never linked) follow, marked.
+		if err == nil {
+			err = e.keylessSessions(ctx, shown)
+		}
+	}()
 	for _, d := range devs {
+		shown[d.ID.String()] = true
 		name, added := d.Name, "-"
 		if name == "" {
 			name = "-"
@@ -326,6 +357,13 @@ func cmdDevicesRemove(ctx context.Context, e *cli, args []string) error {
 	}
 	if err := e.open(); err != nil {
 		return err
+	}
+	// A session outside the signed list is signed out without a list.
+	if s, err := e.c.FindSession(ctx, args[0]); err == nil && s.SignOut {
+		if _, err := e.c.SignOutSession(ctx, s.Device.String()); err != nil {
+			return err
+		}
+		return e.out(map[string]any{"removed": s.Device}, "signed out session "+s.Device.String())
 	}
 	id, err := e.c.RemoveDevice(ctx, args[0])
 	if err != nil {
@@ -528,6 +566,9 @@ func (e *cli) printWarnings() {
 				who = untrustedName(w.Username)
 			}
 			printWrapped(e.stderr, fmt.Sprintf("sandi: WARNING: the identity key of %s changed; compare safety numbers ('sandi safety-number %s') before trusting it", who, who), errorCont)
+		}
+		if w.Kind == client.WarnSessionAdded {
+			printWrapped(e.stderr, fmt.Sprintf("sandi: WARNING: a new sign-in to your account with its password (session %s). If it was not you, sign it out ('sandi sessions remove %s') and change your password ('sandi passwd --sign-out-others')", w.Device, w.Device), errorCont)
 		}
 	}
 }

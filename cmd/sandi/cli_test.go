@@ -3,6 +3,8 @@ package main_test
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -283,4 +285,53 @@ func TestCLIErrors(t *testing.T) {
 	if out := cliOK(t, base, home, "", "list"); out != "" {
 		t.Fatalf("failed commands left conversations: %q", out)
 	}
+}
+
+// TestCLIOneProcessPerHome: while `sandi chat` runs on a home directory,
+// `sandi send` on the same directory is refused with a sentence naming the
+// directory and the chat's pid (exit status 1), so two processes never send
+// from one cached chain; once the chat ends, send works.
+func TestCLIOneProcessPerHome(t *testing.T) {
+	addr := freeAddr(t)
+	base := "http://" + addr
+	srv := startSandi(t, childEnv(), "serve", "--addr", addr, "--data", t.TempDir())
+	waitHealthy(t, srv, base)
+	home := filepath.Join(t.TempDir(), "alice")
+	cliOK(t, base, home, "password of alice\n", "register", "alice", "--password-stdin")
+	cliOK(t, base, filepath.Join(t.TempDir(), "bob"), "password of bob\n", "register", "bob", "--password-stdin")
+	var created struct{ ID string }
+	if err := json.Unmarshal([]byte(cliOK(t, base, home, "", "--json", "new", "bob")), &created); err != nil {
+		t.Fatal(err)
+	}
+	chat := exec.Command(sandiBinary(t), "--home", home, "chat", created.ID)
+	chat.Env = childEnv()
+	in, err := chat.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	errp, err := chat.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chat.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { chat.Process.Kill(); chat.Wait() })
+	line, err := bufio.NewReader(errp).ReadString('\n')
+	if err != nil || !strings.Contains(line, "type a message") {
+		t.Fatalf("chat said %q, %v", line, err)
+	}
+	_, errs, code := cliRun(t, base, home, "", "send", created.ID, "from a second process")
+	want := fmt.Sprintf("sandi: another sandi process (pid %d) is using %s: close it first\n", chat.Process.Pid, home)
+	if code != 1 || errs != want {
+		t.Fatalf("send while chat runs: exit %d, stderr %q; want exit 1, %q", code, errs, want)
+	}
+	if _, err := io.WriteString(in, "/quit\n"); err != nil {
+		t.Fatal(err)
+	}
+	in.Close()
+	if err := chat.Wait(); err != nil {
+		t.Fatalf("chat: %v", err)
+	}
+	cliOK(t, base, home, "", "send", created.ID, "after the chat")
 }

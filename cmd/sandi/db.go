@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -11,12 +12,17 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
+	"sandi.dev/internal/store"
 	"sandi.dev/internal/store/sqlstore"
 )
 
 const dbUsage = `Usage:
   sandi db copy --from URL --to URL [--json]
+  sandi db backup --from URL --to URL [--json]
+  sandi db restore --from URL --to URL [--json]
+  sandi db mark-restored --db URL [--json]
 
 Copies every table of a sandi database into a new, empty one: SQLite to
 PostgreSQL, PostgreSQL to SQLite, or either to a copy of itself. URL is a
@@ -33,6 +39,15 @@ empty: a SQLite file that does not exist yet, or a new PostgreSQL database
 (CREATE DATABASE …); sandi creates the schema in it. A target that holds
 data is refused and nothing is written. Both databases are first brought
 to this version's schema, as 'sandi serve' would.
+
+backup and restore are copy, and the new database then begins a new
+incarnation of the store: clients that synced past the moment of the
+backup see it and read their events again, instead of missing what the
+restored server writes next. Back up a running server with 'db backup'
+(into a new file, or a new PostgreSQL database); restore with 'db
+restore' into a new database, with the server stopped. A database
+restored some other way (a copied file, pg_restore) must be given a new
+incarnation with 'db mark-restored' before the server starts on it.
 `
 
 // dbCommand runs `sandi db …`, the server-side database commands.
@@ -42,8 +57,10 @@ func dbCommand(ctx context.Context, args []string, jsonOut bool, stdout, stderr 
 		return usageError{"db: no subcommand given"}
 	}
 	switch args[0] {
-	case "copy":
-		return dbCopy(ctx, args[1:], jsonOut, stdout, stderr)
+	case "copy", "backup", "restore":
+		return dbCopy(ctx, args[0], args[1:], jsonOut, stdout, stderr)
+	case "mark-restored":
+		return dbMarkRestored(ctx, args[1:], jsonOut, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, dbUsage)
 		return nil
@@ -64,8 +81,8 @@ func redact(u string) string {
 	return p.Redacted()
 }
 
-func dbCopy(ctx context.Context, args []string, jsonOut bool, stdout, stderr io.Writer) error {
-	fset := flag.NewFlagSet("db copy", flag.ContinueOnError)
+func dbCopy(ctx context.Context, verb string, args []string, jsonOut bool, stdout, stderr io.Writer) error {
+	fset := flag.NewFlagSet("db "+verb, flag.ContinueOnError)
 	fset.SetOutput(stderr)
 	fset.Usage = func() {
 		fmt.Fprint(stderr, dbUsage+"\nFlags:\n")
@@ -78,15 +95,15 @@ func dbCopy(ctx context.Context, args []string, jsonOut bool, stdout, stderr io.
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
-		return usageError{"db copy: " + err.Error()}
+		return usageError{"db " + verb + ": " + err.Error()}
 	}
 	switch {
 	case fset.NArg() != 0:
-		return usageError{"db copy takes no arguments, only --from and --to"}
+		return usageError{"db " + verb + " takes no arguments, only --from and --to"}
 	case *from == "" || *to == "":
-		return usageError{"db copy needs --from URL and --to URL"}
+		return usageError{"db " + verb + " needs --from URL and --to URL"}
 	case *from == *to:
-		return usageError{"db copy: --from and --to are the same database"}
+		return usageError{"db " + verb + ": --from and --to are the same database"}
 	}
 
 	// A SQLite source must exist: opening a mistyped path would create an
@@ -109,12 +126,23 @@ func dbCopy(ctx context.Context, args []string, jsonOut bool, stdout, stderr io.
 		created = sqlstore.SQLiteFiles(*to)
 	}
 
-	counts, err := copyDatabases(ctx, *from, *to)
+	counts, inc, err := copyDatabases(ctx, *from, *to, verb != "copy")
 	if err != nil {
 		for _, f := range created {
 			os.Remove(f)
 		}
 		return err
+	}
+	if len(created) > 0 {
+		// A backup holds every account's password hash and every
+		// envelope: readable by its owner only, whatever the umask.
+		if err := os.Chmod(created[0], 0o600); err != nil {
+			return err
+		}
+	}
+	incText := ""
+	if inc != nil {
+		incText = base64.RawURLEncoding.EncodeToString(inc.ID[:])
 	}
 
 	var total int64
@@ -125,11 +153,12 @@ func dbCopy(ctx context.Context, args []string, jsonOut bool, stdout, stderr io.
 	}
 	if jsonOut {
 		b, err := json.Marshal(struct {
-			From   string           `json:"from"`
-			To     string           `json:"to"`
-			Tables map[string]int64 `json:"tables"`
-			Total  int64            `json:"total"`
-		}{redact(*from), redact(*to), tables, total})
+			From        string           `json:"from"`
+			To          string           `json:"to"`
+			Tables      map[string]int64 `json:"tables"`
+			Total       int64            `json:"total"`
+			Incarnation string           `json:"incarnation,omitempty"`
+		}{redact(*from), redact(*to), tables, total, incText})
 		if err != nil {
 			return err
 		}
@@ -142,30 +171,89 @@ func dbCopy(ctx context.Context, args []string, jsonOut bool, stdout, stderr io.
 		fmt.Fprintf(&b, "  %-15s %10d\n", c.Table, c.Rows)
 	}
 	fmt.Fprintf(&b, "  %-15s %10d rows\n", "total", total)
+	if incText != "" {
+		fmt.Fprintf(&b, "new incarnation %s\n", incText)
+	}
 	_, err = io.WriteString(stdout, b.String())
 	return err
 }
 
 // copyDatabases opens both databases (migrating them, as serve does) and
-// copies from into to.
-func copyDatabases(ctx context.Context, from, to string) ([]sqlstore.TableCount, error) {
+// copies from into to; with newInc, the copy begins a new incarnation.
+func copyDatabases(ctx context.Context, from, to string, newInc bool) ([]sqlstore.TableCount, *store.Incarnation, error) {
 	// The source may be a running server's database (an online backup).
 	src, err := sqlstore.Open(ctx, from, sqlstore.Options{MaxConns: 2, Shared: true})
 	if err != nil {
-		return nil, fmt.Errorf("open the source %s: %w", redact(from), err)
+		return nil, nil, fmt.Errorf("open the source %s: %w", redact(from), err)
 	}
 	defer src.Close()
 	dst, err := sqlstore.Open(ctx, to, sqlstore.Options{MaxConns: 2})
 	if err != nil {
-		return nil, fmt.Errorf("open the target %s: %w", redact(to), err)
+		return nil, nil, fmt.Errorf("open the target %s: %w", redact(to), err)
 	}
 	defer dst.Close()
-	counts, err := sqlstore.Copy(ctx, src, dst)
+	var counts []sqlstore.TableCount
+	var inc *store.Incarnation
+	if newInc {
+		var in store.Incarnation
+		counts, in, err = sqlstore.Backup(ctx, src, dst, time.Now().UnixMilli())
+		inc = &in
+	} else {
+		counts, err = sqlstore.Copy(ctx, src, dst)
+	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := dst.Close(); err != nil {
-		return nil, fmt.Errorf("close the target: %w", err)
+		return nil, nil, fmt.Errorf("close the target: %w", err)
 	}
-	return counts, nil
+	return counts, inc, nil
+}
+
+// dbMarkRestored gives a database restored by other means than 'db
+// restore' a new incarnation.
+func dbMarkRestored(ctx context.Context, args []string, jsonOut bool, stdout, stderr io.Writer) error {
+	fset := flag.NewFlagSet("db mark-restored", flag.ContinueOnError)
+	fset.SetOutput(stderr)
+	db := fset.String("db", "", "the restored database: a SQLite file or postgres://…")
+	fset.BoolVar(&jsonOut, "json", jsonOut, "print the result as one JSON object")
+	if err := fset.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return usageError{"db mark-restored: " + err.Error()}
+	}
+	if fset.NArg() != 0 || *db == "" {
+		return usageError{"db mark-restored needs --db URL and no arguments"}
+	}
+	if !sqlstore.IsPostgres(*db) {
+		if _, err := os.Stat(sqlstore.SQLiteFile(*db)); err != nil {
+			return fmt.Errorf("database %s: %w", *db, err)
+		}
+	}
+	// Not Shared: a SQLite database that a server has open is refused
+	// (the server would keep serving the old incarnation).
+	s, err := sqlstore.Open(ctx, *db, sqlstore.Options{MaxConns: 2})
+	if err != nil {
+		return fmt.Errorf("open %s: %w", redact(*db), err)
+	}
+	defer s.Close()
+	in, err := s.NewIncarnation(ctx, time.Now().UnixMilli())
+	if err != nil {
+		return err
+	}
+	if err := s.Close(); err != nil {
+		return err
+	}
+	id := base64.RawURLEncoding.EncodeToString(in.ID[:])
+	if jsonOut {
+		b, err := json.Marshal(map[string]any{"db": redact(*db), "incarnation": id, "base": in.Base})
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(stdout, "%s\n", b)
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "%s: new incarnation %s (events after %d are new)\n", redact(*db), id, in.Base)
+	return err
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"os"
@@ -86,15 +87,15 @@ func TestDBCopy(t *testing.T) {
 		switch table {
 		case "users", "devices", "tokens":
 			want = "3"
-		case "event_counter":
+		case "event_counter", "incarnations":
 			want = "1"
 		}
 		if len(f) != 2 || f[0] != table || f[1] != want {
 			t.Errorf("line %q, want %s %s", lines[i+1], table, want)
 		}
 	}
-	if f := strings.Fields(lines[len(lines)-1]); len(f) != 3 || f[0] != "total" || f[1] != "10" {
-		t.Errorf("last line %q, want the total of 10 rows", lines[len(lines)-1])
+	if f := strings.Fields(lines[len(lines)-1]); len(f) != 3 || f[0] != "total" || f[1] != "11" {
+		t.Errorf("last line %q, want the total of 11 rows", lines[len(lines)-1])
 	}
 	if n := users(t, to); n != 3 {
 		t.Fatalf("the copy has %d users, want 3", n)
@@ -117,7 +118,7 @@ func TestDBCopy(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &res); err != nil || strings.Count(out, "\n") != 1 {
 			t.Fatalf("%v printed %q: %v", args, out, err)
 		}
-		if res.From != src || res.Tables["users"] != 3 || res.Tables["event_counter"] != 1 || len(res.Tables) != len(tables) || res.Total != 10 {
+		if res.From != src || res.Tables["users"] != 3 || res.Tables["event_counter"] != 1 || len(res.Tables) != len(tables) || res.Total != 11 {
 			t.Fatalf("%v printed %+v", args, res)
 		}
 	}
@@ -288,5 +289,86 @@ func TestDBCopyOnline(t *testing.T) {
 	defer b.Close()
 	if err := b.Ping(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func incarnationOf(t *testing.T, path string) store.Incarnation {
+	t.Helper()
+	s, err := sqlstore.Open(context.Background(), path, sqlstore.Options{Shared: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	return s.Incarnation()
+}
+
+// TestDBBackupRestore: db backup and db restore copy like db copy and give
+// the copy a new incarnation (db copy keeps the source's), written 0600;
+// db mark-restored gives an existing database a new one and refuses a
+// database that a server has open.
+func TestDBBackupRestore(t *testing.T) {
+	src := sourceDB(t, 2)
+	dir := t.TempDir()
+	orig := incarnationOf(t, src)
+	seen := map[[16]byte]bool{orig.ID: true}
+
+	cp := filepath.Join(dir, "copy.db")
+	if _, errOut, err := runDB("db", "copy", "--from", src, "--to", cp); err != nil {
+		t.Fatalf("db copy: %v\n%s", err, errOut)
+	}
+	if got := incarnationOf(t, cp); got != orig {
+		t.Fatalf("db copy: incarnation %+v, want the source's %+v", got, orig)
+	}
+	for _, verb := range []string{"backup", "restore"} {
+		to := filepath.Join(dir, verb+".db")
+		out, errOut, err := runDB("--json", "db", verb, "--from", src, "--to", to)
+		if err != nil {
+			t.Fatalf("db %s: %v\n%s", verb, err, errOut)
+		}
+		var res struct {
+			Incarnation string           `json:"incarnation"`
+			Tables      map[string]int64 `json:"tables"`
+		}
+		if err := json.Unmarshal([]byte(out), &res); err != nil || res.Incarnation == "" || res.Tables["users"] != 2 || res.Tables["incarnations"] != 1 {
+			t.Fatalf("db %s printed %q (%v)", verb, out, err)
+		}
+		got := incarnationOf(t, to)
+		if seen[got.ID] || base64.RawURLEncoding.EncodeToString(got.ID[:]) != res.Incarnation {
+			t.Fatalf("db %s: incarnation %+v is not a new one (printed %s)", verb, got, res.Incarnation)
+		}
+		seen[got.ID] = true
+		if fi, err := os.Stat(to); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("db %s: target mode %v (%v), want 0600", verb, fi.Mode(), err)
+		}
+		if users(t, to) != 2 {
+			t.Fatalf("db %s: the copy lacks users", verb)
+		}
+	}
+
+	if _, errOut, err := runDB("db", "mark-restored", "--db", cp); err != nil {
+		t.Fatalf("db mark-restored: %v\n%s", err, errOut)
+	}
+	got := incarnationOf(t, cp)
+	if seen[got.ID] || got.Base != orig.Base {
+		t.Fatalf("db mark-restored: incarnation %+v, want a new one with base %d", got, orig.Base)
+	}
+
+	// A database a server has open is refused, and keeps its incarnation.
+	live, err := sqlstore.Open(context.Background(), src, sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	if _, _, err := runDB("db", "mark-restored", "--db", src); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("mark-restored of a database in use: %v", err)
+	}
+	if got := incarnationOf(t, src); got != orig {
+		t.Fatalf("the refused mark-restored changed the incarnation to %+v", got)
+	}
+	var ue usageError
+	for _, args := range [][]string{{"db", "mark-restored"}, {"db", "mark-restored", "--db", src, "x"}, {"db", "backup", "--from", src}} {
+		if _, _, err := runDB(args...); !errors.As(err, &ue) {
+			t.Errorf("sandi %s: %v, want a usage error", strings.Join(args, " "), err)
+		}
 	}
 }

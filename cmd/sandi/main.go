@@ -41,9 +41,10 @@ Usage:
   sandi [--home DIR] [--server URL] [--json] COMMAND [ARGS]
 
 Server:
-  serve [--addr HOST:PORT] [--data DIR] [--db URL]
+  serve [--addr HOST:PORT] [--data DIR] [--db URL] [--session-idle 90d]
                               run the server (defaults: 127.0.0.1:8080, ./sandi-data,
-                              SQLite in DIR; --db postgres://… for PostgreSQL)
+                              SQLite in DIR; --db postgres://… for PostgreSQL); a
+                              token unused for --session-idle expires (0: never)
   db copy --from URL --to URL [--json]
                               copy the whole database into a new, empty one in one
                               transaction (URL: a SQLite file or postgres://…) and
@@ -65,6 +66,13 @@ Account and devices:
                               device list names them (only those get new messages)
   devices remove ID           remove another device of the account (ID: its id or
                               4+ characters of it): it is revoked at once
+  sessions                    list every device signed in to the account, KEYLESS
+                              ones (signed in with the password, never linked) too
+  sessions remove ID          sign out a session the signed device list does not name
+  passwd --password-stdin [--sign-out-others]
+                              change the password (current, then new, one a line on
+                              stdin); --sign-out-others signs out every session the
+                              signed device list does not name
   logout                      remove this device from the account: revoke it on the
                               server and erase its keys and messages here
 
@@ -130,5 +138,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return usageError{fmt.Sprintf("unknown command %q", cmd)}
 	}
 	e := &cli{g: g, stdin: stdin, stdout: stdout, stderr: stderr}
+	defer e.close()
 	return h(ctx, e, cargs)
 }

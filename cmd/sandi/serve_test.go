@@ -237,6 +237,7 @@ func TestServe(t *testing.T) {
 			if status != http.StatusCreated || reg["token"] == nil {
 				t.Fatalf("register: %d %v", status, reg)
 			}
+			uploadBundle(t, base, reg)
 			// An open WebSocket does not hold the shutdown up.
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -303,6 +304,10 @@ func TestCommandLineErrors(t *testing.T) {
 		{[]string{"serve", "extra"}, "sandi: serve takes no arguments"},
 		{[]string{"serve", "--log-level", "loud", "--data", t.TempDir()}, "sandi: --log-level"},
 		{[]string{"serve", "--trusted-proxies", "10.0.0.0/33", "--data", t.TempDir()}, `sandi: --trusted-proxies: "10.0.0.0/33" is neither an address nor a CIDR prefix`},
+		{[]string{"serve", "--db", "sandi-data", "--data", t.TempDir()}, `sandi: --db: "sandi-data" is neither a postgres:// URL, a PostgreSQL key=value string, nor a SQLite file ending in .db or .sqlite`},
+		{[]string{"serve", "--ipv6-prefix", "0", "--data", t.TempDir()}, "sandi: --ipv6-prefix: a prefix length from 1 to 128"},
+		{[]string{"serve", "--max-conns-per-addr", "-3", "--data", t.TempDir()}, "sandi: --max-conns-per-addr"},
+		{[]string{"serve", "--idle-timeout", "0s", "--data", t.TempDir()}, "sandi: --idle-timeout"},
 	} {
 		t.Run(strings.Join(append([]string{"sandi"}, c.args...), " "), func(t *testing.T) {
 			p := startSandi(t, childEnv(), c.args...)
@@ -366,4 +371,106 @@ func TestServeTrustedProxies(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A --db that is neither PostgreSQL nor a SQLite file name is refused
+// (exit status 2) and creates nothing; a PostgreSQL key=value string is
+// taken for PostgreSQL, not for the name of a SQLite file.
+func TestServeDatabaseArgument(t *testing.T) {
+	run := func(t *testing.T, db string) (*proc, string) {
+		dir := t.TempDir()
+		p := &proc{cmd: exec.Command(sandiBinary(t), "serve", "--addr", freeAddr(t), "--db", db, "--data", filepath.Join(dir, "data")),
+			stderr: &lockedBuffer{}, done: make(chan struct{})}
+		p.cmd.Dir, p.cmd.Env, p.cmd.Stderr = dir, childEnv(), p.stderr
+		if err := p.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { p.err = p.cmd.Wait(); close(p.done) }()
+		t.Cleanup(func() {
+			select {
+			case <-p.done:
+			default:
+				p.cmd.Process.Kill()
+				<-p.done
+			}
+		})
+		return p, dir
+	}
+	empty := func(t *testing.T, dir string) {
+		t.Helper()
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Fatalf("files created: %v", ents)
+		}
+	}
+	t.Run("not a database", func(t *testing.T) {
+		p, dir := run(t, "sandi-data")
+		if code := p.wait(t, 10*time.Second); code != 2 {
+			t.Fatalf("exit status %d, want 2; stderr:\n%s", code, p.stderr)
+		}
+		empty(t, dir)
+	})
+	t.Run("key=value", func(t *testing.T) {
+		closed := freeAddr(t)
+		_, port, _ := net.SplitHostPort(closed)
+		p, dir := run(t, "host=127.0.0.1 port="+port+" user=sandi dbname=sandi connect_timeout=2")
+		if code := p.wait(t, 20*time.Second); code != 1 {
+			t.Fatalf("exit status %d, want 1; stderr:\n%s", code, p.stderr)
+		}
+		if !strings.Contains(p.stderr.String(), "open database") || !strings.Contains(p.stderr.String(), "127.0.0.1") {
+			t.Fatalf("stderr does not say it could not reach PostgreSQL at 127.0.0.1:\n%s", p.stderr)
+		}
+		empty(t, dir)
+	})
+}
+
+// /metrics is not served on the API address unless a token guards it;
+// with --metrics-token it answers the token only (the scheme in any
+// case); with --metrics-addr it is served there and not on the API.
+func TestServeMetricsAccess(t *testing.T) {
+	get := func(t *testing.T, url, auth string) int {
+		t.Helper()
+		req, _ := http.NewRequest("GET", url, nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	t.Run("default", func(t *testing.T) {
+		addr := freeAddr(t)
+		p := startSandi(t, childEnv(), "serve", "--addr", addr, "--data", t.TempDir())
+		waitHealthy(t, p, "http://"+addr)
+		if s := get(t, "http://"+addr+"/metrics", ""); s != http.StatusNotFound {
+			t.Fatalf("/metrics without a token or address: %d, want 404", s)
+		}
+		log := p.stderr.String()
+		if !strings.Contains(log, `"msg":"file descriptor limit"`) {
+			t.Fatalf("no file descriptor limit in the log:\n%s", log)
+		}
+	})
+	t.Run("token", func(t *testing.T) {
+		addr := freeAddr(t)
+		p := startSandi(t, childEnv("SANDI_METRICS_TOKEN=s3cret-metrics"), "serve", "--addr", addr, "--data", t.TempDir())
+		waitHealthy(t, p, "http://"+addr)
+		for auth, want := range map[string]int{"": 401, "Bearer wrong": 401, "Bearer s3cret-metrics": 200, "bearer s3cret-metrics": 200, "BEARER  s3cret-metrics": 200, "Basic s3cret-metrics": 401} {
+			if s := get(t, "http://"+addr+"/metrics", auth); s != want {
+				t.Errorf("/metrics with %q: %d, want %d", auth, s, want)
+			}
+		}
+	})
+	t.Run("address", func(t *testing.T) {
+		addr, maddr := freeAddr(t), freeAddr(t)
+		p := startSandi(t, childEnv(), "serve", "--addr", addr, "--metrics-addr", maddr, "--data", t.TempDir())
+		waitHealthy(t, p, "http://"+addr)
+		if s := get(t, "http://"+addr+"/metrics", ""); s != http.StatusNotFound {
+			t.Fatalf("/metrics on the API address: %d, want 404", s)
+		}
+		if s := get(t, "http://"+maddr+"/metrics", ""); s != http.StatusOK {
+			t.Fatalf("/metrics on --metrics-addr: %d, want 200", s)
+		}
+	})
 }

@@ -115,15 +115,19 @@ func (s *Server) readCredentials(r *http.Request) (credentials, string, error) {
 }
 
 func (s *Server) register(w http.ResponseWriter, r *http.Request, _ *call) error {
-	if err := s.limits.register.allow(s.clientAddr(r)); err != nil {
+	if err := s.limits.register.allow(s.clientKey(r)); err != nil {
 		return err
 	}
 	cr, name, err := s.readCredentials(r)
 	if err != nil {
 		return err
 	}
+	var phc string
+	if err := s.hashes.run(r.Context(), func() { phc = s.hashPassword(cr.Password) }); err != nil {
+		return err
+	}
 	now := s.now()
-	u := store.User{ID: protocol.NewUserID(), Username: name, PasswordHash: s.hashPassword(cr.Password), CreatedAt: now}
+	u := store.User{ID: protocol.NewUserID(), Username: name, PasswordHash: phc, CreatedAt: now}
 	d := store.Device{ID: protocol.NewDeviceID(), User: u.ID, Name: cr.DeviceName, CreatedAt: now}
 	tok, h := newToken()
 	cursor, err := s.store.LastEventID(r.Context())
@@ -141,7 +145,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request, _ *call) error
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request, _ *call) error {
-	if err := s.limits.login.allow(s.clientAddr(r)); err != nil {
+	if err := s.limits.login.allow(s.clientKey(r)); err != nil {
 		return err
 	}
 	cr, name, err := s.readCredentials(r)
@@ -152,14 +156,22 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, _ *call) error {
 		return err
 	}
 	u, err := s.store.UserByName(r.Context(), name)
-	if errors.Is(err, store.ErrNotFound) {
-		checkPassword(s.hashPassword("timing equaliser"), cr.Password)
-		return problem(http.StatusUnauthorized, CodeBadCredentials, "unknown username or wrong password", nil)
-	}
-	if err != nil {
+	known := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	if !checkPassword(u.PasswordHash, cr.Password) {
+	// Exactly one hash whether or not the username exists: an unknown one
+	// is checked against the dummy hash of the same cost, so neither the
+	// time nor the load of a login tells whether the account exists.
+	phc := s.dummyHash
+	if known {
+		phc = u.PasswordHash
+	}
+	var ok bool
+	if err := s.hashes.run(r.Context(), func() { ok = checkPassword(phc, cr.Password) }); err != nil {
+		return err
+	}
+	if !ok || !known {
 		return problem(http.StatusUnauthorized, CodeBadCredentials, "unknown username or wrong password", nil)
 	}
 	d := store.Device{ID: protocol.NewDeviceID(), User: u.ID, Name: cr.DeviceName, CreatedAt: s.now()}
@@ -171,6 +183,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, _ *call) error {
 	if err := s.store.AddDevice(r.Context(), d, h); err != nil {
 		return err
 	}
+	s.hub.Notify(u.ID) // the account's devices are told of the login (session_added)
 	s.writeJSON(w, http.StatusOK, session{UserID: u.ID, DeviceID: d.ID, Username: u.Username, Token: tok, IdentityKey: u.Identity, Cursor: cursor})
 	return nil
 }

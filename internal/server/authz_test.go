@@ -15,6 +15,8 @@ type authzCase func(f *authzFixture) (path string, body any)
 type authzFixture struct {
 	conv                                    protocol.ConversationID
 	member, nonMember, removed, otherDevice *device
+	// keyless signed in to member's account with the password only.
+	keyless *device
 }
 
 // authzTable has an entry for every route of the server. A route that is
@@ -34,6 +36,11 @@ var authzTable = map[string]authzCase{
 	"DELETE /api/devices/{device}": func(f *authzFixture) (string, any) {
 		return "/api/devices/" + f.otherDevice.dev.String(), map[string]string{}
 	},
+	"GET /api/sessions": func(f *authzFixture) (string, any) { return "/api/sessions", nil },
+	"DELETE /api/sessions/{device}": func(f *authzFixture) (string, any) {
+		return "/api/sessions/" + f.keyless.dev.String(), nil
+	},
+	"POST /api/auth/password": func(f *authzFixture) (string, any) { return "/api/auth/password", map[string]string{} },
 	"GET /api/users/{user}/device-list": func(f *authzFixture) (string, any) {
 		return "/api/users/" + f.member.user.String() + "/device-list", nil
 	},
@@ -72,7 +79,8 @@ var authzTable = map[string]authzCase{
 }
 
 // TestAuthorization runs every route as a member, a non-member, a removed
-// member, another account's device and anonymously.
+// member, another account's device, a device of the member's account
+// that signed in with the password but holds no keys, and anonymously.
 func TestAuthorization(t *testing.T) {
 	forEachDB(t, server.Config{}, func(t *testing.T, e *env) {
 		member, nonMember, removed := e.register("member"), e.register("outsider"), e.register("removed")
@@ -88,6 +96,7 @@ func TestAuthorization(t *testing.T) {
 			t.Fatal(err)
 		}
 		f := &authzFixture{conv: conv, member: member, nonMember: nonMember, removed: removed, otherDevice: other}
+		f.keyless = e.login("member", nil)
 
 		for _, rt := range e.srv.Routes() {
 			key := rt.Method + " " + rt.Pattern
@@ -105,6 +114,18 @@ func TestAuthorization(t *testing.T) {
 				err := e.do("", rt.Method, path, body, nil)
 				if rt.Access != server.Public {
 					wantCode(t, err, 401, server.CodeUnauthenticated)
+				}
+				// A device without keys: refused alike on every route
+				// but those of signing in, linking and its own session,
+				// whatever the route names (so it learns nothing).
+				if rt.Access != server.Public {
+					err := f.keyless.do(rt.Method, path, body, nil)
+					var a *apiError
+					if rt.Access != server.AnyDevice {
+						wantCode(t, err, 403, server.CodeKeysRequired)
+					} else if errors.As(err, &a) && (a.Status == 401 || a.Code == server.CodeKeysRequired) {
+						t.Fatalf("a device without keys refused on %s: %v", key, err)
+					}
 				}
 				if rt.Access != server.Member && rt.Access != server.FormerMember {
 					return
@@ -145,6 +166,8 @@ func TestAuthorization(t *testing.T) {
 		// Logout revokes exactly the caller's token.
 		wantCode(t, e.do("", "POST", "/api/auth/logout", nil, nil), 401, server.CodeUnauthenticated)
 		nonMember.must("POST", "/api/auth/logout", nil, nil)
+		f.keyless.must("POST", "/api/auth/logout", nil, nil)
+		wantCode(t, f.keyless.do("GET", "/api/me", nil, nil), 401, server.CodeUnauthenticated)
 		wantCode(t, nonMember.do("GET", "/api/me", nil, nil), 401, server.CodeUnauthenticated)
 		member.must("GET", "/api/me", nil, nil)
 	})

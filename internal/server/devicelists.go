@@ -118,8 +118,8 @@ func (s *Server) putDeviceList(r *http.Request, c *call, enc []byte, revoke []pr
 	}
 	// Revoked devices stop receiving events now, not at their next poll.
 	s.hub.Revoke(u.ID, revoked...)
-	// Contacts got device events; finding them would cost a query.
-	s.hub.NotifyAll()
+	// The account's devices and its contacts got device events.
+	s.notifyContacts(r.Context(), u.ID)
 	return revoked, nil
 }
 
@@ -206,7 +206,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, c *call) error {
 			return err
 		}
 		s.hub.Revoke(c.user(), c.device.ID)
-		s.hub.NotifyAll()
+		s.notifyContacts(r.Context(), c.user())
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -129,8 +129,9 @@ func (h *Hub) RevokeOthers(user protocol.UserID, keep protocol.DeviceID) {
 	}
 }
 
-// NotifyAll wakes every local connection (rare events such as identity
-// changes, whose audience would cost a query to compute).
+// NotifyAll wakes every local connection: only a fallback when the
+// audience of an event cannot be read (see notifyContacts), since with
+// many connections it costs every one of them a store read.
 func (h *Hub) NotifyAll() {
 	h.mu.Lock()
 	users := make([]protocol.UserID, 0, len(h.subs))

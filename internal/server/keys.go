@@ -51,13 +51,16 @@ func (s *Server) putBundle(w http.ResponseWriter, r *http.Request, c *call) erro
 	if b.User != c.user() || b.Device != c.device.ID {
 		return problem(http.StatusForbidden, CodeForbidden, "a device uploads only its own bundle", nil)
 	}
+	if err := s.keyLimits.upload.allow("dev:" + c.device.ID.String()); err != nil {
+		return err
+	}
 	if err := b.Verify(); err != nil {
 		return problem(http.StatusBadRequest, CodeBadSignature, err.Error(), err)
 	}
 	up := store.BundleUpload{
 		User: b.User, Device: b.Device, Identity: b.Identity,
 		SignedPreKey: b.Signed.Marshal(), LastResort: b.LastResort.Marshal(),
-		Reset: req.Reset, Now: s.now(),
+		Reset: req.Reset, MaxOneTime: max(s.cfg.MaxOneTimeKeys, 0), Now: s.now(),
 	}
 	for i := range b.OneTime {
 		up.OneTime = append(up.OneTime, store.PreKeyRow{ID: b.OneTime[i].ID, Encoded: b.OneTime[i].Marshal()})
@@ -66,6 +69,9 @@ func (s *Server) putBundle(w http.ResponseWriter, r *http.Request, c *call) erro
 		if errors.Is(err, store.ErrIdentityMismatch) {
 			return problem(http.StatusConflict, CodeIdentityMismatch, "the bundle's identity key differs from the account's; link this device or reset the identity", err)
 		}
+		if errors.Is(err, store.ErrTooManyKeys) {
+			return tooManyPreKeys(s.cfg.MaxOneTimeKeys, err)
+		}
 		return err
 	}
 	if req.Reset {
@@ -73,9 +79,12 @@ func (s *Server) putBundle(w http.ResponseWriter, r *http.Request, c *call) erro
 		// connections now.
 		s.hub.RevokeOthers(c.user(), c.device.ID)
 	}
-	// A bundle can change the account's devices or identity: its contacts'
-	// streams got events, and finding them would cost a query.
-	s.hub.NotifyAll()
+	// A device's first bundle and a reset change the account's devices or
+	// identity: the account's devices and its contacts' got events. Any
+	// other bundle (a signed pre-key rotation) made no event.
+	if c.device.SignedPreKey == nil || req.Reset {
+		s.notifyContacts(r.Context(), c.user())
+	}
 	n, err := s.store.CountOneTimeKeys(r.Context(), c.device.ID)
 	if err != nil {
 		return err
@@ -95,6 +104,9 @@ func (s *Server) addOneTime(w http.ResponseWriter, r *http.Request, c *call) err
 	}
 	if len(req.PreKeys) == 0 || len(req.PreKeys) > protocol.MaxOneTimePerUpload {
 		return badRequest(fmt.Sprintf("upload 1 to %d one-time pre-keys at a time", protocol.MaxOneTimePerUpload), nil)
+	}
+	if err := s.keyLimits.upload.allow("dev:" + c.device.ID.String()); err != nil {
+		return err
 	}
 	u, err := s.store.User(r.Context(), c.user())
 	if err != nil {
@@ -119,9 +131,12 @@ func (s *Server) addOneTime(w http.ResponseWriter, r *http.Request, c *call) err
 		}
 		rows = append(rows, store.PreKeyRow{ID: k.ID, Encoded: enc})
 	}
-	n, err := s.store.AddOneTimeKeys(r.Context(), c.device.ID, rows)
+	n, err := s.store.AddOneTimeKeys(r.Context(), c.device.ID, rows, max(s.cfg.MaxOneTimeKeys, 0))
 	if errors.Is(err, store.ErrConflict) {
 		return problem(http.StatusConflict, CodeConflict, "a pre-key id is already in use", err)
+	}
+	if errors.Is(err, store.ErrTooManyKeys) {
+		return tooManyPreKeys(s.cfg.MaxOneTimeKeys, err)
 	}
 	if err != nil {
 		return err
@@ -148,48 +163,45 @@ type claimedBundle struct {
 	Device protocol.DeviceID `json:"device"`
 	Bundle B64               `json:"bundle"`
 	// OneTime reports whether the bundle carries a one-time pre-key; when
-	// false the device's one-time keys ran out and the sealer uses its
-	// signed (or last-resort) pre-key.
+	// false the device's one-time keys ran out, or the claimer's budget
+	// for the user was spent (claims.go), and the sealer uses its signed
+	// (or last-resort) pre-key.
 	OneTime bool `json:"oneTime"`
 }
 
-// maxClaimUsers bounds one claim request.
-const maxClaimUsers = protocol.MaxMembers
-
+// claim serves bundles to seal to. The limits are in claims.go: the caller
+// pays for its claims; one-time keys of others are handed out within
+// budgets, and past them the bundle comes with its signed pre-key only.
 func (s *Server) claim(w http.ResponseWriter, r *http.Request, c *call) error {
 	var req claimRequest
 	if err := decode(r, &req, 1<<20); err != nil {
 		return err
 	}
 	if len(req.Users) == 0 || len(req.Users) > maxClaimUsers {
-		return badRequest(fmt.Sprintf("claim for 1 to %d users", maxClaimUsers), nil)
+		return tooManyUsers(len(req.Users))
 	}
-	if err := s.limits.claim.allow("dev:" + c.device.ID.String()); err != nil {
+	if err := s.chargeClaimCaller(c); err != nil {
 		return err
 	}
 	// Every check comes before any key is taken, and the keys of all the
-	// devices are taken in one store transaction: a refused claim (rate
-	// limit, unknown user) takes no key of the users it named.
+	// devices are taken in one store transaction: a refused claim (unknown
+	// user, a device changed) takes no key of the users it named, and
+	// charges no target's budget.
 	var users []protocol.UserID
 	seen := map[protocol.UserID]bool{}
 	for _, uid := range req.Users {
-		if seen[uid] {
-			continue
-		}
-		seen[uid] = true
-		users = append(users, uid)
-		if uid != c.user() {
-			if err := s.limits.claim.allow("target:" + uid.String()); err != nil {
-				return err
-			}
+		if !seen[uid] {
+			seen[uid] = true
+			users = append(users, uid)
 		}
 	}
 	type target struct {
 		user     protocol.UserID
 		identity protocol.IdentityKey
-		devices  int
+		devices  []protocol.DeviceID
+		charged  bool // the one-time key budgets were charged for it
 	}
-	var targets []target
+	var targets []*target
 	var devices []protocol.DeviceID
 	lists := []deviceListAnswer{}
 	for _, uid := range users {
@@ -207,15 +219,15 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request, c *call) error {
 		if err != nil {
 			return err
 		}
-		n := 0
+		tg := &target{user: uid, identity: *u.Identity}
 		for _, d := range devs {
 			if d.SignedPreKey != nil && !d.Unlisted {
-				devices = append(devices, d.ID)
-				n++
+				tg.devices = append(tg.devices, d.ID)
 			}
 		}
-		if n > 0 {
-			targets = append(targets, target{user: uid, identity: *u.Identity, devices: n})
+		if len(tg.devices) > 0 {
+			targets = append(targets, tg)
+			devices = append(devices, tg.devices...)
 		}
 		// The signed list that says which devices are the account's, so
 		// the claimer can check the bundles against it (§12).
@@ -228,31 +240,66 @@ func (s *Server) claim(w http.ResponseWriter, r *http.Request, c *call) error {
 		}
 	}
 	out := []claimedBundle{}
-	if len(devices) > 0 {
-		claimed, err := s.store.Claim(r.Context(), devices, s.cfg.LowPreKeys, s.now())
+	if len(devices) == 0 {
+		s.writeJSON(w, http.StatusOK, map[string]any{"bundles": out, "deviceLists": lists})
+		return nil
+	}
+	// The budgets, once per real target: the account's own devices are
+	// not limited (each epoch it makes claims them).
+	budgets := s.keyLimits.budgets
+	var signedOnly map[protocol.DeviceID]bool
+	for _, tg := range targets {
+		if tg.user == c.user() {
+			continue
+		}
+		if budgets.take(c.user(), tg.user) {
+			tg.charged = true
+			continue
+		}
+		if signedOnly == nil {
+			signedOnly = map[protocol.DeviceID]bool{}
+		}
+		for _, d := range tg.devices {
+			signedOnly[d] = true
+		}
+	}
+	refund := func(tg *target) {
+		if tg.charged {
+			budgets.refund(c.user(), tg.user)
+			tg.charged = false
+		}
+	}
+	claimed, err := s.store.ClaimBundles(r.Context(), devices, signedOnly, s.cfg.LowPreKeys, s.now())
+	if err != nil {
+		for _, tg := range targets {
+			refund(tg)
+		}
 		if errors.Is(err, store.ErrNotFound) {
 			return problem(http.StatusConflict, CodeConflict, "a device of a named user changed during the claim; claim again", err)
 		}
-		if err != nil {
-			return err
-		}
-		if len(claimed) != len(devices) {
-			return fmt.Errorf("claim of %d devices returned %d", len(devices), len(claimed))
-		}
-		for _, tg := range targets {
-			for _, cl := range claimed[:tg.devices] {
-				b, err := assembleBundle(tg.user, tg.identity, cl)
-				if err != nil {
-					return err
-				}
-				out = append(out, claimedBundle{User: tg.user, Device: cl.Device, Bundle: b.Marshal(), OneTime: len(b.OneTime) > 0})
-				if cl.Remaining < s.cfg.LowPreKeys {
-					s.metrics.lowPreKeys.Inc()
-					s.hub.Notify(tg.user)
-				}
+		return err
+	}
+	if len(claimed) != len(devices) {
+		return fmt.Errorf("claim of %d devices returned %d", len(devices), len(claimed))
+	}
+	for _, tg := range targets {
+		took := false
+		for _, cl := range claimed[:len(tg.devices)] {
+			b, err := assembleBundle(tg.user, tg.identity, cl)
+			if err != nil {
+				return err
 			}
-			claimed = claimed[tg.devices:]
+			out = append(out, claimedBundle{User: tg.user, Device: cl.Device, Bundle: b.Marshal(), OneTime: len(b.OneTime) > 0})
+			took = took || cl.OneTime != nil
+			if cl.Remaining < s.cfg.LowPreKeys {
+				s.metrics.lowPreKeys.Inc()
+				s.hub.Notify(tg.user)
+			}
 		}
+		if !took {
+			refund(tg) // its devices had no key left: nothing was spent
+		}
+		claimed = claimed[len(tg.devices):]
 	}
 	s.writeJSON(w, http.StatusOK, map[string]any{"bundles": out, "deviceLists": lists})
 	return nil

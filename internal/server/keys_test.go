@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -104,14 +105,16 @@ func TestOneTimeKeyUpload(t *testing.T) {
 		if n := alice2.keyCount(); n != 5 {
 			t.Fatalf("alice's second device count %d", n)
 		}
-		// An account without an identity key cannot upload one-time keys.
+		// A device without keys (of an account without an identity key)
+		// cannot upload one-time keys, nor count them.
 		var fresh authAnswer
 		if err := e.do("", "POST", "/api/auth/register", creds("nokeys", "password of nokeys"), &fresh); err != nil {
 			t.Fatal(err)
 		}
-		wantCode(t, e.do(fresh.Token, "POST", oneTimePath, map[string]any{"preKeys": good}, nil), 409, server.CodeConflict)
-		if err := e.do(fresh.Token, "GET", "/api/keys/count", nil, &ans); err != nil || ans.Count != 0 {
-			t.Fatalf("nokeys count %d %v", ans.Count, err)
+		wantCode(t, e.do(fresh.Token, "POST", oneTimePath, map[string]any{"preKeys": good}, nil), 403, server.CodeKeysRequired)
+		wantCode(t, e.do(fresh.Token, "GET", "/api/keys/count", nil, &ans), 403, server.CodeKeysRequired)
+		if n, err := e.st.CountOneTimeKeys(context.Background(), fresh.DeviceID); err != nil || n != 0 {
+			t.Fatalf("nokeys count %d %v", n, err)
 		}
 		wantCode(t, e.do("", "GET", "/api/keys/count", nil, nil), 401, server.CodeUnauthenticated)
 	})
@@ -398,8 +401,8 @@ func TestRateLimitRegisterLogin(t *testing.T) {
 	})
 }
 
-// Claims are limited per requesting device and per target user; a refused
-// claim takes no key.
+// Claims are limited per requesting device (and account, see
+// TestClaimsCannotBlockOthers); a refused claim takes no key.
 func TestRateLimitClaim(t *testing.T) {
 	cfg := server.Config{RegisterPerMinute: -1, LoginPerMinute: -1, ClaimPerMinute: 3}
 	forEachDB(t, cfg, func(t *testing.T, e *env) {
@@ -426,39 +429,31 @@ func TestRateLimitClaim(t *testing.T) {
 		ok(claim(req[0], tgt[0]))
 		ok(claim(req[0], tgt[1]))
 		ok(claim(req[0], tgt[2]))
-		rateLimited(t, claim(req[0], tgt[3]))
-		if n := tgt[3].keyCount(); n != 5 {
-			t.Fatalf("refused claim took a key: %d left", n)
+		wait := rateLimited(t, claim(req[0], tgt[3], tgt[4]))
+		if n, m := tgt[3].keyCount(), tgt[4].keyCount(); n != 5 || m != 5 {
+			t.Fatalf("refused claim took keys: %d and %d left", n, m)
 		}
 		ok(claim(req[1], tgt[3]))
-		// Per target: three requesters claim tgt4, a fourth is refused.
-		ok(claim(req[1], tgt[4]))
-		ok(claim(req[2], tgt[4]))
-		ok(claim(req[3], tgt[4]))
-		wait := rateLimited(t, claim(req[4], tgt[4]))
-		if n := tgt[4].keyCount(); n != 2 {
-			t.Fatalf("tgt4 has %d keys, want 2", n)
+		// Many requesters claim one target: none is refused for it.
+		for _, r := range req[1:] {
+			ok(claim(r, tgt[4]))
 		}
-		// Devices claiming their own account's keys are not limited as a
-		// target: four devices of req3 claim req3.
-		self := []*device{req[3]}
-		for range 3 {
-			self = append(self, e.login(req[3].name, req[3].id))
+		if n := tgt[4].keyCount(); n != 1 {
+			t.Fatalf("tgt4 has %d keys, want 1", n)
 		}
-		for _, d := range self {
-			ok(claim(d, req[3]))
+		// Devices claiming their own account's keys are limited as callers
+		// only: req3's account has two claims left, for all its devices.
+		for i := range 3 {
+			r := claim(e.login(req[3].name, req[3].id), req[3])
+			if i < 2 {
+				ok(r)
+			} else {
+				rateLimited(t, r)
+			}
 		}
-		// A claim of several users refused for one of them takes no key
-		// of the others.
-		rateLimited(t, claim(req[2], tgt[0], tgt[4]))
-		if n := tgt[0].keyCount(); n != 4 {
-			// keys.go used to claim tgt0's key before checking tgt4's
-			// limit, then answer 429.
-			t.Fatalf("a refused claim took a key of tgt0: %d left, want 4", n)
-		}
-		// The target's bucket refills.
+		// The requester's bucket refills.
 		e.clock.now = e.clock.now.Add(wait)
-		ok(claim(req[3], tgt[4]))
+		ok(claim(req[0], tgt[3]))
 	})
 }
 

@@ -46,8 +46,8 @@ func TestLinkRequests(t *testing.T) {
 		k, tmp := startLinkOf(t, newDev)
 
 		// Only a device with keys lists requests.
-		wantCode(t, snoop.do("GET", "/api/devices/link", nil, nil), 403, server.CodeForbidden)
-		wantCode(t, newDev.do("GET", "/api/devices/link", nil, nil), 403, server.CodeForbidden)
+		wantCode(t, snoop.do("GET", "/api/devices/link", nil, nil), 403, server.CodeKeysRequired)
+		wantCode(t, newDev.do("GET", "/api/devices/link", nil, nil), 403, server.CodeKeysRequired)
 		var list linkList
 		alice.must("GET", "/api/devices/link", nil, &list)
 		if len(list.Requests) != 1 || list.Requests[0].Device != newDev.dev || list.Requests[0].ExpiresAt != list.Requests[0].CreatedAt+server.LinkLifetime.Milliseconds() {

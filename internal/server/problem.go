@@ -58,6 +58,8 @@ const (
 	CodeIdempotency      = "idempotency_conflict"
 	CodeConflict         = "conflict"
 	CodeTooLarge         = "too_large"
+	CodeTooManyUsers     = "too_many_users"   // a claim naming more users than one claim may
+	CodeTooManyPreKeys   = "too_many_prekeys" // an upload past a device's one-time key cap
 	CodeRateLimited      = "rate_limited"
 	CodeInternal         = "internal"
 	CodeUnavailable      = "unavailable"

@@ -6,16 +6,25 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // limiter is a token bucket per key: perMinute tokens a minute, bursting to
-// perMinute. It forgets idle keys.
+// perMinute. Its memory is bounded: a key idle for a minute (its bucket
+// full again) is forgotten, and at most maxKeys are held; at the cap, after
+// a sweep, a random key is forgotten for each new one. Forgetting a key
+// gives it a full bucket, so an attacker who fills the table refills
+// buckets at random, mostly those of its own keys, and never blocks
+// anyone; with IPv6 keyed by prefix, filling it takes as many prefixes.
 type limiter struct {
 	mu        sync.Mutex
 	perMinute int
+	maxKeys   int
 	now       func() time.Time
 	buckets   map[string]*bucket
 	sweptAt   time.Time
+	gauge     prometheus.Gauge
 }
 
 type bucket struct {
@@ -27,16 +36,19 @@ type limiters struct {
 	register, login, claim *limiter
 }
 
-func newLimiters(c Config) *limiters {
+func newLimiters(c Config, m *limitMetrics) *limiters {
+	l := func(name string, perMinute int) *limiter {
+		return newLimiter(perMinute, c.MaxRateBuckets, c.Now, m.buckets.WithLabelValues(name))
+	}
 	return &limiters{
-		register: newLimiter(c.RegisterPerMinute, c.Now),
-		login:    newLimiter(c.LoginPerMinute, c.Now),
-		claim:    newLimiter(c.ClaimPerMinute, c.Now),
+		register: l("register", c.RegisterPerMinute),
+		login:    l("login", c.LoginPerMinute),
+		claim:    l("claim", c.ClaimPerMinute),
 	}
 }
 
-func newLimiter(perMinute int, now func() time.Time) *limiter {
-	return &limiter{perMinute: perMinute, now: now, buckets: map[string]*bucket{}}
+func newLimiter(perMinute, maxKeys int, now func() time.Time, gauge prometheus.Gauge) *limiter {
+	return &limiter{perMinute: perMinute, maxKeys: maxKeys, now: now, buckets: map[string]*bucket{}, gauge: gauge}
 }
 
 // allow takes one token for key or returns a 429 problem with Retry-After.
@@ -48,18 +60,22 @@ func (l *limiter) allow(key string) error {
 	defer l.mu.Unlock()
 	now := l.now()
 	rate := float64(l.perMinute) / 60 // tokens per second
-	if now.Sub(l.sweptAt) > time.Minute {
-		for k, b := range l.buckets {
-			if now.Sub(b.at) > time.Minute {
-				delete(l.buckets, k)
-			}
-		}
-		l.sweptAt = now
-	}
 	b := l.buckets[key]
+	if b == nil && (len(l.buckets) >= l.maxKeys || now.Sub(l.sweptAt) > time.Minute) {
+		l.sweep(now)
+	}
 	if b == nil {
+		for k := range l.buckets { // random order: forget a random key
+			if len(l.buckets) < l.maxKeys {
+				break
+			}
+			delete(l.buckets, k)
+		}
 		b = &bucket{tokens: float64(l.perMinute), at: now}
 		l.buckets[key] = b
+		if l.gauge != nil {
+			l.gauge.Set(float64(len(l.buckets)))
+		}
 	}
 	b.tokens = min(float64(l.perMinute), b.tokens+now.Sub(b.at).Seconds()*rate)
 	b.at = now
@@ -70,6 +86,52 @@ func (l *limiter) allow(key string) error {
 	}
 	b.tokens--
 	return nil
+}
+
+// sweep forgets the keys idle for a minute (their buckets are full again),
+// at most once a second when the table is at its cap.
+func (l *limiter) sweep(now time.Time) {
+	if now.Sub(l.sweptAt) < time.Second {
+		return
+	}
+	for k, b := range l.buckets {
+		if now.Sub(b.at) > time.Minute {
+			delete(l.buckets, k)
+		}
+	}
+	l.sweptAt = now
+	if l.gauge != nil {
+		l.gauge.Set(float64(len(l.buckets)))
+	}
+}
+
+// clientKey is what the per-address limits key on: the client address
+// (clientAddr), an IPv6 one cut to Config.IPv6PrefixLen bits.
+func (s *Server) clientKey(r *http.Request) string {
+	return addrKey(s.clientAddr(r), s.cfg.IPv6PrefixLen)
+}
+
+// addrKey keys an address: an IPv4 address is its own key, an IPv6 one is
+// keyed by its first bits ("2001:db8:1:2::/64"). Anything else (an address
+// that did not parse) is its own key.
+func addrKey(addr string, bits int) string {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return addr
+	}
+	return ipKey(a, bits)
+}
+
+func ipKey(a netip.Addr, bits int) string {
+	a = a.Unmap()
+	if !a.Is6() || bits >= 128 {
+		return a.String()
+	}
+	p, err := a.Prefix(bits)
+	if err != nil {
+		return a.String()
+	}
+	return p.String()
 }
 
 // clientAddr is the caller's IP address: the TCP peer's, unless the peer

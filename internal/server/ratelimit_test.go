@@ -1,9 +1,11 @@
 package server
 
 import (
+	"fmt"
 	"net/http"
 	"net/netip"
 	"testing"
+	"time"
 )
 
 func TestClientAddr(t *testing.T) {
@@ -80,4 +82,52 @@ func FuzzClientAddr(f *testing.F) {
 		}
 		t.Fatalf("peer %q, header %q: %q is neither the peer nor a header entry", peer, xff, got)
 	})
+}
+
+func TestAddrKey(t *testing.T) {
+	for _, c := range []struct {
+		addr string
+		bits int
+		key  string
+	}{
+		{"203.0.113.7", 64, "203.0.113.7"},
+		{"::ffff:203.0.113.7", 64, "203.0.113.7"},
+		{"2001:db8:1:2:3:4:5:6", 64, "2001:db8:1:2::/64"},
+		{"2001:db8:1:2::1", 64, "2001:db8:1:2::/64"},
+		{"2001:db8:1:3::1", 64, "2001:db8:1:3::/64"},
+		{"2001:db8:1:2:3:4:5:6", 48, "2001:db8:1::/48"},
+		{"2001:db8:1:2:3:4:5:6", 128, "2001:db8:1:2:3:4:5:6"},
+		{"not an address", 64, "not an address"},
+	} {
+		if got := addrKey(c.addr, c.bits); got != c.key {
+			t.Errorf("addrKey(%q, %d) = %q, want %q", c.addr, c.bits, got, c.key)
+		}
+	}
+}
+
+// A limiter holds at most its cap of keys however many it sees, forgets
+// idle keys, and keeps limiting a key it holds.
+func TestLimiterBounded(t *testing.T) {
+	now := time.Unix(1_780_000_000, 0)
+	l := newLimiter(2, 100, func() time.Time { return now }, nil)
+	for i := range 100_000 {
+		l.allow(fmt.Sprint("key", i))
+		if len(l.buckets) > 100 {
+			t.Fatalf("%d buckets after %d keys, cap 100", len(l.buckets), i+1)
+		}
+	}
+	l = newLimiter(2, 100, func() time.Time { return now }, nil)
+	for range 2 {
+		if err := l.allow("a"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if l.allow("a") == nil {
+		t.Fatal("third request in a minute allowed at 2 a minute")
+	}
+	now = now.Add(61 * time.Second)
+	l.allow("b")
+	if _, ok := l.buckets["a"]; ok || len(l.buckets) != 1 {
+		t.Fatalf("idle key kept: %d buckets", len(l.buckets))
+	}
 }

@@ -17,7 +17,10 @@ type Access int
 const (
 	// Public routes need no token (register, login).
 	Public Access = iota
-	// Device routes need a valid device token.
+	// Device routes need a valid token of a device that holds the
+	// account's keys (it uploaded a bundle). A device without keys (one
+	// that only signed in with the password and is not linked yet) gets
+	// 403 keys_required: it sees nothing of the account's conversations.
 	Device
 	// Member routes need a device token whose account is a current member
 	// of the conversation named by the {id} path value. Anyone else gets
@@ -28,6 +31,10 @@ const (
 	// records up to the one that removed it, and its own epoch keys. A
 	// message sent while it was a member must still decrypt after it left.
 	FormerMember
+	// AnyDevice routes need a valid device token, with or without keys:
+	// what a device that only signed in may do (link, upload its bundle,
+	// list its own session, log out).
+	AnyDevice
 )
 
 // Route is one API route. The table is data so that the authorization test
@@ -61,15 +68,18 @@ func (s *Server) routes() []Route {
 	return []Route{
 		{"POST", "/api/auth/register", Public, s.register},
 		{"POST", "/api/auth/login", Public, s.login},
-		{"POST", "/api/auth/logout", Device, s.logout},
-		{"GET", "/api/me", Device, s.me},
-		{"POST", "/api/devices/link", Device, s.startLink},
+		{"POST", "/api/auth/logout", AnyDevice, s.logout},
+		{"GET", "/api/me", AnyDevice, s.me},
+		{"POST", "/api/devices/link", AnyDevice, s.startLink},
 		{"GET", "/api/devices/link", Device, s.listLinks},
-		{"GET", "/api/devices/link/self", Device, s.linkResult},
+		{"GET", "/api/devices/link/self", AnyDevice, s.linkResult},
 		{"POST", "/api/devices/link/{device}", Device, s.approveLink},
 		{"POST", "/api/devices/list", Device, s.publishDeviceList},
 		{"DELETE", "/api/devices/{device}", Device, s.removeDevice},
-		{"POST", "/api/keys/prekey-bundle", Device, s.putBundle},
+		{"GET", "/api/sessions", AnyDevice, s.listSessions},
+		{"DELETE", "/api/sessions/{device}", Device, s.revokeSession},
+		{"POST", "/api/auth/password", Device, s.changePassword},
+		{"POST", "/api/keys/prekey-bundle", AnyDevice, s.putBundle},
 		{"POST", "/api/keys/one-time", Device, s.addOneTime},
 		{"GET", "/api/keys/count", Device, s.countOneTime},
 		{"POST", "/api/keys/claim", Device, s.claim},
@@ -99,11 +109,14 @@ func hashToken(tok string) []byte {
 	return h[:]
 }
 
+// bearer is the token of an "Authorization: Bearer …" header; the scheme
+// is matched case-insensitively (RFC 9110 §11.1).
 func bearer(r *http.Request) string {
-	if a, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-		return strings.TrimSpace(a)
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
 	}
-	return ""
+	return strings.TrimSpace(tok)
 }
 
 func (s *Server) authenticate(r *http.Request, tok string) (*call, error) {
@@ -116,6 +129,9 @@ func (s *Server) authenticate(r *http.Request, tok string) (*call, error) {
 		return nil, problem(http.StatusUnauthorized, CodeUnauthenticated, "the token is not valid", nil)
 	}
 	if err != nil {
+		return nil, err
+	}
+	if err := s.tokenUsed(r, d, h); err != nil {
 		return nil, err
 	}
 	return &call{device: d, token: h}, nil
@@ -153,6 +169,10 @@ func (s *Server) wrap(rt Route) http.Handler {
 			var err error
 			if c, err = s.authenticate(r, tok); err != nil {
 				s.writeError(w, r, err)
+				return
+			}
+			if rt.Access != AnyDevice && !hasKeys(c) {
+				s.writeError(w, r, errKeysRequired)
 				return
 			}
 		}

@@ -7,12 +7,19 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
+	"reflect"
+	"strings"
 	"time"
 
 	"sandi.dev/internal/store"
@@ -34,14 +41,65 @@ type Config struct {
 	// Rate limits, per minute; 0 takes the default, a negative value disables.
 	RegisterPerMinute int // per client address, default 10
 	LoginPerMinute    int // per client address and per username, default 20
-	ClaimPerMinute    int // per requesting device and per target user, default 120
+	ClaimPerMinute    int // claims per requesting device and per its account, default 120; negative: every claim limit off
+	// Pre-key limits (see claims.go); 0 takes the default, negative
+	// disables (except MaxClaimBudgets).
+	MaxOneTimeKeys       int // one-time keys a device may hold, default 200
+	UploadPerMinute      int // bundle and one-time key uploads per device, default 60
+	ClaimOneTimePerHour  int // one-time keys a caller account takes of one target user, default 10
+	TargetOneTimePerHour int // one-time keys all callers take of one target user, default 60
+	MaxClaimBudgets      int // one-time key budgets remembered, of each kind, default 100,000
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For gives
 	// the client address the rate limits key on (see clientAddr). Without
 	// them the client address is the TCP peer's, and every client behind
 	// a proxy shares the proxy's limits.
 	TrustedProxies []netip.Prefix
+	// IPv6PrefixLen is the prefix an IPv6 client address is keyed by, in
+	// the rate limits and the per-address connection cap (default 64: one
+	// subscriber usually holds a whole /64). IPv4 addresses are keyed whole.
+	IPv6PrefixLen int
+	// MaxRateBuckets caps the keys each rate limit remembers (default
+	// 100,000); at the cap a random one is forgotten (see limiter).
+	MaxRateBuckets int
 	// MaxBodyBytes caps request bodies other than messages (default 4 MiB).
 	MaxBodyBytes int64
+
+	// Password hashing: at most HashConcurrency Argon2id hashes run at once
+	// (default: GOMAXPROCS, but no more than fit in HashMemoryMiB, default
+	// 256, at Argon2MemKiB each). A login or registration waits up to
+	// HashWait (default 1 s) for a slot, then gets 503 overloaded.
+	HashConcurrency int
+	HashMemoryMiB   int
+	HashWait        time.Duration
+
+	// Connections (see HTTPServer and Listener): timeouts of the HTTP
+	// server (defaults: headers 10 s, whole request 30 s, response 60 s,
+	// idle keep-alive 90 s), and open connections per client address
+	// (default 256; negative: no cap). Trusted proxies have no cap.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	MaxConnsPerAddr   int
+	// WebSockets: a ping after WebSocketPing without traffic (default and
+	// at most 20 s, the store poll interval) that must be answered within
+	// WebSocketPongWait (default 15 s), and at most
+	// MaxWebSocketsPerDevice (default 4) and MaxWebSocketsPerAccount
+	// (default 64) open at once.
+	WebSocketPing           time.Duration
+	WebSocketPongWait       time.Duration
+	MaxWebSocketsPerDevice  int
+	MaxWebSocketsPerAccount int
+
+	// Metrics: with MetricsToken set, GET /metrics answers only requests
+	// that carry it as a bearer token. With MetricsOff, Handler does not
+	// serve /metrics at all (MetricsHandler serves it on another address).
+	MetricsToken string
+	MetricsOff   bool
+
+	// SessionIdle is how long a token may go unused before it expires
+	// (default 90 days; negative: never). See sessions.go.
+	SessionIdle time.Duration
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time
 }
@@ -68,8 +126,43 @@ func (c *Config) defaults() {
 	if c.ClaimPerMinute == 0 {
 		c.ClaimPerMinute = 120
 	}
+	if c.IPv6PrefixLen <= 0 || c.IPv6PrefixLen > 128 {
+		c.IPv6PrefixLen = 64
+	}
+	if c.MaxRateBuckets <= 0 {
+		c.MaxRateBuckets = 100_000
+	}
+	if c.HashMemoryMiB <= 0 {
+		c.HashMemoryMiB = 256
+	}
+	if c.HashWait <= 0 {
+		c.HashWait = time.Second
+	}
+	setDur := func(d *time.Duration, def time.Duration) {
+		if *d <= 0 {
+			*d = def
+		}
+	}
+	setDur(&c.ReadHeaderTimeout, 10*time.Second)
+	setDur(&c.ReadTimeout, 30*time.Second)
+	setDur(&c.WriteTimeout, 60*time.Second)
+	setDur(&c.IdleTimeout, 90*time.Second)
+	setDur(&c.WebSocketPing, pollInterval)
+	setDur(&c.WebSocketPongWait, 15*time.Second)
+	if c.MaxConnsPerAddr == 0 {
+		c.MaxConnsPerAddr = 256
+	}
+	if c.MaxWebSocketsPerDevice <= 0 {
+		c.MaxWebSocketsPerDevice = 4
+	}
+	if c.MaxWebSocketsPerAccount <= 0 {
+		c.MaxWebSocketsPerAccount = 64
+	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 4 << 20
+	}
+	if c.SessionIdle == 0 {
+		c.SessionIdle = DefaultSessionIdle
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -84,9 +177,18 @@ type Server struct {
 	hub     *Hub
 	metrics *metrics
 	limits  *limiters
-	mux     *http.ServeMux
-	chains  chainCache
-	idents  identityCache
+	// keyLimits are the pre-key limits (claims.go).
+	keyLimits *keyLimits
+	lm        *limitMetrics
+	hashes    *hashGate
+	sockets   *wsCounter
+	// dummyHash is a password hash of the configured cost that no password
+	// matches in practice: a login for an unknown username checks against
+	// it, so that it costs one hash, as a login for a known one does.
+	dummyHash string
+	mux       *http.ServeMux
+	chains    chainCache
+	idents    identityCache
 }
 
 // New returns a Server over st. bus may be nil (in-process fan-out only).
@@ -96,7 +198,12 @@ func New(st store.Store, log *slog.Logger, cfg Config) *Server {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	s := &Server{cfg: cfg, store: st, log: log, hub: NewHub(), metrics: newMetrics()}
-	s.limits = newLimiters(cfg)
+	s.lm = newLimitMetrics(s.metrics.reg)
+	s.limits = newLimiters(cfg, s.lm)
+	s.setupKeyLimits()
+	s.hashes = newHashGate(cfg, s.lm, log)
+	s.sockets = newWSCounter(cfg, s.lm)
+	s.dummyHash = s.hashPassword(rand.Text())
 	s.mux = http.NewServeMux()
 	for _, rt := range s.routes() {
 		s.mux.Handle(rt.Method+" "+rt.Pattern, s.instrument(rt, s.wrap(rt)))
@@ -113,11 +220,32 @@ func New(st store.Store, log *slog.Logger, cfg Config) *Server {
 		}
 		w.Write([]byte("ready\n"))
 	})
-	s.mux.Handle("GET /metrics", s.metrics.handler())
+	if !cfg.MetricsOff {
+		s.mux.Handle("GET /metrics", s.MetricsHandler())
+	}
 	return s
 }
 
-// Handler returns the HTTP handler of the API, /healthz, /readyz and /metrics.
+// MetricsHandler serves the Prometheus metrics, to a request that carries
+// Config.MetricsToken as a bearer token if one is set.
+func (s *Server) MetricsHandler() http.Handler {
+	h := s.metrics.handler()
+	if s.cfg.MetricsToken == "" {
+		return h
+	}
+	want := hashToken(s.cfg.MetricsToken)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare(hashToken(bearer(r)), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="metrics"`)
+			s.writeError(w, r, problem(http.StatusUnauthorized, CodeUnauthenticated, "the metrics token is required", nil))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// Handler returns the HTTP handler of the API, /healthz, /readyz and
+// /metrics (unless Config.MetricsOff).
 func (s *Server) Handler() http.Handler { return s.mux }
 
 // Mount adds a handler for other paths (the web client) to the server's mux.
@@ -150,10 +278,80 @@ func decode(r *http.Request, v any, limit int64) error {
 		if errors.As(err, &mbe) {
 			return problem(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body too large", err)
 		}
-		return badRequest("request body is not the expected JSON: "+err.Error(), err)
+		return badRequest("request body is not the expected JSON: "+jsonProblem(err), err)
 	}
 	if dec.More() {
 		return badRequest("trailing data after the JSON body", nil)
 	}
 	return nil
+}
+
+// jsonProblem says what is wrong with a request body in terms of JSON,
+// for the client: encoding/json's own texts name Go types and fields
+// ("cannot unmarshal number into Go struct field credentials.username of
+// type string"), which tell a client about the server's code, not its
+// request.
+func jsonProblem(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, io.EOF):
+		return "empty body"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "the body ends in the middle of a value"
+	case errors.As(err, &syn):
+		return fmt.Sprintf("malformed JSON at byte %d", syn.Offset)
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return "the body is not a JSON " + jsonKind(typ.Type)
+		}
+		return fmt.Sprintf("field %q is not a JSON %s", typ.Field, jsonKind(typ.Type))
+	}
+	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return "unknown field " + f // f is the client's own field name, quoted
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		if ne.Timeout() {
+			return "the body was not received in time"
+		}
+		return "the body could not be read"
+	}
+	// What remains is a value's own check (the protocol package's parsers
+	// of IDs and keys), whose texts are written for clients, or another
+	// text of the standard library's, which is not.
+	msg := err.Error()
+	if strings.HasPrefix(msg, "json: ") || strings.HasPrefix(msg, "http: ") {
+		return "the body could not be read as JSON"
+	}
+	return msg
+}
+
+var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+
+// jsonKind names the JSON kind that decodes into t.
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "value"
+	}
+	if t.Implements(textUnmarshaler) || reflect.PointerTo(t).Implements(textUnmarshaler) {
+		return "string"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		return "number"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	case reflect.Map, reflect.Struct:
+		return "object"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "value"
 }

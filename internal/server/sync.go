@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -32,14 +33,63 @@ type SyncPage struct {
 	Events []EventInfo `json:"events"`
 	Cursor int64       `json:"cursor"` // pass as since= to continue
 	More   bool        `json:"more"`   // another page is ready now
+	// Incarnation names the store's history (base64url of 16 bytes); a
+	// restore from a backup changes it. Head is the newest event id: a
+	// cursor beyond it was handed out by a store that has been rolled back.
+	Incarnation string `json:"incarnation"`
+	Head        int64  `json:"head"`
+	// Resume is set, with no events, when the request named another
+	// incarnation than the current one: the cursor to read again from
+	// (where the named incarnation's history and this one's part; 0 when
+	// the named one is unknown).
+	Resume *int64 `json:"resume,omitempty"`
 }
 
-func (s *Server) readEvents(ctx context.Context, c *call, since int64, limit int) (SyncPage, error) {
+// incarnationText is the API form of an incarnation id.
+func incarnationText(id [16]byte) string { return base64.RawURLEncoding.EncodeToString(id[:]) }
+
+// resumePoint returns the cursor from which a client of incarnation named
+// must read again: the base of the first incarnation after it (events up
+// to that one are the same in both histories), or 0 if it is unknown. ok
+// is false when named is the current incarnation (or empty).
+func (s *Server) resumePoint(ctx context.Context, named string) (int64, bool, error) {
+	cur := s.store.Incarnation()
+	if named == "" || named == incarnationText(cur.ID) {
+		return 0, false, nil
+	}
+	all, err := s.store.Incarnations(ctx)
+	if err != nil {
+		return 0, false, err
+	}
+	for i, in := range all {
+		if incarnationText(in.ID) == named && i+1 < len(all) {
+			return all[i+1].Base, true, nil
+		}
+	}
+	return 0, true, nil
+}
+
+func (s *Server) readEvents(ctx context.Context, c *call, since int64, limit int, named string) (SyncPage, error) {
+	inc := incarnationText(s.store.Incarnation().ID)
+	if resume, ok, err := s.resumePoint(ctx, named); err != nil {
+		return SyncPage{}, err
+	} else if ok {
+		head, err := s.store.LastEventID(ctx)
+		if err != nil {
+			return SyncPage{}, err
+		}
+		return SyncPage{Events: []EventInfo{}, Cursor: resume, Incarnation: inc, Head: head, Resume: &resume}, nil
+	}
 	evs, err := s.store.Sync(ctx, c.user(), c.device.ID, since, limit)
 	if err != nil {
 		return SyncPage{}, err
 	}
-	page := SyncPage{Events: make([]EventInfo, len(evs)), Cursor: since, More: len(evs) == limit}
+	// Read after the events: the head is at least the last of them.
+	head, err := s.store.LastEventID(ctx)
+	if err != nil {
+		return SyncPage{}, err
+	}
+	page := SyncPage{Events: make([]EventInfo, len(evs)), Cursor: since, More: len(evs) == limit, Incarnation: inc, Head: head}
 	for i := range evs {
 		e := &evs[i]
 		page.Events[i] = EventInfo{ID: e.ID, Kind: e.Kind, Conversation: e.Conversation, User: e.User, Seq: e.Seq,
@@ -74,7 +124,7 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *call) error {
 	if err != nil {
 		return err
 	}
-	page, err := s.readEvents(r.Context(), c, since, limit)
+	page, err := s.readEvents(r.Context(), c, since, limit, r.URL.Query().Get("incarnation"))
 	if err != nil {
 		return err
 	}
@@ -100,6 +150,14 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request, c *call) erro
 	if err != nil {
 		return err
 	}
+	named := r.URL.Query().Get("incarnation")
+	if c != nil {
+		release, err := s.sockets.acquire(c.ref())
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{})
 	if err != nil {
 		return nil // Accept has answered
@@ -118,10 +176,19 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request, c *call) erro
 		if err == nil {
 			c, err = s.authenticate(r, a.Token)
 		}
+		if err == nil && !hasKeys(c) {
+			err = errKeysRequired
+		}
 		if err != nil {
 			conn.Close(websocket.StatusPolicyViolation, "authentication failed")
 			return nil
 		}
+		release, err := s.sockets.acquire(c.ref())
+		if err != nil {
+			conn.Close(websocket.StatusTryAgainLater, "too many live connections")
+			return nil
+		}
+		defer release()
 	}
 	s.metrics.websockets.Inc()
 	defer s.metrics.websockets.Dec()
@@ -149,7 +216,7 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request, c *call) erro
 			return nil
 		default:
 		}
-		page, err := s.readEvents(ctx, c, since, 200)
+		page, err := s.readEvents(ctx, c, since, 200, named)
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, context.Canceled) {
 				s.log.Warn("websocket: read events", "err", err)
@@ -157,7 +224,7 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request, c *call) erro
 			}
 			return nil
 		}
-		if len(page.Events) > 0 {
+		if len(page.Events) > 0 || page.Resume != nil {
 			data, err := json.Marshal(page)
 			if err != nil {
 				return nil
@@ -168,19 +235,36 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request, c *call) erro
 			if err != nil {
 				return nil
 			}
+			if page.Resume != nil {
+				// The client starts again from the resume point, on a
+				// new connection that names the current incarnation.
+				conn.Close(websocket.StatusNormalClosure, "resynchronise")
+				return nil
+			}
 			since = page.Cursor
 			if page.More {
 				continue
 			}
 		}
-		timer.Reset(pollInterval)
+		timer.Reset(min(pollInterval, s.cfg.WebSocketPing))
 		select {
 		case <-sub.wake:
 		case <-timer.C:
 			// The safety net for a revocation made on another node: a
 			// token that no longer resolves ends the connection.
-			if _, err := s.store.DeviceByToken(ctx, c.token); errors.Is(err, store.ErrNotFound) {
+			// An open connection is a use of its token (recorded at most
+			// once an hour), so it does not expire while connected.
+			d, err := s.store.DeviceByToken(ctx, c.token)
+			if errors.Is(err, store.ErrNotFound) {
 				conn.Close(websocket.StatusPolicyViolation, "device revoked")
+				return nil
+			}
+			if err == nil && s.tokenUsed(r, d, c.token) != nil {
+				conn.Close(websocket.StatusPolicyViolation, "device revoked")
+				return nil
+			}
+			// Quiet for a while: check that the peer is still there.
+			if !s.ping(ctx, conn) {
 				return nil
 			}
 		case <-ctx.Done():
@@ -193,4 +277,22 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request, c *call) erro
 			return nil
 		}
 	}
+}
+
+// ping pings conn and reports whether the pong came back within
+// Config.WebSocketPongWait; if not, it closes conn. A peer that vanished
+// without closing (a dropped network, a suspended laptop) would otherwise
+// hold its connection and subscription for ever. The pong is read by
+// CloseRead's reader; no goroutine or timer of its own per connection.
+func (s *Server) ping(ctx context.Context, conn *websocket.Conn) bool {
+	pctx, cancel := context.WithTimeout(ctx, s.cfg.WebSocketPongWait)
+	defer cancel()
+	if err := conn.Ping(pctx); err != nil {
+		if ctx.Err() == nil {
+			s.log.Debug("websocket: no pong, closing", "err", err)
+		}
+		conn.CloseNow()
+		return false
+	}
+	return true
 }

@@ -32,6 +32,9 @@ var (
 	// in a way the server should have refused before calling (a wrong
 	// genesis seq or first epoch, an empty wrapped key, a duplicate member).
 	ErrInvalid = errors.New("invalid request")
+	// ErrTooManyKeys is an upload that would leave a device more one-time
+	// pre-keys than the cap its caller passed.
+	ErrTooManyKeys = errors.New("too many one-time pre-keys")
 )
 
 // User is an account.
@@ -56,6 +59,20 @@ type Device struct {
 	// Unlisted is set (by Devices) when the account has a device list that
 	// does not name this device: it is then not served to sealers.
 	Unlisted bool
+	// TokenUsedAt is set by DeviceByToken: when the token was last
+	// recorded as used (TouchToken, or its creation); 0 for a token from
+	// before uses were recorded.
+	TokenUsedAt int64
+}
+
+// Login is one signed-in device of an account (a session), as Logins
+// lists it.
+type Login struct {
+	Device Device // with Unlisted set as Devices sets it
+	// LastUsed is the latest recorded use of any of its tokens (0: none
+	// recorded); Tokens is how many tokens it has (0: all expired).
+	LastUsed int64
+	Tokens   int
 }
 
 // PreKeyRow is one encoded one-time pre-key.
@@ -78,7 +95,11 @@ type BundleUpload struct {
 	// identity_changed event (User = the account) to every active device
 	// of every user that shares a conversation with the account.
 	Reset bool
-	Now   int64
+	// MaxOneTime, when > 0, caps the device's one-time keys: an upload
+	// after which the device would hold more (counting only ids it does
+	// not hold yet) is ErrTooManyKeys, and nothing is stored.
+	MaxOneTime int
+	Now        int64
 }
 
 // DeviceListRow is an account's latest signed device list (protocol.md
@@ -215,7 +236,9 @@ type NewSession struct {
 
 // CoverageError reports a session whose keys do not cover exactly the
 // devices of the current members (active devices that have uploaded a
-// bundle and that their account's device list, if it has one, names). It
+// bundle, that their account's device list, if it has one, names, and that
+// are not dormant by protocol.md §5.3 at the write's Now; a device within
+// protocol.DormancySlack of its dormancy time may be covered or not). It
 // wraps ErrCoverage.
 type CoverageError struct {
 	Missing []protocol.DeviceID // member devices without a key
@@ -287,10 +310,11 @@ const (
 	EventDevice          = "device"            // User: a device of a contact was added or revoked
 	EventPreKeysLow      = "prekeys_low"       // Device: this device should upload one-time keys
 	EventRemoved         = "removed"           // Conversation: this device's user is no longer a member
+	EventSessionAdded    = "session_added"     // User (the account), Reason (the new device's id): a login added a device to the account
 )
 
 // An event is addressed either to one device (session, identity_changed,
-// device, prekeys_low, removed) or to a whole conversation (message,
+// device, prekeys_low, removed, session_added) or to a whole conversation (message,
 // membership, rotation_required). A device sees its own events and the
 // conversation-wide events of every conversation its user was a member of
 // at the time of the event: from the event that added the user up to and
@@ -310,9 +334,29 @@ type Event struct {
 	CreatedAt    int64
 }
 
+// Incarnation names one history of a database. A restore from a backup
+// begins a new one: what the old incarnation wrote after the backup is
+// gone, and event ids after Base are reused for other events. Clients hold
+// the id they last saw and resynchronise when it changes (api.md, Sync).
+type Incarnation struct {
+	ID        [16]byte // random
+	Base      int64    // the newest event id when it began (0 for the first)
+	CreatedAt int64
+}
+
 // Store is sandi's storage. All methods are safe for concurrent use.
 type Store interface {
 	Links
+
+	// Incarnation returns the current incarnation (the last of
+	// Incarnations), as it was when the store opened or after its own
+	// NewIncarnation. Opening a database that has none creates the first.
+	Incarnation() Incarnation
+	// Incarnations returns every incarnation of the database, oldest first.
+	Incarnations(ctx context.Context) ([]Incarnation, error)
+	// NewIncarnation begins a new incarnation (a random id, Base = the
+	// newest event id) and returns it.
+	NewIncarnation(ctx context.Context, now int64) (Incarnation, error)
 
 	// CreateUser creates an account and its first device with a token.
 	// A taken username (or user, device or token id) is ErrConflict.
@@ -321,8 +365,20 @@ type Store interface {
 	UserByName(ctx context.Context, username string) (User, error)
 	// User returns an account by id.
 	User(ctx context.Context, id protocol.UserID) (User, error)
-	// AddDevice adds a device with a token to an existing account.
+	// AddDevice adds a device with a token to an existing account (the
+	// token's last use is d.CreatedAt) and emits EventSessionAdded to each
+	// other active device of the account.
 	AddDevice(ctx context.Context, d Device, tokenHash []byte) error
+	// Logins lists an account's active devices, oldest first, with the
+	// use of their tokens (ErrNotFound for an unknown account).
+	Logins(ctx context.Context, user protocol.UserID) ([]Login, error)
+	// TouchToken records that a token was used at now (an unknown token is
+	// ErrNotFound). Callers record a use at most now and then, not on
+	// every request.
+	TouchToken(ctx context.Context, tokenHash []byte, now int64) error
+	// SetPassword replaces an account's password hash (ErrNotFound for an
+	// unknown account).
+	SetPassword(ctx context.Context, user protocol.UserID, passwordHash string) error
 	// Devices lists an account's devices that are not revoked, with
 	// Unlisted set for those its device list does not name.
 	Devices(ctx context.Context, user protocol.UserID) ([]Device, error)
@@ -354,6 +410,7 @@ type Store interface {
 	// the account's identity key if it has none. A different identity key
 	// is ErrIdentityMismatch unless b.Reset (see BundleUpload). One-time
 	// keys whose ids exist already are replaced. A device's first bundle,
+	// the bundle of a device that was dormant (protocol.md §5.3) at b.Now,
 	// and a reset that revoked devices, emit EventDevice to contacts (the
 	// active devices of every user sharing a conversation with the account,
 	// and the account's other devices) and mark their shared conversations
@@ -362,9 +419,13 @@ type Store interface {
 	// also deletes the account's device list (the replaced key signed it).
 	PutBundle(ctx context.Context, b BundleUpload) error
 	// AddOneTimeKeys adds one-time keys to a device (ids already present are
-	// ErrConflict) and returns how many it has now.
-	AddOneTimeKeys(ctx context.Context, device protocol.DeviceID, keys []PreKeyRow) (int, error)
-	// CountOneTimeKeys returns how many one-time keys a device has.
+	// ErrConflict) and returns how many it has now. With max > 0, an upload
+	// after which the device would hold more than max keys is
+	// ErrTooManyKeys, and nothing is stored.
+	AddOneTimeKeys(ctx context.Context, device protocol.DeviceID, keys []PreKeyRow, max int) (int, error)
+	// CountOneTimeKeys returns how many one-time keys a device has (0 for
+	// an unknown device). The count is kept with the keys' writes: reading
+	// it does not count rows.
 	CountOneTimeKeys(ctx context.Context, device protocol.DeviceID) (int, error)
 	// Claim atomically takes one one-time key of each device (two callers
 	// never get the same key) and returns each device's keys, in the order
@@ -373,6 +434,13 @@ type Store interface {
 	// that is unknown, revoked, has no bundle yet or is left out of its
 	// account's device list is ErrNotFound (and nothing is claimed).
 	Claim(ctx context.Context, devices []protocol.DeviceID, lowWater int, now int64) ([]Claimed, error)
+	// ClaimBundles is Claim, except that the devices in signedOnly get
+	// their bundle without a one-time key, and keep their keys.
+	ClaimBundles(ctx context.Context, devices []protocol.DeviceID, signedOnly map[protocol.DeviceID]bool, lowWater int, now int64) ([]Claimed, error)
+	// Contacts returns user and every user that shares a current
+	// conversation with it, each once: the accounts whose devices get the
+	// events of a change of user's devices or identity (see PutBundle).
+	Contacts(ctx context.Context, user protocol.UserID) ([]protocol.UserID, error)
 
 	// CreateConversation writes nc in one transaction. An existing id is
 	// ErrConflict; an unknown member is ErrNotFound; keys that do not cover

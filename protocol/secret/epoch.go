@@ -61,7 +61,7 @@ type EpochRequest struct {
 }
 
 // NewDistribution draws an epoch secret, seals it to every device of
-// req.Bundles and signs the result with the creator's identity key (§7).
+// req.Bundles that is not dormant at req.Time (§5.3) and signs the result with the creator's identity key (§7).
 // Every bundle must belong to a member of req.Chain and carry that member's
 // identity key; the pre-key sealed to must be signed by it. The caller is
 // expected to have run Bundle.Verify on each bundle when it received it.
@@ -80,14 +80,14 @@ func NewDistribution(id *IdentityPrivateKey, req EpochRequest) (*protocol.Distri
 		ChainHead:    req.Chain.Head,
 		Creator:      req.Creator,
 		Time:         req.Time,
-		Recipients:   make([]protocol.Recipient, len(req.Bundles)),
+		Recipients:   make([]protocol.Recipient, 0, len(req.Bundles)),
 	}
 	var err error
 	if d.Commitment, err = Commitment(secret, d.Conversation, d.Epoch); err != nil {
 		return nil, nil, err
 	}
 	now := req.Time / 1000
-	for i, b := range req.Bundles {
+	for _, b := range req.Bundles {
 		m, ok := req.Chain.Member(b.User)
 		if !ok {
 			return nil, nil, fmt.Errorf("new distribution: %s is not a member", b.User)
@@ -95,9 +95,16 @@ func NewDistribution(id *IdentityPrivateKey, req EpochRequest) (*protocol.Distri
 		if !m.Identity.Equal(b.Identity) {
 			return nil, nil, fmt.Errorf("new distribution: bundle of %s is signed by another identity than the membership names: %w", b.User, protocol.ErrBadSignature)
 		}
+		// A dormant device (§5.3) is left out: no key of it is sealed to.
+		target := b.Target(now)
+		if target == nil {
+			if b.User == req.Creator.User && b.Device == req.Creator.Device {
+				return nil, nil, fmt.Errorf("new distribution: the creator's own device is dormant; it must upload a new bundle first")
+			}
+			continue
+		}
 		// The caller verified the bundle; the key sealed to is checked again
 		// here because sealing to an unsigned key would be unrecoverable.
-		target := b.Target(now)
 		if err := target.Verify(b.Identity, b.User, b.Device); err != nil {
 			return nil, nil, fmt.Errorf("new distribution: %w", err)
 		}
@@ -107,7 +114,8 @@ func NewDistribution(id *IdentityPrivateKey, req EpochRequest) (*protocol.Distri
 		if err != nil {
 			return nil, nil, fmt.Errorf("new distribution: seal to %s/%s: %w", b.User, b.Device, err)
 		}
-		e := &d.Recipients[i]
+		d.Recipients = append(d.Recipients, protocol.Recipient{})
+		e := &d.Recipients[len(d.Recipients)-1]
 		e.DeviceRef, e.PreKeyID = to, target.ID
 		copy(e.Enc[:], enc)
 		copy(e.Ciphertext[:], ct)

@@ -101,7 +101,14 @@ func epochStateSeeds(tb testing.TB) [][]byte {
 	if _, err := ea.Encrypt(ida, nil); err != nil {
 		tb.Fatal(err)
 	}
-	return [][]byte{fresh, pending, marshal(ea)}
+	// Skipped keys with times, then some expired (an expiry mark).
+	eb.ExpireSkipped(1_780_000_000, 60)
+	if _, err := eb.DecryptAt(fromA[0], ida.Public(), 1_780_000_030); err != nil {
+		tb.Fatal(err)
+	}
+	timed := marshal(eb)
+	eb.ExpireSkipped(1_780_000_061, 60)
+	return [][]byte{fresh, pending, marshal(ea), timed, marshal(eb)}
 }
 
 func FuzzUnmarshalEpoch(f *testing.F) {
@@ -137,6 +144,18 @@ func FuzzUnmarshalEpoch(f *testing.F) {
 		out, err := e.MarshalBinary()
 		if err != nil {
 			t.Fatal(err)
+		}
+		if in[0] == epochStateV1 {
+			// The old encoding is read and written as version 2, which
+			// holds the same state and must itself round-trip.
+			e2, err := UnmarshalEpoch(out)
+			if err != nil || !e2.equal(e) {
+				t.Fatalf("version 1 state re-encoded as %x: %v", out, err)
+			}
+			in = bytes.Clone(out)
+			if out, err = e2.MarshalBinary(); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if !bytes.Equal(out, in) {
 			t.Fatalf("MarshalBinary(UnmarshalEpoch(x)) != x\n   x: %x\n got: %x", in, out)

@@ -20,7 +20,15 @@ const (
 	// keeps. A larger jump fails at once, deriving nothing.
 	MaxSkip = 2000
 	// MaxCounter is the last usable counter of a chain.
-	MaxCounter     = 1<<32 - 2
+	MaxCounter = 1<<32 - 2
+	// SkippedKeyMaxAge is how long a receiver keeps a skipped message key,
+	// in seconds from when it stored it (§8.6).
+	SkippedKeyMaxAge = 7 * 24 * 3600
+	// SupersededEpochMaxAge is how long a device keeps an epoch's state
+	// after it first held a later epoch of the conversation (or left it),
+	// in seconds (§8.6).
+	SupersededEpochMaxAge = 7 * 24 * 3600
+
 	chainKeySize   = 32
 	messageKeySize = chacha20poly1305.KeySize + chacha20poly1305.NonceSize
 )
@@ -34,6 +42,7 @@ var (
 	ErrDecrypt       = errors.New("message does not decrypt")
 	ErrExhausted     = errors.New("sender chain exhausted; a new epoch is needed")
 	ErrTooLong       = errors.New("plaintext too long")
+	ErrExpired       = errors.New("message key expired on this device (or a replay of an older message)")
 )
 
 type messageKey [messageKeySize]byte
@@ -44,6 +53,36 @@ type chain struct {
 	next    uint32
 	key     [chainKeySize]byte
 	skipped map[uint32]messageKey
+	// skippedAt holds when each skipped key was stored (Unix seconds); a
+	// key without a time (0) gets one at the next ExpireSkipped.
+	skippedAt map[uint32]int64
+	// expired is one more than the highest counter whose skipped key
+	// expired (0: none): a missing key below it is ErrExpired, not
+	// ErrDuplicate (§8.3).
+	expired uint32
+}
+
+// setSkipped stores the skipped key of counter i, stored at Unix time at.
+func (c *chain) setSkipped(i uint32, k messageKey, at int64) {
+	if c.skipped == nil {
+		c.skipped = make(map[uint32]messageKey)
+	}
+	c.skipped[i] = k
+	if at != 0 {
+		if c.skippedAt == nil {
+			c.skippedAt = make(map[uint32]int64)
+		}
+		c.skippedAt[i] = at
+	}
+}
+
+// dropSkipped erases the skipped key of counter i.
+func (c *chain) dropSkipped(i uint32) {
+	if k, ok := c.skipped[i]; ok {
+		clear(k[:])
+	}
+	delete(c.skipped, i)
+	delete(c.skippedAt, i)
 }
 
 func senderChainInfo(conv protocol.ConversationID, epoch uint64, sender protocol.DeviceRef) string {
@@ -183,11 +222,19 @@ func aeadOpen(mk *messageKey, ct, ad []byte) ([]byte, error) {
 	return pt, nil
 }
 
-// Decrypt verifies env's signature with the sender's identity key (from the
-// verified membership chain), then decrypts it and advances the sender's
-// chain. State changes only when the message decrypts. A counter already used
-// gives ErrDuplicate; one more than MaxSkip ahead gives ErrTooFarAhead.
+// Decrypt is DecryptAt without a time: the skipped keys it stores get their
+// time at the next ExpireSkipped.
 func (e *Epoch) Decrypt(env *protocol.Envelope, sender protocol.IdentityKey) ([]byte, error) {
+	return e.DecryptAt(env, sender, 0)
+}
+
+// DecryptAt verifies env's signature with the sender's identity key (from
+// the verified membership chain), then decrypts it and advances the sender's
+// chain; skipped keys it stores are stamped with now (Unix seconds, §8.3).
+// State changes only when the message decrypts. A counter already used gives
+// ErrDuplicate, or ErrExpired below the chain's expiry mark; one more than
+// MaxSkip ahead gives ErrTooFarAhead.
+func (e *Epoch) DecryptAt(env *protocol.Envelope, sender protocol.IdentityKey, now int64) ([]byte, error) {
 	if env.Conversation != e.Conversation || env.Epoch != e.Number {
 		return nil, ErrWrongEpoch
 	}
@@ -203,13 +250,16 @@ func (e *Epoch) Decrypt(env *protocol.Envelope, sender protocol.IdentityKey) ([]
 	if n < c.next {
 		mk, ok := c.skipped[n]
 		if !ok {
+			if n < c.expired {
+				return nil, ErrExpired
+			}
 			return nil, ErrDuplicate
 		}
 		pt, err := open(&mk, env.Ciphertext, ad)
 		if err != nil {
 			return nil, err
 		}
-		delete(c.skipped, n)
+		c.dropSkipped(n)
 		return pt, nil
 	}
 	if n > MaxCounter {
@@ -236,14 +286,47 @@ func (e *Epoch) Decrypt(env *protocol.Envelope, sender protocol.IdentityKey) ([]
 	if err != nil {
 		return nil, err
 	}
-	if c.skipped == nil && gap > 0 {
-		c.skipped = make(map[uint32]messageKey, gap)
-	}
 	for i, k := range skipped {
-		c.skipped[i] = k
+		c.setSkipped(i, k, now)
 	}
 	c.key, c.next = next, n+1
 	return pt, nil
+}
+
+// ExpireSkipped applies the lifetime of skipped message keys (§8.3) at Unix
+// time now: a key stored more than maxAge seconds ago is erased (a message
+// that arrives for it later is ErrExpired), and a key without a time gets
+// now. It reports whether the state changed (the caller stores it again).
+func (e *Epoch) ExpireSkipped(now, maxAge int64) bool {
+	changed := false
+	for _, c := range e.chains {
+		for i := range c.skipped {
+			at := c.skippedAt[i]
+			switch {
+			case at == 0:
+				if c.skippedAt == nil {
+					c.skippedAt = make(map[uint32]int64)
+				}
+				c.skippedAt[i] = now
+			case now-at > maxAge:
+				c.dropSkipped(i)
+				c.expired = max(c.expired, i+1)
+			default:
+				continue
+			}
+			changed = true
+		}
+	}
+	return changed
+}
+
+// Skipped returns how many skipped message keys the epoch keeps.
+func (e *Epoch) Skipped() int {
+	n := 0
+	for _, c := range e.chains {
+		n += len(c.skipped)
+	}
+	return n
 }
 
 func open(mk *messageKey, ct, ad []byte) ([]byte, error) {
@@ -270,12 +353,12 @@ func (e *Epoch) equal(o *Epoch) bool {
 	}
 	for d, c := range e.chains {
 		oc := o.chains[d]
-		if oc == nil || c.next != oc.next || subtle.ConstantTimeCompare(c.key[:], oc.key[:]) != 1 || len(c.skipped) != len(oc.skipped) {
+		if oc == nil || c.next != oc.next || c.expired != oc.expired || subtle.ConstantTimeCompare(c.key[:], oc.key[:]) != 1 || len(c.skipped) != len(oc.skipped) {
 			return false
 		}
 		for i, k := range c.skipped {
 			ok, found := oc.skipped[i]
-			if !found || subtle.ConstantTimeCompare(k[:], ok[:]) != 1 {
+			if !found || c.skippedAt[i] != oc.skippedAt[i] || subtle.ConstantTimeCompare(k[:], ok[:]) != 1 {
 				return false
 			}
 		}

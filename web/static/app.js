@@ -6,6 +6,7 @@
 
 (() => {
   const $ = (id) => document.getElementById(id);
+  const trust = () => window.sandiTrust || {}; // trust.js: identity trust and alarms
   const timings = (window.sandiTimings = {});
   const mark = (name) => { timings[name] = Math.round(performance.now()); };
 
@@ -19,6 +20,7 @@
     localId: 0,
     picked: [],          // usernames chosen for a new conversation
     warnings: [],
+    sessionWarnings: [],  // new sign-ins to this account (session_added)
     membersOpen: false,
     shown: new Set(),    // seqs drawn in the open chat
     incoming: [],        // messages to draw at the next frame
@@ -52,6 +54,7 @@
 
   // Why a message could not be decrypted, by the SDK's failure class.
   const failureReasons = {
+    expired: "it came after this browser had erased its key (keys of late messages are kept 7 days): the server held it back.",
     no_session: "this browser was not given the key of the epoch it was sent in (it was not a member device then).",
     bad_signature: "its signature does not verify: it may be forged.",
     too_far_ahead: "too many earlier messages of its sender are missing (more than the 1,000 skipped keys kept).",
@@ -292,6 +295,7 @@
 
   async function refresh() {
     await Promise.all([loadConversations(), loadWarnings(), st.pane === "devices" ? openDevices() : null]);
+    if (st.me && st.me.hasIdentity && trust().refresh) await trust().refresh();
   }
   const refreshSoon = debounce(() => refresh(), 300);
 
@@ -363,6 +367,8 @@
     } catch (e) {
       return;
     }
+    // New sign-ins to this account, one line each.
+    st.sessionWarnings = ws.filter((w) => w.kind === "session_added");
     // One line per contact, with its name when the warning lacks one.
     const byUser = new Map();
     for (const w of ws) {
@@ -385,18 +391,28 @@
 
   function drawBanner() {
     const b = $("banner");
-    if (st.warnings.length === 0) {
+    const sessions = st.sessionWarnings || [];
+    if (st.warnings.length === 0 && sessions.length === 0) {
       b.hidden = true;
       return;
     }
-    const names = st.warnings.map((w) => w.username);
-    const who = names.join(", ");
     $("banner-text").innerHTML = "";
-    $("banner-text").append(
-      el("strong", { text: `The identity key of ${who} changed.` }),
-      " This happens when someone resets their account on a new device — or when someone else is trying to pose as them. Compare safety numbers before you trust new messages.");
+    if (sessions.length > 0) {
+      const ids = sessions.map((w) => (w.device || "").slice(0, 8)).join(", ");
+      $("banner-text").append(
+        el("strong", { text: `Someone signed in to your account with its password (session ${ids}).` }),
+        " If it was not you, sign that session out under Devices and change your password there. ");
+    }
+    if (st.warnings.length > 0) {
+      const names = st.warnings.map((w) => w.username);
+      const who = names.join(", ");
+      $("banner-text").append(
+        el("strong", { text: `The identity key of ${who} changed.` }),
+        " This happens when someone resets their account on a new device — or when someone else is trying to pose as them. Compare safety numbers before you trust new messages.");
+    }
     const links = $("banner-links");
     links.innerHTML = "";
+    if (sessions.length > 0) links.append(el("a", { href: "#/devices", text: "Devices" }), " ");
     for (const w of st.warnings) {
       links.append(el("a", { href: "#/safety/" + encodeURIComponent(w.username), text: "Compare with " + w.username }), " ");
     }
@@ -405,6 +421,7 @@
   $("banner-dismiss").addEventListener("click", async () => {
     await sandi.dismissWarnings();
     st.warnings = [];
+    st.sessionWarnings = [];
     drawBanner();
   });
 
@@ -412,12 +429,13 @@
   async function render() {
     const h = location.hash.replace(/^#\/?/, "");
     const [page, arg] = [h.split("/")[0], decodeURIComponent(h.split("/").slice(1).join("/"))];
-    const panes = ["empty", "chat", "new", "devices", "safety"];
+    const panes = ["empty", "chat", "new", "devices", "safety", "alarms"];
     let pane = "empty";
     if (page === "c" && arg) pane = "chat";
     else if (page === "new") pane = "new";
     else if (page === "devices") pane = "devices";
     else if (page === "safety" && arg) pane = "safety";
+    else if (page === "alarms") pane = "alarms";
     for (const p of panes) $("pane-" + p).hidden = p !== pane;
     st.pane = pane;
     $("app").dataset.pane = pane === "empty" ? "list" : "pane";
@@ -429,6 +447,7 @@
     if (pane === "new") openNew();
     if (pane === "devices") await openDevices();
     if (pane === "safety") await openSafety(arg);
+    if (pane === "alarms" && trust().openAlarms) await trust().openAlarms();
   }
 
   // ---- chat ----
@@ -439,6 +458,7 @@
       return;
     }
     drawChatHeader();
+    if (fresh && trust().openChat) trust().openChat(id);
     if (fresh) {
       mark("historyStart");
       setMembersOpen(false);
@@ -484,8 +504,9 @@
     $("chat-title").textContent = convName(c);
     $("chat-members").textContent = (c.members || []).join(", ");
     $("chat-left").hidden = !c.left;
-    $("composer-input").disabled = !!c.left;
-    $("send-button").disabled = !!c.left;
+    const blocked = !!c.left || !!(trust().blocked && trust().blocked(c.id));
+    $("composer-input").disabled = blocked;
+    $("send-button").disabled = blocked;
     $("members-button").disabled = !!c.left;
     if (c.left) setMembersOpen(false);
     if (st.membersOpen) drawMembers();
@@ -650,6 +671,7 @@
     } catch (e) {
       p.status = "failed";
       p.error = errorText(e);
+      if (trust().sendFailed) trust().sendFailed(p, e);
     }
     redrawPending(p);
   }
@@ -684,6 +706,7 @@
       ul.append(el("li", { "data-user": name },
         el("span", { class: "member-name", text: me ? name + " (you)" : name }),
         (c.admins || []).includes(name) ? el("span", { class: "tag", text: "admin" }) : null,
+        me || !trust().memberState ? null : trust().memberState(name),
         me ? null : el("a", { href: "#/safety/" + encodeURIComponent(name), class: "small", "aria-label": "Safety number with " + name, text: "Safety number" }),
         admin && !me ? el("button", { type: "button", class: "remove", "aria-label": "Remove " + name, text: "Remove", onclick: () => removeMember(name) }) : null));
     }
@@ -808,6 +831,14 @@
     const ul = $("device-list");
     try {
       const list = await sandi.devices();
+      // Sessions that are not devices of the account: signed in with the
+      // password, never linked. They read nothing, but they know the
+      // password.
+      let sessions = [];
+      try {
+        sessions = await sandi.sessions();
+      } catch (e) { /* an older server: devices only */ }
+      const known = new Set(list.map((d) => d.id));
       ul.innerHTML = "";
       for (const d of list) {
         let remove = null;
@@ -823,11 +854,50 @@
           d.current ? el("span", { class: "tag", text: "this browser" }) : null,
           remove));
       }
+      for (const s of sessions) {
+        if (known.has(s.device) || s.current) continue;
+        let out = null;
+        if (s.signOut) {
+          out = el("button", { type: "button", class: "small", text: "Sign out" });
+          out.dataset.session = s.device;
+          out.addEventListener("click", () => signOutSession(s, out));
+        }
+        ul.append(el("li", { class: "session" },
+          el("span", { class: "device-name", text: s.name || s.device.slice(0, 8) }),
+          el("span", { class: "muted small", text: "signed in " + fmtTime(s.createdAt) + (s.lastUsed ? ", last used " + fmtTime(s.lastUsed) : "") }),
+          el("span", { class: "tag", text: s.keyless ? "signed in with the password only, not linked" : "not in the signed list" }),
+          out));
+      }
     } catch (e) {
       ul.innerHTML = "";
       ul.append(el("li", { class: "error", text: errorText(e) }));
     }
   }
+  async function signOutSession(s, btn) {
+    btn.disabled = true;
+    try {
+      await sandi.signOutSession(s.device);
+    } catch (e) {
+      alert(errorText(e));
+    }
+    openDevices();
+  }
+  $("password-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const status = $("password-status");
+    const oldPw = $("password-old").value, newPw = $("password-new").value;
+    if (!oldPw || !newPw) return;
+    status.textContent = "Changing…";
+    try {
+      const out = await sandi.changePassword(oldPw, newPw, $("password-others").checked);
+      status.textContent = "Password changed." + (out.length ? ` ${out.length} other session(s) signed out.` : "");
+      $("password-old").value = "";
+      $("password-new").value = "";
+      openDevices();
+    } catch (e) {
+      status.textContent = e && e.code === "bad_credentials" ? "The current password is wrong; nothing changed." : errorText(e);
+    }
+  });
   // Removing a device takes it out of the account's signed device list;
   // the server revokes it at once.
   async function removeDevice(d, btn) {
@@ -877,6 +947,7 @@
     } catch (e) {
       $("safety-error").textContent = errorText(e);
     }
+    if (trust().openSafety) await trust().openSafety(user);
   }
 
   // drawQR draws rows of "0"/"1" as one SVG path with a 4-module quiet zone.
@@ -926,6 +997,9 @@
     location.hash = "";
     location.reload();
   }
+
+  // What trust.js borrows.
+  window.sandiApp = { st, el, errorText, fmtTime, convName, drawChatHeader, drawMembers, openSafety, refresh };
 
   boot();
 })();

@@ -35,8 +35,9 @@ const dbName = "sandi"
 
 // Keys the web client keeps next to the SDK's in the same storage.
 const (
-	keyWarnings = "app/warnings"  // shown until dismissed (JSON lines)
-	keyFailures = "app/failures/" // + conversation: messages that did not decrypt
+	keyWarnings   = "app/warnings"    // shown until dismissed (JSON lines)
+	keyFailures   = "app/failures/"   // + conversation: messages that did not decrypt
+	keyAlarmsSeen = "app/alarms-seen" // how many alarms of the log the user has seen
 )
 
 type app struct {
@@ -53,27 +54,38 @@ var a = &app{last: map[protocol.ConversationID]*client.Message{}}
 
 func main() {
 	api := map[string]func(args []js.Value) (any, error){
-		"open":          a.open,
-		"state":         func([]js.Value) (any, error) { return a.state() },
-		"register":      a.register,
-		"login":         a.login,
-		"startLink":     a.startLink,
-		"waitLink":      a.waitLink,
-		"resetIdentity": a.resetIdentity,
-		"approveLink":   a.approveLink,
-		"devices":       a.devices,
-		"removeDevice":  a.removeDevice,
-		"conversations": a.conversations,
-		"history":       a.history,
-		"send":          a.send,
-		"create":        a.create,
-		"findUser":      a.findUser,
-		"addMember":     a.addMember,
-		"removeMember":  a.removeMember,
-		"leave":         a.leave,
-		"markRead":      a.markRead,
-		"safety":        a.safety,
-		"warnings":      a.warnings,
+		"open":           a.open,
+		"state":          func([]js.Value) (any, error) { return a.state() },
+		"register":       a.register,
+		"login":          a.login,
+		"startLink":      a.startLink,
+		"waitLink":       a.waitLink,
+		"resetIdentity":  a.resetIdentity,
+		"approveLink":    a.approveLink,
+		"devices":        a.devices,
+		"removeDevice":   a.removeDevice,
+		"sessions":       a.sessions,
+		"signOutSession": a.signOutSession,
+		"changePassword": a.changePassword,
+		"conversations":  a.conversations,
+		"history":        a.history,
+		"send":           a.send,
+		"create":         a.create,
+		"findUser":       a.findUser,
+		"addMember":      a.addMember,
+		"removeMember":   a.removeMember,
+		"leave":          a.leave,
+		"markRead":       a.markRead,
+		"safety":         a.safety,
+		"contacts":       a.contacts,
+		"contact":        a.contact,
+		"verify":         a.verify,
+		"unverify":       a.unverify,
+		"acceptIdentity": a.acceptIdentity,
+		"trust":          a.trust,
+		"alarms":         a.alarms,
+		"seeAlarms":      a.seeAlarms,
+		"warnings":       a.warnings,
 		"dismissWarnings": func([]js.Value) (any, error) {
 			st, _, err := a.get()
 			if err != nil {
@@ -128,7 +140,21 @@ func promise(f func() (any, error)) js.Value {
 func jsError(err error) js.Value {
 	e := js.Global().Get("Error").New(err.Error())
 	var ae *client.APIError
+	var ie *client.IdentityError
 	switch {
+	case errors.As(err, &ie):
+		// identity_not_accepted: sending (or verifying) waits for the user;
+		// the page names the account and offers what fits.
+		e.Set("code", "identity_not_accepted")
+		e.Set("user", ie.User.String())
+		e.Set("username", ie.Username)
+		e.Set("pending", ie.Pending)
+		e.Set("own", ie.Own)
+		if !ie.Conversation.IsZero() {
+			e.Set("conversation", ie.Conversation.String())
+		}
+	case errors.Is(err, client.ErrSafetyNumberMismatch):
+		e.Set("code", "safety_number_mismatch")
 	case errors.As(err, &ae):
 		e.Set("code", ae.Code)
 		if ae.Detail != "" {
@@ -385,6 +411,48 @@ func (a *app) removeDevice(args []js.Value) (any, error) {
 	})
 }
 
+// sessions lists every device signed in to the account (client.Session),
+// keyless ones (signed in with the password, never linked) marked.
+func (a *app) sessions([]js.Value) (any, error) {
+	return a.with(func(ctx context.Context, c *client.Client) (any, error) { return c.Sessions(ctx) })
+}
+
+// signOutSession(id) signs out a session the signed device list does not
+// name; the server revokes it at once.
+func (a *app) signOutSession(args []js.Value) (any, error) {
+	if len(args) < 1 {
+		return nil, errors.New("signOutSession(id)")
+	}
+	id := args[0].String()
+	return a.with(func(ctx context.Context, c *client.Client) (any, error) {
+		dev, err := c.SignOutSession(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return dev.String(), nil
+	})
+}
+
+// changePassword(old, new, signOutOthers) changes the account's password
+// and returns the ids of the sessions it signed out.
+func (a *app) changePassword(args []js.Value) (any, error) {
+	if len(args) < 3 {
+		return nil, errors.New("changePassword(oldPassword, newPassword, signOutOthers)")
+	}
+	oldPw, newPw, others := args[0].String(), args[1].String(), args[2].Truthy()
+	return a.with(func(ctx context.Context, c *client.Client) (any, error) {
+		revoked, err := c.ChangePassword(ctx, oldPw, newPw, others)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]string, len(revoked))
+		for i, d := range revoked {
+			out[i] = d.String()
+		}
+		return out, nil
+	})
+}
+
 // lastOf returns the last text or title message of a conversation,
 // reading the history once and keeping it up to date after that.
 func (a *app) lastOf(c *client.Client, id protocol.ConversationID) (*client.Message, error) {
@@ -614,6 +682,174 @@ func (a *app) safety(args []js.Value) (any, error) {
 	return map[string]any{"number": number, "qr": rows}, nil
 }
 
+// contacts lists the accounts this device has pinned (protocol.md §10.1).
+func (a *app) contacts([]js.Value) (any, error) {
+	_, c, err := a.get()
+	if err != nil {
+		return nil, err
+	}
+	cts, err := c.Contacts()
+	if cts == nil {
+		cts = []client.Contact{}
+	}
+	return cts, err
+}
+
+// contact(user) is one account as the trust store holds it (pinned on
+// first contact, as a lookup does).
+func (a *app) contact(args []js.Value) (any, error) {
+	return a.with(func(ctx context.Context, c *client.Client) (any, error) {
+		return c.Contact(ctx, strings.TrimSpace(str(args, 0)))
+	})
+}
+
+// verify(user, number) marks user verified if number (typed or pasted:
+// digits, spaces and hyphens) is the safety number of the pinned keys. A
+// wrong number is the error safety_number_mismatch and changes nothing; a
+// pending key change is identity_not_accepted. It answers with the contact.
+func (a *app) verify(args []js.Value) (any, error) {
+	return a.with(func(ctx context.Context, c *client.Client) (any, error) {
+		user := strings.TrimSpace(str(args, 0))
+		if err := c.MarkVerified(ctx, user, []byte(strings.TrimSpace(str(args, 1)))); err != nil {
+			return nil, err
+		}
+		return c.Contact(ctx, user)
+	})
+}
+
+// unverify(user) clears the mark; it answers with the contact.
+func (a *app) unverify(args []js.Value) (any, error) {
+	return a.with(func(ctx context.Context, c *client.Client) (any, error) {
+		user := strings.TrimSpace(str(args, 0))
+		if err := c.Unverify(ctx, user); err != nil {
+			return nil, err
+		}
+		return c.Contact(ctx, user)
+	})
+}
+
+// acceptIdentity(user) accepts user's pending key: {old, new}, the safety
+// numbers of the key replaced and of the key now pinned.
+func (a *app) acceptIdentity(args []js.Value) (any, error) {
+	_, c, err := a.get()
+	if err != nil {
+		return nil, err
+	}
+	old, fresh, err := c.AcceptIdentity(strings.TrimSpace(str(args, 0)))
+	if err != nil {
+		return nil, err
+	}
+	a.changed()
+	return map[string]string{"old": old, "new": fresh}, nil
+}
+
+// memberTrust is one member of a conversation as the members panel shows it.
+type memberTrust struct {
+	Name string `json:"name"` // as the conversation list names it
+	client.Contact
+}
+
+// blocked says why sending in a conversation waits (nil: it does not).
+type blocked struct {
+	User     string `json:"user"`
+	Username string `json:"username"`
+	// Pending: a new key of the contact waits for acceptIdentity; the
+	// safety numbers of the pinned (old) and of the new key.
+	Pending   bool   `json:"pending"`
+	OldNumber string `json:"oldSafetyNumber,omitempty"`
+	NewNumber string `json:"newSafetyNumber,omitempty"`
+	// Own: the conversation names a key for this account that is not
+	// this device's.
+	Own    bool   `json:"own"`
+	Detail string `json:"detail"`
+}
+
+// trust(conv, [member names]) answers {members, blocked}: the trust state
+// of each other member, and why sending in conv waits, if it does.
+func (a *app) trust(args []js.Value) (any, error) {
+	id, err := conv(args)
+	if err != nil {
+		return nil, err
+	}
+	return a.with(func(ctx context.Context, c *client.Client) (any, error) {
+		out := struct {
+			Members []memberTrust `json:"members"`
+			Blocked *blocked      `json:"blocked"`
+		}{Members: []memberTrust{}}
+		me := c.Username()
+		if len(args) > 1 && args[1].Type() == js.TypeObject {
+			for i := range args[1].Length() {
+				name := args[1].Index(i).String()
+				if name == me {
+					continue
+				}
+				ct, err := c.Contact(ctx, name)
+				if err != nil {
+					continue // shown without a state (an account deleted, a lookup that failed)
+				}
+				out.Members = append(out.Members, memberTrust{Name: name, Contact: ct})
+			}
+		}
+		err := c.CheckTrust(id)
+		var ie *client.IdentityError
+		if errors.As(err, &ie) {
+			b := &blocked{User: ie.User.String(), Username: ie.Username, Pending: ie.Pending, Own: ie.Own, Detail: ie.Error()}
+			if ie.Pending {
+				if ct, err := c.Contact(ctx, ie.User.String()); err == nil {
+					b.OldNumber, b.NewNumber = ct.SafetyNumber, ct.PendingSafetyNumber
+					if b.Username == "" {
+						b.Username = ct.Username
+					}
+				}
+			}
+			out.Blocked = b
+		} else if err != nil {
+			return nil, err
+		}
+		return out, nil
+	})
+}
+
+// alarms answers {alarms, seen}: the device's whole alarm log, oldest
+// first (it survives reloads: it is in the SDK's storage), and how many of
+// them the user has seen (seeAlarms).
+func (a *app) alarms([]js.Value) (any, error) {
+	st, c, err := a.get()
+	if err != nil {
+		return nil, err
+	}
+	as, err := c.Alarms(protocol.ConversationID{})
+	if err != nil {
+		return nil, err
+	}
+	if as == nil {
+		as = []client.Alarm{}
+	}
+	seen := 0
+	if b, err := st.Get(keyAlarmsSeen); err == nil {
+		fmt.Sscan(string(b), &seen)
+	} else if !errors.Is(err, client.ErrNoValue) {
+		return nil, err
+	}
+	return map[string]any{"alarms": as, "seen": min(seen, len(as))}, nil
+}
+
+// seeAlarms(n) records that the user has seen the first n alarms.
+func (a *app) seeAlarms(args []js.Value) (any, error) {
+	st, _, err := a.get()
+	if err != nil {
+		return nil, err
+	}
+	n := 0
+	if len(args) > 0 && args[0].Type() == js.TypeNumber {
+		n = args[0].Int()
+	}
+	if n < 0 {
+		return nil, errors.New("seeAlarms(n): n is a count")
+	}
+	return nil, st.Put(keyAlarmsSeen, []byte(fmt.Sprint(n)))
+}
+
 // warnings returns the warnings not yet dismissed, newest last. The SDK
 // hands each warning over once; they are kept here until the user
 // dismisses them, so a reload does not lose one.
@@ -628,7 +864,7 @@ func (a *app) warnings([]js.Value) (any, error) {
 	}
 	me := c.UserID()
 	for _, w := range ws {
-		if w.User == me {
+		if w.Kind == client.WarnIdentityChanged && w.User == me {
 			continue // this account's own new key (a reset on another device)
 		}
 		b, err := json.Marshal(w)

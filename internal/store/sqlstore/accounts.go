@@ -43,7 +43,64 @@ func (s *Store) AddDevice(ctx context.Context, d store.Device, tokenHash []byte)
 		if err := t.queryRow(`SELECT 1 FROM users WHERE id = ?`, idArg(d.User)).Scan(&one); err != nil {
 			return notFound(err, "user")
 		}
-		return t.addDevice(d, tokenHash)
+		if err := t.addDevice(d, tokenHash); err != nil {
+			return err
+		}
+		// The account's other devices are told of the new login.
+		others, err := deviceIDs(t.query(`SELECT id FROM devices WHERE user_id = ? AND revoked = FALSE AND id <> ? ORDER BY id`, idArg(d.User), idArg(d.ID)))
+		if err != nil {
+			return err
+		}
+		evs := make([]newEvent, len(others))
+		for i := range others {
+			evs[i] = newEvent{kind: store.EventSessionAdded, device: &others[i], user: &d.User, reason: d.ID.String(), at: d.CreatedAt}
+		}
+		_, err = t.emit(evs)
+		return err
+	})
+}
+
+// Logins lists an account's active devices with the use of their tokens.
+func (s *Store) Logins(ctx context.Context, user protocol.UserID) ([]store.Login, error) {
+	if _, err := s.User(ctx, user); err != nil {
+		return nil, err
+	}
+	rows, err := s.query(ctx, `SELECT `+deviceCols+`, NOT `+listedSQL("d")+`, COALESCE(MAX(t.last_used), 0), COUNT(t.hash) FROM devices d LEFT JOIN tokens t ON t.device_id = d.id
+		WHERE d.user_id = ? AND d.revoked = FALSE GROUP BY d.id, d.user_id, d.name, d.signed_prekey, d.last_resort, d.created_at, d.revoked ORDER BY d.created_at, d.id`, idArg(user))
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: logins: %w", err)
+	}
+	out, err := collect(rows, func(r scanner) (store.Login, error) {
+		var l store.Login
+		d := &l.Device
+		err := r.Scan(scanID(&d.ID), scanID(&d.User), &d.Name, &d.SignedPreKey, &d.LastResort, &d.CreatedAt, &d.Revoked, &d.Unlisted, &l.LastUsed, &l.Tokens)
+		return l, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: logins: %w", err)
+	}
+	return out, nil
+}
+
+// TouchToken records a token's use.
+func (s *Store) TouchToken(ctx context.Context, tokenHash []byte, now int64) error {
+	return s.write(ctx, "touch token", func(t *wtx) error {
+		res, err := t.exec(`UPDATE tokens SET last_used = ? WHERE hash = ?`, now, tokenHash)
+		if err != nil {
+			return err
+		}
+		return oneRow(res, store.ErrNotFound, "token")
+	})
+}
+
+// SetPassword replaces an account's password hash.
+func (s *Store) SetPassword(ctx context.Context, user protocol.UserID, passwordHash string) error {
+	return s.write(ctx, "set password", func(t *wtx) error {
+		res, err := t.exec(`UPDATE users SET password_hash = ? WHERE id = ?`, passwordHash, idArg(user))
+		if err != nil {
+			return err
+		}
+		return oneRow(res, store.ErrNotFound, "user")
 	})
 }
 
@@ -59,7 +116,7 @@ func (t *wtx) addDevice(d store.Device, tokenHash []byte) error {
 	if err := oneRow(res, store.ErrConflict, "device id taken"); err != nil {
 		return err
 	}
-	res, err = t.exec(`INSERT INTO tokens (hash, device_id) VALUES (?, ?) ON CONFLICT DO NOTHING`, tokenHash, idArg(d.ID))
+	res, err = t.exec(`INSERT INTO tokens (hash, device_id, last_used) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, tokenHash, idArg(d.ID), d.CreatedAt)
 	if err != nil {
 		return err
 	}
@@ -128,12 +185,6 @@ const deviceCols = `d.id, d.user_id, d.name, d.signed_prekey, d.last_resort, d.c
 
 type scanner interface{ Scan(dest ...any) error }
 
-func scanDevice(r scanner) (store.Device, error) {
-	var d store.Device
-	err := r.Scan(scanID(&d.ID), scanID(&d.User), &d.Name, &d.SignedPreKey, &d.LastResort, &d.CreatedAt, &d.Revoked)
-	return d, err
-}
-
 // Devices lists an account's active devices, oldest first.
 func (s *Store) Devices(ctx context.Context, user protocol.UserID) ([]store.Device, error) {
 	if _, err := s.User(ctx, user); err != nil {
@@ -166,7 +217,9 @@ func (s *Store) DeviceByToken(ctx context.Context, tokenHash []byte) (store.Devi
 		}
 		gen = m.gen.Load()
 	}
-	d, err := scanDevice(s.queryRow(ctx, `SELECT `+deviceCols+` FROM tokens t JOIN devices d ON d.id = t.device_id WHERE t.hash = ? AND d.revoked = FALSE`, tokenHash))
+	var d store.Device
+	err := s.queryRow(ctx, `SELECT `+deviceCols+`, t.last_used FROM tokens t JOIN devices d ON d.id = t.device_id WHERE t.hash = ? AND d.revoked = FALSE`, tokenHash).
+		Scan(scanID(&d.ID), scanID(&d.User), &d.Name, &d.SignedPreKey, &d.LastResort, &d.CreatedAt, &d.Revoked, &d.TokenUsedAt)
 	if err != nil {
 		return d, fmt.Errorf("sqlstore: device by token: %w", notFound(err, "token"))
 	}
@@ -208,11 +261,16 @@ func (s *Store) PutBundle(ctx context.Context, b store.BundleUpload) error {
 		if err := t.step("user"); err != nil {
 			return err
 		}
-		var first bool
-		if err := t.queryRow(`SELECT signed_prekey IS NULL FROM devices WHERE id = ? AND user_id = ? AND revoked = FALSE`+t.lockSuffix(),
-			idArg(b.Device), idArg(b.User)).Scan(&first); err != nil {
+		var oldSigned, oldLastResort []byte
+		if err := t.queryRow(`SELECT signed_prekey, last_resort FROM devices WHERE id = ? AND user_id = ? AND revoked = FALSE`+t.lockSuffix(),
+			idArg(b.Device), idArg(b.User)).Scan(&oldSigned, &oldLastResort); err != nil {
 			return notFound(err, "device")
 		}
+		first := oldSigned == nil
+		// A device that was dormant (protocol.md §5.3) was left out of the
+		// epochs made meanwhile: with a new bundle it is back, as a new
+		// device would be.
+		woke := !first && dormant(oldSigned, oldLastResort, b.Now)
 		if err := t.step("device"); err != nil {
 			return err
 		}
@@ -270,15 +328,18 @@ func (s *Store) PutBundle(ctx context.Context, b store.BundleUpload) error {
 			if _, err := t.exec(`DELETE FROM one_time_keys WHERE device_id = ?`, idArg(b.Device)); err != nil {
 				return err
 			}
+			if _, err := t.exec(`UPDATE devices SET one_time_count = 0 WHERE id = ?`, idArg(b.Device)); err != nil {
+				return err
+			}
 		}
-		if err := t.putOneTime(b.Device, b.OneTime, true); err != nil {
+		if _, err := t.addOneTime(b.Device, b.OneTime, true, b.MaxOneTime); err != nil {
 			return err
 		}
 		if err := t.step("one_time_keys"); err != nil {
 			return err
 		}
 
-		devicesChanged := first || revoked > 0
+		devicesChanged := first || revoked > 0 || woke
 		var evs []newEvent
 		if devicesChanged || changed {
 			// A new identity key needs a new epoch in every shared
@@ -329,6 +390,9 @@ func (t *wtx) revokeOthers(user protocol.UserID, keep protocol.DeviceID) (int, e
 		return 0, err
 	}
 	if _, err := t.exec(`DELETE FROM one_time_keys WHERE device_id IN (SELECT id FROM devices WHERE user_id = ? AND id <> ?)`, idArg(user), idArg(keep)); err != nil {
+		return 0, err
+	}
+	if _, err := t.exec(`UPDATE devices SET one_time_count = 0 WHERE user_id = ? AND id <> ? AND one_time_count <> 0`, idArg(user), idArg(keep)); err != nil {
 		return 0, err
 	}
 	return int(n), nil
@@ -422,16 +486,57 @@ func (t *wtx) putOneTime(dev protocol.DeviceID, keys []store.PreKeyRow, replace 
 	return nil
 }
 
+// addOneTime stores one-time keys of a device whose row the transaction
+// has locked, keeps its count (devices.one_time_count) and returns it.
+// With max > 0 it refuses (ErrTooManyKeys) keys that would take the count
+// past max; with replace, ids the device holds already are replaced and
+// not counted again.
+func (t *wtx) addOneTime(dev protocol.DeviceID, keys []store.PreKeyRow, replace bool, max int) (int, error) {
+	var have int
+	if err := t.queryRow(`SELECT one_time_count FROM devices WHERE id = ?`, idArg(dev)).Scan(&have); err != nil {
+		return 0, notFound(err, "device")
+	}
+	if len(keys) == 0 {
+		return have, nil
+	}
+	added := len(keys)
+	if replace {
+		// Ids held already: each an index lookup, at most one upload's worth.
+		for part := range slices.Chunk(keys, rowsPerStatement) {
+			args := []any{idArg(dev)}
+			for _, k := range part {
+				args = append(args, int64(k.ID))
+			}
+			var held int
+			if err := t.queryRow(`SELECT COUNT(*) FROM one_time_keys WHERE device_id = ? AND key_id IN `+placeholders(1, len(part)), args...).Scan(&held); err != nil {
+				return 0, err
+			}
+			added -= held
+		}
+	}
+	if max > 0 && have+added > max {
+		return 0, fmt.Errorf("%w: the device holds %d, the upload adds %d, at most %d", store.ErrTooManyKeys, have, added, max)
+	}
+	if err := t.putOneTime(dev, keys, replace); err != nil {
+		return 0, err
+	}
+	if _, err := t.exec(`UPDATE devices SET one_time_count = ? WHERE id = ?`, have+added, idArg(dev)); err != nil {
+		return 0, err
+	}
+	return have + added, nil
+}
+
 // AddOneTimeKeys adds one-time keys to an active device and returns its
 // count. The device row is locked first: it is the mutex of its keys.
-func (s *Store) AddOneTimeKeys(ctx context.Context, device protocol.DeviceID, keys []store.PreKeyRow) (int, error) {
+func (s *Store) AddOneTimeKeys(ctx context.Context, device protocol.DeviceID, keys []store.PreKeyRow, max int) (int, error) {
 	var n int
 	err := s.write(ctx, "add one-time keys", func(t *wtx) error {
 		var one int
 		if err := t.queryRow(`SELECT 1 FROM devices WHERE id = ? AND revoked = FALSE`+t.lockSuffix(), idArg(device)).Scan(&one); err != nil {
 			return notFound(err, "device")
 		}
-		if err := t.putOneTime(device, keys, false); err != nil {
+		var err error
+		if n, err = t.addOneTime(device, keys, false, max); err != nil {
 			return err
 		}
 		if len(keys) > 0 {
@@ -439,18 +544,49 @@ func (s *Store) AddOneTimeKeys(ctx context.Context, device protocol.DeviceID, ke
 				return err
 			}
 		}
-		return t.queryRow(`SELECT COUNT(*) FROM one_time_keys WHERE device_id = ?`, idArg(device)).Scan(&n)
+		return nil
 	})
 	return n, err
 }
 
-// CountOneTimeKeys returns how many one-time keys a device has.
+// CountOneTimeKeys returns how many one-time keys a device has: its kept
+// count, one row read.
 func (s *Store) CountOneTimeKeys(ctx context.Context, device protocol.DeviceID) (int, error) {
 	var n int
-	if err := s.queryRow(ctx, `SELECT COUNT(*) FROM one_time_keys WHERE device_id = ?`, idArg(device)).Scan(&n); err != nil {
+	err := s.queryRow(ctx, `SELECT one_time_count FROM devices WHERE id = ?`, idArg(device)).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
 		return 0, fmt.Errorf("sqlstore: count one-time keys: %w", err)
 	}
 	return n, nil
+}
+
+// Contacts returns user and the users sharing a current conversation
+// with it. It reads from the read pool: the writer is not held.
+func (s *Store) Contacts(ctx context.Context, user protocol.UserID) ([]protocol.UserID, error) {
+	rows, err := s.query(ctx, `SELECT DISTINCT m2.user_id FROM members m1
+		JOIN members m2 ON m2.conversation_id = m1.conversation_id AND m2.left_event_id IS NULL
+		WHERE m1.user_id = ? AND m1.left_event_id IS NULL`, idArg(user))
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: contacts: %w", err)
+	}
+	defer rows.Close()
+	out := []protocol.UserID{user}
+	for rows.Next() {
+		var u protocol.UserID
+		if err := rows.Scan(scanID(&u)); err != nil {
+			return nil, fmt.Errorf("sqlstore: contacts: %w", err)
+		}
+		if u != user {
+			out = append(out, u)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlstore: contacts: %w", err)
+	}
+	return out, nil
 }
 
 // Claim takes one one-time key of each device. Each device row is locked
@@ -458,6 +594,13 @@ func (s *Store) CountOneTimeKeys(ctx context.Context, device protocol.DeviceID) 
 // at a time on both databases: the smallest remaining key id is deleted
 // with RETURNING, and no two claimers can get the same key.
 func (s *Store) Claim(ctx context.Context, devices []protocol.DeviceID, lowWater int, now int64) ([]store.Claimed, error) {
+	return s.ClaimBundles(ctx, devices, nil, lowWater, now)
+}
+
+// ClaimBundles is Claim with the devices of signedOnly served without a
+// one-time key. The remaining count comes from devices.one_time_count,
+// read with the locked row: nothing is counted.
+func (s *Store) ClaimBundles(ctx context.Context, devices []protocol.DeviceID, signedOnly map[protocol.DeviceID]bool, lowWater int, now int64) ([]store.Claimed, error) {
 	order := make([]int, len(devices))
 	for i := range order {
 		order[i] = i
@@ -471,25 +614,29 @@ func (s *Store) Claim(ctx context.Context, devices []protocol.DeviceID, lowWater
 			dev := devices[i]
 			c := store.Claimed{Device: dev}
 			var low bool
-			if err := t.queryRow(`SELECT signed_prekey, last_resort, prekeys_low FROM devices WHERE id = ? AND revoked = FALSE AND signed_prekey IS NOT NULL AND `+
+			if err := t.queryRow(`SELECT signed_prekey, last_resort, prekeys_low, one_time_count FROM devices WHERE id = ? AND revoked = FALSE AND signed_prekey IS NOT NULL AND `+
 				listedSQL("devices")+t.lockSuffix(),
-				idArg(dev)).Scan(&c.SignedPreKey, &c.LastResort, &low); err != nil {
+				idArg(dev)).Scan(&c.SignedPreKey, &c.LastResort, &low, &c.Remaining); err != nil {
 				return notFound(err, "device "+dev.String())
 			}
-			var k store.PreKeyRow
-			var id int64
-			err := t.queryRow(`DELETE FROM one_time_keys WHERE device_id = ? AND key_id = (SELECT MIN(key_id) FROM one_time_keys WHERE device_id = ?) RETURNING key_id, encoded`,
-				idArg(dev), idArg(dev)).Scan(&id, &k.Encoded)
-			switch {
-			case err == nil:
-				k.ID = uint32(id)
-				c.OneTime = &k
-			case errors.Is(err, sql.ErrNoRows):
-			default:
-				return err
-			}
-			if err := t.queryRow(`SELECT COUNT(*) FROM one_time_keys WHERE device_id = ?`, idArg(dev)).Scan(&c.Remaining); err != nil {
-				return err
+			if !signedOnly[dev] && c.Remaining > 0 {
+				var k store.PreKeyRow
+				var id int64
+				err := t.queryRow(`DELETE FROM one_time_keys WHERE device_id = ? AND key_id = (SELECT MIN(key_id) FROM one_time_keys WHERE device_id = ?) RETURNING key_id, encoded`,
+					idArg(dev), idArg(dev)).Scan(&id, &k.Encoded)
+				switch {
+				case err == nil:
+					k.ID = uint32(id)
+					c.OneTime = &k
+					c.Remaining--
+				case errors.Is(err, sql.ErrNoRows):
+					c.Remaining = 0 // a count that drifted: the keys are the truth
+				default:
+					return err
+				}
+				if _, err := t.exec(`UPDATE devices SET one_time_count = ? WHERE id = ?`, c.Remaining, idArg(dev)); err != nil {
+					return err
+				}
 			}
 			if c.Remaining < lowWater && !low {
 				if _, err := t.exec(`UPDATE devices SET prekeys_low = TRUE WHERE id = ?`, idArg(dev)); err != nil {
@@ -506,4 +653,20 @@ func (s *Store) Claim(ctx context.Context, devices []protocol.DeviceID, lowWater
 		return nil, err
 	}
 	return out, nil
+}
+
+// dormant reports whether a device with these stored pre-keys is dormant
+// at now (Unix ms) by the rule of protocol.md §5.3. Stored keys were
+// verified when uploaded; bytes that are not a pre-key encoding never make
+// a device dormant.
+func dormant(signed, lastResort []byte, now int64) bool {
+	_, sc, err := protocol.PreKeyCreated(signed)
+	if err != nil {
+		return false
+	}
+	_, lc, err := protocol.PreKeyCreated(lastResort)
+	if err != nil {
+		return false
+	}
+	return protocol.Dormant(sc, lc, now/1000)
 }

@@ -51,7 +51,7 @@ func (s *Store) CreateConversation(ctx context.Context, nc store.NewConversation
 		if err := t.step("users"); err != nil {
 			return err
 		}
-		if err := t.checkCoverage(users, nc.Session); err != nil {
+		if err := t.checkCoverage(users, nc.Session, nc.Now); err != nil {
 			return err
 		}
 		if err := t.step("coverage"); err != nil {
@@ -160,28 +160,42 @@ func (t *wtx) lockUsers(users []protocol.UserID, lock bool) error {
 	return nil
 }
 
-// memberDevices returns the devices a session must cover: the active
+// memberDevice is a device a session may cover.
+type memberDevice struct {
+	user     protocol.UserID
+	required bool // false: near its dormancy time, it may be covered or not
+}
+
+// memberDevices returns the devices a session may cover: the active
 // devices with a bundle of users that their account's device list, if it
-// has one, names (protocol.md §12), mapped to their user.
-func (t *wtx) memberDevices(users []protocol.UserID) (map[protocol.DeviceID]protocol.UserID, error) {
-	out := make(map[protocol.DeviceID]protocol.UserID)
+// has one, names (protocol.md §12), and that are not dormant (§5.3) at now
+// (Unix ms), by the public creation times of their signed pre-key and
+// last-resort key, as sealers judge them. A sealer's clock may differ from
+// the server's: a device dormant at now + DormancySlack but not at
+// now − DormancySlack may be covered or left out.
+func (t *wtx) memberDevices(users []protocol.UserID, now int64) (map[protocol.DeviceID]memberDevice, error) {
+	out := make(map[protocol.DeviceID]memberDevice)
 	for part := range slices.Chunk(users, idsPerStatement) {
 		args := make([]any, len(part))
 		for i, u := range part {
 			args[i] = idArg(u)
 		}
-		rows, err := t.query(`SELECT id, user_id FROM devices WHERE user_id IN `+placeholders(1, len(part))+` AND revoked = FALSE AND signed_prekey IS NOT NULL AND `+listedSQL("devices"), args...)
+		rows, err := t.query(`SELECT id, user_id, signed_prekey, last_resort FROM devices WHERE user_id IN `+placeholders(1, len(part))+` AND revoked = FALSE AND signed_prekey IS NOT NULL AND `+listedSQL("devices"), args...)
 		if err != nil {
 			return nil, err
 		}
 		for rows.Next() {
 			var d protocol.DeviceID
 			var u protocol.UserID
-			if err := rows.Scan(scanID(&d), scanID(&u)); err != nil {
+			var spk, lr []byte
+			if err := rows.Scan(scanID(&d), scanID(&u), &spk, &lr); err != nil {
 				rows.Close()
 				return nil, err
 			}
-			out[d] = u
+			if dormant(spk, lr, now-1000*protocol.DormancySlack) {
+				continue
+			}
+			out[d] = memberDevice{user: u, required: !dormant(spk, lr, now+1000*protocol.DormancySlack)}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -192,25 +206,26 @@ func (t *wtx) memberDevices(users []protocol.UserID) (map[protocol.DeviceID]prot
 }
 
 // checkCoverage checks that the keys of sess cover exactly the member
-// devices of users (a key naming the wrong user counts as extra), and that
-// the creator is one of them.
-func (t *wtx) checkCoverage(users []protocol.UserID, sess store.Session) error {
-	want, err := t.memberDevices(users)
+// devices of users at now (a key naming the wrong user counts as extra; a
+// device near its dormancy time may be covered or not), and that the
+// creator is one of them.
+func (t *wtx) checkCoverage(users []protocol.UserID, sess store.Session, now int64) error {
+	want, err := t.memberDevices(users, now)
 	if err != nil {
 		return err
 	}
 	ce := &store.CoverageError{}
 	have := make(map[protocol.DeviceID]bool, len(sess.Keys))
 	for _, k := range sess.Keys {
-		u, ok := want[k.Device]
-		if !ok || u != k.User || have[k.Device] {
+		m, ok := want[k.Device]
+		if !ok || m.user != k.User || have[k.Device] {
 			ce.Extra = append(ce.Extra, k.Device)
 			continue
 		}
 		have[k.Device] = true
 	}
-	for d := range want {
-		if !have[d] {
+	for d, m := range want {
+		if m.required && !have[d] {
 			ce.Missing = append(ce.Missing, d)
 		}
 	}
@@ -220,7 +235,7 @@ func (t *wtx) checkCoverage(users []protocol.UserID, sess store.Session) error {
 		slices.SortFunc(ce.Extra, cmp)
 		return ce
 	}
-	if _, ok := want[sess.Creator]; !ok {
+	if !have[sess.Creator] {
 		return fmt.Errorf("session creator %s: %w", sess.Creator, store.ErrNotMember)
 	}
 	return nil
@@ -332,7 +347,7 @@ func (s *Store) AddSession(ctx context.Context, ns store.NewSession) error {
 		for i, m := range members {
 			users[i] = m.User
 		}
-		if err := t.checkCoverage(users, sess); err != nil {
+		if err := t.checkCoverage(users, sess, ns.Now); err != nil {
 			return err
 		}
 		if err := t.step("coverage"); err != nil {

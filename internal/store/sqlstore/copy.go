@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"sandi.dev/internal/store"
 )
 
 // copyTables is every table of the schema, in foreign-key order: a table
@@ -36,6 +38,9 @@ var copyTables = []copyTable{
 	{name: "link_requests"},
 	{name: "device_lists"},
 	{name: "device_list_entries"},
+	// The source's incarnations replace the one the target made when it
+	// opened: a moved database is the same history (Backup then adds one).
+	{name: "incarnations", seed: "n = 1"},
 }
 
 type copyTable struct {
@@ -88,24 +93,44 @@ var ErrTargetNotEmpty = errors.New("the target database is not empty")
 // on the source against writers: moving a server to a new database needs
 // the server stopped, or writes made after the snapshot are not copied.
 func Copy(ctx context.Context, from, to *Store) ([]TableCount, error) {
-	return copyStore(ctx, from, to, nil)
+	return copyStore(ctx, from, to, nil, nil)
+}
+
+// Backup is Copy, and then, in the target's transaction, a new
+// incarnation of the target (see store.Incarnation), created at now. A
+// backup can only ever be served after a restore, which rolls the server
+// back: clients that see the new incarnation resynchronise. Restores use
+// it too.
+func Backup(ctx context.Context, from, to *Store, now int64) ([]TableCount, store.Incarnation, error) {
+	var in store.Incarnation
+	counts, err := copyStore(ctx, from, to, nil, func(dst *sql.Tx) error {
+		var err error
+		in, err = newIncarnation(ctx, dst, to.d, now)
+		return err
+	})
+	if err != nil {
+		return nil, store.Incarnation{}, err
+	}
+	to.setIncarnation(in)
+	return counts, in, nil
 }
 
 // copyStore is Copy with a hook called after each table is copied (inside
 // both transactions); an error from it aborts the copy. Tests use it to
 // write to the source during a copy and to fail a copy midway.
-func copyStore(ctx context.Context, from, to *Store, afterTable func(table string) error) ([]TableCount, error) {
+// finish, when set, runs last in the target's transaction.
+func copyStore(ctx context.Context, from, to *Store, afterTable func(table string) error, finish func(dst *sql.Tx) error) ([]TableCount, error) {
 	if from == to {
 		return nil, errors.New("sqlstore: copy: the source and the target are the same store")
 	}
-	counts, err := copyTx(ctx, from, to, afterTable)
+	counts, err := copyTx(ctx, from, to, afterTable, finish)
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: copy: %w", err)
 	}
 	return counts, nil
 }
 
-func copyTx(ctx context.Context, from, to *Store, afterTable func(string) error) ([]TableCount, error) {
+func copyTx(ctx context.Context, from, to *Store, afterTable func(string) error, finish func(*sql.Tx) error) ([]TableCount, error) {
 	if m := to.memo; m != nil {
 		// The copy writes the target outside Store.write.
 		m.wmu.Lock()
@@ -228,6 +253,11 @@ func copyTx(ctx context.Context, from, to *Store, afterTable func(string) error)
 	}
 	if to.d.dollar {
 		if err := resetSequences(ctx, dst); err != nil {
+			return nil, fmt.Errorf("target: %w", err)
+		}
+	}
+	if finish != nil {
+		if err := finish(dst); err != nil {
 			return nil, fmt.Errorf("target: %w", err)
 		}
 	}

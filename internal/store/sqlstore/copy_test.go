@@ -544,7 +544,7 @@ func TestCopySnapshot(t *testing.T) {
 					f.send(w.conv, w.bob, fmt.Sprintf("late%d", wrote), 3, nil)
 				}
 				return nil
-			})
+			}, nil)
 			if err != nil {
 				t.Fatalf("copy while the source is written: %v", err)
 			}
@@ -579,7 +579,7 @@ func TestCopyAllOrNothing(t *testing.T) {
 					return boom
 				}
 				return nil
-			})
+			}, nil)
 			if !errors.Is(err, boom) {
 				t.Fatalf("copy failed with %v, want the hook's error", err)
 			}

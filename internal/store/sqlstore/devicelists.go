@@ -159,7 +159,7 @@ func (t *wtx) checkAccountKey(user protocol.UserID, key protocol.IdentityKey) er
 // revoke marks a device revoked and deletes its tokens, bundle and
 // one-time keys. It reports whether the device was active.
 func (t *wtx) revoke(d protocol.DeviceID) (bool, error) {
-	res, err := t.exec(`UPDATE devices SET revoked = TRUE, signed_prekey = NULL, last_resort = NULL WHERE id = ? AND revoked = FALSE`, idArg(d))
+	res, err := t.exec(`UPDATE devices SET revoked = TRUE, signed_prekey = NULL, last_resort = NULL, one_time_count = 0 WHERE id = ? AND revoked = FALSE`, idArg(d))
 	if err != nil {
 		return false, err
 	}

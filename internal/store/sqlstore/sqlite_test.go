@@ -31,7 +31,24 @@ func openTestStore(t *testing.T, url string, fault func(string) error) *Store {
 		t.Fatalf("open %s: %v", url, err)
 	}
 	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() { checkOneTimeCounts(t, s) }) // runs before the Close above
 	return s
+}
+
+// checkOneTimeCounts fails t if a device's kept one-time key count differs
+// from its keys: every scenario of the suite checks it when it ends. A
+// store the test closed already is not checked.
+func checkOneTimeCounts(t *testing.T, s *Store) {
+	t.Helper()
+	var n int
+	err := s.r.QueryRowContext(context.Background(), `SELECT COUNT(*) FROM devices d
+		WHERE d.one_time_count <> (SELECT COUNT(*) FROM one_time_keys k WHERE k.device_id = d.id)`).Scan(&n)
+	if err != nil {
+		return // closed by the test, or a store of another schema
+	}
+	if n != 0 {
+		t.Errorf("%d devices have a one-time key count that differs from their keys", n)
+	}
 }
 
 // TestSQLite runs the conformance suite on a real SQLite file.

@@ -74,6 +74,10 @@ type Store struct {
 	// ckpt checkpoints the WAL off the writer (SQLite, not Shared).
 	ckpt *checkpointer
 
+	// inc is the current incarnation (see incarnation.go).
+	incMu sync.Mutex
+	inc   store.Incarnation
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -170,6 +174,10 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: open: %w", err)
 	}
+	if err := s.ensureIncarnation(ctx, time.Now().UnixMilli()); err != nil {
+		s.closeHandles()
+		return nil, fmt.Errorf("sqlstore: open: %w", err)
+	}
 	s.batch = newBatcher(s, opts.MaxBatch)
 	return s, nil
 }
@@ -248,6 +256,9 @@ func openSQLite(ctx context.Context, url string, opts Options) (_ *Store, err er
 			s.closeHandles()
 		}
 	}()
+	if err := createPrivate(url, SQLiteFile(url)); err != nil {
+		return nil, err
+	}
 	if path := SQLiteFile(url); path == "" {
 		s.memo = newMemo(nil) // in memory: private to this process
 	} else if !opts.Shared {

@@ -276,17 +276,17 @@ func testOneTimeKeys(t *testing.T, open Opener) {
 	wantErr(t, "claim of a device without a bundle", err, store.ErrNotFound)
 	f.bundle(alice, dev, 3)
 
-	n, err := s.AddOneTimeKeys(ctx, dev, []store.PreKeyRow{{ID: 10, Encoded: random(24)}, {ID: 11, Encoded: random(24)}})
+	n, err := s.AddOneTimeKeys(ctx, dev, []store.PreKeyRow{{ID: 10, Encoded: random(24)}, {ID: 11, Encoded: random(24)}}, 0)
 	if err != nil || n != 5 {
 		t.Fatalf("AddOneTimeKeys = %d, %v; want 5", n, err)
 	}
 	// One id already present: the whole upload is refused.
-	_, err = s.AddOneTimeKeys(ctx, dev, []store.PreKeyRow{{ID: 12, Encoded: random(24)}, {ID: 10, Encoded: random(24)}})
+	_, err = s.AddOneTimeKeys(ctx, dev, []store.PreKeyRow{{ID: 12, Encoded: random(24)}, {ID: 10, Encoded: random(24)}}, 0)
 	wantErr(t, "AddOneTimeKeys(existing id)", err, store.ErrConflict)
 	if n, _ := s.CountOneTimeKeys(ctx, dev); n != 5 {
 		t.Fatalf("a refused upload changed the count to %d", n)
 	}
-	_, err = s.AddOneTimeKeys(ctx, protocol.NewDeviceID(), []store.PreKeyRow{{ID: 1, Encoded: random(24)}})
+	_, err = s.AddOneTimeKeys(ctx, protocol.NewDeviceID(), []store.PreKeyRow{{ID: 1, Encoded: random(24)}}, 0)
 	wantErr(t, "AddOneTimeKeys(unknown device)", err, store.ErrNotFound)
 
 	// A claim of several devices answers in their order; a failing device
@@ -339,7 +339,7 @@ func testOneTimeKeys(t *testing.T, open Opener) {
 	if n := low(); n != 1 {
 		t.Fatalf("%d prekeys_low events without an upload in between, want still 1", n)
 	}
-	if _, err := s.AddOneTimeKeys(ctx, dev, []store.PreKeyRow{{ID: 100, Encoded: random(24)}, {ID: 101, Encoded: random(24)}}); err != nil {
+	if _, err := s.AddOneTimeKeys(ctx, dev, []store.PreKeyRow{{ID: 100, Encoded: random(24)}, {ID: 101, Encoded: random(24)}}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Claim(ctx, []protocol.DeviceID{dev}, 3, 1); err != nil {

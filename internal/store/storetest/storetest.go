@@ -69,6 +69,7 @@ func Run(t *testing.T, open Opener) {
 		{"ConcurrentIdentities", testConcurrentIdentities},
 		{"OneTimeKeys", testOneTimeKeys},
 		{"ConcurrentClaims", testConcurrentClaims},
+		{"OneTimeCap", testOneTimeCap},
 		{"CreateConversation", testCreateConversation},
 		{"Coverage", testCoverage},
 		{"DeviceLists", testDeviceLists},
@@ -89,8 +90,10 @@ func Run(t *testing.T, open Opener) {
 		{"SyncMembershipSpans", testSyncMembershipSpans},
 		{"SyncCommitOrder", testSyncCommitOrder},
 		{"Links", testLinks},
+		{"Logins", testLogins},
 		{"AnswersFollowWrites", testAnswersFollowWrites},
 		{"Ping", testPing},
+		{"Incarnation", testIncarnation},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, open) })

@@ -1,0 +1,28 @@
+package main
+
+import (
+	"io"
+	"testing"
+)
+
+// The pre-key limit flags reach serveConfig, from flags or environment
+// (flags win); a value that is not an integer is a usage error.
+func TestServeKeyLimitFlags(t *testing.T) {
+	t.Setenv("SANDI_MAX_ONETIME_KEYS", "50")
+	t.Setenv("SANDI_UPLOAD_RATE", "7")
+	c, err := parseServe([]string{"--claim-rate", "30", "--claim-onetime-per-hour", "4", "--target-onetime-per-hour", "9", "--upload-rate", "8"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.claimRate != 30 || c.claimOneTime != 4 || c.targetOneTime != 9 || c.maxOneTime != 50 || c.uploadRate != 8 {
+		t.Fatalf("parsed %+v", c)
+	}
+	t.Setenv("SANDI_CLAIM_RATE", "many")
+	if _, err := parseServe(nil, io.Discard); err == nil {
+		t.Fatal("SANDI_CLAIM_RATE=many accepted")
+	}
+	t.Setenv("SANDI_CLAIM_RATE", "")
+	if _, err := parseServe([]string{"--max-onetime-keys", "x"}, io.Discard); err == nil {
+		t.Fatal("--max-onetime-keys x accepted")
+	}
+}
