@@ -131,8 +131,6 @@ func TestHeldThenAccepted(t *testing.T) {
 		if got := syncTexts(t, bob); !slices.Equal(got, []string{"alice: and on"}) {
 			t.Fatalf("bob read %q", got)
 		}
-		// Held across a restart of bob's client: covered by the storage;
-		// here the state survives a reopen with nothing left held.
 	})
 }
 
