@@ -79,6 +79,8 @@ type Client struct {
 	stats   Stats
 	pins    map[protocol.UserID]*pin // the trust store (trust.go)
 	refused map[string]bool          // alarms raised this run for refused keys
+	held    *heldState               // messages held for pending keys (held.go), loaded when needed
+	release SyncResult               // released from hold outside Sync: reported by the next one
 
 	lives     map[protocol.ConversationID]*epochLife // expiry.go
 	expiredAt int64                                  // Unix seconds of the last expiry run (0: none yet)
@@ -122,6 +124,7 @@ type Stats struct {
 	Rotations      int
 	AdoptedEpochs  int
 	IdentityAlerts int
+	Held           int // messages held for a pending identity key when they arrived (not failures)
 }
 
 // Open loads the device state from opts.Storage (if any).

@@ -806,7 +806,7 @@ func (c *Client) Leave(ctx context.Context, conv protocol.ConversationID) error 
 // keep the account's roles (rekeyIn).
 func (c *Client) rekeyConversations(ctx context.Context, old *secret.IdentityPrivateKey) error {
 	return c.eachConversation(ctx, func(conv protocol.ConversationID) error {
-		if err := c.rekeyIn(ctx, conv, old, false); err != nil {
+		if _, err := c.rekeyIn(ctx, conv, old, false); err != nil {
 			return fmt.Errorf("announce the new identity in %s: %w", conv, err)
 		}
 		return nil

@@ -160,6 +160,12 @@ func (c *Client) send(ctx context.Context, cs *convState, clientID string, ct Co
 	}
 	for try := 0; ; try++ {
 		if out.Envelope == nil {
+			// Refuse at once in a conversation that names a key this
+			// device has not accepted, before asking the server anything
+			// about its epochs; checked again on the head current verifies.
+			if err := c.trustedBeforeSync(cs); err != nil {
+				return Message{}, err
+			}
 			e, n, err := c.current(ctx, cs)
 			if err != nil {
 				return Message{}, err
@@ -346,6 +352,7 @@ type DecryptError struct {
 	Seq          uint64
 	Reason       string
 	Err          error
+	epoch        bool // the message's epoch could not be opened
 }
 
 func (e *DecryptError) Error() string {
@@ -366,7 +373,10 @@ type messageAnswer struct {
 
 // receive runs the one decrypt path for a message: find (or open) the
 // epoch, verify the sender's signature with the identity the membership
-// named then, decrypt. Duplicates are dropped silently (counted).
+// named then, decrypt. Duplicates are dropped silently (counted). A message
+// refused only because an identity key it depends on is pending is held
+// (held.go): a *DecryptError with Reason ReasonHeld, not counted as a
+// failure.
 func (c *Client) receive(ctx context.Context, ma *messageAnswer) (*Message, error) {
 	cs, err := c.conv(ma.Conversation)
 	if err != nil {
@@ -382,9 +392,35 @@ func (c *Client) receive(ctx context.Context, ma *messageAnswer) (*Message, erro
 	if ma.Sender == c.acct.Device {
 		return nil, nil // sent by this device: recorded when sent
 	}
+	m, err := c.decrypt(ctx, cs, ma, cs.StreamSeq)
+	var de *DecryptError
+	if errors.As(err, &de) {
+		if de.Reason == "identity_not_accepted" {
+			held, herr := c.hold(ctx, cs, ma, de)
+			if herr != nil {
+				return nil, herr
+			}
+			if held {
+				return nil, &DecryptError{Conversation: ma.Conversation, Seq: ma.Seq, Reason: ReasonHeld, Err: de.Err}
+			}
+		}
+		c.stats.DecryptFailed[de.Reason]++
+		return nil, de
+	}
+	if err != nil || m == nil {
+		return nil, err
+	}
+	c.stats.Decrypted++
+	return m, c.recordLater(cs, *m)
+}
+
+// decrypt decrypts message ma of cs, which arrived when the conversation's
+// StreamSeq was streamSeq. A classified failure is a *DecryptError (not
+// counted here); other errors (network, storage) are not decrypt failures.
+// A duplicate is nil, nil.
+func (c *Client) decrypt(ctx context.Context, cs *convState, ma *messageAnswer, streamSeq uint64) (*Message, error) {
 	fail := func(err error) (*Message, error) {
 		reason := failure(err)
-		c.stats.DecryptFailed[reason]++
 		if reason == "expired" {
 			if err := c.raiseExpired(ma.Conversation, ma.Seq); err != nil {
 				return nil, err
@@ -399,10 +435,14 @@ func (c *Client) receive(ctx context.Context, ma *messageAnswer) (*Message, erro
 	if env.Conversation != ma.Conversation || env.Sender.Device != ma.Sender || env.Sender.User != ma.SenderUser || env.Epoch != ma.Epoch {
 		return fail(fmt.Errorf("%w: envelope header differs from the message's metadata", ErrServerMisbehaved))
 	}
-	e, err := c.openEpoch(ctx, cs, env.Epoch)
+	e, err := c.epochAt(ctx, cs, env.Epoch, streamSeq)
 	if err != nil {
 		if errors.Is(err, errNoSession) || errors.Is(err, ErrServerMisbehaved) || errors.Is(err, ErrIdentityNotAccepted) {
-			return fail(err)
+			_, ferr := fail(err)
+			if de, ok := ferr.(*DecryptError); ok {
+				de.epoch = true
+			}
+			return nil, ferr
 		}
 		// The server could not be reached, or storage failed: not a
 		// decrypt failure. The caller stops before this event and the
@@ -415,8 +455,8 @@ func (c *Client) receive(ctx context.Context, ma *messageAnswer) (*Message, erro
 	// Every message of an epoch made for a record older than one the
 	// stream delivered came before that record's event (§7.4 step 9): a
 	// later one is a removed member writing on, or a stale epoch replayed.
-	if e.ChainSeq < cs.StreamSeq {
-		detail := fmt.Sprintf("A message in epoch %d, made for membership record %d, came after record %d.", env.Epoch, e.ChainSeq, cs.StreamSeq)
+	if e.ChainSeq < streamSeq {
+		detail := fmt.Sprintf("A message in epoch %d, made for membership record %d, came after record %d.", env.Epoch, e.ChainSeq, streamSeq)
 		if err := c.alarmOnce(cs, fmt.Sprintf("late/%d", env.Epoch), Alarm{Kind: AlarmStaleEpoch, User: env.Sender.User, Detail: detail}); err != nil {
 			return nil, err
 		}
@@ -443,11 +483,8 @@ func (c *Client) receive(ctx context.Context, ma *messageAnswer) (*Message, erro
 	c.pend.epochs[epochRef{cs.ID, env.Epoch}] = e
 	ct, err := ParseContent(pt)
 	if err != nil {
-		c.stats.DecryptFailed["bad_content"]++
 		return nil, &DecryptError{Conversation: ma.Conversation, Seq: ma.Seq, Reason: "bad_content", Err: err}
 	}
-	c.stats.Decrypted++
-	m := &Message{Conversation: cs.ID, Seq: ma.Seq, Sender: c.usernameOf(ctx, env.Sender.User), SenderID: env.Sender.User, Device: env.Sender.Device,
-		Type: ct.Type, Text: ct.Text, SentAt: ct.SentAt, ReceivedAt: ma.CreatedAt, Epoch: env.Epoch, Ref: envelopeRef(ma.Envelope)}
-	return m, c.recordLater(cs, *m)
+	return &Message{Conversation: cs.ID, Seq: ma.Seq, Sender: c.usernameOf(ctx, env.Sender.User), SenderID: env.Sender.User, Device: env.Sender.Device,
+		Type: ct.Type, Text: ct.Text, SentAt: ct.SentAt, ReceivedAt: ma.CreatedAt, Epoch: env.Epoch, Ref: envelopeRef(ma.Envelope)}, nil
 }

@@ -19,24 +19,46 @@ import (
 // (protocol.md §6.2). Conversations with nothing to restore are left
 // alone.
 func (c *Client) RekeyBack(ctx context.Context, oldSeed []byte) error {
+	_, err := c.RekeyBackIn(ctx, oldSeed)
+	return err
+}
+
+// RekeyBackIn is RekeyBack in the conversations convs only (in every
+// conversation of the account if convs is empty). It returns the
+// conversations in which it posted a rekey, in order.
+func (c *Client) RekeyBackIn(ctx context.Context, oldSeed []byte, convs ...protocol.ConversationID) ([]protocol.ConversationID, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.ready(); err != nil {
-		return err
+		return nil, err
 	}
 	old := c.id
 	if oldSeed != nil {
 		var err error
 		if old, err = secret.IdentityFromSeed(oldSeed); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return c.eachConversation(ctx, func(conv protocol.ConversationID) error {
-		if err := c.rekeyIn(ctx, conv, old, true); err != nil {
+	var done []protocol.ConversationID
+	each := func(conv protocol.ConversationID) error {
+		posted, err := c.rekeyIn(ctx, conv, old, true)
+		if err != nil {
 			return fmt.Errorf("rekey back in %s: %w", conv, err)
 		}
+		if posted {
+			done = append(done, conv)
+		}
 		return nil
-	})
+	}
+	if len(convs) == 0 {
+		return done, c.eachConversation(ctx, each)
+	}
+	for _, conv := range convs {
+		if err := each(conv); err != nil {
+			return done, err
+		}
+	}
+	return done, nil
 }
 
 // eachConversation calls f for every conversation the server lists for the
@@ -66,22 +88,22 @@ func (c *Client) eachConversation(ctx context.Context, f func(protocol.Conversat
 //
 // With restoreOnly, only the first case posts anything. Nothing is posted
 // when the chain already names c.id and there is nothing to restore, or
-// when the account is not a member.
-func (c *Client) rekeyIn(ctx context.Context, conv protocol.ConversationID, old *secret.IdentityPrivateKey, restoreOnly bool) error {
+// when the account is not a member. It reports whether it posted.
+func (c *Client) rekeyIn(ctx context.Context, conv protocol.ConversationID, old *secret.IdentityPrivateKey, restoreOnly bool) (bool, error) {
 	cs, err := c.conv(conv)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if cs == nil {
 		cs = c.newConv(conv)
 	}
 	for try := 0; ; try++ {
 		if err := c.syncChain(ctx, cs); err != nil {
-			return err
+			return false, err
 		}
 		cur, ok := cs.chain.Member(c.acct.User)
 		if !ok {
-			return nil
+			return false, nil
 		}
 		prev, prevRole, rekeyed := cs.chain.Rekeyed(c.acct.User)
 		rec := &protocol.Record{Op: protocol.OpRekey, Conversation: conv, Seq: cs.chain.Seq + 1, Prev: cs.chain.Head,
@@ -93,7 +115,7 @@ func (c *Client) rekeyIn(ctx context.Context, conv protocol.ConversationID, old 
 			rec.Members = []protocol.Member{m}
 			secret.SignRekey(c.id, old, rec)
 		case restoreOnly, cur.Identity.Equal(c.id.Public()):
-			return nil
+			return false, nil
 		case old != nil && cur.Identity.Equal(old.Public()):
 			m.Role = cur.Role
 			rec.Members = []protocol.Member{m}
@@ -103,16 +125,16 @@ func (c *Client) rekeyIn(ctx context.Context, conv protocol.ConversationID, old 
 			secret.SignRecord(c.id, rec)
 		}
 		if _, err := cs.chain.Apply(rec); err != nil {
-			return err // not allowed: say why before the server does
+			return false, err // not allowed: say why before the server does
 		}
 		err := c.api.do(ctx, "POST", "/api/conversations/"+conv.String()+"/members", map[string]b64{"record": rec.Marshal()}, nil)
 		if IsCode(err, "stale_chain") && try < 3 {
 			continue
 		}
 		if err != nil {
-			return err
+			return false, err
 		}
-		return c.syncChain(ctx, cs)
+		return true, c.syncChain(ctx, cs)
 	}
 }
 

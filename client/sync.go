@@ -96,6 +96,10 @@ func (c *Client) syncQuery() string {
 type SyncResult struct {
 	Messages []Message
 	Failures []*DecryptError
+	// Held are messages held until the user accepts or rejects a pending
+	// identity key (Reason ReasonHeld): they come in Messages (or
+	// Failures) of a later Sync, once the key is decided.
+	Held []*DecryptError
 }
 
 // Sync reads every event since the stored cursor, processes it (decrypts
@@ -148,6 +152,9 @@ func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) er
 		return err
 	}
 	lowKeys, changed := false, false
+	// Messages released from hold since the last page (AcceptIdentity).
+	res.Messages, res.Failures = append(res.Messages, c.release.Messages...), append(res.Failures, c.release.Failures...)
+	c.release = SyncResult{}
 	for i := range page.Events {
 		ev := &page.Events[i]
 		changed = changed || ev.Kind != "message"
@@ -158,7 +165,9 @@ func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) er
 			}
 			m, err := c.receive(ctx, ev.Message)
 			var de *DecryptError
-			if errors.As(err, &de) {
+			if errors.As(err, &de) && de.Reason == ReasonHeld {
+				res.Held = append(res.Held, de)
+			} else if errors.As(err, &de) {
 				res.Failures = append(res.Failures, de)
 			} else if err != nil {
 				return errors.Join(err, c.flush())
@@ -198,7 +207,8 @@ func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) er
 		case "session":
 			// A new epoch for this device: open it now, while the pre-key it
 			// is sealed to is surely kept (expiry.go erases replaced ones).
-			// A failure here is reported with the first message in it.
+			// A failure here is reported with the first message in it (or
+			// holds it, for a creator's key that waits for the user).
 			if ev.Conversation == nil {
 				continue
 			}
@@ -209,7 +219,7 @@ func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) er
 			if cs == nil {
 				cs = c.newConv(*ev.Conversation)
 			}
-			if _, err := c.openEpoch(ctx, cs, ev.Epoch); err != nil && !errors.Is(err, errNoSession) && !errors.Is(err, ErrServerMisbehaved) {
+			if _, err := c.openEpoch(ctx, cs, ev.Epoch); err != nil && !errors.Is(err, errNoSession) && !errors.Is(err, ErrServerMisbehaved) && !errors.Is(err, ErrIdentityNotAccepted) {
 				return errors.Join(err, c.flush())
 			}
 		case "prekeys_low":
@@ -229,6 +239,13 @@ func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) er
 		}
 	}
 	if err := c.flush(); err != nil {
+		return err
+	}
+	// A pending key accepted on this page (a rekey that moved a pin)
+	// releases what was held for it.
+	ms, fs, err := c.releaseHeld(ctx, nil, false)
+	res.Messages, res.Failures = append(res.Messages, ms...), append(res.Failures, fs...)
+	if err != nil {
 		return err
 	}
 	if changed && c.onChange != nil {

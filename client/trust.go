@@ -219,12 +219,16 @@ func (c *Client) pinOf(nameOrID string) *pin {
 	return found
 }
 
-// How a key was met: only a rekey that replaces the pinned key in a
-// conversation the device holds may move an unverified contact's pin by
-// itself (protocol.md "Client trust state").
+// metHow says how a key was met: only a rekey that replaces the pinned key
+// in a conversation the device holds may move an unverified contact's pin
+// by itself, and only a rekey the pinned key co-signed may move a verified
+// contact's (protocol.md "Client trust state").
+type metHow int
+
 const (
-	metElsewhere = false // a lookup, a bundle, a genesis or add record, a chain held from before
-	metByRekey   = true  // an OpRekey record whose previous state named the pinned key
+	metElsewhere  metHow = iota // a lookup, a bundle, a genesis or add record, a chain held from before
+	metByRekey                  // a rekey record whose previous state named the pinned key
+	metByCosigned               // an OpRekeyCosigned record whose cosigner is the pinned key
 )
 
 // meet checks an identity key the client met for user against the pin
@@ -233,10 +237,13 @@ const (
 // a conversation that still names it is refused at use (trusted). Any other
 // key is an identity change, with a warning and an alarm: it replaces the
 // pin of an unverified contact when met by a rekey of the pinned key
-// (byRekey); otherwise it is held as pending, until AcceptIdentity (or, for
-// an unverified contact, until such a rekey arrives), and an
+// (metByRekey), and the pin of any contact, verified or not, when met by a
+// rekey the pinned key co-signed (metByCosigned: the holder of the key the
+// user accepted vouched for the new one, so a verified contact stays
+// verified); otherwise it is held as pending, until AcceptIdentity (or,
+// for an unverified contact, until such a rekey arrives), and an
 // *IdentityError is returned. Own keys go to meetOwn.
-func (c *Client) meet(user protocol.UserID, username string, key protocol.IdentityKey, conv protocol.ConversationID, byRekey bool) error {
+func (c *Client) meet(user protocol.UserID, username string, key protocol.IdentityKey, conv protocol.ConversationID, how metHow) error {
 	if user == c.acct.User {
 		return c.meetOwn(key, conv)
 	}
@@ -249,13 +256,19 @@ func (c *Client) meet(user protocol.UserID, username string, key protocol.Identi
 	if rename {
 		p.Username = username
 	}
-	if p.Identity.Equal(key) || p.had(key) {
+	// A rekey back to a key accepted earlier returns the pin to it, where
+	// a rekey to a new key would have moved the pin by itself.
+	back := p.had(key) && (how == metByCosigned || how == metByRekey && !p.Verified)
+	if p.Identity.Equal(key) || p.had(key) && !back {
 		if rename {
 			return c.savePin(p)
 		}
 		return nil
 	}
-	if p.rejected(key) && !byRekey {
+	if back {
+		p.History = slices.DeleteFunc(p.History, func(h pastKey) bool { return h.Identity.Equal(key) })
+	}
+	if p.rejected(key) && how == metElsewhere {
 		if rename {
 			if err := c.savePin(p); err != nil {
 				return err
@@ -265,7 +278,21 @@ func (c *Client) meet(user protocol.UserID, username string, key protocol.Identi
 	}
 	known := p.Pending != nil && p.Pending.Equal(key) // raised when it was first met
 	p.Rejected = slices.DeleteFunc(p.Rejected, func(r protocol.IdentityKey) bool { return r.Equal(key) })
-	if byRekey && !p.Verified {
+	if how == metByCosigned {
+		p.History = append(p.History, pastKey{Identity: p.Identity, Until: now})
+		p.Identity, p.Changed, p.Pending, p.PendingSince = key, now, nil, 0
+		if err := c.savePin(p); err != nil {
+			return err
+		}
+		c.stats.IdentityAlerts++
+		c.warn(Warning{Kind: WarnIdentityChanged, User: user, Username: p.Username, Conversation: conv})
+		detail := fmt.Sprintf("the identity key of %s changed, and the key this device had accepted co-signed the new one (the holder of the old key agreed); its safety number changed", p.name())
+		if p.Verified {
+			detail += fmt.Sprintf(": %s stays verified, compare the new number when you can", p.name())
+		}
+		return c.raiseFor(user, conv, Alarm{Kind: AlarmIdentityChanged, User: user, Detail: detail})
+	}
+	if how == metByRekey && !p.Verified {
 		p.History = append(p.History, pastKey{Identity: p.Identity, Until: now})
 		p.Identity, p.Changed, p.Pending, p.PendingSince = key, now, nil, 0
 		if err := c.savePin(p); err != nil || known {
@@ -373,7 +400,8 @@ func (c *Client) convsNaming(user protocol.UserID) []protocol.ConversationID {
 // meetChain checks the keys of a chain the device just extended with recs
 // (from the genesis when prev is nil). Each record is replayed on the state
 // before it: a rekey that replaces a contact's pinned key is met as such
-// (metByRekey); a rekey that leads to the pinned key from an earlier key
+// (metByRekey), one the pinned key co-signed as metByCosigned; a rekey that
+// leads to the pinned key from an earlier key
 // puts that earlier key in the pin's history (the new key signed the
 // succession); with an incremental update, a record naming this account
 // with a key that is not this device's is checked on its own. Then every
@@ -408,10 +436,25 @@ func (c *Client) meetChain(cs *convState, prev *protocol.Chain, recs []*protocol
 				continue
 			}
 			before, _ := state.Member(m.User)
-			if p := c.pins[m.User]; p != nil && p.Identity.Equal(before.Identity) {
-				if err := c.meet(m.User, "", m.Identity, cs.ID, metByRekey); !ok(err) {
-					return err
+			if p := c.pins[m.User]; p != nil {
+				how := metElsewhere
+				switch {
+				case rec.Op == protocol.OpRekeyCosigned && rec.Cosigner.Equal(p.Identity):
+					how = metByCosigned
+				case p.Identity.Equal(before.Identity):
+					how = metByRekey
 				}
+				if how != metElsewhere {
+					if err := c.meet(m.User, "", m.Identity, cs.ID, how); !ok(err) {
+						return err
+					}
+				}
+			}
+			// The key a rekey succeeds is the one that signed for it: the
+			// cosigner of a co-signed rekey (not the entry it replaces,
+			// which may be a key the server forged).
+			if rec.Op == protocol.OpRekeyCosigned {
+				before.Identity = rec.Cosigner
 			}
 			successions = append(successions, [2]protocol.Member{before, m})
 		}
@@ -480,6 +523,25 @@ func (c *Client) trustedChain(conv protocol.ConversationID, chain *protocol.Chai
 		}
 	}
 	return nil
+}
+
+// trustedBeforeSync is trusted for the check a send makes before it asks
+// the server anything: a member named with a key its pin accepted earlier
+// (in the history) passes, since the rekey that replaced it may be among
+// the records this device has not fetched yet; trusted runs again on the
+// head the send verifies.
+func (c *Client) trustedBeforeSync(cs *convState) error {
+	err := c.trusted(cs)
+	var ie *IdentityError
+	if !errors.As(err, &ie) || ie.Pending {
+		return err
+	}
+	if m, ok := cs.chain.Member(ie.User); ok {
+		if p := c.pins[ie.User]; p != nil && p.had(m.Identity) {
+			return nil
+		}
+	}
+	return err
 }
 
 // CheckTrust returns what would stop this device from sending in a
@@ -567,6 +629,11 @@ type Contact struct {
 	// Pending, if set, is a new key not accepted yet (verified contacts).
 	Pending             *protocol.IdentityKey `json:"pending,omitempty"`
 	PendingSafetyNumber string                `json:"pendingSafetyNumber,omitempty"`
+	// Rekeyed lists the held conversations whose chain says that Identity
+	// came through a rekey the previous key did not co-sign
+	// (protocol.Chain.Rekeyed): a change the server may have forged, worth
+	// comparing safety numbers for. Empty once the contact rekeys back.
+	Rekeyed []protocol.ConversationID `json:"rekeyed,omitempty"`
 }
 
 func (c *Client) contactOf(p *pin) Contact {
@@ -577,6 +644,17 @@ func (c *Client) contactOf(p *pin) Contact {
 	if p.Pending != nil {
 		n, _ := protocol.SafetyNumber(c.acct.User, c.id.Public(), p.User, *p.Pending)
 		ct.PendingSafetyNumber = protocol.FormatSafetyNumber(n)
+	}
+	for _, id := range c.convsNaming(p.User) {
+		cs, err := c.conv(id)
+		if err != nil || cs == nil || cs.chain == nil {
+			continue
+		}
+		if m, _ := cs.chain.Member(p.User); m.Identity.Equal(p.Identity) {
+			if _, _, rekeyed := cs.chain.Rekeyed(p.User); rekeyed {
+				ct.Rekeyed = append(ct.Rekeyed, id)
+			}
+		}
 	}
 	return ct
 }
@@ -680,10 +758,12 @@ func (c *Client) Unverify(ctx context.Context, user string) error {
 	return c.savePin(p)
 }
 
-// AcceptIdentity accepts a verified contact's pending identity change: the
-// new key becomes the pin (the old one joins the history) and the contact
-// is no longer verified. It returns the safety numbers of the old and the
-// new key. Without a pending change it is an error.
+// AcceptIdentity accepts a contact's pending identity change: the new key
+// becomes the pin (the old one joins the history) and the contact is no
+// longer verified. It returns the safety numbers of the old and the new
+// key. The messages held for the new key (HeldMessages) are decrypted and
+// recorded in the history now, and returned by the next Sync. Without a
+// pending change it is an error.
 func (c *Client) AcceptIdentity(user string) (old, new string, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -704,12 +784,23 @@ func (c *Client) AcceptIdentity(user string) (old, new string, err error) {
 	if err := c.savePin(p); err != nil {
 		return "", "", err
 	}
+	// The messages held for the key are decrypted and recorded now, and
+	// reported by the next Sync. One that needs the server and cannot
+	// reach it stays held: Sync releases it later.
+	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+	defer cancel()
+	ms, fs, _ := c.releaseHeld(ctx, &p.User, true)
+	c.release.Messages, c.release.Failures = append(c.release.Messages, ms...), append(c.release.Failures, fs...)
+	if len(ms)+len(fs) > 0 && c.onChange != nil {
+		c.onChange()
+	}
 	return ct.SafetyNumber, ct.PendingSafetyNumber, nil
 }
 
 // RejectIdentity refuses a contact's pending identity change: the pinned
 // key stays, conversations that name the rejected key stay unusable, and
-// sending to the others works again. The key changes nothing when met again,
+// sending to the others works again. The messages held for the key are
+// dropped (the next Sync reports them as failures). The key changes nothing when met again,
 // except in a rekey of the pinned key in a held conversation, which makes
 // it pending (and raised) once more.
 func (c *Client) RejectIdentity(user string) error {
@@ -727,7 +818,15 @@ func (c *Client) RejectIdentity(user string) error {
 	}
 	p.Rejected = append(p.Rejected, *p.Pending)
 	p.Pending, p.PendingSince = nil, 0
-	return c.savePin(p)
+	if err := c.savePin(p); err != nil {
+		return err
+	}
+	// What was held for the key is dropped, counted as failures.
+	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+	defer cancel()
+	_, fs, err := c.releaseHeld(ctx, &p.User, true)
+	c.release.Failures = append(c.release.Failures, fs...)
+	return err
 }
 
 // noteOwnReset records this account's replaced identity key (in the

@@ -317,10 +317,11 @@ func TestTrustInventedConversation(t *testing.T) {
 			shown := slices.ContainsFunc(res.Messages, func(m client.Message) bool { return m.Conversation == f.id })
 			// A key met in a genesis record is never accepted by itself,
 			// verified contact or not: nothing from the server's key is
-			// shown, nothing is sent, the safety number stays the pinned
-			// one, and the change waits for the user, with an alarm.
-			if shown || len(res.Failures) != 1 || res.Failures[0].Reason != "identity_not_accepted" {
-				t.Fatalf("messages %+v failures %+v", res.Messages, res.Failures)
+			// shown (the message is held for the user's decision),
+			// nothing is sent, the safety number stays the pinned one,
+			// and the change waits for the user, with an alarm.
+			if shown || len(res.Failures) != 0 || len(res.Held) != 1 || res.Held[0].Reason != client.ReasonHeld || !errors.Is(res.Held[0], client.ErrIdentityNotAccepted) {
+				t.Fatalf("messages %+v failures %+v held %+v", res.Messages, res.Failures, res.Held)
 			}
 			kind := client.AlarmIdentityChanged
 			if verified {
@@ -361,6 +362,14 @@ func TestTrustInventedConversation(t *testing.T) {
 			}
 			if ct, err := bob.Contact(ctx, alice.Username()); err != nil || ct.Pending != nil || ct.SafetyNumber != before {
 				t.Fatalf("contact after reject %+v %v", ct, err)
+			}
+			// The held message is dropped, reported as a failure, never shown.
+			if hm, err := bob.HeldMessages(); err != nil || len(hm) != 0 {
+				t.Fatalf("held after reject %+v %v", hm, err)
+			}
+			res, err = bob.Sync(ctx)
+			if err != nil || len(res.Messages) != 0 || len(res.Failures) != 1 || res.Failures[0].Conversation != f.id {
+				t.Fatalf("sync after reject: %+v %v", res, err)
 			}
 		})
 	}
@@ -605,8 +614,8 @@ func TestTrustUnacceptedEpochCreator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Messages) != 0 || len(res.Failures) != 1 || res.Failures[0].Reason != "identity_not_accepted" {
-		t.Fatalf("messages %+v failures %+v", res.Messages, res.Failures)
+	if len(res.Messages) != 0 || len(res.Failures) != 0 || len(res.Held) != 1 || !errors.Is(res.Held[0], client.ErrIdentityNotAccepted) {
+		t.Fatalf("messages %+v failures %+v held %+v", res.Messages, res.Failures, res.Held)
 	}
 	found := false
 	for _, a := range alarmsOf(t, bob, conv, client.AlarmIdentityBlocked) {

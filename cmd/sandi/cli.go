@@ -97,6 +97,7 @@ var commands = map[string]command{
 	"reject":        cmdReject,
 	"contacts":      cmdContacts,
 	"alarms":        cmdAlarms,
+	"rekey-back":    cmdRekeyBack,
 }
 
 // open opens the client state in the home directory and holds it (its
@@ -519,6 +520,12 @@ func cmdSync(ctx context.Context, e *cli, args []string) error {
 		}
 		only = &id
 	}
+	return e.syncPrint(ctx, only)
+}
+
+// syncPrint syncs the open client and prints the new messages (of only, if
+// not nil), failures and warnings.
+func (e *cli) syncPrint(ctx context.Context, only *protocol.ConversationID) error {
 	res, err := e.c.Sync(ctx)
 	for _, m := range res.Messages {
 		if only != nil && m.Conversation != *only {
@@ -530,6 +537,12 @@ func cmdSync(ctx context.Context, e *cli, args []string) error {
 	}
 	for _, f := range res.Failures {
 		printError(e.stderr, f)
+	}
+	for _, h := range res.Held {
+		printError(e.stderr, fmt.Errorf("message %d in [%s] is held until you accept or reject a changed identity key: %w", h.Seq, h.Conversation.String()[:8], h.Err))
+		if hint := identityHint(h.Err); hint != "" {
+			printWrapped(e.stderr, "sandi: "+hint, errorCont)
+		}
 	}
 	e.printWarnings()
 	if err != nil {

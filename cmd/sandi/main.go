@@ -97,6 +97,9 @@ Trust:
   contacts                    list the accounts this device knows, verified or not,
                               with their safety numbers and any key change waiting
   alarms [CONV]               show what this device detected the server doing wrong
+  rekey-back [CONV]           after a rekey of this account that no device of yours
+                              made (an own_rekey alarm): restore this device's key
+                              and your role, co-signed by the key this device holds
 
 Global flags:
   --home DIR     state directory (env SANDI_HOME; default: the user config dir)

@@ -8,7 +8,6 @@ import (
 	"io"
 	"strings"
 	"time"
-	"unicode"
 
 	"sandi.dev/client"
 	"sandi.dev/protocol"
@@ -36,7 +35,7 @@ func cmdVerify(ctx context.Context, e *cli, args []string) error {
 	}
 	theirs := *number
 	if theirs == "" {
-		fmt.Fprintf(e.stderr, "your safety number with %s:\n  %s\ntype or paste the number %s's device shows: ", visible(user), mine, visible(user))
+		fmt.Fprintf(e.stderr, "your safety number with %s:\n  %s\ntype or paste the number %s's device shows: ", untrustedName(user), mine, untrustedName(user))
 		line, err := bufio.NewReader(e.stdin).ReadString('\n')
 		if err != nil && !errors.Is(err, io.EOF) {
 			return err
@@ -49,7 +48,7 @@ func cmdVerify(ctx context.Context, e *cli, args []string) error {
 		return err
 	}
 	return e.out(map[string]any{"user": user, "verified": true, "safetyNumber": strings.ReplaceAll(mine, " ", "")},
-		fmt.Sprintf("%s is verified: a change of %s's identity key will block sending until you accept it", visible(user), visible(user)))
+		fmt.Sprintf("%s is verified: a change of %s's identity key will block sending until you accept it, unless the key you verified co-signs it", untrustedName(user), untrustedName(user)))
 }
 
 func cmdAccept(ctx context.Context, e *cli, args []string) error {
@@ -63,9 +62,15 @@ func cmdAccept(ctx context.Context, e *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	return e.out(map[string]any{"user": args[0], "accepted": true, "oldSafetyNumber": strings.ReplaceAll(old, " ", ""), "safetyNumber": strings.ReplaceAll(fresh, " ", "")},
+	who := untrustedName(args[0])
+	if err := e.out(map[string]any{"user": args[0], "accepted": true, "oldSafetyNumber": strings.ReplaceAll(old, " ", ""), "safetyNumber": strings.ReplaceAll(fresh, " ", "")},
 		fmt.Sprintf("accepted the new identity key of %s\nold safety number: %s\nnew safety number: %s\n%s is no longer verified: compare the new number and run 'sandi verify %s'",
-			visible(args[0]), old, fresh, visible(args[0]), visible(args[0])))
+			who, old, fresh, who, who)); err != nil {
+		return err
+	}
+	// The messages held for the key are released now: a sync prints them
+	// (and whatever else is new), as 'sandi sync' would.
+	return e.syncPrint(ctx, nil)
 }
 
 func cmdReject(ctx context.Context, e *cli, args []string) error {
@@ -79,7 +84,7 @@ func cmdReject(ctx context.Context, e *cli, args []string) error {
 		return err
 	}
 	return e.out(map[string]any{"user": args[0], "rejected": true},
-		fmt.Sprintf("kept the identity key of %s you had; conversations that name the rejected key stay unusable", visible(args[0])))
+		fmt.Sprintf("kept the identity key of %s you had; conversations that name the rejected key stay unusable, and the messages held for that key are dropped", untrustedName(args[0])))
 }
 
 func cmdContacts(ctx context.Context, e *cli, args []string) error {
@@ -98,9 +103,12 @@ func cmdContacts(ctx context.Context, e *cli, args []string) error {
 		if ct.Verified {
 			state = "verified"
 		}
-		text := fmt.Sprintf("%-20s  %-10s  %s", visible(ct.Username), state, ct.SafetyNumber)
+		text := fmt.Sprintf("%-20s  %-10s  %s", untrustedName(ct.Username), state, ct.SafetyNumber)
 		if ct.Pending != nil {
-			text += fmt.Sprintf("\n%-20s  %-10s  %s  (new key: compare, then 'sandi accept %s')", "", "CHANGED", ct.PendingSafetyNumber, visible(ct.Username))
+			text += fmt.Sprintf("\n%-20s  %-10s  %s  (new key: compare, then 'sandi accept %s')", "", "CHANGED", ct.PendingSafetyNumber, untrustedName(ct.Username))
+		}
+		if len(ct.Rekeyed) > 0 {
+			text += fmt.Sprintf("\n%-20s  %-10s  this key came through a rekey that the previous key did not co-sign, in %d conversation(s): it may be the server's; compare safety numbers", "", "REKEYED", len(ct.Rekeyed))
 		}
 		if err := e.out(ct, text); err != nil {
 			return err
@@ -131,10 +139,50 @@ func cmdAlarms(ctx context.Context, e *cli, args []string) error {
 		if !a.Conversation.IsZero() {
 			where = " [" + a.Conversation.String()[:8] + "]"
 		}
-		text := fmt.Sprintf("%s  %-8s  %s%s: %s", time.UnixMilli(a.Time).Format(time.DateTime), strings.ToUpper(a.Severity), a.Kind, where, visible(a.Detail))
-		if err := e.out(a, text); err != nil {
+		text := fmt.Sprintf("%s  %-8s  %s%s: %s", time.UnixMilli(a.Time).Format(time.DateTime), strings.ToUpper(a.Severity), a.Kind, where, untrusted(a.Detail))
+		if a.Kind == client.AlarmOwnRekey {
+			text += "\n    if no device of yours reset this account's identity, restore your key and role: sandi rekey-back"
+			if !a.Conversation.IsZero() {
+				text += " " + a.Conversation.String()
+			}
+		}
+		if err := e.out(a, e.wrap(text)); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// cmdRekeyBack restores this account's identity key and role where a rekey
+// this account's key did not co-sign replaced them (a rekey the server
+// forged): a rekey co-signed by the key this device holds (protocol.md
+// §6.2).
+func cmdRekeyBack(ctx context.Context, e *cli, args []string) error {
+	if len(args) > 1 {
+		return usageError{"usage: sandi rekey-back [CONV]"}
+	}
+	var convs []protocol.ConversationID
+	if len(args) == 1 {
+		conv, err := e.conv(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		convs = append(convs, conv)
+	} else if err := e.open(); err != nil {
+		return err
+	}
+	done, err := e.c.RekeyBackIn(ctx, nil, convs...)
+	for _, conv := range done {
+		if err := e.out(map[string]any{"conversation": conv, "restored": true},
+			fmt.Sprintf("[%s] restored this device's identity key and this account's role", conv.String()[:8])); err != nil {
+			return err
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if len(done) == 0 && !e.g.json {
+		fmt.Fprintln(e.stdout, "nothing to restore: no conversation shows a rekey of this account that its key did not co-sign")
 	}
 	return nil
 }
@@ -152,20 +200,9 @@ func identityHint(err error) string {
 	}
 	switch {
 	case ie.Own:
-		return "this account's identity key may have been changed by someone else: see 'sandi alarms'"
+		return "this account's identity key may have been changed by someone else: see 'sandi alarms'; if no device of yours did it, run 'sandi rekey-back'"
 	case ie.Pending:
-		return fmt.Sprintf("compare safety numbers with %s ('sandi contacts' shows the old and the new one), then run 'sandi accept %s' if the new one matches, or 'sandi reject %s' if not", visible(who), visible(who), visible(who))
+		return fmt.Sprintf("compare safety numbers with %s ('sandi contacts' shows the old and the new one), then run 'sandi accept %s' if the new one matches, or 'sandi reject %s' if not", untrustedName(who), untrustedName(who), untrustedName(who))
 	}
-	return fmt.Sprintf("a conversation names a key for %s other than the one accepted: see 'sandi alarms' and 'sandi contacts'", visible(who))
-}
-
-// visible makes control characters of untrusted text visible, so that it
-// cannot drive the terminal.
-func visible(s string) string {
-	return strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) || r == unicode.ReplacementChar {
-			return '?'
-		}
-		return r
-	}, s)
+	return fmt.Sprintf("a conversation names a key for %s other than the one accepted: see 'sandi alarms' and 'sandi contacts'", untrustedName(who))
 }

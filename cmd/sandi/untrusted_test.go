@@ -172,6 +172,9 @@ func TestUntrustedTextShownSafely(t *testing.T) {
 	if err := ac.Register(context.Background(), "alice", "password of alice"); err != nil {
 		t.Fatal(err)
 	}
+	if err := ac.Close(); err != nil { // the CLI below uses alice's state
+		t.Fatal(err)
+	}
 	mustCLI(t, strings.NewReader("password of bob\n"), "--home", homes["bob"], "--server", proxy, "register", "bob", "--password-stdin")
 	mustCLI(t, strings.NewReader("password of carol\n"), "--home", homes["carol"], "--server", base, "register", "carol", "--password-stdin")
 	conv := strings.TrimSpace(mustCLI(t, nil, "--home", homes["alice"], "new", "--title", title, "bob", "carol"))

@@ -93,7 +93,8 @@ func main() {
 			}
 			return nil, st.Delete(keyWarnings)
 		},
-		"logout": a.logout,
+		"logout":    a.logout,
+		"rekeyBack": a.rekeyBack,
 	}
 	obj := js.Global().Get("Object").New()
 	for name, f := range api {
@@ -964,4 +965,31 @@ func (a *app) logout([]js.Value) (any, error) {
 		return map[string]string{"warning": "the server could not be told (" + serverErr.Error() + "); this browser's data is deleted"}, nil
 	}
 	return map[string]string{}, nil
+}
+
+// rekeyBack(conv?) restores this device's identity key and the account's
+// role where a rekey of the account that its key did not co-sign replaced
+// them (an own_rekey alarm; protocol.md §6.2), in conv or in every
+// conversation; it answers with the ids of the conversations restored.
+func (a *app) rekeyBack(args []js.Value) (any, error) {
+	return a.with(func(ctx context.Context, c *client.Client) (any, error) {
+		var convs []protocol.ConversationID
+		if s := str(args, 0); s != "" {
+			id, err := protocol.ParseConversationID(s)
+			if err != nil {
+				return nil, err
+			}
+			convs = append(convs, id)
+		}
+		done, err := c.RekeyBackIn(ctx, nil, convs...)
+		if err != nil {
+			return nil, err
+		}
+		out := []string{}
+		for _, id := range done {
+			out = append(out, id.String())
+		}
+		a.changed()
+		return out, nil
+	})
 }
