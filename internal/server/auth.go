@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 	"unicode"
 
 	"golang.org/x/crypto/argon2"
@@ -145,15 +146,29 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request, _ *call) error
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request, _ *call) error {
-	if err := s.limits.login.allow(s.clientKey(r)); err != nil {
+	addr := s.clientKey(r)
+	if err := s.limits.login.allow(addr); err != nil {
 		return err
 	}
 	cr, name, err := s.readCredentials(r)
 	if err != nil {
 		return err
 	}
-	if err := s.limits.login.allow("user:" + name); err != nil {
+	// Limited per address and per address and username, never per
+	// username alone: failures from other addresses slow a login for
+	// this username down (loginFailures) but never refuse it.
+	if err := s.limits.loginUser.allow(loginKey(addr, name)); err != nil {
 		return err
+	}
+	if d := s.limits.loginFails.delay(name); d > 0 {
+		s.lm.loginDelayed.Inc()
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-r.Context().Done(): // the client has gone: nobody reads the answer
+			t.Stop()
+			return problem(http.StatusServiceUnavailable, CodeOverloaded, "the server is busy; try again shortly", r.Context().Err())
+		}
 	}
 	u, err := s.store.UserByName(r.Context(), name)
 	known := err == nil
@@ -172,8 +187,13 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, _ *call) error {
 		return err
 	}
 	if !ok || !known {
+		if n := s.limits.loginFails.failed(name); n == s.cfg.LoginDelayAfter {
+			s.log.Warn("login: repeated failures for one username; its logins are delayed from now on",
+				"username", name, "failures", n, "window", loginFailWindow)
+		}
 		return problem(http.StatusUnauthorized, CodeBadCredentials, "unknown username or wrong password", nil)
 	}
+	s.limits.loginFails.succeeded(name)
 	d := store.Device{ID: protocol.NewDeviceID(), User: u.ID, Name: cr.DeviceName, CreatedAt: s.now()}
 	tok, h := newToken()
 	cursor, err := s.store.LastEventID(r.Context())

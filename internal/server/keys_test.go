@@ -335,9 +335,10 @@ func creds(name, password string) map[string]string {
 }
 
 // Register is limited per client address, login per address and per
-// username (also for wrong passwords); the buckets refill with time.
+// address and username (also for wrong passwords); the buckets refill
+// with time.
 func TestRateLimitRegisterLogin(t *testing.T) {
-	cfg := server.Config{RegisterPerMinute: 3, LoginPerMinute: 3, ClaimPerMinute: -1}
+	cfg := server.Config{RegisterPerMinute: 3, LoginPerMinute: 4, ClaimPerMinute: -1}
 	forEachDB(t, cfg, func(t *testing.T, e *env) {
 		addr := func(n int) *http.Client { return clientFrom(t, fmt.Sprintf("127.0.0.%d", n)) }
 		pw := func(name string) string { return "password of " + name }
@@ -370,32 +371,36 @@ func TestRateLimitRegisterLogin(t *testing.T) {
 		}
 		rateLimited(t, register(a2, "user5"))
 
-		// Login per username: wrong passwords from three addresses use up
-		// user0's bucket; a fourth address is refused even with the right
-		// password, and can still log in to another account.
-		for n := 4; n <= 6; n++ {
-			login(addr(n), "user0", "wrong password").wantProblem(t, http.StatusUnauthorized, server.CodeBadCredentials)
+		// Login per address and username (half the per-address rate: 2): wrong passwords from one address use up its
+		// bucket for user0; it is then refused even with the right
+		// password, and can still log in to another account. Another
+		// address logs in to user0: no limit keys on the username alone.
+		a4 := addr(4)
+		for range 2 {
+			login(a4, "user0", "wrong password").wantProblem(t, http.StatusUnauthorized, server.CodeBadCredentials)
 		}
-		a7 := addr(7)
-		wait = rateLimited(t, login(a7, "user0", pw("user0")))
-		if r := login(a7, "user1", pw("user1")); r.status != http.StatusOK {
-			t.Fatalf("login user1 from a fresh address: %d %s", r.status, r.body)
+		wait = rateLimited(t, login(a4, "user0", pw("user0")))
+		if r := login(a4, "user1", pw("user1")); r.status != http.StatusOK {
+			t.Fatalf("login user1 from the address that used up user0's: %d %s", r.status, r.body)
 		}
-		// Login per address: three accounts from one address, then a
-		// fourth account (whose own bucket is full) is refused.
+		if r := login(addr(7), "user0", pw("user0")); r.status != http.StatusOK {
+			t.Fatalf("login user0 from another address: %d %s", r.status, r.body)
+		}
+		// Login per address: four accounts from one address, then a
+		// fifth account (whose own bucket is full) is refused.
 		a8 := addr(8)
-		for _, name := range []string{"user2", "user3", "user4"} {
+		for _, name := range []string{"user1", "user2", "user3", "user4"} {
 			if r := login(a8, name, pw(name)); r.status != http.StatusOK {
 				t.Fatalf("login %s: %d %s", name, r.status, r.body)
 			}
 		}
-		rateLimited(t, login(a8, "user1", pw("user1")))
-		if r := login(addr(9), "user1", pw("user1")); r.status != http.StatusOK {
-			t.Fatalf("user1 from another address: %d %s", r.status, r.body)
+		rateLimited(t, login(a8, "user0", pw("user0")))
+		if r := login(addr(9), "user0", pw("user0")); r.status != http.StatusOK {
+			t.Fatalf("user0 from another address: %d %s", r.status, r.body)
 		}
-		// user0's bucket refills.
+		// The (address, user0) bucket refills.
 		e.clock.now = e.clock.now.Add(wait)
-		if r := login(addr(10), "user0", pw("user0")); r.status != http.StatusOK {
+		if r := login(a4, "user0", pw("user0")); r.status != http.StatusOK {
 			t.Fatalf("login after Retry-After: %d %s", r.status, r.body)
 		}
 	})

@@ -20,6 +20,7 @@ type limitMetrics struct {
 	wsRefused                        prometheus.Counter
 	connsOpen                        prometheus.Gauge
 	connsRefused                     prometheus.Counter
+	loginDelayed                     prometheus.Counter
 	buckets                          *prometheus.GaugeVec
 }
 
@@ -39,12 +40,13 @@ func newLimitMetrics(reg *prometheus.Registry) *limitMetrics {
 		wsRefused:    c("sandi_websockets_refused_total", "WebSockets refused: the device or account was at its cap."),
 		connsOpen:    g("sandi_connections_open", "TCP connections open on the API listener."),
 		connsRefused: c("sandi_connections_refused_total", "TCP connections closed at accept: their client address was at its cap."),
+		loginDelayed: c("sandi_login_delayed_total", "Logins delayed because of repeated failures for their username (see LoginDelayAfter)."),
 		buckets: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sandi_ratelimit_buckets", Help: "Rate-limit buckets held, by limit.",
 		}, []string{"limit"}),
 	}
 	reg.MustRegister(m.hashSlots, m.hashRunning, m.hashPeak, m.hashes, m.hashRefused, m.wsRefused,
-		m.connsOpen, m.connsRefused, m.buckets)
+		m.connsOpen, m.connsRefused, m.loginDelayed, m.buckets)
 	return m
 }
 

@@ -123,7 +123,10 @@ func (s *Server) listMessages(w http.ResponseWriter, r *http.Request, c *call) e
 	if err != nil {
 		return err
 	}
-	ms, err := s.store.Messages(r.Context(), c.conv, after, limit)
+	// Only what was sent while the caller's account was a member, as
+	// sync shows it: not the envelopes, senders and times of the spans
+	// it was out of the conversation.
+	ms, err := s.store.MemberMessages(r.Context(), c.user(), c.conv, after, limit)
 	if err != nil {
 		return err
 	}

@@ -34,17 +34,152 @@ type bucket struct {
 
 type limiters struct {
 	register, login, claim *limiter
+	// loginUser is keyed by client address and username (loginKey): one
+	// address cannot spend all its logins on one account. No limit keys
+	// on the username alone, so nobody can lock an account's owner out;
+	// loginFails slows the guessing of one username from many addresses.
+	loginUser  *limiter
+	loginFails *loginFailures
 }
 
 func newLimiters(c Config, m *limitMetrics) *limiters {
 	l := func(name string, perMinute int) *limiter {
 		return newLimiter(perMinute, c.MaxRateBuckets, c.Now, m.buckets.WithLabelValues(name))
 	}
-	return &limiters{
-		register: l("register", c.RegisterPerMinute),
-		login:    l("login", c.LoginPerMinute),
-		claim:    l("claim", c.ClaimPerMinute),
+	perUser := c.LoginPerMinute
+	if perUser > 0 {
+		perUser = (perUser + 1) / 2
 	}
+	return &limiters{
+		register:   l("register", c.RegisterPerMinute),
+		login:      l("login", c.LoginPerMinute),
+		claim:      l("claim", c.ClaimPerMinute),
+		loginUser:  l("login_user", perUser),
+		loginFails: newLoginFailures(c, m.buckets.WithLabelValues("login_failures")),
+	}
+}
+
+// loginKey is the key of the per address and username login limit.
+func loginKey(addr, username string) string {
+	return addr + "\x00" + username
+}
+
+// loginFailures counts the failed logins naming each username, in windows
+// of loginFailWindow, whatever the address they came from. Past `after`
+// failures in a window, every login naming the username waits before its
+// password is checked (delay): 250 ms for the first failure past it,
+// doubling with each further one, at most max. The delay comes before the
+// check and whatever its outcome, so an attacker cannot learn the outcome
+// sooner by giving up early; it holds no hashing slot; and it never
+// refuses: the owner's right password still logs in, a little later, and
+// a successful login ends the run of failures. An attacker guessing from
+// many addresses then has each guess wait seconds, while each of its
+// addresses stays within its own limits.
+//
+// Memory is bounded as the limiter's: runs older than the window are
+// forgotten, and at most maxKeys usernames are held (at the cap a random
+// one is forgotten, which only shortens its delay).
+type loginFailures struct {
+	mu      sync.Mutex
+	after   int
+	max     time.Duration
+	maxKeys int
+	now     func() time.Time
+	runs    map[string]*failRun
+	sweptAt time.Time
+	gauge   prometheus.Gauge
+}
+
+type failRun struct {
+	n     int
+	start time.Time
+}
+
+const (
+	loginFailWindow = 15 * time.Minute
+	loginDelayBase  = 250 * time.Millisecond
+)
+
+func newLoginFailures(c Config, gauge prometheus.Gauge) *loginFailures {
+	return &loginFailures{after: c.LoginDelayAfter, max: c.LoginDelayMax, maxKeys: c.MaxRateBuckets,
+		now: c.Now, runs: map[string]*failRun{}, gauge: gauge}
+}
+
+// delay is how long a login naming username waits before its check.
+func (f *loginFailures) delay(username string) time.Duration {
+	if f.after < 0 {
+		return 0
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := f.runs[username]
+	if r == nil || f.now().Sub(r.start) > loginFailWindow || r.n < f.after {
+		return 0
+	}
+	d := loginDelayBase << min(r.n-f.after, 16)
+	return min(d, f.max)
+}
+
+// failed counts a failed login naming username and returns the failures
+// in its window; the count equals `after` once per window (the moment
+// delays begin).
+func (f *loginFailures) failed(username string) int {
+	if f.after < 0 {
+		return 0
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := f.now()
+	r := f.runs[username]
+	if r == nil {
+		if len(f.runs) >= f.maxKeys || now.Sub(f.sweptAt) > time.Minute {
+			f.sweep(now)
+		}
+		for k := range f.runs { // random order: forget a random username
+			if len(f.runs) < f.maxKeys {
+				break
+			}
+			delete(f.runs, k)
+		}
+		r = &failRun{start: now}
+		f.runs[username] = r
+		f.count()
+	}
+	if now.Sub(r.start) > loginFailWindow {
+		r.n, r.start = 0, now
+	}
+	r.n++
+	return r.n
+}
+
+// succeeded ends username's run of failures.
+func (f *loginFailures) succeeded(username string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.runs[username]; ok {
+		delete(f.runs, username)
+		f.count()
+	}
+}
+
+func (f *loginFailures) count() {
+	if f.gauge != nil {
+		f.gauge.Set(float64(len(f.runs)))
+	}
+}
+
+// sweep forgets the runs older than the window, at most once a second.
+func (f *loginFailures) sweep(now time.Time) {
+	if now.Sub(f.sweptAt) < time.Second {
+		return
+	}
+	for k, r := range f.runs {
+		if now.Sub(r.start) > loginFailWindow {
+			delete(f.runs, k)
+		}
+	}
+	f.sweptAt = now
+	f.count()
 }
 
 func newLimiter(perMinute, maxKeys int, now func() time.Time, gauge prometheus.Gauge) *limiter {

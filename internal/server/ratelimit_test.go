@@ -131,3 +131,53 @@ func TestLimiterBounded(t *testing.T) {
 		t.Fatalf("idle key kept: %d buckets", len(l.buckets))
 	}
 }
+
+// The login delay starts at the after-th failure for a username, doubles
+// with each further one up to its cap, ends with a success or the window,
+// is per username, and holds at most its cap of usernames.
+func TestLoginFailuresDelay(t *testing.T) {
+	now := time.Unix(1_780_000_000, 0)
+	f := newLoginFailures(Config{LoginDelayAfter: 3, LoginDelayMax: time.Second, MaxRateBuckets: 100, Now: func() time.Time { return now }}, nil)
+	var got []time.Duration
+	for range 7 {
+		got = append(got, f.delay("alice"))
+		f.failed("alice")
+	}
+	want := []time.Duration{0, 0, 0, 250 * time.Millisecond, 500 * time.Millisecond, time.Second, time.Second}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("delays %v, want %v", got, want)
+	}
+	if d := f.delay("bob"); d != 0 {
+		t.Fatalf("bob delayed %v by alice's failures", d)
+	}
+	f.succeeded("alice")
+	if d := f.delay("alice"); d != 0 {
+		t.Fatalf("alice delayed %v after a success", d)
+	}
+	for range 3 {
+		f.failed("alice")
+	}
+	if d := f.delay("alice"); d != 250*time.Millisecond {
+		t.Fatalf("delay %v after 3 failures", d)
+	}
+	now = now.Add(loginFailWindow + time.Second)
+	if d := f.delay("alice"); d != 0 {
+		t.Fatalf("delay %v after the window", d)
+	}
+	if n := f.failed("alice"); n != 1 {
+		t.Fatalf("%d failures counted in a new window", n)
+	}
+	for i := range 10_000 {
+		f.failed(fmt.Sprint("user", i))
+		if len(f.runs) > 100 {
+			t.Fatalf("%d usernames held after %d, cap 100", len(f.runs), i+1)
+		}
+	}
+	off := newLoginFailures(Config{LoginDelayAfter: -1, LoginDelayMax: time.Second, MaxRateBuckets: 100, Now: func() time.Time { return now }}, nil)
+	for range 20 {
+		off.failed("alice")
+	}
+	if d := off.delay("alice"); d != 0 {
+		t.Fatalf("delay %v with the delay off", d)
+	}
+}

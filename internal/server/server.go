@@ -40,7 +40,7 @@ type Config struct {
 	Argon2Threads uint8
 	// Rate limits, per minute; 0 takes the default, a negative value disables.
 	RegisterPerMinute int // per client address, default 10
-	LoginPerMinute    int // per client address and per username, default 20
+	LoginPerMinute    int // per client address, default 20; per client address and username, half of it (rounded up)
 	ClaimPerMinute    int // claims per requesting device and per its account, default 120; negative: every claim limit off
 	// Pre-key limits (see claims.go); 0 takes the default, negative
 	// disables (except MaxClaimBudgets).
@@ -58,6 +58,14 @@ type Config struct {
 	// the rate limits and the per-address connection cap (default 64: one
 	// subscriber usually holds a whole /64). IPv4 addresses are keyed whole.
 	IPv6PrefixLen int
+	// Login delay (see loginFailures): once LoginDelayAfter logins naming
+	// one username have failed within 15 minutes (default 10; negative:
+	// never), each further login naming it, from any address, waits
+	// before its password is checked: 250 ms, doubling with each further
+	// failure, at most LoginDelayMax (default 4 s). A delay, never a
+	// refusal: the right password still logs in.
+	LoginDelayAfter int
+	LoginDelayMax   time.Duration
 	// MaxRateBuckets caps the keys each rate limit remembers (default
 	// 100,000); at the cap a random one is forgotten (see limiter).
 	MaxRateBuckets int
@@ -122,6 +130,12 @@ func (c *Config) defaults() {
 	}
 	if c.LoginPerMinute == 0 {
 		c.LoginPerMinute = 20
+	}
+	if c.LoginDelayAfter == 0 {
+		c.LoginDelayAfter = 10
+	}
+	if c.LoginDelayMax <= 0 {
+		c.LoginDelayMax = 4 * time.Second
 	}
 	if c.ClaimPerMinute == 0 {
 		c.ClaimPerMinute = 120

@@ -485,6 +485,13 @@ type Store interface {
 	// Messages pages a conversation's messages with seq > after, ascending
 	// (limit <= 0 means 100).
 	Messages(ctx context.Context, conv protocol.ConversationID, after uint64, limit int) ([]Message, error)
+	// MemberMessages pages, like Messages, the conversation's messages
+	// that user may read: those sent within its spans of membership, the
+	// rule Sync applies to conversation-wide events (a message's event id
+	// between a span's joined and left event ids, no upper bound while
+	// current). Messages sent while user was not a member are skipped; limit
+	// counts the messages returned, so an empty page is the end.
+	MemberMessages(ctx context.Context, user protocol.UserID, conv protocol.ConversationID, after uint64, limit int) ([]Message, error)
 
 	// Sync returns up to limit events for a device with ID > since, in
 	// order (limit <= 0 means 100). See the note on addressing above.

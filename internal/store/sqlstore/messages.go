@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -426,8 +427,34 @@ func (s *Store) Messages(ctx context.Context, conv protocol.ConversationID, afte
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := s.query(ctx, `SELECT conversation_id, seq, sender_device, sender_user, client_id, epoch, envelope, created_at
-		FROM messages WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?`, idArg(conv), i64(after), limit)
+	return s.messages(s.query(ctx, `SELECT conversation_id, seq, sender_device, sender_user, client_id, epoch, envelope, created_at
+		FROM messages WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT ?`, idArg(conv), i64(after), limit))
+}
+
+// MemberMessages pages the messages user may read. A message's event id
+// (messages.event_id, the id of its event in the sync stream) is checked
+// against user's spans of membership exactly as Sync checks events, so
+// history and sync show the same messages.
+func (s *Store) MemberMessages(ctx context.Context, user protocol.UserID, conv protocol.ConversationID, after uint64, limit int) ([]store.Message, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	return s.messages(s.query(ctx, memberMessages, idArg(conv), i64(after), idArg(user), limit))
+}
+
+const memberMessages = `
+SELECT m.conversation_id, m.seq, m.sender_device, m.sender_user, m.client_id, m.epoch, m.envelope, m.created_at
+FROM messages m
+WHERE m.conversation_id = ? AND m.seq > ? AND EXISTS (
+    SELECT 1 FROM members mb
+    WHERE mb.conversation_id = m.conversation_id AND mb.user_id = ?
+      AND m.event_id >= mb.joined_event_id
+      AND (mb.left_event_id IS NULL OR m.event_id <= mb.left_event_id))
+ORDER BY m.seq
+LIMIT ?`
+
+// messages reads the rows of a query that selects messages.
+func (s *Store) messages(rows *sql.Rows, err error) ([]store.Message, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: messages: %w", err)
 	}

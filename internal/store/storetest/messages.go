@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -463,5 +464,87 @@ func testConcurrentRetries(t *testing.T, open Opener) {
 	}
 	if stored[convs[0]]+stored[convs[1]] != rounds {
 		t.Fatalf("%d messages stored, want %d", stored[convs[0]]+stored[convs[1]], rounds)
+	}
+}
+
+// memberMessages pages through the messages a may read.
+func (f *fixture) memberMessages(a *acct, conv protocol.ConversationID, page int) []string {
+	f.t.Helper()
+	var out []string
+	after := uint64(0)
+	for {
+		ms, err := f.s.MemberMessages(f.ctx, a.ID, conv, after, page)
+		if err != nil {
+			f.t.Fatalf("member messages: %v", err)
+		}
+		if len(ms) == 0 {
+			return out
+		}
+		if len(ms) > page {
+			f.t.Fatalf("member messages returned %d rows for limit %d", len(ms), page)
+		}
+		for _, m := range ms {
+			if m.Seq <= after || m.Conversation != conv {
+				f.t.Fatalf("member messages after %d returned seq %d of %s", after, m.Seq, m.Conversation)
+			}
+			after = m.Seq
+			out = append(out, m.ClientID)
+		}
+	}
+}
+
+// testMemberMessages: the history a member reads holds the messages sent
+// within its spans of membership, the same messages as its sync, whatever
+// the page size; a user removed and added back does not read the messages
+// of the gap, and a user who never was a member reads nothing.
+func testMemberMessages(t *testing.T, open Opener) {
+	f := newFixture(t, open(t, nil))
+	alice, bob, carol, dave := f.user(1, true), f.user(1, true), f.user(1, true), f.user(1, true)
+	conv := f.conversation(alice, bob)
+	epoch := uint64(1)
+	send := func(cid string) {
+		t.Helper()
+		if r := f.sendOne(f.msg(conv, alice, 0, cid, epoch)); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	send("m1")
+	f.change(conv, alice, bob, carol)
+	epoch = f.rotate(conv, alice, alice, bob, carol)
+	send("m2")
+	f.change(conv, alice, carol)
+	epoch = f.rotate(conv, alice, alice, carol)
+	send("m3")
+	send("m4")
+	f.change(conv, alice, carol, bob)
+	epoch = f.rotate(conv, alice, alice, carol, bob)
+	send("m5")
+
+	synced := func(a *acct) []string {
+		var out []string
+		for _, e := range f.sync(a, 0, 0) {
+			if e.Kind == store.EventMessage && *e.Conversation == conv {
+				out = append(out, e.Message.ClientID)
+			}
+		}
+		return out
+	}
+	for _, c := range []struct {
+		who  *acct
+		want []string
+	}{
+		{alice, []string{"m1", "m2", "m3", "m4", "m5"}},
+		{bob, []string{"m1", "m2", "m5"}},
+		{carol, []string{"m2", "m3", "m4", "m5"}},
+		{dave, nil},
+	} {
+		if got := synced(c.who); !slices.Equal(got, c.want) {
+			t.Fatalf("%s syncs %q, want %q", c.who.Name, got, c.want)
+		}
+		for _, page := range []int{1, 2, 100} {
+			if got := f.memberMessages(c.who, conv, page); !slices.Equal(got, c.want) {
+				t.Fatalf("%s's history (pages of %d) is %q, want %q as its sync", c.who.Name, page, got, c.want)
+			}
+		}
 	}
 }

@@ -88,6 +88,7 @@ func Run(t *testing.T, open Opener) {
 		{"RotationPolicy", testRotationPolicy},
 		{"Sync", testSync},
 		{"SyncMembershipSpans", testSyncMembershipSpans},
+		{"MemberMessages", testMemberMessages},
 		{"SyncCommitOrder", testSyncCommitOrder},
 		{"Links", testLinks},
 		{"Logins", testLogins},
