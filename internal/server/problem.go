@@ -82,7 +82,9 @@ func (s *Server) unavailable(r *http.Request, err error) *Problem {
 	if errors.Is(err, store.ErrFull) {
 		s.log.Error("database storage full: writes refused until space is freed", "method", r.Method, "path", r.URL.Path, "err", err)
 		p := problem(http.StatusServiceUnavailable, CodeStorageFull, "the server's storage is full; try again later", err)
-		p.RetryAfter = 10
+		// Longer than clients wait inside one call: a full disk is not
+		// freed in seconds, so the caller hears of it at once.
+		p.RetryAfter = 30
 		return p
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), time.Second)
