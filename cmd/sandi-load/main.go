@@ -57,6 +57,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	traceOut := fs.String("trace", "", "write a runtime execution trace of the timed phases to this file (go tool trace)")
 	timeout := fs.Duration("timeout", 15*time.Minute, "give up after this long")
 	quiet := fs.Bool("q", false, "no progress lines on stderr")
+	idle := fs.Int("idle", 0, "instead of the send measurements: open this many authenticated WebSockets to --server, leave them idle and report the server's memory per connection (needs --pid)")
+	idleAccounts := fs.Int("idle-accounts", 10, "--idle: accounts the WebSockets are spread over (the server's WebSocket caps per device and account must allow their share)")
+	idleSettle := fs.Duration("idle-settle", 5*time.Second, "--idle: wait before each memory reading")
+	pid := fs.Int("pid", 0, "--idle: process id of the server, whose resident memory is read from /proc")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -65,6 +69,21 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	if fs.NArg() != 0 {
 		return errors.New("no arguments expected; see -h")
+	}
+	if *idle > 0 {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		defer stop()
+		ic := load.IdleConfig{Server: cfg.Server, PID: *pid, Conns: *idle, Accounts: *idleAccounts, Settle: *idleSettle}
+		if !*quiet {
+			ic.Log = func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
+		}
+		rep, err := load.Idle(ctx, ic)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%d idle WebSockets: server RSS %d KiB before, %d KiB after: %.1f KiB a connection\n",
+			rep.Conns, rep.RSSBeforeKiB, rep.RSSAfterKiB, rep.PerConnKiB)
+		return nil
 	}
 	if *conc == "none" {
 		cfg.Duration = -1

@@ -1,12 +1,16 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
+
+	"sandi.dev/internal/store"
 )
 
 // Problem is an RFC 9457 problem document. Code is the stable,
@@ -63,10 +67,35 @@ const (
 	CodeRateLimited      = "rate_limited"
 	CodeInternal         = "internal"
 	CodeUnavailable      = "unavailable"
+	CodeStorageFull      = "storage_full" // the database's disk is full; nothing was written
 )
 
 func badRequest(detail string, cause error) *Problem {
 	return problem(http.StatusBadRequest, CodeBadRequest, detail, cause)
+}
+
+// unavailable turns an error of the database that the client can do
+// nothing about but wait into a 503: a full disk (storage_full), or a
+// database that does not answer a ping (unavailable). Anything else is
+// nil (an internal error).
+func (s *Server) unavailable(r *http.Request, err error) *Problem {
+	if errors.Is(err, store.ErrFull) {
+		s.log.Error("database storage full: writes refused until space is freed", "method", r.Method, "path", r.URL.Path, "err", err)
+		p := problem(http.StatusServiceUnavailable, CodeStorageFull, "the server's storage is full; try again later", err)
+		// Longer than clients wait inside one call: a full disk is not
+		// freed in seconds, so the caller hears of it at once.
+		p.RetryAfter = 30
+		return p
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), time.Second)
+	defer cancel()
+	if perr := s.store.Ping(ctx); perr != nil {
+		s.log.Error("database unreachable", "method", r.Method, "path", r.URL.Path, "err", err, "ping", perr)
+		p := problem(http.StatusServiceUnavailable, CodeUnavailable, "the database is unreachable; try again shortly", err)
+		p.RetryAfter = 2
+		return p
+	}
+	return nil
 }
 
 func (s *Server) writeJSON(w http.ResponseWriter, status int, v any) {
@@ -82,6 +111,9 @@ func (s *Server) writeJSON(w http.ResponseWriter, status int, v any) {
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var p *Problem
 	if !errors.As(err, &p) {
+		p = s.unavailable(r, err)
+	}
+	if p == nil {
 		s.log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
 		p = problem(http.StatusInternalServerError, CodeInternal, "internal error", err)
 	} else if p.cause != nil {

@@ -35,6 +35,9 @@ var (
 	// ErrTooManyKeys is an upload that would leave a device more one-time
 	// pre-keys than the cap its caller passed.
 	ErrTooManyKeys = errors.New("too many one-time pre-keys")
+	// ErrFull is a write refused because the database's disk is full
+	// (SQLite's SQLITE_FULL, PostgreSQL's disk_full); nothing was written.
+	ErrFull = errors.New("database storage full")
 )
 
 // User is an account.

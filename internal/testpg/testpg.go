@@ -156,6 +156,10 @@ type cluster struct {
 	port int
 	cmd  *exec.Cmd
 	done chan error // receives the postgres process's exit
+
+	bin, data string // to start it again (Cluster.Start)
+	cred      *syscall.Credential
+	halted    bool // halt was called
 }
 
 func (c *cluster) url(db string) string {
@@ -248,6 +252,11 @@ func launch(bin, dir, data string, cred *syscall.Credential) (*cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	return launchOn(bin, dir, data, cred, port)
+}
+
+// launchOn starts postgres on data, listening on port.
+func launchOn(bin, dir, data string, cred *syscall.Credential, port int) (*cluster, error) {
 	logPath := filepath.Join(dir, "postgres.log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -268,7 +277,7 @@ func launch(bin, dir, data string, cred *syscall.Credential) (*cluster, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start postgres: %w", err)
 	}
-	c := &cluster{dir: dir, port: port, cmd: cmd, done: make(chan error, 1)}
+	c := &cluster{dir: dir, port: port, cmd: cmd, done: make(chan error, 1), bin: bin, data: data, cred: cred}
 	go func() { c.done <- cmd.Wait() }()
 
 	db, err := sql.Open("pgx", c.url("postgres"))
@@ -299,19 +308,85 @@ func launch(bin, dir, data string, cred *syscall.Credential) (*cluster, error) {
 	}
 }
 
+// Cluster is a throwaway PostgreSQL cluster of one test's own, which the
+// test may stop and start again (a database outage) without disturbing
+// the package's shared cluster.
+type Cluster struct {
+	t  testing.TB
+	mu sync.Mutex
+	c  *cluster
+}
+
+// NewCluster starts a cluster for t alone, removed when t ends. It needs
+// the server binaries (SANDI_TEST_POSTGRES_URL does not apply: a shared
+// server cannot be stopped).
+func NewCluster(t testing.TB) *Cluster {
+	t.Helper()
+	c, err := start()
+	if err != nil {
+		t.Fatalf("testpg: %v", err)
+	}
+	cl := &Cluster{t: t, c: c}
+	t.Cleanup(func() {
+		cl.mu.Lock()
+		defer cl.mu.Unlock()
+		if err := cl.c.stop(); err != nil {
+			t.Errorf("testpg: %v", err)
+		}
+	})
+	return cl
+}
+
+// URL returns the URL of the cluster's postgres database.
+func (cl *Cluster) URL() string { return cl.c.url("postgres") }
+
+// Stop shuts the cluster down (fast shutdown), keeping its data.
+func (cl *Cluster) Stop() {
+	cl.t.Helper()
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if err := cl.c.halt(); err != nil {
+		cl.t.Fatalf("testpg: %v", err)
+	}
+}
+
+// Start starts the stopped cluster again on the same port and data.
+func (cl *Cluster) Start() {
+	cl.t.Helper()
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	c, err := launchOn(cl.c.bin, cl.c.dir, cl.c.data, cl.c.cred, cl.c.port)
+	if err != nil {
+		cl.t.Fatalf("testpg: start again: %v", err)
+	}
+	cl.c = c
+}
+
+// halt stops the postgres process (fast shutdown: SIGINT), keeping its
+// directory.
+func (c *cluster) halt() error {
+	if c.cmd.Process == nil || c.halted {
+		return nil
+	}
+	c.halted = true
+	c.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case werr := <-c.done:
+		c.done <- werr
+		return nil
+	case <-time.After(20 * time.Second):
+		c.cmd.Process.Kill()
+		c.done <- <-c.done
+		return errors.New("postgres did not stop within 20s; killed")
+	}
+}
+
 // stop shuts the cluster down (fast shutdown: SIGINT) and removes its
 // directory.
 func (c *cluster) stop() error {
 	var errs []error
-	if c.cmd.Process != nil {
-		c.cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-c.done:
-		case <-time.After(20 * time.Second):
-			c.cmd.Process.Kill()
-			<-c.done
-			errs = append(errs, errors.New("postgres did not stop within 20s; killed"))
-		}
+	if err := c.halt(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := os.RemoveAll(c.dir); err != nil {
 		errs = append(errs, err)

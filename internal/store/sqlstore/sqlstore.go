@@ -558,7 +558,22 @@ func (s *Store) writeTx(ctx context.Context, what string, invalidate bool, fn fu
 			break
 		}
 	}
+	if full(err) {
+		return fmt.Errorf("sqlstore: %s: %w: %w", what, store.ErrFull, err)
+	}
 	return fmt.Errorf("sqlstore: %s: %w", what, err)
+}
+
+// full reports whether err is the database's disk being full: SQLite's
+// SQLITE_FULL (primary code 13, any extended code) or PostgreSQL's
+// disk_full (53100).
+func full(err error) bool {
+	var se *sqlite.Error
+	if errors.As(err, &se) && se.Code()&0xff == 13 {
+		return true
+	}
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "53100"
 }
 
 func (s *Store) writeOnce(ctx context.Context, fn func(t *wtx) error) error {
