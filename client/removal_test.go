@@ -9,9 +9,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -31,55 +28,26 @@ import (
 // it. Each refusal leaves an alarm.
 
 // mitm stands for a server that answers some requests itself (handle) and
-// forwards the rest to a real node, rewriting JSON answers (rewrite).
+// forwards the rest to a real node through the rewriting proxy (rewrite).
 type mitm struct {
-	mu      sync.Mutex
-	handle  func(r *http.Request, body []byte) (status int, answer any, ok bool)
-	rewrite func(r *http.Request, body map[string]any)
-	srv     *httptest.Server
+	*proxy
+	hmu    sync.Mutex
+	handle func(r *http.Request, body []byte) (status int, answer any, ok bool)
 }
 
 func newMITM(t *testing.T, n *node) *mitm {
-	target, err := url.Parse(n.url())
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &mitm{}
-	rp := httputil.NewSingleHostReverseProxy(target)
-	rp.ModifyResponse = func(resp *http.Response) error {
-		m.mu.Lock()
-		rw := m.rewrite
-		m.mu.Unlock()
-		if rw == nil || resp.StatusCode >= 300 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
-			return nil
-		}
-		data, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			return err
-		}
-		var body map[string]any
-		if err := json.Unmarshal(data, &body); err == nil {
-			rw(resp.Request, body)
-			if data, err = json.Marshal(body); err != nil {
-				return err
-			}
-		}
-		resp.Body = io.NopCloser(bytes.NewReader(data))
-		resp.ContentLength = int64(len(data))
-		resp.Header.Del("Content-Length")
-		return nil
-	}
-	m.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	m := &mitm{proxy: newProxy(t, n)}
+	inner := m.srv.Config.Handler
+	m.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		m.mu.Lock()
+		m.hmu.Lock()
 		h := m.handle
-		m.mu.Unlock()
+		m.hmu.Unlock()
 		if h != nil {
 			if status, answer, ok := h(r, body); ok {
 				w.Header().Set("Content-Type", "application/json")
@@ -88,23 +56,19 @@ func newMITM(t *testing.T, n *node) *mitm {
 				return
 			}
 		}
-		rp.ServeHTTP(w, r)
-	}))
-	t.Cleanup(m.srv.Close)
+		inner.ServeHTTP(w, r)
+	})
 	return m
 }
 
 func (m *mitm) set(handle func(r *http.Request, body []byte) (int, any, bool), rewrite func(r *http.Request, body map[string]any)) {
-	m.mu.Lock()
-	m.handle, m.rewrite = handle, rewrite
-	m.mu.Unlock()
+	m.hmu.Lock()
+	m.handle = handle
+	m.hmu.Unlock()
+	m.proxy.set(rewrite)
 }
 
-func (m *mitm) setRewrite(rewrite func(r *http.Request, body map[string]any)) {
-	m.mu.Lock()
-	m.rewrite = rewrite
-	m.mu.Unlock()
-}
+func (m *mitm) setRewrite(rewrite func(r *http.Request, body map[string]any)) { m.proxy.set(rewrite) }
 
 // registerVia registers a user whose client talks to the server through m.
 func registerVia(t *testing.T, m *mitm, name string) *client.Client {
