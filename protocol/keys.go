@@ -70,20 +70,107 @@ func ParseIdentityKey(b []byte) (IdentityKey, error) {
 // with the sign bit set), or that encodes a point of small order (one whose
 // order divides the cofactor 8).
 func checkPoint(b []byte) error {
-	p, err := new(edwards25519.Point).SetBytes(b)
-	if err != nil {
+	if err := checkEncoding(b); err != nil {
+		return err
+	}
+	if _, err := new(edwards25519.Point).SetBytes(b); err != nil {
 		return errors.New("is not a point of the curve")
-	}
-	// SetBytes accepts the non-canonical encodings; re-encoding gives the
-	// canonical one.
-	if !bytes.Equal(p.Bytes(), b) {
-		return errors.New("is not canonically encoded")
-	}
-	if new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1 {
-		return errors.New("is of small order")
 	}
 	return nil
 }
+
+// checkEncoding makes the checks of checkPoint that need no square root:
+// the encoding is canonical and is not one of the 8 points of small order.
+// (Canonical encodings of different points differ, so comparing bytes with
+// the canonical encodings of the small-order points is exact.)
+func checkEncoding(b []byte) error {
+	if !canonicalY(b) || b[31]&0x80 != 0 && (isYOne(b) || isYMinusOne(b)) {
+		return errors.New("is not canonically encoded")
+	}
+	for _, t := range smallOrder() {
+		if bytes.Equal(b, t[:]) {
+			return errors.New("is of small order")
+		}
+	}
+	return nil
+}
+
+// canonicalY reports whether the 255-bit little-endian y of an encoding is
+// below p = 2^255 − 19 (bytes ed ff … ff 7f).
+func canonicalY(b []byte) bool {
+	if b[31]&0x7f != 0x7f {
+		return true
+	}
+	for _, c := range b[1:31] {
+		if c != 0xff {
+			return true
+		}
+	}
+	return b[0] < 0xed
+}
+
+// isYOne and isYMinusOne report y = 1 and y = p − 1, the two points with
+// x = 0, for which a set sign bit is not canonical.
+func isYOne(b []byte) bool {
+	if b[0] != 1 || b[31]&0x7f != 0 {
+		return false
+	}
+	for _, c := range b[1:31] {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func isYMinusOne(b []byte) bool {
+	if b[0] != 0xec || b[31]&0x7f != 0x7f {
+		return false
+	}
+	for _, c := range b[1:31] {
+		if c != 0xff {
+			return false
+		}
+	}
+	return true
+}
+
+// smallOrder returns the canonical encodings of the 8 points of small
+// order (the torsion subgroup), computed once with the group arithmetic:
+// for a point Q of order 8·L (L the prime group order), T = [L]Q has order
+// 8, and its multiples are the subgroup.
+var smallOrder = sync.OnceValue(func() [8][32]byte {
+	lMinus1, err := new(edwards25519.Scalar).SetCanonicalBytes([]byte{
+		0xec, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10})
+	if err != nil {
+		panic("protocol: L − 1 is not a canonical scalar: " + err.Error())
+	}
+	id := edwards25519.NewIdentityPoint()
+	for y := byte(2); ; y++ {
+		var enc [32]byte
+		enc[0] = y
+		q, err := new(edwards25519.Point).SetBytes(enc[:])
+		if err != nil {
+			continue
+		}
+		t := new(edwards25519.Point).ScalarMult(lMinus1, q)
+		t.Add(t, q) // [L]Q
+		four := new(edwards25519.Point).MultByCofactor(t)
+		half := new(edwards25519.Point).Add(t, t)
+		half.Add(half, half) // [4]T
+		if four.Equal(id) != 1 || half.Equal(id) == 1 {
+			continue // T is not of order exactly 8
+		}
+		var out [8][32]byte
+		p := edwards25519.NewIdentityPoint()
+		for k := range out {
+			copy(out[k][:], p.Bytes())
+			p.Add(p, t)
+		}
+		return out
+	}
+})
 
 // CheckSignature refuses a signature that is not canonically encoded
 // (§2.3): R must be the canonical encoding of a point that is not of small
@@ -104,11 +191,20 @@ func CheckSignature(sig []byte) error {
 	return nil
 }
 
-// Verify checks sig over msg with crypto/ed25519 (RFC 8032, cofactorless)
-// after CheckSignature.
+// Verify checks sig over msg with crypto/ed25519 (RFC 8032, cofactorless),
+// refusing what CheckSignature refuses. The square root that tells whether
+// R is on the curve is left to ed25519.Verify, which refuses such an R (it
+// compares R with the encoding of a point it computes), so signatures read
+// by a decoder (which made every check) are not decompressed twice.
 func (k IdentityKey) Verify(msg, sig []byte) error {
-	if err := CheckSignature(sig); err != nil {
-		return err
+	if len(sig) != SignatureSize {
+		return ErrBadSignature
+	}
+	if err := checkEncoding(sig[:32]); err != nil {
+		return fmt.Errorf("%w: R %v", ErrBadSignature, err)
+	}
+	if _, err := new(edwards25519.Scalar).SetCanonicalBytes(sig[32:]); err != nil {
+		return fmt.Errorf("%w: S is not below the group order", ErrBadSignature)
 	}
 	if !ed25519.Verify(ed25519.PublicKey(k[:]), msg, sig) {
 		return ErrBadSignature
