@@ -9,11 +9,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"sandi.dev/client"
 	"sandi.dev/internal/server"
-	"sandi.dev/internal/store"
 	"sandi.dev/protocol"
 	"sandi.dev/protocol/secret"
 )
@@ -23,39 +21,8 @@ import (
 // the old key's co-signature is), writing straight to its database.
 func forgeRekey(t *testing.T, n *node, conv protocol.ConversationID, user protocol.UserID, key *secret.IdentityPrivateKey) {
 	t.Helper()
-	ctx := context.Background()
-	rows, err := n.st.Records(ctx, conv, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var recs []*protocol.Record
-	for _, row := range rows {
-		rec, err := protocol.ParseRecord(row.Encoded)
-		if err != nil {
-			t.Fatal(err)
-		}
-		recs = append(recs, rec)
-	}
-	chain, err := protocol.VerifyChain(recs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rk := &protocol.Record{Op: protocol.OpRekey, Conversation: conv, Seq: chain.Seq + 1, Prev: chain.Head, Time: time.Now().UnixMilli(), Author: user,
-		Members: []protocol.Member{{User: user, Identity: key.Public(), Role: protocol.RoleMember}}}
-	secret.SignRecord(key, rk)
-	next, err := chain.Apply(rk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var members []store.MemberRow
-	for _, m := range next.Members() {
-		members = append(members, store.MemberRow{User: m.User, Role: m.Role})
-	}
-	err = n.st.ChangeMembership(ctx, store.MembershipChange{Conversation: conv, Record: store.RecordRow{Seq: rk.Seq, Encoded: rk.Marshal()},
-		PrevSeq: chain.Seq, Head: next.Head, Members: members, Now: time.Now().UnixMilli()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rk := &protocol.Record{Op: protocol.OpRekey, Author: user, Members: []protocol.Member{{User: user, Identity: key.Public(), Role: protocol.RoleMember}}}
+	appendRecord(t, n, conv, rk, func(rec *protocol.Record) { secret.SignRecord(key, rec) })
 }
 
 func wantText(t *testing.T, c *client.Client, want string) {

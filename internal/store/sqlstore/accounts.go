@@ -83,11 +83,19 @@ func (s *Store) Logins(ctx context.Context, user protocol.UserID) ([]store.Login
 }
 
 // TouchToken records a token's use.
+//
+// It changes one token's last use and nothing else the memo holds, so it
+// forgets that token's answer only: every device touches its token about
+// once an hour, and forgetting the whole memo (the writer's state and the
+// event tail included) each time would cost the send and live paths.
 func (s *Store) TouchToken(ctx context.Context, tokenHash []byte, now int64) error {
-	return s.write(ctx, "touch token", func(t *wtx) error {
+	return s.writeTx(ctx, "touch token", false, func(t *wtx) error {
 		res, err := t.exec(`UPDATE tokens SET last_used = ? WHERE hash = ?`, now, tokenHash)
 		if err != nil {
 			return err
+		}
+		if m := s.memo; m != nil {
+			t.afterCommit(func() { m.forgetDevice(tokenHash) })
 		}
 		return oneRow(res, store.ErrNotFound, "token")
 	})

@@ -120,6 +120,14 @@ func (m *memo) putDevice(tokenHash []byte, gen uint64, d store.Device) {
 	m.tokens.put(string(tokenHash), gen, d)
 }
 
+// forgetDevice drops the answer for one token (after a write that changed
+// only that token's row).
+func (m *memo) forgetDevice(tokenHash []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.tokens, string(tokenHash))
+}
+
 func (m *memo) memberRows(id protocol.ConversationID) ([]store.MemberRow, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
