@@ -67,8 +67,10 @@ func (s *Server) resumePoint(ctx context.Context, named string) (int64, bool, er
 	return 0, true, nil
 }
 
-func (s *Server) readEvents(ctx context.Context, ref protocol.DeviceRef, since int64, limit int, named string) (SyncPage, error) {
-	inc := incarnationText(s.store.Incarnation().ID)
+// readEvents reads a page of ref's events after since. Without events
+// and with empty false (a WebSocket sends no empty page), it returns an
+// empty page without reading the head.
+func (s *Server) readEvents(ctx context.Context, ref protocol.DeviceRef, since int64, limit int, named string, empty bool) (SyncPage, error) {
 	if resume, ok, err := s.resumePoint(ctx, named); err != nil {
 		return SyncPage{}, err
 	} else if ok {
@@ -76,12 +78,16 @@ func (s *Server) readEvents(ctx context.Context, ref protocol.DeviceRef, since i
 		if err != nil {
 			return SyncPage{}, err
 		}
-		return SyncPage{Events: []EventInfo{}, Cursor: resume, Incarnation: inc, Head: head, Resume: &resume}, nil
+		return SyncPage{Events: []EventInfo{}, Cursor: resume, Incarnation: incarnationText(s.store.Incarnation().ID), Head: head, Resume: &resume}, nil
 	}
 	evs, err := s.store.Sync(ctx, ref.User, ref.Device, since, limit)
 	if err != nil {
 		return SyncPage{}, err
 	}
+	if len(evs) == 0 && !empty {
+		return SyncPage{Cursor: since}, nil
+	}
+	inc := incarnationText(s.store.Incarnation().ID)
 	// Read after the events: the head is at least the last of them.
 	head, err := s.store.LastEventID(ctx)
 	if err != nil {
@@ -122,7 +128,7 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *call) error {
 	if err != nil {
 		return err
 	}
-	page, err := s.readEvents(r.Context(), c.ref(), since, limit, r.URL.Query().Get("incarnation"))
+	page, err := s.readEvents(r.Context(), c.ref(), since, limit, r.URL.Query().Get("incarnation"), true)
 	if err != nil {
 		return err
 	}

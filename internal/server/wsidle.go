@@ -184,7 +184,7 @@ func (k *liveSocket) step(ev liveEvent) bool {
 		}
 	}
 	for {
-		page, err := s.readEvents(ctx, k.ref, k.since, 200, k.named)
+		page, err := s.readEvents(ctx, k.ref, k.since, 200, k.named, false)
 		if err != nil {
 			s.log.Warn("websocket: read events", "err", err)
 			conn.Close(websocket.StatusInternalError, "internal error")
