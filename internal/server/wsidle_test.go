@@ -20,7 +20,7 @@ import (
 func TestIdleWebSocketGoroutines(t *testing.T) {
 	const n, slack = 40, 12
 	e := serveReal(t, server.Config{MaxWebSocketsPerDevice: n, MaxWebSocketsPerAccount: n,
-		WebSocketPing: 150 * time.Millisecond, WebSocketPongWait: 5 * time.Second})
+		WebSocketPing: 500 * time.Millisecond, WebSocketPongWait: 5 * time.Second})
 	alice, bob := e.register("alice"), e.register("bob")
 	conv, err := alice.create([]*device{bob})
 	if err != nil {
