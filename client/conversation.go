@@ -28,6 +28,7 @@ type convState struct {
 	LastSeq uint64                  `json:"lastSeq"` // last message seq processed
 	Left    bool                    `json:"left,omitempty"`
 	Unread  int                     `json:"unread,omitempty"`
+	ReadSeq uint64                  `json:"readSeq,omitempty"` // messages up to it are read (MarkReadThrough)
 	// The epoch rules of §7.4 and §7.5: see epochrules.go.
 	StreamSeq uint64               `json:"streamSeq,omitempty"` // newest record whose event the stream delivered
 	Spans     map[uint64]epochSpan `json:"spans,omitempty"`     // per record, the epochs held for it

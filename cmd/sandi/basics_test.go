@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // cliWorld starts a server and registers users on it, each with a home
@@ -50,5 +51,124 @@ func TestCLIChatLongLine(t *testing.T) {
 	}
 	if got := syncJSON(t, base, homes["bob"]); !slices.Equal(got, []string{"alice: before", "alice: after", "alice: " + full}) {
 		t.Fatalf("bob received %d messages: %.80q", len(got), got)
+	}
+}
+
+// unread returns the unread counts of `sandi list`, by conversation id.
+func unread(t *testing.T, base, home string) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for line := range strings.Lines(cliOK(t, base, home, "", "--json", "list")) {
+		var cv struct {
+			ID     string
+			Unread int
+		}
+		if err := json.Unmarshal([]byte(line), &cv); err != nil {
+			t.Fatalf("list printed %q: %v", line, err)
+		}
+		out[cv.ID] = cv.Unread
+	}
+	return out
+}
+
+// TestCLIReadState: `sync` marks what it printed as read (in the
+// conversations it printed, up to the newest message printed), `sync
+// --peek` leaves it unread, and a title is not an unread message.
+func TestCLIReadState(t *testing.T) {
+	base, homes := cliWorld(t, "alice", "bob")
+	a, b := homes["alice"], homes["bob"]
+	friends := newConv(t, base, a, "--title", "friends", "bob")
+	other := newConv(t, base, a, "bob")
+	cliOK(t, base, a, "", "send", friends, "one")
+	cliOK(t, base, a, "", "send", friends, "two")
+	cliOK(t, base, a, "", "send", other, "elsewhere")
+	if got := syncJSON(t, base, b, "--peek"); len(got) != 3 {
+		t.Fatalf("sync --peek printed %q", got)
+	}
+	if got := unread(t, base, b); got[friends] != 2 || got[other] != 1 {
+		t.Fatalf("after sync --peek: unread %v; want 2 in friends (the title is not a message) and 1 in the other", got)
+	}
+	cliOK(t, base, a, "", "send", other, "more")
+	if got := syncJSON(t, base, b, other[:6]); !slices.Equal(got, []string{"alice: more"}) {
+		t.Fatalf("sync of one conversation printed %q", got)
+	}
+	// The newest message printed marks the one peeked at before it too;
+	// the conversation not printed keeps its count.
+	if got := unread(t, base, b); got[friends] != 2 || got[other] != 0 {
+		t.Fatalf("after sync OTHER: unread %v; want 2 in friends and 0 in the other", got)
+	}
+	cliOK(t, base, a, "", "send", friends, "three")
+	if got := syncJSON(t, base, b); !slices.Equal(got, []string{"alice: three"}) {
+		t.Fatalf("sync printed %q", got)
+	}
+	if got := unread(t, base, b); got[friends] != 0 || got[other] != 0 {
+		t.Fatalf("after sync: unread %v; want none", got)
+	}
+	// Alice's own messages are not unread for her.
+	cliOK(t, base, b, "", "send", friends, "from bob")
+	if got := syncJSON(t, base, a, "--peek"); !slices.Equal(got, []string{"bob: from bob"}) {
+		t.Fatalf("alice synced %q", got)
+	}
+	if got := unread(t, base, a); got[friends] != 1 || got[other] != 0 {
+		t.Fatalf("alice's unread %v; want 1 in friends", got)
+	}
+}
+
+// TestCLIHistoryAndSearch: `history` prints the local history (the newest
+// --limit messages, oldest first, with their time) and `search` finds
+// messages by a case-insensitive substring, in every conversation or one;
+// both work from the device's own state, also in a conversation this
+// account was removed from.
+func TestCLIHistoryAndSearch(t *testing.T) {
+	base, homes := cliWorld(t, "alice", "bob")
+	a, b := homes["alice"], homes["bob"]
+	friends := newConv(t, base, a, "--title", "friends", "bob")
+	other := newConv(t, base, a, "bob")
+	cliOK(t, base, a, "", "send", friends, "Hello Bob")
+	cliOK(t, base, b, "", "send", friends, "hi alice\nhow are you?")
+	cliOK(t, base, a, "", "send", other, "HELLO again, elsewhere")
+	cliOK(t, base, a, "", "send", friends, "fine")
+	syncJSON(t, base, b)
+	cliOK(t, base, a, "", "remove", friends, "bob")
+
+	type line struct {
+		Conversation, Sender, Text, Title string
+		ReceivedAt                        int64
+	}
+	parse := func(out string) []line {
+		var ls []line
+		for s := range strings.Lines(out) {
+			var l line
+			if err := json.Unmarshal([]byte(s), &l); err != nil {
+				t.Fatalf("printed %q: %v", s, err)
+			}
+			ls = append(ls, l)
+		}
+		return ls
+	}
+	all := parse(cliOK(t, base, b, "", "--json", "history", "friends"))
+	if len(all) != 4 || all[0].Title != "friends" || all[1].Text != "Hello Bob" || all[2].Sender != "bob" || all[3].Text != "fine" {
+		t.Fatalf("history: %+v", all)
+	}
+	stamp := func(l line) string { return time.UnixMilli(l.ReceivedAt).Format("2006-01-02 15:04") }
+	want := "[" + friends[:8] + "] " + stamp(all[2]) + " bob: hi alice\n" + "           | how are you?\n" +
+		"[" + friends[:8] + "] " + stamp(all[3]) + " alice: fine\n"
+	if out := cliOK(t, base, b, "", "history", friends[:4], "--limit", "2"); out != want {
+		t.Fatalf("history --limit 2:\n%s\nwant:\n%s", out, want)
+	}
+
+	found := parse(cliOK(t, base, b, "", "--json", "search", "hello"))
+	if len(found) != 2 || found[0].Text != "Hello Bob" || found[0].Conversation != friends || found[1].Text != "HELLO again, elsewhere" || found[1].Conversation != other {
+		t.Fatalf("search hello: %+v", found)
+	}
+	want = "[" + other[:8] + "] " + stamp(found[1]) + " alice: HELLO again, elsewhere\n"
+	if out := cliOK(t, base, b, "", "search", "--conv", other, "Hello"); out != want {
+		t.Fatalf("search --conv: %q; want %q", out, want)
+	}
+	if out := cliOK(t, base, b, "", "search", "nothing like it"); out != "" {
+		t.Fatalf("search for nothing printed %q", out)
+	}
+	if _, errs, code := cliRun(t, base, b, "", "search"); code != 2 || !strings.Contains(errs, "usage: sandi search TEXT") {
+		t.Fatalf("search without text: %d %q", code, errs)
 	}
 }

@@ -70,6 +70,7 @@ type cli struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	c              *client.Client
+	peek           bool // sync leaves what it prints unread
 }
 
 type command func(ctx context.Context, e *cli, args []string) error
@@ -90,6 +91,8 @@ var commands = map[string]command{
 	"leave":         cmdLeave,
 	"send":          cmdSend,
 	"sync":          cmdSync,
+	"history":       cmdHistory,
+	"search":        cmdSearch,
 	"chat":          cmdChat,
 	"safety-number": cmdSafetyNumber,
 	"verify":        cmdVerify,
@@ -506,15 +509,20 @@ func (e *cli) wrap(line string) string {
 }
 
 func cmdSync(ctx context.Context, e *cli, args []string) error {
-	if len(args) > 1 {
-		return usageError{"usage: sandi sync [CONV]"}
+	fs := flags("sync", e)
+	fs.BoolVar(&e.peek, "peek", false, "leave the messages printed unread")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 1 {
+		return usageError{"usage: sandi sync [CONV] [--peek]"}
 	}
 	if err := e.open(); err != nil {
 		return err
 	}
 	var only *protocol.ConversationID
-	if len(args) == 1 {
-		id, err := e.c.FindConversation(ctx, args[0])
+	if fs.NArg() == 1 {
+		id, err := e.c.FindConversation(ctx, fs.Arg(0))
 		if err != nil {
 			return err
 		}
@@ -524,14 +532,22 @@ func cmdSync(ctx context.Context, e *cli, args []string) error {
 }
 
 // syncPrint syncs the open client and prints the new messages (of only, if
-// not nil), failures and warnings.
+// not nil), failures and warnings; what it printed is marked read unless
+// e.peek.
 func (e *cli) syncPrint(ctx context.Context, only *protocol.ConversationID) error {
 	res, err := e.c.Sync(ctx)
+	var printed []client.Message
 	for _, m := range res.Messages {
 		if only != nil && m.Conversation != *only {
 			continue
 		}
 		if err := e.printMessage(m); err != nil {
+			return err
+		}
+		printed = append(printed, m)
+	}
+	if !e.peek {
+		if err := e.markPrinted(printed); err != nil {
 			return err
 		}
 	}
