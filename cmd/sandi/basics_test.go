@@ -2,7 +2,9 @@ package main_test
 
 import (
 	"encoding/json"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -170,5 +172,27 @@ func TestCLIHistoryAndSearch(t *testing.T) {
 	}
 	if _, errs, code := cliRun(t, base, b, "", "search"); code != 2 || !strings.Contains(errs, "usage: sandi search TEXT") {
 		t.Fatalf("search without text: %d %q", code, errs)
+	}
+}
+
+// TestCLIVersion: --version (and `version`) print the version, which a
+// release build sets with -ldflags, and the Go version and platform; a
+// build that does not set it names what the toolchain recorded.
+func TestCLIVersion(t *testing.T) {
+	for _, args := range [][]string{{"--version"}, {"version"}, {"--home", t.TempDir(), "--version"}} {
+		out, err := exec.Command(sandiBinary(t), args...).Output()
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if err != nil || !strings.HasPrefix(lines[0], "sandi ") || len(lines[0]) <= len("sandi ") ||
+			lines[len(lines)-1] != runtime.Version()+" "+runtime.GOOS+"/"+runtime.GOARCH {
+			t.Fatalf("sandi %q: %v, %q", args, err, out)
+		}
+	}
+	bin := filepath.Join(t.TempDir(), "sandi")
+	if out, err := exec.Command("go", "build", "-ldflags", "-X main.version=v9.8.7-test", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "sandi v9.8.7-test\n") {
+		t.Fatalf("a release build's --version: %v, %q", err, out)
 	}
 }

@@ -51,6 +51,8 @@ func parseGlobal(args []string) (global, []string, error) {
 			continue
 		case "h", "help":
 			return g, []string{"help"}, nil
+		case "version":
+			return g, []string{"version"}, nil
 		}
 		return g, nil, usageError{fmt.Sprintf("unknown flag %s", a)}
 	}

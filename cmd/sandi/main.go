@@ -131,6 +131,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
+	case "version", "--version":
+		return printVersion(stdout)
 	}
 	h, ok := commands[cmd]
 	if !ok {
