@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/term"
-
 	"sandi.dev/client"
 	"sandi.dev/protocol"
 )
@@ -188,17 +186,8 @@ func parse(fs *flag.FlagSet, args []string) error {
 // readPassword reads the password from the first line of standard input;
 // when that is a terminal, it asks for it without echoing it.
 func readPassword(e *cli) (string, error) {
-	if f, ok := e.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		fmt.Fprint(e.stderr, "password: ")
-		b, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(e.stderr)
-		if err != nil {
-			return "", err
-		}
-		if len(b) == 0 {
-			return "", usageError{"no password given"}
-		}
-		return string(b), nil
+	if f, ok := e.terminalIn(); ok {
+		return askPassword(e, f, "password: ")
 	}
 	line, err := bufio.NewReader(e.stdin).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -220,7 +209,7 @@ func cmdRegister(ctx context.Context, e *cli, args []string) error {
 	if fs.NArg() != 1 {
 		return usageError{"usage: sandi register USERNAME --password-stdin"}
 	}
-	pw, err := readPassword(e)
+	pw, err := readNewPassword(e)
 	if err != nil {
 		return err
 	}
