@@ -731,7 +731,7 @@ func (c *Client) change(ctx context.Context, conv protocol.ConversationID, op pr
 			Author: c.acct.User, Members: members, Users: users}
 		secret.SignRecord(c.id, rec)
 		if _, err := cs.chain.Apply(rec); err != nil {
-			return err // not allowed: say why before the server does
+			return c.changeRefused(ctx, cs.chain, rec, err) // not allowed: say why before the server does
 		}
 		body := map[string]b64{"record": rec.Marshal()}
 		path := "/api/conversations/" + conv.String() + "/members"

@@ -36,10 +36,10 @@ func (e *ConversationMatchError) Error() string {
 		fmt.Fprintf(&b, "%q matches %d conversations; give more characters of the id, or the whole id:", e.Query, len(e.Candidates))
 		for i, cv := range e.Candidates {
 			if i == maxCandidates {
-				fmt.Fprintf(&b, "\n  … and %d more", len(e.Candidates)-i)
+				fmt.Fprintf(&b, "\n… and %d more", len(e.Candidates)-i)
 				break
 			}
-			b.WriteString("\n  " + cv.ID.String())
+			b.WriteString("\n" + cv.ID.String())
 			if cv.Title != "" {
 				b.WriteString("  " + cv.Title)
 			}
@@ -48,6 +48,8 @@ func (e *ConversationMatchError) Error() string {
 	case e.TooShort:
 		return fmt.Sprintf("no conversation is titled %q, and an id prefix has at least %d characters (%q has %d)",
 			e.Query, MinConversationPrefix, e.Query, len(e.Query))
+	case !idLike(e.Query):
+		return fmt.Sprintf("no conversation is titled %q", e.Query)
 	}
 	return fmt.Sprintf("no conversation has an id starting with %q or the title %q", e.Query, e.Query)
 }
@@ -57,6 +59,11 @@ func (e *ConversationMatchError) Unwrap() error {
 		return ErrNoConversation
 	}
 	return nil
+}
+
+// idLike reports whether s could be (a prefix of) a conversation id.
+func idLike(s string) bool {
+	return s != "" && strings.Trim(strings.ToLower(s), "0123456789abcdef") == ""
 }
 
 // maxCandidates is the most candidates a ConversationMatchError's text
@@ -72,10 +79,9 @@ func MatchConversation(convs []Conversation, s string) (protocol.ConversationID,
 		return id, nil
 	}
 	prefix := strings.ToLower(s)
-	idLike := s != "" && strings.Trim(prefix, "0123456789abcdef") == ""
 	var found []Conversation
 	for _, cv := range convs {
-		if idLike && len(s) >= MinConversationPrefix && strings.HasPrefix(cv.ID.String(), prefix) || cv.Title != "" && cv.Title == s {
+		if idLike(s) && len(s) >= MinConversationPrefix && strings.HasPrefix(cv.ID.String(), prefix) || cv.Title != "" && cv.Title == s {
 			found = append(found, cv)
 		}
 	}
@@ -83,7 +89,7 @@ func MatchConversation(convs []Conversation, s string) (protocol.ConversationID,
 	case 1:
 		return found[0].ID, nil
 	case 0:
-		return protocol.ConversationID{}, &ConversationMatchError{Query: s, TooShort: idLike && len(s) < MinConversationPrefix}
+		return protocol.ConversationID{}, &ConversationMatchError{Query: s, TooShort: idLike(s) && len(s) < MinConversationPrefix}
 	}
 	return protocol.ConversationID{}, &ConversationMatchError{Query: s, Candidates: found}
 }

@@ -196,3 +196,60 @@ func TestCLIVersion(t *testing.T) {
 		t.Fatalf("a release build's --version: %v, %q", err, out)
 	}
 }
+
+// TestCLIErrorMessages: each mistake gets a sentence that says what to do,
+// and its exit status; none changes anything.
+func TestCLIErrorMessages(t *testing.T) {
+	base, homes := cliWorld(t, "alice", "bob", "carol")
+	a := homes["alice"]
+	one := newConv(t, base, a, "--title", "friends", "bob")
+	two := newConv(t, base, a, "--title", "friends", "carol")
+	var carol struct{ User string }
+	if err := json.Unmarshal([]byte(cliOK(t, base, homes["carol"], "", "--json", "whoami")), &carol); err != nil {
+		t.Fatal(err)
+	}
+	fresh := filepath.Join(t.TempDir(), "fresh")
+	hostPort := strings.TrimPrefix(base, "http://")
+	for _, c := range []struct {
+		home, server, stdin string
+		args                []string
+		code                int
+		says                []string
+	}{
+		// A conversation prefix too short, or a title that two have.
+		{a, base, "", []string{"send", "abc", "hi"}, 1, []string{`no conversation is titled "abc", and an id prefix has at least 4 characters ("abc" has 3)`}},
+		{a, base, "", []string{"send", "friends", "hi"}, 1, []string{`"friends" matches 2 conversations; give more characters of the id`, "\n       | " + one + "  friends\n", "\n       | " + two + "  friends\n"}},
+		// A server URL without a scheme: http:// on loopback, https:// elsewhere.
+		{fresh, "example.invalid:8443", "", []string{"whoami"}, 1, []string{"sandi: the server URL example.invalid:8443 has no scheme: using https://example.invalid:8443 (the address is not a loopback one)\n"}},
+		{fresh, "ftp://" + hostPort, "", []string{"whoami"}, 2, []string{"the server URL ftp://" + hostPort + " is not one sandi can use: give it as https://HOST[:PORT] (or http://HOST:PORT on a loopback address)"}},
+		// No server, no account.
+		{fresh, "", "password of dave\n", []string{"login", "dave", "--password-stdin"}, 2, []string{"no server given: name it with --server URL or in the SANDI_SERVER environment variable"}},
+		{fresh, base, "", []string{"whoami"}, 1, []string{"no account on this device (home directory " + fresh + "): run 'sandi register' or 'sandi login', or name the home directory of another with --home DIR"}},
+		// Membership: usernames, not ids; leave is how one goes.
+		{a, base, "", []string{"remove", one, "alice"}, 1, []string{"you cannot remove yourself from a conversation; to leave it, use 'sandi leave CONV'"}},
+		{homes["bob"], base, "", []string{"remove", one, "alice"}, 1, []string{"only an admin of this conversation can remove members, and you are not one (its admins: alice)"}},
+		{a, base, "", []string{"add", one, "bob"}, 1, []string{"sandi: bob is already a member of this conversation\n"}},
+		{a, base, "", []string{"remove", one, carol.User}, 1, []string{"sandi: carol is not a member of this conversation\n"}},
+		// The password rule counts characters: "éééé" is 4 in 8 bytes.
+		{fresh, base, "éééé\n", []string{"register", "dave", "--password-stdin"}, 1, []string{"a password has 8 to 1024 characters"}},
+	} {
+		out, errs, code := cliRun(t, c.server, c.home, c.stdin, c.args...)
+		for _, s := range c.says {
+			if code != c.code || !strings.Contains(errs, s) {
+				t.Errorf("sandi %q: exit %d, stdout %q, stderr %q; want exit %d saying %q", c.args, code, out, errs, c.code, s)
+			}
+		}
+	}
+	if list := cliOK(t, base, homes["bob"], "", "list"); !strings.Contains(list, "alice, bob") {
+		t.Fatalf("bob's conversation after the refusals: %q", list)
+	}
+	// host:port on loopback is http://, said once and remembered; a
+	// password of 1024 two-byte characters is allowed.
+	_, errs, code := cliRun(t, hostPort, fresh, strings.Repeat("é", 1024)+"\n", "register", "dave", "--password-stdin")
+	if want := "sandi: the server URL " + hostPort + " has no scheme: using " + base + " (a loopback address)\n"; code != 0 || errs != want {
+		t.Fatalf("register with host:port: exit %d, stderr %q; want %q", code, errs, want)
+	}
+	if out, errs, code := cliRun(t, "", fresh, "", "--json", "whoami"); code != 0 || errs != "" || !strings.Contains(out, `"server":"`+base+`"`) {
+		t.Fatalf("whoami after register: %d %q %q", code, out, errs)
+	}
+}

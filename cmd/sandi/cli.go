@@ -107,6 +107,10 @@ var commands = map[string]command{
 // lock) until close: a second sandi process on the same home directory is
 // refused with a sentence naming the directory and this process.
 func (e *cli) open() error {
+	server, err := e.serverURL()
+	if err != nil {
+		return err
+	}
 	st, err := client.NewDirStorage(e.g.home)
 	if errors.Is(err, client.ErrLocked) {
 		return err
@@ -115,7 +119,7 @@ func (e *cli) open() error {
 		return fmt.Errorf("state directory %s: %w", e.g.home, err)
 	}
 	host, _ := os.Hostname()
-	e.c, err = client.Open(client.Options{Server: e.g.server, Storage: st, DeviceName: "cli@" + host})
+	e.c, err = client.Open(client.Options{Server: server, Storage: st, DeviceName: "cli@" + host})
 	if err != nil {
 		st.Close()
 	}

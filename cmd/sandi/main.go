@@ -141,5 +141,5 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	e := &cli{g: g, stdin: stdin, stdout: stdout, stderr: stderr}
 	defer e.close()
-	return h(ctx, e, cargs)
+	return explain(e, h(ctx, e, cargs))
 }
