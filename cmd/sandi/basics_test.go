@@ -1,7 +1,9 @@
 package main_test
 
 import (
+	"bufio"
 	"encoding/json"
+	"io"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -251,5 +253,44 @@ func TestCLIErrorMessages(t *testing.T) {
 	}
 	if out, errs, code := cliRun(t, "", fresh, "", "--json", "whoami"); code != 0 || errs != "" || !strings.Contains(out, `"server":"`+base+`"`) {
 		t.Fatalf("whoami after register: %d %q %q", code, out, errs)
+	}
+}
+
+// TestCLIChatMarksRead: what the line chat printed while it ran is read
+// once it ends.
+func TestCLIChatMarksRead(t *testing.T) {
+	base, homes := cliWorld(t, "alice", "bob")
+	conv := newConv(t, base, homes["alice"], "bob")
+	chat := exec.Command(sandiBinary(t), "--home", homes["bob"], "chat", conv)
+	chat.Env = childEnv()
+	in, err := chat.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := chat.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	errp, err := chat.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chat.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { chat.Process.Kill(); chat.Wait() })
+	if line, err := bufio.NewReader(errp).ReadString('\n'); err != nil || !strings.Contains(line, "type a message") {
+		t.Fatalf("chat said %q, %v", line, err)
+	}
+	cliOK(t, base, homes["alice"], "", "send", conv, "while you chat")
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || !strings.HasSuffix(line, "alice: while you chat\n") {
+		t.Fatalf("chat printed %q, %v", line, err)
+	}
+	io.WriteString(in, "/quit\n")
+	if err := chat.Wait(); err != nil {
+		t.Fatalf("chat: %v", err)
+	}
+	if got := unread(t, base, homes["bob"])[conv]; got != 0 {
+		t.Fatalf("unread %d after the chat printed the message", got)
 	}
 }
