@@ -134,6 +134,10 @@ func TestCLIHistoryAndSearch(t *testing.T) {
 	cliOK(t, base, a, "", "send", friends, "fine")
 	syncJSON(t, base, b)
 	cliOK(t, base, a, "", "remove", friends, "bob")
+	syncJSON(t, base, b)
+	if list := cliOK(t, base, b, "", "list"); strings.Contains(list, friends) {
+		t.Fatalf("bob, removed, still lists the conversation: %q", list)
+	}
 
 	type line struct {
 		Conversation, Sender, Text, Title string
