@@ -153,8 +153,8 @@ type chatEntry struct {
 	text   string
 	own    bool // this account's
 	state  sendState
-	err    string // why the send failed
-	id     string // client message id: kept across retries so a message is stored once
+	err    string   // why the send failed
+	id     string   // client message id: kept across retries so a message is stored once
 	atts   []string // the message's attachments, each a line made safe by attachmentLine
 
 	width int      // lines were wrapped for this width
