@@ -394,8 +394,9 @@ type upload struct {
 	// Parts holds the SHA-256 of every part this device sent or was about
 	// to send, recorded before it leaves: re-made on a resume, a part must
 	// be the same bytes, or the key would encrypt two different files.
-	Parts   []b64 `json:"parts"`
-	Created int64 `json:"created"` // Unix ms
+	Parts    []b64 `json:"parts"`
+	Created  int64 `json:"created"`            // Unix ms
+	Complete bool  `json:"complete,omitempty"` // completed: a caller may hold it to send
 }
 
 // uploadAnswer is the server's description of an upload.
@@ -435,7 +436,10 @@ func uploadKey(conv protocol.ConversationID, size int64, m AttachmentMeta) strin
 // server lacks are sent. A file whose content changed is ErrFileChanged
 // (the old upload is discarded) unless r is an io.Seeker, in which case
 // the upload starts over at once. r is read once per call, from its
-// current position: re-open the file to retry.
+// current position: re-open the file to retry. One conversation, name,
+// type and size name one upload at a time: a completed upload is returned
+// again for the same file, and left alone (to be sent, or to expire
+// unsent) for another one.
 func (c *Client) UploadAttachment(ctx context.Context, conv protocol.ConversationID, r io.Reader, size int64, meta AttachmentMeta, progress func(done, total int64)) (Attachment, error) {
 	if meta.Type == "" {
 		meta.Type = "application/octet-stream"
@@ -458,7 +462,13 @@ func (c *Client) UploadAttachment(ctx context.Context, conv protocol.Conversatio
 		}
 		digest, err := c.sendParts(ctx, a, timeout, key, up, received, r, progress)
 		if errors.Is(err, ErrFileChanged) {
-			c.discardUpload(ctx, a, timeout, key, up)
+			// Another file of the same name and size. A completed blob
+			// stays (a caller may still send it; unsent, it expires).
+			if up.Complete {
+				c.forgetUpload(key)
+			} else {
+				c.discardUpload(ctx, a, timeout, key, up)
+			}
 			if s, ok := r.(io.Seeker); ok && try == 0 {
 				if _, serr := s.Seek(0, io.SeekStart); serr == nil {
 					continue
@@ -471,6 +481,10 @@ func (c *Client) UploadAttachment(ctx context.Context, conv protocol.Conversatio
 		var done uploadAnswer
 		if err := c.blobJSON(ctx, a, timeout, "POST", "/api/blobs/"+up.Blob+"/complete", nil, &done); err != nil {
 			return Attachment{}, fmt.Errorf("complete the upload: %w", err)
+		}
+		up.Complete = true
+		if err := c.saveUpload(key, up); err != nil {
+			return Attachment{}, err
 		}
 		return Attachment{Blob: up.Blob, Key: up.Key, Digest: digest, Size: size, Type: meta.Type, Name: meta.Name,
 			Width: meta.Width, Height: meta.Height, Duration: meta.Duration, Thumbnail: meta.Thumbnail}, nil
@@ -553,9 +567,13 @@ func (c *Client) saveUpload(key string, up *upload) error {
 // (which it does anyway when the upload expires).
 func (c *Client) discardUpload(ctx context.Context, a *api, timeout time.Duration, key string, up *upload) {
 	c.blobJSON(ctx, a, timeout, "DELETE", "/api/blobs/"+up.Blob, nil, nil) // best effort
+	c.forgetUpload(key)
+}
+
+func (c *Client) forgetUpload(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.st.Delete(key)
+	c.st.Delete(key) // a state left behind is dropped on its next use
 }
 
 // forgetUploads drops the stored state of the uploads of atts, once a
@@ -765,10 +783,10 @@ func (c *Client) DownloadAttachment(ctx context.Context, conv protocol.Conversat
 	if _, err := sp.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	if err := DecryptAttachment(att, sp, w); err != nil {
-		return err
-	}
-	return sp.Remove()
+	// The spool is the sender's blob now: whatever decryption says, it is
+	// not fetched again.
+	defer sp.Remove()
+	return DecryptAttachment(att, sp, w)
 }
 
 // DecryptAttachment decrypts the ciphertext of att, read from r, into w.
