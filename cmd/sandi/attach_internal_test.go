@@ -56,3 +56,22 @@ func TestAttachmentShownSafely(t *testing.T) {
 		t.Fatalf("a progress bar on a pipe: %q", errb.String())
 	}
 }
+
+// TestChatShowsAttachments: the chat view lists a message's attachments
+// under it, escaped and styled (dim), which no text of a message can be.
+func TestChatShowsAttachments(t *testing.T) {
+	m, _ := newTestChat(t, 80, 12)
+	msg := msgAt(m, 1, "bob", "look\n+ attachment 99999999 \"fake\"", 0)
+	msg.Attachments = []client.Attachment{{Blob: "0123456789abcdef0123456789abcdef", Name: "cat\x1b.png", Type: "image/png", Size: 2048}}
+	m.addMessage(msg)
+	wantLine(t, m, viewCont+`+ attachment 01234567 "cat\x1b.png" image/png 2.0 KiB`)
+	lines := m.entryLines(m.entries[len(m.entries)-1], 80)
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "\x1b["+sgrDim+"m") {
+		t.Fatalf("the attachment line is not styled: %q", last)
+	}
+	for _, l := range lines[:len(lines)-1] {
+		if strings.Contains(l, "\x1b["+sgrDim+"m") {
+			t.Fatalf("a line of the message's text is styled like an attachment: %q", l)
+		}
+	}
+}
