@@ -253,7 +253,7 @@ func TestAttachmentResume(t *testing.T) {
 	if err == nil {
 		t.Fatal("the upload succeeded although part 1 could not be sent")
 	}
-	if got := tr.requests("PUT"); len(got) < 2 || !strings.Contains(got[0], "/parts/0") {
+	if got := strings.Join(tr.requests("PUT"), "\n"); !strings.Contains(got, "/parts/0 ") || !strings.Contains(got, "/parts/1 ") {
 		t.Fatalf("PUTs: %q", got)
 	}
 	alice.Close() // the process ends
@@ -264,8 +264,9 @@ func TestAttachmentResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := tr.requests("PUT"); len(got) != 2 || !strings.Contains(got[0], "/parts/1") || !strings.Contains(got[1], "/parts/2") {
-		t.Fatalf("the resumed upload sent %q, want parts 1 and 2 only", got)
+	// Part 2 may have been sent beside part 1 before the failure.
+	if got := strings.Join(tr.requests("PUT"), "\n"); !strings.Contains(got, "/parts/1 ") || strings.Contains(got, "/parts/0 ") {
+		t.Fatalf("the resumed upload sent %q, want part 1 (and part 2) only", got)
 	}
 	if _, err := alice.SendMessage(ctx, conv, "the movie", []client.Attachment{a}); err != nil {
 		t.Fatal(err)
