@@ -284,9 +284,6 @@ func fitContent(ct *Content) error {
 // requests, would cut off a part on a slow link.
 const blobMinRate = 32 << 10 // bytes per second
 
-// blobRange is the size of one ranged GET of a download.
-const blobRange = 8 << 20
-
 // blobAPI returns the transport for blob transfers: the client's, whose
 // token and server it copies (the transfer runs without the client's lock),
 // without an overall timeout.

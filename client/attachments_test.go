@@ -310,16 +310,15 @@ func TestAttachmentResume(t *testing.T) {
 		t.Fatalf("a changed file read from a Seeker: %v", err)
 	}
 
-	// bob's download is cut off again and again in its second range: each
-	// answer there breaks after 1 MiB. The call gives up after a few; the
-	// next one continues from what its spool holds.
+	// bob's download is cut off again and again: each answer breaks after
+	// 1 MiB. The call gives up after a few; the next one continues from
+	// what its spool holds.
 	got := received(t, bob)
 	if len(got) != 2 || got[1].Blob != a2.Blob {
 		t.Fatalf("bob received %+v", got)
 	}
 	dl.cut = func(r *http.Request) int64 {
-		var from, to int64
-		if _, err := fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-%d", &from, &to); err == nil && from >= 8<<20 && from < 16<<20 {
+		if r.Header.Get("Range") != "" {
 			return 1 << 20
 		}
 		return 0
@@ -334,7 +333,7 @@ func TestAttachmentResume(t *testing.T) {
 		t.Fatalf("resumed download: %v", err)
 	}
 	gets := dl.requests("GET /api/blobs/")
-	if len(gets) != 1 || !strings.HasSuffix(gets[0], fmt.Sprintf("bytes=%d-%d", 8<<20+5<<20, attach.EncryptedSize(int64(len(changed)))-1)) {
+	if len(gets) != 1 || !strings.HasSuffix(gets[0], fmt.Sprintf("bytes=%d-%d", 5<<20, attach.EncryptedSize(int64(len(changed)))-1)) {
 		t.Fatalf("the resumed download asked for %q", gets)
 	}
 }
