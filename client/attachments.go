@@ -786,7 +786,8 @@ func firstErr(send, err error) error {
 // error wrapping ErrServerMisbehaved, and nothing is written to w. A
 // ciphertext that matches but does not decrypt is ErrAttachmentCorrupt
 // (the sender's doing); w may then have received the chunks before the
-// broken one.
+// broken one. Downloads of one attachment must not overlap on one device
+// (they share its spool).
 func (c *Client) DownloadAttachment(ctx context.Context, conv protocol.ConversationID, att Attachment, w io.Writer, progress func(done, total int64)) error {
 	if err := checkAttachment(att); err != nil {
 		return fmt.Errorf("attachment: %w", err)

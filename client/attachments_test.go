@@ -90,9 +90,10 @@ func received(t *testing.T, c *client.Client) []client.Attachment {
 	return out
 }
 
-// TestAttachmentRoundTrip: a file of two parts and an image go from alice
-// to bob, on SQLite and PostgreSQL: bob's message names them, with the
-// image's dimensions and thumbnail, and each downloads to the same bytes.
+// TestAttachmentRoundTrip: a file of two parts, an image and an empty
+// file go from alice to bob, on SQLite and PostgreSQL: bob's message names
+// them, with the image's dimensions and thumbnail, and each downloads to
+// the same bytes.
 func TestAttachmentRoundTrip(t *testing.T) {
 	for _, db := range []string{"sqlite", "postgres"} {
 		t.Run(db, func(t *testing.T) { testAttachmentRoundTrip(t, startNode(t, dbs(t)[db](t), blobConfig(t))) })
@@ -129,19 +130,24 @@ func testAttachmentRoundTrip(t *testing.T, n *node) {
 		if a2.Width != 300 || a2.Height != 200 || len(a2.Thumbnail) == 0 {
 			t.Fatalf("image: %d×%d, thumbnail %d bytes", a2.Width, a2.Height, len(a2.Thumbnail))
 		}
-		m, err := alice.SendMessage(ctx, conv, "", []client.Attachment{a1, a2})
+		a3 := upload(t, alice, conv, "empty.txt", "text/plain", nil)
+		m, err := alice.SendMessage(ctx, conv, "", []client.Attachment{a1, a2, a3})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(m.Attachments) != 2 {
+		if len(m.Attachments) != 3 {
 			t.Fatalf("sent message has %d attachments", len(m.Attachments))
 		}
+		hist, err := alice.History(conv)
+		if err != nil || len(hist) == 0 || len(hist[len(hist)-1].Attachments) != 3 {
+			t.Fatalf("alice's history: %v %+v", err, hist)
+		}
 		got := received(t, bob)
-		if len(got) != 2 || got[0].Blob != a1.Blob || got[0].Name != "big.bin" || got[0].Type != "application/octet-stream" ||
+		if len(got) != 3 || got[0].Blob != a1.Blob || got[0].Name != "big.bin" || got[0].Type != "application/octet-stream" ||
 			got[1].Width != 300 || !bytes.Equal(got[1].Thumbnail, a2.Thumbnail) {
 			t.Fatalf("bob received %+v", got)
 		}
-		for i, want := range [][]byte{big, pngb.Bytes()} {
+		for i, want := range [][]byte{big, pngb.Bytes(), {}} {
 			var out bytes.Buffer
 			if err := bob.DownloadAttachment(ctx, conv, got[i], &out, nil); err != nil {
 				t.Fatalf("download %d: %v", i, err)
@@ -151,10 +157,6 @@ func testAttachmentRoundTrip(t *testing.T, n *node) {
 			}
 		}
 		// The sender's history has them too, and they download there.
-		hist, err := alice.History(conv)
-		if err != nil || len(hist) == 0 || len(hist[len(hist)-1].Attachments) != 2 {
-			t.Fatalf("alice's history: %v %+v", err, hist)
-		}
 		var out bytes.Buffer
 		if err := alice.DownloadAttachment(ctx, conv, hist[len(hist)-1].Attachments[1], &out, nil); err != nil || !bytes.Equal(out.Bytes(), pngb.Bytes()) {
 			t.Fatalf("alice downloads her own: %v", err)
