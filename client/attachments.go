@@ -462,13 +462,7 @@ func (c *Client) UploadAttachment(ctx context.Context, conv protocol.Conversatio
 		}
 		digest, err := c.sendParts(ctx, a, timeout, key, up, received, r, progress)
 		if errors.Is(err, ErrFileChanged) {
-			// Another file of the same name and size. A completed blob
-			// stays (a caller may still send it; unsent, it expires).
-			if up.Complete {
-				c.forgetUpload(key)
-			} else {
-				c.discardUpload(ctx, a, timeout, key, up)
-			}
+			c.dropUpload(ctx, a, timeout, key, up) // another file of the same name and size
 			if s, ok := r.(io.Seeker); ok && try == 0 {
 				if _, serr := s.Seek(0, io.SeekStart); serr == nil {
 					continue
@@ -500,7 +494,7 @@ func (c *Client) beginUpload(ctx context.Context, a *api, timeout time.Duration,
 		return nil, nil, err
 	}
 	if up != nil && (up.Conv != conv || up.Size != size || c.now().UnixMilli()-up.Created > uploadLife.Milliseconds()) {
-		c.discardUpload(ctx, a, timeout, key, up)
+		c.dropUpload(ctx, a, timeout, key, up)
 		up = nil
 	}
 	if up != nil {
@@ -519,7 +513,7 @@ func (c *Client) beginUpload(ctx context.Context, a *api, timeout time.Duration,
 			}
 			return up, received, nil
 		case err == nil, IsCode(err, "not_found"):
-			c.discardUpload(ctx, a, timeout, key, up) // gone, or not the upload this device began
+			c.dropUpload(ctx, a, timeout, key, up) // gone, or not the upload this device began
 		default:
 			return nil, nil, err
 		}
@@ -563,10 +557,13 @@ func (c *Client) saveUpload(key string, up *upload) error {
 	return c.st.Put(key, b)
 }
 
-// discardUpload forgets an upload and asks the server to delete its blob
-// (which it does anyway when the upload expires).
-func (c *Client) discardUpload(ctx context.Context, a *api, timeout time.Duration, key string, up *upload) {
-	c.blobJSON(ctx, a, timeout, "DELETE", "/api/blobs/"+up.Blob, nil, nil) // best effort
+// dropUpload forgets an upload. An unfinished one's blob is deleted on the
+// server (which deletes it anyway when the upload expires); a completed
+// one's stays, since a message may name it (unnamed, it expires).
+func (c *Client) dropUpload(ctx context.Context, a *api, timeout time.Duration, key string, up *upload) {
+	if !up.Complete {
+		c.blobJSON(ctx, a, timeout, "DELETE", "/api/blobs/"+up.Blob, nil, nil) // best effort
+	}
 	c.forgetUpload(key)
 }
 
