@@ -67,6 +67,17 @@ func attachmentLine(a client.Attachment) string {
 // line of a message's text can put there.
 const attachmentCont = "           + "
 
+// attachmentLines shows a message's attachments, each on a line of its
+// own under the message (wrapped on a terminal), each line after a line
+// feed.
+func (e *cli) attachmentLines(atts []client.Attachment) string {
+	var b strings.Builder
+	for _, a := range atts {
+		b.WriteString("\n" + strings.Join(wrapHanging(attachmentCont+attachmentLine(a), e.width(), attachmentCont), "\n"))
+	}
+	return b.String()
+}
+
 // attachmentsJSON is what --json shows of a message's attachments: no key,
 // digest or thumbnail.
 func attachmentsJSON(atts []client.Attachment) []map[string]any {
