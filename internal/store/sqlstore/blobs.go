@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"sandi.dev/internal/store"
 	"sandi.dev/protocol"
@@ -13,7 +14,18 @@ import (
 
 // The blob rows' writes keep the memo (writeTx with invalidate false):
 // they touch none of the tables it remembers (conversations' counters,
-// members, devices, events), so an upload does not slow the sends.
+// members, devices, events), so an upload does not slow the sends. On
+// SQLite, whose one writer runs one transaction (and one disk sync) at a
+// time, they also go one at a time (blobWrite): however many uploads run,
+// a batch of sends waits for one blob write at most, not for a queue of
+// them.
+func (s *Store) blobWrite(ctx context.Context, what string, fn func(t *wtx) error) error {
+	if s.d.local {
+		s.blobMu.Lock()
+		defer s.blobMu.Unlock()
+	}
+	return s.writeTx(ctx, what, false, fn)
+}
 
 const blobCols = `id, conversation_id, user_id, device_id, size, parts, received, state, complete, referenced, deleted, created_at, expires_at, COALESCE(completed_at, 0)`
 
@@ -31,7 +43,7 @@ func (s *Store) CreateBlob(ctx context.Context, b store.Blob, lim store.BlobLimi
 	if b.Size <= 0 || b.Parts <= 0 {
 		return fmt.Errorf("sqlstore: create blob: %w: size %d, %d parts", store.ErrInvalid, b.Size, b.Parts)
 	}
-	return s.writeTx(ctx, "create blob", false, func(t *wtx) error {
+	return s.blobWrite(ctx, "create blob", func(t *wtx) error {
 		var bytes int64
 		var open int
 		err := t.queryRow(`INSERT INTO blob_usage (user_id, bytes, open_uploads) VALUES (?, ?, 1)
@@ -77,32 +89,128 @@ func (t *wtx) lockBlob(id string) (store.Blob, error) {
 	return b, nil
 }
 
-// SetBlobPart implements store.Blobs.
+// SetBlobPart implements store.Blobs. On SQLite the parts marked at the
+// same time are marked together, in one transaction (group commit, as
+// sends are): concurrent uploads then cost a disk sync per batch of parts,
+// not one per part, and leave the writer to the sends sooner.
 func (s *Store) SetBlobPart(ctx context.Context, id string, n int, received bool, state string) error {
-	return s.writeTx(ctx, "set blob part", false, func(t *wtx) error {
-		b, err := t.lockBlob(id)
+	r := &partMark{id: id, n: n, received: received, state: state, done: make(chan error, 1)}
+	if !s.d.local {
+		err := s.blobWrite(ctx, "set blob part", func(t *wtx) error {
+			return t.markParts([]*partMark{r})
+		})
 		if err != nil {
 			return err
 		}
-		if b.Complete {
-			return store.ErrBlobComplete
-		}
-		if n < 0 || n >= b.Parts || len(b.Received) != (b.Parts+7)/8 {
-			return fmt.Errorf("part %d of %d: %w", n, b.Parts, store.ErrNotFound)
-		}
-		if received {
-			b.Received[n/8] |= 1 << (n % 8)
-		} else {
-			b.Received[n/8] &^= 1 << (n % 8)
-		}
-		_, err = t.exec(`UPDATE blobs SET received = ?, state = ? WHERE id = ?`, b.Received, state, id)
+		return r.err
+	}
+	s.parts.mu.Lock()
+	s.parts.queue = append(s.parts.queue, r)
+	lead := !s.parts.busy
+	s.parts.busy = true
+	s.parts.mu.Unlock()
+	if lead {
+		s.markQueued()
+	}
+	select {
+	case err := <-r.done:
 		return err
-	})
+	case <-ctx.Done():
+		return ctx.Err() // the part may still be marked
+	}
+}
+
+// partMark is one SetBlobPart; done gets its outcome.
+type partMark struct {
+	id       string
+	n        int
+	received bool
+	state    string
+	done     chan error
+	err      error
+}
+
+// partQueue holds the SetBlobPart calls waiting for the writer (SQLite).
+type partQueue struct {
+	mu    sync.Mutex
+	queue []*partMark
+	busy  bool // a goroutine is marking; it takes what is queued next
+}
+
+// markQueued marks every queued part in one transaction; if more came
+// meanwhile, another goroutine marks them (so that no caller waits for
+// others' batches after its own).
+func (s *Store) markQueued() {
+	s.parts.mu.Lock()
+	batch := s.parts.queue
+	s.parts.queue = nil
+	s.parts.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+	err := s.blobWrite(ctx, "set blob parts", func(t *wtx) error { return t.markParts(batch) })
+	cancel()
+	for _, r := range batch {
+		if err != nil {
+			r.done <- err
+		} else {
+			r.done <- r.err
+		}
+	}
+	s.parts.mu.Lock()
+	if len(s.parts.queue) == 0 {
+		s.parts.busy = false
+	} else {
+		go s.markQueued()
+	}
+	s.parts.mu.Unlock()
+}
+
+// markParts applies the marks in order, each blob read once and written
+// once. A mark refused by its blob's state gets its error in err and does
+// not abort the others.
+func (t *wtx) markParts(marks []*partMark) error {
+	blobs := map[string]*store.Blob{}
+	var order []string
+	for _, r := range marks {
+		r.err = nil
+		b, seen := blobs[r.id]
+		if !seen {
+			got, err := t.lockBlob(r.id)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			if err == nil {
+				b = &got
+				order = append(order, r.id)
+			}
+			blobs[r.id] = b
+		}
+		switch {
+		case b == nil:
+			r.err = fmt.Errorf("blob: %w", store.ErrNotFound)
+		case b.Complete:
+			r.err = store.ErrBlobComplete
+		case r.n < 0 || r.n >= b.Parts || len(b.Received) != (b.Parts+7)/8:
+			r.err = fmt.Errorf("part %d of %d: %w", r.n, b.Parts, store.ErrNotFound)
+		case r.received:
+			b.Received[r.n/8] |= 1 << (r.n % 8)
+			b.State = r.state
+		default:
+			b.Received[r.n/8] &^= 1 << (r.n % 8)
+			b.State = r.state
+		}
+	}
+	for _, id := range order {
+		b := blobs[id]
+		if _, err := t.exec(`UPDATE blobs SET received = ?, state = ? WHERE id = ?`, b.Received, b.State, id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // CompleteBlob implements store.Blobs.
 func (s *Store) CompleteBlob(ctx context.Context, id string, now, expiresAt int64) error {
-	return s.writeTx(ctx, "complete blob", false, func(t *wtx) error {
+	return s.blobWrite(ctx, "complete blob", func(t *wtx) error {
 		b, err := t.lockBlob(id)
 		if err != nil || b.Complete {
 			return err
@@ -121,7 +229,7 @@ func (s *Store) CompleteBlob(ctx context.Context, id string, now, expiresAt int6
 // DeleteBlob implements store.Blobs.
 func (s *Store) DeleteBlob(ctx context.Context, id string, user protocol.UserID) (store.Blob, error) {
 	var b store.Blob
-	err := s.writeTx(ctx, "delete blob", false, func(t *wtx) error {
+	err := s.blobWrite(ctx, "delete blob", func(t *wtx) error {
 		var err error
 		if b, err = t.lockBlob(id); err != nil {
 			return err
@@ -157,7 +265,7 @@ func (t *wtx) tombstone(bs []store.Blob) error {
 // (and the blob is no longer selected) or waits and finds a tombstone.
 func (s *Store) ExpireBlobs(ctx context.Context, now int64, limit int) (int, error) {
 	var n int
-	err := s.writeTx(ctx, "expire blobs", false, func(t *wtx) error {
+	err := s.blobWrite(ctx, "expire blobs", func(t *wtx) error {
 		n = 0
 		expired, err := t.query(`SELECT `+blobCols+` FROM blobs WHERE NOT referenced AND NOT deleted AND expires_at <= ? ORDER BY expires_at LIMIT ?`+t.lockSuffix(), now, limit)
 		if err != nil {
@@ -197,7 +305,7 @@ func (s *Store) DeletedBlobs(ctx context.Context, limit int) ([]store.Blob, erro
 
 // PurgeBlob implements store.Blobs.
 func (s *Store) PurgeBlob(ctx context.Context, id string) error {
-	return s.writeTx(ctx, "purge blob", false, func(t *wtx) error {
+	return s.blobWrite(ctx, "purge blob", func(t *wtx) error {
 		var deleted bool
 		if err := t.queryRow(`SELECT deleted FROM blobs WHERE id = ?`+t.lockSuffix(), id).Scan(&deleted); err != nil {
 			return notFound(err, "blob")
