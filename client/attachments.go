@@ -813,6 +813,7 @@ func (c *Client) DownloadAttachment(ctx context.Context, conv protocol.Conversat
 		sp.Remove() // never resumed from
 		return c.blobFault(conv, att, detail)
 	}
+	cnt := &counter{n: have, last: have, total: total, progress: progress}
 	for fails := 0; have < total; {
 		n := min(blobRange, total-have)
 		hdr := http.Header{"Range": {fmt.Sprintf("bytes=%d-%d", have, have+n-1)}}
@@ -835,7 +836,7 @@ func (c *Client) DownloadAttachment(ctx context.Context, conv protocol.Conversat
 			resp.Body.Close()
 			return fault(fmt.Sprintf("Asked for %s of the blob, the server answered %d %q.", hdr.Get("Range"), resp.StatusCode, got))
 		}
-		got, err := io.Copy(io.MultiWriter(sp, h), io.LimitReader(resp.Body, n))
+		got, err := io.Copy(io.MultiWriter(sp, h, cnt), io.LimitReader(resp.Body, n))
 		extra, _ := resp.Body.Read(make([]byte, 1))
 		resp.Body.Close()
 		have += got
@@ -864,6 +865,22 @@ func (c *Client) DownloadAttachment(ctx context.Context, conv protocol.Conversat
 	// not fetched again.
 	defer sp.Remove()
 	return DecryptAttachment(att, sp, w)
+}
+
+// counter calls progress with the bytes written through it (from n on),
+// about once a MiB.
+type counter struct {
+	n, last, total int64
+	progress       func(done, total int64)
+}
+
+func (c *counter) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	if c.progress != nil && c.n-c.last >= 1<<20 && c.n < c.total {
+		c.last = c.n
+		c.progress(c.n, c.total)
+	}
+	return len(p), nil
 }
 
 // DecryptAttachment decrypts the ciphertext of att, read from r, into w.

@@ -149,11 +149,21 @@ func testAttachmentRoundTrip(t *testing.T, n *node) {
 		}
 		for i, want := range [][]byte{big, pngb.Bytes(), {}} {
 			var out bytes.Buffer
-			if err := bob.DownloadAttachment(ctx, conv, got[i], &out, nil); err != nil {
+			var calls, last int64
+			if err := bob.DownloadAttachment(ctx, conv, got[i], &out, func(done, total int64) {
+				if done < last || total != attach.EncryptedSize(got[i].Size) {
+					t.Errorf("progress %d of %d after %d", done, total, last)
+				}
+				calls, last = calls+1, done
+			}); err != nil {
 				t.Fatalf("download %d: %v", i, err)
 			}
 			if !bytes.Equal(out.Bytes(), want) {
 				t.Fatalf("download %d: %d bytes, not the file", i, out.Len())
+			}
+			// About once a MiB, and at the end.
+			if last != attach.EncryptedSize(got[i].Size) || i == 0 && calls < 9 {
+				t.Fatalf("download %d: %d progress calls, the last at %d", i, calls, last)
 			}
 		}
 		// The sender's history has them too, and they download there.
