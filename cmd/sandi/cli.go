@@ -464,20 +464,15 @@ func cmdLeave(ctx context.Context, e *cli, args []string) error {
 }
 
 func cmdSend(ctx context.Context, e *cli, args []string) error {
-	fs := flags("send", e)
-	var files fileList
-	fs.Var(&files, "file", "a file to send (repeat for several)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() < 1 || fs.NArg() < 2 && len(files) == 0 {
+	files, words, err := sendArgs(args)
+	if err != nil || len(words) < 1 || len(words) < 2 && len(files) == 0 {
 		return usageError{"usage: sandi send CONV [--file PATH]... [TEXT...]"}
 	}
-	id, err := e.conv(ctx, fs.Arg(0))
+	id, err := e.conv(ctx, words[0])
 	if err != nil {
 		return err
 	}
-	text := strings.Join(fs.Args()[1:], " ")
+	text := strings.Join(words[1:], " ")
 	var m client.Message
 	if len(files) == 0 {
 		m, err = e.c.Send(ctx, id, text)
