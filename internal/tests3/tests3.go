@@ -1,0 +1,306 @@
+// Package tests3 gives tests a real S3-compatible object store: each call
+// of URL creates a fresh bucket on a throwaway versitygw (a real S3 gateway
+// over a directory) that the test binary starts once, on 127.0.0.1 and a
+// free port over a temporary directory, and stops when its tests are done.
+//
+// A test package that uses it must stop the server through TestMain:
+//
+//	func TestMain(m *testing.M) { tests3.Main(m) }
+//
+// The versitygw binary is found at $SANDI_TEST_S3_BIN, else on PATH, else
+// in the user's cache directory (sandi/bin under $XDG_CACHE_HOME or
+// ~/.cache), where scripts/test.sh installs it. With SANDI_TEST_S3_URL set
+// (an s3:// URL of a server whose credentials may create buckets; its
+// bucket part is ignored), the buckets are made there instead and no server
+// is started. Without either the test fails: the S3 store is part of the
+// test suite, never skipped.
+package tests3
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"sandi.dev/internal/blob/s3blob"
+)
+
+const (
+	// EnvURL names the environment variable that points the tests at an
+	// existing server.
+	EnvURL = "SANDI_TEST_S3_URL"
+	// EnvBin names the environment variable that gives the versitygw
+	// binary.
+	EnvBin = "SANDI_TEST_S3_BIN"
+	// Install is the command that installs the server where this package
+	// finds it.
+	Install = "GOBIN=${XDG_CACHE_HOME:-$HOME/.cache}/sandi/bin go install github.com/versity/versitygw/cmd/versitygw@v1.8.0"
+)
+
+var (
+	mainUsed  atomic.Bool
+	startOnce sync.Once
+	srv       *server
+	startErr  error
+)
+
+// Main runs the tests of a package and then stops the server if one was
+// started. Call it from TestMain.
+func Main(m *testing.M) {
+	mainUsed.Store(true)
+	code := m.Run()
+	if srv != nil {
+		if err := srv.stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "tests3:", err)
+		}
+	}
+	os.Exit(code)
+}
+
+// URL returns the s3:// URL (credentials included, tls=false) of a new,
+// empty bucket for t. Buckets on the package's own server go with its
+// directory; on a server named by SANDI_TEST_S3_URL they are emptied and
+// removed when t ends.
+func URL(t testing.TB) string {
+	t.Helper()
+	base, own := os.Getenv(EnvURL), false
+	if base == "" {
+		if !mainUsed.Load() {
+			t.Fatal("tests3: the package's TestMain must call tests3.Main(m), which stops the S3 server after the tests")
+		}
+		startOnce.Do(func() { srv, startErr = start() })
+		if startErr != nil {
+			t.Fatalf("tests3: %v", startErr)
+		}
+		base, own = srv.url, true
+	}
+	c, err := s3blob.ParseURL(base)
+	if err != nil {
+		t.Fatalf("tests3: %s: %v", EnvURL, err)
+	}
+	if c.AccessKey == "" {
+		c.AccessKey, c.SecretKey = os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
+	}
+	c.Bucket, c.Prefix = "sandi-test-"+randomHex(8), ""
+	cl, err := s3blob.NewClient(c)
+	if err != nil {
+		t.Fatalf("tests3: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cl.MakeBucket(ctx, c.Bucket, minio.MakeBucketOptions{Region: c.Region}); err != nil {
+		t.Fatalf("tests3: create bucket %s on %s: %v", c.Bucket, c, err)
+	}
+	if !own {
+		t.Cleanup(func() { removeBucket(t, cl, c.Bucket) })
+	}
+	return c.URL()
+}
+
+// Client returns a client of the server url names (as URL returns), to
+// look at a bucket from outside the store under test.
+func Client(t testing.TB, url string) (*minio.Client, s3blob.Config) {
+	t.Helper()
+	c, err := s3blob.ParseURL(url)
+	if err != nil {
+		t.Fatalf("tests3: %v", err)
+	}
+	cl, err := s3blob.NewClient(c)
+	if err != nil {
+		t.Fatalf("tests3: %v", err)
+	}
+	return cl, c
+}
+
+// removeBucket aborts the bucket's uploads, removes its objects and then
+// the bucket.
+func removeBucket(t testing.TB, cl *minio.Client, bucket string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for up := range cl.ListIncompleteUploads(ctx, bucket, "", true) {
+		if up.Err != nil {
+			t.Errorf("tests3: list uploads of %s: %v", bucket, up.Err)
+			return
+		}
+		if err := cl.RemoveIncompleteUpload(ctx, bucket, up.Key); err != nil {
+			t.Errorf("tests3: abort upload %s: %v", up.Key, err)
+		}
+	}
+	for obj := range cl.ListObjects(ctx, bucket, minio.ListObjectsOptions{Recursive: true}) {
+		if obj.Err != nil {
+			t.Errorf("tests3: list %s: %v", bucket, obj.Err)
+			return
+		}
+		if err := cl.RemoveObject(ctx, bucket, obj.Key, minio.RemoveObjectOptions{}); err != nil {
+			t.Errorf("tests3: remove %s: %v", obj.Key, err)
+		}
+	}
+	if err := cl.RemoveBucket(ctx, bucket); err != nil {
+		t.Errorf("tests3: remove bucket %s: %v", bucket, err)
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// server is a running throwaway versitygw.
+type server struct {
+	dir  string // temporary directory: root/ (the buckets), versitygw.log
+	url  string // s3:// URL without a bucket part
+	cmd  *exec.Cmd
+	done chan error
+}
+
+// Bin returns the path of the versitygw binary, or an error that names
+// the command installing it.
+func Bin() (string, error) {
+	if p := os.Getenv(EnvBin); p != "" {
+		if !isExec(p) {
+			return "", fmt.Errorf("%s=%s is not an executable file: install versitygw with %s", EnvBin, p, Install)
+		}
+		return p, nil
+	}
+	if p, err := exec.LookPath("versitygw"); err == nil {
+		return p, nil
+	}
+	if dir, err := os.UserCacheDir(); err == nil {
+		if p := filepath.Join(dir, "sandi", "bin", "versitygw"); isExec(p) {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("no versitygw (the S3 server the tests run against) in $%s, on PATH or in the cache directory: install it with %s (scripts/test.sh does), or set %s to an S3 server", EnvBin, Install, EnvURL)
+}
+
+func isExec(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+}
+
+func start() (*server, error) {
+	bin, err := Bin()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "sandi-s3-")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Mkdir(filepath.Join(dir, "root"), 0o700); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	// A port is free when chosen but may be taken before versitygw binds
+	// it: try a few.
+	for attempt := 0; ; attempt++ {
+		s, err := launch(bin, dir)
+		if err == nil {
+			return s, nil
+		}
+		if attempt == 2 {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+	}
+}
+
+func launch(bin, dir string) (*server, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	access, secret := "sandi"+randomHex(6), randomHex(20)
+	logPath := filepath.Join(dir, "versitygw.log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, "--port", addr, "posix", filepath.Join(dir, "root"))
+	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+access, "ROOT_SECRET_KEY="+secret)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = procAttr()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	s := &server{dir: dir, cmd: cmd, done: make(chan error, 1),
+		url: fmt.Sprintf("s3://%s:%s@%s/none?tls=false", access, secret, addr)}
+	go func() { s.done <- cmd.Wait() }()
+
+	c, err := s3blob.ParseURL(s.url)
+	if err != nil {
+		s.halt()
+		return nil, err
+	}
+	cl, err := s3blob.NewClient(c)
+	if err != nil {
+		s.halt()
+		return nil, err
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := cl.ListBuckets(ctx)
+		cancel()
+		if err == nil {
+			return s, nil
+		}
+		select {
+		case werr := <-s.done:
+			s.done <- werr
+			return nil, fmt.Errorf("versitygw exited (%v); its log:\n%s", werr, tail(logPath))
+		default:
+		}
+		if time.Now().After(deadline) {
+			s.halt()
+			return nil, fmt.Errorf("versitygw did not answer within 60s (%v); its log:\n%s", err, tail(logPath))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// halt stops the server process (SIGTERM, then SIGKILL after 20 s).
+func (s *server) halt() error {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case werr := <-s.done:
+		s.done <- werr
+		return nil
+	case <-time.After(20 * time.Second):
+		s.cmd.Process.Kill()
+		s.done <- <-s.done
+		return errors.New("versitygw did not stop within 20s; killed")
+	}
+}
+
+// stop halts the server and removes its directory.
+func (s *server) stop() error {
+	return errors.Join(s.halt(), os.RemoveAll(s.dir))
+}
+
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > 30 {
+		lines = lines[len(lines)-30:]
+	}
+	return strings.Join(lines, "\n")
+}
