@@ -260,27 +260,33 @@ func testShortReader(t *testing.T, s blob.Store) {
 // to the size it is given, and makes nothing readable.
 func testWrongCommit(t *testing.T, s blob.Store) {
 	ctx := ctxFor(t)
-	data := content(6, 3000)
+	data := content(6, blob.PartSize+3000)
+	size := int64(len(data))
 	id := NewID()
 	state, err := s.Begin(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Commit(ctx, id, state, 1, 3000); err == nil {
+	if err := s.Commit(ctx, id, state, 2, size); err == nil {
 		t.Fatal("Commit of an upload with no part succeeded")
 	}
 	wantNotFound(t, ctx, s, id, "after Commit of an upload with no part")
 	state = writePart(t, ctx, s, id, state, data, 0)
+	if err := s.Commit(ctx, id, state, 2, size); err == nil {
+		t.Fatal("Commit of an upload without its last part succeeded")
+	}
+	wantNotFound(t, ctx, s, id, "after Commit of an upload without its last part")
+	state = writePart(t, ctx, s, id, state, data, 1)
 	for _, c := range []struct {
 		parts int
 		size  int64
-	}{{1, 2999}, {1, 3001}, {2, blob.PartSize + 3000}} {
+	}{{2, size - 1}, {2, size + 1}, {3, size + blob.PartSize}, {1, 3000}} {
 		if err := s.Commit(ctx, id, state, c.parts, c.size); err == nil {
-			t.Fatalf("Commit(%d parts, %d bytes) of one part of 3000 bytes succeeded", c.parts, c.size)
+			t.Fatalf("Commit(%d parts, %d bytes) of parts of %d and 3000 bytes succeeded", c.parts, c.size, blob.PartSize)
 		}
 		wantNotFound(t, ctx, s, id, fmt.Sprintf("after Commit(%d parts, %d bytes) was refused", c.parts, c.size))
 	}
-	if err := s.Commit(ctx, id, state, 1, 3000); err != nil {
+	if err := s.Commit(ctx, id, state, 2, size); err != nil {
 		t.Fatalf("Commit: %v", err)
 	}
 	wantContent(t, ctx, s, id, data)

@@ -1,6 +1,9 @@
 package s3blob_test
 
 import (
+	"io"
+	"runtime"
+	"strings"
 	"testing"
 
 	"sandi.dev/internal/blob"
@@ -23,4 +26,82 @@ func open(t *testing.T) *s3blob.Store {
 // TestConformance runs the blob.Store suite on a real S3-compatible server.
 func TestConformance(t *testing.T) {
 	blobtest.Run(t, func(t *testing.T) blob.Store { return open(t) })
+}
+
+// TestOpenErrors: a missing bucket, missing or wrong credentials are
+// errors that say so, and no secret shows in them.
+func TestOpenErrors(t *testing.T) {
+	c, err := s3blob.ParseURL(tests3.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing := c
+	missing.Bucket = "sandi-no-such-bucket"
+	noCreds := c
+	noCreds.AccessKey, noCreds.SecretKey = "", ""
+	wrong := c
+	wrong.SecretKey = "Zq" + strings.Repeat("x", 38)
+	t.Setenv("AWS_ACCESS_KEY_ID", "")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+	for _, tc := range []struct {
+		url, want string
+	}{
+		{missing.URL(), `bucket "sandi-no-such-bucket" does not exist`},
+		{noCreds.URL(), "no credentials"},
+		{wrong.URL(), "signature"},
+		{"s3://h/x", "blob store URL: bucket \"x\""},
+	} {
+		_, err := s3blob.Open(t.Context(), tc.url)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Open(%s) = %v, want an error with %q", tc.url, err, tc.want)
+		}
+		if err != nil && (strings.Contains(err.Error(), c.SecretKey) || strings.Contains(err.Error(), "Zq")) {
+			t.Errorf("Open = %v: the error shows the secret", err)
+		}
+	}
+	// The credentials may come from the environment.
+	t.Setenv("AWS_ACCESS_KEY_ID", c.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", c.SecretKey)
+	if _, err := s3blob.Open(t.Context(), noCreds.URL()); err != nil {
+		t.Fatalf("Open with credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: %v", err)
+	}
+}
+
+// zeros reads as n zero bytes, allocating nothing.
+type zeros struct{ n int64 }
+
+func (z *zeros) Read(p []byte) (int, error) {
+	if z.n == 0 {
+		return 0, io.EOF
+	}
+	p = p[:min(int64(len(p)), z.n)]
+	clear(p)
+	z.n -= int64(len(p))
+	return len(p), nil
+}
+
+// TestWritePartMemory: a part streams to the store over plain HTTP (the
+// streaming SigV4 signature) rather than being held in memory to sign it:
+// writing a part of PartSize allocates a fraction of it (about 1.1 MiB in
+// all, mostly short-lived: a 64 KiB chunk signed at a time).
+func TestWritePartMemory(t *testing.T) {
+	s := open(t)
+	ctx := t.Context()
+	id := blobtest.NewID()
+	state, err := s.Begin(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	if _, err := s.WritePart(ctx, id, state, 0, &zeros{blob.PartSize}, blob.PartSize); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("WritePart of %d bytes allocated %d bytes", blob.PartSize, alloc)
+	if alloc > blob.PartSize/2 {
+		t.Fatalf("WritePart of %d bytes allocated %d bytes: the part is buffered, not streamed", blob.PartSize, alloc)
+	}
 }

@@ -39,8 +39,16 @@ func ParseURL(s string) (Config, error) {
 	}
 	u, err := url.Parse(s)
 	if err != nil {
-		// url.Parse quotes the whole URL in its errors, secret and all.
-		return c, errors.New("not a valid URL (write a secret key that has '/', '+', '@' or ':' percent-encoded)")
+		// url.Parse's errors quote the URL, secret and all: say what is
+		// wrong in other words.
+		switch msg := err.Error(); {
+		case strings.Contains(msg, "port"):
+			return c, errors.New("the server's port is a number from 1 to 65535")
+		case strings.Contains(msg, "host") || strings.Contains(msg, "IP"):
+			return c, errors.New("the server is a host name, an IPv4 address or [an IPv6 address]")
+		default:
+			return c, errors.New("not a valid URL (percent-encode a secret key's '/', '+', '@', ':', '%' and spaces)")
+		}
 	}
 	if u.Opaque != "" || u.Fragment != "" || u.RawFragment != "" || strings.HasSuffix(s, "#") {
 		return c, errors.New("an S3 URL has the form s3://ACCESS:SECRET@HOST[:PORT]/BUCKET[/PREFIX][?tls=false&region=REGION]")
