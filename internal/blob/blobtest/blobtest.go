@@ -41,9 +41,18 @@ func Run(t *testing.T, open Opener) {
 		{"Concurrent", testConcurrent},
 		{"Cancel", testCancel},
 		{"BadID", testBadID},
+		{"Walk", testWalk},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.f(t, open(t)) })
 	}
+}
+
+// Walker is a store that can list what it holds, for the sweep of objects
+// and uploads no database row names (both implementations can).
+type Walker interface {
+	// Walk calls fn with the id of every object and upload older than
+	// before (an id may come twice); fn's error stops the walk.
+	Walk(ctx context.Context, before time.Time, fn func(id string) error) error
 }
 
 // NewID returns a random object id of the form the store expects.
@@ -224,8 +233,9 @@ type shortReader struct{ r io.Reader }
 
 func (s shortReader) Read(p []byte) (int, error) { return s.r.Read(p) }
 
-// testShortReader: a part whose reader ends early is an error and leaves
-// nothing: the upload cannot be committed until the part is written whole.
+// testShortReader: a part whose reader ends early is an error and is not
+// a part: the upload cannot be committed with it, and once it is written
+// whole the object holds the whole part.
 func testShortReader(t *testing.T, s blob.Store) {
 	ctx := ctxFor(t)
 	data := content(5, blob.PartSize+300)
@@ -234,7 +244,6 @@ func testShortReader(t *testing.T, s blob.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	state = writePart(t, ctx, s, id, state, data, 1)
 	// Part 0 with one byte missing, then with half of it.
 	for _, n := range []int64{blob.PartSize - 1, blob.PartSize / 2} {
 		st, err := s.WritePart(ctx, id, state, 0, shortReader{bytes.NewReader(data[:n])}, blob.PartSize)
@@ -244,11 +253,12 @@ func testShortReader(t *testing.T, s blob.Store) {
 		if st != "" {
 			state = st
 		}
+		if err := s.Commit(ctx, id, state, 2, int64(len(data))); err == nil {
+			t.Fatal("Commit succeeded with part 0 written short")
+		}
+		wantNotFound(t, ctx, s, id, "after a refused Commit")
 	}
-	if err := s.Commit(ctx, id, state, 2, int64(len(data))); err == nil {
-		t.Fatal("Commit succeeded with part 0 written short")
-	}
-	wantNotFound(t, ctx, s, id, "after a refused Commit")
+	state = writePart(t, ctx, s, id, state, data, 1)
 	state = writePart(t, ctx, s, id, state, data, 0)
 	if err := s.Commit(ctx, id, state, 2, int64(len(data))); err != nil {
 		t.Fatalf("Commit once part 0 is whole: %v", err)
@@ -461,5 +471,56 @@ func testBadID(t *testing.T, s blob.Store) {
 		if err := s.Delete(ctx, id, ""); err == nil {
 			t.Errorf("Delete(%q) succeeded", id)
 		}
+	}
+}
+
+// testWalk: Walk lists the objects and uploads older than its time, and
+// Delete with no state removes an upload found so.
+func testWalk(t *testing.T, s blob.Store) {
+	w, ok := s.(Walker)
+	if !ok {
+		t.Fatalf("%T has no Walk method: the sweep of orphan objects needs one", s)
+	}
+	ctx := ctxFor(t)
+	data := content(9, 2000)
+	obj, up := NewID(), NewID()
+	upload(t, ctx, s, obj, data)
+	state, err := s.Begin(ctx, up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePart(t, ctx, s, up, state, data, 0)
+	walk := func(before time.Time) map[string]bool {
+		t.Helper()
+		seen := map[string]bool{}
+		if err := w.Walk(ctx, before, func(id string) error { seen[id] = true; return nil }); err != nil {
+			t.Fatalf("Walk: %v", err)
+		}
+		return seen
+	}
+	if seen := walk(time.Now().Add(time.Hour)); len(seen) != 2 || !seen[obj] || !seen[up] {
+		t.Fatalf("Walk(an hour ahead) = %v, want the object %s and the upload %s", seen, obj, up)
+	}
+	if seen := walk(time.Now().Add(-time.Hour)); len(seen) != 0 {
+		t.Fatalf("Walk(an hour ago) = %v, want nothing", seen)
+	}
+	stop := errors.New("stop")
+	n := 0
+	if err := w.Walk(ctx, time.Now().Add(time.Hour), func(string) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
+		t.Fatalf("Walk whose fn fails = %v after %d calls, want its error after 1", err, n)
+	}
+	// The sweep deletes what it finds with no state.
+	if err := s.Delete(ctx, up, ""); err != nil {
+		t.Fatalf("Delete(upload, no state): %v", err)
+	}
+	if err := s.Commit(ctx, up, state, 1, int64(len(data))); err == nil {
+		t.Fatal("Commit of an upload deleted with no state succeeded")
+	}
+	if err := s.Delete(ctx, obj, ""); err != nil {
+		t.Fatalf("Delete(object, no state): %v", err)
+	}
+	wantNotFound(t, ctx, s, obj, "of an object deleted with no state")
+	if seen := walk(time.Now().Add(time.Hour)); len(seen) != 0 {
+		t.Fatalf("Walk after deleting both = %v, want nothing", seen)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -289,14 +290,28 @@ func (s *Store) Open(ctx context.Context, id string, off, length int64) (io.Read
 	return body, nil
 }
 
-// Delete aborts the upload state names, if any, and removes the object.
+// Delete aborts the upload state names (every upload of id if state is
+// empty) and removes the object.
 func (s *Store) Delete(ctx context.Context, id, state string) error {
 	key, err := s.key(id)
 	if err != nil {
 		return err
 	}
-	if state != "" {
-		err := s.core.AbortMultipartUpload(ctx, s.bucket, key, state)
+	ups := []string{state}
+	if state == "" {
+		ups = nil
+		err := s.uploads(ctx, key, func(up minio.ObjectMultipartInfo) error {
+			if up.Key == key {
+				ups = append(ups, up.UploadID)
+			}
+			return nil
+		})
+		if err != nil {
+			return s.fail("delete: list uploads", id, err)
+		}
+	}
+	for _, up := range ups {
+		err := s.core.AbortMultipartUpload(ctx, s.bucket, key, up)
 		if err != nil && !isNotFound(err) {
 			return s.fail("delete upload", id, err)
 		}
@@ -304,6 +319,60 @@ func (s *Store) Delete(ctx context.Context, id, state string) error {
 	err = s.core.RemoveObject(ctx, s.bucket, key, minio.RemoveObjectOptions{})
 	if err != nil && !isNotFound(err) {
 		return s.fail("delete", id, err)
+	}
+	return nil
+}
+
+// Walk calls fn with the id of every object last modified, and every
+// upload begun, before before (an id may come twice), for a sweep of what
+// no database row names any more; fn's error stops the walk. Keys under
+// the store's prefix that are not ids are left alone.
+func (s *Store) Walk(ctx context.Context, before time.Time, fn func(id string) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	ch := s.core.Client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: s.prefix})
+	defer func() {
+		cancel()
+		for range ch { // let the lister end
+		}
+	}()
+	for obj := range ch {
+		if obj.Err != nil {
+			return fmt.Errorf("blob store: walk: %w", obj.Err)
+		}
+		id := strings.TrimPrefix(obj.Key, s.prefix)
+		if _, err := s.key(id); err != nil || !obj.LastModified.Before(before) {
+			continue
+		}
+		if err := fn(id); err != nil {
+			return err
+		}
+	}
+	return s.uploads(ctx, s.prefix, func(up minio.ObjectMultipartInfo) error {
+		id := strings.TrimPrefix(up.Key, s.prefix)
+		if _, err := s.key(id); err != nil || !up.Initiated.Before(before) {
+			return nil
+		}
+		return fn(id)
+	})
+}
+
+// uploads calls fn with each unfinished upload of a key starting with
+// prefix (not below a further "/"); fn's error stops the listing.
+func (s *Store) uploads(ctx context.Context, prefix string, fn func(minio.ObjectMultipartInfo) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	ch := s.core.ListIncompleteUploads(ctx, s.bucket, prefix, false)
+	defer func() {
+		cancel()
+		for range ch { // let the lister end
+		}
+	}()
+	for up := range ch {
+		if up.Err != nil {
+			return up.Err
+		}
+		if err := fn(up); err != nil {
+			return err
+		}
 	}
 	return nil
 }
