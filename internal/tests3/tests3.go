@@ -8,8 +8,8 @@
 //	func TestMain(m *testing.M) { tests3.Main(m) }
 //
 // The versitygw binary is found at $SANDI_TEST_S3_BIN, else on PATH, else
-// in the user's cache directory (sandi/bin under $XDG_CACHE_HOME or
-// ~/.cache), where scripts/test.sh installs it. With SANDI_TEST_S3_URL set
+// in the user's cache directory (sandi/versitygw-v1.8.0 under
+// $XDG_CACHE_HOME or ~/.cache), where scripts/test.sh installs it. With SANDI_TEST_S3_URL set
 // (an s3:// URL of a server whose credentials may create buckets; its
 // bucket part is ignored), the buckets are made there instead and no server
 // is started. Without either the test fails: the S3 store is part of the
@@ -47,7 +47,7 @@ const (
 	EnvBin = "SANDI_TEST_S3_BIN"
 	// Install is the command that installs the server where this package
 	// finds it.
-	Install = "GOBIN=${XDG_CACHE_HOME:-$HOME/.cache}/sandi/bin go install github.com/versity/versitygw/cmd/versitygw@v1.8.0"
+	Install = "GOBIN=${XDG_CACHE_HOME:-$HOME/.cache}/sandi/versitygw-v1.8.0 go install github.com/versity/versitygw/cmd/versitygw@v1.8.0"
 )
 
 var (
@@ -180,7 +180,7 @@ func Bin() (string, error) {
 		return p, nil
 	}
 	if dir, err := os.UserCacheDir(); err == nil {
-		if p := filepath.Join(dir, "sandi", "bin", "versitygw"); isExec(p) {
+		if p := filepath.Join(dir, "sandi", "versitygw-v1.8.0", "versitygw"); isExec(p) {
 			return p, nil
 		}
 	}

@@ -4,7 +4,10 @@ import (
 	"io"
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"sandi.dev/internal/blob"
 	"sandi.dev/internal/blob/blobtest"
@@ -103,5 +106,67 @@ func TestWritePartMemory(t *testing.T) {
 	t.Logf("WritePart of %d bytes allocated %d bytes", blob.PartSize, alloc)
 	if alloc > blob.PartSize/2 {
 		t.Fatalf("WritePart of %d bytes allocated %d bytes: the part is buffered, not streamed", blob.PartSize, alloc)
+	}
+}
+
+// BenchmarkWritePart writes parts of PartSize to the test server, from
+// b.N goroutines at most 32 at a time, and reports the throughput and the
+// peak heap over the baseline per concurrent part (sampled every
+// millisecond), for docs/performance.md.
+func BenchmarkWritePart(b *testing.B) {
+	s, err := s3blob.Open(b.Context(), tests3.URL(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := b.Context()
+	const conc = 32
+	ids, states := make([]string, conc), make([]string, conc)
+	for i := range conc {
+		ids[i] = blobtest.NewID()
+		if states[i], err = s.Begin(ctx, ids[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	runtime.GC()
+	var base runtime.MemStats
+	runtime.ReadMemStats(&base)
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		var m runtime.MemStats
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			runtime.ReadMemStats(&m)
+			if m.HeapAlloc > peak.Load() {
+				peak.Store(m.HeapAlloc)
+			}
+		}
+	}()
+	b.SetBytes(blob.PartSize)
+	b.ResetTimer()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := range conc {
+		wg.Go(func() {
+			for n := next.Add(1) - 1; n < int64(b.N); n = next.Add(1) - 1 {
+				if _, err := s.WritePart(ctx, ids[w], states[w], int(n/conc), &zeros{blob.PartSize}, blob.PartSize); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	close(stop)
+	<-sampled
+	if p := peak.Load(); p > base.HeapAlloc {
+		b.ReportMetric(float64(p-base.HeapAlloc)/float64(min(conc, b.N)), "peak-heap-B/part")
 	}
 }
