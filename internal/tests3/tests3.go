@@ -57,9 +57,13 @@ var (
 	startErr  error
 )
 
-// Main runs the tests of a package and then stops the server if one was
-// started. Call it from TestMain.
-func Main(m *testing.M) {
+// Main runs the tests of a package, stops the server if one was started
+// and exits. Call it from TestMain.
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main for a TestMain with more to do: it runs the tests, stops
+// the server and returns m.Run's exit code.
+func Run(m *testing.M) int {
 	mainUsed.Store(true)
 	code := m.Run()
 	if srv != nil {
@@ -67,7 +71,7 @@ func Main(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "tests3:", err)
 		}
 	}
-	os.Exit(code)
+	return code
 }
 
 // URL returns the s3:// URL (credentials included, tls=false) of a new,
@@ -79,7 +83,7 @@ func URL(t testing.TB) string {
 	base, own := os.Getenv(EnvURL), false
 	if base == "" {
 		if !mainUsed.Load() {
-			t.Fatal("tests3: the package's TestMain must call tests3.Main(m), which stops the S3 server after the tests")
+			t.Fatal("tests3: the package's TestMain must call tests3.Main(m) (or tests3.Run), which stops the S3 server after the tests")
 		}
 		startOnce.Do(func() { srv, startErr = start() })
 		if startErr != nil {
