@@ -39,6 +39,7 @@ func Run(t *testing.T, open Opener) {
 		{"NotFound", testNotFound},
 		{"Delete", testDelete},
 		{"Concurrent", testConcurrent},
+		{"ConcurrentCommit", testConcurrentCommit},
 		{"Cancel", testCancel},
 		{"BadID", testBadID},
 		{"Walk", testWalk},
@@ -385,6 +386,34 @@ func testConcurrent(t *testing.T, s blob.Store) {
 	for i := range n {
 		wantContent(t, ctx, s, ids[i], datas[i])
 	}
+}
+
+// testConcurrentCommit commits one upload from several goroutines at once
+// (two servers finishing the same upload): each Commit succeeds.
+func testConcurrentCommit(t *testing.T, s blob.Store) {
+	ctx := ctxFor(t)
+	data := content(10, 70_000)
+	id := NewID()
+	state, err := s.Begin(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state = writePart(t, ctx, s, id, state, data, 0)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Go(func() {
+			if err := s.Commit(ctx, id, state, 1, int64(len(data))); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("one of 4 concurrent Commits: %v", err)
+	}
+	wantContent(t, ctx, s, id, data)
 }
 
 // stallReader gives its bytes, then blocks until ctx is done and returns

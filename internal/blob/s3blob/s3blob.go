@@ -199,20 +199,8 @@ func (s *Store) Commit(ctx context.Context, id, state string, parts int, size in
 		return fmt.Errorf("blob %s: %d parts cannot make %d bytes", id, parts, size)
 	}
 	listed, err := s.listParts(ctx, key, state)
-	if isCode(err, "NoSuchUpload") {
-		// Completed already (or deleted): done if the object is there,
-		// whole.
-		info, serr := s.core.StatObject(ctx, s.bucket, key, minio.StatObjectOptions{})
-		if serr == nil && info.Size == size {
-			return nil
-		}
-		if serr == nil {
-			return fmt.Errorf("blob %s: committed with %d bytes, not %d", id, info.Size, size)
-		}
-		return s.fail("commit", id, err)
-	}
 	if err != nil {
-		return s.fail("commit", id, err)
+		return s.committed(ctx, id, key, size, err)
 	}
 	done := make([]minio.CompletePart, parts)
 	for i := range done {
@@ -231,9 +219,27 @@ func (s *Store) Commit(ctx context.Context, id, state string, parts int, size in
 	}
 	_, err = s.core.CompleteMultipartUpload(ctx, s.bucket, key, state, done, minio.PutObjectOptions{})
 	if err != nil {
-		return s.fail("commit", id, err)
+		return s.committed(ctx, id, key, size, err)
 	}
 	return nil
+}
+
+// committed is Commit's answer when the upload could not be listed or
+// completed because of err: nil if err says the upload is gone and the
+// object is there with size bytes (a Commit before this one completed
+// it), else err.
+func (s *Store) committed(ctx context.Context, id, key string, size int64, err error) error {
+	if !isCode(err, "NoSuchUpload") {
+		return s.fail("commit", id, err)
+	}
+	info, serr := s.core.StatObject(ctx, s.bucket, key, minio.StatObjectOptions{})
+	switch {
+	case serr == nil && info.Size == size:
+		return nil
+	case serr == nil:
+		return fmt.Errorf("blob %s: committed with %d bytes, not %d", id, info.Size, size)
+	}
+	return s.fail("commit", id, err)
 }
 
 // listParts returns the parts of an upload by part number.
