@@ -121,6 +121,16 @@ func upload(t *testing.T, ctx context.Context, s blob.Store, id string, data []b
 	return state
 }
 
+// commit commits id, whose parts hold data, and fails t (saying what)
+// unless it then reads as data.
+func commit(t *testing.T, ctx context.Context, s blob.Store, id, state string, data []byte, what string) {
+	t.Helper()
+	if err := s.Commit(ctx, id, state, parts(int64(len(data))), int64(len(data))); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	wantContent(t, ctx, s, id, data)
+}
+
 // read returns bytes [off, off+length) of object id (length < 0: to the end).
 func read(ctx context.Context, s blob.Store, id string, off, length int64) ([]byte, error) {
 	rc, err := s.Open(ctx, id, off, length)
@@ -166,10 +176,7 @@ func testTwoPartsOutOfOrder(t *testing.T, s blob.Store) {
 	state = writePart(t, ctx, s, id, state, data, 1)
 	state = writePart(t, ctx, s, id, state, data, 0)
 	wantNotFound(t, ctx, s, id, "with every part written but before Commit")
-	if err := s.Commit(ctx, id, state, 2, int64(len(data))); err != nil {
-		t.Fatalf("Commit: %v", err)
-	}
-	wantContent(t, ctx, s, id, data)
+	commit(t, ctx, s, id, state, data, "Commit")
 	if err := s.Commit(ctx, id, state, 2, int64(len(data))); err != nil {
 		t.Fatalf("Commit of a committed object again: %v, want nil", err)
 	}
@@ -223,10 +230,7 @@ func testRewrite(t *testing.T, s blob.Store) {
 	}
 	state = writePart(t, ctx, s, id, state, first, 0)
 	state = writePart(t, ctx, s, id, state, second, 0)
-	if err := s.Commit(ctx, id, state, 1, 5000); err != nil {
-		t.Fatalf("Commit: %v", err)
-	}
-	wantContent(t, ctx, s, id, second)
+	commit(t, ctx, s, id, state, second, "Commit")
 }
 
 // shortReader gives fewer bytes than were announced, then EOF.
@@ -261,10 +265,7 @@ func testShortReader(t *testing.T, s blob.Store) {
 	}
 	state = writePart(t, ctx, s, id, state, data, 1)
 	state = writePart(t, ctx, s, id, state, data, 0)
-	if err := s.Commit(ctx, id, state, 2, int64(len(data))); err != nil {
-		t.Fatalf("Commit once part 0 is whole: %v", err)
-	}
-	wantContent(t, ctx, s, id, data)
+	commit(t, ctx, s, id, state, data, "Commit once part 0 is whole")
 }
 
 // testWrongCommit: Commit refuses parts that are missing or do not add up
@@ -297,10 +298,7 @@ func testWrongCommit(t *testing.T, s blob.Store) {
 		}
 		wantNotFound(t, ctx, s, id, fmt.Sprintf("after Commit(%d parts, %d bytes) was refused", c.parts, c.size))
 	}
-	if err := s.Commit(ctx, id, state, 2, size); err != nil {
-		t.Fatalf("Commit: %v", err)
-	}
-	wantContent(t, ctx, s, id, data)
+	commit(t, ctx, s, id, state, data, "Commit")
 }
 
 // testNotFound: an object never written is ErrNotFound.
@@ -471,10 +469,7 @@ func testCancel(t *testing.T, s blob.Store) {
 	}
 	wantNotFound(t, ctx, s, id, "after a cancelled part")
 	state = writePart(t, ctx, s, id, state, data, 0)
-	if err := s.Commit(ctx, id, state, 1, int64(len(data))); err != nil {
-		t.Fatalf("Commit: %v", err)
-	}
-	wantContent(t, ctx, s, id, data)
+	commit(t, ctx, s, id, state, data, "Commit")
 }
 
 // testBadID: ids that are not 32 lowercase hex digits are refused by every
