@@ -91,6 +91,14 @@ func URL(t testing.TB) string {
 		}
 		base, own = srv.url, true
 	}
+	return newBucket(t, base, own)
+}
+
+// newBucket makes a bucket of a random name on the server of base (an
+// s3:// URL) and returns its URL; unless own, it is emptied and removed
+// when t ends.
+func newBucket(t testing.TB, base string, own bool) string {
+	t.Helper()
 	c, err := s3blob.ParseURL(base)
 	if err != nil {
 		t.Fatalf("tests3: %s: %v", EnvURL, err)
@@ -165,7 +173,7 @@ func randomHex(n int) string {
 
 // server is a running throwaway versitygw.
 type server struct {
-	dir  string // temporary directory: root/ (the buckets), versitygw.log
+	dir  string // the package server's temporary directory: root/ (the buckets), versitygw.log
 	url  string // s3:// URL without a bucket part
 	cmd  *exec.Cmd
 	done chan error
@@ -205,25 +213,54 @@ func start() (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Mkdir(filepath.Join(dir, "root"), 0o700); err != nil {
+	root := filepath.Join(dir, "root")
+	if err := os.Mkdir(root, 0o700); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	// A port is free when chosen but may be taken before versitygw binds
-	// it: try a few.
-	for attempt := 0; ; attempt++ {
-		s, err := launch(bin, dir)
-		if err == nil {
-			return s, nil
+	s, err := launchRetry(bin, root, filepath.Join(dir, "versitygw.log"))
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	s.dir = dir
+	return s, nil
+}
+
+// Server starts a versitygw of t's own that keeps its buckets in dir (a
+// small file system, say), stops it when t ends, and returns the s3:// URL
+// of a new bucket on it. It needs the binary, as URL does without
+// SANDI_TEST_S3_URL.
+func Server(t testing.TB, dir string) string {
+	t.Helper()
+	bin, err := Bin()
+	if err != nil {
+		t.Fatalf("tests3: %v", err)
+	}
+	s, err := launchRetry(bin, dir, filepath.Join(t.TempDir(), "versitygw.log"))
+	if err != nil {
+		t.Fatalf("tests3: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.halt(); err != nil {
+			t.Errorf("tests3: %v", err)
 		}
-		if attempt == 2 {
-			os.RemoveAll(dir)
-			return nil, err
+	})
+	return newBucket(t, s.url, true)
+}
+
+// launchRetry starts versitygw on root. A port is free when chosen but
+// may be taken before versitygw binds it: it tries a few.
+func launchRetry(bin, root, logPath string) (*server, error) {
+	for attempt := 0; ; attempt++ {
+		s, err := launch(bin, root, logPath)
+		if err == nil || attempt == 2 {
+			return s, err
 		}
 	}
 }
 
-func launch(bin, dir string) (*server, error) {
+func launch(bin, root, logPath string) (*server, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -231,21 +268,20 @@ func launch(bin, dir string) (*server, error) {
 	addr := l.Addr().String()
 	l.Close()
 	access, secret := "sandi"+randomHex(6), randomHex(20)
-	logPath := filepath.Join(dir, "versitygw.log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(bin, "--port", addr, "posix", filepath.Join(dir, "root"))
+	cmd := exec.Command(bin, "--port", addr, "posix", root)
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+access, "ROOT_SECRET_KEY="+secret)
-	cmd.Dir = dir
+	cmd.Dir = filepath.Dir(logPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	s := &server{dir: dir, cmd: cmd, done: make(chan error, 1),
+	s := &server{cmd: cmd, done: make(chan error, 1),
 		url: fmt.Sprintf("s3://%s:%s@%s/none?tls=false", access, secret, addr)}
 	go func() { s.done <- cmd.Wait() }()
 

@@ -386,15 +386,34 @@ func (s *Store) uploads(ctx context.Context, prefix string, fn func(minio.Object
 // fail wraps an error of the store, as blob.ErrNotFound where it says the
 // object or upload does not exist.
 func (s *Store) fail(op, id string, err error) error {
-	if isNotFound(err) {
+	switch {
+	case isNotFound(err):
 		return fmt.Errorf("blob %s: %s: %w (%v)", id, op, blob.ErrNotFound, err)
+	case isFull(err):
+		return fmt.Errorf("blob %s: %s: %w (%v)", id, op, blob.ErrFull, err)
 	}
 	return fmt.Errorf("blob %s: %s: %w", id, op, err)
 }
 
+// isFull is an error of a store out of space or over a quota: 507
+// InsufficientStorage (S3's code; versitygw), XMinioStorageFull (MinIO),
+// QuotaExceeded (Ceph RGW, MinIO bucket quotas).
+func isFull(err error) bool {
+	var e minio.ErrorResponse
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch e.Code {
+	case "InsufficientStorage", "XMinioStorageFull", "QuotaExceeded", "XMinioAdminBucketQuotaExceeded":
+		return true
+	}
+	return e.StatusCode == http.StatusInsufficientStorage
+}
+
 func isNotFound(err error) bool {
-	return isCode(err, "NoSuchKey") || isCode(err, "NoSuchUpload") ||
-		minio.ToErrorResponse(err).StatusCode == http.StatusNotFound && minio.ToErrorResponse(err).Code != "NoSuchBucket"
+	var e minio.ErrorResponse
+	return errors.As(err, &e) && (e.Code == "NoSuchKey" || e.Code == "NoSuchUpload" ||
+		e.StatusCode == http.StatusNotFound && e.Code != "NoSuchBucket")
 }
 
 func isCode(err error, code string) bool {

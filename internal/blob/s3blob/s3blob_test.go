@@ -1,7 +1,11 @@
 package s3blob_test
 
 import (
+	"bytes"
+	"errors"
 	"io"
+	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"sync"
@@ -168,5 +172,62 @@ func BenchmarkWritePart(b *testing.B) {
 	<-sampled
 	if p := peak.Load(); p > base.HeapAlloc {
 		b.ReportMetric(float64(p-base.HeapAlloc)/float64(min(conc, b.N)), "peak-heap-B/part")
+	}
+}
+
+// TestFull: a store out of space refuses a part with blob.ErrFull, keeps
+// nothing of it, and takes parts again once space is freed. The store is
+// a versitygw of the test's own on a 20 MiB tmpfs (root and mount(8), as
+// on CI; elsewhere the test fails saying so).
+func TestFull(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=20m,mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("TestFull mounts a small tmpfs and needs root and mount(8) (uid %d): mount: %v\n%s", os.Getuid(), err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v\n%s", dir, err, out)
+		}
+	})
+	s, err := s3blob.Open(t.Context(), tests3.Server(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	id := blobtest.NewID()
+	state, err := s.Begin(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for ; n < 4; n++ {
+		_, err = s.WritePart(ctx, id, state, n, &zeros{blob.PartSize}, blob.PartSize)
+		if err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, blob.ErrFull) {
+		t.Fatalf("part %d of %d MiB on a 20 MiB disk: %v, want blob.ErrFull", n, blob.PartSize>>20, err)
+	}
+	if n == 0 {
+		t.Fatal("not even one part fit: the test's disk is too small to show anything")
+	}
+	if err := s.Commit(ctx, id, state, n+1, int64(n+1)*blob.PartSize); err == nil {
+		t.Fatalf("Commit with part %d, refused for want of space, succeeded", n)
+	}
+	// Freeing the space (another upload deleted) lets the part in.
+	if err := s.Delete(ctx, id, state); err != nil {
+		t.Fatal(err)
+	}
+	other := blobtest.NewID()
+	if state, err = s.Begin(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("sandi"), 1000)
+	if _, err := s.WritePart(ctx, other, state, 0, bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatalf("WritePart after space was freed: %v", err)
+	}
+	if err := s.Commit(ctx, other, state, 1, int64(len(data))); err != nil {
+		t.Fatal(err)
 	}
 }
