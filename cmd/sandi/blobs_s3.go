@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 
-	"sandi.dev/internal/blob"
 	"sandi.dev/internal/blob/s3blob"
 )
 
@@ -13,7 +12,7 @@ import (
 // not parse, or of another scheme, is a usage error (exit status 2), so
 // that a mistyped URL never becomes a directory of that name; a store that
 // cannot be reached, or lacks the bucket, is an error.
-func openS3Blobs(ctx context.Context, spec string) (st blob.Store, ok bool, err error) {
+func openS3Blobs(ctx context.Context, spec string) (st *s3blob.Store, ok bool, err error) {
 	if !strings.HasPrefix(spec, s3blob.Scheme) {
 		if strings.Contains(spec, "://") {
 			return nil, true, usageError{"--blobs: a directory or an s3:// URL"}
