@@ -83,10 +83,18 @@ func New(c Config) (*Store, error) {
 // NewClient returns a minio-go client of the server c names, as a Store
 // makes it.
 func NewClient(c Config) (*minio.Client, error) {
+	tr, err := minio.DefaultTransport(c.TLS)
+	if err != nil {
+		return nil, fmt.Errorf("blob store %s: %w", c, err)
+	}
+	// Keep a connection for each of many concurrent part uploads rather
+	// than the default 16 (a new TCP and TLS handshake each time).
+	tr.MaxIdleConnsPerHost = 128
 	cl, err := minio.New(c.Endpoint, &minio.Options{
-		Creds:  credentials.NewStaticV4(c.AccessKey, c.SecretKey, ""),
-		Secure: c.TLS,
-		Region: c.Region,
+		Creds:     credentials.NewStaticV4(c.AccessKey, c.SecretKey, ""),
+		Secure:    c.TLS,
+		Region:    c.Region,
+		Transport: tr,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("blob store %s: %w", c, err)
