@@ -231,3 +231,37 @@ func TestFull(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// BenchmarkOpen reads a committed object of PartSize from the test server,
+// whole, for docs/performance.md.
+func BenchmarkOpen(b *testing.B) {
+	s, err := s3blob.Open(b.Context(), tests3.URL(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := b.Context()
+	id := blobtest.NewID()
+	state, err := s.Begin(ctx, id)
+	if err == nil {
+		state, err = s.WritePart(ctx, id, state, 0, &zeros{blob.PartSize}, blob.PartSize)
+	}
+	if err == nil {
+		err = s.Commit(ctx, id, state, 1, blob.PartSize)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(blob.PartSize)
+	b.ResetTimer()
+	for b.Loop() {
+		rc, err := s.Open(ctx, id, 0, -1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, rc)
+		rc.Close()
+		if err != nil || n != blob.PartSize {
+			b.Fatalf("read %d bytes: %v", n, err)
+		}
+	}
+}
