@@ -84,7 +84,13 @@ Conversations:
   add CONV USER...            add members (admins only)
   remove CONV USER...         remove members (admins only)
   leave CONV                  leave a conversation
-  send CONV TEXT...           send a message (at most 32768 bytes)
+  send CONV [--file PATH]... [TEXT...]
+                              send a message (at most 32768 bytes), with files
+                              attached (encrypted here; the text may then be left out)
+  save CONV ATTACHMENT [--out PATH] [--force]
+                              download, check and decrypt an attachment (ATTACHMENT:
+                              the id sync shows) into PATH (default: its file name
+                              here); an existing file is replaced only with --force
   sync [CONV] [--peek]        print new messages (of CONV only, if given) and mark
                               them read; --peek leaves them unread
   history CONV [--limit N]    print the messages this device holds of CONV, oldest
