@@ -59,9 +59,14 @@ var (
 
 // Main runs the tests of a package and then stops the cluster if one was
 // started. Call it from TestMain.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Around(m.Run)) }
+
+// Around is Main for a TestMain that uses another such helper too: it
+// calls run (m.Run, or the other helper's wrapper of it), stops the
+// cluster and returns run's exit code.
+func Around(run func() int) int {
 	mainUsed.Store(true)
-	code := m.Run()
+	code := run()
 	adminMu.Lock()
 	if admin != nil {
 		admin.Close()
@@ -73,7 +78,7 @@ func Main(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "testpg:", err)
 		}
 	}
-	os.Exit(code)
+	return code
 }
 
 // URL returns the URL of a new, empty database for t, dropped when t ends

@@ -63,9 +63,14 @@ func Main(m *testing.M) { os.Exit(Run(m)) }
 
 // Run is Main for a TestMain with more to do: it runs the tests, stops
 // the server and returns m.Run's exit code.
-func Run(m *testing.M) int {
+func Run(m *testing.M) int { return Around(m.Run) }
+
+// Around is Run for a TestMain that uses another such helper too
+// (testpg.Around): it calls run, stops the server and returns run's exit
+// code.
+func Around(run func() int) int {
 	mainUsed.Store(true)
-	code := m.Run()
+	code := run()
 	if srv != nil {
 		if err := srv.stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "tests3:", err)
