@@ -26,7 +26,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -36,6 +35,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"sandi.dev/internal/blob/s3blob"
+	"sandi.dev/internal/testproc"
 )
 
 const (
@@ -300,26 +300,15 @@ func launch(bin, root, logPath string) (*server, error) {
 		s.halt()
 		return nil, err
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	err = testproc.Await("versitygw", s.done, logPath, 60*time.Second, func(ctx context.Context) error {
 		_, err := cl.ListBuckets(ctx)
-		cancel()
-		if err == nil {
-			return s, nil
-		}
-		select {
-		case werr := <-s.done:
-			s.done <- werr
-			return nil, fmt.Errorf("versitygw exited (%v); its log:\n%s", werr, tail(logPath))
-		default:
-		}
-		if time.Now().After(deadline) {
-			s.halt()
-			return nil, fmt.Errorf("versitygw did not answer within 60s (%v); its log:\n%s", err, tail(logPath))
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err
+	})
+	if err != nil {
+		s.halt()
+		return nil, err
 	}
+	return s, nil
 }
 
 // halt stops the server process (SIGTERM, then SIGKILL after 20 s).
@@ -339,13 +328,4 @@ func (s *server) halt() error {
 // stop halts the server and removes its directory.
 func (s *server) stop() error {
 	return errors.Join(s.halt(), os.RemoveAll(s.dir))
-}
-
-func tail(path string) string {
-	b, _ := os.ReadFile(path)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > 30 {
-		lines = lines[len(lines)-30:]
-	}
-	return strings.Join(lines, "\n")
 }
