@@ -135,6 +135,9 @@ type outgoing struct {
 }
 
 func (c *Client) send(ctx context.Context, cs *convState, clientID string, ct Content) (Message, error) {
+	if err := c.stillMember(ctx, cs); err != nil {
+		return Message{}, err
+	}
 	if clientID == "" {
 		clientID = NewClientID()
 	}
@@ -242,7 +245,9 @@ func (c *Client) recordLater(cs *convState, m Message) error {
 			return nil
 		}
 		cs.LastSeq = m.Seq
-		cs.Unread++
+		if m.Type != ContentTitle { // a title (from before states) is not news
+			cs.Unread++
+		}
 	}
 	b, err := json.Marshal(m)
 	if err != nil {
