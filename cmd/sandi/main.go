@@ -78,7 +78,10 @@ Account and devices:
 
 Conversations:
   new [--title TITLE] USER... create a conversation with USERs; prints its id
-  list                        list conversations
+  list                        list conversations (also 'conversations'); those you
+                              left or were removed from are marked and read-only
+  rename CONV TITLE...        set the conversation's title (every member sees it)
+  history CONV                print the messages this device holds for CONV
   add CONV USER...            add members (admins only)
   remove CONV USER...         remove members (admins only)
   leave CONV                  leave a conversation
