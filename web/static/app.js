@@ -309,6 +309,7 @@
     }
     const seen = new Set();
     for (const c of list) {
+      if (c.status) c.left = true; // left or removed: kept read-only by the SDK
       seen.add(c.id);
       if (!st.convs.has(c.id)) st.order.unshift(c.id);
       st.convs.set(c.id, c);
@@ -733,6 +734,20 @@
     try {
       await sandi.addMember(st.current, name);
       $("add-member-input").value = "";
+      await loadConversations();
+    } catch (e) {
+      $("members-error").textContent = errorText(e);
+    }
+  });
+
+  $("rename-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const title = $("rename-input").value.trim();
+    if (!title) return;
+    $("members-error").textContent = "";
+    try {
+      await sandi.rename(st.current, title);
+      $("rename-input").value = "";
       await loadConversations();
     } catch (e) {
       $("members-error").textContent = errorText(e);
