@@ -295,3 +295,33 @@ func TestConversationStateAttacks(t *testing.T) {
 		t.Fatalf("after the attacks alice renames to %q", got)
 	}
 }
+
+// TestLegacyTitleMessage: a title sent as a message by an older client
+// still names a conversation that has no state, is not counted as unread,
+// and gives way to the state once there is one.
+func TestLegacyTitleMessage(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, dbs(t)["sqlite"](t), serverConfig())
+	alice, bob := register(t, n, "alice"), register(t, n, "bob")
+	conv, err := alice.CreateConversation(ctx, "", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.SendLegacyTitle(ctx, conv, "Old title"); err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, bob)
+	convs, err := bob.Conversations(ctx)
+	if err != nil || len(convs) != 1 || convs[0].Title != "Old title" || convs[0].Unread != 0 {
+		t.Fatalf("bob's conversation with a legacy title: %+v %v", convs, err)
+	}
+	if err := bob.Rename(ctx, conv, "New title"); err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, alice)
+	for _, c := range []*client.Client{alice, bob} {
+		if got := titleOf(t, c, conv); got != "New title" {
+			t.Fatalf("%s: the state did not replace the legacy title: %q", c.Username(), got)
+		}
+	}
+}
