@@ -82,7 +82,7 @@ func (c *Client) acceptState(ctx context.Context, cs *convState, enc []byte) err
 			Detail: fmt.Sprintf("The server no longer serves this conversation's state (version %d held here); the title %q is kept.", cs.State.Version, cs.State.Title)})
 	}
 	ref := stateRef(enc)
-	if cs.State != nil && cs.State.Ref == ref {
+	if cs.State != nil && cs.State.Ref == ref || cs.unreadable == ref {
 		return nil
 	}
 	invalid := func(user protocol.UserID, detail string) error {
@@ -98,11 +98,13 @@ func (c *Client) acceptState(ctx context.Context, cs *convState, enc []byte) err
 	e, err := c.openEpoch(ctx, cs, rec.Epoch)
 	switch {
 	case errors.Is(err, errNoSession) || errors.Is(err, ErrServerMisbehaved) || errors.Is(err, ErrIdentityNotAccepted) || errors.Is(err, ErrExpired):
-		return nil // an epoch this device cannot read (its refusal, if any, raised its own alarm)
+		cs.unreadable = ref // an epoch this device cannot read (its refusal, if any, raised its own alarm)
+		return nil
 	case err != nil:
 		return err
 	case e == nil || e.StateKey == nil:
-		return nil // an epoch opened before states existed
+		cs.unreadable = ref // an epoch opened before states existed
+		return nil
 	}
 	id, ok := e.Identities[rec.Signer.User]
 	if !ok {
