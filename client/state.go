@@ -151,6 +151,16 @@ func (c *Client) acceptState(ctx context.Context, cs *convState, enc []byte) err
 	return c.saveConv(cs)
 }
 
+// convOrNew loads a conversation's state, or starts one for a
+// conversation this device has not seen yet.
+func (c *Client) convOrNew(id protocol.ConversationID) (*convState, error) {
+	cs, err := c.conv(id)
+	if cs == nil && err == nil {
+		cs = c.newConv(id)
+	}
+	return cs, err
+}
+
 // refreshState fetches the conversation and checks its state.
 func (c *Client) refreshState(ctx context.Context, cs *convState) error {
 	ca, err := c.conversationState(ctx, cs)
@@ -225,12 +235,9 @@ func (c *Client) Rename(ctx context.Context, conv protocol.ConversationID, title
 	if title == "" || len(title) > protocol.MaxTitle || !utf8.ValidString(title) {
 		return fmt.Errorf("a title is 1 to %d bytes of UTF-8 text", protocol.MaxTitle)
 	}
-	cs, err := c.conv(conv)
+	cs, err := c.convOrNew(conv)
 	if err != nil {
 		return err
-	}
-	if cs == nil {
-		cs = c.newConv(conv)
 	}
 	if err := c.stillMember(ctx, cs); err != nil {
 		return err

@@ -101,20 +101,7 @@ func TestConversationState(t *testing.T) {
 	}
 
 	// A device linked later reads it too.
-	second := newClient(t, n, "")
-	if err := second.Login(ctx, "bob", "password of bob"); err != nil {
-		t.Fatal(err)
-	}
-	code, err := second.StartLink(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.ApproveLink(ctx, code); err != nil {
-		t.Fatal(err)
-	}
-	if err := second.WaitLink(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
+	second := link(t, n, bob, "bob")
 	if _, err := bob.Send(ctx, conv, "from my old device"); err != nil { // the epoch that covers the new device
 		t.Fatal(err)
 	}

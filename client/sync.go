@@ -212,12 +212,9 @@ func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) er
 			if ev.Conversation == nil {
 				continue
 			}
-			cs, err := c.conv(*ev.Conversation)
+			cs, err := c.convOrNew(*ev.Conversation)
 			if err != nil {
 				return err
-			}
-			if cs == nil {
-				cs = c.newConv(*ev.Conversation)
 			}
 			if _, err := c.openEpoch(ctx, cs, ev.Epoch); err != nil && !errors.Is(err, errNoSession) && !errors.Is(err, ErrServerMisbehaved) && !errors.Is(err, ErrIdentityNotAccepted) {
 				return errors.Join(err, c.flush())
@@ -227,12 +224,9 @@ func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) er
 			if ev.Conversation == nil {
 				continue
 			}
-			cs, err := c.conv(*ev.Conversation)
+			cs, err := c.convOrNew(*ev.Conversation)
 			if err != nil {
 				return err
-			}
-			if cs == nil {
-				cs = c.newConv(*ev.Conversation)
 			}
 			if err := c.refreshState(ctx, cs); err != nil {
 				return errors.Join(err, c.flush())
