@@ -142,15 +142,12 @@ func (c *Client) formerConversations(ctx context.Context, listed map[protocol.Co
 		if cs == nil || cs.chain == nil {
 			continue
 		}
+		if _, member := cs.chain.Member(c.acct.User); member && !cs.Left {
+			continue // not listed, yet a member by the chain this device verified: not shown as left
+		}
 		cv := Conversation{ID: id, Title: cs.title(), Epoch: cs.Epoch, Unread: cs.Unread, Status: "removed"}
 		if last, err := protocol.ParseRecord(cs.records[len(cs.records)-1]); err == nil && last.Op == protocol.OpLeave && last.Author == c.acct.User {
 			cv.Status = "left"
-		}
-		if !cs.Left {
-			cs.Left = true // the server no longer lists it: no more writing
-			if err := c.saveConv(cs); err != nil {
-				return nil, err
-			}
 		}
 		c.describeMembers(ctx, cs, &cv)
 		out = append(out, cv)

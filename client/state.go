@@ -295,8 +295,13 @@ func (c *Client) stillMember(ctx context.Context, cs *convState) error {
 	if err := c.syncChain(ctx, cs); err != nil && !IsCode(err, "not_found") {
 		return err
 	}
-	if cs.Left {
-		return fmt.Errorf("%w (%s)", ErrNotMember, cs.ID)
+	// The verified chain decides, not the server's word (an event, a
+	// 404): this account may have been added again.
+	if cs.chain != nil {
+		if _, ok := cs.chain.Member(c.acct.User); ok {
+			cs.Left = false
+			return c.saveConv(cs)
+		}
 	}
-	return nil
+	return fmt.Errorf("%w (%s)", ErrNotMember, cs.ID)
 }

@@ -312,3 +312,50 @@ func TestLegacyTitleMessage(t *testing.T) {
 		}
 	}
 }
+
+// TestRemovedConversationKept: a removed member keeps the conversation,
+// read-only: listed as removed, with the messages sent while it was a
+// member and none after; sending and renaming are refused.
+func TestRemovedConversationKept(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, dbs(t)["sqlite"](t), serverConfig())
+	alice, bob := register(t, n, "alice"), register(t, n, "bob")
+	conv, err := alice.CreateConversation(ctx, "Lunch", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Send(ctx, conv, "before"); err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, bob)
+	if err := alice.RemoveMembers(ctx, conv, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Send(ctx, conv, "after"); err != nil {
+		t.Fatal(err)
+	}
+	if got := syncTexts(t, bob); len(got) != 0 {
+		t.Fatalf("removed bob received %q", got)
+	}
+	convs, err := bob.Conversations(ctx)
+	if err != nil || len(convs) != 1 || convs[0].ID != conv || convs[0].Status != "removed" || convs[0].Title != "Lunch" {
+		t.Fatalf("bob's conversations after his removal: %+v %v", convs, err)
+	}
+	if h, err := bob.History(conv); err != nil || len(h) != 1 || h[0].Text != "before" {
+		t.Fatalf("bob's history after his removal: %+v %v", h, err)
+	}
+	if _, err := bob.Send(ctx, conv, "still here?"); !errors.Is(err, client.ErrNotMember) {
+		t.Fatalf("removed bob's send: %v", err)
+	}
+	if err := bob.Rename(ctx, conv, "Mine now"); !errors.Is(err, client.ErrNotMember) {
+		t.Fatalf("removed bob's rename: %v", err)
+	}
+	// Added again, bob writes again.
+	if err := alice.AddMembers(ctx, conv, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, bob)
+	if _, err := bob.Send(ctx, conv, "back"); err != nil {
+		t.Fatalf("bob, added again: %v", err)
+	}
+}

@@ -268,7 +268,9 @@ type MembershipChange struct {
 // State, if not nil, is the conversation's state re-published under the
 // new epoch (State.Epoch must be Session.Epoch, else ErrInvalid); its
 // version must be at least the stored one (else ErrStaleState). Without
-// it the stored state stays as it is, under its older epoch.
+// it the stored state stays as it is, under its older epoch; with it, a
+// conversation-wide EventState follows the session events (as
+// NewConversation.State emits one after the first epoch's).
 type NewSession struct {
 	Session Session
 	State   *StateRow

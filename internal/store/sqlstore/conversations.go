@@ -74,6 +74,9 @@ func (s *Store) CreateConversation(ctx context.Context, nc store.NewConversation
 		for _, k := range nc.Session.Keys {
 			evs = append(evs, newEvent{kind: store.EventSession, device: devPtr(k.Device), conv: convPtr(nc.ID), epoch: 1, at: nc.Now})
 		}
+		if nc.State != nil {
+			evs = append(evs, newEvent{kind: store.EventState, conv: convPtr(nc.ID), epoch: 1, seq: nc.State.Version, at: nc.Now})
+		}
 		first, err := t.emit(evs)
 		if err != nil {
 			return err
@@ -398,9 +401,12 @@ func (s *Store) AddSession(ctx context.Context, ns store.NewSession) error {
 		if err := t.step("epoch"); err != nil {
 			return err
 		}
-		evs := make([]newEvent, 0, len(sess.Keys))
+		evs := make([]newEvent, 0, len(sess.Keys)+1)
 		for _, k := range sess.Keys {
 			evs = append(evs, newEvent{kind: store.EventSession, device: devPtr(k.Device), conv: convPtr(sess.Conversation), epoch: sess.Epoch, at: ns.Now})
+		}
+		if ns.State != nil {
+			evs = append(evs, newEvent{kind: store.EventState, conv: convPtr(sess.Conversation), epoch: sess.Epoch, seq: ns.State.Version, at: ns.Now})
 		}
 		if _, err := t.emit(evs); err != nil {
 			return err

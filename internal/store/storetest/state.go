@@ -43,13 +43,17 @@ func testState(t *testing.T, open Opener) {
 	want("rotation without state", "state v1", 1, 1)
 	ns := f.nextSession(conv, alice, alice, bob)
 	ns.State = &store.StateRow{Encoded: []byte("state v1 at 3"), Epoch: 3, Version: 1}
+	since := f.lastEvent()
 	if err := s.AddSession(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
 	want("re-published at a rotation", "state v1 at 3", 3, 1)
+	if k := kinds(f.sync(bob, 0, since)); k[store.EventSession] != 1 || k[store.EventState] != 1 {
+		t.Fatalf("bob's events after a rotation with the state: %v", k)
+	}
 
 	// Changes in the current epoch.
-	since := f.lastEvent()
+	since = f.lastEvent()
 	set := func(u *acct, enc string, epoch, version uint64) error {
 		return s.SetState(ctx, store.StateUpdate{Conversation: conv, User: u.ID, State: store.StateRow{Encoded: []byte(enc), Epoch: epoch, Version: version}, Now: f.tick()})
 	}
