@@ -347,7 +347,7 @@ func (c *Client) recordReleased(cs *convState, m Message) error {
 			cs.Title = m.Text
 		}
 	}
-	if m.Type != ContentTitle {
+	if c.countsUnread(m) {
 		cs.Unread++
 	}
 	c.pend.history[cs.ID] = append(append(c.pend.history[cs.ID], b...), '\n')

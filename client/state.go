@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 
 	"sandi.dev/protocol"
@@ -149,6 +150,30 @@ func (c *Client) acceptState(ctx context.Context, cs *convState, enc []byte) err
 	cs.State = &stateView{Version: rec.StateVersion, Epoch: rec.Epoch, Title: content.Title, Description: content.Description,
 		Timer: content.Timer, Signer: rec.Signer.User, Time: rec.Time, Ref: ref}
 	return c.saveConv(cs)
+}
+
+// storedConvs loads every conversation this device holds state for, in
+// the order of their ids.
+func (c *Client) storedConvs() ([]*convState, error) {
+	keys, err := c.st.List("conv/")
+	if err != nil {
+		return nil, err
+	}
+	var out []*convState
+	for _, k := range keys {
+		id, err := protocol.ParseConversationID(strings.TrimPrefix(k, "conv/"))
+		if err != nil {
+			continue
+		}
+		cs, err := c.conv(id)
+		if err != nil {
+			return nil, err
+		}
+		if cs != nil {
+			out = append(out, cs)
+		}
+	}
+	return out, nil
 }
 
 // convOrNew loads a conversation's state, or starts one for a

@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/term"
-
 	"sandi.dev/client"
 	"sandi.dev/protocol"
 )
@@ -51,6 +49,8 @@ func parseGlobal(args []string) (global, []string, error) {
 			continue
 		case "h", "help":
 			return g, []string{"help"}, nil
+		case "version":
+			return g, []string{"version"}, nil
 		}
 		return g, nil, usageError{fmt.Sprintf("unknown flag %s", a)}
 	}
@@ -70,6 +70,7 @@ type cli struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	c              *client.Client
+	peek           bool // sync leaves what it prints unread
 }
 
 type command func(ctx context.Context, e *cli, args []string) error
@@ -90,6 +91,8 @@ var commands = map[string]command{
 	"leave":         cmdLeave,
 	"send":          cmdSend,
 	"sync":          cmdSync,
+	"history":       cmdHistory,
+	"search":        cmdSearch,
 	"chat":          cmdChat,
 	"safety-number": cmdSafetyNumber,
 	"verify":        cmdVerify,
@@ -99,7 +102,6 @@ var commands = map[string]command{
 	"alarms":        cmdAlarms,
 	"rekey-back":    cmdRekeyBack,
 	"rename":        cmdRename,
-	"history":       cmdHistory,
 	"conversations": cmdList,
 }
 
@@ -107,6 +109,10 @@ var commands = map[string]command{
 // lock) until close: a second sandi process on the same home directory is
 // refused with a sentence naming the directory and this process.
 func (e *cli) open() error {
+	server, err := e.serverURL()
+	if err != nil {
+		return err
+	}
 	st, err := client.NewDirStorage(e.g.home)
 	if errors.Is(err, client.ErrLocked) {
 		return err
@@ -115,7 +121,7 @@ func (e *cli) open() error {
 		return fmt.Errorf("state directory %s: %w", e.g.home, err)
 	}
 	host, _ := os.Hostname()
-	e.c, err = client.Open(client.Options{Server: e.g.server, Storage: st, DeviceName: "cli@" + host})
+	e.c, err = client.Open(client.Options{Server: server, Storage: st, DeviceName: "cli@" + host})
 	if err != nil {
 		st.Close()
 	}
@@ -186,17 +192,8 @@ func parse(fs *flag.FlagSet, args []string) error {
 // readPassword reads the password from the first line of standard input;
 // when that is a terminal, it asks for it without echoing it.
 func readPassword(e *cli) (string, error) {
-	if f, ok := e.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		fmt.Fprint(e.stderr, "password: ")
-		b, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(e.stderr)
-		if err != nil {
-			return "", err
-		}
-		if len(b) == 0 {
-			return "", usageError{"no password given"}
-		}
-		return string(b), nil
+	if f, ok := e.terminalIn(); ok {
+		return askPassword(e, f, "password: ")
 	}
 	line, err := bufio.NewReader(e.stdin).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -218,7 +215,7 @@ func cmdRegister(ctx context.Context, e *cli, args []string) error {
 	if fs.NArg() != 1 {
 		return usageError{"usage: sandi register USERNAME --password-stdin"}
 	}
-	pw, err := readPassword(e)
+	pw, err := readNewPassword(e)
 	if err != nil {
 		return err
 	}
@@ -509,15 +506,20 @@ func (e *cli) wrap(line string) string {
 }
 
 func cmdSync(ctx context.Context, e *cli, args []string) error {
-	if len(args) > 1 {
-		return usageError{"usage: sandi sync [CONV]"}
+	fs := flags("sync", e)
+	fs.BoolVar(&e.peek, "peek", false, "leave the messages printed unread")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 1 {
+		return usageError{"usage: sandi sync [CONV] [--peek]"}
 	}
 	if err := e.open(); err != nil {
 		return err
 	}
 	var only *protocol.ConversationID
-	if len(args) == 1 {
-		id, err := e.c.FindConversation(ctx, args[0])
+	if fs.NArg() == 1 {
+		id, err := e.c.FindConversation(ctx, fs.Arg(0))
 		if err != nil {
 			return err
 		}
@@ -527,14 +529,22 @@ func cmdSync(ctx context.Context, e *cli, args []string) error {
 }
 
 // syncPrint syncs the open client and prints the new messages (of only, if
-// not nil), failures and warnings.
+// not nil), failures and warnings; what it printed is marked read unless
+// e.peek.
 func (e *cli) syncPrint(ctx context.Context, only *protocol.ConversationID) error {
 	res, err := e.c.Sync(ctx)
+	var printed []client.Message
 	for _, m := range res.Messages {
 		if only != nil && m.Conversation != *only {
 			continue
 		}
 		if err := e.printMessage(m); err != nil {
+			return err
+		}
+		printed = append(printed, m)
+	}
+	if !e.peek {
+		if err := e.markPrinted(printed); err != nil {
 			return err
 		}
 	}

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 )
 
@@ -22,32 +24,16 @@ func cmdRename(ctx context.Context, e *cli, args []string) error {
 	return e.out(map[string]any{"conversation": id, "title": title}, "renamed "+id.String()+" to "+untrusted(title))
 }
 
-// cmdHistory prints the messages this device holds for a conversation,
-// oldest first, from its storage: also those of a conversation it left or
-// was removed from.
-func cmdHistory(ctx context.Context, e *cli, args []string) error {
-	if len(args) != 1 {
-		return usageError{"usage: sandi history CONV"}
-	}
-	id, err := e.conv(ctx, args[0])
-	if err != nil {
-		return err
-	}
-	ms, err := e.c.History(id)
-	if err != nil {
-		return err
-	}
-	for _, m := range ms {
-		if err := e.printMessage(m); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+var errNotLoggedIn = errors.New("not logged in")
 
-// notLoggedIn is whoami's answer on a home directory without an account.
+// notLoggedIn is whoami's answer on a home directory without an account
+// (never registered, or logged out).
 func (e *cli) notLoggedIn() error {
-	return fmt.Errorf("not logged in (state directory %s; --home chooses another)", e.g.home)
+	home, err := filepath.Abs(e.g.home)
+	if err != nil {
+		home = e.g.home
+	}
+	return &explained{fmt.Sprintf("not logged in (home directory %s): run 'sandi register' or 'sandi login', or name another home directory with --home DIR", home), errNotLoggedIn}
 }
 
 // statusMark is how list shows a conversation this account is no longer
