@@ -281,7 +281,7 @@ func cmdWhoami(ctx context.Context, e *cli, args []string) error {
 		return err
 	}
 	if e.c.Username() == "" {
-		return e.notLoggedIn()
+		return client.ErrNoAccount // never registered, or logged out: explain names the home directory
 	}
 	idk, ok := e.c.IdentityKey()
 	v := map[string]any{"username": e.c.Username(), "user": e.c.UserID(), "device": e.c.DeviceID(), "server": e.c.Server()}

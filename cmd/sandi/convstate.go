@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"path/filepath"
 	"strings"
 )
 
@@ -22,18 +19,6 @@ func cmdRename(ctx context.Context, e *cli, args []string) error {
 		return err
 	}
 	return e.out(map[string]any{"conversation": id, "title": title}, "renamed "+id.String()+" to "+untrusted(title))
-}
-
-var errNotLoggedIn = errors.New("not logged in")
-
-// notLoggedIn is whoami's answer on a home directory without an account
-// (never registered, or logged out).
-func (e *cli) notLoggedIn() error {
-	home, err := filepath.Abs(e.g.home)
-	if err != nil {
-		home = e.g.home
-	}
-	return &explained{fmt.Sprintf("not logged in (home directory %s): run 'sandi register' or 'sandi login', or name another home directory with --home DIR", home), errNotLoggedIn}
 }
 
 // statusMark is how list shows a conversation this account is no longer
