@@ -42,9 +42,6 @@ type convState struct {
 	chain   *protocol.Chain
 	epochs  map[uint64]*epochEntry
 	alarmed map[string]bool // alarms raised by this process, once each
-	// unreadable is the last state record (§7.6) found to be in an epoch
-	// this device cannot read, not to ask for that epoch again.
-	unreadable string
 }
 
 // epochEntry is one epoch's ratchet plus the member identities at the chain

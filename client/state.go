@@ -83,7 +83,7 @@ func (c *Client) acceptState(ctx context.Context, cs *convState, enc []byte) err
 			Detail: fmt.Sprintf("The server no longer serves this conversation's state (version %d held here); the title %q is kept.", cs.State.Version, cs.State.Title)})
 	}
 	ref := stateRef(enc)
-	if cs.State != nil && cs.State.Ref == ref || cs.unreadable == ref {
+	if cs.State != nil && cs.State.Ref == ref {
 		return nil
 	}
 	invalid := func(user protocol.UserID, detail string) error {
@@ -96,16 +96,18 @@ func (c *Client) acceptState(ctx context.Context, cs *convState, enc []byte) err
 	if rec.Conversation != cs.ID {
 		return invalid(rec.Signer.User, "The server served another conversation's state.")
 	}
-	e, err := c.openEpoch(ctx, cs, rec.Epoch)
+	// Only an epoch this device holds: it opens each epoch made for it when
+	// its session event comes, which the stream delivers before the state
+	// event of that epoch; asking the server for any other would only
+	// tell it which states the device cannot read.
+	e, err := c.loadEpoch(cs, rec.Epoch)
 	switch {
-	case errors.Is(err, errNoSession) || errors.Is(err, ErrServerMisbehaved) || errors.Is(err, ErrIdentityNotAccepted) || errors.Is(err, ErrExpired):
-		cs.unreadable = ref // an epoch this device cannot read (its refusal, if any, raised its own alarm)
+	case errors.Is(err, ErrExpired):
 		return nil
 	case err != nil:
 		return err
 	case e == nil || e.StateKey == nil:
-		cs.unreadable = ref // an epoch opened before states existed
-		return nil
+		return nil // not an epoch of this device (yet), or one opened before states existed
 	}
 	id, ok := e.Identities[rec.Signer.User]
 	if !ok {
