@@ -37,4 +37,6 @@ const (
 	LabelStateKey        = "sandi v1 state key"
 	LabelStateAD         = "sandi v1 state data"
 	LabelStateSig        = "sandi v1 state signature"
+	LabelAttachmentKey   = "sandi v1 attachment key"
+	LabelAttachmentChunk = "sandi v1 attachment chunk"
 )
