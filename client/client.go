@@ -59,6 +59,7 @@ var (
 	ErrNoIdentity  = errors.New("this device has no identity key yet: link it from another device or reset the identity")
 	ErrHasAccount  = errors.New("this device already has an account")
 	ErrUnknownUser = errors.New("no such user")
+	ErrNoServer    = errors.New("no server URL given")
 )
 
 // Client is one device. Create it with Open.
@@ -182,6 +183,22 @@ func (c *Client) Close() error {
 }
 
 func (c *Client) load() error {
+	// A logout interrupted during its erasure: finish it.
+	if _, err := c.st.Get(logoutMark); err == nil {
+		var a account
+		if b, err := c.st.Get("account"); err == nil {
+			_ = json.Unmarshal(b, &a) // only its server URL is kept
+		}
+		c.acct = account{Server: a.Server}
+		if err := c.saveAccount(); err != nil {
+			return fmt.Errorf("finish the logout: %w", err)
+		}
+		if err := c.finishLogout(); err != nil {
+			return fmt.Errorf("finish the logout: %w", err)
+		}
+	} else if !errors.Is(err, ErrNoValue) {
+		return err
+	}
 	b, err := c.st.Get("account")
 	if errors.Is(err, ErrNoValue) {
 		return nil
@@ -308,7 +325,7 @@ func (c *Client) authenticate(ctx context.Context, path, username, password stri
 		return a, ErrHasAccount
 	}
 	if c.acct.Server == "" {
-		return a, errors.New("no server URL given")
+		return a, ErrNoServer
 	}
 	err := c.api.do(ctx, "POST", path, map[string]string{"username": username, "password": password, "deviceName": c.devName}, &a)
 	if err != nil {

@@ -65,6 +65,9 @@ var authzTable = map[string]authzCase{
 	"POST /api/conversations/{id}/sessions": func(f *authzFixture) (string, any) {
 		return "/api/conversations/" + f.conv.String() + "/sessions", map[string]string{}
 	},
+	"PUT /api/conversations/{id}/state": func(f *authzFixture) (string, any) {
+		return "/api/conversations/" + f.conv.String() + "/state", map[string]string{}
+	},
 	"GET /api/conversations/{id}/sessions/{epoch}/initial-session": func(f *authzFixture) (string, any) {
 		return fmt.Sprintf("/api/conversations/%s/sessions/1/initial-session", f.conv), nil
 	},
@@ -74,8 +77,18 @@ var authzTable = map[string]authzCase{
 	"GET /api/conversations/{id}/messages": func(f *authzFixture) (string, any) {
 		return "/api/conversations/" + f.conv.String() + "/messages", nil
 	},
-	"GET /api/sync": func(f *authzFixture) (string, any) { return "/api/sync", nil },
-	"GET /api/ws":   nil, // a WebSocket handshake; covered by the WebSocket tests
+	"POST /api/conversations/{id}/blobs": func(f *authzFixture) (string, any) {
+		return "/api/conversations/" + f.conv.String() + "/blobs", map[string]any{}
+	},
+	// The blob routes name a blob, not a conversation: TestBlobAuthorization
+	// checks who may use one.
+	"PUT /api/blobs/{blob}/parts/{n}": func(f *authzFixture) (string, any) { return "/api/blobs/" + someBlob + "/parts/0", []byte("x") },
+	"GET /api/blobs/{blob}/upload":    func(f *authzFixture) (string, any) { return "/api/blobs/" + someBlob + "/upload", nil },
+	"POST /api/blobs/{blob}/complete": func(f *authzFixture) (string, any) { return "/api/blobs/" + someBlob + "/complete", nil },
+	"GET /api/blobs/{blob}":           func(f *authzFixture) (string, any) { return "/api/blobs/" + someBlob, nil },
+	"DELETE /api/blobs/{blob}":        func(f *authzFixture) (string, any) { return "/api/blobs/" + someBlob, nil },
+	"GET /api/sync":                   func(f *authzFixture) (string, any) { return "/api/sync", nil },
+	"GET /api/ws":                     nil, // a WebSocket handshake; covered by the WebSocket tests
 }
 
 // TestAuthorization runs every route as a member, a non-member, a removed

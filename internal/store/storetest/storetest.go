@@ -95,6 +95,10 @@ func Run(t *testing.T, open Opener) {
 		{"AnswersFollowWrites", testAnswersFollowWrites},
 		{"Ping", testPing},
 		{"Incarnation", testIncarnation},
+		{"State", testState},
+		{"Blobs", testBlobs},
+		{"BlobQuotaRace", testBlobQuotaRace},
+		{"BlobPartsConcurrent", testBlobPartsConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, open) })
