@@ -921,3 +921,151 @@ func resetFromNewDevice(t *testing.T, url, username string) *cli {
 	}
 	return u
 }
+
+// TestBrowserAttachments: a PNG sent from the terminal shows inline in the
+// browser (decoded at its full size); files picked in the browser are
+// saved by the terminal byte for byte; a voice note recorded in one
+// browser plays in another; a file whose ciphertext the server changed
+// shows an error, not the file.
+func TestBrowserAttachments(t *testing.T) {
+	requireBuilt(t)
+	url, data := startServerIn(t, "")
+	browser := startBrowser(t)
+	ctx := context.Background()
+
+	alice := newPage(t, browser, "alice", url)
+	alice.register("alice")
+	bob := newPage(t, browser, "bob", url)
+	bob.register("bob")
+	carol := newCLI(t, url, "")
+	if err := carol.c.Register(ctx, "carol", "password of carol"); err != nil {
+		t.Fatal(err)
+	}
+	conv, err := carol.c.CreateConversation(ctx, "Files", "alice", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice.openConversation("Files")
+	bob.openConversation("Files")
+
+	// A PNG from the terminal: shown inline, decoded at its size.
+	photo := testPNG(t, 300, 200)
+	carol.sendFile(conv, "photo.png", "image/png", photo)
+	for _, p := range []*page{alice, bob} {
+		if w := p.waitImage("photo.png"); w != 300 {
+			p.fail("the image is shown %d pixels wide, the PNG is 300", w)
+		}
+	}
+
+	// Two files picked at once in alice's browser (one message): the
+	// terminal saves them byte for byte.
+	dir := t.TempDir()
+	blobFile := filepath.Join(dir, "notes.bin")
+	notes := bytes.Repeat([]byte("sandi attachment bytes\x00\xff"), 40000) // ~1 MB, more than a chunk
+	if err := os.WriteFile(blobFile, notes, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	shot := filepath.Join(dir, "shot.png")
+	if err := os.WriteFile(shot, testPNG(t, 64, 48), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	alice.attachFiles(blobFile, shot)
+	if got := carol.save(conv, "notes.bin"); !bytes.Equal(got, notes) {
+		t.Fatalf("the terminal saved %d bytes of notes.bin, different from the %d sent", len(got), len(notes))
+	}
+	if got := carol.save(conv, "shot.png"); !bytes.Equal(got, testPNG(t, 64, 48)) {
+		t.Fatal("the terminal saved a different shot.png")
+	}
+	if w := bob.waitImage("shot.png"); w != 64 {
+		bob.fail("shot.png shown %d pixels wide, want 64", w)
+	}
+	bob.waitText("#messages .att-card", "notes.bin")
+
+	// A voice note recorded in alice's browser plays in bob's.
+	alice.recordVoice(1500 * time.Millisecond)
+	if d := bob.waitAudio(); d < 0.5 || d > 30 {
+		bob.fail("the voice note lasts %.2f s, recorded for about 1.5 s", d)
+	}
+	bob.screenshot("attachments", 375)
+	bob.fits("#messages", 375)
+
+	// The server changes the bytes of a file: bob's browser refuses it
+	// and says why.
+	carol.sendFile(conv, "report.txt", "text/plain", []byte("the quarterly report\n"))
+	tamperNewestBlob(t, data)
+	bob.waitText("#messages .att-card", "report.txt")
+	bob.click(`#messages .att-save[aria-label="Save report.txt"]`)
+	bob.wait("the digest error", `[...document.querySelectorAll("#messages .att")].some(a => a.dataset.state === "error" && a.innerText.includes("report.txt") && a.querySelector(".att-error").innerText.includes("The server changed this file"))`)
+	bob.screenshot("attachment-tampered", 375)
+
+	alice.noProblems()
+	bob.noProblems("status of 404")
+}
+
+// TestBrowserUploadSpeed measures, with SANDI_BENCH_BROWSER=1, the
+// encryption and upload of a 100 MiB file picked in Chromium (the attach
+// button's path), and how the page drew frames meanwhile
+// (requestAnimationFrame). It asserts nothing about time; the figures go
+// to the log and to test-output/web/upload-speed.json (docs/performance.md).
+func TestBrowserUploadSpeed(t *testing.T) {
+	if os.Getenv("SANDI_BENCH_BROWSER") == "" {
+		t.Skip("set SANDI_BENCH_BROWSER=1 to measure the browser's upload")
+	}
+	requireBuilt(t)
+	url := startServer(t)
+	browser := startBrowser(t)
+	ctx := context.Background()
+	alice := newPage(t, browser, "alice", url)
+	alice.register("alice")
+	carol := newCLI(t, url, "")
+	if err := carol.c.Register(ctx, "carol", "password of carol"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := carol.c.CreateConversation(ctx, "Bench", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	alice.openConversation("Bench")
+	const mib = 100
+	eval[chromedp.Void](alice, fmt.Sprintf(`(() => {
+		const chunk = new Uint8Array(1 << 20);
+		for (let i = 0; i < chunk.length; i += 65536) crypto.getRandomValues(chunk.subarray(i, i + 65536));
+		const file = new File(Array(%d).fill(chunk), "big.bin", { type: "application/octet-stream" });
+		const dt = new DataTransfer();
+		dt.items.add(file);
+		const input = document.getElementById("attach-input");
+		input.files = dt.files;
+		const b = window.__bench = { frames: 0, longest: 0 };
+		const tick = (now) => {
+			if (b.end) return;
+			if (b.last) b.longest = Math.max(b.longest, now - b.last);
+			b.last = now;
+			b.frames++;
+			if (document.querySelector("#messages .att-upload[data-state=done]")) b.end = now;
+			requestAnimationFrame(tick);
+		};
+		b.start = performance.now();
+		requestAnimationFrame(tick);
+		input.dispatchEvent(new Event("change"));
+	})()`, mib))
+	alice.waitWithin(10*time.Minute, "the upload", `!!window.__bench.end`)
+	type result struct {
+		Frames  int     `json:"frames"`
+		Longest float64 `json:"longestFrameMs"`
+		Start   float64 `json:"start"`
+		End     float64 `json:"end"`
+	}
+	r := eval[result](alice, `window.__bench`)
+	secs := (r.End - r.Start) / 1000
+	out := map[string]any{
+		"bytes": mib << 20, "seconds": secs, "MBps": float64(mib<<20) / 1e6 / secs,
+		"frames": r.Frames, "fps": float64(r.Frames) / secs, "longestFrameMs": r.Longest,
+	}
+	t.Logf("encrypt + upload of %d MiB in Chromium: %.2f s, %.1f MB/s; %d frames (%.0f/s), longest frame %.0f ms",
+		mib, secs, out["MBps"], r.Frames, out["fps"], r.Longest)
+	b, _ := json.MarshalIndent(out, "", "  ")
+	os.MkdirAll(outDir, 0o755)
+	if err := os.WriteFile(filepath.Join(outDir, "upload-speed.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	alice.noProblems()
+}

@@ -5,7 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"image"
+	"image/color"
+	"image/png"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -25,8 +29,10 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"sandi.dev/client"
+	"sandi.dev/internal/blob/fsblob"
 	"sandi.dev/internal/server"
 	"sandi.dev/internal/store/sqlstore"
+	"sandi.dev/protocol"
 	"sandi.dev/web"
 )
 
@@ -55,7 +61,23 @@ func requireBuilt(t *testing.T) {
 // over a fresh SQLite database, and returns its URL.
 func startServer(t *testing.T) string {
 	t.Helper()
-	st, err := sqlstore.Open(context.Background(), filepath.Join(t.TempDir(), "sandi.db"), sqlstore.Options{})
+	url, _ := startServerIn(t, "")
+	return url
+}
+
+// startServerIn is startServer with its data (the database and the blobs
+// directory) in dir, a fresh directory if dir is "". It returns the URL
+// and the directory.
+func startServerIn(t *testing.T, dir string) (url, data string) {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	st, err := sqlstore.Open(context.Background(), filepath.Join(dir, "sandi.db"), sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs, err := fsblob.New(filepath.Join(dir, "blobs"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,6 +88,7 @@ func startServer(t *testing.T) string {
 	srv := server.New(st, slog.New(slog.NewTextHandler(logw, nil)), server.Config{
 		Argon2Time: 1, Argon2MemKiB: 64, Argon2Threads: 1,
 		RegisterPerMinute: -1, LoginPerMinute: -1, ClaimPerMinute: -1,
+		Blobs: blobs,
 	})
 	h := web.Handler()
 	srv.Mount("GET /{$}", h)
@@ -86,7 +109,7 @@ func startServer(t *testing.T) string {
 		srv.Close()
 		st.Close()
 	})
-	return "http://" + ln.Addr().String()
+	return "http://" + ln.Addr().String(), dir
 }
 
 // startBrowser starts one headless Chromium for a test and returns its
@@ -103,6 +126,9 @@ func startBrowser(t *testing.T) context.Context {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
+		// A fake microphone that needs no permission prompt (voice notes).
+		chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("use-fake-ui-for-media-stream", true),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 800),
 	)
@@ -642,4 +668,139 @@ func (p *page) critical() {
 	p.do("phone", chromedp.EmulateViewport(375, 740), chromedp.Navigate(p.url+"/#/"))
 	p.wait("the critical notice on a phone's list", `(() => { const r = document.getElementById("critical-alarm").getBoundingClientRect(); return r.height > 0 && r.width <= 375; })()`)
 	p.screenshot("critical-alarm", 375)
+}
+
+// testPNG encodes a w×h PNG of a gradient.
+func testPNG(t *testing.T, w, h int) []byte {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	for y := range h {
+		for x := range w {
+			img.Set(x, y, color.RGBA{uint8(x * 255 / w), uint8(y * 255 / h), 128, 255})
+		}
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// sendFile sends data as an attachment named name, as `sandi send --file`
+// does.
+func (u *cli) sendFile(conv protocol.ConversationID, name, typ string, data []byte) client.Message {
+	u.t.Helper()
+	ctx := context.Background()
+	meta := client.AttachmentMeta{Name: name, Type: typ}
+	if cfg, err := png.DecodeConfig(bytes.NewReader(data)); err == nil {
+		meta.Width, meta.Height = cfg.Width, cfg.Height
+	}
+	att, err := u.c.UploadAttachment(ctx, conv, bytes.NewReader(data), int64(len(data)), meta, nil)
+	if err != nil {
+		u.t.Fatalf("%s: upload %s: %v", u.c.Username(), name, err)
+	}
+	m, err := u.c.SendWithID(ctx, conv, client.NewClientID(), "", att)
+	if err != nil {
+		u.t.Fatalf("%s: send %s: %v", u.c.Username(), name, err)
+	}
+	return m
+}
+
+// save syncs until a message with an attachment named name has arrived,
+// and downloads, verifies and decrypts it, as `sandi save` does.
+func (u *cli) save(conv protocol.ConversationID, name string) []byte {
+	u.t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(stepTimeout)
+	for {
+		u.syncTexts()
+		h, err := u.c.History(conv)
+		if err != nil {
+			u.t.Fatal(err)
+		}
+		for i := len(h) - 1; i >= 0; i-- {
+			for _, att := range h[i].Attachments {
+				if att.Name != name {
+					continue
+				}
+				var buf bytes.Buffer
+				if err := u.c.DownloadAttachment(ctx, conv, att, &buf, nil); err != nil {
+					u.t.Fatalf("%s: save %s: %v", u.c.Username(), name, err)
+				}
+				return buf.Bytes()
+			}
+		}
+		if time.Now().After(deadline) {
+			u.t.Fatalf("%s: no attachment %s arrived", u.c.Username(), name)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// attachFiles picks files with the attach button's file input and waits
+// until the message that carries them is sent.
+func (p *page) attachFiles(paths ...string) {
+	p.t.Helper()
+	before := eval[int](p, `document.querySelectorAll("#messages .msg.own[data-status=sent]").length`)
+	p.do("pick files", chromedp.SetUploadFiles(`#attach-input`, paths, chromedp.ByQuery))
+	p.wait("the files sent", fmt.Sprintf(`document.querySelectorAll("#messages .msg.own[data-status=sent]").length > %d`, before))
+}
+
+// waitImage waits until the open chat shows the image named name at its
+// full size (decoded), and returns its natural width.
+func (p *page) waitImage(name string) int {
+	p.t.Helper()
+	sel := `[...document.querySelectorAll("#messages .att[data-kind=image]")].find(a => a.querySelector("img").alt === ` + js(name) + `)`
+	p.wait(name+" shown", `(() => { const a = `+sel+`; return !!a && a.dataset.state === "full" && a.querySelector("img").complete; })()`)
+	return eval[int](p, sel+`.querySelector("img").naturalWidth`)
+}
+
+// recordVoice records a voice note of about d with the record button
+// (Chromium's fake microphone) and waits until it is sent.
+func (p *page) recordVoice(d time.Duration) {
+	p.t.Helper()
+	before := eval[int](p, `document.querySelectorAll("#messages .msg.own[data-status=sent]").length`)
+	p.click("#record-button")
+	p.wait("recording", `document.getElementById("record-button").dataset.recording === "1" && document.getElementById("record-status").innerText.startsWith("Recording")`)
+	time.Sleep(d)
+	p.click("#record-button")
+	p.wait("the voice note sent", fmt.Sprintf(`document.querySelectorAll("#messages .msg.own[data-status=sent]").length > %d`, before))
+}
+
+// waitAudio waits until the open chat's last voice note can play and
+// returns its duration in seconds.
+func (p *page) waitAudio() float64 {
+	p.t.Helper()
+	const last = `[...document.querySelectorAll("#messages .att[data-kind=audio] audio")].pop()`
+	p.wait("a playable voice note", `(() => { const a = `+last+`; return !!a && a.readyState >= 1 && isFinite(a.duration) && a.duration > 0; })()`)
+	return eval[float64](p, last+`.duration`)
+}
+
+// tamperNewestBlob changes one byte in the middle of the blob stored last
+// under the server's data directory, as a malicious server would.
+func tamperNewestBlob(t *testing.T, data string) {
+	t.Helper()
+	var newest string
+	var at time.Time
+	filepath.WalkDir(filepath.Join(data, "blobs"), func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err == nil && info.ModTime().After(at) {
+			newest, at = path, info.ModTime()
+		}
+		return nil
+	})
+	if newest == "" {
+		t.Fatal("no blob under the server's data directory")
+	}
+	b, err := os.ReadFile(newest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 1
+	if err := os.WriteFile(newest, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
