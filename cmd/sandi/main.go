@@ -82,7 +82,13 @@ Conversations:
   add CONV USER...            add members (admins only)
   remove CONV USER...         remove members (admins only)
   leave CONV                  leave a conversation
-  send CONV TEXT...           send a message
+  send CONV [--file PATH]... [TEXT...]
+                              send a message, with files attached (encrypted here;
+                              the text may then be left out)
+  save CONV ATTACHMENT [--out PATH] [--force]
+                              download, check and decrypt an attachment (ATTACHMENT:
+                              the id sync shows) into PATH (default: its file name
+                              here); an existing file is replaced only with --force
   sync [CONV]                 print new messages (of CONV only, if given)
   chat CONV                   interactive view of one conversation
   safety-number USER          show the safety number to compare with USER
