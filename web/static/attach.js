@@ -65,6 +65,8 @@ const errorText = (e) => {
     blob_too_large: "This file is larger than the server accepts.",
     quota_exceeded: "Your account has used up its storage for files on the server.",
     not_found: "The server no longer has this file.",
+    attachment_gone: "The server no longer has this file.",
+    attachment_corrupt: "This file does not decrypt with its key: the sender's device sent it broken.",
     canceled: "Cancelled.",
   };
   if (e && byCode[e.code]) return byCode[e.code];
@@ -329,7 +331,7 @@ function nodes(m) {
 // images and videos the dimensions and a small JPEG thumbnail made here
 // (the browser decodes; the module never does).
 async function describe(file, extra) {
-  const meta = { name: file.name || "attachment", type: file.type || "application/octet-stream", ...(extra || {}) };
+  const meta = { name: sendName(file.name), type: file.type || "application/octet-stream", ...(extra || {}) };
   const kind = kindOf(meta.type);
   try {
     if (kind === "image") {
@@ -345,6 +347,17 @@ async function describe(file, extra) {
     console.info("no thumbnail for", meta.name, e && e.message); // sent without one
   }
   return meta;
+}
+
+// sendName is a file's name as a message may carry it: no directory, no
+// control or format characters, at most 255 bytes of UTF-8.
+function sendName(name) {
+  const chars = [...String(name || "").split(/[\\/]/).pop()]
+    .filter((c) => c === "\u200c" || c === "\u200d" || !/[\p{Cc}\p{Cf}\u2028\u2029]/u.test(c));
+  const enc = new TextEncoder();
+  while (enc.encode(chars.join("")).length > 255) chars.pop();
+  const n = chars.join("");
+  return n === "" || n === "." || n === ".." ? "attachment" : n;
 }
 
 // thumbnail draws src at most THUMB_SIDE px on a side and encodes it as a

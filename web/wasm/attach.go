@@ -82,7 +82,7 @@ type attView struct {
 	Size      int64   `json:"size"`
 	Width     int     `json:"width,omitempty"`
 	Height    int     `json:"height,omitempty"`
-	Duration  float64 `json:"duration,omitempty"`
+	Duration  float64 `json:"duration,omitempty"` // seconds
 	Thumbnail []byte  `json:"thumbnail,omitempty"`
 }
 
@@ -96,7 +96,7 @@ func view(m client.Message) msgView {
 	v := msgView{Message: m}
 	for _, at := range m.Attachments {
 		v.Attachments = append(v.Attachments, attView{Name: at.Name, Type: at.Type, Size: at.Size,
-			Width: at.Width, Height: at.Height, Duration: at.Duration, Thumbnail: at.Thumbnail})
+			Width: at.Width, Height: at.Height, Duration: float64(at.Duration) / 1000, Thumbnail: at.Thumbnail})
 	}
 	return v
 }
@@ -111,7 +111,7 @@ func views(ms []client.Message) []msgView {
 
 // upload(conv, file, meta, id, onProgress) encrypts and uploads a File
 // and resolves to a handle that send takes. meta: {name, type, width,
-// height, duration, thumbnail (Uint8Array)}.
+// height, duration (seconds), thumbnail (Uint8Array)}.
 func (a *app) upload(args []js.Value) (any, error) {
 	_, c, err := a.get()
 	if err != nil {
@@ -130,8 +130,8 @@ func (a *app) upload(args []js.Value) (any, error) {
 		m := args[2]
 		meta.Name, meta.Type = jsString(m.Get("name")), jsString(m.Get("type"))
 		meta.Width, meta.Height = jsInt(m.Get("width")), jsInt(m.Get("height"))
-		if d := m.Get("duration"); d.Type() == js.TypeNumber {
-			meta.Duration = d.Float()
+		if d := m.Get("duration"); d.Type() == js.TypeNumber && d.Float() > 0 {
+			meta.Duration = int64(d.Float()*1000 + 0.5) // seconds to milliseconds
 		}
 		if t := m.Get("thumbnail"); t.Type() == js.TypeObject {
 			meta.Thumbnail = make([]byte, t.Get("length").Int())
@@ -141,8 +141,18 @@ func (a *app) upload(args []js.Value) (any, error) {
 	ctx, done := a.jobs.start(str(args, 3))
 	defer done()
 	size := int64(file.Get("size").Float())
-	r := &blobReader{ctx: ctx, blob: file, size: size}
-	att, err := c.UploadAttachment(ctx, id, r, size, meta, progress(args, 4))
+	// Progress is the larger of what was read and encrypted and what the
+	// server holds (which advances a part at a time).
+	report := progress(args, 4)
+	var best float64
+	step := func(frac float64) {
+		if report != nil && frac > best {
+			best = frac
+			report(int64(frac*float64(size)), size)
+		}
+	}
+	r := &blobReader{ctx: ctx, blob: file, size: size, read: func(n int64) { step(float64(n) / float64(max(size, 1))) }}
+	att, err := c.UploadAttachment(ctx, id, r, size, meta, func(done, total int64) { step(float64(done) / float64(total)) })
 	if err != nil {
 		return nil, canceled(ctx, err)
 	}
@@ -188,7 +198,7 @@ func (a *app) download(args []js.Value) (any, error) {
 	}
 	ctx, done := a.jobs.start(str(args, 3))
 	defer done()
-	w := &blobWriter{parts: js.Global().Get("Array").New()}
+	w := &blobWriter{ctx: ctx, parts: js.Global().Get("Array").New()}
 	if err := c.DownloadAttachment(ctx, id, *att, w, progress(args, 4)); err != nil {
 		return nil, canceled(ctx, err)
 	}
@@ -263,6 +273,7 @@ type blobReader struct {
 	blob      js.Value
 	off, size int64
 	buf, rest []byte
+	read      func(n int64) // told the bytes read so far
 }
 
 func (r *blobReader) Read(p []byte) (int, error) {
@@ -284,6 +295,9 @@ func (r *blobReader) Read(p []byte) (int, error) {
 		}
 		r.rest = r.buf[:n]
 		js.CopyBytesToGo(r.rest, js.Global().Get("Uint8Array").New(ab))
+		if r.read != nil {
+			r.read(r.off) // the chunks before are used up
+		}
 		r.off = end
 	}
 	n := copy(p, r.rest)
@@ -292,13 +306,28 @@ func (r *blobReader) Read(p []byte) (int, error) {
 }
 
 // blobWriter collects what is written into a JavaScript Blob, in pieces
-// of blobChunk bytes, so the module keeps at most one piece.
+// of blobChunk bytes, so the module keeps at most one piece. Whoever
+// writes to it (a decryption) gives the page the event loop back every
+// busySlice.
 type blobWriter struct {
+	ctx   context.Context
 	parts js.Value
 	buf   []byte
+	since time.Time
 }
 
+// busySlice is how long the module computes before it lets the page draw.
+const busySlice = 10 * time.Millisecond
+
 func (w *blobWriter) Write(p []byte) (int, error) {
+	if w.since.IsZero() {
+		w.since = time.Now()
+	} else if time.Since(w.since) > busySlice {
+		if err := pause(w.ctx); err != nil {
+			return 0, err
+		}
+		w.since = time.Now()
+	}
 	n := len(p)
 	for len(p) > 0 {
 		if w.buf == nil {
@@ -330,6 +359,21 @@ func (w *blobWriter) blob(typ string) js.Value {
 	opts := js.Global().Get("Object").New()
 	opts.Set("type", typ)
 	return js.Global().Get("Blob").New(w.parts, opts)
+}
+
+// pause gives the event loop back to the page for a moment (a task), so
+// that it can draw and handle input.
+func pause(ctx context.Context) error {
+	if s := js.Global().Get("scheduler"); s.Type() == js.TypeObject && s.Get("yield").Type() == js.TypeFunction {
+		_, err := await(ctx, s.Call("yield"))
+		return err
+	}
+	done := make(chan struct{})
+	f := js.FuncOf(func(js.Value, []js.Value) any { close(done); return nil })
+	defer f.Release()
+	js.Global().Call("setTimeout", f, 0)
+	<-done
+	return ctx.Err()
 }
 
 // await waits for a Promise from a goroutine (never from a js.Func).

@@ -174,6 +174,10 @@ func jsError(err error) js.Value {
 		e.Set("code", "no_identity")
 	case errors.Is(err, client.ErrNoAccount):
 		e.Set("code", "no_account")
+	case errors.Is(err, client.ErrAttachmentGone):
+		e.Set("code", "attachment_gone")
+	case errors.Is(err, client.ErrAttachmentCorrupt):
+		e.Set("code", "attachment_corrupt")
 	case errors.Is(err, client.ErrServerMisbehaved):
 		e.Set("code", "server_misbehaved")
 	case errors.Is(err, client.ErrLinkExpired):
@@ -602,7 +606,12 @@ func (a *app) send(args []js.Value) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := c.SendWithID(ctx, id, clientID, str(args, 1), atts...)
+	var m client.Message
+	if len(atts) > 0 {
+		m, err = c.SendMessage(ctx, id, str(args, 1), atts)
+	} else {
+		m, err = c.SendWithID(ctx, id, clientID, str(args, 1))
+	}
 	if err != nil {
 		return nil, err
 	}
