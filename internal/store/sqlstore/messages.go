@@ -26,8 +26,9 @@ import (
 // (again from the memo when it has them); (3) decide each item in batch
 // order, assigning each accepted message its conversation's next seq;
 // (4) take event ids and write the events; (5) insert the accepted
-// messages, with their event ids, in one statement; (6) write back the
-// conversations' counters.
+// messages, with their event ids, in one statement, and the references
+// of those that share blobs; (6) write back the conversations' counters.
+// A batch of text messages reads and writes no blob row.
 //
 // A retried client message id is the exception, so the batch is first
 // written without looking the ids up: the insert skips a row whose
@@ -116,6 +117,11 @@ func (t *wtx) send(batch []store.Send, lookup bool) ([]store.SendResult, error) 
 	if err != nil {
 		return nil, err
 	}
+	// The blobs the batch shares, if any.
+	blobs, err := t.sendBlobs(batch)
+	if err != nil {
+		return nil, err
+	}
 
 	// (3) Decide, item by item.
 	type accepted struct {
@@ -152,6 +158,8 @@ func (t *wtx) send(batch []store.Send, lookup bool) ([]store.SendResult, error) 
 			res[i].Err = store.ErrNotMember
 		case m.Epoch != c.epoch || c.required:
 			res[i].Err = &store.EpochError{Err: store.ErrStaleEpoch, Current: c.epoch}
+		case len(m.Blobs) > 0 && !blobsOK(&batch[i], blobs):
+			res[i].Err = store.ErrBadBlob
 		}
 		if res[i].Err != nil {
 			if !lookup {
@@ -239,6 +247,18 @@ func (t *wtx) send(batch []store.Send, lookup bool) ([]store.SendResult, error) 
 			return nil, err
 		} else if n != int64(hi-lo) {
 			return nil, errLookUp
+		}
+	}
+
+	if blobs != nil {
+		var refs []blobRef
+		for _, a := range ok {
+			for _, id := range batch[a.item].Blobs {
+				refs = append(refs, blobRef{id, batch[a.item].Conversation, a.seq})
+			}
+		}
+		if err := t.referenceBlobs(refs); err != nil {
+			return nil, err
 		}
 	}
 
