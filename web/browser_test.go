@@ -993,7 +993,7 @@ func TestBrowserAttachments(t *testing.T) {
 	// and says why.
 	carol.sendFile(conv, "report.txt", "text/plain", []byte("the quarterly report\n"))
 	tamperNewestBlob(t, data)
-	bob.waitText("#messages .att-card", "report.txt")
+	bob.wait("report.txt", `[...document.querySelectorAll("#messages .att-card")].some(e => e.innerText.includes("report.txt"))`)
 	bob.click(`#messages .att-save[aria-label="Save report.txt"]`)
 	bob.wait("the digest error", `[...document.querySelectorAll("#messages .att")].some(a => a.dataset.state === "error" && a.innerText.includes("report.txt") && a.querySelector(".att-error").innerText.includes("The server changed this file"))`)
 	bob.screenshot("attachment-tampered", 375)

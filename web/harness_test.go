@@ -699,7 +699,7 @@ func (u *cli) sendFile(conv protocol.ConversationID, name, typ string, data []by
 	if err != nil {
 		u.t.Fatalf("%s: upload %s: %v", u.c.Username(), name, err)
 	}
-	m, err := u.c.SendWithID(ctx, conv, client.NewClientID(), "", att)
+	m, err := u.c.SendMessage(ctx, conv, "", []client.Attachment{att})
 	if err != nil {
 		u.t.Fatalf("%s: send %s: %v", u.c.Username(), name, err)
 	}
@@ -742,7 +742,7 @@ func (u *cli) save(conv protocol.ConversationID, name string) []byte {
 func (p *page) attachFiles(paths ...string) {
 	p.t.Helper()
 	before := eval[int](p, `document.querySelectorAll("#messages .msg.own[data-status=sent]").length`)
-	p.do("pick files", chromedp.SetUploadFiles(`#attach-input`, paths, chromedp.ByQuery))
+	p.do("pick files", chromedp.SetUploadFiles(chromedp.CSS(`#attach-input`), paths))
 	p.wait("the files sent", fmt.Sprintf(`document.querySelectorAll("#messages .msg.own[data-status=sent]").length > %d`, before))
 }
 

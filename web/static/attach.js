@@ -287,8 +287,21 @@ function attNode(a, load) {
       save.disabled = false;
     }
   });
-  node.append(el("div", { class: "att-card" }, el("span", { class: "att-icon", "aria-hidden": "true", text: "📄" }), info, save), progress, error);
+  node.append(el("div", { class: "att-card" }, fileIcon(), info, save), progress, error);
   return node;
+}
+
+// fileIcon draws a sheet of paper.
+function fileIcon() {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("class", "icon att-icon");
+  svg.setAttribute("aria-hidden", "true");
+  const path = document.createElementNS(ns, "path");
+  path.setAttribute("d", "M6 2.5h8l4.5 4.5v14.5H6zM14 2.5V7h4.5");
+  svg.append(path);
+  return svg;
 }
 
 // knownDuration makes a recorded WebM's duration known: MediaRecorder
@@ -554,10 +567,9 @@ function drawRecording(problem) {
   const s = $("record-status");
   b.setAttribute("aria-pressed", String(!!rec));
   b.dataset.recording = rec ? "1" : "";
-  b.textContent = rec ? "■" : "🎤";
   b.setAttribute("aria-label", rec ? "Stop and send the voice note" : "Record a voice note");
   s.hidden = !rec && !problem;
-  s.textContent = problem || (rec && rec.start ? `Recording ${fmtDuration((performance.now() - rec.start) / 1000) || "0:00"}: click ■ to send, Esc to discard.` : "Starting the microphone…");
+  s.textContent = problem || (rec && rec.start ? `Recording ${fmtDuration((performance.now() - rec.start) / 1000) || "0:00"}: click stop to send, Esc to discard.` : "Starting the microphone…");
 }
 
 // A click toggles recording; holding the button records until it is
@@ -623,7 +635,10 @@ $("composer-input").addEventListener("paste", (ev) => {
 function summary(m) {
   const list = m.attachments || [];
   if (list.length === 0) return m.text;
-  const what = list.length === 1 ? ({ image: "📷 ", video: "🎬 ", audio: "🎤 " }[kindOf(list[0].type)] || "📎 ") + (list[0].name || "attachment") : `📎 ${list.length} files`;
+  const kind = kindOf(list[0].type);
+  const what = list.length > 1 ? `${list.length} files` :
+    kind === "audio" && list[0].duration ? "Voice note " + fmtDuration(list[0].duration) :
+    ({ image: "Photo", video: "Video", audio: "Audio" }[kind] || "File") + ": " + (list[0].name || "attachment");
   return m.text ? `${what}: ${m.text}` : what;
 }
 
