@@ -43,7 +43,10 @@ func (a *api) roundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil {
 			return nil, err
 		}
-		opts.Set("body", jsBytes(b))
+		// As a Blob: Chromium sends a Uint8Array body with the page's
+		// thread blocked until the request completes (seconds for a part
+		// of an attachment); a Blob's it sends off the thread.
+		opts.Set("body", js.Global().Get("Blob").New([]any{jsBytes(b)}))
 	}
 	abort := js.Global().Get("AbortController").New()
 	opts.Set("signal", abort.Get("signal"))

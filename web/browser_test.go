@@ -1050,7 +1050,7 @@ func TestBrowserUploadSpeed(t *testing.T) {
 	alice.waitWithin(10*time.Minute, "the upload", `!!window.__bench.end`)
 	type result struct {
 		Frames  int     `json:"frames"`
-		Longest float64 `json:"longestFrameMs"`
+		Longest float64 `json:"longest"`
 		Start   float64 `json:"start"`
 		End     float64 `json:"end"`
 	}

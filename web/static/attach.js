@@ -42,7 +42,7 @@ function fmtSize(n) {
 }
 function fmtDuration(s) {
   if (!(s > 0) || !isFinite(s)) return "";
-  s = Math.round(s);
+  s = Math.max(1, Math.floor(s));
   return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
 }
 
