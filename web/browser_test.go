@@ -14,6 +14,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"image/jpeg"
 	"image/png"
 	"net/http"
 	"os"
@@ -30,6 +31,7 @@ import (
 	"github.com/makiuchi-d/gozxing/qrcode"
 
 	"sandi.dev/client"
+	"sandi.dev/internal/server"
 	"sandi.dev/protocol"
 	"sandi.dev/protocol/secret"
 )
@@ -929,7 +931,8 @@ func resetFromNewDevice(t *testing.T, url, username string) *cli {
 // shows an error, not the file.
 func TestBrowserAttachments(t *testing.T) {
 	requireBuilt(t)
-	url, data := startServerIn(t, "")
+	const maxBlob = 24 << 20
+	url, data := startServerIn(t, "", func(c *server.Config) { c.MaxBlobSize = maxBlob })
 	browser := startBrowser(t)
 	ctx := context.Background()
 
@@ -976,12 +979,58 @@ func TestBrowserAttachments(t *testing.T) {
 	if got := carol.save(conv, "shot.png"); !bytes.Equal(got, testPNG(t, 64, 48)) {
 		t.Fatal("the terminal saved a different shot.png")
 	}
+	// The browser made its thumbnail: a JPEG of at most 128 pixels and
+	// 8 KiB, and the image's dimensions.
+	att := carol.attachment(conv, "shot.png")
+	thumb, err := jpeg.DecodeConfig(bytes.NewReader(att.Thumbnail))
+	if err != nil || thumb.Width > 128 || thumb.Height > 128 || len(att.Thumbnail) > 8<<10 || att.Width != 64 || att.Height != 48 {
+		t.Fatalf("shot.png: %dx%d, thumbnail of %d bytes (%dx%d, %v)", att.Width, att.Height, len(att.Thumbnail), thumb.Width, thumb.Height, err)
+	}
 	if w := bob.waitImage("shot.png"); w != 64 {
 		bob.fail("shot.png shown %d pixels wide, want 64", w)
 	}
 	bob.waitText("#messages .att-card", "notes.bin")
 
+	// An image pasted and a file dropped arrive too.
+	alice.giveFiles("paste", `new Promise((resolve) => {
+		const c = document.createElement("canvas");
+		c.width = 200;
+		c.height = 150;
+		c.getContext("2d").fillRect(20, 20, 100, 60);
+		c.toBlob((b) => resolve([new File([b], "pasted.png", { type: "image/png" })]), "image/png");
+	})`)
+	if w := bob.waitImage("pasted.png"); w != 200 {
+		bob.fail("pasted.png shown %d pixels wide, want 200", w)
+	}
+	alice.giveFiles("drop", pageFile("dropped.bin", 1000))
+	if got := carol.save(conv, "dropped.bin"); !bytes.Equal(got, bytes.Repeat([]byte{7}, 1000)) {
+		t.Fatalf("dropped.bin saved as %d bytes", len(got))
+	}
+
+	// A file over the server's limit is refused with a clear error; an
+	// upload cancelled sends nothing.
+	alice.giveFiles("drop", pageFile("huge.bin", maxBlob+1))
+	alice.wait("the size error", `[...document.querySelectorAll("#messages .att-upload[data-state=failed]")].some(a => a.innerText.includes("huge.bin") && a.innerText.includes("larger than the server accepts"))`)
+	alice.screenshot("attachment-too-large", 375)
+	alice.click(`#messages .att-upload[data-state=failed] .att-cancel`)
+	alice.wait("the refused message removed", `![...document.querySelectorAll("#messages .msg")].some(li => li.innerText.includes("huge.bin"))`)
+	alice.giveFiles("drop", pageFile("cancelled.bin", maxBlob/2))
+	const cancelBtn = `[...document.querySelectorAll("#messages .att-upload")].find(a => a.innerText.includes("cancelled.bin") && a.dataset.state === "uploading")`
+	alice.wait("the upload under way", `!!`+cancelBtn)
+	alice.do("cancel", chromedp.Click(chromedp.JSPath(cancelBtn+`.querySelector(".att-cancel")`), chromedp.NodeVisible))
+	alice.wait("the cancelled message gone", `![...document.querySelectorAll("#messages .msg")].some(li => li.innerText.includes("cancelled.bin"))`)
+
+	// Other users' names and types are text, and only the listed types
+	// show inline: an SVG is a card.
+	carol.sendFile(conv, "<img src=x onerror=alert(1)>.svg", "image/svg+xml", []byte(`<svg xmlns="http://www.w3.org/2000/svg" onload="document.title='svg ran'"><rect width="10" height="10"/></svg>`))
+	bob.wait("the SVG as a card", `[...document.querySelectorAll("#messages .att-card .att-name")].some(e => e.textContent === "<img src=x onerror=alert(1)>.svg")`)
+	if n := eval[int](bob, `document.querySelectorAll("#messages img[src=x], #messages .att[data-kind=image] img[alt$='.svg']").length`); n != 0 {
+		bob.fail("an SVG or a name's markup is shown as such (%d elements)", n)
+	}
 	// A voice note recorded in alice's browser plays in bob's.
+	if _, ok := carol.findAttachment(conv, "cancelled.bin"); ok {
+		t.Fatal("the cancelled upload was sent")
+	}
 	alice.recordVoice(1500 * time.Millisecond)
 	if d := bob.waitAudio(); d < 0.5 || d > 30 {
 		bob.fail("the voice note lasts %.2f s, recorded for about 1.5 s", d)
@@ -998,7 +1047,7 @@ func TestBrowserAttachments(t *testing.T) {
 	bob.wait("the digest error", `[...document.querySelectorAll("#messages .att")].some(a => a.dataset.state === "error" && a.innerText.includes("report.txt") && a.querySelector(".att-error").innerText.includes("The server changed this file"))`)
 	bob.screenshot("attachment-tampered", 375)
 
-	alice.noProblems()
+	alice.noProblems("status of 413")
 	bob.noProblems("status of 404")
 }
 

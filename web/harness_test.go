@@ -61,14 +61,14 @@ func requireBuilt(t *testing.T) {
 // over a fresh SQLite database, and returns its URL.
 func startServer(t *testing.T) string {
 	t.Helper()
-	url, _ := startServerIn(t, "")
+	url, _ := startServerIn(t, "", nil)
 	return url
 }
 
 // startServerIn is startServer with its data (the database and the blobs
-// directory) in dir, a fresh directory if dir is "". It returns the URL
-// and the directory.
-func startServerIn(t *testing.T, dir string) (url, data string) {
+// directory) in dir, a fresh directory if dir is "", and its configuration
+// changed by config if not nil. It returns the URL and the directory.
+func startServerIn(t *testing.T, dir string, config func(*server.Config)) (url, data string) {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
@@ -85,11 +85,15 @@ func startServerIn(t *testing.T, dir string) (url, data string) {
 	if os.Getenv("SANDI_TEST_LOG") != "" {
 		logw = os.Stderr
 	}
-	srv := server.New(st, slog.New(slog.NewTextHandler(logw, nil)), server.Config{
+	cfg := server.Config{
 		Argon2Time: 1, Argon2MemKiB: 64, Argon2Threads: 1,
 		RegisterPerMinute: -1, LoginPerMinute: -1, ClaimPerMinute: -1,
 		Blobs: blobs,
-	})
+	}
+	if config != nil {
+		config(&cfg)
+	}
+	srv := server.New(st, slog.New(slog.NewTextHandler(logw, nil)), cfg)
 	h := web.Handler()
 	srv.Mount("GET /{$}", h)
 	srv.Mount("GET "+web.Prefix, h)
@@ -706,35 +710,49 @@ func (u *cli) sendFile(conv protocol.ConversationID, name, typ string, data []by
 	return m
 }
 
-// save syncs until a message with an attachment named name has arrived,
-// and downloads, verifies and decrypts it, as `sandi save` does.
-func (u *cli) save(conv protocol.ConversationID, name string) []byte {
+// attachment syncs until a message with an attachment named name has
+// arrived, and returns the attachment.
+func (u *cli) attachment(conv protocol.ConversationID, name string) client.Attachment {
 	u.t.Helper()
-	ctx := context.Background()
 	deadline := time.Now().Add(stepTimeout)
 	for {
 		u.syncTexts()
-		h, err := u.c.History(conv)
-		if err != nil {
-			u.t.Fatal(err)
-		}
-		for i := len(h) - 1; i >= 0; i-- {
-			for _, att := range h[i].Attachments {
-				if att.Name != name {
-					continue
-				}
-				var buf bytes.Buffer
-				if err := u.c.DownloadAttachment(ctx, conv, att, &buf, nil); err != nil {
-					u.t.Fatalf("%s: save %s: %v", u.c.Username(), name, err)
-				}
-				return buf.Bytes()
-			}
+		if att, ok := u.findAttachment(conv, name); ok {
+			return att
 		}
 		if time.Now().After(deadline) {
 			u.t.Fatalf("%s: no attachment %s arrived", u.c.Username(), name)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// findAttachment looks for an attachment named name in the history.
+func (u *cli) findAttachment(conv protocol.ConversationID, name string) (client.Attachment, bool) {
+	u.t.Helper()
+	h, err := u.c.History(conv)
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	for i := len(h) - 1; i >= 0; i-- {
+		for _, att := range h[i].Attachments {
+			if att.Name == name {
+				return att, true
+			}
+		}
+	}
+	return client.Attachment{}, false
+}
+
+// save downloads, verifies and decrypts the attachment named name once it
+// has arrived, as `sandi save` does.
+func (u *cli) save(conv protocol.ConversationID, name string) []byte {
+	u.t.Helper()
+	var buf bytes.Buffer
+	if err := u.c.DownloadAttachment(context.Background(), conv, u.attachment(conv, name), &buf, nil); err != nil {
+		u.t.Fatalf("%s: save %s: %v", u.c.Username(), name, err)
+	}
+	return buf.Bytes()
 }
 
 // attachFiles picks files with the attach button's file input and waits
@@ -744,6 +762,29 @@ func (p *page) attachFiles(paths ...string) {
 	before := eval[int](p, `document.querySelectorAll("#messages .msg.own[data-status=sent]").length`)
 	p.do("pick files", chromedp.SetUploadFiles(chromedp.CSS(`#attach-input`), paths))
 	p.wait("the files sent", fmt.Sprintf(`document.querySelectorAll("#messages .msg.own[data-status=sent]").length > %d`, before))
+}
+
+// giveFiles hands the open chat the files that the JavaScript expression
+// files (an array of File, or a Promise of one) makes, the way how says:
+// "drop" (dragged onto the chat) or "paste" (into the message field).
+func (p *page) giveFiles(how, files string) {
+	p.t.Helper()
+	eval[chromedp.Void](p, `(async () => {
+		const dt = new DataTransfer();
+		for (const f of await (`+files+`)) dt.items.add(f);
+		if (`+js(how)+` === "paste") {
+			document.getElementById("composer-input").dispatchEvent(new ClipboardEvent("paste", { clipboardData: dt, bubbles: true, cancelable: true }));
+			return;
+		}
+		for (const type of ["dragenter", "dragover", "drop"]) {
+			document.querySelector("#messages").dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
+		}
+	})()`)
+}
+
+// pageFile is a JavaScript expression of a File of size bytes.
+func pageFile(name string, size int) string {
+	return fmt.Sprintf(`[new File([new Uint8Array(%d).fill(7)], %s, { type: "application/octet-stream" })]`, size, js(name))
 }
 
 // waitImage waits until the open chat shows the image named name at its

@@ -1029,7 +1029,7 @@
   }
 
   // What trust.js borrows.
-  window.sandiApp = { st, el, errorText, fmtTime, convName, drawChatHeader, drawMembers, openSafety, refresh, sendPending };
+  window.sandiApp = { st, el, errorText, fmtTime, convName, drawChatHeader, drawMembers, openSafety, refresh, sendPending, dropPending };
 
   boot();
 })();

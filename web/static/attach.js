@@ -436,7 +436,9 @@ async function uploadAll(p, redraw) {
     f.error = "";
     redraw(f);
     const id = jobId();
-    f.cancel = () => sandi.cancel(id);
+    const abort = new AbortController();
+    abort.signal.addEventListener("abort", () => sandi.cancel(id));
+    f.cancel = () => abort.abort();
     try {
       if (!f.meta) f.meta = await describe(f.file, f.extra);
       if (f.status === "cancelled") continue;
@@ -473,9 +475,12 @@ function pendingNodes(p) {
     const state = el("span", { class: "att-meta" });
     const cancel = el("button", { type: "button", class: "att-cancel", text: "Cancel", "aria-label": "Cancel the upload of " + name });
     cancel.onclick = () => {
+      const running = !!f.cancel;
       f.status = "cancelled";
-      if (f.cancel) f.cancel();
+      if (running) f.cancel();
       draw();
+      // A message that failed and has nothing left to send goes.
+      if (!running && p.status === "failed" && p.files.every((g) => g.status === "cancelled")) app().dropPending(p);
     };
     const node = el("div", { class: "att att-upload", "data-state": f.status },
       el("div", { class: "att-info" }, el("span", { class: "att-name", text: name, title: name }), state),
@@ -485,6 +490,8 @@ function pendingNodes(p) {
       bar.value = f.total ? f.done / f.total : 0;
       bar.hidden = f.status !== "uploading";
       cancel.hidden = f.status === "done" || f.status === "cancelled" || p.status === "sent";
+      cancel.textContent = f.status === "failed" ? "Remove" : "Cancel";
+      cancel.setAttribute("aria-label", (f.status === "failed" ? "Remove " : "Cancel the upload of ") + name);
       state.textContent = {
         waiting: "waiting · " + fmtSize(f.file.size),
         uploading: "encrypting and uploading · " + fmtSize(f.done || 0) + " of " + fmtSize(f.file.size),
