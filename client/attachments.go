@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -282,9 +284,6 @@ func fitContent(ct *Content) error {
 // requests, would cut off a part on a slow link.
 const blobMinRate = 32 << 10 // bytes per second
 
-// blobRange is the size of one ranged GET of a download.
-const blobRange = 8 << 20
-
 // blobAPI returns the transport for blob transfers: the client's, whose
 // token and server it copies (the transfer runs without the client's lock),
 // without an overall timeout.
@@ -391,11 +390,13 @@ type upload struct {
 	Size     int64                   `json:"size"`     // plaintext
 	Cipher   int64                   `json:"cipher"`   // ciphertext
 	PartSize int64                   `json:"partSize"` // the server's
-	// Parts holds the SHA-256 of every part this device sent or was about
-	// to send, recorded before it leaves: re-made on a resume, a part must
-	// be the same bytes, or the key would encrypt two different files.
-	Parts   []b64 `json:"parts"`
-	Created int64 `json:"created"` // Unix ms
+	// Parts holds a fingerprint of every part this device sent or was
+	// about to send (see sendParts), recorded before it leaves: re-made on
+	// a resume, a part must be the same bytes, or the key would encrypt
+	// two different files.
+	Parts    []b64 `json:"parts"`
+	Created  int64 `json:"created"`            // Unix ms
+	Complete bool  `json:"complete,omitempty"` // completed: a caller may hold it to send
 }
 
 // uploadAnswer is the server's description of an upload.
@@ -435,7 +436,10 @@ func uploadKey(conv protocol.ConversationID, size int64, m AttachmentMeta) strin
 // server lacks are sent. A file whose content changed is ErrFileChanged
 // (the old upload is discarded) unless r is an io.Seeker, in which case
 // the upload starts over at once. r is read once per call, from its
-// current position: re-open the file to retry.
+// current position: re-open the file to retry. One conversation, name,
+// type and size name one upload at a time: a completed upload is returned
+// again for the same file, and left alone (to be sent, or to expire
+// unsent) for another one.
 func (c *Client) UploadAttachment(ctx context.Context, conv protocol.ConversationID, r io.Reader, size int64, meta AttachmentMeta, progress func(done, total int64)) (Attachment, error) {
 	if meta.Type == "" {
 		meta.Type = "application/octet-stream"
@@ -458,7 +462,13 @@ func (c *Client) UploadAttachment(ctx context.Context, conv protocol.Conversatio
 		}
 		digest, err := c.sendParts(ctx, a, timeout, key, up, received, r, progress)
 		if errors.Is(err, ErrFileChanged) {
-			c.discardUpload(ctx, a, timeout, key, up)
+			// Another file of the same name and size. A completed blob
+			// stays (a caller may still send it; unsent, it expires).
+			if up.Complete {
+				c.forgetUpload(key)
+			} else {
+				c.discardUpload(ctx, a, timeout, key, up)
+			}
 			if s, ok := r.(io.Seeker); ok && try == 0 {
 				if _, serr := s.Seek(0, io.SeekStart); serr == nil {
 					continue
@@ -471,6 +481,10 @@ func (c *Client) UploadAttachment(ctx context.Context, conv protocol.Conversatio
 		var done uploadAnswer
 		if err := c.blobJSON(ctx, a, timeout, "POST", "/api/blobs/"+up.Blob+"/complete", nil, &done); err != nil {
 			return Attachment{}, fmt.Errorf("complete the upload: %w", err)
+		}
+		up.Complete = true
+		if err := c.saveUpload(key, up); err != nil {
+			return Attachment{}, err
 		}
 		return Attachment{Blob: up.Blob, Key: up.Key, Digest: digest, Size: size, Type: meta.Type, Name: meta.Name,
 			Width: meta.Width, Height: meta.Height, Duration: meta.Duration, Thumbnail: meta.Thumbnail}, nil
@@ -553,9 +567,13 @@ func (c *Client) saveUpload(key string, up *upload) error {
 // (which it does anyway when the upload expires).
 func (c *Client) discardUpload(ctx context.Context, a *api, timeout time.Duration, key string, up *upload) {
 	c.blobJSON(ctx, a, timeout, "DELETE", "/api/blobs/"+up.Blob, nil, nil) // best effort
+	c.forgetUpload(key)
+}
+
+func (c *Client) forgetUpload(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.st.Delete(key)
+	c.st.Delete(key) // a state left behind is dropped on its next use
 }
 
 // forgetUploads drops the stored state of the uploads of atts, once a
@@ -589,11 +607,12 @@ func (c *Client) forgetUploads(atts []Attachment) error {
 }
 
 // partWriter cuts the ciphertext into the server's parts and hands each
-// full one to send; finish sends the last.
+// full one to send, which returns the buffer to fill next; finish sends
+// the last.
 type partWriter struct {
 	buf  []byte
 	n    int
-	send func(n int, part []byte) error
+	send func(n int, part []byte) ([]byte, error)
 }
 
 func (p *partWriter) Write(b []byte) (int, error) {
@@ -615,44 +634,103 @@ func (p *partWriter) finish() error {
 	if len(p.buf) == 0 {
 		return nil
 	}
-	err := p.send(p.n, p.buf)
+	buf, err := p.send(p.n, p.buf)
 	p.n++
-	p.buf = p.buf[:0]
+	p.buf = buf[:0]
 	return err
 }
 
+// uploadWorkers is how many parts are sent at once, while the next is
+// encrypted: uploadWorkers+1 part buffers are in use.
+const uploadWorkers = 2
+
 // sendParts encrypts the file and sends every part the server lacks. It
 // returns the digest of the whole ciphertext.
+//
+// Each part is fingerprinted, for a resumed upload to check, by the state
+// of the running digest at its end: SHA-256 of the marshalled SHA-256
+// state, a function of every ciphertext byte up to there, at no cost of a
+// second pass over the part.
 func (c *Client) sendParts(ctx context.Context, a *api, timeout time.Duration, key string, up *upload, received map[int]bool, r io.Reader, progress func(done, total int64)) ([]byte, error) {
-	var done int64
-	pw := &partWriter{buf: make([]byte, 0, up.PartSize), send: func(n int, part []byte) error {
-		sum := sha256.Sum256(part)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type job struct {
+		n    int
+		part []byte
+	}
+	jobs := make(chan job)
+	free := make(chan []byte, uploadWorkers+1)
+	for range uploadWorkers + 1 {
+		free <- make([]byte, 0, min(up.PartSize, up.Cipher))
+	}
+	var (
+		mu      sync.Mutex
+		done    int64
+		sendErr error
+	)
+	acked := func(n int64, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil && sendErr == nil {
+			sendErr = err
+			cancel()
+		}
+		if err == nil {
+			done += n
+			if progress != nil {
+				progress(done, up.Cipher)
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for range uploadWorkers {
+		wg.Go(func() {
+			for j := range jobs {
+				resp, err := c.blobDo(ctx, a, timeout, "PUT", "/api/blobs/"+up.Blob+"/parts/"+strconv.Itoa(j.n), j.part,
+					http.Header{"Content-Type": {"application/octet-stream"}}, int64(len(j.part)))
+				if err == nil {
+					resp.Body.Close()
+				} else {
+					err = fmt.Errorf("upload part %d: %w", j.n, err)
+				}
+				acked(int64(len(j.part)), err)
+				free <- j.part
+			}
+		})
+	}
+	stop := sync.OnceFunc(func() { close(jobs); wg.Wait() })
+	defer stop()
+
+	h := sha256.New()
+	pw := &partWriter{buf: <-free, send: func(n int, part []byte) ([]byte, error) {
+		h.Write(part)
+		state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+		if err != nil {
+			return part, err
+		}
+		sum := sha256.Sum256(state)
 		if n < len(up.Parts) {
 			if subtle.ConstantTimeCompare(up.Parts[n], sum[:]) != 1 {
-				return ErrFileChanged
+				return part, ErrFileChanged
 			}
 		} else {
 			up.Parts = append(up.Parts, sum[:])
 			if err := c.saveUpload(key, up); err != nil {
-				return err
+				return part, err
 			}
 		}
-		if !received[n] {
-			resp, err := c.blobDo(ctx, a, timeout, "PUT", "/api/blobs/"+up.Blob+"/parts/"+strconv.Itoa(n), part,
-				http.Header{"Content-Type": {"application/octet-stream"}}, int64(len(part)))
-			if err != nil {
-				return fmt.Errorf("upload part %d: %w", n, err)
-			}
-			resp.Body.Close()
+		if received[n] {
+			acked(int64(len(part)), nil)
+			return part, nil
 		}
-		done += int64(len(part))
-		if progress != nil {
-			progress(done, up.Cipher)
+		select {
+		case jobs <- job{n, part}:
+		case <-ctx.Done():
+			return part, context.Cause(ctx)
 		}
-		return nil
+		return <-free, nil
 	}}
-	h := sha256.New()
-	w, err := attach.NewWriter(io.MultiWriter(h, pw), up.Key)
+	w, err := attach.NewWriter(pw, up.Key)
 	if err != nil {
 		return nil, err
 	}
@@ -660,18 +738,37 @@ func (c *Client) sendParts(ctx context.Context, a *api, timeout time.Duration, k
 		if err == io.EOF {
 			return nil, fmt.Errorf("the file has %d bytes, not %d", n, up.Size)
 		}
-		return nil, err
+		return nil, firstErr(sendErrOf(&mu, &sendErr), err)
 	}
 	if n, _ := r.Read(make([]byte, 1)); n > 0 {
 		return nil, fmt.Errorf("the file is longer than %d bytes", up.Size)
 	}
 	if err := w.Close(); err != nil {
-		return nil, err
+		return nil, firstErr(sendErrOf(&mu, &sendErr), err)
 	}
 	if err := pw.finish(); err != nil {
+		return nil, firstErr(sendErrOf(&mu, &sendErr), err)
+	}
+	stop()
+	if err := sendErrOf(&mu, &sendErr); err != nil {
 		return nil, err
 	}
 	return h.Sum(nil), nil
+}
+
+func sendErrOf(mu *sync.Mutex, err *error) error {
+	mu.Lock()
+	defer mu.Unlock()
+	return *err
+}
+
+// firstErr is the failed send that stopped the encryption, if one did,
+// else err.
+func firstErr(send, err error) error {
+	if send != nil && !errors.Is(err, ErrFileChanged) {
+		return send
+	}
+	return err
 }
 
 // ---- downloading ----
@@ -765,10 +862,10 @@ func (c *Client) DownloadAttachment(ctx context.Context, conv protocol.Conversat
 	if _, err := sp.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	if err := DecryptAttachment(att, sp, w); err != nil {
-		return err
-	}
-	return sp.Remove()
+	// The spool is the sender's blob now: whatever decryption says, it is
+	// not fetched again.
+	defer sp.Remove()
+	return DecryptAttachment(att, sp, w)
 }
 
 // DecryptAttachment decrypts the ciphertext of att, read from r, into w.

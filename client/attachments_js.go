@@ -7,6 +7,10 @@ import (
 	"io"
 )
 
+// blobRange is the size of one ranged GET of a download: fetch holds an
+// answer's whole body in memory.
+const blobRange = 8 << 20
+
 // spool holds a download's ciphertext until its digest is checked.
 type spool interface {
 	Read([]byte) (int, error)

@@ -8,6 +8,10 @@ import (
 	"time"
 )
 
+// blobRange is the size of one ranged GET of a download: few requests,
+// each short enough to resume from on a slow link.
+const blobRange = 32 << 20
+
 // spool holds a download's ciphertext until its digest is checked.
 type spool interface {
 	Read([]byte) (int, error)

@@ -268,8 +268,12 @@ func (s *Server) putBlobPart(w http.ResponseWriter, r *http.Request, c *call) er
 			return s.partErr(err)
 		}
 	}
+	// The server's read and write timeouts are for small requests; a
+	// part has its own, and its answer comes after its body.
 	rc := http.NewResponseController(w)
-	rc.SetReadDeadline(time.Now().Add(s.cfg.BlobTransferTimeout))
+	deadline := time.Now().Add(s.cfg.BlobTransferTimeout)
+	rc.SetReadDeadline(deadline)
+	rc.SetWriteDeadline(deadline.Add(time.Minute))
 	body := &blobReader{r: http.MaxBytesReader(w, r.Body, want)}
 	state, err := s.cfg.Blobs.WritePart(r.Context(), b.ID, b.State, n, body, want)
 	if err != nil {

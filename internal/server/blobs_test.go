@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -491,4 +492,81 @@ func TestBlobCollection(t *testing.T) {
 			t.Fatalf("usage after collection: %d bytes, %d open; want the kept blob's 50", used, open)
 		}
 	})
+}
+
+// TestBlobStorageFull: a part that does not fit on the blob store's disk
+// is 503 storage_full, is not received, and the upload continues once
+// space is freed. It mounts a small tmpfs and needs root and mount(8).
+func TestBlobStorageFull(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("the disk-full test mounts a small tmpfs and needs root and mount(8) (uid %d): %v\n%s", os.Getuid(), err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	bs, err := fsblob.New(filepath.Join(dir, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	filler := filepath.Join(dir, "filler")
+	if err := os.WriteFile(filler, make([]byte, 3<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, filepath.Join(t.TempDir(), "sandi.db"), server.Config{Blobs: bs})
+	alice := e.register("alice")
+	conv, err := alice.create(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := randomBytes(2 << 20)
+	a, err := alice.newBlob(conv, int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := alice.putPart(a.Blob, 0, data)
+	r.wantProblem(t, 503, server.CodeStorageFull)
+	if r.header.Get("Retry-After") == "" {
+		t.Fatal("storage_full without Retry-After")
+	}
+	var st blobAnswer
+	alice.must("GET", "/api/blobs/"+a.Blob+"/upload", nil, &st)
+	if len(st.Received) != 0 {
+		t.Fatalf("a part refused for a full disk was received: %v", st.Received)
+	}
+	if v := e.metricOr0("sandi_blob_uploads_refused_total", "reason", server.CodeStorageFull); v != 1 {
+		t.Fatalf("refusals counted: %v", v)
+	}
+	os.Remove(filler)
+	if r := alice.putPart(a.Blob, 0, data); r.status != 204 {
+		t.Fatalf("part after space was freed: %d %s", r.status, r.body)
+	}
+	alice.must("POST", "/api/blobs/"+a.Blob+"/complete", nil, nil)
+	if r := alice.fetch(a.Blob, ""); r.status != 200 || !bytes.Equal(r.body, data) {
+		t.Fatalf("fetch: %d", r.status)
+	}
+}
+
+// TestBlobRateLimit: uploads and parts count against their device's rate
+// limit; past it, 429 and nothing changes.
+func TestBlobRateLimit(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "sandi.db"), server.Config{BlobUploadsPerMinute: 2})
+	alice := e.register("alice")
+	conv, err := alice.create(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := alice.newBlob(conv, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := alice.putPart(a.Blob, 0, randomBytes(10)); r.status != 204 {
+		t.Fatalf("part: %d %s", r.status, r.body)
+	}
+	alice.putPart(a.Blob, 0, randomBytes(10)).wantProblem(t, 429, server.CodeRateLimited)
+	_, err = alice.newBlob(conv, 10)
+	wantCode(t, err, 429, server.CodeRateLimited)
+	if used, open, _ := e.st.BlobUsage(context.Background(), alice.user); used != 10 || open != 1 {
+		t.Fatalf("usage after refusals: %d bytes, %d open", used, open)
+	}
+	e.clock.now = e.clock.now.Add(time.Minute)
+	alice.must("POST", "/api/blobs/"+a.Blob+"/complete", nil, nil)
 }

@@ -23,6 +23,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -43,7 +44,8 @@ type Store struct {
 // idLock orders the operations on one id: parts are written under a read
 // lock, Commit and Delete hold the write lock, so a part being written
 // when the upload is committed finishes first, and none is written into
-// a committed object.
+// a committed object. Each part also has a lock of its own (key "id/n"),
+// so that two writes of one part do not interleave.
 type idLock struct {
 	sync.RWMutex
 	refs int
@@ -170,6 +172,8 @@ func (s *Store) WritePart(ctx context.Context, id, state string, n int, r io.Rea
 		return "", fmt.Errorf("fsblob: part %d of %d bytes is out of range", n, size)
 	}
 	defer s.lock(id, false)()
+	// Two writes of one part at once would interleave: one at a time.
+	defer s.lock(id+"/"+strconv.Itoa(n), true)()
 	f, err := os.OpenFile(filepath.Join(s.uploads, id), os.O_WRONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("fsblob: upload %s: %w", id, blob.ErrNotFound)

@@ -214,3 +214,44 @@ func TestFull(t *testing.T) {
 		t.Fatalf("part larger than the disk: %v, want ErrFull", err)
 	}
 }
+
+// TestConcurrentPartWrites: two writes of one part at once leave one of
+// them whole, never a mix.
+func TestConcurrentPartWrites(t *testing.T) {
+	ctx := context.Background()
+	s, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := hexID()
+	st, _ := s.Begin(ctx, id)
+	const size = 16 * copyBuf
+	a, b := bytes.Repeat([]byte{'a'}, size), bytes.Repeat([]byte{'b'}, size)
+	errs := make(chan error, 2)
+	for _, data := range [][]byte{a, b} {
+		pr, pw := io.Pipe()
+		go func() {
+			for off := 0; off < size; off += copyBuf {
+				pw.Write(data[off : off+copyBuf])
+				time.Sleep(time.Millisecond)
+			}
+			pw.Close()
+		}()
+		go func() {
+			_, err := s.WritePart(ctx, id, st, 0, pr, size)
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Commit(ctx, id, st, 1, size); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := read(t, s, id, 0, -1)
+	if !bytes.Equal(got, a) && !bytes.Equal(got, b) {
+		t.Fatalf("the part is a mix of two writes: %q…", got[:64])
+	}
+}

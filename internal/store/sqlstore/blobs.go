@@ -13,7 +13,18 @@ import (
 
 // The blob rows' writes keep the memo (writeTx with invalidate false):
 // they touch none of the tables it remembers (conversations' counters,
-// members, devices, events), so an upload does not slow the sends.
+// members, devices, events), so an upload does not slow the sends. On
+// SQLite, whose one writer runs one transaction (and one disk sync) at a
+// time, they also go one at a time (blobWrite): however many uploads run,
+// a batch of sends waits for one blob write at most, not for a queue of
+// them.
+func (s *Store) blobWrite(ctx context.Context, what string, fn func(t *wtx) error) error {
+	if s.d.local {
+		s.blobMu.Lock()
+		defer s.blobMu.Unlock()
+	}
+	return s.writeTx(ctx, what, false, fn)
+}
 
 const blobCols = `id, conversation_id, user_id, device_id, size, parts, received, state, complete, referenced, deleted, created_at, expires_at, COALESCE(completed_at, 0)`
 
@@ -31,7 +42,7 @@ func (s *Store) CreateBlob(ctx context.Context, b store.Blob, lim store.BlobLimi
 	if b.Size <= 0 || b.Parts <= 0 {
 		return fmt.Errorf("sqlstore: create blob: %w: size %d, %d parts", store.ErrInvalid, b.Size, b.Parts)
 	}
-	return s.writeTx(ctx, "create blob", false, func(t *wtx) error {
+	return s.blobWrite(ctx, "create blob", func(t *wtx) error {
 		var bytes int64
 		var open int
 		err := t.queryRow(`INSERT INTO blob_usage (user_id, bytes, open_uploads) VALUES (?, ?, 1)
@@ -79,7 +90,7 @@ func (t *wtx) lockBlob(id string) (store.Blob, error) {
 
 // SetBlobPart implements store.Blobs.
 func (s *Store) SetBlobPart(ctx context.Context, id string, n int, received bool, state string) error {
-	return s.writeTx(ctx, "set blob part", false, func(t *wtx) error {
+	return s.blobWrite(ctx, "set blob part", func(t *wtx) error {
 		b, err := t.lockBlob(id)
 		if err != nil {
 			return err
@@ -102,7 +113,7 @@ func (s *Store) SetBlobPart(ctx context.Context, id string, n int, received bool
 
 // CompleteBlob implements store.Blobs.
 func (s *Store) CompleteBlob(ctx context.Context, id string, now, expiresAt int64) error {
-	return s.writeTx(ctx, "complete blob", false, func(t *wtx) error {
+	return s.blobWrite(ctx, "complete blob", func(t *wtx) error {
 		b, err := t.lockBlob(id)
 		if err != nil || b.Complete {
 			return err
@@ -121,7 +132,7 @@ func (s *Store) CompleteBlob(ctx context.Context, id string, now, expiresAt int6
 // DeleteBlob implements store.Blobs.
 func (s *Store) DeleteBlob(ctx context.Context, id string, user protocol.UserID) (store.Blob, error) {
 	var b store.Blob
-	err := s.writeTx(ctx, "delete blob", false, func(t *wtx) error {
+	err := s.blobWrite(ctx, "delete blob", func(t *wtx) error {
 		var err error
 		if b, err = t.lockBlob(id); err != nil {
 			return err
@@ -157,7 +168,7 @@ func (t *wtx) tombstone(bs []store.Blob) error {
 // (and the blob is no longer selected) or waits and finds a tombstone.
 func (s *Store) ExpireBlobs(ctx context.Context, now int64, limit int) (int, error) {
 	var n int
-	err := s.writeTx(ctx, "expire blobs", false, func(t *wtx) error {
+	err := s.blobWrite(ctx, "expire blobs", func(t *wtx) error {
 		n = 0
 		expired, err := t.query(`SELECT `+blobCols+` FROM blobs WHERE NOT referenced AND NOT deleted AND expires_at <= ? ORDER BY expires_at LIMIT ?`+t.lockSuffix(), now, limit)
 		if err != nil {
@@ -197,7 +208,7 @@ func (s *Store) DeletedBlobs(ctx context.Context, limit int) ([]store.Blob, erro
 
 // PurgeBlob implements store.Blobs.
 func (s *Store) PurgeBlob(ctx context.Context, id string) error {
-	return s.writeTx(ctx, "purge blob", false, func(t *wtx) error {
+	return s.blobWrite(ctx, "purge blob", func(t *wtx) error {
 		var deleted bool
 		if err := t.queryRow(`SELECT deleted FROM blobs WHERE id = ?`+t.lockSuffix(), id).Scan(&deleted); err != nil {
 			return notFound(err, "blob")

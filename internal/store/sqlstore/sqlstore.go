@@ -74,6 +74,9 @@ type Store struct {
 	// ckpt checkpoints the WAL off the writer (SQLite, not Shared).
 	ckpt *checkpointer
 
+	// blobMu orders the blob rows' writes on SQLite (see blobWrite).
+	blobMu sync.Mutex
+
 	// inc is the current incarnation (see incarnation.go).
 	incMu sync.Mutex
 	inc   store.Incarnation
