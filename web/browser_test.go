@@ -1053,7 +1053,8 @@ func TestBrowserAttachments(t *testing.T) {
 
 // TestBrowserUploadSpeed measures, with SANDI_BENCH_BROWSER=1, the
 // encryption and upload of a 100 MiB file picked in Chromium (the attach
-// button's path), and how the page drew frames meanwhile
+// button's path), then its download, check and decryption in another
+// browser (the save button), and how the pages drew frames meanwhile
 // (requestAnimationFrame). It asserts nothing about time; the figures go
 // to the log and to test-output/web/upload-speed.json (docs/performance.md).
 func TestBrowserUploadSpeed(t *testing.T) {
@@ -1063,58 +1064,45 @@ func TestBrowserUploadSpeed(t *testing.T) {
 	requireBuilt(t)
 	url := startServer(t)
 	browser := startBrowser(t)
-	ctx := context.Background()
 	alice := newPage(t, browser, "alice", url)
 	alice.register("alice")
-	carol := newCLI(t, url, "")
-	if err := carol.c.Register(ctx, "carol", "password of carol"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := carol.c.CreateConversation(ctx, "Bench", "alice"); err != nil {
-		t.Fatal(err)
-	}
-	alice.openConversation("Bench")
+	bob := newPage(t, browser, "bob", url)
+	bob.register("bob")
+	alice.createConversation("bob")
+	bob.openConversation("alice")
 	const mib = 100
-	eval[chromedp.Void](alice, fmt.Sprintf(`(() => {
+	out := map[string]any{"bytes": mib << 20}
+	before := eval[float64](alice, `sandiTimings.moduleMemory()`)
+	up := alice.frames("upload", fmt.Sprintf(`(() => {
 		const chunk = new Uint8Array(1 << 20);
 		for (let i = 0; i < chunk.length; i += 65536) crypto.getRandomValues(chunk.subarray(i, i + 65536));
-		const file = new File(Array(%d).fill(chunk), "big.bin", { type: "application/octet-stream" });
 		const dt = new DataTransfer();
-		dt.items.add(file);
+		dt.items.add(new File(Array(%d).fill(chunk), "big.bin", { type: "application/octet-stream" }));
 		const input = document.getElementById("attach-input");
 		input.files = dt.files;
-		const b = window.__bench = { frames: 0, longest: 0 };
-		const tick = (now) => {
-			if (b.end) return;
-			if (b.last) b.longest = Math.max(b.longest, now - b.last);
-			b.last = now;
-			b.frames++;
-			if (document.querySelector("#messages .att-upload[data-state=done]")) b.end = now;
-			requestAnimationFrame(tick);
-		};
-		b.start = performance.now();
-		requestAnimationFrame(tick);
 		input.dispatchEvent(new Event("change"));
-	})()`, mib))
-	alice.waitWithin(10*time.Minute, "the upload", `!!window.__bench.end`)
-	type result struct {
-		Frames  int     `json:"frames"`
-		Longest float64 `json:"longest"`
-		Start   float64 `json:"start"`
-		End     float64 `json:"end"`
+	})()`, mib), `!!document.querySelector("#messages .att-upload[data-state=done]")`)
+	out["upload"] = up
+	out["uploadModuleMemoryMiB"] = []float64{before / (1 << 20), eval[float64](alice, `sandiTimings.moduleMemory()`) / (1 << 20)}
+	t.Logf("encrypt + upload of %d MiB: %.2f s, %.1f MB/s; %d frames (%.0f/s), longest %.0f ms; module memory %.0f MiB before, %.0f MiB after",
+		mib, up.Seconds, float64(mib<<20)/1e6/up.Seconds, up.Frames, float64(up.Frames)/up.Seconds, up.Longest, out["uploadModuleMemoryMiB"].([]float64)[0], out["uploadModuleMemoryMiB"].([]float64)[1])
+
+	before = eval[float64](bob, `sandiTimings.moduleMemory()`)
+	bob.wait("big.bin", `!!document.querySelector('#messages .att-save[aria-label="Save big.bin"]')`)
+	down := bob.frames("download", `document.querySelector('#messages .att-save[aria-label="Save big.bin"]').click()`,
+		`[...document.querySelectorAll("#messages .att")].some(a => a.dataset.state === "saved" || a.dataset.state === "error")`)
+	if eval[bool](bob, `document.querySelector("#messages .att[data-state=error]") !== null`) {
+		bob.fail("the download failed")
 	}
-	r := eval[result](alice, `window.__bench`)
-	secs := (r.End - r.Start) / 1000
-	out := map[string]any{
-		"bytes": mib << 20, "seconds": secs, "MBps": float64(mib<<20) / 1e6 / secs,
-		"frames": r.Frames, "fps": float64(r.Frames) / secs, "longestFrameMs": r.Longest,
-	}
-	t.Logf("encrypt + upload of %d MiB in Chromium: %.2f s, %.1f MB/s; %d frames (%.0f/s), longest frame %.0f ms",
-		mib, secs, out["MBps"], r.Frames, out["fps"], r.Longest)
+	out["download"] = down
+	out["downloadModuleMemoryMiB"] = []float64{before / (1 << 20), eval[float64](bob, `sandiTimings.moduleMemory()`) / (1 << 20)}
+	t.Logf("download + check + decrypt of %d MiB: %.2f s, %.1f MB/s; %d frames (%.0f/s), longest %.0f ms; module memory %.0f MiB before, %.0f MiB after",
+		mib, down.Seconds, float64(mib<<20)/1e6/down.Seconds, down.Frames, float64(down.Frames)/down.Seconds, down.Longest, out["downloadModuleMemoryMiB"].([]float64)[0], out["downloadModuleMemoryMiB"].([]float64)[1])
 	b, _ := json.MarshalIndent(out, "", "  ")
 	os.MkdirAll(outDir, 0o755)
 	if err := os.WriteFile(filepath.Join(outDir, "upload-speed.json"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	alice.noProblems()
+	bob.noProblems()
 }

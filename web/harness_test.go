@@ -845,3 +845,36 @@ func tamperNewestBlob(t *testing.T, data string) {
 		t.Fatal(err)
 	}
 }
+
+// frameCount is what frames measures.
+type frameCount struct {
+	Seconds float64 `json:"seconds"`
+	Frames  int     `json:"frames"`
+	Longest float64 `json:"longestFrameMs"`
+}
+
+// frames runs the JavaScript start and counts the animation frames the
+// page draws until the expression done is true (checked every frame): how
+// long it took, how many frames, the longest gap between two.
+func (p *page) frames(what, start, done string) frameCount {
+	p.t.Helper()
+	eval[chromedp.Void](p, `(() => {
+		const b = window.__frames = { frames: 0, longest: 0, start: performance.now() };
+		const tick = (now) => {
+			if (b.end) return;
+			if (b.last) b.longest = Math.max(b.longest, now - b.last);
+			b.last = now;
+			b.frames++;
+			if (`+done+`) b.end = now;
+			requestAnimationFrame(tick);
+		};
+		requestAnimationFrame(tick);
+		`+start+`;
+	})()`)
+	p.waitWithin(10*time.Minute, "the "+what, `!!window.__frames.end`)
+	r := eval[struct {
+		Frames              int
+		Longest, Start, End float64
+	}](p, `window.__frames`)
+	return frameCount{Seconds: (r.End - r.Start) / 1000, Frames: r.Frames, Longest: r.Longest}
+}

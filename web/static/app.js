@@ -167,6 +167,9 @@
     const go = new Go();
     const { instance } = await WebAssembly.instantiateStreaming(resp, go.importObject);
     mark("wasmCompiled");
+    // The module's memory, in bytes (it grows and never shrinks): for the
+    // tests' figures.
+    timings.moduleMemory = () => instance.exports.mem.buffer.byteLength;
     go.run(instance).then(() => fail("sandi stopped. Reload the page."));
     await loaded;
   }
