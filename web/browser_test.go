@@ -1002,6 +1002,26 @@ func TestBrowserAttachments(t *testing.T) {
 	if w := bob.waitImage("pasted.png"); w != 200 {
 		bob.fail("pasted.png shown %d pixels wide, want 200", w)
 	}
+	// A video recorded in the page (a canvas through MediaRecorder) plays
+	// on a click, at its size.
+	alice.giveFiles("drop", `new Promise((resolve) => {
+		const c = document.createElement("canvas");
+		c.width = 160;
+		c.height = 120;
+		const g = c.getContext("2d");
+		let i = 0;
+		const draw = setInterval(() => { g.fillStyle = i++ % 2 ? "#c33" : "#33c"; g.fillRect(0, 0, 160, 120); }, 50);
+		const rec = new MediaRecorder(c.captureStream(20), { mimeType: "video/webm" });
+		const chunks = [];
+		rec.ondataavailable = (e) => chunks.push(e.data);
+		rec.onstop = () => { clearInterval(draw); resolve([new File(chunks, "clip.webm", { type: "video/webm" })]); };
+		rec.start();
+		setTimeout(() => rec.stop(), 600);
+	})`)
+	bob.wait("the video's play button", `[...document.querySelectorAll("#messages .att[data-kind=video]")].some(a => a.innerText.includes("clip.webm") && a.querySelector(".att-show"))`)
+	bob.click(`#messages .att[data-kind=video] .att-show`)
+	bob.wait("the video playable", `(() => { const v = document.querySelector("#messages .att[data-kind=video] video"); return !!v && v.readyState >= 1 && v.videoWidth === 160; })()`)
+	bob.screenshot("attachment-video", 375)
 	alice.giveFiles("drop", pageFile("dropped.bin", 1000))
 	if got := carol.save(conv, "dropped.bin"); !bytes.Equal(got, bytes.Repeat([]byte{7}, 1000)) {
 		t.Fatalf("dropped.bin saved as %d bytes", len(got))
@@ -1026,6 +1046,10 @@ func TestBrowserAttachments(t *testing.T) {
 	bob.wait("the SVG as a card", `[...document.querySelectorAll("#messages .att-card .att-name")].some(e => e.textContent === "<img src=x onerror=alert(1)>.svg")`)
 	if n := eval[int](bob, `document.querySelectorAll("#messages img[src=x], #messages .att[data-kind=image] img[alt$='.svg']").length`); n != 0 {
 		bob.fail("an SVG or a name's markup is shown as such (%d elements)", n)
+	}
+	// The page sees attachments without their keys and digests.
+	if h := eval[string](bob, `sandi.history(`+js(conv.String())+`).then((h) => JSON.stringify(h))`); !strings.Contains(h, `"clip.webm"`) || strings.Contains(h, `"key"`) || strings.Contains(h, `"digest"`) || strings.Contains(h, `"blob"`) {
+		bob.fail("the history the page sees: %.300s", h)
 	}
 	// A voice note recorded in alice's browser plays in bob's.
 	if _, ok := carol.findAttachment(conv, "cancelled.bin"); ok {

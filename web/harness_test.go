@@ -788,11 +788,12 @@ func pageFile(name string, size int) string {
 }
 
 // waitImage waits until the open chat shows the image named name at its
-// full size (decoded), and returns its natural width.
+// full size (decoded), scrolled into view (media load when seen), and
+// returns its natural width.
 func (p *page) waitImage(name string) int {
 	p.t.Helper()
 	sel := `[...document.querySelectorAll("#messages .att[data-kind=image]")].find(a => a.querySelector("img").alt === ` + js(name) + `)`
-	p.wait(name+" shown", `(() => { const a = `+sel+`; return !!a && a.dataset.state === "full" && a.querySelector("img").complete; })()`)
+	p.wait(name+" shown", `(() => { const a = `+sel+`; if (a) a.scrollIntoView(); return !!a && a.dataset.state === "full" && a.querySelector("img").complete; })()`)
 	return eval[int](p, sel+`.querySelector("img").naturalWidth`)
 }
 
@@ -808,12 +809,12 @@ func (p *page) recordVoice(d time.Duration) {
 	p.wait("the voice note sent", fmt.Sprintf(`document.querySelectorAll("#messages .msg.own[data-status=sent]").length > %d`, before))
 }
 
-// waitAudio waits until the open chat's last voice note can play and
-// returns its duration in seconds.
+// waitAudio waits until the open chat's last voice note, scrolled into
+// view, can play, and returns its duration in seconds.
 func (p *page) waitAudio() float64 {
 	p.t.Helper()
 	const last = `[...document.querySelectorAll("#messages .att[data-kind=audio] audio")].pop()`
-	p.wait("a playable voice note", `(() => { const a = `+last+`; return !!a && a.readyState >= 1 && isFinite(a.duration) && a.duration > 0; })()`)
+	p.wait("a playable voice note", `(() => { const a = `+last+`; if (a) a.scrollIntoView(); return !!a && a.readyState >= 1 && isFinite(a.duration) && a.duration > 0; })()`)
 	return eval[float64](p, last+`.duration`)
 }
 
