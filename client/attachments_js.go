@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"syscall/js"
+	"time"
 )
 
 // blobRange is the size of one ranged GET of a download: fetch holds an
@@ -30,7 +31,8 @@ type spool interface {
 // attachment ever downloaded (and, growing by doubling, up to three times
 // it). Writes are gathered in pieces of spoolPiece bytes; reads take a
 // piece at a time with Blob.slice().arrayBuffer(), which gives the page
-// its event loop back between pieces.
+// its event loop back between pieces; a download's writes (and the digest
+// computed beside them) let the page draw every 10 ms.
 type blobSpool struct {
 	parts js.Value // Array of the Blob and Uint8Arrays written, in order
 	size  int64    // bytes written, buf included
@@ -38,6 +40,7 @@ type blobSpool struct {
 	off   int64    // read position
 	rest  []byte   // read, not yet returned
 	rbuf  []byte
+	since time.Time // when the page last had the event loop
 }
 
 const spoolPiece = 1 << 20
@@ -47,6 +50,10 @@ func newBlobSpool() *blobSpool { return &blobSpool{parts: js.Global().Get("Array
 func (s *blobSpool) Write(p []byte) (int, error) {
 	if s.off != s.size || len(s.rest) > 0 {
 		return 0, errors.New("blobSpool: writes only append")
+	}
+	if time.Since(s.since) > 10*time.Millisecond {
+		yieldToPage()
+		s.since = time.Now()
 	}
 	n := len(p)
 	for len(p) > 0 {
@@ -134,6 +141,20 @@ func (s *blobSpool) Remove() error {
 	s.parts = js.Global().Get("Array").New()
 	s.buf, s.rest, s.size, s.off = nil, nil, 0, 0
 	return nil
+}
+
+// yieldToPage gives the page's event loop a turn (a task), so that it can
+// draw and handle input, from a goroutine.
+func yieldToPage() {
+	if s := js.Global().Get("scheduler"); s.Type() == js.TypeObject && s.Get("yield").Type() == js.TypeFunction {
+		awaitPromise(context.Background(), js.Null(), s.Call("yield"))
+		return
+	}
+	done := make(chan struct{})
+	f := js.FuncOf(func(js.Value, []js.Value) any { close(done); return nil })
+	defer f.Release()
+	js.Global().Call("setTimeout", f, 0)
+	<-done
 }
 
 // openSpool returns an empty spool in the page's memory: a page does not

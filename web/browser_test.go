@@ -1096,6 +1096,11 @@ func TestBrowserUploadSpeed(t *testing.T) {
 	bob.openConversation("alice")
 	const mib = 100
 	out := map[string]any{"bytes": mib << 20}
+	// The frames the page draws doing nothing, on this machine at this
+	// moment: what the frames during the transfers compare with.
+	idle := alice.frames("idle page", "", `performance.now() - window.__frames.start > 3000`)
+	out["idle"] = idle
+	t.Logf("idle page: %d frames in %.1f s (%.0f/s), longest %.0f ms", idle.Frames, idle.Seconds, float64(idle.Frames)/idle.Seconds, idle.Longest)
 	before := eval[float64](alice, `sandiTimings.moduleMemory()`)
 	up := alice.frames("upload", fmt.Sprintf(`(() => {
 		const chunk = new Uint8Array(1 << 20);

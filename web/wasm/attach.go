@@ -267,16 +267,22 @@ func progress(args []js.Value, i int) func(done, total int64) {
 }
 
 // blobReader reads a Blob (a File) from JavaScript, readChunk bytes per
-// Blob.slice().arrayBuffer(): never the whole file in memory.
+// Blob.slice().arrayBuffer(): never the whole file in memory. Whoever
+// reads it (an encryption) gives the page the event loop back every
+// busySlice.
 type blobReader struct {
 	ctx       context.Context
 	blob      js.Value
 	off, size int64
 	buf, rest []byte
 	read      func(n int64) // told the bytes read so far
+	busy      busy
 }
 
 func (r *blobReader) Read(p []byte) (int, error) {
+	if err := r.busy.check(r.ctx); err != nil {
+		return 0, err
+	}
 	if len(r.rest) == 0 {
 		if r.off >= r.size {
 			return 0, io.EOF
@@ -313,20 +319,32 @@ type blobWriter struct {
 	ctx   context.Context
 	parts js.Value
 	buf   []byte
-	since time.Time
+	busy  busy
 }
 
 // busySlice is how long the module computes before it lets the page draw.
 const busySlice = 10 * time.Millisecond
 
+// busy measures the module's work since it last let the page draw.
+type busy struct{ since time.Time }
+
+// check lets the page draw (pause) once busySlice has passed.
+func (b *busy) check(ctx context.Context) error {
+	if b.since.IsZero() {
+		b.since = time.Now()
+		return nil
+	}
+	if time.Since(b.since) < busySlice {
+		return nil
+	}
+	err := pause(ctx)
+	b.since = time.Now()
+	return err
+}
+
 func (w *blobWriter) Write(p []byte) (int, error) {
-	if w.since.IsZero() {
-		w.since = time.Now()
-	} else if time.Since(w.since) > busySlice {
-		if err := pause(w.ctx); err != nil {
-			return 0, err
-		}
-		w.since = time.Now()
+	if err := w.busy.check(w.ctx); err != nil {
+		return 0, err
 	}
 	n := len(p)
 	for len(p) > 0 {
