@@ -1101,7 +1101,7 @@ func TestBrowserUploadSpeed(t *testing.T) {
 	idle := alice.frames("idle page", "", `performance.now() - window.__frames.start > 3000`)
 	out["idle"] = idle
 	t.Logf("idle page: %d frames in %.1f s (%.0f/s), longest %.0f ms", idle.Frames, idle.Seconds, float64(idle.Frames)/idle.Seconds, idle.Longest)
-	before := eval[float64](alice, `sandiTimings.moduleMemory()`)
+	before := eval[float64](alice, `sandiModuleMemory()`)
 	up := alice.frames("upload", fmt.Sprintf(`(() => {
 		const chunk = new Uint8Array(1 << 20);
 		for (let i = 0; i < chunk.length; i += 65536) crypto.getRandomValues(chunk.subarray(i, i + 65536));
@@ -1112,11 +1112,11 @@ func TestBrowserUploadSpeed(t *testing.T) {
 		input.dispatchEvent(new Event("change"));
 	})()`, mib), `!!document.querySelector("#messages .att-upload[data-state=done]")`)
 	out["upload"] = up
-	out["uploadModuleMemoryMiB"] = []float64{before / (1 << 20), eval[float64](alice, `sandiTimings.moduleMemory()`) / (1 << 20)}
+	out["uploadModuleMemoryMiB"] = []float64{before / (1 << 20), eval[float64](alice, `sandiModuleMemory()`) / (1 << 20)}
 	t.Logf("encrypt + upload of %d MiB: %.2f s, %.1f MB/s; %d frames (%.0f/s), longest %.0f ms; module memory %.0f MiB before, %.0f MiB after",
 		mib, up.Seconds, float64(mib<<20)/1e6/up.Seconds, up.Frames, float64(up.Frames)/up.Seconds, up.Longest, out["uploadModuleMemoryMiB"].([]float64)[0], out["uploadModuleMemoryMiB"].([]float64)[1])
 
-	before = eval[float64](bob, `sandiTimings.moduleMemory()`)
+	before = eval[float64](bob, `sandiModuleMemory()`)
 	bob.wait("big.bin", `!!document.querySelector('#messages .att-save[aria-label="Save big.bin"]')`)
 	down := bob.frames("download", `document.querySelector('#messages .att-save[aria-label="Save big.bin"]').click()`,
 		`[...document.querySelectorAll("#messages .att")].some(a => a.dataset.state === "saved" || a.dataset.state === "error")`)
@@ -1124,7 +1124,7 @@ func TestBrowserUploadSpeed(t *testing.T) {
 		bob.fail("the download failed")
 	}
 	out["download"] = down
-	out["downloadModuleMemoryMiB"] = []float64{before / (1 << 20), eval[float64](bob, `sandiTimings.moduleMemory()`) / (1 << 20)}
+	out["downloadModuleMemoryMiB"] = []float64{before / (1 << 20), eval[float64](bob, `sandiModuleMemory()`) / (1 << 20)}
 	t.Logf("download + check + decrypt of %d MiB: %.2f s, %.1f MB/s; %d frames (%.0f/s), longest %.0f ms; module memory %.0f MiB before, %.0f MiB after",
 		mib, down.Seconds, float64(mib<<20)/1e6/down.Seconds, down.Frames, float64(down.Frames)/down.Seconds, down.Longest, out["downloadModuleMemoryMiB"].([]float64)[0], out["downloadModuleMemoryMiB"].([]float64)[1])
 	b, _ := json.MarshalIndent(out, "", "  ")

@@ -169,7 +169,7 @@
     mark("wasmCompiled");
     // The module's memory, in bytes (it grows and never shrinks): for the
     // tests' figures.
-    timings.moduleMemory = () => instance.exports.mem.buffer.byteLength;
+    window.sandiModuleMemory = () => instance.exports.mem.buffer.byteLength;
     go.run(instance).then(() => fail("sandi stopped. Reload the page."));
     await loaded;
   }

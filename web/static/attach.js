@@ -210,6 +210,15 @@ function attNode(a, load) {
     });
   }
   const quiet = (f) => (...args) => f(...args).catch(() => {}); // shown in the node already
+  // offer puts a button that runs f in box.
+  const offer = (box, label, f) => {
+    box.append(el("button", { type: "button", class: "att-show", text: label, onclick: (ev) => { ev.target.remove(); f(); } }));
+  };
+  // again offers f once more after a load was cancelled or failed.
+  const again = (box, label, f) => {
+    const s = node.dataset.state;
+    if ((s === "idle" || s === "error") && !box.querySelector(".att-show")) offer(box, s === "error" ? "Try again" : label, f);
+  };
 
   if (kind === "image" || kind === "video") {
     const [w, h] = dims(a);
@@ -221,7 +230,7 @@ function attNode(a, load) {
     node.append(box, progress, error, info);
     if (kind === "image") {
       const full = quiet(async () => {
-        const blob = await fetchBlob();
+        const blob = await fetchBlob().finally(() => again(box, "Show image (" + fmtSize(a.size || 0) + ")", full));
         const u = objectURL(blob);
         img.src = u;
         try {
@@ -238,7 +247,7 @@ function attNode(a, load) {
         setState("full");
       });
       if ((a.size || 0) <= AUTO) whenSeen(node, full);
-      else box.append(el("button", { type: "button", class: "att-show", text: "Show image (" + fmtSize(a.size) + ")", onclick: (ev) => { ev.target.remove(); full(); } }));
+      else offer(box, "Show image (" + fmtSize(a.size) + ")", full);
     } else {
       const play = el("button", { type: "button", class: "att-show", text: "▶ Play video (" + fmtSize(a.size || 0) + ")" });
       play.onclick = quiet(async () => {
@@ -264,14 +273,14 @@ function attNode(a, load) {
   if (kind === "audio") {
     const audio = el("audio", { controls: true, preload: "metadata", class: "att-audio" });
     const load1 = quiet(async () => {
-      const blob = await fetchBlob();
+      const blob = await fetchBlob().finally(() => again(node, "Load voice note (" + fmtSize(a.size || 0) + ")", load1));
       audio.src = objectURL(blob);
       knownDuration(audio);
       setState("full");
     });
     node.append(audio, progress, error, info);
     if ((a.size || 0) <= AUTO) whenSeen(node, load1);
-    else node.prepend(el("button", { type: "button", class: "att-show", text: "Load voice note (" + fmtSize(a.size) + ")", onclick: (ev) => { ev.target.remove(); load1(); } }));
+    else offer(node, "Load voice note (" + fmtSize(a.size) + ")", load1);
     return node;
   }
 
@@ -280,7 +289,7 @@ function attNode(a, load) {
     save.disabled = true;
     try {
       const blob = await fetchBlob();
-      job = null; // the next click downloads again: nothing is kept
+      job = null; // the next click saves again
       setState("saved");
       saveAs(blob, name);
     } finally {
