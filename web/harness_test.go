@@ -26,6 +26,7 @@ import (
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"sandi.dev/client"
@@ -878,4 +879,21 @@ func (p *page) frames(what, start, done string) frameCount {
 		Longest, Start, End float64
 	}](p, `window.__frames`)
 	return frameCount{Seconds: (r.End - r.Start) / 1000, Frames: r.Frames, Longest: r.Longest}
+}
+
+// block makes the page's requests to URLs matching patterns fail, as a
+// network that drops them does; block() lets everything through again.
+func (p *page) block(patterns ...string) {
+	p.t.Helper()
+	p.do("block "+strings.Join(patterns, " "), chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		if _, err := cdp.Call(ctx, tg, network.Enable, network.EnableParams{}); err != nil {
+			return err
+		}
+		bp := []*network.BlockPattern{}
+		for _, u := range patterns {
+			bp = append(bp, &network.BlockPattern{URLPattern: u, Block: true})
+		}
+		_, err := cdp.Call(ctx, tg, network.SetBlockedURLs, network.SetBlockedURLsParams{URLPatterns: bp})
+		return err
+	}))
 }
