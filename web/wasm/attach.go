@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"sandi.dev/client"
+	"sandi.dev/protocol"
 )
 
 // readChunk is how much of a file one read takes: about 8 ms of work
@@ -109,15 +110,21 @@ func views(ms []client.Message) []msgView {
 	return out
 }
 
+// inConv returns the open client and the conversation args[0] names.
+func (a *app) inConv(args []js.Value) (*client.Client, protocol.ConversationID, error) {
+	_, c, err := a.get()
+	if err != nil {
+		return nil, protocol.ConversationID{}, err
+	}
+	id, err := conv(args)
+	return c, id, err
+}
+
 // upload(conv, file, meta, id, onProgress) encrypts and uploads a File
 // and resolves to a handle that send takes. meta: {name, type, width,
 // height, duration (seconds), thumbnail (Uint8Array)}.
 func (a *app) upload(args []js.Value) (any, error) {
-	_, c, err := a.get()
-	if err != nil {
-		return nil, err
-	}
-	id, err := conv(args)
+	c, id, err := a.inConv(args)
 	if err != nil {
 		return nil, err
 	}
@@ -171,11 +178,7 @@ func (a *app) upload(args []js.Value) (any, error) {
 // application/octet-stream. A digest that does not match rejects with
 // server_misbehaved (and the SDK raises an alarm).
 func (a *app) download(args []js.Value) (any, error) {
-	_, c, err := a.get()
-	if err != nil {
-		return nil, err
-	}
-	id, err := conv(args)
+	c, id, err := a.inConv(args)
 	if err != nil {
 		return nil, err
 	}

@@ -584,11 +584,7 @@ func (a *app) history(args []js.Value) (any, error) {
 }
 
 func (a *app) send(args []js.Value) (any, error) {
-	_, c, err := a.get()
-	if err != nil {
-		return nil, err
-	}
-	id, err := conv(args)
+	c, id, err := a.inConv(args)
 	if err != nil {
 		return nil, err
 	}
