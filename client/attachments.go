@@ -462,13 +462,7 @@ func (c *Client) UploadAttachment(ctx context.Context, conv protocol.Conversatio
 		}
 		digest, err := c.sendParts(ctx, a, timeout, key, up, received, r, progress)
 		if errors.Is(err, ErrFileChanged) {
-			// Another file of the same name and size. A completed blob
-			// stays (a caller may still send it; unsent, it expires).
-			if up.Complete {
-				c.forgetUpload(key)
-			} else {
-				c.discardUpload(ctx, a, timeout, key, up)
-			}
+			c.dropUpload(ctx, a, timeout, key, up) // another file of the same name and size
 			if s, ok := r.(io.Seeker); ok && try == 0 {
 				if _, serr := s.Seek(0, io.SeekStart); serr == nil {
 					continue
@@ -500,7 +494,7 @@ func (c *Client) beginUpload(ctx context.Context, a *api, timeout time.Duration,
 		return nil, nil, err
 	}
 	if up != nil && (up.Conv != conv || up.Size != size || c.now().UnixMilli()-up.Created > uploadLife.Milliseconds()) {
-		c.discardUpload(ctx, a, timeout, key, up)
+		c.dropUpload(ctx, a, timeout, key, up)
 		up = nil
 	}
 	if up != nil {
@@ -519,7 +513,7 @@ func (c *Client) beginUpload(ctx context.Context, a *api, timeout time.Duration,
 			}
 			return up, received, nil
 		case err == nil, IsCode(err, "not_found"):
-			c.discardUpload(ctx, a, timeout, key, up) // gone, or not the upload this device began
+			c.dropUpload(ctx, a, timeout, key, up) // gone, or not the upload this device began
 		default:
 			return nil, nil, err
 		}
@@ -563,10 +557,13 @@ func (c *Client) saveUpload(key string, up *upload) error {
 	return c.st.Put(key, b)
 }
 
-// discardUpload forgets an upload and asks the server to delete its blob
-// (which it does anyway when the upload expires).
-func (c *Client) discardUpload(ctx context.Context, a *api, timeout time.Duration, key string, up *upload) {
-	c.blobJSON(ctx, a, timeout, "DELETE", "/api/blobs/"+up.Blob, nil, nil) // best effort
+// dropUpload forgets an upload. An unfinished one's blob is deleted on the
+// server (which deletes it anyway when the upload expires); a completed
+// one's stays, since a message may name it (unnamed, it expires).
+func (c *Client) dropUpload(ctx context.Context, a *api, timeout time.Duration, key string, up *upload) {
+	if !up.Complete {
+		c.blobJSON(ctx, a, timeout, "DELETE", "/api/blobs/"+up.Blob, nil, nil) // best effort
+	}
 	c.forgetUpload(key)
 }
 
@@ -786,7 +783,8 @@ func firstErr(send, err error) error {
 // error wrapping ErrServerMisbehaved, and nothing is written to w. A
 // ciphertext that matches but does not decrypt is ErrAttachmentCorrupt
 // (the sender's doing); w may then have received the chunks before the
-// broken one.
+// broken one. Downloads of one attachment must not overlap on one device
+// (they share its spool).
 func (c *Client) DownloadAttachment(ctx context.Context, conv protocol.ConversationID, att Attachment, w io.Writer, progress func(done, total int64)) error {
 	if err := checkAttachment(att); err != nil {
 		return fmt.Errorf("attachment: %w", err)
@@ -815,6 +813,7 @@ func (c *Client) DownloadAttachment(ctx context.Context, conv protocol.Conversat
 		sp.Remove() // never resumed from
 		return c.blobFault(conv, att, detail)
 	}
+	cnt := &counter{n: have, last: have, total: total, progress: progress}
 	for fails := 0; have < total; {
 		n := min(blobRange, total-have)
 		hdr := http.Header{"Range": {fmt.Sprintf("bytes=%d-%d", have, have+n-1)}}
@@ -837,7 +836,7 @@ func (c *Client) DownloadAttachment(ctx context.Context, conv protocol.Conversat
 			resp.Body.Close()
 			return fault(fmt.Sprintf("Asked for %s of the blob, the server answered %d %q.", hdr.Get("Range"), resp.StatusCode, got))
 		}
-		got, err := io.Copy(io.MultiWriter(sp, h), io.LimitReader(resp.Body, n))
+		got, err := io.Copy(io.MultiWriter(sp, h, cnt), io.LimitReader(resp.Body, n))
 		extra, _ := resp.Body.Read(make([]byte, 1))
 		resp.Body.Close()
 		have += got
@@ -866,6 +865,22 @@ func (c *Client) DownloadAttachment(ctx context.Context, conv protocol.Conversat
 	// not fetched again.
 	defer sp.Remove()
 	return DecryptAttachment(att, sp, w)
+}
+
+// counter calls progress with the bytes written through it (from n on),
+// about once a MiB.
+type counter struct {
+	n, last, total int64
+	progress       func(done, total int64)
+}
+
+func (c *counter) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	if c.progress != nil && c.n-c.last >= 1<<20 && c.n < c.total {
+		c.last = c.n
+		c.progress(c.n, c.total)
+	}
+	return len(p), nil
 }
 
 // DecryptAttachment decrypts the ciphertext of att, read from r, into w.

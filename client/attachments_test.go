@@ -90,9 +90,10 @@ func received(t *testing.T, c *client.Client) []client.Attachment {
 	return out
 }
 
-// TestAttachmentRoundTrip: a file of two parts and an image go from alice
-// to bob, on SQLite and PostgreSQL: bob's message names them, with the
-// image's dimensions and thumbnail, and each downloads to the same bytes.
+// TestAttachmentRoundTrip: a file of two parts, an image and an empty
+// file go from alice to bob, on SQLite and PostgreSQL: bob's message names
+// them, with the image's dimensions and thumbnail, and each downloads to
+// the same bytes.
 func TestAttachmentRoundTrip(t *testing.T) {
 	for _, db := range []string{"sqlite", "postgres"} {
 		t.Run(db, func(t *testing.T) { testAttachmentRoundTrip(t, startNode(t, dbs(t)[db](t), blobConfig(t))) })
@@ -129,32 +130,43 @@ func testAttachmentRoundTrip(t *testing.T, n *node) {
 		if a2.Width != 300 || a2.Height != 200 || len(a2.Thumbnail) == 0 {
 			t.Fatalf("image: %d×%d, thumbnail %d bytes", a2.Width, a2.Height, len(a2.Thumbnail))
 		}
-		m, err := alice.SendMessage(ctx, conv, "", []client.Attachment{a1, a2})
+		a3 := upload(t, alice, conv, "empty.txt", "text/plain", nil)
+		m, err := alice.SendMessage(ctx, conv, "", []client.Attachment{a1, a2, a3})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(m.Attachments) != 2 {
+		if len(m.Attachments) != 3 {
 			t.Fatalf("sent message has %d attachments", len(m.Attachments))
 		}
+		hist, err := alice.History(conv)
+		if err != nil || len(hist) == 0 || len(hist[len(hist)-1].Attachments) != 3 {
+			t.Fatalf("alice's history: %v %+v", err, hist)
+		}
 		got := received(t, bob)
-		if len(got) != 2 || got[0].Blob != a1.Blob || got[0].Name != "big.bin" || got[0].Type != "application/octet-stream" ||
+		if len(got) != 3 || got[0].Blob != a1.Blob || got[0].Name != "big.bin" || got[0].Type != "application/octet-stream" ||
 			got[1].Width != 300 || !bytes.Equal(got[1].Thumbnail, a2.Thumbnail) {
 			t.Fatalf("bob received %+v", got)
 		}
-		for i, want := range [][]byte{big, pngb.Bytes()} {
+		for i, want := range [][]byte{big, pngb.Bytes(), {}} {
 			var out bytes.Buffer
-			if err := bob.DownloadAttachment(ctx, conv, got[i], &out, nil); err != nil {
+			var calls, last int64
+			if err := bob.DownloadAttachment(ctx, conv, got[i], &out, func(done, total int64) {
+				if done < last || total != attach.EncryptedSize(got[i].Size) {
+					t.Errorf("progress %d of %d after %d", done, total, last)
+				}
+				calls, last = calls+1, done
+			}); err != nil {
 				t.Fatalf("download %d: %v", i, err)
 			}
 			if !bytes.Equal(out.Bytes(), want) {
 				t.Fatalf("download %d: %d bytes, not the file", i, out.Len())
 			}
+			// About once a MiB, and at the end.
+			if last != attach.EncryptedSize(got[i].Size) || i == 0 && calls < 9 {
+				t.Fatalf("download %d: %d progress calls, the last at %d", i, calls, last)
+			}
 		}
 		// The sender's history has them too, and they download there.
-		hist, err := alice.History(conv)
-		if err != nil || len(hist) == 0 || len(hist[len(hist)-1].Attachments) != 2 {
-			t.Fatalf("alice's history: %v %+v", err, hist)
-		}
 		var out bytes.Buffer
 		if err := alice.DownloadAttachment(ctx, conv, hist[len(hist)-1].Attachments[1], &out, nil); err != nil || !bytes.Equal(out.Bytes(), pngb.Bytes()) {
 			t.Fatalf("alice downloads her own: %v", err)
@@ -340,7 +352,8 @@ func TestAttachmentResume(t *testing.T) {
 
 // blobProxy is a malicious server for attachments: it forwards everything
 // to a node, but answers GET /api/blobs/{id} from what transform makes of
-// the real blob (nil: the real blob), ranges included.
+// the real blob (nil: the real blob), ranges included; a transform that
+// returns nil makes it answer 404.
 type blobProxy struct {
 	srv       *httptest.Server
 	transform atomic.Pointer[func(id string, full []byte) []byte]
@@ -365,7 +378,14 @@ func newBlobProxy(t *testing.T, n *node) *blobProxy {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
-		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader((*tf)(id, full)))
+		served := (*tf)(id, full)
+		if served == nil {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusNotFound)
+			io.WriteString(w, `{"status":404,"code":"not_found","detail":"no such blob"}`)
+			return
+		}
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(served))
 	}))
 	t.Cleanup(p.srv.Close)
 	return p
@@ -422,19 +442,20 @@ func TestAttachmentMaliciousServer(t *testing.T) {
 	a1 := upload(t, alice, conv, "one.bin", "", randomFile(size, 3))
 	a2 := upload(t, alice, conv, "two.bin", "", randomFile(size, 4))
 	a3 := upload(t, alice, other, "three.bin", "", randomFile(size, 5))
+	a4 := upload(t, alice, conv, "two-parts.bin", "", randomFile(8<<20+100<<10, 7))
 	// The blobs as the server holds them: encryption is deterministic
 	// under a file key.
 	secondBlob, carolBlob := encryptFile(t, a2.Key, randomFile(size, 4)), encryptFile(t, a3.Key, randomFile(size, 5))
 	for _, c := range []struct {
 		conv protocol.ConversationID
 		atts []client.Attachment
-	}{{conv, []client.Attachment{a1, a2}}, {other, []client.Attachment{a3}}} {
+	}{{conv, []client.Attachment{a1, a2, a4}}, {other, []client.Attachment{a3}}} {
 		if _, err := alice.SendMessage(ctx, c.conv, "files", c.atts); err != nil {
 			t.Fatal(err)
 		}
 	}
 	atts := received(t, bob)
-	if len(atts) != 2 {
+	if len(atts) != 3 {
 		t.Fatalf("bob received %d attachments", len(atts))
 	}
 	const chunk = attach.ChunkSize + attach.Overhead
@@ -442,25 +463,27 @@ func TestAttachmentMaliciousServer(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		f    func(id string, full []byte) []byte
+		att  int // of atts
 	}{
-		{"another blob of the conversation", func(string, []byte) []byte { return secondBlob }},
-		{"a blob of another conversation", func(string, []byte) []byte { return carolBlob }},
-		{"a byte flipped", func(_ string, b []byte) []byte { b[len(b)/2] ^= 1; return b }},
-		{"cut short", func(_ string, b []byte) []byte { return b[:len(b)-100] }},
-		{"a chunk dropped", func(_ string, b []byte) []byte { return append(b[:5+chunk:5+chunk], b[5+2*chunk:]...) }},
+		{"another blob of the conversation", func(string, []byte) []byte { return secondBlob }, 0},
+		{"a blob of another conversation", func(string, []byte) []byte { return carolBlob }, 0},
+		{"a byte flipped", func(_ string, b []byte) []byte { b[len(b)/2] ^= 1; return b }, 0},
+		{"cut short", func(_ string, b []byte) []byte { return b[:len(b)-100] }, 0},
+		{"a chunk dropped", func(_ string, b []byte) []byte { return append(b[:5+chunk:5+chunk], b[5+2*chunk:]...) }, 0},
 		{"chunks swapped", func(_ string, b []byte) []byte {
 			s := bytes.Clone(b)
 			copy(s[5:], b[5+chunk:5+2*chunk])
 			copy(s[5+chunk:], b[5:5+chunk])
 			return s
-		}},
-		{"a byte appended", func(_ string, b []byte) []byte { return append(b, 0) }},
+		}, 0},
+		{"a byte appended", func(_ string, b []byte) []byte { return append(b, 0) }, 0},
+		{"parts reordered", func(_ string, b []byte) []byte { return append(bytes.Clone(b[8<<20:]), b[:8<<20]...) }, 2},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p.set(c.f)
 			defer p.set(nil)
 			var out bytes.Buffer
-			err := bob.DownloadAttachment(ctx, conv, atts[0], &out, nil)
+			err := bob.DownloadAttachment(ctx, conv, atts[c.att], &out, nil)
 			wantMisbehaved(t, err)
 			if out.Len() != 0 {
 				t.Fatalf("%d bytes written", out.Len())
@@ -472,10 +495,20 @@ func TestAttachmentMaliciousServer(t *testing.T) {
 			alarms++
 		})
 	}
-	// Served right again, the attachment downloads.
+	// A blob the server no longer has is gone, not an attack.
+	p.set(func(string, []byte) []byte { return nil })
 	var out bytes.Buffer
+	if err := bob.DownloadAttachment(ctx, conv, atts[0], &out, nil); !errors.Is(err, client.ErrAttachmentGone) || errors.Is(err, client.ErrServerMisbehaved) {
+		t.Fatalf("a blob gone: %v", err)
+	}
+	p.set(nil)
+	// Served right again, the attachments download.
 	if err := bob.DownloadAttachment(ctx, conv, atts[0], &out, nil); err != nil || int64(out.Len()) != a1.Size {
 		t.Fatalf("honest download: %v", err)
+	}
+	out.Reset()
+	if err := bob.DownloadAttachment(ctx, conv, atts[2], &out, nil); err != nil || int64(out.Len()) != a4.Size {
+		t.Fatalf("honest download of two parts: %v", err)
 	}
 
 	// alice (a member) shares an attachment with a key that is not its

@@ -259,6 +259,8 @@ func (c *Client) recordLater(cs *convState, m Message) error {
 			return nil
 		}
 		cs.LastSeq = m.Seq
+	}
+	if c.countsUnread(m) {
 		cs.Unread++
 	}
 	b, err := json.Marshal(m)
@@ -321,6 +323,10 @@ func (c *Client) flush() error {
 func (c *Client) History(conv protocol.ConversationID) ([]Message, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.history(conv)
+}
+
+func (c *Client) history(conv protocol.ConversationID) ([]Message, error) {
 	b, err := c.st.Get(historyKey(conv))
 	if errors.Is(err, ErrNoValue) {
 		return nil, nil

@@ -24,11 +24,29 @@ import (
 // `sync` and `chat`, and `save`. File names and media types come from the
 // sender and are shown only through untrusted (safe.go).
 
-// fileList is a repeatable --file flag.
-type fileList []string
-
-func (f *fileList) String() string     { return strings.Join(*f, ",") }
-func (f *fileList) Set(s string) error { *f = append(*f, s); return nil }
+// sendArgs splits the arguments of send into the --file paths and the
+// other words. Only --file (or -file, --file=PATH) is a flag, anywhere, so
+// a text may start with a dash as it always could; after "--" every
+// argument is text.
+func sendArgs(args []string) (files, words []string, err error) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return files, append(words, args[i+1:]...), nil
+		case a == "--file" || a == "-file":
+			if i+1 == len(args) {
+				return nil, nil, errors.New("--file needs a path")
+			}
+			files, i = append(files, args[i+1]), i+1
+		case strings.HasPrefix(a, "--file=") || strings.HasPrefix(a, "-file="):
+			files = append(files, a[strings.IndexByte(a, '=')+1:])
+		default:
+			words = append(words, a)
+		}
+	}
+	return files, words, nil
+}
 
 // attachmentID is how the CLI names an attachment: the first 8 hex digits
 // of its blob id (`save` takes any unique prefix of 4 or more).
@@ -66,6 +84,17 @@ func attachmentLine(a client.Attachment) string {
 // output: where a message's further lines have "|", it has "+", which no
 // line of a message's text can put there.
 const attachmentCont = "           + "
+
+// attachmentLines shows a message's attachments, each on a line of its
+// own under the message (wrapped on a terminal), each line after a line
+// feed.
+func (e *cli) attachmentLines(atts []client.Attachment) string {
+	var b strings.Builder
+	for _, a := range atts {
+		b.WriteString("\n" + strings.Join(wrapHanging(attachmentCont+attachmentLine(a), e.width(), attachmentCont), "\n"))
+	}
+	return b.String()
+}
 
 // attachmentsJSON is what --json shows of a message's attachments: no key,
 // digest or thumbnail.

@@ -57,6 +57,28 @@ func TestAttachmentShownSafely(t *testing.T) {
 	}
 }
 
+// TestSendArgs: only --file is a flag of send; a text may start with a
+// dash.
+func TestSendArgs(t *testing.T) {
+	for _, c := range []struct {
+		args         []string
+		files, words string
+	}{
+		{[]string{"c", "hello", "all"}, "", "c hello all"},
+		{[]string{"c", "-5", "degrees", "-x"}, "", "c -5 degrees -x"},
+		{[]string{"c", "--file", "a.png", "look", "-file=b", "--file=c d"}, "a.png|b|c d", "c look"},
+		{[]string{"--file", "a", "c", "--", "--file", "x"}, "a", "c --file x"},
+	} {
+		files, words, err := sendArgs(c.args)
+		if err != nil || strings.Join(files, "|") != c.files || strings.Join(words, " ") != c.words {
+			t.Errorf("%q: files %q, words %q, %v", c.args, files, words, err)
+		}
+	}
+	if _, _, err := sendArgs([]string{"c", "--file"}); err == nil {
+		t.Error("--file without a path was accepted")
+	}
+}
+
 // TestChatShowsAttachments: the chat view lists a message's attachments
 // under it, escaped and styled (dim), which no text of a message can be.
 func TestChatShowsAttachments(t *testing.T) {

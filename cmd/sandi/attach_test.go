@@ -71,6 +71,10 @@ func TestCLIAttachments(t *testing.T) {
 	for _, a := range msg.Attachments {
 		ids[a.Name] = a.ID
 	}
+	// The local history lists them again, ids included.
+	if hist := cliOK(t, base, homes["bob"], "", "history", conv); !strings.Contains(hist, `+ attachment `+ids["photo.png"]+` "photo.png"`) {
+		t.Fatalf("history printed\n%s", hist)
+	}
 
 	saved := t.TempDir()
 	dest := filepath.Join(saved, "n.txt")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"sandi.dev/internal/store"
 	"sandi.dev/protocol"
@@ -88,27 +89,123 @@ func (t *wtx) lockBlob(id string) (store.Blob, error) {
 	return b, nil
 }
 
-// SetBlobPart implements store.Blobs.
+// SetBlobPart implements store.Blobs. On SQLite the parts marked at the
+// same time are marked together, in one transaction (group commit, as
+// sends are): concurrent uploads then cost a disk sync per batch of parts,
+// not one per part, and leave the writer to the sends sooner.
 func (s *Store) SetBlobPart(ctx context.Context, id string, n int, received bool, state string) error {
-	return s.blobWrite(ctx, "set blob part", func(t *wtx) error {
-		b, err := t.lockBlob(id)
+	r := &partMark{id: id, n: n, received: received, state: state, done: make(chan error, 1)}
+	if !s.d.local {
+		err := s.blobWrite(ctx, "set blob part", func(t *wtx) error {
+			return t.markParts([]*partMark{r})
+		})
 		if err != nil {
 			return err
 		}
-		if b.Complete {
-			return store.ErrBlobComplete
-		}
-		if n < 0 || n >= b.Parts || len(b.Received) != (b.Parts+7)/8 {
-			return fmt.Errorf("part %d of %d: %w", n, b.Parts, store.ErrNotFound)
-		}
-		if received {
-			b.Received[n/8] |= 1 << (n % 8)
-		} else {
-			b.Received[n/8] &^= 1 << (n % 8)
-		}
-		_, err = t.exec(`UPDATE blobs SET received = ?, state = ? WHERE id = ?`, b.Received, state, id)
+		return r.err
+	}
+	s.parts.mu.Lock()
+	s.parts.queue = append(s.parts.queue, r)
+	lead := !s.parts.busy
+	s.parts.busy = true
+	s.parts.mu.Unlock()
+	if lead {
+		s.markQueued()
+	}
+	select {
+	case err := <-r.done:
 		return err
-	})
+	case <-ctx.Done():
+		return ctx.Err() // the part may still be marked
+	}
+}
+
+// partMark is one SetBlobPart; done gets its outcome.
+type partMark struct {
+	id       string
+	n        int
+	received bool
+	state    string
+	done     chan error
+	err      error
+}
+
+// partQueue holds the SetBlobPart calls waiting for the writer (SQLite).
+type partQueue struct {
+	mu    sync.Mutex
+	queue []*partMark
+	busy  bool // a goroutine is marking; it takes what is queued next
+}
+
+// markQueued marks every queued part in one transaction; if more came
+// meanwhile, another goroutine marks them (so that no caller waits for
+// others' batches after its own).
+func (s *Store) markQueued() {
+	s.parts.mu.Lock()
+	batch := s.parts.queue
+	s.parts.queue = nil
+	s.parts.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+	err := s.blobWrite(ctx, "set blob parts", func(t *wtx) error { return t.markParts(batch) })
+	cancel()
+	for _, r := range batch {
+		if err != nil {
+			r.done <- err
+		} else {
+			r.done <- r.err
+		}
+	}
+	s.parts.mu.Lock()
+	if len(s.parts.queue) == 0 {
+		s.parts.busy = false
+	} else {
+		go s.markQueued()
+	}
+	s.parts.mu.Unlock()
+}
+
+// markParts applies the marks in order, each blob read once and written
+// once. A mark refused by its blob's state gets its error in err and does
+// not abort the others.
+func (t *wtx) markParts(marks []*partMark) error {
+	blobs := map[string]*store.Blob{}
+	var order []string
+	for _, r := range marks {
+		r.err = nil
+		b, seen := blobs[r.id]
+		if !seen {
+			got, err := t.lockBlob(r.id)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			if err == nil {
+				b = &got
+				order = append(order, r.id)
+			}
+			blobs[r.id] = b
+		}
+		switch {
+		case b == nil:
+			r.err = fmt.Errorf("blob: %w", store.ErrNotFound)
+		case b.Complete:
+			r.err = store.ErrBlobComplete
+		case r.n < 0 || r.n >= b.Parts || len(b.Received) != (b.Parts+7)/8:
+			r.err = fmt.Errorf("part %d of %d: %w", r.n, b.Parts, store.ErrNotFound)
+		case r.received:
+			b.Received[r.n/8] |= 1 << (r.n % 8)
+			b.State = r.state
+		default:
+			b.Received[r.n/8] &^= 1 << (r.n % 8)
+			b.State = r.state
+		}
+	}
+	for _, id := range order {
+		b := blobs[id]
+		if _, err := t.exec(`UPDATE blobs SET received = ?, state = ? WHERE id = ?`, b.Received, b.State, id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // CompleteBlob implements store.Blobs.

@@ -74,8 +74,10 @@ type Store struct {
 	// ckpt checkpoints the WAL off the writer (SQLite, not Shared).
 	ckpt *checkpointer
 
-	// blobMu orders the blob rows' writes on SQLite (see blobWrite).
+	// blobMu orders the blob rows' writes on SQLite (see blobWrite);
+	// parts are the part marks waiting for it (see SetBlobPart).
 	blobMu sync.Mutex
+	parts  partQueue
 
 	// inc is the current incarnation (see incarnation.go).
 	incMu sync.Mutex

@@ -3,6 +3,7 @@ package storetest
 import (
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -232,4 +233,55 @@ func testBlobQuotaRace(t *testing.T, open Opener) {
 		t.Fatalf("%d of %d uploads of 30 bytes accepted under a quota of 100, want 3", ok, n)
 	}
 	f.wantUsage("after the race", alice, 90, 3)
+}
+
+// testBlobPartsConcurrent: parts marked at once, of one upload and of
+// several, are all recorded; a mark refused (out of range, a completed
+// blob) gets its error and costs the others nothing.
+func testBlobPartsConcurrent(t *testing.T, open Opener) {
+	f := newFixture(t, open(t, nil))
+	alice := f.user(1, true)
+	conv := f.conversation(alice)
+	const parts = 40
+	big := f.newBlob(alice, conv, parts*10, parts, f.now+1000)
+	small := f.newBlob(alice, conv, 20, 2, f.now+1000)
+	done := f.newBlob(alice, conv, 5, 1, f.now+1000)
+	for _, b := range []store.Blob{big, small, done} {
+		if err := f.s.CreateBlob(f.ctx, b, store.BlobLimits{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.completeBlob(done, f.now+1000)
+	type mark struct {
+		id   string
+		n    int
+		want error
+	}
+	var marks []mark
+	for n := range parts {
+		marks = append(marks, mark{big.ID, n, nil})
+	}
+	marks = append(marks, mark{small.ID, 0, nil}, mark{small.ID, 1, nil}, mark{small.ID, 2, store.ErrNotFound},
+		mark{big.ID, -1, store.ErrNotFound}, mark{done.ID, 0, store.ErrBlobComplete}, mark{blobID(), 0, store.ErrNotFound})
+	var wg sync.WaitGroup
+	errs := make([]error, len(marks))
+	for i, m := range marks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f.s.SetBlobPart(f.ctx, m.id, m.n, true, fmt.Sprintf("state %d", i))
+		}()
+	}
+	wg.Wait()
+	for i, m := range marks {
+		if m.want == nil && errs[i] != nil || m.want != nil && !errors.Is(errs[i], m.want) {
+			t.Fatalf("mark %s part %d: %v, want %v", m.id, m.n, errs[i], m.want)
+		}
+	}
+	for _, b := range []store.Blob{big, small} {
+		got, err := f.s.Blob(f.ctx, b.ID)
+		if err != nil || len(got.Missing()) != 0 {
+			t.Fatalf("blob of %d parts after concurrent marks: missing %v, %v", b.Parts, got.Missing(), err)
+		}
+	}
 }
