@@ -51,6 +51,7 @@ const (
 	CodeBlobComplete   = "blob_complete"
 	CodeBlobIncomplete = "blob_incomplete"
 	CodeBadBlob        = "bad_blob"
+	CodeBadRange       = "range_not_satisfiable"
 )
 
 func (c *Config) blobDefaults() {
@@ -463,7 +464,7 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request, c *call) error 
 	br, partial, err := parseRange(r.Header.Get("Range"), b.Size)
 	if err != nil {
 		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", b.Size))
-		return problem(http.StatusRequestedRangeNotSatisfiable, "range_not_satisfiable", err.Error(), nil)
+		return problem(http.StatusRequestedRangeNotSatisfiable, CodeBadRange, err.Error(), nil)
 	}
 	rd, err := s.cfg.Blobs.Open(r.Context(), b.ID, br.off, br.n)
 	if errors.Is(err, blob.ErrNotFound) {
