@@ -1039,6 +1039,8 @@ func TestBrowserAttachments(t *testing.T) {
 	alice.giveFiles("drop", pageFile("cancelled.bin", 1<<20))
 	const uploading = `[...document.querySelectorAll("#messages .att-upload")].find(a => a.innerText.includes("cancelled.bin") && a.dataset.state === "uploading")`
 	alice.wait("the upload under way", `!!`+uploading)
+	alice.screenshot("attachment-uploading", 375)
+	alice.fits("#composer", 375)
 	alice.do("cancel", chromedp.Click(chromedp.JSPath(uploading+`.querySelector(".att-cancel")`), chromedp.NodeVisible))
 	alice.wait("the cancelled message gone", `![...document.querySelectorAll("#messages .msg")].some(li => li.innerText.includes("cancelled.bin"))`)
 	alice.block()

@@ -798,14 +798,17 @@ func (p *page) waitImage(name string) int {
 	return eval[int](p, sel+`.querySelector("img").naturalWidth`)
 }
 
-// recordVoice records a voice note of about d with the record button
-// (Chromium's fake microphone) and waits until it is sent.
+// recordVoice records a voice note of at least d with the record button
+// (Chromium's fake microphone), with a screenshot (voice-recording-375),
+// and waits until it is sent.
 func (p *page) recordVoice(d time.Duration) {
 	p.t.Helper()
 	before := eval[int](p, `document.querySelectorAll("#messages .msg.own[data-status=sent]").length`)
 	p.click("#record-button")
 	p.wait("recording", `document.getElementById("record-button").dataset.recording === "1" && document.getElementById("record-status").innerText.startsWith("Recording")`)
-	time.Sleep(d)
+	start := time.Now()
+	p.screenshot("voice-recording", 375)
+	time.Sleep(d - time.Since(start))
 	p.click("#record-button")
 	p.wait("the voice note sent", fmt.Sprintf(`document.querySelectorAll("#messages .msg.own[data-status=sent]").length > %d`, before))
 }

@@ -249,7 +249,7 @@ function attNode(a, load) {
       if ((a.size || 0) <= AUTO) whenSeen(node, full);
       else offer(box, "Show image (" + fmtSize(a.size) + ")", full);
     } else {
-      const play = el("button", { type: "button", class: "att-show", text: "▶ Play video (" + fmtSize(a.size || 0) + ")" });
+      const play = el("button", { type: "button", class: "att-show att-play", text: "▶", title: "Play (" + fmtSize(a.size || 0) + ")", "aria-label": "Play the video " + name + " (" + fmtSize(a.size || 0) + ")" });
       play.onclick = quiet(async () => {
         play.hidden = true;
         let blob;
