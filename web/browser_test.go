@@ -1085,6 +1085,7 @@ func TestBrowserAttachments(t *testing.T) {
 	bob.wait("report.txt", `[...document.querySelectorAll("#messages .att-card")].some(e => e.innerText.includes("report.txt"))`)
 	bob.click(`#messages .att-save[aria-label="Save report.txt"]`)
 	bob.wait("the digest error", `[...document.querySelectorAll("#messages .att")].some(a => a.dataset.state === "error" && a.innerText.includes("report.txt") && a.querySelector(".att-error").innerText.includes("The server changed this file"))`)
+	bob.waitChatAlarm("blob_digest", "report.txt")
 	bob.screenshot("attachment-tampered", 375)
 
 	alice.noProblems("status of 413", "net::ERR_BLOCKED_BY_CLIENT")
