@@ -709,6 +709,7 @@
   }
 
   function dropPending(p) {
+    if (p.files) sandi.forget(p.files.filter((f) => f.handle).map((f) => f.handle));
     st.pending.set(p.conv, (st.pending.get(p.conv) || []).filter((q) => q !== p));
     const li = $("messages").querySelector(`[data-local="${p.localId}"]`);
     if (li) li.remove();

@@ -172,6 +172,19 @@ func (a *app) upload(args []js.Value) (any, error) {
 	return handle, nil
 }
 
+// forget(handles) drops uploads the page will not send (their message
+// was given up); the server collects their blobs.
+func (a *app) forget(args []js.Value) (any, error) {
+	if len(args) > 0 && args[0].Type() == js.TypeObject {
+		a.mu.Lock()
+		for i := range args[0].Length() {
+			delete(a.uploaded, args[0].Index(i).String())
+		}
+		a.mu.Unlock()
+	}
+	return nil, nil
+}
+
 // download(conv, seq, index, id, onProgress) downloads attachment index
 // of message seq, verifies and decrypts it, and resolves to a Blob: of
 // the attachment's type when the page may show it inline, else

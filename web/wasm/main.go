@@ -76,6 +76,7 @@ func main() {
 		"upload":         a.upload,
 		"download":       a.download,
 		"cancel":         a.cancel,
+		"forget":         a.forget,
 		"create":         a.create,
 		"findUser":       a.findUser,
 		"addMember":      a.addMember,
