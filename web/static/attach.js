@@ -605,6 +605,7 @@ $("record-button").addEventListener("click", () => {
   if (rec) stopRecording(true);
   else startRecording();
 });
+$("record-button").addEventListener("contextmenu", (ev) => ev.preventDefault()); // a long press on a phone
 document.addEventListener("keydown", (ev) => { if (ev.key === "Escape" && rec) stopRecording(false); });
 
 // ---- picking files: the button, drag and drop, paste ----
