@@ -43,9 +43,12 @@ Usage:
 
 Server:
   serve [--addr HOST:PORT] [--data DIR] [--db URL] [--session-idle 90d]
+        [--blobs DIR|s3://…]
                               run the server (defaults: 127.0.0.1:8080, ./sandi-data,
                               SQLite in DIR; --db postgres://… for PostgreSQL); a
-                              token unused for --session-idle expires (0: never)
+                              token unused for --session-idle expires (0: never);
+                              attachments in DIR/blobs, or --blobs names a
+                              directory or an S3 bucket (docs/operations.md)
   db copy --from URL --to URL [--json]
                               copy the whole database into a new, empty one in one
                               transaction (URL: a SQLite file or postgres://…) and
