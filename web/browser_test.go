@@ -1063,6 +1063,12 @@ func TestBrowserAttachments(t *testing.T) {
 	if n := eval[int](bob, `document.querySelectorAll("#messages img[src=x], #messages .att[data-kind=image] img[alt$='.svg']").length`); n != 0 {
 		bob.fail("an SVG or a name's markup is shown as such (%d elements)", n)
 	}
+	// A name saved under is a file's name only.
+	for in, want := range map[string]string{`../../.bashrc`: "bashrc", `..\\x\\evil.exe`: "evil.exe", "a\u202egpj.exe": "agpj.exe", `CON:<>|?*.txt`: "CON______.txt", "": "attachment"} {
+		if got := eval[string](bob, `sandiAttach.safeName(`+js(in)+`)`); got != want {
+			bob.fail("safeName(%q) = %q, want %q", in, got, want)
+		}
+	}
 	// The page sees attachments without their keys and digests.
 	if h := eval[string](bob, `sandi.history(`+js(conv.String())+`).then((h) => JSON.stringify(h))`); !strings.Contains(h, `"clip.webm"`) || strings.Contains(h, `"key"`) || strings.Contains(h, `"digest"`) || strings.Contains(h, `"blob"`) {
 		bob.fail("the history the page sees: %.300s", h)
