@@ -10,15 +10,14 @@ package main
 // Blob for the page.
 //
 // The module runs on the page's thread, and Go code that computes never
-// gives the event loop back; so files are read in chunks of readChunk
-// bytes, one Blob.slice().arrayBuffer() each, which returns the event loop
-// to the page between chunks: the page draws frames during an upload (the
+// gives the event loop back by itself; so a file is read in chunks of
+// readChunk bytes, one Blob.slice().arrayBuffer() each, and the encryption
+// reading it and the decryption writing a download's Blob let the page
+// draw every busySlice: the page draws frames during a transfer (the
 // browser test measures them; docs/performance.md).
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -163,9 +162,7 @@ func (a *app) upload(args []js.Value) (any, error) {
 	if err != nil {
 		return nil, canceled(ctx, err)
 	}
-	h := make([]byte, 16)
-	rand.Read(h)
-	handle := hex.EncodeToString(h)
+	handle := client.NewClientID() // a random id
 	a.mu.Lock()
 	a.uploaded[handle] = att
 	a.mu.Unlock()
