@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"syscall/js"
-	"time"
 )
 
 // blobRange is the size of one ranged GET of a download: fetch holds an
@@ -40,7 +39,7 @@ type blobSpool struct {
 	off   int64    // read position
 	rest  []byte   // read, not yet returned
 	rbuf  []byte
-	since time.Time // when the page last had the event loop
+	busy  Busy
 }
 
 const spoolPiece = 1 << 20
@@ -51,10 +50,7 @@ func (s *blobSpool) Write(p []byte) (int, error) {
 	if s.off != s.size || len(s.rest) > 0 {
 		return 0, errors.New("blobSpool: writes only append")
 	}
-	if time.Since(s.since) > 10*time.Millisecond {
-		yieldToPage()
-		s.since = time.Now()
-	}
+	s.busy.Check(context.Background())
 	n := len(p)
 	for len(p) > 0 {
 		if s.buf == nil {
@@ -141,20 +137,6 @@ func (s *blobSpool) Remove() error {
 	s.parts = js.Global().Get("Array").New()
 	s.buf, s.rest, s.size, s.off = nil, nil, 0, 0
 	return nil
-}
-
-// yieldToPage gives the page's event loop a turn (a task), so that it can
-// draw and handle input, from a goroutine.
-func yieldToPage() {
-	if s := js.Global().Get("scheduler"); s.Type() == js.TypeObject && s.Get("yield").Type() == js.TypeFunction {
-		awaitPromise(context.Background(), js.Null(), s.Call("yield"))
-		return
-	}
-	done := make(chan struct{})
-	f := js.FuncOf(func(js.Value, []js.Value) any { close(done); return nil })
-	defer f.Release()
-	js.Global().Call("setTimeout", f, 0)
-	<-done
 }
 
 // openSpool returns an empty spool in the page's memory: a page does not

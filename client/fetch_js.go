@@ -94,9 +94,9 @@ func (a *api) roundTrip(req *http.Request) (*http.Response, error) {
 	}, nil
 }
 
-// awaitPromise waits for p. When ctx ends first it aborts the request and
-// still waits for p to settle, so its callbacks are released only after
-// JavaScript is done with them.
+// awaitPromise waits for p. When ctx ends first it aborts the request (if
+// abort is an AbortController) and still waits for p to settle, so its
+// callbacks are released only after JavaScript is done with them.
 func awaitPromise(ctx context.Context, abort, p js.Value) (js.Value, error) {
 	type result struct {
 		v   js.Value
@@ -122,7 +122,9 @@ func awaitPromise(ctx context.Context, abort, p js.Value) (js.Value, error) {
 	case r := <-ch:
 		return r.v, r.err
 	case <-ctx.Done():
-		abort.Call("abort")
+		if abort.Truthy() {
+			abort.Call("abort")
+		}
 		<-ch
 		return js.Value{}, ctx.Err()
 	}

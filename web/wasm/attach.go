@@ -13,7 +13,7 @@ package main
 // gives the event loop back by itself; so a file is read in chunks of
 // readChunk bytes, one Blob.slice().arrayBuffer() each, and the encryption
 // reading it and the decryption writing a download's Blob let the page
-// draw every busySlice: the page draws frames during a transfer (the
+// draw every client.BusySlice: the page draws frames during a transfer (the
 // browser test measures them; docs/performance.md).
 
 import (
@@ -282,18 +282,18 @@ func progress(args []js.Value, i int) func(done, total int64) {
 // blobReader reads a Blob (a File) from JavaScript, readChunk bytes per
 // Blob.slice().arrayBuffer(): never the whole file in memory. Whoever
 // reads it (an encryption) gives the page the event loop back every
-// busySlice.
+// client.BusySlice.
 type blobReader struct {
 	ctx       context.Context
 	blob      js.Value
 	off, size int64
 	buf, rest []byte
 	read      func(n int64) // told the bytes read so far
-	busy      busy
+	busy      client.Busy
 }
 
 func (r *blobReader) Read(p []byte) (int, error) {
-	if err := r.busy.check(r.ctx); err != nil {
+	if err := r.busy.Check(r.ctx); err != nil {
 		return 0, err
 	}
 	if len(r.rest) == 0 {
@@ -301,7 +301,7 @@ func (r *blobReader) Read(p []byte) (int, error) {
 			return 0, io.EOF
 		}
 		end := min(r.off+readChunk, r.size)
-		ab, err := await(r.ctx, r.blob.Call("slice", float64(r.off), float64(end)).Call("arrayBuffer"))
+		ab, err := client.Await(r.ctx, r.blob.Call("slice", float64(r.off), float64(end)).Call("arrayBuffer"))
 		if err != nil {
 			return 0, fmt.Errorf("read the file: %w", err)
 		}
@@ -327,36 +327,16 @@ func (r *blobReader) Read(p []byte) (int, error) {
 // blobWriter collects what is written into a JavaScript Blob, in pieces
 // of blobChunk bytes, so the module keeps at most one piece. Whoever
 // writes to it (a decryption) gives the page the event loop back every
-// busySlice.
+// client.BusySlice.
 type blobWriter struct {
 	ctx   context.Context
 	parts js.Value
 	buf   []byte
-	busy  busy
-}
-
-// busySlice is how long the module computes before it lets the page draw.
-const busySlice = 10 * time.Millisecond
-
-// busy measures the module's work since it last let the page draw.
-type busy struct{ since time.Time }
-
-// check lets the page draw (pause) once busySlice has passed.
-func (b *busy) check(ctx context.Context) error {
-	if b.since.IsZero() {
-		b.since = time.Now()
-		return nil
-	}
-	if time.Since(b.since) < busySlice {
-		return nil
-	}
-	err := pause(ctx)
-	b.since = time.Now()
-	return err
+	busy  client.Busy
 }
 
 func (w *blobWriter) Write(p []byte) (int, error) {
-	if err := w.busy.check(w.ctx); err != nil {
+	if err := w.busy.Check(w.ctx); err != nil {
 		return 0, err
 	}
 	n := len(p)
@@ -390,52 +370,6 @@ func (w *blobWriter) blob(typ string) js.Value {
 	opts := js.Global().Get("Object").New()
 	opts.Set("type", typ)
 	return js.Global().Get("Blob").New(w.parts, opts)
-}
-
-// pause gives the event loop back to the page for a moment (a task), so
-// that it can draw and handle input.
-func pause(ctx context.Context) error {
-	if s := js.Global().Get("scheduler"); s.Type() == js.TypeObject && s.Get("yield").Type() == js.TypeFunction {
-		_, err := await(ctx, s.Call("yield"))
-		return err
-	}
-	done := make(chan struct{})
-	f := js.FuncOf(func(js.Value, []js.Value) any { close(done); return nil })
-	defer f.Release()
-	js.Global().Call("setTimeout", f, 0)
-	<-done
-	return ctx.Err()
-}
-
-// await waits for a Promise from a goroutine (never from a js.Func).
-func await(ctx context.Context, p js.Value) (js.Value, error) {
-	type result struct {
-		v   js.Value
-		err error
-	}
-	ch := make(chan result, 1)
-	ok := js.FuncOf(func(_ js.Value, args []js.Value) any {
-		ch <- result{v: args[0]}
-		return nil
-	})
-	bad := js.FuncOf(func(_ js.Value, args []js.Value) any {
-		msg := "failed"
-		if len(args) > 0 && args[0].Type() == js.TypeObject {
-			msg = args[0].Get("message").String()
-		}
-		ch <- result{err: errors.New(msg)}
-		return nil
-	})
-	defer ok.Release()
-	defer bad.Release()
-	p.Call("then", ok, bad)
-	select {
-	case r := <-ch:
-		return r.v, r.err
-	case <-ctx.Done():
-		<-ch // the callbacks stay until the Promise settles
-		return js.Value{}, ctx.Err()
-	}
 }
 
 func jsString(v js.Value) string {
