@@ -155,7 +155,7 @@ func (s *Server) createBlob(w http.ResponseWriter, r *http.Request, c *call) err
 	if err != nil {
 		return err
 	}
-	if err := s.blobLimitErr(used+req.Size, open+1, lim); err != nil {
+	if err := s.blobLimitErr(c, used+req.Size, open+1, lim); err != nil {
 		return err
 	}
 	now := s.cfg.Now()
@@ -172,9 +172,9 @@ func (s *Server) createBlob(w http.ResponseWriter, r *http.Request, c *call) err
 		}
 		switch {
 		case errors.Is(err, store.ErrBlobQuota):
-			return s.blobLimitErr(lim.Quota+1, 0, lim)
+			return s.blobLimitErr(c, lim.Quota+1, 0, lim)
 		case errors.Is(err, store.ErrTooManyUploads):
-			return s.blobLimitErr(0, lim.MaxOpen+1, lim)
+			return s.blobLimitErr(c, 0, lim.MaxOpen+1, lim)
 		}
 		return err
 	}
@@ -184,9 +184,9 @@ func (s *Server) createBlob(w http.ResponseWriter, r *http.Request, c *call) err
 
 // blobLimitErr is the refusal of an upload that would take its account to
 // bytes of live blobs and open unfinished uploads, or nil.
-func (s *Server) blobLimitErr(bytes int64, open int, lim store.BlobLimits) error {
+func (s *Server) blobLimitErr(c *call, bytes int64, open int, lim store.BlobLimits) error {
 	if lim.Quota > 0 && bytes > lim.Quota {
-		s.log.Info("blob quota reached: upload refused", "quota", lim.Quota)
+		s.log.Info("blob quota reached: upload refused", "user", c.user().String(), "quota", lim.Quota)
 		return s.refuse(problem(http.StatusForbidden, CodeQuotaExceeded,
 			fmt.Sprintf("an account holds at most %d bytes of attachments; delete some first", lim.Quota), nil))
 	}
