@@ -69,6 +69,50 @@ const pgWriteBatch = `WITH c AS (
 )
 SELECT base FROM c`
 
+// pgFastSend is the one round trip of a batch in which every item is
+// accepted as it stands (see sendPostgres): it locks the conversations
+// again (the pipeline's first statement already holds them, so this
+// statement's snapshot, taken after, sees every membership change that
+// committed before), checks every item as planSend would accept it, and
+// writes the batch only if all are. It returns one row per item (its
+// place in the batch, its seq and the id before the batch's first event),
+// or none when any item needs planSend's decision.
+const pgFastSend = `WITH i AS (
+    SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::text[], $5::int8[], $6::bytea[], $7::int8[], $8::int8[], $9::int8[])
+        WITH ORDINALITY AS i (conv, dev, usr, cid, epoch, env, at, rot_msgs, rot_millis, ord)
+), l AS (
+    SELECT id, epoch, epoch_started_at, messages_in_epoch, last_seq, rotation_required
+    FROM conversations WHERE id = ANY($1::bytea[]) ORDER BY id FOR UPDATE
+), p AS (
+    SELECT i.*, l.epoch AS conv_epoch, l.epoch_started_at, l.rotation_required,
+        l.last_seq + row_number() OVER w AS seq, l.messages_in_epoch + row_number() OVER w AS in_epoch
+    FROM i JOIN l ON l.id = i.conv
+    WINDOW w AS (PARTITION BY i.conv ORDER BY i.ord)
+), ok AS (
+    SELECT count(*) = cardinality($1::bytea[]) AND coalesce(bool_and(
+        p.epoch = p.conv_epoch AND NOT p.rotation_required
+        AND (p.rot_msgs <= 0 OR p.in_epoch < p.rot_msgs)
+        AND (p.rot_millis <= 0 OR p.at - p.epoch_started_at < p.rot_millis)
+        AND EXISTS (SELECT 1 FROM devices d JOIN members mb ON mb.user_id = d.user_id
+            WHERE d.id = p.dev AND d.user_id = p.usr AND d.revoked = FALSE
+              AND mb.conversation_id = p.conv AND mb.left_event_id IS NULL)), FALSE) AS ok
+    FROM p
+), c AS (
+    UPDATE event_counter SET last_id = last_id + cardinality($1::bytea[])
+    WHERE id = 1 AND (SELECT ok FROM ok) RETURNING last_id - cardinality($1::bytea[]) AS base
+), ev AS (
+    INSERT INTO events (id, kind, conversation_id, seq, epoch, created_at)
+    SELECT c.base + p.ord, 'message', p.conv, p.seq, p.epoch, p.at FROM c, p
+), msg AS (
+    INSERT INTO messages (conversation_id, seq, sender_device, sender_user, client_id, epoch, envelope, created_at, event_id)
+    SELECT p.conv, p.seq, p.dev, p.usr, p.cid, p.epoch, p.env, p.at, c.base + p.ord FROM c, p
+), conv AS (
+    UPDATE conversations SET last_seq = x.seq, messages_in_epoch = x.in_epoch
+    FROM (SELECT p.conv, max(p.seq) AS seq, max(p.in_epoch) AS in_epoch FROM p GROUP BY p.conv) x, c
+    WHERE conversations.id = x.conv
+)
+SELECT p.ord, p.seq, c.base FROM c, p`
+
 // sendPostgres is Send on PostgreSQL.
 func (s *Store) sendPostgres(ctx context.Context, batch []store.Send) ([]store.SendResult, error) {
 	if len(batch) == 0 {
@@ -77,6 +121,20 @@ func (s *Store) sendPostgres(ctx context.Context, batch []store.Send) ([]store.S
 	const attempts = 5
 	lookup := false
 	var err error
+	if fastSendable(batch) {
+		var res []store.SendResult
+		res, err = s.sendPostgresFast(ctx, batch)
+		switch {
+		case err == nil && res != nil:
+			s.fastSends.Add(1)
+			return res, nil
+		case err == nil: // an item needs planSend
+		case errors.Is(err, errLookUp):
+			lookup = true
+		case !s.d.retryable(err) || ctx.Err() != nil:
+			return nil, fmt.Errorf("sqlstore: send: %w", err)
+		}
+	}
 	for range attempts {
 		var res []store.SendResult
 		res, err = s.sendPostgresOnce(ctx, batch, lookup)
@@ -94,6 +152,99 @@ func (s *Store) sendPostgres(ctx context.Context, batch []store.Send) ([]store.S
 		return nil, fmt.Errorf("sqlstore: send: %w: %w", store.ErrFull, err)
 	}
 	return nil, fmt.Errorf("sqlstore: send: %w", err)
+}
+
+// fastSendable reports whether a batch may take the one round trip: no
+// client message id appears twice in it (planSend answers the repeats).
+func fastSendable(batch []store.Send) bool {
+	seen := make(map[msgKey]bool, len(batch))
+	for _, m := range batch {
+		k := msgKey{m.Sender, m.ClientID}
+		if seen[k] {
+			return false
+		}
+		seen[k] = true
+	}
+	return true
+}
+
+// sendPostgresFast writes the batch in one round trip and one implicit
+// transaction, if every item is accepted as it stands; it returns nil
+// results, having written nothing, when an item needs planSend's
+// decision, and errLookUp when a client message id is already stored.
+func (s *Store) sendPostgresFast(ctx context.Context, batch []store.Send) ([]store.SendResult, error) {
+	n := len(batch)
+	convs, devs, users, envs := make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n)
+	cids := make([]string, n)
+	epochs, ats, rotMsgs, rotMillis := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+	for i, m := range batch {
+		convs[i], devs[i], users[i], envs[i], cids[i] = idArg(m.Conversation), idArg(m.Sender), idArg(m.SenderUser), m.Envelope, m.ClientID
+		epochs[i], ats[i], rotMsgs[i], rotMillis[i] = i64(m.Epoch), m.Now, int64(m.RotateAfterMessages), m.RotateAfterMillis
+	}
+	ids := batchConversations(batch)
+	idArgs := make([][]byte, len(ids))
+	for i, id := range ids {
+		idArgs[i] = idArg(id)
+	}
+	conn, err := s.w.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	var res []store.SendResult
+	err = conn.Raw(func(dc any) error {
+		pc := dc.(*stdlib.Conn).Conn()
+		b := &pgx.Batch{}
+		// No BEGIN: the pipeline is one implicit transaction, committed
+		// at its end (or rolled back on an error).
+		b.Queue(pgLockConversations, idArgs)
+		b.Queue(pgFastSend, convs, devs, users, cids, epochs, envs, ats, rotMsgs, rotMillis)
+		br := pc.SendBatch(ctx, b)
+		err := func() error {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+			rows, _ := br.Query()
+			for rows.Next() {
+				var ord, seq, base int64
+				if err := rows.Scan(&ord, &seq, &base); err != nil {
+					rows.Close()
+					return err
+				}
+				if res == nil {
+					res = make([]store.SendResult, n)
+				}
+				if ord < 1 || ord > int64(n) {
+					rows.Close()
+					return fmt.Errorf("send: item %d of %d", ord, n)
+				}
+				res[ord-1] = store.SendResult{Seq: uint64(seq), EventID: base + ord, CreatedAt: batch[ord-1].Now}
+			}
+			return rows.Err()
+		}()
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil && pc.PgConn().TxStatus() != 'I' {
+			err = errors.Join(errors.New("send: a transaction is left open"), driver.ErrBadConn)
+		}
+		return err
+	})
+	if err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "messages_sender_device_client_id_key" {
+			return nil, errLookUp
+		}
+		return nil, err
+	}
+	if res != nil {
+		for i := range res {
+			if res[i].Seq == 0 {
+				return nil, fmt.Errorf("send: no answer for item %d", i)
+			}
+		}
+	}
+	return res, nil
 }
 
 // sendPostgresOnce runs the batch's transaction once, on a connection of

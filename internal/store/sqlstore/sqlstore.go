@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -73,6 +74,10 @@ type Store struct {
 	memo *memo
 	// ckpt checkpoints the WAL off the writer (SQLite, not Shared).
 	ckpt *checkpointer
+
+	// fastSends counts the PostgreSQL send batches written in one round
+	// trip (see sendPostgres), for tests.
+	fastSends atomic.Int64
 
 	// inc is the current incarnation (see incarnation.go).
 	incMu sync.Mutex
