@@ -37,6 +37,9 @@ import (
 // insert can wait for another node's transaction inserting the same id
 // while holding the event counter; a deadlock that follows is detected by
 // the server and the batch retried.
+//
+// PostgreSQL takes the same decisions (planSend) in fewer round trips:
+// see sendPostgres.
 func (s *Store) Send(ctx context.Context, batch []store.Send) ([]store.SendResult, error) {
 	if !s.d.local {
 		return s.sendPostgres(ctx, batch)
@@ -535,7 +538,9 @@ var ErrClosed = errors.New("sqlstore: store closed")
 // writes them with one Send: one transaction and one disk sync for all.
 // While that transaction commits, new callers wait on the unbuffered
 // channel and form the next batch. Under no load a batch is one message
-// and adds no delay; under load batches grow by themselves.
+// and adds no delay; under load batches grow by themselves. On
+// PostgreSQL several batches are written at once (inFlight), each
+// answered when its own transaction has committed.
 type batcher struct {
 	s    *Store
 	max  int
