@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"sandi.dev/internal/store"
 	"sandi.dev/internal/testpg"
+	"sandi.dev/protocol"
 )
 
 // TestPostgresSendPaths: on PostgreSQL a batch whose items are all
@@ -66,5 +68,74 @@ func TestPostgresSendPaths(t *testing.T) {
 	c, err := s.Conversation(ctx, a.conv)
 	if err != nil || c.LastSeq != 3 || !c.RotationRequired {
 		t.Fatalf("after the rotation: %+v %v, want seq 3 and a rotation required", c, err)
+	}
+}
+
+// TestPostgresReadsOtherWriters: two stores on one PostgreSQL database,
+// as two servers. Each remembers the token and membership answers it
+// read; a write through one is seen by the other at the latest pgReadTTL
+// after it committed (and by the writer itself at once), and a send
+// through the other with a revoked device is refused whatever it
+// remembers.
+func TestPostgresReadsOtherWriters(t *testing.T) {
+	defer func(d time.Duration) { pgReadTTL = d }(pgReadTTL)
+	pgReadTTL = 300 * time.Millisecond
+	ctx := context.Background()
+	url := testpg.URL(t)
+	a, senders := benchStore(t, url, 2)
+	t.Cleanup(func() { a.Close() })
+	b := openTestStore(t, url, nil)
+	sd, other := senders[0], senders[1]
+	tok := []byte("token0") // benchStore's token hashes
+
+	// b remembers both answers.
+	if _, err := b.DeviceByToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := b.Members(ctx, sd.conv)
+	if err != nil || len(ms) != 1 {
+		t.Fatalf("members: %v %v", ms, err)
+	}
+
+	// a adds a member and deletes the token.
+	c, err := a.Conversation(ctx, sd.conv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ChangeMembership(ctx, store.MembershipChange{Conversation: sd.conv, PrevSeq: c.ChainSeq,
+		Record: store.RecordRow{Seq: c.ChainSeq + 1, Encoded: []byte("record")}, Head: [32]byte{1},
+		Members: []store.MemberRow{{User: sd.user, Role: protocol.RoleAdmin}, {User: other.user, Role: protocol.RoleMember}}, Now: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.DeleteToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	committed := time.Now()
+	if _, err := a.DeviceByToken(ctx, tok); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the writer still finds the deleted token: %v", err)
+	}
+	if ms, err := a.Members(ctx, sd.conv); err != nil || len(ms) != 2 {
+		t.Fatalf("the writer's members: %v %v, want 2", ms, err)
+	}
+
+	// b, once the time bound has passed since the writes committed.
+	time.Sleep(time.Until(committed.Add(pgReadTTL)))
+	if _, err := b.DeviceByToken(ctx, tok); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("%v after another server deleted the token: %v, want ErrNotFound", pgReadTTL, err)
+	}
+	if ms, err := b.Members(ctx, sd.conv); err != nil || len(ms) != 2 {
+		t.Fatalf("%v after another server added a member: %v %v, want 2 members", pgReadTTL, ms, err)
+	}
+
+	// A device revoked through a is refused by b's send, whatever b
+	// remembers of it.
+	if _, err := b.DeviceByToken(ctx, []byte("token1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.RevokeDevice(ctx, other.user, other.dev, 3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.SendOne(ctx, other.send(10)); !errors.Is(err, store.ErrNotMember) {
+		t.Fatalf("a send from a revoked device through the other server: %v, want ErrNotMember", err)
 	}
 }
