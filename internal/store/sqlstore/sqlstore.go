@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -71,8 +72,15 @@ type Store struct {
 	rstmts, wstmts *stmtCache
 	// memo is nil unless the store is its SQLite database's only user.
 	memo *memo
+	// pgr remembers token and membership answers on PostgreSQL (nil on
+	// SQLite; see pgReads).
+	pgr *pgReads
 	// ckpt checkpoints the WAL off the writer (SQLite, not Shared).
 	ckpt *checkpointer
+
+	// fastSends counts the PostgreSQL send batches written in one round
+	// trip (see sendPostgres), for tests.
+	fastSends atomic.Int64
 
 	// inc is the current incarnation (see incarnation.go).
 	incMu sync.Mutex
@@ -325,7 +333,7 @@ func openPostgres(ctx context.Context, url string, opts Options) (*Store, error)
 	db.SetMaxOpenConns(opts.MaxConns)
 	db.SetMaxIdleConns(opts.MaxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	s := &Store{d: postgresDialect, w: db, r: db, opts: opts}
+	s := &Store{d: postgresDialect, w: db, r: db, opts: opts, pgr: newPGReads(pgReadTTL)}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -546,6 +554,9 @@ func (s *Store) writeTx(ctx context.Context, what string, invalidate bool, fn fu
 		if invalidate {
 			defer m.invalidate()
 		}
+	}
+	if invalidate {
+		defer s.pgr.invalidate()
 	}
 	const attempts = 5
 	var err error
