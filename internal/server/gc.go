@@ -23,17 +23,21 @@ import (
 // sockets grows, from what they allocate when they poll and ping, to five
 // times what they hold. So the target follows the allocation rate (see
 // governGC): GCPercent while the server allocates, in gcRoom, at least
-// four times its live memory; down to GCMinPercent, Go's default, when it
-// allocates less.
+// four times its live memory, or while that memory is small (gcFloor is
+// always allowed); down to GCMinPercent, Go's default, otherwise.
 const (
 	GCPercent    = 400
 	GCMinPercent = 100
 )
 
-// gcRoom is the allocation the heap's headroom is sized for: a collection
-// at most this often, at the current allocation rate, within
-// GCMinPercent..GCPercent.
-const gcRoom = 10 * time.Second
+// The heap's headroom is sized for gcRoom of allocation at the current
+// rate (a collection at most this often), and at least gcFloor, within
+// GCMinPercent..GCPercent. The governor reads the rate every gcTick.
+const (
+	gcRoom  = 10 * time.Second
+	gcFloor = 32 << 20
+	gcTick  = 250 * time.Millisecond
+)
 
 var governOnce sync.Once
 
@@ -46,7 +50,7 @@ func TuneGC() int {
 		return GCTarget()
 	}
 	debug.SetGCPercent(GCPercent)
-	governOnce.Do(func() { go governGC(time.Second) })
+	governOnce.Do(func() { go governGC(gcTick) })
 	return GCPercent
 }
 
@@ -84,11 +88,10 @@ func readGCStats(s []rtmetrics.Sample) gcStats {
 }
 
 // governGC sets the collector's target every tick from the allocation
-// rate: the smallest target within GCMinPercent..GCPercent whose headroom
-// (the target's share of the live memory) holds gcRoom of allocation.
-// The rate it uses falls by at most a tenth a tick, so the target stays
-// up between the bursts of a busy server and comes down within a minute
-// when it goes quiet. It never returns.
+// rate (see gcTarget). A rise of the rate counts at once; a fall, by at
+// most a tenth a second, so the target stays up between the bursts of a
+// busy server and comes down within a minute when it goes quiet. It
+// never returns.
 func governGC(tick time.Duration) {
 	s := make([]rtmetrics.Sample, len(gcSamples))
 	for i, n := range gcSamples {
@@ -96,10 +99,11 @@ func governGC(tick time.Duration) {
 	}
 	last := readGCStats(s)
 	var rate float64 // bytes a second
+	decay := math.Pow(0.9, tick.Seconds())
 	cur := GCPercent
 	for range time.Tick(tick) {
 		now := readGCStats(s)
-		rate = max(float64(now.allocs-last.allocs)/tick.Seconds(), rate*0.9)
+		rate = max(float64(now.allocs-last.allocs)/tick.Seconds(), rate*decay)
 		last = now
 		if now.live == 0 {
 			continue
@@ -114,8 +118,10 @@ func governGC(tick time.Duration) {
 }
 
 // gcTarget is the target for an allocation rate (bytes a second) and a
-// live memory (bytes).
+// live memory (bytes): the smallest within GCMinPercent..GCPercent whose
+// headroom (the target's share of the live memory) holds gcRoom of
+// allocation and gcFloor.
 func gcTarget(rate float64, live uint64) int {
-	p := 100 * rate * gcRoom.Seconds() / float64(live)
+	p := 100 * max(rate*gcRoom.Seconds(), gcFloor) / float64(live)
 	return int(min(max(p, GCMinPercent), GCPercent))
 }

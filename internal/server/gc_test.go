@@ -29,10 +29,17 @@ func TestTuneGC(t *testing.T) {
 	}
 }
 
-// gcTarget sizes the headroom for gcRoom of allocation, within
-// GCMinPercent..GCPercent: a quiet server gets Go's default, a busy one
-// GCPercent, and in between the target follows the rate.
+// gcTarget sizes the headroom for gcRoom of allocation and at least
+// gcFloor, within GCMinPercent..GCPercent: a quiet server with a large
+// heap gets Go's default, a busy one GCPercent, and in between the target
+// follows the rate; a small heap keeps GCPercent.
 func TestGCTarget(t *testing.T) {
+	if got := gcTarget(0, gcFloor/4); got != GCPercent {
+		t.Errorf("gcTarget of a quiet server holding a quarter of gcFloor = %d, want %d", got, GCPercent)
+	}
+	if got := gcTarget(0, gcFloor/2); got != 200 {
+		t.Errorf("gcTarget of a quiet server holding half of gcFloor = %d, want 200", got)
+	}
 	const live = 100 << 20
 	perRoom := func(bytes float64) float64 { return bytes / gcRoom.Seconds() } // the rate that allocates bytes in gcRoom
 	for _, c := range []struct {

@@ -74,6 +74,9 @@ func (k *liveSocket) kick(ev liveEvent) {
 	start := !k.running && !k.closing && !k.ended
 	if start {
 		k.running = true
+		if k.timer != nil {
+			k.timer.Stop() // re-armed when the work ends
+		}
 	}
 	k.mu.Unlock()
 	if start {
