@@ -50,11 +50,11 @@ func newPGReads(ttl time.Duration) *pgReads {
 	return &pgReads{ttl: ttl}
 }
 
-// lookup returns k's answer in m if it was read at the current generation
-// less than ttl ago.
-func lookup[K comparable, V any](r *pgReads, m map[K]pgRead[V], k K) (V, bool) {
+// lookup returns k's answer in *m if it was read at the current generation
+// less than ttl ago. m is read under r.mu: invalidate replaces the maps.
+func lookup[K comparable, V any](r *pgReads, m *map[K]pgRead[V], k K) (V, bool) {
 	r.mu.Lock()
-	e, ok := m[k]
+	e, ok := (*m)[k]
 	r.mu.Unlock()
 	if !ok || e.gen != r.gen.Load() || time.Since(e.at) >= r.ttl {
 		var zero V
@@ -78,7 +78,7 @@ func (r *pgReads) device(tokenHash []byte) (store.Device, bool) {
 	if r == nil {
 		return store.Device{}, false
 	}
-	return lookup(r, r.tokens, string(tokenHash))
+	return lookup(r, &r.tokens, string(tokenHash))
 }
 
 func (r *pgReads) putDevice(tokenHash []byte, gen uint64, at time.Time, d store.Device) {
@@ -91,7 +91,7 @@ func (r *pgReads) memberRows(id protocol.ConversationID) ([]store.MemberRow, boo
 	if r == nil {
 		return nil, false
 	}
-	return lookup(r, r.members, id)
+	return lookup(r, &r.members, id)
 }
 
 func (r *pgReads) putMembers(id protocol.ConversationID, gen uint64, at time.Time, ms []store.MemberRow) {
@@ -120,3 +120,9 @@ func (r *pgReads) invalidate() {
 	defer r.mu.Unlock()
 	r.tokens, r.members = nil, nil
 }
+
+// ForgetReads forgets every remembered answer. A node of a cluster calls
+// it when another node announces a write that may change them (a revoked
+// device, a change of members), so that it takes effect here at once
+// rather than within pgReadTTL.
+func (s *Store) ForgetReads() { s.pgr.invalidate() }

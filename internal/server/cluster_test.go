@@ -1,0 +1,184 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"sandi.dev/internal/clustertest"
+	"sandi.dev/internal/server"
+	"sandi.dev/internal/testpg"
+	"sandi.dev/protocol"
+)
+
+// clusterBound is the documented time within which a revocation or a
+// removal made through one node takes effect on every node of a cluster
+// whose NATS server is up (operations.md). A PostgreSQL store remembers
+// answers for 2 s and a WebSocket checks its token every 20 s: without
+// the cluster's messages, both take longer.
+const clusterBound = time.Second
+
+// openCluster starts n servers over one PostgreSQL database, each in the
+// cluster of one NATS server, with beats and head polls every beat.
+func openCluster(t *testing.T, n int, beat time.Duration) ([]*env, *clustertest.NATS) {
+	t.Helper()
+	url := testpg.URL(t)
+	nats := clustertest.StartNATS(t)
+	var es []*env
+	for range n {
+		e, _ := openEnv(t, url, server.Config{})
+		if err := e.srv.JoinCluster(server.ClusterOptions{URL: nats.URL(), Beat: beat}); err != nil {
+			t.Fatal(err)
+		}
+		es = append(es, e)
+	}
+	return es, nats
+}
+
+// on returns d acting through another node (the same token and keys).
+func (d *device) on(e *env) *device {
+	c := *d
+	c.e = e
+	return &c
+}
+
+// A message sent through node A reaches WebSockets on nodes B and C at
+// once, woken over NATS (their store poll is 20 s away, and their head
+// poll an hour).
+func TestClusterLiveDelivery(t *testing.T) {
+	es, _ := openCluster(t, 3, time.Hour)
+	alice, bob := es[0].register("alice"), es[0].register("bob")
+	conv, err := alice.create([]*device{bob})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.events(500)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var conns []*websocket.Conn
+	for _, e := range es[1:] {
+		c, err := bob.on(e).dialWS(ctx, nil, bob.cursor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.CloseNow()
+		conns = append(conns, c)
+	}
+	for i := range 3 {
+		sentAt := time.Now()
+		if _, err := alice.send(conv, 1, "across"); err != nil {
+			t.Fatal(err)
+		}
+		for j, c := range conns {
+			rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+			p, err := readFrame(rctx, c)
+			rcancel()
+			if err != nil {
+				t.Fatalf("send %d: node %d pushed nothing within 5 s: %v", i, j+1, err)
+			}
+			if len(p.Events) != 1 || p.Events[0].Kind != "message" || p.Events[0].Message.Seq != uint64(i+1) {
+				t.Fatalf("send %d: node %d pushed %+v", i, j+1, p)
+			}
+			if j > 0 {
+				continue // the same message: decrypted once
+			}
+			if text, err := bob.decrypt(p.Events[0]); err != nil || text != "across" {
+				t.Fatalf("decrypt: %q %v", text, err)
+			}
+		}
+		t.Logf("send %d: pushed on the other nodes in %v", i, time.Since(sentAt))
+	}
+}
+
+// A device logged out through node A loses access on nodes B and C
+// within clusterBound: B had just answered its token (and remembers
+// answers for 2 s), and C holds its WebSocket.
+func TestClusterRevocation(t *testing.T) {
+	es, _ := openCluster(t, 3, time.Second)
+	alice := es[0].register("alice")
+	alice2 := es[0].login("alice", alice.id)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ws, err := alice2.on(es[2]).dialWS(ctx, nil, alice2.cursor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	onB := alice2.on(es[1])
+	onB.events(100) // B now remembers the token
+	closed := make(chan time.Time, 1)
+	go func() {
+		for {
+			if _, _, err := ws.Read(ctx); err != nil {
+				if websocket.CloseStatus(err) == websocket.StatusPolicyViolation {
+					closed <- time.Now()
+				}
+				close(closed)
+				return
+			}
+		}
+	}()
+	revokedAt := time.Now()
+	alice2.must("POST", "/api/auth/logout", nil, nil)
+	for {
+		var ae *apiError
+		err := onB.do("GET", "/api/sync?since=0", nil, nil)
+		if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
+			break
+		}
+		if err != nil && !errors.As(err, &ae) {
+			t.Fatal(err)
+		}
+		if time.Since(revokedAt) > clusterBound {
+			t.Fatalf("node B still answers a token logged out through node A %v ago", time.Since(revokedAt))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("node B refuses the token %v after the logout", time.Since(revokedAt))
+	select {
+	case at, ok := <-closed:
+		if !ok {
+			t.Fatal("node C's WebSocket ended without the revocation's close")
+		}
+		t.Logf("node C closed the WebSocket %v after the logout", at.Sub(revokedAt))
+	case <-time.After(clusterBound - time.Since(revokedAt)):
+		t.Fatalf("node C still holds the WebSocket of a device logged out through node A %v ago", time.Since(revokedAt))
+	}
+}
+
+// A member removed through node A loses access to the conversation on
+// node B within clusterBound, though B had just answered its membership.
+func TestClusterRemovedMember(t *testing.T) {
+	es, _ := openCluster(t, 2, time.Second)
+	alice, bob := es[0].register("alice"), es[0].register("bob")
+	conv, err := alice.create([]*device{bob})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobB := bob.on(es[1])
+	path := "/api/conversations/" + conv.String()
+	bobB.must("GET", path, nil, nil) // B now remembers the members
+	removedAt := time.Now()
+	if err := alice.change(conv, protocol.OpRemove, nil, []protocol.UserID{bob.user}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		var ae *apiError
+		err := bobB.do("GET", path, nil, nil)
+		if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+			break
+		}
+		if err != nil && !errors.As(err, &ae) {
+			t.Fatal(err)
+		}
+		if time.Since(removedAt) > clusterBound {
+			t.Fatalf("node B still shows the conversation to a member removed through node A %v ago", time.Since(removedAt))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("node B refuses the removed member %v after the removal", time.Since(removedAt))
+}
