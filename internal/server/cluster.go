@@ -439,6 +439,37 @@ func (s *Server) forgetEverywhere() {
 	}
 }
 
+// entryForgetter is a store that can forget one remembered answer.
+type entryForgetter interface {
+	ForgetToken(tokenHash []byte)
+	ForgetMembers(protocol.ConversationID)
+}
+
+// recheckToken prepares a second look at a token whose remembered answer
+// would refuse the request (a device without keys): in a cluster, the
+// keys may have been uploaded through another node a moment ago, before
+// its message to forget reached this one. It reports whether the answer
+// was forgotten (then authenticate again).
+func (s *Server) recheckToken(c *call) bool {
+	f, ok := s.store.(entryForgetter)
+	if s.cluster == nil || !ok {
+		return false
+	}
+	f.ForgetToken(c.token)
+	return true
+}
+
+// recheckMembers is recheckToken for a conversation whose remembered
+// members do not include the caller.
+func (s *Server) recheckMembers(conv protocol.ConversationID) bool {
+	f, ok := s.store.(entryForgetter)
+	if s.cluster == nil || !ok {
+		return false
+	}
+	f.ForgetMembers(conv)
+	return true
+}
+
 // kickAll gives ev to every local connection.
 func (h *Hub) kickAll(ev liveEvent) {
 	h.mu.Lock()

@@ -182,3 +182,39 @@ func TestClusterRemovedMember(t *testing.T) {
 	}
 	t.Logf("node B refuses the removed member %v after the removal", time.Since(removedAt))
 }
+
+// Read your writes across nodes, with NATS down (so no message to forget
+// arrives): a member added through node A is let in on node B at once,
+// though B remembered the members without it; a device that uploaded its
+// keys through A is let in on B at once, though B remembered it keyless.
+func TestClusterReadYourWrites(t *testing.T) {
+	es, nats := openCluster(t, 2, time.Second)
+	alice, bob, carol := es[0].register("alice"), es[0].register("bob"), es[0].register("carol")
+	conv, err := alice.create([]*device{carol})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobB := bob.on(es[1])
+	path := "/api/conversations/" + conv.String()
+	if r := es[1].raw(nil, bobB.token, "GET", path, nil); r.status != http.StatusNotFound {
+		t.Fatalf("a non-member's GET: %d", r.status)
+	}
+	alice2 := es[0].login("alice", nil) // no keys yet
+	if r := es[1].raw(nil, alice2.token, "GET", "/api/me", nil); r.status != http.StatusOK {
+		t.Fatalf("GET /api/me: %d", r.status)
+	}
+	nats.Stop()
+	if err := alice.change(conv, protocol.OpAdd, []protocol.Member{bob.member(protocol.RoleMember)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := es[1].raw(nil, bobB.token, "GET", path, nil); r.status != http.StatusOK {
+		t.Fatalf("node B answers %d to a member added through node A", r.status)
+	}
+	alice2.id = alice.id
+	if err := alice2.uploadBundle(false); err != nil {
+		t.Fatal(err)
+	}
+	if r := es[1].raw(nil, alice2.token, "GET", "/api/keys/count", nil); r.status != http.StatusOK {
+		t.Fatalf("node B answers %d to a device whose keys were uploaded through node A", r.status)
+	}
+}

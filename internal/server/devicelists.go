@@ -116,6 +116,7 @@ func (s *Server) putDeviceList(r *http.Request, c *call, enc []byte, revoke []pr
 	case err != nil:
 		return nil, err
 	}
+	s.forgetEverywhere() // the devices' listing changed
 	// Revoked devices stop receiving events now, not at their next poll.
 	s.revokeLive(u.ID, revoked...)
 	// The account's devices and its contacts got device events.

@@ -74,6 +74,7 @@ func (s *Server) putBundle(w http.ResponseWriter, r *http.Request, c *call) erro
 		}
 		return err
 	}
+	s.forgetEverywhere() // the device's keys changed: other nodes' remembered device is stale
 	if req.Reset {
 		// The reset revoked the account's other devices: end their live
 		// connections now.

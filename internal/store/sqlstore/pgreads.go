@@ -126,3 +126,18 @@ func (r *pgReads) invalidate() {
 // device, a change of members), so that it takes effect here at once
 // rather than within pgReadTTL.
 func (s *Store) ForgetReads() { s.pgr.invalidate() }
+
+// ForgetToken forgets the answer for one token, and ForgetMembers the
+// members of one conversation: a node of a cluster about to refuse a
+// request on a remembered answer reads it again first, since a write
+// through another node may have changed it a moment ago.
+func (s *Store) ForgetToken(tokenHash []byte) { s.pgr.forgetDevice(tokenHash) }
+
+// ForgetMembers: see ForgetToken.
+func (s *Store) ForgetMembers(id protocol.ConversationID) {
+	if r := s.pgr; r != nil {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		delete(r.members, id)
+	}
+}
