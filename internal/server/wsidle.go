@@ -69,19 +69,25 @@ type liveSocket struct {
 // kick records ev and starts a working goroutine unless one is running
 // (it then sees ev before it stops).
 func (k *liveSocket) kick(ev liveEvent) {
-	k.mu.Lock()
-	k.pending |= ev
-	start := !k.running && !k.closing && !k.ended
-	if start {
-		k.running = true
-		if k.timer != nil {
-			k.timer.Stop() // re-armed when the work ends
-		}
-	}
-	k.mu.Unlock()
-	if start {
+	if k.post(ev) {
 		go k.work()
 	}
+}
+
+// post records ev and reports whether the caller must now run work: no
+// goroutine was working, and the socket is open.
+func (k *liveSocket) post(ev liveEvent) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.pending |= ev
+	if k.running || k.closing || k.ended {
+		return false
+	}
+	k.running = true
+	if k.timer != nil {
+		k.timer.Stop() // re-armed when the work ends
+	}
+	return true
 }
 
 // interrupted reports whether a revocation or the shutdown is waiting.
@@ -108,7 +114,12 @@ func (k *liveSocket) work() {
 			} else if !k.ended {
 				d := min(pollInterval, k.s.cfg.WebSocketPing)
 				if k.timer == nil {
-					k.timer = time.AfterFunc(d, func() { k.kick(evPoll) })
+					// The timer's own goroutine does the work.
+					k.timer = time.AfterFunc(d, func() {
+						if k.post(evPoll) {
+							k.work()
+						}
+					})
 				} else {
 					k.timer.Reset(d)
 				}

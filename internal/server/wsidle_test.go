@@ -20,7 +20,7 @@ import (
 func TestIdleWebSocketGoroutines(t *testing.T) {
 	const n, slack = 40, 12
 	e := serveReal(t, server.Config{MaxWebSocketsPerDevice: n, MaxWebSocketsPerAccount: n,
-		WebSocketPing: 150 * time.Millisecond, WebSocketPongWait: 5 * time.Second})
+		WebSocketPing: 500 * time.Millisecond, WebSocketPongWait: 5 * time.Second})
 	alice, bob := e.register("alice"), e.register("bob")
 	conv, err := alice.create([]*device{bob})
 	if err != nil {
@@ -81,5 +81,38 @@ func TestIdleWebSocketGoroutines(t *testing.T) {
 	bound("goroutines after the pings")
 	if v := e.metricOr0("sandi_websockets_open"); v != n {
 		t.Fatalf("%v sockets open after the pings, want %d", v, n)
+	}
+}
+
+// After authenticating a client sends nothing but control frames: a data
+// frame, small or over the read limit, closes its socket with a policy
+// violation and frees the socket's place at once. (With the library's
+// CloseRead, the reader's own close waited 15 s for the reader to end.)
+func TestWebSocketDataFrameCloses(t *testing.T) {
+	e := serveReal(t, server.Config{})
+	alice := e.register("alice")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, c := range []struct {
+		frame []byte
+		want  websocket.StatusCode
+	}{
+		{[]byte(`{"hello": 1}`), websocket.StatusPolicyViolation},
+		{make([]byte, 8<<10), websocket.StatusPolicyViolation},
+	} {
+		ws, err := alice.dialWS(ctx, nil, alice.cursor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 3*time.Second, "the socket counted", func() bool { return e.metricOr0("sandi_websockets_open") == 1 })
+		if err := ws.Write(ctx, websocket.MessageText, c.frame); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err = ws.Read(ctx)
+		if got := websocket.CloseStatus(err); got != c.want {
+			t.Fatalf("%d-byte data frame: read %v (close status %v), want %v", len(c.frame), err, got, c.want)
+		}
+		ws.CloseNow()
+		eventually(t, 3*time.Second, "the socket's place freed", func() bool { return e.metricOr0("sandi_websockets_open") == 0 })
 	}
 }
