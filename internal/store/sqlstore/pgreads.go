@@ -50,9 +50,9 @@ func newPGReads(ttl time.Duration) *pgReads {
 	return &pgReads{ttl: ttl}
 }
 
-// lookup returns k's answer in *m if it was read at the current generation
-// less than ttl ago. m is read under r.mu: invalidate replaces the maps.
-func lookup[K comparable, V any](r *pgReads, m *map[K]pgRead[V], k K) (V, bool) {
+// pgLookup returns k's answer in *m (guarded by r.mu) if it was read at
+// the current generation less than ttl ago.
+func pgLookup[K comparable, V any](r *pgReads, m *map[K]pgRead[V], k K) (V, bool) {
 	r.mu.Lock()
 	e, ok := (*m)[k]
 	r.mu.Unlock()
@@ -63,9 +63,9 @@ func lookup[K comparable, V any](r *pgReads, m *map[K]pgRead[V], k K) (V, bool) 
 	return e.v, true
 }
 
-// remember records k's answer, read at generation gen (loaded before the
+// pgRemember records k's answer, read at generation gen (loaded before the
 // read began) and time at (taken before it too); a full map starts over.
-func remember[K comparable, V any](r *pgReads, m *map[K]pgRead[V], k K, gen uint64, at time.Time, v V) {
+func pgRemember[K comparable, V any](r *pgReads, m *map[K]pgRead[V], k K, gen uint64, at time.Time, v V) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if *m == nil || len(*m) >= maxMemo {
@@ -78,12 +78,12 @@ func (r *pgReads) device(tokenHash []byte) (store.Device, bool) {
 	if r == nil {
 		return store.Device{}, false
 	}
-	return lookup(r, &r.tokens, string(tokenHash))
+	return pgLookup(r, &r.tokens, string(tokenHash))
 }
 
 func (r *pgReads) putDevice(tokenHash []byte, gen uint64, at time.Time, d store.Device) {
 	if r != nil {
-		remember(r, &r.tokens, string(tokenHash), gen, at, d)
+		pgRemember(r, &r.tokens, string(tokenHash), gen, at, d)
 	}
 }
 
@@ -91,12 +91,12 @@ func (r *pgReads) memberRows(id protocol.ConversationID) ([]store.MemberRow, boo
 	if r == nil {
 		return nil, false
 	}
-	return lookup(r, &r.members, id)
+	return pgLookup(r, &r.members, id)
 }
 
 func (r *pgReads) putMembers(id protocol.ConversationID, gen uint64, at time.Time, ms []store.MemberRow) {
 	if r != nil {
-		remember(r, &r.members, id, gen, at, ms)
+		pgRemember(r, &r.members, id, gen, at, ms)
 	}
 }
 

@@ -139,3 +139,52 @@ func TestPostgresReadsOtherWriters(t *testing.T) {
 		t.Fatalf("a send from a revoked device through the other server: %v, want ErrNotMember", err)
 	}
 }
+
+// TestPostgresReadsWhileWriting: readers of the remembered answers run
+// while writes forget them (for the race detector), and once the writes
+// have ended every reader sees the last one.
+func TestPostgresReadsWhileWriting(t *testing.T) {
+	ctx := context.Background()
+	s, senders := benchStore(t, testpg.URL(t), 2)
+	t.Cleanup(func() { s.Close() })
+	sd := senders[0]
+	stop := make(chan struct{})
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			for {
+				select {
+				case <-stop:
+					errs <- nil
+					return
+				default:
+				}
+				if _, err := s.DeviceByToken(ctx, []byte("token0")); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := s.Members(ctx, sd.conv); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for i := range 20 {
+		if err := s.TouchToken(ctx, []byte("token0"), int64(100+i)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetPassword(ctx, sd.user, "h"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d, err := s.DeviceByToken(ctx, []byte("token0")); err != nil || d.TokenUsedAt != 119 {
+		t.Fatalf("after the writes: %+v %v, want the last use 119", d, err)
+	}
+}
