@@ -15,11 +15,15 @@ import (
 // The load tool drives several nodes at once: senders go through the nodes
 // in turn, a WebSocket on each node receives every accepted message once,
 // and the report has each node's figures. SANDI_LOAD_CLUSTER=N measures
-// instead: N nodes, 1,000 sends/s for 5 s (docs/performance.md).
+// instead: N nodes, 1,000 sends/s (or SANDI_LOAD_RATE) for 5 s
+// (docs/performance.md).
 func TestLoadAcrossNodes(t *testing.T) {
 	nodes, rate, dur := 2, 100, time.Second
 	if n, err := strconv.Atoi(os.Getenv("SANDI_LOAD_CLUSTER")); err == nil && n > 0 {
 		nodes, rate, dur = n, 1000, 5*time.Second
+		if r, err := strconv.Atoi(os.Getenv("SANDI_LOAD_RATE")); err == nil && r > 0 {
+			rate = r
+		}
 	}
 	cfg := TestConfig()
 	cfg.RotateAfterMessages = 1 << 30
