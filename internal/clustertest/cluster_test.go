@@ -3,7 +3,9 @@ package clustertest
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -149,6 +151,19 @@ func TestClusterNATSOutage(t *testing.T) {
 	r.waitFor(t, n, 5*time.Second)
 	c.NATS.Stop()
 	stopped := time.Now()
+	// A node without NATS is still ready: it delivers by polling.
+	for _, up := c.Nodes[1].Srv.ClusterConnected(); up; _, up = c.Nodes[1].Srv.ClusterConnected() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	resp, err := http.Get(c.Nodes[1].URL() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "degraded") {
+		t.Fatalf("readyz without NATS: %d %q", resp.StatusCode, body)
+	}
 	for time.Since(stopped) < 3*time.Second {
 		trickle(1)
 	}
