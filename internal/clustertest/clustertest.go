@@ -226,19 +226,14 @@ func (n *Node) Restart() {
 	n.serve(ln)
 }
 
-// pick returns a live node at random.
+// pick returns a live node at random (nil if none is up).
 func (c *Cluster) pick() *Node {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var live []*Node
-	for _, n := range c.Nodes {
-		if n.up {
-			live = append(live, n)
-		}
-	}
+	live := c.Live()
 	if len(live) == 0 {
 		return nil
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	return live[c.rng.IntN(len(live))]
 }
 

@@ -39,6 +39,26 @@ func openCluster(t *testing.T, n int, beat time.Duration) ([]*env, *clustertest.
 	return es, nats
 }
 
+// refusedWithin repeats do until it is refused with status, and fails the
+// test if that takes longer than clusterBound from since.
+func refusedWithin(t *testing.T, since time.Time, status int, what string, do func() error) {
+	t.Helper()
+	for {
+		var ae *apiError
+		err := do()
+		if errors.As(err, &ae) && ae.Status == status {
+			return
+		}
+		if err != nil && ae == nil {
+			t.Fatal(err)
+		}
+		if time.Since(since) > clusterBound {
+			t.Fatalf("%s %v ago", what, time.Since(since))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // on returns d acting through another node (the same token and keys).
 func (d *device) on(e *env) *device {
 	c := *d
@@ -124,20 +144,9 @@ func TestClusterRevocation(t *testing.T) {
 	}()
 	revokedAt := time.Now()
 	alice2.must("POST", "/api/auth/logout", nil, nil)
-	for {
-		var ae *apiError
-		err := onB.do("GET", "/api/sync?since=0", nil, nil)
-		if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
-			break
-		}
-		if err != nil && !errors.As(err, &ae) {
-			t.Fatal(err)
-		}
-		if time.Since(revokedAt) > clusterBound {
-			t.Fatalf("node B still answers a token logged out through node A %v ago", time.Since(revokedAt))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	refusedWithin(t, revokedAt, http.StatusUnauthorized, "node B still answers a token logged out through node A", func() error {
+		return onB.do("GET", "/api/sync?since=0", nil, nil)
+	})
 	t.Logf("node B refuses the token %v after the logout", time.Since(revokedAt))
 	select {
 	case at, ok := <-closed:
@@ -166,20 +175,9 @@ func TestClusterRemovedMember(t *testing.T) {
 	if err := alice.change(conv, protocol.OpRemove, nil, []protocol.UserID{bob.user}); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		var ae *apiError
-		err := bobB.do("GET", path, nil, nil)
-		if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
-			break
-		}
-		if err != nil && !errors.As(err, &ae) {
-			t.Fatal(err)
-		}
-		if time.Since(removedAt) > clusterBound {
-			t.Fatalf("node B still shows the conversation to a member removed through node A %v ago", time.Since(removedAt))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	refusedWithin(t, removedAt, http.StatusNotFound, "node B still shows the conversation to a member removed through node A", func() error {
+		return bobB.do("GET", path, nil, nil)
+	})
 	t.Logf("node B refuses the removed member %v after the removal", time.Since(removedAt))
 }
 
