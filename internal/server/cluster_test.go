@@ -13,6 +13,7 @@ import (
 	"sandi.dev/internal/server"
 	"sandi.dev/internal/testpg"
 	"sandi.dev/protocol"
+	"sandi.dev/protocol/secret"
 )
 
 // clusterBound is the documented time within which a revocation or a
@@ -114,48 +115,64 @@ func TestClusterLiveDelivery(t *testing.T) {
 	}
 }
 
-// A device logged out through node A loses access on nodes B and C
-// within clusterBound: B had just answered its token (and remembers
-// answers for 2 s), and C holds its WebSocket.
+// A device revoked through node A (logged out, or signed out by its
+// account's identity reset) loses access on nodes B and C within
+// clusterBound: B had just answered its token (and remembers answers for
+// 2 s), and C holds its WebSocket.
 func TestClusterRevocation(t *testing.T) {
-	es, _ := openCluster(t, 3, time.Second)
-	alice := es[0].register("alice")
-	alice2 := es[0].login("alice", alice.id)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	ws, err := alice2.on(es[2]).dialWS(ctx, nil, alice2.cursor)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.CloseNow()
-	onB := alice2.on(es[1])
-	onB.events(100) // B now remembers the token
-	closed := make(chan time.Time, 1)
-	go func() {
-		for {
-			if _, _, err := ws.Read(ctx); err != nil {
-				if websocket.CloseStatus(err) == websocket.StatusPolicyViolation {
-					closed <- time.Now()
-				}
-				close(closed)
-				return
+	for _, tc := range []struct {
+		name   string
+		revoke func(alice, alice2 *device) error
+	}{
+		{"logout", func(_, alice2 *device) error { return alice2.do("POST", "/api/auth/logout", nil, nil) }},
+		{"identity reset", func(alice, _ *device) error {
+			alice.id = secret.NewIdentity()
+			return alice.uploadBundle(true)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			es, _ := openCluster(t, 3, time.Second)
+			alice := es[0].register("alice")
+			alice2 := es[0].login("alice", alice.id)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			ws, err := alice2.on(es[2]).dialWS(ctx, nil, alice2.cursor)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-	}()
-	revokedAt := time.Now()
-	alice2.must("POST", "/api/auth/logout", nil, nil)
-	refusedWithin(t, revokedAt, http.StatusUnauthorized, "node B still answers a token logged out through node A", func() error {
-		return onB.do("GET", "/api/sync?since=0", nil, nil)
-	})
-	t.Logf("node B refuses the token %v after the logout", time.Since(revokedAt))
-	select {
-	case at, ok := <-closed:
-		if !ok {
-			t.Fatal("node C's WebSocket ended without the revocation's close")
-		}
-		t.Logf("node C closed the WebSocket %v after the logout", at.Sub(revokedAt))
-	case <-time.After(clusterBound - time.Since(revokedAt)):
-		t.Fatalf("node C still holds the WebSocket of a device logged out through node A %v ago", time.Since(revokedAt))
+			defer ws.CloseNow()
+			onB := alice2.on(es[1])
+			onB.events(100) // B now remembers the token
+			closed := make(chan time.Time, 1)
+			go func() {
+				for {
+					if _, _, err := ws.Read(ctx); err != nil {
+						if websocket.CloseStatus(err) == websocket.StatusPolicyViolation {
+							closed <- time.Now()
+						}
+						close(closed)
+						return
+					}
+				}
+			}()
+			revokedAt := time.Now()
+			if err := tc.revoke(alice, alice2); err != nil {
+				t.Fatal(err)
+			}
+			refusedWithin(t, revokedAt, http.StatusUnauthorized, "node B still answers a token revoked through node A", func() error {
+				return onB.do("GET", "/api/sync?since=0", nil, nil)
+			})
+			t.Logf("node B refuses the token %v after the revocation", time.Since(revokedAt))
+			select {
+			case at, ok := <-closed:
+				if !ok {
+					t.Fatal("node C's WebSocket ended without the revocation's close")
+				}
+				t.Logf("node C closed the WebSocket %v after the revocation", at.Sub(revokedAt))
+			case <-time.After(clusterBound - time.Since(revokedAt)):
+				t.Fatalf("node C still holds the WebSocket of a device revoked through node A %v ago", time.Since(revokedAt))
+			}
+		})
 	}
 }
 
