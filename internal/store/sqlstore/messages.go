@@ -538,9 +538,10 @@ var ErrClosed = errors.New("sqlstore: store closed")
 // writes them with one Send: one transaction and one disk sync for all.
 // While that transaction commits, new callers wait on the unbuffered
 // channel and form the next batch. Under no load a batch is one message
-// and adds no delay; under load batches grow by themselves. On
-// PostgreSQL several batches are written at once (inFlight), each
-// answered when its own transaction has committed.
+// and adds no delay; under load batches grow by themselves. One batch is
+// written at a time on PostgreSQL too: every batch holds the event
+// counter's row lock until its commit has ended, so batches written side
+// by side would commit one after the other anyway, only smaller.
 type batcher struct {
 	s    *Store
 	max  int
@@ -548,18 +549,8 @@ type batcher struct {
 	quit chan struct{}
 	done sync.WaitGroup
 
-	// inFlight is how many batches may be written at once: one on
-	// SQLite (one writer connection), pgBatchesInFlight on PostgreSQL.
-	inFlight int
-
 	lingered atomic.Int64 // batches that waited for more, for tests
 }
-
-// pgBatchesInFlight is how many send batches a PostgreSQL store writes at
-// once, each on a connection of its own. The event counter's row lock
-// orders their commits, but while one batch commits the next ones lock
-// their conversations and make their decisions (see sendPostgres).
-var pgBatchesInFlight = 4
 
 type sendReq struct {
 	ctx   context.Context
@@ -594,10 +585,7 @@ var (
 const batchTimeout = 30 * time.Second
 
 func newBatcher(s *Store, max int) *batcher {
-	b := &batcher{s: s, max: max, reqs: make(chan *sendReq), quit: make(chan struct{}), inFlight: 1}
-	if !s.d.local {
-		b.inFlight = pgBatchesInFlight
-	}
+	b := &batcher{s: s, max: max, reqs: make(chan *sendReq), quit: make(chan struct{})}
 	b.done.Add(1)
 	go b.loop()
 	return b
@@ -627,20 +615,12 @@ func (b *batcher) send(ctx context.Context, m store.Send) (store.SendResult, err
 
 func (b *batcher) loop() {
 	defer b.done.Done()
-	// inFlight holds a token per batch being written; see batchesInFlight.
-	inFlight := make(chan struct{}, b.inFlight)
 	for {
-		select {
-		case inFlight <- struct{}{}:
-		case <-b.quit:
-			return
-		}
 		var reqs []*sendReq
 		select {
 		case r := <-b.reqs:
 			reqs = append(reqs, r)
 		case <-b.quit:
-			<-inFlight
 			return
 		}
 	gather:
@@ -676,17 +656,7 @@ func (b *batcher) loop() {
 			linger.Stop()
 			gap.Stop()
 		}
-		if b.inFlight == 1 {
-			b.run(reqs)
-			<-inFlight
-			continue
-		}
-		b.done.Add(1)
-		go func() {
-			defer b.done.Done()
-			b.run(reqs)
-			<-inFlight
-		}()
+		b.run(reqs)
 	}
 }
 

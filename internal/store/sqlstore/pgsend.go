@@ -26,8 +26,7 @@ import (
 //
 // The event counter's row lock is taken in the second round trip only,
 // so it is held for the time of one statement and the commit, not for
-// the decisions: the next batch's first round trip (and its lock waits)
-// overlaps this batch's commit (see batcher, several batches in flight).
+// the decisions (another node's batch may be making its own meanwhile).
 //
 // A message whose (sender device, client id) is already stored makes the
 // insert fail with a unique violation (it waits for a concurrent
