@@ -59,6 +59,7 @@ var (
 	ErrNoIdentity  = errors.New("this device has no identity key yet: link it from another device or reset the identity")
 	ErrHasAccount  = errors.New("this device already has an account")
 	ErrUnknownUser = errors.New("no such user")
+	ErrNoServer    = errors.New("no server URL given")
 )
 
 // Client is one device. Create it with Open.
@@ -308,7 +309,7 @@ func (c *Client) authenticate(ctx context.Context, path, username, password stri
 		return a, ErrHasAccount
 	}
 	if c.acct.Server == "" {
-		return a, errors.New("no server URL given")
+		return a, ErrNoServer
 	}
 	err := c.api.do(ctx, "POST", path, map[string]string{"username": username, "password": password, "deviceName": c.devName}, &a)
 	if err != nil {

@@ -28,6 +28,7 @@ type convState struct {
 	LastSeq uint64                  `json:"lastSeq"` // last message seq processed
 	Left    bool                    `json:"left,omitempty"`
 	Unread  int                     `json:"unread,omitempty"`
+	ReadSeq uint64                  `json:"readSeq,omitempty"` // messages up to it are read (MarkReadThrough)
 	// The epoch rules of §7.4 and §7.5: see epochrules.go.
 	StreamSeq uint64               `json:"streamSeq,omitempty"` // newest record whose event the stream delivered
 	Spans     map[uint64]epochSpan `json:"spans,omitempty"`     // per record, the epochs held for it
@@ -730,7 +731,7 @@ func (c *Client) change(ctx context.Context, conv protocol.ConversationID, op pr
 			Author: c.acct.User, Members: members, Users: users}
 		secret.SignRecord(c.id, rec)
 		if _, err := cs.chain.Apply(rec); err != nil {
-			return err // not allowed: say why before the server does
+			return c.changeRefused(ctx, cs.chain, rec, err) // not allowed: say why before the server does
 		}
 		body := map[string]b64{"record": rec.Marshal()}
 		path := "/api/conversations/" + conv.String() + "/members"

@@ -347,7 +347,9 @@ func (c *Client) recordReleased(cs *convState, m Message) error {
 			cs.Title = m.Text
 		}
 	}
-	cs.Unread++
+	if c.countsUnread(m) {
+		cs.Unread++
+	}
 	c.pend.history[cs.ID] = append(append(c.pend.history[cs.ID], b...), '\n')
 	c.pend.convs[cs.ID] = cs
 	return nil

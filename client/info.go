@@ -2,9 +2,7 @@ package client
 
 import (
 	"context"
-	"errors"
 	"slices"
-	"strings"
 
 	"sandi.dev/protocol"
 )
@@ -106,7 +104,8 @@ func (c *Client) Conversations(ctx context.Context) ([]Conversation, error) {
 	return out, nil
 }
 
-// FindConversation resolves a conversation id or a unique prefix of it.
+// FindConversation resolves a conversation id, a unique prefix of it or a
+// title among the account's conversations (see MatchConversation).
 func (c *Client) FindConversation(ctx context.Context, s string) (protocol.ConversationID, error) {
 	if id, err := protocol.ParseConversationID(s); err == nil {
 		return id, nil
@@ -115,22 +114,11 @@ func (c *Client) FindConversation(ctx context.Context, s string) (protocol.Conve
 	if err != nil {
 		return protocol.ConversationID{}, err
 	}
-	var found []protocol.ConversationID
-	for _, cv := range convs {
-		if len(s) >= 4 && strings.HasPrefix(cv.ID.String(), s) || cv.Title != "" && cv.Title == s {
-			found = append(found, cv.ID)
-		}
-	}
-	switch len(found) {
-	case 1:
-		return found[0], nil
-	case 0:
-		return protocol.ConversationID{}, errors.New("no conversation " + s)
-	}
-	return protocol.ConversationID{}, errors.New("more than one conversation matches " + s)
+	return MatchConversation(convs, s)
 }
 
-// MarkRead resets a conversation's unread count.
+// MarkRead marks every message of a conversation received so far as read:
+// its unread count is reset.
 func (c *Client) MarkRead(id protocol.ConversationID) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -138,6 +126,6 @@ func (c *Client) MarkRead(id protocol.ConversationID) error {
 	if err != nil || cs == nil {
 		return err
 	}
-	cs.Unread = 0
+	cs.Unread, cs.ReadSeq = 0, max(cs.ReadSeq, cs.LastSeq)
 	return c.saveConv(cs)
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -52,6 +51,7 @@ func cmdChat(ctx context.Context, e *cli, args []string) error {
 		show(m)
 	}
 	e.c.MarkRead(id)
+	defer e.c.MarkRead(id) // what arrived while the chat ran was printed
 	if !e.g.json {
 		fmt.Fprintln(e.stderr, "-- type a message and press Enter; /quit to leave --")
 	}
@@ -65,14 +65,9 @@ func cmdChat(ctx context.Context, e *cli, args []string) error {
 			mu.Unlock()
 		})
 	}()
-	lines := make(chan string)
-	go func() {
-		sc := bufio.NewScanner(e.stdin)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
+	lines := make(chan inputLine)
+	go readLines(e.stdin, lines)
+	unsent := 0 // lines that were messages and were not sent
 	for {
 		select {
 		case err := <-listenErr:
@@ -82,11 +77,18 @@ func cmdChat(ctx context.Context, e *cli, args []string) error {
 			return err
 		case line, ok := <-lines:
 			if !ok {
-				return nil
+				return unsentError(unsent)
 			}
-			if err := chatLine(ctx, e, id, strings.TrimSpace(line), show, &mu); err != nil {
-				if err == errQuit {
-					return nil
+			err := line.err
+			if err == nil {
+				err = chatLine(ctx, e, id, line.text, show, &mu)
+			}
+			if err == errQuit {
+				return unsentError(unsent)
+			}
+			if err != nil {
+				if !strings.HasPrefix(line.text, "/") {
+					unsent++ // a message, not a command
 				}
 				mu.Lock()
 				printError(e.stderr, err)

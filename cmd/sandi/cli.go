@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/term"
-
 	"sandi.dev/client"
 	"sandi.dev/protocol"
 )
@@ -51,6 +49,8 @@ func parseGlobal(args []string) (global, []string, error) {
 			continue
 		case "h", "help":
 			return g, []string{"help"}, nil
+		case "version":
+			return g, []string{"version"}, nil
 		}
 		return g, nil, usageError{fmt.Sprintf("unknown flag %s", a)}
 	}
@@ -70,6 +70,7 @@ type cli struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	c              *client.Client
+	peek           bool // sync leaves what it prints unread
 }
 
 type command func(ctx context.Context, e *cli, args []string) error
@@ -89,7 +90,10 @@ var commands = map[string]command{
 	"remove":        cmdRemove,
 	"leave":         cmdLeave,
 	"send":          cmdSend,
+	"save":          cmdSave,
 	"sync":          cmdSync,
+	"history":       cmdHistory,
+	"search":        cmdSearch,
 	"chat":          cmdChat,
 	"safety-number": cmdSafetyNumber,
 	"verify":        cmdVerify,
@@ -104,6 +108,10 @@ var commands = map[string]command{
 // lock) until close: a second sandi process on the same home directory is
 // refused with a sentence naming the directory and this process.
 func (e *cli) open() error {
+	server, err := e.serverURL()
+	if err != nil {
+		return err
+	}
 	st, err := client.NewDirStorage(e.g.home)
 	if errors.Is(err, client.ErrLocked) {
 		return err
@@ -112,7 +120,7 @@ func (e *cli) open() error {
 		return fmt.Errorf("state directory %s: %w", e.g.home, err)
 	}
 	host, _ := os.Hostname()
-	e.c, err = client.Open(client.Options{Server: e.g.server, Storage: st, DeviceName: "cli@" + host})
+	e.c, err = client.Open(client.Options{Server: server, Storage: st, DeviceName: "cli@" + host})
 	if err != nil {
 		st.Close()
 	}
@@ -183,17 +191,8 @@ func parse(fs *flag.FlagSet, args []string) error {
 // readPassword reads the password from the first line of standard input;
 // when that is a terminal, it asks for it without echoing it.
 func readPassword(e *cli) (string, error) {
-	if f, ok := e.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		fmt.Fprint(e.stderr, "password: ")
-		b, err := term.ReadPassword(int(f.Fd()))
-		fmt.Fprintln(e.stderr)
-		if err != nil {
-			return "", err
-		}
-		if len(b) == 0 {
-			return "", usageError{"no password given"}
-		}
-		return string(b), nil
+	if f, ok := e.terminalIn(); ok {
+		return askPassword(e, f, "password: ")
 	}
 	line, err := bufio.NewReader(e.stdin).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -215,7 +214,7 @@ func cmdRegister(ctx context.Context, e *cli, args []string) error {
 	if fs.NArg() != 1 {
 		return usageError{"usage: sandi register USERNAME --password-stdin"}
 	}
-	pw, err := readPassword(e)
+	pw, err := readNewPassword(e)
 	if err != nil {
 		return err
 	}
@@ -465,18 +464,33 @@ func cmdLeave(ctx context.Context, e *cli, args []string) error {
 }
 
 func cmdSend(ctx context.Context, e *cli, args []string) error {
-	if len(args) < 2 {
-		return usageError{"usage: sandi send CONV TEXT..."}
+	files, words, err := sendArgs(args)
+	if err != nil || len(words) < 1 || len(words) < 2 && len(files) == 0 {
+		return usageError{"usage: sandi send CONV [--file PATH]... [TEXT...]"}
 	}
-	id, err := e.conv(ctx, args[0])
+	id, err := e.conv(ctx, words[0])
 	if err != nil {
 		return err
 	}
-	m, err := e.c.Send(ctx, id, strings.Join(args[1:], " "))
+	text := strings.Join(words[1:], " ")
+	var m client.Message
+	if len(files) == 0 {
+		m, err = e.c.Send(ctx, id, text)
+	} else {
+		var atts []client.Attachment
+		for _, f := range files {
+			a, err := e.uploadFile(ctx, id, f)
+			if err != nil {
+				return err
+			}
+			atts = append(atts, a)
+		}
+		m, err = e.c.SendMessage(ctx, id, text, atts)
+	}
 	if err != nil {
 		return err
 	}
-	return e.out(map[string]any{"conversation": id, "seq": m.Seq}, "")
+	return e.out(map[string]any{"conversation": id, "seq": m.Seq, "attachments": attachmentsJSON(m.Attachments)}, "")
 }
 
 // messageCont starts every further line of a message in the text output:
@@ -491,8 +505,8 @@ func (e *cli) printMessage(m client.Message) error {
 		return e.out(map[string]any{"conversation": m.Conversation, "seq": m.Seq, "sender": m.Sender, "title": m.Text, "sentAt": m.SentAt},
 			strings.Join(wrapHanging(conv+untrustedName(m.Sender)+` set the title to "`+untrusted(m.Text)+`"`, e.width(), messageCont), "\n"))
 	}
-	return e.out(map[string]any{"conversation": m.Conversation, "seq": m.Seq, "sender": m.Sender, "text": m.Text, "sentAt": m.SentAt},
-		framed(conv+untrustedName(m.Sender)+": ", m.Text, messageCont, e.width()))
+	return e.out(map[string]any{"conversation": m.Conversation, "seq": m.Seq, "sender": m.Sender, "text": m.Text, "sentAt": m.SentAt, "attachments": attachmentsJSON(m.Attachments)},
+		framed(conv+untrustedName(m.Sender)+": ", m.Text, messageCont, e.width())+e.attachmentLines(m.Attachments))
 }
 
 // width is the number of columns of standard output when it is a terminal,
@@ -506,15 +520,20 @@ func (e *cli) wrap(line string) string {
 }
 
 func cmdSync(ctx context.Context, e *cli, args []string) error {
-	if len(args) > 1 {
-		return usageError{"usage: sandi sync [CONV]"}
+	fs := flags("sync", e)
+	fs.BoolVar(&e.peek, "peek", false, "leave the messages printed unread")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 1 {
+		return usageError{"usage: sandi sync [CONV] [--peek]"}
 	}
 	if err := e.open(); err != nil {
 		return err
 	}
 	var only *protocol.ConversationID
-	if len(args) == 1 {
-		id, err := e.c.FindConversation(ctx, args[0])
+	if fs.NArg() == 1 {
+		id, err := e.c.FindConversation(ctx, fs.Arg(0))
 		if err != nil {
 			return err
 		}
@@ -524,14 +543,22 @@ func cmdSync(ctx context.Context, e *cli, args []string) error {
 }
 
 // syncPrint syncs the open client and prints the new messages (of only, if
-// not nil), failures and warnings.
+// not nil), failures and warnings; what it printed is marked read unless
+// e.peek.
 func (e *cli) syncPrint(ctx context.Context, only *protocol.ConversationID) error {
 	res, err := e.c.Sync(ctx)
+	var printed []client.Message
 	for _, m := range res.Messages {
 		if only != nil && m.Conversation != *only {
 			continue
 		}
 		if err := e.printMessage(m); err != nil {
+			return err
+		}
+		printed = append(printed, m)
+	}
+	if !e.peek {
+		if err := e.markPrinted(printed); err != nil {
 			return err
 		}
 	}

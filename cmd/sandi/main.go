@@ -39,12 +39,16 @@ const usage = `sandi: a self-hosted end-to-end-encrypted messenger
 
 Usage:
   sandi [--home DIR] [--server URL] [--json] COMMAND [ARGS]
+  sandi --version
 
 Server:
   serve [--addr HOST:PORT] [--data DIR] [--db URL] [--session-idle 90d]
+        [--blobs DIR|s3://…]
                               run the server (defaults: 127.0.0.1:8080, ./sandi-data,
                               SQLite in DIR; --db postgres://… for PostgreSQL); a
-                              token unused for --session-idle expires (0: never)
+                              token unused for --session-idle expires (0: never);
+                              attachments in DIR/blobs, or --blobs names a
+                              directory or an S3 bucket (docs/operations.md)
   db copy --from URL --to URL [--json]
                               copy the whole database into a new, empty one in one
                               transaction (URL: a SQLite file or postgres://…) and
@@ -54,6 +58,7 @@ Server:
 Account and devices:
   register USERNAME --password-stdin
                               create an account; this device is its first device
+                              (on a terminal the password is asked twice)
   login USERNAME --password-stdin
                               sign this device in to an existing account, then run
                               'sandi link' (or 'login --reset' with no other device)
@@ -78,13 +83,27 @@ Account and devices:
 
 Conversations:
   new [--title TITLE] USER... create a conversation with USERs; prints its id
-  list                        list conversations
+  list                        list conversations with their unread counts
   add CONV USER...            add members (admins only)
   remove CONV USER...         remove members (admins only)
   leave CONV                  leave a conversation
-  send CONV TEXT...           send a message
-  sync [CONV]                 print new messages (of CONV only, if given)
-  chat CONV                   interactive view of one conversation
+  send CONV [--file PATH]... [TEXT...]
+                              send a message (at most 32768 bytes), with files
+                              attached (encrypted here; the text may then be left out)
+  save CONV ATTACHMENT [--out PATH] [--force]
+                              download, check and decrypt an attachment (ATTACHMENT:
+                              the id sync shows) into PATH (default: its file name
+                              here); an existing file is replaced only with --force
+  sync [CONV] [--peek]        print new messages (of CONV only, if given) and mark
+                              them read; --peek leaves them unread
+  history CONV [--limit N]    print the messages this device holds of CONV, oldest
+                              first, with their times (the newest N with --limit)
+  search TEXT [--conv CONV]   print the messages this device holds that contain
+                              TEXT (case-insensitive), with conversation, sender
+                              and time
+  chat CONV                   interactive view of one conversation; with input
+                              from a pipe, each line is a message (a longer one is
+                              refused, and the exit status is 1 if any was not sent)
   safety-number USER          show the safety number to compare with USER
 
 Trust:
@@ -103,10 +122,12 @@ Trust:
 
 Global flags:
   --home DIR     state directory (env SANDI_HOME; default: the user config dir)
-  --server URL   server URL (env SANDI_SERVER); remembered after register or login
+  --server URL   server URL (env SANDI_SERVER); remembered after register or login;
+                 HOST:PORT alone is http:// on a loopback address, else https://
   --json         one JSON object per line on stdout
 
-CONV is a conversation id, a unique prefix of it (4+ characters) or its title.
+CONV is a conversation id, a unique prefix of it (4+ characters) or its title;
+history and search look it up among the conversations this device holds.
 Others' texts are printed with control characters escaped (\x1b, \u{202e})
 and further lines of a message indented under it; --json prints them exact.
 Errors go to stderr with a non-zero exit status; a failed command changes nothing.
@@ -131,6 +152,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
+	case "version", "--version":
+		return printVersion(stdout)
 	}
 	h, ok := commands[cmd]
 	if !ok {
@@ -139,5 +162,5 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	e := &cli{g: g, stdin: stdin, stdout: stdout, stderr: stderr}
 	defer e.close()
-	return h(ctx, e, cargs)
+	return explain(e, h(ctx, e, cargs))
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/argon2"
 
@@ -18,10 +19,19 @@ import (
 )
 
 const (
+	// A password has minPassword to maxPassword characters (Unicode code
+	// points, not bytes: "éééé" is 4 characters in 8 bytes).
 	minPassword = 8
 	maxPassword = 1024
 	maxUsername = 32
 )
+
+// passwordLength reports whether a password has an allowed number of
+// characters.
+func passwordLength(pw string) bool {
+	n := utf8.RuneCountInString(pw)
+	return n >= minPassword && n <= maxPassword
+}
 
 // canonicalUsername lower-cases a username and checks its form: 3 to 32
 // characters, letters, digits, '.', '_' or '-', starting with a letter.
@@ -103,7 +113,7 @@ func (s *Server) readCredentials(r *http.Request) (credentials, string, error) {
 	if err != nil {
 		return cr, "", err
 	}
-	if len(cr.Password) < minPassword || len(cr.Password) > maxPassword {
+	if !passwordLength(cr.Password) {
 		return cr, "", badRequest(fmt.Sprintf("a password has %d to %d characters", minPassword, maxPassword), nil)
 	}
 	if len(cr.DeviceName) > 64 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	"sandi.dev/internal/store"
 	"sandi.dev/protocol"
@@ -215,13 +216,13 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request, c *call)
 		return err
 	}
 	var req passwordChange
-	if err := decode(r, &req, 8<<10); err != nil {
+	if err := decode(r, &req, 16<<10); err != nil {
 		return err
 	}
-	if len(req.NewPassword) < minPassword || len(req.NewPassword) > maxPassword {
+	if !passwordLength(req.NewPassword) {
 		return badRequest(fmt.Sprintf("a password has %d to %d characters", minPassword, maxPassword), nil)
 	}
-	if len(req.OldPassword) > maxPassword {
+	if utf8.RuneCountInString(req.OldPassword) > maxPassword {
 		return badRequest(fmt.Sprintf("a password has %d to %d characters", minPassword, maxPassword), nil)
 	}
 	ls, hasList, err := s.logins(r, c)

@@ -235,6 +235,7 @@ func TestChangePassword(t *testing.T) {
 		wantCode(t, snoop.do("POST", "/api/auth/password", req(old, neu, true), nil), 403, server.CodeKeysRequired)
 		wantCode(t, alice.do("POST", "/api/auth/password", req("wrong password", neu, true), nil), 403, server.CodeBadCredentials)
 		wantCode(t, alice.do("POST", "/api/auth/password", req(old, "short", true), nil), 400, server.CodeBadRequest)
+		wantCode(t, alice.do("POST", "/api/auth/password", req(old, "éééé", true), nil), 400, server.CodeBadRequest) // 4 characters in 8 bytes
 		snoop.must("GET", "/api/me", nil, nil)
 		var a struct {
 			Revoked []protocol.DeviceID `json:"revoked"`
