@@ -48,6 +48,7 @@ const (
 	AlarmBadSignature    = "bad_signature"    // a record, distribution, bundle or envelope whose signature fails
 	AlarmDeviceList      = "device_list"      // a device list that does not verify, or one rolled back
 	AlarmServerData      = "server_data"      // other data that a correct server never sends
+	AlarmBlobDigest      = "blob_digest"      // an attachment's ciphertext that is not the one its message names
 )
 
 // raise appends an alarm to the persistent log. A failure to store it is

@@ -81,10 +81,16 @@ func (a *api) do(ctx context.Context, method, path string, body, out any) error 
 			return err
 		}
 	}
+	return a.retry(ctx, func() (bool, error) { return a.once(ctx, method, path, data, out) })
+}
+
+// retry calls try until it succeeds, fails for a reason other than
+// transport (try says which), or has been called maxTries times.
+func (a *api) retry(ctx context.Context, try func() (retry bool, err error)) error {
 	delay := 100 * time.Millisecond
 	var lastErr error
-	for try := 0; try < maxTries; try++ {
-		if try > 0 {
+	for n := 0; n < maxTries; n++ {
+		if n > 0 {
 			select {
 			case <-time.After(delay):
 			case <-ctx.Done():
@@ -92,7 +98,7 @@ func (a *api) do(ctx context.Context, method, path string, body, out any) error 
 			}
 			delay *= 2
 		}
-		retry, err := a.once(ctx, method, path, data, out)
+		retry, err := try()
 		if err == nil || !retry {
 			return err
 		}
@@ -135,14 +141,7 @@ func (a *api) once(ctx context.Context, method, path string, data []byte, out an
 		return true, err
 	}
 	if resp.StatusCode >= 300 {
-		ae := &APIError{Status: resp.StatusCode}
-		if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/problem+json") {
-			json.Unmarshal(body, ae) // a malformed problem keeps the status
-		}
-		if ae.Code == "" {
-			ae.Code = http.StatusText(resp.StatusCode)
-		}
-		return resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests, ae
+		return problem(resp, body)
 	}
 	if out != nil && len(body) > 0 {
 		if err := json.Unmarshal(body, out); err != nil {
@@ -150,4 +149,17 @@ func (a *api) once(ctx context.Context, method, path string, data []byte, out an
 		}
 	}
 	return false, nil
+}
+
+// problem returns the APIError of an answer with a status of 300 or more,
+// whose body is body, and whether the request may be tried again.
+func problem(resp *http.Response, body []byte) (retry bool, err *APIError) {
+	ae := &APIError{Status: resp.StatusCode}
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/problem+json") {
+		json.Unmarshal(body, ae) // a malformed problem keeps the status
+	}
+	if ae.Code == "" {
+		ae.Code = http.StatusText(resp.StatusCode)
+	}
+	return resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests, ae
 }

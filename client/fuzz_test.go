@@ -18,6 +18,8 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,10 +35,16 @@ import (
 const maxContentInput = 4096
 
 // FuzzParseContent: ParseContent accepts only a content of a known type
-// with valid UTF-8 text of at most MaxText bytes; what it accepts encodes
-// back (json.Marshal) to a form it parses to the same content; and every
-// valid content built from the input survives Marshal then ParseContent.
+// with valid UTF-8 text of at most MaxText bytes and well-formed
+// attachments (at most 32, on text messages only, each with a blob id of
+// 32 hex digits, a 32-byte key and digest, a file name without directory
+// or control characters, a media type and a thumbnail of at most 8 KiB);
+// what it accepts encodes back (json.Marshal) to a form it parses to the
+// same content; and every valid content built from the input (as a text,
+// and as an attachment's file name and media type) survives Marshal then
+// ParseContent.
 func FuzzParseContent(f *testing.F) {
+	att := `{"blob":"0123456789abcdef0123456789abcdef","key":"` + strings.Repeat("A", 43) + `","digest":"` + strings.Repeat("B", 43) + `","size":5,"type":"image/png","name":"a.png"`
 	for _, s := range []string{
 		`{"type":"text","text":"hello","sentAt":1780000000000}`,
 		`{"type":"title","text":"Plans"}`,
@@ -45,6 +53,12 @@ func FuzzParseContent(f *testing.F) {
 		`{"type":"text","text":"x","extra":1}`,
 		`{"type":"image","text":""}`,
 		`{"type":"text","text":"\xff"}`,
+		`{"type":"text","text":"","attachments":[` + att + `}]}`,
+		`{"type":"text","text":"","attachments":[` + att + `,"width":3,"height":4,"thumbnail":"_w"}]}`,
+		`{"type":"text","text":"","attachments":[]}`,
+		`{"type":"title","text":"","attachments":[` + att + `}]}`,
+		`{"type":"text","text":"","attachments":[` + strings.Replace(att, "a.png", "../a.png", 1) + `}]}`,
+		`{"type":"text","text":"","attachments":[` + strings.Replace(att, "image/png", "audio/webm;codecs=opus", 1) + `,"duration":1500}]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -58,6 +72,24 @@ func FuzzParseContent(f *testing.F) {
 			f.Fatalf("text of %d bytes: %v", n, err)
 		}
 	}
+	// The bounds on attachments, likewise.
+	valid := Attachment{Blob: strings.Repeat("ab", 16), Key: make([]byte, 32), Digest: make([]byte, 32), Size: 1, Type: "text/plain", Name: "n"}
+	for _, c := range []struct {
+		n     int
+		thumb int
+		name  int
+		ok    bool
+	}{{MaxAttachments, 0, 1, true}, {MaxAttachments + 1, 0, 1, false}, {1, MaxThumbnail, MaxFileName, true}, {1, MaxThumbnail + 1, 1, false}, {1, 0, MaxFileName + 1, false}} {
+		a := valid
+		a.Thumbnail, a.Name = make([]byte, c.thumb), strings.Repeat("n", c.name)
+		b, err := json.Marshal(Content{Type: ContentText, Attachments: slices.Repeat([]Attachment{a}, c.n)})
+		if err != nil {
+			f.Fatal(err)
+		}
+		if _, err := ParseContent(b); (err == nil) != c.ok {
+			f.Fatalf("%d attachments, thumbnail %d, name %d bytes: %v", c.n, c.thumb, c.name, err)
+		}
+	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if len(in) > maxContentInput {
 			return
@@ -67,12 +99,21 @@ func FuzzParseContent(f *testing.F) {
 			if ct.Type != ContentText && ct.Type != ContentTitle || !utf8.ValidString(ct.Text) || len(ct.Text) > MaxText {
 				t.Fatalf("accepted %+v", ct)
 			}
+			if len(ct.Attachments) > MaxAttachments || len(ct.Attachments) > 0 && ct.Type != ContentText {
+				t.Fatalf("accepted %d attachments on a %s message", len(ct.Attachments), ct.Type)
+			}
+			for _, a := range ct.Attachments {
+				if len(a.Blob) != 32 || len(a.Key) != 32 || len(a.Digest) != 32 || len(a.Thumbnail) > MaxThumbnail || a.Size < 0 ||
+					a.Name == "" || a.Name == ".." || strings.ContainsAny(a.Name, "/\\\x00\n\r\x1b\u202e") || !strings.Contains(a.Type, "/") {
+					t.Fatalf("accepted attachment %+v", a)
+				}
+			}
 			b, err := json.Marshal(ct)
 			if err != nil {
 				t.Fatal(err)
 			}
 			back, err := ParseContent(b)
-			if err != nil || back != ct {
+			if err != nil || !reflect.DeepEqual(back, ct) {
 				t.Fatalf("content %+v encodes to %s, which parses to %+v, %v", ct, b, back, err)
 			}
 		}
@@ -86,8 +127,25 @@ func FuzzParseContent(f *testing.F) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got, err := ParseContent(b); err != nil || got != want {
+			if got, err := ParseContent(b); err != nil || !reflect.DeepEqual(got, want) {
 				t.Fatalf("Marshal then ParseContent of %+v gives %+v, %v", want, got, err)
+			}
+		}
+		// The input as an attachment's name and media type: a content
+		// accepted once is accepted again, the same.
+		if !utf8.Valid(in) {
+			return // json.Marshal would change it
+		}
+		a := valid
+		a.Name, a.Type = string(in), string(in)
+		for _, a := range []Attachment{a, {Blob: valid.Blob, Key: valid.Key, Digest: valid.Digest, Type: valid.Type, Name: string(in)}} {
+			want := Content{Type: ContentText, Attachments: []Attachment{a}}
+			b, err := json.Marshal(want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := ParseContent(b); err == nil && !reflect.DeepEqual(got, want) {
+				t.Fatalf("Marshal then ParseContent of %+v gives %+v", want, got)
 			}
 		}
 	})

@@ -24,6 +24,9 @@ type Content struct {
 	Type   string `json:"type"`
 	Text   string `json:"text"`
 	SentAt int64  `json:"sentAt,omitempty"` // the sender's clock, Unix ms
+	// Attachments are files shared by a text message (attachments.go,
+	// protocol.md §13.5); the text may then be empty.
+	Attachments []Attachment `json:"attachments,omitempty"`
 }
 
 // MaxText is the longest message text, in bytes.
@@ -32,6 +35,9 @@ const MaxText = 32 * 1024
 // ParseContent decodes and checks a decrypted plaintext.
 func ParseContent(b []byte) (Content, error) {
 	var ct Content
+	if len(b) > secret.MaxPlaintext {
+		return ct, errors.New("message content: longer than a message's plaintext may be")
+	}
 	dec := json.NewDecoder(strings.NewReader(string(b)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&ct); err != nil {
@@ -46,6 +52,12 @@ func ParseContent(b []byte) (Content, error) {
 	if !utf8.ValidString(ct.Text) || len(ct.Text) > MaxText {
 		return ct, errors.New("message content: text is not valid UTF-8 or too long")
 	}
+	if err := checkAttachments(ct.Type, ct.Attachments); err != nil {
+		return ct, fmt.Errorf("message content: %w", err)
+	}
+	if len(ct.Attachments) == 0 {
+		ct.Attachments = nil // [] and null and nothing are one content
+	}
 	return ct, nil
 }
 
@@ -58,6 +70,7 @@ type Message struct {
 	Device       protocol.DeviceID       `json:"device"`
 	Type         string                  `json:"type"`
 	Text         string                  `json:"text"`
+	Attachments  []Attachment            `json:"attachments,omitempty"`
 	SentAt       int64                   `json:"sentAt"`
 	ReceivedAt   int64                   `json:"receivedAt"`
 	Epoch        uint64                  `json:"epoch"`
@@ -196,7 +209,11 @@ func (c *Client) send(ctx context.Context, cs *convState, clientID string, ct Co
 			Seq       uint64 `json:"seq"`
 			CreatedAt int64  `json:"createdAt"`
 		}
-		err = c.api.do(ctx, "POST", "/api/conversations/"+cs.ID.String()+"/messages", map[string]any{"clientId": clientID, "envelope": out.Envelope}, &sa)
+		req := map[string]any{"clientId": clientID, "envelope": out.Envelope}
+		if blobs := blobIDs(out.Content.Attachments); len(blobs) > 0 {
+			req["blobs"] = blobs // the server binds them to the message (protocol.md §13.5)
+		}
+		err = c.api.do(ctx, "POST", "/api/conversations/"+cs.ID.String()+"/messages", req, &sa)
 		var ae *APIError
 		if errors.As(err, &ae) && ae.Status < 500 && ae.Status != 429 {
 			// Refused whole: nothing was stored under the id.
@@ -212,7 +229,7 @@ func (c *Client) send(ctx context.Context, cs *convState, clientID string, ct Co
 			return Message{}, err
 		}
 		m := Message{Conversation: cs.ID, Seq: sa.Seq, Sender: c.acct.Username, SenderID: c.acct.User, Device: c.acct.Device,
-			Type: ct.Type, Text: ct.Text, SentAt: ct.SentAt, ReceivedAt: sa.CreatedAt, Epoch: out.Epoch, Own: true, Ref: envelopeRef(out.Envelope)}
+			Type: ct.Type, Text: ct.Text, Attachments: ct.Attachments, SentAt: ct.SentAt, ReceivedAt: sa.CreatedAt, Epoch: out.Epoch, Own: true, Ref: envelopeRef(out.Envelope)}
 		if err := c.recordLater(cs, m); err != nil {
 			return m, err
 		}
@@ -492,5 +509,5 @@ func (c *Client) decrypt(ctx context.Context, cs *convState, ma *messageAnswer, 
 		return nil, &DecryptError{Conversation: ma.Conversation, Seq: ma.Seq, Reason: "bad_content", Err: err}
 	}
 	return &Message{Conversation: cs.ID, Seq: ma.Seq, Sender: c.usernameOf(ctx, env.Sender.User), SenderID: env.Sender.User, Device: env.Sender.Device,
-		Type: ct.Type, Text: ct.Text, SentAt: ct.SentAt, ReceivedAt: ma.CreatedAt, Epoch: env.Epoch, Ref: envelopeRef(ma.Envelope)}, nil
+		Type: ct.Type, Text: ct.Text, Attachments: ct.Attachments, SentAt: ct.SentAt, ReceivedAt: ma.CreatedAt, Epoch: env.Epoch, Ref: envelopeRef(ma.Envelope)}, nil
 }

@@ -1,7 +1,7 @@
 package client
 
 import (
-	"slices"
+	"reflect"
 	"testing"
 )
 
@@ -32,7 +32,7 @@ func TestLiveHistory(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := liveHistory(tc.lines)
-			if !slices.Equal(got, tc.want) {
+			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("liveHistory = %+v, want %+v", got, tc.want)
 			}
 		})

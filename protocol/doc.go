@@ -34,4 +34,6 @@ const (
 	LabelLinkRequest     = "sandi v1 link request"
 	LabelDeviceList      = "sandi v1 device list record"
 	LabelDeviceListHash  = "sandi v1 device list hash"
+	LabelAttachmentKey   = "sandi v1 attachment key"
+	LabelAttachmentChunk = "sandi v1 attachment chunk"
 )

@@ -153,8 +153,9 @@ type chatEntry struct {
 	text   string
 	own    bool // this account's
 	state  sendState
-	err    string // why the send failed
-	id     string // client message id: kept across retries so a message is stored once
+	err    string   // why the send failed
+	id     string   // client message id: kept across retries so a message is stored once
+	atts   []string // the message's attachments, each a line made safe by attachmentLine
 
 	width int      // lines were wrapped for this width
 	lines []string // rendered, styled
@@ -493,6 +494,9 @@ func (m *chatModel) addMessage(msg client.Message) {
 	if msg.Own {
 		e.state = stateSent
 	}
+	for _, a := range msg.Attachments {
+		e.atts = append(e.atts, attachmentLine(a))
+	}
 	if msg.Type == client.ContentTitle {
 		e.kind = entryTitle
 		m.title = msg.Text
@@ -716,6 +720,12 @@ func (m *chatModel) entryLines(e *chatEntry, w int) []string {
 				}
 				lines[i] = m.stamp(e.at) + " " + style(ns, name) + ":" + rest
 			}
+		}
+	}
+	// Attachment lines are styled, which no text of a message can be.
+	for _, a := range e.atts {
+		for _, l := range wrapHanging(viewCont+"+ "+a, w, viewCont+"  ") {
+			lines = append(lines, style(sgrDim, l))
 		}
 	}
 	e.width, e.lines = w, lines

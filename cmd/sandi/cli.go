@@ -90,6 +90,7 @@ var commands = map[string]command{
 	"remove":        cmdRemove,
 	"leave":         cmdLeave,
 	"send":          cmdSend,
+	"save":          cmdSave,
 	"sync":          cmdSync,
 	"history":       cmdHistory,
 	"search":        cmdSearch,
@@ -463,18 +464,33 @@ func cmdLeave(ctx context.Context, e *cli, args []string) error {
 }
 
 func cmdSend(ctx context.Context, e *cli, args []string) error {
-	if len(args) < 2 {
-		return usageError{"usage: sandi send CONV TEXT..."}
+	files, words, err := sendArgs(args)
+	if err != nil || len(words) < 1 || len(words) < 2 && len(files) == 0 {
+		return usageError{"usage: sandi send CONV [--file PATH]... [TEXT...]"}
 	}
-	id, err := e.conv(ctx, args[0])
+	id, err := e.conv(ctx, words[0])
 	if err != nil {
 		return err
 	}
-	m, err := e.c.Send(ctx, id, strings.Join(args[1:], " "))
+	text := strings.Join(words[1:], " ")
+	var m client.Message
+	if len(files) == 0 {
+		m, err = e.c.Send(ctx, id, text)
+	} else {
+		var atts []client.Attachment
+		for _, f := range files {
+			a, err := e.uploadFile(ctx, id, f)
+			if err != nil {
+				return err
+			}
+			atts = append(atts, a)
+		}
+		m, err = e.c.SendMessage(ctx, id, text, atts)
+	}
 	if err != nil {
 		return err
 	}
-	return e.out(map[string]any{"conversation": id, "seq": m.Seq}, "")
+	return e.out(map[string]any{"conversation": id, "seq": m.Seq, "attachments": attachmentsJSON(m.Attachments)}, "")
 }
 
 // messageCont starts every further line of a message in the text output:
@@ -489,8 +505,8 @@ func (e *cli) printMessage(m client.Message) error {
 		return e.out(map[string]any{"conversation": m.Conversation, "seq": m.Seq, "sender": m.Sender, "title": m.Text, "sentAt": m.SentAt},
 			strings.Join(wrapHanging(conv+untrustedName(m.Sender)+` set the title to "`+untrusted(m.Text)+`"`, e.width(), messageCont), "\n"))
 	}
-	return e.out(map[string]any{"conversation": m.Conversation, "seq": m.Seq, "sender": m.Sender, "text": m.Text, "sentAt": m.SentAt},
-		framed(conv+untrustedName(m.Sender)+": ", m.Text, messageCont, e.width()))
+	return e.out(map[string]any{"conversation": m.Conversation, "seq": m.Seq, "sender": m.Sender, "text": m.Text, "sentAt": m.SentAt, "attachments": attachmentsJSON(m.Attachments)},
+		framed(conv+untrustedName(m.Sender)+": ", m.Text, messageCont, e.width())+e.attachmentLines(m.Attachments))
 }
 
 // width is the number of columns of standard output when it is a terminal,

@@ -105,8 +105,8 @@ func (e *cli) printDated(m client.Message) error {
 		v["title"] = m.Text
 		return e.out(v, strings.Join(wrapHanging(head+` set the title to "`+untrusted(m.Text)+`"`, e.width(), messageCont), "\n"))
 	}
-	v["text"] = m.Text
-	return e.out(v, framed(head+": ", m.Text, messageCont, e.width()))
+	v["text"], v["attachments"] = m.Text, attachmentsJSON(m.Attachments)
+	return e.out(v, framed(head+": ", m.Text, messageCont, e.width())+e.attachmentLines(m.Attachments))
 }
 
 // markPrinted marks the messages that sync printed as read, in each of

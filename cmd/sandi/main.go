@@ -43,9 +43,12 @@ Usage:
 
 Server:
   serve [--addr HOST:PORT] [--data DIR] [--db URL] [--session-idle 90d]
+        [--blobs DIR|s3://…]
                               run the server (defaults: 127.0.0.1:8080, ./sandi-data,
                               SQLite in DIR; --db postgres://… for PostgreSQL); a
-                              token unused for --session-idle expires (0: never)
+                              token unused for --session-idle expires (0: never);
+                              attachments in DIR/blobs, or --blobs names a
+                              directory or an S3 bucket (docs/operations.md)
   db copy --from URL --to URL [--json]
                               copy the whole database into a new, empty one in one
                               transaction (URL: a SQLite file or postgres://…) and
@@ -84,7 +87,13 @@ Conversations:
   add CONV USER...            add members (admins only)
   remove CONV USER...         remove members (admins only)
   leave CONV                  leave a conversation
-  send CONV TEXT...           send a message (at most 32768 bytes)
+  send CONV [--file PATH]... [TEXT...]
+                              send a message (at most 32768 bytes), with files
+                              attached (encrypted here; the text may then be left out)
+  save CONV ATTACHMENT [--out PATH] [--force]
+                              download, check and decrypt an attachment (ATTACHMENT:
+                              the id sync shows) into PATH (default: its file name
+                              here); an existing file is replaced only with --force
   sync [CONV] [--peek]        print new messages (of CONV only, if given) and mark
                               them read; --peek leaves them unread
   history CONV [--limit N]    print the messages this device holds of CONV, oldest

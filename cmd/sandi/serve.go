@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"time"
 
+	"sandi.dev/internal/blob"
+	"sandi.dev/internal/blob/fsblob"
 	"sandi.dev/internal/server"
 	"sandi.dev/internal/store/sqlstore"
 	"sandi.dev/web"
@@ -37,6 +39,9 @@ type serveConfig struct {
 	// Pre-key limits (server.Config; 0 takes the default).
 	claimRate, claimOneTime, targetOneTime, maxOneTime, uploadRate int
 	sessionIdle                                                    time.Duration // negative: tokens never expire
+	// Attachment blobs: where (see openBlobStore) and their limits.
+	blobs              string
+	maxBlob, blobQuota int64 // blobQuota negative: no cap
 }
 
 func envOr(name, def string) string {
@@ -95,6 +100,9 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	intFlag(&c.targetOneTime, "target-onetime-per-hour", "SANDI_TARGET_ONETIME_PER_HOUR", 0, "claims with one-time keys all accounts make of one user an hour, 0: the default, 60")
 	intFlag(&c.maxOneTime, "max-onetime-keys", "SANDI_MAX_ONETIME_KEYS", 0, "one-time pre-keys a device may hold, 0: the default, 200; negative: no cap")
 	intFlag(&c.uploadRate, "upload-rate", "SANDI_UPLOAD_RATE", 0, "bundle and one-time key uploads a minute per device, 0: the default, 60")
+	fs.StringVar(&c.blobs, "blobs", envOr("SANDI_BLOBS", ""), "where attachment ciphertext is kept: a directory (default: blobs in the data directory) or an s3:// URL (env SANDI_BLOBS)")
+	maxBlob := fs.String("max-blob", envOr("SANDI_MAX_BLOB", "101MiB"), "largest attachment, in ciphertext bytes (KiB, MiB, GiB suffixes; 101MiB holds 100 MiB of plaintext) (env SANDI_MAX_BLOB)")
+	blobQuota := fs.String("blob-quota", envOr("SANDI_BLOB_QUOTA", "1GiB"), "attachment bytes an account may keep, 0 for no cap (env SANDI_BLOB_QUOTA)")
 	idle := fs.String("session-idle", envOr("SANDI_SESSION_IDLE", "90d"), "a sign-in token unused this long expires: a duration such as 90d or 720h, or 0 for never (env SANDI_SESSION_IDLE)")
 	if err := fs.Parse(args); err != nil {
 		return c, usageError{err.Error()}
@@ -136,6 +144,18 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	var err error
 	if c.sessionIdle, err = parseIdle(*idle); err != nil {
 		return c, usageError{"--session-idle: " + err.Error()}
+	}
+	if c.maxBlob, err = parseSize(*maxBlob); err != nil || c.maxBlob < 1 {
+		return c, usageError{"--max-blob: a size such as 101MiB, at least 1 byte"}
+	}
+	if c.blobQuota, err = parseSize(*blobQuota); err != nil {
+		return c, usageError{"--blob-quota: a size such as 1GiB, or 0 for no cap"}
+	}
+	if c.blobQuota == 0 {
+		c.blobQuota = -1
+	}
+	if c.blobs == "" {
+		c.blobs = filepath.Join(c.data, "blobs")
 	}
 	if c.trustedProxies, err = parsePrefixes(*proxies); err != nil {
 		return c, usageError{"--trusted-proxies: " + err.Error()}
@@ -322,6 +342,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if c.metricsAddr == "" && cfg.MetricsToken == "" {
 		log.Info("metrics not served: set --metrics-addr or --metrics-token")
 	}
+	bs, where, err := openBlobStore(ctx, c.blobs)
+	if err != nil {
+		return fmt.Errorf("blob store: %w", err)
+	}
+	cfg.Blobs, cfg.MaxBlobSize, cfg.BlobQuota = bs, c.maxBlob, c.blobQuota
 	srv := server.New(st, log, cfg)
 	defer srv.Close()
 	if c.nats != "" {
@@ -332,6 +357,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		log.Info("cluster: joined")
 	}
 	mountWeb(srv)
+	go srv.RunBlobCollector(ctx, blobCollectEvery)
 
 	ln, err := net.Listen("tcp", c.addr)
 	if err != nil {
@@ -353,7 +379,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		log.Info("metrics serving", "addr", "http://"+mln.Addr().String()+"/metrics", "token", c.limits.MetricsToken != "")
 	}
 	log.Info("sandi serving", "addr", "http://"+ln.Addr().String(), "database", st.Database(), "gogc", gogc, "trustedProxies", c.trustedProxies,
-		"maxConnsPerAddr", cfg.MaxConnsPerAddr, "ipv6Prefix", cfg.IPv6PrefixLen, "metricsToken", c.limits.MetricsToken != "", "sessionIdle", c.sessionIdle.String())
+		"maxConnsPerAddr", cfg.MaxConnsPerAddr, "ipv6Prefix", cfg.IPv6PrefixLen, "metricsToken", c.limits.MetricsToken != "", "sessionIdle", c.sessionIdle.String(),
+		"blobs", where, "maxBlob", c.maxBlob, "blobQuota", c.blobQuota)
 	go func() { errc <- hs.Serve(srv.Listener(ln)) }()
 	select {
 	case err := <-errc:
@@ -374,4 +401,46 @@ func mountWeb(srv *server.Server) {
 	h := web.Handler()
 	srv.Mount("GET /{$}", h)
 	srv.Mount("GET "+web.Prefix, h)
+}
+
+// blobCollectEvery is how often sandi serve collects expired and
+// unreferenced attachment blobs.
+const blobCollectEvery = 10 * time.Minute
+
+// openBlobStore opens the attachment blob store that --blobs names and
+// returns it with a description for the log (never a credential): an
+// s3:// URL is an S3-compatible object store, anything else a directory
+// on the local file system.
+func openBlobStore(ctx context.Context, spec string) (blob.Store, string, error) {
+	if st, ok, err := openS3Blobs(ctx, spec); ok {
+		if err != nil {
+			return nil, "", err
+		}
+		return st, st.String(), nil
+	}
+	bs, err := fsblob.New(spec)
+	if err != nil {
+		return nil, "", err
+	}
+	return bs, spec, nil
+}
+
+// parseSize reads a byte count with an optional KiB, MiB or GiB suffix.
+func parseSize(v string) (int64, error) {
+	v = strings.TrimSpace(v)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if n, ok := strings.CutSuffix(v, u.suffix); ok {
+			v, mult = strings.TrimSpace(n), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is not a size", v)
+	}
+	return n * mult, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"path/filepath"
 	"testing"
 	"time"
@@ -81,6 +82,32 @@ func TestParseIdle(t *testing.T) {
 	for _, bad := range []string{"", "-1d", "0d", "d", "1.5d", "30s", "-5h", "never", "99999d"} {
 		if got, err := parseIdle(bad); err == nil {
 			t.Errorf("parseIdle(%q) = %v, want an error", bad, got)
+		}
+	}
+}
+
+// The blob flags: sizes with KiB, MiB and GiB suffixes, a quota of 0 for
+// no cap, the blob directory in the data directory by default; anything
+// else is a usage error.
+func TestServeBlobFlags(t *testing.T) {
+	for _, c := range []struct {
+		args          []string
+		blobs         string
+		maxBlob, quot int64
+	}{
+		{[]string{"--data", "d"}, filepath.Join("d", "blobs"), 101 << 20, 1 << 30},
+		{[]string{"--data", "d", "--blobs", "/srv/blobs", "--max-blob", "2MiB", "--blob-quota", "0"}, "/srv/blobs", 2 << 20, -1},
+		{[]string{"--max-blob", "1000", "--blob-quota", "3 GiB"}, filepath.Join("sandi-data", "blobs"), 1000, 3 << 30},
+	} {
+		t.Setenv("SANDI_DATA", "")
+		c2, err := parseServe(c.args, io.Discard)
+		if err != nil || c2.blobs != c.blobs || c2.maxBlob != c.maxBlob || c2.blobQuota != c.quot {
+			t.Errorf("parseServe(%q) = blobs %q, max %d, quota %d, %v; want %q, %d, %d", c.args, c2.blobs, c2.maxBlob, c2.blobQuota, err, c.blobs, c.maxBlob, c.quot)
+		}
+	}
+	for _, bad := range [][]string{{"--max-blob", "0"}, {"--max-blob", "1TB"}, {"--blob-quota", "-1"}, {"--blob-quota", "lots"}} {
+		if _, err := parseServe(bad, io.Discard); err == nil {
+			t.Errorf("parseServe(%q): no error", bad)
 		}
 	}
 }

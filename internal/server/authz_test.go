@@ -74,8 +74,18 @@ var authzTable = map[string]authzCase{
 	"GET /api/conversations/{id}/messages": func(f *authzFixture) (string, any) {
 		return "/api/conversations/" + f.conv.String() + "/messages", nil
 	},
-	"GET /api/sync": func(f *authzFixture) (string, any) { return "/api/sync", nil },
-	"GET /api/ws":   nil, // a WebSocket handshake; covered by the WebSocket tests
+	"POST /api/conversations/{id}/blobs": func(f *authzFixture) (string, any) {
+		return "/api/conversations/" + f.conv.String() + "/blobs", map[string]any{}
+	},
+	// The blob routes name a blob, not a conversation: TestBlobAuthorization
+	// checks who may use one.
+	"PUT /api/blobs/{blob}/parts/{n}": func(f *authzFixture) (string, any) { return "/api/blobs/" + someBlob + "/parts/0", []byte("x") },
+	"GET /api/blobs/{blob}/upload":    func(f *authzFixture) (string, any) { return "/api/blobs/" + someBlob + "/upload", nil },
+	"POST /api/blobs/{blob}/complete": func(f *authzFixture) (string, any) { return "/api/blobs/" + someBlob + "/complete", nil },
+	"GET /api/blobs/{blob}":           func(f *authzFixture) (string, any) { return "/api/blobs/" + someBlob, nil },
+	"DELETE /api/blobs/{blob}":        func(f *authzFixture) (string, any) { return "/api/blobs/" + someBlob, nil },
+	"GET /api/sync":                   func(f *authzFixture) (string, any) { return "/api/sync", nil },
+	"GET /api/ws":                     nil, // a WebSocket handshake; covered by the WebSocket tests
 }
 
 // TestAuthorization runs every route as a member, a non-member, a removed

@@ -26,6 +26,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"sandi.dev/internal/blob/fsblob"
 	"sandi.dev/internal/server"
 	"sandi.dev/internal/store/sqlstore"
 	"sandi.dev/internal/testpg"
@@ -64,6 +65,13 @@ func openEnv(t *testing.T, dbURL string, cfg server.Config) (*env, func()) {
 	}
 	ck := &clock{now: time.Unix(1_780_000_000, 0)}
 	cfg.Now = ck.Now
+	if cfg.Blobs == nil {
+		bs, err := fsblob.New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Blobs = bs
+	}
 	if cfg.Argon2Time == 0 {
 		cfg.Argon2Time, cfg.Argon2MemKiB, cfg.Argon2Threads = 1, 64, 1 // fast hashing in tests
 	}

@@ -16,6 +16,8 @@ const maxSendBody = protocol.MaxEnvelopeSize*4/3 + 1024
 type sendRequest struct {
 	ClientID string `json:"clientId"`
 	Envelope B64    `json:"envelope"`
+	// Blobs are the attachment blobs the message shares (blobs.go).
+	Blobs []string `json:"blobs,omitempty"`
 }
 
 type sendResponse struct {
@@ -35,6 +37,11 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, c *call) er
 	}
 	if len(req.Envelope) > protocol.MaxEnvelopeSize {
 		return problem(http.StatusRequestEntityTooLarge, CodeTooLarge, "message too large", nil)
+	}
+	if req.Blobs != nil {
+		if err := blobRefs(req.Blobs); err != nil {
+			return err
+		}
 	}
 	env, err := protocol.ParseEnvelope(req.Envelope)
 	if err != nil {
@@ -57,8 +64,12 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, c *call) er
 		Conversation: c.conv, Sender: c.device.ID, SenderUser: c.user(), ClientID: req.ClientID,
 		Epoch: env.Epoch, Envelope: req.Envelope, Now: s.now(),
 		RotateAfterMessages: s.cfg.RotateAfterMessages, RotateAfterMillis: s.cfg.RotateAfterAge.Milliseconds(),
+		Blobs: req.Blobs,
 	})
 	if err != nil {
+		if errors.Is(err, store.ErrBadBlob) {
+			err = problem(http.StatusBadRequest, CodeBadBlob, "each blob must be complete, of this conversation and uploaded by this account", err)
+		}
 		err = storeErr(err)
 		var p *Problem
 		if errors.As(err, &p) {

@@ -20,6 +20,10 @@ type metrics struct {
 	messages     prometheus.Counter
 	sendsRefused *prometheus.CounterVec
 	lowPreKeys   prometheus.Counter
+	// Attachment blobs.
+	blobBytes      prometheus.Counter
+	blobsRefused   *prometheus.CounterVec
+	blobsCollected *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -44,8 +48,17 @@ func newMetrics() *metrics {
 		lowPreKeys: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sandi_prekeys_low_total", Help: "Claims that left a device below its one-time pre-key threshold.",
 		}),
+		blobBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sandi_blob_bytes_received_total", Help: "Attachment ciphertext bytes received in upload parts.",
+		}),
+		blobsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sandi_blob_uploads_refused_total", Help: "Attachment uploads and parts refused, by problem code (blob_too_large, quota_exceeded, too_many_uploads, bad_part, storage_full).",
+		}, []string{"reason"}),
+		blobsCollected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sandi_blobs_collected_total", Help: "Attachment blobs deleted, by reason (expired, deleted, orphan).",
+		}, []string{"reason"}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.websockets, m.messages, m.sendsRefused, m.lowPreKeys,
+	m.reg.MustRegister(m.requests, m.latency, m.websockets, m.messages, m.sendsRefused, m.lowPreKeys, m.blobBytes, m.blobsRefused, m.blobsCollected,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

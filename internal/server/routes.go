@@ -96,6 +96,12 @@ func (s *Server) routes() []Route {
 		{"GET", "/api/conversations/{id}/sessions/{epoch}/initial-session", FormerMember, s.initialSession},
 		{"POST", "/api/conversations/{id}/messages", Member, s.sendMessage},
 		{"GET", "/api/conversations/{id}/messages", Member, s.listMessages},
+		{"POST", "/api/conversations/{id}/blobs", Member, s.createBlob},
+		{"PUT", "/api/blobs/{blob}/parts/{n}", Device, s.putBlobPart},
+		{"GET", "/api/blobs/{blob}/upload", Device, s.blobUpload},
+		{"POST", "/api/blobs/{blob}/complete", Device, s.completeBlob},
+		{"GET", "/api/blobs/{blob}", Device, s.getBlob},
+		{"DELETE", "/api/blobs/{blob}", Device, s.deleteBlob},
 		{"GET", "/api/sync", Device, s.sync},
 		{"GET", "/api/ws", Device, s.websocket},
 	}

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"sandi.dev/internal/blob"
 	"sandi.dev/internal/store"
 )
 
@@ -105,6 +106,21 @@ type Config struct {
 	MetricsToken string
 	MetricsOff   bool
 
+	// Attachment blobs (blobs.go). Blobs is where their ciphertext is kept
+	// (nil: the blob routes answer 503). MaxBlobSize caps a blob's
+	// ciphertext (default DefaultMaxBlob); BlobQuota caps the bytes of an
+	// account's live blobs (default DefaultBlobQuota; negative: no cap);
+	// MaxOpenUploads caps its unfinished uploads (default 16; negative: no
+	// cap); BlobUploadsPerMinute limits the uploads and parts a device
+	// sends (default 600; negative: off); BlobTransferTimeout is the time
+	// one part's upload or one download may take (default 10 minutes).
+	Blobs                blob.Store
+	MaxBlobSize          int64
+	BlobQuota            int64
+	MaxOpenUploads       int
+	BlobUploadsPerMinute int
+	BlobTransferTimeout  time.Duration
+
 	// SessionIdle is how long a token may go unused before it expires
 	// (default 90 days; negative: never). See sessions.go.
 	SessionIdle time.Duration
@@ -181,6 +197,7 @@ func (c *Config) defaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	c.blobDefaults()
 }
 
 // Server serves the API. Create it with New.
@@ -200,6 +217,7 @@ type Server struct {
 	// matches in practice: a login for an unknown username checks against
 	// it, so that it costs one hash, as a login for a known one does.
 	dummyHash string
+	blobRate  *limiter // blob uploads and parts, per device
 	mux       *http.ServeMux
 	chains    chainCache
 	idents    identityCache
@@ -218,6 +236,7 @@ func New(st store.Store, log *slog.Logger, cfg Config) *Server {
 	s.setupKeyLimits()
 	s.hashes = newHashGate(cfg, s.lm, log)
 	s.sockets = newWSCounter(cfg, s.lm)
+	s.blobRate = newLimiter(cfg.BlobUploadsPerMinute, cfg.MaxRateBuckets, cfg.Now, s.lm.buckets.WithLabelValues("blob_upload"))
 	s.dummyHash = s.hashPassword(rand.Text())
 	s.mux = http.NewServeMux()
 	for _, rt := range s.routes() {

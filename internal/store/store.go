@@ -280,6 +280,10 @@ type Send struct {
 	// conversation rotation-required (reason "policy") after this message.
 	RotateAfterMessages int
 	RotateAfterMillis   int64
+	// Blobs are the attachment blobs the message shares: each must be a
+	// complete blob of Conversation uploaded by SenderUser (else the item
+	// is ErrBadBlob); the stored message references them.
+	Blobs []string
 }
 
 // SendResult is the outcome of one Send in a batch.
@@ -288,7 +292,7 @@ type SendResult struct {
 	EventID   int64  // its event id in the sync stream
 	CreatedAt int64
 	Duplicate bool  // a retry of an already stored message: first result returned
-	Err       error // ErrNotMember, ErrStaleEpoch (as *EpochError), ErrIdempotency, ErrNotFound
+	Err       error // ErrNotMember, ErrStaleEpoch (as *EpochError), ErrIdempotency, ErrNotFound, ErrBadBlob
 }
 
 // Message is a stored message.
@@ -350,6 +354,7 @@ type Incarnation struct {
 // Store is sandi's storage. All methods are safe for concurrent use.
 type Store interface {
 	Links
+	Blobs
 
 	// Incarnation returns the current incarnation (the last of
 	// Incarnations), as it was when the store opened or after its own

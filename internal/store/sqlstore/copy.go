@@ -41,6 +41,11 @@ var copyTables = []copyTable{
 	// The source's incarnations replace the one the target made when it
 	// opened: a moved database is the same history (Backup then adds one).
 	{name: "incarnations", seed: "n = 1"},
+	// The blobs' rows; their ciphertext is in the blob store, which a
+	// move of the database leaves where it is.
+	{name: "blobs"},
+	{name: "blob_refs"},
+	{name: "blob_usage"},
 }
 
 type copyTable struct {

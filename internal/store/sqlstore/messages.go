@@ -26,8 +26,9 @@ import (
 // (again from the memo when it has them); (3) decide each item in batch
 // order, assigning each accepted message its conversation's next seq;
 // (4) take event ids and write the events; (5) insert the accepted
-// messages, with their event ids, in one statement; (6) write back the
-// conversations' counters.
+// messages, with their event ids, in one statement, and the references
+// of those that share blobs; (6) write back the conversations' counters.
+// A batch of text messages reads and writes no blob row.
 //
 // A retried client message id is the exception, so the batch is first
 // written without looking the ids up: the insert skips a row whose
@@ -44,6 +45,11 @@ func (s *Store) Send(ctx context.Context, batch []store.Send) ([]store.SendResul
 	if !s.d.local {
 		return s.sendPostgres(ctx, batch)
 	}
+	return s.sendTx(ctx, batch)
+}
+
+// sendTx is Send by the statements of wtx.send, in one write transaction.
+func (s *Store) sendTx(ctx context.Context, batch []store.Send) ([]store.SendResult, error) {
 	var res []store.SendResult
 	lookup := false
 	err := s.writeTx(ctx, "send", false, func(t *wtx) error {
@@ -116,9 +122,14 @@ func (t *wtx) send(batch []store.Send, lookup bool) ([]store.SendResult, error) 
 	if err != nil {
 		return nil, err
 	}
+	// The blobs the batch shares, if any.
+	blobs, err := t.sendBlobs(batch)
+	if err != nil {
+		return nil, err
+	}
 
 	// (3) Decide, item by item.
-	p, err := planSend(batch, ids, convs, allowed, prev, lookup)
+	p, err := planSend(batch, ids, convs, allowed, blobs, prev, lookup)
 	if err != nil {
 		return nil, err
 	}
@@ -173,6 +184,18 @@ func (t *wtx) send(batch []store.Send, lookup bool) ([]store.SendResult, error) 
 		}
 	}
 
+	if blobs != nil {
+		var refs []blobRef
+		for _, a := range p.ok {
+			for _, id := range batch[a.item].Blobs {
+				refs = append(refs, blobRef{id, batch[a.item].Conversation, a.seq})
+			}
+		}
+		if err := t.referenceBlobs(refs); err != nil {
+			return nil, err
+		}
+	}
+
 	// (6) The counters of the conversations written to.
 	if err := t.writeCounters(p.counters); err != nil {
 		return nil, err
@@ -218,7 +241,7 @@ type accepted struct {
 // ids. It returns errLookUp when the batch must run again with the
 // look-up.
 func planSend(batch []store.Send, ids []protocol.ConversationID, convs map[protocol.ConversationID]*convState,
-	allowed map[senderKey]bool, prev map[msgKey]prevMsg, lookup bool) (*sendPlan, error) {
+	allowed map[senderKey]bool, blobs map[string]sendBlob, prev map[msgKey]prevMsg, lookup bool) (*sendPlan, error) {
 	p := &sendPlan{res: make([]store.SendResult, len(batch)), dupOf: make(map[int]int)}
 	res := p.res
 	inBatch := make(map[msgKey]int) // accepted items by key
@@ -249,6 +272,8 @@ func planSend(batch []store.Send, ids []protocol.ConversationID, convs map[proto
 			res[i].Err = store.ErrNotMember
 		case m.Epoch != c.epoch || c.required:
 			res[i].Err = &store.EpochError{Err: store.ErrStaleEpoch, Current: c.epoch}
+		case len(m.Blobs) > 0 && !blobsOK(&batch[i], blobs):
+			res[i].Err = store.ErrBadBlob
 		}
 		if res[i].Err != nil {
 			if !lookup {
@@ -538,9 +563,10 @@ var ErrClosed = errors.New("sqlstore: store closed")
 // writes them with one Send: one transaction and one disk sync for all.
 // While that transaction commits, new callers wait on the unbuffered
 // channel and form the next batch. Under no load a batch is one message
-// and adds no delay; under load batches grow by themselves. On
-// PostgreSQL several batches are written at once (inFlight), each
-// answered when its own transaction has committed.
+// and adds no delay; under load batches grow by themselves. One batch is
+// written at a time on PostgreSQL too: every batch holds the event
+// counter's row lock until its commit has ended, so batches written side
+// by side would commit one after the other anyway, only smaller.
 type batcher struct {
 	s    *Store
 	max  int
@@ -548,18 +574,8 @@ type batcher struct {
 	quit chan struct{}
 	done sync.WaitGroup
 
-	// inFlight is how many batches may be written at once: one on
-	// SQLite (one writer connection), pgBatchesInFlight on PostgreSQL.
-	inFlight int
-
 	lingered atomic.Int64 // batches that waited for more, for tests
 }
-
-// pgBatchesInFlight is how many send batches a PostgreSQL store writes at
-// once, each on a connection of its own. The event counter's row lock
-// orders their commits, but while one batch commits the next ones lock
-// their conversations and make their decisions (see sendPostgres).
-var pgBatchesInFlight = 4
 
 type sendReq struct {
 	ctx   context.Context
@@ -594,10 +610,7 @@ var (
 const batchTimeout = 30 * time.Second
 
 func newBatcher(s *Store, max int) *batcher {
-	b := &batcher{s: s, max: max, reqs: make(chan *sendReq), quit: make(chan struct{}), inFlight: 1}
-	if !s.d.local {
-		b.inFlight = pgBatchesInFlight
-	}
+	b := &batcher{s: s, max: max, reqs: make(chan *sendReq), quit: make(chan struct{})}
 	b.done.Add(1)
 	go b.loop()
 	return b
@@ -627,20 +640,12 @@ func (b *batcher) send(ctx context.Context, m store.Send) (store.SendResult, err
 
 func (b *batcher) loop() {
 	defer b.done.Done()
-	// inFlight holds a token per batch being written; see batchesInFlight.
-	inFlight := make(chan struct{}, b.inFlight)
 	for {
-		select {
-		case inFlight <- struct{}{}:
-		case <-b.quit:
-			return
-		}
 		var reqs []*sendReq
 		select {
 		case r := <-b.reqs:
 			reqs = append(reqs, r)
 		case <-b.quit:
-			<-inFlight
 			return
 		}
 	gather:
@@ -676,17 +681,7 @@ func (b *batcher) loop() {
 			linger.Stop()
 			gap.Stop()
 		}
-		if b.inFlight == 1 {
-			b.run(reqs)
-			<-inFlight
-			continue
-		}
-		b.done.Add(1)
-		go func() {
-			defer b.done.Done()
-			b.run(reqs)
-			<-inFlight
-		}()
+		b.run(reqs)
 	}
 }
 

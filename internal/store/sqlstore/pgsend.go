@@ -5,6 +5,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -26,8 +27,7 @@ import (
 //
 // The event counter's row lock is taken in the second round trip only,
 // so it is held for the time of one statement and the commit, not for
-// the decisions: the next batch's first round trip (and its lock waits)
-// overlaps this batch's commit (see batcher, several batches in flight).
+// the decisions (another node's batch may be making its own meanwhile).
 //
 // A message whose (sender device, client id) is already stored makes the
 // insert fail with a unique violation (it waits for a concurrent
@@ -117,6 +117,12 @@ SELECT p.ord, p.seq, c.base FROM c, p`
 func (s *Store) sendPostgres(ctx context.Context, batch []store.Send) ([]store.SendResult, error) {
 	if len(batch) == 0 {
 		return []store.SendResult{}, nil
+	}
+	if slices.ContainsFunc(batch, func(m store.Send) bool { return len(m.Blobs) > 0 }) {
+		// Messages that share blobs (rare beside text) take the
+		// statements of SQLite's path, which lock and reference the
+		// blobs.
+		return s.sendTx(ctx, batch)
 	}
 	const attempts = 5
 	lookup := false
@@ -362,7 +368,7 @@ func pgSendTx(ctx context.Context, pc *pgx.Conn, batch []store.Send, lookup bool
 		return nil, err
 	}
 
-	p, err := planSend(batch, ids, convs, allowed, prev, lookup)
+	p, err := planSend(batch, ids, convs, allowed, nil, prev, lookup)
 	if err != nil {
 		return nil, err
 	}

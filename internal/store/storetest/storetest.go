@@ -97,6 +97,9 @@ func Run(t *testing.T, open Opener) {
 		{"AnswersFollowWrites", testAnswersFollowWrites},
 		{"Ping", testPing},
 		{"Incarnation", testIncarnation},
+		{"Blobs", testBlobs},
+		{"BlobQuotaRace", testBlobQuotaRace},
+		{"BlobPartsConcurrent", testBlobPartsConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, open) })
