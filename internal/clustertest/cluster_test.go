@@ -227,3 +227,68 @@ func TestClusterNodeKilled(t *testing.T) {
 		r.check(t, names[i], n)
 	}
 }
+
+// PostgreSQL stopped under a cluster: every node answers 503 (readiness
+// and requests), and recovers alone when it is back; every acknowledged
+// message reaches a listener on another node once, and a send refused
+// during the outage, retried with its client id, is stored once.
+func TestClusterDatabaseOutage(t *testing.T) {
+	pg := testpg.NewCluster(t)
+	c := Start(t, Options{Nodes: 2, DB: pg.URL(), Config: TestConfig(), Beat: 250 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	alice := user(t, c.Front(c.Nodes[0]), "alice", true)
+	bob := user(t, c.Front(c.Nodes[1]), "bob", true)
+	conv, err := alice.CreateConversation(ctx, "", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := listen(ctx, bob, &wg)
+	var n uint64
+	for i := range 3 {
+		n = send(t, alice, conv, fmt.Sprintf("before %d", i))
+	}
+	r.waitFor(t, n, 5*time.Second)
+
+	pg.Stop()
+	for _, node := range c.Nodes {
+		resp, err := http.Get(node.URL() + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("node %s: readyz %d with the database down", node.Addr, resp.StatusCode)
+		}
+	}
+	id := client.NewClientID()
+	sctx, scancel := context.WithTimeout(ctx, 2*time.Second)
+	_, err = alice.SendWithID(sctx, conv, id, "during")
+	scancel()
+	if err == nil {
+		t.Fatal("a send was acknowledged with the database down")
+	}
+	pg.Start()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		m, err := alice.SendWithID(ctx, conv, id, "during")
+		if err == nil {
+			n = m.Seq
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no recovery 30 s after the database came back: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for i := range 3 {
+		n = send(t, alice, conv, fmt.Sprintf("after %d", i))
+	}
+	r.waitFor(t, n, 10*time.Second)
+	r.check(t, "bob", n)
+}
