@@ -55,6 +55,7 @@ func (s *Server) hashPassword(pw string) string {
 	protocol.Random(salt[:])
 	c := s.cfg
 	key := argon2.IDKey([]byte(pw), salt[:], c.Argon2Time, c.Argon2MemKiB, c.Argon2Threads, 32)
+	collectAfter(uint64(c.Argon2MemKiB) << 10)
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, c.Argon2MemKiB, c.Argon2Time, c.Argon2Threads,
 		base64.RawStdEncoding.EncodeToString(salt[:]), base64.RawStdEncoding.EncodeToString(key))
 }
@@ -80,6 +81,7 @@ func checkPassword(phc, pw string) bool {
 		return false
 	}
 	got := argon2.IDKey([]byte(pw), salt, t, m, p, uint32(len(want)))
+	collectAfter(uint64(m) << 10)
 	return subtle.ConstantTimeCompare(got, want) == 1
 }
 

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	rtmetrics "runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
@@ -610,5 +611,61 @@ func TestBlobPartCut(t *testing.T) {
 	alice.must("POST", "/api/blobs/"+a.Blob+"/complete", nil, nil)
 	if r := alice.fetch(a.Blob, ""); r.status != 200 || !bytes.Equal(r.body, data) {
 		t.Fatalf("fetch: %d", r.status)
+	}
+}
+
+// TestBlobPartMemory: the server streams a part to the blob store and a
+// download from it through small buffers: the bytes allocated (server
+// and this test's client together, in this process) per 8 MiB part
+// uploaded or served stay far below the part's size, so a handler that
+// held a part in memory would fail it.
+func TestBlobPartMemory(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "sandi.db"), server.Config{})
+	alice := e.register("alice")
+	conv, err := alice.create(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const parts = 2
+	data := randomBytes(parts * blob.PartSize)
+	a, err := alice.newBlob(conv, int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	allocs := []rtmetrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	allocated := func() uint64 { rtmetrics.Read(allocs); return allocs[0].Value.Uint64() }
+	const most = 1 << 20 // per part
+	before := allocated()
+	for n := range parts {
+		if r := alice.putPart(a.Blob, n, data[n*blob.PartSize:(n+1)*blob.PartSize]); r.status != 204 {
+			t.Fatalf("part %d: %d %s", n, r.status, r.body)
+		}
+	}
+	got := (allocated() - before) / parts
+	t.Logf("%d bytes allocated per part uploaded", got)
+	if got > most {
+		t.Fatalf("%d bytes allocated per %d-byte part uploaded, want at most %d", got, blob.PartSize, most)
+	}
+	alice.must("POST", "/api/blobs/"+a.Blob+"/complete", nil, nil)
+
+	req, err := http.NewRequest("GET", e.url+"/api/blobs/"+a.Blob, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+alice.token)
+	before = allocated()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil || n != int64(len(data)) || resp.StatusCode != 200 {
+		t.Fatalf("download: %d, %d bytes, %v", resp.StatusCode, n, err)
+	}
+	got = (allocated() - before) / parts
+	t.Logf("%d bytes allocated per part served", got)
+	if got > most {
+		t.Fatalf("%d bytes allocated per %d bytes served, want at most %d", got, blob.PartSize, most)
 	}
 }

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"runtime"
 	"runtime/debug"
+	rtmetrics "runtime/metrics"
 	"testing"
 )
 
@@ -56,5 +58,46 @@ func TestGCTarget(t *testing.T) {
 		if got := gcTarget(c.rate, live); got != c.want {
 			t.Errorf("gcTarget(%.0f B/s, %d B) = %d, want %d", c.rate, live, got, c.want)
 		}
+	}
+}
+
+// TestCollectAfterHash: a password hash whose memory is large against the
+// live heap is collected as soon as it returns, so that the collector's
+// next goal is not set from a heap that held it (at GCPercent, five times
+// its memory); a small one costs no collection.
+func TestCollectAfterHash(t *testing.T) {
+	old := debug.SetGCPercent(GCPercent)
+	defer debug.SetGCPercent(old)
+	was := governed.Swap(true)
+	defer governed.Store(was)
+	s := []rtmetrics.Sample{{Name: "/gc/cycles/forced:gc-cycles"}, {Name: "/gc/heap/live:bytes"}}
+	read := func() (forced, live uint64) {
+		rtmetrics.Read(s)
+		return s[0].Value.Uint64(), s[1].Value.Uint64()
+	}
+	runtime.GC()
+	forced0, live0 := read()
+	// A hash of at least the live heap (which other tests may have grown).
+	mem := max(16<<10, uint32(live0>>10))
+	srv := &Server{cfg: Config{Argon2Time: 1, Argon2MemKiB: mem, Argon2Threads: 1}}
+	phc := srv.hashPassword("correct horse")
+	forced1, live1 := read()
+	if forced1 == forced0 || live1 > live0+uint64(mem)<<10/4 {
+		t.Fatalf("after a hash of %d MiB: %d forced collections, live heap %d → %d bytes; want one, without the hash",
+			mem>>10, forced1-forced0, live0, live1)
+	}
+	if !checkPassword(phc, "correct horse") {
+		t.Fatal("the password does not check")
+	}
+	if forced2, live2 := read(); forced2 == forced1 || live2 > live0+uint64(mem)<<10/4 {
+		t.Fatalf("after checking a hash of %d MiB: %d forced collections, live heap %d → %d bytes; want one, without the hash",
+			mem>>10, forced2-forced1, live0, live2)
+	}
+
+	small := &Server{cfg: Config{Argon2Time: 1, Argon2MemKiB: 64, Argon2Threads: 1}}
+	forced3, _ := read()
+	small.hashPassword("x")
+	if forced4, _ := read(); forced4 != forced3 {
+		t.Fatalf("a hash of 64 KiB forced %d collections, want none", forced4-forced3)
 	}
 }
