@@ -94,6 +94,10 @@ var commands = map[string]command{
 	"sync":          cmdSync,
 	"history":       cmdHistory,
 	"search":        cmdSearch,
+	"reply":         cmdReply,
+	"react":         cmdReact,
+	"edit":          cmdEdit,
+	"delete":        cmdDelete,
 	"chat":          cmdChat,
 	"safety-number": cmdSafetyNumber,
 	"verify":        cmdVerify,
@@ -501,12 +505,16 @@ const messageCont = "           | "
 // else "[conv] sender: text", the text's further lines under it (framed).
 func (e *cli) printMessage(m client.Message) error {
 	conv := "[" + m.Conversation.String()[:8] + "] "
+	if isAction(m) {
+		return e.printAction(m)
+	}
 	if m.Type == client.ContentTitle {
 		return e.out(map[string]any{"conversation": m.Conversation, "seq": m.Seq, "sender": m.Sender, "title": m.Text, "sentAt": m.SentAt},
 			strings.Join(wrapHanging(conv+untrustedName(m.Sender)+` set the title to "`+untrusted(m.Text)+`"`, e.width(), messageCont), "\n"))
 	}
-	return e.out(map[string]any{"conversation": m.Conversation, "seq": m.Seq, "sender": m.Sender, "text": m.Text, "sentAt": m.SentAt, "attachments": attachmentsJSON(m.Attachments)},
-		framed(conv+untrustedName(m.Sender)+": ", m.Text, messageCont, e.width())+e.attachmentLines(m.Attachments))
+	v := map[string]any{"conversation": m.Conversation, "seq": m.Seq, "sender": m.Sender, "text": m.Text, "sentAt": m.SentAt, "attachments": attachmentsJSON(m.Attachments)}
+	actionJSON(v, m)
+	return e.out(v, framed(conv+untrustedName(m.Sender)+": ", m.Text, messageCont, e.width())+e.attachmentLines(m.Attachments)+e.actionLines(m))
 }
 
 // width is the number of columns of standard output when it is a terminal,

@@ -1,0 +1,270 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"sandi.dev/client"
+	"sandi.dev/protocol"
+)
+
+// Replies, reactions, edits and deletes (protocol.md §13.7). A message is
+// named by its id: the first idLen characters of its reference
+// (client.Message.Ref), which `history` prints as "#id" with each message;
+// any unique prefix of at least minIDLen characters will do.
+const (
+	idLen    = 8
+	minIDLen = 4
+)
+
+// msgID is the id shown for a message, or "" for one without a reference.
+func msgID(m client.Message) string {
+	if len(m.Ref) < idLen {
+		return ""
+	}
+	return m.Ref[:idLen]
+}
+
+func cmdReply(ctx context.Context, e *cli, args []string) error {
+	if len(args) < 3 {
+		return usageError{"usage: sandi reply CONV MSG TEXT..."}
+	}
+	return e.act(ctx, args[0], args[1], func(id protocol.ConversationID, ref string) (client.Message, error) {
+		return e.c.Reply(ctx, id, ref, strings.Join(args[2:], " "))
+	})
+}
+
+func cmdReact(ctx context.Context, e *cli, args []string) error {
+	if len(args) != 3 && len(args) != 2 {
+		return usageError{"usage: sandi react CONV MSG EMOJI (without EMOJI: remove your reaction)"}
+	}
+	emoji := ""
+	if len(args) == 3 {
+		emoji = args[2]
+		if emoji == "" || !utf8.ValidString(emoji) || len(emoji) > client.MaxEmoji || strings.ContainsFunc(emoji, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+			return usageError{fmt.Sprintf("a reaction is one emoji (at most %d bytes, no spaces)", client.MaxEmoji)}
+		}
+	}
+	return e.act(ctx, args[0], args[1], func(id protocol.ConversationID, ref string) (client.Message, error) {
+		return e.c.React(ctx, id, ref, emoji)
+	})
+}
+
+func cmdEdit(ctx context.Context, e *cli, args []string) error {
+	if len(args) < 3 {
+		return usageError{"usage: sandi edit CONV MSG TEXT..."}
+	}
+	return e.act(ctx, args[0], args[1], func(id protocol.ConversationID, ref string) (client.Message, error) {
+		return e.c.Edit(ctx, id, ref, strings.Join(args[2:], " "))
+	})
+}
+
+func cmdDelete(ctx context.Context, e *cli, args []string) error {
+	if len(args) != 2 {
+		return usageError{"usage: sandi delete CONV MSG"}
+	}
+	return e.act(ctx, args[0], args[1], func(id protocol.ConversationID, ref string) (client.Message, error) {
+		return e.c.Delete(ctx, id, ref)
+	})
+}
+
+// act resolves CONV and MSG and runs do with the message's reference.
+func (e *cli) act(ctx context.Context, conv, msg string, do func(protocol.ConversationID, string) (client.Message, error)) error {
+	id, err := e.conv(ctx, conv)
+	if err != nil {
+		return err
+	}
+	// Bring the history up to date first: the message may have just come.
+	if _, err := e.c.Sync(ctx); err != nil {
+		return err
+	}
+	hist, err := e.c.History(id)
+	if err != nil {
+		return err
+	}
+	target, err := findMessage(hist, msg)
+	if err != nil {
+		return err
+	}
+	if target.Deleted {
+		return fmt.Errorf("message #%s was deleted", msgID(target))
+	}
+	m, err := do(id, target.Ref)
+	switch {
+	case errors.Is(err, client.ErrNotYours):
+		return fmt.Errorf("message #%s was sent by %s: only its sender can edit or delete it", msgID(target), untrustedName(target.Sender))
+	case errors.Is(err, client.ErrUnknownMessage):
+		return fmt.Errorf("message #%s was deleted", msgID(target))
+	case err != nil:
+		return err
+	}
+	return e.out(map[string]any{"conversation": id, "seq": m.Seq, "ref": m.Ref, "target": target.Ref}, "")
+}
+
+// findMessage finds the message MSG names in a conversation's history: a
+// prefix of its reference, with or without "#".
+func findMessage(hist []client.Message, s string) (client.Message, error) {
+	s = strings.TrimPrefix(s, "#")
+	if len(s) < minIDLen {
+		return client.Message{}, usageError{fmt.Sprintf("a message id has at least %d characters: the #id that 'sandi history CONV' prints", minIDLen)}
+	}
+	var found []client.Message
+	for _, m := range hist {
+		if m.Ref != "" && strings.HasPrefix(m.Ref, s) && !slices.ContainsFunc(found, func(f client.Message) bool { return f.Ref == m.Ref }) {
+			found = append(found, m)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return client.Message{}, fmt.Errorf("no message #%s in this conversation on this device: 'sandi history CONV' prints each message's #id", untrusted(s))
+	case 1:
+		if found[0].Type != client.ContentText && found[0].Type != client.ContentReply {
+			return client.Message{}, fmt.Errorf("message #%s is not a text message", msgID(found[0]))
+		}
+		return found[0], nil
+	}
+	ids := make([]string, len(found))
+	for i, m := range found {
+		ids[i] = "#" + m.Ref
+	}
+	return client.Message{}, fmt.Errorf("#%s names %d messages (%s): give more characters", untrusted(s), len(found), strings.Join(ids, ", "))
+}
+
+// actionCont starts the lines under a message that show what it answers
+// and its reactions: like attachmentCont, never the start of a text line.
+const actionCont = "           "
+
+// preview is the start of a message's text on one line, escaped.
+func preview(m client.Message) string {
+	if m.Deleted {
+		return "[deleted]"
+	}
+	words := strings.Fields(m.Text)
+	s := strings.Join(words[:min(len(words), 8)], " ")
+	if len(s) > 60 {
+		s = s[:60]
+		for !utf8.ValidString(s) {
+			s = s[:len(s)-1]
+		}
+	}
+	if len(words) > 8 || len(s) < len(strings.Join(words, " ")) {
+		s += "…"
+	}
+	return untrusted(s)
+}
+
+// byRef finds a message of hist by its reference.
+func byRef(hist []client.Message, ref string) (client.Message, bool) {
+	i := slices.IndexFunc(hist, func(m client.Message) bool { return m.Ref == ref })
+	if i < 0 {
+		return client.Message{}, false
+	}
+	return hist[i], true
+}
+
+// replyLine is "↳ reply to SENDER: first words" for a reply.
+func replyLine(m client.Message, hist []client.Message) string {
+	t, ok := byRef(hist, m.ReplyTo)
+	if !ok {
+		return "↳ reply to a message not on this device"
+	}
+	return "↳ reply to " + untrustedName(t.Sender) + ": " + preview(t)
+}
+
+// reactionsLine is "EMOJI name, name · EMOJI name" for a message's
+// reactions, or "".
+func reactionsLine(m client.Message) string {
+	var parts []string
+	for _, emoji := range slices.Sorted(maps.Keys(m.Reactions)) {
+		parts = append(parts, untrusted(emoji)+" "+untrustedList(m.Reactions[emoji]))
+	}
+	return strings.Join(parts, " · ")
+}
+
+// actionHead is what the head of a message line gains: its id and
+// whether it was edited.
+func actionHead(m client.Message) (id, mark string) {
+	if s := msgID(m); s != "" {
+		id = "#" + s + " "
+	}
+	if m.Edited {
+		mark = " (edited)"
+	}
+	return id, mark
+}
+
+// actionLines are the lines under a message: what it replies to, and its
+// reactions.
+func (e *cli) actionLines(m client.Message) string {
+	var reply string
+	if m.ReplyTo != "" {
+		hist, err := e.c.History(m.Conversation)
+		if err != nil {
+			return ""
+		}
+		reply = replyLine(m, hist)
+	}
+	var b strings.Builder
+	for _, l := range []string{reply, reactionsLine(m)} {
+		if l != "" {
+			b.WriteString("\n" + strings.Join(wrapHanging(actionCont+l, e.width(), actionCont+"  "), "\n"))
+		}
+	}
+	return b.String()
+}
+
+// actionJSON adds to a message's --json object what actions.go shows.
+func actionJSON(v map[string]any, m client.Message) {
+	v["ref"] = m.Ref
+	if m.ReplyTo != "" {
+		v["replyTo"] = m.ReplyTo
+	}
+	if m.Reactions != nil {
+		v["reactions"] = m.Reactions
+	}
+	if m.Edited {
+		v["edited"] = true
+	}
+	if m.Deleted {
+		v["deleted"] = true
+	}
+}
+
+// isAction: a reaction, edit or delete, printed by sync as a line about
+// its target and folded into it by History.
+func isAction(m client.Message) bool {
+	return m.Type == client.ContentReaction || m.Type == client.ContentEdit || m.Type == client.ContentDelete
+}
+
+// printAction prints a reaction, edit or delete that sync brought, as a
+// line about its target: "[conv] bob reacted 👍 to alice: first words".
+func (e *cli) printAction(m client.Message) error {
+	hist, err := e.c.History(m.Conversation)
+	if err != nil {
+		return err
+	}
+	what := "a message not on this device"
+	if t, ok := byRef(hist, m.Target); ok {
+		what = "#" + msgID(t) + " " + untrustedName(t.Sender) + ": " + preview(t)
+	}
+	var verb string
+	switch m.Type {
+	case client.ContentReaction:
+		verb = "reacted " + untrusted(m.Text) + " to"
+		if m.Text == "" {
+			verb = "removed a reaction to"
+		}
+	case client.ContentEdit:
+		verb = "edited"
+	case client.ContentDelete:
+		verb = "deleted"
+		what = "a message"
+	}
+	v := map[string]any{"conversation": m.Conversation, "seq": m.Seq, "ref": m.Ref, "sender": m.Sender, "type": m.Type, "target": m.Target, "text": m.Text, "sentAt": m.SentAt}
+	return e.out(v, strings.Join(wrapHanging("["+m.Conversation.String()[:8]+"] "+untrustedName(m.Sender)+" "+verb+" "+what, e.width(), messageCont), "\n"))
+}
