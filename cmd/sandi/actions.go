@@ -9,6 +9,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	tea "charm.land/bubbletea/v2"
+
 	"sandi.dev/client"
 	"sandi.dev/protocol"
 )
@@ -267,4 +269,95 @@ func (e *cli) printAction(m client.Message) error {
 	}
 	v := map[string]any{"conversation": m.Conversation, "seq": m.Seq, "ref": m.Ref, "sender": m.Sender, "type": m.Type, "target": m.Target, "text": m.Text, "sentAt": m.SentAt}
 	return e.out(v, strings.Join(wrapHanging("["+m.Conversation.String()[:8]+"] "+untrustedName(m.Sender)+" "+verb+" "+what, e.width(), messageCont), "\n"))
+}
+
+// entryActions is what the chat view shows of a message's actions: lines
+// made safe here, shown styled under the message.
+type entryActions struct {
+	ref       string
+	reply     string // "↳ reply to …"
+	reactions string
+	edited    bool
+	deleted   bool
+}
+
+// styled renders the reply and reactions lines, dim, for width w.
+func (a entryActions) styled(w int) []string {
+	var out []string
+	for _, s := range []string{a.reply, a.reactions} {
+		if s == "" {
+			continue
+		}
+		for _, l := range wrapHanging(viewCont+s, w, viewCont+"  ") {
+			out = append(out, style(sgrDim, l))
+		}
+	}
+	return out
+}
+
+// setActions fills e.act from a message of the folded history; a reply's
+// target is looked up among the entries shown.
+func (m *chatModel) setActions(e *chatEntry, msg client.Message) {
+	e.act = entryActions{ref: msg.Ref, reactions: reactionsLine(msg), edited: msg.Edited, deleted: msg.Deleted}
+	if msg.Deleted {
+		e.text = ""
+	}
+	if msg.ReplyTo != "" {
+		var shown []client.Message
+		for _, x := range m.entries {
+			if x.act.ref == msg.ReplyTo {
+				shown = append(shown, client.Message{Ref: x.act.ref, Sender: x.sender, Text: x.text, Deleted: x.act.deleted})
+			}
+		}
+		e.act.reply = replyLine(msg, shown)
+	}
+}
+
+// chatActionsMsg carries the folded history after a reaction, edit or
+// delete came: the view redraws the messages it changed.
+type chatActionsMsg struct{ hist []client.Message }
+
+// historyBackend is a chat backend that can read the folded history (the
+// client; the view's test double may not).
+type historyBackend interface {
+	History(conv protocol.ConversationID) ([]client.Message, error)
+}
+
+// refreshActions reads the folded history, where the client applied the
+// action by its rules (only the sender edits or deletes), off the UI loop.
+func (m *chatModel) refreshActions() tea.Cmd {
+	hb, ok := m.b.(historyBackend)
+	if !ok {
+		return nil
+	}
+	conv := m.conv
+	return func() tea.Msg {
+		hist, err := hb.History(conv)
+		if err != nil {
+			return nil
+		}
+		return chatActionsMsg{hist}
+	}
+}
+
+// applyActions updates the entries whose message an action changed.
+func (m *chatModel) applyActions(hist []client.Message) {
+	byRef := map[string]client.Message{}
+	for _, h := range hist {
+		byRef[h.Ref] = h
+	}
+	for _, e := range m.entries {
+		h, ok := byRef[e.act.ref]
+		if e.kind != entryMessage || !ok || e.act.ref == "" {
+			continue
+		}
+		e.text = h.Text
+		m.setActions(e, h)
+		e.changed()
+	}
+	for _, e := range m.entries { // replies quote the new text
+		if h, ok := byRef[e.act.ref]; ok && h.ReplyTo != "" {
+			m.setActions(e, h)
+		}
+	}
 }
