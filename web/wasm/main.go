@@ -70,6 +70,7 @@ func main() {
 		"conversations":  a.conversations,
 		"history":        a.history,
 		"send":           a.send,
+		"act":            a.act,
 		"create":         a.create,
 		"findUser":       a.findUser,
 		"addMember":      a.addMember,
@@ -166,6 +167,10 @@ func jsError(err error) js.Value {
 		e.Set("code", "no_identity")
 	case errors.Is(err, client.ErrNoAccount):
 		e.Set("code", "no_account")
+	case errors.Is(err, client.ErrNotYours):
+		e.Set("code", "not_yours")
+	case errors.Is(err, client.ErrUnknownMessage):
+		e.Set("code", "unknown_message")
 	case errors.Is(err, client.ErrServerMisbehaved):
 		e.Set("code", "server_misbehaved")
 	case errors.Is(err, client.ErrLinkExpired):
@@ -922,7 +927,9 @@ func (a *app) listen(onMessage, onFailure, onChange js.Value) {
 	a.change = onChange
 	a.mu.Unlock()
 	c.Listen(ctx, func(m client.Message) {
-		a.noteLast(m.Conversation, &m)
+		if !isAction(m) {
+			a.noteLast(m.Conversation, &m)
+		}
 		onMessage.Invoke(toJS(m))
 	}, func(de *client.DecryptError) {
 		f := failure{Conversation: de.Conversation, Seq: de.Seq, Reason: de.Reason, Detail: de.Err.Error(), At: time.Now().UnixMilli()}
