@@ -83,7 +83,10 @@ Account and devices:
 
 Conversations:
   new [--title TITLE] USER... create a conversation with USERs; prints its id
-  list                        list conversations with their unread counts
+  list                        list conversations with their unread counts (also
+                              'conversations'); those you left or were removed
+                              from are marked and read-only
+  rename CONV TITLE...        set the conversation's title (every member sees it)
   add CONV USER...            add members (admins only)
   remove CONV USER...         remove members (admins only)
   leave CONV                  leave a conversation

@@ -310,6 +310,7 @@
     }
     const seen = new Set();
     for (const c of list) {
+      if (c.status) c.left = true; // left or removed: kept read-only by the SDK
       seen.add(c.id);
       if (!st.convs.has(c.id)) st.order.unshift(c.id);
       st.convs.set(c.id, c);
@@ -731,19 +732,25 @@
     }
   }
 
-  $("add-member-form").addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    const name = $("add-member-input").value.trim();
-    if (!name) return;
-    $("members-error").textContent = "";
-    try {
-      await sandi.addMember(st.current, name);
-      $("add-member-input").value = "";
-      await loadConversations();
-    } catch (e) {
-      $("members-error").textContent = errorText(e);
-    }
-  });
+  // A form of the members panel: one field, one action on the open
+  // conversation, its error shown under the panel's forms.
+  function panelForm(form, input, action) {
+    $(form).addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const value = $(input).value.trim();
+      if (!value) return;
+      $("members-error").textContent = "";
+      try {
+        await action(value);
+        $(input).value = "";
+        await loadConversations();
+      } catch (e) {
+        $("members-error").textContent = errorText(e);
+      }
+    });
+  }
+  panelForm("add-member-form", "add-member-input", (name) => sandi.addMember(st.current, name));
+  panelForm("rename-form", "rename-input", (title) => sandi.rename(st.current, title));
 
   $("leave-button").addEventListener("click", async () => {
     const b = $("leave-button");

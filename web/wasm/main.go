@@ -76,6 +76,7 @@ func main() {
 		"addMember":      a.addMember,
 		"removeMember":   a.removeMember,
 		"leave":          a.leave,
+		"rename":         a.rename,
 		"markRead":       a.markRead,
 		"safety":         a.safety,
 		"contacts":       a.contacts,
@@ -634,6 +635,12 @@ func (a *app) addMember(args []js.Value) (any, error) {
 func (a *app) removeMember(args []js.Value) (any, error) {
 	return a.member(args, func(ctx context.Context, c *client.Client, id protocol.ConversationID, user string) error {
 		return c.RemoveMembers(ctx, id, user)
+	})
+}
+
+func (a *app) rename(args []js.Value) (any, error) {
+	return a.member(args, func(ctx context.Context, c *client.Client, id protocol.ConversationID, title string) error {
+		return c.Rename(ctx, id, title)
 	})
 }
 
