@@ -195,6 +195,15 @@ func foldActions(hist []Message) []Message {
 	return out
 }
 
+// noteRecorded leaves for checkActions an edit or delete just recorded,
+// and, when late (released from hold, out of seq order), any message that
+// a delete recorded earlier may name.
+func (c *Client) noteRecorded(conv protocol.ConversationID, m Message, late bool) {
+	if m.Type == ContentEdit || m.Type == ContentDelete || late && targetable(m.Type) {
+		c.pend.actions[conv] = append(c.pend.actions[conv], m)
+	}
+}
+
 // checkActions runs, on flush, over the edits and deletes just recorded in
 // a conversation: one naming a message of another account raises an alarm
 // (it is ignored by foldActions); a delete erases from storage the text and
@@ -219,6 +228,9 @@ func (c *Client) checkActions(conv protocol.ConversationID, recorded []Message) 
 		}
 	}
 	for _, a := range recorded {
+		if a.Type != ContentEdit && a.Type != ContentDelete {
+			continue
+		}
 		if u, ok := owner[a.Target]; ok && u != a.SenderID {
 			detail := fmt.Sprintf("%s tried to %s message %s of another account; ignored.", a.Sender, a.Type, a.Target)
 			if err := c.raise(Alarm{Kind: AlarmForeignAction, Conversation: conv, User: a.SenderID, Detail: detail}); err != nil {

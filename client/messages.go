@@ -295,9 +295,7 @@ func (c *Client) recordLater(cs *convState, m Message) error {
 	if m.Type == ContentTitle {
 		cs.Title = m.Text
 	}
-	if m.Type == ContentEdit || m.Type == ContentDelete {
-		c.pend.actions[cs.ID] = append(c.pend.actions[cs.ID], m)
-	}
+	c.noteRecorded(cs.ID, m, false)
 	c.pend.convs[cs.ID] = cs
 	return nil
 }
