@@ -104,6 +104,9 @@ func TestBrowserActions(t *testing.T) {
 	if eval[bool](bob, `(() => { const b = `+msgWith("lunch at noon?")+`.querySelector(".msg-actions"); b.click(); return [...document.querySelectorAll(".msg-menu [role=menuitem]")].some(i => /Edit|Delete/.test(i.innerText)); })()`) {
 		bob.fail("bob's menu offers edit or delete on alice's message")
 	}
+	bob.fits("#messages", 375)
+	bob.screenshot("actions-menu", 1280, 375)
+	bob.do("focus the menu", chromedp.Focus(chromedp.CSS(".msg-menu [role=menuitem]")))
 	bob.pressKey("Escape", 27)
 	bob.wait("the menu closed, focus back on its button", `document.querySelectorAll(".msg-menu").length === 0 && document.activeElement.classList.contains("msg-actions")`)
 
