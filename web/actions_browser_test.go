@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"sandi.dev/client"
+	"sandi.dev/protocol"
 )
 
 // pressKey presses a key without text (an arrow, Escape) in the focused
@@ -111,26 +113,11 @@ func TestBrowserActions(t *testing.T) {
 	bob.wait("the menu closed, focus back on its button", `document.querySelectorAll(".msg-menu").length === 0 && document.activeElement.classList.contains("msg-actions")`)
 
 	// Carol, from the terminal: a reaction, and a message she edits.
-	waitReply := func() client.Message {
-		deadline := time.Now().Add(stepTimeout)
-		for {
-			carol.syncTexts()
-			h, err := carol.c.History(conv)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, m := range h {
-				if m.Type == client.ContentReply && m.ReplyTo == target.Ref && m.Text == "yes, noon" {
-					return m
-				}
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("carol never got bob's reply: %+v", h)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	waitReply()
+	carol.waitHistory(conv, "bob's reply", func(h []client.Message) bool {
+		return slices.ContainsFunc(h, func(m client.Message) bool {
+			return m.Type == client.ContentReply && m.ReplyTo == target.Ref && m.Text == "yes, noon"
+		})
+	})
 	if _, err := carol.c.React(ctx, conv, target.Ref, "🎉"); err != nil {
 		t.Fatal(err)
 	}
@@ -166,30 +153,30 @@ func TestBrowserActions(t *testing.T) {
 		}
 	}
 	bob.screenshot("actions-deleted", 1280, 375)
-	deadline := time.Now().Add(stepTimeout)
-	for {
-		carol.syncTexts()
-		h, err := carol.c.History(conv)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if m := h[slicesIndex(h, target.Ref)]; m.Deleted && m.Text == "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("carol does not see the delete: %+v", h)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	carol.waitHistory(conv, "the delete", func(h []client.Message) bool {
+		i := slices.IndexFunc(h, func(m client.Message) bool { return m.Ref == target.Ref })
+		return i >= 0 && h[i].Deleted && h[i].Text == ""
+	})
 	alice.noProblems()
 	bob.noProblems()
 }
 
-func slicesIndex(h []client.Message, ref string) int {
-	for i, m := range h {
-		if m.Ref == ref {
-			return i
+// waitHistory syncs until the folded history of conv satisfies ok.
+func (u *cli) waitHistory(conv protocol.ConversationID, what string, ok func([]client.Message) bool) {
+	u.t.Helper()
+	deadline := time.Now().Add(stepTimeout)
+	for {
+		u.syncTexts()
+		h, err := u.c.History(conv)
+		if err != nil {
+			u.t.Fatal(err)
 		}
+		if ok(h) {
+			return
+		}
+		if time.Now().After(deadline) {
+			u.t.Fatalf("%s: waited for %s: %+v", u.c.Username(), what, h)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return 0
 }
