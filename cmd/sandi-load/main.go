@@ -61,6 +61,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	idleAccounts := fs.Int("idle-accounts", 10, "--idle: accounts the WebSockets are spread over (the server's WebSocket caps per device and account must allow their share)")
 	idleSettle := fs.Duration("idle-settle", 5*time.Second, "--idle: wait before each memory reading")
 	pid := fs.Int("pid", 0, "--idle: process id of the server, whose resident memory is read from /proc")
+	idleMetrics := fs.String("idle-metrics", "", "--idle: the server's /metrics URL (served without a token, e.g. on --metrics-addr): also report its goroutines, stacks and heap")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -73,7 +74,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if *idle > 0 {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 		defer stop()
-		ic := load.IdleConfig{Server: cfg.Server, PID: *pid, Conns: *idle, Accounts: *idleAccounts, Settle: *idleSettle}
+		ic := load.IdleConfig{Server: cfg.Server, PID: *pid, Conns: *idle, Accounts: *idleAccounts, Settle: *idleSettle, Metrics: *idleMetrics}
 		if !*quiet {
 			ic.Log = func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
 		}
@@ -83,6 +84,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "%d idle WebSockets: server RSS %d KiB before, %d KiB after: %.1f KiB a connection\n",
 			rep.Conns, rep.RSSBeforeKiB, rep.RSSAfterKiB, rep.PerConnKiB)
+		if b, a := rep.RuntimeBefore, rep.RuntimeAfter; b != nil && a != nil {
+			per := func(b, a int64) float64 { return float64(a-b) / float64(rep.Conns) }
+			fmt.Fprintf(stdout, "  goroutines %d → %d (%.2f a connection); stacks %d → %d KiB (%.1f KiB a connection); heap in use %d → %d KiB (%.1f KiB a connection); next collection at %d KiB\n",
+				b.Goroutines, a.Goroutines, per(b.Goroutines, a.Goroutines), b.StackKiB, a.StackKiB, per(b.StackKiB, a.StackKiB),
+				b.HeapInuseKiB, a.HeapInuseKiB, per(b.HeapInuseKiB, a.HeapInuseKiB), a.NextGCKiB)
+		}
 		return nil
 	}
 	if *conc == "none" {

@@ -138,7 +138,7 @@ func (s *Server) authenticate(r *http.Request, tok string) (*call, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.tokenUsed(r, d, h); err != nil {
+	if err := s.tokenUsed(r.Context(), d, h); err != nil {
 		return nil, err
 	}
 	return &call{device: d, token: h}, nil

@@ -8,6 +8,7 @@
   const $ = (id) => document.getElementById(id);
   const trust = () => window.sandiTrust || {}; // trust.js: identity trust and alarms
   const actions = () => window.sandiActions || {}; // actions.js: replies, reactions, edits, deletes
+  const attach = () => window.sandiAttach; // attach.js: files, images and voice notes
   const timings = (window.sandiTimings = {});
   const mark = (name) => { timings[name] = Math.round(performance.now()); };
 
@@ -167,6 +168,9 @@
     const go = new Go();
     const { instance } = await WebAssembly.instantiateStreaming(resp, go.importObject);
     mark("wasmCompiled");
+    // The module's memory, in bytes (it grows and never shrinks): for the
+    // tests' figures.
+    window.sandiModuleMemory = () => instance.exports.mem.buffer.byteLength;
     go.run(instance).then(() => fail("sandi stopped. Reload the page."));
     await loaded;
   }
@@ -348,7 +352,7 @@
       a.querySelector(".conv-name").textContent = convName(c);
       const last = c.last;
       a.querySelector(".conv-last").textContent = !last ? "No messages yet" :
-        last.type === "title" ? `${last.sender} named it “${last.text}”` : `${last.sender}: ${last.text}`;
+        last.type === "title" ? `${last.sender} named it “${last.text}”` : `${last.sender}: ${attach().summary(last)}`;
       const badge = a.querySelector(".badge");
       const unread = id === st.current ? 0 : c.unread || 0;
       badge.dataset.count = String(unread);
@@ -467,6 +471,7 @@
       setMembersOpen(false);
       const list = $("messages");
       list.innerHTML = "";
+      attach().clear();
       st.shown = new Set();
       st.incoming = [];
       let h;
@@ -510,6 +515,8 @@
     const blocked = !!c.left || !!(trust().blocked && trust().blocked(c.id));
     $("composer-input").disabled = blocked;
     $("send-button").disabled = blocked;
+    $("attach-button").disabled = blocked;
+    $("record-button").disabled = blocked;
     $("members-button").disabled = !!c.left;
     if (c.left) setMembersOpen(false);
     if (st.membersOpen) drawMembers();
@@ -525,6 +532,7 @@
         el("span", { class: "sender", text: own ? "You" : m.sender }),
         el("time", { datetime: new Date(m.sentAt || m.receivedAt).toISOString(), text: fmtTime(m.sentAt || m.receivedAt) })),
       el("div", { class: "text", text: m.text }),
+      attach().nodes(m),
       own ? el("div", { class: "status", text: "Sent" }) : null);
     return actions().decorate ? actions().decorate(li, m) : li;
   }
@@ -541,6 +549,7 @@
     const li = el("li", { class: "msg own", "data-local": p.localId },
       el("div", { class: "meta" }, el("span", { class: "sender", text: "You" }), el("time", { text: fmtTime(p.at) })),
       el("div", { class: "text", text: p.text }),
+      p.files ? (p.status === "sent" ? attach().sentNodes(p, p.message) : attach().pendingNodes(p)) : null,
       el("div", { class: "status" }));
     drawPendingStatus(li, p);
     return li;
@@ -648,12 +657,18 @@
     if (!text.trim() || !st.current) return;
     if (actions().submit && actions().submit(st.current, text)) return;
     input.value = "";
-    const p = { localId: ++st.localId, clientId: clientId(), conv: st.current, text, status: "sending", at: Date.now() };
+    sendPending(st.current, text);
+  });
+
+  // sendPending shows a message being sent (with files: attach.js's
+  // descriptions of them) and sends it.
+  function sendPending(conv, text, files) {
+    const p = { localId: ++st.localId, clientId: clientId(), conv, text, files, status: "sending", at: Date.now() };
     if (!st.pending.has(p.conv)) st.pending.set(p.conv, []);
     st.pending.get(p.conv).push(p);
     appendToChat(pendingNode(p));
     trySend(p);
-  });
+  }
 
   // clientId is a message's id for the server's deduplication: kept across
   // retries, so a retry of a send whose answer was lost stores nothing twice.
@@ -667,9 +682,15 @@
     p.status = "sending";
     redrawPending(p);
     try {
-      const m = await sandi.send(p.conv, p.text, p.clientId);
+      let handles;
+      if (p.files) {
+        handles = await attach().uploadAll(p, (f) => f.redraw && f.redraw());
+        if (handles.length === 0) return dropPending(p); // every file cancelled
+      }
+      const m = await sandi.send(p.conv, p.text, p.clientId, handles);
       p.status = "sent";
       p.seq = m.seq;
+      p.message = m;
       if (p.conv === st.current) st.shown.add(m.seq);
       if (p.conv === st.current && actions().sent) actions().sent($("messages").querySelector(`[data-local="${p.localId}"]`), m);
       const c = st.convs.get(p.conv);
@@ -685,7 +706,20 @@
 
   function redrawPending(p) {
     const li = $("messages").querySelector(`[data-local="${p.localId}"]`);
-    if (li && p.conv === st.current) drawPendingStatus(li, p);
+    if (!li || p.conv !== st.current) return;
+    drawPendingStatus(li, p);
+    // Sent: the files show as the receivers see them.
+    if (p.files && p.status === "sent" && !li.dataset.shown) {
+      li.dataset.shown = "1";
+      li.querySelector(".atts").replaceWith(attach().sentNodes(p, p.message));
+    }
+  }
+
+  function dropPending(p) {
+    if (p.files) sandi.forget(p.files.filter((f) => f.handle).map((f) => f.handle));
+    st.pending.set(p.conv, (st.pending.get(p.conv) || []).filter((q) => q !== p));
+    const li = $("messages").querySelector(`[data-local="${p.localId}"]`);
+    if (li) li.remove();
   }
 
   // ---- members ----
@@ -1012,7 +1046,7 @@
   }
 
   // What trust.js borrows.
-  window.sandiApp = { st, el, errorText, fmtTime, convName, drawChatHeader, drawMembers, openSafety, refresh, messageNode, queueNode };
+  window.sandiApp = { st, el, errorText, fmtTime, convName, drawChatHeader, drawMembers, openSafety, refresh, sendPending, dropPending, messageNode, queueNode };
 
   boot();
 })();

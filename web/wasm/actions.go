@@ -15,11 +15,7 @@ import (
 // of the SDK's rules carries code "not_yours" or "unknown_message"
 // (jsError).
 func (a *app) act(args []js.Value) (any, error) {
-	_, c, err := a.get()
-	if err != nil {
-		return nil, err
-	}
-	id, err := conv(args)
+	c, id, err := a.inConv(args)
 	if err != nil {
 		return nil, err
 	}
@@ -45,7 +41,7 @@ func (a *app) act(args []js.Value) (any, error) {
 	if m.Type == client.ContentReply {
 		a.noteLast(id, &m)
 	}
-	return m, nil
+	return view(m), nil
 }
 
 // isAction: a reaction, edit or delete, which changes an earlier message

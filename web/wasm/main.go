@@ -48,9 +48,12 @@ type app struct {
 	change js.Value           // the page's onChange, set by listen
 	unlink context.CancelFunc // ends WaitLink
 	last   map[protocol.ConversationID]*client.Message
+
+	jobs     jobs                         // running uploads and downloads
+	uploaded map[string]client.Attachment // by handle, until sent
 }
 
-var a = &app{last: map[protocol.ConversationID]*client.Message{}}
+var a = &app{last: map[protocol.ConversationID]*client.Message{}, uploaded: map[string]client.Attachment{}}
 
 func main() {
 	api := map[string]func(args []js.Value) (any, error){
@@ -70,6 +73,10 @@ func main() {
 		"conversations":  a.conversations,
 		"history":        a.history,
 		"send":           a.send,
+		"upload":         a.upload,
+		"download":       a.download,
+		"cancel":         a.cancel,
+		"forget":         a.forget,
 		"act":            a.act,
 		"create":         a.create,
 		"findUser":       a.findUser,
@@ -162,12 +169,18 @@ func jsError(err error) js.Value {
 		if ae.Detail != "" {
 			e.Set("detail", ae.Detail)
 		}
+	case errors.Is(err, errCanceled):
+		e.Set("code", "canceled")
 	case errors.Is(err, client.ErrUnknownUser):
 		e.Set("code", "unknown_user")
 	case errors.Is(err, client.ErrNoIdentity):
 		e.Set("code", "no_identity")
 	case errors.Is(err, client.ErrNoAccount):
 		e.Set("code", "no_account")
+	case errors.Is(err, client.ErrAttachmentGone):
+		e.Set("code", "attachment_gone")
+	case errors.Is(err, client.ErrAttachmentCorrupt):
+		e.Set("code", "attachment_corrupt")
 	case errors.Is(err, client.ErrNotYours):
 		e.Set("code", "not_yours")
 	case errors.Is(err, client.ErrUnknownMessage):
@@ -191,8 +204,11 @@ func toJS(v any) any {
 	if v == nil {
 		return js.Undefined()
 	}
-	if s, ok := v.(string); ok {
-		return s
+	switch v := v.(type) {
+	case string:
+		return v
+	case js.Value:
+		return v
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -501,12 +517,26 @@ func (a *app) conversations([]js.Value) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	out := make([]convView, len(list))
 	for i := range list {
-		if list[i].Last, err = a.lastOf(c, list[i].ID); err != nil {
+		out[i].Conversation = list[i]
+		last, err := a.lastOf(c, list[i].ID)
+		if err != nil {
 			return nil, err
 		}
+		if last != nil {
+			v := view(*last)
+			out[i].Last = &v
+		}
 	}
-	return list, nil
+	return out, nil
+}
+
+// convView is a conversation as the page sees it: its last message
+// without attachment keys.
+type convView struct {
+	client.Conversation
+	Last *msgView `json:"last,omitempty"`
 }
 
 // failure is a message that did not decrypt, as the page shows it.
@@ -557,15 +587,11 @@ func (a *app) history(args []js.Value) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"messages": h, "failures": fs}, nil
+	return map[string]any{"messages": views(h), "failures": fs}, nil
 }
 
 func (a *app) send(args []js.Value) (any, error) {
-	_, c, err := a.get()
-	if err != nil {
-		return nil, err
-	}
-	id, err := conv(args)
+	c, id, err := a.inConv(args)
 	if err != nil {
 		return nil, err
 	}
@@ -578,12 +604,27 @@ func (a *app) send(args []js.Value) (any, error) {
 	if clientID == "" {
 		clientID = client.NewClientID()
 	}
-	m, err := c.SendWithID(ctx, id, clientID, str(args, 1))
+	// send(conv, text, clientId, handles): handles of uploads (upload).
+	atts, handles, err := a.attachments(args)
 	if err != nil {
 		return nil, err
 	}
+	var m client.Message
+	if len(atts) > 0 {
+		m, err = c.SendMessage(ctx, id, str(args, 1), atts)
+	} else {
+		m, err = c.SendWithID(ctx, id, clientID, str(args, 1))
+	}
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	for _, h := range handles {
+		delete(a.uploaded, h)
+	}
+	a.mu.Unlock()
 	a.noteLast(id, &m)
-	return m, nil
+	return view(m), nil
 }
 
 // create makes a conversation: create(title, [usernames]).
@@ -937,7 +978,7 @@ func (a *app) listen(onMessage, onFailure, onChange js.Value) {
 		if !isAction(m) {
 			a.noteLast(m.Conversation, &m)
 		}
-		onMessage.Invoke(toJS(m))
+		onMessage.Invoke(toJS(view(m)))
 	}, func(de *client.DecryptError) {
 		f := failure{Conversation: de.Conversation, Seq: de.Seq, Reason: de.Reason, Detail: de.Err.Error(), At: time.Now().UnixMilli()}
 		if b, err := json.Marshal(f); err == nil {
