@@ -203,13 +203,14 @@ func actionHead(m client.Message) (id, mark string) {
 // actionLines are the lines under a message: what it replies to, and its
 // reactions.
 func (e *cli) actionLines(m client.Message) string {
+	e.remember(m)
 	var reply string
 	if m.ReplyTo != "" {
-		hist, err := e.c.History(m.Conversation)
-		if err != nil {
-			return ""
+		t, ok := e.lookup(m.Conversation, m.ReplyTo)
+		reply = "↳ reply to a message not on this device"
+		if ok {
+			reply = "↳ reply to " + untrustedName(t.Sender) + ": " + preview(t)
 		}
-		reply = replyLine(m, hist)
 	}
 	var b strings.Builder
 	for _, l := range []string{reply, reactionsLine(m)} {
@@ -218,6 +219,31 @@ func (e *cli) actionLines(m client.Message) string {
 		}
 	}
 	return b.String()
+}
+
+// remember keeps a printed message for later lines about it.
+func (e *cli) remember(m client.Message) {
+	if m.Ref == "" {
+		return
+	}
+	if e.printed == nil {
+		e.printed = map[string]client.Message{}
+	}
+	e.printed[m.Ref] = m
+}
+
+// lookup finds message ref of conv in the history, or, inside Listen's
+// callback (where the client is locked), among the messages printed.
+func (e *cli) lookup(conv protocol.ConversationID, ref string) (client.Message, bool) {
+	if !e.inListen {
+		if hist, err := e.c.History(conv); err == nil {
+			if m, ok := byRef(hist, ref); ok {
+				return m, true
+			}
+		}
+	}
+	m, ok := e.printed[ref]
+	return m, ok
 }
 
 // actionJSON adds to a message's --json object what actions.go shows.
@@ -244,14 +270,13 @@ func isAction(m client.Message) bool {
 }
 
 // printAction prints a reaction, edit or delete that sync brought, as a
-// line about its target: "[conv] bob reacted 👍 to alice: first words".
+// line about its target: "[conv] bob reacted 👍 to alice: first words". An
+// edit or delete of another account's message, which the client ignores,
+// is said to be ignored.
 func (e *cli) printAction(m client.Message) error {
-	hist, err := e.c.History(m.Conversation)
-	if err != nil {
-		return err
-	}
 	what := "a message not on this device"
-	if t, ok := byRef(hist, m.Target); ok {
+	t, ok := e.lookup(m.Conversation, m.Target)
+	if ok {
 		what = "#" + msgID(t) + " " + untrustedName(t.Sender) + ": " + preview(t)
 	}
 	var verb string
@@ -265,7 +290,20 @@ func (e *cli) printAction(m client.Message) error {
 		verb = "edited"
 	case client.ContentDelete:
 		verb = "deleted"
+	}
+	switch {
+	case ok && m.Type != client.ContentReaction && t.SenderID != m.SenderID:
+		verb, what = "tried to "+m.Type+" a message of "+untrustedName(t.Sender), "(ignored: only its sender can)"
+	case ok && m.Type == client.ContentEdit && e.inListen:
+		t.Text, t.Edited = m.Text, true // the history is not read here
+		e.remember(t)
+		what = "#" + msgID(t) + " " + untrustedName(t.Sender) + ": " + preview(t)
+	case m.Type == client.ContentDelete:
 		what = "a message"
+		if ok {
+			t.Deleted, t.Text = true, ""
+			e.remember(t)
+		}
 	}
 	v := map[string]any{"conversation": m.Conversation, "seq": m.Seq, "ref": m.Ref, "sender": m.Sender, "type": m.Type, "target": m.Target, "text": m.Text, "sentAt": m.SentAt}
 	return e.out(v, strings.Join(wrapHanging("["+m.Conversation.String()[:8]+"] "+untrustedName(m.Sender)+" "+verb+" "+what, e.width(), messageCont), "\n"))

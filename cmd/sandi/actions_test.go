@@ -1,9 +1,13 @@
 package main_test
 
 import (
+	"bufio"
 	"encoding/json"
+	"io"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestCLIActions: reply, react, edit and delete name a message by the #id
@@ -68,5 +72,84 @@ func TestCLIActions(t *testing.T) {
 	}
 	if _, errs, code := cliRun(t, base, a, "", "edit", conv, id, "back"); code != 1 || !strings.Contains(errs, "was deleted") {
 		t.Fatalf("edit of a deleted message: exit %d, %q", code, errs)
+	}
+}
+
+// TestCLIChatLiveActions: the line chat prints replies and actions as they
+// come (its printing runs inside the client's Listen callback, where the
+// client must not be asked for the history).
+func TestCLIChatLiveActions(t *testing.T) {
+	base, homes := cliWorld(t, "alice", "bob")
+	a := homes["alice"]
+	conv := newConv(t, base, a, "bob")
+	cliOK(t, base, a, "", "send", conv, "plans")
+	var first struct{ Ref string }
+	if err := json.Unmarshal([]byte(cliOK(t, base, a, "", "--json", "history", conv)), &first); err != nil || len(first.Ref) != 16 {
+		t.Fatalf("history --json: %v %q", err, first.Ref)
+	}
+	id := first.Ref[:8]
+	chat := exec.Command(sandiBinary(t), "--home", homes["bob"], "chat", conv)
+	chat.Env = childEnv()
+	in, err := chat.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := chat.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	errp, err := chat.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chat.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { chat.Process.Kill(); chat.Wait() })
+	if line, err := bufio.NewReader(errp).ReadString('\n'); err != nil || !strings.Contains(line, "type a message") {
+		t.Fatalf("chat said %q, %v", line, err)
+	}
+	lines := make(chan string, 16)
+	go func() {
+		r := bufio.NewReader(out)
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				close(lines)
+				return
+			}
+			lines <- l
+		}
+	}()
+	expect := func(want string) {
+		t.Helper()
+		timeout := time.After(20 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("chat ended before printing %q", want)
+				}
+				if strings.Contains(l, want) {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("chat did not print %q", want)
+			}
+		}
+	}
+	expect("alice: plans")
+	cliOK(t, base, a, "", "reply", conv, id, "see above")
+	expect("alice: see above")
+	expect("↳ reply to alice: plans")
+	cliOK(t, base, a, "", "react", conv, id, "👍")
+	expect("alice reacted 👍 to #" + id + " alice: plans")
+	cliOK(t, base, a, "", "edit", conv, id, "new plans")
+	expect("alice edited #" + id + " alice: new plans")
+	cliOK(t, base, a, "", "delete", conv, id)
+	expect("alice deleted a message")
+	io.WriteString(in, "/quit\n")
+	if err := chat.Wait(); err != nil {
+		t.Fatalf("chat: %v", err)
 	}
 }

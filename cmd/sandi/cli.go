@@ -71,6 +71,11 @@ type cli struct {
 	stdout, stderr io.Writer
 	c              *client.Client
 	peek           bool // sync leaves what it prints unread
+	// printed holds the messages printed by this process, by reference,
+	// for the lines about replies and actions (actions.go); inListen says
+	// the client is locked (Listen's callback) and must not be asked.
+	printed  map[string]client.Message
+	inListen bool
 }
 
 type command func(ctx context.Context, e *cli, args []string) error
