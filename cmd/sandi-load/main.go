@@ -34,7 +34,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 	var cfg load.Config
 	fs := flag.NewFlagSet("sandi-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.Server, "server", "", "base URL of a running server on a loopback address (default: start one in-process)")
+	fs.Func("server", "base URL of a running server on a loopback address (default: start one in-process); repeated: nodes of one cluster, driven at once and reported per node", func(v string) error {
+		if cfg.Server == "" {
+			cfg.Server = v
+		} else {
+			cfg.Servers = append(cfg.Servers, v)
+		}
+		return nil
+	})
 	fs.StringVar(&cfg.DB, "db", "", "in-process database: empty for a fresh SQLite file in a temporary directory, the path of a new SQLite file, or a postgres:// URL (a fresh database is created there for each run and dropped)")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the run's SQLite file or PostgreSQL database")
 	fs.IntVar(&cfg.Senders, "senders", 0, "sending accounts, one conversation each with the receiver (default: the largest --conc level)")

@@ -156,6 +156,7 @@ func (s *Server) notifyMembers(ms []protocol.Member) {
 	for i, m := range ms {
 		users[i] = m.User
 	}
+	s.forgetEverywhere() // the members changed: other nodes' remembered members are stale
 	s.hub.Notify(users...)
 }
 

@@ -73,7 +73,7 @@ func (s *Server) tokenUsed(ctx context.Context, d store.Device, h []byte) error 
 				return err
 			}
 		}
-		s.hub.Revoke(d.User, d.ID)
+		s.revokeLive(d.User, d.ID)
 		s.log.Info("token expired unused", "user", d.User, "device", d.ID, "keyless", d.SignedPreKey == nil, "lastUsed", d.TokenUsedAt)
 		return problem(http.StatusUnauthorized, CodeSessionExpired, "the session expired after going unused: sign in again", nil)
 	}
@@ -197,7 +197,7 @@ func (s *Server) revoke(r *http.Request, user protocol.UserID, dev protocol.Devi
 	if err != nil && !errors.Is(err, store.ErrNotFound) { // revoked meanwhile: done
 		return err
 	}
-	s.hub.Revoke(user, dev)
+	s.revokeLive(user, dev)
 	s.hub.NotifyAll()
 	return nil
 }
