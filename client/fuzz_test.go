@@ -59,6 +59,15 @@ func FuzzParseContent(f *testing.F) {
 		`{"type":"title","text":"","attachments":[` + att + `}]}`,
 		`{"type":"text","text":"","attachments":[` + strings.Replace(att, "a.png", "../a.png", 1) + `}]}`,
 		`{"type":"text","text":"","attachments":[` + strings.Replace(att, "image/png", "audio/webm;codecs=opus", 1) + `,"duration":1500}]}`,
+		`{"type":"reply","text":"yes","target":"AAAAAAAAAAAAAAAA"}`,
+		`{"type":"reaction","text":"\ud83d\udc4d","target":"abcdefghijkl-_09"}`,
+		`{"type":"reaction","text":"","target":"abcdefghijkl-_09"}`,
+		`{"type":"reaction","text":"a b","target":"abcdefghijkl-_09"}`,
+		`{"type":"edit","text":"new","target":"abcdefghijkl-_0"}`,
+		`{"type":"edit","text":"","target":"abcdefghijkl-_09"}`,
+		`{"type":"delete","text":"","target":"abcdefghijkl-_09"}`,
+		`{"type":"delete","text":"x","target":"abcdefghijkl-_0="}`,
+		`{"type":"text","text":"x","target":"abcdefghijkl-_09"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -96,7 +105,16 @@ func FuzzParseContent(f *testing.F) {
 		}
 		ct, err := ParseContent(bytes.Clone(in))
 		if err == nil {
-			if ct.Type != ContentText && ct.Type != ContentTitle || !utf8.ValidString(ct.Text) || len(ct.Text) > MaxText {
+			if ct.Type != ContentText && ct.Type != ContentTitle && !isAction(ct.Type) || !utf8.ValidString(ct.Text) || len(ct.Text) > MaxText {
+				t.Fatalf("accepted %+v", ct)
+			}
+			// An action names a target of refLen base64url characters;
+			// nothing else names one.
+			if _, err := base64.RawURLEncoding.DecodeString(ct.Target); isAction(ct.Type) != (len(ct.Target) == refLen && err == nil) {
+				t.Fatalf("accepted a %s with target %q", ct.Type, ct.Target)
+			}
+			if ct.Type == ContentReaction && (len(ct.Text) > MaxEmoji || strings.ContainsAny(ct.Text, " \n\t\x00")) ||
+				ct.Type == ContentDelete && ct.Text != "" || (ct.Type == ContentEdit || ct.Type == ContentReply) && ct.Text == "" {
 				t.Fatalf("accepted %+v", ct)
 			}
 			if len(ct.Attachments) > MaxAttachments || len(ct.Attachments) > 0 && ct.Type != ContentText {

@@ -350,6 +350,7 @@ func (c *Client) recordReleased(cs *convState, m Message) error {
 	if c.countsUnread(m) {
 		cs.Unread++
 	}
+	c.noteRecorded(cs.ID, m, true)
 	c.pend.history[cs.ID] = append(append(c.pend.history[cs.ID], b...), '\n')
 	c.pend.convs[cs.ID] = cs
 	return nil

@@ -13,11 +13,12 @@ import (
 // the server anything.
 
 // countsUnread reports whether a message counts in its conversation's
-// unread count: a text from another account. A title is conversation
-// state, and this account's own messages (from any of its devices) were
+// unread count: a text or reply from another account. A title is
+// conversation state, reactions, edits and deletes change messages already
+// counted, and this account's own messages (from any of its devices) were
 // read where they were written.
 func (c *Client) countsUnread(m Message) bool {
-	return m.Type == ContentText && !m.Own && m.SenderID != c.acct.User
+	return (m.Type == ContentText || m.Type == ContentReply) && !m.Own && m.SenderID != c.acct.User
 }
 
 // MarkReadThrough marks the messages of a conversation up to seq (a
@@ -76,7 +77,7 @@ func (c *Client) Search(query string, only *protocol.ConversationID) ([]Message,
 			return nil, err
 		}
 		for _, m := range hist {
-			if m.Type == ContentText && strings.Contains(strings.ToLower(m.Text), q) {
+			if targetable(m.Type) && strings.Contains(strings.ToLower(m.Text), q) {
 				out = append(out, m)
 			}
 		}

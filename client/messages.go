@@ -27,6 +27,9 @@ type Content struct {
 	// Attachments are files shared by a text message (attachments.go,
 	// protocol.md §13.5); the text may then be empty.
 	Attachments []Attachment `json:"attachments,omitempty"`
+	// Target is the Ref of the message a reply, reaction, edit or delete
+	// is about (actions.go, protocol.md §13.7).
+	Target string `json:"target,omitempty"`
 }
 
 // MaxText is the longest message text, in bytes.
@@ -46,11 +49,14 @@ func ParseContent(b []byte) (Content, error) {
 	if dec.More() {
 		return ct, errors.New("message content: trailing data")
 	}
-	if ct.Type != ContentText && ct.Type != ContentTitle {
+	if ct.Type != ContentText && ct.Type != ContentTitle && !isAction(ct.Type) {
 		return ct, fmt.Errorf("message content: unknown type %q", ct.Type)
 	}
 	if !utf8.ValidString(ct.Text) || len(ct.Text) > MaxText {
 		return ct, errors.New("message content: text is not valid UTF-8 or too long")
+	}
+	if err := checkAction(ct); err != nil {
+		return ct, fmt.Errorf("message content: %w", err)
 	}
 	if err := checkAttachments(ct.Type, ct.Attachments); err != nil {
 		return ct, fmt.Errorf("message content: %w", err)
@@ -82,6 +88,20 @@ type Message struct {
 	// Ref names the envelope (a hash), to tell apart two messages under
 	// one sequence number.
 	Ref string `json:"ref,omitempty"`
+	// ReplyTo is the Ref of the message a reply answers (Type
+	// ContentReply); Target that of the message a reaction, edit or
+	// delete is about (actions.go).
+	ReplyTo string `json:"replyTo,omitempty"`
+	Target  string `json:"target,omitempty"`
+	// The view of History (actions.go applies reactions, edits and
+	// deletes to their targets): Reactions maps an emoji to the usernames
+	// that chose it; Edited says the text is an edit's (EditedAt, the
+	// editor's clock); Deleted, that the sender deleted the message (its
+	// text and attachments are gone).
+	Reactions map[string][]string `json:"reactions,omitempty"`
+	Edited    bool                `json:"edited,omitempty"`
+	EditedAt  int64               `json:"editedAt,omitempty"`
+	Deleted   bool                `json:"deleted,omitempty"`
 }
 
 func historyKey(conv protocol.ConversationID) string { return "history/" + conv.String() }
@@ -232,7 +252,8 @@ func (c *Client) send(ctx context.Context, cs *convState, clientID string, ct Co
 			return Message{}, err
 		}
 		m := Message{Conversation: cs.ID, Seq: sa.Seq, Sender: c.acct.Username, SenderID: c.acct.User, Device: c.acct.Device,
-			Type: ct.Type, Text: ct.Text, Attachments: ct.Attachments, SentAt: ct.SentAt, ReceivedAt: sa.CreatedAt, Epoch: out.Epoch, Own: true, Ref: envelopeRef(out.Envelope)}
+			ReceivedAt: sa.CreatedAt, Epoch: out.Epoch, Own: true, Ref: envelopeRef(out.Envelope)}
+		m.setContent(out.Content)
 		if err := c.recordLater(cs, m); err != nil {
 			return m, err
 		}
@@ -274,6 +295,7 @@ func (c *Client) recordLater(cs *convState, m Message) error {
 	if m.Type == ContentTitle {
 		cs.Title = m.Text
 	}
+	c.noteRecorded(cs.ID, m, false)
 	c.pend.convs[cs.ID] = cs
 	return nil
 }
@@ -285,6 +307,9 @@ func (c *Client) recordLater(cs *convState, m Message) error {
 // history is read with duplicates removed).
 type pending struct {
 	history map[protocol.ConversationID][]byte
+	// actions: the edits and deletes recorded since the last flush,
+	// checked (and deletes applied to storage) by flush (actions.go).
+	actions map[protocol.ConversationID][]Message
 	convs   map[protocol.ConversationID]*convState
 	epochs  map[epochRef]*epochEntry
 }
@@ -295,7 +320,7 @@ type epochRef struct {
 }
 
 func newPending() pending {
-	return pending{history: map[protocol.ConversationID][]byte{}, convs: map[protocol.ConversationID]*convState{}, epochs: map[epochRef]*epochEntry{}}
+	return pending{history: map[protocol.ConversationID][]byte{}, actions: map[protocol.ConversationID][]Message{}, convs: map[protocol.ConversationID]*convState{}, epochs: map[epochRef]*epochEntry{}}
 }
 
 // flush writes what recordLater and receive left pending: history first,
@@ -306,6 +331,12 @@ func (c *Client) flush() error {
 			return err
 		}
 		delete(c.pend.history, id)
+	}
+	for id, ms := range c.pend.actions {
+		if err := c.checkActions(id, ms); err != nil {
+			return err
+		}
+		delete(c.pend.actions, id)
 	}
 	for ref, e := range c.pend.epochs {
 		if err := c.saveEpoch(c.convs[ref.conv], ref.n, e); err != nil {
@@ -330,25 +361,11 @@ func (c *Client) History(conv protocol.ConversationID) ([]Message, error) {
 }
 
 func (c *Client) history(conv protocol.ConversationID) ([]Message, error) {
-	b, err := c.st.Get(historyKey(conv))
-	if errors.Is(err, ErrNoValue) {
-		return nil, nil
-	}
-	if err != nil {
+	lines, err := c.historyLines(conv)
+	if err != nil || lines == nil {
 		return nil, err
 	}
-	var out []Message
-	for _, line := range strings.Split(string(b), "\n") {
-		if line == "" {
-			continue
-		}
-		var m Message
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			continue // a torn last line after a crash
-		}
-		out = append(out, m)
-	}
-	return liveHistory(out), nil
+	return foldActions(liveHistory(lines)), nil
 }
 
 // failure classifies a decrypt error for Stats.DecryptFailed.
@@ -511,6 +528,8 @@ func (c *Client) decrypt(ctx context.Context, cs *convState, ma *messageAnswer, 
 	if err != nil {
 		return nil, &DecryptError{Conversation: ma.Conversation, Seq: ma.Seq, Reason: "bad_content", Err: err}
 	}
-	return &Message{Conversation: cs.ID, Seq: ma.Seq, Sender: c.usernameOf(ctx, env.Sender.User), SenderID: env.Sender.User, Device: env.Sender.Device,
-		Type: ct.Type, Text: ct.Text, Attachments: ct.Attachments, SentAt: ct.SentAt, ReceivedAt: ma.CreatedAt, Epoch: env.Epoch, Ref: envelopeRef(ma.Envelope)}, nil
+	m := &Message{Conversation: cs.ID, Seq: ma.Seq, Sender: c.usernameOf(ctx, env.Sender.User), SenderID: env.Sender.User, Device: env.Sender.Device,
+		ReceivedAt: ma.CreatedAt, Epoch: env.Epoch, Ref: envelopeRef(ma.Envelope)}
+	m.setContent(ct)
+	return m, nil
 }

@@ -140,8 +140,8 @@ func TestCLIHistoryAndSearch(t *testing.T) {
 	}
 
 	type line struct {
-		Conversation, Sender, Text, Title string
-		ReceivedAt                        int64
+		Conversation, Sender, Text, Title, Ref string
+		ReceivedAt                             int64
 	}
 	parse := func(out string) []line {
 		var ls []line
@@ -159,8 +159,8 @@ func TestCLIHistoryAndSearch(t *testing.T) {
 		t.Fatalf("history: %+v", all)
 	}
 	stamp := func(l line) string { return time.UnixMilli(l.ReceivedAt).Format("2006-01-02 15:04") }
-	want := "[" + friends[:8] + "] " + stamp(all[1]) + " bob: hi alice\n" + "           | how are you?\n" +
-		"[" + friends[:8] + "] " + stamp(all[2]) + " alice: fine\n"
+	want := "[" + friends[:8] + "] " + stamp(all[1]) + " #" + all[1].Ref[:8] + " bob: hi alice\n" + "           | how are you?\n" +
+		"[" + friends[:8] + "] " + stamp(all[2]) + " #" + all[2].Ref[:8] + " alice: fine\n"
 	if out := cliOK(t, base, b, "", "history", friends[:4], "--limit", "2"); out != want {
 		t.Fatalf("history --limit 2:\n%s\nwant:\n%s", out, want)
 	}
@@ -169,7 +169,7 @@ func TestCLIHistoryAndSearch(t *testing.T) {
 	if len(found) != 2 || found[0].Text != "Hello Bob" || found[0].Conversation != friends || found[1].Text != "HELLO again, elsewhere" || found[1].Conversation != other {
 		t.Fatalf("search hello: %+v", found)
 	}
-	want = "[" + other[:8] + "] " + stamp(found[1]) + " alice: HELLO again, elsewhere\n"
+	want = "[" + other[:8] + "] " + stamp(found[1]) + " #" + found[1].Ref[:8] + " alice: HELLO again, elsewhere\n"
 	if out := cliOK(t, base, b, "", "search", "--conv", other, "Hello"); out != want {
 		t.Fatalf("search --conv: %q; want %q", out, want)
 	}

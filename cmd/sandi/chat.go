@@ -58,6 +58,7 @@ func cmdChat(ctx context.Context, e *cli, args []string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	listenErr := make(chan error, 1)
+	e.inListen = true // show now runs with the client locked
 	go func() {
 		listenErr <- e.c.Listen(ctx, show, func(f *client.DecryptError) {
 			mu.Lock()

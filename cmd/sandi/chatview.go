@@ -153,9 +153,10 @@ type chatEntry struct {
 	text   string
 	own    bool // this account's
 	state  sendState
-	err    string   // why the send failed
-	id     string   // client message id: kept across retries so a message is stored once
-	atts   []string // the message's attachments, each a line made safe by attachmentLine
+	err    string       // why the send failed
+	id     string       // client message id: kept across retries so a message is stored once
+	atts   []string     // the message's attachments, each a line made safe by attachmentLine
+	act    entryActions // its reply, reactions, edit and delete (actions.go)
 
 	width int      // lines were wrapped for this width
 	lines []string // rendered, styled
@@ -207,9 +208,13 @@ func (m *chatModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case tea.PasteMsg:
 		m.insert(msg.Content)
 	case chatReceivedMsg:
-		if msg.m.Conversation == m.conv {
+		if msg.m.Conversation == m.conv && isAction(msg.m) {
+			return m, m.refreshActions()
+		} else if msg.m.Conversation == m.conv {
 			m.addMessage(msg.m)
 		}
+	case chatActionsMsg:
+		m.applyActions(msg.hist)
 	case chatUndecryptableMsg:
 		m.addFailure(msg.f)
 	case chatWarningsMsg:
@@ -345,7 +350,7 @@ func (m *chatModel) sent(msg chatSentMsg) tea.Cmd {
 	if msg.err != nil && msg.m.Seq == 0 {
 		e.state, e.err = stateFailed, oneLine(msg.err.Error())
 	} else {
-		e.state = stateSent
+		e.state, e.act.ref = stateSent, msg.m.Ref
 		m.seen[msg.m.Seq] = true
 		if t := msgTime(msg.m); !t.IsZero() {
 			e.at = t
@@ -501,6 +506,7 @@ func (m *chatModel) addMessage(msg client.Message) {
 		e.kind = entryTitle
 		m.title = msg.Text
 	}
+	m.setActions(e, msg)
 	m.add(e)
 }
 
@@ -690,7 +696,13 @@ func (m *chatModel) entryLines(e *chatEntry, w int) []string {
 				sgr = sgrError
 			}
 		}
+		if e.act.edited {
+			name += " (edited)"
+		}
 		head = m.stamp(e.at) + " " + name + ":"
+		if e.act.deleted {
+			body = "[deleted]"
+		}
 		text = framed(head+" ", body, viewCont, w)
 	case entryTitle:
 		text, sgr = fmt.Sprintf(`%s * %s set the title to "%s"`, m.stamp(e.at), untrustedName(e.sender), untrusted(e.text)), sgrDim
@@ -728,6 +740,7 @@ func (m *chatModel) entryLines(e *chatEntry, w int) []string {
 			lines = append(lines, style(sgrDim, l))
 		}
 	}
+	lines = append(lines, e.act.styled(w)...)
 	e.width, e.lines = w, lines
 	return lines
 }

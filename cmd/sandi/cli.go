@@ -71,6 +71,11 @@ type cli struct {
 	stdout, stderr io.Writer
 	c              *client.Client
 	peek           bool // sync leaves what it prints unread
+	// printed holds the messages printed by this process, by reference,
+	// for the lines about replies and actions (actions.go); inListen says
+	// the client is locked (Listen's callback) and must not be asked.
+	printed  map[string]client.Message
+	inListen bool
 }
 
 type command func(ctx context.Context, e *cli, args []string) error
@@ -94,6 +99,10 @@ var commands = map[string]command{
 	"sync":          cmdSync,
 	"history":       cmdHistory,
 	"search":        cmdSearch,
+	"reply":         cmdReply,
+	"react":         cmdReact,
+	"edit":          cmdEdit,
+	"delete":        cmdDelete,
 	"chat":          cmdChat,
 	"safety-number": cmdSafetyNumber,
 	"verify":        cmdVerify,
@@ -503,12 +512,16 @@ const messageCont = "           | "
 // else "[conv] sender: text", the text's further lines under it (framed).
 func (e *cli) printMessage(m client.Message) error {
 	conv := "[" + m.Conversation.String()[:8] + "] "
+	if isAction(m) {
+		return e.printAction(m)
+	}
 	if m.Type == client.ContentTitle {
 		return e.out(map[string]any{"conversation": m.Conversation, "seq": m.Seq, "sender": m.Sender, "title": m.Text, "sentAt": m.SentAt},
 			strings.Join(wrapHanging(conv+untrustedName(m.Sender)+` set the title to "`+untrusted(m.Text)+`"`, e.width(), messageCont), "\n"))
 	}
-	return e.out(map[string]any{"conversation": m.Conversation, "seq": m.Seq, "sender": m.Sender, "text": m.Text, "sentAt": m.SentAt, "attachments": attachmentsJSON(m.Attachments)},
-		framed(conv+untrustedName(m.Sender)+": ", m.Text, messageCont, e.width())+e.attachmentLines(m.Attachments))
+	v := map[string]any{"conversation": m.Conversation, "seq": m.Seq, "sender": m.Sender, "text": m.Text, "sentAt": m.SentAt, "attachments": attachmentsJSON(m.Attachments)}
+	actionJSON(v, m)
+	return e.out(v, framed(conv+untrustedName(m.Sender)+": ", m.Text, messageCont, e.width())+e.attachmentLines(m.Attachments)+e.actionLines(m))
 }
 
 // width is the number of columns of standard output when it is a terminal,

@@ -95,7 +95,8 @@ func (e *cli) localConv(s string) (protocol.ConversationID, error) {
 // "[conv] 2006-01-02 15:04 sender: text" in local time, the text's further
 // lines under it.
 func (e *cli) printDated(m client.Message) error {
-	head := "[" + m.Conversation.String()[:8] + "] " + msgTime(m).Local().Format("2006-01-02 15:04") + " " + untrustedName(m.Sender)
+	id, mark := actionHead(m)
+	head := "[" + m.Conversation.String()[:8] + "] " + msgTime(m).Local().Format("2006-01-02 15:04") + " " + id + untrustedName(m.Sender) + mark
 	v := map[string]any{"conversation": m.Conversation, "seq": m.Seq, "sender": m.Sender, "sentAt": m.SentAt, "receivedAt": m.ReceivedAt}
 	if m.Lost {
 		v["lost"] = true
@@ -106,7 +107,11 @@ func (e *cli) printDated(m client.Message) error {
 		return e.out(v, strings.Join(wrapHanging(head+` set the title to "`+untrusted(m.Text)+`"`, e.width(), messageCont), "\n"))
 	}
 	v["text"], v["attachments"] = m.Text, attachmentsJSON(m.Attachments)
-	return e.out(v, framed(head+": ", m.Text, messageCont, e.width())+e.attachmentLines(m.Attachments))
+	actionJSON(v, m)
+	if m.Deleted {
+		return e.out(v, head+": [deleted]")
+	}
+	return e.out(v, framed(head+": ", m.Text, messageCont, e.width())+e.attachmentLines(m.Attachments)+e.actionLines(m))
 }
 
 // markPrinted marks the messages that sync printed as read, in each of

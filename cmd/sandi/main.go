@@ -101,6 +101,12 @@ Conversations:
                               them read; --peek leaves them unread
   history CONV [--limit N]    print the messages this device holds of CONV, oldest
                               first, with their times (the newest N with --limit)
+                              and each message's #id
+  reply CONV MSG TEXT...      answer message MSG (its #id from history)
+  react CONV MSG [EMOJI]      react to MSG with EMOJI (replaces your earlier
+                              reaction; without EMOJI: remove it)
+  edit CONV MSG TEXT...       replace the text of MSG, a message you sent
+  delete CONV MSG             delete MSG, a message you sent, for everyone
   search TEXT [--conv CONV]   print the messages this device holds that contain
                               TEXT (case-insensitive), with conversation, sender
                               and time

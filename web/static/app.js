@@ -7,6 +7,7 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const trust = () => window.sandiTrust || {}; // trust.js: identity trust and alarms
+  const actions = () => window.sandiActions || {}; // actions.js: replies, reactions, edits, deletes
   const attach = () => window.sandiAttach; // attach.js: files, images and voice notes
   const timings = (window.sandiTimings = {});
   const mark = (name) => { timings[name] = Math.round(performance.now()); };
@@ -464,6 +465,7 @@
     }
     drawChatHeader();
     if (fresh && trust().openChat) trust().openChat(id);
+    if (fresh && actions().openChat) actions().openChat(id);
     if (fresh) {
       mark("historyStart");
       setMembersOpen(false);
@@ -525,13 +527,14 @@
     if (m.type === "title") {
       return el("li", { class: "system", "data-seq": m.seq }, `${m.sender} named the conversation “${m.text}”`);
     }
-    return el("li", { class: "msg" + (own ? " own" : ""), "data-seq": m.seq },
+    const li = el("li", { class: "msg" + (own ? " own" : ""), "data-seq": m.seq },
       el("div", { class: "meta" },
         el("span", { class: "sender", text: own ? "You" : m.sender }),
         el("time", { datetime: new Date(m.sentAt || m.receivedAt).toISOString(), text: fmtTime(m.sentAt || m.receivedAt) })),
       el("div", { class: "text", text: m.text }),
       attach().nodes(m),
       own ? el("div", { class: "status", text: "Sent" }) : null);
+    return actions().decorate ? actions().decorate(li, m) : li;
   }
 
   function failureNode(f) {
@@ -618,6 +621,7 @@
   const drawListSoon = debounce(() => drawList(), 100);
 
   function onMessage(m) {
+    if (actions().isAction && actions().isAction(m)) return actions().onAction(m);
     timings.messages = (timings.messages || 0) + 1;
     if (!timings.firstMessage) mark("firstMessage");
     mark("lastMessage");
@@ -651,6 +655,7 @@
     const input = $("composer-input");
     const text = input.value;
     if (!text.trim() || !st.current) return;
+    if (actions().submit && actions().submit(st.current, text)) return;
     input.value = "";
     sendPending(st.current, text);
   });
@@ -687,6 +692,7 @@
       p.seq = m.seq;
       p.message = m;
       if (p.conv === st.current) st.shown.add(m.seq);
+      if (p.conv === st.current && actions().sent) actions().sent($("messages").querySelector(`[data-local="${p.localId}"]`), m);
       const c = st.convs.get(p.conv);
       if (c) c.last = m;
       drawList();
@@ -1040,7 +1046,7 @@
   }
 
   // What trust.js borrows.
-  window.sandiApp = { st, el, errorText, fmtTime, convName, drawChatHeader, drawMembers, openSafety, refresh, sendPending, dropPending };
+  window.sandiApp = { st, el, errorText, fmtTime, convName, drawChatHeader, drawMembers, openSafety, refresh, sendPending, dropPending, messageNode, queueNode };
 
   boot();
 })();

@@ -77,6 +77,7 @@ func main() {
 		"download":       a.download,
 		"cancel":         a.cancel,
 		"forget":         a.forget,
+		"act":            a.act,
 		"create":         a.create,
 		"findUser":       a.findUser,
 		"addMember":      a.addMember,
@@ -180,6 +181,10 @@ func jsError(err error) js.Value {
 		e.Set("code", "attachment_gone")
 	case errors.Is(err, client.ErrAttachmentCorrupt):
 		e.Set("code", "attachment_corrupt")
+	case errors.Is(err, client.ErrNotYours):
+		e.Set("code", "not_yours")
+	case errors.Is(err, client.ErrUnknownMessage):
+		e.Set("code", "unknown_message")
 	case errors.Is(err, client.ErrServerMisbehaved):
 		e.Set("code", "server_misbehaved")
 	case errors.Is(err, client.ErrLinkExpired):
@@ -970,7 +975,9 @@ func (a *app) listen(onMessage, onFailure, onChange js.Value) {
 	a.change = onChange
 	a.mu.Unlock()
 	c.Listen(ctx, func(m client.Message) {
-		a.noteLast(m.Conversation, &m)
+		if !isAction(m) {
+			a.noteLast(m.Conversation, &m)
+		}
 		onMessage.Invoke(toJS(view(m)))
 	}, func(de *client.DecryptError) {
 		f := failure{Conversation: de.Conversation, Seq: de.Seq, Reason: de.Reason, Detail: de.Err.Error(), At: time.Now().UnixMilli()}
