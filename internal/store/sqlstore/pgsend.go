@@ -15,7 +15,9 @@ import (
 	"sandi.dev/protocol"
 )
 
-// The send batch on PostgreSQL is two round trips, whatever its size:
+// The send batch on PostgreSQL is one round trip, whatever its size, when
+// every send of it is accepted as it stands (pgFastSend), and otherwise
+// two:
 //
 //  1. BEGIN, lock the batch's conversations (in id order), read who may
 //     post where and, on the run with the look-up, the messages stored
@@ -138,7 +140,7 @@ func (s *Store) sendPostgres(ctx context.Context, batch []store.Send) ([]store.S
 		case errors.Is(err, errLookUp):
 			lookup = true
 		case !s.d.retryable(err) || ctx.Err() != nil:
-			return nil, fmt.Errorf("sqlstore: send: %w", err)
+			return nil, sendErr(err)
 		}
 	}
 	for range attempts {
@@ -154,10 +156,15 @@ func (s *Store) sendPostgres(ctx context.Context, batch []store.Send) ([]store.S
 			break
 		}
 	}
+	return nil, sendErr(err)
+}
+
+// sendErr wraps the error of a failed send batch as writeTx does.
+func sendErr(err error) error {
 	if full(err) {
-		return nil, fmt.Errorf("sqlstore: send: %w: %w", store.ErrFull, err)
+		return fmt.Errorf("sqlstore: send: %w: %w", store.ErrFull, err)
 	}
-	return nil, fmt.Errorf("sqlstore: send: %w", err)
+	return fmt.Errorf("sqlstore: send: %w", err)
 }
 
 // fastSendable reports whether a batch may take the one round trip: no
