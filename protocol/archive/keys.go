@@ -96,7 +96,9 @@ func (r RecoveryKey) String() string {
 }
 
 // Equal compares two recovery keys in constant time.
-func (r RecoveryKey) Equal(o RecoveryKey) bool { return subtle.ConstantTimeCompare(r.k[:], o.k[:]) == 1 }
+func (r RecoveryKey) Equal(o RecoveryKey) bool {
+	return subtle.ConstantTimeCompare(r.k[:], o.k[:]) == 1
+}
 
 // ParseRecoveryKey reads a recovery key typed by a person: dashes and
 // spaces are dropped and lower case is read as upper case; anything else
