@@ -222,7 +222,7 @@ var errArchiveDigest = errors.New("the archive the server serves is not the one 
 // returns its header: the ciphertext's digest must be want (if not nil),
 // the stream must decrypt under fileKey, the archive must parse strictly,
 // be of kind and this account, and hold only archived keys.
-func (c *Client) checkArchive(r io.Reader, skip int, fileKey []byte, want []byte, kind archive.Kind) error {
+func (c *Client) checkArchive(r io.Reader, skip int, fileKey []byte, want []byte, kind archive.Kind, check func(archive.Record) error) error {
 	var h hash.Hash
 	if want != nil {
 		h = sha256.New()
@@ -233,7 +233,10 @@ func (c *Client) checkArchive(r io.Reader, skip int, fileKey []byte, want []byte
 			return fmt.Errorf("read the archive: %w", err)
 		}
 	}
-	err := c.readArchive(r, fileKey, kind, func(archive.Record) error { return nil })
+	if check == nil {
+		check = func(archive.Record) error { return nil }
+	}
+	err := c.readArchive(r, fileKey, kind, check)
 	if h != nil {
 		// Drain what the reader left (nothing, for a well-formed stream),
 		// so that the digest covers every byte served.
@@ -376,15 +379,16 @@ func (c *Client) reloadState() error {
 	return c.loadPins()
 }
 
-// importArchive checks an archive through (a first download), then
-// imports it (a second): nothing is written unless the whole archive
-// verified. The caller holds c.mu.
-func (c *Client) importArchive(ctx context.Context, open archiveSource, skip int, fileKey, digest []byte, kind archive.Kind, apply func(archive.Record) error) error {
+// importArchive checks an archive through (a first download, each record
+// given to check if not nil), then imports it (a second, each record
+// given to apply): nothing is written unless the whole archive verified.
+// The caller holds c.mu.
+func (c *Client) importArchive(ctx context.Context, open archiveSource, skip int, fileKey, digest []byte, kind archive.Kind, check, apply func(archive.Record) error) error {
 	rc, err := open(ctx)
 	if err != nil {
 		return err
 	}
-	err = c.checkArchive(rc, skip, fileKey, digest, kind)
+	err = c.checkArchive(rc, skip, fileKey, digest, kind, check)
 	rc.Close()
 	if err != nil {
 		return err
@@ -412,3 +416,55 @@ const archiveTimeout = 10 * time.Minute
 // account (a transfer or a restore): this device reads in it but never
 // sends, since its sending chain is the other device's.
 var errForeignEpoch = errors.New("an epoch imported from another device")
+
+// catchUp reads, in each conversation an import brought, the messages
+// stored after the archive's last one: a device's event stream begins
+// when the device was added, and these came before (while a restored
+// account was away, or while a transfer was built). Each is decrypted
+// with the imported epochs and kept in the history as a synced message
+// would be. The caller holds c.mu.
+func (c *Client) catchUp(ctx context.Context) error {
+	keys, err := c.st.List("conv/")
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		id, err := protocol.ParseConversationID(strings.TrimPrefix(k, "conv/"))
+		if err != nil {
+			continue
+		}
+		cs, err := c.conv(id)
+		if err != nil || cs == nil || cs.Left {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		for after := cs.LastSeq; ; {
+			var page struct {
+				Messages []*messageAnswer `json:"messages"`
+			}
+			path := "/api/conversations/" + id.String() + "/messages?limit=100&after=" + strconv.FormatUint(after, 10)
+			if err := c.api.do(ctx, "GET", path, nil, &page); err != nil {
+				if IsCode(err, "not_found") {
+					break // no longer a member
+				}
+				return err
+			}
+			for _, m := range page.Messages {
+				var de *DecryptError
+				if _, err := c.receive(ctx, m); err != nil && !errors.As(err, &de) {
+					return errors.Join(err, c.flush())
+				}
+				after = max(after, m.Seq)
+			}
+			if err := c.flush(); err != nil {
+				return err
+			}
+			if len(page.Messages) < 100 {
+				break
+			}
+		}
+	}
+	return nil
+}

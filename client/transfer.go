@@ -101,7 +101,7 @@ func (c *Client) importTransfer(ctx context.Context) error {
 		}
 		return rc, err
 	}
-	err = c.importArchive(ctx, open, 0, o.Key[:], o.Digest[:], archive.Transfer, c.importRecord)
+	err = c.importArchive(ctx, open, 0, o.Key[:], o.Digest[:], archive.Transfer, nil, c.importRecord)
 	if errors.Is(err, errArchiveDigest) {
 		return fmt.Errorf("%w: %w", ErrServerMisbehaved, c.transferDigestAlarm("The transferred history the server serves is not the one the other device uploaded."))
 	}
@@ -109,6 +109,9 @@ func (c *Client) importTransfer(ctx context.Context) error {
 		return err
 	}
 	if err := c.st.Delete(transferKey); err != nil {
+		return err
+	}
+	if err := c.catchUp(ctx); err != nil {
 		return err
 	}
 	// Best effort: the server forgets a transfer after a day anyway.

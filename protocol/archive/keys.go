@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"bytes"
 	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
@@ -206,3 +207,7 @@ func ParseOffer(b []byte) (Offer, error) {
 	}
 	return o, nil
 }
+
+// Bytes returns the key's 16 bytes (to store on the device that makes the
+// backups).
+func (r RecoveryKey) Bytes() []byte { return bytes.Clone(r.k[:]) }
