@@ -84,6 +84,7 @@ func TestVectors(t *testing.T) {
 		vecCase("devicelist.json", vecGenDeviceLists, vecReplayDeviceLists),
 		vecCase("keys.json", vecGenKeys, vecReplayKeys),
 		vecCase("attach.json", vecGenAttach, vecReplayAttach),
+		vecCase("archive.json", vecGenArchive, vecReplayArchive),
 	}
 	known := map[string]bool{}
 	for _, s := range specs {
