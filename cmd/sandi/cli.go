@@ -102,6 +102,8 @@ var commands = map[string]command{
 	"contacts":      cmdContacts,
 	"alarms":        cmdAlarms,
 	"rekey-back":    cmdRekeyBack,
+	"backup":        cmdBackup,
+	"restore":       cmdRestore,
 }
 
 // open opens the client state in the home directory and holds it (its
