@@ -305,6 +305,11 @@ func (c *Client) Restore(ctx context.Context, recoveryKey string) error {
 	if err := c.uploadBundle(ctx, false, c.batch); err != nil {
 		return err
 	}
+	// Named in the account's device list at once, so that new epochs
+	// include this device from now on (§12).
+	if err := c.ensureDeviceList(ctx); err != nil {
+		return err
+	}
 	if err := c.saveBackupState(&backupState{Recovery: k.Bytes(), ID: ref.ID}); err != nil {
 		return err
 	}
