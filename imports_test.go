@@ -18,6 +18,8 @@ var importRules = []struct {
 	{"sandi.dev/internal/server", "sandi.dev/protocol/secret", false, "the server never holds private keys, conversation keys or plaintext"},
 	{"sandi.dev/internal/store/...", "sandi.dev/protocol/secret", false, "the store keeps what the server may hold: ciphertext and public keys"},
 	{"sandi.dev/internal/testpg", "sandi.dev/protocol/secret", false, "test infrastructure of the server side"},
+	{"sandi.dev/internal/blob/...", "sandi.dev/protocol/secret", false, "the blob stores keep ciphertext made on the clients"},
+	{"sandi.dev/internal/tests3", "sandi.dev/protocol/secret", false, "test infrastructure of the server side"},
 	{"sandi.dev/protocol", "sandi.dev/protocol/secret", false, "public structures must not need private-key code"},
 	{"sandi.dev/protocol/...", "log", true, "the protocol core does no logging"},
 	{"sandi.dev/protocol/...", "log/slog", true, "the protocol core does no logging"},

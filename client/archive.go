@@ -283,8 +283,8 @@ func (c *Client) readArchive(r io.Reader, fileKey []byte, kind archive.Kind, fn 
 
 // importRecord merges one archived record into this device's storage:
 // what the device does not hold is taken as is; a history is merged by
-// message; a conversation the device already holds keeps its state but
-// takes the archive's title if it has none; a pin of the same key takes
+// message; a conversation the device already holds keeps its own but
+// takes the archive's title and state if it has none; a pin of the same key takes
 // the archive's verified flag; everything else the device holds stays.
 // The caller holds c.mu.
 func (c *Client) importRecord(rec archive.Record) error {
@@ -302,20 +302,23 @@ func (c *Client) importRecord(rec archive.Record) error {
 	case strings.HasPrefix(rec.Key, "history/"):
 		return c.st.Put(rec.Key, mergeHistory(rec.Value, have))
 	case strings.HasPrefix(rec.Key, "conv/"):
-		var mine, theirs convState
-		if json.Unmarshal(have, &mine) != nil || json.Unmarshal(rec.Value, &theirs) != nil || mine.Title != "" || theirs.Title == "" {
+		// The title and the verified conversation state (§7.6) are taken
+		// where this device has none; the rest (epochs, sequence numbers,
+		// read marks) is this device's own.
+		var mine, theirs map[string]json.RawMessage
+		if json.Unmarshal(have, &mine) != nil || json.Unmarshal(rec.Value, &theirs) != nil {
 			return nil
 		}
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(have, &m); err != nil {
+		changed := false
+		for _, f := range []string{"title", "state"} {
+			if _, ok := mine[f]; !ok && theirs[f] != nil {
+				mine[f], changed = theirs[f], true
+			}
+		}
+		if !changed {
 			return nil
 		}
-		t, err := json.Marshal(theirs.Title)
-		if err != nil {
-			return err
-		}
-		m["title"] = t
-		b, err := json.Marshal(m)
+		b, err := json.Marshal(mine)
 		if err != nil {
 			return err
 		}

@@ -3,8 +3,11 @@
 package client
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io"
+	"syscall/js"
 )
 
 // blobRange is the size of one ranged GET of a download: fetch holds an
@@ -21,48 +24,124 @@ type spool interface {
 	Remove() error
 }
 
-// maxMemSpool bounds a download in a browser, which spools to memory.
-const maxMemSpool = 512 << 20
-
-// memSpool is a spool in memory.
-type memSpool struct {
-	b   []byte
-	off int
+// blobSpool is a spool in the page's memory, as a JavaScript Blob (which
+// the browser keeps on disk when it is large), not in the module's: the
+// module's memory grows and never shrinks, and would hold the largest
+// attachment ever downloaded (and, growing by doubling, up to three times
+// it). Writes are gathered in pieces of spoolPiece bytes; reads take a
+// piece at a time with Blob.slice().arrayBuffer(), which gives the page
+// its event loop back between pieces; a download's writes (and the digest
+// computed beside them) let the page draw every 10 ms.
+type blobSpool struct {
+	parts js.Value // Array of the Blob and Uint8Arrays written, in order
+	size  int64    // bytes written, buf included
+	buf   []byte   // written, not yet in parts
+	off   int64    // read position
+	rest  []byte   // read, not yet returned
+	rbuf  []byte
+	busy  Busy
 }
 
-func (m *memSpool) Read(p []byte) (int, error) {
-	if m.off >= len(m.b) {
-		return 0, io.EOF
+const spoolPiece = 1 << 20
+
+func newBlobSpool() *blobSpool { return &blobSpool{parts: js.Global().Get("Array").New()} }
+
+func (s *blobSpool) Write(p []byte) (int, error) {
+	if s.off != s.size || len(s.rest) > 0 {
+		return 0, errors.New("blobSpool: writes only append")
 	}
-	n := copy(p, m.b[m.off:])
-	m.off += n
+	s.busy.Check(context.Background())
+	n := len(p)
+	for len(p) > 0 {
+		if s.buf == nil {
+			s.buf = make([]byte, 0, spoolPiece)
+		}
+		k := copy(s.buf[len(s.buf):cap(s.buf)], p)
+		s.buf, p = s.buf[:len(s.buf)+k], p[k:]
+		if len(s.buf) == cap(s.buf) {
+			s.flush()
+		}
+	}
+	s.size += int64(n)
+	s.off = s.size
 	return n, nil
 }
 
-func (m *memSpool) Write(p []byte) (int, error) {
-	if m.off+len(p) > maxMemSpool {
-		return 0, errors.New("an attachment this large cannot be downloaded in a browser")
+// flush moves buf into parts.
+func (s *blobSpool) flush() {
+	if len(s.buf) > 0 {
+		s.parts.Call("push", jsBytes(s.buf))
+		s.buf = s.buf[:0]
 	}
-	m.b = append(m.b[:m.off], p...)
-	m.off += len(p)
-	return len(p), nil
 }
 
-func (m *memSpool) Seek(off int64, whence int) (int64, error) {
-	if whence != io.SeekStart || off < 0 || off > int64(len(m.b)) {
-		return 0, errors.New("memSpool: bad seek")
+// blob is everything written, as one Blob (which then replaces parts).
+func (s *blobSpool) blob() js.Value {
+	s.flush()
+	if s.parts.Length() == 1 && s.parts.Index(0).InstanceOf(js.Global().Get("Blob")) {
+		return s.parts.Index(0)
 	}
-	m.off = int(off)
+	b := js.Global().Get("Blob").New(s.parts)
+	s.parts = js.Global().Get("Array").New()
+	s.parts.Call("push", b)
+	return b
+}
+
+func (s *blobSpool) Read(p []byte) (int, error) {
+	if len(s.rest) == 0 {
+		if s.off >= s.size {
+			return 0, io.EOF
+		}
+		end := min(s.off+spoolPiece, s.size)
+		ab, err := awaitPromise(context.Background(), js.Null(), s.blob().Call("slice", float64(s.off), float64(end)).Call("arrayBuffer"))
+		if err != nil {
+			return 0, fmt.Errorf("read the download's spool: %w", err)
+		}
+		if s.rbuf == nil {
+			s.rbuf = make([]byte, spoolPiece)
+		}
+		s.rest = s.rbuf[:ab.Get("byteLength").Int()]
+		js.CopyBytesToGo(s.rest, js.Global().Get("Uint8Array").New(ab))
+	}
+	n := copy(p, s.rest)
+	s.rest = s.rest[n:]
+	s.off += int64(n)
+	return n, nil
+}
+
+func (s *blobSpool) Seek(off int64, whence int) (int64, error) {
+	if whence != io.SeekStart || off < 0 || off > s.size {
+		return 0, errors.New("blobSpool: bad seek")
+	}
+	s.off, s.rest = off, nil
 	return off, nil
 }
 
-func (m *memSpool) Truncate(n int64) error { m.b = m.b[:n]; return nil }
-func (m *memSpool) Close() error           { return nil }
-func (m *memSpool) Remove() error          { m.b = nil; return nil }
+func (s *blobSpool) Truncate(n int64) error {
+	if n < 0 || n > s.size {
+		return errors.New("blobSpool: bad truncate")
+	}
+	if n < s.size {
+		b := s.blob().Call("slice", 0, float64(n))
+		s.parts = js.Global().Get("Array").New()
+		s.parts.Call("push", b)
+		s.size = n
+	}
+	s.off, s.rest = n, nil
+	return nil
+}
 
-// openSpool returns an empty spool in memory: a page does not resume a
-// download across reloads.
-func (c *Client) openSpool(string) (spool, int64, error) { return &memSpool{}, 0, nil }
+func (s *blobSpool) Close() error { return nil }
+
+func (s *blobSpool) Remove() error {
+	s.parts = js.Global().Get("Array").New()
+	s.buf, s.rest, s.size, s.off = nil, nil, 0, 0
+	return nil
+}
+
+// openSpool returns an empty spool in the page's memory: a page does not
+// resume a download across reloads.
+func (c *Client) openSpool(string) (spool, int64, error) { return newBlobSpool(), 0, nil }
 
 // fillImageMeta makes no thumbnail in a browser: the page does, with its
 // own image decoders, and the module stays small.

@@ -183,6 +183,22 @@ func (c *Client) Close() error {
 }
 
 func (c *Client) load() error {
+	// A logout interrupted during its erasure: finish it.
+	if _, err := c.st.Get(logoutMark); err == nil {
+		var a account
+		if b, err := c.st.Get("account"); err == nil {
+			_ = json.Unmarshal(b, &a) // only its server URL is kept
+		}
+		c.acct = account{Server: a.Server}
+		if err := c.saveAccount(); err != nil {
+			return fmt.Errorf("finish the logout: %w", err)
+		}
+		if err := c.finishLogout(); err != nil {
+			return fmt.Errorf("finish the logout: %w", err)
+		}
+	} else if !errors.Is(err, ErrNoValue) {
+		return err
+	}
 	b, err := c.st.Get("account")
 	if errors.Is(err, ErrNoValue) {
 		return nil

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"unicode/utf8"
 
 	"sandi.dev/protocol"
 	"sandi.dev/protocol/secret"
@@ -22,13 +23,16 @@ var ErrServerMisbehaved = errors.New("the server sent data that does not verify"
 // convState is what the device keeps per conversation (storage key conv/ID,
 // records under chain/ID).
 type convState struct {
-	ID      protocol.ConversationID `json:"id"`
-	Title   string                  `json:"title,omitempty"`
-	Epoch   uint64                  `json:"epoch"`   // newest epoch this device holds
-	LastSeq uint64                  `json:"lastSeq"` // last message seq processed
-	Left    bool                    `json:"left,omitempty"`
-	Unread  int                     `json:"unread,omitempty"`
-	ReadSeq uint64                  `json:"readSeq,omitempty"` // messages up to it are read (MarkReadThrough)
+	ID protocol.ConversationID `json:"id"`
+	// Title is the last title message's, in a conversation from before
+	// states (read for compatibility); State is the verified state (§7.6).
+	Title   string     `json:"title,omitempty"`
+	State   *stateView `json:"state,omitempty"`
+	Epoch   uint64     `json:"epoch"`   // newest epoch this device holds
+	LastSeq uint64     `json:"lastSeq"` // last message seq processed
+	Left    bool       `json:"left,omitempty"`
+	Unread  int        `json:"unread,omitempty"`
+	ReadSeq uint64     `json:"readSeq,omitempty"` // messages up to it are read (MarkReadThrough)
 	// The epoch rules of §7.4 and §7.5: see epochrules.go.
 	StreamSeq uint64               `json:"streamSeq,omitempty"` // newest record whose event the stream delivered
 	Spans     map[uint64]epochSpan `json:"spans,omitempty"`     // per record, the epochs held for it
@@ -50,7 +54,11 @@ type epochEntry struct {
 	// are exactly the member devices of its record (§7.4 step 6); only
 	// then does it send in it.
 	Covered bool `json:"covered,omitempty"`
-	ep      *secret.Epoch
+	// StateKey is the epoch's key for conversation state (§7.6), derived
+	// with the chains before the epoch secret is erased; absent in epochs
+	// opened before states existed.
+	StateKey b64 `json:"stateKey,omitempty"`
+	ep       *secret.Epoch
 }
 
 func convKey(id protocol.ConversationID) string  { return "conv/" + id.String() }
@@ -321,12 +329,16 @@ func (c *Client) usernameOf(ctx context.Context, id protocol.UserID) string {
 
 // CreateConversation creates a conversation of this account (admin) and
 // the named users (usernames or user ids), with its first epoch. A title,
-// if given, is sent as the first message, encrypted.
+// if given, is the conversation's first state (§7.6), encrypted under
+// that epoch.
 func (c *Client) CreateConversation(ctx context.Context, title string, users ...string) (protocol.ConversationID, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.ready(); err != nil {
 		return protocol.ConversationID{}, err
+	}
+	if len(title) > protocol.MaxTitle || !utf8.ValidString(title) {
+		return protocol.ConversationID{}, fmt.Errorf("a title is at most %d bytes of UTF-8 text", protocol.MaxTitle)
 	}
 	rec := &protocol.Record{Op: protocol.OpCreate, Conversation: protocol.NewConversationID(), Time: c.now().UnixMilli(), Author: c.acct.User}
 	rec.Members = []protocol.Member{{User: c.acct.User, Identity: c.id.Public(), Role: protocol.RoleAdmin}}
@@ -347,12 +359,23 @@ func (c *Client) CreateConversation(ctx context.Context, title string, users ...
 	}
 	var dist *protocol.Distribution
 	var entry *epochEntry
+	var state *stateView
 	for try := 0; ; try++ {
 		dist, entry, err = c.makeEpoch(ctx, chain, 1)
 		if err != nil {
 			return protocol.ConversationID{}, err
 		}
-		err = c.api.do(ctx, "POST", "/api/conversations", map[string]b64{"genesis": rec.Marshal(), "session": dist.Marshal()}, nil)
+		body := map[string]b64{"genesis": rec.Marshal(), "session": dist.Marshal()}
+		if title != "" {
+			cs := &convState{ID: chain.Conversation}
+			enc, err := c.sealState(cs, 1, entry, 1, protocol.StateContent{Title: title})
+			if err != nil {
+				return protocol.ConversationID{}, err
+			}
+			body["state"] = enc
+			state = &stateView{Version: 1, Epoch: 1, Title: title, Signer: c.acct.User, Time: c.now().UnixMilli(), Ref: stateRef(enc)}
+		}
+		err = c.api.do(ctx, "POST", "/api/conversations", body, nil)
 		// A device added between the claim and the write: claim again.
 		if IsCode(err, "session_coverage") && try < 3 {
 			continue
@@ -363,7 +386,7 @@ func (c *Client) CreateConversation(ctx context.Context, title string, users ...
 		break
 	}
 	cs := c.newConv(chain.Conversation)
-	cs.records, cs.chain, cs.Epoch = [][]byte{rec.Marshal()}, chain, 1
+	cs.records, cs.chain, cs.Epoch, cs.State = [][]byte{rec.Marshal()}, chain, 1, state
 	cs.epochs[1] = entry
 	if err := c.saveChain(cs); err != nil {
 		return cs.ID, err
@@ -373,11 +396,6 @@ func (c *Client) CreateConversation(ctx context.Context, title string, users ...
 	}
 	if err := c.saveConv(cs); err != nil {
 		return cs.ID, err
-	}
-	if title != "" {
-		if _, err := c.send(ctx, cs, "", Content{Type: ContentTitle, Text: title}); err != nil {
-			return cs.ID, err
-		}
 	}
 	return cs.ID, nil
 }
@@ -463,11 +481,12 @@ func (c *Client) makeEpoch(ctx context.Context, chain *protocol.Chain, n uint64)
 		return nil, nil, err
 	}
 	ep, err := secret.NewEpoch(s, chain.Conversation, n, c.ref(), dist.Devices())
+	sk, kerr := secret.DeriveStateKey(s, chain.Conversation, n)
 	clear(s[:])
-	if err != nil {
+	if err = errors.Join(err, kerr); err != nil {
 		return nil, nil, err
 	}
-	return dist, &epochEntry{ChainSeq: chain.Seq, Identities: idents, ep: ep}, nil
+	return dist, &epochEntry{ChainSeq: chain.Seq, Identities: idents, StateKey: sk[:], ep: ep}, nil
 }
 
 // openEpoch returns epoch n for reading a message in it: the one path by
@@ -550,15 +569,16 @@ func (c *Client) open(ctx context.Context, cs *convState, d *protocol.Distributi
 		return nil, fmt.Errorf("%w: epoch %d: %v", ErrServerMisbehaved, n, err)
 	}
 	ep, err := secret.NewEpoch(s, cs.ID, n, c.ref(), d.Devices())
+	sk, kerr := secret.DeriveStateKey(s, cs.ID, n)
 	clear(s[:])
-	if err != nil {
+	if err = errors.Join(err, kerr); err != nil {
 		return nil, err
 	}
 	idents := map[protocol.UserID]protocol.IdentityKey{}
 	for _, m := range at.Members() {
 		idents[m.User] = m.Identity
 	}
-	e := &epochEntry{ChainSeq: d.ChainSeq, Identities: idents, Covered: devices != nil, ep: ep}
+	e := &epochEntry{ChainSeq: d.ChainSeq, Identities: idents, Covered: devices != nil, StateKey: sk[:], ep: ep}
 	cs.epochs[n] = e
 	cs.hold(n, d.ChainSeq)
 	if err := c.saveEpoch(cs, n, e); err != nil {
@@ -588,6 +608,7 @@ type convAnswer struct {
 	RotationRequired bool                    `json:"rotationRequired"`
 	ChainSeq         uint64                  `json:"chainSeq"`
 	LastSeq          uint64                  `json:"lastSeq"`
+	State            b64                     `json:"state"` // the latest state record (§7.6), if any
 }
 
 // current returns the epoch to send in (§7.5): one made for the head of
@@ -616,12 +637,15 @@ func (c *Client) current(ctx context.Context, cs *convState) (*epochEntry, uint6
 				continue // the answer predates a change: ask again
 			}
 		}
+		if err := c.acceptState(ctx, cs, ca.State); err != nil {
+			return nil, 0, err
+		}
 		if !ca.RotationRequired {
 			e, n, err := c.sendable(ctx, cs, ca)
 			var cov *coverageError
 			switch {
 			case err == nil:
-				return e, n, nil
+				return e, n, c.catchUpState(ctx, cs, ca, n, e)
 			case errors.As(err, &cov):
 				// A device added or removed since the answer is a race,
 				// not a lie: ask again before raising the alarm.
@@ -646,7 +670,7 @@ func (c *Client) current(ctx context.Context, cs *convState) (*epochEntry, uint6
 		}
 		n := max(ca.Epoch, cs.Epoch) + 1
 		if err := c.rotate(ctx, cs, n); err != nil {
-			if IsCode(err, "epoch_taken") || IsCode(err, "stale_chain") || IsCode(err, "session_coverage") {
+			if IsCode(err, "epoch_taken") || IsCode(err, "stale_chain") || IsCode(err, "session_coverage") || IsCode(err, "stale_state") {
 				continue
 			}
 			return nil, 0, err
@@ -666,8 +690,10 @@ func (c *Client) conversationState(ctx context.Context, cs *convState) (convAnsw
 	if err := c.api.do(ctx, "GET", "/api/conversations/"+cs.ID.String(), nil, &ca); err != nil {
 		if IsCode(err, "not_found") {
 			cs.Left = true
-			c.saveConv(cs)
-			return ca, fmt.Errorf("you are not a member of conversation %s", cs.ID)
+			if serr := c.saveConv(cs); serr != nil {
+				return ca, serr
+			}
+			return ca, fmt.Errorf("%w (%s)", ErrNotMember, cs.ID)
 		}
 		return ca, err
 	}
@@ -695,11 +721,26 @@ func (c *Client) rotate(ctx context.Context, cs *convState, n uint64) error {
 	if err != nil {
 		return err
 	}
-	if err := c.api.do(ctx, "POST", "/api/conversations/"+cs.ID.String()+"/sessions", map[string]b64{"session": dist.Marshal()}, nil); err != nil {
+	// The held state follows the conversation into the new epoch (§7.6).
+	body := map[string]b64{"session": dist.Marshal()}
+	state, err := c.republish(cs, n, entry)
+	if err != nil {
+		return err
+	}
+	if state != nil {
+		body["state"] = state
+	}
+	if err := c.api.do(ctx, "POST", "/api/conversations/"+cs.ID.String()+"/sessions", body, nil); err != nil {
 		if IsCode(err, "epoch_taken") {
 			c.stats.AdoptedEpochs++
 		}
+		if IsCode(err, "stale_state") { // a newer state landed: take it, then try again
+			return errors.Join(err, c.refreshState(ctx, cs))
+		}
 		return err
+	}
+	if state != nil {
+		cs.State.Epoch, cs.State.Ref = n, stateRef(state)
 	}
 	c.stats.Rotations++
 	entry.Covered = true
@@ -772,7 +813,20 @@ func (c *Client) AddMembers(ctx context.Context, conv protocol.ConversationID, u
 		}
 		ms = append(ms, protocol.Member{User: id, Identity: key, Role: protocol.RoleMember})
 	}
-	return c.change(ctx, conv, protocol.OpAdd, ms, nil)
+	if err := c.change(ctx, conv, protocol.OpAdd, ms, nil); err != nil {
+		return err
+	}
+	// The new members read the conversation's state once an epoch carries
+	// it to them (§7.6): make that epoch now rather than at the next
+	// message.
+	cs, err := c.conv(conv)
+	if err != nil || cs == nil || cs.State == nil {
+		return err
+	}
+	if _, _, err := c.current(ctx, cs); err != nil {
+		return fmt.Errorf("members added; the new epoch that gives them the conversation's state is not made yet (the next message makes it): %w", err)
+	}
+	return nil
 }
 
 // RemoveMembers removes users (names or ids) from a conversation, one

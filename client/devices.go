@@ -386,18 +386,15 @@ func (c *Client) logoutServer(ctx context.Context) error {
 // conversations and history, its pending link. The alarm log stays (it is
 // about the server, not the account), and so does the server URL, so the
 // same storage can log in or register again.
+//
+// The device is logged out from the first write on: a mark says so and the
+// account record loses its token before anything else is erased, so an
+// erasure interrupted half-way (a crash, a full disk) leaves a device that
+// is logged out, never one that still names the account; Open finishes the
+// erasure (see finishLogout).
 func (c *Client) forgetDevice() error {
-	keys, err := c.st.List("")
-	if err != nil {
+	if err := c.st.Put(logoutMark, []byte("1")); err != nil {
 		return err
-	}
-	for _, k := range keys {
-		if k == "alarms" {
-			continue
-		}
-		if err := c.st.Delete(k); err != nil {
-			return err
-		}
 	}
 	server := c.acct.Server
 	c.acct = account{Server: server}
@@ -406,5 +403,30 @@ func (c *Client) forgetDevice() error {
 	c.convs = map[protocol.ConversationID]*convState{}
 	c.pend = newPending()
 	c.api.token = ""
-	return c.saveAccount()
+	if err := c.saveAccount(); err != nil {
+		return err
+	}
+	return c.finishLogout()
+}
+
+// logoutMark is the storage key present while a logout's erasure is not
+// complete.
+const logoutMark = "logout"
+
+// finishLogout erases everything but the account record (logged out), the
+// alarm log and, last, the logout mark.
+func (c *Client) finishLogout() error {
+	keys, err := c.st.List("")
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if k == "alarms" || k == "account" || k == logoutMark {
+			continue
+		}
+		if err := c.st.Delete(k); err != nil {
+			return err
+		}
+	}
+	return c.st.Delete(logoutMark)
 }

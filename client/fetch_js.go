@@ -39,11 +39,26 @@ func (a *api) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	opts.Set("headers", headers)
 	if req.Body != nil {
-		b, err := io.ReadAll(req.Body)
-		if err != nil {
-			return nil, err
+		// As a Blob: Chromium sends a Uint8Array body with the page's
+		// thread blocked until the request completes (seconds for a part
+		// of an attachment); a Blob's it sends off the thread. The Blob is
+		// built of pieces of at most 1 MiB, so the module never holds a
+		// whole part of an attachment a second time.
+		parts := js.Global().Get("Array").New()
+		buf := make([]byte, min(max(req.ContentLength, 512), 1<<20))
+		for {
+			n, err := req.Body.Read(buf)
+			if n > 0 {
+				parts.Call("push", jsBytes(buf[:n]))
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return nil, err
+			}
 		}
-		opts.Set("body", jsBytes(b))
+		opts.Set("body", js.Global().Get("Blob").New(parts))
 	}
 	abort := js.Global().Get("AbortController").New()
 	opts.Set("signal", abort.Get("signal"))
@@ -79,9 +94,9 @@ func (a *api) roundTrip(req *http.Request) (*http.Response, error) {
 	}, nil
 }
 
-// awaitPromise waits for p. When ctx ends first it aborts the request and
-// still waits for p to settle, so its callbacks are released only after
-// JavaScript is done with them.
+// awaitPromise waits for p. When ctx ends first it aborts the request (if
+// abort is an AbortController) and still waits for p to settle, so its
+// callbacks are released only after JavaScript is done with them.
 func awaitPromise(ctx context.Context, abort, p js.Value) (js.Value, error) {
 	type result struct {
 		v   js.Value
@@ -107,7 +122,9 @@ func awaitPromise(ctx context.Context, abort, p js.Value) (js.Value, error) {
 	case r := <-ch:
 		return r.v, r.err
 	case <-ctx.Done():
-		abort.Call("abort")
+		if abort.Truthy() {
+			abort.Call("abort")
+		}
 		<-ch
 		return js.Value{}, ctx.Err()
 	}

@@ -91,23 +91,13 @@ func (c *Client) Search(query string, only *protocol.ConversationID) ([]Message,
 func (c *Client) LocalConversations() ([]Conversation, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	keys, err := c.st.List("conv/")
+	held, err := c.storedConvs()
 	if err != nil {
 		return nil, err
 	}
 	var out []Conversation
-	for _, k := range keys {
-		id, err := protocol.ParseConversationID(strings.TrimPrefix(k, "conv/"))
-		if err != nil {
-			continue
-		}
-		cs, err := c.conv(id)
-		if err != nil {
-			return nil, err
-		}
-		if cs != nil {
-			out = append(out, Conversation{ID: id, Title: cs.Title, Epoch: cs.Epoch, Unread: cs.Unread})
-		}
+	for _, cs := range held {
+		out = append(out, Conversation{ID: cs.ID, Title: cs.title(), Epoch: cs.Epoch, Unread: cs.Unread})
 	}
 	return out, nil
 }

@@ -59,10 +59,15 @@ type Conversation struct {
 	Last             *Message                `json:"last,omitempty"`
 	// Admins are the members (usernames) who may add and remove members.
 	Admins []string `json:"admins,omitempty"`
+	// Status is "" for a conversation this account is a member of, and
+	// "left" or "removed" for one it no longer is: kept read-only, with
+	// the messages it received while it was a member.
+	Status string `json:"status,omitempty"`
 }
 
 // Conversations lists the conversations this account is a member of, with
-// their verified members.
+// their verified members and state, then those it left or was removed
+// from that this device kept (Status "left" or "removed").
 func (c *Client) Conversations(ctx context.Context) ([]Conversation, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -76,7 +81,9 @@ func (c *Client) Conversations(ctx context.Context) ([]Conversation, error) {
 		return nil, err
 	}
 	out := make([]Conversation, 0, len(list.Conversations))
+	listed := map[protocol.ConversationID]bool{}
 	for _, ca := range list.Conversations {
+		listed[ca.ID] = true
 		cs, err := c.conv(ca.ID)
 		if err != nil {
 			return nil, err
@@ -89,16 +96,51 @@ func (c *Client) Conversations(ctx context.Context) ([]Conversation, error) {
 				return nil, err
 			}
 		}
-		cv := Conversation{ID: ca.ID, Title: cs.Title, Epoch: ca.Epoch, RotationRequired: ca.RotationRequired, Unread: cs.Unread}
-		for _, m := range cs.chain.Members() {
-			name := c.usernameOf(ctx, m.User)
-			cv.Members = append(cv.Members, name)
-			if m.Role == protocol.RoleAdmin {
-				cv.Admins = append(cv.Admins, name)
-			}
+		if err := c.acceptState(ctx, cs, ca.State); err != nil {
+			return nil, err
 		}
-		slices.Sort(cv.Members)
-		slices.Sort(cv.Admins)
+		cv := Conversation{ID: ca.ID, Title: cs.title(), Epoch: ca.Epoch, RotationRequired: ca.RotationRequired, Unread: cs.Unread}
+		c.describeMembers(ctx, cs, &cv)
+		out = append(out, cv)
+	}
+	kept, err := c.formerConversations(ctx, listed)
+	return append(out, kept...), err
+}
+
+func (c *Client) describeMembers(ctx context.Context, cs *convState, cv *Conversation) {
+	for _, m := range cs.chain.Members() {
+		name := c.usernameOf(ctx, m.User)
+		cv.Members = append(cv.Members, name)
+		if m.Role == protocol.RoleAdmin {
+			cv.Admins = append(cv.Admins, name)
+		}
+	}
+	slices.Sort(cv.Members)
+	slices.Sort(cv.Admins)
+}
+
+// formerConversations returns the conversations this device holds that
+// the server does not list (this account left them or was removed), read
+// from storage only: the server has nothing more to say about them.
+func (c *Client) formerConversations(ctx context.Context, listed map[protocol.ConversationID]bool) ([]Conversation, error) {
+	held, err := c.storedConvs()
+	if err != nil {
+		return nil, err
+	}
+	var out []Conversation
+	for _, cs := range held {
+		id := cs.ID
+		if listed[id] || cs.chain == nil {
+			continue
+		}
+		if _, member := cs.chain.Member(c.acct.User); member && !cs.Left {
+			continue // not listed, yet a member by the chain this device verified: not shown as left
+		}
+		cv := Conversation{ID: id, Title: cs.title(), Epoch: cs.Epoch, Unread: cs.Unread, Status: "removed"}
+		if last, err := protocol.ParseRecord(cs.records[len(cs.records)-1]); err == nil && last.Op == protocol.OpLeave && last.Author == c.acct.User {
+			cv.Status = "left"
+		}
+		c.describeMembers(ctx, cs, &cv)
 		out = append(out, cv)
 	}
 	return out, nil

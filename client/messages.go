@@ -148,6 +148,9 @@ type outgoing struct {
 }
 
 func (c *Client) send(ctx context.Context, cs *convState, clientID string, ct Content) (Message, error) {
+	if err := c.stillMember(ctx, cs); err != nil {
+		return Message{}, err
+	}
 	if clientID == "" {
 		clientID = NewClientID()
 	}

@@ -212,14 +212,23 @@ func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) er
 			if ev.Conversation == nil {
 				continue
 			}
-			cs, err := c.conv(*ev.Conversation)
+			cs, err := c.convOrNew(*ev.Conversation)
 			if err != nil {
 				return err
 			}
-			if cs == nil {
-				cs = c.newConv(*ev.Conversation)
-			}
 			if _, err := c.openEpoch(ctx, cs, ev.Epoch); err != nil && !errors.Is(err, errNoSession) && !errors.Is(err, ErrServerMisbehaved) && !errors.Is(err, ErrIdentityNotAccepted) {
+				return errors.Join(err, c.flush())
+			}
+		case "state":
+			// The conversation's state changed (§7.6): fetch and check it.
+			if ev.Conversation == nil {
+				continue
+			}
+			cs, err := c.convOrNew(*ev.Conversation)
+			if err != nil {
+				return err
+			}
+			if err := c.refreshState(ctx, cs); err != nil {
 				return errors.Join(err, c.flush())
 			}
 		case "prekeys_low":

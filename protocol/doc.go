@@ -34,6 +34,9 @@ const (
 	LabelLinkRequest     = "sandi v1 link request"
 	LabelDeviceList      = "sandi v1 device list record"
 	LabelDeviceListHash  = "sandi v1 device list hash"
+	LabelStateKey        = "sandi v1 state key"
+	LabelStateAD         = "sandi v1 state data"
+	LabelStateSig        = "sandi v1 state signature"
 	LabelAttachmentKey   = "sandi v1 attachment key"
 	LabelAttachmentChunk = "sandi v1 attachment chunk"
 )

@@ -68,6 +68,31 @@ else
 fi
 [ -x /usr/bin/chromium ] || die "apt-get installed chromium but /usr/bin/chromium is not there"
 
+say "S3-compatible server for the blob store tests"
+# internal/tests3 starts a throwaway versitygw (a real S3 gateway over a
+# directory, on loopback) from $SANDI_TEST_S3_BIN, unless SANDI_TEST_S3_URL
+# names a server; the tests fail without it. It is built from the Go module
+# proxy (about a minute, once) into the user's cache, outside go.mod: it is
+# a test tool, not a dependency of sandi.
+VERSITYGW=github.com/versity/versitygw/cmd/versitygw@v1.8.0
+if [ -n "${SANDI_TEST_S3_URL:-}" ]; then
+  echo "using SANDI_TEST_S3_URL"
+else
+  if [ -z "${SANDI_TEST_S3_BIN:-}" ]; then
+    s3bin="${XDG_CACHE_HOME:-$HOME/.cache}/sandi/versitygw-v1.8.0"
+    SANDI_TEST_S3_BIN=$s3bin/versitygw
+    if [ ! -x "$SANDI_TEST_S3_BIN" ]; then
+      echo "building $VERSITYGW into $s3bin"
+      mkdir -p "$s3bin"
+      GOBIN="$s3bin" go install "$VERSITYGW" \
+        || die "could not build versitygw with: GOBIN=$s3bin go install $VERSITYGW (or set SANDI_TEST_S3_URL to an S3 server)"
+    fi
+  fi
+  [ -x "$SANDI_TEST_S3_BIN" ] || die "SANDI_TEST_S3_BIN=$SANDI_TEST_S3_BIN is not an executable versitygw"
+  export SANDI_TEST_S3_BIN
+  echo "found $SANDI_TEST_S3_BIN"
+fi
+
 say "build the web client (go generate ./web)"
 go generate ./web
 

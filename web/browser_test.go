@@ -14,6 +14,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"image/jpeg"
 	"image/png"
 	"net/http"
 	"os"
@@ -30,6 +31,7 @@ import (
 	"github.com/makiuchi-d/gozxing/qrcode"
 
 	"sandi.dev/client"
+	"sandi.dev/internal/server"
 	"sandi.dev/protocol"
 	"sandi.dev/protocol/secret"
 )
@@ -249,7 +251,6 @@ func TestBrowserDevices(t *testing.T) {
 	}
 	alice.openConversation("Plans")
 	alice.waitMessage("hi from the terminal")
-	alice.waitText("#messages", "carol named the conversation “Plans”")
 
 	// Carol logs in on a browser: it shows a code, the terminal confirms it.
 	carolWeb := newPage(t, browser, "carol-web", url)
@@ -273,12 +274,13 @@ func TestBrowserDevices(t *testing.T) {
 		t.Fatalf("carol's terminal approves %s: %v", code, err)
 	}
 	carolWeb.waitView("main")
-	// The title was a message sent before this device existed: a new
-	// device does not read earlier messages, so it names the conversation
-	// by its members.
+	// The title is conversation state: a new device reads it with the
+	// first epoch that reaches it (alice's next message makes it); until
+	// then it names the conversation by its members.
 	carolWeb.openConversation("alice")
 	alice.send("to both of carol's devices")
 	carolWeb.waitMessage("to both of carol's devices")
+	carolWeb.waitText("#chat-title", "Plans")
 	carol.waitTexts("alice: to both of carol's devices")
 	carolWeb.click("#devices-link")
 	carolWeb.wait("two devices", `document.querySelectorAll("#device-list li").length === 2`)
@@ -383,7 +385,7 @@ func TestBrowserDevices(t *testing.T) {
 	}
 	alice2.openConversation("carol")
 	alice2.send("new key, same alice")
-	carolWeb.openConversation("alice")
+	carolWeb.openConversation("Plans")
 	carolWeb.waitMessage("new key, same alice")
 	carol.waitTexts("alice: new key, same alice")
 
@@ -920,4 +922,239 @@ func resetFromNewDevice(t *testing.T, url, username string) *cli {
 		t.Fatalf("%s resets the identity: %v", username, err)
 	}
 	return u
+}
+
+// TestBrowserAttachments: a PNG sent from the terminal shows inline in the
+// browser (decoded at its full size); files picked in the browser are
+// saved by the terminal byte for byte; a voice note recorded in one
+// browser plays in another; a file whose ciphertext the server changed
+// shows an error, not the file.
+func TestBrowserAttachments(t *testing.T) {
+	requireBuilt(t)
+	const maxBlob = 24 << 20
+	url, data := startServerIn(t, "", func(c *server.Config) { c.MaxBlobSize = maxBlob })
+	browser := startBrowser(t)
+	ctx := context.Background()
+
+	alice := newPage(t, browser, "alice", url)
+	alice.register("alice")
+	bob := newPage(t, browser, "bob", url)
+	bob.register("bob")
+	carol := newCLI(t, url, "")
+	if err := carol.c.Register(ctx, "carol", "password of carol"); err != nil {
+		t.Fatal(err)
+	}
+	conv, err := carol.c.CreateConversation(ctx, "Files", "alice", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice.openConversation("Files")
+	bob.openConversation("Files")
+
+	// A PNG from the terminal: shown inline, decoded at its size.
+	photo := testPNG(t, 300, 200)
+	carol.sendFile(conv, "photo.png", "image/png", photo)
+	for _, p := range []*page{alice, bob} {
+		if w := p.waitImage("photo.png"); w != 300 {
+			p.fail("the image is shown %d pixels wide, the PNG is 300", w)
+		}
+	}
+
+	// Two files picked at once in alice's browser (one message): the
+	// terminal saves them byte for byte.
+	dir := t.TempDir()
+	blobFile := filepath.Join(dir, "notes.bin")
+	notes := bytes.Repeat([]byte("sandi attachment bytes\x00\xff"), 40000) // ~1 MB, more than a chunk
+	if err := os.WriteFile(blobFile, notes, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	shot := filepath.Join(dir, "shot.png")
+	if err := os.WriteFile(shot, testPNG(t, 64, 48), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	alice.attachFiles(blobFile, shot)
+	if got := carol.save(conv, "notes.bin"); !bytes.Equal(got, notes) {
+		t.Fatalf("the terminal saved %d bytes of notes.bin, different from the %d sent", len(got), len(notes))
+	}
+	if got := carol.save(conv, "shot.png"); !bytes.Equal(got, testPNG(t, 64, 48)) {
+		t.Fatal("the terminal saved a different shot.png")
+	}
+	// The browser made its thumbnail: a JPEG of at most 128 pixels and
+	// 8 KiB, and the image's dimensions.
+	att := carol.attachment(conv, "shot.png")
+	thumb, err := jpeg.DecodeConfig(bytes.NewReader(att.Thumbnail))
+	if err != nil || thumb.Width > 128 || thumb.Height > 128 || len(att.Thumbnail) > 8<<10 || att.Width != 64 || att.Height != 48 {
+		t.Fatalf("shot.png: %dx%d, thumbnail of %d bytes (%dx%d, %v)", att.Width, att.Height, len(att.Thumbnail), thumb.Width, thumb.Height, err)
+	}
+	if w := bob.waitImage("shot.png"); w != 64 {
+		bob.fail("shot.png shown %d pixels wide, want 64", w)
+	}
+	bob.waitText("#messages .att-card", "notes.bin")
+
+	// An image pasted and a file dropped arrive too.
+	alice.giveFiles("paste", `new Promise((resolve) => {
+		const c = document.createElement("canvas");
+		c.width = 200;
+		c.height = 150;
+		c.getContext("2d").fillRect(20, 20, 100, 60);
+		c.toBlob((b) => resolve([new File([b], "pasted.png", { type: "image/png" })]), "image/png");
+	})`)
+	if w := bob.waitImage("pasted.png"); w != 200 {
+		bob.fail("pasted.png shown %d pixels wide, want 200", w)
+	}
+	// A video recorded in the page (a canvas through MediaRecorder) plays
+	// on a click, at its size.
+	alice.giveFiles("drop", `new Promise((resolve) => {
+		const c = document.createElement("canvas");
+		c.width = 160;
+		c.height = 120;
+		const g = c.getContext("2d");
+		let i = 0;
+		const draw = setInterval(() => { g.fillStyle = i++ % 2 ? "#c33" : "#33c"; g.fillRect(0, 0, 160, 120); }, 50);
+		const rec = new MediaRecorder(c.captureStream(20), { mimeType: "video/webm" });
+		const chunks = [];
+		rec.ondataavailable = (e) => chunks.push(e.data);
+		rec.onstop = () => { clearInterval(draw); resolve([new File(chunks, "clip.webm", { type: "video/webm" })]); };
+		rec.start();
+		setTimeout(() => rec.stop(), 600);
+	})`)
+	bob.wait("the video's play button", `[...document.querySelectorAll("#messages .att[data-kind=video]")].some(a => a.innerText.includes("clip.webm") && a.querySelector(".att-show"))`)
+	bob.click(`#messages .att[data-kind=video] .att-show`)
+	bob.wait("the video playable", `(() => { const v = document.querySelector("#messages .att[data-kind=video] video"); return !!v && v.readyState >= 1 && v.videoWidth === 160; })()`)
+	bob.screenshot("attachment-video", 375)
+	alice.giveFiles("drop", pageFile("dropped.bin", 1000))
+	if got := carol.save(conv, "dropped.bin"); !bytes.Equal(got, bytes.Repeat([]byte{7}, 1000)) {
+		t.Fatalf("dropped.bin saved as %d bytes", len(got))
+	}
+
+	// A file over the server's limit is refused with a clear error; an
+	// upload cancelled sends nothing.
+	alice.giveFiles("drop", pageFile("huge.bin", maxBlob+1))
+	alice.wait("the size error", `[...document.querySelectorAll("#messages .att-upload[data-state=failed]")].some(a => a.innerText.includes("huge.bin") && a.innerText.includes("larger than the server accepts"))`)
+	alice.screenshot("attachment-too-large", 375)
+	alice.click(`#messages .att-upload[data-state=failed] .att-cancel`)
+	alice.wait("the refused message removed", `![...document.querySelectorAll("#messages .msg")].some(li => li.innerText.includes("huge.bin"))`)
+	// (Its parts cannot reach the server meanwhile: the SDK retries them.)
+	alice.block(url + "/api/blobs/*/parts/*")
+	alice.giveFiles("drop", pageFile("cancelled.bin", 1<<20))
+	const uploading = `[...document.querySelectorAll("#messages .att-upload")].find(a => a.innerText.includes("cancelled.bin") && a.dataset.state === "uploading")`
+	alice.wait("the upload under way", `!!`+uploading)
+	alice.screenshot("attachment-uploading", 375)
+	alice.fits("#composer", 375)
+	alice.do("cancel", chromedp.Click(chromedp.JSPath(uploading+`.querySelector(".att-cancel")`), chromedp.NodeVisible))
+	alice.wait("the cancelled message gone", `![...document.querySelectorAll("#messages .msg")].some(li => li.innerText.includes("cancelled.bin"))`)
+	alice.block()
+
+	// A download cancelled stops, and can start again.
+	bob.block(url + "/api/blobs/*")
+	save := `#messages .att-save[aria-label="Save notes.bin"]`
+	bob.click(save)
+	bob.wait("the download under way", `document.querySelector(`+js(save)+`).closest(".att").dataset.state === "loading"`)
+	bob.click(`#messages .att[data-state=loading] .att-cancel`)
+	bob.wait("the download cancelled", `(() => { const a = document.querySelector(`+js(save)+`).closest(".att"); return a.dataset.state === "idle" && a.querySelector(".att-error").hidden; })()`)
+	bob.block()
+	bob.click(save)
+	bob.wait("notes.bin saved", `document.querySelector(`+js(save)+`).closest(".att").dataset.state === "saved"`)
+
+	// Other users' names and types are text, and only the listed types
+	// show inline: an SVG is a card.
+	carol.sendFile(conv, "<img src=x onerror=alert(1)>.svg", "image/svg+xml", []byte(`<svg xmlns="http://www.w3.org/2000/svg" onload="document.title='svg ran'"><rect width="10" height="10"/></svg>`))
+	bob.wait("the SVG as a card", `[...document.querySelectorAll("#messages .att-card .att-name")].some(e => e.textContent === "<img src=x onerror=alert(1)>.svg")`)
+	if n := eval[int](bob, `document.querySelectorAll("#messages img[src=x], #messages .att[data-kind=image] img[alt$='.svg']").length`); n != 0 {
+		bob.fail("an SVG or a name's markup is shown as such (%d elements)", n)
+	}
+	// A name saved under is a file's name only.
+	for in, want := range map[string]string{`../../.bashrc`: "bashrc", `..\\x\\evil.exe`: "evil.exe", "a\u202egpj.exe": "agpj.exe", `CON:<>|?*.txt`: "CON______.txt", "": "attachment"} {
+		if got := eval[string](bob, `sandiAttach.safeName(`+js(in)+`)`); got != want {
+			bob.fail("safeName(%q) = %q, want %q", in, got, want)
+		}
+	}
+	// The page sees attachments without their keys and digests.
+	if h := eval[string](bob, `sandi.history(`+js(conv.String())+`).then((h) => JSON.stringify(h))`); !strings.Contains(h, `"clip.webm"`) || strings.Contains(h, `"key"`) || strings.Contains(h, `"digest"`) || strings.Contains(h, `"blob"`) {
+		bob.fail("the history the page sees: %.300s", h)
+	}
+	// A voice note recorded in alice's browser plays in bob's.
+	if _, ok := carol.findAttachment(conv, "cancelled.bin"); ok {
+		t.Fatal("the cancelled upload was sent")
+	}
+	alice.recordVoice(1500 * time.Millisecond)
+	if d := bob.waitAudio(); d < 0.5 || d > 30 {
+		bob.fail("the voice note lasts %.2f s, recorded for about 1.5 s", d)
+	}
+	bob.screenshot("attachments", 375)
+	bob.fits("#messages", 375)
+
+	// The server changes the bytes of a file: bob's browser refuses it
+	// and says why.
+	carol.sendFile(conv, "report.txt", "text/plain", []byte("the quarterly report\n"))
+	tamperNewestBlob(t, data)
+	bob.wait("report.txt", `[...document.querySelectorAll("#messages .att-card")].some(e => e.innerText.includes("report.txt"))`)
+	bob.click(`#messages .att-save[aria-label="Save report.txt"]`)
+	bob.wait("the digest error", `[...document.querySelectorAll("#messages .att")].some(a => a.dataset.state === "error" && a.innerText.includes("report.txt") && a.querySelector(".att-error").innerText.includes("The server changed this file"))`)
+	bob.waitChatAlarm("blob_digest", "report.txt")
+	bob.screenshot("attachment-tampered", 375)
+
+	alice.noProblems("status of 413", "net::ERR_BLOCKED_BY_CLIENT")
+	bob.noProblems("status of 404", "net::ERR_BLOCKED_BY_CLIENT")
+}
+
+// TestBrowserUploadSpeed measures, with SANDI_BENCH_BROWSER=1, the
+// encryption and upload of a 100 MiB file picked in Chromium (the attach
+// button's path), then its download, check and decryption in another
+// browser (the save button), and how the pages drew frames meanwhile
+// (requestAnimationFrame). It asserts nothing about time; the figures go
+// to the log and to test-output/web/upload-speed.json (docs/performance.md).
+func TestBrowserUploadSpeed(t *testing.T) {
+	if os.Getenv("SANDI_BENCH_BROWSER") == "" {
+		t.Skip("set SANDI_BENCH_BROWSER=1 to measure the browser's upload")
+	}
+	requireBuilt(t)
+	url := startServer(t)
+	browser := startBrowser(t)
+	alice := newPage(t, browser, "alice", url)
+	alice.register("alice")
+	bob := newPage(t, browser, "bob", url)
+	bob.register("bob")
+	alice.createConversation("bob")
+	bob.openConversation("alice")
+	const mib = 100
+	out := map[string]any{"bytes": mib << 20}
+	// The frames the page draws doing nothing, on this machine at this
+	// moment: what the frames during the transfers compare with.
+	idle := alice.frames("idle page", "", `performance.now() - window.__frames.start > 3000`)
+	out["idle"] = idle
+	t.Logf("idle page: %d frames in %.1f s (%.0f/s), longest %.0f ms", idle.Frames, idle.Seconds, float64(idle.Frames)/idle.Seconds, idle.Longest)
+	before := eval[float64](alice, `sandiModuleMemory()`)
+	up := alice.frames("upload", fmt.Sprintf(`(() => {
+		const chunk = new Uint8Array(1 << 20);
+		for (let i = 0; i < chunk.length; i += 65536) crypto.getRandomValues(chunk.subarray(i, i + 65536));
+		const dt = new DataTransfer();
+		dt.items.add(new File(Array(%d).fill(chunk), "big.bin", { type: "application/octet-stream" }));
+		const input = document.getElementById("attach-input");
+		input.files = dt.files;
+		input.dispatchEvent(new Event("change"));
+	})()`, mib), `!!document.querySelector("#messages .att-upload[data-state=done]")`)
+	out["upload"] = up
+	out["uploadModuleMemoryMiB"] = []float64{before / (1 << 20), eval[float64](alice, `sandiModuleMemory()`) / (1 << 20)}
+	t.Logf("encrypt + upload of %d MiB: %.2f s, %.1f MB/s; %d frames (%.0f/s), longest %.0f ms; module memory %.0f MiB before, %.0f MiB after",
+		mib, up.Seconds, float64(mib<<20)/1e6/up.Seconds, up.Frames, float64(up.Frames)/up.Seconds, up.Longest, out["uploadModuleMemoryMiB"].([]float64)[0], out["uploadModuleMemoryMiB"].([]float64)[1])
+
+	before = eval[float64](bob, `sandiModuleMemory()`)
+	bob.wait("big.bin", `!!document.querySelector('#messages .att-save[aria-label="Save big.bin"]')`)
+	down := bob.frames("download", `document.querySelector('#messages .att-save[aria-label="Save big.bin"]').click()`,
+		`[...document.querySelectorAll("#messages .att")].some(a => a.dataset.state === "saved" || a.dataset.state === "error")`)
+	if eval[bool](bob, `document.querySelector("#messages .att[data-state=error]") !== null`) {
+		bob.fail("the download failed")
+	}
+	out["download"] = down
+	out["downloadModuleMemoryMiB"] = []float64{before / (1 << 20), eval[float64](bob, `sandiModuleMemory()`) / (1 << 20)}
+	t.Logf("download + check + decrypt of %d MiB: %.2f s, %.1f MB/s; %d frames (%.0f/s), longest %.0f ms; module memory %.0f MiB before, %.0f MiB after",
+		mib, down.Seconds, float64(mib<<20)/1e6/down.Seconds, down.Frames, float64(down.Frames)/down.Seconds, down.Longest, out["downloadModuleMemoryMiB"].([]float64)[0], out["downloadModuleMemoryMiB"].([]float64)[1])
+	b, _ := json.MarshalIndent(out, "", "  ")
+	os.MkdirAll(outDir, 0o755)
+	if err := os.WriteFile(filepath.Join(outDir, "upload-speed.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	alice.noProblems()
+	bob.noProblems()
 }

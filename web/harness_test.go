@@ -5,7 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"image"
+	"image/color"
+	"image/png"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,11 +26,14 @@ import (
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"sandi.dev/client"
+	"sandi.dev/internal/blob/fsblob"
 	"sandi.dev/internal/server"
 	"sandi.dev/internal/store/sqlstore"
+	"sandi.dev/protocol"
 	"sandi.dev/web"
 )
 
@@ -55,7 +62,23 @@ func requireBuilt(t *testing.T) {
 // over a fresh SQLite database, and returns its URL.
 func startServer(t *testing.T) string {
 	t.Helper()
-	st, err := sqlstore.Open(context.Background(), filepath.Join(t.TempDir(), "sandi.db"), sqlstore.Options{})
+	url, _ := startServerIn(t, "", nil)
+	return url
+}
+
+// startServerIn is startServer with its data (the database and the blobs
+// directory) in dir, a fresh directory if dir is "", and its configuration
+// changed by config if not nil. It returns the URL and the directory.
+func startServerIn(t *testing.T, dir string, config func(*server.Config)) (url, data string) {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	st, err := sqlstore.Open(context.Background(), filepath.Join(dir, "sandi.db"), sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs, err := fsblob.New(filepath.Join(dir, "blobs"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,10 +86,15 @@ func startServer(t *testing.T) string {
 	if os.Getenv("SANDI_TEST_LOG") != "" {
 		logw = os.Stderr
 	}
-	srv := server.New(st, slog.New(slog.NewTextHandler(logw, nil)), server.Config{
+	cfg := server.Config{
 		Argon2Time: 1, Argon2MemKiB: 64, Argon2Threads: 1,
 		RegisterPerMinute: -1, LoginPerMinute: -1, ClaimPerMinute: -1,
-	})
+		Blobs: blobs,
+	}
+	if config != nil {
+		config(&cfg)
+	}
+	srv := server.New(st, slog.New(slog.NewTextHandler(logw, nil)), cfg)
 	h := web.Handler()
 	srv.Mount("GET /{$}", h)
 	srv.Mount("GET "+web.Prefix, h)
@@ -86,7 +114,7 @@ func startServer(t *testing.T) string {
 		srv.Close()
 		st.Close()
 	})
-	return "http://" + ln.Addr().String()
+	return "http://" + ln.Addr().String(), dir
 }
 
 // startBrowser starts one headless Chromium for a test and returns its
@@ -103,6 +131,9 @@ func startBrowser(t *testing.T) context.Context {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
+		// A fake microphone that needs no permission prompt (voice notes).
+		chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("use-fake-ui-for-media-stream", true),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 800),
 	)
@@ -642,4 +673,230 @@ func (p *page) critical() {
 	p.do("phone", chromedp.EmulateViewport(375, 740), chromedp.Navigate(p.url+"/#/"))
 	p.wait("the critical notice on a phone's list", `(() => { const r = document.getElementById("critical-alarm").getBoundingClientRect(); return r.height > 0 && r.width <= 375; })()`)
 	p.screenshot("critical-alarm", 375)
+}
+
+// testPNG encodes a w×h PNG of a gradient.
+func testPNG(t *testing.T, w, h int) []byte {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	for y := range h {
+		for x := range w {
+			img.Set(x, y, color.RGBA{uint8(x * 255 / w), uint8(y * 255 / h), 128, 255})
+		}
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// sendFile sends data as an attachment named name, as `sandi send --file`
+// does.
+func (u *cli) sendFile(conv protocol.ConversationID, name, typ string, data []byte) client.Message {
+	u.t.Helper()
+	ctx := context.Background()
+	meta := client.AttachmentMeta{Name: name, Type: typ}
+	if cfg, err := png.DecodeConfig(bytes.NewReader(data)); err == nil {
+		meta.Width, meta.Height = cfg.Width, cfg.Height
+	}
+	att, err := u.c.UploadAttachment(ctx, conv, bytes.NewReader(data), int64(len(data)), meta, nil)
+	if err != nil {
+		u.t.Fatalf("%s: upload %s: %v", u.c.Username(), name, err)
+	}
+	m, err := u.c.SendMessage(ctx, conv, "", []client.Attachment{att})
+	if err != nil {
+		u.t.Fatalf("%s: send %s: %v", u.c.Username(), name, err)
+	}
+	return m
+}
+
+// attachment syncs until a message with an attachment named name has
+// arrived, and returns the attachment.
+func (u *cli) attachment(conv protocol.ConversationID, name string) client.Attachment {
+	u.t.Helper()
+	deadline := time.Now().Add(stepTimeout)
+	for {
+		u.syncTexts()
+		if att, ok := u.findAttachment(conv, name); ok {
+			return att
+		}
+		if time.Now().After(deadline) {
+			u.t.Fatalf("%s: no attachment %s arrived", u.c.Username(), name)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// findAttachment looks for an attachment named name in the history.
+func (u *cli) findAttachment(conv protocol.ConversationID, name string) (client.Attachment, bool) {
+	u.t.Helper()
+	h, err := u.c.History(conv)
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	for i := len(h) - 1; i >= 0; i-- {
+		for _, att := range h[i].Attachments {
+			if att.Name == name {
+				return att, true
+			}
+		}
+	}
+	return client.Attachment{}, false
+}
+
+// save downloads, verifies and decrypts the attachment named name once it
+// has arrived, as `sandi save` does.
+func (u *cli) save(conv protocol.ConversationID, name string) []byte {
+	u.t.Helper()
+	var buf bytes.Buffer
+	if err := u.c.DownloadAttachment(context.Background(), conv, u.attachment(conv, name), &buf, nil); err != nil {
+		u.t.Fatalf("%s: save %s: %v", u.c.Username(), name, err)
+	}
+	return buf.Bytes()
+}
+
+// attachFiles picks files with the attach button's file input and waits
+// until the message that carries them is sent.
+func (p *page) attachFiles(paths ...string) {
+	p.t.Helper()
+	before := eval[int](p, `document.querySelectorAll("#messages .msg.own[data-status=sent]").length`)
+	p.do("pick files", chromedp.SetUploadFiles(chromedp.CSS(`#attach-input`), paths))
+	p.wait("the files sent", fmt.Sprintf(`document.querySelectorAll("#messages .msg.own[data-status=sent]").length > %d`, before))
+}
+
+// giveFiles hands the open chat the files that the JavaScript expression
+// files (an array of File, or a Promise of one) makes, the way how says:
+// "drop" (dragged onto the chat) or "paste" (into the message field).
+func (p *page) giveFiles(how, files string) {
+	p.t.Helper()
+	eval[chromedp.Void](p, `(async () => {
+		const dt = new DataTransfer();
+		for (const f of await (`+files+`)) dt.items.add(f);
+		if (`+js(how)+` === "paste") {
+			document.getElementById("composer-input").dispatchEvent(new ClipboardEvent("paste", { clipboardData: dt, bubbles: true, cancelable: true }));
+			return;
+		}
+		for (const type of ["dragenter", "dragover", "drop"]) {
+			document.querySelector("#messages").dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
+		}
+	})()`)
+}
+
+// pageFile is a JavaScript expression of a File of size bytes.
+func pageFile(name string, size int) string {
+	return fmt.Sprintf(`[new File([new Uint8Array(%d).fill(7)], %s, { type: "application/octet-stream" })]`, size, js(name))
+}
+
+// waitImage waits until the open chat shows the image named name at its
+// full size (decoded), scrolled into view (media load when seen), and
+// returns its natural width.
+func (p *page) waitImage(name string) int {
+	p.t.Helper()
+	sel := `[...document.querySelectorAll("#messages .att[data-kind=image]")].find(a => a.querySelector("img").alt === ` + js(name) + `)`
+	p.wait(name+" shown", `(() => { const a = `+sel+`; if (a) a.scrollIntoView(); return !!a && a.dataset.state === "full" && a.querySelector("img").complete; })()`)
+	return eval[int](p, sel+`.querySelector("img").naturalWidth`)
+}
+
+// recordVoice records a voice note of at least d with the record button
+// (Chromium's fake microphone), with a screenshot (voice-recording-375),
+// and waits until it is sent.
+func (p *page) recordVoice(d time.Duration) {
+	p.t.Helper()
+	before := eval[int](p, `document.querySelectorAll("#messages .msg.own[data-status=sent]").length`)
+	p.click("#record-button")
+	p.wait("recording", `document.getElementById("record-button").dataset.recording === "1" && document.getElementById("record-status").innerText.startsWith("Recording")`)
+	start := time.Now()
+	p.screenshot("voice-recording", 375)
+	time.Sleep(d - time.Since(start))
+	p.click("#record-button")
+	p.wait("the voice note sent", fmt.Sprintf(`document.querySelectorAll("#messages .msg.own[data-status=sent]").length > %d`, before))
+}
+
+// waitAudio waits until the open chat's last voice note, scrolled into
+// view, can play, and returns its duration in seconds.
+func (p *page) waitAudio() float64 {
+	p.t.Helper()
+	const last = `[...document.querySelectorAll("#messages .att[data-kind=audio] audio")].pop()`
+	p.wait("a playable voice note", `(() => { const a = `+last+`; if (a) a.scrollIntoView(); return !!a && a.readyState >= 1 && isFinite(a.duration) && a.duration > 0; })()`)
+	return eval[float64](p, last+`.duration`)
+}
+
+// tamperNewestBlob changes one byte in the middle of the blob stored last
+// under the server's data directory, as a malicious server would.
+func tamperNewestBlob(t *testing.T, data string) {
+	t.Helper()
+	var newest string
+	var at time.Time
+	filepath.WalkDir(filepath.Join(data, "blobs"), func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err == nil && info.ModTime().After(at) {
+			newest, at = path, info.ModTime()
+		}
+		return nil
+	})
+	if newest == "" {
+		t.Fatal("no blob under the server's data directory")
+	}
+	b, err := os.ReadFile(newest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 1
+	if err := os.WriteFile(newest, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// frameCount is what frames measures.
+type frameCount struct {
+	Seconds float64 `json:"seconds"`
+	Frames  int     `json:"frames"`
+	Longest float64 `json:"longestFrameMs"`
+}
+
+// frames runs the JavaScript start and counts the animation frames the
+// page draws until the expression done is true (checked every frame): how
+// long it took, how many frames, the longest gap between two.
+func (p *page) frames(what, start, done string) frameCount {
+	p.t.Helper()
+	eval[chromedp.Void](p, `(() => {
+		const b = window.__frames = { frames: 0, longest: 0, start: performance.now() };
+		const tick = (now) => {
+			if (b.end) return;
+			if (b.last) b.longest = Math.max(b.longest, now - b.last);
+			b.last = now;
+			b.frames++;
+			if (`+done+`) b.end = now;
+			requestAnimationFrame(tick);
+		};
+		requestAnimationFrame(tick);
+		`+start+`;
+	})()`)
+	p.waitWithin(10*time.Minute, "the "+what, `!!window.__frames.end`)
+	r := eval[struct {
+		Frames              int
+		Longest, Start, End float64
+	}](p, `window.__frames`)
+	return frameCount{Seconds: (r.End - r.Start) / 1000, Frames: r.Frames, Longest: r.Longest}
+}
+
+// block makes the page's requests to URLs matching patterns fail, as a
+// network that drops them does; block() lets everything through again.
+func (p *page) block(patterns ...string) {
+	p.t.Helper()
+	p.do("block "+strings.Join(patterns, " "), chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		if _, err := cdp.Call(ctx, tg, network.Enable, network.EnableParams{}); err != nil {
+			return err
+		}
+		bp := []*network.BlockPattern{}
+		for _, u := range patterns {
+			bp = append(bp, &network.BlockPattern{URLPattern: u, Block: true})
+		}
+		_, err := cdp.Call(ctx, tg, network.SetBlockedURLs, network.SetBlockedURLsParams{URLPatterns: bp})
+		return err
+	}))
 }

@@ -64,8 +64,10 @@ type handler struct {
 }
 
 // csp keeps the page to its own origin: scripts from the server only,
-// WebAssembly allowed, no inline script, no other hosts.
-const csp = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; " +
+// WebAssembly allowed, no inline script, no other hosts. Images and media
+// may come from blob: URLs, which the page makes of attachments it has
+// decrypted.
+const csp = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; " +
 	"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 func newHandler(fsys fs.FS) *handler {

@@ -109,6 +109,14 @@ func TestPageAndFiles(t *testing.T) {
 	if csp := r.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self' 'wasm-unsafe-eval'") || !strings.Contains(csp, "connect-src 'self'") {
 		t.Fatalf("/: Content-Security-Policy %q", csp)
 	}
+	// Decrypted attachments show from blob: URLs as images and media only;
+	// a blob: URL is never a script, a frame or an object.
+	for _, d := range strings.Split(r.Header.Get("Content-Security-Policy"), ";") {
+		name, _, _ := strings.Cut(strings.TrimSpace(d), " ")
+		if want := name == "img-src" || name == "media-src"; strings.Contains(d, "blob:") != want {
+			t.Fatalf("/: Content-Security-Policy directive %q: blob: allowed %v, want %v", d, !want, want)
+		}
+	}
 	if r := get(h, "/web/app.js"); !strings.HasPrefix(r.Header.Get("Content-Type"), "text/javascript") {
 		t.Fatalf("app.js: type %q", r.Header.Get("Content-Type"))
 	}

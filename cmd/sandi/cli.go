@@ -104,6 +104,8 @@ var commands = map[string]command{
 	"rekey-back":    cmdRekeyBack,
 	"backup":        cmdBackup,
 	"restore":       cmdRestore,
+	"rename":        cmdRename,
+	"conversations": cmdList,
 }
 
 // open opens the client state in the home directory and holds it (its
@@ -282,7 +284,7 @@ func cmdWhoami(ctx context.Context, e *cli, args []string) error {
 		return err
 	}
 	if e.c.Username() == "" {
-		return client.ErrNoAccount
+		return client.ErrNoAccount // never registered, or logged out: explain names the home directory
 	}
 	idk, ok := e.c.IdentityKey()
 	v := map[string]any{"username": e.c.Username(), "user": e.c.UserID(), "device": e.c.DeviceID(), "server": e.c.Server()}
@@ -394,7 +396,7 @@ func cmdNew(ctx context.Context, e *cli, args []string) error {
 
 func cmdList(ctx context.Context, e *cli, args []string) error {
 	if len(args) != 0 {
-		return usageError{"usage: sandi list"}
+		return usageError{"usage: sandi list (or: sandi conversations)"}
 	}
 	if err := e.open(); err != nil {
 		return err
@@ -408,7 +410,7 @@ func cmdList(ctx context.Context, e *cli, args []string) error {
 		if title == "" {
 			title = "-"
 		}
-		line := fmt.Sprintf("%s  %-20s  %s  (%d unread)", cv.ID, title, untrustedList(cv.Members), cv.Unread)
+		line := fmt.Sprintf("%s  %-20s  %s  (%d unread)%s", cv.ID, title, untrustedList(cv.Members), cv.Unread, statusMark(cv.Status))
 		if err := e.out(cv, e.wrap(line)); err != nil {
 			return err
 		}

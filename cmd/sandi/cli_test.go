@@ -236,7 +236,7 @@ func TestCLILink(t *testing.T) {
 	if out := cliOK(t, base, first, "", "logout"); !strings.Contains(out, "signed out") {
 		t.Fatalf("logout: %q", out)
 	}
-	if _, errs, code := cliRun(t, base, first, "", "whoami"); code != 1 || !strings.Contains(errs, "no account") {
+	if _, errs, code := cliRun(t, base, first, "", "whoami"); code != 1 || !strings.Contains(errs, "not logged in") || !strings.Contains(errs, first) {
 		t.Fatalf("whoami after logout: %d %q", code, errs)
 	}
 	if _, err := os.Stat(filepath.Join(first, "identity")); !os.IsNotExist(err) {
@@ -259,7 +259,7 @@ func TestCLIErrors(t *testing.T) {
 		code  int
 		says  string
 	}{
-		{"", []string{"whoami"}, 1, "no account"},
+		{"", []string{"whoami"}, 1, "not logged in"},
 		{"", []string{"register", "alice", "--password-stdin"}, 2, "no password"},
 		{"short\n", []string{"register", "alice", "--password-stdin"}, 1, "password"},
 		{"", []string{"send"}, 2, "usage: sandi send"},

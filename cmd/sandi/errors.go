@@ -37,7 +37,7 @@ func explain(e *cli, err error) error {
 		if aerr != nil {
 			home = e.g.home
 		}
-		return &explained{fmt.Sprintf("no account on this device (home directory %s): run 'sandi register' or 'sandi login', or name the home directory of another with --home DIR", home), err}
+		return &explained{fmt.Sprintf("not logged in: no account on this device (home directory %s): run 'sandi register' or 'sandi login', or name the home directory of another with --home DIR", home), err}
 	case errors.Is(err, client.ErrRemoveSelf):
 		return &explained{"you cannot remove yourself from a conversation; to leave it, use 'sandi leave CONV'", err}
 	case errors.As(err, &cm) && len(cm.Candidates) == 0:

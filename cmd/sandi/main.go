@@ -43,9 +43,12 @@ Usage:
 
 Server:
   serve [--addr HOST:PORT] [--data DIR] [--db URL] [--session-idle 90d]
+        [--blobs DIR|s3://…]
                               run the server (defaults: 127.0.0.1:8080, ./sandi-data,
                               SQLite in DIR; --db postgres://… for PostgreSQL); a
-                              token unused for --session-idle expires (0: never)
+                              token unused for --session-idle expires (0: never);
+                              attachments in DIR/blobs, or --blobs names a
+                              directory or an S3 bucket (docs/operations.md)
   db copy --from URL --to URL [--json]
                               copy the whole database into a new, empty one in one
                               transaction (URL: a SQLite file or postgres://…) and
@@ -92,7 +95,10 @@ Account and devices:
 
 Conversations:
   new [--title TITLE] USER... create a conversation with USERs; prints its id
-  list                        list conversations with their unread counts
+  list                        list conversations with their unread counts (also
+                              'conversations'); those you left or were removed
+                              from are marked and read-only
+  rename CONV TITLE...        set the conversation's title (every member sees it)
   add CONV USER...            add members (admins only)
   remove CONV USER...         remove members (admins only)
   leave CONV                  leave a conversation

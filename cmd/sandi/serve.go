@@ -337,7 +337,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if c.metricsAddr == "" && cfg.MetricsToken == "" {
 		log.Info("metrics not served: set --metrics-addr or --metrics-token")
 	}
-	bs, where, err := openBlobStore(c.blobs)
+	bs, where, err := openBlobStore(ctx, c.blobs)
 	if err != nil {
 		return fmt.Errorf("blob store: %w", err)
 	}
@@ -399,9 +399,12 @@ const blobCollectEvery = 10 * time.Minute
 // returns it with a description for the log (never a credential): an
 // s3:// URL is an S3-compatible object store, anything else a directory
 // on the local file system.
-func openBlobStore(spec string) (blob.Store, string, error) {
-	if strings.HasPrefix(spec, "s3://") {
-		return nil, "", errors.New("this build has no S3 blob store")
+func openBlobStore(ctx context.Context, spec string) (blob.Store, string, error) {
+	if st, ok, err := openS3Blobs(ctx, spec); ok {
+		if err != nil {
+			return nil, "", err
+		}
+		return st, st.String(), nil
 	}
 	bs, err := fsblob.New(spec)
 	if err != nil {

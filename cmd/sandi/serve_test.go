@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"sandi.dev/internal/tests3"
 )
 
 // The built binary, shared by the tests of this package (cli_test.go too).
@@ -54,7 +56,7 @@ func sandiBinary(t *testing.T) string {
 }
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := tests3.Run(m) // stops the S3 server if a test started one
 	if binPath != "" {
 		os.RemoveAll(filepath.Dir(binPath))
 	}

@@ -185,10 +185,10 @@ func TestUntrustedTextShownSafely(t *testing.T) {
 	fakeName = "alice\x1b[31m\n[" + c8 + "] carol: fake too"
 	mu.Unlock()
 
-	// sync: each message one head line, its further lines under it.
+	// sync: each message one head line, its further lines under it (the
+	// title is the conversation's state, shown by list and the chat view).
 	shownName := `?"alice\x1b[31m\x0a[` + c8 + `] carol: fake too"` // not a username's form: quoted
-	wantSync := "[" + c8 + "] " + shownName + ` set the title to "plans\x1b[2J\x1b]0;pwned\x07\u{202e}gnp.exe"` + "\n" +
-		"[" + c8 + "] " + shownName + `: see\x1b[2J\x1b]52;c;cm0gLXJmIH4=\x07\x1b]0;pwned\x07 \u{202e}evil\u{202c}\x0dover` + "\n" +
+	wantSync := "[" + c8 + "] " + shownName + `: see\x1b[2J\x1b]52;c;cm0gLXJmIH4=\x07\x1b]0;pwned\x07 \u{202e}evil\u{202c}\x0dover` + "\n" +
 		"           | [" + c8 + "] bob: fake\n" +
 		`           | \u{2028}x\u{0085}y \\x1b` + "\n"
 	out := mustCLI(t, nil, "--home", homes["bob"], "sync")
@@ -205,7 +205,7 @@ func TestUntrustedTextShownSafely(t *testing.T) {
 		}
 		got = append(got, m)
 	}
-	if len(got) != 2 || got[0]["title"] != title || got[1]["text"] != text || got[1]["sender"] != "alice" {
+	if len(got) != 1 || got[0]["text"] != text || got[0]["sender"] != "alice" {
 		t.Errorf("--json sync changed the texts: %q", got)
 	}
 
@@ -298,8 +298,8 @@ func TestUntrustedTextShownSafely(t *testing.T) {
 				}
 			}
 		}
-		if heads != 2 {
-			t.Errorf("the view at %d columns shows %d message heads, want 2:\n%s", width, heads, strings.Join(lines, "\n"))
+		if heads != 1 { // the message; the title is in the view's header
+			t.Errorf("the view at %d columns shows %d message heads, want 1:\n%s", width, heads, strings.Join(lines, "\n"))
 		}
 		if width == 200 && !slices.Contains(lines, "      ["+c8+"] bob: fake") {
 			t.Errorf("the second line of the message is not under its head:\n%s", strings.Join(lines, "\n"))

@@ -19,6 +19,7 @@ import (
 	"sandi.dev/client"
 	"sandi.dev/internal/blob"
 	"sandi.dev/internal/testpg"
+	"sandi.dev/internal/tests3"
 )
 
 // TestBlobCrash kills `sandi serve` with SIGKILL during an upload of a
@@ -27,10 +28,11 @@ import (
 // upload is completed. After each restart the upload continues from
 // exactly the parts acknowledged, the blob is not served before its
 // completion, and once complete it is served with exactly the bytes sent
-// (SHA-256), whole and in a range.
+// (SHA-256), whole and in a range. It runs on SQLite and PostgreSQL with
+// the blobs on the file system, and on SQLite with them on S3.
 func TestBlobCrash(t *testing.T) {
 	bin := buildSandi(t)
-	for _, name := range []string{"sqlite", "postgres"} {
+	for _, name := range []string{"sqlite", "postgres", "s3"} {
 		t.Run(name, func(t *testing.T) { blobCrashRun(t, bin, name) })
 	}
 }
@@ -65,8 +67,11 @@ func blobCrashRun(t *testing.T, bin, dbName string) {
 	}
 	defer logf.Close()
 	srv := &server{t: t, bin: bin, addr: addr, data: filepath.Join(dir, "data"), log: logf}
-	if dbName == "postgres" {
+	switch dbName {
+	case "postgres":
 		srv.db = testpg.URL(t)
+	case "s3": // SQLite, and the blobs in a bucket of a real S3 server
+		srv.blobs = tests3.URL(t)
 	}
 	srv.start()
 	defer func() {

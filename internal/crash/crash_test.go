@@ -24,10 +24,13 @@ import (
 	"sandi.dev/internal/store"
 	"sandi.dev/internal/store/sqlstore"
 	"sandi.dev/internal/testpg"
+	"sandi.dev/internal/tests3"
 	"sandi.dev/protocol"
 )
 
-func TestMain(m *testing.M) { testpg.Main(m) }
+func TestMain(m *testing.M) {
+	os.Exit(testpg.Around(func() int { return tests3.Run(m) }))
+}
 
 // kills is how many times each run kills the server: 20 by default, more
 // with SANDI_CRASH_KILLS (the long variant).
@@ -57,6 +60,7 @@ type server struct {
 	t         *testing.T
 	bin, addr string
 	db, data  string
+	blobs     string // --blobs, if not empty
 	cmd       *exec.Cmd
 	log       *os.File
 }
@@ -66,6 +70,9 @@ func (s *server) start() {
 	args := []string{"serve", "--addr", s.addr, "--data", s.data, "--log-level", "warn"}
 	if s.db != "" {
 		args = append(args, "--db", s.db)
+	}
+	if s.blobs != "" {
+		args = append(args, "--blobs", s.blobs)
 	}
 	cmd := exec.Command(s.bin, args...)
 	var env []string

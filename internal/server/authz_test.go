@@ -65,6 +65,9 @@ var authzTable = map[string]authzCase{
 	"POST /api/conversations/{id}/sessions": func(f *authzFixture) (string, any) {
 		return "/api/conversations/" + f.conv.String() + "/sessions", map[string]string{}
 	},
+	"PUT /api/conversations/{id}/state": func(f *authzFixture) (string, any) {
+		return "/api/conversations/" + f.conv.String() + "/state", map[string]string{}
+	},
 	"GET /api/conversations/{id}/sessions/{epoch}/initial-session": func(f *authzFixture) (string, any) {
 		return fmt.Sprintf("/api/conversations/%s/sessions/1/initial-session", f.conv), nil
 	},

@@ -51,6 +51,7 @@ const (
 	CodeBlobComplete   = "blob_complete"
 	CodeBlobIncomplete = "blob_incomplete"
 	CodeBadBlob        = "bad_blob"
+	CodeBadRange       = "range_not_satisfiable"
 )
 
 func (c *Config) blobDefaults() {
@@ -154,7 +155,7 @@ func (s *Server) createBlob(w http.ResponseWriter, r *http.Request, c *call) err
 	if err != nil {
 		return err
 	}
-	if err := s.blobLimitErr(used+req.Size, open+1, lim); err != nil {
+	if err := s.blobLimitErr(c, used+req.Size, open+1, lim); err != nil {
 		return err
 	}
 	now := s.cfg.Now()
@@ -171,9 +172,9 @@ func (s *Server) createBlob(w http.ResponseWriter, r *http.Request, c *call) err
 		}
 		switch {
 		case errors.Is(err, store.ErrBlobQuota):
-			return s.blobLimitErr(lim.Quota+1, 0, lim)
+			return s.blobLimitErr(c, lim.Quota+1, 0, lim)
 		case errors.Is(err, store.ErrTooManyUploads):
-			return s.blobLimitErr(0, lim.MaxOpen+1, lim)
+			return s.blobLimitErr(c, 0, lim.MaxOpen+1, lim)
 		}
 		return err
 	}
@@ -183,9 +184,9 @@ func (s *Server) createBlob(w http.ResponseWriter, r *http.Request, c *call) err
 
 // blobLimitErr is the refusal of an upload that would take its account to
 // bytes of live blobs and open unfinished uploads, or nil.
-func (s *Server) blobLimitErr(bytes int64, open int, lim store.BlobLimits) error {
+func (s *Server) blobLimitErr(c *call, bytes int64, open int, lim store.BlobLimits) error {
 	if lim.Quota > 0 && bytes > lim.Quota {
-		s.log.Info("blob quota reached: upload refused", "quota", lim.Quota)
+		s.log.Info("blob quota reached: upload refused", "user", c.user().String(), "quota", lim.Quota)
 		return s.refuse(problem(http.StatusForbidden, CodeQuotaExceeded,
 			fmt.Sprintf("an account holds at most %d bytes of attachments; delete some first", lim.Quota), nil))
 	}
@@ -463,7 +464,7 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request, c *call) error 
 	br, partial, err := parseRange(r.Header.Get("Range"), b.Size)
 	if err != nil {
 		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", b.Size))
-		return problem(http.StatusRequestedRangeNotSatisfiable, "range_not_satisfiable", err.Error(), nil)
+		return problem(http.StatusRequestedRangeNotSatisfiable, CodeBadRange, err.Error(), nil)
 	}
 	rd, err := s.cfg.Blobs.Open(r.Context(), b.ID, br.off, br.n)
 	if errors.Is(err, blob.ErrNotFound) {

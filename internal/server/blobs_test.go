@@ -7,12 +7,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -301,7 +303,7 @@ func TestBlobBadInput(t *testing.T) {
 		alice.putPart(a.Blob, 0, randomBytes(3000)).wantProblem(t, 409, server.CodeBlobComplete)
 		for _, rng := range []string{"bytes=3000-", "bytes=5000-6000", "bytes=0-1,5-6", "bytes=9-3", "bytes=-0", "bytes=abc"} {
 			r := alice.fetch(a.Blob, rng)
-			r.wantProblem(t, 416, "range_not_satisfiable")
+			r.wantProblem(t, 416, server.CodeBadRange)
 			if r.header.Get("Content-Range") != "bytes */3000" {
 				t.Fatalf("416 for %s with Content-Range %q", rng, r.header.Get("Content-Range"))
 			}
@@ -569,4 +571,44 @@ func TestBlobRateLimit(t *testing.T) {
 	}
 	e.clock.now = e.clock.now.Add(time.Minute)
 	alice.must("POST", "/api/blobs/"+a.Blob+"/complete", nil, nil)
+}
+
+// TestBlobPartCut: a part whose body stops before its Content-Length (the
+// client's connection cut) is not received, and the upload goes on.
+func TestBlobPartCut(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "sandi.db"), server.Config{})
+	alice := e.register("alice")
+	conv, err := alice.create(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := alice.newBlob(conv, 3000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "PUT /api/blobs/%s/parts/0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 3000\r\n\r\n", a.Blob, alice.token)
+	conn.Write(randomBytes(1000))
+	conn.(*net.TCPConn).CloseWrite()
+	answer, _ := io.ReadAll(conn) // the server gives up on the body
+	conn.Close()
+	if !bytes.HasPrefix(answer, []byte("HTTP/1.1 400")) || !bytes.Contains(answer, []byte(server.CodeBadPart)) {
+		t.Fatalf("a cut part was answered %q, want 400 bad_part", answer)
+	}
+	var st blobAnswer
+	alice.must("GET", "/api/blobs/"+a.Blob+"/upload", nil, &st)
+	if len(st.Received) != 0 {
+		t.Fatalf("a cut part was received: %v", st.Received)
+	}
+	data := randomBytes(3000)
+	if r := alice.putPart(a.Blob, 0, data); r.status != 204 {
+		t.Fatalf("part after the cut: %d %s", r.status, r.body)
+	}
+	alice.must("POST", "/api/blobs/"+a.Blob+"/complete", nil, nil)
+	if r := alice.fetch(a.Blob, ""); r.status != 200 || !bytes.Equal(r.body, data) {
+		t.Fatalf("fetch: %d", r.status)
+	}
 }

@@ -136,6 +136,8 @@ func storeErr(err error) error {
 		return problem(http.StatusConflict, CodeIdempotency, "that client message id was used for another message", err)
 	case errors.Is(err, store.ErrNotMember):
 		return problem(http.StatusNotFound, CodeNotFound, "no such conversation", err)
+	case errors.Is(err, store.ErrStaleState):
+		return problem(http.StatusConflict, CodeStaleState, "the conversation's state changed meanwhile: fetch it and try again", err)
 	}
 	return err
 }
@@ -151,6 +153,7 @@ func idStrings(ids []protocol.DeviceID) []string {
 type createRequest struct {
 	Genesis B64 `json:"genesis"`
 	Session B64 `json:"session"`
+	State   B64 `json:"state,omitempty"` // the first state (§7.6), if any
 }
 
 func (s *Server) parseDistribution(enc []byte, chain *protocol.Chain, c *call) (*protocol.Distribution, error) {
@@ -196,10 +199,14 @@ func (s *Server) createConversation(w http.ResponseWriter, r *http.Request, c *c
 	if d.Epoch != 1 {
 		return badRequest("the first session is epoch 1", nil)
 	}
+	state, err := parseState(req.State, chain, c, 1)
+	if err != nil {
+		return err
+	}
 	now := s.now()
 	nc := store.NewConversation{
 		ID: chain.Conversation, Genesis: store.RecordRow{Seq: 0, Encoded: req.Genesis}, Head: chain.Head,
-		Members: memberRows(chain), Session: sessionFromDistribution(d, req.Session, now), Now: now,
+		Members: memberRows(chain), Session: sessionFromDistribution(d, req.Session, now), State: state, Now: now,
 	}
 	if err := s.store.CreateConversation(r.Context(), nc); err != nil {
 		return storeErr(err)
@@ -219,6 +226,8 @@ type conversationInfo struct {
 	ChainHead        B64                     `json:"chainHead"`
 	LastSeq          uint64                  `json:"lastSeq"`
 	Members          []memberInfo            `json:"members,omitempty"`
+	// State is the latest conversation state record (§7.6), if any.
+	State B64 `json:"state,omitempty"`
 }
 
 type memberInfo struct {
@@ -227,8 +236,12 @@ type memberInfo struct {
 }
 
 func convInfo(c store.Conversation) conversationInfo {
-	return conversationInfo{ID: c.ID, CreatedAt: c.CreatedAt, Epoch: c.Epoch, RotationRequired: c.RotationRequired,
+	ci := conversationInfo{ID: c.ID, CreatedAt: c.CreatedAt, Epoch: c.Epoch, RotationRequired: c.RotationRequired,
 		RotationReason: c.RotationReason, ChainSeq: c.ChainSeq, ChainHead: c.ChainHead[:], LastSeq: c.LastSeq}
+	if c.State != nil {
+		ci.State = c.State.Encoded
+	}
+	return ci
 }
 
 func (s *Server) listConversations(w http.ResponseWriter, r *http.Request, c *call) error {
@@ -368,6 +381,7 @@ func (s *Server) changeMembership(w http.ResponseWriter, r *http.Request, c *cal
 
 type sessionRequest struct {
 	Session B64 `json:"session"`
+	State   B64 `json:"state,omitempty"` // the current state re-published under the new epoch (§7.6)
 }
 
 func (s *Server) postSession(w http.ResponseWriter, r *http.Request, c *call) error {
@@ -388,8 +402,12 @@ func (s *Server) postSession(w http.ResponseWriter, r *http.Request, c *call) er
 		p.CurrentEpoch = &st.Epoch
 		return p
 	}
+	state, err := parseState(req.State, chain, c, d.Epoch)
+	if err != nil {
+		return err
+	}
 	now := s.now()
-	if err := s.store.AddSession(r.Context(), store.NewSession{Session: sessionFromDistribution(d, req.Session, now), Now: now}); err != nil {
+	if err := s.store.AddSession(r.Context(), store.NewSession{Session: sessionFromDistribution(d, req.Session, now), State: state, Now: now}); err != nil {
 		return storeErr(err)
 	}
 	s.notifyMembers(chain.Members())

@@ -93,6 +93,7 @@ func (s *Server) routes() []Route {
 		{"POST", "/api/conversations/{id}/members", Member, s.addMembers},
 		{"DELETE", "/api/conversations/{id}/members/{user}", Member, s.removeMember},
 		{"POST", "/api/conversations/{id}/sessions", Member, s.postSession},
+		{"PUT", "/api/conversations/{id}/state", Member, s.putState},
 		{"GET", "/api/conversations/{id}/sessions/{epoch}/initial-session", FormerMember, s.initialSession},
 		{"POST", "/api/conversations/{id}/messages", Member, s.sendMessage},
 		{"GET", "/api/conversations/{id}/messages", Member, s.listMessages},

@@ -25,6 +25,9 @@ var (
 	ErrStaleEpoch       = errors.New("epoch is not the current one or rotation is required")
 	ErrIdempotency      = errors.New("client message id reused with a different body")
 	ErrNotMember        = errors.New("not a member")
+	// ErrStaleState is a conversation state whose version is not newer
+	// than the stored one (see StateUpdate).
+	ErrStaleState = errors.New("stale conversation state")
 	// ErrStaleDeviceList is a device list update made against a list that
 	// is no longer the stored one.
 	ErrStaleDeviceList = errors.New("stale device list")
@@ -158,6 +161,33 @@ type Conversation struct {
 	RotationRequired bool
 	RotationReason   string // "membership", "device", "identity", "policy", or ""
 	LastSeq          uint64 // sequence number of the last message (0 if none)
+	// State is the latest conversation state record (nil if none), with
+	// the epoch it is encrypted under and its version.
+	State *StateRow
+}
+
+// StateRow is an encoded conversation state record (protocol.md §7.6)
+// with the epoch and version its clear header names (the server parses
+// them; the store compares them).
+type StateRow struct {
+	Encoded []byte
+	Epoch   uint64
+	Version uint64
+}
+
+// StateUpdate replaces a conversation's state outside a rotation: a change
+// (a rename) or a re-publication of the current state under the current
+// epoch. Inside its transaction the store checks that User is a current
+// member (else ErrNotMember), that State.Epoch is the current epoch and
+// the conversation is not rotation-required (else ErrStaleEpoch, as
+// *EpochError), and that State.Version is above the stored version, or
+// equal to it with State.Epoch above the stored state's epoch (else
+// ErrStaleState); then stores it and emits a conversation-wide EventState.
+type StateUpdate struct {
+	Conversation protocol.ConversationID
+	User         protocol.UserID
+	State        StateRow
+	Now          int64
 }
 
 // MemberRow is a current member as the server tracks it for authorization.
@@ -204,7 +234,9 @@ type NewConversation struct {
 	Head    [32]byte  // hash of the genesis record
 	Members []MemberRow
 	Session Session // epoch 1, ChainSeq 0; Session.Creator must be a device of a member
-	Now     int64
+	// State, if not nil, is the conversation's first state (epoch 1).
+	State *StateRow
+	Now   int64
 }
 
 // MembershipChange appends one verified record. The store checks that
@@ -232,8 +264,16 @@ type MembershipChange struct {
 // the member devices (else *CoverageError) and that Creator is one of them
 // (else ErrNotMember); then clears rotation-required, resets the epoch
 // counters and emits a session event to each recipient device.
+//
+// State, if not nil, is the conversation's state re-published under the
+// new epoch (State.Epoch must be Session.Epoch, else ErrInvalid); its
+// version must be at least the stored one (else ErrStaleState). Without
+// it the stored state stays as it is, under its older epoch; with it, a
+// conversation-wide EventState follows the session events (as
+// NewConversation.State emits one after the first epoch's).
 type NewSession struct {
 	Session Session
+	State   *StateRow
 	Now     int64
 }
 
@@ -318,11 +358,12 @@ const (
 	EventPreKeysLow      = "prekeys_low"       // Device: this device should upload one-time keys
 	EventRemoved         = "removed"           // Conversation: this device's user is no longer a member
 	EventSessionAdded    = "session_added"     // User (the account), Reason (the new device's id): a login added a device to the account
+	EventState           = "state"             // Conversation, Epoch (the state's), Seq (its version): the conversation's state changed
 )
 
 // An event is addressed either to one device (session, identity_changed,
 // device, prekeys_low, removed, session_added) or to a whole conversation (message,
-// membership, rotation_required). A device sees its own events and the
+// membership, rotation_required, state). A device sees its own events and the
 // conversation-wide events of every conversation its user was a member of
 // at the time of the event: from the event that added the user up to and
 // including the one that removed it.
@@ -473,6 +514,8 @@ type Store interface {
 	ChangeMembership(ctx context.Context, mc MembershipChange) error
 	// AddSession stores the next epoch; see NewSession.
 	AddSession(ctx context.Context, ns NewSession) error
+	// SetState stores a conversation's new state; see StateUpdate.
+	SetState(ctx context.Context, u StateUpdate) error
 	// SessionKeys returns one epoch of a conversation as seen by one
 	// device: the session with its encoded distribution and, in Keys, only
 	// that device's entry. ErrNotFound when the epoch does not exist or did

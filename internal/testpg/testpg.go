@@ -28,7 +28,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -36,6 +35,8 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+
+	"sandi.dev/internal/testproc"
 )
 
 // EnvURL names the environment variable that points the tests at an
@@ -59,9 +60,14 @@ var (
 
 // Main runs the tests of a package and then stops the cluster if one was
 // started. Call it from TestMain.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Around(m.Run)) }
+
+// Around is Main for a TestMain that uses another such helper too: it
+// calls run (m.Run, or the other helper's wrapper of it), stops the
+// cluster and returns run's exit code.
+func Around(run func() int) int {
 	mainUsed.Store(true)
-	code := m.Run()
+	code := run()
 	adminMu.Lock()
 	if admin != nil {
 		admin.Close()
@@ -73,7 +79,7 @@ func Main(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "testpg:", err)
 		}
 	}
-	os.Exit(code)
+	return code
 }
 
 // URL returns the URL of a new, empty database for t, dropped when t ends
@@ -286,26 +292,11 @@ func launchOn(bin, dir, data string, cred *syscall.Credential, port int) (*clust
 		return nil, err
 	}
 	defer db.Close()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		err := db.PingContext(ctx)
-		cancel()
-		if err == nil {
-			return c, nil
-		}
-		select {
-		case werr := <-c.done:
-			c.done <- werr
-			return nil, fmt.Errorf("postgres exited (%v); its log:\n%s", werr, tail(logPath))
-		default:
-		}
-		if time.Now().After(deadline) {
-			c.stop()
-			return nil, fmt.Errorf("postgres did not accept connections within 60s (%v); its log:\n%s", err, tail(logPath))
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := testproc.Await("postgres", c.done, logPath, 60*time.Second, db.PingContext); err != nil {
+		c.halt()
+		return nil, err
 	}
+	return c, nil
 }
 
 // Cluster is a throwaway PostgreSQL cluster of one test's own, which the
@@ -401,13 +392,4 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func tail(path string) string {
-	b, _ := os.ReadFile(path)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > 30 {
-		lines = lines[len(lines)-30:]
-	}
-	return strings.Join(lines, "\n")
 }

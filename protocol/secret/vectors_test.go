@@ -83,6 +83,7 @@ func TestVectors(t *testing.T) {
 		vecCase("link.json", vecGenLink, vecReplayLink),
 		vecCase("devicelist.json", vecGenDeviceLists, vecReplayDeviceLists),
 		vecCase("keys.json", vecGenKeys, vecReplayKeys),
+		vecCase("state.json", vecGenState, vecReplayState),
 		vecCase("attach.json", vecGenAttach, vecReplayAttach),
 		vecCase("archive.json", vecGenArchive, vecReplayArchive),
 	}

@@ -7,6 +7,7 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const trust = () => window.sandiTrust || {}; // trust.js: identity trust and alarms
+  const attach = () => window.sandiAttach; // attach.js: files, images and voice notes
   const timings = (window.sandiTimings = {});
   const mark = (name) => { timings[name] = Math.round(performance.now()); };
 
@@ -166,6 +167,9 @@
     const go = new Go();
     const { instance } = await WebAssembly.instantiateStreaming(resp, go.importObject);
     mark("wasmCompiled");
+    // The module's memory, in bytes (it grows and never shrinks): for the
+    // tests' figures.
+    window.sandiModuleMemory = () => instance.exports.mem.buffer.byteLength;
     go.run(instance).then(() => fail("sandi stopped. Reload the page."));
     await loaded;
   }
@@ -309,6 +313,7 @@
     }
     const seen = new Set();
     for (const c of list) {
+      if (c.status) c.left = true; // left or removed: kept read-only by the SDK
       seen.add(c.id);
       if (!st.convs.has(c.id)) st.order.unshift(c.id);
       st.convs.set(c.id, c);
@@ -346,7 +351,7 @@
       a.querySelector(".conv-name").textContent = convName(c);
       const last = c.last;
       a.querySelector(".conv-last").textContent = !last ? "No messages yet" :
-        last.type === "title" ? `${last.sender} named it “${last.text}”` : `${last.sender}: ${last.text}`;
+        last.type === "title" ? `${last.sender} named it “${last.text}”` : `${last.sender}: ${attach().summary(last)}`;
       const badge = a.querySelector(".badge");
       const unread = id === st.current ? 0 : c.unread || 0;
       badge.dataset.count = String(unread);
@@ -464,6 +469,7 @@
       setMembersOpen(false);
       const list = $("messages");
       list.innerHTML = "";
+      attach().clear();
       st.shown = new Set();
       st.incoming = [];
       let h;
@@ -507,6 +513,8 @@
     const blocked = !!c.left || !!(trust().blocked && trust().blocked(c.id));
     $("composer-input").disabled = blocked;
     $("send-button").disabled = blocked;
+    $("attach-button").disabled = blocked;
+    $("record-button").disabled = blocked;
     $("members-button").disabled = !!c.left;
     if (c.left) setMembersOpen(false);
     if (st.membersOpen) drawMembers();
@@ -522,6 +530,7 @@
         el("span", { class: "sender", text: own ? "You" : m.sender }),
         el("time", { datetime: new Date(m.sentAt || m.receivedAt).toISOString(), text: fmtTime(m.sentAt || m.receivedAt) })),
       el("div", { class: "text", text: m.text }),
+      attach().nodes(m),
       own ? el("div", { class: "status", text: "Sent" }) : null);
   }
 
@@ -537,6 +546,7 @@
     const li = el("li", { class: "msg own", "data-local": p.localId },
       el("div", { class: "meta" }, el("span", { class: "sender", text: "You" }), el("time", { text: fmtTime(p.at) })),
       el("div", { class: "text", text: p.text }),
+      p.files ? (p.status === "sent" ? attach().sentNodes(p, p.message) : attach().pendingNodes(p)) : null,
       el("div", { class: "status" }));
     drawPendingStatus(li, p);
     return li;
@@ -642,12 +652,18 @@
     const text = input.value;
     if (!text.trim() || !st.current) return;
     input.value = "";
-    const p = { localId: ++st.localId, clientId: clientId(), conv: st.current, text, status: "sending", at: Date.now() };
+    sendPending(st.current, text);
+  });
+
+  // sendPending shows a message being sent (with files: attach.js's
+  // descriptions of them) and sends it.
+  function sendPending(conv, text, files) {
+    const p = { localId: ++st.localId, clientId: clientId(), conv, text, files, status: "sending", at: Date.now() };
     if (!st.pending.has(p.conv)) st.pending.set(p.conv, []);
     st.pending.get(p.conv).push(p);
     appendToChat(pendingNode(p));
     trySend(p);
-  });
+  }
 
   // clientId is a message's id for the server's deduplication: kept across
   // retries, so a retry of a send whose answer was lost stores nothing twice.
@@ -661,9 +677,15 @@
     p.status = "sending";
     redrawPending(p);
     try {
-      const m = await sandi.send(p.conv, p.text, p.clientId);
+      let handles;
+      if (p.files) {
+        handles = await attach().uploadAll(p, (f) => f.redraw && f.redraw());
+        if (handles.length === 0) return dropPending(p); // every file cancelled
+      }
+      const m = await sandi.send(p.conv, p.text, p.clientId, handles);
       p.status = "sent";
       p.seq = m.seq;
+      p.message = m;
       if (p.conv === st.current) st.shown.add(m.seq);
       const c = st.convs.get(p.conv);
       if (c) c.last = m;
@@ -678,7 +700,20 @@
 
   function redrawPending(p) {
     const li = $("messages").querySelector(`[data-local="${p.localId}"]`);
-    if (li && p.conv === st.current) drawPendingStatus(li, p);
+    if (!li || p.conv !== st.current) return;
+    drawPendingStatus(li, p);
+    // Sent: the files show as the receivers see them.
+    if (p.files && p.status === "sent" && !li.dataset.shown) {
+      li.dataset.shown = "1";
+      li.querySelector(".atts").replaceWith(attach().sentNodes(p, p.message));
+    }
+  }
+
+  function dropPending(p) {
+    if (p.files) sandi.forget(p.files.filter((f) => f.handle).map((f) => f.handle));
+    st.pending.set(p.conv, (st.pending.get(p.conv) || []).filter((q) => q !== p));
+    const li = $("messages").querySelector(`[data-local="${p.localId}"]`);
+    if (li) li.remove();
   }
 
   // ---- members ----
@@ -725,19 +760,25 @@
     }
   }
 
-  $("add-member-form").addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    const name = $("add-member-input").value.trim();
-    if (!name) return;
-    $("members-error").textContent = "";
-    try {
-      await sandi.addMember(st.current, name);
-      $("add-member-input").value = "";
-      await loadConversations();
-    } catch (e) {
-      $("members-error").textContent = errorText(e);
-    }
-  });
+  // A form of the members panel: one field, one action on the open
+  // conversation, its error shown under the panel's forms.
+  function panelForm(form, input, action) {
+    $(form).addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const value = $(input).value.trim();
+      if (!value) return;
+      $("members-error").textContent = "";
+      try {
+        await action(value);
+        $(input).value = "";
+        await loadConversations();
+      } catch (e) {
+        $("members-error").textContent = errorText(e);
+      }
+    });
+  }
+  panelForm("add-member-form", "add-member-input", (name) => sandi.addMember(st.current, name));
+  panelForm("rename-form", "rename-input", (title) => sandi.rename(st.current, title));
 
   $("leave-button").addEventListener("click", async () => {
     const b = $("leave-button");
@@ -999,7 +1040,7 @@
   }
 
   // What trust.js borrows.
-  window.sandiApp = { st, el, errorText, fmtTime, convName, drawChatHeader, drawMembers, openSafety, refresh };
+  window.sandiApp = { st, el, errorText, fmtTime, convName, drawChatHeader, drawMembers, openSafety, refresh, sendPending, dropPending };
 
   boot();
 })();

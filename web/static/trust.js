@@ -34,6 +34,7 @@
     bad_signature: "Bad signature",
     device_list: "Bad device list",
     server_data: "Invalid server data",
+    blob_digest: "File changed by the server",
   };
 
   // safetyNode draws a safety number as its 12 groups.

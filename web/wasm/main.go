@@ -48,9 +48,12 @@ type app struct {
 	change js.Value           // the page's onChange, set by listen
 	unlink context.CancelFunc // ends WaitLink
 	last   map[protocol.ConversationID]*client.Message
+
+	jobs     jobs                         // running uploads and downloads
+	uploaded map[string]client.Attachment // by handle, until sent
 }
 
-var a = &app{last: map[protocol.ConversationID]*client.Message{}}
+var a = &app{last: map[protocol.ConversationID]*client.Message{}, uploaded: map[string]client.Attachment{}}
 
 func main() {
 	api := map[string]func(args []js.Value) (any, error){
@@ -70,11 +73,16 @@ func main() {
 		"conversations":  a.conversations,
 		"history":        a.history,
 		"send":           a.send,
+		"upload":         a.upload,
+		"download":       a.download,
+		"cancel":         a.cancel,
+		"forget":         a.forget,
 		"create":         a.create,
 		"findUser":       a.findUser,
 		"addMember":      a.addMember,
 		"removeMember":   a.removeMember,
 		"leave":          a.leave,
+		"rename":         a.rename,
 		"markRead":       a.markRead,
 		"safety":         a.safety,
 		"contacts":       a.contacts,
@@ -160,12 +168,18 @@ func jsError(err error) js.Value {
 		if ae.Detail != "" {
 			e.Set("detail", ae.Detail)
 		}
+	case errors.Is(err, errCanceled):
+		e.Set("code", "canceled")
 	case errors.Is(err, client.ErrUnknownUser):
 		e.Set("code", "unknown_user")
 	case errors.Is(err, client.ErrNoIdentity):
 		e.Set("code", "no_identity")
 	case errors.Is(err, client.ErrNoAccount):
 		e.Set("code", "no_account")
+	case errors.Is(err, client.ErrAttachmentGone):
+		e.Set("code", "attachment_gone")
+	case errors.Is(err, client.ErrAttachmentCorrupt):
+		e.Set("code", "attachment_corrupt")
 	case errors.Is(err, client.ErrServerMisbehaved):
 		e.Set("code", "server_misbehaved")
 	case errors.Is(err, client.ErrLinkExpired):
@@ -185,8 +199,11 @@ func toJS(v any) any {
 	if v == nil {
 		return js.Undefined()
 	}
-	if s, ok := v.(string); ok {
-		return s
+	switch v := v.(type) {
+	case string:
+		return v
+	case js.Value:
+		return v
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -495,12 +512,26 @@ func (a *app) conversations([]js.Value) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	out := make([]convView, len(list))
 	for i := range list {
-		if list[i].Last, err = a.lastOf(c, list[i].ID); err != nil {
+		out[i].Conversation = list[i]
+		last, err := a.lastOf(c, list[i].ID)
+		if err != nil {
 			return nil, err
 		}
+		if last != nil {
+			v := view(*last)
+			out[i].Last = &v
+		}
 	}
-	return list, nil
+	return out, nil
+}
+
+// convView is a conversation as the page sees it: its last message
+// without attachment keys.
+type convView struct {
+	client.Conversation
+	Last *msgView `json:"last,omitempty"`
 }
 
 // failure is a message that did not decrypt, as the page shows it.
@@ -551,15 +582,11 @@ func (a *app) history(args []js.Value) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"messages": h, "failures": fs}, nil
+	return map[string]any{"messages": views(h), "failures": fs}, nil
 }
 
 func (a *app) send(args []js.Value) (any, error) {
-	_, c, err := a.get()
-	if err != nil {
-		return nil, err
-	}
-	id, err := conv(args)
+	c, id, err := a.inConv(args)
 	if err != nil {
 		return nil, err
 	}
@@ -572,12 +599,27 @@ func (a *app) send(args []js.Value) (any, error) {
 	if clientID == "" {
 		clientID = client.NewClientID()
 	}
-	m, err := c.SendWithID(ctx, id, clientID, str(args, 1))
+	// send(conv, text, clientId, handles): handles of uploads (upload).
+	atts, handles, err := a.attachments(args)
 	if err != nil {
 		return nil, err
 	}
+	var m client.Message
+	if len(atts) > 0 {
+		m, err = c.SendMessage(ctx, id, str(args, 1), atts)
+	} else {
+		m, err = c.SendWithID(ctx, id, clientID, str(args, 1))
+	}
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	for _, h := range handles {
+		delete(a.uploaded, h)
+	}
+	a.mu.Unlock()
 	a.noteLast(id, &m)
-	return m, nil
+	return view(m), nil
 }
 
 // create makes a conversation: create(title, [usernames]).
@@ -629,6 +671,12 @@ func (a *app) addMember(args []js.Value) (any, error) {
 func (a *app) removeMember(args []js.Value) (any, error) {
 	return a.member(args, func(ctx context.Context, c *client.Client, id protocol.ConversationID, user string) error {
 		return c.RemoveMembers(ctx, id, user)
+	})
+}
+
+func (a *app) rename(args []js.Value) (any, error) {
+	return a.member(args, func(ctx context.Context, c *client.Client, id protocol.ConversationID, title string) error {
+		return c.Rename(ctx, id, title)
 	})
 }
 
@@ -923,7 +971,7 @@ func (a *app) listen(onMessage, onFailure, onChange js.Value) {
 	a.mu.Unlock()
 	c.Listen(ctx, func(m client.Message) {
 		a.noteLast(m.Conversation, &m)
-		onMessage.Invoke(toJS(m))
+		onMessage.Invoke(toJS(view(m)))
 	}, func(de *client.DecryptError) {
 		f := failure{Conversation: de.Conversation, Seq: de.Seq, Reason: de.Reason, Detail: de.Err.Error(), At: time.Now().UnixMilli()}
 		if b, err := json.Marshal(f); err == nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -63,9 +64,18 @@ func (s *Store) CreateConversation(ctx context.Context, nc store.NewConversation
 		if err := t.step("session"); err != nil {
 			return err
 		}
+		if nc.State != nil {
+			if _, err := t.exec(`UPDATE conversations SET state = ?, state_epoch = ?, state_version = ? WHERE id = ?`,
+				nc.State.Encoded, i64(nc.State.Epoch), i64(nc.State.Version), idArg(nc.ID)); err != nil {
+				return err
+			}
+		}
 		evs := []newEvent{{kind: store.EventMembership, conv: convPtr(nc.ID), seq: 0, at: nc.Now}}
 		for _, k := range nc.Session.Keys {
 			evs = append(evs, newEvent{kind: store.EventSession, device: devPtr(k.Device), conv: convPtr(nc.ID), epoch: 1, at: nc.Now})
+		}
+		if nc.State != nil {
+			evs = append(evs, newEvent{kind: store.EventState, conv: convPtr(nc.ID), epoch: 1, seq: nc.State.Version, at: nc.Now})
 		}
 		first, err := t.emit(evs)
 		if err != nil {
@@ -103,6 +113,11 @@ func checkNewConversation(nc *store.NewConversation) error {
 		return fmt.Errorf("%w: first session names chain seq %d, want 0", store.ErrInvalid, nc.Session.ChainSeq)
 	case nc.Session.Conversation != nc.ID:
 		return fmt.Errorf("%w: session of another conversation", store.ErrInvalid)
+	}
+	if nc.State != nil {
+		if err := checkState(nc.State, 1); err != nil {
+			return err
+		}
 	}
 	seen := make(map[protocol.UserID]bool, len(nc.Members))
 	for _, m := range nc.Members {
@@ -325,6 +340,11 @@ func (s *Store) AddSession(ctx context.Context, ns store.NewSession) error {
 	if err := checkSession(&sess); err != nil {
 		return fmt.Errorf("sqlstore: add session: %w", err)
 	}
+	if ns.State != nil {
+		if err := checkState(ns.State, sess.Epoch); err != nil {
+			return fmt.Errorf("sqlstore: add session: %w", err)
+		}
+	}
 	return s.write(ctx, "add session", func(t *wtx) error {
 		c, err := t.lockConversation(sess.Conversation)
 		if err != nil {
@@ -353,11 +373,26 @@ func (s *Store) AddSession(ctx context.Context, ns store.NewSession) error {
 		if err := t.step("coverage"); err != nil {
 			return err
 		}
+		if ns.State != nil {
+			_, version, err := t.state(sess.Conversation)
+			if err != nil {
+				return err
+			}
+			if ns.State.Version < version {
+				return fmt.Errorf("state version %d, stored %d: %w", ns.State.Version, version, store.ErrStaleState)
+			}
+		}
 		if err := t.insertSession(sess, ns.Now); err != nil {
 			return err
 		}
 		if err := t.step("session"); err != nil {
 			return err
+		}
+		if ns.State != nil {
+			if _, err := t.exec(`UPDATE conversations SET state = ?, state_epoch = ?, state_version = ? WHERE id = ?`,
+				ns.State.Encoded, i64(ns.State.Epoch), i64(ns.State.Version), idArg(sess.Conversation)); err != nil {
+				return err
+			}
 		}
 		if _, err := t.exec(`UPDATE conversations SET epoch = ?, epoch_started_at = ?, messages_in_epoch = 0, rotation_required = FALSE, rotation_reason = '' WHERE id = ?`,
 			i64(sess.Epoch), ns.Now, idArg(sess.Conversation)); err != nil {
@@ -366,14 +401,73 @@ func (s *Store) AddSession(ctx context.Context, ns store.NewSession) error {
 		if err := t.step("epoch"); err != nil {
 			return err
 		}
-		evs := make([]newEvent, 0, len(sess.Keys))
+		evs := make([]newEvent, 0, len(sess.Keys)+1)
 		for _, k := range sess.Keys {
 			evs = append(evs, newEvent{kind: store.EventSession, device: devPtr(k.Device), conv: convPtr(sess.Conversation), epoch: sess.Epoch, at: ns.Now})
+		}
+		if ns.State != nil {
+			evs = append(evs, newEvent{kind: store.EventState, conv: convPtr(sess.Conversation), epoch: sess.Epoch, seq: ns.State.Version, at: ns.Now})
 		}
 		if _, err := t.emit(evs); err != nil {
 			return err
 		}
 		return t.step("events")
+	})
+}
+
+// state returns the epoch and version of a conversation's stored state
+// (0, 0 if none).
+func (t *wtx) state(id protocol.ConversationID) (epoch, version uint64, err error) {
+	err = t.queryRow(`SELECT state_epoch, state_version FROM conversations WHERE id = ?`, idArg(id)).Scan(&epoch, &version)
+	return epoch, version, err
+}
+
+func checkState(st *store.StateRow, epoch uint64) error {
+	switch {
+	case len(st.Encoded) == 0:
+		return fmt.Errorf("%w: empty state", store.ErrInvalid)
+	case st.Version == 0:
+		return fmt.Errorf("%w: state version 0", store.ErrInvalid)
+	case st.Epoch != epoch:
+		return fmt.Errorf("%w: state of epoch %d with epoch %d", store.ErrInvalid, st.Epoch, epoch)
+	}
+	return nil
+}
+
+// SetState stores a conversation's new state; see store.StateUpdate.
+func (s *Store) SetState(ctx context.Context, u store.StateUpdate) error {
+	if err := checkState(&u.State, u.State.Epoch); err != nil {
+		return fmt.Errorf("sqlstore: set state: %w", err)
+	}
+	return s.write(ctx, "set state", func(t *wtx) error {
+		c, err := t.lockConversation(u.Conversation)
+		if err != nil {
+			return err
+		}
+		var one int
+		err = t.queryRow(`SELECT 1 FROM members WHERE conversation_id = ? AND user_id = ? AND left_event_id IS NULL`, idArg(u.Conversation), idArg(u.User)).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return store.ErrNotMember
+		}
+		if err != nil {
+			return err
+		}
+		if u.State.Epoch != c.epoch || c.required {
+			return &store.EpochError{Err: store.ErrStaleEpoch, Current: c.epoch}
+		}
+		epoch, version, err := t.state(u.Conversation)
+		if err != nil {
+			return err
+		}
+		if u.State.Version < version || u.State.Version == version && u.State.Epoch <= epoch {
+			return fmt.Errorf("state version %d in epoch %d, stored %d in epoch %d: %w", u.State.Version, u.State.Epoch, version, epoch, store.ErrStaleState)
+		}
+		if _, err := t.exec(`UPDATE conversations SET state = ?, state_epoch = ?, state_version = ? WHERE id = ?`,
+			u.State.Encoded, i64(u.State.Epoch), i64(u.State.Version), idArg(u.Conversation)); err != nil {
+			return err
+		}
+		_, err = t.emit([]newEvent{{kind: store.EventState, conv: convPtr(u.Conversation), epoch: u.State.Epoch, seq: u.State.Version, at: u.Now}})
+		return err
 	})
 }
 
@@ -499,19 +593,24 @@ func deviceIDs(rows *sql.Rows, err error) ([]protocol.DeviceID, error) {
 	return out, rows.Err()
 }
 
-const convCols = `c.id, c.created_at, c.chain_seq, c.chain_head, c.epoch, c.epoch_started_at, c.messages_in_epoch, c.rotation_required, c.rotation_reason, c.last_seq`
+const convCols = `c.id, c.created_at, c.chain_seq, c.chain_head, c.epoch, c.epoch_started_at, c.messages_in_epoch, c.rotation_required, c.rotation_reason, c.last_seq, c.state, c.state_epoch, c.state_version`
 
 func scanConversation(r scanner) (store.Conversation, error) {
 	var c store.Conversation
-	var head []byte
+	var head, state []byte
+	var st store.StateRow
 	if err := r.Scan(scanID(&c.ID), &c.CreatedAt, &c.ChainSeq, &head, &c.Epoch, &c.EpochStartedAt, &c.MessagesInEpoch,
-		&c.RotationRequired, &c.RotationReason, &c.LastSeq); err != nil {
+		&c.RotationRequired, &c.RotationReason, &c.LastSeq, &state, &st.Epoch, &st.Version); err != nil {
 		return c, err
 	}
 	if len(head) != len(c.ChainHead) {
 		return c, fmt.Errorf("chain head is %d bytes", len(head))
 	}
 	copy(c.ChainHead[:], head)
+	if len(state) > 0 {
+		st.Encoded = state
+		c.State = &st
+	}
 	return c, nil
 }
 

@@ -53,6 +53,19 @@ func testSchema(t *testing.T, s *Store) {
 	if err := exec(msg, conv[:], 2, dev[:], user[:], []byte("e")); err == nil {
 		t.Errorf("the schema accepted a reused (sender device, client id)")
 	}
+	blobRow := `INSERT INTO blobs (id, conversation_id, user_id, device_id, size, parts, received, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, 1)`
+	for _, bad := range []struct {
+		what        string
+		size, parts int
+	}{{"size 0", 0, 1}, {"no parts", 1, 0}} {
+		if err := exec(blobRow, "0123456789abcdef0123456789abcdef", conv[:], user[:], dev[:], bad.size, bad.parts, []byte{0}); err == nil {
+			t.Errorf("the schema accepted a blob with %s", bad.what)
+		}
+	}
+	unknown := protocol.NewConversationID()
+	if err := exec(blobRow, "0123456789abcdef0123456789abcdef", unknown[:], user[:], dev[:], 1, 1, []byte{0}); err == nil {
+		t.Errorf("the schema accepted a blob of a conversation that does not exist")
+	}
 	if err := exec(`INSERT INTO event_counter (id, last_id) VALUES (2, 0)`); err == nil {
 		t.Errorf("the schema accepted a second event counter")
 	}

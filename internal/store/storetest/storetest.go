@@ -95,6 +95,7 @@ func Run(t *testing.T, open Opener) {
 		{"AnswersFollowWrites", testAnswersFollowWrites},
 		{"Ping", testPing},
 		{"Incarnation", testIncarnation},
+		{"State", testState},
 		{"Blobs", testBlobs},
 		{"BlobQuotaRace", testBlobQuotaRace},
 		{"BlobPartsConcurrent", testBlobPartsConcurrent},
