@@ -215,3 +215,41 @@ func TestBackupRestore(t *testing.T) {
 		})
 	}
 }
+
+// TestRestoreAfterReset: a backup made before the account's identity was
+// reset cannot be restored (its key is no longer the account's): a clear
+// error, and the device stays without keys or history.
+func TestRestoreAfterReset(t *testing.T) {
+	bs, err := fsblob.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{Blobs: bs})
+	ctx := context.Background()
+	alice := register(t, n, "alice")
+	register(t, n, "bob")
+	conv, err := alice.CreateConversation(ctx, "", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Send(ctx, conv, "before the reset"); err != nil {
+		t.Fatal(err)
+	}
+	key, err := alice.EnableBackup(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.ResetIdentity(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fresh := newClient(t, n, "")
+	if err := fresh.Login(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := fresh.Restore(ctx, key.String()); err == nil || !strings.Contains(err.Error(), "no longer the account's") {
+		t.Fatalf("restore of a backup from before a reset: %v", err)
+	}
+	if _, ok := fresh.IdentityKey(); ok || len(historyTexts(t, fresh, conv)) != 0 {
+		t.Fatal("a refused restore wrote state")
+	}
+}
