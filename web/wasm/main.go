@@ -103,6 +103,7 @@ func main() {
 		},
 		"logout":    a.logout,
 		"rekeyBack": a.rekeyBack,
+		"restore":   a.restore,
 	}
 	obj := js.Global().Get("Object").New()
 	for name, f := range api {
@@ -1039,5 +1040,23 @@ func (a *app) rekeyBack(args []js.Value) (any, error) {
 		}
 		a.changed()
 		return out, nil
+	})
+}
+
+// restore(recoveryKey) brings the account back from its backup on this
+// browser, which signed in and holds no keys (protocol.md §15.4), and
+// answers with the new state. Once restored, it ends a pending waitLink
+// (a failed restore leaves the link code usable).
+func (a *app) restore(args []js.Value) (any, error) {
+	return a.withState(func(ctx context.Context, c *client.Client) error {
+		if err := c.Restore(ctx, str(args, 0)); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		if a.unlink != nil {
+			a.unlink()
+		}
+		a.mu.Unlock()
+		return nil
 	})
 }
