@@ -4,7 +4,9 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
+	"sandi.dev/client"
 	"sandi.dev/protocol"
 )
 
@@ -69,4 +71,70 @@ func TestBrowserRestore(t *testing.T) {
 		t.Fatalf("bob's view of alice: %+v", cs)
 	}
 	p.noProblems()
+}
+
+// TestBrowserApproveWithHistory: alice approves a new device from her
+// browser with "also give it this browser's history" ticked; the new
+// device (the SDK, as the CLI) holds the conversation's title and
+// messages, in order, and reads what comes next.
+func TestBrowserApproveWithHistory(t *testing.T) {
+	requireBuilt(t)
+	url := startServer(t)
+	ctx := context.Background()
+	browser := startBrowser(t)
+	alice := newPage(t, browser, "alice", url)
+	alice.register("alice")
+	bob := newCLI(t, url, "")
+	if err := bob.c.Register(ctx, "bob", "password of bob"); err != nil {
+		t.Fatal(err)
+	}
+	alice.createConversation("bob")
+	alice.send("first from the browser")
+	convs, err := bob.c.Conversations(ctx)
+	if err != nil || len(convs) != 1 {
+		t.Fatalf("bob's conversations: %+v %v", convs, err)
+	}
+	conv := convs[0].ID
+	bob.waitTexts("alice: first from the browser")
+	if _, err := bob.c.Send(ctx, conv, "reply from bob"); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitMessage("reply from bob")
+
+	phone := newCLI(t, url, "")
+	if err := phone.c.Login(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	code, err := phone.c.StartLink(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice.click("#devices-link")
+	alice.typeInto("#approve-code", code)
+	alice.click("#approve-history")
+	alice.pressEnter()
+	alice.waitText("#approve-status", "and this browser's history")
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := phone.c.WaitLink(wctx, 20*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	h, err := phone.c.History(conv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range h {
+		if m.Type == client.ContentText {
+			got = append(got, m.Sender+": "+m.Text)
+		}
+	}
+	if strings.Join(got, "|") != "alice: first from the browser|bob: reply from bob" {
+		t.Fatalf("the new device's history: %q", got)
+	}
+	if _, err := bob.c.Send(ctx, conv, "after the link"); err != nil {
+		t.Fatal(err)
+	}
+	phone.waitTexts("bob: after the link")
+	alice.noProblems()
 }

@@ -962,8 +962,9 @@
     if (!code) return;
     $("approve-status").textContent = "Linking…";
     try {
-      await sandi.approveLink(code);
-      $("approve-status").textContent = "Linked: the new device now has your account's keys.";
+      const history = $("approve-history").checked;
+      await sandi.approveLink(code, history ? "all" : "none");
+      $("approve-status").textContent = "Linked: the new device now has your account's keys" + (history ? " and this browser's history." : ".");
       $("approve-code").value = "";
       openDevices();
     } catch (e) {

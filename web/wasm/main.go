@@ -399,9 +399,12 @@ func (a *app) resetIdentity([]js.Value) (any, error) {
 	})
 }
 
+// approveLink(code, history) confirms a new device; history "all" also
+// transfers this browser's history to it (protocol.md §15.5).
 func (a *app) approveLink(args []js.Value) (any, error) {
 	return a.with(func(ctx context.Context, c *client.Client) (any, error) {
-		dev, err := c.ApproveLink(ctx, strings.Join(strings.Fields(str(args, 0)), ""))
+		h := client.LinkHistory{Transfer: str(args, 1) == "all"}
+		dev, err := c.ApproveLinkWith(ctx, strings.Join(strings.Fields(str(args, 0)), ""), h)
 		if err != nil {
 			return nil, err
 		}
