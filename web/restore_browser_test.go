@@ -138,3 +138,62 @@ func TestBrowserApproveWithHistory(t *testing.T) {
 	phone.waitTexts("bob: after the link")
 	alice.noProblems()
 }
+
+// TestBrowserLogoutWithBackup: logging out first says what will be lost
+// and that there is no backup, and offers one; alice makes it, notes the
+// recovery key shown, logs out (this browser's data wiped), and restores
+// in a fresh browser profile with the same identity: her history is back,
+// bob's next message reads, and bob is shown no key change.
+func TestBrowserLogoutWithBackup(t *testing.T) {
+	requireBuilt(t)
+	url := startServer(t)
+	ctx := context.Background()
+	alice := newPage(t, startBrowser(t), "alice", url)
+	alice.register("alice")
+	bob := newCLI(t, url, "")
+	if err := bob.c.Register(ctx, "bob", "password of bob"); err != nil {
+		t.Fatal(err)
+	}
+	alice.createConversation("bob")
+	alice.send("kept by the backup")
+	bob.waitTexts("alice: kept by the backup")
+
+	alice.click("#logout-button")
+	alice.waitText("#logout-backup", "no backup")
+	alice.click("#logout-backup-button")
+	alice.wait("the recovery key", `/^[A-Z2-7]{4}(-[A-Z2-7]{4}){7}$/.test(document.getElementById("logout-key").innerText.trim())`)
+	key := eval[string](alice, `document.getElementById("logout-key").innerText.trim()`)
+	if !eval[bool](alice, `document.getElementById("logout-button").dataset.confirm === "1"`) {
+		alice.click("#logout-button") // the confirmation timed out meanwhile
+	}
+	alice.click("#logout-button")
+	alice.waitView("auth")
+
+	fresh := newPage(t, startBrowser(t), "alice-fresh", url)
+	fresh.waitView("auth")
+	fresh.click(`label[for="auth-mode-login"]`)
+	fresh.typeInto("#auth-username", "alice")
+	fresh.typeInto("#auth-password", "password of alice")
+	fresh.pressEnter()
+	fresh.waitView("setup")
+	fresh.typeInto("#restore-key", key)
+	fresh.click("#restore-button")
+	fresh.waitView("main")
+	fresh.openConversation("bob")
+	fresh.waitMessage("kept by the backup")
+	convs, err := bob.c.Conversations(ctx)
+	if err != nil || len(convs) != 1 {
+		t.Fatalf("bob's conversations: %+v %v", convs, err)
+	}
+	if _, err := bob.c.Send(ctx, convs[0].ID, "hello again"); err != nil {
+		t.Fatal(err)
+	}
+	fresh.waitMessage("hello again")
+	if a, _ := bob.c.Alarms(protocol.ConversationID{}); len(a) != 0 {
+		t.Fatalf("bob's alarms: %+v", a)
+	}
+	if cs, _ := bob.c.Contacts(); len(cs) != 1 || cs[0].Changed != 0 || cs[0].Pending != nil {
+		t.Fatalf("bob's view of alice: %+v", cs)
+	}
+	fresh.noProblems()
+}

@@ -1020,6 +1020,7 @@
     if (!b.dataset.confirm) {
       b.dataset.confirm = "1";
       b.textContent = "Click again: delete this browser's keys and history";
+      if (window.sandiLogoutInfo) window.sandiLogoutInfo();
       setTimeout(() => { delete b.dataset.confirm; b.textContent = "Log out"; }, 8000);
       return;
     }

@@ -104,6 +104,23 @@ func main() {
 		"logout":    a.logout,
 		"rekeyBack": a.rekeyBack,
 		"restore":   a.restore,
+		"backupStatus": func([]js.Value) (any, error) {
+			return a.with(func(ctx context.Context, c *client.Client) (any, error) {
+				on, last, err := c.BackupStatus()
+				return map[string]any{"enabled": on, "last": last}, err
+			})
+		},
+		// enableBackup turns backups on and answers with the recovery key,
+		// to show once (protocol.md §15.3).
+		"enableBackup": func([]js.Value) (any, error) {
+			return a.with(func(ctx context.Context, c *client.Client) (any, error) {
+				k, err := c.EnableBackup(ctx)
+				if err != nil {
+					return nil, err
+				}
+				return k.String(), nil
+			})
+		},
 	}
 	obj := js.Global().Get("Object").New()
 	for name, f := range api {
