@@ -41,12 +41,7 @@ func TestBrowserRestore(t *testing.T) {
 
 	browser := startBrowser(t)
 	p := newPage(t, browser, "alice-web", url)
-	p.waitView("auth")
-	p.click(`label[for="auth-mode-login"]`)
-	p.typeInto("#auth-username", "alice")
-	p.typeInto("#auth-password", "password of alice")
-	p.pressEnter()
-	p.waitView("setup")
+	p.login("alice")
 	typo := []byte(key.String())
 	typo[0] = map[bool]byte{true: 'B', false: 'A'}[typo[0] == 'A']
 	p.typeInto("#restore-key", string(typo))
@@ -64,12 +59,7 @@ func TestBrowserRestore(t *testing.T) {
 	}
 	p.waitMessage("welcome back")
 	bob.waitTexts("alice: before the backup")
-	if a, _ := bob.c.Alarms(protocol.ConversationID{}); len(a) != 0 {
-		t.Fatalf("bob's alarms: %+v", a)
-	}
-	if cs, _ := bob.c.Contacts(); len(cs) != 1 || cs[0].Changed != 0 || cs[0].Pending != nil {
-		t.Fatalf("bob's view of alice: %+v", cs)
-	}
+	noKeyChange(t, bob)
 	p.noProblems()
 }
 
@@ -170,12 +160,7 @@ func TestBrowserLogoutWithBackup(t *testing.T) {
 	alice.waitView("auth")
 
 	fresh := newPage(t, startBrowser(t), "alice-fresh", url)
-	fresh.waitView("auth")
-	fresh.click(`label[for="auth-mode-login"]`)
-	fresh.typeInto("#auth-username", "alice")
-	fresh.typeInto("#auth-password", "password of alice")
-	fresh.pressEnter()
-	fresh.waitView("setup")
+	fresh.login("alice")
 	fresh.typeInto("#restore-key", key)
 	fresh.click("#restore-button")
 	fresh.waitView("main")
@@ -189,11 +174,31 @@ func TestBrowserLogoutWithBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 	fresh.waitMessage("hello again")
-	if a, _ := bob.c.Alarms(protocol.ConversationID{}); len(a) != 0 {
-		t.Fatalf("bob's alarms: %+v", a)
-	}
-	if cs, _ := bob.c.Contacts(); len(cs) != 1 || cs[0].Changed != 0 || cs[0].Pending != nil {
-		t.Fatalf("bob's view of alice: %+v", cs)
-	}
+	noKeyChange(t, bob)
 	fresh.noProblems()
+}
+
+// login signs the page in to an existing account of username (the
+// password the harness gives every account) and waits for the set-up view
+// of a browser without keys.
+func (p *page) login(username string) {
+	p.t.Helper()
+	p.waitView("auth")
+	p.click(`label[for="auth-mode-login"]`)
+	p.typeInto("#auth-username", username)
+	p.typeInto("#auth-password", "password of "+username)
+	p.pressEnter()
+	p.waitView("setup")
+}
+
+// noKeyChange fails unless u raised no alarm and sees its one contact
+// with the key it first met.
+func noKeyChange(t *testing.T, u *cli) {
+	t.Helper()
+	if a, _ := u.c.Alarms(protocol.ConversationID{}); len(a) != 0 {
+		t.Fatalf("%s's alarms: %+v", u.c.Username(), a)
+	}
+	if cs, _ := u.c.Contacts(); len(cs) != 1 || cs[0].Changed != 0 || cs[0].Pending != nil {
+		t.Fatalf("%s's contacts: %+v", u.c.Username(), cs)
+	}
 }
