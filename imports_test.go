@@ -21,6 +21,7 @@ var importRules = []struct {
 	{"sandi.dev/internal/blob/...", "sandi.dev/protocol/secret", false, "the blob stores keep ciphertext made on the clients"},
 	{"sandi.dev/internal/tests3", "sandi.dev/protocol/secret", false, "test infrastructure of the server side"},
 	{"sandi.dev/protocol", "sandi.dev/protocol/secret", false, "public structures must not need private-key code"},
+	{"sandi.dev/cmd/...", "github.com/nats-io/nats-server/v2/server", false, "the NATS server is embedded by tests only, never in a sandi binary"},
 	{"sandi.dev/protocol/...", "log", true, "the protocol core does no logging"},
 	{"sandi.dev/protocol/...", "log/slog", true, "the protocol core does no logging"},
 	{"sandi.dev/protocol/...", "os", true, "the protocol core does no I/O"},

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"sandi.dev/client"
+	"sandi.dev/internal/clustertest"
+	"sandi.dev/internal/testpg"
 	"sandi.dev/protocol"
 )
 
@@ -33,6 +35,12 @@ import (
 //
 // SANDI_PROPERTY_SEQUENCES sets the number of sequences (default 6, the
 // test script runs 200), SANDI_PROPERTY_SEED the first seed.
+//
+// TestPropertyCluster runs the same sequences against a cluster of three
+// nodes over one PostgreSQL database and one NATS server, behind a proxy
+// that sends each request (and each WebSocket) to a node at random; a
+// restart restarts one node. SANDI_PROPERTY_CLUSTER_SEQUENCES sets the
+// number of sequences (default 2).
 
 type pDevice struct {
 	c      *client.Client
@@ -64,7 +72,8 @@ type sent struct {
 
 type world struct {
 	t       *testing.T
-	n       *node
+	url     string // the server, or the cluster's proxy
+	restart func() // restarts the server, or one node of the cluster
 	rng     *rand.Rand
 	prefix  string
 	users   []string
@@ -89,7 +98,7 @@ func TestProperty(t *testing.T) {
 			n := startNode(t, dbs(t)[db](t), blobConfig(t))
 			total := map[string]int{}
 			for seed := first; seed < first+seqs; seed++ {
-				w := &world{t: t, n: n, rng: rand.New(rand.NewPCG(uint64(seed), 7)), prefix: fmt.Sprintf("s%d", seed), ops: map[string]int{}}
+				w := &world{t: t, url: n.url(), restart: n.restart, rng: rand.New(rand.NewPCG(uint64(seed), 7)), prefix: fmt.Sprintf("s%d", seed), ops: map[string]int{}}
 				w.run(t, seed)
 				for k, v := range w.ops {
 					total[k] += v
@@ -104,6 +113,23 @@ func TestProperty(t *testing.T) {
 	}
 }
 
+func TestPropertyCluster(t *testing.T) {
+	seqs := envInt("SANDI_PROPERTY_CLUSTER_SEQUENCES", 2)
+	first := envInt("SANDI_PROPERTY_SEED", 1)
+	cl := clustertest.Start(t, clustertest.Options{Nodes: 3, DB: testpg.URL(t), Config: clustertest.TestConfig(), Seed: uint64(first)})
+	ops := 0
+	for seed := first; seed < first+seqs; seed++ {
+		rng := rand.New(rand.NewPCG(uint64(seed), 7))
+		restart := func() { cl.Nodes[rng.IntN(len(cl.Nodes))].Restart() }
+		w := &world{t: t, url: cl.ProxyURL, restart: restart, rng: rng, prefix: fmt.Sprintf("c%d", seed), ops: map[string]int{}}
+		w.run(t, seed)
+		for _, v := range w.ops {
+			ops += v
+		}
+	}
+	t.Logf("cluster of %d nodes: %d sequences, %d operations, decrypt failures 0", len(cl.Nodes), seqs, ops)
+}
+
 func (w *world) fail(format string, args ...any) {
 	w.t.Helper()
 	w.t.Fatalf("sequence %s: "+format, append([]any{w.prefix}, args...)...)
@@ -111,7 +137,7 @@ func (w *world) fail(format string, args ...any) {
 
 func (w *world) newDevice(user int) *pDevice {
 	st := client.NewMemStorage()
-	c, err := client.Open(client.Options{Server: w.n.url(), Storage: st, OneTimeBatch: 5,
+	c, err := client.Open(client.Options{Server: w.url, Storage: st, OneTimeBatch: 5,
 		HTTPClient: &http.Client{Timeout: 2 * time.Minute}})
 	if err != nil {
 		w.fail("open: %v", err)
@@ -563,7 +589,7 @@ func (w *world) run(t *testing.T, seed int) {
 				w.listen(d)
 			}
 		case r < 76:
-			w.n.restart()
+			w.restart()
 			w.ops["restart"]++
 		case r < 78:
 			w.removeDevice()

@@ -34,7 +34,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 	var cfg load.Config
 	fs := flag.NewFlagSet("sandi-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.Server, "server", "", "base URL of a running server on a loopback address (default: start one in-process)")
+	fs.Func("server", "base URL of a running server on a loopback address (default: start one in-process); repeated: nodes of one cluster, driven at once and reported per node", func(v string) error {
+		if cfg.Server == "" {
+			cfg.Server = v
+		} else {
+			cfg.Servers = append(cfg.Servers, v)
+		}
+		return nil
+	})
 	fs.StringVar(&cfg.DB, "db", "", "in-process database: empty for a fresh SQLite file in a temporary directory, the path of a new SQLite file, or a postgres:// URL (a fresh database is created there for each run and dropped)")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the run's SQLite file or PostgreSQL database")
 	fs.IntVar(&cfg.Senders, "senders", 0, "sending accounts, one conversation each with the receiver (default: the largest --conc level)")
@@ -61,6 +68,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	idleAccounts := fs.Int("idle-accounts", 10, "--idle: accounts the WebSockets are spread over (the server's WebSocket caps per device and account must allow their share)")
 	idleSettle := fs.Duration("idle-settle", 5*time.Second, "--idle: wait before each memory reading")
 	pid := fs.Int("pid", 0, "--idle: process id of the server, whose resident memory is read from /proc")
+	idleMetrics := fs.String("idle-metrics", "", "--idle: the server's /metrics URL (served without a token, e.g. on --metrics-addr): also report its goroutines, stacks and heap")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -73,7 +81,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if *idle > 0 {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 		defer stop()
-		ic := load.IdleConfig{Server: cfg.Server, PID: *pid, Conns: *idle, Accounts: *idleAccounts, Settle: *idleSettle}
+		ic := load.IdleConfig{Server: cfg.Server, PID: *pid, Conns: *idle, Accounts: *idleAccounts, Settle: *idleSettle, Metrics: *idleMetrics}
 		if !*quiet {
 			ic.Log = func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
 		}
@@ -83,6 +91,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "%d idle WebSockets: server RSS %d KiB before, %d KiB after: %.1f KiB a connection\n",
 			rep.Conns, rep.RSSBeforeKiB, rep.RSSAfterKiB, rep.PerConnKiB)
+		if b, a := rep.RuntimeBefore, rep.RuntimeAfter; b != nil && a != nil {
+			per := func(b, a int64) float64 { return float64(a-b) / float64(rep.Conns) }
+			fmt.Fprintf(stdout, "  goroutines %d → %d (%.2f a connection); stacks %d → %d KiB (%.1f KiB a connection); heap in use %d → %d KiB (%.1f KiB a connection); next collection at %d KiB\n",
+				b.Goroutines, a.Goroutines, per(b.Goroutines, a.Goroutines), b.StackKiB, a.StackKiB, per(b.StackKiB, a.StackKiB),
+				b.HeapInuseKiB, a.HeapInuseKiB, per(b.HeapInuseKiB, a.HeapInuseKiB), a.NextGCKiB)
+		}
 		return nil
 	}
 	if *conc == "none" {

@@ -34,6 +34,7 @@ type serveConfig struct {
 	addr, data, db, logLevel string
 	trustedProxies           []netip.Prefix
 	metricsAddr              string
+	nats                     string        // NATS URL of the cluster; empty: a node alone
 	limits                   server.Config // the limits set from flags
 	// Pre-key limits (server.Config; 0 takes the default).
 	claimRate, claimOneTime, targetOneTime, maxOneTime, uploadRate int
@@ -59,6 +60,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.db, "db", envOr("SANDI_DB", ""), "database: empty for SQLite in the data directory, a SQLite file ending in .db or .sqlite, or PostgreSQL as postgres://… or 'host=… dbname=…' (env SANDI_DB)")
 	fs.StringVar(&c.logLevel, "log-level", envOr("SANDI_LOG_LEVEL", "info"), "debug, info, warn or error (env SANDI_LOG_LEVEL)")
 	proxies := fs.String("trusted-proxies", envOr("SANDI_TRUSTED_PROXIES", ""), "reverse proxies whose X-Forwarded-For names the client, for the rate limits: addresses or CIDR prefixes, comma-separated (env SANDI_TRUSTED_PROXIES)")
+	fs.StringVar(&c.nats, "nats", envOr("SANDI_NATS", ""), "join a cluster of nodes over one PostgreSQL database through this NATS server, nats://host:4222 (env SANDI_NATS); empty: this node runs alone")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", envOr("SANDI_METRICS_ADDR", ""), "serve /metrics on this address only, not on --addr (env SANDI_METRICS_ADDR)")
 	fs.StringVar(&c.limits.MetricsToken, "metrics-token", envOr("SANDI_METRICS_TOKEN", ""), "require this bearer token on /metrics (env SANDI_METRICS_TOKEN)")
 	// Numeric limits: flag, else environment, else default.
@@ -160,6 +162,9 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	if c.db, err = databaseURL(c.db, c.data); err != nil {
 		return c, usageError{"--db: " + err.Error()}
+	}
+	if c.nats != "" && !sqlstore.IsPostgres(c.db) {
+		return c, usageError{"--nats: the nodes of a cluster share a PostgreSQL database: give --db postgres://…"}
 	}
 	return c, nil
 }
@@ -344,6 +349,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg.Blobs, cfg.MaxBlobSize, cfg.BlobQuota = bs, c.maxBlob, c.blobQuota
 	srv := server.New(st, log, cfg)
 	defer srv.Close()
+	if c.nats != "" {
+		host, _ := os.Hostname()
+		if err := srv.JoinCluster(server.ClusterOptions{URL: c.nats, Name: "sandi " + host}); err != nil {
+			return err
+		}
+		log.Info("cluster: joined")
+	}
 	mountWeb(srv)
 	go srv.RunBlobCollector(ctx, blobCollectEvery)
 

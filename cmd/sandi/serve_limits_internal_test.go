@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"io"
+	"strings"
 	"testing"
 )
 
@@ -24,5 +26,20 @@ func TestServeKeyLimitFlags(t *testing.T) {
 	t.Setenv("SANDI_CLAIM_RATE", "")
 	if _, err := parseServe([]string{"--max-onetime-keys", "x"}, io.Discard); err == nil {
 		t.Fatal("--max-onetime-keys x accepted")
+	}
+}
+
+// --nats (SANDI_NATS) joins a cluster, whose nodes share a PostgreSQL
+// database: with a SQLite database it is a usage error.
+func TestServeNATSFlag(t *testing.T) {
+	c, err := parseServe([]string{"--db", "postgres://sandi@127.0.0.1/sandi", "--nats", "nats://127.0.0.1:4222"}, io.Discard)
+	if err != nil || c.nats != "nats://127.0.0.1:4222" {
+		t.Fatalf("parsed %q, %v", c.nats, err)
+	}
+	t.Setenv("SANDI_NATS", "nats://10.0.0.5:4222")
+	_, err = parseServe([]string{"--data", t.TempDir()}, io.Discard)
+	var ue usageError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "PostgreSQL") {
+		t.Fatalf("SANDI_NATS with SQLite: %v", err)
 	}
 }

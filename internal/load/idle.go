@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"runtime"
@@ -29,7 +30,19 @@ type IdleConfig struct {
 	Conns    int
 	Accounts int
 	Settle   time.Duration // wait after the last socket opened before reading memory
-	Log      func(format string, args ...any)
+	// Metrics, if set, is the server's /metrics URL (on a loopback
+	// address, without a token): the runtime's figures there are read
+	// with each RSS reading.
+	Metrics string
+	Log     func(format string, args ...any)
+}
+
+// IdleRuntime is what the server's Go runtime reports on /metrics.
+type IdleRuntime struct {
+	Goroutines   int64 `json:"goroutines"`
+	StackKiB     int64 `json:"stackKiB"`     // goroutine stacks in use
+	HeapInuseKiB int64 `json:"heapInuseKiB"` // heap spans in use: live objects and garbage not yet collected
+	NextGCKiB    int64 `json:"nextGCKiB"`    // the heap size at which the next collection starts
 }
 
 // IdleReport is what an idle measurement found.
@@ -39,6 +52,53 @@ type IdleReport struct {
 	RSSAfterKiB  int64   `json:"rssAfterKiB"`
 	PerConnKiB   float64 `json:"perConnKiB"`
 	OpenSeconds  float64 `json:"openSeconds"`
+	// Runtime figures before and after, with IdleConfig.Metrics.
+	RuntimeBefore *IdleRuntime `json:"runtimeBefore,omitempty"`
+	RuntimeAfter  *IdleRuntime `json:"runtimeAfter,omitempty"`
+}
+
+// readRuntime reads the Go runtime's figures from a Prometheus text page.
+func readRuntime(ctx context.Context, url string) (*IdleRuntime, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, err
+	}
+	var rt IdleRuntime
+	fields := map[string]*int64{"go_goroutines": &rt.Goroutines, "go_memstats_stack_inuse_bytes": &rt.StackKiB,
+		"go_memstats_heap_inuse_bytes": &rt.HeapInuseKiB, "go_memstats_next_gc_bytes": &rt.NextGCKiB}
+	found := 0
+	for _, line := range strings.Split(string(body), "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		p := fields[name]
+		if !ok || p == nil {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", url, name, err)
+		}
+		*p = int64(v)
+		if name != "go_goroutines" {
+			*p /= 1024
+		}
+		found++
+	}
+	if found != len(fields) {
+		return nil, fmt.Errorf("%s: not every Go runtime figure is there", url)
+	}
+	return &rt, nil
 }
 
 // rssKiB reads VmRSS of a process.
@@ -82,6 +142,19 @@ func Idle(ctx context.Context, cfg IdleConfig) (IdleReport, error) {
 	if err := checkLoopbackURL(cfg.Server); err != nil {
 		return rep, err
 	}
+	if cfg.Metrics != "" {
+		if err := checkLoopbackURL(cfg.Metrics); err != nil {
+			return rep, err
+		}
+	}
+	readMemory := func() (int64, *IdleRuntime, error) {
+		rss, err := rssKiB(cfg.PID)
+		if err != nil || cfg.Metrics == "" {
+			return rss, nil, err
+		}
+		rt, err := readRuntime(ctx, cfg.Metrics)
+		return rss, rt, err
+	}
 	if cfg.Conns < 1 || cfg.Accounts < 1 || cfg.PID <= 0 {
 		return rep, errors.New("idle: connections, accounts and the server's process id are needed")
 	}
@@ -101,7 +174,7 @@ func Idle(ctx context.Context, cfg IdleConfig) (IdleReport, error) {
 	}
 	c.close()
 	time.Sleep(cfg.Settle)
-	before, err := rssKiB(cfg.PID)
+	before, rtBefore, err := readMemory()
 	if err != nil {
 		return rep, err
 	}
@@ -156,11 +229,12 @@ func Idle(ctx context.Context, cfg IdleConfig) (IdleReport, error) {
 	logf("%d WebSockets open in %.1f s; idle for %v", cfg.Conns, rep.OpenSeconds, cfg.Settle)
 	time.Sleep(cfg.Settle)
 	runtime.KeepAlive(conns)
-	after, err := rssKiB(cfg.PID)
+	after, rtAfter, err := readMemory()
 	if err != nil {
 		return rep, err
 	}
 	rep.Conns, rep.RSSBeforeKiB, rep.RSSAfterKiB = cfg.Conns, before, after
+	rep.RuntimeBefore, rep.RuntimeAfter = rtBefore, rtAfter
 	rep.PerConnKiB = float64(after-before) / float64(cfg.Conns)
 	return rep, nil
 }

@@ -40,6 +40,13 @@ type Config struct {
 	// Server is the base URL (http://127.0.0.1:PORT) of a running server
 	// to measure. Empty starts one in-process on 127.0.0.1 and a random port.
 	Server string
+	// Servers are more nodes of the same cluster as Server (several
+	// sandi serve --nats over one database). Setup goes through Server;
+	// the open loop's senders send through the nodes in turn, the
+	// receiver listens on a WebSocket to each node, and the report gives
+	// each node's figures (LiveResult.Nodes), apart for messages sent
+	// through another node (cross-node delivery).
+	Servers []string
 	// DB is the in-process server's database: empty for a fresh SQLite file
 	// in a new temporary directory (synchronous=FULL, WAL, as the store
 	// opens it), the path of a SQLite file to create (to choose the disk;
@@ -180,6 +187,14 @@ func (c *Config) check() error {
 			}
 		}
 	}
+	if len(c.Servers) > 0 && c.Server == "" {
+		return errors.New("more servers need a first one")
+	}
+	for _, u := range c.Servers {
+		if err := checkLoopbackURL(u); err != nil {
+			return fmt.Errorf("server: %w", err)
+		}
+	}
 	if c.Server != "" {
 		if c.DB != "" {
 			return errors.New("a database is for the in-process server; not with a server URL")
@@ -259,6 +274,12 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 	c := newClient(base, logf)
 	defer c.close()
+	nodes := []*client{c}
+	for _, u := range cfg.Servers {
+		n := newClient(strings.TrimSuffix(u, "/"), logf)
+		defer n.close()
+		nodes = append(nodes, n)
+	}
 
 	var r *runner
 	var err error
@@ -267,7 +288,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		if err != nil {
 			return
 		}
-		r.dbPIDs, r.diskDir = dbPIDs, diskDir
+		r.dbPIDs, r.diskDir, r.nodes = dbPIDs, diskDir, nodes
 		if cfg.CPUProfile != nil {
 			if err = pprof.StartCPUProfile(cfg.CPUProfile); err != nil {
 				return
@@ -469,6 +490,7 @@ func freshDatabase(ctx context.Context, adminURL string, keep bool, logf func(st
 // runner holds the set-up accounts.
 type runner struct {
 	c       *client
+	nodes   []*client // c and Config.Servers' (the open loop spreads over them)
 	cfg     *Config
 	rcv     *user
 	senders []*sender

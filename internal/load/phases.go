@@ -165,67 +165,108 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 	rate, dur := r.cfg.Rate, r.cfg.RateDuration
 	total := int(int64(rate) * int64(dur) / int64(time.Second))
 	res := LiveResult{Rate: rate, Scheduled: total}
+	nodes := r.nodes
+	if len(nodes) == 0 {
+		nodes = []*client{r.c}
+	}
 
 	var mu sync.Mutex
-	type times struct{ scheduled, started time.Time }
+	type times struct {
+		scheduled, started time.Time
+		node               int    // sent through nodes[node]
+		got                uint64 // bit k: arrived on node k's WebSocket
+	}
 	pending := make(map[string]*times, total)
-	delivery := make([]time.Duration, 0, total)
-	fromStart := make([]time.Duration, 0, total)
-	var received, accepted, frames int64
-	allIn := make(chan struct{}, 1) // signalled when received may have reached accepted
+	// One WebSocket per node; each gets every message.
+	type arrivals struct {
+		delivery, fromStart, cross []time.Duration
+		received, frames, dups     int64
+	}
+	arr := make([]*arrivals, len(nodes))
+	all := uint64(1)<<len(nodes) - 1
+	var accepted int64
+	allIn := make(chan struct{}, 1) // signalled when every WebSocket may have received every accepted send
 	sendsDone := false
+	caughtUp := func() bool {
+		for _, a := range arr {
+			if a.received < accepted {
+				return false
+			}
+		}
+		return true
+	}
 
 	wctx, stopWS := context.WithCancel(ctx)
 	defer stopWS()
 	u := r.rcv
-	wsURL := "ws" + strings.TrimPrefix(r.c.base, "http") + "/api/ws?since=" + strconv.FormatInt(u.cursor, 10)
-	conn, _, err := websocket.Dial(wctx, wsURL, &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {u.auth}}})
-	if err != nil {
-		return res, fmt.Errorf("websocket: %w", err)
-	}
-	defer conn.CloseNow()
-	conn.SetReadLimit(64 << 20)
-	wsErr := make(chan error, 1)
-	go func() {
-		for {
-			_, data, err := conn.Read(wctx)
-			if err != nil {
-				wsErr <- err
-				return
-			}
-			now := time.Now()
-			var p syncPage
-			if err := json.Unmarshal(data, &p); err != nil {
-				wsErr <- err
-				return
-			}
-			mu.Lock()
-			frames++
-			for _, e := range p.Events {
-				if e.Kind != "message" || e.Message == nil {
-					continue
-				}
-				at, ok := pending[e.Message.ClientID]
-				if !ok {
-					continue
-				}
-				delete(pending, e.Message.ClientID)
-				delivery = append(delivery, now.Sub(at.scheduled))
-				fromStart = append(fromStart, now.Sub(at.started))
-				received++
-			}
-			done := sendsDone && received >= accepted
-			mu.Unlock()
-			if done {
-				select {
-				case allIn <- struct{}{}:
-				default:
-				}
-			}
+	wsErr := make(chan error, len(nodes))
+	var conns []*websocket.Conn
+	for k, nc := range nodes {
+		arr[k] = &arrivals{delivery: make([]time.Duration, 0, total)}
+		wsURL := "ws" + strings.TrimPrefix(nc.base, "http") + "/api/ws?since=" + strconv.FormatInt(u.cursor, 10)
+		conn, _, err := websocket.Dial(wctx, wsURL, &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {u.auth}}})
+		if err != nil {
+			return res, fmt.Errorf("websocket to %s: %w", nc.base, err)
 		}
-	}()
+		defer conn.CloseNow()
+		conn.SetReadLimit(64 << 20)
+		conns = append(conns, conn)
+		a, bit := arr[k], uint64(1)<<k
+		go func() {
+			for {
+				_, data, err := conn.Read(wctx)
+				if err != nil {
+					wsErr <- err
+					return
+				}
+				now := time.Now()
+				var p syncPage
+				if err := json.Unmarshal(data, &p); err != nil {
+					wsErr <- err
+					return
+				}
+				mu.Lock()
+				a.frames++
+				for _, e := range p.Events {
+					if e.Kind != "message" || e.Message == nil {
+						continue
+					}
+					at, ok := pending[e.Message.ClientID]
+					if !ok {
+						continue
+					}
+					if at.got&bit != 0 {
+						a.dups++
+						continue
+					}
+					at.got |= bit
+					if at.got == all {
+						delete(pending, e.Message.ClientID)
+					}
+					a.delivery = append(a.delivery, now.Sub(at.scheduled))
+					a.fromStart = append(a.fromStart, now.Sub(at.started))
+					if at.node != k {
+						a.cross = append(a.cross, now.Sub(at.scheduled))
+					}
+					a.received++
+				}
+				done := sendsDone && caughtUp()
+				mu.Unlock()
+				if done {
+					select {
+					case allIn <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}()
+	}
 
 	sends := &tally{acks: make([]time.Duration, 0, total)}
+	nodeSends := make([]*tally, len(nodes))
+	for k := range nodeSends {
+		nodeSends[k] = &tally{}
+	}
 	sem := make(chan struct{}, r.cfg.MaxInFlight)
 	var wg sync.WaitGroup
 	interval := time.Second / time.Duration(rate)
@@ -246,7 +287,8 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 			break
 		}
 		cid := s.clientID()
-		t := &times{scheduled: at, started: at}
+		k := i % len(nodes)
+		t := &times{scheduled: at, started: at, node: k}
 		mu.Lock()
 		pending[cid] = t
 		mu.Unlock()
@@ -261,7 +303,7 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 			mu.Lock()
 			t.started = time.Now()
 			mu.Unlock()
-			sr := r.c.send(ctx, s, cid, env)
+			sr := nodes[k].send(ctx, s, cid, env)
 			ack := time.Since(at)
 			if !sr.ok() {
 				mu.Lock()
@@ -269,6 +311,7 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 				mu.Unlock()
 			}
 			sends.add(sr, ack)
+			nodeSends[k].add(sr, ack)
 		}()
 	}
 	wg.Wait()
@@ -284,7 +327,7 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 	mu.Lock()
 	accepted = sends.accepted
 	sendsDone = true
-	done := received >= accepted
+	done := caughtUp()
 	mu.Unlock()
 	if !done {
 		// Wait for the last events (bounded).
@@ -298,18 +341,31 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 		}
 	}
 	stopWS()
-	conn.Close(websocket.StatusNormalClosure, "")
+	for _, conn := range conns {
+		conn.Close(websocket.StatusNormalClosure, "")
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	res.Accepted, res.Failed, res.Errors = sends.accepted, sends.failed, sends.errors
-	res.Received = received
-	res.Frames = frames
-	res.Missing = accepted - received
+	res.Received = arr[0].received
+	for _, a := range arr {
+		res.Frames += a.frames
+	}
+	res.Missing = accepted - arr[0].received
 	res.PerSecond = float64(sends.accepted) / res.Seconds
 	res.Ack = percentiles(sends.acks)
-	res.Delivery = percentiles(delivery)
-	res.DeliveryFromStart = percentiles(fromStart)
+	res.Delivery = percentiles(arr[0].delivery)
+	res.DeliveryFromStart = percentiles(arr[0].fromStart)
 	res.MaxStartLagMs = ms(maxLag)
+	if len(nodes) > 1 {
+		for k, a := range arr {
+			res.Nodes = append(res.Nodes, NodeLive{
+				Server: nodes[k].base, Accepted: nodeSends[k].accepted, Failed: nodeSends[k].failed,
+				Ack: percentiles(nodeSends[k].acks), Received: a.received, Missing: accepted - a.received,
+				Duplicates: a.dups, Delivery: percentiles(a.delivery), CrossNode: percentiles(a.cross),
+			})
+		}
+	}
 	if sends.accepted == 0 && sends.firstErr != nil {
 		return res, fmt.Errorf("open loop: no send accepted; first error: %w", sends.firstErr)
 	}

@@ -147,10 +147,28 @@ type LiveResult struct {
 	// MaxStartLagMs is how late the client started the latest send
 	// (client saturation shows here).
 	MaxStartLagMs float64 `json:"maxStartLagMs"`
-	CPU           CPUUse  `json:"cpu"`
+	// Nodes, with several servers (Config.Servers), are each node's
+	// figures; the fields above are then the first node's WebSocket's.
+	Nodes []NodeLive `json:"nodes,omitempty"`
+	CPU   CPUUse     `json:"cpu"`
 	// DiskSync is the disk just before the phase: synced 4 KiB writes
 	// (see diskSync), in the database's directory when it is SQLite.
 	DiskSync Percentiles `json:"diskSyncMs"`
+}
+
+// NodeLive is one node's part of the open loop.
+type NodeLive struct {
+	Server   string      `json:"server"`
+	Accepted int64       `json:"accepted"` // sends through this node
+	Failed   int64       `json:"failed"`
+	Ack      Percentiles `json:"ackMs"`
+	Received int64       `json:"received"` // accepted messages that arrived on its WebSocket
+	Missing  int64       `json:"missing"`
+	// Duplicates are messages its WebSocket delivered more than once.
+	Duplicates int64       `json:"duplicates"`
+	Delivery   Percentiles `json:"deliveryMs"` // every message arriving on its WebSocket
+	// CrossNode is Delivery for the messages sent through other nodes.
+	CrossNode Percentiles `json:"crossNodeMs"`
 }
 
 // Percentiles of a latency distribution, in milliseconds.
@@ -377,6 +395,14 @@ func (r *Report) WriteTable(w io.Writer) {
 		fmt.Fprintf(w, "%-22s %9.2f %9.2f %9.2f %9.2f %9.2f\n", "request → delivered", l.DeliveryFromStart.P50, l.DeliveryFromStart.P90, l.DeliveryFromStart.P99, l.DeliveryFromStart.Max, l.DeliveryFromStart.Mean)
 		fmt.Fprintf(w, "latest send start: %.2f ms behind schedule; cores %.2f, db %.2f, others %.2f, stolen by the hypervisor %.2f\n", l.MaxStartLagMs, l.CPU.Process, l.CPU.Database, l.CPU.Others, l.CPU.Steal)
 		fmt.Fprintf(w, "disk just before: a synced 4 KiB write took %.2f ms at the median, %.2f ms at the p99, %.2f ms at most (%d writes)\n\n", l.DiskSync.P50, l.DiskSync.P99, l.DiskSync.Max, l.DiskSync.N)
+		if len(l.Nodes) > 0 {
+			fmt.Fprintf(w, "per node (sends through it in turn; a WebSocket to each; cross-node: sent through another node), ms:\n")
+			fmt.Fprintf(w, "%-24s %8s %8s %8s %8s %8s %8s %8s %8s\n", "node", "accepted", "ack p99", "received", "missing", "dups", "dlv p50", "dlv p99", "cross p99")
+			for _, n := range l.Nodes {
+				fmt.Fprintf(w, "%-24s %8d %8.2f %8d %8d %8d %8.2f %8.2f %8.2f\n", strings.TrimPrefix(n.Server, "http://"), n.Accepted, n.Ack.P99, n.Received, n.Missing, n.Duplicates, n.Delivery.P50, n.Delivery.P99, n.CrossNode.P99)
+			}
+			fmt.Fprintln(w)
+		}
 	}
 	if r.Runs > 1 {
 		if r.MismatchedRuns == 0 {

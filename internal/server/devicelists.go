@@ -116,8 +116,9 @@ func (s *Server) putDeviceList(r *http.Request, c *call, enc []byte, revoke []pr
 	case err != nil:
 		return nil, err
 	}
+	s.forgetEverywhere() // the devices' listing changed
 	// Revoked devices stop receiving events now, not at their next poll.
-	s.hub.Revoke(u.ID, revoked...)
+	s.revokeLive(u.ID, revoked...)
 	// The account's devices and its contacts got device events.
 	s.notifyContacts(r.Context(), u.ID)
 	return revoked, nil
@@ -205,7 +206,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, c *call) error {
 		if err != nil && !errors.Is(err, store.ErrNotFound) { // revoked meanwhile: done
 			return err
 		}
-		s.hub.Revoke(c.user(), c.device.ID)
+		s.revokeLive(c.user(), c.device.ID)
 		s.notifyContacts(r.Context(), c.user())
 	}
 	w.WriteHeader(http.StatusNoContent)

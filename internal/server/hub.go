@@ -14,52 +14,48 @@ import (
 // the store from its cursor, so a missed or merged wake-up loses nothing.
 type Hub struct {
 	mu     sync.Mutex
-	subs   map[protocol.UserID]map[*subscriber]struct{}
+	subs   map[protocol.UserID]map[*liveSocket]struct{}
 	closed bool
-	done   chan struct{}  // closed by Close: live connections end
 	live   sync.WaitGroup // subscribers that joined before Close
 	// Forward, if set, is called with every local notification so a bus
 	// can carry it to other nodes.
 	Forward func(users []protocol.UserID)
 }
 
-type subscriber struct {
-	wake   chan struct{}
-	device protocol.DeviceID
-	// revoked is closed when the device is revoked: its connection ends.
-	revoked chan struct{}
-	once    sync.Once
-}
-
 // NewHub returns an empty hub.
 func NewHub() *Hub {
-	return &Hub{subs: map[protocol.UserID]map[*subscriber]struct{}{}, done: make(chan struct{})}
+	return &Hub{subs: map[protocol.UserID]map[*liveSocket]struct{}{}}
 }
 
-// subscribe registers a subscriber for one device of user; call the
-// returned function to leave.
-func (h *Hub) subscribe(user protocol.UserID, device protocol.DeviceID) (*subscriber, func()) {
-	s := &subscriber{wake: make(chan struct{}, 1), device: device, revoked: make(chan struct{})}
+// subscribe registers a live socket, which is then woken by Deliver and
+// ended by Revoke, RevokeOthers and Close (also when the hub is closed
+// already); unsubscribe removes it.
+func (h *Hub) subscribe(k *liveSocket) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.subs[user] == nil {
-		h.subs[user] = map[*subscriber]struct{}{}
+	if h.subs[k.ref.User] == nil {
+		h.subs[k.ref.User] = map[*liveSocket]struct{}{}
 	}
-	h.subs[user][s] = struct{}{}
-	counted := !h.closed // after Close, nothing is added to live
-	if counted {
+	h.subs[k.ref.User][k] = struct{}{}
+	closed := h.closed
+	k.counted = !closed // after Close, nothing is added to live
+	if k.counted {
 		h.live.Add(1)
 	}
-	return s, func() {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		delete(h.subs[user], s)
-		if len(h.subs[user]) == 0 {
-			delete(h.subs, user)
-		}
-		if counted {
-			h.live.Done()
-		}
+	h.mu.Unlock()
+	if closed {
+		k.kick(evShutdown)
+	}
+}
+
+func (h *Hub) unsubscribe(k *liveSocket) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.subs[k.ref.User], k)
+	if len(h.subs[k.ref.User]) == 0 {
+		delete(h.subs, k.ref.User)
+	}
+	if k.counted {
+		h.live.Done()
 	}
 }
 
@@ -92,11 +88,8 @@ func (h *Hub) Deliver(users []protocol.UserID) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, u := range users {
-		for s := range h.subs[u] {
-			select {
-			case s.wake <- struct{}{}:
-			default: // already pending
-			}
+		for k := range h.subs[u] {
+			k.kick(evWake)
 		}
 	}
 }
@@ -108,10 +101,10 @@ func (h *Hub) Deliver(users []protocol.UserID) {
 func (h *Hub) Revoke(user protocol.UserID, devices ...protocol.DeviceID) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for s := range h.subs[user] {
+	for k := range h.subs[user] {
 		for _, d := range devices {
-			if s.device == d {
-				s.once.Do(func() { close(s.revoked) })
+			if k.ref.Device == d {
+				k.kick(evRevoked)
 			}
 		}
 	}
@@ -122,9 +115,9 @@ func (h *Hub) Revoke(user protocol.UserID, devices ...protocol.DeviceID) {
 func (h *Hub) RevokeOthers(user protocol.UserID, keep protocol.DeviceID) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for s := range h.subs[user] {
-		if s.device != keep {
-			s.once.Do(func() { close(s.revoked) })
+	for k := range h.subs[user] {
+		if k.ref.Device != keep {
+			k.kick(evRevoked)
 		}
 	}
 }
@@ -150,8 +143,10 @@ func (h *Hub) Close() {
 	defer h.mu.Unlock()
 	if !h.closed {
 		h.closed = true
-		if h.done != nil {
-			close(h.done)
+		for _, ks := range h.subs {
+			for k := range ks {
+				k.kick(evShutdown)
+			}
 		}
 	}
 }
@@ -161,6 +156,7 @@ func (s *Server) notifyMembers(ms []protocol.Member) {
 	for i, m := range ms {
 		users[i] = m.User
 	}
+	s.forgetEverywhere() // the members changed: other nodes' remembered members are stale
 	s.hub.Notify(users...)
 }
 

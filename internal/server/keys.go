@@ -74,10 +74,11 @@ func (s *Server) putBundle(w http.ResponseWriter, r *http.Request, c *call) erro
 		}
 		return err
 	}
+	s.forgetEverywhere() // the device's keys changed: other nodes' remembered device is stale
 	if req.Reset {
 		// The reset revoked the account's other devices: end their live
 		// connections now.
-		s.hub.RevokeOthers(c.user(), c.device.ID)
+		s.revokeLiveOthers(c.user(), c.device.ID)
 	}
 	// A device's first bundle and a reset change the account's devices or
 	// identity: the account's devices and its contacts' got events. Any

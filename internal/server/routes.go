@@ -142,7 +142,7 @@ func (s *Server) authenticate(r *http.Request, tok string) (*call, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.tokenUsed(r, d, h); err != nil {
+	if err := s.tokenUsed(r.Context(), d, h); err != nil {
 		return nil, err
 	}
 	return &call{device: d, token: h}, nil
@@ -151,17 +151,21 @@ func (s *Server) authenticate(r *http.Request, tok string) (*call, error) {
 // memberOf checks that the caller's account is a current member of conv,
 // and keeps the members it read in c.members.
 func (s *Server) memberOf(r *http.Request, c *call, conv protocol.ConversationID) (store.MemberRow, error) {
-	members, err := s.store.Members(r.Context(), conv)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return store.MemberRow{}, err
-	}
-	for _, m := range members {
-		if m.User == c.user() {
-			c.members = members
-			return m, nil
+	for again := true; ; again = false {
+		members, err := s.store.Members(r.Context(), conv)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return store.MemberRow{}, err
+		}
+		for _, m := range members {
+			if m.User == c.user() {
+				c.members = members
+				return m, nil
+			}
+		}
+		if !again || !s.recheckMembers(conv) { // added through another node a moment ago?
+			return store.MemberRow{}, problem(http.StatusNotFound, CodeNotFound, "no such conversation", nil)
 		}
 	}
-	return store.MemberRow{}, problem(http.StatusNotFound, CodeNotFound, "no such conversation", nil)
 }
 
 func (s *Server) wrap(rt Route) http.Handler {
@@ -181,6 +185,13 @@ func (s *Server) wrap(rt Route) http.Handler {
 			if c, err = s.authenticate(r, tok); err != nil {
 				s.writeError(w, r, err)
 				return
+			}
+			if rt.Access != AnyDevice && !hasKeys(c) && s.recheckToken(c) {
+				c, err = s.authenticate(r, tok) // keys uploaded through another node a moment ago?
+				if err != nil {
+					s.writeError(w, r, err)
+					return
+				}
 			}
 			if rt.Access != AnyDevice && !hasKeys(c) {
 				s.writeError(w, r, errKeysRequired)

@@ -221,6 +221,7 @@ type Server struct {
 	mux       *http.ServeMux
 	chains    chainCache
 	idents    identityCache
+	cluster   *cluster // nil unless JoinCluster
 }
 
 // New returns a Server over st. bus may be nil (in-process fan-out only).
@@ -249,6 +250,11 @@ func New(st store.Store, log *slog.Logger, cfg Config) *Server {
 		defer cancel()
 		if err := st.Ping(ctx); err != nil {
 			s.writeError(w, r, problem(http.StatusServiceUnavailable, CodeUnavailable, "database unreachable", err))
+			return
+		}
+		if joined, up := s.ClusterConnected(); joined && !up {
+			// Still ready: without NATS the node delivers by polling.
+			w.Write([]byte("ready (degraded: NATS unreachable, live delivery from other nodes by polling)\n"))
 			return
 		}
 		w.Write([]byte("ready\n"))
@@ -295,6 +301,9 @@ func (s *Server) Close() {
 	s.hub.Close()
 	if !s.hub.wait(6 * time.Second) {
 		s.log.Warn("close: live connections still open")
+	}
+	if s.cluster != nil {
+		s.cluster.leave()
 	}
 }
 

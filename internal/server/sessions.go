@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -55,29 +56,29 @@ func hasKeys(c *call) bool { return c != nil && c.device.SignedPreKey != nil }
 
 // tokenUsed expires a token unused for longer than SessionIdle and
 // records its use at most once per TokenTouchInterval.
-func (s *Server) tokenUsed(r *http.Request, d store.Device, h []byte) error {
+func (s *Server) tokenUsed(ctx context.Context, d store.Device, h []byte) error {
 	idle := s.cfg.SessionIdle
 	if idle <= 0 {
 		return nil
 	}
 	now := s.now()
 	if d.TokenUsedAt != 0 && now-d.TokenUsedAt > idle.Milliseconds() {
-		if err := s.store.DeleteToken(r.Context(), h); err != nil && !errors.Is(err, store.ErrNotFound) {
+		if err := s.store.DeleteToken(ctx, h); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
 		if d.SignedPreKey == nil {
 			// A keyless session has nothing else: it ends with its token.
-			err := s.store.RevokeDevice(r.Context(), d.User, d.ID, now)
+			err := s.store.RevokeDevice(ctx, d.User, d.ID, now)
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
 				return err
 			}
 		}
-		s.hub.Revoke(d.User, d.ID)
+		s.revokeLive(d.User, d.ID)
 		s.log.Info("token expired unused", "user", d.User, "device", d.ID, "keyless", d.SignedPreKey == nil, "lastUsed", d.TokenUsedAt)
 		return problem(http.StatusUnauthorized, CodeSessionExpired, "the session expired after going unused: sign in again", nil)
 	}
 	if now-d.TokenUsedAt >= TokenTouchInterval.Milliseconds() {
-		if err := s.store.TouchToken(r.Context(), h, now); err != nil && !errors.Is(err, store.ErrNotFound) {
+		if err := s.store.TouchToken(ctx, h, now); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
 	}
@@ -196,7 +197,7 @@ func (s *Server) revoke(r *http.Request, user protocol.UserID, dev protocol.Devi
 	if err != nil && !errors.Is(err, store.ErrNotFound) { // revoked meanwhile: done
 		return err
 	}
-	s.hub.Revoke(user, dev)
+	s.revokeLive(user, dev)
 	s.hub.NotifyAll()
 	return nil
 }

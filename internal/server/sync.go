@@ -4,14 +4,12 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/coder/websocket"
 
-	"sandi.dev/internal/store"
 	"sandi.dev/protocol"
 )
 
@@ -69,8 +67,10 @@ func (s *Server) resumePoint(ctx context.Context, named string) (int64, bool, er
 	return 0, true, nil
 }
 
-func (s *Server) readEvents(ctx context.Context, c *call, since int64, limit int, named string) (SyncPage, error) {
-	inc := incarnationText(s.store.Incarnation().ID)
+// readEvents reads a page of ref's events after since. Without events
+// and with empty false (a WebSocket sends no empty page), it returns an
+// empty page without reading the head.
+func (s *Server) readEvents(ctx context.Context, ref protocol.DeviceRef, since int64, limit int, named string, empty bool) (SyncPage, error) {
 	if resume, ok, err := s.resumePoint(ctx, named); err != nil {
 		return SyncPage{}, err
 	} else if ok {
@@ -78,12 +78,16 @@ func (s *Server) readEvents(ctx context.Context, c *call, since int64, limit int
 		if err != nil {
 			return SyncPage{}, err
 		}
-		return SyncPage{Events: []EventInfo{}, Cursor: resume, Incarnation: inc, Head: head, Resume: &resume}, nil
+		return SyncPage{Events: []EventInfo{}, Cursor: resume, Incarnation: incarnationText(s.store.Incarnation().ID), Head: head, Resume: &resume}, nil
 	}
-	evs, err := s.store.Sync(ctx, c.user(), c.device.ID, since, limit)
+	evs, err := s.store.Sync(ctx, ref.User, ref.Device, since, limit)
 	if err != nil {
 		return SyncPage{}, err
 	}
+	if len(evs) == 0 && !empty {
+		return SyncPage{Cursor: since}, nil
+	}
+	inc := incarnationText(s.store.Incarnation().ID)
 	// Read after the events: the head is at least the last of them.
 	head, err := s.store.LastEventID(ctx)
 	if err != nil {
@@ -124,7 +128,7 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *call) error {
 	if err != nil {
 		return err
 	}
-	page, err := s.readEvents(r.Context(), c, since, limit, r.URL.Query().Get("incarnation"))
+	page, err := s.readEvents(r.Context(), c.ref(), since, limit, r.URL.Query().Get("incarnation"), true)
 	if err != nil {
 		return err
 	}
@@ -144,25 +148,26 @@ const pollInterval = 20 * time.Second
 
 // websocket streams the caller's events: GET /api/ws?since=N. Each frame is
 // a SyncPage; the client keeps the last cursor and reconnects with it, so a
-// dropped connection loses nothing.
+// dropped connection loses nothing. The handler authenticates, catches the
+// socket up and returns; the socket then lives on as a liveSocket.
 func (s *Server) websocket(w http.ResponseWriter, r *http.Request, c *call) error {
 	since, err := sinceQuery(r)
 	if err != nil {
 		return err
 	}
-	named := r.URL.Query().Get("incarnation")
+	var release func()
 	if c != nil {
-		release, err := s.sockets.acquire(c.ref())
-		if err != nil {
+		if release, err = s.sockets.acquire(c.ref()); err != nil {
 			return err
 		}
-		defer release()
 	}
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{})
+	conn, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{})
 	if err != nil {
+		if release != nil {
+			release()
+		}
 		return nil // Accept has answered
 	}
-	defer conn.CloseNow()
 	conn.SetReadLimit(4 << 10)
 	ctx := r.Context()
 	if c == nil {
@@ -183,116 +188,23 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request, c *call) erro
 			conn.Close(websocket.StatusPolicyViolation, "authentication failed")
 			return nil
 		}
-		release, err := s.sockets.acquire(c.ref())
-		if err != nil {
+		if release, err = s.sockets.acquire(c.ref()); err != nil {
 			conn.Close(websocket.StatusTryAgainLater, "too many live connections")
 			return nil
 		}
-		defer release()
 	}
 	s.metrics.websockets.Inc()
-	defer s.metrics.websockets.Dec()
-
-	sub, leave := s.hub.subscribe(c.user(), c.device.ID)
-	defer leave()
+	k := &liveSocket{s: s, conn: conn, ref: c.ref(), token: c.token, named: r.URL.Query().Get("incarnation"),
+		since: since, release: release, running: true, pending: evWake}
+	s.hub.subscribe(k)
 	// A revocation that ran between the authentication and the subscription
 	// did not see this connection: check once more now that it would.
 	if _, err := s.store.DeviceByToken(ctx, c.token); err != nil {
 		conn.Close(websocket.StatusPolicyViolation, "device revoked")
+		k.finish()
 		return nil
 	}
-	// Reads keep the connection's control frames flowing and notice the
-	// client closing; clients send nothing else after authenticating.
-	ctx = conn.CloseRead(ctx)
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-s.hub.done:
-			conn.Close(websocket.StatusGoingAway, "server shutting down")
-			return nil
-		case <-sub.revoked:
-			conn.Close(websocket.StatusPolicyViolation, "device revoked")
-			return nil
-		default:
-		}
-		page, err := s.readEvents(ctx, c, since, 200, named)
-		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, context.Canceled) {
-				s.log.Warn("websocket: read events", "err", err)
-				conn.Close(websocket.StatusInternalError, "internal error")
-			}
-			return nil
-		}
-		if len(page.Events) > 0 || page.Resume != nil {
-			data, err := json.Marshal(page)
-			if err != nil {
-				return nil
-			}
-			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err = conn.Write(wctx, websocket.MessageText, data)
-			cancel()
-			if err != nil {
-				return nil
-			}
-			if page.Resume != nil {
-				// The client starts again from the resume point, on a
-				// new connection that names the current incarnation.
-				conn.Close(websocket.StatusNormalClosure, "resynchronise")
-				return nil
-			}
-			since = page.Cursor
-			if page.More {
-				continue
-			}
-		}
-		timer.Reset(min(pollInterval, s.cfg.WebSocketPing))
-		select {
-		case <-sub.wake:
-		case <-timer.C:
-			// The safety net for a revocation made on another node: a
-			// token that no longer resolves ends the connection.
-			// An open connection is a use of its token (recorded at most
-			// once an hour), so it does not expire while connected.
-			d, err := s.store.DeviceByToken(ctx, c.token)
-			if errors.Is(err, store.ErrNotFound) {
-				conn.Close(websocket.StatusPolicyViolation, "device revoked")
-				return nil
-			}
-			if err == nil && s.tokenUsed(r, d, c.token) != nil {
-				conn.Close(websocket.StatusPolicyViolation, "device revoked")
-				return nil
-			}
-			// Quiet for a while: check that the peer is still there.
-			if !s.ping(ctx, conn) {
-				return nil
-			}
-		case <-ctx.Done():
-			return nil
-		case <-sub.revoked:
-			conn.Close(websocket.StatusPolicyViolation, "device revoked")
-			return nil
-		case <-s.hub.done:
-			conn.Close(websocket.StatusGoingAway, "server shutting down")
-			return nil
-		}
-	}
-}
-
-// ping pings conn and reports whether the pong came back within
-// Config.WebSocketPongWait; if not, it closes conn. A peer that vanished
-// without closing (a dropped network, a suspended laptop) would otherwise
-// hold its connection and subscription for ever. The pong is read by
-// CloseRead's reader; no goroutine or timer of its own per connection.
-func (s *Server) ping(ctx context.Context, conn *websocket.Conn) bool {
-	pctx, cancel := context.WithTimeout(ctx, s.cfg.WebSocketPongWait)
-	defer cancel()
-	if err := conn.Ping(pctx); err != nil {
-		if ctx.Err() == nil {
-			s.log.Debug("websocket: no pong, closing", "err", err)
-		}
-		conn.CloseNow()
-		return false
-	}
-	return true
+	go k.read()
+	k.work() // the catch-up runs here; later work on goroutines of its own
+	return nil
 }

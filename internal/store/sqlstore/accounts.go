@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"sandi.dev/internal/store"
 	"sandi.dev/protocol"
@@ -96,6 +97,9 @@ func (s *Store) TouchToken(ctx context.Context, tokenHash []byte, now int64) err
 		}
 		if m := s.memo; m != nil {
 			t.afterCommit(func() { m.forgetDevice(tokenHash) })
+		}
+		if r := s.pgr; r != nil {
+			t.afterCommit(func() { r.forgetDevice(tokenHash) })
 		}
 		return oneRow(res, store.ErrNotFound, "token")
 	})
@@ -225,6 +229,13 @@ func (s *Store) DeviceByToken(ctx context.Context, tokenHash []byte) (store.Devi
 		}
 		gen = m.gen.Load()
 	}
+	var at time.Time
+	if r := s.pgr; r != nil {
+		if d, ok := r.device(tokenHash); ok {
+			return d, nil
+		}
+		gen, at = r.gen.Load(), time.Now()
+	}
 	var d store.Device
 	err := s.queryRow(ctx, `SELECT `+deviceCols+`, t.last_used FROM tokens t JOIN devices d ON d.id = t.device_id WHERE t.hash = ? AND d.revoked = FALSE`, tokenHash).
 		Scan(scanID(&d.ID), scanID(&d.User), &d.Name, &d.SignedPreKey, &d.LastResort, &d.CreatedAt, &d.Revoked, &d.TokenUsedAt)
@@ -234,6 +245,7 @@ func (s *Store) DeviceByToken(ctx context.Context, tokenHash []byte) (store.Devi
 	if m := s.memo; m != nil {
 		m.putDevice(tokenHash, gen, d)
 	}
+	s.pgr.putDevice(tokenHash, gen, at, d)
 	return d, nil
 }
 

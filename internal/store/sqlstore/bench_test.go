@@ -94,7 +94,7 @@ func (sd benchSender) send(i int64) store.Send {
 
 // benchStore opens a store with nconv senders, each alone in a
 // conversation of its own.
-func benchStore(b *testing.B, url string, nconv int) (*Store, []benchSender) {
+func benchStore(b testing.TB, url string, nconv int) (*Store, []benchSender) {
 	ctx := context.Background()
 	s, err := Open(ctx, url, Options{})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"sandi.dev/internal/store"
 	"sandi.dev/protocol"
@@ -654,6 +655,13 @@ func (s *Store) Members(ctx context.Context, id protocol.ConversationID) ([]stor
 		}
 		gen = m.gen.Load()
 	}
+	var at time.Time
+	if r := s.pgr; r != nil {
+		if ms, ok := r.memberRows(id); ok {
+			return ms, nil
+		}
+		gen, at = r.gen.Load(), time.Now()
+	}
 	// One row per member, or one row of NULLs for a conversation without
 	// current members; none for no conversation.
 	rows, err := s.query(ctx, `SELECT m.user_id, m.role FROM conversations c
@@ -691,6 +699,7 @@ func (s *Store) Members(ctx context.Context, id protocol.ConversationID) ([]stor
 	if m := s.memo; m != nil {
 		m.putMembers(id, gen, ms)
 	}
+	s.pgr.putMembers(id, gen, at, ms)
 	return ms, nil
 }
 

@@ -38,7 +38,18 @@ import (
 // insert can wait for another node's transaction inserting the same id
 // while holding the event counter; a deadlock that follows is detected by
 // the server and the batch retried.
+//
+// PostgreSQL takes the same decisions (planSend) in fewer round trips:
+// see sendPostgres.
 func (s *Store) Send(ctx context.Context, batch []store.Send) ([]store.SendResult, error) {
+	if !s.d.local {
+		return s.sendPostgres(ctx, batch)
+	}
+	return s.sendTx(ctx, batch)
+}
+
+// sendTx is Send by the statements of wtx.send, in one write transaction.
+func (s *Store) sendTx(ctx context.Context, batch []store.Send) ([]store.SendResult, error) {
 	var res []store.SendResult
 	lookup := false
 	err := s.writeTx(ctx, "send", false, func(t *wtx) error {
@@ -75,19 +86,13 @@ type prevMsg struct {
 }
 
 func (t *wtx) send(batch []store.Send, lookup bool) ([]store.SendResult, error) {
-	res := make([]store.SendResult, len(batch))
 	if len(batch) == 0 {
-		return res, nil
+		return []store.SendResult{}, nil
 	}
 	memo := t.s.memo
 
 	// (1) Lock the conversations.
-	ids := make([]protocol.ConversationID, 0, len(batch))
-	for _, m := range batch {
-		ids = append(ids, m.Conversation)
-	}
-	slices.SortFunc(ids, func(a, b protocol.ConversationID) int { return bytes.Compare(a[:], b[:]) })
-	ids = slices.Compact(ids)
+	ids := batchConversations(batch)
 	convs := make(map[protocol.ConversationID]*convState, len(ids))
 	var toLock []protocol.ConversationID
 	for _, id := range ids {
@@ -124,27 +129,136 @@ func (t *wtx) send(batch []store.Send, lookup bool) ([]store.SendResult, error) 
 	}
 
 	// (3) Decide, item by item.
-	type accepted struct {
-		item int
-		seq  uint64
+	p, err := planSend(batch, ids, convs, allowed, blobs, prev, lookup)
+	if err != nil {
+		return nil, err
 	}
-	var ok []accepted
+	if memo != nil {
+		// Keep the conversations' counters and the membership answers
+		// once they are committed.
+		t.afterCommit(func() {
+			for _, c := range convs {
+				memo.putConv(*c)
+			}
+			for k, v := range allowed {
+				memo.putPoster(k, v)
+			}
+		})
+	}
+	if len(p.ok) == 0 {
+		return p.res, nil
+	}
+
+	// (4) Events.
+	first, err := t.emit(p.evs)
+	if err != nil {
+		return nil, err
+	}
+	p.numberEvents(first)
+	if memo != nil {
+		recent := p.recent(batch, first)
+		t.afterCommit(func() { memo.tail.add(recent) })
+	}
+
+	// (5) Insert. Nothing can conflict on (conversation, seq): the
+	// conversations are locked (SQLite: written by this connection only).
+	// A skipped row is a client id stored before: run again with the
+	// look-up.
+	const cols = 9
+	for lo := 0; lo < len(p.ok); lo += rowsPerStatement { // lo numbers the ids
+		hi := min(lo+rowsPerStatement, len(p.ok))
+		args := make([]any, 0, cols*(hi-lo))
+		for _, a := range p.ok[lo:hi] {
+			m := batch[a.item]
+			args = append(args, idArg(m.Conversation), i64(a.seq), idArg(m.Sender), idArg(m.SenderUser), m.ClientID, i64(m.Epoch), m.Envelope, m.Now, p.res[a.item].EventID)
+		}
+		r, err := t.exec(`INSERT INTO messages (conversation_id, seq, sender_device, sender_user, client_id, epoch, envelope, created_at, event_id)
+			VALUES `+placeholders(hi-lo, cols)+` ON CONFLICT DO NOTHING`, args...)
+		if err != nil {
+			return nil, err
+		}
+		if n, err := r.RowsAffected(); err != nil {
+			return nil, err
+		} else if n != int64(hi-lo) {
+			return nil, errLookUp
+		}
+	}
+
+	if blobs != nil {
+		var refs []blobRef
+		for _, a := range p.ok {
+			for _, id := range batch[a.item].Blobs {
+				refs = append(refs, blobRef{id, batch[a.item].Conversation, a.seq})
+			}
+		}
+		if err := t.referenceBlobs(refs); err != nil {
+			return nil, err
+		}
+	}
+
+	// (6) The counters of the conversations written to.
+	if err := t.writeCounters(p.counters); err != nil {
+		return nil, err
+	}
+	return p.res, nil
+}
+
+// batchConversations returns the distinct conversations of a batch in id
+// order: the order in which every writer locks them.
+func batchConversations(batch []store.Send) []protocol.ConversationID {
+	ids := make([]protocol.ConversationID, 0, len(batch))
+	for _, m := range batch {
+		ids = append(ids, m.Conversation)
+	}
+	slices.SortFunc(ids, func(a, b protocol.ConversationID) int { return bytes.Compare(a[:], b[:]) })
+	return slices.Compact(ids)
+}
+
+// sendPlan is what a send batch decided, before any of it is written.
+type sendPlan struct {
+	res []store.SendResult
+	// ok are the accepted items, in batch order, with their seqs.
+	ok []accepted
+	// evs are the events to append: the accepted messages' in batch order
+	// (so each conversation's are in seq order), then the rotations. All
+	// commit together, so readers see them as one step whatever their
+	// order within it.
+	evs []newEvent
+	// counters are the conversations written to, in id order.
+	counters []*convState
+	// dupOf maps an item to the accepted item of this batch it repeats.
+	dupOf map[int]int
+}
+
+type accepted struct {
+	item int
+	seq  uint64
+}
+
+// planSend decides each item of a batch in batch order, given the locked
+// conversations (convs, updated in place), who may post where and, on the
+// run with look-up, the messages stored before with the batch's client
+// ids. It returns errLookUp when the batch must run again with the
+// look-up.
+func planSend(batch []store.Send, ids []protocol.ConversationID, convs map[protocol.ConversationID]*convState,
+	allowed map[senderKey]bool, blobs map[string]sendBlob, prev map[msgKey]prevMsg, lookup bool) (*sendPlan, error) {
+	p := &sendPlan{res: make([]store.SendResult, len(batch)), dupOf: make(map[int]int)}
+	res := p.res
 	inBatch := make(map[msgKey]int) // accepted items by key
-	dupOf := make(map[int]int)      // item -> accepted item of this batch it repeats
 	var rotations []newEvent
 	for i, m := range batch {
 		key := msgKey{m.Sender, m.ClientID}
 		if j, seen := inBatch[key]; seen {
 			if batch[j].Conversation == m.Conversation && bytes.Equal(batch[j].Envelope, m.Envelope) {
-				dupOf[i] = j
+				p.dupOf[i] = j
 			} else {
 				res[i].Err = store.ErrIdempotency
 			}
 			continue
 		}
-		if p, seen := prev[key]; seen {
-			if p.conv == m.Conversation && bytes.Equal(p.envelope, m.Envelope) {
-				res[i] = p.res
+		if pm, seen := prev[key]; seen {
+			if pm.conv == m.Conversation && bytes.Equal(pm.envelope, m.Envelope) {
+				res[i] = pm.res
 			} else {
 				res[i].Err = store.ErrIdempotency
 			}
@@ -172,7 +286,7 @@ func (t *wtx) send(batch []store.Send, lookup bool) ([]store.SendResult, error) 
 		c.lastSeq++
 		c.inEpoch++
 		inBatch[key] = i
-		ok = append(ok, accepted{i, c.lastSeq})
+		p.ok = append(p.ok, accepted{i, c.lastSeq})
 		res[i].Seq, res[i].CreatedAt = c.lastSeq, m.Now
 		if (m.RotateAfterMessages > 0 && c.inEpoch >= int64(m.RotateAfterMessages)) ||
 			(m.RotateAfterMillis > 0 && m.Now-c.startedAt >= m.RotateAfterMillis) {
@@ -180,107 +294,50 @@ func (t *wtx) send(batch []store.Send, lookup bool) ([]store.SendResult, error) 
 			rotations = append(rotations, newEvent{kind: store.EventRotation, conv: convPtr(m.Conversation), epoch: c.epoch, reason: "policy", at: m.Now})
 		}
 	}
-	if memo != nil {
-		// Keep the conversations' counters and the membership answers
-		// once they are committed.
-		t.afterCommit(func() {
-			for _, c := range convs {
-				memo.putConv(*c)
-			}
-			for k, v := range allowed {
-				memo.putPoster(k, v)
-			}
-		})
+	if len(p.ok) == 0 {
+		return p, nil
 	}
-	if len(ok) == 0 {
-		return res, nil
-	}
-
-	// (4) Events: the messages' in batch order (so each conversation's
-	// are in seq order), then the rotations. All commit together, so
-	// readers see them as one step whatever their order within it.
-	evs := make([]newEvent, 0, len(ok)+len(rotations))
-	for _, a := range ok {
-		m := batch[a.item]
-		evs = append(evs, newEvent{kind: store.EventMessage, conv: convPtr(m.Conversation), seq: a.seq, epoch: m.Epoch, at: m.Now})
-	}
-	evs = append(evs, rotations...)
-	first, err := t.emit(evs)
-	if err != nil {
-		return nil, err
-	}
-	if memo != nil {
-		// The tail of the stream, for live readers (see tail).
-		recent := make([]store.Event, len(evs))
-		for i, e := range evs {
-			recent[i] = store.Event{ID: first + int64(i), Kind: e.kind, Conversation: e.conv, Seq: e.seq,
-				Epoch: e.epoch, Reason: e.reason, CreatedAt: e.at}
-			if i < len(ok) {
-				m := batch[ok[i].item]
-				recent[i].Message = &store.Message{Conversation: m.Conversation, Seq: ok[i].seq, Sender: m.Sender,
-					SenderUser: m.SenderUser, ClientID: m.ClientID, Epoch: m.Epoch, Envelope: bytes.Clone(m.Envelope), CreatedAt: m.Now}
-			}
-		}
-		t.afterCommit(func() { memo.tail.add(recent) })
-	}
-
-	// (5) Insert. Nothing can conflict on (conversation, seq): the
-	// conversations are locked (SQLite: written by this connection only).
-	// A skipped row is a client id stored before: run again with the
-	// look-up.
-	const cols = 9
-	for lo := 0; lo < len(ok); lo += rowsPerStatement { // lo numbers the ids
-		hi := min(lo+rowsPerStatement, len(ok))
-		args := make([]any, 0, cols*(hi-lo))
-		for k, a := range ok[lo:hi] {
-			m := batch[a.item]
-			id := first + int64(lo+k)
-			res[a.item].EventID = id
-			args = append(args, idArg(m.Conversation), i64(a.seq), idArg(m.Sender), idArg(m.SenderUser), m.ClientID, i64(m.Epoch), m.Envelope, m.Now, id)
-		}
-		r, err := t.exec(`INSERT INTO messages (conversation_id, seq, sender_device, sender_user, client_id, epoch, envelope, created_at, event_id)
-			VALUES `+placeholders(hi-lo, cols)+` ON CONFLICT DO NOTHING`, args...)
-		if err != nil {
-			return nil, err
-		}
-		if n, err := r.RowsAffected(); err != nil {
-			return nil, err
-		} else if n != int64(hi-lo) {
-			return nil, errLookUp
-		}
-	}
-
-	if blobs != nil {
-		var refs []blobRef
-		for _, a := range ok {
-			for _, id := range batch[a.item].Blobs {
-				refs = append(refs, blobRef{id, batch[a.item].Conversation, a.seq})
-			}
-		}
-		if err := t.referenceBlobs(refs); err != nil {
-			return nil, err
-		}
-	}
-
-	// (6) The counters of the conversations written to.
+	p.evs = make([]newEvent, 0, len(p.ok)+len(rotations))
 	written := make(map[protocol.ConversationID]bool)
-	for _, a := range ok {
-		written[batch[a.item].Conversation] = true
+	for _, a := range p.ok {
+		m := batch[a.item]
+		p.evs = append(p.evs, newEvent{kind: store.EventMessage, conv: convPtr(m.Conversation), seq: a.seq, epoch: m.Epoch, at: m.Now})
+		written[m.Conversation] = true
 	}
-	var counters []*convState
+	p.evs = append(p.evs, rotations...)
 	for _, id := range ids {
 		if written[id] {
-			counters = append(counters, convs[id])
+			p.counters = append(p.counters, convs[id])
 		}
 	}
-	if err := t.writeCounters(counters); err != nil {
-		return nil, err
+	return p, nil
+}
+
+// numberEvents gives the accepted messages their event ids, the first
+// of the plan's events being first, and copies them to the repeats.
+func (p *sendPlan) numberEvents(first int64) {
+	for k, a := range p.ok {
+		p.res[a.item].EventID = first + int64(k)
 	}
-	for i, j := range dupOf {
-		res[i] = res[j]
-		res[i].Duplicate = true
+	for i, j := range p.dupOf {
+		p.res[i] = p.res[j]
+		p.res[i].Duplicate = true
 	}
-	return res, nil
+}
+
+// recent returns the plan's events as the tail of the stream keeps them.
+func (p *sendPlan) recent(batch []store.Send, first int64) []store.Event {
+	recent := make([]store.Event, len(p.evs))
+	for i, e := range p.evs {
+		recent[i] = store.Event{ID: first + int64(i), Kind: e.kind, Conversation: e.conv, Seq: e.seq,
+			Epoch: e.epoch, Reason: e.reason, CreatedAt: e.at}
+		if i < len(p.ok) {
+			m := batch[p.ok[i].item]
+			recent[i].Message = &store.Message{Conversation: m.Conversation, Seq: p.ok[i].seq, Sender: m.Sender,
+				SenderUser: m.SenderUser, ClientID: m.ClientID, Epoch: m.Epoch, Envelope: bytes.Clone(m.Envelope), CreatedAt: m.Now}
+		}
+	}
+	return recent
 }
 
 // previous looks up the stored messages with the batch's (sender device,
@@ -506,7 +563,10 @@ var ErrClosed = errors.New("sqlstore: store closed")
 // writes them with one Send: one transaction and one disk sync for all.
 // While that transaction commits, new callers wait on the unbuffered
 // channel and form the next batch. Under no load a batch is one message
-// and adds no delay; under load batches grow by themselves.
+// and adds no delay; under load batches grow by themselves. One batch is
+// written at a time on PostgreSQL too: every batch holds the event
+// counter's row lock until its commit has ended, so batches written side
+// by side would commit one after the other anyway, only smaller.
 type batcher struct {
 	s    *Store
 	max  int

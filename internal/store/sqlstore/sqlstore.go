@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -71,8 +72,15 @@ type Store struct {
 	rstmts, wstmts *stmtCache
 	// memo is nil unless the store is its SQLite database's only user.
 	memo *memo
+	// pgr remembers token and membership answers on PostgreSQL (nil on
+	// SQLite; see pgReads).
+	pgr *pgReads
 	// ckpt checkpoints the WAL off the writer (SQLite, not Shared).
 	ckpt *checkpointer
+
+	// fastSends counts the PostgreSQL send batches written in one round
+	// trip (see sendPostgres), for tests.
+	fastSends atomic.Int64
 
 	// blobMu orders the blob rows' writes on SQLite (see blobWrite);
 	// parts are the part marks waiting for it (see SetBlobPart).
@@ -330,7 +338,7 @@ func openPostgres(ctx context.Context, url string, opts Options) (*Store, error)
 	db.SetMaxOpenConns(opts.MaxConns)
 	db.SetMaxIdleConns(opts.MaxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	s := &Store{d: postgresDialect, w: db, r: db, opts: opts}
+	s := &Store{d: postgresDialect, w: db, r: db, opts: opts, pgr: newPGReads(pgReadTTL)}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -551,6 +559,9 @@ func (s *Store) writeTx(ctx context.Context, what string, invalidate bool, fn fu
 		if invalidate {
 			defer m.invalidate()
 		}
+	}
+	if invalidate {
+		defer s.pgr.invalidate()
 	}
 	const attempts = 5
 	var err error

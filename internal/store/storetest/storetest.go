@@ -90,6 +90,8 @@ func Run(t *testing.T, open Opener) {
 		{"SyncMembershipSpans", testSyncMembershipSpans},
 		{"MemberMessages", testMemberMessages},
 		{"SyncCommitOrder", testSyncCommitOrder},
+		{"SyncLateCommit", testSyncLateCommit},
+		{"SendOneRetries", testSendOneRetries},
 		{"Links", testLinks},
 		{"Logins", testLogins},
 		{"AnswersFollowWrites", testAnswersFollowWrites},

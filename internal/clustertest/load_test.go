@@ -1,0 +1,79 @@
+package clustertest
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
+
+	"sandi.dev/internal/load"
+	"sandi.dev/internal/testpg"
+)
+
+// The load tool drives several nodes at once: senders go through the nodes
+// in turn, a WebSocket on each node receives every accepted message once,
+// and the report has each node's figures. SANDI_LOAD_CLUSTER=N measures
+// instead: N nodes, 1,000 sends/s (or SANDI_LOAD_RATE) for 5 s
+// (docs/performance.md).
+func TestLoadAcrossNodes(t *testing.T) {
+	nodes, rate, dur := 2, 100, time.Second
+	if n, err := strconv.Atoi(os.Getenv("SANDI_LOAD_CLUSTER")); err == nil && n > 0 {
+		nodes, rate, dur = n, 1000, 5*time.Second
+		if r, err := strconv.Atoi(os.Getenv("SANDI_LOAD_RATE")); err == nil && r > 0 {
+			rate = r
+		}
+	}
+	cfg := TestConfig()
+	cfg.RotateAfterMessages = 1 << 30
+	dbURL := testpg.URL(t)
+	c := Start(t, Options{Nodes: nodes, DB: dbURL, Config: cfg})
+	db, err := sql.Open("pgx", dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var wal0 string
+	if err := db.QueryRow(`SELECT pg_current_wal_lsn()::text`).Scan(&wal0); err != nil {
+		t.Fatal(err)
+	}
+	lc := load.Config{Server: c.Nodes[0].URL(), Senders: 8, Concurrency: []int{}, Duration: -1, CatchUp: -1,
+		Rate: rate, RateDuration: dur, Pool: 16, Log: &bytes.Buffer{}}
+	for _, n := range c.Nodes[1:] {
+		lc.Servers = append(lc.Servers, n.URL())
+	}
+	rep, err := load.Run(context.Background(), lc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	rep.WriteTable(&out)
+	t.Logf("\n%s", out.String())
+	l := rep.Live
+	if l == nil || len(l.Nodes) != nodes || l.Accepted == 0 {
+		t.Fatalf("no per-node report: %+v", l)
+	}
+	for _, n := range l.Nodes {
+		if n.Accepted == 0 || n.Received != l.Accepted || n.Missing != 0 || n.Duplicates != 0 || n.CrossNode.N == 0 {
+			t.Errorf("node %s: %d sent through it, %d of %d received, %d missing, %d twice, %d from other nodes",
+				n.Server, n.Accepted, n.Received, l.Accepted, n.Missing, n.Duplicates, n.CrossNode.N)
+		}
+	}
+	// What a message costs PostgreSQL: WAL written, and table and index
+	// bytes (the run's messages dominate the database).
+	var walBytes, msgBytes, evBytes float64
+	if err := db.QueryRow(`SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn),
+		pg_total_relation_size('messages'), pg_total_relation_size('events')`, wal0).Scan(&walBytes, &msgBytes, &evBytes); err != nil {
+		t.Fatal(err)
+	}
+	if n := float64(rep.Stored); n > 0 {
+		t.Logf("per stored message: %.0f bytes of WAL, %.0f bytes of messages (table and indexes), %.0f of events", walBytes/n, msgBytes/n, evBytes/n)
+	}
+	if rep.Stored != rep.Accepted() {
+		t.Errorf("stored %d, accepted %d", rep.Stored, rep.Accepted())
+	}
+}
