@@ -662,6 +662,8 @@ func (c *Client) current(ctx context.Context, cs *convState) (*epochEntry, uint6
 				refused = fmt.Errorf("%w: %v", ErrServerMisbehaved, cov)
 			case errors.Is(err, errStale):
 				refused = err
+			case errors.Is(err, errForeignEpoch):
+				// Not this device's to send in: make the next epoch.
 			default:
 				return nil, 0, err
 			}

@@ -204,6 +204,12 @@ func (c *Client) sendable(ctx context.Context, cs *convState, ca convAnswer) (*e
 		}
 		return e, n, nil
 	}
+	if e.ep.Self != (protocol.DeviceRef{User: c.acct.User, Device: c.acct.Device}) {
+		// An epoch state imported from another device of the account
+		// (archive.go): it reads, but this device has no sending chain
+		// in it.
+		return nil, 0, errForeignEpoch
+	}
 	if e.ChainSeq != head {
 		if err := c.alarmOnce(cs, fmt.Sprintf("stale/%d", n), Alarm{Kind: AlarmStaleEpoch,
 			Detail: fmt.Sprintf("The server names epoch %d as current, made for membership record %d; this device has verified record %d.", n, e.ChainSeq, head)}); err != nil {

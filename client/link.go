@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"sandi.dev/protocol"
+	"sandi.dev/protocol/archive"
 	"sandi.dev/protocol/secret"
 )
 
@@ -118,9 +119,19 @@ func (c *Client) tryCompleteLink(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	id, err := secret.OpenIdentity(tmp, ans.Sealed, c.acct.User, c.acct.Device, key)
+	id, offer, err := secret.OpenIdentityWith(tmp, ans.Sealed, archive.OfferSize, c.acct.User, c.acct.Device, key)
 	if err != nil {
 		return false, fmt.Errorf("%w: the confirmed identity does not open: %v", ErrServerMisbehaved, err)
+	}
+	if offer != nil {
+		// A history transfer (§14.5): kept until imported, so that an
+		// interrupted import can be retried (ResumeTransfer).
+		if _, err := archive.ParseOffer(offer); err != nil {
+			return false, fmt.Errorf("the other device offered a history transfer this version cannot read: %w", err)
+		}
+		if err := c.st.Put(transferKey, offer); err != nil {
+			return false, err
+		}
 	}
 	if err := c.st.Put("identity", id.Seed()); err != nil {
 		return false, err
@@ -129,7 +140,13 @@ func (c *Client) tryCompleteLink(ctx context.Context) (bool, error) {
 	if err := c.uploadBundle(ctx, false, c.batch); err != nil {
 		return false, err
 	}
-	return true, c.st.Delete("link")
+	if err := c.st.Delete("link"); err != nil {
+		return false, err
+	}
+	if err := c.importTransfer(ctx); err != nil {
+		return true, fmt.Errorf("%w (ResumeTransfer, or sandi link resume, tries again): %w", ErrTransfer, err)
+	}
+	return true, nil
 }
 
 type linkRequest struct {
@@ -148,6 +165,13 @@ type linkRequest struct {
 // ErrLinkAmbiguous (and an alarm). Only the device that drew the code's
 // temporary key can open what is sealed.
 func (c *Client) ApproveLink(ctx context.Context, code string) (protocol.DeviceID, error) {
+	return c.ApproveLinkWith(ctx, code, LinkHistory{})
+}
+
+// ApproveLinkWith is ApproveLink that also transfers history: with
+// h.Transfer it uploads an archive of this device's state (protocol.md
+// §14) and seals its key and digest to the new device with the identity.
+func (c *Client) ApproveLinkWith(ctx context.Context, code string, h LinkHistory) (protocol.DeviceID, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.ready(); err != nil {
@@ -184,7 +208,13 @@ func (c *Client) ApproveLink(ctx context.Context, code string) (protocol.DeviceI
 		}
 		return protocol.DeviceID{}, ErrLinkAmbiguous
 	}
-	sealed, err := secret.SealIdentity(c.id, pub, c.acct.User, match.Device, key)
+	var offer []byte
+	if h.Transfer {
+		if offer, err = c.offerTransfer(ctx, h); err != nil {
+			return protocol.DeviceID{}, fmt.Errorf("no device was linked: the history transfer failed: %w", err)
+		}
+	}
+	sealed, err := secret.SealIdentityWith(c.id, offer, pub, c.acct.User, match.Device, key)
 	if err != nil {
 		return protocol.DeviceID{}, err
 	}

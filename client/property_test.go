@@ -95,7 +95,7 @@ func TestProperty(t *testing.T) {
 	first := envInt("SANDI_PROPERTY_SEED", 1)
 	for _, db := range []string{"sqlite", "postgres"} {
 		t.Run(db, func(t *testing.T) {
-			n := startNode(t, dbs(t)[db](t), serverConfig())
+			n := startNode(t, dbs(t)[db](t), blobConfig(t))
 			total := map[string]int{}
 			for seed := first; seed < first+seqs; seed++ {
 				w := &world{t: t, url: n.url(), restart: n.restart, rng: rand.New(rand.NewPCG(uint64(seed), 7)), prefix: fmt.Sprintf("s%d", seed), ops: map[string]int{}}
@@ -574,7 +574,11 @@ func (w *world) run(t *testing.T, seed int) {
 			}
 		case r < 61:
 			if u := w.rng.IntN(len(w.users)); len(w.devicesOf(u)) < 3 {
-				w.link(u)
+				if w.rng.IntN(2) == 0 {
+					w.link(u)
+				} else {
+					w.linkTransfer(u)
+				}
 			}
 		case r < 69:
 			d := w.devices[w.rng.IntN(len(w.devices))]
@@ -591,8 +595,12 @@ func (w *world) run(t *testing.T, seed int) {
 			w.removeDevice()
 		case r < 80:
 			w.verify()
-		case r < 82:
+		case r < 81:
 			w.reset()
+		case r < 82:
+			if u := w.rng.IntN(len(w.users)); len(w.devicesOf(u)) < 3 {
+				w.restoreBackup(u)
+			}
 		case r < 85:
 			w.offlineRemoval(cv)
 		default:

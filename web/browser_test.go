@@ -254,12 +254,7 @@ func TestBrowserDevices(t *testing.T) {
 
 	// Carol logs in on a browser: it shows a code, the terminal confirms it.
 	carolWeb := newPage(t, browser, "carol-web", url)
-	carolWeb.waitView("auth")
-	carolWeb.click(`label[for="auth-mode-login"]`)
-	carolWeb.typeInto("#auth-username", "carol")
-	carolWeb.typeInto("#auth-password", "password of carol")
-	carolWeb.pressEnter()
-	carolWeb.waitView("setup")
+	carolWeb.login("carol")
 	carolWeb.wait("the link code", `/^[A-Z2-7]{5}-[A-Z2-7]{5}-[A-Z2-7]{5}-[A-Z2-7]{5}-[A-Z2-7]{6}$/.test(document.getElementById("link-code").innerText.trim())`)
 	if !eval[bool](carolWeb, `document.getElementById("reset-button").disabled`) {
 		carolWeb.fail("the reset button is enabled before the warning is acknowledged")
@@ -345,11 +340,7 @@ func TestBrowserDevices(t *testing.T) {
 	alice2.waitView("auth")
 
 	// With no other device, alice resets her identity, past a warning.
-	alice2.click(`label[for="auth-mode-login"]`)
-	alice2.typeInto("#auth-username", "alice")
-	alice2.typeInto("#auth-password", "password of alice")
-	alice2.pressEnter()
-	alice2.waitView("setup")
+	alice2.login("alice")
 	alice2.waitText("#view-setup .warning-text", "Resetting your identity is final")
 	alice2.waitText("#link-status", "Waiting for your other device") // the view has settled
 	// Tick the box; under a loaded machine the first click has been seen to

@@ -111,6 +111,8 @@ var commands = map[string]command{
 	"contacts":      cmdContacts,
 	"alarms":        cmdAlarms,
 	"rekey-back":    cmdRekeyBack,
+	"backup":        cmdBackup,
+	"restore":       cmdRestore,
 	"rename":        cmdRename,
 	"conversations": cmdList,
 }

@@ -78,6 +78,18 @@ Account and devices:
                               change the password (current, then new, one a line on
                               stdin); --sign-out-others signs out every session the
                               signed device list does not name
+  link --history all|Nd|none CODE
+                              confirm a new device and transfer this device's history
+                              (all, the last N days, or none; asked on a terminal,
+                              none from a pipe); 'link --resume' on the new device
+                              retries a transfer that did not complete
+  backup enable|now|status|disable
+                              keep an encrypted backup on the server (enable shows a
+                              recovery key once; it is made again at most hourly);
+                              disable deletes the server's copy
+  restore                     on a device that only signed in (login): read the
+                              recovery key from stdin and bring the account back
+                              from its backup, with the same identity and history
   logout                      remove this device from the account: revoke it on the
                               server and erase its keys and messages here
 
@@ -171,5 +183,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	e := &cli{g: g, stdin: stdin, stdout: stdout, stderr: stderr}
 	defer e.close()
-	return explain(e, h(ctx, e, cargs))
+	err = h(ctx, e, cargs)
+	if err == nil && e.c != nil && cmd != "backup" {
+		// Backups, when on, are made again once an hour has passed.
+		if _, berr := e.c.MaybeBackup(ctx); berr != nil {
+			fmt.Fprintln(stderr, "sandi: the backup was not updated:", berr)
+		}
+	}
+	return explain(e, err)
 }

@@ -87,8 +87,13 @@ var authzTable = map[string]authzCase{
 	"POST /api/blobs/{blob}/complete": func(f *authzFixture) (string, any) { return "/api/blobs/" + someBlob + "/complete", nil },
 	"GET /api/blobs/{blob}":           func(f *authzFixture) (string, any) { return "/api/blobs/" + someBlob, nil },
 	"DELETE /api/blobs/{blob}":        func(f *authzFixture) (string, any) { return "/api/blobs/" + someBlob, nil },
-	"GET /api/sync":                   func(f *authzFixture) (string, any) { return "/api/sync", nil },
-	"GET /api/ws":                     nil, // a WebSocket handshake; covered by the WebSocket tests
+	// The archive routes name the caller's account only: TestArchives.
+	"PUT /api/archives/{kind}":       func(f *authzFixture) (string, any) { return "/api/archives/backup", []byte("x") },
+	"GET /api/archives":              func(f *authzFixture) (string, any) { return "/api/archives", nil },
+	"GET /api/archives/{archive}":    func(f *authzFixture) (string, any) { return "/api/archives/" + someBlob, nil },
+	"DELETE /api/archives/{archive}": func(f *authzFixture) (string, any) { return "/api/archives/" + someBlob, nil },
+	"GET /api/sync":                  func(f *authzFixture) (string, any) { return "/api/sync", nil },
+	"GET /api/ws":                    nil, // a WebSocket handshake; covered by the WebSocket tests
 }
 
 // TestAuthorization runs every route as a member, a non-member, a removed

@@ -107,6 +107,10 @@ func (s *Server) sweepOrphans(ctx context.Context, w BlobWalker) (int, error) {
 		if !errors.Is(err, store.ErrNotFound) {
 			return err // a row names it (nil), or the database failed
 		}
+		// An account archive's object has a row of its own.
+		if _, err := s.store.Archive(ctx, id); !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
 		if err := s.cfg.Blobs.Delete(ctx, id, ""); err != nil {
 			s.log.Warn("blob collection: delete orphan", "blob", id, "err", err)
 			return nil

@@ -24,6 +24,10 @@ const CodeLinkExpired = "link_expired"
 // sealedIdentitySize is enc (1120) || sealed 32-byte seed with its tag.
 const sealedIdentitySize = protocol.KEMEncSize + 32 + 16
 
+// sealedOfferSize is a sealed seed followed by an 89-byte history
+// transfer offer (protocol.md §11, §15.5).
+const sealedOfferSize = sealedIdentitySize + 89
+
 // linkTagSize is the size of a link request's tag, an HMAC-SHA256 output.
 const linkTagSize = 32
 
@@ -105,7 +109,7 @@ func (s *Server) approveLink(w http.ResponseWriter, r *http.Request, c *call) er
 	if err := decode(r, &req, 8<<10); err != nil {
 		return err
 	}
-	if len(req.Sealed) != sealedIdentitySize {
+	if len(req.Sealed) != sealedIdentitySize && len(req.Sealed) != sealedOfferSize {
 		return badRequest("sealed is the sealed identity seed of protocol.md §11", nil)
 	}
 	if c.device.SignedPreKey == nil {

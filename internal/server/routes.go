@@ -103,6 +103,10 @@ func (s *Server) routes() []Route {
 		{"POST", "/api/blobs/{blob}/complete", Device, s.completeBlob},
 		{"GET", "/api/blobs/{blob}", Device, s.getBlob},
 		{"DELETE", "/api/blobs/{blob}", Device, s.deleteBlob},
+		{"PUT", "/api/archives/{kind}", Device, s.putArchive},
+		{"GET", "/api/archives", AnyDevice, s.listArchives},
+		{"GET", "/api/archives/{archive}", AnyDevice, s.getArchive},
+		{"DELETE", "/api/archives/{archive}", Device, s.deleteArchive},
 		{"GET", "/api/sync", Device, s.sync},
 		{"GET", "/api/ws", Device, s.websocket},
 	}

@@ -396,6 +396,7 @@ type Incarnation struct {
 type Store interface {
 	Links
 	Blobs
+	Archives
 
 	// Incarnation returns the current incarnation (the last of
 	// Incarnations), as it was when the store opened or after its own

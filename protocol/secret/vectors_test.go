@@ -85,6 +85,7 @@ func TestVectors(t *testing.T) {
 		vecCase("keys.json", vecGenKeys, vecReplayKeys),
 		vecCase("state.json", vecGenState, vecReplayState),
 		vecCase("attach.json", vecGenAttach, vecReplayAttach),
+		vecCase("archive.json", vecGenArchive, vecReplayArchive),
 	}
 	known := map[string]bool{}
 	for _, s := range specs {

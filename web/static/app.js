@@ -968,8 +968,9 @@
     if (!code) return;
     $("approve-status").textContent = "Linking…";
     try {
-      await sandi.approveLink(code);
-      $("approve-status").textContent = "Linked: the new device now has your account's keys.";
+      const history = $("approve-history").checked;
+      await sandi.approveLink(code, history ? "all" : "none");
+      $("approve-status").textContent = "Linked: the new device now has your account's keys" + (history ? " and this browser's history." : ".");
       $("approve-code").value = "";
       openDevices();
     } catch (e) {
@@ -1025,6 +1026,7 @@
     if (!b.dataset.confirm) {
       b.dataset.confirm = "1";
       b.textContent = "Click again: delete this browser's keys and history";
+      if (window.sandiLogoutInfo) window.sandiLogoutInfo();
       setTimeout(() => { delete b.dataset.confirm; b.textContent = "Log out"; }, 8000);
       return;
     }
@@ -1046,7 +1048,7 @@
   }
 
   // What trust.js borrows.
-  window.sandiApp = { st, el, errorText, fmtTime, convName, drawChatHeader, drawMembers, openSafety, refresh, sendPending, dropPending, messageNode, queueNode };
+  window.sandiApp = { st, el, errorText, fmtTime, convName, drawChatHeader, drawMembers, openSafety, refresh, sendPending, dropPending, messageNode, queueNode, route };
 
   boot();
 })();

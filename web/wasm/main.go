@@ -104,6 +104,24 @@ func main() {
 		},
 		"logout":    a.logout,
 		"rekeyBack": a.rekeyBack,
+		"restore":   a.restore,
+		"backupStatus": func([]js.Value) (any, error) {
+			return a.with(func(ctx context.Context, c *client.Client) (any, error) {
+				on, last, err := c.BackupStatus()
+				return map[string]any{"enabled": on, "last": last}, err
+			})
+		},
+		// enableBackup turns backups on and answers with the recovery key,
+		// to show once (protocol.md §14.3).
+		"enableBackup": func([]js.Value) (any, error) {
+			return a.with(func(ctx context.Context, c *client.Client) (any, error) {
+				k, err := c.EnableBackup(ctx)
+				if err != nil {
+					return nil, err
+				}
+				return k.String(), nil
+			})
+		},
 	}
 	obj := js.Global().Get("Object").New()
 	for name, f := range api {
@@ -403,9 +421,12 @@ func (a *app) resetIdentity([]js.Value) (any, error) {
 	})
 }
 
+// approveLink(code, history) confirms a new device; history "all" also
+// transfers this browser's history to it (protocol.md §14.5).
 func (a *app) approveLink(args []js.Value) (any, error) {
 	return a.with(func(ctx context.Context, c *client.Client) (any, error) {
-		dev, err := c.ApproveLink(ctx, strings.Join(strings.Fields(str(args, 0)), ""))
+		h := client.LinkHistory{Transfer: str(args, 1) == "all"}
+		dev, err := c.ApproveLinkWith(ctx, strings.Join(strings.Fields(str(args, 0)), ""), h)
 		if err != nil {
 			return nil, err
 		}
@@ -1046,5 +1067,23 @@ func (a *app) rekeyBack(args []js.Value) (any, error) {
 		}
 		a.changed()
 		return out, nil
+	})
+}
+
+// restore(recoveryKey) brings the account back from its backup on this
+// browser, which signed in and holds no keys (protocol.md §14.4), and
+// answers with the new state. Once restored, it ends a pending waitLink
+// (a failed restore leaves the link code usable).
+func (a *app) restore(args []js.Value) (any, error) {
+	return a.withState(func(ctx context.Context, c *client.Client) error {
+		if err := c.Restore(ctx, str(args, 0)); err != nil {
+			return err
+		}
+		a.mu.Lock()
+		if a.unlink != nil {
+			a.unlink()
+		}
+		a.mu.Unlock()
+		return nil
 	})
 }

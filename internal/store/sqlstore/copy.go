@@ -46,6 +46,9 @@ var copyTables = []copyTable{
 	{name: "blobs"},
 	{name: "blob_refs"},
 	{name: "blob_usage"},
+	// Account archives (backups, transfers); their ciphertext is in the
+	// blob store too.
+	{name: "archives"},
 }
 
 type copyTable struct {

@@ -226,6 +226,9 @@ func fill(t *testing.T, s *Store) *world {
 	unfinished := shared
 	unfinished.ID, unfinished.Parts, unfinished.Size = hex.EncodeToString(rnd(16)), 3, 3*(8<<20)
 	f.must("create blob", s.CreateBlob(f.ctx, unfinished, store.BlobLimits{}))
+	// Bob's backup.
+	_, err = s.PutArchive(f.ctx, store.Archive{ID: hex.EncodeToString(rnd(16)), User: w.bob.id, Kind: store.ArchiveBackup, Size: 77, CreatedAt: f.tick()}, 1)
+	f.must("put archive", err)
 	return w
 }
 

@@ -101,6 +101,7 @@ func Run(t *testing.T, open Opener) {
 		{"Blobs", testBlobs},
 		{"BlobQuotaRace", testBlobQuotaRace},
 		{"BlobPartsConcurrent", testBlobPartsConcurrent},
+		{"Archives", testArchives},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, open) })

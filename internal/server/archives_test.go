@@ -1,0 +1,91 @@
+package server_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+
+	"sandi.dev/internal/blob"
+	"sandi.dev/internal/server"
+)
+
+type archiveAnswer struct {
+	ID        string `json:"id"`
+	Kind      string `json:"kind"`
+	Size      int64  `json:"size"`
+	CreatedAt int64  `json:"createdAt"`
+}
+
+type archiveList struct {
+	Archives []archiveAnswer `json:"archives"`
+}
+
+// putArchive stores data as an archive of kind.
+func (d *device) putArchive(kind string, data []byte) archiveAnswer {
+	t := d.e.t
+	t.Helper()
+	r := d.e.raw(nil, d.token, "PUT", "/api/archives/"+kind, data)
+	var a archiveAnswer
+	if r.status != 201 || json.Unmarshal(r.body, &a) != nil {
+		t.Fatalf("%s: put %s archive: %d %s", d.name, kind, r.status, r.body)
+	}
+	return a
+}
+
+// TestArchives: an account's archive is served back byte for byte (over
+// several parts) to the account's devices, a device that only signed in
+// with the password included (a restore starts there); another account
+// sees 404 on every route; a second backup replaces the first, whose
+// object is gone; a device without keys cannot store or delete.
+func TestArchives(t *testing.T) {
+	forEachDB(t, server.Config{}, func(t *testing.T, e *env) {
+		alice, mallory := e.register("alice"), e.register("mallory")
+		keyless := e.login("alice", nil)
+		big := randomBytes(blob.PartSize + 1000)
+		first := alice.putArchive("backup", randomBytes(300))
+		backup := alice.putArchive("backup", big)
+		transfer := alice.putArchive("transfer", randomBytes(10))
+		if backup.Size != int64(len(big)) || backup.Kind != "backup" || transfer.Kind != "transfer" {
+			t.Fatalf("answers %+v %+v", backup, transfer)
+		}
+		for _, d := range []*device{alice, keyless} {
+			r := e.raw(nil, d.token, "GET", "/api/archives/"+backup.ID, nil)
+			if r.status != 200 || !bytes.Equal(r.body, big) {
+				t.Fatalf("%s: GET the backup: %d, %d bytes", d.name, r.status, len(r.body))
+			}
+			var l archiveList
+			d.must("GET", "/api/archives", nil, &l)
+			ids := map[string]bool{}
+			for _, a := range l.Archives {
+				ids[a.ID] = true
+			}
+			if len(l.Archives) != 2 || !ids[backup.ID] || !ids[transfer.ID] {
+				t.Fatalf("%s: list %+v, want the second backup and the transfer", d.name, l.Archives)
+			}
+		}
+		// The replaced backup is gone, row and object.
+		e.raw(nil, alice.token, "GET", "/api/archives/"+first.ID, nil).wantProblem(t, 404, server.CodeNotFound)
+		// Another account: nothing, and nothing it can delete.
+		var l archiveList
+		mallory.must("GET", "/api/archives", nil, &l)
+		if len(l.Archives) != 0 {
+			t.Fatalf("mallory lists %+v", l.Archives)
+		}
+		for _, id := range []string{backup.ID, transfer.ID} {
+			e.raw(nil, mallory.token, "GET", "/api/archives/"+id, nil).wantProblem(t, 404, server.CodeNotFound)
+			wantCode(t, mallory.do("DELETE", "/api/archives/"+id, nil, nil), 404, server.CodeNotFound)
+			wantCode(t, keyless.do("DELETE", "/api/archives/"+id, nil, nil), 403, server.CodeKeysRequired)
+		}
+		e.raw(nil, keyless.token, "PUT", "/api/archives/backup", []byte("x")).wantProblem(t, 403, server.CodeKeysRequired)
+		// Bad input changes nothing.
+		e.raw(nil, alice.token, "PUT", "/api/archives/other", []byte("x")).wantProblem(t, 404, server.CodeNotFound)
+		e.raw(nil, alice.token, "PUT", "/api/archives/backup", []byte{}).wantProblem(t, 400, server.CodeBadRequest)
+		e.raw(nil, alice.token, "GET", "/api/archives/not-an-id", nil).wantProblem(t, 404, server.CodeNotFound)
+		alice.must("DELETE", "/api/archives/"+backup.ID, nil, nil)
+		e.raw(nil, alice.token, "GET", "/api/archives/"+backup.ID, nil).wantProblem(t, 404, server.CodeNotFound)
+		alice.must("GET", "/api/archives", nil, &l)
+		if len(l.Archives) != 1 || l.Archives[0].ID != transfer.ID {
+			t.Fatalf("after delete: %+v", l.Archives)
+		}
+	})
+}
