@@ -12,7 +12,7 @@ import (
 	"sandi.dev/internal/store"
 )
 
-// Account archives (api.md, Archives; protocol.md §15): a history transfer
+// Account archives (api.md, Archives; protocol.md §14): a history transfer
 // made for a newly linked device, or the account's encrypted backup. The
 // ciphertext goes to the blob store in one request, streamed part by part;
 // it is bound to the uploading account, and only that account's devices

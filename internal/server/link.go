@@ -25,7 +25,7 @@ const CodeLinkExpired = "link_expired"
 const sealedIdentitySize = protocol.KEMEncSize + 32 + 16
 
 // sealedOfferSize is a sealed seed followed by an 89-byte history
-// transfer offer (protocol.md §11, §15.5).
+// transfer offer (protocol.md §11, §14.5).
 const sealedOfferSize = sealedIdentitySize + 89
 
 // linkTagSize is the size of a link request's tag, an HMAC-SHA256 output.

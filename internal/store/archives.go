@@ -6,7 +6,7 @@ import (
 	"sandi.dev/protocol"
 )
 
-// Archive kinds (protocol.md §15).
+// Archive kinds (protocol.md §14).
 const (
 	ArchiveBackup   = "backup"
 	ArchiveTransfer = "transfer"
