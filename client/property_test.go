@@ -116,7 +116,11 @@ func TestProperty(t *testing.T) {
 func TestPropertyCluster(t *testing.T) {
 	seqs := envInt("SANDI_PROPERTY_CLUSTER_SEQUENCES", 2)
 	first := envInt("SANDI_PROPERTY_SEED", 1)
-	cl := clustertest.Start(t, clustertest.Options{Nodes: 3, DB: testpg.URL(t), Config: clustertest.TestConfig(), Seed: uint64(first)})
+	// The nodes share one blob store (a directory here; a bucket in a
+	// real cluster), as they share the database.
+	cfg := clustertest.TestConfig()
+	cfg.Blobs = blobConfig(t).Blobs
+	cl := clustertest.Start(t, clustertest.Options{Nodes: 3, DB: testpg.URL(t), Config: cfg, Seed: uint64(first)})
 	ops := 0
 	for seed := first; seed < first+seqs; seed++ {
 		rng := rand.New(rand.NewPCG(uint64(seed), 7))

@@ -269,6 +269,20 @@ func (p *page) wait(what, expr string) {
 	p.waitWithin(stepTimeout, what, expr)
 }
 
+// holdsWithin reports whether expr becomes true within d.
+func (p *page) holdsWithin(d time.Duration, expr string) bool {
+	p.t.Helper()
+	for deadline := time.Now().Add(d); ; {
+		if eval[bool](p, expr) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // waitWithin is wait with its own timeout.
 func (p *page) waitWithin(d time.Duration, what, expr string) {
 	p.t.Helper()
@@ -534,8 +548,16 @@ func (p *page) openVerify(user string) string {
 		p.click("#members-button")
 	}
 	p.waitText("#member-list", user)
-	p.tabTo(`#member-list a[aria-label="Safety number with ` + user + `"]`)
-	p.pressEnter()
+	// The member list is drawn again when the conversation changes (a
+	// sync, a state event); an Enter on a link that was replaced just
+	// before opens nothing, so the keyboard path is tried again then.
+	for try := 0; ; try++ {
+		p.tabTo(`#member-list a[aria-label="Safety number with ` + user + `"]`)
+		p.pressEnter()
+		if try == 2 || p.holdsWithin(5*time.Second, `!document.getElementById("pane-safety").hidden`) {
+			break
+		}
+	}
 	p.wait("the safety number of "+user, `!document.getElementById("pane-safety").hidden && document.querySelectorAll("#safety-number span").length === 12 && !document.getElementById("verify-card").hidden && document.getElementById("verify-peer").innerText === `+js(user))
 	return eval[string](p, `[...document.querySelectorAll("#safety-number span")].map(s => s.innerText).join(" ")`)
 }
