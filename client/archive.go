@@ -443,6 +443,17 @@ func (c *Client) catchUp(ctx context.Context) error {
 			}
 			continue
 		}
+		// Messages the archive already holds are not read again: the
+		// other device's own messages are recorded when sent and do not
+		// move LastSeq, so some of them may lie above it.
+		lines, err := c.historyLines(id)
+		if err != nil {
+			return err
+		}
+		have := map[uint64]bool{}
+		for _, m := range liveHistory(lines) {
+			have[m.Seq] = true
+		}
 		for after := cs.LastSeq; ; {
 			var page struct {
 				Messages []*messageAnswer `json:"messages"`
@@ -456,6 +467,9 @@ func (c *Client) catchUp(ctx context.Context) error {
 			}
 			for _, m := range page.Messages {
 				after = max(after, m.Seq)
+				if have[m.Seq] {
+					continue
+				}
 				// Only what the imported epochs can open: a message of
 				// an epoch the archive did not hold was sent before this
 				// device could read it, and is not a failure.
