@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"io"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -88,27 +87,7 @@ func TestCLIChatLiveActions(t *testing.T) {
 		t.Fatalf("history --json: %v %q", err, first.Ref)
 	}
 	id := first.Ref[:8]
-	chat := exec.Command(sandiBinary(t), "--home", homes["bob"], "chat", conv)
-	chat.Env = childEnv()
-	in, err := chat.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := chat.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	errp, err := chat.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := chat.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { chat.Process.Kill(); chat.Wait() })
-	if line, err := bufio.NewReader(errp).ReadString('\n'); err != nil || !strings.Contains(line, "type a message") {
-		t.Fatalf("chat said %q, %v", line, err)
-	}
+	chat, in, out := startChat(t, homes["bob"], conv)
 	lines := make(chan string, 16)
 	go func() {
 		r := bufio.NewReader(out)

@@ -1,9 +1,7 @@
 package main_test
 
 import (
-	"bufio"
 	"encoding/json"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -73,27 +71,11 @@ func TestCLIBackupAndTransfer(t *testing.T) {
 
 	// A device linked with the history.
 	cliOK(t, base, linked, "pw of alice!\n", "login", "alice", "--password-stdin")
-	cmd := exec.Command(sandiBinary(t), "--home", linked, "--json", "link")
-	cmd.Env = childEnv()
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var errb strings.Builder
-	cmd.Stderr = &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	sc := bufio.NewScanner(stdout)
-	var shown struct{ Code string }
-	if !sc.Scan() || json.Unmarshal(sc.Bytes(), &shown) != nil {
-		t.Fatalf("link printed %q; stderr %q", sc.Text(), errb.String())
-	}
-	if _, errs, code := cliRun(t, base, first, "", "link", "--history", "yesterday", shown.Code); code != 2 || !strings.Contains(errs, "--history") {
+	cmd, sc, errb, code := startLink(t, linked)
+	if _, errs, code := cliRun(t, base, first, "", "link", "--history", "yesterday", code); code != 2 || !strings.Contains(errs, "--history") {
 		t.Fatalf("a bad --history: exit %d %q", code, errs)
 	}
-	cliOK(t, base, first, "", "link", "--history", "all", shown.Code)
+	cliOK(t, base, first, "", "link", "--history", "all", code)
 	if !sc.Scan() || !strings.Contains(sc.Text(), `"linked":true`) {
 		t.Fatalf("link ended with %q; stderr %q", sc.Text(), errb.String())
 	}

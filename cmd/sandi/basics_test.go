@@ -265,27 +265,7 @@ func TestCLIErrorMessages(t *testing.T) {
 func TestCLIChatMarksRead(t *testing.T) {
 	base, homes := cliWorld(t, "alice", "bob")
 	conv := newConv(t, base, homes["alice"], "bob")
-	chat := exec.Command(sandiBinary(t), "--home", homes["bob"], "chat", conv)
-	chat.Env = childEnv()
-	in, err := chat.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := chat.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	errp, err := chat.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := chat.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { chat.Process.Kill(); chat.Wait() })
-	if line, err := bufio.NewReader(errp).ReadString('\n'); err != nil || !strings.Contains(line, "type a message") {
-		t.Fatalf("chat said %q, %v", line, err)
-	}
+	chat, in, out := startChat(t, homes["bob"], conv)
 	cliOK(t, base, homes["alice"], "", "send", conv, "while you chat")
 	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || !strings.HasSuffix(line, "alice: while you chat\n") {
 		t.Fatalf("chat printed %q, %v", line, err)

@@ -43,6 +43,63 @@ func cliOK(t *testing.T, server, home, stdin string, args ...string) string {
 	return out
 }
 
+// startChat starts `sandi chat conv` in home and waits for its prompt on
+// standard error; it returns the running chat, its standard input and its
+// standard output.
+func startChat(t *testing.T, home, conv string) (*exec.Cmd, io.WriteCloser, io.Reader) {
+	t.Helper()
+	chat := exec.Command(sandiBinary(t), "--home", home, "chat", conv)
+	chat.Env = childEnv()
+	in, err := chat.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := chat.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	errp, err := chat.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chat.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { chat.Process.Kill(); chat.Wait() })
+	if line, err := bufio.NewReader(errp).ReadString('\n'); err != nil || !strings.Contains(line, "type a message") {
+		t.Fatalf("chat said %q, %v", line, err)
+	}
+	return chat, in, out
+}
+
+// startLink starts `sandi --json link` in home and reads the code it shows;
+// the returned scanner reads its further lines, errb collects its standard
+// error.
+func startLink(t *testing.T, home string) (cmd *exec.Cmd, sc *bufio.Scanner, errb *strings.Builder, code string) {
+	t.Helper()
+	cmd = exec.Command(sandiBinary(t), "--home", home, "--json", "link")
+	cmd.Env = childEnv()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	errb = new(strings.Builder)
+	cmd.Stderr = errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	sc = bufio.NewScanner(stdout)
+	if !sc.Scan() {
+		t.Fatalf("link printed nothing; stderr %q", errb.String())
+	}
+	var shown struct{ Code string }
+	if err := json.Unmarshal(sc.Bytes(), &shown); err != nil || shown.Code == "" {
+		t.Fatalf("link printed %q", sc.Text())
+	}
+	return cmd, sc, errb, shown.Code
+}
+
 type syncLine struct {
 	Conversation string `json:"conversation"`
 	Sender       string `json:"sender"`
@@ -154,33 +211,14 @@ func TestCLILink(t *testing.T) {
 		t.Fatalf("login printed %q", out)
 	}
 	// `sandi link` shows a code and waits for it to be confirmed.
-	cmd := exec.Command(sandiBinary(t), "--home", second, "--json", "link")
-	cmd.Env = childEnv()
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var errb strings.Builder
-	cmd.Stderr = &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	sc := bufio.NewScanner(stdout)
-	if !sc.Scan() {
-		t.Fatalf("link printed nothing; stderr %q", errb.String())
-	}
-	var shown struct{ Code string }
-	if err := json.Unmarshal(sc.Bytes(), &shown); err != nil || shown.Code == "" {
-		t.Fatalf("link printed %q", sc.Text())
-	}
+	cmd, sc, errb, code := startLink(t, second)
 	for _, wrong := range [][]string{{"AAAA-BBBB-CCCC-DDDD-EEEE"}, {"AAAAA-BBBBB-CCCCC-DDDDD-EEEEEE"}, {"AAAAA", "BBBBB", "CCCCC"}} {
 		if _, errs, code := cliRun(t, base, first, "", append([]string{"link"}, wrong...)...); code == 0 || errs == "" {
 			t.Fatalf("a wrong code %q was confirmed", wrong)
 		}
 	}
 	// The code may be typed in lower case, in groups as separate words.
-	cliOK(t, base, first, "", append([]string{"link"}, strings.Fields(strings.ToLower(strings.ReplaceAll(shown.Code, "-", " ")))...)...)
+	cliOK(t, base, first, "", append([]string{"link"}, strings.Fields(strings.ToLower(strings.ReplaceAll(code, "-", " ")))...)...)
 	if !sc.Scan() || !strings.Contains(sc.Text(), `"linked":true`) {
 		t.Fatalf("link ended with %q; stderr %q", sc.Text(), errb.String())
 	}
@@ -303,24 +341,7 @@ func TestCLIOneProcessPerHome(t *testing.T) {
 	if err := json.Unmarshal([]byte(cliOK(t, base, home, "", "--json", "new", "bob")), &created); err != nil {
 		t.Fatal(err)
 	}
-	chat := exec.Command(sandiBinary(t), "--home", home, "chat", created.ID)
-	chat.Env = childEnv()
-	in, err := chat.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	errp, err := chat.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := chat.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { chat.Process.Kill(); chat.Wait() })
-	line, err := bufio.NewReader(errp).ReadString('\n')
-	if err != nil || !strings.Contains(line, "type a message") {
-		t.Fatalf("chat said %q, %v", line, err)
-	}
+	chat, in, _ := startChat(t, home, created.ID)
 	_, errs, code := cliRun(t, base, home, "", "send", created.ID, "from a second process")
 	want := fmt.Sprintf("sandi: another sandi process (pid %d) is using %s: close it first\n", chat.Process.Pid, home)
 	if code != 1 || errs != want {
