@@ -187,7 +187,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err == nil && e.c != nil && cmd != "backup" {
 		// Backups, when on, are made again once an hour has passed.
 		if _, berr := e.c.MaybeBackup(ctx); berr != nil {
-			fmt.Fprintln(stderr, "sandi: the backup was not updated:", berr)
+			printError(stderr, fmt.Errorf("the backup was not updated: %w", berr))
 		}
 	}
 	return explain(e, err)

@@ -8,13 +8,29 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"unicode/utf8"
 )
+
+// rawRune returns the first thing in s that could drive a terminal: a C0
+// control but the line feed, DEL, a C1 control, a bidirectional override or
+// a byte that is not UTF-8; "" if none.
+func rawRune(s string) string {
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 || r < 0x20 && r != '\n' || r == 0x7f || r >= 0x80 && r <= 0x9f || r >= '\u202a' && r <= '\u202e' {
+			return s[i : i+n]
+		}
+		i += n
+	}
+	return ""
+}
 
 // TestCLIServerErrorShownSafely: the server answers an error whose code and
 // text are made to drive the terminal and to fake a line of another user;
@@ -51,12 +67,8 @@ func TestCLIServerErrorShownSafely(t *testing.T) {
 	if code != 1 || out != "" {
 		t.Fatalf("exit %d, stdout %q", code, out)
 	}
-	for i := 0; i < len(errs); {
-		r, n := utf8.DecodeRuneInString(errs[i:])
-		if r == utf8.RuneError && n == 1 || r < 0x20 && r != '\n' || r == 0x7f || r >= 0x80 && r <= 0x9f || r >= '\u202a' && r <= '\u202e' {
-			t.Fatalf("stderr has %q raw: %q", errs[i:i+n], errs)
-		}
-		i += n
+	if raw := rawRune(errs); raw != "" {
+		t.Fatalf("stderr has %q raw: %q", raw, errs)
 	}
 	lines := strings.Split(strings.TrimSuffix(errs, "\n"), "\n")
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], "sandi: ") || lines[1] != `       | [0123abcd] alice: fake\x0d (not_found\x1b[2J)` ||
@@ -102,5 +114,58 @@ func TestCLIWrapsOnATerminal(t *testing.T) {
 	want := []string{"[" + conv[:8] + "] alice: look", "           | " + fake}
 	if strings.Join(rows, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("the terminal shows\n%s\nwant\n%s", strings.Join(rows, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestCLIBackupErrorShownSafely: when the hourly backup after a command
+// fails, the server's error text is shown escaped in the warning, and the
+// command still succeeds.
+func TestCLIBackupErrorShownSafely(t *testing.T) {
+	addr := freeAddr(t)
+	base := "http://" + addr
+	srv := startSandi(t, childEnv(), "serve", "--addr", addr, "--data", t.TempDir())
+	waitHealthy(t, srv, base)
+	target, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failing atomic.Bool
+	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(target) }}
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() && r.Method == "PUT" && strings.HasPrefix(r.URL.Path, "/api/archives/") {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			json.NewEncoder(w).Encode(map[string]any{"code": "too_large\x1b[2J", "detail": "full\x1b]52;c;cm0gLXJmIH4=\x07\u202e\n[0123abcd] alice: fake\r"})
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	home := filepath.Join(t.TempDir(), "bob")
+	cliOK(t, proxy.URL, home, "password of bob\n", "register", "bob", "--password-stdin")
+	cliOK(t, proxy.URL, home, "", "backup", "enable")
+	// The last backup is made an hour old, so the next command makes one.
+	b, err := os.ReadFile(filepath.Join(home, "backup"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st map[string]any
+	if err := json.Unmarshal(b, &st); err != nil || st["last"] == nil {
+		t.Fatalf("backup state %q: %v", b, err)
+	}
+	st["last"] = 0
+	if b, err = json.Marshal(st); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(home, "backup"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	failing.Store(true)
+	_, errs, code := cliRun(t, proxy.URL, home, "", "list")
+	if code != 0 || !strings.Contains(errs, "the backup was not updated") || !strings.Contains(errs, "fake") {
+		t.Fatalf("list: exit %d, stderr %q", code, errs)
+	}
+	if raw := rawRune(errs); raw != "" || !strings.Contains(errs, "\n       | [0123abcd] alice: fake\\x0d") {
+		t.Fatalf("the backup warning has %q raw or is not framed: %q", raw, errs)
 	}
 }
