@@ -43,7 +43,7 @@ func cmdReply(ctx context.Context, e *cli, args []string) error {
 
 func cmdReact(ctx context.Context, e *cli, args []string) error {
 	if len(args) != 3 && len(args) != 2 {
-		return usageError{"usage: sandi react CONV MSG EMOJI (without EMOJI: remove your reaction)"}
+		return usageError{"usage: sandi react CONV MSG [EMOJI] (without EMOJI: remove your reaction)"}
 	}
 	emoji := ""
 	if len(args) == 3 {
