@@ -236,7 +236,15 @@ func (e *cli) remember(m client.Message) {
 // callback (where the client is locked), among the messages printed.
 func (e *cli) lookup(conv protocol.ConversationID, ref string) (client.Message, bool) {
 	if !e.inListen {
-		if hist, err := e.c.History(conv); err == nil {
+		hist, cached := e.hist[conv]
+		var err error
+		if !cached {
+			hist, err = e.c.History(conv)
+			if err == nil && e.hist != nil {
+				e.hist[conv] = hist
+			}
+		}
+		if err == nil {
 			if m, ok := byRef(hist, ref); ok {
 				return m, true
 			}

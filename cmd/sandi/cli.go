@@ -76,6 +76,10 @@ type cli struct {
 	// the client is locked (Listen's callback) and must not be asked.
 	printed  map[string]client.Message
 	inListen bool
+	// hist holds the local histories read for those lines by a command
+	// that does not change them (history, search), each read once; nil:
+	// read them every time.
+	hist map[protocol.ConversationID][]client.Message
 }
 
 type command func(ctx context.Context, e *cli, args []string) error

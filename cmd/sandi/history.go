@@ -28,6 +28,7 @@ func cmdHistory(ctx context.Context, e *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	e.hist = map[protocol.ConversationID][]client.Message{id: hist}
 	if *limit > 0 && len(hist) > *limit {
 		hist = hist[len(hist)-*limit:]
 	}
@@ -66,6 +67,7 @@ func cmdSearch(ctx context.Context, e *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	e.hist = map[protocol.ConversationID][]client.Message{}
 	for _, m := range found {
 		if err := e.printDated(m); err != nil {
 			return err
