@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"sandi.dev/internal/blob"
 	"sandi.dev/internal/server"
@@ -87,5 +88,40 @@ func TestArchives(t *testing.T) {
 		if len(l.Archives) != 1 || l.Archives[0].ID != transfer.ID {
 			t.Fatalf("after delete: %+v", l.Archives)
 		}
+	})
+}
+
+// TestArchiveLimits: an account that floods the archive routes is held to
+// the limits: an archive larger than MaxBlobSize is refused before it is
+// stored, uploads past the blob rate are refused, a stream of transfers
+// keeps only the newest KeepTransfers (the others are gone, row and
+// object), and a transfer is no longer served once TransferTTL has passed.
+func TestArchiveLimits(t *testing.T) {
+	cfg := server.Config{MaxBlobSize: 3000, BlobUploadsPerMinute: server.KeepTransfers + 1}
+	forEachDB(t, cfg, func(t *testing.T, e *env) {
+		alice := e.register("alice")
+		e.raw(nil, alice.token, "PUT", "/api/archives/backup", randomBytes(3001)).wantProblem(t, 413, server.CodeBlobTooLarge)
+		var sent []archiveAnswer
+		for range server.KeepTransfers + 1 {
+			sent = append(sent, alice.putArchive("transfer", randomBytes(3000)))
+			e.clock.now = e.clock.now.Add(time.Second)
+		}
+		e.raw(nil, alice.token, "PUT", "/api/archives/backup", randomBytes(10)).wantProblem(t, 429, server.CodeRateLimited)
+		var l archiveList
+		alice.must("GET", "/api/archives", nil, &l)
+		kept := map[string]bool{}
+		for _, a := range l.Archives {
+			kept[a.ID] = true
+		}
+		if len(l.Archives) != server.KeepTransfers || kept[sent[0].ID] {
+			t.Fatalf("after %d transfers: list %+v, want all but the first", len(sent), l.Archives)
+		}
+		e.raw(nil, alice.token, "GET", "/api/archives/"+sent[0].ID, nil).wantProblem(t, 404, server.CodeNotFound)
+		last := sent[len(sent)-1]
+		if r := e.raw(nil, alice.token, "GET", "/api/archives/"+last.ID, nil); r.status != 200 {
+			t.Fatalf("the newest transfer: %d %s", r.status, r.body)
+		}
+		e.clock.now = e.clock.now.Add(server.TransferTTL)
+		e.raw(nil, alice.token, "GET", "/api/archives/"+last.ID, nil).wantProblem(t, 404, server.CodeNotFound)
 	})
 }

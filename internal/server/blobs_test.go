@@ -340,6 +340,10 @@ func TestBlobAuthorization(t *testing.T) {
 			t.Fatal(err)
 		}
 		bobs := bob.upload(conv, data)
+		tooMany := []string{mine}
+		for len(tooMany) <= server.MaxMessageBlobs {
+			tooMany = append(tooMany, alice.upload(conv, randomBytes(10)))
+		}
 
 		// Outsiders of the conversation: 404 everywhere.
 		_, err = mallory.newBlob(conv, 10)
@@ -386,6 +390,7 @@ func TestBlobAuthorization(t *testing.T) {
 			{alice, []string{someBlob}},          // unknown
 			{alice, []string{mine, "not-an-id"}}, // malformed
 			{alice, []string{mine, mine}},        // twice
+			{alice, tooMany},                     // more than MaxMessageBlobs
 		} {
 			_, err := c.who.sendBlobs(conv, 1, "hello", c.ids)
 			wantCode(t, err, 400, server.CodeBadBlob)

@@ -54,7 +54,8 @@ type memo struct {
 }
 
 // readEntries is one kind of read entry: answers by key, each with the
-// generation it was read at. memo.mu guards it.
+// generation it was read at. Its owner's mu (memo.mu, pgReads.mu)
+// guards it.
 type readEntries[K comparable, V any] map[K]readEntry[V]
 
 type readEntry[V any] struct {

@@ -31,14 +31,15 @@ type pgReads struct {
 	ttl     time.Duration
 	gen     atomic.Uint64
 	mu      sync.Mutex
-	tokens  map[string]pgRead[store.Device]
-	members map[protocol.ConversationID]pgRead[[]store.MemberRow]
+	tokens  readEntries[string, pgRead[store.Device]]
+	members readEntries[protocol.ConversationID, pgRead[[]store.MemberRow]]
 }
 
+// pgRead is an answer with the time it was read (readEntries keeps its
+// generation).
 type pgRead[V any] struct {
-	gen uint64
-	at  time.Time
-	v   V
+	at time.Time
+	v  V
 }
 
 // pgReadTTL bounds how long a PostgreSQL store uses an answer read
@@ -52,11 +53,11 @@ func newPGReads(ttl time.Duration) *pgReads {
 
 // pgLookup returns k's answer in *m (guarded by r.mu) if it was read at
 // the current generation less than ttl ago.
-func pgLookup[K comparable, V any](r *pgReads, m *map[K]pgRead[V], k K) (V, bool) {
+func pgLookup[K comparable, V any](r *pgReads, m *readEntries[K, pgRead[V]], k K) (V, bool) {
 	r.mu.Lock()
-	e, ok := (*m)[k]
+	e, ok := m.get(k, r.gen.Load())
 	r.mu.Unlock()
-	if !ok || e.gen != r.gen.Load() || time.Since(e.at) >= r.ttl {
+	if !ok || time.Since(e.at) >= r.ttl {
 		var zero V
 		return zero, false
 	}
@@ -64,14 +65,11 @@ func pgLookup[K comparable, V any](r *pgReads, m *map[K]pgRead[V], k K) (V, bool
 }
 
 // pgRemember records k's answer, read at generation gen (loaded before the
-// read began) and time at (taken before it too); a full map starts over.
-func pgRemember[K comparable, V any](r *pgReads, m *map[K]pgRead[V], k K, gen uint64, at time.Time, v V) {
+// read began) and time at (taken before it too).
+func pgRemember[K comparable, V any](r *pgReads, m *readEntries[K, pgRead[V]], k K, gen uint64, at time.Time, v V) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if *m == nil || len(*m) >= maxMemo {
-		*m = make(map[K]pgRead[V])
-	}
-	(*m)[k] = pgRead[V]{gen, at, v}
+	m.put(k, gen, pgRead[V]{at, v})
 }
 
 func (r *pgReads) device(tokenHash []byte) (store.Device, bool) {
