@@ -142,8 +142,8 @@ func (c *Client) SendWithID(ctx context.Context, conv protocol.ConversationID, c
 	if err := c.ready(); err != nil {
 		return Message{}, err
 	}
-	if len(clientID) < 8 || len(clientID) > 64 || validKey("outbox/"+clientID) != nil {
-		return Message{}, fmt.Errorf("a client message id has 8 to 64 characters of [a-z0-9._-]")
+	if err := checkClientID(clientID); err != nil {
+		return Message{}, err
 	}
 	if text == "" || len(text) > MaxText || !utf8.ValidString(text) {
 		return Message{}, fmt.Errorf("a message is 1 to %d bytes of UTF-8 text", MaxText)
@@ -156,6 +156,15 @@ func (c *Client) SendWithID(ctx context.Context, conv protocol.ConversationID, c
 		cs = c.newConv(conv)
 	}
 	return c.send(ctx, cs, clientID, Content{Type: ContentText, Text: text})
+}
+
+// checkClientID accepts a caller-chosen client message id: 8 to 64
+// characters that make a storage key (outbox/CLIENTID).
+func checkClientID(id string) error {
+	if len(id) < 8 || len(id) > 64 || validKey("outbox/"+id) != nil {
+		return fmt.Errorf("a client message id has 8 to 64 characters of [a-z0-9._-]")
+	}
+	return nil
 }
 
 // outgoing is a message whose envelope left (or was about to leave) this
