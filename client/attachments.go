@@ -218,6 +218,17 @@ func blobIDs(atts []Attachment) []string {
 	return ids
 }
 
+// spool holds a download's ciphertext until its digest is checked: a file
+// natively (attachments_native.go), the page's memory in a browser
+// (attachments_js.go).
+type spool interface {
+	io.ReadWriteSeeker
+	Truncate(int64) error
+	Close() error
+	// Remove deletes what the spool holds (it may be called after Close).
+	Remove() error
+}
+
 // ---- sending ----
 
 // SendMessage sends text with attachments made by UploadAttachment (text
