@@ -110,22 +110,7 @@ func historyKey(conv protocol.ConversationID) string { return "history/" + conv.
 // the server requires a new epoch, and retries with the same client message
 // id so a message is stored at most once.
 func (c *Client) Send(ctx context.Context, conv protocol.ConversationID, text string) (Message, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := c.ready(); err != nil {
-		return Message{}, err
-	}
-	if text == "" || len(text) > MaxText || !utf8.ValidString(text) {
-		return Message{}, fmt.Errorf("a message is 1 to %d bytes of UTF-8 text", MaxText)
-	}
-	cs, err := c.conv(conv)
-	if err != nil {
-		return Message{}, err
-	}
-	if cs == nil {
-		cs = c.newConv(conv)
-	}
-	return c.send(ctx, cs, "", Content{Type: ContentText, Text: text})
+	return c.sendText(ctx, conv, "", text)
 }
 
 // NewClientID returns a fresh client message id for SendWithID.
@@ -137,12 +122,17 @@ func NewClientID() string { return protocol.NewConversationID().String() }
 // re-sends the very envelope of the first attempt, so the server stores the
 // message once whatever happened: this is how an application retries.
 func (c *Client) SendWithID(ctx context.Context, conv protocol.ConversationID, clientID, text string) (Message, error) {
+	if err := checkClientID(clientID); err != nil {
+		return Message{}, err
+	}
+	return c.sendText(ctx, conv, clientID, text)
+}
+
+// sendText is Send and SendWithID: an empty clientID takes a fresh one.
+func (c *Client) sendText(ctx context.Context, conv protocol.ConversationID, clientID, text string) (Message, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.ready(); err != nil {
-		return Message{}, err
-	}
-	if err := checkClientID(clientID); err != nil {
 		return Message{}, err
 	}
 	if text == "" || len(text) > MaxText || !utf8.ValidString(text) {
