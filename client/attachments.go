@@ -218,6 +218,17 @@ func blobIDs(atts []Attachment) []string {
 	return ids
 }
 
+// spool holds a download's ciphertext until its digest is checked: a file
+// natively (attachments_native.go), the page's memory in a browser
+// (attachments_js.go).
+type spool interface {
+	io.ReadWriteSeeker
+	Truncate(int64) error
+	Close() error
+	// Remove deletes what the spool holds (it may be called after Close).
+	Remove() error
+}
+
 // ---- sending ----
 
 // SendMessage sends text with attachments made by UploadAttachment (text
@@ -226,10 +237,24 @@ func blobIDs(atts []Attachment) []string {
 // message's plaintext (64 KiB), thumbnails are left out, last attachment
 // first, until it fits.
 func (c *Client) SendMessage(ctx context.Context, conv protocol.ConversationID, text string, atts []Attachment) (Message, error) {
+	return c.SendMessageWithID(ctx, conv, "", text, atts)
+}
+
+// SendMessageWithID is SendMessage with a caller-chosen client message id,
+// as SendWithID is to Send: calling it again with the same id after a
+// failure whose outcome was unknown re-sends the first attempt's envelope
+// (text and attachments as they were then), so the server stores the
+// message once. An empty id takes a fresh one.
+func (c *Client) SendMessageWithID(ctx context.Context, conv protocol.ConversationID, clientID, text string, atts []Attachment) (Message, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.ready(); err != nil {
 		return Message{}, err
+	}
+	if clientID != "" {
+		if err := checkClientID(clientID); err != nil {
+			return Message{}, err
+		}
 	}
 	if text == "" && len(atts) == 0 || len(text) > MaxText || !utf8.ValidString(text) {
 		return Message{}, fmt.Errorf("a message is 1 to %d bytes of UTF-8 text, or attachments", MaxText)
@@ -248,7 +273,7 @@ func (c *Client) SendMessage(ctx context.Context, conv protocol.ConversationID, 
 	if cs == nil {
 		cs = c.newConv(conv)
 	}
-	m, err := c.send(ctx, cs, "", ct)
+	m, err := c.send(ctx, cs, clientID, ct)
 	if err != nil {
 		return m, err
 	}

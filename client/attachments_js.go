@@ -14,16 +14,6 @@ import (
 // answer's whole body in memory.
 const blobRange = 8 << 20
 
-// spool holds a download's ciphertext until its digest is checked.
-type spool interface {
-	Read([]byte) (int, error)
-	Write([]byte) (int, error)
-	Seek(int64, int) (int64, error)
-	Truncate(int64) error
-	Close() error
-	Remove() error
-}
-
 // blobSpool is a spool in the page's memory, as a JavaScript Blob (which
 // the browser keeps on disk when it is large), not in the module's: the
 // module's memory grows and never shrinks, and would hold the largest

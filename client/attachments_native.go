@@ -12,17 +12,6 @@ import (
 // each short enough to resume from on a slow link.
 const blobRange = 32 << 20
 
-// spool holds a download's ciphertext until its digest is checked.
-type spool interface {
-	Read([]byte) (int, error)
-	Write([]byte) (int, error)
-	Seek(int64, int) (int64, error)
-	Truncate(int64) error
-	Close() error
-	// Remove deletes what the spool holds (it may be called after Close).
-	Remove() error
-}
-
 // fileSpool is a spool in a file.
 type fileSpool struct{ *os.File }
 

@@ -542,3 +542,52 @@ func encryptFile(t *testing.T, key, data []byte) []byte {
 	}
 	return buf.Bytes()
 }
+
+// TestSendMessageRetryStoresOnce: a message with an attachment whose
+// answer is lost is retried with the same client message id; the server
+// stores it once, and the retry's own text is not what is sent (the first
+// attempt's envelope is).
+func TestSendMessageRetryStoresOnce(t *testing.T) {
+	n := startNode(t, t.TempDir()+"/sandi.db", blobConfig(t))
+	ctx := context.Background()
+	tr := &loseAnswers{base: http.DefaultTransport}
+	alice, err := client.Open(client.Options{Server: n.url(), Storage: client.NewMemStorage(), HTTPClient: &http.Client{Transport: tr, Timeout: 10 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	bob := register(t, n, "bob")
+	conv := pair(t, n, alice, bob)
+	a := upload(t, alice, conv, "note.txt", "text/plain", []byte("a file"))
+	id := client.NewClientID()
+	tr.armed.Store(true)
+	if _, err := alice.SendMessageWithID(ctx, conv, id, "with a file", []client.Attachment{a}); err == nil {
+		t.Fatal("the send succeeded although every answer was lost")
+	}
+	tr.armed.Store(false)
+	m, err := alice.SendMessageWithID(ctx, conv, id, "changed on retry", []client.Attachment{a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Seq != 1 || m.Text != "with a file" || len(m.Attachments) != 1 {
+		t.Fatalf("the retry sent seq %d %q with %d attachments, want the first attempt's", m.Seq, m.Text, len(m.Attachments))
+	}
+	res, err := bob.Sync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range res.Messages {
+		if m.Type == client.ContentText {
+			got = append(got, fmt.Sprintf("%s/%d", m.Text, len(m.Attachments)))
+		}
+	}
+	if len(got) != 1 || got[0] != "with a file/1" {
+		t.Fatalf("bob read %q", got)
+	}
+	if _, err := alice.SendMessageWithID(ctx, conv, "x", "bad id", nil); err == nil {
+		t.Fatal("a short client id was accepted")
+	}
+}

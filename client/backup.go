@@ -266,25 +266,23 @@ func (c *Client) Restore(ctx context.Context, recoveryKey string) error {
 		}
 		return nil
 	}
-	apply := func(rec archive.Record) error {
-		if rec.Key == identityRecord {
-			return nil
-		}
-		return c.importRecord(rec)
-	}
-	// The first pass checks everything, the identity included, before the
-	// second writes anything.
-	// The first pass checks everything and finds the identity before the
-	// second writes anything; the second's first record checks that the
-	// identity is the account's.
-	err = c.importArchive(ctx, open, archive.BackupHeaderSize, fileKey, nil, archive.Backup, check, func(rec archive.Record) error {
+	owned := func() error {
 		if id == nil {
 			return fmt.Errorf("%w: it holds no identity key", ErrBackupCorrupt)
 		}
 		if me.IdentityKey == nil || !id.Public().Equal(*me.IdentityKey) {
 			return errors.New("the backup's identity key is no longer the account's (the identity was reset since): it cannot be restored")
 		}
-		return apply(rec)
+		return nil
+	}
+	// The first pass checks everything and finds the identity before the
+	// second writes anything; the second's first record checks that the
+	// identity is the account's.
+	err = c.importArchive(ctx, open, archive.BackupHeaderSize, fileKey, nil, archive.Backup, check, func(rec archive.Record) error {
+		if err := owned(); err != nil {
+			return err
+		}
+		return c.importRecord(rec)
 	})
 	if err != nil {
 		if errors.Is(err, archive.ErrFormat) || isStreamErr(err) {
@@ -292,11 +290,8 @@ func (c *Client) Restore(ctx context.Context, recoveryKey string) error {
 		}
 		return err
 	}
-	if id == nil {
-		return fmt.Errorf("%w: it holds no identity key", ErrBackupCorrupt)
-	}
-	if me.IdentityKey == nil || !id.Public().Equal(*me.IdentityKey) {
-		return errors.New("the backup's identity key is no longer the account's (the identity was reset since): it cannot be restored")
+	if err := owned(); err != nil {
+		return err
 	}
 	if err := c.st.Put(identityRecord, id.Seed()); err != nil {
 		return err

@@ -18,7 +18,7 @@ import (
 // counted, and this account's own messages (from any of its devices) were
 // read where they were written.
 func (c *Client) countsUnread(m Message) bool {
-	return (m.Type == ContentText || m.Type == ContentReply) && !m.Own && m.SenderID != c.acct.User
+	return targetable(m.Type) && !m.Own && m.SenderID != c.acct.User
 }
 
 // MarkReadThrough marks the messages of a conversation up to seq (a

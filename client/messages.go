@@ -110,22 +110,7 @@ func historyKey(conv protocol.ConversationID) string { return "history/" + conv.
 // the server requires a new epoch, and retries with the same client message
 // id so a message is stored at most once.
 func (c *Client) Send(ctx context.Context, conv protocol.ConversationID, text string) (Message, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := c.ready(); err != nil {
-		return Message{}, err
-	}
-	if text == "" || len(text) > MaxText || !utf8.ValidString(text) {
-		return Message{}, fmt.Errorf("a message is 1 to %d bytes of UTF-8 text", MaxText)
-	}
-	cs, err := c.conv(conv)
-	if err != nil {
-		return Message{}, err
-	}
-	if cs == nil {
-		cs = c.newConv(conv)
-	}
-	return c.send(ctx, cs, "", Content{Type: ContentText, Text: text})
+	return c.sendText(ctx, conv, "", text)
 }
 
 // NewClientID returns a fresh client message id for SendWithID.
@@ -137,13 +122,18 @@ func NewClientID() string { return protocol.NewConversationID().String() }
 // re-sends the very envelope of the first attempt, so the server stores the
 // message once whatever happened: this is how an application retries.
 func (c *Client) SendWithID(ctx context.Context, conv protocol.ConversationID, clientID, text string) (Message, error) {
+	if err := checkClientID(clientID); err != nil {
+		return Message{}, err
+	}
+	return c.sendText(ctx, conv, clientID, text)
+}
+
+// sendText is Send and SendWithID: an empty clientID takes a fresh one.
+func (c *Client) sendText(ctx context.Context, conv protocol.ConversationID, clientID, text string) (Message, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.ready(); err != nil {
 		return Message{}, err
-	}
-	if len(clientID) < 8 || len(clientID) > 64 || validKey("outbox/"+clientID) != nil {
-		return Message{}, fmt.Errorf("a client message id has 8 to 64 characters of [a-z0-9._-]")
 	}
 	if text == "" || len(text) > MaxText || !utf8.ValidString(text) {
 		return Message{}, fmt.Errorf("a message is 1 to %d bytes of UTF-8 text", MaxText)
@@ -156,6 +146,15 @@ func (c *Client) SendWithID(ctx context.Context, conv protocol.ConversationID, c
 		cs = c.newConv(conv)
 	}
 	return c.send(ctx, cs, clientID, Content{Type: ContentText, Text: text})
+}
+
+// checkClientID accepts a caller-chosen client message id: 8 to 64
+// characters that make a storage key (outbox/CLIENTID).
+func checkClientID(id string) error {
+	if len(id) < 8 || len(id) > 64 || validKey("outbox/"+id) != nil {
+		return fmt.Errorf("a client message id has 8 to 64 characters of [a-z0-9._-]")
+	}
+	return nil
 }
 
 // outgoing is a message whose envelope left (or was about to leave) this

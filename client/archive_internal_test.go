@@ -1,0 +1,96 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"testing"
+
+	"sandi.dev/protocol"
+	"sandi.dev/protocol/archive"
+	"sandi.dev/protocol/attach"
+)
+
+// TestArchiveImportRefusesForeign: an archive sealed under the right key
+// (by a device of the account, or whoever holds the key) is still
+// imported only if it is of the expected kind, for this account, and
+// holds only archived state: an identity in a transfer, a device's own
+// keys (account, outbox) or another account's archive are refused whole,
+// and nothing of it is written, the records before the bad one included.
+func TestArchiveImportRefusesForeign(t *testing.T) {
+	me := protocol.NewUserID()
+	seal := func(kind archive.Kind, user protocol.UserID, recs ...string) []byte {
+		t.Helper()
+		var plain bytes.Buffer
+		aw, err := archive.NewWriter(&plain, archive.Header{Kind: kind, User: user, Created: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range recs {
+			if err := aw.Add(k, []byte("{}")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := aw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return plain.Bytes()
+	}
+	key := attach.NewKey()
+	encrypt := func(plain []byte) []byte {
+		t.Helper()
+		var out bytes.Buffer
+		w, err := attach.NewWriter(&out, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(plain); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return out.Bytes()
+	}
+	for _, tc := range []struct {
+		name string
+		kind archive.Kind
+		user protocol.UserID
+		recs []string
+		ok   bool
+	}{
+		{"archived state", archive.Transfer, me, []string{"conv/x", "history/x"}, true},
+		{"identity in a transfer", archive.Transfer, me, []string{"history/x", "identity"}, false},
+		{"the device's account", archive.Transfer, me, []string{"account", "history/x"}, false},
+		{"an outbox entry", archive.Transfer, me, []string{"history/x", "outbox/abcdefgh"}, false},
+		{"a backup given as a transfer", archive.Backup, me, []string{"history/x"}, false},
+		{"another account's archive", archive.Transfer, protocol.NewUserID(), []string{"history/x"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Open(Options{Server: "http://127.0.0.1:1", Storage: NewMemStorage()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.acct = account{Server: "http://127.0.0.1:1", Username: "alice", User: me, Device: protocol.NewDeviceID(), Token: "t"}
+			ct := encrypt(seal(tc.kind, tc.user, tc.recs...))
+			digest := sha256.Sum256(ct)
+			open := func(context.Context) (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(ct)), nil }
+			err = c.importArchive(context.Background(), open, 0, key, digest[:], archive.Transfer, nil, c.importRecord)
+			_, gerr := c.st.Get("history/x")
+			if tc.ok {
+				if err != nil || gerr != nil {
+					t.Fatalf("a good archive: import %v, history %v", err, gerr)
+				}
+				return
+			}
+			if !errors.Is(err, archive.ErrFormat) {
+				t.Fatalf("import: %v, want a format error", err)
+			}
+			if !errors.Is(gerr, ErrNoValue) {
+				t.Fatalf("a refused archive wrote its history (%v)", gerr)
+			}
+		})
+	}
+}
