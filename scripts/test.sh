@@ -68,6 +68,19 @@ else
 fi
 [ -x /usr/bin/chromium ] || die "apt-get installed chromium but /usr/bin/chromium is not there"
 
+say "script(1) for the CLI's terminal test"
+# cmd/sandi/untrusted_cli_test.go runs sandi on a terminal through
+# script(1) (Debian's bsdutils) and skips without it: require it here.
+if ! command -v script >/dev/null; then
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y bsdutils \
+      || die "could not install script(1) with apt-get install -y bsdutils"
+  else
+    die "script(1) is missing: run 'apt-get install -y bsdutils' as root"
+  fi
+fi
+command -v script >/dev/null || die "apt-get installed bsdutils but script(1) is not on PATH"
+
 say "S3-compatible server for the blob store tests"
 # internal/tests3 starts a throwaway versitygw (a real S3 gateway over a
 # directory, on loopback) from $SANDI_TEST_S3_BIN, unless SANDI_TEST_S3_URL
@@ -153,7 +166,8 @@ fuzz_one() {
   die "fuzz target $1 in $2 failed"
 }
 for pkg in $(go list ./...); do
-  for f in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
+  targets=$(go test -list '^Fuzz' "$pkg") || die "go test -list failed in $pkg: its fuzz targets cannot be listed"
+  for f in $(printf '%s\n' "$targets" | grep '^Fuzz' || true); do
     fuzz_one "$f" "$pkg" "$FUZZTIME"
     n=$(fuzz_execs)
     if [ "${n:-0}" -lt "$FUZZ_MIN_EXECS" ]; then

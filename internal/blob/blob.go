@@ -29,6 +29,11 @@ var ErrNotFound = errors.New("blob not found")
 // part was kept.
 var ErrFull = errors.New("blob storage full")
 
+// ErrUnavailable is a store that cannot be reached, or that answers it
+// cannot serve now (an object store's 5xx): the same call may succeed
+// later, as a database outage does.
+var ErrUnavailable = errors.New("blob storage unavailable")
+
 // Store keeps objects named by ids of [0-9a-f]{32} (the caller makes them
 // unique and random). State is opaque to the caller: Begin returns it, the
 // caller persists it (in its database, beside the upload's row) and passes

@@ -120,6 +120,21 @@ func send(t *testing.T, c *client.Client, conv protocol.ConversationID, text str
 	return 0
 }
 
+// aliceToBob registers alice on c's first node and bob on its second,
+// makes their conversation, and listens on bob's side (until ctx ends).
+func aliceToBob(ctx context.Context, t *testing.T, c *Cluster, wg *sync.WaitGroup) (*client.Client, protocol.ConversationID, *receiver) {
+	alice := user(t, c.Front(c.Nodes[0]), "alice", true)
+	bob := user(t, c.Front(c.Nodes[1]), "bob", true)
+	conv, err := alice.CreateConversation(ctx, "", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return alice, conv, listen(ctx, bob, wg)
+}
+
 // While NATS is stopped under a trickle of sends through one node, a
 // listener on another node still gets every message (by the nodes' head
 // polls), once; when NATS is back the nodes rejoin alone and delivery is
@@ -130,16 +145,7 @@ func TestClusterNATSOutage(t *testing.T) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-	alice := user(t, c.Front(c.Nodes[0]), "alice", true)
-	bob := user(t, c.Front(c.Nodes[1]), "bob", true)
-	conv, err := alice.CreateConversation(ctx, "", "bob")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	r := listen(ctx, bob, &wg)
+	alice, conv, r := aliceToBob(ctx, t, c, &wg)
 	var n uint64
 	trickle := func(k int) {
 		for range k {
@@ -239,16 +245,7 @@ func TestClusterDatabaseOutage(t *testing.T) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-	alice := user(t, c.Front(c.Nodes[0]), "alice", true)
-	bob := user(t, c.Front(c.Nodes[1]), "bob", true)
-	conv, err := alice.CreateConversation(ctx, "", "bob")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	r := listen(ctx, bob, &wg)
+	alice, conv, r := aliceToBob(ctx, t, c, &wg)
 	var n uint64
 	for i := range 3 {
 		n = send(t, alice, conv, fmt.Sprintf("before %d", i))
@@ -268,7 +265,7 @@ func TestClusterDatabaseOutage(t *testing.T) {
 	}
 	id := client.NewClientID()
 	sctx, scancel := context.WithTimeout(ctx, 15*time.Second)
-	_, err = alice.SendWithID(sctx, conv, id, "during")
+	_, err := alice.SendWithID(sctx, conv, id, "during")
 	scancel()
 	if !client.IsCode(err, "unavailable") {
 		t.Fatalf("a send with the database down: %v, want 503 unavailable", err)

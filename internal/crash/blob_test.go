@@ -8,9 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -55,31 +53,15 @@ func token(t *testing.T, st client.Storage) string {
 
 func blobCrashRun(t *testing.T, bin, dbName string) {
 	dir := t.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	logf, err := os.Create(filepath.Join(dir, "server.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	srv := &server{t: t, bin: bin, addr: addr, data: filepath.Join(dir, "data"), log: logf}
+	srv := &server{bin: bin, data: filepath.Join(dir, "data")}
 	switch dbName {
 	case "postgres":
 		srv.db = testpg.URL(t)
 	case "s3": // SQLite, and the blobs in a bucket of a real S3 server
 		srv.blobs = tests3.URL(t)
 	}
-	srv.start()
-	defer func() {
-		if srv.cmd.ProcessState == nil {
-			srv.cmd.Process.Kill()
-			srv.cmd.Wait()
-		}
-	}()
+	launch(t, dir, srv)
+	addr := srv.addr
 	ctx := context.Background()
 	tokens := map[string]string{}
 	var alice *client.Client

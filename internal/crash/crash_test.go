@@ -103,6 +103,31 @@ func (s *server) start() {
 	}
 }
 
+// launch starts s (bin, data, db and blobs set) on a free loopback port,
+// its log in dir/server.log, and kills it at the end of the test if it is
+// still running.
+func launch(t *testing.T, dir string, s *server) *server {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.t, s.addr = t, l.Addr().String()
+	l.Close()
+	if s.log, err = os.Create(filepath.Join(dir, "server.log")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if s.cmd != nil && s.cmd.ProcessState == nil {
+			s.cmd.Process.Kill()
+			s.cmd.Wait()
+		}
+		s.log.Close()
+	})
+	s.start()
+	return s
+}
+
 func (s *server) kill() {
 	s.t.Helper()
 	if err := s.cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -201,30 +226,14 @@ func TestCrash(t *testing.T) {
 
 func crashRun(t *testing.T, bin, dbName string) {
 	dir := t.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	logf, err := os.Create(filepath.Join(dir, "server.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	srv := &server{t: t, bin: bin, addr: addr, data: filepath.Join(dir, "data"), log: logf}
+	srv := &server{bin: bin, data: filepath.Join(dir, "data")}
 	db := filepath.Join(srv.data, "sandi.db")
 	if dbName == "postgres" {
 		srv.db = testpg.URL(t)
 		db = srv.db
 	}
-	srv.start()
-	defer func() {
-		if srv.cmd.ProcessState == nil {
-			srv.cmd.Process.Kill()
-			srv.cmd.Wait()
-		}
-	}()
+	launch(t, dir, srv)
+	addr := srv.addr
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -62,30 +60,13 @@ type rig struct {
 
 func newRig(t *testing.T, bin, dbURL, data string) *rig {
 	dir := t.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	logf, err := os.Create(filepath.Join(dir, "server.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { logf.Close() })
 	r := &rig{t: t, ack: &acked{seqs: map[string]uint64{}}, codes: &statuses{n: map[int]int{}}, stop: make(chan struct{}), problems: map[string]int{}}
-	r.srv = &server{t: t, bin: bin, addr: addr, data: data, db: dbURL, log: logf}
 	r.db = dbURL
 	if dbURL == "" {
 		r.db = filepath.Join(data, "sandi.db")
 	}
-	r.srv.start()
-	t.Cleanup(func() {
-		if r.srv.cmd.ProcessState == nil {
-			r.srv.cmd.Process.Kill()
-			r.srv.cmd.Wait()
-		}
-	})
+	r.srv = launch(t, dir, &server{bin: bin, data: data, db: dbURL})
+	addr := r.srv.addr
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	r.ctx = ctx
@@ -105,8 +86,8 @@ func newRig(t *testing.T, bin, dbURL, data string) *rig {
 	}
 	r.senders = []*client.Client{open("alice"), open("bob"), open("carol")}
 	r.reader = open("dave")
-	r.conv, err = r.senders[0].CreateConversation(ctx, "faults", "bob", "carol", "dave")
-	if err != nil {
+	var err error
+	if r.conv, err = r.senders[0].CreateConversation(ctx, "faults", "bob", "carol", "dave"); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range append(r.senders[1:], r.reader) {

@@ -2,7 +2,6 @@ package crash
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -71,25 +70,8 @@ func TestRestorePostgresDocumented(t *testing.T) {
 		}
 	}
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	logf, err := os.Create(filepath.Join(work, "server.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	srv := &server{t: t, bin: bin, addr: addr, db: live, data: filepath.Join(work, "data"), log: logf}
-	srv.start()
-	defer func() {
-		if srv.cmd.ProcessState == nil {
-			srv.cmd.Process.Kill()
-			srv.cmd.Wait()
-		}
-	}()
+	srv := launch(t, work, &server{bin: bin, db: live, data: filepath.Join(work, "data")})
+	addr := srv.addr
 	ctx := context.Background()
 	open := func(name string) *client.Client {
 		st, err := client.NewDirStorage(filepath.Join(work, name))

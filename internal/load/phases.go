@@ -183,7 +183,6 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 		received, frames, dups     int64
 	}
 	arr := make([]*arrivals, len(nodes))
-	all := uint64(1)<<len(nodes) - 1
 	var accepted int64
 	allIn := make(chan struct{}, 1) // signalled when every WebSocket may have received every accepted send
 	sendsDone := false
@@ -240,9 +239,6 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 						continue
 					}
 					at.got |= bit
-					if at.got == all {
-						delete(pending, e.Message.ClientID)
-					}
 					a.delivery = append(a.delivery, now.Sub(at.scheduled))
 					a.fromStart = append(a.fromStart, now.Sub(at.started))
 					if at.node != k {

@@ -235,7 +235,7 @@ func start() (*cluster, error) {
 	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C")
 	initdb.Dir = dir
 	initdb.Env = append(os.Environ(), "LC_ALL=C")
-	initdb.SysProcAttr = procAttr(cred)
+	initdb.SysProcAttr = testproc.ProcAttr(cred, syscall.SIGINT)
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("initdb: %v\n%s", err, out)
 	}
@@ -279,7 +279,7 @@ func launchOn(bin, dir, data string, cred *syscall.Credential, port int) (*clust
 	cmd.Dir = dir
 	cmd.Stdout = logf
 	cmd.Stderr = logf
-	cmd.SysProcAttr = procAttr(cred)
+	cmd.SysProcAttr = testproc.ProcAttr(cred, syscall.SIGINT) // SIGINT: a fast shutdown
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start postgres: %w", err)
 	}

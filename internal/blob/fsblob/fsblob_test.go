@@ -14,17 +14,22 @@ import (
 	"time"
 
 	"sandi.dev/internal/blob"
+	"sandi.dev/internal/blob/blobtest"
 )
 
-func hexID() string {
-	b := make([]byte, 16)
-	rand.Read(b)
-	const hx = "0123456789abcdef"
-	out := make([]byte, 32)
-	for i, c := range b {
-		out[2*i], out[2*i+1] = hx[c>>4], hx[c&15]
+// begin opens a store in a fresh directory and begins an upload of a new
+// id on it.
+func begin(t *testing.T) (s *Store, id, state string) {
+	t.Helper()
+	s, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
-	return string(out)
+	id = blobtest.NewID()
+	if state, err = s.Begin(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	return s, id, state
 }
 
 func randBytes(n int) []byte {
@@ -54,7 +59,7 @@ func TestUploadCommitRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := hexID()
+	id := blobtest.NewID()
 	data := randBytes(blob.PartSize + 1000)
 	st, err := s.Begin(ctx, id)
 	if err != nil {
@@ -136,12 +141,7 @@ func TestUploadCommitRead(t *testing.T) {
 // rewrite replaces what it left.
 func TestShortPart(t *testing.T) {
 	ctx := context.Background()
-	s, err := New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := hexID()
-	st, _ := s.Begin(ctx, id)
+	s, id, st := begin(t)
 	data := randBytes(5000)
 	if _, err := s.WritePart(ctx, id, st, 0, bytes.NewReader(randBytes(3000)), 5000); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("short part: %v, want ErrUnexpectedEOF", err)
@@ -163,7 +163,7 @@ func TestShortPart(t *testing.T) {
 			t.Errorf("Begin(%q) accepted", bad)
 		}
 	}
-	if _, err := s.WritePart(ctx, hexID(), "", 0, bytes.NewReader(data), 5000); !errors.Is(err, blob.ErrNotFound) {
+	if _, err := s.WritePart(ctx, blobtest.NewID(), "", 0, bytes.NewReader(data), 5000); !errors.Is(err, blob.ErrNotFound) {
 		t.Fatalf("part of an unknown upload: %v, want ErrNotFound", err)
 	}
 }
@@ -175,7 +175,7 @@ func TestWalk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	up, obj := hexID(), hexID()
+	up, obj := blobtest.NewID(), blobtest.NewID()
 	s.Begin(ctx, up)
 	s.Begin(ctx, obj)
 	s.WritePart(ctx, obj, "", 0, bytes.NewReader([]byte("x")), 1)
@@ -205,7 +205,7 @@ func TestFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := hexID()
+	id := blobtest.NewID()
 	st, err := s.Begin(ctx, id)
 	if err != nil {
 		t.Fatal(err)
@@ -219,12 +219,7 @@ func TestFull(t *testing.T) {
 // them whole, never a mix.
 func TestConcurrentPartWrites(t *testing.T) {
 	ctx := context.Background()
-	s, err := New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := hexID()
-	st, _ := s.Begin(ctx, id)
+	s, id, st := begin(t)
 	const size = 16 * copyBuf
 	a, b := bytes.Repeat([]byte{'a'}, size), bytes.Repeat([]byte{'b'}, size)
 	errs := make(chan error, 2)

@@ -392,15 +392,34 @@ func (s *Store) uploads(ctx context.Context, prefix string, fn func(minio.Object
 }
 
 // fail wraps an error of the store, as blob.ErrNotFound where it says the
-// object or upload does not exist.
+// object or upload does not exist, blob.ErrFull where the store is out of
+// space, blob.ErrUnavailable where it cannot be reached or cannot serve
+// now.
 func (s *Store) fail(op, id string, err error) error {
 	switch {
 	case isNotFound(err):
 		return fmt.Errorf("blob %s: %s: %w (%v)", id, op, blob.ErrNotFound, err)
 	case isFull(err):
 		return fmt.Errorf("blob %s: %s: %w (%v)", id, op, blob.ErrFull, err)
+	case isUnavailable(err):
+		return fmt.Errorf("blob %s: %s: %w (%v)", id, op, blob.ErrUnavailable, err)
 	}
 	return fmt.Errorf("blob %s: %s: %w", id, op, err)
+}
+
+// isUnavailable is an error of a store that could not be reached (after
+// minio-go's own retries) or that answered a 5xx (InternalError,
+// ServiceUnavailable, SlowDown, a gateway's 502 or 504), not 501
+// NotImplemented. The caller's own cancellation or deadline is not one.
+func isUnavailable(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var e minio.ErrorResponse
+	if errors.As(err, &e) {
+		return e.StatusCode >= 500 && e.StatusCode != http.StatusNotImplemented
+	}
+	return minio.IsNetworkOrHostDown(err, false)
 }
 
 // isFull is an error of a store out of space or over a quota: 507

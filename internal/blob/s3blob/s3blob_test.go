@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -264,4 +265,41 @@ func BenchmarkOpen(b *testing.B) {
 			b.Fatalf("read %d bytes: %v", n, err)
 		}
 	}
+}
+
+// TestUnreachable: every operation on a store nobody listens at fails
+// with blob.ErrUnavailable (the server answers 503 for it, not 500),
+// without a secret in the error.
+func TestUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	secret := "Zq" + strings.Repeat("y", 38)
+	s, err := s3blob.New(s3blob.Config{Endpoint: addr, Bucket: "sandi", AccessKey: "sandi", SecretKey: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	id := blobtest.NewID()
+	data := []byte("sandi")
+	_, err = s.Begin(ctx, id)
+	check := func(op string, err error) {
+		t.Helper()
+		if !errors.Is(err, blob.ErrUnavailable) {
+			t.Errorf("%s on an unreachable store: %v, want blob.ErrUnavailable", op, err)
+		}
+		if err != nil && strings.Contains(err.Error(), secret) {
+			t.Errorf("%s: the error shows the secret: %v", op, err)
+		}
+	}
+	check("Begin", err)
+	_, err = s.WritePart(ctx, id, "upload", 0, bytes.NewReader(data), int64(len(data)))
+	check("WritePart", err)
+	check("Commit", s.Commit(ctx, id, "upload", 1, int64(len(data))))
+	_, err = s.Open(ctx, id, 0, -1)
+	check("Open", err)
+	check("Delete", s.Delete(ctx, id, "upload"))
 }
