@@ -99,9 +99,15 @@ var errNoBlob = problem(http.StatusNotFound, CodeNotFound, "no such blob", nil)
 // blobsOff answers the blob routes of a server without a blob store.
 var blobsOff = problem(http.StatusServiceUnavailable, CodeUnavailable, "this server keeps no attachments", nil)
 
-// blobErr maps the blob store's errors: a full disk is 503 storage_full,
-// as the database's.
+// blobErr maps the blob store's errors as the database's are mapped: a
+// full disk is 503 storage_full, an unreachable store 503 unavailable.
 func (s *Server) blobErr(r *http.Request, err error) error {
+	if errors.Is(err, blob.ErrUnavailable) {
+		s.log.Error("blob store unreachable", "method", r.Method, "path", r.URL.Path, "err", err)
+		p := problem(http.StatusServiceUnavailable, CodeUnavailable, "the server's file storage is unreachable; try again shortly", err)
+		p.RetryAfter = 2
+		return p
+	}
 	if errors.Is(err, blob.ErrFull) {
 		s.log.Error("blob storage full: uploads refused until space is freed", "method", r.Method, "path", r.URL.Path, "err", err)
 		s.metrics.blobsRefused.WithLabelValues(CodeStorageFull).Inc()
