@@ -68,10 +68,7 @@ func TestBrowserActions(t *testing.T) {
 	alice.register("alice")
 	bob := newPage(t, browser, "bob", url)
 	bob.register("bob")
-	carol := newCLI(t, url, "")
-	if err := carol.c.Register(ctx, "carol", "password of carol"); err != nil {
-		t.Fatal(err)
-	}
+	carol := newUser(t, url, "carol")
 	alice.createConversation("bob", "carol")
 	alice.send("lunch at noon?")
 	bob.openConversation("alice, carol")

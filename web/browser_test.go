@@ -94,10 +94,7 @@ func TestBrowserMessaging(t *testing.T) {
 	alice.waitMessage("hi alice")
 
 	// A terminal user joins: alice adds carol from the members panel.
-	carol := newCLI(t, url, "")
-	if err := carol.c.Register(ctx, "carol", "password of carol"); err != nil {
-		t.Fatal(err)
-	}
+	carol := newUser(t, url, "carol")
 	alice.click("#members-button")
 	alice.waitText("#member-list", "bob")
 	alice.typeInto("#add-member-input", "carol")
@@ -238,10 +235,7 @@ func TestBrowserDevices(t *testing.T) {
 
 	alice := newPage(t, browser, "alice", url)
 	alice.register("alice")
-	carol := newCLI(t, url, "")
-	if err := carol.c.Register(ctx, "carol", "password of carol"); err != nil {
-		t.Fatal(err)
-	}
+	carol := newUser(t, url, "carol")
 	conv, err := carol.c.CreateConversation(ctx, "Plans", "alice")
 	if err != nil {
 		t.Fatal(err)
@@ -409,10 +403,7 @@ func TestBrowserDecryptFailure(t *testing.T) {
 
 	alice := newPage(t, browser, "alice", url)
 	alice.register("alice")
-	dave := newCLI(t, url, "")
-	if err := dave.c.Register(ctx, "dave", "password of dave"); err != nil {
-		t.Fatal(err)
-	}
+	dave := newUser(t, url, "dave")
 	conv, err := dave.c.CreateConversation(ctx, "", "alice")
 	if err != nil {
 		t.Fatal(err)
@@ -508,10 +499,7 @@ func TestBrowserHistoryPerformance(t *testing.T) {
 	alice.waitView("auth")
 	first := eval[map[string]float64](alice, `window.sandiTimings`)
 	alice.register("alice")
-	erin := newCLI(t, url, "")
-	if err := erin.c.Register(ctx, "erin", "password of erin"); err != nil {
-		t.Fatal(err)
-	}
+	erin := newUser(t, url, "erin")
 	conv, err := erin.c.CreateConversation(ctx, "", "alice")
 	if err != nil {
 		t.Fatal(err)
@@ -689,13 +677,7 @@ func TestBrowserIdentityChange(t *testing.T) {
 
 	alice := newPage(t, browser, "alice", url)
 	alice.register("alice")
-	bob, carol := newCLI(t, url, ""), newCLI(t, url, "")
-	if err := bob.c.Register(ctx, "bob", "password of bob"); err != nil {
-		t.Fatal(err)
-	}
-	if err := carol.c.Register(ctx, "carol", "password of carol"); err != nil {
-		t.Fatal(err)
-	}
+	bob, carol := newUser(t, url, "bob"), newUser(t, url, "carol")
 	withBob, err := bob.c.CreateConversation(ctx, "With bob", "alice")
 	if err != nil {
 		t.Fatal(err)
@@ -817,13 +799,8 @@ func TestBrowserAlarms(t *testing.T) {
 
 	alice := newPage(t, browser, "alice", proxy.url)
 	alice.register("alice")
-	bob, carol := newCLI(t, srvURL, ""), newCLI(t, srvURL, "")
-	if err := bob.c.Register(ctx, "bob", "password of bob"); err != nil {
-		t.Fatal(err)
-	}
-	if err := carol.c.Register(ctx, "carol", "password of carol"); err != nil {
-		t.Fatal(err)
-	}
+	bob := newUser(t, srvURL, "bob")
+	newUser(t, srvURL, "carol")
 	conv, err := bob.c.CreateConversation(ctx, "Lunch", "alice")
 	if err != nil {
 		t.Fatal(err)
@@ -931,10 +908,7 @@ func TestBrowserAttachments(t *testing.T) {
 	alice.register("alice")
 	bob := newPage(t, browser, "bob", url)
 	bob.register("bob")
-	carol := newCLI(t, url, "")
-	if err := carol.c.Register(ctx, "carol", "password of carol"); err != nil {
-		t.Fatal(err)
-	}
+	carol := newUser(t, url, "carol")
 	conv, err := carol.c.CreateConversation(ctx, "Files", "alice", "bob")
 	if err != nil {
 		t.Fatal(err)

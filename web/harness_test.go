@@ -478,6 +478,17 @@ func newCLI(t *testing.T, url, dir string) *cli {
 	return &cli{t: t, c: c, dir: dir}
 }
 
+// newUser registers name from a terminal client in a fresh directory;
+// its password is "password of " + name.
+func newUser(t *testing.T, url, name string) *cli {
+	t.Helper()
+	u := newCLI(t, url, "")
+	if err := u.c.Register(context.Background(), name, "password of "+name); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
 // syncTexts syncs and returns "sender: text" of the new text messages;
 // a message that does not decrypt fails the test.
 func (u *cli) syncTexts() []string {

@@ -20,13 +20,7 @@ func TestBrowserRestore(t *testing.T) {
 	requireBuilt(t)
 	url := startServer(t)
 	ctx := context.Background()
-	alice, bob := newCLI(t, url, ""), newCLI(t, url, "")
-	if err := alice.c.Register(ctx, "alice", "password of alice"); err != nil {
-		t.Fatal(err)
-	}
-	if err := bob.c.Register(ctx, "bob", "password of bob"); err != nil {
-		t.Fatal(err)
-	}
+	alice, bob := newUser(t, url, "alice"), newUser(t, url, "bob")
 	conv, err := alice.c.CreateConversation(ctx, "Plans", "bob")
 	if err != nil {
 		t.Fatal(err)
@@ -74,10 +68,7 @@ func TestBrowserApproveWithHistory(t *testing.T) {
 	browser := startBrowser(t)
 	alice := newPage(t, browser, "alice", url)
 	alice.register("alice")
-	bob := newCLI(t, url, "")
-	if err := bob.c.Register(ctx, "bob", "password of bob"); err != nil {
-		t.Fatal(err)
-	}
+	bob := newUser(t, url, "bob")
 	alice.createConversation("bob")
 	alice.send("first from the browser")
 	convs, err := bob.c.Conversations(ctx)
@@ -140,10 +131,7 @@ func TestBrowserLogoutWithBackup(t *testing.T) {
 	ctx := context.Background()
 	alice := newPage(t, startBrowser(t), "alice", url)
 	alice.register("alice")
-	bob := newCLI(t, url, "")
-	if err := bob.c.Register(ctx, "bob", "password of bob"); err != nil {
-		t.Fatal(err)
-	}
+	bob := newUser(t, url, "bob")
 	alice.createConversation("bob")
 	alice.send("kept by the backup")
 	bob.waitTexts("alice: kept by the backup")
