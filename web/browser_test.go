@@ -236,13 +236,7 @@ func TestBrowserDevices(t *testing.T) {
 	alice := newPage(t, browser, "alice", url)
 	alice.register("alice")
 	carol := newUser(t, url, "carol")
-	conv, err := carol.c.CreateConversation(ctx, "Plans", "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := carol.c.Send(ctx, conv, "hi from the terminal"); err != nil {
-		t.Fatal(err)
-	}
+	carol.startConversation("Plans", "hi from the terminal", "alice")
 	alice.openConversation("Plans")
 	alice.waitMessage("hi from the terminal")
 
@@ -399,18 +393,11 @@ func TestBrowserDecryptFailure(t *testing.T) {
 	requireBuilt(t)
 	url := startServer(t)
 	browser := startBrowser(t)
-	ctx := context.Background()
 
 	alice := newPage(t, browser, "alice", url)
 	alice.register("alice")
 	dave := newUser(t, url, "dave")
-	conv, err := dave.c.CreateConversation(ctx, "", "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := dave.c.Send(ctx, conv, "a good message"); err != nil {
-		t.Fatal(err)
-	}
+	conv := dave.startConversation("", "a good message", "alice")
 	forgeContent(t, url, dave.dir, conv, []byte("this is not JSON"))
 	alice.openConversation("dave")
 	alice.waitMessage("a good message")
@@ -500,13 +487,7 @@ func TestBrowserHistoryPerformance(t *testing.T) {
 	first := eval[map[string]float64](alice, `window.sandiTimings`)
 	alice.register("alice")
 	erin := newUser(t, url, "erin")
-	conv, err := erin.c.CreateConversation(ctx, "", "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := erin.c.Send(ctx, conv, "message 0"); err != nil {
-		t.Fatal(err)
-	}
+	conv := erin.startConversation("", "message 0", "alice")
 	alice.openConversation("erin")
 	alice.waitMessage("message 0")
 	// Alice's tab goes; erin writes 1,000 messages.
@@ -678,20 +659,8 @@ func TestBrowserIdentityChange(t *testing.T) {
 	alice := newPage(t, browser, "alice", url)
 	alice.register("alice")
 	bob, carol := newUser(t, url, "bob"), newUser(t, url, "carol")
-	withBob, err := bob.c.CreateConversation(ctx, "With bob", "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.c.Send(ctx, withBob, "hello alice"); err != nil {
-		t.Fatal(err)
-	}
-	withCarol, err := carol.c.CreateConversation(ctx, "With carol", "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := carol.c.Send(ctx, withCarol, "hello from carol"); err != nil {
-		t.Fatal(err)
-	}
+	withBob := bob.startConversation("With bob", "hello alice", "alice")
+	carol.startConversation("With carol", "hello from carol", "alice")
 
 	// Alice verifies bob with the number bob's terminal shows.
 	alice.openConversation("With bob")
@@ -795,19 +764,12 @@ func TestBrowserAlarms(t *testing.T) {
 	srvURL := startServer(t)
 	proxy := startRewriteProxy(t, srvURL)
 	browser := startBrowser(t)
-	ctx := context.Background()
 
 	alice := newPage(t, browser, "alice", proxy.url)
 	alice.register("alice")
 	bob := newUser(t, srvURL, "bob")
 	newUser(t, srvURL, "carol")
-	conv, err := bob.c.CreateConversation(ctx, "Lunch", "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.c.Send(ctx, conv, "noon?"); err != nil {
-		t.Fatal(err)
-	}
+	bob.startConversation("Lunch", "noon?", "alice")
 	alice.openConversation("Lunch")
 	alice.waitMessage("noon?")
 	if !eval[bool](alice, `document.getElementById("chat-alarms").hidden && document.getElementById("alarms-link").hidden`) {

@@ -489,6 +489,21 @@ func newUser(t *testing.T, url, name string) *cli {
 	return u
 }
 
+// startConversation creates a conversation titled title with members
+// and sends first in it.
+func (u *cli) startConversation(title, first string, members ...string) protocol.ConversationID {
+	u.t.Helper()
+	ctx := context.Background()
+	conv, err := u.c.CreateConversation(ctx, title, members...)
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	if _, err := u.c.Send(ctx, conv, first); err != nil {
+		u.t.Fatal(err)
+	}
+	return conv
+}
+
 // syncTexts syncs and returns "sender: text" of the new text messages;
 // a message that does not decrypt fails the test.
 func (u *cli) syncTexts() []string {

@@ -21,13 +21,7 @@ func TestBrowserRestore(t *testing.T) {
 	url := startServer(t)
 	ctx := context.Background()
 	alice, bob := newUser(t, url, "alice"), newUser(t, url, "bob")
-	conv, err := alice.c.CreateConversation(ctx, "Plans", "bob")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.c.Send(ctx, conv, "before the backup"); err != nil {
-		t.Fatal(err)
-	}
+	conv := alice.startConversation("Plans", "before the backup", "bob")
 	key, err := alice.c.EnableBackup(ctx)
 	if err != nil {
 		t.Fatal(err)
