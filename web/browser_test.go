@@ -233,8 +233,7 @@ func TestBrowserDevices(t *testing.T) {
 	browser := startBrowser(t)
 	ctx := context.Background()
 
-	alice := newPage(t, browser, "alice", url)
-	alice.register("alice")
+	alice := newUserPage(t, browser, "alice", url)
 	carol := newUser(t, url, "carol")
 	carol.startConversation("Plans", "hi from the terminal", "alice")
 	alice.openConversation("Plans")
@@ -394,8 +393,7 @@ func TestBrowserDecryptFailure(t *testing.T) {
 	url := startServer(t)
 	browser := startBrowser(t)
 
-	alice := newPage(t, browser, "alice", url)
-	alice.register("alice")
+	alice := newUserPage(t, browser, "alice", url)
 	dave := newUser(t, url, "dave")
 	conv := dave.startConversation("", "a good message", "alice")
 	forgeContent(t, url, dave.dir, conv, []byte("this is not JSON"))
@@ -578,10 +576,8 @@ func TestBrowserVerify(t *testing.T) {
 	url := startServer(t)
 	browser := startBrowser(t)
 
-	alice := newPage(t, browser, "alice", url)
-	alice.register("alice")
-	bob := newPage(t, browser, "bob", url)
-	bob.register("bob")
+	alice := newUserPage(t, browser, "alice", url)
+	bob := newUserPage(t, browser, "bob", url)
 	alice.createConversation("bob")
 	alice.send("shall we compare numbers?")
 	bob.openConversation("alice")
@@ -656,8 +652,7 @@ func TestBrowserIdentityChange(t *testing.T) {
 	browser := startBrowser(t)
 	ctx := context.Background()
 
-	alice := newPage(t, browser, "alice", url)
-	alice.register("alice")
+	alice := newUserPage(t, browser, "alice", url)
 	bob, carol := newUser(t, url, "bob"), newUser(t, url, "carol")
 	withBob := bob.startConversation("With bob", "hello alice", "alice")
 	carol.startConversation("With carol", "hello from carol", "alice")
@@ -765,8 +760,7 @@ func TestBrowserAlarms(t *testing.T) {
 	proxy := startRewriteProxy(t, srvURL)
 	browser := startBrowser(t)
 
-	alice := newPage(t, browser, "alice", proxy.url)
-	alice.register("alice")
+	alice := newUserPage(t, browser, "alice", proxy.url)
 	bob := newUser(t, srvURL, "bob")
 	newUser(t, srvURL, "carol")
 	bob.startConversation("Lunch", "noon?", "alice")
@@ -866,10 +860,8 @@ func TestBrowserAttachments(t *testing.T) {
 	browser := startBrowser(t)
 	ctx := context.Background()
 
-	alice := newPage(t, browser, "alice", url)
-	alice.register("alice")
-	bob := newPage(t, browser, "bob", url)
-	bob.register("bob")
+	alice := newUserPage(t, browser, "alice", url)
+	bob := newUserPage(t, browser, "bob", url)
 	carol := newUser(t, url, "carol")
 	conv, err := carol.c.CreateConversation(ctx, "Files", "alice", "bob")
 	if err != nil {
@@ -1038,10 +1030,8 @@ func TestBrowserUploadSpeed(t *testing.T) {
 	requireBuilt(t)
 	url := startServer(t)
 	browser := startBrowser(t)
-	alice := newPage(t, browser, "alice", url)
-	alice.register("alice")
-	bob := newPage(t, browser, "bob", url)
-	bob.register("bob")
+	alice := newUserPage(t, browser, "alice", url)
+	bob := newUserPage(t, browser, "bob", url)
 	alice.createConversation("bob")
 	bob.openConversation("alice")
 	const mib = 100

@@ -164,6 +164,14 @@ type page struct {
 	problems []string // uncaught exceptions and console errors
 }
 
+// newUserPage opens a page of its own for name and registers name in it.
+func newUserPage(t *testing.T, browser context.Context, name, url string) *page {
+	t.Helper()
+	p := newPage(t, browser, name, url)
+	p.register(name)
+	return p
+}
+
 // newPage opens a tab in a new browser context (its own IndexedDB, as a
 // separate browser profile would have) at url.
 func newPage(t *testing.T, browser context.Context, name, url string) *page {
