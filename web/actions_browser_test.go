@@ -6,31 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/cdp"
-	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
-
 	"sandi.dev/client"
 	"sandi.dev/protocol"
 )
-
-// pressKey presses a key without text (an arrow, Escape) in the focused
-// element.
-func (p *page) pressKey(key string, code int64) {
-	p.t.Helper()
-	press := chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		down := input.DispatchKeyEventParams{Type: input.DispatchKeyEventTypeRawKeyDown, Key: key, Code: key, WindowsVirtualKeyCode: code, NativeVirtualKeyCode: code}
-		up := down
-		up.Type = input.DispatchKeyEventTypeKeyUp
-		for _, ev := range []input.DispatchKeyEventParams{down, up} {
-			if _, err := cdp.Call(ctx, t, input.DispatchKeyEvent, ev); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	p.do("press "+key, press)
-}
 
 // msgWith is a JS expression for the open chat's message whose text is text.
 func msgWith(text string) string {

@@ -351,9 +351,24 @@ func (p *page) typeInto(css, text string) {
 // nothing and an input's form is submitted), then keyup.
 func (p *page) pressEnter() {
 	p.t.Helper()
-	enter := chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		down := input.DispatchKeyEventParams{Type: input.DispatchKeyEventTypeKeyDown, Key: "Enter", Code: "Enter",
-			Text: "\r", UnmodifiedText: "\r", WindowsVirtualKeyCode: 13, NativeVirtualKeyCode: 13}
+	p.do("press Enter", keyPress(input.DispatchKeyEventParams{Type: input.DispatchKeyEventTypeKeyDown, Key: "Enter", Code: "Enter",
+		Text: "\r", UnmodifiedText: "\r", WindowsVirtualKeyCode: 13, NativeVirtualKeyCode: 13}))
+}
+
+// pressKey presses a key without text (an arrow, Escape, Tab) in the
+// focused element.
+func (p *page) pressKey(key string, code int64) {
+	p.t.Helper()
+	p.do("press "+key, rawKey(key, code))
+}
+
+func rawKey(key string, code int64) chromedp.Action[chromedp.Void] {
+	return keyPress(input.DispatchKeyEventParams{Type: input.DispatchKeyEventTypeRawKeyDown, Key: key, Code: key, WindowsVirtualKeyCode: code, NativeVirtualKeyCode: code})
+}
+
+// keyPress dispatches down, then the keyup that matches it (no text).
+func keyPress(down input.DispatchKeyEventParams) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
 		up := down
 		up.Type, up.Text, up.UnmodifiedText = input.DispatchKeyEventTypeKeyUp, "", ""
 		for _, ev := range []input.DispatchKeyEventParams{down, up} {
@@ -363,24 +378,13 @@ func (p *page) pressEnter() {
 		}
 		return nil
 	})
-	p.do("press Enter", enter)
 }
 
 // tabTo presses Tab until the element selected by css has the focus:
 // it must be reachable with the keyboard.
 func (p *page) tabTo(css string) {
 	p.t.Helper()
-	tab := chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		down := input.DispatchKeyEventParams{Type: input.DispatchKeyEventTypeRawKeyDown, Key: "Tab", Code: "Tab", WindowsVirtualKeyCode: 9, NativeVirtualKeyCode: 9}
-		up := down
-		up.Type = input.DispatchKeyEventTypeKeyUp
-		for _, ev := range []input.DispatchKeyEventParams{down, up} {
-			if _, err := cdp.Call(ctx, t, input.DispatchKeyEvent, ev); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	tab := rawKey("Tab", 9)
 	for range 40 {
 		if eval[bool](p, `!!document.activeElement && document.activeElement.matches(`+js(css)+`)`) {
 			return
