@@ -6,31 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/cdp"
-	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
-
 	"sandi.dev/client"
 	"sandi.dev/protocol"
 )
-
-// pressKey presses a key without text (an arrow, Escape) in the focused
-// element.
-func (p *page) pressKey(key string, code int64) {
-	p.t.Helper()
-	press := chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		down := input.DispatchKeyEventParams{Type: input.DispatchKeyEventTypeRawKeyDown, Key: key, Code: key, WindowsVirtualKeyCode: code, NativeVirtualKeyCode: code}
-		up := down
-		up.Type = input.DispatchKeyEventTypeKeyUp
-		for _, ev := range []input.DispatchKeyEventParams{down, up} {
-			if _, err := cdp.Call(ctx, t, input.DispatchKeyEvent, ev); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	p.do("press "+key, press)
-}
 
 // msgWith is a JS expression for the open chat's message whose text is text.
 func msgWith(text string) string {
@@ -64,14 +43,9 @@ func TestBrowserActions(t *testing.T) {
 	url := startServer(t)
 	browser := startBrowser(t)
 	ctx := context.Background()
-	alice := newPage(t, browser, "alice", url)
-	alice.register("alice")
-	bob := newPage(t, browser, "bob", url)
-	bob.register("bob")
-	carol := newCLI(t, url, "")
-	if err := carol.c.Register(ctx, "carol", "password of carol"); err != nil {
-		t.Fatal(err)
-	}
+	alice := newUserPage(t, browser, "alice", url)
+	bob := newUserPage(t, browser, "bob", url)
+	carol := newUser(t, url, "carol")
 	alice.createConversation("bob", "carol")
 	alice.send("lunch at noon?")
 	bob.openConversation("alice, carol")

@@ -94,10 +94,7 @@ func TestBrowserMessaging(t *testing.T) {
 	alice.waitMessage("hi alice")
 
 	// A terminal user joins: alice adds carol from the members panel.
-	carol := newCLI(t, url, "")
-	if err := carol.c.Register(ctx, "carol", "password of carol"); err != nil {
-		t.Fatal(err)
-	}
+	carol := newUser(t, url, "carol")
 	alice.click("#members-button")
 	alice.waitText("#member-list", "bob")
 	alice.typeInto("#add-member-input", "carol")
@@ -236,19 +233,9 @@ func TestBrowserDevices(t *testing.T) {
 	browser := startBrowser(t)
 	ctx := context.Background()
 
-	alice := newPage(t, browser, "alice", url)
-	alice.register("alice")
-	carol := newCLI(t, url, "")
-	if err := carol.c.Register(ctx, "carol", "password of carol"); err != nil {
-		t.Fatal(err)
-	}
-	conv, err := carol.c.CreateConversation(ctx, "Plans", "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := carol.c.Send(ctx, conv, "hi from the terminal"); err != nil {
-		t.Fatal(err)
-	}
+	alice := newUserPage(t, browser, "alice", url)
+	carol := newUser(t, url, "carol")
+	carol.startConversation("Plans", "hi from the terminal", "alice")
 	alice.openConversation("Plans")
 	alice.waitMessage("hi from the terminal")
 
@@ -405,21 +392,10 @@ func TestBrowserDecryptFailure(t *testing.T) {
 	requireBuilt(t)
 	url := startServer(t)
 	browser := startBrowser(t)
-	ctx := context.Background()
 
-	alice := newPage(t, browser, "alice", url)
-	alice.register("alice")
-	dave := newCLI(t, url, "")
-	if err := dave.c.Register(ctx, "dave", "password of dave"); err != nil {
-		t.Fatal(err)
-	}
-	conv, err := dave.c.CreateConversation(ctx, "", "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := dave.c.Send(ctx, conv, "a good message"); err != nil {
-		t.Fatal(err)
-	}
+	alice := newUserPage(t, browser, "alice", url)
+	dave := newUser(t, url, "dave")
+	conv := dave.startConversation("", "a good message", "alice")
 	forgeContent(t, url, dave.dir, conv, []byte("this is not JSON"))
 	alice.openConversation("dave")
 	alice.waitMessage("a good message")
@@ -508,17 +484,8 @@ func TestBrowserHistoryPerformance(t *testing.T) {
 	alice.waitView("auth")
 	first := eval[map[string]float64](alice, `window.sandiTimings`)
 	alice.register("alice")
-	erin := newCLI(t, url, "")
-	if err := erin.c.Register(ctx, "erin", "password of erin"); err != nil {
-		t.Fatal(err)
-	}
-	conv, err := erin.c.CreateConversation(ctx, "", "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := erin.c.Send(ctx, conv, "message 0"); err != nil {
-		t.Fatal(err)
-	}
+	erin := newUser(t, url, "erin")
+	conv := erin.startConversation("", "message 0", "alice")
 	alice.openConversation("erin")
 	alice.waitMessage("message 0")
 	// Alice's tab goes; erin writes 1,000 messages.
@@ -609,10 +576,8 @@ func TestBrowserVerify(t *testing.T) {
 	url := startServer(t)
 	browser := startBrowser(t)
 
-	alice := newPage(t, browser, "alice", url)
-	alice.register("alice")
-	bob := newPage(t, browser, "bob", url)
-	bob.register("bob")
+	alice := newUserPage(t, browser, "alice", url)
+	bob := newUserPage(t, browser, "bob", url)
 	alice.createConversation("bob")
 	alice.send("shall we compare numbers?")
 	bob.openConversation("alice")
@@ -687,29 +652,10 @@ func TestBrowserIdentityChange(t *testing.T) {
 	browser := startBrowser(t)
 	ctx := context.Background()
 
-	alice := newPage(t, browser, "alice", url)
-	alice.register("alice")
-	bob, carol := newCLI(t, url, ""), newCLI(t, url, "")
-	if err := bob.c.Register(ctx, "bob", "password of bob"); err != nil {
-		t.Fatal(err)
-	}
-	if err := carol.c.Register(ctx, "carol", "password of carol"); err != nil {
-		t.Fatal(err)
-	}
-	withBob, err := bob.c.CreateConversation(ctx, "With bob", "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.c.Send(ctx, withBob, "hello alice"); err != nil {
-		t.Fatal(err)
-	}
-	withCarol, err := carol.c.CreateConversation(ctx, "With carol", "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := carol.c.Send(ctx, withCarol, "hello from carol"); err != nil {
-		t.Fatal(err)
-	}
+	alice := newUserPage(t, browser, "alice", url)
+	bob, carol := newUser(t, url, "bob"), newUser(t, url, "carol")
+	withBob := bob.startConversation("With bob", "hello alice", "alice")
+	carol.startConversation("With carol", "hello from carol", "alice")
 
 	// Alice verifies bob with the number bob's terminal shows.
 	alice.openConversation("With bob")
@@ -813,24 +759,11 @@ func TestBrowserAlarms(t *testing.T) {
 	srvURL := startServer(t)
 	proxy := startRewriteProxy(t, srvURL)
 	browser := startBrowser(t)
-	ctx := context.Background()
 
-	alice := newPage(t, browser, "alice", proxy.url)
-	alice.register("alice")
-	bob, carol := newCLI(t, srvURL, ""), newCLI(t, srvURL, "")
-	if err := bob.c.Register(ctx, "bob", "password of bob"); err != nil {
-		t.Fatal(err)
-	}
-	if err := carol.c.Register(ctx, "carol", "password of carol"); err != nil {
-		t.Fatal(err)
-	}
-	conv, err := bob.c.CreateConversation(ctx, "Lunch", "alice")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.c.Send(ctx, conv, "noon?"); err != nil {
-		t.Fatal(err)
-	}
+	alice := newUserPage(t, browser, "alice", proxy.url)
+	bob := newUser(t, srvURL, "bob")
+	newUser(t, srvURL, "carol")
+	bob.startConversation("Lunch", "noon?", "alice")
 	alice.openConversation("Lunch")
 	alice.waitMessage("noon?")
 	if !eval[bool](alice, `document.getElementById("chat-alarms").hidden && document.getElementById("alarms-link").hidden`) {
@@ -927,14 +860,9 @@ func TestBrowserAttachments(t *testing.T) {
 	browser := startBrowser(t)
 	ctx := context.Background()
 
-	alice := newPage(t, browser, "alice", url)
-	alice.register("alice")
-	bob := newPage(t, browser, "bob", url)
-	bob.register("bob")
-	carol := newCLI(t, url, "")
-	if err := carol.c.Register(ctx, "carol", "password of carol"); err != nil {
-		t.Fatal(err)
-	}
+	alice := newUserPage(t, browser, "alice", url)
+	bob := newUserPage(t, browser, "bob", url)
+	carol := newUser(t, url, "carol")
 	conv, err := carol.c.CreateConversation(ctx, "Files", "alice", "bob")
 	if err != nil {
 		t.Fatal(err)
@@ -1102,10 +1030,8 @@ func TestBrowserUploadSpeed(t *testing.T) {
 	requireBuilt(t)
 	url := startServer(t)
 	browser := startBrowser(t)
-	alice := newPage(t, browser, "alice", url)
-	alice.register("alice")
-	bob := newPage(t, browser, "bob", url)
-	bob.register("bob")
+	alice := newUserPage(t, browser, "alice", url)
+	bob := newUserPage(t, browser, "bob", url)
 	alice.createConversation("bob")
 	bob.openConversation("alice")
 	const mib = 100

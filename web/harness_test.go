@@ -164,6 +164,14 @@ type page struct {
 	problems []string // uncaught exceptions and console errors
 }
 
+// newUserPage opens a page of its own for name and registers name in it.
+func newUserPage(t *testing.T, browser context.Context, name, url string) *page {
+	t.Helper()
+	p := newPage(t, browser, name, url)
+	p.register(name)
+	return p
+}
+
 // newPage opens a tab in a new browser context (its own IndexedDB, as a
 // separate browser profile would have) at url.
 func newPage(t *testing.T, browser context.Context, name, url string) *page {
@@ -343,9 +351,24 @@ func (p *page) typeInto(css, text string) {
 // nothing and an input's form is submitted), then keyup.
 func (p *page) pressEnter() {
 	p.t.Helper()
-	enter := chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		down := input.DispatchKeyEventParams{Type: input.DispatchKeyEventTypeKeyDown, Key: "Enter", Code: "Enter",
-			Text: "\r", UnmodifiedText: "\r", WindowsVirtualKeyCode: 13, NativeVirtualKeyCode: 13}
+	p.do("press Enter", keyPress(input.DispatchKeyEventParams{Type: input.DispatchKeyEventTypeKeyDown, Key: "Enter", Code: "Enter",
+		Text: "\r", UnmodifiedText: "\r", WindowsVirtualKeyCode: 13, NativeVirtualKeyCode: 13}))
+}
+
+// pressKey presses a key without text (an arrow, Escape, Tab) in the
+// focused element.
+func (p *page) pressKey(key string, code int64) {
+	p.t.Helper()
+	p.do("press "+key, rawKey(key, code))
+}
+
+func rawKey(key string, code int64) chromedp.Action[chromedp.Void] {
+	return keyPress(input.DispatchKeyEventParams{Type: input.DispatchKeyEventTypeRawKeyDown, Key: key, Code: key, WindowsVirtualKeyCode: code, NativeVirtualKeyCode: code})
+}
+
+// keyPress dispatches down, then the keyup that matches it (no text).
+func keyPress(down input.DispatchKeyEventParams) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
 		up := down
 		up.Type, up.Text, up.UnmodifiedText = input.DispatchKeyEventTypeKeyUp, "", ""
 		for _, ev := range []input.DispatchKeyEventParams{down, up} {
@@ -355,24 +378,13 @@ func (p *page) pressEnter() {
 		}
 		return nil
 	})
-	p.do("press Enter", enter)
 }
 
 // tabTo presses Tab until the element selected by css has the focus:
 // it must be reachable with the keyboard.
 func (p *page) tabTo(css string) {
 	p.t.Helper()
-	tab := chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		down := input.DispatchKeyEventParams{Type: input.DispatchKeyEventTypeRawKeyDown, Key: "Tab", Code: "Tab", WindowsVirtualKeyCode: 9, NativeVirtualKeyCode: 9}
-		up := down
-		up.Type = input.DispatchKeyEventTypeKeyUp
-		for _, ev := range []input.DispatchKeyEventParams{down, up} {
-			if _, err := cdp.Call(ctx, t, input.DispatchKeyEvent, ev); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	tab := rawKey("Tab", 9)
 	for range 40 {
 		if eval[bool](p, `!!document.activeElement && document.activeElement.matches(`+js(css)+`)`) {
 			return
@@ -476,6 +488,32 @@ func newCLI(t *testing.T, url, dir string) *cli {
 		t.Fatal(err)
 	}
 	return &cli{t: t, c: c, dir: dir}
+}
+
+// newUser registers name from a terminal client in a fresh directory;
+// its password is "password of " + name.
+func newUser(t *testing.T, url, name string) *cli {
+	t.Helper()
+	u := newCLI(t, url, "")
+	if err := u.c.Register(context.Background(), name, "password of "+name); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// startConversation creates a conversation titled title with members
+// and sends first in it.
+func (u *cli) startConversation(title, first string, members ...string) protocol.ConversationID {
+	u.t.Helper()
+	ctx := context.Background()
+	conv, err := u.c.CreateConversation(ctx, title, members...)
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	if _, err := u.c.Send(ctx, conv, first); err != nil {
+		u.t.Fatal(err)
+	}
+	return conv
 }
 
 // syncTexts syncs and returns "sender: text" of the new text messages;

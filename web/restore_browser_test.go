@@ -20,20 +20,8 @@ func TestBrowserRestore(t *testing.T) {
 	requireBuilt(t)
 	url := startServer(t)
 	ctx := context.Background()
-	alice, bob := newCLI(t, url, ""), newCLI(t, url, "")
-	if err := alice.c.Register(ctx, "alice", "password of alice"); err != nil {
-		t.Fatal(err)
-	}
-	if err := bob.c.Register(ctx, "bob", "password of bob"); err != nil {
-		t.Fatal(err)
-	}
-	conv, err := alice.c.CreateConversation(ctx, "Plans", "bob")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.c.Send(ctx, conv, "before the backup"); err != nil {
-		t.Fatal(err)
-	}
+	alice, bob := newUser(t, url, "alice"), newUser(t, url, "bob")
+	conv := alice.startConversation("Plans", "before the backup", "bob")
 	key, err := alice.c.EnableBackup(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -72,12 +60,8 @@ func TestBrowserApproveWithHistory(t *testing.T) {
 	url := startServer(t)
 	ctx := context.Background()
 	browser := startBrowser(t)
-	alice := newPage(t, browser, "alice", url)
-	alice.register("alice")
-	bob := newCLI(t, url, "")
-	if err := bob.c.Register(ctx, "bob", "password of bob"); err != nil {
-		t.Fatal(err)
-	}
+	alice := newUserPage(t, browser, "alice", url)
+	bob := newUser(t, url, "bob")
 	alice.createConversation("bob")
 	alice.send("first from the browser")
 	convs, err := bob.c.Conversations(ctx)
@@ -140,10 +124,7 @@ func TestBrowserLogoutWithBackup(t *testing.T) {
 	ctx := context.Background()
 	alice := newPage(t, startBrowser(t), "alice", url)
 	alice.register("alice")
-	bob := newCLI(t, url, "")
-	if err := bob.c.Register(ctx, "bob", "password of bob"); err != nil {
-		t.Fatal(err)
-	}
+	bob := newUser(t, url, "bob")
 	alice.createConversation("bob")
 	alice.send("kept by the backup")
 	bob.waitTexts("alice: kept by the backup")

@@ -9,10 +9,7 @@ func TestBrowserConversationState(t *testing.T) {
 	requireBuilt(t)
 	url := startServer(t)
 	browser := startBrowser(t)
-	alice, bob, carol := newPage(t, browser, "alice", url), newPage(t, browser, "bob", url), newPage(t, browser, "carol", url)
-	alice.register("alice")
-	bob.register("bob")
-	carol.register("carol")
+	alice, bob, carol := newUserPage(t, browser, "alice", url), newUserPage(t, browser, "bob", url), newUserPage(t, browser, "carol", url)
 
 	alice.createConversation("bob")
 	alice.send("hello bob")
