@@ -94,3 +94,42 @@ func TestArchiveImportRefusesForeign(t *testing.T) {
 		})
 	}
 }
+
+// TestImportCrash: a device that stopped in the middle of an import opens
+// as before it (staged records, no commit mark: dropped) or with the
+// whole import (the mark written: the move is finished), never with part
+// of it.
+func TestImportCrash(t *testing.T) {
+	for _, committed := range []bool{false, true} {
+		st := NewMemStorage()
+		for k, v := range map[string]string{"history/a": "mine", importStage + "history/a": "merged", importStage + "conv/b": "theirs"} {
+			if err := st.Put(k, []byte(v)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if committed {
+			if err := st.Put(importCommitted, []byte{1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := Open(Options{Storage: st}); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{"history/a": "mine"}
+		if committed {
+			want = map[string]string{"history/a": "merged", "conv/b": "theirs"}
+		}
+		all, err := st.List("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all) != len(want) {
+			t.Errorf("committed %v: storage holds %v, want %v", committed, all, want)
+		}
+		for k, v := range want {
+			if b, err := st.Get(k); err != nil || string(b) != v {
+				t.Errorf("committed %v: %s = %q (%v), want %q", committed, k, b, err, v)
+			}
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 
 	"sandi.dev/client"
 	"sandi.dev/internal/blob/fsblob"
@@ -251,5 +253,67 @@ func TestRestoreAfterReset(t *testing.T) {
 	}
 	if _, ok := fresh.IdentityKey(); ok || len(historyTexts(t, fresh, conv)) != 0 {
 		t.Fatal("a refused restore wrote state")
+	}
+}
+
+// TestRestoreSecondReadCut: the server serves the backup whole for the
+// check and cuts it short on the read that imports it. The restore fails
+// with nothing imported (no conversation, no history, no identity), and a
+// retry brings everything back.
+func TestRestoreSecondReadCut(t *testing.T) {
+	n := startNode(t, t.TempDir()+"/sandi.db", blobConfig(t))
+	ctx := context.Background()
+	alice := register(t, n, "alice")
+	register(t, n, "bob")
+	conv, err := alice.CreateConversation(ctx, "kept whole", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// More than one 64 KiB chunk of archive, so that the cut comes after
+	// records that decrypt.
+	for i := range 3 {
+		if _, err := alice.Send(ctx, conv, fmt.Sprintf("long message %d %s", i, strings.Repeat("x", 30_000))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key, err := alice.EnableBackup(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := &archiveTransport{}
+	var gets atomic.Int64
+	rt.set(func(resp *http.Response) error {
+		// The header, the check, then the import: cut the third.
+		if gets.Add(1) != 3 {
+			return nil
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(b[:len(b)*3/4]), iotest.ErrReader(errors.New("connection reset"))))
+		return nil
+	})
+	fresh := newClientWith(t, n, rt)
+	if err := fresh.Login(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := fresh.Restore(ctx, key.String()); err == nil || gets.Load() != 3 {
+		t.Fatalf("a restore whose import read was cut: %v after %d reads", err, gets.Load())
+	}
+	convs, err := fresh.LocalConversations()
+	if err != nil || len(convs) != 0 {
+		t.Fatalf("a cut import left conversations %+v (%v)", convs, err)
+	}
+	if _, ok := fresh.IdentityKey(); ok || len(historyTexts(t, fresh, conv)) != 0 {
+		t.Fatal("a cut import left state")
+	}
+	rt.set(nil)
+	if err := fresh.Restore(ctx, key.String()); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := historyTexts(t, fresh, conv), historyTexts(t, alice, conv); len(got) != 3 || strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("restored %d messages, want %d", len(got), len(want))
 	}
 }
