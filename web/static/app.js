@@ -332,7 +332,9 @@
 
   function drawList() {
     const ul = $("conv-list");
-    const ids = st.order.filter((id) => st.convs.has(id) && !st.convs.get(id).left);
+    // Conversations this account left or was removed from stay listed,
+    // marked, with what it could read while a member.
+    const ids = st.order.filter((id) => st.convs.has(id));
     $("conv-empty").hidden = ids.length > 0;
     // Update rows in place, so live updates never move what is on screen.
     const rows = new Map([...ul.children].map((li) => [li.dataset.id, li]));
@@ -351,8 +353,12 @@
       const a = li.firstChild;
       a.querySelector(".conv-name").textContent = convName(c);
       const last = c.last;
-      a.querySelector(".conv-last").textContent = !last ? "No messages yet" :
+      const lastText = !last ? "No messages yet" :
         last.type === "title" ? `${last.sender} named it “${last.text}”` : `${last.sender}: ${attach().summary(last)}`;
+      const former = leftText(c);
+      a.querySelector(".conv-last").textContent = former ? former + " · " + lastText : lastText;
+      if (c.left) li.dataset.status = c.status || "left";
+      else delete li.dataset.status;
       const badge = a.querySelector(".badge");
       const unread = id === st.current ? 0 : c.unread || 0;
       badge.dataset.count = String(unread);
@@ -506,12 +512,20 @@
     markRead(id);
   }
 
+  // leftText is what a conversation's row says when this account is no
+  // longer a member ("" while it is).
+  function leftText(c) {
+    if (!c.left) return "";
+    return c.status === "removed" ? "You were removed" : "You left";
+  }
+
   function drawChatHeader() {
     const c = st.convs.get(st.current);
     if (!c) return;
     $("chat-title").textContent = convName(c);
     $("chat-members").textContent = (c.members || []).join(", ");
     $("chat-left").hidden = !c.left;
+    if (c.left) $("chat-left").textContent = (c.status === "removed" ? "You were removed from this conversation." : "You are no longer a member of this conversation.") + " You can read what was sent while you were a member; nothing new reaches you, and you cannot send.";
     const blocked = !!c.left || !!(trust().blocked && trust().blocked(c.id));
     $("composer-input").disabled = blocked;
     $("send-button").disabled = blocked;
