@@ -3,6 +3,7 @@ package web_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 )
@@ -37,6 +38,7 @@ func TestBrowserRemovedKeepsHistory(t *testing.T) {
 	bob.openConversation("Book club")
 	bob.waitMessage("chapter one")
 	bob.wait("the composer closed after a reload", composerClosed)
+	bob.screenshot("removed-conversation", 1280)
 	bob.noProblems()
 }
 
@@ -82,4 +84,68 @@ func TestBrowserLinkBrowserWithHistory(t *testing.T) {
 	second.waitMessage("after the link")
 	alice.noProblems()
 	second.noProblems()
+}
+
+// TestBrowserLogoutKeepHistory: alice logs out of her browser keeping its
+// history: the browser is removed from her account (no device, no keys,
+// no account left here), and the sign-in screen shows the conversation
+// and its messages, read only, across reloads, until "Delete everything
+// from this browser" (clicked twice) deletes them for good.
+func TestBrowserLogoutKeepHistory(t *testing.T) {
+	requireBuilt(t)
+	url := startServer(t)
+	ctx := context.Background()
+	alice := newUserPage(t, startBrowser(t), "alice", url)
+	bob := newUser(t, url, "bob")
+	alice.createConversation("bob")
+	alice.send("kept after logout")
+	convs, err := bob.c.Conversations(ctx)
+	if err != nil || len(convs) != 1 {
+		t.Fatalf("bob's conversations: %+v %v", convs, err)
+	}
+	bob.waitTexts("alice: kept after logout")
+	if _, err := bob.c.Send(ctx, convs[0].ID, "bob's reply"); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitMessage("bob's reply")
+
+	alice.click("#logout-button")
+	alice.waitText("#logout-backup", "no backup")
+	alice.screenshot("logout-panel", 1280)
+	alice.click("#logout-keep-history")
+	alice.waitView("auth")
+	if eval[bool](alice, `sandi.state().then(s => s.hasAccount || s.hasIdentity)`) {
+		t.Fatal("the browser still holds an account after logging out")
+	}
+	other := newCLI(t, url, "")
+	if err := other.c.Login(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	if ss, err := other.c.Sessions(ctx); err != nil || len(ss) != 1 || !ss[0].Current {
+		t.Fatalf("alice's sessions after the logout: %+v %v", ss, err)
+	}
+
+	for _, when := range []string{"after the logout", "after a reload"} {
+		if when == "after a reload" {
+			alice.do("reload", chromedp.Reload())
+			alice.waitView("auth")
+		}
+		alice.waitText("#kept-list", "bob")
+		alice.click("#kept-list button")
+		alice.waitText("#kept-messages", "bob's reply")
+		got := eval[[]string](alice, `[...document.querySelectorAll("#kept-messages .msg")].map(li => li.querySelector(".sender").innerText + ": " + li.querySelector(".text").innerText)`)
+		if len(got) != 2 || got[0] != "alice: kept after logout" || got[1] != "bob: bob's reply" {
+			t.Fatalf("%s, the kept history shows %q", when, got)
+		}
+	}
+	alice.screenshot("kept-history", 1280, 390)
+	alice.click("#kept-delete")
+	alice.click("#kept-delete")
+	alice.wait("the kept history gone", `document.getElementById("kept").hidden`)
+	alice.do("reload", chromedp.Reload())
+	alice.waitView("auth")
+	if !alice.holdsWithin(time.Second, `document.getElementById("kept").hidden && document.getElementById("kept-list").children.length === 0`) {
+		t.Fatal("the kept history is back after a reload")
+	}
+	alice.noProblems()
 }

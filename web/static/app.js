@@ -192,6 +192,7 @@
     }
     ready();
     $("auth-username").focus();
+    if (window.sandiKept) window.sandiKept(); // history kept at a logout (logout.js)
   }
   const authMode = () => document.querySelector('input[name="auth-mode"]:checked').value;
   for (const r of document.querySelectorAll('input[name="auth-mode"]')) {
@@ -1047,11 +1048,13 @@
     logout();
   });
 
-  async function logout() {
+  // logout(keepHistory): keepHistory keeps a read-only copy of the history
+  // in this browser (logout.js offers it).
+  async function logout(keepHistory) {
     show("loading");
-    $("loading-text").textContent = "Logging out and deleting this browser's sandi data…";
+    $("loading-text").textContent = keepHistory ? "Logging out; keeping this browser's history readable…" : "Logging out and deleting this browser's sandi data…";
     try {
-      const r = await sandi.logout();
+      const r = await sandi.logout(!!keepHistory);
       if (r && r.warning) sessionStorage.setItem("sandi-notice", r.warning);
     } catch (e) {
       fail("Logging out failed: " + errorText(e));
@@ -1062,7 +1065,7 @@
   }
 
   // What trust.js borrows.
-  window.sandiApp = { st, el, errorText, fmtTime, convName, drawChatHeader, drawMembers, openSafety, refresh, sendPending, dropPending, messageNode, queueNode, route };
+  window.sandiApp = { st, el, errorText, fmtTime, convName, drawChatHeader, drawMembers, openSafety, refresh, sendPending, dropPending, messageNode, queueNode, route, logout };
 
   boot();
 })();
