@@ -222,7 +222,7 @@ var errArchiveDigest = errors.New("the archive the server serves is not the one 
 // returns its header: the ciphertext's digest must be want (if not nil),
 // the stream must decrypt under fileKey, the archive must parse strictly,
 // be of kind and this account, and hold only archived keys.
-func (c *Client) checkArchive(r io.Reader, skip int, fileKey []byte, want []byte, kind archive.Kind, check func(archive.Record) error) error {
+func (c *Client) checkArchive(r io.Reader, skip int, fileKey []byte, want []byte, kind archive.Kind, check func(archive.Record) error) (archive.Header, error) {
 	var h hash.Hash
 	if want != nil {
 		h = sha256.New()
@@ -230,13 +230,13 @@ func (c *Client) checkArchive(r io.Reader, skip int, fileKey []byte, want []byte
 	}
 	if skip > 0 {
 		if _, err := io.CopyN(io.Discard, r, int64(skip)); err != nil {
-			return fmt.Errorf("read the archive: %w", err)
+			return archive.Header{}, fmt.Errorf("read the archive: %w", err)
 		}
 	}
 	if check == nil {
 		check = func(archive.Record) error { return nil }
 	}
-	err := c.readArchive(r, fileKey, kind, check)
+	hdr, err := c.readArchive(r, fileKey, kind, check)
 	if h != nil {
 		// Drain what the reader left (nothing, for a well-formed stream),
 		// so that the digest covers every byte served.
@@ -244,39 +244,39 @@ func (c *Client) checkArchive(r io.Reader, skip int, fileKey []byte, want []byte
 			err = derr
 		}
 		if subtle.ConstantTimeCompare(h.Sum(nil), want) != 1 {
-			return errArchiveDigest
+			return hdr, errArchiveDigest
 		}
 	}
-	return err
+	return hdr, err
 }
 
 // readArchive decrypts and parses an archive, calling fn for each record
-// of an archived key.
-func (c *Client) readArchive(r io.Reader, fileKey []byte, kind archive.Kind, fn func(archive.Record) error) error {
+// of an archived key, and returns its header.
+func (c *Client) readArchive(r io.Reader, fileKey []byte, kind archive.Kind, fn func(archive.Record) error) (archive.Header, error) {
 	dec, err := attach.NewReader(r, fileKey)
 	if err != nil {
-		return err
+		return archive.Header{}, err
 	}
 	ar, hdr, err := archive.NewReader(dec)
 	if err != nil {
-		return err
+		return hdr, err
 	}
 	if hdr.Kind != kind || hdr.User != c.acct.User {
-		return fmt.Errorf("%w: an archive of kind %d for account %s, not of this account", archive.ErrFormat, hdr.Kind, hdr.User)
+		return hdr, fmt.Errorf("%w: an archive of kind %d for account %s, not of this account", archive.ErrFormat, hdr.Kind, hdr.User)
 	}
 	for {
 		rec, err := ar.Next()
 		if err == io.EOF {
-			return nil
+			return hdr, nil
 		}
 		if err != nil {
-			return err
+			return hdr, err
 		}
 		if !archived(rec.Key, kind) {
-			return fmt.Errorf("%w: record %q is not archived state", archive.ErrFormat, rec.Key)
+			return hdr, fmt.Errorf("%w: record %q is not archived state", archive.ErrFormat, rec.Key)
 		}
 		if err := fn(rec); err != nil {
-			return err
+			return hdr, err
 		}
 	}
 }
@@ -465,31 +465,32 @@ func (c *Client) reloadState() error {
 // archive verified, and nothing is imported unless the second read too
 // went through whole.
 // The caller holds c.mu.
-func (c *Client) importArchive(ctx context.Context, open archiveSource, skip int, fileKey, digest []byte, kind archive.Kind, check, apply func(archive.Record) error) error {
+func (c *Client) importArchive(ctx context.Context, open archiveSource, skip int, fileKey, digest []byte, kind archive.Kind, check, apply func(archive.Record) error) (archive.Header, error) {
 	rc, err := open(ctx)
 	if err != nil {
-		return err
+		return archive.Header{}, err
 	}
-	err = c.checkArchive(rc, skip, fileKey, digest, kind, check)
+	hdr, err := c.checkArchive(rc, skip, fileKey, digest, kind, check)
 	rc.Close()
 	if err != nil {
-		return err
+		return hdr, err
 	}
 	if err := c.dropImport(); err != nil {
-		return err
+		return hdr, err
 	}
-	if err := c.stageArchive(ctx, open, skip, fileKey, kind, apply); err != nil {
-		return errors.Join(err, c.dropImport())
+	if err := c.stageArchive(ctx, open, skip, fileKey, kind, hdr, apply); err != nil {
+		return hdr, errors.Join(err, c.dropImport())
 	}
 	if err := c.commitImport(); err != nil {
-		return err
+		return hdr, err
 	}
-	return c.reloadState()
+	return hdr, c.reloadState()
 }
 
 // stageArchive reads the archive a second time, giving each record to
-// apply, which stages it (importRecord).
-func (c *Client) stageArchive(ctx context.Context, open archiveSource, skip int, fileKey []byte, kind archive.Kind, apply func(archive.Record) error) error {
+// apply, which stages it (importRecord); the archive must still be the
+// one checked, whose header was hdr.
+func (c *Client) stageArchive(ctx context.Context, open archiveSource, skip int, fileKey []byte, kind archive.Kind, hdr archive.Header, apply func(archive.Record) error) error {
 	rc, err := open(ctx)
 	if err != nil {
 		return err
@@ -501,7 +502,11 @@ func (c *Client) stageArchive(ctx context.Context, open archiveSource, skip int,
 			return err
 		}
 	}
-	if err := c.readArchive(r, fileKey, kind, apply); err != nil {
+	again, err := c.readArchive(r, fileKey, kind, apply)
+	if err == nil && again != hdr {
+		err = fmt.Errorf("%w: another archive than the one checked", archive.ErrFormat)
+	}
+	if err != nil {
 		return fmt.Errorf("the archive changed between two reads (nothing was imported; try again): %w", err)
 	}
 	return nil

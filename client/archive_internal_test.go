@@ -77,7 +77,7 @@ func TestArchiveImportRefusesForeign(t *testing.T) {
 			ct := encrypt(seal(tc.kind, tc.user, tc.recs...))
 			digest := sha256.Sum256(ct)
 			open := func(context.Context) (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(ct)), nil }
-			err = c.importArchive(context.Background(), open, 0, key, digest[:], archive.Transfer, nil, c.importRecord)
+			_, err = c.importArchive(context.Background(), open, 0, key, digest[:], archive.Transfer, nil, c.importRecord)
 			_, gerr := c.st.Get("history/x")
 			if tc.ok {
 				if err != nil || gerr != nil {

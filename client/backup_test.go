@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"sandi.dev/client"
 	"sandi.dev/internal/blob/fsblob"
@@ -315,5 +316,87 @@ func TestRestoreSecondReadCut(t *testing.T) {
 	}
 	if got, want := historyTexts(t, fresh, conv), historyTexts(t, alice, conv); len(got) != 3 || strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("restored %d messages, want %d", len(got), len(want))
+	}
+}
+
+// TestRestoreOlderBackupDated: a server that kept an older backup of the
+// account serves it instead of the newest. Nothing in the exchange can
+// tell (the same account, the same recovery key), but the restored device
+// reports when the backup it restored was made, from inside the encrypted
+// archive: the older date, which a user who used the lost device later
+// recognises; restored honestly, the newest backup's date.
+func TestRestoreOlderBackupDated(t *testing.T) {
+	blobDir := t.TempDir()
+	bs, err := fsblob.New(blobDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{Blobs: bs})
+	ctx := context.Background()
+	var offset atomic.Int64
+	clock := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	alice, err := client.Open(client.Options{Server: n.url(), Storage: client.NewMemStorage(), Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	register(t, n, "bob")
+	conv, err := alice.CreateConversation(ctx, "", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	offset.Store(int64(-2 * time.Hour))
+	key, err := alice.EnableBackup(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, older, _ := alice.BackupStatus()
+	objs, _ := filepath.Glob(filepath.Join(blobDir, "objects", "*"))
+	if len(objs) != 1 {
+		t.Fatalf("blob objects %v, want the backup alone", objs)
+	}
+	old, err := os.ReadFile(objs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	offset.Store(0)
+	if _, err := alice.Send(ctx, conv, "after the first backup"); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.BackupNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, newest, _ := alice.BackupStatus()
+
+	restore := func(rt http.RoundTripper) int64 {
+		t.Helper()
+		c := newClientWith(t, n, rt)
+		if err := c.Login(ctx, "alice", "password of alice"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Restore(ctx, key.String()); err != nil {
+			t.Fatal(err)
+		}
+		on, made, err := c.BackupStatus()
+		if !on || err != nil {
+			t.Fatalf("backups after a restore: %v %v", on, err)
+		}
+		return made
+	}
+	// The archive's date is taken as it is written, the upload's when it
+	// ends: close, not equal.
+	if made := restore(http.DefaultTransport); made > newest || made < newest-time.Minute.Milliseconds() {
+		t.Fatalf("an honest restore reports the backup made at %d, want the newest, %d", made, newest)
+	}
+	rt := &archiveTransport{}
+	rt.set(func(resp *http.Response) error {
+		resp.Body.Close()
+		resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(old)), int64(len(old))
+		return nil
+	})
+	if made := restore(rt); made > older || made > newest-time.Hour.Milliseconds() {
+		t.Fatalf("restored from the older backup, the device reports it made at %d; want %d, before the newest %d", made, older, newest)
 	}
 }

@@ -57,7 +57,8 @@ func cmdBackup(ctx context.Context, e *cli, args []string) error {
 }
 
 // cmdRestore reads the recovery key (asked for without echo on a
-// terminal, else a line on standard input) and restores the account's backup on this device.
+// terminal, else a line on standard input), restores the account's backup
+// on this device and says when that backup was made.
 func cmdRestore(ctx context.Context, e *cli, args []string) error {
 	if len(args) != 0 {
 		return usageError{"usage: sandi restore (the recovery key is read from standard input)"}
@@ -72,7 +73,15 @@ func cmdRestore(ctx context.Context, e *cli, args []string) error {
 	if err := e.c.Restore(ctx, key); err != nil {
 		return err
 	}
-	return e.out(map[string]any{"restored": true}, "restored: this device has your account's keys, contacts and history back")
+	_, made, err := e.c.BackupStatus()
+	if err != nil {
+		return err
+	}
+	when := time.UnixMilli(made).Format(time.RFC3339)
+	return e.out(map[string]any{"restored": true, "backupMade": made},
+		"restored: this device has your account's keys, contacts and history back, from the backup made "+when+".\n"+
+			"If you used sandi on your lost device well after that, the server gave this device an older backup than\n"+
+			"your last one: what came later is missing (messages of newer sessions stay unreadable here).")
 }
 
 // readRecoveryKey reads the recovery key: on a terminal without echoing

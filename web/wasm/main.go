@@ -1081,18 +1081,26 @@ func (a *app) rekeyBack(args []js.Value) (any, error) {
 
 // restore(recoveryKey) brings the account back from its backup on this
 // browser, which signed in and holds no keys (protocol.md §14.4), and
-// answers with the new state. Once restored, it ends a pending waitLink
-// (a failed restore leaves the link code usable).
+// answers with the new state and backupMade, when the restored backup was
+// made (Unix ms; the page shows it). Once restored, it ends a pending
+// waitLink (a failed restore leaves the link code usable).
 func (a *app) restore(args []js.Value) (any, error) {
-	return a.withState(func(ctx context.Context, c *client.Client) error {
+	return a.with(func(ctx context.Context, c *client.Client) (any, error) {
 		if err := c.Restore(ctx, str(args, 0)); err != nil {
-			return err
+			return nil, err
 		}
 		a.mu.Lock()
 		if a.unlink != nil {
 			a.unlink()
 		}
 		a.mu.Unlock()
-		return nil
+		_, made, err := c.BackupStatus()
+		if err != nil {
+			return nil, err
+		}
+		return struct {
+			state
+			BackupMade int64 `json:"backupMade"`
+		}{stateOf(c), made}, nil
 	})
 }
