@@ -14,8 +14,8 @@ const composerClosed = `!document.getElementById("chat-left").hidden && document
 
 // TestBrowserRemovedKeepsHistory: alice removes bob from a conversation.
 // Bob's browser keeps it in the list, marked "You were removed", with the
-// messages he read as a member and the composer closed; a reload keeps it
-// so.
+// messages he read as a member and the composer closed (and no action
+// menus on its messages); a reload keeps it so.
 func TestBrowserRemovedKeepsHistory(t *testing.T) {
 	requireBuilt(t)
 	url := startServer(t)
@@ -38,6 +38,9 @@ func TestBrowserRemovedKeepsHistory(t *testing.T) {
 	bob.openConversation("Book club")
 	bob.waitMessage("chapter one")
 	bob.wait("the composer closed after a reload", composerClosed)
+	if n := eval[int](bob, `document.querySelectorAll("#messages .msg-actions").length`); n != 0 {
+		t.Fatalf("a conversation bob was removed from offers %d message action menus", n)
+	}
 	bob.screenshot("removed-conversation", 1280)
 	bob.noProblems()
 }
