@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,6 +120,28 @@ func TestBrowserLogoutKeepHistory(t *testing.T) {
 	alice.waitView("auth")
 	if eval[bool](alice, `sandi.state().then(s => s.hasAccount || s.hasIdentity)`) {
 		t.Fatal("the browser still holds an account after logging out")
+	}
+	// Of every IndexedDB database of the page, only the kept history holds
+	// anything, and it holds no key.
+	stored := eval[map[string][]string](alice, `(async () => {
+		const out = {};
+		for (const d of await indexedDB.databases()) {
+			const db = await new Promise((ok, ko) => { const r = indexedDB.open(d.name); r.onsuccess = () => ok(r.result); r.onerror = () => ko(r.error); });
+			const keys = db.objectStoreNames.contains("kv") ? await new Promise((ok) => { const r = db.transaction("kv").objectStore("kv").getAllKeys(); r.onsuccess = () => ok(r.result.map((k) => k[0])); }) : [];
+			db.close();
+			out[d.name] = keys;
+		}
+		return out;
+	})()`)
+	for name, keys := range stored {
+		for _, k := range keys {
+			if name != "sandi-kept" && k != "account" || name == "sandi-kept" && !strings.HasPrefix(k, "kept/") {
+				t.Errorf("after logging out, IndexedDB %s holds %q", name, k)
+			}
+		}
+	}
+	if len(stored["sandi-kept"]) != 1 {
+		t.Fatalf("the kept history's database: %v", stored)
 	}
 	other := newCLI(t, url, "")
 	if err := other.c.Login(ctx, "alice", "password of alice"); err != nil {
