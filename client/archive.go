@@ -507,7 +507,7 @@ func (c *Client) stageArchive(ctx context.Context, open archiveSource, skip int,
 		err = fmt.Errorf("%w: another archive than the one checked", archive.ErrFormat)
 	}
 	if err != nil {
-		return fmt.Errorf("the archive changed between two reads (nothing was imported; try again): %w", err)
+		return fmt.Errorf("reading the archive a second time, to import it, failed or gave other bytes (nothing was imported; try again): %w", err)
 	}
 	return nil
 }
