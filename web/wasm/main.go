@@ -124,6 +124,19 @@ func main() {
 				return k.String(), nil
 			})
 		},
+		// backupNow uploads a backup now; maybeBackup does if the last is
+		// older than the client's BackupEvery (the page calls it while it
+		// is used) and answers whether it did; disableBackup deletes the
+		// server's copy and this browser's recovery key.
+		"backupNow": func([]js.Value) (any, error) {
+			return a.with(func(ctx context.Context, c *client.Client) (any, error) { return nil, c.BackupNow(ctx) })
+		},
+		"maybeBackup": func([]js.Value) (any, error) {
+			return a.with(func(ctx context.Context, c *client.Client) (any, error) { return c.MaybeBackup(ctx) })
+		},
+		"disableBackup": func([]js.Value) (any, error) {
+			return a.with(func(ctx context.Context, c *client.Client) (any, error) { return nil, c.DisableBackup(ctx) })
+		},
 	}
 	obj := js.Global().Get("Object").New()
 	for name, f := range api {

@@ -1,0 +1,111 @@
+package web_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+
+	"sandi.dev/client"
+)
+
+// TestBrowserBackupSettings: in the Devices pane, alice turns backups on:
+// the recovery key is shown once, in groups, until she says she wrote it
+// down. The page then backs up on its own once the last backup is older
+// than the hourly rule (the stored date is moved back an hour's worth,
+// and the page reloaded): a device that restores with the key reads the
+// message sent after the first backup. "Back up now" makes a newer one;
+// turning backups off deletes the server's copy (a restore then finds no
+// backup).
+func TestBrowserBackupSettings(t *testing.T) {
+	requireBuilt(t)
+	url := startServer(t)
+	ctx := context.Background()
+	alice := newUserPage(t, startBrowser(t), "alice", url)
+	bob := newUser(t, url, "bob")
+	alice.createConversation("bob")
+	alice.send("before the backup")
+	bob.waitTexts("alice: before the backup")
+
+	alice.click("#devices-link")
+	alice.waitText("#backup-status", "Backups are off")
+	alice.click("#backup-enable")
+	alice.wait("the recovery key", `/^[A-Z2-7]{4}(-[A-Z2-7]{4}){7}$/.test(document.getElementById("backup-key").innerText.trim())`)
+	key := eval[string](alice, `document.getElementById("backup-key").innerText.trim()`)
+	alice.waitText("#backup-status", "Last backup")
+	alice.click("#backup-written")
+	alice.wait("the key hidden", `document.getElementById("backup-new-key").hidden && document.getElementById("backup-key").textContent === ""`)
+	first := lastBackup(alice)
+
+	// An hour later (the stored date of the last backup moved back), the
+	// page backs up on its own.
+	alice.openConversation("bob")
+	alice.send("after the first backup")
+	bob.waitTexts("alice: after the first backup")
+	alice.click("#devices-link")
+	alice.waitText("#backup-status", "Last backup")
+	if !eval[bool](alice, `new Promise((ok, ko) => {
+		const r = indexedDB.open("sandi");
+		r.onerror = () => ko(r.error);
+		r.onsuccess = () => {
+			const tx = r.result.transaction("kv", "readwrite"), st = tx.objectStore("kv");
+			const g = st.get(["backup", 0]);
+			g.onsuccess = () => {
+				const s = JSON.parse(new TextDecoder().decode(g.result));
+				s.last -= 3600 * 1000;
+				st.put(new TextEncoder().encode(JSON.stringify(s)), ["backup", 0]);
+			};
+			tx.oncomplete = () => ok(true);
+			tx.onerror = () => ko(tx.error);
+		};
+	})`) {
+		t.Fatal("the stored backup settings were not changed")
+	}
+	alice.do("reload", chromedp.Reload())
+	alice.waitView("main")
+	alice.wait("an automatic backup", `Number(document.getElementById("backup-status").dataset.last) > `+strconv.FormatInt(first, 10))
+	auto := lastBackup(alice)
+
+	restored := newCLI(t, url, "")
+	if err := restored.c.Login(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := restored.c.Restore(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	convs, err := restored.c.Conversations(ctx)
+	if err != nil || len(convs) != 1 {
+		t.Fatalf("restored conversations: %+v %v", convs, err)
+	}
+	h, err := restored.c.History(convs[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h) == 0 || h[len(h)-1].Text != "after the first backup" {
+		t.Fatalf("the automatic backup does not end with the message sent after the first: %+v", h)
+	}
+
+	alice.click("#backup-now")
+	alice.wait("a backup made now", `Number(document.getElementById("backup-status").dataset.last) > `+strconv.FormatInt(auto, 10))
+
+	alice.click("#backup-disable")
+	alice.waitText("#backup-disable", "Click again")
+	alice.click("#backup-disable")
+	alice.waitText("#backup-status", "Backups are off")
+	gone := newCLI(t, url, "")
+	if err := gone.c.Login(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := gone.c.Restore(ctx, key); !errors.Is(err, client.ErrNoBackup) {
+		t.Fatalf("a restore after backups were turned off: %v, want ErrNoBackup", err)
+	}
+	alice.noProblems()
+}
+
+// lastBackup is the date of the last backup the Backups section shows.
+func lastBackup(p *page) int64 {
+	p.t.Helper()
+	return int64(eval[float64](p, `Number(document.getElementById("backup-status").dataset.last)`))
+}
