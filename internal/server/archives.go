@@ -25,7 +25,20 @@ const (
 	KeepTransfers = 2
 	// TransferTTL is how long a transfer archive is served.
 	TransferTTL = 24 * time.Hour
+	// MaxBackupSegments is how many segments (PUT
+	// /api/archives/segment) an account's backup holds after its base: one
+	// more is refused (413 quota_exceeded). A client re-bases (uploads a
+	// whole backup, which replaces every part) before that.
+	MaxBackupSegments = 32
+	// BackupTotalBlobs bounds the bytes of all parts of an account's
+	// backup, in the server's largest blobs: a segment past it is refused
+	// (413 quota_exceeded; the client re-bases).
+	BackupTotalBlobs = 3
 )
+
+// segmentKind is the route kind of a backup's segment; it is stored as
+// a part of the account's backup (store.ArchiveBackup).
+const segmentKind = "segment"
 
 var errNoArchive = problem(http.StatusNotFound, CodeNotFound, "no such archive", nil)
 
@@ -42,7 +55,8 @@ func archiveInfoOf(a store.Archive) archiveInfo {
 
 // putArchive stores the body (Content-Length bytes, at most MaxBlobSize)
 // as a new archive of the caller's account; a backup replaces the
-// account's backup, a transfer the oldest transfer past KeepTransfers.
+// account's backup (every part of it), a segment adds a part to it, a
+// transfer replaces the oldest transfer past KeepTransfers.
 func (s *Server) putArchive(w http.ResponseWriter, r *http.Request, c *call) error {
 	if s.cfg.Blobs == nil {
 		return blobsOff
@@ -52,8 +66,10 @@ func (s *Server) putArchive(w http.ResponseWriter, r *http.Request, c *call) err
 	case store.ArchiveBackup:
 	case store.ArchiveTransfer:
 		keep = KeepTransfers
+	case segmentKind:
+		kind, keep = store.ArchiveBackup, 1+MaxBackupSegments
 	default:
-		return problem(http.StatusNotFound, CodeNotFound, "an archive is a backup or a transfer", nil)
+		return problem(http.StatusNotFound, CodeNotFound, "an archive is a backup, a segment of one or a transfer", nil)
 	}
 	size := r.ContentLength
 	if size < 1 {
@@ -61,6 +77,11 @@ func (s *Server) putArchive(w http.ResponseWriter, r *http.Request, c *call) err
 	}
 	if size > s.cfg.MaxBlobSize {
 		return s.refuse(problem(http.StatusRequestEntityTooLarge, CodeBlobTooLarge, fmt.Sprintf("an archive has at most %d bytes", s.cfg.MaxBlobSize), nil))
+	}
+	if r.PathValue("kind") == segmentKind {
+		if err := s.segmentRoom(r, c, size); err != nil {
+			return err
+		}
 	}
 	if err := s.blobRate.allow(c.device.ID.String()); err != nil {
 		return err
@@ -109,6 +130,34 @@ func (s *Server) putArchive(w http.ResponseWriter, r *http.Request, c *call) err
 	}
 	s.metrics.blobBytes.Add(float64(size))
 	s.writeJSON(w, http.StatusCreated, archiveInfoOf(a))
+	return nil
+}
+
+// segmentRoom refuses a segment of a backup the account does not have
+// (404 not_found), and one that would take the backup past
+// MaxBackupSegments segments or its parts past BackupTotalBlobs of the
+// largest blobs (413 quota_exceeded).
+func (s *Server) segmentRoom(r *http.Request, c *call, size int64) error {
+	all, err := s.store.AccountArchives(r.Context(), c.user())
+	if err != nil {
+		return err
+	}
+	parts, total := 0, size
+	for _, a := range all {
+		if a.Kind == store.ArchiveBackup {
+			parts++
+			total += a.Size
+		}
+	}
+	if parts == 0 {
+		return problem(http.StatusNotFound, CodeNotFound, "this account has no backup to add a segment to: upload a whole backup first", nil)
+	}
+	if parts > MaxBackupSegments {
+		return s.refuse(problem(http.StatusRequestEntityTooLarge, CodeQuotaExceeded, fmt.Sprintf("a backup holds at most %d segments: upload a whole backup instead", MaxBackupSegments), nil))
+	}
+	if total > BackupTotalBlobs*s.cfg.MaxBlobSize {
+		return s.refuse(problem(http.StatusRequestEntityTooLarge, CodeQuotaExceeded, fmt.Sprintf("the parts of a backup hold at most %d bytes: upload a whole backup instead", BackupTotalBlobs*s.cfg.MaxBlobSize), nil))
+	}
 	return nil
 }
 

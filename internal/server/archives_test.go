@@ -125,3 +125,49 @@ func TestArchiveLimits(t *testing.T) {
 		e.raw(nil, alice.token, "GET", "/api/archives/"+last.ID, nil).wantProblem(t, 404, server.CodeNotFound)
 	})
 }
+
+// TestBackupSegments: an abusive client cannot grow a backup without
+// bound: a segment needs a backup (404), a backup holds at most
+// MaxBackupSegments segments and BackupTotalBlobs of the largest blobs
+// (413 quota_exceeded, nothing stored); a whole backup replaces the base
+// and every segment, rows and objects.
+func TestBackupSegments(t *testing.T) {
+	cfg := server.Config{MaxBlobSize: 1000, BlobUploadsPerMinute: 1000}
+	forEachDB(t, cfg, func(t *testing.T, e *env) {
+		alice := e.register("alice")
+		e.raw(nil, alice.token, "PUT", "/api/archives/segment", randomBytes(10)).wantProblem(t, 404, server.CodeNotFound)
+		base := alice.putArchive("backup", randomBytes(1000))
+		big := []archiveAnswer{alice.putArchive("segment", randomBytes(1000)), alice.putArchive("segment", randomBytes(999))}
+		if big[0].Kind != "backup" {
+			t.Fatalf("a segment is listed as %q, want a part of the backup", big[0].Kind)
+		}
+		e.raw(nil, alice.token, "PUT", "/api/archives/segment", randomBytes(2)).wantProblem(t, 413, server.CodeQuotaExceeded)
+		list := func() map[string]bool {
+			var l archiveList
+			alice.must("GET", "/api/archives", nil, &l)
+			ids := map[string]bool{}
+			for _, a := range l.Archives {
+				ids[a.ID] = true
+			}
+			return ids
+		}
+		if ids := list(); len(ids) != 3 || !ids[base.ID] || !ids[big[1].ID] {
+			t.Fatalf("after a refused segment: %v", ids)
+		}
+		base = alice.putArchive("backup", randomBytes(10))
+		for _, a := range big {
+			e.raw(nil, alice.token, "GET", "/api/archives/"+a.ID, nil).wantProblem(t, 404, server.CodeNotFound)
+		}
+		for range server.MaxBackupSegments {
+			alice.putArchive("segment", randomBytes(1))
+		}
+		e.raw(nil, alice.token, "PUT", "/api/archives/segment", randomBytes(1)).wantProblem(t, 413, server.CodeQuotaExceeded)
+		if ids := list(); len(ids) != 1+server.MaxBackupSegments || !ids[base.ID] {
+			t.Fatalf("%d parts listed (base kept: %v), want the base and %d segments", len(ids), ids[base.ID], server.MaxBackupSegments)
+		}
+		alice.putArchive("backup", randomBytes(10))
+		if ids := list(); len(ids) != 1 {
+			t.Fatalf("a whole backup leaves %d parts, want 1", len(ids))
+		}
+	})
+}

@@ -38,7 +38,12 @@ const (
 	// Backup: kept on the server under a recovery key; holds the identity
 	// key.
 	Backup Kind = 2
+	// Segment: a later part of a backup, the changes since the previous
+	// part (§14.4): each record's value is an operation (SegmentOp).
+	Segment Kind = 3
 )
+
+func (k Kind) valid() bool { return k == Transfer || k == Backup || k == Segment }
 
 // Caps of version 1 (§14.1).
 const (
@@ -112,7 +117,7 @@ type Writer struct {
 
 // NewWriter writes h and returns a Writer for the records.
 func NewWriter(w io.Writer, h Header) (*Writer, error) {
-	if h.Kind != Transfer && h.Kind != Backup {
+	if !h.Kind.valid() {
 		return nil, fmt.Errorf("archive: unknown kind %d", h.Kind)
 	}
 	if h.User.IsZero() || h.Created < 0 {
@@ -196,7 +201,7 @@ func NewReader(r io.Reader) (*Reader, Header, error) {
 		return nil, Header{}, fmt.Errorf("%w: version %d", ErrFormat, p[0])
 	}
 	h := Header{Kind: Kind(p[1])}
-	if h.Kind != Transfer && h.Kind != Backup {
+	if !h.Kind.valid() {
 		return nil, Header{}, fmt.Errorf("%w: kind %d", ErrFormat, p[1])
 	}
 	copy(h.User[:], p[2:2+protocol.IDSize])

@@ -64,7 +64,7 @@ func TestArchiveStrict(t *testing.T) {
 		"cut":              func(b []byte) []byte { return b[:len(b)-1] },
 		"no end":           func(b []byte) []byte { return b[:len(b)-9] },
 		"version 2":        func(b []byte) []byte { b[len(archive.Label)] = 2; return b },
-		"kind 3":           func(b []byte) []byte { b[len(archive.Label)+1] = 3; return b },
+		"kind 4":           func(b []byte) []byte { b[len(archive.Label)+1] = 4; return b },
 		"zero user":        func(b []byte) []byte { clear(b[len(archive.Label)+2 : len(archive.Label)+18]); return b },
 		"label":            func(b []byte) []byte { b[0] = 'S'; return b },
 		"count":            func(b []byte) []byte { b[len(b)-1]++; return b },
