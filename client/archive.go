@@ -37,7 +37,7 @@ var archivedPrefixes = []string{"chain/", "contact/", "conv/", "devicelist/", "e
 const identityRecord = "identity"
 
 func archived(key string, kind archive.Kind) bool {
-	if key == pinsMarker || key == identityRecord && kind == archive.Backup {
+	if key == pinsMarker || key == identityRecord && kind != archive.Transfer {
 		return true
 	}
 	for _, p := range archivedPrefixes {
@@ -117,9 +117,17 @@ type archiveRef struct {
 // request. It returns the archive's id and the SHA-256 of what was sent.
 // The caller holds c.mu.
 func (c *Client) uploadArchive(ctx context.Context, kind archive.Kind, since int64, prefix, fileKey []byte, storeKind string) (archiveRef, [32]byte, error) {
+	return c.uploadSealed(ctx, prefix, fileKey, storeKind, func(w io.Writer) error { return c.writeArchive(w, kind, since) })
+}
+
+// uploadSealed uploads what write writes (called twice: once to learn
+// the size, once into the request), encrypted under fileKey behind
+// prefix, as an account archive of storeKind; it returns the archive's id
+// and the SHA-256 of what was sent. The caller holds c.mu.
+func (c *Client) uploadSealed(ctx context.Context, prefix, fileKey []byte, storeKind string, write func(io.Writer) error) (archiveRef, [32]byte, error) {
 	var digest [32]byte
 	var n byteCounter
-	if err := c.writeArchive(&n, kind, since); err != nil {
+	if err := write(&n); err != nil {
 		return archiveRef{}, digest, err
 	}
 	size := int64(len(prefix)) + attach.EncryptedSize(n.n)
@@ -135,7 +143,7 @@ func (c *Client) uploadArchive(ctx context.Context, kind archive.Kind, since int
 			if err != nil {
 				return err
 			}
-			if err := c.writeArchive(enc, kind, since); err != nil {
+			if err := write(enc); err != nil {
 				return err
 			}
 			return enc.Close()

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"sandi.dev/protocol"
@@ -18,9 +17,10 @@ import (
 // Encrypted backup with a recovery key (protocol.md §14.4): the device
 // keeps one archive of its state, identity key included, on the server,
 // encrypted under a key derived from a 128-bit recovery key that only the
-// user holds (and this device, to make the next backups). A backup is a
-// whole archive, uploaded again when BackupEvery has passed since the last
-// (MaybeBackup) or on demand (BackupNow); the server keeps the newest one.
+// user holds (and this device, to make the next backups). A backup is
+// made when BackupEvery has passed since the last (MaybeBackup) or on
+// demand (BackupNow): a whole archive first, then only what changed, as
+// segments chained to it (backup_chain.go).
 
 // BackupEvery is the least time between two automatic backups.
 const BackupEvery = time.Hour
@@ -49,6 +49,14 @@ type backupState struct {
 	Recovery b64    `json:"recovery"` // the 16 bytes of the recovery key
 	Last     int64  `json:"last"`     // Unix ms of the last upload, 0 for none
 	ID       string `json:"id,omitempty"`
+	// The chain this device extends (backup_chain.go): the segments' ids
+	// after the base (ID), the SHA-256 of the last part uploaded, the
+	// bytes of the base and of the segments, and what the backup holds.
+	Segs     []string              `json:"segs,omitempty"`
+	Digest   b64                   `json:"digest,omitempty"`
+	BaseSize int64                 `json:"baseSize,omitempty"`
+	SegSize  int64                 `json:"segSize,omitempty"`
+	Index    map[string]indexEntry `json:"index,omitempty"`
 }
 
 func (c *Client) backupState() (*backupState, error) {
@@ -135,11 +143,17 @@ func (c *Client) MaybeBackup(ctx context.Context) (bool, error) {
 	return true, c.uploadBackup(ctx, s)
 }
 
-// uploadBackup uploads a whole backup under s's recovery key and a fresh
-// salt, and records it. The caller holds c.mu.
+// uploadBackup extends the backup under s's recovery key with what
+// changed since its last part, or uploads a whole one (the first, or a
+// re-base), and records it. The caller holds c.mu.
 func (c *Client) uploadBackup(ctx context.Context, s *backupState) error {
 	k, err := archive.RecoveryKeyFromBytes(s.Recovery)
 	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, archiveTimeout)
+	defer cancel()
+	if err := c.uploadSegment(ctx, s, k); !errors.Is(err, errRebase) {
 		return err
 	}
 	salt := make([]byte, archive.SaltSize)
@@ -149,13 +163,16 @@ func (c *Client) uploadBackup(ctx context.Context, s *backupState) error {
 		return err
 	}
 	defer clear(fileKey)
-	ctx, cancel := context.WithTimeout(ctx, archiveTimeout)
-	defer cancel()
-	ref, _, err := c.uploadArchive(ctx, archive.Backup, HistoryAll, header, fileKey, "backup")
+	// The server drops every earlier part when it stores a whole backup.
+	ref, digest, err := c.uploadArchive(ctx, archive.Backup, HistoryAll, header, fileKey, "backup")
 	if err != nil {
 		return err
 	}
-	s.Last, s.ID = c.now().UnixMilli(), ref.ID
+	idx, err := c.backupIndex()
+	if err != nil {
+		return err
+	}
+	*s = backupState{Recovery: s.Recovery, Last: c.now().UnixMilli(), ID: ref.ID, Digest: digest[:], BaseSize: ref.Size, Index: idx}
 	return c.saveBackupState(s)
 }
 
@@ -217,15 +234,6 @@ func (c *Client) Restore(ctx context.Context, recoveryKey string) error {
 	if err != nil {
 		return err
 	}
-	var ref *archiveRef
-	for i := range refs {
-		if refs[i].Kind == "backup" {
-			ref = &refs[i]
-		}
-	}
-	if ref == nil {
-		return ErrNoBackup
-	}
 	var me struct {
 		IdentityKey *protocol.IdentityKey `json:"identityKey"`
 	}
@@ -234,35 +242,25 @@ func (c *Client) Restore(ctx context.Context, recoveryKey string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, archiveTimeout)
 	defer cancel()
-	open := func(ctx context.Context) (io.ReadCloser, error) {
-		rc, _, err := c.fetchArchive(ctx, ref.ID)
-		return rc, err
-	}
-	rc, err := open(ctx)
+	parts, err := c.backupParts(ctx, k, refs)
 	if err != nil {
 		return err
 	}
-	header := make([]byte, archive.BackupHeaderSize)
-	_, err = io.ReadFull(rc, header)
-	rc.Close()
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrBackupCorrupt, err)
-	}
-	fileKey, err := k.OpenBackupHeader(c.acct.User, header)
-	if errors.Is(err, archive.ErrBackupHeader) {
-		return fmt.Errorf("%w: %v", ErrBackupCorrupt, err)
-	}
-	if err != nil {
-		return err
-	}
-	defer clear(fileKey)
+	defer func() {
+		for _, p := range parts {
+			clear(p.fileKey)
+		}
+	}()
 	var id *secret.IdentityPrivateKey
-	check := func(rec archive.Record) error {
-		if rec.Key != identityRecord {
+	check := func(key string, op archive.SegmentOp, value []byte) error {
+		if key != identityRecord {
 			return nil
 		}
+		if op != archive.OpPut {
+			return fmt.Errorf("%w: its identity key is not a whole value", ErrBackupCorrupt)
+		}
 		var err error
-		if id, err = secret.IdentityFromSeed(rec.Value); err != nil {
+		if id, err = secret.IdentityFromSeed(value); err != nil {
 			return fmt.Errorf("%w: its identity key: %v", ErrBackupCorrupt, err)
 		}
 		return nil
@@ -276,15 +274,13 @@ func (c *Client) Restore(ctx context.Context, recoveryKey string) error {
 		}
 		return nil
 	}
-	// The first pass checks everything and finds the identity before the
-	// second writes anything; the second's first record checks that the
+	// The first pass checks every part and finds the identity before the
+	// second writes anything; the second starts by checking that the
 	// identity is the account's.
-	hdr, err := c.importArchive(ctx, open, archive.BackupHeaderSize, fileKey, nil, archive.Backup, check, func(rec archive.Record) error {
-		if err := owned(); err != nil {
-			return err
-		}
-		return c.importRecord(rec)
-	})
+	err = c.checkParts(ctx, parts, check)
+	if err == nil {
+		err = c.importParts(ctx, parts, owned)
+	}
 	if err != nil {
 		if errors.Is(err, archive.ErrFormat) || isStreamErr(err) {
 			return fmt.Errorf("%w: %v", ErrBackupCorrupt, err)
@@ -309,8 +305,8 @@ func (c *Client) Restore(ctx context.Context, recoveryKey string) error {
 	// The backup's own date (authenticated: it is inside the encrypted
 	// archive) is what BackupStatus reports as the last backup: the user's
 	// check that the server served the newest one (protocol.md §14.4).
-	made := min(hdr.Created, c.now().UnixMilli())
-	if err := c.saveBackupState(&backupState{Recovery: k.Bytes(), ID: ref.ID, Last: made}); err != nil {
+	made := min(parts[len(parts)-1].created, c.now().UnixMilli())
+	if err := c.saveBackupState(&backupState{Recovery: k.Bytes(), Last: made}); err != nil {
 		return err
 	}
 	return c.catchUp(ctx)

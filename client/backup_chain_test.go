@@ -1,0 +1,264 @@
+//go:build !js
+
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"sandi.dev/client"
+	"sandi.dev/internal/blob/fsblob"
+	"sandi.dev/internal/server"
+	"sandi.dev/protocol/archive"
+)
+
+// blobObjects returns the blob store's objects: id → bytes.
+func blobObjects(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(dir, "objects", "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]byte{}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[filepath.Base(p)] = b
+	}
+	return out
+}
+
+// newObject is the one object of now that was not in before.
+func newObject(t *testing.T, before, now map[string][]byte) (string, []byte) {
+	t.Helper()
+	var ids []string
+	for id := range now {
+		if _, ok := before[id]; !ok {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) != 1 {
+		t.Fatalf("%d new blob objects, want 1", len(ids))
+	}
+	return ids[0], now[ids[0]]
+}
+
+// restoreThrough signs in as alice on a fresh device that reaches the
+// server through p (listings rewritten) and rt (downloads rewritten),
+// and restores with key.
+func restoreThrough(t *testing.T, p *proxy, rt http.RoundTripper, key string) (*client.Client, error) {
+	t.Helper()
+	c, err := client.Open(client.Options{Server: p.srv.URL, Storage: client.NewMemStorage(), HTTPClient: &http.Client{Transport: rt, Timeout: 10 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Login(context.Background(), "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	return c, c.Restore(context.Background(), key)
+}
+
+// keepListed rewrites the archive listing to the parts keep allows, in
+// the order order gives (nil: the server's).
+func keepListed(p *proxy, keep func(id string) bool, order func(a, b map[string]any) int) {
+	p.set(func(r *http.Request, body map[string]any) {
+		if r.URL.Path != "/api/archives" {
+			return
+		}
+		var out []map[string]any
+		for _, a := range body["archives"].([]any) {
+			if m := a.(map[string]any); keep(m["id"].(string)) {
+				out = append(out, m)
+			}
+		}
+		if order != nil {
+			slices.SortFunc(out, order)
+		}
+		body["archives"] = out
+	})
+}
+
+// serveInstead serves the bytes of with[id] for each download of id.
+func serveInstead(rt *archiveTransport, with map[string][]byte) {
+	rt.set(func(resp *http.Response) error {
+		id := filepath.Base(resp.Request.URL.Path)
+		if b, ok := with[id]; ok {
+			resp.Body.Close()
+			resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
+		}
+		return nil
+	})
+}
+
+// TestBackupChainAttacks: after a whole backup, alice's next backups
+// upload only what changed, as segments far smaller than the base; an
+// honest restore applies base and segments. A server that drops a middle
+// segment, moves one to another place in the chain, or splices in a
+// segment of another chain of the same account and key (an earlier chain
+// it kept after a re-base) is refused with ErrBackupCorrupt and an alarm,
+// nothing restored; one that serves the parts in another order changes
+// nothing. Dropping the tail restores an older backup, dated (§14.4).
+// A restored device re-bases; a segment of the old chain spliced after
+// its base is refused.
+func TestBackupChainAttacks(t *testing.T) {
+	ctx := context.Background()
+	blobDir := t.TempDir()
+	bs, err := fsblob.New(blobDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{Blobs: bs})
+	alice := newClient(t, n, "")
+	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	register(t, n, "bob")
+	conv, err := alice.CreateConversation(ctx, "chained", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if _, err := alice.Send(ctx, conv, "before the backup "+string(rune('a'+i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key, err := alice.EnableBackup(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := blobObjects(t, blobDir)
+	_, base := newObject(t, nil, objs)
+	var segIDs []string
+	var segs [][]byte
+	var made []int64
+	for _, text := range []string{"in segment 1", "in segment 2"} {
+		if _, err := alice.Send(ctx, conv, text); err != nil {
+			t.Fatal(err)
+		}
+		if err := alice.BackupNow(ctx); err != nil {
+			t.Fatal(err)
+		}
+		now := blobObjects(t, blobDir)
+		id, b := newObject(t, objs, now)
+		objs = now
+		segIDs, segs = append(segIDs, id), append(segs, b)
+		_, last, _ := alice.BackupStatus()
+		made = append(made, last)
+		if b[0] != archive.SegmentVersion || len(b)*4 > len(base) {
+			t.Fatalf("backup %d: %d bytes, version %d, after a base of %d bytes: not a small segment", len(segs), len(b), b[0], len(base))
+		}
+	}
+	if len(objs) != 3 {
+		t.Fatalf("the server holds %d parts, want the base and 2 segments", len(objs))
+	}
+
+	p := newProxy(t, n)
+	rt := &archiveTransport{}
+	texts := func(c *client.Client) []string { return historyTexts(t, c, conv) }
+	corrupt := func(what string) {
+		t.Helper()
+		c, err := restoreThrough(t, p, rt, key.String())
+		if !errors.Is(err, client.ErrBackupCorrupt) {
+			t.Fatalf("%s: restore %v, want ErrBackupCorrupt", what, err)
+		}
+		if a, _ := c.Alarms([16]byte{}); len(a) == 0 || a[len(a)-1].Kind != client.AlarmServerData {
+			t.Fatalf("%s: alarms %+v, want server_data", what, a)
+		}
+		if on, _, _ := c.BackupStatus(); on {
+			t.Fatalf("%s: the device restored something", what)
+		}
+		if _, ok := c.IdentityKey(); ok {
+			t.Fatalf("%s: the device restored something", what)
+		}
+		keepListed(p, func(string) bool { return true }, nil)
+		rt.set(nil)
+	}
+
+	// A dropped middle segment.
+	keepListed(p, func(id string) bool { return id != segIDs[0] }, nil)
+	corrupt("segment 1 dropped")
+	// Segment 2's bytes served as segment 1, with its place rewritten.
+	moved := bytes.Clone(segs[1])
+	moved[1+archive.SaltSize+archive.CheckSize+3] = 1
+	serveInstead(rt, map[string][]byte{segIDs[0]: moved, segIDs[1]: segs[0]})
+	corrupt("segment 2 moved to place 1")
+
+	// The parts listed and served in another order: the same restore.
+	keepListed(p, func(string) bool { return true }, func(a, b map[string]any) int {
+		return -bytes.Compare([]byte(a["id"].(string)), []byte(b["id"].(string)))
+	})
+	serveInstead(rt, map[string][]byte{segIDs[0]: segs[1], segIDs[1]: segs[0]})
+	honest, err := restoreThrough(t, p, rt, key.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := texts(alice)
+	if got := texts(honest); !slices.Equal(got, want) {
+		t.Fatalf("restored %q, want %q", got, want)
+	}
+	if _, last, _ := honest.BackupStatus(); last != made[1] {
+		t.Fatalf("the restore reports the backup made at %d, want %d", last, made[1])
+	}
+
+	// The tail dropped: the older backup of segment 1, dated as such.
+	keepListed(p, func(id string) bool { return id != segIDs[1] }, nil)
+	rt.set(nil)
+	older, err := restoreThrough(t, p, rt, key.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// (Its messages are still read from the server, in the epochs the
+	// older backup holds: §14.4 step 5.)
+	if got := texts(older); !slices.Equal(got, want) {
+		t.Fatalf("restored without the tail: %q, want %q", got, want)
+	}
+	if _, last, _ := older.BackupStatus(); last != made[0] {
+		t.Fatalf("without the tail, the restore reports %d, want segment 1's date %d", last, made[0])
+	}
+	keepListed(p, func(string) bool { return true }, nil)
+
+	// The restored device starts a chain of its own (a re-base under the
+	// same key); a server that splices a segment of alice's old chain
+	// after it is refused.
+	if _, err := honest.Send(ctx, conv, "from the restored device"); err != nil {
+		t.Fatal(err)
+	}
+	if err := honest.BackupNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := honest.Send(ctx, conv, "in the new chain"); err != nil {
+		t.Fatal(err)
+	}
+	if err := honest.BackupNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := blobObjects(t, blobDir)
+	if len(now) != 2 {
+		t.Fatalf("after a re-base and a segment the server holds %d parts, want 2", len(now))
+	}
+	var newSeg string
+	for id, b := range now {
+		if b[0] == archive.SegmentVersion {
+			newSeg = id
+		}
+	}
+	serveInstead(rt, map[string][]byte{newSeg: segs[0]})
+	corrupt("a segment of the old chain")
+	again, err := restoreThrough(t, p, rt, key.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := texts(again); !slices.Equal(got, texts(honest)) {
+		t.Fatalf("the new chain restores %q, want %q", got, texts(honest))
+	}
+}
