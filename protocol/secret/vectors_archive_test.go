@@ -7,6 +7,7 @@ import (
 	"encoding/base32"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -25,6 +26,9 @@ const vecArchiveDescription = `Archives, recovery keys and backups (protocol.md 
 	`for each record 0x52 || key length (u8) || key || value length (u32) || value || then 0x45 || record count (u64); ` +
 	`ciphertext = prefix || the attachment stream (§13) of the encoding under file_key, where prefix is the backup header for a backup and empty for a transfer; digest = SHA-256(ciphertext). ` +
 	`offers: id (16), key (32), digest (32), size → encoding = 0x01 || id || key || digest || size (u64). ` +
+	`segments: the parts of an incremental backup after the base (the archive named backup): recovery key, user id, salt (32), seq (u32, from 1), prev (SHA-256 of the whole previous part: the base's digest for seq 1) → ` +
+	`check = HKDF-SHA256(key, "sandi v1 backup check" || 0x02 || user id || salt, 32), file_key = HKDF-SHA256(key, "sandi v1 backup key" || 0x02 || user id || salt || seq (u32) || prev, 32), ` +
+	`header = 0x02 || salt || check || seq (u32) || prev; archive: an archive of kind 3 whose record values are op (u8: 1 put, 2 append, 3 delete) || data, its ciphertext = header || the attachment stream of its encoding under file_key, digest = SHA-256(ciphertext). ` +
 	`refused: archive encodings a decoder MUST refuse, each with its reason. Every value here is implementation-independent.`
 
 type vecArchiveFile struct {
@@ -34,10 +38,23 @@ type vecArchiveFile struct {
 	Archives     []vecArchive        `json:"archives"`
 	Offers       []vecOffer          `json:"offers"`
 	Refused      []vecArchiveRefused `json:"refused"`
+	Segments     []vecSegment        `json:"segments"`
+}
+
+type vecSegment struct {
+	RecoveryKey vecHex     `json:"recovery_key"`
+	User        vecHex     `json:"user"`
+	Salt        vecHex     `json:"salt"`
+	Seq         uint32     `json:"seq"`
+	Prev        vecHex     `json:"prev"`
+	Check       vecHex     `json:"check"`
+	FileKey     vecHex     `json:"file_key"`
+	Header      vecHex     `json:"header"`
+	Archive     vecArchive `json:"archive"`
 }
 
 func (f *vecArchiveFile) sizes() map[string]int {
-	return map[string]int{"recovery_keys": len(f.RecoveryKeys), "backups": len(f.Backups), "archives": len(f.Archives), "offers": len(f.Offers), "refused": len(f.Refused)}
+	return map[string]int{"recovery_keys": len(f.RecoveryKeys), "backups": len(f.Backups), "archives": len(f.Archives), "offers": len(f.Offers), "refused": len(f.Refused), "segments": len(f.Segments)}
 }
 
 type vecRecoveryKey struct {
@@ -191,7 +208,7 @@ func vecGenArchive(t *testing.T) *vecArchiveFile {
 		enc    []byte
 	}{
 		{"version 2", func() []byte { b := bytes.Clone(good); b[16] = 2; return b }()},
-		{"kind 3", func() []byte { b := bytes.Clone(good); b[17] = 3; return b }()},
+		{"kind 4", func() []byte { b := bytes.Clone(good); b[17] = 4; return b }()},
 		{"records out of order", vecArchiveEncode(1, alice[:], 1, []vecArchiveRecord{recs[1], recs[0]}, 2)},
 		{"a key repeated", vecArchiveEncode(1, alice[:], 1, []vecArchiveRecord{recs[0], recs[0]}, 2)},
 		{"a key with an upper-case letter", vecArchiveEncode(1, alice[:], 1, []vecArchiveRecord{{"Conv/1", nil}}, 1)},
@@ -203,7 +220,89 @@ func vecGenArchive(t *testing.T) *vecArchiveFile {
 	} {
 		f.Refused = append(f.Refused, vecArchiveRefused{Reason: r.reason, Encoding: r.enc})
 	}
+	vecGenSegments(t, f)
 	return f
+}
+
+// vecGenSegments chains two segments to the backup archive of f.
+func vecGenSegments(t *testing.T, f *vecArchiveFile) {
+	k, err := archive.RecoveryKeyFromBytes(f.Backups[0].RecoveryKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := vecUser("alice")
+	prev := f.Archives[2].Digest
+	for i, recs := range [][]vecArchiveRecord{
+		{
+			{"conv/0123", archive.SegmentValue(archive.OpPut, []byte(`{"title":"the new plan"}`))},
+			{"history/0123", archive.SegmentValue(archive.OpAppend, []byte("{\"seq\":2,\"text\":\"again\"}\n"))},
+		},
+		{{"pin/4567", archive.SegmentValue(archive.OpDelete, nil)}},
+	} {
+		l := archive.Link{Seq: uint32(i + 1)}
+		copy(l.Prev[:], prev)
+		salt := vecSeed(fmt.Sprintf("segment salt %d", i+1))
+		h, fk, err := k.SegmentHeader(alice, salt, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		created := int64(1_780_000_000_000 + 3_600_000*(i+1))
+		w, err := archive.NewWriter(&buf, archive.Header{Kind: archive.Segment, User: alice, Created: created})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			if err := w.Add(r.Key, r.Value); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		a := vecArchive{Name: fmt.Sprintf("segment %d", i+1), Kind: int(archive.Segment), User: alice[:], Created: created, Records: recs, Encoding: buf.Bytes(), FileKey: fk, Prefix: h}
+		a.Ciphertext = vecArchiveSeal(t, fk, h, a.Encoding)
+		d := sha256.Sum256(a.Ciphertext)
+		a.Digest = d[:]
+		f.Segments = append(f.Segments, vecSegment{RecoveryKey: k.Bytes(), User: alice[:], Salt: salt, Seq: l.Seq, Prev: prev, Check: h[1+32 : 1+64], FileKey: fk, Header: h, Archive: a})
+		prev = a.Digest
+	}
+}
+
+func vecReplaySegments(t *testing.T, f *vecArchiveFile) {
+	prev := f.Archives[2].Digest
+	for _, v := range f.Segments {
+		vecEq(t, "segment prev", v.Prev, prev)
+		check, err := hkdf.Key(sha256.New, v.RecoveryKey, nil, string(append(append(append([]byte("sandi v1 backup check"), 2), v.User...), v.Salt...)), 32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vecEq(t, "segment check", check, v.Check)
+		info := append(append(append([]byte("sandi v1 backup key"), 2), v.User...), v.Salt...)
+		info = append(binary.BigEndian.AppendUint32(info, v.Seq), v.Prev...)
+		fk, err := hkdf.Key(sha256.New, v.RecoveryKey, nil, string(info), 32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vecEq(t, "segment file key", fk, v.FileKey)
+		h := append(binary.BigEndian.AppendUint32(append(append([]byte{2}, v.Salt...), v.Check...), v.Seq), v.Prev...)
+		vecEq(t, "segment header", h, v.Header)
+		k, err := archive.RecoveryKeyFromBytes(v.RecoveryKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var user [16]byte
+		copy(user[:], v.User)
+		if l, opened, err := k.OpenSegmentHeader(user, v.Header); err != nil || l.Seq != v.Seq || !bytes.Equal(opened, v.FileKey) {
+			t.Errorf("segment %d: the header does not open: %v", v.Seq, err)
+		}
+		for _, r := range v.Archive.Records {
+			if _, _, err := archive.ParseSegmentValue(r.Value); err != nil {
+				t.Errorf("segment %d: record %s: %v", v.Seq, r.Key, err)
+			}
+		}
+		prev = v.Archive.Digest
+	}
 }
 
 func vecReplayArchive(t *testing.T, f *vecArchiveFile) {
@@ -230,7 +329,12 @@ func vecReplayArchive(t *testing.T, f *vecArchiveFile) {
 		vecEq(t, "backup file key", vecBackupDerive(t, "sandi v1 backup key", v.RecoveryKey, v.User, v.Salt), v.FileKey)
 		vecEq(t, "backup header", append(append([]byte{1}, v.Salt...), v.Check...), v.Header)
 	}
-	for _, v := range f.Archives {
+	vecReplaySegments(t, f)
+	all := f.Archives
+	for _, v := range f.Segments {
+		all = append(all[:len(all):len(all)], v.Archive)
+	}
+	for _, v := range all {
 		vecEq(t, v.Name+": encoding", vecArchiveEncode(byte(v.Kind), v.User, v.Created, v.Records, uint64(len(v.Records))), v.Encoding)
 		ct := vecArchiveSeal(t, v.FileKey, v.Prefix, v.Encoding)
 		vecEq(t, v.Name+": ciphertext", ct, v.Ciphertext)
