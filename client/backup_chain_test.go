@@ -21,7 +21,9 @@ import (
 )
 
 // blobObjects returns the blob store's objects: id → bytes.
-func blobObjects(t *testing.T, dir string) map[string][]byte {
+func blobObjects(t *testing.T, dir string) map[string][]byte { return blobObjectsTB(t, dir) }
+
+func blobObjectsTB(t testing.TB, dir string) map[string][]byte {
 	t.Helper()
 	paths, err := filepath.Glob(filepath.Join(dir, "objects", "*"))
 	if err != nil {
