@@ -28,7 +28,8 @@ func cmdBackup(ctx context.Context, e *cli, args []string) error {
 			return err
 		}
 		return e.out(map[string]any{"recoveryKey": k.String()}, "Backups are on: the server keeps an encrypted copy of this device's keys, contacts and\n"+
-			"history, made again at most every hour while you use sandi ('sandi backup now' makes one now).\n\n"+
+			"history, brought up to date at most every hour while you use sandi, uploading only what changed\n"+
+			"('sandi backup now' does it now).\n\n"+
 			"Your recovery key (shown only this once; write it down and keep it away from this device):\n\n    "+k.String()+"\n\n"+
 			"With it and your password, 'sandi login' then 'sandi restore' on a new device bring this account back.\n"+
 			"Anyone with it and the backup can read what the backup holds.")

@@ -85,7 +85,8 @@ Account and devices:
                               retries a transfer that did not complete
   backup enable|now|status|disable
                               keep an encrypted backup on the server (enable shows a
-                              recovery key once; it is made again at most hourly);
+                              recovery key once; it is updated at most hourly,
+                              uploading what changed);
                               disable deletes the server's copy
   restore                     on a device that only signed in (login): read the
                               recovery key (asked without echo on a terminal, else
