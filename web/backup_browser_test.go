@@ -3,6 +3,7 @@ package web_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strconv"
 	"testing"
 
@@ -15,13 +16,21 @@ import (
 // the recovery key is shown once, in groups, until she says she wrote it
 // down. The page then backs up on its own once the last backup is older
 // than the hourly rule (the stored date is moved back an hour's worth,
-// and the page reloaded): a device that restores with the key reads the
-// message sent after the first backup. "Back up now" makes a newer one;
-// turning backups off deletes the server's copy (a restore then finds no
-// backup).
+// and the page reloaded), as a segment after the base; a device that
+// restores with the key reads the message sent after the first backup.
+// "Back up now" adds a segment; turning backups off deletes every part
+// from the server (a restore then finds no backup).
 func TestBrowserBackupSettings(t *testing.T) {
 	requireBuilt(t)
-	url := startServer(t)
+	url, data := startServerIn(t, "", nil)
+	parts := func() int {
+		t.Helper()
+		objs, err := filepath.Glob(filepath.Join(data, "blobs", "objects", "*"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(objs)
+	}
 	ctx := context.Background()
 	alice := newUserPage(t, startBrowser(t), "alice", url)
 	bob := newUser(t, url, "bob")
@@ -38,6 +47,9 @@ func TestBrowserBackupSettings(t *testing.T) {
 	alice.click("#backup-written")
 	alice.wait("the key hidden", `document.getElementById("backup-new-key").hidden && document.getElementById("backup-key").textContent === ""`)
 	first := lastBackup(alice)
+	if n := parts(); n != 1 {
+		t.Fatalf("after turning backups on the server holds %d parts, want 1", n)
+	}
 
 	// An hour later (the stored date of the last backup moved back), the
 	// page backs up on its own.
@@ -67,6 +79,9 @@ func TestBrowserBackupSettings(t *testing.T) {
 	alice.waitView("main")
 	alice.wait("an automatic backup", `Number(document.getElementById("backup-status").dataset.last) > `+strconv.FormatInt(first, 10))
 	auto := lastBackup(alice)
+	if n := parts(); n != 2 {
+		t.Fatalf("after an automatic backup the server holds %d parts, want the base and a segment", n)
+	}
 
 	restored := newCLI(t, url, "")
 	if err := restored.c.Login(ctx, "alice", "password of alice"); err != nil {
@@ -87,13 +102,24 @@ func TestBrowserBackupSettings(t *testing.T) {
 		t.Fatalf("the automatic backup does not end with the message sent after the first: %+v", h)
 	}
 
+	alice.openConversation("bob")
+	alice.send("before backing up now")
+	bob.waitTexts("alice: before backing up now")
+	alice.click("#devices-link")
+	alice.waitText("#backup-status", "Last backup")
 	alice.click("#backup-now")
 	alice.wait("a backup made now", `Number(document.getElementById("backup-status").dataset.last) > `+strconv.FormatInt(auto, 10))
+	if n := parts(); n != 3 {
+		t.Fatalf("after a backup made now the server holds %d parts, want the base and 2 segments", n)
+	}
 
 	alice.click("#backup-disable")
 	alice.waitText("#backup-disable", "Click again")
 	alice.click("#backup-disable")
 	alice.waitText("#backup-status", "Backups are off")
+	if n := parts(); n != 0 {
+		t.Fatalf("after turning backups off the server holds %d parts", n)
+	}
 	gone := newCLI(t, url, "")
 	if err := gone.c.Login(ctx, "alice", "password of alice"); err != nil {
 		t.Fatal(err)
