@@ -26,11 +26,11 @@ func testSyncPlans(t *testing.T, s *Store) {
 	for _, r := range readers {
 		for since := int64(0); since <= head; since += 7 {
 			for _, limit := range []int{1, 5, 60, 500} {
-				byEvent, err := s.sync(ctx, true, r.User, r.Device, since, limit)
+				byEvent, err := s.sync(ctx, true, r.User, r.Device, since, head, limit)
 				if err != nil {
 					t.Fatal(err)
 				}
-				byMembership, err := s.sync(ctx, false, r.User, r.Device, since, limit)
+				byMembership, err := s.sync(ctx, false, r.User, r.Device, since, head, limit)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -78,7 +78,7 @@ func TestSQLiteRecentEvents(t *testing.T) {
 					if !ok {
 						continue
 					}
-					want, err := s.sync(ctx, true, r.User, r.Device, since, limit)
+					want, err := s.sync(ctx, true, r.User, r.Device, since, head, limit)
 					if err != nil {
 						t.Fatal(err)
 					}
