@@ -117,13 +117,19 @@ func (t *wtx) advanceCounter(n int) (int64, error) {
 	return last, err
 }
 
-// LastEventID returns the newest event id a reader may go to: on SQLite
-// the counter (advanced in the transaction that writes the events, so it
-// never runs ahead of what a reader can see), on PostgreSQL the settled
-// head after a round taken after the call (see pgHead).
+// LastEventID returns the newest committed event id: on SQLite the
+// counter (advanced in the transaction that writes the events, so it
+// never runs ahead of what a reader can see), on PostgreSQL the newest
+// event at or below the settled head after a round taken after the call
+// (see pgHead; ids left unused by a failed transaction or a block's end
+// are not events).
 func (s *Store) LastEventID(ctx context.Context) (int64, error) {
 	if s.head != nil {
-		id, err := s.head.fresh(ctx)
+		h, err := s.head.fresh(ctx)
+		var id int64
+		if err == nil {
+			err = s.queryRow(ctx, `SELECT COALESCE(MAX(id), 0) FROM events WHERE id <= ?`, h).Scan(&id)
+		}
 		if err != nil {
 			return 0, fmt.Errorf("sqlstore: last event id: %w", err)
 		}
@@ -174,7 +180,12 @@ func (s *Store) Sync(ctx context.Context, user protocol.UserID, device protocol.
 		head = s.memo.head.Load()
 	} else {
 		var err error
-		if head, err = s.LastEventID(ctx); err != nil {
+		if s.head != nil {
+			head, err = s.head.fresh(ctx)
+		} else {
+			head, err = s.LastEventID(ctx)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("sqlstore: sync: %w", err)
 		}
 		if s.head != nil {
