@@ -124,11 +124,18 @@ type Config struct {
 	// SessionIdle is how long a token may go unused before it expires
 	// (default 90 days; negative: never). See sessions.go.
 	SessionIdle time.Duration
+	// StreamStuckAfter: on PostgreSQL, /readyz answers 503 once an
+	// observation of the event stream has waited this long to settle
+	// (default 10 s; see stream.go).
+	StreamStuckAfter time.Duration
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time
 }
 
 func (c *Config) defaults() {
+	if c.StreamStuckAfter == 0 {
+		c.StreamStuckAfter = 10 * time.Second
+	}
 	if c.RotateAfterMessages == 0 {
 		c.RotateAfterMessages = 100
 	}
@@ -210,6 +217,9 @@ type Server struct {
 	limits  *limiters
 	// keyLimits are the pre-key limits (claims.go).
 	keyLimits *keyLimits
+	// stream is the store's event stream head, when it has one to watch
+	// (stream.go).
+	stream    streamHeader
 	lm        *limitMetrics
 	hashes    *hashGate
 	sockets   *wsCounter
@@ -238,6 +248,7 @@ func New(st store.Store, log *slog.Logger, cfg Config) *Server {
 	s.sockets = newWSCounter(cfg, s.lm)
 	s.blobRate = newLimiter(cfg.BlobUploadsPerMinute, cfg.MaxRateBuckets, cfg.Now, s.lm.buckets.WithLabelValues("blob_upload"))
 	s.dummyHash = s.hashPassword(rand.Text())
+	s.watchStream()
 	s.mux = http.NewServeMux()
 	for _, rt := range s.routes() {
 		s.mux.Handle(rt.Method+" "+rt.Pattern, s.instrument(rt, s.wrap(rt)))
@@ -250,6 +261,10 @@ func New(st store.Store, log *slog.Logger, cfg Config) *Server {
 		defer cancel()
 		if err := st.Ping(ctx); err != nil {
 			s.writeError(w, r, problem(http.StatusServiceUnavailable, CodeUnavailable, "database unreachable", err))
+			return
+		}
+		if p := s.streamStuck(); p != nil {
+			s.writeError(w, r, p)
 			return
 		}
 		if joined, up := s.ClusterConnected(); joined && !up {
