@@ -219,10 +219,10 @@ type Server struct {
 	keyLimits *keyLimits
 	// stream is the store's event stream head, when it has one to watch
 	// (stream.go).
-	stream    streamHeader
-	lm        *limitMetrics
-	hashes    *hashGate
-	sockets   *wsCounter
+	stream  streamHeader
+	lm      *limitMetrics
+	hashes  *hashGate
+	sockets *wsCounter
 	// dummyHash is a password hash of the configured cost that no password
 	// matches in practice: a login for an unknown username checks against
 	// it, so that it costs one hash, as a login for a known one does.
