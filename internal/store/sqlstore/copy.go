@@ -172,6 +172,14 @@ func copyTx(ctx context.Context, from, to *Store, afterTable func(string) error,
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
 	}
+	// The last event id the source handed out, read once the snapshot is
+	// taken (its first statement): at or above every id in it. On the
+	// sequence it is not transactional, so read later it would count ids
+	// drawn after the snapshot too.
+	var last int64
+	if err := src.QueryRowContext(ctx, streamLastQuery(from.d)).Scan(&last); err != nil {
+		return nil, fmt.Errorf("source: read the last event id handed out: %w", err)
+	}
 	tv, err := schemaVersion(ctx, dst)
 	if err != nil {
 		return nil, fmt.Errorf("target: %w", err)
@@ -251,10 +259,7 @@ func copyTx(ctx context.Context, from, to *Store, afterTable func(string) error,
 	// source handed out (a cursor may be there): the source's counter, or
 	// on a source switched to the sequence the sequence's last value,
 	// must not be behind its events.
-	var last, maxID int64
-	if err := src.QueryRowContext(ctx, streamLastQuery(from.d)).Scan(&last); err != nil {
-		return nil, fmt.Errorf("source: read the last event id handed out: %w", err)
-	}
+	var maxID int64
 	if err := dst.QueryRowContext(ctx, "SELECT COALESCE(MAX(id), 0) FROM events").Scan(&maxID); err != nil {
 		return nil, fmt.Errorf("target: read the last event: %w", err)
 	}

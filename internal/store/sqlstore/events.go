@@ -117,29 +117,29 @@ func (t *wtx) advanceCounter(n int) (int64, error) {
 	return last, err
 }
 
-// LastEventID returns the newest committed event id: on SQLite the
-// counter (advanced in the transaction that writes the events, so it
-// never runs ahead of what a reader can see), on PostgreSQL the newest
-// event at or below the settled head after a round taken after the call
-// (see pgHead; ids left unused by a failed transaction or a block's end
-// are not events).
+// LastEventID returns the newest committed event id. On SQLite it is the
+// counter, advanced in the transaction that writes the events, so it
+// never runs ahead of what a reader can see. On PostgreSQL it is the
+// newest event stored, which may be above ids that a transaction still
+// open will commit (Sync never goes past those; see pgHead): as a new
+// device's first cursor it leaves out what was written before the device
+// existed, as the counter did, and it is never below a cursor that a sync
+// answer gave, on any node. Ids left unused (a failed transaction, the
+// end of a block) are not events.
 func (s *Store) LastEventID(ctx context.Context) (int64, error) {
-	if s.head != nil {
-		h, err := s.head.fresh(ctx)
-		var id int64
-		if err == nil {
-			err = s.queryRow(ctx, `SELECT COALESCE(MAX(id), 0) FROM events WHERE id <= ?`, h).Scan(&id)
-		}
-		if err != nil {
-			return 0, fmt.Errorf("sqlstore: last event id: %w", err)
-		}
-		return id, nil
-	}
 	var id int64
-	if err := s.queryRow(ctx, `SELECT last_id FROM event_counter WHERE id = 1`).Scan(&id); err != nil {
+	if err := s.queryRow(ctx, lastEventQuery(s.d)).Scan(&id); err != nil {
 		return 0, fmt.Errorf("sqlstore: last event id: %w", err)
 	}
 	return id, nil
+}
+
+// lastEventQuery reads the newest committed event id (see LastEventID).
+func lastEventQuery(d dialect) string {
+	if d.local {
+		return `SELECT last_id FROM event_counter WHERE id = 1`
+	}
+	return `SELECT COALESCE(MAX(id), 0) FROM events`
 }
 
 // streamLastQuery reads, in a transaction, the last event id handed out:

@@ -120,7 +120,7 @@ func TestPostgresLateTransaction(t *testing.T) {
 				t.Fatalf("event %d was returned while a transaction with a smaller id was open: a cursor there skips it", e.ID)
 			}
 		}
-		if h, err := s.LastEventID(ctx); err != nil || h >= slices.Min(readerIDs) {
+		if h, err := s.head.fresh(ctx); err != nil || h >= slices.Min(readerIDs) {
 			t.Fatalf("head %d (%v) while the late transaction is open, want below %d", h, err, slices.Min(readerIDs))
 		}
 	}
@@ -397,7 +397,7 @@ func TestPostgresHeadStuck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := s.LastEventID(ctx) // gives up after headMaxWait
+	h, err := s.head.fresh(ctx) // gives up after headMaxWait
 	if err != nil || h >= res.EventID {
 		t.Fatalf("head %d (%v) with an older transaction open, want below %d", h, err, res.EventID)
 	}
@@ -413,7 +413,7 @@ func TestPostgresHeadStuck(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the head did not move once the transaction ended")
 	}
-	if h, err := s.LastEventID(ctx); err != nil || h < res.EventID {
+	if h, err := s.head.fresh(ctx); err != nil || h < res.EventID {
 		t.Fatalf("head %d (%v) after the transaction ended, want %d at least", h, err, res.EventID)
 	}
 	if _, _, waiting, _ := s.StreamHead(); waiting != 0 {
