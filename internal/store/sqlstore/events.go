@@ -195,12 +195,22 @@ func (s *Store) Sync(ctx context.Context, user protocol.UserID, device protocol.
 			upTo = head
 		}
 	}
-	return s.sync(ctx, head-since <= syncTailWindow, user, device, since, upTo, limit)
+	window := int64(syncTailWindow)
+	if s.sequenced.Load() {
+		window = syncTailBlocks * eventBlock
+	}
+	return s.sync(ctx, head-since <= window, user, device, since, upTo, limit)
 }
 
 // syncTailWindow is how far behind the newest event Sync walks the events
-// one by one instead of by membership.
-const syncTailWindow = 256
+// one by one instead of by membership. On the sequence, where every
+// transaction takes a block of ids, the window is syncTailBlocks blocks:
+// a live connection is woken after each commit, so it is a few
+// transactions behind.
+const (
+	syncTailWindow = 256
+	syncTailBlocks = 16
+)
 
 const syncCols = `e.id, e.kind, e.conversation_id, e.user_id, e.seq, e.epoch, e.reason, e.created_at,
        m.sender_device, m.sender_user, m.client_id, m.epoch, m.envelope, m.created_at`

@@ -48,13 +48,18 @@ const AppName = "sandi (event ids: sequence)"
 var pgStreamDDL = []string{
 	`SELECT pg_advisory_xact_lock(7236050)`,
 	`CREATE SEQUENCE IF NOT EXISTS event_ids AS BIGINT INCREMENT BY ` + eventBlockText + ` MINVALUE 0 START WITH 0 NO CYCLE`,
+	// The column is read through to_jsonb so that the trigger does not
+	// depend on it: migration 13's down step drops it.
 	`CREATE OR REPLACE FUNCTION event_counter_retired() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    RAISE EXCEPTION 'the event counter is retired: event ids come from the sequence event_ids (this node''s release is older than the database''s switch)'
-        USING ERRCODE = '` + codeCounterRetired + `';
+    IF (to_jsonb(OLD) ->> 'sequenced') = 'true' THEN
+        RAISE EXCEPTION 'the event counter is retired: event ids come from the sequence event_ids (this node''s release is older than the database''s switch)'
+            USING ERRCODE = '` + codeCounterRetired + `';
+    END IF;
+    RETURN NEW;
 END $$`,
 	`CREATE OR REPLACE TRIGGER event_counter_retired BEFORE UPDATE ON event_counter
-    FOR EACH ROW WHEN (OLD.sequenced) EXECUTE FUNCTION event_counter_retired()`,
+    FOR EACH ROW EXECUTE FUNCTION event_counter_retired()`,
 }
 
 // ensureStream creates the stream's PostgreSQL objects, switches a fresh
@@ -228,6 +233,7 @@ type pgHead struct {
 	roundCh chan struct{} // closed when a round ends
 	err     error         // the last round's error
 	late    bool          // a waiter gave up before its observation settled
+	waiters int           // readers in fresh
 	onLate  func()
 
 	maxWait time.Duration
@@ -259,21 +265,25 @@ func (h *pgHead) close() {
 }
 
 // loop runs rounds when a reader asks, and while observations are
-// pending, polling more slowly the longer they stay pending.
+// pending: every millisecond while a reader waits or the head moves,
+// more slowly (up to 100 ms) while nobody waits for a head held back.
 func (h *pgHead) loop() {
 	defer close(h.done)
 	const minPoll, maxPoll = time.Millisecond, 100 * time.Millisecond
 	poll := minPoll
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	var last int64
 	for {
 		h.mu.Lock()
-		pending := len(h.pending) > 0
+		pending, waited, moved := len(h.pending) > 0, h.waiters > 0, h.settled != last
+		last = h.settled
 		h.mu.Unlock()
+		if !pending || waited || moved {
+			poll = minPoll
+		}
 		if pending {
 			timer.Reset(poll)
-		} else {
-			poll = minPoll
 		}
 		select {
 		case <-h.stop:
@@ -420,7 +430,13 @@ func parseObservation(res []*pgconn.Result) (o observation, seq bool, xmin uint6
 func (h *pgHead) fresh(ctx context.Context) (int64, error) {
 	h.mu.Lock()
 	target := h.started + 1
+	h.waiters++
 	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		h.waiters--
+		h.mu.Unlock()
+	}()
 	select {
 	case h.kick <- struct{}{}:
 	default:
