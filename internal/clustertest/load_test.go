@@ -24,7 +24,8 @@ import (
 // instead: N nodes, 1,000 sends/s (or SANDI_LOAD_RATE) for 5 s
 // (docs/performance.md). SANDI_LOAD_CONC=1,64 adds those closed-loop
 // levels (3 s each); SANDI_LOAD_COUNTER=1 puts the database back on the
-// event counter first, as a database of an older release is.
+// event counter first, as a database of an older release is;
+// SANDI_LOAD_CPUPROFILE=FILE records a CPU profile of the timed phases.
 func TestLoadAcrossNodes(t *testing.T) {
 	nodes, rate, dur := 2, 100, time.Second
 	if n, err := strconv.Atoi(os.Getenv("SANDI_LOAD_CLUSTER")); err == nil && n > 0 {
@@ -59,6 +60,14 @@ func TestLoadAcrossNodes(t *testing.T) {
 		Rate: rate, RateDuration: dur, Pool: 16, Log: &bytes.Buffer{}}
 	if len(conc) > 0 {
 		lc.Concurrency, lc.Duration, lc.Senders = conc, 0, max(slices.Max(conc), 8)
+	}
+	if path := os.Getenv("SANDI_LOAD_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		lc.CPUProfile = f
 	}
 	for _, n := range c.Nodes[1:] {
 		lc.Servers = append(lc.Servers, n.URL())
