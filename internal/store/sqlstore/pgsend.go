@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -86,7 +87,7 @@ var (
 )
 
 func init() {
-	if pgWriteBatchSeq == pgWriteBatch || pgFastSendSeq == pgFastSend {
+	if pgWriteBatchSeq == pgWriteBatch || pgFastSendSeq == pgFastSend || eventBlockText != strconv.Itoa(eventBlock) {
 		panic("sqlstore: the send statements on the sequence were not built")
 	}
 }
