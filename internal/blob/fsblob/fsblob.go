@@ -347,3 +347,18 @@ func (s *Store) Walk(ctx context.Context, before time.Time, fn func(id string) e
 	}
 	return nil
 }
+
+// Ping implements blob.Pinger: both directories are there (a file system
+// unmounted or gone from under the server is unavailable).
+func (s *Store) Ping(ctx context.Context) error {
+	for _, d := range []string{s.uploads, s.objects} {
+		fi, err := os.Stat(d)
+		if err == nil && !fi.IsDir() {
+			err = errors.New("not a directory")
+		}
+		if err != nil {
+			return fmt.Errorf("fsblob: %s: %w (%v)", d, blob.ErrUnavailable, err)
+		}
+	}
+	return nil
+}

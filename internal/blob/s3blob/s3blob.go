@@ -337,6 +337,20 @@ func (s *Store) Delete(ctx context.Context, id, state string) error {
 	return nil
 }
 
+// Ping implements blob.Pinger: the bucket answers (a HEAD request). Any
+// failure (unreachable, a 5xx, credentials refused, the bucket gone) is
+// blob.ErrUnavailable: the store cannot serve until someone acts.
+func (s *Store) Ping(ctx context.Context) error {
+	ok, err := s.core.BucketExists(ctx, s.bucket)
+	if err == nil && !ok {
+		err = fmt.Errorf("bucket %q does not exist", s.bucket)
+	}
+	if err != nil {
+		return fmt.Errorf("blob store: ping: %w (%v)", blob.ErrUnavailable, err)
+	}
+	return nil
+}
+
 // Walk calls fn with the id of every object last modified, and every
 // upload begun, before before (an id may come twice), for a sweep of what
 // no database row names any more; fn's error stops the walk. Keys under

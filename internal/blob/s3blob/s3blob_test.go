@@ -303,4 +303,5 @@ func TestUnreachable(t *testing.T) {
 	check("Open", err)
 	check("Delete", s.Delete(ctx, id, "upload"))
 	check("Walk", s.Walk(ctx, time.Now(), func(string) error { return nil }))
+	check("Ping", s.Ping(ctx))
 }
