@@ -16,91 +16,15 @@ import (
 // they touch none of the tables it remembers (conversations' counters,
 // members, devices, events), so an upload does not slow the sends. On
 // SQLite, whose one writer runs one transaction (and one disk sync) at a
-// time, the blob writes waiting at the same time (uploads created, parts
-// marked, uploads completed, blobs deleted) are written together, in one
-// transaction and one disk sync (group commit, as sends are), each in a
-// savepoint of its own so that a refused one is undone alone: however
-// many uploads run, a batch of sends waits for one such transaction at
-// most, and there are a few of them where there were as many as writes.
+// time, they also go one at a time (blobWrite): however many uploads run,
+// a batch of sends waits for one blob write at most, not for a queue of
+// them.
 func (s *Store) blobWrite(ctx context.Context, what string, fn func(t *wtx) error) error {
-	if !s.d.local {
-		return s.writeTx(ctx, what, false, fn)
+	if s.d.local {
+		s.blobMu.Lock()
+		defer s.blobMu.Unlock()
 	}
-	op := &blobOp{what: what, fn: fn, done: make(chan error, 1)}
-	s.blobOps.mu.Lock()
-	s.blobOps.queue = append(s.blobOps.queue, op)
-	lead := !s.blobOps.busy
-	s.blobOps.busy = true
-	s.blobOps.mu.Unlock()
-	if lead {
-		s.writeBlobOps()
-	}
-	select {
-	case err := <-op.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err() // the write may still be done
-	}
-}
-
-// blobOp is one blobWrite waiting for the writer; done gets its outcome.
-type blobOp struct {
-	what string
-	fn   func(t *wtx) error
-	done chan error
-	err  error
-}
-
-// blobQueue holds the blob writes waiting for the writer (SQLite).
-type blobQueue struct {
-	mu    sync.Mutex
-	queue []*blobOp
-	busy  bool // a goroutine is writing; it takes what is queued next
-}
-
-// writeBlobOps writes every queued blob write in one transaction; if more
-// came meanwhile, another goroutine writes them (so that no caller waits
-// for others' batches after its own).
-func (s *Store) writeBlobOps() {
-	s.blobOps.mu.Lock()
-	batch := s.blobOps.queue
-	s.blobOps.queue = nil
-	s.blobOps.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
-	err := s.writeTx(ctx, batch[0].what, false, func(t *wtx) error {
-		for _, op := range batch {
-			if _, err := t.exec(`SAVEPOINT blob_op`); err != nil {
-				return err
-			}
-			if op.err = op.fn(t); op.err != nil {
-				if _, err := t.exec(`ROLLBACK TO blob_op`); err != nil {
-					return err
-				}
-			}
-			if _, err := t.exec(`RELEASE blob_op`); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	cancel()
-	for _, op := range batch {
-		switch {
-		case err != nil:
-			op.done <- err
-		case op.err != nil:
-			op.done <- fmt.Errorf("sqlstore: %s: %w", op.what, op.err)
-		default:
-			op.done <- nil
-		}
-	}
-	s.blobOps.mu.Lock()
-	if len(s.blobOps.queue) == 0 {
-		s.blobOps.busy = false
-	} else {
-		go s.writeBlobOps()
-	}
-	s.blobOps.mu.Unlock()
+	return s.writeTx(ctx, what, false, fn)
 }
 
 const blobCols = `id, conversation_id, user_id, device_id, size, parts, received, state, complete, referenced, deleted, created_at, expires_at, COALESCE(completed_at, 0)`
@@ -165,25 +89,123 @@ func (t *wtx) lockBlob(id string) (store.Blob, error) {
 	return b, nil
 }
 
-// SetBlobPart implements store.Blobs.
+// SetBlobPart implements store.Blobs. On SQLite the parts marked at the
+// same time are marked together, in one transaction (group commit, as
+// sends are): concurrent uploads then cost a disk sync per batch of parts,
+// not one per part, and leave the writer to the sends sooner.
 func (s *Store) SetBlobPart(ctx context.Context, id string, n int, received bool, state string) error {
-	return s.blobWrite(ctx, "set blob part", func(t *wtx) error {
-		b, err := t.lockBlob(id)
-		switch {
-		case err != nil:
+	r := &partMark{id: id, n: n, received: received, state: state, done: make(chan error, 1)}
+	if !s.d.local {
+		err := s.blobWrite(ctx, "set blob part", func(t *wtx) error {
+			return t.markParts([]*partMark{r})
+		})
+		if err != nil {
 			return err
-		case b.Complete:
-			return store.ErrBlobComplete
-		case n < 0 || n >= b.Parts || len(b.Received) != (b.Parts+7)/8:
-			return fmt.Errorf("part %d of %d: %w", n, b.Parts, store.ErrNotFound)
-		case received:
-			b.Received[n/8] |= 1 << (n % 8)
-		default:
-			b.Received[n/8] &^= 1 << (n % 8)
 		}
-		_, err = t.exec(`UPDATE blobs SET received = ?, state = ? WHERE id = ?`, b.Received, state, id)
+		return r.err
+	}
+	s.parts.mu.Lock()
+	s.parts.queue = append(s.parts.queue, r)
+	lead := !s.parts.busy
+	s.parts.busy = true
+	s.parts.mu.Unlock()
+	if lead {
+		s.markQueued()
+	}
+	select {
+	case err := <-r.done:
 		return err
-	})
+	case <-ctx.Done():
+		return ctx.Err() // the part may still be marked
+	}
+}
+
+// partMark is one SetBlobPart; done gets its outcome.
+type partMark struct {
+	id       string
+	n        int
+	received bool
+	state    string
+	done     chan error
+	err      error
+}
+
+// partQueue holds the SetBlobPart calls waiting for the writer (SQLite).
+type partQueue struct {
+	mu    sync.Mutex
+	queue []*partMark
+	busy  bool // a goroutine is marking; it takes what is queued next
+}
+
+// markQueued marks every queued part in one transaction; if more came
+// meanwhile, another goroutine marks them (so that no caller waits for
+// others' batches after its own).
+func (s *Store) markQueued() {
+	s.parts.mu.Lock()
+	batch := s.parts.queue
+	s.parts.queue = nil
+	s.parts.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+	err := s.blobWrite(ctx, "set blob parts", func(t *wtx) error { return t.markParts(batch) })
+	cancel()
+	for _, r := range batch {
+		if err != nil {
+			r.done <- err
+		} else {
+			r.done <- r.err
+		}
+	}
+	s.parts.mu.Lock()
+	if len(s.parts.queue) == 0 {
+		s.parts.busy = false
+	} else {
+		go s.markQueued()
+	}
+	s.parts.mu.Unlock()
+}
+
+// markParts applies the marks in order, each blob read once and written
+// once. A mark refused by its blob's state gets its error in err and does
+// not abort the others.
+func (t *wtx) markParts(marks []*partMark) error {
+	blobs := map[string]*store.Blob{}
+	var order []string
+	for _, r := range marks {
+		r.err = nil
+		b, seen := blobs[r.id]
+		if !seen {
+			got, err := t.lockBlob(r.id)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			if err == nil {
+				b = &got
+				order = append(order, r.id)
+			}
+			blobs[r.id] = b
+		}
+		switch {
+		case b == nil:
+			r.err = fmt.Errorf("blob: %w", store.ErrNotFound)
+		case b.Complete:
+			r.err = store.ErrBlobComplete
+		case r.n < 0 || r.n >= b.Parts || len(b.Received) != (b.Parts+7)/8:
+			r.err = fmt.Errorf("part %d of %d: %w", r.n, b.Parts, store.ErrNotFound)
+		case r.received:
+			b.Received[r.n/8] |= 1 << (r.n % 8)
+			b.State = r.state
+		default:
+			b.Received[r.n/8] &^= 1 << (r.n % 8)
+			b.State = r.state
+		}
+	}
+	for _, id := range order {
+		b := blobs[id]
+		if _, err := t.exec(`UPDATE blobs SET received = ?, state = ? WHERE id = ?`, b.Received, b.State, id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // CompleteBlob implements store.Blobs.
