@@ -632,7 +632,7 @@ func (a *app) send(args []js.Value) (any, error) {
 	}
 	var m client.Message
 	if len(atts) > 0 {
-		m, err = c.SendMessage(ctx, id, str(args, 1), atts)
+		m, err = c.SendMessageWithID(ctx, id, clientID, str(args, 1), atts)
 	} else {
 		m, err = c.SendWithID(ctx, id, clientID, str(args, 1))
 	}
