@@ -1,6 +1,7 @@
 // sandi web client: attachments. Files, images, videos and voice notes
 // are encrypted, uploaded, downloaded, checked and decrypted in the module
-// (web/wasm); this file picks files (button, drag and drop, paste),
+// (web/wasm), the encryption of uploads in a worker that runs the module
+// too (attachworker.js, started here); this file picks files (button, drag and drop, paste),
 // records voice notes, makes image thumbnails, shows progress with a
 // cancel button, and shows what arrives: images, videos and voice notes
 // inline from blob URLs, everything else as a card with a save button.
@@ -434,6 +435,84 @@ function sendFiles(files, extra) {
   }
 }
 
+// ---- the worker that encrypts uploads (attachworker.js) ----
+// One worker for the page, started at the first upload; its jobs by id.
+let worker = null;
+const sealJobs = new Map(); // id → {onPart, onRead, resolve, reject, fail, size}
+let sealed = 0; // bytes of files the worker encrypted in this page
+
+function sealWorker() {
+  if (worker || typeof Worker === "undefined") return worker;
+  try {
+    worker = new Worker("web/attachworker.js");
+  } catch (e) {
+    console.info("no worker for attachments:", e && e.message); // the module encrypts on the page's thread
+    return null;
+  }
+  worker.onmessage = async (ev) => {
+    const m = ev.data;
+    const j = sealJobs.get(m.id);
+    if (!j) {
+      if (m.op === "part") worker.postMessage({ op: "cancel", id: m.id }); // cancelled meanwhile
+      return;
+    }
+    switch (m.op) {
+    case "part":
+      try {
+        await j.onPart(m.part, m.fingerprint);
+      } catch (e) {
+        j.fail(e);
+        return;
+      }
+      worker.postMessage({ op: "ack", id: m.id });
+      break;
+    case "read":
+      j.onRead(m.n);
+      break;
+    case "done":
+      sealJobs.delete(m.id);
+      sealed += j.size;
+      j.resolve(m.digest);
+      break;
+    case "error":
+      sealJobs.delete(m.id);
+      j.reject(Object.assign(new Error(m.message), { code: m.code }));
+      break;
+    }
+  };
+  worker.onerror = (ev) => {
+    ev.preventDefault();
+    for (const j of sealJobs.values()) j.reject(new Error("The encryption worker failed: " + (ev.message || "unknown error")));
+    sealJobs.clear();
+    worker = null;
+  };
+  return worker;
+}
+
+// sealer is the module's handle on the worker for upload id of file:
+// seal(key, partSize, onPart, onRead) has the worker encrypt it, handing
+// each part to onPart (a Promise: the worker waits for it) and resolving
+// to the ciphertext's digest; cancel() stops it.
+function sealer(file, id) {
+  const w = sealWorker();
+  if (!w) return undefined;
+  const cancel = () => {
+    w.postMessage({ op: "cancel", id });
+    const j = sealJobs.get(id);
+    if (!j) return;
+    sealJobs.delete(id);
+    j.reject(Object.assign(new Error("canceled"), { code: "canceled" }));
+  };
+  return {
+    seal: (key, partSize, onPart, onRead) => new Promise((resolve, reject) => {
+      const fail = (e) => { sealJobs.delete(id); w.postMessage({ op: "cancel", id }); reject(e); };
+      sealJobs.set(id, { onPart, onRead, resolve, reject, fail, size: file.size });
+      w.postMessage({ op: "seal", id, file, key, partSize });
+    }),
+    cancel,
+  };
+}
+
 // upload runs the uploads of a pending message that are not done, one at
 // a time, and resolves to the module's handles of all its attachments;
 // it rejects when one fails. A cancelled upload leaves the message.
@@ -455,7 +534,7 @@ async function uploadAll(p, redraw) {
         f.done = done;
         f.total = total;
         redraw(f);
-      });
+      }, sealer(f.file, id));
       f.status = "done";
     } catch (e) {
       if (f.status !== "cancelled") {
@@ -660,4 +739,5 @@ function summary(m) {
 }
 
 // ---- what app.js calls ----
-window.sandiAttach = { nodes, pendingNodes, sentNodes, uploadAll, clear, summary, kindOf, safeName };
+// sealedBytes: how much the worker encrypted (the tests ask).
+window.sandiAttach = { nodes, pendingNodes, sentNodes, uploadAll, clear, summary, kindOf, safeName, sealedBytes: () => sealed };

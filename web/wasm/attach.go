@@ -9,12 +9,15 @@ package main
 // the ciphertext's digest and decrypts (client.DownloadAttachment) into a
 // Blob for the page.
 //
-// The module runs on the page's thread, and Go code that computes never
-// gives the event loop back by itself; so a file is read in chunks of
-// readChunk bytes, one Blob.slice().arrayBuffer() each, and the encryption
-// reading it and the decryption writing a download's Blob let the page
-// draw every client.BusySlice: the page draws frames during a transfer (the
-// browser test measures them; docs/performance.md).
+// The file's encryption runs in a worker (worker.go, attachworker.js):
+// the module here keeps the upload and sends the parts the worker hands
+// back. Where there is no worker, and for downloads, the module works on
+// the page's thread, where Go code that computes never gives the event
+// loop back by itself; so a file is read in chunks of readChunk bytes, one
+// Blob.slice().arrayBuffer() each, and the encryption reading it and the
+// decryption writing a download's Blob let the page draw every
+// client.BusySlice (the browser test measures the page's frames;
+// docs/performance.md).
 
 import (
 	"context"
@@ -119,16 +122,18 @@ func (a *app) inConv(args []js.Value) (*client.Client, protocol.ConversationID, 
 	return c, id, err
 }
 
-// upload(conv, file, meta, id, onProgress) encrypts and uploads a File
-// and resolves to a handle that send takes. meta: {name, type, width,
-// height, duration (seconds), thumbnail (Uint8Array)}.
+// upload(conv, file, meta, id, onProgress, sealer) encrypts and uploads a
+// File and resolves to a handle that send takes. meta: {name, type, width,
+// height, duration (seconds), thumbnail (Uint8Array)}. sealer, attach.js's
+// handle on its worker for this file (workerSealer), encrypts it off the
+// page's thread; without one (no worker), the module encrypts it here.
 func (a *app) upload(args []js.Value) (any, error) {
 	c, id, err := a.inConv(args)
 	if err != nil {
 		return nil, err
 	}
 	if len(args) < 2 || args[1].Type() != js.TypeObject {
-		return nil, errors.New("upload(conv, file, meta, id, onProgress)")
+		return nil, errors.New("upload(conv, file, meta, id, onProgress, sealer)")
 	}
 	file := args[1]
 	meta := client.AttachmentMeta{}
@@ -157,8 +162,14 @@ func (a *app) upload(args []js.Value) (any, error) {
 			report(int64(frac*float64(size)), size)
 		}
 	}
-	r := &blobReader{ctx: ctx, blob: file, size: size, read: func(n int64) { step(float64(n) / float64(max(size, 1))) }}
-	att, err := c.UploadAttachment(ctx, id, r, size, meta, func(done, total int64) { step(float64(done) / float64(total)) })
+	read := func(n int64) { step(float64(n) / float64(max(size, 1))) }
+	sent := func(done, total int64) { step(float64(done) / float64(total)) }
+	var att client.Attachment
+	if len(args) > 5 && args[5].Type() == js.TypeObject {
+		att, err = c.UploadSealed(ctx, id, size, meta, workerSealer(args[5], read), sent)
+	} else {
+		att, err = c.UploadAttachment(ctx, id, &blobReader{ctx: ctx, blob: file, size: size, read: read}, size, meta, sent)
+	}
 	if err != nil {
 		return nil, canceled(ctx, err)
 	}
@@ -290,11 +301,14 @@ type blobReader struct {
 	buf, rest []byte
 	read      func(n int64) // told the bytes read so far
 	busy      client.Busy
+	noYield   bool // in the worker, where nothing waits to draw
 }
 
 func (r *blobReader) Read(p []byte) (int, error) {
-	if err := r.busy.Check(r.ctx); err != nil {
-		return 0, err
+	if !r.noYield {
+		if err := r.busy.Check(r.ctx); err != nil {
+			return 0, err
+		}
 	}
 	if len(r.rest) == 0 {
 		if r.off >= r.size {

@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"syscall/js"
@@ -56,6 +57,10 @@ type app struct {
 var a = &app{last: map[protocol.ConversationID]*client.Message{}, uploaded: map[string]client.Attachment{}}
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == workerMode {
+		worker()
+		return
+	}
 	api := map[string]func(args []js.Value) (any, error){
 		"open":           a.open,
 		"state":          func([]js.Value) (any, error) { return a.state() },
