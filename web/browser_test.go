@@ -19,6 +19,7 @@ import (
 	"image/png"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -865,25 +866,30 @@ func TestBrowserAttachments(t *testing.T) {
 	alice := newUserPage(t, browser, "alice", url)
 	bob := newUserPage(t, browser, "bob", url)
 	carol := newUser(t, url, "carol")
-	conv, err := carol.c.CreateConversation(ctx, "Files", "alice", "bob")
+	dave := newTerminal(t, url, "dave") // the sandi command
+	conv, err := carol.c.CreateConversation(ctx, "Files", "alice", "bob", "dave")
 	if err != nil {
 		t.Fatal(err)
 	}
 	alice.openConversation("Files")
 	bob.openConversation("Files")
 
-	// A PNG from the terminal: shown inline, decoded at its size.
+	// A PNG sent with `sandi send --file`: shown inline, decoded at its
+	// size.
+	dir := t.TempDir()
 	photo := testPNG(t, 300, 200)
-	carol.sendFile(conv, "photo.png", "image/png", photo)
+	if err := os.WriteFile(filepath.Join(dir, "photo.png"), photo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dave.run("send", conv.String(), "--file", filepath.Join(dir, "photo.png"))
 	for _, p := range []*page{alice, bob} {
 		if w := p.waitImage("photo.png"); w != 300 {
 			p.fail("the image is shown %d pixels wide, the PNG is 300", w)
 		}
 	}
 
-	// Two files picked at once in alice's browser (one message): the
-	// terminal saves them byte for byte.
-	dir := t.TempDir()
+	// Two files picked at once in alice's browser (one message):
+	// `sandi save` saves them byte for byte.
 	blobFile := filepath.Join(dir, "notes.bin")
 	notes := bytes.Repeat([]byte("sandi attachment bytes\x00\xff"), 40000) // ~1 MB, more than a chunk
 	if err := os.WriteFile(blobFile, notes, 0o644); err != nil {
@@ -894,11 +900,11 @@ func TestBrowserAttachments(t *testing.T) {
 		t.Fatal(err)
 	}
 	alice.attachFiles(blobFile, shot)
-	if got := carol.save(conv, "notes.bin"); !bytes.Equal(got, notes) {
-		t.Fatalf("the terminal saved %d bytes of notes.bin, different from the %d sent", len(got), len(notes))
+	if got := dave.save(conv, "notes.bin"); !bytes.Equal(got, notes) {
+		t.Fatalf("sandi save wrote %d bytes of notes.bin, different from the %d sent", len(got), len(notes))
 	}
-	if got := carol.save(conv, "shot.png"); !bytes.Equal(got, testPNG(t, 64, 48)) {
-		t.Fatal("the terminal saved a different shot.png")
+	if got := dave.save(conv, "shot.png"); !bytes.Equal(got, testPNG(t, 64, 48)) {
+		t.Fatal("sandi save wrote a different shot.png")
 	}
 	// The browser made its thumbnail: a JPEG of at most 128 pixels and
 	// 8 KiB, and the image's dimensions.
@@ -1049,6 +1055,83 @@ func TestBrowserAttachments(t *testing.T) {
 
 	alice.noProblems("status of 413", "net::ERR_BLOCKED_BY_CLIENT")
 	bob.noProblems("status of 404", "net::ERR_BLOCKED_BY_CLIENT")
+}
+
+// terminal is a user of the sandi command (cmd/sandi, built for the
+// test) with its own home directory.
+type terminal struct {
+	t              *testing.T
+	bin, url, home string
+}
+
+// newTerminal builds the sandi command and registers name with it; its
+// password is "password of " + name.
+func newTerminal(t *testing.T, url, name string) *terminal {
+	t.Helper()
+	dir := t.TempDir()
+	u := &terminal{t: t, bin: filepath.Join(dir, "sandi"), url: url, home: filepath.Join(dir, "home")}
+	if out, err := exec.Command("go", "build", "-o", u.bin, "sandi.dev/cmd/sandi").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/sandi: %v\n%s", err, out)
+	}
+	u.runIn("password of "+name+"\n", "register", name, "--password-stdin")
+	return u
+}
+
+// run runs the command with args and returns its standard output; a
+// failure fails the test.
+func (u *terminal) run(args ...string) string { return u.runIn("", args...) }
+
+func (u *terminal) runIn(stdin string, args ...string) string {
+	u.t.Helper()
+	cmd := exec.Command(u.bin, append([]string{"--home", u.home, "--server", u.url}, args...)...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SANDI_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		u.t.Fatalf("sandi %s: %v\n%s%s", strings.Join(args, " "), err, out.Bytes(), errb.Bytes())
+	}
+	return out.String()
+}
+
+// save syncs until an attachment named name has arrived in conv, saves
+// it with `sandi save` and returns the file's bytes.
+func (u *terminal) save(conv protocol.ConversationID, name string) []byte {
+	u.t.Helper()
+	deadline := time.Now().Add(stepTimeout)
+	for {
+		u.run("sync")
+		var id string
+		for _, line := range strings.Split(u.run("--json", "history", conv.String()), "\n") {
+			var m struct {
+				Attachments []struct{ ID, Name string }
+			}
+			if json.Unmarshal([]byte(line), &m) == nil {
+				for _, a := range m.Attachments {
+					if a.Name == name {
+						id = a.ID
+					}
+				}
+			}
+		}
+		if id != "" {
+			out := filepath.Join(u.t.TempDir(), "saved")
+			u.run("save", conv.String(), id, "--out", out)
+			b, err := os.ReadFile(out)
+			if err != nil {
+				u.t.Fatal(err)
+			}
+			return b
+		}
+		if time.Now().After(deadline) {
+			u.t.Fatalf("sandi: no attachment %s arrived", name)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // threadSeconds is the CPU time the page's thread has spent in tasks, by
