@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"slices"
@@ -882,28 +883,58 @@ func firstErr(send, err error) error {
 // broken one. Downloads of one attachment must not overlap on one device
 // (they share its spool).
 func (c *Client) DownloadAttachment(ctx context.Context, conv protocol.ConversationID, att Attachment, w io.Writer, progress func(done, total int64)) error {
+	sp, err := c.fetchBlob(ctx, conv, att, true, progress)
+	if err != nil {
+		return err
+	}
+	// The spool is the sender's blob now: whatever decryption says, it is
+	// not fetched again.
+	defer sp.Close()
+	defer sp.Remove()
+	if _, err := sp.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	return DecryptAttachment(att, sp, w)
+}
+
+// errBlobDigest is the fault of a blob whose digest is not its message's.
+const errBlobDigest = "The blob's digest is not the one its message gives."
+
+// fetchBlob downloads att's ciphertext into a spool, in ranges, resuming
+// from what the spool holds, and returns the spool (the caller closes and
+// removes it); with check, it has checked the ciphertext's digest. A blob
+// the server served wrong is a fault (an alarm, ErrServerMisbehaved).
+func (c *Client) fetchBlob(ctx context.Context, conv protocol.ConversationID, att Attachment, check bool, progress func(done, total int64)) (spool, error) {
 	if err := checkAttachment(att); err != nil {
-		return fmt.Errorf("attachment: %w", err)
+		return nil, fmt.Errorf("attachment: %w", err)
 	}
 	a, timeout, err := c.blobAPI()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sp, have, err := c.openSpool(att.Blob)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer sp.Close()
+	keep := false
+	defer func() {
+		if !keep {
+			sp.Close()
+		}
+	}()
 	total := attach.EncryptedSize(att.Size)
 	if have > total {
 		have = 0
 	}
-	h := sha256.New()
+	var h hash.Hash = nopHash{}
+	if check {
+		h = sha256.New()
+	}
 	if _, err := io.CopyN(h, sp, have); err != nil {
-		return err
+		return nil, err
 	}
 	if err := sp.Truncate(have); err != nil {
-		return err
+		return nil, err
 	}
 	fault := func(detail string) error {
 		sp.Remove() // never resumed from
@@ -918,11 +949,11 @@ func (c *Client) DownloadAttachment(ctx context.Context, conv protocol.Conversat
 		errors.As(err, &ae)
 		switch {
 		case ae != nil && ae.Status == http.StatusNotFound:
-			return fmt.Errorf("%w: %w", ErrAttachmentGone, err)
+			return nil, fmt.Errorf("%w: %w", ErrAttachmentGone, err)
 		case ae != nil && ae.Status == http.StatusRequestedRangeNotSatisfiable:
-			return fault(fmt.Sprintf("The blob is shorter than the %d bytes its message says.", total))
+			return nil, fault(fmt.Sprintf("The blob is shorter than the %d bytes its message says.", total))
 		case err != nil:
-			return err
+			return nil, err
 		}
 		want := fmt.Sprintf("bytes %d-%d/%d", have, have+n-1, total)
 		if resp.StatusCode == http.StatusOK && have == 0 && n == total && resp.ContentLength == total {
@@ -930,7 +961,7 @@ func (c *Client) DownloadAttachment(ctx context.Context, conv protocol.Conversat
 		}
 		if got := resp.Header.Get("Content-Range"); resp.StatusCode != http.StatusOK && got != want || resp.StatusCode == http.StatusOK && want != "" {
 			resp.Body.Close()
-			return fault(fmt.Sprintf("Asked for %s of the blob, the server answered %d %q.", hdr.Get("Range"), resp.StatusCode, got))
+			return nil, fault(fmt.Sprintf("Asked for %s of the blob, the server answered %d %q.", hdr.Get("Range"), resp.StatusCode, got))
 		}
 		got, err := io.Copy(io.MultiWriter(sp, h, cnt), io.LimitReader(resp.Body, n))
 		extra, _ := resp.Body.Read(make([]byte, 1))
@@ -939,29 +970,33 @@ func (c *Client) DownloadAttachment(ctx context.Context, conv protocol.Conversat
 		if err != nil {
 			// A transfer cut off: continue from what arrived.
 			if fails++; fails >= maxTries || ctx.Err() != nil {
-				return fmt.Errorf("download: %w", err)
+				return nil, fmt.Errorf("download: %w", err)
 			}
 			continue
 		}
 		if got < n || extra > 0 {
-			return fault(fmt.Sprintf("The server sent %d bytes for a range of %d.", got+int64(extra), n))
+			return nil, fault(fmt.Sprintf("The server sent %d bytes for a range of %d.", got+int64(extra), n))
 		}
 		fails = 0
 		if progress != nil {
 			progress(have, total)
 		}
 	}
-	if subtle.ConstantTimeCompare(h.Sum(nil), att.Digest) != 1 {
-		return fault("The blob's digest is not the one its message gives.")
+	if check && subtle.ConstantTimeCompare(h.Sum(nil), att.Digest) != 1 {
+		return nil, fault(errBlobDigest)
 	}
-	if _, err := sp.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	// The spool is the sender's blob now: whatever decryption says, it is
-	// not fetched again.
-	defer sp.Remove()
-	return DecryptAttachment(att, sp, w)
+	keep = true
+	return sp, nil
 }
+
+// nopHash stands for the digest of a download that is checked elsewhere.
+type nopHash struct{}
+
+func (nopHash) Write(p []byte) (int, error) { return len(p), nil }
+func (nopHash) Sum(b []byte) []byte         { return b }
+func (nopHash) Reset()                      {}
+func (nopHash) Size() int                   { return 0 }
+func (nopHash) BlockSize() int              { return 1 }
 
 // counter calls progress with the bytes written through it (from n on),
 // about once a MiB.

@@ -924,7 +924,7 @@ func TestBrowserAttachments(t *testing.T) {
 	// thread keeps firing. (The page's thread used to encrypt, in 10 ms
 	// slices; the figures logged compare, and docs/performance.md.)
 	const large = 20 << 20
-	sealed, cpu := eval[float64](alice, `sandiAttach.sealedBytes()`), alice.threadSeconds()
+	sealed, cpu := eval[float64](alice, `sandiAttach.workerBytes().sealed`), alice.threadSeconds()
 	eval[chromedp.Void](alice, `(() => {
 		const g = window.__gaps = { longest: 0, last: performance.now() };
 		g.timer = setInterval(() => { const now = performance.now(); g.longest = Math.max(g.longest, now - g.last); g.last = now; }, 20);
@@ -940,7 +940,7 @@ func TestBrowserAttachments(t *testing.T) {
 	cpu = alice.threadSeconds() - cpu
 	gap := eval[float64](alice, `(clearInterval(window.__gaps.timer), window.__gaps.longest)`)
 	t.Logf("20 MiB upload: %.2f s; the page's thread busy %.2f s of its CPU time; longest timer gap %.0f ms", elapsed, cpu, gap)
-	if got := eval[float64](alice, `sandiAttach.sealedBytes()`) - sealed; got != large {
+	if got := eval[float64](alice, `sandiAttach.workerBytes().sealed`) - sealed; got != large {
 		alice.fail("the worker encrypted %.0f bytes of the %d of large.bin", got, large)
 	}
 	if !during {
@@ -1012,8 +1012,13 @@ func TestBrowserAttachments(t *testing.T) {
 	bob.click(`#messages .att[data-state=loading] .att-cancel`)
 	bob.wait("the download cancelled", `(() => { const a = document.querySelector(`+js(save)+`).closest(".att"); return a.dataset.state === "idle" && a.querySelector(".att-error").hidden; })()`)
 	bob.block()
+	opened := eval[float64](bob, `sandiAttach.workerBytes().opened`)
 	bob.click(save)
 	bob.wait("notes.bin saved", `document.querySelector(`+js(save)+`).closest(".att").dataset.state === "saved"`)
+	// The worker checked and decrypted it, not the page's thread.
+	if got := eval[float64](bob, `sandiAttach.workerBytes().opened`) - opened; got != float64(len(notes)) {
+		bob.fail("the worker decrypted %.0f bytes of the %d of notes.bin", got, len(notes))
+	}
 
 	// Other users' names and types are text, and only the listed types
 	// show inline: an SVG is a card.

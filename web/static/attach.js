@@ -1,7 +1,8 @@
 // sandi web client: attachments. Files, images, videos and voice notes
 // are encrypted, uploaded, downloaded, checked and decrypted in the module
-// (web/wasm), the encryption of uploads in a worker that runs the module
-// too (attachworker.js, started here); this file picks files (button, drag and drop, paste),
+// (web/wasm), the encryption of uploads and the check and decryption of
+// downloads in a worker that runs the module too (attachworker.js, started
+// here); this file picks files (button, drag and drop, paste),
 // records voice notes, makes image thumbnails, shows progress with a
 // cancel button, and shows what arrives: images, videos and voice notes
 // inline from blob URLs, everything else as a card with a save button.
@@ -113,7 +114,7 @@ function download(m, i, onProgress) {
     abort.signal.addEventListener("abort", () => sandi.cancel(id));
     d.promise = sandi.download(m.conversation, m.seq, i, id, (done, total) => {
       for (const f of d.listeners) f(done, total);
-    });
+    }, opener(id));
     d.promise.catch(() => downloads.get(key) === d && downloads.delete(key)); // a later try starts afresh
     downloads.set(key, d);
   }
@@ -435,23 +436,24 @@ function sendFiles(files, extra) {
   }
 }
 
-// ---- the worker that encrypts uploads (attachworker.js) ----
-// One worker for the page, started at the first upload; its jobs by id.
+// ---- the worker that encrypts uploads and decrypts downloads ----
+// (attachworker.js) One worker for the page, started at the first
+// transfer; its jobs by id.
 let worker = null;
-const sealJobs = new Map(); // id → {onPart, onRead, resolve, reject, fail, size}
-let sealed = 0; // bytes of files the worker encrypted in this page
+const workerJobs = new Map(); // id → {resolve, reject, fail, size, counter, onPart?, onRead?}
+const workerBytes = { sealed: 0, opened: 0 }; // bytes the worker encrypted, decrypted
 
-function sealWorker() {
+function startWorker() {
   if (worker || typeof Worker === "undefined") return worker;
   try {
     worker = new Worker("web/attachworker.js");
   } catch (e) {
-    console.info("no worker for attachments:", e && e.message); // the module encrypts on the page's thread
+    console.info("no worker for attachments:", e && e.message); // the module works on the page's thread
     return null;
   }
   worker.onmessage = async (ev) => {
     const m = ev.data;
-    const j = sealJobs.get(m.id);
+    const j = workerJobs.get(m.id);
     if (!j) {
       if (m.op === "part") worker.postMessage({ op: "cancel", id: m.id }); // cancelled meanwhile
       return;
@@ -467,49 +469,68 @@ function sealWorker() {
       worker.postMessage({ op: "ack", id: m.id });
       break;
     case "read":
-      j.onRead(m.n);
+      if (j.onRead) j.onRead(m.n);
       break;
     case "done":
-      sealJobs.delete(m.id);
-      sealed += j.size;
-      j.resolve(m.digest);
+      workerJobs.delete(m.id);
+      workerBytes[j.counter] += j.size;
+      j.resolve(m.result);
       break;
     case "error":
-      sealJobs.delete(m.id);
+      workerJobs.delete(m.id);
       j.reject(Object.assign(new Error(m.message), { code: m.code }));
       break;
     }
   };
   worker.onerror = (ev) => {
     ev.preventDefault();
-    for (const j of sealJobs.values()) j.reject(new Error("The encryption worker failed: " + (ev.message || "unknown error")));
-    sealJobs.clear();
+    for (const j of workerJobs.values()) j.reject(new Error("The attachments' worker failed: " + (ev.message || "unknown error")));
+    workerJobs.clear();
     worker = null;
   };
   return worker;
 }
 
-// sealer is the module's handle on the worker for upload id of file:
-// seal(key, partSize, onPart, onRead) has the worker encrypt it, handing
-// each part to onPart (a Promise: the worker waits for it) and resolving
-// to the ciphertext's digest; cancel() stops it.
-function sealer(file, id) {
-  const w = sealWorker();
+// workerJob is a job of the worker for transfer id: start(msg, job)
+// posts msg and resolves to the worker's result; cancel() stops it.
+function workerJob(id) {
+  const w = startWorker();
   if (!w) return undefined;
   const cancel = () => {
     w.postMessage({ op: "cancel", id });
-    const j = sealJobs.get(id);
+    const j = workerJobs.get(id);
     if (!j) return;
-    sealJobs.delete(id);
+    workerJobs.delete(id);
     j.reject(Object.assign(new Error("canceled"), { code: "canceled" }));
   };
-  return {
-    seal: (key, partSize, onPart, onRead) => new Promise((resolve, reject) => {
-      const fail = (e) => { sealJobs.delete(id); w.postMessage({ op: "cancel", id }); reject(e); };
-      sealJobs.set(id, { onPart, onRead, resolve, reject, fail, size: file.size });
-      w.postMessage({ op: "seal", id, file, key, partSize });
-    }),
-    cancel,
+  const start = (msg, job) => new Promise((resolve, reject) => {
+    const fail = (e) => { workerJobs.delete(id); w.postMessage({ op: "cancel", id }); reject(e); };
+    workerJobs.set(id, { ...job, resolve, reject, fail });
+    w.postMessage({ ...msg, id });
+  });
+  return { start, cancel };
+}
+
+// sealer is the module's handle on the worker for upload id of file:
+// seal(key, partSize, onPart, onRead) has the worker encrypt it, handing
+// each part to onPart (a Promise: the worker waits for it) and resolving
+// to the ciphertext's digest.
+function sealer(file, id) {
+  const j = workerJob(id);
+  return j && {
+    seal: (key, partSize, onPart, onRead) => j.start({ op: "seal", file, key, partSize }, { onPart, onRead, size: file.size, counter: "sealed" }),
+    cancel: j.cancel,
+  };
+}
+
+// opener is the module's handle on the worker for download id:
+// open(ciphertext, key, digest, size, type) has the worker check the
+// ciphertext's digest and decrypt it into a Blob of type.
+function opener(id) {
+  const j = workerJob(id);
+  return j && {
+    open: (ciphertext, key, digest, size, type) => j.start({ op: "open", ciphertext, key, digest, size, type }, { size, counter: "opened" }),
+    cancel: j.cancel,
   };
 }
 
@@ -739,5 +760,5 @@ function summary(m) {
 }
 
 // ---- what app.js calls ----
-// sealedBytes: how much the worker encrypted (the tests ask).
-window.sandiAttach = { nodes, pendingNodes, sentNodes, uploadAll, clear, summary, kindOf, safeName, sealedBytes: () => sealed };
+// workerBytes: how much the worker encrypted and decrypted (the tests ask).
+window.sandiAttach = { nodes, pendingNodes, sentNodes, uploadAll, clear, summary, kindOf, safeName, workerBytes: () => ({ ...workerBytes }) };

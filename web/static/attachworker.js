@@ -1,15 +1,19 @@
 // sandi web client: the worker that encrypts the files the page uploads,
-// off the page's thread. It runs the page's own module (sandi.wasm, from
-// the browser's cache) in its worker mode (web/wasm/worker.go), which
-// offers only sandiWorker.seal and sandiWorker.cancel and never opens the
-// device's state. attach.js talks to it with messages:
+// and checks and decrypts those it downloads, off the page's thread. It
+// runs the page's own module (sandi.wasm, from the browser's cache) in its
+// worker mode (web/wasm/worker.go), which offers only sandiWorker.seal,
+// .open and .cancel and never opens the device's state. attach.js talks
+// to it with messages:
 //
 //   page → worker  {op: "seal", id, file, key, partSize}  encrypt file under key
 //                  {op: "ack", id}                        the last part was taken
+//                  {op: "open", id, ciphertext, key, digest, size, type}
+//                                                         check and decrypt a Blob
 //                  {op: "cancel", id}
 //   worker → page  {op: "part", id, part, fingerprint}    part's buffer transferred
 //                  {op: "read", id, n}                    bytes of the file read
-//                  {op: "done", id, digest} | {op: "error", id, message, code}
+//                  {op: "done", id, result} | {op: "error", id, message, code}
+//                  (result: seal's digest; open's {blob} | {mismatch} | {corrupt})
 /* global Go, sandiWorker */
 importScripts("wasm_exec.js");
 
@@ -54,11 +58,19 @@ self.onmessage = async (ev) => {
           self.postMessage({ op: "part", id: m.id, part, fingerprint }, [part.buffer]);
         }),
         (n) => self.postMessage({ op: "read", id: m.id, n }));
-      self.postMessage({ op: "done", id: m.id, digest });
+      self.postMessage({ op: "done", id: m.id, result: digest });
     } catch (e) {
       self.postMessage({ op: "error", id: m.id, message: String((e && e.message) || e), code: e && e.code });
     } finally {
       acks.delete(m.id);
+    }
+    break;
+  case "open":
+    try {
+      const result = await sandiWorker.open(m.id, m.ciphertext, m.key, m.digest, m.size, m.type);
+      self.postMessage({ op: "done", id: m.id, result });
+    } catch (e) {
+      self.postMessage({ op: "error", id: m.id, message: String((e && e.message) || e), code: e && e.code });
     }
     break;
   }

@@ -9,15 +9,14 @@ package main
 // the ciphertext's digest and decrypts (client.DownloadAttachment) into a
 // Blob for the page.
 //
-// The file's encryption runs in a worker (worker.go, attachworker.js):
-// the module here keeps the upload and sends the parts the worker hands
-// back. Where there is no worker, and for downloads, the module works on
-// the page's thread, where Go code that computes never gives the event
-// loop back by itself; so a file is read in chunks of readChunk bytes, one
-// Blob.slice().arrayBuffer() each, and the encryption reading it and the
-// decryption writing a download's Blob let the page draw every
-// client.BusySlice (the browser test measures the page's frames;
-// docs/performance.md).
+// A worker (worker.go, attachworker.js) encrypts the file of an upload,
+// whose parts the module here sends, and checks and decrypts the
+// ciphertext of a download, which the module here fetches. Where there is
+// no worker, the module does it all on the page's thread, where Go code
+// that computes never gives the event loop back by itself; so a file is
+// read in chunks of readChunk bytes, one Blob.slice().arrayBuffer() each,
+// and the encryption reading it and the decryption writing a download's
+// Blob let the page draw every client.BusySlice (docs/performance.md).
 
 import (
 	"context"
@@ -193,8 +192,9 @@ func (a *app) forget(args []js.Value) (any, error) {
 	return nil, nil
 }
 
-// download(conv, seq, index, id, onProgress) downloads attachment index
-// of message seq, verifies and decrypts it, and resolves to a Blob: of
+// download(conv, seq, index, id, onProgress, opener) downloads attachment
+// index of message seq, verifies and decrypts it (in attach.js's worker,
+// opener, when there is one: workerOpener), and resolves to a Blob: of
 // the attachment's type when the page may show it inline, else
 // application/octet-stream. A digest that does not match rejects with
 // server_misbehaved (and the SDK raises an alarm).
@@ -204,7 +204,7 @@ func (a *app) download(args []js.Value) (any, error) {
 		return nil, err
 	}
 	if len(args) < 3 || args[1].Type() != js.TypeNumber || args[2].Type() != js.TypeNumber {
-		return nil, errors.New("download(conv, seq, index, id, onProgress)")
+		return nil, errors.New("download(conv, seq, index, id, onProgress, opener)")
 	}
 	seq, index := uint64(args[1].Float()), args[2].Int()
 	h, err := c.History(id)
@@ -222,6 +222,13 @@ func (a *app) download(args []js.Value) (any, error) {
 	}
 	ctx, done := a.jobs.start(str(args, 3))
 	defer done()
+	if len(args) > 5 && args[5].Type() == js.TypeObject {
+		b, err := c.DownloadOpened(ctx, id, *att, workerOpener(args[5]), progress(args, 4))
+		if err != nil {
+			return nil, canceled(ctx, err)
+		}
+		return b, nil
+	}
 	w := &blobWriter{ctx: ctx, parts: js.Global().Get("Array").New()}
 	if err := c.DownloadAttachment(ctx, id, *att, w, progress(args, 4)); err != nil {
 		return nil, canceled(ctx, err)
@@ -309,6 +316,8 @@ func (r *blobReader) Read(p []byte) (int, error) {
 		if err := r.busy.Check(r.ctx); err != nil {
 			return 0, err
 		}
+	} else if err := r.ctx.Err(); err != nil {
+		return 0, err
 	}
 	if len(r.rest) == 0 {
 		if r.off >= r.size {
@@ -343,14 +352,19 @@ func (r *blobReader) Read(p []byte) (int, error) {
 // writes to it (a decryption) gives the page the event loop back every
 // client.BusySlice.
 type blobWriter struct {
-	ctx   context.Context
-	parts js.Value
-	buf   []byte
-	busy  client.Busy
+	ctx     context.Context
+	parts   js.Value
+	buf     []byte
+	busy    client.Busy
+	noYield bool // in the worker, where nothing waits to draw
 }
 
 func (w *blobWriter) Write(p []byte) (int, error) {
-	if err := w.busy.Check(w.ctx); err != nil {
+	if !w.noYield {
+		if err := w.busy.Check(w.ctx); err != nil {
+			return 0, err
+		}
+	} else if err := w.ctx.Err(); err != nil {
 		return 0, err
 	}
 	n := len(p)

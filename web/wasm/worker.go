@@ -5,15 +5,20 @@ package main
 // The worker mode: the same module, started by static/attachworker.js in a
 // dedicated Web Worker with the argument "worker", encrypts the files the
 // page uploads off the page's thread (docs/operations.md, "Web client").
-// It offers only sandiWorker.seal and sandiWorker.cancel: it never opens
-// the device's state (IndexedDB), holds no account, token or conversation
-// key, and makes no request but reading the File it is given. The page's
-// module keeps the upload (its state, the server's parts, resuming) and
-// generates the file's key, which reaches the worker in a postMessage.
+// It offers only sandiWorker.seal, .open and .cancel: it never opens the
+// device's state (IndexedDB), holds no account, token or conversation key,
+// and makes no request but reading the Blobs it is given. The page's
+// module keeps the transfers (the upload's state, the server's parts,
+// resuming, the download's ranges) and the files' keys, which reach the
+// worker in a postMessage, one per file.
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
+	"fmt"
+	"io"
 	"sync"
 	"syscall/js"
 
@@ -30,6 +35,9 @@ func worker() {
 	obj := js.Global().Get("Object").New()
 	obj.Set("seal", js.FuncOf(func(_ js.Value, args []js.Value) any {
 		return promise(func() (any, error) { return seal(args) })
+	}))
+	obj.Set("open", js.FuncOf(func(_ js.Value, args []js.Value) any {
+		return promise(func() (any, error) { return open(args) })
 	}))
 	obj.Set("cancel", js.FuncOf(func(_ js.Value, args []js.Value) any {
 		a.cancel(args)
@@ -104,6 +112,71 @@ func seal(args []js.Value) (any, error) {
 		return nil, canceled(ctx, err)
 	}
 	return uint8Array(digest), nil
+}
+
+// open(id, ciphertext, key, digest, size, type) checks a download's
+// ciphertext (a Blob) against digest (its SHA-256, a Uint8Array) and, only
+// if they match, decrypts it with key (client.DecryptAttachment) into a
+// Blob of the media type type: it resolves to {blob}, or to {mismatch:
+// true} for another digest, or {corrupt: reason} for a ciphertext that
+// does not decrypt. cancel(id) stops it.
+func open(args []js.Value) (any, error) {
+	if len(args) < 6 || args[1].Type() != js.TypeObject || args[2].Type() != js.TypeObject || args[3].Type() != js.TypeObject || args[4].Type() != js.TypeNumber {
+		return nil, errors.New("open(id, ciphertext, key, digest, size, type)")
+	}
+	cipher := args[1]
+	key, digest := make([]byte, args[2].Get("length").Int()), make([]byte, args[3].Get("length").Int())
+	if len(key) != attach.KeySize || len(digest) != sha256.Size {
+		return nil, errors.New("open: a key and a digest are 32 bytes")
+	}
+	js.CopyBytesToGo(key, args[2])
+	js.CopyBytesToGo(digest, args[3])
+	ctx, done := a.jobs.start(str(args, 0))
+	defer done()
+	n := int64(cipher.Get("size").Float())
+	h := sha256.New()
+	if _, err := io.Copy(h, &blobReader{ctx: ctx, blob: cipher, size: n, noYield: true}); err != nil {
+		return nil, canceled(ctx, err)
+	}
+	out := js.Global().Get("Object").New()
+	if subtle.ConstantTimeCompare(h.Sum(nil), digest) != 1 {
+		out.Set("mismatch", true)
+		return out, nil
+	}
+	w := &blobWriter{ctx: ctx, parts: js.Global().Get("Array").New(), noYield: true}
+	att := client.Attachment{Key: key, Size: int64(args[4].Float())}
+	if err := client.DecryptAttachment(att, &blobReader{ctx: ctx, blob: cipher, size: n, noYield: true}, w); err != nil {
+		if errors.Is(err, client.ErrAttachmentCorrupt) {
+			out.Set("corrupt", err.Error())
+			return out, nil
+		}
+		return nil, canceled(ctx, err)
+	}
+	out.Set("blob", w.blob(str(args, 5)))
+	return out, nil
+}
+
+// workerOpener is a client.Opener that has the page's worker check and
+// decrypt a download: opener is attach.js's {open(ciphertext, key, digest,
+// size, type), cancel()} for one download, which passes on to open above.
+func workerOpener(opener js.Value) client.Opener {
+	return func(ctx context.Context, cipher js.Value, att client.Attachment) (js.Value, error) {
+		stop := context.AfterFunc(ctx, func() { opener.Call("cancel") })
+		defer stop()
+		v, err := client.Await(ctx, opener.Call("open", cipher, uint8Array(att.Key), uint8Array(att.Digest), float64(att.Size), inlineType(att.Type)))
+		switch {
+		case err != nil:
+			return js.Value{}, err
+		case v.Type() != js.TypeObject:
+		case v.Get("mismatch").Truthy():
+			return js.Value{}, client.ErrServerMisbehaved
+		case v.Get("corrupt").Type() == js.TypeString:
+			return js.Value{}, fmt.Errorf("%w (%s)", client.ErrAttachmentCorrupt, v.Get("corrupt").String())
+		case v.Get("blob").InstanceOf(js.Global().Get("Blob")):
+			return v.Get("blob"), nil
+		}
+		return js.Value{}, errors.New("decrypt the file: the worker's answer is not a file")
+	}
 }
 
 // uint8Array copies b to a new Uint8Array.
