@@ -18,11 +18,15 @@ import (
 	"image/jpeg"
 	"image/png"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1065,8 +1069,92 @@ func TestBrowserAttachments(t *testing.T) {
 	bob.waitChatAlarm("blob_digest", "report.txt")
 	bob.screenshot("attachment-tampered", 375)
 
+	// A message with a file whose answers the network loses (every try,
+	// the SDK's own retries too) fails in the page; Retry sends it under
+	// the same client message id, and the server stores it once.
+	lossy := startLosingProxy(t, url)
+	erin := newUserPage(t, browser, "erin", lossy.url)
+	erin.createConversation("carol")
+	lossy.lose.Store(true)
+	erin.giveFiles("drop", pageFile("once.bin", 1000))
+	erin.wait("the failed send", `[...document.querySelectorAll("#messages .msg.own")].some(li => li.dataset.status === "failed" && li.querySelector(".retry"))`)
+	lossy.lose.Store(false)
+	erin.click("#messages .retry")
+	erin.wait("the retried file sent", `[...document.querySelectorAll("#messages .msg.own[data-status=sent]")].some(li => li.innerText.includes("once.bin"))`)
+	if n := lossy.lost.Load(); n == 0 {
+		t.Fatal("no answer was lost")
+	}
+	count := func() int {
+		carol.syncTexts()
+		convs, err := carol.c.Conversations(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, c := range convs {
+			h, err := carol.c.History(c.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range h {
+				for _, a := range m.Attachments {
+					if a.Name == "once.bin" {
+						n++
+					}
+				}
+			}
+		}
+		return n
+	}
+	for deadline := time.Now().Add(stepTimeout); count() == 0; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("carol got no once.bin")
+		}
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("carol got once.bin %d times", n)
+	}
+
 	alice.noProblems("status of 413", "net::ERR_BLOCKED_BY_CLIENT")
 	bob.noProblems("status of 404", "net::ERR_BLOCKED_BY_CLIENT")
+}
+
+// losingProxy forwards to the server; while lose is set, the answers to
+// message posts are lost (the connection drops once the server has
+// handled the request), and counted in lost.
+type losingProxy struct {
+	url  string
+	lose atomic.Bool
+	lost atomic.Int64
+}
+
+func startLosingProxy(t *testing.T, target string) *losingProxy {
+	t.Helper()
+	u, err := neturl.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &losingProxy{}
+	errLost := errors.New("answer lost")
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.ModifyResponse = func(resp *http.Response) error {
+		if p.lose.Load() && resp.Request.Method == "POST" && strings.HasSuffix(resp.Request.URL.Path, "/messages") {
+			p.lost.Add(1)
+			resp.Body.Close()
+			return errLost
+		}
+		return nil
+	}
+	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+		if errors.Is(err, errLost) {
+			panic(http.ErrAbortHandler)
+		}
+		w.WriteHeader(http.StatusBadGateway)
+	}
+	srv := httptest.NewServer(rp)
+	t.Cleanup(srv.Close)
+	p.url = srv.URL
+	return p
 }
 
 // terminal is a user of the sandi command (cmd/sandi, built for the
