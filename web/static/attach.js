@@ -440,22 +440,26 @@ function sendFiles(files, extra) {
 // (attachworker.js) One worker for the page, started at the first
 // transfer; its jobs by id.
 let worker = null;
+let workerBroken = false; // it did not start: the module works on the page's thread
 const workerJobs = new Map(); // id → {resolve, reject, fail, size, counter, onPart?, onRead?}
 const workerBytes = { sealed: 0, opened: 0 }; // bytes the worker encrypted, decrypted
 
 function startWorker() {
+  if (workerBroken) return null;
   if (worker || typeof Worker === "undefined") return worker;
+  let w;
   try {
-    worker = new Worker("web/attachworker.js");
+    w = new Worker("web/attachworker.js");
   } catch (e) {
     console.info("no worker for attachments:", e && e.message); // the module works on the page's thread
     return null;
   }
-  worker.onmessage = async (ev) => {
+  worker = w;
+  w.onmessage = async (ev) => {
     const m = ev.data;
     const j = workerJobs.get(m.id);
     if (!j) {
-      if (m.op === "part") worker.postMessage({ op: "cancel", id: m.id }); // cancelled meanwhile
+      if (m.op === "part") w.postMessage({ op: "cancel", id: m.id }); // cancelled meanwhile
       return;
     }
     switch (m.op) {
@@ -466,7 +470,7 @@ function startWorker() {
         j.fail(e);
         return;
       }
-      worker.postMessage({ op: "ack", id: m.id });
+      w.postMessage({ op: "ack", id: m.id });
       break;
     case "read":
       if (j.onRead) j.onRead(m.n);
@@ -478,17 +482,19 @@ function startWorker() {
       break;
     case "error":
       workerJobs.delete(m.id);
+      if (m.code === "worker_unavailable") workerBroken = true; // a retry works without it
       j.reject(Object.assign(new Error(m.message), { code: m.code }));
       break;
     }
   };
-  worker.onerror = (ev) => {
+  w.onerror = (ev) => {
     ev.preventDefault();
+    workerBroken = true; // a retry works without it
     for (const j of workerJobs.values()) j.reject(new Error("The attachments' worker failed: " + (ev.message || "unknown error")));
     workerJobs.clear();
     worker = null;
   };
-  return worker;
+  return w;
 }
 
 // workerJob is a job of the worker for transfer id: start(msg, job)

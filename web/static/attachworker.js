@@ -39,7 +39,7 @@ self.onmessage = async (ev) => {
   try {
     await ready;
   } catch (e) {
-    if (m.op === "seal") self.postMessage({ op: "error", id: m.id, message: "The encryption worker did not start: " + (e.message || e) });
+    if (m.op === "seal" || m.op === "open") self.postMessage({ op: "error", id: m.id, code: "worker_unavailable", message: "The attachments' worker did not start: " + (e.message || e) });
     return;
   }
   switch (m.op) {
