@@ -88,6 +88,7 @@ type Client struct {
 
 	onChange  func()
 	onReceipt func(Message) // receipts.go
+	onTyping  func(Typing)  // typing.go
 }
 
 // account is the persisted identity of the device (storage key "account").

@@ -335,6 +335,12 @@ func (c *Client) listenOnce(ctx context.Context, onMessage func(Message), onFail
 		if err != nil {
 			return true, err
 		}
+		if typing, err := c.typingFrame(ctx, data); typing {
+			if err != nil {
+				return true, err
+			}
+			continue
+		}
 		var page syncPage
 		if err := json.Unmarshal(data, &page); err != nil {
 			return true, fmt.Errorf("websocket frame: %w", err)
