@@ -67,6 +67,7 @@ func chatTUI(ctx context.Context, e *cli, id protocol.ConversationID, hist []cli
 		defer wg.Done()
 		// onMessage runs with the client locked: it only hands over.
 		e.c.OnReceipt(func(r client.Message) { p.Send(chatReceiptMsg{r.Conversation}) })
+		e.c.OnTyping(func(t client.Typing) { p.Send(chatTypingMsg{t}) })
 		err := e.c.Listen(ctx,
 			func(msg client.Message) { p.Send(chatReceivedMsg{msg}) },
 			func(f *client.DecryptError) { p.Send(chatUndecryptableMsg{f}) })
@@ -188,6 +189,7 @@ type chatModel struct {
 	names         map[protocol.UserID]string // usernames learnt from warnings
 	quitting      bool                       // leave once the queue is empty
 	ack           ackState                   // receipts being sent (receipts.go)
+	typing        typingState                // typing.go
 	fatal         error                      // returned by chatTUI
 
 	loc *time.Location
@@ -207,14 +209,20 @@ func (m *chatModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.width, m.height = msg.Width, msg.Height
 		m.clampScroll()
 	case tea.KeyPressMsg:
-		return m, m.key(msg)
+		cmd := m.key(msg)
+		return m, tea.Batch(cmd, m.typed())
 	case tea.PasteMsg:
 		m.insert(msg.Content)
+		return m, m.typed()
+	case chatTypingMsg:
+		return m, m.typingCame(msg.t)
+	case chatTypingTickMsg: // the view reads the time when it draws
 	case chatReceivedMsg:
 		if msg.m.Conversation == m.conv && isAction(msg.m) {
 			return m, m.refreshActions()
 		} else if msg.m.Conversation == m.conv {
 			m.addMessage(msg.m)
+			m.stoppedTyping(msg.m.Sender)
 			return m, m.acknowledge()
 		}
 	case chatReceiptMsg:
@@ -772,6 +780,9 @@ func (m *chatModel) statusLine(w int) string {
 		s = fmt.Sprintf("↓ %d more lines below · PgDn to scroll down", m.scroll)
 	default:
 		s = "Enter send · PgUp/PgDn scroll · Esc leave · /members /add /remove /safety /quit"
+		if tl := m.typingLine(); tl != "" {
+			s = tl + " · " + s
+		}
 		for _, e := range m.entries {
 			if e.kind == entryMessage && e.state == stateFailed {
 				s = "Ctrl+R retry failed messages · " + s

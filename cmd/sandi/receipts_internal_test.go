@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"sandi.dev/client"
 	"sandi.dev/protocol"
@@ -15,6 +17,7 @@ type receiptsBackend struct {
 	hist      []client.Message
 	marked    int
 	receipted int
+	typing    []bool
 }
 
 func (f *receiptsBackend) History(conv protocol.ConversationID) ([]client.Message, error) {
@@ -65,4 +68,53 @@ func TestChatViewReceipts(t *testing.T) {
 	if b.marked != 2 || b.receipted != 2 {
 		t.Fatalf("%d marks, %d rounds of receipts; want 2 of each (the first, and one for three messages)", b.marked, b.receipted)
 	}
+}
+
+func (f *receiptsBackend) SendTyping(ctx context.Context, conv protocol.ConversationID, typing bool) error {
+	f.typing = append(f.typing, typing)
+	return nil
+}
+
+// The chat view tells the others it is typing once per client.TypingEvery
+// while the input holds text and that it stopped when the text is sent;
+// it shows "NAME is typing…" until the notice is stale, a stopped notice
+// or a message of NAME comes.
+func TestChatViewTyping(t *testing.T) {
+	m, fb := newTestChat(t, 80, 12)
+	b := &receiptsBackend{fakeBackend: fb}
+	m.b = b
+	drain(m, typeText(m, "hi"))
+	drain(m, typeText(m, "!"))
+	if !slices.Equal(b.typing, []bool{true}) {
+		t.Fatalf("notices %v while typing, want one", b.typing)
+	}
+	now := testNow
+	m.now = func() time.Time { return now }
+	now = now.Add(client.TypingEvery * time.Millisecond)
+	drain(m, typeText(m, "!"))
+	drain(m, press(m, "enter"))
+	if !slices.Equal(b.typing, []bool{true, true, false}) {
+		t.Fatalf("notices %v, want typing again after %d ms and stopped on send", b.typing, client.TypingEvery)
+	}
+
+	bob := client.Typing{Conversation: m.conv, Username: "bob", Typing: true}
+	m.Update(chatTypingMsg{bob})
+	wantStatus := func(want string) {
+		t.Helper()
+		lines := screen(t, m)
+		if got := lines[len(lines)-2]; !strings.HasPrefix(got, want) {
+			t.Fatalf("status line %q, want it to start with %q", got, want)
+		}
+	}
+	wantStatus("bob is typing… · Enter send")
+	m.Update(chatTypingMsg{client.Typing{Conversation: m.conv, Username: "carol", Typing: true}})
+	wantStatus("bob and carol are typing…")
+	m.Update(chatReceivedMsg{msgAt(m, 7, "bob", "done", 1)})
+	wantStatus("carol is typing…")
+	now = now.Add(client.TypingShown * time.Millisecond)
+	wantStatus("Enter send")
+	m.Update(chatTypingMsg{bob})
+	bob.Typing = false
+	m.Update(chatTypingMsg{bob})
+	wantStatus("Enter send")
 }
