@@ -142,10 +142,10 @@ func TestReceipts(t *testing.T) {
 	})
 }
 
-// A member cannot speak for another: a receipt is the signer's, and the
-// server cannot give one to another member (the envelope's signature
-// names the sender).
-func TestReceiptForged(t *testing.T) {
+// receiptWorld starts a server, alice behind a rewriting proxy, and a
+// conversation of alice with the users named, who talk to it directly.
+func receiptWorld(t *testing.T, names ...string) (*proxy, *client.Client, protocol.ConversationID, []*client.Client) {
+	t.Helper()
 	ctx := context.Background()
 	n := startNode(t, t.TempDir()+"/sandi.db", serverConfig())
 	p := newProxy(t, n)
@@ -153,12 +153,24 @@ func TestReceiptForged(t *testing.T) {
 	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
 		t.Fatal(err)
 	}
-	bob := register(t, n, "bob")
-	mallory := register(t, n, "mallory")
-	conv, err := alice.CreateConversation(ctx, "", "bob", "mallory")
+	var others []*client.Client
+	for _, name := range names {
+		others = append(others, register(t, n, name))
+	}
+	conv, err := alice.CreateConversation(ctx, "", names...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return p, alice, conv, others
+}
+
+// A member cannot speak for another: a receipt is the signer's, and the
+// server cannot give one to another member (the envelope's signature
+// names the sender).
+func TestReceiptForged(t *testing.T) {
+	ctx := context.Background()
+	p, alice, conv, others := receiptWorld(t, "bob", "mallory")
+	bob, mallory := others[0], others[1]
 	m1, err := alice.Send(ctx, conv, "hello")
 	if err != nil {
 		t.Fatal(err)
@@ -206,17 +218,8 @@ func TestReceiptForged(t *testing.T) {
 // (or again): the reader's mark does not move back.
 func TestReceiptReplay(t *testing.T) {
 	ctx := context.Background()
-	n := startNode(t, t.TempDir()+"/sandi.db", serverConfig())
-	p := newProxy(t, n)
-	alice := clientVia(t, p)
-	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
-		t.Fatal(err)
-	}
-	bob := register(t, n, "bob")
-	conv, err := alice.CreateConversation(ctx, "", "bob")
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, alice, conv, others := receiptWorld(t, "bob")
+	bob := others[0]
 	m1, err := alice.Send(ctx, conv, "one")
 	if err != nil {
 		t.Fatal(err)

@@ -51,10 +51,11 @@ func readTyping(ctx context.Context, c *websocket.Conn) ([]byte, error) {
 	}
 }
 
-// liveSocket opens to's WebSocket from its cursor and returns it once it
-// is live: it delivered a message from.
+// liveSocket opens to's WebSocket from its newest event and returns it
+// once it is live: it delivered a message from.
 func liveSocket(ctx context.Context, t *testing.T, from, to *device, conv protocol.ConversationID) *websocket.Conn {
 	t.Helper()
+	to.events(500)
 	ws, err := to.dialWS(ctx, nil, to.cursor)
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +81,6 @@ func TestTypingRelay(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		bob.events(500)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		ws := liveSocket(ctx, t, alice, bob, conv)
@@ -132,7 +132,6 @@ func TestClusterTyping(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bob.events(500)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	ws := liveSocket(ctx, t, alice, bob.on(es[1]), conv)
