@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"testing"
+	"time"
 )
 
 // receiptOf is a JS expression: the receipt state ("sent", "delivered",
@@ -36,6 +37,23 @@ func TestBrowserReceiptsTyping(t *testing.T) {
 	bob.pressEnter()
 	alice.waitMessage("yes I a")
 	alice.wait("the typing line gone", `document.getElementById("typing-line").hidden`)
+
+	// Bob turns read receipts off (with the keyboard): alice's next
+	// message is shown delivered, never read.
+	eval[bool](bob, `(location.hash = "#/devices", true)`)
+	bob.wait("the devices pane", `!document.getElementById("pane-devices").hidden`)
+	bob.tabTo("#read-receipts")
+	bob.pressKey(" ", 32)
+	bob.wait("the setting saved", `document.getElementById("read-receipts").dataset.saved === "false"`)
+	bob.screenshot("read-receipts", 375)
+	eval[bool](bob, `(location.hash = "#/", true)`)
+	bob.openConversation("alice")
+	alice.send("and now?")
+	bob.waitMessage("and now?")
+	alice.wait("the message delivered", receiptOf("and now?")+` === "delivered"`)
+	if alice.holdsWithin(2*time.Second, receiptOf("and now?")+` === "read"`) {
+		t.Fatal("alice sees her message read by bob, whose read receipts are off")
+	}
 	alice.noProblems()
 	bob.noProblems()
 }

@@ -111,6 +111,24 @@
     if (next < Infinity) rs.timer = setTimeout(drawTyping, next - now + 10);
   }
 
+  // The read-receipt setting of this browser, in the devices pane: off,
+  // it tells the others that their messages arrived, not that they were
+  // read (protocol.md §13.8).
+  const setting = document.createElement("div");
+  setting.className = "card stack";
+  setting.innerHTML = `<h3>Read receipts</h3>
+    <label class="check"><input type="checkbox" id="read-receipts" checked> Tell the others when this browser showed you their messages</label>
+    <p>Off, they only see that their messages arrived. Each of your devices keeps its own setting.</p>`;
+  $("device-list").closest(".card").after(setting);
+  const box = $("read-receipts");
+  box.addEventListener("change", () => {
+    sandi.readReceipts(box.checked).then((on) => { box.checked = on; box.dataset.saved = String(on); }).catch(() => {});
+  });
+  // The pane shows the stored setting once the module is there.
+  new MutationObserver(() => {
+    if (!$("pane-devices").hidden && window.sandi && sandi.readReceipts) sandi.readReceipts().then((on) => { box.checked = on; }).catch(() => {});
+  }).observe($("pane-devices"), { attributes: true, attributeFilter: ["hidden"] });
+
   window.sandiReceipts = {
     status,
     decorate,
