@@ -585,7 +585,7 @@ func (e *cli) syncPrint(ctx context.Context, only *protocol.ConversationID) erro
 		}
 	}
 	if err == nil {
-		e.sendReceipts(ctx) // delivered, and read unless --peek
+		e.sendReceipts(ctx, res.Messages) // delivered, and read unless --peek
 	}
 	for _, f := range res.Failures {
 		printError(e.stderr, f)

@@ -39,12 +39,21 @@ func cmdReadReceipts(ctx context.Context, e *cli, args []string) error {
 	return e.out(map[string]any{"readReceipts": on}, text)
 }
 
-// sendReceipts acknowledges what this device received and read. A receipt
-// is a courtesy: one that could not be sent (no connection, a conversation
-// this device cannot send to) is sent by a later sync, and its failure is
-// not the command's.
-func (e *cli) sendReceipts(ctx context.Context) {
-	_ = e.c.SendReceipts(ctx)
+// sendReceipts acknowledges what this device received and read in the
+// conversations of the messages that came. A receipt is a courtesy: one
+// that could not be sent (no connection, a conversation this device cannot
+// send to) goes with the next that conversation's messages bring, and its
+// failure is not the command's.
+func (e *cli) sendReceipts(ctx context.Context, came []client.Message) {
+	var convs []protocol.ConversationID
+	for _, m := range came {
+		if !slices.Contains(convs, m.Conversation) {
+			convs = append(convs, m.Conversation)
+		}
+	}
+	if len(convs) > 0 {
+		_ = e.c.SendReceipts(ctx, convs...)
+	}
 }
 
 // receiptLine is the line under a message of this account that tells
