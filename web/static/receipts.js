@@ -56,6 +56,8 @@
     }
   }, 200);
 
+  const recount = debounce(() => app().refresh(), 300);
+
   // Receipts leave in bursts: one round per conversation for whatever
   // came meanwhile.
   const waiting = new Set();
@@ -132,9 +134,11 @@
   window.sandiReceipts = {
     status,
     decorate,
-    // onReceipt: a receipt came live.
+    // onReceipt: a receipt came live; one of this account's (another
+    // device read) changed the unread counts.
     onReceipt(r) {
       if (r.conversation === app().st.current) redraw(r.conversation);
+      if (r.own) recount();
     },
     // onTyping: a typing notice came live.
     onTyping(t) {

@@ -55,11 +55,15 @@ func (a *app) readReceipts(args []js.Value) (any, error) {
 }
 
 // liveReceipts hands the receipts and typing notices that Listen brings to
-// onReceipt({conversation}) and onTyping({conversation, username, typing})
-// when the page gave them.
+// onReceipt({conversation, own}) and onTyping({conversation, username,
+// typing}) when the page gave them. own: a receipt of this account's
+// (another device read: the unread counts changed).
 func liveReceipts(c *client.Client, onReceipt, onTyping js.Value) {
+	self := c.UserID() // the callbacks run with the client locked
 	if onReceipt.Type() == js.TypeFunction {
-		c.OnReceipt(func(m client.Message) { onReceipt.Invoke(toJS(map[string]any{"conversation": m.Conversation})) })
+		c.OnReceipt(func(m client.Message) {
+			onReceipt.Invoke(toJS(map[string]any{"conversation": m.Conversation, "own": m.SenderID == self}))
+		})
 	}
 	if onTyping.Type() == js.TypeFunction {
 		c.OnTyping(func(t client.Typing) { onTyping.Invoke(toJS(t)) })
