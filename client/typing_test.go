@@ -82,8 +82,8 @@ func await[T any](t *testing.T, ch <-chan T, what string) T {
 }
 
 // Typing notices reach the other member's live connection, verified and
-// attributed; the server stores nothing of them; a member cannot post one
-// in another's name.
+// attributed, unless too old (a replay); the server stores nothing of
+// them; a member cannot post one in another's name.
 func TestTyping(t *testing.T) {
 	ctx := context.Background()
 	n := startNode(t, t.TempDir()+"/sandi.db", serverConfig())
@@ -97,8 +97,19 @@ func TestTyping(t *testing.T) {
 	if err := bob.Register(ctx, "bob", "password of bob"); err != nil {
 		t.Fatal(err)
 	}
-	conv, err := alice.CreateConversation(ctx, "", "bob")
+	// Carol's clock is a minute behind: her notices look replayed.
+	carol, err := client.Open(client.Options{Server: n.url(), Storage: client.NewMemStorage(), Now: func() time.Time { return time.Now().Add(-time.Minute) }})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := carol.Register(ctx, "carol", "password of carol"); err != nil {
+		t.Fatal(err)
+	}
+	conv, err := alice.CreateConversation(ctx, "", "bob", "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := carol.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
 	typing, msgs := listenTyping(t, bob)
@@ -108,6 +119,9 @@ func TestTyping(t *testing.T) {
 	await(t, msgs, "message on bob's WebSocket") // bob is live and holds the epoch
 
 	for _, on := range []bool{true, false} {
+		if err := carol.SendTyping(ctx, conv, on); err != nil {
+			t.Fatal(err)
+		}
 		if err := alice.SendTyping(ctx, conv, on); err != nil {
 			t.Fatal(err)
 		}
