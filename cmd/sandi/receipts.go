@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"time"
 
 	tea "charm.land/bubbletea/v2"
 
@@ -54,6 +55,14 @@ func (e *cli) sendReceipts(ctx context.Context, came []client.Message) {
 	if len(convs) > 0 {
 		_ = e.c.SendReceipts(ctx, convs...)
 	}
+}
+
+// acknowledge sends the receipts of conv when a chat ends, within a few
+// seconds even if ctx was cancelled (the user left with a signal).
+func (e *cli) acknowledge(ctx context.Context, conv protocol.ConversationID) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = e.c.SendReceipts(ctx, conv) // a courtesy, as in sendReceipts
 }
 
 // receiptLine is the line under a message of this account that tells

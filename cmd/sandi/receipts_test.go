@@ -40,6 +40,15 @@ func TestCLIReceipts(t *testing.T) {
 	if out := cliOK(t, base, a, "", "--json", "history", conv); !strings.Contains(out, `"text":"third"`) || strings.Count(out, `"readBy":["bob"]`) != 1 || strings.Count(out, `"deliveredTo":["bob"]`) != 3 {
 		t.Fatalf("with bob's read receipts off, alice's history:\n%s", out)
 	}
+	// A piped chat reads what it prints: with read receipts on again, it
+	// tells alice so when it ends.
+	cliOK(t, base, b, "", "read-receipts", "on")
+	cliOK(t, base, a, "", "send", conv, "fourth")
+	cliOK(t, base, b, "hi\n", "chat", conv)
+	cliOK(t, base, a, "", "sync")
+	if out := cliOK(t, base, a, "", "history", conv); !strings.Contains(out, " alice: fourth\n           ✓ read by bob\n") {
+		t.Fatalf("after bob's piped chat, alice's history:\n%s", out)
+	}
 	if _, errs, code := cliRun(t, base, b, "", "read-receipts", "maybe"); code != 2 || !strings.Contains(errs, "usage: sandi read-receipts [on|off]") {
 		t.Fatalf("read-receipts maybe: exit %d, %q", code, errs)
 	}
