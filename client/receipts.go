@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"sandi.dev/protocol"
 )
@@ -95,24 +96,42 @@ func foldReceipts(view []Message, self protocol.UserID) []Message {
 	if marks == nil {
 		return out
 	}
+	type account struct {
+		id protocol.UserID
+		*mark
+	}
+	accounts := make([]account, 0, len(marks))
+	for u, mk := range marks {
+		accounts = append(accounts, account{u, mk})
+	}
+	slices.SortFunc(accounts, func(a, b account) int { return strings.Compare(a.name, b.name) })
+	// The lists of all messages share one backing array, in name order.
+	var names []string
+	list := func(start int) []string {
+		if len(names) == start {
+			return nil
+		}
+		return names[start:len(names):len(names)]
+	}
 	for i := range out {
 		m := &out[i]
 		if !targetable(m.Type) || m.Seq == 0 {
 			continue
 		}
-		for u, mk := range marks {
-			if u == m.SenderID {
-				continue
-			}
-			if mk.delivered >= m.Seq || mk.read >= m.Seq {
-				m.DeliveredTo = append(m.DeliveredTo, mk.name)
-			}
-			if mk.read >= m.Seq {
-				m.ReadBy = append(m.ReadBy, mk.name)
+		start := len(names)
+		for _, a := range accounts {
+			if a.id != m.SenderID && a.delivered >= m.Seq {
+				names = append(names, a.name)
 			}
 		}
-		slices.Sort(m.DeliveredTo)
-		slices.Sort(m.ReadBy)
+		m.DeliveredTo = list(start)
+		start = len(names)
+		for _, a := range accounts {
+			if a.id != m.SenderID && a.read >= m.Seq {
+				names = append(names, a.name)
+			}
+		}
+		m.ReadBy = list(start)
 	}
 	return out
 }
