@@ -54,7 +54,8 @@
       }
       li.append(row);
     }
-    if (!m.deleted && meta) {
+    const conv = st.convs.get(st.current);
+    if (!m.deleted && meta && !(conv && conv.left)) { // no actions where this account is no longer a member
       const btn = el("button", { type: "button", class: "msg-actions", "aria-label": "Actions on this message", "aria-haspopup": "menu", "aria-expanded": "false" }, "⋯");
       btn.addEventListener("click", () => (as.menu && as.menu.button === btn ? closeMenu(true) : openMenu(btn, m)));
       meta.append(btn);
