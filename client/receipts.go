@@ -223,7 +223,8 @@ func (c *Client) readReceipts() (bool, error) {
 // (MarkRead, MarkReadThrough), unless read receipts are off; and at most
 // one delivered receipt, naming the newest message held, when it is newer
 // than that. One burst of messages thus costs one receipt per conversation,
-// whatever its length.
+// whatever its length. A conversation that needs a new epoch gets its
+// receipts at a later call, once a message has made the epoch.
 func (c *Client) SendReceipts(ctx context.Context, convs ...protocol.ConversationID) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -268,6 +269,18 @@ func (c *Client) SendReceipts(ctx context.Context, convs ...protocol.Conversatio
 			if readOn && m.Seq <= cs.ReadSeq && m.Seq > cs.ReadAck {
 				rd = m
 			}
+		}
+		if rd == nil && dlv == nil {
+			continue
+		}
+		// A receipt does not make an epoch: while the conversation needs a
+		// new one, it waits for the next message of a member to make it
+		// (two members' receipts would race to, and one lose).
+		if ca, err := c.conversationState(ctx, cs); err != nil {
+			errs = append(errs, fmt.Errorf("receipts in %s: %w", id, err))
+			continue
+		} else if ca.RotationRequired {
+			continue
 		}
 		if rd != nil {
 			if _, err := c.send(ctx, cs, "", Content{Type: ContentReceipt, Text: ReceiptRead, Target: rd.Ref}); err != nil {

@@ -164,6 +164,39 @@ func receiptWorld(t *testing.T, names ...string) (*proxy, *client.Client, protoc
 	return p, alice, conv, others
 }
 
+// A receipt makes no epoch: while the conversation needs one (a member
+// was added), receipts wait for the next message to make it.
+func TestReceiptsWaitForEpoch(t *testing.T) {
+	ctx := context.Background()
+	_, alice, conv, others := receiptWorld(t, "bob", "carol")
+	bob, carol := others[0], others[1]
+	m, err := alice.Send(ctx, conv, "one")
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, bob)
+	if err := alice.RemoveMembers(ctx, conv, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, carol)
+	sendReceipts(t, bob, conv)
+	convs, err := bob.Conversations(ctx)
+	if err != nil || len(convs) != 1 || !convs[0].RotationRequired {
+		t.Fatalf("after bob's receipts: %+v %v; want the epoch still to be made", convs, err)
+	}
+	if _, _, got := receiptView(t, alice, conv, m.Ref); got != 0 {
+		t.Fatalf("alice got %d receipts before the new epoch", got)
+	}
+	if _, err := alice.Send(ctx, conv, "two"); err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, bob)
+	sendReceipts(t, bob, conv)
+	if dlv, _, got := receiptView(t, alice, conv, m.Ref); got != 1 || !slices.Equal(dlv[0], []string{"bob"}) {
+		t.Fatalf("alice got %d receipts, delivered %v, after the new epoch", got, dlv)
+	}
+}
+
 // A member cannot speak for another: a receipt is the signer's, and the
 // server cannot give one to another member (the envelope's signature
 // names the sender).
