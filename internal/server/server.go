@@ -43,6 +43,7 @@ type Config struct {
 	RegisterPerMinute int // per client address, default 10
 	LoginPerMinute    int // per client address, default 20; per client address and username, half of it (rounded up)
 	ClaimPerMinute    int // claims per requesting device and per its account, default 120; negative: every claim limit off
+	TypingPerMinute   int // typing notices per device, default 60 (typing.go)
 	// Pre-key limits (see claims.go); 0 takes the default, negative
 	// disables (except MaxClaimBudgets).
 	MaxOneTimeKeys       int // one-time keys a device may hold, default 200
@@ -153,6 +154,9 @@ func (c *Config) defaults() {
 	}
 	if c.LoginPerMinute == 0 {
 		c.LoginPerMinute = 20
+	}
+	if c.TypingPerMinute == 0 {
+		c.TypingPerMinute = typingPerMinute
 	}
 	if c.LoginDelayAfter == 0 {
 		c.LoginDelayAfter = 10
