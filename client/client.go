@@ -86,7 +86,9 @@ type Client struct {
 	lives     map[protocol.ConversationID]*epochLife // expiry.go
 	expiredAt int64                                  // Unix seconds of the last expiry run (0: none yet)
 
-	onChange func()
+	onChange  func()
+	onReceipt func(Message) // receipts.go
+	onTyping  func(Typing)  // typing.go
 }
 
 // account is the persisted identity of the device (storage key "account").

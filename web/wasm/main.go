@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"syscall/js"
@@ -56,6 +57,10 @@ type app struct {
 var a = &app{last: map[protocol.ConversationID]*client.Message{}, uploaded: map[string]client.Attachment{}}
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == workerMode {
+		worker()
+		return
+	}
 	api := map[string]func(args []js.Value) (any, error){
 		"open":           a.open,
 		"state":          func([]js.Value) (any, error) { return a.state() },
@@ -85,6 +90,9 @@ func main() {
 		"leave":          a.leave,
 		"rename":         a.rename,
 		"markRead":       a.markRead,
+		"sendReceipts":   a.sendReceipts, // receipts.go
+		"typing":         a.typing,
+		"readReceipts":   a.readReceipts,
 		"safety":         a.safety,
 		"contacts":       a.contacts,
 		"contact":        a.contact,
@@ -147,7 +155,7 @@ func main() {
 		if len(args) < 3 {
 			return jsError(errors.New("listen(onMessage, onFailure, onChange)"))
 		}
-		go a.listen(args[0], args[1], args[2])
+		go a.listen(args[0], args[1], args[2], arg(args, 3), arg(args, 4))
 		return nil
 	}))
 	js.Global().Set("sandi", obj)
@@ -647,7 +655,7 @@ func (a *app) send(args []js.Value) (any, error) {
 	}
 	var m client.Message
 	if len(atts) > 0 {
-		m, err = c.SendMessage(ctx, id, str(args, 1), atts)
+		m, err = c.SendMessageWithID(ctx, id, clientID, str(args, 1), atts)
 	} else {
 		m, err = c.SendWithID(ctx, id, clientID, str(args, 1))
 	}
@@ -996,12 +1004,14 @@ func (a *app) changed() {
 // listen runs the live event stream until logout, calling onMessage(m) for
 // each new message, onFailure(f) for each that does not decrypt (the
 // failure is stored too, so a reload still shows it) and onChange() when
-// something else changed.
-func (a *app) listen(onMessage, onFailure, onChange js.Value) {
+// something else changed; and, if given, onReceipt and onTyping
+// (receipts.go).
+func (a *app) listen(onMessage, onFailure, onChange, onReceipt, onTyping js.Value) {
 	st, c, err := a.get()
 	if err != nil {
 		return
 	}
+	liveReceipts(c, onReceipt, onTyping)
 	ctx, cancel := context.WithCancel(context.Background())
 	a.mu.Lock()
 	if a.stop != nil {
