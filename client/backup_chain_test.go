@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -262,5 +263,100 @@ func TestBackupChainAttacks(t *testing.T) {
 	}
 	if got := texts(again); !slices.Equal(got, texts(honest)) {
 		t.Fatalf("the new chain restores %q, want %q", got, texts(honest))
+	}
+}
+
+// lostAnswer forwards requests; while on, the answer to a segment upload
+// is lost (the server stored it, the device does not know).
+type lostAnswer struct{ on atomic.Bool }
+
+func (l *lostAnswer) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err == nil && l.on.Load() && r.Method == "PUT" && r.URL.Path == "/api/archives/segment" {
+		resp.Body.Close()
+		return nil, errors.New("connection reset (test)")
+	}
+	return resp, err
+}
+
+// TestBackupSegmentLostAnswer: a segment upload whose answer is lost
+// leaves a part on the server the device does not know; the next backup
+// deletes it before chaining its own, so a restore finds one segment per
+// place and restores. Before its segments pass MaxBackupSegments (or
+// outgrow the base) the device re-bases: the server then holds the new
+// base alone.
+func TestBackupSegmentLostAnswer(t *testing.T) {
+	ctx := context.Background()
+	blobDir := t.TempDir()
+	bs, err := fsblob.New(blobDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{Blobs: bs, BlobUploadsPerMinute: 1000})
+	rt := &lostAnswer{}
+	alice := newClientWith(t, n, rt)
+	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	register(t, n, "bob")
+	conv, err := alice.CreateConversation(ctx, "", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := alice.EnableBackup(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(text string) {
+		t.Helper()
+		if _, err := alice.Send(ctx, conv, text); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("lost answer")
+	rt.on.Store(true)
+	if err := alice.BackupNow(ctx); err == nil {
+		t.Fatal("a backup whose answer was lost succeeded")
+	}
+	rt.on.Store(false)
+	if got := len(blobObjects(t, blobDir)); got != 2 {
+		t.Fatalf("the server holds %d parts, want the base and the unacknowledged segment", got)
+	}
+	send("after the lost answer")
+	if err := alice.BackupNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(blobObjects(t, blobDir)); got != 2 {
+		t.Fatalf("the server holds %d parts, want the base and one segment", got)
+	}
+	fresh := newClient(t, n, "")
+	if err := fresh.Login(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := fresh.Restore(ctx, key.String()); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := historyTexts(t, fresh, conv), historyTexts(t, alice, conv); !slices.Equal(got, want) {
+		t.Fatalf("restored %q, want %q", got, want)
+	}
+	// A re-base comes before the segments pass MaxBackupSegments (here,
+	// a small account, when they outgrow the base).
+	for i := 0; ; i++ {
+		send("more")
+		if err := alice.BackupNow(ctx); err != nil {
+			t.Fatal(err)
+		}
+		objs := blobObjects(t, blobDir)
+		if len(objs) > 1+client.MaxBackupSegments || i > client.MaxBackupSegments {
+			t.Fatalf("after %d more backups the server holds %d parts: no re-base", i+1, len(objs))
+		}
+		if len(objs) == 1 {
+			for _, b := range objs {
+				if b[0] != 1 {
+					t.Fatalf("the one part left is not a base (version %d)", b[0])
+				}
+			}
+			break
+		}
 	}
 }
