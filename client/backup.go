@@ -211,12 +211,14 @@ func (c *Client) archives(ctx context.Context) ([]archiveRef, error) {
 // Restore brings the account back on this device from its backup: a
 // device that signed in (Login) and holds no identity key yet. The
 // recovery key is checked first (a typo is ErrRecoveryKey, before any
-// request), then against the backup (ErrWrongRecoveryKey); the whole
-// backup is read and checked before anything is written (a damaged one is
+// request), then against the backup's base (ErrWrongRecoveryKey); every
+// part, base and segments, is read and checked before anything is written
+// (a damaged one, or parts that do not make one chain, is
 // ErrBackupCorrupt), and its identity key must be the account's. The
 // device then holds the account's identity, the backed-up conversations,
-// epochs and history, and keeps making backups under the same key;
-// BackupStatus then reports when the restored backup was made.
+// epochs and history, and keeps making backups under the same key (a new
+// base first); BackupStatus then reports when the restored backup's last
+// part was made.
 func (c *Client) Restore(ctx context.Context, recoveryKey string) error {
 	k, err := archive.ParseRecoveryKey(recoveryKey)
 	if err != nil {

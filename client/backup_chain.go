@@ -2,6 +2,7 @@ package client
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -100,23 +101,13 @@ func (c *Client) backupChanges(old map[string]indexEntry) ([]archive.Record, map
 			recs = append(recs, archive.Record{Key: k, Value: archive.SegmentValue(archive.OpDelete, nil)})
 		}
 	}
-	slices.SortFunc(recs, func(a, b archive.Record) int { return cmpString(a.Key, b.Key) })
+	slices.SortFunc(recs, func(a, b archive.Record) int { return cmp.Compare(a.Key, b.Key) })
 	return recs, idx, nil
 }
 
 func prefixHash(v, want []byte) bool {
 	h := sha256.Sum256(v)
 	return bytes.Equal(h[:], want)
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // uploadSegment uploads what changed since the backup's last part as a
@@ -220,19 +211,18 @@ func (c *Client) backupParts(ctx context.Context, k archive.RecoveryKey, refs []
 		if err != nil {
 			return nil, err
 		}
+		// The first byte tells a base (version 1) from a segment.
 		header := make([]byte, archive.SegmentHeaderSize)
-		n, err := io.ReadFull(rc, header[:1])
-		if err == nil && header[0] == archive.SegmentVersion {
-			n, err = io.ReadFull(rc, header[1:])
-			n++
-		} else if err == nil {
-			header = header[:archive.BackupHeaderSize]
-			n, err = io.ReadFull(rc, header[1:])
-			n++
+		_, err = io.ReadFull(rc, header[:1])
+		if err == nil {
+			if header[0] != archive.SegmentVersion {
+				header = header[:archive.BackupHeaderSize]
+			}
+			_, err = io.ReadFull(rc, header[1:])
 		}
 		rc.Close()
 		if err != nil {
-			return nil, fmt.Errorf("%w: a part of %d bytes: %v", ErrBackupCorrupt, n, err)
+			return nil, fmt.Errorf("%w: a part too short for its header: %v", ErrBackupCorrupt, err)
 		}
 		p := &backupPart{id: r.ID, header: header}
 		if header[0] == archive.SegmentVersion {
@@ -263,7 +253,7 @@ func (c *Client) backupParts(ctx context.Context, k archive.RecoveryKey, refs []
 			return nil, c.brokenChain(fmt.Sprintf("a segment of the backup does not open under its recovery key (%v)", err))
 		}
 	}
-	slices.SortFunc(segs, func(a, b *backupPart) int { return int(int64(a.link.Seq) - int64(b.link.Seq)) })
+	slices.SortFunc(segs, func(a, b *backupPart) int { return cmp.Compare(a.link.Seq, b.link.Seq) })
 	for i, p := range segs {
 		if p.link.Seq != uint32(i+1) {
 			return nil, c.brokenChain(fmt.Sprintf("segment %d of the backup is missing or repeated (the server serves segments %v)", i+1, seqs(segs)))
