@@ -69,7 +69,7 @@ func (l Line) Text() string {
 	case LineRole:
 		return fmt.Sprintf("%s made %s %s", l.Actor, users, l.Role)
 	case LineRenamed:
-		return fmt.Sprintf("%s renamed the conversation to %q", l.Actor, l.Title)
+		return fmt.Sprintf("%s renamed the conversation to \"%s\"", l.Actor, l.Title)
 	case LineTimer:
 		if l.Timer == 0 {
 			return l.Actor + " turned off disappearing messages"
