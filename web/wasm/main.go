@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"syscall/js"
@@ -84,6 +85,8 @@ func main() {
 		"removeMember":   a.removeMember,
 		"leave":          a.leave,
 		"rename":         a.rename,
+		"setTimer":       a.setTimer,
+		"expire":         a.expire,
 		"markRead":       a.markRead,
 		"safety":         a.safety,
 		"contacts":       a.contacts,
@@ -608,7 +611,20 @@ func (a *app) history(args []js.Value) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"messages": views(h), "failures": fs}, nil
+	lines, err := c.Lines(id)
+	if err != nil {
+		return nil, err
+	}
+	next, err := c.NextExpiry(id)
+	if err != nil {
+		return nil, err
+	}
+	if lines == nil {
+		lines = []client.Line{}
+	}
+	// lines: the timeline lines (each after the messages up to its
+	// afterSeq); nextExpiry: when the page should call expire (0: never).
+	return map[string]any{"messages": views(h), "failures": fs, "lines": lines, "nextExpiry": next}, nil
 }
 
 func (a *app) send(args []js.Value) (any, error) {
@@ -703,6 +719,25 @@ func (a *app) removeMember(args []js.Value) (any, error) {
 func (a *app) rename(args []js.Value) (any, error) {
 	return a.member(args, func(ctx context.Context, c *client.Client, id protocol.ConversationID, title string) error {
 		return c.Rename(ctx, id, title)
+	})
+}
+
+// setTimer(conv, seconds) sets the disappearing-message timer (0: off).
+func (a *app) setTimer(args []js.Value) (any, error) {
+	if len(args) < 2 || args[1].Type() != js.TypeNumber || args[1].Float() < 0 || args[1].Float() > math.MaxUint32 || args[1].Float() != math.Trunc(args[1].Float()) {
+		return nil, errors.New("setTimer(conv, seconds): seconds is a whole number from 0 to 2^32-1")
+	}
+	secs := uint32(args[1].Float())
+	return a.member(args[:1], func(ctx context.Context, c *client.Client, id protocol.ConversationID, _ string) error {
+		return c.SetTimer(ctx, id, secs)
+	})
+}
+
+// expire erases the messages whose timer ran out (the page then shows the
+// history again).
+func (a *app) expire([]js.Value) (any, error) {
+	return a.with(func(ctx context.Context, c *client.Client) (any, error) {
+		return nil, c.ExpireMessages()
 	})
 }
 
