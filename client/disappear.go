@@ -108,6 +108,16 @@ func (c *Client) purgeExpired(cs *convState, now int64) error {
 	if err != nil {
 		return err
 	}
+	return c.eraseExpired(cs.ID, lines, now)
+}
+
+// eraseExpired is purgeExpired on the history lines of conv just read,
+// whatever the conversation's mark says.
+func (c *Client) eraseExpired(conv protocol.ConversationID, lines []Message, now int64) error {
+	cs, err := c.convOrNew(conv)
+	if err != nil {
+		return err
+	}
 	gone := map[string]bool{}
 	for _, m := range lines {
 		if m.expired(now) && m.Ref != "" {
@@ -133,9 +143,9 @@ func (c *Client) purgeExpired(cs *convState, now int64) error {
 		b = append(append(b, line...), '\n')
 	}
 	if len(b) == 0 {
-		err = c.st.Delete(historyKey(cs.ID))
+		err = c.st.Delete(historyKey(conv))
 	} else {
-		err = c.st.Put(historyKey(cs.ID), b)
+		err = c.st.Put(historyKey(conv), b)
 	}
 	if err != nil {
 		return err

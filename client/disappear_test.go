@@ -201,6 +201,20 @@ func TestDisappearingMessages(t *testing.T) {
 	if got := texts(t, bob, conv); !slices.Equal(got, []string{"kept forever", "stays"}) {
 		t.Fatalf("bob's history with the timer off: %q", got)
 	}
+
+	// A message whose expiry passed comes back into storage (an old
+	// backup restored): reading the history erases it.
+	line := fmt.Sprintf(`{"conversation":"%s","seq":2,"sender":"alice","type":"text","text":"from an old backup","ref":"AAAAAAAAAAAAAAAA","expiresAt":%d}`+"\n",
+		conv, bClk.Now().Add(-time.Hour).UnixMilli())
+	f, err := os.OpenFile(filepath.Join(bDir, "history", conv.String()), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(line)
+	f.Close()
+	if got := texts(t, bob, conv); slices.Contains(got, "from an old backup") || stored(t, bDir, "from an old backup") {
+		t.Fatalf("an expired message restored into storage: shown %q, stored %v", got, stored(t, bDir, "from an old backup"))
+	}
 }
 
 // TestExpiryRefused: a server that answers a message sent with a timer

@@ -379,21 +379,19 @@ func (c *Client) History(conv protocol.ConversationID) ([]Message, error) {
 }
 
 func (c *Client) history(conv protocol.ConversationID) ([]Message, error) {
-	now := c.now().UnixMilli()
-	if cs, err := c.conv(conv); err != nil {
-		return nil, err
-	} else if cs != nil {
-		if err := c.purgeExpired(cs, now); err != nil {
-			return nil, err
-		}
-	}
 	lines, err := c.historyLines(conv)
 	if err != nil || lines == nil {
 		return nil, err
 	}
-	// A message that disappeared since the purge (or whose line a crash
-	// left behind) is never shown.
-	lines = slices.DeleteFunc(lines, func(m Message) bool { return m.expired(now) })
+	// A message that disappeared is never shown, and reading finds it
+	// erased (it may have come back in an archive: disappear.go).
+	now := c.now().UnixMilli()
+	if slices.ContainsFunc(lines, func(m Message) bool { return m.expired(now) }) {
+		if err := c.eraseExpired(conv, lines, now); err != nil {
+			return nil, err
+		}
+		lines = slices.DeleteFunc(lines, func(m Message) bool { return m.expired(now) })
+	}
 	return foldActions(liveHistory(lines)), nil
 }
 
