@@ -68,6 +68,11 @@ func FuzzParseContent(f *testing.F) {
 		`{"type":"delete","text":"","target":"abcdefghijkl-_09"}`,
 		`{"type":"delete","text":"x","target":"abcdefghijkl-_0="}`,
 		`{"type":"text","text":"x","target":"abcdefghijkl-_09"}`,
+		`{"type":"text","text":"gone soon","sentAt":1780000000000,"timer":3600}`,
+		`{"type":"reaction","text":"","target":"abcdefghijkl-_09","timer":4294967295}`,
+		`{"type":"text","text":"x","timer":-1}`,
+		`{"type":"text","text":"x","timer":4294967296}`,
+		`{"type":"text","text":"x","timer":1.5}`,
 	} {
 		f.Add([]byte(s))
 	}
