@@ -69,7 +69,9 @@ func TestBrowserTimeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	bob.waitMessage("this goes in two seconds")
+	bob.wait("the list's preview", `document.getElementById("conv-list").innerText.includes("this goes in two seconds")`)
 	bob.waitWithin(10*time.Second, "the message to disappear", `![...document.querySelectorAll("#messages .msg .text")].some(e => e.innerText === "this goes in two seconds")`)
+	bob.wait("the list's preview to forget it", `!document.getElementById("conv-list").innerText.includes("this goes in two seconds")`)
 	if got := eval[[]string](bob, `sandi.history(`+js(conv.String())+`).then(h => h.messages.map(m => m.text))`); slices.Contains(got, "this goes in two seconds") {
 		bob.fail("the module still holds the expired message: %q", got)
 	}

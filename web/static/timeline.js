@@ -149,6 +149,7 @@
       }
       separators($("messages"));
       scheduleExpiry();
+      app().refresh(); // the list's preview may have shown it
     }, Math.min(Math.max(next - Date.now(), 0) + 50, 2 ** 31 - 1));
   }
 

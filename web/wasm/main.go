@@ -505,8 +505,13 @@ func (a *app) lastOf(c *client.Client, id protocol.ConversationID) (*client.Mess
 	a.mu.Lock()
 	m, ok := a.last[id]
 	a.mu.Unlock()
-	if ok {
+	if ok && (m == nil || m.ExpiresAt == 0 || m.ExpiresAt > time.Now().UnixMilli()) {
 		return m, nil
+	}
+	if ok { // its timer ran out: the history holds it no more
+		a.mu.Lock()
+		delete(a.last, id)
+		a.mu.Unlock()
 	}
 	h, err := c.History(id)
 	if err != nil {
