@@ -36,6 +36,7 @@ func TestBrowserTimeline(t *testing.T) {
 	alice.openConversation("Trip")
 	alice.waitMessage("see https://example.org/plan?day=1, then reply")
 	alice.wait("the creation line", lineShown("carol created the conversation with alice and bob"))
+	alice.wait("the new-messages marker before carol's unread message", `document.querySelector("#messages li.new-marker + li.msg") !== null`)
 	if !eval[bool](alice, `(() => { const a = document.querySelector("#messages .msg .text a");
 		return !!a && a.href === "https://example.org/plan?day=1" && a.target === "_blank" && a.rel.split(" ").includes("noopener") && a.rel.split(" ").includes("noreferrer"); })()`) {
 		alice.fail("the link is not an anchor to https://example.org/plan?day=1 opened with noopener")
@@ -52,6 +53,8 @@ func TestBrowserTimeline(t *testing.T) {
 	alice.click("#timer-form button[type=submit]")
 	alice.wait("alice's timer line", lineShown("You set disappearing messages to 1 hour"))
 	bob.wait("bob's timer line, live", lineShown("alice set disappearing messages to 1 hour"))
+	bob.screenshot("timeline", 375)
+	alice.screenshot("timeline-panel", 375)
 	carol.syncTexts()
 	if tm, err := carol.c.Timer(conv); err != nil || tm != 3600 {
 		t.Fatalf("carol's timer: %d, %v; want 3600", tm, err)
@@ -90,10 +93,12 @@ func TestBrowserTimeline(t *testing.T) {
 	if _, err := carol.c.Send(ctx, conv, "below the fold"); err != nil {
 		t.Fatal(err)
 	}
-	bob.wait("the jump-down button", `!document.getElementById("jump-down").hidden && !!document.querySelector("#messages li.new-marker")`)
+	bob.wait("the jump-down button", `!document.getElementById("jump-down").hidden &&
+		document.querySelector("#messages li.new-marker + li.msg .text")?.innerText === "below the fold"`)
 	if s := eval[string](bob, `document.getElementById("jump-down").innerText`); s != "↓ 1 new" {
 		bob.fail("the jump-down button says %q", s)
 	}
+	bob.screenshot("timeline-jump", 375)
 	bob.click("#jump-down")
 	bob.wait("the button hidden, at the bottom", `(() => { const l = document.getElementById("messages");
 		return document.getElementById("jump-down").hidden && l.scrollHeight - l.scrollTop - l.clientHeight < 80; })()`)
@@ -104,7 +109,6 @@ func TestBrowserTimeline(t *testing.T) {
 	if !grew {
 		alice.fail("the composer did not grow with four lines")
 	}
-	alice.screenshot("timeline", 375)
 	alice.noProblems()
 	bob.noProblems()
 }

@@ -501,7 +501,7 @@
       }
       for (const p of pend) frag.append(pendingNode(p));
       list.append(frag);
-      if (timeline().afterOpen) timeline().afterOpen(list);
+      if (timeline().afterOpen) timeline().afterOpen(list, st.convs.get(id));
       list.scrollTop = list.scrollHeight;
       if (!$("composer-input").disabled && !matchMedia("(pointer: coarse)").matches) $("composer-input").focus();
       mark("historyRendered");

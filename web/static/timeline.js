@@ -153,13 +153,20 @@
     }, Math.min(Math.max(next - Date.now(), 0) + 50, 2 ** 31 - 1));
   }
 
-  // afterOpen runs once the history of the open chat is drawn.
-  function afterOpen(list) {
+  // afterOpen runs once the history of the open chat is drawn: the marker
+  // goes before the first of its unread messages (c.unread, the others'
+  // messages at the end).
+  function afterOpen(list, c) {
     tl.unseen = 0;
     drawJump();
+    const others = [...list.querySelectorAll("li.msg:not(.own)")];
+    const unread = c && c.unread > 0 ? others[Math.max(others.length - c.unread, 0)] : null;
+    if (unread) list.insertBefore(marker(), unread);
     separators(list);
     scheduleExpiry();
   }
+
+  const marker = () => app().el("li", { class: "new-marker", role: "separator", text: "New messages" });
 
   // afterIncoming runs after live items were drawn: a reader scrolled up
   // gets the marker before the first of them and the jump-down button.
@@ -168,8 +175,9 @@
     scheduleExpiry();
     const msgs = nodes.filter((n) => n.classList && n.classList.contains("msg"));
     if (near || msgs.length === 0) return;
-    if (!list.querySelector("li.new-marker")) {
-      list.insertBefore(app().el("li", { class: "new-marker", role: "separator", text: "New messages" }), msgs[0]);
+    if (tl.unseen === 0) { // the first the reader has not seen: the marker moves there
+      for (const m of list.querySelectorAll("li.new-marker")) m.remove();
+      list.insertBefore(marker(), msgs[0]);
     }
     tl.unseen += msgs.length;
     drawJump();
