@@ -125,6 +125,7 @@ func (c *Client) eraseExpired(conv protocol.ConversationID, lines []Message, now
 		}
 	}
 	var b []byte
+	var kept []Message
 	next, unread := int64(0), 0
 	for _, m := range lines {
 		if m.expired(now) || m.Target != "" && gone[m.Target] {
@@ -133,9 +134,7 @@ func (c *Client) eraseExpired(conv protocol.ConversationID, lines []Message, now
 		if m.ExpiresAt != 0 && (next == 0 || m.ExpiresAt < next) {
 			next = m.ExpiresAt
 		}
-		if m.Seq > cs.ReadSeq && c.countsUnread(m) {
-			unread++
-		}
+		kept = append(kept, m)
 		line, err := json.Marshal(m)
 		if err != nil {
 			return err
@@ -149,6 +148,11 @@ func (c *Client) eraseExpired(conv protocol.ConversationID, lines []Message, now
 	}
 	if err != nil {
 		return err
+	}
+	for _, m := range liveHistory(kept) { // counted as MarkReadThrough counts
+		if m.Seq > cs.ReadSeq && c.countsUnread(m) {
+			unread++
+		}
 	}
 	cs.NextExpiry, cs.Unread = next, unread
 	return c.saveConv(cs)

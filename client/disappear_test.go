@@ -142,6 +142,9 @@ func TestDisappearingMessages(t *testing.T) {
 	if stored(t, bDir, "burn after reading") {
 		t.Fatal("the expired message's text is still in bob's storage")
 	}
+	if convs, err := bob.LocalConversations(); err != nil || len(convs) != 1 || convs[0].Unread != 1 {
+		t.Fatalf("bob's unread count after the expiry: %+v, %v; want 1 (the message that stays)", convs, err)
+	}
 	aClk.add(61 * time.Second)
 	if err := alice.ExpireMessages(); err != nil {
 		t.Fatal(err)

@@ -38,7 +38,8 @@ type Line struct {
 	Conversation protocol.ConversationID `json:"conversation"`
 	Kind         string                  `json:"kind"`
 	Actor        string                  `json:"actor,omitempty"` // username of the member who made the change
-	Users        []string                `json:"users,omitempty"` // usernames the change concerns
+	Users        []string                `json:"users,omitempty"` // usernames the change concerns (at most maxLineNames)
+	More         int                     `json:"more,omitempty"`  // how many more it concerns
 	Role         string                  `json:"role,omitempty"`
 	Title        string                  `json:"title,omitempty"`
 	Timer        uint32                  `json:"timer,omitempty"`
@@ -46,14 +47,14 @@ type Line struct {
 	AfterSeq     uint64                  `json:"afterSeq"` // shown after the messages up to this seq
 }
 
-// maxLineNames is how many usernames a line's text names before "and N
-// others".
+// maxLineNames is how many usernames a line keeps and names before "and N
+// others" (a device looks up at most that many for a change).
 const maxLineNames = 5
 
 // Text is the line as a sentence, with the names as given (a caller that
 // prints to a terminal escapes it).
 func (l Line) Text() string {
-	users := names(l.Users)
+	users := names(l.Users, l.More)
 	switch l.Kind {
 	case LineCreated:
 		if users == "" {
@@ -81,12 +82,12 @@ func (l Line) Text() string {
 	return l.Kind
 }
 
-func names(us []string) string {
+func names(us []string, more int) string {
 	switch n := len(us); {
 	case n == 0:
 		return ""
-	case n > maxLineNames:
-		return strings.Join(us[:maxLineNames], ", ") + fmt.Sprintf(" and %d others", n-maxLineNames)
+	case more > 0:
+		return strings.Join(us, ", ") + fmt.Sprintf(" and %d others", more)
 	case n == 1:
 		return us[0]
 	default:
@@ -198,6 +199,9 @@ func (c *Client) chainLines(ctx context.Context, cs *convState, recs []*protocol
 			}
 		default:
 			continue // a rekey: its identity line comes from the trust store
+		}
+		if len(users) > maxLineNames {
+			users, l.More = users[:maxLineNames], len(users)-maxLineNames
 		}
 		for _, u := range users {
 			l.Users = append(l.Users, c.usernameOf(ctx, u))

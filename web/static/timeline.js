@@ -36,9 +36,9 @@
     return parts.join(" ");
   }
 
-  function names(us) {
+  function names(us, more) {
     us = us || [];
-    if (us.length > 5) return us.slice(0, 5).join(", ") + ` and ${us.length - 5} others`;
+    if (more > 0) return us.join(", ") + ` and ${more} others`;
     if (us.length < 2) return us.join("");
     return us.slice(0, -1).join(", ") + " and " + us[us.length - 1];
   }
@@ -47,19 +47,19 @@
   function lineText(l) {
     const who = l.actor === app().st.me.username ? "You" : l.actor;
     switch (l.kind) {
-      case "created": return l.users && l.users.length ? `${who} created the conversation with ${names(l.users)}` : `${who} created the conversation`;
-      case "added": return `${who} added ${names(l.users)}`;
-      case "removed": return `${who} removed ${names(l.users)}`;
+      case "created": return l.users && l.users.length ? `${who} created the conversation with ${names(l.users, l.more)}` : `${who} created the conversation`;
+      case "added": return `${who} added ${names(l.users, l.more)}`;
+      case "removed": return `${who} removed ${names(l.users, l.more)}`;
       case "left": return `${who} left`;
-      case "role": return `${who} made ${names(l.users)} ${l.role}`;
+      case "role": return `${who} made ${names(l.users, l.more)} ${l.role}`;
       case "renamed": return `${who} renamed the conversation to “${l.title}”`;
       case "timer": return l.timer ? `${who} set disappearing messages to ${fmtTimer(l.timer)}` : `${who} turned off disappearing messages`;
-      case "identity": return `The identity key of ${names(l.users)} changed: compare safety numbers`;
+      case "identity": return `The identity key of ${names(l.users, l.more)} changed: compare safety numbers`;
     }
     return l.kind;
   }
 
-  const lineKey = (l) => [l.kind, l.time, l.afterSeq, l.actor, (l.users || []).join(","), l.title, l.timer].join("|");
+  const lineKey = (l) => [l.kind, l.time, l.afterSeq, l.actor, (l.users || []).join(","), l.more, l.title, l.timer].join("|");
   const fullDate = (ms) => new Date(ms).toLocaleString(undefined, { dateStyle: "full", timeStyle: "medium" });
   const dayOf = (ms) => new Date(ms).toDateString();
 
