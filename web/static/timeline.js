@@ -195,10 +195,10 @@
   // refreshLines draws the lines written since the chat was opened (a
   // change made elsewhere, which the event stream brought).
   async function refreshLines(id) {
-    let h;
-    try { h = await sandi.history(id); } catch (e) { return; }
+    let lines;
+    try { lines = await sandi.lines(id); } catch (e) { return; }
     if (app().st.current !== id) return;
-    const fresh = (h.lines || []).filter((l) => !tl.lines.has(lineKey(l)));
+    const fresh = lines.filter((l) => !tl.lines.has(lineKey(l)));
     if (!fresh.length) return;
     const list = $("messages");
     const near = nearBottom(list);

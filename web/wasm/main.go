@@ -87,6 +87,7 @@ func main() {
 		"rename":         a.rename,
 		"setTimer":       a.setTimer,
 		"expire":         a.expire,
+		"lines":          a.lines,
 		"markRead":       a.markRead,
 		"safety":         a.safety,
 		"contacts":       a.contacts,
@@ -736,6 +737,24 @@ func (a *app) setTimer(args []js.Value) (any, error) {
 	return a.member(args[:1], func(ctx context.Context, c *client.Client, id protocol.ConversationID, _ string) error {
 		return c.SetTimer(ctx, id, secs)
 	})
+}
+
+// lines returns the timeline lines of a conversation (without reading
+// its history).
+func (a *app) lines(args []js.Value) (any, error) {
+	_, c, err := a.get()
+	if err != nil {
+		return nil, err
+	}
+	id, err := conv(args)
+	if err != nil {
+		return nil, err
+	}
+	ls, err := c.Lines(id)
+	if ls == nil {
+		ls = []client.Line{}
+	}
+	return ls, err
 }
 
 // expire erases the messages whose timer ran out (the page then shows the
