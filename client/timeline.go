@@ -23,7 +23,6 @@ import (
 
 // Kinds of timeline lines.
 const (
-	LineCreated  = "created"  // Actor created the conversation with Users
 	LineAdded    = "added"    // Actor added Users
 	LineRemoved  = "removed"  // Actor removed Users
 	LineLeft     = "left"     // Actor left
@@ -56,11 +55,6 @@ const maxLineNames = 5
 func (l Line) Text() string {
 	users := names(l.Users, l.More)
 	switch l.Kind {
-	case LineCreated:
-		if users == "" {
-			return l.Actor + " created the conversation"
-		}
-		return fmt.Sprintf("%s created the conversation with %s", l.Actor, users)
 	case LineAdded:
 		return fmt.Sprintf("%s added %s", l.Actor, users)
 	case LineRemoved:
@@ -175,13 +169,6 @@ func (c *Client) chainLines(ctx context.Context, cs *convState, recs []*protocol
 		l := Line{Actor: c.usernameOf(ctx, r.Author), Time: r.Time}
 		var users []protocol.UserID
 		switch r.Op {
-		case protocol.OpCreate:
-			l.Kind = LineCreated
-			for _, m := range r.Members {
-				if m.User != r.Author {
-					users = append(users, m.User)
-				}
-			}
 		case protocol.OpAdd:
 			l.Kind = LineAdded
 			for _, m := range r.Members {
@@ -198,7 +185,9 @@ func (c *Client) chainLines(ctx context.Context, cs *convState, recs []*protocol
 				l.Role = m.Role.String()
 			}
 		default:
-			continue // a rekey: its identity line comes from the trust store
+			// The creation is the conversation itself (its members are
+			// listed with it); a rekey's line comes from the trust store.
+			continue
 		}
 		if len(users) > maxLineNames {
 			users, l.More = users[:maxLineNames], len(users)-maxLineNames

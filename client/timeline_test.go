@@ -63,7 +63,6 @@ func TestTimelineLines(t *testing.T) {
 		}
 	}
 	want := []string{
-		"alice created the conversation with bob",
 		"alice: one",
 		"alice added carol and dave",
 		"bob renamed the conversation to \"summer trip\"",

@@ -56,7 +56,7 @@ func TestCLITimerAndLines(t *testing.T) {
 		last = i
 	}
 	hist := cliOK(t, base, bob, "", "history", conv[:8])
-	if !strings.Contains(hist, "-- alice created the conversation with bob") || !strings.Contains(hist, "-- alice turned off disappearing messages") {
+	if !strings.Contains(hist, "-- alice added carol") || !strings.Contains(hist, "-- alice turned off disappearing messages") {
 		t.Fatalf("bob's history:\n%s", hist)
 	}
 	js := cliOK(t, base, bob, "", "--json", "history", conv[:8])

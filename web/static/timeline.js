@@ -47,7 +47,6 @@
   function lineText(l) {
     const who = l.actor === app().st.me.username ? "You" : l.actor;
     switch (l.kind) {
-      case "created": return l.users && l.users.length ? `${who} created the conversation with ${names(l.users, l.more)}` : `${who} created the conversation`;
       case "added": return `${who} added ${names(l.users, l.more)}`;
       case "removed": return `${who} removed ${names(l.users, l.more)}`;
       case "left": return `${who} left`;
