@@ -202,6 +202,10 @@ func (c *Client) load() error {
 	} else if !errors.Is(err, ErrNoValue) {
 		return err
 	}
+	// An archive import cut short: finish it or drop it.
+	if err := c.recoverImport(); err != nil {
+		return fmt.Errorf("finish an interrupted import: %w", err)
+	}
 	b, err := c.st.Get("account")
 	if errors.Is(err, ErrNoValue) {
 		return nil

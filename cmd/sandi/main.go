@@ -88,8 +88,9 @@ Account and devices:
                               recovery key once; it is made again at most hourly);
                               disable deletes the server's copy
   restore                     on a device that only signed in (login): read the
-                              recovery key from stdin and bring the account back
-                              from its backup, with the same identity and history
+                              recovery key (asked without echo on a terminal, else
+                              a line on stdin) and bring the account back from its
+                              backup, with the same identity and history
   logout                      remove this device from the account: revoke it on the
                               server and erase its keys and messages here
 

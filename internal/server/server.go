@@ -252,9 +252,22 @@ func New(st store.Store, log *slog.Logger, cfg Config) *Server {
 			s.writeError(w, r, problem(http.StatusServiceUnavailable, CodeUnavailable, "database unreachable", err))
 			return
 		}
+		// Still ready without NATS (the node delivers by polling) or
+		// without its blob store (messages flow; attachments answer 503
+		// until it is back, and every node of a cluster shares it, so
+		// taking them all out of service would stop the messages too).
+		var degraded []string
 		if joined, up := s.ClusterConnected(); joined && !up {
-			// Still ready: without NATS the node delivers by polling.
-			w.Write([]byte("ready (degraded: NATS unreachable, live delivery from other nodes by polling)\n"))
+			degraded = append(degraded, "NATS unreachable, live delivery from other nodes by polling")
+		}
+		if p, ok := s.cfg.Blobs.(blob.Pinger); ok {
+			if err := p.Ping(ctx); err != nil {
+				s.log.Warn("readiness: blob store unreachable", "err", err)
+				degraded = append(degraded, "blob store unreachable, attachments refused")
+			}
+		}
+		if len(degraded) > 0 {
+			w.Write([]byte("ready (degraded: " + strings.Join(degraded, "; ") + ")\n"))
 			return
 		}
 		w.Write([]byte("ready\n"))

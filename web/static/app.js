@@ -193,6 +193,7 @@
     }
     ready();
     $("auth-username").focus();
+    if (window.sandiKept) window.sandiKept(); // history kept at a logout (logout.js)
   }
   const authMode = () => document.querySelector('input[name="auth-mode"]:checked').value;
   for (const r of document.querySelectorAll('input[name="auth-mode"]')) {
@@ -334,7 +335,9 @@
 
   function drawList() {
     const ul = $("conv-list");
-    const ids = st.order.filter((id) => st.convs.has(id) && !st.convs.get(id).left);
+    // Conversations this account left or was removed from stay listed,
+    // marked, with what it could read while a member.
+    const ids = st.order.filter((id) => st.convs.has(id));
     $("conv-empty").hidden = ids.length > 0;
     // Update rows in place, so live updates never move what is on screen.
     const rows = new Map([...ul.children].map((li) => [li.dataset.id, li]));
@@ -353,8 +356,12 @@
       const a = li.firstChild;
       a.querySelector(".conv-name").textContent = convName(c);
       const last = c.last;
-      a.querySelector(".conv-last").textContent = !last ? "No messages yet" :
+      const lastText = !last ? "No messages yet" :
         last.type === "title" ? `${last.sender} named it “${last.text}”` : `${last.sender}: ${attach().summary(last)}`;
+      const former = leftText(c);
+      a.querySelector(".conv-last").textContent = former ? former + " · " + lastText : lastText;
+      if (c.left) li.dataset.status = c.status || "left";
+      else delete li.dataset.status;
       const badge = a.querySelector(".badge");
       const unread = id === st.current ? 0 : c.unread || 0;
       badge.dataset.count = String(unread);
@@ -510,12 +517,20 @@
     markRead(id);
   }
 
+  // leftText is what a conversation's row says when this account is no
+  // longer a member ("" while it is).
+  function leftText(c) {
+    if (!c.left) return "";
+    return c.status === "removed" ? "You were removed" : "You left";
+  }
+
   function drawChatHeader() {
     const c = st.convs.get(st.current);
     if (!c) return;
     $("chat-title").textContent = convName(c);
     $("chat-members").textContent = (c.members || []).join(", ");
     $("chat-left").hidden = !c.left;
+    if (c.left) $("chat-left").textContent = (c.status === "removed" ? "You were removed from this conversation." : "You are no longer a member of this conversation.") + " You can read what was sent while you were a member; nothing new reaches you, and you cannot send.";
     const blocked = !!c.left || !!(trust().blocked && trust().blocked(c.id));
     $("composer-input").disabled = blocked;
     $("send-button").disabled = blocked;
@@ -1040,11 +1055,13 @@
     logout();
   });
 
-  async function logout() {
+  // logout(keepHistory): keepHistory keeps a read-only copy of the history
+  // in this browser (logout.js offers it).
+  async function logout(keepHistory) {
     show("loading");
-    $("loading-text").textContent = "Logging out and deleting this browser's sandi data…";
+    $("loading-text").textContent = keepHistory ? "Logging out; keeping this browser's history readable…" : "Logging out and deleting this browser's sandi data…";
     try {
-      const r = await sandi.logout();
+      const r = await sandi.logout(!!keepHistory);
       if (r && r.warning) sessionStorage.setItem("sandi-notice", r.warning);
     } catch (e) {
       fail("Logging out failed: " + errorText(e));
@@ -1055,7 +1072,7 @@
   }
 
   // What trust.js borrows.
-  window.sandiApp = { st, el, errorText, fmtTime, convName, drawChatHeader, drawMembers, openSafety, refresh, sendPending, dropPending, messageNode, queueNode, route };
+  window.sandiApp = { st, el, errorText, fmtTime, convName, drawChatHeader, drawMembers, openSafety, refresh, sendPending, dropPending, messageNode, queueNode, route, logout };
 
   boot();
 })();
