@@ -124,7 +124,9 @@
       const d = dayOf(at);
       if (d !== day) {
         day = d;
-        list.insertBefore(app().el("li", { class: "day", role: "separator", text: new Date(at).toLocaleDateString(undefined, { dateStyle: "full" }) }), li);
+        const prev = li.previousElementSibling; // the day goes above a new-messages marker
+        const at0 = prev && prev.classList.contains("new-marker") ? prev : li;
+        list.insertBefore(app().el("li", { class: "day", role: "separator", text: new Date(at).toLocaleDateString(undefined, { dateStyle: "full" }) }), at0);
       }
     }
   }
