@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -386,13 +385,18 @@ func (c *Client) history(conv protocol.ConversationID) ([]Message, error) {
 	// A message that disappeared is never shown, and reading finds it
 	// erased (it may have come back in an archive: disappear.go).
 	now := c.now().UnixMilli()
-	if slices.ContainsFunc(lines, func(m Message) bool { return m.expired(now) }) {
+	live := lines[:0:0]
+	for _, m := range lines {
+		if !m.expired(now) {
+			live = append(live, m)
+		}
+	}
+	if len(live) < len(lines) {
 		if err := c.eraseExpired(conv, lines, now); err != nil {
 			return nil, err
 		}
-		lines = slices.DeleteFunc(lines, func(m Message) bool { return m.expired(now) })
 	}
-	return foldActions(liveHistory(lines)), nil
+	return foldActions(liveHistory(live)), nil
 }
 
 // failure classifies a decrypt error for Stats.DecryptFailed.

@@ -1,12 +1,11 @@
 package client
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
+	"sort"
 	"strings"
 
 	"sandi.dev/protocol"
@@ -285,7 +284,7 @@ func (c *Client) Timeline(conv protocol.ConversationID) ([]Item, error) {
 // above the line's AfterSeq (lost messages, seq 0, stay where History
 // puts them).
 func mergeTimeline(hist []Message, lines []Line) []Item {
-	slices.SortStableFunc(lines, func(a, b Line) int { return cmp.Compare(a.AfterSeq, b.AfterSeq) })
+	sort.SliceStable(lines, func(i, j int) bool { return lines[i].AfterSeq < lines[j].AfterSeq })
 	out := make([]Item, 0, len(hist)+len(lines))
 	i := 0
 	for k := range hist {
