@@ -67,11 +67,8 @@ func checkAction(ct Content) error {
 		}
 		return nil
 	}
-	if len(ct.Target) != refLen {
-		return fmt.Errorf("a %s's target is %d characters of base64url", ct.Type, refLen)
-	}
-	if b, err := base64.RawURLEncoding.DecodeString(ct.Target); err != nil || base64.RawURLEncoding.EncodeToString(b) != ct.Target {
-		return fmt.Errorf("a %s's target is not base64url", ct.Type)
+	if err := checkRef(ct.Type, ct.Target); err != nil {
+		return err
 	}
 	switch ct.Type {
 	case ContentReply, ContentEdit:
@@ -84,6 +81,17 @@ func checkAction(ct Content) error {
 		if ct.Text != "" {
 			return errors.New("a delete has no text")
 		}
+	}
+	return nil
+}
+
+// checkRef checks the target of a content of type t: a Ref.
+func checkRef(t, ref string) error {
+	if len(ref) != refLen {
+		return fmt.Errorf("a %s's target is %d characters of base64url", t, refLen)
+	}
+	if b, err := base64.RawURLEncoding.DecodeString(ref); err != nil || base64.RawURLEncoding.EncodeToString(b) != ref {
+		return fmt.Errorf("a %s's target is not base64url", t)
 	}
 	return nil
 }

@@ -86,9 +86,11 @@ type Client struct {
 	lives     map[protocol.ConversationID]*epochLife // expiry.go
 	expiredAt int64                                  // Unix seconds of the last expiry run (0: none yet)
 
-	onChange func()
-	lines    []Line     // timeline lines written since the last Sync result (timeline.go)
-	onLine   func(Line) // OnLine's handler
+	onChange  func()
+	onReceipt func(Message) // receipts.go
+	onTyping  func(Typing)  // typing.go
+	lines     []Line        // timeline lines written since the last Sync result (timeline.go)
+	onLine    func(Line)    // OnLine's handler
 }
 
 // account is the persisted identity of the device (storage key "account").

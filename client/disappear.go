@@ -8,7 +8,7 @@ import (
 	"sandi.dev/protocol"
 )
 
-// Disappearing messages (protocol.md §13.8). The timer is part of the
+// Disappearing messages (protocol.md §13.10). The timer is part of the
 // conversation's state (§7.6): any member changes it, and every device
 // shows the change as a line of the timeline. A message carries, in its
 // encrypted content, the timer of the state its sender held, so neither

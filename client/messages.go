@@ -32,7 +32,7 @@ type Content struct {
 	Target string `json:"target,omitempty"`
 	// Timer is the disappearing-message timer, in seconds, of the
 	// conversation state the sender held (disappear.go, protocol.md
-	// §13.8); absent when off.
+	// §13.10); absent when off.
 	Timer uint32 `json:"timer,omitempty"`
 }
 
@@ -53,13 +53,17 @@ func ParseContent(b []byte) (Content, error) {
 	if dec.More() {
 		return ct, errors.New("message content: trailing data")
 	}
-	if ct.Type != ContentText && ct.Type != ContentTitle && !isAction(ct.Type) {
+	if ct.Type != ContentText && ct.Type != ContentTitle && ct.Type != ContentReceipt && !isAction(ct.Type) {
 		return ct, fmt.Errorf("message content: unknown type %q", ct.Type)
 	}
 	if !utf8.ValidString(ct.Text) || len(ct.Text) > MaxText {
 		return ct, errors.New("message content: text is not valid UTF-8 or too long")
 	}
-	if err := checkAction(ct); err != nil {
+	check := checkAction
+	if ct.Type == ContentReceipt {
+		check = checkReceipt // receipts.go
+	}
+	if err := check(ct); err != nil {
 		return ct, fmt.Errorf("message content: %w", err)
 	}
 	if err := checkAttachments(ct.Type, ct.Attachments); err != nil {
@@ -109,6 +113,11 @@ type Message struct {
 	// ExpiresAt is when the message disappears from this device (Unix
 	// ms, its own clock; 0: never): see disappear.go.
 	ExpiresAt int64 `json:"expiresAt,omitempty"`
+	// DeliveredTo and ReadBy are the usernames of the accounts (not the
+	// sender's, not this device's) whose receipts say they hold, or read,
+	// the message (receipts.go).
+	DeliveredTo []string `json:"deliveredTo,omitempty"`
+	ReadBy      []string `json:"readBy,omitempty"`
 }
 
 func historyKey(conv protocol.ConversationID) string { return "history/" + conv.String() }
@@ -193,7 +202,7 @@ func (c *Client) send(ctx context.Context, cs *convState, clientID string, ct Co
 	} else if !errors.Is(err, ErrNoValue) {
 		return Message{}, err
 	} else {
-		ct.Timer = cs.timer() // the timer of the state held now (§13.8)
+		ct.Timer = cs.timer() // the timer of the state held now (§13.10)
 	}
 	if ct.SentAt == 0 {
 		ct.SentAt = c.now().UnixMilli()
@@ -246,7 +255,7 @@ func (c *Client) send(ctx context.Context, cs *convState, clientID string, ct Co
 			req["blobs"] = blobs // the server binds them to the message (protocol.md §13.5)
 		}
 		if out.Content.Timer > 0 {
-			req["timer"] = out.Content.Timer // the server deletes the envelope at the expiry (§13.8)
+			req["timer"] = out.Content.Timer // the server deletes the envelope at the expiry (§13.10)
 		}
 		err = c.api.do(ctx, "POST", "/api/conversations/"+cs.ID.String()+"/messages", req, &sa)
 		var ae *APIError
@@ -313,6 +322,7 @@ func (c *Client) recordLater(cs *convState, m Message) error {
 		cs.Title = m.Text
 	}
 	c.noteRecorded(cs.ID, m, false)
+	c.noteReceipt(cs.ID, m)
 	c.pend.convs[cs.ID] = cs
 	return nil
 }
@@ -327,8 +337,11 @@ type pending struct {
 	// actions: the edits and deletes recorded since the last flush,
 	// checked (and deletes applied to storage) by flush (actions.go).
 	actions map[protocol.ConversationID][]Message
-	convs   map[protocol.ConversationID]*convState
-	epochs  map[epochRef]*epochEntry
+	// receipts: this account's receipts recorded since the last flush,
+	// applied by flush (receipts.go).
+	receipts map[protocol.ConversationID][]Message
+	convs    map[protocol.ConversationID]*convState
+	epochs   map[epochRef]*epochEntry
 }
 
 type epochRef struct {
@@ -337,7 +350,7 @@ type epochRef struct {
 }
 
 func newPending() pending {
-	return pending{history: map[protocol.ConversationID][]byte{}, actions: map[protocol.ConversationID][]Message{}, convs: map[protocol.ConversationID]*convState{}, epochs: map[epochRef]*epochEntry{}}
+	return pending{history: map[protocol.ConversationID][]byte{}, actions: map[protocol.ConversationID][]Message{}, receipts: map[protocol.ConversationID][]Message{}, convs: map[protocol.ConversationID]*convState{}, epochs: map[epochRef]*epochEntry{}}
 }
 
 // flush writes what recordLater and receive left pending: history first,
@@ -354,6 +367,16 @@ func (c *Client) flush() error {
 			return err
 		}
 		delete(c.pend.actions, id)
+	}
+	for id, rs := range c.pend.receipts {
+		cs, err := c.conv(id)
+		if err != nil {
+			return err
+		}
+		if err := c.applyOwnReceipts(cs, rs); err != nil {
+			return err
+		}
+		delete(c.pend.receipts, id)
 	}
 	for ref, e := range c.pend.epochs {
 		if err := c.saveEpoch(c.convs[ref.conv], ref.n, e); err != nil {
@@ -396,7 +419,7 @@ func (c *Client) history(conv protocol.ConversationID) ([]Message, error) {
 			return nil, err
 		}
 	}
-	return foldActions(liveHistory(live)), nil
+	return foldReceipts(foldActions(liveHistory(live)), c.acct.User), nil
 }
 
 // failure classifies a decrypt error for Stats.DecryptFailed.
@@ -487,7 +510,7 @@ func (c *Client) receive(ctx context.Context, ma *messageAnswer) (*Message, erro
 	c.stats.Decrypted++
 	if m.expired(c.now().UnixMilli()) {
 		// Its timer ran out before it came (a server that held it back,
-		// or serves it again): not shown, not stored (§13.8).
+		// or serves it again): not shown, not stored (§13.10).
 		c.stats.Expired++
 		cs.LastSeq = max(cs.LastSeq, m.Seq)
 		c.pend.convs[cs.ID] = cs

@@ -121,6 +121,7 @@ var commands = map[string]command{
 	"rename":        cmdRename,
 	"timer":         cmdTimer,
 	"conversations": cmdList,
+	"read-receipts": cmdReadReceipts,
 }
 
 // open opens the client state in the home directory and holds it (its
@@ -596,6 +597,9 @@ func (e *cli) syncPrint(ctx context.Context, only *protocol.ConversationID) erro
 		if err := e.markPrinted(printed); err != nil {
 			return err
 		}
+	}
+	if err == nil {
+		e.sendReceipts(ctx, res.Messages) // delivered, and read unless --peek
 	}
 	for _, f := range res.Failures {
 		printError(e.stderr, f)

@@ -131,6 +131,9 @@ Conversations:
                               from a pipe, each line is a message (a longer one is
                               refused, and the exit status is 1 if any was not sent)
   safety-number USER          show the safety number to compare with USER
+  read-receipts [on|off]      show or set whether this device tells the others
+                              that you read their messages (delivered receipts
+                              are always sent; sync and chat send both)
 
 Trust:
   verify USER [--number DIGITS]

@@ -13,7 +13,7 @@ import (
 )
 
 // cmdTimer sets a conversation's disappearing-message timer (its state,
-// protocol.md §7.6 and §13.8): a duration (30s, 5m, 1h, 1d, 1w, or Go's
+// protocol.md §7.6 and §13.10): a duration (30s, 5m, 1h, 1d, 1w, or Go's
 // forms like 1h30m) or off.
 func cmdTimer(ctx context.Context, e *cli, args []string) error {
 	if len(args) != 2 {

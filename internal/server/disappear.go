@@ -2,7 +2,7 @@ package server
 
 import "context"
 
-// Disappearing messages (protocol.md §13.8). A member that sends in a
+// Disappearing messages (protocol.md §13.10). A member that sends in a
 // conversation whose timer is on names the timer beside the envelope; the
 // server stores the message's expiry, its own clock's time of storing
 // plus the timer, and deletes the message once that time has passed. The

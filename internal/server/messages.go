@@ -20,7 +20,7 @@ type sendRequest struct {
 	Blobs []string `json:"blobs,omitempty"`
 	// Timer is the disappearing-message timer, in seconds, that the
 	// sender applied (0: off): the server deletes the message that long
-	// after it stored it (disappear.go, protocol.md §13.8).
+	// after it stored it (disappear.go, protocol.md §13.10).
 	Timer uint32 `json:"timer,omitempty"`
 }
 

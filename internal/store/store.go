@@ -325,7 +325,7 @@ type Send struct {
 	// is ErrBadBlob); the stored message references them.
 	Blobs []string
 	// ExpiresAt (Unix ms, 0: never) is when the message disappears: from
-	// then on DeleteExpiredMessages deletes it (protocol.md §13.8).
+	// then on DeleteExpiredMessages deletes it (protocol.md §13.10).
 	ExpiresAt int64
 }
 

@@ -87,6 +87,7 @@ func TestVectors(t *testing.T) {
 		vecCase("state.json", vecGenState, vecReplayState),
 		vecCase("attach.json", vecGenAttach, vecReplayAttach),
 		vecCase("archive.json", vecGenArchive, vecReplayArchive),
+		vecCase("typing.json", vecGenTyping, vecReplayTyping),
 	}
 	known := map[string]bool{}
 	for _, s := range specs {

@@ -10,6 +10,7 @@
   const actions = () => window.sandiActions || {}; // actions.js: replies, reactions, edits, deletes
   const attach = () => window.sandiAttach; // attach.js: files, images and voice notes
   const timeline = () => window.sandiTimeline || {}; // timeline.js: lines, dates, links, timer
+  const receipts = () => window.sandiReceipts || {}; // receipts.js: receipts and typing
   const timings = (window.sandiTimings = {});
   const mark = (name) => { timings[name] = Math.round(performance.now()); };
 
@@ -288,7 +289,9 @@
     if (!listening) {
       listening = true;
       sandi.listen((m) => queueMicrotask(() => onMessage(m)), (f) => queueMicrotask(() => onFailure(f)),
-        () => queueMicrotask(refreshSoon));
+        () => queueMicrotask(refreshSoon),
+        (r) => queueMicrotask(() => receipts().onReceipt && receipts().onReceipt(r)),
+        (t) => queueMicrotask(() => receipts().onTyping && receipts().onTyping(t)));
       // A safety net: the event stream reports changes as they happen.
       setInterval(() => { if (!document.hidden) refresh(); }, 30000);
       document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
@@ -475,6 +478,7 @@
     drawChatHeader();
     if (fresh && trust().openChat) trust().openChat(id);
     if (fresh && actions().openChat) actions().openChat(id);
+    if (fresh && receipts().openChat) receipts().openChat(id);
     if (fresh) {
       mark("historyStart");
       setMembersOpen(false);
@@ -554,6 +558,7 @@
       attach().nodes(m),
       own ? el("div", { class: "status", text: "Sent" }) : null);
     if (timeline().decorate) timeline().decorate(li, m);
+    if (own && receipts().decorate) receipts().decorate(li, m);
     return actions().decorate ? actions().decorate(li, m) : li;
   }
 
@@ -643,6 +648,7 @@
 
   function onMessage(m) {
     if (actions().isAction && actions().isAction(m)) return actions().onAction(m);
+    if (receipts().onMessage) receipts().onMessage(m);
     timings.messages = (timings.messages || 0) + 1;
     if (!timings.firstMessage) mark("firstMessage");
     mark("lastMessage");
@@ -661,7 +667,7 @@
     refreshSoon();
   }
 
-  const markRead = (id) => sandi.markRead(id).catch(() => {});
+  const markRead = (id) => sandi.markRead(id).then(() => receipts().afterRead && receipts().afterRead(id)).catch(() => {});
   const markReadSoon = debounce(() => { if (st.current) markRead(st.current); }, 500);
 
   // Enter sends; Shift+Enter is a new line.

@@ -5,7 +5,7 @@
 // jump-down button when the reader is scrolled up, links that open in a
 // new tab with noopener (no preview is ever fetched), a composer that grows
 // with its text, the disappearing-message timer in the members panel, and
-// the removal of messages whose timer ran out (protocol.md §13.8). app.js
+// the removal of messages whose timer ran out (protocol.md §13.10). app.js
 // calls window.sandiTimeline at the points it names and lends its helpers
 // through window.sandiApp.
 "use strict";

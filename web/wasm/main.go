@@ -94,6 +94,9 @@ func main() {
 		"expire":         a.expire,
 		"lines":          a.lines,
 		"markRead":       a.markRead,
+		"sendReceipts":   a.sendReceipts, // receipts.go
+		"typing":         a.typing,
+		"readReceipts":   a.readReceipts,
 		"safety":         a.safety,
 		"contacts":       a.contacts,
 		"contact":        a.contact,
@@ -143,7 +146,7 @@ func main() {
 		if len(args) < 3 {
 			return jsError(errors.New("listen(onMessage, onFailure, onChange)"))
 		}
-		go a.listen(args[0], args[1], args[2])
+		go a.listen(args[0], args[1], args[2], arg(args, 3), arg(args, 4))
 		return nil
 	}))
 	js.Global().Set("sandi", obj)
@@ -1047,12 +1050,14 @@ func (a *app) changed() {
 // listen runs the live event stream until logout, calling onMessage(m) for
 // each new message, onFailure(f) for each that does not decrypt (the
 // failure is stored too, so a reload still shows it) and onChange() when
-// something else changed.
-func (a *app) listen(onMessage, onFailure, onChange js.Value) {
+// something else changed; and, if given, onReceipt and onTyping
+// (receipts.go).
+func (a *app) listen(onMessage, onFailure, onChange, onReceipt, onTyping js.Value) {
 	st, c, err := a.get()
 	if err != nil {
 		return
 	}
+	liveReceipts(c, onReceipt, onTyping)
 	ctx, cancel := context.WithCancel(context.Background())
 	a.mu.Lock()
 	if a.stop != nil {

@@ -1,4 +1,4 @@
--- Disappearing messages (protocol.md §13.8): a message sent in a
+-- Disappearing messages (protocol.md §13.10): a message sent in a
 -- conversation whose timer is on carries its timer to the server beside
 -- the envelope, and the server deletes the message once expires_at (its
 -- own clock, Unix milliseconds: created_at + timer) has passed; its
