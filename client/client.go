@@ -89,6 +89,8 @@ type Client struct {
 	onChange  func()
 	onReceipt func(Message) // receipts.go
 	onTyping  func(Typing)  // typing.go
+	lines     []Line        // timeline lines written since the last Sync result (timeline.go)
+	onLine    func(Line)    // OnLine's handler
 }
 
 // account is the persisted identity of the device (storage key "account").
@@ -128,6 +130,7 @@ type Stats struct {
 	AdoptedEpochs  int
 	IdentityAlerts int
 	Held           int // messages held for a pending identity key when they arrived (not failures)
+	Expired        int // messages whose disappearing timer ran out before they came (not shown)
 }
 
 // Open loads the device state from opts.Storage (if any).

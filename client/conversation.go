@@ -41,6 +41,9 @@ type convState struct {
 	StreamSeq uint64               `json:"streamSeq,omitempty"` // newest record whose event the stream delivered
 	Spans     map[uint64]epochSpan `json:"spans,omitempty"`     // per record, the epochs held for it
 	Refused   []refusal            `json:"refused,omitempty"`   // distributions refused as stale, newest last
+	// NextExpiry is the earliest expiry of the messages stored (Unix ms,
+	// 0: none): see disappear.go.
+	NextExpiry int64 `json:"nextExpiry,omitempty"`
 
 	records [][]byte
 	chain   *protocol.Chain
@@ -223,6 +226,9 @@ func (c *Client) syncChain(ctx context.Context, cs *convState) error {
 		return err
 	}
 	if err := c.saveConv(cs); err != nil {
+		return err
+	}
+	if err := c.chainLines(ctx, cs, recs); err != nil {
 		return err
 	}
 	// The chain verifies; whether its identity keys are the pinned ones is

@@ -120,6 +120,9 @@ func (c *Client) upkeep(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := c.purgeAllExpired(c.now().UnixMilli()); err != nil { // disappear.go
+		return err
+	}
 	if c.expiredAt != 0 && now-c.expiredAt < expireEvery && now >= c.expiredAt {
 		return nil
 	}

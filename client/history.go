@@ -92,7 +92,7 @@ func (c *Client) LocalConversations() ([]Conversation, error) {
 	}
 	var out []Conversation
 	for _, cs := range held {
-		out = append(out, Conversation{ID: cs.ID, Title: cs.title(), Epoch: cs.Epoch, Unread: cs.Unread})
+		out = append(out, Conversation{ID: cs.ID, Title: cs.title(), Epoch: cs.Epoch, Unread: cs.Unread, Timer: cs.timer()})
 	}
 	return out, nil
 }

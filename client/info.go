@@ -63,6 +63,9 @@ type Conversation struct {
 	// "left" or "removed" for one it no longer is: kept read-only, with
 	// the messages it received while it was a member.
 	Status string `json:"status,omitempty"`
+	// Timer is the disappearing-message timer in seconds (0: off), from
+	// the state this device verified (disappear.go).
+	Timer uint32 `json:"timer,omitempty"`
 }
 
 // Conversations lists the conversations this account is a member of, with
@@ -99,7 +102,7 @@ func (c *Client) Conversations(ctx context.Context) ([]Conversation, error) {
 		if err := c.acceptState(ctx, cs, ca.State); err != nil {
 			return nil, err
 		}
-		cv := Conversation{ID: ca.ID, Title: cs.title(), Epoch: ca.Epoch, RotationRequired: ca.RotationRequired, Unread: cs.Unread}
+		cv := Conversation{ID: ca.ID, Title: cs.title(), Epoch: ca.Epoch, RotationRequired: ca.RotationRequired, Unread: cs.Unread, Timer: cs.timer()}
 		c.describeMembers(ctx, cs, &cv)
 		out = append(out, cv)
 	}
@@ -136,7 +139,7 @@ func (c *Client) formerConversations(ctx context.Context, listed map[protocol.Co
 		if _, member := cs.chain.Member(c.acct.User); member && !cs.Left {
 			continue // not listed, yet a member by the chain this device verified: not shown as left
 		}
-		cv := Conversation{ID: id, Title: cs.title(), Epoch: cs.Epoch, Unread: cs.Unread, Status: "removed"}
+		cv := Conversation{ID: id, Title: cs.title(), Epoch: cs.Epoch, Unread: cs.Unread, Status: "removed", Timer: cs.timer()}
 		if last, err := protocol.ParseRecord(cs.records[len(cs.records)-1]); err == nil && last.Op == protocol.OpLeave && last.Author == c.acct.User {
 			cv.Status = "left"
 		}

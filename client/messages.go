@@ -30,6 +30,10 @@ type Content struct {
 	// Target is the Ref of the message a reply, reaction, edit or delete
 	// is about (actions.go, protocol.md §13.7).
 	Target string `json:"target,omitempty"`
+	// Timer is the disappearing-message timer, in seconds, of the
+	// conversation state the sender held (disappear.go, protocol.md
+	// §13.10); absent when off.
+	Timer uint32 `json:"timer,omitempty"`
 }
 
 // MaxText is the longest message text, in bytes.
@@ -106,6 +110,9 @@ type Message struct {
 	Edited    bool                `json:"edited,omitempty"`
 	EditedAt  int64               `json:"editedAt,omitempty"`
 	Deleted   bool                `json:"deleted,omitempty"`
+	// ExpiresAt is when the message disappears from this device (Unix
+	// ms, its own clock; 0: never): see disappear.go.
+	ExpiresAt int64 `json:"expiresAt,omitempty"`
 	// DeliveredTo and ReadBy are the usernames of the accounts (not the
 	// sender's, not this device's) whose receipts say they hold, or read,
 	// the message (receipts.go).
@@ -194,6 +201,8 @@ func (c *Client) send(ctx context.Context, cs *convState, clientID string, ct Co
 		ct = out.Content
 	} else if !errors.Is(err, ErrNoValue) {
 		return Message{}, err
+	} else {
+		ct.Timer = cs.timer() // the timer of the state held now (§13.10)
 	}
 	if ct.SentAt == 0 {
 		ct.SentAt = c.now().UnixMilli()
@@ -239,10 +248,14 @@ func (c *Client) send(ctx context.Context, cs *convState, clientID string, ct Co
 		var sa struct {
 			Seq       uint64 `json:"seq"`
 			CreatedAt int64  `json:"createdAt"`
+			ExpiresAt int64  `json:"expiresAt"`
 		}
 		req := map[string]any{"clientId": clientID, "envelope": out.Envelope}
 		if blobs := blobIDs(out.Content.Attachments); len(blobs) > 0 {
 			req["blobs"] = blobs // the server binds them to the message (protocol.md §13.5)
+		}
+		if out.Content.Timer > 0 {
+			req["timer"] = out.Content.Timer // the server deletes the envelope at the expiry (§13.10)
 		}
 		err = c.api.do(ctx, "POST", "/api/conversations/"+cs.ID.String()+"/messages", req, &sa)
 		var ae *APIError
@@ -262,6 +275,10 @@ func (c *Client) send(ctx context.Context, cs *convState, clientID string, ct Co
 		m := Message{Conversation: cs.ID, Seq: sa.Seq, Sender: c.acct.Username, SenderID: c.acct.User, Device: c.acct.Device,
 			ReceivedAt: sa.CreatedAt, Epoch: out.Epoch, Own: true, Ref: envelopeRef(out.Envelope)}
 		m.setContent(out.Content)
+		m.ExpiresAt = expiry(out.Content, c.now().UnixMilli())
+		if err := c.checkExpiry(cs.ID, sa.Seq, out.Content.Timer, sa.CreatedAt, sa.ExpiresAt); err != nil {
+			return m, err
+		}
 		if err := c.recordLater(cs, m); err != nil {
 			return m, err
 		}
@@ -295,6 +312,7 @@ func (c *Client) recordLater(cs *convState, m Message) error {
 	if c.countsUnread(m) {
 		cs.Unread++
 	}
+	cs.noteExpiry(m)
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -387,7 +405,21 @@ func (c *Client) history(conv protocol.ConversationID) ([]Message, error) {
 	if err != nil || lines == nil {
 		return nil, err
 	}
-	return foldReceipts(foldActions(liveHistory(lines)), c.acct.User), nil
+	// A message that disappeared is never shown, and reading finds it
+	// erased (it may have come back in an archive: disappear.go).
+	now := c.now().UnixMilli()
+	live := lines[:0:0]
+	for _, m := range lines {
+		if !m.expired(now) {
+			live = append(live, m)
+		}
+	}
+	if len(live) < len(lines) {
+		if err := c.eraseExpired(conv, lines, now); err != nil {
+			return nil, err
+		}
+	}
+	return foldReceipts(foldActions(liveHistory(live)), c.acct.User), nil
 }
 
 // failure classifies a decrypt error for Stats.DecryptFailed.
@@ -476,6 +508,14 @@ func (c *Client) receive(ctx context.Context, ma *messageAnswer) (*Message, erro
 		return nil, err
 	}
 	c.stats.Decrypted++
+	if m.expired(c.now().UnixMilli()) {
+		// Its timer ran out before it came (a server that held it back,
+		// or serves it again): not shown, not stored (§13.10).
+		c.stats.Expired++
+		cs.LastSeq = max(cs.LastSeq, m.Seq)
+		c.pend.convs[cs.ID] = cs
+		return nil, nil
+	}
 	return m, c.recordLater(cs, *m)
 }
 
@@ -553,5 +593,6 @@ func (c *Client) decrypt(ctx context.Context, cs *convState, ma *messageAnswer, 
 	m := &Message{Conversation: cs.ID, Seq: ma.Seq, Sender: c.usernameOf(ctx, env.Sender.User), SenderID: env.Sender.User, Device: env.Sender.Device,
 		ReceivedAt: ma.CreatedAt, Epoch: env.Epoch, Ref: envelopeRef(ma.Envelope)}
 	m.setContent(ct)
+	m.ExpiresAt = expiry(ct, c.now().UnixMilli())
 	return m, nil
 }

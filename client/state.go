@@ -149,8 +149,16 @@ func (c *Client) acceptState(ctx context.Context, cs *convState, enc []byte) err
 	if _, ok := cs.chain.Member(rec.Signer.User); !ok {
 		return invalid(rec.Signer.User, fmt.Sprintf("The conversation's state version %d is signed by an account that is no longer a member; it is refused.", rec.StateVersion))
 	}
+	var prev *protocol.StateContent
+	if held != nil {
+		p := held.content()
+		prev = &p
+	}
 	cs.State = &stateView{Version: rec.StateVersion, Epoch: rec.Epoch, Title: content.Title, Description: content.Description,
 		Timer: content.Timer, Signer: rec.Signer.User, Time: rec.Time, Ref: ref}
+	if err := c.stateLines(cs, prev, content, c.usernameOf(ctx, rec.Signer.User), rec.Time); err != nil {
+		return err
+	}
 	return c.saveConv(cs)
 }
 
@@ -254,13 +262,24 @@ func (c *Client) catchUpState(ctx context.Context, cs *convState, ca convAnswer,
 // under the epoch this device sends in and signed by this device. Every
 // current member and device, and every later one, reads it.
 func (c *Client) Rename(ctx context.Context, conv protocol.ConversationID, title string) error {
+	if title == "" || len(title) > protocol.MaxTitle || !utf8.ValidString(title) {
+		return fmt.Errorf("a title is 1 to %d bytes of UTF-8 text", protocol.MaxTitle)
+	}
+	return c.changeState(ctx, conv, func(sc *protocol.StateContent) error {
+		sc.Title = title
+		return nil
+	})
+}
+
+// changeState makes the next version of a conversation's state: the held
+// content with edit applied (a conversation without a state starts from an
+// empty one), sealed under the epoch this device sends in, signed by this
+// device and posted; the change is a line of the timeline.
+func (c *Client) changeState(ctx context.Context, conv protocol.ConversationID, edit func(*protocol.StateContent) error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.ready(); err != nil {
 		return err
-	}
-	if title == "" || len(title) > protocol.MaxTitle || !utf8.ValidString(title) {
-		return fmt.Errorf("a title is 1 to %d bytes of UTF-8 text", protocol.MaxTitle)
 	}
 	cs, err := c.convOrNew(conv)
 	if err != nil {
@@ -286,11 +305,14 @@ func (c *Client) Rename(ctx context.Context, conv protocol.ConversationID, title
 			}
 			continue
 		}
-		next := protocol.StateContent{Title: title}
-		version := uint64(1)
+		var prev *protocol.StateContent
+		next, version := protocol.StateContent{Title: cs.title()}, uint64(1)
 		if cs.State != nil {
-			next, version = cs.State.content(), cs.State.Version+1
-			next.Title = title
+			held := cs.State.content()
+			prev, next, version = &held, held, cs.State.Version+1
+		}
+		if err := edit(&next); err != nil {
+			return err
 		}
 		enc, err := c.sealState(cs, n, e, version, next)
 		if err != nil {
@@ -306,8 +328,12 @@ func (c *Client) Rename(ctx context.Context, conv protocol.ConversationID, title
 		if err != nil {
 			return err
 		}
+		now := c.now().UnixMilli()
 		cs.State = &stateView{Version: version, Epoch: n, Title: next.Title, Description: next.Description, Timer: next.Timer,
-			Signer: c.acct.User, Time: c.now().UnixMilli(), Ref: stateRef(enc)}
+			Signer: c.acct.User, Time: now, Ref: stateRef(enc)}
+		if err := c.stateLines(cs, prev, next, c.acct.Username, now); err != nil {
+			return err
+		}
 		return c.saveConv(cs)
 	}
 }

@@ -37,6 +37,9 @@ func (c *Client) warn(w Warning) {
 	if err == nil {
 		c.st.Append("warnings", append(b, '\n'))
 	}
+	if w.Kind == WarnIdentityChanged {
+		c.identityLine(w.User, w.Username, w.Conversation) // best effort, as the warning
+	}
 }
 
 // Warnings returns the warnings recorded so far and clears them.
@@ -100,6 +103,8 @@ type SyncResult struct {
 	// identity key (Reason ReasonHeld): they come in Messages (or
 	// Failures) of a later Sync, once the key is decided.
 	Held []*DecryptError
+	// Lines are the timeline lines this Sync wrote (timeline.go).
+	Lines []Line
 	// Receipts are the receipts that came (receipts.go): they change the
 	// DeliveredTo and ReadBy of messages in History and are not in
 	// Messages.
@@ -254,6 +259,7 @@ func (c *Client) process(ctx context.Context, page syncPage, res *SyncResult) er
 	if err := c.flush(); err != nil {
 		return err
 	}
+	res.Lines = append(res.Lines, c.takeLines()...)
 	// A pending key accepted on this page (a rekey that moved a pin)
 	// releases what was held for it.
 	ms, fs, err := c.releaseHeld(ctx, nil, false)
@@ -364,6 +370,11 @@ func (c *Client) listenOnce(ctx context.Context, onMessage func(Message), onFail
 		for _, f := range res.Failures {
 			if onFailure != nil {
 				onFailure(f)
+			}
+		}
+		for _, l := range res.Lines {
+			if c.onLine != nil {
+				c.onLine(l)
 			}
 		}
 		c.mu.Unlock()

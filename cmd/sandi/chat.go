@@ -32,12 +32,12 @@ func cmdChat(ctx context.Context, e *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	hist, err := e.c.History(id)
+	items, err := e.c.Timeline(id)
 	if err != nil {
 		return err
 	}
 	if in, out, ok := e.terminals(); ok && !e.g.json {
-		return chatTUI(ctx, e, id, hist, synced.Failures, in, out)
+		return chatTUI(ctx, e, id, items, synced.Failures, in, out)
 	}
 	var mu sync.Mutex // serialises output
 	show := func(m client.Message) {
@@ -47,9 +47,20 @@ func cmdChat(ctx context.Context, e *cli, args []string) error {
 			e.printMessage(m)
 		}
 	}
-	for _, m := range hist {
-		show(m)
+	for _, it := range items {
+		if it.Line != nil {
+			e.printLine(*it.Line, false)
+		} else {
+			show(*it.Message)
+		}
 	}
+	e.c.OnLine(func(l client.Line) { // runs with the client locked, as show
+		mu.Lock()
+		defer mu.Unlock()
+		if l.Conversation == id {
+			e.printLine(l, false)
+		}
+	})
 	e.c.MarkRead(id)
 	defer e.acknowledge(ctx, id) // runs after the mark below
 	defer e.c.MarkRead(id)       // what arrived while the chat ran was printed

@@ -38,7 +38,7 @@ const warningPoll = 2 * time.Second
 // chatTUI runs the full-screen view until the user leaves. Live messages
 // come from client.Listen in a goroutine, warnings from a poller; both hand
 // them to the program with Program.Send. Sends run as tea.Cmds.
-func chatTUI(ctx context.Context, e *cli, id protocol.ConversationID, hist []client.Message, failures []*client.DecryptError, in, out *os.File) error {
+func chatTUI(ctx context.Context, e *cli, id protocol.ConversationID, items []client.Item, failures []*client.DecryptError, in, out *os.File) error {
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -52,8 +52,12 @@ func chatTUI(ctx context.Context, e *cli, id protocol.ConversationID, hist []cli
 			}
 		}
 	}
-	for _, h := range hist {
-		m.addMessage(h)
+	for _, it := range items {
+		if it.Line != nil {
+			m.addTimelineLine(*it.Line)
+		} else {
+			m.addMessage(*it.Message)
+		}
 	}
 	for _, f := range failures {
 		m.addFailure(f)
@@ -66,6 +70,7 @@ func chatTUI(ctx context.Context, e *cli, id protocol.ConversationID, hist []cli
 	go func() {
 		defer wg.Done()
 		// onMessage runs with the client locked: it only hands over.
+		e.c.OnLine(func(l client.Line) { p.Send(chatTimelineMsg{l}) })
 		e.c.OnReceipt(func(r client.Message) { p.Send(chatReceiptMsg{r.Conversation}) })
 		e.c.OnTyping(func(t client.Typing) { p.Send(chatTypingMsg{t}) })
 		err := e.c.Listen(ctx,
@@ -83,6 +88,7 @@ func chatTUI(ctx context.Context, e *cli, id protocol.ConversationID, hist []cli
 			if ws, err := e.c.Warnings(); err == nil && len(ws) > 0 {
 				p.Send(chatWarningsMsg(ws))
 			}
+			p.Send(chatExpireMsg{})
 			select {
 			case <-ctx.Done():
 				return
@@ -106,6 +112,8 @@ func chatTUI(ctx context.Context, e *cli, id protocol.ConversationID, hist []cli
 // Messages the model receives besides key presses and window sizes.
 type (
 	chatReceivedMsg      struct{ m client.Message }       // a live message
+	chatTimelineMsg      struct{ l client.Line }          // a live timeline line
+	chatExpireMsg        struct{}                         // time to drop the messages that disappeared
 	chatUndecryptableMsg struct{ f *client.DecryptError } // a live decrypt failure
 	chatWarningsMsg      []client.Warning                 // new warnings
 	chatListenErrMsg     struct{ err error }              // Listen gave up
@@ -160,6 +168,7 @@ type chatEntry struct {
 	atts   []string      // the message's attachments, each a line made safe by attachmentLine
 	act    entryActions  // its reply, reactions, edit and delete (actions.go)
 	rcpt   entryReceipts // who holds and read it (receipts.go)
+	expiry time.Time     // when a disappearing message goes (zero: never)
 
 	width int      // lines were wrapped for this width
 	lines []string // rendered, styled
@@ -234,6 +243,12 @@ func (m *chatModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case chatActionsMsg:
 		m.applyActions(msg.hist)
 		m.applyReceipts(msg.hist)
+	case chatTimelineMsg:
+		if msg.l.Conversation == m.conv {
+			m.addTimelineLine(msg.l)
+		}
+	case chatExpireMsg:
+		m.dropExpired(m.now())
 	case chatUndecryptableMsg:
 		m.addFailure(msg.f)
 	case chatWarningsMsg:
@@ -518,6 +533,9 @@ func (m *chatModel) addMessage(msg client.Message) {
 	if msg.Own {
 		e.state = stateSent
 	}
+	if msg.ExpiresAt != 0 {
+		e.expiry = time.UnixMilli(msg.ExpiresAt)
+	}
 	for _, a := range msg.Attachments {
 		e.atts = append(e.atts, attachmentLine(a))
 	}
@@ -569,6 +587,22 @@ func (m *chatModel) addWarnings(ws []client.Warning) {
 		}
 	}
 	m.clampScroll()
+}
+
+// addTimelineLine adds a line of the conversation's timeline (a member
+// added, a new title, a new timer...), its names made safe by lineText.
+func (m *chatModel) addTimelineLine(l client.Line) {
+	m.add(&chatEntry{kind: entryInfo, text: lineText(l), at: time.UnixMilli(l.Time)})
+}
+
+// dropExpired removes the messages whose disappearing timer has run out
+// (the client erases them from its storage on its own).
+func (m *chatModel) dropExpired(now time.Time) {
+	n := len(m.entries)
+	m.entries = slices.DeleteFunc(m.entries, func(e *chatEntry) bool { return !e.expiry.IsZero() && !now.Before(e.expiry) })
+	if len(m.entries) != n {
+		m.clampScroll()
+	}
 }
 
 // addLine adds a line of the program's that may hold text from the network:

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -118,6 +119,7 @@ var commands = map[string]command{
 	"backup":        cmdBackup,
 	"restore":       cmdRestore,
 	"rename":        cmdRename,
+	"timer":         cmdTimer,
 	"conversations": cmdList,
 	"read-receipts": cmdReadReceipts,
 }
@@ -570,14 +572,26 @@ func cmdSync(ctx context.Context, e *cli, args []string) error {
 func (e *cli) syncPrint(ctx context.Context, only *protocol.ConversationID) error {
 	res, err := e.c.Sync(ctx)
 	var printed []client.Message
+	lines := res.Lines
+	if only != nil {
+		lines = slices.DeleteFunc(lines, func(l client.Line) bool { return l.Conversation != *only })
+	}
 	for _, m := range res.Messages {
 		if only != nil && m.Conversation != *only {
 			continue
+		}
+		if err := e.linesBefore(&lines, m.Conversation, m.Seq, false); err != nil {
+			return err
 		}
 		if err := e.printMessage(m); err != nil {
 			return err
 		}
 		printed = append(printed, m)
+	}
+	for len(lines) > 0 {
+		if err := e.linesBefore(&lines, lines[0].Conversation, 0, false); err != nil {
+			return err
+		}
 	}
 	if !e.peek {
 		if err := e.markPrinted(printed); err != nil {

@@ -24,16 +24,33 @@ func cmdHistory(ctx context.Context, e *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	hist, err := e.c.History(id)
+	items, err := e.c.Timeline(id)
 	if err != nil {
 		return err
 	}
-	e.hist = map[protocol.ConversationID][]client.Message{id: hist}
-	if *limit > 0 && len(hist) > *limit {
-		hist = hist[len(hist)-*limit:]
+	var hist []client.Message
+	for _, it := range items {
+		if it.Message != nil {
+			hist = append(hist, *it.Message)
+		}
 	}
-	for _, m := range hist {
-		if err := e.printDated(m); err != nil {
+	e.hist = map[protocol.ConversationID][]client.Message{id: hist}
+	// The newest --limit messages, with the lines between and after them.
+	for i, n := len(items)-1, 0; *limit > 0 && i >= 0; i-- {
+		if items[i].Message != nil {
+			if n++; n == *limit {
+				items = items[i:]
+				break
+			}
+		}
+	}
+	for _, it := range items {
+		if it.Line != nil {
+			err = e.printLine(*it.Line, true)
+		} else {
+			err = e.printDated(*it.Message)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -110,6 +127,9 @@ func (e *cli) printDated(m client.Message) error {
 	}
 	v["text"], v["attachments"] = m.Text, attachmentsJSON(m.Attachments)
 	actionJSON(v, m)
+	if m.ExpiresAt != 0 {
+		v["expiresAt"] = m.ExpiresAt // a disappearing message (protocol.md §13.10)
+	}
 	receiptJSON(v, m)
 	if m.Deleted {
 		return e.out(v, head+": [deleted]")

@@ -101,6 +101,10 @@ Conversations:
                               'conversations'); those you left or were removed
                               from are marked and read-only
   rename CONV TITLE...        set the conversation's title (every member sees it)
+  timer CONV DURATION|off     set the conversation's disappearing-message timer
+                              (30s, 5m, 1h, 1d, 1w...): messages sent from then on
+                              are deleted that long after they were sent, on every
+                              device and on the server
   add CONV USER...            add members (admins only)
   remove CONV USER...         remove members (admins only)
   leave CONV                  leave a conversation

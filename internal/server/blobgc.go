@@ -122,12 +122,16 @@ func (s *Server) sweepOrphans(ctx context.Context, w BlobWalker) (int, error) {
 	return n, err
 }
 
-// RunBlobCollector runs CollectBlobs now and then every interval until ctx
-// ends (sandi serve runs it).
+// RunBlobCollector runs CollectMessages and CollectBlobs now and then
+// every interval until ctx ends (sandi serve runs it): the blobs of the
+// messages that expired go in the same pass.
 func (s *Server) RunBlobCollector(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
+		if _, err := s.CollectMessages(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("message expiry", "err", err)
+		}
 		if _, err := s.CollectBlobs(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("blob collection", "err", err)
 		}

@@ -98,6 +98,12 @@ func (d *device) fetch(id, rng string) rawResponse {
 
 // sendBlobs encrypts text in epoch n and posts it with blobs.
 func (d *device) sendBlobs(conv protocol.ConversationID, n uint64, text string, blobs []string) (sendAnswer, error) {
+	return d.sendWith(conv, n, text, map[string]any{"blobs": blobs})
+}
+
+// sendWith encrypts text in epoch n and posts it with the request's other
+// fields.
+func (d *device) sendWith(conv protocol.ConversationID, n uint64, text string, fields map[string]any) (sendAnswer, error) {
 	ep, err := d.epoch(conv, n)
 	if err != nil {
 		return sendAnswer{}, err
@@ -107,9 +113,12 @@ func (d *device) sendBlobs(conv protocol.ConversationID, n uint64, text string, 
 		return sendAnswer{}, err
 	}
 	d.clientID++
+	req := map[string]any{"clientId": fmt.Sprintf("%s-%08d", d.dev, d.clientID), "envelope": b64(env.Marshal())}
+	for k, v := range fields {
+		req[k] = v
+	}
 	var sa sendAnswer
-	err = d.do("POST", "/api/conversations/"+conv.String()+"/messages", map[string]any{
-		"clientId": fmt.Sprintf("%s-%08d", d.dev, d.clientID), "envelope": b64(env.Marshal()), "blobs": blobs}, &sa)
+	err = d.do("POST", "/api/conversations/"+conv.String()+"/messages", req, &sa)
 	return sa, err
 }
 

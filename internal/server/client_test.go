@@ -411,6 +411,8 @@ func (d *device) epoch(conv protocol.ConversationID, n uint64) (*secret.Epoch, e
 type sendAnswer struct {
 	Seq       uint64 `json:"seq"`
 	Duplicate bool   `json:"duplicate"`
+	CreatedAt int64  `json:"createdAt"`
+	ExpiresAt int64  `json:"expiresAt"`
 }
 
 // send encrypts text in epoch n and posts it.

@@ -18,6 +18,10 @@ type sendRequest struct {
 	Envelope B64    `json:"envelope"`
 	// Blobs are the attachment blobs the message shares (blobs.go).
 	Blobs []string `json:"blobs,omitempty"`
+	// Timer is the disappearing-message timer, in seconds, that the
+	// sender applied (0: off): the server deletes the message that long
+	// after it stored it (disappear.go, protocol.md §13.10).
+	Timer uint32 `json:"timer,omitempty"`
 }
 
 type sendResponse struct {
@@ -25,6 +29,9 @@ type sendResponse struct {
 	Epoch     uint64 `json:"epoch"`
 	CreatedAt int64  `json:"createdAt"`
 	Duplicate bool   `json:"duplicate,omitempty"`
+	// ExpiresAt is when the server deletes the message (Unix ms), for a
+	// message sent with a timer.
+	ExpiresAt int64 `json:"expiresAt,omitempty"`
 }
 
 func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, c *call) error {
@@ -64,7 +71,7 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, c *call) er
 		Conversation: c.conv, Sender: c.device.ID, SenderUser: c.user(), ClientID: req.ClientID,
 		Epoch: env.Epoch, Envelope: req.Envelope, Now: s.now(),
 		RotateAfterMessages: s.cfg.RotateAfterMessages, RotateAfterMillis: s.cfg.RotateAfterAge.Milliseconds(),
-		Blobs: req.Blobs,
+		Blobs: req.Blobs, ExpiresAt: expiresAt(s.now(), req.Timer),
 	})
 	if err != nil {
 		if errors.Is(err, store.ErrBadBlob) {
@@ -91,7 +98,8 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, c *call) er
 	if res.Duplicate {
 		status = http.StatusOK
 	}
-	s.writeJSON(w, status, sendResponse{Seq: res.Seq, Epoch: env.Epoch, CreatedAt: res.CreatedAt, Duplicate: res.Duplicate})
+	s.writeJSON(w, status, sendResponse{Seq: res.Seq, Epoch: env.Epoch, CreatedAt: res.CreatedAt, Duplicate: res.Duplicate,
+		ExpiresAt: expiresAt(res.CreatedAt, req.Timer)})
 	return nil
 }
 

@@ -24,6 +24,7 @@ type metrics struct {
 	blobBytes      prometheus.Counter
 	blobsRefused   *prometheus.CounterVec
 	blobsCollected *prometheus.CounterVec
+	msgsExpired    prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -57,8 +58,11 @@ func newMetrics() *metrics {
 		blobsCollected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sandi_blobs_collected_total", Help: "Attachment blobs deleted, by reason (expired, deleted, orphan).",
 		}, []string{"reason"}),
+		msgsExpired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sandi_messages_expired_total", Help: "Messages deleted because their disappearing-message timer ran out.",
+		}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.websockets, m.messages, m.sendsRefused, m.lowPreKeys, m.blobBytes, m.blobsRefused, m.blobsCollected,
+	m.reg.MustRegister(m.requests, m.latency, m.websockets, m.messages, m.sendsRefused, m.lowPreKeys, m.blobBytes, m.blobsRefused, m.blobsCollected, m.msgsExpired,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

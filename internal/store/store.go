@@ -324,6 +324,9 @@ type Send struct {
 	// complete blob of Conversation uploaded by SenderUser (else the item
 	// is ErrBadBlob); the stored message references them.
 	Blobs []string
+	// ExpiresAt (Unix ms, 0: never) is when the message disappears: from
+	// then on DeleteExpiredMessages deletes it (protocol.md §13.10).
+	ExpiresAt int64
 }
 
 // SendResult is the outcome of one Send in a batch.
@@ -544,6 +547,12 @@ type Store interface {
 	// current). Messages sent while user was not a member are skipped; limit
 	// counts the messages returned, so an empty page is the end.
 	MemberMessages(ctx context.Context, user protocol.UserID, conv protocol.ConversationID, after uint64, limit int) ([]Message, error)
+	// DeleteExpiredMessages deletes up to limit messages whose ExpiresAt
+	// is at or before now, the earliest first, and returns how many it
+	// deleted. Their events stay (Sync gives them without a message);
+	// their blobs are left to ExpireBlobs, which collects a blob none of
+	// whose messages remain.
+	DeleteExpiredMessages(ctx context.Context, now int64, limit int) (int, error)
 
 	// Sync returns up to limit events for a device with ID > since, in
 	// order (limit <= 0 means 100). See the note on addressing above.

@@ -9,6 +9,7 @@
   const trust = () => window.sandiTrust || {}; // trust.js: identity trust and alarms
   const actions = () => window.sandiActions || {}; // actions.js: replies, reactions, edits, deletes
   const attach = () => window.sandiAttach; // attach.js: files, images and voice notes
+  const timeline = () => window.sandiTimeline || {}; // timeline.js: lines, dates, links, timer
   const receipts = () => window.sandiReceipts || {}; // receipts.js: receipts and typing
   const timings = (window.sandiTimings = {});
   const mark = (name) => { timings[name] = Math.round(performance.now()); };
@@ -303,7 +304,8 @@
   }
 
   async function refresh() {
-    await Promise.all([loadConversations(), loadWarnings(), st.pane === "devices" ? openDevices() : null]);
+    await Promise.all([loadConversations(), loadWarnings(), st.pane === "devices" ? openDevices() : null,
+      st.current && timeline().refreshLines ? timeline().refreshLines(st.current) : null]);
     if (st.me && st.me.hasIdentity && trust().refresh) await trust().refresh();
   }
   const refreshSoon = debounce(() => refresh(), 300);
@@ -496,6 +498,7 @@
       const items = [
         ...h.messages.map((m) => ({ seq: m.seq, node: () => messageNode(m) })),
         ...h.failures.map((f) => ({ seq: f.seq, node: () => failureNode(f) })),
+        ...(timeline().items ? timeline().items(h) : []),
       ].sort((a, b) => a.seq - b.seq);
       const pend = (st.pending.get(id) || []).filter((p) => p.status !== "sent");
       st.pending.set(id, pend);
@@ -509,6 +512,7 @@
       }
       for (const p of pend) frag.append(pendingNode(p));
       list.append(frag);
+      if (timeline().afterOpen) timeline().afterOpen(list, st.convs.get(id));
       list.scrollTop = list.scrollHeight;
       if (!$("composer-input").disabled && !matchMedia("(pointer: coarse)").matches) $("composer-input").focus();
       mark("historyRendered");
@@ -553,6 +557,7 @@
       el("div", { class: "text", text: m.text }),
       attach().nodes(m),
       own ? el("div", { class: "status", text: "Sent" }) : null);
+    if (timeline().decorate) timeline().decorate(li, m);
     if (own && receipts().decorate) receipts().decorate(li, m);
     return actions().decorate ? actions().decorate(li, m) : li;
   }
@@ -628,6 +633,7 @@
       list.insertBefore(node, before);
     }
     list.insertBefore(frag, firstPending);
+    if (timeline().afterIncoming) timeline().afterIncoming(list, batch.map((b) => b.node), near);
     if (near) list.scrollTop = list.scrollHeight;
     if (!document.hidden) markReadSoon();
   }
@@ -773,6 +779,7 @@
         admin && !me ? el("button", { type: "button", class: "remove", "aria-label": "Remove " + name, text: "Remove", onclick: () => removeMember(name) }) : null));
     }
     $("add-member-form").hidden = !admin;
+    if (timeline().drawTimer) timeline().drawTimer(c);
     $("leave-button").textContent = "Leave conversation";
     delete $("leave-button").dataset.confirm;
   }

@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"sync"
@@ -89,6 +90,9 @@ func main() {
 		"removeMember":   a.removeMember,
 		"leave":          a.leave,
 		"rename":         a.rename,
+		"setTimer":       a.setTimer,
+		"expire":         a.expire,
+		"lines":          a.lines,
 		"markRead":       a.markRead,
 		"sendReceipts":   a.sendReceipts, // receipts.go
 		"typing":         a.typing,
@@ -525,8 +529,13 @@ func (a *app) lastOf(c *client.Client, id protocol.ConversationID) (*client.Mess
 	a.mu.Lock()
 	m, ok := a.last[id]
 	a.mu.Unlock()
-	if ok {
+	if ok && (m == nil || m.ExpiresAt == 0 || m.ExpiresAt > time.Now().UnixMilli()) {
 		return m, nil
+	}
+	if ok { // its timer ran out: the history holds it no more
+		a.mu.Lock()
+		delete(a.last, id)
+		a.mu.Unlock()
 	}
 	h, err := c.History(id)
 	if err != nil {
@@ -631,7 +640,20 @@ func (a *app) history(args []js.Value) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"messages": views(h), "failures": fs}, nil
+	lines, err := c.Lines(id)
+	if err != nil {
+		return nil, err
+	}
+	next, err := c.NextExpiry(id)
+	if err != nil {
+		return nil, err
+	}
+	if lines == nil {
+		lines = []client.Line{}
+	}
+	// lines: the timeline lines (each after the messages up to its
+	// afterSeq); nextExpiry: when the page should call expire (0: never).
+	return map[string]any{"messages": views(h), "failures": fs, "lines": lines, "nextExpiry": next}, nil
 }
 
 func (a *app) send(args []js.Value) (any, error) {
@@ -726,6 +748,43 @@ func (a *app) removeMember(args []js.Value) (any, error) {
 func (a *app) rename(args []js.Value) (any, error) {
 	return a.member(args, func(ctx context.Context, c *client.Client, id protocol.ConversationID, title string) error {
 		return c.Rename(ctx, id, title)
+	})
+}
+
+// setTimer(conv, seconds) sets the disappearing-message timer (0: off).
+func (a *app) setTimer(args []js.Value) (any, error) {
+	if len(args) < 2 || args[1].Type() != js.TypeNumber || args[1].Float() < 0 || args[1].Float() > math.MaxUint32 || args[1].Float() != math.Trunc(args[1].Float()) {
+		return nil, errors.New("setTimer(conv, seconds): seconds is a whole number from 0 to 2^32-1")
+	}
+	secs := uint32(args[1].Float())
+	return a.member(args[:1], func(ctx context.Context, c *client.Client, id protocol.ConversationID, _ string) error {
+		return c.SetTimer(ctx, id, secs)
+	})
+}
+
+// lines returns the timeline lines of a conversation (without reading
+// its history).
+func (a *app) lines(args []js.Value) (any, error) {
+	_, c, err := a.get()
+	if err != nil {
+		return nil, err
+	}
+	id, err := conv(args)
+	if err != nil {
+		return nil, err
+	}
+	ls, err := c.Lines(id)
+	if ls == nil {
+		ls = []client.Line{}
+	}
+	return ls, err
+}
+
+// expire erases the messages whose timer ran out (the page then shows the
+// history again).
+func (a *app) expire([]js.Value) (any, error) {
+	return a.with(func(ctx context.Context, c *client.Client) (any, error) {
+		return nil, c.ExpireMessages()
 	})
 }
 

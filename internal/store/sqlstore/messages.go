@@ -164,15 +164,15 @@ func (t *wtx) send(batch []store.Send, lookup bool) ([]store.SendResult, error) 
 	// conversations are locked (SQLite: written by this connection only).
 	// A skipped row is a client id stored before: run again with the
 	// look-up.
-	const cols = 9
+	const cols = 10
 	for lo := 0; lo < len(p.ok); lo += rowsPerStatement { // lo numbers the ids
 		hi := min(lo+rowsPerStatement, len(p.ok))
 		args := make([]any, 0, cols*(hi-lo))
 		for _, a := range p.ok[lo:hi] {
 			m := batch[a.item]
-			args = append(args, idArg(m.Conversation), i64(a.seq), idArg(m.Sender), idArg(m.SenderUser), m.ClientID, i64(m.Epoch), m.Envelope, m.Now, p.res[a.item].EventID)
+			args = append(args, idArg(m.Conversation), i64(a.seq), idArg(m.Sender), idArg(m.SenderUser), m.ClientID, i64(m.Epoch), m.Envelope, m.Now, p.res[a.item].EventID, expiresArg(m.ExpiresAt))
 		}
-		r, err := t.exec(`INSERT INTO messages (conversation_id, seq, sender_device, sender_user, client_id, epoch, envelope, created_at, event_id)
+		r, err := t.exec(`INSERT INTO messages (conversation_id, seq, sender_device, sender_user, client_id, epoch, envelope, created_at, event_id, expires_at)
 			VALUES `+placeholders(hi-lo, cols)+` ON CONFLICT DO NOTHING`, args...)
 		if err != nil {
 			return nil, err
@@ -711,4 +711,29 @@ func (b *batcher) run(reqs []*sendReq) {
 		}
 		r.reply <- sendReply{res: res[i], err: res[i].Err}
 	}
+}
+
+// expiresArg is a message's expiry as its column holds it: NULL for never.
+func expiresArg(at int64) any {
+	if at == 0 {
+		return nil
+	}
+	return at
+}
+
+// DeleteExpiredMessages implements store.Store. It forgets the memo (the
+// tail holds envelopes), as every write but Send's does.
+func (s *Store) DeleteExpiredMessages(ctx context.Context, now int64, limit int) (int, error) {
+	var n int
+	err := s.write(ctx, "delete expired messages", func(t *wtx) error {
+		r, err := t.exec(`DELETE FROM messages WHERE (conversation_id, seq) IN (
+			SELECT conversation_id, seq FROM messages WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?)`, now, limit)
+		if err != nil {
+			return err
+		}
+		d, err := r.RowsAffected()
+		n = int(d)
+		return err
+	})
+	return n, err
 }

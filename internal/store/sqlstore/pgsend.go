@@ -145,10 +145,11 @@ func (s *Store) sendPostgres(ctx context.Context, batch []store.Send) ([]store.S
 	if len(batch) == 0 {
 		return []store.SendResult{}, nil
 	}
-	if slices.ContainsFunc(batch, func(m store.Send) bool { return len(m.Blobs) > 0 }) {
+	if slices.ContainsFunc(batch, func(m store.Send) bool { return len(m.Blobs) > 0 || m.ExpiresAt != 0 }) {
 		// Messages that share blobs (rare beside text) take the
 		// statements of SQLite's path, which lock and reference the
-		// blobs.
+		// blobs; so do messages that expire, which that path's insert
+		// alone writes with their expiry.
 		return s.sendTx(ctx, batch)
 	}
 	const attempts = 5

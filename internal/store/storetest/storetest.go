@@ -89,6 +89,7 @@ func Run(t *testing.T, open Opener) {
 		{"Sync", testSync},
 		{"SyncMembershipSpans", testSyncMembershipSpans},
 		{"MemberMessages", testMemberMessages},
+		{"MessageExpiry", testMessageExpiry},
 		{"SyncCommitOrder", testSyncCommitOrder},
 		{"SyncLateCommit", testSyncLateCommit},
 		{"SendOneRetries", testSendOneRetries},

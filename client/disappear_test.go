@@ -1,0 +1,268 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"sandi.dev/client"
+	"sandi.dev/internal/server"
+	"sandi.dev/protocol"
+)
+
+// clockedUser registers name on the server at url with a client whose
+// clock is clk, its state in dir.
+func clockedUser(t *testing.T, url, dir, name string, clk *fakeClock) *client.Client {
+	t.Helper()
+	st, err := client.NewDirStorage(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := openAt(t, url, st, clk)
+	if err := c.Register(context.Background(), name, "password of "+name); err != nil {
+		t.Fatalf("register %s: %v", name, err)
+	}
+	return c
+}
+
+// stored reports whether any file of a device's state holds text.
+func stored(t *testing.T, dir, text string) bool {
+	t.Helper()
+	found := false
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, []byte(text)) {
+				found = true
+			}
+		}
+		return nil
+	})
+	return found
+}
+
+func texts(t *testing.T, c *client.Client, conv protocol.ConversationID) []string {
+	t.Helper()
+	h, err := c.History(conv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range h {
+		out = append(out, m.Text)
+	}
+	return out
+}
+
+func timerLines(t *testing.T, c *client.Client, conv protocol.ConversationID) []string {
+	t.Helper()
+	items, err := c.Timeline(conv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, it := range items {
+		if it.Line != nil && it.Line.Kind == client.LineTimer {
+			out = append(out, it.Line.Text())
+		}
+	}
+	return out
+}
+
+// TestDisappearingMessages: a member sets the timer and every member sees
+// the line; the messages sent after carry it and disappear from every
+// device, and from its storage, once the timer has run out on that
+// device's own clock, though the server (whose clock has not moved)
+// still holds and serves their envelopes. A message the server held back
+// until its timer ran out is never shown; turning the timer off is a line
+// too, and later messages stay.
+func TestDisappearingMessages(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
+	p := newProxy(t, n)
+	aClk, bClk, cClk := newFakeClock(), newFakeClock(), newFakeClock()
+	bDir := t.TempDir()
+	alice := clockedUser(t, n.url(), t.TempDir(), "alice", aClk)
+	bob := clockedUser(t, p.srv.URL, bDir, "bob", bClk)
+	carol := clockedUser(t, n.url(), t.TempDir(), "carol", cClk)
+	conv, err := alice.CreateConversation(ctx, "plans", "bob", "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Send(ctx, conv, "kept forever"); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.SetTimer(ctx, conv, 60); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*client.Client{bob, carol} {
+		res, err := c.Sync(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(res.Lines, func(l client.Line) bool {
+			return l.Kind == client.LineTimer && l.Actor == "alice" && l.Timer == 60 && l.Conversation == conv
+		}) {
+			t.Fatalf("%s: sync lines %+v; want alice's timer line", c.Username(), res.Lines)
+		}
+		if got := timerLines(t, c, conv); !slices.Equal(got, []string{"alice set disappearing messages to 1 minute"}) {
+			t.Fatalf("%s: timeline timer lines %q", c.Username(), got)
+		}
+		if tm, err := c.Timer(conv); err != nil || tm != 60 {
+			t.Fatalf("%s: timer %d, %v", c.Username(), tm, err)
+		}
+	}
+	if got := timerLines(t, alice, conv); len(got) != 1 {
+		t.Fatalf("alice's own timeline: %q; want her timer line", got)
+	}
+
+	m, err := alice.Send(ctx, conv, "burn after reading")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.ExpiresAt != m.SentAt+60_000 {
+		t.Fatalf("sent message expires at %d, sent at %d: want 60 s later", m.ExpiresAt, m.SentAt)
+	}
+	syncTexts(t, bob)
+	if got := texts(t, bob, conv); !slices.Contains(got, "burn after reading") {
+		t.Fatalf("bob's history before the expiry: %q", got)
+	}
+	bClk.add(61 * time.Second)
+	if got := texts(t, bob, conv); !slices.Equal(got, []string{"kept forever"}) {
+		t.Fatalf("bob's history after the expiry: %q", got)
+	}
+	if stored(t, bDir, "burn after reading") {
+		t.Fatal("the expired message's text is still in bob's storage")
+	}
+	if convs, err := bob.LocalConversations(); err != nil || len(convs) != 1 || convs[0].Unread != 1 {
+		t.Fatalf("bob's unread count after the expiry: %+v, %v; want 1 (the message that stays)", convs, err)
+	}
+	aClk.add(61 * time.Second)
+	if err := alice.ExpireMessages(); err != nil {
+		t.Fatal(err)
+	}
+	if got := texts(t, alice, conv); !slices.Equal(got, []string{"kept forever"}) {
+		t.Fatalf("alice's history after the expiry: %q", got)
+	}
+
+	// The server holds a message back from bob (its sync answers give
+	// nothing and keep his cursor) until the timer has run out on his
+	// clock, then serves it: bob neither shows nor keeps it.
+	var mu sync.Mutex
+	hold := true
+	p.set(func(r *http.Request, body map[string]any) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.URL.Path == "/api/sync" && hold {
+			var since float64
+			fmt.Sscan(r.URL.Query().Get("since"), &since)
+			body["events"], body["cursor"], body["more"] = []any{}, since, false
+		}
+	})
+	if _, err := alice.Send(ctx, conv, "held back"); err != nil {
+		t.Fatal(err)
+	}
+	if got := syncTexts(t, bob); len(got) != 0 {
+		t.Fatalf("bob got %q while the server held it back", got)
+	}
+	bClk.add(61 * time.Second)
+	mu.Lock()
+	hold = false
+	mu.Unlock()
+	if got := syncTexts(t, bob); len(got) != 0 {
+		t.Fatalf("bob shows %q, served after its timer ran out", got)
+	}
+	if got := texts(t, bob, conv); !slices.Equal(got, []string{"kept forever"}) || stored(t, bDir, "held back") {
+		t.Fatalf("bob's history %q after a late envelope (stored: %v)", got, stored(t, bDir, "held back"))
+	}
+	if bob.Stats().Expired != 1 {
+		t.Fatalf("bob counted %d expired arrivals, want 1", bob.Stats().Expired)
+	}
+
+	// Off again: a line, and the next message stays.
+	if err := carol.SetTimer(ctx, conv, 0); err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, bob)
+	if got := timerLines(t, bob, conv); len(got) != 2 || got[1] != "carol turned off disappearing messages" {
+		t.Fatalf("bob's timer lines: %q", got)
+	}
+	syncTexts(t, alice)
+	if _, err := alice.Send(ctx, conv, "stays"); err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, bob)
+	bClk.add(1000 * time.Hour)
+	if got := texts(t, bob, conv); !slices.Equal(got, []string{"kept forever", "stays"}) {
+		t.Fatalf("bob's history with the timer off: %q", got)
+	}
+
+	// A message whose expiry passed comes back into storage (an old
+	// backup restored): reading the history erases it.
+	line := fmt.Sprintf(`{"conversation":"%s","seq":2,"sender":"alice","type":"text","text":"from an old backup","ref":"AAAAAAAAAAAAAAAA","expiresAt":%d}`+"\n",
+		conv, bClk.Now().Add(-time.Hour).UnixMilli())
+	f, err := os.OpenFile(filepath.Join(bDir, "history", conv.String()), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(line)
+	f.Close()
+	if got := texts(t, bob, conv); slices.Contains(got, "from an old backup") || stored(t, bDir, "from an old backup") {
+		t.Fatalf("an expired message restored into storage: shown %q, stored %v", got, stored(t, bDir, "from an old backup"))
+	}
+}
+
+// TestExpiryRefused: a server that answers a message sent with a timer
+// with another expiry (it would keep the envelope longer) is reported
+// with an alarm; the message still disappears on the sender's device.
+func TestExpiryRefused(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
+	p := newProxy(t, n)
+	clk := newFakeClock()
+	alice := clockedUser(t, p.srv.URL, t.TempDir(), "alice", clk)
+	register(t, n, "bob")
+	conv, err := alice.CreateConversation(ctx, "", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.SetTimer(ctx, conv, 300); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Send(ctx, conv, "honest"); err != nil {
+		t.Fatal(err)
+	}
+	p.set(func(r *http.Request, body map[string]any) {
+		if r.Method == "POST" && strings.HasSuffix(r.URL.Path, "/messages") {
+			body["expiresAt"] = body["expiresAt"].(float64) + 86_400_000
+		}
+	})
+	if _, err := alice.Send(ctx, conv, "stretched"); err != nil {
+		t.Fatal(err)
+	}
+	alarms, err := alice.Alarms(conv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := 0
+	for _, a := range alarms {
+		if a.Kind == client.AlarmExpiryRefused {
+			kinds++
+		}
+	}
+	if kinds != 1 {
+		t.Fatalf("alarms %+v; want one %s", alarms, client.AlarmExpiryRefused)
+	}
+	clk.add(301 * time.Second)
+	if got := texts(t, alice, conv); len(got) != 0 {
+		t.Fatalf("alice's history after the timer: %q", got)
+	}
+}
