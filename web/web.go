@@ -167,7 +167,7 @@ func newHandler(fsys fs.FS) *handler {
 		f.hashed = strings.TrimSuffix(name, ext) + "." + hex.EncodeToString(sum[:6]) + ext
 		h.files[f.hashed] = f
 		refs = append(refs, `"`+Prefix[1:]+name+`"`, `"`+Prefix[1:]+f.hashed+`"`)
-		shell = append(shell, Prefix[1:]+f.hashed)
+		shell = append(shell, Prefix+f.hashed)
 	}
 	_, h.built = h.files["sandi.wasm"]
 	return h

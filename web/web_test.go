@@ -239,10 +239,13 @@ func TestHashedNames(t *testing.T) {
 	if sw.Header.Get("Service-Worker-Allowed") != "/" || sw.Header.Get("Cache-Control") != "no-cache" {
 		t.Fatalf("sw.js: Service-Worker-Allowed %q, Cache-Control %q", sw.Header.Get("Service-Worker-Allowed"), sw.Header.Get("Cache-Control"))
 	}
-	for _, want := range append(refs, []string{wasmRef}) {
-		if !strings.Contains(swText, want[0]) {
-			t.Errorf("sw.js does not list %s: %q", want[0], swText)
+	for _, ref := range append(refs, []string{wasmRef}) {
+		if want := `"/` + strings.Trim(ref[0], `"`) + `"`; !strings.Contains(swText, want) {
+			t.Errorf("sw.js does not list %s: %q", want, swText)
 		}
+	}
+	if !strings.Contains(swText, `["/", "/web/`) {
+		t.Errorf("sw.js does not list the page: %q", swText)
 	}
 
 	// Another module: another hashed name for it, for app.js that names

@@ -9,6 +9,9 @@
   const trust = () => window.sandiTrust || {}; // trust.js: identity trust and alarms
   const actions = () => window.sandiActions || {}; // actions.js: replies, reactions, edits, deletes
   const attach = () => window.sandiAttach; // attach.js: files, images and voice notes
+  const offline = () => window.sandiOffline || { onChange() {} }; // offline.js: the connection indicator
+  const notify = () => window.sandiNotify || { message() {}, title() {} }; // notify.js: notifications, the tab title
+  const list = () => window.sandiList || { init() {}, matches: () => true }; // list.js: the list's search
   const timings = (window.sandiTimings = {});
   const mark = (name) => { timings[name] = Math.round(performance.now()); };
 
@@ -26,6 +29,8 @@
     membersOpen: false,
     shown: new Set(),    // seqs drawn in the open chat
     incoming: [],        // messages to draw at the next frame
+    seenAt: new Map(),   // conversation id -> when it first appeared (0: at the start)
+    listed: false,       // the list was loaded once
   };
 
   // ---- helpers ----
@@ -285,6 +290,11 @@
     ready();
     if (!listening) {
       listening = true;
+      list().init({ draw: () => drawList(), convName: (id) => (st.convs.has(id) ? convName(st.convs.get(id)) : "") });
+      await loadOutbox();
+      // Back online: what did not go out goes now, under its client id.
+      offline().onChange((state) => { if (state === "online") retryFailed(); });
+      document.addEventListener("visibilitychange", () => { if (!document.hidden) markReadSoon(); });
       sandi.listen((m) => queueMicrotask(() => onMessage(m)), (f) => queueMicrotask(() => onFailure(f)),
         () => queueMicrotask(refreshSoon));
       // A safety net: the event stream reports changes as they happen.
@@ -316,7 +326,12 @@
     for (const c of list) {
       if (c.status) c.left = true; // left or removed: kept read-only by the SDK
       seen.add(c.id);
-      if (!st.convs.has(c.id)) st.order.unshift(c.id);
+      if (!st.convs.has(c.id)) {
+        st.order.unshift(c.id);
+        // A conversation without messages sorts by when it appeared: at
+        // the top when it came live, below the others at the start.
+        st.seenAt.set(c.id, st.listed ? Date.now() : 0);
+      }
       st.convs.set(c.id, c);
     }
     // A conversation this account left stays readable while it is open.
@@ -326,17 +341,29 @@
         if (c) c.left = true;
       }
     }
+    st.listed = true;
     drawList();
     if (st.current) drawChatHeader();
   }
 
+  // activity is when a conversation last changed, for the list's order.
+  const activity = (id) => {
+    const last = st.convs.get(id).last;
+    return Math.max(last ? last.receivedAt || last.sentAt || 0 : 0, st.seenAt.get(id) || 0);
+  };
+
   function drawList() {
     const ul = $("conv-list");
-    const ids = st.order.filter((id) => st.convs.has(id) && !st.convs.get(id).left);
-    $("conv-empty").hidden = ids.length > 0;
-    // Update rows in place, so live updates never move what is on screen.
+    // The latest activity first; the search box filters by name.
+    const all = st.order.filter((id) => st.convs.has(id) && !st.convs.get(id).left);
+    all.sort((a, b) => activity(b) - activity(a));
+    st.order = all.concat(st.order.filter((id) => !all.includes(id)));
+    const ids = all.filter((id) => list().matches(convName(st.convs.get(id))));
+    $("conv-empty").hidden = all.length > 0;
+    // Rows are updated in place and moved only when their place changes.
     const rows = new Map([...ul.children].map((li) => [li.dataset.id, li]));
-    for (const id of ids) {
+    let total = 0;
+    for (const [i, id] of ids.entries()) {
       const c = st.convs.get(id);
       let li = rows.get(id);
       if (!li) {
@@ -345,8 +372,8 @@
             el("span", { class: "conv-name" }),
             el("span", { class: "badge" }),
             el("span", { class: "conv-last" })));
-        ul.append(li);
       }
+      if (ul.children[i] !== li) ul.insertBefore(li, ul.children[i] || null);
       rows.delete(id);
       const a = li.firstChild;
       a.querySelector(".conv-name").textContent = convName(c);
@@ -355,6 +382,7 @@
         last.type === "title" ? `${last.sender} named it “${last.text}”` : `${last.sender}: ${attach().summary(last)}`;
       const badge = a.querySelector(".badge");
       const unread = id === st.current ? 0 : c.unread || 0;
+      total += id === st.current && !document.hidden ? 0 : c.unread || 0;
       badge.dataset.count = String(unread);
       badge.textContent = unread > 0 ? String(unread) : "";
       if (unread > 0) badge.append(el("span", { class: "visually-hidden", text: " unread" }));
@@ -363,6 +391,8 @@
       else a.removeAttribute("aria-current");
     }
     for (const li of rows.values()) li.remove();
+    for (const id of all) if (!ids.includes(id)) total += st.convs.get(id).unread || 0;
+    notify().title(total);
   }
 
   // ---- warnings: identity changes ----
@@ -628,7 +658,8 @@
     const c = st.convs.get(m.conversation);
     if (c) {
       c.last = m;
-      if (m.conversation !== st.current) c.unread = (c.unread || 0) + 1;
+      if (m.conversation !== st.current || document.hidden) c.unread = (c.unread || 0) + 1;
+      if (!m.own && m.senderId !== st.me.userId) notify().message(m, convName(c), attach().summary(m));
     }
     if (m.conversation === st.current) queueNode(messageNode(m), m.seq);
     if (c) drawListSoon();
@@ -667,7 +698,34 @@
     if (!st.pending.has(p.conv)) st.pending.set(p.conv, []);
     st.pending.get(p.conv).push(p);
     appendToChat(pendingNode(p));
-    trySend(p);
+    // A text message is kept until it is sent: a reload sends it again.
+    const kept = files ? Promise.resolve() : sandi.outboxPut(p.clientId, conv, text).catch((e) => console.warn("outbox:", e));
+    kept.then(() => trySend(p));
+  }
+
+  // loadOutbox puts the messages a reload interrupted back as pending,
+  // and sends them.
+  async function loadOutbox() {
+    let kept;
+    try {
+      kept = await sandi.outbox();
+    } catch (e) {
+      console.warn("outbox:", e);
+      return;
+    }
+    for (const k of kept) {
+      const p = { localId: ++st.localId, clientId: k.clientId, conv: k.conversation, text: k.text, status: "sending", at: k.at };
+      if (!st.pending.has(p.conv)) st.pending.set(p.conv, []);
+      st.pending.get(p.conv).push(p);
+      if (p.conv === st.current) appendToChat(pendingNode(p));
+      trySend(p);
+    }
+  }
+
+  function retryFailed() {
+    for (const list of st.pending.values()) {
+      for (const p of list) if (p.status === "failed" && !p.files) trySend(p);
+    }
   }
 
   // clientId is a message's id for the server's deduplication: kept across
@@ -691,6 +749,7 @@
       p.status = "sent";
       p.seq = m.seq;
       p.message = m;
+      if (!p.files) sandi.outboxDelete(p.clientId).catch((e) => console.warn("outbox:", e));
       if (p.conv === st.current) st.shown.add(m.seq);
       if (p.conv === st.current && actions().sent) actions().sent($("messages").querySelector(`[data-local="${p.localId}"]`), m);
       const c = st.convs.get(p.conv);
@@ -716,6 +775,7 @@
   }
 
   function dropPending(p) {
+    if (!p.files) sandi.outboxDelete(p.clientId).catch((e) => console.warn("outbox:", e));
     if (p.files) sandi.forget(p.files.filter((f) => f.handle).map((f) => f.handle));
     st.pending.set(p.conv, (st.pending.get(p.conv) || []).filter((q) => q !== p));
     const li = $("messages").querySelector(`[data-local="${p.localId}"]`);

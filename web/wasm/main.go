@@ -85,6 +85,10 @@ func main() {
 		"leave":          a.leave,
 		"rename":         a.rename,
 		"markRead":       a.markRead,
+		"search":         a.search,
+		"outbox":         a.outbox,
+		"outboxPut":      a.outboxPut,
+		"outboxDelete":   a.outboxDelete,
 		"safety":         a.safety,
 		"contacts":       a.contacts,
 		"contact":        a.contact,
@@ -528,7 +532,7 @@ func (a *app) noteLast(id protocol.ConversationID, m *client.Message) {
 }
 
 func (a *app) conversations([]js.Value) (any, error) {
-	_, c, err := a.get()
+	st, c, err := a.get()
 	if err != nil {
 		return nil, err
 	}
@@ -536,7 +540,7 @@ func (a *app) conversations([]js.Value) (any, error) {
 	defer cancel()
 	list, err := c.Conversations(ctx)
 	if err != nil {
-		return nil, err
+		return storedConversations(st, err)
 	}
 	out := make([]convView, len(list))
 	for i := range list {
@@ -550,6 +554,7 @@ func (a *app) conversations([]js.Value) (any, error) {
 			out[i].Last = &v
 		}
 	}
+	keepConversations(st, out)
 	return out, nil
 }
 
