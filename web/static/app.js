@@ -294,7 +294,7 @@
       await loadOutbox();
       // Back online: what did not go out goes now, under its client id.
       offline().onChange((state) => { if (state === "online") retryFailed(); });
-      document.addEventListener("visibilitychange", () => { if (!document.hidden) markReadSoon(); });
+      document.addEventListener("visibilitychange", () => { if (!document.hidden && st.current) readCurrent(); });
       sandi.listen((m) => queueMicrotask(() => onMessage(m)), (f) => queueMicrotask(() => onFailure(f)),
         () => queueMicrotask(refreshSoon));
       // A safety net: the event stream reports changes as they happen.
@@ -362,7 +362,6 @@
     $("conv-empty").hidden = all.length > 0;
     // Rows are updated in place and moved only when their place changes.
     const rows = new Map([...ul.children].map((li) => [li.dataset.id, li]));
-    let total = 0;
     for (const [i, id] of ids.entries()) {
       const c = st.convs.get(id);
       let li = rows.get(id);
@@ -382,7 +381,6 @@
         last.type === "title" ? `${last.sender} named it “${last.text}”` : `${last.sender}: ${attach().summary(last)}`;
       const badge = a.querySelector(".badge");
       const unread = id === st.current ? 0 : c.unread || 0;
-      total += id === st.current && !document.hidden ? 0 : c.unread || 0;
       badge.dataset.count = String(unread);
       badge.textContent = unread > 0 ? String(unread) : "";
       if (unread > 0) badge.append(el("span", { class: "visually-hidden", text: " unread" }));
@@ -391,7 +389,10 @@
       else a.removeAttribute("aria-current");
     }
     for (const li of rows.values()) li.remove();
-    for (const id of all) if (!ids.includes(id)) total += st.convs.get(id).unread || 0;
+    // The tab's title counts the open conversation too while the tab is
+    // hidden, as nothing is read then.
+    let total = 0;
+    for (const id of all) if (id !== st.current || document.hidden) total += st.convs.get(id).unread || 0;
     notify().title(total);
   }
 
@@ -533,6 +534,7 @@
       mark("historyRendered");
       timings.historyCount = h.messages.length;
     }
+    if (!document.hidden && st.convs.has(id)) st.convs.get(id).unread = 0;
     markRead(id);
   }
 
@@ -672,6 +674,13 @@
   }
 
   const markRead = (id) => sandi.markRead(id).catch(() => {});
+  // readCurrent marks the open conversation read, here at once.
+  function readCurrent() {
+    const c = st.convs.get(st.current);
+    if (c) c.unread = 0;
+    drawList();
+    markReadSoon();
+  }
   const markReadSoon = debounce(() => { if (st.current) markRead(st.current); }, 500);
 
   // Enter sends; Shift+Enter is a new line.
