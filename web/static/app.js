@@ -29,6 +29,7 @@
     membersOpen: false,
     shown: new Set(),    // seqs drawn in the open chat
     incoming: [],        // messages to draw at the next frame
+    older: [],           // the open chat's history not drawn yet, oldest first ({seq, node()})
     seenAt: new Map(),   // conversation id -> when it first appeared (0: at the start)
     listed: false,       // the list was loaded once
   };
@@ -504,6 +505,7 @@
       list.innerHTML = "";
       attach().clear();
       st.shown = new Set();
+      st.older = [];
       st.incoming = [];
       let h;
       try {
@@ -520,13 +522,14 @@
       const pend = (st.pending.get(id) || []).filter((p) => p.status !== "sent");
       st.pending.set(id, pend);
       // Live messages that came while the history was read are queued;
-      // the history goes first and they merge after it.
+      // the history goes first and they merge after it. Only the latest
+      // messages are drawn; older ones are drawn as the reader scrolls up
+      // (drawOlder), so a long conversation opens at once.
+      const fresh = items.filter((it) => !st.shown.has(it.seq));
+      for (const it of fresh) st.shown.add(it.seq);
+      st.older = fresh.slice(0, Math.max(0, fresh.length - historyWindow));
       const frag = document.createDocumentFragment();
-      for (const it of items) {
-        if (st.shown.has(it.seq)) continue;
-        st.shown.add(it.seq);
-        frag.append(it.node());
-      }
+      for (const it of fresh.slice(st.older.length)) frag.append(it.node());
       for (const p of pend) frag.append(pendingNode(p));
       list.append(frag);
       list.scrollTop = list.scrollHeight;
@@ -536,6 +539,45 @@
     }
     if (!document.hidden && st.convs.has(id)) st.convs.get(id).unread = 0;
     markRead(id);
+  }
+
+  // historyWindow messages are drawn when a conversation opens, and
+  // olderPage more each time the reader scrolls near the top.
+  const historyWindow = 300;
+  const olderPage = 100;
+  function drawOlder() {
+    const list = $("messages");
+    drawingOlder = false;
+    if (st.older.length === 0 || list.scrollTop > 600) return;
+    const page = st.older.splice(Math.max(0, st.older.length - olderPage));
+    const frag = document.createDocumentFragment();
+    for (const it of page) frag.append(it.node());
+    // The reader stays on what they were reading.
+    const below = list.scrollHeight - list.scrollTop;
+    list.insertBefore(frag, list.firstChild);
+    list.scrollTop = list.scrollHeight - below;
+  }
+  let drawingOlder = false;
+  $("messages").addEventListener("scroll", () => {
+    if (st.older.length && !drawingOlder) {
+      drawingOlder = true;
+      requestAnimationFrame(drawOlder);
+    }
+  }, { passive: true });
+
+  // trimTop keeps a reader at the bottom of a busy conversation to a
+  // window of nodes: the oldest go back to st.older, drawn again on
+  // scrolling up.
+  function trimTop(list) {
+    const extra = list.children.length - 2 * historyWindow;
+    if (extra < olderPage) return;
+    const gone = [];
+    for (let i = 0; i < extra && list.firstElementChild && list.firstElementChild.dataset.seq; i++) {
+      const li = list.firstElementChild;
+      li.remove();
+      gone.push({ seq: Number(li.dataset.seq), node: () => li });
+    }
+    st.older.push(...gone);
   }
 
   function drawChatHeader() {
@@ -640,7 +682,10 @@
       list.insertBefore(node, before);
     }
     list.insertBefore(frag, firstPending);
-    if (near) list.scrollTop = list.scrollHeight;
+    if (near) {
+      trimTop(list);
+      list.scrollTop = list.scrollHeight;
+    }
     if (!document.hidden) markReadSoon();
   }
 
