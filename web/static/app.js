@@ -778,7 +778,7 @@
 
   function retryFailed() {
     for (const list of st.pending.values()) {
-      for (const p of list) if (p.status === "failed" && !p.files) trySend(p);
+      for (const p of list) if (p.status === "failed" && !p.refused && !p.files) trySend(p);
     }
   }
 
@@ -812,6 +812,9 @@
     } catch (e) {
       p.status = "failed";
       p.error = errorText(e);
+      // Refused: the server answered no (a lost connection, an unavailable
+      // or busy server is tried again when the connection comes back).
+      p.refused = !!(e && e.code) && !["unavailable", "internal", "rate_limited"].includes(e.code);
       if (trust().sendFailed) trust().sendFailed(p, e);
     }
     redrawPending(p);
