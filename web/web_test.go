@@ -155,7 +155,7 @@ func TestNotBuilt(t *testing.T) {
 // generated module when it is there, and the committed files always.
 func TestEmbedsWhatGenerateWrote(t *testing.T) {
 	h := Handler().(*handler)
-	for _, name := range []string{"index.html", "app.js", "trust.js", "style.css"} {
+	for _, name := range []string{"index.html", "app.js", "trust.js", "style.css", "sw.js", "offline.js", "notify.js", "list.js"} {
 		if h.files[name] == nil {
 			t.Errorf("static/%s is not embedded", name)
 		}

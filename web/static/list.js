@@ -33,8 +33,8 @@
     }
     if (mine !== seq) return;
     ul.innerHTML = "";
-    // The newest first, at most 50.
-    for (const m of hits.reverse().slice(0, 50)) {
+    // The newest first (the module gives the latest 50).
+    for (const m of hits) {
       const a = document.createElement("a");
       a.href = "#/c/" + m.conversation;
       a.className = "hit";

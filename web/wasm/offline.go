@@ -85,7 +85,8 @@ func (a *app) outbox([]js.Value) (any, error) {
 }
 
 // search(text) finds the messages of the local history that contain text
-// (case-insensitive), in every conversation, oldest first.
+// (case-insensitive), in every conversation: the latest searchLimit, the
+// newest first.
 func (a *app) search(args []js.Value) (any, error) {
 	_, c, err := a.get()
 	if err != nil {
@@ -99,12 +100,19 @@ func (a *app) search(args []js.Value) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	ms = ms[max(0, len(ms)-searchLimit):]
+	slices.Reverse(ms)
 	return views(ms), nil
 }
 
+// searchLimit bounds what one search hands the page.
+const searchLimit = 50
+
 // keepConversations stores the list the server gave; storedConversations
 // gives it back when the server cannot be reached (an error that is not
-// an answer of the server), so the page opens with its conversations.
+// an answer of the server), so the page opens with its conversations. The
+// stored list is this device's own earlier, verified view; a server that
+// sends what does not verify still raises its alarm in the SDK.
 func keepConversations(st *client.IDBStorage, list []convView) {
 	if b, err := json.Marshal(list); err == nil {
 		st.Put(keyConversations, b) // a cache: losing it costs the offline list only
