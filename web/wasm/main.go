@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall/js"
@@ -906,7 +907,10 @@ func (a *app) alarms([]js.Value) (any, error) {
 	}
 	seen := 0
 	if b, err := st.Get(keyAlarmsSeen); err == nil {
-		fmt.Sscan(string(b), &seen)
+		// A count this page wrote; anything else reads as none seen.
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			seen = n
+		}
 	} else if !errors.Is(err, client.ErrNoValue) {
 		return nil, err
 	}
