@@ -10,7 +10,9 @@
 //
 // Every file but the page and the service worker is also served under a
 // content-hashed name (app.0123456789ab.js), which the page uses and
-// browsers cache as immutable.
+// browsers cache as immutable: the handler rewrites a string "web/NAME" or
+// "/web/NAME" in the page and the scripts to it, so a worker that fetches
+// "/web/sandi.wasm" gets the page's copy of the module from the cache.
 package web
 
 //go:generate go run gen.go
@@ -113,8 +115,9 @@ func newHandler(fsys fs.FS) *handler {
 	})
 	// Names are hashed leaves first: a script names the module and the
 	// page names the scripts by their hashed names, so a file's hash
-	// covers the names it refers to. The service worker comes last and
-	// lists them all.
+	// covers the names it refers to. A name is rewritten where it is a
+	// string of its own: "web/NAME" or "/web/NAME". The service worker
+	// comes last and lists them all.
 	names := make([]string, 0, len(h.files))
 	for name := range h.files {
 		names = append(names, name)
@@ -136,7 +139,7 @@ func newHandler(fsys fs.FS) *handler {
 		}
 		return names[i] < names[j]
 	})
-	var refs []string // "web/NAME", "web/HASHED" pairs for strings.Replacer
+	var refs []string // old, new pairs for strings.Replacer
 	var shell []string
 	for _, name := range names {
 		f := h.files[name]
@@ -166,7 +169,10 @@ func newHandler(fsys fs.FS) *handler {
 		ext := path.Ext(name)
 		f.hashed = strings.TrimSuffix(name, ext) + "." + hex.EncodeToString(sum[:6]) + ext
 		h.files[f.hashed] = f
-		refs = append(refs, `"`+Prefix[1:]+name+`"`, `"`+Prefix[1:]+f.hashed+`"`)
+		// Relative to the page ("web/NAME") or absolute ("/web/NAME",
+		// as a worker under /web/ names the module).
+		refs = append(refs, `"`+Prefix[1:]+name+`"`, `"`+Prefix[1:]+f.hashed+`"`,
+			`"`+Prefix+name+`"`, `"`+Prefix+f.hashed+`"`)
 		shell = append(shell, Prefix+f.hashed)
 	}
 	_, h.built = h.files["sandi.wasm"]

@@ -27,6 +27,7 @@ func fakeFS(withGz bool) fstest.MapFS {
 		"wasm_exec.js": {Data: []byte("// loader")},
 		"sandi.wasm":   {Data: wasm},
 		"sw.js":        {Data: []byte("const shell = [/*SHELL*/];")},
+		"worker.js":    {Data: []byte(`fetch("/web/sandi.wasm")`)},
 	}
 	if withGz {
 		fsys["sandi.wasm.gz"] = &fstest.MapFile{Data: gz(wasm)}
@@ -229,6 +230,10 @@ func TestHashedNames(t *testing.T) {
 	}
 	if r := get(h, "/"+strings.Trim(wasmRef, `"`), "Accept-Encoding", "br"); r.StatusCode != 200 || r.Header.Get("Cache-Control") != immutable || r.Header.Get("Content-Encoding") != "br" {
 		t.Fatalf("%s: %d, Cache-Control %q, encoding %q", wasmRef, r.StatusCode, r.Header.Get("Cache-Control"), r.Header.Get("Content-Encoding"))
+	}
+	worker := string(body(t, get(h, "/web/worker.js")))
+	if want := `fetch("/` + strings.Trim(wasmRef, `"`) + `")`; worker != want {
+		t.Fatalf("worker.js reads %q, want %q", worker, want)
 	}
 	if r := get(h, "/web/app.000000000000.js"); r.StatusCode != http.StatusNotFound {
 		t.Fatalf("a wrong hash: %d, want 404", r.StatusCode)
