@@ -29,7 +29,8 @@
     membersOpen: false,
     shown: new Set(),    // seqs drawn in the open chat
     incoming: [],        // messages to draw at the next frame
-    older: [],           // the open chat's history not drawn yet, oldest first ({seq, node()})
+    older: [],           // the open chat's history above what is drawn, oldest first ({seq, node()})
+    newer: [],           // the open chat's messages below what is drawn, oldest first ({seq, node()})
     seenAt: new Map(),   // conversation id -> when it first appeared (0: at the start)
     listed: false,       // the list was loaded once
   };
@@ -506,6 +507,7 @@
       attach().clear();
       st.shown = new Set();
       st.older = [];
+      st.newer = [];
       st.incoming = [];
       let h;
       try {
@@ -542,26 +544,61 @@
   }
 
   // historyWindow messages are drawn when a conversation opens, and
-  // olderPage more each time the reader scrolls near the top.
+  // olderPage more each time the reader scrolls near the top (near the
+  // bottom, newer ones); the page holds at most about 3 * historyWindow
+  // messages, the others wait in st.older and st.newer.
   const historyWindow = 300;
   const olderPage = 100;
+  const delivered = (list) => [...list.children].filter((li) => li.dataset.seq && !li.dataset.local);
   function drawOlder() {
     const list = $("messages");
-    drawingOlder = false;
     if (st.older.length === 0 || list.scrollTop > 600) return;
     const page = st.older.splice(Math.max(0, st.older.length - olderPage));
     const frag = document.createDocumentFragment();
     for (const it of page) frag.append(it.node());
     // The reader stays on what they were reading.
-    const below = list.scrollHeight - list.scrollTop;
+    const top = list.scrollTop, height = list.scrollHeight;
     list.insertBefore(frag, list.firstChild);
-    list.scrollTop = list.scrollHeight - below;
+    list.scrollTop = top + list.scrollHeight - height;
+    // The newest drawn go below the window.
+    const drawn = delivered(list);
+    const gone = drawn.slice(Math.min(drawn.length, 3 * historyWindow));
+    for (const li of gone) li.remove();
+    st.newer.unshift(...gone.map((li) => ({ seq: Number(li.dataset.seq), node: () => li })));
   }
-  let drawingOlder = false;
+  function drawNewer() {
+    const list = $("messages");
+    if (st.newer.length === 0 || list.scrollHeight - list.scrollTop - list.clientHeight > 600) return;
+    const page = st.newer.splice(0, olderPage);
+    const frag = document.createDocumentFragment();
+    for (const it of page) frag.append(it.node());
+    list.insertBefore(frag, list.querySelector("li[data-local]:not([data-seq])"));
+    // The oldest drawn go above the window; the reader stays where they are.
+    const drawn = delivered(list);
+    const gone = drawn.slice(0, Math.max(0, drawn.length - 3 * historyWindow));
+    const above = list.scrollTop - list.scrollHeight;
+    for (const li of gone) li.remove();
+    st.older.push(...gone.map((li) => ({ seq: Number(li.dataset.seq), node: () => li })));
+    list.scrollTop = list.scrollHeight + above;
+  }
+  // showNewest draws what waits below the window, for a reader sent to
+  // the bottom (a message of their own).
+  function showNewest(list) {
+    if (st.newer.length === 0) return;
+    const frag = document.createDocumentFragment();
+    for (const it of st.newer.splice(0)) frag.append(it.node());
+    list.insertBefore(frag, list.querySelector("li[data-local]:not([data-seq])"));
+    trimTop(list);
+  }
+  let drawing = false;
   $("messages").addEventListener("scroll", () => {
-    if (st.older.length && !drawingOlder) {
-      drawingOlder = true;
-      requestAnimationFrame(drawOlder);
+    if ((st.older.length || st.newer.length) && !drawing) {
+      drawing = true;
+      requestAnimationFrame(() => {
+        drawing = false;
+        drawOlder();
+        drawNewer();
+      });
     }
   }, { passive: true });
 
@@ -660,6 +697,12 @@
     const batch = st.incoming.sort((a, b) => a.seq - b.seq);
     st.incoming = [];
     if (batch.length === 0) return;
+    if (st.newer.length > 0) {
+      // The reader is above the window's bottom: new messages wait below.
+      st.newer.push(...batch.map(({ node, seq }) => ({ seq, node: () => node })));
+      st.newer.sort((a, b) => a.seq - b.seq);
+      return;
+    }
     const list = $("messages");
     const near = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
     // Delivered messages sort by seq; this device's pending ones stay last.
@@ -691,6 +734,7 @@
 
   function appendToChat(node) {
     const list = $("messages");
+    showNewest(list);
     list.append(node);
     list.scrollTop = list.scrollHeight;
   }
