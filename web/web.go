@@ -218,8 +218,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	switch name {
-	case "index.html":
+	switch f.name {
+	case "index.html", "attachworker.js": // a worker has the policy its script comes with
 		hd.Set("Content-Security-Policy", csp)
 	case serviceWorker:
 		hd.Set("Service-Worker-Allowed", "/")

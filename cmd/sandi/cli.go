@@ -119,6 +119,7 @@ var commands = map[string]command{
 	"restore":       cmdRestore,
 	"rename":        cmdRename,
 	"conversations": cmdList,
+	"read-receipts": cmdReadReceipts,
 }
 
 // open opens the client state in the home directory and holds it (its
@@ -582,6 +583,9 @@ func (e *cli) syncPrint(ctx context.Context, only *protocol.ConversationID) erro
 		if err := e.markPrinted(printed); err != nil {
 			return err
 		}
+	}
+	if err == nil {
+		e.sendReceipts(ctx, res.Messages) // delivered, and read unless --peek
 	}
 	for _, f := range res.Failures {
 		printError(e.stderr, f)

@@ -12,6 +12,7 @@
   const offline = () => window.sandiOffline || { onChange() {} }; // offline.js: the connection indicator
   const notify = () => window.sandiNotify || { message() {}, title() {} }; // notify.js: notifications, the tab title
   const list = () => window.sandiList || { init() {}, matches: () => true }; // list.js: the list's search
+  const receipts = () => window.sandiReceipts || {}; // receipts.js: receipts and typing
   const timings = (window.sandiTimings = {});
   const mark = (name) => { timings[name] = Math.round(performance.now()); };
 
@@ -199,6 +200,7 @@
     }
     ready();
     $("auth-username").focus();
+    if (window.sandiKept) window.sandiKept(); // history kept at a logout (logout.js)
   }
   const authMode = () => document.querySelector('input[name="auth-mode"]:checked').value;
   for (const r of document.querySelectorAll('input[name="auth-mode"]')) {
@@ -298,7 +300,9 @@
       offline().onChange((state) => { if (state === "online") retryFailed(); });
       document.addEventListener("visibilitychange", () => { if (!document.hidden && st.current) readCurrent(); });
       sandi.listen((m) => queueMicrotask(() => onMessage(m)), (f) => queueMicrotask(() => onFailure(f)),
-        () => queueMicrotask(refreshSoon));
+        () => queueMicrotask(refreshSoon),
+        (r) => queueMicrotask(() => receipts().onReceipt && receipts().onReceipt(r)),
+        (t) => queueMicrotask(() => receipts().onTyping && receipts().onTyping(t)));
       // A safety net: the event stream reports changes as they happen.
       setInterval(() => { if (!document.hidden) refresh(); }, 30000);
       document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
@@ -357,7 +361,9 @@
   function drawList() {
     const ul = $("conv-list");
     // The latest activity first; the search box filters by name.
-    const all = st.order.filter((id) => st.convs.has(id) && !st.convs.get(id).left);
+    // Conversations this account left or was removed from stay listed,
+    // marked, with what it could read while a member.
+    const all = st.order.filter((id) => st.convs.has(id));
     all.sort((a, b) => activity(b) - activity(a));
     st.order = all.concat(st.order.filter((id) => !all.includes(id)));
     const ids = all.filter((id) => list().matches(convName(st.convs.get(id))));
@@ -379,8 +385,12 @@
       const a = li.firstChild;
       a.querySelector(".conv-name").textContent = convName(c);
       const last = c.last;
-      a.querySelector(".conv-last").textContent = !last ? "No messages yet" :
+      const lastText = !last ? "No messages yet" :
         last.type === "title" ? `${last.sender} named it “${last.text}”` : `${last.sender}: ${attach().summary(last)}`;
+      const former = leftText(c);
+      a.querySelector(".conv-last").textContent = former ? former + " · " + lastText : lastText;
+      if (c.left) li.dataset.status = c.status || "left";
+      else delete li.dataset.status;
       const badge = a.querySelector(".badge");
       const unread = id === st.current ? 0 : c.unread || 0;
       badge.dataset.count = String(unread);
@@ -499,6 +509,7 @@
     drawChatHeader();
     if (fresh && trust().openChat) trust().openChat(id);
     if (fresh && actions().openChat) actions().openChat(id);
+    if (fresh && receipts().openChat) receipts().openChat(id);
     if (fresh) {
       mark("historyStart");
       setMembersOpen(false);
@@ -617,12 +628,20 @@
     st.older.push(...gone);
   }
 
+  // leftText is what a conversation's row says when this account is no
+  // longer a member ("" while it is).
+  function leftText(c) {
+    if (!c.left) return "";
+    return c.status === "removed" ? "You were removed" : "You left";
+  }
+
   function drawChatHeader() {
     const c = st.convs.get(st.current);
     if (!c) return;
     $("chat-title").textContent = convName(c);
     $("chat-members").textContent = (c.members || []).join(", ");
     $("chat-left").hidden = !c.left;
+    if (c.left) $("chat-left").textContent = (c.status === "removed" ? "You were removed from this conversation." : "You are no longer a member of this conversation.") + " You can read what was sent while you were a member; nothing new reaches you, and you cannot send.";
     const blocked = !!c.left || !!(trust().blocked && trust().blocked(c.id));
     $("composer-input").disabled = blocked;
     $("send-button").disabled = blocked;
@@ -645,6 +664,7 @@
       el("div", { class: "text", text: m.text }),
       attach().nodes(m),
       own ? el("div", { class: "status", text: "Sent" }) : null);
+    if (own && receipts().decorate) receipts().decorate(li, m);
     return actions().decorate ? actions().decorate(li, m) : li;
   }
 
@@ -743,6 +763,7 @@
 
   function onMessage(m) {
     if (actions().isAction && actions().isAction(m)) return actions().onAction(m);
+    if (receipts().onMessage) receipts().onMessage(m);
     timings.messages = (timings.messages || 0) + 1;
     if (!timings.firstMessage) mark("firstMessage");
     mark("lastMessage");
@@ -762,7 +783,7 @@
     refreshSoon();
   }
 
-  const markRead = (id) => sandi.markRead(id).catch(() => {});
+  const markRead = (id) => sandi.markRead(id).then(() => receipts().afterRead && receipts().afterRead(id)).catch(() => {});
   // readCurrent marks the open conversation read, here at once.
   function readCurrent() {
     const c = st.convs.get(st.current);
@@ -1194,11 +1215,13 @@
     logout();
   });
 
-  async function logout() {
+  // logout(keepHistory): keepHistory keeps a read-only copy of the history
+  // in this browser (logout.js offers it).
+  async function logout(keepHistory) {
     show("loading");
-    $("loading-text").textContent = "Logging out and deleting this browser's sandi data…";
+    $("loading-text").textContent = keepHistory ? "Logging out; keeping this browser's history readable…" : "Logging out and deleting this browser's sandi data…";
     try {
-      const r = await sandi.logout();
+      const r = await sandi.logout(!!keepHistory);
       if (r && r.warning) sessionStorage.setItem("sandi-notice", r.warning);
     } catch (e) {
       fail("Logging out failed: " + errorText(e));
@@ -1209,7 +1232,7 @@
   }
 
   // What trust.js borrows.
-  window.sandiApp = { st, el, errorText, fmtTime, convName, drawChatHeader, drawMembers, openSafety, refresh, sendPending, dropPending, messageNode, queueNode, route };
+  window.sandiApp = { st, el, errorText, fmtTime, convName, drawChatHeader, drawMembers, openSafety, refresh, sendPending, dropPending, messageNode, queueNode, route, logout };
 
   boot();
 })();
