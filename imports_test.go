@@ -22,6 +22,7 @@ var importRules = []struct {
 	{"sandi.dev/internal/tests3", "sandi.dev/protocol/secret", false, "test infrastructure of the server side"},
 	{"sandi.dev/protocol", "sandi.dev/protocol/secret", false, "public structures must not need private-key code"},
 	{"sandi.dev/cmd/...", "github.com/nats-io/nats-server/v2/server", false, "the NATS server is embedded by tests only, never in a sandi binary"},
+	{"sandi.dev/cmd/...", "github.com/andybalholm/brotli", false, "the brotli encoder runs when the web client is generated (web/internal/brotli), never in a sandi binary"},
 	{"sandi.dev/protocol/...", "log", true, "the protocol core does no logging"},
 	{"sandi.dev/protocol/...", "log/slog", true, "the protocol core does no logging"},
 	{"sandi.dev/protocol/...", "os", true, "the protocol core does no I/O"},

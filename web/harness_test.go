@@ -74,6 +74,16 @@ func startServerIn(t *testing.T, dir string, config func(*server.Config)) (url, 
 	if dir == "" {
 		dir = t.TempDir()
 	}
+	url, stop := serveAt(t, dir, "127.0.0.1:0", config)
+	t.Cleanup(stop)
+	return url, dir
+}
+
+// serveAt runs a server over the data in dir on addr (host:port) until
+// stop, which may be called again: a test stops a server and starts
+// another on the same address and data, as a restart does.
+func serveAt(t *testing.T, dir, addr string, config func(*server.Config)) (url string, stop func()) {
+	t.Helper()
 	st, err := sqlstore.Open(context.Background(), filepath.Join(dir, "sandi.db"), sqlstore.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +108,7 @@ func startServerIn(t *testing.T, dir string, config func(*server.Config)) (url, 
 	h := web.Handler()
 	srv.Mount("GET /{$}", h)
 	srv.Mount("GET "+web.Prefix, h)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,13 +118,15 @@ func startServerIn(t *testing.T, dir string, config func(*server.Config)) (url, 
 		defer close(done)
 		hs.Serve(ln)
 	}()
-	t.Cleanup(func() {
-		hs.Close()
-		<-done
-		srv.Close()
-		st.Close()
-	})
-	return "http://" + ln.Addr().String(), dir
+	var once sync.Once
+	return "http://" + ln.Addr().String(), func() {
+		once.Do(func() {
+			hs.Close()
+			<-done
+			srv.Close()
+			st.Close()
+		})
+	}
 }
 
 // startBrowser starts one headless Chromium for a test and returns its

@@ -3,9 +3,16 @@
 // the Go SDK (web/wasm). `sandi serve` serves it with Handler.
 //
 // The module and Go's loader for it are build products, not committed:
-// `go generate ./web` writes static/sandi.wasm, its gzip-compressed copy
-// static/sandi.wasm.gz and static/wasm_exec.js. Without them the package
-// still compiles and the page says how to build them.
+// `go generate ./web` writes static/sandi.wasm, its brotli- and
+// gzip-compressed copies static/sandi.wasm.br and .gz, and
+// static/wasm_exec.js. Without them the package still compiles and the
+// page says how to build them.
+//
+// Every file but the page and the service worker is also served under a
+// content-hashed name (app.0123456789ab.js), which the page uses and
+// browsers cache as immutable: the handler rewrites a string "web/NAME" or
+// "/web/NAME" in the page and the scripts to it, so a worker that fetches
+// "/web/sandi.wasm" gets the page's copy of the module from the cache.
 package web
 
 //go:generate go run gen.go
@@ -16,10 +23,12 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/base64"
+	"encoding/hex"
 	"io/fs"
 	"mime"
 	"net/http"
 	"path"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -45,21 +54,24 @@ func Handler() http.Handler {
 	return newHandler(sub)
 }
 
-// file is one static file with its validator and, for compressible types,
-// a gzip-compressed copy: from the generated NAME.gz when there is one,
-// else compressed once on first use.
+// file is one static file with its validator, its content-hashed name and,
+// for compressible types, compressed copies: brotli from the generated
+// NAME.br when there is one, gzip from the generated NAME.gz when there is
+// one, else gzip compressed once on first use.
 type file struct {
-	name  string
-	ctype string
-	data  []byte
-	etag  string
+	name   string
+	hashed string // NAME.HASH.EXT, served as immutable; "" for the page and the service worker
+	ctype  string
+	data   []byte
+	etag   string
+	br     []byte
 
 	once sync.Once
 	gz   []byte
 }
 
 type handler struct {
-	files map[string]*file
+	files map[string]*file // by name and by hashed name
 	built bool
 }
 
@@ -70,9 +82,21 @@ type handler struct {
 const csp = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; " +
 	"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
+// immutable is the Cache-Control of a content-hashed name: its bytes never
+// change, so a browser keeps it for a year without asking again.
+const immutable = "public, max-age=31536000, immutable"
+
+// serviceWorker is the service worker's file: served under its own name
+// only (a browser checks it for updates), with a scope of the whole origin,
+// and given the list of the app's hashed files to cache (shellMarker).
+const (
+	serviceWorker = "sw.js"
+	shellMarker   = "/*SHELL*/"
+)
+
 func newHandler(fsys fs.FS) *handler {
 	h := &handler{files: map[string]*file{}}
-	gzips := map[string][]byte{}
+	pre, orig := map[string][]byte{}, map[string][]byte{}
 	fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -81,19 +105,75 @@ func newHandler(fsys fs.FS) *handler {
 		if err != nil {
 			return err
 		}
-		if base, ok := strings.CutSuffix(p, ".gz"); ok {
-			gzips[base] = b
+		if strings.HasSuffix(p, ".gz") || strings.HasSuffix(p, ".br") {
+			pre[p] = b
 			return nil
 		}
-		sum := sha256.Sum256(b)
-		h.files[p] = &file{name: p, ctype: contentType(p), data: b,
-			etag: `"` + base64.RawURLEncoding.EncodeToString(sum[:12]) + `"`}
+		h.files[p] = &file{name: p, ctype: contentType(p), data: b}
+		orig[p] = b
 		return nil
 	})
-	for name, gz := range gzips {
-		if f := h.files[name]; f != nil {
-			f.once.Do(func() { f.gz = gz })
+	// Names are hashed leaves first: a script names the module and the
+	// page names the scripts by their hashed names, so a file's hash
+	// covers the names it refers to. A name is rewritten where it is a
+	// string of its own: "web/NAME" or "/web/NAME". The service worker
+	// comes last and lists them all.
+	names := make([]string, 0, len(h.files))
+	for name := range h.files {
+		names = append(names, name)
+	}
+	rank := func(name string) int {
+		switch {
+		case name == serviceWorker:
+			return 3
+		case name == "index.html":
+			return 2
+		case path.Ext(name) == ".js":
+			return 1
 		}
+		return 0
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if ri, rj := rank(names[i]), rank(names[j]); ri != rj {
+			return ri < rj
+		}
+		return names[i] < names[j]
+	})
+	var refs []string // old, new pairs for strings.Replacer
+	var shell []string
+	for _, name := range names {
+		f := h.files[name]
+		if rank(name) > 0 && len(refs) > 0 {
+			f.data = []byte(strings.NewReplacer(refs...).Replace(string(f.data)))
+		}
+		if name == serviceWorker {
+			list := `"/"`
+			for _, u := range shell {
+				list += `, "` + u + `"`
+			}
+			f.data = bytes.Replace(f.data, []byte(shellMarker), []byte(list), 1)
+		}
+		sum := sha256.Sum256(f.data)
+		f.etag = `"` + base64.RawURLEncoding.EncodeToString(sum[:12]) + `"`
+		if bytes.Equal(orig[name], f.data) {
+			// Precompressed copies are of the file as written; one the
+			// handler rewrote is compressed again.
+			f.br = pre[name+".br"]
+			if gz := pre[name+".gz"]; gz != nil {
+				f.once.Do(func() { f.gz = gz })
+			}
+		}
+		if name == "index.html" || name == serviceWorker {
+			continue
+		}
+		ext := path.Ext(name)
+		f.hashed = strings.TrimSuffix(name, ext) + "." + hex.EncodeToString(sum[:6]) + ext
+		h.files[f.hashed] = f
+		// Relative to the page ("web/NAME") or absolute ("/web/NAME",
+		// as a worker under /web/ names the module).
+		refs = append(refs, `"`+Prefix[1:]+name+`"`, `"`+Prefix[1:]+f.hashed+`"`,
+			`"`+Prefix+name+`"`, `"`+Prefix+f.hashed+`"`)
+		shell = append(shell, Prefix+f.hashed)
 	}
 	_, h.built = h.files["sandi.wasm"]
 	return h
@@ -138,17 +218,28 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if name == "index.html" || name == "attachworker.js" { // a worker has the policy its script comes with
+	switch f.name {
+	case "index.html", "attachworker.js": // a worker has the policy its script comes with
 		hd.Set("Content-Security-Policy", csp)
+	case serviceWorker:
+		hd.Set("Service-Worker-Allowed", "/")
 	}
 	hd.Set("Content-Type", f.ctype)
-	// Names carry no content hash, so a browser revalidates every time;
-	// an unchanged file costs a 304.
-	hd.Set("Cache-Control", "no-cache")
+	if name == f.hashed {
+		hd.Set("Cache-Control", immutable)
+	} else {
+		// A name without its hash is revalidated every time; an unchanged
+		// file costs a 304.
+		hd.Set("Cache-Control", "no-cache")
+	}
 	body, etag := f.data, f.etag
 	if compressible(f.ctype) {
 		hd.Add("Vary", "Accept-Encoding")
-		if acceptsGzip(r) {
+		switch {
+		case f.br != nil && accepts(r, "br"):
+			body, etag = f.br, strings.TrimSuffix(f.etag, `"`)+`-br"`
+			hd.Set("Content-Encoding", "br")
+		case accepts(r, "gzip"):
 			f.once.Do(func() { f.gz = compress(f.data) })
 			if len(f.gz) < len(f.data) {
 				body, etag = f.gz, strings.TrimSuffix(f.etag, `"`)+`-gz"`
@@ -160,11 +251,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(body))
 }
 
-// acceptsGzip reports whether the request's Accept-Encoding allows gzip.
-func acceptsGzip(r *http.Request) bool {
+// accepts reports whether the request's Accept-Encoding allows coding
+// (named, or by "*", with a weight above zero).
+func accepts(r *http.Request, coding string) bool {
 	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
-		coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
-		if strings.EqualFold(strings.TrimSpace(coding), "gzip") || strings.TrimSpace(coding) == "*" {
+		c, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if c = strings.TrimSpace(c); strings.EqualFold(c, coding) || c == "*" {
 			q := strings.ReplaceAll(strings.TrimSpace(params), " ", "")
 			return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
 		}

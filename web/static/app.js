@@ -10,6 +10,9 @@
   const actions = () => window.sandiActions || {}; // actions.js: replies, reactions, edits, deletes
   const attach = () => window.sandiAttach; // attach.js: files, images and voice notes
   const timeline = () => window.sandiTimeline || {}; // timeline.js: lines, dates, links, timer
+  const offline = () => window.sandiOffline || { onChange() {} }; // offline.js: the connection indicator
+  const notify = () => window.sandiNotify || { message() {}, title() {} }; // notify.js: notifications, the tab title
+  const list = () => window.sandiList || { init() {}, matches: () => true }; // list.js: the list's search
   const receipts = () => window.sandiReceipts || {}; // receipts.js: receipts and typing
   const timings = (window.sandiTimings = {});
   const mark = (name) => { timings[name] = Math.round(performance.now()); };
@@ -28,6 +31,10 @@
     membersOpen: false,
     shown: new Set(),    // seqs drawn in the open chat
     incoming: [],        // messages to draw at the next frame
+    older: [],           // the open chat's history above what is drawn, oldest first ({seq, node()})
+    newer: [],           // the open chat's messages below what is drawn, oldest first ({seq, node()})
+    seenAt: new Map(),   // conversation id -> when it first appeared (0: at the start)
+    listed: false,       // the list was loaded once
   };
 
   // ---- helpers ----
@@ -288,6 +295,11 @@
     ready();
     if (!listening) {
       listening = true;
+      list().init({ draw: () => drawList(), convName: (id) => (st.convs.has(id) ? convName(st.convs.get(id)) : "") });
+      await loadOutbox();
+      // Back online: what did not go out goes now, under its client id.
+      offline().onChange((state) => { if (state === "online") retryFailed(); });
+      document.addEventListener("visibilitychange", () => { if (!document.hidden && st.current) readCurrent(); });
       sandi.listen((m) => queueMicrotask(() => onMessage(m)), (f) => queueMicrotask(() => onFailure(f)),
         () => queueMicrotask(refreshSoon),
         (r) => queueMicrotask(() => receipts().onReceipt && receipts().onReceipt(r)),
@@ -322,7 +334,12 @@
     for (const c of list) {
       if (c.status) c.left = true; // left or removed: kept read-only by the SDK
       seen.add(c.id);
-      if (!st.convs.has(c.id)) st.order.unshift(c.id);
+      if (!st.convs.has(c.id)) {
+        st.order.unshift(c.id);
+        // A conversation without messages sorts by when it appeared: at
+        // the top when it came live, below the others at the start.
+        st.seenAt.set(c.id, st.listed ? Date.now() : 0);
+      }
       st.convs.set(c.id, c);
     }
     // A conversation this account left stays readable while it is open.
@@ -332,19 +349,30 @@
         if (c) c.left = true;
       }
     }
+    st.listed = true;
     drawList();
     if (st.current) drawChatHeader();
   }
 
+  // activity is when a conversation last changed, for the list's order.
+  const activity = (id) => {
+    const last = st.convs.get(id).last;
+    return Math.max(last ? last.receivedAt || last.sentAt || 0 : 0, st.seenAt.get(id) || 0);
+  };
+
   function drawList() {
     const ul = $("conv-list");
+    // The latest activity first; the search box filters by name.
     // Conversations this account left or was removed from stay listed,
     // marked, with what it could read while a member.
-    const ids = st.order.filter((id) => st.convs.has(id));
-    $("conv-empty").hidden = ids.length > 0;
-    // Update rows in place, so live updates never move what is on screen.
+    const all = st.order.filter((id) => st.convs.has(id));
+    all.sort((a, b) => activity(b) - activity(a));
+    st.order = all.concat(st.order.filter((id) => !all.includes(id)));
+    const ids = all.filter((id) => list().matches(convName(st.convs.get(id))));
+    $("conv-empty").hidden = all.length > 0;
+    // Rows are updated in place and moved only when their place changes.
     const rows = new Map([...ul.children].map((li) => [li.dataset.id, li]));
-    for (const id of ids) {
+    for (const [i, id] of ids.entries()) {
       const c = st.convs.get(id);
       let li = rows.get(id);
       if (!li) {
@@ -353,8 +381,8 @@
             el("span", { class: "conv-name" }),
             el("span", { class: "badge" }),
             el("span", { class: "conv-last" })));
-        ul.append(li);
       }
+      if (ul.children[i] !== li) ul.insertBefore(li, ul.children[i] || null);
       rows.delete(id);
       const a = li.firstChild;
       a.querySelector(".conv-name").textContent = convName(c);
@@ -375,6 +403,11 @@
       else a.removeAttribute("aria-current");
     }
     for (const li of rows.values()) li.remove();
+    // The tab's title counts the open conversation too while the tab is
+    // hidden, as nothing is read then.
+    let total = 0;
+    for (const id of all) if (id !== st.current || document.hidden) total += st.convs.get(id).unread || 0;
+    notify().title(total);
   }
 
   // ---- warnings: identity changes ----
@@ -486,6 +519,8 @@
       list.innerHTML = "";
       attach().clear();
       st.shown = new Set();
+      st.older = [];
+      st.newer = [];
       st.incoming = [];
       let h;
       try {
@@ -503,13 +538,14 @@
       const pend = (st.pending.get(id) || []).filter((p) => p.status !== "sent");
       st.pending.set(id, pend);
       // Live messages that came while the history was read are queued;
-      // the history goes first and they merge after it.
+      // the history goes first and they merge after it. Only the latest
+      // messages are drawn; older ones are drawn as the reader scrolls up
+      // (drawOlder), so a long conversation opens at once.
+      const fresh = items.filter((it) => !st.shown.has(it.seq));
+      for (const it of fresh) st.shown.add(it.seq);
+      st.older = fresh.slice(0, Math.max(0, fresh.length - historyWindow));
       const frag = document.createDocumentFragment();
-      for (const it of items) {
-        if (st.shown.has(it.seq)) continue;
-        st.shown.add(it.seq);
-        frag.append(it.node());
-      }
+      for (const it of fresh.slice(st.older.length)) frag.append(it.node());
       for (const p of pend) frag.append(pendingNode(p));
       list.append(frag);
       if (timeline().afterOpen) timeline().afterOpen(list, st.convs.get(id));
@@ -518,7 +554,82 @@
       mark("historyRendered");
       timings.historyCount = h.messages.length;
     }
+    if (!document.hidden && st.convs.has(id)) st.convs.get(id).unread = 0;
     markRead(id);
+  }
+
+  // historyWindow messages are drawn when a conversation opens, and
+  // olderPage more each time the reader scrolls near the top (near the
+  // bottom, newer ones); the page holds at most about 3 * historyWindow
+  // messages, the others wait in st.older and st.newer.
+  const historyWindow = 300;
+  const olderPage = 100;
+  const delivered = (list) => [...list.children].filter((li) => li.dataset.seq && !li.dataset.local);
+  function drawOlder() {
+    const list = $("messages");
+    if (st.older.length === 0 || list.scrollTop > 600) return;
+    const page = st.older.splice(Math.max(0, st.older.length - olderPage));
+    const frag = document.createDocumentFragment();
+    for (const it of page) frag.append(it.node());
+    // The reader stays on what they were reading.
+    const top = list.scrollTop, height = list.scrollHeight;
+    list.insertBefore(frag, list.firstChild);
+    list.scrollTop = top + list.scrollHeight - height;
+    // The newest drawn go below the window.
+    const drawn = delivered(list);
+    const gone = drawn.slice(Math.min(drawn.length, 3 * historyWindow));
+    for (const li of gone) li.remove();
+    st.newer.unshift(...gone.map((li) => ({ seq: Number(li.dataset.seq), node: () => li })));
+  }
+  function drawNewer() {
+    const list = $("messages");
+    if (st.newer.length === 0 || list.scrollHeight - list.scrollTop - list.clientHeight > 600) return;
+    const page = st.newer.splice(0, olderPage);
+    const frag = document.createDocumentFragment();
+    for (const it of page) frag.append(it.node());
+    list.insertBefore(frag, list.querySelector("li[data-local]:not([data-seq])"));
+    // The oldest drawn go above the window; the reader stays where they are.
+    const drawn = delivered(list);
+    const gone = drawn.slice(0, Math.max(0, drawn.length - 3 * historyWindow));
+    const above = list.scrollTop - list.scrollHeight;
+    for (const li of gone) li.remove();
+    st.older.push(...gone.map((li) => ({ seq: Number(li.dataset.seq), node: () => li })));
+    list.scrollTop = list.scrollHeight + above;
+  }
+  // showNewest draws what waits below the window, for a reader sent to
+  // the bottom (a message of their own).
+  function showNewest(list) {
+    if (st.newer.length === 0) return;
+    const frag = document.createDocumentFragment();
+    for (const it of st.newer.splice(0)) frag.append(it.node());
+    list.insertBefore(frag, list.querySelector("li[data-local]:not([data-seq])"));
+    trimTop(list);
+  }
+  let drawing = false;
+  $("messages").addEventListener("scroll", () => {
+    if ((st.older.length || st.newer.length) && !drawing) {
+      drawing = true;
+      requestAnimationFrame(() => {
+        drawing = false;
+        drawOlder();
+        drawNewer();
+      });
+    }
+  }, { passive: true });
+
+  // trimTop keeps a reader at the bottom of a busy conversation to a
+  // window of nodes: the oldest go back to st.older, drawn again on
+  // scrolling up.
+  function trimTop(list) {
+    const extra = list.children.length - 2 * historyWindow;
+    if (extra < olderPage) return;
+    const gone = [];
+    for (let i = 0; i < extra && list.firstElementChild && list.firstElementChild.dataset.seq; i++) {
+      const li = list.firstElementChild;
+      li.remove();
+      gone.push({ seq: Number(li.dataset.seq), node: () => li });
+    }
+    st.older.push(...gone);
   }
 
   // leftText is what a conversation's row says when this account is no
@@ -611,6 +722,12 @@
     const batch = st.incoming.sort((a, b) => a.seq - b.seq);
     st.incoming = [];
     if (batch.length === 0) return;
+    if (st.newer.length > 0) {
+      // The reader is above the window's bottom: new messages wait below.
+      st.newer.push(...batch.map(({ node, seq }) => ({ seq, node: () => node })));
+      st.newer.sort((a, b) => a.seq - b.seq);
+      return;
+    }
     const list = $("messages");
     const near = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
     // Delivered messages sort by seq; this device's pending ones stay last.
@@ -634,12 +751,16 @@
     }
     list.insertBefore(frag, firstPending);
     if (timeline().afterIncoming) timeline().afterIncoming(list, batch.map((b) => b.node), near);
-    if (near) list.scrollTop = list.scrollHeight;
+    if (near) {
+      trimTop(list);
+      list.scrollTop = list.scrollHeight;
+    }
     if (!document.hidden) markReadSoon();
   }
 
   function appendToChat(node) {
     const list = $("messages");
+    showNewest(list);
     list.append(node);
     list.scrollTop = list.scrollHeight;
   }
@@ -655,7 +776,8 @@
     const c = st.convs.get(m.conversation);
     if (c) {
       c.last = m;
-      if (m.conversation !== st.current) c.unread = (c.unread || 0) + 1;
+      if (m.conversation !== st.current || document.hidden) c.unread = (c.unread || 0) + 1;
+      if (!m.own && m.senderId !== st.me.userId) notify().message(m, convName(c), attach().summary(m));
     }
     if (m.conversation === st.current) queueNode(messageNode(m), m.seq);
     if (c) drawListSoon();
@@ -668,6 +790,13 @@
   }
 
   const markRead = (id) => sandi.markRead(id).then(() => receipts().afterRead && receipts().afterRead(id)).catch(() => {});
+  // readCurrent marks the open conversation read, here at once.
+  function readCurrent() {
+    const c = st.convs.get(st.current);
+    if (c) c.unread = 0;
+    drawList();
+    markReadSoon();
+  }
   const markReadSoon = debounce(() => { if (st.current) markRead(st.current); }, 500);
 
   // Enter sends; Shift+Enter is a new line.
@@ -694,7 +823,34 @@
     if (!st.pending.has(p.conv)) st.pending.set(p.conv, []);
     st.pending.get(p.conv).push(p);
     appendToChat(pendingNode(p));
-    trySend(p);
+    // A text message is kept until it is sent: a reload sends it again.
+    const kept = files ? Promise.resolve() : sandi.outboxPut(p.clientId, conv, text).catch((e) => console.warn("outbox:", e));
+    kept.then(() => trySend(p));
+  }
+
+  // loadOutbox puts the messages a reload interrupted back as pending,
+  // and sends them.
+  async function loadOutbox() {
+    let kept;
+    try {
+      kept = await sandi.outbox();
+    } catch (e) {
+      console.warn("outbox:", e);
+      return;
+    }
+    for (const k of kept) {
+      const p = { localId: ++st.localId, clientId: k.clientId, conv: k.conversation, text: k.text, status: "sending", at: k.at };
+      if (!st.pending.has(p.conv)) st.pending.set(p.conv, []);
+      st.pending.get(p.conv).push(p);
+      if (p.conv === st.current) appendToChat(pendingNode(p));
+      trySend(p);
+    }
+  }
+
+  function retryFailed() {
+    for (const list of st.pending.values()) {
+      for (const p of list) if (p.status === "failed" && !p.refused && !p.files) trySend(p);
+    }
   }
 
   // clientId is a message's id for the server's deduplication: kept across
@@ -718,6 +874,7 @@
       p.status = "sent";
       p.seq = m.seq;
       p.message = m;
+      if (!p.files) sandi.outboxDelete(p.clientId).catch((e) => console.warn("outbox:", e));
       if (p.conv === st.current) st.shown.add(m.seq);
       if (p.conv === st.current && actions().sent) actions().sent($("messages").querySelector(`[data-local="${p.localId}"]`), m);
       const c = st.convs.get(p.conv);
@@ -726,6 +883,9 @@
     } catch (e) {
       p.status = "failed";
       p.error = errorText(e);
+      // Refused: the server answered no (a lost connection, an unavailable
+      // or busy server is tried again when the connection comes back).
+      p.refused = !!(e && e.code) && !["unavailable", "internal", "rate_limited"].includes(e.code);
       if (trust().sendFailed) trust().sendFailed(p, e);
     }
     redrawPending(p);
@@ -743,6 +903,7 @@
   }
 
   function dropPending(p) {
+    if (!p.files) sandi.outboxDelete(p.clientId).catch((e) => console.warn("outbox:", e));
     if (p.files) sandi.forget(p.files.filter((f) => f.handle).map((f) => f.handle));
     st.pending.set(p.conv, (st.pending.get(p.conv) || []).filter((q) => q !== p));
     const li = $("messages").querySelector(`[data-local="${p.localId}"]`);

@@ -21,7 +21,8 @@ const ready = (async () => {
   const loaded = new Promise((resolve) => { self.sandiLoaded = resolve; });
   const go = new Go();
   go.argv = ["sandi", "worker"];
-  const { instance } = await WebAssembly.instantiateStreaming(fetch("sandi.wasm"), go.importObject);
+  // "/web/sandi.wasm": the server gives the hashed name the page loaded.
+  const { instance } = await WebAssembly.instantiateStreaming(fetch("/web/sandi.wasm"), go.importObject);
   go.run(instance);
   await loaded;
 })();

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall/js"
@@ -94,6 +95,10 @@ func main() {
 		"expire":         a.expire,
 		"lines":          a.lines,
 		"markRead":       a.markRead,
+		"search":         a.search,
+		"outbox":         a.outbox,
+		"outboxPut":      a.outboxPut,
+		"outboxDelete":   a.outboxDelete,
 		"sendReceipts":   a.sendReceipts, // receipts.go
 		"typing":         a.typing,
 		"readReceipts":   a.readReceipts,
@@ -560,7 +565,7 @@ func (a *app) noteLast(id protocol.ConversationID, m *client.Message) {
 }
 
 func (a *app) conversations([]js.Value) (any, error) {
-	_, c, err := a.get()
+	st, c, err := a.get()
 	if err != nil {
 		return nil, err
 	}
@@ -568,7 +573,7 @@ func (a *app) conversations([]js.Value) (any, error) {
 	defer cancel()
 	list, err := c.Conversations(ctx)
 	if err != nil {
-		return nil, err
+		return storedConversations(st, err)
 	}
 	out := make([]convView, len(list))
 	for i := range list {
@@ -582,6 +587,7 @@ func (a *app) conversations([]js.Value) (any, error) {
 			out[i].Last = &v
 		}
 	}
+	keepConversations(st, out)
 	return out, nil
 }
 
@@ -983,7 +989,10 @@ func (a *app) alarms([]js.Value) (any, error) {
 	}
 	seen := 0
 	if b, err := st.Get(keyAlarmsSeen); err == nil {
-		fmt.Sscan(string(b), &seen)
+		// A count this page wrote; anything else reads as none seen.
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			seen = n
+		}
 	} else if !errors.Is(err, client.ErrNoValue) {
 		return nil, err
 	}

@@ -1,0 +1,76 @@
+package web_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+
+	"sandi.dev/client"
+	"sandi.dev/protocol"
+)
+
+// TestBrowserOffline: with the server stopped the page says the connection
+// is lost; a message sent meanwhile is kept; a reload opens the page from
+// the service worker's copy with the conversation and its history; when
+// the server is back, the kept message goes out by itself, and its
+// receiver gets it once.
+func TestBrowserOffline(t *testing.T) {
+	requireBuilt(t)
+	dir := t.TempDir()
+	url, stop := serveAt(t, dir, "127.0.0.1:0", nil)
+	t.Cleanup(func() { stop() })
+	bob := newUser(t, url, "bob")
+	alice := newUserPage(t, startBrowser(t), "alice", url)
+	alice.createConversation("bob")
+	alice.send("before the outage")
+	alice.wait("the service worker", `navigator.serviceWorker.controller !== null`)
+	alice.wait("the page's shell cached", `caches.open("sandi-shell").then(c => c.keys()).then(k => k.some(r => r.url.endsWith(".wasm")) && k.some(r => new URL(r.url).pathname === "/"))`)
+	alice.wait("the connection shown as up", `document.getElementById("conn").hidden && window.sandiOffline.state() === "online"`)
+
+	stop()
+	alice.wait("the connection shown as lost", `!document.getElementById("conn").hidden && document.getElementById("conn").innerText.includes("Reconnecting")`)
+	alice.typeInto("#composer-input", "sent while down")
+	alice.pressEnter()
+	alice.wait("the message kept", `sandi.outbox().then(o => o.length === 1 && o[0].text === "sent while down")`)
+
+	alice.do("reload with the server down", chromedp.Reload())
+	alice.waitView("main")
+	alice.openConversation("bob")
+	alice.waitMessage("before the outage")
+	alice.waitText("#messages", "sent while down")
+	alice.wait("the connection shown as lost", `!document.getElementById("conn").hidden`)
+
+	_, stop = serveAt(t, dir, strings.TrimPrefix(url, "http://"), nil)
+	alice.wait("“sent while down” sent", `[...document.querySelectorAll("#messages .msg.own")].some(li => li.querySelector(".text").innerText === "sent while down" && li.querySelector(".status").innerText === "Sent")`)
+	alice.wait("the connection shown as up", `document.getElementById("conn").hidden`)
+	alice.wait("the outbox emptied", `sandi.outbox().then(o => o.length === 0)`)
+
+	got := bob.waitTexts("alice: before the outage", "alice: sent while down")
+	got = append(got, bob.syncTexts()...)
+	h, err := bob.c.History(onlyConversation(t, bob))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, m := range h {
+		if m.Type == client.ContentText && m.Text == "sent while down" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("bob has “sent while down” %d times (synced %q)", n, got)
+	}
+	alice.noProblems("Failed to load resource", "WebSocket connection", "ERR_CONNECTION_REFUSED")
+}
+
+// onlyConversation is the one conversation u is in.
+func onlyConversation(t *testing.T, u *cli) protocol.ConversationID {
+	t.Helper()
+	list, err := u.c.Conversations(context.Background())
+	if err != nil || len(list) != 1 {
+		t.Fatalf("%s: conversations %v, %v", u.c.Username(), list, err)
+	}
+	return list[0].ID
+}
