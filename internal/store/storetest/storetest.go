@@ -102,6 +102,7 @@ func Run(t *testing.T, open Opener) {
 		{"BlobQuotaRace", testBlobQuotaRace},
 		{"BlobPartsConcurrent", testBlobPartsConcurrent},
 		{"Archives", testArchives},
+		{"Contacts", testContacts},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, open) })
