@@ -192,6 +192,9 @@ func (s *Server) createConversation(w http.ResponseWriter, r *http.Request, c *c
 	if err := s.checkIdentities(r.Context(), chain.Members()); err != nil {
 		return err
 	}
+	if err := s.admit(r, c.user(), chain.Members()); err != nil {
+		return err
+	}
 	d, err := s.parseDistribution(req.Session, chain, c)
 	if err != nil {
 		return err
@@ -364,6 +367,11 @@ func (s *Server) changeMembership(w http.ResponseWriter, r *http.Request, c *cal
 	}
 	if rec.Op == protocol.OpAdd || rec.Op.IsRekey() {
 		if err := s.checkIdentities(r.Context(), rec.Members); err != nil {
+			return err
+		}
+	}
+	if rec.Op == protocol.OpAdd {
+		if err := s.admit(r, c.user(), rec.Members); err != nil {
 			return err
 		}
 	}
