@@ -31,8 +31,11 @@ type convState struct {
 	Epoch   uint64     `json:"epoch"`   // newest epoch this device holds
 	LastSeq uint64     `json:"lastSeq"` // last message seq processed
 	Left    bool       `json:"left,omitempty"`
-	Unread  int        `json:"unread,omitempty"`
-	ReadSeq uint64     `json:"readSeq,omitempty"` // messages up to it are read (MarkReadThrough)
+	// Request: a message request (requests.go), decided when this device
+	// first verified the chain.
+	Request bool   `json:"request,omitempty"`
+	Unread  int    `json:"unread,omitempty"`
+	ReadSeq uint64 `json:"readSeq,omitempty"` // messages up to it are read (MarkReadThrough)
 	// The epoch rules of §7.4 and §7.5: see epochrules.go.
 	StreamSeq uint64               `json:"streamSeq,omitempty"` // newest record whose event the stream delivered
 	Spans     map[uint64]epochSpan `json:"spans,omitempty"`     // per record, the epochs held for it
@@ -215,6 +218,11 @@ func (c *Client) syncChain(ctx context.Context, cs *convState) error {
 	cs.chain = next
 	_, member := next.Member(c.acct.User)
 	cs.Left = !member
+	if prev == nil && member {
+		if err := c.classify(cs); err != nil {
+			return err
+		}
+	}
 	if err := c.saveChain(cs); err != nil {
 		return err
 	}

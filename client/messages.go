@@ -286,6 +286,9 @@ func (c *Client) recordLater(cs *convState, m Message) error {
 	if c.countsUnread(m) {
 		cs.Unread++
 	}
+	if m.Own || m.SenderID == c.acct.User {
+		cs.accepted() // this account answered: no longer a request
+	}
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
