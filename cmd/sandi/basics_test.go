@@ -81,6 +81,7 @@ func unread(t *testing.T, base, home string) map[string]int {
 func TestCLIReadState(t *testing.T) {
 	base, homes := cliWorld(t, "alice", "bob")
 	a, b := homes["alice"], homes["bob"]
+	newConv(t, base, b, "alice") // alice is then no stranger to bob: no requests
 	friends := newConv(t, base, a, "--title", "friends", "bob")
 	other := newConv(t, base, a, "bob")
 	cliOK(t, base, a, "", "send", friends, "one")

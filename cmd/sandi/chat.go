@@ -36,6 +36,12 @@ func cmdChat(ctx context.Context, e *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := e.noteRequests([]protocol.ConversationID{id}); err != nil {
+		return err
+	}
+	if e.requests[id] && !e.g.json {
+		fmt.Fprintln(e.stderr, requestNote(id))
+	}
 	if in, out, ok := e.terminals(); ok && !e.g.json {
 		return chatTUI(ctx, e, id, hist, synced.Failures, in, out)
 	}

@@ -80,6 +80,9 @@ type cli struct {
 	// that does not change them (history, search), each read once; nil:
 	// read them every time.
 	hist map[protocol.ConversationID][]client.Message
+	// requests marks the conversations that are message requests, for
+	// printMessage (filled by noteRequests).
+	requests map[protocol.ConversationID]bool
 }
 
 type command func(ctx context.Context, e *cli, args []string) error
@@ -119,6 +122,10 @@ var commands = map[string]command{
 	"restore":       cmdRestore,
 	"rename":        cmdRename,
 	"conversations": cmdList,
+	"requests":      cmdRequests,
+	"block":         cmdBlock,
+	"unblock":       cmdUnblock,
+	"blocked":       cmdBlocked,
 }
 
 // open opens the client state in the home directory and holds it (its
@@ -137,7 +144,7 @@ func (e *cli) open() error {
 		return fmt.Errorf("state directory %s: %w", e.g.home, err)
 	}
 	host, _ := os.Hostname()
-	e.c, err = client.Open(client.Options{Server: server, Storage: st, DeviceName: "cli@" + host})
+	e.c, err = client.Open(client.Options{Server: server, Storage: st, DeviceName: "CLI on " + host})
 	if err != nil {
 		st.Close()
 	}
@@ -424,6 +431,9 @@ func cmdList(ctx context.Context, e *cli, args []string) error {
 			title = "-"
 		}
 		line := fmt.Sprintf("%s  %-20s  %s  (%d unread)%s", cv.ID, title, untrustedList(cv.Members), cv.Unread, statusMark(cv.Status))
+		if cv.Request {
+			line += "  [request from " + untrustedName(cv.From) + ": sandi requests]"
+		}
 		if err := e.out(cv, e.wrap(line)); err != nil {
 			return err
 		}
@@ -518,6 +528,9 @@ const messageCont = "           | "
 // else "[conv] sender: text", the text's further lines under it (framed).
 func (e *cli) printMessage(m client.Message) error {
 	conv := "[" + m.Conversation.String()[:8] + "] "
+	if e.requests[m.Conversation] {
+		conv = "[" + m.Conversation.String()[:8] + " request] "
+	}
 	if isAction(m) {
 		return e.printAction(m)
 	}
@@ -526,6 +539,9 @@ func (e *cli) printMessage(m client.Message) error {
 			strings.Join(wrapHanging(conv+untrustedName(m.Sender)+` set the title to "`+untrusted(m.Text)+`"`, e.width(), messageCont), "\n"))
 	}
 	v := map[string]any{"conversation": m.Conversation, "seq": m.Seq, "sender": m.Sender, "text": m.Text, "sentAt": m.SentAt, "attachments": attachmentsJSON(m.Attachments)}
+	if e.requests[m.Conversation] {
+		v["request"] = true
+	}
 	actionJSON(v, m)
 	return e.out(v, framed(conv+untrustedName(m.Sender)+": ", m.Text, messageCont, e.width())+e.attachmentLines(m.Attachments)+e.actionLines(m))
 }
@@ -569,6 +585,13 @@ func cmdSync(ctx context.Context, e *cli, args []string) error {
 func (e *cli) syncPrint(ctx context.Context, only *protocol.ConversationID) error {
 	res, err := e.c.Sync(ctx)
 	var printed []client.Message
+	convs := make([]protocol.ConversationID, 0, len(res.Messages))
+	for _, m := range res.Messages {
+		convs = append(convs, m.Conversation)
+	}
+	if nerr := e.noteRequests(convs); nerr != nil {
+		return nerr
+	}
 	for _, m := range res.Messages {
 		if only != nil && m.Conversation != *only {
 			continue

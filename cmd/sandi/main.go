@@ -127,6 +127,17 @@ Conversations:
                               refused, and the exit status is 1 if any was not sent)
   safety-number USER          show the safety number to compare with USER
 
+Requests and blocks:
+  requests                    list message requests: conversations started by
+                              someone you share no other conversation with; their
+                              messages are not marked read until you accept one
+  requests accept|delete|block CONV
+                              accept a request, or leave it and erase it here
+                              (delete), and also block its sender (block)
+  block USER                  the server refuses USER's new conversations with you
+  unblock USER                lift a block
+  blocked                     list the accounts you blocked
+
 Trust:
   verify USER [--number DIGITS]
                               compare safety numbers with USER and mark USER verified
