@@ -264,6 +264,7 @@ type userInfo struct {
 		CreatedAt    int64             `json:"createdAt"`
 		SignedPreKey b64               `json:"signedPreKey"`
 		LastResort   b64               `json:"lastResort"`
+		NameRecord   b64               `json:"nameRecord"` // §12.5, for the account's own devices
 	} `json:"devices"`
 }
 

@@ -322,8 +322,11 @@ func cmdDevices(ctx context.Context, e *cli, args []string) (err error) {
 	if len(args) > 0 && args[0] == "remove" {
 		return cmdDevicesRemove(ctx, e, args[1:])
 	}
+	if len(args) > 0 && args[0] == "rename" {
+		return cmdDevicesRename(ctx, e, args[1:])
+	}
 	if len(args) != 0 {
-		return usageError{"usage: sandi devices [remove ID]"}
+		return usageError{"usage: sandi devices [remove ID | rename ID NAME...]"}
 	}
 	if err := e.open(); err != nil {
 		return err

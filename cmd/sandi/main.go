@@ -71,6 +71,9 @@ Account and devices:
                               device list names them (only those get new messages)
   devices remove ID           remove another device of the account (ID: its id or
                               4+ characters of it): it is revoked at once
+  devices rename ID NAME...   rename a device of the account (at most 64 bytes); the
+                              name is signed by the account's key, so the server
+                              cannot change it unnoticed
   sessions                    list every device signed in to the account, KEYLESS
                               ones (signed in with the password, never linked) too
   sessions remove ID          sign out a session the signed device list does not name

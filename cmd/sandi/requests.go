@@ -140,3 +140,18 @@ func requestNote(id protocol.ConversationID) string {
 		"   until you accept it ('sandi requests accept " + id.String()[:8] + "') or answer --",
 	}, "\n")
 }
+
+func cmdDevicesRename(ctx context.Context, e *cli, args []string) error {
+	if len(args) < 2 {
+		return usageError{"usage: sandi devices rename ID NAME... (ID: a device id, or 4+ characters of it)"}
+	}
+	if err := e.open(); err != nil {
+		return err
+	}
+	name := strings.Join(args[1:], " ")
+	id, err := e.c.RenameDevice(ctx, args[0], name)
+	if err != nil {
+		return err
+	}
+	return e.out(map[string]any{"device": id, "name": name}, "renamed device "+id.String()+" to "+untrusted(name))
+}

@@ -75,3 +75,31 @@ func TestCLIRequests(t *testing.T) {
 		}
 	}
 }
+
+// TestCLIDeviceRename: a device starts as "CLI on HOST", `devices rename`
+// gives it a signed name that `devices` shows, and a bad name is refused.
+func TestCLIDeviceRename(t *testing.T) {
+	base, homes := cliWorld(t, "alice")
+	a := homes["alice"]
+	var me struct{ Device string }
+	if err := json.Unmarshal([]byte(cliOK(t, base, a, "", "--json", "whoami")), &me); err != nil || len(me.Device) != 32 {
+		t.Fatalf("whoami: %v %q", err, me.Device)
+	}
+	if out := cliOK(t, base, a, "", "devices"); !strings.Contains(out, "CLI on ") {
+		t.Fatalf("the default name is not \"CLI on HOST\":\n%s", out)
+	}
+	cliOK(t, base, a, "", "devices", "rename", me.Device[:6], "laptop", "at", "home")
+	var dev struct {
+		Name       string
+		NameSigned bool
+	}
+	if err := json.Unmarshal([]byte(cliOK(t, base, a, "", "--json", "devices")), &dev); err != nil || dev.Name != "laptop at home" || !dev.NameSigned {
+		t.Fatalf("devices --json after the rename: %v %+v", err, dev)
+	}
+	if _, errs, code := cliRun(t, base, a, "", "devices", "rename", me.Device, strings.Repeat("n", 65)); code != 1 || !strings.Contains(errs, "1 to 64 bytes") {
+		t.Fatalf("a 65-byte name: exit %d, %q", code, errs)
+	}
+	if _, errs, code := cliRun(t, base, a, "", "devices", "rename", me.Device); code != 2 || !strings.Contains(errs, "usage: sandi devices rename") {
+		t.Fatalf("rename without a name: exit %d, %q", code, errs)
+	}
+}

@@ -36,6 +36,9 @@ var authzTable = map[string]authzCase{
 	"DELETE /api/devices/{device}": func(f *authzFixture) (string, any) {
 		return "/api/devices/" + f.otherDevice.dev.String(), map[string]string{}
 	},
+	"PUT /api/devices/{device}/name": func(f *authzFixture) (string, any) {
+		return "/api/devices/" + f.otherDevice.dev.String() + "/name", map[string]string{}
+	},
 	"GET /api/sessions": func(f *authzFixture) (string, any) { return "/api/sessions", nil },
 	"DELETE /api/sessions/{device}": func(f *authzFixture) (string, any) {
 		return "/api/sessions/" + f.keyless.dev.String(), nil

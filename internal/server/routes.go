@@ -76,6 +76,7 @@ func (s *Server) routes() []Route {
 		{"POST", "/api/devices/link/{device}", Device, s.approveLink},
 		{"POST", "/api/devices/list", Device, s.publishDeviceList},
 		{"DELETE", "/api/devices/{device}", Device, s.removeDevice},
+		{"PUT", "/api/devices/{device}/name", Device, s.putDeviceName},
 		{"GET", "/api/sessions", AnyDevice, s.listSessions},
 		{"DELETE", "/api/sessions/{device}", Device, s.revokeSession},
 		{"POST", "/api/auth/password", Device, s.changePassword},

@@ -38,4 +38,13 @@ type Contacts interface {
 	// more than max, it records nothing and returns ErrTooManyContacts.
 	// Records older than since are forgotten.
 	NewContacts(ctx context.Context, author protocol.UserID, users []protocol.UserID, since, now int64, max int) (int, error)
+
+	// SetDeviceName stores a verified device name record of an active
+	// device of user (protocol.md §12.5) and makes name the device's name.
+	// A device that is not user's, or revoked, is ErrNotFound; a seq not
+	// above the stored record's is ErrConflict.
+	SetDeviceName(ctx context.Context, user protocol.UserID, device protocol.DeviceID, name string, seq uint64, record []byte) error
+	// DeviceNames returns the stored name records of user's active
+	// devices that have one.
+	DeviceNames(ctx context.Context, user protocol.UserID) (map[protocol.DeviceID][]byte, error)
 }

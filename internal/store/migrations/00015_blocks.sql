@@ -1,4 +1,4 @@
--- Block lists and first contacts (protocol.md §16). A user's block list
+-- Block lists and first contacts (protocol.md §16), signed device names. A user's block list
 -- names the accounts whose new conversations and member additions naming
 -- the user the server refuses. new_contacts records, per account, the
 -- accounts it named in a conversation while sharing no conversation with
@@ -23,7 +23,14 @@ CREATE TABLE new_contacts (
     PRIMARY KEY (user_id, contact_id)
 );
 
+-- A device's name as its account's identity key signed it (protocol.md
+-- §12.5): the newest record and its seq; devices.name is then its name.
+ALTER TABLE devices ADD COLUMN name_record BYTEA;
+ALTER TABLE devices ADD COLUMN name_seq BIGINT NOT NULL DEFAULT 0;
+
 -- +goose Down
 
+ALTER TABLE devices DROP COLUMN name_seq;
+ALTER TABLE devices DROP COLUMN name_record;
 DROP TABLE new_contacts;
 DROP TABLE blocks;

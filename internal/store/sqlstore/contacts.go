@@ -153,3 +153,38 @@ func (s *Store) NewContacts(ctx context.Context, author protocol.UserID, users [
 	})
 	return added, err
 }
+
+// SetDeviceName implements store.Contacts.
+func (s *Store) SetDeviceName(ctx context.Context, user protocol.UserID, device protocol.DeviceID, name string, seq uint64, record []byte) error {
+	return s.write(ctx, "set device name", func(t *wtx) error {
+		var held int64
+		err := t.queryRow(`SELECT name_seq FROM devices WHERE id = ? AND user_id = ? AND revoked = FALSE`+t.lockSuffix(), idArg(device), idArg(user)).Scan(&held)
+		if err != nil {
+			return notFound(err, "device")
+		}
+		if seq <= uint64(held) {
+			return fmt.Errorf("device name seq %d, held %d: %w", seq, held, store.ErrConflict)
+		}
+		_, err = t.exec(`UPDATE devices SET name = ?, name_seq = ?, name_record = ? WHERE id = ?`, name, int64(seq), record, idArg(device))
+		return err
+	})
+}
+
+// DeviceNames implements store.Contacts.
+func (s *Store) DeviceNames(ctx context.Context, user protocol.UserID) (map[protocol.DeviceID][]byte, error) {
+	rows, err := s.query(ctx, `SELECT id, name_record FROM devices WHERE user_id = ? AND revoked = FALSE AND name_record IS NOT NULL`, idArg(user))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[protocol.DeviceID][]byte{}
+	for rows.Next() {
+		var id protocol.DeviceID
+		var rec []byte
+		if err := rows.Scan(scanID(&id), &rec); err != nil {
+			return nil, err
+		}
+		out[id] = rec
+	}
+	return out, rows.Err()
+}

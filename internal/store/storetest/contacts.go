@@ -97,3 +97,32 @@ func testContacts(t *testing.T, open Opener) {
 }
 
 func isTooMany(err error) bool { return errors.Is(err, store.ErrTooManyContacts) }
+
+// testDeviceNames: a name record replaces the device's name only with a
+// higher seq, only for a device of the account, and survives a restart.
+func testDeviceNames(t *testing.T, open Opener) {
+	s := open(t, nil)
+	f := newFixture(t, s)
+	alice, bob := f.user(2, true), f.user(1, true)
+	dev := alice.Devs[1]
+	if err := s.SetDeviceName(f.ctx, alice.ID, dev, "phone", 1, []byte("record 1")); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "same seq", s.SetDeviceName(f.ctx, alice.ID, dev, "tablet", 1, []byte("record 1'")), store.ErrConflict)
+	wantErr(t, "another account's device", s.SetDeviceName(f.ctx, bob.ID, dev, "mine", 2, []byte("x")), store.ErrNotFound)
+	s.Close()
+	s = open(t, nil)
+	names, err := s.DeviceNames(f.ctx, alice.ID)
+	if err != nil || len(names) != 1 || string(names[dev]) != "record 1" {
+		t.Fatalf("names = %q, %v", names, err)
+	}
+	devs, err := s.Devices(f.ctx, alice.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range devs {
+		if d.ID == dev && d.Name != "phone" {
+			t.Fatalf("device name %q, want phone", d.Name)
+		}
+	}
+}

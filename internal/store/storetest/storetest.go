@@ -103,6 +103,7 @@ func Run(t *testing.T, open Opener) {
 		{"BlobPartsConcurrent", testBlobPartsConcurrent},
 		{"Archives", testArchives},
 		{"Contacts", testContacts},
+		{"DeviceNames", testDeviceNames},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, open) })
