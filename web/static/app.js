@@ -8,6 +8,7 @@
   const $ = (id) => document.getElementById(id);
   const trust = () => window.sandiTrust || {}; // trust.js: identity trust and alarms
   const actions = () => window.sandiActions || {}; // actions.js: replies, reactions, edits, deletes
+  const requests = () => window.sandiRequests || {}; // requests.js: message requests and blocks
   const attach = () => window.sandiAttach; // attach.js: files, images and voice notes
   const timings = (window.sandiTimings = {});
   const mark = (name) => { timings[name] = Math.round(performance.now()); };
@@ -333,6 +334,7 @@
   function drawList() {
     const ul = $("conv-list");
     const ids = st.order.filter((id) => st.convs.has(id) && !st.convs.get(id).left);
+    if (requests().draw) requests().draw(ids.map((id) => st.convs.get(id)).filter((c) => c.request));
     $("conv-empty").hidden = ids.length > 0;
     // Update rows in place, so live updates never move what is on screen.
     const rows = new Map([...ul.children].map((li) => [li.dataset.id, li]));
@@ -350,6 +352,7 @@
       rows.delete(id);
       const a = li.firstChild;
       a.querySelector(".conv-name").textContent = convName(c);
+      if (requests().tag) requests().tag(a, c);
       const last = c.last;
       a.querySelector(".conv-last").textContent = !last ? "No messages yet" :
         last.type === "title" ? `${last.sender} named it “${last.text}”` : `${last.sender}: ${attach().summary(last)}`;
@@ -512,6 +515,7 @@
     $("chat-title").textContent = convName(c);
     $("chat-members").textContent = (c.members || []).join(", ");
     $("chat-left").hidden = !c.left;
+    if (requests().bar) requests().bar(c);
     const blocked = !!c.left || !!(trust().blocked && trust().blocked(c.id));
     $("composer-input").disabled = blocked;
     $("send-button").disabled = blocked;
@@ -735,6 +739,12 @@
     if (st.membersOpen) $("members-close").focus();
   });
   $("members-close").addEventListener("click", () => { setMembersOpen(false); $("members-button").focus(); });
+  // Escape closes the members panel, whatever inside it has the focus.
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key !== "Escape" || !st.membersOpen) return;
+    setMembersOpen(false);
+    $("members-button").focus();
+  });
 
   function drawMembers() {
     const c = st.convs.get(st.current);
@@ -749,15 +759,21 @@
         (c.admins || []).includes(name) ? el("span", { class: "tag", text: "admin" }) : null,
         me || !trust().memberState ? null : trust().memberState(name),
         me ? null : el("a", { href: "#/safety/" + encodeURIComponent(name), class: "small", "aria-label": "Safety number with " + name, text: "Safety number" }),
-        admin && !me ? el("button", { type: "button", class: "remove", "aria-label": "Remove " + name, text: "Remove", onclick: () => removeMember(name) }) : null));
+        admin && !me ? el("button", { type: "button", class: "remove", "aria-label": "Remove " + name, text: "Remove", onclick: (ev) => removeMember(name, ev.currentTarget) }) : null));
     }
     $("add-member-form").hidden = !admin;
     $("leave-button").textContent = "Leave conversation";
     delete $("leave-button").dataset.confirm;
   }
 
-  async function removeMember(name) {
+  async function removeMember(name, button) {
     $("members-error").textContent = "";
+    if (button && !button.dataset.confirm) {
+      button.dataset.confirm = "1";
+      button.textContent = "Remove " + name + "?";
+      button.setAttribute("aria-label", "Confirm: remove " + name + " from this conversation");
+      return;
+    }
     try {
       await sandi.removeMember(st.current, name);
       await loadConversations();
@@ -1048,7 +1064,7 @@
   }
 
   // What trust.js borrows.
-  window.sandiApp = { st, el, errorText, fmtTime, convName, drawChatHeader, drawMembers, openSafety, refresh, sendPending, dropPending, messageNode, queueNode, route };
+  window.sandiApp = { st, el, errorText, loadConversations, fmtTime, convName, drawChatHeader, drawMembers, openSafety, refresh, sendPending, dropPending, messageNode, queueNode, route };
 
   boot();
 })();
