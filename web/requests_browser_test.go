@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/chromedp/chromedp"
+
 	"sandi.dev/client"
 )
 
@@ -51,6 +53,17 @@ func TestBrowserRequests(t *testing.T) {
 	alice.wait("carol removed", `!document.querySelector('#member-list [data-user="carol"]')`)
 	alice.pressKey("Escape", 27)
 	alice.wait("the members panel closed by Escape", `document.getElementById("members-panel").hidden && document.activeElement.id === "members-button"`)
+	// Devices: a default name that says which browser, and a rename.
+	eval[chromedp.Void](alice, `location.hash = "#/devices"`)
+	alice.waitText("#device-list", "Chromium on Linux")
+	alice.click("#device-list .rename-device")
+	alice.wait("the rename form", `document.activeElement.classList.contains("rename-device-input")`)
+	eval[chromedp.Void](alice, `document.activeElement.value = ""`)
+	alice.typeInto(".rename-device-input", "work laptop")
+	alice.pressEnter()
+	alice.waitText("#device-list", "work laptop")
+	eval[chromedp.Void](alice, `window.__devs = null; sandi.devices().then((l) => { window.__devs = l; })`)
+	alice.wait("the new name signed", `!!window.__devs && window.__devs.some((d) => d.current && d.name === "work laptop" && d.nameSigned)`)
 	for _, p := range []*page{alice, bob} {
 		p.noProblems()
 	}

@@ -151,7 +151,7 @@
     const ua = navigator.userAgent;
     const browser = /Edg\//.test(ua) ? "Edge" : /Chrom/.test(ua) ? "Chromium" : /Firefox\//.test(ua) ? "Firefox" : /Safari\//.test(ua) ? "Safari" : "Browser";
     const os = /Android/.test(ua) ? "Android" : /iPhone|iPad/.test(ua) ? "iOS" : /Mac OS/.test(ua) ? "macOS" : /Windows/.test(ua) ? "Windows" : /Linux/.test(ua) ? "Linux" : "";
-    return "web: " + browser + (os ? " on " + os : "");
+    return browser + (os ? " on " + os : "");
   }
 
   async function loadModule() {
@@ -915,6 +915,7 @@
           el("span", { class: "muted small", text: d.createdAt ? "added " + fmtTime(d.createdAt) : "no keys yet" }),
           d.listed ? null : el("span", { class: "tag", text: "not in the signed list" }),
           d.current ? el("span", { class: "tag", text: "this browser" }) : null,
+          requests().renameControl ? requests().renameControl(d, openDevices) : null,
           remove));
       }
       for (const s of sessions) {

@@ -6,7 +6,8 @@
 // (web/wasm) decides what is a request and keeps its messages unread until
 // it is accepted or answered, so the sender learns nothing. app.js calls
 // window.sandiRequests at the points it names and lends its helpers through
-// window.sandiApp.
+// window.sandiApp. The devices view's Rename (signed device names) is here
+// too.
 "use strict";
 
 (() => {
@@ -65,5 +66,39 @@
   act("request-delete", (c) => sandi.deleteRequest(c), true);
   act("request-block", (c) => sandi.blockRequest(c), true);
 
-  window.sandiRequests = { draw, tag, bar };
+  // renameControl is the Rename button of a device in the devices view:
+  // it opens a one-field form; the name is signed by the account's key
+  // (protocol.md §12.5), so the server cannot change it unnoticed. Escape
+  // or Cancel closes the form; reload redraws the list after a rename.
+  function renameControl(d, reload) {
+    const { el, errorText } = app();
+    const label = d.name || d.id.slice(0, 8);
+    const button = el("button", { type: "button", class: "small rename-device", text: "Rename", "aria-label": "Rename " + label });
+    button.addEventListener("click", () => {
+      const input = el("input", { type: "text", maxlength: "64", value: d.name || "", "aria-label": "New name for " + label, class: "rename-device-input" });
+      const status = el("span", { class: "error small", role: "alert" });
+      const cancel = el("button", { type: "button", class: "small", text: "Cancel" });
+      const form = el("form", { class: "rename-device-form" }, input, el("button", { type: "submit", class: "small primary", text: "Save" }), cancel, status);
+      const close = () => { form.replaceWith(button); button.focus(); };
+      cancel.addEventListener("click", close);
+      form.addEventListener("keydown", (ev) => { if (ev.key === "Escape") { ev.stopPropagation(); close(); } });
+      form.addEventListener("submit", async (ev) => {
+        ev.preventDefault();
+        const name = input.value.trim();
+        if (!name) return;
+        try {
+          await sandi.renameDevice(d.id, name);
+          await reload();
+        } catch (e) {
+          status.textContent = errorText(e);
+        }
+      });
+      button.replaceWith(form);
+      input.focus();
+      input.select();
+    });
+    return button;
+  }
+
+  window.sandiRequests = { draw, tag, bar, renameControl };
 })();
