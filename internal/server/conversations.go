@@ -192,9 +192,6 @@ func (s *Server) createConversation(w http.ResponseWriter, r *http.Request, c *c
 	if err := s.checkIdentities(r.Context(), chain.Members()); err != nil {
 		return err
 	}
-	if err := s.admit(r, c.user(), chain.Members()); err != nil {
-		return err
-	}
 	d, err := s.parseDistribution(req.Session, chain, c)
 	if err != nil {
 		return err
@@ -204,6 +201,10 @@ func (s *Server) createConversation(w http.ResponseWriter, r *http.Request, c *c
 	}
 	state, err := parseState(req.State, chain, c, 1)
 	if err != nil {
+		return err
+	}
+	// Last of the checks: it records first contacts (§16.3).
+	if err := s.admit(r, c.user(), chain.Members()); err != nil {
 		return err
 	}
 	now := s.now()
