@@ -265,6 +265,7 @@ func TestCLIErrorMessages(t *testing.T) {
 // once it ends.
 func TestCLIChatMarksRead(t *testing.T) {
 	base, homes := cliWorld(t, "alice", "bob")
+	newConv(t, base, homes["bob"], "alice") // no request: bob knows alice
 	conv := newConv(t, base, homes["alice"], "bob")
 	chat, in, out := startChat(t, homes["bob"], conv)
 	cliOK(t, base, homes["alice"], "", "send", conv, "while you chat")

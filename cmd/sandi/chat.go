@@ -39,9 +39,6 @@ func cmdChat(ctx context.Context, e *cli, args []string) error {
 	if err := e.noteRequests([]protocol.ConversationID{id}); err != nil {
 		return err
 	}
-	if e.requests[id] && !e.g.json {
-		fmt.Fprintln(e.stderr, requestNote(id))
-	}
 	if in, out, ok := e.terminals(); ok && !e.g.json {
 		return chatTUI(ctx, e, id, hist, synced.Failures, in, out)
 	}
@@ -60,6 +57,9 @@ func cmdChat(ctx context.Context, e *cli, args []string) error {
 	defer e.c.MarkRead(id) // what arrived while the chat ran was printed
 	if !e.g.json {
 		fmt.Fprintln(e.stderr, "-- type a message and press Enter; /quit to leave --")
+		if e.requests[id] {
+			fmt.Fprintln(e.stderr, requestNote(id))
+		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

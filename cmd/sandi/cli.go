@@ -531,9 +531,6 @@ const messageCont = "           | "
 // else "[conv] sender: text", the text's further lines under it (framed).
 func (e *cli) printMessage(m client.Message) error {
 	conv := "[" + m.Conversation.String()[:8] + "] "
-	if e.requests[m.Conversation] {
-		conv = "[" + m.Conversation.String()[:8] + " request] "
-	}
 	if isAction(m) {
 		return e.printAction(m)
 	}
@@ -609,6 +606,7 @@ func (e *cli) syncPrint(ctx context.Context, only *protocol.ConversationID) erro
 			return err
 		}
 	}
+	e.noteRequestsPrinted(printed)
 	for _, f := range res.Failures {
 		printError(e.stderr, f)
 	}

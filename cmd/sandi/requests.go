@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"sandi.dev/client"
 	"sandi.dev/protocol"
 )
 
@@ -131,6 +132,21 @@ func (e *cli) noteRequests(convs []protocol.ConversationID) error {
 		e.requests[id] = req
 	}
 	return nil
+}
+
+// noteRequestsPrinted says on stderr, once per conversation, which of the
+// printed messages are in requests (stdout keeps the messages alone;
+// --json marks them with "request").
+func (e *cli) noteRequestsPrinted(printed []client.Message) {
+	said := map[protocol.ConversationID]bool{}
+	for _, m := range printed {
+		if !e.requests[m.Conversation] || said[m.Conversation] {
+			continue
+		}
+		said[m.Conversation] = true
+		short := m.Conversation.String()[:8]
+		printWrapped(e.stderr, fmt.Sprintf("sandi: [%s] is a message request from someone you share no other conversation with; its messages stay unread until you accept it ('sandi requests accept %s') or answer", short, short), errorCont)
+	}
 }
 
 // requestNote is the line chat shows on opening a request.

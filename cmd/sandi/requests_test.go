@@ -19,9 +19,9 @@ func TestCLIRequests(t *testing.T) {
 	fromMallory := newConv(t, base, m, "alice")
 	cliOK(t, base, m, "", "send", fromMallory, "buy now")
 
-	out := cliOK(t, base, a, "", "sync")
-	if !strings.Contains(out, "["+fromBob[:8]+" request] bob: hi alice") {
-		t.Fatalf("sync does not mark the request:\n%s", out)
+	out, errs, code := cliRun(t, base, a, "", "sync")
+	if code != 0 || !strings.Contains(out, "["+fromBob[:8]+"] bob: hi alice") || !strings.Contains(errs, "["+fromBob[:8]+"] is a message request") {
+		t.Fatalf("sync does not mark the request: exit %d\n%s\n%s", code, out, errs)
 	}
 	out = cliOK(t, base, a, "", "requests")
 	if !strings.Contains(out, fromBob+"  from bob") || !strings.Contains(out, fromMallory+"  from mallory") {
@@ -43,7 +43,7 @@ func TestCLIRequests(t *testing.T) {
 	if out := cliOK(t, base, a, "", "requests"); !strings.Contains(out, "no message requests") {
 		t.Fatalf("requests after blocking:\n%s", out)
 	}
-	_, errs, code := cliRun(t, base, m, "", "new", "alice")
+	_, errs, code = cliRun(t, base, m, "", "new", "alice")
 	if code != 1 || !strings.Contains(errs, "does not accept conversations from you") {
 		t.Fatalf("mallory after the block: exit %d, %q", code, errs)
 	}
