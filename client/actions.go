@@ -67,11 +67,8 @@ func checkAction(ct Content) error {
 		}
 		return nil
 	}
-	if len(ct.Target) != refLen {
-		return fmt.Errorf("a %s's target is %d characters of base64url", ct.Type, refLen)
-	}
-	if b, err := base64.RawURLEncoding.DecodeString(ct.Target); err != nil || base64.RawURLEncoding.EncodeToString(b) != ct.Target {
-		return fmt.Errorf("a %s's target is not base64url", ct.Type)
+	if err := checkRef(ct.Type, ct.Target); err != nil {
+		return err
 	}
 	switch ct.Type {
 	case ContentReply, ContentEdit:
@@ -84,6 +81,17 @@ func checkAction(ct Content) error {
 		if ct.Text != "" {
 			return errors.New("a delete has no text")
 		}
+	}
+	return nil
+}
+
+// checkRef checks the target of a content of type t: a Ref.
+func checkRef(t, ref string) error {
+	if len(ref) != refLen {
+		return fmt.Errorf("a %s's target is %d characters of base64url", t, refLen)
+	}
+	if b, err := base64.RawURLEncoding.DecodeString(ref); err != nil || base64.RawURLEncoding.EncodeToString(b) != ref {
+		return fmt.Errorf("a %s's target is not base64url", t)
 	}
 	return nil
 }
@@ -286,38 +294,61 @@ func (c *Client) historyLines(conv protocol.ConversationID) ([]Message, error) {
 
 // Reply sends text in answer to the message targetRef (a Message.Ref).
 func (c *Client) Reply(ctx context.Context, conv protocol.ConversationID, targetRef, text string) (Message, error) {
-	if text == "" || len(text) > MaxText || !utf8.ValidString(text) {
-		return Message{}, fmt.Errorf("a message is 1 to %d bytes of UTF-8 text", MaxText)
-	}
-	return c.act(ctx, conv, Content{Type: ContentReply, Text: text, Target: targetRef})
+	return c.ActWithID(ctx, conv, "", ContentReply, targetRef, text)
 }
 
 // React sets this account's reaction to the message targetRef: emoji
 // replaces its earlier one; "" removes it.
 func (c *Client) React(ctx context.Context, conv protocol.ConversationID, targetRef, emoji string) (Message, error) {
-	if err := checkEmoji(emoji); err != nil {
-		return Message{}, err
-	}
-	return c.act(ctx, conv, Content{Type: ContentReaction, Text: emoji, Target: targetRef})
+	return c.ActWithID(ctx, conv, "", ContentReaction, targetRef, emoji)
 }
 
 // Edit replaces the text of targetRef, a message this account sent.
 func (c *Client) Edit(ctx context.Context, conv protocol.ConversationID, targetRef, text string) (Message, error) {
-	if text == "" || len(text) > MaxText || !utf8.ValidString(text) {
-		return Message{}, fmt.Errorf("a message is 1 to %d bytes of UTF-8 text", MaxText)
-	}
-	return c.act(ctx, conv, Content{Type: ContentEdit, Text: text, Target: targetRef})
+	return c.ActWithID(ctx, conv, "", ContentEdit, targetRef, text)
 }
 
 // Delete deletes targetRef, a message this account sent, for everyone.
 func (c *Client) Delete(ctx context.Context, conv protocol.ConversationID, targetRef string) (Message, error) {
-	return c.act(ctx, conv, Content{Type: ContentDelete, Target: targetRef})
+	return c.ActWithID(ctx, conv, "", ContentDelete, targetRef, "")
+}
+
+// ActWithID sends the action kind (ContentReply, ContentReaction,
+// ContentEdit or ContentDelete) about targetRef with a caller-chosen client
+// message id, as SendWithID is to Send: calling it again with the same id
+// after a failure whose outcome was unknown re-sends the first attempt's
+// envelope, so the server stores the action once. An empty id takes a
+// fresh one. text is the reply's or edit's text, the reaction's emoji (""
+// removes it), and empty for a delete.
+func (c *Client) ActWithID(ctx context.Context, conv protocol.ConversationID, clientID, kind, targetRef, text string) (Message, error) {
+	if clientID != "" {
+		if err := checkClientID(clientID); err != nil {
+			return Message{}, err
+		}
+	}
+	switch kind {
+	case ContentReply, ContentEdit:
+		if text == "" || len(text) > MaxText || !utf8.ValidString(text) {
+			return Message{}, fmt.Errorf("a message is 1 to %d bytes of UTF-8 text", MaxText)
+		}
+	case ContentReaction:
+		if err := checkEmoji(text); err != nil {
+			return Message{}, err
+		}
+	case ContentDelete:
+		if text != "" {
+			return Message{}, errors.New("a delete has no text")
+		}
+	default:
+		return Message{}, fmt.Errorf("not an action: %q", kind)
+	}
+	return c.act(ctx, conv, clientID, Content{Type: kind, Text: text, Target: targetRef})
 }
 
 // act checks an action against this device's history (the target exists,
 // is not deleted, and for an edit or delete was sent by this account) and
 // sends it.
-func (c *Client) act(ctx context.Context, conv protocol.ConversationID, ct Content) (Message, error) {
+func (c *Client) act(ctx context.Context, conv protocol.ConversationID, clientID string, ct Content) (Message, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.ready(); err != nil {
@@ -341,5 +372,5 @@ func (c *Client) act(ctx context.Context, conv protocol.ConversationID, ct Conte
 	if (ct.Type == ContentEdit || ct.Type == ContentDelete) && hist[i].SenderID != c.acct.User {
 		return Message{}, ErrNotYours
 	}
-	return c.send(ctx, cs, "", ct)
+	return c.send(ctx, cs, clientID, ct)
 }

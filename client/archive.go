@@ -222,7 +222,7 @@ var errArchiveDigest = errors.New("the archive the server serves is not the one 
 // returns its header: the ciphertext's digest must be want (if not nil),
 // the stream must decrypt under fileKey, the archive must parse strictly,
 // be of kind and this account, and hold only archived keys.
-func (c *Client) checkArchive(r io.Reader, skip int, fileKey []byte, want []byte, kind archive.Kind, check func(archive.Record) error) error {
+func (c *Client) checkArchive(r io.Reader, skip int, fileKey []byte, want []byte, kind archive.Kind, check func(archive.Record) error) (archive.Header, error) {
 	var h hash.Hash
 	if want != nil {
 		h = sha256.New()
@@ -230,13 +230,13 @@ func (c *Client) checkArchive(r io.Reader, skip int, fileKey []byte, want []byte
 	}
 	if skip > 0 {
 		if _, err := io.CopyN(io.Discard, r, int64(skip)); err != nil {
-			return fmt.Errorf("read the archive: %w", err)
+			return archive.Header{}, fmt.Errorf("read the archive: %w", err)
 		}
 	}
 	if check == nil {
 		check = func(archive.Record) error { return nil }
 	}
-	err := c.readArchive(r, fileKey, kind, check)
+	hdr, err := c.readArchive(r, fileKey, kind, check)
 	if h != nil {
 		// Drain what the reader left (nothing, for a well-formed stream),
 		// so that the digest covers every byte served.
@@ -244,70 +244,84 @@ func (c *Client) checkArchive(r io.Reader, skip int, fileKey []byte, want []byte
 			err = derr
 		}
 		if subtle.ConstantTimeCompare(h.Sum(nil), want) != 1 {
-			return errArchiveDigest
+			return hdr, errArchiveDigest
 		}
 	}
-	return err
+	return hdr, err
 }
 
 // readArchive decrypts and parses an archive, calling fn for each record
-// of an archived key.
-func (c *Client) readArchive(r io.Reader, fileKey []byte, kind archive.Kind, fn func(archive.Record) error) error {
+// of an archived key, and returns its header.
+func (c *Client) readArchive(r io.Reader, fileKey []byte, kind archive.Kind, fn func(archive.Record) error) (archive.Header, error) {
 	dec, err := attach.NewReader(r, fileKey)
 	if err != nil {
-		return err
+		return archive.Header{}, err
 	}
 	ar, hdr, err := archive.NewReader(dec)
 	if err != nil {
-		return err
+		return hdr, err
 	}
 	if hdr.Kind != kind || hdr.User != c.acct.User {
-		return fmt.Errorf("%w: an archive of kind %d for account %s, not of this account", archive.ErrFormat, hdr.Kind, hdr.User)
+		return hdr, fmt.Errorf("%w: an archive of kind %d for account %s, not of this account", archive.ErrFormat, hdr.Kind, hdr.User)
 	}
 	for {
 		rec, err := ar.Next()
 		if err == io.EOF {
-			return nil
+			return hdr, nil
 		}
 		if err != nil {
-			return err
+			return hdr, err
 		}
 		if !archived(rec.Key, kind) {
-			return fmt.Errorf("%w: record %q is not archived state", archive.ErrFormat, rec.Key)
+			return hdr, fmt.Errorf("%w: record %q is not archived state", archive.ErrFormat, rec.Key)
 		}
 		if err := fn(rec); err != nil {
-			return err
+			return hdr, err
 		}
 	}
 }
 
-// importRecord merges one archived record into this device's storage:
-// what the device does not hold is taken as is; a history is merged by
+// importRecord stages one archived record for the import under way: what
+// the device does not hold is taken as is; a history is merged by
 // message; a conversation the device already holds keeps its own but
-// takes the archive's title and state if it has none; a pin of the same key takes
-// the archive's verified flag; everything else the device holds stays.
+// takes the archive's title and state if it has none; a pin of the same
+// key takes the archive's verified flag; everything else the device holds
+// stays. Nothing the device reads changes before commitImport.
 // The caller holds c.mu.
 func (c *Client) importRecord(rec archive.Record) error {
 	if rec.Key == identityRecord {
 		return nil // handled by the restore
 	}
-	have, err := c.st.Get(rec.Key)
+	have, err := c.st.Get(importStage + rec.Key)
 	if errors.Is(err, ErrNoValue) {
-		return c.st.Put(rec.Key, rec.Value)
+		have, err = c.st.Get(rec.Key)
+	}
+	if errors.Is(err, ErrNoValue) {
+		return c.st.Put(importStage+rec.Key, rec.Value)
 	}
 	if err != nil {
 		return err
 	}
+	v, err := mergeRecord(rec, have)
+	if err != nil || v == nil {
+		return err
+	}
+	return c.st.Put(importStage+rec.Key, v)
+}
+
+// mergeRecord is the value an archived record leaves under a key the
+// device already holds as have; nil when have stays.
+func mergeRecord(rec archive.Record, have []byte) ([]byte, error) {
 	switch {
 	case strings.HasPrefix(rec.Key, "history/"):
-		return c.st.Put(rec.Key, mergeHistory(rec.Value, have))
+		return mergeHistory(rec.Value, have), nil
 	case strings.HasPrefix(rec.Key, "conv/"):
 		// The title and the verified conversation state (§7.6) are taken
 		// where this device has none; the rest (epochs, sequence numbers,
 		// read marks) is this device's own.
 		var mine, theirs map[string]json.RawMessage
 		if json.Unmarshal(have, &mine) != nil || json.Unmarshal(rec.Value, &theirs) != nil {
-			return nil
+			return nil, nil
 		}
 		changed := false
 		for _, f := range []string{"title", "state"} {
@@ -316,24 +330,87 @@ func (c *Client) importRecord(rec archive.Record) error {
 			}
 		}
 		if !changed {
-			return nil
+			return nil, nil
 		}
-		b, err := json.Marshal(mine)
-		if err != nil {
-			return err
-		}
-		return c.st.Put(rec.Key, b)
+		return json.Marshal(mine)
 	case strings.HasPrefix(rec.Key, "pin/"):
 		var mine, theirs pin
 		if json.Unmarshal(have, &mine) != nil || json.Unmarshal(rec.Value, &theirs) != nil {
-			return nil
+			return nil, nil
 		}
 		if theirs.Verified && !mine.Verified && mine.Identity.Equal(theirs.Identity) {
 			mine.Verified = true
-			return c.savePin(&mine)
+			return json.Marshal(&mine)
 		}
 	}
-	return nil
+	return nil, nil
+}
+
+// An import is all or nothing. Its records are first written under
+// importStage (invisible to everything else); once the whole archive has
+// been read, importCommitted is written, and only then are the staged
+// values moved into place. A device that stops before the mark keeps what
+// it had (the staged values are dropped when it opens); one that stops
+// after it finishes the move when it opens.
+const (
+	importStage     = "import/"
+	importCommitted = "import.committed"
+)
+
+// dropImport erases staged values and the commit mark.
+func (c *Client) dropImport() error {
+	keys, err := c.st.List(importStage)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := c.st.Delete(k); err != nil {
+			return err
+		}
+	}
+	return c.st.Delete(importCommitted)
+}
+
+// commitImport marks the staged import as whole and moves it into place.
+func (c *Client) commitImport() error {
+	if err := c.st.Put(importCommitted, []byte{1}); err != nil {
+		return err
+	}
+	return c.finishImport()
+}
+
+// finishImport moves staged values into place (each staged key is
+// deleted after its value is written, so that a repeat is harmless) and
+// drops the commit mark.
+func (c *Client) finishImport() error {
+	keys, err := c.st.List(importStage)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		v, err := c.st.Get(k)
+		if err != nil {
+			return err
+		}
+		if err := c.st.Put(strings.TrimPrefix(k, importStage), v); err != nil {
+			return err
+		}
+		if err := c.st.Delete(k); err != nil {
+			return err
+		}
+	}
+	return c.st.Delete(importCommitted)
+}
+
+// recoverImport, at open, completes a committed import or drops one that
+// was cut short.
+func (c *Client) recoverImport() error {
+	if _, err := c.st.Get(importCommitted); err == nil {
+		return c.finishImport()
+	} else if !errors.Is(err, ErrNoValue) {
+		return err
+	}
+	return c.dropImport()
 }
 
 // mergeHistory merges two stored histories (lines of JSON messages): each
@@ -384,19 +461,38 @@ func (c *Client) reloadState() error {
 
 // importArchive checks an archive through (a first download, each record
 // given to check if not nil), then imports it (a second, each record
-// given to apply): nothing is written unless the whole archive verified.
+// given to apply, which stages it): nothing is written unless the whole
+// archive verified, and nothing is imported unless the second read too
+// went through whole.
 // The caller holds c.mu.
-func (c *Client) importArchive(ctx context.Context, open archiveSource, skip int, fileKey, digest []byte, kind archive.Kind, check, apply func(archive.Record) error) error {
+func (c *Client) importArchive(ctx context.Context, open archiveSource, skip int, fileKey, digest []byte, kind archive.Kind, check, apply func(archive.Record) error) (archive.Header, error) {
 	rc, err := open(ctx)
 	if err != nil {
-		return err
+		return archive.Header{}, err
 	}
-	err = c.checkArchive(rc, skip, fileKey, digest, kind, check)
+	hdr, err := c.checkArchive(rc, skip, fileKey, digest, kind, check)
 	rc.Close()
 	if err != nil {
-		return err
+		return hdr, err
 	}
-	if rc, err = open(ctx); err != nil {
+	if err := c.dropImport(); err != nil {
+		return hdr, err
+	}
+	if err := c.stageArchive(ctx, open, skip, fileKey, kind, hdr, apply); err != nil {
+		return hdr, errors.Join(err, c.dropImport())
+	}
+	if err := c.commitImport(); err != nil {
+		return hdr, err
+	}
+	return hdr, c.reloadState()
+}
+
+// stageArchive reads the archive a second time, giving each record to
+// apply, which stages it (importRecord); the archive must still be the
+// one checked, whose header was hdr.
+func (c *Client) stageArchive(ctx context.Context, open archiveSource, skip int, fileKey []byte, kind archive.Kind, hdr archive.Header, apply func(archive.Record) error) error {
+	rc, err := open(ctx)
+	if err != nil {
 		return err
 	}
 	defer rc.Close()
@@ -406,10 +502,14 @@ func (c *Client) importArchive(ctx context.Context, open archiveSource, skip int
 			return err
 		}
 	}
-	if err := c.readArchive(r, fileKey, kind, apply); err != nil {
-		return fmt.Errorf("the archive changed between two reads (part of it may be imported; try again): %w", err)
+	again, err := c.readArchive(r, fileKey, kind, apply)
+	if err == nil && again != hdr {
+		err = fmt.Errorf("%w: another archive than the one checked", archive.ErrFormat)
 	}
-	return c.reloadState()
+	if err != nil {
+		return fmt.Errorf("reading the archive a second time, to import it, failed or gave other bytes (nothing was imported; try again): %w", err)
+	}
+	return nil
 }
 
 // archiveTimeout bounds an archive's upload or download.

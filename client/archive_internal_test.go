@@ -77,7 +77,7 @@ func TestArchiveImportRefusesForeign(t *testing.T) {
 			ct := encrypt(seal(tc.kind, tc.user, tc.recs...))
 			digest := sha256.Sum256(ct)
 			open := func(context.Context) (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(ct)), nil }
-			err = c.importArchive(context.Background(), open, 0, key, digest[:], archive.Transfer, nil, c.importRecord)
+			_, err = c.importArchive(context.Background(), open, 0, key, digest[:], archive.Transfer, nil, c.importRecord)
 			_, gerr := c.st.Get("history/x")
 			if tc.ok {
 				if err != nil || gerr != nil {
@@ -92,5 +92,44 @@ func TestArchiveImportRefusesForeign(t *testing.T) {
 				t.Fatalf("a refused archive wrote its history (%v)", gerr)
 			}
 		})
+	}
+}
+
+// TestImportCrash: a device that stopped in the middle of an import opens
+// as before it (staged records, no commit mark: dropped) or with the
+// whole import (the mark written: the move is finished), never with part
+// of it.
+func TestImportCrash(t *testing.T) {
+	for _, committed := range []bool{false, true} {
+		st := NewMemStorage()
+		for k, v := range map[string]string{"history/a": "mine", importStage + "history/a": "merged", importStage + "conv/b": "theirs"} {
+			if err := st.Put(k, []byte(v)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if committed {
+			if err := st.Put(importCommitted, []byte{1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := Open(Options{Storage: st}); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{"history/a": "mine"}
+		if committed {
+			want = map[string]string{"history/a": "merged", "conv/b": "theirs"}
+		}
+		all, err := st.List("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all) != len(want) {
+			t.Errorf("committed %v: storage holds %v, want %v", committed, all, want)
+		}
+		for k, v := range want {
+			if b, err := st.Get(k); err != nil || string(b) != v {
+				t.Errorf("committed %v: %s = %q (%v), want %q", committed, k, b, err, v)
+			}
+		}
 	}
 }

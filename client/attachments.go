@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"slices"
@@ -466,11 +467,49 @@ func uploadKey(conv protocol.ConversationID, size int64, m AttachmentMeta) strin
 // again for the same file, and left alone (to be sent, or to expire
 // unsent) for another one.
 func (c *Client) UploadAttachment(ctx context.Context, conv protocol.ConversationID, r io.Reader, size int64, meta AttachmentMeta, progress func(done, total int64)) (Attachment, error) {
-	if meta.Type == "" {
-		meta.Type = "application/octet-stream"
-	}
 	if ra, ok := r.(io.ReaderAt); ok {
 		fillImageMeta(&meta, io.NewSectionReader(ra, 0, size))
+	}
+	calls := 0
+	seal := func(ctx context.Context, key []byte, partSize int64, buf []byte, emit func(part, fingerprint []byte) ([]byte, error)) ([]byte, error) {
+		if calls++; calls > 1 {
+			s, ok := r.(io.Seeker)
+			if !ok {
+				return nil, ErrFileChanged
+			}
+			if _, err := s.Seek(0, io.SeekStart); err != nil {
+				return nil, ErrFileChanged
+			}
+		}
+		return SealFile(ctx, r, size, key, partSize, buf, emit)
+	}
+	_, seeks := r.(io.Seeker)
+	return c.upload(ctx, conv, size, meta, seal, seeks, progress)
+}
+
+// A Sealer encrypts a file of an upload under key, as SealFile does, in
+// parts of partSize bytes (the last one shorter): it hands each to emit
+// with its fingerprint, in order, and returns the SHA-256 digest of the
+// whole ciphertext. buf is a buffer of partSize bytes' capacity to fill;
+// emit takes the part and returns the buffer to fill next. A Sealer may be
+// called again for the same upload (a resumed or restarted one), and must
+// then read the same file from its start.
+type Sealer func(ctx context.Context, key []byte, partSize int64, buf []byte, emit func(part, fingerprint []byte) ([]byte, error)) (digest []byte, err error)
+
+// UploadSealed is UploadAttachment for a file that seal encrypts, such as
+// a browser's worker running SealFile off the page's thread: the upload's
+// key (generated here, and kept with the upload's state) goes to seal, and
+// its parts come back. The file is size bytes; a resumed upload checks
+// each part's fingerprint against the one sent before.
+func (c *Client) UploadSealed(ctx context.Context, conv protocol.ConversationID, size int64, meta AttachmentMeta, seal Sealer, progress func(done, total int64)) (Attachment, error) {
+	return c.upload(ctx, conv, size, meta, seal, true, progress)
+}
+
+// upload runs an upload whose ciphertext seal makes; restartable: seal
+// may be called again at once when the file turned out to have changed.
+func (c *Client) upload(ctx context.Context, conv protocol.ConversationID, size int64, meta AttachmentMeta, seal Sealer, restartable bool, progress func(done, total int64)) (Attachment, error) {
+	if meta.Type == "" {
+		meta.Type = "application/octet-stream"
 	}
 	if err := checkMeta(size, meta); err != nil {
 		return Attachment{}, err
@@ -485,13 +524,11 @@ func (c *Client) UploadAttachment(ctx context.Context, conv protocol.Conversatio
 		if err != nil {
 			return Attachment{}, err
 		}
-		digest, err := c.sendParts(ctx, a, timeout, key, up, received, r, progress)
+		digest, err := c.sendParts(ctx, a, timeout, key, up, received, seal, progress)
 		if errors.Is(err, ErrFileChanged) {
 			c.dropUpload(ctx, a, timeout, key, up) // another file of the same name and size
-			if s, ok := r.(io.Seeker); ok && try == 0 {
-				if _, serr := s.Seek(0, io.SeekStart); serr == nil {
-					continue
-				}
+			if restartable && try == 0 {
+				continue
 			}
 		}
 		if err != nil {
@@ -633,8 +670,7 @@ func (c *Client) forgetUploads(atts []Attachment) error {
 // the last.
 type partWriter struct {
 	buf  []byte
-	n    int
-	send func(n int, part []byte) ([]byte, error)
+	send func(part []byte) ([]byte, error)
 }
 
 func (p *partWriter) Write(b []byte) (int, error) {
@@ -656,8 +692,7 @@ func (p *partWriter) finish() error {
 	if len(p.buf) == 0 {
 		return nil
 	}
-	buf, err := p.send(p.n, p.buf)
-	p.n++
+	buf, err := p.send(p.buf)
 	p.buf = buf[:0]
 	return err
 }
@@ -666,14 +701,9 @@ func (p *partWriter) finish() error {
 // encrypted: uploadWorkers+1 part buffers are in use.
 const uploadWorkers = 2
 
-// sendParts encrypts the file and sends every part the server lacks. It
-// returns the digest of the whole ciphertext.
-//
-// Each part is fingerprinted, for a resumed upload to check, by the state
-// of the running digest at its end: SHA-256 of the marshalled SHA-256
-// state, a function of every ciphertext byte up to there, at no cost of a
-// second pass over the part.
-func (c *Client) sendParts(ctx context.Context, a *api, timeout time.Duration, key string, up *upload, received map[int]bool, r io.Reader, progress func(done, total int64)) ([]byte, error) {
+// sendParts has seal encrypt the file and sends every part the server
+// lacks. It returns the digest of the whole ciphertext.
+func (c *Client) sendParts(ctx context.Context, a *api, timeout time.Duration, key string, up *upload, received map[int]bool, seal Sealer, progress func(done, total int64)) ([]byte, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type job struct {
@@ -723,56 +753,98 @@ func (c *Client) sendParts(ctx context.Context, a *api, timeout time.Duration, k
 	stop := sync.OnceFunc(func() { close(jobs); wg.Wait() })
 	defer stop()
 
+	n, sent := 0, int64(0)
+	emit := func(part, fingerprint []byte) ([]byte, error) {
+		i := n
+		n++
+		if sent += int64(len(part)); len(fingerprint) != sha256.Size || len(part) == 0 || int64(len(part)) > up.PartSize || sent > up.Cipher ||
+			int64(len(part)) < up.PartSize && sent != up.Cipher {
+			return part, errors.New("encrypt the file: a part does not fit the upload")
+		}
+		if i < len(up.Parts) {
+			if subtle.ConstantTimeCompare(up.Parts[i], fingerprint) != 1 {
+				return part, ErrFileChanged
+			}
+		} else {
+			up.Parts = append(up.Parts, append([]byte(nil), fingerprint...))
+			if err := c.saveUpload(key, up); err != nil {
+				return part, err
+			}
+		}
+		if received[i] {
+			acked(int64(len(part)), nil)
+			return part, nil
+		}
+		select {
+		case jobs <- job{i, part}:
+		case <-ctx.Done():
+			return part, context.Cause(ctx)
+		}
+		return <-free, nil
+	}
+	digest, err := seal(ctx, up.Key, up.PartSize, <-free, emit)
+	if err == nil && sent != up.Cipher {
+		err = fmt.Errorf("encrypt the file: %d bytes of ciphertext, not %d", sent, up.Cipher)
+	}
+	if err != nil {
+		return nil, firstErr(sendErrOf(&mu, &sendErr), err)
+	}
+	stop()
+	if err := sendErrOf(&mu, &sendErr); err != nil {
+		return nil, err
+	}
+	return digest, nil
+}
+
+// SealFile encrypts size bytes read from r under key (protocol.md §13.3)
+// and hands the ciphertext to emit in parts of partSize bytes, the last
+// one shorter, each with its fingerprint, filling buf (of partSize bytes'
+// capacity) and then the buffers emit returns. It returns the SHA-256
+// digest of the whole ciphertext. A reader shorter or longer than size is
+// an error.
+//
+// A part's fingerprint, which a resumed upload compares, is the state of
+// the running digest at its end: SHA-256 of the marshalled SHA-256 state,
+// a function of every ciphertext byte up to there, at no cost of a second
+// pass over the part.
+func SealFile(ctx context.Context, r io.Reader, size int64, key []byte, partSize int64, buf []byte, emit func(part, fingerprint []byte) ([]byte, error)) ([]byte, error) {
+	if partSize <= 0 || int64(cap(buf)) < min(partSize, attach.EncryptedSize(size)) {
+		return nil, errors.New("encrypt the file: a part buffer smaller than a part")
+	}
 	h := sha256.New()
-	pw := &partWriter{buf: <-free, send: func(n int, part []byte) ([]byte, error) {
+	pw := &partWriter{buf: buf[:0:min(int64(cap(buf)), partSize)], send: func(part []byte) ([]byte, error) {
+		if err := ctx.Err(); err != nil {
+			return part, err
+		}
 		h.Write(part)
 		state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
 		if err != nil {
 			return part, err
 		}
 		sum := sha256.Sum256(state)
-		if n < len(up.Parts) {
-			if subtle.ConstantTimeCompare(up.Parts[n], sum[:]) != 1 {
-				return part, ErrFileChanged
-			}
-		} else {
-			up.Parts = append(up.Parts, sum[:])
-			if err := c.saveUpload(key, up); err != nil {
-				return part, err
-			}
+		next, err := emit(part, sum[:])
+		if err != nil {
+			return part, err
 		}
-		if received[n] {
-			acked(int64(len(part)), nil)
-			return part, nil
-		}
-		select {
-		case jobs <- job{n, part}:
-		case <-ctx.Done():
-			return part, context.Cause(ctx)
-		}
-		return <-free, nil
+		return next[:0:min(int64(cap(next)), partSize)], nil
 	}}
-	w, err := attach.NewWriter(pw, up.Key)
+	w, err := attach.NewWriter(pw, key)
 	if err != nil {
 		return nil, err
 	}
-	if n, err := io.CopyN(w, r, up.Size); err != nil {
+	if n, err := io.CopyN(w, r, size); err != nil {
 		if err == io.EOF {
-			return nil, fmt.Errorf("the file has %d bytes, not %d", n, up.Size)
+			return nil, fmt.Errorf("the file has %d bytes, not %d", n, size)
 		}
-		return nil, firstErr(sendErrOf(&mu, &sendErr), err)
+		return nil, err
 	}
 	if n, _ := r.Read(make([]byte, 1)); n > 0 {
-		return nil, fmt.Errorf("the file is longer than %d bytes", up.Size)
+		return nil, fmt.Errorf("the file is longer than %d bytes", size)
 	}
 	if err := w.Close(); err != nil {
-		return nil, firstErr(sendErrOf(&mu, &sendErr), err)
+		return nil, err
 	}
 	if err := pw.finish(); err != nil {
-		return nil, firstErr(sendErrOf(&mu, &sendErr), err)
-	}
-	stop()
-	if err := sendErrOf(&mu, &sendErr); err != nil {
 		return nil, err
 	}
 	return h.Sum(nil), nil
@@ -811,28 +883,58 @@ func firstErr(send, err error) error {
 // broken one. Downloads of one attachment must not overlap on one device
 // (they share its spool).
 func (c *Client) DownloadAttachment(ctx context.Context, conv protocol.ConversationID, att Attachment, w io.Writer, progress func(done, total int64)) error {
+	sp, err := c.fetchBlob(ctx, conv, att, true, progress)
+	if err != nil {
+		return err
+	}
+	// The spool is the sender's blob now: whatever decryption says, it is
+	// not fetched again.
+	defer sp.Close()
+	defer sp.Remove()
+	if _, err := sp.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	return DecryptAttachment(att, sp, w)
+}
+
+// errBlobDigest is the fault of a blob whose digest is not its message's.
+const errBlobDigest = "The blob's digest is not the one its message gives."
+
+// fetchBlob downloads att's ciphertext into a spool, in ranges, resuming
+// from what the spool holds, and returns the spool (the caller closes and
+// removes it); with check, it has checked the ciphertext's digest. A blob
+// the server served wrong is a fault (an alarm, ErrServerMisbehaved).
+func (c *Client) fetchBlob(ctx context.Context, conv protocol.ConversationID, att Attachment, check bool, progress func(done, total int64)) (spool, error) {
 	if err := checkAttachment(att); err != nil {
-		return fmt.Errorf("attachment: %w", err)
+		return nil, fmt.Errorf("attachment: %w", err)
 	}
 	a, timeout, err := c.blobAPI()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sp, have, err := c.openSpool(att.Blob)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer sp.Close()
+	keep := false
+	defer func() {
+		if !keep {
+			sp.Close()
+		}
+	}()
 	total := attach.EncryptedSize(att.Size)
 	if have > total {
 		have = 0
 	}
-	h := sha256.New()
+	var h hash.Hash = nopHash{}
+	if check {
+		h = sha256.New()
+	}
 	if _, err := io.CopyN(h, sp, have); err != nil {
-		return err
+		return nil, err
 	}
 	if err := sp.Truncate(have); err != nil {
-		return err
+		return nil, err
 	}
 	fault := func(detail string) error {
 		sp.Remove() // never resumed from
@@ -847,11 +949,11 @@ func (c *Client) DownloadAttachment(ctx context.Context, conv protocol.Conversat
 		errors.As(err, &ae)
 		switch {
 		case ae != nil && ae.Status == http.StatusNotFound:
-			return fmt.Errorf("%w: %w", ErrAttachmentGone, err)
+			return nil, fmt.Errorf("%w: %w", ErrAttachmentGone, err)
 		case ae != nil && ae.Status == http.StatusRequestedRangeNotSatisfiable:
-			return fault(fmt.Sprintf("The blob is shorter than the %d bytes its message says.", total))
+			return nil, fault(fmt.Sprintf("The blob is shorter than the %d bytes its message says.", total))
 		case err != nil:
-			return err
+			return nil, err
 		}
 		want := fmt.Sprintf("bytes %d-%d/%d", have, have+n-1, total)
 		if resp.StatusCode == http.StatusOK && have == 0 && n == total && resp.ContentLength == total {
@@ -859,7 +961,7 @@ func (c *Client) DownloadAttachment(ctx context.Context, conv protocol.Conversat
 		}
 		if got := resp.Header.Get("Content-Range"); resp.StatusCode != http.StatusOK && got != want || resp.StatusCode == http.StatusOK && want != "" {
 			resp.Body.Close()
-			return fault(fmt.Sprintf("Asked for %s of the blob, the server answered %d %q.", hdr.Get("Range"), resp.StatusCode, got))
+			return nil, fault(fmt.Sprintf("Asked for %s of the blob, the server answered %d %q.", hdr.Get("Range"), resp.StatusCode, got))
 		}
 		got, err := io.Copy(io.MultiWriter(sp, h, cnt), io.LimitReader(resp.Body, n))
 		extra, _ := resp.Body.Read(make([]byte, 1))
@@ -868,29 +970,33 @@ func (c *Client) DownloadAttachment(ctx context.Context, conv protocol.Conversat
 		if err != nil {
 			// A transfer cut off: continue from what arrived.
 			if fails++; fails >= maxTries || ctx.Err() != nil {
-				return fmt.Errorf("download: %w", err)
+				return nil, fmt.Errorf("download: %w", err)
 			}
 			continue
 		}
 		if got < n || extra > 0 {
-			return fault(fmt.Sprintf("The server sent %d bytes for a range of %d.", got+int64(extra), n))
+			return nil, fault(fmt.Sprintf("The server sent %d bytes for a range of %d.", got+int64(extra), n))
 		}
 		fails = 0
 		if progress != nil {
 			progress(have, total)
 		}
 	}
-	if subtle.ConstantTimeCompare(h.Sum(nil), att.Digest) != 1 {
-		return fault("The blob's digest is not the one its message gives.")
+	if check && subtle.ConstantTimeCompare(h.Sum(nil), att.Digest) != 1 {
+		return nil, fault(errBlobDigest)
 	}
-	if _, err := sp.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	// The spool is the sender's blob now: whatever decryption says, it is
-	// not fetched again.
-	defer sp.Remove()
-	return DecryptAttachment(att, sp, w)
+	keep = true
+	return sp, nil
 }
+
+// nopHash stands for the digest of a download that is checked elsewhere.
+type nopHash struct{}
+
+func (nopHash) Write(p []byte) (int, error) { return len(p), nil }
+func (nopHash) Sum(b []byte) []byte         { return b }
+func (nopHash) Reset()                      {}
+func (nopHash) Size() int                   { return 0 }
+func (nopHash) BlockSize() int              { return 1 }
 
 // counter calls progress with the bytes written through it (from n on),
 // about once a MiB.

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"syscall/js"
+
+	"sandi.dev/protocol"
 )
 
 // blobRange is the size of one ranged GET of a download: fetch holds an
@@ -136,3 +138,30 @@ func (c *Client) openSpool(string) (spool, int64, error) { return newBlobSpool()
 // fillImageMeta makes no thumbnail in a browser: the page does, with its
 // own image decoders, and the module stays small.
 func fillImageMeta(*AttachmentMeta, *io.SectionReader) {}
+
+// An Opener checks and decrypts an attachment's downloaded ciphertext
+// elsewhere than on the page's thread (a browser's worker): given the
+// ciphertext as a Blob, it compares its SHA-256 digest with att.Digest
+// and, only if they are equal, decrypts it with att.Key (as
+// DecryptAttachment does) and returns the plaintext as a Blob. A digest
+// that is not att's is ErrServerMisbehaved from the opener (wrapped or
+// not); a ciphertext that does not decrypt, ErrAttachmentCorrupt.
+type Opener func(ctx context.Context, ciphertext js.Value, att Attachment) (js.Value, error)
+
+// DownloadOpened is DownloadAttachment for a page whose worker checks and
+// decrypts (open): the ciphertext is fetched here, in ranges, into a Blob
+// that open is given. A digest mismatch open reports is the server's
+// fault, raised here as DownloadAttachment raises it.
+func (c *Client) DownloadOpened(ctx context.Context, conv protocol.ConversationID, att Attachment, open Opener, progress func(done, total int64)) (js.Value, error) {
+	sp, err := c.fetchBlob(ctx, conv, att, false, progress)
+	if err != nil {
+		return js.Value{}, err
+	}
+	defer sp.Close()
+	defer sp.Remove()
+	v, err := open(ctx, sp.(*blobSpool).blob(), att)
+	if errors.Is(err, ErrServerMisbehaved) {
+		return js.Value{}, c.blobFault(conv, att, errBlobDigest)
+	}
+	return v, err
+}

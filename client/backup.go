@@ -198,7 +198,8 @@ func (c *Client) archives(ctx context.Context) ([]archiveRef, error) {
 // backup is read and checked before anything is written (a damaged one is
 // ErrBackupCorrupt), and its identity key must be the account's. The
 // device then holds the account's identity, the backed-up conversations,
-// epochs and history, and keeps making backups under the same key.
+// epochs and history, and keeps making backups under the same key;
+// BackupStatus then reports when the restored backup was made.
 func (c *Client) Restore(ctx context.Context, recoveryKey string) error {
 	k, err := archive.ParseRecoveryKey(recoveryKey)
 	if err != nil {
@@ -278,7 +279,7 @@ func (c *Client) Restore(ctx context.Context, recoveryKey string) error {
 	// The first pass checks everything and finds the identity before the
 	// second writes anything; the second's first record checks that the
 	// identity is the account's.
-	err = c.importArchive(ctx, open, archive.BackupHeaderSize, fileKey, nil, archive.Backup, check, func(rec archive.Record) error {
+	hdr, err := c.importArchive(ctx, open, archive.BackupHeaderSize, fileKey, nil, archive.Backup, check, func(rec archive.Record) error {
 		if err := owned(); err != nil {
 			return err
 		}
@@ -305,7 +306,11 @@ func (c *Client) Restore(ctx context.Context, recoveryKey string) error {
 	if err := c.ensureDeviceList(ctx); err != nil {
 		return err
 	}
-	if err := c.saveBackupState(&backupState{Recovery: k.Bytes(), ID: ref.ID}); err != nil {
+	// The backup's own date (authenticated: it is inside the encrypted
+	// archive) is what BackupStatus reports as the last backup: the user's
+	// check that the server served the newest one (protocol.md §14.4).
+	made := min(hdr.Created, c.now().UnixMilli())
+	if err := c.saveBackupState(&backupState{Recovery: k.Bytes(), ID: ref.ID, Last: made}); err != nil {
 		return err
 	}
 	return c.catchUp(ctx)

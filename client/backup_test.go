@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
+	"time"
 
 	"sandi.dev/client"
 	"sandi.dev/internal/blob/fsblob"
@@ -251,5 +254,149 @@ func TestRestoreAfterReset(t *testing.T) {
 	}
 	if _, ok := fresh.IdentityKey(); ok || len(historyTexts(t, fresh, conv)) != 0 {
 		t.Fatal("a refused restore wrote state")
+	}
+}
+
+// TestRestoreSecondReadCut: the server serves the backup whole for the
+// check and cuts it short on the read that imports it. The restore fails
+// with nothing imported (no conversation, no history, no identity), and a
+// retry brings everything back.
+func TestRestoreSecondReadCut(t *testing.T) {
+	n := startNode(t, t.TempDir()+"/sandi.db", blobConfig(t))
+	ctx := context.Background()
+	alice := register(t, n, "alice")
+	register(t, n, "bob")
+	conv, err := alice.CreateConversation(ctx, "kept whole", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// More than one 64 KiB chunk of archive, so that the cut comes after
+	// records that decrypt.
+	for i := range 3 {
+		if _, err := alice.Send(ctx, conv, fmt.Sprintf("long message %d %s", i, strings.Repeat("x", 30_000))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key, err := alice.EnableBackup(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := &archiveTransport{}
+	var gets atomic.Int64
+	rt.set(func(resp *http.Response) error {
+		// The header, the check, then the import: cut the third.
+		if gets.Add(1) != 3 {
+			return nil
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(b[:len(b)*3/4]), iotest.ErrReader(errors.New("connection reset"))))
+		return nil
+	})
+	fresh := newClientWith(t, n, rt)
+	if err := fresh.Login(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := fresh.Restore(ctx, key.String()); err == nil || !strings.Contains(err.Error(), "nothing was imported") || gets.Load() != 3 {
+		t.Fatalf("a restore whose import read was cut: %v after %d reads", err, gets.Load())
+	}
+	convs, err := fresh.LocalConversations()
+	if err != nil || len(convs) != 0 {
+		t.Fatalf("a cut import left conversations %+v (%v)", convs, err)
+	}
+	if _, ok := fresh.IdentityKey(); ok || len(historyTexts(t, fresh, conv)) != 0 {
+		t.Fatal("a cut import left state")
+	}
+	rt.set(nil)
+	if err := fresh.Restore(ctx, key.String()); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := historyTexts(t, fresh, conv), historyTexts(t, alice, conv); len(got) != 3 || strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("restored %d messages, want %d", len(got), len(want))
+	}
+}
+
+// TestRestoreOlderBackupDated: a server that kept an older backup of the
+// account serves it instead of the newest. Nothing in the exchange can
+// tell (the same account, the same recovery key), but the restored device
+// reports when the backup it restored was made, from inside the encrypted
+// archive: the older date, which a user who used the lost device later
+// recognises; restored honestly, the newest backup's date.
+func TestRestoreOlderBackupDated(t *testing.T) {
+	blobDir := t.TempDir()
+	bs, err := fsblob.New(blobDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{Blobs: bs})
+	ctx := context.Background()
+	var offset atomic.Int64
+	clock := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	alice, err := client.Open(client.Options{Server: n.url(), Storage: client.NewMemStorage(), Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	register(t, n, "bob")
+	conv, err := alice.CreateConversation(ctx, "", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	offset.Store(int64(-2 * time.Hour))
+	key, err := alice.EnableBackup(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, older, _ := alice.BackupStatus()
+	objs, _ := filepath.Glob(filepath.Join(blobDir, "objects", "*"))
+	if len(objs) != 1 {
+		t.Fatalf("blob objects %v, want the backup alone", objs)
+	}
+	old, err := os.ReadFile(objs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	offset.Store(0)
+	if _, err := alice.Send(ctx, conv, "after the first backup"); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.BackupNow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, newest, _ := alice.BackupStatus()
+
+	restore := func(rt http.RoundTripper) int64 {
+		t.Helper()
+		c := newClientWith(t, n, rt)
+		if err := c.Login(ctx, "alice", "password of alice"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Restore(ctx, key.String()); err != nil {
+			t.Fatal(err)
+		}
+		on, made, err := c.BackupStatus()
+		if !on || err != nil {
+			t.Fatalf("backups after a restore: %v %v", on, err)
+		}
+		return made
+	}
+	// The archive's date is taken as it is written, the upload's when it
+	// ends: close, not equal.
+	if made := restore(http.DefaultTransport); made > newest || made < newest-time.Minute.Milliseconds() {
+		t.Fatalf("an honest restore reports the backup made at %d, want the newest, %d", made, newest)
+	}
+	rt := &archiveTransport{}
+	rt.set(func(resp *http.Response) error {
+		resp.Body.Close()
+		resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(old)), int64(len(old))
+		return nil
+	})
+	if made := restore(rt); made > older || made > newest-time.Hour.Milliseconds() {
+		t.Fatalf("restored from the older backup, the device reports it made at %d; want %d, before the newest %d", made, older, newest)
 	}
 }

@@ -86,7 +86,9 @@ type Client struct {
 	lives     map[protocol.ConversationID]*epochLife // expiry.go
 	expiredAt int64                                  // Unix seconds of the last expiry run (0: none yet)
 
-	onChange func()
+	onChange  func()
+	onReceipt func(Message) // receipts.go
+	onTyping  func(Typing)  // typing.go
 }
 
 // account is the persisted identity of the device (storage key "account").
@@ -198,6 +200,10 @@ func (c *Client) load() error {
 		}
 	} else if !errors.Is(err, ErrNoValue) {
 		return err
+	}
+	// An archive import cut short: finish it or drop it.
+	if err := c.recoverImport(); err != nil {
+		return fmt.Errorf("finish an interrupted import: %w", err)
 	}
 	b, err := c.st.Get("account")
 	if errors.Is(err, ErrNoValue) {

@@ -36,6 +36,10 @@ type convState struct {
 	Request bool   `json:"request,omitempty"`
 	Unread  int    `json:"unread,omitempty"`
 	ReadSeq uint64 `json:"readSeq,omitempty"` // messages up to it are read (MarkReadThrough)
+	// The newest messages this account acknowledged with a delivered and
+	// a read receipt, from any of its devices (receipts.go).
+	DeliveredAck uint64 `json:"deliveredAck,omitempty"`
+	ReadAck      uint64 `json:"readAck,omitempty"`
 	// The epoch rules of §7.4 and §7.5: see epochrules.go.
 	StreamSeq uint64               `json:"streamSeq,omitempty"` // newest record whose event the stream delivered
 	Spans     map[uint64]epochSpan `json:"spans,omitempty"`     // per record, the epochs held for it

@@ -68,6 +68,11 @@ func FuzzParseContent(f *testing.F) {
 		`{"type":"delete","text":"","target":"abcdefghijkl-_09"}`,
 		`{"type":"delete","text":"x","target":"abcdefghijkl-_0="}`,
 		`{"type":"text","text":"x","target":"abcdefghijkl-_09"}`,
+		`{"type":"receipt","text":"read","target":"abcdefghijkl-_09","sentAt":1780000000000}`,
+		`{"type":"receipt","text":"delivered","target":"abcdefghijkl-_09"}`,
+		`{"type":"receipt","text":"seen","target":"abcdefghijkl-_09"}`,
+		`{"type":"receipt","text":"read"}`,
+		`{"type":"receipt","text":"read","target":"abcdefghijkl-_09","by":"bob"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -105,12 +110,16 @@ func FuzzParseContent(f *testing.F) {
 		}
 		ct, err := ParseContent(bytes.Clone(in))
 		if err == nil {
-			if ct.Type != ContentText && ct.Type != ContentTitle && !isAction(ct.Type) || !utf8.ValidString(ct.Text) || len(ct.Text) > MaxText {
+			receipt := ct.Type == ContentReceipt
+			if ct.Type != ContentText && ct.Type != ContentTitle && !isAction(ct.Type) && !receipt || !utf8.ValidString(ct.Text) || len(ct.Text) > MaxText {
 				t.Fatalf("accepted %+v", ct)
 			}
-			// An action names a target of refLen base64url characters;
-			// nothing else names one.
-			if _, err := base64.RawURLEncoding.DecodeString(ct.Target); isAction(ct.Type) != (len(ct.Target) == refLen && err == nil) {
+			if receipt && ct.Text != ReceiptDelivered && ct.Text != ReceiptRead {
+				t.Fatalf("accepted a receipt %q", ct.Text)
+			}
+			// An action or receipt names a target of refLen base64url
+			// characters; nothing else names one.
+			if _, err := base64.RawURLEncoding.DecodeString(ct.Target); (isAction(ct.Type) || receipt) != (len(ct.Target) == refLen && err == nil) {
 				t.Fatalf("accepted a %s with target %q", ct.Type, ct.Target)
 			}
 			if ct.Type == ContentReaction && (len(ct.Text) > MaxEmoji || strings.ContainsAny(ct.Text, " \n\t\x00")) ||

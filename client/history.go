@@ -37,13 +37,7 @@ func (c *Client) MarkReadThrough(conv protocol.ConversationID, seq uint64) error
 	if err != nil {
 		return err
 	}
-	unread := 0
-	for _, m := range hist {
-		if m.Seq > cs.ReadSeq && c.countsUnread(m) {
-			unread++
-		}
-	}
-	cs.Unread = unread
+	cs.Unread = c.unreadAfter(hist, cs.ReadSeq)
 	return c.saveConv(cs)
 }
 

@@ -36,8 +36,13 @@ import (
 type proxy struct {
 	mu      sync.Mutex
 	rewrite func(r *http.Request, body map[string]any) // may edit body
-	srv     *httptest.Server
+	// lose: the server handled the request, but its answer is lost (the
+	// connection drops before any byte of it).
+	lose func(r *http.Request) bool
+	srv  *httptest.Server
 }
+
+var errAnswerLost = errors.New("answer lost")
 
 func newProxy(t *testing.T, n *node) *proxy {
 	target, err := url.Parse(n.url())
@@ -46,10 +51,20 @@ func newProxy(t *testing.T, n *node) *proxy {
 	}
 	p := &proxy{}
 	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+		if errors.Is(err, errAnswerLost) {
+			panic(http.ErrAbortHandler)
+		}
+		w.WriteHeader(http.StatusBadGateway)
+	}
 	rp.ModifyResponse = func(resp *http.Response) error {
 		p.mu.Lock()
-		rw := p.rewrite
+		rw, lose := p.rewrite, p.lose
 		p.mu.Unlock()
+		if lose != nil && lose(resp.Request) {
+			resp.Body.Close()
+			return errAnswerLost
+		}
 		if rw == nil || resp.StatusCode >= 300 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 			return nil
 		}
@@ -78,6 +93,14 @@ func newProxy(t *testing.T, n *node) *proxy {
 func (p *proxy) set(f func(r *http.Request, body map[string]any)) {
 	p.mu.Lock()
 	p.rewrite = f
+	p.mu.Unlock()
+}
+
+// setLose makes the proxy lose the answers to the requests f picks (nil:
+// none).
+func (p *proxy) setLose(f func(r *http.Request) bool) {
+	p.mu.Lock()
+	p.lose = f
 	p.mu.Unlock()
 }
 

@@ -49,13 +49,17 @@ func ParseContent(b []byte) (Content, error) {
 	if dec.More() {
 		return ct, errors.New("message content: trailing data")
 	}
-	if ct.Type != ContentText && ct.Type != ContentTitle && !isAction(ct.Type) {
+	if ct.Type != ContentText && ct.Type != ContentTitle && ct.Type != ContentReceipt && !isAction(ct.Type) {
 		return ct, fmt.Errorf("message content: unknown type %q", ct.Type)
 	}
 	if !utf8.ValidString(ct.Text) || len(ct.Text) > MaxText {
 		return ct, errors.New("message content: text is not valid UTF-8 or too long")
 	}
-	if err := checkAction(ct); err != nil {
+	check := checkAction
+	if ct.Type == ContentReceipt {
+		check = checkReceipt // receipts.go
+	}
+	if err := check(ct); err != nil {
 		return ct, fmt.Errorf("message content: %w", err)
 	}
 	if err := checkAttachments(ct.Type, ct.Attachments); err != nil {
@@ -102,6 +106,11 @@ type Message struct {
 	Edited    bool                `json:"edited,omitempty"`
 	EditedAt  int64               `json:"editedAt,omitempty"`
 	Deleted   bool                `json:"deleted,omitempty"`
+	// DeliveredTo and ReadBy are the usernames of the accounts (not the
+	// sender's, not this device's) whose receipts say they hold, or read,
+	// the message (receipts.go).
+	DeliveredTo []string `json:"deliveredTo,omitempty"`
+	ReadBy      []string `json:"readBy,omitempty"`
 }
 
 func historyKey(conv protocol.ConversationID) string { return "history/" + conv.String() }
@@ -298,6 +307,7 @@ func (c *Client) recordLater(cs *convState, m Message) error {
 		cs.Title = m.Text
 	}
 	c.noteRecorded(cs.ID, m, false)
+	c.noteReceipt(cs.ID, m)
 	c.pend.convs[cs.ID] = cs
 	return nil
 }
@@ -312,8 +322,11 @@ type pending struct {
 	// actions: the edits and deletes recorded since the last flush,
 	// checked (and deletes applied to storage) by flush (actions.go).
 	actions map[protocol.ConversationID][]Message
-	convs   map[protocol.ConversationID]*convState
-	epochs  map[epochRef]*epochEntry
+	// receipts: this account's receipts recorded since the last flush,
+	// applied by flush (receipts.go).
+	receipts map[protocol.ConversationID][]Message
+	convs    map[protocol.ConversationID]*convState
+	epochs   map[epochRef]*epochEntry
 }
 
 type epochRef struct {
@@ -322,7 +335,7 @@ type epochRef struct {
 }
 
 func newPending() pending {
-	return pending{history: map[protocol.ConversationID][]byte{}, actions: map[protocol.ConversationID][]Message{}, convs: map[protocol.ConversationID]*convState{}, epochs: map[epochRef]*epochEntry{}}
+	return pending{history: map[protocol.ConversationID][]byte{}, actions: map[protocol.ConversationID][]Message{}, receipts: map[protocol.ConversationID][]Message{}, convs: map[protocol.ConversationID]*convState{}, epochs: map[epochRef]*epochEntry{}}
 }
 
 // flush writes what recordLater and receive left pending: history first,
@@ -339,6 +352,16 @@ func (c *Client) flush() error {
 			return err
 		}
 		delete(c.pend.actions, id)
+	}
+	for id, rs := range c.pend.receipts {
+		cs, err := c.conv(id)
+		if err != nil {
+			return err
+		}
+		if err := c.applyOwnReceipts(cs, rs); err != nil {
+			return err
+		}
+		delete(c.pend.receipts, id)
 	}
 	for ref, e := range c.pend.epochs {
 		if err := c.saveEpoch(c.convs[ref.conv], ref.n, e); err != nil {
@@ -367,7 +390,7 @@ func (c *Client) history(conv protocol.ConversationID) ([]Message, error) {
 	if err != nil || lines == nil {
 		return nil, err
 	}
-	return foldActions(liveHistory(lines)), nil
+	return foldReceipts(foldActions(liveHistory(lines)), c.acct.User), nil
 }
 
 // failure classifies a decrypt error for Stats.DecryptFailed.

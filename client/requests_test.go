@@ -79,6 +79,13 @@ func TestMessageRequests(t *testing.T) {
 	if u := unreadIn(t, alice, fromBob); u != 1 {
 		t.Fatalf("a request's unread count after marking it read = %d; want 1", u)
 	}
+	// Nor is bob sent a receipt, delivered or read.
+	if err := alice.SendReceipts(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := bob.Sync(ctx); err != nil || len(res.Receipts) != 0 {
+		t.Fatalf("bob got %d receipts from a request (%v)", len(res.Receipts), err)
+	}
 	// Accept: an ordinary conversation.
 	if err := alice.Accept(fromBob); err != nil {
 		t.Fatal(err)

@@ -100,6 +100,10 @@ type SyncResult struct {
 	// identity key (Reason ReasonHeld): they come in Messages (or
 	// Failures) of a later Sync, once the key is decided.
 	Held []*DecryptError
+	// Receipts are the receipts that came (receipts.go): they change the
+	// DeliveredTo and ReadBy of messages in History and are not in
+	// Messages.
+	Receipts []Message
 }
 
 // Sync reads every event since the stored cursor, processes it (decrypts
@@ -107,10 +111,10 @@ type SyncResult struct {
 // messages. The cursor advances only past processed pages, so an
 // interrupted Sync resumes where it stopped; the messages it had already
 // stored are returned with the error and are not returned again.
-func (c *Client) Sync(ctx context.Context) (SyncResult, error) {
+func (c *Client) Sync(ctx context.Context) (res SyncResult, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var res SyncResult
+	defer res.sortReceipts()
 	if err := c.ready(); err != nil {
 		return res, err
 	}
@@ -331,6 +335,12 @@ func (c *Client) listenOnce(ctx context.Context, onMessage func(Message), onFail
 		if err != nil {
 			return true, err
 		}
+		if typing, err := c.typingFrame(ctx, data); typing {
+			if err != nil {
+				return true, err
+			}
+			continue
+		}
 		var page syncPage
 		if err := json.Unmarshal(data, &page); err != nil {
 			return true, fmt.Errorf("websocket frame: %w", err)
@@ -338,8 +348,14 @@ func (c *Client) listenOnce(ctx context.Context, onMessage func(Message), onFail
 		var res SyncResult
 		c.mu.Lock()
 		err = c.process(ctx, page, &res)
+		res.sortReceipts()
 		// Messages processed before an error are stored: hand them over
 		// whatever happened, or they would never be shown.
+		for _, m := range res.Receipts {
+			if c.onReceipt != nil {
+				c.onReceipt(m)
+			}
+		}
 		for _, m := range res.Messages {
 			if onMessage != nil {
 				onMessage(m)

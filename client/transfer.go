@@ -101,7 +101,7 @@ func (c *Client) importTransfer(ctx context.Context) error {
 		}
 		return rc, err
 	}
-	err = c.importArchive(ctx, open, 0, o.Key[:], o.Digest[:], archive.Transfer, nil, c.importRecord)
+	_, err = c.importArchive(ctx, open, 0, o.Key[:], o.Digest[:], archive.Transfer, nil, c.importRecord)
 	if errors.Is(err, errArchiveDigest) {
 		return fmt.Errorf("%w: %w", ErrServerMisbehaved, c.transferDigestAlarm("The transferred history the server serves is not the one the other device uploaded."))
 	}

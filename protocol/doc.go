@@ -40,4 +40,7 @@ const (
 	LabelStateSig        = "sandi v1 state signature"
 	LabelAttachmentKey   = "sandi v1 attachment key"
 	LabelAttachmentChunk = "sandi v1 attachment chunk"
+	LabelTypingKey       = "sandi v1 typing key"
+	LabelTypingAD        = "sandi v1 typing data"
+	LabelTypingSig       = "sandi v1 typing signature"
 )

@@ -13,19 +13,26 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image/jpeg"
 	"image/png"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	neturl "net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/performance"
 	"github.com/chromedp/chromedp"
 	"github.com/makiuchi-d/gozxing"
 	"github.com/makiuchi-d/gozxing/qrcode"
@@ -864,25 +871,30 @@ func TestBrowserAttachments(t *testing.T) {
 	alice := newUserPage(t, browser, "alice", url)
 	bob := newUserPage(t, browser, "bob", url)
 	carol := newUser(t, url, "carol")
-	conv, err := carol.c.CreateConversation(ctx, "Files", "alice", "bob")
+	dave := newTerminal(t, url, "dave") // the sandi command
+	conv, err := carol.c.CreateConversation(ctx, "Files", "alice", "bob", "dave")
 	if err != nil {
 		t.Fatal(err)
 	}
 	alice.openConversation("Files")
 	bob.openConversation("Files")
 
-	// A PNG from the terminal: shown inline, decoded at its size.
+	// A PNG sent with `sandi send --file`: shown inline, decoded at its
+	// size.
+	dir := t.TempDir()
 	photo := testPNG(t, 300, 200)
-	carol.sendFile(conv, "photo.png", "image/png", photo)
+	if err := os.WriteFile(filepath.Join(dir, "photo.png"), photo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dave.run("send", conv.String(), "--file", filepath.Join(dir, "photo.png"))
 	for _, p := range []*page{alice, bob} {
 		if w := p.waitImage("photo.png"); w != 300 {
 			p.fail("the image is shown %d pixels wide, the PNG is 300", w)
 		}
 	}
 
-	// Two files picked at once in alice's browser (one message): the
-	// terminal saves them byte for byte.
-	dir := t.TempDir()
+	// Two files picked at once in alice's browser (one message):
+	// `sandi save` saves them byte for byte.
 	blobFile := filepath.Join(dir, "notes.bin")
 	notes := bytes.Repeat([]byte("sandi attachment bytes\x00\xff"), 40000) // ~1 MB, more than a chunk
 	if err := os.WriteFile(blobFile, notes, 0o644); err != nil {
@@ -893,11 +905,11 @@ func TestBrowserAttachments(t *testing.T) {
 		t.Fatal(err)
 	}
 	alice.attachFiles(blobFile, shot)
-	if got := carol.save(conv, "notes.bin"); !bytes.Equal(got, notes) {
-		t.Fatalf("the terminal saved %d bytes of notes.bin, different from the %d sent", len(got), len(notes))
+	if got := dave.save(conv, "notes.bin"); !bytes.Equal(got, notes) {
+		t.Fatalf("sandi save wrote %d bytes of notes.bin, different from the %d sent", len(got), len(notes))
 	}
-	if got := carol.save(conv, "shot.png"); !bytes.Equal(got, testPNG(t, 64, 48)) {
-		t.Fatal("the terminal saved a different shot.png")
+	if got := dave.save(conv, "shot.png"); !bytes.Equal(got, testPNG(t, 64, 48)) {
+		t.Fatal("sandi save wrote a different shot.png")
 	}
 	// The browser made its thumbnail: a JPEG of at most 128 pixels and
 	// 8 KiB, and the image's dimensions.
@@ -910,6 +922,45 @@ func TestBrowserAttachments(t *testing.T) {
 		bob.fail("shot.png shown %d pixels wide, want 64", w)
 	}
 	bob.waitText("#messages .att-card", "notes.bin")
+
+	// The page stays responsive while it encrypts and uploads a large
+	// file: a worker encrypts it (all of it), a text typed meanwhile goes
+	// out while the file is still on its way, and a timer on the page's
+	// thread keeps firing. (The page's thread used to encrypt, in 10 ms
+	// slices; the figures logged compare, and docs/performance.md.)
+	const large = 16 << 20
+	eval[chromedp.Void](alice, `(() => { window.__large = `+pageFile("large.bin", large)+`; })()`) // made before the timer runs
+	sealed, cpu := eval[float64](alice, `sandiAttach.workerBytes().sealed`), alice.threadSeconds()
+	eval[chromedp.Void](alice, `(() => {
+		const g = window.__gaps = { longest: 0, last: performance.now() };
+		g.timer = setInterval(() => { const now = performance.now(); g.longest = Math.max(g.longest, now - g.last); g.last = now; }, 20);
+	})()`)
+	// The upload goes at 4 MB/s whatever the machine: it is still under
+	// way when the text goes out.
+	alice.throttleUploads(url+"/api/blobs/*/parts/*", 4e6)
+	start := time.Now()
+	alice.giveFiles("drop", `window.__large`)
+	const largeUploading = `[...document.querySelectorAll("#messages .att-upload")].some(a => a.innerText.includes("large.bin") && a.dataset.state === "uploading")`
+	alice.wait("the large upload under way", largeUploading)
+	alice.send("typed during the upload")
+	during := eval[bool](alice, largeUploading)
+	alice.waitWithin(2*time.Minute, "large.bin sent", `[...document.querySelectorAll("#messages .msg.own[data-status=sent]")].some(li => li.innerText.includes("large.bin"))`)
+	elapsed := time.Since(start).Seconds()
+	cpu = alice.threadSeconds() - cpu
+	alice.throttleUploads("", -1)
+	gap := eval[float64](alice, `(clearInterval(window.__gaps.timer), delete window.__large, window.__gaps.longest)`)
+	t.Logf("16 MiB upload: %.2f s; the page's thread busy %.2f s of its CPU time; longest timer gap %.0f ms", elapsed, cpu, gap)
+	if got := eval[float64](alice, `sandiAttach.workerBytes().sealed`) - sealed; got != large {
+		alice.fail("the worker encrypted %.0f bytes of the %d of large.bin", got, large)
+	}
+	if !during {
+		alice.fail("the text typed during the upload went out only after it")
+	}
+	// (Generous: on a machine loaded as the shared one that runs these
+	// tests, any page's thread waits up to a second for a core.)
+	if gap > 3000 {
+		alice.fail("the page's timer waited %.0f ms during the upload", gap)
+	}
 
 	// An image pasted and a file dropped arrive too.
 	alice.giveFiles("paste", `new Promise((resolve) => {
@@ -973,8 +1024,13 @@ func TestBrowserAttachments(t *testing.T) {
 	bob.click(`#messages .att[data-state=loading] .att-cancel`)
 	bob.wait("the download cancelled", `(() => { const a = document.querySelector(`+js(save)+`).closest(".att"); return a.dataset.state === "idle" && a.querySelector(".att-error").hidden; })()`)
 	bob.block()
+	opened := eval[float64](bob, `sandiAttach.workerBytes().opened`)
 	bob.click(save)
 	bob.wait("notes.bin saved", `document.querySelector(`+js(save)+`).closest(".att").dataset.state === "saved"`)
+	// The worker checked and decrypted it, not the page's thread.
+	if got := eval[float64](bob, `sandiAttach.workerBytes().opened`) - opened; got != float64(len(notes)) {
+		bob.fail("the worker decrypted %.0f bytes of the %d of notes.bin", got, len(notes))
+	}
 
 	// Other users' names and types are text, and only the listed types
 	// show inline: an SVG is a card.
@@ -1014,8 +1070,210 @@ func TestBrowserAttachments(t *testing.T) {
 	bob.waitChatAlarm("blob_digest", "report.txt")
 	bob.screenshot("attachment-tampered", 375)
 
+	// A message with a file whose answers the network loses (every try,
+	// the SDK's own retries too) fails in the page; Retry sends it under
+	// the same client message id, and the server stores it once.
+	lossy := startLosingProxy(t, url)
+	erin := newUserPage(t, browser, "erin", lossy.url)
+	erin.createConversation("carol")
+	lossy.lose.Store(true)
+	erin.giveFiles("drop", pageFile("once.bin", 1000))
+	erin.wait("the failed send", `[...document.querySelectorAll("#messages .msg.own")].some(li => li.dataset.status === "failed" && li.querySelector(".retry"))`)
+	lossy.lose.Store(false)
+	erin.click("#messages .retry")
+	erin.wait("the retried file sent", `[...document.querySelectorAll("#messages .msg.own[data-status=sent]")].some(li => li.innerText.includes("once.bin"))`)
+	if n := lossy.lost.Load(); n == 0 {
+		t.Fatal("no answer was lost")
+	}
+	count := func() int {
+		carol.syncTexts()
+		convs, err := carol.c.Conversations(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, c := range convs {
+			h, err := carol.c.History(c.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range h {
+				for _, a := range m.Attachments {
+					if a.Name == "once.bin" {
+						n++
+					}
+				}
+			}
+		}
+		return n
+	}
+	for deadline := time.Now().Add(stepTimeout); count() == 0; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("carol got no once.bin")
+		}
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("carol got once.bin %d times", n)
+	}
+
 	alice.noProblems("status of 413", "net::ERR_BLOCKED_BY_CLIENT")
 	bob.noProblems("status of 404", "net::ERR_BLOCKED_BY_CLIENT")
+}
+
+// losingProxy forwards to the server; while lose is set, the answers to
+// message posts are lost (the connection drops once the server has
+// handled the request), and counted in lost.
+type losingProxy struct {
+	url  string
+	lose atomic.Bool
+	lost atomic.Int64
+}
+
+func startLosingProxy(t *testing.T, target string) *losingProxy {
+	t.Helper()
+	u, err := neturl.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &losingProxy{}
+	errLost := errors.New("answer lost")
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.ModifyResponse = func(resp *http.Response) error {
+		if p.lose.Load() && resp.Request.Method == "POST" && strings.HasSuffix(resp.Request.URL.Path, "/messages") {
+			p.lost.Add(1)
+			resp.Body.Close()
+			return errLost
+		}
+		return nil
+	}
+	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+		if errors.Is(err, errLost) {
+			panic(http.ErrAbortHandler)
+		}
+		w.WriteHeader(http.StatusBadGateway)
+	}
+	srv := httptest.NewServer(rp)
+	t.Cleanup(srv.Close)
+	p.url = srv.URL
+	return p
+}
+
+// terminal is a user of the sandi command (cmd/sandi, built for the
+// test) with its own home directory.
+type terminal struct {
+	t              *testing.T
+	bin, url, home string
+}
+
+// newTerminal builds the sandi command and registers name with it; its
+// password is "password of " + name.
+func newTerminal(t *testing.T, url, name string) *terminal {
+	t.Helper()
+	dir := t.TempDir()
+	u := &terminal{t: t, bin: filepath.Join(dir, "sandi"), url: url, home: filepath.Join(dir, "home")}
+	if out, err := exec.Command("go", "build", "-o", u.bin, "sandi.dev/cmd/sandi").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/sandi: %v\n%s", err, out)
+	}
+	u.runIn("password of "+name+"\n", "register", name, "--password-stdin")
+	return u
+}
+
+// run runs the command with args and returns its standard output; a
+// failure fails the test.
+func (u *terminal) run(args ...string) string { return u.runIn("", args...) }
+
+func (u *terminal) runIn(stdin string, args ...string) string {
+	u.t.Helper()
+	cmd := exec.Command(u.bin, append([]string{"--home", u.home, "--server", u.url}, args...)...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SANDI_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		u.t.Fatalf("sandi %s: %v\n%s%s", strings.Join(args, " "), err, out.Bytes(), errb.Bytes())
+	}
+	return out.String()
+}
+
+// save syncs until an attachment named name has arrived in conv, saves
+// it with `sandi save` and returns the file's bytes.
+func (u *terminal) save(conv protocol.ConversationID, name string) []byte {
+	u.t.Helper()
+	deadline := time.Now().Add(stepTimeout)
+	for {
+		u.run("sync")
+		var id string
+		for _, line := range strings.Split(u.run("--json", "history", conv.String()), "\n") {
+			var m struct {
+				Attachments []struct{ ID, Name string }
+			}
+			if json.Unmarshal([]byte(line), &m) == nil {
+				for _, a := range m.Attachments {
+					if a.Name == name {
+						id = a.ID
+					}
+				}
+			}
+		}
+		if id != "" {
+			out := filepath.Join(u.t.TempDir(), "saved")
+			u.run("save", conv.String(), id, "--out", out)
+			b, err := os.ReadFile(out)
+			if err != nil {
+				u.t.Fatal(err)
+			}
+			return b
+		}
+		if time.Now().After(deadline) {
+			u.t.Fatalf("sandi: no attachment %s arrived", name)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// throttleUploads limits the bytes a second the page sends in requests
+// to URLs matching pattern; throttleUploads("", -1) lifts it.
+func (p *page) throttleUploads(pattern string, rate float64) {
+	p.t.Helper()
+	p.do("throttle "+pattern, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		if _, err := cdp.Call(ctx, tg, network.Enable, network.EnableParams{}); err != nil {
+			return err
+		}
+		var cs []*network.Conditions
+		if pattern != "" {
+			cs = append(cs, &network.Conditions{URLPattern: pattern, DownloadThroughput: -1, UploadThroughput: rate})
+		}
+		_, err := cdp.Call(ctx, tg, network.EmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{MatchedNetworkConditions: cs})
+		return err
+	}))
+}
+
+// threadSeconds is the CPU time the page's thread has spent in tasks, by
+// the browser's own count.
+func (p *page) threadSeconds() float64 {
+	p.t.Helper()
+	var v float64
+	p.do("read the page's metrics", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		if _, err := cdp.Call(ctx, tg, performance.Enable, performance.EnableParams{TimeDomain: performance.EnableTimeDomainThreadTicks}); err != nil {
+			return err
+		}
+		r, err := cdp.Call(ctx, tg, performance.GetMetrics, cdp.Empty{})
+		if err != nil {
+			return err
+		}
+		for _, m := range r.Metrics {
+			if m.Name == "TaskDuration" {
+				v = m.Value
+				return nil
+			}
+		}
+		return errors.New("no TaskDuration among the page's metrics")
+	}))
+	return v
 }
 
 // TestBrowserUploadSpeed measures, with SANDI_BENCH_BROWSER=1, the

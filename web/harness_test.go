@@ -447,12 +447,12 @@ func (p *page) openConversation(name string) {
 }
 
 // send types a message in the open chat, presses Enter and waits until it
-// is marked sent.
+// is marked sent (or already delivered or read: receipts.js).
 func (p *page) send(text string) {
 	p.t.Helper()
 	p.typeInto("#composer-input", text)
 	p.pressEnter()
-	p.wait("“"+text+"” sent", `[...document.querySelectorAll("#messages .msg.own")].some(li => li.querySelector(".text").innerText === `+js(text)+` && li.querySelector(".status").innerText === "Sent")`)
+	p.wait("“"+text+"” sent", `[...document.querySelectorAll("#messages .msg.own")].some(li => li.querySelector(".text").innerText === `+js(text)+` && /^(Sent|Delivered|Read)/.test(li.querySelector(".status").innerText))`)
 }
 
 // texts returns the texts of the messages in the open chat, in order.

@@ -14,8 +14,9 @@ import (
 // CLI's `sandi backup enable` does), loses her device and logs in on a
 // browser: on the set-up screen a mistyped recovery key is refused with a
 // sentence; the right one (typed in lower case) brings back her account,
-// the conversation's title and history, with the same identity: bob's
-// next message reads, and bob sees no key change.
+// the conversation's title and history, with the same identity, and says
+// when the backup was made: bob's next message reads, and bob sees no key
+// change.
 func TestBrowserRestore(t *testing.T) {
 	requireBuilt(t)
 	url := startServer(t)
@@ -40,6 +41,7 @@ func TestBrowserRestore(t *testing.T) {
 	p.typeInto("#restore-key", strings.ToLower(key.String()))
 	p.click("#restore-button")
 	p.waitView("main")
+	p.waitText("#restored", "Restored from the backup made on")
 	p.openConversation("Plans")
 	p.waitMessage("before the backup")
 	if _, err := bob.c.Send(ctx, conv, "welcome back"); err != nil {

@@ -138,7 +138,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if name == "index.html" {
+	if name == "index.html" || name == "attachworker.js" { // a worker has the policy its script comes with
 		hd.Set("Content-Security-Policy", csp)
 	}
 	hd.Set("Content-Type", f.ctype)

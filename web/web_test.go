@@ -120,6 +120,11 @@ func TestPageAndFiles(t *testing.T) {
 	if r := get(h, "/web/app.js"); !strings.HasPrefix(r.Header.Get("Content-Type"), "text/javascript") {
 		t.Fatalf("app.js: type %q", r.Header.Get("Content-Type"))
 	}
+	// The attachment worker has the policy its script comes with: the
+	// page's.
+	if w := get(Handler(), "/web/attachworker.js"); w.StatusCode != 200 || w.Header.Get("Content-Security-Policy") != r.Header.Get("Content-Security-Policy") {
+		t.Fatalf("attachworker.js: %d, Content-Security-Policy %q", w.StatusCode, w.Header.Get("Content-Security-Policy"))
+	}
 	for _, p := range []string{"/web/nothing.js", "/web/index.html", "/web/", "/web/sandi.wasm.gz", "/other"} {
 		if r := get(h, p); r.StatusCode != http.StatusNotFound {
 			t.Errorf("%s: %d, want 404", p, r.StatusCode)

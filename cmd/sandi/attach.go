@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/term"
@@ -196,7 +198,11 @@ func cmdSave(ctx context.Context, e *cli, args []string) error {
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
 	bar := e.progress("saving " + att.Name)
-	err = e.c.DownloadAttachment(ctx, id, att, tmp, bar.update)
+	ws := &syncBehind{f: tmp, every: syncBehindEvery, turn: make(chan struct{}, 1)}
+	err = e.c.DownloadAttachment(ctx, id, att, ws, bar.update)
+	if serr := ws.wait(); err == nil {
+		err = serr
+	}
 	bar.done(err == nil)
 	switch {
 	case errors.Is(err, client.ErrServerMisbehaved):
@@ -224,6 +230,53 @@ func cmdSave(ctx context.Context, e *cli, args []string) error {
 	}
 	return e.out(map[string]any{"conversation": id, "attachment": attachmentID(att), "path": path, "size": att.Size},
 		fmt.Sprintf("saved %s (%s)", untrusted(path), humanSize(att.Size)))
+}
+
+// syncBehindEvery is how many bytes written make syncBehind sync them.
+const syncBehindEvery = 64 << 20
+
+// syncBehind writes to f and, each time every more bytes have
+// been written, syncs f in the background (one sync at a time) while the
+// writing goes on: the disk writes the file out while the rest of it is
+// decrypted, and the sync before the rename has only the last part left
+// rather than the whole file.
+type syncBehind struct {
+	f       *os.File
+	every   int64
+	written int64
+	turn    chan struct{} // held by the sync running
+	mu      sync.Mutex
+	err     error
+}
+
+func (s *syncBehind) Write(p []byte) (int, error) {
+	n, err := s.f.Write(p)
+	if s.written += int64(n); s.written >= s.every {
+		select {
+		case s.turn <- struct{}{}:
+			s.written = 0
+			go func() {
+				if err := s.f.Sync(); err != nil {
+					s.mu.Lock()
+					s.err = cmp.Or(s.err, err)
+					s.mu.Unlock()
+				}
+				<-s.turn
+			}()
+		default: // the last one is still running
+		}
+	}
+	return n, err
+}
+
+// wait waits for the sync running, if any, and returns the first error
+// of the syncs.
+func (s *syncBehind) wait() error {
+	s.turn <- struct{}{}
+	<-s.turn
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
 }
 
 // safeFileName is the name a received file is saved under by default: the

@@ -56,8 +56,9 @@ func cmdBackup(ctx context.Context, e *cli, args []string) error {
 	return usageError{"usage: sandi backup enable|now|status|disable"}
 }
 
-// cmdRestore reads the recovery key (a line on standard input, asked for
-// on a terminal) and restores the account's backup on this device.
+// cmdRestore reads the recovery key (asked for without echo on a
+// terminal, else a line on standard input), restores the account's backup
+// on this device and says when that backup was made.
 func cmdRestore(ctx context.Context, e *cli, args []string) error {
 	if len(args) != 0 {
 		return usageError{"usage: sandi restore (the recovery key is read from standard input)"}
@@ -65,20 +66,41 @@ func cmdRestore(ctx context.Context, e *cli, args []string) error {
 	if err := e.open(); err != nil {
 		return err
 	}
-	if _, ok := e.terminalIn(); ok {
-		fmt.Fprint(e.stderr, "recovery key: ")
+	key, err := readRecoveryKey(e)
+	if err != nil {
+		return err
+	}
+	if err := e.c.Restore(ctx, key); err != nil {
+		return err
+	}
+	_, made, err := e.c.BackupStatus()
+	if err != nil {
+		return err
+	}
+	when := time.UnixMilli(made).Format(time.RFC3339)
+	return e.out(map[string]any{"restored": true, "backupMade": made},
+		"restored: this device has your account's keys, contacts and history back, from the backup made "+when+".\n"+
+			"If you used sandi on your lost device well after that, the server gave this device an older backup than\n"+
+			"your last one: what came later is missing (messages of newer sessions stay unreadable here).")
+}
+
+// readRecoveryKey reads the recovery key: on a terminal without echoing
+// it (it opens the account's backup, as a password opens the account),
+// otherwise the first line of standard input.
+func readRecoveryKey(e *cli) (string, error) {
+	const none = "no recovery key given"
+	if f, ok := e.terminalIn(); ok {
+		k, err := askHidden(e, f, "recovery key: ", none)
+		return strings.TrimSpace(k), err
 	}
 	line, err := bufio.NewReader(e.stdin).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
-		return err
+		return "", err
 	}
 	if strings.TrimSpace(line) == "" {
-		return usageError{"no recovery key given"}
+		return "", usageError{none}
 	}
-	if err := e.c.Restore(ctx, strings.TrimSpace(line)); err != nil {
-		return err
-	}
-	return e.out(map[string]any{"restored": true}, "restored: this device has your account's keys, contacts and history back")
+	return strings.TrimSpace(line), nil
 }
 
 // parseHistory reads --history: all, none, or N days ("30d").

@@ -23,7 +23,8 @@ func identityLine(t *testing.T, base, home string) string {
 
 // TestCLIBackupAndTransfer: alice turns backups on; on a fresh device a
 // typo and a wrong recovery key fail with a sentence and change nothing,
-// the right key brings back her identity and history (what bob sent while
+// the right key brings back her identity and history (and says when the
+// backup was made) (what bob sent while
 // she was away included); a device linked with --history all gets the
 // history too; backup disable turns them off.
 func TestCLIBackupAndTransfer(t *testing.T) {
@@ -58,7 +59,9 @@ func TestCLIBackupAndTransfer(t *testing.T) {
 	if out := cliOK(t, base, fresh, "", "whoami"); !strings.Contains(out, "none yet") {
 		t.Fatalf("a failed restore changed the device: %q", out)
 	}
-	cliOK(t, base, fresh, strings.ToLower(en.RecoveryKey)+"\n", "restore")
+	if out := cliOK(t, base, fresh, strings.ToLower(en.RecoveryKey)+"\n", "restore"); !strings.Contains(out, "from the backup made ") {
+		t.Fatalf("restore does not say when the backup was made: %q", out)
+	}
 	if a, b := identityLine(t, base, first), identityLine(t, base, fresh); a != b {
 		t.Fatalf("restored %q, want %q", b, a)
 	}

@@ -54,7 +54,8 @@ func cmdChat(ctx context.Context, e *cli, args []string) error {
 		show(m)
 	}
 	e.c.MarkRead(id)
-	defer e.c.MarkRead(id) // what arrived while the chat ran was printed
+	defer e.acknowledge(ctx, id) // runs after the mark below
+	defer e.c.MarkRead(id)       // what arrived while the chat ran was printed
 	if !e.g.json {
 		fmt.Fprintln(e.stderr, "-- type a message and press Enter; /quit to leave --")
 		if e.requests[id] {

@@ -66,6 +66,8 @@ func chatTUI(ctx context.Context, e *cli, id protocol.ConversationID, hist []cli
 	go func() {
 		defer wg.Done()
 		// onMessage runs with the client locked: it only hands over.
+		e.c.OnReceipt(func(r client.Message) { p.Send(chatReceiptMsg{r.Conversation}) })
+		e.c.OnTyping(func(t client.Typing) { p.Send(chatTypingMsg{t}) })
 		err := e.c.Listen(ctx,
 			func(msg client.Message) { p.Send(chatReceivedMsg{msg}) },
 			func(f *client.DecryptError) { p.Send(chatUndecryptableMsg{f}) })
@@ -153,10 +155,11 @@ type chatEntry struct {
 	text   string
 	own    bool // this account's
 	state  sendState
-	err    string       // why the send failed
-	id     string       // client message id: kept across retries so a message is stored once
-	atts   []string     // the message's attachments, each a line made safe by attachmentLine
-	act    entryActions // its reply, reactions, edit and delete (actions.go)
+	err    string        // why the send failed
+	id     string        // client message id: kept across retries so a message is stored once
+	atts   []string      // the message's attachments, each a line made safe by attachmentLine
+	act    entryActions  // its reply, reactions, edit and delete (actions.go)
+	rcpt   entryReceipts // who holds and read it (receipts.go)
 
 	width int      // lines were wrapped for this width
 	lines []string // rendered, styled
@@ -185,6 +188,8 @@ type chatModel struct {
 	warned        map[string]bool
 	names         map[protocol.UserID]string // usernames learnt from warnings
 	quitting      bool                       // leave once the queue is empty
+	ack           ackState                   // receipts being sent (receipts.go)
+	typing        typingState                // typing.go
 	fatal         error                      // returned by chatTUI
 
 	loc *time.Location
@@ -196,7 +201,7 @@ func newChatModel(ctx context.Context, b chatBackend, conv protocol.Conversation
 		warned: map[string]bool{}, names: map[protocol.UserID]string{}, loc: time.Local, now: time.Now}
 }
 
-func (m *chatModel) Init() tea.Cmd { return nil }
+func (m *chatModel) Init() tea.Cmd { return m.acknowledge() }
 
 func (m *chatModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
@@ -204,17 +209,31 @@ func (m *chatModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.width, m.height = msg.Width, msg.Height
 		m.clampScroll()
 	case tea.KeyPressMsg:
-		return m, m.key(msg)
+		cmd := m.key(msg)
+		return m, tea.Batch(cmd, m.typed())
 	case tea.PasteMsg:
 		m.insert(msg.Content)
+		return m, m.typed()
+	case chatTypingMsg:
+		return m, m.typingCame(msg.t)
+	case chatTypingTickMsg: // the view reads the time when it draws
 	case chatReceivedMsg:
 		if msg.m.Conversation == m.conv && isAction(msg.m) {
 			return m, m.refreshActions()
 		} else if msg.m.Conversation == m.conv {
 			m.addMessage(msg.m)
+			m.stoppedTyping(msg.m.Sender)
+			return m, m.acknowledge()
 		}
+	case chatReceiptMsg:
+		if msg.conv == m.conv {
+			return m, m.refreshActions()
+		}
+	case chatAckedMsg:
+		return m, m.acked()
 	case chatActionsMsg:
 		m.applyActions(msg.hist)
+		m.applyReceipts(msg.hist)
 	case chatUndecryptableMsg:
 		m.addFailure(msg.f)
 	case chatWarningsMsg:
@@ -507,6 +526,7 @@ func (m *chatModel) addMessage(msg client.Message) {
 		m.title = msg.Text
 	}
 	m.setActions(e, msg)
+	e.rcpt = entryReceipts{readBy: msg.ReadBy, deliveredTo: msg.DeliveredTo}
 	m.add(e)
 }
 
@@ -690,7 +710,11 @@ func (m *chatModel) entryLines(e *chatEntry, w int) []string {
 			case stateSending:
 				body += "  · sending…"
 			case stateSent:
-				body += "  · sent"
+				body += "  · " + chatReceiptMark(e.rcpt.readBy, e.rcpt.deliveredTo, len(m.members))
+			case stateNone:
+				if e.rcpt.readBy != nil || e.rcpt.deliveredTo != nil {
+					body += "  · " + chatReceiptMark(e.rcpt.readBy, e.rcpt.deliveredTo, len(m.members))
+				}
 			case stateFailed:
 				body += "  · failed: " + e.err + " (press Ctrl+R to retry)"
 				sgr = sgrError
@@ -756,6 +780,9 @@ func (m *chatModel) statusLine(w int) string {
 		s = fmt.Sprintf("↓ %d more lines below · PgDn to scroll down", m.scroll)
 	default:
 		s = "Enter send · PgUp/PgDn scroll · Esc leave · /members /add /remove /safety /quit"
+		if tl := m.typingLine(); tl != "" {
+			s = tl + " · " + s
+		}
 		for _, e := range m.entries {
 			if e.kind == entryMessage && e.state == stateFailed {
 				s = "Ctrl+R retry failed messages · " + s

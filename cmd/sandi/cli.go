@@ -126,6 +126,7 @@ var commands = map[string]command{
 	"block":         cmdBlock,
 	"unblock":       cmdUnblock,
 	"blocked":       cmdBlocked,
+	"read-receipts": cmdReadReceipts,
 }
 
 // open opens the client state in the home directory and holds it (its
@@ -607,6 +608,9 @@ func (e *cli) syncPrint(ctx context.Context, only *protocol.ConversationID) erro
 		}
 	}
 	e.noteRequestsPrinted(printed)
+	if err == nil {
+		e.sendReceipts(ctx, res.Messages) // delivered, and read unless --peek
+	}
 	for _, f := range res.Failures {
 		printError(e.stderr, f)
 	}

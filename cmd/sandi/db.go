@@ -23,6 +23,7 @@ const dbUsage = `Usage:
   sandi db backup --from URL --to URL [--json]
   sandi db restore --from URL --to URL [--json]
   sandi db mark-restored --db URL [--json]
+  sandi db switch-stream --db postgres://… [--force] [--json]
 
 Copies every table of a sandi database into a new, empty one: SQLite to
 PostgreSQL, PostgreSQL to SQLite, or either to a copy of itself. URL is a
@@ -48,6 +49,13 @@ restored server writes next. Back up a running server with 'db backup'
 restore' into a new database, with the server stopped. A database
 restored some other way (a copied file, pg_restore) must be given a new
 incarnation with 'db mark-restored' before the server starts on it.
+
+switch-stream moves a PostgreSQL database made by a release older than
+this one from the event counter to the event id sequence, so that
+several nodes write side by side (docs/operations.md, Running a
+cluster). Run it once every node runs this release: it refuses while
+another program is connected to the database (an older node), unless
+--force. A database created by this release is on the sequence already.
 `
 
 // dbCommand runs `sandi db …`, the server-side database commands.
@@ -61,6 +69,8 @@ func dbCommand(ctx context.Context, args []string, jsonOut bool, stdout, stderr 
 		return dbCopy(ctx, args[0], args[1:], jsonOut, stdout, stderr)
 	case "mark-restored":
 		return dbMarkRestored(ctx, args[1:], jsonOut, stdout, stderr)
+	case "switch-stream":
+		return dbSwitchStream(ctx, args[1:], jsonOut, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, dbUsage)
 		return nil
@@ -255,5 +265,56 @@ func dbMarkRestored(ctx context.Context, args []string, jsonOut bool, stdout, st
 		return err
 	}
 	_, err = fmt.Fprintf(stdout, "%s: new incarnation %s (events after %d are new)\n", redact(*db), id, in.Base)
+	return err
+}
+
+// dbSwitchStream moves a PostgreSQL database from the event counter to
+// the event id sequence.
+func dbSwitchStream(ctx context.Context, args []string, jsonOut bool, stdout, stderr io.Writer) error {
+	fset := flag.NewFlagSet("db switch-stream", flag.ContinueOnError)
+	fset.SetOutput(stderr)
+	db := fset.String("db", "", "the database: postgres://…")
+	force := fset.Bool("force", false, "switch even while other programs are connected (stop older nodes first)")
+	fset.BoolVar(&jsonOut, "json", jsonOut, "print the result as one JSON object")
+	if err := fset.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return usageError{"db switch-stream: " + err.Error()}
+	}
+	if fset.NArg() != 0 || *db == "" {
+		return usageError{"db switch-stream needs --db postgres://… and no arguments"}
+	}
+	if !sqlstore.IsPostgres(*db) {
+		return usageError{"db switch-stream: only a PostgreSQL database has the sequence (SQLite has one writer and keeps the counter)"}
+	}
+	s, err := sqlstore.Open(ctx, *db, sqlstore.Options{MaxConns: 2})
+	if err != nil {
+		return fmt.Errorf("open %s: %w", redact(*db), err)
+	}
+	defer s.Close()
+	switched, err := s.SwitchStream(ctx, *force)
+	if errors.Is(err, sqlstore.ErrOlderNodes) {
+		return fmt.Errorf("%w; stop the nodes of older releases (or run it with --force once they are stopped)", err)
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.Close(); err != nil {
+		return err
+	}
+	if jsonOut {
+		b, err := json.Marshal(map[string]any{"db": redact(*db), "switched": switched})
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(stdout, "%s\n", b)
+		return err
+	}
+	msg := "event ids now come from the sequence"
+	if !switched {
+		msg = "already on the sequence: nothing to do"
+	}
+	_, err = fmt.Fprintf(stdout, "%s: %s\n", redact(*db), msg)
 	return err
 }

@@ -372,3 +372,27 @@ func TestDBBackupRestore(t *testing.T) {
 		}
 	}
 }
+
+// TestDBSwitchStream: the command's refusals (the switch itself is tested
+// in internal/store/sqlstore, TestPostgresStreamSwitch): exit status 2
+// with a sentence, and a SQLite database is left as it was.
+func TestDBSwitchStream(t *testing.T) {
+	src := sourceDB(t, 1)
+	for _, args := range [][]string{
+		{"db", "switch-stream"},
+		{"db", "switch-stream", "--db", src},
+		{"db", "switch-stream", "--db", "postgres://127.0.0.1:1/x", "extra"},
+		{"db", "switch-stream", "--bogus"},
+	} {
+		var ue usageError
+		if _, _, err := runDB(args...); !errors.As(err, &ue) || ue.Error() == "" {
+			t.Errorf("sandi %s: %v, want a usage error", strings.Join(args, " "), err)
+		}
+	}
+	if users(t, src) != 1 {
+		t.Fatal("the refused command changed the SQLite database")
+	}
+	if out, _, err := runDB("db", "help"); err != nil || !strings.Contains(out, "db switch-stream --db postgres://") {
+		t.Fatalf("db help does not list switch-stream: %v\n%s", err, out)
+	}
+}

@@ -110,10 +110,11 @@ func (e *cli) printDated(m client.Message) error {
 	}
 	v["text"], v["attachments"] = m.Text, attachmentsJSON(m.Attachments)
 	actionJSON(v, m)
+	receiptJSON(v, m)
 	if m.Deleted {
 		return e.out(v, head+": [deleted]")
 	}
-	return e.out(v, framed(head+": ", m.Text, messageCont, e.width())+e.attachmentLines(m.Attachments)+e.actionLines(m))
+	return e.out(v, framed(head+": ", m.Text, messageCont, e.width())+e.attachmentLines(m.Attachments)+e.actionLines(m)+e.receiptLine(m))
 }
 
 // markPrinted marks the messages that sync printed as read, in each of

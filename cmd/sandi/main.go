@@ -91,8 +91,9 @@ Account and devices:
                               recovery key once; it is made again at most hourly);
                               disable deletes the server's copy
   restore                     on a device that only signed in (login): read the
-                              recovery key from stdin and bring the account back
-                              from its backup, with the same identity and history
+                              recovery key (asked without echo on a terminal, else
+                              a line on stdin) and bring the account back from its
+                              backup, with the same identity and history
   logout                      remove this device from the account: revoke it on the
                               server and erase its keys and messages here
 
@@ -129,6 +130,9 @@ Conversations:
                               from a pipe, each line is a message (a longer one is
                               refused, and the exit status is 1 if any was not sent)
   safety-number USER          show the safety number to compare with USER
+  read-receipts [on|off]      show or set whether this device tells the others
+                              that you read their messages (delivered receipts
+                              are always sent; sync and chat send both)
 
 Requests and blocks:
   requests                    list message requests: conversations started by

@@ -16,6 +16,12 @@ func (e *cli) terminalIn() (*os.File, bool) {
 
 // askPassword asks for a password on the terminal f, without echoing it.
 func askPassword(e *cli, f *os.File, prompt string) (string, error) {
+	return askHidden(e, f, prompt, "no password given")
+}
+
+// askHidden asks for a secret on the terminal f, without echoing it; an
+// empty answer is a usage error saying empty.
+func askHidden(e *cli, f *os.File, prompt, empty string) (string, error) {
 	fmt.Fprint(e.stderr, prompt)
 	b, err := term.ReadPassword(int(f.Fd()))
 	fmt.Fprintln(e.stderr)
@@ -23,7 +29,7 @@ func askPassword(e *cli, f *os.File, prompt string) (string, error) {
 		return "", err
 	}
 	if len(b) == 0 {
-		return "", usageError{"no password given"}
+		return "", usageError{empty}
 	}
 	return string(b), nil
 }

@@ -4,6 +4,7 @@ package main_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 )
 
@@ -46,6 +48,13 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 // stderr and the exit status.
 func typeAtPrompts(t *testing.T, args []string, prompts, answers []string) (string, string, int) {
 	t.Helper()
+	return typeAtPromptsWith(t, args, prompts, answers, nil)
+}
+
+// typeAtPromptsWith is typeAtPrompts calling before(slave) before it
+// types each answer.
+func typeAtPromptsWith(t *testing.T, args []string, prompts, answers []string, before func(*os.File)) (string, string, int) {
+	t.Helper()
 	master, slave := openPTY(t)
 	go io.Copy(io.Discard, master) // whatever the terminal shows
 	cmd := exec.Command(sandiBinary(t), args...)
@@ -71,6 +80,9 @@ func typeAtPrompts(t *testing.T, args []string, prompts, answers []string) (stri
 				t.Fatalf("waiting for the prompt %q: %v; stderr %q", p, err, seen.String())
 			}
 			seen.WriteByte(b)
+		}
+		if before != nil {
+			before(slave)
 		}
 		if _, err := io.WriteString(master, answers[i]+"\r"); err != nil {
 			t.Fatal(err)
@@ -108,4 +120,40 @@ func TestCLIRegisterOnTerminal(t *testing.T) {
 		t.Fatalf("the same password twice: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 	cliOK(t, base, filepath.Join(t.TempDir(), "alice2"), "password of alice\n", "login", "alice", "--password-stdin")
+}
+
+// TestCLIRestoreOnTerminal: on a terminal, restore asks for the recovery
+// key with the terminal's echo off, as for a password (someone looking at
+// the screen, or its scrollback, must not learn the key), and restores.
+func TestCLIRestoreOnTerminal(t *testing.T) {
+	base, homes := cliWorld(t, "alice")
+	var en struct{ RecoveryKey string }
+	if err := json.Unmarshal([]byte(cliOK(t, base, homes["alice"], "", "--json", "backup", "enable")), &en); err != nil {
+		t.Fatal(err)
+	}
+	fresh := filepath.Join(t.TempDir(), "fresh")
+	cliOK(t, base, fresh, "password of alice\n", "login", "alice", "--password-stdin")
+	echoOff := func(slave *os.File) {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			var tio syscall.Termios
+			if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, slave.Fd(), syscall.TCGETS, uintptr(unsafe.Pointer(&tio))); errno != 0 {
+				t.Fatalf("TCGETS: %v", errno)
+			}
+			if tio.Lflag&syscall.ECHO == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the terminal still echoes what is typed at the recovery key prompt")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	out, errs, code := typeAtPromptsWith(t, []string{"--home", fresh, "--server", base, "restore"}, []string{"recovery key: "}, []string{en.RecoveryKey}, echoOff)
+	if code != 0 || !strings.Contains(out, "restored") {
+		t.Fatalf("restore on a terminal: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if a, b := identityLine(t, base, homes["alice"]), identityLine(t, base, fresh); a != b {
+		t.Fatalf("restored %q, want %q", b, a)
+	}
 }

@@ -57,3 +57,10 @@ type Store interface {
 	// what does not exist is not an error.
 	Delete(ctx context.Context, id, state string) error
 }
+
+// Pinger is a Store that can tell, cheaply, whether it can serve now (for
+// the server's readiness probe). Ping's error wraps ErrUnavailable when
+// the store cannot be reached.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}

@@ -5,13 +5,16 @@ import (
 	"context"
 	"database/sql"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"sandi.dev/internal/load"
+	"sandi.dev/internal/store/sqlstore"
 	"sandi.dev/internal/testpg"
 )
 
@@ -19,7 +22,10 @@ import (
 // in turn, a WebSocket on each node receives every accepted message once,
 // and the report has each node's figures. SANDI_LOAD_CLUSTER=N measures
 // instead: N nodes, 1,000 sends/s (or SANDI_LOAD_RATE) for 5 s
-// (docs/performance.md).
+// (docs/performance.md). SANDI_LOAD_CONC=1,64 adds those closed-loop
+// levels (3 s each); SANDI_LOAD_COUNTER=1 puts the database back on the
+// event counter first, as a database of an older release is;
+// SANDI_LOAD_CPUPROFILE=FILE records a CPU profile of the timed phases.
 func TestLoadAcrossNodes(t *testing.T) {
 	nodes, rate, dur := 2, 100, time.Second
 	if n, err := strconv.Atoi(os.Getenv("SANDI_LOAD_CLUSTER")); err == nil && n > 0 {
@@ -31,18 +37,38 @@ func TestLoadAcrossNodes(t *testing.T) {
 	cfg := TestConfig()
 	cfg.RotateAfterMessages = 1 << 30
 	dbURL := testpg.URL(t)
-	c := Start(t, Options{Nodes: nodes, DB: dbURL, Config: cfg})
 	db, err := sql.Open("pgx", dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	var conc []int
+	for _, f := range strings.Split(os.Getenv("SANDI_LOAD_CONC"), ",") {
+		if n, err := strconv.Atoi(f); err == nil && n > 0 {
+			conc = append(conc, n)
+		}
+	}
+	if os.Getenv("SANDI_LOAD_COUNTER") != "" {
+		unswitch(t, dbURL, db)
+	}
+	c := Start(t, Options{Nodes: nodes, DB: dbURL, Config: cfg})
 	var wal0 string
 	if err := db.QueryRow(`SELECT pg_current_wal_lsn()::text`).Scan(&wal0); err != nil {
 		t.Fatal(err)
 	}
 	lc := load.Config{Server: c.Nodes[0].URL(), Senders: 8, Concurrency: []int{}, Duration: -1, CatchUp: -1,
 		Rate: rate, RateDuration: dur, Pool: 16, Log: &bytes.Buffer{}}
+	if len(conc) > 0 {
+		lc.Concurrency, lc.Duration, lc.Senders = conc, 0, max(slices.Max(conc), 8)
+	}
+	if path := os.Getenv("SANDI_LOAD_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		lc.CPUProfile = f
+	}
 	for _, n := range c.Nodes[1:] {
 		lc.Servers = append(lc.Servers, n.URL())
 	}
@@ -54,7 +80,11 @@ func TestLoadAcrossNodes(t *testing.T) {
 	rep.WriteTable(&out)
 	t.Logf("\n%s", out.String())
 	l := rep.Live
-	if l == nil || len(l.Nodes) != nodes || l.Accepted == 0 {
+	if nodes == 1 { // the report has no per-node rows
+		if l == nil || l.Accepted == 0 || l.Received != l.Accepted || l.Missing != 0 {
+			t.Errorf("one node: %+v", l)
+		}
+	} else if l == nil || len(l.Nodes) != nodes || l.Accepted == 0 {
 		t.Fatalf("no per-node report: %+v", l)
 	}
 	for _, n := range l.Nodes {
@@ -75,5 +105,22 @@ func TestLoadAcrossNodes(t *testing.T) {
 	}
 	if rep.Stored != rep.Accepted() {
 		t.Errorf("stored %d, accepted %d", rep.Stored, rep.Accepted())
+	}
+}
+
+// unswitch makes the database one of a release that knew only the event
+// counter: the store opened on it keeps the counter (sqlstore, pgstream.go).
+func unswitch(t *testing.T, url string, db *sql.DB) {
+	t.Helper()
+	st, err := sqlstore.Open(context.Background(), url, sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	for _, q := range []string{`DROP TRIGGER event_counter_retired ON event_counter`,
+		`DELETE FROM event_counter`, `INSERT INTO event_counter (id, last_id) VALUES (1, 0)`} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
 	}
 }

@@ -80,6 +80,9 @@ var authzTable = map[string]authzCase{
 	"PUT /api/conversations/{id}/state": func(f *authzFixture) (string, any) {
 		return "/api/conversations/" + f.conv.String() + "/state", map[string]string{}
 	},
+	"POST /api/conversations/{id}/typing": func(f *authzFixture) (string, any) {
+		return "/api/conversations/" + f.conv.String() + "/typing", map[string]string{}
+	},
 	"GET /api/conversations/{id}/sessions/{epoch}/initial-session": func(f *authzFixture) (string, any) {
 		return fmt.Sprintf("/api/conversations/%s/sessions/1/initial-session", f.conv), nil
 	},

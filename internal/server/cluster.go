@@ -22,7 +22,9 @@ import (
 // you remember of tokens and members". The store stays the only truth: a
 // woken socket reads its events from the store from its cursor, so a lost,
 // late or repeated signal delays delivery at worst, and never loses or
-// duplicates an event.
+// duplicates an event. The one exception to "signals only" is a typing
+// notice (typing.go): encrypted by a member, relayed once to live
+// connections and never stored, it has no other copy to lose.
 //
 // Lost signals are found and made up for:
 //
@@ -61,6 +63,7 @@ const (
 	cmRevokeOthers = 3 // every device of a user but one is revoked
 	cmForget       = 4 // members or tokens changed: forget remembered reads
 	cmBeat         = 5 // the sender's last sequence number
+	cmTyping       = 6 // a typing notice to relay to users (typing.go)
 )
 
 // clusterMsgVersion is the first byte of every cluster message.
@@ -72,13 +75,16 @@ const clusterMsgVersion = 1
 //
 // body: wake: user ids (16 bytes each, at least one); revoke: the user id,
 // then device ids (at least one); revoke-others: the user id, then the
-// kept device id; forget and beat: empty.
+// kept device id; forget and beat: empty; typing: see typingBody (the
+// one message that carries content: a notice the server relays, never
+// stores, and cannot read).
 type clusterMsg struct {
 	kind    byte
 	node    [8]byte
 	seq     uint64
 	users   []protocol.UserID   // wake; revoke and revoke-others: one
 	devices []protocol.DeviceID // revoke; revoke-others: the kept device
+	typing  []byte              // typing: the body
 }
 
 const clusterHeader = 2 + 8 + 8
@@ -98,7 +104,7 @@ func (m *clusterMsg) encode() []byte {
 	for _, d := range m.devices {
 		b = append(b, d[:]...)
 	}
-	return b
+	return append(b, m.typing...)
 }
 
 var errClusterMsg = errors.New("malformed cluster message")
@@ -114,6 +120,13 @@ func decodeClusterMsg(b []byte) (clusterMsg, error) {
 	copy(m.node[:], b[2:10])
 	m.seq = binary.BigEndian.Uint64(b[10:18])
 	body := b[clusterHeader:]
+	if m.kind == cmTyping {
+		if _, _, ok := parseTypingBody(body); !ok {
+			return m, errClusterMsg
+		}
+		m.typing = body
+		return m, nil
+	}
 	if len(body)%protocol.IDSize != 0 {
 		return m, errClusterMsg
 	}
@@ -310,6 +323,9 @@ func (c *cluster) receive(msg *nats.Msg) {
 		c.s.hub.RevokeOthers(m.users[0], m.devices[0])
 	case cmForget:
 		c.forget()
+	case cmTyping:
+		users, notice, _ := parseTypingBody(m.typing)
+		c.s.hub.Typing(users, notice)
 	}
 }
 

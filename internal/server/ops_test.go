@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"sandi.dev/internal/blob/s3blob"
 	"sandi.dev/internal/server"
+	"sandi.dev/internal/tests3"
 	"sandi.dev/protocol"
 	"sandi.dev/protocol/secret"
 )
@@ -341,4 +344,36 @@ func jsonUnmarshalT(t *testing.T, data []byte, v any) bool {
 		return true
 	}
 	return false
+}
+
+// TestReadinessBlobStore: a node whose S3 blob store stops answering
+// stays ready, as one without NATS does, since text messages still flow,
+// but says it is degraded; attachments are refused with 503 meanwhile.
+func TestReadinessBlobStore(t *testing.T) {
+	url, stop := tests3.StoppableServer(t, t.TempDir())
+	bs, err := s3blob.Open(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, filepath.Join(t.TempDir(), "sandi.db"), server.Config{Blobs: bs})
+	alice := e.register("alice")
+	conv, err := alice.create(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := e.raw(nil, "", "GET", "/readyz", nil); r.status != http.StatusOK || string(r.body) != "ready\n" {
+		t.Fatalf("/readyz with the blob store up: %d %q", r.status, r.body)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	r := e.raw(nil, "", "GET", "/readyz", nil)
+	if r.status != http.StatusOK || !strings.Contains(string(r.body), "degraded: blob store unreachable") {
+		t.Fatalf("/readyz with the blob store down: %d %q, want 200 and degraded", r.status, r.body)
+	}
+	e.raw(nil, alice.token, "POST", "/api/conversations/"+conv.String()+"/blobs", map[string]int64{"size": 100}).
+		wantProblem(t, http.StatusServiceUnavailable, server.CodeUnavailable)
+	if _, err := alice.send(conv, 1, "still delivered"); err != nil {
+		t.Fatalf("a text message with the blob store down: %v", err)
+	}
 }

@@ -34,6 +34,7 @@ type bucket struct {
 
 type limiters struct {
 	register, login, claim *limiter
+	typing                 *limiter // typing notices per device (typing.go)
 	// loginUser is keyed by client address and username (loginKey): one
 	// address cannot spend all its logins on one account. No limit keys
 	// on the username alone, so nobody can lock an account's owner out;
@@ -54,6 +55,7 @@ func newLimiters(c Config, m *limitMetrics) *limiters {
 		register:   l("register", c.RegisterPerMinute),
 		login:      l("login", c.LoginPerMinute),
 		claim:      l("claim", c.ClaimPerMinute),
+		typing:     l("typing", c.TypingPerMinute),
 		loginUser:  l("login_user", perUser),
 		loginFails: newLoginFailures(c, m.buckets.WithLabelValues("login_failures")),
 	}

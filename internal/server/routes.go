@@ -98,6 +98,7 @@ func (s *Server) routes() []Route {
 		{"DELETE", "/api/conversations/{id}/members/{user}", Member, s.removeMember},
 		{"POST", "/api/conversations/{id}/sessions", Member, s.postSession},
 		{"PUT", "/api/conversations/{id}/state", Member, s.putState},
+		{"POST", "/api/conversations/{id}/typing", Member, s.postTyping},
 		{"GET", "/api/conversations/{id}/sessions/{epoch}/initial-session", FormerMember, s.initialSession},
 		{"POST", "/api/conversations/{id}/messages", Member, s.sendMessage},
 		{"GET", "/api/conversations/{id}/messages", Member, s.listMessages},

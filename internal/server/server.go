@@ -43,6 +43,7 @@ type Config struct {
 	RegisterPerMinute int // per client address, default 10
 	LoginPerMinute    int // per client address, default 20; per client address and username, half of it (rounded up)
 	ClaimPerMinute    int // claims per requesting device and per its account, default 120; negative: every claim limit off
+	TypingPerMinute   int // typing notices per device, default 60 (typing.go)
 	// Pre-key limits (see claims.go); 0 takes the default, negative
 	// disables (except MaxClaimBudgets).
 	MaxOneTimeKeys       int // one-time keys a device may hold, default 200
@@ -130,11 +131,18 @@ type Config struct {
 	// SessionIdle is how long a token may go unused before it expires
 	// (default 90 days; negative: never). See sessions.go.
 	SessionIdle time.Duration
+	// StreamStuckAfter: on PostgreSQL, /readyz answers 503 once an
+	// observation of the event stream has waited this long to settle
+	// (default 10 s; see stream.go).
+	StreamStuckAfter time.Duration
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time
 }
 
 func (c *Config) defaults() {
+	if c.StreamStuckAfter == 0 {
+		c.StreamStuckAfter = 10 * time.Second
+	}
 	if c.RotateAfterMessages == 0 {
 		c.RotateAfterMessages = 100
 	}
@@ -155,6 +163,9 @@ func (c *Config) defaults() {
 	}
 	if c.LoginPerMinute == 0 {
 		c.LoginPerMinute = 20
+	}
+	if c.TypingPerMinute == 0 {
+		c.TypingPerMinute = typingPerMinute
 	}
 	if c.LoginDelayAfter == 0 {
 		c.LoginDelayAfter = 10
@@ -219,9 +230,12 @@ type Server struct {
 	limits  *limiters
 	// keyLimits are the pre-key limits (claims.go).
 	keyLimits *keyLimits
-	lm        *limitMetrics
-	hashes    *hashGate
-	sockets   *wsCounter
+	// stream is the store's event stream head, when it has one to watch
+	// (stream.go).
+	stream  streamHeader
+	lm      *limitMetrics
+	hashes  *hashGate
+	sockets *wsCounter
 	// dummyHash is a password hash of the configured cost that no password
 	// matches in practice: a login for an unknown username checks against
 	// it, so that it costs one hash, as a login for a known one does.
@@ -247,6 +261,7 @@ func New(st store.Store, log *slog.Logger, cfg Config) *Server {
 	s.sockets = newWSCounter(cfg, s.lm)
 	s.blobRate = newLimiter(cfg.BlobUploadsPerMinute, cfg.MaxRateBuckets, cfg.Now, s.lm.buckets.WithLabelValues("blob_upload"))
 	s.dummyHash = s.hashPassword(rand.Text())
+	s.watchStream()
 	s.mux = http.NewServeMux()
 	for _, rt := range s.routes() {
 		s.mux.Handle(rt.Method+" "+rt.Pattern, s.instrument(rt, s.wrap(rt)))
@@ -261,9 +276,26 @@ func New(st store.Store, log *slog.Logger, cfg Config) *Server {
 			s.writeError(w, r, problem(http.StatusServiceUnavailable, CodeUnavailable, "database unreachable", err))
 			return
 		}
+		if p := s.streamStuck(); p != nil {
+			s.writeError(w, r, p)
+			return
+		}
+		// Still ready without NATS (the node delivers by polling) or
+		// without its blob store (messages flow; attachments answer 503
+		// until it is back, and every node of a cluster shares it, so
+		// taking them all out of service would stop the messages too).
+		var degraded []string
 		if joined, up := s.ClusterConnected(); joined && !up {
-			// Still ready: without NATS the node delivers by polling.
-			w.Write([]byte("ready (degraded: NATS unreachable, live delivery from other nodes by polling)\n"))
+			degraded = append(degraded, "NATS unreachable, live delivery from other nodes by polling")
+		}
+		if p, ok := s.cfg.Blobs.(blob.Pinger); ok {
+			if err := p.Ping(ctx); err != nil {
+				s.log.Warn("readiness: blob store unreachable", "err", err)
+				degraded = append(degraded, "blob store unreachable, attachments refused")
+			}
+		}
+		if len(degraded) > 0 {
+			w.Write([]byte("ready (degraded: " + strings.Join(degraded, "; ") + ")\n"))
 			return
 		}
 		w.Write([]byte("ready\n"))

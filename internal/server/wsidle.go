@@ -34,6 +34,7 @@ const (
 	evPoll                           // quiet for a while: check the token, ping
 	evRevoked                        // the device was revoked: close
 	evShutdown                       // the server is closing: close
+	evTyping                         // typing notices wait (typing.go)
 )
 
 // Sizes of the buffers of a hijacked WebSocket connection (net/http's are
@@ -64,6 +65,7 @@ type liveSocket struct {
 	closing bool // the work closed the connection: no more work
 	ended   bool // the reader has returned: the connection is closed
 	timer   *time.Timer
+	typing  [][]byte // frames of typing notices to write (typing.go)
 }
 
 // kick records ev and starts a working goroutine unless one is running
@@ -182,6 +184,19 @@ func (k *liveSocket) step(ev liveEvent) bool {
 		return false
 	}
 	ctx := context.Background()
+	if ev&evTyping != 0 {
+		for _, data := range k.takeTyping() {
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := conn.Write(wctx, websocket.MessageText, data)
+			cancel()
+			if err != nil {
+				return false
+			}
+		}
+		if ev == evTyping {
+			return true // nothing else to do: no store read
+		}
+	}
 	if ev&evPoll != 0 {
 		// The safety net for a revocation made on another node: a token
 		// that no longer resolves ends the connection. An open connection

@@ -238,6 +238,15 @@ func start() (*server, error) {
 // SANDI_TEST_S3_URL.
 func Server(t testing.TB, dir string) string {
 	t.Helper()
+	url, _ := StoppableServer(t, dir)
+	return url
+}
+
+// StoppableServer is Server that also returns a function stopping the
+// server before t ends (for a test of an unreachable store); the server
+// is stopped once.
+func StoppableServer(t testing.TB, dir string) (url string, stop func() error) {
+	t.Helper()
 	bin, err := Bin()
 	if err != nil {
 		t.Fatalf("tests3: %v", err)
@@ -246,12 +255,18 @@ func Server(t testing.TB, dir string) string {
 	if err != nil {
 		t.Fatalf("tests3: %v", err)
 	}
+	var once sync.Once
+	var herr error
+	stop = func() error {
+		once.Do(func() { herr = s.halt() })
+		return herr
+	}
 	t.Cleanup(func() {
-		if err := s.halt(); err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("tests3: %v", err)
 		}
 	})
-	return newBucket(t, s.url, true)
+	return newBucket(t, s.url, true), stop
 }
 
 // launchRetry starts versitygw on root. A port is free when chosen but

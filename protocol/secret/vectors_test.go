@@ -32,6 +32,7 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 
 	"sandi.dev/protocol"
+	"sandi.dev/protocol/archive"
 )
 
 // Protocol test vectors (DESIGN §2, STYLE "Vectors as data").
@@ -87,6 +88,7 @@ func TestVectors(t *testing.T) {
 		vecCase("state.json", vecGenState, vecReplayState),
 		vecCase("attach.json", vecGenAttach, vecReplayAttach),
 		vecCase("archive.json", vecGenArchive, vecReplayArchive),
+		vecCase("typing.json", vecGenTyping, vecReplayTyping),
 	}
 	known := map[string]bool{}
 	for _, s := range specs {
@@ -1665,9 +1667,11 @@ const vecLinkDescription = `Device linking (protocol.md §11). All byte strings 
 	`sealed = enc (1120) || ciphertext (48): HPKE base-mode single-shot Seal (RFC 9180; KEM X-Wing 0x647a, KDF HKDF-SHA256 0x0001, AEAD ChaCha20-Poly1305 0x0003; empty aad) of identity_seed to tmp_kem_public with info, ` +
 	`made deterministic by ephemeral_x25519_sk and ephemeral_mlkem_m exactly as described in epoch.json. ` +
 	`Opening sealed with tmp_kem_seed and info gives identity_seed, whose Ed25519 public key is identity_public. ` +
+	`A vector with an offer is version 2 of the sealed payload (a history transfer, §11 and §14.5): the plaintext sealed is identity_seed (32) || offer (89, encoded as in archive.json: 0x01 || archive id (16) || file key (32) || SHA-256 of the ciphertext (32) || size (u64)), ` +
+	`so sealed = enc (1120) || ciphertext (137), 1257 bytes; opening it gives identity_seed followed by offer. ` +
 	`Implementation-independent: everything but go_global_random_seed. ` +
 	`Go-specific: the ephemeral values are what Go's crypto/rand yielded under testing/cryptotest.SetGlobalRandom(t, go_global_random_seed) (the X25519 ephemeral secret, then the ML-KEM randomness); ` +
-	`secret.SealIdentity called after that reproduces sealed exactly, for as long as Go draws randomness the same way.`
+	`secret.SealIdentity (secret.SealIdentityWith with the offer) called after that reproduces sealed exactly, for as long as Go draws randomness the same way.`
 
 type vecLinkFile struct {
 	vecHeader
@@ -1693,33 +1697,54 @@ type vecLink struct {
 	EphemeralX25519 vecHex            `json:"ephemeral_x25519_sk"`
 	EphemeralMLKEM  vecHex            `json:"ephemeral_mlkem_m"`
 	KEMSharedSecret vecHex            `json:"kem_shared_secret"`
+	Offer           vecHex            `json:"offer,omitempty"`
 	Sealed          vecHex            `json:"sealed"`
+}
+
+// vecLinkOffer is the fixed transfer offer of the version 2 link vector.
+func vecLinkOffer() []byte {
+	var o archive.Offer
+	copy(o.ID[:], vecSeed("link offer archive id"))
+	copy(o.Key[:], vecSeed("link offer file key"))
+	copy(o.Digest[:], vecSeed("link offer digest"))
+	o.Size = 1_048_593
+	return o.Marshal()
 }
 
 func vecGenLink(t *testing.T) *vecLinkFile {
 	f := &vecLinkFile{vecHeader: vecHeader{vecLinkDescription}}
-	for i, c := range []struct{ user, device string }{{"alice", "alice tablet"}, {"bob", "bob laptop"}} {
+	for i, c := range []struct {
+		user, device string
+		offer        []byte
+	}{{"alice", "alice tablet", nil}, {"bob", "bob laptop", nil}, {"alice", "alice phone", vecLinkOffer()}} {
 		seed := uint64(0x5a4d_0100 + i)
 		tmp := vecKEM(t, "link "+c.device)
 		id := vecIdentity(t, c.user)
 		user, dev := vecUser(c.user), vecDevice(c.device)
 		l := vecLinkKey(c.device)
 		cryptotest.SetGlobalRandom(t, seed)
-		sealed, err := SealIdentity(id, tmp.Public(), user, dev, l)
+		sealed, err := SealIdentityWith(id, c.offer, tmp.Public(), user, dev, l)
 		if err != nil {
 			t.Fatal(err)
 		}
+		if want := SealedIdentityOfferSize(len(c.offer)); len(sealed) != want {
+			t.Fatalf("%s: sealed is %d bytes, want %d", c.device, len(sealed), want)
+		}
 		x := vecEphemerals(vecRandomStream(seed, 64), 1)[0]
 		info := linkInfo(user, dev, tmp.Public(), l)
-		enc, ct, ss, err := vecSealDerand(tmp.Public(), info, id.Seed(), x.m, x.skX)
+		enc, ct, ss, err := vecSealDerand(tmp.Public(), info, slices.Concat(id.Seed(), c.offer), x.m, x.skX)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(slices.Concat(enc, ct), sealed) {
 			t.Fatalf("%s: the derandomized seal does not reproduce crypto/hpke's: Go's randomness use changed, update vecRandomStream/vecEphemerals", c.device)
 		}
+		name := c.user + " links " + c.device
+		if c.offer != nil {
+			name += " with a history transfer offer"
+		}
 		f.Vectors = append(f.Vectors, vecLink{
-			Name: c.user + " links " + c.device, GoRandomSeed: seed,
+			Name: name, GoRandomSeed: seed, Offer: c.offer,
 			TmpKEMSeed: tmp.Seed(), TmpKEMPublic: tmp.Public().Bytes(), LinkKey: l.k[:], LinkCode: l.Code(),
 			IdentitySeed: id.Seed(), Identity: vecPub(id), User: user, Device: dev,
 			TagData: linkTagData(user, dev, tmp.Public()), Tag: l.Tag(user, dev, tmp.Public()), Info: info,
@@ -1763,21 +1788,43 @@ func vecReplayLink(t *testing.T, f *vecLinkFile) {
 			}
 			vecEq(t, "identity_public", vecPub(id), v.Identity)
 			vecEq(t, "info", linkInfo(v.User, v.Device, tmp.Public(), l), v.Info)
-			enc, ct, ss, err := vecSealDerand(tmp.Public(), v.Info, v.IdentitySeed, v.EphemeralMLKEM, v.EphemeralX25519)
+			enc, ct, ss, err := vecSealDerand(tmp.Public(), v.Info, slices.Concat(v.IdentitySeed, v.Offer), v.EphemeralMLKEM, v.EphemeralX25519)
 			if err != nil {
 				t.Fatal(err)
 			}
 			vecEq(t, "kem_shared_secret", ss, v.KEMSharedSecret)
 			vecEq(t, "sealed", slices.Concat(enc, ct), v.Sealed)
-			opened, err := OpenIdentity(tmp, v.Sealed, v.User, v.Device, l)
-			if err != nil {
-				t.Fatal(err)
+			if v.Offer == nil {
+				if len(v.Sealed) != SealedIdentitySize {
+					t.Errorf("sealed is %d bytes, want %d", len(v.Sealed), SealedIdentitySize)
+				}
+				opened, err := OpenIdentity(tmp, v.Sealed, v.User, v.Device, l)
+				if err != nil {
+					t.Fatal(err)
+				}
+				vecEq(t, "opened identity seed", opened.Seed(), v.IdentitySeed)
+			} else {
+				if len(v.Sealed) != SealedIdentitySize+archive.OfferSize {
+					t.Errorf("sealed with an offer is %d bytes, want %d", len(v.Sealed), SealedIdentitySize+archive.OfferSize)
+				}
+				if _, err := archive.ParseOffer(v.Offer); err != nil {
+					t.Errorf("offer: %v", err)
+				}
+				opened, extra, err := OpenIdentityWith(tmp, v.Sealed, archive.OfferSize, v.User, v.Device, l)
+				if err != nil {
+					t.Fatal(err)
+				}
+				vecEq(t, "opened identity seed", opened.Seed(), v.IdentitySeed)
+				vecEq(t, "opened offer", extra, v.Offer)
+				// A version 1 opener refuses the longer payload by its size.
+				if _, err := OpenIdentity(tmp, v.Sealed, v.User, v.Device, l); err == nil {
+					t.Error("OpenIdentity accepted a sealed payload with an offer")
+				}
 			}
-			vecEq(t, "opened identity seed", opened.Seed(), v.IdentitySeed)
 
 			// Go-specific: the same global random stream gives the same bytes.
 			cryptotest.SetGlobalRandom(t, v.GoRandomSeed)
-			sealed, err := SealIdentity(id, tmp.Public(), v.User, v.Device, l)
+			sealed, err := SealIdentityWith(id, v.Offer, tmp.Public(), v.User, v.Device, l)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -54,7 +54,8 @@
       }
       li.append(row);
     }
-    if (!m.deleted && meta) {
+    const conv = st.convs.get(st.current);
+    if (!m.deleted && meta && !(conv && conv.left)) { // no actions where this account is no longer a member
       const btn = el("button", { type: "button", class: "msg-actions", "aria-label": "Actions on this message", "aria-haspopup": "menu", "aria-expanded": "false" }, "⋯");
       btn.addEventListener("click", () => (as.menu && as.menu.button === btn ? closeMenu(true) : openMenu(btn, m)));
       meta.append(btn);
@@ -135,6 +136,25 @@
     if (ev.key === "Escape" && as.mode) { ev.preventDefault(); setMode(null); }
   });
 
+  // send sends an action with a client message id for the server's
+  // deduplication: the same action tried again after a failure (whose
+  // outcome may be unknown: a lost answer) takes the same id, so the
+  // server stores it once; one that succeeds forgets the ids of its
+  // target's failed actions.
+  const retryIds = new Map(); // conv/ref/kind/text -> client id
+  function send(conv, kind, ref, text) {
+    const key = JSON.stringify([conv, ref, kind, text]);
+    if (!retryIds.has(key)) {
+      const b = crypto.getRandomValues(new Uint8Array(16));
+      retryIds.set(key, Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(""));
+    }
+    return sandi.act(conv, kind, ref, text, retryIds.get(key)).then((m) => {
+      const prefix = JSON.stringify([conv, ref]).slice(0, -1) + ",";
+      for (const k of retryIds.keys()) if (k.startsWith(prefix)) retryIds.delete(k);
+      return m;
+    });
+  }
+
   // submit sends the composer's text as a reply or an edit when one is
   // being composed; false leaves it to app.js as a plain message.
   function submit(conv, text) {
@@ -144,7 +164,7 @@
     const kind = mode.kind;
     $("composer-input").value = "";
     setMode(null);
-    sandi.act(conv, kind, mode.target.ref, text).then((m) => {
+    send(conv, kind, mode.target.ref, text).then((m) => {
       if (kind === "reply" && app().st.current === conv) queueNode(messageNode(m), m.seq);
       else refresh(conv);
     }, (e) => {
@@ -156,7 +176,7 @@
 
   async function act(m, kind, text) {
     try {
-      await sandi.act(m.conversation, kind, m.ref, text);
+      await send(m.conversation, kind, m.ref, text);
     } catch (e) {
       setMode({ kind: "reply", target: m }, `Not done: ${app().errorText(e)}`);
       return;

@@ -10,6 +10,7 @@
   const actions = () => window.sandiActions || {}; // actions.js: replies, reactions, edits, deletes
   const requests = () => window.sandiRequests || {}; // requests.js: message requests and blocks
   const attach = () => window.sandiAttach; // attach.js: files, images and voice notes
+  const receipts = () => window.sandiReceipts || {}; // receipts.js: receipts and typing
   const timings = (window.sandiTimings = {});
   const mark = (name) => { timings[name] = Math.round(performance.now()); };
 
@@ -193,6 +194,7 @@
     }
     ready();
     $("auth-username").focus();
+    if (window.sandiKept) window.sandiKept(); // history kept at a logout (logout.js)
   }
   const authMode = () => document.querySelector('input[name="auth-mode"]:checked').value;
   for (const r of document.querySelectorAll('input[name="auth-mode"]')) {
@@ -287,7 +289,9 @@
     if (!listening) {
       listening = true;
       sandi.listen((m) => queueMicrotask(() => onMessage(m)), (f) => queueMicrotask(() => onFailure(f)),
-        () => queueMicrotask(refreshSoon));
+        () => queueMicrotask(refreshSoon),
+        (r) => queueMicrotask(() => receipts().onReceipt && receipts().onReceipt(r)),
+        (t) => queueMicrotask(() => receipts().onTyping && receipts().onTyping(t)));
       // A safety net: the event stream reports changes as they happen.
       setInterval(() => { if (!document.hidden) refresh(); }, 30000);
       document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
@@ -333,8 +337,10 @@
 
   function drawList() {
     const ul = $("conv-list");
-    const ids = st.order.filter((id) => st.convs.has(id) && !st.convs.get(id).left);
-    if (requests().draw) requests().draw(ids.map((id) => st.convs.get(id)).filter((c) => c.request));
+    // Conversations this account left or was removed from stay listed,
+    // marked, with what it could read while a member.
+    const ids = st.order.filter((id) => st.convs.has(id));
+    if (requests().draw) requests().draw(ids.map((id) => st.convs.get(id)).filter((c) => c.request && !c.left));
     $("conv-empty").hidden = ids.length > 0;
     // Update rows in place, so live updates never move what is on screen.
     const rows = new Map([...ul.children].map((li) => [li.dataset.id, li]));
@@ -354,8 +360,12 @@
       a.querySelector(".conv-name").textContent = convName(c);
       if (requests().tag) requests().tag(a, c);
       const last = c.last;
-      a.querySelector(".conv-last").textContent = !last ? "No messages yet" :
+      const lastText = !last ? "No messages yet" :
         last.type === "title" ? `${last.sender} named it “${last.text}”` : `${last.sender}: ${attach().summary(last)}`;
+      const former = leftText(c);
+      a.querySelector(".conv-last").textContent = former ? former + " · " + lastText : lastText;
+      if (c.left) li.dataset.status = c.status || "left";
+      else delete li.dataset.status;
       const badge = a.querySelector(".badge");
       const unread = id === st.current ? 0 : c.unread || 0;
       badge.dataset.count = String(unread);
@@ -469,6 +479,7 @@
     drawChatHeader();
     if (fresh && trust().openChat) trust().openChat(id);
     if (fresh && actions().openChat) actions().openChat(id);
+    if (fresh && receipts().openChat) receipts().openChat(id);
     if (fresh) {
       mark("historyStart");
       setMembersOpen(false);
@@ -509,6 +520,13 @@
     markRead(id);
   }
 
+  // leftText is what a conversation's row says when this account is no
+  // longer a member ("" while it is).
+  function leftText(c) {
+    if (!c.left) return "";
+    return c.status === "removed" ? "You were removed" : "You left";
+  }
+
   function drawChatHeader() {
     const c = st.convs.get(st.current);
     if (!c) return;
@@ -516,6 +534,7 @@
     $("chat-members").textContent = (c.members || []).join(", ");
     $("chat-left").hidden = !c.left;
     if (requests().bar) requests().bar(c);
+    if (c.left) $("chat-left").textContent = (c.status === "removed" ? "You were removed from this conversation." : "You are no longer a member of this conversation.") + " You can read what was sent while you were a member; nothing new reaches you, and you cannot send.";
     const blocked = !!c.left || !!(trust().blocked && trust().blocked(c.id));
     $("composer-input").disabled = blocked;
     $("send-button").disabled = blocked;
@@ -538,6 +557,7 @@
       el("div", { class: "text", text: m.text }),
       attach().nodes(m),
       own ? el("div", { class: "status", text: "Sent" }) : null);
+    if (own && receipts().decorate) receipts().decorate(li, m);
     return actions().decorate ? actions().decorate(li, m) : li;
   }
 
@@ -626,6 +646,7 @@
 
   function onMessage(m) {
     if (actions().isAction && actions().isAction(m)) return actions().onAction(m);
+    if (receipts().onMessage) receipts().onMessage(m);
     timings.messages = (timings.messages || 0) + 1;
     if (!timings.firstMessage) mark("firstMessage");
     mark("lastMessage");
@@ -644,7 +665,7 @@
     refreshSoon();
   }
 
-  const markRead = (id) => sandi.markRead(id).catch(() => {});
+  const markRead = (id) => sandi.markRead(id).then(() => receipts().afterRead && receipts().afterRead(id)).catch(() => {});
   const markReadSoon = debounce(() => { if (st.current) markRead(st.current); }, 500);
 
   // Enter sends; Shift+Enter is a new line.
@@ -741,7 +762,7 @@
   $("members-close").addEventListener("click", () => { setMembersOpen(false); $("members-button").focus(); });
   // Escape closes the members panel, whatever inside it has the focus.
   document.addEventListener("keydown", (ev) => {
-    if (ev.key !== "Escape" || !st.membersOpen) return;
+    if (ev.key !== "Escape" || !st.membersOpen || ev.defaultPrevented) return;
     setMembersOpen(false);
     $("members-button").focus();
   });
@@ -1050,11 +1071,13 @@
     logout();
   });
 
-  async function logout() {
+  // logout(keepHistory): keepHistory keeps a read-only copy of the history
+  // in this browser (logout.js offers it).
+  async function logout(keepHistory) {
     show("loading");
-    $("loading-text").textContent = "Logging out and deleting this browser's sandi data…";
+    $("loading-text").textContent = keepHistory ? "Logging out; keeping this browser's history readable…" : "Logging out and deleting this browser's sandi data…";
     try {
-      const r = await sandi.logout();
+      const r = await sandi.logout(!!keepHistory);
       if (r && r.warning) sessionStorage.setItem("sandi-notice", r.warning);
     } catch (e) {
       fail("Logging out failed: " + errorText(e));
@@ -1065,7 +1088,7 @@
   }
 
   // What trust.js borrows.
-  window.sandiApp = { st, el, errorText, loadConversations, fmtTime, convName, drawChatHeader, drawMembers, openSafety, refresh, sendPending, dropPending, messageNode, queueNode, route };
+  window.sandiApp = { st, el, errorText, loadConversations, fmtTime, convName, drawChatHeader, drawMembers, openSafety, refresh, sendPending, dropPending, messageNode, queueNode, route, logout };
 
   boot();
 })();

@@ -3,16 +3,17 @@
 package main
 
 import (
-	"fmt"
 	"syscall/js"
 
 	"sandi.dev/client"
 )
 
-// act(conv, kind, targetRef, text) sends a reply, reaction, edit or delete
-// (protocol.md §13.7) about the message targetRef: kind is "reply",
-// "reaction" (text the emoji, "" to remove), "edit" or "delete". A refusal
-// of the SDK's rules carries code "not_yours" or "unknown_message"
+// act(conv, kind, targetRef, text, clientId) sends a reply, reaction, edit
+// or delete (protocol.md §13.7) about the message targetRef: kind is
+// "reply", "reaction" (text the emoji, "" to remove), "edit" or "delete".
+// A page that retries an action passes the first attempt's clientId, so
+// the server stores it once; without one, each call is a new action. A
+// refusal of the SDK's rules carries code "not_yours" or "unknown_message"
 // (jsError).
 func (a *app) act(args []js.Value) (any, error) {
 	c, id, err := a.inConv(args)
@@ -21,20 +22,7 @@ func (a *app) act(args []js.Value) (any, error) {
 	}
 	ctx, cancel := ctx()
 	defer cancel()
-	target, text := str(args, 2), str(args, 3)
-	var m client.Message
-	switch str(args, 1) {
-	case client.ContentReply:
-		m, err = c.Reply(ctx, id, target, text)
-	case client.ContentReaction:
-		m, err = c.React(ctx, id, target, text)
-	case client.ContentEdit:
-		m, err = c.Edit(ctx, id, target, text)
-	case client.ContentDelete:
-		m, err = c.Delete(ctx, id, target)
-	default:
-		return nil, fmt.Errorf("not an action: %q", str(args, 1))
-	}
+	m, err := c.ActWithID(ctx, id, str(args, 4), str(args, 1), str(args, 2), str(args, 3))
 	if err != nil {
 		return nil, err
 	}

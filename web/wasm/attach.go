@@ -9,12 +9,14 @@ package main
 // the ciphertext's digest and decrypts (client.DownloadAttachment) into a
 // Blob for the page.
 //
-// The module runs on the page's thread, and Go code that computes never
-// gives the event loop back by itself; so a file is read in chunks of
-// readChunk bytes, one Blob.slice().arrayBuffer() each, and the encryption
-// reading it and the decryption writing a download's Blob let the page
-// draw every client.BusySlice: the page draws frames during a transfer (the
-// browser test measures them; docs/performance.md).
+// A worker (worker.go, attachworker.js) encrypts the file of an upload,
+// whose parts the module here sends, and checks and decrypts the
+// ciphertext of a download, which the module here fetches. Where there is
+// no worker, the module does it all on the page's thread, where Go code
+// that computes never gives the event loop back by itself; so a file is
+// read in chunks of readChunk bytes, one Blob.slice().arrayBuffer() each,
+// and the encryption reading it and the decryption writing a download's
+// Blob let the page draw every client.BusySlice (docs/performance.md).
 
 import (
 	"context"
@@ -119,16 +121,18 @@ func (a *app) inConv(args []js.Value) (*client.Client, protocol.ConversationID, 
 	return c, id, err
 }
 
-// upload(conv, file, meta, id, onProgress) encrypts and uploads a File
-// and resolves to a handle that send takes. meta: {name, type, width,
-// height, duration (seconds), thumbnail (Uint8Array)}.
+// upload(conv, file, meta, id, onProgress, sealer) encrypts and uploads a
+// File and resolves to a handle that send takes. meta: {name, type, width,
+// height, duration (seconds), thumbnail (Uint8Array)}. sealer, attach.js's
+// handle on its worker for this file (workerSealer), encrypts it off the
+// page's thread; without one (no worker), the module encrypts it here.
 func (a *app) upload(args []js.Value) (any, error) {
 	c, id, err := a.inConv(args)
 	if err != nil {
 		return nil, err
 	}
 	if len(args) < 2 || args[1].Type() != js.TypeObject {
-		return nil, errors.New("upload(conv, file, meta, id, onProgress)")
+		return nil, errors.New("upload(conv, file, meta, id, onProgress, sealer)")
 	}
 	file := args[1]
 	meta := client.AttachmentMeta{}
@@ -157,8 +161,14 @@ func (a *app) upload(args []js.Value) (any, error) {
 			report(int64(frac*float64(size)), size)
 		}
 	}
-	r := &blobReader{ctx: ctx, blob: file, size: size, read: func(n int64) { step(float64(n) / float64(max(size, 1))) }}
-	att, err := c.UploadAttachment(ctx, id, r, size, meta, func(done, total int64) { step(float64(done) / float64(total)) })
+	read := func(n int64) { step(float64(n) / float64(max(size, 1))) }
+	sent := func(done, total int64) { step(float64(done) / float64(total)) }
+	var att client.Attachment
+	if len(args) > 5 && args[5].Type() == js.TypeObject {
+		att, err = c.UploadSealed(ctx, id, size, meta, workerSealer(args[5], read), sent)
+	} else {
+		att, err = c.UploadAttachment(ctx, id, &blobReader{ctx: ctx, blob: file, size: size, read: read}, size, meta, sent)
+	}
 	if err != nil {
 		return nil, canceled(ctx, err)
 	}
@@ -182,8 +192,9 @@ func (a *app) forget(args []js.Value) (any, error) {
 	return nil, nil
 }
 
-// download(conv, seq, index, id, onProgress) downloads attachment index
-// of message seq, verifies and decrypts it, and resolves to a Blob: of
+// download(conv, seq, index, id, onProgress, opener) downloads attachment
+// index of message seq, verifies and decrypts it (in attach.js's worker,
+// opener, when there is one: workerOpener), and resolves to a Blob: of
 // the attachment's type when the page may show it inline, else
 // application/octet-stream. A digest that does not match rejects with
 // server_misbehaved (and the SDK raises an alarm).
@@ -193,7 +204,7 @@ func (a *app) download(args []js.Value) (any, error) {
 		return nil, err
 	}
 	if len(args) < 3 || args[1].Type() != js.TypeNumber || args[2].Type() != js.TypeNumber {
-		return nil, errors.New("download(conv, seq, index, id, onProgress)")
+		return nil, errors.New("download(conv, seq, index, id, onProgress, opener)")
 	}
 	seq, index := uint64(args[1].Float()), args[2].Int()
 	h, err := c.History(id)
@@ -211,6 +222,13 @@ func (a *app) download(args []js.Value) (any, error) {
 	}
 	ctx, done := a.jobs.start(str(args, 3))
 	defer done()
+	if len(args) > 5 && args[5].Type() == js.TypeObject {
+		b, err := c.DownloadOpened(ctx, id, *att, workerOpener(args[5]), progress(args, 4))
+		if err != nil {
+			return nil, canceled(ctx, err)
+		}
+		return b, nil
+	}
 	w := &blobWriter{ctx: ctx, parts: js.Global().Get("Array").New()}
 	if err := c.DownloadAttachment(ctx, id, *att, w, progress(args, 4)); err != nil {
 		return nil, canceled(ctx, err)
@@ -290,10 +308,15 @@ type blobReader struct {
 	buf, rest []byte
 	read      func(n int64) // told the bytes read so far
 	busy      client.Busy
+	noYield   bool // in the worker, where nothing waits to draw
 }
 
 func (r *blobReader) Read(p []byte) (int, error) {
-	if err := r.busy.Check(r.ctx); err != nil {
+	if !r.noYield {
+		if err := r.busy.Check(r.ctx); err != nil {
+			return 0, err
+		}
+	} else if err := r.ctx.Err(); err != nil {
 		return 0, err
 	}
 	if len(r.rest) == 0 {
@@ -329,14 +352,19 @@ func (r *blobReader) Read(p []byte) (int, error) {
 // writes to it (a decryption) gives the page the event loop back every
 // client.BusySlice.
 type blobWriter struct {
-	ctx   context.Context
-	parts js.Value
-	buf   []byte
-	busy  client.Busy
+	ctx     context.Context
+	parts   js.Value
+	buf     []byte
+	busy    client.Busy
+	noYield bool // in the worker, where nothing waits to draw
 }
 
 func (w *blobWriter) Write(p []byte) (int, error) {
-	if err := w.busy.Check(w.ctx); err != nil {
+	if !w.noYield {
+		if err := w.busy.Check(w.ctx); err != nil {
+			return 0, err
+		}
+	} else if err := w.ctx.Err(); err != nil {
 		return 0, err
 	}
 	n := len(p)

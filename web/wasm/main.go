@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"syscall/js"
@@ -56,6 +57,10 @@ type app struct {
 var a = &app{last: map[protocol.ConversationID]*client.Message{}, uploaded: map[string]client.Attachment{}}
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == workerMode {
+		worker()
+		return
+	}
 	api := map[string]func(args []js.Value) (any, error){
 		"open":           a.open,
 		"state":          func([]js.Value) (any, error) { return a.state() },
@@ -85,6 +90,9 @@ func main() {
 		"leave":          a.leave,
 		"rename":         a.rename,
 		"markRead":       a.markRead,
+		"sendReceipts":   a.sendReceipts, // receipts.go
+		"typing":         a.typing,
+		"readReceipts":   a.readReceipts,
 		"safety":         a.safety,
 		"contacts":       a.contacts,
 		"contact":        a.contact,
@@ -102,9 +110,11 @@ func main() {
 			}
 			return nil, st.Delete(keyWarnings)
 		},
-		"logout":    a.logout,
-		"rekeyBack": a.rekeyBack,
-		"restore":   a.restore,
+		"logout":     a.logout,
+		"kept":       keptHistories,
+		"forgetKept": forgetKept,
+		"rekeyBack":  a.rekeyBack,
+		"restore":    a.restore,
 		"backupStatus": func([]js.Value) (any, error) {
 			return a.with(func(ctx context.Context, c *client.Client) (any, error) {
 				on, last, err := c.BackupStatus()
@@ -135,7 +145,7 @@ func main() {
 		if len(args) < 3 {
 			return jsError(errors.New("listen(onMessage, onFailure, onChange)"))
 		}
-		go a.listen(args[0], args[1], args[2])
+		go a.listen(args[0], args[1], args[2], arg(args, 3), arg(args, 4))
 		return nil
 	}))
 	js.Global().Set("sandi", obj)
@@ -635,7 +645,7 @@ func (a *app) send(args []js.Value) (any, error) {
 	}
 	var m client.Message
 	if len(atts) > 0 {
-		m, err = c.SendMessage(ctx, id, str(args, 1), atts)
+		m, err = c.SendMessageWithID(ctx, id, clientID, str(args, 1), atts)
 	} else {
 		m, err = c.SendWithID(ctx, id, clientID, str(args, 1))
 	}
@@ -984,12 +994,14 @@ func (a *app) changed() {
 // listen runs the live event stream until logout, calling onMessage(m) for
 // each new message, onFailure(f) for each that does not decrypt (the
 // failure is stored too, so a reload still shows it) and onChange() when
-// something else changed.
-func (a *app) listen(onMessage, onFailure, onChange js.Value) {
+// something else changed; and, if given, onReceipt and onTyping
+// (receipts.go).
+func (a *app) listen(onMessage, onFailure, onChange, onReceipt, onTyping js.Value) {
 	st, c, err := a.get()
 	if err != nil {
 		return
 	}
+	liveReceipts(c, onReceipt, onTyping)
 	ctx, cancel := context.WithCancel(context.Background())
 	a.mu.Lock()
 	if a.stop != nil {
@@ -1012,13 +1024,20 @@ func (a *app) listen(onMessage, onFailure, onChange js.Value) {
 	})
 }
 
-// logout signs the device out on the server and deletes its IndexedDB
-// database: keys, protocol state and history. The local data goes even
-// when the server cannot be reached; the answer then says so.
-func (a *app) logout([]js.Value) (any, error) {
+// logout(keepHistory) signs the device out on the server and deletes its
+// IndexedDB database: keys, protocol state and history. The local data
+// goes even when the server cannot be reached; the answer then says so.
+// With keepHistory, a read-only copy of the decrypted history is kept
+// first (kept.go; a failure there logs nothing out).
+func (a *app) logout(args []js.Value) (any, error) {
 	st, c, err := a.get()
 	if err != nil {
 		return nil, err
+	}
+	if len(args) > 0 && args[0].Truthy() {
+		if err := keepHistory(c); err != nil {
+			return nil, fmt.Errorf("the history could not be kept, so nothing was logged out: %w", err)
+		}
 	}
 	a.mu.Lock()
 	for _, stop := range []context.CancelFunc{a.stop, a.unlink} {
@@ -1075,18 +1094,26 @@ func (a *app) rekeyBack(args []js.Value) (any, error) {
 
 // restore(recoveryKey) brings the account back from its backup on this
 // browser, which signed in and holds no keys (protocol.md §14.4), and
-// answers with the new state. Once restored, it ends a pending waitLink
-// (a failed restore leaves the link code usable).
+// answers with the new state and backupMade, when the restored backup was
+// made (Unix ms; the page shows it). Once restored, it ends a pending
+// waitLink (a failed restore leaves the link code usable).
 func (a *app) restore(args []js.Value) (any, error) {
-	return a.withState(func(ctx context.Context, c *client.Client) error {
+	return a.with(func(ctx context.Context, c *client.Client) (any, error) {
 		if err := c.Restore(ctx, str(args, 0)); err != nil {
-			return err
+			return nil, err
 		}
 		a.mu.Lock()
 		if a.unlink != nil {
 			a.unlink()
 		}
 		a.mu.Unlock()
-		return nil
+		_, made, err := c.BackupStatus()
+		if err != nil {
+			return nil, err
+		}
+		return struct {
+			state
+			BackupMade int64 `json:"backupMade"`
+		}{stateOf(c), made}, nil
 	})
 }

@@ -43,6 +43,7 @@ func Run(t *testing.T, open Opener) {
 		{"Cancel", testCancel},
 		{"BadID", testBadID},
 		{"Walk", testWalk},
+		{"Ping", testPing},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.f(t, open(t)) })
 	}
@@ -495,6 +496,17 @@ func testBadID(t *testing.T, s blob.Store) {
 		if err := s.Delete(ctx, id, ""); err == nil {
 			t.Errorf("Delete(%q) succeeded", id)
 		}
+	}
+}
+
+// testPing: a store that serves answers its readiness check.
+func testPing(t *testing.T, s blob.Store) {
+	p, ok := s.(blob.Pinger)
+	if !ok {
+		t.Fatalf("%T has no Ping method: the readiness probe needs one", s)
+	}
+	if err := p.Ping(ctxFor(t)); err != nil {
+		t.Fatalf("Ping of a store that serves: %v", err)
 	}
 }
 

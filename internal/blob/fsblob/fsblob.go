@@ -39,7 +39,18 @@ type Store struct {
 
 	mu    sync.Mutex
 	locks map[string]*idLock
+
+	// syncs bounds the parts being synced to the disk at once (see
+	// WritePart).
+	syncs chan struct{}
 }
+
+// maxSyncs is how many parts are synced to the disk at once. Many at
+// once gain nothing (the disk writes one stream at a time) but queue
+// hundreds of MiB in front of the database's own syncs, which every send
+// waits for: with 64 uploads, each a commit of the sends waited for the
+// parts queued before it.
+const maxSyncs = 2
 
 // idLock orders the operations on one id: parts are written under a read
 // lock, Commit and Delete hold the write lock, so a part being written
@@ -55,7 +66,7 @@ var _ blob.Store = (*Store)(nil)
 
 // New opens (creating it if needed) the store in dir.
 func New(dir string) (*Store, error) {
-	s := &Store{dir: dir, uploads: filepath.Join(dir, "uploads"), objects: filepath.Join(dir, "objects"), locks: map[string]*idLock{}}
+	s := &Store{dir: dir, uploads: filepath.Join(dir, "uploads"), objects: filepath.Join(dir, "objects"), locks: map[string]*idLock{}, syncs: make(chan struct{}, maxSyncs)}
 	for _, d := range []string{dir, s.uploads, s.objects} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("fsblob: %w", err)
@@ -192,7 +203,14 @@ func (s *Store) WritePart(ctx context.Context, id, state string, n int, r io.Rea
 	if written != size {
 		return "", fmt.Errorf("fsblob: part %d: %d bytes of %d: %w", n, written, size, io.ErrUnexpectedEOF)
 	}
-	if err := f.Sync(); err != nil {
+	select {
+	case s.syncs <- struct{}{}:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	err = f.Sync()
+	<-s.syncs
+	if err != nil {
 		return "", fsErr("sync part", err)
 	}
 	return state, nil
@@ -344,6 +362,21 @@ func (s *Store) Walk(ctx context.Context, before time.Time, fn func(id string) e
 			}
 		}
 		d.Close()
+	}
+	return nil
+}
+
+// Ping implements blob.Pinger: both directories are there (a file system
+// unmounted or gone from under the server is unavailable).
+func (s *Store) Ping(ctx context.Context) error {
+	for _, d := range []string{s.uploads, s.objects} {
+		fi, err := os.Stat(d)
+		if err == nil && !fi.IsDir() {
+			err = errors.New("not a directory")
+		}
+		if err != nil {
+			return fmt.Errorf("fsblob: %s: %w (%v)", d, blob.ErrUnavailable, err)
+		}
 	}
 	return nil
 }

@@ -250,3 +250,21 @@ func TestConcurrentPartWrites(t *testing.T) {
 		t.Fatalf("the part is a mix of two writes: %q…", got[:64])
 	}
 }
+
+// TestPingGone: a store whose directory went from under it (a file system
+// unmounted, a directory deleted) is not ready.
+func TestPingGone(t *testing.T) {
+	s, err := New(filepath.Join(t.TempDir(), "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(s.Dir()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(t.Context()); !errors.Is(err, blob.ErrUnavailable) {
+		t.Fatalf("Ping of a removed store: %v, want blob.ErrUnavailable", err)
+	}
+}

@@ -337,6 +337,20 @@ func (s *Store) Delete(ctx context.Context, id, state string) error {
 	return nil
 }
 
+// Ping implements blob.Pinger: the bucket answers (a HEAD request). Any
+// failure (unreachable, a 5xx, credentials refused, the bucket gone) is
+// blob.ErrUnavailable: the store cannot serve until someone acts.
+func (s *Store) Ping(ctx context.Context) error {
+	ok, err := s.core.BucketExists(ctx, s.bucket)
+	if err == nil && !ok {
+		err = fmt.Errorf("bucket %q does not exist", s.bucket)
+	}
+	if err != nil {
+		return fmt.Errorf("blob store: ping: %w (%v)", blob.ErrUnavailable, err)
+	}
+	return nil
+}
+
 // Walk calls fn with the id of every object last modified, and every
 // upload begun, before before (an id may come twice), for a sweep of what
 // no database row names any more; fn's error stops the walk. Keys under
@@ -351,7 +365,7 @@ func (s *Store) Walk(ctx context.Context, before time.Time, fn func(id string) e
 	}()
 	for obj := range ch {
 		if obj.Err != nil {
-			return fmt.Errorf("blob store: walk: %w", obj.Err)
+			return s.fail("walk", "store", obj.Err)
 		}
 		id := strings.TrimPrefix(obj.Key, s.prefix)
 		if _, err := s.key(id); err != nil || !obj.LastModified.Before(before) {
@@ -361,13 +375,19 @@ func (s *Store) Walk(ctx context.Context, before time.Time, fn func(id string) e
 			return err
 		}
 	}
-	return s.uploads(ctx, s.prefix, func(up minio.ObjectMultipartInfo) error {
+	var fnErr error
+	err := s.uploads(ctx, s.prefix, func(up minio.ObjectMultipartInfo) error {
 		id := strings.TrimPrefix(up.Key, s.prefix)
 		if _, err := s.key(id); err != nil || !up.Initiated.Before(before) {
 			return nil
 		}
-		return fn(id)
+		fnErr = fn(id)
+		return fnErr
 	})
+	if err != nil && err != fnErr {
+		return s.fail("walk: list uploads", "store", err)
+	}
+	return err
 }
 
 // uploads calls fn with each unfinished upload of a key starting with
@@ -391,7 +411,8 @@ func (s *Store) uploads(ctx context.Context, prefix string, fn func(minio.Object
 	return nil
 }
 
-// fail wraps an error of the store, as blob.ErrNotFound where it says the
+// fail wraps an error of the store (id names the blob, or "store" for a
+// listing), as blob.ErrNotFound where it says the
 // object or upload does not exist, blob.ErrFull where the store is out of
 // space, blob.ErrUnavailable where it cannot be reached or cannot serve
 // now.

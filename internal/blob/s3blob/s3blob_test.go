@@ -302,4 +302,6 @@ func TestUnreachable(t *testing.T) {
 	_, err = s.Open(ctx, id, 0, -1)
 	check("Open", err)
 	check("Delete", s.Delete(ctx, id, "upload"))
+	check("Walk", s.Walk(ctx, time.Now(), func(string) error { return nil }))
+	check("Ping", s.Ping(ctx))
 }

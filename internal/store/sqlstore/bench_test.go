@@ -95,31 +95,60 @@ func (sd benchSender) send(i int64) store.Send {
 // benchStore opens a store with nconv senders, each alone in a
 // conversation of its own.
 func benchStore(b testing.TB, url string, nconv int) (*Store, []benchSender) {
-	ctx := context.Background()
-	s, err := Open(ctx, url, Options{})
+	return benchStoreWith(b, url, nconv, Options{})
+}
+
+func benchStoreWith(b testing.TB, url string, nconv int, opts Options) (*Store, []benchSender) {
+	s, err := Open(context.Background(), url, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
-	must := func(err error) {
+	senders := make([]benchSender, nconv)
+	for i := range senders {
+		sd, err := benchUser(s, fmt.Sprintf("bench%d", i), []byte(fmt.Sprintf("token%d", i)))
+		if err == nil {
+			sd.conv, err = benchConversation(s, sd)
+		}
 		if err != nil {
 			s.Close()
 			b.Fatal(err)
 		}
-	}
-	senders := make([]benchSender, nconv)
-	for i := range senders {
-		user, dev := protocol.NewUserID(), protocol.NewDeviceID()
-		must(s.CreateUser(ctx, store.User{ID: user, Username: fmt.Sprintf("bench%d", i), PasswordHash: "h"},
-			store.Device{ID: dev, User: user, Name: "d"}, []byte(fmt.Sprintf("token%d", i))))
-		must(s.PutBundle(ctx, store.BundleUpload{User: user, Device: dev, Identity: testIdentity(), SignedPreKey: []byte("spk"), LastResort: []byte("lr")}))
-		conv := protocol.NewConversationID()
-		must(s.CreateConversation(ctx, store.NewConversation{
-			ID: conv, Genesis: store.RecordRow{Encoded: []byte("genesis")},
-			Members: []store.MemberRow{{User: user, Role: protocol.RoleAdmin}},
-			Session: store.Session{Conversation: conv, Epoch: 1, Creator: dev, Encoded: []byte("dist"),
-				Keys: []store.SessionKey{{Device: dev, User: user, InitiatorEphemeral: []byte("enc"), Ciphertext: []byte("ct")}}},
-		}))
-		senders[i] = benchSender{user, dev, conv}
+		senders[i] = sd
 	}
 	return s, senders
+}
+
+// benchUser creates a user with one device whose keys are uploaded.
+func benchUser(s *Store, name string, token []byte) (benchSender, error) {
+	ctx := context.Background()
+	user, dev := protocol.NewUserID(), protocol.NewDeviceID()
+	if err := s.CreateUser(ctx, store.User{ID: user, Username: name, PasswordHash: "h"},
+		store.Device{ID: dev, User: user, Name: "d"}, token); err != nil {
+		return benchSender{}, err
+	}
+	err := s.PutBundle(ctx, store.BundleUpload{User: user, Device: dev, Identity: testIdentity(), SignedPreKey: []byte("spk"), LastResort: []byte("lr")})
+	return benchSender{user: user, dev: dev}, err
+}
+
+// benchNewConversation is a new conversation of the users (the first its
+// admin), with a key for each one's device.
+func benchNewConversation(users ...benchSender) store.NewConversation {
+	conv := protocol.NewConversationID()
+	nc := store.NewConversation{ID: conv, Genesis: store.RecordRow{Encoded: []byte("genesis")},
+		Session: store.Session{Conversation: conv, Epoch: 1, Creator: users[0].dev, Encoded: []byte("dist")}}
+	for i, u := range users {
+		role := protocol.RoleMember
+		if i == 0 {
+			role = protocol.RoleAdmin
+		}
+		nc.Members = append(nc.Members, store.MemberRow{User: u.user, Role: role})
+		nc.Session.Keys = append(nc.Session.Keys, store.SessionKey{Device: u.dev, User: u.user, InitiatorEphemeral: []byte("enc"), Ciphertext: []byte("ct")})
+	}
+	return nc
+}
+
+// benchConversation creates a conversation of the users.
+func benchConversation(s *Store, users ...benchSender) (protocol.ConversationID, error) {
+	nc := benchNewConversation(users...)
+	return nc.ID, s.CreateConversation(context.Background(), nc)
 }

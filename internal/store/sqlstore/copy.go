@@ -174,6 +174,14 @@ func copyTx(ctx context.Context, from, to *Store, afterTable func(string) error,
 	if err != nil {
 		return nil, fmt.Errorf("source: %w", err)
 	}
+	// The last event id the source handed out, read once the snapshot is
+	// taken (its first statement): at or above every id in it. On the
+	// sequence it is not transactional, so read later it would count ids
+	// drawn after the snapshot too.
+	var last int64
+	if err := src.QueryRowContext(ctx, streamLastQuery(from.d)).Scan(&last); err != nil {
+		return nil, fmt.Errorf("source: read the last event id handed out: %w", err)
+	}
 	tv, err := schemaVersion(ctx, dst)
 	if err != nil {
 		return nil, fmt.Errorf("target: %w", err)
@@ -249,20 +257,31 @@ func copyTx(ctx context.Context, from, to *Store, afterTable func(string) error,
 		}
 	}
 
-	// Event ids continue after the copied events: the counter came with
-	// them, and it must not be behind them.
-	var last, maxID int64
-	if err := dst.QueryRowContext(ctx, "SELECT last_id FROM event_counter WHERE id = 1").Scan(&last); err != nil {
-		return nil, fmt.Errorf("target: read the event counter: %w", err)
-	}
+	// Event ids continue after the copied events and after every id the
+	// source handed out (a cursor may be there): the source's counter, or
+	// on a source switched to the sequence the sequence's last value,
+	// must not be behind its events.
+	var maxID int64
 	if err := dst.QueryRowContext(ctx, "SELECT COALESCE(MAX(id), 0) FROM events").Scan(&maxID); err != nil {
 		return nil, fmt.Errorf("target: read the last event: %w", err)
 	}
 	if last < maxID {
 		return nil, fmt.Errorf("the source's event counter (%d) is behind its last event (%d): the source is inconsistent", last, maxID)
 	}
+	// The target starts as a new database does: PostgreSQL on the
+	// sequence, SQLite on the counter. The row is written again rather
+	// than changed: a switched counter refuses changes.
+	if _, err := dst.ExecContext(ctx, "DELETE FROM event_counter"); err != nil {
+		return nil, fmt.Errorf("target: event counter: %w", err)
+	}
+	if _, err := dst.ExecContext(ctx, to.d.rebind("INSERT INTO event_counter (id, last_id, sequenced) VALUES (1, ?, FALSE)"), last); err != nil {
+		return nil, fmt.Errorf("target: event counter: %w", err)
+	}
 	if to.d.dollar {
 		if err := resetSequences(ctx, dst); err != nil {
+			return nil, fmt.Errorf("target: %w", err)
+		}
+		if err := switchStream(ctx, dst); err != nil {
 			return nil, fmt.Errorf("target: %w", err)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 
 	"sandi.dev/internal/store"
 	"sandi.dev/protocol"
@@ -22,22 +23,41 @@ type newEvent struct {
 	at     int64
 }
 
-// emit appends evs to the sync stream and returns the id of the first (the
-// others follow one by one). It advances the event counter, whose row lock
-// is then held until commit: call it after every other lock the
-// transaction takes (see the package comment), and take no new lock after
-// it that another transaction could hold while waiting for the counter.
+// emit appends evs to the sync stream and returns the id of the first.
+// The others follow one by one, unless more than eventBlock events are
+// drawn from the sequence at once: then each block's ids follow one by
+// one and the blocks go up. Call it after every other lock the
+// transaction takes (see the package comment): on the counter, its row
+// lock is then held until commit, and no new lock may be taken after it
+// that another transaction could hold while waiting for the counter; on
+// the sequence, the order of a conversation's events is that of its
+// row's lock.
 func (t *wtx) emit(evs []newEvent) (int64, error) {
 	if len(evs) == 0 {
 		return 0, nil
 	}
-	last, err := t.advanceCounter(len(evs))
-	if err != nil {
-		return 0, fmt.Errorf("advance event counter: %w", err)
-	}
-	first := last - int64(len(evs)) + 1
-	if m := t.s.memo; m != nil {
-		t.afterCommit(func() { m.head.Store(last) })
+	ids := make([]int64, len(evs))
+	if !t.s.d.local && t.s.sequenced.Load() {
+		for lo := 0; lo < len(evs); lo += eventBlock {
+			var base int64
+			if err := t.queryRow(pgDrawIDs).Scan(&base); err != nil {
+				return 0, fmt.Errorf("draw event ids: %w", err)
+			}
+			for i := lo; i < min(lo+eventBlock, len(evs)); i++ {
+				ids[i] = base + int64(i-lo) + 1
+			}
+		}
+	} else {
+		last, err := t.advanceCounter(len(evs))
+		if err != nil {
+			return 0, fmt.Errorf("advance event counter: %w", err)
+		}
+		for i := range ids {
+			ids[i] = last - int64(len(evs)) + 1 + int64(i)
+		}
+		if m := t.s.memo; m != nil {
+			t.afterCommit(func() { m.head.Store(last) })
+		}
 	}
 	const cols = 9
 	for lo := 0; lo < len(evs); lo += rowsPerStatement { // lo numbers the ids
@@ -54,14 +74,14 @@ func (t *wtx) emit(evs []newEvent) (int64, error) {
 			if e.user != nil {
 				user = idArg(*e.user)
 			}
-			args = append(args, first+int64(lo+i), e.kind, dev, conv, user, i64(e.seq), i64(e.epoch), e.reason, e.at)
+			args = append(args, ids[lo+i], e.kind, dev, conv, user, i64(e.seq), i64(e.epoch), e.reason, e.at)
 		}
 		if _, err := t.exec(`INSERT INTO events (id, kind, device_id, conversation_id, user_id, seq, epoch, reason, created_at) VALUES `+
 			placeholders(hi-lo, cols), args...); err != nil {
 			return 0, fmt.Errorf("insert events: %w", err)
 		}
 	}
-	return first, nil
+	return ids[0], nil
 }
 
 // advanceCounter adds n to the event counter and returns its new value.
@@ -97,20 +117,46 @@ func (t *wtx) advanceCounter(n int) (int64, error) {
 	return last, err
 }
 
-// LastEventID returns the newest committed event id. The counter is
-// advanced in the transaction that writes the events, so it never runs
-// ahead of what a reader can see.
+// LastEventID returns the newest committed event id. On SQLite it is the
+// counter, advanced in the transaction that writes the events, so it
+// never runs ahead of what a reader can see. On PostgreSQL it is the
+// newest event stored, which may be above ids that a transaction still
+// open will commit (Sync never goes past those; see pgHead): as a new
+// device's first cursor it leaves out what was written before the device
+// existed, as the counter did, and it is never below a cursor that a sync
+// answer gave, on any node. Ids left unused (a failed transaction, the
+// end of a block) are not events.
 func (s *Store) LastEventID(ctx context.Context) (int64, error) {
 	var id int64
-	if err := s.queryRow(ctx, `SELECT last_id FROM event_counter WHERE id = 1`).Scan(&id); err != nil {
+	if err := s.queryRow(ctx, lastEventQuery(s.d)).Scan(&id); err != nil {
 		return 0, fmt.Errorf("sqlstore: last event id: %w", err)
 	}
 	return id, nil
 }
 
+// lastEventQuery reads the newest committed event id (see LastEventID).
+func lastEventQuery(d dialect) string {
+	if d.local {
+		return `SELECT last_id FROM event_counter WHERE id = 1`
+	}
+	return `SELECT COALESCE(MAX(id), 0) FROM events`
+}
+
+// streamLastQuery reads, in a transaction, the last event id handed out:
+// the counter's, or on a PostgreSQL database switched to the sequence the
+// sequence's (ids are drawn in blocks, so ids up to it may be unused).
+func streamLastQuery(d dialect) string {
+	if d.local {
+		return `SELECT last_id FROM event_counter WHERE id = 1`
+	}
+	return `SELECT CASE WHEN sequenced THEN GREATEST(last_id, COALESCE(pg_sequence_last_value('event_ids'), 0)) ELSE last_id END
+FROM event_counter WHERE id = 1`
+}
+
 // Sync returns the device's events after since: the events addressed to
 // the device and the conversation-wide events of the spans of membership
-// of its user, in id order.
+// of its user, in id order. On PostgreSQL it returns none above the
+// settled head (see pgHead), which it reads first.
 //
 // It has two plans for the same answer. Far behind the newest event, it
 // unions the device's own events with each membership's events (each
@@ -126,6 +172,7 @@ func (s *Store) Sync(ctx context.Context, user protocol.UserID, device protocol.
 		limit = 100
 	}
 	var head int64
+	upTo := int64(math.MaxInt64)
 	if s.memo != nil {
 		if evs, ok, err := s.recentEvents(ctx, user, since, limit); err != nil || ok {
 			return evs, err
@@ -133,16 +180,37 @@ func (s *Store) Sync(ctx context.Context, user protocol.UserID, device protocol.
 		head = s.memo.head.Load()
 	} else {
 		var err error
-		if head, err = s.LastEventID(ctx); err != nil {
+		if s.head != nil {
+			head, err = s.head.fresh(ctx)
+		} else {
+			head, err = s.LastEventID(ctx)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("sqlstore: sync: %w", err)
 		}
+		if s.head != nil {
+			if since >= head {
+				return nil, nil
+			}
+			upTo = head
+		}
 	}
-	return s.sync(ctx, head-since <= syncTailWindow, user, device, since, limit)
+	window := int64(syncTailWindow)
+	if s.sequenced.Load() {
+		window = syncTailBlocks * eventBlock
+	}
+	return s.sync(ctx, head-since <= window, user, device, since, upTo, limit)
 }
 
 // syncTailWindow is how far behind the newest event Sync walks the events
-// one by one instead of by membership.
-const syncTailWindow = 256
+// one by one instead of by membership. On the sequence, where every
+// transaction takes a block of ids, the window is syncTailBlocks blocks:
+// a live connection is woken after each commit, so it is a few
+// transactions behind.
+const (
+	syncTailWindow = 256
+	syncTailBlocks = 16
+)
 
 const syncCols = `e.id, e.kind, e.conversation_id, e.user_id, e.seq, e.epoch, e.reason, e.created_at,
        m.sender_device, m.sender_user, m.client_id, m.epoch, m.envelope, m.created_at`
@@ -151,13 +219,13 @@ const syncByMembership = `
 SELECT ` + syncCols + `
 FROM (
     SELECT id FROM (
-        SELECT id FROM events WHERE device_id = ? AND id > ? ORDER BY id LIMIT ?
+        SELECT id FROM events WHERE device_id = ? AND id > ? AND id <= ? ORDER BY id LIMIT ?
     ) addressed
     UNION ALL
     SELECT id FROM (
         SELECT ev.id FROM events ev
         JOIN members mb ON mb.conversation_id = ev.conversation_id
-        WHERE mb.user_id = ? AND ev.device_id IS NULL AND ev.id > ?
+        WHERE mb.user_id = ? AND ev.device_id IS NULL AND ev.id > ? AND ev.id <= ?
           AND ev.id >= mb.joined_event_id
           AND (mb.left_event_id IS NULL OR ev.id <= mb.left_event_id)
         ORDER BY ev.id LIMIT ?
@@ -172,7 +240,7 @@ const syncByEvent = `
 SELECT ` + syncCols + `
 FROM events e
 LEFT JOIN messages m ON e.kind = 'message' AND m.conversation_id = e.conversation_id AND m.seq = e.seq
-WHERE e.id > ? AND (e.device_id = ? OR (e.device_id IS NULL AND EXISTS (
+WHERE e.id > ? AND e.id <= ? AND (e.device_id = ? OR (e.device_id IS NULL AND EXISTS (
     SELECT 1 FROM members mb
     WHERE mb.conversation_id = e.conversation_id AND mb.user_id = ?
       AND e.id >= mb.joined_event_id
@@ -181,14 +249,14 @@ ORDER BY e.id
 LIMIT ?`
 
 // sync runs one of Sync's plans: byEvent walks the events after since,
-// otherwise the memberships are unioned.
-func (s *Store) sync(ctx context.Context, byEvent bool, user protocol.UserID, device protocol.DeviceID, since int64, limit int) ([]store.Event, error) {
+// otherwise the memberships are unioned; none is above upTo.
+func (s *Store) sync(ctx context.Context, byEvent bool, user protocol.UserID, device protocol.DeviceID, since, upTo int64, limit int) ([]store.Event, error) {
 	var rows *sql.Rows
 	var err error
 	if byEvent {
-		rows, err = s.query(ctx, syncByEvent, since, idArg(device), idArg(user), limit)
+		rows, err = s.query(ctx, syncByEvent, since, upTo, idArg(device), idArg(user), limit)
 	} else {
-		rows, err = s.query(ctx, syncByMembership, idArg(device), since, limit, idArg(user), since, limit, limit)
+		rows, err = s.query(ctx, syncByMembership, idArg(device), since, upTo, limit, idArg(user), since, upTo, limit, limit)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: sync: %w", err)

@@ -63,13 +63,15 @@ type sqlTx interface {
 }
 
 // newIncarnation appends an incarnation in tx: the next n, a random id,
-// the event counter as its base.
+// the newest event as its base (events after it are the new
+// incarnation's: a restored database's ids continue after every id its
+// source handed out, see Copy).
 func newIncarnation(ctx context.Context, tx sqlTx, d dialect, now int64) (store.Incarnation, error) {
 	var n, base int64
 	if err := tx.QueryRowContext(ctx, d.rebind(`SELECT COALESCE(MAX(n), 0) FROM incarnations`)).Scan(&n); err != nil {
 		return store.Incarnation{}, fmt.Errorf("read the incarnations: %w", err)
 	}
-	if err := tx.QueryRowContext(ctx, d.rebind(`SELECT last_id FROM event_counter WHERE id = 1`)).Scan(&base); err != nil {
+	if err := tx.QueryRowContext(ctx, lastEventQuery(d)).Scan(&base); err != nil {
 		return store.Incarnation{}, fmt.Errorf("read the event counter: %w", err)
 	}
 	in := store.Incarnation{Base: base, CreatedAt: now}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -70,6 +72,29 @@ const pgWriteBatch = `WITH c AS (
     WHERE conversations.id = v.id
 )
 SELECT base FROM c`
+
+// The statements on a database switched to the sequence draw one block
+// of ids instead of advancing the counter (see pgstream.go): at most
+// eventBlock events, which the batch size guarantees (maxPGBatch).
+var (
+	pgWriteBatchSeq = strings.Replace(pgWriteBatch, `
+    UPDATE event_counter SET last_id = last_id + $1 WHERE id = 1 RETURNING last_id - $1 AS base
+`, "\n    "+pgDrawIDs+" WHERE $1::int8 > 0\n", 1)
+	pgFastSendSeq = strings.Replace(pgFastSend, `
+    UPDATE event_counter SET last_id = last_id + cardinality($1::bytea[])
+    WHERE id = 1 AND (SELECT ok FROM ok) RETURNING last_id - cardinality($1::bytea[]) AS base
+`, "\n    "+pgDrawIDs+" WHERE (SELECT ok FROM ok)\n", 1)
+)
+
+func init() {
+	if pgWriteBatchSeq == pgWriteBatch || pgFastSendSeq == pgFastSend || eventBlockText != strconv.Itoa(eventBlock) {
+		panic("sqlstore: the send statements on the sequence were not built")
+	}
+}
+
+// maxPGBatch caps a send batch on PostgreSQL: with a rotation event per
+// message at most, its events fit one block of ids.
+const maxPGBatch = eventBlock / 2
 
 // pgFastSend is the one round trip of a batch in which every item is
 // accepted as it stands (see sendPostgres): it locks the conversations
@@ -139,6 +164,7 @@ func (s *Store) sendPostgres(ctx context.Context, batch []store.Send) ([]store.S
 		case err == nil: // an item needs planSend
 		case errors.Is(err, errLookUp):
 			lookup = true
+		case s.counterRetired(err):
 		case !s.d.retryable(err) || ctx.Err() != nil:
 			return nil, sendErr(err)
 		}
@@ -152,6 +178,7 @@ func (s *Store) sendPostgres(ctx context.Context, batch []store.Send) ([]store.S
 		if errors.Is(err, errLookUp) {
 			lookup = true
 		}
+		s.counterRetired(err)
 		if !s.d.retryable(err) || ctx.Err() != nil {
 			break
 		}
@@ -211,7 +238,11 @@ func (s *Store) sendPostgresFast(ctx context.Context, batch []store.Send) ([]sto
 		// No BEGIN: the pipeline is one implicit transaction, committed
 		// at its end (or rolled back on an error).
 		b.Queue(pgLockConversations, idArgs)
-		b.Queue(pgFastSend, convs, devs, users, cids, epochs, envs, ats, rotMsgs, rotMillis)
+		q := pgFastSend
+		if s.sequenced.Load() {
+			q = pgFastSendSeq
+		}
+		b.Queue(q, convs, devs, users, cids, epochs, envs, ats, rotMsgs, rotMillis)
 		br := pc.SendBatch(ctx, b)
 		err := func() error {
 			if _, err := br.Exec(); err != nil {
@@ -272,7 +303,7 @@ func (s *Store) sendPostgresOnce(ctx context.Context, batch []store.Send, lookup
 	err = conn.Raw(func(dc any) error {
 		pc := dc.(*stdlib.Conn).Conn()
 		var err error
-		res, err = pgSendTx(ctx, pc, batch, lookup)
+		res, err = pgSendTx(ctx, pc, batch, lookup, s.sequenced.Load())
 		if err == nil {
 			return nil
 		}
@@ -290,7 +321,7 @@ func (s *Store) sendPostgresOnce(ctx context.Context, batch []store.Send, lookup
 	return res, nil
 }
 
-func pgSendTx(ctx context.Context, pc *pgx.Conn, batch []store.Send, lookup bool) ([]store.SendResult, error) {
+func pgSendTx(ctx context.Context, pc *pgx.Conn, batch []store.Send, lookup, sequenced bool) ([]store.SendResult, error) {
 	ids := batchConversations(batch)
 	var askDev, askUser, askConv [][]byte
 	seen := make(map[senderKey]bool)
@@ -404,8 +435,15 @@ func pgSendTx(ctx context.Context, pc *pgx.Conn, batch []store.Send, lookup bool
 	for i, cs := range p.counters {
 		cIDs[i], cSeqs[i], cIn[i], cReq[i], cReason[i] = idArg(cs.id), i64(cs.lastSeq), cs.inEpoch, cs.required, cs.reason
 	}
+	if n > eventBlock {
+		return nil, fmt.Errorf("send: %d events in one batch, at most %d", n, eventBlock)
+	}
+	write := pgWriteBatch
+	if sequenced {
+		write = pgWriteBatchSeq
+	}
 	b = &pgx.Batch{}
-	b.Queue(pgWriteBatch, int64(n), kinds, convIDs, seqs, epochs, reasons, ats, devs, users, cids, envs,
+	b.Queue(write, int64(n), kinds, convIDs, seqs, epochs, reasons, ats, devs, users, cids, envs,
 		cIDs, cSeqs, cIn, cReq, cReason)
 	b.Queue("COMMIT")
 	br = pc.SendBatch(ctx, b)

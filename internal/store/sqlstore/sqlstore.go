@@ -20,14 +20,16 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+	"github.com/jackc/pgx/v5/stdlib" // and the database/sql driver "pgx"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 	"modernc.org/sqlite" // and the database/sql driver "sqlite"
@@ -77,6 +79,11 @@ type Store struct {
 	pgr *pgReads
 	// ckpt checkpoints the WAL off the writer (SQLite, not Shared).
 	ckpt *checkpointer
+
+	// sequenced: the PostgreSQL database takes event ids from the
+	// sequence, not the counter; head settles its stream (pgstream.go).
+	sequenced atomic.Bool
+	head      *pgHead
 
 	// fastSends counts the PostgreSQL send batches written in one round
 	// trip (see sendPostgres), for tests.
@@ -155,7 +162,11 @@ func (d *dialect) retryable(err error) bool {
 		return true
 	}
 	var pe *pgconn.PgError
-	return d.dollar && errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
+	// codeCounterRetired: the database was switched to the sequence
+	// while the transaction took its ids from the counter (the store
+	// noticed it, see counterRetired, and takes them from the sequence
+	// when it runs again).
+	return d.dollar && errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001" || pe.Code == codeCounterRetired)
 }
 
 // IsPostgres reports whether url selects PostgreSQL (postgres://… or
@@ -180,6 +191,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	var s *Store
 	var err error
 	if IsPostgres(url) {
+		opts.MaxBatch = min(opts.MaxBatch, maxPGBatch)
 		s, err = openPostgres(ctx, url, opts)
 	} else {
 		s, err = openSQLite(ctx, url, opts)
@@ -295,7 +307,7 @@ func openSQLite(ctx context.Context, url string, opts Options) (_ *Store, err er
 	s.wstmts = newStmtCache(s.w)
 	// The writer creates the file, switches it to WAL and migrates before
 	// the read pool opens it.
-	if err := s.migrate(ctx); err != nil {
+	if _, err := s.migrate(ctx); err != nil {
 		return nil, err
 	}
 	if s.r, err = sql.Open("sqlite", rdsn); err != nil {
@@ -331,43 +343,55 @@ func openSQLite(ctx context.Context, url string, opts Options) (_ *Store, err er
 }
 
 func openPostgres(ctx context.Context, url string, opts Options) (*Store, error) {
-	db, err := sql.Open("pgx", url)
+	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		return nil, err
 	}
+	if cfg.RuntimeParams["application_name"] == "" {
+		cfg.RuntimeParams["application_name"] = AppName
+	}
+	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(opts.MaxConns)
 	db.SetMaxIdleConns(opts.MaxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	s := &Store{d: postgresDialect, w: db, r: db, opts: opts, pgr: newPGReads(pgReadTTL)}
-	if err := s.migrate(ctx); err != nil {
+	fresh, err := s.migrate(ctx)
+	if err == nil {
+		err = s.ensureStream(ctx, fresh)
+	}
+	if err != nil {
 		db.Close()
 		return nil, err
 	}
+	s.head = newPGHead(s)
 	return s, nil
 }
 
 // migrate applies the embedded migrations. On PostgreSQL a session advisory
 // lock keeps several servers starting at once from migrating together.
-func (s *Store) migrate(ctx context.Context) error {
+// fresh reports that it created the schema (applied the first migration).
+func (s *Store) migrate(ctx context.Context) (fresh bool, err error) {
 	if err := s.w.PingContext(ctx); err != nil {
-		return err
+		return false, err
 	}
 	var popts []goose.ProviderOption
 	if s.d.dollar {
 		l, err := lock.NewPostgresSessionLocker()
 		if err != nil {
-			return err
+			return false, err
 		}
 		popts = append(popts, goose.WithSessionLocker(l))
 	}
 	p, err := goose.NewProvider(s.d.goose, s.w, migrations.FS, popts...)
 	if err != nil {
-		return fmt.Errorf("migrations: %w", err)
+		return false, fmt.Errorf("migrations: %w", err)
 	}
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("migrations: %w", err)
+	res, err := p.Up(ctx)
+	if err != nil {
+		return false, fmt.Errorf("migrations: %w", err)
 	}
-	return nil
+	fresh = slices.ContainsFunc(res, func(r *goose.MigrationResult) bool { return r.Source != nil && r.Source.Version == 1 })
+	return fresh, nil
 }
 
 // Close stops the send batcher and closes the database handles.
@@ -375,6 +399,9 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		if s.batch != nil {
 			s.batch.close()
+		}
+		if s.head != nil {
+			s.head.close()
 		}
 		s.closeErr = s.closeHandles()
 	})
@@ -570,6 +597,7 @@ func (s *Store) writeTx(ctx context.Context, what string, invalidate bool, fn fu
 		if err == nil {
 			return nil
 		}
+		s.counterRetired(err)
 		if !s.d.retryable(err) || ctx.Err() != nil {
 			break
 		}

@@ -20,17 +20,37 @@ func testSyncPlans(t *testing.T, s *Store) {
 		t.Fatal(err)
 	}
 	if head < 200 {
-		t.Fatalf("the busy stream has only %d events", head)
+		t.Fatalf("the busy stream's newest event is %d", head)
+	}
+	// Cursors: every seventh event id, and the id before it (ids are not
+	// dense on PostgreSQL's sequence).
+	var cursors []int64
+	rows, err := s.r.QueryContext(ctx, `SELECT id FROM events ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := 0; rows.Next(); k++ {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		if k%7 == 0 {
+			cursors = append(cursors, id-1+int64(k%2))
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
 	pages := 0
 	for _, r := range readers {
-		for since := int64(0); since <= head; since += 7 {
+		for _, since := range append([]int64{0}, cursors...) {
 			for _, limit := range []int{1, 5, 60, 500} {
-				byEvent, err := s.sync(ctx, true, r.User, r.Device, since, limit)
+				byEvent, err := s.sync(ctx, true, r.User, r.Device, since, head, limit)
 				if err != nil {
 					t.Fatal(err)
 				}
-				byMembership, err := s.sync(ctx, false, r.User, r.Device, since, limit)
+				byMembership, err := s.sync(ctx, false, r.User, r.Device, since, head, limit)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -78,7 +98,7 @@ func TestSQLiteRecentEvents(t *testing.T) {
 					if !ok {
 						continue
 					}
-					want, err := s.sync(ctx, true, r.User, r.Device, since, limit)
+					want, err := s.sync(ctx, true, r.User, r.Device, since, head, limit)
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -1,0 +1,162 @@
+//go:build !js
+
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"sandi.dev/client"
+	"sandi.dev/protocol"
+)
+
+// typingTap records the typing notices a client posts and, while replace
+// is set, posts replace instead.
+type typingTap struct {
+	mu      sync.Mutex
+	notices [][]byte
+	replace []byte
+}
+
+func (tt *typingTap) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == "POST" && strings.HasSuffix(r.URL.Path, "/typing") {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		var req struct{ Notice string }
+		if err := json.Unmarshal(body, &req); err != nil {
+			return nil, err
+		}
+		notice, err := base64.RawURLEncoding.DecodeString(req.Notice)
+		if err != nil {
+			return nil, err
+		}
+		tt.mu.Lock()
+		tt.notices = append(tt.notices, notice)
+		if tt.replace != nil {
+			body, _ = json.Marshal(map[string]string{"notice": b64u(tt.replace)})
+		}
+		tt.mu.Unlock()
+		r = r.Clone(r.Context())
+		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// listenTyping runs c.Listen until the test ends and returns the typing
+// notices and the messages it delivers.
+func listenTyping(t *testing.T, c *client.Client) (<-chan client.Typing, <-chan client.Message) {
+	ctx, cancel := context.WithCancel(context.Background())
+	typing, msgs := make(chan client.Typing, 16), make(chan client.Message, 16)
+	c.OnTyping(func(tp client.Typing) { typing <- tp })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.Listen(ctx, func(m client.Message) { msgs <- m }, nil)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return typing, msgs
+}
+
+func await[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no %s", what)
+	}
+	var zero T
+	return zero
+}
+
+// Typing notices reach the other member's live connection, verified and
+// attributed, unless too old (a replay); the server stores nothing of
+// them; a member cannot post one in another's name.
+func TestTyping(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", serverConfig())
+	tap := &typingTap{}
+	alice := newClientWith(t, n, tap)
+	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	bobTap := &typingTap{}
+	bob := newClientWith(t, n, bobTap)
+	if err := bob.Register(ctx, "bob", "password of bob"); err != nil {
+		t.Fatal(err)
+	}
+	// Carol's clock is a minute behind: her notices look replayed.
+	carol, err := client.Open(client.Options{Server: n.url(), Storage: client.NewMemStorage(), Now: func() time.Time { return time.Now().Add(-time.Minute) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := carol.Register(ctx, "carol", "password of carol"); err != nil {
+		t.Fatal(err)
+	}
+	conv, err := alice.CreateConversation(ctx, "", "bob", "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := carol.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	typing, msgs := listenTyping(t, bob)
+	if _, err := alice.Send(ctx, conv, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	await(t, msgs, "message on bob's WebSocket") // bob is live and holds the epoch
+
+	for _, on := range []bool{true, false} {
+		if err := carol.SendTyping(ctx, conv, on); err != nil {
+			t.Fatal(err)
+		}
+		if err := alice.SendTyping(ctx, conv, on); err != nil {
+			t.Fatal(err)
+		}
+		got := await(t, typing, "typing notice")
+		if got.Conversation != conv || got.User != alice.UserID() || got.Username != "alice" || got.Typing != on {
+			t.Fatalf("bob got %+v, want alice typing %v", got, on)
+		}
+	}
+
+	// Nothing of a notice is in the database: its nonce (24 random
+	// bytes) is in no file of it.
+	tap.mu.Lock()
+	notice := tap.notices[0]
+	tap.mu.Unlock()
+	nt, err := protocol.ParseTyping(notice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, suffix := range []string{"", "-wal"} {
+		b, err := os.ReadFile(n.db + suffix)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, nt.Nonce[:]) || bytes.Contains(b, nt.Signature[:]) {
+			t.Fatalf("the typing notice is stored in %s", n.db+suffix)
+		}
+	}
+
+	// Bob posts alice's notice as his own: the server refuses it.
+	bobTap.mu.Lock()
+	bobTap.replace = notice
+	bobTap.mu.Unlock()
+	err = bob.SendTyping(ctx, conv, true)
+	var ae *client.APIError
+	if !errors.As(err, &ae) || ae.Status != 400 {
+		t.Fatalf("bob posting alice's notice: %v, want 400", err)
+	}
+}

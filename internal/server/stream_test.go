@@ -1,0 +1,88 @@
+package server_test
+
+import (
+	"context"
+	"database/sql"
+	"net/http"
+	"testing"
+	"time"
+
+	"sandi.dev/internal/server"
+	"sandi.dev/internal/testpg"
+)
+
+// TestStreamHeadStuck: on PostgreSQL, a transaction of another program
+// that holds a transaction id open holds every new event back (a reader
+// must not pass ids that it may still commit). The node exports how far
+// and how long, reports itself not ready once the wait passes
+// StreamStuckAfter, and once the transaction ends delivers what it held
+// back to the sockets that were woken for it in vain, and is ready again.
+func TestStreamHeadStuck(t *testing.T) {
+	url := testpg.URL(t)
+	e, _ := openEnv(t, url, server.Config{StreamStuckAfter: 300 * time.Millisecond})
+	alice, bob := e.register("alice"), e.register("bob")
+	conv, err := alice.create([]*device{bob})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.events(500)
+	if r := e.raw(nil, "", "GET", "/readyz", nil); r.status != http.StatusOK {
+		t.Fatalf("/readyz: %d %s", r.status, r.body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ws, err := bob.dialWS(ctx, nil, bob.cursor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+
+	other, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	tx, err := other.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `SELECT pg_current_xact_id()`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.send(conv, 1, "held"); err != nil {
+		t.Fatal(err)
+	}
+	if evs := bob.events(500); len(evs) != 0 {
+		t.Fatalf("bob read %v while an older transaction was open", kindsOf(evs))
+	}
+	eventually(t, 10*time.Second, "/readyz answers 503 while the head is held", func() bool {
+		return e.raw(nil, "", "GET", "/readyz", nil).status == http.StatusServiceUnavailable
+	})
+	e.raw(nil, "", "GET", "/readyz", nil).wantProblem(t, http.StatusServiceUnavailable, server.CodeUnavailable)
+	if v := e.metricOr0("sandi_stream_head_behind"); v <= 0 {
+		t.Fatalf("sandi_stream_head_behind %v while an event is held back", v)
+	}
+	if v := e.metricOr0("sandi_stream_head_wait_seconds"); v < 0.3 {
+		t.Fatalf("sandi_stream_head_wait_seconds %v, want 0.3 at least", v)
+	}
+
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+	p, err := readFrame(rctx, ws)
+	rcancel()
+	if err != nil {
+		t.Fatalf("the held message did not reach the socket once the transaction ended: %v", err)
+	}
+	if len(p.Events) != 1 || p.Events[0].Kind != "message" {
+		t.Fatalf("frame: %+v", p)
+	}
+	if text, err := bob.decrypt(p.Events[0]); err != nil || text != "held" {
+		t.Fatalf("decrypt: %q %v", text, err)
+	}
+	eventually(t, 10*time.Second, "/readyz answers 200 once the transaction ended", func() bool {
+		return e.raw(nil, "", "GET", "/readyz", nil).status == http.StatusOK
+	})
+}

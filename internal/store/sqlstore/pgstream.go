@@ -1,0 +1,516 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// The event stream on PostgreSQL with several writers (docs/scaling.md,
+// "The event stream with several writers").
+//
+// Writers take event ids from the sequence event_ids, one block of
+// eventBlock ids per nextval, after their row locks and after their
+// transaction has an id: they never wait for each other's commits.
+// Readers return no event above the settled head (pgHead): an id below
+// which no transaction that may still commit holds an id.
+//
+// A database created by this release starts on the sequence; one created
+// by an older release stays on event_counter until SwitchStream (sandi db
+// switch-stream) moves it, once no older node uses it. The switch is one
+// way and recorded in event_counter.sequenced.
+
+// eventBlock is how many ids one nextval of event_ids gives (its
+// INCREMENT): a transaction adds at most this many events per draw.
+const eventBlock = 1024
+
+// codeCounterRetired is the SQLSTATE with which PostgreSQL refuses a
+// change of a switched event counter.
+const codeCounterRetired = "SD013"
+
+// AppName is the application_name with which a store of this release
+// connects to PostgreSQL; SwitchStream refuses while other sessions of
+// the database go by another.
+const AppName = "sandi (event ids: sequence)"
+
+// pgStreamDDL creates the sequence and the trigger that retires the
+// counter once switched. Idempotent; run under an advisory lock.
+var pgStreamDDL = []string{
+	`SELECT pg_advisory_xact_lock(7236050)`,
+	`CREATE SEQUENCE IF NOT EXISTS event_ids AS BIGINT INCREMENT BY ` + eventBlockText + ` MINVALUE 0 START WITH 0 NO CYCLE`,
+	// The column is read through to_jsonb so that the trigger does not
+	// depend on it: migration 13's down step drops it.
+	`CREATE OR REPLACE FUNCTION event_counter_retired() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (to_jsonb(OLD) ->> 'sequenced') = 'true' THEN
+        RAISE EXCEPTION 'the event counter is retired: event ids come from the sequence event_ids (this node''s release is older than the database''s switch)'
+            USING ERRCODE = '` + codeCounterRetired + `';
+    END IF;
+    RETURN NEW;
+END $$`,
+	`CREATE OR REPLACE TRIGGER event_counter_retired BEFORE UPDATE ON event_counter
+    FOR EACH ROW EXECUTE FUNCTION event_counter_retired()`,
+}
+
+// ensureStream creates the stream's PostgreSQL objects, switches a fresh
+// database (fresh: its first migration was applied by this open) to the
+// sequence, and reads which of the two the database uses.
+func (s *Store) ensureStream(ctx context.Context, fresh bool) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, q := range pgStreamDDL {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("event stream: %w", err)
+		}
+	}
+	if fresh {
+		if err := switchStream(ctx, tx); err != nil {
+			return err
+		}
+	}
+	var seq bool
+	if err := tx.QueryRowContext(ctx, `SELECT sequenced FROM event_counter WHERE id = 1`).Scan(&seq); err != nil {
+		return fmt.Errorf("event stream: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("event stream: %w", err)
+	}
+	s.sequenced.Store(seq)
+	return nil
+}
+
+// switchStream moves the database from the counter to the sequence, in
+// tx: it locks the counter's row (so every transaction that took ids from
+// the counter has committed), sets the sequence to the counter's value
+// (never back) and marks the row. setval is not transactional: if tx
+// rolls back, the sequence is only further ahead, which is harmless.
+func switchStream(ctx context.Context, tx *sql.Tx) error {
+	var last int64
+	var seq bool
+	if err := tx.QueryRowContext(ctx, `SELECT last_id, sequenced FROM event_counter WHERE id = 1 FOR UPDATE`).Scan(&last, &seq); err != nil {
+		return fmt.Errorf("event stream: read the counter: %w", err)
+	}
+	if seq {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `SELECT setval('event_ids', GREATEST($1, COALESCE(pg_sequence_last_value('event_ids'), 0)), true)`, last); err != nil {
+		return fmt.Errorf("event stream: set the sequence: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE event_counter SET sequenced = TRUE WHERE id = 1`); err != nil {
+		return fmt.Errorf("event stream: mark the counter: %w", err)
+	}
+	return nil
+}
+
+// ErrOlderNodes is returned (wrapped) by SwitchStream while sessions that
+// are not of this release use the database.
+var ErrOlderNodes = errors.New("other sessions use the database")
+
+// SwitchStream moves a PostgreSQL database from the event counter to the
+// sequence (see the top of this file). It refuses, with ErrOlderNodes,
+// while another session of the database goes by another application_name
+// than AppName (a node of an older release, or any other client), unless
+// force. It reports whether the database was on the counter.
+func (s *Store) SwitchStream(ctx context.Context, force bool) (bool, error) {
+	if s.d.local {
+		return false, errors.New("sqlstore: switch-stream: SQLite has one writer and keeps the event counter")
+	}
+	if !force {
+		rows, err := s.r.QueryContext(ctx, `SELECT application_name, count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+GROUP BY application_name ORDER BY application_name`)
+		if err != nil {
+			return false, fmt.Errorf("sqlstore: switch-stream: list sessions: %w", err)
+		}
+		var others []string
+		for rows.Next() {
+			var name string
+			var n int
+			if err := rows.Scan(&name, &n); err != nil {
+				rows.Close()
+				return false, fmt.Errorf("sqlstore: switch-stream: %w", err)
+			}
+			if name != AppName {
+				others = append(others, fmt.Sprintf("%q (%d)", name, n))
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return false, fmt.Errorf("sqlstore: switch-stream: %w", err)
+		}
+		if len(others) > 0 {
+			return false, fmt.Errorf("sqlstore: switch-stream: %w: %s", ErrOlderNodes, strings.Join(others, ", "))
+		}
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("sqlstore: switch-stream: %w", err)
+	}
+	defer tx.Rollback()
+	var was bool
+	if err := tx.QueryRowContext(ctx, `SELECT NOT sequenced FROM event_counter WHERE id = 1`).Scan(&was); err != nil {
+		return false, fmt.Errorf("sqlstore: switch-stream: %w", err)
+	}
+	if err := switchStream(ctx, tx); err != nil {
+		return false, fmt.Errorf("sqlstore: switch-stream: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("sqlstore: switch-stream: %w", err)
+	}
+	s.sequenced.Store(true)
+	return was, nil
+}
+
+// counterRetired reports whether err is PostgreSQL refusing a change of a
+// switched counter; the store then takes its ids from the sequence.
+func (s *Store) counterRetired(err error) bool {
+	var pe *pgconn.PgError
+	if s.d.dollar && errors.As(err, &pe) && pe.Code == codeCounterRetired {
+		s.sequenced.Store(true)
+		return true
+	}
+	return false
+}
+
+// pgDrawIDs is the draw of one block of ids, in a transaction that holds
+// its row locks: the transaction id first (a CTE is evaluated before the
+// rows that read it), then nextval. The block is base+1 … base+eventBlock.
+const pgDrawIDs = `WITH x AS MATERIALIZED (SELECT pg_current_xact_id() AS x)
+SELECT nextval('event_ids') - ` + eventBlockText + ` AS base FROM x`
+
+// eventBlockText is eventBlock in SQL.
+const eventBlockText = "1024"
+
+// pgHead computes the settled head of a PostgreSQL store's stream. One
+// goroutine takes observations, each in one round trip of three
+// statements, one after the other:
+//
+//  1. L, the newest id drawn (pg_sequence_last_value);
+//  2. X, a transaction id of the round's own, which it commits at once;
+//  3. the oldest transaction id still running (xmin of a snapshot).
+//
+// Every transaction that drew an id ≤ L had its transaction id before
+// drawing, hence before X was assigned: its id is below X. Once no
+// transaction id below X is running (a snapshot's xmin above X), every id
+// ≤ L is committed, and visible to any later statement, or will never
+// be. The head is the largest L so settled. On the counter (before the
+// switch) the counter's committed value is already settled.
+//
+// A snapshot's list of running transactions alone does not do: it omits
+// running transactions whose ids are above the newest ended one (its
+// xmax), and a transaction may have drawn its ids and be among those.
+// The round's own X, once ended, lifts the xmax of every later snapshot
+// above every id assigned before it.
+//
+// Observations settle in the order they were taken (their X go up), so
+// the pending list can be thinned by replacing its newest.
+type pgHead struct {
+	s    *Store
+	kick chan struct{}
+	stop chan struct{}
+	done chan struct{}
+
+	mu      sync.Mutex
+	settled int64
+	drawn   int64 // the newest L read
+	pending []observation
+	started uint64        // rounds started
+	ended   uint64        // rounds ended
+	endedL  int64         // the L of the newest ended round
+	roundCh chan struct{} // closed when a round ends
+	err     error         // the last round's error
+	late    bool          // a waiter gave up before its observation settled
+	waiters int           // readers in fresh
+	onLate  func()
+
+	maxWait time.Duration
+}
+
+type observation struct {
+	last int64
+	xid  uint64
+	at   time.Time
+}
+
+// maxPending bounds the pending observations (see pgHead).
+const maxPending = 64
+
+// headMaxWait is how long a reader waits for the observation taken after
+// its call to settle before it answers with the head settled by then.
+const headMaxWait = 250 * time.Millisecond
+
+func newPGHead(s *Store) *pgHead {
+	h := &pgHead{s: s, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		roundCh: make(chan struct{}), maxWait: headMaxWait}
+	go h.loop()
+	return h
+}
+
+func (h *pgHead) close() {
+	close(h.stop)
+	<-h.done
+}
+
+// loop runs rounds when a reader asks, and while observations are
+// pending: every millisecond while a reader waits or the head moves,
+// more slowly (up to 100 ms) while nobody waits for a head held back.
+func (h *pgHead) loop() {
+	defer close(h.done)
+	const minPoll, maxPoll = time.Millisecond, 100 * time.Millisecond
+	poll := minPoll
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var last int64
+	for {
+		h.mu.Lock()
+		pending, waited, moved := len(h.pending) > 0, h.waiters > 0, h.settled != last
+		last = h.settled
+		h.mu.Unlock()
+		if !pending || waited || moved {
+			poll = minPoll
+		}
+		if pending {
+			timer.Reset(poll)
+		}
+		select {
+		case <-h.stop:
+			return
+		case <-h.kick:
+		case <-timer.C:
+			poll = min(2*poll, maxPoll)
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		h.round()
+	}
+}
+
+// round takes an observation and settles what it can.
+func (h *pgHead) round() {
+	h.mu.Lock()
+	h.started++
+	h.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	o, seq, xmin, err := h.observe(ctx)
+	cancel()
+	var late func()
+	h.mu.Lock()
+	h.err = err
+	if err == nil {
+		before := h.settled
+		h.drawn = max(h.drawn, o.last)
+		if !seq {
+			h.settled = max(h.settled, o.last)
+		} else {
+			h.add(o)
+			h.settle(xmin)
+		}
+		h.endedL = o.last
+		if h.settled > before && h.late {
+			h.late, late = false, h.onLate
+		}
+	}
+	h.ended++
+	close(h.roundCh)
+	h.roundCh = make(chan struct{})
+	h.mu.Unlock()
+	if late != nil {
+		late()
+	}
+}
+
+// add appends an observation, replacing the newest pending one when the
+// list is full.
+func (h *pgHead) add(o observation) {
+	if len(h.pending) >= maxPending {
+		o.at = h.pending[len(h.pending)-1].at // it waits since then at least
+		h.pending[len(h.pending)-1] = o
+		return
+	}
+	h.pending = append(h.pending, o)
+}
+
+// settle drops the observations whose X is below xmin, the oldest
+// transaction then running, and raises the head to the newest of them.
+func (h *pgHead) settle(xmin uint64) {
+	n := 0
+	for n < len(h.pending) && h.pending[n].xid < xmin {
+		h.settled = max(h.settled, h.pending[n].last)
+		n++
+	}
+	h.pending = slices.Delete(h.pending, 0, n)
+}
+
+// pgObserve is a round's round trip (see pgHead); in the simple query
+// protocol each statement takes its own snapshot.
+const pgObserve = `BEGIN;
+SELECT CASE WHEN sequenced THEN COALESCE(pg_sequence_last_value('event_ids'), 0) ELSE last_id END, sequenced FROM event_counter WHERE id = 1;
+SELECT pg_current_xact_id();
+COMMIT;
+SELECT pg_snapshot_xmin(pg_current_snapshot())`
+
+// observe runs a round trip: the observation, whether the database is on
+// the sequence, and the xmin after the round's own transaction ended.
+func (h *pgHead) observe(ctx context.Context) (o observation, seq bool, xmin uint64, err error) {
+	conn, err := h.s.r.Conn(ctx)
+	if err != nil {
+		return o, false, 0, err
+	}
+	defer conn.Close()
+	var res []*pgconn.Result
+	err = conn.Raw(func(dc any) error {
+		pc := dc.(*stdlib.Conn).Conn()
+		var err error
+		res, err = pc.PgConn().Exec(ctx, pgObserve).ReadAll()
+		if err == nil && pc.PgConn().TxStatus() != 'I' {
+			err = errors.Join(errors.New("a transaction is left open"), driver.ErrBadConn)
+		}
+		return err
+	})
+	if err == nil {
+		o, seq, xmin, err = parseObservation(res)
+	}
+	if err != nil {
+		return o, false, 0, fmt.Errorf("sqlstore: event stream head: %w", err)
+	}
+	o.at = time.Now()
+	if seq {
+		h.s.sequenced.Store(true)
+	}
+	return o, seq, xmin, nil
+}
+
+// parseObservation reads pgObserve's five results.
+func parseObservation(res []*pgconn.Result) (o observation, seq bool, xmin uint64, err error) {
+	cell := func(i, col int) (string, error) {
+		if len(res) != 5 || res[i].Err != nil || len(res[i].Rows) != 1 || len(res[i].Rows[0]) <= col {
+			return "", fmt.Errorf("observation: unexpected results")
+		}
+		return string(res[i].Rows[0][col]), nil
+	}
+	var f [4]string
+	for k, at := range [4][2]int{{1, 0}, {1, 1}, {2, 0}, {4, 0}} {
+		if f[k], err = cell(at[0], at[1]); err != nil {
+			return o, false, 0, err
+		}
+	}
+	if o.last, err = strconv.ParseInt(f[0], 10, 64); err != nil {
+		return o, false, 0, fmt.Errorf("observation: %w", err)
+	}
+	seq = f[1] == "t"
+	if o.xid, err = strconv.ParseUint(f[2], 10, 64); err != nil {
+		return o, false, 0, fmt.Errorf("observation: %w", err)
+	}
+	if xmin, err = strconv.ParseUint(f[3], 10, 64); err != nil {
+		return o, false, 0, fmt.Errorf("observation: %w", err)
+	}
+	return o, seq, xmin, nil
+}
+
+// fresh returns the head once the observation of a round started after
+// the call has settled, or after maxWait with the head settled by then
+// (the store then calls onLate when the head next moves).
+func (h *pgHead) fresh(ctx context.Context) (int64, error) {
+	h.mu.Lock()
+	target := h.started + 1
+	h.waiters++
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		h.waiters--
+		h.mu.Unlock()
+	}()
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
+	deadline := time.NewTimer(h.maxWait)
+	defer deadline.Stop()
+	var need int64
+	haveNeed := false
+	for {
+		h.mu.Lock()
+		if h.ended >= target && !haveNeed {
+			if h.err != nil {
+				err := h.err
+				h.mu.Unlock()
+				return 0, err
+			}
+			need, haveNeed = h.endedL, true
+		}
+		if haveNeed && h.settled >= need {
+			v := h.settled
+			h.mu.Unlock()
+			return v, nil
+		}
+		ch := h.roundCh
+		h.mu.Unlock()
+		if !haveNeed {
+			// The round we wait for may start only once the current
+			// one ends: ask again then.
+			select {
+			case h.kick <- struct{}{}:
+			default:
+			}
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-deadline.C:
+			h.mu.Lock()
+			v, err := h.settled, h.err
+			h.late = true
+			h.mu.Unlock()
+			if err != nil {
+				return 0, err
+			}
+			return v, nil
+		}
+	}
+}
+
+// StreamHead reports, on PostgreSQL, the settled head of the event
+// stream, the newest event id drawn, and how long the oldest observation
+// not yet settled has waited (0 when none). ok is false on SQLite, whose
+// counter is its head.
+func (s *Store) StreamHead() (settled, drawn int64, waiting time.Duration, ok bool) {
+	h := s.head
+	if h == nil {
+		return 0, 0, 0, false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.pending) > 0 {
+		waiting = time.Since(h.pending[0].at)
+	}
+	return h.settled, h.drawn, waiting, true
+}
+
+// OnHeadLate sets f to be called when the head moves after a reader gave
+// up waiting for it (see pgHead.fresh): events it could not return then
+// are readable now. The server wakes its sockets. PostgreSQL only.
+func (s *Store) OnHeadLate(f func()) {
+	if h := s.head; h != nil {
+		h.mu.Lock()
+		h.onLate = f
+		h.mu.Unlock()
+	}
+}

@@ -1,0 +1,422 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"sandi.dev/internal/store"
+	"sandi.dev/internal/testpg"
+	"sandi.dev/protocol"
+)
+
+// TestPostgresLateTransaction: a transaction that has drawn its event ids
+// is held open (by the fault hook, after CreateConversation's events).
+// Sends to other conversations, through this store and through a second
+// one on the same database (another node), commit meanwhile; on the event
+// counter they would wait for it. A reader of the late conversation gets
+// none of its later events while it is open (no cursor may pass the late
+// ids), then all of them in id order, the late ones first.
+func TestPostgresLateTransaction(t *testing.T) {
+	ctx := context.Background()
+	url := testpg.URL(t)
+	var hold atomic.Bool
+	held, release := make(chan struct{}), make(chan struct{})
+	var heldOnce, releaseOnce sync.Once
+	free := func() { releaseOnce.Do(func() { close(release) }) }
+	a, senders := benchStoreWith(t, url, 6, Options{Fault: func(step string) error {
+		if step == "events" && hold.Load() {
+			heldOnce.Do(func() { close(held) })
+			<-release
+		}
+		return nil
+	}})
+	t.Cleanup(func() { free(); a.Close() })
+	b := openTestStore(t, url, nil)
+	// The late transaction locks the rows of its members' users (the
+	// reader's, the creator's), which the sends of those users wait for
+	// (their messages reference them): the reader's new events come from
+	// a partner, in a conversation of theirs.
+	reader, creator, partner := senders[0], senders[1], senders[2]
+	shared, err := benchConversation(a, partner, reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	partner.conv = shared
+	senders[2] = partner
+	start, err := a.LastEventID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	hold.Store(true)
+	late := benchNewConversation(creator, reader)
+	lateErr := make(chan error, 1)
+	go func() { lateErr <- a.CreateConversation(ctx, late) }()
+	select {
+	case <-held:
+	case err := <-lateErr:
+		t.Fatalf("the late transaction ended before its events step: %v", err)
+	}
+	hold.Store(false)
+
+	// Every sender but the members of the late conversation sends
+	// through both stores while the late transaction is open.
+	const each = 6
+	var mu sync.Mutex
+	var readerIDs []int64
+	done := make(chan error, len(senders))
+	for i, sd := range senders {
+		if sd == creator || sd == reader {
+			continue
+		}
+		go func() {
+			for j := range each {
+				s := []*Store{a, b}[j%2]
+				res, err := s.SendOne(ctx, sd.send(int64(100*i+j)))
+				if err != nil {
+					done <- err
+					return
+				}
+				if sd == partner {
+					mu.Lock()
+					readerIDs = append(readerIDs, res.EventID)
+					mu.Unlock()
+				}
+			}
+			done <- nil
+		}()
+	}
+	timeout := time.After(10 * time.Second)
+	for range len(senders) - 2 {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-timeout:
+			t.Fatal("sends to other conversations did not commit while a transaction that drew event ids was open: the writers wait for each other")
+		}
+	}
+
+	// The reader's new messages are committed, but above the late ids:
+	// neither store may return them yet.
+	for _, s := range []*Store{a, b} {
+		evs, err := s.Sync(ctx, reader.user, reader.dev, start, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			if slices.Contains(readerIDs, e.ID) {
+				t.Fatalf("event %d was returned while a transaction with a smaller id was open: a cursor there skips it", e.ID)
+			}
+		}
+		if h, err := s.head.fresh(ctx); err != nil || h >= slices.Min(readerIDs) {
+			t.Fatalf("head %d (%v) while the late transaction is open, want below %d", h, err, slices.Min(readerIDs))
+		}
+	}
+
+	free()
+	if err := <-lateErr; err != nil {
+		t.Fatal(err)
+	}
+	evs := syncAll(t, b, reader, start)
+	var ids []int64
+	lateAt, firstNew := -1, -1
+	for i, e := range evs {
+		ids = append(ids, e.ID)
+		if e.Conversation != nil && *e.Conversation == late.ID && lateAt < 0 {
+			lateAt = i
+		}
+		if slices.Contains(readerIDs, e.ID) && firstNew < 0 {
+			firstNew = i
+		}
+	}
+	if !slices.IsSorted(ids) || lateAt < 0 || firstNew < lateAt {
+		t.Fatalf("after the commit the reader reads %v: the late conversation's events at %d, its new messages from %d", ids, lateAt, firstNew)
+	}
+	for _, id := range readerIDs {
+		if !slices.Contains(ids, id) {
+			t.Fatalf("event %d missing from the stream", id)
+		}
+	}
+}
+
+// syncAll reads u's whole stream after since.
+func syncAll(t *testing.T, s *Store, u benchSender, since int64) []store.Event {
+	t.Helper()
+	var all []store.Event
+	for {
+		evs, err := s.Sync(context.Background(), u.user, u.dev, since, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) == 0 {
+			return all
+		}
+		all = append(all, evs...)
+		since = evs[len(evs)-1].ID
+	}
+}
+
+// TestPostgresStreamNoSkip: two stores on one database (two nodes) write
+// at once, messages and conversations whose transactions stay open for a
+// random while after drawing their ids; readers follow one user's stream
+// through either store. No reader's cursor ever passes an event that
+// appears later: each reader ends up with exactly the whole stream.
+func TestPostgresStreamNoSkip(t *testing.T) {
+	ctx := context.Background()
+	url := testpg.URL(t)
+	var slow atomic.Bool
+	fault := func(step string) error {
+		if step == "events" && slow.Load() {
+			time.Sleep(time.Duration(rand.IntN(6)) * time.Millisecond)
+		}
+		return nil
+	}
+	a, senders := benchStoreWith(t, url, 8, Options{Fault: fault})
+	t.Cleanup(func() { a.Close() })
+	b, err := Open(ctx, url, Options{Fault: fault})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	stores := []*Store{a, b}
+	reader := senders[0]
+	writers := senders[1:]
+	convs := make([]protocol.ConversationID, len(writers))
+	for i, w := range writers {
+		if convs[i], err = benchConversation(a, w, reader); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start, err := a.LastEventID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow.Store(true)
+
+	var writing atomic.Bool
+	writing.Store(true)
+	const followers = 3
+	seen := make([][]int64, followers)
+	ferr := make(chan error, followers)
+	for f := range followers {
+		go func() {
+			cursor := start
+			for k := 0; ; k++ {
+				stopping := !writing.Load()
+				evs, err := stores[(f+k)%2].Sync(ctx, reader.user, reader.dev, cursor, 17)
+				if err != nil {
+					ferr <- err
+					return
+				}
+				for _, e := range evs {
+					if e.ID <= cursor {
+						ferr <- fmt.Errorf("event %d after cursor %d", e.ID, cursor)
+						return
+					}
+					seen[f] = append(seen[f], e.ID)
+					cursor = e.ID
+				}
+				if len(evs) == 0 && stopping {
+					ferr <- nil
+					return
+				}
+			}
+		}()
+	}
+	const rounds = 30
+	var wg sync.WaitGroup
+	werr := make(chan error, len(writers))
+	for i, w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range rounds {
+				s := stores[(i+j)%2]
+				var err error
+				if j%10 == 9 {
+					_, err = benchConversation(s, w, reader)
+				} else {
+					_, err = s.SendOne(ctx, store.Send{Conversation: convs[i], Sender: w.dev, SenderUser: w.user,
+						ClientID: fmt.Sprintf("n-%d-%d", i, j), Epoch: 1, Envelope: []byte{byte(i), byte(j)}, Now: int64(j)})
+				}
+				if err != nil {
+					werr <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(werr)
+	for err := range werr {
+		t.Fatal(err)
+	}
+	writing.Store(false)
+	for range followers {
+		if err := <-ferr; err != nil {
+			t.Fatal(err)
+		}
+	}
+	var all []int64
+	for _, e := range syncAll(t, a, reader, start) {
+		all = append(all, e.ID)
+	}
+	if len(all) < len(writers)*rounds {
+		t.Fatalf("the stream holds %d events, want at least %d", len(all), len(writers)*rounds)
+	}
+	for f := range followers {
+		if !slices.Equal(seen[f], all) {
+			missed := 0
+			for _, id := range all {
+				if !slices.Contains(seen[f], id) {
+					missed++
+				}
+			}
+			t.Fatalf("reader %d saw %d events of %d, missed %d: its cursor passed events that committed later", f, len(seen[f]), len(all), missed)
+		}
+	}
+}
+
+// TestPostgresStreamSwitch: a database made by the previous release takes
+// its event ids from the counter, and so do the new stores opened on it.
+// SwitchStream refuses while another program (an older node) is
+// connected, then moves the database to the sequence: a new store that
+// had not noticed takes its next ids from the sequence, after the
+// counter's, and a write by the counter (an older node's) fails.
+func TestPostgresStreamSwitch(t *testing.T) {
+	ctx := context.Background()
+	url := testpg.URL(t)
+	s, senders := benchStore(t, url, 2)
+	s.Close()
+	// What the previous release leaves: no sequence, no trigger, the
+	// counter at the last id.
+	old, err := sql.Open("pgx", url+"&application_name=sandi-previous")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	for _, q := range []string{
+		`DROP TRIGGER event_counter_retired ON event_counter`,
+		`DROP SEQUENCE event_ids`,
+		`DELETE FROM event_counter`,
+		`INSERT INTO event_counter (id, last_id) SELECT 1, MAX(id) FROM events`,
+	} {
+		if _, err := old.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	a := openTestStore(t, url, nil)
+	b := openTestStore(t, url, nil)
+	if a.sequenced.Load() || b.sequenced.Load() {
+		t.Fatal("a store on a database of the previous release took the sequence")
+	}
+	sd := senders[0]
+	r1, err := a.SendOne(ctx, sd.send(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := b.SendOne(ctx, sd.send(2))
+	if err != nil || r2.EventID != r1.EventID+1 {
+		t.Fatalf("on the counter: %+v %v after event %d", r2, err, r1.EventID)
+	}
+
+	if _, err := a.SwitchStream(ctx, false); !errors.Is(err, ErrOlderNodes) {
+		t.Fatalf("switch with an older node connected: %v, want ErrOlderNodes", err)
+	}
+	if was, err := a.SwitchStream(ctx, true); err != nil || !was {
+		t.Fatalf("forced switch: %v %v", was, err)
+	}
+	if was, err := a.SwitchStream(ctx, true); err != nil || was {
+		t.Fatalf("second switch: %v %v, want nothing to do", was, err)
+	}
+
+	// b has not noticed: its send is refused by the database, and it
+	// takes its ids from the sequence instead.
+	r3, err := b.SendOne(ctx, sd.send(3))
+	if err != nil || r3.EventID <= r2.EventID || !b.sequenced.Load() {
+		t.Fatalf("b's send after the switch: %+v %v (event %d before; on the sequence: %v)", r3, err, r2.EventID, b.sequenced.Load())
+	}
+	r4, err := a.SendOne(ctx, sd.send(4))
+	if err != nil || r4.EventID <= r3.EventID {
+		t.Fatalf("a's send after the switch: %+v %v", r4, err)
+	}
+	// An older node writes with the counter: refused.
+	_, err = old.ExecContext(ctx, `UPDATE event_counter SET last_id = last_id + 1 WHERE id = 1 RETURNING last_id`)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != codeCounterRetired {
+		t.Fatalf("a write with the retired counter: %v, want SQLSTATE %s", err, codeCounterRetired)
+	}
+	var got []int64
+	for _, e := range syncAll(t, b, sd, r1.EventID-1) {
+		got = append(got, e.ID)
+	}
+	if want := []int64{r1.EventID, r2.EventID, r3.EventID, r4.EventID}; !slices.Equal(got, want) {
+		t.Fatalf("the stream across the switch: %v, want %v", got, want)
+	}
+}
+
+// TestPostgresHeadStuck: a transaction with an id held open holds the
+// settled head back, and the store reports how long (what /readyz and
+// the metrics read); once it ends the head moves and OnHeadLate fires.
+func TestPostgresHeadStuck(t *testing.T) {
+	ctx := context.Background()
+	url := testpg.URL(t)
+	s, senders := benchStore(t, url, 1)
+	t.Cleanup(func() { s.Close() })
+	lateFired := make(chan struct{}, 1)
+	s.OnHeadLate(func() {
+		select {
+		case lateFired <- struct{}{}:
+		default:
+		}
+	})
+	if _, _, waiting, ok := s.StreamHead(); !ok || waiting != 0 {
+		t.Fatalf("an idle store waits %v (%v)", waiting, ok)
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `SELECT pg_current_xact_id()`); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.SendOne(ctx, senders[0].send(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := s.head.fresh(ctx) // gives up after headMaxWait
+	if err != nil || h >= res.EventID {
+		t.Fatalf("head %d (%v) with an older transaction open, want below %d", h, err, res.EventID)
+	}
+	settled, drawn, waiting, _ := s.StreamHead()
+	if settled >= res.EventID || drawn < res.EventID || waiting <= 0 {
+		t.Fatalf("head %d, drawn %d, waiting %v: want the send's event %d drawn and waiting to settle", settled, drawn, waiting, res.EventID)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lateFired:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the head did not move once the transaction ended")
+	}
+	if h, err := s.head.fresh(ctx); err != nil || h < res.EventID {
+		t.Fatalf("head %d (%v) after the transaction ended, want %d at least", h, err, res.EventID)
+	}
+	if _, _, waiting, _ := s.StreamHead(); waiting != 0 {
+		t.Fatalf("still waiting %v", waiting)
+	}
+}

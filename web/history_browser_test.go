@@ -1,0 +1,177 @@
+package web_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// composerClosed is true when the open chat says this account is no
+// longer a member and nothing can be sent from it.
+const composerClosed = `!document.getElementById("chat-left").hidden && document.getElementById("composer-input").disabled && document.getElementById("send-button").disabled && document.getElementById("attach-button").disabled`
+
+// TestBrowserRemovedKeepsHistory: alice removes bob from a conversation.
+// Bob's browser keeps it in the list, marked "You were removed", with the
+// messages he read as a member and the composer closed (and no action
+// menus on its messages); a reload keeps it so.
+func TestBrowserRemovedKeepsHistory(t *testing.T) {
+	requireBuilt(t)
+	url := startServer(t)
+	ctx := context.Background()
+	bob := newUserPage(t, startBrowser(t), "bob", url)
+	alice := newUser(t, url, "alice")
+	conv := alice.startConversation("Book club", "chapter one", "bob")
+	bob.openConversation("Book club")
+	bob.waitMessage("chapter one")
+	if err := alice.c.RemoveMembers(ctx, conv, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	bob.waitText("#chat-left", "You were removed")
+	bob.wait("the composer closed", composerClosed)
+	bob.waitText("#conv-list", "You were removed")
+
+	bob.do("reload", chromedp.Reload())
+	bob.waitView("main")
+	bob.waitText("#conv-list", "You were removed")
+	bob.openConversation("Book club")
+	bob.waitMessage("chapter one")
+	bob.wait("the composer closed after a reload", composerClosed)
+	if n := eval[int](bob, `document.querySelectorAll("#messages .msg-actions").length`); n != 0 {
+		t.Fatalf("a conversation bob was removed from offers %d message action menus", n)
+	}
+	bob.screenshot("removed-conversation", 1280)
+	bob.noProblems()
+}
+
+// TestBrowserLinkBrowserWithHistory: alice's browser approves a second
+// browser of hers with its history: the new browser shows the
+// conversation's title and earlier messages, in order with their senders,
+// and reads what comes next.
+func TestBrowserLinkBrowserWithHistory(t *testing.T) {
+	requireBuilt(t)
+	url := startServer(t)
+	ctx := context.Background()
+	browser := startBrowser(t)
+	alice := newUserPage(t, browser, "alice", url)
+	bob := newUser(t, url, "bob")
+	conv := bob.startConversation("Trip", "from bob", "alice")
+	alice.openConversation("Trip")
+	alice.waitMessage("from bob")
+	alice.send("from alice's first browser")
+	bob.waitTexts("alice: from alice's first browser")
+
+	second := newPage(t, browser, "alice-second", url)
+	second.login("alice")
+	second.wait("the link code", `/^[A-Z2-7]{5}(-[A-Z2-7]{5}){3}-[A-Z2-7]{6}$/.test(document.getElementById("link-code").innerText.trim())`)
+	code := eval[string](second, `document.getElementById("link-code").innerText.trim()`)
+	alice.click("#devices-link")
+	alice.typeInto("#approve-code", code)
+	alice.click("#approve-history")
+	alice.pressEnter()
+	alice.waitText("#approve-status", "and this browser's history")
+	second.waitView("main")
+	second.openConversation("Trip")
+	second.waitMessage("from alice's first browser")
+	if got := second.texts(); len(got) != 2 || got[0] != "from bob" || got[1] != "from alice's first browser" {
+		t.Fatalf("the second browser's history: %q", got)
+	}
+	senders := eval[[]string](second, `[...document.querySelectorAll("#messages .msg")].map(li => li.classList.contains("own") ? "own" : "other")`)
+	if len(senders) != 2 || senders[0] != "other" || senders[1] != "own" {
+		t.Fatalf("the second browser's senders: %q", senders)
+	}
+	if _, err := bob.c.Send(ctx, conv, "after the link"); err != nil {
+		t.Fatal(err)
+	}
+	second.waitMessage("after the link")
+	alice.noProblems()
+	second.noProblems()
+}
+
+// TestBrowserLogoutKeepHistory: alice logs out of her browser keeping its
+// history: the browser is removed from her account (no device, no keys,
+// no account left here), and the sign-in screen shows the conversation
+// and its messages, read only, across reloads, until "Delete everything
+// from this browser" (clicked twice) deletes them for good.
+func TestBrowserLogoutKeepHistory(t *testing.T) {
+	requireBuilt(t)
+	url := startServer(t)
+	ctx := context.Background()
+	alice := newUserPage(t, startBrowser(t), "alice", url)
+	bob := newUser(t, url, "bob")
+	alice.createConversation("bob")
+	alice.send("kept after logout")
+	convs, err := bob.c.Conversations(ctx)
+	if err != nil || len(convs) != 1 {
+		t.Fatalf("bob's conversations: %+v %v", convs, err)
+	}
+	bob.waitTexts("alice: kept after logout")
+	if _, err := bob.c.Send(ctx, convs[0].ID, "bob's reply"); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitMessage("bob's reply")
+
+	alice.click("#logout-button")
+	alice.waitText("#logout-backup", "no backup")
+	alice.screenshot("logout-panel", 1280)
+	alice.click("#logout-keep-history")
+	alice.waitView("auth")
+	if eval[bool](alice, `sandi.state().then(s => s.hasAccount || s.hasIdentity)`) {
+		t.Fatal("the browser still holds an account after logging out")
+	}
+	// Of every IndexedDB database of the page, only the kept history holds
+	// anything, and it holds no key.
+	stored := eval[map[string][]string](alice, `(async () => {
+		const out = {};
+		for (const d of await indexedDB.databases()) {
+			const db = await new Promise((ok, ko) => { const r = indexedDB.open(d.name); r.onsuccess = () => ok(r.result); r.onerror = () => ko(r.error); });
+			const keys = db.objectStoreNames.contains("kv") ? await new Promise((ok) => { const r = db.transaction("kv").objectStore("kv").getAllKeys(); r.onsuccess = () => ok(r.result.map((k) => k[0])); }) : [];
+			db.close();
+			out[d.name] = keys;
+		}
+		return out;
+	})()`)
+	for name, keys := range stored {
+		for _, k := range keys {
+			if name != "sandi-kept" && k != "account" || name == "sandi-kept" && !strings.HasPrefix(k, "kept/") {
+				t.Errorf("after logging out, IndexedDB %s holds %q", name, k)
+			}
+		}
+	}
+	if len(stored["sandi-kept"]) != 1 {
+		t.Fatalf("the kept history's database: %v", stored)
+	}
+	other := newCLI(t, url, "")
+	if err := other.c.Login(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	if ss, err := other.c.Sessions(ctx); err != nil || len(ss) != 1 || !ss[0].Current {
+		t.Fatalf("alice's sessions after the logout: %+v %v", ss, err)
+	}
+
+	for _, when := range []string{"after the logout", "after a reload"} {
+		if when == "after a reload" {
+			alice.do("reload", chromedp.Reload())
+			alice.waitView("auth")
+		}
+		alice.waitText("#kept-list", "bob")
+		alice.click("#kept-list button")
+		alice.waitText("#kept-messages", "bob's reply")
+		got := eval[[]string](alice, `[...document.querySelectorAll("#kept-messages .msg")].map(li => li.querySelector(".sender").innerText + ": " + li.querySelector(".text").innerText)`)
+		if len(got) != 2 || got[0] != "alice: kept after logout" || got[1] != "bob: bob's reply" {
+			t.Fatalf("%s, the kept history shows %q", when, got)
+		}
+	}
+	alice.screenshot("kept-history", 1280, 390)
+	alice.click("#kept-delete")
+	alice.click("#kept-delete")
+	alice.wait("the kept history gone", `document.getElementById("kept").hidden`)
+	alice.do("reload", chromedp.Reload())
+	alice.waitView("auth")
+	if !alice.holdsWithin(time.Second, `document.getElementById("kept").hidden && document.getElementById("kept-list").children.length === 0`) {
+		t.Fatal("the kept history is back after a reload")
+	}
+	alice.noProblems()
+}
