@@ -31,8 +31,11 @@ type convState struct {
 	Epoch   uint64     `json:"epoch"`   // newest epoch this device holds
 	LastSeq uint64     `json:"lastSeq"` // last message seq processed
 	Left    bool       `json:"left,omitempty"`
-	Unread  int        `json:"unread,omitempty"`
-	ReadSeq uint64     `json:"readSeq,omitempty"` // messages up to it are read (MarkReadThrough)
+	// Request: a message request (requests.go), decided when this device
+	// first verified the chain.
+	Request bool   `json:"request,omitempty"`
+	Unread  int    `json:"unread,omitempty"`
+	ReadSeq uint64 `json:"readSeq,omitempty"` // messages up to it are read (MarkReadThrough)
 	// The newest messages this account acknowledged with a delivered and
 	// a read receipt, from any of its devices (receipts.go).
 	DeliveredAck uint64 `json:"deliveredAck,omitempty"`
@@ -222,6 +225,11 @@ func (c *Client) syncChain(ctx context.Context, cs *convState) error {
 	cs.chain = next
 	_, member := next.Member(c.acct.User)
 	cs.Left = !member
+	if prev == nil && member {
+		if err := c.classify(cs); err != nil {
+			return err
+		}
+	}
 	if err := c.saveChain(cs); err != nil {
 		return err
 	}
@@ -266,6 +274,7 @@ type userInfo struct {
 		CreatedAt    int64             `json:"createdAt"`
 		SignedPreKey b64               `json:"signedPreKey"`
 		LastResort   b64               `json:"lastResort"`
+		NameRecord   b64               `json:"nameRecord"` // §12.5, for the account's own devices
 	} `json:"devices"`
 }
 

@@ -319,6 +319,9 @@ type Device struct {
 	Listed bool `json:"listed"`
 	// Keys reports that the server serves its pre-keys.
 	Keys bool `json:"keys"`
+	// NameSigned reports that Name is the one the account's identity key
+	// signed for it (§12.5); otherwise Name is as the server gave it.
+	NameSigned bool `json:"nameSigned"`
 }
 
 // Devices lists this account's devices: those its signed device list
@@ -357,7 +360,11 @@ func (c *Client) devices(ctx context.Context) ([]Device, error) {
 	}
 	out := make([]Device, 0, len(u.Devices)+len(listed))
 	for _, d := range u.Devices {
-		out = append(out, Device{ID: d.ID, Name: d.Name, CreatedAt: d.CreatedAt, Current: d.ID == c.acct.Device, Listed: slices.Contains(listed, d.ID), Keys: true})
+		dev := Device{ID: d.ID, Name: d.Name, CreatedAt: d.CreatedAt, Current: d.ID == c.acct.Device, Listed: slices.Contains(listed, d.ID), Keys: true}
+		if err := c.checkDeviceName(&dev, d.NameRecord); err != nil {
+			return nil, err
+		}
+		out = append(out, dev)
 	}
 	for _, id := range listed {
 		if !slices.ContainsFunc(out, func(d Device) bool { return d.ID == id }) {

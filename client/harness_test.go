@@ -60,6 +60,9 @@ func startNode(t testing.TB, db string, cfg server.Config) *node {
 	if cfg.RegisterPerMinute == 0 {
 		cfg.RegisterPerMinute, cfg.LoginPerMinute, cfg.ClaimPerMinute = -1, -1, -1
 	}
+	if cfg.NewContactsPerDay == 0 {
+		cfg.NewContactsPerDay = -1 // scenarios meet many accounts at once
+	}
 	n := &node{t: t, db: db, cfg: cfg}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

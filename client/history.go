@@ -29,8 +29,8 @@ func (c *Client) MarkReadThrough(conv protocol.ConversationID, seq uint64) error
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cs, err := c.conv(conv)
-	if err != nil || cs == nil {
-		return err
+	if err != nil || cs == nil || cs.Request {
+		return err // a request's messages stay unread until it is accepted
 	}
 	cs.ReadSeq = max(cs.ReadSeq, seq)
 	hist, err := c.history(conv)

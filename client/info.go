@@ -66,6 +66,10 @@ type Conversation struct {
 	// Timer is the disappearing-message timer in seconds (0: off), from
 	// the state this device verified (disappear.go).
 	Timer uint32 `json:"timer,omitempty"`
+	// Request marks a message request (see Requests): From is the
+	// username of the account that started it (or added this account).
+	Request bool   `json:"request,omitempty"`
+	From    string `json:"from,omitempty"`
 }
 
 // Conversations lists the conversations this account is a member of, with
@@ -102,7 +106,10 @@ func (c *Client) Conversations(ctx context.Context) ([]Conversation, error) {
 		if err := c.acceptState(ctx, cs, ca.State); err != nil {
 			return nil, err
 		}
-		cv := Conversation{ID: ca.ID, Title: cs.title(), Epoch: ca.Epoch, RotationRequired: ca.RotationRequired, Unread: cs.Unread, Timer: cs.timer()}
+		cv := Conversation{ID: ca.ID, Title: cs.title(), Epoch: ca.Epoch, RotationRequired: ca.RotationRequired, Unread: cs.Unread, Request: cs.Request, Timer: cs.timer()}
+		if by, ok := c.adder(cs); ok && cs.Request {
+			cv.From = c.usernameOf(ctx, by)
+		}
 		c.describeMembers(ctx, cs, &cv)
 		out = append(out, cv)
 	}
@@ -168,8 +175,8 @@ func (c *Client) MarkRead(id protocol.ConversationID) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cs, err := c.conv(id)
-	if err != nil || cs == nil {
-		return err
+	if err != nil || cs == nil || cs.Request {
+		return err // a request's messages stay unread until it is accepted
 	}
 	cs.Unread, cs.ReadSeq = 0, max(cs.ReadSeq, cs.LastSeq)
 	return c.saveConv(cs)

@@ -313,6 +313,9 @@ func (c *Client) recordLater(cs *convState, m Message) error {
 		cs.Unread++
 	}
 	cs.noteExpiry(m)
+	if m.Own || m.SenderID == c.acct.User {
+		cs.accepted() // this account answered: no longer a request
+	}
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err

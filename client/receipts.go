@@ -250,8 +250,8 @@ func (c *Client) SendReceipts(ctx context.Context, convs ...protocol.Conversatio
 		if err != nil {
 			return err
 		}
-		if cs == nil || cs.Left {
-			continue
+		if cs == nil || cs.Left || cs.Request {
+			continue // a request's sender is told nothing (requests.go)
 		}
 		hist, err := c.history(id)
 		if err != nil {

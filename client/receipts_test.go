@@ -79,6 +79,11 @@ func TestReceipts(t *testing.T) {
 		if got := syncTexts(t, bob); len(got) != 3 {
 			t.Fatalf("bob got %v", got)
 		}
+		for _, d := range []*client.Client{bob, bob2} { // alice is a stranger: a request sends no receipts
+			if err := d.Accept(conv); err != nil {
+				t.Fatal(err)
+			}
+		}
 		sendReceipts(t, bob, conv)
 		sendReceipts(t, bob, conv) // nothing new: nothing sent
 		dlv, read, got := receiptView(t, alice, conv, refs...)
@@ -160,6 +165,14 @@ func receiptWorld(t *testing.T, names ...string) (*proxy, *client.Client, protoc
 	conv, err := alice.CreateConversation(ctx, "", names...)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// alice is a stranger to them: they accept her conversation (a request
+	// sends no receipts).
+	for _, o := range others {
+		syncTexts(t, o)
+		if err := o.Accept(conv); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return p, alice, conv, others
 }

@@ -34,6 +34,7 @@ const (
 	LabelLinkRequest     = "sandi v1 link request"
 	LabelDeviceList      = "sandi v1 device list record"
 	LabelDeviceListHash  = "sandi v1 device list hash"
+	LabelDeviceName      = "sandi v1 device name"
 	LabelStateKey        = "sandi v1 state key"
 	LabelStateAD         = "sandi v1 state data"
 	LabelStateSig        = "sandi v1 state signature"

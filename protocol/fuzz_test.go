@@ -588,3 +588,14 @@ func FuzzParseDeviceList(f *testing.F) {
 		checkDecoder(t, in, protocol.ParseDeviceList, (*protocol.DeviceList).Marshal)
 	})
 }
+
+func FuzzParseDeviceName(f *testing.F) {
+	id := secret.NewIdentity()
+	n := &protocol.DeviceName{User: fixedUser("alice"), Device: fixedDevice("alice"), Seq: 2, Time: fixNow * 1000, Name: "Chromium on Linux"}
+	secret.SignDeviceName(id, n)
+	f.Add(n.Marshal())
+	f.Add([]byte{protocol.Version})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		checkDecoder(t, in, protocol.ParseDeviceName, (*protocol.DeviceName).Marshal)
+	})
+}

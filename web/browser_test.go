@@ -178,6 +178,7 @@ func TestBrowserMessaging(t *testing.T) {
 	// Alice removes carol; carol can read nothing sent after.
 	alice.click("#members-button")
 	alice.click(`#member-list button[aria-label="Remove carol"]`)
+	alice.click(`#member-list [data-user="carol"] .remove`) // confirm
 	alice.wait("carol removed", `!document.getElementById("member-list").innerText.includes("carol")`)
 	alice.click("#members-close")
 	alice.send("carol has left")

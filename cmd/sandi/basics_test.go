@@ -81,6 +81,7 @@ func unread(t *testing.T, base, home string) map[string]int {
 func TestCLIReadState(t *testing.T) {
 	base, homes := cliWorld(t, "alice", "bob")
 	a, b := homes["alice"], homes["bob"]
+	newConv(t, base, b, "alice") // alice is then no stranger to bob: no requests
 	friends := newConv(t, base, a, "--title", "friends", "bob")
 	other := newConv(t, base, a, "bob")
 	cliOK(t, base, a, "", "send", friends, "one")
@@ -266,6 +267,7 @@ func TestCLIErrorMessages(t *testing.T) {
 // once it ends.
 func TestCLIChatMarksRead(t *testing.T) {
 	base, homes := cliWorld(t, "alice", "bob")
+	newConv(t, base, homes["bob"], "alice") // no request: bob knows alice
 	conv := newConv(t, base, homes["alice"], "bob")
 	chat, in, out := startChat(t, homes["bob"], conv)
 	cliOK(t, base, homes["alice"], "", "send", conv, "while you chat")

@@ -36,6 +36,9 @@ func cmdChat(ctx context.Context, e *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := e.noteRequests([]protocol.ConversationID{id}); err != nil {
+		return err
+	}
 	if in, out, ok := e.terminals(); ok && !e.g.json {
 		return chatTUI(ctx, e, id, items, synced.Failures, in, out)
 	}
@@ -66,6 +69,9 @@ func cmdChat(ctx context.Context, e *cli, args []string) error {
 	defer e.c.MarkRead(id)       // what arrived while the chat ran was printed
 	if !e.g.json {
 		fmt.Fprintln(e.stderr, "-- type a message and press Enter; /quit to leave --")
+		if e.requests[id] {
+			fmt.Fprintln(e.stderr, requestNote(id))
+		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

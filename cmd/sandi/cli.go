@@ -81,6 +81,9 @@ type cli struct {
 	// that does not change them (history, search), each read once; nil:
 	// read them every time.
 	hist map[protocol.ConversationID][]client.Message
+	// requests marks the conversations that are message requests, for
+	// printMessage (filled by noteRequests).
+	requests map[protocol.ConversationID]bool
 }
 
 type command func(ctx context.Context, e *cli, args []string) error
@@ -121,6 +124,10 @@ var commands = map[string]command{
 	"rename":        cmdRename,
 	"timer":         cmdTimer,
 	"conversations": cmdList,
+	"requests":      cmdRequests,
+	"block":         cmdBlock,
+	"unblock":       cmdUnblock,
+	"blocked":       cmdBlocked,
 	"read-receipts": cmdReadReceipts,
 }
 
@@ -140,7 +147,7 @@ func (e *cli) open() error {
 		return fmt.Errorf("state directory %s: %w", e.g.home, err)
 	}
 	host, _ := os.Hostname()
-	e.c, err = client.Open(client.Options{Server: server, Storage: st, DeviceName: "cli@" + host})
+	e.c, err = client.Open(client.Options{Server: server, Storage: st, DeviceName: "CLI on " + host})
 	if err != nil {
 		st.Close()
 	}
@@ -318,8 +325,11 @@ func cmdDevices(ctx context.Context, e *cli, args []string) (err error) {
 	if len(args) > 0 && args[0] == "remove" {
 		return cmdDevicesRemove(ctx, e, args[1:])
 	}
+	if len(args) > 0 && args[0] == "rename" {
+		return cmdDevicesRename(ctx, e, args[1:])
+	}
 	if len(args) != 0 {
-		return usageError{"usage: sandi devices [remove ID]"}
+		return usageError{"usage: sandi devices [remove ID | rename ID NAME...]"}
 	}
 	if err := e.open(); err != nil {
 		return err
@@ -427,6 +437,9 @@ func cmdList(ctx context.Context, e *cli, args []string) error {
 			title = "-"
 		}
 		line := fmt.Sprintf("%s  %-20s  %s  (%d unread)%s", cv.ID, title, untrustedList(cv.Members), cv.Unread, statusMark(cv.Status))
+		if cv.Request {
+			line += "  [request from " + untrustedName(cv.From) + ": sandi requests]"
+		}
 		if err := e.out(cv, e.wrap(line)); err != nil {
 			return err
 		}
@@ -529,6 +542,9 @@ func (e *cli) printMessage(m client.Message) error {
 			strings.Join(wrapHanging(conv+untrustedName(m.Sender)+` set the title to "`+untrusted(m.Text)+`"`, e.width(), messageCont), "\n"))
 	}
 	v := map[string]any{"conversation": m.Conversation, "seq": m.Seq, "sender": m.Sender, "text": m.Text, "sentAt": m.SentAt, "attachments": attachmentsJSON(m.Attachments)}
+	if e.requests[m.Conversation] {
+		v["request"] = true
+	}
 	actionJSON(v, m)
 	return e.out(v, framed(conv+untrustedName(m.Sender)+": ", m.Text, messageCont, e.width())+e.attachmentLines(m.Attachments)+e.actionLines(m))
 }
@@ -576,6 +592,13 @@ func (e *cli) syncPrint(ctx context.Context, only *protocol.ConversationID) erro
 	if only != nil {
 		lines = slices.DeleteFunc(lines, func(l client.Line) bool { return l.Conversation != *only })
 	}
+	convs := make([]protocol.ConversationID, 0, len(res.Messages))
+	for _, m := range res.Messages {
+		convs = append(convs, m.Conversation)
+	}
+	if nerr := e.noteRequests(convs); nerr != nil {
+		return nerr
+	}
 	for _, m := range res.Messages {
 		if only != nil && m.Conversation != *only {
 			continue
@@ -598,6 +621,7 @@ func (e *cli) syncPrint(ctx context.Context, only *protocol.ConversationID) erro
 			return err
 		}
 	}
+	e.noteRequestsPrinted(printed)
 	if err == nil {
 		e.sendReceipts(ctx, res.Messages) // delivered, and read unless --peek
 	}

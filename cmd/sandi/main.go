@@ -71,6 +71,9 @@ Account and devices:
                               device list names them (only those get new messages)
   devices remove ID           remove another device of the account (ID: its id or
                               4+ characters of it): it is revoked at once
+  devices rename ID NAME...   rename a device of the account (at most 64 bytes); the
+                              name is signed by the account's key, so the server
+                              cannot change it unnoticed
   sessions                    list every device signed in to the account, KEYLESS
                               ones (signed in with the password, never linked) too
   sessions remove ID          sign out a session the signed device list does not name
@@ -135,6 +138,17 @@ Conversations:
   read-receipts [on|off]      show or set whether this device tells the others
                               that you read their messages (delivered receipts
                               are always sent; sync and chat send both)
+
+Requests and blocks:
+  requests                    list message requests: conversations started by
+                              someone you share no other conversation with; their
+                              messages are not marked read until you accept one
+  requests accept|delete|block CONV
+                              accept a request, or leave it and erase it here
+                              (delete), and also block its sender (block)
+  block USER                  the server refuses USER's new conversations with you
+  unblock USER                lift a block
+  blocked                     list the accounts you blocked
 
 Trust:
   verify USER [--number DIGITS]

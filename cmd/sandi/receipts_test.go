@@ -11,6 +11,7 @@ import (
 func TestCLIReceipts(t *testing.T) {
 	base, homes := cliWorld(t, "alice", "bob")
 	a, b := homes["alice"], homes["bob"]
+	newConv(t, base, b, "alice") // no request (which sends no receipts): bob knows alice
 	conv := newConv(t, base, a, "bob")
 	cliOK(t, base, a, "", "send", conv, "first")
 	cliOK(t, base, b, "", "sync")

@@ -38,6 +38,7 @@ type serveConfig struct {
 	limits                   server.Config // the limits set from flags
 	// Pre-key limits (server.Config; 0 takes the default).
 	claimRate, claimOneTime, targetOneTime, maxOneTime, uploadRate int
+	newContacts                                                    int
 	sessionIdle                                                    time.Duration // negative: tokens never expire
 	// Attachment blobs: where (see openBlobStore) and their limits.
 	blobs              string
@@ -97,6 +98,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	durFlag(&l.IdleTimeout, "idle-timeout", "SANDI_IDLE_TIMEOUT", 90*time.Second, "time an idle keep-alive connection stays open")
 	intFlag(&c.claimRate, "claim-rate", "SANDI_CLAIM_RATE", 0, "key claims a minute per device and per account, 0: the default, 120; negative turns every claim limit off")
 	intFlag(&c.claimOneTime, "claim-onetime-per-hour", "SANDI_CLAIM_ONETIME_PER_HOUR", 0, "claims with one-time keys an account makes of one user an hour, 0: the default, 10")
+	intFlag(&c.newContacts, "new-contacts-per-day", "SANDI_NEW_CONTACTS_PER_DAY", 0, "accounts one account may add to conversations in 24 hours while sharing none with them, 0: the default, 100; negative: no cap")
 	intFlag(&c.targetOneTime, "target-onetime-per-hour", "SANDI_TARGET_ONETIME_PER_HOUR", 0, "claims with one-time keys all accounts make of one user an hour, 0: the default, 60")
 	intFlag(&c.maxOneTime, "max-onetime-keys", "SANDI_MAX_ONETIME_KEYS", 0, "one-time pre-keys a device may hold, 0: the default, 200; negative: no cap")
 	intFlag(&c.uploadRate, "upload-rate", "SANDI_UPLOAD_RATE", 0, "bundle and one-time key uploads a minute per device, 0: the default, 60")
@@ -335,6 +337,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg.TrustedProxies = c.trustedProxies
 	cfg.SessionIdle = c.sessionIdle
 	cfg.ClaimPerMinute, cfg.ClaimOneTimePerHour, cfg.TargetOneTimePerHour = c.claimRate, c.claimOneTime, c.targetOneTime
+	cfg.NewContactsPerDay = c.newContacts
 	cfg.MaxOneTimeKeys, cfg.UploadPerMinute = c.maxOneTime, c.uploadRate
 	// /metrics names routes, counts and load: it is served on the API
 	// address only behind a token, else only on --metrics-addr.

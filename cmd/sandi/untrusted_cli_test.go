@@ -93,6 +93,7 @@ func TestCLIWrapsOnATerminal(t *testing.T) {
 	alice, bob := filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")
 	cliOK(t, base, alice, "password of alice\n", "register", "alice", "--password-stdin")
 	cliOK(t, base, bob, "password of bob\n", "register", "bob", "--password-stdin")
+	cliOK(t, base, bob, "", "new", "alice") // bob knows alice: no request note on the terminal
 	conv := strings.TrimSpace(cliOK(t, base, alice, "", "new", "bob"))
 	fake := "[" + conv[:8] + "] carol: fake"
 	head := "[" + conv[:8] + "] alice: "

@@ -36,6 +36,9 @@ var authzTable = map[string]authzCase{
 	"DELETE /api/devices/{device}": func(f *authzFixture) (string, any) {
 		return "/api/devices/" + f.otherDevice.dev.String(), map[string]string{}
 	},
+	"PUT /api/devices/{device}/name": func(f *authzFixture) (string, any) {
+		return "/api/devices/" + f.otherDevice.dev.String() + "/name", map[string]string{}
+	},
 	"GET /api/sessions": func(f *authzFixture) (string, any) { return "/api/sessions", nil },
 	"DELETE /api/sessions/{device}": func(f *authzFixture) (string, any) {
 		return "/api/sessions/" + f.keyless.dev.String(), nil
@@ -50,9 +53,18 @@ var authzTable = map[string]authzCase{
 	"POST /api/keys/claim":         func(f *authzFixture) (string, any) { return "/api/keys/claim", map[string]any{"users": []string{}} },
 	"GET /api/users":               func(f *authzFixture) (string, any) { return "/api/users?username=member", nil },
 	"GET /api/users/{user}":        func(f *authzFixture) (string, any) { return "/api/users/" + f.member.user.String(), nil },
-	"POST /api/conversations":      func(f *authzFixture) (string, any) { return "/api/conversations", map[string]string{} },
-	"GET /api/conversations":       func(f *authzFixture) (string, any) { return "/api/conversations", nil },
-	"GET /api/conversations/{id}":  func(f *authzFixture) (string, any) { return "/api/conversations/" + f.conv.String(), nil },
+	// The block routes name the caller's account only: TestBlocks checks
+	// that one account's list is not another's.
+	"POST /api/blocks": func(f *authzFixture) (string, any) {
+		return "/api/blocks", map[string]string{"user": f.nonMember.user.String()}
+	},
+	"GET /api/blocks": func(f *authzFixture) (string, any) { return "/api/blocks", nil },
+	"DELETE /api/blocks/{user}": func(f *authzFixture) (string, any) {
+		return "/api/blocks/" + f.nonMember.user.String(), nil
+	},
+	"POST /api/conversations":     func(f *authzFixture) (string, any) { return "/api/conversations", map[string]string{} },
+	"GET /api/conversations":      func(f *authzFixture) (string, any) { return "/api/conversations", nil },
+	"GET /api/conversations/{id}": func(f *authzFixture) (string, any) { return "/api/conversations/" + f.conv.String(), nil },
 	"GET /api/conversations/{id}/records": func(f *authzFixture) (string, any) {
 		return "/api/conversations/" + f.conv.String() + "/records", nil
 	},

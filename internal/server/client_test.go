@@ -70,6 +70,7 @@ type apiError struct {
 	Missing      []string `json:"missing"`
 	Extra        []string `json:"extra"`
 	CurrentEpoch *uint64  `json:"currentEpoch"`
+	Users        []string `json:"users"`
 }
 
 func (a *apiError) Error() string { return fmt.Sprintf("%d %s: %s", a.Status, a.Code, a.Detail) }

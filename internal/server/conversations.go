@@ -203,6 +203,10 @@ func (s *Server) createConversation(w http.ResponseWriter, r *http.Request, c *c
 	if err != nil {
 		return err
 	}
+	// Last of the checks: it records first contacts (§16.3).
+	if err := s.admit(r, c.user(), chain.Members()); err != nil {
+		return err
+	}
 	now := s.now()
 	nc := store.NewConversation{
 		ID: chain.Conversation, Genesis: store.RecordRow{Seq: 0, Encoded: req.Genesis}, Head: chain.Head,
@@ -364,6 +368,11 @@ func (s *Server) changeMembership(w http.ResponseWriter, r *http.Request, c *cal
 	}
 	if rec.Op == protocol.OpAdd || rec.Op.IsRekey() {
 		if err := s.checkIdentities(r.Context(), rec.Members); err != nil {
+			return err
+		}
+	}
+	if rec.Op == protocol.OpAdd {
+		if err := s.admit(r, c.user(), rec.Members); err != nil {
 			return err
 		}
 	}

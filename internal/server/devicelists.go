@@ -219,3 +219,44 @@ func nonNil[T any](s []T) []T {
 	}
 	return slices.Clip(s)
 }
+
+// putDeviceName answers PUT /api/devices/{device}/name: a device name
+// record (§12.5) of a device of the caller's account, signed by the
+// account's identity key, with a seq above the stored one.
+func (s *Server) putDeviceName(w http.ResponseWriter, r *http.Request, c *call) error {
+	dev, err := protocol.ParseDeviceID(r.PathValue("device"))
+	if err != nil {
+		return problem(http.StatusNotFound, CodeNotFound, "no such device", err)
+	}
+	var req struct {
+		Record B64 `json:"record"`
+	}
+	if err := decode(r, &req, s.cfg.MaxBodyBytes); err != nil {
+		return err
+	}
+	n, err := protocol.ParseDeviceName(req.Record)
+	if err != nil {
+		return badRequest("record: "+err.Error(), err)
+	}
+	u, err := s.store.User(r.Context(), c.user())
+	if err != nil {
+		return err
+	}
+	if u.Identity == nil {
+		return errKeysRequired
+	}
+	if err := n.Verify(c.user(), dev, *u.Identity); err != nil {
+		return problem(http.StatusBadRequest, CodeBadSignature, err.Error(), err)
+	}
+	err = s.store.SetDeviceName(r.Context(), c.user(), dev, n.Name, n.Seq, req.Record)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return problem(http.StatusNotFound, CodeNotFound, "no such device of this account", err)
+	case errors.Is(err, store.ErrConflict):
+		return problem(http.StatusConflict, CodeConflict, "the device has a newer name record: fetch it and sign the next", err)
+	case err != nil:
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

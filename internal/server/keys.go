@@ -335,6 +335,9 @@ type deviceInfo struct {
 	CreatedAt    int64             `json:"createdAt"`
 	SignedPreKey B64               `json:"signedPreKey,omitempty"`
 	LastResort   B64               `json:"lastResort,omitempty"`
+	// NameRecord is the device's signed name (§12.5), served to the
+	// account's own devices only.
+	NameRecord B64 `json:"nameRecord,omitempty"`
 }
 
 type userInfo struct {
@@ -374,7 +377,23 @@ func (s *Server) getUser(w http.ResponseWriter, r *http.Request, c *call) error 
 		return problem(http.StatusNotFound, CodeNotFound, "no such user", err)
 	}
 	u, err := s.store.User(r.Context(), id)
-	return s.writeUser(w, r, u, err)
+	if err != nil || id != c.user() {
+		return s.writeUser(w, r, u, err)
+	}
+	// The account's own devices also get the signed names of its devices.
+	info, err := s.userInfo(r, u)
+	if err != nil {
+		return err
+	}
+	names, err := s.store.DeviceNames(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	for i := range info.Devices {
+		info.Devices[i].NameRecord = names[info.Devices[i].ID]
+	}
+	s.writeJSON(w, http.StatusOK, info)
+	return nil
 }
 
 // findUser looks a user up by exact username: GET /api/users?username=NAME.

@@ -24,6 +24,7 @@ type Problem struct {
 	// Extensions, present for some codes.
 	Missing      []string `json:"missing,omitempty"`
 	Extra        []string `json:"extra,omitempty"`
+	Users        []string `json:"users,omitempty"` // blocked: the users who refuse
 	CurrentEpoch *uint64  `json:"currentEpoch,omitempty"`
 	RetryAfter   int      `json:"retryAfter,omitempty"`
 

@@ -122,6 +122,12 @@ type Config struct {
 	BlobUploadsPerMinute int
 	BlobTransferTimeout  time.Duration
 
+	// NewContactsPerDay caps the accounts one account may name in new
+	// conversations and member additions while sharing no conversation
+	// with them, in any 24 hours (default 100; negative: no cap). See
+	// blocks.go.
+	NewContactsPerDay int
+
 	// SessionIdle is how long a token may go unused before it expires
 	// (default 90 days; negative: never). See sessions.go.
 	SessionIdle time.Duration
@@ -145,6 +151,9 @@ func (c *Config) defaults() {
 	}
 	if c.LowPreKeys == 0 {
 		c.LowPreKeys = 20
+	}
+	if c.NewContactsPerDay == 0 {
+		c.NewContactsPerDay = 100
 	}
 	if c.Argon2Time == 0 {
 		c.Argon2Time, c.Argon2MemKiB, c.Argon2Threads = 2, 19*1024, 1

@@ -400,6 +400,7 @@ type Store interface {
 	Links
 	Blobs
 	Archives
+	Contacts
 
 	// Incarnation returns the current incarnation (the last of
 	// Incarnations), as it was when the store opened or after its own

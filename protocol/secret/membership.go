@@ -25,3 +25,8 @@ func SignRekey(newID, old *IdentityPrivateKey, rec *protocol.Record) {
 	rec.Cosignature = old.Sign(rec.CosignedData())
 	rec.Signature = newID.Sign(rec.SignedData())
 }
+
+// SignDeviceName sets n.Signature with the account's identity key (§12.5).
+func SignDeviceName(id *IdentityPrivateKey, n *protocol.DeviceName) {
+	n.Signature = id.Sign(n.SignedData())
+}

@@ -83,6 +83,7 @@ func TestVectors(t *testing.T) {
 		vecCase("padding.json", vecGenPadding, vecReplayPadding),
 		vecCase("link.json", vecGenLink, vecReplayLink),
 		vecCase("devicelist.json", vecGenDeviceLists, vecReplayDeviceLists),
+		vecCase("devicename.json", vecGenDeviceNames, vecReplayDeviceNames),
 		vecCase("keys.json", vecGenKeys, vecReplayKeys),
 		vecCase("state.json", vecGenState, vecReplayState),
 		vecCase("attach.json", vecGenAttach, vecReplayAttach),
@@ -1954,6 +1955,100 @@ func vecReplayDeviceLists(t *testing.T, f *vecDeviceListFile) {
 	}
 	for _, v := range f.Invalid {
 		if _, err := protocol.ParseDeviceList(v.Encoded); err == nil {
+			t.Errorf("invalid encoding (%s) decodes", v.Reason)
+		}
+	}
+}
+
+// ---- devicename.json ----
+
+const vecDeviceNameDescription = `Signed device names of one account (protocol.md §12.5). All integers are big-endian, all byte strings hex. ` +
+	`Inputs: the account (user, Ed25519 identity seed) and, per record, device, seq, time (Unix milliseconds) and name (UTF-8). ` +
+	`signed_data = "sandi v1 device name" || encoded without its signature; signature = Ed25519 signature of signed_data by the identity seed; ` +
+	`encoded = 0x01 || user || device || seq (u64) || time (u64) || name length (u8) || name || signature (64). ` +
+	`invalid holds encodings that a decoder MUST refuse, each with the rule it breaks. Everything is implementation-independent.`
+
+type vecDeviceNameFile struct {
+	vecHeader
+	User         protocol.UserID      `json:"user"`
+	IdentitySeed vecHex               `json:"identity_seed"`
+	Identity     vecHex               `json:"identity_public"`
+	Vectors      []vecDeviceName      `json:"vectors"`
+	Invalid      []vecInvalidEncoding `json:"invalid"`
+}
+
+func (f *vecDeviceNameFile) sizes() map[string]int {
+	return map[string]int{"names": len(f.Vectors), "invalid encodings": len(f.Invalid)}
+}
+
+type vecDeviceName struct {
+	Device     protocol.DeviceID `json:"device"`
+	Seq        uint64            `json:"seq"`
+	Time       int64             `json:"time"`
+	Name       string            `json:"name"`
+	SignedData vecHex            `json:"signed_data"`
+	Signature  vecHex            `json:"signature"`
+	Encoded    vecHex            `json:"encoded"`
+}
+
+func vecGenDeviceNames(t *testing.T) *vecDeviceNameFile {
+	id := vecIdentity(t, "alice")
+	f := &vecDeviceNameFile{vecHeader: vecHeader{vecDeviceNameDescription}, User: vecUser("alice"), IdentitySeed: id.Seed(), Identity: vecPub(id)}
+	for i, v := range []struct {
+		dev  string
+		name string
+	}{{"alice laptop", "CLI on laptop"}, {"alice phone", "Chromium on Android"}, {"alice phone", "téléphone de travail"}, {"alice laptop", strings.Repeat("n", protocol.MaxDeviceNameBytes)}} {
+		n := &protocol.DeviceName{User: f.User, Device: vecDevice(v.dev), Seq: uint64(i/2 + 1), Time: vecNowMS + int64(i)*60_000, Name: v.name}
+		SignDeviceName(id, n)
+		f.Vectors = append(f.Vectors, vecDeviceName{Device: n.Device, Seq: n.Seq, Time: n.Time, Name: n.Name, SignedData: n.SignedData(), Signature: n.Signature[:], Encoded: n.Marshal()})
+	}
+	good := f.Vectors[0].Encoded
+	const nameLen = 1 + 16 + 16 + 8 + 8 // offset of the name length
+	mut := func(reason string, m func(b []byte) []byte) {
+		f.Invalid = append(f.Invalid, vecInvalidEncoding{Reason: reason, Encoded: m(bytes.Clone(good))})
+	}
+	mut("version 2", func(b []byte) []byte { b[0] = 2; return b })
+	mut("zero user id", func(b []byte) []byte { clear(b[1:17]); return b })
+	mut("zero device id", func(b []byte) []byte { clear(b[17:33]); return b })
+	mut("seq 0", func(b []byte) []byte { clear(b[33:41]); return b })
+	mut("empty name", func(b []byte) []byte { return append(append(b[:nameLen], 0), b[nameLen+1+int(b[nameLen]):]...) })
+	mut("name over 64 bytes", func(b []byte) []byte {
+		rest := bytes.Clone(b[nameLen+1+int(b[nameLen]):])
+		return append(append(append(b[:nameLen], 65), bytes.Repeat([]byte("n"), 65)...), rest...)
+	})
+	mut("control character in the name", func(b []byte) []byte { b[nameLen+1] = 0x1b; return b })
+	mut("name not UTF-8", func(b []byte) []byte { b[nameLen+1] = 0xff; return b })
+	mut("trailing byte", func(b []byte) []byte { return append(b, 0) })
+	mut("truncated signature", func(b []byte) []byte { return b[:len(b)-1] })
+	return f
+}
+
+func vecReplayDeviceNames(t *testing.T, f *vecDeviceNameFile) {
+	id, err := IdentityFromSeed(f.IdentitySeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vecEq(t, "identity_public", vecPub(id), f.Identity)
+	for i, v := range f.Vectors {
+		what := fmt.Sprintf("name %d", i)
+		n := &protocol.DeviceName{User: f.User, Device: v.Device, Seq: v.Seq, Time: v.Time, Name: v.Name}
+		SignDeviceName(id, n)
+		vecEq(t, what+" signed_data", n.SignedData(), v.SignedData)
+		vecEq(t, what+" signature", n.Signature[:], v.Signature)
+		vecEq(t, what+" encoded", n.Marshal(), v.Encoded)
+		parsed, err := protocol.ParseDeviceName(v.Encoded)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if err := parsed.Verify(f.User, v.Device, id.Public()); err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+		if err := parsed.Verify(f.User, vecDevice("someone else's"), id.Public()); !errors.Is(err, protocol.ErrBadDeviceName) {
+			t.Errorf("%s verifies for another device: %v", what, err)
+		}
+	}
+	for _, v := range f.Invalid {
+		if _, err := protocol.ParseDeviceName(v.Encoded); err == nil {
 			t.Errorf("invalid encoding (%s) decodes", v.Reason)
 		}
 	}

@@ -8,6 +8,7 @@
   const $ = (id) => document.getElementById(id);
   const trust = () => window.sandiTrust || {}; // trust.js: identity trust and alarms
   const actions = () => window.sandiActions || {}; // actions.js: replies, reactions, edits, deletes
+  const requests = () => window.sandiRequests || {}; // requests.js: message requests and blocks
   const attach = () => window.sandiAttach; // attach.js: files, images and voice notes
   const timeline = () => window.sandiTimeline || {}; // timeline.js: lines, dates, links, timer
   const offline = () => window.sandiOffline || { onChange() {} }; // offline.js: the connection indicator
@@ -159,7 +160,7 @@
     const ua = navigator.userAgent;
     const browser = /Edg\//.test(ua) ? "Edge" : /Chrom/.test(ua) ? "Chromium" : /Firefox\//.test(ua) ? "Firefox" : /Safari\//.test(ua) ? "Safari" : "Browser";
     const os = /Android/.test(ua) ? "Android" : /iPhone|iPad/.test(ua) ? "iOS" : /Mac OS/.test(ua) ? "macOS" : /Windows/.test(ua) ? "Windows" : /Linux/.test(ua) ? "Linux" : "";
-    return "web: " + browser + (os ? " on " + os : "");
+    return browser + (os ? " on " + os : "");
   }
 
   async function loadModule() {
@@ -368,6 +369,7 @@
     const all = st.order.filter((id) => st.convs.has(id));
     all.sort((a, b) => activity(b) - activity(a));
     st.order = all.concat(st.order.filter((id) => !all.includes(id)));
+    if (requests().draw) requests().draw(all.map((id) => st.convs.get(id)).filter((c) => c.request && !c.left));
     const ids = all.filter((id) => list().matches(convName(st.convs.get(id))));
     $("conv-empty").hidden = all.length > 0;
     // Rows are updated in place and moved only when their place changes.
@@ -386,6 +388,7 @@
       rows.delete(id);
       const a = li.firstChild;
       a.querySelector(".conv-name").textContent = convName(c);
+      if (requests().tag) requests().tag(a, c);
       const last = c.last;
       const lastText = !last ? "No messages yet" :
         last.type === "title" ? `${last.sender} named it “${last.text}”` : `${last.sender}: ${attach().summary(last)}`;
@@ -645,6 +648,7 @@
     $("chat-title").textContent = convName(c);
     $("chat-members").textContent = (c.members || []).join(", ");
     $("chat-left").hidden = !c.left;
+    if (requests().bar) requests().bar(c);
     if (c.left) $("chat-left").textContent = (c.status === "removed" ? "You were removed from this conversation." : "You are no longer a member of this conversation.") + " You can read what was sent while you were a member; nothing new reaches you, and you cannot send.";
     const blocked = !!c.left || !!(trust().blocked && trust().blocked(c.id));
     $("composer-input").disabled = blocked;
@@ -923,6 +927,12 @@
     if (st.membersOpen) $("members-close").focus();
   });
   $("members-close").addEventListener("click", () => { setMembersOpen(false); $("members-button").focus(); });
+  // Escape closes the members panel, whatever inside it has the focus.
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key !== "Escape" || !st.membersOpen || ev.defaultPrevented) return;
+    setMembersOpen(false);
+    $("members-button").focus();
+  });
 
   function drawMembers() {
     const c = st.convs.get(st.current);
@@ -937,7 +947,7 @@
         (c.admins || []).includes(name) ? el("span", { class: "tag", text: "admin" }) : null,
         me || !trust().memberState ? null : trust().memberState(name),
         me ? null : el("a", { href: "#/safety/" + encodeURIComponent(name), class: "small", "aria-label": "Safety number with " + name, text: "Safety number" }),
-        admin && !me ? el("button", { type: "button", class: "remove", "aria-label": "Remove " + name, text: "Remove", onclick: () => removeMember(name) }) : null));
+        admin && !me ? el("button", { type: "button", class: "remove", "aria-label": "Remove " + name, text: "Remove", onclick: (ev) => removeMember(name, ev.currentTarget) }) : null));
     }
     $("add-member-form").hidden = !admin;
     if (timeline().drawTimer) timeline().drawTimer(c);
@@ -945,8 +955,14 @@
     delete $("leave-button").dataset.confirm;
   }
 
-  async function removeMember(name) {
+  async function removeMember(name, button) {
     $("members-error").textContent = "";
+    if (button && !button.dataset.confirm) {
+      button.dataset.confirm = "1";
+      button.textContent = "Remove " + name + "?";
+      button.setAttribute("aria-label", "Confirm: remove " + name + " from this conversation");
+      return;
+    }
     try {
       await sandi.removeMember(st.current, name);
       await loadConversations();
@@ -1088,6 +1104,7 @@
           el("span", { class: "muted small", text: d.createdAt ? "added " + fmtTime(d.createdAt) : "no keys yet" }),
           d.listed ? null : el("span", { class: "tag", text: "not in the signed list" }),
           d.current ? el("span", { class: "tag", text: "this browser" }) : null,
+          requests().renameControl ? requests().renameControl(d, openDevices) : null,
           remove));
       }
       for (const s of sessions) {
@@ -1239,7 +1256,7 @@
   }
 
   // What trust.js borrows.
-  window.sandiApp = { st, el, errorText, fmtTime, convName, drawChatHeader, drawMembers, openSafety, refresh, sendPending, dropPending, messageNode, queueNode, route, logout };
+  window.sandiApp = { st, el, errorText, loadConversations, fmtTime, convName, drawChatHeader, drawMembers, openSafety, refresh, sendPending, dropPending, messageNode, queueNode, route, logout };
 
   boot();
 })();

@@ -155,6 +155,9 @@ func main() {
 			return a.with(func(ctx context.Context, c *client.Client) (any, error) { return nil, c.DisableBackup(ctx) })
 		},
 	}
+	for name, f := range a.requestFuncs() {
+		api[name] = f
+	}
 	obj := js.Global().Get("Object").New()
 	for name, f := range api {
 		obj.Set(name, js.FuncOf(func(_ js.Value, args []js.Value) any { return promise(func() (any, error) { return f(args) }) }))

@@ -49,6 +49,8 @@ var copyTables = []copyTable{
 	// Account archives (backups, transfers); their ciphertext is in the
 	// blob store too.
 	{name: "archives"},
+	{name: "blocks"},
+	{name: "new_contacts"},
 }
 
 type copyTable struct {

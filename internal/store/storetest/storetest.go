@@ -103,6 +103,8 @@ func Run(t *testing.T, open Opener) {
 		{"BlobQuotaRace", testBlobQuotaRace},
 		{"BlobPartsConcurrent", testBlobPartsConcurrent},
 		{"Archives", testArchives},
+		{"Contacts", testContacts},
+		{"DeviceNames", testDeviceNames},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, open) })

@@ -1,0 +1,129 @@
+package server_test
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"sandi.dev/internal/server"
+	"sandi.dev/protocol"
+)
+
+type blocksAnswer struct {
+	Blocks []struct {
+		User     protocol.UserID `json:"user"`
+		Username string          `json:"username"`
+	} `json:"blocks"`
+}
+
+// convIDs lists the conversations d's account is a member of.
+func (d *device) convIDs() []protocol.ConversationID {
+	var out struct {
+		Conversations []struct {
+			ID protocol.ConversationID `json:"id"`
+		} `json:"conversations"`
+	}
+	d.must("GET", "/api/conversations", nil, &out)
+	var ids []protocol.ConversationID
+	for _, c := range out.Conversations {
+		ids = append(ids, c.ID)
+	}
+	return ids
+}
+
+// TestBlocks: a user that alice blocked can neither start a conversation
+// with her nor add her to one; the refusal names her and changes nothing.
+// The block list is the account's (another device of it sees it, another
+// account does not), goes one way, and unblocking lifts it.
+func TestBlocks(t *testing.T) {
+	forEachDB(t, server.Config{}, func(t *testing.T, e *env) {
+		alice, bob, carol := e.register("alice"), e.register("bob"), e.register("carol")
+		alice.must("POST", "/api/blocks", map[string]any{"user": bob.user}, nil)
+		alice.must("POST", "/api/blocks", map[string]any{"user": bob.user}, nil) // again: no change
+
+		_, err := bob.create([]*device{alice})
+		a := wantCode(t, err, 403, server.CodeBlocked)
+		if !slices.Equal(a.Users, []string{alice.user.String()}) {
+			t.Fatalf("the refusal names %v, want alice", a.Users)
+		}
+		_, err = bob.create([]*device{carol, alice})
+		wantCode(t, err, 403, server.CodeBlocked)
+		if ids := alice.convIDs(); len(ids) != 0 {
+			t.Fatalf("alice is in %d conversations after refused creations", len(ids))
+		}
+		if ids := carol.convIDs(); len(ids) != 0 {
+			t.Fatalf("a refused creation left carol %d conversations", len(ids))
+		}
+		conv, err := bob.create([]*device{carol})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = bob.change(conv, protocol.OpAdd, []protocol.Member{alice.member(protocol.RoleMember)}, nil)
+		wantCode(t, err, 403, server.CodeBlocked)
+		if ids := alice.convIDs(); len(ids) != 0 {
+			t.Fatal("a refused addition made alice a member")
+		}
+
+		// One way: alice may still start a conversation with bob.
+		if _, err := alice.create([]*device{bob}); err != nil {
+			t.Fatalf("the blocker starting a conversation: %v", err)
+		}
+		// The account's list, not the device's; bob cannot read it.
+		var bl blocksAnswer
+		e.login("alice", alice.id).must("GET", "/api/blocks", nil, &bl)
+		if len(bl.Blocks) != 1 || bl.Blocks[0].User != bob.user || bl.Blocks[0].Username != "bob" {
+			t.Fatalf("alice's other device sees %+v", bl)
+		}
+		bob.must("GET", "/api/blocks", nil, &bl)
+		if len(bl.Blocks) != 0 {
+			t.Fatalf("bob sees a block list of %d", len(bl.Blocks))
+		}
+		wantCode(t, bob.do("DELETE", "/api/blocks/"+alice.user.String(), nil, nil), 404, server.CodeNotFound)
+		wantCode(t, bob.do("POST", "/api/blocks", map[string]any{"user": bob.user}, nil), 400, server.CodeBadRequest)
+		wantCode(t, bob.do("POST", "/api/blocks", map[string]any{"user": protocol.NewUserID()}, nil), 404, server.CodeNotFound)
+
+		alice.must("DELETE", "/api/blocks/"+bob.user.String(), nil, nil)
+		if _, err := bob.create([]*device{alice}); err != nil {
+			t.Fatalf("after unblocking: %v", err)
+		}
+	})
+}
+
+// TestNewContactsCap: one account cannot put more strangers into
+// conversations than the cap in 24 hours (the probe that created a
+// conversation with 301 strangers); members of a shared conversation do
+// not count, a refusal changes nothing, and the window passes.
+func TestNewContactsCap(t *testing.T) {
+	forEachDB(t, server.Config{NewContactsPerDay: 3}, func(t *testing.T, e *env) {
+		spammer, friend := e.register("spammer"), e.register("friend")
+		var strangers []*device
+		for i := range 5 {
+			strangers = append(strangers, e.register("stranger"+string(rune('a'+i))))
+		}
+		if _, err := friend.create([]*device{spammer}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := spammer.create(strangers[:4])
+		wantCode(t, err, 429, server.CodeTooManyContacts)
+		for _, s := range strangers[:4] {
+			if len(s.convIDs()) != 0 {
+				t.Fatal("a refused creation reached a stranger")
+			}
+		}
+		// friend shares a conversation: three strangers and a friend pass.
+		conv, err := spammer.create(append([]*device{friend}, strangers[:3]...))
+		if err != nil {
+			t.Fatalf("up to the cap: %v", err)
+		}
+		err = spammer.change(conv, protocol.OpAdd, []protocol.Member{strangers[3].member(protocol.RoleMember)}, nil)
+		wantCode(t, err, 429, server.CodeTooManyContacts)
+		// The same strangers again are no new contacts.
+		if _, err := spammer.create(strangers[:2]); err != nil {
+			t.Fatalf("the same users again: %v", err)
+		}
+		e.clock.now = e.clock.now.Add(24*time.Hour + time.Minute)
+		if err := spammer.change(conv, protocol.OpAdd, []protocol.Member{strangers[3].member(protocol.RoleMember)}, nil); err != nil {
+			t.Fatalf("a day later: %v", err)
+		}
+	})
+}

@@ -1,0 +1,128 @@
+package storetest
+
+import (
+	"errors"
+	"slices"
+	"testing"
+
+	"sandi.dev/internal/store"
+	"sandi.dev/protocol"
+)
+
+// testContacts checks block lists (kept across a restart, per account, one
+// way) and the cap on first contacts: a contact counts once, a member of a
+// shared conversation never, and a call past the cap records nothing.
+func testContacts(t *testing.T, open Opener) {
+	s := open(t, nil)
+	f := newFixture(t, s)
+	alice, bob, carol := f.user(1, true), f.user(1, true), f.user(1, true)
+	if err := s.Block(f.ctx, alice.ID, bob.ID, f.tick()); err != nil {
+		t.Fatalf("block: %v", err)
+	}
+	if err := s.Block(f.ctx, alice.ID, bob.ID, f.tick()); err != nil {
+		t.Fatalf("block again: %v", err)
+	}
+	wantErr(t, "block an unknown account", s.Block(f.ctx, alice.ID, protocol.NewUserID(), f.tick()), store.ErrNotFound)
+	s.Close()
+	s = open(t, nil)
+	f.s = s
+	bl, err := s.Blocks(f.ctx, alice.ID)
+	if err != nil || len(bl) != 1 || bl[0].User != bob.ID {
+		t.Fatalf("alice's blocks after a restart = %v, %v; want bob", bl, err)
+	}
+	by, err := s.BlockedBy(f.ctx, bob.ID, []protocol.UserID{carol.ID, alice.ID})
+	if err != nil || !slices.Equal(by, []protocol.UserID{alice.ID}) {
+		t.Fatalf("blocked bob: %v, %v; want alice", by, err)
+	}
+	if by, err := s.BlockedBy(f.ctx, alice.ID, []protocol.UserID{bob.ID}); err != nil || len(by) != 0 {
+		t.Fatalf("a block goes one way: bob blocks alice = %v, %v", by, err)
+	}
+	if ok, err := s.Unblock(f.ctx, alice.ID, bob.ID); err != nil || !ok {
+		t.Fatalf("unblock = %v, %v", ok, err)
+	}
+	if ok, err := s.Unblock(f.ctx, alice.ID, bob.ID); err != nil || ok {
+		t.Fatalf("unblock again = %v, %v; want false", ok, err)
+	}
+	if by, err := s.BlockedBy(f.ctx, bob.ID, []protocol.UserID{alice.ID}); err != nil || len(by) != 0 {
+		t.Fatalf("after unblock: %v, %v", by, err)
+	}
+
+	// First contacts: alice shares a conversation with carol.
+	f.conversation(alice, carol)
+	strangers := []*acct{f.user(1, true), f.user(1, true), f.user(1, true)}
+	ids := func(as ...*acct) []protocol.UserID {
+		var out []protocol.UserID
+		for _, a := range as {
+			out = append(out, a.ID)
+		}
+		return out
+	}
+	since := f.now
+	n, err := s.NewContacts(f.ctx, alice.ID, ids(alice, carol, bob, strangers[0]), since, f.tick(), 3)
+	if err != nil || n != 2 {
+		t.Fatalf("first contacts bob and a stranger = %d, %v; want 2", n, err)
+	}
+	if n, err := s.NewContacts(f.ctx, alice.ID, ids(bob, strangers[0]), since, f.tick(), 3); err != nil || n != 0 {
+		t.Fatalf("contacting them again = %d, %v; want 0", n, err)
+	}
+	_, err = s.NewContacts(f.ctx, alice.ID, ids(strangers[1], strangers[2]), since, f.tick(), 3)
+	wantErr(t, "two more past a cap of 3", err, store.ErrTooManyContacts)
+	if n, err := s.NewContacts(f.ctx, alice.ID, ids(strangers[1]), since, f.tick(), 3); err != nil || n != 1 {
+		t.Fatalf("one more up to the cap = %d, %v (the refused call must have recorded nothing)", n, err)
+	}
+	_, err = s.NewContacts(f.ctx, alice.ID, ids(strangers[2]), since, f.tick(), 3)
+	wantErr(t, "past the cap", err, store.ErrTooManyContacts)
+	if n, err := s.NewContacts(f.ctx, alice.ID, ids(strangers[2]), f.tick(), f.tick(), 3); err != nil || n != 1 {
+		t.Fatalf("a new window = %d, %v; want 1", n, err)
+	}
+
+	// Concurrent calls of one author count one after the other.
+	more := []*acct{f.user(1, false), f.user(1, false), f.user(1, false), f.user(1, false)}
+	since = f.tick()
+	errs := atOnce(len(more), func(i int) error {
+		_, err := s.NewContacts(f.ctx, bob.ID, ids(more[i]), since, since+1, 2)
+		return err
+	})
+	ok := 0
+	for _, err := range errs {
+		if err == nil {
+			ok++
+		} else if !isTooMany(err) {
+			t.Fatalf("concurrent first contact: %v", err)
+		}
+	}
+	if ok != 2 {
+		t.Fatalf("%d concurrent first contacts passed a cap of 2", ok)
+	}
+}
+
+func isTooMany(err error) bool { return errors.Is(err, store.ErrTooManyContacts) }
+
+// testDeviceNames: a name record replaces the device's name only with a
+// higher seq, only for a device of the account, and survives a restart.
+func testDeviceNames(t *testing.T, open Opener) {
+	s := open(t, nil)
+	f := newFixture(t, s)
+	alice, bob := f.user(2, true), f.user(1, true)
+	dev := alice.Devs[1]
+	if err := s.SetDeviceName(f.ctx, alice.ID, dev, "phone", 1, []byte("record 1")); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "same seq", s.SetDeviceName(f.ctx, alice.ID, dev, "tablet", 1, []byte("record 1'")), store.ErrConflict)
+	wantErr(t, "another account's device", s.SetDeviceName(f.ctx, bob.ID, dev, "mine", 2, []byte("x")), store.ErrNotFound)
+	s.Close()
+	s = open(t, nil)
+	names, err := s.DeviceNames(f.ctx, alice.ID)
+	if err != nil || len(names) != 1 || string(names[dev]) != "record 1" {
+		t.Fatalf("names = %q, %v", names, err)
+	}
+	devs, err := s.Devices(f.ctx, alice.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range devs {
+		if d.ID == dev && d.Name != "phone" {
+			t.Fatalf("device name %q, want phone", d.Name)
+		}
+	}
+}

@@ -1,0 +1,70 @@
+package web_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+
+	"sandi.dev/client"
+)
+
+// TestBrowserRequests: a conversation from a stranger (a terminal user) is
+// marked as a request in alice's list and opens with the request bar;
+// Block removes it and the server refuses the stranger's next
+// conversation; a request from bob (another browser) is accepted. Removing
+// a member asks for confirmation, and Escape closes the members panel.
+func TestBrowserRequests(t *testing.T) {
+	requireBuilt(t)
+	url := startServer(t)
+	browser := startBrowser(t)
+	alice, bob := newUserPage(t, browser, "alice", url), newUserPage(t, browser, "bob", url)
+	mallory := newUser(t, url, "mallory")
+	newUser(t, url, "carol")
+
+	mallory.startConversation("Prize", "you won", "alice")
+	alice.waitText("#conv-list", "Request")
+	alice.waitText("#requests-count", "1 message request")
+	alice.openConversation("Prize")
+	alice.waitMessage("you won")
+	alice.waitText("#chat-request-text", "mallory started this conversation")
+	alice.screenshot("request", 375)
+	alice.click("#request-block")
+	alice.wait("the request gone", `![...document.querySelectorAll("#conv-list .conv-name")].some(n => n.innerText === "Prize") && document.getElementById("requests-count").hidden`)
+	if _, err := mallory.c.CreateConversation(context.Background(), "Again", "alice"); !client.IsCode(err, "blocked") {
+		t.Fatalf("mallory after the block: %v; want blocked", err)
+	}
+
+	bob.createConversation("alice")
+	bob.send("hi, it's bob")
+	alice.openConversation("bob")
+	alice.waitMessage("hi, it's bob")
+	alice.wait("the request bar", `!document.getElementById("chat-request").hidden`)
+	alice.click("#request-accept")
+	alice.wait("the bar gone once accepted", `document.getElementById("chat-request").hidden && !document.getElementById("conv-list").innerText.includes("Request")`)
+
+	// Remove asks first; Escape closes the panel.
+	alice.createConversation("bob", "carol")
+	alice.click("#members-button")
+	alice.waitText("#member-list", "carol")
+	alice.click(`#member-list [data-user="carol"] .remove`)
+	alice.waitText(`#member-list [data-user="carol"] .remove`, "Remove carol?")
+	alice.click(`#member-list [data-user="carol"] .remove`)
+	alice.wait("carol removed", `!document.querySelector('#member-list [data-user="carol"]')`)
+	alice.pressKey("Escape", 27)
+	alice.wait("the members panel closed by Escape", `document.getElementById("members-panel").hidden && document.activeElement.id === "members-button"`)
+	// Devices: a default name that says which browser, and a rename.
+	eval[chromedp.Void](alice, `location.hash = "#/devices"`)
+	alice.waitText("#device-list", "Chromium on Linux")
+	alice.click("#device-list .rename-device")
+	alice.wait("the rename form", `document.activeElement.classList.contains("rename-device-input")`)
+	eval[chromedp.Void](alice, `document.activeElement.value = ""`)
+	alice.typeInto(".rename-device-input", "work laptop")
+	alice.pressEnter()
+	alice.waitText("#device-list", "work laptop")
+	eval[chromedp.Void](alice, `window.__devs = null; sandi.devices().then((l) => { window.__devs = l; })`)
+	alice.wait("the new name signed", `!!window.__devs && window.__devs.some((d) => d.current && d.name === "work laptop" && d.nameSigned)`)
+	for _, p := range []*page{alice, bob} {
+		p.noProblems()
+	}
+}
