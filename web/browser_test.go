@@ -545,6 +545,11 @@ func TestBrowserHistoryPerformance(t *testing.T) {
 	scroll := alice.scrollToFirst("message 0")
 	mem := eval[map[string]float64](alice, `({ module: window.sandiModuleMemory(), heap: performance.memory ? performance.memory.usedJSHeapSize : 0, nodes: document.getElementsByTagName("*").length })`)
 	alice.consecutive(0, n)
+	// Every message was sent today: one day separator, above the first
+	// message, also after the older ones were drawn on scrolling up.
+	if got := eval[string](alice, `[...document.querySelectorAll("#messages > li")].filter((li) => li.classList.contains("day") || li.classList.contains("msg")).slice(0, 2).map((li) => li.classList.contains("day") ? "day" : li.innerText.includes("message 0") ? "first" : "other").join(",") + "," + document.querySelectorAll("#messages li.day").length`); got != "day,first,1" {
+		alice.fail("the top of the scrolled-up history reads %q, want a day separator then the first message, and one separator", got)
+	}
 	down := alice.scrollUntil(1, fmt.Sprintf("message %d", n))
 	alice.consecutive(0, n)
 	alice.screenshot("history-1000", 1280)

@@ -577,6 +577,7 @@
     // The reader stays on what they were reading.
     const top = list.scrollTop, height = list.scrollHeight;
     list.insertBefore(frag, list.firstChild);
+    if (timeline().separators) timeline().separators(list);
     list.scrollTop = top + list.scrollHeight - height;
     // The newest drawn go below the window.
     const drawn = delivered(list);
@@ -597,6 +598,7 @@
     const above = list.scrollTop - list.scrollHeight;
     for (const li of gone) li.remove();
     st.older.push(...gone.map((li) => ({ seq: Number(li.dataset.seq), node: () => li })));
+    if (timeline().separators) timeline().separators(list);
     list.scrollTop = list.scrollHeight + above;
   }
   // showNewest draws what waits below the window, for a reader sent to

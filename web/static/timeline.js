@@ -260,7 +260,7 @@
     });
   }
 
-  window.sandiTimeline = { items, decorate, afterOpen, afterIncoming, refreshLines, drawTimer, fmtTimer, lineText };
+  window.sandiTimeline = { items, decorate, afterOpen, afterIncoming, refreshLines, drawTimer, fmtTimer, lineText, separators };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
   else init();
 })();
