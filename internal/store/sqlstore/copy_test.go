@@ -229,6 +229,10 @@ func fill(t *testing.T, s *Store) *world {
 	// Bob's backup.
 	_, err = s.PutArchive(f.ctx, store.Archive{ID: hex.EncodeToString(rnd(16)), User: w.bob.id, Kind: store.ArchiveBackup, Size: 77, CreatedAt: f.tick()}, 1)
 	f.must("put archive", err)
+	// Carol blocks dave; dave names a first contact.
+	f.must("block", s.Block(f.ctx, w.carol.id, w.dave.id, f.tick()))
+	_, err = s.NewContacts(f.ctx, w.dave.id, []protocol.UserID{w.bob.id}, 0, f.tick(), 100)
+	f.must("new contacts", err)
 	return w
 }
 
