@@ -332,6 +332,24 @@ func (c *Client) memberKey(ctx context.Context, name string) (protocol.UserID, p
 	return u.ID, p.Identity, nil
 }
 
+// displayName returns a username for a user id to show (a timeline line, a
+// request's sender, a typing notice): the pin's, else the server's answer,
+// which is only shown: unlike lookup, it meets no key, so drawing a line
+// never changes what this device trusts.
+func (c *Client) displayName(ctx context.Context, id protocol.UserID) string {
+	if id == c.acct.User {
+		return c.acct.Username
+	}
+	if p := c.pins[id]; p != nil && p.Username != "" {
+		return p.Username
+	}
+	var u userInfo
+	if err := c.api.do(ctx, "GET", "/api/users/"+id.String(), nil, &u); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return id.String()
+}
+
 // usernameOf returns a remembered username for a user id ("" if unknown).
 func (c *Client) usernameOf(ctx context.Context, id protocol.UserID) string {
 	if id == c.acct.User {

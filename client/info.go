@@ -108,7 +108,7 @@ func (c *Client) Conversations(ctx context.Context) ([]Conversation, error) {
 		}
 		cv := Conversation{ID: ca.ID, Title: cs.title(), Epoch: ca.Epoch, RotationRequired: ca.RotationRequired, Unread: cs.Unread, Request: cs.Request, Timer: cs.timer()}
 		if by, ok := c.adder(cs); ok && cs.Request {
-			cv.From = c.usernameOf(ctx, by)
+			cv.From = c.displayName(ctx, by)
 		}
 		c.describeMembers(ctx, cs, &cv)
 		out = append(out, cv)

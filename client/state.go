@@ -156,7 +156,7 @@ func (c *Client) acceptState(ctx context.Context, cs *convState, enc []byte) err
 	}
 	cs.State = &stateView{Version: rec.StateVersion, Epoch: rec.Epoch, Title: content.Title, Description: content.Description,
 		Timer: content.Timer, Signer: rec.Signer.User, Time: rec.Time, Ref: ref}
-	if err := c.stateLines(cs, prev, content, c.usernameOf(ctx, rec.Signer.User), rec.Time); err != nil {
+	if err := c.stateLines(cs, prev, content, c.displayName(ctx, rec.Signer.User), rec.Time); err != nil {
 		return err
 	}
 	return c.saveConv(cs)

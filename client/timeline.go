@@ -165,7 +165,7 @@ func (c *Client) stateLines(cs *convState, prev *protocol.StateContent, next pro
 // chainLines writes the lines of membership records just verified.
 func (c *Client) chainLines(ctx context.Context, cs *convState, recs []*protocol.Record) error {
 	for _, r := range recs {
-		l := Line{Actor: c.usernameOf(ctx, r.Author), Time: r.Time}
+		l := Line{Actor: c.displayName(ctx, r.Author), Time: r.Time}
 		var users []protocol.UserID
 		switch r.Op {
 		case protocol.OpAdd:
@@ -192,7 +192,7 @@ func (c *Client) chainLines(ctx context.Context, cs *convState, recs []*protocol
 			users, l.More = users[:maxLineNames], len(users)-maxLineNames
 		}
 		for _, u := range users {
-			l.Users = append(l.Users, c.usernameOf(ctx, u))
+			l.Users = append(l.Users, c.displayName(ctx, u))
 		}
 		if err := c.addLine(cs, l); err != nil {
 			return err

@@ -163,5 +163,5 @@ func (c *Client) openTyping(ctx context.Context, b []byte) (*Typing, error) {
 	if d := at - c.now().UnixMilli(); d > MaxTypingSkew || d < -MaxTypingSkew {
 		return nil, nil
 	}
-	return &Typing{Conversation: cs.ID, User: n.Sender.User, Username: c.usernameOf(ctx, n.Sender.User), Device: n.Sender.Device, Typing: typing, At: at}, nil
+	return &Typing{Conversation: cs.ID, User: n.Sender.User, Username: c.displayName(ctx, n.Sender.User), Device: n.Sender.Device, Typing: typing, At: at}, nil
 }
