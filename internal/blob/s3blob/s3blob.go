@@ -240,7 +240,18 @@ func (s *Store) committed(ctx context.Context, id, key string, size int64, err e
 	if !isCode(err, "NoSuchUpload") {
 		return s.fail("commit", id, err)
 	}
+	// A store may end the upload before the object it makes is visible
+	// (a concurrent Commit completing it right now): look again a few
+	// times before calling the blob missing.
 	info, serr := s.core.StatObject(ctx, s.bucket, key, minio.StatObjectOptions{})
+	for wait := 10 * time.Millisecond; serr != nil && isCode(serr, "NoSuchKey") && wait <= 640*time.Millisecond; wait *= 2 {
+		select {
+		case <-ctx.Done():
+			return s.fail("commit", id, ctx.Err())
+		case <-time.After(wait):
+		}
+		info, serr = s.core.StatObject(ctx, s.bucket, key, minio.StatObjectOptions{})
+	}
 	switch {
 	case serr == nil && info.Size == size:
 		return nil
