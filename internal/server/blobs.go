@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -515,4 +516,41 @@ func blobRefs(ids []string) error {
 		seen[id] = true
 	}
 	return nil
+}
+
+// BlobPingTTL is how long /readyz reuses its last check of the blob
+// store: the probe answers anyone, and a flood of probes must not become
+// a flood of requests to the object store, nor of log lines.
+const BlobPingTTL = time.Second
+
+// blobPing is /readyz's last check of the blob store. Probes arriving
+// while a check runs wait for it and take its answer.
+type blobPing struct {
+	mu  sync.Mutex
+	at  time.Time // when err was found; zero before the first check
+	err error
+}
+
+// check returns the blob store's answer to a Ping made less than
+// BlobPingTTL ago, pinging it again if there is none (nil for a store
+// that cannot be pinged).
+func (b *blobPing) check(ctx context.Context, s *Server) error {
+	p, ok := s.cfg.Blobs.(blob.Pinger)
+	if !ok {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if now := s.cfg.Now(); b.at.IsZero() || !now.Before(b.at.Add(BlobPingTTL)) || now.Before(b.at) {
+		// Not the probe's own context: a prober that hangs up must not
+		// make the store look down to the probes after it.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		b.err = p.Ping(ctx)
+		cancel()
+		b.at = s.cfg.Now()
+		if b.err != nil {
+			s.log.Warn("readiness: blob store unreachable", "err", b.err)
+		}
+	}
+	return b.err
 }
