@@ -523,6 +523,12 @@ func blobRefs(ids []string) error {
 // a flood of requests to the object store, nor of log lines.
 const BlobPingTTL = time.Second
 
+// blobPingTimeout bounds a check of the blob store. An object store that
+// is down does not refuse at once (its client retries until the
+// deadline), and a probe that times out (Kubernetes' default: after 1 s)
+// takes the node out of service, which a blob store down must not do.
+const blobPingTimeout = 500 * time.Millisecond
+
 // blobPing is /readyz's last check of the blob store. Probes arriving
 // while a check runs wait for it and take its answer.
 type blobPing struct {
@@ -544,7 +550,7 @@ func (b *blobPing) check(ctx context.Context, s *Server) error {
 	if now := s.cfg.Now(); b.at.IsZero() || !now.Before(b.at.Add(BlobPingTTL)) || now.Before(b.at) {
 		// Not the probe's own context: a prober that hangs up must not
 		// make the store look down to the probes after it.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), blobPingTimeout)
 		b.err = p.Ping(ctx)
 		cancel()
 		b.at = s.cfg.Now()
