@@ -351,7 +351,8 @@ func jsonUnmarshalT(t *testing.T, data []byte, v any) bool {
 
 // TestReadinessBlobStore: a node whose S3 blob store stops answering
 // stays ready, as one without NATS does, since text messages still flow,
-// but says it is degraded; attachments are refused with 503 meanwhile.
+// but says it is degraded; attachments are refused with 503 unavailable
+// and Retry-After meanwhile, never 500.
 func TestReadinessBlobStore(t *testing.T) {
 	url, stop := tests3.StoppableServer(t, t.TempDir())
 	bs, err := s3blob.Open(t.Context(), url)
@@ -375,8 +376,11 @@ func TestReadinessBlobStore(t *testing.T) {
 	if r.status != http.StatusOK || !strings.Contains(string(r.body), "degraded: blob store unreachable") {
 		t.Fatalf("/readyz with the blob store down: %d %q, want 200 and degraded", r.status, r.body)
 	}
-	e.raw(nil, alice.token, "POST", "/api/conversations/"+conv.String()+"/blobs", map[string]int64{"size": 100}).
-		wantProblem(t, http.StatusServiceUnavailable, server.CodeUnavailable)
+	r = e.raw(nil, alice.token, "POST", "/api/conversations/"+conv.String()+"/blobs", map[string]int64{"size": 100})
+	r.wantProblem(t, http.StatusServiceUnavailable, server.CodeUnavailable)
+	if r.header.Get("Retry-After") == "" {
+		t.Fatal("unavailable without Retry-After")
+	}
 	if _, err := alice.send(conv, 1, "still delivered"); err != nil {
 		t.Fatalf("a text message with the blob store down: %v", err)
 	}
