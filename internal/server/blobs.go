@@ -533,7 +533,7 @@ const blobPingTimeout = 500 * time.Millisecond
 // while a check runs wait for it and take its answer.
 type blobPing struct {
 	mu  sync.Mutex
-	at  time.Time // when err was found; zero before the first check
+	at  time.Time // when err was found
 	err error
 }
 
@@ -547,7 +547,7 @@ func (b *blobPing) check(ctx context.Context, s *Server) error {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if now := s.cfg.Now(); b.at.IsZero() || !now.Before(b.at.Add(BlobPingTTL)) || now.Before(b.at) {
+	if now := s.cfg.Now(); !now.Before(b.at.Add(BlobPingTTL)) || now.Before(b.at) {
 		// Not the probe's own context: a prober that hangs up must not
 		// make the store look down to the probes after it.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), blobPingTimeout)
