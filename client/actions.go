@@ -321,11 +321,6 @@ func (c *Client) Delete(ctx context.Context, conv protocol.ConversationID, targe
 // fresh one. text is the reply's or edit's text, the reaction's emoji (""
 // removes it), and empty for a delete.
 func (c *Client) ActWithID(ctx context.Context, conv protocol.ConversationID, clientID, kind, targetRef, text string) (Message, error) {
-	if clientID != "" {
-		if err := checkClientID(clientID); err != nil {
-			return Message{}, err
-		}
-	}
 	switch kind {
 	case ContentReply, ContentEdit:
 		if text == "" || len(text) > MaxText || !utf8.ValidString(text) {

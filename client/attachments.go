@@ -252,11 +252,6 @@ func (c *Client) SendMessageWithID(ctx context.Context, conv protocol.Conversati
 	if err := c.ready(); err != nil {
 		return Message{}, err
 	}
-	if clientID != "" {
-		if err := checkClientID(clientID); err != nil {
-			return Message{}, err
-		}
-	}
 	if text == "" && len(atts) == 0 || len(text) > MaxText || !utf8.ValidString(text) {
 		return Message{}, fmt.Errorf("a message is 1 to %d bytes of UTF-8 text, or attachments", MaxText)
 	}

@@ -182,12 +182,16 @@ type outgoing struct {
 	Content      Content                 `json:"content"`
 }
 
+// send sends ct under clientID (an empty one takes a fresh one), or
+// re-sends the envelope an earlier attempt under it left in the outbox.
 func (c *Client) send(ctx context.Context, cs *convState, clientID string, ct Content) (Message, error) {
-	if err := c.stillMember(ctx, cs); err != nil {
-		return Message{}, err
-	}
 	if clientID == "" {
 		clientID = NewClientID()
+	} else if err := checkClientID(clientID); err != nil {
+		return Message{}, err
+	}
+	if err := c.stillMember(ctx, cs); err != nil {
+		return Message{}, err
 	}
 	key := "outbox/" + clientID
 	var out outgoing

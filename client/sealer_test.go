@@ -36,20 +36,30 @@ func TestUploadSealed(t *testing.T) {
 		t.Fatalf("bob got %d attachments, %d bytes", len(got), out.Len())
 	}
 
-	for name, bad := range map[string]func(part []byte) []byte{
-		"a short part first": func(part []byte) []byte { return part[:len(part)-1] },
-		"an empty part":      func(part []byte) []byte { return part[:0] },
-		"a longer last part": func(part []byte) []byte {
+	// A byte moved from the first part to the last keeps the total right.
+	var moved byte
+	for name, bad := range map[string]func(part, fp []byte) ([]byte, []byte){
+		"a short part first": func(part, fp []byte) ([]byte, []byte) { return part[:len(part)-1], fp },
+		"an empty part":      func(part, fp []byte) ([]byte, []byte) { return part[:0], fp },
+		"a longer last part": func(part, fp []byte) ([]byte, []byte) {
 			if len(part) < 8<<20 {
-				return append(part, 0)
+				return append(part, 0), fp
 			}
-			return part
+			return part, fp
 		},
+		"a byte moved to the last part": func(part, fp []byte) ([]byte, []byte) {
+			if len(part) < 8<<20 {
+				return append(part, moved), fp
+			}
+			moved = part[len(part)-1]
+			return part[:len(part)-1], fp
+		},
+		"a short fingerprint": func(part, fp []byte) ([]byte, []byte) { return part, fp[:16] },
 	} {
 		t.Run(name, func(t *testing.T) {
 			seal := func(ctx context.Context, key []byte, partSize int64, buf []byte, emit func(part, fingerprint []byte) ([]byte, error)) ([]byte, error) {
 				return client.SealFile(ctx, bytes.NewReader(file), int64(len(file)), key, partSize, buf, func(part, fp []byte) ([]byte, error) {
-					return emit(bad(part), fp)
+					return emit(bad(part, fp))
 				})
 			}
 			if _, err := alice.UploadSealed(ctx, conv, int64(len(file)), client.AttachmentMeta{Name: name}, seal, nil); err == nil {

@@ -17,7 +17,8 @@ import (
 // attachment, then a reaction, but every answer to the posts is lost on
 // the way back (the SDK's own retries included), so the application does
 // not know they were stored and sends each again with its client message
-// id. Bob reads each exactly once.
+// id. Bob reads each exactly once, as first sent: a retry whose text
+// changed re-sends the first attempt's envelope.
 func TestLostAnswersStoredOnce(t *testing.T) {
 	n := startNode(t, t.TempDir()+"/sandi.db", blobConfig(t))
 	ctx := context.Background()
@@ -44,9 +45,12 @@ func TestLostAnswersStoredOnce(t *testing.T) {
 		t.Fatal("the send succeeded although every answer was lost")
 	}
 	p.setLose(nil)
-	m, err := alice.SendMessageWithID(ctx, conv, id, "with a file", []client.Attachment{a})
+	m, err := alice.SendMessageWithID(ctx, conv, id, "changed on retry", []client.Attachment{a})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if m.Seq != 1 || m.Text != "with a file" || len(m.Attachments) != 1 {
+		t.Fatalf("the retry sent seq %d %q with %d attachments, want the first attempt's", m.Seq, m.Text, len(m.Attachments))
 	}
 
 	rid := client.NewClientID()
@@ -72,6 +76,9 @@ func TestLostAnswersStoredOnce(t *testing.T) {
 	}
 	if want := []string{"text:with a file/1", "reaction:👍/0"}; !slices.Equal(got, want) {
 		t.Fatalf("bob read %q, want %q", got, want)
+	}
+	if _, err := alice.SendMessageWithID(ctx, conv, "x", "bad id", nil); err == nil {
+		t.Fatal("a short client id was accepted")
 	}
 	if _, err := alice.ActWithID(ctx, conv, "x", client.ContentReaction, m.Ref, "👍"); err == nil {
 		t.Fatal("a short client id was accepted")

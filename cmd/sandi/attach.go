@@ -198,7 +198,7 @@ func cmdSave(ctx context.Context, e *cli, args []string) error {
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
 	bar := e.progress("saving " + att.Name)
-	ws := &syncBehind{f: tmp, every: syncBehindEvery, turn: make(chan struct{}, 1)}
+	ws := newSyncBehind(tmp, syncBehindEvery)
 	err = e.c.DownloadAttachment(ctx, id, att, ws, bar.update)
 	if serr := ws.wait(); err == nil {
 		err = serr
@@ -247,6 +247,10 @@ type syncBehind struct {
 	turn    chan struct{} // held by the sync running
 	mu      sync.Mutex
 	err     error
+}
+
+func newSyncBehind(f *os.File, every int64) *syncBehind {
+	return &syncBehind{f: f, every: every, turn: make(chan struct{}, 1)}
 }
 
 func (s *syncBehind) Write(p []byte) (int, error) {

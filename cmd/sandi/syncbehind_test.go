@@ -17,7 +17,7 @@ func TestSyncBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	ws := &syncBehind{f: f, every: 4 << 10, turn: make(chan struct{}, 1)}
+	ws := newSyncBehind(f, 4<<10)
 	want := bytes.Repeat([]byte("sandi "), 20000)
 	for p := want; len(p) > 0; p = p[min(len(p), 1000):] {
 		if _, err := ws.Write(p[:min(len(p), 1000)]); err != nil {
@@ -38,7 +38,7 @@ func TestSyncBehind(t *testing.T) {
 	defer r.Close()
 	defer w.Close()
 	go io.Copy(io.Discard, r)
-	ws = &syncBehind{f: w, every: 1, turn: make(chan struct{}, 1)}
+	ws = newSyncBehind(w, 1)
 	if _, err := ws.Write([]byte("x")); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -515,4 +516,47 @@ func blobRefs(ids []string) error {
 		seen[id] = true
 	}
 	return nil
+}
+
+// BlobPingTTL is how long /readyz reuses its last check of the blob
+// store: the probe answers anyone, and a flood of probes must not become
+// a flood of requests to the object store, nor of log lines.
+const BlobPingTTL = time.Second
+
+// blobPingTimeout bounds a check of the blob store. An object store that
+// is down does not refuse at once (its client retries until the
+// deadline), and a probe that times out (Kubernetes' default: after 1 s)
+// takes the node out of service, which a blob store down must not do.
+const blobPingTimeout = 500 * time.Millisecond
+
+// blobPing is /readyz's last check of the blob store. Probes arriving
+// while a check runs wait for it and take its answer.
+type blobPing struct {
+	mu  sync.Mutex
+	at  time.Time // when err was found
+	err error
+}
+
+// check returns the blob store's answer to a Ping made less than
+// BlobPingTTL ago, pinging it again if there is none (nil for a store
+// that cannot be pinged).
+func (b *blobPing) check(ctx context.Context, s *Server) error {
+	p, ok := s.cfg.Blobs.(blob.Pinger)
+	if !ok {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if now := s.cfg.Now(); !now.Before(b.at.Add(BlobPingTTL)) || now.Before(b.at) {
+		// Not the probe's own context: a prober that hangs up must not
+		// make the store look down to the probes after it.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), blobPingTimeout)
+		b.err = p.Ping(ctx)
+		cancel()
+		b.at = s.cfg.Now()
+		if b.err != nil {
+			s.log.Warn("readiness: blob store unreachable", "err", b.err)
+		}
+	}
+	return b.err
 }

@@ -6,9 +6,12 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"sandi.dev/internal/blob/fsblob"
 	"sandi.dev/internal/blob/s3blob"
 	"sandi.dev/internal/server"
 	"sandi.dev/internal/tests3"
@@ -348,7 +351,8 @@ func jsonUnmarshalT(t *testing.T, data []byte, v any) bool {
 
 // TestReadinessBlobStore: a node whose S3 blob store stops answering
 // stays ready, as one without NATS does, since text messages still flow,
-// but says it is degraded; attachments are refused with 503 meanwhile.
+// but says it is degraded; attachments are refused with 503 unavailable
+// and Retry-After meanwhile, never 500.
 func TestReadinessBlobStore(t *testing.T) {
 	url, stop := tests3.StoppableServer(t, t.TempDir())
 	bs, err := s3blob.Open(t.Context(), url)
@@ -367,13 +371,62 @@ func TestReadinessBlobStore(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
+	e.clock.now = e.clock.now.Add(server.BlobPingTTL) // past the last check
 	r := e.raw(nil, "", "GET", "/readyz", nil)
 	if r.status != http.StatusOK || !strings.Contains(string(r.body), "degraded: blob store unreachable") {
 		t.Fatalf("/readyz with the blob store down: %d %q, want 200 and degraded", r.status, r.body)
 	}
-	e.raw(nil, alice.token, "POST", "/api/conversations/"+conv.String()+"/blobs", map[string]int64{"size": 100}).
-		wantProblem(t, http.StatusServiceUnavailable, server.CodeUnavailable)
+	r = e.raw(nil, alice.token, "POST", "/api/conversations/"+conv.String()+"/blobs", map[string]int64{"size": 100})
+	r.wantProblem(t, http.StatusServiceUnavailable, server.CodeUnavailable)
+	if r.header.Get("Retry-After") == "" {
+		t.Fatal("unavailable without Retry-After")
+	}
 	if _, err := alice.send(conv, 1, "still delivered"); err != nil {
 		t.Fatalf("a text message with the blob store down: %v", err)
+	}
+}
+
+// countingPinger is a real blob store whose Ping calls are counted.
+type countingPinger struct {
+	*fsblob.Store
+	pings atomic.Int64
+}
+
+func (c *countingPinger) Ping(ctx context.Context) error {
+	c.pings.Add(1)
+	return c.Store.Ping(ctx)
+}
+
+// TestReadinessProbeFlood: /readyz answers anyone, so a flood of probes
+// (here 200, 20 at once) must not become a flood of checks of the blob
+// store (an S3 HEAD request each): the check is shared for
+// server.BlobPingTTL, and made again once that has passed.
+func TestReadinessProbeFlood(t *testing.T) {
+	fs, err := fsblob.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := &countingPinger{Store: fs}
+	e := newEnv(t, filepath.Join(t.TempDir(), "sandi.db"), server.Config{Blobs: bs})
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 10 {
+				if r := e.raw(nil, "", "GET", "/readyz", nil); r.status != http.StatusOK || string(r.body) != "ready\n" {
+					t.Errorf("/readyz: %d %q", r.status, r.body)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := bs.pings.Load(); n != 1 {
+		t.Fatalf("200 probes pinged the blob store %d times, want once", n)
+	}
+	e.clock.now = e.clock.now.Add(server.BlobPingTTL)
+	e.raw(nil, "", "GET", "/readyz", nil)
+	if n := bs.pings.Load(); n != 2 {
+		t.Fatalf("a probe after BlobPingTTL: %d pings in all, want 2", n)
 	}
 }

@@ -241,6 +241,7 @@ type Server struct {
 	// it, so that it costs one hash, as a login for a known one does.
 	dummyHash string
 	blobRate  *limiter // blob uploads and parts, per device
+	blobPing  blobPing // /readyz's shared check of the blob store
 	mux       *http.ServeMux
 	chains    chainCache
 	idents    identityCache
@@ -288,11 +289,8 @@ func New(st store.Store, log *slog.Logger, cfg Config) *Server {
 		if joined, up := s.ClusterConnected(); joined && !up {
 			degraded = append(degraded, "NATS unreachable, live delivery from other nodes by polling")
 		}
-		if p, ok := s.cfg.Blobs.(blob.Pinger); ok {
-			if err := p.Ping(ctx); err != nil {
-				s.log.Warn("readiness: blob store unreachable", "err", err)
-				degraded = append(degraded, "blob store unreachable, attachments refused")
-			}
+		if err := s.blobPing.check(ctx, s); err != nil {
+			degraded = append(degraded, "blob store unreachable, attachments refused")
 		}
 		if len(degraded) > 0 {
 			w.Write([]byte("ready (degraded: " + strings.Join(degraded, "; ") + ")\n"))

@@ -325,14 +325,14 @@ func (s *Store) Delete(ctx context.Context, id, state string) error {
 	ups := []string{state}
 	if state == "" {
 		ups = nil
-		err := s.uploads(ctx, key, func(up minio.ObjectMultipartInfo) error {
+		err := s.uploads(ctx, "delete: list uploads", id, key, func(up minio.ObjectMultipartInfo) error {
 			if up.Key == key {
 				ups = append(ups, up.UploadID)
 			}
 			return nil
 		})
 		if err != nil {
-			return s.fail("delete: list uploads", id, err)
+			return err
 		}
 	}
 	for _, up := range ups {
@@ -386,24 +386,20 @@ func (s *Store) Walk(ctx context.Context, before time.Time, fn func(id string) e
 			return err
 		}
 	}
-	var fnErr error
-	err := s.uploads(ctx, s.prefix, func(up minio.ObjectMultipartInfo) error {
+	return s.uploads(ctx, "walk: list uploads", "store", s.prefix, func(up minio.ObjectMultipartInfo) error {
 		id := strings.TrimPrefix(up.Key, s.prefix)
 		if _, err := s.key(id); err != nil || !up.Initiated.Before(before) {
 			return nil
 		}
-		fnErr = fn(id)
-		return fnErr
+		return fn(id)
 	})
-	if err != nil && err != fnErr {
-		return s.fail("walk: list uploads", "store", err)
-	}
-	return err
 }
 
 // uploads calls fn with each unfinished upload of a key starting with
-// prefix (not below a further "/"); fn's error stops the listing.
-func (s *Store) uploads(ctx context.Context, prefix string, fn func(minio.ObjectMultipartInfo) error) error {
+// prefix (not below a further "/"); fn's error stops the listing and is
+// returned as it is. The listing's own error is wrapped by fail, with op
+// and id.
+func (s *Store) uploads(ctx context.Context, op, id, prefix string, fn func(minio.ObjectMultipartInfo) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	ch := s.core.ListIncompleteUploads(ctx, s.bucket, prefix, false)
 	defer func() {
@@ -413,7 +409,7 @@ func (s *Store) uploads(ctx context.Context, prefix string, fn func(minio.Object
 	}()
 	for up := range ch {
 		if up.Err != nil {
-			return up.Err
+			return s.fail(op, id, up.Err)
 		}
 		if err := fn(up); err != nil {
 			return err
