@@ -59,6 +59,21 @@ func (c *Client) writeArchive(w io.Writer, kind archive.Kind, since int64) error
 	if err != nil {
 		return err
 	}
+	err = c.eachArchived(kind, func(k string, v []byte) error {
+		if strings.HasPrefix(k, "history/") && since > 0 {
+			v = historySince(v, since)
+		}
+		return aw.Add(k, v)
+	})
+	if err != nil {
+		return err
+	}
+	return aw.Close()
+}
+
+// eachArchived calls fn with each record an archive of kind holds, in
+// key order.
+func (c *Client) eachArchived(kind archive.Kind, fn func(k string, v []byte) error) error {
 	keys, err := c.st.List("")
 	if err != nil {
 		return err
@@ -75,14 +90,11 @@ func (c *Client) writeArchive(w io.Writer, kind archive.Kind, since int64) error
 		if err != nil {
 			return err
 		}
-		if strings.HasPrefix(k, "history/") && since > 0 {
-			v = historySince(v, since)
-		}
-		if err := aw.Add(k, v); err != nil {
+		if err := fn(k, v); err != nil {
 			return err
 		}
 	}
-	return aw.Close()
+	return nil
 }
 
 // historySince keeps the lines of a stored history received at or after
