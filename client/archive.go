@@ -495,16 +495,25 @@ func (c *Client) importArchive(ctx context.Context, open archiveSource, skip int
 	if err != nil {
 		return hdr, err
 	}
+	return hdr, c.importStaged(func() error {
+		return c.stageArchive(ctx, open, skip, fileKey, kind, hdr, apply)
+	})
+}
+
+// importStaged runs stage, which stages an import (importRecord), on a
+// clean stage, and commits what it staged only if it went through whole;
+// if not, it drops it. The caller holds c.mu.
+func (c *Client) importStaged(stage func() error) error {
 	if err := c.dropImport(); err != nil {
-		return hdr, err
+		return err
 	}
-	if err := c.stageArchive(ctx, open, skip, fileKey, kind, hdr, apply); err != nil {
-		return hdr, errors.Join(err, c.dropImport())
+	if err := stage(); err != nil {
+		return errors.Join(err, c.dropImport())
 	}
 	if err := c.commitImport(); err != nil {
-		return hdr, err
+		return err
 	}
-	return hdr, c.reloadState()
+	return c.reloadState()
 }
 
 // stageArchive reads the archive a second time, giving each record to

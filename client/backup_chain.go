@@ -335,24 +335,20 @@ func (c *Client) stageSegmentRecord(rec archive.Record) error {
 // with stageSegmentRecord), and the import commits only once all went
 // through. first is called before the first record is staged.
 func (c *Client) importParts(ctx context.Context, parts []*backupPart, first func() error) error {
-	if err := c.dropImport(); err != nil {
-		return err
-	}
-	if err := first(); err != nil {
-		return err
-	}
-	for i, p := range parts {
-		apply := c.stageSegmentRecord
-		if i == 0 {
-			apply = c.importRecord
+	return c.importStaged(func() error {
+		if err := first(); err != nil {
+			return err
 		}
-		hdr := archive.Header{Kind: p.kind(), User: c.acct.User, Created: p.created}
-		if err := c.stageArchive(ctx, p.open(c), len(p.header), p.fileKey, p.kind(), hdr, apply); err != nil {
-			return errors.Join(err, c.dropImport())
+		for i, p := range parts {
+			apply := c.stageSegmentRecord
+			if i == 0 {
+				apply = c.importRecord
+			}
+			hdr := archive.Header{Kind: p.kind(), User: c.acct.User, Created: p.created}
+			if err := c.stageArchive(ctx, p.open(c), len(p.header), p.fileKey, p.kind(), hdr, apply); err != nil {
+				return err
+			}
 		}
-	}
-	if err := c.commitImport(); err != nil {
-		return err
-	}
-	return c.reloadState()
+		return nil
+	})
 }
