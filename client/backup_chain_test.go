@@ -110,9 +110,11 @@ func serveInstead(rt *archiveTransport, with map[string][]byte) {
 // segment of another chain of the same account and key (an earlier chain
 // it kept after a re-base) is refused with ErrBackupCorrupt and an alarm,
 // nothing restored; one that serves the parts in another order changes
-// nothing. Dropping the tail restores an older backup, dated (§14.4).
-// A restored device re-bases; a segment of the old chain spliced after
-// its base is refused.
+// nothing. So is one that withholds the base, serves a segment made under
+// another key, or serves the old chain's base beside the new one.
+// Dropping the tail restores an older backup, dated (§14.4). A restored
+// device re-bases; a segment of the old chain spliced after its base is
+// refused.
 func TestBackupChainAttacks(t *testing.T) {
 	ctx := context.Background()
 	blobDir := t.TempDir()
@@ -195,6 +197,15 @@ func TestBackupChainAttacks(t *testing.T) {
 	moved[1+archive.SaltSize+archive.CheckSize+3] = 1
 	serveInstead(rt, map[string][]byte{segIDs[0]: moved, segIDs[1]: segs[0]})
 	corrupt("segment 2 moved to place 1")
+	// The base withheld: segments alone.
+	keepListed(p, func(id string) bool { return slices.Contains(segIDs, id) }, nil)
+	corrupt("the base withheld")
+	// A segment whose check is not the recovery key's (a part made under
+	// another key of the account).
+	foreign := bytes.Clone(segs[0])
+	foreign[1+archive.SaltSize] ^= 1
+	serveInstead(rt, map[string][]byte{segIDs[0]: foreign})
+	corrupt("a segment of another key")
 
 	// The parts listed and served in another order: the same restore.
 	keepListed(p, func(string) bool { return true }, func(a, b map[string]any) int {
@@ -257,6 +268,8 @@ func TestBackupChainAttacks(t *testing.T) {
 	}
 	serveInstead(rt, map[string][]byte{newSeg: segs[0]})
 	corrupt("a segment of the old chain")
+	serveInstead(rt, map[string][]byte{newSeg: base})
+	corrupt("the old chain's base served beside the new one")
 	again, err := restoreThrough(t, p, rt, key.String())
 	if err != nil {
 		t.Fatal(err)
