@@ -102,21 +102,26 @@ func (c *Client) uploadSegment(ctx context.Context, s *backupState, k archive.Re
 	for _, id := range s.Segs {
 		mine[id] = true
 	}
-	held := 0
+	var others []string
 	for _, r := range refs {
 		if r.Kind != "backup" {
 			continue
 		}
 		if mine[r.ID] {
-			held++
-			continue
-		}
-		if err := c.api.do(ctx, "DELETE", "/api/archives/"+r.ID, nil, nil); err != nil && !IsCode(err, "not_found") {
-			return err
+			delete(mine, r.ID)
+		} else {
+			others = append(others, r.ID)
 		}
 	}
-	if held != len(mine) {
+	if len(mine) > 0 {
+		// A re-base replaces every part; until it is stored, the parts
+		// listed (another device's backup) stay.
 		return errRebase
+	}
+	for _, id := range others {
+		if err := c.api.do(ctx, "DELETE", "/api/archives/"+id, nil, nil); err != nil && !IsCode(err, "not_found") {
+			return err
+		}
 	}
 	recs, idx, err := c.backupChanges(s.Index)
 	if err != nil {

@@ -373,3 +373,57 @@ func TestBackupSegmentLostAnswer(t *testing.T) {
 		}
 	}
 }
+
+// refusePut fails, while on, every PUT of path before it is sent.
+type refusePut struct {
+	on   atomic.Bool
+	path string
+}
+
+func (r *refusePut) RoundTrip(req *http.Request) (*http.Response, error) {
+	if r.on.Load() && req.Method == "PUT" && req.URL.Path == r.path {
+		return nil, errors.New("network down (test)")
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// TestBackupRebaseKeepsOthers: alice's phone turns backups on after her
+// first device did, so the account's backup is the phone's. The first
+// device's next backup finds its chain gone and re-bases; while that
+// upload fails, the phone's backup stays on the server and restores.
+func TestBackupRebaseKeepsOthers(t *testing.T) {
+	ctx := context.Background()
+	blobDir := t.TempDir()
+	bs, err := fsblob.New(blobDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{Blobs: bs, BlobUploadsPerMinute: 1000})
+	rt := &refusePut{path: "/api/archives/backup"}
+	alice := newClientWith(t, n, rt)
+	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.EnableBackup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	phone := linkDevice(t, n, alice, "password of alice")
+	key, err := phone.EnableBackup(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.on.Store(true)
+	if err := alice.BackupNow(ctx); err == nil {
+		t.Fatal("a re-base whose upload failed succeeded")
+	}
+	if got := len(blobObjects(t, blobDir)); got != 1 {
+		t.Fatalf("the server holds %d backup parts, want the phone's base", got)
+	}
+	fresh := newClient(t, n, "")
+	if err := fresh.Login(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := fresh.Restore(ctx, key.String()); err != nil {
+		t.Fatalf("restore the phone's backup: %v", err)
+	}
+}
