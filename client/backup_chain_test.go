@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"sandi.dev/client"
-	"sandi.dev/internal/blob/fsblob"
-	"sandi.dev/internal/server"
 	"sandi.dev/protocol/archive"
 )
 
@@ -118,11 +116,7 @@ func serveInstead(rt *archiveTransport, with map[string][]byte) {
 func TestBackupChainAttacks(t *testing.T) {
 	ctx := context.Background()
 	blobDir := t.TempDir()
-	bs, err := fsblob.New(blobDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{Blobs: bs})
+	n := startNode(t, t.TempDir()+"/sandi.db", blobConfigIn(t, blobDir))
 	alice := newClient(t, n, "")
 	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
 		t.Fatal(err)
@@ -301,11 +295,9 @@ func (l *lostAnswer) RoundTrip(r *http.Request) (*http.Response, error) {
 func TestBackupSegmentLostAnswer(t *testing.T) {
 	ctx := context.Background()
 	blobDir := t.TempDir()
-	bs, err := fsblob.New(blobDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{Blobs: bs, BlobUploadsPerMinute: 1000})
+	cfg := blobConfigIn(t, blobDir)
+	cfg.BlobUploadsPerMinute = 1000
+	n := startNode(t, t.TempDir()+"/sandi.db", cfg)
 	rt := &lostAnswer{}
 	alice := newClientWith(t, n, rt)
 	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
@@ -394,11 +386,9 @@ func (r *refusePut) RoundTrip(req *http.Request) (*http.Response, error) {
 func TestBackupRebaseKeepsOthers(t *testing.T) {
 	ctx := context.Background()
 	blobDir := t.TempDir()
-	bs, err := fsblob.New(blobDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{Blobs: bs, BlobUploadsPerMinute: 1000})
+	cfg := blobConfigIn(t, blobDir)
+	cfg.BlobUploadsPerMinute = 1000
+	n := startNode(t, t.TempDir()+"/sandi.db", cfg)
 	rt := &refusePut{path: "/api/archives/backup"}
 	alice := newClientWith(t, n, rt)
 	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {

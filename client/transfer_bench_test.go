@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"sandi.dev/client"
-	"sandi.dev/internal/blob/fsblob"
-	"sandi.dev/internal/server"
 	"sandi.dev/protocol"
 )
 
@@ -60,15 +58,11 @@ func BenchmarkHistoryTransfer(b *testing.B) {
 // a device stores it, from sequence number first on: written directly,
 // since sending them would measure sending.
 func benchHistory(b *testing.B, blobDir string, first uint64) (n *node, alice, bob *client.Client, conv protocol.ConversationID, count int) {
-	bs, err := fsblob.New(blobDir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	n = startNode(b, b.TempDir()+"/sandi.db", server.Config{Blobs: bs})
+	n = startNode(b, b.TempDir()+"/sandi.db", blobConfigIn(b, blobDir))
 	ctx := context.Background()
 	count = envInt("SANDI_BENCH_MESSAGES", 10_000)
 	st := client.NewMemStorage()
-	alice, err = client.Open(client.Options{Server: n.url(), Storage: st, HTTPClient: &http.Client{Timeout: time.Minute}})
+	alice, err := client.Open(client.Options{Server: n.url(), Storage: st, HTTPClient: &http.Client{Timeout: time.Minute}})
 	if err != nil {
 		b.Fatal(err)
 	}
