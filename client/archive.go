@@ -59,6 +59,21 @@ func (c *Client) writeArchive(w io.Writer, kind archive.Kind, since int64) error
 	if err != nil {
 		return err
 	}
+	err = c.eachArchived(kind, func(k string, v []byte) error {
+		if strings.HasPrefix(k, "history/") && since > 0 {
+			v = historySince(v, since)
+		}
+		return aw.Add(k, v)
+	})
+	if err != nil {
+		return err
+	}
+	return aw.Close()
+}
+
+// eachArchived calls fn with each record an archive of kind holds, in
+// key order.
+func (c *Client) eachArchived(kind archive.Kind, fn func(k string, v []byte) error) error {
 	keys, err := c.st.List("")
 	if err != nil {
 		return err
@@ -75,14 +90,11 @@ func (c *Client) writeArchive(w io.Writer, kind archive.Kind, since int64) error
 		if err != nil {
 			return err
 		}
-		if strings.HasPrefix(k, "history/") && since > 0 {
-			v = historySince(v, since)
-		}
-		if err := aw.Add(k, v); err != nil {
+		if err := fn(k, v); err != nil {
 			return err
 		}
 	}
-	return aw.Close()
+	return nil
 }
 
 // historySince keeps the lines of a stored history received at or after
@@ -483,16 +495,25 @@ func (c *Client) importArchive(ctx context.Context, open archiveSource, skip int
 	if err != nil {
 		return hdr, err
 	}
+	return hdr, c.importStaged(func() error {
+		return c.stageArchive(ctx, open, skip, fileKey, kind, hdr, apply)
+	})
+}
+
+// importStaged runs stage, which stages an import (importRecord), on a
+// clean stage, and commits what it staged only if it went through whole;
+// if not, it drops it. The caller holds c.mu.
+func (c *Client) importStaged(stage func() error) error {
 	if err := c.dropImport(); err != nil {
-		return hdr, err
+		return err
 	}
-	if err := c.stageArchive(ctx, open, skip, fileKey, kind, hdr, apply); err != nil {
-		return hdr, errors.Join(err, c.dropImport())
+	if err := stage(); err != nil {
+		return errors.Join(err, c.dropImport())
 	}
 	if err := c.commitImport(); err != nil {
-		return hdr, err
+		return err
 	}
-	return hdr, c.reloadState()
+	return c.reloadState()
 }
 
 // stageArchive reads the archive a second time, giving each record to

@@ -30,8 +30,13 @@ import (
 
 // blobConfig is a server configuration with a blob store on the file
 // system, in a directory of the test.
-func blobConfig(t *testing.T) server.Config {
-	st, err := fsblob.New(t.TempDir())
+func blobConfig(t *testing.T) server.Config { return blobConfigIn(t, t.TempDir()) }
+
+// blobConfigIn is blobConfig with the blob store in dir (whose objects
+// blobObjects reads).
+func blobConfigIn(t testing.TB, dir string) server.Config {
+	t.Helper()
+	st, err := fsblob.New(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

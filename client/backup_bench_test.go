@@ -4,15 +4,9 @@ package client_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"testing"
 	"time"
-
-	"sandi.dev/client"
-	"sandi.dev/internal/blob/fsblob"
-	"sandi.dev/internal/server"
 )
 
 // BenchmarkBackupSegment: an account whose device holds 10,000 messages
@@ -24,42 +18,10 @@ import (
 // docs/performance.md has the figures.
 func BenchmarkBackupSegment(b *testing.B) {
 	blobDir := b.TempDir()
-	bs, err := fsblob.New(blobDir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	n := startNode(b, b.TempDir()+"/sandi.db", server.Config{Blobs: bs})
+	// The earlier history lies above the sequence numbers to come.
+	_, alice, bob, conv, _ := benchHistory(b, blobDir, 1_000_000)
 	ctx := context.Background()
-	count := envInt("SANDI_BENCH_MESSAGES", 10_000)
-	st := client.NewMemStorage()
-	alice, err := client.Open(client.Options{Server: n.url(), Storage: st, HTTPClient: &http.Client{Timeout: time.Minute}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
-		b.Fatal(err)
-	}
-	bob := register(b, n, "bob")
-	conv, err := alice.CreateConversation(ctx, "bench", "bob")
-	if err != nil {
-		b.Fatal(err)
-	}
 	if _, err := bob.Sync(ctx); err != nil {
-		b.Fatal(err)
-	}
-	// The earlier history as a device stores it, written directly (as in
-	// BenchmarkHistoryTransfer), above the sequence numbers to come.
-	var lines []byte
-	for i := range count {
-		m := client.Message{Conversation: conv, Seq: uint64(1_000_000 + i), Sender: "bob", SenderID: bob.UserID(), Device: bob.DeviceID(), Type: client.ContentText, Epoch: 1,
-			Text: fmt.Sprintf("message %d of the history, about as long as a chat line is", i), SentAt: int64(i), ReceivedAt: int64(i)}
-		l, err := json.Marshal(m)
-		if err != nil {
-			b.Fatal(err)
-		}
-		lines = append(append(lines, l...), '\n')
-	}
-	if err := st.Append("history/"+conv.String(), lines); err != nil {
 		b.Fatal(err)
 	}
 	stored := func() int64 {

@@ -42,37 +42,16 @@ var errRebase = errors.New("the backup needs a whole upload")
 // backupIndex indexes what this device would back up now.
 func (c *Client) backupIndex() (map[string]indexEntry, error) {
 	idx := map[string]indexEntry{}
-	err := c.eachArchived(func(k string, v []byte) error {
-		h := sha256.Sum256(v)
-		idx[k] = indexEntry{N: int64(len(v)), H: h[:]}
+	err := c.eachArchived(archive.Backup, func(k string, v []byte) error {
+		idx[k] = indexOf(v)
 		return nil
 	})
 	return idx, err
 }
 
-// eachArchived calls fn with each record a backup holds, in key order.
-func (c *Client) eachArchived(fn func(k string, v []byte) error) error {
-	keys, err := c.st.List("")
-	if err != nil {
-		return err
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		if !archived(k, archive.Backup) {
-			continue
-		}
-		v, err := c.st.Get(k)
-		if errors.Is(err, ErrNoValue) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if err := fn(k, v); err != nil {
-			return err
-		}
-	}
-	return nil
+func indexOf(v []byte) indexEntry {
+	h := sha256.Sum256(v)
+	return indexEntry{N: int64(len(v)), H: h[:]}
 }
 
 // backupChanges returns the segment records that take a backup indexed
@@ -80,13 +59,13 @@ func (c *Client) eachArchived(fn func(k string, v []byte) error) error {
 func (c *Client) backupChanges(old map[string]indexEntry) ([]archive.Record, map[string]indexEntry, error) {
 	var recs []archive.Record
 	idx := map[string]indexEntry{}
-	err := c.eachArchived(func(k string, v []byte) error {
-		h := sha256.Sum256(v)
-		idx[k] = indexEntry{N: int64(len(v)), H: h[:]}
+	err := c.eachArchived(archive.Backup, func(k string, v []byte) error {
+		now := indexOf(v)
+		idx[k] = now
 		e, ok := old[k]
 		switch {
-		case ok && e.N == int64(len(v)) && bytes.Equal(e.H, h[:]):
-		case ok && e.N > 0 && e.N < int64(len(v)) && prefixHash(v[:e.N], e.H):
+		case ok && e.N == now.N && bytes.Equal(e.H, now.H):
+		case ok && e.N > 0 && e.N < now.N && bytes.Equal(indexOf(v[:e.N]).H, e.H):
 			recs = append(recs, archive.Record{Key: k, Value: archive.SegmentValue(archive.OpAppend, v[e.N:])})
 		default:
 			recs = append(recs, archive.Record{Key: k, Value: archive.SegmentValue(archive.OpPut, v)})
@@ -103,11 +82,6 @@ func (c *Client) backupChanges(old map[string]indexEntry) ([]archive.Record, map
 	}
 	slices.SortFunc(recs, func(a, b archive.Record) int { return cmp.Compare(a.Key, b.Key) })
 	return recs, idx, nil
-}
-
-func prefixHash(v, want []byte) bool {
-	h := sha256.Sum256(v)
-	return bytes.Equal(h[:], want)
 }
 
 // uploadSegment uploads what changed since the backup's last part as a
@@ -128,21 +102,26 @@ func (c *Client) uploadSegment(ctx context.Context, s *backupState, k archive.Re
 	for _, id := range s.Segs {
 		mine[id] = true
 	}
-	held := 0
+	var others []string
 	for _, r := range refs {
 		if r.Kind != "backup" {
 			continue
 		}
 		if mine[r.ID] {
-			held++
-			continue
-		}
-		if err := c.api.do(ctx, "DELETE", "/api/archives/"+r.ID, nil, nil); err != nil && !IsCode(err, "not_found") {
-			return err
+			delete(mine, r.ID)
+		} else {
+			others = append(others, r.ID)
 		}
 	}
-	if held != len(mine) {
+	if len(mine) > 0 {
+		// A re-base replaces every part; until it is stored, the parts
+		// listed (another device's backup) stay.
 		return errRebase
+	}
+	for _, id := range others {
+		if err := c.api.do(ctx, "DELETE", "/api/archives/"+id, nil, nil); err != nil && !IsCode(err, "not_found") {
+			return err
+		}
 	}
 	recs, idx, err := c.backupChanges(s.Index)
 	if err != nil {
@@ -361,24 +340,20 @@ func (c *Client) stageSegmentRecord(rec archive.Record) error {
 // with stageSegmentRecord), and the import commits only once all went
 // through. first is called before the first record is staged.
 func (c *Client) importParts(ctx context.Context, parts []*backupPart, first func() error) error {
-	if err := c.dropImport(); err != nil {
-		return err
-	}
-	if err := first(); err != nil {
-		return err
-	}
-	for i, p := range parts {
-		apply := c.stageSegmentRecord
-		if i == 0 {
-			apply = c.importRecord
+	return c.importStaged(func() error {
+		if err := first(); err != nil {
+			return err
 		}
-		hdr := archive.Header{Kind: p.kind(), User: c.acct.User, Created: p.created}
-		if err := c.stageArchive(ctx, p.open(c), len(p.header), p.fileKey, p.kind(), hdr, apply); err != nil {
-			return errors.Join(err, c.dropImport())
+		for i, p := range parts {
+			apply := c.stageSegmentRecord
+			if i == 0 {
+				apply = c.importRecord
+			}
+			hdr := archive.Header{Kind: p.kind(), User: c.acct.User, Created: p.created}
+			if err := c.stageArchive(ctx, p.open(c), len(p.header), p.fileKey, p.kind(), hdr, apply); err != nil {
+				return err
+			}
 		}
-	}
-	if err := c.commitImport(); err != nil {
-		return err
-	}
-	return c.reloadState()
+		return nil
+	})
 }

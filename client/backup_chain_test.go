@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"sandi.dev/client"
-	"sandi.dev/internal/blob/fsblob"
-	"sandi.dev/internal/server"
 	"sandi.dev/protocol/archive"
 )
 
@@ -110,17 +108,15 @@ func serveInstead(rt *archiveTransport, with map[string][]byte) {
 // segment of another chain of the same account and key (an earlier chain
 // it kept after a re-base) is refused with ErrBackupCorrupt and an alarm,
 // nothing restored; one that serves the parts in another order changes
-// nothing. Dropping the tail restores an older backup, dated (§14.4).
-// A restored device re-bases; a segment of the old chain spliced after
-// its base is refused.
+// nothing. So is one that withholds the base, serves a segment made under
+// another key, or serves the old chain's base beside the new one.
+// Dropping the tail restores an older backup, dated (§14.4). A restored
+// device re-bases; a segment of the old chain spliced after its base is
+// refused.
 func TestBackupChainAttacks(t *testing.T) {
 	ctx := context.Background()
 	blobDir := t.TempDir()
-	bs, err := fsblob.New(blobDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{Blobs: bs})
+	n := startNode(t, t.TempDir()+"/sandi.db", blobConfigIn(t, blobDir))
 	alice := newClient(t, n, "")
 	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
 		t.Fatal(err)
@@ -195,6 +191,15 @@ func TestBackupChainAttacks(t *testing.T) {
 	moved[1+archive.SaltSize+archive.CheckSize+3] = 1
 	serveInstead(rt, map[string][]byte{segIDs[0]: moved, segIDs[1]: segs[0]})
 	corrupt("segment 2 moved to place 1")
+	// The base withheld: segments alone.
+	keepListed(p, func(id string) bool { return slices.Contains(segIDs, id) }, nil)
+	corrupt("the base withheld")
+	// A segment whose check is not the recovery key's (a part made under
+	// another key of the account).
+	foreign := bytes.Clone(segs[0])
+	foreign[1+archive.SaltSize] ^= 1
+	serveInstead(rt, map[string][]byte{segIDs[0]: foreign})
+	corrupt("a segment of another key")
 
 	// The parts listed and served in another order: the same restore.
 	keepListed(p, func(string) bool { return true }, func(a, b map[string]any) int {
@@ -257,6 +262,8 @@ func TestBackupChainAttacks(t *testing.T) {
 	}
 	serveInstead(rt, map[string][]byte{newSeg: segs[0]})
 	corrupt("a segment of the old chain")
+	serveInstead(rt, map[string][]byte{newSeg: base})
+	corrupt("the old chain's base served beside the new one")
 	again, err := restoreThrough(t, p, rt, key.String())
 	if err != nil {
 		t.Fatal(err)
@@ -288,11 +295,9 @@ func (l *lostAnswer) RoundTrip(r *http.Request) (*http.Response, error) {
 func TestBackupSegmentLostAnswer(t *testing.T) {
 	ctx := context.Background()
 	blobDir := t.TempDir()
-	bs, err := fsblob.New(blobDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{Blobs: bs, BlobUploadsPerMinute: 1000})
+	cfg := blobConfigIn(t, blobDir)
+	cfg.BlobUploadsPerMinute = 1000
+	n := startNode(t, t.TempDir()+"/sandi.db", cfg)
 	rt := &lostAnswer{}
 	alice := newClientWith(t, n, rt)
 	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
@@ -358,5 +363,57 @@ func TestBackupSegmentLostAnswer(t *testing.T) {
 			}
 			break
 		}
+	}
+}
+
+// refusePut fails, while on, every PUT of path before it is sent.
+type refusePut struct {
+	on   atomic.Bool
+	path string
+}
+
+func (r *refusePut) RoundTrip(req *http.Request) (*http.Response, error) {
+	if r.on.Load() && req.Method == "PUT" && req.URL.Path == r.path {
+		return nil, errors.New("network down (test)")
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// TestBackupRebaseKeepsOthers: alice's phone turns backups on after her
+// first device did, so the account's backup is the phone's. The first
+// device's next backup finds its chain gone and re-bases; while that
+// upload fails, the phone's backup stays on the server and restores.
+func TestBackupRebaseKeepsOthers(t *testing.T) {
+	ctx := context.Background()
+	blobDir := t.TempDir()
+	cfg := blobConfigIn(t, blobDir)
+	cfg.BlobUploadsPerMinute = 1000
+	n := startNode(t, t.TempDir()+"/sandi.db", cfg)
+	rt := &refusePut{path: "/api/archives/backup"}
+	alice := newClientWith(t, n, rt)
+	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.EnableBackup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	phone := linkDevice(t, n, alice, "password of alice")
+	key, err := phone.EnableBackup(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.on.Store(true)
+	if err := alice.BackupNow(ctx); err == nil {
+		t.Fatal("a re-base whose upload failed succeeded")
+	}
+	if got := len(blobObjects(t, blobDir)); got != 1 {
+		t.Fatalf("the server holds %d backup parts, want the phone's base", got)
+	}
+	fresh := newClient(t, n, "")
+	if err := fresh.Login(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := fresh.Restore(ctx, key.String()); err != nil {
+		t.Fatalf("restore the phone's backup: %v", err)
 	}
 }

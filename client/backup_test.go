@@ -19,8 +19,6 @@ import (
 	"time"
 
 	"sandi.dev/client"
-	"sandi.dev/internal/blob/fsblob"
-	"sandi.dev/internal/server"
 	"sandi.dev/protocol"
 	"sandi.dev/protocol/archive"
 )
@@ -70,11 +68,7 @@ func TestBackupRestore(t *testing.T) {
 		t.Run(db, func(t *testing.T) {
 			ctx := context.Background()
 			blobDir, dbPath := t.TempDir(), dbs(t)[db](t)
-			bs, err := fsblob.New(blobDir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			n := startNode(t, dbPath, server.Config{Blobs: bs})
+			n := startNode(t, dbPath, blobConfigIn(t, blobDir))
 			aliceDir := t.TempDir()
 			alice := newClient(t, n, aliceDir)
 			if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
@@ -223,11 +217,7 @@ func TestBackupRestore(t *testing.T) {
 // reset cannot be restored (its key is no longer the account's): a clear
 // error, and the device stays without keys or history.
 func TestRestoreAfterReset(t *testing.T) {
-	bs, err := fsblob.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{Blobs: bs})
+	n := startNode(t, t.TempDir()+"/sandi.db", blobConfig(t))
 	ctx := context.Background()
 	alice := register(t, n, "alice")
 	register(t, n, "bob")
@@ -327,11 +317,7 @@ func TestRestoreSecondReadCut(t *testing.T) {
 // recognises; restored honestly, the newest backup's date.
 func TestRestoreOlderBackupDated(t *testing.T) {
 	blobDir := t.TempDir()
-	bs, err := fsblob.New(blobDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{Blobs: bs})
+	n := startNode(t, t.TempDir()+"/sandi.db", blobConfigIn(t, blobDir))
 	ctx := context.Background()
 	var offset atomic.Int64
 	clock := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }

@@ -11,8 +11,7 @@ import (
 	"time"
 
 	"sandi.dev/client"
-	"sandi.dev/internal/blob/fsblob"
-	"sandi.dev/internal/server"
+	"sandi.dev/protocol"
 )
 
 // BenchmarkHistoryTransfer links a new device with a history of 10,000
@@ -21,42 +20,10 @@ import (
 // downloads it twice (check, then import), checks the digest and imports.
 // One operation is one whole link; docs/performance.md has the figures.
 func BenchmarkHistoryTransfer(b *testing.B) {
-	bs, err := fsblob.New(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	n := startNode(b, b.TempDir()+"/sandi.db", server.Config{Blobs: bs})
+	// The history starts at seq 2, as before the title became conversation
+	// state rather than a message.
+	n, alice, _, conv, count := benchHistory(b, b.TempDir(), 2)
 	ctx := context.Background()
-	count := envInt("SANDI_BENCH_MESSAGES", 10_000)
-	st := client.NewMemStorage()
-	alice, err := client.Open(client.Options{Server: n.url(), Storage: st, HTTPClient: &http.Client{Timeout: time.Minute}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
-		b.Fatal(err)
-	}
-	bob := register(b, n, "bob")
-	conv, err := alice.CreateConversation(ctx, "bench", "bob")
-	if err != nil {
-		b.Fatal(err)
-	}
-	// The history as a device stores it (the title is conversation state,
-	// not a message; seq 1 is left to it as before), written directly:
-	// sending 10,000 messages would measure sending.
-	var lines []byte
-	for i := range count {
-		m := client.Message{Conversation: conv, Seq: uint64(i + 2), Sender: "bob", SenderID: bob.UserID(), Device: bob.DeviceID(), Type: client.ContentText, Epoch: 1,
-			Text: fmt.Sprintf("message %d of the history, about as long as a chat line is", i), SentAt: int64(i), ReceivedAt: int64(i)}
-		l, err := json.Marshal(m)
-		if err != nil {
-			b.Fatal(err)
-		}
-		lines = append(append(lines, l...), '\n')
-	}
-	if err := st.Append("history/"+conv.String(), lines); err != nil {
-		b.Fatal(err)
-	}
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
@@ -83,4 +50,41 @@ func BenchmarkHistoryTransfer(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(count)*float64(b.N)/b.Elapsed().Seconds(), "messages/s")
+}
+
+// benchHistory starts a node keeping blobs in blobDir, registers alice
+// and bob, makes their conversation and writes into alice's storage a
+// history of SANDI_BENCH_MESSAGES (default 10,000) messages from bob, as
+// a device stores it, from sequence number first on: written directly,
+// since sending them would measure sending.
+func benchHistory(b *testing.B, blobDir string, first uint64) (n *node, alice, bob *client.Client, conv protocol.ConversationID, count int) {
+	n = startNode(b, b.TempDir()+"/sandi.db", blobConfigIn(b, blobDir))
+	ctx := context.Background()
+	count = envInt("SANDI_BENCH_MESSAGES", 10_000)
+	st := client.NewMemStorage()
+	alice, err := client.Open(client.Options{Server: n.url(), Storage: st, HTTPClient: &http.Client{Timeout: time.Minute}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
+		b.Fatal(err)
+	}
+	bob = register(b, n, "bob")
+	if conv, err = alice.CreateConversation(ctx, "bench", "bob"); err != nil {
+		b.Fatal(err)
+	}
+	var lines []byte
+	for i := range count {
+		m := client.Message{Conversation: conv, Seq: first + uint64(i), Sender: "bob", SenderID: bob.UserID(), Device: bob.DeviceID(), Type: client.ContentText, Epoch: 1,
+			Text: fmt.Sprintf("message %d of the history, about as long as a chat line is", i), SentAt: int64(i), ReceivedAt: int64(i)}
+		l, err := json.Marshal(m)
+		if err != nil {
+			b.Fatal(err)
+		}
+		lines = append(append(lines, l...), '\n')
+	}
+	if err := st.Append("history/"+conv.String(), lines); err != nil {
+		b.Fatal(err)
+	}
+	return n, alice, bob, conv, count
 }
