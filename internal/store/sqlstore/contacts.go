@@ -36,7 +36,8 @@ func (s *Store) Unblock(ctx context.Context, user, blocked protocol.UserID) (boo
 
 // Blocks implements store.Contacts.
 func (s *Store) Blocks(ctx context.Context, user protocol.UserID) ([]store.Block, error) {
-	rows, err := s.query(ctx, `SELECT blocked_id, created_at FROM blocks WHERE user_id = ? ORDER BY created_at, blocked_id`, idArg(user))
+	rows, err := s.query(ctx, `SELECT b.blocked_id, u.username, b.created_at FROM blocks b JOIN users u ON u.id = b.blocked_id
+		WHERE b.user_id = ? ORDER BY b.created_at, b.blocked_id`, idArg(user))
 	if err != nil {
 		return nil, err
 	}
@@ -44,7 +45,7 @@ func (s *Store) Blocks(ctx context.Context, user protocol.UserID) ([]store.Block
 	var out []store.Block
 	for rows.Next() {
 		var b store.Block
-		if err := rows.Scan(scanID(&b.User), &b.CreatedAt); err != nil {
+		if err := rows.Scan(scanID(&b.User), &b.Username, &b.CreatedAt); err != nil {
 			return nil, err
 		}
 		out = append(out, b)
