@@ -101,24 +101,33 @@ func (s *Store) NewContacts(ctx context.Context, author protocol.UserID, users [
 			return err
 		}
 		known := map[protocol.UserID]bool{author: true}
-		rows, err := t.query(`SELECT contact_id FROM new_contacts WHERE user_id = ?
-			UNION SELECT m2.user_id FROM members m1
-			JOIN members m2 ON m2.conversation_id = m1.conversation_id AND m2.left_event_id IS NULL
-			WHERE m1.user_id = ? AND m1.left_event_id IS NULL`, idArg(author), idArg(author))
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var u protocol.UserID
-			if err := rows.Scan(scanID(&u)); err != nil {
-				rows.Close()
+		// Of users only: the author's contacts and co-members may be many.
+		for part := range slices.Chunk(users, idsPerStatement/2) {
+			in := placeholders(1, len(part))
+			args := []any{idArg(author)}
+			for _, u := range part {
+				args = append(args, idArg(u))
+			}
+			args = append(args, args...)
+			rows, err := t.query(`SELECT contact_id FROM new_contacts WHERE user_id = ? AND contact_id IN `+in+`
+				UNION SELECT m2.user_id FROM members m1
+				JOIN members m2 ON m2.conversation_id = m1.conversation_id AND m2.left_event_id IS NULL
+				WHERE m1.user_id = ? AND m1.left_event_id IS NULL AND m2.user_id IN `+in, args...)
+			if err != nil {
 				return err
 			}
-			known[u] = true
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
+			for rows.Next() {
+				var u protocol.UserID
+				if err := rows.Scan(scanID(&u)); err != nil {
+					rows.Close()
+					return err
+				}
+				known[u] = true
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
 		}
 		var fresh []protocol.UserID
 		for _, u := range users {
