@@ -61,16 +61,7 @@ func (c *Client) saveBlocks(set map[protocol.UserID]bool) error {
 // and its additions of this account to conversations. Conversations
 // already shared are left as they are (leave them to part).
 func (c *Client) Block(ctx context.Context, user string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := c.ready(); err != nil {
-		return err
-	}
-	u, err := c.lookup(ctx, user)
-	if err != nil {
-		return err
-	}
-	return c.block(ctx, u.ID)
+	return c.onUser(ctx, user, func(u *userInfo) error { return c.block(ctx, u.ID) })
 }
 
 func (c *Client) block(ctx context.Context, id protocol.UserID) error {
@@ -80,16 +71,26 @@ func (c *Client) block(ctx context.Context, id protocol.UserID) error {
 	if err := c.api.do(ctx, "POST", "/api/blocks", map[string]any{"user": id}, nil); err != nil {
 		return err
 	}
-	set, err := c.localBlocks()
-	if err != nil {
-		return err
-	}
-	set[id] = true
-	return c.saveBlocks(set)
+	return c.keepBlock(id, true)
 }
 
 // Unblock removes a user from the account's block list.
 func (c *Client) Unblock(ctx context.Context, user string) error {
+	return c.onUser(ctx, user, func(u *userInfo) error {
+		err := c.api.do(ctx, "DELETE", "/api/blocks/"+u.ID.String(), nil, nil)
+		if IsCode(err, "not_found") {
+			return fmt.Errorf("%s is not blocked", u.Username)
+		}
+		if err != nil {
+			return err
+		}
+		return c.keepBlock(u.ID, false)
+	})
+}
+
+// onUser looks user (username or user id) up and calls f with it, the
+// client locked.
+func (c *Client) onUser(ctx context.Context, user string, f func(*userInfo) error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.ready(); err != nil {
@@ -99,18 +100,20 @@ func (c *Client) Unblock(ctx context.Context, user string) error {
 	if err != nil {
 		return err
 	}
-	err = c.api.do(ctx, "DELETE", "/api/blocks/"+u.ID.String(), nil, nil)
-	if IsCode(err, "not_found") {
-		err = fmt.Errorf("%s is not blocked", u.Username)
-	}
-	if err != nil {
-		return err
-	}
+	return f(u)
+}
+
+// keepBlock records on this device that id is blocked, or no longer.
+func (c *Client) keepBlock(id protocol.UserID, blocked bool) error {
 	set, err := c.localBlocks()
 	if err != nil {
 		return err
 	}
-	delete(set, u.ID)
+	if blocked {
+		set[id] = true
+	} else {
+		delete(set, id)
+	}
 	return c.saveBlocks(set)
 }
 

@@ -337,11 +337,8 @@ func (c *Client) memberKey(ctx context.Context, name string) (protocol.UserID, p
 // which is only shown: unlike lookup, it meets no key, so drawing a line
 // never changes what this device trusts.
 func (c *Client) displayName(ctx context.Context, id protocol.UserID) string {
-	if id == c.acct.User {
-		return c.acct.Username
-	}
-	if p := c.pins[id]; p != nil && p.Username != "" {
-		return p.Username
+	if name := c.knownName(id); name != "" {
+		return name
 	}
 	var u userInfo
 	if err := c.api.do(ctx, "GET", "/api/users/"+id.String(), nil, &u); err == nil && u.Username != "" {
@@ -350,13 +347,23 @@ func (c *Client) displayName(ctx context.Context, id protocol.UserID) string {
 	return id.String()
 }
 
-// usernameOf returns a remembered username for a user id ("" if unknown).
-func (c *Client) usernameOf(ctx context.Context, id protocol.UserID) string {
+// knownName returns the username this device already holds for a user
+// id: its own account's, or its pin's ("" if neither).
+func (c *Client) knownName(id protocol.UserID) string {
 	if id == c.acct.User {
 		return c.acct.Username
 	}
-	if p := c.pins[id]; p != nil && p.Username != "" {
+	if p := c.pins[id]; p != nil {
 		return p.Username
+	}
+	return ""
+}
+
+// usernameOf returns a username for a user id: the one this device holds,
+// else the one lookup finds (meeting its key), else the id itself.
+func (c *Client) usernameOf(ctx context.Context, id protocol.UserID) string {
+	if name := c.knownName(id); name != "" {
+		return name
 	}
 	if u, err := c.lookup(ctx, id.String()); err == nil {
 		return u.Username

@@ -60,6 +60,10 @@ func TestDeviceRename(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	var first []byte // the record naming the phone "work phone", seq 1
+	if err := db.QueryRow(`SELECT name_record FROM devices WHERE id = ?`, pid[:]).Scan(&first); err != nil {
+		t.Fatal(err)
+	}
 	for i, q := range []string{
 		`UPDATE devices SET name = 'alice''s laptop' WHERE id = ?`,
 		`UPDATE devices SET name = 'alice''s laptop', name_record = NULL, name_seq = 0 WHERE id = ?`,
@@ -78,6 +82,35 @@ func TestDeviceRename(t *testing.T) {
 		}
 		if len(alarms) != i+1 || !strings.Contains(alarms[i].Detail, pid.String()) {
 			t.Fatalf("attack %d: alarms %+v", i, alarms)
+		}
+	}
+
+	// A server that serves the first record again after a second rename
+	// (a rollback), or the phone's record for alice's own device.
+	if _, err := alice.RenameDevice(ctx, pid.String(), "old phone"); err != nil {
+		t.Fatal(err)
+	}
+	aid := alice.DeviceID()
+	for i, a := range []struct {
+		dev        protocol.DeviceID
+		name, want string
+	}{
+		{pid, "work phone", "old phone"},
+		{aid, "work phone", ""},
+	} {
+		if _, err := db.Exec(`UPDATE devices SET name = ?, name_record = ?, name_seq = 1 WHERE id = ?`, a.name, first, a.dev[:]); err != nil {
+			t.Fatal(err)
+		}
+		d := deviceNamed(t, alice, a.dev)
+		if a.want != "" && (d.Name != a.want || !d.NameSigned) || a.want == "" && d.NameSigned {
+			t.Fatalf("replay %d: alice shows the device as %+v; want %q signed", i, d, a.want)
+		}
+		alarms, err := alice.Alarms(protocol.ConversationID{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(alarms) != 3+i || !strings.Contains(alarms[2+i].Detail, a.dev.String()) {
+			t.Fatalf("replay %d: alarms %+v", i, alarms)
 		}
 	}
 }

@@ -107,8 +107,10 @@ func (c *Client) Conversations(ctx context.Context) ([]Conversation, error) {
 			return nil, err
 		}
 		cv := Conversation{ID: ca.ID, Title: cs.title(), Epoch: ca.Epoch, RotationRequired: ca.RotationRequired, Unread: cs.Unread, Request: cs.Request, Timer: cs.timer()}
-		if by, ok := c.adder(cs); ok && cs.Request {
-			cv.From = c.displayName(ctx, by)
+		if cs.Request {
+			if by, ok := c.adder(cs); ok {
+				cv.From = c.displayName(ctx, by)
+			}
 		}
 		c.describeMembers(ctx, cs, &cv)
 		out = append(out, cv)

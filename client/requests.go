@@ -115,17 +115,26 @@ func (c *Client) Requests(ctx context.Context) ([]Conversation, error) {
 	return out, nil
 }
 
+// request loads a conversation that is a message request.
+func (c *Client) request(conv protocol.ConversationID) (*convState, error) {
+	cs, err := c.conv(conv)
+	if err != nil {
+		return nil, err
+	}
+	if cs == nil || !cs.Request {
+		return nil, fmt.Errorf("conversation %s is not a message request", conv)
+	}
+	return cs, nil
+}
+
 // Accept makes a request an ordinary conversation: its messages count as
 // unread and are marked read as any others.
 func (c *Client) Accept(conv protocol.ConversationID) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	cs, err := c.conv(conv)
+	cs, err := c.request(conv)
 	if err != nil {
 		return err
-	}
-	if cs == nil || !cs.Request {
-		return fmt.Errorf("conversation %s is not a message request", conv)
 	}
 	cs.Request = false
 	return c.saveConv(cs)
@@ -140,12 +149,9 @@ func (c *Client) DeleteRequest(ctx context.Context, conv protocol.ConversationID
 }
 
 func (c *Client) deleteRequest(ctx context.Context, conv protocol.ConversationID) error {
-	cs, err := c.conv(conv)
+	cs, err := c.request(conv)
 	if err != nil {
 		return err
-	}
-	if cs == nil || !cs.Request {
-		return fmt.Errorf("conversation %s is not a message request", conv)
 	}
 	if !cs.Left {
 		if err := c.change(ctx, conv, protocol.OpLeave, nil, nil); err != nil {
@@ -184,12 +190,9 @@ func (c *Client) drop(conv protocol.ConversationID) error {
 func (c *Client) BlockRequest(ctx context.Context, conv protocol.ConversationID) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	cs, err := c.conv(conv)
+	cs, err := c.request(conv)
 	if err != nil {
 		return err
-	}
-	if cs == nil || !cs.Request {
-		return fmt.Errorf("conversation %s is not a message request", conv)
 	}
 	by, ok := c.adder(cs)
 	if !ok {

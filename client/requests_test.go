@@ -138,6 +138,10 @@ func TestMessageRequests(t *testing.T) {
 	if r := requestIDs(t, alice); !slices.Equal(r, []protocol.ConversationID{again}) {
 		t.Fatalf("after unblocking, requests = %v; want dave's new one", r)
 	}
+	// Unblocking also cleared this device's own list: no alarm.
+	if alarms, err := alice.Alarms(again); err != nil || len(alarms) != 0 {
+		t.Fatalf("alarms after unblocking dave = %+v, %v; want none", alarms, err)
+	}
 	// Delete: leave and forget, without blocking.
 	if err := alice.DeleteRequest(ctx, again); err != nil {
 		t.Fatal(err)

@@ -159,4 +159,34 @@ func TestTyping(t *testing.T) {
 	if !errors.As(err, &ae) || ae.Status != 400 {
 		t.Fatalf("bob posting alice's notice: %v, want 400", err)
 	}
+
+	// A notice altered on its way (the server relays what it likes) does
+	// not verify: bob drops it and raises one alarm for the conversation,
+	// however often it comes. A notice that verifies then shows alone.
+	bad := bytes.Clone(notice)
+	bad[len(bad)-1] ^= 1
+	tap.mu.Lock()
+	tap.replace = bad
+	tap.mu.Unlock()
+	for range 2 {
+		if err := alice.SendTyping(ctx, conv, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tap.mu.Lock()
+	tap.replace = nil
+	tap.mu.Unlock()
+	if err := alice.SendTyping(ctx, conv, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := await(t, typing, "typing notice after the altered ones"); got.Typing {
+		t.Fatalf("bob was shown an altered notice: %+v", got)
+	}
+	alarms, err := bob.Alarms(conv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(alarms) != 1 || alarms[0].Kind != client.AlarmBadSignature || alarms[0].User != alice.UserID() {
+		t.Fatalf("bob's alarms after two altered notices: %+v; want one bad signature of alice", alarms)
+	}
 }

@@ -102,7 +102,7 @@ func ParseDeviceName(b []byte) (*DeviceName, error) {
 			r.Fail("%v", err)
 		}
 	}
-	r.FixedInto(n.Signature[:], "signature")
+	readSignature(r, &n.Signature, "signature")
 	if err := r.Done(); err != nil {
 		return nil, fmt.Errorf("device name: %w", err)
 	}

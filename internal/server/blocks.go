@@ -85,11 +85,7 @@ func (s *Server) listBlocks(w http.ResponseWriter, r *http.Request, c *call) err
 	}
 	out := make([]blockInfo, 0, len(bl))
 	for _, b := range bl {
-		u, err := s.store.User(r.Context(), b.User)
-		if err != nil {
-			return err
-		}
-		out = append(out, blockInfo{User: b.User, Username: u.Username, CreatedAt: b.CreatedAt})
+		out = append(out, blockInfo{User: b.User, Username: b.Username, CreatedAt: b.CreatedAt})
 	}
 	s.writeJSON(w, http.StatusOK, map[string]any{"blocks": out})
 	return nil

@@ -14,6 +14,7 @@ var ErrTooManyContacts = errors.New("too many new contacts")
 // Block is one entry of an account's block list (protocol.md §16).
 type Block struct {
 	User      protocol.UserID // the blocked account
+	Username  string          // its username
 	CreatedAt int64
 }
 

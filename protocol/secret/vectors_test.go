@@ -2018,6 +2018,7 @@ func vecGenDeviceNames(t *testing.T) *vecDeviceNameFile {
 	})
 	mut("control character in the name", func(b []byte) []byte { b[nameLen+1] = 0x1b; return b })
 	mut("name not UTF-8", func(b []byte) []byte { b[nameLen+1] = 0xff; return b })
+	mut("signature S not below the group order", func(b []byte) []byte { b[len(b)-1] = 0xff; return b })
 	mut("trailing byte", func(b []byte) []byte { return append(b, 0) })
 	mut("truncated signature", func(b []byte) []byte { return b[:len(b)-1] })
 	return f

@@ -36,7 +36,8 @@ func (s *Store) Unblock(ctx context.Context, user, blocked protocol.UserID) (boo
 
 // Blocks implements store.Contacts.
 func (s *Store) Blocks(ctx context.Context, user protocol.UserID) ([]store.Block, error) {
-	rows, err := s.query(ctx, `SELECT blocked_id, created_at FROM blocks WHERE user_id = ? ORDER BY created_at, blocked_id`, idArg(user))
+	rows, err := s.query(ctx, `SELECT b.blocked_id, u.username, b.created_at FROM blocks b JOIN users u ON u.id = b.blocked_id
+		WHERE b.user_id = ? ORDER BY b.created_at, b.blocked_id`, idArg(user))
 	if err != nil {
 		return nil, err
 	}
@@ -44,7 +45,7 @@ func (s *Store) Blocks(ctx context.Context, user protocol.UserID) ([]store.Block
 	var out []store.Block
 	for rows.Next() {
 		var b store.Block
-		if err := rows.Scan(scanID(&b.User), &b.CreatedAt); err != nil {
+		if err := rows.Scan(scanID(&b.User), &b.Username, &b.CreatedAt); err != nil {
 			return nil, err
 		}
 		out = append(out, b)
@@ -100,24 +101,33 @@ func (s *Store) NewContacts(ctx context.Context, author protocol.UserID, users [
 			return err
 		}
 		known := map[protocol.UserID]bool{author: true}
-		rows, err := t.query(`SELECT contact_id FROM new_contacts WHERE user_id = ?
-			UNION SELECT m2.user_id FROM members m1
-			JOIN members m2 ON m2.conversation_id = m1.conversation_id AND m2.left_event_id IS NULL
-			WHERE m1.user_id = ? AND m1.left_event_id IS NULL`, idArg(author), idArg(author))
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var u protocol.UserID
-			if err := rows.Scan(scanID(&u)); err != nil {
-				rows.Close()
+		// Of users only: the author's contacts and co-members may be many.
+		for part := range slices.Chunk(users, idsPerStatement/2) {
+			in := placeholders(1, len(part))
+			args := []any{idArg(author)}
+			for _, u := range part {
+				args = append(args, idArg(u))
+			}
+			args = append(args, args...)
+			rows, err := t.query(`SELECT contact_id FROM new_contacts WHERE user_id = ? AND contact_id IN `+in+`
+				UNION SELECT m2.user_id FROM members m1
+				JOIN members m2 ON m2.conversation_id = m1.conversation_id AND m2.left_event_id IS NULL
+				WHERE m1.user_id = ? AND m1.left_event_id IS NULL AND m2.user_id IN `+in, args...)
+			if err != nil {
 				return err
 			}
-			known[u] = true
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
+			for rows.Next() {
+				var u protocol.UserID
+				if err := rows.Scan(scanID(&u)); err != nil {
+					rows.Close()
+					return err
+				}
+				known[u] = true
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
 		}
 		var fresh []protocol.UserID
 		for _, u := range users {

@@ -27,7 +27,7 @@ func testContacts(t *testing.T, open Opener) {
 	s = open(t, nil)
 	f.s = s
 	bl, err := s.Blocks(f.ctx, alice.ID)
-	if err != nil || len(bl) != 1 || bl[0].User != bob.ID {
+	if err != nil || len(bl) != 1 || bl[0].User != bob.ID || bl[0].Username != bob.Name {
 		t.Fatalf("alice's blocks after a restart = %v, %v; want bob", bl, err)
 	}
 	by, err := s.BlockedBy(f.ctx, bob.ID, []protocol.UserID{carol.ID, alice.ID})
