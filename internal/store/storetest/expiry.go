@@ -8,7 +8,7 @@ import (
 
 // testMessageExpiry: DeleteExpiredMessages deletes exactly the messages
 // whose expiry has come, in batches of its limit, whatever path the send
-// took (a batch, a message with a blob); Messages and Sync no longer give
+// took (a batch, a batch with a repeat, a message with a blob); Messages and Sync no longer give
 // their envelopes (the events stay, empty), and the blob of an expired
 // message is then collected while that of a kept message is not.
 func testMessageExpiry(t *testing.T, open Opener) {
@@ -44,7 +44,11 @@ func testMessageExpiry(t *testing.T, open Opener) {
 	f.sendOne(m5)
 	m6 := f.msg(conv, bob, 0, "exp-6", epoch)
 	m6.ExpiresAt = base + 2*minute
-	f.sendOne(m6)
+	// Twice in one batch: the second is a duplicate, and the batch takes
+	// the path that plans each item (on PostgreSQL, not the one round trip).
+	if res, err := s.Send(ctx, []store.Send{m6, m6}); err != nil || res[0].Err != nil || res[1].Err != nil || !res[1].Duplicate {
+		t.Fatalf("send a batch with a repeat: %v %+v", err, res)
+	}
 
 	clients := func() []string {
 		var out []string
