@@ -87,13 +87,21 @@ func (c *Client) checkExpiry(conv protocol.ConversationID, seq uint64, timer uin
 			FormatTimer(timer), seq, expiresAt, createdAt)})
 }
 
+// earliest is the earlier of two expiries (0: none).
+func earliest(a, b int64) int64 {
+	if a == 0 || b != 0 && b < a {
+		return b
+	}
+	return a
+}
+
 // noteExpiry keeps, with the conversation, the earliest expiry of the
 // messages stored for it, so that purging looks at a history only when
-// one is due.
-func (cs *convState) noteExpiry(m Message) {
-	if m.ExpiresAt != 0 && (cs.NextExpiry == 0 || m.ExpiresAt < cs.NextExpiry) {
-		cs.NextExpiry = m.ExpiresAt
-	}
+// one is due, and, with the client, the earliest of all, so that a sync
+// looks at the conversations only then.
+func (c *Client) noteExpiry(cs *convState, at int64) {
+	cs.NextExpiry = earliest(cs.NextExpiry, at)
+	c.expiryDue = earliest(c.expiryDue, at)
 }
 
 // purgeExpired erases from storage the messages of cs that have
@@ -131,9 +139,7 @@ func (c *Client) eraseExpired(conv protocol.ConversationID, lines []Message, now
 		if m.expired(now) || m.Target != "" && gone[m.Target] {
 			continue
 		}
-		if m.ExpiresAt != 0 && (next == 0 || m.ExpiresAt < next) {
-			next = m.ExpiresAt
-		}
+		next = earliest(next, m.ExpiresAt)
 		kept = append(kept, m)
 		line, err := json.Marshal(m)
 		if err != nil {
@@ -155,20 +161,29 @@ func (c *Client) eraseExpired(conv protocol.ConversationID, lines []Message, now
 		}
 	}
 	cs.NextExpiry, cs.Unread = next, unread
+	c.expiryDue = earliest(c.expiryDue, next)
 	return c.saveConv(cs)
 }
 
-// purgeAllExpired runs purgeExpired over every conversation held.
+// purgeAllExpired runs purgeExpired over every conversation held, when
+// one's next expiry is due (or not known yet: the first run reads them
+// all): every caught-up sync calls it.
 func (c *Client) purgeAllExpired(now int64) error {
+	if c.expiryKnown && (c.expiryDue == 0 || now < c.expiryDue) {
+		return nil
+	}
 	held, err := c.storedConvs()
 	if err != nil {
 		return err
 	}
+	due := int64(0)
 	for _, cs := range held {
 		if err := c.purgeExpired(cs, now); err != nil {
 			return err
 		}
+		due = earliest(due, cs.NextExpiry)
 	}
+	c.expiryDue, c.expiryKnown = due, true
 	return nil
 }
 

@@ -268,3 +268,74 @@ func TestExpiryRefused(t *testing.T) {
 		t.Fatalf("alice's history after the timer: %q", got)
 	}
 }
+
+// convLister is a device's storage that counts the listings of its
+// conversation states.
+type convLister struct {
+	client.Storage
+	mu sync.Mutex
+	n  int
+}
+
+func (s *convLister) List(prefix string) ([]string, error) {
+	if prefix == "conv/" {
+		s.mu.Lock()
+		s.n++
+		s.mu.Unlock()
+	}
+	return s.Storage.List(prefix)
+}
+
+func (s *convLister) lists() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
+}
+
+// TestSyncPurgesWhenDue: a caught-up sync erases from storage a message
+// whose timer ran out, the history unread, and it looks at the
+// conversations held only when an expiry is due: the syncs before (a
+// WebSocket push makes one per event) do not list them.
+func TestSyncPurgesWhenDue(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
+	alice := clockedUser(t, n.url(), t.TempDir(), "alice", newFakeClock())
+	clk, dir := newFakeClock(), t.TempDir()
+	ds, err := client.NewDirStorage(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &convLister{Storage: ds}
+	bob := openAt(t, n.url(), st, clk)
+	if err := bob.Register(ctx, "bob", "password of bob"); err != nil {
+		t.Fatal(err)
+	}
+	conv, err := alice.CreateConversation(ctx, "", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.SetTimer(ctx, conv, 60); err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, bob)
+	first := st.lists()
+	if _, err := alice.Send(ctx, conv, "short-lived"); err != nil {
+		t.Fatal(err)
+	}
+	if got := syncTexts(t, bob); !slices.Equal(got, []string{"alice: short-lived"}) {
+		t.Fatalf("bob got %q", got)
+	}
+	syncTexts(t, bob)
+	if st.lists() != first {
+		t.Fatalf("syncs with no expiry due listed the conversations %d times", st.lists()-first)
+	}
+	clk.add(61 * time.Second)
+	syncTexts(t, bob)
+	if stored(t, dir, "short-lived") {
+		t.Fatal("a caught-up sync after the timer left the message in storage")
+	}
+	syncTexts(t, bob)
+	if st.lists() != first+1 {
+		t.Fatalf("the conversations were listed %d times after the expiry, want once", st.lists()-first)
+	}
+}

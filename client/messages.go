@@ -312,7 +312,7 @@ func (c *Client) recordLater(cs *convState, m Message) error {
 	if c.countsUnread(m) {
 		cs.Unread++
 	}
-	cs.noteExpiry(m)
+	c.noteExpiry(cs, m.ExpiresAt)
 	if m.Own || m.SenderID == c.acct.User {
 		cs.accepted() // this account answered: no longer a request
 	}
