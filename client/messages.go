@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -411,18 +412,14 @@ func (c *Client) history(conv protocol.ConversationID) ([]Message, error) {
 	// A message that disappeared is never shown, and reading finds it
 	// erased (it may have come back in an archive: disappear.go).
 	now := c.now().UnixMilli()
-	live := lines[:0:0]
-	for _, m := range lines {
-		if !m.expired(now) {
-			live = append(live, m)
-		}
-	}
-	if len(live) < len(lines) {
+	expired := func(m Message) bool { return m.expired(now) }
+	if slices.ContainsFunc(lines, expired) {
 		if err := c.eraseExpired(conv, lines, now); err != nil {
 			return nil, err
 		}
+		lines = slices.DeleteFunc(lines, expired)
 	}
-	return foldReceipts(foldActions(liveHistory(live)), c.acct.User), nil
+	return foldReceipts(foldActions(liveHistory(lines)), c.acct.User), nil
 }
 
 // failure classifies a decrypt error for Stats.DecryptFailed.
