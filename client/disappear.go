@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"sandi.dev/protocol"
@@ -132,35 +131,19 @@ func (c *Client) eraseExpired(conv protocol.ConversationID, lines []Message, now
 			gone[m.Ref] = true
 		}
 	}
-	var b []byte
 	var kept []Message
-	next, unread := int64(0), 0
+	next := int64(0)
 	for _, m := range lines {
 		if m.expired(now) || m.Target != "" && gone[m.Target] {
 			continue
 		}
 		next = earliest(next, m.ExpiresAt)
 		kept = append(kept, m)
-		line, err := json.Marshal(m)
-		if err != nil {
-			return err
-		}
-		b = append(append(b, line...), '\n')
 	}
-	if len(b) == 0 {
-		err = c.st.Delete(historyKey(conv))
-	} else {
-		err = c.st.Put(historyKey(conv), b)
-	}
-	if err != nil {
+	if err := c.putHistory(conv, kept); err != nil {
 		return err
 	}
-	for _, m := range liveHistory(kept) { // counted as MarkReadThrough counts
-		if m.Seq > cs.ReadSeq && c.countsUnread(m) {
-			unread++
-		}
-	}
-	cs.NextExpiry, cs.Unread = next, unread
+	cs.NextExpiry, cs.Unread = next, c.unreadAfter(liveHistory(kept), cs.ReadSeq) // as MarkReadThrough counts
 	c.expiryDue = earliest(c.expiryDue, next)
 	return c.saveConv(cs)
 }
