@@ -133,7 +133,17 @@ func TestDisappearingMessages(t *testing.T) {
 	if m.ExpiresAt != m.SentAt+60_000 {
 		t.Fatalf("sent message expires at %d, sent at %d: want 60 s later", m.ExpiresAt, m.SentAt)
 	}
+	var burnt map[string]any // the event of m as the server gave it to bob
+	p.set(func(r *http.Request, body map[string]any) {
+		evs, _ := body["events"].([]any)
+		for _, x := range evs {
+			if e, ok := x.(map[string]any)["message"].(map[string]any); ok && e["seq"] == float64(m.Seq) {
+				burnt = x.(map[string]any)
+			}
+		}
+	})
 	syncTexts(t, bob)
+	p.set(nil)
 	if got := texts(t, bob, conv); !slices.Contains(got, "burn after reading") {
 		t.Fatalf("bob's history before the expiry: %q", got)
 	}
@@ -187,6 +197,27 @@ func TestDisappearingMessages(t *testing.T) {
 	}
 	if bob.Stats().Expired != 1 {
 		t.Fatalf("bob counted %d expired arrivals, want 1", bob.Stats().Expired)
+	}
+
+	// The server serves the expired message's envelope again, under a new
+	// seq: nothing shown, nothing stored (the epoch refuses the envelope
+	// it has opened once, whether or not it was erased since).
+	dups := bob.Stats().Duplicates
+	mu.Lock()
+	burnt["message"].(map[string]any)["seq"] = float64(m.Seq + 100)
+	p.set(func(r *http.Request, body map[string]any) {
+		if r.URL.Path == "/api/sync" {
+			body["events"] = []any{burnt}
+		}
+	})
+	mu.Unlock()
+	got := syncTexts(t, bob)
+	p.set(nil)
+	if len(got) != 0 || slices.Contains(texts(t, bob, conv), "burn after reading") || stored(t, bDir, "burn after reading") {
+		t.Fatalf("an expired envelope served again under a new seq: shown %q, stored %v", got, stored(t, bDir, "burn after reading"))
+	}
+	if bob.Stats().Duplicates != dups+1 {
+		t.Fatalf("bob counted %d duplicates for the envelope served again, want 1", bob.Stats().Duplicates-dups)
 	}
 
 	// Off again: a line, and the next message stays.
