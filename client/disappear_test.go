@@ -254,8 +254,8 @@ func TestDisappearingMessages(t *testing.T) {
 }
 
 // TestExpiryRefused: a server that answers a message sent with a timer
-// with another expiry (it would keep the envelope longer) is reported
-// with an alarm; the message still disappears on the sender's device.
+// with another expiry (it would keep the envelope longer), or with none,
+// is reported with an alarm; the message still disappears on the sender's device.
 func TestExpiryRefused(t *testing.T) {
 	ctx := context.Background()
 	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
@@ -281,6 +281,15 @@ func TestExpiryRefused(t *testing.T) {
 	if _, err := alice.Send(ctx, conv, "stretched"); err != nil {
 		t.Fatal(err)
 	}
+	// An answer with no expiry at all (the server ignored the timer).
+	p.set(func(r *http.Request, body map[string]any) {
+		if r.Method == "POST" && strings.HasSuffix(r.URL.Path, "/messages") {
+			delete(body, "expiresAt")
+		}
+	})
+	if _, err := alice.Send(ctx, conv, "kept by the server"); err != nil {
+		t.Fatal(err)
+	}
 	alarms, err := alice.Alarms(conv)
 	if err != nil {
 		t.Fatal(err)
@@ -291,8 +300,8 @@ func TestExpiryRefused(t *testing.T) {
 			kinds++
 		}
 	}
-	if kinds != 1 {
-		t.Fatalf("alarms %+v; want one %s", alarms, client.AlarmExpiryRefused)
+	if kinds != 2 {
+		t.Fatalf("alarms %+v; want two %s", alarms, client.AlarmExpiryRefused)
 	}
 	clk.add(301 * time.Second)
 	if got := texts(t, alice, conv); len(got) != 0 {
