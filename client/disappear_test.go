@@ -133,6 +133,9 @@ func TestDisappearingMessages(t *testing.T) {
 	if m.ExpiresAt != m.SentAt+60_000 {
 		t.Fatalf("sent message expires at %d, sent at %d: want 60 s later", m.ExpiresAt, m.SentAt)
 	}
+	if next, err := alice.NextExpiry(conv); err != nil || next != m.ExpiresAt {
+		t.Fatalf("alice's next expiry: %d, %v; want the message's, %d", next, err, m.ExpiresAt)
+	}
 	var burnt map[string]any // the event of m as the server gave it to bob
 	p.set(func(r *http.Request, body map[string]any) {
 		evs, _ := body["events"].([]any)
