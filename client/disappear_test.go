@@ -5,6 +5,7 @@ package client_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -336,12 +337,12 @@ func (s *convLister) lists() int {
 }
 
 // TestSyncPurgesWhenDue: a caught-up sync erases from storage a message
-// whose timer ran out, the history unread, and it looks at the
+// whose timer ran out, and its attachment's key, the history unread, and it looks at the
 // conversations held only when an expiry is due: the syncs before (a
 // WebSocket push makes one per event) do not list them.
 func TestSyncPurgesWhenDue(t *testing.T) {
 	ctx := context.Background()
-	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
+	n := startNode(t, t.TempDir()+"/sandi.db", blobConfig(t))
 	alice := clockedUser(t, n.url(), t.TempDir(), "alice", newFakeClock())
 	clk, dir := newFakeClock(), t.TempDir()
 	ds, err := client.NewDirStorage(dir)
@@ -362,11 +363,19 @@ func TestSyncPurgesWhenDue(t *testing.T) {
 	}
 	syncTexts(t, bob)
 	first := st.lists()
-	if _, err := alice.Send(ctx, conv, "short-lived"); err != nil {
+	att := upload(t, alice, conv, "note.txt", "text/plain", []byte("a file that goes with its message"))
+	if _, err := alice.SendMessage(ctx, conv, "short-lived", []client.Attachment{att}); err != nil {
 		t.Fatal(err)
 	}
 	if got := syncTexts(t, bob); !slices.Equal(got, []string{"alice: short-lived"}) {
 		t.Fatalf("bob got %q", got)
+	}
+	key, err := json.Marshal(att.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !stored(t, dir, strings.Trim(string(key), `"`)) {
+		t.Fatal("bob's storage does not hold the attachment's key")
 	}
 	syncTexts(t, bob)
 	if st.lists() != first {
@@ -374,8 +383,8 @@ func TestSyncPurgesWhenDue(t *testing.T) {
 	}
 	clk.add(61 * time.Second)
 	syncTexts(t, bob)
-	if stored(t, dir, "short-lived") {
-		t.Fatal("a caught-up sync after the timer left the message in storage")
+	if stored(t, dir, "short-lived") || stored(t, dir, strings.Trim(string(key), `"`)) {
+		t.Fatal("a caught-up sync after the timer left the message, or its attachment's key, in storage")
 	}
 	syncTexts(t, bob)
 	if st.lists() != first+1 {
