@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"unicode"
 	"unicode/utf8"
 
@@ -261,6 +260,15 @@ func (c *Client) checkActions(conv protocol.ConversationID, recorded []Message) 
 	if !scrub {
 		return nil
 	}
+	return c.putHistory(conv, lines)
+}
+
+// putHistory replaces a conversation's stored history with lines (none:
+// the key is deleted).
+func (c *Client) putHistory(conv protocol.ConversationID, lines []Message) error {
+	if len(lines) == 0 {
+		return c.st.Delete(historyKey(conv))
+	}
 	var b []byte
 	for _, m := range lines {
 		line, err := json.Marshal(m)
@@ -274,22 +282,7 @@ func (c *Client) checkActions(conv protocol.ConversationID, recorded []Message) 
 
 // historyLines reads a conversation's stored history lines as they are.
 func (c *Client) historyLines(conv protocol.ConversationID) ([]Message, error) {
-	b, err := c.st.Get(historyKey(conv))
-	if errors.Is(err, ErrNoValue) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var out []Message
-	for _, line := range strings.Split(string(b), "\n") {
-		var m Message
-		if line == "" || json.Unmarshal([]byte(line), &m) != nil {
-			continue // a torn last line after a crash
-		}
-		out = append(out, m)
-	}
-	return out, nil
+	return jsonLines[Message](c.st, historyKey(conv))
 }
 
 // Reply sends text in answer to the message targetRef (a Message.Ref).

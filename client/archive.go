@@ -475,6 +475,7 @@ func mergeHistory(theirs, mine []byte) []byte {
 func (c *Client) reloadState() error {
 	c.convs = map[protocol.ConversationID]*convState{}
 	c.lives = map[protocol.ConversationID]*epochLife{}
+	c.expiryKnown = false
 	c.pins = map[protocol.UserID]*pin{}
 	return c.loadPins()
 }

@@ -85,6 +85,12 @@ type Client struct {
 
 	lives     map[protocol.ConversationID]*epochLife // expiry.go
 	expiredAt int64                                  // Unix seconds of the last expiry run (0: none yet)
+	// expiryDue is the earliest NextExpiry of the conversations held (0:
+	// none), known once purgeAllExpired has looked at them all
+	// (disappear.go): until then, and after an import, expiryKnown is
+	// false.
+	expiryDue   int64
+	expiryKnown bool
 
 	onChange  func()
 	onReceipt func(Message) // receipts.go

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"sandi.dev/protocol"
@@ -87,13 +86,21 @@ func (c *Client) checkExpiry(conv protocol.ConversationID, seq uint64, timer uin
 			FormatTimer(timer), seq, expiresAt, createdAt)})
 }
 
+// earliest is the earlier of two expiries (0: none).
+func earliest(a, b int64) int64 {
+	if a == 0 || b != 0 && b < a {
+		return b
+	}
+	return a
+}
+
 // noteExpiry keeps, with the conversation, the earliest expiry of the
 // messages stored for it, so that purging looks at a history only when
-// one is due.
-func (cs *convState) noteExpiry(m Message) {
-	if m.ExpiresAt != 0 && (cs.NextExpiry == 0 || m.ExpiresAt < cs.NextExpiry) {
-		cs.NextExpiry = m.ExpiresAt
-	}
+// one is due, and, with the client, the earliest of all, so that a sync
+// looks at the conversations only then.
+func (c *Client) noteExpiry(cs *convState, at int64) {
+	cs.NextExpiry = earliest(cs.NextExpiry, at)
+	c.expiryDue = earliest(c.expiryDue, at)
 }
 
 // purgeExpired erases from storage the messages of cs that have
@@ -124,51 +131,42 @@ func (c *Client) eraseExpired(conv protocol.ConversationID, lines []Message, now
 			gone[m.Ref] = true
 		}
 	}
-	var b []byte
 	var kept []Message
-	next, unread := int64(0), 0
+	next := int64(0)
 	for _, m := range lines {
 		if m.expired(now) || m.Target != "" && gone[m.Target] {
 			continue
 		}
-		if m.ExpiresAt != 0 && (next == 0 || m.ExpiresAt < next) {
-			next = m.ExpiresAt
-		}
+		next = earliest(next, m.ExpiresAt)
 		kept = append(kept, m)
-		line, err := json.Marshal(m)
-		if err != nil {
-			return err
-		}
-		b = append(append(b, line...), '\n')
 	}
-	if len(b) == 0 {
-		err = c.st.Delete(historyKey(conv))
-	} else {
-		err = c.st.Put(historyKey(conv), b)
-	}
-	if err != nil {
+	if err := c.putHistory(conv, kept); err != nil {
 		return err
 	}
-	for _, m := range liveHistory(kept) { // counted as MarkReadThrough counts
-		if m.Seq > cs.ReadSeq && c.countsUnread(m) {
-			unread++
-		}
-	}
-	cs.NextExpiry, cs.Unread = next, unread
+	cs.NextExpiry, cs.Unread = next, c.unreadAfter(liveHistory(kept), cs.ReadSeq) // as MarkReadThrough counts
+	c.expiryDue = earliest(c.expiryDue, next)
 	return c.saveConv(cs)
 }
 
-// purgeAllExpired runs purgeExpired over every conversation held.
+// purgeAllExpired runs purgeExpired over every conversation held, when
+// one's next expiry is due (or not known yet: the first run reads them
+// all): every caught-up sync calls it.
 func (c *Client) purgeAllExpired(now int64) error {
+	if c.expiryKnown && (c.expiryDue == 0 || now < c.expiryDue) {
+		return nil
+	}
 	held, err := c.storedConvs()
 	if err != nil {
 		return err
 	}
+	due := int64(0)
 	for _, cs := range held {
 		if err := c.purgeExpired(cs, now); err != nil {
 			return err
 		}
+		due = earliest(due, cs.NextExpiry)
 	}
+	c.expiryDue, c.expiryKnown = due, true
 	return nil
 }
 

@@ -5,6 +5,7 @@ package client_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -133,7 +134,20 @@ func TestDisappearingMessages(t *testing.T) {
 	if m.ExpiresAt != m.SentAt+60_000 {
 		t.Fatalf("sent message expires at %d, sent at %d: want 60 s later", m.ExpiresAt, m.SentAt)
 	}
+	if next, err := alice.NextExpiry(conv); err != nil || next != m.ExpiresAt {
+		t.Fatalf("alice's next expiry: %d, %v; want the message's, %d", next, err, m.ExpiresAt)
+	}
+	var burnt map[string]any // the event of m as the server gave it to bob
+	p.set(func(r *http.Request, body map[string]any) {
+		evs, _ := body["events"].([]any)
+		for _, x := range evs {
+			if e, ok := x.(map[string]any)["message"].(map[string]any); ok && e["seq"] == float64(m.Seq) {
+				burnt = x.(map[string]any)
+			}
+		}
+	})
 	syncTexts(t, bob)
+	p.set(nil)
 	if got := texts(t, bob, conv); !slices.Contains(got, "burn after reading") {
 		t.Fatalf("bob's history before the expiry: %q", got)
 	}
@@ -189,6 +203,27 @@ func TestDisappearingMessages(t *testing.T) {
 		t.Fatalf("bob counted %d expired arrivals, want 1", bob.Stats().Expired)
 	}
 
+	// The server serves the expired message's envelope again, under a new
+	// seq: nothing shown, nothing stored (the epoch refuses the envelope
+	// it has opened once, whether or not it was erased since).
+	dups := bob.Stats().Duplicates
+	mu.Lock()
+	burnt["message"].(map[string]any)["seq"] = float64(m.Seq + 100)
+	p.set(func(r *http.Request, body map[string]any) {
+		if r.URL.Path == "/api/sync" {
+			body["events"] = []any{burnt}
+		}
+	})
+	mu.Unlock()
+	got := syncTexts(t, bob)
+	p.set(nil)
+	if len(got) != 0 || slices.Contains(texts(t, bob, conv), "burn after reading") || stored(t, bDir, "burn after reading") {
+		t.Fatalf("an expired envelope served again under a new seq: shown %q, stored %v", got, stored(t, bDir, "burn after reading"))
+	}
+	if bob.Stats().Duplicates != dups+1 {
+		t.Fatalf("bob counted %d duplicates for the envelope served again, want 1", bob.Stats().Duplicates-dups)
+	}
+
 	// Off again: a line, and the next message stays.
 	if err := carol.SetTimer(ctx, conv, 0); err != nil {
 		t.Fatal(err)
@@ -223,8 +258,8 @@ func TestDisappearingMessages(t *testing.T) {
 }
 
 // TestExpiryRefused: a server that answers a message sent with a timer
-// with another expiry (it would keep the envelope longer) is reported
-// with an alarm; the message still disappears on the sender's device.
+// with another expiry (it would keep the envelope longer), or with none,
+// is reported with an alarm; the message still disappears on the sender's device.
 func TestExpiryRefused(t *testing.T) {
 	ctx := context.Background()
 	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
@@ -250,6 +285,15 @@ func TestExpiryRefused(t *testing.T) {
 	if _, err := alice.Send(ctx, conv, "stretched"); err != nil {
 		t.Fatal(err)
 	}
+	// An answer with no expiry at all (the server ignored the timer).
+	p.set(func(r *http.Request, body map[string]any) {
+		if r.Method == "POST" && strings.HasSuffix(r.URL.Path, "/messages") {
+			delete(body, "expiresAt")
+		}
+	})
+	if _, err := alice.Send(ctx, conv, "kept by the server"); err != nil {
+		t.Fatal(err)
+	}
 	alarms, err := alice.Alarms(conv)
 	if err != nil {
 		t.Fatal(err)
@@ -260,11 +304,90 @@ func TestExpiryRefused(t *testing.T) {
 			kinds++
 		}
 	}
-	if kinds != 1 {
-		t.Fatalf("alarms %+v; want one %s", alarms, client.AlarmExpiryRefused)
+	if kinds != 2 {
+		t.Fatalf("alarms %+v; want two %s", alarms, client.AlarmExpiryRefused)
 	}
 	clk.add(301 * time.Second)
 	if got := texts(t, alice, conv); len(got) != 0 {
 		t.Fatalf("alice's history after the timer: %q", got)
+	}
+}
+
+// convLister is a device's storage that counts the listings of its
+// conversation states.
+type convLister struct {
+	client.Storage
+	mu sync.Mutex
+	n  int
+}
+
+func (s *convLister) List(prefix string) ([]string, error) {
+	if prefix == "conv/" {
+		s.mu.Lock()
+		s.n++
+		s.mu.Unlock()
+	}
+	return s.Storage.List(prefix)
+}
+
+func (s *convLister) lists() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
+}
+
+// TestSyncPurgesWhenDue: a caught-up sync erases from storage a message
+// whose timer ran out, and its attachment's key, the history unread, and it looks at the
+// conversations held only when an expiry is due: the syncs before (a
+// WebSocket push makes one per event) do not list them.
+func TestSyncPurgesWhenDue(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", blobConfig(t))
+	alice := clockedUser(t, n.url(), t.TempDir(), "alice", newFakeClock())
+	clk, dir := newFakeClock(), t.TempDir()
+	ds, err := client.NewDirStorage(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &convLister{Storage: ds}
+	bob := openAt(t, n.url(), st, clk)
+	if err := bob.Register(ctx, "bob", "password of bob"); err != nil {
+		t.Fatal(err)
+	}
+	conv, err := alice.CreateConversation(ctx, "", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.SetTimer(ctx, conv, 60); err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, bob)
+	first := st.lists()
+	att := upload(t, alice, conv, "note.txt", "text/plain", []byte("a file that goes with its message"))
+	if _, err := alice.SendMessage(ctx, conv, "short-lived", []client.Attachment{att}); err != nil {
+		t.Fatal(err)
+	}
+	if got := syncTexts(t, bob); !slices.Equal(got, []string{"alice: short-lived"}) {
+		t.Fatalf("bob got %q", got)
+	}
+	key, err := json.Marshal(att.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !stored(t, dir, strings.Trim(string(key), `"`)) {
+		t.Fatal("bob's storage does not hold the attachment's key")
+	}
+	syncTexts(t, bob)
+	if st.lists() != first {
+		t.Fatalf("syncs with no expiry due listed the conversations %d times", st.lists()-first)
+	}
+	clk.add(61 * time.Second)
+	syncTexts(t, bob)
+	if stored(t, dir, "short-lived") || stored(t, dir, strings.Trim(string(key), `"`)) {
+		t.Fatal("a caught-up sync after the timer left the message, or its attachment's key, in storage")
+	}
+	syncTexts(t, bob)
+	if st.lists() != first+1 {
+		t.Fatalf("the conversations were listed %d times after the expiry, want once", st.lists()-first)
 	}
 }

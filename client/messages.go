@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -316,7 +317,7 @@ func (c *Client) recordLater(cs *convState, m Message) error {
 	if c.countsUnread(m) {
 		cs.Unread++
 	}
-	cs.noteExpiry(m)
+	c.noteExpiry(cs, m.ExpiresAt)
 	if m.Own || m.SenderID == c.acct.User {
 		cs.accepted() // this account answered: no longer a request
 	}
@@ -415,18 +416,14 @@ func (c *Client) history(conv protocol.ConversationID) ([]Message, error) {
 	// A message that disappeared is never shown, and reading finds it
 	// erased (it may have come back in an archive: disappear.go).
 	now := c.now().UnixMilli()
-	live := lines[:0:0]
-	for _, m := range lines {
-		if !m.expired(now) {
-			live = append(live, m)
-		}
-	}
-	if len(live) < len(lines) {
+	expired := func(m Message) bool { return m.expired(now) }
+	if slices.ContainsFunc(lines, expired) {
 		if err := c.eraseExpired(conv, lines, now); err != nil {
 			return nil, err
 		}
+		lines = slices.DeleteFunc(lines, expired)
 	}
-	return foldReceipts(foldActions(liveHistory(live)), c.acct.User), nil
+	return foldReceipts(foldActions(liveHistory(lines)), c.acct.User), nil
 }
 
 // failure classifies a decrypt error for Stats.DecryptFailed.

@@ -239,20 +239,27 @@ func (c *Client) Lines(conv protocol.ConversationID) ([]Line, error) {
 }
 
 func (c *Client) timelineLines(conv protocol.ConversationID) ([]Line, error) {
-	b, err := c.st.Get(timelineKey(conv))
+	return jsonLines[Line](c.st, timelineKey(conv))
+}
+
+// jsonLines reads the value under key as one JSON value a line (a
+// history, a timeline): nil when nothing is stored; a line that does not
+// parse (a torn last line after a crash) is skipped.
+func jsonLines[T any](st Storage, key string) ([]T, error) {
+	b, err := st.Get(key)
 	if errors.Is(err, ErrNoValue) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	var out []Line
-	for _, s := range strings.Split(string(b), "\n") {
-		var l Line
-		if s == "" || json.Unmarshal([]byte(s), &l) != nil {
-			continue // a torn last line after a crash
+	var out []T
+	for _, line := range strings.Split(string(b), "\n") {
+		var v T
+		if line == "" || json.Unmarshal([]byte(line), &v) != nil {
+			continue
 		}
-		out = append(out, l)
+		out = append(out, v)
 	}
 	return out, nil
 }

@@ -67,11 +67,12 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, c *call) er
 	if err := env.Verify(*id); err != nil {
 		return problem(http.StatusBadRequest, CodeBadSignature, err.Error(), err)
 	}
+	now := s.now() // the stored expiry is the answered one: created_at + timer
 	res, err := s.store.SendOne(r.Context(), store.Send{
 		Conversation: c.conv, Sender: c.device.ID, SenderUser: c.user(), ClientID: req.ClientID,
-		Epoch: env.Epoch, Envelope: req.Envelope, Now: s.now(),
+		Epoch: env.Epoch, Envelope: req.Envelope, Now: now,
 		RotateAfterMessages: s.cfg.RotateAfterMessages, RotateAfterMillis: s.cfg.RotateAfterAge.Milliseconds(),
-		Blobs: req.Blobs, ExpiresAt: expiresAt(s.now(), req.Timer),
+		Blobs: req.Blobs, ExpiresAt: expiresAt(now, req.Timer),
 	})
 	if err != nil {
 		if errors.Is(err, store.ErrBadBlob) {

@@ -653,16 +653,13 @@ func (a *app) history(args []js.Value) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	next, err := c.NextExpiry(id)
-	if err != nil {
-		return nil, err
-	}
 	if lines == nil {
 		lines = []client.Line{}
 	}
 	// lines: the timeline lines (each after the messages up to its
-	// afterSeq); nextExpiry: when the page should call expire (0: never).
-	return map[string]any{"messages": views(h), "failures": fs, "lines": lines, "nextExpiry": next}, nil
+	// afterSeq). The page schedules expire from the messages it shows
+	// (their expiresAt), live ones included.
+	return map[string]any{"messages": views(h), "failures": fs, "lines": lines}, nil
 }
 
 func (a *app) send(args []js.Value) (any, error) {

@@ -721,18 +721,27 @@ func expiresArg(at int64) any {
 	return at
 }
 
-// DeleteExpiredMessages implements store.Store. It forgets the memo (the
-// tail holds envelopes), as every write but Send's does.
+// DeleteExpiredMessages implements store.Store. When it deletes a message
+// it forgets the memo (the tail holds envelopes), as every write but
+// Send's does; a pass that finds none due (the collector's usual one)
+// keeps it.
 func (s *Store) DeleteExpiredMessages(ctx context.Context, now int64, limit int) (int, error) {
 	var n int
-	err := s.write(ctx, "delete expired messages", func(t *wtx) error {
+	err := s.writeTx(ctx, "delete expired messages", false, func(t *wtx) error {
 		r, err := t.exec(`DELETE FROM messages WHERE (conversation_id, seq) IN (
 			SELECT conversation_id, seq FROM messages WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?)`, now, limit)
 		if err != nil {
 			return err
 		}
 		d, err := r.RowsAffected()
-		n = int(d)
+		if n = int(d); n > 0 {
+			t.afterCommit(func() {
+				if s.memo != nil {
+					s.memo.invalidate()
+				}
+				s.pgr.invalidate()
+			})
+		}
 		return err
 	})
 	return n, err

@@ -52,7 +52,8 @@ FROM unnest($1::bytea[], $2::text[]) AS k (dev, cid)
 JOIN messages m ON m.sender_device = k.dev AND m.client_id = k.cid`
 
 // pgWriteBatch writes a planned batch: $1 events, of which the first are
-// the messages' in the same order. It returns the id before the first.
+// the messages' in the same order ($17: their expiries, 0 for never). It
+// returns the id before the first.
 const pgWriteBatch = `WITH c AS (
     UPDATE event_counter SET last_id = last_id + $1 WHERE id = 1 RETURNING last_id - $1 AS base
 ), ev AS (
@@ -61,9 +62,9 @@ const pgWriteBatch = `WITH c AS (
     FROM c, unnest($2::text[], $3::bytea[], $4::int8[], $5::int8[], $6::text[], $7::int8[])
         WITH ORDINALITY AS e (kind, conv, seq, epoch, reason, at, ord)
 ), msg AS (
-    INSERT INTO messages (conversation_id, seq, sender_device, sender_user, client_id, epoch, envelope, created_at, event_id)
-    SELECT e.conv, e.seq, m.dev, m.usr, m.cid, e.epoch, m.env, e.at, c.base + m.ord
-    FROM c, unnest($8::bytea[], $9::bytea[], $10::text[], $11::bytea[]) WITH ORDINALITY AS m (dev, usr, cid, env, ord)
+    INSERT INTO messages (conversation_id, seq, sender_device, sender_user, client_id, epoch, envelope, created_at, event_id, expires_at)
+    SELECT e.conv, e.seq, m.dev, m.usr, m.cid, e.epoch, m.env, e.at, c.base + m.ord, NULLIF(m.exp, 0)
+    FROM c, unnest($8::bytea[], $9::bytea[], $10::text[], $11::bytea[], $17::int8[]) WITH ORDINALITY AS m (dev, usr, cid, env, exp, ord)
     JOIN unnest($3::bytea[], $4::int8[], $5::int8[], $7::int8[]) WITH ORDINALITY AS e (conv, seq, epoch, at, ord) ON e.ord = m.ord
 ), conv AS (
     UPDATE conversations SET last_seq = v.last_seq, messages_in_epoch = v.in_epoch,
@@ -105,8 +106,8 @@ const maxPGBatch = eventBlock / 2
 // place in the batch, its seq and the id before the batch's first event),
 // or none when any item needs planSend's decision.
 const pgFastSend = `WITH i AS (
-    SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::text[], $5::int8[], $6::bytea[], $7::int8[], $8::int8[], $9::int8[])
-        WITH ORDINALITY AS i (conv, dev, usr, cid, epoch, env, at, rot_msgs, rot_millis, ord)
+    SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::text[], $5::int8[], $6::bytea[], $7::int8[], $8::int8[], $9::int8[], $10::int8[])
+        WITH ORDINALITY AS i (conv, dev, usr, cid, epoch, env, at, rot_msgs, rot_millis, exp, ord)
 ), l AS (
     SELECT id, epoch, epoch_started_at, messages_in_epoch, last_seq, rotation_required
     FROM conversations WHERE id = ANY($1::bytea[]) ORDER BY id FOR UPDATE
@@ -131,8 +132,8 @@ const pgFastSend = `WITH i AS (
     INSERT INTO events (id, kind, conversation_id, seq, epoch, created_at)
     SELECT c.base + p.ord, 'message', p.conv, p.seq, p.epoch, p.at FROM c, p
 ), msg AS (
-    INSERT INTO messages (conversation_id, seq, sender_device, sender_user, client_id, epoch, envelope, created_at, event_id)
-    SELECT p.conv, p.seq, p.dev, p.usr, p.cid, p.epoch, p.env, p.at, c.base + p.ord FROM c, p
+    INSERT INTO messages (conversation_id, seq, sender_device, sender_user, client_id, epoch, envelope, created_at, event_id, expires_at)
+    SELECT p.conv, p.seq, p.dev, p.usr, p.cid, p.epoch, p.env, p.at, c.base + p.ord, NULLIF(p.exp, 0) FROM c, p
 ), conv AS (
     UPDATE conversations SET last_seq = x.seq, messages_in_epoch = x.in_epoch
     FROM (SELECT p.conv, max(p.seq) AS seq, max(p.in_epoch) AS in_epoch FROM p GROUP BY p.conv) x, c
@@ -145,11 +146,10 @@ func (s *Store) sendPostgres(ctx context.Context, batch []store.Send) ([]store.S
 	if len(batch) == 0 {
 		return []store.SendResult{}, nil
 	}
-	if slices.ContainsFunc(batch, func(m store.Send) bool { return len(m.Blobs) > 0 || m.ExpiresAt != 0 }) {
+	if slices.ContainsFunc(batch, func(m store.Send) bool { return len(m.Blobs) > 0 }) {
 		// Messages that share blobs (rare beside text) take the
 		// statements of SQLite's path, which lock and reference the
-		// blobs; so do messages that expire, which that path's insert
-		// alone writes with their expiry.
+		// blobs.
 		return s.sendTx(ctx, batch)
 	}
 	const attempts = 5
@@ -217,10 +217,10 @@ func (s *Store) sendPostgresFast(ctx context.Context, batch []store.Send) ([]sto
 	n := len(batch)
 	convs, devs, users, envs := make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n)
 	cids := make([]string, n)
-	epochs, ats, rotMsgs, rotMillis := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+	epochs, ats, rotMsgs, rotMillis, exps := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
 	for i, m := range batch {
 		convs[i], devs[i], users[i], envs[i], cids[i] = idArg(m.Conversation), idArg(m.Sender), idArg(m.SenderUser), m.Envelope, m.ClientID
-		epochs[i], ats[i], rotMsgs[i], rotMillis[i] = i64(m.Epoch), m.Now, int64(m.RotateAfterMessages), m.RotateAfterMillis
+		epochs[i], ats[i], rotMsgs[i], rotMillis[i], exps[i] = i64(m.Epoch), m.Now, int64(m.RotateAfterMessages), m.RotateAfterMillis, m.ExpiresAt
 	}
 	ids := batchConversations(batch)
 	idArgs := make([][]byte, len(ids))
@@ -243,7 +243,7 @@ func (s *Store) sendPostgresFast(ctx context.Context, batch []store.Send) ([]sto
 		if s.sequenced.Load() {
 			q = pgFastSendSeq
 		}
-		b.Queue(q, convs, devs, users, cids, epochs, envs, ats, rotMsgs, rotMillis)
+		b.Queue(q, convs, devs, users, cids, epochs, envs, ats, rotMsgs, rotMillis, exps)
 		br := pc.SendBatch(ctx, b)
 		err := func() error {
 			if _, err := br.Exec(); err != nil {
@@ -426,10 +426,10 @@ func pgSendTx(ctx context.Context, pc *pgx.Conn, batch []store.Send, lookup, seq
 		seqs[i], epochs[i], ats[i] = i64(e.seq), i64(e.epoch), e.at
 	}
 	k := len(p.ok)
-	devs, users, cids, envs := make([][]byte, k), make([][]byte, k), make([]string, k), make([][]byte, k)
+	devs, users, cids, envs, exps := make([][]byte, k), make([][]byte, k), make([]string, k), make([][]byte, k), make([]int64, k)
 	for i, a := range p.ok {
 		m := batch[a.item]
-		devs[i], users[i], cids[i], envs[i] = idArg(m.Sender), idArg(m.SenderUser), m.ClientID, m.Envelope
+		devs[i], users[i], cids[i], envs[i], exps[i] = idArg(m.Sender), idArg(m.SenderUser), m.ClientID, m.Envelope, m.ExpiresAt
 	}
 	c := len(p.counters)
 	cIDs, cSeqs, cIn, cReq, cReason := make([][]byte, c), make([]int64, c), make([]int64, c), make([]bool, c), make([]string, c)
@@ -445,7 +445,7 @@ func pgSendTx(ctx context.Context, pc *pgx.Conn, batch []store.Send, lookup, seq
 	}
 	b = &pgx.Batch{}
 	b.Queue(write, int64(n), kinds, convIDs, seqs, epochs, reasons, ats, devs, users, cids, envs,
-		cIDs, cSeqs, cIn, cReq, cReason)
+		cIDs, cSeqs, cIn, cReq, cReason, exps)
 	b.Queue("COMMIT")
 	br = pc.SendBatch(ctx, b)
 	var base int64

@@ -32,6 +32,15 @@ func TestPostgresSendPaths(t *testing.T) {
 	if fast() != before+1 {
 		t.Fatal("an ordinary batch did not take the one round trip")
 	}
+	// A message that expires takes it too, with its expiry.
+	exp := b.send(10)
+	exp.ExpiresAt = 60_010
+	if res, err := s.Send(ctx, []store.Send{exp}); err != nil || res[0].Err != nil || fast() != before+2 {
+		t.Fatalf("a send with an expiry: %+v %v, fast %d; want the one round trip", res, err, fast()-before)
+	}
+	if n, err := s.DeleteExpiredMessages(ctx, exp.ExpiresAt, 10); err != nil || n != 1 {
+		t.Fatalf("delete expired: %d, %v; want the message sent by the one round trip", n, err)
+	}
 
 	// Each of these must not be written by the one round trip.
 	notMember := a.send(4)

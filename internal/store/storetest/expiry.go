@@ -8,9 +8,10 @@ import (
 
 // testMessageExpiry: DeleteExpiredMessages deletes exactly the messages
 // whose expiry has come, in batches of its limit, whatever path the send
-// took (a batch, a message with a blob); Messages and Sync no longer give
-// their envelopes (the events stay, empty), and the blob of an expired
-// message is then collected while that of a kept message is not.
+// took (a batch, a batch with a repeat, a message with a blob); Messages
+// and Sync (from any cursor) no longer give their envelopes (the events
+// stay, empty), and the blob of an expired message is then collected
+// while that of a kept message is not.
 func testMessageExpiry(t *testing.T, open Opener) {
 	f := newFixture(t, open(t, nil))
 	s, ctx := f.s, f.ctx
@@ -32,8 +33,9 @@ func testMessageExpiry(t *testing.T, open Opener) {
 	// one that never expires, one with a blob that expires later.
 	m1, m2 := f.msg(conv, alice, 0, "exp-1", epoch), f.msg(conv, bob, 0, "exp-2", epoch)
 	m1.ExpiresAt, m2.ExpiresAt = base+minute, base+minute
-	if res, err := s.Send(ctx, []store.Send{m1, m2}); err != nil || res[0].Err != nil || res[1].Err != nil {
-		t.Fatalf("send batch: %v %+v", err, res)
+	first, err := s.Send(ctx, []store.Send{m1, m2})
+	if err != nil || first[0].Err != nil || first[1].Err != nil {
+		t.Fatalf("send batch: %v %+v", err, first)
 	}
 	m3 := f.msg(conv, alice, 0, "exp-3", epoch)
 	m3.ExpiresAt, m3.Blobs = base+2*minute, []string{gone.ID}
@@ -44,7 +46,11 @@ func testMessageExpiry(t *testing.T, open Opener) {
 	f.sendOne(m5)
 	m6 := f.msg(conv, bob, 0, "exp-6", epoch)
 	m6.ExpiresAt = base + 2*minute
-	f.sendOne(m6)
+	// Twice in one batch: the second is a duplicate, and the batch takes
+	// the path that plans each item (on PostgreSQL, not the one round trip).
+	if res, err := s.Send(ctx, []store.Send{m6, m6}); err != nil || res[0].Err != nil || res[1].Err != nil || !res[1].Duplicate {
+		t.Fatalf("send a batch with a repeat: %v %+v", err, res)
+	}
 
 	clients := func() []string {
 		var out []string
@@ -64,6 +70,13 @@ func testMessageExpiry(t *testing.T, open Opener) {
 	del(base+minute-1, 100, 0)
 	del(base+minute, 1, 1)
 	del(base+minute, 100, 1)
+	// A sync from just before them (a live connection's read, which a
+	// store may answer from memory) gives neither.
+	for _, e := range f.sync(bob, 0, first[0].EventID-1) {
+		if e.Message != nil && (e.Message.ClientID == "exp-1" || e.Message.ClientID == "exp-2") {
+			t.Fatalf("a sync after the deletion still gives the expired message %q", e.Message.ClientID)
+		}
+	}
 	if got := clients(); len(got) != 4 || got[0] != "exp-3" {
 		t.Fatalf("messages after the first minute: %v", got)
 	}
