@@ -20,6 +20,8 @@ type streamHeader interface {
 	// OnHeadLate sets a function called when the head moves after a
 	// reader gave up waiting for it.
 	OnHeadLate(func())
+	// StreamHeadLate counts the reads that gave up waiting for the head.
+	StreamHeadLate() (n uint64, ok bool)
 }
 
 // watchStream exports the head's metrics and wakes every local socket
@@ -50,6 +52,13 @@ func (s *Server) watchStream() {
 		}, func() float64 {
 			_, _, waiting, _ := sh.StreamHead()
 			return waiting.Seconds()
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sandi_stream_head_late_total",
+			Help: "Reads of the event stream that gave up waiting for the head to settle and answered without the newest events (delivered when the head moves).",
+		}, func() float64 {
+			n, _ := sh.StreamHeadLate()
+			return float64(n)
 		}),
 	)
 }

@@ -66,6 +66,9 @@ func TestStreamHeadStuck(t *testing.T) {
 	if v := e.metricOr0("sandi_stream_head_wait_seconds"); v < 0.3 {
 		t.Fatalf("sandi_stream_head_wait_seconds %v, want 0.3 at least", v)
 	}
+	if v := e.metricOr0("sandi_stream_head_late_total"); v < 1 {
+		t.Fatalf("sandi_stream_head_late_total %v after a read gave up waiting for the head", v)
+	}
 
 	if err := tx.Rollback(); err != nil {
 		t.Fatal(err)
