@@ -1,11 +1,15 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"sandi.dev/internal/store"
+	"sandi.dev/protocol"
 )
 
 // streamHeader is a store whose event stream is read up to a settled head
@@ -22,6 +26,9 @@ type streamHeader interface {
 	OnHeadLate(func())
 	// StreamHeadLate counts the reads that gave up waiting for the head.
 	StreamHeadLate() (n uint64, ok bool)
+	// SyncSettled is Sync up to the head settled already, without
+	// waiting for it: the read after a full page.
+	SyncSettled(ctx context.Context, user protocol.UserID, device protocol.DeviceID, since int64, limit int) ([]store.Event, error)
 }
 
 // watchStream exports the head's metrics and wakes every local socket
