@@ -25,7 +25,11 @@ import (
 // (docs/performance.md). SANDI_LOAD_CONC=1,64 adds those closed-loop
 // levels (3 s each); SANDI_LOAD_COUNTER=1 puts the database back on the
 // event counter first, as a database of an older release is;
-// SANDI_LOAD_CPUPROFILE=FILE records a CPU profile of the timed phases.
+// SANDI_LOAD_NONATS=1 runs the nodes without NATS (one node: the same
+// server as the single-node load tool; several: cross-node delivery by
+// the head poll alone); SANDI_LOAD_CPUPROFILE=FILE records a CPU profile
+// of the timed phases. Each node's settled-head figures are logged: the
+// reads that gave up waiting for the head, and how long they waited.
 func TestLoadAcrossNodes(t *testing.T) {
 	nodes, rate, dur := 2, 100, time.Second
 	if n, err := strconv.Atoi(os.Getenv("SANDI_LOAD_CLUSTER")); err == nil && n > 0 {
@@ -51,7 +55,7 @@ func TestLoadAcrossNodes(t *testing.T) {
 	if os.Getenv("SANDI_LOAD_COUNTER") != "" {
 		unswitch(t, dbURL, db)
 	}
-	c := Start(t, Options{Nodes: nodes, DB: dbURL, Config: cfg})
+	c := Start(t, Options{Nodes: nodes, DB: dbURL, Config: cfg, NoNATS: os.Getenv("SANDI_LOAD_NONATS") != ""})
 	var wal0 string
 	if err := db.QueryRow(`SELECT pg_current_wal_lsn()::text`).Scan(&wal0); err != nil {
 		t.Fatal(err)
@@ -79,6 +83,12 @@ func TestLoadAcrossNodes(t *testing.T) {
 	var out bytes.Buffer
 	rep.WriteTable(&out)
 	t.Logf("\n%s", out.String())
+	for _, n := range c.Nodes {
+		if late, ok := n.St.StreamHeadLate(); ok {
+			settled, drawn, _, _ := n.St.StreamHead()
+			t.Logf("node %s: %d reads gave up waiting for the settled head; head %d, drawn %d", n.Addr, late, settled, drawn)
+		}
+	}
 	l := rep.Live
 	if nodes == 1 { // the report has no per-node rows
 		if l == nil || l.Accepted == 0 || l.Received != l.Accepted || l.Missing != 0 {

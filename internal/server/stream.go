@@ -1,11 +1,15 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"sandi.dev/internal/store"
+	"sandi.dev/protocol"
 )
 
 // streamHeader is a store whose event stream is read up to a settled head
@@ -20,6 +24,11 @@ type streamHeader interface {
 	// OnHeadLate sets a function called when the head moves after a
 	// reader gave up waiting for it.
 	OnHeadLate(func())
+	// StreamHeadLate counts the reads that gave up waiting for the head.
+	StreamHeadLate() (n uint64, ok bool)
+	// SyncSettled is Sync up to the head settled already, without
+	// waiting for it: the read after a full page.
+	SyncSettled(ctx context.Context, user protocol.UserID, device protocol.DeviceID, since int64, limit int) ([]store.Event, error)
 }
 
 // watchStream exports the head's metrics and wakes every local socket
@@ -50,6 +59,13 @@ func (s *Server) watchStream() {
 		}, func() float64 {
 			_, _, waiting, _ := sh.StreamHead()
 			return waiting.Seconds()
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sandi_stream_head_late_total",
+			Help: "Reads of the event stream that gave up waiting for the head to settle and answered without the newest events (delivered when the head moves).",
+		}, func() float64 {
+			n, _ := sh.StreamHeadLate()
+			return float64(n)
 		}),
 	)
 }

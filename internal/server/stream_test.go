@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -66,6 +67,9 @@ func TestStreamHeadStuck(t *testing.T) {
 	if v := e.metricOr0("sandi_stream_head_wait_seconds"); v < 0.3 {
 		t.Fatalf("sandi_stream_head_wait_seconds %v, want 0.3 at least", v)
 	}
+	if v := e.metricOr0("sandi_stream_head_late_total"); v < 1 {
+		t.Fatalf("sandi_stream_head_late_total %v after a read gave up waiting for the head", v)
+	}
 
 	if err := tx.Rollback(); err != nil {
 		t.Fatal(err)
@@ -85,4 +89,83 @@ func TestStreamHeadStuck(t *testing.T) {
 	eventually(t, 10*time.Second, "/readyz answers 200 once the transaction ended", func() bool {
 		return e.raw(nil, "", "GET", "/readyz", nil).status == http.StatusOK
 	})
+}
+
+// TestStreamCatchUpWaitsOnce: a socket more than a page behind reads its
+// pages after the first up to the head settled already, without waiting
+// for the head again: the first read's wait covered every event
+// committed before it, and a commit after it wakes the socket anew. With
+// a transaction of another program holding the head while newer events
+// are drawn, each wait gives up after a quarter of a second, so a wait
+// per page would make a backlog of many pages seconds late (counted here
+// by the reads that gave up).
+func TestStreamCatchUpWaitsOnce(t *testing.T) {
+	url := testpg.URL(t)
+	e, _ := openEnv(t, url, server.Config{RotateAfterMessages: 1 << 20})
+	alice, bob, carol := e.register("alice"), e.register("bob"), e.register("carol")
+	conv, err := alice.create([]*device{bob})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := alice.create([]*device{carol})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.events(500)
+	const n = 2*200 + 10 // three pages of the socket
+	for i := range n {
+		if _, err := alice.send(conv, 1, fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A sync settles the head past the messages before the hold.
+	start := bob.cursor
+	if evs := bob.events(500); len(evs) < n {
+		t.Fatalf("bob read %d events, want %d messages", len(evs), n)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `SELECT pg_current_xact_id()`); err != nil {
+		t.Fatal(err)
+	}
+	// An event after the hold: every read now waits for it in vain.
+	if _, err := alice.send(other, 1, "to carol"); err != nil {
+		t.Fatal(err)
+	}
+	late := e.metricOr0("sandi_stream_head_late_total")
+	ws, err := bob.dialWS(ctx, nil, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	got, frames := 0, 0
+	for got < n {
+		p, err := readFrame(ctx, ws)
+		if err != nil {
+			t.Fatalf("after %d messages in %d frames: %v", got, frames, err)
+		}
+		frames++
+		for _, ev := range p.Events {
+			if ev.Kind == "message" {
+				got++
+			}
+		}
+	}
+	if frames < 3 {
+		t.Fatalf("%d messages in %d frames, want pages of 200", got, frames)
+	}
+	if d := e.metricOr0("sandi_stream_head_late_total") - late; d != 1 {
+		t.Errorf("catching up %d frames waited for the head %v times, want once", frames, d)
+	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"sandi.dev/internal/store"
 	"sandi.dev/protocol"
 )
 
@@ -69,8 +70,10 @@ func (s *Server) resumePoint(ctx context.Context, named string) (int64, bool, er
 
 // readEvents reads a page of ref's events after since. Without events
 // and with empty false (a WebSocket sends no empty page), it returns an
-// empty page without reading the head.
-func (s *Server) readEvents(ctx context.Context, ref protocol.DeviceRef, since int64, limit int, named string, empty bool) (SyncPage, error) {
+// empty page without reading the head. With more (the read after a full
+// page), a store whose stream has a settled head reads up to the head
+// settled already instead of waiting for a new one.
+func (s *Server) readEvents(ctx context.Context, ref protocol.DeviceRef, since int64, limit int, named string, empty, more bool) (SyncPage, error) {
 	if resume, ok, err := s.resumePoint(ctx, named); err != nil {
 		return SyncPage{}, err
 	} else if ok {
@@ -80,7 +83,13 @@ func (s *Server) readEvents(ctx context.Context, ref protocol.DeviceRef, since i
 		}
 		return SyncPage{Events: []EventInfo{}, Cursor: resume, Incarnation: incarnationText(s.store.Incarnation().ID), Head: head, Resume: &resume}, nil
 	}
-	evs, err := s.store.Sync(ctx, ref.User, ref.Device, since, limit)
+	var evs []store.Event
+	var err error
+	if more && s.stream != nil {
+		evs, err = s.stream.SyncSettled(ctx, ref.User, ref.Device, since, limit)
+	} else {
+		evs, err = s.store.Sync(ctx, ref.User, ref.Device, since, limit)
+	}
 	if err != nil {
 		return SyncPage{}, err
 	}
@@ -128,7 +137,7 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *call) error {
 	if err != nil {
 		return err
 	}
-	page, err := s.readEvents(r.Context(), c.ref(), since, limit, r.URL.Query().Get("incarnation"), true)
+	page, err := s.readEvents(r.Context(), c.ref(), since, limit, r.URL.Query().Get("incarnation"), true, false)
 	if err != nil {
 		return err
 	}

@@ -212,8 +212,8 @@ func (k *liveSocket) step(ev liveEvent) bool {
 			return false
 		}
 	}
-	for {
-		page, err := s.readEvents(ctx, k.ref, k.since, 200, k.named, false)
+	for more := false; ; more = true {
+		page, err := s.readEvents(ctx, k.ref, k.since, 200, k.named, false, more)
 		if err != nil {
 			s.log.Warn("websocket: read events", "err", err)
 			conn.Close(websocket.StatusInternalError, "internal error")

@@ -171,8 +171,14 @@ func (s *Store) Sync(ctx context.Context, user protocol.UserID, device protocol.
 	if limit <= 0 {
 		limit = 100
 	}
+	if s.head != nil {
+		head, err := s.head.fresh(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: sync: %w", err)
+		}
+		return s.syncUpTo(ctx, head, user, device, since, limit)
+	}
 	var head int64
-	upTo := int64(math.MaxInt64)
 	if s.memo != nil {
 		if evs, ok, err := s.recentEvents(ctx, user, since, limit); err != nil || ok {
 			return evs, err
@@ -180,26 +186,42 @@ func (s *Store) Sync(ctx context.Context, user protocol.UserID, device protocol.
 		head = s.memo.head.Load()
 	} else {
 		var err error
-		if s.head != nil {
-			head, err = s.head.fresh(ctx)
-		} else {
-			head, err = s.LastEventID(ctx)
-		}
-		if err != nil {
+		if head, err = s.LastEventID(ctx); err != nil {
 			return nil, fmt.Errorf("sqlstore: sync: %w", err)
 		}
-		if s.head != nil {
-			if since >= head {
-				return nil, nil
-			}
-			upTo = head
-		}
 	}
+	return s.sync(ctx, s.nearHead(head, since), user, device, since, math.MaxInt64, limit)
+}
+
+// SyncSettled is Sync up to the head settled already, without waiting
+// for a new one (PostgreSQL; elsewhere it is Sync). A reader continuing
+// after a full page takes it: the wait of the read that returned that
+// page covered every event committed before that read, and a commit
+// since has woken the reader again for a read that waits.
+func (s *Store) SyncSettled(ctx context.Context, user protocol.UserID, device protocol.DeviceID, since int64, limit int) ([]store.Event, error) {
+	if s.head == nil || limit <= 0 {
+		return s.Sync(ctx, user, device, since, limit)
+	}
+	head, _, _, _ := s.StreamHead()
+	return s.syncUpTo(ctx, head, user, device, since, limit)
+}
+
+// syncUpTo reads the events after since up to a settled head.
+func (s *Store) syncUpTo(ctx context.Context, head int64, user protocol.UserID, device protocol.DeviceID, since int64, limit int) ([]store.Event, error) {
+	if since >= head {
+		return nil, nil
+	}
+	return s.sync(ctx, s.nearHead(head, since), user, device, since, head, limit)
+}
+
+// nearHead reports whether since is close enough to head for Sync to walk
+// the events one by one (see syncTailWindow).
+func (s *Store) nearHead(head, since int64) bool {
 	window := int64(syncTailWindow)
 	if s.sequenced.Load() {
 		window = syncTailBlocks * eventBlock
 	}
-	return s.sync(ctx, head-since <= window, user, device, since, upTo, limit)
+	return head-since <= window
 }
 
 // syncTailWindow is how far behind the newest event Sync walks the events

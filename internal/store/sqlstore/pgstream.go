@@ -233,6 +233,7 @@ type pgHead struct {
 	roundCh chan struct{} // closed when a round ends
 	err     error         // the last round's error
 	late    bool          // a waiter gave up before its observation settled
+	gaveUp  uint64        // waiters that gave up (StreamHeadLate)
 	waiters int           // readers in fresh
 	onLate  func()
 
@@ -478,6 +479,7 @@ func (h *pgHead) fresh(ctx context.Context) (int64, error) {
 			h.mu.Lock()
 			v, err := h.settled, h.err
 			h.late = true
+			h.gaveUp++
 			h.mu.Unlock()
 			if err != nil {
 				return 0, err
@@ -502,6 +504,19 @@ func (s *Store) StreamHead() (settled, drawn int64, waiting time.Duration, ok bo
 		waiting = time.Since(h.pending[0].at)
 	}
 	return h.settled, h.drawn, waiting, true
+}
+
+// StreamHeadLate reports how many reads, on PostgreSQL, gave up waiting
+// for the head (headMaxWait) and answered with the head settled by then;
+// ok is false on SQLite.
+func (s *Store) StreamHeadLate() (n uint64, ok bool) {
+	h := s.head
+	if h == nil {
+		return 0, false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.gaveUp, true
 }
 
 // OnHeadLate sets f to be called when the head moves after a reader gave
