@@ -774,11 +774,7 @@ func (a *app) setTimer(args []js.Value) (any, error) {
 // lines returns the timeline lines of a conversation (without reading
 // its history).
 func (a *app) lines(args []js.Value) (any, error) {
-	_, c, err := a.get()
-	if err != nil {
-		return nil, err
-	}
-	id, err := conv(args)
+	c, id, err := a.inConv(args)
 	if err != nil {
 		return nil, err
 	}
@@ -804,11 +800,7 @@ func (a *app) leave(args []js.Value) (any, error) {
 }
 
 func (a *app) markRead(args []js.Value) (any, error) {
-	_, c, err := a.get()
-	if err != nil {
-		return nil, err
-	}
-	id, err := conv(args)
+	c, id, err := a.inConv(args)
 	if err != nil {
 		return nil, err
 	}
