@@ -366,9 +366,11 @@
     // The latest activity first; the search box filters by name.
     // Conversations this account left or was removed from stay listed,
     // marked, with what it could read while a member.
-    const all = st.order.filter((id) => st.convs.has(id));
-    all.sort((a, b) => activity(b) - activity(a));
-    st.order = all.concat(st.order.filter((id) => !all.includes(id)));
+    // Every id in st.order is in st.convs (loadConversations adds to
+    // both, and nothing removes); the sort is stable, so conversations of
+    // equal activity keep their earlier order.
+    st.order.sort((a, b) => activity(b) - activity(a));
+    const all = st.order;
     if (requests().draw) requests().draw(all.map((id) => st.convs.get(id)).filter((c) => c.request && !c.left));
     const ids = all.filter((id) => list().matches(convName(st.convs.get(id))));
     $("conv-empty").hidden = all.length > 0;
