@@ -11,7 +11,7 @@
   const requests = () => window.sandiRequests || {}; // requests.js: message requests and blocks
   const attach = () => window.sandiAttach; // attach.js: files, images and voice notes
   const timeline = () => window.sandiTimeline || {}; // timeline.js: lines, dates, links, timer
-  const offline = () => window.sandiOffline || { onChange() {} }; // offline.js: the connection indicator
+  const offline = () => window.sandiOffline || { onChange() {}, connected() {} }; // offline.js: the connection indicator
   const notify = () => window.sandiNotify || { message() {}, title() {} }; // notify.js: notifications, the tab title
   const list = () => window.sandiList || { init() {}, matches: () => true }; // list.js: the list's search
   const receipts = () => window.sandiReceipts || {}; // receipts.js: receipts and typing
@@ -304,7 +304,8 @@
       sandi.listen((m) => queueMicrotask(() => onMessage(m)), (f) => queueMicrotask(() => onFailure(f)),
         () => queueMicrotask(refreshSoon),
         (r) => queueMicrotask(() => receipts().onReceipt && receipts().onReceipt(r)),
-        (t) => queueMicrotask(() => receipts().onTyping && receipts().onTyping(t)));
+        (t) => queueMicrotask(() => receipts().onTyping && receipts().onTyping(t)),
+        (up) => queueMicrotask(() => offline().connected(up)));
       // A safety net: the event stream reports changes as they happen.
       setInterval(() => { if (!document.hidden) refresh(); }, 30000);
       document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
