@@ -627,17 +627,19 @@
 
   // trimTop keeps a reader at the bottom of a busy conversation to a
   // window of nodes: the oldest go back to st.older, drawn again on
-  // scrolling up.
+  // scrolling up. Decorations without a seq (a day separator heads the
+  // list) are passed over and drawn again; a message not yet sent ends it.
   function trimTop(list) {
     const extra = list.children.length - 2 * historyWindow;
     if (extra < olderPage) return;
     const gone = [];
-    for (let i = 0; i < extra && list.firstElementChild && list.firstElementChild.dataset.seq; i++) {
-      const li = list.firstElementChild;
-      li.remove();
-      gone.push({ seq: Number(li.dataset.seq), node: () => li });
+    for (let li = list.firstElementChild; li && gone.length < extra; li = li.nextElementSibling) {
+      if (li.dataset.seq) gone.push(li);
+      else if (li.dataset.local) break;
     }
-    st.older.push(...gone);
+    for (const li of gone) li.remove();
+    st.older.push(...gone.map((li) => ({ seq: Number(li.dataset.seq), node: () => li })));
+    if (gone.length && timeline().separators) timeline().separators(list);
   }
 
   // leftText is what a conversation's row says when this account is no
