@@ -97,6 +97,7 @@ type Client struct {
 	onTyping  func(Typing)  // typing.go
 	lines     []Line        // timeline lines written since the last Sync result (timeline.go)
 	onLine    func(Line)    // OnLine's handler
+	onConnect func(bool)    // OnConnection's handler (sync.go)
 }
 
 // account is the persisted identity of the device (storage key "account").

@@ -302,6 +302,7 @@ func (c *Client) Listen(ctx context.Context, onMessage func(Message), onFailure 
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		c.connection(false)
 		if errors.Is(err, ErrNoAccount) || errors.Is(err, ErrNoIdentity) {
 			return err
 		}
@@ -316,6 +317,24 @@ func (c *Client) Listen(ctx context.Context, onMessage func(Message), onFailure 
 			return ctx.Err()
 		}
 		delay = min(2*delay, 10*time.Second)
+	}
+}
+
+// OnConnection sets a function that Listen calls, with the client
+// unlocked, with true when its WebSocket is up and false when it dropped
+// or could not be opened (Listen then tries again by itself).
+func (c *Client) OnConnection(f func(up bool)) {
+	c.mu.Lock()
+	c.onConnect = f
+	c.mu.Unlock()
+}
+
+func (c *Client) connection(up bool) {
+	c.mu.Lock()
+	f := c.onConnect
+	c.mu.Unlock()
+	if f != nil {
+		f(up)
 	}
 }
 
@@ -336,6 +355,7 @@ func (c *Client) listenOnce(ctx context.Context, onMessage func(Message), onFail
 	}
 	defer conn.CloseNow()
 	conn.SetReadLimit(64 << 20)
+	c.connection(true)
 	for {
 		_, data, err := conn.Read(ctx)
 		if err != nil {

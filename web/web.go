@@ -28,6 +28,7 @@ import (
 	"mime"
 	"net/http"
 	"path"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -113,37 +114,52 @@ func newHandler(fsys fs.FS) *handler {
 		orig[p] = b
 		return nil
 	})
-	// Names are hashed leaves first: a script names the module and the
-	// page names the scripts by their hashed names, so a file's hash
-	// covers the names it refers to. A name is rewritten where it is a
-	// string of its own: "web/NAME" or "/web/NAME". The service worker
-	// comes last and lists them all.
-	names := make([]string, 0, len(h.files))
+	// Names are hashed leaves first: a file is hashed after every file it
+	// names (the page names the scripts, a script the module or a
+	// worker's script), so its hash covers the names it refers to. A name
+	// is rewritten where it is a string of its own, "web/NAME" or
+	// "/web/NAME", in the page and the scripts. The service worker comes
+	// last and lists them all.
+	var names []string
 	for name := range h.files {
-		names = append(names, name)
-	}
-	rank := func(name string) int {
-		switch {
-		case name == serviceWorker:
-			return 3
-		case name == "index.html":
-			return 2
-		case path.Ext(name) == ".js":
-			return 1
+		if name != serviceWorker {
+			names = append(names, name)
 		}
-		return 0
 	}
-	sort.Slice(names, func(i, j int) bool {
-		if ri, rj := rank(names[i]), rank(names[j]); ri != rj {
-			return ri < rj
+	sort.Strings(names)
+	text := func(name string) bool {
+		return name == "index.html" || name == serviceWorker || path.Ext(name) == ".js"
+	}
+	quoted := func(name string) []string { return []string{`"` + Prefix[1:] + name + `"`, `"` + Prefix + name + `"`} }
+	named := regexp.MustCompile(`"/?` + regexp.QuoteMeta(Prefix[1:]) + `([^"/]+)"`)
+	var order []string
+	placed := map[string]bool{}
+	var place func(name string)
+	place = func(name string) {
+		if placed[name] {
+			return
 		}
-		return names[i] < names[j]
-	})
+		placed[name] = true // before what it names: a cycle ends here
+		if text(name) {
+			for _, m := range named.FindAllSubmatch(h.files[name].data, -1) {
+				if other := string(m[1]); h.files[other] != nil && other != serviceWorker {
+					place(other)
+				}
+			}
+		}
+		order = append(order, name)
+	}
+	for _, name := range names {
+		place(name)
+	}
+	if h.files[serviceWorker] != nil {
+		order = append(order, serviceWorker)
+	}
 	var refs []string // old, new pairs for strings.Replacer
 	var shell []string
-	for _, name := range names {
+	for _, name := range order {
 		f := h.files[name]
-		if rank(name) > 0 && len(refs) > 0 {
+		if text(name) && len(refs) > 0 {
 			f.data = []byte(strings.NewReplacer(refs...).Replace(string(f.data)))
 		}
 		if name == serviceWorker {
@@ -171,8 +187,8 @@ func newHandler(fsys fs.FS) *handler {
 		h.files[f.hashed] = f
 		// Relative to the page ("web/NAME") or absolute ("/web/NAME",
 		// as a worker under /web/ names the module).
-		refs = append(refs, `"`+Prefix[1:]+name+`"`, `"`+Prefix[1:]+f.hashed+`"`,
-			`"`+Prefix+name+`"`, `"`+Prefix+f.hashed+`"`)
+		from, to := quoted(name), quoted(f.hashed)
+		refs = append(refs, from[0], to[0], from[1], to[1])
 		shell = append(shell, Prefix+f.hashed)
 	}
 	_, h.built = h.files["sandi.wasm"]

@@ -17,12 +17,13 @@ import (
 )
 
 // fakeFS is a built client whose module is compressible; the page names
-// its files as index.html does, and app.js names the module.
+// its files as index.html does, app.js names the module and a worker's
+// script (whose name sorts after its own), which names the module.
 func fakeFS(withGz bool) fstest.MapFS {
 	wasm := bytes.Repeat([]byte("\x00asm module bytes "), 4096)
 	fsys := fstest.MapFS{
 		"index.html":   {Data: []byte(`<!doctype html><title>sandi</title><link rel="stylesheet" href="web/style.css"><script src="web/app.js" defer></script>`)},
-		"app.js":       {Data: []byte(`console.log('sandi'); fetch("web/sandi.wasm")`)},
+		"app.js":       {Data: []byte(`console.log('sandi'); fetch("web/sandi.wasm"); new Worker("web/worker.js")`)},
 		"style.css":    {Data: []byte("body{}")},
 		"wasm_exec.js": {Data: []byte("// loader")},
 		"sandi.wasm":   {Data: wasm},
@@ -236,7 +237,14 @@ func TestHashedNames(t *testing.T) {
 	if r := get(h, "/"+strings.Trim(wasmRef, `"`), "Accept-Encoding", "br"); r.StatusCode != 200 || r.Header.Get("Cache-Control") != immutable || r.Header.Get("Content-Encoding") != "br" {
 		t.Fatalf("%s: %d, Cache-Control %q, encoding %q", wasmRef, r.StatusCode, r.Header.Get("Cache-Control"), r.Header.Get("Content-Encoding"))
 	}
+	workerRef := regexp.MustCompile(`new Worker\("web/worker\.[0-9a-f]{12}\.js"\)`).FindString(app)
+	if workerRef == "" {
+		t.Fatalf("app.js does not name the worker's script by its hashed name: %q", app)
+	}
 	worker := string(body(t, get(h, "/web/worker.js")))
+	if hashed := string(body(t, get(h, "/"+strings.TrimSuffix(strings.TrimPrefix(workerRef, `new Worker("`), `")`)))); hashed != worker {
+		t.Fatalf("%s reads %q, want %q", workerRef, hashed, worker)
+	}
 	if want := `fetch("/` + strings.Trim(wasmRef, `"`) + `")`; worker != want {
 		t.Fatalf("worker.js reads %q, want %q", worker, want)
 	}

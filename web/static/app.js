@@ -11,7 +11,7 @@
   const requests = () => window.sandiRequests || {}; // requests.js: message requests and blocks
   const attach = () => window.sandiAttach; // attach.js: files, images and voice notes
   const timeline = () => window.sandiTimeline || {}; // timeline.js: lines, dates, links, timer
-  const offline = () => window.sandiOffline || { onChange() {} }; // offline.js: the connection indicator
+  const offline = () => window.sandiOffline || { onChange() {}, connected() {} }; // offline.js: the connection indicator
   const notify = () => window.sandiNotify || { message() {}, title() {} }; // notify.js: notifications, the tab title
   const list = () => window.sandiList || { init() {}, matches: () => true }; // list.js: the list's search
   const receipts = () => window.sandiReceipts || {}; // receipts.js: receipts and typing
@@ -304,7 +304,8 @@
       sandi.listen((m) => queueMicrotask(() => onMessage(m)), (f) => queueMicrotask(() => onFailure(f)),
         () => queueMicrotask(refreshSoon),
         (r) => queueMicrotask(() => receipts().onReceipt && receipts().onReceipt(r)),
-        (t) => queueMicrotask(() => receipts().onTyping && receipts().onTyping(t)));
+        (t) => queueMicrotask(() => receipts().onTyping && receipts().onTyping(t)),
+        (up) => queueMicrotask(() => offline().connected(up)));
       // A safety net: the event stream reports changes as they happen.
       setInterval(() => { if (!document.hidden) refresh(); }, 30000);
       document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
@@ -366,9 +367,11 @@
     // The latest activity first; the search box filters by name.
     // Conversations this account left or was removed from stay listed,
     // marked, with what it could read while a member.
-    const all = st.order.filter((id) => st.convs.has(id));
-    all.sort((a, b) => activity(b) - activity(a));
-    st.order = all.concat(st.order.filter((id) => !all.includes(id)));
+    // Every id in st.order is in st.convs (loadConversations adds to
+    // both, and nothing removes); the sort is stable, so conversations of
+    // equal activity keep their earlier order.
+    st.order.sort((a, b) => activity(b) - activity(a));
+    const all = st.order;
     if (requests().draw) requests().draw(all.map((id) => st.convs.get(id)).filter((c) => c.request && !c.left));
     const ids = all.filter((id) => list().matches(convName(st.convs.get(id))));
     $("conv-empty").hidden = all.length > 0;
@@ -624,17 +627,19 @@
 
   // trimTop keeps a reader at the bottom of a busy conversation to a
   // window of nodes: the oldest go back to st.older, drawn again on
-  // scrolling up.
+  // scrolling up. Decorations without a seq (a day separator heads the
+  // list) are passed over and drawn again; a message not yet sent ends it.
   function trimTop(list) {
     const extra = list.children.length - 2 * historyWindow;
     if (extra < olderPage) return;
     const gone = [];
-    for (let i = 0; i < extra && list.firstElementChild && list.firstElementChild.dataset.seq; i++) {
-      const li = list.firstElementChild;
-      li.remove();
-      gone.push({ seq: Number(li.dataset.seq), node: () => li });
+    for (let li = list.firstElementChild; li && gone.length < extra; li = li.nextElementSibling) {
+      if (li.dataset.seq) gone.push(li);
+      else if (li.dataset.local) break;
     }
-    st.older.push(...gone);
+    for (const li of gone) li.remove();
+    st.older.push(...gone.map((li) => ({ seq: Number(li.dataset.seq), node: () => li })));
+    if (gone.length && timeline().separators) timeline().separators(list);
   }
 
   // leftText is what a conversation's row says when this account is no

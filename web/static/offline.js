@@ -1,15 +1,16 @@
 // Offline and failures: the connection indicator, and the service worker
 // that keeps the app shell so the page opens while the server cannot be
-// reached. The module's event stream is a WebSocket to /api/ws; this file
-// watches those sockets (the module opens them through the page's
-// WebSocket) to tell app.js when the connection is up or lost.
+// reached. The module reports when its event stream's connection comes up
+// or drops (app.js passes it on to connected); this file tells app.js's
+// listeners when the connection is up or lost.
 "use strict";
 
 (() => {
   const $ = (id) => document.getElementById(id);
   const listeners = [];
-  // "connecting" until the first socket opens, then "online", or "offline"
-  // after a socket closed or failed (the module reconnects by itself).
+  // "connecting" until the event stream first connects, then "online", or
+  // "offline" after it dropped or could not connect (the module reconnects
+  // by itself).
   let state = "connecting";
   let everOnline = false;
 
@@ -33,16 +34,10 @@
     }
   }
 
-  const Native = window.WebSocket;
-  if (Native) {
-    window.WebSocket = class extends Native {
-      constructor(url, protocols) {
-        super(url, protocols);
-        if (!String(url).includes("/api/ws")) return;
-        this.addEventListener("open", () => { everOnline = true; set("online"); });
-        this.addEventListener("close", () => set("offline"));
-      }
-    };
+  // connected(up) is the module's report on its event stream.
+  function connected(up) {
+    if (up) everOnline = true;
+    set(up ? "online" : "offline");
   }
   window.addEventListener("offline", () => set("offline"));
 
@@ -56,6 +51,7 @@
     state: () => state,
     // onChange(f) calls f(state) at every change.
     onChange: (f) => listeners.push(f),
+    connected,
   };
   document.addEventListener("DOMContentLoaded", draw);
 })();

@@ -167,7 +167,7 @@ func main() {
 		if len(args) < 3 {
 			return jsError(errors.New("listen(onMessage, onFailure, onChange)"))
 		}
-		go a.listen(args[0], args[1], args[2], arg(args, 3), arg(args, 4))
+		go a.listen(args[0], args[1], args[2], arg(args, 3), arg(args, 4), arg(args, 5))
 		return nil
 	}))
 	js.Global().Set("sandi", obj)
@@ -771,11 +771,7 @@ func (a *app) setTimer(args []js.Value) (any, error) {
 // lines returns the timeline lines of a conversation (without reading
 // its history).
 func (a *app) lines(args []js.Value) (any, error) {
-	_, c, err := a.get()
-	if err != nil {
-		return nil, err
-	}
-	id, err := conv(args)
+	c, id, err := a.inConv(args)
 	if err != nil {
 		return nil, err
 	}
@@ -801,11 +797,7 @@ func (a *app) leave(args []js.Value) (any, error) {
 }
 
 func (a *app) markRead(args []js.Value) (any, error) {
-	_, c, err := a.get()
-	if err != nil {
-		return nil, err
-	}
-	id, err := conv(args)
+	c, id, err := a.inConv(args)
 	if err != nil {
 		return nil, err
 	}
@@ -1073,13 +1065,17 @@ func (a *app) changed() {
 // each new message, onFailure(f) for each that does not decrypt (the
 // failure is stored too, so a reload still shows it) and onChange() when
 // something else changed; and, if given, onReceipt and onTyping
-// (receipts.go).
-func (a *app) listen(onMessage, onFailure, onChange, onReceipt, onTyping js.Value) {
+// (receipts.go), and onConnection(up) when the event stream's connection
+// comes up or drops (the page's connection indicator).
+func (a *app) listen(onMessage, onFailure, onChange, onReceipt, onTyping, onConnection js.Value) {
 	st, c, err := a.get()
 	if err != nil {
 		return
 	}
 	liveReceipts(c, onReceipt, onTyping)
+	if onConnection.Type() == js.TypeFunction {
+		c.OnConnection(func(up bool) { onConnection.Invoke(up) })
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a.mu.Lock()
 	if a.stop != nil {

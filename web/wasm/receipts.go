@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"syscall/js"
 
 	"sandi.dev/client"
@@ -11,20 +12,16 @@ import (
 // sendReceipts(conv?) acknowledges what this device holds and read, in
 // conv or in every conversation (protocol.md §13.8).
 func (a *app) sendReceipts(args []js.Value) (any, error) {
-	_, c, err := a.get()
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := ctx()
-	defer cancel()
-	if str(args, 0) == "" {
-		return nil, c.SendReceipts(ctx)
-	}
-	id, err := conv(args)
-	if err != nil {
-		return nil, err
-	}
-	return nil, c.SendReceipts(ctx, id)
+	return a.with(func(ctx context.Context, c *client.Client) (any, error) {
+		if str(args, 0) == "" {
+			return nil, c.SendReceipts(ctx)
+		}
+		id, err := conv(args)
+		if err != nil {
+			return nil, err
+		}
+		return nil, c.SendReceipts(ctx, id)
+	})
 }
 
 // typing(conv, on) tells the conversation's members online that this
