@@ -1,9 +1,11 @@
-// Command sandi-load measures sandi's send path, live delivery and sync
-// catch-up (see package sandi.dev/internal/load and docs/performance.md).
+// Command sandi-load measures sandi's send path, live delivery, sync
+// catch-up and text sends during attachment uploads (see package
+// sandi.dev/internal/load and docs/performance.md).
 //
 //	sandi-load                                  # in-process server on a fresh SQLite file
 //	sandi-load --db postgres://127.0.0.1:5432/postgres?sslmode=disable
 //	sandi-load --server http://127.0.0.1:8080   # a running server
+//	sandi-load --server http://127.0.0.1:8080 --conc none --catchup -1 --rate 0 --uploads 64 --upload-size 10MiB
 package main
 
 import (
@@ -28,6 +30,25 @@ func main() {
 		fmt.Fprintln(os.Stderr, "sandi-load:", err)
 		os.Exit(1)
 	}
+}
+
+// parseSize reads a byte count with an optional KiB, MiB or GiB suffix.
+func parseSize(v string) (int64, error) {
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if n, ok := strings.CutSuffix(v, u.suffix); ok {
+			v, mult = n, u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil || n < 0 || n > (1<<40)/mult {
+		return 0, fmt.Errorf("%q is not a size", v)
+	}
+	return n * mult, nil
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
@@ -55,6 +76,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.MessageSize, "size", 100, "plaintext bytes per message")
 	fs.IntVar(&cfg.Pool, "pool", 256, "envelopes each sender encrypts and signs before the timed phases (sends cycle through them)")
 	fs.BoolVar(&cfg.InlineEncrypt, "inline-encrypt", false, "encrypt and sign every envelope during the timed phases instead of using a pool")
+	fs.IntVar(&cfg.Uploads, "uploads", 0, "upload phase: this many concurrent attachment uploads (random bytes through the blob routes), with one text sender timed alone, then during them (0: skip)")
+	uploadSize := fs.String("upload-size", "10MiB", "upload phase: bytes of each upload (KiB, MiB, GiB suffixes)")
+	fs.IntVar(&cfg.UploadRounds, "upload-rounds", 1, "upload phase: run the uploads this many times, one round after another")
+	fs.DurationVar(&cfg.UploadBaseline, "upload-baseline", 3*time.Second, "upload phase: how long the text sender is timed alone first")
+	fs.DurationVar(&cfg.SendEvery, "send-every", 10*time.Millisecond, "upload phase: the text sender's next send waits for the next tick of this period")
+	fs.StringVar(&cfg.BlobDir, "blobs", "", "in-process server: directory of its blob store (default: beside the database)")
 	fs.IntVar(&cfg.RotateAfterMessages, "rotate-after", 1<<30, "in-process server: messages per epoch before rotation is required")
 	fs.DurationVar(&cfg.Settle, "settle", 0, "before each timed phase, wait up to this long for the rest of the machine to be idle (shared machines)")
 	maxOthers := fs.Float64("max-others", 0, "discard and repeat a run in which the rest of the machine used (or the hypervisor stole) more than this many cores during a timed phase (0: keep every run; at most 2 extra attempts per run)")
@@ -99,6 +126,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		return nil
 	}
+	size, err := parseSize(*uploadSize)
+	if err != nil || size < 1 {
+		return fmt.Errorf("--upload-size: %q is not a size such as 10MiB", *uploadSize)
+	}
+	cfg.UploadSize = size
 	if *conc == "none" {
 		cfg.Duration = -1
 	} else {

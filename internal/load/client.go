@@ -51,6 +51,8 @@ func (a *apiError) Error() string { return fmt.Sprintf("%d %s: %s", a.Status, a.
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
+func base64Decode(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
+
 // do sends a JSON request (setup and catch-up, not the timed sends) and
 // decodes a 2xx answer into out. A 429 is waited out (Retry-After) and
 // retried while ctx lasts, so setup also works against a server with its
@@ -160,8 +162,11 @@ type sender struct {
 	conv protocol.ConversationID
 	path string // POST path of its messages
 
-	mu sync.Mutex // guards ep (an Epoch is not safe for concurrent use)
-	ep *secret.Epoch
+	mu    sync.Mutex // guards ep (an Epoch is not safe for concurrent use), epoch and blobs
+	ep    *secret.Epoch
+	epoch uint64
+	chain *protocol.Chain // the conversation's membership, for its next epochs
+	blobs map[string]bool // the blobs it uploaded (the upload phase)
 
 	pool    []string // pre-encrypted envelopes, base64url
 	nextEnv atomic.Uint64
@@ -183,24 +188,9 @@ func (c *client) createConversation(ctx context.Context, s *sender, rcv *user) e
 	if err != nil {
 		return err
 	}
-	var ca claimAnswer
-	if err := c.do(ctx, s.u.token, "POST", "/api/keys/claim", map[string]any{"users": []protocol.UserID{s.u.id, rcv.id}}, &ca); err != nil {
-		return fmt.Errorf("claim: %w", err)
-	}
-	var bundles []*protocol.Bundle
-	for _, cb := range ca.Bundles {
-		raw, err := base64.RawURLEncoding.DecodeString(cb.Bundle)
-		if err != nil {
-			return err
-		}
-		b, err := protocol.ParseBundle(raw)
-		if err != nil {
-			return err
-		}
-		if err := b.Verify(); err != nil {
-			return err
-		}
-		bundles = append(bundles, b)
+	bundles, err := c.claim(ctx, s.u, rcv)
+	if err != nil {
+		return err
 	}
 	dist, es, err := secret.NewDistribution(s.u.key, secret.EpochRequest{Chain: chain, Epoch: 1, Creator: s.u.ref(), Time: now, Bundles: bundles})
 	if err != nil {
@@ -210,7 +200,7 @@ func (c *client) createConversation(ctx context.Context, s *sender, rcv *user) e
 		map[string]string{"genesis": b64(rec.Marshal()), "session": b64(dist.Marshal())}, nil); err != nil {
 		return fmt.Errorf("create conversation: %w", err)
 	}
-	s.conv = chain.Conversation
+	s.conv, s.chain, s.epoch = chain.Conversation, chain, 1
 	s.path = "/api/conversations/" + s.conv.String() + "/messages"
 	s.ep, err = secret.NewEpoch(es, s.conv, 1, s.u.ref(), dist.Devices())
 	return err

@@ -30,6 +30,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx", for the per-run database
 
+	"sandi.dev/internal/blob/fsblob"
 	"sandi.dev/internal/server"
 	"sandi.dev/internal/store/sqlstore"
 )
@@ -91,6 +92,22 @@ type Config struct {
 	// instead, so the figures include the sender's client CPU.
 	InlineEncrypt bool
 
+	// Uploads, when positive, adds the upload phase (after the others):
+	// one text sender (the first sender) sends alone for UploadBaseline,
+	// then while Uploads uploads of UploadSize bytes (default 10 MiB) run
+	// at once, UploadRounds times (default 1); the report compares its
+	// send → answer latencies (UploadResult).
+	Uploads        int
+	UploadSize     int64
+	UploadRounds   int
+	UploadBaseline time.Duration // default 3s
+	// SendEvery paces the upload phase's text sender: after an answer,
+	// its next send waits for the next tick (default 10ms).
+	SendEvery time.Duration
+	// BlobDir is the in-process server's blob store directory (default:
+	// beside the SQLite file, or a temporary directory).
+	BlobDir string
+
 	// RotateAfterMessages is the in-process server's rotation policy
 	// (default 1<<30: no rotation during the run; the protocol's default
 	// of 100 would make every conversation need a new epoch, a client
@@ -146,6 +163,18 @@ func (c *Config) defaults() {
 	if c.Pool <= 0 {
 		c.Pool = 256
 	}
+	if c.UploadSize <= 0 {
+		c.UploadSize = 10 << 20
+	}
+	if c.UploadRounds <= 0 {
+		c.UploadRounds = 1
+	}
+	if c.UploadBaseline <= 0 {
+		c.UploadBaseline = 3 * time.Second
+	}
+	if c.SendEvery <= 0 {
+		c.SendEvery = 10 * time.Millisecond
+	}
 	if c.RotateAfterMessages <= 0 {
 		c.RotateAfterMessages = 1 << 30
 	}
@@ -176,6 +205,10 @@ func (c *Config) check() error {
 		return fmt.Errorf("messages of at most %d bytes", maxMessageBytes)
 	case c.Pool > maxPool:
 		return fmt.Errorf("a pool of at most %d envelopes per sender", maxPool)
+	case c.Uploads > maxUploads || c.UploadSize > maxUploadBytes || c.UploadRounds > maxUploadRounds:
+		return fmt.Errorf("at most %d uploads of at most %d bytes, %d rounds", maxUploads, maxUploadBytes, maxUploadRounds)
+	case c.UploadBaseline > maxPhase:
+		return fmt.Errorf("a phase lasts at most %s", maxPhase)
 	}
 	if c.Duration > 0 {
 		for _, n := range c.Concurrency {
@@ -363,12 +396,29 @@ func startServer(ctx context.Context, cfg *Config, logf func(string, ...any)) (*
 		}
 	}
 
+	blobDir := cfg.BlobDir
+	if blobDir == "" {
+		if p.dir != "" {
+			blobDir = filepath.Join(p.dir, "blobs")
+		} else {
+			dir, err := os.MkdirTemp("", "sandi-load-blobs-")
+			if err != nil {
+				return nil, err
+			}
+			cleanups = append(cleanups, func() { os.RemoveAll(dir) })
+			blobDir = dir
+		}
+	}
+	blobs, err := fsblob.New(blobDir)
+	if err != nil {
+		return nil, err
+	}
+
 	// The server's goroutines (connections, the send batcher, the database
 	// pools) inherit the label of the goroutine that starts them.
 	var st *sqlstore.Store
 	var hs *http.Server
 	var srv *server.Server
-	var err error
 	pprof.Do(ctx, pprof.Labels("side", "server"), func(ctx context.Context) {
 		st, err = sqlstore.Open(ctx, dbURL, sqlstore.Options{})
 		if err != nil {
@@ -383,6 +433,7 @@ func startServer(ctx context.Context, cfg *Config, logf func(string, ...any)) (*
 			RegisterPerMinute: -1, LoginPerMinute: -1, ClaimPerMinute: -1,
 			NewContactsPerDay: -1, // its accounts meet for the first time
 			Argon2Time:        1, Argon2MemKiB: 64, Argon2Threads: 1,
+			Blobs: blobs, BlobUploadsPerMinute: -1,
 		})
 		cleanups = append(cleanups, srv.Close)
 		var ln net.Listener
@@ -495,8 +546,11 @@ type runner struct {
 	cfg     *Config
 	rcv     *user
 	senders []*sender
-	pt      []byte
-	logf    func(string, ...any)
+	// uploaders are the upload phase's accounts, each with a
+	// conversation with rcv.
+	uploaders []*sender
+	pt        []byte
+	logf      func(string, ...any)
 	// dbPIDs lists the in-process server's PostgreSQL processes (nil
 	// otherwise), whose CPU the report counts apart.
 	dbPIDs func() []int
@@ -531,6 +585,21 @@ func setup(ctx context.Context, c *client, cfg *Config, rep *Report, logf func(s
 			return nil, fmt.Errorf("sender %d: %w", i, err)
 		}
 		r.senders = append(r.senders, s)
+	}
+	if cfg.Uploads > 0 {
+		accounts := (cfg.Uploads + uploadsPerAccount - 1) / uploadsPerAccount
+		logf("setting up %d uploading accounts", accounts)
+		for i := range accounts {
+			u, err := c.register(ctx, fmt.Sprintf("%s-u%d", prefix, i), 1)
+			if err != nil {
+				return nil, err
+			}
+			s := &sender{idx: cfg.Senders + i, u: u}
+			if err := c.createConversation(ctx, s, r.rcv); err != nil {
+				return nil, fmt.Errorf("uploader %d: %w", i, err)
+			}
+			r.uploaders = append(r.uploaders, s)
+		}
 	}
 	if !cfg.InlineEncrypt {
 		for _, s := range r.senders {
@@ -621,6 +690,17 @@ func (r *runner) phases(ctx context.Context, rep *Report) error {
 		res.DiskSync = disk
 		rep.Live = &res
 		r.logf("live at %d sends/s: delivery p50 %.2f ms, p99 %.2f ms", res.Rate, res.Delivery.P50, res.Delivery.P99)
+	}
+	if r.cfg.Uploads > 0 {
+		if err := r.settle(ctx); err != nil {
+			return err
+		}
+		res, err := r.uploadPhase(ctx)
+		if err != nil {
+			return err
+		}
+		rep.Upload = &res
+		r.logf("uploads: %.0f MiB/s; text sends p99 %.2f ms alone, %.2f ms during the uploads", res.MiBPerSecond, res.Alone.P99, res.During.P99)
 	}
 	return nil
 }

@@ -1,8 +1,12 @@
 package load
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"fmt"
+	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -106,4 +110,85 @@ func TestConfigRefusesRemoteAddresses(t *testing.T) {
 			t.Errorf("checkLoopbackURL(%q) = %v", u, err)
 		}
 	}
+}
+
+// TestUploadPhase runs the upload phase with small numbers against a
+// server of its own (as against a separate sandi serve, through its URL),
+// whose rotation policy makes the text sender make new epochs, and checks
+// on the server's own counters that the uploads happened: the bytes it
+// received, the blobs deleted afterwards, the sends it stored.
+func TestUploadPhase(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var log bytes.Buffer
+	logf := func(format string, args ...any) { fmt.Fprintf(&log, format+"\n", args...) }
+	srv, err := startServer(ctx, &Config{RotateAfterMessages: 10, Log: &log}, logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.close()
+	const uploads, rounds, size = 9, 2, 200_000 // two accounts
+	rep, err := Run(ctx, Config{
+		Server: srv.url, Duration: -1, CatchUp: -1, Rate: -1,
+		Uploads: uploads, UploadSize: size, UploadRounds: rounds, UploadBaseline: 300 * time.Millisecond,
+		SendEvery: 5 * time.Millisecond, Log: &log,
+	})
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, log.String())
+	}
+	u := rep.Upload
+	if u == nil {
+		t.Fatalf("no upload phase in the report:\n%s", log.String())
+	}
+	if u.Completed != uploads*rounds || u.Failed != 0 || u.Accounts != 2 {
+		t.Errorf("uploads: %d completed, %d failed %v by %d accounts; want %d by 2", u.Completed, u.Failed, u.Errors, u.Accounts, uploads*rounds)
+	}
+	if u.Alone.N < 2 || u.During.N < 1 || u.SendsFailed != 0 || u.Alone.P99 <= 0 || u.During.P99 <= 0 || u.P99Ratio != u.During.P99/u.Alone.P99 {
+		t.Errorf("text sends: alone %+v, during %+v, %d failed %v, ratio %v", u.Alone, u.During, u.SendsFailed, u.SendErrors, u.P99Ratio)
+	}
+	if want := (u.Alone.N + u.During.N) / 10; u.Rotations < want || u.Rotations == 0 {
+		t.Errorf("%d new epochs for %d sends at 10 messages an epoch", u.Rotations, u.Alone.N+u.During.N)
+	}
+	if u.Seconds <= 0 || u.MiBPerSecond <= 0 {
+		t.Errorf("upload time %v s, %v MiB/s", u.Seconds, u.MiBPerSecond)
+	}
+	if rep.Stored != rep.Accepted() || rep.Accepted() != int64(u.Alone.N+u.During.N) {
+		t.Errorf("stored %d messages, accepted %d, text sends %d", rep.Stored, rep.Accepted(), u.Alone.N+u.During.N)
+	}
+	metrics := scrape(t, srv.url)
+	if got := metrics[`sandi_blob_bytes_received_total`]; got != uploads*rounds*size {
+		t.Errorf("the server received %v blob bytes, want %d", got, uploads*rounds*size)
+	}
+	if got := metrics[`sandi_blobs_collected_total{reason="deleted"}`]; got != uploads*rounds {
+		t.Errorf("the server deleted %v blobs, want the %d uploaded", got, uploads*rounds)
+	}
+	var table bytes.Buffer
+	rep.WriteTable(&table)
+	if !strings.Contains(table.String(), "during the uploads") {
+		t.Errorf("table lacks the upload phase:\n%s", table.String())
+	}
+}
+
+// scrape reads a server's /metrics: each sample by its name and labels.
+func scrape(t *testing.T, base string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		i := strings.LastIndexByte(line, ' ')
+		if strings.HasPrefix(line, "#") || i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out
 }

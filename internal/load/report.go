@@ -33,6 +33,7 @@ type Report struct {
 	Closed  []ClosedResult `json:"closedLoop"`
 	CatchUp *CatchUpResult `json:"catchUp,omitempty"`
 	Live    *LiveResult    `json:"live,omitempty"`
+	Upload  *UploadResult  `json:"upload,omitempty"`
 
 	// Stored is the number of messages the conversations hold at the end,
 	// as the server reports it; it equals Accepted() when every
@@ -70,6 +71,10 @@ func (r *Report) MaxOthers() float64 {
 	if r.Live != nil {
 		add(r.Live.Seconds, r.Live.CPU)
 	}
+	if u := r.Upload; u != nil {
+		add(u.AloneSeconds, u.CPUAlone)
+		add(u.Seconds, u.CPU)
+	}
 	return m
 }
 
@@ -81,6 +86,9 @@ func (r *Report) Accepted() int64 {
 	}
 	if r.Live != nil {
 		n += r.Live.Accepted
+	}
+	if r.Upload != nil {
+		n += r.Upload.Accepted()
 	}
 	return n
 }
@@ -325,6 +333,22 @@ func Summarize(runs []Report) Report {
 		l.DiskSync = medP(func(r *Report) *Percentiles { return &r.Live.DiskSync })
 		out.Live = &l
 	}
+	if all(func(r *Report) bool { return r.Upload != nil }) {
+		u := *runs[0].Upload
+		u.Completed = medI(func(r *Report) float64 { return float64(r.Upload.Completed) })
+		u.Failed = medI(func(r *Report) float64 { return float64(r.Upload.Failed) })
+		u.Errors = sumErrors(runs, func(r *Report) map[string]int64 { return r.Upload.Errors })
+		u.Seconds = med(func(r *Report) float64 { return r.Upload.Seconds })
+		u.MiBPerSecond = med(func(r *Report) float64 { return r.Upload.MiBPerSecond })
+		u.Alone = medP(func(r *Report) *Percentiles { return &r.Upload.Alone })
+		u.During = medP(func(r *Report) *Percentiles { return &r.Upload.During })
+		u.SendsFailed = medI(func(r *Report) float64 { return float64(r.Upload.SendsFailed) })
+		u.SendErrors = sumErrors(runs, func(r *Report) map[string]int64 { return r.Upload.SendErrors })
+		u.P99Ratio = med(func(r *Report) float64 { return r.Upload.P99Ratio })
+		u.CPUAlone = medCPU(func(r *Report) CPUUse { return r.Upload.CPUAlone })
+		u.CPU = medCPU(func(r *Report) CPUUse { return r.Upload.CPU })
+		out.Upload = &u
+	}
 	return out
 }
 
@@ -403,6 +427,20 @@ func (r *Report) WriteTable(w io.Writer) {
 			}
 			fmt.Fprintln(w)
 		}
+	}
+	if u := r.Upload; u != nil {
+		fmt.Fprintf(w, "uploads: %d at once (%d accounts) of %d bytes, %d round(s): %d completed, %d failed in %.2fs: %.1f MiB/s%s\n",
+			u.Uploads, u.Accounts, u.SizeBytes, u.Rounds, u.Completed, u.Failed, u.Seconds, u.MiBPerSecond, errorList(u.Errors))
+		fmt.Fprintf(w, "%-30s %6s %9s %9s %9s %9s %9s %6s %6s\n", "one text sender, send → ack", "sends", "p50 ms", "p90 ms", "p99 ms", "max ms", "mean ms", "cores", "others")
+		for _, l := range []struct {
+			name string
+			p    Percentiles
+			cpu  CPUUse
+		}{{"alone", u.Alone, u.CPUAlone}, {"during the uploads", u.During, u.CPU}} {
+			fmt.Fprintf(w, "%-30s %6d %9.2f %9.2f %9.2f %9.2f %9.2f %6.2f %6.2f\n", l.name, l.p.N, l.p.P50, l.p.P90, l.p.P99, l.p.Max, l.p.Mean, l.cpu.Process, l.cpu.Others)
+		}
+		fmt.Fprintf(w, "p99 during / alone: %.2f (target: at most 2); %d new epochs asked for by the server, %d sends failed%s\n\n",
+			u.P99Ratio, u.Rotations, u.SendsFailed, errorList(u.SendErrors))
 	}
 	if r.Runs > 1 {
 		if r.MismatchedRuns == 0 {
