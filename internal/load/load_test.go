@@ -149,6 +149,9 @@ func TestUploadPhase(t *testing.T) {
 	if want := (u.Alone.N + u.During.N) / 10; u.Rotations < want || u.Rotations == 0 {
 		t.Errorf("%d new epochs for %d sends at 10 messages an epoch", u.Rotations, u.Alone.N+u.During.N)
 	}
+	if u.ServerAloneMs <= 0 || u.ServerDuringMs <= 0 {
+		t.Errorf("server time of a send: %v ms alone, %v ms during", u.ServerAloneMs, u.ServerDuringMs)
+	}
 	if u.Seconds <= 0 || u.MiBPerSecond <= 0 {
 		t.Errorf("upload time %v s, %v MiB/s", u.Seconds, u.MiBPerSecond)
 	}

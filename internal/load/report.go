@@ -345,6 +345,8 @@ func Summarize(runs []Report) Report {
 		u.SendsFailed = medI(func(r *Report) float64 { return float64(r.Upload.SendsFailed) })
 		u.SendErrors = sumErrors(runs, func(r *Report) map[string]int64 { return r.Upload.SendErrors })
 		u.P99Ratio = med(func(r *Report) float64 { return r.Upload.P99Ratio })
+		u.ServerAloneMs = med(func(r *Report) float64 { return r.Upload.ServerAloneMs })
+		u.ServerDuringMs = med(func(r *Report) float64 { return r.Upload.ServerDuringMs })
 		u.CPUAlone = medCPU(func(r *Report) CPUUse { return r.Upload.CPUAlone })
 		u.CPU = medCPU(func(r *Report) CPUUse { return r.Upload.CPU })
 		out.Upload = &u
@@ -438,6 +440,9 @@ func (r *Report) WriteTable(w io.Writer) {
 			cpu  CPUUse
 		}{{"alone", u.Alone, u.CPUAlone}, {"during the uploads", u.During, u.CPU}} {
 			fmt.Fprintf(w, "%-30s %6d %9.2f %9.2f %9.2f %9.2f %9.2f %6.2f %6.2f\n", l.name, l.p.N, l.p.P50, l.p.P90, l.p.P99, l.p.Max, l.p.Mean, l.cpu.Process, l.cpu.Others)
+		}
+		if u.ServerAloneMs > 0 {
+			fmt.Fprintf(w, "mean time of a send in the server's handler (its /metrics): %.2f ms alone, %.2f ms during the uploads\n", u.ServerAloneMs, u.ServerDuringMs)
 		}
 		fmt.Fprintf(w, "p99 during / alone: %.2f (target: at most 2); %d new epochs asked for by the server, %d sends failed%s\n\n",
 			u.P99Ratio, u.Rotations, u.SendsFailed, errorList(u.SendErrors))

@@ -1,6 +1,7 @@
 package load
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -62,8 +64,14 @@ type UploadResult struct {
 	AloneSeconds float64          `json:"aloneSeconds"`
 	// P99Ratio is During.P99 / Alone.P99 (the target: at most 2).
 	P99Ratio float64 `json:"p99Ratio"`
-	CPUAlone CPUUse  `json:"cpuAlone"`
-	CPU      CPUUse  `json:"cpu"` // during the uploads
+	// ServerAloneMs and ServerDuringMs are the mean time a send spent in
+	// the server's handler, alone and during the uploads, from the
+	// server's /metrics (0 when it does not serve them to the tool): the
+	// latency without the client's own waits for a CPU.
+	ServerAloneMs  float64 `json:"serverAloneMs,omitempty"`
+	ServerDuringMs float64 `json:"serverDuringMs,omitempty"`
+	CPUAlone       CPUUse  `json:"cpuAlone"`
+	CPU            CPUUse  `json:"cpu"` // during the uploads
 }
 
 // Accepted is the text sends the phase had accepted.
@@ -81,6 +89,7 @@ func (r *runner) uploadPhase(ctx context.Context) (UploadResult, error) {
 	body := make([]byte, min(cfg.UploadSize, blob.PartSize))
 	rand.Read(body)
 
+	srv0 := r.c.sendRouteTime(ctx)
 	cpu0 := sampleCPU(r.dbPIDs)
 	stopAlone := make(chan struct{})
 	time.AfterFunc(cfg.UploadBaseline, func() { close(stopAlone) })
@@ -90,6 +99,8 @@ func (r *runner) uploadPhase(ctx context.Context) (UploadResult, error) {
 	}
 	res.CPUAlone = cpuSince(cpu0)
 	res.Alone = percentiles(alone)
+	srv1 := r.c.sendRouteTime(ctx)
+	res.ServerAloneMs = srv1.meanMs(srv0)
 
 	stop := make(chan struct{})
 	type sendsDone struct {
@@ -144,6 +155,7 @@ func (r *runner) uploadPhase(ctx context.Context) (UploadResult, error) {
 		return res, d.err
 	}
 	res.During = percentiles(d.lat)
+	res.ServerDuringMs = r.c.sendRouteTime(ctx).meanMs(srv1)
 	res.Seconds = elapsed.Seconds()
 	res.MiBPerSecond = float64(res.Completed*cfg.UploadSize) / (1 << 20) / elapsed.Seconds()
 	if res.Alone.P99 > 0 {
@@ -319,4 +331,53 @@ func (c *client) claim(ctx context.Context, s, rcv *user) ([]*protocol.Bundle, e
 		bundles = append(bundles, b)
 	}
 	return bundles, nil
+}
+
+// routeTime is the send route's total time in the server's handler and
+// its count of requests, as its /metrics report them.
+type routeTime struct{ seconds, count float64 }
+
+// meanMs is the mean time of the requests between since and t.
+func (t routeTime) meanMs(since routeTime) float64 {
+	if t.count <= since.count {
+		return 0
+	}
+	return (t.seconds - since.seconds) / (t.count - since.count) * 1000
+}
+
+// sendRouteTime reads the send route's time from the server's /metrics
+// (zero if it does not serve them here).
+func (c *client) sendRouteTime(ctx context.Context) routeTime {
+	var t routeTime
+	req, err := http.NewRequestWithContext(ctx, "GET", c.base+"/metrics", nil)
+	if err != nil {
+		return t
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return t
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return t
+	}
+	const route = `route="POST /api/conversations/{id}/messages"`
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.Contains(line, route) {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		switch {
+		case err != nil:
+		case strings.HasPrefix(line, "sandi_http_request_duration_seconds_sum{"):
+			t.seconds += v
+		case strings.HasPrefix(line, "sandi_http_request_duration_seconds_count{"):
+			t.count += v
+		}
+	}
+	return t
 }
