@@ -81,6 +81,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.UploadRounds, "upload-rounds", 1, "upload phase: run the uploads this many times, one round after another")
 	fs.DurationVar(&cfg.UploadBaseline, "upload-baseline", 3*time.Second, "upload phase: how long the text sender is timed alone first")
 	fs.DurationVar(&cfg.SendEvery, "send-every", 10*time.Millisecond, "upload phase: the text sender's next send waits for the next tick of this period")
+	fs.StringVar(&cfg.Metrics, "metrics", "", "upload phase: the server's /metrics URL, for the send's time in its handler (default: --server's /metrics; sandi serve serves them on --metrics-addr)")
 	fs.StringVar(&cfg.BlobDir, "blobs", "", "in-process server: directory of its blob store (default: beside the database)")
 	fs.IntVar(&cfg.RotateAfterMessages, "rotate-after", 1<<30, "in-process server: messages per epoch before rotation is required")
 	fs.DurationVar(&cfg.Settle, "settle", 0, "before each timed phase, wait up to this long for the rest of the machine to be idle (shared machines)")

@@ -104,6 +104,10 @@ type Config struct {
 	// SendEvery paces the upload phase's text sender: after an answer,
 	// its next send waits for the next tick (default 10ms).
 	SendEvery time.Duration
+	// Metrics is the URL of the server's /metrics, read by the upload
+	// phase (default: Server's /metrics; sandi serve serves them there
+	// only with --metrics-token, else on --metrics-addr).
+	Metrics string
 	// BlobDir is the in-process server's blob store directory (default:
 	// beside the SQLite file, or a temporary directory).
 	BlobDir string

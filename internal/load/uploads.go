@@ -3,6 +3,7 @@ package load
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -89,7 +90,8 @@ func (r *runner) uploadPhase(ctx context.Context) (UploadResult, error) {
 	body := make([]byte, min(cfg.UploadSize, blob.PartSize))
 	rand.Read(body)
 
-	srv0 := r.c.sendRouteTime(ctx)
+	metrics := cmp.Or(cfg.Metrics, r.c.base+"/metrics")
+	srv0 := r.c.sendRouteTime(ctx, metrics)
 	cpu0 := sampleCPU(r.dbPIDs)
 	stopAlone := make(chan struct{})
 	time.AfterFunc(cfg.UploadBaseline, func() { close(stopAlone) })
@@ -99,7 +101,7 @@ func (r *runner) uploadPhase(ctx context.Context) (UploadResult, error) {
 	}
 	res.CPUAlone = cpuSince(cpu0)
 	res.Alone = percentiles(alone)
-	srv1 := r.c.sendRouteTime(ctx)
+	srv1 := r.c.sendRouteTime(ctx, metrics)
 	res.ServerAloneMs = srv1.meanMs(srv0)
 
 	stop := make(chan struct{})
@@ -155,7 +157,7 @@ func (r *runner) uploadPhase(ctx context.Context) (UploadResult, error) {
 		return res, d.err
 	}
 	res.During = percentiles(d.lat)
-	res.ServerDuringMs = r.c.sendRouteTime(ctx).meanMs(srv1)
+	res.ServerDuringMs = r.c.sendRouteTime(ctx, metrics).meanMs(srv1)
 	res.Seconds = elapsed.Seconds()
 	res.MiBPerSecond = float64(res.Completed*cfg.UploadSize) / (1 << 20) / elapsed.Seconds()
 	if res.Alone.P99 > 0 {
@@ -346,10 +348,10 @@ func (t routeTime) meanMs(since routeTime) float64 {
 }
 
 // sendRouteTime reads the send route's time from the server's /metrics
-// (zero if it does not serve them here).
-func (c *client) sendRouteTime(ctx context.Context) routeTime {
+// at url (zero if it does not serve them there).
+func (c *client) sendRouteTime(ctx context.Context, url string) routeTime {
 	var t routeTime
-	req, err := http.NewRequestWithContext(ctx, "GET", c.base+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if err != nil {
 		return t
 	}
