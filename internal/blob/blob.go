@@ -8,7 +8,7 @@
 // numbered parts, each durable once WritePart returns, and becomes readable
 // only when Commit makes it whole, atomically: a partly written object is
 // never served, and an upload interrupted by a crash continues from the
-// parts already written, which the store lists (Parts).
+// parts already written.
 package blob
 
 import (
@@ -29,10 +29,6 @@ var ErrNotFound = errors.New("blob not found")
 // part was kept.
 var ErrFull = errors.New("blob storage full")
 
-// ErrIncomplete is a Commit of an upload with a part that is not whole
-// (never written, or being written again): nothing was committed.
-var ErrIncomplete = errors.New("blob upload incomplete")
-
 // ErrUnavailable is a store that cannot be reached, or that answers it
 // cannot serve now (an object store's 5xx): the same call may succeed
 // later, as a database outage does.
@@ -41,29 +37,18 @@ var ErrUnavailable = errors.New("blob storage unavailable")
 // Store keeps objects named by ids of [0-9a-f]{32} (the caller makes them
 // unique and random). State is opaque to the caller: Begin returns it, the
 // caller persists it (in its database, beside the upload's row) and passes
-// it back. WritePart returns it unchanged: an upload's state is fixed at
-// Begin, so that the caller writes nothing per part.
-//
-// The store itself knows which parts of an upload are whole (Parts): the
-// caller keeps no record of them, and an upload costs its database only
-// its creation and its completion.
+// the latest one back; WritePart may return a new one.
 type Store interface {
 	// Begin starts an upload of object id.
 	Begin(ctx context.Context, id string) (state string, err error)
 	// WritePart stores part n (from 0) of the upload, exactly size bytes
 	// read from r (fewer is an error, and nothing of the part is kept). It
-	// returns once the part is durable, and from then on Parts lists it,
-	// whatever the moment of a crash. Writing a part again replaces it;
-	// while it is rewritten the part is not listed.
-	WritePart(ctx context.Context, id, state string, n int, r io.Reader, size int64) (sameState string, err error)
-	// Parts lists, in increasing order, the parts of the upload that are
-	// whole and durable. ErrNotFound if there is no such upload (never
-	// begun, deleted, or committed).
-	Parts(ctx context.Context, id, state string) ([]int, error)
+	// returns once the part is durable. Writing a part again replaces it.
+	WritePart(ctx context.Context, id, state string, n int, r io.Reader, size int64) (newState string, err error)
 	// Commit makes parts 0 to parts-1 the object id, whose total size is
 	// size. Before it returns nothing of the object can be read; after it
-	// the whole object can. A part missing or being rewritten is
-	// ErrIncomplete. Committing a committed object again is not an error.
+	// the whole object can. Committing a committed object again is not an
+	// error.
 	Commit(ctx context.Context, id, state string, parts int, size int64) error
 	// Open reads length bytes from offset off of a committed object
 	// (length < 0: to its end). ErrNotFound if it is not committed.

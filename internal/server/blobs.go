@@ -257,7 +257,7 @@ func (s *Server) putBlobPart(w http.ResponseWriter, r *http.Request, c *call) er
 		return err
 	}
 	if b.Complete {
-		return errBlobComplete
+		return problem(http.StatusConflict, CodeBlobComplete, "the upload is complete", nil)
 	}
 	n, err := strconv.Atoi(r.PathValue("n"))
 	if err != nil || n < 0 || n >= b.Parts {
@@ -270,6 +270,12 @@ func (s *Server) putBlobPart(w http.ResponseWriter, r *http.Request, c *call) er
 	if err := s.blobRate.allow(c.device.ID.String()); err != nil {
 		return err
 	}
+	if b.HasPart(n) {
+		// A rewrite: the part is not whole while it is written.
+		if err := s.store.SetBlobPart(r.Context(), b.ID, n, false, b.State); err != nil {
+			return s.partErr(err)
+		}
+	}
 	// The server's read and write timeouts are for small requests; a
 	// part has its own, and its answer comes after its body.
 	rc := http.NewResponseController(w)
@@ -277,84 +283,39 @@ func (s *Server) putBlobPart(w http.ResponseWriter, r *http.Request, c *call) er
 	rc.SetReadDeadline(deadline)
 	rc.SetWriteDeadline(deadline.Add(time.Minute))
 	body := &blobReader{r: http.MaxBytesReader(w, r.Body, want)}
-	// The blob store records the part as whole once it is durable: the
-	// database is not written per part (blob.Store.Parts).
-	if _, err := s.cfg.Blobs.WritePart(r.Context(), b.ID, b.State, n, body, want); err != nil {
+	state, err := s.cfg.Blobs.WritePart(r.Context(), b.ID, b.State, n, body, want)
+	if err != nil {
 		if body.err != nil || errors.Is(err, io.ErrUnexpectedEOF) {
 			return s.refuse(problem(http.StatusBadRequest, CodeBadPart, fmt.Sprintf("part %d: the body ended before its %d bytes", n, want), err))
 		}
 		if errors.Is(err, blob.ErrNotFound) {
 			// Completed, deleted or collected meanwhile.
-			if now, rerr := s.store.Blob(r.Context(), b.ID); rerr == nil && now.Complete && !now.Deleted {
-				return errBlobComplete
-			}
 			return errNoBlob
 		}
 		return s.blobErr(r, err)
+	}
+	if err := s.store.SetBlobPart(r.Context(), b.ID, n, true, state); err != nil {
+		return s.partErr(err)
 	}
 	s.metrics.blobBytes.Add(float64(want))
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
-var errBlobComplete = problem(http.StatusConflict, CodeBlobComplete, "the upload is complete", nil)
-
-// received lists the parts of b that are whole and durable: every part
-// of a complete blob, else those the blob store lists. A blob completed
-// since b was read is read again; one gone is errNoBlob.
-func (s *Server) received(r *http.Request, b *store.Blob) ([]int, error) {
-	all := func() []int {
-		out := make([]int, b.Parts)
-		for n := range out {
-			out[n] = n
-		}
-		return out
+func (s *Server) partErr(err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return errNoBlob
+	case errors.Is(err, store.ErrBlobComplete):
+		return problem(http.StatusConflict, CodeBlobComplete, "the upload is complete", nil)
 	}
-	if b.Complete {
-		return all(), nil
-	}
-	got, err := s.cfg.Blobs.Parts(r.Context(), b.ID, b.State)
-	if errors.Is(err, blob.ErrNotFound) {
-		// No upload any more: completed meanwhile, or committed by a
-		// completion that stopped (a crash) before it marked the row,
-		// which a completion now finishes; else gone.
-		now, rerr := s.store.Blob(r.Context(), b.ID)
-		if rerr != nil || now.Deleted {
-			return nil, errNoBlob
-		}
-		if !now.Complete {
-			rc, oerr := s.cfg.Blobs.Open(r.Context(), b.ID, 0, 0)
-			if oerr != nil {
-				return nil, errNoBlob
-			}
-			rc.Close()
-		}
-		*b = now
-		return all(), nil
-	}
-	if err != nil {
-		return nil, s.blobErr(r, err)
-	}
-	// Parts past the blob's are not the blob's (a store holding more than
-	// it was asked to is not trusted with them).
-	out := got[:0]
-	for _, n := range got {
-		if n >= 0 && n < b.Parts {
-			out = append(out, n)
-		}
-	}
-	return out, nil
+	return err
 }
 
-// missing lists the parts of 0 to parts-1 not in got (increasing).
-func missing(got []int, parts int) []int {
-	have := make([]bool, parts)
-	for _, n := range got {
-		have[n] = true
-	}
-	var out []int
-	for n, h := range have {
-		if !h {
+func received(b *store.Blob) []int {
+	out := []int{}
+	for n := 0; n < b.Parts; n++ {
+		if b.HasPart(n) {
 			out = append(out, n)
 		}
 	}
@@ -366,10 +327,7 @@ func (s *Server) blobUpload(w http.ResponseWriter, r *http.Request, c *call) err
 	if err != nil {
 		return err
 	}
-	got, err := s.received(r, &b)
-	if err != nil {
-		return err
-	}
+	got := received(&b)
 	s.writeJSON(w, http.StatusOK, blobInfo{Blob: b.ID, Size: b.Size, PartSize: blob.PartSize, Parts: b.Parts, ExpiresAt: b.ExpiresAt,
 		Received: &got, Complete: &b.Complete})
 	return nil
@@ -387,36 +345,25 @@ func (s *Server) completeBlob(w http.ResponseWriter, r *http.Request, c *call) e
 		return err
 	}
 	if !b.Complete {
-		got, err := s.received(r, &b)
-		if err != nil {
-			return err
-		}
-		if miss := missing(got, b.Parts); !b.Complete && len(miss) > 0 {
-			p := problem(http.StatusConflict, CodeBlobIncomplete, fmt.Sprintf("%d of %d parts are missing", len(miss), b.Parts), nil)
+		if missing := b.Missing(); len(missing) > 0 {
+			p := problem(http.StatusConflict, CodeBlobIncomplete, fmt.Sprintf("%d of %d parts are missing", len(missing), b.Parts), nil)
 			w.Header().Set("Content-Type", "application/problem+json")
 			w.WriteHeader(p.Status)
-			json.NewEncoder(w).Encode(incompleteProblem{p, miss})
+			json.NewEncoder(w).Encode(incompleteProblem{p, missing})
 			return nil
 		}
-	}
-	if !b.Complete {
-		// The store checks the parts again as it commits: one may be
-		// being written again since they were listed.
 		if err := s.cfg.Blobs.Commit(r.Context(), b.ID, b.State, b.Parts, b.Size); err != nil {
-			switch {
-			case errors.Is(err, blob.ErrIncomplete):
-				return problem(http.StatusConflict, CodeBlobIncomplete, "a part is being written again", err)
-			case errors.Is(err, blob.ErrNotFound):
+			if errors.Is(err, blob.ErrNotFound) {
 				return errNoBlob
 			}
 			return s.blobErr(r, err)
 		}
 		now := s.cfg.Now()
 		if err := s.store.CompleteBlob(r.Context(), b.ID, now.UnixMilli(), now.Add(BlobRefTTL).UnixMilli()); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return errNoBlob
+			if errors.Is(err, store.ErrBlobIncomplete) {
+				return problem(http.StatusConflict, CodeBlobIncomplete, "a part is being written again", err)
 			}
-			return err
+			return s.partErr(err)
 		}
 	}
 	s.writeJSON(w, http.StatusOK, map[string]any{"blob": b.ID, "size": b.Size})

@@ -19,6 +19,10 @@ var (
 	// not of the message's conversation, not uploaded by its sender's
 	// account, or does not exist.
 	ErrBadBlob = errors.New("bad blob reference")
+	// ErrBlobComplete is a part written to a completed upload.
+	ErrBlobComplete = errors.New("blob already complete")
+	// ErrBlobIncomplete is a completion of an upload with parts missing.
+	ErrBlobIncomplete = errors.New("blob parts missing")
 )
 
 // Blob is one attachment blob's row (the ciphertext is in the blob store,
@@ -30,12 +34,10 @@ type Blob struct {
 	Device       protocol.DeviceID // the device that began the upload
 	Size         int64             // ciphertext bytes
 	Parts        int
-	// The parts received are the blob store's to know (blob.Store.Parts);
-	// the row keeps none of them, so that an upload costs the database
-	// its creation and its completion only. (The column received, all
-	// zero, stays for the nodes of the release before, during a rolling
-	// upgrade.)
-	State      string // the blob store's upload state, fixed at its start
+	// Received is a bitmap of the parts that are durable: bit n%8 of
+	// byte n/8 for part n.
+	Received   []byte
+	State      string // the blob store's upload state
 	Complete   bool
 	Referenced bool // a message references it (or did)
 	Deleted    bool // a tombstone: its object is being deleted
@@ -44,6 +46,22 @@ type Blob struct {
 	// upload's expiry, or a completed blob's deadline for a reference.
 	ExpiresAt   int64
 	CompletedAt int64 // 0 until completed
+}
+
+// HasPart reports whether part n was received.
+func (b *Blob) HasPart(n int) bool {
+	return n >= 0 && n/8 < len(b.Received) && b.Received[n/8]&(1<<(n%8)) != 0
+}
+
+// Missing lists the parts not received, in order.
+func (b *Blob) Missing() []int {
+	var out []int
+	for n := 0; n < b.Parts; n++ {
+		if !b.HasPart(n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // BlobLimits bound an account's blobs at the creation of an upload
@@ -55,7 +73,7 @@ type BlobLimits struct {
 
 // Blobs stores the rows of attachment blobs. Every Store implements it.
 type Blobs interface {
-	// CreateBlob records a new upload (Complete, Referenced and
+	// CreateBlob records a new upload (Received, Complete, Referenced and
 	// Deleted are ignored: it starts with none and false) and charges its
 	// size to its account: if that takes the account's live bytes past
 	// lim.Quota it is ErrBlobQuota, if the account has lim.MaxOpen
@@ -65,10 +83,15 @@ type Blobs interface {
 	// Blob returns a blob's row, tombstones included (ErrNotFound if there
 	// is none).
 	Blob(ctx context.Context, id string) (Blob, error)
-	// CompleteBlob marks an upload complete at now, once the blob store
-	// has committed its object (which checks its parts); an unreferenced
-	// blob is collected from expiresAt on. It releases the account's
-	// unfinished upload. ErrNotFound for an unknown or deleted blob;
+	// SetBlobPart marks part n of an unfinished upload received or not,
+	// and stores the blob store's new upload state. ErrNotFound for an
+	// unknown or deleted blob or n out of range; ErrBlobComplete once
+	// completed.
+	SetBlobPart(ctx context.Context, id string, n int, received bool, state string) error
+	// CompleteBlob marks an upload whose parts are all received complete,
+	// at now; an unreferenced blob is collected from expiresAt on. It
+	// releases the account's unfinished upload. ErrBlobIncomplete if a
+	// part is missing, ErrNotFound for an unknown or deleted blob;
 	// completing a complete blob again changes nothing.
 	CompleteBlob(ctx context.Context, id string, now, expiresAt int64) error
 	// DeleteBlob makes an account's blob a tombstone (not served again)

@@ -4,21 +4,15 @@
 // Layout, under the store's directory (0700, files 0600, as the rest of
 // the data directory):
 //
-//	uploads/<id>         an upload in progress: part n at offset n*blob.PartSize
-//	uploads/<id>.parts   its part marks: byte n is 1 once part n is whole
-//	objects/<id>         a committed object
+//	uploads/<id>   an upload in progress: part n at offset n*blob.PartSize
+//	objects/<id>   a committed object
 //
 // Both directories are on one file system, so Commit is a rename: it
-// checks the marks, syncs the upload file, renames it into objects/ and
-// syncs both directories; a crash leaves the upload or the object, never
-// a part of an object. WritePart writes with pwrite at its offset and
-// syncs, then sets the part's mark and syncs the marks; a part written
-// again has its mark cleared (and synced) first. So a mark is never
-// durable before its part's bytes, and after a crash the marks name
-// exactly the parts acknowledged (Parts reads them). Memory is flat: a
-// part is copied through a small buffer, never held whole. State is
-// unused (always ""). An upload begun by an earlier version, without
-// marks, lists no part: its parts are written again.
+// syncs the upload file, renames it into objects/ and syncs both
+// directories; a crash leaves the upload or the object, never a part of
+// an object. WritePart writes with pwrite at its offset and syncs before
+// it returns. Memory is flat: a part is copied through a small buffer,
+// never held whole. State is unused (always "").
 package fsblob
 
 import (
@@ -147,11 +141,7 @@ func syncDir(dir string) error {
 	return err
 }
 
-// marksName is the file of an upload's part marks.
-func marksName(id string) string { return id + ".parts" }
-
-// Begin implements blob.Store: it creates an empty upload file and its
-// empty marks.
+// Begin implements blob.Store: it creates an empty upload file.
 func (s *Store) Begin(ctx context.Context, id string) (string, error) {
 	if err := validID(id); err != nil {
 		return "", err
@@ -160,86 +150,21 @@ func (s *Store) Begin(ctx context.Context, id string) (string, error) {
 	if _, err := os.Stat(filepath.Join(s.objects, id)); err == nil {
 		return "", fmt.Errorf("fsblob: begin %s: the object exists", id)
 	}
-	for _, name := range []string{id, marksName(id)} {
-		f, err := os.OpenFile(filepath.Join(s.uploads, name), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-		if err != nil {
-			return "", fsErr("begin", err)
-		}
-		err = f.Sync()
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return "", fsErr("begin", err)
-		}
+	f, err := os.OpenFile(filepath.Join(s.uploads, id), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return "", fsErr("begin", err)
 	}
-	if err := syncDir(s.uploads); err != nil {
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = syncDir(s.uploads)
+	}
+	if err != nil {
 		return "", fsErr("begin", err)
 	}
 	return "", nil
-}
-
-// openMarks opens an upload's marks for reading and writing, creating them (durably)
-// for an upload begun without.
-func (s *Store) openMarks(id string) (*os.File, error) {
-	path := filepath.Join(s.uploads, marksName(id))
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if !errors.Is(err, fs.ErrNotExist) {
-		return f, err
-	}
-	if f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
-		return nil, err
-	}
-	if err := syncDir(s.uploads); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
-}
-
-// mark sets (1) or clears (0) part n's mark and syncs it.
-func mark(f *os.File, n int, v byte) error {
-	if _, err := f.WriteAt([]byte{v}, int64(n)); err != nil {
-		return err
-	}
-	return f.Sync()
-}
-
-// marks reads an upload's marks (none for an upload begun without).
-// ErrNotFound if the upload is not there.
-func (s *Store) marks(id string) ([]byte, error) {
-	if _, err := os.Stat(filepath.Join(s.uploads, id)); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("fsblob: upload %s: %w", id, blob.ErrNotFound)
-	} else if err != nil {
-		return nil, fmt.Errorf("fsblob: parts: %w", err)
-	}
-	m, err := os.ReadFile(filepath.Join(s.uploads, marksName(id)))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("fsblob: parts: %w", err)
-	}
-	return m, nil
-}
-
-// Parts implements blob.Store: the parts whose marks are set.
-func (s *Store) Parts(ctx context.Context, id, state string) ([]int, error) {
-	if err := validID(id); err != nil {
-		return nil, err
-	}
-	defer s.lock(id, false)()
-	m, err := s.marks(id)
-	if err != nil {
-		return nil, err
-	}
-	out := []int{}
-	for n, v := range m {
-		if v == 1 {
-			out = append(out, n)
-		}
-	}
-	return out, nil
 }
 
 // copyBuf is the size of the buffer a part is copied through.
@@ -248,8 +173,8 @@ const copyBuf = 64 << 10
 var bufs = sync.Pool{New: func() any { b := make([]byte, copyBuf); return &b }}
 
 // WritePart implements blob.Store. A short body is an error; the bytes
-// it wrote stay in the upload file but are not a part (its mark is not
-// set) until a whole write of it succeeds.
+// it wrote stay in the upload file but are not a part until a whole
+// write of it succeeds (the caller records which parts are whole).
 func (s *Store) WritePart(ctx context.Context, id, state string, n int, r io.Reader, size int64) (string, error) {
 	if err := validID(id); err != nil {
 		return "", err
@@ -268,18 +193,6 @@ func (s *Store) WritePart(ctx context.Context, id, state string, n int, r io.Rea
 		return "", fsErr("write part", err)
 	}
 	defer f.Close()
-	marks, err := s.openMarks(id)
-	if err != nil {
-		return "", fsErr("write part", err)
-	}
-	defer marks.Close()
-	// A part written again is not whole until it is written whole.
-	var was [1]byte
-	if _, err := marks.ReadAt(was[:], int64(n)); err == nil && was[0] != 0 {
-		if err := mark(marks, n, 0); err != nil {
-			return "", fsErr("write part", err)
-		}
-	}
 	buf := bufs.Get().(*[]byte)
 	defer bufs.Put(buf)
 	w := io.NewOffsetWriter(f, int64(n)*blob.PartSize)
@@ -300,9 +213,6 @@ func (s *Store) WritePart(ctx context.Context, id, state string, n int, r io.Rea
 	if err != nil {
 		return "", fsErr("sync part", err)
 	}
-	if err := mark(marks, n, 1); err != nil {
-		return "", fsErr("mark part", err)
-	}
 	return state, nil
 }
 
@@ -319,9 +229,8 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// Commit implements blob.Store: the upload file, whose parts must all be
-// marked and which must hold exactly size bytes, is synced and renamed
-// into objects/; its marks go after.
+// Commit implements blob.Store: the upload file, which must hold exactly
+// size bytes, is synced and renamed into objects/.
 func (s *Store) Commit(ctx context.Context, id, state string, parts int, size int64) error {
 	if err := validID(id); err != nil {
 		return err
@@ -336,15 +245,6 @@ func (s *Store) Commit(ctx context.Context, id, state string, parts int, size in
 			return fmt.Errorf("fsblob: commit %s: committed with %d bytes, not %d", id, fi.Size(), size)
 		}
 		return nil
-	}
-	m, err := s.marks(id)
-	if err != nil {
-		return err
-	}
-	for n := range parts {
-		if n >= len(m) || m[n] != 1 {
-			return fmt.Errorf("fsblob: commit %s: part %d is not whole: %w", id, n, blob.ErrIncomplete)
-		}
 	}
 	up := filepath.Join(s.uploads, id)
 	f, err := os.OpenFile(up, os.O_RDWR, 0)
@@ -371,11 +271,6 @@ func (s *Store) Commit(ctx context.Context, id, state string, parts int, size in
 		return fsErr("commit", err)
 	}
 	if err := syncDir(s.objects); err != nil {
-		return fsErr("commit", err)
-	}
-	// The marks of a committed upload are of no use; left by a crash,
-	// Delete removes them with the object.
-	if err := os.Remove(filepath.Join(s.uploads, marksName(id))); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fsErr("commit", err)
 	}
 	if err := syncDir(s.uploads); err != nil {
@@ -422,7 +317,7 @@ func (s *Store) Delete(ctx context.Context, id, state string) error {
 		return err
 	}
 	defer s.lock(id, true)()
-	for _, p := range []string{filepath.Join(s.objects, id), filepath.Join(s.uploads, id), filepath.Join(s.uploads, marksName(id))} {
+	for _, p := range []string{filepath.Join(s.objects, id), filepath.Join(s.uploads, id)} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("fsblob: delete: %w", err)
 		}

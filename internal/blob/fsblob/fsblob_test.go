@@ -268,37 +268,3 @@ func TestPingGone(t *testing.T) {
 		t.Fatalf("Ping of a removed store: %v, want blob.ErrUnavailable", err)
 	}
 }
-
-// TestUploadWithoutMarks: an upload begun by an earlier version of the
-// store has no part marks: it lists no part (its parts were recorded
-// elsewhere, and are written again), cannot be committed as it is, and
-// takes its parts and its commit as any other once they are written.
-func TestUploadWithoutMarks(t *testing.T) {
-	ctx := context.Background()
-	s, id, st := begin(t)
-	data := randBytes(5000)
-	if _, err := s.WritePart(ctx, id, st, 0, bytes.NewReader(data), 5000); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(filepath.Join(s.uploads, id+".parts")); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := s.Parts(ctx, id, st); err != nil || len(got) != 0 {
-		t.Fatalf("Parts of an upload without marks = %v, %v; want none", got, err)
-	}
-	if err := s.Commit(ctx, id, st, 1, 5000); !errors.Is(err, blob.ErrIncomplete) {
-		t.Fatalf("Commit of an upload without marks = %v, want ErrIncomplete", err)
-	}
-	if _, err := s.WritePart(ctx, id, st, 0, bytes.NewReader(data), 5000); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := s.Parts(ctx, id, st); err != nil || len(got) != 1 || got[0] != 0 {
-		t.Fatalf("Parts after the part written again = %v, %v", got, err)
-	}
-	if err := s.Commit(ctx, id, st, 1, 5000); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(s.uploads, id+".parts")); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("the marks of a committed upload are left: %v", err)
-	}
-}

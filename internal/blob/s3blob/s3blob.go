@@ -21,7 +21,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -197,26 +196,6 @@ func (e *exactReader) Read(p []byte) (int, error) {
 	return n, e.err
 }
 
-// Parts lists the parts of the upload as the store lists them (S3 keeps
-// a part whole or not at all: an interrupted PUT leaves none, a part put
-// again replaces the old one at once).
-func (s *Store) Parts(ctx context.Context, id, state string) ([]int, error) {
-	key, err := s.key(id)
-	if err != nil {
-		return nil, err
-	}
-	listed, err := s.listParts(ctx, key, state)
-	if err != nil {
-		return nil, s.fail("parts", id, err)
-	}
-	out := make([]int, 0, len(listed))
-	for pn := range listed {
-		out = append(out, pn-1)
-	}
-	slices.Sort(out)
-	return out, nil
-}
-
 // Commit completes the upload with parts 1 to parts as the store lists
 // them, after checking that each is there with the size it must have.
 func (s *Store) Commit(ctx context.Context, id, state string, parts int, size int64) error {
@@ -239,7 +218,7 @@ func (s *Store) Commit(ctx context.Context, id, state string, parts int, size in
 		}
 		p, ok := listed[i+1]
 		if !ok {
-			return fmt.Errorf("blob %s: commit: part %d is missing: %w", id, i, blob.ErrIncomplete)
+			return fmt.Errorf("blob %s: commit: part %d is missing", id, i)
 		}
 		if p.Size != want {
 			return fmt.Errorf("blob %s: commit: part %d has %d bytes, not %d", id, i, p.Size, want)

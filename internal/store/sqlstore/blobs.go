@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"sandi.dev/internal/store"
 	"sandi.dev/protocol"
@@ -13,12 +14,11 @@ import (
 
 // The blob rows' writes keep the memo (writeTx with invalidate false):
 // they touch none of the tables it remembers (conversations' counters,
-// members, devices, events), so an upload does not slow the sends. An
-// upload writes its row twice, at its creation and its completion, none
-// per part (the blob store knows its parts). On SQLite, whose one writer
-// runs one transaction (and one disk sync) at a time, they also go one
-// at a time (blobWrite): however many uploads run, a batch of sends waits
-// for one blob write at most, not for a queue of them.
+// members, devices, events), so an upload does not slow the sends. On
+// SQLite, whose one writer runs one transaction (and one disk sync) at a
+// time, they also go one at a time (blobWrite): however many uploads run,
+// a batch of sends waits for one blob write at most, not for a queue of
+// them.
 func (s *Store) blobWrite(ctx context.Context, what string, fn func(t *wtx) error) error {
 	if s.d.local {
 		s.blobMu.Lock()
@@ -27,11 +27,11 @@ func (s *Store) blobWrite(ctx context.Context, what string, fn func(t *wtx) erro
 	return s.writeTx(ctx, what, false, fn)
 }
 
-const blobCols = `id, conversation_id, user_id, device_id, size, parts, state, complete, referenced, deleted, created_at, expires_at, COALESCE(completed_at, 0)`
+const blobCols = `id, conversation_id, user_id, device_id, size, parts, received, state, complete, referenced, deleted, created_at, expires_at, COALESCE(completed_at, 0)`
 
 func scanBlob(r scanner) (store.Blob, error) {
 	var b store.Blob
-	err := r.Scan(&b.ID, scanID(&b.Conversation), scanID(&b.User), scanID(&b.Device), &b.Size, &b.Parts, &b.State,
+	err := r.Scan(&b.ID, scanID(&b.Conversation), scanID(&b.User), scanID(&b.Device), &b.Size, &b.Parts, &b.Received, &b.State,
 		&b.Complete, &b.Referenced, &b.Deleted, &b.CreatedAt, &b.ExpiresAt, &b.CompletedAt)
 	return b, err
 }
@@ -58,9 +58,6 @@ func (s *Store) CreateBlob(ctx context.Context, b store.Blob, lim store.BlobLimi
 		if lim.Quota > 0 && bytes > lim.Quota {
 			return store.ErrBlobQuota
 		}
-		// received (a bitmap of the parts, all zero: the blob store knows
-		// them) is for the nodes of the previous release during a rolling
-		// upgrade.
 		res, err := t.exec(`INSERT INTO blobs (id, conversation_id, user_id, device_id, size, parts, received, state, created_at, expires_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 			b.ID, idArg(b.Conversation), idArg(b.User), idArg(b.Device), b.Size, b.Parts, make([]byte, (b.Parts+7)/8), b.State, b.CreatedAt, b.ExpiresAt)
@@ -92,12 +89,134 @@ func (t *wtx) lockBlob(id string) (store.Blob, error) {
 	return b, nil
 }
 
+// SetBlobPart implements store.Blobs. On SQLite the parts marked at the
+// same time are marked together, in one transaction (group commit, as
+// sends are): concurrent uploads then cost a disk sync per batch of parts,
+// not one per part, and leave the writer to the sends sooner.
+func (s *Store) SetBlobPart(ctx context.Context, id string, n int, received bool, state string) error {
+	r := &partMark{id: id, n: n, received: received, state: state, done: make(chan error, 1)}
+	if !s.d.local {
+		err := s.blobWrite(ctx, "set blob part", func(t *wtx) error {
+			return t.markParts([]*partMark{r})
+		})
+		if err != nil {
+			return err
+		}
+		return r.err
+	}
+	s.parts.mu.Lock()
+	s.parts.queue = append(s.parts.queue, r)
+	lead := !s.parts.busy
+	s.parts.busy = true
+	s.parts.mu.Unlock()
+	if lead {
+		s.markQueued()
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err() // the part may still be marked
+	}
+}
+
+// partMark is one SetBlobPart; done gets its outcome.
+type partMark struct {
+	id       string
+	n        int
+	received bool
+	state    string
+	done     chan error
+	err      error
+}
+
+// partQueue holds the SetBlobPart calls waiting for the writer (SQLite).
+type partQueue struct {
+	mu    sync.Mutex
+	queue []*partMark
+	busy  bool // a goroutine is marking; it takes what is queued next
+}
+
+// markQueued marks every queued part in one transaction; if more came
+// meanwhile, another goroutine marks them (so that no caller waits for
+// others' batches after its own).
+func (s *Store) markQueued() {
+	s.parts.mu.Lock()
+	batch := s.parts.queue
+	s.parts.queue = nil
+	s.parts.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+	err := s.blobWrite(ctx, "set blob parts", func(t *wtx) error { return t.markParts(batch) })
+	cancel()
+	for _, r := range batch {
+		if err != nil {
+			r.done <- err
+		} else {
+			r.done <- r.err
+		}
+	}
+	s.parts.mu.Lock()
+	if len(s.parts.queue) == 0 {
+		s.parts.busy = false
+	} else {
+		go s.markQueued()
+	}
+	s.parts.mu.Unlock()
+}
+
+// markParts applies the marks in order, each blob read once and written
+// once. A mark refused by its blob's state gets its error in err and does
+// not abort the others.
+func (t *wtx) markParts(marks []*partMark) error {
+	blobs := map[string]*store.Blob{}
+	var order []string
+	for _, r := range marks {
+		r.err = nil
+		b, seen := blobs[r.id]
+		if !seen {
+			got, err := t.lockBlob(r.id)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			if err == nil {
+				b = &got
+				order = append(order, r.id)
+			}
+			blobs[r.id] = b
+		}
+		switch {
+		case b == nil:
+			r.err = fmt.Errorf("blob: %w", store.ErrNotFound)
+		case b.Complete:
+			r.err = store.ErrBlobComplete
+		case r.n < 0 || r.n >= b.Parts || len(b.Received) != (b.Parts+7)/8:
+			r.err = fmt.Errorf("part %d of %d: %w", r.n, b.Parts, store.ErrNotFound)
+		case r.received:
+			b.Received[r.n/8] |= 1 << (r.n % 8)
+			b.State = r.state
+		default:
+			b.Received[r.n/8] &^= 1 << (r.n % 8)
+			b.State = r.state
+		}
+	}
+	for _, id := range order {
+		b := blobs[id]
+		if _, err := t.exec(`UPDATE blobs SET received = ?, state = ? WHERE id = ?`, b.Received, b.State, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // CompleteBlob implements store.Blobs.
 func (s *Store) CompleteBlob(ctx context.Context, id string, now, expiresAt int64) error {
 	return s.blobWrite(ctx, "complete blob", func(t *wtx) error {
 		b, err := t.lockBlob(id)
 		if err != nil || b.Complete {
 			return err
+		}
+		if len(b.Missing()) > 0 {
+			return store.ErrBlobIncomplete
 		}
 		if _, err := t.exec(`UPDATE blobs SET complete = TRUE, completed_at = ?, expires_at = ? WHERE id = ?`, now, expiresAt, id); err != nil {
 			return err

@@ -218,6 +218,7 @@ func fill(t *testing.T, s *Store) *world {
 	shared := store.Blob{ID: hex.EncodeToString(rnd(16)), Conversation: w.conv, User: w.bob.id, Device: w.bob.devs[0], Size: 20, Parts: 1,
 		State: "state", CreatedAt: f.tick(), ExpiresAt: f.now + 1000}
 	f.must("create blob", s.CreateBlob(f.ctx, shared, store.BlobLimits{}))
+	f.must("blob part", s.SetBlobPart(f.ctx, shared.ID, 0, true, "state 2"))
 	f.must("complete blob", s.CompleteBlob(f.ctx, shared.ID, f.tick(), f.now+1000))
 	_, err = s.SendOne(f.ctx, store.Send{Conversation: w.conv, Sender: w.bob.devs[0], SenderUser: w.bob.id, ClientID: "b4", Epoch: 3,
 		Envelope: rnd(50), Now: f.tick(), Blobs: []string{shared.ID}})

@@ -89,8 +89,10 @@ type Store struct {
 	// trip (see sendPostgres), for tests.
 	fastSends atomic.Int64
 
-	// blobMu orders the blob rows' writes on SQLite (see blobWrite).
+	// blobMu orders the blob rows' writes on SQLite (see blobWrite);
+	// parts are the part marks waiting for it (see SetBlobPart).
 	blobMu sync.Mutex
+	parts  partQueue
 
 	// inc is the current incarnation (see incarnation.go).
 	incMu sync.Mutex

@@ -3,6 +3,7 @@ package storetest
 import (
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -27,9 +28,14 @@ func (f *fixture) wantUsage(what string, a *acct, bytes int64, open int) {
 	}
 }
 
-// completeBlob completes b (its parts are the blob store's).
+// complete receives every part of b and completes it.
 func (f *fixture) completeBlob(b store.Blob, expires int64) {
 	f.t.Helper()
+	for n := 0; n < b.Parts; n++ {
+		if err := f.s.SetBlobPart(f.ctx, b.ID, n, true, b.State); err != nil {
+			f.t.Fatalf("part %d: %v", n, err)
+		}
+	}
 	if err := f.s.CompleteBlob(f.ctx, b.ID, f.tick(), expires); err != nil {
 		f.t.Fatalf("complete: %v", err)
 	}
@@ -70,10 +76,21 @@ func testBlobs(t *testing.T, open Opener) {
 
 	got, err := s.Blob(ctx, b1.ID)
 	if err != nil || got.Conversation != conv || got.User != alice.ID || got.Device != alice.Devs[0] || got.Size != 10 || got.Parts != 1 ||
-		got.State != "st0" || got.Complete || got.Referenced || got.Deleted || got.ExpiresAt != b1.ExpiresAt {
+		got.State != "st0" || got.Complete || got.Referenced || got.Deleted || got.ExpiresAt != b1.ExpiresAt || len(got.Missing()) != 1 {
 		t.Fatalf("blob = %+v, %v", got, err)
 	}
-	wantErr(t, "complete an unknown blob", s.CompleteBlob(ctx, blobID(), f.tick(), 0), store.ErrNotFound)
+	wantErr(t, "part out of range", s.SetBlobPart(ctx, b1.ID, 1, true, "x"), store.ErrNotFound)
+	wantErr(t, "part of an unknown blob", s.SetBlobPart(ctx, blobID(), 0, true, "x"), store.ErrNotFound)
+	wantErr(t, "complete with a part missing", s.CompleteBlob(ctx, b1.ID, f.tick(), 0), store.ErrBlobIncomplete)
+	if err := s.SetBlobPart(ctx, b1.ID, 0, true, "st1"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Blob(ctx, b1.ID); !got.HasPart(0) || got.State != "st1" || len(got.Missing()) != 0 {
+		t.Fatalf("after part 0: %+v", got)
+	}
+	// A part being rewritten is not received until it is whole again.
+	s.SetBlobPart(ctx, b1.ID, 0, false, "st1")
+	wantErr(t, "complete while a part is rewritten", s.CompleteBlob(ctx, b1.ID, f.tick(), 0), store.ErrBlobIncomplete)
 	f.completeBlob(b1, f.now+day)
 	if err := s.CompleteBlob(ctx, b1.ID, f.tick(), 1); err != nil {
 		t.Fatalf("second completion: %v", err)
@@ -82,6 +99,7 @@ func testBlobs(t *testing.T, open Opener) {
 	if !got.Complete || got.CompletedAt == 0 || got.ExpiresAt == 1 {
 		t.Fatalf("completed blob = %+v", got)
 	}
+	wantErr(t, "part after completion", s.SetBlobPart(ctx, b1.ID, 0, true, "x"), store.ErrBlobComplete)
 	f.wantUsage("after completion", alice, 11, 1)
 
 	// Sends that may not reference it, or an unfinished one, or an
@@ -146,7 +164,7 @@ func testBlobs(t *testing.T, open Opener) {
 	if err != nil || !slices.Equal(ids, want) {
 		t.Fatalf("tombstones = %v, %v; want %v", ids, err, want)
 	}
-	wantErr(t, "complete an expired upload", s.CompleteBlob(ctx, b2.ID, f.tick(), 0), store.ErrNotFound)
+	wantErr(t, "part of an expired upload", s.SetBlobPart(ctx, b2.ID, 0, true, "x"), store.ErrNotFound)
 	wantErr(t, "purge of a live blob", s.PurgeBlob(ctx, b1.ID), store.ErrNotFound)
 	for _, id := range want {
 		if err := s.PurgeBlob(ctx, id); err != nil {
@@ -215,4 +233,55 @@ func testBlobQuotaRace(t *testing.T, open Opener) {
 		t.Fatalf("%d of %d uploads of 30 bytes accepted under a quota of 100, want 3", ok, n)
 	}
 	f.wantUsage("after the race", alice, 90, 3)
+}
+
+// testBlobPartsConcurrent: parts marked at once, of one upload and of
+// several, are all recorded; a mark refused (out of range, a completed
+// blob) gets its error and costs the others nothing.
+func testBlobPartsConcurrent(t *testing.T, open Opener) {
+	f := newFixture(t, open(t, nil))
+	alice := f.user(1, true)
+	conv := f.conversation(alice)
+	const parts = 40
+	big := f.newBlob(alice, conv, parts*10, parts, f.now+1000)
+	small := f.newBlob(alice, conv, 20, 2, f.now+1000)
+	done := f.newBlob(alice, conv, 5, 1, f.now+1000)
+	for _, b := range []store.Blob{big, small, done} {
+		if err := f.s.CreateBlob(f.ctx, b, store.BlobLimits{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.completeBlob(done, f.now+1000)
+	type mark struct {
+		id   string
+		n    int
+		want error
+	}
+	var marks []mark
+	for n := range parts {
+		marks = append(marks, mark{big.ID, n, nil})
+	}
+	marks = append(marks, mark{small.ID, 0, nil}, mark{small.ID, 1, nil}, mark{small.ID, 2, store.ErrNotFound},
+		mark{big.ID, -1, store.ErrNotFound}, mark{done.ID, 0, store.ErrBlobComplete}, mark{blobID(), 0, store.ErrNotFound})
+	var wg sync.WaitGroup
+	errs := make([]error, len(marks))
+	for i, m := range marks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f.s.SetBlobPart(f.ctx, m.id, m.n, true, fmt.Sprintf("state %d", i))
+		}()
+	}
+	wg.Wait()
+	for i, m := range marks {
+		if m.want == nil && errs[i] != nil || m.want != nil && !errors.Is(errs[i], m.want) {
+			t.Fatalf("mark %s part %d: %v, want %v", m.id, m.n, errs[i], m.want)
+		}
+	}
+	for _, b := range []store.Blob{big, small} {
+		got, err := f.s.Blob(f.ctx, b.ID)
+		if err != nil || len(got.Missing()) != 0 {
+			t.Fatalf("blob of %d parts after concurrent marks: missing %v, %v", b.Parts, got.Missing(), err)
+		}
+	}
 }

@@ -101,6 +101,7 @@ func Run(t *testing.T, open Opener) {
 		{"State", testState},
 		{"Blobs", testBlobs},
 		{"BlobQuotaRace", testBlobQuotaRace},
+		{"BlobPartsConcurrent", testBlobPartsConcurrent},
 		{"Archives", testArchives},
 		{"Contacts", testContacts},
 		{"DeviceNames", testDeviceNames},
