@@ -589,7 +589,10 @@ func TestBlobRateLimit(t *testing.T) {
 }
 
 // TestBlobPartCut: a part whose body stops before its Content-Length (the
-// client's connection cut) is not received, and the upload goes on.
+// client's connection cut) is not received, and the upload goes on. A
+// part written whole and then cut while written again is not received
+// either: its bytes are torn, and the upload cannot be completed with
+// them.
 func TestBlobPartCut(t *testing.T) {
 	e := newEnv(t, filepath.Join(t.TempDir(), "sandi.db"), server.Config{})
 	alice := e.register("alice")
@@ -601,23 +604,35 @@ func TestBlobPartCut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
-	if err != nil {
-		t.Fatal(err)
+	cut := func(when string) {
+		t.Helper()
+		conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "PUT /api/blobs/%s/parts/0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 3000\r\n\r\n", a.Blob, alice.token)
+		conn.Write(randomBytes(1000))
+		conn.(*net.TCPConn).CloseWrite()
+		answer, _ := io.ReadAll(conn) // the server gives up on the body
+		conn.Close()
+		if !bytes.HasPrefix(answer, []byte("HTTP/1.1 400")) || !bytes.Contains(answer, []byte(server.CodeBadPart)) {
+			t.Fatalf("a part cut %s was answered %q, want 400 bad_part", when, answer)
+		}
+		var st blobAnswer
+		alice.must("GET", "/api/blobs/"+a.Blob+"/upload", nil, &st)
+		if len(st.Received) != 0 {
+			t.Fatalf("a part cut %s was received: %v", when, st.Received)
+		}
+		alice.do("POST", "/api/blobs/"+a.Blob+"/complete", nil, nil)
+		if r := alice.fetch(a.Blob, ""); r.status != 404 {
+			t.Fatalf("completion with the part cut %s: the blob is served (%d)", when, r.status)
+		}
 	}
-	fmt.Fprintf(conn, "PUT /api/blobs/%s/parts/0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 3000\r\n\r\n", a.Blob, alice.token)
-	conn.Write(randomBytes(1000))
-	conn.(*net.TCPConn).CloseWrite()
-	answer, _ := io.ReadAll(conn) // the server gives up on the body
-	conn.Close()
-	if !bytes.HasPrefix(answer, []byte("HTTP/1.1 400")) || !bytes.Contains(answer, []byte(server.CodeBadPart)) {
-		t.Fatalf("a cut part was answered %q, want 400 bad_part", answer)
+	cut("at its first write")
+	if r := alice.putPart(a.Blob, 0, randomBytes(3000)); r.status != 204 {
+		t.Fatalf("part after the cut: %d %s", r.status, r.body)
 	}
-	var st blobAnswer
-	alice.must("GET", "/api/blobs/"+a.Blob+"/upload", nil, &st)
-	if len(st.Received) != 0 {
-		t.Fatalf("a cut part was received: %v", st.Received)
-	}
+	cut("while written again")
 	data := randomBytes(3000)
 	if r := alice.putPart(a.Blob, 0, data); r.status != 204 {
 		t.Fatalf("part after the cut: %d %s", r.status, r.body)
@@ -681,5 +696,45 @@ func TestBlobPartMemory(t *testing.T) {
 	t.Logf("%d bytes allocated per part served", got)
 	if got > most {
 		t.Fatalf("%d bytes allocated per %d bytes served, want at most %d", got, blob.PartSize, most)
+	}
+}
+
+// TestBlobCommittedNotMarked: a completion that stopped (a crash) after
+// the blob store committed the object and before the row was marked
+// complete: the upload reports every part received, is not served, and
+// a completion finishes it.
+func TestBlobCommittedNotMarked(t *testing.T) {
+	bs, err := fsblob.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, filepath.Join(t.TempDir(), "sandi.db"), server.Config{Blobs: bs})
+	alice := e.register("alice")
+	conv, err := alice.create(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := randomBytes(3000)
+	a, err := alice.newBlob(conv, int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := alice.putPart(a.Blob, 0, data); r.status != 204 {
+		t.Fatalf("part: %d %s", r.status, r.body)
+	}
+	if err := bs.Commit(context.Background(), a.Blob, "", 1, int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	var st blobAnswer
+	alice.must("GET", "/api/blobs/"+a.Blob+"/upload", nil, &st)
+	if !slices.Equal(st.Received, []int{0}) || st.Complete {
+		t.Fatalf("upload state with the object committed, the row not: %+v", st)
+	}
+	if r := alice.fetch(a.Blob, ""); r.status != 404 {
+		t.Fatalf("a blob whose row is not complete is served: %d", r.status)
+	}
+	alice.must("POST", "/api/blobs/"+a.Blob+"/complete", nil, nil)
+	if r := alice.fetch(a.Blob, ""); r.status != 200 || !bytes.Equal(r.body, data) {
+		t.Fatalf("fetch after the completion: %d", r.status)
 	}
 }
