@@ -5,7 +5,7 @@
 //	sandi-load                                  # in-process server on a fresh SQLite file
 //	sandi-load --db postgres://127.0.0.1:5432/postgres?sslmode=disable
 //	sandi-load --server http://127.0.0.1:8080   # a running server
-//	sandi-load --server http://127.0.0.1:8080 --senders 1 --conc none --catchup -1 --rate 0 --uploads 64 --upload-size 10MiB
+//	sandi-load --server http://127.0.0.1:8080 --conc none --catchup -1 --rate 0 --uploads 64 --upload-size 10MiB
 package main
 
 import (

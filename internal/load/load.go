@@ -59,7 +59,7 @@ type Config struct {
 
 	// Senders is the number of sending accounts, each with its own
 	// conversation with the one receiving account (default: the largest
-	// concurrency level, at least 1).
+	// concurrency level, at least 1; 1 when neither loop runs).
 	Senders int
 	// Concurrency lists the closed-loop levels (default 1, 8, 64).
 	Concurrency []int
@@ -142,8 +142,11 @@ func (c *Config) defaults() {
 	}
 	if c.Senders <= 0 {
 		c.Senders = 1
+		// Only the loops use more than the first sender.
 		for _, n := range c.Concurrency {
-			c.Senders = max(c.Senders, n)
+			if c.Duration >= 0 || c.Rate >= 0 {
+				c.Senders = max(c.Senders, n)
+			}
 		}
 	}
 	if c.Duration == 0 {
