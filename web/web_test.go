@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -277,6 +278,85 @@ func TestHashedNames(t *testing.T) {
 		if changed := !strings.Contains(page2, m[0]); changed != (m[1] == "app") {
 			t.Errorf("with another module, %s changed: %v (the page: %q)", m[0], changed, page2)
 		}
+	}
+}
+
+// TestHashedImports: an ES module's imports ("./NAME") name the hashed
+// files too, also where modules import each other in a cycle; a change to
+// one module of a cycle renames every module of it, the modules that
+// import them and the page; the service worker lists them all.
+func TestHashedImports(t *testing.T) {
+	fsys := fakeFS(true)
+	fsys["index.html"] = &fstest.MapFile{Data: []byte(`<!doctype html><script type="module" src="web/app.js"></script>`)}
+	fsys["app.js"] = &fstest.MapFile{Data: []byte(`import { chat } from "./chat.js"; import "./leaf.js"; chat();`)}
+	fsys["chat.js"] = &fstest.MapFile{Data: []byte(`import { list } from "./list.js"; export const chat = () => list();`)}
+	fsys["list.js"] = &fstest.MapFile{Data: []byte(`import { chat } from "./chat.js"; import "./leaf.js"; export const list = () => 1;`)}
+	fsys["leaf.js"] = &fstest.MapFile{Data: []byte(`export const leaf = 1;`)}
+	hashed := func(h *handler) map[string]string {
+		out := map[string]string{}
+		for _, name := range []string{"app.js", "chat.js", "list.js", "leaf.js"} {
+			out[name] = h.files[name].hashed
+		}
+		return out
+	}
+	h := newHandler(fsys)
+	names := hashed(h)
+	imports := regexp.MustCompile(`"\./([^"]+)"`)
+	for _, name := range []string{"app.js", "chat.js", "list.js"} {
+		served := string(body(t, get(h, "/web/"+names[name])))
+		refs := imports.FindAllStringSubmatch(served, -1)
+		if len(refs) == 0 {
+			t.Fatalf("%s imports nothing: %q", name, served)
+		}
+		for _, m := range refs {
+			if r := get(h, "/web/"+m[1]); r.StatusCode != 200 || r.Header.Get("Cache-Control") != immutable {
+				t.Errorf("%s imports %q: %d, Cache-Control %q", name, m[1], r.StatusCode, r.Header.Get("Cache-Control"))
+			}
+		}
+	}
+	sw := string(body(t, get(h, "/web/sw.js")))
+	for name, hn := range names {
+		if !strings.Contains(sw, `"/web/`+hn+`"`) {
+			t.Errorf("sw.js does not list %s as %s: %q", name, hn, sw)
+		}
+	}
+
+	// Another list.js: its cycle (chat.js), the module importing it
+	// (app.js) and the page change; a module outside (leaf.js) does not.
+	fsys["list.js"] = &fstest.MapFile{Data: []byte(`import { chat } from "./chat.js"; import "./leaf.js"; export const list = () => 2;`)}
+	h2 := newHandler(fsys)
+	for name, hn := range hashed(h2) {
+		if changed := hn != names[name]; changed != (name != "leaf.js") {
+			t.Errorf("with another list.js, %s changed: %v (%s, was %s)", name, changed, hn, names[name])
+		}
+	}
+	if string(body(t, get(h2, "/"))) == string(body(t, get(h, "/"))) {
+		t.Error("with another list.js, the page names the same files")
+	}
+}
+
+// TestShippedNamesHashed: in the web client as shipped, every file the page
+// and its scripts name ("web/NAME", "/web/NAME", "./NAME") is named by its
+// hashed name, so the service worker's cache holds all a page loads.
+func TestShippedNamesHashed(t *testing.T) {
+	h := Handler().(*handler)
+	ref := regexp.MustCompile(`"(?:/?web/|\./)([^"/]+)"`)
+	modules := 0
+	for name, f := range h.files {
+		if name != f.name || name != "index.html" && path.Ext(name) != ".js" {
+			continue
+		}
+		if strings.Contains(string(f.data), "\nimport ") {
+			modules++
+		}
+		for _, m := range ref.FindAllStringSubmatch(string(f.data), -1) {
+			if g := h.files[m[1]]; g != nil && m[1] != g.hashed && m[1] != serviceWorker {
+				t.Errorf("%s names %s by its plain name", name, m[0])
+			}
+		}
+	}
+	if modules < 5 {
+		t.Errorf("%d of the shipped scripts import modules: is the client still made of ES modules?", modules)
 	}
 }
 
