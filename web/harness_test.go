@@ -43,6 +43,10 @@ const chromiumPath = "/usr/bin/chromium"
 // outDir receives the screenshots (gitignored).
 var outDir = filepath.Join("..", "test-output", "web")
 
+// phoneWidth is the width of the phone layout the tests check and
+// photograph (a small phone's, in CSS pixels).
+const phoneWidth = 375
+
 // stepTimeout bounds one wait in the browser.
 const stepTimeout = 30 * time.Second
 
@@ -396,14 +400,75 @@ func keyPress(down input.DispatchKeyEventParams) chromedp.Action[chromedp.Void] 
 // it must be reachable with the keyboard.
 func (p *page) tabTo(css string) {
 	p.t.Helper()
-	tab := rawKey("Tab", 9)
+	p.tabUntil(css, false)
+}
+
+// tabBackTo is tabTo with Shift+Tab.
+func (p *page) tabBackTo(css string) {
+	p.t.Helper()
+	p.tabUntil(css, true)
+}
+
+func (p *page) tabUntil(css string, back bool) {
+	p.t.Helper()
+	tab := input.DispatchKeyEventParams{Type: input.DispatchKeyEventTypeRawKeyDown, Key: "Tab", Code: "Tab", WindowsVirtualKeyCode: 9, NativeVirtualKeyCode: 9}
+	if back {
+		tab.Modifiers = 8 // Shift
+	}
 	for range 40 {
 		if eval[bool](p, `!!document.activeElement && document.activeElement.matches(`+js(css)+`)`) {
 			return
 		}
-		p.do("press Tab", tab)
+		p.do("press Tab", keyPress(tab))
 	}
 	p.fail("%s is not reachable with the Tab key", css)
+}
+
+// focused waits until the element selected by css has the focus, and
+// fails if it does not show it (no outline, or not on the screen).
+func (p *page) focused(css string) {
+	p.t.Helper()
+	p.wait("the focus on "+css, `!!document.activeElement && document.activeElement.matches(`+js(css)+`)`)
+	const shown = `(() => {
+		const e = document.activeElement, s = getComputedStyle(e), r = e.getBoundingClientRect();
+		return e.matches(":focus-visible") && s.outlineStyle !== "none" && parseFloat(s.outlineWidth) >= 2 &&
+			r.width > 0 && r.height > 0 && r.bottom > 0 && r.right > 0 && r.top < innerHeight && r.left < innerWidth;
+	})()`
+	if !eval[bool](p, shown) {
+		p.fail("%s has the focus but does not show it", css)
+	}
+}
+
+// typeKeys types text into the focused element, as a keyboard does.
+func (p *page) typeKeys(text string) {
+	p.t.Helper()
+	p.do("type "+text, chromedp.KeyEvent(text))
+}
+
+// unnamed returns the visible controls under css that have no accessible
+// name (no label, aria-label, aria-labelledby or text), and the names that
+// two controls of one list share (a screen reader could not tell them
+// apart).
+func (p *page) unnamed(css string) []string {
+	p.t.Helper()
+	return eval[[]string](p, `(() => {
+		const name = (e) => (e.getAttribute("aria-label") || "").trim() ||
+			(e.getAttribute("aria-labelledby") || "").split(" ").map((id) => (document.getElementById(id) || {}).textContent || "").join(" ").trim() ||
+			[...(e.labels || [])].map((l) => l.textContent).join(" ").trim() ||
+			(e.matches("button, a, summary") ? e.textContent.trim() : "") || (e.getAttribute("title") || "").trim();
+		const controls = [...document.querySelectorAll(`+js(css)+`)].flatMap((root) => [...root.querySelectorAll("button, a[href], input, select, textarea, summary, [tabindex]")])
+			.filter((e) => e.getClientRects().length > 0 && e.type !== "hidden" && e.tabIndex >= 0);
+		const out = controls.filter((e) => !name(e)).map((e) => "no name: " + e.outerHTML.slice(0, 120));
+		for (const list of document.querySelectorAll("ul, ol")) {
+			const seen = new Map();
+			for (const e of controls.filter((c) => c.closest("ul, ol") === list || c.closest("li") && c.closest("li").parentElement === list)) {
+				const n = name(e);
+				if (n && seen.has(n) && seen.get(n) !== e) out.push("same name " + JSON.stringify(n) + " in #" + list.id);
+				seen.set(n, e);
+			}
+		}
+		return [...new Set(out)];
+	})()`)
 }
 
 func (p *page) click(css string) {
@@ -416,7 +481,7 @@ func (p *page) click(css string) {
 func (p *page) screenshot(name string, widths ...int) {
 	p.t.Helper()
 	if len(widths) == 0 {
-		widths = []int{1280, 390}
+		widths = []int{1280, phoneWidth}
 	}
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		p.t.Fatal(err)

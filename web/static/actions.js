@@ -54,7 +54,9 @@ export function decorate(li, m) {
   }
   const conv = st.convs.get(st.current);
   if (!m.deleted && meta && !(conv && conv.left)) { // no actions where this account is no longer a member
-    const btn = el("button", { type: "button", class: "msg-actions", "aria-label": "Actions on this message", "aria-haspopup": "menu", "aria-expanded": "false" }, "⋯");
+    // Named after its message, so that a screen reader tells them apart.
+    const whose = m.own || m.senderId === st.me.userId ? "your message" : m.sender + "’s message";
+    const btn = el("button", { type: "button", class: "msg-actions", "aria-label": `Actions on ${whose} “${preview(m)}”`, "aria-haspopup": "menu", "aria-expanded": "false" }, "⋯");
     btn.addEventListener("click", () => (as.menu && as.menu.button === btn ? closeMenu(true) : openMenu(btn, m)));
     meta.append(btn);
   }
@@ -65,7 +67,9 @@ export function decorate(li, m) {
 function openMenu(btn, m) {
   closeMenu(false);
   const own = m.own || m.senderId === st.me.userId;
-  const item = (label, f, extra) => el("button", { type: "button", role: "menuitem", tabindex: "-1", ...extra, onclick: () => { closeMenu(false); f(); } }, label);
+  // An item closes the menu and gives the focus back to its button (a
+  // reply or an edit then takes it to the composer).
+  const item = (label, f, extra) => el("button", { type: "button", role: "menuitem", tabindex: "-1", ...extra, onclick: () => { closeMenu(true); f(); } }, label);
   const mine = (e) => (m.reactions && m.reactions[e] || []).includes(st.me.username);
   const box = el("div", { class: "msg-menu", role: "menu", "aria-label": "Message actions" },
     item("Reply", () => setMode({ kind: "reply", target: m })),
@@ -203,7 +207,7 @@ async function refresh(conv) {
     const focused = li.contains(document.activeElement);
     const node = messageNode(m);
     li.replaceWith(node);
-    if (focused) (node.querySelector(".msg-actions") || node).focus();
+    if (focused) (node.querySelector(".msg-actions") || $("messages")).focus(); // a deleted message has no actions
   }
 }
 

@@ -123,7 +123,7 @@ let listening = false;
 async function showMain() {
   show("main");
   $("me").textContent = st.me.username;
-  if (!listening) window.addEventListener("hashchange", () => render());
+  if (!listening) window.addEventListener("hashchange", () => render(true));
   // Draw what is stored first; the event stream then brings what came
   // while the page was closed (it holds the client while it works).
   await refresh();
@@ -156,7 +156,11 @@ export async function refresh() {
 export const refreshSoon = debounce(() => refresh(), 300);
 
 // ---- routing ----
-async function render() {
+// render shows the pane the location names. moved: the user went there
+// (not a start or a reload), so the focus goes with them: into the pane,
+// and back to what opened it when they return to the list.
+async function render(moved) {
+  const from = document.activeElement;
   const h = location.hash.replace(/^#\/?/, "");
   const [page, arg] = [h.split("/")[0], decodeURIComponent(h.split("/").slice(1).join("/"))];
   const panes = ["empty", "chat", "new", "devices", "safety", "alarms"];
@@ -178,6 +182,36 @@ async function render() {
   if (pane === "devices") await openDevices();
   if (pane === "safety") await openSafety(arg);
   if (pane === "alarms") await openAlarms();
+  if (moved) moveFocus(pane, from);
 }
+
+// The secondary panes, which Escape closes (as their back link does).
+const closable = ["new", "devices", "safety", "alarms"];
+
+// moveFocus puts the focus in the pane just shown, unless the pane put it
+// somewhere itself (the composer, a form's first field): on its heading
+// for a keyboard or screen-reader user to go on from. Back on the list, it
+// goes to what opened the pane: on a phone the list was hidden meanwhile.
+let opener = null;
+function moveFocus(pane, from) {
+  if (from && $("sidebar").contains(from) && pane !== "empty") opener = from;
+  const at = document.activeElement;
+  if (pane === "empty") {
+    const row = st.lastChat && [...document.querySelectorAll("#conv-list a.conv")].find((a) => a.getAttribute("href") === "#/c/" + st.lastChat);
+    const back = opener && opener.isConnected && opener.getClientRects().length ? opener : row || $("new-button");
+    opener = null;
+    if (!$("sidebar").contains(at) || !at.getClientRects().length) back.focus();
+    return;
+  }
+  const box = $("pane-" + pane);
+  if (box.contains(at) && at !== box) return;
+  box.querySelector("h2[tabindex]").focus();
+}
+
+document.addEventListener("keydown", (ev) => {
+  if (ev.key !== "Escape" || ev.defaultPrevented || $("app").dataset.view !== "main" || !closable.includes(st.pane)) return;
+  ev.preventDefault();
+  location.hash = $("pane-" + st.pane).querySelector("a.back").getAttribute("href");
+});
 
 boot();

@@ -24,6 +24,10 @@ export const kindOf = (t) => INLINE.get(baseType(t)) || "file";
 
 // AUTO: media up to this size load when they come into view; larger ones
 // wait for a click.
+const AUTO = 16 << 20;
+
+// AUTO: media up to this size load when they come into view; larger ones
+// wait for a click.
 
 const sizeFmt = new Intl.NumberFormat([], { maximumFractionDigits: 1 });
 export function fmtSize(n) {

@@ -22,7 +22,7 @@ export async function openDevices() {
     for (const d of list) {
       let remove = null;
       if (!d.current) {
-        remove = el("button", { type: "button", class: "small", text: "Remove" });
+        remove = el("button", { type: "button", class: "small", text: "Remove", "aria-label": "Remove " + (d.name || d.id.slice(0, 8)) });
         remove.dataset.device = d.id;
         remove.addEventListener("click", () => removeDevice(d, remove));
       }
@@ -38,7 +38,7 @@ export async function openDevices() {
       if (known.has(s.device) || s.current) continue;
       let out = null;
       if (s.signOut) {
-        out = el("button", { type: "button", class: "small", text: "Sign out" });
+        out = el("button", { type: "button", class: "small", text: "Sign out", "aria-label": "Sign out " + (s.name || s.device.slice(0, 8)) });
         out.dataset.session = s.device;
         out.addEventListener("click", () => signOutSession(s, out));
       }
@@ -83,8 +83,10 @@ $("password-form").addEventListener("submit", async (ev) => {
 async function removeDevice(d, btn) {
   if (!btn.dataset.confirm) {
     btn.dataset.confirm = "1";
+    const label = btn.getAttribute("aria-label");
     btn.textContent = "Click again: sign it out for good";
-    setTimeout(() => { delete btn.dataset.confirm; btn.textContent = "Remove"; }, 8000);
+    btn.setAttribute("aria-label", "Confirm: " + label + ", signing it out for good");
+    setTimeout(() => { delete btn.dataset.confirm; btn.textContent = "Remove"; btn.setAttribute("aria-label", label); }, 8000);
     return;
   }
   btn.disabled = true;

@@ -44,10 +44,20 @@ $("logout-backup-button").addEventListener("click", async () => {
   }
 });
 $("logout-keep-history").addEventListener("click", () => logout(true));
-$("logout-keep").addEventListener("click", () => {
+// Keeping everything closes the panel, as Escape does.
+function keep() {
   $("logout-panel").hidden = true;
   reset();
-});
+  $("logout-button").focus();
+}
+$("logout-keep").addEventListener("click", keep);
+for (const id of ["logout-panel", "logout-button"]) {
+  $(id).addEventListener("keydown", (ev) => {
+    if (ev.key !== "Escape" || $("logout-panel").hidden) return;
+    ev.preventDefault();
+    keep();
+  });
+}
 
 $("logout-button").addEventListener("click", () => {
   const b = $("logout-button");
