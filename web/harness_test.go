@@ -639,19 +639,75 @@ func (u *cli) waitTexts(want ...string) []string {
 	}
 }
 
-// createConversation creates a conversation with users from the
-// new-conversation form and waits until it is open.
-func (p *page) createConversation(users ...string) {
+// pickPeople adds users to the new-conversation form, which it opens.
+func (p *page) pickPeople(users ...string) {
 	p.t.Helper()
 	eval[chromedp.Void](p, `location.hash = "#/new"`)
 	for _, u := range users {
 		p.wait("the new-conversation form", `!document.getElementById("pane-new").hidden`)
+		eval[chromedp.Void](p, `document.getElementById("new-user").value = ""`)
 		p.typeInto("#new-user", u)
 		p.pressEnter()
 		p.waitText("#new-picked", u)
 	}
+}
+
+// createConversation creates a conversation with users from the
+// new-conversation form and waits until it is open.
+func (p *page) createConversation(users ...string) {
+	p.t.Helper()
+	p.pickPeople(users...)
 	p.click("#new-create")
 	p.wait("the new chat", `!document.getElementById("pane-chat").hidden`)
+}
+
+// openMembers opens the open chat's members panel, if it is closed, and
+// waits until it lists the members.
+func (p *page) openMembers() {
+	p.t.Helper()
+	if eval[bool](p, `document.getElementById("members-panel").hidden`) {
+		p.click("#members-button")
+	}
+	p.wait("the members panel", `!document.getElementById("members-panel").hidden && document.querySelectorAll("#member-list li").length > 0`)
+}
+
+// removeMember removes user from the open chat in the members panel,
+// past its confirmation.
+func (p *page) removeMember(user string) {
+	p.t.Helper()
+	p.openMembers()
+	remove := `#member-list [data-user=` + js(user) + `] .remove`
+	p.click(remove)
+	p.waitText(remove, "Remove "+user+"?")
+	p.click(remove)
+	p.wait(user+" removed", `!document.querySelector('#member-list [data-user=`+js(user)+`]')`)
+}
+
+// safetyNumber waits until the safety-number view shows its 12 groups,
+// and returns them.
+func (p *page) safetyNumber() string {
+	p.t.Helper()
+	p.wait("the safety number", `!document.getElementById("pane-safety").hidden && document.querySelectorAll("#safety-number span").length === 12`)
+	return eval[string](p, `[...document.querySelectorAll("#safety-number span")].map(s => s.innerText).join(" ")`)
+}
+
+// openLogoutPanel clicks Log out once: the panel says what a logout
+// loses, and whether the account has a backup.
+func (p *page) openLogoutPanel() {
+	p.t.Helper()
+	p.click("#logout-button")
+	p.wait("the logout panel", `!document.getElementById("logout-panel").hidden && !document.getElementById("logout-backup").innerText.startsWith("Checking")`)
+}
+
+// logout logs out past the confirmation, deleting the browser's data,
+// and waits for the sign-in view.
+func (p *page) logout() {
+	p.t.Helper()
+	if eval[bool](p, `document.getElementById("logout-button").dataset.confirm !== "1"`) {
+		p.openLogoutPanel() // not asked yet, or the confirmation timed out
+	}
+	p.click("#logout-button")
+	p.waitView("auth")
 }
 
 // openVerify opens the safety-number view of user from the open chat's
@@ -659,9 +715,7 @@ func (p *page) createConversation(users ...string) {
 // the verify form is there.
 func (p *page) openVerify(user string) string {
 	p.t.Helper()
-	if eval[bool](p, `document.getElementById("members-panel").hidden`) {
-		p.click("#members-button")
-	}
+	p.openMembers()
 	p.waitText("#member-list", user)
 	// The member list is drawn again when the conversation changes (a
 	// sync, a state event); an Enter on a link that was replaced just
@@ -673,8 +727,8 @@ func (p *page) openVerify(user string) string {
 			break
 		}
 	}
-	p.wait("the safety number of "+user, `!document.getElementById("pane-safety").hidden && document.querySelectorAll("#safety-number span").length === 12 && !document.getElementById("verify-card").hidden && document.getElementById("verify-peer").innerText === `+js(user))
-	return eval[string](p, `[...document.querySelectorAll("#safety-number span")].map(s => s.innerText).join(" ")`)
+	p.wait("the verify form for "+user, `!document.getElementById("verify-card").hidden && document.getElementById("verify-peer").innerText === `+js(user))
+	return p.safetyNumber()
 }
 
 // submitNumber types number into the open verify form, with the keyboard,
@@ -696,9 +750,7 @@ func (p *page) submitNumber(number string) {
 // for user ("verified", "unverified", "changed"), waiting for want if set.
 func (p *page) memberState(user, want string) string {
 	p.t.Helper()
-	if eval[bool](p, `document.getElementById("members-panel").hidden`) {
-		p.click("#members-button")
-	}
+	p.openMembers()
 	expr := `(() => { const t = document.querySelector('#member-list li[data-user=` + js(user) + `] .trust-tag'); return t ? t.dataset.state : ""; })()`
 	if want != "" {
 		p.wait(user+" shown "+want, expr+` === `+js(want))
@@ -809,7 +861,7 @@ func (p *page) critical() {
 	p.wait("the critical alarm notice", `!document.getElementById("critical-alarm").hidden && document.getElementById("critical-alarm-text").innerText.length > 0`)
 	p.do("phone", chromedp.EmulateViewport(375, 740), chromedp.Navigate(p.url+"/#/"))
 	p.wait("the critical notice on a phone's list", `(() => { const r = document.getElementById("critical-alarm").getBoundingClientRect(); return r.height > 0 && r.width <= 375; })()`)
-	p.screenshot("critical-alarm", 375)
+	p.screenshot("critical-alarm", phoneWidth)
 }
 
 // testPNG encodes a w×h PNG of a gradient.
@@ -944,7 +996,7 @@ func (p *page) recordVoice(d time.Duration) {
 	p.click("#record-button")
 	p.wait("recording", `document.getElementById("record-button").dataset.recording === "1" && document.getElementById("record-status").innerText.startsWith("Recording")`)
 	start := time.Now()
-	p.screenshot("voice-recording", 375)
+	p.screenshot("voice-recording", phoneWidth)
 	time.Sleep(d - time.Since(start))
 	p.click("#record-button")
 	p.wait("the voice note sent", fmt.Sprintf(`document.querySelectorAll("#messages .msg.own[data-status=sent]").length > %d`, before))

@@ -113,7 +113,7 @@ func TestBrowserLogoutKeepHistory(t *testing.T) {
 	}
 	alice.waitMessage("bob's reply")
 
-	alice.click("#logout-button")
+	alice.openLogoutPanel()
 	alice.waitText("#logout-backup", "no backup")
 	alice.screenshot("logout-panel", 1280)
 	alice.click("#logout-keep-history")

@@ -155,7 +155,7 @@ function send(conv, kind, ref, text) {
 }
 
 // submit sends the composer's text as a reply or an edit when one is
-// being composed; false leaves it to app.js as a plain message.
+// being composed; false leaves it to the composer as a plain message.
 export function submit(conv, text) {
   const mode = as.mode;
   if (!mode) return false;

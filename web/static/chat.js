@@ -30,6 +30,8 @@ const failureReasons = {
   bad_content: "it decrypted, but what it holds is not a valid sandi message.",
 };
 
+// openChat shows conversation id; fresh: it was not open already, so its
+// history is read and drawn anew.
 export async function openChat(id, fresh) {
   if (!st.convs.has(id)) await loadConversations();
   if (!st.convs.has(id)) {
@@ -164,8 +166,8 @@ function trimTop(list) {
   if (gone.length) timeline.separators(list);
 }
 
-// leftText is what a conversation's row says when this account is no
-// longer a member ("" while it is).
+// drawChatHeader draws the open chat's title, members and state, and
+// enables the composer where this account can send.
 export function drawChatHeader() {
   const c = st.convs.get(st.current);
   if (!c) return;

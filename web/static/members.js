@@ -9,6 +9,7 @@ import { loadConversations } from "./list.js";
 import { memberState } from "./trust.js";
 import { drawTimer } from "./timeline.js";
 
+// setMembersOpen opens or closes the panel.
 export function setMembersOpen(open) {
   st.membersOpen = open;
   $("members-panel").hidden = !open;
@@ -24,6 +25,7 @@ $("members-close").addEventListener("click", () => { setMembersOpen(false); $("m
 // Escape closes the members panel, whatever inside it has the focus.
 document.addEventListener("keydown", (ev) => {
   if (ev.key !== "Escape" || !st.membersOpen || ev.defaultPrevented) return;
+  ev.preventDefault();
   setMembersOpen(false);
   $("members-button").focus();
 });

@@ -222,6 +222,8 @@ export function drawTimer(c) {
   $("timer-form").hidden = !!c.left;
 }
 
+// init listens to the chat's scrolling, its jump-down button, the
+// composer (which grows) and the members panel's timer form.
 function init() {
   const list = $("messages");
   list.addEventListener("scroll", () => {
