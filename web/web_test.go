@@ -358,6 +358,22 @@ func TestShippedNamesHashed(t *testing.T) {
 	if modules < 5 {
 		t.Errorf("%d of the shipped scripts import modules: is the client still made of ES modules?", modules)
 	}
+	// Every module a script imports is preloaded by the page (or is its
+	// script), so that the browser fetches them at once rather than import
+	// after import.
+	page := string(h.files["index.html"].data)
+	imports := regexp.MustCompile(`from "\./([^"]+)"|import "\./([^"]+)"`)
+	for name, f := range h.files {
+		if name != f.name || path.Ext(name) != ".js" {
+			continue
+		}
+		for _, m := range imports.FindAllStringSubmatch(string(f.data), -1) {
+			mod := m[1] + m[2]
+			if !strings.Contains(page, `<link rel="modulepreload" href="web/`+mod+`">`) && !strings.Contains(page, `<script src="web/`+mod+`" type="module">`) {
+				t.Errorf("%s imports %s, which the page does not preload", name, mod)
+			}
+		}
+	}
 }
 
 // maxModuleGzip bounds the gzip-compressed module, which browsers without
