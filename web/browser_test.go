@@ -189,8 +189,7 @@ func TestBrowserMessaging(t *testing.T) {
 
 	// A reload keeps the session and the history, in order.
 	want := []string{"hello bob", "hi alice", "hello from the terminal", "welcome carol", "hi carol", "through a bad network", "carol has left", "just us now"}
-	bob.do("reload", chromedp.Reload())
-	bob.waitView("main")
+	bob.reload("main")
 	bob.wait("the chat after reload", `!document.getElementById("pane-chat").hidden`)
 	bob.waitMessage("just us now")
 	if got := bob.texts(); !slices.Equal(got, want) {
@@ -314,8 +313,7 @@ func TestBrowserDevices(t *testing.T) {
 	if n := eval[int](alice2, countRecords); n != 0 {
 		alice2.fail("%d records are left in IndexedDB after logout", n)
 	}
-	alice2.do("reload", chromedp.Reload())
-	alice2.waitView("auth")
+	alice2.reload("auth")
 
 	// With no other device, alice resets her identity, past a warning.
 	alice2.login("alice")
@@ -394,8 +392,7 @@ func TestBrowserDecryptFailure(t *testing.T) {
 	alice.waitText("#messages .failure", "Message #2 cannot be shown")
 	alice.waitText("#messages .failure", "not a valid sandi message")
 	alice.screenshot("decrypt-failure", 1280)
-	alice.do("reload", chromedp.Reload())
-	alice.waitView("main")
+	alice.reload("main")
 	alice.waitText("#messages .failure", "not a valid sandi message")
 	alice.noProblems()
 }
@@ -522,8 +519,7 @@ func TestBrowserHistoryPerformance(t *testing.T) {
 	}
 
 	// Warm: a reload draws the stored history.
-	alice.do("reload", chromedp.Reload())
-	alice.waitView("main")
+	alice.reload("main")
 	alice.wait("the history drawn", `window.sandiTimings.historyRendered > 0 && window.sandiTimings.historyCount === `+fmt.Sprint(n+1))
 	warm := eval[map[string]float64](alice, `window.sandiTimings`)
 	drawnWarm := eval[int](alice, `document.querySelectorAll("#messages .msg").length`)
@@ -704,8 +700,7 @@ func TestBrowserVerify(t *testing.T) {
 	alice.do("back", chromedp.Navigate(url+"/#/"))
 	alice.openConversation("bob")
 	alice.memberState("bob", "verified")
-	bob.do("reload", chromedp.Reload())
-	bob.waitView("main")
+	bob.reload("main")
 	bob.openConversation("alice")
 	bob.memberState("alice", "verified")
 	bob.screenshot("members-verified")
@@ -789,8 +784,7 @@ func TestBrowserIdentityChange(t *testing.T) {
 	alice.fits("#pane-chat", phoneWidth)
 
 	// A reload keeps it blocked (the pending key is stored).
-	alice.do("reload", chromedp.Reload())
-	alice.waitView("main")
+	alice.reload("main")
 	alice.wait("the chat after reload", `!document.getElementById("pane-chat").hidden`)
 	alice.waitBlocked("bob")
 	// The module refuses a send meanwhile, with a code the page branches on.
@@ -873,8 +867,7 @@ func TestBrowserAlarms(t *testing.T) {
 
 	// After a reload, the conversation with bob shows the alarm, and
 	// sending there waits for the user (a key met in a lookup is pending).
-	alice.do("reload", chromedp.Reload())
-	alice.waitView("main")
+	alice.reload("main")
 	alice.critical()
 	alice.openConversation("Lunch")
 	alice.waitChatAlarm("identity_changed", "bob")
@@ -899,8 +892,7 @@ func TestBrowserAlarms(t *testing.T) {
 	alice.screenshot("alarms")
 	alice.fits("#pane-alarms", phoneWidth)
 	alice.wait("the count cleared", `document.getElementById("alarms-count").dataset.count === "0" && document.getElementById("critical-alarm").hidden`)
-	alice.do("reload", chromedp.Reload())
-	alice.waitView("main")
+	alice.reload("main")
 	alice.wait("the alarms kept", `!document.getElementById("alarms-link").hidden && document.getElementById("alarms-count").dataset.count === "0" && document.getElementById("critical-alarm").hidden`)
 	alice.noProblems("status of 404")
 }

@@ -350,6 +350,13 @@ func (p *page) waitView(view string) {
 	p.wait("the "+view+" view", `document.documentElement.dataset.ready === `+js(view)+` && document.getElementById("app").dataset.view === `+js(view))
 }
 
+// reload reloads the page and waits for view (the device's state kept).
+func (p *page) reload(view string) {
+	p.t.Helper()
+	p.do("reload", chromedp.Reload())
+	p.waitView(view)
+}
+
 // waitText waits until the element selected by css contains text.
 func (p *page) waitText(css, text string) {
 	p.t.Helper()
