@@ -1,6 +1,8 @@
 // Package web is sandi's web client: static pages (static/) whose
 // cryptography and protocol state live in a WebAssembly module built from
-// the Go SDK (web/wasm). `sandi serve` serves it with Handler.
+// the Go SDK (web/wasm). `sandi serve` serves it with Handler. The page's
+// scripts are ES modules, one per view, without a bundler: app.js starts
+// the page and imports the others.
 //
 // The module and Go's loader for it are build products, not committed:
 // `go generate ./web` writes static/sandi.wasm, its brotli- and
@@ -11,8 +13,10 @@
 // Every file but the page and the service worker is also served under a
 // content-hashed name (app.0123456789ab.js), which the page uses and
 // browsers cache as immutable: the handler rewrites a string "web/NAME" or
-// "/web/NAME" in the page and the scripts to it, so a worker that fetches
-// "/web/sandi.wasm" gets the page's copy of the module from the cache.
+// "/web/NAME" in the page and the scripts, and "./NAME" (an import) in the
+// scripts, to it, so a worker that fetches "/web/sandi.wasm" gets the
+// page's copy of the module from the cache, and a module's imports are
+// the service worker's cached files.
 package web
 
 //go:generate go run gen.go
