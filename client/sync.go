@@ -353,11 +353,10 @@ func (c *Client) listenOnce(ctx context.Context, onMessage func(Message), onFail
 	if err != nil {
 		return false, err
 	}
-	defer conn.CloseNow()
-	conn.SetReadLimit(64 << 20)
+	defer conn.close()
 	c.connection(true)
 	for {
-		_, data, err := conn.Read(ctx)
+		data, err := conn.read(ctx)
 		if err != nil {
 			return true, err
 		}
