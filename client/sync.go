@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"time"
 
 	"sandi.dev/protocol"
@@ -90,7 +89,7 @@ type syncPage struct {
 func (c *Client) syncQuery() string {
 	q := fmt.Sprintf("since=%d", c.acct.Cursor)
 	if c.acct.Incarnation != "" {
-		q += "&incarnation=" + url.QueryEscape(c.acct.Incarnation)
+		q += "&incarnation=" + queryEscape(c.acct.Incarnation)
 	}
 	return q
 }

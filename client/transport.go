@@ -64,3 +64,22 @@ type eventConn interface {
 
 // eventReadLimit bounds one message of the event stream.
 const eventReadLimit = 64 << 20
+
+// queryEscape escapes s for a URL's query as net/url's QueryEscape does
+// (unreserved bytes kept, space as '+', every other byte as %XX), without
+// linking net/url, whose initialisers a page does not need.
+func queryEscape(s string) string {
+	const hex = "0123456789ABCDEF"
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_', c == '.', c == '~':
+			b = append(b, c)
+		case c == ' ':
+			b = append(b, '+')
+		default:
+			b = append(b, '%', hex[c>>4], hex[c&15])
+		}
+	}
+	return string(b)
+}
