@@ -195,7 +195,9 @@ func run(file string, top int) error {
 	for p := range per {
 		pkgs = append(pkgs, p)
 	}
-	sort.Slice(pkgs, func(i, j int) bool { return per[pkgs[i]] > per[pkgs[j]] || per[pkgs[i]] == per[pkgs[j]] && pkgs[i] < pkgs[j] })
+	sort.Slice(pkgs, func(i, j int) bool {
+		return per[pkgs[i]] > per[pkgs[j]] || per[pkgs[i]] == per[pkgs[j]] && pkgs[i] < pkgs[j]
+	})
 	fmt.Printf("%s: %d bytes, %d of code in %d functions\n", file, len(module), total, len(fns))
 	for _, p := range pkgs {
 		fmt.Printf("%9d  %5.1f%%  %s\n", per[p], 100*float64(per[p])/float64(total), p)
