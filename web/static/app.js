@@ -849,7 +849,11 @@
       console.warn("outbox:", e);
       return;
     }
+    // A message sent from this page before the outbox was read is in it
+    // too, already pending: it is not sent a second time.
+    const pending = new Set([...st.pending.values()].flat().map((p) => p.clientId));
     for (const k of kept) {
+      if (pending.has(k.clientId)) continue;
       const p = { localId: ++st.localId, clientId: k.clientId, conv: k.conversation, text: k.text, status: "sending", at: k.at };
       if (!st.pending.has(p.conv)) st.pending.set(p.conv, []);
       st.pending.get(p.conv).push(p);
