@@ -567,6 +567,16 @@ func TestBrowserHistoryPerformance(t *testing.T) {
 		warm["ready"], n+1, drawnWarm, warm["historyRendered"]-warm["historyStart"], warm["historyRendered"])
 	t.Logf("scrolling from the last message to the first: %s; back down: %s", scroll, down)
 	t.Logf("memory at the first of %d: module %.1f MiB, JavaScript heap %.1f MiB, %.0f elements", n+1, mem["module"]/(1<<20), mem["heap"]/(1<<20), mem["nodes"])
+
+	// A message of alice's own, sent at the bottom, leaves the window with
+	// the others when she scrolls up, and comes back last.
+	alice.send("own at the bottom")
+	alice.scrollToFirst("message 0")
+	alice.consecutive(0, n)
+	alice.scrollUntil(1, "own at the bottom")
+	if got := alice.texts(); len(got) < 2 || got[len(got)-2] != fmt.Sprintf("message %d", n) || got[len(got)-1] != "own at the bottom" {
+		alice.fail("after scrolling down again, the chat ends with %q", got[max(0, len(got)-2):])
+	}
 	alice.noProblems()
 }
 

@@ -570,7 +570,9 @@
   // messages, the others wait in st.older and st.newer.
   const historyWindow = 300;
   const olderPage = 100;
-  const delivered = (list) => [...list.children].filter((li) => li.dataset.seq && !li.dataset.local);
+  // delivered: the drawn items with a seq, this device's own once sent
+  // among them (a message not yet sent stays below the window).
+  const delivered = (list) => [...list.children].filter((li) => li.dataset.seq);
   function drawOlder() {
     const list = $("messages");
     if (st.older.length === 0 || list.scrollTop > 600) return;
