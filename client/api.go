@@ -129,7 +129,7 @@ func (a *api) once(ctx context.Context, method, path string, data []byte, out an
 	}
 	resp, err := a.roundTrip(req)
 	if err != nil {
-		return ctx.Err() == nil, fmt.Errorf("cannot reach the server at %s: %w", a.base, err)
+		return a.sendError(ctx, err)
 	}
 	defer resp.body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.body, 64<<20))

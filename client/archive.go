@@ -185,7 +185,8 @@ func (c *Client) archiveDo(req *request, out any) error {
 	a.http = &hc
 	resp, err := a.roundTrip(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach the server at %s: %w", c.api.base, err)
+		_, err = a.sendError(req.ctx, err)
+		return err
 	}
 	defer resp.body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.body, 1<<20))
@@ -212,7 +213,8 @@ func (c *Client) fetchArchive(ctx context.Context, id string) (io.ReadCloser, in
 	a.http = &hc
 	resp, err := a.roundTrip(req)
 	if err != nil {
-		return nil, 0, fmt.Errorf("cannot reach the server at %s: %w", c.api.base, err)
+		_, err = a.sendError(ctx, err)
+		return nil, 0, err
 	}
 	if resp.status >= 300 {
 		b, _ := io.ReadAll(io.LimitReader(resp.body, 1<<20))

@@ -351,7 +351,7 @@ func (c *Client) blobDo(ctx context.Context, a *api, timeout time.Duration, meth
 		resp, err := a.roundTrip(req)
 		if err != nil {
 			cancel()
-			return ctx.Err() == nil, fmt.Errorf("cannot reach the server at %s: %w", a.base, err)
+			return a.sendError(ctx, err)
 		}
 		if resp.status >= 300 {
 			b, _ := io.ReadAll(io.LimitReader(resp.body, 1<<20))

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"syscall/js"
@@ -30,6 +31,9 @@ type httpClient struct {
 // js.Func callback.
 func (a *api) roundTrip(req *request) (*response, error) {
 	ctx := req.ctx
+	if err := checkURL(req.url); err != nil {
+		return nil, &requestError{err}
+	}
 	if a.http != nil && a.http.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, a.http.Timeout)
@@ -93,6 +97,18 @@ func (a *api) roundTrip(req *request) (*response, error) {
 		body:       io.NopCloser(bytes.NewReader(body)),
 		length:     int64(len(body)),
 	}, nil
+}
+
+// checkURL reports a URL that fetch would refuse as malformed (the URL
+// constructor throws on it), so the request is not tried again.
+func checkURL(u string) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("malformed URL %q: %v", u, r)
+		}
+	}()
+	js.Global().Get("URL").New(u)
+	return nil
 }
 
 // awaitPromise waits for p. When ctx ends first it aborts the request (if

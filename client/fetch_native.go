@@ -14,7 +14,7 @@ type httpClient = http.Client
 func (a *api) roundTrip(req *request) (*response, error) {
 	hreq, err := http.NewRequestWithContext(req.ctx, req.method, req.url, req.body)
 	if err != nil {
-		return nil, err
+		return nil, &requestError{err}
 	}
 	if req.length > 0 {
 		hreq.ContentLength = req.length

@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"strings"
 )
@@ -53,6 +54,24 @@ type response struct {
 	header     header
 	body       io.ReadCloser
 	length     int64 // Content-Length, -1 when unknown
+}
+
+// requestError is a request that could not be made (a malformed URL):
+// trying it again would not help.
+type requestError struct{ err error }
+
+func (e *requestError) Error() string { return e.err.Error() }
+
+func (e *requestError) Unwrap() error { return e.err }
+
+// sendError is the error of a request that got no answer, and whether to
+// try it again (while ctx lasts): a request that could not be made gives
+// its reason, any other failure says the server was not reached.
+func (a *api) sendError(ctx context.Context, err error) (retry bool, _ error) {
+	if re, ok := err.(*requestError); ok {
+		return false, re.err
+	}
+	return ctx.Err() == nil, fmt.Errorf("cannot reach the server at %s: %w", a.base, err)
 }
 
 // eventConn is the event stream's WebSocket: read returns the next whole

@@ -3,7 +3,9 @@
 package client
 
 import (
+	"errors"
 	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -18,4 +20,20 @@ func FuzzQueryEscape(f *testing.F) {
 			t.Fatalf("queryEscape(%q) = %q, want %q", s, got, want)
 		}
 	})
+}
+
+// TestMalformedURLNotRetried: a request that cannot be made (a malformed
+// server URL) fails at once with the reason, as net/http gives it, instead
+// of being tried again as an unreachable server would be.
+func TestMalformedURLNotRetried(t *testing.T) {
+	a := &api{base: "http://[::1", http: &httpClient{}}
+	err := a.do(t.Context(), "GET", "/api/me", nil, nil)
+	var ue *url.Error
+	if !errors.As(err, &ue) || strings.Contains(err.Error(), "cannot reach") {
+		t.Fatalf("a malformed URL: %v, want net/url's error alone", err)
+	}
+	c := &Client{api: a}
+	if _, _, err := c.fetchArchive(t.Context(), "x"); !errors.As(err, &ue) || strings.Contains(err.Error(), "cannot reach") {
+		t.Fatalf("an archive at a malformed URL: %v, want net/url's error alone", err)
+	}
 }
