@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sort"
 
 	"sandi.dev/protocol/archive"
 )
@@ -79,7 +80,7 @@ func (c *Client) backupChanges(old map[string]indexEntry) ([]archive.Record, map
 			recs = append(recs, archive.Record{Key: k, Value: archive.SegmentValue(archive.OpDelete, nil)})
 		}
 	}
-	slices.SortFunc(recs, func(a, b archive.Record) int { return cmp.Compare(a.Key, b.Key) })
+	sort.Slice(recs, func(i, j int) bool { return recs[i].Key < recs[j].Key })
 	return recs, idx, nil
 }
 
