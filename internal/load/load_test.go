@@ -195,3 +195,28 @@ func scrape(t *testing.T, base string) map[string]float64 {
 	}
 	return out
 }
+
+// TestLiveAfterBacklog: with the catch-up phase off, the live phase still
+// starts at the end of the receiver's stream, so the closed loop's
+// messages do not come first on the WebSocket (their drain would be
+// measured as live delay).
+func TestLiveAfterBacklog(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var log bytes.Buffer
+	rep, err := Run(ctx, Config{Senders: 2, Concurrency: []int{2}, Duration: 300 * time.Millisecond, CatchUp: -1,
+		Rate: 100, RateDuration: 300 * time.Millisecond, Log: &log})
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, log.String())
+	}
+	if len(rep.Closed) != 1 || rep.Closed[0].Accepted == 0 {
+		t.Fatalf("closed loop: %+v", rep.Closed)
+	}
+	l := rep.Live
+	if l == nil || l.Accepted == 0 || l.Received != l.Accepted {
+		t.Fatalf("live: %+v", l)
+	}
+	if l.Backlog != 0 {
+		t.Errorf("the WebSocket brought %d messages of the closed loop (of %d) before the live ones", l.Backlog, rep.Closed[0].Accepted)
+	}
+}

@@ -195,9 +195,15 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 		return true
 	}
 
+	// The receiver starts at the end of its stream, untimed: what the
+	// earlier phases sent (all of it when the catch-up phase is off) would
+	// otherwise come first on the WebSocket and delay every live message.
+	u := r.rcv
+	if err := r.c.syncToEnd(ctx, u, r.cfg.PageSize); err != nil {
+		return res, err
+	}
 	wctx, stopWS := context.WithCancel(ctx)
 	defer stopWS()
-	u := r.rcv
 	wsErr := make(chan error, len(nodes))
 	var conns []*websocket.Conn
 	for k, nc := range nodes {
@@ -232,6 +238,9 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 					}
 					at, ok := pending[e.Message.ClientID]
 					if !ok {
+						if k == 0 {
+							res.Backlog++
+						}
 						continue
 					}
 					if at.got&bit != 0 {

@@ -143,6 +143,10 @@ type LiveResult struct {
 	Received  int64            `json:"received"`  // accepted messages that arrived on the WebSocket
 	Missing   int64            `json:"missing"`   // accepted messages that did not (within 10 s of the last answer)
 	Frames    int64            `json:"frames"`    // WebSocket frames received (each one read of the store by the server)
+	// Backlog counts messages of earlier phases that arrived on the
+	// WebSocket: 0, since the phase starts at the end of the receiver's
+	// stream (a backlog drained first would be measured as live delay).
+	Backlog int64 `json:"backlog"`
 	// Delivery is from each send's scheduled start to the arrival of its
 	// event at the receiver's WebSocket.
 	Delivery Percentiles `json:"deliveryMs"`
