@@ -876,7 +876,8 @@ func firstErr(send, err error) error {
 // ciphertext that matches but does not decrypt is ErrAttachmentCorrupt
 // (the sender's doing); w may then have received the chunks before the
 // broken one. Downloads of one attachment must not overlap on one device
-// (they share its spool).
+// (they share its spool). To a file, SaveAttachment writes the plaintext
+// once, without a spool.
 func (c *Client) DownloadAttachment(ctx context.Context, conv protocol.ConversationID, att Attachment, w io.Writer, progress func(done, total int64)) error {
 	sp, err := c.fetchBlob(ctx, conv, att, true, progress)
 	if err != nil {

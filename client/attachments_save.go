@@ -266,10 +266,13 @@ func (c *Client) verifySave(key string, f *os.File, att Attachment) (saveRecord,
 }
 
 // dropOldSaves forgets the saves left unfinished for longer than spoolAge,
-// removing their hidden files.
+// removing their hidden files (and the spools of downloads as old).
 func (c *Client) dropOldSaves() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if ds, ok := c.st.(*DirStorage); ok {
+		dropOldSpools(ds)
+	}
 	keys, err := c.st.List("saves/")
 	if err != nil {
 		return
@@ -280,7 +283,7 @@ func (c *Client) dropOldSaves() {
 			continue
 		}
 		var rec saveRecord
-		if json.Unmarshal(b, &rec) == nil && time.Since(time.UnixMilli(rec.Created)) <= spoolAge {
+		if json.Unmarshal(b, &rec) == nil && c.now().Sub(time.UnixMilli(rec.Created)) <= spoolAge {
 			continue
 		}
 		if blobIDForm(rec.Blob) && filepath.IsAbs(rec.Dir) {
