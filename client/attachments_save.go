@@ -3,7 +3,6 @@
 package client
 
 import (
-	"bufio"
 	"cmp"
 	"context"
 	"crypto/sha256"
@@ -18,6 +17,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"sandi.dev/protocol"
@@ -120,6 +120,7 @@ func (c *Client) SaveAttachment(ctx context.Context, conv protocol.ConversationI
 		}
 		discarded = true
 		s.wait()
+		s.w.close()
 		f.Close()
 		os.Remove(hidden)
 		c.forgetKey(key)
@@ -134,6 +135,7 @@ func (c *Client) SaveAttachment(ctx context.Context, conv protocol.ConversationI
 			discard()
 		default:
 			s.checkpoint(true)
+			s.w.close()
 			f.Close()
 		}
 		return err
@@ -146,7 +148,7 @@ func (c *Client) SaveAttachment(ctx context.Context, conv protocol.ConversationI
 		return fmt.Errorf("%w (%v)", ErrAttachmentCorrupt, s.broken)
 	}
 	s.wait()
-	err = cmp.Or(s.syncErr, s.bw.Flush())
+	err = cmp.Or(s.syncErr, s.w.close())
 	if err == nil {
 		err = f.Sync()
 	}
@@ -223,7 +225,7 @@ func (c *Client) newSaveFile(key string, f *os.File, att Attachment) (*saveFile,
 		return nil, err
 	}
 	return &saveFile{
-		c: c, key: key, f: f, bw: bufio.NewWriterSize(f, 1<<20), op: op, h: sha256.New(),
+		c: c, key: key, f: f, w: newBehindWriter(f), op: op, h: sha256.New(),
 		total: attach.EncryptedSize(att.Size), buf: make([]byte, 0, attach.ChunkSize+attach.Overhead),
 		turn: make(chan struct{}, 1),
 		rec:  saveRecord{Blob: att.Blob, Created: c.now().UnixMilli()},
@@ -303,7 +305,7 @@ type saveFile struct {
 	key    string
 	rec    saveRecord // what checkpoint records; Chunks and State are set there
 	f      *os.File
-	bw     *bufio.Writer
+	w      *behindWriter
 	op     *attach.Opener
 	h      hash.Hash // of the ciphertext up to the end of chunk k
 	total  int64     // bytes of ciphertext
@@ -355,7 +357,7 @@ func (s *saveFile) chunk(last bool) error {
 		pt, err := s.op.Open(s.buf[:0], s.buf, uint64(s.k), last)
 		if err != nil {
 			s.broken = err
-		} else if _, err := s.bw.Write(pt); err != nil {
+		} else if _, err := s.w.Write(pt); err != nil {
 			return err
 		}
 	}
@@ -384,7 +386,7 @@ func (s *saveFile) checkpoint(wait bool) {
 	state, err := s.h.(encoding.BinaryMarshaler).MarshalBinary()
 	// The hash has taken whole chunks only: its state is at the end of
 	// chunk k.
-	if s.broken != nil || s.k == 0 || err != nil || s.bw.Flush() != nil {
+	if s.broken != nil || s.k == 0 || err != nil || wait && s.w.drain() != nil {
 		<-s.turn
 		return
 	}
@@ -405,9 +407,9 @@ func (s *saveFile) checkpoint(wait bool) {
 		s.c.st.Put(s.key, rec) // best effort: without it, a resumed save starts over
 	}
 	if wait {
-		run()
+		run() // after drain: everything is written
 	} else {
-		go run()
+		s.w.flush(func() { go run() }) // once what is buffered is written
 	}
 }
 
@@ -415,4 +417,105 @@ func (s *saveFile) checkpoint(wait bool) {
 func (s *saveFile) wait() {
 	s.turn <- struct{}{}
 	<-s.turn
+}
+
+// behindWriter writes to a file from a goroutine of its own, through
+// behindBuffers buffers of behindBuffer bytes, so that fetching, hashing
+// and decrypting go on while the file system takes the writes (which it
+// holds up when the disk falls behind).
+type behindWriter struct {
+	f      *os.File
+	cur    []byte
+	free   chan []byte
+	jobs   chan writeJob
+	done   chan struct{}
+	closed bool
+	mu     sync.Mutex
+	err    error // the first failed write
+}
+
+// writeJob is bytes to write, and what to call once they are.
+type writeJob struct {
+	b    []byte
+	then func()
+}
+
+const (
+	behindBuffers = 4
+	behindBuffer  = 1 << 20
+)
+
+func newBehindWriter(f *os.File) *behindWriter {
+	w := &behindWriter{f: f, cur: make([]byte, 0, behindBuffer), free: make(chan []byte, behindBuffers),
+		jobs: make(chan writeJob, behindBuffers), done: make(chan struct{})}
+	for range behindBuffers - 1 {
+		w.free <- make([]byte, 0, behindBuffer)
+	}
+	go w.run()
+	return w
+}
+
+func (w *behindWriter) run() {
+	defer close(w.done)
+	for j := range w.jobs {
+		if len(j.b) > 0 && w.failed() == nil {
+			if _, err := w.f.Write(j.b); err != nil {
+				w.mu.Lock()
+				w.err = err
+				w.mu.Unlock()
+			}
+		}
+		w.free <- j.b[:0]
+		if j.then != nil {
+			j.then()
+		}
+	}
+}
+
+func (w *behindWriter) failed() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// Write buffers p; it returns the error of a write that failed before.
+func (w *behindWriter) Write(p []byte) (int, error) {
+	if err := w.failed(); err != nil {
+		return 0, err
+	}
+	n := len(p)
+	for len(p) > 0 {
+		k := copy(w.cur[len(w.cur):cap(w.cur)], p)
+		w.cur, p = w.cur[:len(w.cur)+k], p[k:]
+		if len(w.cur) == cap(w.cur) {
+			w.flush(nil)
+		}
+	}
+	return n, nil
+}
+
+// flush hands what is buffered to the writing goroutine, which calls then
+// (if not nil) once it has written it and everything before.
+func (w *behindWriter) flush(then func()) {
+	w.jobs <- writeJob{w.cur, then}
+	w.cur = <-w.free
+}
+
+// drain waits until everything written so far is in the file.
+func (w *behindWriter) drain() error {
+	ack := make(chan struct{})
+	w.flush(func() { close(ack) })
+	<-ack
+	return w.failed()
+}
+
+// close writes what is buffered and ends the writing goroutine.
+func (w *behindWriter) close() error {
+	if !w.closed {
+		w.closed = true
+		w.jobs <- writeJob{b: w.cur}
+		close(w.jobs)
+		<-w.done
+	}
+	return w.failed()
 }

@@ -60,7 +60,7 @@ func FuzzSaveChunks(f *testing.F) {
 			}
 			p = p[k:]
 		}
-		if err := s.bw.Flush(); err != nil {
+		if err := s.w.close(); err != nil {
 			t.Fatal(err)
 		}
 		got, err := os.ReadFile(fl.Name())
