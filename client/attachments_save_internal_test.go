@@ -5,9 +5,11 @@ package client
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,4 +81,43 @@ func FuzzSaveChunks(f *testing.F) {
 			t.Fatalf("%d bytes of ciphertext: reader %d bytes, %v; save %d bytes, %v", len(ct), len(want), rerr, len(got), s.broken)
 		}
 	})
+}
+
+// TestDropOldSaves: a save left unfinished for longer than spoolAge is
+// forgotten, its hidden file removed, on the next save; a newer one is
+// kept, and a record whose blob is not a blob id removes no file.
+func TestDropOldSaves(t *testing.T) {
+	now := time.Now()
+	c := &Client{st: NewMemStorage(), now: func() time.Time { return now }}
+	dir := t.TempDir()
+	put := func(blob string, age time.Duration) string {
+		rec, err := json.Marshal(saveRecord{Blob: blob, Dir: dir, Chunks: 1, State: []byte{1}, Created: now.Add(-age).UnixMilli()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.st.Put(saveKey(blob, dir), rec); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, saveHiddenPrefix+blob)
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	old := put(strings.Repeat("a", 32), spoolAge+time.Hour)
+	fresh := put(strings.Repeat("b", 32), spoolAge-time.Hour)
+	foreign := put("NOT-A-BLOB", spoolAge+time.Hour)
+	c.dropOldSaves()
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Fatalf("an old save's hidden file: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Fatalf("a recent save's hidden file: %v", err)
+	}
+	if _, err := os.Stat(foreign); err != nil {
+		t.Fatalf("a record naming no blob removed a file: %v", err)
+	}
+	if keys, err := c.st.List("saves/"); err != nil || len(keys) != 1 || keys[0] != saveKey(strings.Repeat("b", 32), dir) {
+		t.Fatalf("records left: %q %v", keys, err)
+	}
 }
