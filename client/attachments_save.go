@@ -105,7 +105,7 @@ func (c *Client) SaveAttachment(ctx context.Context, conv protocol.ConversationI
 	hidden := filepath.Join(dir, saveHiddenPrefix+att.Blob)
 	f, err := openHidden(hidden)
 	if err != nil {
-		return err
+		return fmt.Errorf("cannot write in %s: %w", dir, err)
 	}
 	s, err := c.resumeSave(key, f, att)
 	if err != nil {

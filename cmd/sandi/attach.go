@@ -203,7 +203,7 @@ func cmdSave(ctx context.Context, e *cli, args []string) error {
 	case errors.Is(err, client.ErrAttachmentGone):
 		return fmt.Errorf("nothing saved: %w (attachments expire with their messages)", err)
 	case err != nil:
-		return fmt.Errorf("nothing saved: %w", err)
+		return fmt.Errorf("nothing saved yet: %w (the same command continues where it stopped)", err)
 	}
 	return e.out(map[string]any{"conversation": id, "attachment": attachmentID(att), "path": path, "size": att.Size},
 		fmt.Sprintf("saved %s (%s)", untrusted(path), humanSize(att.Size)))
