@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 	"time"
 )
@@ -63,7 +62,7 @@ func (b *b64) UnmarshalJSON(p []byte) error {
 // safe: every write of the API is idempotent or refused whole.
 type api struct {
 	base  string
-	http  *http.Client
+	http  *httpClient
 	token string
 }
 
@@ -121,26 +120,23 @@ func (a *api) once(ctx context.Context, method, path string, data []byte, out an
 	if data != nil {
 		rd = bytes.NewReader(data)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
-	if err != nil {
-		return false, err
-	}
+	req := newRequest(ctx, method, a.base+path, rd)
 	if data != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.header.set("Content-Type", "application/json")
 	}
 	if a.token != "" {
-		req.Header.Set("Authorization", "Bearer "+a.token)
+		req.header.set("Authorization", "Bearer "+a.token)
 	}
 	resp, err := a.roundTrip(req)
 	if err != nil {
-		return ctx.Err() == nil, fmt.Errorf("cannot reach the server at %s: %w", a.base, err)
+		return a.sendError(ctx, err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	defer resp.body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.body, 64<<20))
 	if err != nil {
 		return true, err
 	}
-	if resp.StatusCode >= 300 {
+	if resp.status >= 300 {
 		return problem(resp, body)
 	}
 	if out != nil && len(body) > 0 {
@@ -153,13 +149,13 @@ func (a *api) once(ctx context.Context, method, path string, data []byte, out an
 
 // problem returns the APIError of an answer with a status of 300 or more,
 // whose body is body, and whether the request may be tried again.
-func problem(resp *http.Response, body []byte) (retry bool, err *APIError) {
-	ae := &APIError{Status: resp.StatusCode}
-	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/problem+json") {
+func problem(resp *response, body []byte) (retry bool, err *APIError) {
+	ae := &APIError{Status: resp.status}
+	if strings.HasPrefix(resp.header.get("Content-Type"), "application/problem+json") {
 		json.Unmarshal(body, ae) // a malformed problem keeps the status
 	}
 	if ae.Code == "" {
-		ae.Code = http.StatusText(resp.StatusCode)
+		ae.Code = resp.statusText
 	}
-	return resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests, ae
+	return resp.status >= 500 || resp.status == statusTooManyRequests, ae
 }

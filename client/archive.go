@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -162,13 +161,10 @@ func (c *Client) uploadSealed(ctx context.Context, prefix, fileKey []byte, store
 		}())
 	}()
 	defer pr.Close()
-	req, err := http.NewRequestWithContext(ctx, "PUT", c.api.base+"/api/archives/"+storeKind, pr)
-	if err != nil {
-		return archiveRef{}, digest, err
-	}
-	req.ContentLength = size
-	req.Header.Set("Authorization", "Bearer "+c.api.token)
-	req.Header.Set("Content-Type", "application/octet-stream")
+	req := newRequest(ctx, "PUT", c.api.base+"/api/archives/"+storeKind, pr)
+	req.length = size
+	req.header.set("Authorization", "Bearer "+c.api.token)
+	req.header.set("Content-Type", "application/octet-stream")
 	var ref archiveRef
 	if err := c.archiveDo(req, &ref); err != nil {
 		return archiveRef{}, digest, fmt.Errorf("upload the %s: %w", storeKind, err)
@@ -182,21 +178,22 @@ func (c *Client) uploadSealed(ctx context.Context, prefix, fileKey []byte, store
 
 // archiveDo sends req and decodes a JSON answer into out (if not nil), or
 // returns the problem.
-func (c *Client) archiveDo(req *http.Request, out any) error {
+func (c *Client) archiveDo(req *request, out any) error {
 	hc := *c.api.http
 	hc.Timeout = 0 // the request's context bounds it
 	a := *c.api
 	a.http = &hc
 	resp, err := a.roundTrip(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach the server at %s: %w", c.api.base, err)
+		_, err = a.sendError(req.ctx, err)
+		return err
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	defer resp.body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.body, 1<<20))
 	if err != nil {
 		return err
 	}
-	if resp.StatusCode >= 300 {
+	if resp.status >= 300 {
 		_, perr := problem(resp, b)
 		return perr
 	}
@@ -208,26 +205,24 @@ func (c *Client) archiveDo(req *http.Request, out any) error {
 
 // fetchArchive GETs an account archive's ciphertext; the caller closes it.
 func (c *Client) fetchArchive(ctx context.Context, id string) (io.ReadCloser, int64, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", c.api.base+"/api/archives/"+id, nil)
-	if err != nil {
-		return nil, 0, err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.api.token)
+	req := newRequest(ctx, "GET", c.api.base+"/api/archives/"+id, nil)
+	req.header.set("Authorization", "Bearer "+c.api.token)
 	hc := *c.api.http
 	hc.Timeout = 0
 	a := *c.api
 	a.http = &hc
 	resp, err := a.roundTrip(req)
 	if err != nil {
-		return nil, 0, fmt.Errorf("cannot reach the server at %s: %w", c.api.base, err)
+		_, err = a.sendError(ctx, err)
+		return nil, 0, err
 	}
-	if resp.StatusCode >= 300 {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		resp.Body.Close()
+	if resp.status >= 300 {
+		b, _ := io.ReadAll(io.LimitReader(resp.body, 1<<20))
+		resp.body.Close()
 		_, perr := problem(resp, b)
 		return nil, 0, perr
 	}
-	return resp.Body, resp.ContentLength, nil
+	return resp.body, resp.length, nil
 }
 
 // archiveSource opens an archive's ciphertext: the prefix (backup header)

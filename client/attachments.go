@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -336,35 +335,31 @@ func (b cancelBody) Close() error { err := b.ReadCloser.Close(); b.cancel(); ret
 // blobDo sends a request whose body (or answer) is about n bytes, retrying
 // as api.do does, and returns an answer of status below 300 for the caller
 // to read and close.
-func (c *Client) blobDo(ctx context.Context, a *api, timeout time.Duration, method, path string, body []byte, header http.Header, n int64) (*http.Response, error) {
-	var out *http.Response
+func (c *Client) blobDo(ctx context.Context, a *api, timeout time.Duration, method, path string, body []byte, hdr header, n int64) (*response, error) {
+	var out *response
 	err := a.retry(ctx, func() (bool, error) {
 		rctx, cancel := context.WithTimeout(ctx, timeout+time.Duration(n/blobMinRate)*time.Second)
 		var rd io.Reader
 		if body != nil {
 			rd = bytes.NewReader(body)
 		}
-		req, err := http.NewRequestWithContext(rctx, method, a.base+path, rd)
-		if err != nil {
-			cancel()
-			return false, err
+		req := newRequest(rctx, method, a.base+path, rd)
+		for k, v := range hdr {
+			req.header.set(k, v)
 		}
-		for k, v := range header {
-			req.Header[k] = v
-		}
-		req.Header.Set("Authorization", "Bearer "+a.token)
+		req.header.set("Authorization", "Bearer "+a.token)
 		resp, err := a.roundTrip(req)
 		if err != nil {
 			cancel()
-			return ctx.Err() == nil, fmt.Errorf("cannot reach the server at %s: %w", a.base, err)
+			return a.sendError(ctx, err)
 		}
-		if resp.StatusCode >= 300 {
-			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-			resp.Body.Close()
+		if resp.status >= 300 {
+			b, _ := io.ReadAll(io.LimitReader(resp.body, 1<<20))
+			resp.body.Close()
 			cancel()
 			return problem(resp, b)
 		}
-		resp.Body = cancelBody{resp.Body, cancel}
+		resp.body = cancelBody{resp.body, cancel}
 		out = resp
 		return false, nil
 	})
@@ -374,20 +369,20 @@ func (c *Client) blobDo(ctx context.Context, a *api, timeout time.Duration, meth
 // blobJSON is blobDo for a JSON request and answer.
 func (c *Client) blobJSON(ctx context.Context, a *api, timeout time.Duration, method, path string, in, out any) error {
 	var body []byte
-	h := http.Header{}
+	h := header{}
 	if in != nil {
 		var err error
 		if body, err = json.Marshal(in); err != nil {
 			return err
 		}
-		h.Set("Content-Type", "application/json")
+		h.set("Content-Type", "application/json")
 	}
 	resp, err := c.blobDo(ctx, a, timeout, method, path, body, h, 0)
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	defer resp.body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.body, 1<<20))
 	if err != nil {
 		return err
 	}
@@ -734,9 +729,9 @@ func (c *Client) sendParts(ctx context.Context, a *api, timeout time.Duration, k
 		wg.Go(func() {
 			for j := range jobs {
 				resp, err := c.blobDo(ctx, a, timeout, "PUT", "/api/blobs/"+up.Blob+"/parts/"+strconv.Itoa(j.n), j.part,
-					http.Header{"Content-Type": {"application/octet-stream"}}, int64(len(j.part)))
+					header{"content-type": "application/octet-stream"}, int64(len(j.part)))
 				if err == nil {
-					resp.Body.Close()
+					resp.body.Close()
 				} else {
 					err = fmt.Errorf("upload part %d: %w", j.n, err)
 				}
@@ -957,29 +952,29 @@ func (c *Client) fetchRanges(ctx context.Context, a *api, timeout time.Duration,
 	dst := &destWriter{w: io.MultiWriter(w, cnt)}
 	for fails := 0; have < total; {
 		n := min(blobRange, total-have)
-		hdr := http.Header{"Range": {fmt.Sprintf("bytes=%d-%d", have, have+n-1)}}
+		hdr := header{"range": fmt.Sprintf("bytes=%d-%d", have, have+n-1)}
 		resp, err := c.blobDo(ctx, a, timeout, "GET", "/api/blobs/"+att.Blob, nil, hdr, n)
 		var ae *APIError
 		errors.As(err, &ae)
 		switch {
-		case ae != nil && ae.Status == http.StatusNotFound:
+		case ae != nil && ae.Status == statusNotFound:
 			return fmt.Errorf("%w: %w", ErrAttachmentGone, err)
-		case ae != nil && ae.Status == http.StatusRequestedRangeNotSatisfiable:
+		case ae != nil && ae.Status == statusRangeNotSatisfiable:
 			return fault(fmt.Sprintf("The blob is shorter than the %d bytes its message says.", total))
 		case err != nil:
 			return err
 		}
 		want := fmt.Sprintf("bytes %d-%d/%d", have, have+n-1, total)
-		if resp.StatusCode == http.StatusOK && have == 0 && n == total && resp.ContentLength == total {
+		if resp.status == statusOK && have == 0 && n == total && resp.length == total {
 			want = ""
 		}
-		if got := resp.Header.Get("Content-Range"); resp.StatusCode != http.StatusOK && got != want || resp.StatusCode == http.StatusOK && want != "" {
-			resp.Body.Close()
-			return fault(fmt.Sprintf("Asked for %s of the blob, the server answered %d %q.", hdr.Get("Range"), resp.StatusCode, got))
+		if got := resp.header.get("Content-Range"); resp.status != statusOK && got != want || resp.status == statusOK && want != "" {
+			resp.body.Close()
+			return fault(fmt.Sprintf("Asked for %s of the blob, the server answered %d %q.", hdr.get("Range"), resp.status, got))
 		}
-		got, err := io.Copy(dst, io.LimitReader(resp.Body, n))
-		extra, _ := resp.Body.Read(make([]byte, 1))
-		resp.Body.Close()
+		got, err := io.Copy(dst, io.LimitReader(resp.body, n))
+		extra, _ := resp.body.Read(make([]byte, 1))
+		resp.body.Close()
 		have += got
 		if dst.err != nil {
 			return dst.err

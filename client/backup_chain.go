@@ -6,11 +6,11 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
+	"sort"
 
 	"sandi.dev/protocol/archive"
 )
@@ -80,7 +80,7 @@ func (c *Client) backupChanges(old map[string]indexEntry) ([]archive.Record, map
 			recs = append(recs, archive.Record{Key: k, Value: archive.SegmentValue(archive.OpDelete, nil)})
 		}
 	}
-	slices.SortFunc(recs, func(a, b archive.Record) int { return cmp.Compare(a.Key, b.Key) })
+	sort.Slice(recs, func(i, j int) bool { return recs[i].Key < recs[j].Key })
 	return recs, idx, nil
 }
 
@@ -258,20 +258,20 @@ func (c *Client) brokenChain(detail string) error {
 
 // checkParts reads every part through (nothing written), in chain order:
 // each must decrypt and decode whole, and each segment must name the
-// SHA-256 of the part before it as served. check sees every record of the
-// base (as a put) and every segment record's operation.
+// SHA-256 of the part before it as served (checkArchive compares each
+// part's digest with the next one's prev). check sees every record of
+// the base (as a put) and every segment record's operation.
 func (c *Client) checkParts(ctx context.Context, parts []*backupPart, check func(key string, op archive.SegmentOp, value []byte) error) error {
-	var prev [32]byte
 	for i, p := range parts {
-		if i > 0 && subtle.ConstantTimeCompare(p.link.Prev[:], prev[:]) != 1 {
-			return c.brokenChain(fmt.Sprintf("segment %d of the backup does not follow the part before it (a part of another backup)", p.link.Seq))
+		var next []byte
+		if i+1 < len(parts) {
+			next = parts[i+1].link.Prev[:]
 		}
 		rc, _, err := c.fetchArchive(ctx, p.id)
 		if err != nil {
 			return err
 		}
-		h := sha256.New()
-		hdr, err := c.checkArchive(io.TeeReader(rc, h), len(p.header), p.fileKey, nil, p.kind(), func(rec archive.Record) error {
+		hdr, err := c.checkArchive(rc, len(p.header), p.fileKey, next, p.kind(), func(rec archive.Record) error {
 			if i == 0 {
 				return check(rec.Key, archive.OpPut, rec.Value)
 			}
@@ -281,14 +281,13 @@ func (c *Client) checkParts(ctx context.Context, parts []*backupPart, check func
 			}
 			return check(rec.Key, op, data)
 		})
-		if err == nil {
-			_, err = io.Copy(h, rc) // nothing, for a well-formed part
-		}
 		rc.Close()
+		if errors.Is(err, errArchiveDigest) {
+			return c.brokenChain(fmt.Sprintf("segment %d of the backup does not follow the part before it (a part of another backup)", parts[i+1].link.Seq))
+		}
 		if err != nil {
 			return err
 		}
-		copy(prev[:], h.Sum(nil))
 		p.created = hdr.Created
 	}
 	return nil

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,8 +36,10 @@ type Options struct {
 	Server string
 	// Storage holds the device's state. Required.
 	Storage Storage
-	// HTTPClient defaults to a client with a 30-second timeout.
-	HTTPClient *http.Client
+	// HTTPClient defaults to a client with a 30-second timeout. It is
+	// net/http's Client; in a browser (GOOS=js), where requests go through
+	// fetch, a struct with only its Timeout.
+	HTTPClient *httpClient
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// DeviceName names this device to the account's other devices.
@@ -162,7 +163,7 @@ func Open(opts Options) (*Client, error) {
 	}
 	hc := opts.HTTPClient
 	if hc == nil {
-		hc = &http.Client{Timeout: 30 * time.Second}
+		hc = &httpClient{Timeout: 30 * time.Second}
 	}
 	c.api = &api{http: hc}
 	if err := c.load(); err != nil {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"strconv"
 	"unicode/utf8"
@@ -290,7 +289,7 @@ type contact struct {
 // the server's; callers that vouch for a key use memberKey.
 func (c *Client) lookup(ctx context.Context, nameOrID string) (*userInfo, error) {
 	var u userInfo
-	path := "/api/users?username=" + url.QueryEscape(nameOrID)
+	path := "/api/users?username=" + queryEscape(nameOrID)
 	if id, err := protocol.ParseUserID(nameOrID); err == nil {
 		path = "/api/users/" + id.String()
 	}

@@ -1,3 +1,5 @@
+//go:build !js
+
 package client
 
 // Fuzz targets for what the client decodes: a message's plaintext

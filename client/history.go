@@ -1,8 +1,7 @@
 package client
 
 import (
-	"cmp"
-	"slices"
+	"sort"
 	"strings"
 
 	"sandi.dev/protocol"
@@ -76,7 +75,7 @@ func (c *Client) Search(query string, only *protocol.ConversationID) ([]Message,
 			}
 		}
 	}
-	slices.SortStableFunc(out, func(a, b Message) int { return cmp.Compare(a.ReceivedAt, b.ReceivedAt) })
+	sort.SliceStable(out, func(i, j int) bool { return out[i].ReceivedAt < out[j].ReceivedAt })
 	return out, nil
 }
 

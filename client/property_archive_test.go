@@ -79,7 +79,10 @@ func (w *world) linkTransfer(user int) {
 }
 
 // restoreBackup has an online device of a user with backups on (turned on
-// now if needed) back up, and a new device of the user restore from it.
+// now if needed, and a message sent after that first, whole backup) back
+// up what changed since its last backup, as a segment, and, while the
+// user has fewer than 3 devices, a new device of the user restore from
+// it.
 func (w *world) restoreBackup(user int) {
 	ctx := context.Background()
 	i := slices.IndexFunc(w.devicesOf(user), func(d *pDevice) bool { return d.online && !d.removed })
@@ -87,16 +90,29 @@ func (w *world) restoreBackup(user int) {
 		return
 	}
 	src := w.devicesOf(user)[i]
-	key, err := src.c.EnableBackup(ctx)
-	if err != nil {
-		w.fail("%s: enable backup: %v", src.name, err)
+	if src.recovery == "" {
+		key, err := src.c.EnableBackup(ctx)
+		if err != nil {
+			w.fail("%s: enable backup: %v", src.name, err)
+		}
+		src.recovery = key.String()
+		if i := slices.IndexFunc(w.convs, func(cv *pConv) bool { return cv.members[user] }); i >= 0 {
+			w.send(w.convs[i], src)
+		}
+	}
+	if err := src.c.BackupNow(ctx); err != nil {
+		w.fail("%s: backup now: %v", src.name, err)
+	}
+	if len(w.devicesOf(user)) >= 3 {
+		w.ops["backup"]++
+		return
 	}
 	hist := w.historyOf(src)
 	d := w.newDevice(user)
 	if err := d.c.Login(ctx, w.users[user], "password "+w.users[user]); err != nil {
 		w.fail("login: %v", err)
 	}
-	if err := d.c.Restore(ctx, key.String()); err != nil {
+	if err := d.c.Restore(ctx, src.recovery); err != nil {
 		w.fail("%s: restore: %v", d.name, err)
 	}
 	w.sameHistory(hist, d)

@@ -51,6 +51,9 @@ type pDevice struct {
 	// removed: another device of the account removed it; it receives
 	// nothing sent after that.
 	removed bool
+	// recovery: the recovery key of the backups this device turned on
+	// ("" while off).
+	recovery string
 }
 
 type msgKey struct {
@@ -602,9 +605,7 @@ func (w *world) run(t *testing.T, seed int) {
 		case r < 81:
 			w.reset()
 		case r < 82:
-			if u := w.rng.IntN(len(w.users)); len(w.devicesOf(u)) < 3 {
-				w.restoreBackup(u)
-			}
+			w.restoreBackup(w.rng.IntN(len(w.users)))
 		case r < 85:
 			w.offlineRemoval(cv)
 		default:

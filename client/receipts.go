@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
+	"sort"
 
 	"sandi.dev/protocol"
 )
@@ -104,7 +104,7 @@ func foldReceipts(view []Message, self protocol.UserID) []Message {
 	for u, mk := range marks {
 		accounts = append(accounts, account{u, mk})
 	}
-	slices.SortFunc(accounts, func(a, b account) int { return strings.Compare(a.name, b.name) })
+	sort.Slice(accounts, func(i, j int) bool { return accounts[i].name < accounts[j].name })
 	// The lists of all messages share one backing array, in name order.
 	var names []string
 	list := func(start int) []string {

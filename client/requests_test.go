@@ -212,3 +212,39 @@ func TestRequestsDecidedByClient(t *testing.T) {
 		t.Fatalf("alarms = %+v; want one for the blocked sender let through", alarms)
 	}
 }
+
+// TestRequestTellsNoTyping: typing in a request tells its sender nothing
+// (a notice would say the request was opened); once accepted, it does.
+func TestRequestTellsNoTyping(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", serverConfig())
+	tap := &typingTap{}
+	alice := newClientWith(t, n, tap)
+	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	bob := register(t, n, "bob")
+	conv := startedBy(t, bob, "alice")
+	syncTexts(t, alice)
+	if err := alice.SendTyping(ctx, conv, true); err != nil {
+		t.Fatal(err)
+	}
+	tap.mu.Lock()
+	posted := len(tap.notices)
+	tap.mu.Unlock()
+	if posted != 0 {
+		t.Fatalf("typing in a request posted %d notices", posted)
+	}
+	if err := alice.Accept(conv); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.SendTyping(ctx, conv, true); err != nil {
+		t.Fatal(err)
+	}
+	tap.mu.Lock()
+	posted = len(tap.notices)
+	tap.mu.Unlock()
+	if posted != 1 {
+		t.Fatalf("typing once accepted posted %d notices, want 1", posted)
+	}
+}

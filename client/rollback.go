@@ -1,12 +1,12 @@
 package client
 
 import (
-	"cmp"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 
 	"sandi.dev/protocol"
@@ -139,7 +139,7 @@ func liveHistory(lines []Message) []Message {
 	for i, m := range lines {
 		es[i] = entry{m, m.Seq, i}
 	}
-	slices.SortStableFunc(es, func(a, b entry) int { return cmp.Compare(a.seq, b.seq) })
+	sort.SliceStable(es, func(i, j int) bool { return es[i].seq < es[j].seq })
 	out := make([]Message, 0, len(es))
 	for i := 0; i < len(es); {
 		j := i

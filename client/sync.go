@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"time"
 
 	"sandi.dev/protocol"
@@ -90,7 +89,7 @@ type syncPage struct {
 func (c *Client) syncQuery() string {
 	q := fmt.Sprintf("since=%d", c.acct.Cursor)
 	if c.acct.Incarnation != "" {
-		q += "&incarnation=" + url.QueryEscape(c.acct.Incarnation)
+		q += "&incarnation=" + queryEscape(c.acct.Incarnation)
 	}
 	return q
 }
@@ -353,11 +352,10 @@ func (c *Client) listenOnce(ctx context.Context, onMessage func(Message), onFail
 	if err != nil {
 		return false, err
 	}
-	defer conn.CloseNow()
-	conn.SetReadLimit(64 << 20)
+	defer conn.close()
 	c.connection(true)
 	for {
-		_, data, err := conn.Read(ctx)
+		data, err := conn.read(ctx)
 		if err != nil {
 			return true, err
 		}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 
 	"sandi.dev/protocol"
@@ -672,7 +673,9 @@ func (c *Client) Contacts() ([]Contact, error) {
 			out = append(out, c.contactOf(p))
 		}
 	}
-	slices.SortFunc(out, func(a, b Contact) int { return strings.Compare(a.Username+a.User.String(), b.Username+b.User.String()) })
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Username+out[i].User.String() < out[j].Username+out[j].User.String()
+	})
 	return out, nil
 }
 

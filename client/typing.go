@@ -61,7 +61,8 @@ func (c *Client) typingKey(cs *convState, n uint64) (*secret.TypingKey, *epochEn
 // SendTyping tells the members of conv that are online that this account
 // is typing (or stopped). Clients send it when typing starts, again every
 // TypingEvery while it goes on, and with typing false when the text is
-// sent or cleared.
+// sent or cleared. In a message request nothing is sent (a notice would
+// tell its sender that the request was opened), as no receipt is.
 func (c *Client) SendTyping(ctx context.Context, conv protocol.ConversationID, typing bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -74,6 +75,9 @@ func (c *Client) SendTyping(ctx context.Context, conv protocol.ConversationID, t
 	}
 	if cs == nil || cs.Left {
 		return ErrNoEpoch
+	}
+	if cs.Request {
+		return nil
 	}
 	k, _, err := c.typingKey(cs, cs.Epoch)
 	if err != nil {

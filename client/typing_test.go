@@ -150,7 +150,11 @@ func TestTyping(t *testing.T) {
 		}
 	}
 
-	// Bob posts alice's notice as his own: the server refuses it.
+	// Bob posts alice's notice as his own: the server refuses it. (He
+	// accepts alice's request first: in a request nothing is posted.)
+	if err := bob.Accept(conv); err != nil {
+		t.Fatal(err)
+	}
 	bobTap.mu.Lock()
 	bobTap.replace = notice
 	bobTap.mu.Unlock()

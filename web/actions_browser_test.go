@@ -68,7 +68,7 @@ func TestBrowserActions(t *testing.T) {
 		bob.fail("the menu stayed open")
 	}
 	bob.wait("the reply context", `document.getElementById("composer-context-text").innerText.includes("Replying to alice: lunch at noon?") && document.activeElement.id === "composer-input"`)
-	bob.screenshot("actions-reply", 1280, 375)
+	bob.screenshot("actions-reply")
 	bob.typeInto("#composer-input", "yes, noon")
 	bob.pressEnter()
 	bob.waitMessage("yes, noon")
@@ -80,8 +80,8 @@ func TestBrowserActions(t *testing.T) {
 	if eval[bool](bob, `(() => { const b = `+msgWith("lunch at noon?")+`.querySelector(".msg-actions"); b.click(); return [...document.querySelectorAll(".msg-menu [role=menuitem]")].some(i => /Edit|Delete/.test(i.innerText)); })()`) {
 		bob.fail("bob's menu offers edit or delete on alice's message")
 	}
-	bob.fits("#messages", 375)
-	bob.screenshot("actions-menu", 1280, 375)
+	bob.fits("#messages", phoneWidth)
+	bob.screenshot("actions-menu")
 	bob.do("focus the menu", chromedp.Focus(chromedp.CSS(".msg-menu [role=menuitem]")))
 	bob.pressKey("Escape", 27)
 	bob.wait("the menu closed, focus back on its button", `document.querySelectorAll(".msg-menu").length === 0 && document.activeElement.classList.contains("msg-actions")`)
@@ -117,7 +117,7 @@ func TestBrowserActions(t *testing.T) {
 		p.wait("the edited text", `(() => { const li = `+msgWith("lunch at one?")+`; return !!li && li.querySelector(".edited") !== null && li.querySelector(".reactions").innerText.includes("👍"); })()`)
 		p.wait("the reply quoting the new text", msgWith("yes, noon")+`.querySelector(".reply-quote").innerText.endsWith("lunch at one?")`)
 	}
-	alice.screenshot("actions-edited", 1280, 375)
+	alice.screenshot("actions-edited")
 	alice.menuAction("lunch at one?", "Delete for everyone")
 	for _, p := range []*page{alice, bob} {
 		p.wait("the tombstone", `(() => { const li = document.querySelector("#messages li.deleted"); return !!li && li.querySelector(".text").innerText === "This message was deleted." && !li.querySelector(".reactions") && !li.querySelector(".msg-actions"); })()`)
@@ -126,7 +126,7 @@ func TestBrowserActions(t *testing.T) {
 			p.fail("the deleted text is still shown")
 		}
 	}
-	bob.screenshot("actions-deleted", 1280, 375)
+	bob.screenshot("actions-deleted")
 	carol.waitHistory(conv, "the delete", func(h []client.Message) bool {
 		i := slices.IndexFunc(h, func(m client.Message) bool { return m.Ref == target.Ref })
 		return i >= 0 && h[i].Deleted && h[i].Text == ""

@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/chromedp/chromedp"
-
 	"sandi.dev/client"
 )
 
@@ -75,8 +73,7 @@ func TestBrowserBackupSettings(t *testing.T) {
 	})`) {
 		t.Fatal("the stored backup settings were not changed")
 	}
-	alice.do("reload", chromedp.Reload())
-	alice.waitView("main")
+	alice.reload("main")
 	alice.wait("an automatic backup", `Number(document.getElementById("backup-status").dataset.last) > `+strconv.FormatInt(first, 10))
 	auto := lastBackup(alice)
 	if n := parts(); n != 2 {

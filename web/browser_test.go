@@ -5,7 +5,7 @@ package web_test
 // in the test over SQLite. Users of the Go SDK stand in for users of the
 // command-line client (the CLI is a thin shell over the same SDK). The
 // tests fail, never skip, when Chromium or the built module is missing.
-// Screenshots of the main views go to test-output/web/ at 1280 and 390
+// Screenshots of the main views go to test-output/web/ at 1280 and 375
 // pixels wide.
 
 import (
@@ -102,8 +102,7 @@ func TestBrowserMessaging(t *testing.T) {
 
 	// A terminal user joins: alice adds carol from the members panel.
 	carol := newUser(t, url, "carol")
-	alice.click("#members-button")
-	alice.waitText("#member-list", "bob")
+	alice.openMembers()
 	alice.typeInto("#add-member-input", "carol")
 	alice.pressEnter()
 	alice.waitText("#member-list", "carol")
@@ -133,22 +132,12 @@ func TestBrowserMessaging(t *testing.T) {
 	alice.screenshot("chat")
 
 	// A send that fails shows it, and Retry sends it once.
-	bob.do("block sends", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-		if _, err := cdp.Call(ctx, tg, network.Enable, network.EnableParams{}); err != nil {
-			return err
-		}
-		_, err := cdp.Call(ctx, tg, network.SetBlockedURLs, network.SetBlockedURLsParams{URLPatterns: []*network.BlockPattern{
-			{URLPattern: url + "/api/conversations/*/messages", Block: true}}})
-		return err
-	}))
+	bob.block(url + "/api/conversations/*/messages")
 	bob.typeInto("#composer-input", "through a bad network")
 	bob.pressEnter()
 	bob.wait("the failed state", `[...document.querySelectorAll("#messages .msg.own")].some(li => li.dataset.status === "failed" && li.querySelector(".retry"))`)
 	bob.screenshot("send-failed", 1280)
-	bob.do("unblock", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-		_, err := cdp.Call(ctx, tg, network.SetBlockedURLs, network.SetBlockedURLsParams{URLPatterns: []*network.BlockPattern{}})
-		return err
-	}))
+	bob.block()
 	bob.click("#messages .retry")
 	bob.wait("the retried message sent", `[...document.querySelectorAll("#messages .msg.own")].some(li => li.querySelector(".text").innerText === "through a bad network" && li.dataset.status === "sent")`)
 	alice.waitMessage("through a bad network")
@@ -162,10 +151,9 @@ func TestBrowserMessaging(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	alice.click("#members-button")
-	alice.do("open carol's safety number", chromedp.Click(chromedp.CSS(`#member-list a[aria-label="Safety number with carol"]`), chromedp.NodeVisible))
-	alice.wait("the safety number", `document.querySelectorAll("#safety-number span").length === 12`)
-	if got := eval[string](alice, `[...document.querySelectorAll("#safety-number span")].map(s => s.innerText).join(" ")`); got != number {
+	alice.openMembers()
+	alice.click(`#member-list a[aria-label="Safety number with carol"]`)
+	if got := alice.safetyNumber(); got != number {
 		alice.fail("safety number %q, the SDK says %q", got, number)
 	}
 	alice.screenshot("safety")
@@ -176,10 +164,7 @@ func TestBrowserMessaging(t *testing.T) {
 	alice.waitMessage("through a bad network")
 
 	// Alice removes carol; carol can read nothing sent after.
-	alice.click("#members-button")
-	alice.click(`#member-list button[aria-label="Remove carol"]`)
-	alice.click(`#member-list [data-user="carol"] .remove`) // confirm
-	alice.wait("carol removed", `!document.getElementById("member-list").innerText.includes("carol")`)
+	alice.removeMember("carol")
 	alice.click("#members-close")
 	alice.send("carol has left")
 	bob.waitMessage("carol has left")
@@ -204,8 +189,7 @@ func TestBrowserMessaging(t *testing.T) {
 
 	// A reload keeps the session and the history, in order.
 	want := []string{"hello bob", "hi alice", "hello from the terminal", "welcome carol", "hi carol", "through a bad network", "carol has left", "just us now"}
-	bob.do("reload", chromedp.Reload())
-	bob.waitView("main")
+	bob.reload("main")
 	bob.wait("the chat after reload", `!document.getElementById("pane-chat").hidden`)
 	bob.waitMessage("just us now")
 	if got := bob.texts(); !slices.Equal(got, want) {
@@ -255,6 +239,7 @@ func TestBrowserDevices(t *testing.T) {
 		carolWeb.fail("the reset button is enabled before the warning is acknowledged")
 	}
 	carolWeb.screenshot("setup")
+	carolWeb.fits("#view-setup", phoneWidth)
 	code := eval[string](carolWeb, `document.getElementById("link-code").innerText.trim()`)
 	// The QR code holds the same code, without its dashes.
 	if got := string(carolWeb.scanQR("#link-qr")); got != strings.ReplaceAll(code, "-", "") {
@@ -314,7 +299,7 @@ func TestBrowserDevices(t *testing.T) {
 	// A second tab of alice's browser does not take the device.
 	alice2 := alice.newTab("alice-tab-2")
 	alice2.waitView("other-tab")
-	alice2.screenshot("other-tab", 1280)
+	alice2.screenshot("other-tab")
 	alice.close()
 	alice2.waitView("main") // takes over when the first tab is gone
 	alice2.openConversation("Plans")
@@ -324,15 +309,11 @@ func TestBrowserDevices(t *testing.T) {
 	if n := eval[int](alice2, countRecords); n < 100 {
 		alice2.fail("only %d records in IndexedDB before logout", n)
 	}
-	alice2.click("#logout-button")
-	alice2.waitText("#logout-button", "Click again")
-	alice2.click("#logout-button")
-	alice2.waitView("auth")
+	alice2.logout()
 	if n := eval[int](alice2, countRecords); n != 0 {
 		alice2.fail("%d records are left in IndexedDB after logout", n)
 	}
-	alice2.do("reload", chromedp.Reload())
-	alice2.waitView("auth")
+	alice2.reload("auth")
 
 	// With no other device, alice resets her identity, past a warning.
 	alice2.login("alice")
@@ -411,8 +392,7 @@ func TestBrowserDecryptFailure(t *testing.T) {
 	alice.waitText("#messages .failure", "Message #2 cannot be shown")
 	alice.waitText("#messages .failure", "not a valid sandi message")
 	alice.screenshot("decrypt-failure", 1280)
-	alice.do("reload", chromedp.Reload())
-	alice.waitView("main")
+	alice.reload("main")
 	alice.waitText("#messages .failure", "not a valid sandi message")
 	alice.noProblems()
 }
@@ -539,8 +519,7 @@ func TestBrowserHistoryPerformance(t *testing.T) {
 	}
 
 	// Warm: a reload draws the stored history.
-	alice.do("reload", chromedp.Reload())
-	alice.waitView("main")
+	alice.reload("main")
 	alice.wait("the history drawn", `window.sandiTimings.historyRendered > 0 && window.sandiTimings.historyCount === `+fmt.Sprint(n+1))
 	warm := eval[map[string]float64](alice, `window.sandiTimings`)
 	drawnWarm := eval[int](alice, `document.querySelectorAll("#messages .msg").length`)
@@ -567,6 +546,16 @@ func TestBrowserHistoryPerformance(t *testing.T) {
 		warm["ready"], n+1, drawnWarm, warm["historyRendered"]-warm["historyStart"], warm["historyRendered"])
 	t.Logf("scrolling from the last message to the first: %s; back down: %s", scroll, down)
 	t.Logf("memory at the first of %d: module %.1f MiB, JavaScript heap %.1f MiB, %.0f elements", n+1, mem["module"]/(1<<20), mem["heap"]/(1<<20), mem["nodes"])
+
+	// A message of alice's own, sent at the bottom, leaves the window with
+	// the others when she scrolls up, and comes back last.
+	alice.send("own at the bottom")
+	alice.scrollToFirst("message 0")
+	alice.consecutive(0, n)
+	alice.scrollUntil(1, "own at the bottom")
+	if got := alice.texts(); len(got) < 2 || got[len(got)-2] != fmt.Sprintf("message %d", n) || got[len(got)-1] != "own at the bottom" {
+		alice.fail("after scrolling down again, the chat ends with %q", got[max(0, len(got)-2):])
+	}
 	alice.noProblems()
 }
 
@@ -689,7 +678,7 @@ func TestBrowserVerify(t *testing.T) {
 	}
 	alice.waitText("#verify-state", "bob is not verified yet")
 	alice.screenshot("verify")
-	alice.fits("#pane-safety", 375)
+	alice.fits("#pane-safety", phoneWidth)
 
 	// A number with one digit changed is refused, and changes nothing.
 	wrong := []byte(bobSees)
@@ -699,7 +688,7 @@ func TestBrowserVerify(t *testing.T) {
 	if s := eval[string](alice, `document.getElementById("verify-card").dataset.state`); s != "unverified" {
 		alice.fail("after a wrong number bob is %q", s)
 	}
-	alice.screenshot("verify-wrong", 1280, 375)
+	alice.screenshot("verify-wrong")
 	// So is a number of the wrong length, or with letters in it.
 	alice.submitNumber(bobSees[:len(bobSees)-1])
 	alice.waitText("#verify-error", "That is not your safety number with bob")
@@ -715,17 +704,16 @@ func TestBrowserVerify(t *testing.T) {
 	// Bob pastes alice's number with hyphens and no spaces.
 	bob.submitNumber(strings.ReplaceAll(aliceSees, " ", "-"))
 	bob.waitText("#verify-state", "alice is verified")
-	bob.screenshot("verified", 1280, 375)
+	bob.screenshot("verified")
 
 	// Both members panels say so, after a reload too.
 	alice.do("back", chromedp.Navigate(url+"/#/"))
 	alice.openConversation("bob")
 	alice.memberState("bob", "verified")
-	bob.do("reload", chromedp.Reload())
-	bob.waitView("main")
+	bob.reload("main")
 	bob.openConversation("alice")
 	bob.memberState("alice", "verified")
-	bob.screenshot("members-verified", 1280, 375)
+	bob.screenshot("members-verified")
 
 	// Unverify clears the mark.
 	alice.openVerify("bob")
@@ -802,12 +790,11 @@ func TestBrowserIdentityChange(t *testing.T) {
 	alice.waitChatAlarm("identity_blocked", "bob")
 	alice.memberState("bob", "changed")
 	alice.click("#members-close")
-	alice.screenshot("identity-blocked", 1280, 375)
-	alice.fits("#pane-chat", 375)
+	alice.screenshot("identity-blocked")
+	alice.fits("#pane-chat", phoneWidth)
 
 	// A reload keeps it blocked (the pending key is stored).
-	alice.do("reload", chromedp.Reload())
-	alice.waitView("main")
+	alice.reload("main")
 	alice.wait("the chat after reload", `!document.getElementById("pane-chat").hidden`)
 	alice.waitBlocked("bob")
 	// The module refuses a send meanwhile, with a code the page branches on.
@@ -823,7 +810,7 @@ func TestBrowserIdentityChange(t *testing.T) {
 	if got := eval[string](alice, `[...document.querySelectorAll("#verify-pending-number span")].map(s => s.innerText).join(" ")`); got != after {
 		alice.fail("the safety view's new number %q, want %q", got, after)
 	}
-	alice.screenshot("verify-pending", 375)
+	alice.screenshot("verify-pending", phoneWidth)
 	alice.openConversation("With bob")
 	alice.waitBlocked("bob")
 
@@ -883,22 +870,14 @@ func TestBrowserAlarms(t *testing.T) {
 		}
 	})
 	// Alice types bob and carol in the new-conversation form.
-	eval[chromedp.Void](alice, `location.hash = "#/new"`)
-	for _, u := range []string{"bob", "carol"} {
-		alice.wait("the new-conversation form", `!document.getElementById("pane-new").hidden`)
-		eval[chromedp.Void](alice, `document.getElementById("new-user").value = ""`)
-		alice.typeInto("#new-user", u)
-		alice.pressEnter()
-		alice.waitText("#new-picked", u)
-	}
+	alice.pickPeople("bob", "carol")
 	// And a lookup of her own account returns a key that is not hers.
 	eval[chromedp.Void](alice, `sandi.findUser("alice").catch(() => {})`)
 	proxy.set(nil)
 
 	// After a reload, the conversation with bob shows the alarm, and
 	// sending there waits for the user (a key met in a lookup is pending).
-	alice.do("reload", chromedp.Reload())
-	alice.waitView("main")
+	alice.reload("main")
 	alice.critical()
 	alice.openConversation("Lunch")
 	alice.waitChatAlarm("identity_changed", "bob")
@@ -906,8 +885,8 @@ func TestBrowserAlarms(t *testing.T) {
 	if n := eval[int](alice, `[...document.querySelectorAll("#chat-alarm-list li.alarm")].length`); n != 1 {
 		alice.fail("the conversation lists %d alarms, want bob's one", n)
 	}
-	alice.screenshot("alarm-in-chat", 1280, 375)
-	alice.fits("#pane-chat", 375)
+	alice.screenshot("alarm-in-chat")
+	alice.fits("#pane-chat", phoneWidth)
 
 	// The global list: carol's alarm (no conversation) and the critical
 	// one about alice's own key; seeing it clears the count.
@@ -920,11 +899,10 @@ func TestBrowserAlarms(t *testing.T) {
 	alice.waitText("#alarms-global", "carol")
 	alice.wait("the critical alarm listed", `!!document.querySelector('#alarms-global li[data-kind="own_rekey"][data-severity="critical"]')`)
 	alice.waitText("#alarms-conv", "In Lunch")
-	alice.screenshot("alarms", 1280, 375)
-	alice.fits("#pane-alarms", 375)
+	alice.screenshot("alarms")
+	alice.fits("#pane-alarms", phoneWidth)
 	alice.wait("the count cleared", `document.getElementById("alarms-count").dataset.count === "0" && document.getElementById("critical-alarm").hidden`)
-	alice.do("reload", chromedp.Reload())
-	alice.waitView("main")
+	alice.reload("main")
 	alice.wait("the alarms kept", `!document.getElementById("alarms-link").hidden && document.getElementById("alarms-count").dataset.count === "0" && document.getElementById("critical-alarm").hidden`)
 	alice.noProblems("status of 404")
 }
@@ -1084,7 +1062,7 @@ func TestBrowserAttachments(t *testing.T) {
 	bob.wait("the video's play button", `[...document.querySelectorAll("#messages .att[data-kind=video]")].some(a => a.innerText.includes("clip.webm") && a.querySelector(".att-show"))`)
 	bob.click(`#messages .att[data-kind=video] .att-show`)
 	bob.wait("the video playable", `(() => { const v = document.querySelector("#messages .att[data-kind=video] video"); return !!v && v.readyState >= 1 && v.videoWidth === 160; })()`)
-	bob.screenshot("attachment-video", 375)
+	bob.screenshot("attachment-video", phoneWidth)
 	alice.giveFiles("drop", pageFile("dropped.bin", 1000))
 	if got := carol.save(conv, "dropped.bin"); !bytes.Equal(got, bytes.Repeat([]byte{7}, 1000)) {
 		t.Fatalf("dropped.bin saved as %d bytes", len(got))
@@ -1094,7 +1072,7 @@ func TestBrowserAttachments(t *testing.T) {
 	// upload cancelled sends nothing.
 	alice.giveFiles("drop", pageFile("huge.bin", maxBlob+1))
 	alice.wait("the size error", `[...document.querySelectorAll("#messages .att-upload[data-state=failed]")].some(a => a.innerText.includes("huge.bin") && a.innerText.includes("larger than the server accepts"))`)
-	alice.screenshot("attachment-too-large", 375)
+	alice.screenshot("attachment-too-large", phoneWidth)
 	alice.click(`#messages .att-upload[data-state=failed] .att-cancel`)
 	alice.wait("the refused message removed", `![...document.querySelectorAll("#messages .msg")].some(li => li.innerText.includes("huge.bin"))`)
 	// (Its parts cannot reach the server meanwhile: the SDK retries them.)
@@ -1102,8 +1080,8 @@ func TestBrowserAttachments(t *testing.T) {
 	alice.giveFiles("drop", pageFile("cancelled.bin", 1<<20))
 	const uploading = `[...document.querySelectorAll("#messages .att-upload")].find(a => a.innerText.includes("cancelled.bin") && a.dataset.state === "uploading")`
 	alice.wait("the upload under way", `!!`+uploading)
-	alice.screenshot("attachment-uploading", 375)
-	alice.fits("#composer", 375)
+	alice.screenshot("attachment-uploading", phoneWidth)
+	alice.fits("#composer", phoneWidth)
 	alice.do("cancel", chromedp.Click(chromedp.JSPath(uploading+`.querySelector(".att-cancel")`), chromedp.NodeVisible))
 	alice.wait("the cancelled message gone", `![...document.querySelectorAll("#messages .msg")].some(li => li.innerText.includes("cancelled.bin"))`)
 	alice.block()
@@ -1149,8 +1127,8 @@ func TestBrowserAttachments(t *testing.T) {
 	if d := bob.waitAudio(); d < 0.5 || d > 30 {
 		bob.fail("the voice note lasts %.2f s, recorded for about 1.5 s", d)
 	}
-	bob.screenshot("attachments", 375)
-	bob.fits("#messages", 375)
+	bob.screenshot("attachments", phoneWidth)
+	bob.fits("#messages", phoneWidth)
 
 	// The server changes the bytes of a file: bob's browser refuses it
 	// and says why.
@@ -1160,7 +1138,7 @@ func TestBrowserAttachments(t *testing.T) {
 	bob.click(`#messages .att-save[aria-label="Save report.txt"]`)
 	bob.wait("the digest error", `[...document.querySelectorAll("#messages .att")].some(a => a.dataset.state === "error" && a.innerText.includes("report.txt") && a.querySelector(".att-error").innerText.includes("The server changed this file"))`)
 	bob.waitChatAlarm("blob_digest", "report.txt")
-	bob.screenshot("attachment-tampered", 375)
+	bob.screenshot("attachment-tampered", phoneWidth)
 
 	// A message with a file whose answers the network loses (every try,
 	// the SDK's own retries too) fails in the page; Retry sends it under

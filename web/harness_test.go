@@ -43,6 +43,10 @@ const chromiumPath = "/usr/bin/chromium"
 // outDir receives the screenshots (gitignored).
 var outDir = filepath.Join("..", "test-output", "web")
 
+// phoneWidth is the width of the phone layout the tests check and
+// photograph (a small phone's, in CSS pixels).
+const phoneWidth = 375
+
 // stepTimeout bounds one wait in the browser.
 const stepTimeout = 30 * time.Second
 
@@ -346,6 +350,13 @@ func (p *page) waitView(view string) {
 	p.wait("the "+view+" view", `document.documentElement.dataset.ready === `+js(view)+` && document.getElementById("app").dataset.view === `+js(view))
 }
 
+// reload reloads the page and waits for view (the device's state kept).
+func (p *page) reload(view string) {
+	p.t.Helper()
+	p.do("reload", chromedp.Reload())
+	p.waitView(view)
+}
+
 // waitText waits until the element selected by css contains text.
 func (p *page) waitText(css, text string) {
 	p.t.Helper()
@@ -396,14 +407,75 @@ func keyPress(down input.DispatchKeyEventParams) chromedp.Action[chromedp.Void] 
 // it must be reachable with the keyboard.
 func (p *page) tabTo(css string) {
 	p.t.Helper()
-	tab := rawKey("Tab", 9)
+	p.tabUntil(css, false)
+}
+
+// tabBackTo is tabTo with Shift+Tab.
+func (p *page) tabBackTo(css string) {
+	p.t.Helper()
+	p.tabUntil(css, true)
+}
+
+func (p *page) tabUntil(css string, back bool) {
+	p.t.Helper()
+	tab := input.DispatchKeyEventParams{Type: input.DispatchKeyEventTypeRawKeyDown, Key: "Tab", Code: "Tab", WindowsVirtualKeyCode: 9, NativeVirtualKeyCode: 9}
+	if back {
+		tab.Modifiers = 8 // Shift
+	}
 	for range 40 {
 		if eval[bool](p, `!!document.activeElement && document.activeElement.matches(`+js(css)+`)`) {
 			return
 		}
-		p.do("press Tab", tab)
+		p.do("press Tab", keyPress(tab))
 	}
 	p.fail("%s is not reachable with the Tab key", css)
+}
+
+// focused waits until the element selected by css has the focus, and
+// fails if it does not show it (no outline, or not on the screen).
+func (p *page) focused(css string) {
+	p.t.Helper()
+	p.wait("the focus on "+css, `!!document.activeElement && document.activeElement.matches(`+js(css)+`)`)
+	const shown = `(() => {
+		const e = document.activeElement, s = getComputedStyle(e), r = e.getBoundingClientRect();
+		return e.matches(":focus-visible") && s.outlineStyle !== "none" && parseFloat(s.outlineWidth) >= 2 &&
+			r.width > 0 && r.height > 0 && r.bottom > 0 && r.right > 0 && r.top < innerHeight && r.left < innerWidth;
+	})()`
+	if !eval[bool](p, shown) {
+		p.fail("%s has the focus but does not show it", css)
+	}
+}
+
+// typeKeys types text into the focused element, as a keyboard does.
+func (p *page) typeKeys(text string) {
+	p.t.Helper()
+	p.do("type "+text, chromedp.KeyEvent(text))
+}
+
+// unnamed returns the visible controls under css that have no accessible
+// name (no label, aria-label, aria-labelledby or text), and the names that
+// two controls of one list share (a screen reader could not tell them
+// apart).
+func (p *page) unnamed(css string) []string {
+	p.t.Helper()
+	return eval[[]string](p, `(() => {
+		const name = (e) => (e.getAttribute("aria-label") || "").trim() ||
+			(e.getAttribute("aria-labelledby") || "").split(" ").map((id) => (document.getElementById(id) || {}).textContent || "").join(" ").trim() ||
+			[...(e.labels || [])].map((l) => l.textContent).join(" ").trim() ||
+			(e.matches("button, a, summary") ? e.textContent.trim() : "") || (e.getAttribute("title") || "").trim();
+		const controls = [...document.querySelectorAll(`+js(css)+`)].flatMap((root) => [...root.querySelectorAll("button, a[href], input, select, textarea, summary, [tabindex]")])
+			.filter((e) => e.getClientRects().length > 0 && e.type !== "hidden" && e.tabIndex >= 0);
+		const out = controls.filter((e) => !name(e)).map((e) => "no name: " + e.outerHTML.slice(0, 120));
+		for (const list of document.querySelectorAll("ul, ol")) {
+			const seen = new Map();
+			for (const e of controls.filter((c) => c.closest("ul, ol") === list || c.closest("li") && c.closest("li").parentElement === list)) {
+				const n = name(e);
+				if (n && seen.has(n) && seen.get(n) !== e) out.push("same name " + JSON.stringify(n) + " in #" + list.id);
+				seen.set(n, e);
+			}
+		}
+		return [...new Set(out)];
+	})()`)
 }
 
 func (p *page) click(css string) {
@@ -416,7 +488,7 @@ func (p *page) click(css string) {
 func (p *page) screenshot(name string, widths ...int) {
 	p.t.Helper()
 	if len(widths) == 0 {
-		widths = []int{1280, 390}
+		widths = []int{1280, phoneWidth}
 	}
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		p.t.Fatal(err)
@@ -574,19 +646,75 @@ func (u *cli) waitTexts(want ...string) []string {
 	}
 }
 
-// createConversation creates a conversation with users from the
-// new-conversation form and waits until it is open.
-func (p *page) createConversation(users ...string) {
+// pickPeople adds users to the new-conversation form, which it opens.
+func (p *page) pickPeople(users ...string) {
 	p.t.Helper()
 	eval[chromedp.Void](p, `location.hash = "#/new"`)
 	for _, u := range users {
 		p.wait("the new-conversation form", `!document.getElementById("pane-new").hidden`)
+		eval[chromedp.Void](p, `document.getElementById("new-user").value = ""`)
 		p.typeInto("#new-user", u)
 		p.pressEnter()
 		p.waitText("#new-picked", u)
 	}
+}
+
+// createConversation creates a conversation with users from the
+// new-conversation form and waits until it is open.
+func (p *page) createConversation(users ...string) {
+	p.t.Helper()
+	p.pickPeople(users...)
 	p.click("#new-create")
 	p.wait("the new chat", `!document.getElementById("pane-chat").hidden`)
+}
+
+// openMembers opens the open chat's members panel, if it is closed, and
+// waits until it lists the members.
+func (p *page) openMembers() {
+	p.t.Helper()
+	if eval[bool](p, `document.getElementById("members-panel").hidden`) {
+		p.click("#members-button")
+	}
+	p.wait("the members panel", `!document.getElementById("members-panel").hidden && document.querySelectorAll("#member-list li").length > 0`)
+}
+
+// removeMember removes user from the open chat in the members panel,
+// past its confirmation.
+func (p *page) removeMember(user string) {
+	p.t.Helper()
+	p.openMembers()
+	remove := `#member-list [data-user=` + js(user) + `] .remove`
+	p.click(remove)
+	p.waitText(remove, "Remove "+user+"?")
+	p.click(remove)
+	p.wait(user+" removed", `!document.querySelector('#member-list [data-user=`+js(user)+`]')`)
+}
+
+// safetyNumber waits until the safety-number view shows its 12 groups,
+// and returns them.
+func (p *page) safetyNumber() string {
+	p.t.Helper()
+	p.wait("the safety number", `!document.getElementById("pane-safety").hidden && document.querySelectorAll("#safety-number span").length === 12`)
+	return eval[string](p, `[...document.querySelectorAll("#safety-number span")].map(s => s.innerText).join(" ")`)
+}
+
+// openLogoutPanel clicks Log out once: the panel says what a logout
+// loses, and whether the account has a backup.
+func (p *page) openLogoutPanel() {
+	p.t.Helper()
+	p.click("#logout-button")
+	p.wait("the logout panel", `!document.getElementById("logout-panel").hidden && !document.getElementById("logout-backup").innerText.startsWith("Checking")`)
+}
+
+// logout logs out past the confirmation, deleting the browser's data,
+// and waits for the sign-in view.
+func (p *page) logout() {
+	p.t.Helper()
+	if eval[bool](p, `document.getElementById("logout-button").dataset.confirm !== "1"`) {
+		p.openLogoutPanel() // not asked yet, or the confirmation timed out
+	}
+	p.click("#logout-button")
+	p.waitView("auth")
 }
 
 // openVerify opens the safety-number view of user from the open chat's
@@ -594,9 +722,7 @@ func (p *page) createConversation(users ...string) {
 // the verify form is there.
 func (p *page) openVerify(user string) string {
 	p.t.Helper()
-	if eval[bool](p, `document.getElementById("members-panel").hidden`) {
-		p.click("#members-button")
-	}
+	p.openMembers()
 	p.waitText("#member-list", user)
 	// The member list is drawn again when the conversation changes (a
 	// sync, a state event); an Enter on a link that was replaced just
@@ -608,8 +734,8 @@ func (p *page) openVerify(user string) string {
 			break
 		}
 	}
-	p.wait("the safety number of "+user, `!document.getElementById("pane-safety").hidden && document.querySelectorAll("#safety-number span").length === 12 && !document.getElementById("verify-card").hidden && document.getElementById("verify-peer").innerText === `+js(user))
-	return eval[string](p, `[...document.querySelectorAll("#safety-number span")].map(s => s.innerText).join(" ")`)
+	p.wait("the verify form for "+user, `!document.getElementById("verify-card").hidden && document.getElementById("verify-peer").innerText === `+js(user))
+	return p.safetyNumber()
 }
 
 // submitNumber types number into the open verify form, with the keyboard,
@@ -631,9 +757,7 @@ func (p *page) submitNumber(number string) {
 // for user ("verified", "unverified", "changed"), waiting for want if set.
 func (p *page) memberState(user, want string) string {
 	p.t.Helper()
-	if eval[bool](p, `document.getElementById("members-panel").hidden`) {
-		p.click("#members-button")
-	}
+	p.openMembers()
 	expr := `(() => { const t = document.querySelector('#member-list li[data-user=` + js(user) + `] .trust-tag'); return t ? t.dataset.state : ""; })()`
 	if want != "" {
 		p.wait(user+" shown "+want, expr+` === `+js(want))
@@ -744,7 +868,7 @@ func (p *page) critical() {
 	p.wait("the critical alarm notice", `!document.getElementById("critical-alarm").hidden && document.getElementById("critical-alarm-text").innerText.length > 0`)
 	p.do("phone", chromedp.EmulateViewport(375, 740), chromedp.Navigate(p.url+"/#/"))
 	p.wait("the critical notice on a phone's list", `(() => { const r = document.getElementById("critical-alarm").getBoundingClientRect(); return r.height > 0 && r.width <= 375; })()`)
-	p.screenshot("critical-alarm", 375)
+	p.screenshot("critical-alarm", phoneWidth)
 }
 
 // testPNG encodes a w×h PNG of a gradient.
@@ -879,7 +1003,7 @@ func (p *page) recordVoice(d time.Duration) {
 	p.click("#record-button")
 	p.wait("recording", `document.getElementById("record-button").dataset.recording === "1" && document.getElementById("record-status").innerText.startsWith("Recording")`)
 	start := time.Now()
-	p.screenshot("voice-recording", 375)
+	p.screenshot("voice-recording", phoneWidth)
 	time.Sleep(d - time.Since(start))
 	p.click("#record-button")
 	p.wait("the voice note sent", fmt.Sprintf(`document.querySelectorAll("#messages .msg.own[data-status=sent]").length > %d`, before))

@@ -5,8 +5,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/chromedp/chromedp"
 )
 
 // composerClosed is true when the open chat says this account is no
@@ -33,8 +31,7 @@ func TestBrowserRemovedKeepsHistory(t *testing.T) {
 	bob.wait("the composer closed", composerClosed)
 	bob.waitText("#conv-list", "You were removed")
 
-	bob.do("reload", chromedp.Reload())
-	bob.waitView("main")
+	bob.reload("main")
 	bob.waitText("#conv-list", "You were removed")
 	bob.openConversation("Book club")
 	bob.waitMessage("chapter one")
@@ -113,7 +110,7 @@ func TestBrowserLogoutKeepHistory(t *testing.T) {
 	}
 	alice.waitMessage("bob's reply")
 
-	alice.click("#logout-button")
+	alice.openLogoutPanel()
 	alice.waitText("#logout-backup", "no backup")
 	alice.screenshot("logout-panel", 1280)
 	alice.click("#logout-keep-history")
@@ -153,8 +150,7 @@ func TestBrowserLogoutKeepHistory(t *testing.T) {
 
 	for _, when := range []string{"after the logout", "after a reload"} {
 		if when == "after a reload" {
-			alice.do("reload", chromedp.Reload())
-			alice.waitView("auth")
+			alice.reload("auth")
 		}
 		alice.waitText("#kept-list", "bob")
 		alice.click("#kept-list button")
@@ -168,8 +164,7 @@ func TestBrowserLogoutKeepHistory(t *testing.T) {
 	alice.click("#kept-delete")
 	alice.click("#kept-delete")
 	alice.wait("the kept history gone", `document.getElementById("kept").hidden`)
-	alice.do("reload", chromedp.Reload())
-	alice.waitView("auth")
+	alice.reload("auth")
 	if !alice.holdsWithin(time.Second, `document.getElementById("kept").hidden && document.getElementById("kept-list").children.length === 0`) {
 		t.Fatal("the kept history is back after a reload")
 	}

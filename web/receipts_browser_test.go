@@ -62,7 +62,7 @@ func TestBrowserReceiptsTyping(t *testing.T) {
 
 	bob.typeInto("#composer-input", "yes I a")
 	alice.waitText("#typing-line", "bob is typing…")
-	alice.screenshot("typing", 375)
+	alice.screenshot("typing", phoneWidth)
 	bob.pressEnter()
 	alice.waitMessage("yes I a")
 	alice.wait("the typing line gone", `document.getElementById("typing-line").hidden`)
@@ -74,7 +74,7 @@ func TestBrowserReceiptsTyping(t *testing.T) {
 	bob.tabTo("#read-receipts")
 	bob.pressKey(" ", 32)
 	bob.wait("the setting saved", `document.getElementById("read-receipts").dataset.saved === "false"`)
-	bob.screenshot("read-receipts", 375)
+	bob.screenshot("read-receipts", phoneWidth)
 	eval[bool](bob, `(location.hash = "#/", true)`)
 	bob.openConversation("alice, carol")
 	alice.send("and now?")

@@ -131,16 +131,12 @@ func TestBrowserLogoutWithBackup(t *testing.T) {
 	alice.send("kept by the backup")
 	bob.waitTexts("alice: kept by the backup")
 
-	alice.click("#logout-button")
+	alice.openLogoutPanel()
 	alice.waitText("#logout-backup", "no backup")
 	alice.click("#logout-backup-button")
 	alice.wait("the recovery key", `/^[A-Z2-7]{4}(-[A-Z2-7]{4}){7}$/.test(document.getElementById("logout-key").innerText.trim())`)
 	key := eval[string](alice, `document.getElementById("logout-key").innerText.trim()`)
-	if !eval[bool](alice, `document.getElementById("logout-button").dataset.confirm === "1"`) {
-		alice.click("#logout-button") // the confirmation timed out meanwhile
-	}
-	alice.click("#logout-button")
-	alice.waitView("auth")
+	alice.logout()
 
 	fresh := newPage(t, startBrowser(t), "alice-fresh", url)
 	fresh.login("alice")

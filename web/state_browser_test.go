@@ -16,7 +16,7 @@ func TestBrowserConversationState(t *testing.T) {
 	bob.openConversation("alice")
 	bob.waitMessage("hello bob")
 
-	alice.click("#members-button")
+	alice.openMembers()
 	alice.typeInto("#rename-input", "Lunch plans")
 	alice.pressEnter()
 	alice.waitText("#chat-title", "Lunch plans")

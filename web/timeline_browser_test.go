@@ -47,13 +47,13 @@ func TestBrowserTimeline(t *testing.T) {
 
 	bob.openConversation("Trip")
 	bob.waitMessage("see https://example.org/plan?day=1, then reply")
-	alice.click("#members-button")
+	alice.openMembers()
 	eval[string](alice, `document.getElementById("timer-select").value = "3600"`)
 	alice.click("#timer-form button[type=submit]")
 	alice.wait("alice's timer line", lineShown("You set disappearing messages to 1 hour"))
 	bob.wait("bob's timer line, live", lineShown("alice set disappearing messages to 1 hour"))
-	bob.screenshot("timeline", 375)
-	alice.screenshot("timeline-panel", 375)
+	bob.screenshot("timeline", phoneWidth)
+	alice.screenshot("timeline-panel", phoneWidth)
 	carol.syncTexts()
 	if tm, err := carol.c.Timer(conv); err != nil || tm != 3600 {
 		t.Fatalf("carol's timer: %d, %v; want 3600", tm, err)
@@ -97,7 +97,7 @@ func TestBrowserTimeline(t *testing.T) {
 	if s := eval[string](bob, `document.getElementById("jump-down").innerText`); s != "↓ 1 new" {
 		bob.fail("the jump-down button says %q", s)
 	}
-	bob.screenshot("timeline-jump", 375)
+	bob.screenshot("timeline-jump", phoneWidth)
 	bob.click("#jump-down")
 	bob.wait("the button hidden, at the bottom", `(() => { const l = document.getElementById("messages");
 		return document.getElementById("jump-down").hidden && l.scrollHeight - l.scrollTop - l.clientHeight < 80; })()`)

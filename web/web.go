@@ -1,6 +1,8 @@
 // Package web is sandi's web client: static pages (static/) whose
 // cryptography and protocol state live in a WebAssembly module built from
-// the Go SDK (web/wasm). `sandi serve` serves it with Handler.
+// the Go SDK (web/wasm). `sandi serve` serves it with Handler. The page's
+// scripts are ES modules, one per view, without a bundler: app.js starts
+// the page and imports the others.
 //
 // The module and Go's loader for it are build products, not committed:
 // `go generate ./web` writes static/sandi.wasm, its brotli- and
@@ -11,8 +13,10 @@
 // Every file but the page and the service worker is also served under a
 // content-hashed name (app.0123456789ab.js), which the page uses and
 // browsers cache as immutable: the handler rewrites a string "web/NAME" or
-// "/web/NAME" in the page and the scripts to it, so a worker that fetches
-// "/web/sandi.wasm" gets the page's copy of the module from the cache.
+// "/web/NAME" in the page and the scripts, and "./NAME" (an import) in the
+// scripts, to it, so a worker that fetches "/web/sandi.wasm" gets the
+// page's copy of the module from the cache, and a module's imports are
+// the service worker's cached files.
 package web
 
 //go:generate go run gen.go
@@ -29,6 +33,7 @@ import (
 	"net/http"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -115,59 +120,99 @@ func newHandler(fsys fs.FS) *handler {
 		return nil
 	})
 	// Names are hashed leaves first: a file is hashed after every file it
-	// names (the page names the scripts, a script the module or a
-	// worker's script), so its hash covers the names it refers to. A name
-	// is rewritten where it is a string of its own, "web/NAME" or
-	// "/web/NAME", in the page and the scripts. The service worker comes
-	// last and lists them all.
+	// names (the page names the scripts, a script the module, a worker's
+	// script or the modules it imports), so its hash covers the names it
+	// refers to. A name is rewritten where it is a string of its own,
+	// "web/NAME" or "/web/NAME" in the page and the scripts, and "./NAME"
+	// (an import beside it) in the scripts. Scripts that import each other
+	// in a cycle are hashed as one group: each one's hash covers all of
+	// theirs. The service worker comes last and lists them all.
 	var names []string
 	for name := range h.files {
-		if name != serviceWorker {
+		if name != serviceWorker && name != "index.html" {
 			names = append(names, name)
 		}
 	}
 	sort.Strings(names)
-	text := func(name string) bool {
-		return name == "index.html" || name == serviceWorker || path.Ext(name) == ".js"
-	}
-	quoted := func(name string) []string { return []string{`"` + Prefix[1:] + name + `"`, `"` + Prefix + name + `"`} }
-	named := regexp.MustCompile(`"/?` + regexp.QuoteMeta(Prefix[1:]) + `([^"/]+)"`)
-	var order []string
-	placed := map[string]bool{}
-	var place func(name string)
-	place = func(name string) {
-		if placed[name] {
-			return
+	script := func(name string) bool { return name == serviceWorker || path.Ext(name) == ".js" }
+	scriptRefs := regexp.MustCompile(`"(?:/?` + regexp.QuoteMeta(Prefix[1:]) + `|\./)([^"/]+)"`)
+	named := func(name string) []string {
+		if !script(name) {
+			return nil
 		}
-		placed[name] = true // before what it names: a cycle ends here
-		if text(name) {
-			for _, m := range named.FindAllSubmatch(h.files[name].data, -1) {
-				if other := string(m[1]); h.files[other] != nil && other != serviceWorker {
-					place(other)
-				}
+		var out []string
+		for _, m := range scriptRefs.FindAllSubmatch(h.files[name].data, -1) {
+			if other := string(m[1]); h.files[other] != nil && other != serviceWorker && other != "index.html" {
+				out = append(out, other)
 			}
 		}
-		order = append(order, name)
+		return out
 	}
-	for _, name := range names {
-		place(name)
+	var pageOld, scriptOld []string // old, new pairs for strings.Replacer
+	rewrite := func(f *file) {
+		switch {
+		case f.name == "index.html" && len(pageOld) > 0:
+			f.data = []byte(strings.NewReplacer(pageOld...).Replace(string(f.data)))
+		case script(f.name) && len(scriptOld) > 0:
+			f.data = []byte(strings.NewReplacer(scriptOld...).Replace(string(f.data)))
+		}
 	}
-	if h.files[serviceWorker] != nil {
-		order = append(order, serviceWorker)
-	}
-	var refs []string // old, new pairs for strings.Replacer
 	var shell []string
-	for _, name := range order {
-		f := h.files[name]
-		if text(name) && len(refs) > 0 {
-			f.data = []byte(strings.NewReplacer(refs...).Replace(string(f.data)))
+	for _, group := range cycles(names, named) {
+		for _, name := range group {
+			rewrite(h.files[name]) // the names it refers to outside its group
 		}
-		if name == serviceWorker {
-			list := `"/"`
-			for _, u := range shell {
-				list += `, "` + u + `"`
+		sums := map[string][32]byte{}
+		cycle := len(group) > 1 || slices.Contains(named(group[0]), group[0])
+		if !cycle {
+			sums[group[0]] = sha256.Sum256(h.files[group[0]].data)
+		} else {
+			all := sha256.New()
+			for _, name := range group {
+				all.Write([]byte(name + "\x00"))
+				all.Write(h.files[name].data)
+				all.Write([]byte{0})
 			}
-			f.data = bytes.Replace(f.data, []byte(shellMarker), []byte(list), 1)
+			for _, name := range group {
+				sums[name] = sha256.Sum256(append(all.Sum(nil), name...))
+			}
+		}
+		for _, name := range group {
+			f, sum := h.files[name], sums[name]
+			ext := path.Ext(name)
+			f.hashed = strings.TrimSuffix(name, ext) + "." + hex.EncodeToString(sum[:6]) + ext
+			h.files[f.hashed] = f
+			// Relative to the page ("web/NAME"), absolute ("/web/NAME", as
+			// a worker under /web/ names the module) or beside the script
+			// ("./NAME", an import).
+			for _, form := range []string{Prefix[1:], Prefix} {
+				pageOld = append(pageOld, `"`+form+name+`"`, `"`+form+f.hashed+`"`)
+			}
+			scriptOld = append(scriptOld, pageOld[len(pageOld)-4:]...)
+			scriptOld = append(scriptOld, `"./`+name+`"`, `"./`+f.hashed+`"`)
+			shell = append(shell, Prefix+f.hashed)
+		}
+		if cycle {
+			for _, name := range group {
+				rewrite(h.files[name]) // the names of its group
+			}
+		}
+	}
+	for _, name := range []string{"index.html", serviceWorker} {
+		if f := h.files[name]; f != nil {
+			rewrite(f)
+			if name == serviceWorker {
+				list := `"/"`
+				for _, u := range shell {
+					list += `, "` + u + `"`
+				}
+				f.data = bytes.Replace(f.data, []byte(shellMarker), []byte(list), 1)
+			}
+		}
+	}
+	for name, f := range h.files {
+		if name != f.name {
+			continue // a hashed name
 		}
 		sum := sha256.Sum256(f.data)
 		f.etag = `"` + base64.RawURLEncoding.EncodeToString(sum[:12]) + `"`
@@ -179,20 +224,55 @@ func newHandler(fsys fs.FS) *handler {
 				f.once.Do(func() { f.gz = gz })
 			}
 		}
-		if name == "index.html" || name == serviceWorker {
-			continue
-		}
-		ext := path.Ext(name)
-		f.hashed = strings.TrimSuffix(name, ext) + "." + hex.EncodeToString(sum[:6]) + ext
-		h.files[f.hashed] = f
-		// Relative to the page ("web/NAME") or absolute ("/web/NAME",
-		// as a worker under /web/ names the module).
-		from, to := quoted(name), quoted(f.hashed)
-		refs = append(refs, from[0], to[0], from[1], to[1])
-		shell = append(shell, Prefix+f.hashed)
 	}
 	_, h.built = h.files["sandi.wasm"]
 	return h
+}
+
+// cycles groups names by the names each one refers to (named), leaves
+// first: a group's names refer only to names of the groups before it and
+// to each other, in a cycle (Tarjan's strongly connected components; a
+// name in no cycle is a group of its own). Each group is sorted.
+func cycles(names []string, named func(string) []string) [][]string {
+	index, low := map[string]int{}, map[string]int{}
+	onStack := map[string]bool{}
+	var stack []string
+	var out [][]string
+	var visit func(n string)
+	visit = func(n string) {
+		index[n], low[n] = len(index), len(index)
+		stack = append(stack, n)
+		onStack[n] = true
+		for _, m := range named(n) {
+			if _, seen := index[m]; !seen {
+				visit(m)
+				low[n] = min(low[n], low[m])
+			} else if onStack[m] {
+				low[n] = min(low[n], index[m])
+			}
+		}
+		if low[n] != index[n] {
+			return
+		}
+		var group []string
+		for {
+			m := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			onStack[m] = false
+			group = append(group, m)
+			if m == n {
+				break
+			}
+		}
+		sort.Strings(group)
+		out = append(out, group)
+	}
+	for _, n := range names {
+		if _, seen := index[n]; !seen {
+			visit(n)
+		}
+	}
+	return out
 }
 
 func contentType(name string) string {

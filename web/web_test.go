@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -280,21 +282,147 @@ func TestHashedNames(t *testing.T) {
 	}
 }
 
+// TestHashedImports: an ES module's imports ("./NAME") name the hashed
+// files too, also where modules import each other in a cycle; a change to
+// one module of a cycle renames every module of it, the modules that
+// import them and the page; the service worker lists them all.
+func TestHashedImports(t *testing.T) {
+	fsys := fakeFS(true)
+	fsys["index.html"] = &fstest.MapFile{Data: []byte(`<!doctype html><script type="module" src="web/app.js"></script>`)}
+	fsys["app.js"] = &fstest.MapFile{Data: []byte(`import { chat } from "./chat.js"; import "./leaf.js"; chat();`)}
+	fsys["chat.js"] = &fstest.MapFile{Data: []byte(`import { list } from "./list.js"; export const chat = () => list();`)}
+	fsys["list.js"] = &fstest.MapFile{Data: []byte(`import { chat } from "./chat.js"; import "./leaf.js"; export const list = () => 1;`)}
+	fsys["leaf.js"] = &fstest.MapFile{Data: []byte(`export const leaf = 1;`)}
+	hashed := func(h *handler) map[string]string {
+		out := map[string]string{}
+		for _, name := range []string{"app.js", "chat.js", "list.js", "leaf.js"} {
+			out[name] = h.files[name].hashed
+		}
+		return out
+	}
+	h := newHandler(fsys)
+	names := hashed(h)
+	imports := regexp.MustCompile(`"\./([^"]+)"`)
+	for _, name := range []string{"app.js", "chat.js", "list.js"} {
+		served := string(body(t, get(h, "/web/"+names[name])))
+		refs := imports.FindAllStringSubmatch(served, -1)
+		if len(refs) == 0 {
+			t.Fatalf("%s imports nothing: %q", name, served)
+		}
+		for _, m := range refs {
+			if r := get(h, "/web/"+m[1]); r.StatusCode != 200 || r.Header.Get("Cache-Control") != immutable {
+				t.Errorf("%s imports %q: %d, Cache-Control %q", name, m[1], r.StatusCode, r.Header.Get("Cache-Control"))
+			}
+		}
+	}
+	sw := string(body(t, get(h, "/web/sw.js")))
+	for name, hn := range names {
+		if !strings.Contains(sw, `"/web/`+hn+`"`) {
+			t.Errorf("sw.js does not list %s as %s: %q", name, hn, sw)
+		}
+	}
+
+	// Another list.js: its cycle (chat.js), the module importing it
+	// (app.js) and the page change; a module outside (leaf.js) does not.
+	fsys["list.js"] = &fstest.MapFile{Data: []byte(`import { chat } from "./chat.js"; import "./leaf.js"; export const list = () => 2;`)}
+	h2 := newHandler(fsys)
+	for name, hn := range hashed(h2) {
+		if changed := hn != names[name]; changed != (name != "leaf.js") {
+			t.Errorf("with another list.js, %s changed: %v (%s, was %s)", name, changed, hn, names[name])
+		}
+	}
+	if string(body(t, get(h2, "/"))) == string(body(t, get(h, "/"))) {
+		t.Error("with another list.js, the page names the same files")
+	}
+}
+
+// TestShippedNamesHashed: in the web client as shipped, every file the page
+// and its scripts name ("web/NAME", "/web/NAME", "./NAME") is named by its
+// hashed name, so the service worker's cache holds all a page loads.
+func TestShippedNamesHashed(t *testing.T) {
+	h := Handler().(*handler)
+	ref := regexp.MustCompile(`"(?:/?web/|\./)([^"/]+)"`)
+	modules := 0
+	for name, f := range h.files {
+		if name != f.name || name != "index.html" && path.Ext(name) != ".js" {
+			continue
+		}
+		if strings.Contains(string(f.data), "\nimport ") {
+			modules++
+		}
+		for _, m := range ref.FindAllStringSubmatch(string(f.data), -1) {
+			if g := h.files[m[1]]; g != nil && m[1] != g.hashed && m[1] != serviceWorker {
+				t.Errorf("%s names %s by its plain name", name, m[0])
+			}
+		}
+	}
+	if modules < 5 {
+		t.Errorf("%d of the shipped scripts import modules: is the client still made of ES modules?", modules)
+	}
+	// Every module a script imports is preloaded by the page (or is its
+	// script), so that the browser fetches them at once rather than import
+	// after import.
+	page := string(h.files["index.html"].data)
+	imports := regexp.MustCompile(`from "\./([^"]+)"|import "\./([^"]+)"`)
+	for name, f := range h.files {
+		if name != f.name || path.Ext(name) != ".js" {
+			continue
+		}
+		for _, m := range imports.FindAllStringSubmatch(string(f.data), -1) {
+			mod := m[1] + m[2]
+			if !strings.Contains(page, `<link rel="modulepreload" href="web/`+mod+`">`) && !strings.Contains(page, `<script src="web/`+mod+`" type="module">`) {
+				t.Errorf("%s imports %s, which the page does not preload", name, mod)
+			}
+		}
+	}
+}
+
 // maxModuleGzip bounds the gzip-compressed module, which browsers without
 // brotli download. It was 1.84 MiB when written; linking net/http's
 // Transport again (instead of the SDK's fetch transport) would take it to
 // about 3 MiB. Archives (history transfer, backup and restore) took it from
 // 2.13 to 2.20 MiB; receipts, typing and the attachment worker's mode to
 // 2.25 MiB; disappearing messages, timeline lines, message requests and
-// signed device names to 2.31 MiB.
-const maxModuleGzip = 2400 << 10
+// signed device names to 2.31 MiB. The SDK's own HTTP and WebSocket types
+// in the browser (no net/http, net/url or WebSocket library linked) took it
+// to 2.04 MiB.
+const maxModuleGzip = 2150 << 10
 
 // maxModuleBrotli bounds the module as browsers download it (brotli). It
 // was 1.59 MiB when written (gzip: 2.21 MiB), 1.61 MiB with receipts and
 // the attachment worker, 1.65 MiB with disappearing messages, timeline
-// lines, message requests and signed device names; docs/performance.md says
+// lines, message requests and signed device names, 1.46 MiB without
+// net/http, net/url and the WebSocket library; docs/performance.md says
 // what the module is made of.
-const maxModuleBrotli = 1740 << 10
+const maxModuleBrotli = 1540 << 10
+
+// notInModule are packages the module does without: each links code a
+// page never runs, or runs package initialisers whose data the linker
+// keeps (net/http alone brings crypto/tls, crypto/x509, mime and log).
+var notInModule = []string{"net/http", "net/url", "net", "crypto/tls", "crypto/x509", "mime", "log", "github.com/coder/websocket"}
+
+// TestModuleDeps fails when the module imports, directly or not, a package
+// of notInModule.
+func TestModuleDeps(t *testing.T) {
+	cmd := exec.Command("go", "list", "-deps", "./wasm")
+	cmd.Env = append(os.Environ(), "GOOS=js", "GOARCH=wasm")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	deps := map[string]bool{}
+	for _, p := range strings.Fields(string(out)) {
+		deps[p] = true
+	}
+	if !deps["sandi.dev/client"] {
+		t.Fatalf("go list -deps ./wasm does not list the SDK: %q", out)
+	}
+	for _, p := range notInModule {
+		if deps[p] {
+			t.Errorf("the module links %s: `GOOS=js GOARCH=wasm go list -deps ./web/wasm` and look for who imports it", p)
+		}
+	}
+}
 
 // TestModuleSize fails when the generated module grows past the bounds (it
 // needs `go generate ./web`, as the browser tests do).

@@ -15,7 +15,7 @@
 //                  {op: "done", id, result} | {op: "error", id, message, code}
 //                  (result: seal's digest; open's {blob} | {mismatch} | {corrupt})
 /* global Go, sandiWorker */
-importScripts("wasm_exec.js");
+importScripts("./wasm_exec.js"); // the hashed name: the service worker caches it
 
 const ready = (async () => {
   const loaded = new Promise((resolve) => { self.sandiLoaded = resolve; });

@@ -5,99 +5,96 @@
 // page asks for an automatic backup every minute: sandi.maybeBackup()
 // makes one only when the last is older than the SDK's rule (hourly), as
 // the CLI does after each command.
-(() => {
-  "use strict";
-  const $ = (id) => document.getElementById(id);
-  const errorText = (e) => window.sandiApp.errorText(e);
-  const main = () => $("app").dataset.view === "main";
+import { $, errorText } from "./util.js";
 
-  async function status() {
-    if (!main()) return;
-    let s;
-    try {
-      s = await sandi.backupStatus();
-    } catch (e) {
-      $("backup-error").textContent = errorText(e);
-      return;
-    }
-    $("backup-status").dataset.last = String(s.last || 0);
-    $("backup-status").dataset.enabled = s.enabled ? "1" : "";
-    $("backup-status").textContent = !s.enabled
-      ? "Backups are off: if you lose every device of yours, your history is lost and your contacts see a new key."
-      : s.last ? `Backups are on. Last backup: ${new Date(s.last).toLocaleString()}.` : "Backups are on. No backup has been made yet.";
-    $("backup-enable").hidden = s.enabled;
-    $("backup-now").hidden = !s.enabled;
-    $("backup-disable").hidden = !s.enabled;
+const main = () => $("app").dataset.view === "main";
+
+async function status() {
+  if (!main()) return;
+  let s;
+  try {
+    s = await sandi.backupStatus();
+  } catch (e) {
+    $("backup-error").textContent = errorText(e);
+    return;
   }
+  $("backup-status").dataset.last = String(s.last || 0);
+  $("backup-status").dataset.enabled = s.enabled ? "1" : "";
+  $("backup-status").textContent = !s.enabled
+    ? "Backups are off: if you lose every device of yours, your history is lost and your contacts see a new key."
+    : s.last ? `Backups are on. Last backup: ${new Date(s.last).toLocaleString()}.` : "Backups are on. No backup has been made yet.";
+  $("backup-enable").hidden = s.enabled;
+  $("backup-now").hidden = !s.enabled;
+  $("backup-disable").hidden = !s.enabled;
+}
 
-  // busy runs f with the button disabled, clearing and then setting the
-  // error line.
-  async function busy(btn, f) {
-    btn.disabled = true;
-    $("backup-error").textContent = "";
-    try {
-      await f();
-    } catch (e) {
-      $("backup-error").textContent = errorText(e);
-    } finally {
-      btn.disabled = false;
-      await status();
-    }
+// busy runs f with the button disabled, clearing and then setting the
+// error line.
+async function busy(btn, f) {
+  btn.disabled = true;
+  $("backup-error").textContent = "";
+  try {
+    await f();
+  } catch (e) {
+    $("backup-error").textContent = errorText(e);
+  } finally {
+    btn.disabled = false;
+    await status();
   }
+}
 
-  $("backup-enable").addEventListener("click", () => busy($("backup-enable"), async () => {
-    const key = await sandi.enableBackup();
-    $("backup-key").textContent = key;
-    $("backup-written").checked = false;
-    $("backup-new-key").hidden = false;
-  }));
-  $("backup-copy").addEventListener("click", async () => {
-    try {
-      await navigator.clipboard.writeText($("backup-key").textContent);
-      $("backup-copy").textContent = "Copied";
-    } catch (e) {
-      $("backup-error").textContent = "Could not copy: select the key and copy it by hand.";
-    }
-  });
-  $("backup-written").addEventListener("change", () => {
-    if (!$("backup-written").checked) return;
+$("backup-enable").addEventListener("click", () => busy($("backup-enable"), async () => {
+  const key = await sandi.enableBackup();
+  $("backup-key").textContent = key;
+  $("backup-written").checked = false;
+  $("backup-new-key").hidden = false;
+}));
+$("backup-copy").addEventListener("click", async () => {
+  try {
+    await navigator.clipboard.writeText($("backup-key").textContent);
+    $("backup-copy").textContent = "Copied";
+  } catch (e) {
+    $("backup-error").textContent = "Could not copy: select the key and copy it by hand.";
+  }
+});
+$("backup-written").addEventListener("change", () => {
+  if (!$("backup-written").checked) return;
+  $("backup-new-key").hidden = true;
+  $("backup-key").textContent = "";
+  $("backup-copy").textContent = "Copy";
+});
+$("backup-now").addEventListener("click", () => busy($("backup-now"), () => sandi.backupNow()));
+$("backup-disable").addEventListener("click", () => {
+  const b = $("backup-disable");
+  if (!b.dataset.confirm) {
+    b.dataset.confirm = "1";
+    b.textContent = "Click again: turn off backups and delete the server's copy";
+    setTimeout(() => { delete b.dataset.confirm; b.textContent = "Turn off backups"; }, 8000);
+    return;
+  }
+  delete b.dataset.confirm;
+  b.textContent = "Turn off backups";
+  busy(b, async () => {
+    await sandi.disableBackup();
     $("backup-new-key").hidden = true;
-    $("backup-key").textContent = "";
-    $("backup-copy").textContent = "Copy";
   });
-  $("backup-now").addEventListener("click", () => busy($("backup-now"), () => sandi.backupNow()));
-  $("backup-disable").addEventListener("click", () => {
-    const b = $("backup-disable");
-    if (!b.dataset.confirm) {
-      b.dataset.confirm = "1";
-      b.textContent = "Click again: turn off backups and delete the server's copy";
-      setTimeout(() => { delete b.dataset.confirm; b.textContent = "Turn off backups"; }, 8000);
-      return;
-    }
-    delete b.dataset.confirm;
-    b.textContent = "Turn off backups";
-    busy(b, async () => {
-      await sandi.disableBackup();
-      $("backup-new-key").hidden = true;
-    });
-  });
+});
 
-  // Automatic backups.
-  let running = false;
-  async function tick() {
-    if (running || !main() || document.hidden) return;
-    running = true;
-    try {
-      if (await sandi.maybeBackup()) await status();
-    } catch (e) {
-      $("backup-error").textContent = "The last automatic backup failed (it is tried again later): " + errorText(e);
-    } finally {
-      running = false;
-    }
+// Automatic backups.
+let running = false;
+async function tick() {
+  if (running || !main() || document.hidden) return;
+  running = true;
+  try {
+    if (await sandi.maybeBackup()) await status();
+  } catch (e) {
+    $("backup-error").textContent = "The last automatic backup failed (it is tried again later): " + errorText(e);
+  } finally {
+    running = false;
   }
-  setInterval(tick, 60000);
-  document.addEventListener("visibilitychange", tick);
-  new MutationObserver(() => { if (main()) { tick(); status(); } })
-    .observe($("app"), { attributes: true, attributeFilter: ["data-view"] });
-  window.addEventListener("hashchange", () => { if (location.hash.startsWith("#/devices")) status(); });
-})();
+}
+setInterval(tick, 60000);
+document.addEventListener("visibilitychange", tick);
+new MutationObserver(() => { if (main()) { tick(); status(); } })
+  .observe($("app"), { attributes: true, attributeFilter: ["data-view"] });
+window.addEventListener("hashchange", () => { if (location.hash.startsWith("#/devices")) status(); });

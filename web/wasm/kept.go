@@ -3,10 +3,9 @@
 package main
 
 import (
-	"cmp"
 	"encoding/json"
 	"fmt"
-	"slices"
+	"sort"
 	"syscall/js"
 	"time"
 
@@ -91,7 +90,9 @@ func keptHistories([]js.Value) (any, error) {
 		}
 		out = append(out, k)
 	}
-	slices.SortFunc(out, func(a, b kept) int { return cmp.Compare(b.LoggedOutAt, a.LoggedOutAt) })
+	// sort.Slice, not slices.SortFunc: each element type makes a copy of
+	// the generic sort in the module (20 KB).
+	sort.Slice(out, func(i, j int) bool { return out[i].LoggedOutAt > out[j].LoggedOutAt })
 	return out, nil
 }
 

@@ -3,10 +3,10 @@
 package main
 
 import (
-	"cmp"
 	"encoding/json"
 	"errors"
 	"slices"
+	"sort"
 	"strings"
 	"syscall/js"
 	"time"
@@ -82,7 +82,8 @@ func (a *app) outbox([]js.Value) (any, error) {
 			out = append(out, e)
 		}
 	}
-	slices.SortFunc(out, func(x, y outboxEntry) int { return cmp.Compare(x.At, y.At) })
+	sort.Slice(out, func(i, j int) bool { return out[i].At < out[j].At }) // see keptHistories
+
 	return out, nil
 }
 
