@@ -33,6 +33,11 @@ import (
 // it got (the state storage's key saves/…, see saveRecord) and continues
 // from there when called again.
 
+// ErrSaveInterrupted is a save that stopped part-way (the network, a
+// cancelled context, the disk): SaveAttachment called again continues
+// where it stopped.
+var ErrSaveInterrupted = errors.New("the save was interrupted")
+
 // saveSyncEvery is how many bytes of plaintext written make a save sync
 // its hidden file in the background (one sync at a time) and record, once
 // it is synced, where a resumed save may continue: the disk writes the
@@ -81,9 +86,10 @@ func saveKey(blob, dir string) string {
 // Errors are DownloadAttachment's: a blob the server served wrong is an
 // alarm (AlarmBlobDigest) and an error wrapping ErrServerMisbehaved, a
 // blob that matches but does not decrypt is ErrAttachmentCorrupt, and in
-// both cases the hidden file is removed. A save that fails otherwise (the
-// network, a cancelled ctx) keeps the hidden file and continues where it
-// stopped when called again for the same attachment and directory. Saves
+// both cases the hidden file is removed. A save that stops part-way (the
+// network, a cancelled ctx: ErrSaveInterrupted) keeps the hidden file and
+// continues where it stopped when called again for the same attachment
+// and directory. Saves
 // of one attachment into one directory must not overlap.
 func (c *Client) SaveAttachment(ctx context.Context, conv protocol.ConversationID, att Attachment, path string, replace bool, progress func(done, total int64)) error {
 	if err := checkAttachment(att); err != nil {
@@ -137,6 +143,7 @@ func (c *Client) SaveAttachment(ctx context.Context, conv protocol.ConversationI
 			s.checkpoint(true)
 			s.w.close()
 			f.Close()
+			err = fmt.Errorf("%w: %w", ErrSaveInterrupted, err)
 		}
 		return err
 	}

@@ -170,7 +170,7 @@ func TestSaveResume(t *testing.T) {
 				cancel()
 			}
 		})
-		if !errors.Is(err, context.Canceled) {
+		if !errors.Is(err, context.Canceled) || !errors.Is(err, client.ErrSaveInterrupted) {
 			t.Fatalf("an interrupted save: %v", err)
 		}
 		if names := dirNames(t, dir); len(names) != 1 || names[0] != filepath.Base(hidden) {

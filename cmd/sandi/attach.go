@@ -202,8 +202,10 @@ func cmdSave(ctx context.Context, e *cli, args []string) error {
 		return fmt.Errorf("nothing saved: %w", err)
 	case errors.Is(err, client.ErrAttachmentGone):
 		return fmt.Errorf("nothing saved: %w (attachments expire with their messages)", err)
-	case err != nil:
+	case errors.Is(err, client.ErrSaveInterrupted):
 		return fmt.Errorf("nothing saved yet: %w (the same command continues where it stopped)", err)
+	case err != nil:
+		return fmt.Errorf("nothing saved: %w", err)
 	}
 	return e.out(map[string]any{"conversation": id, "attachment": attachmentID(att), "path": path, "size": att.Size},
 		fmt.Sprintf("saved %s (%s)", untrusted(path), humanSize(att.Size)))
