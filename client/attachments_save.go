@@ -89,8 +89,8 @@ func saveKey(blob, dir string) string {
 // both cases the hidden file is removed. A save that stops part-way (the
 // network, a cancelled ctx: ErrSaveInterrupted) keeps the hidden file and
 // continues where it stopped when called again for the same attachment
-// and directory. Saves
-// of one attachment into one directory must not overlap.
+// and directory. Saves of one attachment into one directory must not
+// overlap.
 func (c *Client) SaveAttachment(ctx context.Context, conv protocol.ConversationID, att Attachment, path string, replace bool, progress func(done, total int64)) error {
 	if err := checkAttachment(att); err != nil {
 		return fmt.Errorf("attachment: %w", err)
@@ -166,7 +166,7 @@ func (c *Client) SaveAttachment(ctx context.Context, conv protocol.ConversationI
 		err = release(hidden, path, replace)
 	}
 	if err != nil && !errors.Is(err, fs.ErrExist) {
-		return err // the hidden file stays for the next attempt (it holds the whole file)
+		return err // the hidden file stays: the next attempt resumes from its record
 	}
 	os.Remove(hidden)
 	c.forgetKey(key)
@@ -217,9 +217,11 @@ func (c *Client) resumeSave(key string, f *os.File, att Attachment) (*saveFile, 
 		s.off = attach.HeaderSize + rec.Chunks*(attach.ChunkSize+attach.Overhead)
 	}
 	if err := f.Truncate(s.k * attach.ChunkSize); err != nil {
+		s.w.close()
 		return nil, err
 	}
 	if _, err := f.Seek(s.k*attach.ChunkSize, io.SeekStart); err != nil {
+		s.w.close()
 		return nil, err
 	}
 	return s, nil
