@@ -435,6 +435,7 @@ func (s *saveFile) wait() {
 type behindWriter struct {
 	f      *os.File
 	cur    []byte
+	made   int // buffers allocated, on demand
 	free   chan []byte
 	jobs   chan writeJob
 	done   chan struct{}
@@ -455,11 +456,8 @@ const (
 )
 
 func newBehindWriter(f *os.File) *behindWriter {
-	w := &behindWriter{f: f, cur: make([]byte, 0, behindBuffer), free: make(chan []byte, behindBuffers),
-		jobs: make(chan writeJob, behindBuffers), done: make(chan struct{})}
-	for range behindBuffers - 1 {
-		w.free <- make([]byte, 0, behindBuffer)
-	}
+	w := &behindWriter{f: f, free: make(chan []byte, behindBuffers), jobs: make(chan writeJob, behindBuffers), done: make(chan struct{})}
+	w.next()
 	go w.run()
 	return w
 }
@@ -507,6 +505,23 @@ func (w *behindWriter) Write(p []byte) (int, error) {
 // (if not nil) once it has written it and everything before.
 func (w *behindWriter) flush(then func()) {
 	w.jobs <- writeJob{w.cur, then}
+	w.next()
+}
+
+// next takes the buffer to fill: one the writing goroutine is done with,
+// or a new one while fewer than behindBuffers are made (a small file
+// needs one), or else the first the writing goroutine gives back.
+func (w *behindWriter) next() {
+	select {
+	case w.cur = <-w.free:
+		return
+	default:
+	}
+	if w.made < behindBuffers {
+		w.made++
+		w.cur = make([]byte, 0, behindBuffer)
+		return
+	}
 	w.cur = <-w.free
 }
 
