@@ -483,10 +483,13 @@ func TestBrowserHistoryPerformance(t *testing.T) {
 	// Alice's tab goes; erin writes 1,000 messages.
 	alice.do("leave", chromedp.Navigate("about:blank"))
 	start := time.Now()
+	var last client.Message
 	for i := 1; i <= n; i++ {
-		if _, err := erin.c.Send(ctx, conv, fmt.Sprintf("message %d", i)); err != nil {
+		m, err := erin.c.Send(ctx, conv, fmt.Sprintf("message %d", i))
+		if err != nil {
 			t.Fatal(err)
 		}
+		last = m
 	}
 	sendTime := time.Since(start)
 
@@ -548,12 +551,19 @@ func TestBrowserHistoryPerformance(t *testing.T) {
 	t.Logf("memory at the first of %d: module %.1f MiB, JavaScript heap %.1f MiB, %.0f elements", n+1, mem["module"]/(1<<20), mem["heap"]/(1<<20), mem["nodes"])
 
 	// A message of alice's own, sent at the bottom, leaves the window with
-	// the others when she scrolls up, and comes back last.
+	// the others when she scrolls up, and comes back last. Erin edits her
+	// last message while it is out of the window: it comes back edited.
 	alice.send("own at the bottom")
 	alice.scrollToFirst("message 0")
 	alice.consecutive(0, n)
+	edited := fmt.Sprintf("message %d, edited", n)
+	if _, err := erin.c.Edit(ctx, conv, last.Ref, edited); err != nil {
+		t.Fatal(err)
+	}
+	eval[chromedp.Void](alice, `window.__edited = false`)
+	alice.wait("erin's edit received", `(sandi.history(`+js(conv.String())+`).then((h) => { window.__edited = h.messages.some((m) => m.text === `+js(edited)+`); }), window.__edited)`)
 	alice.scrollUntil(1, "own at the bottom")
-	if got := alice.texts(); len(got) < 2 || got[len(got)-2] != fmt.Sprintf("message %d", n) || got[len(got)-1] != "own at the bottom" {
+	if got := alice.texts(); len(got) < 2 || got[len(got)-2] != edited || got[len(got)-1] != "own at the bottom" {
 		alice.fail("after scrolling down again, the chat ends with %q", got[max(0, len(got)-2):])
 	}
 	alice.noProblems()

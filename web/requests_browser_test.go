@@ -3,6 +3,7 @@ package web_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -54,7 +55,14 @@ func TestBrowserRequests(t *testing.T) {
 	alice.click("#device-list .rename-device")
 	alice.wait("the rename form", `document.activeElement.classList.contains("rename-device-input")`)
 	eval[chromedp.Void](alice, `document.activeElement.value = ""`)
-	alice.typeInto(".rename-device-input", "work laptop")
+	alice.typeInto(".rename-device-input", "work")
+	// A background refresh (here: the tab shown again) leaves the form
+	// and what is typed in it alone.
+	eval[chromedp.Void](alice, `document.dispatchEvent(new Event("visibilitychange"))`)
+	if alice.holdsWithin(2*time.Second, `(() => { const i = document.querySelector(".rename-device-input"); return !i || i.value !== "work"; })()`) {
+		alice.fail("a refresh threw away the rename form")
+	}
+	alice.typeInto(".rename-device-input", " laptop")
 	alice.pressEnter()
 	alice.waitText("#device-list", "work laptop")
 	eval[chromedp.Void](alice, `window.__devs = null; sandi.devices().then((l) => { window.__devs = l; })`)

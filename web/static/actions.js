@@ -14,6 +14,10 @@ const as = {
   byRef: new Map(), // ref -> the message drawn for it in the open chat
   mode: null,       // {kind: "reply" | "edit", target: message} while composing one
   menu: null,       // the open menu: {box, button}
+  // stale: refs of messages an action changed while their node was not in
+  // the chat (waiting for the next frame, or out of the window): drawn()
+  // redraws them once chat.js puts them in.
+  stale: new Set(),
 };
 
 export const isAction = (m) => m.type === "reaction" || m.type === "edit" || m.type === "delete";
@@ -203,7 +207,11 @@ async function refresh(conv) {
   for (const m of h.messages) {
     if (!changed.has(m.ref) && !changed.has(m.replyTo)) continue;
     const li = $("messages").querySelector(`li[data-ref="${CSS.escape(m.ref)}"]`);
-    if (!li) continue;
+    if (!li) {
+      as.stale.add(m.ref);
+      continue;
+    }
+    as.stale.delete(m.ref);
     const focused = li.contains(document.activeElement);
     const node = messageNode(m);
     li.replaceWith(node);
@@ -216,6 +224,14 @@ export function onAction(m) {
   if (m.conversation === st.current) refresh(m.conversation);
 }
 
+// drawn: chat.js put message nodes into the chat. One that an action
+// changed while it was not in it is drawn again from the history.
+export function drawn() {
+  for (const ref of as.stale) {
+    if ($("messages").querySelector(`li[data-ref="${CSS.escape(ref)}"]`)) return refresh(st.current);
+  }
+}
+
 // sent: one of this browser's messages got its reference.
 export function sent(li, m) {
   if (li && !li.dataset.ref) decorate(li, m);
@@ -224,6 +240,7 @@ export function sent(li, m) {
 // openChat forgets the chat that was open.
 export function openChat() {
   as.byRef.clear();
+  as.stale.clear();
   closeMenu(false);
   if (as.mode) setMode(null);
 }

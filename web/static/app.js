@@ -149,7 +149,7 @@ async function showMain() {
 
 // refresh reads again what the views show of the module's state.
 export async function refresh() {
-  await Promise.all([loadConversations(), loadWarnings(), st.pane === "devices" ? openDevices() : null,
+  await Promise.all([loadConversations(), loadWarnings(), st.pane === "devices" ? openDevices(true) : null,
     st.current ? refreshLines(st.current) : null]);
   if (st.me && st.me.hasIdentity) await refreshTrust();
 }

@@ -106,6 +106,7 @@ function drawOlder() {
   // The reader stays on what they were reading.
   const top = list.scrollTop, height = list.scrollHeight;
   list.insertBefore(frag, list.firstChild);
+  actions.drawn();
   timeline.separators(list);
   list.scrollTop = top + list.scrollHeight - height;
   // The newest drawn go below the window.
@@ -121,6 +122,7 @@ function drawNewer() {
   const frag = document.createDocumentFragment();
   for (const it of page) frag.append(it.node());
   list.insertBefore(frag, list.querySelector("li[data-local]:not([data-seq])"));
+  actions.drawn();
   // The oldest drawn go above the window; the reader stays where they are.
   const drawn = delivered(list);
   const gone = drawn.slice(0, Math.max(0, drawn.length - 3 * historyWindow));
@@ -137,6 +139,7 @@ function showNewest(list) {
   const frag = document.createDocumentFragment();
   for (const it of st.newer.splice(0)) frag.append(it.node());
   list.insertBefore(frag, list.querySelector("li[data-local]:not([data-seq])"));
+  actions.drawn();
   trimTop(list);
 }
 let drawing = false;
@@ -258,6 +261,7 @@ function flushIncoming() {
     list.insertBefore(node, before);
   }
   list.insertBefore(frag, firstPending);
+  actions.drawn();
   timeline.afterIncoming(list, batch.map((b) => b.node), near);
   if (near) {
     trimTop(list);

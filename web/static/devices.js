@@ -5,9 +5,13 @@
 // the read-receipt setting (receipts.js) are cards of this pane too.
 import { $, el, errorText, fmtTime } from "./util.js";
 
-// openDevices draws the list of devices and sessions.
-export async function openDevices() {
+// openDevices draws the list of devices and sessions. A background
+// refresh (quiet) leaves it alone while the user is at work in it (a
+// rename form open, the focus on one of its controls): redrawing would
+// throw away what they typed.
+export async function openDevices(quiet) {
   const ul = $("device-list");
+  if (quiet && (ul.querySelector(".rename-device-form") || ul.contains(document.activeElement))) return;
   try {
     const list = await sandi.devices();
     // Sessions that are not devices of the account: signed in with the
