@@ -616,10 +616,10 @@ func (c *Client) dropUpload(ctx context.Context, a *api, timeout time.Duration, 
 	if !up.Complete {
 		c.blobJSON(ctx, a, timeout, "DELETE", "/api/blobs/"+up.Blob, nil, nil) // best effort
 	}
-	c.forgetUpload(key)
+	c.forgetKey(key)
 }
 
-func (c *Client) forgetUpload(key string) {
+func (c *Client) forgetKey(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.st.Delete(key) // a state left behind is dropped on its next use
@@ -871,7 +871,8 @@ func firstErr(send, err error) error {
 // ciphertext that matches but does not decrypt is ErrAttachmentCorrupt
 // (the sender's doing); w may then have received the chunks before the
 // broken one. Downloads of one attachment must not overlap on one device
-// (they share its spool).
+// (they share its spool). To a file, SaveAttachment writes the plaintext
+// once, without a spool.
 func (c *Client) DownloadAttachment(ctx context.Context, conv protocol.ConversationID, att Attachment, w io.Writer, progress func(done, total int64)) error {
 	sp, err := c.fetchBlob(ctx, conv, att, true, progress)
 	if err != nil {
@@ -930,7 +931,25 @@ func (c *Client) fetchBlob(ctx context.Context, conv protocol.ConversationID, at
 		sp.Remove() // never resumed from
 		return c.blobFault(conv, att, detail)
 	}
+	if err := c.fetchRanges(ctx, a, timeout, att, have, io.MultiWriter(sp, h), fault, progress); err != nil {
+		return nil, err
+	}
+	if check && subtle.ConstantTimeCompare(h.Sum(nil), att.Digest) != 1 {
+		return nil, fault(errBlobDigest)
+	}
+	keep = true
+	return sp, nil
+}
+
+// fetchRanges fetches att's ciphertext from byte have to its end, in
+// ranges, into w, calling progress with the bytes fetched. A transfer cut
+// off continues from what arrived (w has it); a blob the server serves
+// wrong is fault(detail), whose error it returns; an error of w ends the
+// download at once.
+func (c *Client) fetchRanges(ctx context.Context, a *api, timeout time.Duration, att Attachment, have int64, w io.Writer, fault func(detail string) error, progress func(done, total int64)) error {
+	total := attach.EncryptedSize(att.Size)
 	cnt := &counter{n: have, last: have, total: total, progress: progress}
+	dst := &destWriter{w: io.MultiWriter(w, cnt)}
 	for fails := 0; have < total; {
 		n := min(blobRange, total-have)
 		hdr := header{"range": fmt.Sprintf("bytes=%d-%d", have, have+n-1)}
@@ -939,11 +958,11 @@ func (c *Client) fetchBlob(ctx context.Context, conv protocol.ConversationID, at
 		errors.As(err, &ae)
 		switch {
 		case ae != nil && ae.Status == statusNotFound:
-			return nil, fmt.Errorf("%w: %w", ErrAttachmentGone, err)
+			return fmt.Errorf("%w: %w", ErrAttachmentGone, err)
 		case ae != nil && ae.Status == statusRangeNotSatisfiable:
-			return nil, fault(fmt.Sprintf("The blob is shorter than the %d bytes its message says.", total))
+			return fault(fmt.Sprintf("The blob is shorter than the %d bytes its message says.", total))
 		case err != nil:
-			return nil, err
+			return err
 		}
 		want := fmt.Sprintf("bytes %d-%d/%d", have, have+n-1, total)
 		if resp.status == statusOK && have == 0 && n == total && resp.length == total {
@@ -951,32 +970,46 @@ func (c *Client) fetchBlob(ctx context.Context, conv protocol.ConversationID, at
 		}
 		if got := resp.header.get("Content-Range"); resp.status != statusOK && got != want || resp.status == statusOK && want != "" {
 			resp.body.Close()
-			return nil, fault(fmt.Sprintf("Asked for %s of the blob, the server answered %d %q.", hdr.get("Range"), resp.status, got))
+			return fault(fmt.Sprintf("Asked for %s of the blob, the server answered %d %q.", hdr.get("Range"), resp.status, got))
 		}
-		got, err := io.Copy(io.MultiWriter(sp, h, cnt), io.LimitReader(resp.body, n))
+		got, err := io.Copy(dst, io.LimitReader(resp.body, n))
 		extra, _ := resp.body.Read(make([]byte, 1))
 		resp.body.Close()
 		have += got
+		if dst.err != nil {
+			return dst.err
+		}
 		if err != nil {
 			// A transfer cut off: continue from what arrived.
 			if fails++; fails >= maxTries || ctx.Err() != nil {
-				return nil, fmt.Errorf("download: %w", err)
+				return fmt.Errorf("download: %w", err)
 			}
 			continue
 		}
 		if got < n || extra > 0 {
-			return nil, fault(fmt.Sprintf("The server sent %d bytes for a range of %d.", got+int64(extra), n))
+			return fault(fmt.Sprintf("The server sent %d bytes for a range of %d.", got+int64(extra), n))
 		}
 		fails = 0
 		if progress != nil {
 			progress(have, total)
 		}
 	}
-	if check && subtle.ConstantTimeCompare(h.Sum(nil), att.Digest) != 1 {
-		return nil, fault(errBlobDigest)
+	return nil
+}
+
+// destWriter keeps the error of the destination of a download, which
+// io.Copy does not tell from an error of the source.
+type destWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (d *destWriter) Write(p []byte) (int, error) {
+	n, err := d.w.Write(p)
+	if err != nil && d.err == nil {
+		d.err = err
 	}
-	keep = true
-	return sp, nil
+	return n, err
 }
 
 // nopHash stands for the digest of a download that is checked elsewhere.

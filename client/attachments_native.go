@@ -36,12 +36,7 @@ func (c *Client) openSpool(blob string) (spool, int64, error) {
 		f, err := os.CreateTemp("", "sandi-download-*")
 		return fileSpool{f}, 0, err
 	}
-	old, _ := filepath.Glob(filepath.Join(ds.dir, ".tmp-dl-*"))
-	for _, p := range old {
-		if fi, err := os.Stat(p); err == nil && time.Since(fi.ModTime()) > spoolAge {
-			os.Remove(p)
-		}
-	}
+	dropOldSpools(ds)
 	f, err := os.OpenFile(filepath.Join(ds.dir, ".tmp-dl-"+blob), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, 0, err
@@ -52,4 +47,15 @@ func (c *Client) openSpool(blob string) (spool, int64, error) {
 		return nil, 0, err
 	}
 	return fileSpool{f}, fi.Size(), nil
+}
+
+// dropOldSpools removes the spools of a state directory older than
+// spoolAge.
+func dropOldSpools(ds *DirStorage) {
+	old, _ := filepath.Glob(filepath.Join(ds.dir, ".tmp-dl-*"))
+	for _, p := range old {
+		if fi, err := os.Stat(p); err == nil && time.Since(fi.ModTime()) > spoolAge {
+			os.Remove(p)
+		}
+	}
 }

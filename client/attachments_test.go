@@ -426,7 +426,8 @@ func fetchBlob(n *node, id, auth string) ([]byte, error) {
 // another blob of the same conversation, a blob of another conversation,
 // the blob with a byte flipped, cut short, or with two chunks swapped:
 // each is refused as the server's fault (ErrServerMisbehaved and a
-// blob_digest alarm) and nothing is written. A member who sends an
+// blob_digest alarm) and nothing is written, by DownloadAttachment and by
+// SaveAttachment alike. A member who sends an
 // attachment under a wrong key gets a clear error, not an alarm.
 func TestAttachmentMaliciousServer(t *testing.T) {
 	ctx := context.Background()
@@ -493,11 +494,18 @@ func TestAttachmentMaliciousServer(t *testing.T) {
 			if out.Len() != 0 {
 				t.Fatalf("%d bytes written", out.Len())
 			}
+			// Saved to a file (decrypted as it arrives): the same, and
+			// nothing left in the directory.
+			dir := t.TempDir()
+			wantMisbehaved(t, bob.SaveAttachment(ctx, conv, atts[c.att], dir+"/out", false, nil))
+			if names := dirNames(t, dir); len(names) != 0 {
+				t.Fatalf("left in the directory: %q", names)
+			}
 			al, aerr := bob.Alarms(conv)
-			if aerr != nil || len(al) != alarms+1 || al[alarms].Kind != client.AlarmBlobDigest {
+			if aerr != nil || len(al) != alarms+2 || al[alarms].Kind != client.AlarmBlobDigest || al[alarms+1].Kind != client.AlarmBlobDigest {
 				t.Fatalf("alarms: %v %+v", aerr, al)
 			}
-			alarms++
+			alarms += 2
 		})
 	}
 	// A blob the server no longer has is gone, not an attack.

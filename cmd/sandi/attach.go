@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/term"
@@ -189,98 +187,28 @@ func cmdSave(ctx context.Context, e *cli, args []string) error {
 	if _, err := os.Lstat(path); err == nil && !*force {
 		return fmt.Errorf("%s exists: give another --out, or --force to replace it", untrusted(path))
 	}
-	// The file is written beside its destination and moved there only
-	// once it has decrypted whole.
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".sandi-save-*")
-	if err != nil {
-		return fmt.Errorf("cannot write %s: %w", untrusted(path), err)
-	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
+	// The file is decrypted as it arrives into a hidden file beside its
+	// destination, and moved there only once the whole ciphertext's digest
+	// matched; an interrupted save continues where it stopped.
 	bar := e.progress("saving " + att.Name)
-	ws := newSyncBehind(tmp, syncBehindEvery)
-	err = e.c.DownloadAttachment(ctx, id, att, ws, bar.update)
-	if serr := ws.wait(); err == nil {
-		err = serr
-	}
+	err = e.c.SaveAttachment(ctx, id, att, path, *force, bar.update)
 	bar.done(err == nil)
 	switch {
+	case errors.Is(err, fs.ErrExist):
+		return fmt.Errorf("%s exists: give another --out, or --force to replace it", untrusted(path))
 	case errors.Is(err, client.ErrServerMisbehaved):
 		return fmt.Errorf("the server sent something other than the attachment its sender sent: refused, nothing saved (see 'sandi alarms'): %w", err)
 	case errors.Is(err, client.ErrAttachmentCorrupt):
 		return fmt.Errorf("nothing saved: %w", err)
 	case errors.Is(err, client.ErrAttachmentGone):
 		return fmt.Errorf("nothing saved: %w (attachments expire with their messages)", err)
+	case errors.Is(err, client.ErrSaveInterrupted):
+		return fmt.Errorf("nothing saved yet: %w (the same command continues where it stopped)", err)
 	case err != nil:
 		return fmt.Errorf("nothing saved: %w", err)
 	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if *force {
-		err = os.Rename(tmp.Name(), path)
-	} else if err = os.Link(tmp.Name(), path); errors.Is(err, fs.ErrExist) {
-		err = fmt.Errorf("%s exists: give another --out, or --force to replace it", untrusted(path))
-	}
-	if err != nil {
-		return err
-	}
 	return e.out(map[string]any{"conversation": id, "attachment": attachmentID(att), "path": path, "size": att.Size},
 		fmt.Sprintf("saved %s (%s)", untrusted(path), humanSize(att.Size)))
-}
-
-// syncBehindEvery is how many bytes written make syncBehind sync them.
-const syncBehindEvery = 64 << 20
-
-// syncBehind writes to f and, each time every more bytes have
-// been written, syncs f in the background (one sync at a time) while the
-// writing goes on: the disk writes the file out while the rest of it is
-// decrypted, and the sync before the rename has only the last part left
-// rather than the whole file.
-type syncBehind struct {
-	f       *os.File
-	every   int64
-	written int64
-	turn    chan struct{} // held by the sync running
-	mu      sync.Mutex
-	err     error
-}
-
-func newSyncBehind(f *os.File, every int64) *syncBehind {
-	return &syncBehind{f: f, every: every, turn: make(chan struct{}, 1)}
-}
-
-func (s *syncBehind) Write(p []byte) (int, error) {
-	n, err := s.f.Write(p)
-	if s.written += int64(n); s.written >= s.every {
-		select {
-		case s.turn <- struct{}{}:
-			s.written = 0
-			go func() {
-				if err := s.f.Sync(); err != nil {
-					s.mu.Lock()
-					s.err = cmp.Or(s.err, err)
-					s.mu.Unlock()
-				}
-				<-s.turn
-			}()
-		default: // the last one is still running
-		}
-	}
-	return n, err
-}
-
-// wait waits for the sync running, if any, and returns the first error
-// of the syncs.
-func (s *syncBehind) wait() error {
-	s.turn <- struct{}{}
-	<-s.turn
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err
 }
 
 // safeFileName is the name a received file is saved under by default: the

@@ -24,7 +24,7 @@ import (
 // its file-system blob store, reporting each direction's throughput in
 // MB/s of plaintext and the peak resident set size of the client
 // processes and of the server (over its whole run, and during the
-// transfers only). The file is SANDI_BENCH_ATTACH_MIB MiB
+// transfers only), and the bytes `save` wrote to storage. The file is SANDI_BENCH_ATTACH_MIB MiB
 // (default 256; the figures in docs/performance.md use 1024):
 //
 //	SANDI_BENCH_ATTACH_MIB=1024 go test -run '^$' -bench AttachmentTransfer -benchtime 1x ./cmd/sandi
@@ -71,9 +71,10 @@ func BenchmarkAttachmentTransfer(b *testing.B) {
 			b.Fatal("the server did not start")
 		}
 	}
-	// run runs one client command and returns its stdout, wall time and
-	// peak RSS.
-	run := func(home string, args ...string) (string, time.Duration, int64) {
+	// run runs one client command and returns its stdout, wall time, peak
+	// RSS and the bytes it wrote to storage (the kernel's count of its
+	// block writes: the data it dirtied in files).
+	run := func(home string, args ...string) (string, time.Duration, int64, int64) {
 		cmd := exec.Command(bin, append([]string{"--home", filepath.Join(dir, home), "--server", base}, args...)...)
 		cmd.Env = childEnv()
 		cmd.Stdin = strings.NewReader("password of " + home + "\n")
@@ -82,11 +83,12 @@ func BenchmarkAttachmentTransfer(b *testing.B) {
 		if err != nil {
 			b.Fatalf("sandi %s: %v", strings.Join(args, " "), err)
 		}
-		return string(out), time.Since(start), cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10
+		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+		return string(out), time.Since(start), ru.Maxrss << 10, ru.Oublock * 512
 	}
 	run("alice", "register", "alice", "--password-stdin")
 	run("bob", "register", "bob", "--password-stdin")
-	out, _, _ := run("alice", "--json", "new", "bob")
+	out, _, _, _ := run("alice", "--json", "new", "bob")
 	var conv struct{ ID string }
 	if err := json.Unmarshal([]byte(out), &conv); err != nil {
 		b.Fatal(err)
@@ -99,24 +101,25 @@ func BenchmarkAttachmentTransfer(b *testing.B) {
 	resetPeak := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", srv.Process.Pid), []byte("5"), 0)
 	size := float64(int64(mib) << 20)
 	var up, down time.Duration
-	var upRSS, downRSS int64
+	var upRSS, downRSS, written int64
 	for i := range b.N {
-		_, d, rss := run("alice", "send", conv.ID, "--file", file)
+		_, d, rss, _ := run("alice", "send", conv.ID, "--file", file)
 		up, upRSS = up+d, max(upRSS, rss)
-		out, _, _ := run("bob", "--json", "sync")
+		out, _, _, _ := run("bob", "--json", "sync")
 		var msg struct{ Attachments []struct{ ID string } }
 		if err := json.Unmarshal([]byte(out), &msg); err != nil || len(msg.Attachments) != 1 {
 			b.Fatalf("sync: %v %q", err, out)
 		}
 		dest := filepath.Join(dir, fmt.Sprintf("saved-%d.bin", i))
-		_, d, rss = run("bob", "save", conv.ID, msg.Attachments[0].ID, "--out", dest)
-		down, downRSS = down+d, max(downRSS, rss)
+		_, d, rss, w := run("bob", "save", conv.ID, msg.Attachments[0].ID, "--out", dest)
+		down, downRSS, written = down+d, max(downRSS, rss), written+w
 		os.Remove(dest)
 	}
 	b.ReportMetric(size*float64(b.N)/up.Seconds()/1e6, "upload-MB/s")
 	b.ReportMetric(size*float64(b.N)/down.Seconds()/1e6, "download-MB/s")
 	b.ReportMetric(float64(upRSS)/(1<<20), "send-RSS-MiB")
 	b.ReportMetric(float64(downRSS)/(1<<20), "save-RSS-MiB")
+	b.ReportMetric(float64(written)/float64(b.N)/(1<<20), "save-written-MiB")
 	peak := peakRSS(b, srv.Process.Pid)
 	b.ReportMetric(float64(max(setupRSS, peak))/(1<<20), "server-RSS-MiB")
 	if resetPeak == nil {

@@ -143,6 +143,9 @@ func TestCLIAttachments(t *testing.T) {
 	if _, err := os.Stat(dest); !os.IsNotExist(err) {
 		t.Fatalf("a changed blob was saved: %v", err)
 	}
+	if left, _ := filepath.Glob(filepath.Join(saved, ".*")); len(left) != 0 {
+		t.Fatalf("a changed blob left %q beside its destination", left)
+	}
 	if alarms := cliOK(t, base, homes["carol"], "", "alarms"); !strings.Contains(alarms, "blob_digest") {
 		t.Fatalf("alarms: %q", alarms)
 	}

@@ -274,3 +274,46 @@ func (r *reader) open() error {
 	r.out = pt
 	return nil
 }
+
+// Opener opens the chunks of one file's ciphertext one at a time, each at
+// the index the caller gives: for a receiver that decrypts the chunks as
+// they arrive and continues an interrupted download at a chunk boundary.
+// The caller frames the chunks as §13.3 says (ChunkSize+Overhead bytes
+// each, the last one shorter, after the header, checked with
+// CheckHeader) and tells which chunk is the last; a chunk opened under
+// the wrong index or flag does not open.
+type Opener struct{ s *stream }
+
+// NewOpener returns an Opener under key.
+func NewOpener(key []byte) (*Opener, error) {
+	s, err := newStream(key)
+	if err != nil {
+		return nil, err
+	}
+	return &Opener{s: s}, nil
+}
+
+// Open opens chunk (its ciphertext, with the tag) as chunk index of the
+// stream, the last one if last, appending its plaintext to dst. A chunk
+// that does not open is an error wrapping ErrChunk, and nothing of it is
+// returned.
+func (o *Opener) Open(dst, chunk []byte, index uint64, last bool) ([]byte, error) {
+	if len(chunk) < Overhead || len(chunk) > ChunkSize+Overhead || len(chunk) == ChunkSize+Overhead && last {
+		return nil, fmt.Errorf("%w: chunk %d of %d bytes", ErrChunk, index, len(chunk))
+	}
+	o.s.index = index
+	pt, err := o.s.aead.Open(dst, o.s.next(last), chunk, o.s.ad)
+	if err != nil {
+		return nil, fmt.Errorf("%w: chunk %d", ErrChunk, index)
+	}
+	return pt, nil
+}
+
+// CheckHeader checks the first HeaderSize bytes of a ciphertext: ErrHeader
+// for any but version 1's.
+func CheckHeader(h []byte) error {
+	if len(h) != HeaderSize || [HeaderSize]byte(h) != header {
+		return ErrHeader
+	}
+	return nil
+}

@@ -260,3 +260,51 @@ func BenchmarkDecrypt(b *testing.B) {
 		}
 	}
 }
+
+// TestOpener: an Opener opens each chunk of a ciphertext at its index and
+// flag, from any chunk on (a resumed download), giving the reader's
+// plaintext; a chunk at another index, a middle chunk opened as the last
+// or the last as a middle one, a chunk of a full chunk's size opened as
+// the last, and another header are refused.
+func TestOpener(t *testing.T) {
+	key := bytes.Repeat([]byte{3}, attach.KeySize)
+	pt := pattern(3*attach.ChunkSize + 100)
+	ct := encrypt(t, key, pt)
+	if err := attach.CheckHeader(ct[:attach.HeaderSize]); err != nil {
+		t.Fatal(err)
+	}
+	if err := attach.CheckHeader([]byte{2, 0, 1, 0, 0}); !errors.Is(err, attach.ErrHeader) {
+		t.Fatalf("another header: %v", err)
+	}
+	o, err := attach.NewOpener(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offs := chunkOffsets(len(ct))
+	chunk := func(i int) []byte { return ct[offs[i]:offs[i+1]] }
+	last := len(offs) - 2
+	var got []byte
+	for i := 1; i <= last; i++ { // from chunk 1, as a resume would
+		if got, err = o.Open(got, chunk(i), uint64(i), i == last); err != nil {
+			t.Fatalf("chunk %d: %v", i, err)
+		}
+	}
+	if !bytes.Equal(got, pt[attach.ChunkSize:]) {
+		t.Fatal("the chunks from 1 on do not give the plaintext from 64 KiB on")
+	}
+	for _, c := range []struct {
+		name  string
+		i     int
+		index uint64
+		last  bool
+	}{
+		{"another index", 1, 2, false},
+		{"a middle chunk as the last", 1, 1, true},
+		{"the last chunk as a middle one", last, uint64(last), false},
+		{"a full chunk as the last", 0, 0, true},
+	} {
+		if _, err := o.Open(nil, bytes.Clone(chunk(c.i)), c.index, c.last); !errors.Is(err, attach.ErrChunk) {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	}
+}
