@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"sandi.dev/internal/blob"
@@ -251,6 +252,36 @@ func (b *blobReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// yieldReader is an upload's body, which lets message sends go first:
+// while one is in its handler, each read waits for it, up to yieldMax.
+// Uploads can take both cores of a small machine (the part bodies read,
+// copied and synced at hundreds of MiB/s), and a text message then
+// waited for a core behind them (docs/performance.md, uploads beside
+// text). The bound keeps uploads moving under a steady stream of sends.
+type yieldReader struct {
+	r       io.Reader
+	sending *atomic.Int64
+	sleep   func(time.Duration) // time.Sleep when nil
+}
+
+// yieldMax bounds one read's wait for the sends in progress, and
+// yieldStep is how often it looks again.
+const (
+	yieldMax  = 5 * time.Millisecond
+	yieldStep = 200 * time.Microsecond
+)
+
+func (y *yieldReader) Read(p []byte) (int, error) {
+	sleep := y.sleep
+	if sleep == nil {
+		sleep = time.Sleep
+	}
+	for waited := time.Duration(0); waited < yieldMax && y.sending.Load() > 0; waited += yieldStep {
+		sleep(yieldStep)
+	}
+	return y.r.Read(p)
+}
+
 func (s *Server) putBlobPart(w http.ResponseWriter, r *http.Request, c *call) error {
 	b, err := s.ownBlob(r, c)
 	if err != nil {
@@ -282,7 +313,7 @@ func (s *Server) putBlobPart(w http.ResponseWriter, r *http.Request, c *call) er
 	deadline := time.Now().Add(s.cfg.BlobTransferTimeout)
 	rc.SetReadDeadline(deadline)
 	rc.SetWriteDeadline(deadline.Add(time.Minute))
-	body := &blobReader{r: http.MaxBytesReader(w, r.Body, want)}
+	body := &blobReader{r: &yieldReader{r: http.MaxBytesReader(w, r.Body, want), sending: &s.sending}}
 	state, err := s.cfg.Blobs.WritePart(r.Context(), b.ID, b.State, n, body, want)
 	if err != nil {
 		if body.err != nil || errors.Is(err, io.ErrUnexpectedEOF) {

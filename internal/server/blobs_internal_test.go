@@ -2,7 +2,11 @@ package server
 
 import (
 	"fmt"
+	"io"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // FuzzParseRange: a Range header is untrusted. Whatever it holds, a range
@@ -34,4 +38,28 @@ func FuzzParseRange(f *testing.F) {
 			t.Fatalf("parseRange(%q) = %+v, written back: %+v, %v", h, br, again, err)
 		}
 	})
+}
+
+// TestYieldReader: an upload's read waits while a message send is in its
+// handler, at most yieldMax, and not at all without one; what it reads is
+// the body, whole.
+func TestYieldReader(t *testing.T) {
+	var sending atomic.Int64
+	var slept time.Duration
+	y := &yieldReader{r: strings.NewReader("part bytes"), sending: &sending, sleep: func(d time.Duration) { slept += d }}
+	buf, buf2 := make([]byte, 4), make([]byte, 4)
+	if _, err := y.Read(buf); err != nil || slept != 0 {
+		t.Fatalf("no send: read %v, waited %v", err, slept)
+	}
+	sending.Add(1)
+	if _, err := y.Read(buf2); err != nil || slept != yieldMax {
+		t.Fatalf("a send in progress: read %v, waited %v, want %v", err, slept, yieldMax)
+	}
+	// The send ends during the wait: the read goes on at once.
+	slept = 0
+	y.sleep = func(d time.Duration) { slept += d; sending.Add(-1) }
+	rest, err := io.ReadAll(y)
+	if got := string(buf) + string(buf2) + string(rest); err != nil || got != "part bytes" || slept != yieldStep {
+		t.Fatalf("read %q (%v), waited %v; want the body after one step", got, err, slept)
+	}
 }

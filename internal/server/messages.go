@@ -35,6 +35,8 @@ type sendResponse struct {
 }
 
 func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, c *call) error {
+	s.sending.Add(1) // uploads yield meanwhile (yieldReader)
+	defer s.sending.Add(-1)
 	var req sendRequest
 	if err := decode(r, &req, maxSendBody); err != nil {
 		return err

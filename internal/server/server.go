@@ -20,6 +20,7 @@ import (
 	"net/netip"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"sandi.dev/internal/blob"
@@ -240,8 +241,9 @@ type Server struct {
 	// matches in practice: a login for an unknown username checks against
 	// it, so that it costs one hash, as a login for a known one does.
 	dummyHash string
-	blobRate  *limiter // blob uploads and parts, per device
-	blobPing  blobPing // /readyz's shared check of the blob store
+	blobRate  *limiter     // blob uploads and parts, per device
+	blobPing  blobPing     // /readyz's shared check of the blob store
+	sending   atomic.Int64 // message sends in their handler (see yieldReader)
 	mux       *http.ServeMux
 	chains    chainCache
 	idents    identityCache
