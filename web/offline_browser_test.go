@@ -62,6 +62,24 @@ func TestBrowserOffline(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("bob has “sent while down” %d times (synced %q)", n, got)
 	}
+
+	// A message that went out while its outbox entry stayed (the page
+	// reloaded between the two): after the reload it is sent again under
+	// its client id, the server refuses the new envelope as another
+	// message's (idempotency_conflict), and the page shows it once, sent.
+	conv := onlyConversation(t, bob)
+	again := "sent before the reload"
+	alice.wait("a message sent with its outbox entry kept", `(async () => { const id = `+js(client.NewClientID())+`;
+		await sandi.send(`+js(conv.String())+`, `+js(again)+`, id);
+		await sandi.outboxPut(id, `+js(conv.String())+`, `+js(again)+`);
+		return (await sandi.outbox()).length === 1; })()`)
+	alice.reload("main")
+	alice.openConversation("bob")
+	alice.waitMessage(again)
+	alice.wait("the outbox emptied after the reload", `sandi.outbox().then(o => o.length === 0)`)
+	if n := eval[int](alice, `[...document.querySelectorAll("#messages .msg")].filter(li => li.querySelector(".text").innerText === `+js(again)+`).length`); n != 1 || eval[bool](alice, `document.getElementById("messages").innerText.includes("Not sent")`) {
+		alice.fail("%q shown %d times, or shown as not sent", again, n)
+	}
 	alice.noProblems("Failed to load resource", "WebSocket connection", "ERR_CONNECTION_REFUSED")
 }
 

@@ -92,6 +92,12 @@ async function trySend(p) {
     if (c) c.last = m;
     drawList();
   } catch (e) {
+    if (e && e.code === "idempotency_conflict") {
+      // The server holds a message of this device under the client id
+      // with another envelope: this one, sent before a reload made it
+      // again from the outbox. It shows from the history.
+      return dropPending(p);
+    }
     p.status = "failed";
     p.error = errorText(e);
     // Refused: the server answered no (a lost connection, an unavailable
