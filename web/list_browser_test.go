@@ -74,6 +74,19 @@ func TestBrowserListAndNotifications(t *testing.T) {
 	if eval[bool](alice, `window.__notes.some(n => (n.title + n.body).includes("secret plans"))`) {
 		alice.fail("the sender-only notification shows the text: %v", eval[any](alice, `window.__notes`))
 	}
+	// No details: neither the sender nor the conversation nor the text.
+	eval[chromedp.Void](alice, `(() => { window.__notes = []; const s = document.getElementById("notify-setting"); s.value = "nothing"; s.dispatchEvent(new Event("change")); })()`)
+	alice.wait("the setting kept", `localStorage.getItem("sandi-notify") === "nothing"`)
+	send(t, bob, bobConv, "the surprise party")
+	alice.wait("a notification without details", `window.__notes.length === 1 && window.__notes[0].title === "sandi" && window.__notes[0].body === "New message"`)
+	// Off: none.
+	eval[chromedp.Void](alice, `(() => { const s = document.getElementById("notify-setting"); s.value = "off"; s.dispatchEvent(new Event("change")); })()`)
+	alice.wait("the setting kept", `localStorage.getItem("sandi-notify") === "off"`)
+	send(t, bob, bobConv, "one more")
+	alice.wait("the message counted", `document.title === "(5) sandi"`)
+	if n := eval[int](alice, `window.__notes.length`); n != 1 {
+		alice.fail("%d notifications with notifications off, want none after the first", n-1)
+	}
 	alice.noProblems()
 }
 
