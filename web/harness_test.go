@@ -366,7 +366,7 @@ func (p *page) waitText(css, text string) {
 // typeInto focuses an input and types text as key presses.
 func (p *page) typeInto(css, text string) {
 	p.t.Helper()
-	p.do("type into "+css, chromedp.Focus(chromedp.CSS(css)), chromedp.SendKeys(chromedp.CSS(css), text))
+	p.do("type into "+css, chromedp.Focus(chromedp.CSS(css), chromedp.NodeVisible), chromedp.SendKeys(chromedp.CSS(css), text, chromedp.NodeVisible))
 }
 
 // pressEnter presses Enter in the focused element the way a keyboard does:

@@ -9,15 +9,21 @@ import { $, errorText } from "./util.js";
 
 const main = () => $("app").dataset.view === "main";
 
+// status draws the backup settings. Calls overlap (opening the pane, a
+// button's end, an automatic backup): only the latest draws, so an older
+// answer that comes last does not put back a stale date.
+let statusCalls = 0;
 async function status() {
   if (!main()) return;
+  const call = ++statusCalls;
   let s;
   try {
     s = await sandi.backupStatus();
   } catch (e) {
-    $("backup-error").textContent = errorText(e);
+    if (call === statusCalls) $("backup-error").textContent = errorText(e);
     return;
   }
+  if (call !== statusCalls) return;
   $("backup-status").dataset.last = String(s.last || 0);
   $("backup-status").dataset.enabled = s.enabled ? "1" : "";
   $("backup-status").textContent = !s.enabled
