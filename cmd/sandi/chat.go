@@ -74,11 +74,20 @@ func cmdChat(ctx context.Context, e *cli, args []string) error {
 		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	listenErr := make(chan error, 1)
+	listening := true
+	// Listen ends before the client is used again (the marks above) or
+	// closed: a chat ended by its input returned while Listen still ran.
+	defer func() {
+		cancel()
+		if listening {
+			<-listenErr
+		}
+	}()
 	e.inListen = true // show now runs with the client locked
+	c := e.c
 	go func() {
-		listenErr <- e.c.Listen(ctx, show, func(f *client.DecryptError) {
+		listenErr <- c.Listen(ctx, show, func(f *client.DecryptError) {
 			mu.Lock()
 			printError(e.stderr, f)
 			mu.Unlock()
@@ -90,6 +99,7 @@ func cmdChat(ctx context.Context, e *cli, args []string) error {
 	for {
 		select {
 		case err := <-listenErr:
+			listening = false
 			if ctx.Err() != nil {
 				return nil
 			}
