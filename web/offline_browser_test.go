@@ -1,7 +1,10 @@
 package web_test
 
 import (
+	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -91,4 +94,114 @@ func onlyConversation(t *testing.T, u *cli) protocol.ConversationID {
 		t.Fatalf("%s: conversations %v, %v", u.c.Username(), list, err)
 	}
 	return list[0].ID
+}
+
+// TestBrowserOfflineFiles: a message with a file, sent while the server
+// is down, is kept with the file itself; a reload with the server still
+// down shows it pending with its file card; when the server is back it is
+// uploaded and sent by itself, the receiver saves the file byte for byte
+// from exactly one message, and the outbox is empty. A file message that
+// went out while its outbox entry stayed (the page closed between the
+// two) is sent again after a reload under its client id and stored once.
+func TestBrowserOfflineFiles(t *testing.T) {
+	requireBuilt(t)
+	dir := t.TempDir()
+	url, stop := serveAt(t, dir, "127.0.0.1:0", nil)
+	t.Cleanup(func() { stop() })
+	bob := newUser(t, url, "bob")
+	alice := newUserPage(t, startBrowser(t), "alice", url)
+	alice.createConversation("bob")
+	alice.waitOfflineShell()
+	conv := onlyConversation(t, bob)
+
+	data := make([]byte, 200<<10)
+	for i := range data {
+		data[i] = byte(i*7 + i>>9)
+	}
+	file := filepath.Join(t.TempDir(), "report.bin")
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	own := func(name string) string {
+		return `[...document.querySelectorAll("#messages .msg.own")].filter(li => [...li.querySelectorAll(".att-name")].some(e => e.innerText === ` + js(name) + `))`
+	}
+	stop()
+	alice.wait("the connection shown as lost", `!document.getElementById("conn").hidden`)
+	alice.do("pick a file", chromedp.SetUploadFiles(chromedp.CSS(`#attach-input`), []string{file}))
+	alice.wait("the file message not sent", own("report.bin")+`.some(li => li.dataset.status === "failed")`)
+
+	alice.do("reload with the server down", chromedp.Reload())
+	alice.waitView("main")
+	alice.openConversation("bob")
+	alice.wait("the file message pending after the reload", own("report.bin")+`.length === 1`)
+
+	_, stop = serveAt(t, dir, strings.TrimPrefix(url, "http://"), nil)
+	alice.wait("the file message sent", own("report.bin")+`.some(li => li.dataset.status === "sent")`)
+	alice.waitOutboxEmpty()
+	if got := bob.save(conv, "report.bin"); !bytes.Equal(got, data) {
+		t.Fatalf("bob saved %d bytes of report.bin, different from the %d sent", len(got), len(data))
+	}
+	if n := bob.countAttachments(conv, "report.bin"); n != 1 {
+		t.Fatalf("bob has report.bin in %d messages", n)
+	}
+
+	// Sent, with its entry kept: after the reload it is uploaded and sent
+	// again under its client id; the server keeps the first (the page is
+	// refused: idempotency_conflict), and the page shows it once.
+	alice.wait("a file message sent with its outbox entry kept", `(async () => {
+		const file = new File([new Uint8Array(1000).fill(9)], "again.bin", { type: "application/octet-stream" });
+		const p = { clientId: `+js(client.NewClientID())+`, conv: `+js(conv.String())+`, text: "", at: Date.now(), files: [{ file, status: "waiting" }] };
+		const h = await sandi.upload(p.conv, file, { name: file.name, type: file.type });
+		await sandi.send(p.conv, "", p.clientId, [h]);
+		await sandiOutbox.keep(p, (await sandi.state()).deviceId);
+		return (await sandiOutbox.list()).length === 1; })()`)
+	alice.reload("main")
+	alice.openConversation("bob")
+	alice.waitOutboxEmpty()
+	alice.wait("again.bin shown", own("again.bin")+`.length > 0`)
+	if n := eval[int](alice, own("again.bin")+`.length`); n != 1 || eval[bool](alice, `document.getElementById("messages").innerText.includes("Not sent")`) {
+		alice.fail("again.bin shown %d times, or shown as not sent", n)
+	}
+	bob.attachment(conv, "again.bin")
+	if n := bob.countAttachments(conv, "again.bin"); n != 1 {
+		t.Fatalf("bob has again.bin in %d messages", n)
+	}
+	alice.noProblems("Failed to load resource", "WebSocket connection", "ERR_CONNECTION_REFUSED")
+}
+
+// waitOfflineShell waits until the page can open without the server: its
+// service worker controls it and has cached the page and the module.
+func (p *page) waitOfflineShell() {
+	p.t.Helper()
+	p.wait("the service worker", `navigator.serviceWorker.controller !== null`)
+	p.wait("the page's shell cached", `caches.open("sandi-shell").then(c => c.keys()).then(k => k.some(r => r.url.endsWith(".wasm")) && k.some(r => new URL(r.url).pathname === "/"))`)
+	p.wait("the connection shown as up", `document.getElementById("conn").hidden && window.sandiOffline.state() === "online"`)
+}
+
+// waitOutboxEmpty waits until neither outbox keeps a message: the
+// module's (texts) and the page's (messages with files).
+func (p *page) waitOutboxEmpty() {
+	p.t.Helper()
+	p.wait("the outbox emptied", `Promise.all([sandi.outbox(), sandiOutbox.list()]).then(([a, b]) => a.length === 0 && b.length === 0)`)
+}
+
+// countAttachments is how many messages of u's history carry an
+// attachment named name.
+func (u *cli) countAttachments(conv protocol.ConversationID, name string) int {
+	u.t.Helper()
+	u.syncTexts()
+	h, err := u.c.History(conv)
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	n := 0
+	for _, m := range h {
+		for _, a := range m.Attachments {
+			if a.Name == name {
+				n++
+				break
+			}
+		}
+	}
+	return n
 }
