@@ -103,6 +103,7 @@ func onlyConversation(t *testing.T, u *cli) protocol.ConversationID {
 // from exactly one message, and the outbox is empty. A file message that
 // went out while its outbox entry stayed (the page closed between the
 // two) is sent again after a reload under its client id and stored once.
+// One the browser refuses to keep is sent all the same, and says so.
 func TestBrowserOfflineFiles(t *testing.T) {
 	requireBuilt(t)
 	dir := t.TempDir()
@@ -165,6 +166,23 @@ func TestBrowserOfflineFiles(t *testing.T) {
 	bob.attachment(conv, "again.bin")
 	if n := bob.countAttachments(conv, "again.bin"); n != 1 {
 		t.Fatalf("bob has again.bin in %d messages", n)
+	}
+
+	// A browser that refuses to keep the file (as when its storage quota
+	// is used up; here: the page's outbox database is at a version the
+	// page cannot open): the message says, while it is not sent, that a
+	// reload would lose it, and is sent all the same.
+	eval[chromedp.Void](alice, `new Promise((resolve, reject) => { const r = indexedDB.open("sandi-outbox", 1000); r.onsuccess = () => { r.result.close(); resolve(); }; r.onerror = () => reject(r.error); })`)
+	alice.block(url + "/api/conversations/*/blobs")
+	alice.giveFiles("drop", pageFile("unkept.bin", 100<<10))
+	alice.wait("the note that it is not kept", own("unkept.bin")+`.some(li => li.dataset.status === "failed" && !li.querySelector(".unkept").hidden)`)
+	alice.screenshot("outbox-unkept", phoneWidth)
+	alice.block()
+	alice.do("retry", chromedp.Click(chromedp.JSPath(own("unkept.bin")+`[0].querySelector(".retry")`), chromedp.NodeVisible))
+	alice.wait("unkept.bin sent, without the note", own("unkept.bin")+`.some(li => li.dataset.status === "sent" && li.querySelector(".unkept").hidden)`)
+	bob.attachment(conv, "unkept.bin")
+	if n := bob.countAttachments(conv, "unkept.bin"); n != 1 {
+		t.Fatalf("bob has unkept.bin in %d messages", n)
 	}
 	alice.noProblems("Failed to load resource", "WebSocket connection", "ERR_CONNECTION_REFUSED")
 }
