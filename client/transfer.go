@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"sandi.dev/protocol/archive"
 	"sandi.dev/protocol/attach"
@@ -59,7 +60,7 @@ func (c *Client) offerTransfer(ctx context.Context, h LinkHistory) ([]byte, erro
 	defer clear(key)
 	ctx, cancel := context.WithTimeout(ctx, archiveTimeout)
 	defer cancel()
-	ref, digest, err := c.uploadArchive(ctx, archive.Transfer, h.Since, nil, key, "transfer")
+	ref, digest, err := c.uploadSealed(ctx, nil, key, "transfer", func(w io.Writer) error { return c.writeTransfer(w, h) })
 	if err != nil {
 		return nil, err
 	}
@@ -72,6 +73,39 @@ func (c *Client) offerTransfer(ctx context.Context, h LinkHistory) ([]byte, erro
 	copy(o.Key[:], key)
 	o.Digest, o.Size = digest, uint64(ref.Size)
 	return o.Marshal(), nil
+}
+
+// writeTransfer writes a transfer archive: with h.Transfer, this device's
+// state (the history since h.Since); without, its block list only. Both
+// end with its request state (§16.1), computed now. The caller holds c.mu.
+func (c *Client) writeTransfer(w io.Writer, h LinkHistory) error {
+	aw, err := archive.NewWriter(w, archive.Header{Kind: archive.Transfer, User: c.acct.User, Created: c.now().UnixMilli()})
+	if err != nil {
+		return err
+	}
+	err = c.eachArchived(archive.Transfer, func(k string, v []byte) error {
+		switch {
+		case k == requestStateKey:
+			return nil // the current one, below
+		case !h.Transfer && k != blocksKey:
+			return nil
+		case strings.HasPrefix(k, "history/") && h.Since > 0:
+			v = historySince(v, h.Since)
+		}
+		return aw.Add(k, v)
+	})
+	if err != nil {
+		return err
+	}
+	rs, err := c.requestState()
+	if err != nil {
+		return err
+	}
+	// Its key sorts after every other archived key, as records must.
+	if err := aw.Add(requestStateKey, rs); err != nil {
+		return err
+	}
+	return aw.Close()
 }
 
 // importTransfer imports the pending transfer, if any: the archive's
@@ -109,6 +143,9 @@ func (c *Client) importTransfer(ctx context.Context) error {
 		return err
 	}
 	if err := c.st.Delete(transferKey); err != nil {
+		return err
+	}
+	if err := c.applyRequestState(); err != nil {
 		return err
 	}
 	if err := c.catchUp(ctx); err != nil {
