@@ -6,8 +6,11 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"errors"
+	"net/http"
 	"slices"
 	"testing"
+	"time"
 
 	"sandi.dev/client"
 	"sandi.dev/protocol"
@@ -308,5 +311,55 @@ func TestLinkedDeviceKeepsRequests(t *testing.T) {
 	}
 	if len(alarms) != 1 || alarms[0].User != erin.UserID() || alarms[0].Kind != client.AlarmServerData {
 		t.Fatalf("the linked device's alarms for erin's conversation = %+v; want one: she is blocked", alarms)
+	}
+}
+
+// TestLinkedRequestStateLate: a server that withholds the request state
+// (the archive download fails) leaves the linked device deciding alone:
+// bob's conversation, accepted on alice's first device, is a request
+// there, never less; a swapped archive is refused with an alarm; once the
+// genuine state is imported, the request ends.
+func TestLinkedRequestStateLate(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", blobConfig(t))
+	alice, bob := register(t, n, "alice"), register(t, n, "bob")
+	fromBob := startedBy(t, bob, "alice")
+	syncTexts(t, alice)
+	if err := alice.Accept(fromBob); err != nil {
+		t.Fatal(err)
+	}
+	rt := &archiveTransport{}
+	rt.set(func(*http.Response) error { return errors.New("connection reset") })
+	phone := newClientWith(t, n, rt)
+	if err := phone.Login(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	code, err := phone.StartLink(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.ApproveLink(ctx, code); err != nil {
+		t.Fatal(err)
+	}
+	if err := phone.WaitLink(ctx, 10*time.Millisecond); !errors.Is(err, client.ErrTransfer) || !phone.PendingTransfer() {
+		t.Fatalf("a withheld request state: %v (pending %v)", err, phone.PendingTransfer())
+	}
+	syncTexts(t, phone)
+	if r := requestIDs(t, phone); !slices.Equal(r, []protocol.ConversationID{fromBob}) {
+		t.Fatalf("without the state, the linked device's requests = %v; want bob's (deciding alone)", r)
+	}
+	rt.set(flipByte)
+	if err := phone.ResumeTransfer(ctx); !errors.Is(err, client.ErrServerMisbehaved) {
+		t.Fatalf("a swapped request state: %v", err)
+	}
+	if r := requestIDs(t, phone); !slices.Equal(r, []protocol.ConversationID{fromBob}) {
+		t.Fatalf("after a swapped state, requests = %v", r)
+	}
+	rt.set(nil)
+	if err := phone.ResumeTransfer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := requestIDs(t, phone); len(r) != 0 {
+		t.Fatalf("once the state came, requests = %v; want none", r)
 	}
 }
