@@ -27,9 +27,10 @@ type LinkHistory struct {
 	Since int64
 }
 
-// ErrTransfer wraps a failed import of a transferred history. The device
-// is linked; ResumeTransfer tries the import again.
-var ErrTransfer = errors.New("the device is linked, but its history transfer did not complete")
+// ErrTransfer wraps a failed import of a transfer: a history, or without
+// one the block list and request state (protocol.md §16.1). The device is
+// linked; ResumeTransfer tries the import again.
+var ErrTransfer = errors.New("the device is linked, but what the other device handed over (its history, or with none its block list and message requests) was not imported")
 
 // transferKey is the storage key of a transfer offer not yet imported.
 const transferKey = "transfer"
