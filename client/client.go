@@ -381,7 +381,8 @@ func (c *Client) Register(ctx context.Context, username, password string) error 
 	}); err != nil {
 		return err
 	}
-	return c.signOwnName(ctx) // its default name, signed (§12.5)
+	c.trySignOwnName(ctx) // its default name, signed (§12.5)
+	return nil
 }
 
 // Login adds this device to an existing account. The device then has no
@@ -463,9 +464,7 @@ func (c *Client) ResetIdentity(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := c.signOwnName(ctx); err != nil { // under the new key (§12.5)
-		return err
-	}
+	c.trySignOwnName(ctx) // under the new key (§12.5)
 	return c.rekeyConversations(ctx, old) // co-signed by old when the device held it
 }
 

@@ -191,6 +191,14 @@ func (c *Client) signOwnName(ctx context.Context) error {
 	}
 }
 
+// trySignOwnName is signOwnName at registration, a link and an identity
+// reset, which a failure to sign does not undo: the name stays unsigned
+// until this device next lists its account's devices (devices), which
+// signs it then.
+func (c *Client) trySignOwnName(ctx context.Context) {
+	_ = c.signOwnName(ctx) // retried by devices
+}
+
 // servedOwnName is the name record the server serves for this device,
 // decoded but not verified.
 func (c *Client) servedOwnName(ctx context.Context) (*protocol.DeviceName, error) {

@@ -5,7 +5,10 @@ package client_test
 import (
 	"context"
 	"database/sql"
+	"io"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"sandi.dev/client"
@@ -220,5 +223,45 @@ func TestDefaultDeviceNameSigned(t *testing.T) {
 	}
 	if alarms, err := desk.Alarms(protocol.ConversationID{}); err != nil || len(alarms) != 0 {
 		t.Fatalf("after the reset, the new device's alarms: %+v, %v", alarms, err)
+	}
+}
+
+// refuseOnce answers the first request for which match holds with 403,
+// without passing it on.
+type refuseOnce struct {
+	mu    sync.Mutex
+	match func(*http.Request) bool
+	done  bool
+}
+
+func (r *refuseOnce) RoundTrip(req *http.Request) (*http.Response, error) {
+	r.mu.Lock()
+	refuse := !r.done && r.match(req)
+	r.done = r.done || refuse
+	r.mu.Unlock()
+	if refuse {
+		body := `{"type":"about:blank","title":"forbidden","status":403,"code":"forbidden","detail":"no"}`
+		return &http.Response{StatusCode: 403, Header: http.Header{"Content-Type": {"application/problem+json"}},
+			Body: io.NopCloser(strings.NewReader(body)), Request: req}, nil
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// TestDefaultNameSignedLater: a server that refuses a new device's signed
+// default name does not undo the registration; the device signs it again
+// when it next lists its account's devices.
+func TestDefaultNameSignedLater(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", serverConfig())
+	rt := &refuseOnce{match: func(r *http.Request) bool { return r.Method == "PUT" && strings.HasSuffix(r.URL.Path, "/name") }}
+	alice := newClientWith(t, n, rt)
+	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
+		t.Fatalf("a refused device name undid the registration: %v", err)
+	}
+	if !rt.done {
+		t.Fatal("registration sent no device name")
+	}
+	if d := deviceNamed(t, alice, alice.DeviceID()); d.Name != "sandi" || !d.NameSigned {
+		t.Fatalf("listed again, the device shows as %+v; want its default name, signed", d)
 	}
 }

@@ -140,11 +140,7 @@ func (c *Client) tryCompleteLink(ctx context.Context) (bool, error) {
 	if err := c.uploadBundle(ctx, false, c.batch); err != nil {
 		return false, err
 	}
-	// Its default name, signed now that it holds the key (§12.5); a
-	// failure leaves the link to be completed again.
-	if err := c.signOwnName(ctx); err != nil {
-		return false, err
-	}
+	c.trySignOwnName(ctx) // its default name, signed now that it holds the key (§12.5)
 	if err := c.st.Delete("link"); err != nil {
 		return false, err
 	}
