@@ -464,7 +464,7 @@ func (c *Client) ResetIdentity(ctx context.Context) error {
 			return err
 		}
 	}
-	c.trySignOwnName(ctx) // under the new key (§12.5)
+	c.trySignOwnName(ctx)                 // under the new key (§12.5)
 	return c.rekeyConversations(ctx, old) // co-signed by old when the device held it
 }
 
