@@ -315,6 +315,9 @@ func (c *Client) importRecord(rec archive.Record) error {
 	if rec.Key == identityRecord {
 		return nil // handled by the restore
 	}
+	if err := checkTransferred(rec); err != nil {
+		return err
+	}
 	have, err := c.st.Get(importStage + rec.Key)
 	if errors.Is(err, ErrNoValue) {
 		have, err = c.st.Get(rec.Key)

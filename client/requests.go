@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"sandi.dev/protocol"
+	"sandi.dev/protocol/archive"
 )
 
 // Message requests (protocol.md §16.1). Whether a conversation is a
@@ -404,6 +405,24 @@ func (c *Client) requestState() ([]byte, error) {
 		}
 	}
 	return rs.marshal()
+}
+
+// checkTransferred decodes the block list and the request state that a
+// transfer brings, strictly (§16.1): one that does not decode fails the
+// import whole, before anything is written.
+func checkTransferred(rec archive.Record) error {
+	var err error
+	switch rec.Key {
+	case requestStateKey:
+		_, err = parseRequestState(rec.Value)
+	case blocksKey:
+		var ids []protocol.UserID
+		err = json.Unmarshal(rec.Value, &ids)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: record %s: %v", archive.ErrFormat, rec.Key, err)
+	}
+	return nil
 }
 
 // mergeRequestStates is the union of two request states; where they
