@@ -39,19 +39,7 @@ func TestUploadBesideSendFlood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type sender struct {
-		d    *device
-		conv protocol.ConversationID
-	}
-	var ss []sender
-	for i := range senders {
-		d := e.register("sender" + string(rune('a'+i)))
-		c, err := d.create(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ss = append(ss, sender{d, c})
-	}
+	ss := e.loners("sender", senders)
 
 	var (
 		stop     = make(chan struct{})
@@ -193,4 +181,26 @@ func (h *heldBody) Read(p []byte) (int, error) {
 	n := copy(p, h.rest)
 	h.rest = h.rest[n:]
 	return n, nil
+}
+
+// loner is an account with a conversation of its own.
+type loner struct {
+	d    *device
+	conv protocol.ConversationID
+}
+
+// loners registers n accounts, prefix followed by a, b, c…, each with a
+// conversation of its own.
+func (e *env) loners(prefix string, n int) []loner {
+	e.t.Helper()
+	var out []loner
+	for i := range n {
+		d := e.register(prefix + string(rune('a'+i)))
+		c, err := d.create(nil)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		out = append(out, loner{d, c})
+	}
+	return out
 }

@@ -23,15 +23,19 @@ func TestNoCollectionBeforeNextHash(t *testing.T) {
 	defer debug.SetGCPercent(old)
 	was := governed.Swap(true)
 	defer governed.Store(was)
-	forced := []rtmetrics.Sample{{Name: "/gc/cycles/forced:gc-cycles"}, {Name: "/gc/heap/live:bytes"}}
-	read := func() (uint64, uint64) {
-		rtmetrics.Read(forced)
-		return forced[0].Value.Uint64(), forced[1].Value.Uint64()
-	}
+	s := []rtmetrics.Sample{{Name: "/gc/cycles/forced:gc-cycles"}, {Name: "/gc/heap/live:bytes"}}
 	runtime.GC()
-	_, live := read()
-	mem := max(16<<10, uint32(live>>10)) // as TestCollectAfterHash
+	rtmetrics.Read(s)
+	mem := max(16<<10, uint32(s[1].Value.Uint64()>>10)) // as TestCollectAfterHash
 	srv := &Server{cfg: Config{Argon2Time: 1, Argon2MemKiB: mem, Argon2Threads: 1}}
+	// hash hashes and returns the forced collections meanwhile.
+	hash := func() uint64 {
+		rtmetrics.Read(s)
+		before := s[0].Value.Uint64()
+		srv.hashPassword("correct horse")
+		rtmetrics.Read(s)
+		return s[0].Value.Uint64() - before
+	}
 	g := newHashGate(Config{HashConcurrency: 1, HashWait: time.Minute}, newLimitMetrics(prometheus.NewRegistry()),
 		slog.New(slog.NewTextHandler(io.Discard, nil)))
 
@@ -41,22 +45,14 @@ func TestNoCollectionBeforeNextHash(t *testing.T) {
 	if err := g.run(context.Background(), func() {
 		go func() { // the second login, waiting for the slot
 			defer wg.Done()
-			if err := g.run(context.Background(), func() {
-				before, _ := read()
-				srv.hashPassword("correct horse")
-				after, _ := read()
-				second = after - before
-			}); err != nil {
+			if err := g.run(context.Background(), func() { second = hash() }); err != nil {
 				t.Error(err)
 			}
 		}()
 		for hashesWanted.Load() < 2 {
 			runtime.Gosched()
 		}
-		before, _ := read()
-		srv.hashPassword("correct horse")
-		after, _ := read()
-		first = after - before
+		first = hash()
 	}); err != nil {
 		t.Fatal(err)
 	}
