@@ -45,7 +45,7 @@ func TestUploadBesideSendFlood(t *testing.T) {
 		stop     = make(chan struct{})
 		started  sync.WaitGroup
 		wg       sync.WaitGroup
-		sent     atomic.Int64 // sends answered while the upload ran
+		sent     atomic.Int64 // sends answered before the upload was done
 		uploaded atomic.Bool
 	)
 	started.Add(senders)
@@ -83,7 +83,11 @@ func TestUploadBesideSendFlood(t *testing.T) {
 	heldDone, heldSent := make(chan error, 1), make(chan struct{})
 	go func() { heldDone <- held.sendHeld(heldConv, heldSent, stop) }()
 	started.Wait() // every sender is at it before the upload begins
-	<-heldSent
+	select {
+	case <-heldSent:
+	case err := <-heldDone:
+		t.Fatalf("the held send ended before the upload: %v", err)
+	}
 
 	data := randomBytes(size)
 	done := make(chan string, 1)
@@ -119,7 +123,7 @@ func TestUploadBesideSendFlood(t *testing.T) {
 		t.Errorf("the held send: %v", err)
 	}
 	if id == "" {
-		id = <-done // the upload goes on once the flood is over
+		<-done // the upload goes on once the flood is over
 		t.Fatalf("the upload did not complete during %v of sends (%d sends answered meanwhile)", floodFor, sent.Load())
 	}
 	if sent.Load() < senders {
@@ -152,7 +156,8 @@ func (d *device) sendHeld(conv protocol.ConversationID, sent chan<- struct{}, re
 	if err != nil {
 		return err
 	}
-	req = req.WithContext(httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{WroteHeaders: func() { close(sent) }}))
+	var once sync.Once
+	req = req.WithContext(httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{WroteHeaders: func() { once.Do(func() { close(sent) }) }}))
 	req.ContentLength = int64(len(body))
 	req.Header.Set("Authorization", "Bearer "+d.token)
 	resp, err := http.DefaultClient.Do(req)
