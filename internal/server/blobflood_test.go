@@ -20,13 +20,13 @@ import (
 )
 
 // TestUploadBesideSendFlood: uploads yield to message sends, but only so
-// far. While several clients send messages as fast as they can, and an
-// abusive one keeps a send in the server's handler by holding back its
-// body (as it may for the server's read timeout, and then again), an
-// upload still completes, and the blob served is the one
-// uploaded; the held send is then answered too. The flood goes on until
-// the upload is done, for at most floodFor; an upload still running when
-// it ends fails the test.
+// far. A send whose body a client holds back (as it may for the server's
+// read timeout, and then again) is not one uploads yield to: an upload
+// beside it alone never waits (sandi_upload_yields_total stays 0). While
+// several clients then send messages as fast as they can, an upload
+// still completes, and the blob served is the one uploaded; the held send
+// is then answered too. The flood goes on until the upload is done, for
+// at most floodFor; an upload still running when it ends fails the test.
 func TestUploadBesideSendFlood(t *testing.T) {
 	const (
 		senders  = 6
@@ -40,9 +40,29 @@ func TestUploadBesideSendFlood(t *testing.T) {
 		t.Fatal(err)
 	}
 	ss := e.loners("sender", senders)
+	stop := make(chan struct{}) // ends the flood and releases the held send
+	held := e.register("holder")
+	heldConv, err := held.create(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	heldDone, heldSent := make(chan error, 1), make(chan struct{})
+	go func() { heldDone <- held.sendHeld(heldConv, heldSent, stop) }()
+	select {
+	case <-heldSent:
+	case err := <-heldDone:
+		t.Fatalf("the held send ended before the upload: %v", err)
+	}
+	quiet := randomBytes(size)
+	id := up.upload(upConv, quiet)
+	if r := up.fetch(id, ""); r.status != 200 || !bytes.Equal(r.body, quiet) {
+		t.Fatalf("the blob uploaded beside the held send: %d, %d bytes", r.status, len(r.body))
+	}
+	if n := e.metricOr0("sandi_upload_yields_total"); n != 0 {
+		t.Fatalf("an upload beside a held send's body waited for it %v times", n)
+	}
 
 	var (
-		stop     = make(chan struct{})
 		started  sync.WaitGroup
 		wg       sync.WaitGroup
 		sent     atomic.Int64 // sends answered before the upload was done
@@ -75,19 +95,7 @@ func TestUploadBesideSendFlood(t *testing.T) {
 			}
 		}()
 	}
-	held := e.register("holder")
-	heldConv, err := held.create(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	heldDone, heldSent := make(chan error, 1), make(chan struct{})
-	go func() { heldDone <- held.sendHeld(heldConv, heldSent, stop) }()
 	started.Wait() // every sender is at it before the upload begins
-	select {
-	case <-heldSent:
-	case err := <-heldDone:
-		t.Fatalf("the held send ended before the upload: %v", err)
-	}
 
 	data := randomBytes(size)
 	done := make(chan string, 1)
@@ -112,7 +120,7 @@ func TestUploadBesideSendFlood(t *testing.T) {
 		uploaded.Store(true)
 		done <- a.Blob
 	}()
-	var id string
+	id = ""
 	select {
 	case id = <-done:
 	case <-time.After(floodFor):
