@@ -223,10 +223,7 @@ func TestRequestTellsNoTyping(t *testing.T) {
 	ctx := context.Background()
 	n := startNode(t, t.TempDir()+"/sandi.db", serverConfig())
 	tap := &typingTap{}
-	alice := newClientWith(t, n, tap)
-	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
-		t.Fatal(err)
-	}
+	alice := registerWith(t, n, "alice", tap, "")
 	bob := register(t, n, "bob")
 	conv := startedBy(t, bob, "alice")
 	syncTexts(t, alice)
