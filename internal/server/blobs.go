@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"sandi.dev/internal/blob"
 	"sandi.dev/internal/store"
 )
@@ -270,6 +272,7 @@ type yieldReader struct {
 	r       io.Reader
 	sending *atomic.Int64
 	sleep   func(time.Duration) // time.Sleep when nil
+	yields  prometheus.Counter  // reads that waited; nil: not counted
 	slots   chan struct{}       // nil: no bound
 	left    int64               // bytes still to come: the last read keeps no slot
 	held    bool
@@ -287,6 +290,9 @@ func (y *yieldReader) Read(p []byte) (int, error) {
 	sleep := y.sleep
 	if sleep == nil {
 		sleep = time.Sleep
+	}
+	if y.sending.Load() > 0 && y.yields != nil {
+		y.yields.Inc()
 	}
 	for waited := time.Duration(0); waited < yieldMax && y.sending.Load() > 0; waited += yieldStep {
 		sleep(yieldStep)
@@ -345,7 +351,7 @@ func (s *Server) putBlobPart(w http.ResponseWriter, r *http.Request, c *call) er
 	deadline := time.Now().Add(s.cfg.BlobTransferTimeout)
 	rc.SetReadDeadline(deadline)
 	rc.SetWriteDeadline(deadline.Add(time.Minute))
-	yr := &yieldReader{r: http.MaxBytesReader(w, r.Body, want), sending: &s.sending, slots: s.uploadSlots, left: want}
+	yr := &yieldReader{r: http.MaxBytesReader(w, r.Body, want), sending: &s.sending, slots: s.uploadSlots, left: want, yields: s.metrics.uploadYields}
 	defer yr.release()
 	body := &blobReader{r: yr}
 	state, err := s.cfg.Blobs.WritePart(r.Context(), b.ID, b.State, n, body, want)
