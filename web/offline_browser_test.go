@@ -206,16 +206,23 @@ func TestBrowserOfflineFiles(t *testing.T) {
 	// Sent, with its entry kept: after the reload it is uploaded and sent
 	// again under its client id; the server keeps the first (the page is
 	// refused: idempotency_conflict), and the page shows it once.
+	// A message kept by another device of this browser (a logout that
+	// could not delete it, then a new login) is deleted, not sent.
 	alice.wait("a file message sent with its outbox entry kept", `(async () => {
 		const file = new File([new Uint8Array(1000).fill(9)], "again.bin", { type: "application/octet-stream" });
 		const p = { clientId: `+js(client.NewClientID())+`, conv: `+js(conv.String())+`, text: "", at: Date.now(), files: [{ file, status: "waiting" }] };
 		const h = await sandi.upload(p.conv, file, { name: file.name, type: file.type });
 		await sandi.send(p.conv, "", p.clientId, [h]);
 		await sandiOutbox.keep(p, (await sandi.state()).deviceId);
-		return (await sandiOutbox.list()).length === 1; })()`)
+		const other = new File([new Uint8Array(1000).fill(5)], "foreign.bin", { type: "application/octet-stream" });
+		await sandiOutbox.keep({ ...p, clientId: `+js(client.NewClientID())+`, files: [{ file: other, status: "waiting" }] }, "another device");
+		return (await sandiOutbox.list()).length === 2; })()`)
 	alice.reload("main")
 	alice.openConversation("bob")
 	alice.waitOutboxEmpty()
+	if eval[bool](alice, `document.getElementById("messages").innerText.includes("foreign.bin")`) {
+		alice.fail("another device's kept message is shown")
+	}
 	alice.wait("again.bin shown", own("again.bin")+`.length > 0`)
 	if n := eval[int](alice, own("again.bin")+`.length`); n != 1 || eval[bool](alice, `document.getElementById("messages").innerText.includes("Not sent")`) {
 		alice.fail("again.bin shown %d times, or shown as not sent", n)
@@ -223,6 +230,9 @@ func TestBrowserOfflineFiles(t *testing.T) {
 	bob.attachment(conv, "again.bin")
 	if n := bob.countAttachments(conv, "again.bin"); n != 1 {
 		t.Fatalf("bob has again.bin in %d messages", n)
+	}
+	if n := bob.countAttachments(conv, "foreign.bin"); n != 0 {
+		t.Fatalf("bob has foreign.bin in %d messages", n)
 	}
 
 	// A browser that refuses to keep the file (as when its storage quota
@@ -241,6 +251,15 @@ func TestBrowserOfflineFiles(t *testing.T) {
 	if n := bob.countAttachments(conv, "unkept.bin"); n != 1 {
 		t.Fatalf("bob has unkept.bin in %d messages", n)
 	}
+
+	// Logging out deletes the files of a message not sent.
+	eval[chromedp.Void](alice, `new Promise((resolve) => { const r = indexedDB.deleteDatabase("sandi-outbox"); r.onsuccess = r.onerror = () => resolve(); })`)
+	alice.block(url + "/api/conversations/*/blobs")
+	alice.giveFiles("drop", pageFile("left.bin", 1000))
+	alice.wait("left.bin kept, not sent", own("left.bin")+`.some(li => li.dataset.status === "failed") && sandiOutbox.list().then(l => l.length === 1)`)
+	alice.block()
+	alice.logout()
+	alice.wait("the outbox deleted", `indexedDB.databases().then(d => !d.some(x => x.name === "sandi-outbox"))`)
 	alice.noProblems("Failed to load resource", "WebSocket connection", "ERR_CONNECTION_REFUSED")
 }
 
