@@ -30,9 +30,7 @@ func TestBrowserOffline(t *testing.T) {
 	alice := newUserPage(t, startBrowser(t), "alice", url)
 	alice.createConversation("bob")
 	alice.send("before the outage")
-	alice.wait("the service worker", `navigator.serviceWorker.controller !== null`)
-	alice.wait("the page's shell cached", `caches.open("sandi-shell").then(c => c.keys()).then(k => k.some(r => r.url.endsWith(".wasm")) && k.some(r => new URL(r.url).pathname === "/"))`)
-	alice.wait("the connection shown as up", `document.getElementById("conn").hidden && window.sandiOffline.state() === "online"`)
+	alice.waitOfflineShell()
 
 	stop()
 	alice.wait("the connection shown as lost", `!document.getElementById("conn").hidden && document.getElementById("conn").innerText.includes("Reconnecting")`)
