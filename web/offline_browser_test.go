@@ -3,6 +3,7 @@ package web_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -155,7 +156,8 @@ func onlyConversation(t *testing.T, u *cli) protocol.ConversationID {
 // is down, is kept with the file itself; a reload with the server still
 // down shows it pending with its file card; when the server is back it is
 // uploaded and sent by itself, the receiver saves the file byte for byte
-// from exactly one message, and the outbox is empty. A file message that
+// from exactly one message, and the outbox is empty. An upload a reload
+// cut off continues from the parts the server holds. A file message that
 // went out while its outbox entry stayed (the page closed between the
 // two) is sent again after a reload under its client id and stored once.
 // One the browser refuses to keep is sent all the same, and says so.
@@ -199,6 +201,29 @@ func TestBrowserOfflineFiles(t *testing.T) {
 	}
 	if n := bob.countAttachments(conv, "report.bin"); n != 1 {
 		t.Fatalf("bob has report.bin in %d messages", n)
+	}
+
+	// An upload cut off by a reload continues from the parts the server
+	// holds: part 0 of this two-part file is not sent again.
+	const partSize = 8 << 20
+	parts := func(n string) string {
+		return `performance.getEntriesByType("resource").filter(e => /\/api\/blobs\/[^/]+\/parts\/` + n + `$/.test(e.name)).length`
+	}
+	sent := eval[int](alice, parts("0")) // of this document, before
+	alice.block(url + "/api/blobs/*/parts/1")
+	alice.giveFiles("drop", pageFile("resume.bin", partSize+1000))
+	alice.wait("part 0 sent, part 1 not", own("resume.bin")+`.some(li => li.dataset.status === "failed") && `+parts("0")+` === `+fmt.Sprint(sent+1))
+	alice.reload("main")
+	alice.openConversation("bob")
+	alice.wait("the upload tried again after the reload", own("resume.bin")+`.some(li => li.dataset.status === "failed")`)
+	alice.block()
+	alice.do("retry", chromedp.Click(chromedp.JSPath(own("resume.bin")+`[0].querySelector(".retry")`), chromedp.NodeVisible))
+	alice.wait("resume.bin sent", own("resume.bin")+`.some(li => li.dataset.status === "sent")`)
+	if n := eval[int](alice, parts("0")); n != 0 {
+		alice.fail("part 0 sent %d times again after the reload", n)
+	}
+	if got := bob.save(conv, "resume.bin"); !bytes.Equal(got, bytes.Repeat([]byte{7}, partSize+1000)) {
+		t.Fatalf("bob saved %d bytes of resume.bin, not the file", len(got))
 	}
 
 	// Sent, with its entry kept: after the reload it is uploaded and sent
