@@ -35,6 +35,7 @@ const (
 	LabelDeviceList      = "sandi v1 device list record"
 	LabelDeviceListHash  = "sandi v1 device list hash"
 	LabelDeviceName      = "sandi v1 device name"
+	LabelBlock           = "sandi v1 block statement"
 	LabelStateKey        = "sandi v1 state key"
 	LabelStateAD         = "sandi v1 state data"
 	LabelStateSig        = "sandi v1 state signature"

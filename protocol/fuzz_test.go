@@ -599,3 +599,16 @@ func FuzzParseDeviceName(f *testing.F) {
 		checkDecoder(t, in, protocol.ParseDeviceName, (*protocol.DeviceName).Marshal)
 	})
 }
+
+func FuzzParseBlock(f *testing.F) {
+	id := secret.NewIdentity()
+	for _, blocked := range []bool{true, false} {
+		b := &protocol.Block{User: fixedUser("alice"), Other: fixedUser("bob"), Blocked: blocked, Time: fixNow * 1000}
+		secret.SignBlock(id, b)
+		f.Add(b.Marshal())
+	}
+	f.Add([]byte{protocol.Version})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		checkDecoder(t, in, protocol.ParseBlock, (*protocol.Block).Marshal)
+	})
+}

@@ -30,3 +30,8 @@ func SignRekey(newID, old *IdentityPrivateKey, rec *protocol.Record) {
 func SignDeviceName(id *IdentityPrivateKey, n *protocol.DeviceName) {
 	n.Signature = id.Sign(n.SignedData())
 }
+
+// SignBlock sets b.Signature with the account's identity key (§16.2).
+func SignBlock(id *IdentityPrivateKey, b *protocol.Block) {
+	b.Signature = id.Sign(b.SignedData())
+}
