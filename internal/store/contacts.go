@@ -11,11 +11,14 @@ import (
 // given; nothing was recorded.
 var ErrTooManyContacts = errors.New("too many new contacts")
 
-// Block is one entry of an account's block list (protocol.md §16).
+// Block is one entry of an account's block list (protocol.md §16): a
+// block the server enforces, or an unblock statement it keeps.
 type Block struct {
-	User      protocol.UserID // the blocked account
+	User      protocol.UserID // the blocked (or unblocked) account
 	Username  string          // its username
-	CreatedAt int64
+	CreatedAt int64           // the block's row; an unblock: the statement's time
+	Blocked   bool            // false: an unblock statement, not enforced
+	Statement []byte          // the signed statement; nil for a block made without one
 }
 
 // Contacts stores each account's block list and the first contacts it made.
@@ -25,9 +28,18 @@ type Contacts interface {
 	// first time. An unknown account is ErrNotFound.
 	Block(ctx context.Context, user, blocked protocol.UserID, now int64) error
 	// Unblock removes blocked from user's block list; it reports whether
-	// it was there.
+	// it was there. A block that a signed statement made is ErrConflict:
+	// only a signed unblock (SetBlock) lifts it.
 	Unblock(ctx context.Context, user, blocked protocol.UserID) (bool, error)
-	// Blocks lists user's block list, oldest first.
+	// SetBlock stores statement, user's signed statement (protocol.md
+	// §16.2) made at time at that it blocks other (blocked) or no longer
+	// does, in place of the stored one if it holds over it (a later at, or
+	// the same at and a block over an unblock), else ErrConflict; the
+	// block list then names other exactly when blocked (a new block's
+	// CreatedAt is now). An unknown account is ErrNotFound.
+	SetBlock(ctx context.Context, user, other protocol.UserID, blocked bool, at int64, statement []byte, now int64) error
+	// Blocks lists user's block list, oldest first, then its unblock
+	// statements, each with the statement stored for it.
 	Blocks(ctx context.Context, user protocol.UserID) ([]Block, error)
 	// BlockedBy returns those of users whose block list names author, in
 	// the order of users.

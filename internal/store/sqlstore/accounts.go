@@ -343,6 +343,11 @@ func (s *Store) PutBundle(ctx context.Context, b store.BundleUpload) error {
 			return err
 		}
 		if changed {
+			// So were the account's block statements (protocol.md §16.2);
+			// the blocks stay enforced until the device signs them again.
+			if _, err := t.exec(`DELETE FROM block_statements WHERE user_id = ?`, idArg(b.User)); err != nil {
+				return err
+			}
 			// This device's one-time keys were signed by the key the reset
 			// replaces: served, they would no longer verify.
 			if _, err := t.exec(`DELETE FROM one_time_keys WHERE device_id = ?`, idArg(b.Device)); err != nil {

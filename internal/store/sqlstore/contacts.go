@@ -2,6 +2,8 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -24,6 +26,13 @@ func (s *Store) Block(ctx context.Context, user, blocked protocol.UserID, now in
 func (s *Store) Unblock(ctx context.Context, user, blocked protocol.UserID) (bool, error) {
 	var n int64
 	err := s.write(ctx, "unblock", func(t *wtx) error {
+		var signed int
+		if err := t.queryRow(`SELECT COUNT(*) FROM block_statements WHERE user_id = ? AND other_id = ? AND blocked`, idArg(user), idArg(blocked)).Scan(&signed); err != nil {
+			return err
+		}
+		if signed > 0 {
+			return fmt.Errorf("a signed block: %w", store.ErrConflict)
+		}
 		res, err := t.exec(`DELETE FROM blocks WHERE user_id = ? AND blocked_id = ?`, idArg(user), idArg(blocked))
 		if err != nil {
 			return err
@@ -34,10 +43,49 @@ func (s *Store) Unblock(ctx context.Context, user, blocked protocol.UserID) (boo
 	return n > 0, err
 }
 
-// Blocks implements store.Contacts.
+// SetBlock implements store.Contacts.
+func (s *Store) SetBlock(ctx context.Context, user, other protocol.UserID, blocked bool, at int64, statement []byte, now int64) error {
+	return s.write(ctx, "set block", func(t *wtx) error {
+		if err := t.lockUsers([]protocol.UserID{user, other}, false); err != nil {
+			return err
+		}
+		var heldBlocked bool
+		var heldAt int64
+		err := t.queryRow(`SELECT blocked, at FROM block_statements WHERE user_id = ? AND other_id = ?`, idArg(user), idArg(other)).Scan(&heldBlocked, &heldAt)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return err
+		case at < heldAt || at == heldAt && (heldBlocked || !blocked):
+			return fmt.Errorf("a block statement of time %d, held %d: %w", at, heldAt, store.ErrConflict)
+		}
+		if _, err := t.exec(`INSERT INTO block_statements (user_id, other_id, blocked, at, statement) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (user_id, other_id) DO UPDATE SET blocked = excluded.blocked, at = excluded.at, statement = excluded.statement`,
+			idArg(user), idArg(other), blocked, at, statement); err != nil {
+			return err
+		}
+		if blocked {
+			_, err = t.exec(`INSERT INTO blocks (user_id, blocked_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, idArg(user), idArg(other), now)
+		} else {
+			_, err = t.exec(`DELETE FROM blocks WHERE user_id = ? AND blocked_id = ?`, idArg(user), idArg(other))
+		}
+		return err
+	})
+}
+
+// Blocks implements store.Contacts. A blocks row without a block
+// statement (made without one, or by a node of the previous release) is
+// listed without one.
 func (s *Store) Blocks(ctx context.Context, user protocol.UserID) ([]store.Block, error) {
-	rows, err := s.query(ctx, `SELECT b.blocked_id, u.username, b.created_at FROM blocks b JOIN users u ON u.id = b.blocked_id
-		WHERE b.user_id = ? ORDER BY b.created_at, b.blocked_id`, idArg(user))
+	rows, err := s.query(ctx, `SELECT b.blocked_id, u.username, b.created_at, TRUE, s.statement FROM blocks b
+		JOIN users u ON u.id = b.blocked_id
+		LEFT JOIN block_statements s ON s.user_id = b.user_id AND s.other_id = b.blocked_id AND s.blocked
+		WHERE b.user_id = ?
+		UNION ALL
+		SELECT s.other_id, u.username, s.at, FALSE, s.statement FROM block_statements s
+		JOIN users u ON u.id = s.other_id
+		WHERE s.user_id = ? AND NOT s.blocked
+		ORDER BY 4 DESC, 3, 1`, idArg(user), idArg(user))
 	if err != nil {
 		return nil, err
 	}
@@ -45,7 +93,7 @@ func (s *Store) Blocks(ctx context.Context, user protocol.UserID) ([]store.Block
 	var out []store.Block
 	for rows.Next() {
 		var b store.Block
-		if err := rows.Scan(scanID(&b.User), &b.Username, &b.CreatedAt); err != nil {
+		if err := rows.Scan(scanID(&b.User), &b.Username, &b.CreatedAt, &b.Blocked, &b.Statement); err != nil {
 			return nil, err
 		}
 		out = append(out, b)

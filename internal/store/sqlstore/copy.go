@@ -50,6 +50,7 @@ var copyTables = []copyTable{
 	// blob store too.
 	{name: "archives"},
 	{name: "blocks"},
+	{name: "block_statements"},
 	{name: "new_contacts"},
 }
 

@@ -231,6 +231,7 @@ func fill(t *testing.T, s *Store) *world {
 	f.must("put archive", err)
 	// Carol blocks dave; dave names a first contact.
 	f.must("block", s.Block(f.ctx, w.carol.id, w.dave.id, f.tick()))
+	f.must("signed unblock", s.SetBlock(f.ctx, w.carol.id, w.bob.id, false, f.tick(), rnd(106), f.tick()))
 	_, err = s.NewContacts(f.ctx, w.dave.id, []protocol.UserID{w.bob.id}, 0, f.tick(), 100)
 	f.must("new contacts", err)
 	return w

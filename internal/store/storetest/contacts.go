@@ -126,3 +126,72 @@ func testDeviceNames(t *testing.T, open Opener) {
 		}
 	}
 }
+
+// testBlockStatements: a signed statement replaces the stored one only
+// when it holds over it (later, or a block at the same time), sets the
+// enforced block list to match, survives a restart, keeps an unblock as a
+// statement without enforcing it, and a signed block cannot be lifted by
+// an unsigned unblock. An identity reset drops the account's statements
+// (they verify under the replaced key only) and keeps its blocks.
+func testBlockStatements(t *testing.T, open Opener) {
+	s := open(t, nil)
+	f := newFixture(t, s)
+	alice, bob, carol := f.user(1, true), f.user(1, true), f.user(1, true)
+	stmt := func(s string) []byte { return []byte(s) }
+	if err := s.SetBlock(f.ctx, alice.ID, bob.ID, true, 100, stmt("block 100"), f.tick()); err != nil {
+		t.Fatalf("signed block: %v", err)
+	}
+	wantErr(t, "an older unblock", s.SetBlock(f.ctx, alice.ID, bob.ID, false, 99, stmt("unblock 99"), f.tick()), store.ErrConflict)
+	wantErr(t, "an unblock at the same time", s.SetBlock(f.ctx, alice.ID, bob.ID, false, 100, stmt("unblock 100"), f.tick()), store.ErrConflict)
+	wantErr(t, "the same block again", s.SetBlock(f.ctx, alice.ID, bob.ID, true, 100, stmt("block 100'"), f.tick()), store.ErrConflict)
+	wantErr(t, "an unknown account", s.SetBlock(f.ctx, alice.ID, protocol.NewUserID(), true, 1, stmt("x"), f.tick()), store.ErrNotFound)
+	_, err := s.Unblock(f.ctx, alice.ID, bob.ID)
+	wantErr(t, "an unsigned unblock of a signed block", err, store.ErrConflict)
+	if by, err := s.BlockedBy(f.ctx, bob.ID, []protocol.UserID{alice.ID}); err != nil || len(by) != 1 {
+		t.Fatalf("the signed block is not enforced: %v, %v", by, err)
+	}
+	// Carol: an unsigned block, then a signed unblock lifts it.
+	if err := s.Block(f.ctx, alice.ID, carol.ID, f.tick()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetBlock(f.ctx, alice.ID, carol.ID, false, 50, stmt("unblock carol"), f.tick()); err != nil {
+		t.Fatalf("signed unblock: %v", err)
+	}
+	s.Close()
+	s = open(t, nil)
+	f.s = s
+	bl, err := s.Blocks(f.ctx, alice.ID)
+	if err != nil || len(bl) != 2 {
+		t.Fatalf("alice's list = %+v, %v; want bob's block and carol's unblock", bl, err)
+	}
+	if b := bl[0]; b.User != bob.ID || !b.Blocked || string(b.Statement) != "block 100" || b.Username != bob.Name {
+		t.Fatalf("first entry %+v, want bob blocked with its statement", b)
+	}
+	if b := bl[1]; b.User != carol.ID || b.Blocked || string(b.Statement) != "unblock carol" || b.CreatedAt != 50 {
+		t.Fatalf("second entry %+v, want carol's unblock statement", b)
+	}
+	if by, err := s.BlockedBy(f.ctx, carol.ID, []protocol.UserID{alice.ID}); err != nil || len(by) != 0 {
+		t.Fatalf("an unblock statement is enforced as a block: %v, %v", by, err)
+	}
+	// A newer unblock of bob lifts the block.
+	if err := s.SetBlock(f.ctx, alice.ID, bob.ID, false, 101, stmt("unblock 101"), f.tick()); err != nil {
+		t.Fatalf("newer unblock: %v", err)
+	}
+	if by, err := s.BlockedBy(f.ctx, bob.ID, []protocol.UserID{alice.ID}); err != nil || len(by) != 0 {
+		t.Fatalf("after a signed unblock: %v, %v", by, err)
+	}
+	if err := s.SetBlock(f.ctx, alice.ID, bob.ID, true, 101, stmt("block 101"), f.tick()); err != nil {
+		t.Fatalf("a block at the unblock's time wins: %v", err)
+	}
+
+	// An identity reset drops the statements, not the enforced blocks.
+	up := f.bundleUpload(alice, alice.Devs[0], newIdentity(), 0)
+	up.Reset = true
+	if err := s.PutBundle(f.ctx, up); err != nil {
+		t.Fatalf("reset: %v", err)
+	}
+	bl, err = s.Blocks(f.ctx, alice.ID)
+	if err != nil || len(bl) != 1 || bl[0].User != bob.ID || bl[0].Statement != nil {
+		t.Fatalf("after a reset = %+v, %v; want bob's block without a statement", bl, err)
+	}
+}

@@ -105,6 +105,7 @@ func Run(t *testing.T, open Opener) {
 		{"Archives", testArchives},
 		{"Contacts", testContacts},
 		{"DeviceNames", testDeviceNames},
+		{"BlockStatements", testBlockStatements},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, open) })
