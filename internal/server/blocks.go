@@ -28,20 +28,36 @@ const (
 const newContactWindow = 24 * time.Hour
 
 type blockRequest struct {
-	User protocol.UserID `json:"user"`
+	User      protocol.UserID `json:"user"`
+	Statement B64             `json:"statement,omitempty"`
 }
 
 type blockInfo struct {
 	User      protocol.UserID `json:"user"`
 	Username  string          `json:"username"`
-	CreatedAt int64           `json:"createdAt"`
+	CreatedAt int64           `json:"createdAt"` // an unblock: the statement's time
+	Statement B64             `json:"statement,omitempty"`
 }
 
-// block answers POST /api/blocks: the caller's account blocks a user.
+// block answers POST /api/blocks: the caller's account blocks a user, or
+// with a signed statement (protocol.md §16.2) blocks or unblocks one. The
+// server checks the statement as any client would: the caller's account
+// about the user named, signed by its current identity key, newer than the
+// one it holds.
 func (s *Server) block(w http.ResponseWriter, r *http.Request, c *call) error {
 	var req blockRequest
 	if err := decode(r, &req, s.cfg.MaxBodyBytes); err != nil {
 		return err
+	}
+	var st *protocol.Block
+	if req.Statement != nil {
+		var err error
+		if st, err = protocol.ParseBlock(req.Statement); err != nil {
+			return badRequest("statement: "+err.Error(), err)
+		}
+		if req.User == (protocol.UserID{}) {
+			req.User = st.Other
+		}
 	}
 	if req.User == (protocol.UserID{}) {
 		return badRequest("user is required", nil)
@@ -49,24 +65,45 @@ func (s *Server) block(w http.ResponseWriter, r *http.Request, c *call) error {
 	if req.User == c.user() {
 		return badRequest("an account cannot block itself", nil)
 	}
-	err := s.store.Block(r.Context(), c.user(), req.User, s.now())
-	if errors.Is(err, store.ErrNotFound) {
-		return problem(http.StatusNotFound, CodeNotFound, "no such user", err)
+	var err error
+	if st == nil {
+		err = s.store.Block(r.Context(), c.user(), req.User, s.now())
+	} else {
+		u, uerr := s.store.User(r.Context(), c.user())
+		if uerr != nil {
+			return uerr
+		}
+		if u.Identity == nil {
+			return errKeysRequired
+		}
+		if err := st.Verify(c.user(), req.User, *u.Identity); err != nil {
+			return problem(http.StatusBadRequest, CodeBadSignature, err.Error(), err)
+		}
+		err = s.store.SetBlock(r.Context(), c.user(), req.User, st.Blocked, st.Time, req.Statement, s.now())
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return problem(http.StatusNotFound, CodeNotFound, "no such user", err)
+	case errors.Is(err, store.ErrConflict):
+		return problem(http.StatusConflict, CodeConflict, "the account holds a newer statement about this user: fetch the block list", err)
+	case err != nil:
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
-// unblock answers DELETE /api/blocks/{user}.
+// unblock answers DELETE /api/blocks/{user}: lifts a block made without a
+// statement. A signed block is lifted only by a signed unblock (409).
 func (s *Server) unblock(w http.ResponseWriter, r *http.Request, c *call) error {
 	id, err := protocol.ParseUserID(r.PathValue("user"))
 	if err != nil {
 		return problem(http.StatusNotFound, CodeNotFound, "that user is not blocked", err)
 	}
 	ok, err := s.store.Unblock(r.Context(), c.user(), id)
+	if errors.Is(err, store.ErrConflict) {
+		return problem(http.StatusConflict, CodeConflict, "this block is signed: only a signed unblock statement (POST /api/blocks) lifts it", err)
+	}
 	if err != nil {
 		return err
 	}
@@ -77,17 +114,24 @@ func (s *Server) unblock(w http.ResponseWriter, r *http.Request, c *call) error 
 	return nil
 }
 
-// listBlocks answers GET /api/blocks: the caller's account's block list.
+// listBlocks answers GET /api/blocks: the caller's account's block list
+// (blocks) and its unblock statements (unblocks: apart, so that a client
+// of a version before statements does not take them for blocks).
 func (s *Server) listBlocks(w http.ResponseWriter, r *http.Request, c *call) error {
 	bl, err := s.store.Blocks(r.Context(), c.user())
 	if err != nil {
 		return err
 	}
-	out := make([]blockInfo, 0, len(bl))
+	blocks, unblocks := make([]blockInfo, 0, len(bl)), []blockInfo{}
 	for _, b := range bl {
-		out = append(out, blockInfo{User: b.User, Username: b.Username, CreatedAt: b.CreatedAt})
+		info := blockInfo{User: b.User, Username: b.Username, CreatedAt: b.CreatedAt, Statement: b.Statement}
+		if b.Blocked {
+			blocks = append(blocks, info)
+		} else {
+			unblocks = append(unblocks, info)
+		}
 	}
-	s.writeJSON(w, http.StatusOK, map[string]any{"blocks": out})
+	s.writeJSON(w, http.StatusOK, map[string]any{"blocks": blocks, "unblocks": unblocks})
 	return nil
 }
 

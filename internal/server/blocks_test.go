@@ -7,13 +7,66 @@ import (
 
 	"sandi.dev/internal/server"
 	"sandi.dev/protocol"
+	"sandi.dev/protocol/secret"
 )
 
+type blockEntry struct {
+	User      protocol.UserID `json:"user"`
+	Username  string          `json:"username"`
+	Statement server.B64      `json:"statement"`
+}
+
 type blocksAnswer struct {
-	Blocks []struct {
-		User     protocol.UserID `json:"user"`
-		Username string          `json:"username"`
-	} `json:"blocks"`
+	Blocks   []blockEntry `json:"blocks"`
+	Unblocks []blockEntry `json:"unblocks"`
+}
+
+// statement is a block statement of d's account about other, signed by
+// key (d's identity key when nil).
+func (d *device) statement(other *device, blocked bool, at int64, key *secret.IdentityPrivateKey) map[string]any {
+	if key == nil {
+		key = d.id
+	}
+	b := &protocol.Block{User: d.user, Other: other.user, Blocked: blocked, Time: at}
+	secret.SignBlock(key, b)
+	return map[string]any{"statement": server.B64(b.Marshal())}
+}
+
+// TestBlockStatements: a signed block statement (protocol.md §16.2) is
+// taken only from the account it is about, for the user it names, under
+// the account's identity key, and when newer than the one held; the
+// server serves it back, keeps a signed unblock apart from the blocks
+// (and stops enforcing the block), and lifts a signed block only with a
+// signed unblock.
+func TestBlockStatements(t *testing.T) {
+	forEachDB(t, server.Config{}, func(t *testing.T, e *env) {
+		alice, bob, carol := e.register("alice"), e.register("bob"), e.register("carol")
+		alice.must("POST", "/api/blocks", alice.statement(bob, true, 1000, nil), nil)
+		wantCode(t, alice.do("POST", "/api/blocks", alice.statement(carol, true, 1000, carol.id), nil), 400, server.CodeBadSignature)
+		wantCode(t, carol.do("POST", "/api/blocks", alice.statement(bob, true, 1001, nil), nil), 400, server.CodeBadSignature)
+		named := alice.statement(bob, true, 1001, nil)
+		named["user"] = carol.user
+		wantCode(t, alice.do("POST", "/api/blocks", named, nil), 400, server.CodeBadSignature)
+		wantCode(t, alice.do("POST", "/api/blocks", alice.statement(bob, false, 999, nil), nil), 409, server.CodeConflict)
+		wantCode(t, alice.do("POST", "/api/blocks", map[string]any{"statement": server.B64("short")}, nil), 400, server.CodeBadRequest)
+		wantCode(t, alice.do("DELETE", "/api/blocks/"+bob.user.String(), nil, nil), 409, server.CodeConflict)
+		_, err := bob.create([]*device{alice})
+		wantCode(t, err, 403, server.CodeBlocked)
+
+		var bl blocksAnswer
+		alice.must("GET", "/api/blocks", nil, &bl)
+		if len(bl.Blocks) != 1 || bl.Blocks[0].User != bob.user || len(bl.Blocks[0].Statement) != protocol.BlockStatementSize || len(bl.Unblocks) != 0 {
+			t.Fatalf("alice's list %+v, want bob's signed block", bl)
+		}
+		alice.must("POST", "/api/blocks", alice.statement(bob, false, 1002, nil), nil)
+		alice.must("GET", "/api/blocks", nil, &bl)
+		if len(bl.Blocks) != 0 || len(bl.Unblocks) != 1 || bl.Unblocks[0].User != bob.user {
+			t.Fatalf("after a signed unblock %+v, want bob's unblock apart", bl)
+		}
+		if _, err := bob.create([]*device{alice}); err != nil {
+			t.Fatalf("after a signed unblock: %v", err)
+		}
+	})
 }
 
 // convIDs lists the conversations d's account is a member of.
