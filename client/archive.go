@@ -35,10 +35,10 @@ var archivedPrefixes = []string{"chain/", "contact/", "conv/", "devicelist/", "e
 // identityRecord is the storage key of the identity seed, in backups only.
 const identityRecord = "identity"
 
-// transferredKeys are held by a transfer archive only: the block list and
-// the request state, which a linked device decides message requests with
-// (§16.1).
-var transferredKeys = []string{blocksKey, requestStateKey}
+// transferredKeys are held by a transfer archive only: the block list, its
+// signed statements and the request state, which a linked device decides
+// message requests with (§16.1, §16.2).
+var transferredKeys = []string{blocksKey, blockStatementsKey, requestStateKey}
 
 func archived(key string, kind archive.Kind) bool {
 	if key == pinsMarker || key == identityRecord && kind != archive.Transfer {
@@ -315,7 +315,7 @@ func (c *Client) importRecord(rec archive.Record) error {
 	if rec.Key == identityRecord {
 		return nil // handled by the restore
 	}
-	if err := checkTransferred(rec); err != nil {
+	if err := checkTransferred(rec, c.acct.User); err != nil {
 		return err
 	}
 	have, err := c.st.Get(importStage + rec.Key)
@@ -328,7 +328,7 @@ func (c *Client) importRecord(rec archive.Record) error {
 	if err != nil {
 		return err
 	}
-	v, err := mergeRecord(rec, have)
+	v, err := mergeRecord(rec, have, c.acct.User)
 	if err != nil || v == nil {
 		return err
 	}
@@ -337,8 +337,10 @@ func (c *Client) importRecord(rec archive.Record) error {
 
 // mergeRecord is the value an archived record leaves under a key the
 // device already holds as have; nil when have stays.
-func mergeRecord(rec archive.Record, have []byte) ([]byte, error) {
+func mergeRecord(rec archive.Record, have []byte, user protocol.UserID) ([]byte, error) {
 	switch {
+	case rec.Key == blockStatementsKey:
+		return mergeBlockStatements(rec.Value, have, user)
 	case rec.Key == requestStateKey:
 		return mergeRequestStates(rec.Value, have)
 	case rec.Key == blocksKey:

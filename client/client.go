@@ -465,6 +465,7 @@ func (c *Client) ResetIdentity(ctx context.Context) error {
 		}
 	}
 	c.trySignOwnName(ctx)                 // under the new key (§12.5)
+	c.resignBlocks(ctx)                   // likewise (§16.2)
 	return c.rekeyConversations(ctx, old) // co-signed by old when the device held it
 }
 

@@ -410,9 +410,11 @@ func (c *Client) requestState() ([]byte, error) {
 // checkTransferred decodes the block list and the request state that a
 // transfer brings, strictly (§16.1): one that does not decode fails the
 // import whole, before anything is written.
-func checkTransferred(rec archive.Record) error {
+func checkTransferred(rec archive.Record, user protocol.UserID) error {
 	var err error
 	switch rec.Key {
+	case blockStatementsKey:
+		_, err = parseHeldBlocks(rec.Value, user)
 	case requestStateKey:
 		_, err = parseRequestState(rec.Value)
 	case blocksKey:

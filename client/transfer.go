@@ -88,7 +88,7 @@ func (c *Client) writeTransfer(w io.Writer, h LinkHistory) error {
 		switch {
 		case k == requestStateKey:
 			return nil // the current one, below
-		case !h.Transfer && k != blocksKey:
+		case !h.Transfer && k != blocksKey && k != blockStatementsKey:
 			return nil
 		case strings.HasPrefix(k, "history/") && h.Since > 0:
 			v = historySince(v, h.Since)
