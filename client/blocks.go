@@ -89,6 +89,9 @@ func parseHeldBlocks(b []byte, user protocol.UserID) (map[protocol.UserID]*heldB
 		return nil, err
 	}
 	for id, h := range held {
+		if h == nil {
+			return nil, fmt.Errorf("no statement about %s", id)
+		}
 		st, err := protocol.ParseBlock(h.Statement)
 		if err != nil {
 			return nil, err
