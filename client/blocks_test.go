@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"testing"
+	"time"
 
 	"sandi.dev/client"
 	"sandi.dev/internal/server"
@@ -150,7 +151,7 @@ func TestServerCannotAddBlock(t *testing.T) {
 // The block holds on her device (the newer statement wins), with an alarm.
 func TestServerReplaysUnblock(t *testing.T) {
 	ctx := context.Background()
-	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
+	n := startNode(t, t.TempDir()+"/sandi.db", blobConfig(t))
 	p := newProxy(t, n)
 	alice := clientVia(t, p)
 	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
@@ -181,6 +182,26 @@ func TestServerReplaysUnblock(t *testing.T) {
 	}
 	if len(blockAlarms(t, alice, bob.UserID())) == 0 {
 		t.Fatal("no alarm for a replayed unblock")
+	}
+
+	// A device linked now gets the statements from alice's device, so
+	// the replay does not fool it either.
+	phone := clientVia(t, p)
+	if err := phone.Login(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	code, err := phone.StartLink(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.ApproveLink(ctx, code); err != nil {
+		t.Fatal(err)
+	}
+	if err := phone.WaitLink(ctx, 10*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if got := blockedNames(t, phone); !slices.Equal(got, []string{"bob"}) {
+		t.Fatalf("a device linked during the replay: %v; want bob blocked", got)
 	}
 }
 
