@@ -285,6 +285,7 @@ func (c *Client) fetchBlocks(ctx context.Context) ([]Blocked, error) {
 	}
 	names := map[protocol.UserID]string{}
 	verified := map[protocol.UserID]bool{}
+	current := map[protocol.UserID]bool{} // the server holds what this device holds
 	for _, e := range slices.Concat(out.Blocks, out.Unblocks) {
 		names[e.User] = e.Username
 		if len(e.Statement) == 0 {
@@ -299,7 +300,10 @@ func (c *Client) fetchBlocks(ctx context.Context) ([]Blocked, error) {
 			switch {
 			case h == nil || st.Newer(h.st):
 				held[e.User] = &heldBlock{Statement: st.Marshal(), Username: e.Username, st: st}
-			case string(h.Statement) != string(e.Statement):
+				current[e.User] = true
+			case string(h.Statement) == string(e.Statement):
+				current[e.User] = true
+			default:
 				err = c.blockAlarm(e.User, "served an older block statement about %s than the one this device holds; this device keeps the newer")
 			}
 		}
@@ -325,6 +329,14 @@ func (c *Client) fetchBlocks(ctx context.Context) ([]Blocked, error) {
 	for id, blocked := range set {
 		if blocked && held[id] == nil {
 			_ = c.setBlock(ctx, id, names[id], true, false)
+		}
+	}
+	// Statements the server lost (a database restored from a backup, say)
+	// or replaced by older ones: sent again, so that it enforces them
+	// again. One it refuses is left; the device holds it all the same.
+	for id, h := range held {
+		if !current[id] {
+			_ = c.api.do(ctx, "POST", "/api/blocks", map[string]any{"statement": h.Statement}, nil)
 		}
 	}
 	return c.blockedList(names)

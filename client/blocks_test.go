@@ -259,3 +259,27 @@ func TestUnblockReachesOtherDevice(t *testing.T) {
 		}
 	}
 }
+
+// TestServerLosesBlock: the server loses alice's signed block of bob (its
+// database restored to before it, or rows deleted): her device keeps bob
+// blocked, raises an alarm, and sends the statement again, so that the
+// server refuses bob's next conversation once more.
+func TestServerLosesBlock(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
+	alice, bob := register(t, n, "alice"), register(t, n, "bob")
+	if err := alice.Block(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	execDB(t, n, `DELETE FROM block_statements`)
+	execDB(t, n, `DELETE FROM blocks`)
+	if got := blockedNames(t, alice); !slices.Equal(got, []string{"bob"}) {
+		t.Fatalf("alice's list after the server lost the block = %v; want bob", got)
+	}
+	if len(blockAlarms(t, alice, bob.UserID())) != 1 {
+		t.Fatal("no alarm for a lost block")
+	}
+	if _, err := bob.CreateConversation(ctx, "", "alice"); !client.IsCode(err, "blocked") {
+		t.Fatalf("bob starting a conversation after alice's device sent the block again: %v; want blocked", err)
+	}
+}
