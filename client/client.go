@@ -114,6 +114,10 @@ type account struct {
 	SignedPreKeyID uint32            `json:"signedPreKeyId"`
 	LastResortID   uint32            `json:"lastResortId,omitempty"` // 0 in state from before it was recorded
 	Maintained     int64             `json:"maintained"`             // Unix seconds of the last pre-key upkeep
+	// DeviceName is the name this device signed in with (Register,
+	// Login), the one it signs as its default (§12.5); empty in state
+	// from before it was recorded.
+	DeviceName string `json:"deviceName,omitempty"`
 }
 
 // maintainEvery is how often Sync runs the pre-key upkeep on its own.
@@ -349,6 +353,7 @@ func (c *Client) authenticate(ctx context.Context, path, username, password stri
 		return a, err
 	}
 	c.acct.User, c.acct.Device, c.acct.Username, c.acct.Token, c.acct.Cursor = a.UserID, a.DeviceID, a.Username, a.Token, a.Cursor
+	c.acct.DeviceName = c.devName
 	c.acct.NextPreKeyID = 1
 	c.api.token = a.Token
 	if err := c.saveAccount(); err != nil {

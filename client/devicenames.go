@@ -146,11 +146,13 @@ func (c *Client) RenameDevice(ctx context.Context, device, name string) (protoco
 
 // signOwnName signs this device's name under the account's current
 // identity key (§12.5), unless this device holds a record of its own that
-// verifies under it: at registration and at a link the name it signed in
-// with, its default name, so that no name is ever the server's alone; after
-// an identity reset, the name it held, signed again under the new key.
-// A name that a record cannot hold (control characters, over 64 bytes) is
-// left unsigned.
+// verifies under it: the name it signed in with (its default name,
+// recorded in its state at the sign-in, not the name a later program
+// that opens the state would give a new device), so that no name is ever
+// the server's alone; after an identity reset, the name it held, signed
+// again under the new key. A name that a record cannot hold (control
+// characters, over 64 bytes), or none recorded (state from before the
+// name was), is left unsigned.
 func (c *Client) signOwnName(ctx context.Context) error {
 	self := c.acct.Device
 	held, err := c.heldName(self)
@@ -160,7 +162,7 @@ func (c *Client) signOwnName(ctx context.Context) error {
 	if held != nil && held.Verify(c.acct.User, self, c.id.Public()) == nil {
 		return nil
 	}
-	name, seq := c.devName, uint64(1)
+	name, seq := c.acct.DeviceName, uint64(1)
 	if held != nil {
 		name, seq = held.Name, held.Seq+1
 	}

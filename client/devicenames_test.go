@@ -254,13 +254,29 @@ func TestDefaultNameSignedLater(t *testing.T) {
 	ctx := context.Background()
 	n := startNode(t, t.TempDir()+"/sandi.db", serverConfig())
 	rt := &refuseOnce{match: func(r *http.Request) bool { return r.Method == "PUT" && strings.HasSuffix(r.URL.Path, "/name") }}
-	alice := newClientWith(t, n, rt)
+	dir := t.TempDir()
+	alice := openClient(t, n, rt, dir)
 	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
 		t.Fatalf("a refused device name undid the registration: %v", err)
 	}
 	if !rt.done {
 		t.Fatal("registration sent no device name")
 	}
+	// Another program opens the state (with a default name of its own for
+	// a new device, as the CLI has): the name signed is still the one the
+	// device signed in with.
+	if err := alice.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := client.NewDirStorage(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, err = client.Open(client.Options{Server: n.url(), Storage: st, DeviceName: "another program"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { alice.Close() })
 	if d := deviceNamed(t, alice, alice.DeviceID()); d.Name != "sandi" || !d.NameSigned {
 		t.Fatalf("listed again, the device shows as %+v; want its default name, signed", d)
 	}
