@@ -156,7 +156,8 @@ func (c *Client) Unblock(ctx context.Context, user string) error {
 			return err
 		}
 		if !set[u.ID] {
-			// Blocked from another device of the account, perhaps.
+			// Blocked from another device of the account, perhaps, or
+			// by a device before statements (which the server enforces).
 			if _, err := c.fetchBlocks(ctx); err != nil {
 				return err
 			}
@@ -165,7 +166,13 @@ func (c *Client) Unblock(ctx context.Context, user string) error {
 			}
 		}
 		if !set[u.ID] {
-			return fmt.Errorf("%s is not blocked", u.Username)
+			served, err := c.servedBlocks(ctx)
+			if err != nil {
+				return err
+			}
+			if !slices.ContainsFunc(served.Blocks, func(b servedBlock) bool { return b.User == u.ID }) {
+				return fmt.Errorf("%s is not blocked", u.Username)
+			}
 		}
 		return c.setBlock(ctx, u.ID, u.Username, false, true)
 	})
@@ -240,6 +247,20 @@ type servedBlock struct {
 	Statement b64             `json:"statement"`
 }
 
+type servedList struct {
+	Blocks   []servedBlock `json:"blocks"`
+	Unblocks []servedBlock `json:"unblocks"`
+}
+
+// servedBlocks is the block list as the server serves it, unchecked.
+func (c *Client) servedBlocks(ctx context.Context) (*servedList, error) {
+	var out servedList
+	if err := c.api.do(ctx, "GET", "/api/blocks", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Blocks returns the account's block list: the blocks this device holds,
 // merged with the statements the server serves (so that blocks and
 // unblocks made on the account's other devices apply here as well).
@@ -260,15 +281,13 @@ func (c *Client) Blocks(ctx context.Context) ([]Blocked, error) {
 // change nothing. Blocks this device holds without a statement (made
 // before statements) are signed now. The caller holds c.mu.
 func (c *Client) fetchBlocks(ctx context.Context) ([]Blocked, error) {
-	var out struct {
-		Blocks   []servedBlock `json:"blocks"`
-		Unblocks []servedBlock `json:"unblocks"`
-	}
-	if err := c.api.do(ctx, "GET", "/api/blocks", nil, &out); err != nil {
+	out, err := c.servedBlocks(ctx)
+	if err != nil {
 		return nil, err
 	}
 	if c.id == nil {
-		// A device without keys cannot verify: the list as served.
+		// A device without keys cannot verify (nor sign): the list as
+		// served.
 		bl := make([]Blocked, 0, len(out.Blocks))
 		for _, b := range out.Blocks {
 			bl = append(bl, Blocked{User: b.User, Username: b.Username, CreatedAt: b.CreatedAt})

@@ -112,7 +112,7 @@ func TestServerCannotUnblock(t *testing.T) {
 // account she never blocked, with a statement another key signed, and
 // another without any statement: her device takes neither (a
 // conversation from them is no request) and raises an alarm for each,
-// once.
+// once. She can still lift the block without a statement.
 func TestServerCannotAddBlock(t *testing.T) {
 	ctx := context.Background()
 	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
@@ -144,6 +144,15 @@ func TestServerCannotAddBlock(t *testing.T) {
 	if req, err := alice.IsRequest(conv); err != nil || req {
 		t.Fatalf("carol's conversation = request %v, %v; want an ordinary one", req, err)
 	}
+	// The block without a statement (as a device before statements made
+	// it) is the server's to enforce; alice can still lift it.
+	if _, err := dave.CreateConversation(ctx, "", "alice"); !client.IsCode(err, "blocked") {
+		t.Fatalf("dave before the unblock: %v; want blocked", err)
+	}
+	if err := alice.Unblock(ctx, "dave"); err != nil {
+		t.Fatal(err)
+	}
+	startedBy(t, dave, "alice")
 }
 
 // TestServerReplaysUnblock: alice blocks bob, unblocks him, blocks him
