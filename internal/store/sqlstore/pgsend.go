@@ -93,6 +93,10 @@ func init() {
 	}
 }
 
+// sendConns caps the send path's pool (Store.sends): the group commit
+// writes one batch at a time, and a direct Send waits for a connection.
+const sendConns = 2
+
 // maxPGBatch caps a send batch on PostgreSQL: with a rotation event per
 // message at most, its events fit one block of ids.
 const maxPGBatch = eventBlock / 2
@@ -227,7 +231,7 @@ func (s *Store) sendPostgresFast(ctx context.Context, batch []store.Send) ([]sto
 	for i, id := range ids {
 		idArgs[i] = idArg(id)
 	}
-	conn, err := s.w.Conn(ctx)
+	conn, err := s.sends.Conn(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -295,7 +299,7 @@ func (s *Store) sendPostgresFast(ctx context.Context, batch []store.Send) ([]sto
 // sendPostgresOnce runs the batch's transaction once, on a connection of
 // the pool driven through pgx directly (database/sql has no pipelines).
 func (s *Store) sendPostgresOnce(ctx context.Context, batch []store.Send, lookup bool) ([]store.SendResult, error) {
-	conn, err := s.w.Conn(ctx)
+	conn, err := s.sends.Conn(ctx)
 	if err != nil {
 		return nil, err
 	}

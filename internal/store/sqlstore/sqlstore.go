@@ -65,6 +65,7 @@ type Store struct {
 	d     dialect
 	w     *sql.DB // writes (SQLite: exactly one connection)
 	r     *sql.DB // reads (PostgreSQL: the same pool as w)
+	sends *sql.DB // PostgreSQL: the send batches' pool, on generic plans (openPostgres)
 	opts  Options
 	batch *batcher
 	// rstmts and wstmts hold the statements prepared once on the read pool
@@ -354,13 +355,24 @@ func openPostgres(ctx context.Context, url string, opts Options) (*Store, error)
 	db.SetMaxOpenConns(opts.MaxConns)
 	db.SetMaxIdleConns(opts.MaxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	s := &Store{d: postgresDialect, w: db, r: db, opts: opts, pgr: newPGReads(pgReadTTL)}
+	// The send batches run on connections of their own, planned once:
+	// PostgreSQL would plan their statements again at every batch for
+	// the lengths of its arrays (a custom plan), which took longer than
+	// running them. The generic plan is the same whatever the lengths.
+	scfg := cfg.Copy()
+	scfg.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
+	sends := stdlib.OpenDB(*scfg)
+	sends.SetMaxOpenConns(sendConns)
+	sends.SetMaxIdleConns(sendConns)
+	sends.SetConnMaxIdleTime(5 * time.Minute)
+	s := &Store{d: postgresDialect, w: db, r: db, sends: sends, opts: opts, pgr: newPGReads(pgReadTTL)}
 	fresh, err := s.migrate(ctx)
 	if err == nil {
 		err = s.ensureStream(ctx, fresh)
 	}
 	if err != nil {
 		db.Close()
+		sends.Close()
 		return nil, err
 	}
 	s.head = newPGHead(s)
@@ -420,6 +432,11 @@ func (s *Store) closeHandles() error {
 	}
 	if s.r != nil && s.r != s.w {
 		if e := s.r.Close(); err == nil {
+			err = e
+		}
+	}
+	if s.sends != nil {
+		if e := s.sends.Close(); err == nil {
 			err = e
 		}
 	}
