@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -95,7 +96,11 @@ func init() {
 
 // sendConns caps the send path's pool (Store.sends): the group commit
 // writes one batch at a time, and a direct Send waits for a connection.
-const sendConns = 2
+// sendConnLife bounds how long a plan made on one is used (openPostgres).
+const (
+	sendConns    = 2
+	sendConnLife = 15 * time.Minute
+)
 
 // maxPGBatch caps a send batch on PostgreSQL: with a rotation event per
 // message at most, its events fit one block of ids.

@@ -359,12 +359,16 @@ func openPostgres(ctx context.Context, url string, opts Options) (*Store, error)
 	// PostgreSQL would plan their statements again at every batch for
 	// the lengths of its arrays (a custom plan), which took longer than
 	// running them. The generic plan is the same whatever the lengths.
+	// PostgreSQL plans it again when ANALYZE changes a table's
+	// statistics; a connection lasts sendConnLife at most, so that the
+	// plans follow the tables' growth even where autovacuum is off.
 	scfg := cfg.Copy()
 	scfg.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
 	sends := stdlib.OpenDB(*scfg)
 	sends.SetMaxOpenConns(sendConns)
 	sends.SetMaxIdleConns(sendConns)
 	sends.SetConnMaxIdleTime(5 * time.Minute)
+	sends.SetConnMaxLifetime(sendConnLife)
 	s := &Store{d: postgresDialect, w: db, r: db, sends: sends, opts: opts, pgr: newPGReads(pgReadTTL)}
 	fresh, err := s.migrate(ctx)
 	if err == nil {
