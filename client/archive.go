@@ -35,8 +35,16 @@ var archivedPrefixes = []string{"chain/", "contact/", "conv/", "devicelist/", "e
 // identityRecord is the storage key of the identity seed, in backups only.
 const identityRecord = "identity"
 
+// transferredKeys are held by a transfer archive only: the block list and
+// the request state, which a linked device decides message requests with
+// (§16.1).
+var transferredKeys = []string{blocksKey, requestStateKey}
+
 func archived(key string, kind archive.Kind) bool {
 	if key == pinsMarker || key == identityRecord && kind != archive.Transfer {
+		return true
+	}
+	if kind == archive.Transfer && slices.Contains(transferredKeys, key) {
 		return true
 	}
 	for _, p := range archivedPrefixes {
@@ -307,6 +315,9 @@ func (c *Client) importRecord(rec archive.Record) error {
 	if rec.Key == identityRecord {
 		return nil // handled by the restore
 	}
+	if err := checkTransferred(rec); err != nil {
+		return err
+	}
 	have, err := c.st.Get(importStage + rec.Key)
 	if errors.Is(err, ErrNoValue) {
 		have, err = c.st.Get(rec.Key)
@@ -328,6 +339,10 @@ func (c *Client) importRecord(rec archive.Record) error {
 // device already holds as have; nil when have stays.
 func mergeRecord(rec archive.Record, have []byte) ([]byte, error) {
 	switch {
+	case rec.Key == requestStateKey:
+		return mergeRequestStates(rec.Value, have)
+	case rec.Key == blocksKey:
+		return mergeBlocks(rec.Value, have)
 	case strings.HasPrefix(rec.Key, "history/"):
 		return mergeHistory(rec.Value, have), nil
 	case strings.HasPrefix(rec.Key, "conv/"):

@@ -17,7 +17,8 @@ import (
 // (by a device of the account, or whoever holds the key) is still
 // imported only if it is of the expected kind, for this account, and
 // holds only archived state: an identity in a transfer, a device's own
-// keys (account, outbox) or another account's archive are refused whole,
+// keys (account, outbox), another account's archive, or a request state or
+// block list that does not decode (§16.1) are refused whole,
 // and nothing of it is written, the records before the bad one included.
 func TestArchiveImportRefusesForeign(t *testing.T) {
 	me := protocol.NewUserID()
@@ -67,6 +68,8 @@ func TestArchiveImportRefusesForeign(t *testing.T) {
 		{"an outbox entry", archive.Transfer, me, []string{"history/x", "outbox/abcdefgh"}, false},
 		{"a backup given as a transfer", archive.Backup, me, []string{"history/x"}, false},
 		{"another account's archive", archive.Transfer, protocol.NewUserID(), []string{"history/x"}, false},
+		{"a request state that does not decode", archive.Transfer, me, []string{"history/x", "requests.v1"}, false},
+		{"a block list that does not decode", archive.Transfer, me, []string{"blocks", "history/x"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := Open(Options{Server: "http://127.0.0.1:1", Storage: NewMemStorage()})

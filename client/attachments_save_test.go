@@ -11,12 +11,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"sandi.dev/client"
 	"sandi.dev/protocol"
@@ -136,17 +134,7 @@ func TestSaveResume(t *testing.T) {
 	alice := register(t, n, "alice")
 	dl := &failing{}
 	state := t.TempDir()
-	bst, err := client.NewDirStorage(state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bob, err := client.Open(client.Options{Server: n.url(), Storage: bst, HTTPClient: &http.Client{Transport: dl, Timeout: 10 * time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := bob.Register(ctx, "bob", "password of bob"); err != nil {
-		t.Fatal(err)
-	}
+	bob := registerWith(t, n, "bob", dl, state)
 	conv := pair(t, n, alice, bob)
 	file := randomFile(3<<20+777, 12)
 	a := upload(t, alice, conv, "f.bin", "", file)

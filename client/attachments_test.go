@@ -234,47 +234,22 @@ func TestAttachmentResume(t *testing.T) {
 	n := startNode(t, t.TempDir()+"/sandi.db", blobConfig(t))
 	dir := t.TempDir()
 	tr := &failing{}
-	open := func() *client.Client {
-		st, err := client.NewDirStorage(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := client.Open(client.Options{Server: n.url(), Storage: st, HTTPClient: &http.Client{Transport: tr, Timeout: 10 * time.Second}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	alice := open()
-	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
-		t.Fatal(err)
-	}
+	alice := registerWith(t, n, "alice", tr, dir)
 	dl := &failing{}
-	bst, err := client.NewDirStorage(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	bob, err := client.Open(client.Options{Server: n.url(), Storage: bst, HTTPClient: &http.Client{Transport: dl, Timeout: 10 * time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := bob.Register(ctx, "bob", "password of bob"); err != nil {
-		t.Fatal(err)
-	}
+	bob := registerWith(t, n, "bob", dl, t.TempDir())
 	conv := pair(t, n, alice, bob)
 
 	file := randomFile(17<<20, 2) // three parts
 	meta := client.AttachmentMeta{Name: "movie.bin"}
 	tr.fail = func(r *http.Request) bool { return r.Method == "PUT" && strings.HasSuffix(r.URL.Path, "/parts/1") }
-	_, err = alice.UploadAttachment(ctx, conv, bytes.NewReader(file), int64(len(file)), meta, nil)
-	if err == nil {
+	if _, err := alice.UploadAttachment(ctx, conv, bytes.NewReader(file), int64(len(file)), meta, nil); err == nil {
 		t.Fatal("the upload succeeded although part 1 could not be sent")
 	}
 	if got := strings.Join(tr.requests("PUT"), "\n"); !strings.Contains(got, "/parts/0 ") || !strings.Contains(got, "/parts/1 ") {
 		t.Fatalf("PUTs: %q", got)
 	}
 	alice.Close() // the process ends
-	alice = open()
+	alice = openClient(t, n, tr, dir)
 	tr.fail = nil
 	// Read through a pipe: no ReaderAt, no Seeker, as from standard input.
 	a, err := alice.UploadAttachment(ctx, conv, io.MultiReader(bytes.NewReader(file)), int64(len(file)), meta, nil)

@@ -299,10 +299,7 @@ func TestBackupSegmentLostAnswer(t *testing.T) {
 	cfg.BlobUploadsPerMinute = 1000
 	n := startNode(t, t.TempDir()+"/sandi.db", cfg)
 	rt := &lostAnswer{}
-	alice := newClientWith(t, n, rt)
-	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
-		t.Fatal(err)
-	}
+	alice := registerWith(t, n, "alice", rt, "")
 	register(t, n, "bob")
 	conv, err := alice.CreateConversation(ctx, "", "bob")
 	if err != nil {
@@ -390,10 +387,7 @@ func TestBackupRebaseKeepsOthers(t *testing.T) {
 	cfg.BlobUploadsPerMinute = 1000
 	n := startNode(t, t.TempDir()+"/sandi.db", cfg)
 	rt := &refusePut{path: "/api/archives/backup"}
-	alice := newClientWith(t, n, rt)
-	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
-		t.Fatal(err)
-	}
+	alice := registerWith(t, n, "alice", rt, "")
 	if _, err := alice.EnableBackup(ctx); err != nil {
 		t.Fatal(err)
 	}

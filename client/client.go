@@ -376,10 +376,13 @@ func (c *Client) Register(ctx context.Context, username, password string) error 
 		return err
 	}
 	// The account's first device list: this device alone (protocol.md §12).
-	_, err := c.publishDeviceList(ctx, "POST", "/api/devices/list", func([]protocol.DeviceID) []protocol.DeviceID {
+	if _, err := c.publishDeviceList(ctx, "POST", "/api/devices/list", func([]protocol.DeviceID) []protocol.DeviceID {
 		return []protocol.DeviceID{c.acct.Device}
-	})
-	return err
+	}); err != nil {
+		return err
+	}
+	c.trySignOwnName(ctx) // its default name, signed (§12.5)
+	return nil
 }
 
 // Login adds this device to an existing account. The device then has no
@@ -461,6 +464,7 @@ func (c *Client) ResetIdentity(ctx context.Context) error {
 			return err
 		}
 	}
+	c.trySignOwnName(ctx)                 // under the new key (§12.5)
 	return c.rekeyConversations(ctx, old) // co-signed by old when the device held it
 }
 

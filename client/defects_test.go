@@ -80,10 +80,7 @@ func TestDefectGhostConversation(t *testing.T) {
 				})
 			}
 		}}
-		alice := newClientWith(t, n, tr)
-		if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
-			t.Fatal(err)
-		}
+		alice := registerWith(t, n, "alice", tr, "")
 		conv, err := alice.CreateConversation(ctx, "", "bob")
 		if err != nil {
 			t.Fatal(err)

@@ -143,3 +143,73 @@ func (c *Client) RenameDevice(ctx context.Context, device, name string) (protoco
 	}
 	return id, c.holdName(n)
 }
+
+// signOwnName signs this device's name under the account's current
+// identity key (§12.5), unless this device holds a record of its own that
+// verifies under it: at registration and at a link the name it signed in
+// with, its default name, so that no name is ever the server's alone; after
+// an identity reset, the name it held, signed again under the new key.
+// A name that a record cannot hold (control characters, over 64 bytes) is
+// left unsigned.
+func (c *Client) signOwnName(ctx context.Context) error {
+	self := c.acct.Device
+	held, err := c.heldName(self)
+	if err != nil {
+		return err
+	}
+	if held != nil && held.Verify(c.acct.User, self, c.id.Public()) == nil {
+		return nil
+	}
+	name, seq := c.devName, uint64(1)
+	if held != nil {
+		name, seq = held.Name, held.Seq+1
+	}
+	if protocol.CheckDeviceName(name) != nil {
+		return nil
+	}
+	for try := 0; ; try++ {
+		n := &protocol.DeviceName{User: c.acct.User, Device: self, Seq: seq, Time: c.now().UnixMilli(), Name: name}
+		secret.SignDeviceName(c.id, n)
+		err := c.api.do(ctx, "PUT", "/api/devices/"+self.String()+"/name", map[string]any{"record": b64(n.Marshal())}, nil)
+		if err == nil {
+			return c.holdName(n)
+		}
+		if !IsCode(err, "conflict") || try > 0 {
+			return fmt.Errorf("sign this device's name: %w", err)
+		}
+		// The server holds a newer record: one another device of the
+		// account signed (a rename, kept), or one under a replaced key
+		// (signed over).
+		served, err := c.servedOwnName(ctx)
+		if err != nil {
+			return err
+		}
+		if served.Verify(c.acct.User, self, c.id.Public()) == nil {
+			return c.holdName(served)
+		}
+		seq = max(seq, served.Seq+1)
+	}
+}
+
+// trySignOwnName is signOwnName at registration, a link and an identity
+// reset, which a failure to sign does not undo: the name stays unsigned
+// until this device next lists its account's devices (devices), which
+// signs it then.
+func (c *Client) trySignOwnName(ctx context.Context) {
+	_ = c.signOwnName(ctx) // retried by devices
+}
+
+// servedOwnName is the name record the server serves for this device,
+// decoded but not verified.
+func (c *Client) servedOwnName(ctx context.Context) (*protocol.DeviceName, error) {
+	var u userInfo
+	if err := c.api.do(ctx, "GET", "/api/users/"+c.acct.User.String(), nil, &u); err != nil {
+		return nil, err
+	}
+	for _, d := range u.Devices {
+		if d.ID == c.acct.Device && len(d.NameRecord) > 0 {
+			return protocol.ParseDeviceName(d.NameRecord)
+		}
+	}
+	return nil, fmt.Errorf("%w: the server refuses this device's name record as older than its own, and serves none", ErrServerMisbehaved)
+}

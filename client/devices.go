@@ -364,6 +364,15 @@ func (c *Client) devices(ctx context.Context) ([]Device, error) {
 		if err := c.checkDeviceName(&dev, d.NameRecord); err != nil {
 			return nil, err
 		}
+		if dev.Current && !dev.NameSigned && c.id != nil {
+			// This device's name was not signed when it signed in (the
+			// server refused it): signed now, or left as it is.
+			if c.signOwnName(ctx) == nil {
+				if n, err := c.heldName(dev.ID); err == nil && n != nil {
+					dev.Name, dev.NameSigned = n.Name, true
+				}
+			}
+		}
 		out = append(out, dev)
 	}
 	for _, id := range listed {

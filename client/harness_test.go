@@ -129,26 +129,47 @@ func (n *node) restart() {
 	n.serve(ln)
 }
 
-// newClient opens a client with its own state directory.
+// newClient opens a client with its own state directory (dir, or a new
+// one if dir is "").
 func newClient(t testing.TB, n *node, dir string) *client.Client {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	st, err := client.NewDirStorage(dir)
-	if err != nil {
-		t.Fatal(err)
+	return openClient(t, n, nil, dir)
+}
+
+// openClient opens a client whose requests go through rt (nil: the default
+// transport) and whose state is kept in dir ("": in memory).
+func openClient(t testing.TB, n *node, rt http.RoundTripper, dir string) *client.Client {
+	t.Helper()
+	var st client.Storage = client.NewMemStorage()
+	if dir != "" {
+		ds, err := client.NewDirStorage(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st = ds
 	}
-	c, err := client.Open(client.Options{Server: n.url(), Storage: st, HTTPClient: &http.Client{Timeout: 10 * time.Second}})
+	c, err := client.Open(client.Options{Server: n.url(), Storage: st, HTTPClient: &http.Client{Transport: rt, Timeout: 10 * time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
 }
 
+// register opens a client with its own state directory and registers
+// name on it, with the password "password of "+name.
 func register(t testing.TB, n *node, name string) *client.Client {
 	t.Helper()
-	c := newClient(t, n, "")
+	return registerWith(t, n, name, nil, t.TempDir())
+}
+
+// registerWith opens a client as openClient does and registers name on it,
+// with the password "password of "+name.
+func registerWith(t testing.TB, n *node, name string, rt http.RoundTripper, dir string) *client.Client {
+	t.Helper()
+	c := openClient(t, n, rt, dir)
 	if err := c.Register(context.Background(), name, "password of "+name); err != nil {
 		t.Fatalf("register %s: %v", name, err)
 	}
@@ -206,12 +227,9 @@ func (h *hookTransport) count(path string) int {
 	return h.seen["POST "+path]
 }
 
-// newClientWith opens a client whose requests go through rt.
+// newClientWith opens a client whose requests go through rt, its state
+// in memory.
 func newClientWith(t testing.TB, n *node, rt http.RoundTripper) *client.Client {
 	t.Helper()
-	c, err := client.Open(client.Options{Server: n.url(), Storage: client.NewMemStorage(), HTTPClient: &http.Client{Transport: rt, Timeout: 10 * time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return openClient(t, n, rt, "")
 }

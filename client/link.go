@@ -140,6 +140,7 @@ func (c *Client) tryCompleteLink(ctx context.Context) (bool, error) {
 	if err := c.uploadBundle(ctx, false, c.batch); err != nil {
 		return false, err
 	}
+	c.trySignOwnName(ctx) // its default name, signed now that it holds the key (§12.5)
 	if err := c.st.Delete("link"); err != nil {
 		return false, err
 	}
@@ -171,6 +172,9 @@ func (c *Client) ApproveLink(ctx context.Context, code string) (protocol.DeviceI
 // ApproveLinkWith is ApproveLink that also transfers history: with
 // h.Transfer it uploads an archive of this device's state (protocol.md
 // §14) and seals its key and digest to the new device with the identity.
+// Without, the archive holds only what the new device needs to tell
+// message requests as this one does: the block list and the request state
+// (protocol.md §16.1).
 func (c *Client) ApproveLinkWith(ctx context.Context, code string, h LinkHistory) (protocol.DeviceID, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -208,11 +212,12 @@ func (c *Client) ApproveLinkWith(ctx context.Context, code string, h LinkHistory
 		}
 		return protocol.DeviceID{}, ErrLinkAmbiguous
 	}
-	var offer []byte
-	if h.Transfer {
-		if offer, err = c.offerTransfer(ctx, h); err != nil {
-			return protocol.DeviceID{}, fmt.Errorf("no device was linked: the history transfer failed: %w", err)
-		}
+	// Without history, the transfer holds the block list and the request
+	// state only (§16.1); if it cannot be uploaded, the new device is
+	// linked without it and decides requests alone.
+	offer, err := c.offerTransfer(ctx, h)
+	if err != nil && h.Transfer {
+		return protocol.DeviceID{}, fmt.Errorf("no device was linked: the history transfer failed: %w", err)
 	}
 	sealed, err := secret.SealIdentityWith(c.id, offer, pub, c.acct.User, match.Device, key)
 	if err != nil {

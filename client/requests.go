@@ -1,10 +1,15 @@
 package client
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 
 	"sandi.dev/protocol"
+	"sandi.dev/protocol/archive"
 )
 
 // Message requests (protocol.md §16.1). Whether a conversation is a
@@ -15,6 +20,12 @@ import (
 // who is a contact. A request stays one until the user accepts it, or this
 // account sends in it (from any of its devices); until then its messages
 // are not marked read, so nothing tells the sender they were seen.
+//
+// A device linked to the account does not start from nothing: the
+// approving device sends it, in the transfer archive sealed to it with the
+// identity (§11, §14.5), its request state (requestState) and its block
+// list, and the new device decides with them as the approving device
+// would.
 
 // adder returns the author of the record by which this account last
 // became a member of the conversation in cs (its creator for the genesis),
@@ -59,19 +70,32 @@ func (c *Client) knows(user protocol.UserID, skip protocol.ConversationID) (bool
 }
 
 // classify decides, the first time this device verifies the chain of cs,
-// whether the conversation is a request. A conversation started by an
-// account this device knows blocked is a request too, and an alarm: an
+// whether the conversation is a request: as the request state a link
+// brought says for a conversation it names, else by whether the account
+// that added this one is known (a member of a conversation this device
+// holds and accepted, or known by that state). A conversation started by
+// an account this device knows blocked is a request too, and an alarm: an
 // honest server refuses it (§16.2).
 func (c *Client) classify(cs *convState) error {
 	by, ok := c.adder(cs)
 	if !ok || by == c.acct.User {
 		return nil
 	}
-	known, err := c.knows(by, cs.ID)
+	rs, err := c.carriedRequests()
 	if err != nil {
 		return err
 	}
-	cs.Request = !known
+	if request, decided := rs.decided(cs.ID); decided {
+		cs.Request = request
+	} else if rs.knows(by) {
+		cs.Request = false
+	} else {
+		known, err := c.knows(by, cs.ID)
+		if err != nil {
+			return err
+		}
+		cs.Request = !known
+	}
 	blocked, err := c.localBlocks()
 	if err != nil {
 		return err
@@ -202,4 +226,278 @@ func (c *Client) BlockRequest(ctx context.Context, conv protocol.ConversationID)
 		return err
 	}
 	return c.deleteRequest(ctx, conv)
+}
+
+// requestStateKey is the storage key (and archive record) of the request
+// state a link brought (protocol.md §16.1).
+const requestStateKey = "requests.v1"
+
+// maxRequestState bounds each list of a request state.
+const maxRequestState = 1 << 20
+
+// requestState is what a device decided about message requests, as it
+// hands it to a device it links: the accounts it knows (members of the
+// conversations it holds, accepted and not left, other than its own),
+// and the conversations it holds as accepted and as requests. Each list
+// is in ascending byte order, without repeats or zero ids, and no
+// conversation is in both.
+type requestState struct {
+	Version  int                       `json:"version"` // 1
+	Known    []protocol.UserID         `json:"known"`
+	Accepted []protocol.ConversationID `json:"accepted"`
+	Requests []protocol.ConversationID `json:"requests"`
+}
+
+// errRequestState marks a request state that breaks its rules.
+var errRequestState = errors.New("malformed request state")
+
+// parseRequestState decodes a request state strictly.
+func parseRequestState(b []byte) (*requestState, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var rs requestState
+	if err := dec.Decode(&rs); err != nil {
+		return nil, fmt.Errorf("%w: %v", errRequestState, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: bytes after the object", errRequestState)
+	}
+	if rs.Version != 1 {
+		return nil, fmt.Errorf("%w: version %d", errRequestState, rs.Version)
+	}
+	if err := checkIDs(rs.Known); err != nil {
+		return nil, fmt.Errorf("%w: known: %v", errRequestState, err)
+	}
+	for _, l := range [][]protocol.ConversationID{rs.Accepted, rs.Requests} {
+		if err := checkIDs(l); err != nil {
+			return nil, fmt.Errorf("%w: %v", errRequestState, err)
+		}
+	}
+	for _, id := range rs.Accepted {
+		if _, both := slices.BinarySearchFunc(rs.Requests, id, compareIDs); both {
+			return nil, fmt.Errorf("%w: conversation %s is both accepted and a request", errRequestState, id)
+		}
+	}
+	return &rs, nil
+}
+
+func compareIDs[ID ~[protocol.IDSize]byte](a, b ID) int { return bytes.Compare(a[:], b[:]) }
+
+// checkIDs checks that ids are at most maxRequestState, ascending,
+// unrepeated and not zero.
+func checkIDs[ID ~[protocol.IDSize]byte](ids []ID) error {
+	if len(ids) > maxRequestState {
+		return fmt.Errorf("%d ids, more than %d", len(ids), maxRequestState)
+	}
+	for i, id := range ids {
+		if id == (ID{}) {
+			return errors.New("a zero id")
+		}
+		if i > 0 && compareIDs(ids[i-1], id) >= 0 {
+			return errors.New("ids out of order or repeated")
+		}
+	}
+	return nil
+}
+
+// marshal encodes a request state (lists sorted, as parse requires).
+func (rs *requestState) marshal() ([]byte, error) {
+	out := requestState{Version: 1, Known: rs.Known, Accepted: rs.Accepted, Requests: rs.Requests}
+	for _, l := range []*[]protocol.ConversationID{&out.Accepted, &out.Requests} {
+		*l = slices.SortedFunc(slices.Values(*l), compareIDs)
+		if *l == nil {
+			*l = []protocol.ConversationID{}
+		}
+	}
+	if out.Known = slices.SortedFunc(slices.Values(out.Known), compareIDs); out.Known == nil {
+		out.Known = []protocol.UserID{}
+	}
+	return json.Marshal(out)
+}
+
+// decided reports whether rs decided conv, and whether as a request.
+func (rs *requestState) decided(conv protocol.ConversationID) (request, decided bool) {
+	if rs == nil {
+		return false, false
+	}
+	if _, ok := slices.BinarySearchFunc(rs.Requests, conv, compareIDs); ok {
+		return true, true
+	}
+	_, ok := slices.BinarySearchFunc(rs.Accepted, conv, compareIDs)
+	return false, ok
+}
+
+// knows reports whether rs names user as known.
+func (rs *requestState) knows(user protocol.UserID) bool {
+	if rs == nil {
+		return false
+	}
+	_, ok := slices.BinarySearchFunc(rs.Known, user, compareIDs)
+	return ok
+}
+
+// carriedRequests reads the request state a link brought (nil if none).
+func (c *Client) carriedRequests() (*requestState, error) {
+	b, err := c.st.Get(requestStateKey)
+	if errors.Is(err, ErrNoValue) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	rs, err := parseRequestState(b)
+	if err != nil {
+		return nil, fmt.Errorf("stored request state: %w", err)
+	}
+	return rs, nil
+}
+
+// requestState is this device's request state, to hand to a device it
+// links: what a link brought it, updated by the conversations it holds
+// (a conversation it left is no longer named). The caller holds c.mu.
+func (c *Client) requestState() ([]byte, error) {
+	prev, err := c.carriedRequests()
+	if err != nil {
+		return nil, err
+	}
+	known := map[protocol.UserID]bool{}
+	decided := map[protocol.ConversationID]bool{}
+	if prev != nil {
+		for _, u := range prev.Known {
+			known[u] = true
+		}
+		for _, id := range prev.Accepted {
+			decided[id] = false
+		}
+		for _, id := range prev.Requests {
+			decided[id] = true
+		}
+	}
+	held, err := c.storedConvs()
+	if err != nil {
+		return nil, err
+	}
+	for _, cs := range held {
+		if cs.chain == nil {
+			continue
+		}
+		if cs.Left {
+			delete(decided, cs.ID)
+			continue
+		}
+		decided[cs.ID] = cs.Request
+		if !cs.Request {
+			for _, m := range cs.chain.Members() {
+				known[m.User] = true
+			}
+		}
+	}
+	delete(known, c.acct.User)
+	var rs requestState
+	for u := range known {
+		rs.Known = append(rs.Known, u)
+	}
+	for id, request := range decided {
+		if request {
+			rs.Requests = append(rs.Requests, id)
+		} else {
+			rs.Accepted = append(rs.Accepted, id)
+		}
+	}
+	return rs.marshal()
+}
+
+// checkTransferred decodes the block list and the request state that a
+// transfer brings, strictly (§16.1): one that does not decode fails the
+// import whole, before anything is written.
+func checkTransferred(rec archive.Record) error {
+	var err error
+	switch rec.Key {
+	case requestStateKey:
+		_, err = parseRequestState(rec.Value)
+	case blocksKey:
+		var ids []protocol.UserID
+		err = json.Unmarshal(rec.Value, &ids)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: record %s: %v", archive.ErrFormat, rec.Key, err)
+	}
+	return nil
+}
+
+// mergeRequestStates is the union of two request states; where they
+// decide a conversation differently, theirs (the newer, from the device
+// that linked this one) wins.
+func mergeRequestStates(theirs, mine []byte) ([]byte, error) {
+	t, err := parseRequestState(theirs)
+	if err != nil {
+		return nil, err
+	}
+	m, err := parseRequestState(mine)
+	if err != nil {
+		return theirs, nil // a stored state that does not parse is replaced
+	}
+	out := requestState{Known: append(slices.Clone(t.Known), m.Known...)}
+	out.Known = slices.Compact(slices.SortedFunc(slices.Values(out.Known), compareIDs))
+	for _, id := range m.Accepted {
+		if _, ok := t.decided(id); !ok {
+			out.Accepted = append(out.Accepted, id)
+		}
+	}
+	for _, id := range m.Requests {
+		if _, ok := t.decided(id); !ok {
+			out.Requests = append(out.Requests, id)
+		}
+	}
+	out.Accepted = append(out.Accepted, t.Accepted...)
+	out.Requests = append(out.Requests, t.Requests...)
+	return out.marshal()
+}
+
+// mergeBlocks is the union of two stored block lists.
+func mergeBlocks(theirs, mine []byte) ([]byte, error) {
+	var t, m []protocol.UserID
+	if err := json.Unmarshal(theirs, &t); err != nil {
+		return nil, fmt.Errorf("blocks: %w", err)
+	}
+	if json.Unmarshal(mine, &m) != nil {
+		return theirs, nil
+	}
+	all := slices.Compact(slices.SortedFunc(slices.Values(append(t, m...)), compareIDs))
+	return json.Marshal(all)
+}
+
+// applyRequestState ends the requests that the request state a link
+// brought decides otherwise: conversations this device classified before
+// it had that state (an import that completed late). Blocked authors stay
+// requests. The caller holds c.mu.
+func (c *Client) applyRequestState() error {
+	rs, err := c.carriedRequests()
+	if err != nil || rs == nil {
+		return err
+	}
+	blocked, err := c.localBlocks()
+	if err != nil {
+		return err
+	}
+	held, err := c.storedConvs()
+	if err != nil {
+		return err
+	}
+	for _, cs := range held {
+		if !cs.Request {
+			continue
+		}
+		by, ok := c.adder(cs)
+		if !ok || blocked[by] {
+			continue
+		}
+		if request, decided := rs.decided(cs.ID); decided && !request || !decided && rs.knows(by) {
+			cs.Request = false
+			if err := c.saveConv(cs); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -3,10 +3,14 @@
 package client_test
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"errors"
+	"net/http"
 	"slices"
 	"testing"
+	"time"
 
 	"sandi.dev/client"
 	"sandi.dev/protocol"
@@ -219,10 +223,7 @@ func TestRequestTellsNoTyping(t *testing.T) {
 	ctx := context.Background()
 	n := startNode(t, t.TempDir()+"/sandi.db", serverConfig())
 	tap := &typingTap{}
-	alice := newClientWith(t, n, tap)
-	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
-		t.Fatal(err)
-	}
+	alice := registerWith(t, n, "alice", tap, "")
 	bob := register(t, n, "bob")
 	conv := startedBy(t, bob, "alice")
 	syncTexts(t, alice)
@@ -246,5 +247,116 @@ func TestRequestTellsNoTyping(t *testing.T) {
 	tap.mu.Unlock()
 	if posted != 1 {
 		t.Fatalf("typing once accepted posted %d notices, want 1", posted)
+	}
+}
+
+// TestLinkedDeviceKeepsRequests: a device linked without history decides
+// requests as the approving device would. What the approving device
+// accepted (bob's conversation, answered; dave's, accepted) is no request
+// on the new device, nor is bob's next conversation; mallory's, still a
+// request on the approving device, stays one; and erin, blocked before the
+// link, is blocked on the new device too: a server that forgets the block
+// and lets her conversation through gives a request and an alarm there.
+func TestLinkedDeviceKeepsRequests(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", blobConfig(t))
+	alice, bob := register(t, n, "alice"), register(t, n, "bob")
+	dave, mallory, erin := register(t, n, "dave"), register(t, n, "mallory"), register(t, n, "erin")
+	fromBob, fromDave, fromMallory := startedBy(t, bob, "alice"), startedBy(t, dave, "alice"), startedBy(t, mallory, "alice")
+	syncTexts(t, alice)
+	if _, err := alice.Send(ctx, fromBob, "hi bob"); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Accept(fromDave); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Block(ctx, "erin"); err != nil {
+		t.Fatal(err)
+	}
+	if r := requestIDs(t, alice); !slices.Equal(r, []protocol.ConversationID{fromMallory}) {
+		t.Fatalf("alice's requests before the link = %v; want mallory's", r)
+	}
+
+	phone, code := startLinked(t, n)
+	if _, err := alice.ApproveLink(ctx, code); err != nil {
+		t.Fatal(err)
+	}
+	waitLinked(t, phone, alice)
+	again := startedBy(t, bob, "alice")
+	db, err := sql.Open("sqlite", n.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`DELETE FROM blocks`); err != nil {
+		t.Fatal(err)
+	}
+	fromErin := startedBy(t, erin, "alice")
+	syncTexts(t, phone)
+
+	got := requestIDs(t, phone)
+	slices.SortFunc(got, func(a, b protocol.ConversationID) int { return bytes.Compare(a[:], b[:]) })
+	want := []protocol.ConversationID{fromMallory, fromErin}
+	slices.SortFunc(want, func(a, b protocol.ConversationID) int { return bytes.Compare(a[:], b[:]) })
+	if !slices.Equal(got, want) {
+		t.Fatalf("the linked device's requests = %v; want mallory's %s and erin's %s (not bob's %s and %s, nor dave's %s)",
+			got, fromMallory, fromErin, fromBob, again, fromDave)
+	}
+	alarms, err := phone.Alarms(fromErin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(alarms) != 1 || alarms[0].User != erin.UserID() || alarms[0].Kind != client.AlarmServerData {
+		t.Fatalf("the linked device's alarms for erin's conversation = %+v; want one: she is blocked", alarms)
+	}
+}
+
+// TestLinkedRequestStateLate: a server that withholds the request state
+// (the archive download fails) leaves the linked device deciding alone:
+// bob's conversation, accepted on alice's first device, is a request
+// there, never less; a swapped archive is refused with an alarm; once the
+// genuine state is imported, the request ends.
+func TestLinkedRequestStateLate(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", blobConfig(t))
+	alice, bob := register(t, n, "alice"), register(t, n, "bob")
+	fromBob := startedBy(t, bob, "alice")
+	syncTexts(t, alice)
+	if err := alice.Accept(fromBob); err != nil {
+		t.Fatal(err)
+	}
+	rt := &archiveTransport{}
+	rt.set(func(*http.Response) error { return errors.New("connection reset") })
+	phone := newClientWith(t, n, rt)
+	if err := phone.Login(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	code, err := phone.StartLink(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.ApproveLink(ctx, code); err != nil {
+		t.Fatal(err)
+	}
+	if err := phone.WaitLink(ctx, 10*time.Millisecond); !errors.Is(err, client.ErrTransfer) || !phone.PendingTransfer() {
+		t.Fatalf("a withheld request state: %v (pending %v)", err, phone.PendingTransfer())
+	}
+	syncTexts(t, phone)
+	if r := requestIDs(t, phone); !slices.Equal(r, []protocol.ConversationID{fromBob}) {
+		t.Fatalf("without the state, the linked device's requests = %v; want bob's (deciding alone)", r)
+	}
+	rt.set(flipByte)
+	if err := phone.ResumeTransfer(ctx); !errors.Is(err, client.ErrServerMisbehaved) {
+		t.Fatalf("a swapped request state: %v", err)
+	}
+	if r := requestIDs(t, phone); !slices.Equal(r, []protocol.ConversationID{fromBob}) {
+		t.Fatalf("after a swapped state, requests = %v", r)
+	}
+	rt.set(nil)
+	if err := phone.ResumeTransfer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := requestIDs(t, phone); len(r) != 0 {
+		t.Fatalf("once the state came, requests = %v; want none", r)
 	}
 }

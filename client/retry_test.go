@@ -9,7 +9,6 @@ import (
 	"slices"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"sandi.dev/client"
 )
@@ -37,13 +36,7 @@ func TestRetryStoresOnce(t *testing.T) {
 	n := startNode(t, t.TempDir()+"/sandi.db", serverConfig())
 	ctx := context.Background()
 	tr := &loseAnswers{base: http.DefaultTransport}
-	alice, err := client.Open(client.Options{Server: n.url(), Storage: client.NewMemStorage(), HTTPClient: &http.Client{Transport: tr, Timeout: 10 * time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
-		t.Fatal(err)
-	}
+	alice := registerWith(t, n, "alice", tr, "")
 	bob := register(t, n, "bob")
 	conv, err := alice.CreateConversation(ctx, "", "bob")
 	if err != nil {

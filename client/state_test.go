@@ -155,10 +155,7 @@ func TestConversationStateAttacks(t *testing.T) {
 		t.Fatal(err)
 	}
 	capture := &captureState{}
-	bob := newClientWith(t, n, capture)
-	if err := bob.Register(ctx, "bob", "password of bob"); err != nil {
-		t.Fatal(err)
-	}
+	bob := registerWith(t, n, "bob", capture, "")
 	register(t, n, "carol")
 	conv, err := alice.CreateConversation(ctx, "Lunch", "bob", "carol")
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"sandi.dev/protocol/archive"
 	"sandi.dev/protocol/attach"
@@ -26,9 +27,10 @@ type LinkHistory struct {
 	Since int64
 }
 
-// ErrTransfer wraps a failed import of a transferred history. The device
-// is linked; ResumeTransfer tries the import again.
-var ErrTransfer = errors.New("the device is linked, but its history transfer did not complete")
+// ErrTransfer wraps a failed import of a transfer: a history, or without
+// one the block list and request state (protocol.md §16.1). The device is
+// linked; ResumeTransfer tries the import again.
+var ErrTransfer = errors.New("the device is linked, but what the other device handed over (its history, or with none its block list and message requests) was not imported")
 
 // transferKey is the storage key of a transfer offer not yet imported.
 const transferKey = "transfer"
@@ -59,7 +61,7 @@ func (c *Client) offerTransfer(ctx context.Context, h LinkHistory) ([]byte, erro
 	defer clear(key)
 	ctx, cancel := context.WithTimeout(ctx, archiveTimeout)
 	defer cancel()
-	ref, digest, err := c.uploadArchive(ctx, archive.Transfer, h.Since, nil, key, "transfer")
+	ref, digest, err := c.uploadSealed(ctx, nil, key, "transfer", func(w io.Writer) error { return c.writeTransfer(w, h) })
 	if err != nil {
 		return nil, err
 	}
@@ -72,6 +74,39 @@ func (c *Client) offerTransfer(ctx context.Context, h LinkHistory) ([]byte, erro
 	copy(o.Key[:], key)
 	o.Digest, o.Size = digest, uint64(ref.Size)
 	return o.Marshal(), nil
+}
+
+// writeTransfer writes a transfer archive: with h.Transfer, this device's
+// state (the history since h.Since); without, its block list only. Both
+// end with its request state (§16.1), computed now. The caller holds c.mu.
+func (c *Client) writeTransfer(w io.Writer, h LinkHistory) error {
+	aw, err := archive.NewWriter(w, archive.Header{Kind: archive.Transfer, User: c.acct.User, Created: c.now().UnixMilli()})
+	if err != nil {
+		return err
+	}
+	err = c.eachArchived(archive.Transfer, func(k string, v []byte) error {
+		switch {
+		case k == requestStateKey:
+			return nil // the current one, below
+		case !h.Transfer && k != blocksKey:
+			return nil
+		case strings.HasPrefix(k, "history/") && h.Since > 0:
+			v = historySince(v, h.Since)
+		}
+		return aw.Add(k, v)
+	})
+	if err != nil {
+		return err
+	}
+	rs, err := c.requestState()
+	if err != nil {
+		return err
+	}
+	// Its key sorts after every other archived key, as records must.
+	if err := aw.Add(requestStateKey, rs); err != nil {
+		return err
+	}
+	return aw.Close()
 }
 
 // importTransfer imports the pending transfer, if any: the archive's
@@ -109,6 +144,9 @@ func (c *Client) importTransfer(ctx context.Context) error {
 		return err
 	}
 	if err := c.st.Delete(transferKey); err != nil {
+		return err
+	}
+	if err := c.applyRequestState(); err != nil {
 		return err
 	}
 	if err := c.catchUp(ctx); err != nil {

@@ -10,9 +10,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
-
-	"sandi.dev/client"
 )
 
 // failSessions fails requests for initial sessions while armed, as a
@@ -36,13 +33,7 @@ func TestUnreachableIsNotADecryptFailure(t *testing.T) {
 	n := startNode(t, t.TempDir()+"/sandi.db", serverConfig())
 	ctx := context.Background()
 	tr := &failSessions{base: http.DefaultTransport}
-	bob, err := client.Open(client.Options{Server: n.url(), Storage: client.NewMemStorage(), HTTPClient: &http.Client{Transport: tr, Timeout: 10 * time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := bob.Register(ctx, "bob", "password of bob"); err != nil {
-		t.Fatal(err)
-	}
+	bob := registerWith(t, n, "bob", tr, "")
 	alice := register(t, n, "alice")
 	conv, err := alice.CreateConversation(ctx, "", "bob")
 	if err != nil {

@@ -88,15 +88,9 @@ func TestTyping(t *testing.T) {
 	ctx := context.Background()
 	n := startNode(t, t.TempDir()+"/sandi.db", serverConfig())
 	tap := &typingTap{}
-	alice := newClientWith(t, n, tap)
-	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
-		t.Fatal(err)
-	}
+	alice := registerWith(t, n, "alice", tap, "")
 	bobTap := &typingTap{}
-	bob := newClientWith(t, n, bobTap)
-	if err := bob.Register(ctx, "bob", "password of bob"); err != nil {
-		t.Fatal(err)
-	}
+	bob := registerWith(t, n, "bob", bobTap, "")
 	// Carol's clock is a minute behind: her notices look replayed.
 	carol, err := client.Open(client.Options{Server: n.url(), Storage: client.NewMemStorage(), Now: func() time.Time { return time.Now().Add(-time.Minute) }})
 	if err != nil {

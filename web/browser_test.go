@@ -231,6 +231,16 @@ func TestBrowserDevices(t *testing.T) {
 	alice.openConversation("Plans")
 	alice.waitMessage("hi from the terminal")
 
+	// A stranger's conversation that carol accepted on her terminal is no
+	// request in the browser she links from it (the link hands over the
+	// terminal's request state, protocol.md §16.1).
+	dave := newUser(t, url, "dave")
+	fromDave := dave.startConversation("From dave", "hello carol", "carol")
+	carol.syncTexts()
+	if err := carol.c.Accept(fromDave); err != nil {
+		t.Fatal(err)
+	}
+
 	// Carol logs in on a browser: it shows a code, the terminal confirms it.
 	carolWeb := newPage(t, browser, "carol-web", url)
 	carolWeb.login("carol")
@@ -249,6 +259,10 @@ func TestBrowserDevices(t *testing.T) {
 		t.Fatalf("carol's terminal approves %s: %v", code, err)
 	}
 	carolWeb.waitView("main")
+	carolWeb.waitText("#conv-list", "dave") // named by its members until its state comes
+	if eval[bool](carolWeb, `document.getElementById("conv-list").innerText.includes("Request") || !document.getElementById("requests-count").hidden`) {
+		carolWeb.fail("dave's conversation, accepted on carol's terminal, is a request in the browser linked from it")
+	}
 	// The title is conversation state: a new device reads it with the
 	// first epoch that reaches it (alice's next message makes it); until
 	// then it names the conversation by its members.

@@ -2,8 +2,10 @@ package web_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -34,6 +36,19 @@ func TestBrowserOffline(t *testing.T) {
 	alice.typeInto("#composer-input", "sent while down")
 	alice.pressEnter()
 	alice.wait("the message kept", `sandi.outbox().then(o => o.length === 1 && o[0].text === "sent while down")`)
+	// The page reads its outbox once it has started, and a message sent
+	// from it before that read is in the outbox and pending alike: the
+	// read does not pend it again (one bubble; later, one send).
+	// The outbox is read again here (by the page's own composer module,
+	// under its content-hashed name), as it is then.
+	if n := eval[int](alice, `(async () => {
+		const url = performance.getEntriesByType("resource").map((e) => e.name).find((n) => /\/web\/composer\.[0-9a-f]+\.js$/.test(n));
+		if (!url) throw new Error("composer.js was not loaded");
+		await (await import(url)).loadOutbox();
+		return [...document.querySelectorAll("#messages .msg.own")].filter(li => li.querySelector(".text").innerText === "sent while down").length;
+	})()`); n != 1 {
+		alice.fail("“sent while down” shown %d times once the outbox was read with it pending", n)
+	}
 
 	alice.do("reload with the server down", chromedp.Reload())
 	alice.waitView("main")
@@ -80,7 +95,49 @@ func TestBrowserOffline(t *testing.T) {
 	if n := eval[int](alice, `[...document.querySelectorAll("#messages .msg")].filter(li => li.querySelector(".text").innerText === `+js(again)+`).length`); n != 1 || eval[bool](alice, `document.getElementById("messages").innerText.includes("Not sent")`) {
 		alice.fail("%q shown %d times, or shown as not sent", again, n)
 	}
+
+	// Read while the server is down: the read mark is told once the
+	// connection is back (bob sees the message read; the account's other
+	// devices would clear it), though a reload dropped the round of
+	// receipts the page had started and the module had nothing new to say.
+	eval[chromedp.Void](alice, `location.hash = "#/devices"`) // the chat closed: what comes stays unread
+	send(t, bob, conv, "read while down")
+	badge := `document.querySelector('#conv-list li[data-id="` + conv.String() + `"] .badge').dataset.count`
+	alice.wait("one unread", badge+` === "1"`)
+	stop()
+	alice.wait("the connection shown as lost", `!document.getElementById("conn").hidden`)
+	alice.openConversation("bob")
+	alice.waitMessage("read while down")
+	alice.wait("read in the browser", `sandi.markRead(`+js(conv.String())+`).then(() => true)`)
+	eval[chromedp.Void](alice, `location.hash = "#/devices"`)
+	alice.reload("main")
+	_, stop = serveAt(t, dir, strings.TrimPrefix(url, "http://"), nil)
+	alice.wait("the connection shown as up", `document.getElementById("conn").hidden`)
+	waitReadBy(t, bob, conv, "read while down", "alice")
 	alice.noProblems("Failed to load resource", "WebSocket connection", "ERR_CONNECTION_REFUSED")
+}
+
+// waitReadBy syncs u until its message text in conv shows as read by
+// reader.
+func waitReadBy(t *testing.T, u *cli, conv protocol.ConversationID, text, reader string) {
+	t.Helper()
+	deadline := time.Now().Add(stepTimeout)
+	for {
+		u.syncTexts()
+		h, err := u.c.History(conv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range h {
+			if m.Text == text && slices.Contains(m.ReadBy, reader) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %q is not read by %s", u.c.Username(), text, reader)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // onlyConversation is the one conversation u is in.

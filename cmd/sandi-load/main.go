@@ -26,6 +26,13 @@ import (
 )
 
 func main() {
+	if os.Getenv(load.UploadWorkerEnv) != "" {
+		if err := load.RunUploadWorker(os.Stdin, os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "sandi-load upload child:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "sandi-load:", err)
 		os.Exit(1)
@@ -79,6 +86,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.Uploads, "uploads", 0, "upload phase: this many concurrent attachment uploads (random bytes through the blob routes), with one text sender timed alone, then during them (0: skip)")
 	uploadSize := fs.String("upload-size", "10MiB", "upload phase: bytes of each upload (KiB, MiB, GiB suffixes)")
 	fs.IntVar(&cfg.UploadRounds, "upload-rounds", 1, "upload phase: run the uploads this many times, one round after another")
+	fs.BoolVar(&cfg.UploadProcess, "upload-process", true, "upload phase: run the uploads in a child process at a lower priority (nice 10), as uploads from other machines, so that they do not share the timing sender's process and CPU; false: in this process")
 	fs.DurationVar(&cfg.UploadBaseline, "upload-baseline", 3*time.Second, "upload phase: how long the text sender is timed alone first")
 	fs.DurationVar(&cfg.SendEvery, "send-every", 10*time.Millisecond, "upload phase: the text sender's next send waits for the next tick of this period")
 	fs.StringVar(&cfg.Metrics, "metrics", "", "upload phase: the server's /metrics URL, for the send's time in its handler (default: --server's /metrics; sandi serve serves them on --metrics-addr)")

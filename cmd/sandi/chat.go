@@ -43,11 +43,19 @@ func cmdChat(ctx context.Context, e *cli, args []string) error {
 		return chatTUI(ctx, e, id, items, synced.Failures, in, out)
 	}
 	var mu sync.Mutex // serialises output
+	self := e.c.UserID()
+	ack := make(chan struct{}, 1) // a round of read receipts is asked for
 	show := func(m client.Message) {
 		mu.Lock()
 		defer mu.Unlock()
 		if m.Conversation == id {
 			e.printMessage(m)
+			if m.SenderID != self {
+				select {
+				case ack <- struct{}{}:
+				default: // one is asked for already
+				}
+			}
 		}
 	}
 	for _, it := range items {
@@ -67,6 +75,30 @@ func cmdChat(ctx context.Context, e *cli, args []string) error {
 	e.c.MarkRead(id)
 	defer e.acknowledge(ctx, id) // runs after the mark below
 	defer e.c.MarkRead(id)       // what arrived while the chat ran was printed
+	// What the chat shows is read as it shows it: the others and this
+	// account's other devices are told at once, in rounds (a round asked
+	// for during one runs after it), not only when the chat ends. The
+	// rounds end before the marks above and before the client is closed.
+	ackCtx, stopAcks := context.WithCancel(ctx)
+	acksDone := make(chan struct{})
+	go func() {
+		defer close(acksDone)
+		for {
+			select {
+			case <-ackCtx.Done():
+				return
+			case <-ack:
+				if e.c.MarkRead(id) == nil {
+					_ = e.c.SendReceipts(ackCtx, id) // a courtesy, as in sendReceipts
+				}
+			}
+		}
+	}()
+	defer func() { stopAcks(); <-acksDone }()
+	select { // what the history above showed
+	case ack <- struct{}{}:
+	default:
+	}
 	if !e.g.json {
 		fmt.Fprintln(e.stderr, "-- type a message and press Enter; /quit to leave --")
 		if e.requests[id] {

@@ -100,6 +100,9 @@ func chatTUI(ctx context.Context, e *cli, id protocol.ConversationID, items []cl
 	cancel()
 	wg.Wait()
 	e.c.MarkRead(id) // what arrived while the view was open was seen
+	// and is told: a round of receipts the view started may have been
+	// cut short by its end.
+	e.acknowledge(parent, id)
 	if fm, ok := final.(*chatModel); ok && fm.fatal != nil {
 		return fm.fatal
 	}

@@ -1,8 +1,15 @@
 package main_test
 
 import (
+	"bufio"
+	"context"
+	"io"
 	"strings"
 	"testing"
+	"time"
+
+	"sandi.dev/client"
+	"sandi.dev/protocol"
 )
 
 // TestCLIReceipts: sync acknowledges what it printed (read) and what it
@@ -52,5 +59,105 @@ func TestCLIReceipts(t *testing.T) {
 	}
 	if _, errs, code := cliRun(t, base, b, "", "read-receipts", "maybe"); code != 2 || !strings.Contains(errs, "usage: sandi read-receipts [on|off]") {
 		t.Fatalf("read-receipts maybe: exit %d, %q", code, errs)
+	}
+}
+
+// TestCLIChatReadsLive: a line-mode chat tells what it shows as it shows
+// it: the messages there when it opens and each that comes while it runs
+// are acknowledged read while it still runs, not only when it ends (the
+// sender saw them unread, and the account's other devices kept them
+// unread, for as long as the chat was open).
+func TestCLIChatReadsLive(t *testing.T) {
+	base, homes := cliWorld(t, "alice", "bob")
+	a, b := homes["alice"], homes["bob"]
+	newConv(t, base, b, "alice") // no request (which sends no receipts): bob knows alice
+	convID := newConv(t, base, a, "bob")
+	cliOK(t, base, a, "", "send", convID, "before")
+	conv, err := protocol.ParseConversationID(convID)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// alice, from here on through the SDK on her CLI's state, listens for
+	// bob's receipts.
+	st, err := client.NewDirStorage(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, err := client.Open(client.Options{Server: base, Storage: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	listened := make(chan error, 1)
+	defer func() { cancel(); <-listened; alice.Close() }()
+	reads := make(chan string, 64) // the targets of bob's read receipts
+	alice.OnReceipt(func(m client.Message) {
+		if m.Sender == "bob" && m.Text == client.ReceiptRead {
+			reads <- m.Target
+		}
+	})
+	go func() { listened <- alice.Listen(ctx, func(client.Message) {}, nil) }()
+	hist, err := alice.History(conv)
+	if err != nil || len(hist) == 0 {
+		t.Fatalf("alice's history: %v, %v", hist, err)
+	}
+	before := hist[len(hist)-1]
+
+	chat, in, out := startChat(t, b, convID)
+	lines := make(chan string, 16)
+	go func() {
+		r := bufio.NewReader(out)
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				close(lines)
+				return
+			}
+			lines <- l
+		}
+	}()
+	expect := func(want string) {
+		t.Helper()
+		timeout := time.After(20 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("chat ended before printing %q", want)
+				}
+				if strings.Contains(l, want) {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("chat did not print %q", want)
+			}
+		}
+	}
+	readBy := func(m client.Message) {
+		t.Helper()
+		timeout := time.After(20 * time.Second)
+		for {
+			select {
+			case target := <-reads:
+				if target == m.Ref {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("bob's running chat showed %q and sent no read receipt for it", m.Text)
+			}
+		}
+	}
+	expect("alice: before")
+	readBy(before)
+	live, err := alice.Send(ctx, conv, "live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect("alice: live")
+	readBy(live)
+	io.WriteString(in, "/quit\n")
+	if err := chat.Wait(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -34,6 +34,15 @@ var ErrFull = errors.New("blob storage full")
 // later, as a database outage does.
 var ErrUnavailable = errors.New("blob storage unavailable")
 
+// Local is implemented by a Store whose WritePart writes to this
+// machine's own disks: between two reads of a part's body it waits on
+// nothing but them. The server then bounds how many uploads write at once
+// (it never bounds a store that forwards to another machine, whose waits
+// would hold up every upload).
+type Local interface {
+	Local() bool
+}
+
 // Store keeps objects named by ids of [0-9a-f]{32} (the caller makes them
 // unique and random). State is opaque to the caller: Begin returns it, the
 // caller persists it (in its database, beside the upload's row) and passes

@@ -162,11 +162,10 @@ type sender struct {
 	conv protocol.ConversationID
 	path string // POST path of its messages
 
-	mu    sync.Mutex // guards ep (an Epoch is not safe for concurrent use), epoch and blobs
+	mu    sync.Mutex // guards ep (an Epoch is not safe for concurrent use) and epoch
 	ep    *secret.Epoch
 	epoch uint64
 	chain *protocol.Chain // the conversation's membership, for its next epochs
-	blobs map[string]bool // the blobs it uploaded (the upload phase)
 
 	pool    []string // pre-encrypted envelopes, base64url
 	nextEnv atomic.Uint64

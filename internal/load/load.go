@@ -101,6 +101,13 @@ type Config struct {
 	UploadSize     int64
 	UploadRounds   int
 	UploadBaseline time.Duration // default 3s
+	// UploadProcess runs the uploads in a child process of this program
+	// (UploadWorkerEnv; a program that uses this package must call
+	// RunUploadWorker when it is set), at a lower priority: the uploads
+	// then do not share the timing sender's process and take only the
+	// CPU the server and the sender leave, as uploads from other
+	// machines would.
+	UploadProcess bool
 	// SendEvery paces the upload phase's text sender: after an answer,
 	// its next send waits for the next tick (default 10ms).
 	SendEvery time.Duration

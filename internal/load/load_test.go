@@ -6,11 +6,25 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
+
+// TestMain makes this test binary the upload phase's child when the phase
+// starts it (Config.UploadProcess), as cmd/sandi-load's main does.
+func TestMain(m *testing.M) {
+	if os.Getenv(UploadWorkerEnv) != "" {
+		if err := RunUploadWorker(os.Stdin, os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 // TestRunSQLite runs the whole tool with tiny numbers against an in-process
 // server on SQLite and checks that the report adds up, so the tool cannot
@@ -116,8 +130,15 @@ func TestConfigRefusesRemoteAddresses(t *testing.T) {
 // server of its own (as against a separate sandi serve, through its URL),
 // whose rotation policy makes the text sender make new epochs, and checks
 // on the server's own counters that the uploads happened: the bytes it
-// received, the blobs deleted afterwards, the sends it stored.
+// received, the blobs deleted afterwards, the sends it stored. The
+// uploads run in this process, then in a child process.
 func TestUploadPhase(t *testing.T) {
+	for _, child := range []bool{false, true} {
+		t.Run(fmt.Sprintf("child=%v", child), func(t *testing.T) { testUploadPhase(t, child) })
+	}
+}
+
+func testUploadPhase(t *testing.T, child bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var log bytes.Buffer
@@ -131,7 +152,7 @@ func TestUploadPhase(t *testing.T) {
 	rep, err := Run(ctx, Config{
 		Server: srv.url, Duration: -1, CatchUp: -1, Rate: -1,
 		Uploads: uploads, UploadSize: size, UploadRounds: rounds, UploadBaseline: 300 * time.Millisecond,
-		SendEvery: 5 * time.Millisecond, Log: &log,
+		SendEvery: 5 * time.Millisecond, Log: &log, UploadProcess: child,
 	})
 	if err != nil {
 		t.Fatalf("Run: %v\n%s", err, log.String())
@@ -146,11 +167,16 @@ func TestUploadPhase(t *testing.T) {
 	if u.Alone.N < 2 || u.During.N < 1 || u.SendsFailed != 0 || u.Alone.P99 <= 0 || u.During.P99 <= 0 || u.P99Ratio != u.During.P99/u.Alone.P99 {
 		t.Errorf("text sends: alone %+v, during %+v, %d failed %v, ratio %v", u.Alone, u.During, u.SendsFailed, u.SendErrors, u.P99Ratio)
 	}
-	if want := (u.Alone.N + u.During.N) / 10; u.Rotations < want || u.Rotations == 0 {
+	// The first epoch is the conversation's own: N sends need
+	// (N-1)/10 new ones.
+	if want := (u.Alone.N + u.During.N - 1) / 10; u.Rotations < want || u.Rotations == 0 {
 		t.Errorf("%d new epochs for %d sends at 10 messages an epoch", u.Rotations, u.Alone.N+u.During.N)
 	}
 	if u.ServerAloneMs <= 0 || u.ServerDuringMs <= 0 {
 		t.Errorf("server time of a send: %v ms alone, %v ms during", u.ServerAloneMs, u.ServerDuringMs)
+	}
+	if inChild := u.UploaderPID != os.Getpid() && u.UploaderPID > 0; inChild != child {
+		t.Errorf("uploads ran in process %d, this test in %d; want a child: %v", u.UploaderPID, os.Getpid(), child)
 	}
 	if u.Seconds <= 0 || u.MiBPerSecond <= 0 {
 		t.Errorf("upload time %v s, %v MiB/s", u.Seconds, u.MiBPerSecond)

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,6 +75,9 @@ type UploadResult struct {
 	ServerDuringMs float64 `json:"serverDuringMs,omitempty"`
 	CPUAlone       CPUUse  `json:"cpuAlone"`
 	CPU            CPUUse  `json:"cpu"` // during the uploads
+	// UploaderPID is the process that ran the uploads: this one, or a
+	// child (Config.UploadProcess), whose CPU CPU counts as the others'.
+	UploaderPID int `json:"uploaderPid"`
 }
 
 // Accepted is the text sends the phase had accepted.
@@ -85,10 +90,6 @@ func (r *runner) uploadPhase(ctx context.Context) (UploadResult, error) {
 	cfg := r.cfg
 	res := UploadResult{Uploads: cfg.Uploads, Rounds: cfg.UploadRounds, Accounts: len(r.uploaders), SizeBytes: cfg.UploadSize, AloneSeconds: cfg.UploadBaseline.Seconds()}
 	ts := r.senders[0]
-	// One body for every part: random, so that nothing on the way
-	// compresses it.
-	body := make([]byte, min(cfg.UploadSize, blob.PartSize))
-	rand.Read(body)
 
 	metrics := cmp.Or(cfg.Metrics, r.c.base+"/metrics")
 	srv0 := r.c.sendRouteTime(ctx, metrics)
@@ -115,41 +116,18 @@ func (r *runner) uploadPhase(ctx context.Context) (UploadResult, error) {
 		during <- sendsDone{lat, err}
 	}()
 	cpu1 := sampleCPU(r.dbPIDs)
-	start := time.Now()
-	var mu sync.Mutex
-	var done []string // completed blobs, deleted after the phase
-	fail := func(err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if res.Failed == 0 {
-			r.logf("upload failed: %v", err)
-		}
-		key := uploadErrKey(err)
-		res.Failed++
-		if res.Errors == nil {
-			res.Errors = map[string]int64{}
-		}
-		res.Errors[key]++
+	var out uploadOutcome
+	if cfg.UploadProcess {
+		out, err = r.uploadsInChild(ctx)
+	} else {
+		out = runUploads(ctx, r.c, r.uploaders, cfg.Uploads, cfg.UploadRounds, cfg.UploadSize, r.logf)
 	}
-	for range cfg.UploadRounds {
-		var wg sync.WaitGroup
-		for i := range cfg.Uploads {
-			u := r.uploaders[i/uploadsPerAccount]
-			wg.Go(func() {
-				id, err := r.c.uploadBlob(ctx, u, cfg.UploadSize, body)
-				if err != nil {
-					fail(err)
-					return
-				}
-				mu.Lock()
-				res.Completed++
-				done = append(done, id)
-				mu.Unlock()
-			})
-		}
-		wg.Wait()
+	if err != nil {
+		close(stop)
+		<-during
+		return res, err
 	}
-	elapsed := time.Since(start)
+	res.Completed, res.Failed, res.Errors, res.Seconds, res.UploaderPID = out.Completed, out.Failed, out.Errors, out.Seconds, out.PID
 	res.CPU = cpuSince(cpu1)
 	close(stop)
 	d := <-during
@@ -158,21 +136,14 @@ func (r *runner) uploadPhase(ctx context.Context) (UploadResult, error) {
 	}
 	res.During = percentiles(d.lat)
 	res.ServerDuringMs = r.c.sendRouteTime(ctx, metrics).meanMs(srv1)
-	res.Seconds = elapsed.Seconds()
-	res.MiBPerSecond = float64(res.Completed*cfg.UploadSize) / (1 << 20) / elapsed.Seconds()
+	res.MiBPerSecond = float64(res.Completed*cfg.UploadSize) / (1 << 20) / res.Seconds
 	if res.Alone.P99 > 0 {
 		res.P99Ratio = res.During.P99 / res.Alone.P99
 	}
 	// Untimed: the blobs go, so that the quota and the disk are as
 	// before the phase.
-	for _, id := range done {
-		u := r.uploaders[0].u
-		for _, up := range r.uploaders {
-			if up.blobs[id] {
-				u = up.u
-			}
-		}
-		if err := r.c.do(ctx, u.token, "DELETE", "/api/blobs/"+id, nil, nil); err != nil {
+	for _, b := range out.Blobs {
+		if err := r.c.do(ctx, r.uploaders[b.Uploader].u.token, "DELETE", "/api/blobs/"+b.ID, nil, nil); err != nil {
 			return res, fmt.Errorf("delete an uploaded blob: %w", err)
 		}
 	}
@@ -183,6 +154,151 @@ func (r *runner) uploadPhase(ctx context.Context) (UploadResult, error) {
 		return res, fmt.Errorf("upload phase: no upload completed (%v)", res.Errors)
 	}
 	return res, nil
+}
+
+// uploadOutcome is what the uploads of the phase did, in this process or
+// in a child (its answer, as JSON).
+type uploadOutcome struct {
+	Completed int64            `json:"completed"`
+	Failed    int64            `json:"failed"`
+	Errors    map[string]int64 `json:"errors,omitempty"`
+	Seconds   float64          `json:"seconds"` // from the first start to the last end
+	Blobs     []uploadedBlob   `json:"blobs"`   // the completed ones
+	PID       int              `json:"pid"`     // of the process that ran them
+}
+
+// uploadedBlob is a completed upload: its blob and the index of its
+// uploader.
+type uploadedBlob struct {
+	ID       string `json:"id"`
+	Uploader int    `json:"uploader"`
+}
+
+// runUploads runs rounds of n uploads of size bytes at once, spread over
+// the uploaders (uploadsPerAccount each), one round after another.
+func runUploads(ctx context.Context, c *client, uploaders []*sender, n, rounds int, size int64, logf func(string, ...any)) uploadOutcome {
+	// One body for every part: random, so that nothing on the way
+	// compresses it.
+	body := make([]byte, min(size, blob.PartSize))
+	rand.Read(body)
+	var out uploadOutcome
+	var mu sync.Mutex
+	start := time.Now()
+	for range rounds {
+		var wg sync.WaitGroup
+		for i := range n {
+			k := i / uploadsPerAccount
+			wg.Go(func() {
+				id, err := c.uploadBlob(ctx, uploaders[k], size, body)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					if out.Failed == 0 {
+						logf("upload failed: %v", err)
+					}
+					out.Failed++
+					if out.Errors == nil {
+						out.Errors = map[string]int64{}
+					}
+					out.Errors[uploadErrKey(err)]++
+					return
+				}
+				out.Completed++
+				out.Blobs = append(out.Blobs, uploadedBlob{id, k})
+			})
+		}
+		wg.Wait()
+	}
+	out.Seconds = time.Since(start).Seconds()
+	out.PID = os.Getpid()
+	return out
+}
+
+// UploadWorkerEnv, set in a process's environment, makes the load tool
+// (cmd/sandi-load, or a test binary of this package) the child that runs
+// the upload phase's uploads (Config.UploadProcess): RunUploadWorker.
+const UploadWorkerEnv = "SANDI_LOAD_UPLOAD_WORKER"
+
+// uploadNice is the child's scheduling priority (nice): below the server
+// and the timing sender, as uploads from other machines would be.
+const uploadNice = 10
+
+// uploadJob is what the parent tells the child, as JSON on its standard
+// input.
+type uploadJob struct {
+	Server    string      `json:"server"`
+	Uploads   int         `json:"uploads"`
+	Rounds    int         `json:"rounds"`
+	Size      int64       `json:"size"`
+	Uploaders []jobSender `json:"uploaders"`
+}
+
+type jobSender struct {
+	Token string                  `json:"token"`
+	Conv  protocol.ConversationID `json:"conv"`
+}
+
+// uploadsInChild runs the uploads in a child process at a lower priority:
+// on a machine that runs the server and the tool both, the uploads then
+// take the CPU that the server and the timing sender leave, as uploads
+// from other machines would, instead of sharing this process's scheduler
+// and threads with the timed sends.
+func (r *runner) uploadsInChild(ctx context.Context) (uploadOutcome, error) {
+	var out uploadOutcome
+	job := uploadJob{Server: r.c.base, Uploads: r.cfg.Uploads, Rounds: r.cfg.UploadRounds, Size: r.cfg.UploadSize}
+	for _, u := range r.uploaders {
+		job.Uploaders = append(job.Uploaders, jobSender{u.u.token, u.conv})
+	}
+	in, err := json.Marshal(job)
+	if err != nil {
+		return out, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return out, fmt.Errorf("upload child: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, self)
+	cmd.Env = append(os.Environ(), UploadWorkerEnv+"=1")
+	cmd.Stdin = bytes.NewReader(in)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return out, fmt.Errorf("upload child: %w: %s", err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
+		return out, fmt.Errorf("upload child's answer: %w", err)
+	}
+	for _, b := range out.Blobs {
+		if b.Uploader < 0 || b.Uploader >= len(r.uploaders) {
+			return out, fmt.Errorf("upload child's answer: uploader %d of %d", b.Uploader, len(r.uploaders))
+		}
+	}
+	return out, nil
+}
+
+// RunUploadWorker is the child of Config.UploadProcess: it reads its job
+// from stdin, lowers its own priority, runs the uploads and writes what
+// they did to stdout as JSON.
+func RunUploadWorker(stdin io.Reader, stdout, stderr io.Writer) error {
+	var job uploadJob
+	if err := json.NewDecoder(stdin).Decode(&job); err != nil {
+		return fmt.Errorf("upload job: %w", err)
+	}
+	if len(job.Uploaders) == 0 || job.Uploads < 1 || job.Uploads > maxUploads || job.Size < 1 || job.Size > maxUploadBytes ||
+		job.Rounds < 1 || job.Rounds > maxUploadRounds || (job.Uploads+uploadsPerAccount-1)/uploadsPerAccount > len(job.Uploaders) {
+		return errors.New("upload job: out of range")
+	}
+	if err := lowerPriority(uploadNice); err != nil {
+		return fmt.Errorf("upload child: nice: %w", err)
+	}
+	logf := func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
+	c := newClient(job.Server, logf)
+	var us []*sender
+	for _, j := range job.Uploaders {
+		us = append(us, &sender{u: &user{token: j.Token, auth: "Bearer " + j.Token}, conv: j.Conv})
+	}
+	out := runUploads(context.Background(), c, us, job.Uploads, job.Rounds, job.Size, logf)
+	return json.NewEncoder(stdout).Encode(out)
 }
 
 // uploadErrKey names a failed upload in the report.
@@ -250,12 +366,6 @@ func (c *client) uploadBlob(ctx context.Context, s *sender, size int64, body []b
 	if err := c.do(ctx, s.u.token, "POST", "/api/conversations/"+s.conv.String()+"/blobs", map[string]int64{"size": size}, &a); err != nil {
 		return "", err
 	}
-	s.mu.Lock()
-	if s.blobs == nil {
-		s.blobs = map[string]bool{}
-	}
-	s.blobs[a.Blob] = true
-	s.mu.Unlock()
 	for n := range a.Parts {
 		part := min(blob.PartSize, size-int64(n)*blob.PartSize)
 		req, err := http.NewRequestWithContext(ctx, "PUT", c.base+"/api/blobs/"+a.Blob+"/parts/"+strconv.Itoa(n), bytes.NewReader(body[:part]))

@@ -13,7 +13,6 @@ import (
 	"sandi.dev/internal/blob"
 	"sandi.dev/internal/blob/fsblob"
 	"sandi.dev/internal/server"
-	"sandi.dev/protocol"
 )
 
 // TestBlobUploadLoad measures (it checks no time) the text send path
@@ -44,19 +43,7 @@ func TestBlobUploadLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type uploader struct {
-		d    *device
-		conv protocol.ConversationID
-	}
-	var ups []uploader
-	for i := range accounts {
-		d := e.register("up" + string(rune('a'+i)))
-		c, err := d.create(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ups = append(ups, uploader{d, c})
-	}
+	ups := e.loners("up", accounts)
 	data := randomBytes(size)
 
 	// sends sends text messages one after another until stop is closed

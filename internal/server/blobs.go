@@ -9,11 +9,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"sandi.dev/internal/blob"
 	"sandi.dev/internal/store"
@@ -258,10 +261,21 @@ func (b *blobReader) Read(p []byte) (int, error) {
 // copied and synced at hundreds of MiB/s), and a text message then
 // waited for a core behind them (docs/performance.md, uploads beside
 // text). The bound keeps uploads moving under a steady stream of sends.
+//
+// With slots (a local blob store), a read that returns bytes also takes
+// a slot, which the next read (or release) gives back: the server
+// processes at most cap(slots) uploads' bytes at once, and the others
+// wait for a slot with their bytes in hand. A slot is never held while
+// a read waits on its client, so a slow or stalled client holds up no
+// one but itself.
 type yieldReader struct {
 	r       io.Reader
 	sending *atomic.Int64
 	sleep   func(time.Duration) // time.Sleep when nil
+	yields  prometheus.Counter  // reads that waited; nil: not counted
+	slots   chan struct{}       // nil: no bound
+	left    int64               // bytes still to come: the last read keeps no slot
+	held    bool
 }
 
 // yieldMax bounds one read's wait for the sends in progress, and
@@ -272,14 +286,38 @@ const (
 )
 
 func (y *yieldReader) Read(p []byte) (int, error) {
+	y.release()
 	sleep := y.sleep
 	if sleep == nil {
 		sleep = time.Sleep
 	}
+	if y.sending.Load() > 0 && y.yields != nil {
+		y.yields.Inc()
+	}
 	for waited := time.Duration(0); waited < yieldMax && y.sending.Load() > 0; waited += yieldStep {
 		sleep(yieldStep)
 	}
-	return y.r.Read(p)
+	n, err := y.r.Read(p)
+	y.left -= int64(n)
+	if y.slots != nil && n > 0 && err == nil && y.left > 0 {
+		y.slots <- struct{}{}
+		y.held = true
+	}
+	return n, err
+}
+
+// release gives back the slot of the last read, if it holds one.
+func (y *yieldReader) release() {
+	if y.held {
+		<-y.slots
+		y.held = false
+	}
+}
+
+// newUploadSlots is the bound of yieldReader: half the cores the server
+// may use (at least one), so that message sends keep the others.
+func newUploadSlots() chan struct{} {
+	return make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))
 }
 
 func (s *Server) putBlobPart(w http.ResponseWriter, r *http.Request, c *call) error {
@@ -313,7 +351,9 @@ func (s *Server) putBlobPart(w http.ResponseWriter, r *http.Request, c *call) er
 	deadline := time.Now().Add(s.cfg.BlobTransferTimeout)
 	rc.SetReadDeadline(deadline)
 	rc.SetWriteDeadline(deadline.Add(time.Minute))
-	body := &blobReader{r: &yieldReader{r: http.MaxBytesReader(w, r.Body, want), sending: &s.sending}}
+	yr := &yieldReader{r: http.MaxBytesReader(w, r.Body, want), sending: &s.sending, slots: s.uploadSlots, left: want, yields: s.metrics.uploadYields}
+	defer yr.release()
+	body := &blobReader{r: yr}
 	state, err := s.cfg.Blobs.WritePart(r.Context(), b.ID, b.State, n, body, want)
 	if err != nil {
 		if body.err != nil || errors.Is(err, io.ErrUnexpectedEOF) {

@@ -63,3 +63,53 @@ func TestYieldReader(t *testing.T) {
 		t.Fatalf("read %q (%v), waited %v; want the body after one step", got, err, slept)
 	}
 }
+
+// TestYieldReaderSlots: a read that returns bytes holds one of the slots
+// until the next read begins; the last read of a body keeps none; a read
+// waiting on its client holds none.
+func TestYieldReaderSlots(t *testing.T) {
+	var sending atomic.Int64
+	slots := make(chan struct{}, 1)
+	pr, pw := io.Pipe()
+	a := &yieldReader{r: pr, sending: &sending, slots: slots, left: 10}
+	b := &yieldReader{r: strings.NewReader("0123456789"), sending: &sending, slots: slots, left: 10}
+	go pw.Write([]byte("abc"))
+	buf := make([]byte, 4)
+	if n, err := a.Read(buf); n != 3 || err != nil || len(slots) != 1 {
+		t.Fatalf("a read %d bytes (%v); slots taken %d, want 1", n, err, len(slots))
+	}
+	// b has bytes in hand but waits for the slot a holds.
+	got := make(chan int)
+	go func() {
+		n, _ := b.Read(buf[:4])
+		got <- n
+	}()
+	select {
+	case n := <-got:
+		t.Fatalf("b read %d bytes while a held the only slot", n)
+	case <-time.After(50 * time.Millisecond):
+	}
+	// a reads again and waits on its client: the slot goes to b.
+	aDone := make(chan error)
+	go func() {
+		_, err := a.Read(make([]byte, 7))
+		aDone <- err
+	}()
+	select {
+	case n := <-got:
+		if n != 4 {
+			t.Fatalf("b read %d bytes, want 4", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("b still waits for the slot while a waits on its client")
+	}
+	// b's last read keeps no slot; its earlier one gives its slot back.
+	rest, err := io.ReadAll(b)
+	if err != nil || string(rest) != "456789" || len(slots) != 0 || b.held {
+		t.Fatalf("b's rest %q (%v), slots taken %d", rest, err, len(slots))
+	}
+	pw.CloseWithError(io.ErrUnexpectedEOF)
+	if err := <-aDone; err != io.ErrUnexpectedEOF || len(slots) != 0 {
+		t.Fatalf("a's cut read: %v, slots taken %d", err, len(slots))
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	rtmetrics "runtime/metrics"
 	"slices"
 	"strconv"
@@ -736,5 +737,78 @@ func TestBlobCommittedNotMarked(t *testing.T) {
 	alice.must("POST", "/api/blobs/"+a.Blob+"/complete", nil, nil)
 	if r := alice.fetch(a.Blob, ""); r.status != 200 || !bytes.Equal(r.body, data) {
 		t.Fatalf("fetch after the completion: %d", r.status)
+	}
+}
+
+// TestBlobStalledUploads: the server writes a bounded number of uploads at
+// once, but a client that stalls in the middle of a part holds up no one:
+// with more stalled parts than the bound (half of GOMAXPROCS, at least
+// one), another account's upload still goes through at once, and the
+// stalled parts, once their clients send the rest, are whole.
+func TestBlobStalledUploads(t *testing.T) {
+	e := newEnv(t, filepath.Join(t.TempDir(), "sandi.db"), server.Config{BlobUploadsPerMinute: -1, BlobTransferTimeout: time.Minute})
+	stalled := max(1, runtime.GOMAXPROCS(0)/2) + 1
+	type cut struct {
+		conn net.Conn
+		rest []byte
+		dev  *device
+		blob string
+		data []byte
+	}
+	var cuts []cut
+	var dev *device
+	var conv protocol.ConversationID
+	for i := range stalled {
+		if i%8 == 0 { // the server's cap of unfinished uploads per account is 16
+			dev = e.register(fmt.Sprintf("stall%d", i))
+			var err error
+			if conv, err = dev.create(nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		a, err := dev.newBlob(conv, 300_000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		data := randomBytes(300_000)
+		fmt.Fprintf(conn, "PUT /api/blobs/%s/parts/0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n", a.Blob, dev.token, len(data))
+		if _, err := conn.Write(data[:100_000]); err != nil {
+			t.Fatal(err)
+		}
+		cuts = append(cuts, cut{conn, data[100_000:], dev, a.Blob, data})
+	}
+	bob := e.register("bob")
+	bconv, err := bob.create(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := randomBytes(3 * blob.PartSize / 2)
+	done := make(chan string, 1)
+	go func() { done <- bob.upload(bconv, data) }()
+	select {
+	case id := <-done:
+		if r := bob.fetch(id, ""); r.status != 200 || !bytes.Equal(r.body, data) {
+			t.Fatalf("bob's blob: %d, %d bytes", r.status, len(r.body))
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("bob's upload did not go through beside %d stalled parts", stalled)
+	}
+	for _, c := range cuts {
+		if _, err := c.conn.Write(c.rest); err != nil {
+			t.Fatal(err)
+		}
+		answer := make([]byte, 12)
+		if _, err := io.ReadFull(c.conn, answer); err != nil || string(answer) != "HTTP/1.1 204" {
+			t.Fatalf("the stalled part, resumed: %q %v", answer, err)
+		}
+		c.dev.must("POST", "/api/blobs/"+c.blob+"/complete", nil, nil)
+		if r := c.dev.fetch(c.blob, ""); r.status != 200 || !bytes.Equal(r.body, c.data) {
+			t.Fatalf("a stalled blob: %d, %d bytes", r.status, len(r.body))
+		}
 	}
 }

@@ -57,6 +57,10 @@ func TuneGC() int {
 
 var governed, collecting atomic.Bool
 
+// hashesWanted counts the password hashes in hashGate.run, running or
+// waiting for a slot, in the whole process.
+var hashesWanted atomic.Int64
+
 // collectAfter is called when n bytes that one computation held (a
 // password hash's memory, 19 MiB by default) have become garbage. The
 // collector sets the heap's next goal from what was live when it last
@@ -74,9 +78,15 @@ var governed, collecting atomic.Bool
 // keeps the hash's pages (73 MiB after two registrations, against 55 MiB
 // at the peak of a 1 GiB transfer after it); the next hash faults its
 // pages in again, a few milliseconds beside its own cost. One such
-// collection at a time: a hash that ends while one runs skips it.
+// collection at a time: a hash that ends while one runs skips it. Nor
+// does a hash that another one follows (one running, or waiting for its
+// slot: hashesWanted counts them): that one holds as much memory, which
+// the collector would count anyway, and it would fault in again the
+// pages given back (in a flood of logins, some runs paid that after most
+// hashes, at three times a hash's CPU time: docs/performance.md, login
+// flood). Hashes then pass their pages on, and the last one collects.
 func collectAfter(n uint64) {
-	if !governed.Load() || !collecting.CompareAndSwap(false, true) {
+	if !governed.Load() || hashesWanted.Load() > 1 || !collecting.CompareAndSwap(false, true) {
 		return
 	}
 	defer collecting.Store(false)

@@ -97,6 +97,8 @@ func newHashGate(c Config, m *limitMetrics, log *slog.Logger) *hashGate {
 // g.wait (or until ctx ends), and then answers 503 overloaded with
 // Retry-After. It counts every hash it runs.
 func (g *hashGate) run(ctx context.Context, f func()) error {
+	hashesWanted.Add(1) // collectAfter leaves the heap to a hash that follows
+	defer hashesWanted.Add(-1)
 	t := time.NewTimer(g.wait)
 	defer t.Stop()
 	select {

@@ -35,12 +35,14 @@ type sendResponse struct {
 }
 
 func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, c *call) error {
-	s.sending.Add(1) // uploads yield meanwhile (yieldReader)
-	defer s.sending.Add(-1)
 	var req sendRequest
 	if err := decode(r, &req, maxSendBody); err != nil {
 		return err
 	}
+	// Uploads yield meanwhile (yieldReader): from here on, not while the
+	// body comes, which a client may hold back for the read timeout.
+	s.sending.Add(1)
+	defer s.sending.Add(-1)
 	if len(req.ClientID) < 8 || len(req.ClientID) > 64 {
 		return badRequest("clientId has 8 to 64 characters", nil)
 	}

@@ -244,10 +244,13 @@ type Server struct {
 	blobRate  *limiter     // blob uploads and parts, per device
 	blobPing  blobPing     // /readyz's shared check of the blob store
 	sending   atomic.Int64 // message sends in their handler (see yieldReader)
-	mux       *http.ServeMux
-	chains    chainCache
-	idents    identityCache
-	cluster   *cluster // nil unless JoinCluster
+	// uploadSlots bounds the uploads written at once to a local blob
+	// store (yieldReader); nil for a store on another machine.
+	uploadSlots chan struct{}
+	mux         *http.ServeMux
+	chains      chainCache
+	idents      identityCache
+	cluster     *cluster // nil unless JoinCluster
 }
 
 // New returns a Server over st. bus may be nil (in-process fan-out only).
@@ -262,6 +265,9 @@ func New(st store.Store, log *slog.Logger, cfg Config) *Server {
 	s.setupKeyLimits()
 	s.hashes = newHashGate(cfg, s.lm, log)
 	s.sockets = newWSCounter(cfg, s.lm)
+	if l, ok := cfg.Blobs.(blob.Local); ok && l.Local() {
+		s.uploadSlots = newUploadSlots()
+	}
 	s.blobRate = newLimiter(cfg.BlobUploadsPerMinute, cfg.MaxRateBuckets, cfg.Now, s.lm.buckets.WithLabelValues("blob_upload"))
 	s.dummyHash = s.hashPassword(rand.Text())
 	s.watchStream()

@@ -68,12 +68,22 @@ func (s *Server) resumePoint(ctx context.Context, named string) (int64, bool, er
 	return 0, true, nil
 }
 
-// readEvents reads a page of ref's events after since. Without events
-// and with empty false (a WebSocket sends no empty page), it returns an
-// empty page without reading the head. With more (the read after a full
-// page), a store whose stream has a settled head reads up to the head
-// settled already instead of waiting for a new one.
-func (s *Server) readEvents(ctx context.Context, ref protocol.DeviceRef, since int64, limit int, named string, empty, more bool) (SyncPage, error) {
+// pageRead says how readEvents reads a page; the zero value suits a
+// WebSocket's first read.
+type pageRead struct {
+	// whole: a page without events is answered in full, with the head
+	// (GET /api/sync). Without it (a WebSocket sends no empty page) such
+	// a page is returned bare, and the head is not read.
+	whole bool
+	// afterFull: the read follows a full page, so a store whose stream
+	// has a settled head reads up to the head settled already instead of
+	// waiting for a new one.
+	afterFull bool
+}
+
+// readEvents reads a page of at most limit of ref's events after since,
+// as how says; named is the incarnation the caller's cursor belongs to.
+func (s *Server) readEvents(ctx context.Context, ref protocol.DeviceRef, since int64, limit int, named string, how pageRead) (SyncPage, error) {
 	if resume, ok, err := s.resumePoint(ctx, named); err != nil {
 		return SyncPage{}, err
 	} else if ok {
@@ -85,7 +95,7 @@ func (s *Server) readEvents(ctx context.Context, ref protocol.DeviceRef, since i
 	}
 	var evs []store.Event
 	var err error
-	if more && s.stream != nil {
+	if how.afterFull && s.stream != nil {
 		evs, err = s.stream.SyncSettled(ctx, ref.User, ref.Device, since, limit)
 	} else {
 		evs, err = s.store.Sync(ctx, ref.User, ref.Device, since, limit)
@@ -93,7 +103,7 @@ func (s *Server) readEvents(ctx context.Context, ref protocol.DeviceRef, since i
 	if err != nil {
 		return SyncPage{}, err
 	}
-	if len(evs) == 0 && !empty {
+	if len(evs) == 0 && !how.whole {
 		return SyncPage{Cursor: since}, nil
 	}
 	inc := incarnationText(s.store.Incarnation().ID)
@@ -137,7 +147,7 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, c *call) error {
 	if err != nil {
 		return err
 	}
-	page, err := s.readEvents(r.Context(), c.ref(), since, limit, r.URL.Query().Get("incarnation"), true, false)
+	page, err := s.readEvents(r.Context(), c.ref(), since, limit, r.URL.Query().Get("incarnation"), pageRead{whole: true})
 	if err != nil {
 		return err
 	}

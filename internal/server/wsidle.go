@@ -213,7 +213,7 @@ func (k *liveSocket) step(ev liveEvent) bool {
 		}
 	}
 	for more := false; ; more = true {
-		page, err := s.readEvents(ctx, k.ref, k.since, 200, k.named, false, more)
+		page, err := s.readEvents(ctx, k.ref, k.since, 200, k.named, pageRead{afterFull: more})
 		if err != nil {
 			s.log.Warn("websocket: read events", "err", err)
 			conn.Close(websocket.StatusInternalError, "internal error")

@@ -5,7 +5,7 @@
 // page asks for an automatic backup every minute: sandi.maybeBackup()
 // makes one only when the last is older than the SDK's rule (hourly), as
 // the CLI does after each command.
-import { $, errorText } from "./util.js";
+import { $, errorText, confirmed } from "./util.js";
 
 const main = () => $("app").dataset.view === "main";
 
@@ -72,14 +72,7 @@ $("backup-written").addEventListener("change", () => {
 $("backup-now").addEventListener("click", () => busy($("backup-now"), () => sandi.backupNow()));
 $("backup-disable").addEventListener("click", () => {
   const b = $("backup-disable");
-  if (!b.dataset.confirm) {
-    b.dataset.confirm = "1";
-    b.textContent = "Click again: turn off backups and delete the server's copy";
-    setTimeout(() => { delete b.dataset.confirm; b.textContent = "Turn off backups"; }, 8000);
-    return;
-  }
-  delete b.dataset.confirm;
-  b.textContent = "Turn off backups";
+  if (!confirmed(b, "Click again: turn off backups and delete the server's copy")) return;
   busy(b, async () => {
     await sandi.disableBackup();
     $("backup-new-key").hidden = true;

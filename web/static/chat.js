@@ -77,7 +77,7 @@ export async function openChat(id, fresh) {
     const frag = document.createDocumentFragment();
     for (const it of fresh.slice(st.older.length)) frag.append(it.node());
     for (const p of pend) frag.append(pendingNode(p));
-    list.append(frag);
+    insert(list, frag, null);
     timeline.afterOpen(list, st.convs.get(id));
     list.scrollTop = list.scrollHeight;
     if (!$("composer-input").disabled && !matchMedia("(pointer: coarse)").matches) $("composer-input").focus();
@@ -86,6 +86,17 @@ export async function openChat(id, fresh) {
   }
   if (!document.hidden && st.convs.has(id)) st.convs.get(id).unread = 0;
   markRead(id);
+}
+
+// insert puts node (a message's node, or a fragment of them) into the
+// chat list before `before` (null: at its end), then tells the modules
+// that act on messages once they are in: a message an action changed
+// while its node was out of the chat is drawn again (actions.drawn).
+// Every path that draws messages into the chat goes through here, so
+// none can leave that out.
+function insert(list, node, before) {
+  list.insertBefore(node, before);
+  actions.drawn();
 }
 
 // historyWindow messages are drawn when a conversation opens, and
@@ -105,8 +116,7 @@ function drawOlder() {
   for (const it of page) frag.append(it.node());
   // The reader stays on what they were reading.
   const top = list.scrollTop, height = list.scrollHeight;
-  list.insertBefore(frag, list.firstChild);
-  actions.drawn();
+  insert(list, frag, list.firstChild);
   timeline.separators(list);
   list.scrollTop = top + list.scrollHeight - height;
   // The newest drawn go below the window.
@@ -121,8 +131,7 @@ function drawNewer() {
   const page = st.newer.splice(0, olderPage);
   const frag = document.createDocumentFragment();
   for (const it of page) frag.append(it.node());
-  list.insertBefore(frag, list.querySelector("li[data-local]:not([data-seq])"));
-  actions.drawn();
+  insert(list, frag, list.querySelector("li[data-local]:not([data-seq])"));
   // The oldest drawn go above the window; the reader stays where they are.
   const drawn = delivered(list);
   const gone = drawn.slice(0, Math.max(0, drawn.length - 3 * historyWindow));
@@ -138,8 +147,7 @@ function showNewest(list) {
   if (st.newer.length === 0) return;
   const frag = document.createDocumentFragment();
   for (const it of st.newer.splice(0)) frag.append(it.node());
-  list.insertBefore(frag, list.querySelector("li[data-local]:not([data-seq])"));
-  actions.drawn();
+  insert(list, frag, list.querySelector("li[data-local]:not([data-seq])"));
   trimTop(list);
 }
 let drawing = false;
@@ -258,10 +266,9 @@ function flushIncoming() {
     for (const li of list.children) {
       if (Number(li.dataset.seq || 0) > seq) { before = li; break; }
     }
-    list.insertBefore(node, before);
+    insert(list, node, before);
   }
-  list.insertBefore(frag, firstPending);
-  actions.drawn();
+  insert(list, frag, firstPending);
   timeline.afterIncoming(list, batch.map((b) => b.node), near);
   if (near) {
     trimTop(list);
@@ -273,7 +280,7 @@ function flushIncoming() {
 export function appendToChat(node) {
   const list = $("messages");
   showNewest(list);
-  list.append(node);
+  insert(list, node, null);
   list.scrollTop = list.scrollHeight;
 }
 

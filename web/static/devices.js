@@ -3,7 +3,7 @@
 // with the password without being linked (sign out); linking a new device
 // with the code it shows; changing the password. Backups (backup.js) and
 // the read-receipt setting (receipts.js) are cards of this pane too.
-import { $, el, errorText, fmtTime } from "./util.js";
+import { $, el, errorText, fmtTime, confirmed } from "./util.js";
 
 // openDevices draws the list of devices and sessions. A background
 // refresh (quiet) leaves it alone while the user is at work in it (a
@@ -85,14 +85,7 @@ $("password-form").addEventListener("submit", async (ev) => {
 // Removing a device takes it out of the account's signed device list;
 // the server revokes it at once.
 async function removeDevice(d, btn) {
-  if (!btn.dataset.confirm) {
-    btn.dataset.confirm = "1";
-    const label = btn.getAttribute("aria-label");
-    btn.textContent = "Click again: sign it out for good";
-    btn.setAttribute("aria-label", "Confirm: " + label + ", signing it out for good");
-    setTimeout(() => { delete btn.dataset.confirm; btn.textContent = "Remove"; btn.setAttribute("aria-label", label); }, 8000);
-    return;
-  }
+  if (!confirmed(btn, "Click again: sign it out for good", "Confirm: " + btn.getAttribute("aria-label") + ", signing it out for good")) return;
   btn.disabled = true;
   try {
     await sandi.removeDevice(d.id);

@@ -6,14 +6,10 @@
 // After such a logout, the sign-in screen shows the kept history, read
 // only (no client, no keys: the page reads the copy sandi.kept() returns),
 // with an action that deletes it from this browser.
-import { $, el, errorText, fmtTime } from "./util.js";
+import { $, el, errorText, fmtTime, confirmed, disarm } from "./util.js";
 import { show, fail } from "./state.js";
 
-const reset = () => {
-  const b = $("logout-button");
-  delete b.dataset.confirm;
-  b.textContent = "Log out";
-};
+const reset = () => disarm($("logout-button"));
 async function logoutInfo() {
   $("logout-panel").hidden = false;
   $("logout-key").hidden = true;
@@ -60,12 +56,8 @@ for (const id of ["logout-panel", "logout-button"]) {
 }
 
 $("logout-button").addEventListener("click", () => {
-  const b = $("logout-button");
-  if (!b.dataset.confirm) {
-    b.dataset.confirm = "1";
-    b.textContent = "Click again: delete this browser's keys and history";
+  if (!confirmed($("logout-button"), "Click again: delete this browser's keys and history")) {
     logoutInfo();
-    setTimeout(() => { delete b.dataset.confirm; b.textContent = "Log out"; }, 8000);
     return;
   }
   logout();
@@ -132,14 +124,7 @@ export async function showKept() {
 }
 $("kept-delete").addEventListener("click", async () => {
   const b = $("kept-delete");
-  if (!b.dataset.confirm) {
-    b.dataset.confirm = "1";
-    b.textContent = "Click again: delete the kept history for good";
-    setTimeout(() => { delete b.dataset.confirm; b.textContent = "Delete everything from this browser"; }, 8000);
-    return;
-  }
-  delete b.dataset.confirm;
-  b.textContent = "Delete everything from this browser";
+  if (!confirmed(b, "Click again: delete the kept history for good")) return;
   b.disabled = true;
   try {
     await sandi.forgetKept();

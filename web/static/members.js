@@ -3,7 +3,7 @@
 // disappearing-message timer (timeline.js), add and remove (asking for a
 // confirmation), and leave. Escape or × closes it and gives the focus back
 // to the Members button.
-import { $, el, errorText } from "./util.js";
+import { $, el, errorText, confirmed, disarm } from "./util.js";
 import { st, isAdmin } from "./state.js";
 import { loadConversations } from "./list.js";
 import { memberState } from "./trust.js";
@@ -47,18 +47,12 @@ export function drawMembers() {
   }
   $("add-member-form").hidden = !admin;
   drawTimer(c);
-  $("leave-button").textContent = "Leave conversation";
-  delete $("leave-button").dataset.confirm;
+  disarm($("leave-button"));
 }
 
 async function removeMember(name, button) {
   $("members-error").textContent = "";
-  if (button && !button.dataset.confirm) {
-    button.dataset.confirm = "1";
-    button.textContent = "Remove " + name + "?";
-    button.setAttribute("aria-label", "Confirm: remove " + name + " from this conversation");
-    return;
-  }
+  if (button && !confirmed(button, "Remove " + name + "?", "Confirm: remove " + name + " from this conversation")) return;
   try {
     await sandi.removeMember(st.current, name);
     await loadConversations();
@@ -88,12 +82,7 @@ panelForm("add-member-form", "add-member-input", (name) => sandi.addMember(st.cu
 panelForm("rename-form", "rename-input", (title) => sandi.rename(st.current, title));
 
 $("leave-button").addEventListener("click", async () => {
-  const b = $("leave-button");
-  if (!b.dataset.confirm) {
-    b.dataset.confirm = "1";
-    b.textContent = "Leave: click again to confirm";
-    return;
-  }
+  if (!confirmed($("leave-button"), "Leave: click again to confirm")) return;
   try {
     await sandi.leave(st.current);
     setMembersOpen(false);

@@ -8,6 +8,7 @@
 import { $, debounce } from "./util.js";
 import { st } from "./state.js";
 import { refresh } from "./app.js";
+import { onConnectionChange } from "./offline.js";
 
 const TYPING_EVERY = 3000; // ms between two notices while typing (client.TypingEvery)
 const TYPING_SHOWN = 6000; // ms a notice is shown without news (client.TypingShown)
@@ -60,6 +61,11 @@ const flush = debounce(() => {
   waiting.clear();
 }, 800);
 const acknowledge = (conv) => { waiting.add(conv); flush(); };
+// Whenever the connection comes up (the page opened, or the server is
+// back), every conversation is acknowledged: what was read while it was
+// down, or in a round that a reload cut short, is told now. The module
+// sends only what it has not told yet.
+onConnectionChange((state) => { if (state === "online") sandi.sendReceipts().catch(() => {}); });
 
 // ---- typing ----
 function typed() {

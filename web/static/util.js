@@ -48,6 +48,36 @@ export function debounce(f, ms) {
 }
 
 
+// confirmed asks for a second click before an action that cannot be
+// undone: the first click on b arms it (its text, and its label for
+// screen readers when one is given, say what the second click does) for
+// 8 s, then b is as before; it returns true at the second click, which
+// also puts b back as it was.
+export function confirmed(b, text, label) {
+  if (b.dataset.confirm) {
+    disarm(b);
+    return true;
+  }
+  b.dataset.confirm = "1";
+  armed.set(b, { text: b.textContent, label: b.getAttribute("aria-label"), timer: setTimeout(() => disarm(b), 8000) });
+  b.textContent = text;
+  if (label) b.setAttribute("aria-label", label);
+  return false;
+}
+
+// disarm puts a button armed by confirmed back as it was.
+export function disarm(b) {
+  const was = armed.get(b);
+  delete b.dataset.confirm;
+  if (!was) return;
+  armed.delete(b);
+  clearTimeout(was.timer);
+  b.textContent = was.text;
+  if (was.label === null) b.removeAttribute("aria-label");
+  else b.setAttribute("aria-label", was.label);
+}
+const armed = new WeakMap();
+
 // randomHex is n random bytes in hex: a message's client id for the
 // server's deduplication.
 export function randomHex(n) {

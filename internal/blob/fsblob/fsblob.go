@@ -172,6 +172,9 @@ const copyBuf = 64 << 10
 
 var bufs = sync.Pool{New: func() any { b := make([]byte, copyBuf); return &b }}
 
+// Local implements blob.Local: the parts go to this machine's disk.
+func (s *Store) Local() bool { return true }
+
 // WritePart implements blob.Store. A short body is an error; the bytes
 // it wrote stay in the upload file but are not a part until a whole
 // write of it succeeds (the caller records which parts are whole).
