@@ -361,10 +361,13 @@ func openPostgres(ctx context.Context, url string, opts Options) (*Store, error)
 	// running them. The generic plan is the same whatever the lengths.
 	// PostgreSQL plans it again when ANALYZE changes a table's
 	// statistics; a connection lasts sendConnLife at most, so that the
-	// plans follow the tables' growth even where autovacuum is off.
-	scfg := cfg.Copy()
-	scfg.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
-	sends := stdlib.OpenDB(*scfg)
+	// plans follow the tables' growth even where autovacuum is off. The
+	// setting is made once the session has started, rather than as a
+	// startup parameter, which a connection pooler may refuse.
+	sends := stdlib.OpenDB(*cfg.Copy(), stdlib.OptionAfterConnect(func(ctx context.Context, c *pgx.Conn) error {
+		_, err := c.Exec(ctx, "SET plan_cache_mode = force_generic_plan")
+		return err
+	}))
 	sends.SetMaxOpenConns(sendConns)
 	sends.SetMaxIdleConns(sendConns)
 	sends.SetConnMaxIdleTime(5 * time.Minute)
