@@ -1108,6 +1108,7 @@ func TestBrowserAttachments(t *testing.T) {
 	alice.fits("#composer", phoneWidth)
 	alice.do("cancel", chromedp.Click(chromedp.JSPath(uploading+`.querySelector(".att-cancel")`), chromedp.NodeVisible))
 	alice.wait("the cancelled message gone", `![...document.querySelectorAll("#messages .msg")].some(li => li.innerText.includes("cancelled.bin"))`)
+	alice.waitOutboxEmpty() // neither is kept for a reload
 	alice.block()
 
 	// A download cancelled stops, and can start again.

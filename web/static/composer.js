@@ -1,8 +1,9 @@
 // sandi web client: the composer and the messages this browser sends.
 // Enter sends (Shift+Enter: a new line); a message shows as pending until
-// the server has it, is kept in the module's outbox (IndexedDB) so that a
-// reload sends it again, and is retried when the connection comes back or
-// when the user asks (Retry).
+// the server has it, is kept in an outbox (IndexedDB: the module's for a
+// text, outbox.js's for a message with files) so that a reload sends it
+// again, and is retried when the connection comes back or when the user
+// asks (Retry).
 import { $, el, errorText, fmtTime, randomHex } from "./util.js";
 import { st } from "./state.js";
 import { drawList } from "./list.js";
@@ -10,6 +11,7 @@ import { appendToChat } from "./chat.js";
 import * as actions from "./actions.js";
 import * as trust from "./trust.js";
 import { uploadAll, pendingNodes, sentNodes } from "./upload.js";
+import { keepFiles, forgetFiles, keptFiles } from "./outbox.js";
 
 // Enter sends; Shift+Enter is a new line.
 $("composer-input").addEventListener("keydown", (ev) => {
@@ -37,20 +39,35 @@ export function sendPending(conv, text, files) {
   if (!st.pending.has(p.conv)) st.pending.set(p.conv, []);
   st.pending.get(p.conv).push(p);
   appendToChat(pendingNode(p));
-  // A text message is kept until it is sent: a reload sends it again.
-  const kept = files ? Promise.resolve() : sandi.outboxPut(p.clientId, conv, text).catch((e) => console.warn("outbox:", e));
-  kept.then(() => trySend(p));
+  // A message is kept until it is sent: a reload sends it again. A
+  // browser that refuses to keep it (its quota) sends it all the same,
+  // and the message says it would not survive a reload.
+  const kept = files ? keepFiles(p, st.me.deviceId) : sandi.outboxPut(p.clientId, conv, text);
+  kept.catch((e) => {
+    console.warn("outbox:", e);
+    p.unkept = true;
+  }).then(() => trySend(p));
+}
+
+// unkeep forgets p in its outbox: it is sent or given up.
+function unkeep(p) {
+  (p.files ? forgetFiles(p.clientId) : sandi.outboxDelete(p.clientId)).catch((e) => console.warn("outbox:", e));
 }
 
 // loadOutbox puts the messages a reload interrupted back as pending,
 // and sends them.
 export async function loadOutbox() {
-  let kept;
+  let kept = [];
   try {
     kept = await sandi.outbox();
   } catch (e) {
     console.warn("outbox:", e);
-    return;
+  }
+  // Messages with files, in the page's own outbox.
+  try {
+    kept = [...kept, ...await keptFiles(st.me.deviceId)].sort((a, b) => a.at - b.at);
+  } catch (e) {
+    console.warn("outbox:", e);
   }
   // A message sent from this page before the outbox was read is in it
   // too, already pending: it is not sent a second time.
@@ -58,6 +75,7 @@ export async function loadOutbox() {
   for (const k of kept) {
     if (pending.has(k.clientId)) continue;
     const p = { localId: ++st.localId, clientId: k.clientId, conv: k.conversation, text: k.text, status: "sending", at: k.at };
+    if (k.files) p.files = k.files.map((f) => ({ file: f.file, extra: f.extra, status: "waiting", done: 0 }));
     if (!st.pending.has(p.conv)) st.pending.set(p.conv, []);
     st.pending.get(p.conv).push(p);
     if (p.conv === st.current) appendToChat(pendingNode(p));
@@ -67,7 +85,7 @@ export async function loadOutbox() {
 
 export function retryFailed() {
   for (const list of st.pending.values()) {
-    for (const p of list) if (p.status === "failed" && !p.refused && !p.files) trySend(p);
+    for (const p of list) if (p.status === "failed" && !p.refused) trySend(p);
   }
 }
 
@@ -85,7 +103,7 @@ async function trySend(p) {
     p.status = "sent";
     p.seq = m.seq;
     p.message = m;
-    if (!p.files) sandi.outboxDelete(p.clientId).catch((e) => console.warn("outbox:", e));
+    unkeep(p);
     if (p.conv === st.current) st.shown.add(m.seq);
     if (p.conv === st.current) actions.sent($("messages").querySelector(`[data-local="${p.localId}"]`), m);
     const c = st.convs.get(p.conv);
@@ -120,7 +138,7 @@ function redrawPending(p) {
 }
 
 export function dropPending(p) {
-  if (!p.files) sandi.outboxDelete(p.clientId).catch((e) => console.warn("outbox:", e));
+  unkeep(p);
   if (p.files) sandi.forget(p.files.filter((f) => f.handle).map((f) => f.handle));
   st.pending.set(p.conv, (st.pending.get(p.conv) || []).filter((q) => q !== p));
   const li = $("messages").querySelector(`[data-local="${p.localId}"]`);
@@ -132,7 +150,8 @@ export function pendingNode(p) {
     el("div", { class: "meta" }, el("span", { class: "sender", text: "You" }), el("time", { text: fmtTime(p.at) })),
     el("div", { class: "text", text: p.text }),
     p.files ? (p.status === "sent" ? sentNodes(p, p.message) : pendingNodes(p)) : null,
-    el("div", { class: "status" }));
+    el("div", { class: "status" }),
+    el("p", { class: "unkept", hidden: true, text: "This browser did not let sandi keep this message: it is lost if the page closes before it is sent." }));
   drawPendingStatus(li, p);
   return li;
 }
@@ -148,6 +167,7 @@ function drawPendingStatus(li, p) {
     s.append(el("span", { class: "error-inline", title: p.error, text: "Not sent." }),
       el("button", { type: "button", class: "retry", text: "Retry", onclick: () => trySend(p) }));
   }
+  li.querySelector(".unkept").hidden = !p.unkept || p.status === "sent";
 }
 
 // Messages that arrive are drawn once per frame: a batch costs one

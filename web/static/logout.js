@@ -8,6 +8,7 @@
 // with an action that deletes it from this browser.
 import { $, el, errorText, fmtTime, confirmed, disarm } from "./util.js";
 import { show, fail } from "./state.js";
+import { deleteOutbox } from "./outbox.js";
 
 const reset = () => disarm($("logout-button"));
 async function logoutInfo() {
@@ -71,6 +72,8 @@ export async function logout(keepHistory) {
   try {
     const r = await sandi.logout(!!keepHistory);
     if (r && r.warning) sessionStorage.setItem("sandi-notice", r.warning);
+    // The files of messages not sent go too (outbox.js).
+    await deleteOutbox().catch((e) => sessionStorage.setItem("sandi-notice", "Files of messages not sent could not be deleted from this browser: " + errorText(e)));
   } catch (e) {
     fail("Logging out failed: " + errorText(e));
     return;

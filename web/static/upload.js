@@ -8,6 +8,7 @@ import { st } from "./state.js";
 import { sendPending, dropPending } from "./composer.js";
 import { attNode, kindOf, fmtSize, errorText } from "./attach.js";
 import { jobId, sealer } from "./transfer.js";
+import { keepFiles } from "./outbox.js";
 
 // PER_MESSAGE: the most attachments one message carries (the server's
 // limit); more files go in several messages.
@@ -150,6 +151,8 @@ export function pendingNodes(p) {
       f.status = "cancelled";
       if (running) f.cancel();
       draw();
+      // A reload does not bring it back.
+      if (!p.unkept) keepFiles(p, st.me.deviceId).catch((e) => console.warn("outbox:", e));
       // A message that failed and has nothing left to send goes.
       if (!running && p.status === "failed" && p.files.every((g) => g.status === "cancelled")) dropPending(p);
     };
