@@ -152,3 +152,21 @@ func benchConversation(s *Store, users ...benchSender) (protocol.ConversationID,
 	nc := benchNewConversation(users...)
 	return nc.ID, s.CreateConversation(context.Background(), nc)
 }
+
+// BenchmarkSendSerialPostgres is BenchmarkSendSerial on PostgreSQL (the
+// test cluster, fsync on): one sender's sends one after the other, each
+// its own batch, transaction and commit flush. Its time per message is
+// the store's share of a send's latency at one sender.
+//
+//	go test -run '^$' -bench SendSerialPostgres ./internal/store/sqlstore/
+func BenchmarkSendSerialPostgres(b *testing.B) {
+	s, senders := benchStore(b, testpgURL(b), 1)
+	defer s.Close()
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := s.SendOne(context.Background(), senders[0].send(int64(i))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -92,6 +93,14 @@ func init() {
 		panic("sqlstore: the send statements on the sequence were not built")
 	}
 }
+
+// sendConns caps the send path's pool (Store.sends): the group commit
+// writes one batch at a time, and a direct Send waits for a connection.
+// sendConnLife bounds how long a plan made on one is used (openPostgres).
+const (
+	sendConns    = 2
+	sendConnLife = 15 * time.Minute
+)
 
 // maxPGBatch caps a send batch on PostgreSQL: with a rotation event per
 // message at most, its events fit one block of ids.
@@ -227,7 +236,7 @@ func (s *Store) sendPostgresFast(ctx context.Context, batch []store.Send) ([]sto
 	for i, id := range ids {
 		idArgs[i] = idArg(id)
 	}
-	conn, err := s.w.Conn(ctx)
+	conn, err := s.sends.Conn(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -295,7 +304,7 @@ func (s *Store) sendPostgresFast(ctx context.Context, batch []store.Send) ([]sto
 // sendPostgresOnce runs the batch's transaction once, on a connection of
 // the pool driven through pgx directly (database/sql has no pipelines).
 func (s *Store) sendPostgresOnce(ctx context.Context, batch []store.Send, lookup bool) ([]store.SendResult, error) {
-	conn, err := s.w.Conn(ctx)
+	conn, err := s.sends.Conn(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -197,3 +197,71 @@ func TestPostgresReadsWhileWriting(t *testing.T) {
 		t.Fatalf("after the writes: %+v %v, want the last use 119", d, err)
 	}
 }
+
+// TestPostgresSendPlans: the send path's statements are planned once per
+// connection, not at every batch. PostgreSQL plans a prepared statement
+// for its parameters' values at each of its first five executions, and
+// after them too while such a plan looks cheaper than the generic one,
+// which for the one round trip's statement (arrays whose lengths it then
+// knows) is always: planning it took longer than running it. The send
+// connections use the generic plan (plan_cache_mode), which
+// pg_prepared_statements of the connection counts.
+func TestPostgresSendPlans(t *testing.T) {
+	ctx := context.Background()
+	s, senders := benchStore(t, testpg.URL(t), 2)
+	t.Cleanup(func() { s.Close() })
+	a, b := senders[0], senders[1]
+	if _, err := s.Send(ctx, []store.Send{a.send(1)}); err != nil {
+		t.Fatal(err)
+	}
+	// Retries take the planned path (its look-up), after the one round
+	// trip failed on the stored client id (pgx then prepares the latter's
+	// statements again).
+	for i := range 7 {
+		if res, err := s.Send(ctx, []store.Send{a.send(1)}); err != nil || !res[0].Duplicate {
+			t.Fatalf("retry %d: %+v %v", i, res, err)
+		}
+	}
+	for i := range 12 {
+		if _, err := s.Send(ctx, []store.Send{a.send(int64(i + 2)), b.send(int64(i + 2))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db := s.sends
+	if n := db.Stats().OpenConnections; n != 1 {
+		t.Fatalf("%d send connections open, want the one the sends, one after the other, used", n)
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	plans := map[string][2]int64{}
+	rows, err := conn.QueryContext(ctx, `SELECT statement, custom_plans, generic_plans FROM pg_prepared_statements`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var q string
+		var custom, generic int64
+		if err := rows.Scan(&q, &custom, &generic); err != nil {
+			t.Fatal(err)
+		}
+		plans[q] = [2]int64{custom, generic}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []struct {
+		name, q string
+		runs    int64
+	}{
+		{"the one round trip", pgFastSendSeq, 12},
+		{"the look-up", pgPrevious, 7},
+		{"the membership check", pgMayPost, 7},
+	} {
+		if p := plans[want.q]; p != [2]int64{0, want.runs} {
+			t.Errorf("%s: planned for its values %d times, generic plan used %d times; want %d runs on the generic plan", want.name, p[0], p[1], want.runs)
+		}
+	}
+}

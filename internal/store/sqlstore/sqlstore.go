@@ -65,6 +65,7 @@ type Store struct {
 	d     dialect
 	w     *sql.DB // writes (SQLite: exactly one connection)
 	r     *sql.DB // reads (PostgreSQL: the same pool as w)
+	sends *sql.DB // PostgreSQL: the send batches' pool, on generic plans (openPostgres)
 	opts  Options
 	batch *batcher
 	// rstmts and wstmts hold the statements prepared once on the read pool
@@ -354,13 +355,31 @@ func openPostgres(ctx context.Context, url string, opts Options) (*Store, error)
 	db.SetMaxOpenConns(opts.MaxConns)
 	db.SetMaxIdleConns(opts.MaxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	s := &Store{d: postgresDialect, w: db, r: db, opts: opts, pgr: newPGReads(pgReadTTL)}
+	// The send batches run on connections of their own, planned once:
+	// PostgreSQL would plan their statements again at every batch for
+	// the lengths of its arrays (a custom plan), which took longer than
+	// running them. The generic plan is the same whatever the lengths.
+	// PostgreSQL plans it again when ANALYZE changes a table's
+	// statistics; a connection lasts sendConnLife at most, so that the
+	// plans follow the tables' growth even where autovacuum is off. The
+	// setting is made once the session has started, rather than as a
+	// startup parameter, which a connection pooler may refuse.
+	sends := stdlib.OpenDB(*cfg.Copy(), stdlib.OptionAfterConnect(func(ctx context.Context, c *pgx.Conn) error {
+		_, err := c.Exec(ctx, "SET plan_cache_mode = force_generic_plan")
+		return err
+	}))
+	sends.SetMaxOpenConns(sendConns)
+	sends.SetMaxIdleConns(sendConns)
+	sends.SetConnMaxIdleTime(5 * time.Minute)
+	sends.SetConnMaxLifetime(sendConnLife)
+	s := &Store{d: postgresDialect, w: db, r: db, sends: sends, opts: opts, pgr: newPGReads(pgReadTTL)}
 	fresh, err := s.migrate(ctx)
 	if err == nil {
 		err = s.ensureStream(ctx, fresh)
 	}
 	if err != nil {
 		db.Close()
+		sends.Close()
 		return nil, err
 	}
 	s.head = newPGHead(s)
@@ -420,6 +439,11 @@ func (s *Store) closeHandles() error {
 	}
 	if s.r != nil && s.r != s.w {
 		if e := s.r.Close(); err == nil {
+			err = e
+		}
+	}
+	if s.sends != nil {
+		if e := s.sends.Close(); err == nil {
 			err = e
 		}
 	}
