@@ -87,6 +87,62 @@ func TestBrowserLinkBrowserWithHistory(t *testing.T) {
 	second.noProblems()
 }
 
+// TestBrowserLinkTransferRetried: the history alice's browser hands over
+// to her second browser cannot be fetched when the second one links (the
+// archive's requests fail there). The second browser is linked all the
+// same and says that the history is not imported yet; it says so again
+// after a reload (it tried again at start-up), and once the archive can
+// be fetched, "Try again" imports it: the earlier messages appear, in
+// order.
+func TestBrowserLinkTransferRetried(t *testing.T) {
+	requireBuilt(t)
+	url := startServer(t)
+	browser := startBrowser(t)
+	alice := newUserPage(t, browser, "alice", url)
+	bob := newUser(t, url, "bob")
+	bob.startConversation("Trip", "from bob", "alice")
+	alice.openConversation("Trip")
+	alice.waitMessage("from bob")
+	alice.send("from alice's first browser")
+	bob.waitTexts("alice: from alice's first browser")
+
+	second := newPage(t, browser, "alice-second", url)
+	second.login("alice")
+	second.wait("the link code", `/^[A-Z2-7]{5}(-[A-Z2-7]{5}){3}-[A-Z2-7]{6}$/.test(document.getElementById("link-code").innerText.trim())`)
+	code := eval[string](second, `document.getElementById("link-code").innerText.trim()`)
+	second.block(url + "/api/archives/*")
+	alice.click("#devices-link")
+	alice.typeInto("#approve-code", code)
+	alice.click("#approve-history")
+	alice.pressEnter()
+	alice.waitText("#approve-status", "and this browser's history")
+
+	const failed = `!document.getElementById("transfer-banner").hidden && !document.getElementById("transfer-retry").disabled && document.getElementById("transfer-text").innerText.includes("not imported yet")`
+	second.waitView("main")
+	second.wait("the import said to have failed", failed)
+	second.screenshot("transfer-not-imported", phoneWidth)
+	second.reload("main")
+	second.wait("the import failed again at start-up", failed)
+	if strings.Contains(eval[string](second, `document.getElementById("conv-list").innerText`), "Trip") {
+		t.Fatal("the second browser knows the conversation's title before the import")
+	}
+
+	second.block()
+	second.click("#transfer-retry")
+	second.wait("the banner gone", `document.getElementById("transfer-banner").hidden`)
+	second.openConversation("Trip")
+	second.waitMessage("from alice's first browser")
+	if got := second.texts(); len(got) != 2 || got[0] != "from bob" || got[1] != "from alice's first browser" {
+		t.Fatalf("the second browser's history: %q", got)
+	}
+	second.reload("main")
+	if !eval[bool](second, `document.getElementById("transfer-banner").hidden`) {
+		t.Fatal("the banner is back after a reload")
+	}
+	alice.noProblems()
+	second.noProblems("ERR_BLOCKED_BY_CLIENT")
+}
+
 // TestBrowserLogoutKeepHistory: alice logs out of her browser keeping its
 // history: the browser is removed from her account (no device, no keys,
 // no account left here), and the sign-in screen shows the conversation

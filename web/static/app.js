@@ -9,7 +9,7 @@ import { $, debounce, errorText } from "./util.js";
 import { st, timings, mark, show, fail, ready } from "./state.js";
 import { showAuth, showSetup } from "./auth.js";
 import { loadConversations, drawList, initList } from "./list.js";
-import { loadWarnings } from "./warnings.js";
+import { loadWarnings, importTransfer, whenImported } from "./warnings.js";
 import { openChat, onMessage, onFailure, readCurrent } from "./chat.js";
 import { loadOutbox, retryFailed } from "./composer.js";
 import { openNew } from "./newconv.js";
@@ -134,7 +134,9 @@ async function showMain() {
     initList();
     await loadOutbox();
     // Back online: what did not go out goes now, under its client id.
-    onConnectionChange((state) => { if (state === "online") retryFailed(); });
+    onConnectionChange((state) => { if (state === "online") { retryFailed(); importTransfer(); } });
+    whenImported(() => refresh());
+    importTransfer();
     document.addEventListener("visibilitychange", () => { if (!document.hidden && st.current) readCurrent(); });
     sandi.listen((m) => queueMicrotask(() => onMessage(m)), (f) => queueMicrotask(() => onFailure(f)),
       () => queueMicrotask(refreshSoon),

@@ -1,7 +1,8 @@
 // sandi web client: the banner above the panes, for identity changes of
 // contacts and for new sign-ins to this account, with links to compare
-// safety numbers or to the devices view.
-import { $, el } from "./util.js";
+// safety numbers or to the devices view; and the one for what another
+// device handed over at this browser's link when its import failed.
+import { $, el, errorText } from "./util.js";
 import { st } from "./state.js";
 
 // loadWarnings reads the module's warnings and draws the banner.
@@ -69,3 +70,43 @@ $("banner-dismiss").addEventListener("click", async () => {
   st.sessionWarnings = [];
   drawBanner();
 });
+
+// ---- what another device handed over at the link ----
+// A link that hands over history (or, without, the block list and message
+// requests) imports it at once; when that fails (the connection, a
+// changed archive) the browser is linked all the same and keeps what it
+// needs to try again: importTransfer tries when the main view opens and
+// when the connection comes back, and the banner's button at will, until
+// it is in.
+let importing = null;
+export function importTransfer() {
+  if (!importing) importing = tryImport().finally(() => { importing = null; });
+  return importing;
+}
+
+async function tryImport() {
+  const b = $("transfer-banner");
+  $("transfer-retry").disabled = true;
+  try {
+    if (!(await sandi.pendingTransfer())) {
+      b.hidden = true;
+      return;
+    }
+    $("transfer-text").textContent = "Importing the history your other device handed over…";
+    b.hidden = false;
+    await sandi.resumeTransfer();
+    b.hidden = true;
+    onImported();
+  } catch (e) {
+    $("transfer-text").textContent = "The history your other device handed over when you linked this browser " +
+      "is not imported yet (" + errorText(e).replace(/\.$/, "") + "). It is kept here; sandi tries again when the connection comes back.";
+  } finally {
+    $("transfer-retry").disabled = false;
+  }
+}
+
+// onImported is called after an import (app.js redraws what it brought).
+let onImported = () => {};
+export function whenImported(f) { onImported = f; }
+
+$("transfer-retry").addEventListener("click", () => importTransfer());

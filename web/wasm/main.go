@@ -64,54 +64,56 @@ func main() {
 		return
 	}
 	api := map[string]func(args []js.Value) (any, error){
-		"open":           a.open,
-		"state":          func([]js.Value) (any, error) { return a.state() },
-		"register":       a.register,
-		"login":          a.login,
-		"startLink":      a.startLink,
-		"waitLink":       a.waitLink,
-		"resetIdentity":  a.resetIdentity,
-		"approveLink":    a.approveLink,
-		"devices":        a.devices,
-		"removeDevice":   a.removeDevice,
-		"sessions":       a.sessions,
-		"signOutSession": a.signOutSession,
-		"changePassword": a.changePassword,
-		"conversations":  a.conversations,
-		"history":        a.history,
-		"send":           a.send,
-		"upload":         a.upload,
-		"download":       a.download,
-		"cancel":         a.cancel,
-		"forget":         a.forget,
-		"act":            a.act,
-		"create":         a.create,
-		"findUser":       a.findUser,
-		"addMember":      a.addMember,
-		"removeMember":   a.removeMember,
-		"leave":          a.leave,
-		"rename":         a.rename,
-		"setTimer":       a.setTimer,
-		"expire":         a.expire,
-		"lines":          a.lines,
-		"markRead":       a.markRead,
-		"search":         a.search,
-		"outbox":         a.outbox,
-		"outboxPut":      a.outboxPut,
-		"outboxDelete":   a.outboxDelete,
-		"sendReceipts":   a.sendReceipts, // receipts.go
-		"typing":         a.typing,
-		"readReceipts":   a.readReceipts,
-		"safety":         a.safety,
-		"contacts":       a.contacts,
-		"contact":        a.contact,
-		"verify":         a.verify,
-		"unverify":       a.unverify,
-		"acceptIdentity": a.acceptIdentity,
-		"trust":          a.trust,
-		"alarms":         a.alarms,
-		"seeAlarms":      a.seeAlarms,
-		"warnings":       a.warnings,
+		"open":            a.open,
+		"state":           func([]js.Value) (any, error) { return a.state() },
+		"register":        a.register,
+		"login":           a.login,
+		"startLink":       a.startLink,
+		"waitLink":        a.waitLink,
+		"pendingTransfer": a.pendingTransfer,
+		"resumeTransfer":  a.resumeTransfer,
+		"resetIdentity":   a.resetIdentity,
+		"approveLink":     a.approveLink,
+		"devices":         a.devices,
+		"removeDevice":    a.removeDevice,
+		"sessions":        a.sessions,
+		"signOutSession":  a.signOutSession,
+		"changePassword":  a.changePassword,
+		"conversations":   a.conversations,
+		"history":         a.history,
+		"send":            a.send,
+		"upload":          a.upload,
+		"download":        a.download,
+		"cancel":          a.cancel,
+		"forget":          a.forget,
+		"act":             a.act,
+		"create":          a.create,
+		"findUser":        a.findUser,
+		"addMember":       a.addMember,
+		"removeMember":    a.removeMember,
+		"leave":           a.leave,
+		"rename":          a.rename,
+		"setTimer":        a.setTimer,
+		"expire":          a.expire,
+		"lines":           a.lines,
+		"markRead":        a.markRead,
+		"search":          a.search,
+		"outbox":          a.outbox,
+		"outboxPut":       a.outboxPut,
+		"outboxDelete":    a.outboxDelete,
+		"sendReceipts":    a.sendReceipts, // receipts.go
+		"typing":          a.typing,
+		"readReceipts":    a.readReceipts,
+		"safety":          a.safety,
+		"contacts":        a.contacts,
+		"contact":         a.contact,
+		"verify":          a.verify,
+		"unverify":        a.unverify,
+		"acceptIdentity":  a.acceptIdentity,
+		"trust":           a.trust,
+		"alarms":          a.alarms,
+		"seeAlarms":       a.seeAlarms,
+		"warnings":        a.warnings,
 		"dismissWarnings": func([]js.Value) (any, error) {
 			st, _, err := a.get()
 			if err != nil {
@@ -439,11 +441,41 @@ func (a *app) waitLink([]js.Value) (any, error) {
 	a.unlink = cancel
 	a.mu.Unlock()
 	defer cancel()
-	if err := c.WaitLink(ctx, 1500*time.Millisecond); err != nil {
+	// A failed import of what the other device handed over leaves this
+	// device linked, the offer kept: the main view tries it again
+	// (pendingTransfer, resumeTransfer).
+	if err := c.WaitLink(ctx, 1500*time.Millisecond); err != nil && !errors.Is(err, client.ErrTransfer) {
 		return nil, err
 	}
 	return stateOf(c), nil
 }
+
+// pendingTransfer reports whether what another device handed over at
+// this device's link (its history, or its block list and message
+// requests) awaits an import that failed.
+func (a *app) pendingTransfer([]js.Value) (any, error) {
+	_, c, err := a.get()
+	if err != nil {
+		return nil, err
+	}
+	return c.PendingTransfer(), nil
+}
+
+// resumeTransfer tries the pending import again (protocol.md §14.5); none
+// pending is not an error.
+func (a *app) resumeTransfer([]js.Value) (any, error) {
+	_, c, err := a.get()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), transferTimeout)
+	defer cancel()
+	return nil, c.ResumeTransfer(ctx)
+}
+
+// transferTimeout bounds an import of a transfer archive, which may be
+// the whole history of the other device.
+const transferTimeout = 10 * time.Minute
 
 func (a *app) resetIdentity([]js.Value) (any, error) {
 	return a.withState(func(ctx context.Context, c *client.Client) error {
