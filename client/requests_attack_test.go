@@ -4,9 +4,13 @@ package client_test
 
 import (
 	"context"
+	"database/sql"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
+
+	"sandi.dev/protocol"
 )
 
 // TestServerHidesAddRecord: mallory, a stranger to alice, starts a
@@ -51,5 +55,147 @@ func TestServerHidesAddRecord(t *testing.T) {
 	}
 	if r := requestIDs(t, alice); len(r) != 1 || r[0] != conv {
 		t.Fatalf("requests = %v; want %s", r, conv)
+	}
+}
+
+// TestStrangerBringsContact: mallory, a stranger to alice, cannot skip the
+// request by bringing carol, whom alice knows: a conversation he creates
+// with alice and carol, and one with carol to which he then adds alice,
+// are both requests (the record that made alice a member is his). One
+// to which carol adds alice is not.
+func TestStrangerBringsContact(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", serverConfig())
+	alice, mallory, carol := register(t, n, "alice"), register(t, n, "mallory"), register(t, n, "carol")
+	startedBy(t, alice, "carol")
+	syncTexts(t, carol)
+
+	group, err := mallory.CreateConversation(ctx, "", "carol", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	added, err := mallory.CreateConversation(ctx, "", "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mallory.AddMembers(ctx, added, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	byCarol, err := carol.CreateConversation(ctx, "", "mallory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, mallory)
+	if err := carol.AddMembers(ctx, byCarol, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	for _, conv := range []protocol.ConversationID{group, added, byCarol} {
+		if _, err := mallory.Send(ctx, conv, "hello alice"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	syncTexts(t, alice)
+	got := requestIDs(t, alice)
+	want := []protocol.ConversationID{group, added}
+	slices.SortFunc(got, compareConvIDs)
+	slices.SortFunc(want, compareConvIDs)
+	if !slices.Equal(got, want) {
+		t.Fatalf("alice's requests = %v; want mallory's group %s and the one he added her to %s (not %s, which carol added her to)", got, group, added, byCarol)
+	}
+}
+
+func compareConvIDs(a, b protocol.ConversationID) int { return strings.Compare(a.String(), b.String()) }
+
+// TestServerCannotEndRequest: a request ends when alice's account sends in
+// it, from any of her devices. The server serves alice's laptop, as a
+// message of hers in mallory's request, an envelope her phone sent in her
+// conversation with carol: as it is, and with its header moved to the
+// request. Both are refused, and the request stays
+// one, its messages not marked read; her phone's real answer ends it.
+func TestServerCannotEndRequest(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", serverConfig())
+	p := newProxy(t, n)
+	alice := clientVia(t, p)
+	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	mallory := register(t, n, "mallory")
+	register(t, n, "carol")
+	withCarol, err := alice.CreateConversation(ctx, "", "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	phone := linkDevice(t, n, alice, "password of alice")
+	syncTexts(t, phone)
+	if _, err := phone.Send(ctx, withCarol, "hello from alice's phone"); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", n.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var own []byte
+	if err := db.QueryRow(`SELECT envelope FROM messages WHERE conversation_id = ?`, withCarol[:]).Scan(&own); err != nil {
+		t.Fatal(err)
+	}
+	env, err := protocol.ParseEnvelope(own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv := startedBy(t, mallory, "alice")
+	syncTexts(t, alice)
+	moved := *env
+	moved.Conversation = conv
+	for _, forged := range [][]byte{own, moved.Marshal()} {
+		if _, err := mallory.Send(ctx, conv, "read me"); err != nil {
+			t.Fatal(err)
+		}
+		p.set(func(r *http.Request, body map[string]any) {
+			if r.URL.Path != "/api/sync" {
+				return
+			}
+			evs, _ := body["events"].([]any)
+			for _, e := range evs {
+				m, _ := e.(map[string]any)["message"].(map[string]any)
+				if m == nil || m["conversation"] != conv.String() {
+					continue
+				}
+				m["envelope"] = b64u(forged)
+				m["sender"] = env.Sender.Device.String()
+				m["senderUser"] = env.Sender.User.String()
+				m["epoch"] = env.Epoch
+			}
+		})
+		res, err := alice.Sync(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Failures) == 0 {
+			t.Fatal("a message of alice's from another conversation, served in the request, was not refused")
+		}
+		if req, err := alice.IsRequest(conv); err != nil || !req {
+			t.Fatalf("after the server served alice's own message in mallory's request: request = %v, %v; want a request", req, err)
+		}
+	}
+	p.set(nil)
+	if _, err := alice.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if req, err := alice.IsRequest(conv); err != nil || !req {
+		t.Fatalf("request = %v, %v; want a request", req, err)
+	}
+	if u := unreadIn(t, alice, conv); u != 1 {
+		t.Fatalf("the request's unread count = %d; want 1 (mallory's first message)", u)
+	}
+	// What the server tried to fake: her phone answering does end it.
+	syncTexts(t, phone)
+	if _, err := phone.Send(ctx, conv, "hi mallory"); err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, alice)
+	if req, err := alice.IsRequest(conv); err != nil || req {
+		t.Fatalf("after alice's phone answered: request = %v, %v; want it ended", req, err)
 	}
 }
