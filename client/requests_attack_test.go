@@ -5,11 +5,14 @@ package client_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"sandi.dev/client"
 	"sandi.dev/protocol"
 )
 
@@ -197,5 +200,58 @@ func TestServerCannotEndRequest(t *testing.T) {
 	syncTexts(t, alice)
 	if req, err := alice.IsRequest(conv); err != nil || req {
 		t.Fatalf("after alice's phone answered: request = %v, %v; want it ended", req, err)
+	}
+}
+
+// TestLateRequestStateKeepsBlocked: alice shares a conversation with erin,
+// then blocks her. The server withholds the transfer from alice's new
+// phone, which takes the signed block from the list all the same, then
+// stops enforcing the block and lets erin's conversation through: a
+// request on the phone, with an alarm. When the genuine request state
+// comes at last, naming erin as known, the request stays one: a late
+// state ends no request of a blocked author.
+func TestLateRequestStateKeepsBlocked(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", blobConfig(t))
+	alice, erin := register(t, n, "alice"), register(t, n, "erin")
+	startedBy(t, alice, "erin")
+	if err := alice.Block(ctx, "erin"); err != nil {
+		t.Fatal(err)
+	}
+	rt := &archiveTransport{}
+	rt.set(func(*http.Response) error { return errors.New("connection reset") })
+	phone := newClientWith(t, n, rt)
+	if err := phone.Login(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	code, err := phone.StartLink(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.ApproveLink(ctx, code); err != nil {
+		t.Fatal(err)
+	}
+	if err := phone.WaitLink(ctx, 10*time.Millisecond); !errors.Is(err, client.ErrTransfer) || !phone.PendingTransfer() {
+		t.Fatalf("a withheld transfer: %v (pending %v)", err, phone.PendingTransfer())
+	}
+	if got := blockedNames(t, phone); !slices.Equal(got, []string{"erin"}) {
+		t.Fatalf("the phone's block list = %v; want erin", got)
+	}
+	execDB(t, n, `DELETE FROM blocks`)
+	execDB(t, n, `DELETE FROM block_statements`)
+	conv := startedBy(t, erin, "alice")
+	syncTexts(t, phone)
+	if req, err := phone.IsRequest(conv); err != nil || !req {
+		t.Fatalf("erin's conversation on the phone: request = %v, %v; want a request", req, err)
+	}
+	if as, err := phone.Alarms(conv); err != nil || len(as) != 1 {
+		t.Fatalf("alarms in erin's conversation = %+v, %v; want one", as, err)
+	}
+	rt.set(nil)
+	if err := phone.ResumeTransfer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if req, err := phone.IsRequest(conv); err != nil || !req {
+		t.Fatalf("erin's conversation once the state came: request = %v, %v; want still a request (she is blocked)", req, err)
 	}
 }
