@@ -255,3 +255,32 @@ func TestLateRequestStateKeepsBlocked(t *testing.T) {
 		t.Fatalf("erin's conversation once the state came: request = %v, %v; want still a request (she is blocked)", req, err)
 	}
 }
+
+// TestDeletedRequestReAdded: alice deletes mallory's request (she leaves
+// it); mallory adds her back to the same conversation. It is a request
+// again, not an ordinary conversation: the device forgot it whole and
+// decides anew.
+func TestDeletedRequestReAdded(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", serverConfig())
+	alice, mallory := register(t, n, "alice"), register(t, n, "mallory")
+	conv := startedBy(t, mallory, "alice")
+	syncTexts(t, alice)
+	if err := alice.DeleteRequest(ctx, conv); err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, mallory)
+	if err := mallory.AddMembers(ctx, conv, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mallory.Send(ctx, conv, "hello again"); err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, alice)
+	if r := requestIDs(t, alice); !slices.Equal(r, []protocol.ConversationID{conv}) {
+		t.Fatalf("alice's requests after mallory added her back = %v; want %s", r, conv)
+	}
+	if u := unreadIn(t, alice, conv); u == 0 {
+		t.Fatal("no unread message in the request")
+	}
+}
