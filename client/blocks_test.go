@@ -292,3 +292,66 @@ func TestServerLosesBlock(t *testing.T) {
 		t.Fatalf("bob starting a conversation after alice's device sent the block again: %v; want blocked", err)
 	}
 }
+
+// TestServerReplaysBlock: alice blocks bob and then unblocks him; the
+// server serves her old block in place of the unblock, and, as her block
+// of carol, a statement bob signed blocking carol. Her device takes
+// neither (bob stays unblocked: his next conversation comes with no
+// alarm; carol is not blocked) and raises one alarm for each.
+func TestServerReplaysBlock(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
+	p := newProxy(t, n)
+	alice := clientVia(t, p)
+	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	bob, carol := register(t, n, "bob"), register(t, n, "carol")
+	if err := alice.Block(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	var block map[string]any
+	onBlockList(p, func(body map[string]any) {
+		if bs := body["blocks"].([]any); len(bs) == 1 {
+			block = bs[0].(map[string]any)
+		}
+	})
+	if got := blockedNames(t, alice); !slices.Equal(got, []string{"bob"}) || block == nil {
+		t.Fatalf("after the block: %v, block served %v", got, block)
+	}
+	if err := alice.Unblock(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.Block(ctx, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	var bobs []byte
+	db, err := sql.Open("sqlite", n.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.QueryRow(`SELECT statement FROM block_statements WHERE user_id = ?`, idBytes(bob.UserID())).Scan(&bobs); err != nil {
+		t.Fatal(err)
+	}
+	onBlockList(p, func(body map[string]any) {
+		body["unblocks"] = []any{}
+		body["blocks"] = []any{block, map[string]any{"user": carol.UserID(), "username": "carol", "statement": b64u(bobs)}}
+	})
+	for range 2 {
+		if got := blockedNames(t, alice); len(got) != 0 {
+			t.Fatalf("alice's block list with her old block replayed and bob's statement = %v; want nobody", got)
+		}
+	}
+	for _, u := range []*client.Client{bob, carol} {
+		if as := blockAlarms(t, alice, u.UserID()); len(as) != 1 {
+			t.Fatalf("alarms about %s = %+v; want one", u.Username(), as)
+		}
+	}
+	p.set(nil)
+	conv := startedBy(t, bob, "alice")
+	syncTexts(t, alice)
+	if as, err := alice.Alarms(conv); err != nil || len(as) != 0 {
+		t.Fatalf("alarms in bob's conversation after the replayed block = %+v, %v; want none (he is not blocked)", as, err)
+	}
+}

@@ -218,13 +218,18 @@ func (c *Client) syncChain(ctx context.Context, cs *convState) error {
 		return fmt.Errorf("%w: records of another conversation", ErrServerMisbehaved)
 	}
 	prev := cs.chain
+	// Whether a record this device verified before made its account a
+	// member: if none did, this is the first chain that names it, and the
+	// request decision is made now (§16.1), even if the device already
+	// held a prefix of the chain without it.
+	_, wasMember := c.adderIn(cs.records)
 	for i := range recs {
 		cs.records = append(cs.records, ra.Records[i])
 	}
 	cs.chain = next
 	_, member := next.Member(c.acct.User)
 	cs.Left = !member
-	if prev == nil && member {
+	if !wasMember && member {
 		if err := c.classify(cs); err != nil {
 			return err
 		}

@@ -31,9 +31,14 @@ import (
 // became a member of the conversation in cs (its creator for the genesis),
 // and whether there is one.
 func (c *Client) adder(cs *convState) (protocol.UserID, bool) {
+	return c.adderIn(cs.records)
+}
+
+// adderIn is adder over the verified records given.
+func (c *Client) adderIn(records [][]byte) (protocol.UserID, bool) {
 	var by protocol.UserID
 	found := false
-	for _, enc := range cs.records {
+	for _, enc := range records {
 		rec, err := protocol.ParseRecord(enc)
 		if err != nil {
 			continue // verified when stored
@@ -69,8 +74,10 @@ func (c *Client) knows(user protocol.UserID, skip protocol.ConversationID) (bool
 	return false, nil
 }
 
-// classify decides, the first time this device verifies the chain of cs,
-// whether the conversation is a request: as the request state a link
+// classify decides, the first time the chain of cs that this device
+// verified names its account as a member (the chain may have come in
+// parts: a server that serves a prefix without the add first does not
+// skip the decision), whether the conversation is a request: as the request state a link
 // brought says for a conversation it names, else by whether the account
 // that added this one is known (a member of a conversation this device
 // holds and accepted, or known by that state). A conversation started by
