@@ -391,3 +391,82 @@ func TestSyncPurgesWhenDue(t *testing.T) {
 		t.Fatalf("the conversations were listed %d times after the expiry, want once", st.lists()-first)
 	}
 }
+
+// TestTimerMaliciousMember: a member that changes the timer changes only
+// the messages sent after: shortening it does not make the messages
+// already sent go sooner, nor stretching it (or turning it off) later;
+// and a member whose clock is ahead (a sentAt in the future) does not
+// make its message live longer than its timer past its arrival.
+func TestTimerMaliciousMember(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
+	bClk, bDir := newFakeClock(), t.TempDir()
+	alice := clockedUser(t, n.url(), t.TempDir(), "alice", newFakeClock())
+	mallory := clockedUser(t, n.url(), t.TempDir(), "mallory", newFakeClock())
+	bob := clockedUser(t, n.url(), bDir, "bob", bClk)
+	conv, err := alice.CreateConversation(ctx, "", "bob", "mallory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Send(ctx, conv, "forever"); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.SetTimer(ctx, conv, 3600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Send(ctx, conv, "for an hour"); err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, mallory)
+	if err := mallory.SetTimer(ctx, conv, 1); err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, bob) // the messages come after the shorter timer
+	if tm, err := bob.Timer(conv); err != nil || tm != 1 {
+		t.Fatalf("bob's timer %d, %v; want mallory's 1 s", tm, err)
+	}
+	bClk.add(2 * time.Second)
+	if err := bob.ExpireMessages(); err != nil {
+		t.Fatal(err)
+	}
+	if got := texts(t, bob, conv); !slices.Equal(got, []string{"forever", "for an hour"}) {
+		t.Fatalf("bob's history after mallory shortened the timer: %q", got)
+	}
+	if err := mallory.SetTimer(ctx, conv, 0); err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, bob)
+	bClk.add(3600 * time.Second)
+	if err := bob.ExpireMessages(); err != nil {
+		t.Fatal(err)
+	}
+	if got := texts(t, bob, conv); !slices.Equal(got, []string{"forever"}) || stored(t, bDir, "for an hour") {
+		t.Fatalf("bob's history after mallory turned the timer off and the hour passed: %q (stored: %v)", got, stored(t, bDir, "for an hour"))
+	}
+
+	// A message dated a day ahead, with a minute's timer.
+	if err := alice.SetTimer(ctx, conv, 60); err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, mallory)
+	ahead := bClk.Now().Add(24 * time.Hour).UnixMilli()
+	if _, err := mallory.SendContent(ctx, conv, client.Content{Type: client.ContentText, Text: "from the future", SentAt: ahead}); err != nil {
+		t.Fatal(err)
+	}
+	arrival := bClk.Now().UnixMilli()
+	syncTexts(t, bob)
+	h, err := bob.History(conv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := slices.IndexFunc(h, func(m client.Message) bool { return m.Text == "from the future" }); i < 0 || h[i].SentAt != ahead || h[i].ExpiresAt != arrival+60_000 {
+		t.Fatalf("bob's history %+v; want the message dated ahead to expire 60 s after its arrival, %d", h, arrival+60_000)
+	}
+	bClk.add(61 * time.Second)
+	if err := bob.ExpireMessages(); err != nil {
+		t.Fatal(err)
+	}
+	if got := texts(t, bob, conv); !slices.Equal(got, []string{"forever"}) || stored(t, bDir, "from the future") {
+		t.Fatalf("bob's history a minute after a message dated ahead: %q (stored: %v)", got, stored(t, bDir, "from the future"))
+	}
+}
