@@ -470,3 +470,89 @@ func TestTimerMaliciousMember(t *testing.T) {
 		t.Fatalf("bob's history a minute after a message dated ahead: %q (stored: %v)", got, stored(t, bDir, "from the future"))
 	}
 }
+
+// TestExpiredTargetActions: the actions that name a message whose timer
+// ran out are erased with it, also those that come after it is gone (the
+// server held them back, or the device was away), whatever their own
+// timer: the timer was turned off between the message and its edit and
+// reaction, which therefore carry none.
+func TestExpiredTargetActions(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
+	aClk, bClk, bDir := newFakeClock(), newFakeClock(), t.TempDir()
+	alice := clockedUser(t, n.url(), t.TempDir(), "alice", aClk)
+	carol := clockedUser(t, n.url(), t.TempDir(), "carol", newFakeClock())
+	bob := clockedUser(t, n.url(), bDir, "bob", bClk)
+	conv, err := alice.CreateConversation(ctx, "", "bob", "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.SetTimer(ctx, conv, 60); err != nil {
+		t.Fatal(err)
+	}
+	m, err := alice.Send(ctx, conv, "short-lived")
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, carol)
+	if err := carol.SetTimer(ctx, conv, 0); err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, alice)
+	if _, err := alice.Edit(ctx, conv, m.Ref, "the edited secret"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := carol.React(ctx, conv, m.Ref, "🔥"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Send(ctx, conv, "stays"); err != nil {
+		t.Fatal(err)
+	}
+	// Bob comes back after the minute.
+	bClk.add(61 * time.Second)
+	if got := syncTexts(t, bob); !slices.Equal(got, []string{"alice: stays"}) {
+		t.Fatalf("bob got %q", got)
+	}
+	if err := bob.ExpireMessages(); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"short-lived", "the edited secret", "🔥"} {
+		if stored(t, bDir, s) {
+			t.Errorf("bob's storage holds %q, of or about a message whose timer ran out", s)
+		}
+	}
+
+	// A message bob held, erased when its timer ran out; its edit comes
+	// after (alice, whose clock is behind, still showed it).
+	aClk.add(61 * time.Second)
+	if err := alice.SetTimer(ctx, conv, 60); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := alice.Send(ctx, conv, "held a minute")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := syncTexts(t, bob); !slices.Equal(got, []string{"alice: held a minute"}) {
+		t.Fatalf("bob got %q", got)
+	}
+	bClk.add(61 * time.Second)
+	if err := bob.ExpireMessages(); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.SetTimer(ctx, conv, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Edit(ctx, conv, m2.Ref, "another edited secret"); err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, bob)
+	if err := bob.ExpireMessages(); err != nil {
+		t.Fatal(err)
+	}
+	if stored(t, bDir, "held a minute") || stored(t, bDir, "another edited secret") {
+		t.Errorf("bob's storage holds the expired message %v, or its later edit %v", stored(t, bDir, "held a minute"), stored(t, bDir, "another edited secret"))
+	}
+	if got := texts(t, bob, conv); !slices.Equal(got, []string{"stays"}) {
+		t.Fatalf("bob's history %q", got)
+	}
+}
