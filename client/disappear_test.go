@@ -556,3 +556,55 @@ func TestExpiredTargetActions(t *testing.T) {
 		t.Fatalf("bob's history %q", got)
 	}
 }
+
+// TestRetryKeepsTimer: the server loses its answer to a message sent with
+// a timer, and the timer is turned off before the retry: the retry sends
+// the first attempt's envelope, timer and all, so the message still
+// disappears from the sender's device and the receiver's.
+func TestRetryKeepsTimer(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
+	p := newProxy(t, n)
+	aClk, bClk := newFakeClock(), newFakeClock()
+	alice := clockedUser(t, p.srv.URL, t.TempDir(), "alice", aClk)
+	bob := clockedUser(t, n.url(), t.TempDir(), "bob", bClk)
+	conv, err := alice.CreateConversation(ctx, "", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.SetTimer(ctx, conv, 60); err != nil {
+		t.Fatal(err)
+	}
+	id := client.NewClientID()
+	p.setLose(func(r *http.Request) bool { return r.Method == "POST" && strings.HasSuffix(r.URL.Path, "/messages") })
+	if _, err := alice.SendWithID(ctx, conv, id, "a minute"); err == nil {
+		t.Fatal("the send succeeded although its answer was lost")
+	}
+	p.setLose(nil)
+	if err := alice.SetTimer(ctx, conv, 0); err != nil {
+		t.Fatal(err)
+	}
+	m, err := alice.SendWithID(ctx, conv, id, "a minute")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.ExpiresAt != m.SentAt+60_000 {
+		t.Fatalf("the retry's message expires at %d, sent at %d: want the first attempt's timer", m.ExpiresAt, m.SentAt)
+	}
+	if got := syncTexts(t, bob); !slices.Equal(got, []string{"alice: a minute"}) {
+		t.Fatalf("bob got %q", got)
+	}
+	aClk.add(61 * time.Second)
+	bClk.add(61 * time.Second)
+	for _, c := range []*client.Client{alice, bob} {
+		if err := c.ExpireMessages(); err != nil {
+			t.Fatal(err)
+		}
+		if got := texts(t, c, conv); len(got) != 0 {
+			t.Fatalf("%s's history a minute after the retried message: %q", c.Username(), got)
+		}
+	}
+	if alarms, err := alice.Alarms(conv); err != nil || len(alarms) != 0 {
+		t.Fatalf("alice's alarms %+v, %v", alarms, err)
+	}
+}
