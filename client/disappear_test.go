@@ -479,10 +479,11 @@ func TestTimerMaliciousMember(t *testing.T) {
 func TestExpiredTargetActions(t *testing.T) {
 	ctx := context.Background()
 	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
+	p := newProxy(t, n)
 	aClk, bClk, bDir := newFakeClock(), newFakeClock(), t.TempDir()
 	alice := clockedUser(t, n.url(), t.TempDir(), "alice", aClk)
 	carol := clockedUser(t, n.url(), t.TempDir(), "carol", newFakeClock())
-	bob := clockedUser(t, n.url(), bDir, "bob", bClk)
+	bob := clockedUser(t, p.srv.URL, bDir, "bob", bClk)
 	conv, err := alice.CreateConversation(ctx, "", "bob", "carol")
 	if err != nil {
 		t.Fatal(err)
@@ -554,6 +555,53 @@ func TestExpiredTargetActions(t *testing.T) {
 	}
 	if got := texts(t, bob, conv); !slices.Equal(got, []string{"stays"}) {
 		t.Fatalf("bob's history %q", got)
+	}
+
+	// The server gives bob the edit first, and the message only after its
+	// timer ran out: the edit, kept waiting for its target, goes when the
+	// target comes expired.
+	if err := alice.SetTimer(ctx, conv, 60); err != nil {
+		t.Fatal(err)
+	}
+	m3, err := alice.Send(ctx, conv, "served late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.SetTimer(ctx, conv, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Edit(ctx, conv, m3.Ref, "a third edited secret"); err != nil {
+		t.Fatal(err)
+	}
+	var held any
+	p.set(func(r *http.Request, body map[string]any) {
+		evs, _ := body["events"].([]any)
+		keep := evs[:0]
+		for _, x := range evs {
+			if e, ok := x.(map[string]any)["message"].(map[string]any); ok && e["seq"] == float64(m3.Seq) {
+				held = x
+				continue
+			}
+			keep = append(keep, x)
+		}
+		body["events"] = keep
+	})
+	syncTexts(t, bob)
+	if held == nil || !stored(t, bDir, "a third edited secret") {
+		t.Fatalf("held back %v; the edit waits in bob's storage %v", held != nil, stored(t, bDir, "a third edited secret"))
+	}
+	bClk.add(61 * time.Second)
+	p.set(func(r *http.Request, body map[string]any) {
+		if r.URL.Path == "/api/sync" {
+			held.(map[string]any)["message"].(map[string]any)["seq"] = float64(m3.Seq + 100)
+			body["events"] = []any{held}
+		}
+	})
+	syncTexts(t, bob)
+	p.set(nil)
+	syncTexts(t, bob)
+	if stored(t, bDir, "served late") || stored(t, bDir, "a third edited secret") {
+		t.Errorf("bob's storage holds the message served late %v, or its edit %v", stored(t, bDir, "served late"), stored(t, bDir, "a third edited secret"))
 	}
 }
 
