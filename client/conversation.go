@@ -46,6 +46,9 @@ type convState struct {
 	// NextExpiry is the earliest expiry of the messages stored (Unix ms,
 	// 0: none): see disappear.go.
 	NextExpiry int64 `json:"nextExpiry,omitempty"`
+	// Gone holds the refs of the messages that disappeared on this
+	// device, newest last, at most maxGone: disappear.go.
+	Gone []string `json:"gone,omitempty"`
 
 	records [][]byte
 	chain   *protocol.Chain

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"sandi.dev/protocol"
 )
@@ -86,6 +87,32 @@ func (c *Client) checkExpiry(conv protocol.ConversationID, seq uint64, timer uin
 			FormatTimer(timer), seq, expiresAt, createdAt)})
 }
 
+// maxGone bounds the refs of disappeared messages a conversation keeps.
+const maxGone = 512
+
+// noteGone remembers that the messages refs disappeared on this device:
+// a reaction, edit, delete or receipt that names one and comes later is
+// then neither stored nor shown (it would keep an edit's text, or the
+// fact of a reaction, past the message's expiry, for as long as the
+// action's own timer, or for ever when the timer was turned off between
+// the two).
+func (cs *convState) noteGone(refs ...string) {
+	for _, r := range refs {
+		if r != "" && !slices.Contains(cs.Gone, r) {
+			cs.Gone = append(cs.Gone, r)
+		}
+	}
+	if len(cs.Gone) > maxGone {
+		cs.Gone = slices.Delete(cs.Gone, 0, len(cs.Gone)-maxGone)
+	}
+}
+
+// namesGone reports whether m is an action or receipt about a message
+// that disappeared on this device.
+func (cs *convState) namesGone(m *Message) bool {
+	return m.Target != "" && slices.Contains(cs.Gone, m.Target)
+}
+
 // earliest is the earlier of two expiries (0: none).
 func earliest(a, b int64) int64 {
 	if a == 0 || b != 0 && b < a {
@@ -125,16 +152,15 @@ func (c *Client) eraseExpired(conv protocol.ConversationID, lines []Message, now
 	if err != nil {
 		return err
 	}
-	gone := map[string]bool{}
 	for _, m := range lines {
-		if m.expired(now) && m.Ref != "" {
-			gone[m.Ref] = true
+		if m.expired(now) {
+			cs.noteGone(m.Ref)
 		}
 	}
 	var kept []Message
 	next := int64(0)
 	for _, m := range lines {
-		if m.expired(now) || m.Target != "" && gone[m.Target] {
+		if m.expired(now) || cs.namesGone(&m) {
 			continue
 		}
 		next = earliest(next, m.ExpiresAt)

@@ -391,3 +391,268 @@ func TestSyncPurgesWhenDue(t *testing.T) {
 		t.Fatalf("the conversations were listed %d times after the expiry, want once", st.lists()-first)
 	}
 }
+
+// TestTimerMaliciousMember: a member that changes the timer changes only
+// the messages sent after: shortening it does not make the messages
+// already sent go sooner, nor stretching it (or turning it off) later;
+// and a member whose clock is ahead (a sentAt in the future) does not
+// make its message live longer than its timer past its arrival.
+func TestTimerMaliciousMember(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
+	bClk, bDir := newFakeClock(), t.TempDir()
+	alice := clockedUser(t, n.url(), t.TempDir(), "alice", newFakeClock())
+	mallory := clockedUser(t, n.url(), t.TempDir(), "mallory", newFakeClock())
+	bob := clockedUser(t, n.url(), bDir, "bob", bClk)
+	conv, err := alice.CreateConversation(ctx, "", "bob", "mallory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Send(ctx, conv, "forever"); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.SetTimer(ctx, conv, 3600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Send(ctx, conv, "for an hour"); err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, mallory)
+	if err := mallory.SetTimer(ctx, conv, 1); err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, bob) // the messages come after the shorter timer
+	if tm, err := bob.Timer(conv); err != nil || tm != 1 {
+		t.Fatalf("bob's timer %d, %v; want mallory's 1 s", tm, err)
+	}
+	bClk.add(2 * time.Second)
+	if err := bob.ExpireMessages(); err != nil {
+		t.Fatal(err)
+	}
+	if got := texts(t, bob, conv); !slices.Equal(got, []string{"forever", "for an hour"}) {
+		t.Fatalf("bob's history after mallory shortened the timer: %q", got)
+	}
+	if err := mallory.SetTimer(ctx, conv, 0); err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, bob)
+	bClk.add(3600 * time.Second)
+	if err := bob.ExpireMessages(); err != nil {
+		t.Fatal(err)
+	}
+	if got := texts(t, bob, conv); !slices.Equal(got, []string{"forever"}) || stored(t, bDir, "for an hour") {
+		t.Fatalf("bob's history after mallory turned the timer off and the hour passed: %q (stored: %v)", got, stored(t, bDir, "for an hour"))
+	}
+
+	// A message dated a day ahead, with a minute's timer.
+	if err := alice.SetTimer(ctx, conv, 60); err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, mallory)
+	ahead := bClk.Now().Add(24 * time.Hour).UnixMilli()
+	if _, err := mallory.SendContent(ctx, conv, client.Content{Type: client.ContentText, Text: "from the future", SentAt: ahead}); err != nil {
+		t.Fatal(err)
+	}
+	arrival := bClk.Now().UnixMilli()
+	syncTexts(t, bob)
+	h, err := bob.History(conv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := slices.IndexFunc(h, func(m client.Message) bool { return m.Text == "from the future" }); i < 0 || h[i].SentAt != ahead || h[i].ExpiresAt != arrival+60_000 {
+		t.Fatalf("bob's history %+v; want the message dated ahead to expire 60 s after its arrival, %d", h, arrival+60_000)
+	}
+	bClk.add(61 * time.Second)
+	if err := bob.ExpireMessages(); err != nil {
+		t.Fatal(err)
+	}
+	if got := texts(t, bob, conv); !slices.Equal(got, []string{"forever"}) || stored(t, bDir, "from the future") {
+		t.Fatalf("bob's history a minute after a message dated ahead: %q (stored: %v)", got, stored(t, bDir, "from the future"))
+	}
+}
+
+// TestExpiredTargetActions: the actions that name a message whose timer
+// ran out are erased with it, also those that come after it is gone (the
+// server held them back, or the device was away), whatever their own
+// timer: the timer was turned off between the message and its edit and
+// reaction, which therefore carry none.
+func TestExpiredTargetActions(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
+	p := newProxy(t, n)
+	aClk, bClk, bDir := newFakeClock(), newFakeClock(), t.TempDir()
+	alice := clockedUser(t, n.url(), t.TempDir(), "alice", aClk)
+	carol := clockedUser(t, n.url(), t.TempDir(), "carol", newFakeClock())
+	bob := clockedUser(t, p.srv.URL, bDir, "bob", bClk)
+	conv, err := alice.CreateConversation(ctx, "", "bob", "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.SetTimer(ctx, conv, 60); err != nil {
+		t.Fatal(err)
+	}
+	m, err := alice.Send(ctx, conv, "short-lived")
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, carol)
+	if err := carol.SetTimer(ctx, conv, 0); err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, alice)
+	if _, err := alice.Edit(ctx, conv, m.Ref, "the edited secret"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := carol.React(ctx, conv, m.Ref, "🔥"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Send(ctx, conv, "stays"); err != nil {
+		t.Fatal(err)
+	}
+	// Bob comes back after the minute.
+	bClk.add(61 * time.Second)
+	if got := syncTexts(t, bob); !slices.Equal(got, []string{"alice: stays"}) {
+		t.Fatalf("bob got %q", got)
+	}
+	if err := bob.ExpireMessages(); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"short-lived", "the edited secret", "🔥"} {
+		if stored(t, bDir, s) {
+			t.Errorf("bob's storage holds %q, of or about a message whose timer ran out", s)
+		}
+	}
+
+	// A message bob held, erased when its timer ran out; its edit comes
+	// after (alice, whose clock is behind, still showed it).
+	aClk.add(61 * time.Second)
+	if err := alice.SetTimer(ctx, conv, 60); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := alice.Send(ctx, conv, "held a minute")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := syncTexts(t, bob); !slices.Equal(got, []string{"alice: held a minute"}) {
+		t.Fatalf("bob got %q", got)
+	}
+	bClk.add(61 * time.Second)
+	if err := bob.ExpireMessages(); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.SetTimer(ctx, conv, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Edit(ctx, conv, m2.Ref, "another edited secret"); err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, bob)
+	if err := bob.ExpireMessages(); err != nil {
+		t.Fatal(err)
+	}
+	if stored(t, bDir, "held a minute") || stored(t, bDir, "another edited secret") {
+		t.Errorf("bob's storage holds the expired message %v, or its later edit %v", stored(t, bDir, "held a minute"), stored(t, bDir, "another edited secret"))
+	}
+	if got := texts(t, bob, conv); !slices.Equal(got, []string{"stays"}) {
+		t.Fatalf("bob's history %q", got)
+	}
+
+	// The server gives bob the edit first, and the message only after its
+	// timer ran out: the edit, kept waiting for its target, goes when the
+	// target comes expired.
+	if err := alice.SetTimer(ctx, conv, 60); err != nil {
+		t.Fatal(err)
+	}
+	m3, err := alice.Send(ctx, conv, "served late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.SetTimer(ctx, conv, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Edit(ctx, conv, m3.Ref, "a third edited secret"); err != nil {
+		t.Fatal(err)
+	}
+	var held any
+	p.set(func(r *http.Request, body map[string]any) {
+		evs, _ := body["events"].([]any)
+		keep := evs[:0]
+		for _, x := range evs {
+			if e, ok := x.(map[string]any)["message"].(map[string]any); ok && e["seq"] == float64(m3.Seq) {
+				held = x
+				continue
+			}
+			keep = append(keep, x)
+		}
+		body["events"] = keep
+	})
+	syncTexts(t, bob)
+	if held == nil || !stored(t, bDir, "a third edited secret") {
+		t.Fatalf("held back %v; the edit waits in bob's storage %v", held != nil, stored(t, bDir, "a third edited secret"))
+	}
+	bClk.add(61 * time.Second)
+	p.set(func(r *http.Request, body map[string]any) {
+		if r.URL.Path == "/api/sync" {
+			held.(map[string]any)["message"].(map[string]any)["seq"] = float64(m3.Seq + 100)
+			body["events"] = []any{held}
+		}
+	})
+	syncTexts(t, bob)
+	p.set(nil)
+	syncTexts(t, bob)
+	if stored(t, bDir, "served late") || stored(t, bDir, "a third edited secret") {
+		t.Errorf("bob's storage holds the message served late %v, or its edit %v", stored(t, bDir, "served late"), stored(t, bDir, "a third edited secret"))
+	}
+}
+
+// TestRetryKeepsTimer: the server loses its answer to a message sent with
+// a timer, and the timer is turned off before the retry: the retry sends
+// the first attempt's envelope, timer and all, so the message still
+// disappears from the sender's device and the receiver's.
+func TestRetryKeepsTimer(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
+	p := newProxy(t, n)
+	aClk, bClk := newFakeClock(), newFakeClock()
+	alice := clockedUser(t, p.srv.URL, t.TempDir(), "alice", aClk)
+	bob := clockedUser(t, n.url(), t.TempDir(), "bob", bClk)
+	conv, err := alice.CreateConversation(ctx, "", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.SetTimer(ctx, conv, 60); err != nil {
+		t.Fatal(err)
+	}
+	id := client.NewClientID()
+	p.setLose(func(r *http.Request) bool { return r.Method == "POST" && strings.HasSuffix(r.URL.Path, "/messages") })
+	if _, err := alice.SendWithID(ctx, conv, id, "a minute"); err == nil {
+		t.Fatal("the send succeeded although its answer was lost")
+	}
+	p.setLose(nil)
+	if err := alice.SetTimer(ctx, conv, 0); err != nil {
+		t.Fatal(err)
+	}
+	m, err := alice.SendWithID(ctx, conv, id, "a minute")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.ExpiresAt != m.SentAt+60_000 {
+		t.Fatalf("the retry's message expires at %d, sent at %d: want the first attempt's timer", m.ExpiresAt, m.SentAt)
+	}
+	if got := syncTexts(t, bob); !slices.Equal(got, []string{"alice: a minute"}) {
+		t.Fatalf("bob got %q", got)
+	}
+	aClk.add(61 * time.Second)
+	bClk.add(61 * time.Second)
+	for _, c := range []*client.Client{alice, bob} {
+		if err := c.ExpireMessages(); err != nil {
+			t.Fatal(err)
+		}
+		if got := texts(t, c, conv); len(got) != 0 {
+			t.Fatalf("%s's history a minute after the retried message: %q", c.Username(), got)
+		}
+	}
+	if alarms, err := alice.Alarms(conv); err != nil || len(alarms) != 0 {
+		t.Fatalf("alice's alarms %+v, %v", alarms, err)
+	}
+}

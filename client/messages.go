@@ -514,8 +514,17 @@ func (c *Client) receive(ctx context.Context, ma *messageAnswer) (*Message, erro
 	c.stats.Decrypted++
 	if m.expired(c.now().UnixMilli()) {
 		// Its timer ran out before it came (a server that held it back,
-		// or serves it again): not shown, not stored (§13.10).
+		// or serves it again): not shown, not stored (§13.10). Actions
+		// about it that came before it go at the next purge.
 		c.stats.Expired++
+		cs.LastSeq = max(cs.LastSeq, m.Seq)
+		cs.noteGone(m.Ref)
+		c.noteExpiry(cs, m.ExpiresAt)
+		c.pend.convs[cs.ID] = cs
+		return nil, nil
+	}
+	if cs.namesGone(m) {
+		// About a message that disappeared here: gone with it (§13.10).
 		cs.LastSeq = max(cs.LastSeq, m.Seq)
 		c.pend.convs[cs.ID] = cs
 		return nil, nil

@@ -312,3 +312,105 @@ func TestReceiptReplay(t *testing.T) {
 		t.Fatalf("after the late receipt alice got %d receipts, read %v; want both still read", got, read)
 	}
 }
+
+// A member's receipts mark nothing beyond what they may name: a receipt
+// naming a message of another conversation, a receipt or an action (whose
+// sequence numbers are past the messages they would cover) marks nothing;
+// a malformed one is refused; a read receipt of another account does not
+// clear this device's unread count; a receipt served again is a
+// duplicate. Mallory's well-formed receipt then marks what it names.
+func TestReceiptMaliciousMember(t *testing.T) {
+	ctx := context.Background()
+	p, alice, conv, others := receiptWorld(t, "bob", "mallory")
+	bob, mallory := others[0], others[1]
+	m1, err := alice.Send(ctx, conv, "one")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := alice.Send(ctx, conv, "two")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another conversation of alice and mallory, whose messages' sequence
+	// numbers are past m2's.
+	conv2, err := alice.CreateConversation(ctx, "", "mallory")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var elsewhere client.Message
+	for range m2.Seq + 2 {
+		if elsewhere, err = alice.Send(ctx, conv2, "elsewhere"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	syncTexts(t, mallory)
+	if elsewhere.Seq <= m2.Seq {
+		t.Fatalf("the other conversation's message has seq %d, want it past %d", elsewhere.Seq, m2.Seq)
+	}
+	reaction, err := mallory.React(ctx, conv, m1.Ref, "👍")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mr := func(text, target string) client.Message {
+		t.Helper()
+		r, err := mallory.SendContent(ctx, conv, client.Content{Type: client.ContentReceipt, Text: text, Target: target})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	onReaction := mr(client.ReceiptRead, reaction.Ref)
+	mr(client.ReceiptRead, onReaction.Ref) // a receipt naming a receipt
+	mr(client.ReceiptRead, elsewhere.Ref)
+	seen := mr("seen", m2.Ref)
+
+	res, err := alice.Sync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Failures) != 1 || res.Failures[0].Seq != seen.Seq || res.Failures[0].Reason != "bad_content" {
+		t.Fatalf("alice's failures %v, want the receipt %q refused as bad content", res.Failures, "seen")
+	}
+	if dlv, read, _ := receiptView(t, alice, conv, m1.Ref, m2.Ref); dlv[0] != nil || dlv[1] != nil || read[0] != nil || read[1] != nil {
+		t.Fatalf("alice sees delivered %v, read %v after receipts that name no message of hers", dlv, read)
+	}
+
+	// Bob has read nothing: mallory's read receipt of both does not make
+	// them read on his device.
+	if res, err := bob.Sync(ctx); err != nil || len(res.Failures) != 1 || len(res.Receipts) != 3 {
+		t.Fatalf("bob's sync: %d receipts, failures %v, %v; want 3 and the malformed one refused", len(res.Receipts), res.Failures, err)
+	}
+	if n := unread(t, bob, conv); n != 2 {
+		t.Fatalf("bob's unread count %d, want 2", n)
+	}
+	valid := mr(client.ReceiptRead, m2.Ref)
+	var event any
+	p.set(func(r *http.Request, body map[string]any) {
+		evs, _ := body["events"].([]any)
+		for _, x := range evs {
+			if m, ok := x.(map[string]any)["message"].(map[string]any); ok && m["seq"] == float64(valid.Seq) {
+				event = x
+			}
+		}
+	})
+	if _, read, got := receiptView(t, alice, conv, m1.Ref, m2.Ref); event == nil || got != 1 || !slices.Equal(read[0], []string{"mallory"}) || !slices.Equal(read[1], []string{"mallory"}) {
+		t.Fatalf("after mallory's receipt of two, alice got %d receipts, read %v", got, read)
+	}
+	if _, _, got := receiptView(t, bob, conv, m1.Ref, m2.Ref); got != 1 || unread(t, bob, conv) != 2 {
+		t.Fatalf("bob got %d receipts; his unread count is %d after mallory's read receipt, want 2", got, unread(t, bob, conv))
+	}
+
+	// The server serves mallory's receipt again, under a new seq.
+	dups := alice.Stats().Duplicates
+	p.set(func(r *http.Request, body map[string]any) {
+		if r.URL.Path == "/api/sync" {
+			event.(map[string]any)["message"].(map[string]any)["seq"] = float64(valid.Seq + 10)
+			body["events"] = []any{event}
+		}
+	})
+	_, read, got := receiptView(t, alice, conv, m1.Ref, m2.Ref)
+	p.set(nil)
+	if got != 0 || alice.Stats().Duplicates != dups+1 || !slices.Equal(read[1], []string{"mallory"}) {
+		t.Fatalf("a receipt served again: %d receipts, %d duplicates, read %v", got, alice.Stats().Duplicates-dups, read)
+	}
+}

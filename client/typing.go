@@ -110,7 +110,8 @@ var typingPrefix = []byte(`{"typing":`)
 // (reporting false for any other frame): it opens the notice and hands it
 // to onTyping. One that does not verify raises an alarm (once per
 // conversation and run) and is dropped; one of an epoch this device does
-// not hold, of this account, or too old, is dropped.
+// not hold, of this account, of a sender that is no longer a member, or
+// too old, is dropped.
 func (c *Client) typingFrame(ctx context.Context, data []byte) (bool, error) {
 	if !bytes.HasPrefix(data, typingPrefix) {
 		return false, nil
@@ -154,6 +155,15 @@ func (c *Client) openTyping(ctx context.Context, b []byte) (*Typing, error) {
 	}
 	id, ok := e.Identities[n.Sender.User]
 	if !ok {
+		return nil, nil
+	}
+	// A notice speaks for a member of the chain this device has verified:
+	// a removed member still holds the epochs it was in, and a server that
+	// keeps it in its table relays its notices.
+	if cs.chain == nil {
+		return nil, nil
+	}
+	if _, ok := cs.chain.Member(n.Sender.User); !ok {
 		return nil, nil
 	}
 	if c.refuseUnaccepted(n.Sender.User, id, cs.ID, "a typing notice") != nil {

@@ -188,3 +188,55 @@ func TestTyping(t *testing.T) {
 		t.Fatalf("bob's alarms after two altered notices: %+v; want one bad signature of alice", alarms)
 	}
 }
+
+// A removed member's notices are dropped, though the device still holds
+// an epoch the member was in and the server (which keeps the member in
+// its table) relays them: a notice speaks only for a member of the chain
+// the device has verified. A member that has not yet seen the removal
+// still speaks in that epoch, and is shown.
+func TestTypingRemovedMember(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", serverConfig())
+	alice, bob, carol, dave := register(t, n, "alice"), register(t, n, "bob"), register(t, n, "carol"), register(t, n, "dave")
+	conv, err := alice.CreateConversation(ctx, "", "bob", "carol", "dave")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Send(ctx, conv, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*client.Client{bob, carol, dave} {
+		syncTexts(t, c)
+		if err := c.Accept(conv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := alice.RemoveMembers(ctx, conv, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Send(ctx, conv, "carol is out"); err != nil { // a new epoch, without carol
+		t.Fatal(err)
+	}
+	syncTexts(t, bob) // bob has verified the removal; carol and dave have not looked
+	// The server keeps carol in: it takes her notices and relays them.
+	n.stop()
+	execDB(t, n, `UPDATE members SET left_event_id = NULL WHERE conversation_id = ? AND user_id = ?`, conv[:], idBytes(carol.UserID()))
+	n.restart()
+
+	typing, msgs := listenTyping(t, bob)
+	if _, err := alice.Send(ctx, conv, "still here"); err != nil {
+		t.Fatal(err)
+	}
+	await(t, msgs, "message on bob's WebSocket")
+	for _, c := range []*client.Client{carol, dave} { // both in the epoch before the removal
+		if err := c.SendTyping(ctx, conv, true); err != nil {
+			t.Fatalf("%s: %v", c.Username(), err)
+		}
+	}
+	if got := await(t, typing, "typing notice"); got.User != dave.UserID() {
+		t.Fatalf("bob was shown %+v, want dave's notice only", got)
+	}
+	if alarms, err := bob.Alarms(conv); err != nil || len(alarms) != 0 {
+		t.Fatalf("bob's alarms %+v, %v", alarms, err)
+	}
+}
