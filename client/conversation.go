@@ -32,9 +32,13 @@ type convState struct {
 	Left    bool       `json:"left,omitempty"`
 	// Request: a message request (requests.go), decided when this device
 	// first verified the chain.
-	Request bool   `json:"request,omitempty"`
-	Unread  int    `json:"unread,omitempty"`
-	ReadSeq uint64 `json:"readSeq,omitempty"` // messages up to it are read (MarkReadThrough)
+	Request bool `json:"request,omitempty"`
+	// Undecided: a request only because what the approving device of
+	// this device's link handed over was not imported yet when it was
+	// classified; the import decides it (applyRequestState).
+	Undecided bool   `json:"undecided,omitempty"`
+	Unread    int    `json:"unread,omitempty"`
+	ReadSeq   uint64 `json:"readSeq,omitempty"` // messages up to it are read (MarkReadThrough)
 	// The newest messages this account acknowledged with a delivered and
 	// a read receipt, from any of its devices (receipts.go).
 	DeliveredAck uint64 `json:"deliveredAck,omitempty"`

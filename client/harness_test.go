@@ -9,11 +9,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"sandi.dev/client"
+	"sandi.dev/internal/blob/fsblob"
 	"sandi.dev/internal/server"
 	"sandi.dev/internal/store/sqlstore"
 	"sandi.dev/internal/testpg"
@@ -62,6 +64,15 @@ func startNode(t testing.TB, db string, cfg server.Config) *node {
 	}
 	if cfg.NewContactsPerDay == 0 {
 		cfg.NewContactsPerDay = -1 // scenarios meet many accounts at once
+	}
+	if cfg.Blobs == nil {
+		// As sandi serve: a blob store beside the database, which a link
+		// needs (the archive of what the approving device hands over).
+		st, err := fsblob.New(filepath.Join(filepath.Dir(db), "blobs"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Blobs = st
 	}
 	n := &node{t: t, db: db, cfg: cfg}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -213,11 +213,15 @@ func (c *Client) ApproveLinkWith(ctx context.Context, code string, h LinkHistory
 		return protocol.DeviceID{}, ErrLinkAmbiguous
 	}
 	// Without history, the transfer holds the block list and the request
-	// state only (§16.1); if it cannot be uploaded, the new device is
-	// linked without it and decides requests alone.
+	// state only (§16.1). It goes with every link: a new device without
+	// them would decide requests alone, and take as accepted a
+	// conversation of an account the user blocked.
 	offer, err := c.offerTransfer(ctx, h)
-	if err != nil && h.Transfer {
-		return protocol.DeviceID{}, fmt.Errorf("no device was linked: the history transfer failed: %w", err)
+	if err != nil {
+		if h.Transfer {
+			return protocol.DeviceID{}, fmt.Errorf("no device was linked: the history transfer failed: %w", err)
+		}
+		return protocol.DeviceID{}, fmt.Errorf("no device was linked: the block list and message requests this device hands to the new one could not be uploaded: %w", err)
 	}
 	sealed, err := secret.SealIdentityWith(c.id, offer, pub, c.acct.User, match.Device, key)
 	if err != nil {

@@ -96,6 +96,12 @@ func (c *Client) classify(cs *convState) error {
 		cs.Request = request
 	} else if rs.knows(by) {
 		cs.Request = false
+	} else if c.transferPending() {
+		// The request state and the block list the approving device
+		// handed over are not imported yet (a server that withholds the
+		// archive): deciding alone could accept a conversation of an
+		// account the user blocked. A request until the import decides.
+		cs.Request, cs.Undecided = true, true
 	} else {
 		known, err := c.knows(by, cs.ID)
 		if err != nil {
@@ -480,9 +486,13 @@ func mergeBlocks(theirs, mine []byte) ([]byte, error) {
 // brought decides otherwise: conversations this device classified before
 // it had that state (an import that completed late). Blocked authors stay
 // requests. The caller holds c.mu.
+//
+// The conversations classified while the import was pending (Undecided)
+// are decided now as classify does, the imported state and block list in
+// hand (an archive without a state: by this device's conversations).
 func (c *Client) applyRequestState() error {
 	rs, err := c.carriedRequests()
-	if err != nil || rs == nil {
+	if err != nil {
 		return err
 	}
 	blocked, err := c.localBlocks()
@@ -497,12 +507,25 @@ func (c *Client) applyRequestState() error {
 		if !cs.Request {
 			continue
 		}
+		undecided := cs.Undecided
+		cs.Undecided = false
 		by, ok := c.adder(cs)
-		if !ok || blocked[by] {
-			continue
+		request := true
+		switch dec, decided := rs.decided(cs.ID); {
+		case !ok || blocked[by]:
+		case decided:
+			request = dec
+		case rs.knows(by):
+			request = false
+		case undecided:
+			known, err := c.knows(by, cs.ID)
+			if err != nil {
+				return err
+			}
+			request = !known
 		}
-		if request, decided := rs.decided(cs.ID); decided && !request || !decided && rs.knows(by) {
-			cs.Request = false
+		if !request || undecided {
+			cs.Request = request
 			if err := c.saveConv(cs); err != nil {
 				return err
 			}

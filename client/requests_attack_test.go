@@ -284,3 +284,109 @@ func TestDeletedRequestReAdded(t *testing.T) {
 		t.Fatal("no unread message in the request")
 	}
 }
+
+// TestWithheldTransferKeepsBlockedRequest: alice blocked bob, with whom she
+// shares a conversation she started. Her phone links; the server withholds
+// what her first device handed over (the archive's download fails), serves
+// the phone no block, no longer enforces the block and lets bob start a
+// conversation with her. Deciding alone, the phone would take it as
+// accepted (bob is a member of a conversation it holds): while the import
+// is pending every conversation another account starts is a request.
+// Once the import goes through, bob's stays one (he is blocked) and
+// dave's, whom alice knows, ends.
+func TestWithheldTransferKeepsBlockedRequest(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", blobConfig(t))
+	alice, bob, dave := register(t, n, "alice"), register(t, n, "bob"), register(t, n, "dave")
+	withBob := startedBy(t, alice, "bob")
+	fromDave := startedBy(t, dave, "alice")
+	syncTexts(t, alice)
+	if err := alice.Accept(fromDave); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Block(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+
+	p := newProxy(t, n)
+	p.setLose(func(r *http.Request) bool {
+		return r.Method == "GET" && strings.HasPrefix(r.URL.Path, "/api/archives/")
+	})
+	onBlockList(p, func(body map[string]any) { body["blocks"], body["unblocks"] = []any{}, []any{} })
+	phone := clientVia(t, p)
+	if err := phone.Login(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	code, err := phone.StartLink(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.ApproveLink(ctx, code); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := phone.WaitLink(wctx, 10*time.Millisecond); !errors.Is(err, client.ErrTransfer) || !phone.PendingTransfer() {
+		t.Fatalf("a withheld transfer: %v (pending %v)", err, phone.PendingTransfer())
+	}
+	// The phone holds alice's conversation with bob once she writes there.
+	syncTexts(t, alice)
+	if _, err := alice.Send(ctx, withBob, "still here"); err != nil {
+		t.Fatal(err)
+	}
+	if got := syncTexts(t, phone); !slices.Contains(got, "alice: still here") {
+		t.Fatalf("the phone reads %q", got)
+	}
+	execDB(t, n, `DELETE FROM blocks`)
+	fromBob := startedBy(t, bob, "alice")
+	again := startedBy(t, dave, "alice")
+	syncTexts(t, phone)
+	for _, conv := range []protocol.ConversationID{fromBob, again} {
+		if req, err := phone.IsRequest(conv); err != nil || !req {
+			t.Fatalf("with the transfer withheld, %s is a request = %v, %v; want a request", conv, req, err)
+		}
+	}
+
+	p.setLose(nil)
+	if err := phone.ResumeTransfer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if req, err := phone.IsRequest(fromBob); err != nil || !req {
+		t.Fatalf("after the import, bob's conversation: request = %v, %v; want a request (he is blocked)", req, err)
+	}
+	if req, err := phone.IsRequest(again); err != nil || req {
+		t.Fatalf("after the import, dave's conversation: request = %v, %v; want accepted (alice knows him)", req, err)
+	}
+}
+
+// TestLinkNeedsTransferUpload: a server that refuses the archive of a link
+// without history (the block list and the request state) gets no device
+// linked, rather than one that decides requests without them.
+func TestLinkNeedsTransferUpload(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", blobConfig(t))
+	p := newProxy(t, n)
+	alice := clientVia(t, p)
+	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	p.setLose(func(r *http.Request) bool {
+		return r.Method == "PUT" && strings.HasPrefix(r.URL.Path, "/api/archives/")
+	})
+	phone := newClient(t, n, t.TempDir())
+	if err := phone.Login(ctx, "alice", "password of alice"); err != nil {
+		t.Fatal(err)
+	}
+	code, err := phone.StartLink(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.ApproveLink(ctx, code); err == nil || !strings.Contains(err.Error(), "no device was linked") {
+		t.Fatalf("approving with the archive refused: %v; want no device linked", err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := phone.WaitLink(wctx, 10*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("the phone's link: %v; want none", err)
+	}
+}

@@ -39,6 +39,11 @@ const transferKey = "transfer"
 func (c *Client) PendingTransfer() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.transferPending()
+}
+
+// transferPending is PendingTransfer for a caller that holds c.mu.
+func (c *Client) transferPending() bool {
 	_, err := c.st.Get(transferKey)
 	return err == nil
 }
