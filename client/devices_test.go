@@ -28,8 +28,18 @@ import (
 // linkDevice logs a new device into approver's account and links it.
 func linkDevice(t *testing.T, n *node, approver *client.Client, password string) *client.Client {
 	t.Helper()
-	ctx := context.Background()
 	d := newClient(t, n, "")
+	if err := approveNew(t, d, approver, password); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// approveNew logs the new device d into approver's account, has approver
+// approve its link code, and returns what d's WaitLink returns.
+func approveNew(t *testing.T, d, approver *client.Client, password string) error {
+	t.Helper()
+	ctx := context.Background()
 	if err := d.Login(ctx, approver.Username(), password); err != nil {
 		t.Fatal(err)
 	}
@@ -42,10 +52,7 @@ func linkDevice(t *testing.T, n *node, approver *client.Client, password string)
 	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := d.WaitLink(wctx, 10*time.Millisecond); err != nil {
-		t.Fatal(err)
-	}
-	return d
+	return d.WaitLink(wctx, 10*time.Millisecond)
 }
 
 // wantListAlarm checks that c raised a device-list alarm about user.

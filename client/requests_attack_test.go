@@ -221,17 +221,7 @@ func TestLateRequestStateKeepsBlocked(t *testing.T) {
 	rt := &archiveTransport{}
 	rt.set(func(*http.Response) error { return errors.New("connection reset") })
 	phone := newClientWith(t, n, rt)
-	if err := phone.Login(ctx, "alice", "password of alice"); err != nil {
-		t.Fatal(err)
-	}
-	code, err := phone.StartLink(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.ApproveLink(ctx, code); err != nil {
-		t.Fatal(err)
-	}
-	if err := phone.WaitLink(ctx, 10*time.Millisecond); !errors.Is(err, client.ErrTransfer) || !phone.PendingTransfer() {
+	if err := approveNew(t, phone, alice, "password of alice"); !errors.Is(err, client.ErrTransfer) || !phone.PendingTransfer() {
 		t.Fatalf("a withheld transfer: %v (pending %v)", err, phone.PendingTransfer())
 	}
 	if got := blockedNames(t, phone); !slices.Equal(got, []string{"erin"}) {
@@ -314,19 +304,7 @@ func TestWithheldTransferKeepsBlockedRequest(t *testing.T) {
 	})
 	onBlockList(p, func(body map[string]any) { body["blocks"], body["unblocks"] = []any{}, []any{} })
 	phone := clientVia(t, p)
-	if err := phone.Login(ctx, "alice", "password of alice"); err != nil {
-		t.Fatal(err)
-	}
-	code, err := phone.StartLink(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.ApproveLink(ctx, code); err != nil {
-		t.Fatal(err)
-	}
-	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	if err := phone.WaitLink(wctx, 10*time.Millisecond); !errors.Is(err, client.ErrTransfer) || !phone.PendingTransfer() {
+	if err := approveNew(t, phone, alice, "password of alice"); !errors.Is(err, client.ErrTransfer) || !phone.PendingTransfer() {
 		t.Fatalf("a withheld transfer: %v (pending %v)", err, phone.PendingTransfer())
 	}
 	// The phone holds alice's conversation with bob once she writes there.

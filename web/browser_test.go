@@ -244,13 +244,12 @@ func TestBrowserDevices(t *testing.T) {
 	// Carol logs in on a browser: it shows a code, the terminal confirms it.
 	carolWeb := newPage(t, browser, "carol-web", url)
 	carolWeb.login("carol")
-	carolWeb.wait("the link code", `/^[A-Z2-7]{5}-[A-Z2-7]{5}-[A-Z2-7]{5}-[A-Z2-7]{5}-[A-Z2-7]{6}$/.test(document.getElementById("link-code").innerText.trim())`)
+	code := carolWeb.linkCode()
 	if !eval[bool](carolWeb, `document.getElementById("reset-button").disabled`) {
 		carolWeb.fail("the reset button is enabled before the warning is acknowledged")
 	}
 	carolWeb.screenshot("setup")
 	carolWeb.fits("#view-setup", phoneWidth)
-	code := eval[string](carolWeb, `document.getElementById("link-code").innerText.trim()`)
 	// The QR code holds the same code, without its dashes.
 	if got := string(carolWeb.scanQR("#link-qr")); got != strings.ReplaceAll(code, "-", "") {
 		carolWeb.fail("the link QR code holds %q, the text shows %q", got, code)

@@ -1080,6 +1080,33 @@ func (p *page) frames(what, start, done string) frameCount {
 	return frameCount{Seconds: (r.End - r.Start) / 1000, Frames: r.Frames, Longest: r.Longest}
 }
 
+// linkCode waits for the code a page that is linking shows and returns it.
+func (p *page) linkCode() string {
+	p.t.Helper()
+	p.wait("the link code", `/^[A-Z2-7]{5}(-[A-Z2-7]{5}){3}-[A-Z2-7]{6}$/.test(document.getElementById("link-code").innerText.trim())`)
+	return eval[string](p, `document.getElementById("link-code").innerText.trim()`)
+}
+
+// approveWithHistory approves, on a signed-in page, the new device that
+// shows code, handing it this browser's history.
+func (p *page) approveWithHistory(code string) {
+	p.t.Helper()
+	p.click("#devices-link")
+	p.typeInto("#approve-code", code)
+	// A banner that appears meanwhile (the new device's sign-in) moves the
+	// box: a click that landed beside it is made again.
+	const chosen = `document.getElementById("approve-history").checked`
+	for range 3 {
+		if eval[bool](p, chosen) {
+			break
+		}
+		p.click("#approve-history")
+	}
+	p.wait("the history chosen", chosen)
+	p.pressEnter()
+	p.waitText("#approve-status", "and this browser's history")
+}
+
 // block makes the page's requests to URLs matching patterns fail, as a
 // network that drops them does; block() lets everything through again.
 func (p *page) block(patterns ...string) {

@@ -62,13 +62,7 @@ func TestBrowserLinkBrowserWithHistory(t *testing.T) {
 
 	second := newPage(t, browser, "alice-second", url)
 	second.login("alice")
-	second.wait("the link code", `/^[A-Z2-7]{5}(-[A-Z2-7]{5}){3}-[A-Z2-7]{6}$/.test(document.getElementById("link-code").innerText.trim())`)
-	code := eval[string](second, `document.getElementById("link-code").innerText.trim()`)
-	alice.click("#devices-link")
-	alice.typeInto("#approve-code", code)
-	alice.click("#approve-history")
-	alice.pressEnter()
-	alice.waitText("#approve-status", "and this browser's history")
+	alice.approveWithHistory(second.linkCode())
 	second.waitView("main")
 	second.openConversation("Trip")
 	second.waitMessage("from alice's first browser")
@@ -108,14 +102,9 @@ func TestBrowserLinkTransferRetried(t *testing.T) {
 
 	second := newPage(t, browser, "alice-second", url)
 	second.login("alice")
-	second.wait("the link code", `/^[A-Z2-7]{5}(-[A-Z2-7]{5}){3}-[A-Z2-7]{6}$/.test(document.getElementById("link-code").innerText.trim())`)
-	code := eval[string](second, `document.getElementById("link-code").innerText.trim()`)
+	code := second.linkCode()
 	second.block(url + "/api/archives/*")
-	alice.click("#devices-link")
-	alice.typeInto("#approve-code", code)
-	alice.click("#approve-history")
-	alice.pressEnter()
-	alice.waitText("#approve-status", "and this browser's history")
+	alice.approveWithHistory(code)
 
 	const failed = `!document.getElementById("transfer-banner").hidden && !document.getElementById("transfer-retry").disabled && document.getElementById("transfer-text").innerText.includes("not imported yet")`
 	second.waitView("main")

@@ -85,11 +85,7 @@ func TestBrowserApproveWithHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	alice.click("#devices-link")
-	alice.typeInto("#approve-code", code)
-	alice.click("#approve-history")
-	alice.pressEnter()
-	alice.waitText("#approve-status", "and this browser's history")
+	alice.approveWithHistory(code)
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := phone.c.WaitLink(wctx, 20*time.Millisecond); err != nil {
