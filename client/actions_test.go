@@ -146,10 +146,7 @@ func TestActionsMaliciousMember(t *testing.T) {
 	p := newProxy(t, n)
 	alice := register(t, n, "alice")
 	mallory := register(t, n, "mallory")
-	bob := clientVia(t, p)
-	if err := bob.Register(ctx, "bob", "password of bob"); err != nil {
-		t.Fatal(err)
-	}
+	bob := registerVia(t, p, "bob")
 	conv, err := alice.CreateConversation(ctx, "", "bob", "mallory")
 	if err != nil {
 		t.Fatal(err)

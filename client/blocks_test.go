@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"slices"
 	"testing"
-	"time"
 
 	"sandi.dev/client"
 	"sandi.dev/internal/server"
@@ -79,10 +78,7 @@ func TestServerCannotUnblock(t *testing.T) {
 	ctx := context.Background()
 	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
 	p := newProxy(t, n)
-	alice := clientVia(t, p)
-	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
-		t.Fatal(err)
-	}
+	alice := registerVia(t, p, "alice")
 	bob := register(t, n, "bob")
 	startedBy(t, alice, "bob")
 	syncTexts(t, bob)
@@ -117,10 +113,7 @@ func TestServerCannotAddBlock(t *testing.T) {
 	ctx := context.Background()
 	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
 	p := newProxy(t, n)
-	alice := clientVia(t, p)
-	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
-		t.Fatal(err)
-	}
+	alice := registerVia(t, p, "alice")
 	carol, dave := register(t, n, "carol"), register(t, n, "dave")
 	startedBy(t, alice, "carol")
 	forged := &protocol.Block{User: alice.UserID(), Other: carol.UserID(), Blocked: true, Time: 1 << 50}
@@ -162,10 +155,7 @@ func TestServerReplaysUnblock(t *testing.T) {
 	ctx := context.Background()
 	n := startNode(t, t.TempDir()+"/sandi.db", blobConfig(t))
 	p := newProxy(t, n)
-	alice := clientVia(t, p)
-	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
-		t.Fatal(err)
-	}
+	alice := registerVia(t, p, "alice")
 	bob := register(t, n, "bob")
 	if err := alice.Block(ctx, "bob"); err != nil {
 		t.Fatal(err)
@@ -196,17 +186,7 @@ func TestServerReplaysUnblock(t *testing.T) {
 	// A device linked now gets the statements from alice's device, so
 	// the replay does not fool it either.
 	phone := clientVia(t, p)
-	if err := phone.Login(ctx, "alice", "password of alice"); err != nil {
-		t.Fatal(err)
-	}
-	code, err := phone.StartLink(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.ApproveLink(ctx, code); err != nil {
-		t.Fatal(err)
-	}
-	if err := phone.WaitLink(ctx, 10*time.Millisecond); err != nil {
+	if err := approveNew(t, phone, alice, "password of alice"); err != nil {
 		t.Fatal(err)
 	}
 	if got := blockedNames(t, phone); !slices.Equal(got, []string{"bob"}) {
@@ -302,10 +282,7 @@ func TestServerReplaysBlock(t *testing.T) {
 	ctx := context.Background()
 	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
 	p := newProxy(t, n)
-	alice := clientVia(t, p)
-	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
-		t.Fatal(err)
-	}
+	alice := registerVia(t, p, "alice")
 	bob, carol := register(t, n, "bob"), register(t, n, "carol")
 	if err := alice.Block(ctx, "bob"); err != nil {
 		t.Fatal(err)

@@ -224,21 +224,21 @@ func (c *Client) syncChain(ctx context.Context, cs *convState) error {
 	if next.Conversation != cs.ID {
 		return fmt.Errorf("%w: records of another conversation", ErrServerMisbehaved)
 	}
-	prev := cs.chain
-	// Whether a record this device verified before made its account a
-	// member: if none did, this is the first chain that names it, and the
-	// request decision is made now (§16.1), even if the device already
-	// held a prefix of the chain without it.
-	_, wasMember := c.adderIn(cs.records)
+	prev, held := cs.chain, cs.records
 	for i := range recs {
 		cs.records = append(cs.records, ra.Records[i])
 	}
 	cs.chain = next
 	_, member := next.Member(c.acct.User)
 	cs.Left = !member
-	if !wasMember && member {
-		if err := c.classify(cs); err != nil {
-			return err
+	// The request decision is made when the verified chain first names
+	// this account (§16.1): when no record verified before made it a
+	// member, even if the device held a prefix of the chain without it.
+	if member {
+		if _, wasMember := c.adderIn(held); !wasMember {
+			if err := c.classify(cs); err != nil {
+				return err
+			}
 		}
 	}
 	if err := c.saveChain(cs); err != nil {

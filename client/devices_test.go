@@ -286,17 +286,7 @@ func TestDeviceListMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	phone := newClient(t, n, dirB)
-	if err := phone.Login(ctx, "alice", "password of alice"); err != nil {
-		t.Fatal(err)
-	}
-	code, err := phone.StartLink(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.ApproveLink(ctx, code); err != nil {
-		t.Fatal(err)
-	}
-	if err := phone.WaitLink(ctx, 10*time.Millisecond); err != nil {
+	if err := approveNew(t, phone, alice, "password of alice"); err != nil {
 		t.Fatal(err)
 	}
 	bob := register(t, n, "bob")

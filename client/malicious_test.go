@@ -105,12 +105,28 @@ func (p *proxy) setLose(f func(r *http.Request) bool) {
 }
 
 // clientVia opens a client that talks to the server through p.
-func clientVia(t *testing.T, p *proxy) *client.Client {
+// registerVia registers name, with the password "password of NAME" as
+// register gives, on a client that talks to the server through p.
+// opts may change the client's options.
+func registerVia(t *testing.T, p *proxy, name string, opts ...func(*client.Options)) *client.Client {
+	t.Helper()
+	c := clientVia(t, p, opts...)
+	if err := c.Register(context.Background(), name, "password of "+name); err != nil {
+		t.Fatalf("register %s: %v", name, err)
+	}
+	return c
+}
+
+func clientVia(t *testing.T, p *proxy, opts ...func(*client.Options)) *client.Client {
 	st, err := client.NewDirStorage(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.Open(client.Options{Server: p.srv.URL, Storage: st, OneTimeBatch: 5})
+	o := client.Options{Server: p.srv.URL, Storage: st, OneTimeBatch: 5}
+	for _, f := range opts {
+		f(&o)
+	}
+	c, err := client.Open(o)
 	if err != nil {
 		t.Fatal(err)
 	}

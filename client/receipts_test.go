@@ -154,10 +154,7 @@ func receiptWorld(t *testing.T, names ...string) (*proxy, *client.Client, protoc
 	ctx := context.Background()
 	n := startNode(t, t.TempDir()+"/sandi.db", serverConfig())
 	p := newProxy(t, n)
-	alice := clientVia(t, p)
-	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
-		t.Fatal(err)
-	}
+	alice := registerVia(t, p, "alice")
 	var others []*client.Client
 	for _, name := range names {
 		others = append(others, register(t, n, name))

@@ -151,10 +151,7 @@ func TestSmallOrderGenesisRefused(t *testing.T) {
 	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
 	p := newProxy(t, n)
 	alice := register(t, n, "alice")
-	bob := clientVia(t, p)
-	if err := bob.Register(ctx, "bob", "password of bob"); err != nil {
-		t.Fatal(err)
-	}
+	bob := registerVia(t, p, "bob")
 	conv, err := alice.CreateConversation(ctx, "", "bob")
 	if err != nil {
 		t.Fatal(err)
@@ -205,10 +202,7 @@ func TestForgedCosignatureRefused(t *testing.T) {
 	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
 	p := newProxy(t, n)
 	alice := register(t, n, "alice")
-	bob := clientVia(t, p)
-	if err := bob.Register(ctx, "bob", "password of bob"); err != nil {
-		t.Fatal(err)
-	}
+	bob := registerVia(t, p, "bob")
 	conv, err := alice.CreateConversation(ctx, "", "bob")
 	if err != nil {
 		t.Fatal(err)

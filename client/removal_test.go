@@ -70,21 +70,11 @@ func (m *mitm) set(handle func(r *http.Request, body []byte) (int, any, bool), r
 
 func (m *mitm) setRewrite(rewrite func(r *http.Request, body map[string]any)) { m.proxy.set(rewrite) }
 
-// registerVia registers a user whose client talks to the server through m.
-func registerVia(t *testing.T, m *mitm, name string) *client.Client {
+// viaMITM registers a user whose client talks to the server through m,
+// its requests bounded in time (m may hold an answer back).
+func viaMITM(t *testing.T, m *mitm, name string) *client.Client {
 	t.Helper()
-	st, err := client.NewDirStorage(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.Open(client.Options{Server: m.srv.URL, Storage: st, OneTimeBatch: 5, HTTPClient: &http.Client{Timeout: 10 * time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Register(context.Background(), name, "password of "+name); err != nil {
-		t.Fatalf("register %s: %v", name, err)
-	}
-	return c
+	return registerVia(t, m.proxy, name, func(o *client.Options) { o.HTTPClient = &http.Client{Timeout: 10 * time.Second} })
 }
 
 // envelopes records the envelopes a client posts.
@@ -188,29 +178,6 @@ func isConv(r *http.Request, conv protocol.ConversationID) bool {
 	return r.Method == "GET" && r.URL.Path == "/api/conversations/"+conv.String()
 }
 
-// link adds a device to an existing account, approved on approver.
-func link(t *testing.T, n *node, approver *client.Client, name string) *client.Client {
-	t.Helper()
-	ctx := context.Background()
-	d := newClient(t, n, "")
-	if err := d.Login(ctx, name, "password of "+name); err != nil {
-		t.Fatal(err)
-	}
-	code, err := d.StartLink(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := approver.ApproveLink(ctx, code); err != nil {
-		t.Fatal(err)
-	}
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := d.WaitLink(wctx, 20*time.Millisecond); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
 func TestRemovalEnforced(t *testing.T) {
 	ctx := context.Background()
 	n := startNode(t, t.TempDir()+"/sandi.db", server.Config{})
@@ -220,7 +187,7 @@ func TestRemovalEnforced(t *testing.T) {
 	setup := func(t *testing.T, p string) (alice, bob, carol *client.Client, mb, mc *mitm, conv protocol.ConversationID) {
 		alice = register(t, n, p+"alice")
 		mb, mc = newMITM(t, n), newMITM(t, n)
-		bob, carol = registerVia(t, mb, p+"bob"), registerVia(t, mc, p+"carol")
+		bob, carol = viaMITM(t, mb, p+"bob"), viaMITM(t, mc, p+"carol")
 		conv, err := alice.CreateConversation(ctx, "", p+"bob", p+"carol")
 		if err != nil {
 			t.Fatal(err)
@@ -415,7 +382,7 @@ func TestRemovalEnforced(t *testing.T) {
 	t.Run("forged epoch out of order", func(t *testing.T) {
 		alice := register(t, n, "oalice")
 		mb, mc := newMITM(t, n), newMITM(t, n)
-		bob, carol := registerVia(t, mb, "obob"), registerVia(t, mc, "ocarol")
+		bob, carol := viaMITM(t, mb, "obob"), viaMITM(t, mc, "ocarol")
 		conv, err := alice.CreateConversation(ctx, "", "obob", "ocarol")
 		if err != nil {
 			t.Fatal(err)
@@ -517,7 +484,7 @@ func TestRemovalEnforced(t *testing.T) {
 		t.Run("missing device", func(t *testing.T) {
 			alice := register(t, n, "calice")
 			mb := newMITM(t, n)
-			bob := registerVia(t, mb, "cbob")
+			bob := viaMITM(t, mb, "cbob")
 			register(t, n, "ccarol")
 			conv, err := alice.CreateConversation(ctx, "", "cbob", "ccarol")
 			if err != nil {
@@ -529,7 +496,7 @@ func TestRemovalEnforced(t *testing.T) {
 			if _, err := alice.Send(ctx, conv, "in epoch 2"); err != nil {
 				t.Fatal(err)
 			}
-			tablet := link(t, n, bob, "cbob")
+			tablet := linkDevice(t, n, bob, "password of cbob")
 			mb.set(nil, func(r *http.Request, body map[string]any) {
 				if isConv(r, conv) {
 					body["rotationRequired"] = false
@@ -553,9 +520,9 @@ func TestRemovalEnforced(t *testing.T) {
 		})
 		t.Run("extra device", func(t *testing.T) {
 			alice := register(t, n, "xalice")
-			phone := link(t, n, alice, "xalice")
+			phone := linkDevice(t, n, alice, "password of xalice")
 			mb := newMITM(t, n)
-			bob := registerVia(t, mb, "xbob")
+			bob := viaMITM(t, mb, "xbob")
 			conv, err := alice.CreateConversation(ctx, "", "xbob")
 			if err != nil {
 				t.Fatal(err)
@@ -579,9 +546,9 @@ func TestRemovalEnforced(t *testing.T) {
 		})
 		t.Run("device signed by another key", func(t *testing.T) {
 			alice := register(t, n, "kalice")
-			phone := link(t, n, alice, "kalice")
+			phone := linkDevice(t, n, alice, "password of kalice")
 			mb := newMITM(t, n)
-			bob := registerVia(t, mb, "kbob")
+			bob := viaMITM(t, mb, "kbob")
 			conv, err := alice.CreateConversation(ctx, "", "kbob")
 			if err != nil {
 				t.Fatal(err)
@@ -658,7 +625,7 @@ func TestRemovalEnforced(t *testing.T) {
 		n := startNode(t, t.TempDir()+"/sandi.db", server.Config{RotateAfterMessages: 2})
 		alice := register(t, n, "dalice")
 		mb := newMITM(t, n)
-		bob := registerVia(t, mb, "dbob")
+		bob := viaMITM(t, mb, "dbob")
 		conv, err := alice.CreateConversation(ctx, "", "dbob")
 		if err != nil {
 			t.Fatal(err)

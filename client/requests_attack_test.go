@@ -26,10 +26,7 @@ func TestServerHidesAddRecord(t *testing.T) {
 	ctx := context.Background()
 	n := startNode(t, t.TempDir()+"/sandi.db", serverConfig())
 	p := newProxy(t, n)
-	alice := clientVia(t, p)
-	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
-		t.Fatal(err)
-	}
+	alice := registerVia(t, p, "alice")
 	mallory := register(t, n, "mallory")
 	register(t, n, "carol")
 	conv, err := mallory.CreateConversation(ctx, "", "carol")
@@ -119,10 +116,7 @@ func TestServerCannotEndRequest(t *testing.T) {
 	ctx := context.Background()
 	n := startNode(t, t.TempDir()+"/sandi.db", serverConfig())
 	p := newProxy(t, n)
-	alice := clientVia(t, p)
-	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
-		t.Fatal(err)
-	}
+	alice := registerVia(t, p, "alice")
 	mallory := register(t, n, "mallory")
 	register(t, n, "carol")
 	withCarol, err := alice.CreateConversation(ctx, "", "carol")
@@ -344,10 +338,7 @@ func TestLinkNeedsTransferUpload(t *testing.T) {
 	ctx := context.Background()
 	n := startNode(t, t.TempDir()+"/sandi.db", blobConfig(t))
 	p := newProxy(t, n)
-	alice := clientVia(t, p)
-	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
-		t.Fatal(err)
-	}
+	alice := registerVia(t, p, "alice")
 	p.setLose(func(r *http.Request) bool {
 		return r.Method == "PUT" && strings.HasPrefix(r.URL.Path, "/api/archives/")
 	})

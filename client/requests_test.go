@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"slices"
 	"testing"
-	"time"
 
 	"sandi.dev/client"
 	"sandi.dev/protocol"
@@ -328,17 +327,7 @@ func TestLinkedRequestStateLate(t *testing.T) {
 	rt := &archiveTransport{}
 	rt.set(func(*http.Response) error { return errors.New("connection reset") })
 	phone := newClientWith(t, n, rt)
-	if err := phone.Login(ctx, "alice", "password of alice"); err != nil {
-		t.Fatal(err)
-	}
-	code, err := phone.StartLink(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.ApproveLink(ctx, code); err != nil {
-		t.Fatal(err)
-	}
-	if err := phone.WaitLink(ctx, 10*time.Millisecond); !errors.Is(err, client.ErrTransfer) || !phone.PendingTransfer() {
+	if err := approveNew(t, phone, alice, "password of alice"); !errors.Is(err, client.ErrTransfer) || !phone.PendingTransfer() {
 		t.Fatalf("a withheld request state: %v (pending %v)", err, phone.PendingTransfer())
 	}
 	syncTexts(t, phone)

@@ -23,10 +23,7 @@ func TestLostAnswersStoredOnce(t *testing.T) {
 	n := startNode(t, t.TempDir()+"/sandi.db", blobConfig(t))
 	ctx := context.Background()
 	p := newProxy(t, n)
-	alice := clientVia(t, p)
-	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
-		t.Fatal(err)
-	}
+	alice := registerVia(t, p, "alice")
 	bob := register(t, n, "bob")
 	conv := pair(t, n, alice, bob)
 	a := upload(t, alice, conv, "note.txt", "text/plain", []byte("a file"))

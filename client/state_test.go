@@ -101,7 +101,7 @@ func TestConversationState(t *testing.T) {
 	}
 
 	// A device linked later reads it too.
-	second := link(t, n, bob, "bob")
+	second := linkDevice(t, n, bob, "password of bob")
 	if _, err := bob.Send(ctx, conv, "from my old device"); err != nil { // the epoch that covers the new device
 		t.Fatal(err)
 	}
@@ -150,10 +150,7 @@ func TestConversationStateAttacks(t *testing.T) {
 	ctx := context.Background()
 	n := startNode(t, dbs(t)["sqlite"](t), serverConfig())
 	p := newProxy(t, n)
-	alice := clientVia(t, p)
-	if err := alice.Register(ctx, "alice", "password of alice"); err != nil {
-		t.Fatal(err)
-	}
+	alice := registerVia(t, p, "alice")
 	capture := &captureState{}
 	bob := registerWith(t, n, "bob", capture, "")
 	register(t, n, "carol")
