@@ -43,6 +43,7 @@ type serveConfig struct {
 	// Attachment blobs: where (see openBlobStore) and their limits.
 	blobs              string
 	maxBlob, blobQuota int64 // blobQuota negative: no cap
+	uploadPace         int64 // bytes a second; 0: the default; negative: no pace
 }
 
 func envOr(name, def string) string {
@@ -105,6 +106,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.blobs, "blobs", envOr("SANDI_BLOBS", ""), "where attachment ciphertext is kept: a directory (default: blobs in the data directory) or an s3:// URL (env SANDI_BLOBS)")
 	maxBlob := fs.String("max-blob", envOr("SANDI_MAX_BLOB", "101MiB"), "largest attachment, in ciphertext bytes (KiB, MiB, GiB suffixes; 101MiB holds 100 MiB of plaintext) (env SANDI_MAX_BLOB)")
 	blobQuota := fs.String("blob-quota", envOr("SANDI_BLOB_QUOTA", "1GiB"), "attachment bytes an account may keep, 0 for no cap (env SANDI_BLOB_QUOTA)")
+	uploadPace := fs.String("upload-pace", envOr("SANDI_UPLOAD_PACE", ""), "bytes a second that all uploads together may read while messages are sent (KiB, MiB, GiB suffixes), so that sends keep the cores; empty: 16MiB for each core, 0: no pace (env SANDI_UPLOAD_PACE)")
 	idle := fs.String("session-idle", envOr("SANDI_SESSION_IDLE", "90d"), "a sign-in token unused this long expires: a duration such as 90d or 720h, or 0 for never (env SANDI_SESSION_IDLE)")
 	if err := fs.Parse(args); err != nil {
 		return c, usageError{err.Error()}
@@ -155,6 +157,14 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	if c.blobQuota == 0 {
 		c.blobQuota = -1
+	}
+	if *uploadPace != "" {
+		if c.uploadPace, err = parseSize(*uploadPace); err != nil || c.uploadPace < 0 {
+			return c, usageError{"--upload-pace: bytes a second such as 32MiB, or 0 for no pace"}
+		}
+		if c.uploadPace == 0 {
+			c.uploadPace = -1
+		}
 	}
 	if c.blobs == "" {
 		c.blobs = filepath.Join(c.data, "blobs")
@@ -349,7 +359,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("blob store: %w", err)
 	}
-	cfg.Blobs, cfg.MaxBlobSize, cfg.BlobQuota = bs, c.maxBlob, c.blobQuota
+	cfg.Blobs, cfg.MaxBlobSize, cfg.BlobQuota, cfg.UploadPace = bs, c.maxBlob, c.blobQuota, c.uploadPace
 	srv := server.New(st, log, cfg)
 	defer srv.Close()
 	if c.nats != "" {

@@ -94,18 +94,19 @@ func TestServeBlobFlags(t *testing.T) {
 		args          []string
 		blobs         string
 		maxBlob, quot int64
+		pace          int64
 	}{
-		{[]string{"--data", "d"}, filepath.Join("d", "blobs"), 101 << 20, 1 << 30},
-		{[]string{"--data", "d", "--blobs", "/srv/blobs", "--max-blob", "2MiB", "--blob-quota", "0"}, "/srv/blobs", 2 << 20, -1},
-		{[]string{"--max-blob", "1000", "--blob-quota", "3 GiB"}, filepath.Join("sandi-data", "blobs"), 1000, 3 << 30},
+		{[]string{"--data", "d"}, filepath.Join("d", "blobs"), 101 << 20, 1 << 30, 0},
+		{[]string{"--data", "d", "--blobs", "/srv/blobs", "--max-blob", "2MiB", "--blob-quota", "0", "--upload-pace", "0"}, "/srv/blobs", 2 << 20, -1, -1},
+		{[]string{"--max-blob", "1000", "--blob-quota", "3 GiB", "--upload-pace", "40MiB"}, filepath.Join("sandi-data", "blobs"), 1000, 3 << 30, 40 << 20},
 	} {
 		t.Setenv("SANDI_DATA", "")
 		c2, err := parseServe(c.args, io.Discard)
-		if err != nil || c2.blobs != c.blobs || c2.maxBlob != c.maxBlob || c2.blobQuota != c.quot {
-			t.Errorf("parseServe(%q) = blobs %q, max %d, quota %d, %v; want %q, %d, %d", c.args, c2.blobs, c2.maxBlob, c2.blobQuota, err, c.blobs, c.maxBlob, c.quot)
+		if err != nil || c2.blobs != c.blobs || c2.maxBlob != c.maxBlob || c2.blobQuota != c.quot || c2.uploadPace != c.pace {
+			t.Errorf("parseServe(%q) = blobs %q, max %d, quota %d, pace %d, %v; want %q, %d, %d, %d", c.args, c2.blobs, c2.maxBlob, c2.blobQuota, c2.uploadPace, err, c.blobs, c.maxBlob, c.quot, c.pace)
 		}
 	}
-	for _, bad := range [][]string{{"--max-blob", "0"}, {"--max-blob", "1TB"}, {"--blob-quota", "-1"}, {"--blob-quota", "lots"}} {
+	for _, bad := range [][]string{{"--max-blob", "0"}, {"--max-blob", "1TB"}, {"--blob-quota", "-1"}, {"--blob-quota", "lots"}, {"--upload-pace", "fast"}, {"--upload-pace", "-1MiB"}} {
 		if _, err := parseServe(bad, io.Discard); err == nil {
 			t.Errorf("parseServe(%q): no error", bad)
 		}

@@ -217,3 +217,42 @@ func (e *env) loners(prefix string, n int) []loner {
 	}
 	return out
 }
+
+// TestUploadPacedBesideSends: an upload without a send near it is not
+// paced; after a message send, the reads of an upload's body wait for the
+// uploads' pace (sandi_upload_paced_seconds_total grows), and the blob is
+// whole; with the pace off (negative), a send paces nothing.
+func TestUploadPacedBesideSends(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		pace  int64
+		paced bool
+	}{{"paced", 1 << 20, true}, {"off", -1, false}} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, filepath.Join(t.TempDir(), "sandi.db"), server.Config{UploadPace: c.pace})
+			d := e.register("alice")
+			conv, err := d.create(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data := randomBytes(512 << 10)
+			id := d.upload(conv, data)
+			if n := e.metricOr0("sandi_upload_paced_seconds_total"); n != 0 {
+				t.Fatalf("an upload with no send near it waited %v s for the pace", n)
+			}
+			if _, err := d.send(conv, 1, "hello"); err != nil {
+				t.Fatal(err)
+			}
+			id2 := d.upload(conv, data)
+			waited := e.metricOr0("sandi_upload_paced_seconds_total")
+			if (waited > 0) != c.paced {
+				t.Fatalf("pace %d: an upload after a send waited %v s for the pace", c.pace, waited)
+			}
+			for _, id := range []string{id, id2} {
+				if r := d.fetch(id, ""); r.status != 200 || !bytes.Equal(r.body, data) {
+					t.Fatalf("blob %s: %d, %d bytes", id, r.status, len(r.body))
+				}
+			}
+		})
+	}
+}

@@ -75,6 +75,9 @@ func (c *Config) blobDefaults() {
 	if c.BlobTransferTimeout <= 0 {
 		c.BlobTransferTimeout = 10 * time.Minute
 	}
+	if c.UploadPace == 0 {
+		c.UploadPace = DefaultUploadPacePerCore * int64(runtime.GOMAXPROCS(0))
+	}
 }
 
 func newBlobID() string {
@@ -274,6 +277,7 @@ type yieldReader struct {
 	sleep   func(time.Duration) // time.Sleep when nil
 	yields  prometheus.Counter  // reads that waited; nil: not counted
 	slots   chan struct{}       // nil: no bound
+	pace    *uploadPacer        // nil: not paced
 	left    int64               // bytes still to come: the last read keeps no slot
 	held    bool
 }
@@ -299,6 +303,9 @@ func (y *yieldReader) Read(p []byte) (int, error) {
 	}
 	n, err := y.r.Read(p)
 	y.left -= int64(n)
+	if d := y.pace.delay(n, time.Now()); d > 0 {
+		sleep(d)
+	}
 	if y.slots != nil && n > 0 && err == nil && y.left > 0 {
 		y.slots <- struct{}{}
 		y.held = true
@@ -312,6 +319,75 @@ func (y *yieldReader) release() {
 		<-y.slots
 		y.held = false
 	}
+}
+
+// DefaultUploadPacePerCore is the default of Config.UploadPace for each
+// core: moving an upload's bytes costs the server (and, on loopback, its
+// clients) about 7 ms of CPU a MiB, so 16 MiB/s a core leaves about nine
+// tenths of the cores to message sends (docs/performance.md, "Thirteenth
+// round: uploads paced beside text").
+const DefaultUploadPacePerCore = 16 << 20
+
+// paceWindow is how long after a message send began the uploads stay
+// paced.
+const paceWindow = 250 * time.Millisecond
+
+// uploadPacer bounds the bytes a second that the uploads of a server
+// read together while messages are sent: within window after a send
+// began, each read of a part's body is followed by a wait, so that the
+// reads of all uploads keep to rate between them, first come first
+// served. Without sends the uploads go as fast as they can. A send
+// waited for a core behind uploads that took every core of a small
+// machine (docs/performance.md: uploads beside text); ordering the reads
+// behind the sends in their handler (yieldReader) did not leave the
+// sends the cores they need before and after it.
+type uploadPacer struct {
+	rate   float64            // bytes a second
+	window time.Duration      // how long after a send the uploads stay paced
+	start  time.Time          // the origin of lastSend
+	waited prometheus.Counter // seconds waited; nil: not counted
+	// lastSend is when the newest send began, as nanoseconds since start.
+	lastSend atomic.Int64
+
+	mu   sync.Mutex
+	next time.Time // when the next read's bytes are due
+}
+
+// newUploadPacer returns a pacer of rate bytes a second, nil (no pace)
+// for a rate that is not positive.
+func newUploadPacer(rate int64, window time.Duration, waited prometheus.Counter) *uploadPacer {
+	if rate <= 0 {
+		return nil
+	}
+	p := &uploadPacer{rate: float64(rate), window: window, start: time.Now(), waited: waited}
+	p.lastSend.Store(-int64(window) - 1)
+	return p
+}
+
+// sent records a message send beginning now.
+func (p *uploadPacer) sent() {
+	if p != nil {
+		p.lastSend.Store(int64(time.Since(p.start)))
+	}
+}
+
+// delay returns how long a read of n bytes at now waits.
+func (p *uploadPacer) delay(n int, now time.Time) time.Duration {
+	if p == nil || n <= 0 || now.Sub(p.start)-time.Duration(p.lastSend.Load()) > p.window {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	at := p.next
+	if at.Before(now) {
+		at = now
+	}
+	p.next = at.Add(time.Duration(float64(n) / p.rate * float64(time.Second)))
+	d := at.Sub(now)
+	if d > 0 && p.waited != nil {
+		p.waited.Add(d.Seconds())
+	}
+	return d
 }
 
 // newUploadSlots is the bound of yieldReader: half the cores the server
@@ -351,7 +427,7 @@ func (s *Server) putBlobPart(w http.ResponseWriter, r *http.Request, c *call) er
 	deadline := time.Now().Add(s.cfg.BlobTransferTimeout)
 	rc.SetReadDeadline(deadline)
 	rc.SetWriteDeadline(deadline.Add(time.Minute))
-	yr := &yieldReader{r: http.MaxBytesReader(w, r.Body, want), sending: &s.sending, slots: s.uploadSlots, left: want, yields: s.metrics.uploadYields}
+	yr := &yieldReader{r: http.MaxBytesReader(w, r.Body, want), sending: &s.sending, slots: s.uploadSlots, pace: s.uploadPace, left: want, yields: s.metrics.uploadYields}
 	defer yr.release()
 	body := &blobReader{r: yr}
 	state, err := s.cfg.Blobs.WritePart(r.Context(), b.ID, b.State, n, body, want)

@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -111,5 +112,35 @@ func TestYieldReaderSlots(t *testing.T) {
 	pw.CloseWithError(io.ErrUnexpectedEOF)
 	if err := <-aDone; err != io.ErrUnexpectedEOF || len(slots) != 0 {
 		t.Fatalf("a's cut read: %v, slots taken %d", err, len(slots))
+	}
+}
+
+// TestUploadPacer: within the window after a send, reads wait their turn
+// at the pace, first come first served, and the waits add up to the bytes
+// over the rate; outside it, and without a pace, nothing waits.
+func TestUploadPacer(t *testing.T) {
+	if p := newUploadPacer(0, time.Second, nil); p != nil || p.delay(1<<20, time.Now()) != 0 {
+		t.Fatal("a pace of 0 paces")
+	}
+	p := newUploadPacer(1<<20, 250*time.Millisecond, nil)
+	now := p.start.Add(time.Hour)
+	if d := p.delay(1<<20, now); d != 0 {
+		t.Fatalf("a read with no send made waits %v", d)
+	}
+	p.lastSend.Store(int64(time.Hour - 100*time.Millisecond)) // a send began 100 ms ago
+	var waits []time.Duration
+	for range 3 {
+		waits = append(waits, p.delay(512<<10, now))
+	}
+	if want := []time.Duration{0, 500 * time.Millisecond, time.Second}; !slices.Equal(waits, want) {
+		t.Fatalf("three reads of 512 KiB at 1 MiB/s wait %v, want %v", waits, want)
+	}
+	// Later reads queue behind the ones granted, not behind now.
+	if d := p.delay(1, now.Add(100*time.Millisecond)); d != 1400*time.Millisecond {
+		t.Fatalf("a read 100 ms later waits %v, want 1.4 s", d)
+	}
+	// Over 250 ms after the send: no longer paced.
+	if d := p.delay(1<<20, now.Add(150*time.Millisecond+time.Nanosecond)); d != 0 {
+		t.Fatalf("a read after the window waits %v", d)
 	}
 }

@@ -43,6 +43,7 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, c *call) er
 	// body comes, which a client may hold back for the read timeout.
 	s.sending.Add(1)
 	defer s.sending.Add(-1)
+	s.uploadPace.sent()
 	if len(req.ClientID) < 8 || len(req.ClientID) > 64 {
 		return badRequest("clientId has 8 to 64 characters", nil)
 	}

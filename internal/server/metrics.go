@@ -23,6 +23,7 @@ type metrics struct {
 	// Attachment blobs.
 	blobBytes      prometheus.Counter
 	uploadYields   prometheus.Counter
+	uploadPaced    prometheus.Counter
 	blobsRefused   *prometheus.CounterVec
 	blobsCollected *prometheus.CounterVec
 	msgsExpired    prometheus.Counter
@@ -56,6 +57,9 @@ func newMetrics() *metrics {
 		uploadYields: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sandi_upload_yields_total", Help: "Reads of an upload part's body that waited for message sends in their handler (at most 5 ms each).",
 		}),
+		uploadPaced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sandi_upload_paced_seconds_total", Help: "Seconds that reads of upload parts' bodies waited, together, for the uploads' pace beside message sends (--upload-pace).",
+		}),
 		blobsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sandi_blob_uploads_refused_total", Help: "Attachment uploads and parts refused, by problem code (blob_too_large, quota_exceeded, too_many_uploads, bad_part, storage_full).",
 		}, []string{"reason"}),
@@ -66,7 +70,7 @@ func newMetrics() *metrics {
 			Name: "sandi_messages_expired_total", Help: "Messages deleted because their disappearing-message timer ran out.",
 		}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.websockets, m.messages, m.sendsRefused, m.lowPreKeys, m.blobBytes, m.uploadYields, m.blobsRefused, m.blobsCollected, m.msgsExpired,
+	m.reg.MustRegister(m.requests, m.latency, m.websockets, m.messages, m.sendsRefused, m.lowPreKeys, m.blobBytes, m.uploadYields, m.uploadPaced, m.blobsRefused, m.blobsCollected, m.msgsExpired,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

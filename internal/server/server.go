@@ -116,6 +116,11 @@ type Config struct {
 	// cap); BlobUploadsPerMinute limits the uploads and parts a device
 	// sends (default 600; negative: off); BlobTransferTimeout is the time
 	// one part's upload or one download may take (default 10 minutes).
+	// UploadPace is the bytes a second that the uploads of the server
+	// read together while messages are sent (within paceWindow of a
+	// send): default DefaultUploadPacePerCore for each core the server
+	// may use (GOMAXPROCS); negative: uploads are not paced.
+	UploadPace           int64
 	Blobs                blob.Store
 	MaxBlobSize          int64
 	BlobQuota            int64
@@ -247,6 +252,7 @@ type Server struct {
 	// uploadSlots bounds the uploads written at once to a local blob
 	// store (yieldReader); nil for a store on another machine.
 	uploadSlots chan struct{}
+	uploadPace  *uploadPacer // nil: uploads not paced beside sends
 	mux         *http.ServeMux
 	chains      chainCache
 	idents      identityCache
@@ -268,6 +274,7 @@ func New(st store.Store, log *slog.Logger, cfg Config) *Server {
 	if l, ok := cfg.Blobs.(blob.Local); ok && l.Local() {
 		s.uploadSlots = newUploadSlots()
 	}
+	s.uploadPace = newUploadPacer(cfg.UploadPace, paceWindow, s.metrics.uploadPaced)
 	s.blobRate = newLimiter(cfg.BlobUploadsPerMinute, cfg.MaxRateBuckets, cfg.Now, s.lm.buckets.WithLabelValues("blob_upload"))
 	s.dummyHash = s.hashPassword(rand.Text())
 	s.watchStream()
