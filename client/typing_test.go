@@ -240,3 +240,74 @@ func TestTypingRemovedMember(t *testing.T) {
 		t.Fatalf("bob's alarms %+v, %v", alarms, err)
 	}
 }
+
+// A server relays what it likes to a live connection: a device's own
+// notice back to its account, a notice whose epoch the device does not
+// hold, a member's notice into a conversation the device is not in. Each
+// is dropped without an alarm (none of them is a forgery the device can
+// tell from the server's mischief); the member's genuine notice, relayed
+// after them, is the first shown.
+func TestTypingServerInjects(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, t.TempDir()+"/sandi.db", serverConfig())
+	aliceTap, bobTap := &typingTap{}, &typingTap{}
+	alice := registerWith(t, n, "alice", aliceTap, "")
+	bob := registerWith(t, n, "bob", bobTap, "")
+	carol := register(t, n, "carol")
+	conv, err := alice.CreateConversation(ctx, "", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := bob.CreateConversation(ctx, "", "carol") // alice is not in it
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Send(ctx, conv, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, bob)
+	if err := bob.Accept(conv); err != nil {
+		t.Fatal(err)
+	}
+	syncTexts(t, carol)
+	for _, c := range []*client.Client{alice, bob} {
+		if err := c.SendTyping(ctx, conv, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bob.SendTyping(ctx, other, true); err != nil {
+		t.Fatal(err)
+	}
+	last := func(tt *typingTap, i int) []byte {
+		tt.mu.Lock()
+		defer tt.mu.Unlock()
+		if len(tt.notices) <= i {
+			t.Fatalf("%d notices captured, want %d", len(tt.notices), i+1)
+		}
+		return tt.notices[i]
+	}
+	own, bobs, elsewhere := last(aliceTap, 0), last(bobTap, 0), last(bobTap, 1)
+	nt, err := protocol.ParseTyping(bobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nt.Epoch += 99 // an epoch alice does not hold
+	unheld := nt.Marshal()
+
+	typing, msgs := listenTyping(t, alice)
+	if _, err := bob.Send(ctx, conv, "hi"); err != nil {
+		t.Fatal(err)
+	}
+	await(t, msgs, "message on alice's WebSocket") // alice is live
+	for _, notice := range [][]byte{own, unheld, elsewhere, bobs} {
+		n.srv.Hub().Typing([]protocol.UserID{alice.UserID()}, notice)
+	}
+	if got := await(t, typing, "typing notice"); got.User != bob.UserID() || got.Conversation != conv {
+		t.Fatalf("alice was shown %+v first, want bob's notice in their conversation", got)
+	}
+	for _, c := range []protocol.ConversationID{conv, other} {
+		if alarms, err := alice.Alarms(c); err != nil || len(alarms) != 0 {
+			t.Fatalf("alice's alarms in %s: %+v, %v", c, alarms, err)
+		}
+	}
+}
