@@ -81,7 +81,8 @@ func (c *Client) Search(query string, only *protocol.ConversationID) ([]Message,
 
 // LocalConversations lists the conversations this device holds state for,
 // those it left or was removed from included, from its storage alone
-// (without the server): ID, Title and Unread are set, the members not.
+// (without the server): ID, Title, Unread, Timer and Request are set,
+// the members and From not.
 func (c *Client) LocalConversations() ([]Conversation, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -91,7 +92,7 @@ func (c *Client) LocalConversations() ([]Conversation, error) {
 	}
 	var out []Conversation
 	for _, cs := range held {
-		out = append(out, Conversation{ID: cs.ID, Title: cs.title(), Epoch: cs.Epoch, Unread: cs.Unread, Timer: cs.timer()})
+		out = append(out, Conversation{ID: cs.ID, Title: cs.title(), Epoch: cs.Epoch, Unread: cs.Unread, Timer: cs.timer(), Request: cs.Request})
 	}
 	return out, nil
 }

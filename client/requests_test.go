@@ -106,6 +106,20 @@ func TestMessageRequests(t *testing.T) {
 	if r := requestIDs(t, alice); !slices.Equal(r, []protocol.ConversationID{fromDave}) {
 		t.Fatalf("requests after accepting bob's and answering erin = %v; want dave's only", r)
 	}
+	// The device's own list, without the server, tells the same.
+	local, err := alice.LocalConversations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var localReqs []protocol.ConversationID
+	for _, c := range local {
+		if c.Request {
+			localReqs = append(localReqs, c.ID)
+		}
+	}
+	if !slices.Equal(localReqs, []protocol.ConversationID{fromDave}) {
+		t.Fatalf("requests in the local list = %v; want dave's only", localReqs)
+	}
 	if err := alice.Accept(fromCarol); err == nil {
 		t.Fatal("accepting a conversation that is no request succeeded")
 	}
