@@ -11,7 +11,8 @@ import (
 )
 
 // TestBrowserRequests: a conversation from a stranger (a terminal user) is
-// marked as a request in alice's list and opens with the request bar;
+// marked as a request in alice's list and opens with the request bar, its
+// image loaded only when she clicks;
 // Block removes it and the server refuses the stranger's next
 // conversation; a request from bob (another browser) is accepted. Removing
 // a member asks for confirmation, and Escape closes the members panel.
@@ -23,11 +24,23 @@ func TestBrowserRequests(t *testing.T) {
 	mallory := newUser(t, url, "mallory")
 	newUser(t, url, "carol")
 
-	mallory.startConversation("Prize", "you won", "alice")
+	prize := mallory.startConversation("Prize", "you won", "alice")
+	mallory.sendFile(prize, "prize.png", "image/png", testPNG(t, 40, 30))
 	alice.waitText("#conv-list", "Request")
 	alice.waitText("#requests-count", "1 message request")
 	alice.openConversation("Prize")
 	alice.waitMessage("you won")
+	// The request's image is not downloaded until alice asks: a download
+	// would tell the server (and mallory, with it) that she looked.
+	att := `[...document.querySelectorAll("#messages .att[data-kind=image]")].find(a => a.querySelector("img").alt === "prize.png")`
+	alice.wait("the request's image drawn", `(() => { const a = `+att+`; if (a) a.scrollIntoView(); return !!a && !!a.querySelector(".att-show"); })()`)
+	if alice.holdsWithin(2*time.Second, att+`.dataset.state !== "idle"`) {
+		alice.fail("the image of a request was downloaded without a click")
+	}
+	eval[chromedp.Void](alice, att+`.querySelector(".att-show").click()`)
+	if w := alice.waitImage("prize.png"); w != 40 {
+		alice.fail("the request's image shown %d pixels wide, want 40", w)
+	}
 	alice.waitText("#chat-request-text", "mallory started this conversation")
 	alice.screenshot("request", phoneWidth)
 	alice.click("#request-block")

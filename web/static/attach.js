@@ -26,9 +26,6 @@ export const kindOf = (t) => INLINE.get(baseType(t)) || "file";
 // wait for a click.
 const AUTO = 16 << 20;
 
-// AUTO: media up to this size load when they come into view; larger ones
-// wait for a click.
-
 const sizeFmt = new Intl.NumberFormat([], { maximumFractionDigits: 1 });
 export function fmtSize(n) {
   if (n < 1000) return n + " B";
@@ -133,8 +130,10 @@ function dims(a) {
 }
 
 // attNode draws one attachment. load(onProgress) returns {promise, cancel}
-// of its Blob: a download, or the sender's own file.
-export function attNode(a, load) {
+// of its Blob: a download, or the sender's own file. With hold, media wait
+// for a click whatever their size (a message request: a download tells
+// the server, and a sender colluding with it, that the request was seen).
+export function attNode(a, load, hold = false) {
   const kind = kindOf(a.type);
   const name = a.name || "attachment";
   const node = el("div", { class: "att att-" + kind, "data-kind": kind, "data-state": "idle" });
@@ -209,7 +208,7 @@ export function attNode(a, load) {
         revoke(thumb);
         setState("full");
       });
-      if ((a.size || 0) <= AUTO) whenSeen(node, full);
+      if (!hold && (a.size || 0) <= AUTO) whenSeen(node, full);
       else offer(box, "Show image (" + fmtSize(a.size) + ")", full);
     } else {
       const play = el("button", { type: "button", class: "att-show att-play", text: "▶", title: "Play (" + fmtSize(a.size || 0) + ")", "aria-label": "Play the video " + name + " (" + fmtSize(a.size || 0) + ")" });
@@ -242,7 +241,7 @@ export function attNode(a, load) {
       setState("full");
     });
     node.append(audio, progress, error, info);
-    if ((a.size || 0) <= AUTO) whenSeen(node, load1);
+    if (!hold && (a.size || 0) <= AUTO) whenSeen(node, load1);
     else offer(node, "Load voice note (" + fmtSize(a.size) + ")", load1);
     return node;
   }
@@ -301,12 +300,13 @@ function saveAs(blob, name) {
   setTimeout(() => URL.revokeObjectURL(u), 60000);
 }
 
-// nodes draws the attachments of a delivered message.
-export function nodes(m) {
+// nodes draws the attachments of a delivered message; with hold (a
+// message request), media load only when clicked.
+export function nodes(m, hold = false) {
   const list = m.attachments || [];
   if (list.length === 0) return null;
   const box = el("div", { class: "atts" });
-  list.forEach((a, i) => box.append(attNode(a, (onProgress) => download(m, i, onProgress))));
+  list.forEach((a, i) => box.append(attNode(a, (onProgress) => download(m, i, onProgress), hold)));
   return box;
 }
 

@@ -201,6 +201,9 @@ export function drawChatHeader() {
 
 export function messageNode(m) {
   const own = m.own || m.senderId === st.me.userId;
+  // In a request (or a conversation not listed yet) media wait for a click.
+  const c = st.convs.get(m.conversation || st.current);
+  const hold = !c || !!c.request;
   if (m.type === "title") {
     return el("li", { class: "system", "data-seq": m.seq }, `${m.sender} named the conversation “${m.text}”`);
   }
@@ -209,7 +212,7 @@ export function messageNode(m) {
       el("span", { class: "sender", text: own ? "You" : m.sender }),
       el("time", { datetime: new Date(m.sentAt || m.receivedAt).toISOString(), text: fmtTime(m.sentAt || m.receivedAt) })),
     el("div", { class: "text", text: m.text }),
-    attach.nodes(m),
+    attach.nodes(m, hold),
     own ? el("div", { class: "status", text: "Sent" }) : null);
   timeline.decorate(li, m);
   if (own) receipts.decorate(li, m);
