@@ -40,6 +40,12 @@ const identityRecord = "identity"
 // message requests with (§16.1, §16.2).
 var transferredKeys = []string{blocksKey, blockStatementsKey, requestStateKey}
 
+// optionalPrefix starts the keys of records that a later version may add
+// and that a receiver which does not know them skips (protocol.md §14.1):
+// a writer puts there only state whose absence leaves the receiver safe.
+// This version writes none.
+const optionalPrefix = "opt/"
+
 func archived(key string, kind archive.Kind) bool {
 	if key == pinsMarker || key == identityRecord && kind != archive.Transfer {
 		return true
@@ -296,6 +302,9 @@ func (c *Client) readArchive(r io.Reader, fileKey []byte, kind archive.Kind, fn 
 			return hdr, err
 		}
 		if !archived(rec.Key, kind) {
+			if strings.HasPrefix(rec.Key, optionalPrefix) {
+				continue // a later version's optional record
+			}
 			return hdr, fmt.Errorf("%w: record %q is not archived state", archive.ErrFormat, rec.Key)
 		}
 		if err := fn(rec); err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 
 	"sandi.dev/protocol"
@@ -18,8 +19,10 @@ import (
 // imported only if it is of the expected kind, for this account, and
 // holds only archived state: an identity in a transfer, a device's own
 // keys (account, outbox), another account's archive, or a request state or
-// block list that does not decode (§16.1) are refused whole,
-// and nothing of it is written, the records before the bad one included.
+// block list that does not decode (§16.1), a record this version does not
+// know outside opt/ are refused whole, and nothing of it is written, the
+// records before the bad one included. Records under opt/ that this
+// version does not know are skipped (a later version's optional state).
 func TestArchiveImportRefusesForeign(t *testing.T) {
 	me := protocol.NewUserID()
 	seal := func(kind archive.Kind, user protocol.UserID, recs ...string) []byte {
@@ -70,6 +73,8 @@ func TestArchiveImportRefusesForeign(t *testing.T) {
 		{"another account's archive", archive.Transfer, protocol.NewUserID(), []string{"history/x"}, false},
 		{"a request state that does not decode", archive.Transfer, me, []string{"history/x", "requests.v1"}, false},
 		{"a block list that does not decode", archive.Transfer, me, []string{"blocks", "history/x"}, false},
+		{"a later version's optional records", archive.Transfer, me, []string{"history/x", "opt/later.v2", "opt/x/y"}, true},
+		{"a later version's record outside opt/", archive.Transfer, me, []string{"history/x", "later.v2"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := Open(Options{Server: "http://127.0.0.1:1", Storage: NewMemStorage()})
@@ -85,6 +90,11 @@ func TestArchiveImportRefusesForeign(t *testing.T) {
 			if tc.ok {
 				if err != nil || gerr != nil {
 					t.Fatalf("a good archive: import %v, history %v", err, gerr)
+				}
+				for _, k := range tc.recs {
+					if _, err := c.st.Get(k); strings.HasPrefix(k, optionalPrefix) && !errors.Is(err, ErrNoValue) {
+						t.Fatalf("the optional record %s was written (%v)", k, err)
+					}
 				}
 				return
 			}
