@@ -1,12 +1,10 @@
 package main_test
 
 import (
-	"bufio"
 	"encoding/json"
 	"io"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestCLIActions: reply, react, edit and delete name a message by the #id
@@ -88,35 +86,7 @@ func TestCLIChatLiveActions(t *testing.T) {
 	}
 	id := first.Ref[:8]
 	chat, in, out := startChat(t, homes["bob"], conv)
-	lines := make(chan string, 16)
-	go func() {
-		r := bufio.NewReader(out)
-		for {
-			l, err := r.ReadString('\n')
-			if err != nil {
-				close(lines)
-				return
-			}
-			lines <- l
-		}
-	}()
-	expect := func(want string) {
-		t.Helper()
-		timeout := time.After(20 * time.Second)
-		for {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					t.Fatalf("chat ended before printing %q", want)
-				}
-				if strings.Contains(l, want) {
-					return
-				}
-			case <-timeout:
-				t.Fatalf("chat did not print %q", want)
-			}
-		}
-	}
+	expect := chatLines(t, out)
 	expect("alice: plans")
 	cliOK(t, base, a, "", "reply", conv, id, "see above")
 	expect("alice: see above")

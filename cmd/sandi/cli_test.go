@@ -72,6 +72,41 @@ func startChat(t *testing.T, home, conv string) (*exec.Cmd, io.WriteCloser, io.R
 	return chat, in, out
 }
 
+// chatLines reads a running chat's standard output line by line; the
+// function it returns waits (at most 20 s) for a line that contains want,
+// passing over the others, and fails the test if none comes.
+func chatLines(t *testing.T, out io.Reader) func(want string) {
+	lines := make(chan string, 16)
+	go func() {
+		r := bufio.NewReader(out)
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				close(lines)
+				return
+			}
+			lines <- l
+		}
+	}()
+	return func(want string) {
+		t.Helper()
+		timeout := time.After(20 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("chat ended before printing %q", want)
+				}
+				if strings.Contains(l, want) {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("chat did not print %q", want)
+			}
+		}
+	}
+}
+
 // startLink starts `sandi --json link` in home and reads the code it shows;
 // the returned scanner reads its further lines, errb collects its standard
 // error.

@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"strings"
@@ -105,35 +104,7 @@ func TestCLIChatReadsLive(t *testing.T) {
 	before := hist[len(hist)-1]
 
 	chat, in, out := startChat(t, b, convID)
-	lines := make(chan string, 16)
-	go func() {
-		r := bufio.NewReader(out)
-		for {
-			l, err := r.ReadString('\n')
-			if err != nil {
-				close(lines)
-				return
-			}
-			lines <- l
-		}
-	}()
-	expect := func(want string) {
-		t.Helper()
-		timeout := time.After(20 * time.Second)
-		for {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					t.Fatalf("chat ended before printing %q", want)
-				}
-				if strings.Contains(l, want) {
-					return
-				}
-			case <-timeout:
-				t.Fatalf("chat did not print %q", want)
-			}
-		}
-	}
+	expect := chatLines(t, out)
 	readBy := func(m client.Message) {
 		t.Helper()
 		timeout := time.After(20 * time.Second)
