@@ -12,14 +12,47 @@ import (
 )
 
 // Block implements store.Contacts.
-func (s *Store) Block(ctx context.Context, user, blocked protocol.UserID, now int64) error {
+func (s *Store) Block(ctx context.Context, user, blocked protocol.UserID, now int64, max int) error {
 	return s.write(ctx, "block", func(t *wtx) error {
-		if err := t.lockUsers([]protocol.UserID{user, blocked}, false); err != nil {
+		if err := t.blockRoom(user, blocked, max); err != nil {
 			return err
 		}
 		_, err := t.exec(`INSERT INTO blocks (user_id, blocked_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, idArg(user), idArg(blocked), now)
 		return err
 	})
+}
+
+// blockRoom locks the rows of user and other (both: the two accounts
+// blocking each other at once then take them in the same order) and
+// checks that user may hold one more account on its block list, when it
+// holds nothing about other yet: at most max accounts (max > 0), blocked
+// or kept with a statement of either kind. An account user holds
+// already does not count again.
+func (t *wtx) blockRoom(user, other protocol.UserID, max int) error {
+	if err := t.lockUsers([]protocol.UserID{user, other}, true); err != nil {
+		return err
+	}
+	if max <= 0 {
+		return nil
+	}
+	var held int
+	if err := t.queryRow(`SELECT (SELECT COUNT(*) FROM blocks WHERE user_id = ? AND blocked_id = ?)
+		+ (SELECT COUNT(*) FROM block_statements WHERE user_id = ? AND other_id = ?)`,
+		idArg(user), idArg(other), idArg(user), idArg(other)).Scan(&held); err != nil {
+		return err
+	}
+	if held > 0 {
+		return nil
+	}
+	var n int
+	if err := t.queryRow(`SELECT COUNT(*) FROM (SELECT blocked_id FROM blocks WHERE user_id = ?
+		UNION SELECT other_id FROM block_statements WHERE user_id = ?) AS held`, idArg(user), idArg(user)).Scan(&n); err != nil {
+		return err
+	}
+	if n >= max {
+		return fmt.Errorf("%d accounts held on the block list: %w", n, store.ErrTooManyBlocks)
+	}
+	return nil
 }
 
 // Unblock implements store.Contacts.
@@ -44,13 +77,13 @@ func (s *Store) Unblock(ctx context.Context, user, blocked protocol.UserID) (boo
 }
 
 // SetBlock implements store.Contacts.
-func (s *Store) SetBlock(ctx context.Context, user, other protocol.UserID, blocked bool, at int64, statement []byte, now int64) error {
+func (s *Store) SetBlock(ctx context.Context, user, other protocol.UserID, blocked bool, at int64, statement []byte, now int64, max int) error {
 	return s.write(ctx, "set block", func(t *wtx) error {
-		if err := t.lockUsers([]protocol.UserID{user, other}, false); err != nil {
-			return err
-		}
 		var heldBlocked bool
 		var heldAt int64
+		if err := t.blockRoom(user, other, max); err != nil {
+			return err
+		}
 		err := t.queryRow(`SELECT blocked, at FROM block_statements WHERE user_id = ? AND other_id = ?`, idArg(user), idArg(other)).Scan(&heldBlocked, &heldAt)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
