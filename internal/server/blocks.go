@@ -96,7 +96,7 @@ func (s *Server) block(w http.ResponseWriter, r *http.Request, c *call) error {
 	case errors.Is(err, store.ErrConflict):
 		return problem(http.StatusConflict, CodeConflict, "the account holds a newer statement about this user: fetch the block list", err)
 	case errors.Is(err, store.ErrTooManyBlocks):
-		return problem(http.StatusConflict, CodeTooManyBlocks, fmt.Sprintf("the block list already holds %d accounts, the most this server keeps (an unblocked account whose signed unblock is kept counts too); nothing was changed", limit), err)
+		return problem(http.StatusConflict, CodeTooManyBlocks, fmt.Sprintf("a block list holds at most %d accounts on this server (an unblocked account counts too while its signed unblock is kept), and this one is full; nothing was changed", limit), err)
 	case err != nil:
 		return err
 	}
