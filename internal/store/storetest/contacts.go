@@ -202,7 +202,8 @@ func testBlockStatements(t *testing.T, open Opener) {
 // more is refused, block or statement, and stores nothing; what is held
 // already (a block again, a newer statement, an unblock) never counts
 // twice, so unblocking always works; a kept unblock statement still
-// counts, and an unsigned unblock, which keeps nothing, frees its place.
+// counts (a block/unblock loop over every account stops at the cap),
+// and an unsigned unblock, which keeps nothing, frees its place.
 func testBlockCap(t *testing.T, open Opener) {
 	f := newFixture(t, open(t, nil))
 	s := f.s
@@ -276,6 +277,28 @@ func testBlockCap(t *testing.T, open Opener) {
 	// No cap: max 0.
 	if err := s.Block(f.ctx, alice.ID, b3.ID, f.tick(), 0); err != nil {
 		t.Fatalf("without a cap: %v", err)
+	}
+
+	// A block/unblock loop over every account stops at the cap: each
+	// unblock is kept.
+	looper := f.user(1, true)
+	var done int
+	for i := range 6 {
+		o := f.user(1, true)
+		err := s.SetBlock(f.ctx, looper.ID, o.ID, true, 100, stmt("block"), f.tick(), 3)
+		if errors.Is(err, store.ErrTooManyBlocks) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("loop, block %d: %v", i, err)
+		}
+		if err := s.SetBlock(f.ctx, looper.ID, o.ID, false, 101, stmt("unblock"), f.tick(), 3); err != nil {
+			t.Fatalf("loop, unblock %d: %v", i, err)
+		}
+		done++
+	}
+	if bl, err := s.Blocks(f.ctx, looper.ID); err != nil || done != 3 || len(bl) != 3 {
+		t.Fatalf("a block/unblock loop over 6 accounts under a cap of 3: %d rounds, %d kept (%v)", done, len(bl), err)
 	}
 }
 
