@@ -22,23 +22,33 @@ func (s *Store) Block(ctx context.Context, user, blocked protocol.UserID, now in
 	})
 }
 
-// blockRoom locks the rows of user and other (both: the two accounts
-// blocking each other at once then take them in the same order) and
-// checks that user may hold one more account on its block list, when it
+// blockRoom checks that user and other exist and that user may hold one
+// more account on its block list, when it
 // holds nothing about other yet: at most max accounts (max > 0), blocked
 // or kept with a statement of either kind. An account user holds
 // already does not count again. The accounts are counted as the blocks
 // plus the kept unblock statements (a signed block is a block with its
 // statement), two counts of an index each: counting the union of the
-// two lists took 3 to 5 times as long at 10,000 (docs/performance.md).
+// two lists took 3.5 to 5 times as long at 10,000 (docs/performance.md).
 // An account blocked without a statement over a kept unblock of its own,
 // which only clients from before statements make, counts twice.
 func (t *wtx) blockRoom(user, other protocol.UserID, max int) error {
-	if err := t.lockUsers([]protocol.UserID{user, other}, true); err != nil {
+	if err := t.lockUsers([]protocol.UserID{user, other}, false); err != nil {
 		return err
 	}
 	if max <= 0 {
 		return nil
+	}
+	if !t.s.d.local {
+		// On PostgreSQL, user's row is locked so that two blocks of the
+		// account at once count one after the other; FOR NO KEY UPDATE
+		// leaves alone the key-share locks of the rows that reference it
+		// (the other account's block of user, at the same time, waits for
+		// nothing).
+		var id []byte
+		if err := t.queryRow(`SELECT id FROM users WHERE id = ? FOR NO KEY UPDATE`, idArg(user)).Scan(&id); err != nil {
+			return err
+		}
 	}
 	var held int
 	if err := t.queryRow(`SELECT (SELECT COUNT(*) FROM blocks WHERE user_id = ? AND blocked_id = ?)
