@@ -17,9 +17,15 @@ import (
 // directory; it returns the server's URL and the homes by username.
 func cliWorld(t *testing.T, users ...string) (string, map[string]string) {
 	t.Helper()
+	return cliWorldServe(t, nil, users...)
+}
+
+// cliWorldServe is cliWorld with a server run with the flags serve adds.
+func cliWorldServe(t *testing.T, serve []string, users ...string) (string, map[string]string) {
+	t.Helper()
 	addr := freeAddr(t)
 	base := "http://" + addr
-	srv := startSandi(t, childEnv(), "serve", "--addr", addr, "--data", t.TempDir())
+	srv := startSandi(t, childEnv(), append([]string{"serve", "--addr", addr, "--data", t.TempDir()}, serve...)...)
 	waitHealthy(t, srv, base)
 	homes := map[string]string{}
 	for _, u := range users {

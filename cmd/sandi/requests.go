@@ -55,6 +55,9 @@ func cmdRequests(ctx context.Context, e *cli, args []string) error {
 		err, done = e.c.DeleteRequest(ctx, id), "deleted"
 	case "block":
 		err, done = e.c.BlockRequest(ctx, id), "blocked its sender and deleted"
+		if err != nil {
+			return blockError("the sender of request "+id.String(), err)
+		}
 	default:
 		return usageError{use}
 	}
@@ -64,6 +67,16 @@ func cmdRequests(ctx context.Context, e *cli, args []string) error {
 	return e.out(map[string]any{"conversation": id, args[0]: true}, done+" the request "+id.String())
 }
 
+// blockError says what a refused block means where the user can act on
+// it: a full block list is the server's limit, which unblocking does not
+// lift (the server keeps each unblock, protocol.md §16.2).
+func blockError(who string, err error) error {
+	if client.IsCode(err, "too_many_blocks") {
+		return fmt.Errorf("cannot block %s: your block list is full; unblocking does not make room (the server keeps each unblock): %w", who, err)
+	}
+	return err
+}
+
 func cmdBlock(ctx context.Context, e *cli, args []string) error {
 	if len(args) != 1 {
 		return usageError{"usage: sandi block USER"}
@@ -71,10 +84,10 @@ func cmdBlock(ctx context.Context, e *cli, args []string) error {
 	if err := e.open(); err != nil {
 		return err
 	}
-	if err := e.c.Block(ctx, args[0]); err != nil {
-		return err
-	}
 	who := untrustedName(args[0])
+	if err := e.c.Block(ctx, args[0]); err != nil {
+		return blockError(who, err)
+	}
 	return e.out(map[string]any{"user": args[0], "blocked": true},
 		"blocked "+who+": the server refuses their new conversations with you; conversations you already share stay (leave them with 'sandi leave')")
 }

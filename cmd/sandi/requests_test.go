@@ -103,3 +103,29 @@ func TestCLIDeviceRename(t *testing.T) {
 		t.Fatalf("rename without a name: exit %d, %q", code, errs)
 	}
 }
+
+// TestCLIBlockCap: past the server's cap on a block list (`serve
+// --max-blocks`), `sandi block` exits 1 with a sentence saying the list is
+// full, the server's limit and why unblocking does not make room; the
+// list is unchanged, and unblocking and blocking again an account on it
+// still work.
+func TestCLIBlockCap(t *testing.T) {
+	base, homes := cliWorldServe(t, []string{"--max-blocks", "1"}, "alice", "bob", "carol")
+	a := homes["alice"]
+	cliOK(t, base, a, "", "block", "bob")
+	_, errs, code := cliRun(t, base, a, "", "block", "carol")
+	for _, want := range []string{"cannot block carol: your block list is full", "at most 1 accounts on this server", "unblocking does not make room"} {
+		if code != 1 || !strings.Contains(errs, want) {
+			t.Fatalf("block past the cap: exit %d, %q; want 1 and %q", code, errs, want)
+		}
+	}
+	if out := cliOK(t, base, a, "", "blocked"); !strings.Contains(out, "bob") || strings.Contains(out, "carol") {
+		t.Fatalf("blocked after the refusal:\n%s", out)
+	}
+	newConv(t, base, homes["carol"], "alice")
+	cliOK(t, base, a, "", "unblock", "bob")
+	cliOK(t, base, a, "", "block", "bob")
+	if _, errs, code := cliRun(t, base, a, "", "block", "carol"); code != 1 || !strings.Contains(errs, "your block list is full") {
+		t.Fatalf("block past the cap, an unblock kept: exit %d, %q", code, errs)
+	}
+}

@@ -43,3 +43,19 @@ func TestServeNATSFlag(t *testing.T) {
 		t.Fatalf("SANDI_NATS with SQLite: %v", err)
 	}
 }
+
+// --max-blocks (SANDI_MAX_BLOCKS) reaches the server's Config; the flag
+// wins over the environment, and 0 leaves the server's default.
+func TestServeMaxBlocksFlag(t *testing.T) {
+	t.Setenv("SANDI_MAX_BLOCKS", "500")
+	c, err := parseServe(nil, io.Discard)
+	if err != nil || c.limits.MaxBlocks != 500 {
+		t.Fatalf("from the environment: %d, %v", c.limits.MaxBlocks, err)
+	}
+	if c, err = parseServe([]string{"--max-blocks", "-1"}, io.Discard); err != nil || c.limits.MaxBlocks != -1 {
+		t.Fatalf("from the flag: %d, %v", c.limits.MaxBlocks, err)
+	}
+	if _, err := parseServe([]string{"--max-blocks", "many"}, io.Discard); err == nil {
+		t.Fatal("--max-blocks many accepted")
+	}
+}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -16,13 +17,20 @@ import (
 // blocker out nor pretend it was added). Whether a conversation is a
 // request is the recipient client's decision, from what it knows itself;
 // the server only bounds how many accounts one account may name while
-// sharing no conversation with them (429 too_many_new_contacts).
+// sharing no conversation with them (429 too_many_new_contacts). An
+// account's block list holds at most MaxBlocks accounts, blocked or kept
+// with a signed unblock (409 too_many_blocks for one more; what is held
+// already never counts twice, so an unblock always goes through).
 
 // Problem codes of this file.
 const (
 	CodeBlocked         = "blocked"
 	CodeTooManyContacts = "too_many_new_contacts"
+	CodeTooManyBlocks   = "too_many_blocks"
 )
+
+// DefaultMaxBlocks is the default of Config.MaxBlocks.
+const DefaultMaxBlocks = 10_000
 
 // newContactWindow is the window NewContactsPerDay counts in.
 const newContactWindow = 24 * time.Hour
@@ -65,9 +73,10 @@ func (s *Server) block(w http.ResponseWriter, r *http.Request, c *call) error {
 	if req.User == c.user() {
 		return badRequest("an account cannot block itself", nil)
 	}
+	limit := max(s.cfg.MaxBlocks, 0)
 	var err error
 	if st == nil {
-		err = s.store.Block(r.Context(), c.user(), req.User, s.now())
+		err = s.store.Block(r.Context(), c.user(), req.User, s.now(), limit)
 	} else {
 		u, uerr := s.store.User(r.Context(), c.user())
 		if uerr != nil {
@@ -79,13 +88,15 @@ func (s *Server) block(w http.ResponseWriter, r *http.Request, c *call) error {
 		if err := st.Verify(c.user(), req.User, *u.Identity); err != nil {
 			return problem(http.StatusBadRequest, CodeBadSignature, err.Error(), err)
 		}
-		err = s.store.SetBlock(r.Context(), c.user(), req.User, st.Blocked, st.Time, req.Statement, s.now())
+		err = s.store.SetBlock(r.Context(), c.user(), req.User, st.Blocked, st.Time, req.Statement, s.now(), limit)
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return problem(http.StatusNotFound, CodeNotFound, "no such user", err)
 	case errors.Is(err, store.ErrConflict):
 		return problem(http.StatusConflict, CodeConflict, "the account holds a newer statement about this user: fetch the block list", err)
+	case errors.Is(err, store.ErrTooManyBlocks):
+		return problem(http.StatusConflict, CodeTooManyBlocks, fmt.Sprintf("a block list holds at most %d accounts on this server (an unblocked account counts too while its signed unblock is kept), and this one is full; nothing was changed", limit), err)
 	case err != nil:
 		return err
 	}

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -178,5 +179,76 @@ func TestNewContactsCap(t *testing.T) {
 		if err := spammer.change(conv, protocol.OpAdd, []protocol.Member{strangers[3].member(protocol.RoleMember)}, nil); err != nil {
 			t.Fatalf("a day later: %v", err)
 		}
+	})
+}
+
+// TestBlockCap: one account cannot grow its block list past MaxBlocks
+// accounts (the account that blocked every account of the server, N²
+// rows in all). One more, with a statement or without, is refused with
+// too_many_blocks and changes nothing; an unblock at the cap goes
+// through, and so does a new statement about an account held (a
+// block/unblock loop does not grow the list). A kept signed unblock
+// counts (it is a row the server keeps for §16.2); an unsigned unblock,
+// which keeps nothing, frees a place for a new block.
+func TestBlockCap(t *testing.T) {
+	forEachDB(t, server.Config{MaxBlocks: 2}, func(t *testing.T, e *env) {
+		alice, b1, b2, b3 := e.register("alice"), e.register("bob1"), e.register("bob2"), e.register("bob3")
+		alice.must("POST", "/api/blocks", alice.statement(b1, true, 1000, nil), nil)
+		alice.must("POST", "/api/blocks", map[string]any{"user": b2.user}, nil)
+		a := wantCode(t, alice.do("POST", "/api/blocks", alice.statement(b3, true, 1000, nil), nil), 409, server.CodeTooManyBlocks)
+		if !strings.Contains(a.Detail, "2 accounts") {
+			t.Fatalf("the refusal %q does not say the limit", a.Detail)
+		}
+		wantCode(t, alice.do("POST", "/api/blocks", map[string]any{"user": b3.user}, nil), 409, server.CodeTooManyBlocks)
+		wantCode(t, alice.do("POST", "/api/blocks", alice.statement(b3, false, 1000, nil), nil), 409, server.CodeTooManyBlocks)
+		list := func(what string, blocks, unblocks []*device) {
+			t.Helper()
+			var bl blocksAnswer
+			alice.must("GET", "/api/blocks", nil, &bl)
+			users := func(es []blockEntry) (out []string) { // in any order
+				for _, e := range es {
+					out = append(out, e.User.String())
+				}
+				slices.Sort(out)
+				return out
+			}
+			ids := func(ds []*device) (out []string) {
+				for _, d := range ds {
+					out = append(out, d.user.String())
+				}
+				slices.Sort(out)
+				return out
+			}
+			if !slices.Equal(users(bl.Blocks), ids(blocks)) || !slices.Equal(users(bl.Unblocks), ids(unblocks)) {
+				t.Fatalf("%s: alice's list %+v", what, bl)
+			}
+		}
+		list("after the refusals", []*device{b1, b2}, nil)
+		if _, err := b3.create([]*device{alice}); err != nil {
+			t.Fatalf("a refused block is enforced: %v", err)
+		}
+
+		// At the cap: an unblock, and a block/unblock loop over an
+		// account held.
+		alice.must("POST", "/api/blocks", alice.statement(b1, false, 1001, nil), nil)
+		list("a signed unblock at the cap", []*device{b2}, []*device{b1})
+		if _, err := b1.create([]*device{alice}); err != nil {
+			t.Fatalf("after the unblock: %v", err)
+		}
+		for at := int64(1002); at < 1008; at += 2 {
+			alice.must("POST", "/api/blocks", alice.statement(b1, true, at, nil), nil)
+			alice.must("POST", "/api/blocks", alice.statement(b1, false, at+1, nil), nil)
+		}
+		list("a block/unblock loop", []*device{b2}, []*device{b1})
+		// The kept unblock counts.
+		wantCode(t, alice.do("POST", "/api/blocks", alice.statement(b3, true, 1000, nil), nil), 409, server.CodeTooManyBlocks)
+
+		// An unsigned unblock keeps nothing: a new block fits again.
+		alice.must("DELETE", "/api/blocks/"+b2.user.String(), nil, nil)
+		alice.must("POST", "/api/blocks", alice.statement(b3, true, 1000, nil), nil)
+		list("a new block after an unblock", []*device{b3}, []*device{b1})
+		_, err := b3.create([]*device{alice})
+		wantCode(t, err, 403, server.CodeBlocked)
+		wantCode(t, alice.do("POST", "/api/blocks", map[string]any{"user": b2.user}, nil), 409, server.CodeTooManyBlocks)
 	})
 }

@@ -133,6 +133,10 @@ type Config struct {
 	// with them, in any 24 hours (default 100; negative: no cap). See
 	// blocks.go.
 	NewContactsPerDay int
+	// MaxBlocks caps the accounts on one account's block list: blocked,
+	// or unblocked with the signed unblock kept (default DefaultMaxBlocks;
+	// negative: no cap). See blocks.go.
+	MaxBlocks int
 
 	// SessionIdle is how long a token may go unused before it expires
 	// (default 90 days; negative: never). See sessions.go.
@@ -160,6 +164,9 @@ func (c *Config) defaults() {
 	}
 	if c.NewContactsPerDay == 0 {
 		c.NewContactsPerDay = 100
+	}
+	if c.MaxBlocks == 0 {
+		c.MaxBlocks = DefaultMaxBlocks
 	}
 	if c.Argon2Time == 0 {
 		c.Argon2Time, c.Argon2MemKiB, c.Argon2Threads = 2, 19*1024, 1

@@ -11,6 +11,11 @@ import (
 // given; nothing was recorded.
 var ErrTooManyContacts = errors.New("too many new contacts")
 
+// ErrTooManyBlocks is a block or block statement about an account that
+// the blocking account holds nothing about yet, when it already holds its
+// cap; nothing was stored.
+var ErrTooManyBlocks = errors.New("too many blocks")
+
 // Block is one entry of an account's block list (protocol.md §16): a
 // block the server enforces, or an unblock statement it keeps.
 type Block struct {
@@ -25,8 +30,11 @@ type Block struct {
 // Every Store implements it.
 type Contacts interface {
 	// Block adds blocked to user's block list; blocking again keeps the
-	// first time. An unknown account is ErrNotFound.
-	Block(ctx context.Context, user, blocked protocol.UserID, now int64) error
+	// first time. An unknown account is ErrNotFound. With max > 0, an
+	// account that user holds nothing about (no block, no statement) is
+	// ErrTooManyBlocks when user already holds max of them (see
+	// SetBlock).
+	Block(ctx context.Context, user, blocked protocol.UserID, now int64, max int) error
 	// Unblock removes blocked from user's block list; it reports whether
 	// it was there. A block that a signed statement made is ErrConflict:
 	// only a signed unblock (SetBlock) lifts it.
@@ -36,8 +44,13 @@ type Contacts interface {
 	// does, in place of the stored one if it holds over it (a later at, or
 	// the same at and a block over an unblock), else ErrConflict; the
 	// block list then names other exactly when blocked (a new block's
-	// CreatedAt is now). An unknown account is ErrNotFound.
-	SetBlock(ctx context.Context, user, other protocol.UserID, blocked bool, at int64, statement []byte, now int64) error
+	// CreatedAt is now). An unknown account is ErrNotFound. With max > 0,
+	// a statement about an account that user holds nothing about is
+	// ErrTooManyBlocks when user already holds max accounts: blocked, or
+	// kept with a statement of either kind (protocol.md §16.2). A statement
+	// about an account user holds is never refused so: it replaces what
+	// is held, and an unblock always goes through.
+	SetBlock(ctx context.Context, user, other protocol.UserID, blocked bool, at int64, statement []byte, now int64, max int) error
 	// Blocks lists user's block list, oldest first, then its unblock
 	// statements, each with the statement stored for it.
 	Blocks(ctx context.Context, user protocol.UserID) ([]Block, error)

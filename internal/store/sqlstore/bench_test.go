@@ -2,9 +2,11 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
 
@@ -169,4 +171,81 @@ func BenchmarkSendSerialPostgres(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchmarkBlockAtCap: blocks by an account whose list holds 10,000
+// accounts, the default cap: of one more account (refused: the store
+// counts the list), and of an account on the list already (held: the
+// same transaction without the count). Neither writes a row, so the
+// figures hold however many times a client repeats them. The figures are
+// in docs/performance.md.
+//
+//	go test -run '^$' -bench BlockAtCap -benchtime 2000x -count 3 ./internal/store/sqlstore/
+func BenchmarkBlockAtCap(b *testing.B) {
+	const max = 10_000
+	for _, db := range []string{"sqlite", "postgres"} {
+		b.Run(db, func(b *testing.B) {
+			url := filepath.Join(b.TempDir(), "bench.db")
+			if db == "postgres" {
+				url = testpgURL(b)
+			}
+			s, owner, listed, last := benchBlockList(b, url, max)
+			ctx := context.Background()
+			b.Run("refused", func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					if err := s.Block(ctx, owner, last, int64(i), max); !errors.Is(err, store.ErrTooManyBlocks) {
+						b.Fatalf("a block past the cap: %v", err)
+					}
+				}
+			})
+			b.Run("held", func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					if err := s.Block(ctx, owner, listed, int64(i), max); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}
+
+// benchBlockList opens a store at url with an account (owner) whose block
+// list holds n accounts, one of them listed, and one more account (last),
+// not blocked.
+func benchBlockList(b *testing.B, url string, n int) (s *Store, owner, listed, last protocol.UserID) {
+	ctx := context.Background()
+	s, err := Open(ctx, url, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	o, err := benchUser(s, "owner", []byte("token"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := benchUser(s, "last", []byte("token last"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	others := make([]protocol.UserID, n)
+	for i := range others {
+		others[i] = protocol.NewUserID()
+	}
+	for part := range slices.Chunk(others, 1000) {
+		err := s.write(ctx, "bench blocks", func(t *wtx) error {
+			for _, id := range part {
+				if _, err := t.exec(`INSERT INTO users (id, username, password_hash, created_at) VALUES (?, ?, 'h', 0)`, idArg(id), "u"+id.String()); err != nil {
+					return err
+				}
+				if _, err := t.exec(`INSERT INTO blocks (user_id, blocked_id, created_at) VALUES (?, ?, 0)`, idArg(o.user), idArg(id)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	return s, o.user, others[0], l.user
 }

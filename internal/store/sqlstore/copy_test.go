@@ -230,8 +230,8 @@ func fill(t *testing.T, s *Store) *world {
 	_, err = s.PutArchive(f.ctx, store.Archive{ID: hex.EncodeToString(rnd(16)), User: w.bob.id, Kind: store.ArchiveBackup, Size: 77, CreatedAt: f.tick()}, 1)
 	f.must("put archive", err)
 	// Carol blocks dave; dave names a first contact.
-	f.must("block", s.Block(f.ctx, w.carol.id, w.dave.id, f.tick()))
-	f.must("signed unblock", s.SetBlock(f.ctx, w.carol.id, w.bob.id, false, f.tick(), rnd(106), f.tick()))
+	f.must("block", s.Block(f.ctx, w.carol.id, w.dave.id, f.tick(), 0))
+	f.must("signed unblock", s.SetBlock(f.ctx, w.carol.id, w.bob.id, false, f.tick(), rnd(106), f.tick(), 0))
 	_, err = s.NewContacts(f.ctx, w.dave.id, []protocol.UserID{w.bob.id}, 0, f.tick(), 100)
 	f.must("new contacts", err)
 	return w

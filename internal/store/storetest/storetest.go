@@ -106,6 +106,8 @@ func Run(t *testing.T, open Opener) {
 		{"Contacts", testContacts},
 		{"DeviceNames", testDeviceNames},
 		{"BlockStatements", testBlockStatements},
+		{"BlockCap", testBlockCap},
+		{"BlockCapRace", testBlockCapRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, open) })
