@@ -435,8 +435,26 @@ func parseObservation(res []*pgconn.Result) (o observation, seq bool, xmin uint6
 // fresh returns the head once the observation of a round started after
 // the call has settled, or after maxWait with the head settled by then
 // (the store then calls onLate when the head next moves).
-func (h *pgHead) fresh(ctx context.Context) (int64, error) {
+func (h *pgHead) fresh(ctx context.Context) (int64, error) { return h.freshFor(ctx, 0) }
+
+// freshFor is fresh for a reader woken for a known event: at is the
+// newest event id of the commit that woke it (0: none known, fresh).
+// Every id up to a settled head is committed or never will be, so a head
+// ≥ at covers that commit and every one before it: freshFor returns the
+// head at once, without a round, when it is settled that far, and
+// otherwise waits for the first observation with L ≥ at to settle, which
+// may be one taken before the call (pending, or a round in progress that
+// read L after at was drawn). A wake-up is only a hint: when the first
+// round started after the call has read L < at (at was never drawn: a
+// stale, foreign or forged hint), it waits for that round's observation,
+// as fresh does; and it never returns a head above the settled one.
+func (h *pgHead) freshFor(ctx context.Context, at int64) (int64, error) {
 	h.mu.Lock()
+	if at > 0 && h.settled >= at {
+		v := h.settled
+		h.mu.Unlock()
+		return v, nil
+	}
 	target := h.started + 1
 	h.waiters++
 	h.mu.Unlock()
@@ -455,13 +473,22 @@ func (h *pgHead) fresh(ctx context.Context) (int64, error) {
 	haveNeed := false
 	for {
 		h.mu.Lock()
-		if h.ended >= target && !haveNeed {
-			if h.err != nil {
-				err := h.err
-				h.mu.Unlock()
-				return 0, err
+		if !haveNeed {
+			switch {
+			case at > 0 && h.drawn >= at:
+				// An observation with L ≥ at is taken (settled or
+				// pending): its settling is what the reader needs.
+				need, haveNeed = at, true
+			case h.ended >= target:
+				if h.err != nil {
+					err := h.err
+					h.mu.Unlock()
+					return 0, err
+				}
+				// With a target, this round read L < at: at was never
+				// drawn, and the reader waits as fresh does.
+				need, haveNeed = h.endedL, true
 			}
-			need, haveNeed = h.endedL, true
 		}
 		if haveNeed && h.settled >= need {
 			v := h.settled

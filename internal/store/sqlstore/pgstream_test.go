@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -418,5 +419,168 @@ func TestPostgresHeadStuck(t *testing.T) {
 	}
 	if _, _, waiting, _ := s.StreamHead(); waiting != 0 {
 		t.Fatalf("still waiting %v", waiting)
+	}
+}
+
+// TestPostgresHeadWokenFor drives a head's rounds by hand (its loop is
+// stopped) around transactions held open, and checks freshFor, the wait
+// of a reader woken for a known event: with the head settled up to the
+// event it answers without a round; it takes an observation made before
+// its call when that observation covers the event (fresh would wait for
+// a round of its own, which a transaction begun since holds back); and a
+// target that was never drawn (a forged or stale wake-up) neither holds
+// it past a round started after the call nor lets it answer above the
+// settled head.
+func TestPostgresHeadWokenFor(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	url := testpg.URL(t)
+	s, senders := benchStore(t, url, 1)
+	t.Cleanup(func() { s.Close() })
+	h := newPGHead(s)
+	h.close() // the test runs the rounds
+	h.maxWait = time.Hour
+	state := func() (settled, drawn int64, started, gaveUp uint64) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.settled, h.drawn, h.started, h.gaveUp
+	}
+	// waiting waits for n readers to be in freshFor (a round must start
+	// after their call to count as theirs).
+	waiting := func(n int) {
+		for {
+			h.mu.Lock()
+			w := h.waiters
+			h.mu.Unlock()
+			if w >= n {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	type answer struct {
+		head int64
+		err  error
+	}
+	wait := func(at int64) <-chan answer {
+		ch := make(chan answer, 1)
+		go func() {
+			v, err := h.freshFor(ctx, at)
+			ch <- answer{v, err}
+		}()
+		return ch
+	}
+	holdXID := func() *sql.Tx {
+		tx, err := s.w.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tx.Rollback() })
+		if _, err := tx.ExecContext(ctx, `SELECT pg_current_xact_id()`); err != nil {
+			t.Fatal(err)
+		}
+		return tx
+	}
+	sd := senders[0]
+
+	// (a) Settled up to the event: the answer, without a round.
+	r1, err := s.SendOne(ctx, sd.send(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.round()
+	if settled, _, _, _ := state(); settled < r1.EventID {
+		t.Fatalf("settled %d after a round on a quiet database, want %d at least", settled, r1.EventID)
+	}
+	_, _, started, _ := state()
+	if v, err := h.freshFor(ctx, r1.EventID); err != nil || v < r1.EventID {
+		t.Fatalf("woken for %d: head %d (%v)", r1.EventID, v, err)
+	}
+	if _, _, n, _ := state(); n != started {
+		t.Fatalf("a reader woken for an event below the settled head started %d rounds", n-started)
+	}
+
+	// (b) The event is observed (round A) but held back by tx1. The
+	// reader is woken for it after tx2, begun since, drew ids: a round
+	// of its own (B) observes them and stays pending while tx2 runs, but
+	// B settles A once tx1 ends, and A covers the event.
+	tx1 := holdXID()
+	r2, err := s.SendOne(ctx, sd.send(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.round() // A
+	if settled, drawn, _, _ := state(); settled >= r2.EventID || drawn < r2.EventID {
+		t.Fatalf("with tx1 open: settled %d, drawn %d; want %d drawn, not settled", settled, drawn, r2.EventID)
+	}
+	tx2 := holdXID()
+	var tx2IDs int64
+	if err := tx2.QueryRowContext(ctx, pgDrawIDs).Scan(&tx2IDs); err != nil {
+		t.Fatal(err)
+	}
+	woken := wait(r2.EventID)
+	waiting(1)
+	if err := tx1.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	h.round() // B
+	a := <-woken
+	if a.err != nil || a.head < r2.EventID || a.head > tx2IDs {
+		t.Fatalf("woken for %d with tx2 (ids from %d) open: head %d (%v); want the event, not tx2's ids", r2.EventID, tx2IDs+1, a.head, a.err)
+	}
+
+	// (c) Targets never drawn, tx2 still open. One below the head (a
+	// stale one) is answered at once with the settled head; a huge one
+	// falls back to the first round started after the call, which tx2
+	// holds back: the reader gives up after maxWait with the settled
+	// head, never above it.
+	settled, _, _, gaveUp := state()
+	if v, err := h.freshFor(ctx, 1); err != nil || v != settled {
+		t.Fatalf("woken for event 1: head %d (%v), want %d", v, err, settled)
+	}
+	h.maxWait = 20 * time.Millisecond
+	woken = wait(math.MaxInt64)
+	waiting(1)
+	h.round() // C, pending behind tx2
+	a = <-woken
+	if now, _, _, g := state(); a.err != nil || a.head != settled || now != settled || g != gaveUp+1 {
+		t.Fatalf("woken for a forged event with tx2 open: head %d (%v), settled %d, gave up %d times; want %d after giving up once", a.head, a.err, now, g-gaveUp, settled)
+	}
+	// The store's own head likewise: a message committed above tx2's ids
+	// is not returned while tx2 is open, whatever the target.
+	r2b, err := s.SendOne(ctx, sd.send(20))
+	if err != nil || r2b.EventID <= tx2IDs {
+		t.Fatalf("send with tx2 open: %+v %v, want an id above %d", r2b, err, tx2IDs)
+	}
+	s.head.maxWait = 20 * time.Millisecond
+	for _, at := range []int64{1, r2b.EventID, math.MaxInt64} {
+		evs, err := s.SyncWoken(ctx, sd.user, sd.dev, r2.EventID, 100, at)
+		if err != nil || len(evs) != 0 {
+			t.Fatalf("SyncWoken for %d with tx2 open: %v %v, want nothing (event %d is above tx2's ids)", at, evs, err, r2b.EventID)
+		}
+	}
+	s.head.maxWait = headMaxWait
+
+	// Once tx2 ends, a huge target is settled by a round started after
+	// the call, as fresh is, without waiting for maxWait.
+	h.maxWait = time.Hour
+	if err := tx2.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	r3, err := s.SendOne(ctx, sd.send(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, _, gaveUp = state()
+	woken = wait(math.MaxInt64)
+	waiting(1)
+	h.round()
+	a = <-woken
+	if _, _, _, g := state(); a.err != nil || a.head < r3.EventID || g != gaveUp {
+		t.Fatalf("woken for a forged event: head %d (%v), gave up %d times; want %d at least, at once", a.head, a.err, g-gaveUp, r3.EventID)
+	}
+	evs, err := s.SyncWoken(ctx, sd.user, sd.dev, r1.EventID, 100, r3.EventID)
+	if err != nil || len(evs) != 3 || evs[0].ID != r2.EventID || evs[1].ID != r2b.EventID || evs[2].ID != r3.EventID {
+		t.Fatalf("SyncWoken for %d: %v %v, want events %d, %d and %d", r3.EventID, evs, err, r2.EventID, r2b.EventID, r3.EventID)
 	}
 }
