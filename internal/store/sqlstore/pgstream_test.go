@@ -584,3 +584,182 @@ func TestPostgresHeadWokenFor(t *testing.T) {
 		t.Fatalf("SyncWoken for %d: %v %v, want events %d, %d and %d", r3.EventID, evs, err, r2.EventID, r2b.EventID, r3.EventID)
 	}
 }
+
+// BenchmarkPostgresHeadWait measures how long after a send's commit a
+// live reader on another node has a settled head that covers it. Two
+// stores on one database (two nodes); 8 writers send 1,000 messages a
+// second in all, through the two in turn, and after each commit wake the
+// reader of the other store, as a wake-up over NATS does; wake-ups that
+// come while it reads merge, the newest event winning, as a socket's do.
+// "fresh" reads as a wake-up without an event does (a round started after
+// the wake-up must settle), "woken" as SyncWoken does (a head settled up
+// to the event). Reported: the time from the end of SendOne to the end of
+// the read whose head covers the send, at p50 and p99, and the rounds
+// started per read.
+//
+//	go test -run '^$' -bench PostgresHeadWait -benchtime 5000x -count 3 ./internal/store/sqlstore/
+func BenchmarkPostgresHeadWait(b *testing.B) {
+	for _, woken := range []bool{false, true} {
+		name := "fresh"
+		if woken {
+			name = "woken"
+		}
+		b.Run(name, func(b *testing.B) { benchHeadWait(b, woken) })
+	}
+}
+
+// headReader is benchHeadWait's reader of one store.
+type headReader struct {
+	h    *pgHead
+	wake chan struct{}
+
+	mu      sync.Mutex
+	at      int64               // the newest event named since the last read
+	pending map[int64]time.Time // sends not yet covered: when SendOne returned
+	lat     []time.Duration
+	reads   int
+	rounds  uint64
+}
+
+func (r *headReader) woken(id int64, at time.Time) {
+	r.mu.Lock()
+	r.at = max(r.at, id)
+	r.pending[id] = at
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (r *headReader) run(woken bool, stop <-chan struct{}) error {
+	ctx := context.Background()
+	for {
+		select {
+		case <-r.wake:
+		case <-stop:
+			return nil
+		}
+		r.mu.Lock()
+		at := r.at
+		r.at = 0
+		r.mu.Unlock()
+		r.h.mu.Lock()
+		started := r.h.started
+		r.h.mu.Unlock()
+		var head int64
+		var err error
+		if woken {
+			head, err = r.h.freshFor(ctx, at)
+		} else {
+			head, err = r.h.fresh(ctx)
+		}
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		r.h.mu.Lock()
+		rounds := r.h.started - started
+		r.h.mu.Unlock()
+		r.mu.Lock()
+		r.reads++
+		r.rounds += rounds
+		for id, t := range r.pending {
+			if id <= head {
+				r.lat = append(r.lat, now.Sub(t))
+				delete(r.pending, id)
+			}
+		}
+		left := len(r.pending) > 0
+		r.mu.Unlock()
+		if left {
+			// As a late read's events are announced again (OnHeadLate).
+			select {
+			case r.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+func benchHeadWait(b *testing.B, woken bool) {
+	ctx := context.Background()
+	url := testpgURL(b)
+	const writers, rate = 8, 1000
+	a, senders := benchStore(b, url, writers)
+	defer a.Close()
+	c, err := Open(ctx, url, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	stores := []*Store{a, c}
+	readers := make([]*headReader, 2)
+	for i, s := range stores {
+		readers[i] = &headReader{h: s.head, wake: make(chan struct{}, 1), pending: map[int64]time.Time{}}
+	}
+	stop := make(chan struct{})
+	rerr := make(chan error, len(readers))
+	for _, r := range readers {
+		go func() { rerr <- r.run(woken, stop) }()
+	}
+	b.ResetTimer()
+	interval := time.Second * writers / rate
+	start := time.Now()
+	var wg sync.WaitGroup
+	werr := make(chan error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; w+k*writers < b.N; k++ {
+				time.Sleep(time.Until(start.Add(time.Duration(k)*interval + time.Duration(w)*interval/writers)))
+				i := w + k*writers
+				res, err := stores[i%2].SendOne(ctx, senders[w].send(int64(i)))
+				if err != nil {
+					werr <- err
+					return
+				}
+				readers[1-i%2].woken(res.EventID, time.Now())
+			}
+		}()
+	}
+	wg.Wait()
+	close(werr)
+	for err := range werr {
+		b.Fatal(err)
+	}
+	for _, r := range readers {
+		for {
+			r.mu.Lock()
+			left := len(r.pending)
+			r.mu.Unlock()
+			if left == 0 {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	b.StopTimer()
+	close(stop)
+	for range readers {
+		if err := <-rerr; err != nil {
+			b.Fatal(err)
+		}
+	}
+	var lat []time.Duration
+	reads, rounds := 0, uint64(0)
+	for _, r := range readers {
+		lat = append(lat, r.lat...)
+		reads += r.reads
+		rounds += r.rounds
+	}
+	slices.Sort(lat)
+	ms := func(q float64) float64 {
+		return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))].Microseconds()) / 1000
+	}
+	b.ReportMetric(ms(.5), "p50-ms")
+	b.ReportMetric(ms(.99), "p99-ms")
+	b.ReportMetric(float64(rounds)/float64(reads), "rounds/read")
+	b.ReportMetric(0, "ns/op")
+}
