@@ -444,10 +444,11 @@ func (h *pgHead) fresh(ctx context.Context) (int64, error) { return h.freshFor(c
 // head at once, without a round, when it is settled that far, and
 // otherwise waits for the first observation with L ≥ at to settle, which
 // may be one taken before the call (pending, or a round in progress that
-// read L after at was drawn). A wake-up is only a hint: when the first
-// round started after the call has read L < at (at was never drawn: a
-// stale, foreign or forged hint), it waits for that round's observation,
-// as fresh does; and it never returns a head above the settled one.
+// read L after at was drawn). A wake-up is only a hint: the reader never
+// waits for more than fresh would (the observation of the first round
+// started after the call, when that round read L < at: at was not drawn
+// before the call, a foreign or forged hint), and it never returns a head
+// above the settled one.
 func (h *pgHead) freshFor(ctx context.Context, at int64) (int64, error) {
 	h.mu.Lock()
 	if at > 0 && h.settled >= at {
@@ -470,25 +471,28 @@ func (h *pgHead) freshFor(ctx context.Context, at int64) (int64, error) {
 	deadline := time.NewTimer(h.maxWait)
 	defer deadline.Stop()
 	var need int64
-	haveNeed := false
+	haveNeed, ownRound := false, false
 	for {
 		h.mu.Lock()
-		if !haveNeed {
-			switch {
-			case at > 0 && h.drawn >= at:
-				// An observation with L ≥ at is taken (settled or
-				// pending): its settling is what the reader needs.
-				need, haveNeed = at, true
-			case h.ended >= target:
-				if h.err != nil {
-					err := h.err
-					h.mu.Unlock()
-					return 0, err
-				}
-				// With a target, this round read L < at: at was never
-				// drawn, and the reader waits as fresh does.
-				need, haveNeed = h.endedL, true
+		if !haveNeed && at > 0 && h.drawn >= at {
+			// An observation with L ≥ at is taken (settled or pending):
+			// its settling is what the reader needs.
+			need, haveNeed = at, true
+		}
+		if !ownRound && h.ended >= target {
+			ownRound = true
+			if h.err != nil {
+				err := h.err
+				h.mu.Unlock()
+				return 0, err
 			}
+			// What fresh waits for bounds the wait: with a target above
+			// this round's L, at was not drawn before the call (a forged
+			// or foreign hint).
+			if !haveNeed || h.endedL < need {
+				need = h.endedL
+			}
+			haveNeed = true
 		}
 		if haveNeed && h.settled >= need {
 			v := h.settled
