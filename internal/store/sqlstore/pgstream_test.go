@@ -172,8 +172,11 @@ func syncAll(t *testing.T, s *Store, u benchSender, since int64) []store.Event {
 // TestPostgresStreamNoSkip: two stores on one database (two nodes) write
 // at once, messages and conversations whose transactions stay open for a
 // random while after drawing their ids; readers follow one user's stream
-// through either store. No reader's cursor ever passes an event that
-// appears later: each reader ends up with exactly the whole stream.
+// through either store, three with Sync, one with SyncWoken for the
+// newest event a writer has committed (a wake-up's), one with SyncWoken
+// for an event never drawn (a forged wake-up's). No reader's cursor ever
+// passes an event that appears later: each reader ends up with exactly
+// the whole stream.
 func TestPostgresStreamNoSkip(t *testing.T) {
 	ctx := context.Background()
 	url := testpg.URL(t)
@@ -208,7 +211,17 @@ func TestPostgresStreamNoSkip(t *testing.T) {
 
 	var writing atomic.Bool
 	writing.Store(true)
-	const followers = 3
+	var newest atomic.Int64 // the newest event id a writer has committed
+	const followers = 5
+	read := func(f int, s *Store, cursor int64) ([]store.Event, error) {
+		switch f {
+		case 3:
+			return s.SyncWoken(ctx, reader.user, reader.dev, cursor, 17, newest.Load())
+		case 4:
+			return s.SyncWoken(ctx, reader.user, reader.dev, cursor, 17, math.MaxInt64)
+		}
+		return s.Sync(ctx, reader.user, reader.dev, cursor, 17)
+	}
 	seen := make([][]int64, followers)
 	ferr := make(chan error, followers)
 	for f := range followers {
@@ -216,7 +229,7 @@ func TestPostgresStreamNoSkip(t *testing.T) {
 			cursor := start
 			for k := 0; ; k++ {
 				stopping := !writing.Load()
-				evs, err := stores[(f+k)%2].Sync(ctx, reader.user, reader.dev, cursor, 17)
+				evs, err := read(f, stores[(f+k)%2], cursor)
 				if err != nil {
 					ferr <- err
 					return
@@ -249,8 +262,15 @@ func TestPostgresStreamNoSkip(t *testing.T) {
 				if j%10 == 9 {
 					_, err = benchConversation(s, w, reader)
 				} else {
-					_, err = s.SendOne(ctx, store.Send{Conversation: convs[i], Sender: w.dev, SenderUser: w.user,
+					var res store.SendResult
+					res, err = s.SendOne(ctx, store.Send{Conversation: convs[i], Sender: w.dev, SenderUser: w.user,
 						ClientID: fmt.Sprintf("n-%d-%d", i, j), Epoch: 1, Envelope: []byte{byte(i), byte(j)}, Now: int64(j)})
+					for err == nil {
+						old := newest.Load()
+						if old >= res.EventID || newest.CompareAndSwap(old, res.EventID) {
+							break
+						}
+					}
 				}
 				if err != nil {
 					werr <- err
