@@ -253,7 +253,7 @@ func TestBundleWakesOnlyContacts(t *testing.T) {
 		var mu sync.Mutex
 		woken := map[protocol.UserID]int{}
 		e := openEnvHooked(t, dbURL, server.Config{}, func(s *server.Server) {
-			s.Hub().Forward = func(users []protocol.UserID) {
+			s.Hub().Forward = func(users []protocol.UserID, _ int64) {
 				mu.Lock()
 				defer mu.Unlock()
 				for _, u := range users {

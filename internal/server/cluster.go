@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,7 +74,8 @@ const clusterMsgVersion = 1
 //
 //	version u8 (1) | kind u8 | node [8] | seq u64 big-endian | body
 //
-// body: wake: user ids (16 bytes each, at least one); revoke: the user id,
+// body: wake: user ids (16 bytes each, at least one), then optionally the
+// event mark (see wakeAtMark); revoke: the user id,
 // then device ids (at least one); revoke-others: the user id, then the
 // kept device id; forget and beat: empty; typing: see typingBody (the
 // one message that carries content: a notice the server relays, never
@@ -83,6 +85,7 @@ type clusterMsg struct {
 	node    [8]byte
 	seq     uint64
 	users   []protocol.UserID   // wake; revoke and revoke-others: one
+	at      int64               // wake: the newest event id of the commit it announces (0: not said)
 	devices []protocol.DeviceID // revoke; revoke-others: the kept device
 	typing  []byte              // typing: the body
 }
@@ -90,8 +93,19 @@ type clusterMsg struct {
 const clusterHeader = 2 + 8 + 8
 
 // maxWakeUsers bounds the users of one wake message (256 KiB of ids, within
-// NATS's default 1 MiB payload).
+// NATS's default 1 MiB payload), the event mark included.
 const maxWakeUsers = 16384
+
+// wakeAtMark starts the event mark, the last 16 bytes of a wake message
+// that names the newest event id of the commit it announces: the mark's
+// 8 bytes, then the id (u64 big-endian, 1 to 2^63-1). A reader woken by
+// it waits for the stream's head to settle up to that id only
+// (sqlstore's SyncWoken). The id is a hint: a wrong one delays delivery
+// at worst. A node of the previous release, which does not know the mark,
+// takes it for one more account id and wakes nobody by it; account ids
+// are random (protocol.NewUserID), so one is taken for a mark only by a
+// 2^-64 chance, which costs that account's wake-up.
+var wakeAtMark = [8]byte{'s', 'a', 'n', 'd', 'i', 0, 'a', 't'}
 
 func (m *clusterMsg) encode() []byte {
 	b := make([]byte, clusterHeader, clusterHeader+protocol.IDSize*(len(m.users)+len(m.devices)))
@@ -103,6 +117,10 @@ func (m *clusterMsg) encode() []byte {
 	}
 	for _, d := range m.devices {
 		b = append(b, d[:]...)
+	}
+	if m.kind == cmWake && m.at > 0 {
+		b = append(b, wakeAtMark[:]...)
+		b = binary.BigEndian.AppendUint64(b, uint64(m.at))
 	}
 	return append(b, m.typing...)
 }
@@ -139,6 +157,14 @@ func decodeClusterMsg(b []byte) (clusterMsg, error) {
 	case cmWake:
 		if ids == 0 || ids > maxWakeUsers {
 			return m, errClusterMsg
+		}
+		if last := body[len(body)-protocol.IDSize:]; [8]byte(last[:8]) == wakeAtMark {
+			at := binary.BigEndian.Uint64(last[8:])
+			if ids == 1 || at == 0 || at > math.MaxInt64 {
+				return m, errClusterMsg
+			}
+			m.at = int64(at)
+			ids--
 		}
 		m.users = make([]protocol.UserID, ids)
 		for i := range ids {
@@ -286,12 +312,17 @@ func (c *cluster) publish(m clusterMsg) {
 	}
 }
 
-// wake tells the other nodes that users have new events (Hub.Forward).
-func (c *cluster) wake(users []protocol.UserID) {
+// wake tells the other nodes that users have new events, at being the
+// newest event id of the commit (0: not known) (Hub.Forward).
+func (c *cluster) wake(users []protocol.UserID, at int64) {
 	c.woken.Store(true)
+	per := maxWakeUsers
+	if at > 0 {
+		per-- // the event mark takes an id's place
+	}
 	for len(users) > 0 {
-		n := min(len(users), maxWakeUsers)
-		c.publish(clusterMsg{kind: cmWake, users: users[:n]})
+		n := min(len(users), per)
+		c.publish(clusterMsg{kind: cmWake, users: users[:n], at: at})
 		users = users[n:]
 	}
 }
@@ -314,7 +345,7 @@ func (c *cluster) receive(msg *nats.Msg) {
 	switch m.kind {
 	case cmWake:
 		c.woken.Store(true)
-		c.s.hub.Deliver(m.users)
+		c.s.hub.Deliver(m.users, m.at)
 	case cmRevoke:
 		c.forget()
 		c.s.hub.Revoke(m.users[0], m.devices...)

@@ -2,12 +2,15 @@ package server_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"math"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
 
 	"sandi.dev/internal/clustertest"
 	"sandi.dev/internal/server"
@@ -231,5 +234,101 @@ func TestClusterReadYourWrites(t *testing.T) {
 	}
 	if r := es[1].raw(nil, alice2.token, "GET", "/api/keys/count", nil); r.status != http.StatusOK {
 		t.Fatalf("node B answers %d to a device whose keys were uploaded through node A", r.status)
+	}
+}
+
+// A wake-up's event mark (the newest event id of the commit it announces)
+// is a hint that a publisher on NATS can forge. A node that delivers from
+// a message stored through a server outside the cluster, woken only by
+// forged wake-ups: one naming an event never drawn delivers the message
+// at once, without a read giving up on the head (the reader falls back to
+// a round of its own); one naming an old event, then a plain one, lose
+// and repeat nothing.
+func TestClusterForgedWakeEvent(t *testing.T) {
+	url := testpg.URL(t)
+	ns := clustertest.StartNATS(t)
+	node, _ := openEnv(t, url, server.Config{})
+	if err := node.srv.JoinCluster(server.ClusterOptions{URL: ns.URL(), Beat: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	outside, _ := openEnv(t, url, server.Config{}) // wakes nobody on node
+	alice, bob := outside.register("alice"), outside.register("bob")
+	conv, err := alice.create([]*device{bob})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.events(500)
+	// The socket's catch-up pushes this one: once it is read, the socket
+	// is idle, and only the wake-ups below make it read again.
+	if _, err := alice.send(conv, 1, "zero"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ws, err := bob.on(node).dialWS(ctx, nil, bob.cursor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	pub, err := nats.Connect(ns.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	var seq uint64
+	forge := func(at uint64) {
+		seq++
+		b := []byte{1, 1, 'f', 'o', 'r', 'g', 'e', 'r', 0, 0} // version, wake, node
+		b = binary.BigEndian.AppendUint64(b, seq)
+		b = append(b, bob.user[:]...)
+		if at > 0 {
+			b = append(b, 's', 'a', 'n', 'd', 'i', 0, 'a', 't')
+			b = binary.BigEndian.AppendUint64(b, at)
+		}
+		if err := pub.Publish("sandi.cluster", b); err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(what string) pageAnswer {
+		t.Helper()
+		rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+		defer rcancel()
+		p, err := readFrame(rctx, ws)
+		if err != nil {
+			t.Fatalf("%s: nothing pushed within 10 s (the socket's poll is 20 s away): %v", what, err)
+		}
+		return p
+	}
+	if p := read("the catch-up"); len(p.Events) != 1 || p.Events[0].Message == nil || p.Events[0].Message.Seq != 1 {
+		t.Fatalf("catch-up frame: %+v", p)
+	}
+	late := node.metricOr0("sandi_stream_head_late_total")
+	if _, err := alice.send(conv, 1, "one"); err != nil {
+		t.Fatal(err)
+	}
+	forge(math.MaxInt64)
+	p := read("woken for an event never drawn")
+	if len(p.Events) != 1 || p.Events[0].Message == nil || p.Events[0].Message.Seq != 2 {
+		t.Fatalf("frame: %+v", p)
+	}
+	if v := node.metricOr0("sandi_stream_head_late_total"); v != late {
+		t.Fatalf("a read woken for an event never drawn gave up on the head (%v reads): it waited for the forged event", v-late)
+	}
+	// An old event: the socket may read nothing new now; a plain wake-up
+	// after it delivers the message, once.
+	if _, err := alice.send(conv, 1, "two"); err != nil {
+		t.Fatal(err)
+	}
+	forge(1)
+	forge(0)
+	p2 := read("woken by a plain wake-up after a stale one")
+	if len(p2.Events) != 1 || p2.Events[0].Message == nil || p2.Events[0].Message.Seq != 3 {
+		t.Fatalf("frame: %+v, want message 3 alone", p2)
+	}
+	if text, err := bob.decrypt(p.Events[0]); err != nil || text != "one" {
+		t.Fatalf("decrypt: %q %v", text, err)
 	}
 }

@@ -18,8 +18,8 @@ type Hub struct {
 	closed bool
 	live   sync.WaitGroup // subscribers that joined before Close
 	// Forward, if set, is called with every local notification so a bus
-	// can carry it to other nodes.
-	Forward func(users []protocol.UserID)
+	// can carry it to other nodes; at is as NotifyAt's.
+	Forward func(users []protocol.UserID, at int64)
 }
 
 // NewHub returns an empty hub.
@@ -76,20 +76,26 @@ func (h *Hub) wait(d time.Duration) bool {
 
 // Notify wakes every connection of the given users and forwards the
 // notification to other nodes.
-func (h *Hub) Notify(users ...protocol.UserID) {
-	h.Deliver(users)
+func (h *Hub) Notify(users ...protocol.UserID) { h.NotifyAt(0, users...) }
+
+// NotifyAt is Notify for a commit whose newest event id is at (0: not
+// known): a connection woken for it reads once the stream's head has
+// settled that far (sqlstore's SyncWoken), not waiting for a newer one.
+func (h *Hub) NotifyAt(at int64, users ...protocol.UserID) {
+	h.Deliver(users, at)
 	if h.Forward != nil {
-		h.Forward(users)
+		h.Forward(users, at)
 	}
 }
 
-// Deliver wakes local connections only (a bus calls it for remote events).
-func (h *Hub) Deliver(users []protocol.UserID) {
+// Deliver wakes local connections only (a bus calls it for remote
+// events); at is as NotifyAt's, a hint that is never trusted.
+func (h *Hub) Deliver(users []protocol.UserID, at int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, u := range users {
 		for k := range h.subs[u] {
-			k.kick(evWake)
+			k.kickAt(evWake, at)
 		}
 	}
 }
@@ -160,9 +166,10 @@ func (s *Server) notifyMembers(ms []protocol.Member) {
 	s.hub.Notify(users...)
 }
 
-// notifyConversation wakes the members of conv. ms, when not nil, are its
-// members as the caller read them; otherwise they are read here.
-func (s *Server) notifyConversation(ctx context.Context, conv protocol.ConversationID, ms []store.MemberRow) {
+// notifyConversation wakes the members of conv for a commit whose newest
+// event id is at (0: not known). ms, when not nil, are its members as the
+// caller read them; otherwise they are read here.
+func (s *Server) notifyConversation(ctx context.Context, conv protocol.ConversationID, ms []store.MemberRow, at int64) {
 	if ms == nil {
 		var err error
 		if ms, err = s.store.Members(ctx, conv); err != nil {
@@ -175,5 +182,5 @@ func (s *Server) notifyConversation(ctx context.Context, conv protocol.Conversat
 	for i, m := range ms {
 		users[i] = m.User
 	}
-	s.hub.Notify(users...)
+	s.hub.NotifyAt(at, users...)
 }

@@ -98,7 +98,7 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, c *call) er
 		// both committed while this request ran (a change alone makes the
 		// store refuse the send): then an added member is woken by the next
 		// event or the poll, as when the change commits just after a send.
-		s.notifyConversation(r.Context(), c.conv, c.members)
+		s.notifyConversation(r.Context(), c.conv, c.members, res.EventID)
 	}
 	status := http.StatusCreated
 	if res.Duplicate {

@@ -29,6 +29,9 @@ type streamHeader interface {
 	// SyncSettled is Sync up to the head settled already, without
 	// waiting for it: the read after a full page.
 	SyncSettled(ctx context.Context, user protocol.UserID, device protocol.DeviceID, since int64, limit int) ([]store.Event, error)
+	// SyncWoken is Sync for a reader woken for a commit whose newest
+	// event id is at: it waits for the head to settle up to at only.
+	SyncWoken(ctx context.Context, user protocol.UserID, device protocol.DeviceID, since int64, limit int, at int64) ([]store.Event, error)
 }
 
 // watchStream exports the head's metrics and wakes every local socket

@@ -79,6 +79,10 @@ type pageRead struct {
 	// has a settled head reads up to the head settled already instead of
 	// waiting for a new one.
 	afterFull bool
+	// wokenFor, when not 0, is the newest event id of the commit that
+	// woke the reader: a store whose stream has a settled head reads once
+	// it has settled that far (SyncWoken), a hint it does not trust.
+	wokenFor int64
 }
 
 // readEvents reads a page of at most limit of ref's events after since,
@@ -95,9 +99,12 @@ func (s *Server) readEvents(ctx context.Context, ref protocol.DeviceRef, since i
 	}
 	var evs []store.Event
 	var err error
-	if how.afterFull && s.stream != nil {
+	switch {
+	case how.afterFull && s.stream != nil:
 		evs, err = s.stream.SyncSettled(ctx, ref.User, ref.Device, since, limit)
-	} else {
+	case how.wokenFor > 0 && s.stream != nil:
+		evs, err = s.stream.SyncWoken(ctx, ref.User, ref.Device, since, limit, how.wokenFor)
+	default:
 		evs, err = s.store.Sync(ctx, ref.User, ref.Device, since, limit)
 	}
 	if err != nil {

@@ -61,26 +61,48 @@ type liveSocket struct {
 
 	mu      sync.Mutex // guards the fields below
 	pending liveEvent
-	running bool // a goroutine is working (or the handler is setting up)
-	closing bool // the work closed the connection: no more work
-	ended   bool // the reader has returned: the connection is closed
-	timer   *time.Timer
-	typing  [][]byte // frames of typing notices to write (typing.go)
+	// wokenFor, with evWake pending, is the newest event id the wake-ups
+	// named, or 0 when one named none (Hub.NotifyAt).
+	wokenFor int64
+	running  bool // a goroutine is working (or the handler is setting up)
+	closing  bool // the work closed the connection: no more work
+	ended    bool // the reader has returned: the connection is closed
+	timer    *time.Timer
+	typing   [][]byte // frames of typing notices to write (typing.go)
 }
 
 // kick records ev and starts a working goroutine unless one is running
 // (it then sees ev before it stops).
-func (k *liveSocket) kick(ev liveEvent) {
-	if k.post(ev) {
+func (k *liveSocket) kick(ev liveEvent) { k.kickAt(ev, 0) }
+
+// kickAt is kick for a wake-up that names the newest event id of the
+// commit it announces (at; 0: none).
+func (k *liveSocket) kickAt(ev liveEvent, at int64) {
+	if k.postAt(ev, at) {
 		go k.work()
 	}
 }
 
 // post records ev and reports whether the caller must now run work: no
 // goroutine was working, and the socket is open.
-func (k *liveSocket) post(ev liveEvent) bool {
+func (k *liveSocket) post(ev liveEvent) bool { return k.postAt(ev, 0) }
+
+// postAt is post for a wake-up for at (see kickAt). Merged wake-ups read
+// up to the newest event named, or, if one named none, up to a head
+// settled after the read begins (which covers every named one).
+func (k *liveSocket) postAt(ev liveEvent, at int64) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if ev&evWake != 0 {
+		switch {
+		case k.pending&evWake == 0:
+			k.wokenFor = at
+		case k.wokenFor == 0 || at == 0:
+			k.wokenFor = 0
+		default:
+			k.wokenFor = max(k.wokenFor, at)
+		}
+	}
 	k.pending |= ev
 	if k.running || k.closing || k.ended {
 		return false
@@ -107,8 +129,8 @@ func (k *liveSocket) work() {
 	alive := true
 	for {
 		k.mu.Lock()
-		ev := k.pending
-		k.pending = 0
+		ev, at := k.pending, k.wokenFor
+		k.pending, k.wokenFor = 0, 0
 		if ev == 0 || !alive || k.ended {
 			k.running = false
 			if !alive {
@@ -134,7 +156,7 @@ func (k *liveSocket) work() {
 			return
 		}
 		k.mu.Unlock()
-		if alive = k.step(ev); !alive {
+		if alive = k.step(ev, at); !alive {
 			k.conn.CloseNow()
 		}
 	}
@@ -172,8 +194,9 @@ func (k *liveSocket) finish() {
 	k.s.metrics.websockets.Dec()
 }
 
-// step handles ev and reports whether the connection stays open.
-func (k *liveSocket) step(ev liveEvent) bool {
+// step handles ev and reports whether the connection stays open; at is
+// the event the wake-ups named (see wokenFor).
+func (k *liveSocket) step(ev liveEvent, at int64) bool {
 	s, conn := k.s, k.conn
 	switch {
 	case ev&evShutdown != 0:
@@ -212,8 +235,11 @@ func (k *liveSocket) step(ev liveEvent) bool {
 			return false
 		}
 	}
+	if ev&(evWake|evPoll) != evWake {
+		at = 0 // a poll, or no wake-up: a head settled after the read begins
+	}
 	for more := false; ; more = true {
-		page, err := s.readEvents(ctx, k.ref, k.since, 200, k.named, pageRead{afterFull: more})
+		page, err := s.readEvents(ctx, k.ref, k.since, 200, k.named, pageRead{afterFull: more, wokenFor: at})
 		if err != nil {
 			s.log.Warn("websocket: read events", "err", err)
 			conn.Close(websocket.StatusInternalError, "internal error")

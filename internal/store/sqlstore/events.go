@@ -193,6 +193,27 @@ func (s *Store) Sync(ctx context.Context, user protocol.UserID, device protocol.
 	return s.sync(ctx, s.nearHead(head, since), user, device, since, math.MaxInt64, limit)
 }
 
+// SyncWoken is Sync for a reader woken for a known event: at is the
+// newest event id of the commit that woke it (a local commit, or a
+// wake-up from another node). On PostgreSQL it waits only for a head
+// settled up to at (pgHead.freshFor), not for a round started after the
+// call; at is a hint, never trusted: one that was never drawn makes it
+// wait as Sync does, and it returns no event above the settled head. At
+// 0, and on SQLite, it is Sync.
+func (s *Store) SyncWoken(ctx context.Context, user protocol.UserID, device protocol.DeviceID, since int64, limit int, at int64) ([]store.Event, error) {
+	if s.head == nil || at <= 0 {
+		return s.Sync(ctx, user, device, since, limit)
+	}
+	if limit <= 0 {
+		limit = 100
+	}
+	head, err := s.head.freshFor(ctx, at)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: sync: %w", err)
+	}
+	return s.syncUpTo(ctx, head, user, device, since, limit)
+}
+
 // SyncSettled is Sync up to the head settled already, without waiting
 // for a new one (PostgreSQL; elsewhere it is Sync). A reader continuing
 // after a full page takes it: the wait of the read that returned that

@@ -435,8 +435,27 @@ func parseObservation(res []*pgconn.Result) (o observation, seq bool, xmin uint6
 // fresh returns the head once the observation of a round started after
 // the call has settled, or after maxWait with the head settled by then
 // (the store then calls onLate when the head next moves).
-func (h *pgHead) fresh(ctx context.Context) (int64, error) {
+func (h *pgHead) fresh(ctx context.Context) (int64, error) { return h.freshFor(ctx, 0) }
+
+// freshFor is fresh for a reader woken for a known event: at is the
+// newest event id of the commit that woke it (0: none known, fresh).
+// Every id up to a settled head is committed or never will be, so a head
+// ≥ at covers that commit and every one before it: freshFor returns the
+// head at once, without a round, when it is settled that far, and
+// otherwise waits for the first observation with L ≥ at to settle, which
+// may be one taken before the call (pending, or a round in progress that
+// read L after at was drawn). A wake-up is only a hint: the reader never
+// waits for more than fresh would (the observation of the first round
+// started after the call, when that round read L < at: at was not drawn
+// before the call, a foreign or forged hint), and it never returns a head
+// above the settled one.
+func (h *pgHead) freshFor(ctx context.Context, at int64) (int64, error) {
 	h.mu.Lock()
+	if at > 0 && h.settled >= at {
+		v := h.settled
+		h.mu.Unlock()
+		return v, nil
+	}
 	target := h.started + 1
 	h.waiters++
 	h.mu.Unlock()
@@ -452,16 +471,28 @@ func (h *pgHead) fresh(ctx context.Context) (int64, error) {
 	deadline := time.NewTimer(h.maxWait)
 	defer deadline.Stop()
 	var need int64
-	haveNeed := false
+	haveNeed, ownRound := false, false
 	for {
 		h.mu.Lock()
-		if h.ended >= target && !haveNeed {
+		if !haveNeed && at > 0 && h.drawn >= at {
+			// An observation with L ≥ at is taken (settled or pending):
+			// its settling is what the reader needs.
+			need, haveNeed = at, true
+		}
+		if !ownRound && h.ended >= target {
+			ownRound = true
 			if h.err != nil {
 				err := h.err
 				h.mu.Unlock()
 				return 0, err
 			}
-			need, haveNeed = h.endedL, true
+			// What fresh waits for bounds the wait: with a target above
+			// this round's L, at was not drawn before the call (a forged
+			// or foreign hint).
+			if !haveNeed || h.endedL < need {
+				need = h.endedL
+			}
+			haveNeed = true
 		}
 		if haveNeed && h.settled >= need {
 			v := h.settled

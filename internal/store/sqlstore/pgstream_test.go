@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -171,8 +172,11 @@ func syncAll(t *testing.T, s *Store, u benchSender, since int64) []store.Event {
 // TestPostgresStreamNoSkip: two stores on one database (two nodes) write
 // at once, messages and conversations whose transactions stay open for a
 // random while after drawing their ids; readers follow one user's stream
-// through either store. No reader's cursor ever passes an event that
-// appears later: each reader ends up with exactly the whole stream.
+// through either store, three with Sync, one with SyncWoken for the
+// newest event a writer has committed (a wake-up's), one with SyncWoken
+// for an event never drawn (a forged wake-up's). No reader's cursor ever
+// passes an event that appears later: each reader ends up with exactly
+// the whole stream.
 func TestPostgresStreamNoSkip(t *testing.T) {
 	ctx := context.Background()
 	url := testpg.URL(t)
@@ -207,7 +211,17 @@ func TestPostgresStreamNoSkip(t *testing.T) {
 
 	var writing atomic.Bool
 	writing.Store(true)
-	const followers = 3
+	var newest atomic.Int64 // the newest event id a writer has committed
+	const followers = 5
+	read := func(f int, s *Store, cursor int64) ([]store.Event, error) {
+		switch f {
+		case 3:
+			return s.SyncWoken(ctx, reader.user, reader.dev, cursor, 17, newest.Load())
+		case 4:
+			return s.SyncWoken(ctx, reader.user, reader.dev, cursor, 17, math.MaxInt64)
+		}
+		return s.Sync(ctx, reader.user, reader.dev, cursor, 17)
+	}
 	seen := make([][]int64, followers)
 	ferr := make(chan error, followers)
 	for f := range followers {
@@ -215,7 +229,7 @@ func TestPostgresStreamNoSkip(t *testing.T) {
 			cursor := start
 			for k := 0; ; k++ {
 				stopping := !writing.Load()
-				evs, err := stores[(f+k)%2].Sync(ctx, reader.user, reader.dev, cursor, 17)
+				evs, err := read(f, stores[(f+k)%2], cursor)
 				if err != nil {
 					ferr <- err
 					return
@@ -248,8 +262,15 @@ func TestPostgresStreamNoSkip(t *testing.T) {
 				if j%10 == 9 {
 					_, err = benchConversation(s, w, reader)
 				} else {
-					_, err = s.SendOne(ctx, store.Send{Conversation: convs[i], Sender: w.dev, SenderUser: w.user,
+					var res store.SendResult
+					res, err = s.SendOne(ctx, store.Send{Conversation: convs[i], Sender: w.dev, SenderUser: w.user,
 						ClientID: fmt.Sprintf("n-%d-%d", i, j), Epoch: 1, Envelope: []byte{byte(i), byte(j)}, Now: int64(j)})
+					for err == nil {
+						old := newest.Load()
+						if old >= res.EventID || newest.CompareAndSwap(old, res.EventID) {
+							break
+						}
+					}
 				}
 				if err != nil {
 					werr <- err
@@ -419,4 +440,346 @@ func TestPostgresHeadStuck(t *testing.T) {
 	if _, _, waiting, _ := s.StreamHead(); waiting != 0 {
 		t.Fatalf("still waiting %v", waiting)
 	}
+}
+
+// TestPostgresHeadWokenFor drives a head's rounds by hand (its loop is
+// stopped) around transactions held open, and checks freshFor, the wait
+// of a reader woken for a known event: with the head settled up to the
+// event it answers without a round; it takes an observation made before
+// its call when that observation covers the event (fresh would wait for
+// a round of its own, which a transaction begun since holds back); and a
+// target that was never drawn (a forged or stale wake-up) neither holds
+// it past a round started after the call nor lets it answer above the
+// settled head.
+func TestPostgresHeadWokenFor(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	url := testpg.URL(t)
+	s, senders := benchStore(t, url, 1)
+	t.Cleanup(func() { s.Close() })
+	h := newPGHead(s)
+	h.close() // the test runs the rounds
+	h.maxWait = time.Hour
+	state := func() (settled, drawn int64, started, gaveUp uint64) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.settled, h.drawn, h.started, h.gaveUp
+	}
+	// waiting waits for n readers to be in freshFor (a round must start
+	// after their call to count as theirs).
+	waiting := func(n int) {
+		for {
+			h.mu.Lock()
+			w := h.waiters
+			h.mu.Unlock()
+			if w >= n {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	type answer struct {
+		head int64
+		err  error
+	}
+	wait := func(at int64) <-chan answer {
+		ch := make(chan answer, 1)
+		go func() {
+			v, err := h.freshFor(ctx, at)
+			ch <- answer{v, err}
+		}()
+		return ch
+	}
+	holdXID := func() *sql.Tx {
+		tx, err := s.w.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { tx.Rollback() })
+		if _, err := tx.ExecContext(ctx, `SELECT pg_current_xact_id()`); err != nil {
+			t.Fatal(err)
+		}
+		return tx
+	}
+	sd := senders[0]
+
+	// (a) Settled up to the event: the answer, without a round.
+	r1, err := s.SendOne(ctx, sd.send(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.round()
+	if settled, _, _, _ := state(); settled < r1.EventID {
+		t.Fatalf("settled %d after a round on a quiet database, want %d at least", settled, r1.EventID)
+	}
+	_, _, started, _ := state()
+	if v, err := h.freshFor(ctx, r1.EventID); err != nil || v < r1.EventID {
+		t.Fatalf("woken for %d: head %d (%v)", r1.EventID, v, err)
+	}
+	if _, _, n, _ := state(); n != started {
+		t.Fatalf("a reader woken for an event below the settled head started %d rounds", n-started)
+	}
+
+	// (b) The event is observed (round A) but held back by tx1. The
+	// reader is woken for it after tx2, begun since, drew ids: a round
+	// of its own (B) observes them and stays pending while tx2 runs, but
+	// B settles A once tx1 ends, and A covers the event.
+	tx1 := holdXID()
+	r2, err := s.SendOne(ctx, sd.send(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.round() // A
+	if settled, drawn, _, _ := state(); settled >= r2.EventID || drawn < r2.EventID {
+		t.Fatalf("with tx1 open: settled %d, drawn %d; want %d drawn, not settled", settled, drawn, r2.EventID)
+	}
+	tx2 := holdXID()
+	var tx2IDs int64
+	if err := tx2.QueryRowContext(ctx, pgDrawIDs).Scan(&tx2IDs); err != nil {
+		t.Fatal(err)
+	}
+	woken := wait(r2.EventID)
+	waiting(1)
+	if err := tx1.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	h.round() // B
+	a := <-woken
+	if a.err != nil || a.head < r2.EventID || a.head > tx2IDs {
+		t.Fatalf("woken for %d with tx2 (ids from %d) open: head %d (%v); want the event, not tx2's ids", r2.EventID, tx2IDs+1, a.head, a.err)
+	}
+
+	// (c) Targets never drawn, tx2 still open. One below the head (a
+	// stale one) is answered at once with the settled head; a huge one
+	// falls back to the first round started after the call, which tx2
+	// holds back: the reader gives up after maxWait with the settled
+	// head, never above it.
+	settled, _, _, gaveUp := state()
+	if v, err := h.freshFor(ctx, 1); err != nil || v != settled {
+		t.Fatalf("woken for event 1: head %d (%v), want %d", v, err, settled)
+	}
+	h.maxWait = 20 * time.Millisecond
+	woken = wait(math.MaxInt64)
+	waiting(1)
+	h.round() // C, pending behind tx2
+	a = <-woken
+	if now, _, _, g := state(); a.err != nil || a.head != settled || now != settled || g != gaveUp+1 {
+		t.Fatalf("woken for a forged event with tx2 open: head %d (%v), settled %d, gave up %d times; want %d after giving up once", a.head, a.err, now, g-gaveUp, settled)
+	}
+	// The store's own head likewise: a message committed above tx2's ids
+	// is not returned while tx2 is open, whatever the target.
+	r2b, err := s.SendOne(ctx, sd.send(20))
+	if err != nil || r2b.EventID <= tx2IDs {
+		t.Fatalf("send with tx2 open: %+v %v, want an id above %d", r2b, err, tx2IDs)
+	}
+	s.head.maxWait = 20 * time.Millisecond
+	for _, at := range []int64{1, r2b.EventID, math.MaxInt64} {
+		evs, err := s.SyncWoken(ctx, sd.user, sd.dev, r2.EventID, 100, at)
+		if err != nil || len(evs) != 0 {
+			t.Fatalf("SyncWoken for %d with tx2 open: %v %v, want nothing (event %d is above tx2's ids)", at, evs, err, r2b.EventID)
+		}
+	}
+	s.head.maxWait = headMaxWait
+
+	// Once tx2 ends, a huge target is settled by a round started after
+	// the call, as fresh is, without waiting for maxWait.
+	h.maxWait = time.Hour
+	if err := tx2.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	r3, err := s.SendOne(ctx, sd.send(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, _, gaveUp = state()
+	woken = wait(math.MaxInt64)
+	waiting(1)
+	h.round()
+	a = <-woken
+	if _, _, _, g := state(); a.err != nil || a.head < r3.EventID || g != gaveUp {
+		t.Fatalf("woken for a forged event: head %d (%v), gave up %d times; want %d at least, at once", a.head, a.err, g-gaveUp, r3.EventID)
+	}
+	evs, err := s.SyncWoken(ctx, sd.user, sd.dev, r1.EventID, 100, r3.EventID)
+	if err != nil || len(evs) != 3 || evs[0].ID != r2.EventID || evs[1].ID != r2b.EventID || evs[2].ID != r3.EventID {
+		t.Fatalf("SyncWoken for %d: %v %v, want events %d, %d and %d", r3.EventID, evs, err, r2.EventID, r2b.EventID, r3.EventID)
+	}
+}
+
+// BenchmarkPostgresHeadWait measures how long after a send's commit a
+// live reader on another node has a settled head that covers it. Two
+// stores on one database (two nodes); 8 writers send 1,000 messages a
+// second in all, through the two in turn, and after each commit wake the
+// reader of the other store, as a wake-up over NATS does; wake-ups that
+// come while it reads merge, the newest event winning, as a socket's do.
+// "fresh" reads as a wake-up without an event does (a round started after
+// the wake-up must settle), "woken" as SyncWoken does (a head settled up
+// to the event). Reported: the time from the end of SendOne to the end of
+// the read whose head covers the send, at p50 and p99, and the rounds
+// started per read.
+//
+//	go test -run '^$' -bench PostgresHeadWait -benchtime 5000x -count 3 ./internal/store/sqlstore/
+func BenchmarkPostgresHeadWait(b *testing.B) {
+	for _, woken := range []bool{false, true} {
+		name := "fresh"
+		if woken {
+			name = "woken"
+		}
+		b.Run(name, func(b *testing.B) { benchHeadWait(b, woken) })
+	}
+}
+
+// headReader is benchHeadWait's reader of one store.
+type headReader struct {
+	h    *pgHead
+	wake chan struct{}
+
+	mu      sync.Mutex
+	at      int64               // the newest event named since the last read
+	pending map[int64]time.Time // sends not yet covered: when SendOne returned
+	lat     []time.Duration
+	reads   int
+	rounds  uint64
+}
+
+func (r *headReader) woken(id int64, at time.Time) {
+	r.mu.Lock()
+	r.at = max(r.at, id)
+	r.pending[id] = at
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (r *headReader) run(woken bool, stop <-chan struct{}) error {
+	ctx := context.Background()
+	for {
+		select {
+		case <-r.wake:
+		case <-stop:
+			return nil
+		}
+		r.mu.Lock()
+		at := r.at
+		r.at = 0
+		r.mu.Unlock()
+		r.h.mu.Lock()
+		started := r.h.started
+		r.h.mu.Unlock()
+		var head int64
+		var err error
+		if woken {
+			head, err = r.h.freshFor(ctx, at)
+		} else {
+			head, err = r.h.fresh(ctx)
+		}
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		r.h.mu.Lock()
+		rounds := r.h.started - started
+		r.h.mu.Unlock()
+		r.mu.Lock()
+		r.reads++
+		r.rounds += rounds
+		for id, t := range r.pending {
+			if id <= head {
+				r.lat = append(r.lat, now.Sub(t))
+				delete(r.pending, id)
+			}
+		}
+		left := len(r.pending) > 0
+		r.mu.Unlock()
+		if left {
+			// As a late read's events are announced again (OnHeadLate).
+			select {
+			case r.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+func benchHeadWait(b *testing.B, woken bool) {
+	ctx := context.Background()
+	url := testpgURL(b)
+	const writers, rate = 8, 1000
+	a, senders := benchStore(b, url, writers)
+	defer a.Close()
+	c, err := Open(ctx, url, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	stores := []*Store{a, c}
+	readers := make([]*headReader, 2)
+	for i, s := range stores {
+		readers[i] = &headReader{h: s.head, wake: make(chan struct{}, 1), pending: map[int64]time.Time{}}
+	}
+	stop := make(chan struct{})
+	rerr := make(chan error, len(readers))
+	for _, r := range readers {
+		go func() { rerr <- r.run(woken, stop) }()
+	}
+	b.ResetTimer()
+	interval := time.Second * writers / rate
+	start := time.Now()
+	var wg sync.WaitGroup
+	werr := make(chan error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; w+k*writers < b.N; k++ {
+				time.Sleep(time.Until(start.Add(time.Duration(k)*interval + time.Duration(w)*interval/writers)))
+				i := w + k*writers
+				res, err := stores[i%2].SendOne(ctx, senders[w].send(int64(i)))
+				if err != nil {
+					werr <- err
+					return
+				}
+				readers[1-i%2].woken(res.EventID, time.Now())
+			}
+		}()
+	}
+	wg.Wait()
+	close(werr)
+	for err := range werr {
+		b.Fatal(err)
+	}
+	for _, r := range readers {
+		for {
+			r.mu.Lock()
+			left := len(r.pending)
+			r.mu.Unlock()
+			if left == 0 {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	b.StopTimer()
+	close(stop)
+	for range readers {
+		if err := <-rerr; err != nil {
+			b.Fatal(err)
+		}
+	}
+	var lat []time.Duration
+	reads, rounds := 0, uint64(0)
+	for _, r := range readers {
+		lat = append(lat, r.lat...)
+		reads += r.reads
+		rounds += r.rounds
+	}
+	slices.Sort(lat)
+	ms := func(q float64) float64 {
+		return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))].Microseconds()) / 1000
+	}
+	b.ReportMetric(ms(.5), "p50-ms")
+	b.ReportMetric(ms(.99), "p99-ms")
+	b.ReportMetric(float64(rounds)/float64(reads), "rounds/read")
+	b.ReportMetric(0, "ns/op")
 }
