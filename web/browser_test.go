@@ -965,8 +965,10 @@ func TestBrowserAttachments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	alice.openConversation("Files")
-	bob.openConversation("Files")
+	for _, p := range []*page{alice, bob} { // carol is a stranger to them
+		p.openConversation("Files")
+		p.acceptRequest()
+	}
 
 	// A PNG sent with `sandi send --file`: shown inline, decoded at its
 	// size.

@@ -523,6 +523,14 @@ func (p *page) register(username string) {
 }
 
 // openConversation opens the conversation whose list row shows name.
+// acceptRequest accepts the open chat's message request.
+func (p *page) acceptRequest() {
+	p.t.Helper()
+	p.wait("the request bar", `!document.getElementById("chat-request").hidden`)
+	p.click("#request-accept")
+	p.wait("the request accepted", `document.getElementById("chat-request").hidden`)
+}
+
 func (p *page) openConversation(name string) {
 	p.t.Helper()
 	p.waitText("#conv-list", name)

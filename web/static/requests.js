@@ -8,6 +8,7 @@
 import { $, el, errorText } from "./util.js";
 import { st } from "./state.js";
 import { loadConversations } from "./list.js";
+import { openChat } from "./chat.js";
 
 // drawRequests counts the requests among the listed conversations.
 export function drawRequests(list) {
@@ -49,6 +50,8 @@ function act(id, call, away) {
       await call(conv);
       if (away) location.hash = "#/";
       await loadConversations();
+      // Accepted: drawn again, so that its media load as in any chat.
+      if (!away && st.current === conv) await openChat(conv, true);
     } catch (e) {
       $("request-error").textContent = errorText(e);
     } finally {
