@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -67,8 +68,13 @@ func startNode(t testing.TB, db string, cfg server.Config) *node {
 	}
 	if cfg.Blobs == nil {
 		// As sandi serve: a blob store beside the database, which a link
-		// needs (the archive of what the approving device hands over).
-		st, err := fsblob.New(filepath.Join(filepath.Dir(db), "blobs"))
+		// needs (the archive of what the approving device hands over);
+		// a database on a server (a URL) gets a directory of its own.
+		dir := filepath.Join(filepath.Dir(db), "blobs")
+		if strings.Contains(db, "://") {
+			dir = t.TempDir()
+		}
+		st, err := fsblob.New(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
