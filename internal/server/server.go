@@ -137,6 +137,10 @@ type Config struct {
 	// or unblocked with the signed unblock kept (default DefaultMaxBlocks;
 	// negative: no cap). See blocks.go.
 	MaxBlocks int
+	// MaxDevices caps an account's devices that are not revoked: a login
+	// past it is refused (default DefaultMaxDevices; negative: no cap).
+	// See sessions.go.
+	MaxDevices int
 
 	// SessionIdle is how long a token may go unused before it expires
 	// (default 90 days; negative: never). See sessions.go.
@@ -167,6 +171,9 @@ func (c *Config) defaults() {
 	}
 	if c.MaxBlocks == 0 {
 		c.MaxBlocks = DefaultMaxBlocks
+	}
+	if c.MaxDevices == 0 {
+		c.MaxDevices = DefaultMaxDevices
 	}
 	if c.Argon2Time == 0 {
 		c.Argon2Time, c.Argon2MemKiB, c.Argon2Threads = 2, 19*1024, 1
