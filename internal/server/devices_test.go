@@ -2,8 +2,10 @@ package server_test
 
 import (
 	"database/sql"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"sandi.dev/internal/server"
 	"sandi.dev/protocol"
@@ -134,4 +136,68 @@ func TestDeviceCap(t *testing.T) {
 			t.Fatalf("after another login: %d devices, %d revoked; want 2 and 1 (the session's creator)", n, r)
 		}
 	})
+}
+
+// TestSettingsRateLimit: each change to an account's own settings that no
+// other limit counts is limited per device (Config.SettingsPerMinute):
+// past it, a request that would succeed gets 429 rate_limited with
+// Retry-After and changes nothing; another device of the account is not
+// held back, and a minute later the same request goes through.
+func TestSettingsRateLimit(t *testing.T) {
+	const limit = 3
+	e := newEnv(t, t.TempDir()+"/sandi.db", server.Config{SettingsPerMinute: limit})
+	alice, bob := e.register("alice"), e.register("bob")
+	push := func(d *device, method, path string, body any) {
+		t.Helper()
+		for range limit { // refused or not, each takes a token
+			_ = d.do(method, path, body, nil)
+		}
+		r := e.raw(nil, d.token, method, path, body)
+		r.wantProblem(t, 429, server.CodeRateLimited)
+		if h := r.header.Get("Retry-After"); h == "" || h == "0" {
+			t.Fatalf("%s %s: 429 with Retry-After %q", method, path, h)
+		}
+	}
+
+	// A rename past the limit is not taken; it is a minute later.
+	path := "/api/devices/" + alice.dev.String() + "/name"
+	for seq := range uint64(limit) {
+		alice.must("PUT", path, alice.nameRecord(alice.dev, seq+1, fmt.Sprint("name ", seq+1)), nil)
+	}
+	r := e.raw(nil, alice.token, "PUT", path, alice.nameRecord(alice.dev, limit+1, "one too many"))
+	r.wantProblem(t, 429, server.CodeRateLimited)
+	if name, seq := alice.servedName(alice.dev); name != "name 3" || seq != limit {
+		t.Fatalf("after a refused rename: %q seq %d", name, seq)
+	}
+	// Another device of the account has its own allowance.
+	other := e.login("alice", alice.id)
+	other.must("PUT", path, other.nameRecord(alice.dev, limit+1, "from the other device"), nil)
+
+	// A block past the limit is not taken.
+	bob2 := e.register("bob2")
+	for i := range int64(limit) {
+		bob.must("POST", "/api/blocks", bob.statement(alice, i%2 == 0, 1000+i, nil), nil)
+	}
+	wantCode(t, bob.do("POST", "/api/blocks", bob.statement(bob2, true, 1000, nil), nil), 429, server.CodeRateLimited)
+	var bl blocksAnswer
+	bob.must("GET", "/api/blocks", nil, &bl)
+	if len(bl.Blocks) != 1 || bl.Blocks[0].User != alice.user {
+		t.Fatalf("after a refused block: %+v", bl)
+	}
+	e.clock.now = e.clock.now.Add(time.Minute)
+	bob.must("POST", "/api/blocks", bob.statement(bob2, true, 1000, nil), nil)
+	alice.must("PUT", path, alice.nameRecord(alice.dev, limit+2, "a minute later"), nil)
+
+	// Every other route of the limit, each from a device of its own.
+	unknown := protocol.NewDeviceID().String()
+	for _, rt := range []struct{ method, path string }{
+		{"DELETE", "/api/blocks/" + alice.user.String()},
+		{"POST", "/api/devices/list"},
+		{"DELETE", "/api/devices/" + unknown},
+		{"DELETE", "/api/sessions/" + unknown},
+		{"POST", "/api/devices/link/" + unknown},
+	} {
+		push(e.login("alice", alice.id), rt.method, rt.path, map[string]any{})
+	}
+	push(e.login("alice", nil), "POST", "/api/devices/link", map[string]any{}) // a keyless device may start a link
 }

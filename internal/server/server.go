@@ -45,6 +45,11 @@ type Config struct {
 	LoginPerMinute    int // per client address, default 20; per client address and username, half of it (rounded up)
 	ClaimPerMinute    int // claims per requesting device and per its account, default 120; negative: every claim limit off
 	TypingPerMinute   int // typing notices per device, default 60 (typing.go)
+	// SettingsPerMinute: changes a device makes to its account's own
+	// settings, which no other limit counts (block list, device names,
+	// device list and removals, sessions signed out, link requests and
+	// approvals), per device, default 60 (ratelimit.go).
+	SettingsPerMinute int
 	// Pre-key limits (see claims.go); 0 takes the default, negative
 	// disables (except MaxClaimBudgets).
 	MaxOneTimeKeys       int // one-time keys a device may hold, default 200
@@ -186,6 +191,9 @@ func (c *Config) defaults() {
 	}
 	if c.TypingPerMinute == 0 {
 		c.TypingPerMinute = typingPerMinute
+	}
+	if c.SettingsPerMinute == 0 {
+		c.SettingsPerMinute = settingsPerMinute
 	}
 	if c.LoginDelayAfter == 0 {
 		c.LoginDelayAfter = 10
