@@ -139,7 +139,7 @@ func TestCLIDeviceCap(t *testing.T) {
 	base, homes := cliWorldServe(t, []string{"--max-devices", "1"}, "alice")
 	fresh := filepath.Join(t.TempDir(), "fresh")
 	_, errs, code := cliRun(t, base, fresh, "password of alice\n", "login", "alice", "--password-stdin")
-	for _, want := range []string{"already has 1 devices signed in, the most this server allows", "Remove a device you no longer use (sandi sessions remove ID"} {
+	for _, want := range []string{"already has 1 devices signed in, the most this server allows", "Remove a device you no longer use (sandi devices remove ID or sandi sessions remove ID"} {
 		if code != 1 || !strings.Contains(errs, want) {
 			t.Fatalf("login past the cap: exit %d, %q; want 1 and %q", code, errs, want)
 		}

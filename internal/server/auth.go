@@ -224,7 +224,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, _ *call) error {
 	limit := max(s.cfg.MaxDevices, 0)
 	switch err := s.store.AddDevice(r.Context(), d, h, limit); {
 	case errors.Is(err, store.ErrTooManyDevices):
-		return problem(http.StatusConflict, CodeTooManyDevices, fmt.Sprintf("this account already has %d devices signed in, the most this server allows; nothing was changed. Remove a device you no longer use (sandi sessions remove ID, or Devices in the web client), then sign in again", limit), err)
+		return problem(http.StatusConflict, CodeTooManyDevices, fmt.Sprintf("this account already has %d devices signed in, the most this server allows; nothing was changed. Remove a device you no longer use (sandi devices remove ID or sandi sessions remove ID, or Devices in the web client), then sign in again", limit), err)
 	case err != nil:
 		return err
 	}
