@@ -127,6 +127,9 @@ func (c *Client) RenameDevice(ctx context.Context, device, name string) (protoco
 	if held, err := c.heldName(id); err != nil {
 		return id, err
 	} else if held != nil {
+		if held.Seq >= 1<<63-1 {
+			return id, fmt.Errorf("device %s cannot be renamed again: its name record has the largest number a record can hold (§12.5)", id)
+		}
 		seq = held.Seq + 1
 	}
 	known := false

@@ -21,7 +21,7 @@ var ErrBadDeviceName = errors.New("invalid device name record")
 type DeviceName struct {
 	User      UserID
 	Device    DeviceID
-	Seq       uint64 // 1 for the device's first record, then increasing
+	Seq       uint64 // 1 for the device's first record, then increasing; below 2^63
 	Time      int64  // Unix milliseconds, the signer's clock; informational
 	Name      string // 1 to 64 bytes of UTF-8, no control characters
 	Signature [SignatureSize]byte
@@ -90,8 +90,8 @@ func ParseDeviceName(b []byte) (*DeviceName, error) {
 		r.Fail("zero id")
 	}
 	n.Seq = r.U64("seq")
-	if r.Err() == nil && n.Seq == 0 {
-		r.Fail("seq 0")
+	if r.Err() == nil && (n.Seq == 0 || n.Seq > 1<<63-1) {
+		r.Fail("seq %d", n.Seq)
 	}
 	n.Time = int64(r.U64("time"))
 	l := int(r.U8("name length"))

@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -128,4 +129,21 @@ func TestCLIBlockCap(t *testing.T) {
 	if _, errs, code := cliRun(t, base, a, "", "block", "carol"); code != 1 || !strings.Contains(errs, "your block list is full") {
 		t.Fatalf("block past the cap, an unblock kept: exit %d, %q", code, errs)
 	}
+}
+
+// TestCLIDeviceCap: past the server's cap on an account's devices (`serve
+// --max-devices`), `sandi login` exits 1 with the server's sentence saying
+// how many and what to do (remove a device); once a device logs out, the
+// login goes through.
+func TestCLIDeviceCap(t *testing.T) {
+	base, homes := cliWorldServe(t, []string{"--max-devices", "1"}, "alice")
+	fresh := filepath.Join(t.TempDir(), "fresh")
+	_, errs, code := cliRun(t, base, fresh, "password of alice\n", "login", "alice", "--password-stdin")
+	for _, want := range []string{"already has 1 devices signed in, the most this server allows", "Remove a device you no longer use (sandi devices remove ID or sandi sessions remove ID"} {
+		if code != 1 || !strings.Contains(errs, want) {
+			t.Fatalf("login past the cap: exit %d, %q; want 1 and %q", code, errs, want)
+		}
+	}
+	cliOK(t, base, homes["alice"], "", "logout")
+	cliOK(t, base, fresh, "password of alice\n", "login", "alice", "--password-stdin")
 }

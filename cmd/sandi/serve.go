@@ -100,6 +100,7 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	intFlag(&c.claimRate, "claim-rate", "SANDI_CLAIM_RATE", 0, "key claims a minute per device and per account, 0: the default, 120; negative turns every claim limit off")
 	intFlag(&c.claimOneTime, "claim-onetime-per-hour", "SANDI_CLAIM_ONETIME_PER_HOUR", 0, "claims with one-time keys an account makes of one user an hour, 0: the default, 10")
 	intFlag(&c.newContacts, "new-contacts-per-day", "SANDI_NEW_CONTACTS_PER_DAY", 0, "accounts one account may add to conversations in 24 hours while sharing none with them, 0: the default, 100; negative: no cap")
+	intFlag(&l.MaxDevices, "max-devices", "SANDI_MAX_DEVICES", 0, "devices one account may have signed in (not revoked), 0: the default, 100; negative: no cap")
 	intFlag(&l.MaxBlocks, "max-blocks", "SANDI_MAX_BLOCKS", 0, "accounts one account's block list may hold (blocked, or unblocked with its signed unblock kept), 0: the default, 10000; negative: no cap")
 	intFlag(&c.targetOneTime, "target-onetime-per-hour", "SANDI_TARGET_ONETIME_PER_HOUR", 0, "claims with one-time keys all accounts make of one user an hour, 0: the default, 60")
 	intFlag(&c.maxOneTime, "max-onetime-keys", "SANDI_MAX_ONETIME_KEYS", 0, "one-time pre-keys a device may hold, 0: the default, 200; negative: no cap")

@@ -59,3 +59,19 @@ func TestServeMaxBlocksFlag(t *testing.T) {
 		t.Fatal("--max-blocks many accepted")
 	}
 }
+
+// --max-devices (SANDI_MAX_DEVICES) reaches the server's Config; the flag
+// wins over the environment, and 0 leaves the server's default.
+func TestServeMaxDevicesFlag(t *testing.T) {
+	t.Setenv("SANDI_MAX_DEVICES", "20")
+	c, err := parseServe(nil, io.Discard)
+	if err != nil || c.limits.MaxDevices != 20 {
+		t.Fatalf("from the environment: %d, %v", c.limits.MaxDevices, err)
+	}
+	if c, err = parseServe([]string{"--max-devices", "-1"}, io.Discard); err != nil || c.limits.MaxDevices != -1 {
+		t.Fatalf("from the flag: %d, %v", c.limits.MaxDevices, err)
+	}
+	if _, err := parseServe([]string{"--max-devices", "many"}, io.Discard); err == nil {
+		t.Fatal("--max-devices many accepted")
+	}
+}

@@ -212,7 +212,20 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, _ *call) error {
 	if err != nil {
 		return err
 	}
-	if err := s.store.AddDevice(r.Context(), d, h); err != nil {
+	// The revoked devices that nothing names any more go first, so that
+	// signing in and out again and again leaves one row behind, not one
+	// per turn. A failure (a row named meanwhile) only leaves them for the
+	// next login.
+	if n, err := s.store.PurgeDevices(r.Context(), u.ID); err != nil {
+		s.log.Warn("login: revoked devices not purged", "user", u.ID, "err", err)
+	} else if n > 0 {
+		s.log.Debug("login: revoked devices purged", "user", u.ID, "devices", n)
+	}
+	limit := max(s.cfg.MaxDevices, 0)
+	switch err := s.store.AddDevice(r.Context(), d, h, limit); {
+	case errors.Is(err, store.ErrTooManyDevices):
+		return problem(http.StatusConflict, CodeTooManyDevices, fmt.Sprintf("this account already has %d devices signed in, the most this server allows; nothing was changed. Remove a device you no longer use (sandi devices remove ID or sandi sessions remove ID, or Devices in the web client), then sign in again", limit), err)
+	case err != nil:
 		return err
 	}
 	s.hub.Notify(u.ID) // the account's devices are told of the login (session_added)

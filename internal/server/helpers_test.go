@@ -78,6 +78,9 @@ func openEnv(t *testing.T, dbURL string, cfg server.Config) (*env, func()) {
 	if cfg.RegisterPerMinute == 0 {
 		cfg.RegisterPerMinute, cfg.LoginPerMinute, cfg.ClaimPerMinute = -1, -1, -1
 	}
+	if cfg.SettingsPerMinute == 0 {
+		cfg.SettingsPerMinute = -1
+	}
 	var logw io.Writer = io.Discard
 	if os.Getenv("SANDI_TEST_LOG") != "" {
 		logw = os.Stderr

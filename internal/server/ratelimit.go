@@ -35,6 +35,7 @@ type bucket struct {
 type limiters struct {
 	register, login, claim *limiter
 	typing                 *limiter // typing notices per device (typing.go)
+	settings               *limiter // changes to the account's settings per device (allowSetting)
 	// loginUser is keyed by client address and username (loginKey): one
 	// address cannot spend all its logins on one account. No limit keys
 	// on the username alone, so nobody can lock an account's owner out;
@@ -56,9 +57,27 @@ func newLimiters(c Config, m *limitMetrics) *limiters {
 		login:      l("login", c.LoginPerMinute),
 		claim:      l("claim", c.ClaimPerMinute),
 		typing:     l("typing", c.TypingPerMinute),
+		settings:   l("settings", c.SettingsPerMinute),
 		loginUser:  l("login_user", perUser),
 		loginFails: newLoginFailures(c, m.buckets.WithLabelValues("login_failures")),
 	}
+}
+
+// settingsPerMinute is the default of Config.SettingsPerMinute: far above
+// what a person does by hand, and a burst of 60 for a client that sends
+// many at once (block statements the server lost, sent again).
+const settingsPerMinute = 60
+
+// allowSetting takes one token of the caller's device for a change to its
+// account's own settings that no other limit counts: POST /api/blocks,
+// DELETE /api/blocks/{user}, PUT /api/devices/{device}/name, POST
+// /api/devices/list, DELETE /api/devices/{device}, DELETE
+// /api/sessions/{device}, POST /api/devices/link and POST
+// /api/devices/link/{device}. Each of them writes to the database and
+// some emit events to the account's contacts, so a device looping over
+// one would otherwise write as fast as the server answers.
+func (s *Server) allowSetting(c *call) error {
+	return s.limits.settings.allow(c.device.ID.String())
 }
 
 // loginKey is the key of the per address and username login limit.

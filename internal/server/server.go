@@ -45,6 +45,11 @@ type Config struct {
 	LoginPerMinute    int // per client address, default 20; per client address and username, half of it (rounded up)
 	ClaimPerMinute    int // claims per requesting device and per its account, default 120; negative: every claim limit off
 	TypingPerMinute   int // typing notices per device, default 60 (typing.go)
+	// SettingsPerMinute: changes a device makes to its account's own
+	// settings, which no other limit counts (block list, device names,
+	// device list and removals, sessions signed out, link requests and
+	// approvals), per device, default 60 (ratelimit.go).
+	SettingsPerMinute int
 	// Pre-key limits (see claims.go); 0 takes the default, negative
 	// disables (except MaxClaimBudgets).
 	MaxOneTimeKeys       int // one-time keys a device may hold, default 200
@@ -137,6 +142,10 @@ type Config struct {
 	// or unblocked with the signed unblock kept (default DefaultMaxBlocks;
 	// negative: no cap). See blocks.go.
 	MaxBlocks int
+	// MaxDevices caps an account's devices that are not revoked: a login
+	// past it is refused (default DefaultMaxDevices; negative: no cap).
+	// See sessions.go.
+	MaxDevices int
 
 	// SessionIdle is how long a token may go unused before it expires
 	// (default 90 days; negative: never). See sessions.go.
@@ -168,6 +177,9 @@ func (c *Config) defaults() {
 	if c.MaxBlocks == 0 {
 		c.MaxBlocks = DefaultMaxBlocks
 	}
+	if c.MaxDevices == 0 {
+		c.MaxDevices = DefaultMaxDevices
+	}
 	if c.Argon2Time == 0 {
 		c.Argon2Time, c.Argon2MemKiB, c.Argon2Threads = 2, 19*1024, 1
 	}
@@ -179,6 +191,9 @@ func (c *Config) defaults() {
 	}
 	if c.TypingPerMinute == 0 {
 		c.TypingPerMinute = typingPerMinute
+	}
+	if c.SettingsPerMinute == 0 {
+		c.SettingsPerMinute = settingsPerMinute
 	}
 	if c.LoginDelayAfter == 0 {
 		c.LoginDelayAfter = 10

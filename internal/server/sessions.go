@@ -24,6 +24,13 @@ import (
 // (a session_added event), and a device holding the account's keys that
 // its signed device list names may revoke any session the list does not
 // name. Tokens expire after going unused for Config.SessionIdle.
+//
+// An account has at most Config.MaxDevices devices that are not revoked
+// (signed in, linked or not, and those holding keys whose token expired):
+// a login past it is refused with 409 too_many_devices, telling the user to
+// remove one. A revoked device's row is deleted at the account's next login
+// once nothing names it any more (store.PurgeDevices): a login/logout loop
+// keeps one revoked row, not one per turn.
 
 // DefaultSessionIdle is how long a token may go unused before it expires
 // by default: 90 days.
@@ -45,7 +52,15 @@ const (
 	// CodeDeviceListed (409): the device to sign out is in the account's
 	// signed device list: it is removed only by a list without it.
 	CodeDeviceListed = "device_listed"
+	// CodeTooManyDevices (409): the account already has MaxDevices devices
+	// that are not revoked; remove one, then sign in again.
+	CodeTooManyDevices = "too_many_devices"
 )
+
+// DefaultMaxDevices is the default of Config.MaxDevices: as many as a
+// signed device list may name (protocol.DeviceList), far above the phones,
+// computers and browsers one person uses.
+const DefaultMaxDevices = protocol.MaxDevices
 
 var errKeysRequired = problem(http.StatusForbidden, CodeKeysRequired,
 	"this device does not hold the account's keys: link it from another device first", nil)
@@ -156,6 +171,9 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request, c *call) e
 // listed device is removed only by a signed list (DELETE
 // /api/devices/{device}).
 func (s *Server) revokeSession(w http.ResponseWriter, r *http.Request, c *call) error {
+	if err := s.allowSetting(c); err != nil {
+		return err
+	}
 	dev, err := protocol.ParseDeviceID(r.PathValue("device"))
 	if err != nil {
 		return problem(http.StatusNotFound, CodeNotFound, "no such session", err)

@@ -16,6 +16,11 @@ var ErrTooManyContacts = errors.New("too many new contacts")
 // cap; nothing was stored.
 var ErrTooManyBlocks = errors.New("too many blocks")
 
+// ErrTooManyDevices is a device added to an account that already has
+// the most devices not revoked that AddDevice was given; nothing was
+// stored.
+var ErrTooManyDevices = errors.New("too many devices")
+
 // Block is one entry of an account's block list (protocol.md §16): a
 // block the server enforces, or an unblock statement it keeps.
 type Block struct {

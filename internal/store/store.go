@@ -421,8 +421,15 @@ type Store interface {
 	User(ctx context.Context, id protocol.UserID) (User, error)
 	// AddDevice adds a device with a token to an existing account (the
 	// token's last use is d.CreatedAt) and emits EventSessionAdded to each
-	// other active device of the account.
-	AddDevice(ctx context.Context, d Device, tokenHash []byte) error
+	// other active device of the account. With max > 0, an account that
+	// already has max devices not revoked is ErrTooManyDevices and nothing
+	// is written.
+	AddDevice(ctx context.Context, d Device, tokenHash []byte, max int) error
+	// PurgeDevices deletes the link requests of user's revoked devices,
+	// then those of its revoked devices that nothing names any more: no
+	// token, one-time key, message, session, session key, blob or device
+	// list entry. It returns how many devices it deleted.
+	PurgeDevices(ctx context.Context, user protocol.UserID) (int, error)
 	// Logins lists an account's active devices, oldest first, with the
 	// use of their tokens (ErrNotFound for an unknown account).
 	Logins(ctx context.Context, user protocol.UserID) ([]Login, error)

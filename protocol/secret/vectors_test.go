@@ -1964,7 +1964,7 @@ func vecReplayDeviceLists(t *testing.T, f *vecDeviceListFile) {
 // ---- devicename.json ----
 
 const vecDeviceNameDescription = `Signed device names of one account (protocol.md §12.5). All integers are big-endian, all byte strings hex. ` +
-	`Inputs: the account (user, Ed25519 identity seed) and, per record, device, seq, time (Unix milliseconds) and name (UTF-8). ` +
+	`Inputs: the account (user, Ed25519 identity seed) and, per record, device, seq (below 2^63), time (Unix milliseconds) and name (UTF-8). ` +
 	`signed_data = "sandi v1 device name" || encoded without its signature; signature = Ed25519 signature of signed_data by the identity seed; ` +
 	`encoded = 0x01 || user || device || seq (u64) || time (u64) || name length (u8) || name || signature (64). ` +
 	`invalid holds encodings that a decoder MUST refuse, each with the rule it breaks. Everything is implementation-independent.`
@@ -1997,9 +1997,11 @@ func vecGenDeviceNames(t *testing.T) *vecDeviceNameFile {
 	f := &vecDeviceNameFile{vecHeader: vecHeader{vecDeviceNameDescription}, User: vecUser("alice"), IdentitySeed: id.Seed(), Identity: vecPub(id)}
 	for i, v := range []struct {
 		dev  string
+		seq  uint64
 		name string
-	}{{"alice laptop", "CLI on laptop"}, {"alice phone", "Chromium on Android"}, {"alice phone", "téléphone de travail"}, {"alice laptop", strings.Repeat("n", protocol.MaxDeviceNameBytes)}} {
-		n := &protocol.DeviceName{User: f.User, Device: vecDevice(v.dev), Seq: uint64(i/2 + 1), Time: vecNowMS + int64(i)*60_000, Name: v.name}
+	}{{"alice laptop", 1, "CLI on laptop"}, {"alice phone", 1, "Chromium on Android"}, {"alice phone", 2, "téléphone de travail"}, {"alice laptop", 2, strings.Repeat("n", protocol.MaxDeviceNameBytes)},
+		{"alice tablet", 1<<63 - 1, "the largest seq"}} {
+		n := &protocol.DeviceName{User: f.User, Device: vecDevice(v.dev), Seq: v.seq, Time: vecNowMS + int64(i)*60_000, Name: v.name}
 		SignDeviceName(id, n)
 		f.Vectors = append(f.Vectors, vecDeviceName{Device: n.Device, Seq: n.Seq, Time: n.Time, Name: n.Name, SignedData: n.SignedData(), Signature: n.Signature[:], Encoded: n.Marshal()})
 	}
@@ -2012,6 +2014,8 @@ func vecGenDeviceNames(t *testing.T) *vecDeviceNameFile {
 	mut("zero user id", func(b []byte) []byte { clear(b[1:17]); return b })
 	mut("zero device id", func(b []byte) []byte { clear(b[17:33]); return b })
 	mut("seq 0", func(b []byte) []byte { clear(b[33:41]); return b })
+	mut("seq 2^63", func(b []byte) []byte { clear(b[33:41]); b[33] = 0x80; return b })
+	mut("seq 2^64-1", func(b []byte) []byte { copy(b[33:41], bytes.Repeat([]byte{0xff}, 8)); return b })
 	mut("empty name", func(b []byte) []byte { return append(append(b[:nameLen], 0), b[nameLen+1+int(b[nameLen]):]...) })
 	mut("name over 64 bytes", func(b []byte) []byte {
 		rest := bytes.Clone(b[nameLen+1+int(b[nameLen]):])

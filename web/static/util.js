@@ -26,7 +26,7 @@ export const errorText = (e) => {
     unauthenticated: "This device was signed out. Log out and log in again.",
   };
   if (e && byCode[e.code]) return byCode[e.code];
-  if (e && e.code === "bad_request" && e.detail) return e.detail;
+  if (e && (e.code === "bad_request" || e.code === "too_many_devices") && e.detail) return e.detail;
   return (e && e.message) || String(e);
 };
 

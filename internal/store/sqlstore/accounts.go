@@ -38,11 +38,28 @@ func (s *Store) CreateUser(ctx context.Context, u store.User, d store.Device, to
 }
 
 // AddDevice adds a device and its token to an existing account.
-func (s *Store) AddDevice(ctx context.Context, d store.Device, tokenHash []byte) error {
+func (s *Store) AddDevice(ctx context.Context, d store.Device, tokenHash []byte, max int) error {
 	return s.write(ctx, "add device", func(t *wtx) error {
+		q := `SELECT 1 FROM users WHERE id = ?`
+		if max > 0 && !t.s.d.local {
+			// On PostgreSQL, the account's row is locked so that two
+			// logins at once count one after the other; FOR NO KEY UPDATE
+			// leaves alone the key-share locks of the rows that reference
+			// it (the account's sends at the same time wait for nothing).
+			q += ` FOR NO KEY UPDATE`
+		}
 		var one int
-		if err := t.queryRow(`SELECT 1 FROM users WHERE id = ?`, idArg(d.User)).Scan(&one); err != nil {
+		if err := t.queryRow(q, idArg(d.User)).Scan(&one); err != nil {
 			return notFound(err, "user")
+		}
+		if max > 0 {
+			var n int
+			if err := t.queryRow(`SELECT COUNT(*) FROM devices WHERE user_id = ? AND revoked = FALSE`, idArg(d.User)).Scan(&n); err != nil {
+				return err
+			}
+			if n >= max {
+				return fmt.Errorf("%d devices, at most %d: %w", n, max, store.ErrTooManyDevices)
+			}
 		}
 		if err := t.addDevice(d, tokenHash); err != nil {
 			return err
@@ -59,6 +76,35 @@ func (s *Store) AddDevice(ctx context.Context, d store.Device, tokenHash []byte)
 		_, err = t.emit(evs)
 		return err
 	})
+}
+
+// PurgeDevices implements store.Store. Every test is one index lookup:
+// tokens_device, the primary keys of one_time_keys and
+// device_list_entries, messages' (sender_device, client_id),
+// session_keys_device, sessions_creator and blobs_device (00017).
+func (s *Store) PurgeDevices(ctx context.Context, user protocol.UserID) (int, error) {
+	var n int64
+	err := s.write(ctx, "purge devices", func(t *wtx) error {
+		// A revoked device's link request can never be answered (its
+		// token is gone): it goes first, so that it keeps nothing.
+		if _, err := t.exec(`DELETE FROM link_requests WHERE user_id = ? AND device_id IN (SELECT id FROM devices WHERE user_id = ? AND revoked = TRUE)`, idArg(user), idArg(user)); err != nil {
+			return err
+		}
+		res, err := t.exec(`DELETE FROM devices WHERE user_id = ? AND revoked = TRUE
+			AND NOT EXISTS (SELECT 1 FROM tokens x WHERE x.device_id = devices.id)
+			AND NOT EXISTS (SELECT 1 FROM one_time_keys x WHERE x.device_id = devices.id)
+			AND NOT EXISTS (SELECT 1 FROM device_list_entries x WHERE x.user_id = devices.user_id AND x.device_id = devices.id)
+			AND NOT EXISTS (SELECT 1 FROM messages x WHERE x.sender_device = devices.id)
+			AND NOT EXISTS (SELECT 1 FROM session_keys x WHERE x.device_id = devices.id)
+			AND NOT EXISTS (SELECT 1 FROM sessions x WHERE x.creator = devices.id)
+			AND NOT EXISTS (SELECT 1 FROM blobs x WHERE x.device_id = devices.id)`, idArg(user))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return int(n), err
 }
 
 // Logins lists an account's active devices with the use of their tokens.

@@ -249,3 +249,122 @@ func benchBlockList(b *testing.B, url string, n int) (s *Store, owner, listed, l
 	}
 	return s, o.user, others[0], l.user
 }
+
+// BenchmarkDevicesAtLogin times what a login adds to the store's work
+// since devices are capped (Store.PurgeDevices, then Store.AddDevice with
+// the cap), for an account at the default cap (100 devices not revoked)
+// that also keeps revoked devices, each named by an epoch (a session) it
+// made of a conversation (the last of the tests PurgeDevices makes), on a
+// server whose sessions and blobs tables hold rows of many other
+// devices (the two tables indexed by device in migration 00017):
+// "purge" finds nothing to delete (every revoked device is named),
+// "refused" is a login at the cap. With -noindex the two indexes of 00017
+// are dropped first (measured for docs/performance.md, not a setting).
+//
+//	go test -run '^$' -bench DevicesAtLogin -benchtime 2000x -count 3 ./internal/store/sqlstore/
+func BenchmarkDevicesAtLogin(b *testing.B) {
+	const active, revoked, sessions = 100, 1000, 100_000
+	for _, db := range []string{"sqlite", "postgres"} {
+		for _, indexed := range []bool{true, false} {
+			name := db
+			if !indexed {
+				name += "/noindex"
+			}
+			b.Run(name, func(b *testing.B) {
+				url := filepath.Join(b.TempDir(), "bench.db")
+				if db == "postgres" {
+					url = testpgURL(b)
+				}
+				s, owner := benchDevices(b, url, active, revoked, sessions)
+				ctx := context.Background()
+				if !indexed {
+					for _, q := range []string{`DROP INDEX sessions_creator`, `DROP INDEX blobs_device`} {
+						if err := s.write(ctx, "drop index", func(t *wtx) error { _, err := t.exec(q); return err }); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				b.Run("purge", func(b *testing.B) {
+					for i := 0; i < b.N; i++ {
+						if n, err := s.PurgeDevices(ctx, owner); err != nil || n != 0 {
+							b.Fatalf("purge: %d, %v", n, err)
+						}
+					}
+				})
+				b.Run("refused", func(b *testing.B) {
+					for i := 0; i < b.N; i++ {
+						d := store.Device{ID: protocol.NewDeviceID(), User: owner, Name: "more"}
+						if err := s.AddDevice(ctx, d, []byte(fmt.Sprint("tok", i)), active); !errors.Is(err, store.ErrTooManyDevices) {
+							b.Fatalf("a login at the cap: %v", err)
+						}
+					}
+				})
+			})
+		}
+	}
+}
+
+// benchDevices opens a store at url with an account (owner) of active
+// devices not revoked and revoked ones, each revoked one the creator of a
+// session, and sessions sessions of another account's conversations.
+func benchDevices(b *testing.B, url string, active, revoked, sessions int) (*Store, protocol.UserID) {
+	ctx := context.Background()
+	s, err := Open(ctx, url, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	o, err := benchUser(s, "owner", []byte("token"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	other, err := benchUser(s, "other", []byte("token other"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	conv, err := benchConversation(s, o, other)
+	if err != nil {
+		b.Fatal(err)
+	}
+	err = s.write(ctx, "bench devices", func(t *wtx) error {
+		for i := range active - 1 + revoked {
+			dev := protocol.NewDeviceID()
+			gone := i >= active-1
+			if _, err := t.exec(`INSERT INTO devices (id, user_id, name, created_at, revoked) VALUES (?, ?, 'd', 0, ?)`, idArg(dev), idArg(o.user), gone); err != nil {
+				return err
+			}
+			if gone { // the creator of an epoch of conv: every test but the last finds nothing
+				if _, err := t.exec(`INSERT INTO sessions (conversation_id, epoch, chain_seq, creator, encoded, created_at) VALUES (?, ?, 0, ?, 'dist', 0)`,
+					idArg(conv), i+2, idArg(dev)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for start := 0; start < sessions; start += 1000 {
+		err := s.write(ctx, "bench sessions", func(t *wtx) error {
+			for i := start; i < min(start+1000, sessions); i++ {
+				if i%10 == 0 {
+					c := protocol.NewConversationID()
+					if _, err := t.exec(`INSERT INTO conversations (id, created_at, chain_seq, chain_head, epoch, epoch_started_at) VALUES (?, 0, 0, 'h', 10, 0)`, idArg(c)); err != nil {
+						return err
+					}
+					for e := range 10 {
+						if _, err := t.exec(`INSERT INTO sessions (conversation_id, epoch, chain_seq, creator, encoded, created_at) VALUES (?, ?, 0, ?, 'dist', 0)`, idArg(c), e+1, idArg(other.dev)); err != nil {
+							return err
+						}
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	return s, o.user
+}

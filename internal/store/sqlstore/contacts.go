@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 
 	"sandi.dev/internal/store"
@@ -262,6 +263,9 @@ func (s *Store) NewContacts(ctx context.Context, author protocol.UserID, users [
 
 // SetDeviceName implements store.Contacts.
 func (s *Store) SetDeviceName(ctx context.Context, user protocol.UserID, device protocol.DeviceID, name string, seq uint64, record []byte) error {
+	if seq == 0 || seq > math.MaxInt64 { // the decoder refuses them (§12.5); name_seq is signed
+		return fmt.Errorf("device name seq %d: %w", seq, store.ErrInvalid)
+	}
 	return s.write(ctx, "set device name", func(t *wtx) error {
 		var held int64
 		err := t.queryRow(`SELECT name_seq FROM devices WHERE id = ? AND user_id = ? AND revoked = FALSE`+t.lockSuffix(), idArg(device), idArg(user)).Scan(&held)

@@ -80,7 +80,7 @@ func (f *filler) user(name string, bundled, unbundled int) *account {
 		if i == 0 {
 			f.must("create user", f.s.CreateUser(f.ctx, store.User{ID: a.id, Username: name, PasswordHash: "$argon2id$v=19$m=19456,t=2,p=1$" + hex.EncodeToString(rnd(8)), CreatedAt: f.now}, d, tok))
 		} else {
-			f.must("add device", f.s.AddDevice(f.ctx, d, tok))
+			f.must("add device", f.s.AddDevice(f.ctx, d, tok, 0))
 		}
 		a.devs = append(a.devs, d.ID)
 		a.toks = append(a.toks, tok)

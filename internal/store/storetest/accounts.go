@@ -58,12 +58,12 @@ func testUsers(t *testing.T, open Opener) {
 	_, err = s.Devices(ctx, protocol.NewUserID())
 	wantErr(t, "Devices(unknown user)", err, store.ErrNotFound)
 
-	err = s.AddDevice(ctx, store.Device{ID: protocol.NewDeviceID(), User: protocol.NewUserID(), Name: "x"}, random(32))
+	err = s.AddDevice(ctx, store.Device{ID: protocol.NewDeviceID(), User: protocol.NewUserID(), Name: "x"}, random(32), 0)
 	wantErr(t, "AddDevice(unknown user)", err, store.ErrNotFound)
-	err = s.AddDevice(ctx, store.Device{ID: d2, User: alice.ID, Name: "again"}, random(32))
+	err = s.AddDevice(ctx, store.Device{ID: d2, User: alice.ID, Name: "again"}, random(32), 0)
 	wantErr(t, "AddDevice(taken device id)", err, store.ErrConflict)
 	d3 := protocol.NewDeviceID()
-	err = s.AddDevice(ctx, store.Device{ID: d3, User: alice.ID, Name: "x"}, alice.Toks[0])
+	err = s.AddDevice(ctx, store.Device{ID: d3, User: alice.ID, Name: "x"}, alice.Toks[0], 0)
 	wantErr(t, "AddDevice(taken token)", err, store.ErrConflict)
 	if devs, _ := s.Devices(ctx, alice.ID); len(devs) != 2 {
 		t.Fatalf("a device whose token was refused was added: %d devices", len(devs))

@@ -108,6 +108,9 @@ func Run(t *testing.T, open Opener) {
 		{"BlockStatements", testBlockStatements},
 		{"BlockCap", testBlockCap},
 		{"BlockCapRace", testBlockCapRace},
+		{"DeviceCap", testDeviceCap},
+		{"DeviceCapRace", testDeviceCapRace},
+		{"DevicePurge", testDevicePurge},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, open) })
@@ -182,7 +185,7 @@ func (f *fixture) device(a *acct, bundled bool) protocol.DeviceID {
 	if len(a.Devs) == 0 {
 		err = f.s.CreateUser(f.ctx, store.User{ID: a.ID, Username: a.Name, PasswordHash: "$argon2id$test", CreatedAt: f.now}, d, tok)
 	} else {
-		err = f.s.AddDevice(f.ctx, d, tok)
+		err = f.s.AddDevice(f.ctx, d, tok, 0)
 	}
 	if err != nil {
 		f.t.Fatalf("create device: %v", err)
