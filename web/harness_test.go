@@ -478,9 +478,35 @@ func (p *page) unnamed(css string) []string {
 	})()`)
 }
 
+// click clicks the element css names with the mouse, at its centre, once
+// a click there hits it: the element is visible, in view, and the layout
+// has held for two frames with nothing over it. A pane that draws a list
+// when it opens moves what is below it; a click aimed before the move
+// landed beside the element (a flake of the backup settings' test).
 func (p *page) click(css string) {
 	p.t.Helper()
-	p.do("click "+css, chromedp.Click(chromedp.CSS(css), chromedp.NodeVisible))
+	aim := `new Promise((res) => {
+		const el = document.querySelector(` + js(css) + `);
+		if (!el) return res(null);
+		if (el.scrollIntoViewIfNeeded) el.scrollIntoViewIfNeeded(); else el.scrollIntoView({ block: "center" });
+		requestAnimationFrame(() => requestAnimationFrame(() => {
+			const r = el.getBoundingClientRect();
+			const x = r.left + r.width / 2, y = r.top + r.height / 2;
+			const hit = r.width > 0 && r.height > 0 ? document.elementFromPoint(x, y) : null;
+			res(hit && (hit === el || el.contains(hit)) ? [x, y] : null);
+		}));
+	})`
+	deadline := time.Now().Add(stepTimeout)
+	for {
+		if xy := eval[[]float64](p, aim); len(xy) == 2 {
+			p.do("click "+css, chromedp.MouseClickXY(xy[0], xy[1]))
+			return
+		}
+		if time.Now().After(deadline) {
+			p.fail("click %s: not shown where a click would hit it", css)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // screenshot saves the viewport at the given width as NAME-WIDTH.png and
