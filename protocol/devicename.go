@@ -22,7 +22,7 @@ type DeviceName struct {
 	User      UserID
 	Device    DeviceID
 	Seq       uint64 // 1 for the device's first record, then increasing; below 2^63
-	Time      int64  // Unix milliseconds, the signer's clock; informational
+	Time      int64  // Unix milliseconds, the signer's clock; informational; not negative
 	Name      string // 1 to 64 bytes of UTF-8, no control characters
 	Signature [SignatureSize]byte
 }
@@ -93,7 +93,11 @@ func ParseDeviceName(b []byte) (*DeviceName, error) {
 	if r.Err() == nil && (n.Seq == 0 || n.Seq > 1<<63-1) {
 		r.Fail("seq %d", n.Seq)
 	}
-	n.Time = int64(r.U64("time"))
+	if t := r.U64("time"); r.Err() == nil && t > 1<<63-1 {
+		r.Fail("time %d", t)
+	} else {
+		n.Time = int64(t)
+	}
 	l := int(r.U8("name length"))
 	name := r.Fixed(l, "name")
 	if r.Err() == nil {

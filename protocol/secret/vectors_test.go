@@ -2016,6 +2016,7 @@ func vecGenDeviceNames(t *testing.T) *vecDeviceNameFile {
 	mut("seq 0", func(b []byte) []byte { clear(b[33:41]); return b })
 	mut("seq 2^63", func(b []byte) []byte { clear(b[33:41]); b[33] = 0x80; return b })
 	mut("seq 2^64-1", func(b []byte) []byte { copy(b[33:41], bytes.Repeat([]byte{0xff}, 8)); return b })
+	mut("time 2^63", func(b []byte) []byte { clear(b[41:49]); b[41] = 0x80; return b })
 	mut("empty name", func(b []byte) []byte { return append(append(b[:nameLen], 0), b[nameLen+1+int(b[nameLen]):]...) })
 	mut("name over 64 bytes", func(b []byte) []byte {
 		rest := bytes.Clone(b[nameLen+1+int(b[nameLen]):])
