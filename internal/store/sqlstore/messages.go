@@ -68,7 +68,7 @@ func (s *Store) Send(ctx context.Context, batch []store.Send) ([]store.SendResul
 		res[i].Err = err
 	}
 	if res == nil { // every check passed
-		return s.send(ctx, batch, false)
+		return s.send(ctx, batch)
 	}
 	if len(pass) == 0 {
 		return res, nil
@@ -77,7 +77,7 @@ func (s *Store) Send(ctx context.Context, batch []store.Send) ([]store.SendResul
 	for j, i := range pass {
 		sub[j] = batch[i]
 	}
-	r, err := s.send(ctx, sub, false)
+	r, err := s.send(ctx, sub)
 	if err != nil {
 		return nil, err
 	}
@@ -87,11 +87,10 @@ func (s *Store) Send(ctx context.Context, batch []store.Send) ([]store.SendResul
 	return res, nil
 }
 
-// send is Send of items whose checks have passed; lookup: a client
-// message id is known to be stored already.
-func (s *Store) send(ctx context.Context, batch []store.Send, lookup bool) ([]store.SendResult, error) {
+// send is Send of items whose checks have passed.
+func (s *Store) send(ctx context.Context, batch []store.Send) ([]store.SendResult, error) {
 	if !s.d.local {
-		return s.sendPostgres(ctx, batch, lookup)
+		return s.sendPostgres(ctx, batch, false, false)
 	}
 	return s.sendTx(ctx, batch)
 }

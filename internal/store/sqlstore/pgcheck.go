@@ -54,7 +54,7 @@ func (s *Store) sendPostgresChecked(ctx context.Context, m store.Send) ([]store.
 	if err != nil && !lookup && !s.counterRetired(err) && (!s.d.retryable(err) || ctx.Err() != nil) {
 		return nil, sendErr(err)
 	}
-	return s.sendPostgres(ctx, batch, lookup)
+	return s.sendPostgres(ctx, batch, true, lookup)
 }
 
 // sendPostgresGated runs the gated one round trip (see the top of this

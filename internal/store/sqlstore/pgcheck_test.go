@@ -75,6 +75,16 @@ func TestSendCheck(t *testing.T) {
 			if r, err := s.SendOne(ctx, with(b.send(4), nil)); err != nil || !r.Duplicate || r.Seq != 1 {
 				t.Fatalf("retry: %+v %v", r, err)
 			}
+			// A send to refuse: the store's answer once the check passed,
+			// the check's when it failed.
+			stale := a.send(7)
+			stale.Epoch = 2
+			if _, err := s.SendOne(ctx, with(stale, nil)); !errors.Is(err, store.ErrStaleEpoch) {
+				t.Fatalf("stale epoch: %v", err)
+			}
+			if _, err := s.SendOne(ctx, with(stale, errForged)); !errors.Is(err, errForged) {
+				t.Fatalf("forged, stale epoch: %v", err)
+			}
 			if r, err := s.SendOne(ctx, with(b.send(6), nil)); err != nil || r.Seq != 2 {
 				t.Fatalf("after the forged ones: %+v %v, want seq 2", r, err)
 			}

@@ -150,9 +150,10 @@ const pgFastSend = `WITH i AS (
 )
 SELECT p.ord, p.seq, c.base FROM c, p`
 
-// sendPostgres is Send on PostgreSQL, of items whose checks have passed;
+// sendPostgres is Send on PostgreSQL, of items whose checks have passed.
+// planned: the one round trip was tried already (sendPostgresChecked);
 // lookup: a client message id of the batch is known to be stored.
-func (s *Store) sendPostgres(ctx context.Context, batch []store.Send, lookup bool) ([]store.SendResult, error) {
+func (s *Store) sendPostgres(ctx context.Context, batch []store.Send, planned, lookup bool) ([]store.SendResult, error) {
 	if len(batch) == 0 {
 		return []store.SendResult{}, nil
 	}
@@ -164,7 +165,7 @@ func (s *Store) sendPostgres(ctx context.Context, batch []store.Send, lookup boo
 	}
 	const attempts = 5
 	var err error
-	if !lookup && fastSendable(batch) {
+	if !planned && !lookup && fastSendable(batch) {
 		var res []store.SendResult
 		res, err = s.sendPostgresFast(ctx, batch)
 		switch {
