@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 
 	"sandi.dev/internal/store"
 	"sandi.dev/protocol"
@@ -69,16 +70,23 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request, c *call) er
 	if id == nil {
 		return problem(http.StatusConflict, CodeConflict, "upload a pre-key bundle first", nil)
 	}
-	if err := env.Verify(*id); err != nil {
-		return problem(http.StatusBadRequest, CodeBadSignature, err.Error(), err)
-	}
+	// The signature is verified while the store writes the message: the
+	// store commits it only once the check has passed (store.Send.Check),
+	// and a message whose signature fails is answered as before, having
+	// stored nothing.
+	verified := make(chan error, 1)
+	go func() { verified <- env.Verify(*id) }()
+	check := sync.OnceValue(func() error { return <-verified })
 	now := s.now() // the stored expiry is the answered one: created_at + timer
 	res, err := s.store.SendOne(r.Context(), store.Send{
 		Conversation: c.conv, Sender: c.device.ID, SenderUser: c.user(), ClientID: req.ClientID,
 		Epoch: env.Epoch, Envelope: req.Envelope, Now: now,
 		RotateAfterMessages: s.cfg.RotateAfterMessages, RotateAfterMillis: s.cfg.RotateAfterAge.Milliseconds(),
-		Blobs: req.Blobs, ExpiresAt: expiresAt(now, req.Timer),
+		Blobs: req.Blobs, ExpiresAt: expiresAt(now, req.Timer), Check: check,
 	})
+	if err := check(); err != nil {
+		return problem(http.StatusBadRequest, CodeBadSignature, err.Error(), err)
+	}
 	if err != nil {
 		if errors.Is(err, store.ErrBadBlob) {
 			err = problem(http.StatusBadRequest, CodeBadBlob, "each blob must be complete, of this conversation and uploaded by this account", err)

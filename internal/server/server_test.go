@@ -302,6 +302,12 @@ func TestIdempotentSend(t *testing.T) {
 			t.Fatalf("first %+v, retry %+v", first, again)
 		}
 		wantCode(t, alice.do("POST", path, map[string]string{"clientId": "client-0001", "envelope": b64(env2.Marshal())}, nil), 409, server.CodeIdempotency)
+		// A retry whose signature is forged is refused, even of the very
+		// envelope stored (the signature is verified while the store
+		// writes: it must not answer with the stored message first).
+		forgedRetry := *env1
+		forgedRetry.Signature = bob.id.Sign(env1.SignedData())
+		wantCode(t, alice.do("POST", path, map[string]string{"clientId": "client-0001", "envelope": b64(forgedRetry.Marshal())}, nil), 400, server.CodeBadSignature)
 		alice.must("POST", path, map[string]string{"clientId": "client-0002", "envelope": b64(env2.Marshal())}, &again)
 		if again.Seq != 2 {
 			t.Fatalf("second message seq %d", again.Seq)
@@ -314,6 +320,11 @@ func TestIdempotentSend(t *testing.T) {
 		benv, _ := ep.Encrypt(alice.id, []byte("forged"))
 		benv.Signature = bob.id.Sign(benv.SignedData())
 		wantCode(t, alice.do("POST", path, map[string]string{"clientId": "client-0003", "envelope": b64(benv.Marshal())}, nil), 400, server.CodeBadSignature)
+		// Nothing of it was stored: the next message takes seq 3.
+		alice.must("POST", path, map[string]string{"clientId": "client-0005", "envelope": b64(env2.Marshal())}, &again)
+		if again.Seq != 3 {
+			t.Fatalf("after a forged envelope: seq %d, want 3", again.Seq)
+		}
 		// Too large.
 		big := make([]byte, protocol.MaxEnvelopeSize+1)
 		wantCode(t, alice.do("POST", path, map[string]string{"clientId": "client-0004", "envelope": b64(big)}, nil), 413, server.CodeTooLarge)

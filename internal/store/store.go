@@ -327,6 +327,14 @@ type Send struct {
 	// ExpiresAt (Unix ms, 0: never) is when the message disappears: from
 	// then on DeleteExpiredMessages deletes it (protocol.md §13.10).
 	ExpiresAt int64
+	// Check, if set, is a check of the message that may still be running
+	// (the server's verification of the envelope's signature): it waits
+	// for the check's end and returns its answer, the same at every call.
+	// The store writes the message in a transaction that commits only
+	// after Check returned nil, and stores nothing of it otherwise: the
+	// item's Err is then Check's error. The store may run the message's
+	// statements while the check runs.
+	Check func() error
 }
 
 // SendResult is the outcome of one Send in a batch.

@@ -41,9 +41,56 @@ import (
 //
 // PostgreSQL takes the same decisions (planSend) in fewer round trips:
 // see sendPostgres.
+//
+// An item with a Check is written only once its check has passed: a
+// batch of one such send on PostgreSQL sends its statements while the
+// check runs and commits or rolls back after it (sendPostgresChecked);
+// any other batch waits for its items' checks first and writes those
+// that passed.
 func (s *Store) Send(ctx context.Context, batch []store.Send) ([]store.SendResult, error) {
+	if !s.d.local && len(batch) == 1 && batch[0].Check != nil && len(batch[0].Blobs) == 0 {
+		return s.sendPostgresChecked(ctx, batch[0])
+	}
+	var res []store.SendResult
+	pass := make([]int, 0, len(batch))
+	for i, m := range batch {
+		var err error
+		if m.Check != nil {
+			err = m.Check()
+		}
+		if err == nil {
+			pass = append(pass, i)
+			continue
+		}
+		if res == nil {
+			res = make([]store.SendResult, len(batch))
+		}
+		res[i].Err = err
+	}
+	if res == nil { // every check passed
+		return s.send(ctx, batch)
+	}
+	if len(pass) == 0 {
+		return res, nil
+	}
+	sub := make([]store.Send, len(pass))
+	for j, i := range pass {
+		sub[j] = batch[i]
+	}
+	r, err := s.send(ctx, sub)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range pass {
+		res[i] = r[j]
+	}
+	return res, nil
+}
+
+// send is Send of items whose checks have passed.
+func (s *Store) send(ctx context.Context, batch []store.Send) ([]store.SendResult, error) {
 	if !s.d.local {
-		return s.sendPostgres(ctx, batch)
+		return s.sendPostgres(ctx, batch, false, false)
 	}
 	return s.sendTx(ctx, batch)
 }

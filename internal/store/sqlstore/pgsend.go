@@ -150,8 +150,10 @@ const pgFastSend = `WITH i AS (
 )
 SELECT p.ord, p.seq, c.base FROM c, p`
 
-// sendPostgres is Send on PostgreSQL.
-func (s *Store) sendPostgres(ctx context.Context, batch []store.Send) ([]store.SendResult, error) {
+// sendPostgres is Send on PostgreSQL, of items whose checks have passed.
+// planned: the one round trip was tried already (sendPostgresChecked);
+// lookup: a client message id of the batch is known to be stored.
+func (s *Store) sendPostgres(ctx context.Context, batch []store.Send, planned, lookup bool) ([]store.SendResult, error) {
 	if len(batch) == 0 {
 		return []store.SendResult{}, nil
 	}
@@ -162,9 +164,8 @@ func (s *Store) sendPostgres(ctx context.Context, batch []store.Send) ([]store.S
 		return s.sendTx(ctx, batch)
 	}
 	const attempts = 5
-	lookup := false
 	var err error
-	if fastSendable(batch) {
+	if !planned && !lookup && fastSendable(batch) {
 		var res []store.SendResult
 		res, err = s.sendPostgresFast(ctx, batch)
 		switch {
@@ -224,18 +225,7 @@ func fastSendable(batch []store.Send) bool {
 // decision, and errLookUp when a client message id is already stored.
 func (s *Store) sendPostgresFast(ctx context.Context, batch []store.Send) ([]store.SendResult, error) {
 	n := len(batch)
-	convs, devs, users, envs := make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n)
-	cids := make([]string, n)
-	epochs, ats, rotMsgs, rotMillis, exps := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
-	for i, m := range batch {
-		convs[i], devs[i], users[i], envs[i], cids[i] = idArg(m.Conversation), idArg(m.Sender), idArg(m.SenderUser), m.Envelope, m.ClientID
-		epochs[i], ats[i], rotMsgs[i], rotMillis[i], exps[i] = i64(m.Epoch), m.Now, int64(m.RotateAfterMessages), m.RotateAfterMillis, m.ExpiresAt
-	}
-	ids := batchConversations(batch)
-	idArgs := make([][]byte, len(ids))
-	for i, id := range ids {
-		idArgs[i] = idArg(id)
-	}
+	lockArgs, fastArgs := pgFastArgs(batch)
 	conn, err := s.sends.Conn(ctx)
 	if err != nil {
 		return nil, err
@@ -247,12 +237,8 @@ func (s *Store) sendPostgresFast(ctx context.Context, batch []store.Send) ([]sto
 		b := &pgx.Batch{}
 		// No BEGIN: the pipeline is one implicit transaction, committed
 		// at its end (or rolled back on an error).
-		b.Queue(pgLockConversations, idArgs)
-		q := pgFastSend
-		if s.sequenced.Load() {
-			q = pgFastSendSeq
-		}
-		b.Queue(q, convs, devs, users, cids, epochs, envs, ats, rotMsgs, rotMillis, exps)
+		b.Queue(pgLockConversations, lockArgs...)
+		b.Queue(s.pgFastSendQuery(), fastArgs...)
 		br := pc.SendBatch(ctx, b)
 		err := func() error {
 			if _, err := br.Exec(); err != nil {
@@ -268,11 +254,10 @@ func (s *Store) sendPostgresFast(ctx context.Context, batch []store.Send) ([]sto
 				if res == nil {
 					res = make([]store.SendResult, n)
 				}
-				if ord < 1 || ord > int64(n) {
+				if err := pgFastResult(res, batch, ord, seq, base); err != nil {
 					rows.Close()
-					return fmt.Errorf("send: item %d of %d", ord, n)
+					return err
 				}
-				res[ord-1] = store.SendResult{Seq: uint64(seq), EventID: base + ord, CreatedAt: batch[ord-1].Now}
 			}
 			return rows.Err()
 		}()
@@ -285,20 +270,68 @@ func (s *Store) sendPostgresFast(ctx context.Context, batch []store.Send) ([]sto
 		return err
 	})
 	if err != nil {
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "messages_sender_device_client_id_key" {
-			return nil, errLookUp
-		}
+		return nil, pgFastErr(err)
+	}
+	if err := pgFastComplete(res); err != nil {
 		return nil, err
 	}
-	if res != nil {
-		for i := range res {
-			if res[i].Seq == 0 {
-				return nil, fmt.Errorf("send: no answer for item %d", i)
-			}
+	return res, nil
+}
+
+// pgFastArgs are the arguments of pgLockConversations and pgFastSend for
+// the batch.
+func pgFastArgs(batch []store.Send) (lock, fast []any) {
+	n := len(batch)
+	convs, devs, users, envs := make([][]byte, n), make([][]byte, n), make([][]byte, n), make([][]byte, n)
+	cids := make([]string, n)
+	epochs, ats, rotMsgs, rotMillis, exps := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+	for i, m := range batch {
+		convs[i], devs[i], users[i], envs[i], cids[i] = idArg(m.Conversation), idArg(m.Sender), idArg(m.SenderUser), m.Envelope, m.ClientID
+		epochs[i], ats[i], rotMsgs[i], rotMillis[i], exps[i] = i64(m.Epoch), m.Now, int64(m.RotateAfterMessages), m.RotateAfterMillis, m.ExpiresAt
+	}
+	ids := batchConversations(batch)
+	idArgs := make([][]byte, len(ids))
+	for i, id := range ids {
+		idArgs[i] = idArg(id)
+	}
+	return []any{idArgs}, []any{convs, devs, users, cids, epochs, envs, ats, rotMsgs, rotMillis, exps}
+}
+
+// pgFastSendQuery is pgFastSend for the store's event ids.
+func (s *Store) pgFastSendQuery() string {
+	if s.sequenced.Load() {
+		return pgFastSendSeq
+	}
+	return pgFastSend
+}
+
+// pgFastResult records one row of pgFastSend's answer in res.
+func pgFastResult(res []store.SendResult, batch []store.Send, ord, seq, base int64) error {
+	if ord < 1 || ord > int64(len(batch)) {
+		return fmt.Errorf("send: item %d of %d", ord, len(batch))
+	}
+	res[ord-1] = store.SendResult{Seq: uint64(seq), EventID: base + ord, CreatedAt: batch[ord-1].Now}
+	return nil
+}
+
+// pgFastComplete checks that pgFastSend answered every item, if any.
+func pgFastComplete(res []store.SendResult) error {
+	for i := range res {
+		if res[i].Seq == 0 {
+			return fmt.Errorf("send: no answer for item %d", i)
 		}
 	}
-	return res, nil
+	return nil
+}
+
+// pgFastErr is errLookUp for the unique violation of a client message
+// id already stored, and err otherwise.
+func pgFastErr(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "messages_sender_device_client_id_key" {
+		return errLookUp
+	}
+	return err
 }
 
 // sendPostgresOnce runs the batch's transaction once, on a connection of

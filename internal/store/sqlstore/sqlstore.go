@@ -89,6 +89,9 @@ type Store struct {
 	// fastSends counts the PostgreSQL send batches written in one round
 	// trip (see sendPostgres), for tests.
 	fastSends atomic.Int64
+	// checkedSends counts the sends of them written while their Check
+	// ran (sendPostgresChecked).
+	checkedSends atomic.Int64
 
 	// blobMu orders the blob rows' writes on SQLite (see blobWrite);
 	// parts are the part marks waiting for it (see SetBlobPart).
