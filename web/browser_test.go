@@ -649,31 +649,39 @@ func (p *page) consecutive(from, to int) {
 // decoder, returning the bytes it holds.
 func (p *page) scanQR(css string) []byte {
 	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, stepTimeout)
-	defer cancel()
-	shot, err := chromedp.Run(ctx, chromedp.ScreenshotScale(chromedp.CSS(css), 2))
-	if err != nil {
-		p.fail("screenshot %s: %v", css, err)
-	}
-	img, err := png.Decode(bytes.NewReader(shot))
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	res, err := qrcode.NewQRCodeReader().Decode(bmp, nil)
-	if err != nil {
-		p.fail("the QR code on the page does not scan: %v", err)
-	}
-	var out []byte
-	if segs, ok := res.GetResultMetadata()[gozxing.ResultMetadataType_BYTE_SEGMENTS].([][]byte); ok {
-		for _, s := range segs {
-			out = append(out, s...)
+	// The code is drawn after the number: a screenshot taken while it is
+	// drawn does not scan, so scan again until one does.
+	var last error
+	for deadline := time.Now().Add(stepTimeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(p.ctx, stepTimeout)
+		shot, err := chromedp.Run(ctx, chromedp.ScreenshotScale(chromedp.CSS(css), 2))
+		cancel()
+		if err != nil {
+			p.fail("screenshot %s: %v", css, err)
 		}
+		img, err := png.Decode(bytes.NewReader(shot))
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		bmp, err := gozxing.NewBinaryBitmapFromImage(img)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		res, err := qrcode.NewQRCodeReader().Decode(bmp, nil)
+		if err != nil {
+			last = err
+			continue
+		}
+		var out []byte
+		if segs, ok := res.GetResultMetadata()[gozxing.ResultMetadataType_BYTE_SEGMENTS].([][]byte); ok {
+			for _, s := range segs {
+				out = append(out, s...)
+			}
+		}
+		return out
 	}
-	return out
+	p.fail("the QR code on the page does not scan: %v", last)
+	return nil
 }
 
 // TestBrowserVerify: two browser users verify each other by typing the
