@@ -268,3 +268,42 @@ func TestPingGone(t *testing.T) {
 		t.Fatalf("Ping of a removed store: %v, want blob.ErrUnavailable", err)
 	}
 }
+
+// TestPartWriteback: a part's bytes are handed to the disk's writeback
+// every writebackEvery bytes as they are written, each range once and in
+// order, within the part's place in the file, and the part reads back
+// whole.
+func TestPartWriteback(t *testing.T) {
+	type span struct{ off, n int64 }
+	var got []span
+	old := startWriteback
+	startWriteback = func(f *os.File, off, n int64) { got = append(got, span{off, n}); old(f, off, n) }
+	t.Cleanup(func() { startWriteback = old })
+	ctx := context.Background()
+	s, err := New(t.TempDir() + "/blobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := blobtest.NewID()
+	size := int64(2*writebackEvery + writebackEvery/2)
+	data := randBytes(blob.PartSize + int(size))
+	st, err := s.Begin(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err = s.WritePart(ctx, id, st, 1, bytes.NewReader(data[blob.PartSize:]), size); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0] != (span{blob.PartSize, writebackEvery}) || got[1].off != blob.PartSize+writebackEvery || got[1].n < writebackEvery || got[1].off+got[1].n > blob.PartSize+size {
+		t.Fatalf("writeback of part 1 (%d bytes at %d): %v; want two ranges of at least %d bytes from its start", size, blob.PartSize, got, writebackEvery)
+	}
+	if st, err = s.WritePart(ctx, id, st, 0, bytes.NewReader(data), blob.PartSize); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx, id, st, 2, int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := read(t, s, id, 0, -1); err != nil || !bytes.Equal(b, data) {
+		t.Fatalf("read back: %d bytes, %v", len(b), err)
+	}
+}
