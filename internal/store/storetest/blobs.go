@@ -220,15 +220,7 @@ func testBlobQuotaRace(t *testing.T, open Opener) {
 		}()
 	}
 	wg.Wait()
-	ok := 0
-	for _, err := range errs {
-		switch {
-		case err == nil:
-			ok++
-		case !errors.Is(err, store.ErrBlobQuota):
-			t.Fatalf("concurrent upload: %v", err)
-		}
-	}
+	ok := accepted(t, errs, store.ErrBlobQuota, "concurrent upload")
 	if ok != 3 {
 		t.Fatalf("%d of %d uploads of 30 bytes accepted under a quota of 100, want 3", ok, n)
 	}

@@ -326,15 +326,7 @@ func testBlockCapRace(t *testing.T, open Opener) {
 		}()
 	}
 	wg.Wait()
-	ok := 0
-	for _, err := range errs {
-		switch {
-		case err == nil:
-			ok++
-		case !errors.Is(err, store.ErrTooManyBlocks):
-			t.Fatalf("concurrent block: %v", err)
-		}
-	}
+	ok := accepted(t, errs, store.ErrTooManyBlocks, "concurrent block")
 	bl, err := f.s.Blocks(f.ctx, alice.ID)
 	if err != nil {
 		t.Fatal(err)

@@ -433,3 +433,19 @@ func atOnce(n int, fn func(i int) error) []error {
 	done.Wait()
 	return errs
 }
+
+// accepted counts the nil errors of calls made at once against a limit,
+// failing the test on any error other than refused (the limit's).
+func accepted(t *testing.T, errs []error, refused error, what string) int {
+	t.Helper()
+	ok := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, refused):
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	return ok
+}
