@@ -38,8 +38,7 @@ func TestBrowserBackupSettings(t *testing.T) {
 
 	alice.click("#devices-link")
 	alice.waitText("#backup-status", "Backups are off")
-	alice.click("#backup-enable")
-	alice.wait("the recovery key", `/^[A-Z2-7]{4}(-[A-Z2-7]{4}){7}$/.test(document.getElementById("backup-key").innerText.trim())`)
+	alice.clickTaken("#backup-enable", "the recovery key", `/^[A-Z2-7]{4}(-[A-Z2-7]{4}){7}$/.test(document.getElementById("backup-key").innerText.trim())`)
 	key := eval[string](alice, `document.getElementById("backup-key").innerText.trim()`)
 	alice.waitText("#backup-status", "Last backup")
 	alice.click("#backup-written")
@@ -104,8 +103,7 @@ func TestBrowserBackupSettings(t *testing.T) {
 	bob.waitTexts("alice: before backing up now")
 	alice.click("#devices-link")
 	alice.waitText("#backup-status", "Last backup")
-	alice.click("#backup-now")
-	alice.wait("a backup made now", `Number(document.getElementById("backup-status").dataset.last) > `+strconv.FormatInt(auto, 10))
+	alice.clickTaken("#backup-now", "a backup made now", `Number(document.getElementById("backup-status").dataset.last) > `+strconv.FormatInt(auto, 10))
 	if n := parts(); n != 3 {
 		t.Fatalf("after a backup made now the server holds %d parts, want the base and 2 segments", n)
 	}

@@ -485,6 +485,15 @@ func (p *page) unnamed(css string) []string {
 // landed beside the element (a flake of the backup settings' test).
 func (p *page) click(css string) {
 	p.t.Helper()
+	if !p.aimClick(css, stepTimeout) {
+		p.fail("click %s: not shown where a click would hit it", css)
+	}
+}
+
+// aimClick clicks css as click does once a click there hits it, trying
+// for at most d; it reports whether it clicked.
+func (p *page) aimClick(css string, d time.Duration) bool {
+	p.t.Helper()
 	aim := `new Promise((res) => {
 		const el = document.querySelector(` + js(css) + `);
 		if (!el) return res(null);
@@ -496,16 +505,14 @@ func (p *page) click(css string) {
 			res(hit && (hit === el || el.contains(hit)) ? [x, y] : null);
 		}));
 	})`
-	deadline := time.Now().Add(stepTimeout)
-	for {
+	for deadline := time.Now().Add(d); ; time.Sleep(50 * time.Millisecond) {
 		if xy := eval[[]float64](p, aim); len(xy) == 2 {
 			p.do("click "+css, chromedp.MouseClickXY(xy[0], xy[1]))
-			return
+			return true
 		}
 		if time.Now().After(deadline) {
-			p.fail("click %s: not shown where a click would hit it", css)
+			return false
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -549,6 +556,20 @@ func (p *page) register(username string) {
 }
 
 // openConversation opens the conversation whose list row shows name.
+// clickTaken clicks css and waits for taken, the sign that the page took
+// the click; if it has not within 5 s (a redraw moved the element between
+// the aim and the click), it clicks once more if the element is still
+// there to click, and waits as wait does.
+func (p *page) clickTaken(css, what, taken string) {
+	p.t.Helper()
+	p.click(css)
+	if p.holdsWithin(5*time.Second, taken) {
+		return
+	}
+	p.aimClick(css, time.Second) // not there any more: the first was taken
+	p.wait(what, taken)
+}
+
 // acceptRequest accepts the open chat's message request.
 func (p *page) acceptRequest() {
 	p.t.Helper()
