@@ -43,7 +43,6 @@ type serveConfig struct {
 	// Attachment blobs: where (see openBlobStore) and their limits.
 	blobs              string
 	maxBlob, blobQuota int64 // blobQuota negative: no cap
-	uploadPace         int64 // bytes a second; 0: the default; negative: no pace
 }
 
 func envOr(name, def string) string {
@@ -161,11 +160,11 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 		c.blobQuota = -1
 	}
 	if *uploadPace != "" {
-		if c.uploadPace, err = parseSize(*uploadPace); err != nil || c.uploadPace < 0 {
+		if l.UploadPace, err = parseSize(*uploadPace); err != nil || l.UploadPace < 0 {
 			return c, usageError{"--upload-pace: bytes a second such as 32MiB, or 0 for no pace"}
 		}
-		if c.uploadPace == 0 {
-			c.uploadPace = -1
+		if l.UploadPace == 0 {
+			l.UploadPace = -1
 		}
 	}
 	if c.blobs == "" {
@@ -361,7 +360,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("blob store: %w", err)
 	}
-	cfg.Blobs, cfg.MaxBlobSize, cfg.BlobQuota, cfg.UploadPace = bs, c.maxBlob, c.blobQuota, c.uploadPace
+	cfg.Blobs, cfg.MaxBlobSize, cfg.BlobQuota = bs, c.maxBlob, c.blobQuota
 	srv := server.New(st, log, cfg)
 	defer srv.Close()
 	if c.nats != "" {

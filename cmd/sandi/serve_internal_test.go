@@ -102,8 +102,8 @@ func TestServeBlobFlags(t *testing.T) {
 	} {
 		t.Setenv("SANDI_DATA", "")
 		c2, err := parseServe(c.args, io.Discard)
-		if err != nil || c2.blobs != c.blobs || c2.maxBlob != c.maxBlob || c2.blobQuota != c.quot || c2.uploadPace != c.pace {
-			t.Errorf("parseServe(%q) = blobs %q, max %d, quota %d, pace %d, %v; want %q, %d, %d, %d", c.args, c2.blobs, c2.maxBlob, c2.blobQuota, c2.uploadPace, err, c.blobs, c.maxBlob, c.quot, c.pace)
+		if err != nil || c2.blobs != c.blobs || c2.maxBlob != c.maxBlob || c2.blobQuota != c.quot || c2.limits.UploadPace != c.pace {
+			t.Errorf("parseServe(%q) = blobs %q, max %d, quota %d, pace %d, %v; want %q, %d, %d, %d", c.args, c2.blobs, c2.maxBlob, c2.blobQuota, c2.limits.UploadPace, err, c.blobs, c.maxBlob, c.quot, c.pace)
 		}
 	}
 	for _, bad := range [][]string{{"--max-blob", "0"}, {"--max-blob", "1TB"}, {"--blob-quota", "-1"}, {"--blob-quota", "lots"}, {"--upload-pace", "fast"}, {"--upload-pace", "-1MiB"}} {

@@ -128,9 +128,6 @@ func (s *Server) putDeviceList(r *http.Request, c *call, enc []byte, revoke []pr
 // caller's account (a device linked, the first list of an account). A
 // device that the previous list named and this one does not is revoked.
 func (s *Server) publishDeviceList(w http.ResponseWriter, r *http.Request, c *call) error {
-	if err := s.allowSetting(c); err != nil {
-		return err
-	}
 	var req deviceListRequest
 	if err := decode(r, &req, 64<<10); err != nil {
 		return err
@@ -147,9 +144,6 @@ func (s *Server) publishDeviceList(w http.ResponseWriter, r *http.Request, c *ca
 // caller's account is removed by a signed list without it. Its tokens,
 // bundle and one-time keys are deleted and its live connections end.
 func (s *Server) removeDevice(w http.ResponseWriter, r *http.Request, c *call) error {
-	if err := s.allowSetting(c); err != nil {
-		return err
-	}
 	dev, err := protocol.ParseDeviceID(r.PathValue("device"))
 	if err != nil {
 		return problem(http.StatusNotFound, CodeNotFound, "no such device", err)
@@ -230,9 +224,6 @@ func nonNil[T any](s []T) []T {
 // record (§12.5) of a device of the caller's account, signed by the
 // account's identity key, with a seq above the stored one.
 func (s *Server) putDeviceName(w http.ResponseWriter, r *http.Request, c *call) error {
-	if err := s.allowSetting(c); err != nil {
-		return err
-	}
 	dev, err := protocol.ParseDeviceID(r.PathValue("device"))
 	if err != nil {
 		return problem(http.StatusNotFound, CodeNotFound, "no such device", err)

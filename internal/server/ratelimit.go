@@ -35,7 +35,7 @@ type bucket struct {
 type limiters struct {
 	register, login, claim *limiter
 	typing                 *limiter // typing notices per device (typing.go)
-	settings               *limiter // changes to the account's settings per device (allowSetting)
+	settings               *limiter // changes to the account's settings per device (setting)
 	// loginUser is keyed by client address and username (loginKey): one
 	// address cannot spend all its logins on one account. No limit keys
 	// on the username alone, so nobody can lock an account's owner out;
@@ -68,16 +68,21 @@ func newLimiters(c Config, m *limitMetrics) *limiters {
 // many at once (block statements the server lost, sent again).
 const settingsPerMinute = 60
 
-// allowSetting takes one token of the caller's device for a change to its
-// account's own settings that no other limit counts: POST /api/blocks,
-// DELETE /api/blocks/{user}, PUT /api/devices/{device}/name, POST
-// /api/devices/list, DELETE /api/devices/{device}, DELETE
-// /api/sessions/{device}, POST /api/devices/link and POST
-// /api/devices/link/{device}. Each of them writes to the database and
-// some emit events to the account's contacts, so a device looping over
-// one would otherwise write as fast as the server answers.
-func (s *Server) allowSetting(c *call) error {
-	return s.limits.settings.allow(c.device.ID.String())
+// setting wraps the handler of a route that changes the account's own
+// settings and that no other limit counts (the routes wrapped in the
+// table of routes.go: the block list, device names, the device list and
+// removals, sessions signed out, link requests and approvals): each call
+// first takes one token of the caller's device. Each of them writes to
+// the database and some emit events to the account's contacts, so a
+// device looping over one would otherwise write as fast as the server
+// answers.
+func (s *Server) setting(h func(http.ResponseWriter, *http.Request, *call) error) func(http.ResponseWriter, *http.Request, *call) error {
+	return func(w http.ResponseWriter, r *http.Request, c *call) error {
+		if err := s.limits.settings.allow(c.device.ID.String()); err != nil {
+			return err
+		}
+		return h(w, r, c)
+	}
 }
 
 // loginKey is the key of the per address and username login limit.

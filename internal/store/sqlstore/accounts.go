@@ -40,17 +40,9 @@ func (s *Store) CreateUser(ctx context.Context, u store.User, d store.Device, to
 // AddDevice adds a device and its token to an existing account.
 func (s *Store) AddDevice(ctx context.Context, d store.Device, tokenHash []byte, max int) error {
 	return s.write(ctx, "add device", func(t *wtx) error {
-		q := `SELECT 1 FROM users WHERE id = ?`
-		if max > 0 && !t.s.d.local {
-			// On PostgreSQL, the account's row is locked so that two
-			// logins at once count one after the other; FOR NO KEY UPDATE
-			// leaves alone the key-share locks of the rows that reference
-			// it (the account's sends at the same time wait for nothing).
-			q += ` FOR NO KEY UPDATE`
-		}
-		var one int
-		if err := t.queryRow(q, idArg(d.User)).Scan(&one); err != nil {
-			return notFound(err, "user")
+		// With a cap, two logins at once count one after the other.
+		if err := t.accountRow(d.User, max > 0); err != nil {
+			return err
 		}
 		if max > 0 {
 			var n int
@@ -76,6 +68,21 @@ func (s *Store) AddDevice(ctx context.Context, d store.Device, tokenHash []byte,
 		_, err = t.emit(evs)
 		return err
 	})
+}
+
+// accountRow checks that user's account exists and, with lock, on
+// PostgreSQL, locks its row (SQLite has one writer) so that the counts of
+// one account's rows against a cap (devices, blocks) are taken one
+// transaction after the other. FOR NO KEY UPDATE leaves alone the
+// key-share locks of the rows that reference the account: its own sends,
+// or another account's block of it, at the same time wait for nothing.
+func (t *wtx) accountRow(user protocol.UserID, lock bool) error {
+	q := `SELECT 1 FROM users WHERE id = ?`
+	if lock && !t.s.d.local {
+		q += ` FOR NO KEY UPDATE`
+	}
+	var one int
+	return notFound(t.queryRow(q, idArg(user)).Scan(&one), "user")
 }
 
 // PurgeDevices implements store.Store. Every test is one index lookup:

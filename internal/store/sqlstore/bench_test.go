@@ -256,24 +256,20 @@ func BenchmarkBlockAtCap(b *testing.B) {
 	}
 }
 
+// benchTwo opens a store at url, closed when the benchmark ends, with two
+// accounts of one device each.
+func benchTwo(b *testing.B, url string) (*Store, benchSender, benchSender) {
+	s, senders := benchStore(b, url, 2)
+	b.Cleanup(func() { s.Close() })
+	return s, senders[0], senders[1]
+}
+
 // benchBlockList opens a store at url with an account (owner) whose block
 // list holds n accounts, one of them listed, and one more account (last),
 // not blocked.
 func benchBlockList(b *testing.B, url string, n int) (s *Store, owner, listed, last protocol.UserID) {
 	ctx := context.Background()
-	s, err := Open(ctx, url, Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { s.Close() })
-	o, err := benchUser(s, "owner", []byte("token"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	l, err := benchUser(s, "last", []byte("token last"))
-	if err != nil {
-		b.Fatal(err)
-	}
+	s, o, l := benchTwo(b, url)
 	others := make([]protocol.UserID, n)
 	for i := range others {
 		others[i] = protocol.NewUserID()
@@ -356,19 +352,7 @@ func BenchmarkDevicesAtLogin(b *testing.B) {
 // session, and sessions sessions of another account's conversations.
 func benchDevices(b *testing.B, url string, active, revoked, sessions int) (*Store, protocol.UserID) {
 	ctx := context.Background()
-	s, err := Open(ctx, url, Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { s.Close() })
-	o, err := benchUser(s, "owner", []byte("token"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	other, err := benchUser(s, "other", []byte("token other"))
-	if err != nil {
-		b.Fatal(err)
-	}
+	s, o, other := benchTwo(b, url)
 	conv, err := benchConversation(s, o, other)
 	if err != nil {
 		b.Fatal(err)

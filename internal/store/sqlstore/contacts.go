@@ -40,16 +40,9 @@ func (t *wtx) blockRoom(user, other protocol.UserID, max int) error {
 	if max <= 0 {
 		return nil
 	}
-	if !t.s.d.local {
-		// On PostgreSQL, user's row is locked so that two blocks of the
-		// account at once count one after the other; FOR NO KEY UPDATE
-		// leaves alone the key-share locks of the rows that reference it
-		// (the other account's block of user, at the same time, waits for
-		// nothing).
-		var id []byte
-		if err := t.queryRow(`SELECT id FROM users WHERE id = ? FOR NO KEY UPDATE`, idArg(user)).Scan(&id); err != nil {
-			return err
-		}
+	// Two blocks of the account at once count one after the other.
+	if err := t.accountRow(user, true); err != nil {
+		return err
 	}
 	var held int
 	if err := t.queryRow(`SELECT (SELECT COUNT(*) FROM blocks WHERE user_id = ? AND blocked_id = ?)

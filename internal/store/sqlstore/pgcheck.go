@@ -124,13 +124,9 @@ func (s *Store) sendPostgresGated(ctx context.Context, batch []store.Send) (res 
 			if err := pipelineExec(pl, ""); err != nil { // the locks
 				return err
 			}
-			r, err := pl.GetResults()
+			rr, err := pipelineRows(pl)
 			if err != nil {
 				return err
-			}
-			rr, ok := r.(*pgconn.ResultReader)
-			if !ok {
-				return fmt.Errorf("send: pipeline answered %T", r)
 			}
 			for rr.NextRow() {
 				v := rr.Values()
@@ -177,16 +173,25 @@ func (s *Store) sendPostgresGated(ctx context.Context, batch []store.Send) (res 
 	return res, nil, nil
 }
 
-// pipelineExec reads the next result of a pipeline, a statement without
-// rows, and checks its tag when want is not empty.
-func pipelineExec(pl *pgconn.Pipeline, want string) error {
+// pipelineRows reads the next result of a pipeline, a statement's.
+func pipelineRows(pl *pgconn.Pipeline) (*pgconn.ResultReader, error) {
 	r, err := pl.GetResults()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	rr, ok := r.(*pgconn.ResultReader)
 	if !ok {
-		return fmt.Errorf("send: pipeline answered %T", r)
+		return nil, fmt.Errorf("send: pipeline answered %T", r)
+	}
+	return rr, nil
+}
+
+// pipelineExec reads the next result of a pipeline, a statement without
+// rows, and checks its tag when want is not empty.
+func pipelineExec(pl *pgconn.Pipeline, want string) error {
+	rr, err := pipelineRows(pl)
+	if err != nil {
+		return err
 	}
 	tag, err := rr.Close()
 	if err == nil && want != "" && tag.String() != want {
