@@ -426,3 +426,18 @@ func crashRun(t *testing.T, bin, dbName string) {
 		}
 	}
 }
+
+// logLines returns the lines of the server's log that contain sub.
+func (s *server) logLines(sub string) string {
+	b, err := os.ReadFile(s.log.Name())
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

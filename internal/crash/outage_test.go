@@ -76,7 +76,7 @@ func TestPostgresOutage(t *testing.T) {
 	t.Logf("outage %v: %d sends acknowledged during it; sends acknowledged again %v after PostgreSQL was back; answers 503: %d, 500: %d; send failures: %v",
 		down, during, time.Since(back).Round(time.Millisecond), r.codes.get(503), r.codes.get(500), r.failures())
 	if c := r.codes.get(http.StatusInternalServerError); c > 0 {
-		t.Errorf("%d requests got 500 during the outage; want 503", c)
+		t.Errorf("%d requests got 500 during the outage; want 503; the server logged:\n%s", c, r.srv.logLines("internal error"))
 	}
 	r.finish()
 	r.srv.kill() // fails if the process ended on its own

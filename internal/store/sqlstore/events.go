@@ -207,12 +207,7 @@ func (s *Store) SyncWoken(ctx context.Context, user protocol.UserID, device prot
 	if limit <= 0 {
 		limit = 100
 	}
-	// The wait for the head settled up to at (pgHead.freshFor) is not
-	// used: with it a reader missed events that committed later
-	// (TestPostgresStreamNoSkip's reader 3, about one run in four), a
-	// fault not found yet. Until it is, a woken reader waits as Sync's
-	// does, for a round started after the call.
-	head, err := s.head.fresh(ctx)
+	head, err := s.head.freshFor(ctx, at)
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: sync: %w", err)
 	}
