@@ -76,8 +76,8 @@ func badRequest(detail string, cause error) *Problem {
 }
 
 // unavailable turns an error of the database that the client can do
-// nothing about but wait into a 503: a full disk (storage_full), or a
-// database that does not answer a ping (unavailable). Anything else is
+// nothing about but wait into a 503: a full disk (storage_full), a lost
+// connection, or a database that does not answer a ping (unavailable). Anything else is
 // nil (an internal error).
 func (s *Server) unavailable(r *http.Request, err error) *Problem {
 	if errors.Is(err, store.ErrFull) {
@@ -86,6 +86,14 @@ func (s *Server) unavailable(r *http.Request, err error) *Problem {
 		// Longer than clients wait inside one call: a full disk is not
 		// freed in seconds, so the caller hears of it at once.
 		p.RetryAfter = 30
+		return p
+	}
+	if s.store.ConnLost(err) {
+		// The connection was lost (the database stopping, restarting
+		// or ending it): the next call opens another.
+		s.log.Error("database connection lost", "method", r.Method, "path", r.URL.Path, "err", err)
+		p := problem(http.StatusServiceUnavailable, CodeUnavailable, "the database is unreachable; try again shortly", err)
+		p.RetryAfter = 2
 		return p
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), time.Second)

@@ -578,6 +578,14 @@ type Store interface {
 
 	// Ping checks the database is reachable (readiness).
 	Ping(ctx context.Context) error
+	// ConnLost reports whether err, returned by a call of the store, is
+	// the connection to the database lost or refused (the database
+	// stopping, restarting, or ending the connection) rather than the
+	// call's own failure: the next call opens another. A write that
+	// failed so may or may not have been made; a send is retried on a
+	// new connection by the store (its client message id is stored
+	// once), other writes are for the caller to repeat or not.
+	ConnLost(err error) bool
 	// Close releases the store; calling it again does nothing.
 	Close() error
 }

@@ -46,11 +46,13 @@ func (s *Store) sendPostgresChecked(ctx context.Context, m store.Send) ([]store.
 		s.checkedSends.Add(1)
 		return res, nil
 	}
-	// Not written: the check decides first, then the planned path.
+	// Not written (or, the connection lost, perhaps written: the look-up
+	// answers what was stored): the check decides first, then the
+	// planned path.
 	if cerr := m.Check(); cerr != nil {
 		return []store.SendResult{{Err: cerr}}, nil
 	}
-	lookup := errors.Is(err, errLookUp)
+	lookup := errors.Is(err, errLookUp) || connLost(err) && ctx.Err() == nil
 	if err != nil && !lookup && !s.counterRetired(err) && (!s.d.retryable(err) || ctx.Err() != nil) {
 		return nil, sendErr(err)
 	}

@@ -173,7 +173,7 @@ func (s *Store) sendPostgres(ctx context.Context, batch []store.Send, planned, l
 			s.fastSends.Add(1)
 			return res, nil
 		case err == nil: // an item needs planSend
-		case errors.Is(err, errLookUp):
+		case errors.Is(err, errLookUp), connLost(err) && ctx.Err() == nil:
 			lookup = true
 		case s.counterRetired(err):
 		case !s.d.retryable(err) || ctx.Err() != nil:
@@ -190,6 +190,16 @@ func (s *Store) sendPostgres(ctx context.Context, batch []store.Send, planned, l
 			lookup = true
 		}
 		s.counterRetired(err)
+		if lost := connLost(err); lost && ctx.Err() == nil {
+			// The batch may have committed before the answer was lost:
+			// it runs again with the look-up, which answers what was
+			// stored, on a new connection (the pool drops the dead one).
+			lookup = true
+			if s.Ping(ctx) != nil {
+				break // the database is down: 503, not five more failures
+			}
+			continue
+		}
 		if !s.d.retryable(err) || ctx.Err() != nil {
 			break
 		}
@@ -199,10 +209,7 @@ func (s *Store) sendPostgres(ctx context.Context, batch []store.Send, planned, l
 
 // sendErr wraps the error of a failed send batch as writeTx does.
 func sendErr(err error) error {
-	if full(err) {
-		return fmt.Errorf("sqlstore: send: %w: %w", store.ErrFull, err)
-	}
-	return fmt.Errorf("sqlstore: send: %w", err)
+	return wrapErr("send", err)
 }
 
 // fastSendable reports whether a batch may take the one round trip: no

@@ -18,8 +18,11 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -629,10 +632,41 @@ func (s *Store) writeTx(ctx context.Context, what string, invalidate bool, fn fu
 			break
 		}
 	}
+	return wrapErr(what, err)
+}
+
+// wrapErr wraps the error of a failed call, joining store.ErrFull when
+// err is the disk being full.
+func wrapErr(what string, err error) error {
 	if full(err) {
 		return fmt.Errorf("sqlstore: %s: %w: %w", what, store.ErrFull, err)
 	}
 	return fmt.Errorf("sqlstore: %s: %w", what, err)
+}
+
+// ConnLost implements store.Store.
+func (s *Store) ConnLost(err error) bool { return connLost(err) }
+
+// connLost reports whether err is the connection to the database lost
+// or refused rather than a statement's failure: a connection pgx could
+// not use or open, a network error, an answer cut short, or
+// PostgreSQL's connection_exception (class 08) and operator
+// intervention (57P01 admin_shutdown, 57P02 crash_shutdown, 57P03
+// cannot_connect_now).
+func connLost(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.ErrUnexpectedEOF) || pgconn.SafeToRetry(err) {
+		return true
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57P")
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	return errors.As(err, &ce) || errors.As(err, &ne)
 }
 
 // full reports whether err is the database's disk being full: SQLite's
