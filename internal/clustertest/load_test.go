@@ -57,7 +57,8 @@ func TestLoadAcrossNodes(t *testing.T) {
 	}
 	c := Start(t, Options{Nodes: nodes, DB: dbURL, Config: cfg, NoNATS: os.Getenv("SANDI_LOAD_NONATS") != ""})
 	var wal0 string
-	if err := db.QueryRow(`SELECT pg_current_wal_lsn()::text`).Scan(&wal0); err != nil {
+	var xacts0 int64
+	if err := db.QueryRow(`SELECT pg_current_wal_lsn()::text, xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()`).Scan(&wal0, &xacts0); err != nil {
 		t.Fatal(err)
 	}
 	lc := load.Config{Server: c.Nodes[0].URL(), Senders: 8, Concurrency: []int{}, Duration: -1, CatchUp: -1,
@@ -86,7 +87,7 @@ func TestLoadAcrossNodes(t *testing.T) {
 	for _, n := range c.Nodes {
 		if late, ok := n.St.StreamHeadLate(); ok {
 			settled, drawn, _, _ := n.St.StreamHead()
-			t.Logf("node %s: %d reads gave up waiting for the settled head; head %d, drawn %d", n.Addr, late, settled, drawn)
+			t.Logf("node %s: %d reads gave up waiting for the settled head; head %d, drawn %d; %d observations of the head", n.Addr, late, settled, drawn, n.St.StreamHeadRounds())
 		}
 	}
 	l := rep.Live
@@ -103,15 +104,18 @@ func TestLoadAcrossNodes(t *testing.T) {
 				n.Server, n.Accepted, n.Received, l.Accepted, n.Missing, n.Duplicates, n.CrossNode.N)
 		}
 	}
-	// What a message costs PostgreSQL: WAL written, and table and index
-	// bytes (the run's messages dominate the database).
-	var walBytes, msgBytes, evBytes float64
+	// What a message costs PostgreSQL: WAL written, table and index
+	// bytes (the run's messages dominate the database), and transactions
+	// (sends, reads, the nodes' observations of the head; the statistics
+	// are flushed within a second, so the figure may miss the last).
+	var walBytes, msgBytes, evBytes, xacts float64
 	if err := db.QueryRow(`SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn),
-		pg_total_relation_size('messages'), pg_total_relation_size('events')`, wal0).Scan(&walBytes, &msgBytes, &evBytes); err != nil {
+		pg_total_relation_size('messages'), pg_total_relation_size('events'),
+		(SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()) - $2`, wal0, xacts0).Scan(&walBytes, &msgBytes, &evBytes, &xacts); err != nil {
 		t.Fatal(err)
 	}
 	if n := float64(rep.Stored); n > 0 {
-		t.Logf("per stored message: %.0f bytes of WAL, %.0f bytes of messages (table and indexes), %.0f of events", walBytes/n, msgBytes/n, evBytes/n)
+		t.Logf("per stored message: %.0f bytes of WAL, %.0f bytes of messages (table and indexes), %.0f of events; %.2f transactions", walBytes/n, msgBytes/n, evBytes/n, xacts/n)
 	}
 	if rep.Stored != rep.Accepted() {
 		t.Errorf("stored %d, accepted %d", rep.Stored, rep.Accepted())

@@ -26,6 +26,8 @@ type streamHeader interface {
 	OnHeadLate(func())
 	// StreamHeadLate counts the reads that gave up waiting for the head.
 	StreamHeadLate() (n uint64, ok bool)
+	// StreamHeadRounds counts the observations of the head taken.
+	StreamHeadRounds() uint64
 	// SyncSettled is Sync up to the head settled already, without
 	// waiting for it: the read after a full page.
 	SyncSettled(ctx context.Context, user protocol.UserID, device protocol.DeviceID, since int64, limit int) ([]store.Event, error)
@@ -62,6 +64,12 @@ func (s *Server) watchStream() {
 		}, func() float64 {
 			_, _, waiting, _ := sh.StreamHead()
 			return waiting.Seconds()
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sandi_stream_head_observations_total",
+			Help: "Observations of the event stream's head taken (each two short transactions on PostgreSQL, one of them assigned a transaction id).",
+		}, func() float64 {
+			return float64(sh.StreamHeadRounds())
 		}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "sandi_stream_head_late_total",

@@ -567,3 +567,15 @@ func (s *Store) OnHeadLate(f func()) {
 		h.mu.Unlock()
 	}
 }
+
+// StreamHeadRounds reports the observations of the head taken (rounds
+// started); 0 on SQLite.
+func (s *Store) StreamHeadRounds() uint64 {
+	h := s.head
+	if h == nil {
+		return 0
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.started
+}
