@@ -323,3 +323,56 @@ func FuzzOpenIdentity(f *testing.F) {
 		}
 	})
 }
+
+// FuzzOpenIdentityWith: the sealed identity followed by a history
+// transfer offer (§14.5) opens only at the two sizes it allows, returns
+// nothing on failure, and on success the sealed identity and exactly the
+// sealed extra.
+func FuzzOpenIdentityWith(f *testing.F) {
+	const extraSize = 48
+	l := newIdentityLink(f)
+	extra := bytes.Repeat([]byte{0xe7}, extraSize)
+	with, err := SealIdentityWith(l.id, extra, l.tmp.Public(), l.user, l.device, l.key)
+	if err != nil {
+		f.Fatal(err)
+	}
+	if id, got, err := OpenIdentityWith(l.tmp, with, extraSize, l.user, l.device, l.key); err != nil || !id.Equal(l.id) || !bytes.Equal(got, extra) {
+		f.Fatalf("control: %v", err)
+	}
+	other, err := SealIdentityWith(l.id, extra, l.tmp.Public(), l.user, l.dev2, l.key)
+	if err != nil {
+		f.Fatal(err)
+	}
+	if _, _, err := OpenIdentityWith(l.tmp, other, extraSize, l.user, l.device, l.key); err == nil {
+		f.Fatal("a sealing for another device opens")
+	}
+	f.Add(with)
+	f.Add(other)
+	f.Add(sealedIdentitySeeds(f)[0])
+	f.Add(with[:len(with)-1])
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		id, got, err := OpenIdentityWith(l.tmp, bytes.Clone(in), extraSize, l.user, l.device, l.key)
+		if err != nil {
+			if id != nil || got != nil {
+				t.Fatalf("refused (%v) with a result", err)
+			}
+			return
+		}
+		switch len(in) {
+		case SealedIdentitySize:
+			if got != nil {
+				t.Fatalf("opened %d extra bytes from a sealing without any", len(got))
+			}
+		case SealedIdentityOfferSize(extraSize):
+			if !bytes.Equal(got, extra) {
+				t.Fatal("opened to another extra")
+			}
+		default:
+			t.Fatalf("opened a sealed key of %d bytes", len(in))
+		}
+		if id == nil || !id.Equal(l.id) {
+			t.Fatal("opened to another identity")
+		}
+	})
+}
