@@ -228,6 +228,9 @@ func (w *world) create() {
 			cands = append(cands, d)
 		}
 	}
+	if len(cands) == 0 {
+		return // every device is offline: nobody can create one
+	}
 	d := cands[w.rng.IntN(len(cands))]
 	cv := &pConv{admin: d.user, members: map[int]bool{d.user: true}}
 	var names []string

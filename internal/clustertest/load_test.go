@@ -87,7 +87,8 @@ func TestLoadAcrossNodes(t *testing.T) {
 	for _, n := range c.Nodes {
 		if late, ok := n.St.StreamHeadLate(); ok {
 			settled, drawn, _, _ := n.St.StreamHead()
-			t.Logf("node %s: %d reads gave up waiting for the settled head; head %d, drawn %d; %d observations of the head", n.Addr, late, settled, drawn, n.St.StreamHeadRounds())
+			obs, checks := n.St.StreamHeadRounds()
+			t.Logf("node %s: %d reads gave up waiting for the settled head; head %d, drawn %d; %d observations of the head, %d checks", n.Addr, late, settled, drawn, obs, checks)
 		}
 	}
 	l := rep.Live

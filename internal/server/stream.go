@@ -26,8 +26,9 @@ type streamHeader interface {
 	OnHeadLate(func())
 	// StreamHeadLate counts the reads that gave up waiting for the head.
 	StreamHeadLate() (n uint64, ok bool)
-	// StreamHeadRounds counts the observations of the head taken.
-	StreamHeadRounds() uint64
+	// StreamHeadRounds counts the observations of the head taken, and
+	// the checks that only settled them.
+	StreamHeadRounds() (observations, checks uint64)
 	// SyncSettled is Sync up to the head settled already, without
 	// waiting for it: the read after a full page.
 	SyncSettled(ctx context.Context, user protocol.UserID, device protocol.DeviceID, since int64, limit int) ([]store.Event, error)
@@ -69,7 +70,15 @@ func (s *Server) watchStream() {
 			Name: "sandi_stream_head_observations_total",
 			Help: "Observations of the event stream's head taken (each two short transactions on PostgreSQL, one of them assigned a transaction id).",
 		}, func() float64 {
-			return float64(sh.StreamHeadRounds())
+			n, _ := sh.StreamHeadRounds()
+			return float64(n)
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sandi_stream_head_checks_total",
+			Help: "Checks of the event stream's observations pending, without a new observation (one read-only statement each).",
+		}, func() float64 {
+			_, n := sh.StreamHeadRounds()
+			return float64(n)
 		}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "sandi_stream_head_late_total",

@@ -70,10 +70,15 @@ func TestStreamHeadStuck(t *testing.T) {
 	if v := e.metricOr0("sandi_stream_head_late_total"); v < 1 {
 		t.Fatalf("sandi_stream_head_late_total %v after a read gave up waiting for the head", v)
 	}
-	// While the head is held the node keeps observing it (more slowly).
-	before := e.metricOr0("sandi_stream_head_observations_total")
-	eventually(t, 10*time.Second, "observations of the held head", func() bool {
-		return e.metricOr0("sandi_stream_head_observations_total") > before
+	// While the head is held the node keeps checking whether its
+	// observation has settled (more slowly), without new observations
+	// unless a reader needs one.
+	if v := e.metricOr0("sandi_stream_head_observations_total"); v < 1 {
+		t.Fatalf("sandi_stream_head_observations_total %v after reads on PostgreSQL", v)
+	}
+	before := e.metricOr0("sandi_stream_head_checks_total")
+	eventually(t, 10*time.Second, "checks of the held head", func() bool {
+		return e.metricOr0("sandi_stream_head_checks_total") > before
 	})
 
 	if err := tx.Rollback(); err != nil {

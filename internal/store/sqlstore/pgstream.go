@@ -218,10 +218,11 @@ const eventBlockText = "1024"
 // Observations settle in the order they were taken (their X go up), so
 // the pending list can be thinned by replacing its newest.
 type pgHead struct {
-	s    *Store
-	kick chan struct{}
-	stop chan struct{}
-	done chan struct{}
+	s     *Store
+	kick  chan struct{} // a reader needs an observation taken after its call
+	nudge chan struct{} // a reader waits for a pending observation to settle
+	stop  chan struct{}
+	done  chan struct{}
 
 	mu      sync.Mutex
 	settled int64
@@ -230,7 +231,8 @@ type pgHead struct {
 	started uint64        // rounds started
 	ended   uint64        // rounds ended
 	endedL  int64         // the L of the newest ended round
-	roundCh chan struct{} // closed when a round ends
+	roundCh chan struct{} // closed when a round or a check ends
+	checks  uint64        // checks taken (settling only, see check)
 	err     error         // the last round's error
 	late    bool          // a waiter gave up before its observation settled
 	gaveUp  uint64        // waiters that gave up (StreamHeadLate)
@@ -254,7 +256,7 @@ const maxPending = 64
 const headMaxWait = 250 * time.Millisecond
 
 func newPGHead(s *Store) *pgHead {
-	h := &pgHead{s: s, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+	h := &pgHead{s: s, kick: make(chan struct{}, 1), nudge: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		roundCh: make(chan struct{}), maxWait: headMaxWait}
 	go h.loop()
 	return h
@@ -265,9 +267,11 @@ func (h *pgHead) close() {
 	<-h.done
 }
 
-// loop runs rounds when a reader asks, and while observations are
-// pending: every millisecond while a reader waits or the head moves,
-// more slowly (up to 100 ms) while nobody waits for a head held back.
+// loop runs rounds when a reader needs a new observation (kick), and
+// checks (check) when a reader waits for a pending one to settle (nudge)
+// and while observations are pending: every millisecond while a reader
+// waits or the head moves, more slowly (up to 100 ms) while nobody waits
+// for a head held back.
 func (h *pgHead) loop() {
 	defer close(h.done)
 	const minPoll, maxPoll = time.Millisecond, 100 * time.Millisecond
@@ -286,10 +290,13 @@ func (h *pgHead) loop() {
 		if pending {
 			timer.Reset(poll)
 		}
+		round := false
 		select {
 		case <-h.stop:
 			return
 		case <-h.kick:
+			round = true
+		case <-h.nudge:
 		case <-timer.C:
 			poll = min(2*poll, maxPoll)
 		}
@@ -299,7 +306,11 @@ func (h *pgHead) loop() {
 			default:
 			}
 		}
-		h.round()
+		if round {
+			h.round()
+		} else {
+			h.check()
+		}
 	}
 }
 
@@ -311,11 +322,10 @@ func (h *pgHead) round() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	o, seq, xmin, err := h.observe(ctx)
 	cancel()
-	var late func()
 	h.mu.Lock()
 	h.err = err
+	before := h.settled
 	if err == nil {
-		before := h.settled
 		h.drawn = max(h.drawn, o.last)
 		if !seq {
 			h.settled = max(h.settled, o.last)
@@ -324,11 +334,49 @@ func (h *pgHead) round() {
 			h.settle(xmin)
 		}
 		h.endedL = o.last
-		if h.settled > before && h.late {
-			h.late, late = false, h.onLate
-		}
 	}
 	h.ended++
+	h.ended2(before)
+}
+
+// check settles the pending observations without taking one: a single
+// read of the oldest running transaction, with no transaction id of its
+// own (the rounds that took them have ended, so a snapshot now is after
+// their X ended, as settling needs). A reader woken for an event that an
+// observation already covers needs only this; so does the poll while
+// observations are pending. A failed check changes nothing (the next
+// round reports the database's error).
+func (h *pgHead) check() {
+	h.mu.Lock()
+	if len(h.pending) == 0 {
+		h.ended2(h.settled)
+		return
+	}
+	h.checks++
+	h.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	var xmin uint64
+	err := h.s.r.QueryRowContext(ctx, pgCheck).Scan(&xmin)
+	cancel()
+	h.mu.Lock()
+	before := h.settled
+	if err == nil {
+		h.settle(xmin)
+	}
+	h.ended2(before)
+}
+
+// pgCheck is a check's statement (see check).
+const pgCheck = `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8`
+
+// ended2 ends a round or a check, with h.mu held, which it releases: it
+// wakes the readers waiting, and calls onLate if the head moved after a
+// reader gave up.
+func (h *pgHead) ended2(before int64) {
+	var late func()
+	if h.settled > before && h.late {
+		h.late, late = false, h.onLate
+	}
 	close(h.roundCh)
 	h.roundCh = make(chan struct{})
 	h.mu.Unlock()
@@ -457,6 +505,7 @@ func (h *pgHead) freshFor(ctx context.Context, at int64) (int64, error) {
 		return v, nil
 	}
 	target := h.started + 1
+	covered := at > 0 && h.drawn >= at
 	h.waiters++
 	h.mu.Unlock()
 	defer func() {
@@ -464,8 +513,14 @@ func (h *pgHead) freshFor(ctx context.Context, at int64) (int64, error) {
 		h.waiters--
 		h.mu.Unlock()
 	}()
+	// An observation with L ≥ at is taken already: it needs settling
+	// only (a check), not another observation.
+	wake := h.kick
+	if covered {
+		wake = h.nudge
+	}
 	select {
-	case h.kick <- struct{}{}:
+	case wake <- struct{}{}:
 	default:
 	}
 	deadline := time.NewTimer(h.maxWait)
@@ -569,13 +624,13 @@ func (s *Store) OnHeadLate(f func()) {
 }
 
 // StreamHeadRounds reports the observations of the head taken (rounds
-// started); 0 on SQLite.
-func (s *Store) StreamHeadRounds() uint64 {
+// started) and the checks that only settled them; 0 on SQLite.
+func (s *Store) StreamHeadRounds() (observations, checks uint64) {
 	h := s.head
 	if h == nil {
-		return 0
+		return 0, 0
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.started
+	return h.started, h.checks
 }
