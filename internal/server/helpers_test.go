@@ -282,6 +282,7 @@ type pageAnswer struct {
 	Events []eventAnswer `json:"events"`
 	Cursor int64         `json:"cursor"`
 	More   bool          `json:"more"`
+	Head   int64         `json:"head"`
 }
 
 // events reads d's stream from its cursor to the end (pages of limit) and

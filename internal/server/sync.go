@@ -114,8 +114,7 @@ func (s *Server) readEvents(ctx context.Context, ref protocol.DeviceRef, since i
 		return SyncPage{Cursor: since}, nil
 	}
 	inc := incarnationText(s.store.Incarnation().ID)
-	// Read after the events: the head is at least the last of them.
-	head, err := s.store.LastEventID(ctx)
+	head, err := s.pageHead(ctx, evs)
 	if err != nil {
 		return SyncPage{}, err
 	}
@@ -130,6 +129,20 @@ func (s *Server) readEvents(ctx context.Context, ref protocol.DeviceRef, since i
 		page.Cursor = e.ID
 	}
 	return page, nil
+}
+
+// pageHead is the head a page names, read after its events: at least the
+// last of them. On a store whose stream has a settled head it is that
+// head, which every read stays at or below, known without a query (a
+// delivery on PostgreSQL saves a statement); elsewhere, and for a page
+// without events (whose head must be at least any cursor a client holds,
+// and may come from another node's page), the newest event id stored.
+func (s *Server) pageHead(ctx context.Context, evs []store.Event) (int64, error) {
+	if s.stream != nil && len(evs) > 0 {
+		settled, _, _, _ := s.stream.StreamHead()
+		return max(settled, evs[len(evs)-1].ID), nil
+	}
+	return s.store.LastEventID(ctx)
 }
 
 func sinceQuery(r *http.Request) (int64, error) {
