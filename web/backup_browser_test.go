@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/chromedp/chromedp"
+
 	"sandi.dev/client"
 )
 
@@ -36,7 +38,7 @@ func TestBrowserBackupSettings(t *testing.T) {
 	alice.send("before the backup")
 	bob.waitTexts("alice: before the backup")
 
-	alice.click("#devices-link")
+	alice.openDevicesSteady()
 	alice.waitText("#backup-status", "Backups are off")
 	alice.clickTaken("#backup-enable", "the recovery key", `/^[A-Z2-7]{4}(-[A-Z2-7]{4}){7}$/.test(document.getElementById("backup-key").innerText.trim())`)
 	key := eval[string](alice, `document.getElementById("backup-key").innerText.trim()`)
@@ -53,7 +55,7 @@ func TestBrowserBackupSettings(t *testing.T) {
 	alice.openConversation("bob")
 	alice.send("after the first backup")
 	bob.waitTexts("alice: after the first backup")
-	alice.click("#devices-link")
+	alice.openDevicesSteady()
 	alice.waitText("#backup-status", "Last backup")
 	if !eval[bool](alice, `new Promise((ok, ko) => {
 		const r = indexedDB.open("sandi");
@@ -129,4 +131,34 @@ func TestBrowserBackupSettings(t *testing.T) {
 func lastBackup(p *page) int64 {
 	p.t.Helper()
 	return int64(eval[float64](p, `Number(document.getElementById("backup-status").dataset.last)`))
+}
+
+// openDevicesSteady opens the devices pane with a click and fails if
+// anything of the backup card moved once the pane was shown (its list and
+// the card's state drawn after it opened moved the buttons under a click,
+// which made this test flaky and users miss): from the first frame the
+// pane is visible until 20 frames after its list and the card are drawn,
+// the card's top and its buttons' line stay where they were.
+func (p *page) openDevicesSteady() {
+	p.t.Helper()
+	eval[chromedp.Void](p, `window.sandiSteady = new Promise((resolve) => {
+		const seen = new Set();
+		let frames = 0;
+		const step = () => {
+			if (!document.getElementById("pane-devices").hidden) {
+				const card = document.getElementById("backup-card").getBoundingClientRect().top;
+				const line = document.getElementById("backup-error").getBoundingClientRect().top;
+				seen.add(Math.round(card) + "/" + Math.round(line));
+				const drawn = document.getElementById("backup-status").textContent !== "" &&
+					document.querySelectorAll("#device-list li").length > 0;
+				if (drawn && ++frames >= 20) return resolve([...seen]);
+			}
+			requestAnimationFrame(step);
+		};
+		requestAnimationFrame(step);
+	}), undefined`)
+	p.click("#devices-link")
+	if got := eval[[]string](p, `window.sandiSteady`); len(got) != 1 {
+		p.fail("the devices pane moved after it was shown: backup card top / buttons line at %v", got)
+	}
 }

@@ -24,7 +24,7 @@ import { safeName } from "./attach.js";
 import { workerBytes } from "./transfer.js";
 import "./restore.js";
 import "./logout.js";
-import "./backup.js";
+import { backupStatus } from "./backup.js";
 import "./voice.js";
 
 // What the browser tests read (nothing in the page does).
@@ -161,7 +161,9 @@ export const refreshSoon = debounce(() => refresh(), 300);
 // render shows the pane the location names. moved: the user went there
 // (not a start or a reload), so the focus goes with them: into the pane,
 // and back to what opened it when they return to the list.
+let renders = 0;
 async function render(moved) {
+  const call = ++renders;
   const from = document.activeElement;
   const h = location.hash.replace(/^#\/?/, "");
   const [page, arg] = [h.split("/")[0], decodeURIComponent(h.split("/").slice(1).join("/"))];
@@ -172,6 +174,13 @@ async function render(moved) {
   else if (page === "devices") pane = "devices";
   else if (page === "safety" && arg) pane = "safety";
   else if (page === "alarms") pane = "alarms";
+  if (pane === "devices") {
+    // The devices pane is drawn before it is shown (its list and the
+    // backup card's state come from the module), so that nothing in it
+    // moves under a click once it is; at most a moment is waited.
+    await Promise.race([Promise.all([openDevices(), backupStatus()]), new Promise((r) => setTimeout(r, 400))]);
+    if (call !== renders) return; // the user went elsewhere meanwhile
+  }
   for (const p of panes) $("pane-" + p).hidden = p !== pane;
   st.pane = pane;
   $("app").dataset.pane = pane === "empty" ? "list" : "pane";
@@ -181,7 +190,6 @@ async function render(moved) {
   if (prev !== st.current) drawList();
   if (pane === "chat") await openChat(arg, prev !== arg);
   if (pane === "new") openNew();
-  if (pane === "devices") await openDevices();
   if (pane === "safety") await openSafety(arg);
   if (pane === "alarms") await openAlarms();
   if (moved) moveFocus(pane, from);

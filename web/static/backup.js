@@ -13,6 +13,7 @@ const main = () => $("app").dataset.view === "main";
 // button's end, an automatic backup): only the latest draws, so an older
 // answer that comes last does not put back a stale date.
 let statusCalls = 0;
+export async function backupStatus() { return status(); }
 async function status() {
   if (!main()) return;
   const call = ++statusCalls;
@@ -96,4 +97,4 @@ setInterval(tick, 60000);
 document.addEventListener("visibilitychange", tick);
 new MutationObserver(() => { if (main()) { tick(); status(); } })
   .observe($("app"), { attributes: true, attributeFilter: ["data-view"] });
-window.addEventListener("hashchange", () => { if (location.hash.startsWith("#/devices")) status(); });
+// Opening the devices pane draws the card first (app.js, render).
