@@ -1,8 +1,6 @@
 package server_test
 
 import (
-	"context"
-	"database/sql"
 	"net/http"
 	"testing"
 
@@ -24,22 +22,7 @@ func TestPostgresConnectionLost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin, err := sql.Open("pgx", url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	kill := func() {
-		t.Helper()
-		var n int
-		if err := admin.QueryRowContext(context.Background(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-			WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			t.Fatal("the server holds no connection to end")
-		}
-	}
+	kill := func() { testpg.EndConnections(t, url) }
 	if _, err := alice.send(conv, 1, "before"); err != nil {
 		t.Fatal(err)
 	}

@@ -23,22 +23,7 @@ func TestPostgresConnectionLost(t *testing.T) {
 	s, senders := benchStore(t, url, 1)
 	t.Cleanup(func() { s.Close() })
 	sd := senders[0]
-	admin, err := sql.Open("pgx", url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	kill := func() {
-		t.Helper()
-		var n int
-		if err := admin.QueryRowContext(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-			WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			t.Fatal("the store holds no connection to end")
-		}
-	}
+	kill := func() { testpg.EndConnections(t, url) }
 	n := 0
 	send := func(checked bool) (store.SendResult, error) {
 		n++
@@ -58,10 +43,7 @@ func TestPostgresConnectionLost(t *testing.T) {
 		if err != nil {
 			t.Fatalf("send (checked %v) after the connections ended: %v", checked, err)
 		}
-		var stored int
-		if err := admin.QueryRowContext(ctx, `SELECT count(*) FROM messages WHERE client_id = $1`, fmt.Sprintf("lost-%d", n)).Scan(&stored); err != nil {
-			t.Fatal(err)
-		}
+		stored := countRows(t, url, `SELECT count(*) FROM messages WHERE client_id = $1`, fmt.Sprintf("lost-%d", n))
 		if stored != 1 || res.Seq == 0 {
 			t.Fatalf("send (checked %v) after the connections ended: stored %d times, seq %d", checked, stored, res.Seq)
 		}
@@ -70,8 +52,24 @@ func TestPostgresConnectionLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	kill()
-	err = s.PutBundle(ctx, store.BundleUpload{User: sd.user, Device: sd.dev, Identity: testIdentity(), SignedPreKey: []byte("spk2"), LastResort: []byte("lr2")})
+	err := s.PutBundle(ctx, store.BundleUpload{User: sd.user, Device: sd.dev, Identity: testIdentity(), SignedPreKey: []byte("spk2"), LastResort: []byte("lr2")})
 	if err != nil && !s.ConnLost(err) {
 		t.Fatalf("a write on a connection PostgreSQL ended: %v, want a lost connection (ConnLost)", err)
 	}
+}
+
+// countRows runs a count on a connection of its own (the store's may have
+// been ended).
+func countRows(t *testing.T, url, q string, args ...any) int {
+	t.Helper()
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRowContext(context.Background(), q, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
