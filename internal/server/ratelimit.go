@@ -36,6 +36,7 @@ type limiters struct {
 	register, login, claim *limiter
 	typing                 *limiter // typing notices per device (typing.go)
 	settings               *limiter // changes to the account's settings per device (setting)
+	conversations          *limiter // conversation changes per account (conversationChange)
 	// loginUser is keyed by client address and username (loginKey): one
 	// address cannot spend all its logins on one account. No limit keys
 	// on the username alone, so nobody can lock an account's owner out;
@@ -53,13 +54,14 @@ func newLimiters(c Config, m *limitMetrics) *limiters {
 		perUser = (perUser + 1) / 2
 	}
 	return &limiters{
-		register:   l("register", c.RegisterPerMinute),
-		login:      l("login", c.LoginPerMinute),
-		claim:      l("claim", c.ClaimPerMinute),
-		typing:     l("typing", c.TypingPerMinute),
-		settings:   l("settings", c.SettingsPerMinute),
-		loginUser:  l("login_user", perUser),
-		loginFails: newLoginFailures(c, m.buckets.WithLabelValues("login_failures")),
+		register:      l("register", c.RegisterPerMinute),
+		login:         l("login", c.LoginPerMinute),
+		claim:         l("claim", c.ClaimPerMinute),
+		typing:        l("typing", c.TypingPerMinute),
+		settings:      l("settings", c.SettingsPerMinute),
+		conversations: l("conversations", c.ConversationsPerMinute),
+		loginUser:     l("login_user", perUser),
+		loginFails:    newLoginFailures(c, m.buckets.WithLabelValues("login_failures")),
 	}
 }
 
@@ -79,6 +81,27 @@ const settingsPerMinute = 60
 func (s *Server) setting(h func(http.ResponseWriter, *http.Request, *call) error) func(http.ResponseWriter, *http.Request, *call) error {
 	return func(w http.ResponseWriter, r *http.Request, c *call) error {
 		if err := s.limits.settings.allow(c.device.ID.String()); err != nil {
+			return err
+		}
+		return h(w, r, c)
+	}
+}
+
+// conversationsPerMinute is the default of Config.ConversationsPerMinute:
+// far above what people do by hand, with a burst of 60.
+const conversationsPerMinute = 60
+
+// conversationChange wraps the handler of a route that creates a
+// conversation or changes its members or state (the routes wrapped in
+// the table of routes.go): each call first takes one token of the
+// caller's account, whichever of its devices makes it. Each writes rows
+// (the conversation, its members, its signed records, an event for each
+// member device) that stay, so an account looping over them would grow
+// the database as fast as the server answers; counting by account keeps
+// its devices (up to --max-devices) from multiplying the rate.
+func (s *Server) conversationChange(h func(http.ResponseWriter, *http.Request, *call) error) func(http.ResponseWriter, *http.Request, *call) error {
+	return func(w http.ResponseWriter, r *http.Request, c *call) error {
+		if err := s.limits.conversations.allow(c.user().String()); err != nil {
 			return err
 		}
 		return h(w, r, c)

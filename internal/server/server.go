@@ -50,6 +50,12 @@ type Config struct {
 	// device list and removals, sessions signed out, link requests and
 	// approvals), per device, default 60 (ratelimit.go).
 	SettingsPerMinute int
+	// ConversationsPerMinute: conversations an account creates and
+	// membership and state changes it makes (members added or removed,
+	// leaving, renames and timers), which the other limits do not count,
+	// per account, default 60 (ratelimit.go). Messages and key rotations
+	// are not counted.
+	ConversationsPerMinute int
 	// Pre-key limits (see claims.go); 0 takes the default, negative
 	// disables (except MaxClaimBudgets).
 	MaxOneTimeKeys       int // one-time keys a device may hold, default 200
@@ -194,6 +200,9 @@ func (c *Config) defaults() {
 	}
 	if c.SettingsPerMinute == 0 {
 		c.SettingsPerMinute = settingsPerMinute
+	}
+	if c.ConversationsPerMinute == 0 {
+		c.ConversationsPerMinute = conversationsPerMinute
 	}
 	if c.LoginDelayAfter == 0 {
 		c.LoginDelayAfter = 10
