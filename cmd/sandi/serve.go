@@ -104,6 +104,8 @@ func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
 	intFlag(&c.targetOneTime, "target-onetime-per-hour", "SANDI_TARGET_ONETIME_PER_HOUR", 0, "claims with one-time keys all accounts make of one user an hour, 0: the default, 60")
 	intFlag(&c.maxOneTime, "max-onetime-keys", "SANDI_MAX_ONETIME_KEYS", 0, "one-time pre-keys a device may hold, 0: the default, 200; negative: no cap")
 	intFlag(&c.uploadRate, "upload-rate", "SANDI_UPLOAD_RATE", 0, "bundle and one-time key uploads a minute per device, 0: the default, 60")
+	intFlag(&l.SettingsPerMinute, "settings-rate", "SANDI_SETTINGS_RATE", 0, "changes a minute per device to the account's settings (block list, device names and list, removals, sign-outs, links), 0: the default, 60; negative: off")
+	intFlag(&l.ConversationsPerMinute, "conversation-rate", "SANDI_CONVERSATION_RATE", 0, "conversations created and member or state changes a minute per account, 0: the default, 60; negative: off")
 	fs.StringVar(&c.blobs, "blobs", envOr("SANDI_BLOBS", ""), "where attachment ciphertext is kept: a directory (default: blobs in the data directory) or an s3:// URL (env SANDI_BLOBS)")
 	maxBlob := fs.String("max-blob", envOr("SANDI_MAX_BLOB", "101MiB"), "largest attachment, in ciphertext bytes (KiB, MiB, GiB suffixes; 101MiB holds 100 MiB of plaintext) (env SANDI_MAX_BLOB)")
 	blobQuota := fs.String("blob-quota", envOr("SANDI_BLOB_QUOTA", "1GiB"), "attachment bytes an account may keep, 0 for no cap (env SANDI_BLOB_QUOTA)")

@@ -75,3 +75,22 @@ func TestServeMaxDevicesFlag(t *testing.T) {
 		t.Fatal("--max-devices many accepted")
 	}
 }
+
+// --settings-rate and --conversation-rate (SANDI_SETTINGS_RATE,
+// SANDI_CONVERSATION_RATE) reach the server's Config; the flag wins over
+// the environment, and 0 leaves the server's default.
+func TestServeRateFlags(t *testing.T) {
+	t.Setenv("SANDI_SETTINGS_RATE", "30")
+	t.Setenv("SANDI_CONVERSATION_RATE", "120")
+	c, err := parseServe(nil, io.Discard)
+	if err != nil || c.limits.SettingsPerMinute != 30 || c.limits.ConversationsPerMinute != 120 {
+		t.Fatalf("from the environment: %d %d, %v", c.limits.SettingsPerMinute, c.limits.ConversationsPerMinute, err)
+	}
+	c, err = parseServe([]string{"--settings-rate", "-1", "--conversation-rate", "5"}, io.Discard)
+	if err != nil || c.limits.SettingsPerMinute != -1 || c.limits.ConversationsPerMinute != 5 {
+		t.Fatalf("from the flags: %d %d, %v", c.limits.SettingsPerMinute, c.limits.ConversationsPerMinute, err)
+	}
+	if _, err := parseServe([]string{"--conversation-rate", "many"}, io.Discard); err == nil {
+		t.Fatal("--conversation-rate many accepted")
+	}
+}
