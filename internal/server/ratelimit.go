@@ -78,13 +78,8 @@ const settingsPerMinute = 60
 // the database and some emit events to the account's contacts, so a
 // device looping over one would otherwise write as fast as the server
 // answers.
-func (s *Server) setting(h func(http.ResponseWriter, *http.Request, *call) error) func(http.ResponseWriter, *http.Request, *call) error {
-	return func(w http.ResponseWriter, r *http.Request, c *call) error {
-		if err := s.limits.settings.allow(c.device.ID.String()); err != nil {
-			return err
-		}
-		return h(w, r, c)
-	}
+func (s *Server) setting(h handlerFunc) handlerFunc {
+	return limited(s.limits.settings, func(c *call) string { return c.device.ID.String() }, h)
 }
 
 // conversationsPerMinute is the default of Config.ConversationsPerMinute:
@@ -99,9 +94,18 @@ const conversationsPerMinute = 60
 // member device) that stay, so an account looping over them would grow
 // the database as fast as the server answers; counting by account keeps
 // its devices (up to --max-devices) from multiplying the rate.
-func (s *Server) conversationChange(h func(http.ResponseWriter, *http.Request, *call) error) func(http.ResponseWriter, *http.Request, *call) error {
+func (s *Server) conversationChange(h handlerFunc) handlerFunc {
+	return limited(s.limits.conversations, func(c *call) string { return c.user().String() }, h)
+}
+
+// handlerFunc is the handler of a route of the table in routes.go.
+type handlerFunc = func(http.ResponseWriter, *http.Request, *call) error
+
+// limited wraps h so that each call first takes a token of l under the
+// caller's key.
+func limited(l *limiter, key func(*call) string, h handlerFunc) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, c *call) error {
-		if err := s.limits.conversations.allow(c.user().String()); err != nil {
+		if err := l.allow(key(c)); err != nil {
 			return err
 		}
 		return h(w, r, c)

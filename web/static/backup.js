@@ -13,8 +13,7 @@ const main = () => $("app").dataset.view === "main";
 // button's end, an automatic backup): only the latest draws, so an older
 // answer that comes last does not put back a stale date.
 let statusCalls = 0;
-export async function backupStatus() { return status(); }
-async function status() {
+export async function backupStatus() {
   if (!main()) return;
   const call = ++statusCalls;
   let s;
@@ -46,7 +45,7 @@ async function busy(btn, f) {
     $("backup-error").textContent = errorText(e);
   } finally {
     btn.disabled = false;
-    await status();
+    await backupStatus();
   }
 }
 
@@ -86,7 +85,7 @@ async function tick() {
   if (running || !main() || document.hidden) return;
   running = true;
   try {
-    if (await sandi.maybeBackup()) await status();
+    if (await sandi.maybeBackup()) await backupStatus();
   } catch (e) {
     $("backup-error").textContent = "The last automatic backup failed (it is tried again later): " + errorText(e);
   } finally {
@@ -95,6 +94,6 @@ async function tick() {
 }
 setInterval(tick, 60000);
 document.addEventListener("visibilitychange", tick);
-new MutationObserver(() => { if (main()) { tick(); status(); } })
+new MutationObserver(() => { if (main()) { tick(); backupStatus(); } })
   .observe($("app"), { attributes: true, attributeFilter: ["data-view"] });
 // Opening the devices pane draws the card first (app.js, render).

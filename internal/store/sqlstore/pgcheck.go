@@ -54,7 +54,7 @@ func (s *Store) sendPostgresChecked(ctx context.Context, m store.Send) ([]store.
 	}
 	lookup := errors.Is(err, errLookUp) || connLost(err) && ctx.Err() == nil
 	if err != nil && !lookup && !s.counterRetired(err) && (!s.d.retryable(err) || ctx.Err() != nil) {
-		return nil, sendErr(err)
+		return nil, wrapErr("send", err)
 	}
 	return s.sendPostgres(ctx, batch, true, lookup)
 }

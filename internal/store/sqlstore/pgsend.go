@@ -177,7 +177,7 @@ func (s *Store) sendPostgres(ctx context.Context, batch []store.Send, planned, l
 			lookup = true
 		case s.counterRetired(err):
 		case !s.d.retryable(err) || ctx.Err() != nil:
-			return nil, sendErr(err)
+			return nil, wrapErr("send", err)
 		}
 	}
 	for range attempts {
@@ -190,7 +190,7 @@ func (s *Store) sendPostgres(ctx context.Context, batch []store.Send, planned, l
 			lookup = true
 		}
 		s.counterRetired(err)
-		if lost := connLost(err); lost && ctx.Err() == nil {
+		if connLost(err) && ctx.Err() == nil {
 			// The batch may have committed before the answer was lost:
 			// it runs again with the look-up, which answers what was
 			// stored, on a new connection (the pool drops the dead one).
@@ -204,12 +204,7 @@ func (s *Store) sendPostgres(ctx context.Context, batch []store.Send, planned, l
 			break
 		}
 	}
-	return nil, sendErr(err)
-}
-
-// sendErr wraps the error of a failed send batch as writeTx does.
-func sendErr(err error) error {
-	return wrapErr("send", err)
+	return nil, wrapErr("send", err)
 }
 
 // fastSendable reports whether a batch may take the one round trip: no

@@ -290,12 +290,12 @@ func (h *pgHead) loop() {
 		if pending {
 			timer.Reset(poll)
 		}
-		round := false
+		observe := false // a round; otherwise a check
 		select {
 		case <-h.stop:
 			return
 		case <-h.kick:
-			round = true
+			observe = true
 		case <-h.nudge:
 		case <-timer.C:
 			poll = min(2*poll, maxPoll)
@@ -306,7 +306,7 @@ func (h *pgHead) loop() {
 			default:
 			}
 		}
-		if round {
+		if observe {
 			h.round()
 		} else {
 			h.check()
@@ -336,7 +336,7 @@ func (h *pgHead) round() {
 		h.endedL = o.last
 	}
 	h.ended++
-	h.ended2(before)
+	h.finish(before)
 }
 
 // check settles the pending observations without taking one: a single
@@ -349,7 +349,7 @@ func (h *pgHead) round() {
 func (h *pgHead) check() {
 	h.mu.Lock()
 	if len(h.pending) == 0 {
-		h.ended2(h.settled)
+		h.finish(h.settled)
 		return
 	}
 	h.checks++
@@ -363,16 +363,16 @@ func (h *pgHead) check() {
 	if err == nil {
 		h.settle(xmin)
 	}
-	h.ended2(before)
+	h.finish(before)
 }
 
 // pgCheck is a check's statement (see check).
 const pgCheck = `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8`
 
-// ended2 ends a round or a check, with h.mu held, which it releases: it
+// finish ends a round or a check, with h.mu held, which it releases: it
 // wakes the readers waiting, and calls onLate if the head moved after a
 // reader gave up.
-func (h *pgHead) ended2(before int64) {
+func (h *pgHead) finish(before int64) {
 	var late func()
 	if h.settled > before && h.late {
 		h.late, late = false, h.onLate
