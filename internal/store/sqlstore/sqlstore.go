@@ -383,6 +383,9 @@ func openPostgres(ctx context.Context, url string, opts Options) (*Store, error)
 	if err == nil {
 		err = s.ensureStream(ctx, fresh)
 	}
+	if err == nil {
+		err = s.dropSendKeys(ctx)
+	}
 	if err != nil {
 		db.Close()
 		sends.Close()
