@@ -436,7 +436,8 @@ type Store interface {
 	// PurgeDevices deletes the link requests of user's revoked devices,
 	// then those of its revoked devices that nothing names any more: no
 	// token, one-time key, message, session, session key, blob or device
-	// list entry. It returns how many devices it deleted.
+	// list entry, with the events addressed to them. It returns how many
+	// devices it deleted.
 	PurgeDevices(ctx context.Context, user protocol.UserID) (int, error)
 	// Logins lists an account's active devices, oldest first, with the
 	// use of their tokens (ErrNotFound for an unknown account).

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 
@@ -120,5 +121,69 @@ func testDevicePurge(t *testing.T, open Opener) {
 	}
 	if _, err := s.Blob(f.ctx, b.ID); err != nil {
 		t.Fatalf("the blob after the purge: %v", err)
+	}
+}
+
+// testDevicePurgeEvents: the events addressed to the devices a purge
+// deletes go with them (nobody can read them any more), those of the
+// devices it keeps stay, but the newest event of all stays, wherever it
+// is addressed: the newest event id (on PostgreSQL the head of a page
+// without events) must not go back, or a device holding it as its cursor
+// would take the server for rolled back.
+func testDevicePurgeEvents(t *testing.T, open Opener) {
+	f := newFixture(t, open(t, nil))
+	s := f.s
+	alice, bob := f.user(1, true), f.user(1, true)
+	f.conversation(alice, bob) // alice's first device created its session: kept
+	first := alice.Devs[0]
+	gone1 := f.device(alice, false) // the first hears of it
+	gone2 := f.device(alice, false) // the first and gone1 hear of it
+	revoke := func(d protocol.DeviceID) {
+		t.Helper()
+		if err := s.RevokeDevice(f.ctx, alice.ID, d, f.tick()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	revoke(first)
+	revoke(gone1)
+	f.device(alice, false) // gone2 alone hears of it: the newest event
+	revoke(gone2)
+	addressed := func(dev protocol.DeviceID) []int64 {
+		t.Helper()
+		evs, err := s.Sync(f.ctx, alice.ID, dev, 0, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []int64
+		for _, e := range evs {
+			if e.Kind == store.EventSessionAdded {
+				ids = append(ids, e.ID)
+			}
+		}
+		return ids
+	}
+	firstBefore, gone2Before := addressed(first), addressed(gone2)
+	last, err := s.LastEventID(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(firstBefore) != 2 || len(addressed(gone1)) != 1 || len(gone2Before) != 1 || gone2Before[0] != last {
+		t.Fatalf("setup: the first device has %v, gone1 %v, gone2 %v, the newest event is %d; want 2, 1 and 1, gone2's the newest",
+			firstBefore, addressed(gone1), gone2Before, last)
+	}
+	if n, err := s.PurgeDevices(f.ctx, alice.ID); err != nil || n != 2 {
+		t.Fatalf("purge: %d devices, %v; want 2 (gone1 and gone2)", n, err)
+	}
+	if got := addressed(first); !slices.Equal(got, firstBefore) {
+		t.Errorf("the kept device's events after the purge: %v, want %v", got, firstBefore)
+	}
+	if got := addressed(gone1); len(got) != 0 {
+		t.Errorf("the events addressed to a purged device stay: %v", got)
+	}
+	if got := addressed(gone2); !slices.Equal(got, gone2Before) {
+		t.Errorf("the newest event, addressed to a purged device: %v after the purge, want %v kept", got, gone2Before)
+	}
+	if after, err := s.LastEventID(f.ctx); err != nil || after < last {
+		t.Errorf("the newest event id went from %d to %d (%v) with the purge", last, after, err)
 	}
 }

@@ -111,6 +111,7 @@ func Run(t *testing.T, open Opener) {
 		{"DeviceCap", testDeviceCap},
 		{"DeviceCapRace", testDeviceCapRace},
 		{"DevicePurge", testDevicePurge},
+		{"DevicePurgeEvents", testDevicePurgeEvents},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, open) })
