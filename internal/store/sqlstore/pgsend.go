@@ -519,8 +519,8 @@ func pgSendTx(ctx context.Context, pc *pgx.Conn, batch []store.Send, lookup, seq
 // every inserted message and that the send proves already: its statement
 // locks the conversation's row and joins the sender's device to its
 // account and to the conversation's members, and neither conversations
-// nor accounts are ever deleted. Checking them again cost a tenth of the
-// send rate at 64 senders (docs/performance.md, Fifteenth round). The key
+// nor accounts are ever deleted. Checking them again cost 10–15 % of the
+// store's send rate (docs/performance.md, Fifteenth round). The key
 // to the sender's device stays: revoked devices are deleted
 // (PurgeDevices), and the key's lock is what keeps a purge from deleting
 // a device whose send is committing.
@@ -530,7 +530,8 @@ var pgSendKeys = []string{"messages_conversation_id_fkey", "messages_sender_user
 // first migration creates them; SQLite keeps them, where they cost
 // little). Dropping a key needs the table's exclusive lock, so it is only
 // asked when a key is there, and a node that cannot have the lock within
-// a few seconds (a busy database) leaves the keys to the next open: they
+// half a second leaves the keys to the next open (while the ALTER waits
+// for the lock, every send waits behind it, so the wait is short): they
 // are correct, only slower. Previous releases' nodes need neither key.
 func (s *Store) dropSendKeys(ctx context.Context) error {
 	var n int
@@ -546,7 +547,7 @@ WHERE conrelid = 'messages'::regclass AND contype = 'f' AND conname = ANY($1)`, 
 		return fmt.Errorf("send keys: %w", err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `SET LOCAL lock_timeout = '3s'`); err != nil {
+	if _, err := tx.ExecContext(ctx, `SET LOCAL lock_timeout = '500ms'`); err != nil {
 		return fmt.Errorf("send keys: %w", err)
 	}
 	q := `ALTER TABLE messages`

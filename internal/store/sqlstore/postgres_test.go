@@ -81,7 +81,7 @@ ADD CONSTRAINT messages_sender_user_fkey FOREIGN KEY (sender_user) REFERENCES us
 	if _, err := tx.ExecContext(ctx, `LOCK TABLE messages IN ACCESS SHARE MODE`); err != nil {
 		t.Fatal(err)
 	}
-	openTestStore(t, url, nil) // does not wait for the lock longer than a few seconds
+	openTestStore(t, url, nil) // does not wait for the lock longer than half a second
 	if got := keys(); !slices.Equal(got, all) {
 		t.Fatalf("keys after an open that could not lock messages: %v, want %v", got, all)
 	}
