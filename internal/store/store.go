@@ -566,9 +566,10 @@ type Store interface {
 	MemberMessages(ctx context.Context, user protocol.UserID, conv protocol.ConversationID, after uint64, limit int) ([]Message, error)
 	// DeleteExpiredMessages deletes up to limit messages whose ExpiresAt
 	// is at or before now, the earliest first, and returns how many it
-	// deleted. Their events stay (Sync gives them without a message);
-	// their blobs are left to ExpireBlobs, which collects a blob none of
-	// whose messages remain.
+	// deleted. Their events go too, but for the newest event of all (whose
+	// id LastEventID gives, and must not go back), which Sync then gives
+	// without a message; their blobs are left to ExpireBlobs, which
+	// collects a blob none of whose messages remain.
 	DeleteExpiredMessages(ctx context.Context, now int64, limit int) (int, error)
 
 	// Sync returns up to limit events for a device with ID > since, in

@@ -775,13 +775,30 @@ func expiresArg(at int64) any {
 func (s *Store) DeleteExpiredMessages(ctx context.Context, now int64, limit int) (int, error) {
 	var n int
 	err := s.writeTx(ctx, "delete expired messages", false, func(t *wtx) error {
-		r, err := t.exec(`DELETE FROM messages WHERE (conversation_id, seq) IN (
-			SELECT conversation_id, seq FROM messages WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?)`, now, limit)
+		rows, err := t.query(`DELETE FROM messages WHERE (conversation_id, seq) IN (
+			SELECT conversation_id, seq FROM messages WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?)
+			RETURNING event_id`, now, limit)
 		if err != nil {
 			return err
 		}
-		d, err := r.RowsAffected()
-		if n = int(d); n > 0 {
+		events, err := collect(rows, func(r scanner) (any, error) {
+			var id int64
+			err := r.Scan(&id)
+			return id, err
+		})
+		if err != nil {
+			return err
+		}
+		// Their events go too (the server forgets that the messages were
+		// there), but for the newest event of all: on PostgreSQL it is
+		// the head of a page without events (LastEventID), which must not
+		// go back below a cursor a device holds.
+		for part := range slices.Chunk(events, idsPerStatement) {
+			if _, err := t.exec(`DELETE FROM events WHERE id IN `+placeholders(1, len(part))+` AND id < (SELECT MAX(id) FROM events)`, part...); err != nil {
+				return err
+			}
+		}
+		if n = len(events); n > 0 {
 			t.afterCommit(func() {
 				if s.memo != nil {
 					s.memo.invalidate()
@@ -789,7 +806,7 @@ func (s *Store) DeleteExpiredMessages(ctx context.Context, now int64, limit int)
 				s.pgr.invalidate()
 			})
 		}
-		return err
+		return nil
 	})
 	return n, err
 }

@@ -9,9 +9,10 @@ import (
 // testMessageExpiry: DeleteExpiredMessages deletes exactly the messages
 // whose expiry has come, in batches of its limit, whatever path the send
 // took (a batch, a batch with a repeat, a message with a blob); Messages
-// and Sync (from any cursor) no longer give their envelopes (the events
-// stay, empty), and the blob of an expired message is then collected
-// while that of a kept message is not.
+// and Sync (from any cursor) no longer give them: their events go too,
+// but for the newest event of all, which stays without its message (its
+// id must not go back); and the blob of an expired message is then
+// collected while that of a kept message is not.
 func testMessageExpiry(t *testing.T, open Opener) {
 	f := newFixture(t, open(t, nil))
 	s, ctx := f.s, f.ctx
@@ -48,8 +49,13 @@ func testMessageExpiry(t *testing.T, open Opener) {
 	m6.ExpiresAt = base + 2*minute
 	// Twice in one batch: the second is a duplicate, and the batch takes
 	// the path that plans each item (on PostgreSQL, not the one round trip).
-	if res, err := s.Send(ctx, []store.Send{m6, m6}); err != nil || res[0].Err != nil || res[1].Err != nil || !res[1].Duplicate {
+	res, err := s.Send(ctx, []store.Send{m6, m6})
+	if err != nil || res[0].Err != nil || res[1].Err != nil || !res[1].Duplicate {
 		t.Fatalf("send a batch with a repeat: %v %+v", err, res)
+	}
+	newest, err := s.LastEventID(ctx)
+	if err != nil || newest != res[0].EventID {
+		t.Fatalf("the newest event is %d (%v), want m6's %d", newest, err, res[0].EventID)
 	}
 
 	clients := func() []string {
@@ -84,21 +90,29 @@ func testMessageExpiry(t *testing.T, open Opener) {
 	if got := clients(); len(got) != 2 || got[0] != "never" || got[1] != "exp-5" {
 		t.Fatalf("messages after two minutes: %v; want never, exp-5", got)
 	}
+	// exp-1, exp-2 and exp-3 went with their events; exp-6's event is
+	// the newest of all and stays, empty.
 	evs := f.sync(bob, 0, 0)
-	if len(evs) != before {
-		t.Fatalf("sync gives %d events after the deletion, %d before: the events stay", len(evs), before)
+	if len(evs) != before-3 {
+		t.Fatalf("sync gives %d events after the deletion, %d before; want 3 fewer", len(evs), before)
 	}
 	withMsg := 0
 	for _, e := range evs {
-		if e.Kind == store.EventMessage && e.Message != nil {
+		switch {
+		case e.Kind == store.EventMessage && e.Message != nil:
 			withMsg++
 			if e.Message.ClientID != "never" && e.Message.ClientID != "exp-5" {
 				t.Fatalf("sync still gives the expired message %q", e.Message.ClientID)
 			}
+		case e.Kind == store.EventMessage && e.ID != newest:
+			t.Fatalf("sync gives event %d of an expired message (seq %d): not the newest (%d), so it should have gone", e.ID, e.Seq, newest)
 		}
 	}
 	if withMsg != 2 {
 		t.Fatalf("sync gives %d messages, want 2", withMsg)
+	}
+	if last, err := s.LastEventID(ctx); err != nil || last < newest {
+		t.Fatalf("the newest event id went from %d to %d (%v)", newest, last, err)
 	}
 	// The blob of the expired message goes; the other stays.
 	if n, err := s.ExpireBlobs(ctx, f.now, 100); err != nil || n != 1 {
