@@ -85,17 +85,6 @@ func (t *wtx) accountRow(user protocol.UserID, lock bool) error {
 	return notFound(t.queryRow(q, idArg(user)).Scan(&one), "user")
 }
 
-// purgeable selects the devices of one account (the parameter) that
-// PurgeDevices deletes: revoked, and named by nothing.
-const purgeable = `user_id = ? AND revoked = TRUE
-	AND NOT EXISTS (SELECT 1 FROM tokens x WHERE x.device_id = devices.id)
-	AND NOT EXISTS (SELECT 1 FROM one_time_keys x WHERE x.device_id = devices.id)
-	AND NOT EXISTS (SELECT 1 FROM device_list_entries x WHERE x.user_id = devices.user_id AND x.device_id = devices.id)
-	AND NOT EXISTS (SELECT 1 FROM messages x WHERE x.sender_device = devices.id)
-	AND NOT EXISTS (SELECT 1 FROM session_keys x WHERE x.device_id = devices.id)
-	AND NOT EXISTS (SELECT 1 FROM sessions x WHERE x.creator = devices.id)
-	AND NOT EXISTS (SELECT 1 FROM blobs x WHERE x.device_id = devices.id)`
-
 // PurgeDevices implements store.Store. Every test is one index lookup:
 // tokens_device, the primary keys of one_time_keys and
 // device_list_entries, messages' (sender_device, client_id),
@@ -109,17 +98,22 @@ func (s *Store) PurgeDevices(ctx context.Context, user protocol.UserID) (int, er
 		if _, err := t.exec(`DELETE FROM link_requests WHERE user_id = ? AND device_id IN (SELECT id FROM devices WHERE user_id = ? AND revoked = TRUE)`, idArg(user), idArg(user)); err != nil {
 			return err
 		}
-		gone, err := deviceIDs(t.query(`DELETE FROM devices WHERE `+purgeable+` RETURNING id`, idArg(user)))
+		gone, err := deviceIDs(t.query(`DELETE FROM devices WHERE user_id = ? AND revoked = TRUE
+			AND NOT EXISTS (SELECT 1 FROM tokens x WHERE x.device_id = devices.id)
+			AND NOT EXISTS (SELECT 1 FROM one_time_keys x WHERE x.device_id = devices.id)
+			AND NOT EXISTS (SELECT 1 FROM device_list_entries x WHERE x.user_id = devices.user_id AND x.device_id = devices.id)
+			AND NOT EXISTS (SELECT 1 FROM messages x WHERE x.sender_device = devices.id)
+			AND NOT EXISTS (SELECT 1 FROM session_keys x WHERE x.device_id = devices.id)
+			AND NOT EXISTS (SELECT 1 FROM sessions x WHERE x.creator = devices.id)
+			AND NOT EXISTS (SELECT 1 FROM blobs x WHERE x.device_id = devices.id)
+			RETURNING id`, idArg(user)))
 		if err != nil {
 			return err
 		}
 		// The events addressed to a device that went can never be read
-		// (only the device reads them): they go with it, but for the
-		// newest event of all, which on PostgreSQL is the head a page
-		// without events names (LastEventID) and must not go back below
-		// a cursor a device holds (a device would take it for a rollback).
+		// (only the device reads them): they go with it.
 		for _, d := range gone {
-			if _, err := t.exec(`DELETE FROM events WHERE device_id = ? AND id < (SELECT MAX(id) FROM events)`, idArg(d)); err != nil {
+			if err := t.deleteEvents(`device_id = ?`, idArg(d)); err != nil {
 				return err
 			}
 		}

@@ -768,6 +768,16 @@ func expiresArg(at int64) any {
 	return at
 }
 
+// deleteEvents deletes the events that match cond (a condition on
+// events with its arguments), but for the newest event of all: on
+// PostgreSQL its id is the head that a page without events names
+// (LastEventID, MAX(id)), which must never go back below a cursor a
+// device holds, or the device would take the server for rolled back.
+func (t *wtx) deleteEvents(cond string, args ...any) error {
+	_, err := t.exec(`DELETE FROM events WHERE `+cond+` AND id < (SELECT MAX(id) FROM events)`, args...)
+	return err
+}
+
 // DeleteExpiredMessages implements store.Store. When it deletes a message
 // it forgets the memo (the tail holds envelopes), as every write but
 // Send's does; a pass that finds none due (the collector's usual one)
@@ -789,12 +799,10 @@ func (s *Store) DeleteExpiredMessages(ctx context.Context, now int64, limit int)
 		if err != nil {
 			return err
 		}
-		// Their events go too (the server forgets that the messages were
-		// there), but for the newest event of all: on PostgreSQL it is
-		// the head of a page without events (LastEventID), which must not
-		// go back below a cursor a device holds.
+		// Their events go too: the server forgets that the messages were
+		// there.
 		for part := range slices.Chunk(events, idsPerStatement) {
-			if _, err := t.exec(`DELETE FROM events WHERE id IN `+placeholders(1, len(part))+` AND id < (SELECT MAX(id) FROM events)`, part...); err != nil {
+			if err := t.deleteEvents(`id IN `+placeholders(1, len(part)), part...); err != nil {
 				return err
 			}
 		}
