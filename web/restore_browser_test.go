@@ -111,7 +111,7 @@ func TestBrowserApproveWithHistory(t *testing.T) {
 	// Expected: a send of alice's page (a receipt) that the server
 	// refuses with 409 rotation_required once the phone joined her
 	// account, before the page rotated (it rotates and sends again).
-	alice.noProblems("status of 409")
+	alice.noProblems("/messages:1: error: Failed to load resource: the server responded with a status of 409")
 }
 
 // TestBrowserLogoutWithBackup: logging out first says what will be lost

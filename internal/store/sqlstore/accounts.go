@@ -112,12 +112,16 @@ func (s *Store) PurgeDevices(ctx context.Context, user protocol.UserID) (int, er
 		}
 		// The events addressed to a device that went can never be read
 		// (only the device reads them): they go with it.
-		for _, d := range gone {
-			if err := t.deleteEvents(`device_id = ?`, idArg(d)); err != nil {
+		n = len(gone)
+		for part := range slices.Chunk(gone, idsPerStatement) {
+			args := make([]any, len(part))
+			for i, d := range part {
+				args[i] = idArg(d)
+			}
+			if err := t.deleteEvents(`device_id IN `+placeholders(1, len(part)), args...); err != nil {
 				return err
 			}
 		}
-		n = len(gone)
 		return nil
 	})
 	return n, err

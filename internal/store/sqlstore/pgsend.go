@@ -550,13 +550,7 @@ WHERE conrelid = 'messages'::regclass AND contype = 'f' AND conname = ANY($1)`, 
 	if _, err := tx.ExecContext(ctx, `SET LOCAL lock_timeout = '500ms'`); err != nil {
 		return fmt.Errorf("send keys: %w", err)
 	}
-	q := `ALTER TABLE messages`
-	for i, k := range pgSendKeys {
-		if i > 0 {
-			q += ","
-		}
-		q += " DROP CONSTRAINT IF EXISTS " + k
-	}
+	q := `ALTER TABLE messages DROP CONSTRAINT IF EXISTS ` + strings.Join(pgSendKeys, `, DROP CONSTRAINT IF EXISTS `)
 	if _, err := tx.ExecContext(ctx, q); err != nil {
 		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == "55P03" {
 			return nil // lock_not_available: the next open drops them

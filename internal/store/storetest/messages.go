@@ -223,6 +223,19 @@ func testSendChecks(t *testing.T, open Opener) {
 
 	_, err = s.SendOne(ctx, f.msg(conv, carol, 0, "c2", 1))
 	wantErr(t, "SendOne by a non-member", err, store.ErrNotMember)
+	// Alone in their batch (on PostgreSQL the one round trip, which has
+	// no foreign key behind it to refuse them: the statement's own
+	// checks must), a device claiming another account and a send to a
+	// conversation that does not exist are refused and store nothing.
+	spoof.ClientID = "spoof-alone"
+	_, err = s.SendOne(ctx, spoof)
+	wantErr(t, "SendOne claiming another account", err, store.ErrNotMember)
+	_, err = s.SendOne(ctx, f.msg(protocol.NewConversationID(), alice, 0, "x2", 1))
+	wantErr(t, "SendOne to no conversation", err, store.ErrNotFound)
+	checkGapFree(t, f.allMessages(conv, 100), 3)
+	if r, err := s.SendOne(ctx, f.msg(conv, alice, 0, "a-after", 1)); err != nil || r.Seq != 4 {
+		t.Fatalf("a send after the refused ones: %+v, %v; want seq 4", r, err)
+	}
 
 	// A removed member may no longer send.
 	f.change(conv, alice)
@@ -232,7 +245,7 @@ func testSendChecks(t *testing.T, open Opener) {
 	if _, err := s.SendOne(ctx, f.msg(conv, alice, 0, "a3", 2)); err != nil {
 		t.Fatalf("send by the remaining member: %v", err)
 	}
-	checkGapFree(t, f.allMessages(conv, 100), 4)
+	checkGapFree(t, f.allMessages(conv, 100), 5)
 }
 
 // testIdempotency: a retry returns the first result, also after a
