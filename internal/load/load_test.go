@@ -39,6 +39,7 @@ func TestRunSQLite(t *testing.T) {
 		Duration:     300 * time.Millisecond,
 		Rate:         100,
 		RateDuration: 500 * time.Millisecond,
+		Warmup:       200 * time.Millisecond,
 		Pool:         4, // fewer envelopes than sends: the pool cycles
 		Log:          &log,
 	})
@@ -71,6 +72,11 @@ func TestRunSQLite(t *testing.T) {
 	if l.Received != l.Accepted || l.Missing != 0 {
 		t.Errorf("live: %d delivered over the WebSocket, %d missing, of %d accepted", l.Received, l.Missing, l.Accepted)
 	}
+	// The warm-up's 20 sends come first, are stored and delivered, and
+	// are in none of the measured figures.
+	if u := l.Warmup; u == nil || u.Scheduled != 20 || u.Accepted != 20 || u.Failed != 0 || u.Received != 20 {
+		t.Errorf("live: warm-up %+v; want 20 sent, accepted and delivered", u)
+	}
 	d := l.Delivery
 	if d.N != int(l.Received) || d.P50 <= 0 || d.P90 < d.P50 || d.P99 < d.P90 || d.Max < d.P99 || d.Mean <= 0 {
 		t.Errorf("live: delivery latencies %+v", d)
@@ -86,8 +92,8 @@ func TestRunSQLite(t *testing.T) {
 	if ds := l.DiskSync; ds.N != diskWrites || ds.P50 <= 0 || ds.P99 < ds.P50 || ds.Max < ds.P99 {
 		t.Errorf("live: disk probe %+v, want %d synced writes", ds, diskWrites)
 	}
-	if rep.Stored != rep.Accepted() || rep.Accepted() != closed+l.Accepted {
-		t.Errorf("stored %d messages, accepted %d sends (closed %d + live %d)", rep.Stored, rep.Accepted(), closed, l.Accepted)
+	if rep.Stored != rep.Accepted() || rep.Accepted() != closed+l.Accepted+20 {
+		t.Errorf("stored %d messages, accepted %d sends (closed %d + live %d + 20 of the warm-up)", rep.Stored, rep.Accepted(), closed, l.Accepted)
 	}
 	if rep.Database != "sqlite" || rep.EnvelopeBytes <= rep.MessageBytes || rep.Machine.NumCPU < 1 {
 		t.Errorf("report header: %+v", rep)
@@ -95,7 +101,7 @@ func TestRunSQLite(t *testing.T) {
 
 	var table bytes.Buffer
 	rep.WriteTable(&table)
-	for _, want := range []string{"3 concurrent senders", "send → delivered", "catch-up", "messages stored", "disk just before"} {
+	for _, want := range []string{"3 concurrent senders", "send → delivered", "catch-up", "messages stored", "disk just before", "after 20 unmeasured"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}
@@ -231,9 +237,12 @@ func TestLiveAfterBacklog(t *testing.T) {
 	defer cancel()
 	var log bytes.Buffer
 	rep, err := Run(ctx, Config{Senders: 2, Concurrency: []int{2}, Duration: 300 * time.Millisecond, CatchUp: -1,
-		Rate: 100, RateDuration: 300 * time.Millisecond, Log: &log})
+		Rate: 100, RateDuration: 300 * time.Millisecond, Warmup: -1, Log: &log})
 	if err != nil {
 		t.Fatalf("Run: %v\n%s", err, log.String())
+	}
+	if rep.Live != nil && rep.Live.Warmup != nil {
+		t.Errorf("a warm-up of %+v, with none asked", rep.Live.Warmup)
 	}
 	if len(rep.Closed) != 1 || rep.Closed[0].Accepted == 0 {
 		t.Fatalf("closed loop: %+v", rep.Closed)

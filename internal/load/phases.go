@@ -164,7 +164,13 @@ func (r *runner) catchUp(ctx context.Context) (CatchUpResult, error) {
 func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 	rate, dur := r.cfg.Rate, r.cfg.RateDuration
 	total := int(int64(rate) * int64(dur) / int64(time.Second))
+	// The warm-up's sends come first, on the same schedule: the
+	// measured ones follow a second of the same load, not a cold start.
+	warm := int(int64(rate) * int64(r.cfg.Warmup) / int64(time.Second))
 	res := LiveResult{Rate: rate, Scheduled: total}
+	if warm > 0 {
+		res.Warmup = &WarmupResult{Seconds: r.cfg.Warmup.Seconds(), Scheduled: warm}
+	}
 	nodes := r.nodes
 	if len(nodes) == 0 {
 		nodes = []*client{r.c}
@@ -175,6 +181,7 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 		scheduled, started time.Time
 		node               int    // sent through nodes[node]
 		got                uint64 // bit k: arrived on node k's WebSocket
+		warm               bool   // a warm-up send: delivered, not measured
 	}
 	pending := make(map[string]*times, total)
 	// One WebSocket per node; each gets every message.
@@ -248,6 +255,12 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 						continue
 					}
 					at.got |= bit
+					if at.warm {
+						if k == 0 {
+							res.Warmup.Received++
+						}
+						continue
+					}
 					a.delivery = append(a.delivery, now.Sub(at.scheduled))
 					a.fromStart = append(a.fromStart, now.Sub(at.started))
 					if at.node != k {
@@ -267,7 +280,7 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 		}()
 	}
 
-	sends := &tally{acks: make([]time.Duration, 0, total)}
+	sends, warmSends := &tally{acks: make([]time.Duration, 0, total)}, &tally{}
 	nodeSends := make([]*tally, len(nodes))
 	for k := range nodeSends {
 		nodeSends[k] = &tally{}
@@ -275,15 +288,19 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 	sem := make(chan struct{}, r.cfg.MaxInFlight)
 	var wg sync.WaitGroup
 	interval := time.Second / time.Duration(rate)
-	cpu0 := sampleCPU(r.dbPIDs)
 	start := time.Now().Add(5 * time.Millisecond)
+	measured := start.Add(time.Duration(warm) * interval)
+	var cpu0 cpuSample
 	var maxLag time.Duration
 	var encErr error
 	i := 0
-	for ; i < total && ctx.Err() == nil; i++ {
+	for ; i < warm+total && ctx.Err() == nil; i++ {
 		at := start.Add(time.Duration(i) * interval)
 		if d := time.Until(at); d > 0 {
 			time.Sleep(d)
+		}
+		if i == warm {
+			cpu0 = sampleCPU(r.dbPIDs)
 		}
 		s := r.senders[i%len(r.senders)]
 		env, err := s.envelope(r.cfg.InlineEncrypt, r.pt)
@@ -293,12 +310,12 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 		}
 		cid := s.clientID()
 		k := i % len(nodes)
-		t := &times{scheduled: at, started: at, node: k}
+		t := &times{scheduled: at, started: at, node: k, warm: i < warm}
 		mu.Lock()
 		pending[cid] = t
 		mu.Unlock()
 		sem <- struct{}{}
-		if lag := time.Since(at); lag > maxLag {
+		if lag := time.Since(at); lag > maxLag && !t.warm {
 			maxLag = lag
 		}
 		wg.Add(1)
@@ -315,14 +332,20 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 				delete(pending, cid)
 				mu.Unlock()
 			}
+			if t.warm {
+				warmSends.add(sr, ack)
+				return
+			}
 			sends.add(sr, ack)
 			nodeSends[k].add(sr, ack)
 		}()
 	}
 	wg.Wait()
-	res.Seconds = time.Since(start).Seconds()
-	res.CPU = cpuSince(cpu0)
-	res.Sent = i
+	res.Seconds = time.Since(measured).Seconds()
+	res.Sent = max(i-warm, 0)
+	if res.Sent > 0 {
+		res.CPU = cpuSince(cpu0)
+	}
 	if encErr != nil {
 		return res, encErr
 	}
@@ -352,6 +375,9 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 	mu.Lock()
 	defer mu.Unlock()
 	res.Accepted, res.Failed, res.Errors = sends.accepted, sends.failed, sends.errors
+	if res.Warmup != nil {
+		res.Warmup.Accepted, res.Warmup.Failed = warmSends.accepted, warmSends.failed
+	}
 	res.Received = arr[0].received
 	for _, a := range arr {
 		res.Frames += a.frames

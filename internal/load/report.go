@@ -86,6 +86,9 @@ func (r *Report) Accepted() int64 {
 	}
 	if r.Live != nil {
 		n += r.Live.Accepted
+		if r.Live.Warmup != nil {
+			n += r.Live.Warmup.Accepted
+		}
 	}
 	if r.Upload != nil {
 		n += r.Upload.Accepted()
@@ -166,6 +169,19 @@ type LiveResult struct {
 	// DiskSync is the disk just before the phase: synced 4 KiB writes
 	// (see diskSync), in the database's directory when it is SQLite.
 	DiskSync Percentiles `json:"diskSyncMs"`
+	// Warmup is the unmeasured start (Config.Warmup), nil without one.
+	Warmup *WarmupResult `json:"warmup,omitempty"`
+}
+
+// WarmupResult is the open loop's warm-up: sends on the same schedule
+// just before the measured ones, stored and delivered like them but in
+// none of LiveResult's other figures.
+type WarmupResult struct {
+	Seconds   float64 `json:"seconds"`
+	Scheduled int     `json:"scheduled"`
+	Accepted  int64   `json:"accepted"`
+	Failed    int64   `json:"failed"`
+	Received  int64   `json:"received"` // on the first WebSocket, by the end of the phase
 }
 
 // NodeLive is one node's part of the open loop.
@@ -328,6 +344,13 @@ func Summarize(runs []Report) Report {
 		l.Received = medI(func(r *Report) float64 { return float64(r.Live.Received) })
 		l.Frames = medI(func(r *Report) float64 { return float64(r.Live.Frames) })
 		l.Missing = medI(func(r *Report) float64 { return float64(r.Live.Missing) })
+		if all(func(r *Report) bool { return r.Live.Warmup != nil }) {
+			u := *l.Warmup
+			u.Accepted = medI(func(r *Report) float64 { return float64(r.Live.Warmup.Accepted) })
+			u.Failed = medI(func(r *Report) float64 { return float64(r.Live.Warmup.Failed) })
+			u.Received = medI(func(r *Report) float64 { return float64(r.Live.Warmup.Received) })
+			l.Warmup = &u
+		}
 		l.Delivery = medP(func(r *Report) *Percentiles { return &r.Live.Delivery })
 		l.Ack = medP(func(r *Report) *Percentiles { return &r.Live.Ack })
 		l.DeliveryFromStart = medP(func(r *Report) *Percentiles { return &r.Live.DeliveryFromStart })
@@ -417,8 +440,12 @@ func (r *Report) WriteTable(w io.Writer) {
 			c.PageSize, c.Events, c.Messages, c.Pages, c.Seconds, c.EventsPerSecond, c.CPU.Process, c.CPU.Database, c.CPU.Others)
 	}
 	if l := r.Live; l != nil {
-		fmt.Fprintf(w, "live (open loop at %d sends/s for %d sends, receiver on the WebSocket): %.0f accepted/s, %d accepted, %d failed, %d delivered in %d frames, %d missing%s\n",
-			l.Rate, l.Scheduled, l.PerSecond, l.Accepted, l.Failed, l.Received, l.Frames, l.Missing, errorList(l.Errors))
+		warm := ""
+		if u := l.Warmup; u != nil {
+			warm = fmt.Sprintf(" after %d unmeasured over %.1fs (%d accepted, %d failed, %d delivered)", u.Scheduled, u.Seconds, u.Accepted, u.Failed, u.Received)
+		}
+		fmt.Fprintf(w, "live (open loop at %d sends/s for %d sends%s, receiver on the WebSocket): %.0f accepted/s, %d accepted, %d failed, %d delivered in %d frames, %d missing%s\n",
+			l.Rate, l.Scheduled, warm, l.PerSecond, l.Accepted, l.Failed, l.Received, l.Frames, l.Missing, errorList(l.Errors))
 		fmt.Fprintf(w, "%-22s %9s %9s %9s %9s %9s\n", "latency (ms)", "p50", "p90", "p99", "max", "mean")
 		fmt.Fprintf(w, "%-22s %9.2f %9.2f %9.2f %9.2f %9.2f\n", "send → delivered", l.Delivery.P50, l.Delivery.P90, l.Delivery.P99, l.Delivery.Max, l.Delivery.Mean)
 		fmt.Fprintf(w, "%-22s %9.2f %9.2f %9.2f %9.2f %9.2f\n", "send → acknowledged", l.Ack.P50, l.Ack.P90, l.Ack.P99, l.Ack.Max, l.Ack.Mean)
