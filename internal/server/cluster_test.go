@@ -317,12 +317,21 @@ func TestClusterForgedWakeEvent(t *testing.T) {
 	if v := node.metricOr0("sandi_stream_head_late_total"); v != late {
 		t.Fatalf("a read woken for an event never drawn gave up on the head (%v reads): it waited for the forged event", v-late)
 	}
-	// An old event: the socket may read nothing new now; a plain wake-up
-	// after it delivers the message, once.
+	// An old event, one the socket has sent already: the socket does
+	// not read (the message waits for a wake-up of its own); a plain
+	// wake-up after it delivers the message, once.
+	reads := func(result string) float64 {
+		return node.metricOr0("sandi_websocket_reads_total", "result", result)
+	}
+	delivered, read0 := reads("delivered"), reads("events")+reads("empty")
 	if _, err := alice.send(conv, 1, "two"); err != nil {
 		t.Fatal(err)
 	}
 	forge(1)
+	eventually(t, 10*time.Second, "the wake-up for an event sent already is taken", func() bool { return reads("delivered") > delivered })
+	if n := reads("events") + reads("empty") - read0; n != 0 {
+		t.Fatalf("a wake-up naming an event the socket had sent made it read the store (%v reads)", n)
+	}
 	forge(0)
 	p2 := read("woken by a plain wake-up after a stale one")
 	if len(p2.Events) != 1 || p2.Events[0].Message == nil || p2.Events[0].Message.Seq != 3 {

@@ -27,6 +27,7 @@ type metrics struct {
 	blobsRefused   *prometheus.CounterVec
 	blobsCollected *prometheus.CounterVec
 	msgsExpired    prometheus.Counter
+	wsReads        *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -69,8 +70,11 @@ func newMetrics() *metrics {
 		msgsExpired: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sandi_messages_expired_total", Help: "Messages deleted because their disappearing-message timer ran out.",
 		}),
+		wsReads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sandi_websocket_reads_total", Help: "Wake-ups of WebSocket connections, by what they did: read events (events), read none (empty), or read nothing because the connection had delivered every commit they named (delivered).",
+		}, []string{"result"}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.websockets, m.messages, m.sendsRefused, m.lowPreKeys, m.blobBytes, m.uploadYields, m.uploadPaced, m.blobsRefused, m.blobsCollected, m.msgsExpired,
+	m.reg.MustRegister(m.requests, m.latency, m.websockets, m.messages, m.sendsRefused, m.lowPreKeys, m.blobBytes, m.uploadYields, m.uploadPaced, m.blobsRefused, m.blobsCollected, m.msgsExpired, m.wsReads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -52,8 +52,7 @@ func incarnationText(id [16]byte) string { return base64.RawURLEncoding.EncodeTo
 // to that one are the same in both histories), or 0 if it is unknown. ok
 // is false when named is the current incarnation (or empty).
 func (s *Server) resumePoint(ctx context.Context, named string) (int64, bool, error) {
-	cur := s.store.Incarnation()
-	if named == "" || named == incarnationText(cur.ID) {
+	if s.currentIncarnation(named) {
 		return 0, false, nil
 	}
 	all, err := s.store.Incarnations(ctx)
@@ -66,6 +65,12 @@ func (s *Server) resumePoint(ctx context.Context, named string) (int64, bool, er
 		}
 	}
 	return 0, true, nil
+}
+
+// currentIncarnation reports whether a cursor naming named belongs to the
+// store's current incarnation (named "": a client that names none).
+func (s *Server) currentIncarnation(named string) bool {
+	return named == "" || named == incarnationText(s.store.Incarnation().ID)
 }
 
 // pageRead says how readEvents reads a page; the zero value suits a
