@@ -422,6 +422,19 @@ SELECT pg_current_xact_id();
 COMMIT;
 SELECT pg_snapshot_xmin(pg_current_snapshot())`
 
+// pgObserveSequenced is pgObserve once the store knows the database is on
+// the sequence, which it never leaves (the counter row's trigger refuses
+// any change once sequenced is set): L is the sequence's alone, and the
+// statement reads no table. PostgreSQL plans every statement of a simple
+// query anew, and the one reading event_counter took 36 µs to plan and
+// 13 µs to run at each round; this one about 5 µs.
+const pgObserveSequenced = `BEGIN;
+SET LOCAL synchronous_commit = off;
+SELECT COALESCE(pg_sequence_last_value('event_ids'), 0), true;
+SELECT pg_current_xact_id();
+COMMIT;
+SELECT pg_snapshot_xmin(pg_current_snapshot())`
+
 // observe runs a round trip: the observation, whether the database is on
 // the sequence, and the xmin after the round's own transaction ended.
 func (h *pgHead) observe(ctx context.Context) (o observation, seq bool, xmin uint64, err error) {
@@ -434,7 +447,11 @@ func (h *pgHead) observe(ctx context.Context) (o observation, seq bool, xmin uin
 	err = conn.Raw(func(dc any) error {
 		pc := dc.(*stdlib.Conn).Conn()
 		var err error
-		res, err = pc.PgConn().Exec(ctx, pgObserve).ReadAll()
+		q := pgObserve
+		if h.s.sequenced.Load() {
+			q = pgObserveSequenced
+		}
+		res, err = pc.PgConn().Exec(ctx, q).ReadAll()
 		if err == nil && pc.PgConn().TxStatus() != 'I' {
 			err = errors.Join(errors.New("a transaction is left open"), driver.ErrBadConn)
 		}

@@ -359,6 +359,17 @@ func TestPostgresStreamSwitch(t *testing.T) {
 	if err != nil || r2.EventID != r1.EventID+1 {
 		t.Fatalf("on the counter: %+v %v after event %d", r2, err, r1.EventID)
 	}
+	// Both read the stream up to the counter (their rounds read it, not
+	// the sequence, which a database of the previous release lacks).
+	for _, st := range []*Store{a, b} {
+		var ids []int64
+		for _, e := range syncAll(t, st, sd, r1.EventID-1) {
+			ids = append(ids, e.ID)
+		}
+		if want := []int64{r1.EventID, r2.EventID}; !slices.Equal(ids, want) {
+			t.Fatalf("the stream on the counter: %v, want %v", ids, want)
+		}
+	}
 
 	if _, err := a.SwitchStream(ctx, false); !errors.Is(err, ErrOlderNodes) {
 		t.Fatalf("switch with an older node connected: %v, want ErrOlderNodes", err)
