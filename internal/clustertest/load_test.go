@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"strconv"
@@ -29,7 +30,8 @@ import (
 // server as the single-node load tool; several: cross-node delivery by
 // the head poll alone); SANDI_LOAD_CPUPROFILE=FILE records a CPU profile
 // of the timed phases. Each node's settled-head figures are logged: the
-// reads that gave up waiting for the head, and how long they waited.
+// reads that gave up waiting for the head, and how long they waited; and
+// what its WebSocket wake-ups did (sandi_websocket_reads_total).
 func TestLoadAcrossNodes(t *testing.T) {
 	nodes, rate, dur := 2, 100, time.Second
 	if n, err := strconv.Atoi(os.Getenv("SANDI_LOAD_CLUSTER")); err == nil && n > 0 {
@@ -90,6 +92,7 @@ func TestLoadAcrossNodes(t *testing.T) {
 			obs, checks := n.St.StreamHeadRounds()
 			t.Logf("node %s: %d reads gave up waiting for the settled head; head %d, drawn %d; %d observations of the head, %d checks", n.Addr, late, settled, drawn, obs, checks)
 		}
+		t.Logf("node %s: WebSocket wake-ups: %s", n.Addr, wsReads(t, n))
 	}
 	l := rep.Live
 	if nodes == 1 { // the report has no per-node rows
@@ -121,6 +124,25 @@ func TestLoadAcrossNodes(t *testing.T) {
 	if rep.Stored != rep.Accepted() {
 		t.Errorf("stored %d, accepted %d", rep.Stored, rep.Accepted())
 	}
+}
+
+// wsReads is what the node's WebSocket wake-ups did, from its metrics
+// (sandi_websocket_reads_total by result).
+func wsReads(t *testing.T, n *Node) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	n.Srv.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	var parts []string
+	for line := range strings.Lines(rec.Body.String()) {
+		if rest, ok := strings.CutPrefix(line, `sandi_websocket_reads_total{result="`); ok {
+			result, value, _ := strings.Cut(strings.TrimSpace(rest), `"} `)
+			parts = append(parts, value+" "+result)
+		}
+	}
+	if len(parts) == 0 {
+		t.Errorf("node %s: no sandi_websocket_reads_total in its metrics", n.Addr)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // unswitch makes the database one of a release that knew only the event
