@@ -20,6 +20,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"sandi.dev/internal/ctxio"
 	"sandi.dev/protocol"
 	"sandi.dev/protocol/attach"
 	"sandi.dev/protocol/secret"
@@ -972,7 +973,9 @@ func (c *Client) fetchRanges(ctx context.Context, a *api, timeout time.Duration,
 			resp.body.Close()
 			return fault(fmt.Sprintf("Asked for %s of the blob, the server answered %d %q.", hdr.get("Range"), resp.status, got))
 		}
-		got, err := io.Copy(dst, io.LimitReader(ctxReader{ctx, resp.body}, n))
+		// A cancelled download stops at its next read, not after what
+		// the transport has received already.
+		got, err := io.Copy(dst, io.LimitReader(ctxio.Reader(ctx, resp.body), n))
 		extra, _ := resp.body.Read(make([]byte, 1))
 		resp.body.Close()
 		have += got
@@ -995,22 +998,6 @@ func (c *Client) fetchRanges(ctx context.Context, a *api, timeout time.Duration,
 		}
 	}
 	return nil
-}
-
-// ctxReader ends a download's reads once ctx is done. The HTTP transport
-// notices a cancelled request on a goroutine of its own, and until it
-// does, a body it has received already reads on: a save cancelled at
-// 1 MiB of 3 could finish (TestSaveResume failed so on a busy machine).
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // destWriter keeps the error of the destination of a download, which

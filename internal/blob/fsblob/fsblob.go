@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"sandi.dev/internal/blob"
+	"sandi.dev/internal/ctxio"
 )
 
 // Store is a blob.Store in a directory.
@@ -200,7 +201,7 @@ func (s *Store) WritePart(ctx context.Context, id, state string, n int, r io.Rea
 	defer bufs.Put(buf)
 	off := int64(n) * blob.PartSize
 	w := &writeback{w: io.NewOffsetWriter(f, off), f: f, start: off, at: off}
-	written, err := io.CopyBuffer(w, io.LimitReader(ctxReader{ctx, r}, size), *buf)
+	written, err := io.CopyBuffer(w, io.LimitReader(ctxio.Reader(ctx, r), size), *buf)
 	if err != nil {
 		return "", fsErr("write part", err)
 	}
@@ -246,19 +247,6 @@ func (b *writeback) Write(p []byte) (int, error) {
 		b.start = b.at
 	}
 	return n, err
-}
-
-// ctxReader stops a copy once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // Commit implements blob.Store: the upload file, which must hold exactly
