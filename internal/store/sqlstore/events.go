@@ -274,20 +274,27 @@ FROM (
         ORDER BY ev.id LIMIT ?
     ) shared
 ) ids
-JOIN events e ON e.id = ids.id
-LEFT JOIN messages m ON e.kind = 'message' AND m.conversation_id = e.conversation_id AND m.seq = e.seq
+JOIN events e ON e.id = ids.id` + syncMessages + `
 ORDER BY e.id
 LIMIT ?`
 
-const syncByEvent = `
-SELECT ` + syncCols + `
-FROM events e
-LEFT JOIN messages m ON e.kind = 'message' AND m.conversation_id = e.conversation_id AND m.seq = e.seq
-WHERE e.id > ? AND e.id <= ? AND (e.device_id = ? OR (e.device_id IS NULL AND EXISTS (
+// syncMessages joins each message event e to its message m.
+const syncMessages = `
+LEFT JOIN messages m ON e.kind = 'message' AND m.conversation_id = e.conversation_id AND m.seq = e.seq`
+
+// syncVisible holds for an event e that the device (the first parameter)
+// of the user (the second) may read: addressed to the device, or of a
+// conversation while the user was a member. Both walks by event use it.
+const syncVisible = `(e.device_id = ? OR (e.device_id IS NULL AND EXISTS (
     SELECT 1 FROM members mb
     WHERE mb.conversation_id = e.conversation_id AND mb.user_id = ?
       AND e.id >= mb.joined_event_id
-      AND (mb.left_event_id IS NULL OR e.id <= mb.left_event_id))))
+      AND (mb.left_event_id IS NULL OR e.id <= mb.left_event_id))))`
+
+const syncByEvent = `
+SELECT ` + syncCols + `
+FROM events e` + syncMessages + `
+WHERE e.id > ? AND e.id <= ? AND ` + syncVisible + `
 ORDER BY e.id
 LIMIT ?`
 
@@ -303,13 +310,8 @@ LIMIT ?`
 // on six thousand events (TestPostgresSyncNearHeadPages).
 const syncByEventPG = `
 SELECT ` + syncCols + `
-FROM (SELECT * FROM events WHERE id > ? AND id <= ? ORDER BY id OFFSET 0) e
-LEFT JOIN messages m ON e.kind = 'message' AND m.conversation_id = e.conversation_id AND m.seq = e.seq
-WHERE e.device_id = ? OR (e.device_id IS NULL AND EXISTS (
-    SELECT 1 FROM members mb
-    WHERE mb.conversation_id = e.conversation_id AND mb.user_id = ?
-      AND e.id >= mb.joined_event_id
-      AND (mb.left_event_id IS NULL OR e.id <= mb.left_event_id)))
+FROM (SELECT * FROM events WHERE id > ? AND id <= ? ORDER BY id OFFSET 0) e` + syncMessages + `
+WHERE ` + syncVisible + `
 ORDER BY e.id
 LIMIT ?`
 

@@ -415,12 +415,16 @@ func (h *pgHead) settle(xmin uint64) {
 // every later snapshot, as soon as COMMIT returns. A durable commit
 // cost a WAL flush per round, which every reader waiting for the head
 // (a live delivery on PostgreSQL, on every node) waited for.
-const pgObserve = `BEGIN;
-SET LOCAL synchronous_commit = off;
-SELECT CASE WHEN sequenced THEN COALESCE(pg_sequence_last_value('event_ids'), 0) ELSE last_id END, sequenced FROM event_counter WHERE id = 1;
-SELECT pg_current_xact_id();
-COMMIT;
-SELECT pg_snapshot_xmin(pg_current_snapshot())`
+const pgObserve = pgObserveBegin +
+	`SELECT CASE WHEN sequenced THEN COALESCE(pg_sequence_last_value('event_ids'), 0) ELSE last_id END, sequenced FROM event_counter WHERE id = 1;` +
+	pgObserveEnd
+
+// pgObserveBegin and pgObserveEnd surround a round's statement of L and
+// of whether the database is on the sequence.
+const (
+	pgObserveBegin = "BEGIN;\nSET LOCAL synchronous_commit = off;\n"
+	pgObserveEnd   = "\nSELECT pg_current_xact_id();\nCOMMIT;\nSELECT pg_snapshot_xmin(pg_current_snapshot())"
+)
 
 // pgObserveSequenced is pgObserve once the store knows the database is on
 // the sequence, which it never leaves (the counter row's trigger refuses
@@ -428,12 +432,7 @@ SELECT pg_snapshot_xmin(pg_current_snapshot())`
 // statement reads no table. PostgreSQL plans every statement of a simple
 // query anew, and the one reading event_counter took 36 µs to plan and
 // 13 µs to run at each round; this one 12 and 7 µs.
-const pgObserveSequenced = `BEGIN;
-SET LOCAL synchronous_commit = off;
-SELECT COALESCE(pg_sequence_last_value('event_ids'), 0), true;
-SELECT pg_current_xact_id();
-COMMIT;
-SELECT pg_snapshot_xmin(pg_current_snapshot())`
+const pgObserveSequenced = pgObserveBegin + `SELECT COALESCE(pg_sequence_last_value('event_ids'), 0), true;` + pgObserveEnd
 
 // observe runs a round trip: the observation, whether the database is on
 // the sequence, and the xmin after the round's own transaction ended.
