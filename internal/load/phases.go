@@ -285,8 +285,43 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 	for k := range nodeSends {
 		nodeSends[k] = &tally{}
 	}
-	sem := make(chan struct{}, r.cfg.MaxInFlight)
+	// The sends run on a pool of goroutines that grows, up to
+	// MaxInFlight, only when every one is busy: a goroutine per send
+	// grew a new stack for every request (copying it as the HTTP client
+	// went deeper), CPU the generator takes from the nodes it measures
+	// when they share a machine.
+	type job struct {
+		s   *sender
+		cid string
+		env string
+		k   int
+		at  time.Time
+		t   *times
+	}
+	jobs := make(chan job)
 	var wg sync.WaitGroup
+	workers := 0
+	work := func() {
+		defer wg.Done()
+		for j := range jobs {
+			mu.Lock()
+			j.t.started = time.Now()
+			mu.Unlock()
+			sr := nodes[j.k].send(ctx, j.s, j.cid, j.env)
+			ack := time.Since(j.at)
+			if !sr.ok() {
+				mu.Lock()
+				delete(pending, j.cid)
+				mu.Unlock()
+			}
+			if j.t.warm {
+				warmSends.add(sr, ack)
+				continue
+			}
+			sends.add(sr, ack)
+			nodeSends[j.k].add(sr, ack)
+		}
+	}
 	interval := time.Second / time.Duration(rate)
 	start := time.Now().Add(5 * time.Millisecond)
 	measured := start.Add(time.Duration(warm) * interval)
@@ -314,32 +349,22 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 		mu.Lock()
 		pending[cid] = t
 		mu.Unlock()
-		sem <- struct{}{}
+		j := job{s: s, cid: cid, env: env, k: k, at: at, t: t}
+		select {
+		case jobs <- j:
+		default:
+			if workers < r.cfg.MaxInFlight {
+				workers++
+				wg.Add(1)
+				go work()
+			}
+			jobs <- j
+		}
 		if lag := time.Since(at); lag > maxLag && !t.warm {
 			maxLag = lag
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			mu.Lock()
-			t.started = time.Now()
-			mu.Unlock()
-			sr := nodes[k].send(ctx, s, cid, env)
-			ack := time.Since(at)
-			if !sr.ok() {
-				mu.Lock()
-				delete(pending, cid)
-				mu.Unlock()
-			}
-			if t.warm {
-				warmSends.add(sr, ack)
-				return
-			}
-			sends.add(sr, ack)
-			nodeSends[k].add(sr, ack)
-		}()
 	}
+	close(jobs)
 	wg.Wait()
 	res.Seconds = time.Since(measured).Seconds()
 	res.Sent = max(i-warm, 0)
