@@ -70,6 +70,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		return nil
 	})
+	fs.BoolVar(&cfg.Spread, "spread", false, "with several --server: one receiver per node, each on a WebSocket to its node, so each message is delivered once (default: one receiver on a WebSocket to every node)")
 	fs.StringVar(&cfg.DB, "db", "", "in-process database: empty for a fresh SQLite file in a temporary directory, the path of a new SQLite file, or a postgres:// URL (a fresh database is created there for each run and dropped)")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the run's SQLite file or PostgreSQL database")
 	fs.IntVar(&cfg.Senders, "senders", 0, "sending accounts, one conversation each with the receiver (default: the largest --conc level)")

@@ -159,6 +159,7 @@ type claimAnswer struct {
 type sender struct {
 	idx  int
 	u    *user
+	to   int // the receiver, in runner.rcvs
 	conv protocol.ConversationID
 	path string // POST path of its messages
 

@@ -25,6 +25,7 @@ import (
 	"runtime/pprof"
 	"runtime/trace"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,6 +49,15 @@ type Config struct {
 	// each node's figures (LiveResult.Nodes), apart for messages sent
 	// through another node (cross-node delivery).
 	Servers []string
+	// Spread, with Servers, gives the open loop one receiver per node
+	// instead of one: receiver k has a single WebSocket, to node k, and
+	// sender i writes to receiver i mod nodes, so each message is
+	// delivered once, to a device on one node, as when every device is
+	// connected to one node. Without it the one receiver listens on
+	// every node and each message is delivered once per node (a
+	// recipient with a device on every node). The other phases use the
+	// first receiver (the catch-up reads its share of the messages).
+	Spread bool
 	// DB is the in-process server's database: empty for a fresh SQLite file
 	// in a new temporary directory (synchronous=FULL, WAL, as the store
 	// opens it), the path of a SQLite file to create (to choose the disk;
@@ -251,6 +261,9 @@ func (c *Config) check() error {
 	if len(c.Servers) > 0 && c.Server == "" {
 		return errors.New("more servers need a first one")
 	}
+	if c.Spread && len(c.Servers) == 0 {
+		return errors.New("spread needs more than one server")
+	}
 	for _, u := range c.Servers {
 		if err := checkLoopbackURL(u); err != nil {
 			return fmt.Errorf("server: %w", err)
@@ -367,8 +380,12 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	if rep.Stored, err = c.stored(ctx, r.rcv); err != nil {
-		return rep, fmt.Errorf("count stored messages: %w", err)
+	for _, u := range r.rcvs {
+		n, err := c.stored(ctx, u)
+		if err != nil {
+			return rep, fmt.Errorf("count stored messages: %w", err)
+		}
+		rep.Stored += n
 	}
 	return rep, nil
 }
@@ -569,10 +586,13 @@ func freshDatabase(ctx context.Context, adminURL string, keep bool, logf func(st
 
 // runner holds the set-up accounts.
 type runner struct {
-	c       *client
-	nodes   []*client // c and Config.Servers' (the open loop spreads over them)
-	cfg     *Config
-	rcv     *user
+	c     *client
+	nodes []*client // c and Config.Servers' (the open loop spreads over them)
+	cfg   *Config
+	rcv   *user
+	// rcvs are the receivers: rcv alone, or one per node (Spread), rcv
+	// first. Sender i's conversation is with rcvs[i % len(rcvs)].
+	rcvs    []*user
 	senders []*sender
 	// uploaders are the upload phase's accounts, each with a
 	// conversation with rcv.
@@ -599,17 +619,30 @@ func setup(ctx context.Context, c *client, cfg *Config, rep *Report, logf func(s
 	var err error
 	// The receiver's one-time keys: one per conversation while they last,
 	// then claims fall back to its signed pre-key.
-	if r.rcv, err = c.register(ctx, prefix+"-rcv", cfg.Senders+1); err != nil {
-		return nil, err
+	receivers := 1
+	if cfg.Spread {
+		receivers += len(cfg.Servers)
 	}
+	for k := range receivers {
+		name := prefix + "-rcv"
+		if k > 0 {
+			name += strconv.Itoa(k)
+		}
+		u, err := c.register(ctx, name, cfg.Senders+1)
+		if err != nil {
+			return nil, err
+		}
+		r.rcvs = append(r.rcvs, u)
+	}
+	r.rcv = r.rcvs[0]
 	logf("setting up %d senders", cfg.Senders)
 	for i := range cfg.Senders {
 		u, err := c.register(ctx, fmt.Sprintf("%s-s%d", prefix, i), 1)
 		if err != nil {
 			return nil, err
 		}
-		s := &sender{idx: i, u: u}
-		if err := c.createConversation(ctx, s, r.rcv); err != nil {
+		s := &sender{idx: i, u: u, to: i % receivers}
+		if err := c.createConversation(ctx, s, r.rcvs[s.to]); err != nil {
 			return nil, fmt.Errorf("sender %d: %w", i, err)
 		}
 		r.senders = append(r.senders, s)
@@ -644,9 +677,11 @@ func setup(ctx context.Context, c *client, cfg *Config, rep *Report, logf func(s
 		return nil, err
 	}
 	rep.EnvelopeBytes = len(env) * 3 / 4
-	// The receiver's cursor after the setup's events.
-	if err := c.syncToEnd(ctx, r.rcv, cfg.PageSize); err != nil {
-		return nil, err
+	// The receivers' cursors after the setup's events.
+	for _, u := range r.rcvs {
+		if err := c.syncToEnd(ctx, u, cfg.PageSize); err != nil {
+			return nil, err
+		}
 	}
 	rep.SetupSeconds = time.Since(start).Seconds()
 	logf("setup done in %.1fs", rep.SetupSeconds)

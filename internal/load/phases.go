@@ -184,18 +184,27 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 		warm               bool   // a warm-up send: delivered, not measured
 	}
 	pending := make(map[string]*times, total)
-	// One WebSocket per node; each gets every message.
+	// One WebSocket per node: the receiver's, each getting every message,
+	// or (Spread) receiver k's on node k, getting its senders' messages.
+	spread := len(r.rcvs) > 1
 	type arrivals struct {
 		delivery, fromStart, cross []time.Duration
 		received, frames, dups     int64
 	}
 	arr := make([]*arrivals, len(nodes))
 	var accepted int64
+	acceptedTo := make([]int64, len(r.rcvs)) // measured sends accepted, by receiver
+	expected := func(k int) int64 {          // what socket k should receive
+		if spread {
+			return acceptedTo[k]
+		}
+		return accepted
+	}
 	allIn := make(chan struct{}, 1) // signalled when every WebSocket may have received every accepted send
 	sendsDone := false
 	caughtUp := func() bool {
-		for _, a := range arr {
-			if a.received < accepted {
+		for k, a := range arr {
+			if a.received < expected(k) {
 				return false
 			}
 		}
@@ -205,9 +214,10 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 	// The receiver starts at the end of its stream, untimed: what the
 	// earlier phases sent (all of it when the catch-up phase is off) would
 	// otherwise come first on the WebSocket and delay every live message.
-	u := r.rcv
-	if err := r.c.syncToEnd(ctx, u, r.cfg.PageSize); err != nil {
-		return res, err
+	for _, u := range r.rcvs {
+		if err := r.c.syncToEnd(ctx, u, r.cfg.PageSize); err != nil {
+			return res, err
+		}
 	}
 	wctx, stopWS := context.WithCancel(ctx)
 	defer stopWS()
@@ -215,6 +225,10 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 	var conns []*websocket.Conn
 	for k, nc := range nodes {
 		arr[k] = &arrivals{delivery: make([]time.Duration, 0, total)}
+		u := r.rcv
+		if spread {
+			u = r.rcvs[k]
+		}
 		wsURL := "ws" + strings.TrimPrefix(nc.base, "http") + "/api/ws?since=" + strconv.FormatInt(u.cursor, 10)
 		conn, _, err := websocket.Dial(wctx, wsURL, &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {u.auth}}})
 		if err != nil {
@@ -256,7 +270,7 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 					}
 					at.got |= bit
 					if at.warm {
-						if k == 0 {
+						if k == 0 || spread {
 							res.Warmup.Received++
 						}
 						continue
@@ -318,6 +332,11 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 				warmSends.add(sr, ack)
 				continue
 			}
+			if sr.ok() {
+				mu.Lock()
+				acceptedTo[j.s.to]++
+				mu.Unlock()
+			}
 			sends.add(sr, ack)
 			nodeSends[j.k].add(sr, ack)
 		}
@@ -345,6 +364,13 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 		}
 		cid := s.clientID()
 		k := i % len(nodes)
+		if spread {
+			// Through its receiver's node in one of every len(nodes)
+			// turns of the senders, another node in the others (i %
+			// len(nodes) would tie the node to the sender, hence to its
+			// receiver, whenever len(nodes) divides the senders).
+			k = (s.to + i/len(r.senders)) % len(nodes)
+		}
 		t := &times{scheduled: at, started: at, node: k, warm: i < warm}
 		mu.Lock()
 		pending[cid] = t
@@ -403,21 +429,31 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 	if res.Warmup != nil {
 		res.Warmup.Accepted, res.Warmup.Failed = warmSends.accepted, warmSends.failed
 	}
+	res.Spread = spread
+	delivery, fromStart := arr[0].delivery, arr[0].fromStart
 	res.Received = arr[0].received
+	if spread {
+		delivery, fromStart, res.Received = nil, nil, 0
+		for _, a := range arr {
+			delivery = append(delivery, a.delivery...)
+			fromStart = append(fromStart, a.fromStart...)
+			res.Received += a.received
+		}
+	}
 	for _, a := range arr {
 		res.Frames += a.frames
 	}
-	res.Missing = accepted - arr[0].received
+	res.Missing = accepted - res.Received
 	res.PerSecond = float64(sends.accepted) / res.Seconds
 	res.Ack = percentiles(sends.acks)
-	res.Delivery = percentiles(arr[0].delivery)
-	res.DeliveryFromStart = percentiles(arr[0].fromStart)
+	res.Delivery = percentiles(delivery)
+	res.DeliveryFromStart = percentiles(fromStart)
 	res.MaxStartLagMs = ms(maxLag)
 	if len(nodes) > 1 {
 		for k, a := range arr {
 			res.Nodes = append(res.Nodes, NodeLive{
 				Server: nodes[k].base, Accepted: nodeSends[k].accepted, Failed: nodeSends[k].failed,
-				Ack: percentiles(nodeSends[k].acks), Received: a.received, Missing: accepted - a.received,
+				Ack: percentiles(nodeSends[k].acks), Received: a.received, Missing: expected(k) - a.received,
 				Duplicates: a.dups, Delivery: percentiles(a.delivery), CrossNode: percentiles(a.cross),
 			})
 		}

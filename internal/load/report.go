@@ -163,9 +163,13 @@ type LiveResult struct {
 	// (client saturation shows here).
 	MaxStartLagMs float64 `json:"maxStartLagMs"`
 	// Nodes, with several servers (Config.Servers), are each node's
-	// figures; the fields above are then the first node's WebSocket's.
+	// figures; the fields above are then the first node's WebSocket's,
+	// or with Spread every WebSocket's.
 	Nodes []NodeLive `json:"nodes,omitempty"`
-	CPU   CPUUse     `json:"cpu"`
+	// Spread: one receiver per node (Config.Spread), each message
+	// delivered once, on the node of its receiver.
+	Spread bool   `json:"spread,omitempty"`
+	CPU    CPUUse `json:"cpu"`
 	// DiskSync is the disk just before the phase: synced 4 KiB writes
 	// (see diskSync), in the database's directory when it is SQLite.
 	DiskSync Percentiles `json:"diskSyncMs"`
@@ -181,7 +185,7 @@ type WarmupResult struct {
 	Scheduled int     `json:"scheduled"`
 	Accepted  int64   `json:"accepted"`
 	Failed    int64   `json:"failed"`
-	Received  int64   `json:"received"` // on the first WebSocket, by the end of the phase
+	Received  int64   `json:"received"` // on the first WebSocket (with Spread, on all), by the end of the phase
 }
 
 // NodeLive is one node's part of the open loop.
@@ -190,7 +194,7 @@ type NodeLive struct {
 	Accepted int64       `json:"accepted"` // sends through this node
 	Failed   int64       `json:"failed"`
 	Ack      Percentiles `json:"ackMs"`
-	Received int64       `json:"received"` // accepted messages that arrived on its WebSocket
+	Received int64       `json:"received"` // accepted messages that arrived on its WebSocket (with Spread, its receiver's)
 	Missing  int64       `json:"missing"`
 	// Duplicates are messages its WebSocket delivered more than once.
 	Duplicates int64       `json:"duplicates"`
@@ -444,8 +448,12 @@ func (r *Report) WriteTable(w io.Writer) {
 		if u := l.Warmup; u != nil {
 			warm = fmt.Sprintf(" after %d unmeasured over %.1fs (%d accepted, %d failed, %d delivered)", u.Scheduled, u.Seconds, u.Accepted, u.Failed, u.Received)
 		}
-		fmt.Fprintf(w, "live (open loop at %d sends/s for %d sends%s, receiver on the WebSocket): %.0f accepted/s, %d accepted, %d failed, %d delivered in %d frames, %d missing%s\n",
-			l.Rate, l.Scheduled, warm, l.PerSecond, l.Accepted, l.Failed, l.Received, l.Frames, l.Missing, errorList(l.Errors))
+		receivers, sockets := "receiver on the WebSocket", "a WebSocket to each"
+		if l.Spread {
+			receivers, sockets = "a receiver per node on its WebSocket", "its receiver's WebSocket on it"
+		}
+		fmt.Fprintf(w, "live (open loop at %d sends/s for %d sends%s, %s): %.0f accepted/s, %d accepted, %d failed, %d delivered in %d frames, %d missing%s\n",
+			l.Rate, l.Scheduled, warm, receivers, l.PerSecond, l.Accepted, l.Failed, l.Received, l.Frames, l.Missing, errorList(l.Errors))
 		fmt.Fprintf(w, "%-22s %9s %9s %9s %9s %9s\n", "latency (ms)", "p50", "p90", "p99", "max", "mean")
 		fmt.Fprintf(w, "%-22s %9.2f %9.2f %9.2f %9.2f %9.2f\n", "send → delivered", l.Delivery.P50, l.Delivery.P90, l.Delivery.P99, l.Delivery.Max, l.Delivery.Mean)
 		fmt.Fprintf(w, "%-22s %9.2f %9.2f %9.2f %9.2f %9.2f\n", "send → acknowledged", l.Ack.P50, l.Ack.P90, l.Ack.P99, l.Ack.Max, l.Ack.Mean)
@@ -453,7 +461,7 @@ func (r *Report) WriteTable(w io.Writer) {
 		fmt.Fprintf(w, "latest send start: %.2f ms behind schedule; cores %.2f, db %.2f, others %.2f, stolen by the hypervisor %.2f\n", l.MaxStartLagMs, l.CPU.Process, l.CPU.Database, l.CPU.Others, l.CPU.Steal)
 		fmt.Fprintf(w, "disk just before: a synced 4 KiB write took %.2f ms at the median, %.2f ms at the p99, %.2f ms at most (%d writes)\n\n", l.DiskSync.P50, l.DiskSync.P99, l.DiskSync.Max, l.DiskSync.N)
 		if len(l.Nodes) > 0 {
-			fmt.Fprintf(w, "per node (sends through it in turn; a WebSocket to each; cross-node: sent through another node), ms:\n")
+			fmt.Fprintf(w, "per node (sends through it in turn; %s; cross-node: sent through another node), ms:\n", sockets)
 			fmt.Fprintf(w, "%-24s %8s %8s %8s %8s %8s %8s %8s %8s\n", "node", "accepted", "ack p99", "received", "missing", "dups", "dlv p50", "dlv p99", "cross p99")
 			for _, n := range l.Nodes {
 				fmt.Fprintf(w, "%-24s %8d %8.2f %8d %8d %8d %8.2f %8.2f %8.2f\n", strings.TrimPrefix(n.Server, "http://"), n.Accepted, n.Ack.P99, n.Received, n.Missing, n.Duplicates, n.Delivery.P50, n.Delivery.P99, n.CrossNode.P99)

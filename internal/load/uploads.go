@@ -331,7 +331,7 @@ func (r *runner) textSends(ctx context.Context, s *sender, stop <-chan struct{},
 		case sr.ok():
 			lat = append(lat, took)
 		case sr.code == "rotation_required":
-			if err := r.c.rotate(ctx, s, r.rcv); err != nil {
+			if err := r.c.rotate(ctx, s, r.rcvs[s.to]); err != nil {
 				return lat, fmt.Errorf("text sender: new epoch: %w", err)
 			}
 			res.Rotations++
