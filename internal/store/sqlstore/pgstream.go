@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -196,24 +197,29 @@ const eventBlockText = "1024"
 
 // pgHead computes the settled head of a PostgreSQL store's stream. One
 // goroutine takes observations, each in one round trip of three
-// statements, one after the other:
+// read-only statements, one after the other:
 //
 //  1. L, the newest id drawn (pg_sequence_last_value);
-//  2. X, a transaction id of the round's own, which it commits at once;
+//  2. N, the next transaction id to be assigned (the transaction
+//     counter, read through age(), see pgObserveNext); X = N-1 is the
+//     newest transaction id assigned;
 //  3. the oldest transaction id still running (xmin of a snapshot).
 //
 // Every transaction that drew an id ≤ L had its transaction id before
-// drawing, hence before X was assigned: its id is below X. Once no
-// transaction id below X is running (a snapshot's xmin above X), every id
-// ≤ L is committed, and visible to any later statement, or will never
+// drawing, hence before N was read: its id is at most X. Once no
+// transaction id up to X is running (a snapshot's xmin above X), every
+// id ≤ L is committed, and visible to any later statement, or will never
 // be. The head is the largest L so settled. On the counter (before the
 // switch) the counter's committed value is already settled.
 //
-// A snapshot's list of running transactions alone does not do: it omits
-// running transactions whose ids are above the newest ended one (its
-// xmax), and a transaction may have drawn its ids and be among those.
-// The round's own X, once ended, lifts the xmax of every later snapshot
-// above every id assigned before it.
+// A snapshot's xmin counts only the running transactions below its xmax,
+// one above the newest ended transaction id; a transaction that got its
+// id after that one, drew its ids and is still open lowers no xmin. An
+// xmin above X is nonetheless enough: xmin ≤ xmax, so the newest ended
+// id is then X or above, and every running id up to X is below xmax,
+// where it would hold xmin at or below itself. (The list of running
+// transactions alone, without X, does not do: TestPostgresStreamNoSkip.)
+// The round assigns no transaction id of its own and writes nothing.
 //
 // Observations settle in the order they were taken (their X go up), so
 // the pending list can be thinned by replacing its newest.
@@ -340,11 +346,9 @@ func (h *pgHead) round() {
 }
 
 // check settles the pending observations without taking one: a single
-// read of the oldest running transaction, with no transaction id of its
-// own (the rounds that took them have ended, so a snapshot now is after
-// their X ended, as settling needs). A reader woken for an event that an
-// observation already covers needs only this; so does the poll while
-// observations are pending. A failed check changes nothing (the next
+// read of the oldest running transaction (a round is three statements).
+// A reader woken for an event that an observation already covers needs
+// only this; so does the poll while observations are pending. A failed check changes nothing (the next
 // round reports the database's error).
 func (h *pgHead) check() {
 	h.mu.Lock()
@@ -408,23 +412,26 @@ func (h *pgHead) settle(xmin uint64) {
 }
 
 // pgObserve is a round's round trip (see pgHead); in the simple query
-// protocol each statement takes its own snapshot. The round's own
-// transaction commits without waiting for its commit record to reach the
-// disk (synchronous_commit off, for it alone): it writes nothing, and
-// what the round needs of X is that it has ended, which it has, for
-// every later snapshot, as soon as COMMIT returns. A durable commit
-// cost a WAL flush per round, which every reader waiting for the head
-// (a live delivery on PostgreSQL, on every node) waited for.
-const pgObserve = pgObserveBegin +
-	`SELECT CASE WHEN sequenced THEN COALESCE(pg_sequence_last_value('event_ids'), 0) ELSE last_id END, sequenced FROM event_counter WHERE id = 1;` +
+// protocol each statement takes its own snapshot (the three run in one
+// implicit transaction, which gets no transaction id: nothing in it
+// writes or locks a row).
+const pgObserve = `SELECT CASE WHEN sequenced THEN COALESCE(pg_sequence_last_value('event_ids'), 0) ELSE last_id END, sequenced FROM event_counter WHERE id = 1;` +
 	pgObserveEnd
 
-// pgObserveBegin and pgObserveEnd surround a round's statement of L and
-// of whether the database is on the sequence.
-const (
-	pgObserveBegin = "BEGIN;\nSET LOCAL synchronous_commit = off;\n"
-	pgObserveEnd   = "\nSELECT pg_current_xact_id();\nCOMMIT;\nSELECT pg_snapshot_xmin(pg_current_snapshot())"
-)
+// pgObserveEnd follows a round's statement of L and of whether the
+// database is on the sequence: N, then the xmin.
+const pgObserveEnd = "\n" + pgObserveNext + ";\nSELECT pg_snapshot_xmin(pg_current_snapshot())"
+
+// pgObserveNext reads N, the next transaction id to be assigned, without
+// assigning one: age(x) is the distance from x to the transaction
+// counter, read at its first call in a transaction that has no id (and
+// kept for the rest of it: this statement is its first call, after L
+// was read). x is the snapshot's xmin, a 64-bit id at or below the
+// counter within 2^31 of it (the 32-bit age cannot reach further;
+// PostgreSQL stops assigning ids long before), whose 32 low bits age
+// takes. Its snapshot was taken before the counter was read; any xmin
+// at or below the counter will do. N is x + age (parseObservation).
+const pgObserveNext = `SELECT pg_snapshot_xmin(s)::text::int8, age(pg_snapshot_xmin(s)::xid) FROM pg_current_snapshot() s`
 
 // pgObserveSequenced is pgObserve once the store knows the database is on
 // the sequence, which it never leaves (the counter row's trigger refuses
@@ -432,10 +439,10 @@ const (
 // statement reads no table. PostgreSQL plans every statement of a simple
 // query anew, and the one reading event_counter took 36 µs to plan and
 // 13 µs to run at each round; this one 12 and 7 µs.
-const pgObserveSequenced = pgObserveBegin + `SELECT COALESCE(pg_sequence_last_value('event_ids'), 0), true;` + pgObserveEnd
+const pgObserveSequenced = `SELECT COALESCE(pg_sequence_last_value('event_ids'), 0), true;` + pgObserveEnd
 
 // observe runs a round trip: the observation, whether the database is on
-// the sequence, and the xmin after the round's own transaction ended.
+// the sequence, and the xmin after it.
 func (h *pgHead) observe(ctx context.Context) (o observation, seq bool, xmin uint64, err error) {
 	conn, err := h.s.r.Conn(ctx)
 	if err != nil {
@@ -469,16 +476,16 @@ func (h *pgHead) observe(ctx context.Context) (o observation, seq bool, xmin uin
 	return o, seq, xmin, nil
 }
 
-// parseObservation reads pgObserve's six results.
+// parseObservation reads pgObserve's three results.
 func parseObservation(res []*pgconn.Result) (o observation, seq bool, xmin uint64, err error) {
 	cell := func(i, col int) (string, error) {
-		if len(res) != 6 || res[i].Err != nil || len(res[i].Rows) != 1 || len(res[i].Rows[0]) <= col {
+		if len(res) != 3 || res[i].Err != nil || len(res[i].Rows) != 1 || len(res[i].Rows[0]) <= col {
 			return "", fmt.Errorf("observation: unexpected results")
 		}
 		return string(res[i].Rows[0][col]), nil
 	}
-	var f [4]string
-	for k, at := range [4][2]int{{2, 0}, {2, 1}, {3, 0}, {5, 0}} {
+	var f [5]string
+	for k, at := range [5][2]int{{0, 0}, {0, 1}, {1, 0}, {1, 1}, {2, 0}} {
 		if f[k], err = cell(at[0], at[1]); err != nil {
 			return o, false, 0, err
 		}
@@ -487,10 +494,21 @@ func parseObservation(res []*pgconn.Result) (o observation, seq bool, xmin uint6
 		return o, false, 0, fmt.Errorf("observation: %w", err)
 	}
 	seq = f[1] == "t"
-	if o.xid, err = strconv.ParseUint(f[2], 10, 64); err != nil {
+	x, err := strconv.ParseUint(f[2], 10, 64)
+	if err != nil {
 		return o, false, 0, fmt.Errorf("observation: %w", err)
 	}
-	if xmin, err = strconv.ParseUint(f[3], 10, 64); err != nil {
+	age, err := strconv.ParseInt(f[3], 10, 32)
+	if err != nil {
+		return o, false, 0, fmt.Errorf("observation: %w", err)
+	}
+	// age is INT_MAX for a special (not normal) x, and never negative
+	// for an x at or below the counter; either would make X meaningless.
+	if age < 0 || age == math.MaxInt32 || x < 3 {
+		return o, false, 0, fmt.Errorf("observation: transaction id %d, age %d", x, age)
+	}
+	o.xid = x + uint64(age) - 1 // X = N-1, the newest id assigned
+	if xmin, err = strconv.ParseUint(f[4], 10, 64); err != nil {
 		return o, false, 0, fmt.Errorf("observation: %w", err)
 	}
 	return o, seq, xmin, nil

@@ -8,12 +8,14 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"sandi.dev/internal/store"
 	"sandi.dev/internal/testpg"
@@ -800,4 +802,82 @@ func benchHeadWait(b *testing.B, woken bool) {
 	b.ReportMetric(ms(.99), "p99-ms")
 	b.ReportMetric(float64(rounds)/float64(reads), "rounds/read")
 	b.ReportMetric(0, "ns/op")
+}
+
+// TestPostgresObservationOrder attacks the order of a round's statements
+// (L, then N, then the xmin): a writer whose transaction gets its id,
+// draws its block of ids and stays open is slipped in before each
+// statement in turn, and the observation must not settle over the
+// writer's ids while it is open, by its own xmin or a check's. Reading N
+// before L would: the writer's id is then N or above, and lowers no
+// xmin until a newer transaction ends. Once the writer has ended, a
+// check settles the observation.
+func TestPostgresObservationOrder(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, _ := benchStore(t, testpg.URL(t), 1)
+	t.Cleanup(func() { s.Close() })
+	check := func() uint64 {
+		var xmin uint64
+		if err := s.r.QueryRowContext(ctx, pgCheck).Scan(&xmin); err != nil {
+			t.Fatal(err)
+		}
+		return xmin
+	}
+	for qi, q := range []string{pgObserve, pgObserveSequenced} {
+		stmts := strings.Split(q, ";\n")
+		if len(stmts) != 3 {
+			t.Fatalf("round %d: %d statements, want 3", qi, len(stmts))
+		}
+		for slip := range stmts {
+			conn, err := s.r.Conn(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var res []*pgconn.Result
+			var w *sql.Tx
+			var drawn int64
+			for k, st := range stmts {
+				if k == slip {
+					if w, err = s.w.BeginTx(ctx, nil); err != nil {
+						t.Fatal(err)
+					}
+					var base int64
+					if err := w.QueryRowContext(ctx, pgDrawIDs).Scan(&base); err != nil {
+						t.Fatal(err)
+					}
+					drawn = base + 1
+				}
+				err := conn.Raw(func(dc any) error {
+					r, err := dc.(*stdlib.Conn).Conn().PgConn().Exec(ctx, st).ReadAll()
+					res = append(res, r...)
+					return err
+				})
+				if err != nil {
+					t.Fatalf("round %d, statement %d: %v", qi, k, err)
+				}
+			}
+			conn.Close()
+			o, seq, xmin, err := parseObservation(res)
+			if err != nil || !seq {
+				t.Fatalf("round %d: %+v, on the sequence %v: %v", qi, o, seq, err)
+			}
+			for _, m := range []uint64{xmin, check()} {
+				if o.xid < m && o.last >= drawn {
+					t.Errorf("round %d, writer slipped in before statement %d: observation L=%d X=%d settles under xmin %d over id %d of a transaction still open",
+						qi, slip, o.last, o.xid, m, drawn)
+				}
+			}
+			if err := w.Rollback(); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for m := check(); o.xid >= m; m = check() {
+				if time.Now().After(deadline) {
+					t.Fatalf("round %d: observation X=%d still unsettled (xmin %d) after the writer ended", qi, o.xid, m)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}
 }
