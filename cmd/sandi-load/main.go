@@ -78,7 +78,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.Duration, "duration", 3*time.Second, "duration of each closed-loop level")
 	fs.IntVar(&cfg.Rate, "rate", 1000, "open-loop sends per second with the receiver on the WebSocket (0: skip)")
 	fs.DurationVar(&cfg.RateDuration, "rate-duration", 5*time.Second, "duration of the open loop")
-	fs.DurationVar(&cfg.Warmup, "warmup", time.Second, "unmeasured sends at the open loop's rate just before the measured ones (0: none)")
+	fs.DurationVar(&cfg.Warmup, "warmup", time.Second, "unmeasured sends just before the measured ones: at the open loop's rate, and at each closed-loop level's concurrency (0: none)")
 	fs.IntVar(&cfg.MaxInFlight, "max-in-flight", 512, "open loop: most sends outstanding at once")
 	fs.IntVar(&cfg.CatchUp, "catchup", 0, "catch-up: most events to read through GET /api/sync (0: all the closed-loop messages, -1: skip)")
 	fs.IntVar(&cfg.PageSize, "page", 500, "catch-up sync page size (1 to 500)")

@@ -81,12 +81,14 @@ type Config struct {
 	// RateDuration is how long the open loop sends (default 5s).
 	RateDuration time.Duration
 	// Warmup is how long the open loop sends at its rate before the
-	// sends it measures (default 1s; negative: none). The nodes open
-	// their database connections and fill their caches, and the client
-	// its HTTP connections, during the first tenth of a second at
-	// 1,000 sends/s; measured, that start is most of a 5-second run's
-	// p99. The warm-up's messages are stored and delivered but not
-	// measured (LiveResult.Warmup).
+	// sends it measures, and each closed-loop level at its concurrency
+	// before its measured duration (default 1s; negative: none). The
+	// nodes open their database connections and fill their caches, and
+	// the client its HTTP connections, during the first tenth of a
+	// second at 1,000 sends/s; measured, that start is most of a
+	// 5-second run's p99. The warm-up's messages are stored (and, in the
+	// open loop, delivered) but not measured (LiveResult.Warmup,
+	// ClosedResult.Warmup).
 	Warmup time.Duration
 	// MaxInFlight bounds the open loop's outstanding sends (default 512);
 	// when reached, sends start late and the lateness shows in the
@@ -719,10 +721,23 @@ func (r *runner) phases(ctx context.Context, rep *Report) error {
 			if err := r.settle(ctx); err != nil {
 				return err
 			}
-			res, err := r.closedLoop(ctx, n)
+			// The same load, unmeasured, just before: the first level
+			// would otherwise measure the nodes' and the client's cold
+			// start (connections opened, caches filled), and each
+			// higher level the opening of its extra connections.
+			var warm *WarmupResult
+			if r.cfg.Warmup > 0 {
+				w, err := r.closedLoop(ctx, n, r.cfg.Warmup)
+				if err != nil {
+					return err
+				}
+				warm = &WarmupResult{Seconds: w.Seconds, Accepted: w.Accepted, Failed: w.Failed}
+			}
+			res, err := r.closedLoop(ctx, n, r.cfg.Duration)
 			if err != nil {
 				return err
 			}
+			res.Warmup = warm
 			rep.Closed = append(rep.Closed, res)
 			r.logf("closed loop, %d senders: %.0f sends/s", n, res.PerSecond)
 		}

@@ -67,15 +67,15 @@ func (t *tally) merge(o *tally) {
 }
 
 // closedLoop runs n senders, each sending its next message as soon as the
-// previous one is answered, for the configured duration. Every send is
-// counted, including those answered after the deadline: the rate is the
-// accepted sends over the time until the last answer.
-func (r *runner) closedLoop(ctx context.Context, n int) (ClosedResult, error) {
+// previous one is answered, for dur. Every send is counted, including
+// those answered after the deadline: the rate is the accepted sends over
+// the time until the last answer.
+func (r *runner) closedLoop(ctx context.Context, n int, dur time.Duration) (ClosedResult, error) {
 	total := &tally{}
 	var wg sync.WaitGroup
 	cpu0 := sampleCPU(r.dbPIDs)
 	start := time.Now()
-	deadline := start.Add(r.cfg.Duration)
+	deadline := start.Add(dur)
 	var encErr error
 	var encMu sync.Mutex
 	for _, s := range r.senders[:n] {

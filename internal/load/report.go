@@ -83,6 +83,9 @@ func (r *Report) Accepted() int64 {
 	var n int64
 	for _, c := range r.Closed {
 		n += c.Accepted
+		if c.Warmup != nil {
+			n += c.Warmup.Accepted
+		}
 	}
 	if r.Live != nil {
 		n += r.Live.Accepted
@@ -120,6 +123,9 @@ type ClosedResult struct {
 	// CPUPerSend is the process's CPU time per accepted send, in µs
 	// (in-process: server and load generator together).
 	CPUPerSend float64 `json:"cpuPerSendUs"`
+	// Warmup is the level's unmeasured start at the same concurrency
+	// (Config.Warmup; Scheduled unused), nil without one.
+	Warmup *WarmupResult `json:"warmup,omitempty"`
 }
 
 // CatchUpResult is the sync catch-up phase.
@@ -437,6 +443,15 @@ func (r *Report) WriteTable(w io.Writer) {
 		}
 		fmt.Fprintln(w, "(CPU/send, cores: this process per accepted send and in all, server and load generator together; db: PostgreSQL;")
 		fmt.Fprintln(w, " others: the rest of the machine meanwhile; steal: CPU the hypervisor gave to other machines, counted in others too)")
+		var warm []string
+		for _, c := range r.Closed {
+			if u := c.Warmup; u != nil {
+				warm = append(warm, fmt.Sprintf("%d sends in %.1fs at %d", u.Accepted, u.Seconds, c.Concurrency))
+			}
+		}
+		if len(warm) > 0 {
+			fmt.Fprintf(w, "(each level after an unmeasured warm-up at its concurrency: %s)\n", strings.Join(warm, ", "))
+		}
 		fmt.Fprintln(w)
 	}
 	if c := r.CatchUp; c != nil {
