@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -60,6 +61,12 @@ func TestMessageExpiry(t *testing.T) {
 		if got := seqs(); !slices.Equal(got, []uint64{1, 2, 3}) {
 			t.Fatalf("messages before expiry: %v", got)
 		}
+		// Alice reads to the end: her cursor is the newest event of the
+		// server, bob's short message's, which expires first.
+		if evs := alice.events(100); len(evs) == 0 || evs[len(evs)-1].Kind != "message" {
+			t.Fatalf("alice's stream ends with %+v; want bob's short message", evs)
+		}
+		atNewest := alice.cursor
 		start := e.clock.now
 		exists := func(id string) bool {
 			_, err := os.Stat(filepath.Join(dir, "objects", id))
@@ -80,6 +87,15 @@ func TestMessageExpiry(t *testing.T) {
 		collect(1)
 		if got := seqs(); !slices.Equal(got, []uint64{1, 2}) {
 			t.Fatalf("messages after 5 s: %v; want 1, 2", got)
+		}
+		// Its event stays, without the message, as the newest of the
+		// server: a cursor on it is still at the head, not past it (a
+		// client takes a cursor past the head for a server rolled back
+		// to an older copy, and reads its conversations again).
+		var p pageAnswer
+		alice.must("GET", fmt.Sprintf("/api/sync?since=%d", atNewest), nil, &p)
+		if len(p.Events) != 0 || p.More || p.Head < atNewest {
+			t.Fatalf("sync from the expired newest event %d: %d events, more %v, head %d; want none, at the head", atNewest, len(p.Events), p.More, p.Head)
 		}
 		e.clock.now = e.clock.now.Add(55 * time.Second)
 		collect(1)
