@@ -322,12 +322,22 @@ func (h *pgHead) loop() {
 
 // round takes an observation and settles what it can.
 func (h *pgHead) round() {
-	h.mu.Lock()
-	h.started++
-	h.mu.Unlock()
+	h.begin()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	o, seq, xmin, err := h.observe(ctx)
 	cancel()
+	h.end(o, seq, xmin, err)
+}
+
+// begin counts a round as started: its observation is taken after.
+func (h *pgHead) begin() {
+	h.mu.Lock()
+	h.started++
+	h.mu.Unlock()
+}
+
+// end ends the round begun last with its observation (or error).
+func (h *pgHead) end(o observation, seq bool, xmin uint64, err error) {
 	h.mu.Lock()
 	h.err = err
 	before := h.settled
@@ -540,6 +550,12 @@ func (h *pgHead) freshFor(ctx context.Context, at int64) (int64, error) {
 	}
 	target := h.started + 1
 	covered := at > 0 && h.drawn >= at
+	// A round in progress may have read L after at was drawn: a reader
+	// woken for at asks for a round only once it has ended without
+	// covering at. It would start no sooner when asked for now (after
+	// the one in progress), and would be one round too many whenever
+	// that one covers at, which on a busy node is most of the time.
+	deferred := at > 0 && !covered && h.started > h.ended
 	h.waiters++
 	h.mu.Unlock()
 	defer func() {
@@ -547,15 +563,22 @@ func (h *pgHead) freshFor(ctx context.Context, at int64) (int64, error) {
 		h.waiters--
 		h.mu.Unlock()
 	}()
-	// An observation with L ≥ at is taken already: it needs settling
-	// only (a check), not another observation.
-	wake := h.kick
-	if covered {
-		wake = h.nudge
+	kick := func() {
+		select {
+		case h.kick <- struct{}{}:
+		default:
+		}
 	}
-	select {
-	case wake <- struct{}{}:
-	default:
+	switch {
+	case covered:
+		// An observation with L ≥ at is taken already: it needs
+		// settling only (a check), not another observation.
+		select {
+		case h.nudge <- struct{}{}:
+		default:
+		}
+	case !deferred:
+		kick()
 	}
 	deadline := time.NewTimer(h.maxWait)
 	defer deadline.Stop()
@@ -588,16 +611,19 @@ func (h *pgHead) freshFor(ctx context.Context, at int64) (int64, error) {
 			h.mu.Unlock()
 			return v, nil
 		}
+		kickNow := deferred && !haveNeed && h.ended >= target-1 // the round in progress has ended, short of at
 		ch := h.roundCh
 		h.mu.Unlock()
-		if !haveNeed {
-			// The round we wait for may start only once the current
-			// one ends: ask again then.
-			select {
-			case h.kick <- struct{}{}:
-			default:
-			}
+		if kickNow {
+			deferred = false
+			kick()
 		}
+		// One kick is enough: the kick, or the one that filled the
+		// channel before it, is taken by the loop after the call, and
+		// the round it starts counts itself in started only then, so
+		// it is the target or a later one. (Kicking again at every
+		// end of a round took a round that nobody had asked for after
+		// nearly every read.)
 		select {
 		case <-ch:
 		case <-ctx.Done():

@@ -625,6 +625,103 @@ func TestPostgresHeadWokenFor(t *testing.T) {
 	}
 }
 
+// TestPostgresHeadRoundInProgress: a reader woken for an event while a
+// round is in progress asks for a round of its own only once that one
+// has ended short of the event, at once then (not after maxWait), and
+// not at all when the round in progress covers the event. The test
+// drives the rounds (the head's loop is stopped) and reads the kicks the
+// loop would take.
+func TestPostgresHeadRoundInProgress(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, senders := benchStore(t, testpg.URL(t), 1)
+	t.Cleanup(func() { s.Close() })
+	h := newPGHead(s)
+	h.close() // the test runs the rounds
+	h.maxWait = time.Hour
+	sd := senders[0]
+	kicks := func() int { return len(h.kick) }
+	wait := func(at int64) <-chan error {
+		ch := make(chan error, 1)
+		go func() {
+			v, err := h.freshFor(ctx, at)
+			if err == nil && v < at {
+				err = fmt.Errorf("head %d, below %d", v, at)
+			}
+			ch <- err
+		}()
+		for {
+			h.mu.Lock()
+			w := h.waiters
+			h.mu.Unlock()
+			if w == 1 {
+				return ch
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	observe := func() (observation, bool, uint64) {
+		o, seq, xmin, err := h.observe(ctx)
+		if err != nil || !seq {
+			t.Fatalf("observation: %v (on the sequence %v)", err, seq)
+		}
+		return o, seq, xmin
+	}
+
+	// (a) The round in progress read L before the event was drawn.
+	h.begin()
+	o, seq, xmin := observe()
+	r1, err := s.SendOne(ctx, sd.send(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := wait(r1.EventID)
+	if k := kicks(); k != 0 {
+		t.Fatalf("a reader woken during a round asked for another at once (%d kicks)", k)
+	}
+	h.end(o, seq, xmin, nil)
+	for deadline := time.Now().Add(5 * time.Second); kicks() == 0; {
+		select {
+		case err := <-done:
+			t.Fatalf("the reader answered without a round covering its event: %v", err)
+		case <-time.After(time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the round in progress ended short of the event, and the reader asked for no round")
+		}
+	}
+	<-h.kick // the loop would take it
+	h.round()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	// (b) The round in progress read L after the event was drawn: it
+	// covers it, and settling it is all the reader needs.
+	r2, err := s.SendOne(ctx, sd.send(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.begin()
+	done = wait(r2.EventID)
+	o, seq, xmin = observe()
+	h.end(o, seq, xmin, nil)
+	for settled := false; !settled; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			settled = true
+		case <-time.After(10 * time.Millisecond):
+			h.check() // what the loop's poll does while a reader waits
+		}
+	}
+	if k := kicks(); k != 0 {
+		t.Fatalf("a reader whose event the round in progress covered asked for another round (%d kicks)", k)
+	}
+}
+
 // BenchmarkPostgresHeadWait measures how long after a send's commit a
 // live reader on another node has a settled head that covers it. Two
 // stores on one database (two nodes); 8 writers send 1,000 messages a
