@@ -751,6 +751,9 @@ func (b *batcher) run(reqs []*sendReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 	res, err := b.s.Send(ctx, batch)
 	cancel()
+	if err == nil && b.s.head != nil {
+		b.s.head.committed()
+	}
 	for i, r := range live {
 		if err != nil {
 			r.reply <- sendReply{err: err}

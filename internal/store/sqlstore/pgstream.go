@@ -355,6 +355,22 @@ func (h *pgHead) end(o observation, seq bool, xmin uint64, err error) {
 	h.finish(before)
 }
 
+// committed tells the head that a transaction of this store has ended (a
+// batch of sends committed): while a reader waits for a pending
+// observation to settle, a check now may settle it, sooner than the
+// loop's next poll. Other nodes' commits are left to the poll.
+func (h *pgHead) committed() {
+	h.mu.Lock()
+	wanted := h.waiters > 0 && len(h.pending) > 0
+	h.mu.Unlock()
+	if wanted {
+		select {
+		case h.nudge <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // check settles the pending observations without taking one: a single
 // read of the oldest running transaction (a round is three statements).
 // A reader woken for an event that an observation already covers needs

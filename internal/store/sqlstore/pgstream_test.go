@@ -722,6 +722,83 @@ func TestPostgresHeadRoundInProgress(t *testing.T) {
 	}
 }
 
+// TestPostgresHeadNudgedByCommit: while a reader waits for a pending
+// observation to settle, a batch of sends committed by the store asks
+// the loop for a check at once (a transaction has ended, maybe the last
+// one holding the observation back) instead of leaving it to the poll.
+// The store's head has its loop stopped; the test reads the nudges it
+// would take.
+func TestPostgresHeadNudgedByCommit(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, senders := benchStore(t, testpg.URL(t), 1)
+	t.Cleanup(func() { s.Close() })
+	// A head whose loop is stopped in the store's place: the test runs
+	// the rounds and checks.
+	h := newPGHead(s)
+	h.close()
+	h.maxWait = time.Hour
+	running := s.head
+	s.head = h
+	t.Cleanup(func() { s.head = running }) // before Close, which stops it
+	sd := senders[0]
+	hold, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Rollback()
+	if _, err := hold.ExecContext(ctx, `SELECT pg_current_xact_id()`); err != nil {
+		t.Fatal(err)
+	}
+	r1, err := s.SendOne(ctx, sd.send(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.round() // its observation covers r1, held back by hold
+	if settled, _, waiting, _ := s.StreamHead(); settled >= r1.EventID || waiting == 0 {
+		t.Fatalf("head %d with a transaction open before %d, waiting %v", settled, r1.EventID, waiting)
+	}
+	done := make(chan error, 1)
+	go func() {
+		v, err := h.freshFor(ctx, r1.EventID)
+		if err == nil && v < r1.EventID {
+			err = fmt.Errorf("head %d, below %d", v, r1.EventID)
+		}
+		done <- err
+	}()
+	for {
+		h.mu.Lock()
+		w := h.waiters
+		h.mu.Unlock()
+		if w == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case <-h.nudge: // the reader's own, for an observation taken already
+	default:
+		t.Fatal("a reader covered by a pending observation asked for no check")
+	}
+	if err := hold.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.nudge) != 0 {
+		t.Fatal("nudged without a commit of the store")
+	}
+	if _, err := s.SendOne(ctx, sd.send(2)); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.nudge) != 1 {
+		t.Fatal("a batch committed while a reader waited for a pending observation, and no check was asked for")
+	}
+	<-h.nudge
+	h.check()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // BenchmarkPostgresHeadWait measures how long after a send's commit a
 // live reader on another node has a settled head that covers it. Two
 // stores on one database (two nodes); 8 writers send 1,000 messages a
