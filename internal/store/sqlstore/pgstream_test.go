@@ -426,14 +426,7 @@ func TestPostgresHeadStuck(t *testing.T) {
 	if _, _, waiting, ok := s.StreamHead(); !ok || waiting != 0 {
 		t.Fatalf("an idle store waits %v (%v)", waiting, ok)
 	}
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `SELECT pg_current_xact_id()`); err != nil {
-		t.Fatal(err)
-	}
+	tx := holdXID(t, s)
 	res, err := s.SendOne(ctx, senders[0].send(1))
 	if err != nil {
 		t.Fatal(err)
@@ -477,9 +470,7 @@ func TestPostgresHeadWokenFor(t *testing.T) {
 	url := testpg.URL(t)
 	s, senders := benchStore(t, url, 1)
 	t.Cleanup(func() { s.Close() })
-	h := newPGHead(s)
-	h.close() // the test runs the rounds
-	h.maxWait = time.Hour
+	h := stoppedHead(s) // the test runs the rounds
 	state := func() (settled, drawn int64, started, gaveUp uint64) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
@@ -510,17 +501,6 @@ func TestPostgresHeadWokenFor(t *testing.T) {
 		}()
 		return ch
 	}
-	holdXID := func() *sql.Tx {
-		tx, err := s.w.BeginTx(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { tx.Rollback() })
-		if _, err := tx.ExecContext(ctx, `SELECT pg_current_xact_id()`); err != nil {
-			t.Fatal(err)
-		}
-		return tx
-	}
 	sd := senders[0]
 
 	// (a) Settled up to the event: the answer, without a round.
@@ -544,7 +524,7 @@ func TestPostgresHeadWokenFor(t *testing.T) {
 	// reader is woken for it after tx2, begun since, drew ids: a round
 	// of its own (B) observes them and stays pending while tx2 runs, but
 	// B settles A once tx1 ends, and A covers the event.
-	tx1 := holdXID()
+	tx1 := holdXID(t, s)
 	r2, err := s.SendOne(ctx, sd.send(2))
 	if err != nil {
 		t.Fatal(err)
@@ -553,7 +533,7 @@ func TestPostgresHeadWokenFor(t *testing.T) {
 	if settled, drawn, _, _ := state(); settled >= r2.EventID || drawn < r2.EventID {
 		t.Fatalf("with tx1 open: settled %d, drawn %d; want %d drawn, not settled", settled, drawn, r2.EventID)
 	}
-	tx2 := holdXID()
+	tx2 := holdXID(t, s)
 	var tx2IDs int64
 	if err := tx2.QueryRowContext(ctx, pgDrawIDs).Scan(&tx2IDs); err != nil {
 		t.Fatal(err)
@@ -636,30 +616,10 @@ func TestPostgresHeadRoundInProgress(t *testing.T) {
 	defer cancel()
 	s, senders := benchStore(t, testpg.URL(t), 1)
 	t.Cleanup(func() { s.Close() })
-	h := newPGHead(s)
-	h.close() // the test runs the rounds
-	h.maxWait = time.Hour
+	h := stoppedHead(s) // the test runs the rounds
 	sd := senders[0]
 	kicks := func() int { return len(h.kick) }
-	wait := func(at int64) <-chan error {
-		ch := make(chan error, 1)
-		go func() {
-			v, err := h.freshFor(ctx, at)
-			if err == nil && v < at {
-				err = fmt.Errorf("head %d, below %d", v, at)
-			}
-			ch <- err
-		}()
-		for {
-			h.mu.Lock()
-			w := h.waiters
-			h.mu.Unlock()
-			if w == 1 {
-				return ch
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
+	wait := func(at int64) <-chan error { return wokenReader(ctx, h, at) }
 	observe := func() (observation, bool, uint64) {
 		o, seq, xmin, err := h.observe(ctx)
 		if err != nil || !seq {
@@ -722,6 +682,57 @@ func TestPostgresHeadRoundInProgress(t *testing.T) {
 	}
 }
 
+// stoppedHead is a head of s whose loop is stopped, for a test to run
+// its rounds and checks by hand; its readers never give up.
+func stoppedHead(s *Store) *pgHead {
+	h := newPGHead(s)
+	h.close()
+	h.maxWait = time.Hour
+	return h
+}
+
+// holdXID begins a transaction on s that has a transaction id, and holds
+// it open (rolled back at the end of the test): it holds back every
+// observation of the head taken after.
+func holdXID(t *testing.T, s *Store) *sql.Tx {
+	t.Helper()
+	tx, err := s.w.BeginTx(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback() })
+	if _, err := tx.ExecContext(context.Background(), `SELECT pg_current_xact_id()`); err != nil {
+		t.Fatal(err)
+	}
+	return tx
+}
+
+// wokenReader starts a reader of h woken for at (freshFor), and returns
+// once it waits, with the channel of its answer: nil once the head
+// covers at.
+func wokenReader(ctx context.Context, h *pgHead, at int64) <-chan error {
+	h.mu.Lock()
+	before := h.waiters
+	h.mu.Unlock()
+	ch := make(chan error, 1)
+	go func() {
+		v, err := h.freshFor(ctx, at)
+		if err == nil && v < at {
+			err = fmt.Errorf("head %d, below %d", v, at)
+		}
+		ch <- err
+	}()
+	for {
+		h.mu.Lock()
+		w := h.waiters
+		h.mu.Unlock()
+		if w > before {
+			return ch
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestPostgresHeadNudgedByCommit: while a reader waits for a pending
 // observation to settle, a batch of sends committed by the store asks
 // the loop for a check at once (a transaction has ended, maybe the last
@@ -735,21 +746,12 @@ func TestPostgresHeadNudgedByCommit(t *testing.T) {
 	t.Cleanup(func() { s.Close() })
 	// A head whose loop is stopped in the store's place: the test runs
 	// the rounds and checks.
-	h := newPGHead(s)
-	h.close()
-	h.maxWait = time.Hour
+	h := stoppedHead(s)
 	running := s.head
 	s.head = h
 	t.Cleanup(func() { s.head = running }) // before Close, which stops it
 	sd := senders[0]
-	hold, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hold.Rollback()
-	if _, err := hold.ExecContext(ctx, `SELECT pg_current_xact_id()`); err != nil {
-		t.Fatal(err)
-	}
+	hold := holdXID(t, s)
 	r1, err := s.SendOne(ctx, sd.send(1))
 	if err != nil {
 		t.Fatal(err)
@@ -758,23 +760,7 @@ func TestPostgresHeadNudgedByCommit(t *testing.T) {
 	if settled, _, waiting, _ := s.StreamHead(); settled >= r1.EventID || waiting == 0 {
 		t.Fatalf("head %d with a transaction open before %d, waiting %v", settled, r1.EventID, waiting)
 	}
-	done := make(chan error, 1)
-	go func() {
-		v, err := h.freshFor(ctx, r1.EventID)
-		if err == nil && v < r1.EventID {
-			err = fmt.Errorf("head %d, below %d", v, r1.EventID)
-		}
-		done <- err
-	}()
-	for {
-		h.mu.Lock()
-		w := h.waiters
-		h.mu.Unlock()
-		if w == 1 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	done := wokenReader(ctx, h, r1.EventID)
 	select {
 	case <-h.nudge: // the reader's own, for an observation taken already
 	default:
