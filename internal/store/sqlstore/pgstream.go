@@ -374,8 +374,8 @@ func (h *pgHead) committed() {
 // check settles the pending observations without taking one: a single
 // read of the oldest running transaction (a round is three statements).
 // A reader woken for an event that an observation already covers needs
-// only this; so does the poll while observations are pending. A failed check changes nothing (the next
-// round reports the database's error).
+// only this; so does the poll while observations are pending. A failed
+// check changes nothing (the next round reports the database's error).
 func (h *pgHead) check() {
 	h.mu.Lock()
 	if len(h.pending) == 0 {
