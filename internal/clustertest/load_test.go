@@ -16,6 +16,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"sandi.dev/internal/load"
+	"sandi.dev/internal/server"
 	"sandi.dev/internal/store/sqlstore"
 	"sandi.dev/internal/testpg"
 )
@@ -37,6 +38,9 @@ import (
 // what its WebSocket wake-ups did (sandi_websocket_reads_total).
 func TestLoadAcrossNodes(t *testing.T) {
 	if os.Getenv("SANDI_LOAD_CLUSTER") != "" {
+		// The nodes collect garbage as sandi serve does (the load tool
+		// does the same for its in-process server).
+		server.TuneGC()
 		loadAcrossNodes(t, os.Getenv("SANDI_LOAD_SPREAD") != "")
 		return
 	}
