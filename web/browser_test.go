@@ -1120,14 +1120,17 @@ func TestBrowserAttachments(t *testing.T) {
 	alice.waitOutboxEmpty() // neither is kept for a reload
 	alice.block()
 
-	// A download cancelled stops, and can start again.
-	bob.block(url + "/api/blobs/*")
+	// A download cancelled stops, and can start again. Its requests are
+	// held, not refused: a refused one fails the download after the
+	// SDK's retries (1.5 s), which a loaded machine could let pass
+	// before the click on Cancel.
+	bob.hold(url + "/api/blobs/*")
 	save := `#messages .att-save[aria-label="Save notes.bin"]`
 	bob.click(save)
 	bob.wait("the download under way", `document.querySelector(`+js(save)+`).closest(".att").dataset.state === "loading"`)
 	bob.click(`#messages .att[data-state=loading] .att-cancel`)
 	bob.wait("the download cancelled", `(() => { const a = document.querySelector(`+js(save)+`).closest(".att"); return a.dataset.state === "idle" && a.querySelector(".att-error").hidden; })()`)
-	bob.block()
+	bob.hold()
 	opened := eval[float64](bob, `sandiAttach.workerBytes().opened`)
 	bob.click(save)
 	bob.wait("notes.bin saved", `document.querySelector(`+js(save)+`).closest(".att").dataset.state === "saved"`)

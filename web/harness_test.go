@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
@@ -1160,6 +1161,26 @@ func (p *page) approveWithHistory(code string) {
 	p.wait("the history chosen", chosen)
 	p.pressEnter()
 	p.waitText("#approve-status", "and this browser's history")
+}
+
+// hold pauses the page's requests to URLs matching patterns (DevTools
+// Fetch domain) and never lets them go on: a request held stays under
+// way until the page gives it up, whatever the time. hold() with no
+// pattern lets every request through again.
+func (p *page) hold(patterns ...string) {
+	p.t.Helper()
+	p.do("hold "+strings.Join(patterns, " "), chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		if len(patterns) == 0 {
+			_, err := cdp.Call(ctx, tg, fetch.Disable, cdp.Empty{})
+			return err
+		}
+		var rp []*fetch.RequestPattern
+		for _, u := range patterns {
+			rp = append(rp, &fetch.RequestPattern{URLPattern: u})
+		}
+		_, err := cdp.Call(ctx, tg, fetch.Enable, fetch.EnableParams{Patterns: rp})
+		return err
+	}))
 }
 
 // block makes the page's requests to URLs matching patterns fail, as a
