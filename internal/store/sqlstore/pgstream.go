@@ -364,10 +364,16 @@ func (h *pgHead) committed() {
 	wanted := h.waiters > 0 && len(h.pending) > 0
 	h.mu.Unlock()
 	if wanted {
-		select {
-		case h.nudge <- struct{}{}:
-		default:
-		}
+		signal(h.nudge)
+	}
+}
+
+// signal asks the loop through ch (kick or nudge) without waiting: a
+// request already pending there covers this one.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
 	}
 }
 
@@ -579,22 +585,13 @@ func (h *pgHead) freshFor(ctx context.Context, at int64) (int64, error) {
 		h.waiters--
 		h.mu.Unlock()
 	}()
-	kick := func() {
-		select {
-		case h.kick <- struct{}{}:
-		default:
-		}
-	}
 	switch {
 	case covered:
 		// An observation with L ≥ at is taken already: it needs
 		// settling only (a check), not another observation.
-		select {
-		case h.nudge <- struct{}{}:
-		default:
-		}
+		signal(h.nudge)
 	case !deferred:
-		kick()
+		signal(h.kick)
 	}
 	deadline := time.NewTimer(h.maxWait)
 	defer deadline.Stop()
@@ -632,7 +629,7 @@ func (h *pgHead) freshFor(ctx context.Context, at int64) (int64, error) {
 		h.mu.Unlock()
 		if kickNow {
 			deferred = false
-			kick()
+			signal(h.kick)
 		}
 		// One kick is enough: the kick, or the one that filled the
 		// channel before it, is taken by the loop after the call, and
