@@ -1108,8 +1108,10 @@ func TestBrowserAttachments(t *testing.T) {
 	alice.screenshot("attachment-too-large", phoneWidth)
 	alice.click(`#messages .att-upload[data-state=failed] .att-cancel`)
 	alice.wait("the refused message removed", `![...document.querySelectorAll("#messages .msg")].some(li => li.innerText.includes("huge.bin"))`)
-	// (Its parts cannot reach the server meanwhile: the SDK retries them.)
-	alice.block(url + "/api/blobs/*/parts/*")
+	// Its parts are held meanwhile, not refused: a refused part fails the
+	// upload after the SDK's retries (1.5 s), which a loaded machine could
+	// let pass before the click on Cancel (as the download below).
+	alice.hold(url + "/api/blobs/*/parts/*")
 	alice.giveFiles("drop", pageFile("cancelled.bin", 1<<20))
 	const uploading = `[...document.querySelectorAll("#messages .att-upload")].find(a => a.innerText.includes("cancelled.bin") && a.dataset.state === "uploading")`
 	alice.wait("the upload under way", `!!`+uploading)
@@ -1118,7 +1120,7 @@ func TestBrowserAttachments(t *testing.T) {
 	alice.do("cancel", chromedp.Click(chromedp.JSPath(uploading+`.querySelector(".att-cancel")`), chromedp.NodeVisible))
 	alice.wait("the cancelled message gone", `![...document.querySelectorAll("#messages .msg")].some(li => li.innerText.includes("cancelled.bin"))`)
 	alice.waitOutboxEmpty() // neither is kept for a reload
-	alice.block()
+	alice.hold()
 
 	// A download cancelled stops, and can start again. Its requests are
 	// held, not refused: a refused one fails the download after the
