@@ -328,9 +328,12 @@ func (s *Store) syncByEventQuery() string {
 func (s *Store) sync(ctx context.Context, byEvent bool, user protocol.UserID, device protocol.DeviceID, since, upTo int64, limit int) ([]store.Event, error) {
 	var rows *sql.Rows
 	var err error
-	if byEvent {
+	switch {
+	case byEvent && s.walks != nil:
+		rows, err = s.walks.QueryContext(ctx, s.d.rebind(syncByEventPG), since, upTo, idArg(device), idArg(user), limit)
+	case byEvent:
 		rows, err = s.query(ctx, s.syncByEventQuery(), since, upTo, idArg(device), idArg(user), limit)
-	} else {
+	default:
 		rows, err = s.query(ctx, syncByMembership, idArg(device), since, upTo, limit, idArg(user), since, upTo, limit, limit)
 	}
 	if err != nil {

@@ -69,6 +69,7 @@ type Store struct {
 	w     *sql.DB // writes (SQLite: exactly one connection)
 	r     *sql.DB // reads (PostgreSQL: the same pool as w)
 	sends *sql.DB // PostgreSQL: the send batches' pool, on generic plans (openPostgres)
+	walks *sql.DB // PostgreSQL: the walk by event's pool, on generic plans (openPostgres)
 	opts  Options
 	batch *batcher
 	// rstmts and wstmts hold the statements prepared once on the read pool
@@ -370,15 +371,28 @@ func openPostgres(ctx context.Context, url string, opts Options) (*Store, error)
 	// plans follow the tables' growth even where autovacuum is off. The
 	// setting is made once the session has started, rather than as a
 	// startup parameter, which a connection pooler may refuse.
-	sends := stdlib.OpenDB(*cfg.Copy(), stdlib.OptionAfterConnect(func(ctx context.Context, c *pgx.Conn) error {
-		_, err := c.Exec(ctx, "SET plan_cache_mode = force_generic_plan")
-		return err
-	}))
-	sends.SetMaxOpenConns(sendConns)
-	sends.SetMaxIdleConns(sendConns)
-	sends.SetConnMaxIdleTime(5 * time.Minute)
-	sends.SetConnMaxLifetime(sendConnLife)
-	s := &Store{d: postgresDialect, w: db, r: db, sends: sends, opts: opts, pgr: newPGReads(pgReadTTL)}
+	//
+	// So does Sync's walk by event (every live read): for a window of a
+	// few ids near the head of a long stream a custom plan always looks
+	// cheaper than the generic one (which guesses a fraction of the
+	// table), so PostgreSQL planned every read anew, and planning took
+	// longer than reading (TestPostgresSyncPlannedOnce). Its plan is the
+	// same whatever the window (syncByEventPG). Half the request pool's
+	// connections suffice: a live read takes a tenth of a millisecond,
+	// and a read waiting for a connection waits for one that short.
+	generic := func(conns int) *sql.DB {
+		p := stdlib.OpenDB(*cfg.Copy(), stdlib.OptionAfterConnect(func(ctx context.Context, c *pgx.Conn) error {
+			_, err := c.Exec(ctx, "SET plan_cache_mode = force_generic_plan")
+			return err
+		}))
+		p.SetMaxOpenConns(conns)
+		p.SetMaxIdleConns(conns)
+		p.SetConnMaxIdleTime(5 * time.Minute)
+		p.SetConnMaxLifetime(sendConnLife)
+		return p
+	}
+	sends, walks := generic(sendConns), generic(max(1, opts.MaxConns/2))
+	s := &Store{d: postgresDialect, w: db, r: db, sends: sends, walks: walks, opts: opts, pgr: newPGReads(pgReadTTL)}
 	fresh, err := s.migrate(ctx)
 	if err == nil {
 		err = s.ensureStream(ctx, fresh)
@@ -389,6 +403,7 @@ func openPostgres(ctx context.Context, url string, opts Options) (*Store, error)
 	if err != nil {
 		db.Close()
 		sends.Close()
+		walks.Close()
 		return nil, err
 	}
 	s.head = newPGHead(s)
@@ -451,8 +466,11 @@ func (s *Store) closeHandles() error {
 			err = e
 		}
 	}
-	if s.sends != nil {
-		if e := s.sends.Close(); err == nil {
+	for _, p := range []*sql.DB{s.sends, s.walks} {
+		if p == nil {
+			continue
+		}
+		if e := p.Close(); err == nil {
 			err = e
 		}
 	}
