@@ -591,13 +591,13 @@ type runner struct {
 	c     *client
 	nodes []*client // c and Config.Servers' (the open loop spreads over them)
 	cfg   *Config
-	rcv   *user
-	// rcvs are the receivers: rcv alone, or one per node (Spread), rcv
-	// first. Sender i's conversation is with rcvs[i % len(rcvs)].
+	// rcvs are the receivers: one, or one per node (Spread). Sender i's
+	// conversation is with rcvs[i % len(rcvs)]; the first (receiver) is
+	// every uploader's, and the one whose stream the catch-up reads.
 	rcvs    []*user
 	senders []*sender
 	// uploaders are the upload phase's accounts, each with a
-	// conversation with rcv.
+	// conversation with receiver().
 	uploaders []*sender
 	pt        []byte
 	logf      func(string, ...any)
@@ -608,6 +608,9 @@ type runner struct {
 	// file's directory, or the system's temporary directory.
 	diskDir string
 }
+
+// receiver is the first receiver.
+func (r *runner) receiver() *user { return r.rcvs[0] }
 
 // setup registers the receiver and the senders, creates one conversation
 // per sender with the receiver, and pre-encrypts the envelope pools.
@@ -636,7 +639,6 @@ func setup(ctx context.Context, c *client, cfg *Config, rep *Report, logf func(s
 		}
 		r.rcvs = append(r.rcvs, u)
 	}
-	r.rcv = r.rcvs[0]
 	logf("setting up %d senders", cfg.Senders)
 	for i := range cfg.Senders {
 		u, err := c.register(ctx, fmt.Sprintf("%s-s%d", prefix, i), 1)
@@ -658,7 +660,7 @@ func setup(ctx context.Context, c *client, cfg *Config, rep *Report, logf func(s
 				return nil, err
 			}
 			s := &sender{idx: cfg.Senders + i, u: u}
-			if err := c.createConversation(ctx, s, r.rcv); err != nil {
+			if err := c.createConversation(ctx, s, r.receiver()); err != nil {
 				return nil, fmt.Errorf("uploader %d: %w", i, err)
 			}
 			r.uploaders = append(r.uploaders, s)

@@ -126,7 +126,7 @@ func (r *runner) closedLoop(ctx context.Context, n int, dur time.Duration) (Clos
 // starts at the end of the stream.
 func (r *runner) catchUp(ctx context.Context) (CatchUpResult, error) {
 	res := CatchUpResult{PageSize: r.cfg.PageSize}
-	u := r.rcv
+	u := r.receiver()
 	cpu0 := sampleCPU(r.dbPIDs)
 	start := time.Now()
 	for {
@@ -225,7 +225,7 @@ func (r *runner) openLoop(ctx context.Context) (LiveResult, error) {
 	var conns []*websocket.Conn
 	for k, nc := range nodes {
 		arr[k] = &arrivals{delivery: make([]time.Duration, 0, total)}
-		u := r.rcv
+		u := r.receiver()
 		if spread {
 			u = r.rcvs[k]
 		}
