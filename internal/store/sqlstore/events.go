@@ -307,21 +307,15 @@ LIMIT ?`
 // range, a cost growing with the table; it did so whenever the
 // statistics were older than the table's growth (a fresh database, the
 // first minute after a restore), ten times the cost of the range scan
-// on six thousand events (TestPostgresSyncNearHeadPages).
-const syncByEventPG = `
+// on six thousand events (TestPostgresSyncNearHeadPages). It runs on
+// the store's pool of generic plans (Store.walks), its placeholders
+// numbered once here.
+var syncByEventPG = postgresDialect.rebind(`
 SELECT ` + syncCols + `
 FROM (SELECT * FROM events WHERE id > ? AND id <= ? ORDER BY id OFFSET 0) e` + syncMessages + `
 WHERE ` + syncVisible + `
 ORDER BY e.id
-LIMIT ?`
-
-// syncByEventQuery is the dialect's statement of Sync's walk by event.
-func (s *Store) syncByEventQuery() string {
-	if s.d.dollar {
-		return syncByEventPG
-	}
-	return syncByEvent
-}
+LIMIT ?`)
 
 // sync runs one of Sync's plans: byEvent walks the events after since,
 // otherwise the memberships are unioned; none is above upTo.
@@ -329,10 +323,10 @@ func (s *Store) sync(ctx context.Context, byEvent bool, user protocol.UserID, de
 	var rows *sql.Rows
 	var err error
 	switch {
-	case byEvent && s.walks != nil:
-		rows, err = s.walks.QueryContext(ctx, s.d.rebind(syncByEventPG), since, upTo, idArg(device), idArg(user), limit)
+	case byEvent && s.walks != nil: // PostgreSQL
+		rows, err = s.walks.QueryContext(ctx, syncByEventPG, since, upTo, idArg(device), idArg(user), limit)
 	case byEvent:
-		rows, err = s.query(ctx, s.syncByEventQuery(), since, upTo, idArg(device), idArg(user), limit)
+		rows, err = s.query(ctx, syncByEvent, since, upTo, idArg(device), idArg(user), limit)
 	default:
 		rows, err = s.query(ctx, syncByMembership, idArg(device), since, upTo, limit, idArg(user), since, upTo, limit, limit)
 	}

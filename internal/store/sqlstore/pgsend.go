@@ -96,10 +96,11 @@ func init() {
 
 // sendConns caps the send path's pool (Store.sends): the group commit
 // writes one batch at a time, and a direct Send waits for a connection.
-// sendConnLife bounds how long a plan made on one is used (openPostgres).
+// genericConnLife bounds how long a generic plan made on a connection of
+// the send or the walk pool is used (openPostgres).
 const (
-	sendConns    = 2
-	sendConnLife = 15 * time.Minute
+	sendConns       = 2
+	genericConnLife = 15 * time.Minute
 )
 
 // maxPGBatch caps a send batch on PostgreSQL: with a rotation event per

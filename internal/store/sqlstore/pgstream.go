@@ -452,8 +452,8 @@ func (h *pgHead) settle(xmin uint64) {
 // were (about 20 µs of planning and more of parsing a round, at more
 // than two rounds per stored message on three nodes).
 var (
-	pgRound = [3]string{
-		`SELECT CASE WHEN sequenced THEN COALESCE(pg_sequence_last_value('event_ids'), 0) ELSE last_id END, sequenced FROM event_counter WHERE id = 1`,
+	pgRound = [3]pgStatement{
+		{"sandi_round_l", `SELECT CASE WHEN sequenced THEN COALESCE(pg_sequence_last_value('event_ids'), 0) ELSE last_id END, sequenced FROM event_counter WHERE id = 1`},
 		pgObserveNext,
 		pgObserveXmin,
 	}
@@ -461,19 +461,15 @@ var (
 	// on the sequence, which it never leaves (the counter row's trigger
 	// refuses any change once sequenced is set): L is the sequence's
 	// alone, and the statement reads no table.
-	pgRoundSequenced = [3]string{
-		`SELECT COALESCE(pg_sequence_last_value('event_ids'), 0), true`,
+	pgRoundSequenced = [3]pgStatement{
+		{"sandi_round_seq_l", `SELECT COALESCE(pg_sequence_last_value('event_ids'), 0), true`},
 		pgObserveNext,
 		pgObserveXmin,
 	}
 )
 
-// pgRoundNames are the names of a round's prepared statements, by the
-// round (pgRound, pgRoundSequenced) and the statement.
-var pgRoundNames = [2][3]string{
-	{"sandi_round_l", "sandi_round_n", "sandi_round_xmin"},
-	{"sandi_round_seq_l", "sandi_round_n", "sandi_round_xmin"},
-}
+// pgStatement is a statement prepared under its name.
+type pgStatement struct{ name, sql string }
 
 // pgObserveNext reads N, the next transaction id to be assigned, without
 // assigning one: age(x) is the distance from x to the transaction
@@ -484,10 +480,10 @@ var pgRoundNames = [2][3]string{
 // PostgreSQL stops assigning ids long before), whose 32 low bits age
 // takes. Its snapshot was taken before the counter was read; any xmin
 // at or below the counter will do. N is x + age (parseObservation).
-const pgObserveNext = `SELECT pg_snapshot_xmin(s)::text::int8, age(pg_snapshot_xmin(s)::xid) FROM pg_current_snapshot() s`
+var pgObserveNext = pgStatement{"sandi_round_n", `SELECT pg_snapshot_xmin(s)::text::int8, age(pg_snapshot_xmin(s)::xid) FROM pg_current_snapshot() s`}
 
 // pgObserveXmin reads the oldest transaction id running, after N.
-const pgObserveXmin = `SELECT pg_snapshot_xmin(pg_current_snapshot())`
+var pgObserveXmin = pgStatement{"sandi_round_xmin", `SELECT pg_snapshot_xmin(pg_current_snapshot())`}
 
 // observe runs a round trip: the observation, whether the database is on
 // the sequence, and the xmin after it.
@@ -500,22 +496,18 @@ func (h *pgHead) observe(ctx context.Context) (o observation, seq bool, xmin uin
 	var res []*pgconn.Result
 	err = conn.Raw(func(dc any) error {
 		pc := dc.(*stdlib.Conn).Conn()
-		k := 0
-		if h.s.sequenced.Load() {
-			k = 1
-		}
 		stmts := &pgRound
-		if k == 1 {
+		if h.s.sequenced.Load() {
 			stmts = &pgRoundSequenced
 		}
 		b := &pgconn.Batch{}
-		for i, q := range stmts {
+		for _, st := range stmts {
 			// Prepare is a look-up once the connection has the
 			// statement.
-			if _, err := pc.Prepare(ctx, pgRoundNames[k][i], q); err != nil {
+			if _, err := pc.Prepare(ctx, st.name, st.sql); err != nil {
 				return err
 			}
-			b.ExecPrepared(pgRoundNames[k][i], nil, nil, nil) // text results
+			b.ExecPrepared(st.name, nil, nil, nil) // text results
 		}
 		var err error
 		res, err = pc.PgConn().ExecBatch(ctx, b).ReadAll()

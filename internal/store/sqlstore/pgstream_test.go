@@ -983,7 +983,7 @@ func TestPostgresObservationOrder(t *testing.T) {
 		}
 		return xmin
 	}
-	for qi, stmts := range [][3]string{pgRound, pgRoundSequenced} {
+	for qi, stmts := range [][3]pgStatement{pgRound, pgRoundSequenced} {
 		for slip := range stmts {
 			conn, err := s.r.Conn(ctx)
 			if err != nil {
@@ -1004,7 +1004,7 @@ func TestPostgresObservationOrder(t *testing.T) {
 					drawn = base + 1
 				}
 				err := conn.Raw(func(dc any) error {
-					r, err := dc.(*stdlib.Conn).Conn().PgConn().Exec(ctx, st).ReadAll()
+					r, err := dc.(*stdlib.Conn).Conn().PgConn().Exec(ctx, st.sql).ReadAll()
 					res = append(res, r...)
 					return err
 				})

@@ -20,16 +20,8 @@ func TestPostgresSyncNearHeadPages(t *testing.T) {
 	defer s.Close()
 	// Many shared events of another conversation, then one of the
 	// reader's.
-	const n, batch = 12_000, 500
-	for i := int64(0); i < n; i += batch {
-		b := make([]store.Send, batch)
-		for j := range b {
-			b[j] = senders[0].send(i + int64(j))
-		}
-		if _, err := s.Send(ctx, b); err != nil {
-			t.Fatal(err)
-		}
-	}
+	const n = 12_000
+	sendMany(t, s, senders[0], n)
 	since, err := s.LastEventID(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +40,7 @@ func TestPostgresSyncNearHeadPages(t *testing.T) {
 	}
 
 	var out []byte
-	if err := s.r.QueryRowContext(ctx, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "+s.d.rebind(s.syncByEventQuery()),
+	if err := s.r.QueryRowContext(ctx, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "+syncByEventPG,
 		since, head, idArg(reader.dev), idArg(reader.user), 100).Scan(&out); err != nil {
 		t.Fatal(err)
 	}
@@ -120,10 +112,25 @@ SELECT -g, 'message', decode(md5(g::text), 'hex'), 1, 0 FROM generate_series(1, 
 	defer conn.Close()
 	var custom, generic int64
 	if err := conn.QueryRowContext(ctx, `SELECT custom_plans, generic_plans FROM pg_prepared_statements WHERE statement = $1`,
-		s.d.rebind(syncByEventPG)).Scan(&custom, &generic); err != nil {
+		syncByEventPG).Scan(&custom, &generic); err != nil {
 		t.Fatal(err)
 	}
 	if custom != 0 || generic != reads {
 		t.Errorf("%d reads on one connection: %d custom plans, %d generic; want the generic plan at every read", reads, custom, generic)
+	}
+}
+
+// sendMany stores n messages of sd (client ids 0 to n-1), in batches of
+// 500.
+func sendMany(t *testing.T, s *Store, sd benchSender, n int64) {
+	t.Helper()
+	for i := int64(0); i < n; i += 500 {
+		b := make([]store.Send, min(500, n-i))
+		for j := range b {
+			b[j] = sd.send(i + int64(j))
+		}
+		if _, err := s.Send(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

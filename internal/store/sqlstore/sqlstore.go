@@ -367,7 +367,7 @@ func openPostgres(ctx context.Context, url string, opts Options) (*Store, error)
 	// the lengths of its arrays (a custom plan), which took longer than
 	// running them. The generic plan is the same whatever the lengths.
 	// PostgreSQL plans it again when ANALYZE changes a table's
-	// statistics; a connection lasts sendConnLife at most, so that the
+	// statistics; a connection lasts genericConnLife at most, so that the
 	// plans follow the tables' growth even where autovacuum is off. The
 	// setting is made once the session has started, rather than as a
 	// startup parameter, which a connection pooler may refuse.
@@ -388,7 +388,7 @@ func openPostgres(ctx context.Context, url string, opts Options) (*Store, error)
 		p.SetMaxOpenConns(conns)
 		p.SetMaxIdleConns(conns)
 		p.SetConnMaxIdleTime(5 * time.Minute)
-		p.SetConnMaxLifetime(sendConnLife)
+		p.SetConnMaxLifetime(genericConnLife)
 		return p
 	}
 	sends, walks := generic(sendConns), generic(max(1, opts.MaxConns/2))
