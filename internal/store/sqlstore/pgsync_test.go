@@ -2,8 +2,13 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"sandi.dev/internal/store"
 	"sandi.dev/internal/testpg"
@@ -117,6 +122,89 @@ SELECT -g, 'message', decode(md5(g::text), 'hex'), 1, 0 FROM generate_series(1, 
 	}
 	if custom != 0 || generic != reads {
 		t.Errorf("%d reads on one connection: %d custom plans, %d generic; want the generic plan at every read", reads, custom, generic)
+	}
+}
+
+// TestPostgresConnectionBound: a node opens at most MaxConns + MaxConns/2
+// + sendConns connections to PostgreSQL (operations.md), however many
+// reads and sends run at once: 48 readers walking long windows, each
+// read holding its connection for milliseconds, and 8 senders, while
+// the backends of the store's database are counted.
+func TestPostgresConnectionBound(t *testing.T) {
+	ctx := context.Background()
+	url := testpg.URL(t)
+	const maxConns = 4
+	s, senders := benchStoreWith(t, url, 2, Options{MaxConns: maxConns})
+	defer s.Close()
+	sendMany(t, s, senders[0], 2000)
+	head, err := s.LastEventID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	var most atomic.Int64
+	stop := make(chan struct{})
+	counted := make(chan struct{})
+	go func() {
+		defer close(counted)
+		for {
+			var n int64
+			if err := admin.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND application_name = $1`, AppName).Scan(&n); err == nil && n > most.Load() {
+				most.Store(n)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	reader := senders[0]
+	for range 48 {
+		wg.Go(func() {
+			for range 5 {
+				evs, err := s.sync(ctx, true, reader.user, reader.dev, 0, head, 500)
+				if err == nil && len(evs) != 500 {
+					err = fmt.Errorf("a read of 500 events gave %d", len(evs))
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	for k := range 8 {
+		wg.Go(func() {
+			for i := range 5 {
+				if _, err := s.Send(ctx, []store.Send{senders[1].send(int64(10_000 + k*10 + i))}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	<-counted
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	bound := int64(maxConns + maxConns/2 + sendConns)
+	t.Logf("at most %d backends (bound %d)", most.Load(), bound)
+	if most.Load() > bound {
+		t.Errorf("the store had %d connections open to PostgreSQL at once; at most %d", most.Load(), bound)
+	}
+	if st := s.walks.Stats(); st.WaitCount == 0 {
+		t.Errorf("no read waited for a walk connection: the load did not reach the walk pool's bound (%+v)", st)
 	}
 }
 
